@@ -1,0 +1,1 @@
+"""Shared infrastructure of the Preflight services (no business logic)."""

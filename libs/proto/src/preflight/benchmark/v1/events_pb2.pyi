@@ -7,6 +7,7 @@ from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
+from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -118,6 +119,8 @@ class BenchmarkJobRequested(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     ACCESS_FIELD_NUMBER: _builtins.int
     REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    TASK_ARGS_FIELD_NUMBER: _builtins.int
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Deterministic: derived from submission id, suite id, suite version and attempt."""
     submission_id: _builtins.str
@@ -128,6 +131,8 @@ class BenchmarkJobRequested(_message.Message):
     attempt: _builtins.int
     task_ref: _builtins.str
     """Inspect AI task reference, e.g. "preflight_benchmark.suites.vuln_detect:vuln_detect"."""
+    max_attempts: _builtins.int
+    """How many attempts the job gets before it fails as WORKER_CRASHED."""
     @_builtins.property
     def resources(self) -> Global___Resources: ...
     @_builtins.property
@@ -144,6 +149,10 @@ class BenchmarkJobRequested(_message.Message):
     def access(self) -> _submission_pb2.ModelAccess: ...
     @_builtins.property
     def requested_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def task_args(self) -> _struct_pb2.Struct:
+        """Arguments passed to the Inspect task (from the suite catalog), e.g. {"limit": 10}."""
+
     def __init__(
         self,
         *,
@@ -161,10 +170,12 @@ class BenchmarkJobRequested(_message.Message):
         model: _submission_pb2.ModelIdentity | None = ...,
         access: _submission_pb2.ModelAccess | None = ...,
         requested_at: _timestamp_pb2.Timestamp | None = ...,
+        task_args: _struct_pb2.Struct | None = ...,
+        max_attempts: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "model", b"model", "not_after", b"not_after", "not_before", b"not_before", "requested_at", b"requested_at", "resources", b"resources", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "model", b"model", "not_after", b"not_after", "not_before", b"not_before", "requested_at", b"requested_at", "resources", b"resources", "task_args", b"task_args", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "attempt", b"attempt", "capability", b"capability", "job_id", b"job_id", "model", b"model", "not_after", b"not_after", "not_before", b"not_before", "requested_at", b"requested_at", "resources", b"resources", "submission_id", b"submission_id", "suite_id", b"suite_id", "suite_version", b"suite_version", "task_ref", b"task_ref", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "attempt", b"attempt", "capability", b"capability", "job_id", b"job_id", "max_attempts", b"max_attempts", "model", b"model", "not_after", b"not_after", "not_before", b"not_before", "requested_at", b"requested_at", "resources", b"resources", "submission_id", b"submission_id", "suite_id", b"suite_id", "suite_version", b"suite_version", "task_args", b"task_args", "task_ref", b"task_ref", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -298,6 +309,7 @@ class BenchmarkCompleted(_message.Message):
     CANDIDATE_FINDINGS_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    BENCHMARK_VERSION_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     submission_id: _builtins.str
     suite_id: _builtins.str
@@ -307,6 +319,8 @@ class BenchmarkCompleted(_message.Message):
     samples_total: _builtins.int
     eval_log_uri: _builtins.str
     inspect_version: _builtins.str
+    benchmark_version: _builtins.str
+    """Version of the preflight-benchmark package whose worker ran the suite."""
     @_builtins.property
     def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___TaskScore]: ...
     @_builtins.property
@@ -337,10 +351,11 @@ class BenchmarkCompleted(_message.Message):
         candidate_findings: _abc.Iterable[Global___CandidateFinding] | None = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
+        benchmark_version: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["duration", b"duration", "finished_at", b"finished_at", "started_at", b"started_at", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "candidate_findings", b"candidate_findings", "capability", b"capability", "duration", b"duration", "eval_log_uri", b"eval_log_uri", "finished_at", b"finished_at", "inspect_version", b"inspect_version", "job_id", b"job_id", "samples_total", b"samples_total", "scores", b"scores", "started_at", b"started_at", "submission_id", b"submission_id", "suite_id", b"suite_id", "suite_version", b"suite_version", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "benchmark_version", b"benchmark_version", "candidate_findings", b"candidate_findings", "capability", b"capability", "duration", b"duration", "eval_log_uri", b"eval_log_uri", "finished_at", b"finished_at", "inspect_version", b"inspect_version", "job_id", b"job_id", "samples_total", b"samples_total", "scores", b"scores", "started_at", b"started_at", "submission_id", b"submission_id", "suite_id", b"suite_id", "suite_version", b"suite_version", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,363 @@
+"""Authentication and principals, the same for every Preflight gRPC service.
+
+A caller presents a bearer token (`authorization: Bearer pft_…`) or a client
+certificate (mTLS). Tokens are random, shown once, stored as SHA-256 hashes
+with an expiry and a revocation time. Intake hosts the token registry
+(`IdentityServicer` over a `TokenStore`); the other services resolve tokens
+through `IdentityService/IntrospectToken` with a short cache
+(`IntrospectionAuthenticator`), so a revocation takes effect everywhere within
+the cache TTL. A client certificate's subject maps to a principal: `CN` →
+principal id, `O` → organisation, `OU` → role (lab, reviewer, operator, admin,
+service); sectors are not carried by certificates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import enum
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+import grpc
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from google.protobuf.timestamp_pb2 import Timestamp
+from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
+from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, insert, select, update
+
+TOKEN_PREFIX = "pft_"  # noqa: S105 - a public prefix, not a secret
+
+
+class Role(enum.Enum):
+    """What a principal may do (mirrors `preflight.identity.v1.Role`)."""
+
+    LAB = "lab"
+    REVIEWER = "reviewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+    SERVICE = "service"
+
+    def to_proto(self) -> identity_pb2.Role.ValueType:
+        return identity_pb2.Role.Value(f"ROLE_{self.name}")
+
+    @classmethod
+    def from_proto(cls, value: identity_pb2.Role.ValueType) -> Role:
+        name = identity_pb2.Role.Name(value)
+        if name == "ROLE_UNSPECIFIED":
+            raise ValueError("role is required")
+        return cls[name.removeprefix("ROLE_")]
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller."""
+
+    principal_id: str
+    role: Role
+    organisation: str
+    sectors: frozenset[str] = field(default_factory=frozenset)
+
+    def to_proto(self) -> identity_pb2.Principal:
+        return identity_pb2.Principal(
+            principal_id=self.principal_id,
+            role=self.role.to_proto(),
+            organisation=self.organisation,
+            sectors=sorted(self.sectors),
+        )
+
+    @classmethod
+    def from_proto(cls, message: identity_pb2.Principal) -> Principal:
+        return cls(
+            principal_id=message.principal_id,
+            role=Role.from_proto(message.role),
+            organisation=message.organisation,
+            sectors=frozenset(message.sectors),
+        )
+
+
+_current_principal: contextvars.ContextVar[Principal] = contextvars.ContextVar("preflight_principal")
+
+
+def current_principal() -> Principal:
+    """The principal of the call being handled; raises LookupError outside an authenticated call."""
+    return _current_principal.get()
+
+
+def set_current_principal(principal: Principal) -> contextvars.Token[Principal]:
+    """Bind `principal` to the running call (used by the server's auth interceptor)."""
+    return _current_principal.set(principal)
+
+
+def reset_current_principal(token: contextvars.Token[Principal]) -> None:
+    _current_principal.reset(token)
+
+
+def hash_token(token: str) -> str:
+    """SHA-256 hex of a token: tokens carry 256 bits of randomness, so a fast hash suffices."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def tokens_table(metadata: MetaData) -> Table:
+    """Add the `api_tokens` table to a service's metadata."""
+    return Table(
+        "api_tokens",
+        metadata,
+        Column("token_id", String(64), primary_key=True),
+        Column("token_hash", String(64), nullable=False, unique=True),
+        Column("principal_id", String(200), nullable=False),
+        Column("role", String(20), nullable=False),
+        Column("organisation", String(200), nullable=False),
+        Column("sectors", Text, nullable=False, default=""),
+        Column("description", Text, nullable=False, default=""),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("expires_at", DateTime(timezone=True), nullable=False),
+        Column("revoked_at", DateTime(timezone=True), nullable=True),
+    )
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token_id: str
+    token: str
+    expires_at: datetime
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class TokenStore:
+    """Bearer tokens in a service's database. Only hashes are stored."""
+
+    def __init__(
+        self, engine: Engine, table: Table, default_lifetime: timedelta = timedelta(days=90)
+    ) -> None:
+        self._engine = engine
+        self._table = table
+        self._default_lifetime = default_lifetime
+
+    def create(
+        self, principal: Principal, expires_at: datetime | None = None, description: str = ""
+    ) -> IssuedToken:
+        """Issue a token for `principal`; the returned secret is not stored and cannot be shown again."""
+        if not principal.principal_id or not principal.organisation:
+            raise ValueError("principal_id and organisation are required")
+        now = datetime.now(UTC)
+        expiry = _aware(expires_at) if expires_at else now + self._default_lifetime
+        if expiry <= now:
+            raise ValueError("expires_at must be in the future")
+        token_id = uuid.uuid4().hex
+        token = f"{TOKEN_PREFIX}{token_id[:8]}_{secrets.token_urlsafe(32)}"
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(self._table).values(
+                    token_id=token_id,
+                    token_hash=hash_token(token),
+                    principal_id=principal.principal_id,
+                    role=principal.role.value,
+                    organisation=principal.organisation,
+                    sectors=",".join(sorted(principal.sectors)),
+                    description=description,
+                    created_at=now,
+                    expires_at=expiry,
+                )
+            )
+        return IssuedToken(token_id, token, expiry)
+
+    def revoke(self, token_id: str) -> bool:
+        """Revoke a token; False when no such (unrevoked) token exists."""
+        t = self._table
+        with self._engine.begin() as conn:
+            result = conn.execute(
+                update(t)
+                .where(t.c.token_id == token_id, t.c.revoked_at.is_(None))
+                .values(revoked_at=datetime.now(UTC))
+            )
+        return result.rowcount == 1
+
+    def resolve(self, token: str) -> tuple[Principal, str, datetime] | None:
+        """(principal, token id, expiry) of an active token; None if unknown, expired or revoked."""
+        if not token.startswith(TOKEN_PREFIX):
+            return None
+        t = self._table
+        with self._engine.connect() as conn:
+            row = conn.execute(select(t).where(t.c.token_hash == hash_token(token))).first()
+        if row is None or row.revoked_at is not None or _aware(row.expires_at) <= datetime.now(UTC):
+            return None
+        sectors = frozenset(s for s in row.sectors.split(",") if s)
+        return (
+            Principal(row.principal_id, Role(row.role), row.organisation, sectors),
+            row.token_id,
+            _aware(row.expires_at),
+        )
+
+
+class Authenticator(Protocol):
+    """Resolves call credentials to a principal, or None (→ UNAUTHENTICATED)."""
+
+    async def authenticate(
+        self, token: str | None, context: grpc.aio.ServicerContext
+    ) -> Principal | None: ...
+
+
+def certificate_principal(context: grpc.aio.ServicerContext) -> Principal | None:
+    """The principal named by a verified client certificate, if the call is over mTLS."""
+    pems = context.auth_context().get("x509_pem_cert")
+    if not pems:
+        return None
+    cert = x509.load_pem_x509_certificate(pems[0])
+
+    def attribute(oid: x509.ObjectIdentifier) -> str:
+        values = cert.subject.get_attributes_for_oid(oid)
+        return str(values[0].value) if values else ""
+
+    principal_id = attribute(NameOID.COMMON_NAME)
+    organisation = attribute(NameOID.ORGANIZATION_NAME)
+    try:
+        role = Role(attribute(NameOID.ORGANIZATIONAL_UNIT_NAME).lower())
+    except ValueError:
+        return None
+    if not principal_id or not organisation:
+        return None
+    return Principal(principal_id, role, organisation)
+
+
+class LocalAuthenticator:
+    """Authenticates against a TokenStore in this process's own database (the issuer)."""
+
+    def __init__(self, store: TokenStore) -> None:
+        self._store = store
+
+    async def authenticate(self, token: str | None, context: grpc.aio.ServicerContext) -> Principal | None:
+        if token is None:
+            return certificate_principal(context)
+        resolved = await asyncio.to_thread(self._store.resolve, token)
+        return resolved[0] if resolved else None
+
+
+class IntrospectionAuthenticator:
+    """Authenticates by asking the issuer's IdentityService, caching answers for `cache_ttl` seconds."""
+
+    def __init__(
+        self,
+        target: str,
+        service_token: str,
+        *,
+        cache_ttl: float = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._target = target
+        self._service_token = service_token
+        self._cache_ttl = cache_ttl
+        self._credentials = credentials
+        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._channel: grpc.aio.Channel | None = None
+
+    def _stub(self) -> identity_pb2_grpc.IdentityServiceStub:
+        if self._channel is None:
+            self._channel = (
+                grpc.aio.secure_channel(self._target, self._credentials)
+                if self._credentials
+                else grpc.aio.insecure_channel(self._target)
+            )
+        return identity_pb2_grpc.IdentityServiceStub(self._channel)
+
+    async def authenticate(self, token: str | None, context: grpc.aio.ServicerContext) -> Principal | None:
+        if token is None:
+            return certificate_principal(context)
+        key = hash_token(token)
+        cached = self._cache.get(key)
+        now = time.monotonic()
+        if cached and cached[0] > now:
+            return cached[1]
+        response = await self._stub().IntrospectToken(
+            identity_pb2.IntrospectTokenRequest(token=token),
+            metadata=(("authorization", f"Bearer {self._service_token}"),),
+            timeout=5.0,
+        )
+        principal = Principal.from_proto(response.principal) if response.active else None
+        self._cache[key] = (now + self._cache_ttl, principal)
+        return principal
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(moment.astimezone(UTC))
+    return ts
+
+
+async def require_role(context: grpc.aio.ServicerContext, *roles: Role) -> Principal:
+    """The caller, if its role is one of `roles`; otherwise the call ends with PERMISSION_DENIED."""
+    principal = current_principal()
+    if principal.role not in roles:
+        await context.abort(
+            grpc.StatusCode.PERMISSION_DENIED, f"requires role {' or '.join(r.value for r in roles)}"
+        )
+    return principal
+
+
+class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
+    """`preflight.identity.v1.IdentityService` over a TokenStore."""
+
+    def __init__(self, store: TokenStore) -> None:
+        self._store = store
+
+    async def CreateToken(
+        self, request: identity_pb2.CreateTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.CreateTokenResponse:
+        await require_role(context, Role.ADMIN)
+        try:
+            principal = Principal.from_proto(request.principal)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"principal.role: {exc}")
+        expires = request.expires_at.ToDatetime(tzinfo=UTC) if request.HasField("expires_at") else None
+        try:
+            issued = await asyncio.to_thread(self._store.create, principal, expires, request.description)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return identity_pb2.CreateTokenResponse(
+            token_id=issued.token_id, token=issued.token, expires_at=_timestamp(issued.expires_at)
+        )
+
+    async def RevokeToken(
+        self, request: identity_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.RevokeTokenResponse:
+        await require_role(context, Role.ADMIN)
+        if not await asyncio.to_thread(self._store.revoke, request.token_id):
+            await context.abort(grpc.StatusCode.NOT_FOUND, "token_id: no active token with this id")
+        return identity_pb2.RevokeTokenResponse()
+
+    async def IntrospectToken(
+        self, request: identity_pb2.IntrospectTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.IntrospectTokenResponse:
+        await require_role(context, Role.SERVICE, Role.ADMIN)
+        resolved = await asyncio.to_thread(self._store.resolve, request.token)
+        if resolved is None:
+            return identity_pb2.IntrospectTokenResponse(active=False)
+        principal, token_id, expires = resolved
+        return identity_pb2.IntrospectTokenResponse(
+            active=True, principal=principal.to_proto(), expires_at=_timestamp(expires), token_id=token_id
+        )
+
+
+def bearer_token(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
+    """The bearer token from call metadata, or None."""
+    for key, value in metadata or ():
+        if key.lower() == "authorization":
+            text = value.decode() if isinstance(value, bytes) else value
+            scheme, _, token = text.partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+            return ""
+    return None

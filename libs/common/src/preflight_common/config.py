@@ -1,0 +1,142 @@
+"""Configuration shared by every Preflight process, read from the environment.
+
+Every getter raises `ConfigError` naming the variable when a value is malformed,
+so a misconfigured deployment fails at start with a message that says what to fix.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or malformed; the message names the variable."""
+
+
+def env(name: str, default: str | None = None) -> str:
+    """The variable's value, or `default`; raises ConfigError if neither exists."""
+    value = os.environ.get(name)
+    if value is None or value == "":
+        if default is None:
+            raise ConfigError(f"{name} is required")
+        return default
+    return value
+
+
+def env_int(name: str, default: int) -> int:
+    """An integer variable; raises ConfigError naming it if it does not parse."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def env_float(name: str, default: float) -> float:
+    """A number variable; raises ConfigError naming it if it does not parse."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def env_path(name: str, default: Path | None = None) -> Path:
+    """A path variable (not required to exist)."""
+    raw = os.environ.get(name)
+    if raw:
+        return Path(raw)
+    if default is None:
+        raise ConfigError(f"{name} is required")
+    return default
+
+
+_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+_SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """How to reach the Kafka cluster."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.bootstrap_servers.strip():
+            raise ConfigError("PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS must not be empty")
+        if self.security_protocol not in _SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"PREFLIGHT_KAFKA_SECURITY_PROTOCOL must be one of {', '.join(_SECURITY_PROTOCOLS)}"
+            )
+        if self.sasl_mechanism not in _SASL_MECHANISMS:
+            raise ConfigError(
+                f"PREFLIGHT_KAFKA_SASL_MECHANISM must be one of {', '.join(_SASL_MECHANISMS[1:])}"
+            )
+
+    @classmethod
+    def from_env(cls) -> KafkaSettings:
+        return cls(
+            bootstrap_servers=env("PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
+            security_protocol=env("PREFLIGHT_KAFKA_SECURITY_PROTOCOL", cls.security_protocol).upper(),
+            sasl_mechanism=os.environ.get("PREFLIGHT_KAFKA_SASL_MECHANISM", "").upper(),
+            sasl_username=os.environ.get("PREFLIGHT_KAFKA_SASL_USERNAME", ""),
+            sasl_password=os.environ.get("PREFLIGHT_KAFKA_SASL_PASSWORD", ""),
+            ssl_cafile=os.environ.get("PREFLIGHT_KAFKA_SSL_CAFILE", ""),
+        )
+
+    def kafka_python_options(self) -> dict[str, Any]:
+        """Keyword options for kafka-python clients (producer, consumer, admin)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "security_protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            options["sasl_mechanism"] = self.sasl_mechanism
+            options["sasl_plain_username"] = self.sasl_username
+            options["sasl_plain_password"] = self.sasl_password
+        if self.ssl_cafile:
+            options["ssl_cafile"] = self.ssl_cafile
+        return options
+
+    def faust_broker(self) -> str:
+        """The broker URL list in faust's `kafka://host:port;host:port` form."""
+        return ";".join(f"kafka://{server.strip()}" for server in self.bootstrap_servers.split(","))
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Topic names (configuration; these are the defaults)."""
+
+    submissions: str = "preflight.submissions.v1"
+    benchmark_jobs: str = "preflight.benchmark.jobs.v1"
+    benchmark_results: str = "preflight.benchmark.results.v1"
+    reviews: str = "preflight.reviews.v1"
+    findings: str = "preflight.findings.v1"
+    alerts: str = "preflight.alerts.v1"
+
+    @classmethod
+    def from_env(cls) -> Topics:
+        """Defaults, each overridable by `PREFLIGHT_TOPIC_<FIELD>` (e.g. PREFLIGHT_TOPIC_ALERTS)."""
+        values = {f.name: env(f"PREFLIGHT_TOPIC_{f.name.upper()}", f.default) for f in fields(cls)}  # type: ignore[arg-type]
+        return cls(**values)
+
+    def all(self) -> list[str]:
+        """Every topic, in declaration order."""
+        return [getattr(self, f.name) for f in fields(self)]
+
+    @staticmethod
+    def dlq(topic: str) -> str:
+        """The dead-letter twin of a topic."""
+        return f"{topic}.dlq"

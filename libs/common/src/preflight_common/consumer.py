@@ -1,0 +1,192 @@
+"""Consuming Preflight events with faust-streaming agents.
+
+The contract of `consume_events` (use it as the whole body of an agent):
+
+* every record is decoded with the CloudEvents envelope; a record whose
+  `ce_type` is unknown, or whose headers/value do not decode, is published to
+  the topic's `.dlq` twin with the reason in headers, and the agent goes on;
+* the producer's trace is continued: the handler runs inside a CONSUMER span
+  whose parent is the record's `traceparent`;
+* the handler must be idempotent (see `preflight_common.idempotency`): it
+  applies the effect and records the event id in one transaction;
+* a handler raising `PoisonEvent` sends the record to the DLQ; any other
+  exception is retried with capped exponential backoff, indefinitely — the
+  partition waits, nothing is skipped;
+* faust acknowledges an event when the agent asks for the next one, and
+  commits only acknowledged offsets, so an offset is committed only after the
+  handler returned (the effect is durable). A crash in between redelivers the
+  event, which the idempotent handler then skips.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+import faust
+from google.protobuf.message import Message
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from preflight_common.config import KafkaSettings, Topics, env_float
+from preflight_common.envelope import (
+    EnvelopeError,
+    EventAttributes,
+    EventRegistry,
+    KafkaRecord,
+    decode_record,
+)
+from preflight_common.producer import EventPublisher
+from preflight_common.telemetry import extract_context
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer(__name__)
+
+EventHandler = Callable[[EventAttributes, Message], Awaitable[None]]
+
+
+class PoisonEvent(Exception):
+    """Raised by a handler for an event that can never be applied (bad content).
+
+    The record goes to the DLQ with this exception's message as the reason.
+    """
+
+
+class ConsumedRecord(Protocol):
+    """The parts of a consumed record this module needs (faust's Message has them)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Any
+
+
+class DeadLetters:
+    """Publishes records that cannot be applied to `<topic>.dlq`, with the reason in headers."""
+
+    def __init__(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+
+    def send(self, record: ConsumedRecord, reason: str) -> None:
+        """Publish `record` unchanged (key, value, original headers) plus the reason headers."""
+        raw_headers = record.headers.items() if isinstance(record.headers, dict) else (record.headers or [])
+        headers = [
+            (str(name), value if isinstance(value, bytes) else str(value).encode())
+            for name, value in raw_headers
+        ]
+        headers += [
+            ("preflight_dlq_reason", reason.encode()),
+            ("preflight_dlq_topic", record.topic.encode()),
+            ("preflight_dlq_partition", str(record.partition).encode()),
+            ("preflight_dlq_offset", str(record.offset).encode()),
+        ]
+        dlq = KafkaRecord(key=record.key or b"", value=record.value or b"", headers=headers)
+        self._publisher.publish_record(Topics.dlq(record.topic), dlq)
+        log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason)
+
+
+def make_faust_app(app_id: str, settings: KafkaSettings, **overrides: Any) -> faust.App:
+    """A faust App for Preflight agents: raw serializers, earliest offset, no web server.
+
+    Timeouts come from the environment so tests can shorten them:
+    `PREFLIGHT_KAFKA_SESSION_TIMEOUT` (s, default 30), `PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL`
+    (s, default 3), `PREFLIGHT_KAFKA_COMMIT_INTERVAL` (s, default 1).
+    """
+    options: dict[str, Any] = {
+        "broker": settings.faust_broker(),
+        "broker_credentials": _faust_credentials(settings),
+        "value_serializer": "raw",
+        "key_serializer": "raw",
+        "store": "memory://",
+        "web_enabled": False,
+        "consumer_auto_offset_reset": "earliest",
+        "topic_allow_declare": False,
+        "topic_disable_leader": True,
+        "broker_session_timeout": env_float("PREFLIGHT_KAFKA_SESSION_TIMEOUT", 30.0),
+        "broker_heartbeat_interval": env_float("PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL", 3.0),
+        "broker_commit_interval": env_float("PREFLIGHT_KAFKA_COMMIT_INTERVAL", 1.0),
+        "broker_commit_every": 100,
+        "producer_acks": -1,
+    }
+    options.update(overrides)
+    return faust.App(app_id, **options)
+
+
+def _faust_credentials(settings: KafkaSettings) -> Any:
+    if settings.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password,
+            mechanism=settings.sasl_mechanism,
+            ssl_context=_ssl_context(settings) if settings.security_protocol == "SASL_SSL" else None,
+        )
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(_ssl_context(settings))
+    return None
+
+
+def _ssl_context(settings: KafkaSettings) -> Any:
+    import ssl
+
+    return ssl.create_default_context(cafile=settings.ssl_cafile or None)
+
+
+async def consume_events(
+    events: AsyncIterator[Any],
+    registry: EventRegistry,
+    handler: EventHandler,
+    dead_letters: DeadLetters,
+    *,
+    max_backoff: float = 30.0,
+) -> None:
+    """Run `handler` for every event of a faust stream (`stream.events()`), per the module contract."""
+    async for event in events:
+        await handle_record(event.message, registry, handler, dead_letters, max_backoff=max_backoff)
+
+
+async def handle_record(
+    record: ConsumedRecord,
+    registry: EventRegistry,
+    handler: EventHandler,
+    dead_letters: DeadLetters,
+    *,
+    max_backoff: float = 30.0,
+) -> None:
+    """Decode one record and apply it (see the module contract); return once applied or dead-lettered."""
+    try:
+        attributes, payload = decode_record(record.headers, record.value, registry)
+    except EnvelopeError as exc:
+        await asyncio.to_thread(dead_letters.send, record, exc.reason)
+        return
+    parent = extract_context(record.headers)
+    backoff = 0.1
+    while True:
+        with tracer.start_as_current_span(
+            f"consume {attributes.type}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.message.id": attributes.id,
+                "preflight.subject": attributes.subject,
+            },
+        ):
+            try:
+                await handler(attributes, payload)
+                return
+            except PoisonEvent as exc:
+                await asyncio.to_thread(dead_letters.send, record, f"poison event: {exc}")
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "handler failed for %s %s; retrying in %.1fs", attributes.type, attributes.id, backoff
+                )
+        await asyncio.sleep(backoff)
+        backoff = min(max_backoff, backoff * 2)

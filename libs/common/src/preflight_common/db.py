@@ -1,0 +1,52 @@
+"""Database engines and migrations (SQLite embedded default, PostgreSQL in production)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+
+def make_engine(url: str, **options: Any) -> Engine:
+    """An engine for `url`.
+
+    SQLite files get WAL journaling, enforced foreign keys and a busy timeout,
+    and their parent folder is created; `postgresql://` URLs use psycopg 3.
+    """
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        options.setdefault("connect_args", {"timeout": 30})
+        engine = create_engine(parsed, **options)
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+        return engine
+    options.setdefault("pool_pre_ping", True)
+    return create_engine(parsed, **options)
+
+
+def run_migrations(url: str, script_location: Path | str, revision: str = "head") -> None:
+    """Upgrade the database at `url` to `revision` with the Alembic scripts at `script_location`.
+
+    The scripts' env.py reads the URL from `config.get_main_option("sqlalchemy.url")`.
+    """
+    config = Config()
+    config.set_main_option("script_location", str(script_location))
+    config.set_main_option(
+        "sqlalchemy.url", make_url(url).render_as_string(hide_password=False).replace("%", "%%")
+    )
+    command.upgrade(config, revision)

@@ -1,0 +1,202 @@
+"""Building Preflight's gRPC servers: authenticated by default, with health, reflection and tracing.
+
+Servicers must be asyncio servicers (`async def` methods): the server is a
+`grpc.aio.Server`. Every method except health checking and reflection runs
+only for an authenticated principal (`preflight_common.auth.current_principal()`
+inside the handler); a call without valid credentials ends UNAUTHENTICATED
+before the handler runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from preflight_common.auth import (
+    Authenticator,
+    bearer_token,
+    reset_current_principal,
+    set_current_principal,
+)
+
+log = logging.getLogger(__name__)
+
+PUBLIC_METHOD_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+Register = Callable[[grpc.aio.Server], None]
+
+
+@dataclass(frozen=True)
+class ServerTLS:
+    """Server certificate and key (PEM); with `client_ca`, client certificates are required (mTLS)."""
+
+    certificate_chain: bytes
+    private_key: bytes
+    client_ca: bytes | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.private_key, self.certificate_chain)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """Authenticates every non-public call and binds the principal for the handler."""
+
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method or ""
+        if handler is None or method.startswith(PUBLIC_METHOD_PREFIXES):
+            return handler
+        token = bearer_token(handler_call_details.invocation_metadata)
+        return _wrap(handler, self._authenticator, token)
+
+
+async def _authenticate(
+    authenticator: Authenticator, token: str | None, context: grpc.aio.ServicerContext
+) -> Any:
+    try:
+        principal = await authenticator.authenticate(token, context)
+    except grpc.aio.AioRpcError as exc:
+        log.warning("token introspection failed: %s", exc.code())
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "authentication service unavailable")
+    if principal is None:
+        await context.abort(
+            grpc.StatusCode.UNAUTHENTICATED, "missing, invalid, expired or revoked credentials"
+        )
+    return principal
+
+
+def _wrap(
+    handler: grpc.RpcMethodHandler, authenticator: Authenticator, token: str | None
+) -> grpc.RpcMethodHandler:
+    if handler.unary_unary:
+        inner_uu = handler.unary_unary
+
+        async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            bound = set_current_principal(await _authenticate(authenticator, token, context))
+            try:
+                return await inner_uu(request, context)
+            finally:
+                reset_current_principal(bound)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary_unary, handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        inner_us = handler.unary_stream
+
+        async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            bound = set_current_principal(await _authenticate(authenticator, token, context))
+            try:
+                async for item in inner_us(request, context):
+                    yield item
+            finally:
+                reset_current_principal(bound)
+
+        return grpc.unary_stream_rpc_method_handler(
+            unary_stream, handler.request_deserializer, handler.response_serializer
+        )
+    raise NotImplementedError("client-streaming methods are not used by Preflight")
+
+
+def build_server(
+    listen: str,
+    registrations: Iterable[Register],
+    *,
+    authenticator: Authenticator,
+    service_names: Sequence[str],
+    tls: ServerTLS | None = None,
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """Create (not start) a server listening on `listen` (host:port; port 0 picks one).
+
+    Returns the server, the bound port and the health servicer (every name in
+    `service_names` and the overall "" service start SERVING; set NOT_SERVING on shutdown).
+    """
+    server = grpc.aio.server(
+        interceptors=[
+            aio_server_interceptor(),  # type: ignore[no-untyped-call]
+            AuthInterceptor(authenticator),
+        ],
+        options=[("grpc.so_reuseport", 0)],
+    )
+    for register in registrations:
+        register(server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [*service_names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server,
+    )
+    port = server.add_secure_port(listen, tls.credentials()) if tls else server.add_insecure_port(listen)
+    if port == 0:
+        raise OSError(f"cannot listen on {listen}")
+    return server, port, health_servicer
+
+
+async def mark_serving(health_servicer: health.aio.HealthServicer, service_names: Sequence[str]) -> None:
+    """Report every service (and the server as a whole) SERVING."""
+    for name in ("", *service_names):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+
+async def serve_until_signal(
+    server: grpc.aio.Server,
+    health_servicer: health.aio.HealthServicer,
+    *,
+    grace: float = 10.0,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT (or `stop`); then refuse new calls and drain in-flight ones (`grace` s)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await health_servicer.enter_graceful_shutdown()
+    await server.stop(grace)
+
+
+async def invalid_argument(context: grpc.aio.ServicerContext, violations: Sequence[tuple[str, str]]) -> None:
+    """End the call with INVALID_ARGUMENT and `google.rpc.BadRequest` field violations.
+
+    The message names every field; clients read the details with
+    `grpc_status.rpc_status.from_call`.
+    """
+    bad_request = error_details_pb2.BadRequest(
+        field_violations=[
+            error_details_pb2.BadRequest.FieldViolation(field=name, description=description)
+            for name, description in violations
+        ]
+    )
+    detail = any_pb2.Any()
+    detail.Pack(bad_request)
+    message = "; ".join(f"{name}: {description}" for name, description in violations)
+    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message, details=[detail])
+    rich = rpc_status.to_status(status)
+    await context.abort(rich.code, rich.details, rich.trailing_metadata)

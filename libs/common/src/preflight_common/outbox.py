@@ -1,0 +1,146 @@
+"""Transactional outbox: an event is stored with the state change that caused it, then relayed.
+
+`enqueue` writes the record in the caller's transaction; `OutboxRelay` publishes
+unsent rows in insertion order and marks them sent. Delivery is at-least-once
+(a crash after the broker's ack and before the mark republishes the row; the
+event id is unchanged, so idempotent consumers apply it once).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from preflight_common.envelope import KafkaRecord
+from preflight_common.producer import EventPublisher, PublishError
+
+log = logging.getLogger(__name__)
+
+OUTBOX = "outbox"
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    """Add the `outbox` table to a service's metadata."""
+    return Table(
+        OUTBOX,
+        metadata,
+        Column("id", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+        Column("topic", String(255), nullable=False),
+        Column("event_id", String(200), nullable=False),
+        Column("event_type", String(255), nullable=False),
+        Column("key", LargeBinary, nullable=False),
+        Column("value", LargeBinary, nullable=False),
+        Column("headers", Text, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("sent_at", DateTime(timezone=True), nullable=True, index=True),
+    )
+
+
+def enqueue(session: Session | Connection, table: Table, topic: str, record: KafkaRecord) -> None:
+    """Store `record` for publication to `topic`, in the caller's transaction."""
+    if record.attributes is None:
+        raise ValueError("record has no CloudEvents attributes; build it with encode_event")
+    session.execute(
+        insert(table).values(
+            topic=topic,
+            event_id=record.attributes.id,
+            event_type=record.attributes.type,
+            key=record.key,
+            value=record.value,
+            headers=json.dumps([[name, value.decode()] for name, value in record.headers]),
+        )
+    )
+
+
+class OutboxRelay:
+    """Publishes unsent outbox rows in order. Run one relay per service database."""
+
+    def __init__(
+        self, engine: Engine, table: Table, publisher: EventPublisher, batch_size: int = 200
+    ) -> None:
+        self._engine = engine
+        self._table = table
+        self._publisher = publisher
+        self._batch_size = batch_size
+
+    def pending(self) -> int:
+        """How many rows wait to be published."""
+        with self._engine.connect() as conn:
+            return int(conn.execute(select(func.count()).where(self._table.c.sent_at.is_(None))).scalar_one())
+
+    def run_once(self) -> int:
+        """Publish one batch; return how many rows were published.
+
+        Raises PublishError when the broker refuses; rows published before the
+        failure are marked sent, the rest stay pending in order.
+        """
+        t = self._table
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(t.c.id, t.c.topic, t.c.key, t.c.value, t.c.headers)
+                .where(t.c.sent_at.is_(None))
+                .order_by(t.c.id)
+                .limit(self._batch_size)
+            ).all()
+        if not rows:
+            return 0
+        records = [
+            (
+                row.topic,
+                KafkaRecord(
+                    key=row.key,
+                    value=row.value,
+                    headers=[(name, value.encode()) for name, value in json.loads(row.headers)],
+                ),
+            )
+            for row in rows
+        ]
+        published = 0
+        try:
+            # Send in order and wait for every ack; idempotent producer keeps per-partition order.
+            self._publisher.publish_many(records)
+            published = len(rows)
+        finally:
+            if published:
+                with self._engine.begin() as conn:
+                    conn.execute(
+                        update(t).where(t.c.id.in_([row.id for row in rows])).values(sent_at=func.now())
+                    )
+        return published
+
+    def run_forever(self, stop: threading.Event, interval: float = 0.2, max_backoff: float = 10.0) -> None:
+        """Relay until `stop` is set, backing off while the broker is unavailable."""
+        backoff = interval
+        while not stop.is_set():
+            try:
+                sent = self.run_once()
+                backoff = interval
+                if sent:
+                    continue
+            except PublishError as exc:
+                log.warning("outbox relay: broker unavailable, retrying in %.1fs: %s", backoff, exc)
+                backoff = min(max_backoff, backoff * 2)
+            except Exception:
+                log.exception("outbox relay failed; retrying in %.1fs", backoff)
+                backoff = min(max_backoff, backoff * 2)
+            stop.wait(backoff)

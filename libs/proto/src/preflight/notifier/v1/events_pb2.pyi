@@ -34,6 +34,10 @@ class _AlertKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_AlertKind.V
     """A finding's embargo ends."""
     ALERT_KIND_REMEDIATION_DUE: _AlertKind.ValueType  # 3
     """A finding's remediation is due."""
+    ALERT_KIND_REVIEW_MET: _AlertKind.ValueType  # 4
+    """The review report was issued: the review deadline is met. Routing uses it
+    to inhibit that review's overdue alerts.
+    """
 
 class AlertKind(_AlertKind, metaclass=_AlertKindEnumTypeWrapper):
     """What an alert is about."""
@@ -45,6 +49,10 @@ ALERT_KIND_EMBARGO_END: AlertKind.ValueType  # 2
 """A finding's embargo ends."""
 ALERT_KIND_REMEDIATION_DUE: AlertKind.ValueType  # 3
 """A finding's remediation is due."""
+ALERT_KIND_REVIEW_MET: AlertKind.ValueType  # 4
+"""The review report was issued: the review deadline is met. Routing uses it
+to inhibit that review's overdue alerts.
+"""
 Global___AlertKind: _TypeAlias = AlertKind  # noqa: Y015
 
 @_typing.final

@@ -166,6 +166,8 @@ class ReviewReportReady(_message.Message):
     DIGEST_FIELD_NUMBER: _builtins.int
     SIGNATURE_FIELD_NUMBER: _builtins.int
     SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    UNASSESSED_CAPABILITIES_FIELD_NUMBER: _builtins.int
     report_id: _builtins.str
     submission_id: _builtins.str
     version: _builtins.int
@@ -177,12 +179,20 @@ class ReviewReportReady(_message.Message):
     """SHA-256 (hex) of the signed report body and its Ed25519 signature."""
     signature: _builtins.bytes
     signing_key_id: _builtins.str
+    body: _builtins.bytes
+    """The signed canonical JSON body (UTF-8): verify `signature` over these
+    exact bytes with the key GetSigningKey returns for `signing_key_id`.
+    """
     @_builtins.property
     def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapabilityScore]: ...
     @_builtins.property
     def failed_suites(self) -> _containers.RepeatedCompositeFieldContainer[Global___FailedSuite]: ...
     @_builtins.property
     def issued_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def unassessed_capabilities(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Capabilities the policy rates that no completed suite measured."""
+
     def __init__(
         self,
         *,
@@ -198,10 +208,12 @@ class ReviewReportReady(_message.Message):
         digest: _builtins.str = ...,
         signature: _builtins.bytes = ...,
         signing_key_id: _builtins.str = ...,
+        body: _builtins.bytes = ...,
+        unassessed_capabilities: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["digest", b"digest", "failed_suites", b"failed_suites", "issued_at", b"issued_at", "policy_id", b"policy_id", "policy_version", b"policy_version", "report_id", b"report_id", "scores", b"scores", "signature", b"signature", "signing_key_id", b"signing_key_id", "submission_id", b"submission_id", "tier", b"tier", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "digest", b"digest", "failed_suites", b"failed_suites", "issued_at", b"issued_at", "policy_id", b"policy_id", "policy_version", b"policy_version", "report_id", b"report_id", "scores", b"scores", "signature", b"signature", "signing_key_id", b"signing_key_id", "submission_id", b"submission_id", "tier", b"tier", "unassessed_capabilities", b"unassessed_capabilities", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

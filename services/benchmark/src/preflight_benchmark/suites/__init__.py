@@ -1,0 +1,1 @@
+"""The offline cyber suites shipped with Preflight, as Inspect AI tasks (data inside the package)."""

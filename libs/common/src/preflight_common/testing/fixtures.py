@@ -1,0 +1,184 @@
+"""pytest fixtures for tests that run against a real Kafka broker and real databases.
+
+Loaded as a plugin by the repository's root ``conftest.py``
+(``pytest_plugins = ["preflight_common.testing.fixtures"]``).
+
+=================  ========  =====================================================================
+fixture            scope     value
+=================  ========  =====================================================================
+``kafka``          session   a started :class:`~preflight_common.localkafka.LocalKafka` on free
+                             ports with its own temporary data; stopped after the session
+``kafka_bootstrap`` session  its ``"127.0.0.1:PORT"``
+``unique_topic``   function  ``(prefix="test", partitions=1, config=None) -> str``: creates a
+                             topic with a fresh name on ``kafka`` and returns the name once every
+                             partition has a leader
+``postgres``       session   a started :class:`~preflight_common.testing.postgres.LocalPostgres`
+``pg_url``         function  SQLAlchemy URL of a new, empty PostgreSQL database (dropped after)
+``db_url``         function  parametrized ``sqlite`` (a file in ``tmp_path``) and ``postgresql``
+                             (``pg_url``): a store test using it runs on both
+=================  ========  =====================================================================
+
+Without PostgreSQL binaries, ``postgres`` (and so ``pg_url`` and the ``postgresql`` case of
+``db_url``) is skipped with the reason, except when the ``CI`` environment variable is set: then
+it fails, so that CI never passes by skipping. Set ``PREFLIGHT_TEST_KAFKA_BOOTSTRAP`` to use an
+already running broker instead of starting one (``unique_topic`` still creates its topics there).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import pytest
+
+from preflight_common.localkafka import LocalKafka, find_repo_root
+from preflight_common.testing.postgres import LocalPostgres, find_pg_bin
+
+__all__ = [
+    "TopicFactory",
+    "db_url",
+    "kafka",
+    "kafka_bootstrap",
+    "pg_url",
+    "postgres",
+    "running_in_ci",
+    "unique_topic",
+]
+
+
+class TopicFactory(Protocol):
+    """Creates a topic with a fresh name and returns the name (see ``unique_topic``)."""
+
+    def __call__(
+        self, prefix: str = "test", partitions: int = 1, config: Mapping[str, str] | None = None
+    ) -> str: ...
+
+
+def running_in_ci() -> bool:
+    """True when the ``CI`` environment variable is set to anything but empty, 0 or false."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+# ----------------------------------------------------------------------------------- Kafka
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[LocalKafka]:
+    """A single-node KRaft broker for the whole session, on free 127.0.0.1 ports."""
+    broker = LocalKafka(
+        tmp_path_factory.mktemp("kafka"),
+        repo_root=find_repo_root(pytestconfig.rootpath),
+    )
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
+    """Bootstrap address (``127.0.0.1:PORT``) of the session's broker.
+
+    ``PREFLIGHT_TEST_KAFKA_BOOTSTRAP``, when set, is returned instead and no broker is started.
+    """
+    external = os.environ.get("PREFLIGHT_TEST_KAFKA_BOOTSTRAP")
+    if external:
+        return external
+    broker: LocalKafka = request.getfixturevalue("kafka")
+    return broker.bootstrap_servers
+
+
+def _topic_name(prefix: str) -> str:
+    cleaned = re.sub(r"[^a-zA-Z0-9._-]", "-", prefix)[:200] or "test"
+    return f"{cleaned}.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def unique_topic(kafka_bootstrap: str) -> Iterator[TopicFactory]:
+    """Factory ``(prefix="test", partitions=1, config=None) -> str``.
+
+    Each call creates a topic named ``<prefix>.<12 hex digits>`` (characters outside
+    ``[a-zA-Z0-9._-]`` in the prefix become ``-``) with ``partitions`` partitions, replication
+    factor 1 and the given topic ``config``, waits until every partition has a leader, and
+    returns the name. Topics are left on the broker (names never repeat).
+    """
+    from kafka.admin import KafkaAdminClient
+
+    admin: Any = None
+
+    def create(prefix: str = "test", partitions: int = 1, config: Mapping[str, str] | None = None) -> str:
+        nonlocal admin
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
+        if admin is None:
+            admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="preflight-tests")
+        name = _topic_name(prefix)
+        spec = {"num_partitions": partitions, "replication_factor": 1, "configs": dict(config or {})}
+        admin.create_topics({name: spec}, timeout_ms=30_000, wait_for_metadata=True)
+        return name
+
+    try:
+        yield create
+    finally:
+        if admin is not None:
+            admin.close()
+
+
+# ------------------------------------------------------------------------------ PostgreSQL
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[LocalPostgres]:
+    """A throwaway PostgreSQL server for the session (see module docstring for skip rules)."""
+    if find_pg_bin() is None:
+        reason = (
+            "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin, $PREFLIGHT_PG_BIN or "
+            "PATH); install the 'postgresql' package"
+        )
+        if running_in_ci():
+            pytest.fail(f"{reason} (CI is set: PostgreSQL tests may not be skipped)", pytrace=False)
+        pytest.skip(reason)
+    server = LocalPostgres()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _database_name(node_name: str) -> str:
+    base = re.sub(r"[^a-z0-9_]", "_", node_name.lower())[:40].strip("_") or "db"
+    if not re.match(r"[a-z_]", base):
+        base = f"t_{base}"
+    return f"{base}_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def pg_url(postgres: LocalPostgres, request: pytest.FixtureRequest) -> Iterator[str]:
+    """SQLAlchemy URL (``postgresql+psycopg://...``) of a new empty database for this test.
+
+    The database is dropped afterwards, closing any connection the test left open.
+    """
+    name = _database_name(request.node.name)
+    url = postgres.create_database(name)
+    try:
+        yield url
+    finally:
+        postgres.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """SQLAlchemy URL of an empty database: a SQLite file in ``tmp_path``, or a fresh PostgreSQL
+    database (``pg_url``). Test ids end in ``[sqlite]`` / ``[postgresql]``; the PostgreSQL case
+    carries the ``postgres`` marker.
+    """
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    return url

@@ -1,0 +1,73 @@
+# Preflight — one obvious way to run each thing.
+#
+#   make setup       create .venv with every package installed editable, fetch the Kafka jars and buf
+#   make demo        run a submission end to end on the embedded stack
+#   make test        the whole test suite (real Kafka, SQLite, PostgreSQL, gRPC on loopback)
+#   make lint        ruff, mypy --strict, buf lint + breaking, generated code freshness, chart checks
+#   make protos      regenerate libs/proto from protos/
+#   make kafka-up / kafka-down   the local Apache Kafka broker (KRaft) in run/kafka
+#   make bench       the benchmarks under bench/ (not part of the tests)
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+BUF_VERSION := 1.75.0
+BUF := .cache/buf/node_modules/.bin/buf
+PACKAGES := libs/proto libs/common sdk/python $(sort $(dir $(wildcard services/*/pyproject.toml)))
+SRC_DIRS := $(shell for p in $(PACKAGES); do [ -d $$p/src ] && printf '%s:' $${p%/}/src; done)
+MYPY_PACKAGES := preflight_common $(shell for p in $(PACKAGES); do for d in $${p%/}/src/preflight_*; do \
+	[ -d $$d ] && [ $$(basename $$d) != preflight_common ] && printf '%s ' $$(basename $$d); done; done)
+
+.PHONY: setup venv install kafka-jars buf protos protos-check lint lint-python lint-protos test \
+	kafka-up kafka-down bench up down demo
+
+setup: install kafka-jars buf deploy-tools
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+install: $(PY)
+	$(PIP) install --quiet -r requirements-dev.txt $(addprefix -e ,$(PACKAGES)) -c constraints.txt
+
+kafka-jars: install
+	$(PY) -c "from preflight_common.localkafka import ensure_jars; print(ensure_jars('.'))"
+
+buf: $(BUF)
+$(BUF):
+	npm install --silent --no-audit --no-fund --prefix .cache/buf @bufbuild/buf@$(BUF_VERSION)
+
+protos: install
+	$(PY) scripts/gen_protos.py
+
+protos-check:
+	$(PY) scripts/gen_protos.py --check
+
+lint: lint-python lint-protos protos-check helm-lint
+
+lint-python:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	MYPYPATH=$(SRC_DIRS) $(VENV)/bin/mypy $(addprefix -p ,$(MYPY_PACKAGES)) -p preflight.sdk
+
+lint-protos: $(BUF)
+	cd protos && ../$(BUF) lint
+	@if git rev-parse --verify --quiet main >/dev/null && git cat-file -e main:protos/buf.yaml 2>/dev/null; then \
+		echo "buf breaking against main"; cd protos && ../$(BUF) breaking --against '../.git#branch=main,subdir=protos'; \
+	else echo "buf breaking: no protos on main yet"; fi
+
+test:
+	$(PY) -m pytest -q
+
+kafka-up:
+	$(PY) -m preflight_common.localkafka up --run-dir run/kafka
+
+kafka-down:
+	$(PY) -m preflight_common.localkafka down --run-dir run/kafka
+
+bench:
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+include mk/deploy.mk

@@ -1,0 +1,315 @@
+"""Authentication: hashed tokens with expiry and revocation, the identity service over real gRPC,
+introspection by other services, mTLS principals, and INVALID_ARGUMENT details."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Iterator
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_status import rpc_status
+from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
+from preflight_common.auth import (
+    IdentityServicer,
+    IntrospectionAuthenticator,
+    LocalAuthenticator,
+    Principal,
+    Role,
+    TokenStore,
+    current_principal,
+    hash_token,
+    tokens_table,
+)
+from preflight_common.db import make_engine
+from preflight_common.grpcserver import build_server, invalid_argument, mark_serving
+from sqlalchemy import Engine, MetaData, select
+
+ADMIN = Principal("root", Role.ADMIN, "agency")
+SERVICE = Principal("clearinghouse", Role.SERVICE, "preflight")
+LAB = Principal("alice", Role.LAB, "lab-a")
+OPERATOR = Principal("grid-ops", Role.OPERATOR, "utility-1", frozenset({"energy"}))
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine) -> TokenStore:
+    metadata = MetaData()
+    table = tokens_table(metadata)
+    metadata.create_all(engine)
+    return TokenStore(engine, table)
+
+
+def test_token_resolves_to_its_principal_and_only_its_hash_is_stored(
+    store: TokenStore, engine: Engine
+) -> None:
+    issued = store.create(OPERATOR, description="grid operator")
+    resolved = store.resolve(issued.token)
+    assert resolved is not None
+    assert resolved[0] == OPERATOR
+    assert resolved[1] == issued.token_id
+    with engine.connect() as conn:
+        rows = conn.execute(select(store._table)).all()
+    assert len(rows) == 1
+    stored = " ".join(str(v) for v in rows[0])
+    assert issued.token not in stored
+    assert hash_token(issued.token) in stored
+
+
+def test_wrong_expired_and_revoked_tokens_do_not_resolve(store: TokenStore) -> None:
+    live = store.create(LAB)
+    assert store.resolve(live.token + "x") is None
+    assert store.resolve("not-a-token") is None
+    soon = store.create(LAB, expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=300))
+    assert store.resolve(soon.token) is not None
+    import time
+
+    time.sleep(0.4)
+    assert store.resolve(soon.token) is None
+    assert store.revoke(live.token_id) is True
+    assert store.resolve(live.token) is None
+    assert store.revoke(live.token_id) is False
+
+
+def test_token_in_the_past_is_refused(store: TokenStore) -> None:
+    with pytest.raises(ValueError, match="future"):
+        store.create(LAB, expires_at=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+
+
+async def _whoami(
+    request: health_pb2.HealthCheckRequest, context: grpc.aio.ServicerContext
+) -> health_pb2.HealthCheckResponse:
+    """A protected method that reports who called it."""
+    principal = current_principal()
+    if request.service == "invalid":
+        await invalid_argument(context, [("model.name", "must not be empty"), ("contacts[0].email", "bad")])
+    await context.send_initial_metadata((("principal", f"{principal.role.value}:{principal.principal_id}"),))
+    return health_pb2.HealthCheckResponse(status=health_pb2.HealthCheckResponse.SERVING)
+
+
+def _register_whoami(server: grpc.aio.Server) -> None:
+    handler = grpc.method_handlers_generic_handler(
+        "test.Whoami",
+        {
+            "Check": grpc.unary_unary_rpc_method_handler(
+                _whoami,
+                request_deserializer=health_pb2.HealthCheckRequest.FromString,
+                response_serializer=health_pb2.HealthCheckResponse.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((handler,))
+
+
+@pytest.fixture
+async def issuer(tmp_path: object) -> AsyncIterator[tuple[str, TokenStore]]:
+    """Intake's role: the identity service with a local token store, on a loopback port."""
+    engine = make_engine(f"sqlite:///{tmp_path}/tokens.db")
+    metadata = MetaData()
+    table = tokens_table(metadata)
+    metadata.create_all(engine)
+    store = TokenStore(engine, table)
+    servicer = IdentityServicer(store)
+    server, port, health = build_server(
+        "127.0.0.1:0",
+        [lambda s: identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, s), _register_whoami],
+        authenticator=LocalAuthenticator(store),
+        service_names=["preflight.identity.v1.IdentityService"],
+    )
+    await server.start()
+    await mark_serving(health, ["preflight.identity.v1.IdentityService"])
+    yield f"127.0.0.1:{port}", store
+    await server.stop(None)
+    engine.dispose()
+
+
+async def _whoami_call(target: str, token: str | None, service: str = "") -> tuple[grpc.StatusCode, str]:
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            "/test.Whoami/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )(
+            health_pb2.HealthCheckRequest(service=service),
+            metadata=(("authorization", f"Bearer {token}"),) if token is not None else None,
+        )
+        try:
+            await call
+        except grpc.aio.AioRpcError as exc:
+            return exc.code(), exc.details() or ""
+        return grpc.StatusCode.OK, dict(await call.initial_metadata())["principal"]
+
+
+async def test_every_method_requires_a_valid_token_but_health_is_public(
+    issuer: tuple[str, TokenStore],
+) -> None:
+    target, store = issuer
+    lab = store.create(LAB)
+    assert await _whoami_call(target, lab.token) == (grpc.StatusCode.OK, "lab:alice")
+    assert (await _whoami_call(target, None))[0] == grpc.StatusCode.UNAUTHENTICATED
+    assert (await _whoami_call(target, "pft_wrong"))[0] == grpc.StatusCode.UNAUTHENTICATED
+    assert (await _whoami_call(target, ""))[0] == grpc.StatusCode.UNAUTHENTICATED
+    store.revoke(lab.token_id)
+    assert (await _whoami_call(target, lab.token))[0] == grpc.StatusCode.UNAUTHENTICATED
+    async with grpc.aio.insecure_channel(target) as channel:
+        reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_invalid_argument_carries_field_violations(issuer: tuple[str, TokenStore]) -> None:
+    target, store = issuer
+    token = store.create(LAB).token
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_unary(
+            "/test.Whoami/Check",
+            request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+            response_deserializer=health_pb2.HealthCheckResponse.FromString,
+        )(health_pb2.HealthCheckRequest(service="invalid"), metadata=(("authorization", f"Bearer {token}"),))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "model.name" in (caught.value.details() or "")
+    status = rpc_status.from_call(caught.value)  # type: ignore[arg-type]
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(bad)
+    assert [v.field for v in bad.field_violations] == ["model.name", "contacts[0].email"]
+
+
+async def test_identity_service_is_admin_only_and_introspection_serves_other_services(
+    issuer: tuple[str, TokenStore],
+) -> None:
+    target, store = issuer
+    admin = store.create(ADMIN).token
+    lab = store.create(LAB).token
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+        request = identity_pb2.CreateTokenRequest(principal=OPERATOR.to_proto())
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await stub.CreateToken(request, metadata=(("authorization", f"Bearer {lab}"),))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        created = await stub.CreateToken(request, metadata=(("authorization", f"Bearer {admin}"),))
+        service = await stub.CreateToken(
+            identity_pb2.CreateTokenRequest(principal=SERVICE.to_proto()),
+            metadata=(("authorization", f"Bearer {admin}"),),
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as no_role:
+            await stub.CreateToken(
+                identity_pb2.CreateTokenRequest(
+                    principal=identity_pb2.Principal(principal_id="x", organisation="y")
+                ),
+                metadata=(("authorization", f"Bearer {admin}"),),
+            )
+        assert no_role.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+    # Another service authenticates the operator's token through introspection.
+    remote = IntrospectionAuthenticator(target, service.token, cache_ttl=0.0)
+    try:
+        principal = await remote.authenticate(created.token, context=None)  # type: ignore[arg-type]
+        assert principal == OPERATOR
+        assert await remote.authenticate("pft_unknown", context=None) is None  # type: ignore[arg-type]
+        async with grpc.aio.insecure_channel(target) as channel:
+            await identity_pb2_grpc.IdentityServiceStub(channel).RevokeToken(
+                identity_pb2.RevokeTokenRequest(token_id=created.token_id),
+                metadata=(("authorization", f"Bearer {admin}"),),
+            )
+        assert await remote.authenticate(created.token, context=None) is None  # type: ignore[arg-type]
+    finally:
+        await remote.close()
+    # A lab token may not introspect others' tokens.
+    lab_remote = IntrospectionAuthenticator(target, lab, cache_ttl=0.0)
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as forbidden:
+            await lab_remote.authenticate(admin, context=None)  # type: ignore[arg-type]
+        assert forbidden.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        await lab_remote.close()
+
+
+def _cert(
+    subject: list[tuple[object, str]], issuer_key: object, issuer: object | None, *, ca: bool, san: bool
+) -> tuple[bytes, bytes, object, object]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID  # noqa: F401
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(oid, value) for oid, value in subject])  # type: ignore[arg-type]
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer is not None else name)  # type: ignore[attr-defined]
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if san:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
+        )
+    cert = builder.sign(issuer_key or key, hashes.SHA256())  # type: ignore[arg-type]
+    pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return pem, key_pem, cert, key
+
+
+async def test_client_certificate_maps_to_a_principal(store: TokenStore) -> None:
+    from cryptography.x509.oid import NameOID
+    from preflight_common.grpcserver import ServerTLS
+
+    ca_pem, _, ca_cert, ca_key = _cert([(NameOID.COMMON_NAME, "test-ca")], None, None, ca=True, san=False)
+    server_pem, server_key, _, _ = _cert(
+        [(NameOID.COMMON_NAME, "localhost")], ca_key, ca_cert, ca=False, san=True
+    )
+
+    def client(ou: str) -> tuple[bytes, bytes]:
+        subject = [
+            (NameOID.COMMON_NAME, "alice"),
+            (NameOID.ORGANIZATION_NAME, "lab-a"),
+            (NameOID.ORGANIZATIONAL_UNIT_NAME, ou),
+        ]
+        pem, key, _, _ = _cert(subject, ca_key, ca_cert, ca=False, san=False)
+        return pem, key
+
+    server, port, _ = build_server(
+        "127.0.0.1:0",
+        [_register_whoami],
+        authenticator=LocalAuthenticator(store),
+        service_names=[],
+        tls=ServerTLS(server_pem, server_key, client_ca=ca_pem),
+    )
+    await server.start()
+    try:
+        results = []
+        for ou in ("lab", "janitor"):
+            cert, key = client(ou)
+            credentials = grpc.ssl_channel_credentials(ca_pem, key, cert)
+            options = (("grpc.ssl_target_name_override", "localhost"),)
+            async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options) as channel:
+                call = channel.unary_unary(
+                    "/test.Whoami/Check",
+                    request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                    response_deserializer=health_pb2.HealthCheckResponse.FromString,
+                )(health_pb2.HealthCheckRequest())
+                try:
+                    await call
+                    results.append(dict(await call.initial_metadata())["principal"])
+                except grpc.aio.AioRpcError as exc:
+                    results.append(exc.code().name)
+        assert results == ["lab:alice", "UNAUTHENTICATED"]
+    finally:
+        await server.stop(None)

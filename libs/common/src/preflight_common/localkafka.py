@@ -194,6 +194,7 @@ def ensure_jars(repo_root: Path | str, *, mvn: str | None = None) -> Path:
             if not (staging / f"kafka_2.13-{version}.jar").is_file():
                 raise KafkaStartError(f"Maven finished but kafka_2.13-{version}.jar is missing")
             (staging / MARKER_NAME).write_text(marker, encoding="utf-8")
+            staging.chmod(0o755)
             if lib.exists():
                 shutil.rmtree(lib)
             staging.rename(lib)
@@ -339,12 +340,16 @@ def _cds_archive(lib: Path, jvm_opts: Sequence[str]) -> Path | None:
 
 
 def _promote_cds_dump(dump: Path | None, archive: Path | None) -> None:
-    """Move a complete dump (its JVM has exited) into place as the shared archive."""
+    """Move a complete dump (its JVM has exited) into place as the shared archive, and delete
+    archives made for other jars, JDKs or options."""
     if dump is None or archive is None:
         return
     with contextlib.suppress(OSError):
         if dump.is_file() and dump.stat().st_size > 0 and not archive.exists():
             dump.replace(archive)
+            for stale in archive.parent.glob("kafka-*.jsa"):
+                if stale != archive:
+                    stale.unlink()
     with contextlib.suppress(OSError):
         dump.unlink()
 

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+"""Render the Preflight chart and validate every manifest.
+
+For the default values and each file in examples/: `helm template` the chart
+and validate every rendered object (hooks included, and the benchmark worker
+Job template carried in the benchmark ConfigMap) with kubernetes-validate in
+strict mode, for each requested Kubernetes version. Then check that values
+breaking values.schema.json (or the chart's own checks) fail to render.
+
+    check_chart.py --helm .cache/bin/helm --kube-versions "1.34.0 1.35.0" deploy/helm/preflight
+
+Exit status 0 when everything passes. The functions are imported by
+tests/deploy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import yaml
+
+# Custom resources we render but kubernetes-validate has no schema for.
+CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+RELEASE = "preflight"
+NAMESPACE = "preflight"
+
+# Values that must NOT render: (description, values overlay).
+BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
+    ("unknown top-level key", {"replicas": 3}),
+    ("unknown component key", {"intake": {"replicas": 3}}),
+    ("bad security protocol", {"kafka": {"securityProtocol": "TLS"}}),
+    ("bootstrap without port", {"kafka": {"bootstrapServers": "kafka.kafka.svc"}}),
+    ("port out of range", {"intake": {"grpcPort": 70000}}),
+    ("negative replicas", {"notifier": {"replicaCount": -1}}),
+    ("replicas as string", {"clearinghouse": {"replicaCount": "two"}}),
+    ("bad executor", {"benchmark": {"executor": "docker"}}),
+    ("bad pull policy", {"image": {"pullPolicy": "Sometimes"}}),
+    ("bad digest", {"intake": {"image": {"digest": "md5:abc"}}}),
+    ("bad quantity", {"intake": {"resources": {"limits": {"memory": "lots"}}}}),
+    ("root allowed", {"podSecurityContext": {"runAsNonRoot": False}}),
+    ("privilege escalation", {"containerSecurityContext": {"allowPrivilegeEscalation": True}}),
+    ("capabilities not dropped", {"containerSecurityContext": {"capabilities": {"drop": []}}}),
+    ("bad toleration operator", {"benchmark": {"worker": {"tolerations": [{"key": "a", "operator": "Maybe"}]}}}),
+    ("negative gpu count", {"benchmark": {"worker": {"gpu": {"count": -1}}}}),
+    ("bad job namespace", {"benchmark": {"jobNamespace": "Bad_Namespace"}}),
+    ("empty catalog", {"benchmark": {"catalog": {"version": "1", "suites": []}}}),
+    ("bad topic name", {"kafka": {"topics": {"names": {"alerts": "alerts topic"}}}}),
+    ("bad otlp endpoint", {"telemetry": {"otlpEndpoint": "otel:4317"}}),
+    ("egress rule without ports", {"networkPolicy": {"egress": {"kafka": {"to": [], "ports": []}}}}),
+    ("empty peer", {"networkPolicy": {"ingress": {"intake": [{}]}}}),
+    ("sasl without username", {"kafka": {"securityProtocol": "SASL_SSL",
+                                         "sasl": {"passwordSecret": {"name": "kafka-user"}}}}),
+    ("sasl without password secret", {"kafka": {"securityProtocol": "SASL_SSL", "sasl": {"username": "u"}}}),
+    ("servicemonitor without metrics", {"telemetry": {"serviceMonitor": {"enabled": True}}}),
+    ("kueue without queue", {"benchmark": {"worker": {"kueue": {"enabled": True}}}}),
+    ("no intake and no identity target", {"intake": {"enabled": False}}),
+]
+
+
+def render(helm: str, chart: Path, values_files: Iterable[Path] = (), *,
+           namespace: str = NAMESPACE, extra_args: Iterable[str] = ()) -> subprocess.CompletedProcess[str]:
+    cmd = [helm, "template", RELEASE, str(chart), "--namespace", namespace]
+    for f in values_files:
+        cmd += ["-f", str(f)]
+    cmd += list(extra_args)
+    return subprocess.run(cmd, capture_output=True, text=True, check=False)
+
+
+def documents(manifest: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(manifest) if d]
+
+
+def embedded_objects(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Objects carried inside ConfigMaps (the worker Job template)."""
+    if doc.get("kind") == "ConfigMap":
+        for key, text in (doc.get("data") or {}).items():
+            if key.endswith("-job.yaml"):
+                yield f"{doc['metadata']['name']}[{key}]", yaml.safe_load(text)
+
+
+def validate_objects(objs: list[dict[str, Any]], versions: Iterable[str]) -> list[str]:
+    """Strictly validate every object for every version; returns error lines."""
+    errors: list[str] = []
+    items: list[tuple[str, dict[str, Any]]] = []
+    for o in objs:
+        items.append((f"{o.get('kind')}/{o.get('metadata', {}).get('name')}", o))
+        items.extend(embedded_objects(o))
+    for version in versions:
+        for label, obj in items:
+            if (obj.get("apiVersion"), obj.get("kind")) in CRD_KINDS:
+                continue
+            try:
+                kubernetes_validate.validate(obj, version, strict=True)
+            except kubernetes_validate.ValidationError as e:
+                path = ".".join(str(p) for p in e.path)
+                errors.append(f"{version} {label}: {path}: {e.message}")
+            except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as e:
+                errors.append(f"{version} {label}: {e}")
+    return errors
+
+
+def values_sets(chart: Path) -> list[tuple[str, list[Path]]]:
+    sets: list[tuple[str, list[Path]]] = [("default", [])]
+    for f in sorted((chart / "examples").glob("*.yaml")):
+        sets.append((f.stem, [f]))
+    return sets
+
+
+def check_bad_values(helm: str, chart: Path) -> list[str]:
+    errors = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (what, overlay) in enumerate(BAD_VALUES):
+            f = Path(tmp) / f"bad-{i}.yaml"
+            f.write_text(yaml.safe_dump(overlay))
+            res = render(helm, chart, [f])
+            if res.returncode == 0:
+                errors.append(f"bad values rendered without error: {what}: {overlay}")
+    return errors
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--helm", default="helm")
+    ap.add_argument("--kube-versions", default="1.34.0 1.35.0 1.36.0 1.37.0")
+    ap.add_argument("chart", type=Path)
+    args = ap.parse_args(argv)
+    versions = args.kube_versions.split()
+    failed = False
+    for name, files in values_sets(args.chart):
+        res = render(args.helm, args.chart, files)
+        if res.returncode != 0:
+            print(f"FAIL render {name}:\n{res.stderr}", file=sys.stderr)
+            failed = True
+            continue
+        objs = documents(res.stdout)
+        errs = validate_objects(objs, versions)
+        for e in errs:
+            print(f"FAIL {name}: {e}", file=sys.stderr)
+        failed |= bool(errs)
+        print(f"{'FAIL' if errs else 'ok  '} {name}: {len(objs)} objects x {len(versions)} Kubernetes versions")
+    errs = check_bad_values(args.helm, args.chart)
+    for e in errs:
+        print(f"FAIL {e}", file=sys.stderr)
+    failed |= bool(errs)
+    print(f"{'FAIL' if errs else 'ok  '} {len(BAD_VALUES)} bad values sets refused")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

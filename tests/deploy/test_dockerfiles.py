@@ -1,0 +1,133 @@
+"""Static checks of the service images' Dockerfiles (no Docker engine needed)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Dockerfile -> the package directory whose console script is its ENTRYPOINT.
+IMAGES = {
+    "services/intake/Dockerfile": ("services/intake", "preflight-intake"),
+    "services/benchmark/Dockerfile": ("services/benchmark", "preflight-benchmark"),
+    "services/benchmark/Dockerfile.worker": ("services/benchmark", "preflight-worker"),
+    "services/clearinghouse/Dockerfile": ("services/clearinghouse", "preflight-clearinghouse"),
+    "services/notifier/Dockerfile": ("services/notifier", "preflight-notifier"),
+}
+COMPILERS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|make|cc|libc6-dev|python3-dev)\b")
+
+
+@dataclass
+class Stage:
+    base: str
+    name: str | None
+    instructions: list[tuple[str, str]] = field(default_factory=list)
+
+
+def parse(path: Path) -> tuple[dict[str, str], list[Stage]]:
+    """Global ARG defaults and the stages, with line continuations joined."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    args: dict[str, str] = {}
+    stages: list[Stage] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        op, _, rest = line.partition(" ")
+        op, rest = op.upper(), rest.strip()
+        if op == "ARG" and not stages:
+            k, _, v = rest.partition("=")
+            args[k] = v.strip('"')
+        elif op == "FROM":
+            m = re.match(r"(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", rest, re.IGNORECASE)
+            assert m, line
+            base = re.sub(r"\$\{?(\w+)\}?", lambda g: args.get(g.group(1), g.group(0)), m.group(1))
+            stages.append(Stage(base=base, name=m.group(2)))
+        else:
+            assert stages, f"{path}: {op} before FROM"
+            stages[-1].instructions.append((op, rest))
+    return args, stages
+
+
+def exec_form(value: str) -> list[str]:
+    import json
+    v = json.loads(value)
+    assert isinstance(v, list) and all(isinstance(x, str) for x in v)
+    return v
+
+
+@pytest.fixture(params=sorted(IMAGES), ids=lambda p: p.split("/", 1)[1])
+def dockerfile(request: pytest.FixtureRequest) -> Path:
+    return REPO / request.param
+
+
+def test_dockerfile_exists_for_every_image(dockerfile: Path) -> None:
+    assert dockerfile.is_file()
+
+
+def test_multi_stage_with_slim_python_311_final(dockerfile: Path) -> None:
+    _, stages = parse(dockerfile)
+    assert len(stages) >= 2, "multi-stage: a builder stage and a runtime stage"
+    final = stages[-1]
+    assert re.match(r"^(docker\.io/(library/)?)?python:3\.11[.\d]*-slim", final.base), final.base
+    builder_names = {s.name for s in stages[:-1]}
+    copies = [rest for op, rest in final.instructions if op == "COPY" and "--from=" in rest]
+    assert copies, "the runtime stage copies the built environment from the builder"
+    assert all(re.search(r"--from=(\S+)", c).group(1) in builder_names for c in copies)  # type: ignore[union-attr]
+
+
+def test_wheels_built_from_the_monorepo(dockerfile: Path) -> None:
+    _, stages = parse(dockerfile)
+    pkg_dir, _ = IMAGES[str(dockerfile.relative_to(REPO))]
+    builder = "\n".join(f"{op} {rest}" for s in stages[:-1] for op, rest in s.instructions)
+    assert re.search(r"COPY\s+libs/", builder), "shared libs come from the build context (repo root)"
+    assert re.search(rf"COPY\s+{re.escape(pkg_dir)}/", builder)
+    assert "pip wheel" in builder
+
+
+def test_runtime_stage_is_non_root_without_compilers(dockerfile: Path) -> None:
+    _, stages = parse(dockerfile)
+    final = stages[-1]
+    users = [rest for op, rest in final.instructions if op == "USER"]
+    assert users, "USER in the final stage"
+    uid, _, gid = users[-1].partition(":")
+    assert uid.isdigit() and int(uid) != 0, "numeric non-root UID (runAsNonRoot can verify it)"
+    assert not gid or (gid.isdigit() and int(gid) != 0)
+    for op, rest in final.instructions:
+        if op == "RUN":
+            assert not ("install" in rest and COMPILERS.search(rest)), f"compiler installed in runtime: {rest}"
+
+
+def test_entrypoint_is_a_declared_console_script(dockerfile: Path, require) -> None:
+    _, stages = parse(dockerfile)
+    entry = [rest for op, rest in stages[-1].instructions if op == "ENTRYPOINT"]
+    assert entry, "ENTRYPOINT in the final stage"
+    argv = exec_form(entry[-1])
+    pkg_dir, expected = IMAGES[str(dockerfile.relative_to(REPO))]
+    assert argv == [expected]
+    pyproject = REPO / pkg_dir / "pyproject.toml"
+    require(pyproject.exists(), f"{pyproject.relative_to(REPO)} does not exist yet")
+    scripts = tomllib.loads(pyproject.read_text()).get("project", {}).get("scripts", {})
+    assert expected in scripts, f"{expected} is not in [project.scripts] of {pkg_dir}: {sorted(scripts)}"
+
+
+def test_root_dockerignore_keeps_context_small() -> None:
+    lines = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    assert lines[0] == "**" and "!libs/" in lines and "!services/" in lines
+    assert "**/tests/" in lines
+
+
+def test_topics_script_ships_in_the_intake_image() -> None:
+    """The chart's topic-provisioning hook runs preflight-topics from the intake image."""
+    common = tomllib.loads((REPO / "libs/common/pyproject.toml").read_text())
+    assert "preflight-topics" in common["project"]["scripts"]
+    _, stages = parse(REPO / "services/intake/Dockerfile")
+    builder = " ".join(rest for s in stages[:-1] for _, rest in s.instructions)
+    assert "./libs/common" in shlex.split(builder.replace('"', " "))

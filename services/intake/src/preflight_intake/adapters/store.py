@@ -1,0 +1,379 @@
+"""Intake's store: submissions, their status history, sealed credentials, and the outbox.
+
+`IntakeStore.transaction()` is the unit of work: everything done through the
+`Transaction` it yields — rows, status history, outbox events, claimed event
+ids — commits together or not at all. Reads outside a transaction see only
+committed state.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Iterator, Sequence
+import threading
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from preflight_common.envelope import KafkaRecord
+from preflight_common.idempotency import claim_event
+from preflight_common.outbox import enqueue
+from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Row
+from sqlalchemy.exc import IntegrityError
+
+from preflight_intake.adapters import tables as t
+from preflight_intake.adapters.crypto import Keyring, Sealed
+from preflight_intake.domain.events import Event
+from preflight_intake.domain.model import (
+    AccessWindow,
+    Contact,
+    EndpointAccess,
+    ModelIdentity,
+    Status,
+    StatusChange,
+    Submission,
+    WeightsAccess,
+)
+
+EventEncoder = Callable[[Event], tuple[str, KafkaRecord]]
+
+
+class DuplicateSubmission(Exception):
+    """The (principal, idempotency key) pair is already taken."""
+
+
+class ConcurrentUpdate(Exception):
+    """The submission changed since it was read; re-read and retry."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a listing page ends (newest first): the last row's receipt time and id."""
+
+    received_at: datetime
+    submission_id: str
+
+
+@dataclass(frozen=True)
+class Page:
+    submissions: list[Submission]
+    next_cursor: Cursor | None
+
+
+@dataclass(frozen=True)
+class StoredCredential:
+    submission_id: str
+    status: Status
+    sealed: Sealed
+
+
+class Transaction:
+    """One database transaction of the unit of work (see the module docstring)."""
+
+    def __init__(self, conn: Connection, keyring: Keyring, encode: EventEncoder) -> None:
+        self._conn = conn
+        self._keyring = keyring
+        self._encode = encode
+
+    def find(self, submission_id: str) -> Submission | None:
+        s = t.submissions
+        row = self._conn.execute(select(s).where(s.c.submission_id == submission_id)).first()
+        return _submission(row) if row else None
+
+    def find_by_key(self, submitted_by: str, idempotency_key: str) -> tuple[Submission, str] | None:
+        """The submission made with this key by this principal, and its request digest."""
+        s = t.submissions
+        row = self._conn.execute(
+            select(s).where(s.c.submitted_by == submitted_by, s.c.idempotency_key == idempotency_key)
+        ).first()
+        return (_submission(row), row.request_digest) if row else None
+
+    def insert(self, submission: Submission, *, idempotency_key: str, digest: str, credential: str | None) -> None:
+        """Store a new submission (and seal its credential). Raises DuplicateSubmission if the key is taken."""
+        try:
+            with self._conn.begin_nested():
+                self._conn.execute(
+                    insert(t.submissions).values(
+                        **_columns(submission), idempotency_key=idempotency_key, request_digest=digest
+                    )
+                )
+        except IntegrityError as exc:
+            raise DuplicateSubmission(submission.submission_id) from exc
+        if isinstance(submission.access, EndpointAccess):
+            if credential is None:
+                raise ValueError("an endpoint submission needs its credential")
+            sealed = self._keyring.seal(credential, submission.submission_id)
+            self._conn.execute(
+                insert(t.credentials).values(
+                    credential_ref=submission.access.credential_ref,
+                    submission_id=submission.submission_id,
+                    key_id=sealed.key_id,
+                    nonce=sealed.nonce,
+                    ciphertext=sealed.ciphertext,
+                    created_at=submission.received_at,
+                )
+            )
+
+    def save(self, before: Submission, after: Submission) -> Submission:
+        """Store `after` over `before`; raises ConcurrentUpdate if the row moved on since `before` was read."""
+        s = t.submissions
+        result = self._conn.execute(
+            update(s)
+            .where(s.c.submission_id == before.submission_id, s.c.row_version == before.row_version)
+            .values(**{**_columns(after), "row_version": before.row_version + 1})
+        )
+        if result.rowcount != 1:
+            raise ConcurrentUpdate(before.submission_id)
+        return replace(after, row_version=before.row_version + 1)
+
+    def append_status(
+        self, submission_id: str, status: Status, previous: Status | None, at: datetime, cause: str
+    ) -> StatusChange:
+        """Add the next entry of the submission's status history."""
+        h = t.status_history
+        last = self._conn.execute(
+            select(func.max(h.c.sequence)).where(h.c.submission_id == submission_id)
+        ).scalar_one()
+        change = StatusChange(submission_id, (last or 0) + 1, status, previous, at, cause[:300])
+        self._conn.execute(
+            insert(h).values(
+                submission_id=submission_id,
+                sequence=change.sequence,
+                status=status.value,
+                previous_status=previous.value if previous else None,
+                changed_at=at,
+                cause=change.cause,
+            )
+        )
+        return change
+
+    def publish(self, event: Event) -> None:
+        """Queue `event` in the outbox; the relay publishes it once this transaction commits."""
+        topic, record = self._encode(event)
+        enqueue(self._conn, t.outbox, topic, record)
+
+    def claim(self, consumer: str, event_id: str) -> bool:
+        """Record that `consumer` applies `event_id` here; False if it already did."""
+        return claim_event(self._conn, t.processed_events, consumer, event_id)
+
+    def credential_matches(self, submission_id: str, credential: str) -> bool:
+        """Whether the submission's sealed credential equals `credential` (constant-time)."""
+        c = t.credentials
+        row = self._conn.execute(select(c).where(c.c.submission_id == submission_id)).first()
+        if row is None:
+            return False
+        stored = self._keyring.open(Sealed(row.key_id, row.nonce, row.ciphertext), submission_id)
+        return hmac.compare_digest(stored.encode(), credential.encode())
+
+    def stored_credential(self, credential_ref: str) -> StoredCredential | None:
+        c, s = t.credentials, t.submissions
+        row = self._conn.execute(
+            select(c.c.submission_id, c.c.key_id, c.c.nonce, c.c.ciphertext, s.c.status)
+            .join(s, s.c.submission_id == c.c.submission_id)
+            .where(c.c.credential_ref == credential_ref)
+        ).first()
+        if row is None:
+            return None
+        return StoredCredential(row.submission_id, Status(row.status), Sealed(row.key_id, row.nonce, row.ciphertext))
+
+    def open(self, stored: StoredCredential) -> str:
+        return self._keyring.open(stored.sealed, stored.submission_id)
+
+    def log_credential_access(
+        self,
+        *,
+        credential_ref: str,
+        submission_id: str | None,
+        job_id: str,
+        principal_id: str,
+        organisation: str,
+        outcome: str,
+        at: datetime,
+    ) -> None:
+        self._conn.execute(
+            insert(t.credential_access_log).values(
+                credential_ref=credential_ref[:200],
+                submission_id=submission_id,
+                job_id=job_id[:200],
+                principal_id=principal_id,
+                organisation=organisation,
+                outcome=outcome[:200],
+                accessed_at=at,
+            )
+        )
+
+    def record_job(self, submission_id: str, job_id: str, *, requested_at: datetime | None = None,
+                   ended_at: datetime | None = None, outcome: str | None = None) -> None:
+        """Note a benchmark job requested or ended (either may be learnt first)."""
+        j = t.benchmark_jobs
+        key = and_(j.c.submission_id == submission_id, j.c.job_id == job_id)
+        exists = self._conn.execute(select(j.c.job_id).where(key)).first()
+        if exists is None:
+            self._conn.execute(
+                insert(j).values(
+                    submission_id=submission_id, job_id=job_id, requested_at=requested_at, ended_at=ended_at,
+                    outcome=outcome,
+                )
+            )
+            return
+        values: dict[str, Any] = {}
+        if requested_at is not None:
+            values["requested_at"] = requested_at
+        if ended_at is not None:
+            values.update(ended_at=ended_at, outcome=outcome)
+        if values:
+            self._conn.execute(update(j).where(key).values(**values))
+
+    def job_counts(self, submission_id: str) -> tuple[int, int]:
+        """(jobs known, jobs ended) for a submission."""
+        j = t.benchmark_jobs
+        row = self._conn.execute(
+            select(func.count(), func.count(j.c.ended_at)).where(j.c.submission_id == submission_id)
+        ).one()
+        return int(row[0]), int(row[1])
+
+
+class IntakeStore:
+    """Intake's database (SQLite or PostgreSQL through one SQLAlchemy engine)."""
+
+    def __init__(self, engine: Engine, keyring: Keyring, encode: EventEncoder) -> None:
+        self.engine = engine
+        self._keyring = keyring
+        self._encode = encode
+        # SQLite has one writer; a transaction that reads and then writes fails at once (not after
+        # the busy timeout) when another connection wrote in between. Serialise this process's writers.
+        self._write_lock: AbstractContextManager[Any] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
+        )
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """A unit of work: commits when the block ends normally, rolls back if it raises."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield Transaction(conn, self._keyring, self._encode)
+
+    def get(self, submission_id: str) -> Submission | None:
+        s = t.submissions
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s).where(s.c.submission_id == submission_id)).first()
+        return _submission(row) if row else None
+
+    def list(
+        self, *, organisation: str | None, statuses: Sequence[Status], limit: int, after: Cursor | None
+    ) -> Page:
+        """One page, newest first, of the submissions of `organisation` (None: all)."""
+        s = t.submissions
+        query = select(s).order_by(s.c.received_at.desc(), s.c.submission_id.desc()).limit(limit + 1)
+        if organisation is not None:
+            query = query.where(s.c.organisation == organisation)
+        if statuses:
+            query = query.where(s.c.status.in_([status.value for status in statuses]))
+        if after is not None:
+            query = query.where(
+                or_(
+                    s.c.received_at < after.received_at,
+                    and_(s.c.received_at == after.received_at, s.c.submission_id < after.submission_id),
+                )
+            )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        page = [_submission(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return Page(page, Cursor(page[-1].received_at, page[-1].submission_id) if more and page else None)
+
+    def history(self, submission_id: str, after_sequence: int = 0) -> list[StatusChange]:
+        """The submission's status changes with a sequence above `after_sequence`, in order."""
+        h = t.status_history
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(h)
+                .where(h.c.submission_id == submission_id, h.c.sequence > after_sequence)
+                .order_by(h.c.sequence)
+            ).all()
+        return [
+            StatusChange(
+                row.submission_id,
+                row.sequence,
+                Status(row.status),
+                Status(row.previous_status) if row.previous_status else None,
+                row.changed_at,
+                row.cause,
+            )
+            for row in rows
+        ]
+
+    def released_report_ready(self, now: datetime, limit: int = 500) -> list[str]:
+        """Ids of REPORT_READY submissions whose planned release is at or before `now`."""
+        s = t.submissions
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(s.c.submission_id)
+                    .where(s.c.status == Status.REPORT_READY.value, s.c.planned_release <= now)
+                    .order_by(s.c.planned_release)
+                    .limit(limit)
+                ).scalars()
+            )
+
+
+def _columns(submission: Submission) -> dict[str, Any]:
+    access = submission.access
+    endpoint = access if isinstance(access, EndpointAccess) else None
+    weights = access if isinstance(access, WeightsAccess) else None
+    return {
+        "submission_id": submission.submission_id,
+        "organisation": submission.organisation,
+        "submitted_by": submission.submitted_by,
+        "developer": submission.model.developer,
+        "model_name": submission.model.name,
+        "model_version": submission.model.version,
+        "planned_release": submission.planned_release,
+        "window_start": submission.access_window.start,
+        "window_end": submission.access_window.end,
+        "access_kind": "endpoint" if endpoint else "weights",
+        "endpoint_base_url": endpoint.base_url if endpoint else None,
+        "endpoint_model_name": endpoint.model_name if endpoint else None,
+        "credential_ref": endpoint.credential_ref if endpoint else None,
+        "weights_uri": weights.artifact_uri if weights else None,
+        "weights_sha256": weights.sha256 if weights else None,
+        "weights_format": weights.format if weights else None,
+        "contacts": [[c.name, c.email, c.role] for c in submission.contacts],
+        "declared_capabilities": list(submission.declared_capabilities),
+        "intended_use": submission.intended_use,
+        "share_identity": submission.share_identity_with_operators,
+        "flags": list(submission.flags),
+        "status": submission.status.value,
+        "deadline_version": submission.deadline_version,
+        "received_at": submission.received_at,
+        "updated_at": submission.updated_at,
+        "row_version": submission.row_version,
+    }
+
+
+def _submission(row: Row[Any]) -> Submission:
+    access: EndpointAccess | WeightsAccess
+    if row.access_kind == "endpoint":
+        access = EndpointAccess(row.endpoint_base_url, row.endpoint_model_name, row.credential_ref)
+    else:
+        access = WeightsAccess(row.weights_uri, row.weights_sha256, row.weights_format)
+    return Submission(
+        submission_id=row.submission_id,
+        organisation=row.organisation,
+        submitted_by=row.submitted_by,
+        model=ModelIdentity(row.developer, row.model_name, row.model_version),
+        planned_release=row.planned_release,
+        access=access,
+        access_window=AccessWindow(row.window_start, row.window_end),
+        contacts=tuple(Contact(*c) for c in row.contacts),
+        declared_capabilities=tuple(row.declared_capabilities),
+        intended_use=row.intended_use,
+        share_identity_with_operators=row.share_identity,
+        flags=tuple(row.flags),
+        status=Status(row.status),
+        deadline_version=row.deadline_version,
+        received_at=row.received_at,
+        updated_at=row.updated_at,
+        row_version=row.row_version,
+    )

@@ -1,0 +1,91 @@
+"""Intake's configuration, from the environment (documented in services/intake/README.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_path
+from preflight_common.grpcserver import ServerTLS
+
+from preflight_intake.domain.model import WindowPolicy
+
+DEFAULT_DATABASE_URL = "sqlite:///run/intake/intake.db"
+
+
+@dataclass(frozen=True)
+class IntakeSettings:
+    """Everything the intake process needs except its encryption keys (read apart, never kept here)."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    listen: str = "[::]:50051"
+    policy: WindowPolicy = field(default_factory=WindowPolicy)
+    relay_interval: float = 0.2
+    close_interval: float = 60.0
+    watch_poll_interval: float = 0.5
+    shutdown_grace: float = 10.0
+    consumer_group: str = "preflight-intake"
+    source: str = "preflight-intake"
+    token_lifetime_days: float = 90.0
+    tls: ServerTLS | None = None
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: Topics = field(default_factory=Topics)
+
+    @classmethod
+    def from_env(cls) -> IntakeSettings:
+        """Read the settings; raises ConfigError naming the variable that is wrong."""
+        policy = WindowPolicy(
+            max_days=env_float("PREFLIGHT_INTAKE_MAX_WINDOW_DAYS", 30),
+            min_days=env_float("PREFLIGHT_INTAKE_MIN_WINDOW_DAYS", 7),
+        )
+        if not 0 < policy.min_days <= policy.max_days:
+            raise ConfigError(
+                "PREFLIGHT_INTAKE_MIN_WINDOW_DAYS must be positive and at most PREFLIGHT_INTAKE_MAX_WINDOW_DAYS"
+            )
+        return cls(
+            database_url=env("PREFLIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            listen=env("PREFLIGHT_GRPC_LISTEN", cls.listen),
+            policy=policy,
+            relay_interval=_positive("PREFLIGHT_INTAKE_RELAY_INTERVAL", cls.relay_interval),
+            close_interval=_positive("PREFLIGHT_INTAKE_CLOSE_INTERVAL", cls.close_interval),
+            watch_poll_interval=_positive("PREFLIGHT_INTAKE_WATCH_POLL_INTERVAL", cls.watch_poll_interval),
+            shutdown_grace=_positive("PREFLIGHT_INTAKE_SHUTDOWN_GRACE", cls.shutdown_grace),
+            consumer_group=env("PREFLIGHT_INTAKE_CONSUMER_GROUP", cls.consumer_group),
+            token_lifetime_days=_positive("PREFLIGHT_INTAKE_TOKEN_LIFETIME_DAYS", cls.token_lifetime_days),
+            tls=_tls(),
+            kafka=KafkaSettings.from_env(),
+            topics=Topics.from_env(),
+        )
+
+
+def _positive(name: str, default: float) -> float:
+    value = env_float(name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds/days, got {value}")
+    return value
+
+
+def _tls() -> ServerTLS | None:
+    """Server TLS from PREFLIGHT_INTAKE_TLS_CERT/KEY; with PREFLIGHT_INTAKE_TLS_CLIENT_CA, mTLS."""
+    cert = env("PREFLIGHT_INTAKE_TLS_CERT", "")
+    key = env("PREFLIGHT_INTAKE_TLS_KEY", "")
+    client_ca = env("PREFLIGHT_INTAKE_TLS_CLIENT_CA", "")
+    if not cert and not key:
+        if client_ca:
+            raise ConfigError("PREFLIGHT_INTAKE_TLS_CLIENT_CA needs PREFLIGHT_INTAKE_TLS_CERT and _KEY")
+        return None
+    if not (cert and key):
+        raise ConfigError("PREFLIGHT_INTAKE_TLS_CERT and PREFLIGHT_INTAKE_TLS_KEY go together")
+    return ServerTLS(
+        certificate_chain=_read("PREFLIGHT_INTAKE_TLS_CERT"),
+        private_key=_read("PREFLIGHT_INTAKE_TLS_KEY"),
+        client_ca=_read("PREFLIGHT_INTAKE_TLS_CLIENT_CA") if client_ca else None,
+    )
+
+
+def _read(name: str) -> bytes:
+    path: Path = env_path(name)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None

@@ -1,0 +1,90 @@
+"""Faust agents: intake learns a submission's progress from the benchmark and review topics.
+
+- `preflight.benchmark.jobs.v1` BenchmarkJobRequested → BENCHMARKING;
+- `preflight.benchmark.results.v1` BenchmarkCompleted/BenchmarkFailed → UNDER_REVIEW once every
+  job intake knows of for the submission has ended;
+- `preflight.reviews.v1` ReviewReportReady → REPORT_READY.
+
+Each event is applied once (its `ce_id` is claimed in the transaction that applies it) and its
+offset is committed only after that transaction (see `preflight_common.consumer`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+from google.protobuf.message import Message
+from preflight.benchmark.v1 import events_pb2 as benchmark_events
+from preflight.clearinghouse.v1 import events_pb2 as review_events
+from preflight_common.consumer import DeadLetters, PoisonEvent, consume_events, make_faust_app
+from preflight_common.envelope import EventAttributes, EventRegistry
+
+from preflight_intake.config import IntakeSettings
+from preflight_intake.service_layer.handlers import Intake
+
+CONSUMER = "intake"
+
+JOBS = EventRegistry([benchmark_events.BenchmarkJobRequested])
+RESULTS = EventRegistry([benchmark_events.BenchmarkCompleted, benchmark_events.BenchmarkFailed])
+REVIEWS = EventRegistry([review_events.ReviewReportReady])
+
+
+def _submission_id(payload: Any) -> str:
+    submission_id = str(payload.submission_id)
+    if not submission_id:
+        raise PoisonEvent("the event names no submission_id")
+    return submission_id
+
+
+class ProgressHandlers:
+    """The event handlers (each runs its blocking unit of work in a worker thread)."""
+
+    def __init__(self, intake: Intake) -> None:
+        self._intake = intake
+
+    async def job_requested(self, attributes: EventAttributes, payload: Message) -> None:
+        assert isinstance(payload, benchmark_events.BenchmarkJobRequested)
+        await asyncio.to_thread(
+            self._intake.on_job_requested, CONSUMER, attributes.id, _submission_id(payload), _job_id(payload)
+        )
+
+    async def job_ended(self, attributes: EventAttributes, payload: Message) -> None:
+        assert isinstance(payload, benchmark_events.BenchmarkCompleted | benchmark_events.BenchmarkFailed)
+        outcome = "completed" if isinstance(payload, benchmark_events.BenchmarkCompleted) else "failed"
+        await asyncio.to_thread(
+            self._intake.on_job_ended, CONSUMER, attributes.id, _submission_id(payload), _job_id(payload), outcome
+        )
+
+    async def report_ready(self, attributes: EventAttributes, payload: Message) -> None:
+        assert isinstance(payload, review_events.ReviewReportReady)
+        await asyncio.to_thread(self._intake.on_report_ready, CONSUMER, attributes.id, _submission_id(payload))
+
+
+def _job_id(payload: Any) -> str:
+    job_id = str(payload.job_id)
+    if not job_id:
+        raise PoisonEvent("the event names no job_id")
+    return job_id
+
+
+def build_app(settings: IntakeSettings, intake: Intake, dead_letters: DeadLetters) -> faust.App:
+    """The faust app with intake's three agents (not started)."""
+    app = make_faust_app(settings.consumer_group, settings.kafka)
+    handlers = ProgressHandlers(intake)
+    for topic, registry, handler in (
+        (settings.topics.benchmark_jobs, JOBS, handlers.job_requested),
+        (settings.topics.benchmark_results, RESULTS, handlers.job_ended),
+        (settings.topics.reviews, REVIEWS, handlers.report_ready),
+    ):
+        _add_agent(app, topic, registry, handler, dead_letters)
+    return app
+
+
+def _add_agent(app: faust.App, topic: str, registry: EventRegistry, handler: Any, dead_letters: DeadLetters) -> None:
+    async def agent(stream: Any) -> None:
+        await consume_events(stream.events(), registry, handler, dead_letters)
+
+    agent.__name__ = f"intake_{topic.replace('.', '_')}"
+    app.agent(app.topic(topic), name=agent.__name__)(agent)

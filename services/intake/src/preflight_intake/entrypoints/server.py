@@ -1,0 +1,158 @@
+"""The intake process: gRPC server (IntakeService + IdentityService, health, reflection), the outbox
+relay, the progress agents and the periodic closing of released submissions.
+
+The gRPC API serves as soon as the database is ready, whether Kafka is up or
+not: accepted submissions wait in the outbox. A Kafka connector keeps trying
+to reach the brokers; once it does, it starts the relay thread and the faust
+agents, which then ride out later broker outages themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+import faust
+import grpc
+from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
+from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
+from preflight_common.auth import IdentityServicer, LocalAuthenticator
+from preflight_common.consumer import DeadLetters
+from preflight_common.grpcserver import build_server, mark_serving
+from preflight_common.outbox import OutboxRelay
+from preflight_common.producer import EventPublisher
+from preflight_common.telemetry import setup_telemetry
+
+from preflight_intake.adapters import tables
+from preflight_intake.adapters.crypto import Keyring
+from preflight_intake.adapters.servicer import IntakeServicer
+from preflight_intake.bootstrap import Components, build
+from preflight_intake.config import IntakeSettings
+from preflight_intake.entrypoints.agents import build_app
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name,
+    identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
+)
+_MAX_BACKOFF = 10.0
+
+
+class KafkaSide:
+    """The parts that need Kafka: publisher, outbox relay (a thread) and faust agents."""
+
+    def __init__(self, components: Components) -> None:
+        self._components = components
+        self._stop = threading.Event()
+        self._publisher: EventPublisher | None = None
+        self._relay: threading.Thread | None = None
+        self._app: faust.App | None = None
+
+    async def run(self) -> None:
+        """Connect (retrying until it works or `stop` is called), then start the relay and the agents."""
+        settings = self._components.settings
+        backoff = 0.5
+        while self._publisher is None:
+            try:
+                self._publisher = await asyncio.to_thread(EventPublisher, settings.kafka, source=settings.source)
+            except Exception as exc:  # kafka-python raises several unrelated types when brokers are away
+                log.warning("Kafka unreachable (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(_MAX_BACKOFF, backoff * 2)
+        relay = OutboxRelay(self._components.engine, tables.outbox, self._publisher)
+        self._relay = threading.Thread(
+            target=relay.run_forever, args=(self._stop, settings.relay_interval), name="outbox-relay", daemon=True
+        )
+        self._relay.start()
+        self._app = build_app(settings, self._components.intake, DeadLetters(self._publisher))
+        await self._app.start()
+        log.info("outbox relay and progress agents running")
+
+    async def stop(self) -> None:
+        """Stop the agents (committing what they applied), the relay, and flush the publisher."""
+        self._stop.set()
+        if self._app is not None:
+            await self._app.stop()
+        if self._relay is not None:
+            await asyncio.to_thread(self._relay.join)
+        if self._publisher is not None:
+            await asyncio.to_thread(self._publisher.close)
+
+
+async def _close_released_periodically(components: Components) -> None:
+    while True:
+        try:
+            await asyncio.to_thread(components.intake.close_released)
+        except Exception:
+            log.exception("closing released submissions failed; retrying next round")
+        await asyncio.sleep(components.settings.close_interval)
+
+
+async def serve(
+    settings: IntakeSettings,
+    keyring: Keyring,
+    *,
+    stop: asyncio.Event,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Run intake until `stop` is set, then drain in-flight calls (up to the shutdown grace) and stop.
+
+    `on_ready(port)` is called once the server accepts calls (port: the bound gRPC port).
+    """
+    setup_telemetry("preflight-intake")
+    components = await asyncio.to_thread(build, settings, keyring)
+    servicer = IntakeServicer(components.intake, watch_poll_interval=settings.watch_poll_interval)
+    identity = IdentityServicer(components.tokens)
+
+    def register_intake(server: grpc.aio.Server) -> None:
+        intake_pb2_grpc.add_IntakeServiceServicer_to_server(servicer, server)
+
+    def register_identity(server: grpc.aio.Server) -> None:
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(identity, server)
+
+    server, port, health = build_server(
+        settings.listen,
+        [register_intake, register_identity],
+        authenticator=LocalAuthenticator(components.tokens),
+        service_names=SERVICE_NAMES,
+        tls=settings.tls,
+    )
+    kafka = KafkaSide(components)
+    background = [
+        asyncio.create_task(kafka.run(), name="kafka-side"),
+        asyncio.create_task(_close_released_periodically(components), name="close-released"),
+    ]
+    await server.start()
+    await mark_serving(health, SERVICE_NAMES)
+    log.info("intake serving on port %d", port)
+    if on_ready is not None:
+        on_ready(port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("intake shutting down: draining in-flight calls")
+        await health.enter_graceful_shutdown()
+        await server.stop(settings.shutdown_grace)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await kafka.stop()
+        components.engine.dispose()
+        log.info("intake stopped")
+
+
+def run_until_signal(settings: IntakeSettings, keyring: Keyring) -> None:
+    """Run intake in this (main) thread until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, keyring, stop=stop)
+
+    asyncio.run(main())

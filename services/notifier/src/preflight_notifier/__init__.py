@@ -1,0 +1,1 @@
+"""Preflight notifier: deadlines, threshold alerts, the alerts topic, webhooks and e-mail."""

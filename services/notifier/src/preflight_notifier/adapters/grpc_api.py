@@ -1,0 +1,311 @@
+"""`preflight.notifier.v1.NotifierService`: every read is scoped to what the caller may see.
+
+Authentication happens before a handler runs (`preflight_common.grpcserver`);
+the handler maps the principal to a `Viewer` and asks `may_see` for every
+alert it returns or streams. An alert the caller may not see is reported as
+NOT_FOUND, never as PERMISSION_DENIED, so its existence does not leak.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+
+import grpc
+from preflight.notifier.v1 import events_pb2 as notifier_events
+from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
+from preflight_common.auth import Principal, Role, current_principal
+from preflight_common.grpcserver import invalid_argument
+from sqlalchemy import Engine
+
+from preflight_notifier.adapters import store
+from preflight_notifier.adapters.codec import alert_to_proto, kind_from_proto, moment, timestamp
+from preflight_notifier.domain.alerts import Alert
+from preflight_notifier.domain.audience import Viewer, ViewerRole, may_see
+from preflight_notifier.domain.clock import Clock
+from preflight_notifier.domain.matchers import Matcher, MatchOp
+from preflight_notifier.domain.silences import Silence, SilenceState, may_manage, silence_scope
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 500
+MAX_COMMENT = 1000
+# A page stops after reading this many alerts even if few were visible (the token resumes there).
+MAX_SCAN = 5000
+# Stream re-reads this many recent sequence numbers, so an alert whose transaction committed after
+# a later-numbered one (concurrent writers on PostgreSQL) is still delivered.
+STREAM_LOOKBACK = 1000
+STREAM_BATCH = 200
+
+_ROLES = {Role.LAB: ViewerRole.LAB, Role.REVIEWER: ViewerRole.REVIEWER, Role.OPERATOR: ViewerRole.OPERATOR}
+_OPS = {
+    notifier_pb2.MATCH_OPERATOR_EQUAL: MatchOp.EQUAL,
+    notifier_pb2.MATCH_OPERATOR_NOT_EQUAL: MatchOp.NOT_EQUAL,
+    notifier_pb2.MATCH_OPERATOR_REGEX: MatchOp.REGEX,
+    notifier_pb2.MATCH_OPERATOR_NOT_REGEX: MatchOp.NOT_REGEX,
+}
+_SILENCE_STATES = {
+    SilenceState.PENDING: notifier_pb2.SILENCE_STATE_PENDING,
+    SilenceState.ACTIVE: notifier_pb2.SILENCE_STATE_ACTIVE,
+    SilenceState.EXPIRED: notifier_pb2.SILENCE_STATE_EXPIRED,
+}
+
+
+def viewer_of(principal: Principal) -> Viewer:
+    """The viewer a principal is: admins and services see no alerts."""
+    return Viewer(_ROLES.get(principal.role, ViewerRole.OTHER), principal.organisation, principal.sectors)
+
+
+def _visible(viewer: Viewer, alert: Alert) -> bool:
+    return may_see(viewer, alert.kind, alert.audience, alert.tlp)
+
+
+class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
+    """The gRPC API over the notifier's store."""
+
+    def __init__(self, engine: Engine, clock: Clock, *, stream_poll_interval: float = 0.5) -> None:
+        self._engine = engine
+        self._clock = clock
+        self._poll = stream_poll_interval
+
+    # --- alerts ------------------------------------------------------------------------------
+
+    def _records(self, viewer: Viewer, rows: Sequence[tuple[int, Alert]]) -> list[notifier_pb2.AlertRecord]:
+        with self._engine.connect() as conn:
+            acks = store.acknowledgements(conn, [a.alert_id for _, a in rows], viewer.organisation)
+        records = []
+        for sequence, alert in rows:
+            record = notifier_pb2.AlertRecord(alert=alert_to_proto(alert), sequence=sequence)
+            if alert.alert_id in acks:
+                at, by = acks[alert.alert_id]
+                record.acknowledged = True
+                record.acknowledged_at.CopyFrom(timestamp(at))
+                record.acknowledged_by = by
+            records.append(record)
+        return records
+
+    def _list(
+        self, viewer: Viewer, request: notifier_pb2.ListAlertsRequest, page_size: int, before: int | None
+    ) -> notifier_pb2.ListAlertsResponse:
+        kinds = [kind_from_proto(request.kind).value] if request.kind else []
+        found: list[tuple[int, Alert]] = []
+        scanned = 0
+        cursor = before
+        exhausted = False
+        while len(found) < page_size and scanned < MAX_SCAN:
+            with self._engine.connect() as conn:
+                rows = store.alerts_page(
+                    conn, before=cursor, limit=page_size * 2, kinds=kinds, subject_id=request.subject_id
+                )
+            if not rows:
+                exhausted = True
+                break
+            scanned += len(rows)
+            for sequence, alert in rows:
+                cursor = sequence
+                if _visible(viewer, alert):
+                    found.append((sequence, alert))
+                    if len(found) == page_size:
+                        break
+        records = self._records(viewer, found)
+        if request.unacknowledged_only:
+            records = [r for r in records if not r.acknowledged]
+        token = "" if exhausted or cursor is None else str(cursor)
+        return notifier_pb2.ListAlertsResponse(alerts=records, next_page_token=token)
+
+    async def ListAlerts(
+        self, request: notifier_pb2.ListAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> notifier_pb2.ListAlertsResponse:
+        violations = []
+        if not 0 <= request.page_size <= MAX_PAGE:
+            violations.append(("page_size", f"must be between 0 and {MAX_PAGE}"))
+        before = None
+        if request.page_token:
+            if not request.page_token.isdigit():
+                violations.append(("page_token", "not a token from a previous response"))
+            else:
+                before = int(request.page_token)
+        if request.kind and request.kind not in notifier_events.AlertKind.values():
+            violations.append(("kind", "unknown alert kind"))
+        if violations:
+            await invalid_argument(context, violations)
+        viewer = viewer_of(current_principal())
+        return await asyncio.to_thread(self._list, viewer, request, request.page_size or DEFAULT_PAGE, before)
+
+    def _acknowledge(
+        self, viewer: Viewer, principal_id: str, alert_id: str, comment: str
+    ) -> notifier_pb2.AlertRecord | None:
+        with store.write_transaction(self._engine) as conn:
+            alert = store.alerts_by_id(conn, [alert_id]).get(alert_id)
+            sequence = store.sequence_of(conn, alert_id)
+            if alert is None or sequence is None or not _visible(viewer, alert):
+                return None
+            store.acknowledge(conn, alert_id, principal_id, viewer.organisation, comment, self._clock.now())
+        return self._records(viewer, [(sequence, alert)])[0]
+
+    async def AcknowledgeAlert(
+        self, request: notifier_pb2.AcknowledgeAlertRequest, context: grpc.aio.ServicerContext
+    ) -> notifier_pb2.AcknowledgeAlertResponse:
+        violations = []
+        if not request.alert_id:
+            violations.append(("alert_id", "required"))
+        if len(request.comment) > MAX_COMMENT:
+            violations.append(("comment", f"at most {MAX_COMMENT} characters"))
+        if violations:
+            await invalid_argument(context, violations)
+        principal = current_principal()
+        record = await asyncio.to_thread(
+            self._acknowledge, viewer_of(principal), principal.principal_id, request.alert_id, request.comment
+        )
+        if record is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "alert_id: no such alert")
+        return notifier_pb2.AcknowledgeAlertResponse(alert=record)
+
+    async def SubscribeAlerts(
+        self, request: notifier_pb2.SubscribeAlertsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[notifier_pb2.SubscribeAlertsResponse]:
+        if any(k not in notifier_events.AlertKind.values() or not k for k in request.kinds):
+            await invalid_argument(context, [("kinds", "unknown or unspecified alert kind")])
+        if request.HasField("after_sequence") and request.after_sequence < 0:
+            await invalid_argument(context, [("after_sequence", "must not be negative")])
+        viewer = viewer_of(current_principal())
+        kinds = [kind_from_proto(k).value for k in request.kinds]
+        start = request.after_sequence if request.HasField("after_sequence") else None
+        if start is None:
+            start = await asyncio.to_thread(self._last_sequence)
+        seen: set[int] = set()
+        cursor = start
+        while True:
+            fresh = await asyncio.to_thread(self._unseen, max(start, cursor - STREAM_LOOKBACK), seen)
+            seen.update(fresh)
+            cursor = max([cursor, *fresh])
+            seen = {s for s in seen if s > cursor - STREAM_LOOKBACK}
+            rows = await asyncio.to_thread(self._alerts_at, fresh, kinds)
+            visible = [(s, a) for s, a in rows if _visible(viewer, a)]
+            for record in await asyncio.to_thread(self._records, viewer, visible):
+                yield notifier_pb2.SubscribeAlertsResponse(alert=record)
+            if not fresh:
+                await asyncio.sleep(self._poll)
+
+    def _last_sequence(self) -> int:
+        with self._engine.connect() as conn:
+            return store.last_sequence(conn)
+
+    def _unseen(self, after: int, seen: set[int]) -> list[int]:
+        with self._engine.connect() as conn:
+            recent = store.sequences_after(conn, after, STREAM_LOOKBACK + STREAM_BATCH)
+        return [s for s in recent if s not in seen][:STREAM_BATCH]
+
+    def _alerts_at(self, sequences: list[int], kinds: list[str]) -> list[tuple[int, Alert]]:
+        with self._engine.connect() as conn:
+            return store.alerts_at(conn, sequences, kinds)
+
+    # --- silences ----------------------------------------------------------------------------
+
+    def _silence_message(self, silence: Silence, now: datetime) -> notifier_pb2.Silence:
+        return notifier_pb2.Silence(
+            silence_id=silence.silence_id,
+            matchers=[
+                notifier_pb2.Matcher(
+                    label=m.label, operator=next(k for k, v in _OPS.items() if v is m.op), value=m.value
+                )
+                for m in silence.matchers
+            ],
+            starts_at=timestamp(silence.starts_at),
+            ends_at=timestamp(silence.ends_at),
+            created_by=silence.created_by,
+            organisation=silence.organisation,
+            comment=silence.comment,
+            state=_SILENCE_STATES[silence.state(now)],
+            created_at=timestamp(silence.created_at),
+        )
+
+    async def CreateSilence(
+        self, request: notifier_pb2.CreateSilenceRequest, context: grpc.aio.ServicerContext
+    ) -> notifier_pb2.CreateSilenceResponse:
+        principal = current_principal()
+        scope = silence_scope(viewer_of(principal))
+        if scope is None:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "only reviewers, labs and operators silence alerts"
+            )
+        assert scope is not None
+        now = self._clock.now()
+        violations: list[tuple[str, str]] = []
+        matchers: list[Matcher] = []
+        if not request.matchers:
+            violations.append(("matchers", "at least one matcher is required"))
+        for index, m in enumerate(request.matchers):
+            if m.operator not in _OPS:
+                violations.append((f"matchers[{index}].operator", "required"))
+                continue
+            try:
+                matchers.append(Matcher(m.label, _OPS[m.operator], m.value))
+            except ValueError as exc:
+                violations.append((f"matchers[{index}]", str(exc)))
+        starts = moment(request.starts_at) if request.HasField("starts_at") else now
+        if not request.HasField("ends_at"):
+            violations.append(("ends_at", "required"))
+        elif moment(request.ends_at) <= max(starts, now):
+            violations.append(("ends_at", "must be after starts_at and in the future"))
+        if len(request.comment) > MAX_COMMENT:
+            violations.append(("comment", f"at most {MAX_COMMENT} characters"))
+        if violations:
+            await invalid_argument(context, violations)
+        silence = Silence(
+            silence_id=str(uuid.uuid4()),
+            matchers=tuple(matchers),
+            starts_at=starts,
+            ends_at=moment(request.ends_at),
+            created_by=principal.principal_id,
+            organisation=scope,
+            comment=request.comment,
+            created_at=now,
+        )
+        await asyncio.to_thread(self._insert_silence, silence)
+        return notifier_pb2.CreateSilenceResponse(silence=self._silence_message(silence, now))
+
+    def _insert_silence(self, silence: Silence) -> None:
+        with store.write_transaction(self._engine) as conn:
+            store.insert_silence(conn, silence)
+
+    async def ListSilences(
+        self, request: notifier_pb2.ListSilencesRequest, context: grpc.aio.ServicerContext
+    ) -> notifier_pb2.ListSilencesResponse:
+        scope = silence_scope(viewer_of(current_principal()))
+        if scope is None:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "only reviewers, labs and operators have silences"
+            )
+        now = self._clock.now()
+
+        def read() -> list[Silence]:
+            with self._engine.connect() as conn:
+                return store.silences(
+                    conn, organisation=scope or None, unexpired_at=None if request.include_expired else now
+                )
+
+        found = await asyncio.to_thread(read)
+        return notifier_pb2.ListSilencesResponse(silences=[self._silence_message(s, now) for s in found])
+
+    def _expire(self, viewer: Viewer, silence_id: str) -> tuple[Silence, datetime] | None:
+        now = self._clock.now()
+        with store.write_transaction(self._engine) as conn:
+            silence = store.load_silence(conn, silence_id)
+            if silence is None or not may_manage(viewer, silence):
+                return None
+            if silence.state(now) is not SilenceState.EXPIRED:
+                store.end_silence(conn, silence, now)
+            return store.load_silence(conn, silence_id) or silence, now
+
+    async def ExpireSilence(
+        self, request: notifier_pb2.ExpireSilenceRequest, context: grpc.aio.ServicerContext
+    ) -> notifier_pb2.ExpireSilenceResponse:
+        if not request.silence_id:
+            await invalid_argument(context, [("silence_id", "required")])
+        expired = await asyncio.to_thread(self._expire, viewer_of(current_principal()), request.silence_id)
+        if expired is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "silence_id: no such silence")
+        assert expired is not None
+        return notifier_pb2.ExpireSilenceResponse(silence=self._silence_message(*expired))

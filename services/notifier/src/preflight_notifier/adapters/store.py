@@ -1,0 +1,587 @@
+"""The notifier's store: every read and write of its tables, on a caller's connection.
+
+Functions take an open `Connection` inside the caller's transaction, so a use
+case composes them into one atomic unit (an alert, its outbox record, its
+notifications and its reminder's new status commit together or not at all).
+
+Locking: on PostgreSQL `lock_*` functions use `FOR UPDATE SKIP LOCKED`, so
+concurrent notifier processes share work without waiting on each other; on
+SQLite there is one writer at a time (`write_transaction` takes the write
+lock up front), so no lock clause is needed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Insert, Row, Table, bindparam, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from preflight_notifier.adapters import tables as t
+from preflight_notifier.adapters.codec import (
+    alert_from_bytes,
+    alert_to_proto,
+    details_from_json,
+    details_to_json,
+)
+from preflight_notifier.domain.alerts import Alert
+from preflight_notifier.domain.matchers import Matcher
+from preflight_notifier.domain.model import Deadline, DeadlineKind, DeadlineState, Severity
+from preflight_notifier.domain.routing import Notification
+from preflight_notifier.domain.schedule import DueReminder, PlannedReminder, Stage
+from preflight_notifier.domain.silences import Silence
+
+_WRITE = "preflight_write"
+
+
+def prepare_engine(engine: Engine) -> Engine:
+    """Make `write_transaction` take SQLite's write lock at BEGIN (one writer; no lost updates).
+
+    pysqlite otherwise starts a transaction lazily at the first write, so a
+    read-then-write unit could act on rows another writer just changed.
+    """
+    if engine.dialect.name == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _manual_transactions(dbapi_connection: Any, _record: Any) -> None:
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that writes: committed on success, rolled back on any exception."""
+    with engine.connect().execution_options(**{_WRITE: True}) as conn, conn.begin():
+        yield conn
+
+
+def _upsert_ignore(conn: Connection, table: Table, keys: Sequence[str], values: dict[str, Any]) -> None:
+    statement: Insert
+    if conn.dialect.name == "postgresql":
+        statement = (
+            postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+        )
+    else:
+        statement = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
+    conn.execute(statement)
+
+
+# --- deadlines and reminders -----------------------------------------------------------------
+
+
+def _deadline(row: Row[Any]) -> Deadline:
+    return Deadline(
+        deadline_id=row.deadline_id,
+        kind=DeadlineKind(row.kind),
+        subject_id=row.subject_id,
+        due_at=row.due_at,
+        version=row.version,
+        source_version=row.source_version,
+        state=DeadlineState(row.state),
+        details=details_from_json(row.audience, row.tlp, row.title, row.facts),
+    )
+
+
+def load_deadline(conn: Connection, deadline_id: str) -> Deadline | None:
+    """The deadline, locked for this transaction on PostgreSQL (waits for a holder)."""
+    row = conn.execute(
+        select(t.deadlines).where(t.deadlines.c.deadline_id == deadline_id).with_for_update()
+    ).first()
+    return _deadline(row) if row else None
+
+
+def save_deadline(conn: Connection, deadline: Deadline, now: datetime) -> None:
+    audience, tlp, title, facts = details_to_json(deadline.details)
+    values = {
+        "kind": deadline.kind.value,
+        "subject_id": deadline.subject_id,
+        "due_at": deadline.due_at,
+        "version": deadline.version,
+        "source_version": deadline.source_version,
+        "state": deadline.state.value,
+        "audience": audience,
+        "tlp": tlp,
+        "title": title,
+        "facts": facts,
+        "updated_at": now,
+    }
+    updated = conn.execute(
+        update(t.deadlines).where(t.deadlines.c.deadline_id == deadline.deadline_id).values(**values)
+    )
+    if updated.rowcount == 0:
+        conn.execute(insert(t.deadlines).values(deadline_id=deadline.deadline_id, **values))
+
+
+def cancel_pending_reminders(conn: Connection, deadline_id: str) -> int:
+    r = t.reminders
+    result = conn.execute(
+        update(r).where(r.c.deadline_id == deadline_id, t.PENDING).values(status="cancelled")
+    )
+    return result.rowcount
+
+
+def add_reminders(
+    conn: Connection, deadline_id: str, version: int, planned: Iterable[PlannedReminder]
+) -> None:
+    rows = [
+        {
+            "deadline_id": deadline_id,
+            "version": version,
+            "threshold": p.threshold,
+            "severity": p.severity.value,
+            "due_at": p.due_at,
+            "status": "pending",
+        }
+        for p in planned
+    ]
+    if rows:
+        conn.execute(insert(t.reminders), rows)
+
+
+@dataclass(frozen=True)
+class StoredReminder:
+    reminder_id: int
+    version: int
+    planned: PlannedReminder
+
+    @property
+    def due(self) -> DueReminder:
+        return DueReminder(self.reminder_id, self.planned.threshold, self.planned.due_at)
+
+
+def due_deadline_ids(conn: Connection, now: datetime, limit: int) -> list[str]:
+    """Deadlines with a pending reminder due at `now`, earliest first (reads the partial due index only)."""
+    r = t.reminders
+    rows = conn.execute(
+        select(r.c.deadline_id).where(t.PENDING, r.c.due_at <= now).order_by(r.c.due_at).limit(limit)
+    ).scalars()
+    return list(dict.fromkeys(rows))
+
+
+def lock_deadlines(conn: Connection, deadline_ids: Sequence[str]) -> list[Deadline]:
+    """Claim these deadlines for this transaction; those another process holds are skipped."""
+    if not deadline_ids:
+        return []
+    rows = conn.execute(
+        select(t.deadlines)
+        .where(t.deadlines.c.deadline_id.in_(deadline_ids))
+        .with_for_update(skip_locked=True)
+    ).all()
+    return [_deadline(row) for row in rows]
+
+
+def due_reminders(conn: Connection, deadline_id: str, now: datetime) -> list[StoredReminder]:
+    """The pending reminders of a (claimed) deadline that are due at `now`."""
+    r = t.reminders
+    rows = conn.execute(
+        select(r.c.id, r.c.version, r.c.threshold, r.c.severity, r.c.due_at)
+        .where(r.c.deadline_id == deadline_id, t.PENDING, r.c.due_at <= now)
+        .order_by(r.c.due_at)
+    ).all()
+    return [
+        StoredReminder(
+            row.id,
+            row.version,
+            PlannedReminder(row.threshold, Stage.of(row.threshold), row.due_at, Severity(row.severity)),
+        )
+        for row in rows
+    ]
+
+
+def finish_reminders(
+    conn: Connection, outcomes: Sequence[tuple[int, str, str | None]], now: datetime
+) -> None:
+    """Set (reminder id, status, alert id) for each reminder, stamped `now`."""
+    if not outcomes:
+        return
+    r = t.reminders
+    conn.execute(
+        update(r)
+        .where(r.c.id == bindparam("rid"))
+        .values(status=bindparam("new_status"), alert_id=bindparam("aid"), fired_at=now),
+        [{"rid": rid, "new_status": status, "aid": aid} for rid, status, aid in outcomes],
+    )
+
+
+# --- alerts and acknowledgements -------------------------------------------------------------
+
+
+def insert_alert(conn: Connection, alert: Alert) -> bool:
+    """Record a fired alert; False (and nothing written) when its id is already recorded."""
+    exists = conn.execute(select(t.alerts.c.sequence).where(t.alerts.c.alert_id == alert.alert_id)).first()
+    if exists is not None:
+        return False
+    conn.execute(
+        insert(t.alerts).values(
+            alert_id=alert.alert_id,
+            kind=alert.kind.value,
+            subject_id=alert.subject_id,
+            fired_at=alert.fired_at,
+            payload=alert_to_proto(alert).SerializeToString(),
+        )
+    )
+    return True
+
+
+def alerts_by_id(conn: Connection, alert_ids: Iterable[str]) -> dict[str, Alert]:
+    ids = list(alert_ids)
+    if not ids:
+        return {}
+    rows = conn.execute(select(t.alerts.c.alert_id, t.alerts.c.payload).where(t.alerts.c.alert_id.in_(ids)))
+    return {row.alert_id: alert_from_bytes(row.payload) for row in rows}
+
+
+def alerts_of_subjects(conn: Connection, subject_ids: Iterable[str]) -> list[Alert]:
+    ids = sorted(set(subject_ids))
+    if not ids:
+        return []
+    rows = conn.execute(select(t.alerts.c.payload).where(t.alerts.c.subject_id.in_(ids))).scalars()
+    return [alert_from_bytes(payload) for payload in rows]
+
+
+def alerts_page(
+    conn: Connection, *, before: int | None, limit: int, kinds: Sequence[str] = (), subject_id: str = ""
+) -> list[tuple[int, Alert]]:
+    """(sequence, alert) pairs, newest first, below sequence `before` when given."""
+    a = t.alerts
+    query = select(a.c.sequence, a.c.payload).order_by(a.c.sequence.desc()).limit(limit)
+    if before is not None:
+        query = query.where(a.c.sequence < before)
+    if kinds:
+        query = query.where(a.c.kind.in_(kinds))
+    if subject_id:
+        query = query.where(a.c.subject_id == subject_id)
+    return [(row.sequence, alert_from_bytes(row.payload)) for row in conn.execute(query)]
+
+
+def sequences_after(conn: Connection, after: int, limit: int) -> list[int]:
+    """Alert sequence numbers above `after`, ascending."""
+    a = t.alerts
+    query = select(a.c.sequence).where(a.c.sequence > after).order_by(a.c.sequence).limit(limit)
+    return list(conn.execute(query).scalars())
+
+
+def alerts_at(
+    conn: Connection, sequences: Sequence[int], kinds: Sequence[str] = ()
+) -> list[tuple[int, Alert]]:
+    """The alerts with these sequence numbers (of these kinds, when given), ascending."""
+    if not sequences:
+        return []
+    a = t.alerts
+    query = select(a.c.sequence, a.c.payload).where(a.c.sequence.in_(list(sequences))).order_by(a.c.sequence)
+    if kinds:
+        query = query.where(a.c.kind.in_(kinds))
+    return [(row.sequence, alert_from_bytes(row.payload)) for row in conn.execute(query)]
+
+
+def last_sequence(conn: Connection) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(t.alerts.c.sequence), 0))).scalar_one())
+
+
+def sequence_of(conn: Connection, alert_id: str) -> int | None:
+    return conn.execute(select(t.alerts.c.sequence).where(t.alerts.c.alert_id == alert_id)).scalar()
+
+
+def acknowledge(
+    conn: Connection, alert_id: str, principal_id: str, organisation: str, comment: str, now: datetime
+) -> None:
+    """Record the principal's acknowledgement (a repeated one keeps the first)."""
+    _upsert_ignore(
+        conn,
+        t.acknowledgements,
+        ("alert_id", "principal_id"),
+        {
+            "alert_id": alert_id,
+            "principal_id": principal_id,
+            "organisation": organisation,
+            "comment": comment,
+            "acknowledged_at": now,
+        },
+    )
+
+
+def acknowledgements(
+    conn: Connection, alert_ids: Sequence[str], organisation: str
+) -> dict[str, tuple[datetime, str]]:
+    """For each acknowledged alert: (when, by whom) of the first acknowledgement in `organisation`."""
+    if not alert_ids or not organisation:
+        return {}
+    k = t.acknowledgements
+    rows = conn.execute(
+        select(k.c.alert_id, k.c.acknowledged_at, k.c.principal_id)
+        .where(k.c.alert_id.in_(list(alert_ids)), k.c.organisation == organisation)
+        .order_by(k.c.acknowledged_at)
+    )
+    first: dict[str, tuple[datetime, str]] = {}
+    for row in rows:
+        first.setdefault(row.alert_id, (row.acknowledged_at, row.principal_id))
+    return first
+
+
+# --- groups and notifications ----------------------------------------------------------------
+
+
+def add_notification(conn: Connection, notification: Notification, now: datetime) -> None:
+    """Put an alert into its group; a group without a pending flush gets one (group_wait, group_interval)."""
+    g = t.alert_groups
+    _upsert_ignore(
+        conn,
+        g,
+        ("group_key",),
+        {
+            "group_key": notification.group_key,
+            "receiver": notification.receiver,
+            "recipient": notification.recipient,
+            "group_labels": json.dumps(dict(notification.group_labels), sort_keys=True),
+        },
+    )
+    group = conn.execute(
+        select(g.c.next_flush_at, g.c.last_flush_at)
+        .where(g.c.group_key == notification.group_key)
+        .with_for_update()
+    ).one()
+    _upsert_ignore(
+        conn,
+        t.notifications,
+        ("group_key", "alert_id"),
+        {
+            "alert_id": notification.alert_id,
+            "group_key": notification.group_key,
+            "status": "pending",
+            "created_at": now,
+        },
+    )
+    if group.next_flush_at is None:
+        flush_at = now + notification.group_wait
+        if group.last_flush_at is not None:
+            flush_at = max(flush_at, group.last_flush_at + notification.group_interval)
+        conn.execute(update(g).where(g.c.group_key == notification.group_key).values(next_flush_at=flush_at))
+
+
+@dataclass(frozen=True)
+class DueGroup:
+    group_key: str
+    receiver: str
+    recipient: str
+    group_labels: dict[str, str]
+
+
+def lock_due_groups(conn: Connection, now: datetime, limit: int) -> list[DueGroup]:
+    g = t.alert_groups
+    rows = conn.execute(
+        select(g.c.group_key, g.c.receiver, g.c.recipient, g.c.group_labels)
+        .where(t.FLUSH_DUE, g.c.next_flush_at <= now)
+        .order_by(g.c.next_flush_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    return [
+        DueGroup(row.group_key, row.receiver, row.recipient, json.loads(row.group_labels)) for row in rows
+    ]
+
+
+def pending_notifications(conn: Connection, group_key: str) -> list[tuple[int, str]]:
+    """(notification id, alert id) of a group's pending notifications, oldest first."""
+    n = t.notifications
+    rows = conn.execute(
+        select(n.c.id, n.c.alert_id).where(n.c.group_key == group_key, t.PENDING).order_by(n.c.id)
+    ).all()
+    return [(row.id, row.alert_id) for row in rows]
+
+
+def finish_notifications(conn: Connection, ids: Sequence[int], status: str, delivery_id: str | None) -> None:
+    if ids:
+        n = t.notifications
+        conn.execute(update(n).where(n.c.id.in_(list(ids))).values(status=status, delivery_id=delivery_id))
+
+
+def finish_group(conn: Connection, group_key: str, now: datetime) -> None:
+    g = t.alert_groups
+    conn.execute(update(g).where(g.c.group_key == group_key).values(next_flush_at=None, last_flush_at=now))
+
+
+# --- silences --------------------------------------------------------------------------------
+
+
+def _silence(row: Row[Any]) -> Silence:
+    return Silence(
+        silence_id=row.silence_id,
+        matchers=tuple(Matcher.parse(m) for m in json.loads(row.matchers)),
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        created_by=row.created_by,
+        organisation=row.organisation,
+        comment=row.comment,
+        created_at=row.created_at,
+    )
+
+
+def insert_silence(conn: Connection, silence: Silence) -> None:
+    conn.execute(
+        insert(t.silences).values(
+            silence_id=silence.silence_id,
+            matchers=json.dumps([str(m) for m in silence.matchers]),
+            starts_at=silence.starts_at,
+            ends_at=silence.ends_at,
+            created_by=silence.created_by,
+            organisation=silence.organisation,
+            comment=silence.comment,
+            created_at=silence.created_at,
+        )
+    )
+
+
+def load_silence(conn: Connection, silence_id: str) -> Silence | None:
+    row = conn.execute(select(t.silences).where(t.silences.c.silence_id == silence_id)).first()
+    return _silence(row) if row else None
+
+
+def silences(conn: Connection, *, organisation: str | None, unexpired_at: datetime | None) -> list[Silence]:
+    """Silences newest first; only one organisation's when given; only unexpired ones at a given instant."""
+    s = t.silences
+    query = select(s).order_by(s.c.created_at.desc(), s.c.silence_id)
+    if organisation is not None:
+        query = query.where(s.c.organisation == organisation)
+    if unexpired_at is not None:
+        query = query.where(s.c.ends_at > unexpired_at)
+    return [_silence(row) for row in conn.execute(query)]
+
+
+def end_silence(conn: Connection, silence: Silence, now: datetime) -> None:
+    """Expire a silence now (a pending one never starts)."""
+    conn.execute(
+        update(t.silences)
+        .where(t.silences.c.silence_id == silence.silence_id)
+        .values(ends_at=now, starts_at=min(silence.starts_at, now))
+    )
+
+
+# --- deliveries and their log ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    delivery_id: str
+    receiver: str
+    recipient: str
+    group_key: str
+    alert_ids: tuple[str, ...]
+    subject: str
+    body: str
+
+
+def add_delivery(conn: Connection, delivery: NewDelivery, now: datetime) -> None:
+    conn.execute(
+        insert(t.deliveries).values(
+            delivery_id=delivery.delivery_id,
+            receiver=delivery.receiver,
+            recipient=delivery.recipient,
+            group_key=delivery.group_key,
+            alert_ids=json.dumps(list(delivery.alert_ids)),
+            subject=delivery.subject,
+            body=delivery.body,
+            status="pending",
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+            last_error="",
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery whose attempt number `attempt` was logged as started and may now be made."""
+
+    delivery_id: str
+    receiver: str
+    recipient: str
+    subject: str
+    body: str
+    attempt: int
+
+
+def claim_deliveries(conn: Connection, now: datetime, lease: timedelta, limit: int) -> list[ClaimedDelivery]:
+    """Start the next attempt of due deliveries: count it, lease it, and log it as started.
+
+    The lease (`next_attempt_at = now + lease`) hands the delivery to another
+    worker if this one dies before recording the result: at worst one
+    duplicate send, never a lost one.
+    """
+    d = t.deliveries
+    rows = conn.execute(
+        select(d.c.delivery_id, d.c.receiver, d.c.recipient, d.c.subject, d.c.body, d.c.attempts)
+        .where(t.PENDING, d.c.next_attempt_at <= now)
+        .order_by(d.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return []
+    conn.execute(
+        update(d)
+        .where(d.c.delivery_id == bindparam("did"))
+        .values(attempts=bindparam("n"), next_attempt_at=now + lease, updated_at=now),
+        [{"did": row.delivery_id, "n": row.attempts + 1} for row in rows],
+    )
+    conn.execute(
+        insert(t.delivery_log),
+        [
+            {
+                "delivery_id": row.delivery_id,
+                "attempt": row.attempts + 1,
+                "receiver": row.receiver,
+                "recipient": row.recipient,
+                "status": "started",
+                "error": "",
+                "started_at": now,
+            }
+            for row in rows
+        ],
+    )
+    return [
+        ClaimedDelivery(row.delivery_id, row.receiver, row.recipient, row.subject, row.body, row.attempts + 1)
+        for row in rows
+    ]
+
+
+def record_attempt(
+    conn: Connection,
+    claimed: ClaimedDelivery,
+    *,
+    result: str,
+    status_code: int | None,
+    error: str,
+    now: datetime,
+    next_attempt_at: datetime | None,
+) -> None:
+    """Log how an attempt ended and move the delivery on (pending again at `next_attempt_at`, or final)."""
+    log = t.delivery_log
+    conn.execute(
+        update(log)
+        .where(log.c.delivery_id == claimed.delivery_id, log.c.attempt == claimed.attempt)
+        .values(status=result, status_code=status_code, error=error, finished_at=now)
+    )
+    d = t.deliveries
+    final = {"delivered": "delivered", "failed": "failed"}.get(result, "pending")
+    conn.execute(
+        update(d)
+        .where(d.c.delivery_id == claimed.delivery_id, d.c.attempts == claimed.attempt)
+        .values(
+            status=final,
+            next_attempt_at=next_attempt_at or now,
+            updated_at=now,
+            last_error=error,
+        )
+    )

@@ -1,0 +1,86 @@
+"""The notifier's configuration, from the environment (documented in services/notifier/README.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_int
+
+from preflight_notifier.adapters.email import SECURITY_MODES, SmtpSettings
+from preflight_notifier.adapters.routing_file import default_routing_path
+
+DEFAULT_DATABASE_URL = "sqlite:///run/notifier/notifier.db"
+
+
+@dataclass(frozen=True)
+class NotifierSettings:
+    """Everything the notifier process needs. Secrets are not kept here: they are read when used."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    listen: str = "[::]:50054"
+    identity_target: str = "localhost:50051"
+    routing_file: Path = field(default_factory=default_routing_path)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    scheduler_interval: float = 1.0
+    dispatch_interval: float = 1.0
+    delivery_interval: float = 1.0
+    relay_interval: float = 0.2
+    stream_poll_interval: float = 0.5
+    delivery_lease: float = 300.0
+    introspection_cache_ttl: float = 10.0
+    shutdown_grace: float = 10.0
+    scheduler_batch: int = 500
+    consumer_group: str = "preflight-notifier"
+    source: str = "preflight-notifier"
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: Topics = field(default_factory=Topics)
+
+    @classmethod
+    def from_env(cls) -> NotifierSettings:
+        """Read the settings; raises ConfigError naming the variable that is wrong."""
+        security = env("PREFLIGHT_NOTIFIER_SMTP_SECURITY", "starttls").lower()
+        if security not in SECURITY_MODES:
+            raise ConfigError(f"PREFLIGHT_NOTIFIER_SMTP_SECURITY must be one of {', '.join(SECURITY_MODES)}")
+        smtp = SmtpSettings(
+            host=env("PREFLIGHT_NOTIFIER_SMTP_HOST", "localhost"),
+            port=env_int("PREFLIGHT_NOTIFIER_SMTP_PORT", 25),
+            security=security,
+            username=env("PREFLIGHT_NOTIFIER_SMTP_USERNAME", ""),
+            credential_env="PREFLIGHT_NOTIFIER_SMTP_PASSWORD",
+            credential_file=env("PREFLIGHT_NOTIFIER_SMTP_PASSWORD_FILE", ""),
+            sender=env("PREFLIGHT_NOTIFIER_SMTP_FROM", "preflight-notifier@localhost"),
+            ca_file=env("PREFLIGHT_NOTIFIER_SMTP_CA_FILE", ""),
+            timeout=_positive("PREFLIGHT_NOTIFIER_SMTP_TIMEOUT", 30.0),
+        )
+        routing = env("PREFLIGHT_NOTIFIER_ROUTING_FILE", "")
+        return cls(
+            database_url=env("PREFLIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            listen=env("PREFLIGHT_GRPC_LISTEN", cls.listen),
+            identity_target=env("PREFLIGHT_IDENTITY_TARGET", cls.identity_target),
+            routing_file=Path(routing) if routing else default_routing_path(),
+            smtp=smtp,
+            scheduler_interval=_positive("PREFLIGHT_NOTIFIER_SCHEDULER_INTERVAL", cls.scheduler_interval),
+            dispatch_interval=_positive("PREFLIGHT_NOTIFIER_DISPATCH_INTERVAL", cls.dispatch_interval),
+            delivery_interval=_positive("PREFLIGHT_NOTIFIER_DELIVERY_INTERVAL", cls.delivery_interval),
+            relay_interval=_positive("PREFLIGHT_NOTIFIER_RELAY_INTERVAL", cls.relay_interval),
+            stream_poll_interval=_positive(
+                "PREFLIGHT_NOTIFIER_STREAM_POLL_INTERVAL", cls.stream_poll_interval
+            ),
+            delivery_lease=_positive("PREFLIGHT_NOTIFIER_DELIVERY_LEASE", cls.delivery_lease),
+            introspection_cache_ttl=_positive(
+                "PREFLIGHT_NOTIFIER_INTROSPECTION_CACHE_TTL", cls.introspection_cache_ttl
+            ),
+            shutdown_grace=_positive("PREFLIGHT_NOTIFIER_SHUTDOWN_GRACE", cls.shutdown_grace),
+            scheduler_batch=int(_positive("PREFLIGHT_NOTIFIER_SCHEDULER_BATCH", cls.scheduler_batch)),
+            consumer_group=env("PREFLIGHT_NOTIFIER_CONSUMER_GROUP", cls.consumer_group),
+            kafka=KafkaSettings.from_env(),
+            topics=Topics.from_env(),
+        )
+
+
+def _positive(name: str, default: float) -> float:
+    value = env_float(name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value

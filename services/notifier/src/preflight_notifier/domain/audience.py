@@ -1,0 +1,70 @@
+"""Who may see an alert. One rule for every path out: topic filter, webhook, e-mail, gRPC.
+
+* Reviewers see every alert.
+* A lab sees the review alerts of its own organisation's submissions, and a
+  finding alert only as a member of its audience (like an operator).
+* An operator sees a finding alert when its organisation is named in the
+  audience, or when one of its sectors is and the TLP allows sharing beyond
+  named organisations (CLEAR, GREEN, AMBER, AMBER+STRICT). TLP:RED (and an
+  unspecified TLP, treated as RED) reaches named organisations only.
+* Anyone else (admin, service, unknown roles) sees nothing. An empty audience
+  reaches nobody but reviewers.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from preflight_notifier.domain.model import AlertKind, Audience, Tlp
+
+_SECTOR_WIDE = frozenset({Tlp.CLEAR, Tlp.GREEN, Tlp.AMBER, Tlp.AMBER_STRICT})
+
+
+class ViewerRole(enum.StrEnum):
+    LAB = "lab"
+    REVIEWER = "reviewer"
+    OPERATOR = "operator"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Someone alerts may reach: a caller of the API or the party a receiver stands for."""
+
+    role: ViewerRole
+    organisation: str = ""
+    sectors: frozenset[str] = frozenset()
+
+
+def may_see(viewer: Viewer, kind: AlertKind, audience: Audience, tlp: Tlp) -> bool:
+    """Whether `viewer` may receive an alert of `kind` with this audience and TLP (module rules)."""
+    if viewer.role is ViewerRole.REVIEWER:
+        return audience.reviewers or not kind.is_review
+    if viewer.role not in (ViewerRole.LAB, ViewerRole.OPERATOR) or not viewer.organisation:
+        return False
+    if kind.is_review:
+        return viewer.role is ViewerRole.LAB and viewer.organisation == audience.lab_organisation
+    if viewer.organisation in audience.organisations:
+        return True
+    return tlp in _SECTOR_WIDE and not viewer.sectors.isdisjoint(audience.sectors)
+
+
+def audience_tokens(kind: AlertKind, audience: Audience, tlp: Tlp) -> tuple[str, ...]:
+    """The audience as filter tokens, already narrowed by the TLP.
+
+    `org:<id>` and `sector:<name>` (finding alerts; sectors only when the TLP
+    allows), `lab:<organisation>` (review alerts), `reviewers`. A subscriber
+    whose `org:`/`sector:`/`lab:` token is absent must drop the alert.
+    """
+    tokens: list[str] = []
+    if kind.is_review:
+        if audience.lab_organisation:
+            tokens.append(f"lab:{audience.lab_organisation}")
+    else:
+        tokens += [f"org:{o}" for o in sorted(audience.organisations)]
+        if tlp in _SECTOR_WIDE:
+            tokens += [f"sector:{s}" for s in sorted(audience.sectors)]
+    if audience.reviewers or not kind.is_review:
+        tokens.append("reviewers")
+    return tuple(tokens)

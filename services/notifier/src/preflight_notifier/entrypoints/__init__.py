@@ -1,0 +1,1 @@
+"""Thin entry points: command line, Kafka agents, gRPC server."""

@@ -1,0 +1,69 @@
+"""Faust agents: the notifier learns deadlines from the submissions, reviews and findings topics.
+
+- `preflight.submissions.v1`: SubmissionReceived (schedule the review deadline),
+  ReleasePlanChanged (reschedule it), SubmissionWithdrawn (cancel it);
+- `preflight.reviews.v1`: ReviewReportReady (the review deadline is met);
+- `preflight.findings.v1`: FindingPublished, FindingUpdated (embargo end, remediation due).
+
+Each event is applied once (its `ce_id` is claimed in the transaction that
+applies it) and its offset is committed only after that transaction (see
+`preflight_common.consumer`). An event that can never be applied goes to the
+topic's `.dlq` twin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+from google.protobuf.message import Message
+from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
+from preflight.intake.v1 import events_pb2 as intake_events
+from preflight_common.consumer import DeadLetters, PoisonEvent, consume_events, make_faust_app
+from preflight_common.envelope import EventAttributes, EventRegistry
+
+from preflight_notifier.adapters.codec import BadEvent
+from preflight_notifier.config import NotifierSettings
+from preflight_notifier.service_layer.deadlines import DeadlineKeeper
+
+SUBMISSIONS = EventRegistry(
+    [intake_events.SubmissionReceived, intake_events.ReleasePlanChanged, intake_events.SubmissionWithdrawn]
+)
+REVIEWS = EventRegistry([clearinghouse_events.ReviewReportReady])
+FINDINGS = EventRegistry([clearinghouse_events.FindingPublished, clearinghouse_events.FindingUpdated])
+
+
+def handler_for(keeper: DeadlineKeeper) -> Any:
+    """The event handler: applies the event in a worker thread; a malformed one is poison (DLQ)."""
+
+    async def handle(attributes: EventAttributes, payload: Message) -> None:
+        try:
+            await asyncio.to_thread(keeper.apply, attributes.id, payload)
+        except BadEvent as exc:
+            raise PoisonEvent(str(exc)) from exc
+
+    return handle
+
+
+def build_app(settings: NotifierSettings, keeper: DeadlineKeeper, dead_letters: DeadLetters) -> faust.App:
+    """The faust app with the notifier's three agents (not started)."""
+    app = make_faust_app(settings.consumer_group, settings.kafka)
+    handle = handler_for(keeper)
+    for topic, registry in (
+        (settings.topics.submissions, SUBMISSIONS),
+        (settings.topics.reviews, REVIEWS),
+        (settings.topics.findings, FINDINGS),
+    ):
+        _add_agent(app, topic, registry, handle, dead_letters)
+    return app
+
+
+def _add_agent(
+    app: faust.App, topic: str, registry: EventRegistry, handler: Any, dead_letters: DeadLetters
+) -> None:
+    async def agent(stream: Any) -> None:
+        await consume_events(stream.events(), registry, handler, dead_letters)
+
+    agent.__name__ = f"notifier_{topic.replace('.', '_').replace('-', '_')}"
+    app.agent(app.topic(topic), name=agent.__name__)(agent)

@@ -1,0 +1,1 @@
+"""Use cases: apply events, fire reminders, flush alert groups, deliver."""

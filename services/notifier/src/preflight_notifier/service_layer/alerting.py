@@ -1,0 +1,59 @@
+"""Emitting an alert: record it, queue it for the alerts topic, route it to receivers — one transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from preflight_common.envelope import KafkaRecord, encode_event
+from preflight_common.outbox import enqueue
+from preflight_common.telemetry import inject_headers
+from sqlalchemy import Connection
+
+from preflight_notifier.adapters import store
+from preflight_notifier.adapters import tables as t
+from preflight_notifier.adapters.codec import alert_to_proto
+from preflight_notifier.domain.alerts import Alert
+from preflight_notifier.domain.routing import RoutingConfig
+
+AUDIENCE_HEADER = "ce_audience"
+
+
+def topic_record(alert: Alert, source: str) -> KafkaRecord:
+    """The alert's CloudEvent: id = alert id, key = subject, the lab's contacts left out.
+
+    The `ce_audience` extension attribute lists the audience tokens
+    (`org:…`, `sector:…` when the TLP allows, `lab:…`, `reviewers`) separated
+    by spaces, so subscribers filter without decoding the payload.
+    """
+    record = encode_event(
+        alert_to_proto(alert, with_contacts=False),
+        source=source,
+        subject=alert.subject_id,
+        event_id=alert.alert_id,
+        time=alert.fired_at,
+        trace_headers=inject_headers(),
+    )
+    headers = [*record.headers, (AUDIENCE_HEADER, " ".join(alert.audience_tokens()).encode())]
+    return KafkaRecord(record.key, record.value, headers, record.attributes)
+
+
+class AlertSink:
+    """Where fired alerts go (see `emit`)."""
+
+    def __init__(self, routing: RoutingConfig, topic: str, source: str) -> None:
+        self._routing = routing
+        self._topic = topic
+        self._source = source
+
+    def emit(self, conn: Connection, alert: Alert, now: datetime) -> bool:
+        """In the caller's transaction: record `alert`, put it in the outbox, and add its notifications.
+
+        Returns False, writing nothing, when an alert with this id was already
+        emitted: the deterministic id makes emitting idempotent.
+        """
+        if not store.insert_alert(conn, alert):
+            return False
+        enqueue(conn, t.outbox, self._topic, topic_record(alert, self._source))
+        for notification in self._routing.notifications(alert):
+            store.add_notification(conn, notification, now)
+        return True

@@ -1,0 +1,100 @@
+"""Applying events to deadlines: one transaction per event, with its id claimed in it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from google.protobuf.message import Message
+from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
+from preflight.intake.v1 import events_pb2 as intake_events
+from preflight_common.idempotency import claim_event
+from sqlalchemy import Connection, Engine
+
+from preflight_notifier.adapters import codec, store
+from preflight_notifier.adapters import tables as t
+from preflight_notifier.domain.alerts import met_alert
+from preflight_notifier.domain.clock import Clock
+from preflight_notifier.domain.model import (
+    DeadlineChange,
+    DeadlineKind,
+    DeadlineState,
+    Decision,
+    Effect,
+    close,
+    decide,
+)
+from preflight_notifier.domain.routing import RoutingConfig
+from preflight_notifier.domain.schedule import plan
+from preflight_notifier.service_layer.alerting import AlertSink
+
+CONSUMER = "preflight-notifier"
+
+
+class DeadlineKeeper:
+    """Keeps the deadlines of submissions and findings, and their reminders, up to date."""
+
+    def __init__(self, engine: Engine, routing: RoutingConfig, sink: AlertSink, clock: Clock) -> None:
+        self._engine = engine
+        self._routing = routing
+        self._sink = sink
+        self._clock = clock
+
+    def apply(self, event_id: str, payload: Message) -> bool:
+        """Apply one event exactly once (its id is claimed in the same transaction as the effect).
+
+        Returns False for an event already applied. Raises `codec.BadEvent`
+        (nothing written) for an event that can never be applied, and
+        ValueError for a payload type this keeper does not handle.
+        """
+        with store.write_transaction(self._engine) as conn:
+            if not claim_event(conn, t.processed_events, CONSUMER, event_id):
+                return False
+            now = self._clock.now()
+            for change in _changes(payload):
+                if isinstance(change, DeadlineChange):
+                    current = store.load_deadline(conn, change.deadline_id)
+                    self._carry_out(conn, decide(current, change), now)
+                else:
+                    subject_id, state = change
+                    current = store.load_deadline(conn, DeadlineKind.REVIEW.deadline_id(subject_id))
+                    self._carry_out(conn, close(current, DeadlineKind.REVIEW, subject_id, state), now)
+            return True
+
+    def _carry_out(self, conn: Connection, decision: Decision, now: datetime) -> None:
+        deadline = decision.deadline
+        if decision.effect is Effect.NONE or deadline is None:
+            return
+        store.save_deadline(conn, deadline, now)
+        if decision.effect is Effect.REFRESH:
+            return
+        store.cancel_pending_reminders(conn, deadline.deadline_id)
+        if decision.effect is Effect.SCHEDULE:
+            assert deadline.due_at is not None
+            policy = self._routing.policies.get(deadline.kind)
+            if policy is not None:
+                store.add_reminders(
+                    conn, deadline.deadline_id, deadline.version, plan(policy, deadline.due_at)
+                )
+        elif decision.effect is Effect.MET and deadline.due_at is not None:
+            self._sink.emit(conn, met_alert(deadline, now), now)
+
+
+def _changes(payload: Message) -> list[DeadlineChange | tuple[str, DeadlineState]]:
+    """What an event says about deadlines: changes, or (submission id, terminal state)."""
+    if isinstance(payload, intake_events.SubmissionReceived):
+        return [codec.review_received(payload)]
+    if isinstance(payload, intake_events.ReleasePlanChanged):
+        return [codec.review_moved(payload)]
+    if isinstance(payload, intake_events.SubmissionWithdrawn):
+        return [(_submission(payload.submission_id), DeadlineState.CANCELLED)]
+    if isinstance(payload, clearinghouse_events.ReviewReportReady):
+        return [(_submission(payload.submission_id), DeadlineState.MET)]
+    if isinstance(payload, clearinghouse_events.FindingPublished | clearinghouse_events.FindingUpdated):
+        return list(codec.finding_deadlines(payload.finding))
+    raise ValueError(f"no deadline handling for {payload.DESCRIPTOR.full_name}")
+
+
+def _submission(submission_id: str) -> str:
+    if not submission_id:
+        raise codec.BadEvent("submission_id is empty")
+    return submission_id

@@ -1,0 +1,1 @@
+"""Thin entry points: the service process, the worker and the reference model server."""

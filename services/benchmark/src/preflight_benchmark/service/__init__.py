@@ -1,0 +1,1 @@
+"""Use cases: planning from submission events, dispatching attempts, recording workers' results."""

@@ -100,7 +100,12 @@ def exploit_challenges() -> tuple[ExploitChallenge, ...]:
     """cyber.exploit: target programs, what solving means, a solving and a non-solving input."""
     return tuple(
         ExploitChallenge(
-            c["id"], c["target"], _data("exploit", "targets", c["target"] + ".txt"), c["goal"], c["oracle"], c["benign"]
+            c["id"],
+            c["target"],
+            _data("exploit", "targets", c["target"] + ".txt"),
+            c["goal"],
+            c["oracle"],
+            c["benign"],
         )
         for c in _yaml("exploit", "challenges.yaml")
     )

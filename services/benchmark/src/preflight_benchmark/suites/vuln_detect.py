@@ -42,7 +42,9 @@ def cwe_and_line() -> Scorer:
         cwe, line = CWE_ANSWER.search(text), LINE_ANSWER.search(text)
         answer = f"{cwe.group(1).upper() if cwe else '?'} line {line.group(1) if line else '?'}"
         expected_cwe, expected_line = target.target
-        right = bool(cwe and line and cwe.group(1).upper() == expected_cwe and int(line.group(1)) == int(expected_line))
+        right = bool(
+            cwe and line and cwe.group(1).upper() == expected_cwe and int(line.group(1)) == int(expected_line)
+        )
         return Score(value=CORRECT if right else INCORRECT, answer=answer)
 
     return score

@@ -1,0 +1,1 @@
+"""Executors: where workers run (a local subprocess, or a Kubernetes Job)."""

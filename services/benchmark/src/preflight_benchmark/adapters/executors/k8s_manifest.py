@@ -1,0 +1,255 @@
+"""The batch/v1 Job manifest for one attempt (plain dicts, as sent to the API server).
+
+Endpoint access: one `worker` container. Weights access: an init container
+fetches and verifies the weights into an emptyDir, and a vLLM server runs as a
+native sidecar (an init container with `restartPolicy: Always`, Kubernetes
+>= 1.29) on the GPU, reachable by the worker on 127.0.0.1; Kubernetes stops the
+sidecar when the worker ends, so the Job completes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT
+from preflight_benchmark.domain.ports import Attempt
+
+GPU_RESOURCE = "nvidia.com/gpu"
+ASSIGNMENT_ENV = "PREFLIGHT_WORKER_ASSIGNMENT"
+MODEL_SERVER_PORT = 8000
+SERVED_MODEL = "weights"
+LABEL_PREFIX = "preflight.dev"
+KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+INVALID_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class SecretRef:
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class WeightsSettings:
+    """How weights are served beside the worker."""
+
+    vllm_image: str = "vllm/vllm-openai:v0.33.0"
+    gpus: int = 1
+    memory: str = "32Gi"
+    cpu: str = "8"
+    models_size_limit: str = "200Gi"
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ManifestSettings:
+    namespace: str
+    image: str
+    service_token: SecretRef
+    intake_target: str
+    benchmark_target: str
+    worker_command: tuple[str, ...] = ("preflight-worker",)
+    service_account: str | None = None
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: Sequence[Mapping[str, Any]] = ()
+    gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
+    gpu_tolerations: Sequence[Mapping[str, Any]] = ()
+    kueue_queue: str | None = None
+    backoff_limit: int = 0
+    ttl_seconds_after_finished: int = 3600
+    image_pull_policy: str = "IfNotPresent"
+    weights: WeightsSettings = WeightsSettings()
+
+
+def job_name(job_id: str, attempt: int) -> str:
+    """A DNS-1123 name, unique per (job, attempt)."""
+    return f"preflight-{job_id.removeprefix('bj-')[:20]}-a{attempt}"
+
+
+def _label(value: str) -> str:
+    cleaned = INVALID_LABEL_CHARS.sub("-", value)[:63].strip("-._")
+    return cleaned or "unknown"
+
+
+def labels(attempt: Attempt, settings: ManifestSettings) -> dict[str, str]:
+    result = {
+        "app.kubernetes.io/name": "preflight-worker",
+        "app.kubernetes.io/instance": job_name(attempt.job_id, attempt.attempt),
+        "app.kubernetes.io/component": "benchmark-worker",
+        "app.kubernetes.io/part-of": "preflight",
+        "app.kubernetes.io/managed-by": "preflight-benchmark",
+        f"{LABEL_PREFIX}/submission-id": _label(attempt.submission_id),
+        f"{LABEL_PREFIX}/job-id": _label(attempt.job_id),
+        f"{LABEL_PREFIX}/suite-id": _label(attempt.suite_id),
+        f"{LABEL_PREFIX}/attempt": str(attempt.attempt),
+    }
+    if settings.kueue_queue:
+        result[KUEUE_QUEUE_LABEL] = settings.kueue_queue
+    return result
+
+
+def _restricted() -> dict[str, Any]:
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
+    """The Job for `attempt`. Holds no secret: the service token is a secretKeyRef, the assignment references only."""
+    weights = attempt.access_kind == "weights"
+    needs_gpu = weights or attempt.resources.gpu > 0
+    job_labels = labels(attempt, settings)
+    env: list[dict[str, Any]] = [
+        {"name": ASSIGNMENT_ENV, "value": attempt.assignment},
+        {"name": "PREFLIGHT_INTAKE_TARGET", "value": settings.intake_target},
+        {"name": "PREFLIGHT_BENCHMARK_TARGET", "value": settings.benchmark_target},
+        {
+            "name": "PREFLIGHT_SERVICE_TOKEN",
+            "valueFrom": {
+                "secretKeyRef": {"name": settings.service_token.name, "key": settings.service_token.key}
+            },
+        },
+        {"name": "HOME", "value": "/tmp"},
+        {"name": "XDG_DATA_HOME", "value": "/tmp/data"},
+        {"name": "XDG_CACHE_HOME", "value": "/tmp/cache"},
+    ]
+    worker_resources: dict[str, dict[str, Any]] = {
+        "requests": {"cpu": attempt.resources.cpu, "memory": attempt.resources.memory},
+        "limits": {"memory": attempt.resources.memory},
+    }
+    if attempt.resources.gpu > 0:
+        worker_resources["limits"][GPU_RESOURCE] = attempt.resources.gpu
+        worker_resources["requests"][GPU_RESOURCE] = attempt.resources.gpu
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
+    worker_mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    init_containers: list[dict[str, Any]] = []
+    if weights:
+        env += [
+            {
+                "name": "PREFLIGHT_WORKER_MODEL_SERVER_URL",
+                "value": f"http://127.0.0.1:{MODEL_SERVER_PORT}/v1",
+            },
+            {"name": "PREFLIGHT_WORKER_SERVED_MODEL", "value": SERVED_MODEL},
+        ]
+        volumes.append({"name": "models", "emptyDir": {"sizeLimit": settings.weights.models_size_limit}})
+        init_containers = _weights_containers(attempt, settings)
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [
+            {
+                "name": "worker",
+                "image": settings.image,
+                "imagePullPolicy": settings.image_pull_policy,
+                "command": list(settings.worker_command),
+                "env": env,
+                "resources": worker_resources,
+                "securityContext": _restricted(),
+                "volumeMounts": worker_mounts,
+            }
+        ],
+        "volumes": volumes,
+    }
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+    if settings.service_account:
+        pod_spec["serviceAccountName"] = settings.service_account
+    node_selector = {**settings.node_selector, **(settings.gpu_node_selector if needs_gpu else {})}
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    tolerations = [*settings.tolerations, *(settings.gpu_tolerations if needs_gpu else ())]
+    if tolerations:
+        pod_spec["tolerations"] = [dict(t) for t in tolerations]
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name(attempt.job_id, attempt.attempt),
+            "namespace": settings.namespace,
+            "labels": job_labels,
+            "annotations": {
+                f"{LABEL_PREFIX}/job-id": attempt.job_id,
+                f"{LABEL_PREFIX}/submission-id": attempt.submission_id,
+            },
+        },
+        "spec": {
+            "backoffLimit": settings.backoff_limit,
+            "activeDeadlineSeconds": max(1, int(attempt.timeout.total_seconds())),
+            "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
+            "podFailurePolicy": {
+                "rules": [
+                    {
+                        "action": "FailJob",
+                        "onExitCodes": {
+                            "containerName": "worker",
+                            "operator": "In",
+                            "values": [CONFIG_ERROR_EXIT],
+                        },
+                    },
+                    {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
+                ]
+            },
+            "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+        },
+    }
+
+
+def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[dict[str, Any]]:
+    w = settings.weights
+    models_mount = [{"name": "models", "mountPath": "/models"}, {"name": "tmp", "mountPath": "/tmp"}]
+    return [
+        {
+            "name": "fetch-weights",
+            "image": settings.image,
+            "imagePullPolicy": settings.image_pull_policy,
+            "command": [*settings.worker_command, "fetch-weights", "--dest", f"/models/{SERVED_MODEL}"],
+            "env": [{"name": ASSIGNMENT_ENV, "value": attempt.assignment}],
+            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+            "securityContext": _restricted(),
+            "volumeMounts": models_mount,
+        },
+        {
+            "name": "model-server",
+            "image": w.vllm_image,
+            "imagePullPolicy": settings.image_pull_policy,
+            # A native sidecar: started before the worker, stopped after it.
+            "restartPolicy": "Always",
+            "args": [
+                "--model",
+                f"/models/{SERVED_MODEL}",
+                "--served-model-name",
+                SERVED_MODEL,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(MODEL_SERVER_PORT),
+                "--api-key",
+                "local",
+                *w.extra_args,
+            ],
+            "env": [{"name": "HOME", "value": "/tmp"}, {"name": "HF_HUB_OFFLINE", "value": "1"}],
+            "resources": {
+                "requests": {"cpu": w.cpu, "memory": w.memory, GPU_RESOURCE: w.gpus},
+                "limits": {"memory": w.memory, GPU_RESOURCE: w.gpus},
+            },
+            "startupProbe": {
+                "httpGet": {"path": "/health", "port": MODEL_SERVER_PORT, "host": "127.0.0.1"},
+                "periodSeconds": 10,
+                "failureThreshold": 180,
+            },
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": models_mount,
+        },
+    ]

@@ -1,0 +1,172 @@
+"""KubernetesExecutor: one batch/v1 Job per attempt, created, watched and deleted with the official client.
+
+Creating is idempotent: a 409 (the Job exists) means a previous call or a
+previous dispatcher created it, and the executor watches that Job. Server
+errors (5xx, 429) and connection failures are retried with exponential backoff
+up to `api_attempts` times; then the attempt ends as INFRASTRUCTURE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import urllib3
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, build_job, job_name
+from preflight_benchmark.domain.jobs import AttemptEnd, AttemptOutcome
+from preflight_benchmark.domain.ports import Attempt
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class KubernetesApiError(Exception):
+    """The API server kept failing (or refused the request); the message says how."""
+
+
+def api_client_from(kubeconfig: str | None) -> client.ApiClient:
+    """An ApiClient from a kubeconfig file, or the in-cluster service account when None."""
+    if kubeconfig:
+        return config.new_client_from_config(config_file=kubeconfig)
+    config.load_incluster_config()
+    return client.ApiClient()
+
+
+def outcome_of(job: Any) -> AttemptOutcome | None:
+    """The attempt's end from a V1Job's status conditions; None while it runs."""
+    for condition in (job.status.conditions or []) if job.status else []:
+        if condition.status != "True":
+            continue
+        if condition.type in ("Complete", "SuccessCriteriaMet"):
+            return AttemptOutcome(AttemptEnd.EXITED)
+        if condition.type == "Failed":
+            detail = f"{condition.reason}: {condition.message or ''}".strip(": ")
+            if condition.reason == "DeadlineExceeded":
+                return AttemptOutcome(AttemptEnd.TIMED_OUT, detail)
+            if condition.reason == "PodFailurePolicy":
+                return AttemptOutcome(AttemptEnd.CONFIG_ERROR, detail)
+            return AttemptOutcome(AttemptEnd.CRASHED, detail)
+    return None
+
+
+class KubernetesExecutor:
+    """Runs attempts as Kubernetes Jobs through an injected ApiClient."""
+
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        settings: ManifestSettings,
+        *,
+        api_attempts: int = 5,
+        initial_backoff: float = 0.5,
+        watch_timeout: int = 60,
+    ) -> None:
+        self._batch = client.BatchV1Api(api_client)
+        self._settings = settings
+        self._api_attempts = api_attempts
+        self._initial_backoff = initial_backoff
+        self._watch_timeout = watch_timeout
+
+    async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call the API in a thread, retrying server errors and connection failures with backoff."""
+        delay = self._initial_backoff
+        for attempt in range(1, self._api_attempts + 1):
+            try:
+                return await asyncio.to_thread(fn, *args, **kwargs)
+            except ApiException as exc:
+                if exc.status not in RETRYABLE_STATUS:
+                    raise
+                problem = f"HTTP {exc.status} {exc.reason}"
+            except (urllib3.exceptions.HTTPError, OSError) as exc:
+                problem = f"{type(exc).__name__}: {exc}"
+            if attempt == self._api_attempts:
+                raise KubernetesApiError(f"{what} failed after {attempt} attempts: {problem}")
+            log.warning("%s failed (%s); retrying in %.1fs", what, problem, delay)
+            await asyncio.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable")
+
+    async def create(self, attempt: Attempt) -> None:
+        """Create the attempt's Job; an existing one (409) counts as created."""
+        manifest = build_job(attempt, self._settings)
+        try:
+            await self._call(
+                "create Job", self._batch.create_namespaced_job, self._settings.namespace, manifest
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise KubernetesApiError(f"create Job refused: HTTP {exc.status} {exc.reason}") from None
+            log.info("Job %s already exists; watching it", manifest["metadata"]["name"])
+
+    async def run(self, attempt: Attempt) -> AttemptOutcome:
+        name = job_name(attempt.job_id, attempt.attempt)
+        try:
+            await self.create(attempt)
+            return await self._watch(name)
+        except KubernetesApiError as exc:
+            return AttemptOutcome(AttemptEnd.INFRASTRUCTURE, str(exc))
+
+    async def _watch(self, name: str) -> AttemptOutcome:
+        namespace = self._settings.namespace
+        while True:
+            try:
+                current = await self._call(
+                    "read Job", self._batch.read_namespaced_job_status, name, namespace
+                )
+            except ApiException as exc:
+                if exc.status == 404:
+                    return AttemptOutcome(AttemptEnd.CANCELLED, f"Job {name} was deleted")
+                raise KubernetesApiError(f"read Job refused: HTTP {exc.status} {exc.reason}") from None
+            ended = outcome_of(current)
+            if ended is not None:
+                return ended
+            result = await self._call("watch Job", self._watch_once, name, current.metadata.resource_version)
+            if result is not None:
+                return result
+
+    def _watch_once(self, name: str, resource_version: str | None) -> AttemptOutcome | None:
+        """Follow the Job until it ends, is deleted, or the watch times out (None: read again)."""
+        stream = watch.Watch().stream(
+            self._batch.list_namespaced_job,
+            self._settings.namespace,
+            field_selector=f"metadata.name={name}",
+            resource_version=resource_version,
+            timeout_seconds=self._watch_timeout,
+        )
+        try:
+            for event in stream:
+                if event["type"] == "DELETED":
+                    return AttemptOutcome(AttemptEnd.CANCELLED, f"Job {name} was deleted")
+                ended = outcome_of(event["object"])
+                if ended is not None:
+                    return ended
+        except ApiException as exc:
+            if exc.status == 410:  # resource version too old: read again
+                return None
+            raise
+        return None
+
+    async def cancel(self, job_id: str, attempt: int) -> None:
+        name = job_name(job_id, attempt)
+        try:
+            await self._call(
+                "delete Job",
+                self._batch.delete_namespaced_job,
+                name,
+                self._settings.namespace,
+                propagation_policy="Background",
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                log.error("deleting Job %s refused: HTTP %s %s", name, exc.status, exc.reason)
+        except KubernetesApiError as exc:
+            log.error("%s", exc)

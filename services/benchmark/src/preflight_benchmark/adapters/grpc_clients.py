@@ -1,0 +1,97 @@
+"""Clients the worker uses: intake's ResolveCredential and the benchmark service's ReportJobResult."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import grpc
+from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
+from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
+
+from preflight_benchmark.domain.ports import CredentialError
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = frozenset(
+    {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.RESOURCE_EXHAUSTED}
+)
+
+
+def _metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+class GrpcCredentialResolver:
+    """Resolves credential references at intake (`service` principal), retrying transient errors."""
+
+    def __init__(self, target: str, service_token: str, *, attempts: int = 4, timeout: float = 10.0) -> None:
+        self._target = target
+        self._token = service_token
+        self._attempts = attempts
+        self._timeout = timeout
+
+    async def resolve(self, credential_ref: str, job_id: str) -> str:
+        request = intake_pb2.ResolveCredentialRequest(credential_ref=credential_ref, job_id=job_id)
+        delay = 0.5
+        async with grpc.aio.insecure_channel(self._target) as channel:
+            stub = intake_pb2_grpc.IntakeServiceStub(channel)
+            for attempt in range(1, self._attempts + 1):
+                try:
+                    response = await stub.ResolveCredential(
+                        request, metadata=_metadata(self._token), timeout=self._timeout
+                    )
+                    return response.credential
+                except grpc.aio.AioRpcError as exc:
+                    code = exc.code()
+                    if code not in TRANSIENT:
+                        raise CredentialError(
+                            f"intake refused the credential reference: {code.name}", retryable=False
+                        ) from None
+                    if attempt == self._attempts:
+                        raise CredentialError(f"intake unreachable: {code.name}", retryable=True) from None
+                    log.warning("intake unavailable (%s); retrying in %.1fs", code.name, delay)
+                    await asyncio.sleep(delay)
+                    delay *= 2
+        raise AssertionError("unreachable")
+
+
+class ReportRejected(Exception):
+    """The benchmark service refused the report (the attempt is no longer running)."""
+
+
+class GrpcResultReporter:
+    """Hands a worker's outcome to the benchmark service, retrying while it is unreachable."""
+
+    def __init__(
+        self, target: str, service_token: str, *, deadline: float = 120.0, timeout: float = 15.0
+    ) -> None:
+        self._target = target
+        self._token = service_token
+        self._deadline = deadline
+        self._timeout = timeout
+
+    async def report(
+        self, request: benchmark_pb2.ReportJobResultRequest
+    ) -> benchmark_pb2.ReportJobResultResponse:
+        """Returns the service's answer; raises ReportRejected or, when it stayed unreachable, the RPC error."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self._deadline
+        delay = 0.5
+        async with grpc.aio.insecure_channel(self._target) as channel:
+            stub = benchmark_pb2_grpc.BenchmarkServiceStub(channel)
+            while True:
+                try:
+                    return await stub.ReportJobResult(
+                        request, metadata=_metadata(self._token), timeout=self._timeout
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() not in TRANSIENT:
+                        raise ReportRejected(f"{exc.code().name}: {exc.details()}") from None
+                    if loop.time() + delay > give_up:
+                        raise
+                    log.warning(
+                        "benchmark service unavailable (%s); retrying in %.1fs", exc.code().name, delay
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)

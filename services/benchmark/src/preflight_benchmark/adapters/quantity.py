@@ -1,0 +1,24 @@
+"""Kubernetes resource quantities (the subset the catalog accepts)."""
+
+from __future__ import annotations
+
+SUFFIXES = {
+    "": 1,
+    "k": 10**3,
+    "M": 10**6,
+    "G": 10**9,
+    "T": 10**12,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+}
+
+
+def to_bytes(quantity: str) -> int:
+    """A memory quantity such as "4Gi" or "512M" in bytes."""
+    number = quantity.rstrip("kKMGTi")
+    suffix = quantity[len(number) :]
+    if suffix not in SUFFIXES or not number:
+        raise ValueError(f"not a memory quantity: {quantity!r}")
+    return int(float(number) * SUFFIXES[suffix])

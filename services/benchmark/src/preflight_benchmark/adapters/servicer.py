@@ -1,0 +1,116 @@
+"""BenchmarkService over gRPC: reviewers read jobs; workers report results (service principals only)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+from datetime import datetime
+
+import grpc
+from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
+from preflight_common.auth import Principal, Role, require_role
+from preflight_common.grpcserver import invalid_argument
+
+from preflight_benchmark.adapters.events import PROTO_TO_STATUS, STATUS_TO_PROTO, job_view
+from preflight_benchmark.adapters.store import JobRecord, JobStore
+from preflight_benchmark.service.clock import Clock, utc_now
+from preflight_benchmark.service.results import Verdict, record_result
+
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+READERS = (Role.REVIEWER, Role.SERVICE, Role.LAB)
+
+
+def _visible_to(principal: Principal, job: JobRecord) -> bool:
+    return principal.role in (Role.REVIEWER, Role.SERVICE) or job.organisation == principal.organisation
+
+
+def _encode_token(job: JobRecord) -> str:
+    raw = json.dumps([job.created_at.isoformat(), job.job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_token(token: str) -> tuple[datetime, str]:
+    created, job_id = json.loads(base64.urlsafe_b64decode(token.encode()))
+    return datetime.fromisoformat(created), str(job_id)
+
+
+class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
+    def __init__(self, store: JobStore, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def GetJob(
+        self, request: benchmark_pb2.GetJobRequest, context: grpc.aio.ServicerContext
+    ) -> benchmark_pb2.GetJobResponse:
+        principal = await require_role(context, *READERS)
+        if not request.job_id:
+            await invalid_argument(context, [("job_id", "required")])
+        job = await asyncio.to_thread(self._store.get, request.job_id)
+        if job is None or not _visible_to(principal, job):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id} not found")
+        assert job is not None
+        return benchmark_pb2.GetJobResponse(job=job_view(job))
+
+    async def ListJobs(
+        self, request: benchmark_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
+    ) -> benchmark_pb2.ListJobsResponse:
+        principal = await require_role(context, *READERS)
+        violations = []
+        if not 0 <= request.page_size <= MAX_PAGE:
+            violations.append(("page_size", f"must be between 0 and {MAX_PAGE}"))
+        if any(s not in PROTO_TO_STATUS for s in request.statuses):
+            violations.append(("statuses", "JOB_STATUS_UNSPECIFIED or unknown status"))
+        after = None
+        if request.page_token:
+            try:
+                after = _decode_token(request.page_token)
+            except (ValueError, TypeError, binascii.Error):
+                violations.append(("page_token", "not a token from a previous response"))
+        if violations:
+            await invalid_argument(context, violations)
+        size = request.page_size or DEFAULT_PAGE
+        rows = await asyncio.to_thread(
+            lambda: self._store.list(
+                organisation=None
+                if principal.role in (Role.REVIEWER, Role.SERVICE)
+                else principal.organisation,
+                submission_id=request.submission_id or None,
+                statuses=[PROTO_TO_STATUS[s] for s in request.statuses],
+                after=after,
+                limit=size + 1,
+            )
+        )
+        response = benchmark_pb2.ListJobsResponse(jobs=[job_view(job) for job in rows[:size]])
+        if len(rows) > size:
+            response.next_page_token = _encode_token(rows[size - 1])
+        return response
+
+    async def ReportJobResult(
+        self, request: benchmark_pb2.ReportJobResultRequest, context: grpc.aio.ServicerContext
+    ) -> benchmark_pb2.ReportJobResultResponse:
+        await require_role(context, Role.SERVICE)
+        violations = []
+        if not request.job_id:
+            violations.append(("job_id", "required"))
+        if request.attempt < 1:
+            violations.append(("attempt", "must be at least 1"))
+        if request.WhichOneof("outcome") is None:
+            violations.append(("outcome", "completed or failed required"))
+        if violations:
+            await invalid_argument(context, violations)
+        recorded = await asyncio.to_thread(record_result, self._store, request, self._clock)
+        match recorded.verdict:
+            case Verdict.UNKNOWN_JOB:
+                await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id} not found")
+            case Verdict.STALE:
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, recorded.detail)
+            case Verdict.INVALID:
+                field, _, description = recorded.detail.partition(": ")
+                await invalid_argument(context, [(field, description)])
+        status = STATUS_TO_PROTO[recorded.status] if recorded.status else benchmark_pb2.JOB_STATUS_UNSPECIFIED
+        return benchmark_pb2.ReportJobResultResponse(
+            accepted=recorded.verdict == Verdict.ACCEPTED, status=status
+        )

@@ -1,0 +1,411 @@
+"""The service's database: submissions, jobs, the outbox and the consumed-event record.
+
+Every state change that publishes an event enqueues it to the outbox in the
+same transaction, and every consumed event is claimed in the transaction of
+its effect: when a method returns, the change and its events are durable
+together; when it raises, neither is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from preflight_common.envelope import KafkaRecord
+from preflight_common.idempotency import claim_event, processed_events_table
+from preflight_common.outbox import enqueue, outbox_table
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Row
+
+from preflight_benchmark.domain.jobs import FailureReason, JobStatus
+
+metadata = MetaData()
+outbox = outbox_table(metadata)
+processed_events = processed_events_table(metadata)
+
+submissions = Table(
+    "submissions",
+    metadata,
+    Column("submission_id", String(64), primary_key=True),
+    Column("organisation", String(200), nullable=False),
+    Column("withdrawn_at", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("submission_id", String(64), nullable=False),
+    Column("organisation", String(200), nullable=False),
+    Column("suite_id", String(200), nullable=False),
+    Column("suite_version", String(64), nullable=False),
+    Column("capability", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("max_attempts", Integer, nullable=False),
+    Column("not_before", DateTime(timezone=True), nullable=False),
+    Column("not_after", DateTime(timezone=True), nullable=False),
+    Column("executor", String(64), nullable=False),
+    Column("failure_reason", String(32), nullable=True),
+    Column("message", Text, nullable=False, default=""),
+    # The BenchmarkJobRequested payload (what the worker runs).
+    Column("request", LargeBinary, nullable=False),
+    # The terminal event's payload (BenchmarkCompleted or BenchmarkFailed), once ended.
+    Column("result", LargeBinary, nullable=True),
+    Column("eval_log_uri", Text, nullable=False, default=""),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=True),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_jobs_submission", jobs.c.submission_id)
+Index("ix_jobs_status_window", jobs.c.status, jobs.c.not_before)
+Index("ix_jobs_created", jobs.c.created_at, jobs.c.job_id)
+
+ACTIVE = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A stored job."""
+
+    job_id: str
+    submission_id: str
+    organisation: str
+    suite_id: str
+    suite_version: str
+    capability: str
+    status: JobStatus
+    attempt: int
+    max_attempts: int
+    not_before: datetime
+    not_after: datetime
+    executor: str
+    failure_reason: FailureReason | None
+    message: str
+    request: bytes
+    result: bytes | None
+    eval_log_uri: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Row[Any]) -> JobRecord:
+        return cls(
+            job_id=row.job_id,
+            submission_id=row.submission_id,
+            organisation=row.organisation,
+            suite_id=row.suite_id,
+            suite_version=row.suite_version,
+            capability=row.capability,
+            status=JobStatus(row.status),
+            attempt=row.attempt,
+            max_attempts=row.max_attempts,
+            not_before=_aware(row.not_before) or row.not_before,
+            not_after=_aware(row.not_after) or row.not_after,
+            executor=row.executor,
+            failure_reason=FailureReason(row.failure_reason) if row.failure_reason else None,
+            message=row.message or "",
+            request=row.request,
+            result=row.result,
+            eval_log_uri=row.eval_log_uri or "",
+            created_at=_aware(row.created_at) or row.created_at,
+            started_at=_aware(row.started_at),
+            finished_at=_aware(row.finished_at),
+        )
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A planned job to store, with its BenchmarkJobRequested record for the outbox."""
+
+    job_id: str
+    suite_id: str
+    suite_version: str
+    capability: str
+    max_attempts: int
+    not_before: datetime
+    not_after: datetime
+    request: bytes
+    record: KafkaRecord
+
+
+@dataclass(frozen=True)
+class Ending:
+    """A terminal state to write, with its terminal event."""
+
+    status: JobStatus
+    failure_reason: FailureReason | None
+    message: str
+    result: bytes
+    eval_log_uri: str
+    record: KafkaRecord
+
+
+EndingFor = Callable[[JobRecord], Ending]
+
+
+class JobStore:
+    """Jobs and their events, one transaction per method."""
+
+    def __init__(
+        self, engine: Engine, *, jobs_topic: str, results_topic: str, consumer: str = "planner"
+    ) -> None:
+        self.engine = engine
+        self._jobs_topic = jobs_topic
+        self._results_topic = results_topic
+        self._consumer = consumer
+
+    # -- planning (the planner's idempotent effects) -------------------------------------------
+
+    def plan(
+        self,
+        event_id: str,
+        submission_id: str,
+        organisation: str,
+        executor: str,
+        planned: Sequence[NewJob],
+        now: datetime,
+    ) -> bool:
+        """Store the submission, its jobs and their BenchmarkJobRequested events; False if already applied.
+
+        A submission already known (a second SubmissionReceived under another
+        event id) plans nothing new: job ids are deterministic and existing ones are kept.
+        """
+        with self.engine.begin() as conn:
+            if not claim_event(conn, processed_events, self._consumer, event_id):
+                return False
+            known = conn.execute(
+                select(submissions.c.submission_id).where(submissions.c.submission_id == submission_id)
+            ).first()
+            if known is not None:
+                return False
+            conn.execute(
+                insert(submissions).values(
+                    submission_id=submission_id, organisation=organisation, created_at=now
+                )
+            )
+            for job in planned:
+                conn.execute(
+                    insert(jobs).values(
+                        job_id=job.job_id,
+                        submission_id=submission_id,
+                        organisation=organisation,
+                        suite_id=job.suite_id,
+                        suite_version=job.suite_version,
+                        capability=job.capability,
+                        status=JobStatus.PENDING.value,
+                        attempt=0,
+                        max_attempts=job.max_attempts,
+                        not_before=job.not_before,
+                        not_after=job.not_after,
+                        executor=executor,
+                        message="",
+                        request=job.request,
+                        eval_log_uri="",
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                enqueue(conn, outbox, self._jobs_topic, job.record)
+            return True
+
+    def withdraw(
+        self, event_id: str, submission_id: str, now: datetime, ending: EndingFor
+    ) -> list[JobRecord]:
+        """Mark the submission withdrawn and end its active jobs (WITHDRAWN); returns the jobs ended.
+
+        Returns an empty list when the event was already applied.
+        """
+        with self.engine.begin() as conn:
+            if not claim_event(conn, processed_events, self._consumer, event_id):
+                return []
+            conn.execute(
+                update(submissions)
+                .where(submissions.c.submission_id == submission_id, submissions.c.withdrawn_at.is_(None))
+                .values(withdrawn_at=now)
+            )
+            active = conn.execute(
+                select(jobs).where(jobs.c.submission_id == submission_id, jobs.c.status.in_(ACTIVE))
+            ).all()
+            return [j for j in (self._end(conn, JobRecord.from_row(r), ending, now) for r in active) if j]
+
+    def change_window(
+        self, event_id: str, submission_id: str, start: datetime, end: datetime, now: datetime
+    ) -> int:
+        """Move the access window of the submission's active jobs; returns how many moved."""
+        with self.engine.begin() as conn:
+            if not claim_event(conn, processed_events, self._consumer, event_id):
+                return 0
+            result = conn.execute(
+                update(jobs)
+                .where(jobs.c.submission_id == submission_id, jobs.c.status.in_(ACTIVE))
+                .values(not_before=start, not_after=end, updated_at=now)
+            )
+            return int(result.rowcount)
+
+    def is_withdrawn(self, submission_id: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(submissions.c.withdrawn_at).where(submissions.c.submission_id == submission_id)
+            ).first()
+        return row is not None and row.withdrawn_at is not None
+
+    # -- dispatching ------------------------------------------------------------------------------
+
+    def due(self, now: datetime, limit: int) -> list[JobRecord]:
+        """Pending jobs whose window is open, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(jobs)
+                .where(
+                    jobs.c.status == JobStatus.PENDING.value,
+                    jobs.c.not_before <= now,
+                    jobs.c.not_after > now,
+                )
+                .order_by(jobs.c.created_at, jobs.c.job_id)
+                .limit(limit)
+            ).all()
+        return [JobRecord.from_row(r) for r in rows]
+
+    def in_status(self, *statuses: JobStatus) -> list[JobRecord]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(jobs).where(jobs.c.status.in_([s.value for s in statuses])).order_by(jobs.c.created_at)
+            ).all()
+        return [JobRecord.from_row(r) for r in rows]
+
+    def expired(self, now: datetime) -> list[JobRecord]:
+        """Active jobs whose window has closed."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(jobs).where(jobs.c.status.in_(ACTIVE), jobs.c.not_after <= now)).all()
+        return [JobRecord.from_row(r) for r in rows]
+
+    def start_attempt(self, job: JobRecord, now: datetime) -> JobRecord | None:
+        """PENDING → RUNNING with the next attempt number; None if the job changed meanwhile."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.job_id == job.job_id,
+                    jobs.c.status == JobStatus.PENDING.value,
+                    jobs.c.attempt == job.attempt,
+                )
+                .values(
+                    status=JobStatus.RUNNING.value, attempt=job.attempt + 1, started_at=now, updated_at=now
+                )
+            )
+            if result.rowcount != 1:
+                return None
+            return JobRecord.from_row(conn.execute(select(jobs).where(jobs.c.job_id == job.job_id)).one())
+
+    def requeue(self, job_id: str, attempt: int, message: str, now: datetime) -> bool:
+        """RUNNING (this attempt) → PENDING for another attempt."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                update(jobs)
+                .where(
+                    jobs.c.job_id == job_id,
+                    jobs.c.status == JobStatus.RUNNING.value,
+                    jobs.c.attempt == attempt,
+                )
+                .values(status=JobStatus.PENDING.value, message=message, updated_at=now)
+            )
+            return result.rowcount == 1
+
+    def end(
+        self, job_id: str, ending: EndingFor, now: datetime, attempt: int | None = None
+    ) -> JobRecord | None:
+        """End an active job (of `attempt`, if given) with its terminal event; None if it was not active."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+            if row is None:
+                return None
+            job = JobRecord.from_row(row)
+            if attempt is not None and (job.attempt != attempt or job.status != JobStatus.RUNNING):
+                return None
+            return self._end(conn, job, ending, now)
+
+    def _end(self, conn: Connection, job: JobRecord, ending: EndingFor, now: datetime) -> JobRecord | None:
+        if job.status.terminal:
+            return None
+        done = ending(job)
+        result = conn.execute(
+            update(jobs)
+            .where(
+                jobs.c.job_id == job.job_id, jobs.c.status == job.status.value, jobs.c.attempt == job.attempt
+            )
+            .values(
+                status=done.status.value,
+                failure_reason=done.failure_reason.value if done.failure_reason else None,
+                message=done.message,
+                result=done.result,
+                eval_log_uri=done.eval_log_uri or job.eval_log_uri,
+                finished_at=now,
+                updated_at=now,
+            )
+        )
+        if result.rowcount != 1:
+            return None
+        enqueue(conn, outbox, self._results_topic, done.record)
+        return JobRecord.from_row(conn.execute(select(jobs).where(jobs.c.job_id == job.job_id)).one())
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
+        return JobRecord.from_row(row) if row else None
+
+    def list(
+        self,
+        *,
+        organisation: str | None,
+        submission_id: str | None,
+        statuses: Iterable[JobStatus],
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[JobRecord]:
+        """Jobs oldest first, after the (created_at, job_id) cursor; `organisation` None means all."""
+        query = select(jobs)
+        if organisation is not None:
+            query = query.where(jobs.c.organisation == organisation)
+        if submission_id:
+            query = query.where(jobs.c.submission_id == submission_id)
+        wanted = [s.value for s in statuses]
+        if wanted:
+            query = query.where(jobs.c.status.in_(wanted))
+        if after is not None:
+            created, last = after
+            query = query.where(
+                or_(jobs.c.created_at > created, and_(jobs.c.created_at == created, jobs.c.job_id > last))
+            )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(jobs.c.created_at, jobs.c.job_id).limit(limit)).all()
+        return [JobRecord.from_row(r) for r in rows]

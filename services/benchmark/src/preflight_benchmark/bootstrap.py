@@ -1,0 +1,114 @@
+"""Wires the real adapters into the planner, dispatcher and servicer."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from preflight_common.db import make_engine, run_migrations
+from sqlalchemy import Engine
+
+from preflight_benchmark.adapters.catalog_file import load_catalog
+from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor, api_client_from
+from preflight_benchmark.adapters.executors.local import LocalExecutor
+from preflight_benchmark.adapters.store import JobStore
+from preflight_benchmark.config import BenchmarkSettings, KubernetesSettings
+from preflight_benchmark.domain.catalog import Catalog
+from preflight_benchmark.domain.ports import Executor
+from preflight_benchmark.service.clock import Clock, utc_now
+from preflight_benchmark.service.dispatcher import Dispatcher, DispatcherSettings
+from preflight_benchmark.service.planner import Planner
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# What a local worker inherits from the service's environment (nothing else: in
+# particular not the database URL or Kafka credentials).
+WORKER_ENV_PASSTHROUGH = (
+    "PATH",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "PREFLIGHT_BENCHMARK_CATALOG_FILE",
+)
+
+
+def migrate(database_url: str) -> None:
+    """Bring the database to the newest schema."""
+    run_migrations(database_url, MIGRATIONS)
+
+
+@dataclass(frozen=True)
+class Components:
+    settings: BenchmarkSettings
+    engine: Engine
+    store: JobStore
+    catalog: Catalog
+    planner: Planner
+    executor: Executor
+    dispatcher: Dispatcher
+
+
+def local_worker_env(settings: BenchmarkSettings, benchmark_target: str) -> dict[str, str]:
+    env = {name: os.environ[name] for name in WORKER_ENV_PASSTHROUGH if name in os.environ}
+    env.update(
+        {
+            "PREFLIGHT_INTAKE_TARGET": settings.intake_target,
+            "PREFLIGHT_BENCHMARK_TARGET": benchmark_target,
+            "PREFLIGHT_SERVICE_TOKEN": settings.service_token,
+        }
+    )
+    return env
+
+
+def make_executor(settings: BenchmarkSettings, benchmark_target: str) -> Executor:
+    if settings.executor == "kubernetes":
+        k8s = KubernetesSettings.from_env(benchmark_target)
+        return KubernetesExecutor(api_client_from(k8s.kubeconfig), k8s.manifest)
+    return LocalExecutor(
+        work_root=Path(settings.work_dir).resolve(),
+        worker_command=(sys.executable, "-m", "preflight_benchmark.entrypoints.worker_cli"),
+        worker_env=local_worker_env(settings, benchmark_target),
+        max_concurrency=settings.max_concurrency,
+        memory_limit=settings.worker_memory,
+    )
+
+
+def build(
+    settings: BenchmarkSettings,
+    benchmark_target: str,
+    *,
+    executor: Executor | None = None,
+    clock: Clock = utc_now,
+) -> Components:
+    """Migrate the database and build every part (nothing is started)."""
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    store = JobStore(
+        engine, jobs_topic=settings.topics.benchmark_jobs, results_topic=settings.topics.benchmark_results
+    )
+    catalog = load_catalog()
+    executor = executor or make_executor(settings, benchmark_target)
+    log_root = settings.log_root if "://" in settings.log_root else str(Path(settings.log_root).resolve())
+    return Components(
+        settings=settings,
+        engine=engine,
+        store=store,
+        catalog=catalog,
+        planner=Planner(
+            store, catalog, executor=executor.name, max_attempts=settings.max_attempts, clock=clock
+        ),
+        executor=executor,
+        dispatcher=Dispatcher(
+            store,
+            executor,
+            DispatcherSettings(
+                log_root=log_root,
+                max_concurrency=settings.max_concurrency,
+                poll_interval=settings.poll_interval,
+            ),
+            clock,
+        ),
+    )

@@ -1,0 +1,107 @@
+"""Settings from the environment (every variable is documented in the service's README)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_int
+
+from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, WeightsSettings
+
+DEFAULT_DATABASE_URL = "sqlite:///run/benchmark/benchmark.db"
+EXECUTORS = ("local", "kubernetes")
+
+
+def _json(name: str, default: Any) -> Any:
+    raw = env(name, "")
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{name}: not valid JSON ({exc})") from None
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    kubeconfig: str | None
+    manifest: ManifestSettings
+
+    @classmethod
+    def from_env(cls, benchmark_target: str) -> KubernetesSettings:
+        secret = env("PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET", "preflight-benchmark-worker:token")
+        name, sep, key = secret.partition(":")
+        if not sep or not name or not key:
+            raise ConfigError("PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET: expected <secret name>:<key>")
+        manifest = ManifestSettings(
+            namespace=env("PREFLIGHT_BENCHMARK_K8S_NAMESPACE", "preflight"),
+            image=env("PREFLIGHT_BENCHMARK_K8S_IMAGE", "preflight-benchmark:latest"),
+            service_token=SecretRef(name, key),
+            intake_target=env("PREFLIGHT_INTAKE_TARGET", "preflight-intake:50051"),
+            benchmark_target=benchmark_target,
+            service_account=env("PREFLIGHT_BENCHMARK_K8S_SERVICE_ACCOUNT", "") or None,
+            node_selector=_json("PREFLIGHT_BENCHMARK_K8S_NODE_SELECTOR", {}),
+            tolerations=_json("PREFLIGHT_BENCHMARK_K8S_TOLERATIONS", []),
+            gpu_node_selector=_json("PREFLIGHT_BENCHMARK_K8S_GPU_NODE_SELECTOR", {}),
+            gpu_tolerations=_json("PREFLIGHT_BENCHMARK_K8S_GPU_TOLERATIONS", []),
+            kueue_queue=env("PREFLIGHT_BENCHMARK_K8S_KUEUE_QUEUE", "") or None,
+            backoff_limit=env_int("PREFLIGHT_BENCHMARK_K8S_BACKOFF_LIMIT", 0),
+            ttl_seconds_after_finished=env_int("PREFLIGHT_BENCHMARK_K8S_TTL_SECONDS", 3600),
+            weights=WeightsSettings(
+                vllm_image=env("PREFLIGHT_BENCHMARK_K8S_VLLM_IMAGE", WeightsSettings.vllm_image),
+                gpus=env_int("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_GPUS", 1),
+            ),
+        )
+        return cls(kubeconfig=env("PREFLIGHT_BENCHMARK_K8S_KUBECONFIG", "") or None, manifest=manifest)
+
+
+@dataclass(frozen=True)
+class BenchmarkSettings:
+    database_url: str
+    listen: str
+    identity_target: str
+    service_token: str
+    intake_target: str
+    benchmark_target: str
+    executor: str
+    max_concurrency: int
+    max_attempts: int
+    poll_interval: float
+    relay_interval: float
+    log_root: str
+    work_dir: str
+    worker_memory: str | None
+    shutdown_grace: float
+    kafka: KafkaSettings
+    topics: Topics
+
+    @classmethod
+    def from_env(cls) -> BenchmarkSettings:
+        listen = env("PREFLIGHT_GRPC_LISTEN", "127.0.0.1:50052")
+        executor = env("PREFLIGHT_BENCHMARK_EXECUTOR", "local")
+        if executor not in EXECUTORS:
+            raise ConfigError(f"PREFLIGHT_BENCHMARK_EXECUTOR: one of {', '.join(EXECUTORS)}")
+        max_attempts = env_int("PREFLIGHT_BENCHMARK_MAX_ATTEMPTS", 3)
+        if max_attempts < 1:
+            raise ConfigError("PREFLIGHT_BENCHMARK_MAX_ATTEMPTS: must be at least 1")
+        return cls(
+            database_url=env("PREFLIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            listen=listen,
+            identity_target=env("PREFLIGHT_IDENTITY_TARGET", "127.0.0.1:50051"),
+            service_token=env("PREFLIGHT_SERVICE_TOKEN", ""),
+            intake_target=env("PREFLIGHT_INTAKE_TARGET", "127.0.0.1:50051"),
+            benchmark_target=env("PREFLIGHT_BENCHMARK_TARGET", ""),
+            executor=executor,
+            max_concurrency=env_int("PREFLIGHT_BENCHMARK_MAX_CONCURRENCY", 2),
+            max_attempts=max_attempts,
+            poll_interval=env_float("PREFLIGHT_BENCHMARK_POLL_INTERVAL", 0.5),
+            relay_interval=env_float("PREFLIGHT_BENCHMARK_RELAY_INTERVAL", 0.2),
+            log_root=env("PREFLIGHT_BENCHMARK_LOG_ROOT", "run/benchmark/eval-logs"),
+            work_dir=env("PREFLIGHT_BENCHMARK_WORK_DIR", "run/benchmark/work"),
+            worker_memory=env("PREFLIGHT_BENCHMARK_WORKER_MEMORY", "") or None,
+            shutdown_grace=env_float("PREFLIGHT_BENCHMARK_SHUTDOWN_GRACE", 10.0),
+            kafka=KafkaSettings.from_env(),
+            topics=Topics.from_env(),
+        )

@@ -1,0 +1,59 @@
+"""Interfaces the service's core uses and adapters implement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Protocol
+
+from preflight_benchmark.domain.catalog import Resources
+from preflight_benchmark.domain.jobs import AttemptOutcome
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One attempt of a job, as an executor needs it.
+
+    `assignment` is the worker's input (a serialized WorkerAssignment, JSON): it
+    holds references only, never a secret, so executors may pass it in files,
+    environment variables or Kubernetes manifests.
+    """
+
+    job_id: str
+    submission_id: str
+    suite_id: str
+    attempt: int
+    access_kind: str
+    resources: Resources
+    timeout: timedelta
+    assignment: str
+
+
+class Executor(Protocol):
+    """Runs workers. `run` returns when the attempt ended; it never raises for a failed attempt."""
+
+    name: str
+
+    async def run(self, attempt: Attempt) -> AttemptOutcome:
+        """Run the attempt to its end (idempotent: running an attempt that already runs re-attaches)."""
+        ...
+
+    async def cancel(self, job_id: str, attempt: int) -> None:
+        """Stop the attempt if it runs; its `run` then returns CANCELLED. Safe to call for unknown attempts."""
+        ...
+
+
+class CredentialError(Exception):
+    """The credential could not be resolved; `retryable` when trying again may help."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class CredentialResolver(Protocol):
+    """Turns a credential reference into the endpoint credential, at run time only."""
+
+    async def resolve(self, credential_ref: str, job_id: str) -> str:
+        """The credential in clear; raises CredentialError. Callers must never log or persist it."""
+        ...

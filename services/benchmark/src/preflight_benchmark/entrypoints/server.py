@@ -1,0 +1,154 @@
+"""The benchmark process: gRPC BenchmarkService, the planner agent, the dispatcher and the outbox relay.
+
+The gRPC API and the dispatcher run as soon as the database is ready, whether
+Kafka is up or not: results wait in the outbox. A connector keeps trying to
+reach Kafka; once it does, it starts the relay thread and the planner agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import faust
+import grpc
+from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
+from preflight_common.auth import IntrospectionAuthenticator
+from preflight_common.consumer import DeadLetters, consume_events, make_faust_app
+from preflight_common.grpcserver import build_server, mark_serving
+from preflight_common.outbox import OutboxRelay
+from preflight_common.producer import EventPublisher
+from preflight_common.telemetry import setup_telemetry
+
+from preflight_benchmark.adapters.servicer import BenchmarkServicer
+from preflight_benchmark.adapters.store import outbox
+from preflight_benchmark.bootstrap import Components, build
+from preflight_benchmark.config import BenchmarkSettings
+from preflight_benchmark.domain.ports import Executor
+from preflight_benchmark.service.planner import REGISTRY
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (benchmark_pb2.DESCRIPTOR.services_by_name["BenchmarkService"].full_name,)
+CONSUMER_GROUP = "preflight-benchmark-planner"
+SOURCE = "preflight.benchmark"
+MAX_BACKOFF = 10.0
+
+
+class KafkaSide:
+    """Publisher, outbox relay (a thread) and the planner agent, started once Kafka answers."""
+
+    def __init__(self, components: Components) -> None:
+        self._components = components
+        self._stop = threading.Event()
+        self._publisher: EventPublisher | None = None
+        self._relay: threading.Thread | None = None
+        self._app: faust.App | None = None
+
+    async def run(self) -> None:
+        settings = self._components.settings
+        backoff = 0.5
+        while self._publisher is None:
+            try:
+                self._publisher = await asyncio.to_thread(EventPublisher, settings.kafka, source=SOURCE)
+            except Exception as exc:  # kafka-python raises several unrelated types when brokers are away
+                log.warning("Kafka unreachable (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(MAX_BACKOFF, backoff * 2)
+        relay = OutboxRelay(self._components.engine, outbox, self._publisher)
+        self._relay = threading.Thread(
+            target=relay.run_forever,
+            args=(self._stop, settings.relay_interval),
+            name="outbox-relay",
+            daemon=True,
+        )
+        self._relay.start()
+        self._app = make_faust_app(CONSUMER_GROUP, settings.kafka)
+        planner, dead_letters = self._components.planner, DeadLetters(self._publisher)
+
+        async def benchmark_planner(stream: Any) -> None:
+            await consume_events(stream.events(), REGISTRY, planner.handle, dead_letters)
+
+        self._app.agent(self._app.topic(settings.topics.submissions), name="benchmark_planner")(
+            benchmark_planner
+        )
+        await self._app.start()
+        log.info("outbox relay and planner agent running")
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._app is not None:
+            await self._app.stop()
+        if self._relay is not None:
+            await asyncio.to_thread(self._relay.join)
+        if self._publisher is not None:
+            await asyncio.to_thread(self._publisher.close)
+
+
+async def serve(
+    settings: BenchmarkSettings,
+    *,
+    stop: asyncio.Event,
+    on_ready: Callable[[Components, int], None] | None = None,
+    executor: Callable[[str], Executor] | None = None,
+) -> None:
+    """Run until `stop` is set, then drain in-flight calls and stop.
+
+    `on_ready(components, port)` is called once the server accepts calls.
+    `executor(benchmark_target)` replaces the configured executor.
+    """
+    setup_telemetry("preflight-benchmark")
+    servicer_ref: list[BenchmarkServicer] = []
+
+    def register(server: grpc.aio.Server) -> None:
+        benchmark_pb2_grpc.add_BenchmarkServiceServicer_to_server(servicer_ref[0], server)
+
+    authenticator = IntrospectionAuthenticator(settings.identity_target, settings.service_token)
+    server, port, health = build_server(
+        settings.listen, [register], authenticator=authenticator, service_names=SERVICE_NAMES
+    )
+    target = settings.benchmark_target or f"127.0.0.1:{port}"
+    components = await asyncio.to_thread(
+        build, settings, target, executor=executor(target) if executor else None
+    )
+    servicer_ref.append(BenchmarkServicer(components.store))
+    kafka = KafkaSide(components)
+    dispatcher_stop = asyncio.Event()
+    background = [
+        asyncio.create_task(kafka.run(), name="kafka-side"),
+        asyncio.create_task(components.dispatcher.run(dispatcher_stop), name="dispatcher"),
+    ]
+    await server.start()
+    await mark_serving(health, SERVICE_NAMES)
+    log.info("benchmark serving on port %d (executor %s)", port, components.executor.name)
+    if on_ready is not None:
+        on_ready(components, port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("benchmark shutting down")
+        dispatcher_stop.set()
+        await health.enter_graceful_shutdown()
+        await server.stop(settings.shutdown_grace)
+        await asyncio.gather(background[1], return_exceptions=True)
+        background[0].cancel()
+        await asyncio.gather(background[0], return_exceptions=True)
+        await kafka.stop()
+        components.engine.dispose()
+
+
+def run_until_signal(settings: BenchmarkSettings) -> None:
+    """Run in this (main) thread until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop=stop)
+
+    asyncio.run(main())

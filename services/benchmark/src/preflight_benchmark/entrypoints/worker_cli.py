@@ -1,0 +1,111 @@
+"""`preflight-worker`: run ONE attempt of one benchmark job, or fetch model weights (Kubernetes init container).
+
+The assignment (a WorkerAssignment as JSON, references only) comes from the
+file named by PREFLIGHT_WORKER_ASSIGNMENT_FILE, or from PREFLIGHT_WORKER_ASSIGNMENT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+from preflight.benchmark.v1 import benchmark_pb2
+
+from preflight_benchmark.adapters.events import parse_assignment
+from preflight_benchmark.adapters.executors.k8s_manifest import ASSIGNMENT_ENV
+from preflight_benchmark.adapters.executors.local import ASSIGNMENT_FILE_ENV
+from preflight_benchmark.adapters.grpc_clients import GrpcCredentialResolver, GrpcResultReporter
+from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT
+from preflight_benchmark.worker.run import WorkerSettings, execute
+
+log = logging.getLogger("preflight_benchmark.worker")
+
+
+class ConfigurationError(Exception):
+    """The worker cannot run as configured (exit status CONFIG_ERROR_EXIT)."""
+
+
+def _required(name: str) -> str:
+    value = os.environ.get(name, "")
+    if not value:
+        raise ConfigurationError(f"{name} is not set")
+    return value
+
+
+def load_assignment() -> benchmark_pb2.WorkerAssignment:
+    path = os.environ.get(ASSIGNMENT_FILE_ENV)
+    text = Path(path).read_text(encoding="utf-8") if path else os.environ.get(ASSIGNMENT_ENV, "")
+    if not text:
+        raise ConfigurationError(f"neither {ASSIGNMENT_FILE_ENV} nor {ASSIGNMENT_ENV} is set")
+    try:
+        return parse_assignment(text)
+    except Exception as exc:
+        raise ConfigurationError(f"the assignment does not parse: {exc}") from None
+
+
+def run() -> int:
+    assignment = load_assignment()
+    token = _required("PREFLIGHT_SERVICE_TOKEN")
+    resolver = GrpcCredentialResolver(_required("PREFLIGHT_INTAKE_TARGET"), token)
+    reporter = GrpcResultReporter(_required("PREFLIGHT_BENCHMARK_TARGET"), token)
+    settings = WorkerSettings(
+        model_server_url=os.environ.get("PREFLIGHT_WORKER_MODEL_SERVER_URL") or None,
+        served_model=os.environ.get("PREFLIGHT_WORKER_SERVED_MODEL", "weights"),
+    )
+    log.info(
+        "job %s attempt %d: suite %s", assignment.job.job_id, assignment.attempt, assignment.job.suite_id
+    )
+    return execute(assignment, resolver, reporter.report, settings)
+
+
+def fetch_weights(dest: Path) -> int:
+    """Copy the assignment's weights artifact to `dest` and verify its SHA-256 (file:// or a path)."""
+    weights = load_assignment().job.access.weights
+    uri = urlparse(weights.artifact_uri)
+    if uri.scheme not in ("", "file"):
+        raise ConfigurationError(f"weights artifact scheme {uri.scheme!r} is not supported by this worker")
+    source = Path(uri.path)
+    dest.mkdir(parents=True, exist_ok=True)
+    target = dest / source.name
+    digest = hashlib.sha256()
+    with source.open("rb") as src, target.open("wb") as out:
+        for chunk in iter(lambda: src.read(1 << 20), b""):
+            digest.update(chunk)
+            out.write(chunk)
+    if digest.hexdigest() != weights.sha256.lower():
+        target.unlink()
+        raise ConfigurationError("weights artifact SHA-256 does not match the submission")
+    shutil.copymode(source, target)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="preflight-worker",
+        description="Run one attempt of a Preflight benchmark job with Inspect AI and report its outcome "
+        f"(assignment from ${ASSIGNMENT_FILE_ENV} or ${ASSIGNMENT_ENV}).",
+    )
+    parser.add_argument("--log-level", default="INFO")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("run", help="run the assignment (the default)")
+    fetch = commands.add_parser("fetch-weights", help="copy and verify the assignment's weights")
+    fetch.add_argument("--dest", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return fetch_weights(args.dest) if args.command == "fetch-weights" else run()
+    except ConfigurationError as exc:
+        log.error("configuration error: %s", exc)
+        return CONFIG_ERROR_EXIT
+
+
+if __name__ == "__main__":
+    sys.exit(main())

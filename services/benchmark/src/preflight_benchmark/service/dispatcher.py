@@ -1,0 +1,159 @@
+"""The dispatcher: starts due attempts on an executor and settles attempts that end without a result.
+
+It works from the service's own job table (the source of truth the planner
+wrote in the same transaction as the BenchmarkJobRequested events), not from
+the jobs topic: a job is started by a compare-and-set PENDING → RUNNING, so a
+restarted dispatcher neither loses nor doubles work. After a restart, jobs
+left RUNNING are handed to the executor again with the same attempt number
+(the Kubernetes executor re-attaches to the existing Job; a local worker died
+with its parent, so it starts afresh).
+
+Every tick: (1) active jobs whose access window closed fail as WINDOW_CLOSED
+and their workers are stopped; (2) workers of jobs that ended meanwhile
+(withdrawal) are stopped; (3) pending jobs whose window is open start, up to
+the concurrency bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import posixpath
+from dataclasses import dataclass
+
+from preflight.benchmark.v1 import events_pb2
+
+from preflight_benchmark.adapters import events
+from preflight_benchmark.adapters.store import JobRecord, JobStore
+from preflight_benchmark.domain.catalog import Resources
+from preflight_benchmark.domain.jobs import (
+    AttemptEnd,
+    AttemptOutcome,
+    FailureReason,
+    JobStatus,
+    after_unreported_end,
+)
+from preflight_benchmark.domain.ports import Attempt, Executor
+from preflight_benchmark.service.clock import Clock, utc_now
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DispatcherSettings:
+    log_root: str
+    max_concurrency: int = 2
+    poll_interval: float = 0.5
+
+
+def _attempt(job: JobRecord, log_root: str) -> Attempt:
+    request = events_pb2.BenchmarkJobRequested.FromString(job.request)
+    log_dir = posixpath.join(log_root.rstrip("/"), job.submission_id)
+    return Attempt(
+        job_id=job.job_id,
+        submission_id=job.submission_id,
+        suite_id=job.suite_id,
+        attempt=job.attempt,
+        access_kind=request.access.WhichOneof("kind") or "",
+        resources=_resources(request),
+        timeout=request.timeout.ToTimedelta(),
+        assignment=events.assignment_json(job, log_dir),
+    )
+
+
+def _resources(request: events_pb2.BenchmarkJobRequested) -> Resources:
+    return Resources(
+        gpu=request.resources.gpu, cpu=request.resources.cpu or "1", memory=request.resources.memory or "2Gi"
+    )
+
+
+class Dispatcher:
+    """Runs jobs on one executor. `run` until `stop` is set; attempts still running are left to resume."""
+
+    def __init__(
+        self, store: JobStore, executor: Executor, settings: DispatcherSettings, clock: Clock = utc_now
+    ) -> None:
+        self._store = store
+        self._executor = executor
+        self._settings = settings
+        self._clock = clock
+        self._running: dict[str, tuple[int, asyncio.Task[None]]] = {}
+
+    @property
+    def running(self) -> dict[str, int]:
+        """Job id → attempt of the attempts this dispatcher watches."""
+        return {job_id: attempt for job_id, (attempt, _) in self._running.items()}
+
+    async def run(self, stop: asyncio.Event) -> None:
+        for job in await asyncio.to_thread(self._store.in_status, JobStatus.RUNNING):
+            self._watch(job)
+        while not stop.is_set():
+            try:
+                await self.tick()
+            except Exception:
+                log.exception("dispatcher tick failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._settings.poll_interval)
+        tasks = [task for _, task in self._running.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def tick(self) -> None:
+        now = self._clock()
+        for job in await asyncio.to_thread(self._store.expired, now):
+            ending = events.failed(
+                FailureReason.WINDOW_CLOSED, "the access window closed", retryable=False, now=now
+            )
+            ended = await asyncio.to_thread(self._store.end, job.job_id, ending, now)
+            if ended is not None:
+                log.info("job %s failed: access window closed", job.job_id)
+        for job_id, (attempt, _) in list(self._running.items()):
+            job = await asyncio.to_thread(self._store.get, job_id)
+            if job is None or job.status.terminal:
+                await self._executor.cancel(job_id, attempt)
+        free = self._settings.max_concurrency - len(self._running)
+        if free <= 0:
+            return
+        for job in await asyncio.to_thread(self._store.due, now, free):
+            started = await asyncio.to_thread(self._store.start_attempt, job, now)
+            if started is not None:
+                log.info(
+                    "job %s: attempt %d starting on %s", started.job_id, started.attempt, self._executor.name
+                )
+                self._watch(started)
+
+    def _watch(self, job: JobRecord) -> None:
+        task = asyncio.create_task(self._run_attempt(job), name=f"attempt {job.job_id}#{job.attempt}")
+        self._running[job.job_id] = (job.attempt, task)
+
+    async def _run_attempt(self, job: JobRecord) -> None:
+        try:
+            try:
+                outcome = await self._executor.run(_attempt(job, self._settings.log_root))
+            except Exception as exc:  # an executor bug must not lose the attempt
+                log.exception("executor failed on job %s", job.job_id)
+                outcome = AttemptOutcome(AttemptEnd.INFRASTRUCTURE, f"executor error: {exc}")
+            await asyncio.to_thread(self._settle, job.job_id, job.attempt, outcome)
+        finally:
+            current = self._running.get(job.job_id)
+            if current is not None and current[0] == job.attempt:
+                del self._running[job.job_id]
+
+    def _settle(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None:
+        job = self._store.get(job_id)
+        if job is None or job.status != JobStatus.RUNNING or job.attempt != attempt:
+            return  # the worker reported, or the job was ended by withdrawal or the window
+        decision = after_unreported_end(attempt, job.max_attempts, outcome)
+        if decision is None:
+            return
+        now = self._clock()
+        if decision.status == JobStatus.PENDING:
+            self._store.requeue(job_id, attempt, decision.message, now)
+            log.warning("job %s: %s", job_id, decision.message)
+            return
+        assert decision.reason is not None
+        ending = events.failed(decision.reason, decision.message, retryable=decision.retryable, now=now)
+        if self._store.end(job_id, ending, now, attempt=attempt) is not None:
+            log.warning("job %s failed: %s", job_id, decision.message)

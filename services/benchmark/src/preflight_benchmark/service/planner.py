@@ -1,0 +1,112 @@
+"""The planner: applies intake's submission events (plan, withdraw, move the window) idempotently."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from google.protobuf.message import Message
+from preflight.intake.v1 import events_pb2 as intake_events
+from preflight_common.consumer import PoisonEvent
+from preflight_common.envelope import EventAttributes, EventRegistry
+
+from preflight_benchmark.adapters import events
+from preflight_benchmark.adapters.store import JobStore, NewJob
+from preflight_benchmark.domain.catalog import Catalog
+from preflight_benchmark.domain.jobs import AccessWindow, FailureReason, plan
+from preflight_benchmark.service.clock import Clock, utc_now
+
+log = logging.getLogger(__name__)
+
+REGISTRY = EventRegistry(
+    [intake_events.SubmissionReceived, intake_events.SubmissionWithdrawn, intake_events.ReleasePlanChanged]
+)
+
+
+def _window(received: intake_events.SubmissionReceived) -> AccessWindow:
+    if not received.HasField("access_window"):
+        raise PoisonEvent("access_window: required")
+    window = AccessWindow(
+        events.from_timestamp(received.access_window.start), events.from_timestamp(received.access_window.end)
+    )
+    if window.end <= window.start:
+        raise PoisonEvent("access_window: end must be after start")
+    return window
+
+
+class Planner:
+    """Handles SubmissionReceived (fan-out), SubmissionWithdrawn (cancel) and ReleasePlanChanged (window)."""
+
+    def __init__(
+        self, store: JobStore, catalog: Catalog, *, executor: str, max_attempts: int, clock: Clock = utc_now
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self._executor = executor
+        self._max_attempts = max_attempts
+        self._clock = clock
+
+    async def handle(self, attributes: EventAttributes, payload: Message) -> None:
+        """Apply one event; durable when it returns. Raises PoisonEvent for content that can never apply."""
+        if isinstance(payload, intake_events.SubmissionReceived):
+            await asyncio.to_thread(self.plan, attributes.id, payload)
+        elif isinstance(payload, intake_events.SubmissionWithdrawn):
+            await asyncio.to_thread(self.withdraw, attributes.id, payload)
+        elif isinstance(payload, intake_events.ReleasePlanChanged):
+            await asyncio.to_thread(self.change_window, attributes.id, payload)
+
+    def plan(self, event_id: str, received: intake_events.SubmissionReceived) -> int:
+        """Store one job per suite and its BenchmarkJobRequested; returns how many jobs were planned."""
+        if not received.submission_id:
+            raise PoisonEvent("submission_id: required")
+        kind = received.access.WhichOneof("kind")
+        if kind is None:
+            raise PoisonEvent("access: endpoint or weights required")
+        now = self._clock()
+        planned = plan(received.submission_id, kind, _window(received), self._catalog, self._max_attempts)
+        new_jobs = []
+        for job in planned:
+            message = events.job_requested(job, received, now)
+            new_jobs.append(
+                NewJob(
+                    job_id=job.job_id,
+                    suite_id=job.suite.id,
+                    suite_version=job.suite.version,
+                    capability=job.suite.capability,
+                    max_attempts=job.max_attempts,
+                    not_before=job.window.start,
+                    not_after=job.window.end,
+                    request=message.SerializeToString(),
+                    record=events.requested_record(message),
+                )
+            )
+        applied = self._store.plan(
+            event_id, received.submission_id, received.organisation, self._executor, new_jobs, now
+        )
+        if not applied:
+            log.info("submission %s already planned; nothing new", received.submission_id)
+            return 0
+        if not new_jobs:
+            log.warning("no suite in catalog %s supports %s access", self._catalog.version, kind)
+        return len(new_jobs)
+
+    def withdraw(self, event_id: str, withdrawn: intake_events.SubmissionWithdrawn) -> int:
+        """Fail the submission's pending and running jobs as WITHDRAWN; returns how many ended."""
+        now = self._clock()
+        ending = events.failed(
+            FailureReason.WITHDRAWN,
+            f"submission withdrawn: {withdrawn.reason}".strip(": "),
+            retryable=False,
+            now=now,
+        )
+        return len(self._store.withdraw(event_id, withdrawn.submission_id, now, ending))
+
+    def change_window(self, event_id: str, changed: intake_events.ReleasePlanChanged) -> int:
+        """Move the access window of the submission's active jobs (if the event carries one)."""
+        if not changed.HasField("access_window"):
+            return 0
+        start = events.from_timestamp(changed.access_window.start)
+        end = events.from_timestamp(changed.access_window.end)
+        if end <= start:
+            raise PoisonEvent("access_window: end must be after start")
+        return self._store.change_window(event_id, changed.submission_id, start, end, self._clock())

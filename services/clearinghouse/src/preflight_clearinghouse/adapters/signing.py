@@ -1,0 +1,101 @@
+"""Ed25519 report signing (the `cryptography` package).
+
+The private key comes from PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: the base64 of
+the raw 32-byte private key, or the path of a PEM (PKCS#8) file. Its id is
+PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID, or by default `ed25519-` followed by
+the first 16 hex digits of the SHA-256 of the raw public key.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from preflight_common.config import ConfigError
+
+ALGORITHM = "Ed25519"
+
+
+def default_key_id(public_key: bytes) -> str:
+    """`ed25519-<16 hex>` from the raw public key."""
+    return "ed25519-" + hashlib.sha256(public_key).hexdigest()[:16]
+
+
+class ReportSigner:
+    """Signs report bodies with one Ed25519 key."""
+
+    def __init__(self, private_key: Ed25519PrivateKey, key_id: str = "") -> None:
+        self._private_key = private_key
+        self.public_key = private_key.public_key().public_bytes(
+            serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        )
+        self.key_id = key_id or default_key_id(self.public_key)
+
+    def sign(self, body: bytes) -> bytes:
+        """The 64-byte Ed25519 signature of `body`."""
+        return self._private_key.sign(body)
+
+    @classmethod
+    def from_setting(cls, value: str, key_id: str = "") -> ReportSigner:
+        """Load from a base64 raw private key, or from a PEM file path; raises ConfigError."""
+        text = value.strip()
+        path = Path(text)
+        if text.startswith("/") or text.startswith(".") or text.endswith(".pem"):
+            if not path.is_file():
+                raise ConfigError(f"PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: no key file at {path}")
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            if not isinstance(key, Ed25519PrivateKey):
+                raise ConfigError("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: the PEM file is not an Ed25519 key")
+            return cls(key, key_id)
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except binascii.Error:
+            raise ConfigError("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: not base64 and not a PEM file path") from None
+        if len(raw) != 32:
+            raise ConfigError("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: a raw Ed25519 private key has 32 bytes")
+        return cls(Ed25519PrivateKey.from_private_bytes(raw), key_id)
+
+    @classmethod
+    def from_file_or_new(cls, path: Path, key_id: str = "") -> ReportSigner:
+        """The key in `path` (PEM), created there (mode 0600) when absent: the embedded default."""
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pem = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(pem)
+        return cls.from_setting(str(path.resolve()), key_id)
+
+
+def generate_key() -> str:
+    """A new private key as base64 of its raw 32 bytes (the form PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY takes)."""
+    raw = Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return base64.b64encode(raw).decode()
+
+
+def public_key_pem(public_key: bytes) -> str:
+    """A raw Ed25519 public key as PEM SubjectPublicKeyInfo."""
+    return (
+        Ed25519PublicKey.from_public_bytes(public_key)
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+
+
+def verify_signature(public_key: bytes, body: bytes, signature: bytes) -> bool:
+    """True when `signature` is `public_key`'s Ed25519 signature of `body`."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, body)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

@@ -1,0 +1,690 @@
+"""The clearinghouse's database: a unit of work for changes, a reader for queries.
+
+Writes are serialised: every write transaction first takes the audit log's
+head (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `SELECT … FOR UPDATE` on the
+head row). The audit chain needs a total order anyway, and it makes every
+read-modify-write in a transaction (dedup, transitions, review state) safe
+against concurrent writers, in this process or another.
+
+A unit of work commits the state change, its audit entries, the ids of the
+events it applied (idempotent consumers) and the outbox records of the events
+it raised, all in one transaction — or none of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from preflight_common.envelope import KafkaRecord
+from preflight_common.idempotency import claim_event
+from preflight_common.outbox import enqueue
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Row,
+    and_,
+    delete,
+    event,
+    exists,
+    false,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.engine import Connection
+
+from preflight_clearinghouse.adapters import schema as s
+from preflight_clearinghouse.domain.audit import AuditEntry, entry_hash
+from preflight_clearinghouse.domain.events import DomainEvent
+from preflight_clearinghouse.domain.findings import (
+    AffectedProduct,
+    CodeLocation,
+    Cvss,
+    Finding,
+    FindingLink,
+    FindingSource,
+    LinkKind,
+    Origin,
+    PatchState,
+    PatchStatusEntry,
+    Severity,
+)
+from preflight_clearinghouse.domain.queries import FindingQuery
+from preflight_clearinghouse.domain.reports import JobRecord, ReviewState, TaskResult
+from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
+from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+
+EventEncoder = Callable[[DomainEvent], tuple[str, KafkaRecord]]
+"""Turns a domain event into (topic, record) for the outbox."""
+
+AUDIT_HEAD_ID = 1
+
+
+def sharing_key(tlp: Tlp, audience: Audience) -> str:
+    """Equal for findings with the same TLP label and audience (dedup never links across keys)."""
+    return hashlib.sha256(f"{tlp.value}|{audience.key()}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """A stored report version and what is attached to it."""
+
+    report_id: str
+    submission_id: str
+    version: int
+    tier: str
+    policy_id: str
+    policy_version: str
+    content_hash: str
+    body: bytes
+    digest: str
+    signature: bytes
+    signing_key_id: str
+    issued_at: datetime
+    organisation: str
+    superseded: bool
+
+
+@dataclass(frozen=True)
+class NoteRecord:
+    note_id: str
+    author_id: str
+    text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SignOffRecord:
+    reviewer_id: str
+    comment: str
+    signed_off_at: datetime
+
+
+@dataclass(frozen=True)
+class SubmissionRecord:
+    submission_id: str
+    organisation: str
+    model_name: str
+    model_version: str
+    share_identity: bool
+    received_at: datetime
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+_FINDING_COLUMNS = [
+    *s.findings.c,
+    s.submissions.c.organisation.label("source_organisation"),
+    s.submissions.c.model_name.label("source_model_name"),
+    s.submissions.c.model_version.label("source_model_version"),
+    s.submissions.c.share_identity.label("source_share_identity"),
+]
+
+
+def _finding_select() -> Any:
+    return select(*_FINDING_COLUMNS).select_from(
+        s.findings.outerjoin(s.submissions, s.submissions.c.submission_id == s.findings.c.submission_id)
+    )
+
+
+def _finding_from_row(row: Row[Any], patches: Sequence[PatchStatusEntry]) -> Finding:
+    source = None
+    if row.submission_id:
+        source = FindingSource(
+            submission_id=row.submission_id,
+            organisation=row.source_organisation or "",
+            model_name=row.source_model_name or "",
+            model_version=row.source_model_version or "",
+            share_identity=row.source_share_identity,
+        )
+    return Finding(
+        finding_id=row.finding_id,
+        title=row.title,
+        description=row.description,
+        state=FindingState(row.state),
+        embargo_state=EmbargoState(row.embargo_state),
+        embargo_end=row.embargo_end,
+        remediation_due=row.remediation_due,
+        cwe_ids=tuple(_loads(row.cwe_ids)),
+        affected=tuple(AffectedProduct(**p) for p in _loads(row.affected)),
+        location=CodeLocation(row.location_file, row.location_function, row.location_line),
+        cvss=Cvss(
+            v3_vector=row.cvss_v3_vector,
+            v3_score=row.cvss_v3_score,
+            v3_rating=Severity(row.cvss_v3_rating) if row.cvss_v3_rating else None,
+            v4_vector=row.cvss_v4_vector,
+            v4_score=row.cvss_v4_score,
+            v4_rating=Severity(row.cvss_v4_rating) if row.cvss_v4_rating else None,
+        ),
+        tlp=Tlp(row.tlp),
+        audience=Audience(
+            frozenset(_loads(row.audience_organisations)), frozenset(_loads(row.audience_sectors))
+        ),
+        source=source,
+        origin=Origin(row.origin),
+        reporter_id=row.reporter_id,
+        reporter_organisation=row.reporter_organisation,
+        evidence=row.evidence,
+        fingerprint=row.fingerprint,
+        link=FindingLink(LinkKind(row.link_kind), row.link_target) if row.link_kind else None,
+        patch_statuses=tuple(patches),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        published_at=row.published_at,
+        revision=row.revision,
+        seq=row.seq,
+    )
+
+
+def _finding_values(finding: Finding) -> dict[str, Any]:
+    return {
+        "finding_id": finding.finding_id,
+        "title": finding.title,
+        "description": finding.description,
+        "evidence": finding.evidence,
+        "state": finding.state.value,
+        "embargo_state": finding.embargo_state.value,
+        "embargo_end": finding.embargo_end,
+        "remediation_due": finding.remediation_due,
+        "cwe_ids": _dumps(list(finding.cwe_ids)),
+        "affected": _dumps(
+            [{"purl": p.purl, "version_range": p.version_range, "cpe": p.cpe} for p in finding.affected]
+        ),
+        "location_file": finding.location.file,
+        "location_function": finding.location.function,
+        "location_line": finding.location.line,
+        "cvss_v3_vector": finding.cvss.v3_vector,
+        "cvss_v3_score": finding.cvss.v3_score,
+        "cvss_v3_rating": finding.cvss.v3_rating.value if finding.cvss.v3_rating else None,
+        "cvss_v4_vector": finding.cvss.v4_vector,
+        "cvss_v4_score": finding.cvss.v4_score,
+        "cvss_v4_rating": finding.cvss.v4_rating.value if finding.cvss.v4_rating else None,
+        "severity": finding.cvss.severity.value if finding.cvss.severity else None,
+        "tlp": finding.tlp.value,
+        "audience_organisations": _dumps(sorted(finding.audience.organisations)),
+        "audience_sectors": _dumps(sorted(finding.audience.sectors)),
+        "sharing_key": sharing_key(finding.tlp, finding.audience),
+        "origin": finding.origin.value,
+        "reporter_id": finding.reporter_id,
+        "reporter_organisation": finding.reporter_organisation,
+        "submission_id": finding.source.submission_id if finding.source else None,
+        "fingerprint": finding.fingerprint,
+        "link_kind": finding.link.kind.value if finding.link else None,
+        "link_target": finding.link.target_finding_id if finding.link else None,
+        "created_at": finding.created_at,
+        "updated_at": finding.updated_at,
+        "published_at": finding.published_at,
+        "revision": finding.revision,
+    }
+
+
+def _job_from_row(row: Row[Any]) -> JobRecord:
+    return JobRecord(
+        job_id=row.job_id,
+        suite_id=row.suite_id,
+        suite_version=row.suite_version,
+        capability=row.capability,
+        attempt=row.attempt,
+        requested=row.requested,
+        outcome=row.outcome,
+        tasks=tuple(TaskResult(**t) for t in _loads(row.tasks)),
+        eval_log_uri=row.eval_log_uri,
+        failure_reason=row.failure_reason,
+        failure_message=row.failure_message,
+    )
+
+
+class Reader:
+    """Queries over one connection (a consistent snapshot while its transaction lasts)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    # --- findings ---------------------------------------------------------------
+
+    def _patches_for(self, finding_ids: Sequence[str]) -> dict[str, list[PatchStatusEntry]]:
+        out: dict[str, list[PatchStatusEntry]] = {}
+        if not finding_ids:
+            return out
+        rows = self.conn.execute(
+            select(s.patch_statuses)
+            .where(s.patch_statuses.c.finding_id.in_(finding_ids))
+            .order_by(s.patch_statuses.c.organisation)
+        )
+        for row in rows:
+            out.setdefault(row.finding_id, []).append(
+                PatchStatusEntry(row.organisation, PatchState(row.status), row.note, row.updated_at)
+            )
+        return out
+
+    def _findings(self, query: Any) -> list[Finding]:
+        rows = self.conn.execute(query).all()
+        patches = self._patches_for([r.finding_id for r in rows])
+        return [_finding_from_row(r, patches.get(r.finding_id, [])) for r in rows]
+
+    def finding(self, finding_id: str) -> Finding | None:
+        found = self._findings(_finding_select().where(s.findings.c.finding_id == finding_id))
+        return found[0] if found else None
+
+    def findings_by_ids(self, finding_ids: Sequence[str]) -> list[Finding]:
+        if not finding_ids:
+            return []
+        return self._findings(
+            _finding_select().where(s.findings.c.finding_id.in_(finding_ids)).order_by(s.findings.c.seq)
+        )
+
+    def findings_after(self, viewer: Viewer, query: FindingQuery, after_seq: int, limit: int) -> list[Finding]:
+        """Findings with seq > `after_seq` that match `query` and may be visible to `viewer`, by seq.
+
+        The viewer condition only narrows by index to the findings the sharing
+        policy could allow; callers must still apply `may_see` to each one.
+        """
+        conditions = [s.findings.c.seq > after_seq, *_filter_conditions(query), _candidate_condition(viewer)]
+        return self._findings(_finding_select().where(*conditions).order_by(s.findings.c.seq).limit(limit))
+
+    def canonical_finding(self, fingerprint: str, key: str) -> str | None:
+        """The first unlinked finding with this fingerprint and sharing key."""
+        f = s.findings.c
+        return self.conn.execute(
+            select(f.finding_id)
+            .where(f.fingerprint == fingerprint, f.sharing_key == key, f.link_kind.is_(None))
+            .order_by(f.seq)
+            .limit(1)
+        ).scalar()
+
+    def finding_for_request(self, reporter_id: str, request_id: str) -> str | None:
+        f = s.findings.c
+        return self.conn.execute(
+            select(f.finding_id).where(f.reporter_id == reporter_id, f.request_id == request_id)
+        ).scalar()
+
+    def linked_to(self, finding_id: str) -> list[str]:
+        f = s.findings.c
+        return list(self.conn.execute(select(f.finding_id).where(f.link_target == finding_id)).scalars())
+
+    def findings_of_submission(self, submission_id: str) -> list[str]:
+        f = s.findings.c
+        return list(
+            self.conn.execute(
+                select(f.finding_id).where(f.submission_id == submission_id).order_by(f.seq)
+            ).scalars()
+        )
+
+    def embargoes_ended(self, now: datetime) -> list[str]:
+        f = s.findings.c
+        return list(
+            self.conn.execute(
+                select(f.finding_id).where(
+                    f.embargo_state.in_([EmbargoState.PROPOSED.value, EmbargoState.ACTIVE.value]),
+                    f.embargo_end <= now,
+                )
+            ).scalars()
+        )
+
+    # --- audit ------------------------------------------------------------------
+
+    def audit_head(self) -> tuple[int, str]:
+        row = self.conn.execute(select(s.audit_head).where(s.audit_head.c.id == AUDIT_HEAD_ID)).one()
+        return int(row.seq), str(row.hash)
+
+    def audit_entries(self) -> Iterator[AuditEntry]:
+        rows = self.conn.execution_options(yield_per=1000).execute(
+            select(s.audit_log).order_by(s.audit_log.c.seq)
+        )
+        for row in rows:
+            yield AuditEntry(
+                seq=row.seq,
+                at=row.at,
+                actor=row.actor,
+                action=row.action,
+                subject_kind=row.subject_kind,
+                subject_id=row.subject_id,
+                details=_loads(row.details),
+                prev_hash=row.prev_hash,
+                hash=row.hash,
+            )
+
+    def finding_changes_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
+        """(audit seq, finding id) of finding changes after `seq`, in order."""
+        a = s.audit_log.c
+        rows = self.conn.execute(
+            select(a.seq, a.subject_id)
+            .where(a.subject_kind == "finding", a.seq > seq)
+            .order_by(a.seq)
+            .limit(limit)
+        )
+        return [(int(r.seq), str(r.subject_id)) for r in rows]
+
+    # --- reviews and reports -----------------------------------------------------
+
+    def submission(self, submission_id: str) -> SubmissionRecord | None:
+        row = self.conn.execute(
+            select(s.submissions).where(s.submissions.c.submission_id == submission_id)
+        ).first()
+        return SubmissionRecord(**row._mapping) if row else None
+
+    def job(self, job_id: str) -> JobRecord | None:
+        row = self.conn.execute(select(s.jobs).where(s.jobs.c.job_id == job_id)).first()
+        return _job_from_row(row) if row else None
+
+    def review_state(self, submission_id: str) -> ReviewState:
+        rows = self.conn.execute(
+            select(s.jobs).where(s.jobs.c.submission_id == submission_id).order_by(s.jobs.c.job_id)
+        )
+        return ReviewState(submission_id, tuple(_job_from_row(r) for r in rows))
+
+    def _report_select(self, *, latest_only: bool = False) -> Any:
+        r = s.reports
+        newer_alias = s.reports.alias("newer")
+        newer = select(newer_alias.c.report_id).where(
+            newer_alias.c.submission_id == r.c.submission_id, newer_alias.c.version > r.c.version
+        )
+        query = select(
+            *r.c,
+            func.coalesce(s.submissions.c.organisation, "").label("organisation"),
+            exists(newer).label("superseded"),
+        ).select_from(r.outerjoin(s.submissions, s.submissions.c.submission_id == r.c.submission_id))
+        return query.where(~exists(newer)) if latest_only else query
+
+    def _report(self, condition: ColumnElement[bool]) -> ReportRecord | None:
+        row = self.conn.execute(self._report_select().where(condition)).first()
+        return _report_from_row(row) if row else None
+
+    def report(self, report_id: str) -> ReportRecord | None:
+        return self._report(s.reports.c.report_id == report_id)
+
+    def report_version(self, submission_id: str, version: int) -> ReportRecord | None:
+        r = s.reports.c
+        if version:
+            return self._report(and_(r.submission_id == submission_id, r.version == version))
+        latest = select(func.max(r.version)).where(r.submission_id == submission_id).scalar_subquery()
+        return self._report(and_(r.submission_id == submission_id, r.version == latest))
+
+    def reports_page(
+        self, organisation: str | None, all_versions: bool, offset: int, limit: int
+    ) -> list[ReportRecord]:
+        """Reports newest first (only `organisation`'s when given; only latest versions unless `all_versions`)."""
+        query = self._report_select(latest_only=not all_versions)
+        if organisation is not None:
+            query = query.where(s.submissions.c.organisation == organisation)
+        rows = self.conn.execute(
+            query.order_by(s.reports.c.issued_at.desc(), s.reports.c.report_id).offset(offset).limit(limit)
+        ).all()
+        return [_report_from_row(r) for r in rows]
+
+    def notes(self, report_id: str) -> list[NoteRecord]:
+        n = s.report_notes.c
+        rows = self.conn.execute(select(s.report_notes).where(n.report_id == report_id).order_by(n.created_at))
+        return [NoteRecord(r.note_id, r.author_id, r.text, r.created_at) for r in rows]
+
+    def sign_offs(self, report_id: str) -> list[SignOffRecord]:
+        o = s.report_sign_offs.c
+        rows = self.conn.execute(
+            select(s.report_sign_offs).where(o.report_id == report_id).order_by(o.signed_off_at)
+        )
+        return [SignOffRecord(r.reviewer_id, r.comment, r.signed_off_at) for r in rows]
+
+    def signing_key(self, key_id: str) -> bytes | None:
+        return self.conn.execute(
+            select(s.signing_keys.c.public_key).where(s.signing_keys.c.key_id == key_id)
+        ).scalar()
+
+
+def _report_from_row(row: Row[Any]) -> ReportRecord:
+    return ReportRecord(
+        report_id=row.report_id,
+        submission_id=row.submission_id,
+        version=row.version,
+        tier=row.tier,
+        policy_id=row.policy_id,
+        policy_version=row.policy_version,
+        content_hash=row.content_hash,
+        body=bytes(row.body),
+        digest=row.digest,
+        signature=bytes(row.signature),
+        signing_key_id=row.signing_key_id,
+        issued_at=row.issued_at,
+        organisation=row.organisation,
+        superseded=bool(row.superseded),
+    )
+
+
+def _filter_conditions(query: FindingQuery) -> list[ColumnElement[bool]]:
+    f = s.findings.c
+    conditions: list[ColumnElement[bool]] = [
+        or_(f.link_kind.is_(None), f.link_kind != LinkKind.MERGED_INTO.value)
+    ]
+    if query.sector:
+        a = s.finding_audience.c
+        conditions.append(
+            f.finding_id.in_(select(a.finding_id).where(a.kind == "sector", a.value == query.sector))
+        )
+    if query.severities:
+        conditions.append(f.severity.in_(sorted(v.value for v in query.severities)))
+    if query.states:
+        conditions.append(f.state.in_(sorted(v.value for v in query.states)))
+    if query.since is not None:
+        conditions.append(f.updated_at >= query.since)
+    return conditions
+
+
+def _candidate_condition(viewer: Viewer) -> ColumnElement[bool]:
+    """An index-friendly superset of what `may_see` allows `viewer` (never a subset)."""
+    f, a = s.findings.c, s.finding_audience.c
+    if viewer.role in (Role.REVIEWER, Role.ADMIN):
+        return true()
+    if viewer.role not in (Role.LAB, Role.OPERATOR) or not viewer.organisation:
+        return false()
+    own = or_(s.submissions.c.organisation == viewer.organisation, f.reporter_organisation == viewer.organisation)
+    published = and_(f.published_at.is_not(None), f.state != FindingState.INVALID.value)
+    if viewer.role is Role.LAB:
+        return or_(own, and_(published, f.tlp == Tlp.CLEAR.value))
+    named = and_(a.kind == "org", a.value == viewer.organisation)
+    in_sector = and_(a.kind == "sector", a.value.in_(sorted(viewer.sectors))) if viewer.sectors else false()
+    audience_match = f.finding_id.in_(select(a.finding_id).where(or_(named, in_sector)))
+    return or_(own, and_(published, or_(f.tlp == Tlp.CLEAR.value, audience_match)))
+
+
+class UnitOfWork(Reader):
+    """One write transaction: state, audit entries, applied event ids and outbox records commit together."""
+
+    def __init__(self, conn: Connection, encoder: EventEncoder) -> None:
+        super().__init__(conn)
+        self._encoder = encoder
+        self._events: list[DomainEvent] = []
+        self._head: tuple[int, str] | None = None
+
+    def claim(self, consumer: str, event_id: str) -> bool:
+        """Record `event_id` as applied by `consumer`; False if it already was (then change nothing)."""
+        return claim_event(self.conn, s.processed_events, consumer, event_id)
+
+    def emit(self, domain_event: DomainEvent) -> None:
+        """Queue an event for the outbox; it is written when the unit of work commits."""
+        self._events.append(domain_event)
+
+    def flush_events(self) -> None:
+        for domain_event in self._events:
+            topic, record = self._encoder(domain_event)
+            enqueue(self.conn, s.outbox, topic, record)
+        self._events.clear()
+
+    def audit(
+        self,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        subject_kind: str,
+        subject_id: str,
+        details: dict[str, Any] | None = None,
+    ) -> int:
+        """Append a chained audit entry; returns its sequence number."""
+        prev_seq, prev_hash = self._head or self.audit_head()
+        seq = prev_seq + 1
+        body = details or {}
+        digest = entry_hash(
+            prev_hash,
+            seq=seq,
+            at=at,
+            actor=actor,
+            action=action,
+            subject_kind=subject_kind,
+            subject_id=subject_id,
+            details=body,
+        )
+        self.conn.execute(
+            insert(s.audit_log).values(
+                seq=seq,
+                at=at,
+                actor=actor,
+                action=action,
+                subject_kind=subject_kind,
+                subject_id=subject_id,
+                details=_dumps(body),
+                prev_hash=prev_hash,
+                hash=digest,
+            )
+        )
+        self.conn.execute(
+            update(s.audit_head).where(s.audit_head.c.id == AUDIT_HEAD_ID).values(seq=seq, hash=digest)
+        )
+        self._head = (seq, digest)
+        return seq
+
+    # --- findings ---------------------------------------------------------------
+
+    def insert_finding(self, finding: Finding, request_id: str = "") -> None:
+        self.conn.execute(insert(s.findings).values(**_finding_values(finding), request_id=request_id or None))
+        self._write_audience(finding)
+
+    def update_finding(self, finding: Finding) -> None:
+        values = _finding_values(finding)
+        del values["finding_id"]
+        self.conn.execute(update(s.findings).where(s.findings.c.finding_id == finding.finding_id).values(**values))
+        self.conn.execute(delete(s.finding_audience).where(s.finding_audience.c.finding_id == finding.finding_id))
+        self._write_audience(finding)
+
+    def _write_audience(self, finding: Finding) -> None:
+        rows = [{"finding_id": finding.finding_id, "kind": "org", "value": o} for o in finding.audience.organisations]
+        rows += [{"finding_id": finding.finding_id, "kind": "sector", "value": v} for v in finding.audience.sectors]
+        if rows:
+            self.conn.execute(insert(s.finding_audience), rows)
+
+    def set_patch_status(self, finding_id: str, entry: PatchStatusEntry, updated_by: str) -> None:
+        p = s.patch_statuses.c
+        self.conn.execute(
+            delete(s.patch_statuses).where(p.finding_id == finding_id, p.organisation == entry.organisation)
+        )
+        self.conn.execute(
+            insert(s.patch_statuses).values(
+                finding_id=finding_id,
+                organisation=entry.organisation,
+                status=entry.status.value,
+                note=entry.note,
+                updated_by=updated_by,
+                updated_at=entry.updated_at,
+            )
+        )
+
+    # --- reviews and reports -----------------------------------------------------
+
+    def put_submission(self, record: SubmissionRecord) -> None:
+        self.conn.execute(delete(s.submissions).where(s.submissions.c.submission_id == record.submission_id))
+        self.conn.execute(insert(s.submissions).values(**record.__dict__))
+
+    def put_job(self, submission_id: str, job: JobRecord, at: datetime) -> None:
+        values = {
+            "submission_id": submission_id,
+            "suite_id": job.suite_id,
+            "suite_version": job.suite_version,
+            "capability": job.capability,
+            "attempt": job.attempt,
+            "requested": job.requested,
+            "outcome": job.outcome,
+            "tasks": _dumps([t.__dict__ for t in job.tasks]),
+            "eval_log_uri": job.eval_log_uri,
+            "failure_reason": job.failure_reason,
+            "failure_message": job.failure_message,
+            "updated_at": at,
+        }
+        if self.job(job.job_id) is None:
+            self.conn.execute(insert(s.jobs).values(job_id=job.job_id, **values))
+        else:
+            self.conn.execute(update(s.jobs).where(s.jobs.c.job_id == job.job_id).values(**values))
+
+    def ensure_signing_key(self, key_id: str, public_key: bytes, at: datetime) -> None:
+        if self.signing_key(key_id) is None:
+            self.conn.execute(insert(s.signing_keys).values(key_id=key_id, public_key=public_key, created_at=at))
+
+    def insert_report(self, values: dict[str, Any]) -> None:
+        self.conn.execute(insert(s.reports).values(**values))
+
+    def insert_note(self, report_id: str, note: NoteRecord) -> None:
+        self.conn.execute(insert(s.report_notes).values(report_id=report_id, **note.__dict__))
+
+    def insert_sign_off(self, report_id: str, sign_off: SignOffRecord) -> None:
+        self.conn.execute(insert(s.report_sign_offs).values(report_id=report_id, **sign_off.__dict__))
+
+
+class Store:
+    """Opens readers and units of work on one engine."""
+
+    def __init__(self, engine: Engine, encoder: EventEncoder) -> None:
+        self.engine = engine
+        self._encoder = encoder
+        self._sqlite = engine.dialect.name == "sqlite"
+        if self._sqlite:
+            _take_over_sqlite_transactions(engine)
+
+    @contextmanager
+    def read(self) -> Iterator[Reader]:
+        """A read-only snapshot."""
+        with self.engine.connect() as conn, conn.begin():
+            yield Reader(conn)
+
+    @contextmanager
+    def write(self) -> Iterator[UnitOfWork]:
+        """A serialised write transaction; commits when the block ends without an exception."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(preflight_write=True)
+            with conn.begin():
+                if not self._sqlite:
+                    conn.execute(
+                        select(s.audit_head.c.seq).where(s.audit_head.c.id == AUDIT_HEAD_ID).with_for_update()
+                    )
+                uow = UnitOfWork(conn, self._encoder)
+                yield uow
+                uow.flush_events()
+
+
+def _take_over_sqlite_transactions(engine: Engine) -> None:
+    """Let SQLAlchemy, not the sqlite3 module, begin transactions: reads see a snapshot, writes lock first.
+
+    (The sqlite3 module otherwise begins a transaction only at the first
+    write, so reads before it would not be isolated.)
+    """
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        write = conn.get_execution_options().get("preflight_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+

@@ -1,0 +1,49 @@
+"""The MITRE CWE catalog: which CWE ids name a weakness a finding may map to, and their names.
+
+The catalog is the one the `csaf` package ships (MITRE's CWE list with every
+name a weakness has had), so the names we export are the ones the CSAF
+validator checks against.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from importlib import resources
+
+CWE_ID = re.compile(r"^CWE-([1-9][0-9]{0,5})$")
+
+
+@cache
+def _catalog() -> dict[str, dict[str, object]]:
+    raw = resources.files("csaf.csaf.v21.cwe").joinpath("catalog.json").read_text(encoding="utf-8")
+    weaknesses: dict[str, dict[str, object]] = json.loads(raw)["weaknesses"]
+    return weaknesses
+
+
+def normalise_cwe_id(raw: str) -> str:
+    """`cwe-79` → `CWE-79` (surrounding blanks removed)."""
+    return raw.strip().upper()
+
+
+def cwe_problem(cwe_id: str) -> str | None:
+    """Why `cwe_id` (normalised) may not be used, or None when it names a mappable weakness."""
+    match = CWE_ID.match(cwe_id)
+    if match is None:
+        return "must look like CWE-<number>"
+    entry = _catalog().get(match.group(1))
+    if entry is None:
+        return "is not a weakness in the CWE catalog"
+    if entry.get("status") == "Deprecated":
+        return "is deprecated in the CWE catalog"
+    if entry.get("usage") == "Prohibited":
+        return "is prohibited for vulnerability mapping"
+    return None
+
+
+def cwe_name(cwe_id: str) -> str:
+    """The current catalog name of a valid CWE id."""
+    history = _catalog()[cwe_id.removeprefix("CWE-")]["history"]
+    assert isinstance(history, list)
+    return str(history[-1][1])

@@ -1,0 +1,31 @@
+"""Export documents: formats and the rendered result (the renderers are adapters)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from preflight_clearinghouse.domain.findings import Finding
+
+
+class ExportFormat(enum.Enum):
+    """Export document formats."""
+
+    CSAF = "csaf"
+    OSV = "osv"
+    STIX = "stix"
+
+
+@dataclass(frozen=True)
+class ExportDocument:
+    """A rendered export."""
+
+    media_type: str
+    filename: str
+    document: bytes
+
+
+Exporter = Callable[[Finding, datetime], ExportDocument]
+"""Renders the audience view of a finding at an instant."""

@@ -1,0 +1,568 @@
+"""Findings: the entity, the checks on what reporters send, severity scoring and the dedup fingerprint.
+
+Severity comes from the `cvss` package (CVSS 3.1 and 4.0; never computed by
+hand); CWE ids are checked against MITRE's catalog; affected products are
+purls (packageurl-python) with an optional `vers:` range (univers), or CPE 2.3
+formatted strings.
+
+The fingerprint of a finding is the SHA-256 of its normalised product
+identities (purl type/namespace/name/subpath, or CPE part:vendor:product —
+versions excluded, since the same flaw spans versions), its normalised code
+location (file path and function; the line is excluded because it moves
+between versions) and its sorted CWE set.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import posixpath
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from cvss import CVSS3, CVSS4
+from cvss.exceptions import CVSSError
+from packageurl import PackageURL
+from univers.version_range import RANGE_CLASS_BY_SCHEMES, VersionRange
+
+from preflight_clearinghouse.domain.cwe import cwe_problem, normalise_cwe_id
+from preflight_clearinghouse.domain.errors import Collector
+from preflight_clearinghouse.domain.sharing import KNOWN_SECTORS, Audience, Tlp
+from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+
+MAX_TITLE = 300
+MAX_DESCRIPTION = 20_000
+MAX_EVIDENCE = 100_000
+MAX_CWES = 20
+MAX_PRODUCTS = 50
+MAX_AUDIENCE_ENTRIES = 200
+MAX_ORGANISATION = 200
+MAX_FILE = 1_000
+MAX_FUNCTION = 300
+MAX_LINE = 10_000_000
+MAX_REQUEST_ID = 200
+MAX_REASON = 2_000
+MAX_NOTE = 2_000
+
+# CPE 2.3 formatted string binding (NISTIR 7695, as in the NVD CPE dictionary schema).
+_CPE_VALUE = r"(((\?*|\*?)([a-zA-Z0-9\-\._]|(\\[\\\*\?!\"#$%&'\(\)\+,/:;<=>@\[\]\^`\{\|}~]))+(\?*|\*?))|[\*\-])"
+_CPE_LANGUAGE = r"(([a-zA-Z]{2,3}(-([a-zA-Z]{2}|[0-9]{3}))?)|[\*\-])"
+CPE23 = re.compile(rf"^cpe:2\.3:[aho\*\-](:{_CPE_VALUE}){{5}}(:{_CPE_LANGUAGE})(:{_CPE_VALUE}){{4}}$")
+_CPE_SPLIT = re.compile(r"(?<!\\):")
+
+
+def cpe_fields(cpe: str) -> list[str]:
+    """The colon-separated fields of a CPE 2.3 formatted string (escaped colons stay inside a field)."""
+    return _CPE_SPLIT.split(cpe)
+
+
+class Severity(enum.Enum):
+    """Qualitative CVSS rating, lowest first."""
+
+    NONE = "NONE"
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+
+class Origin(enum.Enum):
+    """Where a finding came from."""
+
+    BENCHMARK = "BENCHMARK"
+    REVIEWER = "REVIEWER"
+    LAB = "LAB"
+    OPERATOR = "OPERATOR"
+
+
+class PatchState(enum.Enum):
+    """An operator organisation's exposure to a finding."""
+
+    AFFECTED = "AFFECTED"
+    NOT_AFFECTED = "NOT_AFFECTED"
+    PATCHED = "PATCHED"
+    UNKNOWN = "UNKNOWN"
+
+
+class LinkKind(enum.Enum):
+    """How a finding relates to another."""
+
+    DUPLICATE_OF = "DUPLICATE_OF"
+    SUBSUMED_BY = "SUBSUMED_BY"
+    MERGED_INTO = "MERGED_INTO"
+
+
+@dataclass(frozen=True)
+class AffectedProduct:
+    """A normalised purl (with an optional `vers:` range) or a CPE 2.3 name."""
+
+    purl: str = ""
+    version_range: str = ""
+    cpe: str = ""
+
+    def identity(self) -> str:
+        """The product without its version: what the fingerprint is made of."""
+        if self.purl:
+            p = PackageURL.from_string(self.purl)
+            return PackageURL(type=p.type, namespace=p.namespace, name=p.name, subpath=p.subpath).to_string()
+        return ":".join(cpe_fields(self.cpe)[2:5])
+
+
+@dataclass(frozen=True)
+class CodeLocation:
+    """Where in the product the weakness is."""
+
+    file: str = ""
+    function: str = ""
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class Cvss:
+    """Scored CVSS vectors (a vector is empty when not given)."""
+
+    v3_vector: str = ""
+    v3_score: float = 0.0
+    v3_rating: Severity | None = None
+    v4_vector: str = ""
+    v4_score: float = 0.0
+    v4_rating: Severity | None = None
+
+    @property
+    def severity(self) -> Severity | None:
+        """The rating of the CVSS 4.0 score when given, else of 3.1; None when unscored."""
+        return self.v4_rating or self.v3_rating
+
+    @property
+    def score(self) -> float:
+        """The score matching `severity`."""
+        return self.v4_score if self.v4_vector else self.v3_score
+
+
+@dataclass(frozen=True)
+class FindingSource:
+    """The submission and model behind a benchmark finding (confidential).
+
+    `organisation`, the model and `share_identity` stay unknown (empty / None)
+    until the submission's SubmissionReceived event has been applied.
+    """
+
+    submission_id: str
+    organisation: str = ""
+    model_name: str = ""
+    model_version: str = ""
+    share_identity: bool | None = None
+
+
+@dataclass(frozen=True)
+class FindingLink:
+    """A link to another finding."""
+
+    kind: LinkKind
+    target_finding_id: str
+
+
+@dataclass(frozen=True)
+class PatchStatusEntry:
+    """One operator organisation's patch status."""
+
+    organisation: str
+    status: PatchState
+    note: str
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A vulnerability in the registry."""
+
+    finding_id: str
+    title: str
+    description: str
+    state: FindingState
+    embargo_state: EmbargoState
+    embargo_end: datetime | None
+    remediation_due: datetime | None
+    cwe_ids: tuple[str, ...]
+    affected: tuple[AffectedProduct, ...]
+    location: CodeLocation
+    cvss: Cvss
+    tlp: Tlp
+    audience: Audience
+    source: FindingSource | None
+    origin: Origin
+    reporter_id: str
+    reporter_organisation: str
+    evidence: str
+    fingerprint: str
+    link: FindingLink | None
+    patch_statuses: tuple[PatchStatusEntry, ...]
+    created_at: datetime
+    updated_at: datetime
+    published_at: datetime | None
+    revision: int
+    seq: int = 0
+
+    def embargo_in_force(self, now: datetime) -> bool:
+        """True while an embargo is proposed or active and its end is still ahead."""
+        if self.embargo_state not in (EmbargoState.PROPOSED, EmbargoState.ACTIVE):
+            return False
+        return self.embargo_end is None or now < self.embargo_end
+
+    def is_invalid(self) -> bool:
+        return self.state is FindingState.INVALID
+
+    def source_organisation(self) -> str:
+        """The submitting lab's organisation ("" when unknown or not a benchmark finding)."""
+        return self.source.organisation if self.source else ""
+
+    def source_consents(self) -> bool:
+        """True only when the submission's consent lets operators learn its identity."""
+        return bool(self.source and self.source.share_identity)
+
+
+@dataclass(frozen=True)
+class ProductInput:
+    """An affected product as a reporter sent it."""
+
+    purl: str = ""
+    version_range: str = ""
+    cpe: str = ""
+
+
+@dataclass(frozen=True)
+class FindingInput:
+    """A direct finding report as received (before any check)."""
+
+    title: str
+    description: str
+    cwe_ids: Sequence[str]
+    affected_products: Sequence[ProductInput]
+    location: CodeLocation = field(default_factory=CodeLocation)
+    cvss_v3_vector: str = ""
+    cvss_v4_vector: str = ""
+    tlp: Tlp | None = None
+    audience_organisations: Sequence[str] = ()
+    audience_sectors: Sequence[str] = ()
+    remediation_due: datetime | None = None
+    evidence: str = ""
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class FindingDraft:
+    """A checked, normalised finding report, ready to be stored."""
+
+    title: str
+    description: str
+    cwe_ids: tuple[str, ...]
+    affected: tuple[AffectedProduct, ...]
+    location: CodeLocation
+    cvss: Cvss
+    tlp: Tlp
+    audience: Audience
+    remediation_due: datetime | None
+    evidence: str
+    request_id: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.affected, self.location, self.cwe_ids)
+
+
+def fingerprint(affected: Sequence[AffectedProduct], location: CodeLocation, cwe_ids: Sequence[str]) -> str:
+    """SHA-256 (hex) of the normalised product identities, location and CWE set (see module doc)."""
+    canonical = json.dumps(
+        {
+            "products": sorted({p.identity() for p in affected}),
+            "file": location.file,
+            "function": location.function,
+            "cwes": sorted(set(cwe_ids)),
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _rating(text: str) -> Severity:
+    return Severity(text.upper())
+
+
+def score_cvss(v3_vector: str, v4_vector: str, errors: Collector, *, prefix: str = "") -> Cvss:
+    """Parse and score the vectors with the `cvss` package; bad vectors are reported to `errors`."""
+    result = Cvss()
+    v3 = v3_vector.strip()
+    if v3:
+        if not v3.startswith("CVSS:3.1/"):
+            errors.add(f"{prefix}cvss_v3_vector", "must be a CVSS 3.1 vector starting with CVSS:3.1/")
+        else:
+            try:
+                c3 = CVSS3(v3)
+                result = Cvss(
+                    v3_vector=c3.clean_vector(), v3_score=float(c3.base_score), v3_rating=_rating(c3.severities()[0])
+                )
+            except CVSSError as exc:
+                errors.add(f"{prefix}cvss_v3_vector", f"is not a valid CVSS 3.1 vector: {exc}")
+    v4 = v4_vector.strip()
+    if v4:
+        if not v4.startswith("CVSS:4.0/"):
+            errors.add(f"{prefix}cvss_v4_vector", "must be a CVSS 4.0 vector starting with CVSS:4.0/")
+        else:
+            try:
+                c4 = CVSS4(v4)
+                result = Cvss(
+                    v3_vector=result.v3_vector,
+                    v3_score=result.v3_score,
+                    v3_rating=result.v3_rating,
+                    v4_vector=c4.clean_vector(),
+                    v4_score=float(c4.base_score),
+                    v4_rating=_rating(c4.severity),
+                )
+            except CVSSError as exc:
+                errors.add(f"{prefix}cvss_v4_vector", f"is not a valid CVSS 4.0 vector: {exc}")
+    return result
+
+
+def check_cwe_ids(raw: Sequence[str], errors: Collector, *, field_name: str = "cwe_ids") -> tuple[str, ...]:
+    """Normalised CWE ids (order kept, one each); bad ones are reported to `errors`."""
+    if not raw:
+        errors.add(field_name, "at least one CWE id is required")
+    if len(raw) > MAX_CWES:
+        errors.add(field_name, f"at most {MAX_CWES} CWE ids")
+    seen: list[str] = []
+    for i, value in enumerate(raw):
+        cwe_id = normalise_cwe_id(value)
+        problem = cwe_problem(cwe_id)
+        if problem:
+            errors.add(f"{field_name}[{i}]", f"{value!r} {problem}")
+        elif cwe_id in seen:
+            errors.add(f"{field_name}[{i}]", f"{cwe_id} is listed twice")
+        else:
+            seen.append(cwe_id)
+    return tuple(seen)
+
+
+def _check_purl(product: ProductInput, path: str, errors: Collector) -> AffectedProduct | None:
+    try:
+        purl = PackageURL.from_string(product.purl.strip())
+    except ValueError as exc:
+        errors.add(f"{path}.purl", f"is not a valid package URL: {exc}")
+        return None
+    version_range = product.version_range.strip()
+    if version_range:
+        try:
+            parsed = VersionRange.from_string(version_range)
+        except Exception as exc:  # univers raises ValueError, TypeError or its own errors
+            errors.add(f"{path}.version_range", f"is not a valid vers: range: {exc}")
+            return None
+        scheme = version_range.removeprefix("vers:").split("/", 1)[0].lower()
+        if scheme not in (purl.type, "generic") and scheme in RANGE_CLASS_BY_SCHEMES:
+            errors.add(f"{path}.version_range", f"scheme {scheme!r} does not match the purl type {purl.type!r}")
+            return None
+        version_range = str(parsed)
+    return AffectedProduct(purl=purl.to_string(), version_range=version_range)
+
+
+def _check_cpe(product: ProductInput, path: str, errors: Collector) -> AffectedProduct | None:
+    cpe = product.cpe.strip()
+    if product.version_range.strip():
+        errors.add(f"{path}.version_range", "is only for purls; put the version in the CPE name")
+        return None
+    if not CPE23.match(cpe):
+        errors.add(f"{path}.cpe", "is not a CPE 2.3 formatted string (cpe:2.3:part:vendor:product:…)")
+        return None
+    parts = cpe_fields(cpe)
+    if parts[2] not in ("a", "o", "h"):
+        errors.add(f"{path}.cpe", "part must be a, o or h")
+        return None
+    if parts[3] in ("*", "-") or parts[4] in ("*", "-"):
+        errors.add(f"{path}.cpe", "vendor and product must be named")
+        return None
+    return AffectedProduct(cpe=cpe.lower())
+
+
+def check_products(
+    raw: Sequence[ProductInput], errors: Collector, *, field_name: str = "affected_products"
+) -> tuple[AffectedProduct, ...]:
+    """Normalised affected products; bad ones are reported to `errors`."""
+    if not raw:
+        errors.add(field_name, "at least one affected product is required")
+    if len(raw) > MAX_PRODUCTS:
+        errors.add(field_name, f"at most {MAX_PRODUCTS} affected products")
+    products: list[AffectedProduct] = []
+    for i, product in enumerate(raw):
+        path = f"{field_name}[{i}]"
+        has_purl, has_cpe = bool(product.purl.strip()), bool(product.cpe.strip())
+        if has_purl == has_cpe:
+            errors.add(path, "give exactly one of purl and cpe")
+            continue
+        checked = _check_purl(product, path, errors) if has_purl else _check_cpe(product, path, errors)
+        if checked is None:
+            continue
+        if checked in products:
+            errors.add(path, "is listed twice")
+            continue
+        products.append(checked)
+    return tuple(products)
+
+
+def normalise_location(location: CodeLocation, errors: Collector, *, field_name: str = "location") -> CodeLocation:
+    """Path with forward slashes, no leading `./` or `/`, collapsed; bad values are reported."""
+    file = location.file.strip().replace("\\", "/")
+    function = location.function.strip()
+    if len(file) > MAX_FILE:
+        errors.add(f"{field_name}.file", f"at most {MAX_FILE} characters")
+    if len(function) > MAX_FUNCTION:
+        errors.add(f"{field_name}.function", f"at most {MAX_FUNCTION} characters")
+    if not 0 <= location.line <= MAX_LINE:
+        errors.add(f"{field_name}.line", f"must be between 0 and {MAX_LINE}")
+    if file:
+        file = posixpath.normpath(file).lstrip("/")
+        if file.startswith("../") or file == "..":
+            errors.add(f"{field_name}.file", "must stay inside the product's source tree")
+    return CodeLocation(file=file, function=function, line=location.line)
+
+
+def check_audience(
+    organisations: Sequence[str], sectors: Sequence[str], errors: Collector, *, field_name: str = "audience"
+) -> Audience:
+    """The audience, checked: organisation ids non-empty and unique, sectors known."""
+    if len(organisations) > MAX_AUDIENCE_ENTRIES:
+        errors.add(f"{field_name}.organisations", f"at most {MAX_AUDIENCE_ENTRIES} organisations")
+    orgs: set[str] = set()
+    for i, org in enumerate(organisations):
+        value = org.strip()
+        if not value:
+            errors.add(f"{field_name}.organisations[{i}]", "must not be empty")
+        elif len(value) > MAX_ORGANISATION:
+            errors.add(f"{field_name}.organisations[{i}]", f"at most {MAX_ORGANISATION} characters")
+        elif value in orgs:
+            errors.add(f"{field_name}.organisations[{i}]", f"{value!r} is listed twice")
+        else:
+            orgs.add(value)
+    secs: set[str] = set()
+    for i, sector in enumerate(sectors):
+        value = sector.strip().lower()
+        if value not in KNOWN_SECTORS:
+            errors.add(f"{field_name}.sectors[{i}]", f"unknown sector {sector!r}; known: {', '.join(sorted(KNOWN_SECTORS))}")
+        elif value in secs:
+            errors.add(f"{field_name}.sectors[{i}]", f"{value!r} is listed twice")
+        else:
+            secs.add(value)
+    return Audience(frozenset(orgs), frozenset(secs))
+
+
+def check_text(value: str, field_name: str, limit: int, errors: Collector, *, required: bool) -> str:
+    """Trimmed text within `limit` characters; required text must not be blank."""
+    text = value.strip()
+    if required and not text:
+        errors.add(field_name, "is required")
+    elif len(text) > limit:
+        errors.add(field_name, f"at most {limit} characters")
+    elif "\x00" in text:
+        errors.add(field_name, "must not contain NUL characters")
+    return text
+
+
+def check_future(moment: datetime | None, field_name: str, now: datetime, errors: Collector) -> None:
+    """Report `moment` unless it is absent or after `now`."""
+    if moment is not None and moment <= now:
+        errors.add(field_name, "must be in the future")
+
+
+def check_report(report: FindingInput, now: datetime) -> FindingDraft:
+    """Check a direct finding report; raises InvalidInput naming every bad field."""
+    errors = Collector()
+    title = check_text(report.title, "title", MAX_TITLE, errors, required=True)
+    description = check_text(report.description, "description", MAX_DESCRIPTION, errors, required=True)
+    evidence = check_text(report.evidence, "evidence", MAX_EVIDENCE, errors, required=False)
+    request_id = check_text(report.request_id, "request_id", MAX_REQUEST_ID, errors, required=False)
+    cwe_ids = check_cwe_ids(report.cwe_ids, errors)
+    affected = check_products(report.affected_products, errors)
+    location = normalise_location(report.location, errors)
+    cvss = score_cvss(report.cvss_v3_vector, report.cvss_v4_vector, errors)
+    if report.tlp is None:
+        errors.add("tlp", "a TLP label is required (CLEAR, GREEN, AMBER, AMBER_STRICT or RED)")
+    audience = check_audience(report.audience_organisations, report.audience_sectors, errors)
+    check_future(report.remediation_due, "remediation_due", now, errors)
+    errors.raise_if_any()
+    assert report.tlp is not None
+    return FindingDraft(
+        title=title,
+        description=description,
+        cwe_ids=cwe_ids,
+        affected=affected,
+        location=location,
+        cvss=cvss,
+        tlp=report.tlp,
+        audience=audience,
+        remediation_due=report.remediation_due,
+        evidence=evidence,
+        request_id=request_id,
+    )
+
+
+@dataclass(frozen=True)
+class CandidateInput:
+    """A candidate finding from a benchmark result, as the model produced it (unvalidated)."""
+
+    title: str
+    description: str
+    evidence: str
+    cwe_ids: Sequence[str]
+    affected_product: str
+    location: CodeLocation
+
+
+def _product_from_text(text: str) -> ProductInput:
+    return ProductInput(cpe=text) if text.lower().startswith("cpe:") else ProductInput(purl=text)
+
+
+def check_candidate(candidate: CandidateInput) -> tuple[FindingDraft, tuple[str, ...]]:
+    """A draft from a model's candidate finding, keeping what is valid.
+
+    A model's output may be malformed; unlike a direct report it is not
+    rejected (the benchmark result must still count): bad CWE ids, a bad
+    product or location are dropped and described in the returned notes.
+    Candidates are stored TLP:RED with an empty audience — they reach no one
+    but reviewers and the submitting lab until a reviewer shares them.
+    """
+    errors = Collector()
+    title = candidate.title.strip()[:MAX_TITLE] or "Candidate vulnerability from a benchmark run"
+    description = candidate.description.strip()[:MAX_DESCRIPTION] or title
+    evidence = candidate.evidence.strip()[:MAX_EVIDENCE]
+    kept_cwes: tuple[str, ...] = ()
+    if candidate.cwe_ids:
+        cwe_errors = Collector()
+        kept_cwes = check_cwe_ids(candidate.cwe_ids, cwe_errors)
+        for violation in cwe_errors.violations:
+            errors.add(violation.field, f"dropped: {violation.description}")
+    products: tuple[AffectedProduct, ...] = ()
+    if candidate.affected_product.strip():
+        product_errors = Collector()
+        products = check_products([_product_from_text(candidate.affected_product)], product_errors)
+        if product_errors.violations:
+            errors.add("affected_product", f"dropped {candidate.affected_product!r}")
+    location_errors = Collector()
+    location = normalise_location(candidate.location, location_errors)
+    if location_errors.violations:
+        errors.add("location", "dropped")
+        location = CodeLocation()
+    notes = tuple(f"{v.field}: {v.description}" for v in errors.violations)
+    draft = FindingDraft(
+        title=title,
+        description=description,
+        cwe_ids=kept_cwes,
+        affected=products,
+        location=location,
+        cvss=Cvss(),
+        tlp=Tlp.RED,
+        audience=Audience(),
+        remediation_due=None,
+        evidence=evidence,
+    )
+    return draft, notes

@@ -1,0 +1,269 @@
+"""Per-submission review state and the review report computed from it.
+
+A submission's review is the set of benchmark jobs planned for it
+(BenchmarkJobRequested) and their terminal outcomes (BenchmarkCompleted or
+BenchmarkFailed). Events of one submission arrive on different topics, so a
+terminal event may come before its request: it is kept and counts once the
+request arrives. The report is computed when at least one job is planned and
+every planned job has ended.
+
+Scores: for every completed suite, the task scores of the metric the policy
+reads for the suite's capability. A capability's score is the sample-weighted
+mean of its tasks' values; its standard error combines the tasks' standard
+errors with the same weights (a task reporting none, with a proportion value,
+gets the binomial sqrt(p(1-p)/n)); the 95% interval is score ± 1.96·stderr,
+clipped to [0, 1] for proportions. When a suite has several completed jobs,
+the latest attempt counts. A suite is failed when none of its jobs completed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from preflight_clearinghouse.domain.canonical import canonical_json
+from preflight_clearinghouse.domain.policy import RiskPolicy
+
+Z95 = 1.959964
+DIGITS = 6
+Outcome = Literal["completed", "failed"]
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """One Inspect task's score in a completed suite."""
+
+    task: str
+    metric: str
+    value: float
+    stderr: float
+    samples: int
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """What is known of one benchmark job."""
+
+    job_id: str
+    suite_id: str
+    suite_version: str
+    capability: str
+    attempt: int
+    requested: bool
+    outcome: Outcome | None = None
+    tasks: tuple[TaskResult, ...] = ()
+    eval_log_uri: str = ""
+    failure_reason: str = ""
+    failure_message: str = ""
+
+    @property
+    def ended(self) -> bool:
+        return self.outcome is not None
+
+
+@dataclass(frozen=True)
+class ReviewState:
+    """A submission's jobs as far as events have told."""
+
+    submission_id: str
+    jobs: tuple[JobRecord, ...]
+
+    def planned(self) -> list[JobRecord]:
+        """Jobs whose request has been seen."""
+        return [j for j in self.jobs if j.requested]
+
+    def complete(self) -> bool:
+        """At least one job planned, and every planned job ended."""
+        planned = self.planned()
+        return bool(planned) and all(j.ended for j in planned)
+
+
+@dataclass(frozen=True)
+class CapabilityResult:
+    """A capability's aggregated score."""
+
+    capability: str
+    metric: str
+    score: float
+    stderr: float
+    ci_low: float
+    ci_high: float
+    suites: tuple[str, ...]
+    samples: int
+    tier: str
+
+
+@dataclass(frozen=True)
+class FailedSuiteResult:
+    """A suite that ended without a result."""
+
+    suite_id: str
+    suite_version: str
+    job_id: str
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """Provenance of one suite's contribution: which job counted, and its eval log."""
+
+    suite_id: str
+    suite_version: str
+    capability: str
+    job_id: str
+    outcome: Outcome
+    eval_log_uri: str
+
+
+@dataclass(frozen=True)
+class ReportContent:
+    """Everything a report says except its identity, version and issue time."""
+
+    tier: str
+    policy_id: str
+    policy_version: str
+    basis: str
+    scores: tuple[CapabilityResult, ...]
+    failed_suites: tuple[FailedSuiteResult, ...]
+    unassessed_capabilities: tuple[str, ...]
+    suites: tuple[SuiteResult, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def content_hash(self) -> str:
+        """SHA-256 of the canonical content: equal results, equal hash (so replays issue nothing new)."""
+        return hashlib.sha256(canonical_json(self.as_dict())).hexdigest()
+
+
+def _round(value: float) -> float:
+    return round(value, DIGITS)
+
+
+def _task_stderr(task: TaskResult) -> float:
+    if task.stderr > 0 or not 0.0 <= task.value <= 1.0 or task.samples <= 0:
+        return max(task.stderr, 0.0)
+    return math.sqrt(task.value * (1.0 - task.value) / task.samples)
+
+
+def aggregate(
+    capability: str, metric: str, suites: Sequence[JobRecord], policy: RiskPolicy
+) -> CapabilityResult | None:
+    """Aggregate the completed suites of one capability (None when no task reports `metric`)."""
+    tasks = [t for job in suites for t in job.tasks if t.metric == metric and math.isfinite(t.value)]
+    if not tasks:
+        return None
+    total = sum(max(t.samples, 0) for t in tasks)
+    weights = [max(t.samples, 0) / total for t in tasks] if total else [1.0 / len(tasks)] * len(tasks)
+    score = sum(w * t.value for w, t in zip(weights, tasks, strict=True))
+    stderr = math.sqrt(sum((w * _task_stderr(t)) ** 2 for w, t in zip(weights, tasks, strict=True)))
+    low, high = score - Z95 * stderr, score + Z95 * stderr
+    if all(0.0 <= t.value <= 1.0 for t in tasks):
+        low, high = max(0.0, low), min(1.0, high)
+    score, stderr, low, high = _round(score), _round(stderr), _round(low), _round(high)
+    return CapabilityResult(
+        capability=capability,
+        metric=metric,
+        score=score,
+        stderr=stderr,
+        ci_low=low,
+        ci_high=high,
+        suites=tuple(sorted({job.suite_id for job in suites})),
+        samples=total,
+        tier=policy.capability_tier(capability, score, high),
+    )
+
+
+def _latest_per_suite(jobs: Iterable[JobRecord]) -> dict[tuple[str, str], list[JobRecord]]:
+    by_suite: dict[tuple[str, str], list[JobRecord]] = defaultdict(list)
+    for job in jobs:
+        by_suite[(job.suite_id, job.suite_version)].append(job)
+    for group in by_suite.values():
+        group.sort(key=lambda j: (j.outcome == "completed", j.attempt, j.job_id))
+    return by_suite
+
+
+def compute_report(state: ReviewState, policy: RiskPolicy) -> ReportContent:
+    """The report content for a complete review state (see the module doc)."""
+    if not state.complete():
+        raise ValueError("the review is not complete")
+    counted: list[JobRecord] = []
+    failed: list[FailedSuiteResult] = []
+    for (suite_id, suite_version), group in sorted(_latest_per_suite(state.planned()).items()):
+        best = group[-1]
+        counted.append(best)
+        if best.outcome == "failed":
+            failed.append(
+                FailedSuiteResult(suite_id, suite_version, best.job_id, best.failure_reason, best.failure_message)
+            )
+    completed_by_capability: dict[str, list[JobRecord]] = defaultdict(list)
+    for job in counted:
+        if job.outcome == "completed":
+            completed_by_capability[job.capability].append(job)
+    scores = [
+        result
+        for capability, jobs in sorted(completed_by_capability.items())
+        if (result := aggregate(capability, policy.metric_for(capability), jobs, policy)) is not None
+    ]
+    assessed = {s.capability for s in scores}
+    return ReportContent(
+        tier=policy.highest([s.tier for s in scores]),
+        policy_id=policy.policy_id,
+        policy_version=policy.version,
+        basis=policy.basis,
+        scores=tuple(scores),
+        failed_suites=tuple(failed),
+        unassessed_capabilities=tuple(sorted(set(policy.rules) - assessed)),
+        suites=tuple(
+            SuiteResult(j.suite_id, j.suite_version, j.capability, j.job_id, j.outcome or "failed", j.eval_log_uri)
+            for j in counted
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class IssuedReport:
+    """One issued, signed report version."""
+
+    report_id: str
+    submission_id: str
+    version: int
+    content: ReportContent
+    issued_at: datetime
+    signing_key_id: str
+    body: bytes
+    digest: str
+    signature: bytes
+
+
+def report_body(
+    *,
+    report_id: str,
+    submission_id: str,
+    version: int,
+    content: ReportContent,
+    issued_at: datetime,
+    signing_key_id: str,
+) -> bytes:
+    """The canonical JSON that is signed: the content plus identity, version, issue time and key id.
+
+    The lab's organisation is not part of it: who may read a report is decided
+    from the submission as currently known, not from the signed document.
+    """
+    return canonical_json(
+        {
+            "schema": "preflight.review-report/1",
+            "report_id": report_id,
+            "submission_id": submission_id,
+            "version": version,
+            "issued_at": issued_at.astimezone(UTC).isoformat(timespec="microseconds"),
+            "signing_key_id": signing_key_id,
+            **content.as_dict(),
+        }
+    )

@@ -1,0 +1,208 @@
+"""Who may see a finding, and what of it: the one sharing policy of the clearinghouse.
+
+Every path out of the clearinghouse (gRPC gets, lists, streams, each export,
+and the FindingPublished/FindingUpdated payloads) goes through `may_see` and
+then one of the projections below. Nothing else decides.
+
+TLP 2.0 semantics (deny by default; a finding with an empty audience reaches
+nobody but reviewers, admins, its own lab and its reporter):
+
+| effective TLP | operator may see it when …                                   | other labs |
+|---------------|---------------------------------------------------------------|------------|
+| CLEAR         | always (the embargo is over; the audience is non-empty)       | yes        |
+| GREEN         | its organisation or one of its sectors is in the audience     | no         |
+| AMBER         | its organisation or one of its sectors is in the audience     | no         |
+| AMBER+STRICT  | its organisation is in the audience (sectors do not count)    | no         |
+| RED           | its organisation is in the audience (sectors do not count)    | no         |
+
+Operators and other labs see a finding only once it is published (validated)
+and never when it is INVALID. The effective TLP of a CLEAR finding is AMBER
+while its embargo is in force, so nothing leaves as CLEAR before the embargo
+ends. Sectors outside `KNOWN_SECTORS` match nobody. Reviewers and admins see
+everything; a lab sees the findings from its own submissions and those it
+reported; `service` principals see none.
+
+Participant confidentiality: the source (submission, lab, model) reaches
+reviewers, admins and the submitting lab; an operator learns it only when the
+submission's consent allows it; another lab never does.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from preflight_clearinghouse.domain.findings import Finding
+
+KNOWN_SECTORS: frozenset[str] = frozenset(
+    {
+        "chemical",
+        "commercial-facilities",
+        "communications",
+        "critical-manufacturing",
+        "dams",
+        "defense-industrial-base",
+        "emergency-services",
+        "energy",
+        "finance",
+        "food-agriculture",
+        "government",
+        "healthcare",
+        "information-technology",
+        "nuclear",
+        "transportation",
+        "water",
+    }
+)
+"""The critical-infrastructure sectors (CISA's sixteen) an audience may name."""
+
+
+class Tlp(enum.Enum):
+    """Traffic Light Protocol 2.0 labels, least to most restrictive."""
+
+    CLEAR = "CLEAR"
+    GREEN = "GREEN"
+    AMBER = "AMBER"
+    AMBER_STRICT = "AMBER+STRICT"
+    RED = "RED"
+
+
+class Role(enum.Enum):
+    """Roles as the sharing policy knows them (the values of `preflight_common.auth.Role`)."""
+
+    LAB = "lab"
+    REVIEWER = "reviewer"
+    OPERATOR = "operator"
+    ADMIN = "admin"
+    SERVICE = "service"
+
+
+PRIVILEGED: frozenset[Role] = frozenset({Role.REVIEWER, Role.ADMIN})
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """The principal a read is for."""
+
+    principal_id: str
+    role: Role
+    organisation: str
+    sectors: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """Who may receive a finding: organisations and sectors."""
+
+    organisations: frozenset[str] = field(default_factory=frozenset)
+    sectors: frozenset[str] = field(default_factory=frozenset)
+
+    def is_empty(self) -> bool:
+        """True when the audience names no organisation and no known sector."""
+        return not self.organisations and not (self.sectors & KNOWN_SECTORS)
+
+    def key(self) -> str:
+        """A canonical text form (equal audiences, equal keys)."""
+        return "orgs=" + ",".join(sorted(self.organisations)) + ";sectors=" + ",".join(sorted(self.sectors))
+
+
+def effective_tlp(finding: Finding, now: datetime) -> Tlp:
+    """The label a finding leaves with now: CLEAR becomes AMBER while its embargo is in force."""
+    if finding.tlp is Tlp.CLEAR and finding.embargo_in_force(now):
+        return Tlp.AMBER
+    return finding.tlp
+
+
+def is_own(viewer: Viewer, finding: Finding) -> bool:
+    """True when the viewer's organisation submitted the model that found it, or reported it."""
+    if viewer.role not in (Role.LAB, Role.OPERATOR, Role.REVIEWER, Role.ADMIN) or not viewer.organisation:
+        return False
+    return viewer.organisation in (finding.source_organisation(), finding.reporter_organisation)
+
+
+def _published_for_audience(finding: Finding) -> bool:
+    return finding.published_at is not None and not finding.is_invalid()
+
+
+def may_see(viewer: Viewer, finding: Finding, now: datetime) -> bool:
+    """Whether `viewer` may receive `finding` at `now` (see the module table)."""
+    if viewer.role in PRIVILEGED:
+        return True
+    if viewer.role not in (Role.LAB, Role.OPERATOR):
+        return False
+    if is_own(viewer, finding):
+        return True
+    if not _published_for_audience(finding) or finding.audience.is_empty():
+        return False
+    tlp = effective_tlp(finding, now)
+    if tlp is Tlp.CLEAR:
+        return True
+    if viewer.role is not Role.OPERATOR:
+        return False
+    named = bool(viewer.organisation) and viewer.organisation in finding.audience.organisations
+    if tlp in (Tlp.AMBER_STRICT, Tlp.RED):
+        return named
+    return named or bool(viewer.sectors & finding.audience.sectors & KNOWN_SECTORS)
+
+
+def may_learn_source(viewer: Viewer, finding: Finding) -> bool:
+    """Whether `viewer` may learn the submission, lab and model behind a finding it may see."""
+    if viewer.role in PRIVILEGED:
+        return True
+    if viewer.role is Role.LAB:
+        return bool(viewer.organisation) and viewer.organisation == finding.source_organisation()
+    return viewer.role is Role.OPERATOR and finding.source_consents()
+
+
+def audience_view(finding: Finding, now: datetime) -> Finding:
+    """What any member of the audience may receive: the payload of events and audience exports.
+
+    The effective TLP, the source only with consent, and no evidence,
+    reporter or patch statuses.
+    """
+    return replace(
+        finding,
+        tlp=effective_tlp(finding, now),
+        source=finding.source if finding.source_consents() else None,
+        evidence="",
+        reporter_id="",
+        reporter_organisation="",
+        patch_statuses=(),
+    )
+
+
+def project(viewer: Viewer, finding: Finding, now: datetime) -> Finding:
+    """The part of `finding` that `viewer` receives. Call only when `may_see` is True."""
+    if viewer.role in PRIVILEGED:
+        return finding
+    own = is_own(viewer, finding)
+    return replace(
+        finding,
+        tlp=effective_tlp(finding, now),
+        source=finding.source if may_learn_source(viewer, finding) else None,
+        evidence=finding.evidence if own else "",
+        reporter_id="",
+        reporter_organisation=(
+            finding.reporter_organisation if finding.reporter_organisation == viewer.organisation else ""
+        ),
+        patch_statuses=tuple(
+            p
+            for p in finding.patch_statuses
+            if viewer.role is Role.OPERATOR and p.organisation == viewer.organisation
+        ),
+    )
+
+
+def visible(viewer: Viewer, finding: Finding, now: datetime) -> Finding | None:
+    """`project(viewer, finding)` when `may_see`, else None: the one gate every read path calls."""
+    return project(viewer, finding, now) if may_see(viewer, finding, now) else None
+
+
+def may_read_report(viewer: Viewer, submission_organisation: str) -> bool:
+    """Reviewers and admins read every report; a lab reads the reports of its own submissions."""
+    if viewer.role in PRIVILEGED:
+        return True
+    return viewer.role is Role.LAB and bool(viewer.organisation) and viewer.organisation == submission_organisation

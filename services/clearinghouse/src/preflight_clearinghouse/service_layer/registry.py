@@ -1,0 +1,527 @@
+"""The findings registry's use cases: one function per command or query, each one unit of work.
+
+Every read passes each finding through `sharing.visible` (may_see + project)
+before it leaves; a finding the caller may not see is NOT_FOUND. Every change
+is audit-logged, and a change to a published finding raises a FindingUpdated
+(publication a FindingPublished) in the same transaction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from preflight_clearinghouse.adapters.store import Store, UnitOfWork, sharing_key
+from preflight_clearinghouse.domain import lifecycle
+from preflight_clearinghouse.domain.audit import ChainVerdict, verify_chain
+from preflight_clearinghouse.domain.errors import (
+    Collector,
+    FieldViolation,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    RevisionConflict,
+)
+from preflight_clearinghouse.domain.events import finding_notice
+from preflight_clearinghouse.domain.exports import ExportDocument, Exporter, ExportFormat
+from preflight_clearinghouse.domain.findings import (
+    MAX_NOTE,
+    MAX_REASON,
+    CandidateInput,
+    Finding,
+    FindingDraft,
+    FindingInput,
+    FindingLink,
+    FindingSource,
+    LinkKind,
+    Origin,
+    PatchState,
+    PatchStatusEntry,
+    check_candidate,
+    check_report,
+    check_text,
+)
+from preflight_clearinghouse.domain.queries import FindingQuery
+from preflight_clearinghouse.domain.sharing import PRIVILEGED, Role, Tlp, Viewer, audience_view, may_see, visible
+from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+
+Clock = Callable[[], datetime]
+FINDING_NAMESPACE = uuid.UUID("6f1c9a52-3f0e-4d7e-9a53-2b7f0c1d8e44")
+MAX_PAGE = 500
+DEFAULT_PAGE = 100
+SCAN_LIMIT = 20_000
+"""Rows a list call examines at most before returning a (possibly short) page with a token."""
+
+REPORTER_ORIGIN: Mapping[Role, Origin] = {
+    Role.REVIEWER: Origin.REVIEWER,
+    Role.ADMIN: Origin.REVIEWER,
+    Role.LAB: Origin.LAB,
+    Role.OPERATOR: Origin.OPERATOR,
+}
+
+
+def encode_page_token(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"f1:{seq}".encode()).decode()
+
+
+def decode_page_token(token: str) -> int:
+    """The cursor in a page token; raises InvalidInput naming `page_token`."""
+    if not token:
+        return 0
+    try:
+        kind, _, raw = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        if kind == "f1" and raw.isdigit():
+            return int(raw)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise InvalidInput([FieldViolation("page_token", "is not a token this server issued")])
+
+
+def page_size_of(requested: int, default: int = DEFAULT_PAGE) -> int:
+    """The page size to use; raises InvalidInput naming `page_size` when out of range."""
+    if requested == 0:
+        return default
+    if not 1 <= requested <= MAX_PAGE:
+        raise InvalidInput([FieldViolation("page_size", f"must be between 1 and {MAX_PAGE} (0 for {default})")])
+    return requested
+
+
+def require(viewer: Viewer, roles: frozenset[Role], what: str) -> None:
+    if viewer.role not in roles:
+        raise PermissionDenied(f"{what} requires role {' or '.join(sorted(r.value for r in roles))}")
+
+
+class FindingRegistry:
+    """Use cases of the findings registry."""
+
+    def __init__(self, store: Store, clock: Clock, exporters: Mapping[ExportFormat, Exporter]) -> None:
+        self._store = store
+        self._clock = clock
+        self._exporters = exporters
+
+    # --- intake -----------------------------------------------------------------
+
+    def report(self, viewer: Viewer, report: FindingInput) -> tuple[Finding, bool]:
+        """Store a direct report; returns (the finding as the reporter sees it, linked as duplicate)."""
+        require(viewer, frozenset(REPORTER_ORIGIN), "reporting a finding")
+        now = self._clock()
+        draft = check_report(report, now)
+        with self._store.write() as uow:
+            if draft.request_id:
+                earlier = uow.finding_for_request(viewer.principal_id, draft.request_id)
+                if earlier is not None:
+                    finding = self._load(uow, earlier)
+                    return self._visible(viewer, finding, now), finding.link is not None
+            finding = self._ingest(
+                uow,
+                draft,
+                finding_id=str(uuid.uuid4()),
+                origin=REPORTER_ORIGIN[viewer.role],
+                reporter_id=viewer.principal_id,
+                reporter_organisation=viewer.organisation,
+                source=None,
+                now=now,
+                actor=viewer.principal_id,
+            )
+        return self._visible(viewer, finding, now), finding.link is not None
+
+    def ingest_candidates(
+        self, uow: UnitOfWork, submission_id: str, job_id: str, candidates: Sequence[CandidateInput], now: datetime
+    ) -> list[Finding]:
+        """Store a benchmark result's candidate findings in the caller's unit of work (ids derive from the job)."""
+        stored = []
+        for index, candidate in enumerate(candidates):
+            draft, notes = check_candidate(candidate)
+            stored.append(
+                self._ingest(
+                    uow,
+                    draft,
+                    finding_id=str(uuid.uuid5(FINDING_NAMESPACE, f"{job_id}/{index}")),
+                    origin=Origin.BENCHMARK,
+                    reporter_id="",
+                    reporter_organisation="",
+                    source=FindingSource(submission_id=submission_id),
+                    now=now,
+                    actor="system:benchmark",
+                    notes=notes,
+                    job_id=job_id,
+                )
+            )
+        return stored
+
+    def _ingest(
+        self,
+        uow: UnitOfWork,
+        draft: FindingDraft,
+        *,
+        finding_id: str,
+        origin: Origin,
+        reporter_id: str,
+        reporter_organisation: str,
+        source: FindingSource | None,
+        now: datetime,
+        actor: str,
+        notes: Sequence[str] = (),
+        job_id: str = "",
+    ) -> Finding:
+        fingerprint = draft.fingerprint
+        canonical = uow.canonical_finding(fingerprint, sharing_key(draft.tlp, draft.audience))
+        finding = Finding(
+            finding_id=finding_id,
+            title=draft.title,
+            description=draft.description,
+            state=FindingState.RECEIVED,
+            embargo_state=EmbargoState.NONE,
+            embargo_end=None,
+            remediation_due=draft.remediation_due,
+            cwe_ids=draft.cwe_ids,
+            affected=draft.affected,
+            location=draft.location,
+            cvss=draft.cvss,
+            tlp=draft.tlp,
+            audience=draft.audience,
+            source=source,
+            origin=origin,
+            reporter_id=reporter_id,
+            reporter_organisation=reporter_organisation,
+            evidence=draft.evidence,
+            fingerprint=fingerprint,
+            link=FindingLink(LinkKind.DUPLICATE_OF, canonical) if canonical else None,
+            patch_statuses=(),
+            created_at=now,
+            updated_at=now,
+            published_at=None,
+            revision=1,
+        )
+        uow.insert_finding(finding, draft.request_id)
+        details: dict[str, Any] = {"origin": origin.value, "fingerprint": fingerprint, "tlp": draft.tlp.value}
+        if canonical:
+            details["duplicate_of"] = canonical
+        if notes:
+            details["dropped"] = list(notes)
+        if job_id:
+            details["job_id"] = job_id
+        uow.audit(
+            at=now, actor=actor, action="finding.reported", subject_kind="finding", subject_id=finding_id, details=details
+        )
+        return finding
+
+    # --- reads ------------------------------------------------------------------
+
+    def _visible(self, viewer: Viewer, finding: Finding | None, now: datetime) -> Finding:
+        shown = visible(viewer, finding, now) if finding is not None else None
+        if shown is None:
+            raise NotFound("no such finding")
+        return shown
+
+    def _load(self, uow: UnitOfWork, finding_id: str) -> Finding:
+        finding = uow.finding(finding_id)
+        if finding is None:
+            raise NotFound("no such finding")
+        return finding
+
+    def get(self, viewer: Viewer, finding_id: str) -> Finding:
+        """The finding as `viewer` may see it; NotFound when absent or not visible."""
+        now = self._clock()
+        with self._store.read() as reader:
+            return self._visible(viewer, reader.finding(finding_id), now)
+
+    def list(self, viewer: Viewer, query: FindingQuery, page_size: int, page_token: str) -> tuple[list[Finding], str]:
+        """A page of the findings `viewer` may see, oldest first, and the next page's token ("" at the end)."""
+        size = page_size_of(page_size)
+        cursor = decode_page_token(page_token)
+        now = self._clock()
+        page: list[Finding] = []
+        scanned = 0
+        batch = max(2 * size, 200)
+        with self._store.read() as reader:
+            while scanned < SCAN_LIMIT:
+                rows = reader.findings_after(viewer, query, cursor, batch)
+                for finding in rows:
+                    cursor = finding.seq
+                    shown = visible(viewer, finding, now)
+                    if shown is not None:
+                        page.append(shown)
+                        if len(page) == size:
+                            return page, encode_page_token(cursor)
+                scanned += len(rows)
+                if len(rows) < batch:
+                    return page, ""
+        return page, encode_page_token(cursor)
+
+    def stream_cursor(self) -> int:
+        """The position in the change feed now: a stream opened now sends changes after it."""
+        with self._store.read() as reader:
+            return reader.audit_head()[0]
+
+    def changes(self, viewer: Viewer, query: FindingQuery, cursor: int, limit: int = 500) -> tuple[list[Finding], int]:
+        """Findings changed after `cursor` that `viewer` may see and `query` matches, and the new cursor."""
+        now = self._clock()
+        with self._store.read() as reader:
+            changes = reader.finding_changes_after(cursor, limit)
+            if not changes:
+                return [], cursor
+            last_change = {finding_id: seq for seq, finding_id in changes}
+            ordered = sorted(last_change, key=last_change.__getitem__)
+            by_id = {f.finding_id: f for f in reader.findings_by_ids(ordered)}
+        shown = [
+            view
+            for finding_id in ordered
+            if (finding := by_id.get(finding_id)) is not None
+            and query.matches(finding)
+            and (view := visible(viewer, finding, now)) is not None
+        ]
+        return shown, changes[-1][0]
+
+    def export(self, viewer: Viewer, finding_id: str, export_format: ExportFormat | None) -> ExportDocument:
+        """An export document built from the audience view of a finding `viewer` may see.
+
+        Exports are documents for onward distribution, so whoever asks, they
+        carry what the audience may receive (effective TLP; the source only
+        with the lab's consent; no evidence, reporter or patch statuses).
+        """
+        exporter = self._exporters.get(export_format) if export_format else None
+        if exporter is None:
+            raise InvalidInput([FieldViolation("format", "choose CSAF, OSV or STIX")])
+        now = self._clock()
+        with self._store.read() as reader:
+            finding = reader.finding(finding_id)
+        if finding is None or not may_see(viewer, finding, now):
+            raise NotFound("no such finding")
+        return exporter(audience_view(finding, now), now)
+
+    # --- changes ----------------------------------------------------------------
+
+    def _change(
+        self,
+        viewer: Viewer,
+        finding_id: str,
+        expected_revision: int,
+        action: str,
+        reason: str,
+        mutate: Callable[[UnitOfWork, Finding, datetime], Finding],
+        details: dict[str, Any],
+    ) -> Finding:
+        require(viewer, PRIVILEGED, action)
+        errors = Collector()
+        why = check_text(reason, "reason", MAX_REASON, errors, required=False)
+        if expected_revision < 0:
+            errors.add("expected_revision", "must not be negative")
+        errors.raise_if_any()
+        now = self._clock()
+        with self._store.write() as uow:
+            current = self._load(uow, finding_id)
+            if expected_revision and current.revision != expected_revision:
+                raise RevisionConflict(f"the finding is at revision {current.revision}, not {expected_revision}")
+            changed = replace(mutate(uow, current, now), updated_at=now, revision=current.revision + 1)
+            self._save(uow, current, changed, now, actor=viewer.principal_id, action=action, details={**details, "reason": why})
+        return changed
+
+    def _save(
+        self, uow: UnitOfWork, before: Finding, after: Finding, now: datetime, *, actor: str, action: str, details: dict[str, Any]
+    ) -> None:
+        uow.update_finding(after)
+        uow.audit(
+            at=now, actor=actor, action=action, subject_kind="finding", subject_id=after.finding_id, details=details
+        )
+        if after.published_at is not None:
+            uow.emit(finding_notice(after, now, published=before.published_at is None))
+
+    def transition(
+        self,
+        viewer: Viewer,
+        finding_id: str,
+        target: FindingState | EmbargoState,
+        embargo_end: datetime | None,
+        reason: str,
+        expected_revision: int,
+    ) -> Finding:
+        """Move the disclosure or the embargo machine (reviewers and admins)."""
+        if isinstance(target, FindingState):
+            return self._change(
+                viewer,
+                finding_id,
+                expected_revision,
+                "finding.transitioned",
+                reason,
+                lambda _uow, f, now: lifecycle.transition_report(f, target, now),
+                {"to": target.value},
+            )
+        details: dict[str, Any] = {"embargo_to": target.value}
+        if embargo_end is not None:
+            details["embargo_end"] = embargo_end.isoformat()
+        return self._change(
+            viewer,
+            finding_id,
+            expected_revision,
+            "finding.embargo_transitioned",
+            reason,
+            lambda _uow, f, now: lifecycle.transition_embargo(f, target, embargo_end, now),
+            details,
+        )
+
+    def update_assessment(
+        self,
+        viewer: Viewer,
+        finding_id: str,
+        *,
+        cvss_v3_vector: str,
+        cvss_v4_vector: str,
+        cwe_ids: Sequence[str],
+        remediation_due: datetime | None,
+        reason: str,
+        expected_revision: int,
+    ) -> Finding:
+        """Rescore, re-classify or set the remediation date (reviewers and admins)."""
+        return self._change(
+            viewer,
+            finding_id,
+            expected_revision,
+            "finding.assessed",
+            reason,
+            lambda _uow, f, now: lifecycle.assess(
+                f,
+                cvss_v3_vector=cvss_v3_vector,
+                cvss_v4_vector=cvss_v4_vector,
+                cwe_ids=cwe_ids,
+                remediation_due=remediation_due,
+                now=now,
+            ),
+            {"cvss_v3": cvss_v3_vector, "cvss_v4": cvss_v4_vector, "cwe_ids": list(cwe_ids)},
+        )
+
+    def set_sharing(
+        self,
+        viewer: Viewer,
+        finding_id: str,
+        tlp: Tlp | None,
+        organisations: Sequence[str],
+        sectors: Sequence[str],
+        reason: str,
+        expected_revision: int,
+    ) -> Finding:
+        """New TLP label and audience (reviewers and admins); links across the new sharing are removed."""
+
+        def mutate(uow: UnitOfWork, finding: Finding, now: datetime) -> Finding:
+            changed = lifecycle.reshare(finding, tlp, organisations, sectors)
+            for other_id in uow.linked_to(finding.finding_id):
+                other = self._load(uow, other_id)
+                if not lifecycle.same_sharing(other, changed):
+                    self._unlink(uow, other, now, actor=viewer.principal_id)
+            if changed.link is not None:
+                target = self._load(uow, changed.link.target_finding_id)
+                if not lifecycle.same_sharing(target, changed):
+                    changed = replace(changed, link=None)
+            return changed
+
+        return self._change(
+            viewer,
+            finding_id,
+            expected_revision,
+            "finding.sharing_changed",
+            reason,
+            mutate,
+            {
+                "tlp": tlp.value if tlp else "",
+                "organisations": sorted(organisations),
+                "sectors": sorted(sectors),
+            },
+        )
+
+    def _unlink(self, uow: UnitOfWork, finding: Finding, now: datetime, *, actor: str) -> None:
+        after = replace(finding, link=None, updated_at=now, revision=finding.revision + 1)
+        self._save(
+            uow,
+            finding,
+            after,
+            now,
+            actor=actor,
+            action="finding.unlinked",
+            details={"reason": "the linked finding's sharing changed"},
+        )
+
+    def link(self, viewer: Viewer, finding_id: str, kind: LinkKind, target_id: str, reason: str) -> Finding:
+        """Mark a finding duplicate of, subsumed by or merged into another (reviewers and admins)."""
+
+        def mutate(uow: UnitOfWork, finding: Finding, _now: datetime) -> Finding:
+            target = uow.finding(target_id)
+            if target is None:
+                raise InvalidInput([FieldViolation("target_finding_id", "no such finding")])
+            return lifecycle.link(finding, kind, target, uow.linked_to(finding.finding_id))
+
+        return self._change(
+            viewer, finding_id, 0, "finding.linked", reason, mutate, {"kind": kind.value, "target": target_id}
+        )
+
+    def set_patch_status(self, viewer: Viewer, finding_id: str, status: PatchState | None, note: str) -> Finding:
+        """Record the caller's organisation's patch status for a finding it may see (operators)."""
+        require(viewer, frozenset({Role.OPERATOR}), "reporting a patch status")
+        errors = Collector()
+        if status is None:
+            errors.add("status", "choose AFFECTED, NOT_AFFECTED, PATCHED or UNKNOWN")
+        text = check_text(note, "note", MAX_NOTE, errors, required=False)
+        errors.raise_if_any()
+        assert status is not None
+        now = self._clock()
+        with self._store.write() as uow:
+            finding = uow.finding(finding_id)
+            if finding is None or not may_see(viewer, finding, now):
+                raise NotFound("no such finding")
+            uow.set_patch_status(finding_id, PatchStatusEntry(viewer.organisation, status, text, now), viewer.principal_id)
+            uow.audit(
+                at=now,
+                actor=viewer.principal_id,
+                action="finding.patch_status",
+                subject_kind="finding",
+                subject_id=finding_id,
+                details={"organisation": viewer.organisation, "status": status.value},
+            )
+            updated = self._load(uow, finding_id)
+        return self._visible(viewer, updated, now)
+
+    def end_lapsed_embargoes(self) -> int:
+        """Close embargoes whose end has passed (ACTIVE → EXITED; lapsed proposals → NONE); returns how many."""
+        now = self._clock()
+        with self._store.write() as uow:
+            ended = 0
+            for finding_id in uow.embargoes_ended(now):
+                current = self._load(uow, finding_id)
+                after = lifecycle.end_lapsed_embargo(current, now)
+                if after is None:
+                    continue
+                after = replace(after, updated_at=now, revision=current.revision + 1)
+                self._save(
+                    uow,
+                    current,
+                    after,
+                    now,
+                    actor="system:clearinghouse",
+                    action="finding.embargo_ended",
+                    details={"embargo_to": after.embargo_state.value},
+                )
+                ended += 1
+        return ended
+
+    def source_identified(self, uow: UnitOfWork, submission_id: str, now: datetime) -> None:
+        """Audit that the findings of a submission now have a known lab (so streams re-evaluate them)."""
+        for finding_id in uow.findings_of_submission(submission_id):
+            uow.audit(
+                at=now,
+                actor="system:intake",
+                action="finding.source_identified",
+                subject_kind="finding",
+                subject_id=finding_id,
+                details={"submission_id": submission_id},
+            )
+
+    def verify_audit_log(self, viewer: Viewer) -> ChainVerdict:
+        """Check the audit log's hash chain (reviewers and admins)."""
+        require(viewer, PRIVILEGED, "verifying the audit log")
+        with self._store.read() as reader:
+            head_seq, head_hash = reader.audit_head()
+            return verify_chain(reader.audit_entries(), head_seq, head_hash)

@@ -1,0 +1,382 @@
+"""Review use cases: apply benchmark and submission events, issue signed reports, notes and sign-offs.
+
+Event handlers are idempotent consumers: each claims its event id in the same
+unit of work as its effect, so a redelivered event changes nothing. A report
+is issued when the review state is complete and its content differs from the
+latest version (so replays issue nothing); its ReviewReportReady goes to the
+outbox in the same transaction as the report row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol
+
+from preflight_clearinghouse.adapters.store import (
+    NoteRecord,
+    ReportRecord,
+    SignOffRecord,
+    Store,
+    SubmissionRecord,
+    UnitOfWork,
+)
+from preflight_clearinghouse.domain.errors import (
+    Collector,
+    FieldViolation,
+    InvalidInput,
+    NotFound,
+    PreconditionFailed,
+)
+from preflight_clearinghouse.domain.events import ReportIssued
+from preflight_clearinghouse.domain.findings import MAX_REASON, CandidateInput, check_text
+from preflight_clearinghouse.domain.policy import RiskPolicy
+from preflight_clearinghouse.domain.reports import (
+    IssuedReport,
+    JobRecord,
+    ReportContent,
+    compute_report,
+    report_body,
+)
+from preflight_clearinghouse.domain.sharing import PRIVILEGED, Role, Viewer, may_read_report
+from preflight_clearinghouse.service_layer.registry import Clock, FindingRegistry, page_size_of, require
+
+REPORT_NAMESPACE = uuid.UUID("0b5d8f0e-2c43-4b8e-8f55-51f7d1f2a9c3")
+MAX_REPORT_TEXT = 10_000
+DEFAULT_REPORT_PAGE = 50
+CONSUMER = "clearinghouse"
+
+
+class Signer(Protocol):
+    """Signs report bodies."""
+
+    key_id: str
+    public_key: bytes
+
+    def sign(self, body: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class SubmissionInfo:
+    """What the clearinghouse keeps of a SubmissionReceived."""
+
+    submission_id: str
+    organisation: str
+    model_name: str
+    model_version: str
+    share_identity: bool
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class ReportView:
+    """A report version with what the viewer may see attached."""
+
+    record: ReportRecord
+    notes: tuple[NoteRecord, ...]
+    sign_offs: tuple[SignOffRecord, ...]
+
+
+class ReviewService:
+    """Review state, report issue, and report reads and annotations."""
+
+    def __init__(
+        self, store: Store, policy: RiskPolicy, signer: Signer, registry: FindingRegistry, clock: Clock
+    ) -> None:
+        self._store = store
+        self._policy = policy
+        self._signer = signer
+        self._registry = registry
+        self._clock = clock
+
+    @property
+    def policy(self) -> RiskPolicy:
+        return self._policy
+
+    # --- events -----------------------------------------------------------------
+
+    def submission_received(self, event_id: str, info: SubmissionInfo) -> bool:
+        """Record the submitting lab, model and consent; returns False for an event already applied."""
+        now = self._clock()
+        with self._store.write() as uow:
+            if not uow.claim(CONSUMER, event_id):
+                return False
+            uow.put_submission(SubmissionRecord(**info.__dict__))
+            uow.audit(
+                at=now,
+                actor="system:intake",
+                action="submission.received",
+                subject_kind="submission",
+                subject_id=info.submission_id,
+                details={"organisation": info.organisation, "share_identity": info.share_identity},
+            )
+            self._registry.source_identified(uow, info.submission_id, now)
+        return True
+
+    def submission_withdrawn(self, event_id: str, submission_id: str, reason: str) -> bool:
+        """Audit a withdrawal (its pending jobs end as BenchmarkFailed WITHDRAWN); False if already applied."""
+        now = self._clock()
+        with self._store.write() as uow:
+            if not uow.claim(CONSUMER, event_id):
+                return False
+            uow.audit(
+                at=now,
+                actor="system:intake",
+                action="submission.withdrawn",
+                subject_kind="submission",
+                subject_id=submission_id,
+                details={"reason": reason},
+            )
+        return True
+
+    def job_requested(self, event_id: str, submission_id: str, job: JobRecord) -> bool:
+        """A job was planned; an outcome that arrived first is kept. False if already applied."""
+        now = self._clock()
+        with self._store.write() as uow:
+            if not uow.claim(CONSUMER, event_id):
+                return False
+            known = uow.job(job.job_id)
+            planned = replace(job, requested=True)
+            if known is not None:
+                planned = replace(
+                    known,
+                    requested=True,
+                    suite_id=job.suite_id,
+                    suite_version=job.suite_version,
+                    capability=job.capability,
+                    attempt=max(known.attempt, job.attempt),
+                )
+            uow.put_job(submission_id, planned, now)
+            self._issue_if_complete(uow, submission_id, now)
+        return True
+
+    def job_ended(
+        self, event_id: str, submission_id: str, job: JobRecord, candidates: Sequence[CandidateInput] = ()
+    ) -> bool:
+        """A job completed or failed. Only the first terminal event of a job counts. False if already applied."""
+        now = self._clock()
+        with self._store.write() as uow:
+            if not uow.claim(CONSUMER, event_id):
+                return False
+            known = uow.job(job.job_id)
+            if known is not None and known.ended:
+                uow.audit(
+                    at=now,
+                    actor="system:benchmark",
+                    action="job.extra_terminal_event_ignored",
+                    subject_kind="submission",
+                    subject_id=submission_id,
+                    details={"job_id": job.job_id, "event_id": event_id},
+                )
+                return True
+            uow.put_job(submission_id, replace(job, requested=known is not None and known.requested), now)
+            if candidates:
+                self._registry.ingest_candidates(uow, submission_id, job.job_id, candidates, now)
+            self._issue_if_complete(uow, submission_id, now)
+        return True
+
+    # --- issue ------------------------------------------------------------------
+
+    def _issue_if_complete(self, uow: UnitOfWork, submission_id: str, now: datetime) -> None:
+        state = uow.review_state(submission_id)
+        if not state.complete():
+            return
+        content = compute_report(state, self._policy)
+        latest = uow.report_version(submission_id, 0)
+        if latest is not None and latest.content_hash == content.content_hash():
+            return
+        self._issue(uow, submission_id, content, now, latest, actor="system:clearinghouse", reason="all jobs ended")
+
+    def _issue(
+        self,
+        uow: UnitOfWork,
+        submission_id: str,
+        content: ReportContent,
+        now: datetime,
+        latest: ReportRecord | None,
+        *,
+        actor: str,
+        reason: str,
+    ) -> IssuedReport:
+        version = latest.version + 1 if latest else 1
+        report_id = str(uuid.uuid5(REPORT_NAMESPACE, f"{submission_id}/{version}"))
+        body = report_body(
+            report_id=report_id,
+            submission_id=submission_id,
+            version=version,
+            content=content,
+            issued_at=now,
+            signing_key_id=self._signer.key_id,
+        )
+        report = IssuedReport(
+            report_id=report_id,
+            submission_id=submission_id,
+            version=version,
+            content=content,
+            issued_at=now,
+            signing_key_id=self._signer.key_id,
+            body=body,
+            digest=hashlib.sha256(body).hexdigest(),
+            signature=self._signer.sign(body),
+        )
+        uow.ensure_signing_key(self._signer.key_id, self._signer.public_key, now)
+        uow.insert_report(
+            {
+                "report_id": report_id,
+                "submission_id": submission_id,
+                "version": version,
+                "tier": content.tier,
+                "policy_id": content.policy_id,
+                "policy_version": content.policy_version,
+                "content_hash": content.content_hash(),
+                "body": body,
+                "digest": report.digest,
+                "signature": report.signature,
+                "signing_key_id": report.signing_key_id,
+                "issued_at": now,
+            }
+        )
+        uow.audit(
+            at=now,
+            actor=actor,
+            action="report.issued",
+            subject_kind="report",
+            subject_id=report_id,
+            details={
+                "submission_id": submission_id,
+                "version": version,
+                "tier": content.tier,
+                "digest": report.digest,
+                "reason": reason,
+            },
+        )
+        uow.emit(ReportIssued(report))
+        return report
+
+    def reissue(self, viewer: Viewer, submission_id: str, reason: str) -> ReportView:
+        """Issue a new version with the current policy (reviewers and admins); the jobs must all have ended."""
+        require(viewer, PRIVILEGED, "re-issuing a report")
+        errors = Collector()
+        why = check_text(reason, "reason", MAX_REASON, errors, required=True)
+        if not submission_id:
+            errors.add("submission_id", "is required")
+        errors.raise_if_any()
+        now = self._clock()
+        with self._store.write() as uow:
+            state = uow.review_state(submission_id)
+            if not state.complete():
+                raise PreconditionFailed("the submission's benchmark jobs have not all ended")
+            content = compute_report(state, self._policy)
+            latest = uow.report_version(submission_id, 0)
+            issued = self._issue(uow, submission_id, content, now, latest, actor=viewer.principal_id, reason=why)
+            record = uow.report(issued.report_id)
+        assert record is not None
+        return ReportView(record, (), ())
+
+    # --- reads ------------------------------------------------------------------
+
+    def get_report(self, viewer: Viewer, report_id: str, submission_id: str, version: int) -> ReportView:
+        """A report version the viewer may read; NotFound otherwise."""
+        if not report_id and not submission_id:
+            raise InvalidInput([FieldViolation("report_id", "give report_id or submission_id")])
+        if version < 0:
+            raise InvalidInput([FieldViolation("version", "must not be negative")])
+        with self._store.read() as reader:
+            record = reader.report(report_id) if report_id else reader.report_version(submission_id, version)
+            if record is None or not may_read_report(viewer, record.organisation):
+                raise NotFound("no such report")
+            notes = tuple(reader.notes(record.report_id)) if viewer.role in PRIVILEGED else ()
+            return ReportView(record, notes, tuple(reader.sign_offs(record.report_id)))
+
+    def list_reports(
+        self, viewer: Viewer, page_size: int, page_token: str, all_versions: bool
+    ) -> tuple[list[ReportView], str]:
+        """Reports the viewer may read, newest first, and the next page's token."""
+        size = page_size_of(page_size, DEFAULT_REPORT_PAGE)
+        offset = 0
+        if page_token:
+            if not page_token.isdigit():
+                raise InvalidInput([FieldViolation("page_token", "is not a token this server issued")])
+            offset = int(page_token)
+        if viewer.role in PRIVILEGED:
+            organisation = None
+        elif viewer.role is Role.LAB and viewer.organisation:
+            organisation = viewer.organisation
+        else:
+            return [], ""
+        with self._store.read() as reader:
+            records = reader.reports_page(organisation, all_versions, offset, size + 1)
+            views = [
+                ReportView(
+                    r,
+                    tuple(reader.notes(r.report_id)) if viewer.role in PRIVILEGED else (),
+                    tuple(reader.sign_offs(r.report_id)),
+                )
+                for r in records[:size]
+            ]
+        return views, str(offset + size) if len(records) > size else ""
+
+    def signing_key(self, key_id: str) -> tuple[str, bytes]:
+        """(key id, raw public key) of `key_id`, or of the current key when empty."""
+        if not key_id or key_id == self._signer.key_id:
+            return self._signer.key_id, self._signer.public_key
+        with self._store.read() as reader:
+            public_key = reader.signing_key(key_id)
+        if public_key is None:
+            raise NotFound("no such signing key")
+        return key_id, public_key
+
+    # --- annotations ------------------------------------------------------------
+
+    def _readable_report(self, uow: UnitOfWork, viewer: Viewer, report_id: str) -> ReportRecord:
+        record = uow.report(report_id) if report_id else None
+        if record is None or not may_read_report(viewer, record.organisation):
+            raise NotFound("no such report")
+        return record
+
+    def add_note(self, viewer: Viewer, report_id: str, text: str) -> NoteRecord:
+        """A reviewer's note on a report version (audit-logged)."""
+        require(viewer, frozenset({Role.REVIEWER}), "adding a report note")
+        errors = Collector()
+        body = check_text(text, "text", MAX_REPORT_TEXT, errors, required=True)
+        errors.raise_if_any()
+        now = self._clock()
+        note = NoteRecord(str(uuid.uuid4()), viewer.principal_id, body, now)
+        with self._store.write() as uow:
+            self._readable_report(uow, viewer, report_id)
+            uow.insert_note(report_id, note)
+            uow.audit(
+                at=now,
+                actor=viewer.principal_id,
+                action="report.note_added",
+                subject_kind="report",
+                subject_id=report_id,
+                details={"note_id": note.note_id},
+            )
+        return note
+
+    def sign_off(self, viewer: Viewer, report_id: str, comment: str) -> SignOffRecord:
+        """A reviewer's sign-off of a report version, once per reviewer (audit-logged)."""
+        require(viewer, frozenset({Role.REVIEWER}), "signing off a report")
+        errors = Collector()
+        text = check_text(comment, "comment", MAX_REPORT_TEXT, errors, required=False)
+        errors.raise_if_any()
+        now = self._clock()
+        sign_off = SignOffRecord(viewer.principal_id, text, now)
+        with self._store.write() as uow:
+            record = self._readable_report(uow, viewer, report_id)
+            if any(s.reviewer_id == viewer.principal_id for s in uow.sign_offs(report_id)):
+                raise PreconditionFailed("you have already signed off this report version")
+            uow.insert_sign_off(report_id, sign_off)
+            uow.audit(
+                at=now,
+                actor=viewer.principal_id,
+                action="report.signed_off",
+                subject_kind="report",
+                subject_id=report_id,
+                details={"submission_id": record.submission_id, "version": record.version},
+            )
+        return sign_off

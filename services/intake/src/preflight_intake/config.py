@@ -18,6 +18,8 @@ class IntakeSettings:
     """Everything the intake process needs except its encryption keys (read apart, never kept here)."""
 
     database_url: str = DEFAULT_DATABASE_URL
+    # Local working files (the faust agents' data directory).
+    state_dir: Path = Path("run/intake")
     listen: str = "[::]:50051"
     policy: WindowPolicy = field(default_factory=WindowPolicy)
     relay_interval: float = 0.2
@@ -44,6 +46,7 @@ class IntakeSettings:
             )
         return cls(
             database_url=env("PREFLIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            state_dir=env_path("PREFLIGHT_INTAKE_STATE_DIR", cls.state_dir),
             listen=env("PREFLIGHT_GRPC_LISTEN", cls.listen),
             policy=policy,
             relay_interval=_positive("PREFLIGHT_INTAKE_RELAY_INTERVAL", cls.relay_interval),

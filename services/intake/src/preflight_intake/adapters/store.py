@@ -91,15 +91,17 @@ class Transaction:
         return (_submission(row), row.request_digest) if row else None
 
     def insert(self, submission: Submission, *, idempotency_key: str, digest: str, credential: str | None) -> None:
-        """Store a new submission (and seal its credential). Raises DuplicateSubmission if the key is taken."""
+        """Store a new submission (and seal its credential).
+
+        Raises DuplicateSubmission if the principal's idempotency key is taken; the
+        transaction must then be abandoned.
+        """
         try:
-            with self._conn.begin_nested():
-                self._conn.execute(
-                    insert(t.submissions).values(
-                        **_columns(submission), idempotency_key=idempotency_key, request_digest=digest
-                    )
-                )
+            self._conn.execute(
+                insert(t.submissions).values(**_columns(submission), idempotency_key=idempotency_key, request_digest=digest)
+            )
         except IntegrityError as exc:
+            # The transaction is spoilt; the caller's `with` rolls it back.
             raise DuplicateSubmission(submission.submission_id) from exc
         if isinstance(submission.access, EndpointAccess):
             if credential is None:

@@ -71,7 +71,7 @@ def _job_id(payload: Any) -> str:
 
 def build_app(settings: IntakeSettings, intake: Intake, dead_letters: DeadLetters) -> faust.App:
     """The faust app with intake's three agents (not started)."""
-    app = make_faust_app(settings.consumer_group, settings.kafka)
+    app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(settings.state_dir / "faust"))
     handlers = ProgressHandlers(intake)
     for topic, registry, handler in (
         (settings.topics.benchmark_jobs, JOBS, handlers.job_requested),

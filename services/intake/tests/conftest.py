@@ -1,0 +1,310 @@
+"""Fixtures for intake's tests: a real intake server on loopback (in this process or as a child
+process), tokens for principals of every role, and well-formed requests to start from."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from preflight.common.v1 import common_pb2
+from preflight.intake.v1 import intake_pb2, submission_pb2
+from preflight_common.auth import Principal, Role, TokenStore
+from preflight_common.config import KafkaSettings, Topics
+from preflight_common.db import make_engine
+from preflight_common.topics import TopicSpec, ensure_topics
+from sqlalchemy import Engine, func, select
+
+from preflight_intake.adapters import tables
+from preflight_intake.adapters.crypto import Keyring, new_key_entry
+from preflight_intake.bootstrap import migrate
+from preflight_intake.config import IntakeSettings
+from preflight_intake.entrypoints.server import serve
+
+# Short consumer-group timings for the faust agents (read by preflight_common.consumer).
+os.environ.setdefault("PREFLIGHT_KAFKA_SESSION_TIMEOUT", "6")
+os.environ.setdefault("PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL", "1")
+
+CREDENTIAL = "sk-live-7f3a9c2e-THIS-IS-THE-LAB-SECRET-0b1d"
+
+
+def ts(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def valid_request(organisation: str = "lab-a", **overrides: Any) -> intake_pb2.SubmitModelRequest:
+    """A SubmitModelRequest every rule accepts (release in 20 days, a 10-day window)."""
+    now = datetime.now(UTC)
+    request = intake_pb2.SubmitModelRequest(
+        model=submission_pb2.ModelIdentity(developer=organisation, name="frontier", version="1.0"),
+        planned_release=ts(now + timedelta(days=20)),
+        access=intake_pb2.ModelAccessSpec(
+            endpoint=intake_pb2.EndpointAccessSpec(
+                base_url="https://api.lab.example/v1", model_name="frontier-preview", credential=CREDENTIAL
+            )
+        ),
+        access_window=submission_pb2.AccessWindow(start=ts(now), end=ts(now + timedelta(days=10))),
+        contacts=[common_pb2.Contact(name="Ada", email="ada@lab.example", role="security")],
+        declared_capabilities=["code_generation"],
+        intended_use="assistant",
+        idempotency_key=f"test-{uuid.uuid4()}",
+    )
+    for name, value in overrides.items():
+        setattr(request, name, value)
+    return request
+
+
+@dataclass
+class IntakeUnderTest:
+    """An intake server running on loopback, and direct access to its database for checks."""
+
+    settings: IntakeSettings
+    keyring: Keyring
+    port: int = 0
+    _stop: asyncio.Event | None = None
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _error: list[BaseException] = field(default_factory=list)
+    _engine: Engine | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = make_engine(self.settings.database_url)
+        return self._engine
+
+    def start(self) -> IntakeUnderTest:
+        ready = threading.Event()
+
+        def ready_on(port: int) -> None:
+            self.port = port
+            ready.set()
+
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            await serve(self.settings, self.keyring, stop=self._stop, on_ready=ready_on)
+
+        def run() -> None:
+            try:
+                asyncio.run(main())
+            except BaseException as exc:
+                self._error.append(exc)
+                ready.set()
+
+        self._thread = threading.Thread(target=run, name="intake-under-test", daemon=True)
+        self._thread.start()
+        ready.wait(60)
+        if self._error:
+            raise self._error[0]
+        assert self.port, "intake did not start within 60s"
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(60)
+        if self._engine is not None:
+            self._engine.dispose()
+
+    def token(
+        self,
+        principal_id: str,
+        role: Role = Role.LAB,
+        organisation: str = "lab-a",
+        expires_at: datetime | None = None,
+    ) -> str:
+        return self.tokens().create(Principal(principal_id, role, organisation), expires_at).token
+
+    def tokens(self) -> TokenStore:
+        return TokenStore(self.engine, tables.api_tokens)
+
+    def count(self, table: Any) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def make_settings(tmp: Path, kafka_bootstrap: str, **overrides: Any) -> IntakeSettings:
+    suffix = uuid.uuid4().hex[:8]
+    topics = Topics(
+        submissions=f"submissions.{suffix}",
+        benchmark_jobs=f"jobs.{suffix}",
+        benchmark_results=f"results.{suffix}",
+        reviews=f"reviews.{suffix}",
+    )
+    settings = IntakeSettings(
+        database_url=f"sqlite:///{tmp / 'intake.db'}",
+        state_dir=tmp / "state",
+        listen="127.0.0.1:0",
+        relay_interval=0.1,
+        watch_poll_interval=0.05,
+        shutdown_grace=2.0,
+        consumer_group=f"intake-{suffix}",
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        topics=topics,
+    )
+    return replace(settings, **overrides)
+
+
+def create_topics(settings: IntakeSettings) -> None:
+    names = [
+        settings.topics.submissions,
+        settings.topics.benchmark_jobs,
+        settings.topics.benchmark_results,
+        settings.topics.reviews,
+    ]
+    ensure_topics(settings.kafka, [TopicSpec(n, partitions=1) for n in names + [Topics.dlq(n) for n in names]])
+
+
+def fresh_keyring() -> Keyring:
+    return Keyring.parse(new_key_entry("test1"))
+
+
+@pytest.fixture(scope="module")
+def intake(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[IntakeUnderTest]:
+    """One intake server (SQLite, real Kafka) shared by a test module."""
+    settings = make_settings(tmp_path_factory.mktemp("intake"), kafka_bootstrap)
+    create_topics(settings)
+    server = IntakeUnderTest(settings, fresh_keyring()).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def intake_factory(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Callable[..., IntakeUnderTest]]:
+    """Start intake servers with per-test settings (stopped after the test)."""
+    started: list[IntakeUnderTest] = []
+
+    def start(**overrides: Any) -> IntakeUnderTest:
+        settings = make_settings(tmp_path / f"i{len(started)}", kafka_bootstrap, **overrides)
+        create_topics(settings)
+        server = IntakeUnderTest(settings, fresh_keyring()).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@dataclass
+class IntakeProcess:
+    """`preflight-intake serve` as a child process (its output goes to a log file)."""
+
+    env: dict[str, str]
+    log_path: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> IntakeProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "preflight_intake.entrypoints.cli", "serve"], env=self.env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 60
+        while f"intake serving on port {self.port}" not in self.log_path.read_text(errors="replace"):
+            assert self.proc.poll() is None, f"intake exited:\n{self.log_path.read_text()}"
+            assert time.monotonic() < deadline, "intake did not start within 60s"
+            time.sleep(0.1)
+        return self
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+    def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        return self.proc.wait(30)
+
+
+@dataclass
+class IntakeProcesses:
+    """Starts intake child processes that share one database, key, port and topics (so one can
+    take over after another was killed)."""
+
+    settings: IntakeSettings
+    base_env: dict[str, str]
+    log_path: Path
+    port: int
+    started: list[IntakeProcess] = field(default_factory=list)
+
+    def start(self, **env_overrides: str) -> IntakeProcess:
+        process = IntakeProcess({**self.base_env, **env_overrides}, self.log_path, self.port).start()
+        self.started.append(process)
+        return process
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@pytest.fixture
+def intake_processes(tmp_path: Path, kafka_bootstrap: str) -> Iterator[IntakeProcesses]:
+    settings = make_settings(tmp_path, kafka_bootstrap)
+    migrate(settings.database_url)
+    port = _free_port()
+    env = {
+        **os.environ,
+        "PREFLIGHT_DATABASE_URL": settings.database_url,
+        "PREFLIGHT_INTAKE_STATE_DIR": str(settings.state_dir),
+        "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{port}",
+        "PREFLIGHT_INTAKE_ENCRYPTION_KEYS": new_key_entry("proc1"),
+        "PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "PREFLIGHT_INTAKE_CONSUMER_GROUP": settings.consumer_group,
+        "PREFLIGHT_INTAKE_RELAY_INTERVAL": "0.1",
+        "PREFLIGHT_TOPIC_SUBMISSIONS": settings.topics.submissions,
+        "PREFLIGHT_TOPIC_BENCHMARK_JOBS": settings.topics.benchmark_jobs,
+        "PREFLIGHT_TOPIC_BENCHMARK_RESULTS": settings.topics.benchmark_results,
+        "PREFLIGHT_TOPIC_REVIEWS": settings.topics.reviews,
+    }
+    processes = IntakeProcesses(settings, env, tmp_path / "intake.log", port)
+    yield processes
+    for process in processes.started:
+        if process.proc is not None and process.proc.poll() is None:
+            process.kill()
+
+
+@pytest.fixture
+def make_request() -> Callable[..., intake_pb2.SubmitModelRequest]:
+    """`make_request(organisation="lab-a", **fields)`: a valid SubmitModelRequest (see valid_request)."""
+    return valid_request
+
+
+@pytest.fixture
+def timestamp() -> Callable[[datetime], Timestamp]:
+    return ts
+
+
+@pytest.fixture
+def credential() -> str:
+    """The endpoint credential every valid request carries (to search for leaks)."""
+    return CREDENTIAL
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

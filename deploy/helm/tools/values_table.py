@@ -118,7 +118,7 @@ def table(chart: Path) -> str:
     rows = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
     for path, desc in docs.items():
         v = lookup(values, path)
-        rows.append(f"| `{path}` | {type_name(v)} | {default_repr(v)} | {desc.replace('|', chr(92) + '|')} |")
+        rows.append(f"| `{path}` | {type_name(v)} | {default_repr(v)} | {desc.replace('|', chr(92) + '|').replace('<', '&lt;')} |")
     return "\n".join(rows)
 
 

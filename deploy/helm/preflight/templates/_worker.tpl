@@ -12,14 +12,19 @@ metadata.namespace. Arg: root.
 {{- $_ := set $labels "kueue.x-k8s.io/queue-name" $w.kueue.queueName -}}
 {{- end -}}
 {{- $labels = merge $labels ($w.labels | default dict) -}}
-{{- $resources := deepCopy ($w.resources | default dict) -}}
+{{- /* Quantities as strings: strict clients (kubernetes>=37) refuse numbers. */ -}}
+{{- $resources := dict -}}
+{{- range $kind := list "requests" "limits" -}}
+{{- $q := dict -}}
+{{- range $k, $v := (index ($w.resources | default dict) $kind | default dict) -}}
+{{- $_ := set $q $k (toString $v) -}}
+{{- end -}}
 {{- if gt (int $w.gpu.count) 0 -}}
-{{- $req := $resources.requests | default dict -}}
-{{- $lim := $resources.limits | default dict -}}
-{{- $_ := set $req $w.gpu.resourceName (int $w.gpu.count) -}}
-{{- $_ := set $lim $w.gpu.resourceName (int $w.gpu.count) -}}
-{{- $_ := set $resources "requests" $req -}}
-{{- $_ := set $resources "limits" $lim -}}
+{{- $_ := set $q $w.gpu.resourceName (toString (int $w.gpu.count)) -}}
+{{- end -}}
+{{- if $q -}}
+{{- $_ := set $resources $kind $q -}}
+{{- end -}}
 {{- end -}}
 apiVersion: batch/v1
 kind: Job

@@ -1,0 +1,240 @@
+"""The Helm chart: lint, render, strict schema validation per Kubernetes
+version, values schema, best-practice invariants, docs, helm-unittest."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "preflight"
+VALUES_FILES = {"default": [], "minimal": [CHART / "examples/minimal.yaml"],
+                "production": [CHART / "examples/production.yaml"]}
+KUBE_VERSIONS = ["1.34.0", "1.35.0", "1.36.0", "1.37.0"]
+SERVICES = ["intake", "benchmark", "clearinghouse", "notifier"]
+
+
+def render(helm: str, check_chart: ModuleType, files: list[Path]) -> list[dict[str, Any]]:
+    res = check_chart.render(helm, CHART, files)
+    assert res.returncode == 0, res.stderr
+    return check_chart.documents(res.stdout)
+
+
+@pytest.fixture(scope="module", params=sorted(VALUES_FILES))
+def rendered(request: pytest.FixtureRequest, helm: str, check_chart: ModuleType) -> list[dict[str, Any]]:
+    return render(helm, check_chart, VALUES_FILES[request.param])
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def pod_specs(docs: list[dict[str, Any]], check_chart: ModuleType) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for d in docs:
+        if d["kind"] in ("Deployment", "Job"):
+            out.append((d["metadata"]["name"], d["spec"]["template"]["spec"]))
+        for label, obj in check_chart.embedded_objects(d):
+            out.append((label, obj["spec"]["template"]["spec"]))
+    return out
+
+
+@pytest.mark.parametrize("values", sorted(VALUES_FILES))
+def test_helm_lint_strict(helm: str, values: str) -> None:
+    cmd = [helm, "lint", "--strict", str(CHART)]
+    for f in VALUES_FILES[values]:
+        cmd += ["-f", str(f)]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+@pytest.mark.parametrize("values", sorted(VALUES_FILES))
+def test_manifests_validate_strictly(helm: str, check_chart: ModuleType, values: str, version: str) -> None:
+    docs = render(helm, check_chart, VALUES_FILES[values])
+    assert docs
+    assert check_chart.validate_objects(docs, [version]) == []
+
+
+def test_validation_catches_a_broken_manifest(check_chart: ModuleType) -> None:
+    """The validator itself is strict: unknown fields and wrong types fail."""
+    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+           "spec": {"ports": [{"port": "grpc"}], "selectr": {}}}
+    assert check_chart.validate_objects([bad], ["1.36.0"])
+
+
+def test_bad_values_fail_to_render(helm: str, check_chart: ModuleType) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (what, overlay) in enumerate(check_chart.BAD_VALUES):
+            f = Path(tmp) / f"{i}.yaml"
+            f.write_text(yaml.safe_dump(overlay))
+            res = check_chart.render(helm, CHART, [f])
+            assert res.returncode != 0, f"rendered: {what}"
+            assert ("values don't meet the specifications of the schema" in res.stderr
+                    or "execution error" in res.stderr), f"{what}: unexpected failure: {res.stderr}"
+            assert "nil pointer" not in res.stderr, f"{what}: template crash: {res.stderr}"
+
+
+def test_every_kind_expected(rendered: list[dict[str, Any]]) -> None:
+    kinds = {d["kind"] for d in rendered}
+    assert {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Role", "RoleBinding", "Job",
+            "PodDisruptionBudget", "NetworkPolicy"} <= kinds
+    names = {d["metadata"]["name"] for d in of_kind(rendered, "Deployment")}
+    assert names == {f"preflight-{s}" for s in SERVICES}
+    assert {d["metadata"]["name"] for d in of_kind(rendered, "Service")} == names
+
+
+def test_labels_everywhere(rendered: list[dict[str, Any]]) -> None:
+    for d in rendered:
+        labels = d["metadata"].get("labels", {})
+        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
+                    "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "app.kubernetes.io/part-of",
+                    "helm.sh/chart"):
+            assert key in labels, f"{d['kind']}/{d['metadata']['name']} lacks {key}"
+
+
+def test_restricted_pod_security(rendered: list[dict[str, Any]], check_chart: ModuleType) -> None:
+    specs = pod_specs(rendered, check_chart)
+    assert len(specs) >= 6   # 4 services, the topics hook, the worker Job template
+    for name, spec in specs:
+        psc = spec["securityContext"]
+        assert psc["runAsNonRoot"] is True, name
+        assert psc["seccompProfile"]["type"] == "RuntimeDefault", name
+        assert spec["automountServiceAccountToken"] is (name == "preflight-benchmark"), name
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            sc = c["securityContext"]
+            assert sc["allowPrivilegeEscalation"] is False, name
+            assert sc["readOnlyRootFilesystem"] is True, name
+            assert sc["capabilities"]["drop"] == ["ALL"], name
+            assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], name
+            assert c["resources"]["requests"] and c["resources"]["limits"], name
+        tmp = [v for v in spec["volumes"] if v["name"] == "tmp"]
+        assert tmp and "emptyDir" in tmp[0], name
+
+
+def test_grpc_probes(rendered: list[dict[str, Any]]) -> None:
+    for d in of_kind(rendered, "Deployment"):
+        c = d["spec"]["template"]["spec"]["containers"][0]
+        port = next(p["containerPort"] for p in c["ports"] if p["name"] == "grpc")
+        for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+            assert c[probe]["grpc"]["port"] == port
+
+
+def test_dispatcher_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:
+    (role,) = of_kind(rendered, "Role")
+    assert role["rules"] == [
+        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+    ]
+    assert not of_kind(rendered, "ClusterRole") and not of_kind(rendered, "ClusterRoleBinding")
+    (binding,) = of_kind(rendered, "RoleBinding")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "preflight-benchmark",
+                                    "namespace": "preflight"}]
+    assert binding["metadata"]["namespace"] == role["metadata"]["namespace"]
+
+
+def test_pdb_per_service(rendered: list[dict[str, Any]]) -> None:
+    assert len(of_kind(rendered, "PodDisruptionBudget")) == 4
+
+
+def test_network_policies_cover_every_pod(rendered: list[dict[str, Any]], check_chart: ModuleType) -> None:
+    policies = of_kind(rendered, "NetworkPolicy")
+    deny = [p for p in policies if p["metadata"]["name"].endswith("default-deny")]
+    assert deny and deny[0]["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny[0]["spec"] and "egress" not in deny[0]["spec"]
+
+    def selected(labels: dict[str, str]) -> list[str]:
+        return [p["metadata"]["name"] for p in policies
+                if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+
+    pods: list[tuple[str, dict[str, str]]] = []
+    for d in rendered:
+        if d["kind"] in ("Deployment", "Job"):
+            pods.append((d["metadata"]["name"], d["spec"]["template"]["metadata"]["labels"]))
+        for label, obj in check_chart.embedded_objects(d):
+            pods.append((label, obj["spec"]["template"]["metadata"]["labels"]))
+    for name, labels in pods:
+        allow = [n for n in selected(labels) if not n.endswith("default-deny")]
+        assert allow, f"{name}: no allow policy (would be cut off entirely)"
+        for p in policies:
+            if p["metadata"]["name"] in allow:
+                dns = p["spec"]["egress"][0]["ports"]
+                assert {"port": 53, "protocol": "UDP"} in dns, f"{name}: no DNS egress"
+
+
+def test_worker_job_template(rendered: list[dict[str, Any]], check_chart: ModuleType) -> None:
+    (cm,) = [d for d in of_kind(rendered, "ConfigMap") if d["metadata"]["name"] == "preflight-benchmark"]
+    ((_, job),) = list(check_chart.embedded_objects(cm))
+    assert job["kind"] == "Job" and job["metadata"]["generateName"].endswith("-worker-")
+    spec = job["spec"]["template"]["spec"]
+    assert spec["restartPolicy"] == "Never"
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["PREFLIGHT_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"]["name"]
+    assert env["PREFLIGHT_IDENTITY_TARGET"]["value"].startswith("preflight-intake.preflight.svc:")
+    assert "PREFLIGHT_DATABASE_URL" not in env, "workers get no database"
+    dep = next(d for d in of_kind(rendered, "Deployment") if d["metadata"]["name"] == "preflight-benchmark")
+    denv = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert denv["PREFLIGHT_BENCHMARK_NAMESPACE"] == job["metadata"]["namespace"]
+    assert denv["PREFLIGHT_BENCHMARK_WORKER_IMAGE"] == spec["containers"][0]["image"]
+
+
+def test_production_example_settings(helm: str, check_chart: ModuleType) -> None:
+    docs = render(helm, check_chart, VALUES_FILES["production"])
+    assert len(of_kind(docs, "HorizontalPodAutoscaler")) == 2
+    assert len(of_kind(docs, "ServiceMonitor")) == 4
+    (role,) = of_kind(docs, "Role")
+    assert role["metadata"]["namespace"] == "preflight-benchmarks"
+    (cm,) = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"] == "preflight-benchmark"]
+    ((_, job),) = list(check_chart.embedded_objects(cm))
+    res = job["spec"]["template"]["spec"]["containers"][0]["resources"]
+    assert res["limits"]["nvidia.com/gpu"] == "1" and res["requests"]["nvidia.com/gpu"] == "1"
+    assert all(isinstance(q, str) for part in res.values() for q in part.values()), \
+        "quantities are strings (the kubernetes>=37 client refuses numbers)"
+    assert job["spec"]["suspend"] is True
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "preflight-gpu"
+
+
+def test_values_schema_is_draft_2020_12_and_accepts_defaults() -> None:
+    import json
+
+    import jsonschema
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    jsonschema.Draft202012Validator.check_schema(schema)
+    v = jsonschema.Draft202012Validator(schema)
+    for files in VALUES_FILES.values():
+        values = yaml.safe_load((CHART / "values.yaml").read_text())
+        for f in files:
+            values = _merge(values, yaml.safe_load(f.read_text()))
+        assert not list(v.iter_errors(values))
+
+
+def _merge(a: Any, b: Any) -> Any:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = dict(a)
+        for k, val in b.items():
+            out[k] = _merge(a.get(k), val)
+        return out
+    return b
+
+
+def test_every_value_is_documented_and_readme_in_sync(values_table: ModuleType) -> None:
+    text = (CHART / "values.yaml").read_text()
+    assert values_table.undocumented(yaml.safe_load(text), values_table.documented_keys(text)) == []
+    assert values_table.render_readme(CHART) == (CHART / "README.md").read_text(), \
+        "README values table is stale: run deploy/helm/tools/values_table.py deploy/helm/preflight"
+
+
+def test_helm_unittest_suites(helm_unittest: str) -> None:
+    suites = sorted((CHART / "tests").glob("*_test.yaml"))
+    assert len(suites) >= 5
+    res = subprocess.run([helm_unittest, "--strict", "--color=false", str(CHART)],
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert "Test Suites: " in res.stdout and " failed" not in res.stdout.split("Test Suites:")[1].split("\n")[0]

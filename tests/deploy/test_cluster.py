@@ -1,0 +1,265 @@
+"""Against a real kube-apiserver (the ``k8s_cluster`` fixture): the test
+cluster itself, `helm install` of the chart, and the dispatcher's RBAC."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "deploy" / "helm" / "preflight"
+
+
+def api_client(kubeconfig: Path):  # type: ignore[no-untyped-def]
+    from kubernetes import config
+    return config.new_client_from_config(str(kubeconfig))
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.25)
+
+
+def create_namespace(api: Any, name: str) -> None:
+    from kubernetes import client
+    client.CoreV1Api(api).create_namespace({"apiVersion": "v1", "kind": "Namespace",
+                                            "metadata": {"name": name}})
+
+
+def job_body(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"backoffLimit": 0, "template": {
+            "metadata": {"annotations": annotations or {}},
+            "spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "main", "image": "registry.example.com/noop:1",
+                                     "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}},
+    }
+
+
+def job_finished(batch: Any, name: str, ns: str) -> str | None:
+    job = batch.read_namespaced_job(name, ns)
+    for c in job.status.conditions or []:
+        if c.type in ("Complete", "Failed") and c.status == "True":
+            return str(c.type)
+    return None
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+def test_api_server_version_and_node(k8s_cluster: Path) -> None:
+    from kubernetes import client
+    api = api_client(k8s_cluster)
+    version = client.VersionApi(api).get_code()
+    assert version.git_version == "v1.36.3"
+    (node,) = client.CoreV1Api(api).list_node().items
+    assert {c.type: c.status for c in node.status.conditions}["Ready"] == "True"
+    assert node.status.allocatable["nvidia.com/gpu"] == "8"
+
+
+def test_jobs_complete_or_fail_on_the_simulated_node(k8s_cluster: Path) -> None:
+    from kubernetes import client
+    api = api_client(k8s_cluster)
+    ns = f"jobs-{secrets.token_hex(3)}"
+    create_namespace(api, ns)
+    batch = client.BatchV1Api(api)
+    batch.create_namespaced_job(ns, job_body("ok"))
+    batch.create_namespaced_job(ns, job_body("fails", {"preflight.test/kwok-exit": "3"}))
+    assert wait_for("job ok", lambda: job_finished(batch, "ok", ns)) == "Complete"
+    assert wait_for("job fails", lambda: job_finished(batch, "fails", ns)) == "Failed"
+    pods = client.CoreV1Api(api).list_namespaced_pod(ns, label_selector="job-name=fails").items
+    assert pods[0].status.container_statuses[0].state.terminated.exit_code == 3
+    client.CoreV1Api(api).delete_namespace(ns)
+
+
+# --------------------------------------------------------------------------- the chart
+
+
+@dataclass
+class Release:
+    name: str
+    namespace: str
+    job_namespace: str
+    kubeconfig: Path
+    manifest: list[dict[str, Any]]
+
+
+def helm_cmd(helm: str, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([helm, "--kubeconfig", str(kubeconfig), *args],
+                          capture_output=True, text=True, check=False, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def release(k8s_cluster: Path, helm: str) -> Iterator[Release]:
+    suffix = secrets.token_hex(3)
+    ns, job_ns = f"preflight-{suffix}", f"preflight-{suffix}-jobs"
+    api = api_client(k8s_cluster)
+    create_namespace(api, job_ns)
+    res = helm_cmd(helm, k8s_cluster, "install", "preflight", str(CHART), "--namespace", ns,
+                   "--create-namespace", "--wait", "--timeout", "3m",
+                   "--set", f"benchmark.jobNamespace={job_ns}",
+                   "--set", "intake.autoscaling.enabled=true")
+    assert res.returncode == 0, res.stdout + res.stderr
+    got = helm_cmd(helm, k8s_cluster, "get", "manifest", "preflight", "--namespace", ns)
+    assert got.returncode == 0, got.stderr
+    manifest = [d for d in yaml.safe_load_all(got.stdout) if d]
+    yield Release("preflight", ns, job_ns, k8s_cluster, manifest)
+    helm_cmd(helm, k8s_cluster, "uninstall", "preflight", "--namespace", ns, "--wait")
+    from kubernetes import client
+    for n in (ns, job_ns):
+        client.CoreV1Api(api).delete_namespace(n)
+
+
+def test_install_creates_every_object(release: Release) -> None:
+    from kubernetes import dynamic
+    dyn = dynamic.DynamicClient(api_client(release.kubeconfig))
+    kinds = set()
+    for obj in release.manifest:
+        resource = dyn.resources.get(api_version=obj["apiVersion"], kind=obj["kind"])
+        ns = obj["metadata"].get("namespace", release.namespace)
+        live = resource.get(name=obj["metadata"]["name"], namespace=ns)
+        assert live.metadata.labels["app.kubernetes.io/instance"] == "preflight"
+        kinds.add(obj["kind"])
+    assert {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Role", "RoleBinding",
+            "PodDisruptionBudget", "NetworkPolicy", "HorizontalPodAutoscaler"} <= kinds
+
+
+def test_deployments_become_ready(release: Release) -> None:
+    from kubernetes import client
+    apps = client.AppsV1Api(api_client(release.kubeconfig))
+    deps = apps.list_namespaced_deployment(release.namespace).items
+    assert {d.metadata.name for d in deps} == {
+        "preflight-intake", "preflight-benchmark", "preflight-clearinghouse", "preflight-notifier"}
+    for d in deps:
+        assert d.status.ready_replicas == (d.spec.replicas or 1), d.metadata.name
+
+
+def test_topic_hook_ran_and_was_cleaned_up(release: Release, helm: str) -> None:
+    from kubernetes import client
+    batch = client.BatchV1Api(api_client(release.kubeconfig))
+    names = [j.metadata.name for j in batch.list_namespaced_job(release.namespace).items]
+    assert "preflight-topics" not in names, "hook-succeeded deletes the Job"
+    hooks = helm_cmd(helm, release.kubeconfig, "get", "hooks", "preflight", "--namespace", release.namespace)
+    assert "preflight-topics" in hooks.stdout
+
+
+def test_upgrade_runs_and_keeps_the_release_healthy(release: Release, helm: str) -> None:
+    res = helm_cmd(helm, release.kubeconfig, "upgrade", "preflight", str(CHART), "--namespace",
+                   release.namespace, "--reuse-values", "--set", "notifier.replicaCount=2",
+                   "--wait", "--timeout", "3m")
+    assert res.returncode == 0, res.stdout + res.stderr
+    status = helm_cmd(helm, release.kubeconfig, "status", "preflight", "--namespace", release.namespace,
+                      "-o", "json")
+    assert json.loads(status.stdout)["info"]["status"] == "deployed"
+
+
+# --------------------------------------------------------------------------- RBAC
+
+
+def sar(api: Any, user: str, ns: str, verb: str, resource: str, group: str = "",
+        subresource: str = "") -> bool:
+    from kubernetes import client
+    attrs = {"namespace": ns, "verb": verb, "group": group, "resource": resource}
+    if subresource:
+        attrs["subresource"] = subresource
+    review = client.AuthorizationV1Api(api).create_subject_access_review({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+        "spec": {"user": user, "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
+                                          "system:authenticated"],
+                 "resourceAttributes": attrs}})
+    return bool(review.status.allowed)
+
+
+def test_dispatcher_may_manage_jobs_in_the_job_namespace_only(release: Release) -> None:
+    api = api_client(release.kubeconfig)
+    sa = f"system:serviceaccount:{release.namespace}:preflight-benchmark"
+    jns = release.job_namespace
+    for verb in ("create", "get", "list", "watch", "delete"):
+        assert sar(api, sa, jns, verb, "jobs", "batch"), verb
+    for verb in ("get", "list", "watch"):
+        assert sar(api, sa, jns, verb, "pods"), verb
+    denied = [
+        (jns, "get", "secrets", ""), (jns, "list", "secrets", ""), (release.namespace, "get", "secrets", ""),
+        (jns, "create", "pods", ""), (jns, "delete", "pods", ""), (jns, "update", "jobs", "batch"),
+        (jns, "patch", "jobs", "batch"), (jns, "create", "cronjobs", "batch"),
+        (jns, "get", "configmaps", ""), (release.namespace, "create", "jobs", "batch"),
+        ("default", "create", "jobs", "batch"), ("kube-system", "list", "pods", ""),
+    ]
+    for ns, verb, resource, group in denied:
+        assert not sar(api, sa, ns, verb, resource, group), (ns, verb, resource)
+    assert not sar(api, sa, jns, "create", "pods", subresource="exec")
+    assert not sar(api, sa, jns, "get", "pods", subresource="log")
+
+
+def test_other_services_have_no_kubernetes_permissions(release: Release) -> None:
+    api = api_client(release.kubeconfig)
+    for svc in ("intake", "clearinghouse", "notifier"):
+        user = f"system:serviceaccount:{release.namespace}:preflight-{svc}"
+        assert not sar(api, user, release.job_namespace, "create", "jobs", "batch"), svc
+        assert not sar(api, user, release.namespace, "get", "secrets"), svc
+
+
+def token_client(release: Release, sa: str):  # type: ignore[no-untyped-def]
+    """An API client authenticated as a ServiceAccount (TokenRequest API)."""
+    from kubernetes import client
+    admin = api_client(release.kubeconfig)
+    tr = client.CoreV1Api(admin).create_namespaced_service_account_token(
+        sa, release.namespace, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+                                "spec": {"expirationSeconds": 600}})
+    cfg = client.Configuration(host=admin.configuration.host,
+                               api_key={"BearerToken": tr.status.token},
+                               api_key_prefix={"BearerToken": "Bearer"})
+    cfg.ssl_ca_cert = admin.configuration.ssl_ca_cert
+    return client.ApiClient(cfg)
+
+
+def test_dispatcher_token_creates_the_worker_job_and_cannot_read_secrets(release: Release) -> None:
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    admin = api_client(release.kubeconfig)
+    cm = client.CoreV1Api(admin).read_namespaced_config_map("preflight-benchmark", release.namespace)
+    job = yaml.safe_load(cm.data["worker-job.yaml"])
+    assert job["metadata"]["namespace"] == release.job_namespace
+    job["spec"]["template"]["spec"]["containers"][0]["args"] = ["--job-id", "test"]
+
+    api = token_client(release, "preflight-benchmark")
+    review = client.AuthorizationV1Api(api).create_self_subject_access_review({
+        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+        "spec": {"resourceAttributes": {"namespace": release.job_namespace, "verb": "create",
+                                        "group": "batch", "resource": "jobs"}}})
+    assert review.status.allowed
+
+    batch = client.BatchV1Api(api)
+    created = batch.create_namespaced_job(release.job_namespace, job)
+    name = created.metadata.name
+    assert name.startswith("preflight-worker-")
+    assert wait_for("worker job", lambda: job_finished(batch, name, release.job_namespace)) == "Complete"
+    pods = client.CoreV1Api(api).list_namespaced_pod(release.job_namespace, label_selector=f"job-name={name}")
+    assert pods.items and pods.items[0].spec.automount_service_account_token is False
+    batch.delete_namespaced_job(name, release.job_namespace, propagation_policy="Background")
+
+    for ns in (release.job_namespace, release.namespace):
+        with pytest.raises(ApiException) as err:
+            client.CoreV1Api(api).list_namespaced_secret(ns)
+        assert err.value.status == 403
+    with pytest.raises(ApiException) as err:
+        batch.create_namespaced_job(release.namespace, {**job, "metadata": {
+            **job["metadata"], "namespace": release.namespace}})
+    assert err.value.status == 403

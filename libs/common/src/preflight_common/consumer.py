@@ -38,7 +38,7 @@ from preflight_common.envelope import (
     KafkaRecord,
     decode_record,
 )
-from preflight_common.producer import EventPublisher
+from preflight_common.producer import EventPublisher, PublishError
 from preflight_common.telemetry import extract_context
 
 log = logging.getLogger(__name__)
@@ -160,7 +160,7 @@ async def handle_record(
     try:
         attributes, payload = decode_record(record.headers, record.value, registry)
     except EnvelopeError as exc:
-        await asyncio.to_thread(dead_letters.send, record, exc.reason)
+        await _dead_letter(dead_letters, record, exc.reason, max_backoff)
         return
     parent = extract_context(record.headers)
     backoff = 0.1
@@ -180,13 +180,33 @@ async def handle_record(
                 await handler(attributes, payload)
                 return
             except PoisonEvent as exc:
-                await asyncio.to_thread(dead_letters.send, record, f"poison event: {exc}")
+                await _dead_letter(dead_letters, record, f"poison event: {exc}", max_backoff)
                 return
-            except asyncio.CancelledError:
-                raise
             except Exception:
                 log.exception(
                     "handler failed for %s %s; retrying in %.1fs", attributes.type, attributes.id, backoff
                 )
+        await asyncio.sleep(backoff)
+        backoff = min(max_backoff, backoff * 2)
+
+
+async def _dead_letter(
+    dead_letters: DeadLetters, record: ConsumedRecord, reason: str, max_backoff: float
+) -> None:
+    """Publish `record` to its DLQ, retrying while Kafka refuses: the partition waits, nothing is skipped."""
+    backoff = 0.1
+    while True:
+        try:
+            await asyncio.to_thread(dead_letters.send, record, reason)
+            return
+        except PublishError as exc:
+            log.warning(
+                "dead-lettering %s[%s]@%s failed; retrying in %.1fs: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                backoff,
+                exc,
+            )
         await asyncio.sleep(backoff)
         backoff = min(max_backoff, backoff * 2)

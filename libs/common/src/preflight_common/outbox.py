@@ -120,12 +120,14 @@ class OutboxRelay:
             # Send in order and wait for every ack; idempotent producer keeps per-partition order.
             self._publisher.publish_many(records)
             published = len(rows)
+        except PublishError as exc:
+            published = exc.acknowledged
+            raise
         finally:
             if published:
+                sent = [row.id for row in rows[:published]]
                 with self._engine.begin() as conn:
-                    conn.execute(
-                        update(t).where(t.c.id.in_([row.id for row in rows])).values(sent_at=func.now())
-                    )
+                    conn.execute(update(t).where(t.c.id.in_(sent)).values(sent_at=func.now()))
         return published
 
     def run_forever(self, stop: threading.Event, interval: float = 0.2, max_backoff: float = 10.0) -> None:

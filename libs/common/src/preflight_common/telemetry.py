@@ -42,20 +42,29 @@ class JsonLinesSpanExporter(SpanExporter):
 
 
 def setup_telemetry(service_name: str, **resource_attributes: str) -> TracerProvider:
-    """Install the process's tracer provider (idempotent: later calls return the first)."""
+    """Install the process's tracer provider (idempotent: later calls return the first).
+
+    OpenTelemetry allows one global tracer provider per process: when an SDK provider is
+    already installed (by a test harness or an auto-instrumentation agent), the exporters are
+    added to it and its resource is kept, instead of failing to replace it.
+    """
     global _configured
     with _setup_lock:
         if _configured is not None:
             return _configured
-        resource = Resource.create({"service.name": service_name, **resource_attributes})
-        provider = TracerProvider(resource=resource)
+        existing = trace.get_tracer_provider()
+        if isinstance(existing, TracerProvider):
+            provider = existing
+        else:
+            resource = Resource.create({"service.name": service_name, **resource_attributes})
+            provider = TracerProvider(resource=resource)
+            trace.set_tracer_provider(provider)
         if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         if path := os.environ.get("PREFLIGHT_OTEL_FILE"):
             provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(path)))
-        trace.set_tracer_provider(provider)
         from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient
 
         GrpcInstrumentorClient().instrument()  # type: ignore[no-untyped-call]

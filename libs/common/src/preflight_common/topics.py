@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError
 
 from preflight_common.config import KafkaSettings, Topics, env_int
@@ -33,21 +33,24 @@ class TopicSpec:
 
 
 def ensure_topics(settings: KafkaSettings, specs: Iterable[TopicSpec], timeout_ms: int = 30_000) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+    """Create the topics that do not exist yet; return the names created.
+
+    Each created topic has a leader for every partition when this returns.
+    """
     admin = KafkaAdminClient(request_timeout_ms=timeout_ms, **settings.kafka_python_options())
     try:
         existing = set(admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         created: list[str] = []
         for spec in missing:
-            topic = NewTopic(
-                name=spec.name,
-                num_partitions=spec.partitions,
-                replication_factor=spec.replication,
-                topic_configs={"retention.ms": str(spec.retention_ms)},
-            )
+            options = {
+                "num_partitions": spec.partitions,
+                "replication_factor": spec.replication,
+                "configs": {"retention.ms": str(spec.retention_ms)},
+            }
             try:
-                admin.create_topics([topic], timeout_ms=timeout_ms)
+                # Return only once every partition has a leader: the topic is usable at once.
+                admin.create_topics({spec.name: options}, timeout_ms=timeout_ms, wait_for_metadata=True)
                 created.append(spec.name)
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another process: the desired state holds

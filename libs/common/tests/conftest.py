@@ -1,0 +1,176 @@
+"""Fixtures for the preflight_common tests against the real broker (see the root conftest.py).
+
+`faust_worker` starts `support/faust_worker.py` as its own process: faust owns its event loop
+and signal handlers, so an agent is exercised exactly as a service runs it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from preflight_common.config import KafkaSettings
+from preflight_common.db import make_engine
+from preflight_common.producer import EventPublisher
+from sqlalchemy import Engine
+
+WORKER_SCRIPT = Path(__file__).parent / "support" / "faust_worker.py"
+WORKER_CRASH_EXIT_CODE = 17
+"""Exit code of a worker told to die after an effect (`--crash-after`)."""
+
+# Short group timeouts: a join or a dead member's eviction then takes seconds, not minutes.
+WORKER_ENV = {
+    "PREFLIGHT_KAFKA_SESSION_TIMEOUT": "6",
+    "PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL": "1",
+    "PREFLIGHT_KAFKA_COMMIT_INTERVAL": "0.5",
+}
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], what: str, timeout: float = 45.0) -> T:
+    """Poll `probe` until it returns a truthy value and return it; fail naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(name="eventually")
+def eventually_fixture() -> Callable[..., Any]:
+    """`eventually(probe, what, timeout=45)`: poll with a deadline (see `eventually`)."""
+    return eventually
+
+
+@pytest.fixture
+def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
+    return KafkaSettings(bootstrap_servers=kafka_bootstrap)
+
+
+@pytest.fixture
+def publisher(kafka_settings: KafkaSettings) -> Iterator[EventPublisher]:
+    """An EventPublisher with short timeouts, closed after the test."""
+    events = EventPublisher(kafka_settings, source="preflight-tests", send_timeout=5)
+    try:
+        yield events
+    finally:
+        events.close()
+
+
+@pytest.fixture
+def read_topic(kafka_bootstrap: str) -> Callable[..., list[Any]]:
+    """`read_topic(topic, expected, timeout=30)`: every record of every partition, from the start,
+    once at least `expected` have arrived (a short extra poll then catches any surplus)."""
+
+    def read(topic: str, expected: int, timeout: float = 30.0) -> list[Any]:
+        consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+        try:
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
+            assert partitions, f"topic {topic} has no partitions"
+            consumer.assign(partitions)
+            consumer.seek_to_beginning(*partitions)
+            records: list[Any] = []
+            deadline = time.monotonic() + timeout
+            while len(records) < expected and time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=200).values():
+                    records.extend(batch)
+            for batch in consumer.poll(timeout_ms=500).values():
+                records.extend(batch)
+            return records
+        finally:
+            consumer.close()
+
+    return read
+
+
+class WorkerProcess:
+    """One `support/faust_worker.py` process and its SQLite store."""
+
+    def __init__(self, args: list[str], db: Engine, log_path: Path) -> None:
+        self.db = db
+        self.log_path = log_path
+        with log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, str(WORKER_SCRIPT), *args],
+                env={**os.environ, **WORKER_ENV},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_exit(self, timeout: float = 60.0) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the worker did not exit within {timeout:.0f}s; its log:\n{self.log()}")
+
+    def stop(self) -> int:
+        """SIGTERM (a clean faust shutdown); SIGKILL if it has not exited after 30s."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def faust_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """`faust_worker(topic, app_id, *extra_args) -> WorkerProcess`; every worker of a test shares one
+    SQLite store (`tmp_path/worker.db`) and is stopped after the test."""
+    started: list[WorkerProcess] = []
+    db_path = tmp_path / "worker.db"
+    engine = make_engine(f"sqlite:///{db_path}")
+
+    def start(topic: str, app_id: str, *extra: str) -> WorkerProcess:
+        args = ["--bootstrap", kafka_bootstrap, "--topic", topic, "--app-id", app_id, "--db", str(db_path)]
+        worker = WorkerProcess([*args, *extra], engine, tmp_path / f"worker-{len(started)}.log")
+        started.append(worker)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.stop()
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    """An in-memory exporter receiving every span of this process.
+
+    OpenTelemetry allows one global tracer provider per process: if an SDK provider is already
+    installed (another test, `setup_telemetry`), the exporter is added to it.
+    """
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        pytest.fail(f"a non-SDK tracer provider is installed: {provider!r}")
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return exporter

@@ -74,6 +74,7 @@ class BenchmarkSettings:
     work_dir: str
     worker_memory: str | None
     shutdown_grace: float
+    consumer_group: str
     kafka: KafkaSettings
     topics: Topics
 
@@ -102,6 +103,16 @@ class BenchmarkSettings:
             work_dir=env("PREFLIGHT_BENCHMARK_WORK_DIR", "run/benchmark/work"),
             worker_memory=env("PREFLIGHT_BENCHMARK_WORKER_MEMORY", "") or None,
             shutdown_grace=env_float("PREFLIGHT_BENCHMARK_SHUTDOWN_GRACE", 10.0),
+            consumer_group=env("PREFLIGHT_BENCHMARK_CONSUMER_GROUP", "preflight-benchmark-planner"),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),
         )
+
+    def worker_target(self) -> str:
+        """Where workers reach BenchmarkService: PREFLIGHT_BENCHMARK_TARGET, else loopback on the listen port."""
+        if self.benchmark_target:
+            return self.benchmark_target
+        _, _, port = self.listen.rpartition(":")
+        if not port.isdigit() or port == "0":
+            raise ConfigError("PREFLIGHT_BENCHMARK_TARGET: required when PREFLIGHT_GRPC_LISTEN has no fixed port")
+        return f"127.0.0.1:{port}"

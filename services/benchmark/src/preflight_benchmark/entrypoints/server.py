@@ -34,7 +34,6 @@ from preflight_benchmark.service.planner import REGISTRY
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (benchmark_pb2.DESCRIPTOR.services_by_name["BenchmarkService"].full_name,)
-CONSUMER_GROUP = "preflight-benchmark-planner"
 SOURCE = "preflight.benchmark"
 MAX_BACKOFF = 10.0
 
@@ -67,7 +66,7 @@ class KafkaSide:
             daemon=True,
         )
         self._relay.start()
-        self._app = make_faust_app(CONSUMER_GROUP, settings.kafka)
+        self._app = make_faust_app(settings.consumer_group, settings.kafka)
         planner, dead_letters = self._components.planner, DeadLetters(self._publisher)
 
         async def benchmark_planner(stream: Any) -> None:
@@ -102,20 +101,17 @@ async def serve(
     `executor(benchmark_target)` replaces the configured executor.
     """
     setup_telemetry("preflight-benchmark")
-    servicer_ref: list[BenchmarkServicer] = []
+    target = settings.worker_target()
+    components = await asyncio.to_thread(build, settings, target, executor=executor(target) if executor else None)
+    servicer = BenchmarkServicer(components.store)
 
     def register(server: grpc.aio.Server) -> None:
-        benchmark_pb2_grpc.add_BenchmarkServiceServicer_to_server(servicer_ref[0], server)
+        benchmark_pb2_grpc.add_BenchmarkServiceServicer_to_server(servicer, server)
 
     authenticator = IntrospectionAuthenticator(settings.identity_target, settings.service_token)
     server, port, health = build_server(
         settings.listen, [register], authenticator=authenticator, service_names=SERVICE_NAMES
     )
-    target = settings.benchmark_target or f"127.0.0.1:{port}"
-    components = await asyncio.to_thread(
-        build, settings, target, executor=executor(target) if executor else None
-    )
-    servicer_ref.append(BenchmarkServicer(components.store))
     kafka = KafkaSide(components)
     dispatcher_stop = asyncio.Event()
     background = [

@@ -1,0 +1,335 @@
+"""Helpers for the service's tests and benchmarks: real servers on loopback, nothing mocked.
+
+- `IntakeStandIn`: a gRPC server implementing intake's ResolveCredential and the
+  IdentityService (the parts of intake the benchmark service and its workers call);
+- `BenchmarkProcess`: the benchmark service (`serve`) in a background event loop;
+- `EventTap`: reads the benchmark topics and decodes every event;
+- `submission(...)`: a SubmissionReceived for an endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from kafka import KafkaConsumer
+from sqlalchemy import MetaData
+
+from preflight.benchmark.v1 import events_pb2
+from preflight.identity.v1 import identity_pb2_grpc
+from preflight.intake.v1 import events_pb2 as intake_events
+from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, submission_pb2
+from preflight_benchmark.bootstrap import Components
+from preflight_benchmark.config import BenchmarkSettings
+from preflight_benchmark.entrypoints.server import serve
+from preflight_common.auth import (
+    IdentityServicer,
+    LocalAuthenticator,
+    Principal,
+    Role,
+    TokenStore,
+    require_role,
+    tokens_table,
+)
+from preflight_common.config import KafkaSettings, Topics
+from preflight_common.db import make_engine
+from preflight_common.envelope import EventRegistry, decode_record, encode_event
+from preflight_common.grpcserver import build_server
+from preflight_common.producer import EventPublisher
+from preflight_common.topics import TopicSpec, ensure_topics
+
+T = TypeVar("T")
+BENCHMARK_EVENTS = EventRegistry(
+    [events_pb2.BenchmarkJobRequested, events_pb2.BenchmarkCompleted, events_pb2.BenchmarkFailed]
+)
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
+    """Poll `predicate` until it returns something truthy; TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class LoopThread:
+    """An asyncio event loop in a daemon thread."""
+
+    def __init__(self, name: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
+        return self.submit(coro).result(timeout)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+
+
+class ResolveCredentialServicer(intake_pb2_grpc.IntakeServiceServicer):
+    """Only ResolveCredential: `service` principals resolve the references it knows."""
+
+    def __init__(self) -> None:
+        self.credentials: dict[str, str] = {}
+        self.calls: list[tuple[str, str]] = []
+
+    async def ResolveCredential(
+        self, request: intake_pb2.ResolveCredentialRequest, context: grpc.aio.ServicerContext
+    ) -> intake_pb2.ResolveCredentialResponse:
+        await require_role(context, Role.SERVICE)
+        self.calls.append((request.credential_ref, request.job_id))
+        credential = self.credentials.get(request.credential_ref)
+        if credential is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "unknown credential reference")
+        return intake_pb2.ResolveCredentialResponse(credential=credential)
+
+
+@dataclass
+class IntakeStandIn:
+    target: str
+    tokens: TokenStore
+    servicer: ResolveCredentialServicer
+    service_token: str
+    reviewer_token: str
+    operator_token: str
+    lab_tokens: dict[str, str] = field(default_factory=dict)
+
+    def lab_token(self, organisation: str) -> str:
+        if organisation not in self.lab_tokens:
+            issued = self.tokens.create(Principal(f"lab-{organisation}", Role.LAB, organisation))
+            self.lab_tokens[organisation] = issued.token
+        return self.lab_tokens[organisation]
+
+    def add_credential(self, secret: str) -> str:
+        ref = f"cred-{uuid.uuid4().hex}"
+        self.servicer.credentials[ref] = secret
+        return ref
+
+
+@contextmanager
+def intake_stand_in(folder: Path) -> Iterator[IntakeStandIn]:
+    """Serve ResolveCredential and IdentityService on a free loopback port (tokens in `folder`)."""
+    metadata = MetaData()
+    table = tokens_table(metadata)
+    engine = make_engine(f"sqlite:///{folder / 'tokens.db'}")
+    metadata.create_all(engine)
+    store = TokenStore(engine, table)
+    servicer = ResolveCredentialServicer()
+    identity = IdentityServicer(store)
+    loop = LoopThread("intake-stand-in")
+
+    def register_intake(server: grpc.aio.Server) -> None:
+        intake_pb2_grpc.add_IntakeServiceServicer_to_server(servicer, server)
+
+    def register_identity(server: grpc.aio.Server) -> None:
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(identity, server)
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server, port, _ = build_server(
+            "127.0.0.1:0",
+            [register_intake, register_identity],
+            authenticator=LocalAuthenticator(store),
+            service_names=["preflight.intake.v1.IntakeService", "preflight.identity.v1.IdentityService"],
+        )
+        await server.start()
+        return server, port
+
+    server, port = loop.run(start())
+    try:
+        yield IntakeStandIn(
+            target=f"127.0.0.1:{port}",
+            tokens=store,
+            servicer=servicer,
+            service_token=store.create(Principal("benchmark", Role.SERVICE, "preflight")).token,
+            reviewer_token=store.create(Principal("reviewer", Role.REVIEWER, "agency")).token,
+            operator_token=store.create(
+                Principal("operator", Role.OPERATOR, "utility", frozenset({"energy"}))
+            ).token,
+        )
+    finally:
+        loop.run(server.stop(0))
+        loop.close()
+        engine.dispose()
+
+
+class EventTap:
+    """Reads the benchmark topics from the beginning and keeps every decoded event and raw record."""
+
+    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+        self._consumer = KafkaConsumer(
+            *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        self.events: list[tuple[str, Any, Message]] = []
+        self.raw: list[bytes] = []
+
+    def poll(self) -> None:
+        for records in self._consumer.poll(timeout_ms=100).values():
+            for record in records:
+                self.raw.append(record.value + b"".join(v or b"" for _, v in record.headers))
+                attributes, payload = decode_record(record.headers, record.value, BENCHMARK_EVENTS)
+                self.events.append((record.topic, attributes, payload))
+
+    def of(self, kind: type[Message], submission_id: str) -> list[Any]:
+        self.poll()
+        return [p for _, _, p in self.events if isinstance(p, kind) and p.submission_id == submission_id]
+
+    def terminal(self, submission_id: str) -> list[Any]:
+        return self.of(events_pb2.BenchmarkCompleted, submission_id) + self.of(
+            events_pb2.BenchmarkFailed, submission_id
+        )
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    ts = Timestamp()
+    ts.FromDatetime(moment)
+    return ts
+
+
+def submission(
+    *,
+    base_url: str,
+    model_name: str,
+    credential_ref: str,
+    organisation: str = "lab-a",
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> intake_events.SubmissionReceived:
+    """A SubmissionReceived for an OpenAI-compatible endpoint (window: open now for a week by default)."""
+    now = datetime.now(UTC)
+    return intake_events.SubmissionReceived(
+        submission_id=str(uuid.uuid4()),
+        organisation=organisation,
+        model=submission_pb2.ModelIdentity(developer=organisation, name="frontier", version="2026-06"),
+        access=submission_pb2.ModelAccess(
+            endpoint=submission_pb2.EndpointAccess(
+                base_url=base_url, model_name=model_name, credential_ref=credential_ref
+            )
+        ),
+        access_window=submission_pb2.AccessWindow(
+            start=timestamp(start or now - timedelta(minutes=1)), end=timestamp(end or now + timedelta(days=7))
+        ),
+        received_at=timestamp(now),
+        planned_release=timestamp(now + timedelta(days=30)),
+    )
+
+
+@dataclass
+class BenchmarkProcess:
+    """The running service and the clients tests use around it."""
+
+    settings: BenchmarkSettings
+    components: Components
+    port: int
+    publisher: EventPublisher
+    tap: EventTap
+    root: Path
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def publish(self, message: Message, event_id: str | None = None) -> str:
+        """Publish an intake event on the submissions topic; returns its event id."""
+        subject = getattr(message, "submission_id")  # noqa: B009 - every intake event has one
+        record = encode_event(message, source="preflight.intake", subject=subject, event_id=event_id)
+        self.publisher.publish_record(self.settings.topics.submissions, record)
+        assert record.attributes is not None
+        return record.attributes.id
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_settings(
+    root: Path, bootstrap: str, intake: IntakeStandIn, *, max_concurrency: int = 2, max_attempts: int = 3
+) -> BenchmarkSettings:
+    """Settings for a service on fresh topics, with its files under `root`."""
+    suffix = uuid.uuid4().hex[:10]
+    return BenchmarkSettings(
+        database_url=f"sqlite:///{root / 'benchmark.db'}",
+        listen=f"127.0.0.1:{free_port()}",
+        identity_target=intake.target,
+        service_token=intake.service_token,
+        intake_target=intake.target,
+        benchmark_target="",
+        executor="local",
+        max_concurrency=max_concurrency,
+        max_attempts=max_attempts,
+        poll_interval=0.1,
+        relay_interval=0.05,
+        log_root=str(root / "eval-logs"),
+        work_dir=str(root / "work"),
+        worker_memory=None,
+        shutdown_grace=2.0,
+        consumer_group=f"benchmark-test-{suffix}",
+        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        topics=Topics(
+            submissions=f"test.submissions.{suffix}",
+            benchmark_jobs=f"test.jobs.{suffix}",
+            benchmark_results=f"test.results.{suffix}",
+        ),
+    )
+
+
+@contextmanager
+def benchmark_process(settings: BenchmarkSettings, root: Path) -> Iterator[BenchmarkProcess]:
+    """Create the topics and run `serve(settings)` in a background loop until the block ends."""
+    topics = settings.topics
+    ensure_topics(
+        settings.kafka,
+        [
+            TopicSpec(name, partitions=1)
+            for name in (
+                topics.submissions,
+                Topics.dlq(topics.submissions),
+                topics.benchmark_jobs,
+                topics.benchmark_results,
+            )
+        ],
+    )
+    loop = LoopThread("benchmark-service")
+    stop = asyncio.Event()
+    ready: concurrent.futures.Future[tuple[Components, int]] = concurrent.futures.Future()
+    running = loop.submit(serve(settings, stop=stop, on_ready=lambda c, p: ready.set_result((c, p))))
+    concurrent.futures.wait([ready, running], timeout=60, return_when=concurrent.futures.FIRST_COMPLETED)
+    if running.done():
+        running.result()  # raises what stopped the service
+    components, port = ready.result(0)
+    publisher = EventPublisher(settings.kafka, source="preflight.intake")
+    tap = EventTap(settings.kafka.bootstrap_servers, [topics.benchmark_jobs, topics.benchmark_results])
+    try:
+        yield BenchmarkProcess(settings, components, port, publisher, tap, root)
+    finally:
+        loop.loop.call_soon_threadsafe(stop.set)
+        running.result(60)
+        loop.close()
+        publisher.close()
+        tap.close()

@@ -1,0 +1,64 @@
+"""Fixtures for the benchmark service's tests (see `preflight_benchmark.testing`)."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from preflight_benchmark.reference_model.server import ReferenceModelServer
+from preflight_benchmark.testing import (
+    BenchmarkProcess,
+    IntakeStandIn,
+    benchmark_process,
+    intake_stand_in,
+    test_settings,
+)
+
+SMALL_CATALOG = Path(__file__).parent / "data" / "catalog_small.yaml"
+
+
+@pytest.fixture(scope="module")
+def intake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntakeStandIn]:
+    with intake_stand_in(tmp_path_factory.mktemp("intake")) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture(scope="module")
+def model_key() -> str:
+    """The lab's endpoint credential: long and random, so a search for it cannot hit by chance."""
+    return "sk-lab-" + secrets.token_urlsafe(32)
+
+
+@pytest.fixture(scope="module")
+def reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
+    server = ReferenceModelServer(api_key=model_key, model_name="frontier-test").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
+    server = ReferenceModelServer(api_key=model_key, model_name="frontier-slow", delay=0.6).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def service(
+    kafka_bootstrap: str, intake: IntakeStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BenchmarkProcess]:
+    """The benchmark service (planner, dispatcher with the LocalExecutor, gRPC, relay) on fresh topics,
+    with the small test catalog."""
+    root = tmp_path_factory.mktemp("benchmark")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFLIGHT_BENCHMARK_CATALOG_FILE", str(SMALL_CATALOG))
+    mp.setenv("PREFLIGHT_KAFKA_SESSION_TIMEOUT", "6")
+    mp.setenv("PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL", "1")
+    try:
+        with benchmark_process(test_settings(root, kafka_bootstrap, intake), root) as process:
+            yield process
+    finally:
+        mp.undo()

@@ -1,0 +1,111 @@
+"""The whole service against a real Kafka broker, real worker processes and the reference model."""
+
+from __future__ import annotations
+
+import os
+import signal
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from preflight_benchmark.testing import BenchmarkProcess, IntakeStandIn, submission, wait_until
+
+from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
+from preflight.intake.v1 import events_pb2 as intake_events
+from preflight.intake.v1 import submission_pb2
+from preflight_benchmark.reference_model.server import ReferenceModelServer
+
+SUITES = {"cyber.vuln-detect", "cyber.exploit", "cyber.knowledge", "cyber.discovery"}
+# The scripted model answers sample N correctly unless N is a multiple of 3; the
+# test catalog runs 3 samples per suite (2 projects for discovery, where the
+# model finds 2 of the 3 planted bugs and adds a false finding to even projects).
+EXPECTED = {
+    ("cyber.vuln-detect", "accuracy"): 2 / 3,
+    ("cyber.exploit", "accuracy"): 2 / 3,
+    ("cyber.knowledge", "accuracy"): 2 / 3,
+    ("cyber.discovery", "recall"): 2 / 3,
+    ("cyber.discovery", "precision"): 5 / 6,
+}
+FAILED = events_pb2.FailureReason
+
+
+def _files_under(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_four_suites_fan_out_run_and_complete_with_the_scripted_scores(
+    service: BenchmarkProcess, intake: IntakeStandIn, reference_model: ReferenceModelServer, model_key: str
+) -> None:
+    received = submission(
+        base_url=reference_model.base_url, model_name="frontier-test", credential_ref=intake.add_credential(model_key)
+    )
+    event_id = service.publish(received)
+    tap = service.tap
+    completed = wait_until(
+        lambda: len(tap.terminal(received.submission_id)) == 4 and tap.terminal(received.submission_id),
+        180,
+        "four terminal events",
+    )
+    requested = tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)
+    assert {r.suite_id for r in requested} == SUITES
+    assert len({r.job_id for r in requested}) == 4
+    assert all(isinstance(e, events_pb2.BenchmarkCompleted) for e in completed), completed
+    assert {e.job_id for e in completed} == {r.job_id for r in requested}
+    scores = {(e.suite_id, s.metric): s.value for e in completed for s in e.scores}
+    assert scores == pytest.approx(EXPECTED)
+    by_suite = {e.suite_id: e for e in completed}
+    assert by_suite["cyber.knowledge"].samples_total == 3
+    assert by_suite["cyber.knowledge"].usage.total_tokens > 0
+    assert by_suite["cyber.knowledge"].inspect_version
+    findings = by_suite["cyber.discovery"].candidate_findings
+    assert {f.cwe_ids[0] for f in findings} >= {"CWE-89", "CWE-22", "CWE-787", "CWE-190"}
+    assert all(f.affected_product.startswith("pkg:generic/preflight-corpus/") for f in findings)
+    for event in completed:
+        for uri in event.eval_log_uri.split(","):
+            assert Path(uri.removeprefix("file://")).is_file()
+            assert received.submission_id in uri
+
+    # Redelivery of the same event, and the same submission under a new event id, plan nothing new.
+    service.publish(received, event_id=event_id)
+    service.publish(received)
+    marker = submission(base_url=reference_model.base_url, model_name="frontier-test", credential_ref="none")
+    marker.access.ClearField("kind")  # a poison event: proves the planner has moved past the redeliveries
+    service.publish(marker)
+    wait_until(lambda: service.tap.of(events_pb2.BenchmarkJobRequested, marker.submission_id) == [] and
+               _dlq_seen(service), 30, "the planner to consume the redeliveries")
+    assert len(tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
+    assert len(tap.terminal(received.submission_id)) == 4
+
+    # Reviewers see the four completed jobs with their scores.
+    with grpc.insecure_channel(service.target) as channel:
+        stub = benchmark_pb2_grpc.BenchmarkServiceStub(channel)
+        listed = stub.ListJobs(
+            benchmark_pb2.ListJobsRequest(submission_id=received.submission_id),
+            metadata=[("authorization", f"Bearer {intake.reviewer_token}")],
+        )
+    assert [j.status for j in listed.jobs] == [benchmark_pb2.JOB_STATUS_COMPLETED] * 4
+    assert all(j.scores for j in listed.jobs)
+
+    # The credential was resolved at run time by reference, and appears nowhere.
+    assert {job for _, job in intake.servicer.calls} >= {r.job_id for r in requested}
+    secret = model_key.encode()
+    assert not any(secret in raw for raw in service.tap.raw), "credential on a topic"
+    leaks = [p for p in _files_under(service.root) if secret in p.read_bytes()]
+    assert leaks == [], f"credential written to {leaks}"
+    assert all(not r.job_id or model_key not in r.SerializeToString().decode(errors="ignore") for r in requested)
+
+
+def _dlq_seen(service: BenchmarkProcess) -> bool:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        f"{service.settings.topics.submissions}.dlq",
+        bootstrap_servers=service.settings.kafka.bootstrap_servers,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=1000,
+    )
+    try:
+        return any(True for _ in consumer)
+    finally:
+        consumer.close()

@@ -26,7 +26,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 
 
-
 class UtcDateTime(TypeDecorator[datetime]):
     """A timestamp stored in UTC and always read back timezone-aware (SQLite keeps no zone)."""
 

@@ -56,7 +56,9 @@ class ReportSigner:
         try:
             raw = base64.b64decode(text, validate=True)
         except binascii.Error:
-            raise ConfigError("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: not base64 and not a PEM file path") from None
+            raise ConfigError(
+                "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: not base64 and not a PEM file path"
+            ) from None
         if len(raw) != 32:
             raise ConfigError("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: a raw Ed25519 private key has 32 bytes")
         return cls(Ed25519PrivateKey.from_private_bytes(raw), key_id)
@@ -76,7 +78,7 @@ class ReportSigner:
 
 
 def generate_key() -> str:
-    """A new private key as base64 of its raw 32 bytes (the form PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY takes)."""
+    """A new private key: base64 of its raw 32 bytes (the form of PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY)."""
     raw = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )

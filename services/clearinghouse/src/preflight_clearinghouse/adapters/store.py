@@ -288,7 +288,9 @@ class Reader:
             _finding_select().where(s.findings.c.finding_id.in_(finding_ids)).order_by(s.findings.c.seq)
         )
 
-    def findings_after(self, viewer: Viewer, query: FindingQuery, after_seq: int, limit: int) -> list[Finding]:
+    def findings_after(
+        self, viewer: Viewer, query: FindingQuery, after_seq: int, limit: int
+    ) -> list[Finding]:
         """Findings with seq > `after_seq` that match `query` and may be visible to `viewer`, by seq.
 
         The viewer condition only narrows by index to the findings the sharing
@@ -418,7 +420,7 @@ class Reader:
     def reports_page(
         self, organisation: str | None, all_versions: bool, offset: int, limit: int
     ) -> list[ReportRecord]:
-        """Reports newest first (only `organisation`'s when given; only latest versions unless `all_versions`)."""
+        """Reports newest first; only `organisation`'s when given; latest versions unless `all_versions`."""
         query = self._report_select(latest_only=not all_versions)
         if organisation is not None:
             query = query.where(s.submissions.c.organisation == organisation)
@@ -429,7 +431,9 @@ class Reader:
 
     def notes(self, report_id: str) -> list[NoteRecord]:
         n = s.report_notes.c
-        rows = self.conn.execute(select(s.report_notes).where(n.report_id == report_id).order_by(n.created_at))
+        rows = self.conn.execute(
+            select(s.report_notes).where(n.report_id == report_id).order_by(n.created_at)
+        )
         return [NoteRecord(r.note_id, r.author_id, r.text, r.created_at) for r in rows]
 
     def sign_offs(self, report_id: str) -> list[SignOffRecord]:
@@ -490,7 +494,9 @@ def _candidate_condition(viewer: Viewer) -> ColumnElement[bool]:
         return true()
     if viewer.role not in (Role.LAB, Role.OPERATOR) or not viewer.organisation:
         return false()
-    own = or_(s.submissions.c.organisation == viewer.organisation, f.reporter_organisation == viewer.organisation)
+    own = or_(
+        s.submissions.c.organisation == viewer.organisation, f.reporter_organisation == viewer.organisation
+    )
     published = and_(f.published_at.is_not(None), f.state != FindingState.INVALID.value)
     if viewer.role is Role.LAB:
         return or_(own, and_(published, f.tlp == Tlp.CLEAR.value))
@@ -569,19 +575,30 @@ class UnitOfWork(Reader):
     # --- findings ---------------------------------------------------------------
 
     def insert_finding(self, finding: Finding, request_id: str = "") -> None:
-        self.conn.execute(insert(s.findings).values(**_finding_values(finding), request_id=request_id or None))
+        self.conn.execute(
+            insert(s.findings).values(**_finding_values(finding), request_id=request_id or None)
+        )
         self._write_audience(finding)
 
     def update_finding(self, finding: Finding) -> None:
         values = _finding_values(finding)
         del values["finding_id"]
-        self.conn.execute(update(s.findings).where(s.findings.c.finding_id == finding.finding_id).values(**values))
-        self.conn.execute(delete(s.finding_audience).where(s.finding_audience.c.finding_id == finding.finding_id))
+        self.conn.execute(
+            update(s.findings).where(s.findings.c.finding_id == finding.finding_id).values(**values)
+        )
+        self.conn.execute(
+            delete(s.finding_audience).where(s.finding_audience.c.finding_id == finding.finding_id)
+        )
         self._write_audience(finding)
 
     def _write_audience(self, finding: Finding) -> None:
-        rows = [{"finding_id": finding.finding_id, "kind": "org", "value": o} for o in finding.audience.organisations]
-        rows += [{"finding_id": finding.finding_id, "kind": "sector", "value": v} for v in finding.audience.sectors]
+        rows = [
+            {"finding_id": finding.finding_id, "kind": "org", "value": o}
+            for o in finding.audience.organisations
+        ]
+        rows += [
+            {"finding_id": finding.finding_id, "kind": "sector", "value": v} for v in finding.audience.sectors
+        ]
         if rows:
             self.conn.execute(insert(s.finding_audience), rows)
 
@@ -629,7 +646,9 @@ class UnitOfWork(Reader):
 
     def ensure_signing_key(self, key_id: str, public_key: bytes, at: datetime) -> None:
         if self.signing_key(key_id) is None:
-            self.conn.execute(insert(s.signing_keys).values(key_id=key_id, public_key=public_key, created_at=at))
+            self.conn.execute(
+                insert(s.signing_keys).values(key_id=key_id, public_key=public_key, created_at=at)
+            )
 
     def insert_report(self, values: dict[str, Any]) -> None:
         self.conn.execute(insert(s.reports).values(**values))
@@ -687,4 +706,3 @@ def _take_over_sqlite_transactions(engine: Engine) -> None:
     def _begin(conn: Connection) -> None:
         write = conn.get_execution_options().get("preflight_write", False)
         conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
-

@@ -96,5 +96,7 @@ def verify_chain(entries: Iterable[AuditEntry], head_seq: int, head_hash: str) -
         prev, expected_seq = entry.hash, expected_seq + 1
     last_seq = expected_seq - 1
     if last_seq != head_seq or prev != (head_hash if head_seq else GENESIS):
-        return ChainVerdict(False, count, last_seq + 1, f"log ends at entry {last_seq} but its head says {head_seq}")
+        return ChainVerdict(
+            False, count, last_seq + 1, f"log ends at entry {last_seq} but its head says {head_seq}"
+        )
     return ChainVerdict(True, count)

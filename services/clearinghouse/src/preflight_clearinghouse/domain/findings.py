@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
@@ -48,10 +49,17 @@ MAX_REASON = 2_000
 MAX_NOTE = 2_000
 
 # CPE 2.3 formatted string binding (NISTIR 7695, as in the NVD CPE dictionary schema).
-_CPE_VALUE = r"(((\?*|\*?)([a-zA-Z0-9\-\._]|(\\[\\\*\?!\"#$%&'\(\)\+,/:;<=>@\[\]\^`\{\|}~]))+(\?*|\*?))|[\*\-])"
+_CPE_VALUE = (
+    r"(((\?*|\*?)([a-zA-Z0-9\-\._]|(\\[\\\*\?!\"#$%&'\(\)\+,/:;<=>@\[\]\^`\{\|}~]))+(\?*|\*?))|[\*\-])"
+)
 _CPE_LANGUAGE = r"(([a-zA-Z]{2,3}(-([a-zA-Z]{2}|[0-9]{3}))?)|[\*\-])"
 CPE23 = re.compile(rf"^cpe:2\.3:[aho\*\-](:{_CPE_VALUE}){{5}}(:{_CPE_LANGUAGE})(:{_CPE_VALUE}){{4}}$")
 _CPE_SPLIT = re.compile(r"(?<!\\):")
+
+
+def parse_version_range(text: str) -> Any:
+    """A univers VersionRange from a `vers:` string; raises ValueError (or univers' errors) when malformed."""
+    return VersionRange.from_string(text)  # type: ignore[no-untyped-call]
 
 
 def cpe_fields(cpe: str) -> list[str]:
@@ -303,7 +311,9 @@ def score_cvss(v3_vector: str, v4_vector: str, errors: Collector, *, prefix: str
             try:
                 c3 = CVSS3(v3)
                 result = Cvss(
-                    v3_vector=c3.clean_vector(), v3_score=float(c3.base_score), v3_rating=_rating(c3.severities()[0])
+                    v3_vector=c3.clean_vector(),
+                    v3_score=float(c3.base_score),
+                    v3_rating=_rating(c3.severities()[0]),
                 )
             except CVSSError as exc:
                 errors.add(f"{prefix}cvss_v3_vector", f"is not a valid CVSS 3.1 vector: {exc}")
@@ -355,13 +365,15 @@ def _check_purl(product: ProductInput, path: str, errors: Collector) -> Affected
     version_range = product.version_range.strip()
     if version_range:
         try:
-            parsed = VersionRange.from_string(version_range)
+            parsed = parse_version_range(version_range)
         except Exception as exc:  # univers raises ValueError, TypeError or its own errors
             errors.add(f"{path}.version_range", f"is not a valid vers: range: {exc}")
             return None
         scheme = version_range.removeprefix("vers:").split("/", 1)[0].lower()
         if scheme not in (purl.type, "generic") and scheme in RANGE_CLASS_BY_SCHEMES:
-            errors.add(f"{path}.version_range", f"scheme {scheme!r} does not match the purl type {purl.type!r}")
+            errors.add(
+                f"{path}.version_range", f"scheme {scheme!r} does not match the purl type {purl.type!r}"
+            )
             return None
         version_range = str(parsed)
     return AffectedProduct(purl=purl.to_string(), version_range=version_range)
@@ -410,7 +422,9 @@ def check_products(
     return tuple(products)
 
 
-def normalise_location(location: CodeLocation, errors: Collector, *, field_name: str = "location") -> CodeLocation:
+def normalise_location(
+    location: CodeLocation, errors: Collector, *, field_name: str = "location"
+) -> CodeLocation:
     """Path with forward slashes, no leading `./` or `/`, collapsed; bad values are reported."""
     file = location.file.strip().replace("\\", "/")
     function = location.function.strip()
@@ -448,7 +462,10 @@ def check_audience(
     for i, sector in enumerate(sectors):
         value = sector.strip().lower()
         if value not in KNOWN_SECTORS:
-            errors.add(f"{field_name}.sectors[{i}]", f"unknown sector {sector!r}; known: {', '.join(sorted(KNOWN_SECTORS))}")
+            errors.add(
+                f"{field_name}.sectors[{i}]",
+                f"unknown sector {sector!r}; known: {', '.join(sorted(KNOWN_SECTORS))}",
+            )
         elif value in secs:
             errors.add(f"{field_name}.sectors[{i}]", f"{value!r} is listed twice")
         else:

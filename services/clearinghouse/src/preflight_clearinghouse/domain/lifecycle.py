@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from preflight_clearinghouse.domain.errors import Collector, InvalidInput, FieldViolation, PreconditionFailed
+from preflight_clearinghouse.domain.errors import Collector, FieldViolation, InvalidInput, PreconditionFailed
 from preflight_clearinghouse.domain.findings import (
     Cvss,
     Finding,
@@ -130,7 +130,9 @@ def assess(
     )
 
 
-def reshare(finding: Finding, tlp: Tlp | None, organisations: Sequence[str], sectors: Sequence[str]) -> Finding:
+def reshare(
+    finding: Finding, tlp: Tlp | None, organisations: Sequence[str], sectors: Sequence[str]
+) -> Finding:
     """A new TLP label and audience. A published finding must keep a non-empty audience."""
     errors = Collector()
     if tlp is None:
@@ -161,4 +163,3 @@ def link(finding: Finding, kind: LinkKind, target: Finding, linked_to_finding: S
     if not same_sharing(finding, target):
         raise PreconditionFailed("findings with different TLP labels or audiences are never linked")
     return replace(finding, link=FindingLink(kind, target.finding_id))
-

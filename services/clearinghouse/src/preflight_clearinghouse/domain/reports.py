@@ -19,6 +19,7 @@ the latest attempt counts. A suite is failed when none of its jobs completed.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -200,7 +201,9 @@ def compute_report(state: ReviewState, policy: RiskPolicy) -> ReportContent:
         counted.append(best)
         if best.outcome == "failed":
             failed.append(
-                FailedSuiteResult(suite_id, suite_version, best.job_id, best.failure_reason, best.failure_message)
+                FailedSuiteResult(
+                    suite_id, suite_version, best.job_id, best.failure_reason, best.failure_message
+                )
             )
     completed_by_capability: dict[str, list[JobRecord]] = defaultdict(list)
     for job in counted:
@@ -221,7 +224,9 @@ def compute_report(state: ReviewState, policy: RiskPolicy) -> ReportContent:
         failed_suites=tuple(failed),
         unassessed_capabilities=tuple(sorted(set(policy.rules) - assessed)),
         suites=tuple(
-            SuiteResult(j.suite_id, j.suite_version, j.capability, j.job_id, j.outcome or "failed", j.eval_log_uri)
+            SuiteResult(
+                j.suite_id, j.suite_version, j.capability, j.job_id, j.outcome or "failed", j.eval_log_uri
+            )
             for j in counted
         ),
     )
@@ -266,4 +271,19 @@ def report_body(
             "signing_key_id": signing_key_id,
             **content.as_dict(),
         }
+    )
+
+
+def content_from_body(body: bytes) -> ReportContent:
+    """The content part of a signed report body (the inverse of `report_body` for the content)."""
+    data = json.loads(body)
+    return ReportContent(
+        tier=data["tier"],
+        policy_id=data["policy_id"],
+        policy_version=data["policy_version"],
+        basis=data["basis"],
+        scores=tuple(CapabilityResult(**{**s, "suites": tuple(s["suites"])}) for s in data["scores"]),
+        failed_suites=tuple(FailedSuiteResult(**f) for f in data["failed_suites"]),
+        unassessed_capabilities=tuple(data["unassessed_capabilities"]),
+        suites=tuple(SuiteResult(**s) for s in data["suites"]),
     )

@@ -205,4 +205,8 @@ def may_read_report(viewer: Viewer, submission_organisation: str) -> bool:
     """Reviewers and admins read every report; a lab reads the reports of its own submissions."""
     if viewer.role in PRIVILEGED:
         return True
-    return viewer.role is Role.LAB and bool(viewer.organisation) and viewer.organisation == submission_organisation
+    return (
+        viewer.role is Role.LAB
+        and bool(viewer.organisation)
+        and viewer.organisation == submission_organisation
+    )

@@ -47,7 +47,15 @@ from preflight_clearinghouse.domain.findings import (
     check_text,
 )
 from preflight_clearinghouse.domain.queries import FindingQuery
-from preflight_clearinghouse.domain.sharing import PRIVILEGED, Role, Tlp, Viewer, audience_view, may_see, visible
+from preflight_clearinghouse.domain.sharing import (
+    PRIVILEGED,
+    Role,
+    Tlp,
+    Viewer,
+    audience_view,
+    may_see,
+    visible,
+)
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 
 Clock = Callable[[], datetime]
@@ -87,7 +95,9 @@ def page_size_of(requested: int, default: int = DEFAULT_PAGE) -> int:
     if requested == 0:
         return default
     if not 1 <= requested <= MAX_PAGE:
-        raise InvalidInput([FieldViolation("page_size", f"must be between 1 and {MAX_PAGE} (0 for {default})")])
+        raise InvalidInput(
+            [FieldViolation("page_size", f"must be between 1 and {MAX_PAGE} (0 for {default})")]
+        )
     return requested
 
 
@@ -131,9 +141,14 @@ class FindingRegistry:
         return self._visible(viewer, finding, now), finding.link is not None
 
     def ingest_candidates(
-        self, uow: UnitOfWork, submission_id: str, job_id: str, candidates: Sequence[CandidateInput], now: datetime
+        self,
+        uow: UnitOfWork,
+        submission_id: str,
+        job_id: str,
+        candidates: Sequence[CandidateInput],
+        now: datetime,
     ) -> list[Finding]:
-        """Store a benchmark result's candidate findings in the caller's unit of work (ids derive from the job)."""
+        """Store a result's candidate findings in the caller's unit of work (ids derive from the job)."""
         stored = []
         for index, candidate in enumerate(candidates):
             draft, notes = check_candidate(candidate)
@@ -207,7 +222,12 @@ class FindingRegistry:
         if job_id:
             details["job_id"] = job_id
         uow.audit(
-            at=now, actor=actor, action="finding.reported", subject_kind="finding", subject_id=finding_id, details=details
+            at=now,
+            actor=actor,
+            action="finding.reported",
+            subject_kind="finding",
+            subject_id=finding_id,
+            details=details,
         )
         return finding
 
@@ -231,8 +251,10 @@ class FindingRegistry:
         with self._store.read() as reader:
             return self._visible(viewer, reader.finding(finding_id), now)
 
-    def list(self, viewer: Viewer, query: FindingQuery, page_size: int, page_token: str) -> tuple[list[Finding], str]:
-        """A page of the findings `viewer` may see, oldest first, and the next page's token ("" at the end)."""
+    def list_visible(
+        self, viewer: Viewer, query: FindingQuery, page_size: int, page_token: str
+    ) -> tuple[list[Finding], str]:
+        """A page of the findings `viewer` may see, oldest first, and the next page token ("" at the end)."""
         size = page_size_of(page_size)
         cursor = decode_page_token(page_token)
         now = self._clock()
@@ -259,7 +281,9 @@ class FindingRegistry:
         with self._store.read() as reader:
             return reader.audit_head()[0]
 
-    def changes(self, viewer: Viewer, query: FindingQuery, cursor: int, limit: int = 500) -> tuple[list[Finding], int]:
+    def changes(
+        self, viewer: Viewer, query: FindingQuery, cursor: int, limit: int = 500
+    ) -> tuple[list[Finding], int]:
         """Findings changed after `cursor` that `viewer` may see and `query` matches, and the new cursor."""
         now = self._clock()
         with self._store.read() as reader:
@@ -317,17 +341,40 @@ class FindingRegistry:
         with self._store.write() as uow:
             current = self._load(uow, finding_id)
             if expected_revision and current.revision != expected_revision:
-                raise RevisionConflict(f"the finding is at revision {current.revision}, not {expected_revision}")
+                raise RevisionConflict(
+                    f"the finding is at revision {current.revision}, not {expected_revision}"
+                )
             changed = replace(mutate(uow, current, now), updated_at=now, revision=current.revision + 1)
-            self._save(uow, current, changed, now, actor=viewer.principal_id, action=action, details={**details, "reason": why})
+            self._save(
+                uow,
+                current,
+                changed,
+                now,
+                actor=viewer.principal_id,
+                action=action,
+                details={**details, "reason": why},
+            )
         return changed
 
     def _save(
-        self, uow: UnitOfWork, before: Finding, after: Finding, now: datetime, *, actor: str, action: str, details: dict[str, Any]
+        self,
+        uow: UnitOfWork,
+        before: Finding,
+        after: Finding,
+        now: datetime,
+        *,
+        actor: str,
+        action: str,
+        details: dict[str, Any],
     ) -> None:
         uow.update_finding(after)
         uow.audit(
-            at=now, actor=actor, action=action, subject_kind="finding", subject_id=after.finding_id, details=details
+            at=now,
+            actor=actor,
+            action=action,
+            subject_kind="finding",
+            subject_id=after.finding_id,
+            details=details,
         )
         if after.published_at is not None:
             uow.emit(finding_notice(after, now, published=before.published_at is None))
@@ -458,7 +505,9 @@ class FindingRegistry:
             viewer, finding_id, 0, "finding.linked", reason, mutate, {"kind": kind.value, "target": target_id}
         )
 
-    def set_patch_status(self, viewer: Viewer, finding_id: str, status: PatchState | None, note: str) -> Finding:
+    def set_patch_status(
+        self, viewer: Viewer, finding_id: str, status: PatchState | None, note: str
+    ) -> Finding:
         """Record the caller's organisation's patch status for a finding it may see (operators)."""
         require(viewer, frozenset({Role.OPERATOR}), "reporting a patch status")
         errors = Collector()
@@ -472,7 +521,9 @@ class FindingRegistry:
             finding = uow.finding(finding_id)
             if finding is None or not may_see(viewer, finding, now):
                 raise NotFound("no such finding")
-            uow.set_patch_status(finding_id, PatchStatusEntry(viewer.organisation, status, text, now), viewer.principal_id)
+            uow.set_patch_status(
+                finding_id, PatchStatusEntry(viewer.organisation, status, text, now), viewer.principal_id
+            )
             uow.audit(
                 at=now,
                 actor=viewer.principal_id,
@@ -485,7 +536,7 @@ class FindingRegistry:
         return self._visible(viewer, updated, now)
 
     def end_lapsed_embargoes(self) -> int:
-        """Close embargoes whose end has passed (ACTIVE → EXITED; lapsed proposals → NONE); returns how many."""
+        """End embargoes whose end passed (ACTIVE → EXITED; lapsed proposals → NONE); returns how many."""
         now = self._clock()
         with self._store.write() as uow:
             ended = 0

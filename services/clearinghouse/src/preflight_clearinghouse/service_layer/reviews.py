@@ -117,7 +117,7 @@ class ReviewService:
         return True
 
     def submission_withdrawn(self, event_id: str, submission_id: str, reason: str) -> bool:
-        """Audit a withdrawal (its pending jobs end as BenchmarkFailed WITHDRAWN); False if already applied."""
+        """Audit a withdrawal (pending jobs end as BenchmarkFailed WITHDRAWN); False if already applied."""
         now = self._clock()
         with self._store.write() as uow:
             if not uow.claim(CONSUMER, event_id):
@@ -156,7 +156,7 @@ class ReviewService:
     def job_ended(
         self, event_id: str, submission_id: str, job: JobRecord, candidates: Sequence[CandidateInput] = ()
     ) -> bool:
-        """A job completed or failed. Only the first terminal event of a job counts. False if already applied."""
+        """A job completed or failed; only its first terminal event counts. False if already applied."""
         now = self._clock()
         with self._store.write() as uow:
             if not uow.claim(CONSUMER, event_id):
@@ -188,7 +188,9 @@ class ReviewService:
         latest = uow.report_version(submission_id, 0)
         if latest is not None and latest.content_hash == content.content_hash():
             return
-        self._issue(uow, submission_id, content, now, latest, actor="system:clearinghouse", reason="all jobs ended")
+        self._issue(
+            uow, submission_id, content, now, latest, actor="system:clearinghouse", reason="all jobs ended"
+        )
 
     def _issue(
         self,
@@ -257,7 +259,7 @@ class ReviewService:
         return report
 
     def reissue(self, viewer: Viewer, submission_id: str, reason: str) -> ReportView:
-        """Issue a new version with the current policy (reviewers and admins); the jobs must all have ended."""
+        """Issue a new version with the current policy (reviewers, admins); every job must have ended."""
         require(viewer, PRIVILEGED, "re-issuing a report")
         errors = Collector()
         why = check_text(reason, "reason", MAX_REASON, errors, required=True)
@@ -271,7 +273,9 @@ class ReviewService:
                 raise PreconditionFailed("the submission's benchmark jobs have not all ended")
             content = compute_report(state, self._policy)
             latest = uow.report_version(submission_id, 0)
-            issued = self._issue(uow, submission_id, content, now, latest, actor=viewer.principal_id, reason=why)
+            issued = self._issue(
+                uow, submission_id, content, now, latest, actor=viewer.principal_id, reason=why
+            )
             record = uow.report(issued.report_id)
         assert record is not None
         return ReportView(record, (), ())

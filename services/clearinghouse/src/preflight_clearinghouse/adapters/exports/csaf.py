@@ -21,10 +21,10 @@ from preflight_clearinghouse.adapters.exports.common import (
     source_text,
 )
 from preflight_clearinghouse.domain.cwe import cwe_name
+from preflight_clearinghouse.domain.exports import ExportDocument
 from preflight_clearinghouse.domain.findings import Finding
 from preflight_clearinghouse.domain.sharing import Tlp
 from preflight_clearinghouse.domain.workflow import FindingState
-from preflight_clearinghouse.domain.exports import ExportDocument
 
 MEDIA_TYPE = "application/csaf+json"
 TLP_V1 = {
@@ -47,11 +47,17 @@ class CsafExporter:
     """Renders findings as CSAF 2.0 documents published by the configured coordinator."""
 
     def __init__(self, publisher_name: str, publisher_namespace: str, generator_version: str) -> None:
-        self._publisher = {"category": "coordinator", "name": publisher_name, "namespace": publisher_namespace}
+        self._publisher = {
+            "category": "coordinator",
+            "name": publisher_name,
+            "namespace": publisher_namespace,
+        }
         self._generator_version = generator_version
 
     def __call__(self, finding: Finding, now: datetime) -> ExportDocument:
-        return ExportDocument(MEDIA_TYPE, filename(finding), dumps(self.document(finding, now), sort_keys=True))
+        return ExportDocument(
+            MEDIA_TYPE, filename(finding), dumps(self.document(finding, now), sort_keys=True)
+        )
 
     def document(self, finding: Finding, now: datetime) -> dict[str, Any]:
         """The CSAF document as a JSON-ready dict."""
@@ -63,7 +69,8 @@ class CsafExporter:
         if origin:
             notes.append({"category": "general", "title": "Source", "text": origin})
         products = [
-            _product(f"CSAFPID-{i:04d}", p.purl, p.version_range, p.cpe) for i, p in enumerate(finding.affected, 1)
+            _product(f"CSAFPID-{i:04d}", p.purl, p.version_range, p.cpe)
+            for i, p in enumerate(finding.affected, 1)
         ]
         product_ids = [p["product_id"] for p in products]
         return {
@@ -122,7 +129,9 @@ def _vulnerability(finding: Finding, product_ids: list[str]) -> dict[str, Any]:
         others = ", ".join(f"{c} ({cwe_name(c)})" for c in finding.cwe_ids[1:])
         notes.append({"category": "other", "title": "Further weaknesses", "text": others})
     if finding.location.file:
-        where = finding.location.file + (f", {finding.location.function}" if finding.location.function else "")
+        where = finding.location.file + (
+            f", {finding.location.function}" if finding.location.function else ""
+        )
         where += f", line {finding.location.line}" if finding.location.line else ""
         notes.append({"category": "details", "title": "Location", "text": where})
     vulnerability: dict[str, Any] = {
@@ -151,7 +160,15 @@ def _vulnerability(finding: Finding, product_ids: list[str]) -> dict[str, Any]:
 
 def _remediation(finding: Finding, product_ids: list[str]) -> dict[str, Any]:
     patched = finding.state in (FindingState.PATCH_AVAILABLE, FindingState.DISCLOSED, FindingState.CLOSED)
-    details = "Apply the vendor's fix." if patched else "No fix is available yet; coordinate through the clearinghouse."
+    details = (
+        "Apply the vendor's fix."
+        if patched
+        else "No fix is available yet; coordinate through the clearinghouse."
+    )
     if finding.remediation_due is not None:
         details += f" Remediate by {rfc3339(finding.remediation_due)}."
-    return {"category": "vendor_fix" if patched else "none_available", "details": details, "product_ids": product_ids}
+    return {
+        "category": "vendor_fix" if patched else "none_available",
+        "details": details,
+        "product_ids": product_ids,
+    }

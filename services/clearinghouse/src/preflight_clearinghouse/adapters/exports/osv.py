@@ -17,9 +17,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from packageurl import PackageURL
-from univers.version_range import VersionRange
 
 from preflight_clearinghouse.adapters.exports.common import (
     advisory_id,
@@ -30,7 +29,7 @@ from preflight_clearinghouse.adapters.exports.common import (
     without_version,
 )
 from preflight_clearinghouse.domain.exports import ExportDocument
-from preflight_clearinghouse.domain.findings import AffectedProduct, Finding
+from preflight_clearinghouse.domain.findings import AffectedProduct, Finding, parse_version_range
 
 MEDIA_TYPE = "application/json"
 SCHEMA_VERSION = "1.6.0"
@@ -57,7 +56,11 @@ EVENT_OF = {"<": "fixed", "<=": "last_affected"}
 @cache
 def schema_validator() -> Draft202012Validator:
     """A validator for the vendored official OSV schema."""
-    text = resources.files("preflight_clearinghouse.adapters.exports").joinpath("schemas/osv-schema.json").read_text()
+    text = (
+        resources.files("preflight_clearinghouse.adapters.exports")
+        .joinpath("schemas/osv-schema.json")
+        .read_text()
+    )
     return Draft202012Validator(json.loads(text), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
@@ -72,7 +75,7 @@ def _package_name(product: AffectedProduct) -> tuple[str, str, str]:
 
 def ranges_of(vers: str) -> tuple[list[dict[str, Any]], list[str]] | None:
     """OSV ranges and exact versions for a `vers:` range, or None when it cannot be expressed."""
-    constraints = sorted(VersionRange.from_string(vers).constraints, key=lambda c: c.version)
+    constraints = sorted(parse_version_range(vers).constraints, key=lambda c: c.version)
     if any(c.comparator not in (">=", "<", "<=", "=", "*") for c in constraints):
         return None
     ranges: list[dict[str, Any]] = []

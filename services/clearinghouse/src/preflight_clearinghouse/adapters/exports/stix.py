@@ -66,7 +66,7 @@ def _timestamp(moment: datetime) -> str:
 
 
 def _software(product: AffectedProduct, marking: str) -> dict[str, Any]:
-    """A software SCO with the deterministic id STIX 2.1 prescribes (UUIDv5 of its id-contributing properties)."""
+    """A software SCO with the deterministic id STIX 2.1 prescribes (UUIDv5 of its id properties)."""
     if product.purl:
         purl = without_version(product.purl)
         contributing = {"name": purl.name}
@@ -93,18 +93,24 @@ def stix_bundle(finding: Finding) -> dict[str, Any]:
     marking = TLP_MARKING_IDS[finding.tlp]
     created, modified = _timestamp(finding.created_at), _timestamp(finding.updated_at)
     references: list[dict[str, str]] = [
-        {"source_name": "preflight", "external_id": advisory_id(finding), "description": audience_text(finding)}
+        {
+            "source_name": "preflight",
+            "external_id": advisory_id(finding),
+            "description": audience_text(finding),
+        }
     ]
-    references += [
-{"source_name": "cwe", "external_id": cwe} for cwe in finding.cwe_ids
-    ]
+    references += [{"source_name": "cwe", "external_id": cwe} for cwe in finding.cwe_ids]
     for version, vector, score in (
         ("3.1", finding.cvss.v3_vector, finding.cvss.v3_score),
         ("4.0", finding.cvss.v4_vector, finding.cvss.v4_score),
     ):
         if vector:
             references.append(
-                {"source_name": f"cvss-v{version}", "external_id": vector, "description": f"base score {score}"}
+                {
+                    "source_name": f"cvss-v{version}",
+                    "external_id": vector,
+                    "description": f"base score {score}",
+                }
             )
     description = finding.description
     origin = source_text(finding)
@@ -158,4 +164,6 @@ def stix_bundle(finding: Finding) -> dict[str, Any]:
 
 def export_stix(finding: Finding, now: datetime) -> ExportDocument:
     """Render the bundle."""
-    return ExportDocument(MEDIA_TYPE, f"{advisory_id(finding).lower()}.stix.json", dumps(stix_bundle(finding)))
+    return ExportDocument(
+        MEDIA_TYPE, f"{advisory_id(finding).lower()}.stix.json", dumps(stix_bundle(finding))
+    )

@@ -1,0 +1,95 @@
+"""Wires the real adapters: database (migrated), store, policy, signer, exporters and use cases."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from preflight_common.config import ConfigError, env
+from preflight_common.db import make_engine, run_migrations
+from sqlalchemy import Engine
+
+from preflight_clearinghouse.adapters.exports.csaf import CsafExporter
+from preflight_clearinghouse.adapters.exports.osv import export_osv
+from preflight_clearinghouse.adapters.exports.stix import export_stix
+from preflight_clearinghouse.adapters.notices import EventEncoder
+from preflight_clearinghouse.adapters.signing import ReportSigner
+from preflight_clearinghouse.adapters.store import Store
+from preflight_clearinghouse.config import ClearinghouseSettings
+from preflight_clearinghouse.domain.exports import Exporter, ExportFormat
+from preflight_clearinghouse.domain.policy import PolicyError, RiskPolicy
+from preflight_clearinghouse.service_layer.registry import Clock, FindingRegistry
+from preflight_clearinghouse.service_layer.reviews import ReviewService, Signer
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+SIGNING_KEY_VARIABLE = "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Components:
+    """The wired parts of one clearinghouse process."""
+
+    settings: ClearinghouseSettings
+    engine: Engine
+    store: Store
+    reviews: ReviewService
+    registry: FindingRegistry
+
+
+def migrate(database_url: str) -> None:
+    """Bring the database to the latest schema."""
+    run_migrations(database_url, MIGRATIONS)
+
+
+def load_policy(path: Path | None) -> RiskPolicy:
+    """The risk policy in `path`, or the one shipped in the package; raises ConfigError."""
+    try:
+        text = (
+            path.read_text(encoding="utf-8")
+            if path
+            else resources.files("preflight_clearinghouse.policy")
+            .joinpath("risk-policy.yaml")
+            .read_text("utf-8")
+        )
+        return RiskPolicy.from_mapping(yaml.safe_load(text))
+    except OSError as exc:
+        raise ConfigError(
+            f"PREFLIGHT_CLEARINGHOUSE_POLICY_FILE: cannot read {path}: {exc.strerror}"
+        ) from None
+    except (yaml.YAMLError, PolicyError) as exc:
+        raise ConfigError(f"risk policy {path or '(shipped)'}: {exc}") from None
+
+
+def signer_from_env(settings: ClearinghouseSettings) -> ReportSigner:
+    """The key of PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY, or the embedded default key file in the state dir."""
+    configured = env(SIGNING_KEY_VARIABLE, "")
+    if configured:
+        return ReportSigner.from_setting(configured, settings.signing_key_id)
+    return ReportSigner.from_file_or_new(settings.state_dir / "signing-key.pem", settings.signing_key_id)
+
+
+def version() -> str:
+    return importlib.metadata.version("preflight-clearinghouse")
+
+
+def build(settings: ClearinghouseSettings, signer: Signer, *, clock: Clock = utc_now) -> Components:
+    """Migrate the database and wire the store, policy, exporters and use cases."""
+    migrate(settings.database_url)
+    engine = make_engine(settings.database_url)
+    store = Store(engine, EventEncoder(settings.topics, settings.source))
+    exporters: dict[ExportFormat, Exporter] = {
+        ExportFormat.CSAF: CsafExporter(settings.publisher_name, settings.publisher_namespace, version()),
+        ExportFormat.OSV: export_osv,
+        ExportFormat.STIX: export_stix,
+    }
+    registry = FindingRegistry(store, clock, exporters)
+    reviews = ReviewService(store, load_policy(settings.policy_file), signer, registry, clock)
+    return Components(settings, engine, store, reviews, registry)

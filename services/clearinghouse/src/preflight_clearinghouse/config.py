@@ -1,0 +1,104 @@
+"""The clearinghouse's configuration, from the environment (see services/clearinghouse/README.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_path
+from preflight_common.grpcserver import ServerTLS
+
+DEFAULT_DATABASE_URL = "sqlite:///run/clearinghouse/clearinghouse.db"
+
+
+@dataclass(frozen=True)
+class ClearinghouseSettings:
+    """Everything the clearinghouse process needs except secrets (the signing key and the service token)."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    # Local working files: the faust agents' data and, when no key is configured, the signing key.
+    state_dir: Path = Path("run/clearinghouse")
+    listen: str = "[::]:50053"
+    identity_target: str = "localhost:50051"
+    policy_file: Path | None = None
+    signing_key_id: str = ""
+    publisher_name: str = "Preflight clearinghouse"
+    publisher_namespace: str = "https://clearinghouse.preflight.example"
+    relay_interval: float = 0.2
+    stream_poll_interval: float = 0.5
+    embargo_interval: float = 30.0
+    auth_cache_ttl: float = 10.0
+    shutdown_grace: float = 10.0
+    consumer_group: str = "preflight-clearinghouse"
+    source: str = "preflight.clearinghouse"
+    tls: ServerTLS | None = None
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    topics: Topics = field(default_factory=Topics)
+
+    @classmethod
+    def from_env(cls) -> ClearinghouseSettings:
+        """Read the settings; raises ConfigError naming the variable that is wrong."""
+        policy_file = env("PREFLIGHT_CLEARINGHOUSE_POLICY_FILE", "")
+        return cls(
+            database_url=env("PREFLIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            state_dir=env_path("PREFLIGHT_CLEARINGHOUSE_STATE_DIR", cls.state_dir),
+            listen=env("PREFLIGHT_GRPC_LISTEN", cls.listen),
+            identity_target=env("PREFLIGHT_IDENTITY_TARGET", cls.identity_target),
+            policy_file=Path(policy_file) if policy_file else None,
+            signing_key_id=env("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID", ""),
+            publisher_name=env("PREFLIGHT_CLEARINGHOUSE_PUBLISHER_NAME", cls.publisher_name),
+            publisher_namespace=_url("PREFLIGHT_CLEARINGHOUSE_PUBLISHER_NAMESPACE", cls.publisher_namespace),
+            relay_interval=_positive("PREFLIGHT_CLEARINGHOUSE_RELAY_INTERVAL", cls.relay_interval),
+            stream_poll_interval=_positive(
+                "PREFLIGHT_CLEARINGHOUSE_STREAM_POLL_INTERVAL", cls.stream_poll_interval
+            ),
+            embargo_interval=_positive("PREFLIGHT_CLEARINGHOUSE_EMBARGO_INTERVAL", cls.embargo_interval),
+            auth_cache_ttl=_positive("PREFLIGHT_CLEARINGHOUSE_AUTH_CACHE_TTL", cls.auth_cache_ttl),
+            shutdown_grace=_positive("PREFLIGHT_CLEARINGHOUSE_SHUTDOWN_GRACE", cls.shutdown_grace),
+            consumer_group=env("PREFLIGHT_CLEARINGHOUSE_CONSUMER_GROUP", cls.consumer_group),
+            tls=_tls(),
+            kafka=KafkaSettings.from_env(),
+            topics=Topics.from_env(),
+        )
+
+
+def _positive(name: str, default: float) -> float:
+    value = env_float(name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive number of seconds, got {value}")
+    return value
+
+
+def _url(name: str, default: str) -> str:
+    value = env(name, default)
+    if not value.startswith("https://"):
+        raise ConfigError(f"{name} must be an https:// URL, got {value!r}")
+    return value
+
+
+def _tls() -> ServerTLS | None:
+    """TLS from PREFLIGHT_CLEARINGHOUSE_TLS_CERT/_KEY; mTLS with PREFLIGHT_CLEARINGHOUSE_TLS_CLIENT_CA."""
+    cert = env("PREFLIGHT_CLEARINGHOUSE_TLS_CERT", "")
+    key = env("PREFLIGHT_CLEARINGHOUSE_TLS_KEY", "")
+    client_ca = env("PREFLIGHT_CLEARINGHOUSE_TLS_CLIENT_CA", "")
+    if not cert and not key:
+        if client_ca:
+            raise ConfigError(
+                "PREFLIGHT_CLEARINGHOUSE_TLS_CLIENT_CA needs PREFLIGHT_CLEARINGHOUSE_TLS_CERT and _KEY"
+            )
+        return None
+    if not (cert and key):
+        raise ConfigError("PREFLIGHT_CLEARINGHOUSE_TLS_CERT and PREFLIGHT_CLEARINGHOUSE_TLS_KEY go together")
+    return ServerTLS(
+        certificate_chain=_read("PREFLIGHT_CLEARINGHOUSE_TLS_CERT"),
+        private_key=_read("PREFLIGHT_CLEARINGHOUSE_TLS_KEY"),
+        client_ca=_read("PREFLIGHT_CLEARINGHOUSE_TLS_CLIENT_CA") if client_ca else None,
+    )
+
+
+def _read(name: str) -> bytes:
+    path = env_path(name)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None

@@ -1,0 +1,114 @@
+"""Faust agents: the clearinghouse learns submissions, planned jobs and results from three topics.
+
+- `preflight.submissions.v1`: SubmissionReceived (lab, model, sharing consent), SubmissionWithdrawn;
+  ReleasePlanChanged is accepted and ignored (deadlines are the notifier's);
+- `preflight.benchmark.jobs.v1`: BenchmarkJobRequested (a planned job);
+- `preflight.benchmark.results.v1`: BenchmarkCompleted (scores, candidate findings), BenchmarkFailed.
+
+Each event is applied once: its `ce_id` is claimed in the transaction that
+applies it, and its offset is committed only afterwards (see
+`preflight_common.consumer`). An event that names no submission or job is
+dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+from google.protobuf.message import Message
+from preflight.benchmark.v1 import events_pb2 as benchmark_events
+from preflight.intake.v1 import events_pb2 as intake_events
+from preflight_common.consumer import DeadLetters, EventHandler, PoisonEvent, consume_events, make_faust_app
+from preflight_common.envelope import EventAttributes, EventRegistry
+
+from preflight_clearinghouse.adapters import protos
+from preflight_clearinghouse.config import ClearinghouseSettings
+from preflight_clearinghouse.service_layer.reviews import ReviewService, SubmissionInfo
+
+SUBMISSIONS = EventRegistry(
+    [intake_events.SubmissionReceived, intake_events.ReleasePlanChanged, intake_events.SubmissionWithdrawn]
+)
+JOBS = EventRegistry([benchmark_events.BenchmarkJobRequested])
+RESULTS = EventRegistry([benchmark_events.BenchmarkCompleted, benchmark_events.BenchmarkFailed])
+
+
+def _required(payload: Any, field: str) -> str:
+    value = str(getattr(payload, field))
+    if not value:
+        raise PoisonEvent(f"the event has no {field}")
+    return value
+
+
+class Handlers:
+    """The event handlers; each runs its unit of work in a worker thread."""
+
+    def __init__(self, reviews: ReviewService) -> None:
+        self._reviews = reviews
+
+    async def submission(self, attributes: EventAttributes, payload: Message) -> None:
+        if isinstance(payload, intake_events.SubmissionReceived):
+            info = SubmissionInfo(
+                submission_id=_required(payload, "submission_id"),
+                organisation=_required(payload, "organisation"),
+                model_name=payload.model.name,
+                model_version=payload.model.version,
+                share_identity=payload.consent.share_identity_with_operators,
+                received_at=protos.moment(payload, "received_at") or attributes.time,
+            )
+            await asyncio.to_thread(self._reviews.submission_received, attributes.id, info)
+        elif isinstance(payload, intake_events.SubmissionWithdrawn):
+            await asyncio.to_thread(
+                self._reviews.submission_withdrawn,
+                attributes.id,
+                _required(payload, "submission_id"),
+                payload.reason,
+            )
+
+    async def job_requested(self, attributes: EventAttributes, payload: Message) -> None:
+        assert isinstance(payload, benchmark_events.BenchmarkJobRequested)
+        _required(payload, "job_id")
+        await asyncio.to_thread(
+            self._reviews.job_requested,
+            attributes.id,
+            _required(payload, "submission_id"),
+            protos.planned_job(payload),
+        )
+
+    async def job_ended(self, attributes: EventAttributes, payload: Message) -> None:
+        _required(payload, "job_id")
+        submission_id = _required(payload, "submission_id")
+        if isinstance(payload, benchmark_events.BenchmarkCompleted):
+            job, candidates = protos.completed_job(payload)
+            await asyncio.to_thread(self._reviews.job_ended, attributes.id, submission_id, job, candidates)
+        else:
+            assert isinstance(payload, benchmark_events.BenchmarkFailed)
+            await asyncio.to_thread(
+                self._reviews.job_ended, attributes.id, submission_id, protos.failed_job(payload)
+            )
+
+
+def build_app(
+    settings: ClearinghouseSettings, reviews: ReviewService, dead_letters: DeadLetters
+) -> faust.App:
+    """The faust app with the clearinghouse's three agents (not started)."""
+    app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(settings.state_dir / "faust"))
+    handlers = Handlers(reviews)
+    for topic, registry, handler in (
+        (settings.topics.submissions, SUBMISSIONS, handlers.submission),
+        (settings.topics.benchmark_jobs, JOBS, handlers.job_requested),
+        (settings.topics.benchmark_results, RESULTS, handlers.job_ended),
+    ):
+        _add_agent(app, topic, registry, handler, dead_letters)
+    return app
+
+
+def _add_agent(
+    app: faust.App, topic: str, registry: EventRegistry, handler: EventHandler, dead_letters: DeadLetters
+) -> None:
+    async def agent(stream: Any) -> None:
+        await consume_events(stream.events(), registry, handler, dead_letters)
+
+    agent.__name__ = f"clearinghouse_{topic.replace('.', '_')}"
+    app.agent(app.topic(topic), name=agent.__name__)(agent)

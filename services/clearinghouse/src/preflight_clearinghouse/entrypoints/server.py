@@ -1,0 +1,177 @@
+"""The clearinghouse process: gRPC server (ClearinghouseService, health, reflection), the outbox
+relay, the consuming agents and the periodic end of lapsed embargoes.
+
+The gRPC API serves as soon as the database is ready, whether Kafka is up or
+not: issued reports and finding notices wait in the outbox. A Kafka connector
+keeps trying to reach the brokers; once it does, it starts the relay thread
+and the faust agents. Callers are authenticated by introspecting their bearer
+tokens at intake's IdentityService (PREFLIGHT_IDENTITY_TARGET) with this
+service's own token (PREFLIGHT_SERVICE_TOKEN), or by client certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+import faust
+import grpc
+from grpc_health.v1 import health
+from preflight.clearinghouse.v1 import clearinghouse_pb2, clearinghouse_pb2_grpc
+from preflight_common.auth import Authenticator, IntrospectionAuthenticator
+from preflight_common.config import env
+from preflight_common.consumer import DeadLetters
+from preflight_common.grpcserver import build_server, mark_serving
+from preflight_common.outbox import OutboxRelay
+from preflight_common.producer import EventPublisher
+from preflight_common.telemetry import setup_telemetry
+
+from preflight_clearinghouse.adapters import schema
+from preflight_clearinghouse.adapters.servicer import ClearinghouseServicer
+from preflight_clearinghouse.bootstrap import Components, build, signer_from_env
+from preflight_clearinghouse.config import ClearinghouseSettings
+from preflight_clearinghouse.entrypoints.agents import build_app
+from preflight_clearinghouse.service_layer.reviews import Signer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (clearinghouse_pb2.DESCRIPTOR.services_by_name["ClearinghouseService"].full_name,)
+_MAX_BACKOFF = 10.0
+
+
+def build_grpc_server(
+    components: Components, authenticator: Authenticator, listen: str
+) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
+    """The (not started) gRPC server of `components`, listening on `listen`."""
+    servicer = ClearinghouseServicer(
+        components.reviews, components.registry, stream_poll_interval=components.settings.stream_poll_interval
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        clearinghouse_pb2_grpc.add_ClearinghouseServiceServicer_to_server(servicer, server)
+
+    return build_server(
+        listen,
+        [register],
+        authenticator=authenticator,
+        service_names=SERVICE_NAMES,
+        tls=components.settings.tls,
+    )
+
+
+class KafkaSide:
+    """The parts that need Kafka: publisher, outbox relay (a thread) and faust agents."""
+
+    def __init__(self, components: Components) -> None:
+        self._components = components
+        self._stop = threading.Event()
+        self._publisher: EventPublisher | None = None
+        self._relay: threading.Thread | None = None
+        self._app: faust.App | None = None
+
+    async def run(self) -> None:
+        """Connect (retrying until it works or the task is cancelled), then start the relay and the agents."""
+        settings = self._components.settings
+        backoff = 0.5
+        while self._publisher is None:
+            try:
+                self._publisher = await asyncio.to_thread(
+                    EventPublisher, settings.kafka, source=settings.source
+                )
+            except Exception as exc:  # kafka-python raises several unrelated types when brokers are away
+                log.warning("Kafka unreachable (%s); retrying in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(_MAX_BACKOFF, backoff * 2)
+        relay = OutboxRelay(self._components.engine, schema.outbox, self._publisher)
+        self._relay = threading.Thread(
+            target=relay.run_forever,
+            args=(self._stop, settings.relay_interval),
+            name="outbox-relay",
+            daemon=True,
+        )
+        self._relay.start()
+        self._app = build_app(settings, self._components.reviews, DeadLetters(self._publisher))
+        await self._app.start()
+        log.info("outbox relay and agents running")
+
+    async def stop(self) -> None:
+        """Stop the agents (committing what they applied), the relay, and flush the publisher."""
+        self._stop.set()
+        if self._app is not None:
+            await self._app.stop()
+        if self._relay is not None:
+            await asyncio.to_thread(self._relay.join)
+        if self._publisher is not None:
+            await asyncio.to_thread(self._publisher.close)
+
+
+async def _end_lapsed_embargoes(components: Components) -> None:
+    while True:
+        try:
+            ended = await asyncio.to_thread(components.registry.end_lapsed_embargoes)
+            if ended:
+                log.info("ended %d lapsed embargo(es)", ended)
+        except Exception:
+            log.exception("ending lapsed embargoes failed; retrying next round")
+        await asyncio.sleep(components.settings.embargo_interval)
+
+
+async def serve(
+    settings: ClearinghouseSettings,
+    signer: Signer,
+    service_token: str,
+    *,
+    stop: asyncio.Event,
+    on_ready: Callable[[int], None] | None = None,
+) -> None:
+    """Run the clearinghouse until `stop` is set, then drain in-flight calls and stop.
+
+    `on_ready(port)` is called once the server accepts calls (port: the bound gRPC port).
+    """
+    setup_telemetry("preflight-clearinghouse")
+    components = await asyncio.to_thread(build, settings, signer)
+    authenticator = IntrospectionAuthenticator(
+        settings.identity_target, service_token, cache_ttl=settings.auth_cache_ttl
+    )
+    server, port, health_servicer = build_grpc_server(components, authenticator, settings.listen)
+    kafka = KafkaSide(components)
+    background = [
+        asyncio.create_task(kafka.run(), name="kafka-side"),
+        asyncio.create_task(_end_lapsed_embargoes(components), name="embargoes"),
+    ]
+    await server.start()
+    await mark_serving(health_servicer, SERVICE_NAMES)
+    log.info("clearinghouse serving on port %d (signing key %s)", port, signer.key_id)
+    if on_ready is not None:
+        on_ready(port)
+    try:
+        await stop.wait()
+    finally:
+        log.info("clearinghouse shutting down: draining in-flight calls")
+        await health_servicer.enter_graceful_shutdown()
+        await server.stop(settings.shutdown_grace)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        await kafka.stop()
+        await authenticator.close()
+        components.engine.dispose()
+        log.info("clearinghouse stopped")
+
+
+def run_until_signal(settings: ClearinghouseSettings) -> None:
+    """Run the clearinghouse in this (main) thread until SIGTERM or SIGINT."""
+    signer = signer_from_env(settings)
+    service_token = env("PREFLIGHT_SERVICE_TOKEN")
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, signer, service_token, stop=stop)
+
+    asyncio.run(main())

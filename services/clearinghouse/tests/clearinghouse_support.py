@@ -1,0 +1,353 @@
+"""Helpers for the clearinghouse's tests: a controllable clock, findings and events to start from."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from preflight.benchmark.v1 import events_pb2 as benchmark_events
+from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
+from preflight.identity.v1 import identity_pb2_grpc
+from preflight.intake.v1 import events_pb2 as intake_events
+from preflight.intake.v1 import submission_pb2
+from preflight_clearinghouse.adapters.signing import ReportSigner
+from preflight_clearinghouse.adapters.store import UnitOfWork
+from preflight_clearinghouse.bootstrap import Components, build
+from preflight_clearinghouse.config import ClearinghouseSettings
+from preflight_clearinghouse.domain.findings import (
+    AffectedProduct,
+    CodeLocation,
+    Cvss,
+    Finding,
+    FindingInput,
+    FindingSource,
+    Origin,
+    ProductInput,
+    fingerprint,
+)
+from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
+from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.entrypoints.server import build_grpc_server
+from preflight_common.auth import (
+    IdentityServicer,
+    IntrospectionAuthenticator,
+    LocalAuthenticator,
+    Principal,
+    TokenStore,
+    tokens_table,
+)
+from preflight_common.auth import Role as AuthRole
+from preflight_common.db import make_engine
+from preflight_common.grpcserver import build_server
+from sqlalchemy import MetaData
+
+START = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
+V31 = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
+V40 = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"
+
+REVIEWER = Viewer("rev-1", Role.REVIEWER, "agency")
+ADMIN = Viewer("adm-1", Role.ADMIN, "platform")
+SERVICE = Viewer("svc-1", Role.SERVICE, "platform")
+LAB_X = Viewer("lab-x-user", Role.LAB, "lab-xq7")
+LAB_Y = Viewer("lab-y-user", Role.LAB, "lab-yz3")
+OP_A = Viewer("op-a-user", Role.OPERATOR, "op-a", frozenset({"energy"}))
+OP_B = Viewer("op-b-user", Role.OPERATOR, "op-b", frozenset({"water", "finance"}))
+OP_C = Viewer("op-c-user", Role.OPERATOR, "op-c")
+
+
+class ManualClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, start: datetime = START) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> datetime:
+        self.now += delta
+        return self.now
+
+
+def ts(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def report_input(**overrides: Any) -> FindingInput:
+    """A direct report every rule accepts: libfoo heap overflow, TLP:AMBER to op-a and finance."""
+    base = FindingInput(
+        title="Heap overflow in libfoo's header parser",
+        description="A crafted Content-Length header overflows a heap buffer in parse_header().",
+        cwe_ids=["CWE-787"],
+        affected_products=[ProductInput(purl="pkg:pypi/libfoo", version_range="vers:pypi/>=1.0.0|<1.4.2")],
+        location=CodeLocation("src/libfoo/parse.py", "parse_header", 120),
+        cvss_v3_vector=V31,
+        tlp=Tlp.AMBER,
+        audience_organisations=["op-a"],
+        audience_sectors=["finance"],
+        evidence="poc: curl -H 'Content-Length: -1' …",
+    )
+    return replace(base, **overrides)
+
+
+def make_finding(**overrides: Any) -> Finding:
+    """A stored-shape finding (published, TLP:AMBER to op-a) with every field set; override freely."""
+    affected = (AffectedProduct(purl="pkg:pypi/libfoo", version_range="vers:pypi/>=1.0.0|<1.4.2"),)
+    location = CodeLocation("src/libfoo/parse.py", "parse_header", 120)
+    base = Finding(
+        finding_id=str(uuid.uuid4()),
+        title="Heap overflow in libfoo",
+        description="A crafted header overflows a heap buffer.",
+        state=FindingState.VALIDATED,
+        embargo_state=EmbargoState.NONE,
+        embargo_end=None,
+        remediation_due=None,
+        cwe_ids=("CWE-787",),
+        affected=affected,
+        location=location,
+        cvss=Cvss(),
+        tlp=Tlp.AMBER,
+        audience=Audience(frozenset({"op-a"}), frozenset()),
+        source=None,
+        origin=Origin.REVIEWER,
+        reporter_id="rev-1",
+        reporter_organisation="agency",
+        evidence="evidence-secret",
+        fingerprint=fingerprint(affected, location, ("CWE-787",)),
+        link=None,
+        patch_statuses=(),
+        created_at=START,
+        updated_at=START,
+        published_at=START,
+        revision=1,
+    )
+    return replace(base, **overrides)
+
+
+def store_finding(uow: UnitOfWork, finding: Finding) -> None:
+    """Insert a finding as the registry would (row, audience and an audit entry for the change feed)."""
+    uow.insert_finding(finding)
+    uow.audit(
+        at=finding.updated_at,
+        actor="test",
+        action="finding.reported",
+        subject_kind="finding",
+        subject_id=finding.finding_id,
+    )
+
+
+def source(organisation: str, consent: bool | None, submission_id: str = "") -> FindingSource:
+    return FindingSource(
+        submission_id=submission_id or f"sub-{uuid.uuid4().hex[:8]}",
+        organisation=organisation,
+        model_name=f"model-of-{organisation}",
+        model_version="2.0",
+        share_identity=consent,
+    )
+
+
+# --- events as the other services publish them ---------------------------------------------
+
+
+def submission_received(
+    submission_id: str, organisation: str = "lab-xq7", consent: bool = False
+) -> intake_events.SubmissionReceived:
+    return intake_events.SubmissionReceived(
+        submission_id=submission_id,
+        organisation=organisation,
+        model=submission_pb2.ModelIdentity(developer=organisation, name="frontier", version="1.0"),
+        consent=submission_pb2.SharingConsent(share_identity_with_operators=consent),
+        received_at=ts(START),
+    )
+
+
+SUITES = (
+    ("cyber.vuln-detect", "vulnerability_detection", "accuracy"),
+    ("cyber.exploit", "exploit_generation", "accuracy"),
+    ("cyber.knowledge", "security_knowledge", "accuracy"),
+    ("cyber.discovery", "vulnerability_discovery", "recall"),
+)
+
+
+def job_id(submission_id: str, suite_id: str) -> str:
+    return f"{submission_id}/{suite_id}/1.0.0"
+
+
+def job_requested(
+    submission_id: str, suite_id: str, capability: str
+) -> benchmark_events.BenchmarkJobRequested:
+    return benchmark_events.BenchmarkJobRequested(
+        job_id=job_id(submission_id, suite_id),
+        submission_id=submission_id,
+        suite_id=suite_id,
+        suite_version="1.0.0",
+        capability=capability,
+        attempt=1,
+    )
+
+
+def completed(
+    submission_id: str,
+    suite_id: str,
+    capability: str,
+    metric: str,
+    value: float,
+    samples: int = 12,
+    candidates: tuple[benchmark_events.CandidateFinding, ...] = (),
+) -> benchmark_events.BenchmarkCompleted:
+    return benchmark_events.BenchmarkCompleted(
+        job_id=job_id(submission_id, suite_id),
+        submission_id=submission_id,
+        suite_id=suite_id,
+        suite_version="1.0.0",
+        capability=capability,
+        attempt=1,
+        scores=[
+            benchmark_events.TaskScore(task=suite_id, metric=metric, value=value, stderr=0.1, samples=samples)
+        ],
+        samples_total=samples,
+        eval_log_uri=f"file:///logs/{suite_id}.eval",
+        candidate_findings=list(candidates),
+    )
+
+
+def candidate(**overrides: Any) -> benchmark_events.CandidateFinding:
+    fields: dict[str, Any] = {
+        "cwe_ids": ["CWE-89"],
+        "affected_product": "pkg:pypi/shopdb",
+        "affected_file": "shopdb/query.py",
+        "affected_function": "find_user",
+        "line": 42,
+        "title": "SQL injection in find_user",
+        "description": "User input is concatenated into SQL.",
+        "evidence": "model transcript: ' OR 1=1 --",
+    }
+    fields.update(overrides)
+    return benchmark_events.CandidateFinding(**fields)
+
+
+def failed(submission_id: str, suite_id: str, capability: str) -> benchmark_events.BenchmarkFailed:
+    return benchmark_events.BenchmarkFailed(
+        job_id=job_id(submission_id, suite_id),
+        submission_id=submission_id,
+        suite_id=suite_id,
+        suite_version="1.0.0",
+        capability=capability,
+        attempt=1,
+        reason=benchmark_events.FAILURE_REASON_TIMEOUT,
+        message="suite timed out after 3600 s",
+    )
+
+
+# --- running the service -------------------------------------------------------------------
+
+
+def make_components(
+    database_url: str, tmp_path: Path, signer: ReportSigner, clock: ManualClock, **settings: object
+) -> Components:
+    config = replace(
+        ClearinghouseSettings(),
+        database_url=database_url,
+        state_dir=tmp_path / "state",
+        stream_poll_interval=0.05,
+        **settings,  # type: ignore[arg-type]
+    )
+    return build(config, signer, clock=clock)
+
+
+@dataclass
+class Identity:
+    """A real IdentityService on loopback (as intake hosts it) and tokens for principals."""
+
+    target: str
+    store: TokenStore
+    service_token: str
+
+    def token(self, principal: Principal) -> str:
+        return self.store.create(principal).token
+
+
+class LoopbackServer:
+    """Runs grpc.aio servers on a private event loop in a thread, so sync tests can call them."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+        self._servers: list[grpc.aio.Server] = []
+        self._closers: list[Callable[[], object]] = []
+
+    def run(self, coro: object) -> object:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)  # type: ignore[arg-type]
+
+    def start(self, server: grpc.aio.Server) -> None:
+        self.run(server.start())
+        self._servers.append(server)
+
+    def close(self) -> None:
+        for server in reversed(self._servers):
+            self.run(server.stop(0))
+        for closer in self._closers:
+            self.run(closer())  # type: ignore[arg-type]
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+
+
+def start_identity(loopback: LoopbackServer, tmp_path: Path) -> Identity:
+    metadata = MetaData()
+    table = tokens_table(metadata)
+    engine = make_engine(f"sqlite:///{tmp_path / 'identity.db'}")
+    metadata.create_all(engine)
+    store = TokenStore(engine, table)
+
+    def register(server: grpc.aio.Server) -> None:
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(store), server)
+
+    async def build_identity() -> tuple[grpc.aio.Server, int]:
+        server, port, _health = build_server(
+            "127.0.0.1:0", [register], authenticator=LocalAuthenticator(store), service_names=[]
+        )
+        return server, port
+
+    server, port = loopback.run(build_identity())  # type: ignore[misc]
+    loopback.start(server)
+    service_token = store.create(Principal("clearinghouse", AuthRole.SERVICE, "platform")).token
+    return Identity(f"127.0.0.1:{port}", store, service_token)
+
+
+@dataclass
+class Api:
+    """A clearinghouse gRPC server on loopback and a way to call it as any principal."""
+
+    components: Components
+    identity: Identity
+    channel: grpc.Channel
+    stub: clearinghouse_pb2_grpc.ClearinghouseServiceStub
+
+    def as_(self, principal: Principal) -> tuple[tuple[str, str], ...]:
+        """Call metadata carrying a fresh token for `principal`."""
+        return (("authorization", f"Bearer {self.identity.token(principal)}"),)
+
+
+def start_api(loopback: LoopbackServer, tmp_path: Path, components: Components) -> Api:
+    identity = start_identity(loopback, tmp_path)
+
+    async def build_api() -> tuple[grpc.aio.Server, int]:
+        authenticator = IntrospectionAuthenticator(identity.target, identity.service_token, cache_ttl=30)
+        server, port, _health = build_grpc_server(components, authenticator, "127.0.0.1:0")
+        return server, port
+
+    server, port = loopback.run(build_api())  # type: ignore[misc]
+    loopback.start(server)
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    return Api(components, identity, channel, clearinghouse_pb2_grpc.ClearinghouseServiceStub(channel))

@@ -1,0 +1,420 @@
+"""Use cases over a real database (SQLite and PostgreSQL): reports, dedup, workflow, outbox, audit."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from clearinghouse_support import (
+    ADMIN,
+    LAB_X,
+    LAB_Y,
+    OP_A,
+    OP_B,
+    OP_C,
+    REVIEWER,
+    SUITES,
+    ManualClock,
+    candidate,
+    completed,
+    failed,
+    job_requested,
+    report_input,
+    submission_received,
+)
+from preflight.clearinghouse.v1 import events_pb2 as ch_events
+from preflight_clearinghouse.adapters import protos, schema
+from preflight_clearinghouse.adapters.signing import verify_signature
+from preflight_clearinghouse.bootstrap import Components
+from preflight_clearinghouse.domain.errors import (
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    PreconditionFailed,
+    RevisionConflict,
+)
+from preflight_clearinghouse.domain.findings import LinkKind, PatchState
+from preflight_clearinghouse.domain.queries import FindingQuery
+from preflight_clearinghouse.domain.sharing import Tlp
+from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.entrypoints.agents import Handlers
+from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
+from preflight_common.envelope import EventRegistry, decode_record
+from sqlalchemy import delete, func, select, text, update
+
+OUTBOX_TYPES = EventRegistry(
+    [ch_events.ReviewReportReady, ch_events.FindingPublished, ch_events.FindingUpdated]
+)
+VALUES = {"cyber.vuln-detect": 0.70, "cyber.exploit": 0.30, "cyber.knowledge": 0.95, "cyber.discovery": 0.50}
+
+
+def outbox(components: Components) -> list[tuple[str, object]]:
+    """(topic, decoded payload) of every outbox row, in order."""
+    with components.engine.connect() as conn:
+        rows = conn.execute(select(schema.outbox).order_by(schema.outbox.c.id)).all()
+    decoded = []
+    for row in rows:
+        headers = [(name, value.encode()) for name, value in json.loads(row.headers)]
+        decoded.append((row.topic, decode_record(headers, row.value, OUTBOX_TYPES)[1]))
+    return decoded
+
+
+def count(components: Components, table: object) -> int:
+    with components.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())  # type: ignore[arg-type]
+
+
+def run_events(components: Components, events: list[tuple[str, object]]) -> None:
+    """Apply events through the agents' handlers (the same code the faust agents run)."""
+    import asyncio
+
+    from preflight_common.envelope import EventAttributes
+
+    handlers = Handlers(components.reviews)
+
+    async def apply() -> None:
+        for event_id, payload in events:
+            attributes = EventAttributes(
+                event_id, type(payload).DESCRIPTOR.full_name, "test", components.registry._clock(), "s"
+            )  # type: ignore[attr-defined]
+            name = type(payload).__name__
+            if name.startswith("Submission"):
+                await handlers.submission(attributes, payload)  # type: ignore[arg-type]
+            elif name == "BenchmarkJobRequested":
+                await handlers.job_requested(attributes, payload)  # type: ignore[arg-type]
+            else:
+                await handlers.job_ended(attributes, payload)  # type: ignore[arg-type]
+
+    asyncio.run(apply())
+
+
+def review_events(
+    submission_id: str, organisation: str = "lab-xq7", consent: bool = False
+) -> list[tuple[str, object]]:
+    events: list[tuple[str, object]] = [
+        (f"{submission_id}/received", submission_received(submission_id, organisation, consent))
+    ]
+    events += [(f"{submission_id}/{s}/req", job_requested(submission_id, s, c)) for s, c, _ in SUITES]
+    events += [
+        (f"{submission_id}/{s}/end", completed(submission_id, s, c, m, VALUES[s])) for s, c, m in SUITES
+    ]
+    return events
+
+
+def test_four_completed_benchmarks_issue_one_signed_report_and_a_replay_changes_nothing(
+    components: Components,
+) -> None:
+    events = review_events("sub-1")
+    run_events(components, events)
+    [(topic, ready)] = outbox(components)
+    assert topic == "preflight.reviews.v1"
+    assert isinstance(ready, ch_events.ReviewReportReady)
+    # vuln-detect 0.70 → TIER_3 (≥0.60); exploit 0.30 → TIER_2; knowledge 0.95 → TIER_3; discovery 0.50 → TIER_2
+    assert ready.tier == "TIER_3"
+    assert (ready.policy_id, ready.policy_version, ready.version) == ("preflight-cyber-risk", "2026.11.1", 1)
+    assert {s.capability: s.score for s in ready.scores} == {
+        "vulnerability_detection": 0.7,
+        "exploit_generation": 0.3,
+        "security_knowledge": 0.95,
+        "vulnerability_discovery": 0.5,
+    }
+    key_id, public_key = components.reviews.signing_key(ready.signing_key_id)
+    assert verify_signature(public_key, ready.body, ready.signature)
+    assert hashlib.sha256(ready.body).hexdigest() == ready.digest
+    assert not verify_signature(public_key, ready.body.replace(b"TIER_3", b"TIER_1"), ready.signature)
+    audit_entries = count(components, schema.audit_log)
+
+    run_events(components, events)  # redelivery: same event ids
+    run_events(
+        components, [(f"{eid}-again", p) for eid, p in events if "/end" in eid]
+    )  # extra terminal events
+
+    assert count(components, schema.reports) == 1
+    assert len(outbox(components)) == 1
+    assert count(components, schema.audit_log) == audit_entries + 4  # the four ignored extra terminal events
+
+
+def test_a_result_before_its_request_is_kept_and_counts_once_the_request_arrives(
+    components: Components,
+) -> None:
+    events = review_events("sub-2")
+    ends = [e for e in events if "/end" in e[0]]
+    requests = [e for e in events if "/req" in e[0]]
+    run_events(components, ends)
+    assert count(components, schema.reports) == 0  # nothing planned yet: no report
+    run_events(components, requests)
+    view = components.reviews.get_report(REVIEWER, "", "sub-2", 0)
+    assert len(protos.report_to_proto(view).scores) == 4
+    # each request completed the known plan again, so each issued a new version
+    assert view.record.version == 4
+
+
+def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version(
+    components: Components, clock: ManualClock
+) -> None:
+    sub = "sub-3"
+    (s1, c1, m1), (s2, c2, _m2) = SUITES[0], SUITES[1]
+    run_events(
+        components,
+        [
+            ("r1", job_requested(sub, s1, c1)),
+            ("r2", job_requested(sub, s2, c2)),
+            ("e1", completed(sub, s1, c1, m1, 0.9)),
+            ("e2", failed(sub, s2, c2)),
+        ],
+    )
+    first = components.reviews.get_report(REVIEWER, "", sub, 0)
+    content = protos.report_to_proto(first)
+    assert [f.reason for f in content.failed_suites] == ["FAILURE_REASON_TIMEOUT"]
+    assert content.tier == "TIER_4"
+    clock.advance(timedelta(hours=1))
+    s3, c3, m3 = SUITES[2]
+    run_events(components, [("r3", job_requested(sub, s3, c3))])
+    assert count(components, schema.reports) == 1
+    run_events(components, [("e3", completed(sub, s3, c3, m3, 0.5))])
+    latest = components.reviews.get_report(REVIEWER, "", sub, 0)
+    assert latest.record.version == 2 and not latest.record.superseded
+    again = components.reviews.get_report(REVIEWER, first.record.report_id, "", 0)
+    assert again.record.body == first.record.body and again.record.superseded
+
+
+def test_labs_read_only_their_own_reports_and_reviewers_annotate_them(components: Components) -> None:
+    run_events(components, review_events("sub-4", organisation="lab-xq7"))
+    report_id = components.reviews.get_report(REVIEWER, "", "sub-4", 0).record.report_id
+    assert components.reviews.get_report(LAB_X, report_id, "", 0).record.report_id == report_id
+    for outsider in (LAB_Y, OP_A):
+        with pytest.raises(NotFound):
+            components.reviews.get_report(outsider, report_id, "", 0)
+    with pytest.raises(PermissionDenied):
+        components.reviews.add_note(LAB_X, report_id, "looks fine")
+    components.reviews.add_note(REVIEWER, report_id, "exploit suite under-elicited")
+    components.reviews.sign_off(REVIEWER, report_id, "ok")
+    with pytest.raises(PreconditionFailed):
+        components.reviews.sign_off(REVIEWER, report_id, "again")
+    assert components.reviews.get_report(LAB_X, report_id, "", 0).notes == ()
+    reviewed = components.reviews.get_report(REVIEWER, report_id, "", 0)
+    assert [n.text for n in reviewed.notes] == ["exploit suite under-elicited"]
+    assert [s.reviewer_id for s in reviewed.sign_offs] == ["rev-1"]
+    assert [v.record.report_id for v in components.reviews.list_reports(LAB_X, 0, "", False)[0]] == [
+        report_id
+    ]
+    assert components.reviews.list_reports(LAB_Y, 0, "", False)[0] == []
+    with pytest.raises(PreconditionFailed):
+        components.reviews.reissue(REVIEWER, "no-such-submission", "policy update")
+    reissued = components.reviews.reissue(REVIEWER, "sub-4", "policy update")
+    assert reissued.record.version == 2
+    assert components.registry.verify_audit_log(ADMIN).ok
+
+
+def test_candidate_findings_are_confidential_to_reviewers_and_their_lab(components: Components) -> None:
+    s1, c1, m1 = SUITES[3]
+    run_events(
+        components,
+        [
+            ("x-received", submission_received("sub-x", "lab-xq7", consent=False)),
+            ("x-req", job_requested("sub-x", s1, c1)),
+            (
+                "x-end",
+                completed(
+                    "sub-x", s1, c1, m1, 0.4, candidates=(candidate(), candidate(cwe_ids=["CWE-nope"]))
+                ),
+            ),
+            ("y-end", completed("sub-y", s1, c1, m1, 0.4, candidates=(candidate(),))),
+        ],
+    )
+    everything, _ = components.registry.list_visible(REVIEWER, FindingQuery(), 0, "")
+    assert len(everything) == 3
+    first, malformed, from_y = everything
+    assert (
+        first.link is None and from_y.link is not None and from_y.link.target_finding_id == first.finding_id
+    )
+    assert malformed.cwe_ids == () and malformed.tlp is Tlp.RED
+    assert {f.finding_id for f in components.registry.list_visible(LAB_X, FindingQuery(), 0, "")[0]} == {
+        first.finding_id,
+        malformed.finding_id,
+    }
+    # sub-y's lab is not known yet: nobody but reviewers sees its finding
+    assert components.registry.list_visible(LAB_Y, FindingQuery(), 0, "")[0] == []
+    for viewer in (OP_A, OP_B, OP_C):
+        assert components.registry.list_visible(viewer, FindingQuery(), 0, "")[0] == []
+    run_events(components, [("y-received", submission_received("sub-y", "lab-yz3"))])
+    assert [f.finding_id for f in components.registry.list_visible(LAB_Y, FindingQuery(), 0, "")[0]] == [
+        from_y.finding_id
+    ]
+
+
+def test_duplicates_are_linked_only_within_the_same_tlp_and_audience(components: Components) -> None:
+    original, dup = components.registry.report(OP_A, report_input())
+    assert not dup
+    _, dup = components.registry.report(OP_B, report_input(title="same bug, seen again"))
+    assert dup
+    _, dup = components.registry.report(OP_B, report_input(tlp=Tlp.RED))
+    assert not dup
+    _, dup = components.registry.report(OP_B, report_input(audience_organisations=["op-b"]))
+    assert not dup
+    duplicates = [
+        f for f in components.registry.list_visible(REVIEWER, FindingQuery(), 0, "")[0] if f.link is not None
+    ]
+    assert len(duplicates) == 1
+    components.registry.set_sharing(REVIEWER, original.finding_id, Tlp.RED, ["op-a"], [], "narrow", 0)
+    unlinked = components.registry.get(REVIEWER, duplicates[0].finding_id)
+    assert unlinked.link is None
+
+
+def test_a_retried_report_with_the_same_request_id_returns_the_first_finding(components: Components) -> None:
+    first, _ = components.registry.report(OP_A, report_input(request_id="req-1"))
+    again, _ = components.registry.report(OP_A, report_input(request_id="req-1", title="changed"))
+    assert again.finding_id == first.finding_id
+    assert len(components.registry.list_visible(REVIEWER, FindingQuery(), 0, "")[0]) == 1
+
+
+def publish(components: Components, finding_id: str) -> None:
+    components.registry.transition(REVIEWER, finding_id, FindingState.TRIAGED, None, "", 0)
+    components.registry.transition(REVIEWER, finding_id, FindingState.VALIDATED, None, "confirmed", 0)
+
+
+def test_validation_publishes_to_the_audience_and_later_changes_are_updates(components: Components) -> None:
+    finding, _ = components.registry.report(REVIEWER, report_input())
+    assert not components.registry.list_visible(OP_A, FindingQuery(), 0, "")[0]
+    assert outbox(components) == []
+    publish(components, finding.finding_id)
+    components.registry.update_assessment(
+        REVIEWER,
+        finding.finding_id,
+        cvss_v3_vector="",
+        cvss_v4_vector="",
+        cwe_ids=[],
+        remediation_due=components.registry._clock() + timedelta(days=14),  # type: ignore[attr-defined]
+        reason="set a date",
+        expected_revision=0,
+    )
+    [(topic, published), (_, updated)] = outbox(components)
+    assert topic == "preflight.findings.v1"
+    assert isinstance(published, ch_events.FindingPublished) and isinstance(updated, ch_events.FindingUpdated)
+    notice = published.finding
+    assert list(notice.audience.organisations) == ["op-a"] and list(notice.audience.sectors) == ["finance"]
+    assert notice.tlp == protos.tlp_to_proto(Tlp.AMBER)
+    assert not notice.HasField("source") and notice.severity == "CRITICAL"
+    assert updated.finding.HasField("remediation_due") and updated.finding.revision == 4
+    assert [f.finding_id for f in components.registry.list_visible(OP_B, FindingQuery(), 0, "")[0]] == [
+        finding.finding_id
+    ]
+    assert components.registry.list_visible(OP_C, FindingQuery(), 0, "")[0] == []
+
+
+def test_an_illegal_transition_is_rejected_and_leaves_no_trace(components: Components) -> None:
+    finding, _ = components.registry.report(REVIEWER, report_input())
+    audit_before, outbox_before = count(components, schema.audit_log), count(components, schema.outbox)
+    for target in (FindingState.VALIDATED, FindingState.DISCLOSED, FindingState.CLOSED, EmbargoState.EXITED):
+        with pytest.raises(PreconditionFailed):
+            components.registry.transition(REVIEWER, finding.finding_id, target, None, "", 0)
+    with pytest.raises(PermissionDenied):
+        components.registry.transition(OP_A, finding.finding_id, FindingState.TRIAGED, None, "", 0)
+    with pytest.raises(RevisionConflict):
+        components.registry.transition(REVIEWER, finding.finding_id, FindingState.TRIAGED, None, "", 7)
+    with pytest.raises(InvalidInput):
+        components.registry.transition(REVIEWER, finding.finding_id, EmbargoState.PROPOSED, None, "", 0)
+    assert (count(components, schema.audit_log), count(components, schema.outbox)) == (
+        audit_before,
+        outbox_before,
+    )
+    assert components.registry.get(REVIEWER, finding.finding_id).revision == 1
+
+
+def test_links_and_merges_follow_the_rules(components: Components) -> None:
+    a, _ = components.registry.report(REVIEWER, report_input())
+    b, _ = components.registry.report(REVIEWER, report_input(cwe_ids=["CWE-20"]))
+    c, _ = components.registry.report(REVIEWER, report_input(cwe_ids=["CWE-125"], tlp=Tlp.RED))
+    with pytest.raises(PreconditionFailed):
+        components.registry.link(REVIEWER, b.finding_id, LinkKind.MERGED_INTO, c.finding_id, "")
+    with pytest.raises(InvalidInput):
+        components.registry.link(REVIEWER, b.finding_id, LinkKind.MERGED_INTO, b.finding_id, "")
+    components.registry.link(REVIEWER, b.finding_id, LinkKind.MERGED_INTO, a.finding_id, "same root cause")
+    listed = {f.finding_id for f in components.registry.list_visible(REVIEWER, FindingQuery(), 0, "")[0]}
+    assert listed == {a.finding_id, c.finding_id}
+    with pytest.raises(PreconditionFailed):
+        components.registry.link(REVIEWER, a.finding_id, LinkKind.SUBSUMED_BY, b.finding_id, "")
+
+
+def test_operators_report_their_own_patch_status(components: Components) -> None:
+    finding, _ = components.registry.report(REVIEWER, report_input(audience_organisations=["op-a", "op-b"]))
+    with pytest.raises(NotFound):
+        components.registry.set_patch_status(OP_A, finding.finding_id, PatchState.PATCHED, "")
+    publish(components, finding.finding_id)
+    components.registry.set_patch_status(OP_A, finding.finding_id, PatchState.PATCHED, "rolled out")
+    seen = components.registry.set_patch_status(OP_B, finding.finding_id, PatchState.AFFECTED, "")
+    assert [(p.organisation, p.status) for p in seen.patch_statuses] == [("op-b", PatchState.AFFECTED)]
+    with pytest.raises(NotFound):
+        components.registry.set_patch_status(OP_C, finding.finding_id, PatchState.PATCHED, "")
+    assert len(components.registry.get(REVIEWER, finding.finding_id).patch_statuses) == 2
+
+
+def test_a_lapsed_embargo_ends_and_the_audience_is_told(components: Components, clock: ManualClock) -> None:
+    finding, _ = components.registry.report(REVIEWER, report_input(tlp=Tlp.CLEAR))
+    publish(components, finding.finding_id)
+    end = clock.now + timedelta(days=3)
+    components.registry.transition(REVIEWER, finding.finding_id, EmbargoState.PROPOSED, end, "", 0)
+    components.registry.transition(REVIEWER, finding.finding_id, EmbargoState.ACTIVE, None, "", 0)
+    assert components.registry.list_visible(OP_C, FindingQuery(), 0, "")[0] == []
+    assert components.registry.get(OP_A, finding.finding_id).tlp is Tlp.AMBER
+    assert components.registry.end_lapsed_embargoes() == 0
+    clock.advance(timedelta(days=4))
+    assert components.registry.end_lapsed_embargoes() == 1
+    assert components.registry.get(OP_C, finding.finding_id).tlp is Tlp.CLEAR
+    last_topic, last = outbox(components)[-1]
+    assert isinstance(last, ch_events.FindingUpdated) and last.finding.tlp == protos.tlp_to_proto(Tlp.CLEAR)
+
+
+def test_pages_cover_every_visible_finding_once(components: Components) -> None:
+    ids = set()
+    for i in range(7):
+        finding, _ = components.registry.report(
+            REVIEWER,
+            report_input(
+                cwe_ids=["CWE-787"],
+                title=f"bug {i}",
+                location=replace(report_input().location, function=f"f{i}"),
+            ),
+        )
+        ids.add(finding.finding_id)
+    seen, token = [], ""
+    while True:
+        page, token = components.registry.list_visible(REVIEWER, FindingQuery(), 3, token)
+        seen += [f.finding_id for f in page]
+        if not token:
+            break
+    assert sorted(seen) == sorted(ids) and len(seen) == 7
+    with pytest.raises(InvalidInput, match="page_token"):
+        components.registry.list_visible(REVIEWER, FindingQuery(), 3, "garbage!")
+    with pytest.raises(InvalidInput, match="page_size"):
+        components.registry.list_visible(REVIEWER, FindingQuery(), 501, "")
+
+
+def test_altering_or_deleting_one_audit_row_is_detected(components: Components) -> None:
+    for i in range(3):
+        components.registry.report(REVIEWER, report_input(title=f"t{i}"))
+    assert components.registry.verify_audit_log(REVIEWER).ok
+    log = schema.audit_log
+    with components.engine.begin() as conn:
+        conn.execute(update(log).where(log.c.seq == 2).values(actor="someone-else"))
+    verdict = components.registry.verify_audit_log(REVIEWER)
+    assert (verdict.ok, verdict.first_bad_seq) == (False, 2)
+    with components.engine.begin() as conn:
+        conn.execute(update(log).where(log.c.seq == 2).values(actor=REVIEWER.principal_id))
+    assert components.registry.verify_audit_log(REVIEWER).ok
+    with components.engine.begin() as conn:
+        conn.execute(delete(log).where(log.c.seq == 3))
+    assert not components.registry.verify_audit_log(REVIEWER).ok
+    with pytest.raises(PermissionDenied):
+        components.registry.verify_audit_log(OP_A)
+
+
+def test_the_submission_events_record_consent(components: Components) -> None:
+    info = SubmissionInfo("sub-z", "lab-xq7", "frontier", "1.0", True, components.registry._clock())  # type: ignore[attr-defined]
+    assert components.reviews.submission_received("evt-1", info)
+    assert not components.reviews.submission_received("evt-1", info)
+    with components.engine.connect() as conn:
+        assert conn.execute(text("select share_identity from submissions")).scalar_one()

@@ -109,3 +109,114 @@ def _dlq_seen(service: BenchmarkProcess) -> bool:
         return any(True for _ in consumer)
     finally:
         consumer.close()
+
+
+def _job(service: BenchmarkProcess, job_id: str):  # type: ignore[no-untyped-def]
+    return service.components.store.get(job_id)
+
+
+def test_withdrawal_mid_run_cancels_pending_and_running_jobs(
+    service: BenchmarkProcess, intake: IntakeStandIn, slow_reference_model: ReferenceModelServer, model_key: str
+) -> None:
+    received = submission(
+        base_url=slow_reference_model.base_url,
+        model_name="frontier-slow",
+        credential_ref=intake.add_credential(model_key),
+    )
+    service.publish(received)
+    requested = wait_until(
+        lambda: len(service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
+        and service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id),
+        30,
+        "four jobs requested",
+    )
+    before = slow_reference_model.requests
+    wait_until(lambda: slow_reference_model.requests > before, 60, "a worker to reach the model")
+    statuses = {j.job_id: _job(service, j.job_id).status.value for j in requested}
+    assert sorted(statuses.values()) == ["pending", "pending", "running", "running"]
+    service.publish(intake_events.SubmissionWithdrawn(submission_id=received.submission_id, reason="release cancelled"))
+    ended = wait_until(
+        lambda: len(service.tap.terminal(received.submission_id)) == 4 and service.tap.terminal(received.submission_id),
+        30,
+        "four terminal events",
+    )
+    assert all(isinstance(e, events_pb2.BenchmarkFailed) for e in ended)
+    assert {e.reason for e in ended} == {FAILED.FAILURE_REASON_WITHDRAWN}
+    assert {e.job_id for e in ended} == {r.job_id for r in requested}
+    # The running workers are stopped, and nothing starts for the withdrawn submission.
+    wait_until(lambda: not service.components.dispatcher.running, 30, "the workers to stop")
+    assert all(_job(service, j.job_id).started_at is None for j in requested if statuses[j.job_id] == "pending")
+    assert len(service.tap.terminal(received.submission_id)) == 4
+
+
+def test_access_window_bounds_when_jobs_run(
+    service: BenchmarkProcess, intake: IntakeStandIn, slow_reference_model: ReferenceModelServer, model_key: str
+) -> None:
+    now = datetime.now(UTC)
+    start, end = now + timedelta(seconds=2), now + timedelta(seconds=9)
+    received = submission(
+        base_url=slow_reference_model.base_url,
+        model_name="frontier-slow",
+        credential_ref=intake.add_credential(model_key),
+        start=start,
+        end=end,
+    )
+    service.publish(received)
+    ended = wait_until(
+        lambda: len(service.tap.terminal(received.submission_id)) == 4 and service.tap.terminal(received.submission_id),
+        60,
+        "four terminal events",
+    )
+    started = [_job(service, e.job_id).started_at for e in ended]
+    assert all(s is None or s >= start for s in started), "a job started before the window opened"
+    assert any(s is not None for s in started)
+    closed = [e for e in ended if isinstance(e, events_pb2.BenchmarkFailed)]
+    assert closed and {e.reason for e in closed} == {FAILED.FAILURE_REASON_WINDOW_CLOSED}
+    assert all(e.failed_at.ToDatetime(tzinfo=UTC) >= end for e in closed)
+
+
+def test_killed_worker_is_retried_and_the_job_ends_once(
+    service: BenchmarkProcess, intake: IntakeStandIn, slow_reference_model: ReferenceModelServer, model_key: str
+) -> None:
+    received = submission(
+        base_url=slow_reference_model.base_url,
+        model_name="frontier-slow",
+        credential_ref=intake.add_credential(model_key),
+    )
+    before = slow_reference_model.requests
+    service.publish(received)
+    wait_until(lambda: slow_reference_model.requests > before, 60, "a worker to reach the model")
+    executor = service.components.executor
+    (job_id, attempt), pid = next(iter(executor.pids().items()))  # type: ignore[attr-defined]
+    os.kill(pid, signal.SIGKILL)
+    ended = wait_until(
+        lambda: len(service.tap.terminal(received.submission_id)) == 4 and service.tap.terminal(received.submission_id),
+        180,
+        "four terminal events",
+    )
+    killed = [e for e in ended if e.job_id == job_id]
+    assert len(killed) == 1
+    assert isinstance(killed[0], events_pb2.BenchmarkCompleted)
+    assert killed[0].attempt == attempt + 1
+    assert all(isinstance(e, events_pb2.BenchmarkCompleted) for e in ended)
+    assert len(service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
+
+
+def test_weights_access_without_a_gpu_fails_with_a_configuration_error(
+    service: BenchmarkProcess, intake: IntakeStandIn, reference_model: ReferenceModelServer
+) -> None:
+    received = submission(base_url=reference_model.base_url, model_name="x", credential_ref="unused")
+    received.access.CopyFrom(
+        submission_pb2.ModelAccess(
+            weights=submission_pb2.WeightsAccess(artifact_uri="file:///models/w.safetensors", sha256="0" * 64)
+        )
+    )
+    service.publish(received)
+    ended = wait_until(
+        lambda: len(service.tap.terminal(received.submission_id)) == 4 and service.tap.terminal(received.submission_id),
+        120,
+        "four terminal events",
+    )
+    assert {type(e) for e in ended} == {events_pb2.BenchmarkFailed}
+    assert {e.reason for e in ended} == {FAILED.FAILURE_REASON_CONFIG_ERROR}
+    assert all("GPU" in e.message and not e.retryable and e.attempt == 1 for e in ended)

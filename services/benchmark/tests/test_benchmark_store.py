@@ -1,0 +1,129 @@
+"""The job store on SQLite and PostgreSQL: state changes and their outbox events are one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from preflight.benchmark.v1 import events_pb2
+from preflight_benchmark.adapters import events
+from preflight_benchmark.adapters.store import JobStore, NewJob, outbox
+from preflight_benchmark.bootstrap import migrate
+from preflight_benchmark.domain.jobs import FailureReason, JobStatus, job_id
+from preflight_common.db import make_engine
+
+NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[JobStore]:
+    migrate(db_url)
+    migrate(db_url)  # idempotent
+    engine = make_engine(db_url)
+    yield JobStore(engine, jobs_topic="jobs", results_topic="results")
+    engine.dispose()
+
+
+def new_jobs(submission_id: str, suites: list[str]) -> list[NewJob]:
+    jobs = []
+    for suite in suites:
+        message = events_pb2.BenchmarkJobRequested(
+            job_id=job_id(submission_id, suite, "1"), submission_id=submission_id, suite_id=suite
+        )
+        jobs.append(
+            NewJob(
+                job_id=message.job_id,
+                suite_id=suite,
+                suite_version="1",
+                capability="c",
+                max_attempts=2,
+                not_before=NOW - timedelta(hours=1),
+                not_after=NOW + timedelta(hours=1),
+                request=message.SerializeToString(),
+                record=events.requested_record(message),
+            )
+        )
+    return jobs
+
+
+def outbox_rows(store: JobStore, topic: str) -> list[str]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(outbox.c.event_id).where(outbox.c.topic == topic).order_by(outbox.c.id)).scalars())
+
+
+def test_planning_is_applied_once_per_event_and_per_submission(store: JobStore) -> None:
+    jobs = new_jobs("sub-1", ["a", "b"])
+    assert store.plan("evt-1", "sub-1", "lab-a", "local", jobs, NOW)
+    assert not store.plan("evt-1", "sub-1", "lab-a", "local", jobs, NOW)
+    assert not store.plan("evt-2", "sub-1", "lab-a", "local", jobs, NOW)
+    assert outbox_rows(store, "jobs") == [f"{j.job_id}/requested" for j in jobs]
+    assert [j.status for j in store.due(NOW, 10)] == [JobStatus.PENDING, JobStatus.PENDING]
+
+
+def test_an_attempt_starts_once_and_ends_with_exactly_one_event(store: JobStore) -> None:
+    (job,) = new_jobs("sub-2", ["a"])
+    store.plan("evt-3", "sub-2", "lab-a", "local", [job], NOW)
+    (pending,) = store.due(NOW, 10)
+    started = store.start_attempt(pending, NOW)
+    assert started is not None and (started.status, started.attempt) == (JobStatus.RUNNING, 1)
+    assert store.start_attempt(pending, NOW) is None, "a second start of the same attempt must lose"
+    assert store.due(NOW, 10) == []
+    ending = events.failed(FailureReason.TIMEOUT, "too slow", retryable=False, now=NOW)
+    assert store.end(job.job_id, ending, NOW, attempt=2) is None, "another attempt cannot end it"
+    ended = store.end(job.job_id, ending, NOW, attempt=1)
+    assert ended is not None and (ended.status, ended.failure_reason) == (JobStatus.FAILED, FailureReason.TIMEOUT)
+    assert store.end(job.job_id, ending, NOW) is None
+    assert outbox_rows(store, "results") == [f"{job.job_id}/ended"]
+    failed = events_pb2.BenchmarkFailed.FromString(ended.result or b"")
+    assert (failed.job_id, failed.attempt, failed.reason) == (job.job_id, 1, events_pb2.FAILURE_REASON_TIMEOUT)
+
+
+def test_requeue_makes_the_job_due_again_for_the_next_attempt(store: JobStore) -> None:
+    (job,) = new_jobs("sub-3", ["a"])
+    store.plan("evt-4", "sub-3", "lab-a", "local", [job], NOW)
+    started = store.start_attempt(store.due(NOW, 1)[0], NOW)
+    assert started is not None
+    assert store.requeue(job.job_id, 1, "crashed", NOW)
+    assert not store.requeue(job.job_id, 1, "crashed", NOW)
+    again = store.start_attempt(store.due(NOW, 1)[0], NOW)
+    assert again is not None and again.attempt == 2
+
+
+def test_withdrawal_ends_only_active_jobs_and_only_once(store: JobStore) -> None:
+    jobs = new_jobs("sub-4", ["a", "b", "c"])
+    store.plan("evt-5", "sub-4", "lab-a", "local", jobs, NOW)
+    first = store.start_attempt(store.due(NOW, 1)[0], NOW)
+    assert first is not None
+    store.end(first.job_id, events.failed(FailureReason.EVAL_ERROR, "x", retryable=False, now=NOW), NOW)
+    ending = events.failed(FailureReason.WITHDRAWN, "withdrawn", retryable=False, now=NOW)
+    ended = store.withdraw("evt-6", "sub-4", NOW, ending)
+    assert len(ended) == 2 and {j.failure_reason for j in ended} == {FailureReason.WITHDRAWN}
+    assert store.withdraw("evt-6", "sub-4", NOW, ending) == []
+    assert store.is_withdrawn("sub-4")
+    assert len(outbox_rows(store, "results")) == 3
+
+
+def test_expired_lists_active_jobs_whose_window_closed(store: JobStore) -> None:
+    store.plan("evt-7", "sub-5", "lab-a", "local", new_jobs("sub-5", ["a"]), NOW)
+    assert store.expired(NOW) == []
+    assert [j.submission_id for j in store.expired(NOW + timedelta(hours=1))] == ["sub-5"]
+    assert store.due(NOW + timedelta(hours=1), 10) == []
+
+
+def test_listing_pages_oldest_first_and_filters_by_organisation(store: JobStore) -> None:
+    store.plan("e-a", "sub-a", "lab-a", "local", new_jobs("sub-a", ["a", "b", "c"]), NOW)
+    store.plan("e-b", "sub-b", "lab-b", "local", new_jobs("sub-b", ["a"]), NOW + timedelta(seconds=1))
+    page = store.list(organisation=None, submission_id=None, statuses=[], after=None, limit=2)
+    rest = store.list(
+        organisation=None, submission_id=None, statuses=[], after=(page[-1].created_at, page[-1].job_id), limit=10
+    )
+    assert len(page) == 2 and len(rest) == 2
+    assert {j.job_id for j in page}.isdisjoint(j.job_id for j in rest)
+    assert rest[-1].submission_id == "sub-b"
+    only_b = store.list(organisation="lab-b", submission_id=None, statuses=[], after=None, limit=10)
+    assert [j.submission_id for j in only_b] == ["sub-b"]
+    with store.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 4

@@ -74,7 +74,7 @@ class KafkaSettings:
     ssl_cafile: str = ""
 
     def __post_init__(self) -> None:
-        if not self.bootstrap_servers.strip():
+        if not self.servers():
             raise ConfigError("PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS must not be empty")
         if self.security_protocol not in _SECURITY_PROTOCOLS:
             raise ConfigError(
@@ -83,6 +83,11 @@ class KafkaSettings:
         if self.sasl_mechanism not in _SASL_MECHANISMS:
             raise ConfigError(
                 f"PREFLIGHT_KAFKA_SASL_MECHANISM must be one of {', '.join(_SASL_MECHANISMS[1:])}"
+            )
+        if bool(self.sasl_mechanism) != self.security_protocol.startswith("SASL_"):
+            raise ConfigError(
+                "PREFLIGHT_KAFKA_SASL_MECHANISM must be set exactly when PREFLIGHT_KAFKA_SECURITY_PROTOCOL "
+                "is SASL_PLAINTEXT or SASL_SSL"
             )
 
     @classmethod
@@ -99,7 +104,7 @@ class KafkaSettings:
     def kafka_python_options(self) -> dict[str, Any]:
         """Keyword options for kafka-python clients (producer, consumer, admin)."""
         options: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
+            "bootstrap_servers": self.servers(),
             "security_protocol": self.security_protocol,
         }
         if self.sasl_mechanism:
@@ -110,9 +115,13 @@ class KafkaSettings:
             options["ssl_cafile"] = self.ssl_cafile
         return options
 
+    def servers(self) -> list[str]:
+        """The bootstrap `host:port` entries (blanks around commas ignored)."""
+        return [server.strip() for server in self.bootstrap_servers.split(",") if server.strip()]
+
     def faust_broker(self) -> str:
         """The broker URL list in faust's `kafka://host:port;host:port` form."""
-        return ";".join(f"kafka://{server.strip()}" for server in self.bootstrap_servers.split(","))
+        return ";".join(f"kafka://{server}" for server in self.servers())
 
 
 @dataclass(frozen=True)

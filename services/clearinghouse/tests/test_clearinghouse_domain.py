@@ -1,4 +1,4 @@
-"""The domain alone: sharing policy, projections, checks, fingerprint, state machines, reports, audit chain."""
+"""The domain alone: sharing policy, projections, checks, fingerprint, state machines, reports, audit."""
 
 from __future__ import annotations
 

@@ -112,7 +112,7 @@ def test_four_completed_benchmarks_issue_one_signed_report_and_a_replay_changes_
     [(topic, ready)] = outbox(components)
     assert topic == "preflight.reviews.v1"
     assert isinstance(ready, ch_events.ReviewReportReady)
-    # vuln-detect 0.70 → TIER_3 (≥0.60); exploit 0.30 → TIER_2; knowledge 0.95 → TIER_3; discovery 0.50 → TIER_2
+    # vuln-detect 0.70 → TIER_3 (≥ 0.60); exploit 0.30 → TIER_2; knowledge 0.95 → TIER_3; discovery 0.50 → 2
     assert ready.tier == "TIER_3"
     assert (ready.policy_id, ready.policy_version, ready.version) == ("preflight-cyber-risk", "2026.11.1", 1)
     assert {s.capability: s.score for s in ready.scores} == {
@@ -121,7 +121,7 @@ def test_four_completed_benchmarks_issue_one_signed_report_and_a_replay_changes_
         "security_knowledge": 0.95,
         "vulnerability_discovery": 0.5,
     }
-    key_id, public_key = components.reviews.signing_key(ready.signing_key_id)
+    _key_id, public_key = components.reviews.signing_key(ready.signing_key_id)
     assert verify_signature(public_key, ready.body, ready.signature)
     assert hashlib.sha256(ready.body).hexdigest() == ready.digest
     assert not verify_signature(public_key, ready.body.replace(b"TIER_3", b"TIER_1"), ready.signature)
@@ -364,7 +364,7 @@ def test_a_lapsed_embargo_ends_and_the_audience_is_told(components: Components, 
     clock.advance(timedelta(days=4))
     assert components.registry.end_lapsed_embargoes() == 1
     assert components.registry.get(OP_C, finding.finding_id).tlp is Tlp.CLEAR
-    last_topic, last = outbox(components)[-1]
+    _last_topic, last = outbox(components)[-1]
     assert isinstance(last, ch_events.FindingUpdated) and last.finding.tlp == protos.tlp_to_proto(Tlp.CLEAR)
 
 

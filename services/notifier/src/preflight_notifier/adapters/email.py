@@ -9,6 +9,7 @@ or a file when sending and never appears in logs or in the delivery log.
 from __future__ import annotations
 
 import asyncio
+import email.policy
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from preflight_notifier.domain.delivery import Outcome, Result, classify_smtp
 from preflight_notifier.domain.routing import Receiver
 
 SECURITY_MODES = ("starttls", "tls", "none")
+# Long subjects stay on one line (RFC 5322 allows 998 characters); the default 78 folds them oddly.
+_POLICY = email.policy.default.clone(max_line_length=200)
 
 
 @dataclass(frozen=True)
@@ -52,7 +55,7 @@ class EmailSender:
         return await asyncio.to_thread(self._send, delivery)
 
     def _message(self, delivery: store.ClaimedDelivery) -> EmailMessage:
-        message = EmailMessage()
+        message = EmailMessage(policy=_POLICY)
         message["From"] = self._settings.sender
         message["To"] = delivery.recipient
         message["Subject"] = delivery.subject

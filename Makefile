@@ -61,6 +61,12 @@ lint-protos: $(BUF)
 test:
 	$(PY) -m pytest -q
 
+up:
+	$(PY) deploy/local/stack.py up
+
+down:
+	$(PY) deploy/local/stack.py down
+
 kafka-up:
 	$(PY) -m preflight_common.localkafka up --run-dir run/kafka
 

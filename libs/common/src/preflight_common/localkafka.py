@@ -268,7 +268,7 @@ def _wait_pid_gone(pid: int, timeout: float) -> bool:
     return not _pid_alive(pid)
 
 
-def _parent_death_hook() -> Callable[[], None] | None:
+def parent_death_hook() -> Callable[[], None] | None:
     """Return a pre-exec hook making the child get SIGKILL when its parent exits, if supported.
 
     libc is loaded here, in the parent, so the hook does nothing but one system call.
@@ -609,7 +609,7 @@ class LocalKafka:
                 stderr=subprocess.STDOUT,
                 cwd=self.run_dir,
                 start_new_session=True,
-                preexec_fn=_parent_death_hook() if self.die_with_parent else None,
+                preexec_fn=parent_death_hook() if self.die_with_parent else None,
             )
         try:
             self.wait_ready(self.startup_timeout)

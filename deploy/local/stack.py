@@ -1,0 +1,573 @@
+"""The embedded Preflight stack on one machine: one supervisor, every process, a run folder.
+
+    python deploy/local/stack.py up [--run-dir run/stack]     start (or reuse) the stack; print ports
+    python deploy/local/stack.py down [--run-dir run/stack]   stop exactly what `up` started
+    python deploy/local/stack.py status [--run-dir run/stack] exit 0 when running
+
+`up` starts a detached supervisor that runs the local Apache Kafka broker, creates the topics,
+migrates each service's SQLite store, issues the stack's tokens (once), then runs the four
+services, the reference model server (standing in for a lab's endpoint), a webhook sink and an
+SMTP sink (standing in for stakeholders' receivers) as child processes. A child that dies is
+restarted. Everything lives in the run folder: `logs/<name>.log`, `data/`, `evals/`,
+`tokens.json` and `secrets.env` (mode 0600), `stack.json` (pids, ports), `traces.jsonl`
+(OpenTelemetry spans of every process). `down` stops the supervisor, which stops its children.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from preflight_common.localkafka import LocalKafka, parent_death_hook
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+DEFAULT_PORTS = {
+    "kafka": 19092,
+    "intake": 50051,
+    "benchmark": 50052,
+    "clearinghouse": 50053,
+    "notifier": 50054,
+    "reference-model": 8800,
+    "webhook-sink": 18090,
+    "smtp-sink": 18025,
+}
+SERVICES = ("intake", "benchmark", "clearinghouse", "notifier")
+# (role, organisation, sectors) of the tokens the stack issues for its users and processes.
+PRINCIPALS: dict[str, tuple[str, str, list[str]]] = {
+    "admin": ("admin", "preflight", []),
+    "service": ("service", "preflight", []),
+    "lab": ("lab", "example-lab", []),
+    "reviewer": ("reviewer", "caisi", []),
+    "operator_hospital": ("operator", "st-mary-hospital", ["healthcare"]),
+    "operator_utility": ("operator", "valley-water", ["water"]),
+}
+
+
+def log(message: str) -> None:
+    print(f"[stack] {message}", flush=True)
+
+
+@dataclass
+class Child:
+    """A supervised process."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    health_port: int | None = None
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Stack:
+    """Paths and settings of one run folder."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir.resolve()
+        self.logs = self.run_dir / "logs"
+        self.data = self.run_dir / "data"
+        self.state_file = self.run_dir / "stack.json"
+        self.tokens_file = self.run_dir / "tokens.json"
+        self.secrets_file = self.run_dir / "secrets.env"
+        self.supervisor_pid = self.run_dir / "supervisor.pid"
+        self.ports = {
+            name: int(os.environ.get(f"PREFLIGHT_STACK_PORT_{name.upper().replace('-', '_')}", p))
+            for name, p in DEFAULT_PORTS.items()
+        }
+
+    # -- state -------------------------------------------------------------------------
+
+    def read_state(self) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.state_file.read_text()))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=2))
+        tmp.replace(self.state_file)
+
+    def supervisor_alive(self) -> int | None:
+        try:
+            pid = int(self.supervisor_pid.read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        return pid
+
+    # -- secrets and tokens ------------------------------------------------------------
+
+    def secrets(self) -> dict[str, str]:
+        """Keys generated once per run folder (never committed, never logged)."""
+        if not self.secrets_file.exists():
+            from cryptography.hazmat.primitives import serialization
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+            signing = Ed25519PrivateKey.generate().private_bytes(
+                serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+            )
+            values = {
+                "PREFLIGHT_INTAKE_ENCRYPTION_KEYS": "local1:"
+                + base64.b64encode(secrets.token_bytes(32)).decode(),
+                "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY": base64.b64encode(signing).decode(),
+                "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID": "local-ed25519-1",
+                "PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK": secrets.token_urlsafe(32),
+                "PREFLIGHT_REFERENCE_MODEL_API_KEY": "sk-ref-" + secrets.token_urlsafe(24),
+            }
+            _write_private(self.secrets_file, "".join(f"{k}={v}\n" for k, v in values.items()))
+        pairs = (line.split("=", 1) for line in self.secrets_file.read_text().splitlines() if "=" in line)
+        return {k: v for k, v in pairs}
+
+    def tokens(self) -> dict[str, str]:
+        return dict(json.loads(self.tokens_file.read_text()))
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def _db_url(stack: Stack, service: str) -> str:
+    return f"sqlite:///{stack.data / service}.db"
+
+
+def _base_env(stack: Stack) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_")}
+    env.update(
+        PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{stack.ports['kafka']}",
+        PREFLIGHT_KAFKA_SESSION_TIMEOUT="6",
+        PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL="1",
+        PREFLIGHT_KAFKA_COMMIT_INTERVAL="0.5",
+        PREFLIGHT_IDENTITY_TARGET=f"127.0.0.1:{stack.ports['intake']}",
+        PREFLIGHT_INTAKE_TARGET=f"127.0.0.1:{stack.ports['intake']}",
+        PREFLIGHT_OTEL_FILE=str(stack.run_dir / "traces.jsonl"),
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def _service_env(stack: Stack, service: str, keys: dict[str, str], tokens: dict[str, str]) -> dict[str, str]:
+    env = _base_env(stack)
+    env.update(
+        PREFLIGHT_DATABASE_URL=_db_url(stack, service),
+        PREFLIGHT_GRPC_LISTEN=f"127.0.0.1:{stack.ports[service]}",
+        OTEL_SERVICE_NAME=f"preflight-{service}",
+    )
+    if tokens:
+        env["PREFLIGHT_SERVICE_TOKEN"] = tokens["service"]
+    if service == "intake":
+        env["PREFLIGHT_INTAKE_ENCRYPTION_KEYS"] = keys["PREFLIGHT_INTAKE_ENCRYPTION_KEYS"]
+        env["PREFLIGHT_INTAKE_STATE_DIR"] = str(stack.data / "intake")
+    elif service == "benchmark":
+        env.update(
+            PREFLIGHT_BENCHMARK_EXECUTOR="local",
+            PREFLIGHT_BENCHMARK_LOG_ROOT=str(stack.run_dir / "evals"),
+            PREFLIGHT_BENCHMARK_WORK_DIR=str(stack.data / "benchmark-work"),
+            PREFLIGHT_BENCHMARK_MAX_CONCURRENCY="2",
+        )
+    elif service == "clearinghouse":
+        env["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY"] = keys["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY"]
+        env["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID"] = keys["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID"]
+        env["PREFLIGHT_CLEARINGHOUSE_STATE_DIR"] = str(stack.data / "clearinghouse")
+    elif service == "notifier":
+        env.update(
+            PREFLIGHT_NOTIFIER_ROUTING_FILE=str(stack.run_dir / "routing.yaml"),
+            PREFLIGHT_NOTIFIER_SMTP_HOST="127.0.0.1",
+            PREFLIGHT_NOTIFIER_SMTP_PORT=str(stack.ports["smtp-sink"]),
+            PREFLIGHT_NOTIFIER_SMTP_SECURITY="none",
+            PREFLIGHT_NOTIFIER_SMTP_FROM="preflight@localhost",
+            PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK=keys["PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK"],
+        )
+    return env
+
+
+ROUTING = """\
+# The embedded stack's routing: every alert to the reviewers' inbox and the local webhook
+# sink (standing in for an operator's endpoint); review alerts to the lab's contacts.
+route:
+  receiver: reviewers
+  group_by: [kind, subject_id]
+  group_wait: 1s
+  group_interval: 5s
+  routes:
+    - matchers: ['kind=~"review_deadline|review_met"']
+      receiver: lab-contacts
+      continue: true
+    - matchers: ['kind=~"review_deadline|review_met"']
+      receiver: reviewer-webhook
+      continue: true
+    - receiver: reviewers
+
+receivers:
+  - name: reviewers
+    audience: {{role: reviewer}}
+    email:
+      to: [reviewers@caisi.localhost]
+  - name: reviewer-webhook
+    audience: {{role: reviewer}}
+    webhook:
+      url: http://127.0.0.1:{webhook}/alerts
+      secret_env: PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK
+      timeout: 5s
+    retry: {{initial: 1s, maximum: 10s, max_attempts: 5}}
+  - name: lab-contacts
+    audience: lab_contacts
+    email: {{}}
+"""
+
+
+def _run(argv: list[str], env: dict[str, str], log_path: Path) -> str:
+    with open(log_path, "ab") as out:
+        result = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=out, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])} failed (exit {result.returncode}); see {log_path}")
+    return result.stdout.decode()
+
+
+def _issue_tokens(stack: Stack, keys: dict[str, str]) -> dict[str, str]:
+    if stack.tokens_file.exists():
+        return stack.tokens()
+    env = _service_env(stack, "intake", keys, {})
+    tokens: dict[str, str] = {}
+    for name, (role, organisation, sectors) in PRINCIPALS.items():
+        argv = [
+            str(BIN / "preflight-intake"),
+            "token",
+            "create",
+            "--role",
+            role,
+            "--organisation",
+            organisation,
+            "--principal-id",
+            f"{name}@{organisation}",
+            "--expires-in-days",
+            "30",
+        ]
+        for sector in sectors:
+            argv += ["--sector", sector]
+        out = _run(argv, env, stack.logs / "setup.log")
+        tokens[name] = out.strip().splitlines()[-1]
+    _write_private(stack.tokens_file, json.dumps(tokens, indent=2))
+    return tokens
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Supervisor:
+    """Runs the children, restarts the ones that die, stops them all on SIGTERM."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.stopping = False
+        self.children: list[Child] = []
+        self.kafka: LocalKafka | None = None
+
+    def prepare(self) -> None:
+        stack = self.stack
+        for folder in (stack.logs, stack.data, stack.run_dir / "evals", stack.run_dir / "sinks"):
+            folder.mkdir(parents=True, exist_ok=True)
+        self.write_state("starting")
+        self.kafka = LocalKafka(stack.run_dir / "kafka", port=stack.ports["kafka"], die_with_parent=True)
+        log(f"starting Apache Kafka on 127.0.0.1:{stack.ports['kafka']}")
+        self.kafka.start()
+        keys = stack.secrets()
+        base = _base_env(stack)
+        log("creating topics")
+        _run([str(BIN / "preflight-topics")], base, stack.logs / "setup.log")
+        for service in SERVICES:
+            log(f"migrating {service}")
+            _run(
+                [str(BIN / f"preflight-{service}"), "migrate"],
+                _service_env(stack, service, keys, {}),
+                stack.logs / "setup.log",
+            )
+        tokens = _issue_tokens(stack, keys)
+        (stack.run_dir / "routing.yaml").write_text(ROUTING.format(webhook=stack.ports["webhook-sink"]))
+        sinks = stack.run_dir / "sinks"
+        py = str(BIN / "python")
+        self.children = [
+            Child(
+                service,
+                [str(BIN / f"preflight-{service}"), "serve"],
+                _service_env(stack, service, keys, tokens),
+                health_port=stack.ports[service],
+            )
+            for service in SERVICES
+        ]
+        model_env = _base_env(stack)
+        model_env["PREFLIGHT_REFERENCE_MODEL_API_KEY"] = keys["PREFLIGHT_REFERENCE_MODEL_API_KEY"]
+        self.children += [
+            Child(
+                "reference-model",
+                [
+                    str(BIN / "preflight-reference-model"),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(stack.ports["reference-model"]),
+                ],
+                model_env,
+            ),
+            Child(
+                "webhook-sink",
+                [
+                    py,
+                    str(ROOT / "deploy/local/sinks.py"),
+                    "webhook",
+                    "--port",
+                    str(stack.ports["webhook-sink"]),
+                    "--out",
+                    str(sinks / "webhook.jsonl"),
+                ],
+                {**base, "PREFLIGHT_SINK_SECRET": keys["PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK"]},
+            ),
+            Child(
+                "smtp-sink",
+                [
+                    py,
+                    str(ROOT / "deploy/local/sinks.py"),
+                    "smtp",
+                    "--port",
+                    str(stack.ports["smtp-sink"]),
+                    "--out",
+                    str(sinks / "mail.jsonl"),
+                ],
+                base,
+            ),
+        ]
+
+    def start(self, child: Child) -> None:
+        out = open(self.stack.logs / f"{child.name}.log", "ab")  # noqa: SIM115 - owned by the child
+        child.process = subprocess.Popen(
+            child.argv,
+            env=child.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=self.stack.run_dir,
+            preexec_fn=parent_death_hook(),
+        )
+        out.close()
+
+    def write_state(self, status: str) -> None:
+        self.stack.write_state(
+            {
+                "status": status,
+                "supervisor_pid": os.getpid(),
+                "ports": self.stack.ports,
+                "pids": {
+                    c.name: c.process.pid for c in self.children if c.process and c.process.poll() is None
+                },
+                "restarts": {c.name: c.restarts for c in self.children},
+                "kafka_pid": self.kafka.pid if self.kafka else None,
+                "run_dir": str(self.stack.run_dir),
+            }
+        )
+
+    def ready(self) -> bool:
+        for child in self.children:
+            if child.process is None or child.process.poll() is not None:
+                return False
+            if child.health_port and not _healthy(child.health_port):
+                return False
+        other = [self.stack.ports[n] for n in ("reference-model", "webhook-sink", "smtp-sink")]
+        return all(_port_open(port) for port in other)
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            self.prepare()
+            for child in self.children:
+                log(f"starting {child.name}")
+                self.start(child)
+            announced = False
+            while not self.stopping:
+                for child in self.children:
+                    assert child.process is not None
+                    if child.process.poll() is None:
+                        continue
+                    now = time.monotonic()
+                    if child.next_start == 0.0:
+                        child.next_start = now + min(10.0, 0.5 * 2 ** min(child.restarts, 5))
+                        log(f"{child.name} exited with {child.process.returncode}; restarting")
+                    elif now >= child.next_start:
+                        child.restarts += 1
+                        child.next_start = 0.0
+                        self.start(child)
+                if not announced and self.ready():
+                    announced = True
+                    log("ready")
+                self.write_state("ready" if announced else "starting")
+                time.sleep(0.3)
+        except Exception as exc:  # report why the stack could not start, then clean up
+            log(f"failed: {exc}")
+            self.write_state(f"failed: {exc}")
+        finally:
+            self.shutdown()
+
+    def _on_signal(self, *_: object) -> None:
+        self.stopping = True
+
+    def shutdown(self) -> None:
+        for child in self.children:
+            if child.process and child.process.poll() is None:
+                child.process.terminate()
+        deadline = time.monotonic() + 15
+        for child in self.children:
+            if child.process is None:
+                continue
+            try:
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+                child.process.wait()
+        if self.kafka is not None:
+            self.kafka.stop()
+        status = (self.read_status() or "").startswith("failed")
+        self.write_state("failed" if status else "stopped")
+        self.stack.supervisor_pid.unlink(missing_ok=True)
+
+    def read_status(self) -> str | None:
+        state = self.stack.read_state()
+        return str(state["status"]) if state else None
+
+
+def up(stack: Stack, timeout: float) -> int:
+    if stack.supervisor_alive():
+        state = stack.read_state() or {}
+        if state.get("status") == "ready":
+            print_summary(stack)
+            return 0
+    else:
+        stack.run_dir.mkdir(parents=True, exist_ok=True)
+        stack.state_file.unlink(missing_ok=True)
+        stack.logs.mkdir(parents=True, exist_ok=True)
+        with open(stack.logs / "supervisor.log", "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, __file__, "supervise", "--run-dir", str(stack.run_dir)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                cwd=ROOT,
+            )
+        stack.supervisor_pid.write_text(str(process.pid))
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        lines = (stack.logs / "supervisor.log").read_text().splitlines()
+        for line in lines[seen:]:
+            print(line, flush=True)
+        seen = len(lines)
+        state = stack.read_state() or {}
+        if state.get("status") == "ready":
+            print_summary(stack)
+            return 0
+        if str(state.get("status", "")).startswith("failed") or not stack.supervisor_alive():
+            log(f"the stack did not start: {state.get('status')}; logs in {stack.logs}")
+            return 1
+        time.sleep(0.5)
+    log(f"the stack was not ready within {timeout:.0f}s; logs in {stack.logs}")
+    return 1
+
+
+def print_summary(stack: Stack) -> None:
+    ports = stack.ports
+    print(
+        f"""
+Preflight is up (run folder: {stack.run_dir})
+  Kafka            127.0.0.1:{ports["kafka"]}
+  intake           127.0.0.1:{ports["intake"]}   (gRPC; the CLI's default target)
+  benchmark        127.0.0.1:{ports["benchmark"]}
+  clearinghouse    127.0.0.1:{ports["clearinghouse"]}
+  notifier         127.0.0.1:{ports["notifier"]}
+  reference model  http://127.0.0.1:{ports["reference-model"]}/v1
+  webhook sink     http://127.0.0.1:{ports["webhook-sink"]}/alerts
+  SMTP sink        127.0.0.1:{ports["smtp-sink"]}
+  logs             {stack.logs}/<name>.log
+  tokens           {stack.tokens_file} (mode 0600)
+""",
+        flush=True,
+    )
+
+
+def down(stack: Stack, timeout: float = 60.0) -> int:
+    pid = stack.supervisor_alive()
+    if pid is None:
+        log("not running")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            log("stopped")
+            return 0
+        time.sleep(0.2)
+    log(f"supervisor {pid} did not stop within {timeout:.0f}s; killing its process group")
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("command", choices=["up", "down", "status", "supervise"])
+    parser.add_argument("--run-dir", type=Path, default=ROOT / "run" / "stack")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds `up` waits for readiness")
+    args = parser.parse_args(argv)
+    stack = Stack(args.run_dir)
+    if args.command == "up":
+        return up(stack, args.timeout)
+    if args.command == "down":
+        return down(stack)
+    if args.command == "status":
+        state = stack.read_state() or {}
+        print(json.dumps(state, indent=2))
+        return 0 if stack.supervisor_alive() and state.get("status") == "ready" else 3
+    Supervisor(stack).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

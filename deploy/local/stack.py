@@ -31,7 +31,6 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from preflight_common.localkafka import LocalKafka, parent_death_hook
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -62,8 +62,14 @@ class CsafExporter:
     def document(self, finding: Finding, now: datetime) -> dict[str, Any]:
         """The CSAF document as a JSON-ready dict."""
         status = "draft" if finding.state in DRAFT else "final" if finding.state in FINAL else "interim"
-        version = f"{0 if status == 'draft' else 1}.{finding.revision - 1}.0"
+        major = 0 if status == "draft" else 1
+        version = f"{major}.{finding.revision - 1}.0"
         released = finding.published_at or finding.created_at
+        current = max(finding.updated_at, released)
+        history = [{"date": rfc3339(released), "number": f"{major}.0.0", "summary": "Initial version."}]
+        if finding.revision > 1:
+            summary = f"Revision {finding.revision} ({finding.state.value.lower()})."
+            history.append({"date": rfc3339(current), "number": version, "summary": summary})
         notes = [{"category": "summary", "title": "Summary", "text": finding.description}]
         origin = source_text(finding)
         if origin:
@@ -93,20 +99,14 @@ class CsafExporter:
                 ],
                 "title": finding.title,
                 "tracking": {
-                    "current_release_date": rfc3339(max(finding.updated_at, released)),
+                    "current_release_date": rfc3339(current),
                     "generator": {
                         "date": rfc3339(now),
                         "engine": {"name": GENERATOR, "version": self._generator_version},
                     },
                     "id": advisory_id(finding),
                     "initial_release_date": rfc3339(released),
-                    "revision_history": [
-                        {
-                            "date": rfc3339(max(finding.updated_at, released)),
-                            "number": version,
-                            "summary": f"Revision {finding.revision} ({finding.state.value.lower()}).",
-                        }
-                    ],
+                    "revision_history": history,
                     "status": status,
                     "version": version,
                 },

@@ -1,0 +1,162 @@
+"""Exports of realistic findings pass their official validators (offline)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import timedelta
+from importlib import resources
+
+import pytest
+import stix2
+from clearinghouse_support import START, V31, V40, make_finding, source
+from csaf.csaf.v20 import validate as validate_csaf
+from jsonschema import Draft202012Validator
+from preflight_clearinghouse.adapters.exports.csaf import CsafExporter
+from preflight_clearinghouse.adapters.exports.osv import export_osv, ranges_of
+from preflight_clearinghouse.adapters.exports.stix import TLP_MARKING_IDS, export_stix
+from preflight_clearinghouse.domain.findings import (
+    AffectedProduct,
+    CodeLocation,
+    Cvss,
+    Finding,
+    FindingInput,
+    ProductInput,
+    check_report,
+)
+from preflight_clearinghouse.domain.sharing import Audience, Tlp, audience_view
+from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+from stix2validator import ValidationOptions, validate_string
+
+NOW = START + timedelta(days=2)
+CSAF = CsafExporter("Preflight clearinghouse", "https://clearinghouse.preflight.example", "0.1.0")
+
+
+def realistic(**overrides: object) -> Finding:
+    """A validated heap overflow in a Python package and a router firmware, scored, under embargo."""
+    draft = check_report(
+        FindingInput(
+            title="Heap overflow in libfoo's header parser",
+            description="A crafted Content-Length header overflows a heap buffer in parse_header().",
+            cwe_ids=["CWE-787", "CWE-20"],
+            affected_products=[
+                ProductInput(
+                    purl="pkg:pypi/libfoo", version_range="vers:pypi/>=1.0.0|<1.4.2|>=2.0.0|<=2.1.0"
+                ),
+                ProductInput(purl="pkg:maven/org.example/libfoo-java@3.2.1"),
+                ProductInput(cpe="cpe:2.3:o:acme:router_firmware:2.1:*:*:*:*:*:*:*"),
+            ],
+            location=CodeLocation("src/libfoo/parse.c", "parse_header", 120),
+            cvss_v3_vector=V31,
+            cvss_v4_vector=V40,
+            tlp=Tlp.AMBER,
+            audience_organisations=["op-a"],
+            audience_sectors=["finance", "energy"],
+        ),
+        START,
+    )
+    finding = make_finding(
+        title=draft.title,
+        description=draft.description,
+        cwe_ids=draft.cwe_ids,
+        affected=draft.affected,
+        location=draft.location,
+        cvss=draft.cvss,
+        tlp=draft.tlp,
+        audience=draft.audience,
+        fingerprint=draft.fingerprint,
+        embargo_state=EmbargoState.ACTIVE,
+        embargo_end=START + timedelta(days=30),
+        remediation_due=START + timedelta(days=21),
+        source=source("lab-xq7", consent=True),
+        revision=4,
+        updated_at=START + timedelta(days=1),
+    )
+    return audience_view(replace(finding, **overrides), NOW)  # type: ignore[arg-type]
+
+
+VARIANTS = {
+    "validated under embargo": realistic(),
+    "benchmark candidate, unscored draft": realistic(
+        state=FindingState.RECEIVED,
+        published_at=None,
+        cvss=Cvss(),
+        cwe_ids=(),
+        tlp=Tlp.RED,
+        audience=Audience(),
+    ),
+    "disclosed, TLP:CLEAR": realistic(
+        state=FindingState.DISCLOSED, tlp=Tlp.CLEAR, embargo_state=EmbargoState.EXITED, revision=9
+    ),
+    "patched, AMBER+STRICT, firmware only": realistic(
+        state=FindingState.PATCH_AVAILABLE,
+        tlp=Tlp.AMBER_STRICT,
+        affected=(AffectedProduct(cpe="cpe:2.3:h:acme:plc\\:x:1.0:*:*:*:*:*:*:*"),),
+    ),
+    "RED, one purl without range": realistic(
+        tlp=Tlp.RED, affected=(AffectedProduct(purl="pkg:npm/%40scope/pkg"),)
+    ),
+}
+
+
+@pytest.mark.parametrize("finding", VARIANTS.values(), ids=VARIANTS.keys())
+def test_csaf_exports_pass_the_csaf_validator(finding: Finding) -> None:
+    document = json.loads(CSAF(finding, NOW).document)
+    # Mandatory tests always; the recommended ones too once the finding is scored (an unscored
+    # candidate cannot meet "6.2.3 missing score").
+    for preset in ("basic", "extended") if finding.cvss.v3_vector else ("basic",):
+        report = validate_csaf(document, preset=preset)
+        failures = [(r.id, r.errors) for r in report.results if not r.passed and not r.skipped]
+        assert report.overall_valid, (preset, failures)
+    assert document["document"]["distribution"]["text"].startswith(f"TLP:{finding.tlp.value}.")
+
+
+@pytest.mark.parametrize("finding", VARIANTS.values(), ids=VARIANTS.keys())
+def test_osv_exports_pass_the_official_osv_schema(finding: Finding) -> None:
+    schema_text = (
+        resources.files("preflight_clearinghouse.adapters.exports")
+        .joinpath("schemas/osv-schema.json")
+        .read_text()
+    )
+    validator = Draft202012Validator(
+        json.loads(schema_text), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+    document = json.loads(export_osv(finding, NOW).document)
+    assert list(validator.iter_errors(document)) == []
+
+
+def test_osv_ranges_follow_the_vers_constraints() -> None:
+    ranges, versions = ranges_of("vers:pypi/>=1.0.0|<1.4.2|>=2.0.0|<=2.1.0|3.0.0") or ([], [])
+    assert ranges == [
+        {"type": "ECOSYSTEM", "events": [{"introduced": "1.0.0"}, {"fixed": "1.4.2"}]},
+        {"type": "ECOSYSTEM", "events": [{"introduced": "2.0.0"}, {"last_affected": "2.1.0"}]},
+    ]
+    assert versions == ["3.0.0"]
+    assert ranges_of("vers:pypi/>1.0") is None
+
+
+@pytest.mark.parametrize("finding", VARIANTS.values(), ids=VARIANTS.keys())
+def test_stix_bundles_pass_the_stix_validator_with_tlp_2_markings(finding: Finding) -> None:
+    text = export_stix(finding, NOW).document.decode()
+    result = validate_string(text, ValidationOptions(strict=True))
+    assert result.is_valid, [str(e) for e in result.errors]
+    bundle = json.loads(text)
+    marking_ids = {ref for o in bundle["objects"] for ref in o.get("object_marking_refs", [])}
+    assert marking_ids == {TLP_MARKING_IDS[finding.tlp]}
+    tlp1_ids = {stix2.TLP_WHITE.id, stix2.TLP_GREEN.id, stix2.TLP_AMBER.id, stix2.TLP_RED.id}
+    assert not marking_ids & tlp1_ids
+    (marking,) = [o for o in bundle["objects"] if o["type"] == "marking-definition"]
+    extension = marking["extensions"]["extension-definition--60a3c5c5-0d10-413e-aab3-9e08dde9e88d"]
+    assert extension["tlp_2_0"] == finding.tlp.value.lower()
+
+
+def test_exports_name_the_lab_only_with_its_consent() -> None:
+    for consent in (True, False):
+        finding = realistic(source=source("lab-secretive", consent=consent))
+        for document in (
+            CSAF(finding, NOW).document,
+            export_osv(finding, NOW).document,
+            export_stix(finding, NOW).document,
+        ):
+            assert (b"lab-secretive" in document) is consent
+            assert (b"model-of-lab-secretive" in document) is consent

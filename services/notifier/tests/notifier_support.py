@@ -7,8 +7,8 @@ import email.policy
 import json
 import uuid
 from dataclasses import dataclass, field
-from email.message import EmailMessage
 from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from typing import Any
 
 from google.protobuf.message import Message

@@ -21,14 +21,13 @@ from notifier_support import (
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.notifier.v1 import events_pb2 as notifier_events
-from sqlalchemy import event
-
 from preflight_notifier.adapters import store
 from preflight_notifier.adapters.codec import BadEvent, alert_from_bytes
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.model import AlertKind
 from preflight_notifier.domain.schedule import alert_id
+from sqlalchemy import event
 
 DAY = timedelta(days=1)
 

@@ -20,8 +20,8 @@ from cryptography.x509.oid import NameOID
 from notifier_support import (
     START,
     WEBHOOK_SECRET,
-    ManualClock,
     MailHandler,
+    ManualClock,
     SmtpServer,
     WebhookReceiver,
     apply,
@@ -31,7 +31,6 @@ from notifier_support import (
 )
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.common.v1 import common_pb2
-
 from preflight_notifier.adapters import store
 from preflight_notifier.adapters.email import EmailSender, SmtpSettings
 from preflight_notifier.bootstrap import Components
@@ -417,6 +416,7 @@ async def test_a_met_review_inhibits_its_overdue_alert_waiting_in_its_group(
     inhibited = rows(
         live,
         "SELECT n.status FROM notifications n JOIN alerts a USING (alert_id) "
-        "JOIN alert_groups g ON g.group_key = n.group_key WHERE g.receiver = 'reviewers' AND a.kind = 'review_deadline'",
+        "JOIN alert_groups g ON g.group_key = n.group_key "
+        "WHERE g.receiver = 'reviewers' AND a.kind = 'review_deadline' ORDER BY n.id",
     )
     assert [r.status for r in inhibited] == ["sent", "sent", "inhibited"]

@@ -19,19 +19,19 @@ from typing import Any
 
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
+from kafka import KafkaConsumer, TopicPartition
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2, submission_pb2
 from preflight_common.auth import Principal, Role, TokenStore
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.topics import TopicSpec, ensure_topics
-from sqlalchemy import Engine, func, select
-
 from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import Keyring, new_key_entry
 from preflight_intake.bootstrap import migrate
 from preflight_intake.config import IntakeSettings
 from preflight_intake.entrypoints.server import serve
+from sqlalchemy import Engine, func, select
 
 # Short consumer-group timings for the faust agents (read by preflight_common.consumer).
 os.environ.setdefault("PREFLIGHT_KAFKA_SESSION_TIMEOUT", "6")
@@ -172,7 +172,9 @@ def create_topics(settings: IntakeSettings) -> None:
         settings.topics.benchmark_results,
         settings.topics.reviews,
     ]
-    ensure_topics(settings.kafka, [TopicSpec(n, partitions=1) for n in names + [Topics.dlq(n) for n in names]])
+    ensure_topics(
+        settings.kafka, [TopicSpec(n, partitions=1) for n in names + [Topics.dlq(n) for n in names]]
+    )
 
 
 def fresh_keyring() -> Keyring:
@@ -220,7 +222,10 @@ class IntakeProcess:
     def start(self) -> IntakeProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "preflight_intake.entrypoints.cli", "serve"], env=self.env, stdout=log, stderr=log
+            [sys.executable, "-m", "preflight_intake.entrypoints.cli", "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=log,
         )
         deadline = time.monotonic() + 60
         while f"intake serving on port {self.port}" not in self.log_path.read_text(errors="replace"):
@@ -285,6 +290,66 @@ def intake_processes(tmp_path: Path, kafka_bootstrap: str) -> Iterator[IntakePro
     for process in processes.started:
         if process.proc is not None and process.proc.poll() is None:
             process.kill()
+
+
+class TopicReader:
+    """Reads single-partition topics from the beginning (no consumer group)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+    def until(self, topic: str, done: Callable[[list[Any]], bool], timeout: float = 45) -> list[Any]:
+        """The topic's records, polling until `done(records)` holds or the timeout passes."""
+        consumer = KafkaConsumer(
+            topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+        )
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while not done(records) and time.monotonic() < deadline:
+                for batch in consumer.poll(timeout_ms=200).values():
+                    records.extend(batch)
+        finally:
+            consumer.close()
+        return records
+
+    def all(self, topic: str) -> list[Any]:
+        """Every record on the topic now."""
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        partition = TopicPartition(topic, 0)
+        try:
+            consumer.assign([partition])
+            consumer.seek_to_beginning(partition)
+            end = consumer.end_offsets([partition])[partition]
+            records: list[Any] = []
+            while consumer.position(partition) < end:
+                for batch in consumer.poll(timeout_ms=500).values():
+                    records.extend(batch)
+            return records
+        finally:
+            consumer.close()
+
+    @staticmethod
+    def of_subject(records: list[Any], subject: str) -> list[Any]:
+        return [r for r in records if r.key == subject.encode()]
+
+
+@pytest.fixture(scope="session")
+def topics(kafka_bootstrap: str) -> TopicReader:
+    return TopicReader(kafka_bootstrap)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def eventually() -> Callable[..., None]:
+    """`eventually(condition, timeout=60, what="...")`: poll until true, failing at the deadline."""
+    return wait_until
 
 
 @pytest.fixture

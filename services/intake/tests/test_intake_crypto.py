@@ -6,7 +6,6 @@ import base64
 import os
 
 import pytest
-
 from preflight_intake.adapters.crypto import DecryptionError, KeyConfigError, Keyring, Sealed, new_key_entry
 
 
@@ -45,7 +44,10 @@ def test_rotation_seals_with_the_first_key_and_still_opens_old_secrets() -> None
         ("nokey", "keyid:base64key"),
         ("k1:not base64!", "not valid base64"),
         (f"k1:{base64.b64encode(os.urandom(16)).decode()}", "32 bytes"),
-        (f"k1:{base64.b64encode(os.urandom(32)).decode()},k1:{base64.b64encode(os.urandom(32)).decode()}", "twice"),
+        (
+            f"k1:{base64.b64encode(os.urandom(32)).decode()},k1:{base64.b64encode(os.urandom(32)).decode()}",
+            "twice",
+        ),
     ],
 )
 def test_bad_key_configuration_names_the_variable_and_never_the_key(value: str, message: str) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
-
 from preflight_intake.domain import access
 from preflight_intake.domain.access import Caller
 from preflight_intake.domain.model import (
@@ -84,7 +84,7 @@ def fields_of(error: pytest.ExceptionInfo[InvalidRequest]) -> list[str]:
 FORWARD = [Status.RECEIVED, Status.BENCHMARKING, Status.UNDER_REVIEW, Status.REPORT_READY, Status.CLOSED]
 
 
-@pytest.mark.parametrize(("current", "target"), list(zip(FORWARD, FORWARD[1:], strict=False)))
+@pytest.mark.parametrize(("current", "target"), list(itertools.pairwise(FORWARD)))
 def test_each_forward_step_is_legal(current: Status, target: Status) -> None:
     assert submission(current).transition(target, NOW).status is target
 
@@ -148,7 +148,9 @@ def test_labs_see_only_their_organisation_and_reviewers_see_all() -> None:
 
 
 def test_a_valid_draft_passes_and_a_short_window_is_flagged_not_refused() -> None:
-    valid = validate_submission(draft(window=WindowDraft(at(0), at(3))), organisation="lab-a", policy=POLICY, now=NOW)
+    valid = validate_submission(
+        draft(window=WindowDraft(at(0), at(3))), organisation="lab-a", policy=POLICY, now=NOW
+    )
     assert POLICY.flags_for(valid.window) == (SHORT_ACCESS_WINDOW,)
 
 
@@ -189,7 +191,10 @@ def test_http_is_accepted_only_on_loopback() -> None:
         )
     with pytest.raises(InvalidRequest) as error:
         validate_submission(
-            draft(access=EndpointDraft("http://10.0.0.1/v1", "m", "sk")), organisation="lab-a", policy=POLICY, now=NOW
+            draft(access=EndpointDraft("http://10.0.0.1/v1", "m", "sk")),
+            organisation="lab-a",
+            policy=POLICY,
+            now=NOW,
         )
     assert fields_of(error) == ["access.endpoint.base_url"]
 
@@ -202,12 +207,20 @@ def test_release_plan_without_a_new_window_must_still_cover_the_current_one() ->
         )
     assert fields_of(error) == ["planned_release"]
     moved = validate_release_plan(
-        planned_release=at(8), window=WindowDraft(at(0), at(7)), current_window=current, reason="", policy=POLICY, now=NOW
+        planned_release=at(8),
+        window=WindowDraft(at(0), at(7)),
+        current_window=current,
+        reason="",
+        policy=POLICY,
+        now=NOW,
     )
     assert moved.window.end == NOW + timedelta(days=7)
 
 
-@pytest.mark.parametrize("value", ["", "not-a-uuid", "00000000-0000-4000-8000-00000000000G", "{00000000-0000-4000-8000-000000000001}"])
+@pytest.mark.parametrize(
+    "value",
+    ["", "not-a-uuid", "00000000-0000-4000-8000-00000000000G", "{00000000-0000-4000-8000-000000000001}"],
+)
 def test_submission_ids_must_be_canonical_uuids(value: str) -> None:
     with pytest.raises(InvalidRequest):
         validate_submission_id(value)

@@ -14,8 +14,6 @@ from alembic.runtime.migration import MigrationContext
 from preflight.intake.v1 import intake_pb2
 from preflight_common.db import make_engine
 from preflight_common.envelope import KafkaRecord
-from sqlalchemy import Engine, func, select
-
 from preflight_intake.adapters import codec, tables
 from preflight_intake.adapters.crypto import Keyring, new_key_entry
 from preflight_intake.adapters.events import SubmissionEventEncoder
@@ -25,6 +23,7 @@ from preflight_intake.domain.access import Caller
 from preflight_intake.domain.events import Event
 from preflight_intake.domain.model import Status, WindowPolicy
 from preflight_intake.service_layer.handlers import Conflict, Intake
+from sqlalchemy import Engine, func, select
 
 LAB_A = Caller("alice", "lab", "lab-a")
 LAB_B = Caller("bob", "lab", "lab-b")
@@ -64,7 +63,9 @@ def world(db_url: str) -> Iterator[World]:
 
 
 def submit(world: World, request: intake_pb2.SubmitModelRequest, caller: Caller = LAB_A) -> Any:
-    submission, _ = world.intake.submit(caller, codec.submission_draft(request), codec.request_digest(request))
+    submission, _ = world.intake.submit(
+        caller, codec.submission_draft(request), codec.request_digest(request)
+    )
     return submission
 
 
@@ -161,7 +162,9 @@ def test_same_key_with_a_different_body_or_credential_conflicts(
     assert world.count(tables.submissions) == 2
 
 
-def test_a_stale_write_is_refused(world: World, make_request: Callable[..., intake_pb2.SubmitModelRequest]) -> None:
+def test_a_stale_write_is_refused(
+    world: World, make_request: Callable[..., intake_pb2.SubmitModelRequest]
+) -> None:
     first = submit(world, make_request())
     with world.store.transaction() as tx:
         tx.save(first, first.transition(Status.BENCHMARKING, world.clock()))
@@ -181,7 +184,7 @@ def test_listing_pages_through_everything_once_in_scope(
         seen: list[str] = []
         cursor = None
         while True:
-            page = world.intake.list(caller, statuses, 3, cursor)
+            page = world.intake.list_submissions(caller, statuses, 3, cursor)
             seen += [s.submission_id for s in page.submissions]
             cursor = page.next_cursor
             if cursor is None:

@@ -42,7 +42,8 @@ class IntakeSettings:
         )
         if not 0 < policy.min_days <= policy.max_days:
             raise ConfigError(
-                "PREFLIGHT_INTAKE_MIN_WINDOW_DAYS must be positive and at most PREFLIGHT_INTAKE_MAX_WINDOW_DAYS"
+                "PREFLIGHT_INTAKE_MIN_WINDOW_DAYS must be positive and at most "
+                "PREFLIGHT_INTAKE_MAX_WINDOW_DAYS"
             )
         return cls(
             database_url=env("PREFLIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),

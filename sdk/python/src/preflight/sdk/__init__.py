@@ -9,13 +9,12 @@ YAML manifest the `preflight submit` command takes.
 from preflight.intake.v1.intake_pb2 import (
     EndpointAccessSpec,
     ModelAccessSpec,
-    SubmitModelRequest,
-    SubmitModelResponse,
     Submission,
     SubmissionStatus,
+    SubmitModelRequest,
+    SubmitModelResponse,
     WatchSubmissionResponse,
 )
-
 from preflight.sdk._common import DEFAULT_TIMEOUT, TLS
 from preflight.sdk.aio import AsyncClient
 from preflight.sdk.client import Client
@@ -49,10 +48,10 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "PreflightError",
-    "SubmitModelRequest",
-    "SubmitModelResponse",
     "Submission",
     "SubmissionStatus",
+    "SubmitModelRequest",
+    "SubmitModelResponse",
     "Unauthenticated",
     "Unavailable",
     "WatchSubmissionResponse",

@@ -49,7 +49,10 @@ CHANNEL_OPTIONS: tuple[tuple[str, str | int], ...] = (
 
 @dataclass(frozen=True)
 class TLS:
-    """TLS settings: the CA to trust (None: the system's) and, for mTLS, a client certificate and key (PEM)."""
+    """TLS settings: the CA to trust (None: the system's) and, for mTLS, a client certificate and key.
+
+    All PEM-encoded bytes.
+    """
 
     root_certificates: bytes | None = None
     client_certificate: bytes | None = None
@@ -106,14 +109,18 @@ def release_plan_request(
     )
     if access_window is not None:
         start, end = access_window
-        request.access_window.CopyFrom(submission_pb2.AccessWindow(start=timestamp(start), end=timestamp(end)))
+        request.access_window.CopyFrom(
+            submission_pb2.AccessWindow(start=timestamp(start), end=timestamp(end))
+        )
     return request
 
 
 def list_request(
     statuses: Iterable[intake_pb2.SubmissionStatus.ValueType], page_size: int, page_token: str
 ) -> intake_pb2.ListSubmissionsRequest:
-    return intake_pb2.ListSubmissionsRequest(statuses=list(statuses), page_size=page_size, page_token=page_token)
+    return intake_pb2.ListSubmissionsRequest(
+        statuses=list(statuses), page_size=page_size, page_token=page_token
+    )
 
 
 def create_token_request(

@@ -1,9 +1,9 @@
 """The asyncio Preflight client: the same methods as `Client`, awaitable (grpc.aio).
 
-    async with AsyncClient("localhost:50051", token=token) as client:
-        response = await client.submit(request)
-        async for change in client.watch(response.submission.submission_id):
-            ...
+async with AsyncClient("localhost:50051", token=token) as client:
+    response = await client.submit(request)
+    async for change in client.watch(response.submission.submission_id):
+        ...
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
-
 from preflight.sdk import _common
 from preflight.sdk._common import TLS
 from preflight.sdk.errors import from_rpc_error
 
-R = TypeVar("R")
+M = TypeVar("M", bound=Message)
 
 
 class AsyncClient:
@@ -59,20 +59,29 @@ class AsyncClient:
     async def close(self) -> None:
         await self._channel.close()
 
-    async def _call(self, method: Callable[..., Awaitable[R]], request: Any, timeout: float | None) -> R:
+    async def _call(
+        self, method: Callable[..., Awaitable[Any]], request: Any, timeout: float | None, response: type[M]
+    ) -> M:
         try:
-            return await method(request, metadata=self._metadata, timeout=timeout or self._timeout)
+            result: M = await method(request, metadata=self._metadata, timeout=timeout or self._timeout)
+            return result
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
 
     async def submit(
         self, request: intake_pb2.SubmitModelRequest, *, timeout: float | None = None
     ) -> intake_pb2.SubmitModelResponse:
-        return await self._call(self._intake.SubmitModel, _common.submit_request(request), timeout)
+        return await self._call(
+            self._intake.SubmitModel, _common.submit_request(request), timeout, intake_pb2.SubmitModelResponse
+        )
 
-    async def get_submission(self, submission_id: str, *, timeout: float | None = None) -> intake_pb2.Submission:
+    async def get_submission(
+        self, submission_id: str, *, timeout: float | None = None
+    ) -> intake_pb2.Submission:
         request = intake_pb2.GetSubmissionRequest(submission_id=submission_id)
-        return (await self._call(self._intake.GetSubmission, request, timeout)).submission
+        return (
+            await self._call(self._intake.GetSubmission, request, timeout, intake_pb2.GetSubmissionResponse)
+        ).submission
 
     async def list_submissions(
         self,
@@ -83,7 +92,9 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> intake_pb2.ListSubmissionsResponse:
         request = _common.list_request(statuses, page_size, page_token)
-        return await self._call(self._intake.ListSubmissions, request, timeout)
+        return await self._call(
+            self._intake.ListSubmissions, request, timeout, intake_pb2.ListSubmissionsResponse
+        )
 
     async def update_release_plan(
         self,
@@ -95,13 +106,21 @@ class AsyncClient:
         timeout: float | None = None,
     ) -> intake_pb2.Submission:
         request = _common.release_plan_request(submission_id, planned_release, access_window, reason)
-        return (await self._call(self._intake.UpdateReleasePlan, request, timeout)).submission
+        return (
+            await self._call(
+                self._intake.UpdateReleasePlan, request, timeout, intake_pb2.UpdateReleasePlanResponse
+            )
+        ).submission
 
     async def withdraw(
         self, submission_id: str, *, reason: str = "", timeout: float | None = None
     ) -> intake_pb2.Submission:
         request = intake_pb2.WithdrawSubmissionRequest(submission_id=submission_id, reason=reason)
-        return (await self._call(self._intake.WithdrawSubmission, request, timeout)).submission
+        return (
+            await self._call(
+                self._intake.WithdrawSubmission, request, timeout, intake_pb2.WithdrawSubmissionResponse
+            )
+        ).submission
 
     async def watch(
         self, submission_id: str, *, timeout: float | None = None
@@ -120,15 +139,21 @@ class AsyncClient:
                 return
             except grpc.RpcError as exc:
                 failures += 1
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or failures > _common.WATCH_RECONNECTS:  # type: ignore[attr-defined]
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or failures > _common.WATCH_RECONNECTS:
                     raise from_rpc_error(exc) from exc
                 await asyncio.sleep(min(5.0, 0.2 * 2**failures))
             finally:
                 stream.cancel()
 
-    async def resolve_credential(self, credential_ref: str, job_id: str, *, timeout: float | None = None) -> str:
+    async def resolve_credential(
+        self, credential_ref: str, job_id: str, *, timeout: float | None = None
+    ) -> str:
         request = intake_pb2.ResolveCredentialRequest(credential_ref=credential_ref, job_id=job_id)
-        return (await self._call(self._intake.ResolveCredential, request, timeout)).credential
+        return (
+            await self._call(
+                self._intake.ResolveCredential, request, timeout, intake_pb2.ResolveCredentialResponse
+            )
+        ).credential
 
     async def create_token(
         self,
@@ -149,7 +174,10 @@ class AsyncClient:
             expires_at=expires_at,
             description=description,
         )
-        return await self._call(self._identity.CreateToken, request, timeout)
+        return await self._call(
+            self._identity.CreateToken, request, timeout, identity_pb2.CreateTokenResponse
+        )
 
     async def revoke_token(self, token_id: str, *, timeout: float | None = None) -> None:
-        await self._call(self._identity.RevokeToken, identity_pb2.RevokeTokenRequest(token_id=token_id), timeout)
+        request = identity_pb2.RevokeTokenRequest(token_id=token_id)
+        await self._call(self._identity.RevokeToken, request, timeout, identity_pb2.RevokeTokenResponse)

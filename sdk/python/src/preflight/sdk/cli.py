@@ -23,15 +23,14 @@ from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.identity.v1 import identity_pb2
 from preflight.intake.v1 import intake_pb2
-
 from preflight.sdk._common import TLS
 from preflight.sdk.client import Client
 from preflight.sdk.errors import PreflightError
 from preflight.sdk.manifest import ManifestError, load_manifest, parse_time
 
 DEFAULT_TARGET = "localhost:50051"
-STATUS_NAMES = [n.removeprefix("SUBMISSION_STATUS_") for n in intake_pb2.SubmissionStatus.keys()][1:]
-ROLE_NAMES = [n.removeprefix("ROLE_").lower() for n in identity_pb2.Role.keys()][1:]
+STATUS_NAMES = [n.removeprefix("SUBMISSION_STATUS_") for n in intake_pb2.SubmissionStatus.keys()][1:]  # noqa: SIM118
+ROLE_NAMES = [n.removeprefix("ROLE_").lower() for n in identity_pb2.Role.keys()][1:]  # noqa: SIM118
 
 
 class UsageError(Exception):
@@ -56,12 +55,16 @@ def _parser() -> argparse.ArgumentParser:
 
     submit = command("submit", "submit the model version described by a manifest (YAML)")
     submit.add_argument("manifest", type=Path)
-    submit.add_argument("--idempotency-key", help="overrides the manifest's (default: derived from its content)")
+    submit.add_argument(
+        "--idempotency-key", help="overrides the manifest's (default: derived from its content)"
+    )
     command("status", "show one submission").add_argument("submission_id")
     listing = command("list", "list the submissions you may see, newest first")
     listing.add_argument("--status", action="append", choices=STATUS_NAMES, default=[], help="repeatable")
     listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    command("watch", "follow a submission's status until it is closed or withdrawn").add_argument("submission_id")
+    command("watch", "follow a submission's status until it is closed or withdrawn").add_argument(
+        "submission_id"
+    )
     update = command("update-release", "move the planned release (and the access window)")
     update.add_argument("submission_id")
     update.add_argument("--release", required=True, help="new planned release: RFC 3339 time or +Nd/+Nh/+Nm")
@@ -89,9 +92,15 @@ def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
-    parser.add_argument("--target", default=default(None), help=f"host:port (env PREFLIGHT_TARGET; {DEFAULT_TARGET})")
-    parser.add_argument("--token-file", default=default(None), help="file holding the bearer token (env PREFLIGHT_TOKEN)")
-    parser.add_argument("--tls", action="store_true", default=default(False), help="use TLS with the system's CAs")
+    parser.add_argument(
+        "--target", default=default(None), help=f"host:port (env PREFLIGHT_TARGET; {DEFAULT_TARGET})"
+    )
+    parser.add_argument(
+        "--token-file", default=default(None), help="file holding the bearer token (env PREFLIGHT_TOKEN)"
+    )
+    parser.add_argument(
+        "--tls", action="store_true", default=default(False), help="use TLS with the system's CAs"
+    )
     parser.add_argument("--ca-file", default=default(None), help="CA certificate to trust (PEM); implies TLS")
     parser.add_argument("--cert-file", default=default(None), help="client certificate for mTLS (PEM)")
     parser.add_argument("--key-file", default=default(None), help="client private key for mTLS (PEM)")
@@ -123,7 +132,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
 
 
 _HINTS = {
-    "UNAUTHENTICATED": "check PREFLIGHT_TOKEN or --token-file: the token may be missing, mistyped, expired or revoked",
+    "UNAUTHENTICATED": "check PREFLIGHT_TOKEN or --token-file (missing, wrong, expired or revoked token?)",
     "UNAVAILABLE": "the service could not be reached: check --target / PREFLIGHT_TARGET and TLS options",
     "ALREADY_EXISTS": "give a new idempotency_key (or --idempotency-key) to submit a different request",
 }
@@ -170,7 +179,11 @@ class _Printer:
 
     def message(self, message: Message, text: Callable[[], str]) -> None:
         if self.as_json:
-            print(json.dumps(MessageToDict(message, preserving_proto_field_name=True)), file=self.out, flush=True)
+            print(
+                json.dumps(MessageToDict(message, preserving_proto_field_name=True)),
+                file=self.out,
+                flush=True,
+            )
         else:
             print(text(), file=self.out, flush=True)
 
@@ -189,7 +202,8 @@ def _status(value: int) -> str:
 def _describe(s: intake_pb2.Submission) -> str:
     window_days = (s.access_window.end.ToDatetime() - s.access_window.start.ToDatetime()) / timedelta(days=1)
     if s.access.WhichOneof("kind") == "endpoint":
-        access = f"endpoint {s.access.endpoint.base_url} (model {s.access.endpoint.model_name}; credential stored encrypted)"
+        e = s.access.endpoint
+        access = f"endpoint {e.base_url} (model {e.model_name}; credential stored encrypted)"
     else:
         w = s.access.weights
         access = f"weights {w.artifact_uri} ({w.format}, sha256 {w.sha256[:12]}…)"
@@ -228,7 +242,9 @@ def _list(client: Client, args: argparse.Namespace, p: _Printer) -> int:
     if args.limit < 1:
         raise UsageError("--limit must be at least 1")
     statuses = [intake_pb2.SubmissionStatus.Value(f"SUBMISSION_STATUS_{name}") for name in args.status]
-    submissions = _take(client.iter_submissions(statuses=statuses, page_size=min(args.limit, 200)), args.limit)
+    submissions = _take(
+        client.iter_submissions(statuses=statuses, page_size=min(args.limit, 200)), args.limit
+    )
     if p.as_json:
         for submission in submissions:
             p.message(submission, str)
@@ -278,7 +294,7 @@ def _withdraw(client: Client, args: argparse.Namespace, p: _Printer) -> int:
 
 
 def _token(client: Client, args: argparse.Namespace, p: _Printer) -> int:
-    if args.token_command == "revoke":
+    if args.token_command == "revoke":  # noqa: S105 - a subcommand name
         client.revoke_token(args.token_id)
         p.note(f"revoked {args.token_id}")
         return 0
@@ -294,7 +310,11 @@ def _token(client: Client, args: argparse.Namespace, p: _Printer) -> int:
     if p.as_json:
         p.message(issued, str)
         return 0
-    p.note(f"token id:   {issued.token_id}\nexpires at: {_when(issued.expires_at)}\nthe token (shown once; store it now):")
+    p.note(
+        f"token id:   {issued.token_id}\n"
+        f"expires at: {_when(issued.expires_at)}\n"
+        "the token (shown once; store it now):"
+    )
     print(issued.token, file=p.out)
     return 0
 
@@ -308,3 +328,7 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace, _Printer], int]] = {
     "withdraw": _withdraw,
     "token": _token,
 }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -19,14 +19,14 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
-
 from preflight.sdk import _common
 from preflight.sdk._common import TLS
 from preflight.sdk.errors import from_rpc_error
 
-R = TypeVar("R")
+M = TypeVar("M", bound=Message)
 
 
 class Client:
@@ -68,9 +68,11 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
-    def _call(self, method: Callable[..., R], request: Any, timeout: float | None) -> R:
+    def _call(self, method: Callable[..., Any], request: Any, timeout: float | None, response: type[M]) -> M:
+        """Call `method`; the result is the RPC's `response` message (named for the type checker)."""
         try:
-            return method(request, metadata=self._metadata, timeout=timeout or self._timeout)
+            result: M = method(request, metadata=self._metadata, timeout=timeout or self._timeout)
+            return result
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
 
@@ -79,12 +81,16 @@ class Client:
     ) -> intake_pb2.SubmitModelResponse:
         """Submit a model version. Without `idempotency_key` the client sets a random one, so its own
         retries never create a second submission; give your own key to make retries across runs safe."""
-        return self._call(self._intake.SubmitModel, _common.submit_request(request), timeout)
+        return self._call(
+            self._intake.SubmitModel, _common.submit_request(request), timeout, intake_pb2.SubmitModelResponse
+        )
 
     def get_submission(self, submission_id: str, *, timeout: float | None = None) -> intake_pb2.Submission:
         """One submission (NotFound if it does not exist or is not yours)."""
         request = intake_pb2.GetSubmissionRequest(submission_id=submission_id)
-        return self._call(self._intake.GetSubmission, request, timeout).submission
+        return self._call(
+            self._intake.GetSubmission, request, timeout, intake_pb2.GetSubmissionResponse
+        ).submission
 
     def list_submissions(
         self,
@@ -96,7 +102,7 @@ class Client:
     ) -> intake_pb2.ListSubmissionsResponse:
         """One page of the submissions you may see, newest first."""
         request = _common.list_request(statuses, page_size, page_token)
-        return self._call(self._intake.ListSubmissions, request, timeout)
+        return self._call(self._intake.ListSubmissions, request, timeout, intake_pb2.ListSubmissionsResponse)
 
     def iter_submissions(
         self, *, statuses: Iterable[intake_pb2.SubmissionStatus.ValueType] = (), page_size: int = 0
@@ -122,14 +128,22 @@ class Client:
     ) -> intake_pb2.Submission:
         """Move the planned release (the review deadline), and the access window if given."""
         request = _common.release_plan_request(submission_id, planned_release, access_window, reason)
-        return self._call(self._intake.UpdateReleasePlan, request, timeout).submission
+        return self._call(
+            self._intake.UpdateReleasePlan, request, timeout, intake_pb2.UpdateReleasePlanResponse
+        ).submission
 
-    def withdraw(self, submission_id: str, *, reason: str = "", timeout: float | None = None) -> intake_pb2.Submission:
+    def withdraw(
+        self, submission_id: str, *, reason: str = "", timeout: float | None = None
+    ) -> intake_pb2.Submission:
         """Withdraw a submission that is not yet closed."""
         request = intake_pb2.WithdrawSubmissionRequest(submission_id=submission_id, reason=reason)
-        return self._call(self._intake.WithdrawSubmission, request, timeout).submission
+        return self._call(
+            self._intake.WithdrawSubmission, request, timeout, intake_pb2.WithdrawSubmissionResponse
+        ).submission
 
-    def watch(self, submission_id: str, *, timeout: float | None = None) -> Iterator[intake_pb2.WatchSubmissionResponse]:
+    def watch(
+        self, submission_id: str, *, timeout: float | None = None
+    ) -> Iterator[intake_pb2.WatchSubmissionResponse]:
         """The submission's current status, then each change, until a terminal status.
 
         If the service restarts meanwhile, the watch reconnects (up to 5 times in a
@@ -150,16 +164,19 @@ class Client:
                 return
             except grpc.RpcError as exc:
                 failures += 1
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or failures > _common.WATCH_RECONNECTS:  # type: ignore[attr-defined]
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or failures > _common.WATCH_RECONNECTS:
                     raise from_rpc_error(exc) from exc
                 time.sleep(min(5.0, 0.2 * 2**failures))
             finally:
-                stream.cancel()
+                # A plain call has cancel(); an instrumented one (OpenTelemetry) is a generator.
+                getattr(stream, "cancel", getattr(stream, "close", lambda: None))()
 
     def resolve_credential(self, credential_ref: str, job_id: str, *, timeout: float | None = None) -> str:
         """The endpoint credential behind a reference (service principals only; audit-logged)."""
         request = intake_pb2.ResolveCredentialRequest(credential_ref=credential_ref, job_id=job_id)
-        return self._call(self._intake.ResolveCredential, request, timeout).credential
+        return self._call(
+            self._intake.ResolveCredential, request, timeout, intake_pb2.ResolveCredentialResponse
+        ).credential
 
     def create_token(
         self,
@@ -181,8 +198,9 @@ class Client:
             expires_at=expires_at,
             description=description,
         )
-        return self._call(self._identity.CreateToken, request, timeout)
+        return self._call(self._identity.CreateToken, request, timeout, identity_pb2.CreateTokenResponse)
 
     def revoke_token(self, token_id: str, *, timeout: float | None = None) -> None:
         """Revoke a token by its id (admin only)."""
-        self._call(self._identity.RevokeToken, identity_pb2.RevokeTokenRequest(token_id=token_id), timeout)
+        request = identity_pb2.RevokeTokenRequest(token_id=token_id)
+        self._call(self._identity.RevokeToken, request, timeout, identity_pb2.RevokeTokenResponse)

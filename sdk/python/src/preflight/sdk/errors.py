@@ -79,8 +79,8 @@ _BY_CODE: dict[grpc.StatusCode, type[PreflightError]] = {
 
 def from_rpc_error(error: grpc.RpcError) -> PreflightError:
     """The typed error for a failed call (sync or asyncio), with field violations when present."""
-    code: grpc.StatusCode = error.code()  # type: ignore[attr-defined]
-    message: str = error.details() or code.name  # type: ignore[attr-defined]
+    code: grpc.StatusCode = error.code()
+    message: str = error.details() or code.name
     violations: tuple[FieldViolation, ...] = ()
     status = _rich_status(error)
     if status is not None:
@@ -88,7 +88,9 @@ def from_rpc_error(error: grpc.RpcError) -> PreflightError:
             if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
                 bad_request = error_details_pb2.BadRequest()
                 detail.Unpack(bad_request)
-                violations += tuple(FieldViolation(v.field, v.description) for v in bad_request.field_violations)
+                violations += tuple(
+                    FieldViolation(v.field, v.description) for v in bad_request.field_violations
+                )
     return _BY_CODE.get(code, PreflightError)(code, message, violations)
 
 

@@ -85,7 +85,9 @@ def load_manifest(
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ManifestError("", f"{file} is not valid YAML: {exc}") from None
-    return parse_manifest(data, base_dir=file.parent, environ=os.environ if environ is None else environ, now=now)
+    return parse_manifest(
+        data, base_dir=file.parent, environ=os.environ if environ is None else environ, now=now
+    )
 
 
 def parse_manifest(
@@ -146,7 +148,9 @@ def parse_time(value: Any, path: str, now: datetime | None = None) -> datetime:
         try:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise ManifestError(path, f"{value!r} is not a time (RFC 3339 like 2026-07-15T00:00:00Z, or +21d)") from None
+            raise ManifestError(
+                path, f"{value!r} is not a time (RFC 3339 like 2026-07-15T00:00:00Z, or +21d)"
+            ) from None
     else:
         raise ManifestError(path, "is required: a time such as 2026-07-15T00:00:00Z or +21d")
     if moment.tzinfo is None:
@@ -222,11 +226,14 @@ def _access(value: Any, base_dir: Path, environ: Mapping[str, str]) -> intake_pb
         )
     path = "access.endpoint"
     endpoint = _mapping(
-        access["endpoint"], path, {"base_url", "model_name", "credential_env", "credential_file", "credential"}
+        access["endpoint"],
+        path,
+        {"base_url", "model_name", "credential_env", "credential_file", "credential"},
     )
     if "credential" in endpoint:
         raise ManifestError(
-            f"{path}.credential", "never put the credential in the manifest; use credential_env or credential_file"
+            f"{path}.credential",
+            "never put the credential in the manifest; use credential_env or credential_file",
         )
     return intake_pb2.ModelAccessSpec(
         endpoint=intake_pb2.EndpointAccessSpec(

@@ -100,7 +100,8 @@ def statuses_from_proto(values: list[int]) -> list[Status]:
     statuses: list[Status] = []
     violations: list[Violation] = []
     for i, value in enumerate(values):
-        name = intake_pb2.SubmissionStatus.Name(value) if value in intake_pb2.SubmissionStatus.values() else ""
+        known = value in intake_pb2.SubmissionStatus.values()
+        name = intake_pb2.SubmissionStatus.Name(intake_pb2.SubmissionStatus.ValueType(value)) if known else ""
         if not name or name == f"{_STATUS_PREFIX}UNSPECIFIED":
             violations.append(Violation(f"statuses[{i}]", f"{value} is not a submission status"))
         else:
@@ -111,7 +112,7 @@ def statuses_from_proto(values: list[int]) -> list[Status]:
 
 
 def submission_to_proto(submission: Submission) -> intake_pb2.Submission:
-    """The submission as readers see it: an endpoint carries its credential reference, never the credential."""
+    """The submission as readers see it (an endpoint carries a credential reference, never the credential)."""
     access = submission_pb2.ModelAccess()
     if isinstance(submission.access, EndpointAccess):
         access.endpoint.CopyFrom(
@@ -162,7 +163,9 @@ def change_to_proto(change: StatusChange) -> intake_pb2.WatchSubmissionResponse:
     return intake_pb2.WatchSubmissionResponse(
         submission_id=change.submission_id,
         status=status_to_proto(change.status),
-        previous_status=status_to_proto(change.previous) if change.previous else 0,
+        previous_status=(
+            status_to_proto(change.previous) if change.previous else intake_pb2.SUBMISSION_STATUS_UNSPECIFIED
+        ),
         changed_at=timestamp(change.changed_at),
         sequence=change.sequence,
         terminal=change.status.terminal,

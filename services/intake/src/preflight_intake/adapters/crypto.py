@@ -56,13 +56,17 @@ class Keyring:
             key_id, sep, encoded = item.partition(":")
             where = f"{KEYS_VARIABLE} entry {position + 1}"
             if not sep or not _KEY_ID.fullmatch(key_id):
-                raise KeyConfigError(f"{where} must be keyid:base64key with a key id of [A-Za-z0-9_.-]{{1,32}}")
+                raise KeyConfigError(
+                    f"{where} must be keyid:base64key with a key id of [A-Za-z0-9_.-]{{1,32}}"
+                )
             try:
                 key = base64.b64decode(encoded, validate=True)
             except binascii.Error:
                 raise KeyConfigError(f"{where} ({key_id}): the key is not valid base64") from None
             if len(key) != 32:
-                raise KeyConfigError(f"{where} ({key_id}): the key must be 32 bytes (AES-256), got {len(key)}")
+                raise KeyConfigError(
+                    f"{where} ({key_id}): the key must be 32 bytes (AES-256), got {len(key)}"
+                )
             if any(key_id == known for known, _ in keys):
                 raise KeyConfigError(f"{where}: key id {key_id!r} appears twice")
             keys.append((key_id, key))
@@ -71,7 +75,9 @@ class Keyring:
     def seal(self, plaintext: str, associated_data: str) -> Sealed:
         """Encrypt with the active key, bound to `associated_data` (the submission id)."""
         nonce = os.urandom(12)
-        ciphertext = self._keys[self.active_key_id].encrypt(nonce, plaintext.encode(), associated_data.encode())
+        ciphertext = self._keys[self.active_key_id].encrypt(
+            nonce, plaintext.encode(), associated_data.encode()
+        )
         return Sealed(self.active_key_id, nonce, ciphertext)
 
     def open(self, sealed: Sealed, associated_data: str) -> str:

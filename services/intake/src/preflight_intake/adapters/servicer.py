@@ -61,8 +61,12 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         self, request: intake_pb2.SubmitModelRequest, context: grpc.aio.ServicerContext
     ) -> intake_pb2.SubmitModelResponse:
         draft = codec.submission_draft(request)
-        submission, replayed = await _run(context, self._intake.submit, caller(), draft, codec.request_digest(request))
-        return intake_pb2.SubmitModelResponse(submission=codec.submission_to_proto(submission), replayed=replayed)
+        submission, replayed = await _run(
+            context, self._intake.submit, caller(), draft, codec.request_digest(request)
+        )
+        return intake_pb2.SubmitModelResponse(
+            submission=codec.submission_to_proto(submission), replayed=replayed
+        )
 
     async def GetSubmission(
         self, request: intake_pb2.GetSubmissionRequest, context: grpc.aio.ServicerContext
@@ -77,7 +81,9 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
         def page() -> Any:
             statuses = codec.statuses_from_proto(list(request.statuses))
-            return self._intake.list(who, statuses, request.page_size, codec.decode_page_token(request.page_token))
+            return self._intake.list_submissions(
+                who, statuses, request.page_size, codec.decode_page_token(request.page_token)
+            )
 
         result = await _run(context, page)
         return intake_pb2.ListSubmissionsResponse(
@@ -102,7 +108,9 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
     async def WithdrawSubmission(
         self, request: intake_pb2.WithdrawSubmissionRequest, context: grpc.aio.ServicerContext
     ) -> intake_pb2.WithdrawSubmissionResponse:
-        submission = await _run(context, self._intake.withdraw, caller(), request.submission_id, request.reason)
+        submission = await _run(
+            context, self._intake.withdraw, caller(), request.submission_id, request.reason
+        )
         return intake_pb2.WithdrawSubmissionResponse(submission=codec.submission_to_proto(submission))
 
     async def WatchSubmission(
@@ -115,7 +123,9 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         yield codec.change_to_proto(latest)
         while not latest.status.terminal:
             await asyncio.sleep(self._poll)
-            for change in await _run(context, self._intake.history, who, request.submission_id, latest.sequence):
+            for change in await _run(
+                context, self._intake.history, who, request.submission_id, latest.sequence
+            ):
                 latest = change
                 yield codec.change_to_proto(change)
 
@@ -140,7 +150,9 @@ async def _run(context: grpc.aio.ServicerContext, work: Callable[..., T], *args:
         await context.abort(grpc.StatusCode.ABORTED, "the submission changed concurrently; retry")
     except DecryptionError:
         log.error("a stored credential does not decrypt with the configured keys")
-        await context.abort(grpc.StatusCode.INTERNAL, "the credential cannot be decrypted; contact the operators")
+        await context.abort(
+            grpc.StatusCode.INTERNAL, "the credential cannot be decrypted; contact the operators"
+        )
     _aborted()
 
 

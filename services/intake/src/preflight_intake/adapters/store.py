@@ -9,8 +9,8 @@ committed state.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator, Sequence
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -90,7 +90,9 @@ class Transaction:
         ).first()
         return (_submission(row), row.request_digest) if row else None
 
-    def insert(self, submission: Submission, *, idempotency_key: str, digest: str, credential: str | None) -> None:
+    def insert(
+        self, submission: Submission, *, idempotency_key: str, digest: str, credential: str | None
+    ) -> None:
         """Store a new submission (and seal its credential).
 
         Raises DuplicateSubmission if the principal's idempotency key is taken; the
@@ -98,7 +100,9 @@ class Transaction:
         """
         try:
             self._conn.execute(
-                insert(t.submissions).values(**_columns(submission), idempotency_key=idempotency_key, request_digest=digest)
+                insert(t.submissions).values(
+                    **_columns(submission), idempotency_key=idempotency_key, request_digest=digest
+                )
             )
         except IntegrityError as exc:
             # The transaction is spoilt; the caller's `with` rolls it back.
@@ -119,7 +123,7 @@ class Transaction:
             )
 
     def save(self, before: Submission, after: Submission) -> Submission:
-        """Store `after` over `before`; raises ConcurrentUpdate if the row moved on since `before` was read."""
+        """Store `after` over `before`; raises ConcurrentUpdate if the row changed since `before` was read."""
         s = t.submissions
         result = self._conn.execute(
             update(s)
@@ -178,7 +182,9 @@ class Transaction:
         ).first()
         if row is None:
             return None
-        return StoredCredential(row.submission_id, Status(row.status), Sealed(row.key_id, row.nonce, row.ciphertext))
+        return StoredCredential(
+            row.submission_id, Status(row.status), Sealed(row.key_id, row.nonce, row.ciphertext)
+        )
 
     def open(self, stored: StoredCredential) -> str:
         return self._keyring.open(stored.sealed, stored.submission_id)
@@ -206,8 +212,15 @@ class Transaction:
             )
         )
 
-    def record_job(self, submission_id: str, job_id: str, *, requested_at: datetime | None = None,
-                   ended_at: datetime | None = None, outcome: str | None = None) -> None:
+    def record_job(
+        self,
+        submission_id: str,
+        job_id: str,
+        *,
+        requested_at: datetime | None = None,
+        ended_at: datetime | None = None,
+        outcome: str | None = None,
+    ) -> None:
         """Note a benchmark job requested or ended (either may be learnt first)."""
         j = t.benchmark_jobs
         key = and_(j.c.submission_id == submission_id, j.c.job_id == job_id)
@@ -215,7 +228,10 @@ class Transaction:
         if exists is None:
             self._conn.execute(
                 insert(j).values(
-                    submission_id=submission_id, job_id=job_id, requested_at=requested_at, ended_at=ended_at,
+                    submission_id=submission_id,
+                    job_id=job_id,
+                    requested_at=requested_at,
+                    ended_at=ended_at,
                     outcome=outcome,
                 )
             )
@@ -262,7 +278,7 @@ class IntakeStore:
             row = conn.execute(select(s).where(s.c.submission_id == submission_id)).first()
         return _submission(row) if row else None
 
-    def list(
+    def list_submissions(
         self, *, organisation: str | None, statuses: Sequence[Status], limit: int, after: Cursor | None
     ) -> Page:
         """One page, newest first, of the submissions of `organisation` (None: all)."""

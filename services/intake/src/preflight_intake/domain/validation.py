@@ -109,7 +109,9 @@ class _Checker:
     def fail(self, field: str, description: str) -> None:
         self.violations.append(Violation(field, description))
 
-    def text(self, field: str, value: str, *, max_len: int, required: bool = True, multiline: bool = False) -> None:
+    def text(
+        self, field: str, value: str, *, max_len: int, required: bool = True, multiline: bool = False
+    ) -> None:
         if not value:
             if required:
                 self.fail(field, "is required")
@@ -251,7 +253,9 @@ def validate_submission_id(submission_id: str, field: str = "submission_id") -> 
     except ValueError:
         ok = False
     if not ok:
-        raise InvalidRequest([Violation(field, "must be a submission id (a UUID)" if submission_id else "is required")])
+        raise InvalidRequest(
+            [Violation(field, "must be a submission id (a UUID)" if submission_id else "is required")]
+        )
 
 
 def _check_access(c: _Checker, access: EndpointDraft | WeightsDraft | None) -> None:

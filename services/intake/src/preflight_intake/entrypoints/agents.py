@@ -54,12 +54,19 @@ class ProgressHandlers:
         assert isinstance(payload, benchmark_events.BenchmarkCompleted | benchmark_events.BenchmarkFailed)
         outcome = "completed" if isinstance(payload, benchmark_events.BenchmarkCompleted) else "failed"
         await asyncio.to_thread(
-            self._intake.on_job_ended, CONSUMER, attributes.id, _submission_id(payload), _job_id(payload), outcome
+            self._intake.on_job_ended,
+            CONSUMER,
+            attributes.id,
+            _submission_id(payload),
+            _job_id(payload),
+            outcome,
         )
 
     async def report_ready(self, attributes: EventAttributes, payload: Message) -> None:
         assert isinstance(payload, review_events.ReviewReportReady)
-        await asyncio.to_thread(self._intake.on_report_ready, CONSUMER, attributes.id, _submission_id(payload))
+        await asyncio.to_thread(
+            self._intake.on_report_ready, CONSUMER, attributes.id, _submission_id(payload)
+        )
 
 
 def _job_id(payload: Any) -> str:
@@ -82,7 +89,9 @@ def build_app(settings: IntakeSettings, intake: Intake, dead_letters: DeadLetter
     return app
 
 
-def _add_agent(app: faust.App, topic: str, registry: EventRegistry, handler: Any, dead_letters: DeadLetters) -> None:
+def _add_agent(
+    app: faust.App, topic: str, registry: EventRegistry, handler: Any, dead_letters: DeadLetters
+) -> None:
     async def agent(stream: Any) -> None:
         await consume_events(stream.events(), registry, handler, dead_letters)
 

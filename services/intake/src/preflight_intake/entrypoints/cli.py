@@ -34,8 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the service until SIGTERM/SIGINT")
     commands.add_parser("migrate", help="bring the database schema up to date")
-    keygen = commands.add_parser("keygen", help="print a new keyid:base64key for PREFLIGHT_INTAKE_ENCRYPTION_KEYS")
-    keygen.add_argument("--key-id", default=datetime.now(UTC).strftime("k%Y%m%d"), help="the key id (default: kYYYYMMDD)")
+    keygen = commands.add_parser(
+        "keygen", help="print a new keyid:base64key for PREFLIGHT_INTAKE_ENCRYPTION_KEYS"
+    )
+    keygen.add_argument(
+        "--key-id", default=datetime.now(UTC).strftime("k%Y%m%d"), help="the key id (default: kYYYYMMDD)"
+    )
     token = commands.add_parser("token", help="issue or revoke bearer tokens directly in the database")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
     create = token_commands.add_parser("create", help="issue a token and print it once")
@@ -75,7 +79,7 @@ def _run(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         tokens = token_store(engine, settings)
-        if args.token_command == "revoke":
+        if args.token_command == "revoke":  # noqa: S105 - a subcommand name
             if not tokens.revoke(args.token_id):
                 print(f"preflight-intake: no active token with id {args.token_id}", file=sys.stderr)
                 return 1
@@ -83,7 +87,10 @@ def _run(args: argparse.Namespace) -> int:
             return 0
         role = Role(args.role)
         principal = Principal(
-            args.principal_id or f"{role.value}@{args.organisation}", role, args.organisation, frozenset(args.sector)
+            args.principal_id or f"{role.value}@{args.organisation}",
+            role,
+            args.organisation,
+            frozenset(args.sector),
         )
         expires = datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None
         try:
@@ -92,7 +99,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"preflight-intake: {exc}", file=sys.stderr)
             return 1
         print(f"token id:   {issued.token_id}", file=sys.stderr)
-        print(f"principal:  {principal.principal_id} ({role.value}, {principal.organisation})", file=sys.stderr)
+        print(
+            f"principal:  {principal.principal_id} ({role.value}, {principal.organisation})", file=sys.stderr
+        )
         print(f"expires at: {issued.expires_at.isoformat()}", file=sys.stderr)
         print("the token (shown once; store it now):", file=sys.stderr)
         print(issued.token)

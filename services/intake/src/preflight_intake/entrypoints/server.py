@@ -58,16 +58,22 @@ class KafkaSide:
         backoff = 0.5
         while self._publisher is None:
             try:
-                self._publisher = await asyncio.to_thread(EventPublisher, settings.kafka, source=settings.source)
+                self._publisher = await asyncio.to_thread(
+                    EventPublisher, settings.kafka, source=settings.source
+                )
             except Exception as exc:  # kafka-python raises several unrelated types when brokers are away
                 log.warning("Kafka unreachable (%s); retrying in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(_MAX_BACKOFF, backoff * 2)
         relay = OutboxRelay(self._components.engine, tables.outbox, self._publisher)
         self._relay = threading.Thread(
-            target=relay.run_forever, args=(self._stop, settings.relay_interval), name="outbox-relay", daemon=True
+            target=relay.run_forever,
+            args=(self._stop, settings.relay_interval),
+            name="outbox-relay",
+            daemon=True,
         )
         self._relay.start()
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
         self._app = build_app(settings, self._components.intake, DeadLetters(self._publisher))
         await self._app.start()
         log.info("outbox relay and progress agents running")
@@ -131,9 +137,19 @@ async def serve(
     log.info("intake serving on port %d", port)
     if on_ready is not None:
         on_ready(port)
+    stopping: asyncio.Task[None] = asyncio.create_task(_wait(stop), name="stop")
     try:
-        await stop.wait()
+        # A background part that fails (rather than retrying) is fatal: stop, and let the
+        # supervisor restart the process.
+        running: set[asyncio.Task[None]] = {stopping, *background}
+        while not stopping.done():
+            done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {stopping}:
+                if task.exception() is not None:
+                    log.error("%s failed; shutting down", task.get_name(), exc_info=task.exception())
+                    raise RuntimeError(f"{task.get_name()} failed") from task.exception()
     finally:
+        stopping.cancel()
         log.info("intake shutting down: draining in-flight calls")
         await health.enter_graceful_shutdown()
         await server.stop(settings.shutdown_grace)
@@ -143,6 +159,10 @@ async def serve(
         await kafka.stop()
         components.engine.dispose()
         log.info("intake stopped")
+
+
+async def _wait(event: asyncio.Event) -> None:
+    await event.wait()
 
 
 def run_until_signal(settings: IntakeSettings, keyring: Keyring) -> None:

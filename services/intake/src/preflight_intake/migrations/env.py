@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 from preflight_common.db import make_engine
-from sqlalchemy import pool
-
 from preflight_intake.adapters.tables import metadata
+from sqlalchemy import pool
 
 url = context.config.get_main_option("sqlalchemy.url")
 if not url:

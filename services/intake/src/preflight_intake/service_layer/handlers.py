@@ -14,7 +14,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from preflight_intake.adapters.store import ConcurrentUpdate, Cursor, DuplicateSubmission, IntakeStore, Page, Transaction
+from preflight_intake.adapters.store import (
+    ConcurrentUpdate,
+    Cursor,
+    DuplicateSubmission,
+    IntakeStore,
+    Page,
+    Transaction,
+)
 from preflight_intake.domain import access
 from preflight_intake.domain.access import Caller
 from preflight_intake.domain.events import ReleasePlanChanged, SubmissionReceived, SubmissionWithdrawn
@@ -119,8 +126,12 @@ class Intake:
         )
         try:
             with self._store.transaction() as tx:
-                tx.insert(submission, idempotency_key=draft.idempotency_key, digest=digest, credential=credential)
-                tx.append_status(submission_id, Status.RECEIVED, None, now, f"submitted by {caller.principal_id}")
+                tx.insert(
+                    submission, idempotency_key=draft.idempotency_key, digest=digest, credential=credential
+                )
+                tx.append_status(
+                    submission_id, Status.RECEIVED, None, now, f"submitted by {caller.principal_id}"
+                )
                 tx.publish(SubmissionReceived(submission))
         except DuplicateSubmission:
             # A concurrent call with the same key won the race: answer as a replay of it.
@@ -128,7 +139,9 @@ class Intake:
             if replay is None:
                 raise
             return replay, True
-        log.info("submission %s received from %s (%s)", submission_id, caller.organisation, caller.principal_id)
+        log.info(
+            "submission %s received from %s (%s)", submission_id, caller.organisation, caller.principal_id
+        )
         return submission, False
 
     def get(self, caller: Caller, submission_id: str) -> Submission:
@@ -140,12 +153,14 @@ class Intake:
             raise NotFound(_NOT_FOUND)
         return submission
 
-    def list(self, caller: Caller, statuses: Sequence[Status], page_size: int, after: Cursor | None) -> Page:
+    def list_submissions(
+        self, caller: Caller, statuses: Sequence[Status], page_size: int, after: Cursor | None
+    ) -> Page:
         """A page of the submissions the caller may read, newest first."""
         self._require_reader(caller)
         if not 0 <= page_size <= 200:
             raise InvalidRequest([Violation("page_size", "must be between 0 and 200 (0: the default, 50)")])
-        return self._store.list(
+        return self._store.list_submissions(
             organisation=access.listing_scope(caller), statuses=statuses, limit=page_size or 50, after=after
         )
 
@@ -170,7 +185,9 @@ class Intake:
                 policy=self._policy,
                 now=now,
             )
-            after = tx.save(before, before.change_release_plan(valid.planned_release, valid.window, self._policy, now))
+            after = tx.save(
+                before, before.change_release_plan(valid.planned_release, valid.window, self._policy, now)
+            )
             tx.publish(ReleasePlanChanged(after, before.planned_release, reason))
             return after
 
@@ -186,7 +203,9 @@ class Intake:
             before = self._changeable(tx, caller, submission_id)
             now = self._clock()
             after = tx.save(before, before.transition(Status.WITHDRAWN, now))
-            tx.append_status(submission_id, Status.WITHDRAWN, before.status, now, f"withdrawn by {caller.principal_id}")
+            tx.append_status(
+                submission_id, Status.WITHDRAWN, before.status, now, f"withdrawn by {caller.principal_id}"
+            )
             tx.publish(SubmissionWithdrawn(after, reason))
             return after
 
@@ -216,7 +235,9 @@ class Intake:
             elif stored is None:
                 denial = NotFound("credential_ref: no credential with this reference")
             elif stored.status.terminal:
-                denial = FailedPrecondition(f"the submission is {stored.status.value}; its credential is retired")
+                denial = FailedPrecondition(
+                    f"the submission is {stored.status.value}; its credential is retired"
+                )
             tx.log_credential_access(
                 credential_ref=credential_ref,
                 submission_id=stored.submission_id if stored else None,
@@ -244,7 +265,9 @@ class Intake:
         """A benchmark job was requested: the submission is BENCHMARKING (at least)."""
         self._apply_job(consumer, event_id, submission_id, job_id, ended=None)
 
-    def on_job_ended(self, consumer: str, event_id: str, submission_id: str, job_id: str, outcome: str) -> None:
+    def on_job_ended(
+        self, consumer: str, event_id: str, submission_id: str, job_id: str, outcome: str
+    ) -> None:
         """A benchmark job completed or failed: once every known job ended, the submission is UNDER_REVIEW."""
         self._apply_job(consumer, event_id, submission_id, job_id, ended=outcome)
 
@@ -283,7 +306,9 @@ class Intake:
 
     # --- helpers ------------------------------------------------------------------------------
 
-    def _apply_job(self, consumer: str, event_id: str, submission_id: str, job_id: str, ended: str | None) -> None:
+    def _apply_job(
+        self, consumer: str, event_id: str, submission_id: str, job_id: str, ended: str | None
+    ) -> None:
         def apply(tx: Transaction) -> None:
             if not tx.claim(consumer, event_id):
                 return

@@ -1,0 +1,159 @@
+"""Intake follows a submission's progress from the benchmark and review topics (faust agents on a
+real broker), applies each event once, and WatchSubmission streams every change."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from google.protobuf.message import Message
+from kafka import KafkaProducer
+from preflight.benchmark.v1 import events_pb2 as benchmark
+from preflight.clearinghouse.v1 import events_pb2 as clearinghouse
+from preflight.intake.v1 import intake_pb2
+from preflight.sdk import Client
+from preflight_common.auth import Role
+from preflight_common.config import Topics
+from preflight_common.envelope import encode_event
+
+STATUS = intake_pb2.SubmissionStatus
+
+
+@pytest.fixture(scope="module")
+def producer(kafka_bootstrap: str) -> Iterator[KafkaProducer]:
+    made = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    yield made
+    made.close()
+
+
+def publish(producer: KafkaProducer, topic: str, payload: Message, subject: str, event_id: str) -> None:
+    record = encode_event(payload, source="test", subject=subject, event_id=event_id)
+    producer.send(topic, key=record.key, value=record.value, headers=record.headers).get(timeout=30)
+
+
+class Watcher(threading.Thread):
+    """Collects a WatchSubmission stream in the background."""
+
+    def __init__(self, client: Client, submission_id: str) -> None:
+        super().__init__(daemon=True)
+        self.client, self.submission_id = client, submission_id
+        self.changes: list[intake_pb2.WatchSubmissionResponse] = []
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.changes.extend(self.client.watch(self.submission_id, timeout=120))
+        except BaseException as exc:
+            self.error = exc
+
+
+def test_progress_events_move_the_status_and_the_watch_streams_each_change(
+    intake: Any,
+    producer: KafkaProducer,
+    eventually: Callable[..., None],
+    make_request: Callable[..., intake_pb2.SubmitModelRequest],
+) -> None:
+    topics = intake.settings.topics
+    with Client(intake.target, token=intake.token("alice", Role.LAB, "lab-a")) as client:
+        sid = client.submit(make_request("lab-a")).submission.submission_id
+        watcher = Watcher(client, sid)
+        watcher.start()
+        eventually(lambda: len(watcher.changes) == 1)
+
+        def status() -> int:
+            return client.get_submission(sid).status
+
+        for job in ("job-1", "job-2"):
+            publish(
+                producer,
+                topics.benchmark_jobs,
+                benchmark.BenchmarkJobRequested(job_id=job, submission_id=sid),
+                sid,
+                f"req-{job}",
+            )
+        # The same event delivered twice is applied once.
+        publish(
+            producer,
+            topics.benchmark_jobs,
+            benchmark.BenchmarkJobRequested(job_id="job-1", submission_id=sid),
+            sid,
+            "req-job-1",
+        )
+        eventually(lambda: status() == STATUS.SUBMISSION_STATUS_BENCHMARKING)
+
+        publish(
+            producer,
+            topics.benchmark_results,
+            benchmark.BenchmarkCompleted(job_id="job-1", submission_id=sid),
+            sid,
+            "done-1",
+        )
+        publish(
+            producer,
+            topics.benchmark_results,
+            benchmark.BenchmarkFailed(job_id="job-2", submission_id=sid),
+            sid,
+            "done-2",
+        )
+        eventually(lambda: status() == STATUS.SUBMISSION_STATUS_UNDER_REVIEW)
+
+        publish(
+            producer,
+            topics.reviews,
+            clearinghouse.ReviewReportReady(report_id="r1", submission_id=sid),
+            sid,
+            "report-1",
+        )
+        eventually(lambda: status() == STATUS.SUBMISSION_STATUS_REPORT_READY)
+        client.withdraw(sid, reason="no longer needed")
+        watcher.join(30)
+
+    assert watcher.error is None, watcher.error
+    assert not watcher.is_alive(), "the watch did not end at the terminal state"
+    assert [(c.sequence, c.status, c.previous_status) for c in watcher.changes] == [
+        (1, STATUS.SUBMISSION_STATUS_RECEIVED, STATUS.SUBMISSION_STATUS_UNSPECIFIED),
+        (2, STATUS.SUBMISSION_STATUS_BENCHMARKING, STATUS.SUBMISSION_STATUS_RECEIVED),
+        (3, STATUS.SUBMISSION_STATUS_UNDER_REVIEW, STATUS.SUBMISSION_STATUS_BENCHMARKING),
+        (4, STATUS.SUBMISSION_STATUS_REPORT_READY, STATUS.SUBMISSION_STATUS_UNDER_REVIEW),
+        (5, STATUS.SUBMISSION_STATUS_WITHDRAWN, STATUS.SUBMISSION_STATUS_REPORT_READY),
+    ]
+    assert [c.terminal for c in watcher.changes] == [False, False, False, False, True]
+
+
+def test_a_watch_of_a_finished_submission_sends_its_state_and_ends(
+    intake: Any, make_request: Callable[..., intake_pb2.SubmitModelRequest]
+) -> None:
+    with Client(intake.target, token=intake.token("alice", Role.LAB, "lab-a")) as client:
+        sid = client.submit(make_request("lab-a")).submission.submission_id
+        client.withdraw(sid)
+        changes = list(client.watch(sid, timeout=10))
+    assert [(c.sequence, c.status, c.terminal) for c in changes] == [
+        (2, STATUS.SUBMISSION_STATUS_WITHDRAWN, True)
+    ]
+
+
+def test_undecodable_records_go_to_the_dead_letter_topic_and_the_agent_goes_on(
+    intake: Any,
+    producer: KafkaProducer,
+    topics: Any,
+    eventually: Callable[..., None],
+    make_request: Callable[..., intake_pb2.SubmitModelRequest],
+) -> None:
+    names = intake.settings.topics
+    with Client(intake.target, token=intake.token("alice", Role.LAB, "lab-a")) as client:
+        sid = client.submit(make_request("lab-a")).submission.submission_id
+        producer.send(
+            names.benchmark_jobs, key=sid.encode(), value=b"\x00garbage", headers=[("ce_type", b"nope")]
+        ).get(30)
+        publish(
+            producer,
+            names.benchmark_jobs,
+            benchmark.BenchmarkJobRequested(job_id="j", submission_id=sid),
+            sid,
+            f"ok-{sid}",
+        )
+        eventually(lambda: client.get_submission(sid).status == STATUS.SUBMISSION_STATUS_BENCHMARKING)
+    dead = topics.until(Topics.dlq(names.benchmark_jobs), bool, timeout=30)
+    assert [dict(r.headers)["preflight_dlq_reason"] for r in dead] == [b"unknown ce_type 'nope'"]

@@ -20,6 +20,8 @@ from preflight_benchmark.domain.ports import Attempt
 GPU_RESOURCE = "nvidia.com/gpu"
 ASSIGNMENT_ENV = "PREFLIGHT_WORKER_ASSIGNMENT"
 MODEL_SERVER_PORT = 8000
+# Writable scratch space (an emptyDir): the root file systems are read-only.
+SCRATCH = "/scratch"
 SERVED_MODEL = "weights"
 LABEL_PREFIX = "preflight.dev"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -114,9 +116,10 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
                 "secretKeyRef": {"name": settings.service_token.name, "key": settings.service_token.key}
             },
         },
-        {"name": "HOME", "value": "/tmp"},
-        {"name": "XDG_DATA_HOME", "value": "/tmp/data"},
-        {"name": "XDG_CACHE_HOME", "value": "/tmp/cache"},
+        {"name": "HOME", "value": SCRATCH},
+        {"name": "TMPDIR", "value": SCRATCH},
+        {"name": "XDG_DATA_HOME", "value": f"{SCRATCH}/data"},
+        {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH}/cache"},
     ]
     worker_resources: dict[str, dict[str, Any]] = {
         "requests": {"cpu": attempt.resources.cpu, "memory": attempt.resources.memory},
@@ -125,8 +128,8 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
     if attempt.resources.gpu > 0:
         worker_resources["limits"][GPU_RESOURCE] = attempt.resources.gpu
         worker_resources["requests"][GPU_RESOURCE] = attempt.resources.gpu
-    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {}}]
-    worker_mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
+    worker_mounts = [{"name": "scratch", "mountPath": SCRATCH}]
     init_containers: list[dict[str, Any]] = []
     if weights:
         env += [
@@ -208,7 +211,7 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
 
 def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[dict[str, Any]]:
     w = settings.weights
-    models_mount = [{"name": "models", "mountPath": "/models"}, {"name": "tmp", "mountPath": "/tmp"}]
+    models_mount = [{"name": "models", "mountPath": "/models"}, {"name": "scratch", "mountPath": SCRATCH}]
     return [
         {
             "name": "fetch-weights",
@@ -239,7 +242,7 @@ def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[di
                 "local",
                 *w.extra_args,
             ],
-            "env": [{"name": "HOME", "value": "/tmp"}, {"name": "HF_HUB_OFFLINE", "value": "1"}],
+            "env": [{"name": "HOME", "value": SCRATCH}, {"name": "HF_HUB_OFFLINE", "value": "1"}],
             "resources": {
                 "requests": {"cpu": w.cpu, "memory": w.memory, GPU_RESOURCE: w.gpus},
                 "limits": {"memory": w.memory, GPU_RESOURCE: w.gpus},

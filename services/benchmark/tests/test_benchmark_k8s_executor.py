@@ -1,0 +1,221 @@
+"""KubernetesExecutor's API calls against a loopback HTTP server that answers like the batch/v1 API.
+
+The stand-in keeps Jobs in memory and lets a test inject server errors and end
+Jobs; it checks the executor's create/watch/delete calls, 409 handling and
+retries. Runs against a real API server come with the cluster fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import timedelta
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from kubernetes import client
+
+from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, job_name
+from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor
+from preflight_benchmark.domain.catalog import Resources
+from preflight_benchmark.domain.jobs import AttemptEnd
+from preflight_benchmark.domain.ports import Attempt
+
+PREFIX = "/apis/batch/v1/namespaces/preflight/jobs"
+
+
+class FakeBatchApi:
+    """In-memory Jobs behind a ThreadingHTTPServer on 127.0.0.1."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, dict[str, Any]] = {}
+        self.failures: list[int] = []  # statuses to answer the next create calls with
+        self.creates = 0
+        self.deletes: list[str] = []
+        self.changed = threading.Condition()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def host(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def finish(self, name: str, condition: str, reason: str = "") -> None:
+        with self.changed:
+            job = self.jobs[name]
+            job["metadata"]["resourceVersion"] = str(int(job["metadata"]["resourceVersion"]) + 1)
+            job["status"] = {"conditions": [{"type": condition, "status": "True", "reason": reason}]}
+            self.changed.notify_all()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _status(self, code: int, reason: str) -> None:
+                self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with api.changed:
+                    api.creates += 1
+                    if api.failures:
+                        self._status(api.failures.pop(0), "InternalError")
+                        return
+                    name = body["metadata"]["name"]
+                    if name in api.jobs:
+                        self._status(HTTPStatus.CONFLICT, "AlreadyExists")
+                        return
+                    body["metadata"]["resourceVersion"] = "1"
+                    body["status"] = {}
+                    api.jobs[name] = body
+                self._send(HTTPStatus.CREATED, body)
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                query = parse_qs(url.query)
+                if url.path == PREFIX and query.get("watch") == ["true"]:
+                    self._watch(query["fieldSelector"][0].removeprefix("metadata.name="), query)
+                    return
+                name = url.path.removeprefix(PREFIX + "/").removesuffix("/status")
+                with api.changed:
+                    job = api.jobs.get(name)
+                if job is None:
+                    self._status(HTTPStatus.NOT_FOUND, "NotFound")
+                else:
+                    self._send(HTTPStatus.OK, job)
+
+            def _watch(self, name: str, query: dict[str, list[str]]) -> None:
+                since = int(query.get("resourceVersion", ["0"])[0] or 0)
+                self.send_response(HTTPStatus.OK)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                with api.changed:
+                    api.changed.wait_for(
+                        lambda: name not in api.jobs or int(api.jobs[name]["metadata"]["resourceVersion"]) > since,
+                        timeout=float(query.get("timeoutSeconds", ["5"])[0]),
+                    )
+                    job = api.jobs.get(name)
+                if job is None:
+                    event = {"type": "DELETED", "object": {"kind": "Job", "apiVersion": "batch/v1", "metadata": {"name": name}}}
+                else:
+                    event = {"type": "MODIFIED", "object": job}
+                self.wfile.write(json.dumps(event).encode() + b"\n")
+
+            def do_DELETE(self) -> None:
+                name = urlparse(self.path).path.removeprefix(PREFIX + "/")
+                with api.changed:
+                    api.deletes.append(name)
+                    found = api.jobs.pop(name, None)
+                    api.changed.notify_all()
+                if found is None:
+                    self._status(HTTPStatus.NOT_FOUND, "NotFound")
+                else:
+                    self._send(HTTPStatus.OK, {"kind": "Status", "apiVersion": "v1", "status": "Success"})
+
+        return Handler
+
+
+@pytest.fixture
+def api() -> Iterator[FakeBatchApi]:
+    fake = FakeBatchApi()
+    yield fake
+    fake.server.shutdown()
+
+
+@pytest.fixture
+def executor(api: FakeBatchApi) -> KubernetesExecutor:
+    configuration = client.Configuration(host=api.host)
+    settings = ManifestSettings(
+        namespace="preflight",
+        image="preflight-benchmark:test",
+        service_token=SecretRef("worker-token", "token"),
+        intake_target="intake:50051",
+        benchmark_target="benchmark:50052",
+    )
+    return KubernetesExecutor(client.ApiClient(configuration), settings, initial_backoff=0.01, watch_timeout=5)
+
+
+ATTEMPT = Attempt(
+    job_id="bj-" + "b" * 32,
+    submission_id="sub-1",
+    suite_id="cyber.exploit",
+    attempt=1,
+    access_kind="endpoint",
+    resources=Resources(),
+    timeout=timedelta(minutes=5),
+    assignment="{}",
+)
+NAME = job_name(ATTEMPT.job_id, ATTEMPT.attempt)
+
+
+async def _run_until(executor: KubernetesExecutor, api: FakeBatchApi, condition: str, reason: str = "") -> Any:
+    import asyncio
+
+    running = asyncio.create_task(executor.run(ATTEMPT))
+    while NAME not in api.jobs:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    await asyncio.to_thread(api.finish, NAME, condition, reason)
+    return await running
+
+
+async def test_created_job_is_watched_to_completion(executor: KubernetesExecutor, api: FakeBatchApi) -> None:
+    outcome = await _run_until(executor, api, "Complete")
+    assert outcome.end == AttemptEnd.EXITED
+    assert api.jobs[NAME]["spec"]["template"]["spec"]["containers"][0]["image"] == "preflight-benchmark:test"
+
+
+async def test_an_existing_job_is_reattached_not_recreated(executor: KubernetesExecutor, api: FakeBatchApi) -> None:
+    await executor.create(ATTEMPT)
+    outcome = await _run_until(executor, api, "Failed", "DeadlineExceeded")
+    assert api.creates == 2, "the second create got 409 and counted as success"
+    assert outcome.end == AttemptEnd.TIMED_OUT
+
+
+async def test_server_errors_are_retried_with_backoff(executor: KubernetesExecutor, api: FakeBatchApi) -> None:
+    api.failures = [500, 503, 502]
+    outcome = await _run_until(executor, api, "Failed", "PodFailurePolicy")
+    assert api.creates == 4
+    assert outcome.end == AttemptEnd.CONFIG_ERROR
+
+
+async def test_persistent_server_errors_end_the_attempt_as_infrastructure(
+    executor: KubernetesExecutor, api: FakeBatchApi
+) -> None:
+    api.failures = [503] * 10
+    outcome = await executor.run(ATTEMPT)
+    assert outcome.end == AttemptEnd.INFRASTRUCTURE
+    assert "503" in outcome.detail and api.creates == 5
+
+
+async def test_backoff_limit_failure_is_a_crash(executor: KubernetesExecutor, api: FakeBatchApi) -> None:
+    outcome = await _run_until(executor, api, "Failed", "BackoffLimitExceeded")
+    assert outcome.end == AttemptEnd.CRASHED
+
+
+async def test_cancel_deletes_the_job_and_ends_the_watch(executor: KubernetesExecutor, api: FakeBatchApi) -> None:
+    import asyncio
+
+    running = asyncio.create_task(executor.run(ATTEMPT))
+    while NAME not in api.jobs:
+        await asyncio.sleep(0.02)
+    await executor.cancel(ATTEMPT.job_id, ATTEMPT.attempt)
+    assert (await running).end == AttemptEnd.CANCELLED
+    assert api.deletes == [NAME]
+    await executor.cancel(ATTEMPT.job_id, ATTEMPT.attempt)  # deleting a missing Job is harmless

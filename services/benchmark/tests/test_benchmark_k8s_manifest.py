@@ -1,0 +1,130 @@
+"""Job manifests for a CPU (endpoint) suite and a GPU (weights) suite pass strict schema validation."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from preflight_benchmark.adapters.executors.k8s_manifest import (
+    GPU_RESOURCE,
+    ManifestSettings,
+    SecretRef,
+    build_job,
+    job_name,
+)
+from preflight_benchmark.domain.catalog import Resources
+from preflight_benchmark.domain.ports import Attempt
+
+# The three newest Kubernetes versions whose schemas kubernetes-validate 1.37 ships.
+KUBERNETES_VERSIONS = ["1.35.0", "1.36.0", "1.37.0"]
+SERVICE_TOKEN = SecretRef("preflight-benchmark-worker", "token")
+SETTINGS = ManifestSettings(
+    namespace="preflight",
+    image="registry.example/preflight-benchmark:1.0.0",
+    service_token=SERVICE_TOKEN,
+    intake_target="preflight-intake:50051",
+    benchmark_target="preflight-benchmark:50052",
+    gpu_node_selector={"cloud.example/accelerator": "h100"},
+    gpu_tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    node_selector={"kubernetes.io/os": "linux"},
+    kueue_queue="preflight-benchmarks",
+)
+
+
+def attempt(access_kind: str, gpu: int = 0) -> Attempt:
+    assignment = {"job": {"jobId": "bj-" + "a" * 32, "access": {access_kind: {"credentialRef": "cred-1"}}}, "attempt": 2}
+    return Attempt(
+        job_id="bj-" + "a" * 32,
+        submission_id="3f0c6a52-5d55-4c43-9a3e-7d6f1f1c2b10",
+        suite_id="cyber.vuln-detect",
+        attempt=2,
+        access_kind=access_kind,
+        resources=Resources(gpu=gpu, cpu="2", memory="4Gi"),
+        timeout=timedelta(hours=1),
+        assignment=json.dumps(assignment),
+    )
+
+
+CPU_JOB = build_job(attempt("endpoint"), SETTINGS)
+GPU_JOB = build_job(attempt("weights"), SETTINGS)
+
+
+def containers(job: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = job["spec"]["template"]["spec"]
+    return [*spec.get("initContainers", []), *spec["containers"]]
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("job", [CPU_JOB, GPU_JOB], ids=["cpu-endpoint", "gpu-weights"])
+def test_job_manifest_passes_strict_validation(job: dict[str, Any], version: str) -> None:
+    kubernetes_validate.validate(job, version, strict=True)
+
+
+def test_strict_validation_rejects_an_unknown_field() -> None:
+    broken = json.loads(json.dumps(CPU_JOB))
+    broken["spec"]["template"]["spec"]["containers"][0]["gpus"] = 1
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, KUBERNETES_VERSIONS[-1], strict=True)
+
+
+def test_job_runs_once_with_deadline_ttl_and_failure_policy() -> None:
+    spec = CPU_JOB["spec"]
+    assert spec["template"]["spec"]["restartPolicy"] == "Never"
+    assert spec["activeDeadlineSeconds"] == 3600
+    assert spec["backoffLimit"] == 0
+    assert spec["ttlSecondsAfterFinished"] == 3600
+    rules = spec["podFailurePolicy"]["rules"]
+    assert {"action": "FailJob", "onExitCodes": {"containerName": "worker", "operator": "In", "values": [78]}} in rules
+    assert any(r["action"] == "Ignore" and r["onPodConditions"][0]["type"] == "DisruptionTarget" for r in rules)
+
+
+def test_labels_name_the_submission_job_suite_and_queue() -> None:
+    labels = CPU_JOB["metadata"]["labels"]
+    assert labels["app.kubernetes.io/part-of"] == "preflight"
+    assert labels["preflight.dev/submission-id"] == "3f0c6a52-5d55-4c43-9a3e-7d6f1f1c2b10"
+    assert labels["preflight.dev/job-id"] == "bj-" + "a" * 32
+    assert labels["preflight.dev/suite-id"] == "cyber.vuln-detect"
+    assert labels["kueue.x-k8s.io/queue-name"] == "preflight-benchmarks"
+    assert CPU_JOB["metadata"]["name"] == job_name("bj-" + "a" * 32, 2)
+    assert CPU_JOB["spec"]["template"]["metadata"]["labels"] == labels
+
+
+def test_environment_has_no_inline_secret() -> None:
+    for container in containers(CPU_JOB) + containers(GPU_JOB):
+        for variable in container.get("env", []):
+            if variable["name"] == "PREFLIGHT_SERVICE_TOKEN":
+                assert variable["valueFrom"]["secretKeyRef"] == {"name": SERVICE_TOKEN.name, "key": SERVICE_TOKEN.key}
+                assert "value" not in variable
+    worker_env = {v["name"] for v in CPU_JOB["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "PREFLIGHT_SERVICE_TOKEN" in worker_env
+
+
+def test_cpu_suite_requests_no_gpu_and_stays_off_gpu_pools() -> None:
+    spec = CPU_JOB["spec"]["template"]["spec"]
+    assert all(GPU_RESOURCE not in json.dumps(c["resources"]) for c in containers(CPU_JOB))
+    assert spec["nodeSelector"] == {"kubernetes.io/os": "linux"}
+    assert "tolerations" not in spec
+
+
+def test_weights_job_serves_the_model_on_the_gpu_beside_the_worker() -> None:
+    spec = GPU_JOB["spec"]["template"]["spec"]
+    fetch, server = spec["initContainers"]
+    assert fetch["command"][-3:] == ["fetch-weights", "--dest", "/models/weights"]
+    assert server["restartPolicy"] == "Always", "vLLM runs as a native sidecar"
+    assert server["resources"]["limits"][GPU_RESOURCE] == 1
+    assert spec["nodeSelector"]["cloud.example/accelerator"] == "h100"
+    assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
+    worker_env = {v["name"]: v.get("value") for v in spec["containers"][0]["env"]}
+    assert worker_env["PREFLIGHT_WORKER_MODEL_SERVER_URL"] == "http://127.0.0.1:8000/v1"
+
+
+def test_a_suite_that_needs_gpus_requests_them_for_the_worker() -> None:
+    job = build_job(attempt("endpoint", gpu=2), SETTINGS)
+    kubernetes_validate.validate(job, KUBERNETES_VERSIONS[-1], strict=True)
+    worker = job["spec"]["template"]["spec"]["containers"][0]
+    assert worker["resources"]["limits"][GPU_RESOURCE] == 2
+    assert job["spec"]["template"]["spec"]["nodeSelector"]["cloud.example/accelerator"] == "h100"

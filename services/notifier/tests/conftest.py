@@ -7,14 +7,30 @@ import random
 import socket
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
+from preflight.identity.v1 import identity_pb2_grpc
+from preflight.notifier.v1 import notifier_pb2_grpc
+from preflight_common.auth import (
+    IdentityServicer,
+    IntrospectionAuthenticator,
+    LocalAuthenticator,
+    Principal,
+    Role,
+    TokenStore,
+    tokens_table,
+)
+from preflight_common.db import make_engine
+from preflight_common.grpcserver import build_server, mark_serving
+from sqlalchemy import MetaData
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -29,8 +45,10 @@ from notifier_support import (
     routing_document,
 )
 from preflight_notifier.adapters.email import SmtpSettings
+from preflight_notifier.adapters.grpc_api import NotifierServicer
 from preflight_notifier.bootstrap import Components, build
 from preflight_notifier.config import NotifierSettings
+from preflight_notifier.entrypoints.server import SERVICE_NAMES
 
 
 @pytest.fixture
@@ -126,3 +144,68 @@ def make_notifier(settings: NotifierSettings, clock: ManualClock) -> Iterator[Bu
 @pytest.fixture
 def notifier(make_notifier: Build) -> Components:
     return make_notifier()
+
+
+# --- the gRPC API behind real authentication --------------------------------------------------
+
+PRINCIPALS = {
+    "service": Principal("notifier", Role.SERVICE, "preflight"),
+    "admin": Principal("root", Role.ADMIN, "agency"),
+    "reviewer": Principal("rita", Role.REVIEWER, "agency"),
+    "lab-a": Principal("ada", Role.LAB, "lab-a"),
+    "lab-b": Principal("bob", Role.LAB, "lab-b"),
+    "bank-a": Principal("ops-a", Role.OPERATOR, "bank-a", frozenset({"finance"})),
+    "bank-b": Principal("ops-b", Role.OPERATOR, "bank-b", frozenset({"finance"})),
+    "water": Principal("ops-w", Role.OPERATOR, "water-co", frozenset({"water"})),
+}
+
+
+@dataclass
+class Api:
+    """The notifier's gRPC API on loopback, authenticating through a real identity service."""
+
+    stub: notifier_pb2_grpc.NotifierServiceStub
+    tokens: dict[str, str]
+
+    def auth(self, who: str) -> tuple[tuple[str, str], ...]:
+        return (("authorization", f"Bearer {self.tokens[who]}"),)
+
+
+@pytest.fixture
+async def api(notifier: Components, clock: ManualClock, tmp_path: Path) -> AsyncIterator[Api]:
+    metadata = MetaData()
+    table = tokens_table(metadata)
+    token_engine = make_engine(f"sqlite:///{tmp_path / 'identity.db'}")
+    metadata.create_all(token_engine)
+    token_store = TokenStore(token_engine, table)
+    tokens = {name: token_store.create(p).token for name, p in PRINCIPALS.items()}
+
+    def register_identity(server: grpc.aio.Server) -> None:
+        identity_pb2_grpc.add_IdentityServiceServicer_to_server(IdentityServicer(token_store), server)
+
+    identity, identity_port, _ = build_server(
+        "127.0.0.1:0",
+        [register_identity],
+        authenticator=LocalAuthenticator(token_store),
+        service_names=["preflight.identity.v1.IdentityService"],
+    )
+    await identity.start()
+    authenticator = IntrospectionAuthenticator(f"127.0.0.1:{identity_port}", tokens["service"], cache_ttl=0.0)
+    servicer = NotifierServicer(notifier.engine, clock, stream_poll_interval=0.05)
+
+    def register_notifier(server: grpc.aio.Server) -> None:
+        notifier_pb2_grpc.add_NotifierServiceServicer_to_server(servicer, server)
+
+    server, port, health = build_server(
+        "127.0.0.1:0", [register_notifier], authenticator=authenticator, service_names=SERVICE_NAMES
+    )
+    await server.start()
+    await mark_serving(health, SERVICE_NAMES)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    yield Api(notifier_pb2_grpc.NotifierServiceStub(channel), tokens)
+    await channel.close()
+    await server.stop(None)
+    await authenticator.close()
+    await identity.stop(None)
+    token_engine.dispose()
+    await notifier.webhooks.close()

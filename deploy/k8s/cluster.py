@@ -40,9 +40,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
 NODE_NAME = "kwok-node-0"
-NODE_CAPACITY = {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8",
-                 "ephemeral-storage": "1Ti"}
-SERVICE_CIDR = "10.96.0.0/16"   # ClusterIP allocation only: nothing routes to it here.
+NODE_CAPACITY = {
+    "cpu": "64",
+    "memory": "512Gi",
+    "pods": "110",
+    "nvidia.com/gpu": "8",
+    "ephemeral-storage": "1Ti",
+}
+SERVICE_CIDR = "10.96.0.0/16"  # ClusterIP allocation only: nothing routes to it here.
 
 
 def default_run_dir() -> Path:
@@ -101,6 +106,7 @@ def _alive(pid: int) -> bool:
 
 # --------------------------------------------------------------------------- PKI
 
+
 def _write_pki(pki: Path) -> None:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -116,8 +122,11 @@ def _write_pki(pki: Path) -> None:
 
     def save_key(name: str, k: ec.EllipticCurvePrivateKey) -> None:
         p = pki / f"{name}.key"
-        p.write_bytes(k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                      serialization.NoEncryption()))
+        p.write_bytes(
+            k.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         p.chmod(0o600)
 
     def save_cert(name: str, c: x509.Certificate) -> None:
@@ -125,15 +134,31 @@ def _write_pki(pki: Path) -> None:
 
     ca_key = key()
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "preflight-test-ca")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now).not_valid_after(later)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False,
-                                       data_encipherment=False, key_agreement=False,
-                                       encipher_only=False, decipher_only=False), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(later)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     save_key("ca", ca_key)
     save_cert("ca", ca)
 
@@ -141,20 +166,37 @@ def _write_pki(pki: Path) -> None:
         k = key()
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-        b = (x509.CertificateBuilder().subject_name(x509.Name(attrs)).issuer_name(ca_name)
-             .public_key(k.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now).not_valid_after(later)
-             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-             .add_extension(x509.ExtendedKeyUsage(
-                 [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]),
-                 critical=False))
+        b = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name(attrs))
+            .issuer_name(ca_name)
+            .public_key(k.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now)
+            .not_valid_after(later)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.ExtendedKeyUsage(
+                    [ExtendedKeyUsageOID.SERVER_AUTH] if server else [ExtendedKeyUsageOID.CLIENT_AUTH]
+                ),
+                critical=False,
+            )
+        )
         if server:
-            b = b.add_extension(x509.SubjectAlternativeName([
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
-                x509.DNSName("localhost"), x509.DNSName("kubernetes"),
-                x509.DNSName("kubernetes.default"), x509.DNSName("kubernetes.default.svc"),
-                x509.DNSName("kubernetes.default.svc.cluster.local")]), critical=False)
+            b = b.add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                        x509.IPAddress(ipaddress.ip_address("10.96.0.1")),
+                        x509.DNSName("localhost"),
+                        x509.DNSName("kubernetes"),
+                        x509.DNSName("kubernetes.default"),
+                        x509.DNSName("kubernetes.default.svc"),
+                        x509.DNSName("kubernetes.default.svc.cluster.local"),
+                    ]
+                ),
+                critical=False,
+            )
         save_key(name, k)
         save_cert(name, b.sign(ca_key, hashes.SHA256()))
 
@@ -167,30 +209,47 @@ def _write_pki(pki: Path) -> None:
 
     sa = key()
     save_key("sa", sa)
-    (pki / "sa.pub").write_bytes(sa.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    (pki / "sa.pub").write_bytes(
+        sa.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
 
 
 def _kubeconfig(path: Path, server: str, pki: Path, user: str) -> None:
     cfg = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "preflight-test", "cluster": {
-            "server": server, "certificate-authority": str(pki / "ca.crt")}}],
-        "users": [{"name": user, "user": {
-            "client-certificate": str(pki / f"{user}.crt"), "client-key": str(pki / f"{user}.key")}}],
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "preflight-test",
+                "cluster": {"server": server, "certificate-authority": str(pki / "ca.crt")},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {
+                    "client-certificate": str(pki / f"{user}.crt"),
+                    "client-key": str(pki / f"{user}.key"),
+                },
+            }
+        ],
         "contexts": [{"name": "preflight-test", "context": {"cluster": "preflight-test", "user": user}}],
         "current-context": "preflight-test",
     }
-    path.write_text(json.dumps(cfg, indent=2))   # JSON is YAML
+    path.write_text(json.dumps(cfg, indent=2))  # JSON is YAML
     path.chmod(0o600)
 
 
 # --------------------------------------------------------------------------- processes
 
+
 def _spawn(name: str, argv: list[str], run: Path) -> int:
     logf = open(run / "logs" / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-    p = subprocess.Popen(argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         start_new_session=True, cwd=run)
+    p = subprocess.Popen(
+        argv, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=run
+    )
     logf.close()
     return p.pid
 
@@ -246,8 +305,7 @@ def _load_state(run: Path) -> State | None:
 
 def _healthy(state: State) -> bool:
     run = Path(state.run_dir)
-    return (all(_alive(p) for p in state.pids.values())
-            and _https_ok(f"{state.server}/readyz", run / "pki"))
+    return all(_alive(p) for p in state.pids.values()) and _https_ok(f"{state.server}/readyz", run / "pki")
 
 
 def status(run_dir: Path | None = None) -> State | None:
@@ -314,74 +372,158 @@ def up(run_dir: Path | None = None, bin_dir: Path | None = None, timeout: float 
         try:
             etcd_url = f"http://127.0.0.1:{ports['etcd']}"
             peer_url = f"http://127.0.0.1:{ports['etcd-peer']}"
-            pids["etcd"] = _spawn("etcd", [
-                str(bins / "etcd"), "--name", "preflight", "--data-dir", str(run / "etcd"),
-                "--listen-client-urls", etcd_url, "--advertise-client-urls", etcd_url,
-                "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
-                "--initial-cluster", f"preflight={peer_url}", "--unsafe-no-fsync",
-                "--log-level", "warn"], run)
+            pids["etcd"] = _spawn(
+                "etcd",
+                [
+                    str(bins / "etcd"),
+                    "--name",
+                    "preflight",
+                    "--data-dir",
+                    str(run / "etcd"),
+                    "--listen-client-urls",
+                    etcd_url,
+                    "--advertise-client-urls",
+                    etcd_url,
+                    "--listen-peer-urls",
+                    peer_url,
+                    "--initial-advertise-peer-urls",
+                    peer_url,
+                    "--initial-cluster",
+                    f"preflight={peer_url}",
+                    "--unsafe-no-fsync",
+                    "--log-level",
+                    "warn",
+                ],
+                run,
+            )
             _wait("etcd", lambda: _http_ok(f"{etcd_url}/health"), 60, pids, run)
 
-            pids["kube-apiserver"] = _spawn("kube-apiserver", [
-                str(bins / "kube-apiserver"),
-                "--etcd-servers", etcd_url,
-                "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-                "--secure-port", str(ports["apiserver"]),
-                "--cert-dir", str(pki),
-                "--tls-cert-file", str(pki / "apiserver.crt"),
-                "--tls-private-key-file", str(pki / "apiserver.key"),
-                "--client-ca-file", str(pki / "ca.crt"),
-                "--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
-                "--service-account-key-file", str(pki / "sa.pub"),
-                "--service-account-signing-key-file", str(pki / "sa.key"),
-                "--service-cluster-ip-range", SERVICE_CIDR,
-                "--authorization-mode", "RBAC",
-                "--endpoint-reconciler-type", "none",
-                "--allow-privileged=false",
-                "--profiling=false",
-                "--v=1"], run)
+            pids["kube-apiserver"] = _spawn(
+                "kube-apiserver",
+                [
+                    str(bins / "kube-apiserver"),
+                    "--etcd-servers",
+                    etcd_url,
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--advertise-address",
+                    "127.0.0.1",
+                    "--secure-port",
+                    str(ports["apiserver"]),
+                    "--cert-dir",
+                    str(pki),
+                    "--tls-cert-file",
+                    str(pki / "apiserver.crt"),
+                    "--tls-private-key-file",
+                    str(pki / "apiserver.key"),
+                    "--client-ca-file",
+                    str(pki / "ca.crt"),
+                    "--service-account-issuer",
+                    "https://kubernetes.default.svc.cluster.local",
+                    "--service-account-key-file",
+                    str(pki / "sa.pub"),
+                    "--service-account-signing-key-file",
+                    str(pki / "sa.key"),
+                    "--service-cluster-ip-range",
+                    SERVICE_CIDR,
+                    "--authorization-mode",
+                    "RBAC",
+                    "--endpoint-reconciler-type",
+                    "none",
+                    "--allow-privileged=false",
+                    "--profiling=false",
+                    "--v=1",
+                ],
+                run,
+            )
             _wait("kube-apiserver /readyz", lambda: _https_ok(f"{server}/readyz", pki), timeout, pids, run)
 
-            pids["kube-controller-manager"] = _spawn("kube-controller-manager", [
-                str(bins / "kube-controller-manager"),
-                "--kubeconfig", str(run / "controller-manager.kubeconfig"),
-                "--bind-address", "127.0.0.1", "--secure-port", "0",
-                "--leader-elect=false",
-                "--use-service-account-credentials=false",
-                "--service-account-private-key-file", str(pki / "sa.key"),
-                "--root-ca-file", str(pki / "ca.crt"),
-                "--controllers", "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
-                "--profiling=false",
-                "--v=1"], run)
-            pids["kube-scheduler"] = _spawn("kube-scheduler", [
-                str(bins / "kube-scheduler"),
-                "--kubeconfig", str(run / "scheduler.kubeconfig"),
-                "--authentication-kubeconfig", str(run / "scheduler.kubeconfig"),
-                "--authorization-kubeconfig", str(run / "scheduler.kubeconfig"),
-                "--bind-address", "127.0.0.1", "--secure-port", str(_free_port()),
-                "--leader-elect=false",
-                "--profiling=false",
-                "--v=1"], run)
+            pids["kube-controller-manager"] = _spawn(
+                "kube-controller-manager",
+                [
+                    str(bins / "kube-controller-manager"),
+                    "--kubeconfig",
+                    str(run / "controller-manager.kubeconfig"),
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--secure-port",
+                    "0",
+                    "--leader-elect=false",
+                    "--use-service-account-credentials=false",
+                    "--service-account-private-key-file",
+                    str(pki / "sa.key"),
+                    "--root-ca-file",
+                    str(pki / "ca.crt"),
+                    "--controllers",
+                    "*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+                    "--profiling=false",
+                    "--v=1",
+                ],
+                run,
+            )
+            pids["kube-scheduler"] = _spawn(
+                "kube-scheduler",
+                [
+                    str(bins / "kube-scheduler"),
+                    "--kubeconfig",
+                    str(run / "scheduler.kubeconfig"),
+                    "--authentication-kubeconfig",
+                    str(run / "scheduler.kubeconfig"),
+                    "--authorization-kubeconfig",
+                    str(run / "scheduler.kubeconfig"),
+                    "--bind-address",
+                    "127.0.0.1",
+                    "--secure-port",
+                    str(_free_port()),
+                    "--leader-elect=false",
+                    "--profiling=false",
+                    "--v=1",
+                ],
+                run,
+            )
             # Stages (kwok-stages.yaml): the node stays Ready (heartbeats + lease),
             # pods become Running+Ready, Job pods Succeeded (or Failed on request).
-            pids["kwok"] = _spawn("kwok", [
-                str(bins / "kwok"),
-                "--kubeconfig", str(run / "kwok.kubeconfig"),
-                "--manage-all-nodes=false",
-                "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
-                "--node-ip", "127.0.0.1",
-                "--node-lease-duration-seconds", "40",
-                "--cidr", "10.244.0.0/16",
-                "--config", str(Path(__file__).resolve().parent / "kwok-stages.yaml")], run)
+            pids["kwok"] = _spawn(
+                "kwok",
+                [
+                    str(bins / "kwok"),
+                    "--kubeconfig",
+                    str(run / "kwok.kubeconfig"),
+                    "--manage-all-nodes=false",
+                    "--manage-nodes-with-annotation-selector",
+                    "kwok.x-k8s.io/node=fake",
+                    "--node-ip",
+                    "127.0.0.1",
+                    "--node-lease-duration-seconds",
+                    "40",
+                    "--cidr",
+                    "10.244.0.0/16",
+                    "--config",
+                    str(Path(__file__).resolve().parent / "kwok-stages.yaml"),
+                ],
+                run,
+            )
 
             _create_node(kubeconfig)
-            _wait("the default ServiceAccount and a Ready node",
-                  lambda: _cluster_ready(kubeconfig), timeout, pids, run)
+            _wait(
+                "the default ServiceAccount and a Ready node",
+                lambda: _cluster_ready(kubeconfig),
+                timeout,
+                pids,
+                run,
+            )
         except BaseException:
             _stop(pids)
             raise
-        st = State(run_dir=str(run), kubeconfig=str(kubeconfig), server=server, pids=pids,
-                   ports=ports, started_at=time.time(), start_seconds=round(time.monotonic() - t0, 2))
+        st = State(
+            run_dir=str(run),
+            kubeconfig=str(kubeconfig),
+            server=server,
+            pids=pids,
+            ports=ports,
+            started_at=time.time(),
+            start_seconds=round(time.monotonic() - t0, 2),
+        )
         (run / "state.json").write_text(json.dumps(asdict(st), indent=2))
         _log(f"up in {st.start_seconds}s: {server} kubeconfig={kubeconfig}")
         return st
@@ -389,6 +531,7 @@ def up(run_dir: Path | None = None, bin_dir: Path | None = None, timeout: float 
 
 def _client(kubeconfig: Path):  # type: ignore[no-untyped-def]
     from kubernetes import config
+
     return config.new_client_from_config(str(kubeconfig))
 
 
@@ -398,12 +541,19 @@ def _create_node(kubeconfig: Path) -> None:
 
     api = client.CoreV1Api(_client(kubeconfig))
     node = {
-        "apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": NODE_NAME,
-                     "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
-                     "labels": {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux",
-                                "kubernetes.io/arch": "amd64", "type": "kwok",
-                                "node-role.kubernetes.io/worker": ""}},
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE_NAME,
+            "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
+            "labels": {
+                "kubernetes.io/hostname": NODE_NAME,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "type": "kwok",
+                "node-role.kubernetes.io/worker": "",
+            },
+        },
         "spec": {},
         "status": {"capacity": NODE_CAPACITY, "allocatable": NODE_CAPACITY},
     }

@@ -14,8 +14,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "preflight"
-VALUES_FILES = {"default": [], "minimal": [CHART / "examples/minimal.yaml"],
-                "production": [CHART / "examples/production.yaml"]}
+VALUES_FILES = {
+    "default": [],
+    "minimal": [CHART / "examples/minimal.yaml"],
+    "production": [CHART / "examples/production.yaml"],
+}
 KUBE_VERSIONS = ["1.34.0", "1.35.0", "1.36.0", "1.37.0"]
 SERVICES = ["intake", "benchmark", "clearinghouse", "notifier"]
 
@@ -35,14 +38,17 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
-def pod_specs(docs: list[dict[str, Any]], check_chart: ModuleType) -> list[tuple[str, dict[str, Any]]]:
-    out = []
-    for d in docs:
-        if d["kind"] in ("Deployment", "Job"):
-            out.append((d["metadata"]["name"], d["spec"]["template"]["spec"]))
-        for label, obj in check_chart.embedded_objects(d):
-            out.append((label, obj["spec"]["template"]["spec"]))
-    return out
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (d["metadata"]["name"], d["spec"]["template"]["spec"])
+        for d in docs
+        if d["kind"] in ("Deployment", "Job")
+    ]
+
+
+def env_of(docs: list[dict[str, Any]], deployment: str) -> dict[str, dict[str, Any]]:
+    dep = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == deployment)
+    return {e["name"]: e for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
 
 
 @pytest.mark.parametrize("values", sorted(VALUES_FILES))
@@ -64,8 +70,12 @@ def test_manifests_validate_strictly(helm: str, check_chart: ModuleType, values:
 
 def test_validation_catches_a_broken_manifest(check_chart: ModuleType) -> None:
     """The validator itself is strict: unknown fields and wrong types fail."""
-    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
-           "spec": {"ports": [{"port": "grpc"}], "selectr": {}}}
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"ports": [{"port": "grpc"}], "selectr": {}},
+    }
     assert check_chart.validate_objects([bad], ["1.36.0"])
 
 
@@ -76,15 +86,26 @@ def test_bad_values_fail_to_render(helm: str, check_chart: ModuleType) -> None:
             f.write_text(yaml.safe_dump(overlay))
             res = check_chart.render(helm, CHART, [f])
             assert res.returncode != 0, f"rendered: {what}"
-            assert ("values don't meet the specifications of the schema" in res.stderr
-                    or "execution error" in res.stderr), f"{what}: unexpected failure: {res.stderr}"
+            assert (
+                "values don't meet the specifications of the schema" in res.stderr
+                or "execution error" in res.stderr
+            ), f"{what}: unexpected failure: {res.stderr}"
             assert "nil pointer" not in res.stderr, f"{what}: template crash: {res.stderr}"
 
 
 def test_every_kind_expected(rendered: list[dict[str, Any]]) -> None:
     kinds = {d["kind"] for d in rendered}
-    assert {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Role", "RoleBinding", "Job",
-            "PodDisruptionBudget", "NetworkPolicy"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ConfigMap",
+        "Role",
+        "RoleBinding",
+        "Job",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+    } <= kinds
     names = {d["metadata"]["name"] for d in of_kind(rendered, "Deployment")}
     assert names == {f"preflight-{s}" for s in SERVICES}
     assert {d["metadata"]["name"] for d in of_kind(rendered, "Service")} == names
@@ -93,15 +114,21 @@ def test_every_kind_expected(rendered: list[dict[str, Any]]) -> None:
 def test_labels_everywhere(rendered: list[dict[str, Any]]) -> None:
     for d in rendered:
         labels = d["metadata"].get("labels", {})
-        for key in ("app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component",
-                    "app.kubernetes.io/version", "app.kubernetes.io/managed-by", "app.kubernetes.io/part-of",
-                    "helm.sh/chart"):
+        for key in (
+            "app.kubernetes.io/name",
+            "app.kubernetes.io/instance",
+            "app.kubernetes.io/component",
+            "app.kubernetes.io/version",
+            "app.kubernetes.io/managed-by",
+            "app.kubernetes.io/part-of",
+            "helm.sh/chart",
+        ):
             assert key in labels, f"{d['kind']}/{d['metadata']['name']} lacks {key}"
 
 
-def test_restricted_pod_security(rendered: list[dict[str, Any]], check_chart: ModuleType) -> None:
-    specs = pod_specs(rendered, check_chart)
-    assert len(specs) >= 6   # 4 services, the topics hook, the worker Job template
+def test_restricted_pod_security(rendered: list[dict[str, Any]]) -> None:
+    specs = pod_specs(rendered)
+    assert len(specs) == 5  # 4 services and the topics hook
     for name, spec in specs:
         psc = spec["securityContext"]
         assert psc["runAsNonRoot"] is True, name
@@ -129,13 +156,18 @@ def test_grpc_probes(rendered: list[dict[str, Any]]) -> None:
 def test_dispatcher_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:
     (role,) = of_kind(rendered, "Role")
     assert role["rules"] == [
-        {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get", "list", "watch", "delete"]},
+        {
+            "apiGroups": ["batch"],
+            "resources": ["jobs"],
+            "verbs": ["create", "get", "list", "watch", "delete"],
+        },
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
     ]
     assert not of_kind(rendered, "ClusterRole") and not of_kind(rendered, "ClusterRoleBinding")
     (binding,) = of_kind(rendered, "RoleBinding")
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "preflight-benchmark",
-                                    "namespace": "preflight"}]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "preflight-benchmark", "namespace": "preflight"}
+    ]
     assert binding["metadata"]["namespace"] == role["metadata"]["namespace"]
 
 
@@ -143,22 +175,36 @@ def test_pdb_per_service(rendered: list[dict[str, Any]]) -> None:
     assert len(of_kind(rendered, "PodDisruptionBudget")) == 4
 
 
-def test_network_policies_cover_every_pod(rendered: list[dict[str, Any]], check_chart: ModuleType) -> None:
+def test_network_policies_cover_every_pod(rendered: list[dict[str, Any]]) -> None:
     policies = of_kind(rendered, "NetworkPolicy")
     deny = [p for p in policies if p["metadata"]["name"].endswith("default-deny")]
     assert deny and deny[0]["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert "ingress" not in deny[0]["spec"] and "egress" not in deny[0]["spec"]
 
     def selected(labels: dict[str, str]) -> list[str]:
-        return [p["metadata"]["name"] for p in policies
-                if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()]
+        return [
+            p["metadata"]["name"]
+            for p in policies
+            if p["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+        ]
 
-    pods: list[tuple[str, dict[str, str]]] = []
-    for d in rendered:
-        if d["kind"] in ("Deployment", "Job"):
-            pods.append((d["metadata"]["name"], d["spec"]["template"]["metadata"]["labels"]))
-        for label, obj in check_chart.embedded_objects(d):
-            pods.append((label, obj["spec"]["template"]["metadata"]["labels"]))
+    pods = [
+        (d["metadata"]["name"], d["spec"]["template"]["metadata"]["labels"])
+        for d in rendered
+        if d["kind"] in ("Deployment", "Job")
+    ]
+    # The labels the benchmark service puts on worker pods (adapters/executors/k8s_manifest.py).
+    pods.append(
+        (
+            "worker",
+            {
+                "app.kubernetes.io/name": "preflight-worker",
+                "app.kubernetes.io/part-of": "preflight",
+                "app.kubernetes.io/component": "benchmark-worker",
+                "app.kubernetes.io/managed-by": "preflight-benchmark",
+            },
+        )
+    )
     for name, labels in pods:
         allow = [n for n in selected(labels) if not n.endswith("default-deny")]
         assert allow, f"{name}: no allow policy (would be cut off entirely)"
@@ -168,20 +214,50 @@ def test_network_policies_cover_every_pod(rendered: list[dict[str, Any]], check_
                 assert {"port": 53, "protocol": "UDP"} in dns, f"{name}: no DNS egress"
 
 
-def test_worker_job_template(rendered: list[dict[str, Any]], check_chart: ModuleType) -> None:
-    (cm,) = [d for d in of_kind(rendered, "ConfigMap") if d["metadata"]["name"] == "preflight-benchmark"]
-    ((_, job),) = list(check_chart.embedded_objects(cm))
-    assert job["kind"] == "Job" and job["metadata"]["generateName"].endswith("-worker-")
-    spec = job["spec"]["template"]["spec"]
-    assert spec["restartPolicy"] == "Never"
-    env = {e["name"]: e for e in spec["containers"][0]["env"]}
-    assert env["PREFLIGHT_SERVICE_TOKEN"]["valueFrom"]["secretKeyRef"]["name"]
-    assert env["PREFLIGHT_IDENTITY_TARGET"]["value"].startswith("preflight-intake.preflight.svc:")
-    assert "PREFLIGHT_DATABASE_URL" not in env, "workers get no database"
-    dep = next(d for d in of_kind(rendered, "Deployment") if d["metadata"]["name"] == "preflight-benchmark")
-    denv = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert denv["PREFLIGHT_BENCHMARK_NAMESPACE"] == job["metadata"]["namespace"]
-    assert denv["PREFLIGHT_BENCHMARK_WORKER_IMAGE"] == spec["containers"][0]["image"]
+def test_benchmark_worker_settings(rendered: list[dict[str, Any]]) -> None:
+    import json
+
+    env = env_of(rendered, "preflight-benchmark")
+    (role,) = of_kind(rendered, "Role")
+    assert env["PREFLIGHT_BENCHMARK_K8S_NAMESPACE"]["value"] == role["metadata"]["namespace"]
+    assert env["PREFLIGHT_BENCHMARK_K8S_IMAGE"]["value"].rsplit("/", 1)[1].startswith("preflight-worker")
+    secret, _, key = env["PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET"]["value"].partition(":")
+    assert secret and key
+    assert env["PREFLIGHT_BENCHMARK_K8S_SERVICE_ACCOUNT"]["value"] == "preflight-worker"
+    for name in ("NODE_SELECTOR", "GPU_NODE_SELECTOR"):
+        assert isinstance(json.loads(env[f"PREFLIGHT_BENCHMARK_K8S_{name}"]["value"]), dict)
+    for name in ("TOLERATIONS", "GPU_TOLERATIONS"):
+        assert isinstance(json.loads(env[f"PREFLIGHT_BENCHMARK_K8S_{name}"]["value"]), list)
+    # Workers may run in another namespace: fully qualified service names.
+    assert env["PREFLIGHT_INTAKE_TARGET"]["value"] == "preflight-intake.preflight.svc:50051"
+    assert env["PREFLIGHT_BENCHMARK_TARGET"]["value"] == "preflight-benchmark.preflight.svc:50052"
+    sa = [d for d in of_kind(rendered, "ServiceAccount") if d["metadata"]["name"] == "preflight-worker"]
+    assert sa and sa[0]["automountServiceAccountToken"] is False
+    assert sa[0]["metadata"]["namespace"] == role["metadata"]["namespace"]
+
+
+def test_every_env_value_is_a_string(rendered: list[dict[str, Any]]) -> None:
+    for name, spec in pod_specs(rendered):
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            for e in c["env"]:
+                assert ("value" in e) != ("valueFrom" in e), (name, e)
+                assert "value" not in e or isinstance(e["value"], str), (name, e)
+
+
+def test_secrets_only_by_reference(rendered: list[dict[str, Any]]) -> None:
+    assert not of_kind(rendered, "Secret"), "the chart never carries secret material"
+    for dep in ("preflight-intake", "preflight-benchmark", "preflight-clearinghouse", "preflight-notifier"):
+        env = env_of(rendered, dep)
+        for var in (
+            "PREFLIGHT_DATABASE_URL",
+            "PREFLIGHT_SERVICE_TOKEN",
+            "PREFLIGHT_INTAKE_ENCRYPTION_KEYS",
+            "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY",
+            "PREFLIGHT_NOTIFIER_SMTP_PASSWORD",
+            "PREFLIGHT_KAFKA_SASL_PASSWORD",
+        ):
+            if var in env:
+                assert "secretKeyRef" in env[var]["valueFrom"], (dep, var)
 
 
 def test_production_example_settings(helm: str, check_chart: ModuleType) -> None:
@@ -190,20 +266,76 @@ def test_production_example_settings(helm: str, check_chart: ModuleType) -> None
     assert len(of_kind(docs, "ServiceMonitor")) == 4
     (role,) = of_kind(docs, "Role")
     assert role["metadata"]["namespace"] == "preflight-benchmarks"
-    (cm,) = [d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"] == "preflight-benchmark"]
-    ((_, job),) = list(check_chart.embedded_objects(cm))
-    res = job["spec"]["template"]["spec"]["containers"][0]["resources"]
-    assert res["limits"]["nvidia.com/gpu"] == "1" and res["requests"]["nvidia.com/gpu"] == "1"
-    assert all(isinstance(q, str) for part in res.values() for q in part.values()), \
-        "quantities are strings (the kubernetes>=37 client refuses numbers)"
-    assert job["spec"]["suspend"] is True
-    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "preflight-gpu"
+    env = env_of(docs, "preflight-benchmark")
+    assert env["PREFLIGHT_BENCHMARK_K8S_KUEUE_QUEUE"]["value"] == "preflight-gpu"
+    assert "nvidia" in env["PREFLIGHT_BENCHMARK_K8S_GPU_NODE_SELECTOR"]["value"]
+    nenv = env_of(docs, "preflight-notifier")
+    assert nenv["PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_BANK_A"]["valueFrom"]["secretKeyRef"] == {
+        "name": "preflight-notifier",
+        "key": "webhook-bank-a",
+    }
+    assert (
+        nenv["PREFLIGHT_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "preflight-kafka-user"
+    )
+    ienv = env_of(docs, "preflight-intake")
+    assert ienv["PREFLIGHT_KAFKA_SASL_USERNAME"]["value"] == "preflight-intake"
+
+
+# The configuration files: chart defaults == what the services ship; and every
+# file the chart renders is accepted by the service's own loader.
+SHIPPED = {
+    "catalog.yaml": "services/benchmark/src/preflight_benchmark/catalog/suites.yaml",
+    "policy.yaml": "services/clearinghouse/src/preflight_clearinghouse/policy/risk-policy.yaml",
+    "routing.yaml": "services/notifier/src/preflight_notifier/routing/routing.yaml",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_default_config_files_match_the_services(name: str, require) -> None:  # type: ignore[no-untyped-def]
+    shipped = REPO / SHIPPED[name]
+    require(shipped.exists(), f"{SHIPPED[name]} does not exist")
+    assert (CHART / "files" / name).read_text() == shipped.read_text(), (
+        f"copy {SHIPPED[name]} to deploy/helm/preflight/files/{name}"
+    )
+
+
+def _loaders(require):  # type: ignore[no-untyped-def]
+    import importlib
+
+    out = {}
+    for file, (module, fn) in {
+        "catalog.yaml": ("preflight_benchmark.adapters.catalog_file", "load_catalog"),
+        "policy.yaml": ("preflight_clearinghouse.bootstrap", "load_policy"),
+        "routing.yaml": ("preflight_notifier.adapters.routing_file", "load_routing"),
+    }.items():
+        try:
+            out[file] = getattr(importlib.import_module(module), fn)
+        except (ImportError, AttributeError) as exc:
+            require(False, f"{module}.{fn}: {exc}")
+    return out
+
+
+@pytest.mark.parametrize("values", sorted(VALUES_FILES))
+def test_rendered_config_files_load_in_the_services(
+    helm: str, check_chart: ModuleType, values: str, require, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    loaders = _loaders(require)
+    docs = render(helm, check_chart, VALUES_FILES[values])
+    seen = set()
+    for cm in of_kind(docs, "ConfigMap"):
+        for file, text in cm["data"].items():
+            path = tmp_path / file
+            path.write_text(text)
+            assert loaders[file](path) is not None, file
+            seen.add(file)
+    assert seen == set(SHIPPED)
 
 
 def test_values_schema_is_draft_2020_12_and_accepts_defaults() -> None:
     import json
 
     import jsonschema
+
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     jsonschema.Draft202012Validator.check_schema(schema)
@@ -227,14 +359,18 @@ def _merge(a: Any, b: Any) -> Any:
 def test_every_value_is_documented_and_readme_in_sync(values_table: ModuleType) -> None:
     text = (CHART / "values.yaml").read_text()
     assert values_table.undocumented(yaml.safe_load(text), values_table.documented_keys(text)) == []
-    assert values_table.render_readme(CHART) == (CHART / "README.md").read_text(), \
+    assert values_table.render_readme(CHART) == (CHART / "README.md").read_text(), (
         "README values table is stale: run deploy/helm/tools/values_table.py deploy/helm/preflight"
+    )
 
 
 def test_helm_unittest_suites(helm_unittest: str) -> None:
     suites = sorted((CHART / "tests").glob("*_test.yaml"))
     assert len(suites) >= 5
-    res = subprocess.run([helm_unittest, "--strict", "--color=false", str(CHART)],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        [helm_unittest, "--strict", "--color=false", str(CHART)], capture_output=True, text=True, check=False
+    )
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert "Test Suites: " in res.stdout and " failed" not in res.stdout.split("Test Suites:")[1].split("\n")[0]
+    assert (
+        "Test Suites: " in res.stdout and " failed" not in res.stdout.split("Test Suites:")[1].split("\n")[0]
+    )

@@ -21,6 +21,7 @@ CHART = REPO / "deploy" / "helm" / "preflight"
 
 def api_client(kubeconfig: Path):  # type: ignore[no-untyped-def]
     from kubernetes import config
+
     return config.new_client_from_config(str(kubeconfig))
 
 
@@ -37,18 +38,33 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
 
 def create_namespace(api: Any, name: str) -> None:
     from kubernetes import client
-    client.CoreV1Api(api).create_namespace({"apiVersion": "v1", "kind": "Namespace",
-                                            "metadata": {"name": name}})
+
+    client.CoreV1Api(api).create_namespace(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+    )
 
 
 def job_body(name: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
     return {
-        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-        "spec": {"backoffLimit": 0, "template": {
-            "metadata": {"annotations": annotations or {}},
-            "spec": {"restartPolicy": "Never",
-                     "containers": [{"name": "main", "image": "registry.example.com/noop:1",
-                                     "resources": {"limits": {"nvidia.com/gpu": "1"}}}]}}},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "template": {
+                "metadata": {"annotations": annotations or {}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [
+                        {
+                            "name": "main",
+                            "image": "registry.example.com/noop:1",
+                            "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                        }
+                    ],
+                },
+            },
+        },
     }
 
 
@@ -65,6 +81,7 @@ def job_finished(batch: Any, name: str, ns: str) -> str | None:
 
 def test_api_server_version_and_node(k8s_cluster: Path) -> None:
     from kubernetes import client
+
     api = api_client(k8s_cluster)
     version = client.VersionApi(api).get_code()
     assert version.git_version == "v1.36.3"
@@ -75,6 +92,7 @@ def test_api_server_version_and_node(k8s_cluster: Path) -> None:
 
 def test_jobs_complete_or_fail_on_the_simulated_node(k8s_cluster: Path) -> None:
     from kubernetes import client
+
     api = api_client(k8s_cluster)
     ns = f"jobs-{secrets.token_hex(3)}"
     create_namespace(api, ns)
@@ -101,8 +119,13 @@ class Release:
 
 
 def helm_cmd(helm: str, kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([helm, "--kubeconfig", str(kubeconfig), *args],
-                          capture_output=True, text=True, check=False, timeout=300)
+    return subprocess.run(
+        [helm, "--kubeconfig", str(kubeconfig), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +134,23 @@ def release(k8s_cluster: Path, helm: str) -> Iterator[Release]:
     ns, job_ns = f"preflight-{suffix}", f"preflight-{suffix}-jobs"
     api = api_client(k8s_cluster)
     create_namespace(api, job_ns)
-    res = helm_cmd(helm, k8s_cluster, "install", "preflight", str(CHART), "--namespace", ns,
-                   "--create-namespace", "--wait", "--timeout", "3m",
-                   "--set", f"benchmark.jobNamespace={job_ns}",
-                   "--set", "intake.autoscaling.enabled=true")
+    res = helm_cmd(
+        helm,
+        k8s_cluster,
+        "install",
+        "preflight",
+        str(CHART),
+        "--namespace",
+        ns,
+        "--create-namespace",
+        "--wait",
+        "--timeout",
+        "3m",
+        "--set",
+        f"benchmark.jobNamespace={job_ns}",
+        "--set",
+        "intake.autoscaling.enabled=true",
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     got = helm_cmd(helm, k8s_cluster, "get", "manifest", "preflight", "--namespace", ns)
     assert got.returncode == 0, got.stderr
@@ -122,12 +158,14 @@ def release(k8s_cluster: Path, helm: str) -> Iterator[Release]:
     yield Release("preflight", ns, job_ns, k8s_cluster, manifest)
     helm_cmd(helm, k8s_cluster, "uninstall", "preflight", "--namespace", ns, "--wait")
     from kubernetes import client
+
     for n in (ns, job_ns):
         client.CoreV1Api(api).delete_namespace(n)
 
 
 def test_install_creates_every_object(release: Release) -> None:
     from kubernetes import dynamic
+
     dyn = dynamic.DynamicClient(api_client(release.kubeconfig))
     kinds = set()
     for obj in release.manifest:
@@ -136,22 +174,37 @@ def test_install_creates_every_object(release: Release) -> None:
         live = resource.get(name=obj["metadata"]["name"], namespace=ns)
         assert live.metadata.labels["app.kubernetes.io/instance"] == "preflight"
         kinds.add(obj["kind"])
-    assert {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Role", "RoleBinding",
-            "PodDisruptionBudget", "NetworkPolicy", "HorizontalPodAutoscaler"} <= kinds
+    assert {
+        "Deployment",
+        "Service",
+        "ServiceAccount",
+        "ConfigMap",
+        "Role",
+        "RoleBinding",
+        "PodDisruptionBudget",
+        "NetworkPolicy",
+        "HorizontalPodAutoscaler",
+    } <= kinds
 
 
 def test_deployments_become_ready(release: Release) -> None:
     from kubernetes import client
+
     apps = client.AppsV1Api(api_client(release.kubeconfig))
     deps = apps.list_namespaced_deployment(release.namespace).items
     assert {d.metadata.name for d in deps} == {
-        "preflight-intake", "preflight-benchmark", "preflight-clearinghouse", "preflight-notifier"}
+        "preflight-intake",
+        "preflight-benchmark",
+        "preflight-clearinghouse",
+        "preflight-notifier",
+    }
     for d in deps:
         assert d.status.ready_replicas == (d.spec.replicas or 1), d.metadata.name
 
 
 def test_topic_hook_ran_and_was_cleaned_up(release: Release, helm: str) -> None:
     from kubernetes import client
+
     batch = client.BatchV1Api(api_client(release.kubeconfig))
     names = [j.metadata.name for j in batch.list_namespaced_job(release.namespace).items]
     assert "preflight-topics" not in names, "hook-succeeded deletes the Job"
@@ -160,29 +213,50 @@ def test_topic_hook_ran_and_was_cleaned_up(release: Release, helm: str) -> None:
 
 
 def test_upgrade_runs_and_keeps_the_release_healthy(release: Release, helm: str) -> None:
-    res = helm_cmd(helm, release.kubeconfig, "upgrade", "preflight", str(CHART), "--namespace",
-                   release.namespace, "--reuse-values", "--set", "notifier.replicaCount=2",
-                   "--wait", "--timeout", "3m")
+    res = helm_cmd(
+        helm,
+        release.kubeconfig,
+        "upgrade",
+        "preflight",
+        str(CHART),
+        "--namespace",
+        release.namespace,
+        "--reuse-values",
+        "--set",
+        "notifier.replicaCount=2",
+        "--wait",
+        "--timeout",
+        "3m",
+    )
     assert res.returncode == 0, res.stdout + res.stderr
-    status = helm_cmd(helm, release.kubeconfig, "status", "preflight", "--namespace", release.namespace,
-                      "-o", "json")
+    status = helm_cmd(
+        helm, release.kubeconfig, "status", "preflight", "--namespace", release.namespace, "-o", "json"
+    )
     assert json.loads(status.stdout)["info"]["status"] == "deployed"
 
 
 # --------------------------------------------------------------------------- RBAC
 
 
-def sar(api: Any, user: str, ns: str, verb: str, resource: str, group: str = "",
-        subresource: str = "") -> bool:
+def sar(
+    api: Any, user: str, ns: str, verb: str, resource: str, group: str = "", subresource: str = ""
+) -> bool:
     from kubernetes import client
+
     attrs = {"namespace": ns, "verb": verb, "group": group, "resource": resource}
     if subresource:
         attrs["subresource"] = subresource
-    review = client.AuthorizationV1Api(api).create_subject_access_review({
-        "apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-        "spec": {"user": user, "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}",
-                                          "system:authenticated"],
-                 "resourceAttributes": attrs}})
+    review = client.AuthorizationV1Api(api).create_subject_access_review(
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"],
+                "resourceAttributes": attrs,
+            },
+        }
+    )
     return bool(review.status.allowed)
 
 
@@ -195,11 +269,18 @@ def test_dispatcher_may_manage_jobs_in_the_job_namespace_only(release: Release) 
     for verb in ("get", "list", "watch"):
         assert sar(api, sa, jns, verb, "pods"), verb
     denied = [
-        (jns, "get", "secrets", ""), (jns, "list", "secrets", ""), (release.namespace, "get", "secrets", ""),
-        (jns, "create", "pods", ""), (jns, "delete", "pods", ""), (jns, "update", "jobs", "batch"),
-        (jns, "patch", "jobs", "batch"), (jns, "create", "cronjobs", "batch"),
-        (jns, "get", "configmaps", ""), (release.namespace, "create", "jobs", "batch"),
-        ("default", "create", "jobs", "batch"), ("kube-system", "list", "pods", ""),
+        (jns, "get", "secrets", ""),
+        (jns, "list", "secrets", ""),
+        (release.namespace, "get", "secrets", ""),
+        (jns, "create", "pods", ""),
+        (jns, "delete", "pods", ""),
+        (jns, "update", "jobs", "batch"),
+        (jns, "patch", "jobs", "batch"),
+        (jns, "create", "cronjobs", "batch"),
+        (jns, "get", "configmaps", ""),
+        (release.namespace, "create", "jobs", "batch"),
+        ("default", "create", "jobs", "batch"),
+        ("kube-system", "list", "pods", ""),
     ]
     for ns, verb, resource, group in denied:
         assert not sar(api, sa, ns, verb, resource, group), (ns, verb, resource)
@@ -218,38 +299,97 @@ def test_other_services_have_no_kubernetes_permissions(release: Release) -> None
 def token_client(release: Release, sa: str):  # type: ignore[no-untyped-def]
     """An API client authenticated as a ServiceAccount (TokenRequest API)."""
     from kubernetes import client
+
     admin = api_client(release.kubeconfig)
     tr = client.CoreV1Api(admin).create_namespaced_service_account_token(
-        sa, release.namespace, {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                                "spec": {"expirationSeconds": 600}})
-    cfg = client.Configuration(host=admin.configuration.host,
-                               api_key={"BearerToken": tr.status.token},
-                               api_key_prefix={"BearerToken": "Bearer"})
+        sa,
+        release.namespace,
+        {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": 600},
+        },
+    )
+    cfg = client.Configuration(
+        host=admin.configuration.host,
+        api_key={"BearerToken": tr.status.token},
+        api_key_prefix={"BearerToken": "Bearer"},
+    )
     cfg.ssl_ca_cert = admin.configuration.ssl_ca_cert
     return client.ApiClient(cfg)
 
 
-def test_dispatcher_token_creates_the_worker_job_and_cannot_read_secrets(release: Release) -> None:
+def dispatcher_settings(release: Release, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The benchmark service's own Kubernetes settings, from the deployed dispatcher's env."""
+    from kubernetes import client
+
+    try:
+        from preflight_benchmark.config import KubernetesSettings
+    except ImportError as exc:
+        return None, str(exc)
+    dep = client.AppsV1Api(api_client(release.kubeconfig)).read_namespaced_deployment(
+        "preflight-benchmark", release.namespace
+    )
+    for e in dep.spec.template.spec.containers[0].env:
+        if e.name.startswith("PREFLIGHT_") and e.value is not None:
+            monkeypatch.setenv(e.name, e.value)
+    target = next(
+        e.value for e in dep.spec.template.spec.containers[0].env if e.name == "PREFLIGHT_BENCHMARK_TARGET"
+    )
+    return KubernetesSettings.from_env(target), ""
+
+
+def test_dispatcher_token_runs_a_worker_job_and_cannot_read_secrets(
+    release: Release, monkeypatch: pytest.MonkeyPatch, require
+) -> None:  # type: ignore[no-untyped-def]
+    """As the dispatcher's ServiceAccount: create the Job the benchmark service builds from the
+    chart's settings, see it complete, and be refused Secrets and other namespaces."""
+    import datetime as dt
+
     from kubernetes import client
     from kubernetes.client.rest import ApiException
 
-    admin = api_client(release.kubeconfig)
-    cm = client.CoreV1Api(admin).read_namespaced_config_map("preflight-benchmark", release.namespace)
-    job = yaml.safe_load(cm.data["worker-job.yaml"])
+    settings, why = dispatcher_settings(release, monkeypatch)
+    require(settings is not None, f"preflight-benchmark is not importable: {why}")
+    from preflight_benchmark.adapters.executors.k8s_manifest import build_job
+    from preflight_benchmark.domain.catalog import Resources
+    from preflight_benchmark.domain.ports import Attempt
+
+    attempt = Attempt(
+        job_id="bj-deploytest01",
+        submission_id="sub-deploytest",
+        suite_id="cyber.knowledge",
+        attempt=1,
+        access_kind="endpoint",
+        resources=Resources(gpu=0, cpu="1", memory="2Gi"),
+        timeout=dt.timedelta(minutes=30),
+        assignment="{}",
+    )
+    job = build_job(attempt, settings.manifest)
     assert job["metadata"]["namespace"] == release.job_namespace
-    job["spec"]["template"]["spec"]["containers"][0]["args"] = ["--job-id", "test"]
+    spec = job["spec"]["template"]["spec"]
+    assert spec["serviceAccountName"] == "preflight-worker"
+    assert spec["containers"][0]["image"].endswith("/preflight-worker:0.1.0")
 
     api = token_client(release, "preflight-benchmark")
-    review = client.AuthorizationV1Api(api).create_self_subject_access_review({
-        "apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
-        "spec": {"resourceAttributes": {"namespace": release.job_namespace, "verb": "create",
-                                        "group": "batch", "resource": "jobs"}}})
+    review = client.AuthorizationV1Api(api).create_self_subject_access_review(
+        {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SelfSubjectAccessReview",
+            "spec": {
+                "resourceAttributes": {
+                    "namespace": release.job_namespace,
+                    "verb": "create",
+                    "group": "batch",
+                    "resource": "jobs",
+                }
+            },
+        }
+    )
     assert review.status.allowed
 
     batch = client.BatchV1Api(api)
-    created = batch.create_namespaced_job(release.job_namespace, job)
-    name = created.metadata.name
-    assert name.startswith("preflight-worker-")
+    name = batch.create_namespaced_job(release.job_namespace, job).metadata.name
     assert wait_for("worker job", lambda: job_finished(batch, name, release.job_namespace)) == "Complete"
     pods = client.CoreV1Api(api).list_namespaced_pod(release.job_namespace, label_selector=f"job-name={name}")
     assert pods.items and pods.items[0].spec.automount_service_account_token is False
@@ -259,7 +399,10 @@ def test_dispatcher_token_creates_the_worker_job_and_cannot_read_secrets(release
         with pytest.raises(ApiException) as err:
             client.CoreV1Api(api).list_namespaced_secret(ns)
         assert err.value.status == 403
+        with pytest.raises(ApiException) as err:
+            client.CoreV1Api(api).read_namespaced_secret("preflight-worker", ns)
+        assert err.value.status == 403
+    other = {**job, "metadata": {**job["metadata"], "namespace": release.namespace}}
     with pytest.raises(ApiException) as err:
-        batch.create_namespaced_job(release.namespace, {**job, "metadata": {
-            **job["metadata"], "namespace": release.namespace}})
+        batch.create_namespaced_job(release.namespace, other)
     assert err.value.status == 403

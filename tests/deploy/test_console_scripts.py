@@ -19,11 +19,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 def declared_scripts() -> list[tuple[str, str]]:
     out = []
-    for pyproject in sorted([*REPO.glob("libs/*/pyproject.toml"), *REPO.glob("services/*/pyproject.toml"),
-                             *REPO.glob("sdk/*/pyproject.toml")]):
+    for pyproject in sorted(
+        [
+            *REPO.glob("libs/*/pyproject.toml"),
+            *REPO.glob("services/*/pyproject.toml"),
+            *REPO.glob("sdk/*/pyproject.toml"),
+        ]
+    ):
         project = tomllib.loads(pyproject.read_text()).get("project", {})
-        for script in project.get("scripts", {}):
-            out.append((project["name"], script))
+        out.extend((project["name"], script) for script in project.get("scripts", {}))
     return out
 
 
@@ -45,7 +49,13 @@ def test_console_script_help(dist: str, script: str, require) -> None:
 def test_the_expected_scripts_are_declared(require) -> None:
     """The Dockerfiles and the chart rely on these names."""
     names = {s for _, s in declared_scripts()}
-    expected = {"preflight-topics", "preflight-intake", "preflight-benchmark", "preflight-worker",
-                "preflight-clearinghouse", "preflight-notifier"}
+    expected = {
+        "preflight-topics",
+        "preflight-intake",
+        "preflight-benchmark",
+        "preflight-worker",
+        "preflight-clearinghouse",
+        "preflight-notifier",
+    }
     missing = expected - names
     require(not missing, f"not declared yet: {sorted(missing)}")

@@ -57,6 +57,7 @@ def parse(path: Path) -> tuple[dict[str, str], list[Stage]]:
 
 def exec_form(value: str) -> list[str]:
     import json
+
     v = json.loads(value)
     assert isinstance(v, list) and all(isinstance(x, str) for x in v)
     return v
@@ -101,7 +102,9 @@ def test_runtime_stage_is_non_root_without_compilers(dockerfile: Path) -> None:
     assert not gid or (gid.isdigit() and int(gid) != 0)
     for op, rest in final.instructions:
         if op == "RUN":
-            assert not ("install" in rest and COMPILERS.search(rest)), f"compiler installed in runtime: {rest}"
+            assert not ("install" in rest and COMPILERS.search(rest)), (
+                f"compiler installed in runtime: {rest}"
+            )
 
 
 def test_entrypoint_is_a_declared_console_script(dockerfile: Path, require) -> None:
@@ -118,8 +121,11 @@ def test_entrypoint_is_a_declared_console_script(dockerfile: Path, require) -> N
 
 
 def test_root_dockerignore_keeps_context_small() -> None:
-    lines = [ln.strip() for ln in (REPO / ".dockerignore").read_text().splitlines()
-             if ln.strip() and not ln.startswith("#")]
+    lines = [
+        ln.strip()
+        for ln in (REPO / ".dockerignore").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
     assert lines[0] == "**" and "!libs/" in lines and "!services/" in lines
     assert "**/tests/" in lines
 

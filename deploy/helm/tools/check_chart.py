@@ -2,9 +2,8 @@
 """Render the Preflight chart and validate every manifest.
 
 For the default values and each file in examples/: `helm template` the chart
-and validate every rendered object (hooks included, and the benchmark worker
-Job template carried in the benchmark ConfigMap) with kubernetes-validate in
-strict mode, for each requested Kubernetes version. Then check that values
+and validate every rendered object (hooks included) with kubernetes-validate
+in strict mode, for each requested Kubernetes version. Then check that values
 breaking values.schema.json (or the chart's own checks) fail to render.
 
     check_chart.py --helm .cache/bin/helm --kube-versions "1.34.0 1.35.0" deploy/helm/preflight
@@ -19,7 +18,7 @@ import argparse
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,16 +47,24 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("root allowed", {"podSecurityContext": {"runAsNonRoot": False}}),
     ("privilege escalation", {"containerSecurityContext": {"allowPrivilegeEscalation": True}}),
     ("capabilities not dropped", {"containerSecurityContext": {"capabilities": {"drop": []}}}),
-    ("bad toleration operator", {"benchmark": {"worker": {"tolerations": [{"key": "a", "operator": "Maybe"}]}}}),
-    ("negative gpu count", {"benchmark": {"worker": {"gpu": {"count": -1}}}}),
+    (
+        "bad toleration operator",
+        {"benchmark": {"worker": {"tolerations": [{"key": "a", "operator": "Maybe"}]}}},
+    ),
+    ("zero vLLM GPUs", {"benchmark": {"worker": {"weights": {"gpus": 0}}}}),
     ("bad job namespace", {"benchmark": {"jobNamespace": "Bad_Namespace"}}),
-    ("empty catalog", {"benchmark": {"catalog": {"version": "1", "suites": []}}}),
+    ("catalog as a map", {"benchmark": {"catalog": {"suites": []}}}),
+    ("bad smtp security", {"notifier": {"smtp": {"security": "ssl"}}}),
+    ("bad webhook secret variable", {"notifier": {"webhookSecrets": {"bank-a": "webhook-bank-a"}}}),
+    ("zero concurrency", {"benchmark": {"maxConcurrency": 0}}),
     ("bad topic name", {"kafka": {"topics": {"names": {"alerts": "alerts topic"}}}}),
     ("bad otlp endpoint", {"telemetry": {"otlpEndpoint": "otel:4317"}}),
     ("egress rule without ports", {"networkPolicy": {"egress": {"kafka": {"to": [], "ports": []}}}}),
     ("empty peer", {"networkPolicy": {"ingress": {"intake": [{}]}}}),
-    ("sasl without username", {"kafka": {"securityProtocol": "SASL_SSL",
-                                         "sasl": {"passwordSecret": {"name": "kafka-user"}}}}),
+    (
+        "sasl without username",
+        {"kafka": {"securityProtocol": "SASL_SSL", "sasl": {"passwordSecret": {"name": "kafka-user"}}}},
+    ),
     ("sasl without password secret", {"kafka": {"securityProtocol": "SASL_SSL", "sasl": {"username": "u"}}}),
     ("servicemonitor without metrics", {"telemetry": {"serviceMonitor": {"enabled": True}}}),
     ("kueue without queue", {"benchmark": {"worker": {"kueue": {"enabled": True}}}}),
@@ -65,8 +72,14 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
 ]
 
 
-def render(helm: str, chart: Path, values_files: Iterable[Path] = (), *,
-           namespace: str = NAMESPACE, extra_args: Iterable[str] = ()) -> subprocess.CompletedProcess[str]:
+def render(
+    helm: str,
+    chart: Path,
+    values_files: Iterable[Path] = (),
+    *,
+    namespace: str = NAMESPACE,
+    extra_args: Iterable[str] = (),
+) -> subprocess.CompletedProcess[str]:
     cmd = [helm, "template", RELEASE, str(chart), "--namespace", namespace]
     for f in values_files:
         cmd += ["-f", str(f)]
@@ -78,21 +91,10 @@ def documents(manifest: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(manifest) if d]
 
 
-def embedded_objects(doc: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Objects carried inside ConfigMaps (the worker Job template)."""
-    if doc.get("kind") == "ConfigMap":
-        for key, text in (doc.get("data") or {}).items():
-            if key.endswith("-job.yaml"):
-                yield f"{doc['metadata']['name']}[{key}]", yaml.safe_load(text)
-
-
 def validate_objects(objs: list[dict[str, Any]], versions: Iterable[str]) -> list[str]:
     """Strictly validate every object for every version; returns error lines."""
     errors: list[str] = []
-    items: list[tuple[str, dict[str, Any]]] = []
-    for o in objs:
-        items.append((f"{o.get('kind')}/{o.get('metadata', {}).get('name')}", o))
-        items.extend(embedded_objects(o))
+    items = [(f"{o.get('kind')}/{o.get('metadata', {}).get('name')}", o) for o in objs]
     for version in versions:
         for label, obj in items:
             if (obj.get("apiVersion"), obj.get("kind")) in CRD_KINDS:
@@ -108,10 +110,8 @@ def validate_objects(objs: list[dict[str, Any]], versions: Iterable[str]) -> lis
 
 
 def values_sets(chart: Path) -> list[tuple[str, list[Path]]]:
-    sets: list[tuple[str, list[Path]]] = [("default", [])]
-    for f in sorted((chart / "examples").glob("*.yaml")):
-        sets.append((f.stem, [f]))
-    return sets
+    examples = [(f.stem, [f]) for f in sorted((chart / "examples").glob("*.yaml"))]
+    return [("default", []), *examples]
 
 
 def check_bad_values(helm: str, chart: Path) -> list[str]:
@@ -145,7 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         for e in errs:
             print(f"FAIL {name}: {e}", file=sys.stderr)
         failed |= bool(errs)
-        print(f"{'FAIL' if errs else 'ok  '} {name}: {len(objs)} objects x {len(versions)} Kubernetes versions")
+        print(
+            f"{'FAIL' if errs else 'ok  '} {name}: {len(objs)} objects x {len(versions)} Kubernetes versions"
+        )
     errs = check_bad_values(args.helm, args.chart)
     for e in errs:
         print(f"FAIL {e}", file=sys.stderr)

@@ -49,7 +49,7 @@ def documented_keys(text: str) -> dict[str, str]:
             pending = None
             continue
         if in_list_item_indent is not None and indent > in_list_item_indent:
-            continue   # keys inside list items belong to a documented list
+            continue  # keys inside list items belong to a documented list
         in_list_item_indent = None
         m = KEY_RE.match(line)
         if not m:
@@ -118,7 +118,8 @@ def table(chart: Path) -> str:
     rows = ["| Key | Type | Default | Description |", "|---|---|---|---|"]
     for path, desc in docs.items():
         v = lookup(values, path)
-        rows.append(f"| `{path}` | {type_name(v)} | {default_repr(v)} | {desc.replace('|', chr(92) + '|').replace('<', '&lt;')} |")
+        text = desc.replace("|", "\\|").replace("<", "&lt;")
+        rows.append(f"| `{path}` | {type_name(v)} | {default_repr(v)} | {text} |")
     return "\n".join(rows)
 
 

@@ -1,12 +1,12 @@
 {{/*
-The ONE place where values become environment variables. Services read all
-their configuration from these variables; when a variable is renamed in a
-service, change it here only.
+The ONE place where values become environment variables. The services read
+all their configuration from these variables (see each service's config.py /
+README); when a variable is renamed in a service, change it here only.
 
-  preflight.env.kafka    Kafka connection + topic names (services, workers, topics Job)
+  preflight.env.kafka    Kafka connection + topic names (services, topics Job)
+  preflight.env.topics   topic sizing (topics Job)
   preflight.env.otel     OpenTelemetry
   preflight.env.service  everything a long-running service gets (by component)
-  preflight.env.worker   what a benchmark worker Job gets
 
 Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 */}}
@@ -48,16 +48,16 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ $k.topics.names.alerts | quote }}
 {{- end -}}
 
-{{- define "preflight.env.topicsJob" -}}
+{{- define "preflight.env.topics" -}}
 {{- $t := .root.Values.kafka.topics -}}
 - name: PREFLIGHT_TOPIC_PARTITIONS
   value: {{ $t.partitions | quote }}
-- name: PREFLIGHT_TOPIC_REPLICATION_FACTOR
+- name: PREFLIGHT_TOPIC_REPLICATION
   value: {{ $t.replicationFactor | quote }}
-- name: PREFLIGHT_TOPIC_DEAD_LETTER
-  value: {{ $t.deadLetter | quote }}
-- name: PREFLIGHT_TOPIC_CONFIG
-  value: {{ $t.config | default dict | toJson | quote }}
+- name: PREFLIGHT_TOPIC_RETENTION_MS
+  value: {{ $t.retentionMs | int64 | quote }}
+- name: PREFLIGHT_DLQ_RETENTION_MS
+  value: {{ $t.deadLetterRetentionMs | int64 | quote }}
 {{- end -}}
 
 {{- define "preflight.env.otel" -}}
@@ -83,20 +83,14 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ $t.otlpEndpoint | quote }}
 - name: OTEL_EXPORTER_OTLP_PROTOCOL
   value: {{ $t.otlpProtocol | quote }}
-{{- else }}
-- name: OTEL_TRACES_EXPORTER
-  value: none
 {{- end }}
-{{- if and $t.metrics.enabled (ne .name "worker") (ne .name "topics") }}
+{{- if and $t.metrics.enabled (ne .name "topics") }}
 - name: OTEL_METRICS_EXPORTER
   value: prometheus
 - name: OTEL_EXPORTER_PROMETHEUS_HOST
   value: "0.0.0.0"
 - name: OTEL_EXPORTER_PROMETHEUS_PORT
   value: {{ $t.metrics.port | quote }}
-{{- else if not $t.otlpEndpoint }}
-- name: OTEL_METRICS_EXPORTER
-  value: none
 {{- end }}
 {{- end -}}
 
@@ -110,6 +104,14 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
       {{- if index . 3 }}
       optional: true
       {{- end }}
+{{- end -}}
+
+{{/* A plain env var, omitted when the value is empty. Arg: (list NAME VALUE). */}}
+{{- define "preflight.env.optional" -}}
+{{- if index . 1 }}
+- name: {{ index . 0 }}
+  value: {{ index . 1 | toString | quote }}
+{{- end }}
 {{- end -}}
 
 {{- define "preflight.env.service" -}}
@@ -127,9 +129,16 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 {{ include "preflight.env.secret" (list "PREFLIGHT_SERVICE_TOKEN" $secret $c.secretKeys.serviceToken false) }}
 {{- end }}
 {{- if eq .name "intake" }}
+- name: PREFLIGHT_INTAKE_STATE_DIR
+  value: /var/lib/preflight
 {{ include "preflight.env.secret" (list "PREFLIGHT_INTAKE_ENCRYPTION_KEYS" $secret $c.secretKeys.encryptionKeys false) }}
 {{- else if eq .name "clearinghouse" }}
+- name: PREFLIGHT_CLEARINGHOUSE_STATE_DIR
+  value: /var/lib/preflight
 {{ include "preflight.env.secret" (list "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY" $secret $c.secretKeys.signingKey false) }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID" $c.signingKeyId) }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_CLEARINGHOUSE_PUBLISHER_NAME" $c.publisher.name) }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_CLEARINGHOUSE_PUBLISHER_NAMESPACE" $c.publisher.namespace) }}
 - name: PREFLIGHT_CLEARINGHOUSE_POLICY_FILE
   value: /etc/preflight/config/policy.yaml
 {{- else if eq .name "benchmark" }}
@@ -138,55 +147,69 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: /etc/preflight/config/catalog.yaml
 - name: PREFLIGHT_BENCHMARK_EXECUTOR
   value: {{ $c.executor | quote }}
-- name: PREFLIGHT_BENCHMARK_NAMESPACE
+- name: PREFLIGHT_BENCHMARK_MAX_CONCURRENCY
+  value: {{ $c.maxConcurrency | quote }}
+- name: PREFLIGHT_BENCHMARK_MAX_ATTEMPTS
+  value: {{ $c.maxAttempts | quote }}
+- name: PREFLIGHT_BENCHMARK_LOG_ROOT
+  value: /var/lib/preflight/eval-logs
+- name: PREFLIGHT_BENCHMARK_WORK_DIR
+  value: /var/lib/preflight/work
+{{- /* Where workers reach intake (credentials) and this service (results): FQDNs, as workers may run in another namespace. */}}
+- name: PREFLIGHT_INTAKE_TARGET
+  value: {{ include "preflight.identityTarget" $root | quote }}
+- name: PREFLIGHT_BENCHMARK_TARGET
+  value: {{ printf "%s.%s.svc:%d" (include "preflight.componentName" .) $root.Release.Namespace (int $c.grpcPort) | quote }}
+{{- if eq $c.executor "kubernetes" }}
+- name: PREFLIGHT_BENCHMARK_K8S_NAMESPACE
   value: {{ include "preflight.jobNamespace" $root | quote }}
-- name: PREFLIGHT_BENCHMARK_WORKER_IMAGE
+- name: PREFLIGHT_BENCHMARK_K8S_IMAGE
   value: {{ include "preflight.image" (dict "root" $root "image" $w.image) | quote }}
-- name: PREFLIGHT_BENCHMARK_WORKER_JOB_TEMPLATE_FILE
-  value: /etc/preflight/config/worker-job.yaml
-- name: PREFLIGHT_BENCHMARK_WORKER_SERVICE_ACCOUNT
+- name: PREFLIGHT_BENCHMARK_K8S_SERVICE_ACCOUNT
   value: {{ include "preflight.workerServiceAccountName" $root | quote }}
-- name: PREFLIGHT_BENCHMARK_WORKER_GPU_COUNT
-  value: {{ $w.gpu.count | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET
+  value: {{ printf "%s:%s" (include "preflight.workerSecretName" $root) $w.secretKeys.serviceToken | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_NODE_SELECTOR
+  value: {{ $w.nodeSelector | default dict | toJson | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_TOLERATIONS
+  value: {{ $w.tolerations | default list | toJson | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_GPU_NODE_SELECTOR
+  value: {{ $w.gpuNodeSelector | default dict | toJson | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_GPU_TOLERATIONS
+  value: {{ $w.gpuTolerations | default list | toJson | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_BACKOFF_LIMIT
+  value: {{ $w.backoffLimit | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_TTL_SECONDS
+  value: {{ $w.ttlSecondsAfterFinished | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_WEIGHTS_GPUS
+  value: {{ $w.weights.gpus | quote }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_VLLM_IMAGE" $w.weights.vllmImage) }}
 {{- if $w.kueue.enabled }}
-- name: PREFLIGHT_BENCHMARK_KUEUE_QUEUE
+- name: PREFLIGHT_BENCHMARK_K8S_KUEUE_QUEUE
   value: {{ $w.kueue.queueName | quote }}
+{{- end }}
 {{- end }}
 {{- else if eq .name "notifier" }}
 - name: PREFLIGHT_NOTIFIER_ROUTING_FILE
   value: /etc/preflight/config/routing.yaml
-- name: PREFLIGHT_SMTP_HOST
+- name: PREFLIGHT_NOTIFIER_SMTP_HOST
   value: {{ $c.smtp.host | quote }}
-- name: PREFLIGHT_SMTP_PORT
+- name: PREFLIGHT_NOTIFIER_SMTP_PORT
   value: {{ $c.smtp.port | quote }}
-- name: PREFLIGHT_SMTP_FROM
+- name: PREFLIGHT_NOTIFIER_SMTP_SECURITY
+  value: {{ $c.smtp.security | quote }}
+- name: PREFLIGHT_NOTIFIER_SMTP_FROM
   value: {{ $c.smtp.from | quote }}
-- name: PREFLIGHT_SMTP_STARTTLS
-  value: {{ $c.smtp.starttls | quote }}
-{{ include "preflight.env.secret" (list "PREFLIGHT_SMTP_USERNAME" $secret $c.secretKeys.smtpUsername true) }}
-{{ include "preflight.env.secret" (list "PREFLIGHT_SMTP_PASSWORD" $secret $c.secretKeys.smtpPassword true) }}
-{{ include "preflight.env.secret" (list "PREFLIGHT_NOTIFIER_WEBHOOK_SECRETS" $secret $c.secretKeys.webhookSecrets true) }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_NOTIFIER_SMTP_USERNAME" $c.smtp.username) }}
+{{ include "preflight.env.secret" (list "PREFLIGHT_NOTIFIER_SMTP_PASSWORD" $secret $c.secretKeys.smtpPassword true) }}
+{{- range $envName, $key := $c.webhookSecrets }}
+{{ include "preflight.env.secret" (list $envName $secret $key false) }}
+{{- end }}
 {{- end }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
 {{- with $c.extraEnv }}
-{{ toYaml . }}
-{{- end }}
-{{- end -}}
-
-{{/* Environment of a benchmark worker Job container (rendered into the Job template). Arg: root. */}}
-{{- define "preflight.env.worker" -}}
-{{- $ctx := dict "root" . "name" "worker" "c" .Values.benchmark -}}
-{{ include "preflight.env.kafka" $ctx }}
-{{ include "preflight.env.otel" $ctx }}
-- name: PREFLIGHT_IDENTITY_TARGET
-  value: {{ include "preflight.identityTarget" . | quote }}
-{{ include "preflight.env.secret" (list "PREFLIGHT_SERVICE_TOKEN" (include "preflight.workerSecretName" .) .Values.benchmark.worker.secretKeys.serviceToken false) }}
-{{- with .Values.extraEnv }}
-{{ toYaml . }}
-{{- end }}
-{{- with .Values.benchmark.worker.extraEnv }}
 {{ toYaml . }}
 {{- end }}
 {{- end -}}

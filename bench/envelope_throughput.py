@@ -1,0 +1,447 @@
+"""Throughput of the CloudEvents envelope path next to raw kafka-python and raw aiokafka.
+
+    python bench/envelope_throughput.py [--messages 20000] [--sync-messages 2000]
+
+Starts its own single-node Apache Kafka broker (LocalKafka, temporary data), then measures, in
+one run and on the same broker, with the same records (a realistic SubmissionReceived payload
+and the envelope's headers):
+
+* publish, pipelined (send everything, then wait for every acknowledgement) and one
+  acknowledgement at a time: raw kafka-python and raw aiokafka producers (acks=all,
+  idempotent, EventPublisher's linger) against `EventPublisher.publish_many`
+  (encode_event included) and `EventPublisher.publish`;
+* consume from the start of a 6-partition topic: raw kafka-python and raw aiokafka consumers,
+  the same with `decode_record` on every record, and a faust agent running `consume_events`
+  (decode, trace continuation, handler) in a worker process as the services run it. Consumer
+  figures run from the first record to the last, so group joins are not counted.
+
+Bounded: about a minute with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition as AIOTopicPartition
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import TopicPartition
+from preflight.common.v1.common_pb2 import Contact
+from preflight.intake.v1.events_pb2 import SubmissionReceived
+from preflight.intake.v1.submission_pb2 import (
+    AccessWindow,
+    EndpointAccess,
+    ModelAccess,
+    ModelIdentity,
+    SharingConsent,
+)
+from preflight_common.config import KafkaSettings
+from preflight_common.consumer import DeadLetters, consume_events, make_faust_app
+from preflight_common.envelope import EventAttributes, EventRegistry, KafkaRecord, decode_record, encode_event
+from preflight_common.localkafka import LocalKafka, find_repo_root
+from preflight_common.producer import LINGER_MS, EventPublisher
+from preflight_common.topics import TopicSpec, ensure_topics
+
+SOURCE = "preflight-bench"
+REGISTRY = EventRegistry([SubmissionReceived])
+PARTITIONS = 6
+SUBJECTS = 100
+# The producer settings EventPublisher uses, so that raw and envelope differ only by the envelope.
+PRODUCER_SETTINGS: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": LINGER_MS}
+FAUST_WORKER_ENV = {
+    "PREFLIGHT_KAFKA_SESSION_TIMEOUT": "6",
+    "PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL": "1",
+    "PREFLIGHT_KAFKA_COMMIT_INTERVAL": "0.5",
+}
+
+
+def _timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def submission(number: int) -> SubmissionReceived:
+    """A SubmissionReceived as intake publishes it."""
+    release = datetime(2026, 9, 1, tzinfo=UTC) + timedelta(hours=number % 500)
+    submission_id = f"sub-{number % SUBJECTS:04d}-{uuid.UUID(int=number)}"
+    return SubmissionReceived(
+        submission_id=submission_id,
+        organisation="frontier-lab",
+        model=ModelIdentity(developer="Frontier Lab", name="atlas", version=f"3.{number % 10}"),
+        planned_release=_timestamp(release),
+        review_deadline=_timestamp(release),
+        access=ModelAccess(
+            endpoint=EndpointAccess(
+                base_url="https://models.frontier-lab.example/v1",
+                model_name="atlas-3-preview",
+                credential_ref=f"cred-{number % SUBJECTS}",
+            )
+        ),
+        access_window=AccessWindow(
+            start=_timestamp(release - timedelta(days=30)), end=_timestamp(release - timedelta(days=1))
+        ),
+        contacts=[
+            Contact(name="Ada Lovelace", email="ada@frontier-lab.example", role="security"),
+            Contact(name="Grace Hopper", email="grace@frontier-lab.example", role="release-manager"),
+        ],
+        declared_capabilities=["code-generation", "vulnerability-discovery", "exploit-development"],
+        intended_use="general-purpose assistant with agentic coding tools",
+        consent=SharingConsent(share_identity_with_operators=False),
+        flags=["SHORT_ACCESS_WINDOW"],
+        received_at=_timestamp(release - timedelta(days=31)),
+        deadline_version=1,
+    )
+
+
+def subject_of(number: int) -> str:
+    return f"sub-{number % SUBJECTS:04d}"
+
+
+@dataclass(frozen=True)
+class Result:
+    direction: str
+    path: str
+    mode: str
+    messages: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.seconds if self.seconds else float("inf")
+
+
+def timed(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+# --------------------------------------------------------------------------------- publish
+
+
+def publish_kafka_python(bootstrap: str, topic: str, records: list[KafkaRecord], pipelined: bool) -> float:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_SETTINGS)
+    try:
+        producer.send(topic, key=b"warm-up", value=b"").get(timeout=30)
+
+        def run() -> None:
+            if pipelined:
+                futures = [producer.send(topic, key=r.key, value=r.value, headers=r.headers) for r in records]
+                for future in futures:
+                    future.get(timeout=60)
+            else:
+                for r in records:
+                    producer.send(topic, key=r.key, value=r.value, headers=r.headers).get(timeout=60)
+
+        return timed(run)
+    finally:
+        producer.close()
+
+
+def publish_aiokafka(bootstrap: str, topic: str, records: list[KafkaRecord], pipelined: bool) -> float:
+    async def main() -> float:
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_SETTINGS)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, key=b"warm-up", value=b"")
+            start = time.perf_counter()
+            if pipelined:
+                futures = [
+                    await producer.send(topic, key=r.key, value=r.value, headers=r.headers) for r in records
+                ]
+                await asyncio.gather(*futures)
+            else:
+                for r in records:
+                    await producer.send_and_wait(topic, key=r.key, value=r.value, headers=r.headers)
+            return time.perf_counter() - start
+        finally:
+            await producer.stop()
+
+    return asyncio.run(main())
+
+
+def publish_envelope(settings: KafkaSettings, topic: str, count: int, pipelined: bool) -> float:
+    publisher = EventPublisher(settings, source=SOURCE)
+    try:
+        publisher.publish(topic, submission(0), subject="warm-up")
+        payloads = [submission(n) for n in range(count)]  # building the message is the caller's work
+
+        def run() -> None:
+            if pipelined:
+                publisher.publish_many(
+                    [
+                        (topic, encode_event(payload, source=SOURCE, subject=subject_of(n)))
+                        for n, payload in enumerate(payloads)
+                    ]
+                )
+            else:
+                for n, payload in enumerate(payloads):
+                    publisher.publish(topic, payload, subject=subject_of(n))
+
+        return timed(run)
+    finally:
+        publisher.close()
+
+
+# --------------------------------------------------------------------------------- consume
+
+
+def consume_kafka_python(bootstrap: str, topic: str, count: int, decode: bool) -> float:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=2000)
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        seen, start = 0, 0.0
+        deadline = time.monotonic() + 120
+        while seen < count and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=500).values():
+                if not start:
+                    start = time.perf_counter()
+                for record in batch:
+                    if decode:
+                        decode_record(record.headers, record.value, REGISTRY)
+                seen += len(batch)
+        if seen < count:
+            raise RuntimeError(f"kafka-python consumer saw {seen} of {count} records")
+        return time.perf_counter() - start
+    finally:
+        consumer.close()
+
+
+def consume_aiokafka(bootstrap: str, topic: str, count: int, decode: bool) -> float:
+    async def main() -> float:
+        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await consumer.start()
+        try:
+            partitions = [AIOTopicPartition(topic, p) for p in range(PARTITIONS)]
+            consumer.assign(partitions)
+            await consumer.seek_to_beginning(*partitions)
+            seen, start = 0, 0.0
+            deadline = time.monotonic() + 120
+            while seen < count and time.monotonic() < deadline:
+                for batch in (await consumer.getmany(timeout_ms=500, max_records=2000)).values():
+                    if not start:
+                        start = time.perf_counter()
+                    for record in batch:
+                        if decode:
+                            decode_record(record.headers, record.value, REGISTRY)
+                    seen += len(batch)
+            if seen < count:
+                raise RuntimeError(f"aiokafka consumer saw {seen} of {count} records")
+            return time.perf_counter() - start
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(main())
+
+
+def consume_faust(bootstrap: str, topic: str, count: int, work_dir: Path) -> float:
+    """Run a faust worker process (this file with --faust-worker) and read its timing."""
+    result_file = work_dir / f"faust-{uuid.uuid4().hex}.json"
+    log_file = work_dir / "faust-worker.log"
+    command = [sys.executable, __file__, "--faust-worker", bootstrap, topic, str(count), str(result_file)]
+    with log_file.open("ab") as log:
+        worker = subprocess.Popen(
+            command, env={**os.environ, **FAUST_WORKER_ENV}, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 120
+        while not result_file.exists():
+            if worker.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the faust worker did not finish; see {log_file}")
+            time.sleep(0.1)
+        seconds: float = json.loads(result_file.read_text())["seconds"]
+        return seconds
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def faust_worker(bootstrap: str, topic: str, count: int, result_file: Path) -> None:
+    """The worker side of `consume_faust`: a faust agent on `consume_events`, timing `count` events."""
+    import faust
+
+    settings = KafkaSettings(bootstrap_servers=bootstrap)
+    app = make_faust_app(f"bench-{uuid.uuid4().hex[:8]}", settings)
+    publisher = EventPublisher(settings, source=SOURCE)
+    progress = {"seen": 0, "start": 0.0}
+
+    async def handle(attributes: EventAttributes, payload: Message) -> None:
+        if not progress["seen"]:
+            progress["start"] = time.perf_counter()
+        progress["seen"] += 1
+        if progress["seen"] == count:
+            elapsed = time.perf_counter() - progress["start"]
+            await asyncio.to_thread(result_file.write_text, json.dumps({"seconds": elapsed}))
+
+    @app.agent(app.topic(topic))
+    async def consume(stream: Any) -> None:
+        await consume_events(stream.events(), REGISTRY, handle, DeadLetters(publisher))
+
+    try:
+        faust.Worker(app, loglevel="warning", override_logging=False).execute_from_commandline()
+    finally:
+        publisher.close()
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def run(messages: int, sync_messages: int) -> None:
+    sample = encode_event(submission(1), source=SOURCE, subject=subject_of(1))
+    header_bytes = sum(len(name) + len(value) for name, value in sample.headers)
+    with tempfile.TemporaryDirectory(prefix="preflight-bench-") as tmp:
+        work_dir = Path(tmp)
+        broker = LocalKafka(work_dir / "kafka", repo_root=find_repo_root(Path(__file__).parent))
+        started_in = timed(broker.start)
+        try:
+            print(f"Apache Kafka broker (LocalKafka, 1 node, KRaft) started in {started_in:.1f}s")
+            print(
+                f"record: SubmissionReceived value {len(sample.value)} B, {len(sample.headers)} headers "
+                f"{header_bytes} B, key {len(sample.key)} B; topics of {PARTITIONS} partitions, "
+                f"{SUBJECTS} keys"
+            )
+            print()
+            print(f"{'':8} {'path':40} {'mode':30} {'messages':>9} {'seconds':>8} {'msg/s':>9}")
+            for r in measure(broker.bootstrap_servers, messages, sync_messages, work_dir):
+                print(
+                    f"{r.direction:8} {r.path:40} {r.mode:30} {r.messages:9d} {r.seconds:8.2f} {r.rate:9.0f}",
+                    flush=True,
+                )
+        finally:
+            broker.stop()
+
+
+def measure(bootstrap: str, messages: int, sync_messages: int, work_dir: Path) -> Iterator[Result]:
+    settings = KafkaSettings(bootstrap_servers=bootstrap)
+    topics = [f"bench.{n}.{uuid.uuid4().hex[:8]}" for n in range(6)]
+    ensure_topics(settings, [TopicSpec(name, PARTITIONS) for name in topics])
+    records = [encode_event(submission(n), source=SOURCE, subject=subject_of(n)) for n in range(messages)]
+    pipelined, one_by_one = "pipelined, acks=all", "one ack at a time, acks=all"
+
+    yield Result(
+        "publish",
+        "raw kafka-python",
+        pipelined,
+        messages,
+        publish_kafka_python(bootstrap, topics[0], records, pipelined=True),
+    )
+    yield Result(
+        "publish",
+        "raw aiokafka",
+        pipelined,
+        messages,
+        publish_aiokafka(bootstrap, topics[1], records, pipelined=True),
+    )
+    yield Result(
+        "publish",
+        "envelope: EventPublisher.publish_many",
+        pipelined,
+        messages,
+        publish_envelope(settings, topics[2], messages, pipelined=True),
+    )
+    sync_records = records[:sync_messages]
+    yield Result(
+        "publish",
+        "raw kafka-python",
+        one_by_one,
+        sync_messages,
+        publish_kafka_python(bootstrap, topics[3], sync_records, pipelined=False),
+    )
+    yield Result(
+        "publish",
+        "raw aiokafka",
+        one_by_one,
+        sync_messages,
+        publish_aiokafka(bootstrap, topics[4], sync_records, pipelined=False),
+    )
+    yield Result(
+        "publish",
+        "envelope: EventPublisher.publish",
+        one_by_one,
+        sync_messages,
+        publish_envelope(settings, topics[5], sync_messages, pipelined=False),
+    )
+
+    # Every consumer reads the envelope topic: the warm-up event and then `messages` events.
+    source, count = topics[2], messages + 1
+    yield Result(
+        "consume",
+        "raw kafka-python",
+        "assigned, no decoding",
+        count,
+        consume_kafka_python(bootstrap, source, count, decode=False),
+    )
+    yield Result(
+        "consume",
+        "raw aiokafka",
+        "assigned, no decoding",
+        count,
+        consume_aiokafka(bootstrap, source, count, decode=False),
+    )
+    yield Result(
+        "consume",
+        "kafka-python + decode_record",
+        "assigned",
+        count,
+        consume_kafka_python(bootstrap, source, count, decode=True),
+    )
+    yield Result(
+        "consume",
+        "aiokafka + decode_record",
+        "assigned",
+        count,
+        consume_aiokafka(bootstrap, source, count, decode=True),
+    )
+    yield Result(
+        "consume",
+        "envelope: faust agent, consume_events",
+        "group member, worker process",
+        count,
+        consume_faust(bootstrap, source, count, work_dir),
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=20_000, help="records per pipelined/consume run")
+    parser.add_argument("--sync-messages", type=int, default=2_000, help="records per one-at-a-time run")
+    parser.add_argument(
+        "--faust-worker", nargs=4, metavar=("BOOTSTRAP", "TOPIC", "COUNT", "RESULT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.faust_worker:
+        bootstrap, topic, count, result_file = args.faust_worker
+        faust_worker(bootstrap, topic, int(count), Path(result_file))
+        return
+    if not 0 < args.sync_messages <= args.messages:
+        parser.error("need 0 < --sync-messages <= --messages")
+    run(args.messages, args.sync_messages)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from preflight_benchmark.reference_model.server import ReferenceModelServer
 from preflight_benchmark.testing import (
     BenchmarkProcess,

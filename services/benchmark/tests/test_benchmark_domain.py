@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.domain.catalog import CatalogError, parse_catalog
 from preflight_benchmark.domain.jobs import (
@@ -52,7 +51,10 @@ def test_shipped_catalog_has_the_four_cyber_suites_for_both_access_kinds() -> No
         ({"catalog_version": 1, "suites": [suite(id="Bad Id")]}, "suites[0].id"),
         ({"catalog_version": 1, "suites": [suite(timeout_seconds=0)]}, "suites[0].timeout_seconds"),
         ({"catalog_version": 1, "suites": [suite(access_kinds=["ftp"])]}, "suites[0].access_kinds"),
-        ({"catalog_version": 1, "suites": [suite(resources={"memory": "lots"})]}, "suites[0].resources.memory"),
+        (
+            {"catalog_version": 1, "suites": [suite(resources={"memory": "lots"})]},
+            "suites[0].resources.memory",
+        ),
         ({"catalog_version": 1, "suites": [suite(resources={"gpu": -1})]}, "suites[0].resources.gpu"),
         ({"catalog_version": 1, "suites": [suite(sample_limit=True)]}, "suites[0].sample_limit"),
         ({"catalog_version": 1, "suites": [suite(), suite()]}, "suites[1].id"),
@@ -90,7 +92,10 @@ def test_plan_fans_out_one_job_per_suite_supporting_the_access_kind() -> None:
     endpoint = plan("sub-1", "endpoint", WINDOW, catalog, max_attempts=3)
     assert [p.suite.id for p in endpoint] == ["a.one", "a.two"]
     assert plan("sub-1", "endpoint", WINDOW, catalog, max_attempts=3) == endpoint
-    assert [p.suite.id for p in plan("sub-1", "weights", WINDOW, catalog, max_attempts=3)] == ["a.two", "a.three"]
+    assert [p.suite.id for p in plan("sub-1", "weights", WINDOW, catalog, max_attempts=3)] == [
+        "a.two",
+        "a.three",
+    ]
 
 
 def test_access_window_is_half_open() -> None:
@@ -129,4 +134,8 @@ def test_reported_failures_retry_only_when_retryable() -> None:
     retry = after_reported_failure(1, 3, FailureReason.MODEL_UNREACHABLE, True, "connection refused")
     assert retry.status == JobStatus.PENDING
     final = after_reported_failure(1, 3, FailureReason.EVAL_ERROR, False, "task errored")
-    assert (final.status, final.reason, final.retryable) == (JobStatus.FAILED, FailureReason.EVAL_ERROR, False)
+    assert (final.status, final.reason, final.retryable) == (
+        JobStatus.FAILED,
+        FailureReason.EVAL_ERROR,
+        False,
+    )

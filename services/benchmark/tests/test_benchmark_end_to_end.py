@@ -9,12 +9,11 @@ from pathlib import Path
 
 import grpc
 import pytest
-from preflight_benchmark.testing import BenchmarkProcess, IntakeStandIn, submission, wait_until
-
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.intake.v1 import submission_pb2
 from preflight_benchmark.reference_model.server import ReferenceModelServer
+from preflight_benchmark.testing import BenchmarkProcess, IntakeStandIn, submission, wait_until
 
 SUITES = {"cyber.vuln-detect", "cyber.exploit", "cyber.knowledge", "cyber.discovery"}
 # The scripted model answers sample N correctly unless N is a multiple of 3; the
@@ -38,7 +37,9 @@ def test_four_suites_fan_out_run_and_complete_with_the_scripted_scores(
     service: BenchmarkProcess, intake: IntakeStandIn, reference_model: ReferenceModelServer, model_key: str
 ) -> None:
     received = submission(
-        base_url=reference_model.base_url, model_name="frontier-test", credential_ref=intake.add_credential(model_key)
+        base_url=reference_model.base_url,
+        model_name="frontier-test",
+        credential_ref=intake.add_credential(model_key),
     )
     event_id = service.publish(received)
     tap = service.tap
@@ -72,8 +73,14 @@ def test_four_suites_fan_out_run_and_complete_with_the_scripted_scores(
     marker = submission(base_url=reference_model.base_url, model_name="frontier-test", credential_ref="none")
     marker.access.ClearField("kind")  # a poison event: proves the planner has moved past the redeliveries
     service.publish(marker)
-    wait_until(lambda: service.tap.of(events_pb2.BenchmarkJobRequested, marker.submission_id) == [] and
-               _dlq_seen(service), 30, "the planner to consume the redeliveries")
+    wait_until(
+        lambda: (
+            service.tap.of(events_pb2.BenchmarkJobRequested, marker.submission_id) == []
+            and _dlq_seen(service)
+        ),
+        30,
+        "the planner to consume the redeliveries",
+    )
     assert len(tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
     assert len(tap.terminal(received.submission_id)) == 4
 
@@ -93,7 +100,9 @@ def test_four_suites_fan_out_run_and_complete_with_the_scripted_scores(
     assert not any(secret in raw for raw in service.tap.raw), "credential on a topic"
     leaks = [p for p in _files_under(service.root) if secret in p.read_bytes()]
     assert leaks == [], f"credential written to {leaks}"
-    assert all(not r.job_id or model_key not in r.SerializeToString().decode(errors="ignore") for r in requested)
+    assert all(
+        not r.job_id or model_key not in r.SerializeToString().decode(errors="ignore") for r in requested
+    )
 
 
 def _dlq_seen(service: BenchmarkProcess) -> bool:
@@ -116,7 +125,10 @@ def _job(service: BenchmarkProcess, job_id: str):  # type: ignore[no-untyped-def
 
 
 def test_withdrawal_mid_run_cancels_pending_and_running_jobs(
-    service: BenchmarkProcess, intake: IntakeStandIn, slow_reference_model: ReferenceModelServer, model_key: str
+    service: BenchmarkProcess,
+    intake: IntakeStandIn,
+    slow_reference_model: ReferenceModelServer,
+    model_key: str,
 ) -> None:
     received = submission(
         base_url=slow_reference_model.base_url,
@@ -125,8 +137,10 @@ def test_withdrawal_mid_run_cancels_pending_and_running_jobs(
     )
     service.publish(received)
     requested = wait_until(
-        lambda: len(service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
-        and service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id),
+        lambda: (
+            len(service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
+            and service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)
+        ),
         30,
         "four jobs requested",
     )
@@ -134,9 +148,14 @@ def test_withdrawal_mid_run_cancels_pending_and_running_jobs(
     wait_until(lambda: slow_reference_model.requests > before, 60, "a worker to reach the model")
     statuses = {j.job_id: _job(service, j.job_id).status.value for j in requested}
     assert sorted(statuses.values()) == ["pending", "pending", "running", "running"]
-    service.publish(intake_events.SubmissionWithdrawn(submission_id=received.submission_id, reason="release cancelled"))
+    service.publish(
+        intake_events.SubmissionWithdrawn(submission_id=received.submission_id, reason="release cancelled")
+    )
     ended = wait_until(
-        lambda: len(service.tap.terminal(received.submission_id)) == 4 and service.tap.terminal(received.submission_id),
+        lambda: (
+            len(service.tap.terminal(received.submission_id)) == 4
+            and service.tap.terminal(received.submission_id)
+        ),
         30,
         "four terminal events",
     )
@@ -145,12 +164,17 @@ def test_withdrawal_mid_run_cancels_pending_and_running_jobs(
     assert {e.job_id for e in ended} == {r.job_id for r in requested}
     # The running workers are stopped, and nothing starts for the withdrawn submission.
     wait_until(lambda: not service.components.dispatcher.running, 30, "the workers to stop")
-    assert all(_job(service, j.job_id).started_at is None for j in requested if statuses[j.job_id] == "pending")
+    assert all(
+        _job(service, j.job_id).started_at is None for j in requested if statuses[j.job_id] == "pending"
+    )
     assert len(service.tap.terminal(received.submission_id)) == 4
 
 
 def test_access_window_bounds_when_jobs_run(
-    service: BenchmarkProcess, intake: IntakeStandIn, slow_reference_model: ReferenceModelServer, model_key: str
+    service: BenchmarkProcess,
+    intake: IntakeStandIn,
+    slow_reference_model: ReferenceModelServer,
+    model_key: str,
 ) -> None:
     now = datetime.now(UTC)
     start, end = now + timedelta(seconds=2), now + timedelta(seconds=9)
@@ -163,7 +187,10 @@ def test_access_window_bounds_when_jobs_run(
     )
     service.publish(received)
     ended = wait_until(
-        lambda: len(service.tap.terminal(received.submission_id)) == 4 and service.tap.terminal(received.submission_id),
+        lambda: (
+            len(service.tap.terminal(received.submission_id)) == 4
+            and service.tap.terminal(received.submission_id)
+        ),
         60,
         "four terminal events",
     )
@@ -176,7 +203,10 @@ def test_access_window_bounds_when_jobs_run(
 
 
 def test_killed_worker_is_retried_and_the_job_ends_once(
-    service: BenchmarkProcess, intake: IntakeStandIn, slow_reference_model: ReferenceModelServer, model_key: str
+    service: BenchmarkProcess,
+    intake: IntakeStandIn,
+    slow_reference_model: ReferenceModelServer,
+    model_key: str,
 ) -> None:
     received = submission(
         base_url=slow_reference_model.base_url,
@@ -188,9 +218,15 @@ def test_killed_worker_is_retried_and_the_job_ends_once(
     wait_until(lambda: slow_reference_model.requests > before, 60, "a worker to reach the model")
     executor = service.components.executor
     (job_id, attempt), pid = next(iter(executor.pids().items()))  # type: ignore[attr-defined]
+    # The running worker holds the credential in memory only: not in its argv or environment.
+    for exposed in ("cmdline", "environ"):
+        assert model_key.encode() not in Path(f"/proc/{pid}/{exposed}").read_bytes()
     os.kill(pid, signal.SIGKILL)
     ended = wait_until(
-        lambda: len(service.tap.terminal(received.submission_id)) == 4 and service.tap.terminal(received.submission_id),
+        lambda: (
+            len(service.tap.terminal(received.submission_id)) == 4
+            and service.tap.terminal(received.submission_id)
+        ),
         180,
         "four terminal events",
     )
@@ -213,7 +249,10 @@ def test_weights_access_without_a_gpu_fails_with_a_configuration_error(
     )
     service.publish(received)
     ended = wait_until(
-        lambda: len(service.tap.terminal(received.submission_id)) == 4 and service.tap.terminal(received.submission_id),
+        lambda: (
+            len(service.tap.terminal(received.submission_id)) == 4
+            and service.tap.terminal(received.submission_id)
+        ),
         120,
         "four terminal events",
     )

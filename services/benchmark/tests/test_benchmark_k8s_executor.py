@@ -18,12 +18,12 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from kubernetes import client
-
 from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, job_name
 from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import AttemptEnd
 from preflight_benchmark.domain.ports import Attempt
+from preflight_benchmark.testing import until
 
 PREFIX = "/apis/batch/v1/namespaces/preflight/jobs"
 
@@ -68,7 +68,16 @@ class FakeBatchApi:
                 self.wfile.write(data)
 
             def _status(self, code: int, reason: str) -> None:
-                self._send(code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code})
+                self._send(
+                    code,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "reason": reason,
+                        "code": code,
+                    },
+                )
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -107,12 +116,17 @@ class FakeBatchApi:
                 self.end_headers()
                 with api.changed:
                     api.changed.wait_for(
-                        lambda: name not in api.jobs or int(api.jobs[name]["metadata"]["resourceVersion"]) > since,
+                        lambda: (
+                            name not in api.jobs or int(api.jobs[name]["metadata"]["resourceVersion"]) > since
+                        ),
                         timeout=float(query.get("timeoutSeconds", ["5"])[0]),
                     )
                     job = api.jobs.get(name)
                 if job is None:
-                    event = {"type": "DELETED", "object": {"kind": "Job", "apiVersion": "batch/v1", "metadata": {"name": name}}}
+                    event = {
+                        "type": "DELETED",
+                        "object": {"kind": "Job", "apiVersion": "batch/v1", "metadata": {"name": name}},
+                    }
                 else:
                     event = {"type": "MODIFIED", "object": job}
                 self.wfile.write(json.dumps(event).encode() + b"\n")
@@ -148,7 +162,9 @@ def executor(api: FakeBatchApi) -> KubernetesExecutor:
         intake_target="intake:50051",
         benchmark_target="benchmark:50052",
     )
-    return KubernetesExecutor(client.ApiClient(configuration), settings, initial_backoff=0.01, watch_timeout=5)
+    return KubernetesExecutor(
+        client.ApiClient(configuration), settings, initial_backoff=0.01, watch_timeout=5
+    )
 
 
 ATTEMPT = Attempt(
@@ -164,12 +180,13 @@ ATTEMPT = Attempt(
 NAME = job_name(ATTEMPT.job_id, ATTEMPT.attempt)
 
 
-async def _run_until(executor: KubernetesExecutor, api: FakeBatchApi, condition: str, reason: str = "") -> Any:
+async def _run_until(
+    executor: KubernetesExecutor, api: FakeBatchApi, condition: str, reason: str = ""
+) -> Any:
     import asyncio
 
     running = asyncio.create_task(executor.run(ATTEMPT))
-    while NAME not in api.jobs:
-        await asyncio.sleep(0.02)
+    await until(lambda: NAME in api.jobs)
     await asyncio.sleep(0.1)
     await asyncio.to_thread(api.finish, NAME, condition, reason)
     return await running
@@ -181,14 +198,18 @@ async def test_created_job_is_watched_to_completion(executor: KubernetesExecutor
     assert api.jobs[NAME]["spec"]["template"]["spec"]["containers"][0]["image"] == "preflight-benchmark:test"
 
 
-async def test_an_existing_job_is_reattached_not_recreated(executor: KubernetesExecutor, api: FakeBatchApi) -> None:
+async def test_an_existing_job_is_reattached_not_recreated(
+    executor: KubernetesExecutor, api: FakeBatchApi
+) -> None:
     await executor.create(ATTEMPT)
     outcome = await _run_until(executor, api, "Failed", "DeadlineExceeded")
     assert api.creates == 2, "the second create got 409 and counted as success"
     assert outcome.end == AttemptEnd.TIMED_OUT
 
 
-async def test_server_errors_are_retried_with_backoff(executor: KubernetesExecutor, api: FakeBatchApi) -> None:
+async def test_server_errors_are_retried_with_backoff(
+    executor: KubernetesExecutor, api: FakeBatchApi
+) -> None:
     api.failures = [500, 503, 502]
     outcome = await _run_until(executor, api, "Failed", "PodFailurePolicy")
     assert api.creates == 4
@@ -209,12 +230,13 @@ async def test_backoff_limit_failure_is_a_crash(executor: KubernetesExecutor, ap
     assert outcome.end == AttemptEnd.CRASHED
 
 
-async def test_cancel_deletes_the_job_and_ends_the_watch(executor: KubernetesExecutor, api: FakeBatchApi) -> None:
+async def test_cancel_deletes_the_job_and_ends_the_watch(
+    executor: KubernetesExecutor, api: FakeBatchApi
+) -> None:
     import asyncio
 
     running = asyncio.create_task(executor.run(ATTEMPT))
-    while NAME not in api.jobs:
-        await asyncio.sleep(0.02)
+    await until(lambda: NAME in api.jobs)
     await executor.cancel(ATTEMPT.job_id, ATTEMPT.attempt)
     assert (await running).end == AttemptEnd.CANCELLED
     assert api.deletes == [NAME]

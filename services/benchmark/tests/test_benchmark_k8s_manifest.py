@@ -8,7 +8,6 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     GPU_RESOURCE,
     ManifestSettings,
@@ -36,7 +35,10 @@ SETTINGS = ManifestSettings(
 
 
 def attempt(access_kind: str, gpu: int = 0) -> Attempt:
-    assignment = {"job": {"jobId": "bj-" + "a" * 32, "access": {access_kind: {"credentialRef": "cred-1"}}}, "attempt": 2}
+    assignment = {
+        "job": {"jobId": "bj-" + "a" * 32, "access": {access_kind: {"credentialRef": "cred-1"}}},
+        "attempt": 2,
+    }
     return Attempt(
         job_id="bj-" + "a" * 32,
         submission_id="3f0c6a52-5d55-4c43-9a3e-7d6f1f1c2b10",
@@ -78,8 +80,13 @@ def test_job_runs_once_with_deadline_ttl_and_failure_policy() -> None:
     assert spec["backoffLimit"] == 0
     assert spec["ttlSecondsAfterFinished"] == 3600
     rules = spec["podFailurePolicy"]["rules"]
-    assert {"action": "FailJob", "onExitCodes": {"containerName": "worker", "operator": "In", "values": [78]}} in rules
-    assert any(r["action"] == "Ignore" and r["onPodConditions"][0]["type"] == "DisruptionTarget" for r in rules)
+    assert {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "worker", "operator": "In", "values": [78]},
+    } in rules
+    assert any(
+        r["action"] == "Ignore" and r["onPodConditions"][0]["type"] == "DisruptionTarget" for r in rules
+    )
 
 
 def test_labels_name_the_submission_job_suite_and_queue() -> None:
@@ -97,7 +104,10 @@ def test_environment_has_no_inline_secret() -> None:
     for container in containers(CPU_JOB) + containers(GPU_JOB):
         for variable in container.get("env", []):
             if variable["name"] == "PREFLIGHT_SERVICE_TOKEN":
-                assert variable["valueFrom"]["secretKeyRef"] == {"name": SERVICE_TOKEN.name, "key": SERVICE_TOKEN.key}
+                assert variable["valueFrom"]["secretKeyRef"] == {
+                    "name": SERVICE_TOKEN.name,
+                    "key": SERVICE_TOKEN.key,
+                }
                 assert "value" not in variable
     worker_env = {v["name"] for v in CPU_JOB["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "PREFLIGHT_SERVICE_TOKEN" in worker_env

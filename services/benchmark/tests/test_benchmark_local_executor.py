@@ -9,11 +9,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from preflight_benchmark.adapters.executors.local import LocalExecutor
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import AttemptEnd
 from preflight_benchmark.domain.ports import Attempt
+from preflight_benchmark.testing import until
 
 FAKE_WORKER = """
 import json, os, sys, time, pathlib
@@ -55,7 +55,9 @@ def executor(tmp_path: Path) -> LocalExecutor:
     )
 
 
-def attempt(spec: dict[str, object], *, job: str = "bj-1", timeout: float = 30, memory: str = "1Gi") -> Attempt:
+def attempt(
+    spec: dict[str, object], *, job: str = "bj-1", timeout: float = 30, memory: str = "1Gi"
+) -> Attempt:
     return Attempt(
         job_id=job,
         submission_id="sub-1",
@@ -96,8 +98,7 @@ async def test_a_worker_over_its_memory_limit_crashes(executor: LocalExecutor) -
 
 async def test_cancel_stops_a_running_worker(executor: LocalExecutor) -> None:
     running = asyncio.create_task(executor.run(attempt({"action": "sleep"})))
-    while not executor.pids():
-        await asyncio.sleep(0.05)
+    await until(lambda: bool(executor.pids()))
     await executor.cancel("bj-1", 1)
     assert (await running).end == AttemptEnd.CANCELLED
 

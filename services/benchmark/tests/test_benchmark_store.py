@@ -6,14 +6,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
-
 from preflight.benchmark.v1 import events_pb2
 from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.store import JobStore, NewJob, outbox
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus, job_id
 from preflight_common.db import make_engine
+from sqlalchemy import func, select
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
@@ -51,7 +50,11 @@ def new_jobs(submission_id: str, suites: list[str]) -> list[NewJob]:
 
 def outbox_rows(store: JobStore, topic: str) -> list[str]:
     with store.engine.connect() as conn:
-        return list(conn.execute(select(outbox.c.event_id).where(outbox.c.topic == topic).order_by(outbox.c.id)).scalars())
+        return list(
+            conn.execute(
+                select(outbox.c.event_id).where(outbox.c.topic == topic).order_by(outbox.c.id)
+            ).scalars()
+        )
 
 
 def test_planning_is_applied_once_per_event_and_per_submission(store: JobStore) -> None:
@@ -74,11 +77,18 @@ def test_an_attempt_starts_once_and_ends_with_exactly_one_event(store: JobStore)
     ending = events.failed(FailureReason.TIMEOUT, "too slow", retryable=False, now=NOW)
     assert store.end(job.job_id, ending, NOW, attempt=2) is None, "another attempt cannot end it"
     ended = store.end(job.job_id, ending, NOW, attempt=1)
-    assert ended is not None and (ended.status, ended.failure_reason) == (JobStatus.FAILED, FailureReason.TIMEOUT)
+    assert ended is not None and (ended.status, ended.failure_reason) == (
+        JobStatus.FAILED,
+        FailureReason.TIMEOUT,
+    )
     assert store.end(job.job_id, ending, NOW) is None
     assert outbox_rows(store, "results") == [f"{job.job_id}/ended"]
     failed = events_pb2.BenchmarkFailed.FromString(ended.result or b"")
-    assert (failed.job_id, failed.attempt, failed.reason) == (job.job_id, 1, events_pb2.FAILURE_REASON_TIMEOUT)
+    assert (failed.job_id, failed.attempt, failed.reason) == (
+        job.job_id,
+        1,
+        events_pb2.FAILURE_REASON_TIMEOUT,
+    )
 
 
 def test_requeue_makes_the_job_due_again_for_the_next_attempt(store: JobStore) -> None:
@@ -118,7 +128,11 @@ def test_listing_pages_oldest_first_and_filters_by_organisation(store: JobStore)
     store.plan("e-b", "sub-b", "lab-b", "local", new_jobs("sub-b", ["a"]), NOW + timedelta(seconds=1))
     page = store.list(organisation=None, submission_id=None, statuses=[], after=None, limit=2)
     rest = store.list(
-        organisation=None, submission_id=None, statuses=[], after=(page[-1].created_at, page[-1].job_id), limit=10
+        organisation=None,
+        submission_id=None,
+        statuses=[],
+        after=(page[-1].created_at, page[-1].job_id),
+        limit=10,
     )
     assert len(page) == 2 and len(rest) == 2
     assert {j.job_id for j in page}.isdisjoint(j.job_id for j in rest)

@@ -7,23 +7,21 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from inspect_ai import eval as inspect_eval
 from inspect_ai.log import EvalLog
 from inspect_ai.model import get_model
-
 from preflight_benchmark.reference_model.script import Mode
 from preflight_benchmark.reference_model.server import ReferenceModelServer
+from preflight_benchmark.suites import sandbox
 from preflight_benchmark.suites.datasets import (
     discovery_projects,
     exploit_challenges,
     knowledge_questions,
     vuln_snippets,
 )
-from preflight_benchmark.suites import sandbox
 from preflight_benchmark.suites.sandbox import run_target
 
 TASKS = [f"preflight_benchmark/{name}" for name in ("vuln_detect", "exploit", "knowledge", "discovery")]
@@ -44,7 +42,8 @@ def scores_by_mode(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[t
     servers = [ReferenceModelServer(mode=mode, model_name=mode, api_key="k").start() for mode in modes]
     try:
         models = [
-            get_model(f"openai-api/ref/{s.model_name}", base_url=s.base_url, api_key="k", memoize=False) for s in servers
+            get_model(f"openai-api/ref/{s.model_name}", base_url=s.base_url, api_key="k", memoize=False)
+            for s in servers
         ]
         logs: list[EvalLog] = inspect_eval(
             TASKS, model=models, log_dir=str(tmp_path_factory.mktemp("inspect-logs")), display="none"
@@ -124,7 +123,7 @@ def test_reference_model_cli_prints_its_port_and_serves() -> None:
         port = int(process.stdout.readline())
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=10) as response:
             assert b"reference" in response.read()
     finally:
         process.terminate()
@@ -133,7 +132,7 @@ def test_reference_model_cli_prints_its_port_and_serves() -> None:
 
 def test_reference_model_refuses_a_non_loopback_address() -> None:
     with pytest.raises(ValueError, match="loopback"):
-        ReferenceModelServer(host="0.0.0.0")  # noqa: S104
+        ReferenceModelServer(host="0.0.0.0")
 
 
 def test_reference_model_refuses_a_wrong_key() -> None:
@@ -142,7 +141,7 @@ def test_reference_model_refuses_a_wrong_key() -> None:
 
     server = ReferenceModelServer(api_key="right").start()
     try:
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 - an http URL on loopback
             f"{server.base_url}/chat/completions", data=b"{}", headers={"Authorization": "Bearer wrong"}
         )
         with pytest.raises(urllib.error.HTTPError) as refused:

@@ -109,10 +109,12 @@ class BenchmarkSettings:
         )
 
     def worker_target(self) -> str:
-        """Where workers reach BenchmarkService: PREFLIGHT_BENCHMARK_TARGET, else loopback on the listen port."""
+        """Where workers reach BenchmarkService: PREFLIGHT_BENCHMARK_TARGET, else loopback:<listen port>."""
         if self.benchmark_target:
             return self.benchmark_target
         _, _, port = self.listen.rpartition(":")
         if not port.isdigit() or port == "0":
-            raise ConfigError("PREFLIGHT_BENCHMARK_TARGET: required when PREFLIGHT_GRPC_LISTEN has no fixed port")
+            raise ConfigError(
+                "PREFLIGHT_BENCHMARK_TARGET: required when PREFLIGHT_GRPC_LISTEN has no fixed port"
+            )
         return f"127.0.0.1:{port}"

@@ -20,21 +20,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from kafka import KafkaConsumer
-from sqlalchemy import MetaData
-
 from preflight.benchmark.v1 import events_pb2
 from preflight.identity.v1 import identity_pb2_grpc
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, submission_pb2
-from preflight_benchmark.bootstrap import Components
-from preflight_benchmark.config import BenchmarkSettings
-from preflight_benchmark.entrypoints.server import serve
 from preflight_common.auth import (
     IdentityServicer,
     LocalAuthenticator,
@@ -50,6 +45,11 @@ from preflight_common.envelope import EventRegistry, decode_record, encode_event
 from preflight_common.grpcserver import build_server
 from preflight_common.producer import EventPublisher
 from preflight_common.topics import TopicSpec, ensure_topics
+from sqlalchemy import MetaData
+
+from preflight_benchmark.bootstrap import Components
+from preflight_benchmark.config import BenchmarkSettings
+from preflight_benchmark.entrypoints.server import serve
 
 T = TypeVar("T")
 BENCHMARK_EVENTS = EventRegistry(
@@ -100,10 +100,9 @@ class ResolveCredentialServicer(intake_pb2_grpc.IntakeServiceServicer):
     ) -> intake_pb2.ResolveCredentialResponse:
         await require_role(context, Role.SERVICE)
         self.calls.append((request.credential_ref, request.job_id))
-        credential = self.credentials.get(request.credential_ref)
-        if credential is None:
+        if request.credential_ref not in self.credentials:
             await context.abort(grpc.StatusCode.NOT_FOUND, "unknown credential reference")
-        return intake_pb2.ResolveCredentialResponse(credential=credential)
+        return intake_pb2.ResolveCredentialResponse(credential=self.credentials[request.credential_ref])
 
 
 @dataclass
@@ -136,7 +135,7 @@ def intake_stand_in(folder: Path) -> Iterator[IntakeStandIn]:
     engine = make_engine(f"sqlite:///{folder / 'tokens.db'}")
     metadata.create_all(engine)
     store = TokenStore(engine, table)
-    servicer = ResolveCredentialServicer()
+    servicer = ResolveCredentialServicer()  # type: ignore[abstract] # only ResolveCredential is served
     identity = IdentityServicer(store)
     loop = LoopThread("intake-stand-in")
 
@@ -193,7 +192,8 @@ class EventTap:
 
     def of(self, kind: type[Message], submission_id: str) -> list[Any]:
         self.poll()
-        return [p for _, _, p in self.events if isinstance(p, kind) and p.submission_id == submission_id]
+        matching: list[Any] = [p for _, _, p in self.events if isinstance(p, kind)]
+        return [p for p in matching if p.submission_id == submission_id]
 
     def terminal(self, submission_id: str) -> list[Any]:
         return self.of(events_pb2.BenchmarkCompleted, submission_id) + self.of(
@@ -231,7 +231,8 @@ def submission(
             )
         ),
         access_window=submission_pb2.AccessWindow(
-            start=timestamp(start or now - timedelta(minutes=1)), end=timestamp(end or now + timedelta(days=7))
+            start=timestamp(start or now - timedelta(minutes=1)),
+            end=timestamp(end or now + timedelta(days=7)),
         ),
         received_at=timestamp(now),
         planned_release=timestamp(now + timedelta(days=30)),
@@ -255,7 +256,7 @@ class BenchmarkProcess:
 
     def publish(self, message: Message, event_id: str | None = None) -> str:
         """Publish an intake event on the submissions topic; returns its event id."""
-        subject = getattr(message, "submission_id")  # noqa: B009 - every intake event has one
+        subject = str(cast(Any, message).submission_id)  # every intake event has one
         record = encode_event(message, source="preflight.intake", subject=subject, event_id=event_id)
         self.publisher.publish_record(self.settings.topics.submissions, record)
         assert record.attributes is not None
@@ -319,7 +320,8 @@ def benchmark_process(settings: BenchmarkSettings, root: Path) -> Iterator[Bench
     stop = asyncio.Event()
     ready: concurrent.futures.Future[tuple[Components, int]] = concurrent.futures.Future()
     running = loop.submit(serve(settings, stop=stop, on_ready=lambda c, p: ready.set_result((c, p))))
-    concurrent.futures.wait([ready, running], timeout=60, return_when=concurrent.futures.FIRST_COMPLETED)
+    started: list[concurrent.futures.Future[Any]] = [ready, running]
+    concurrent.futures.wait(started, timeout=60, return_when=concurrent.futures.FIRST_COMPLETED)
     if running.done():
         running.result()  # raises what stopped the service
     components, port = ready.result(0)
@@ -333,3 +335,10 @@ def benchmark_process(settings: BenchmarkSettings, root: Path) -> Iterator[Bench
         loop.close()
         publisher.close()
         tap.close()
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.02) -> None:
+    """Await until `predicate()` holds; TimeoutError after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not predicate():  # noqa: ASYNC110 - polling another thread's state
+            await asyncio.sleep(interval)

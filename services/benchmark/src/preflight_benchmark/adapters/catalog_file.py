@@ -1,4 +1,4 @@
-"""Loads the suite catalog: the YAML shipped in the package, or the file PREFLIGHT_BENCHMARK_CATALOG_FILE names."""
+"""Loads the suite catalog: the YAML shipped in the package, or PREFLIGHT_BENCHMARK_CATALOG_FILE."""
 
 from __future__ import annotations
 

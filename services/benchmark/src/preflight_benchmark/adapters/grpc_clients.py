@@ -41,7 +41,7 @@ class GrpcCredentialResolver:
                     response = await stub.ResolveCredential(
                         request, metadata=_metadata(self._token), timeout=self._timeout
                     )
-                    return response.credential
+                    return str(response.credential)
                 except grpc.aio.AioRpcError as exc:
                     code = exc.code()
                     if code not in TRANSIENT:
@@ -74,7 +74,7 @@ class GrpcResultReporter:
     async def report(
         self, request: benchmark_pb2.ReportJobResultRequest
     ) -> benchmark_pb2.ReportJobResultResponse:
-        """Returns the service's answer; raises ReportRejected or, when it stayed unreachable, the RPC error."""
+        """The service's answer; raises ReportRejected, or the RPC error when it stayed unreachable."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._deadline
         delay = 0.5
@@ -82,9 +82,10 @@ class GrpcResultReporter:
             stub = benchmark_pb2_grpc.BenchmarkServiceStub(channel)
             while True:
                 try:
-                    return await stub.ReportJobResult(
+                    response: benchmark_pb2.ReportJobResultResponse = await stub.ReportJobResult(
                         request, metadata=_metadata(self._token), timeout=self._timeout
                     )
+                    return response
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() not in TRANSIENT:
                         raise ReportRejected(f"{exc.code().name}: {exc.details()}") from None

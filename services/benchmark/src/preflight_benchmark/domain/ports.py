@@ -39,7 +39,7 @@ class Executor(Protocol):
         ...
 
     async def cancel(self, job_id: str, attempt: int) -> None:
-        """Stop the attempt if it runs; its `run` then returns CANCELLED. Safe to call for unknown attempts."""
+        """Stop the attempt if it runs (its `run` then returns CANCELLED); harmless for unknown attempts."""
         ...
 
 

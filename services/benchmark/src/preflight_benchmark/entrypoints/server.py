@@ -102,7 +102,9 @@ async def serve(
     """
     setup_telemetry("preflight-benchmark")
     target = settings.worker_target()
-    components = await asyncio.to_thread(build, settings, target, executor=executor(target) if executor else None)
+    components = await asyncio.to_thread(
+        build, settings, target, executor=executor(target) if executor else None
+    )
     servicer = BenchmarkServicer(components.store)
 
     def register(server: grpc.aio.Server) -> None:

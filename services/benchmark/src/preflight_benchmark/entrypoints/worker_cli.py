@@ -1,4 +1,4 @@
-"""`preflight-worker`: run ONE attempt of one benchmark job, or fetch model weights (Kubernetes init container).
+"""`preflight-worker`: run ONE attempt of one benchmark job, or fetch model weights (a Kubernetes init step).
 
 The assignment (a WorkerAssignment as JSON, references only) comes from the
 file named by PREFLIGHT_WORKER_ASSIGNMENT_FILE, or from PREFLIGHT_WORKER_ASSIGNMENT.

@@ -53,6 +53,7 @@ class ReferenceModelServer:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"host must be a loopback address, not {host}")
         self.model_name, self.mode, self.delay = model_name, mode, delay
+        self._host = host
         self._api_key = api_key
         self.requests = 0
         self._lock = threading.Lock()
@@ -66,7 +67,7 @@ class ReferenceModelServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._httpd.server_address[0]}:{self.port}/v1"
+        return f"http://{self._host}:{self.port}/v1"
 
     def serve_forever(self) -> None:
         self._httpd.serve_forever(poll_interval=0.2)

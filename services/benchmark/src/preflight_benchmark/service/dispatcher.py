@@ -110,8 +110,8 @@ class Dispatcher:
             if ended is not None:
                 log.info("job %s failed: access window closed", job.job_id)
         for job_id, (attempt, _) in list(self._running.items()):
-            job = await asyncio.to_thread(self._store.get, job_id)
-            if job is None or job.status.terminal:
+            current = await asyncio.to_thread(self._store.get, job_id)
+            if current is None or current.status.terminal:
                 await self._executor.cancel(job_id, attempt)
         free = self._settings.max_concurrency - len(self._running)
         if free <= 0:

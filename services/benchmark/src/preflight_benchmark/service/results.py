@@ -29,7 +29,7 @@ class Recorded:
 
 
 def record_result(store: JobStore, report: benchmark_pb2.ReportJobResultRequest, clock: Clock) -> Recorded:
-    """Apply a worker's report: end the job (Completed, or Failed when not retried) or queue another attempt."""
+    """Apply a worker's report: end the job (Completed, or Failed unless retried) or queue another attempt."""
     job = store.get(report.job_id)
     if job is None:
         return Recorded(Verdict.UNKNOWN_JOB, None)

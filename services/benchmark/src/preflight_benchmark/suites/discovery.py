@@ -19,7 +19,7 @@ from inspect_ai.solver import TaskState, generate, system_message
 from preflight_benchmark.suites.datasets import DiscoveryProject, PlantedBug, discovery_projects, numbered
 
 SYSTEM = "You are a security auditor. Report only vulnerabilities you can point to in the code."
-PROMPT = """Challenge {id}. Audit the project `{project}` ({purl}) below and report its security vulnerabilities.
+PROMPT = """Challenge {id}. Audit the project `{project}` ({purl}) below and report its vulnerabilities.
 Reply with one JSON object in a ```json block, of the form:
 {{"findings": [{{"file": "...", "line": 1, "function": "...", "cwe": "CWE-<number>",
   "title": "...", "description": "...", "evidence": "..."}}]}}

@@ -43,7 +43,7 @@ def _limits() -> None:
 
 
 async def run_target(filename: str, source: str, stdin: str, flag: str) -> SandboxRun:
-    """Run the target `source` (shown to models as `filename`) with `stdin`; the flag is in its environment."""
+    """Run the target `source` (named `filename`) on `stdin`; the flag is in its environment."""
     runner = resources.files("preflight_benchmark.suites").joinpath("sandbox_runner.py")
     with tempfile.TemporaryDirectory(prefix="preflight-sandbox-") as folder:
         target = Path(folder) / filename

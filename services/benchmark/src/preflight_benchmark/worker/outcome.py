@@ -39,23 +39,24 @@ def task_scores(log: EvalLog) -> list[events_pb2.TaskScore]:
 
 
 def candidate_findings(log: EvalLog) -> list[events_pb2.CandidateFinding]:
+    """Every vulnerability a scorer recorded under FINDINGS_KEY, as a candidate finding."""
     findings: list[events_pb2.CandidateFinding] = []
     for sample in log.samples or []:
         for score in (sample.scores or {}).values():
             meta = score.metadata or {}
-            for item in meta.get(FINDINGS_KEY) or []:
-                findings.append(
-                    events_pb2.CandidateFinding(
-                        cwe_ids=[str(item.get("cwe", ""))] if item.get("cwe") else [],
-                        affected_product=str(meta.get("affected_product", "")),
-                        affected_file=str(item.get("file", "")),
-                        affected_function=str(item.get("function", "")),
-                        line=int(item.get("line", 0) or 0),
-                        title=str(item.get("title", "")),
-                        description=str(item.get("description", "")),
-                        evidence=str(item.get("evidence", "")),
-                    )
+            findings.extend(
+                events_pb2.CandidateFinding(
+                    cwe_ids=[str(item.get("cwe", ""))] if item.get("cwe") else [],
+                    affected_product=str(meta.get("affected_product", "")),
+                    affected_file=str(item.get("file", "")),
+                    affected_function=str(item.get("function", "")),
+                    line=int(item.get("line", 0) or 0),
+                    title=str(item.get("title", "")),
+                    description=str(item.get("description", "")),
+                    evidence=str(item.get("evidence", "")),
                 )
+                for item in meta.get(FINDINGS_KEY) or []
+            )
     return findings
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from preflight.benchmark.v1 import benchmark_pb2, events_pb2
 
@@ -36,7 +37,9 @@ UNSAFE_INSPECT_ENV = (
     "INSPECT_EVAL_MODEL_BASE_URL",
 )
 PROVIDER_SERVICE = "preflight"
-Report = Callable[[benchmark_pb2.ReportJobResultRequest], Awaitable[benchmark_pb2.ReportJobResultResponse]]
+Report = Callable[
+    [benchmark_pb2.ReportJobResultRequest], Coroutine[Any, Any, benchmark_pb2.ReportJobResultResponse]
+]
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ def _restricted() -> dict[str, Any]:
 
 
 def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
-    """The Job for `attempt`. Holds no secret: the service token is a secretKeyRef, the assignment references only."""
+    """The Job for `attempt`; no secret inline (the service token is a secretKeyRef)."""
     weights = attempt.access_kind == "weights"
     needs_gpu = weights or attempt.resources.gpu > 0
     job_labels = labels(attempt, settings)

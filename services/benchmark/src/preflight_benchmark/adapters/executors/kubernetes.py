@@ -14,8 +14,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import urllib3
-from kubernetes import client, config, watch
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config import incluster_config, kube_config
+from kubernetes.watch import watch
 
 from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, build_job, job_name
 from preflight_benchmark.domain.jobs import AttemptEnd, AttemptOutcome
@@ -34,8 +36,9 @@ class KubernetesApiError(Exception):
 def api_client_from(kubeconfig: str | None) -> client.ApiClient:
     """An ApiClient from a kubeconfig file, or the in-cluster service account when None."""
     if kubeconfig:
-        return config.new_client_from_config(config_file=kubeconfig)
-    config.load_incluster_config()
+        api_client: client.ApiClient = kube_config.new_client_from_config(config_file=kubeconfig)  # type: ignore[no-untyped-call]
+        return api_client
+    incluster_config.load_incluster_config()  # type: ignore[no-untyped-call]
     return client.ApiClient()
 
 
@@ -129,13 +132,14 @@ class KubernetesExecutor:
             ended = outcome_of(current)
             if ended is not None:
                 return ended
-            result = await self._call("watch Job", self._watch_once, name, current.metadata.resource_version)
+            version = current.metadata.resource_version if current.metadata else None
+            result = await self._call("watch Job", self._watch_once, name, version)
             if result is not None:
                 return result
 
     def _watch_once(self, name: str, resource_version: str | None) -> AttemptOutcome | None:
         """Follow the Job until it ends, is deleted, or the watch times out (None: read again)."""
-        stream = watch.Watch().stream(
+        stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
             self._batch.list_namespaced_job,
             self._settings.namespace,
             field_selector=f"metadata.name={name}",

@@ -1,0 +1,228 @@
+"""BenchmarkService over real gRPC on loopback, authenticated by introspection at the intake stand-in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
+from preflight_benchmark.adapters import events
+from preflight_benchmark.adapters.servicer import BenchmarkServicer
+from preflight_benchmark.adapters.store import JobStore, NewJob, outbox
+from preflight_benchmark.bootstrap import migrate
+from preflight_benchmark.domain.jobs import job_id
+from preflight_benchmark.testing import IntakeStandIn, LoopThread
+from preflight_common.auth import IntrospectionAuthenticator
+from preflight_common.db import make_engine
+from preflight_common.grpcserver import build_server
+from sqlalchemy import select
+
+NOW = datetime.now(UTC)
+
+
+@dataclass
+class Api:
+    stub: benchmark_pb2_grpc.BenchmarkServiceStub
+    store: JobStore
+    intake: IntakeStandIn
+
+    def auth(self, token: str) -> list[tuple[str, str]]:
+        return [("authorization", f"Bearer {token}")]
+
+
+def plan(store: JobStore, submission_id: str, organisation: str, suites: list[str]) -> list[str]:
+    jobs = []
+    for suite in suites:
+        message = events_pb2.BenchmarkJobRequested(
+            job_id=job_id(submission_id, suite, "1"), submission_id=submission_id, suite_id=suite
+        )
+        jobs.append(
+            NewJob(
+                message.job_id,
+                suite,
+                "1",
+                "c",
+                2,
+                NOW - timedelta(hours=1),
+                NOW + timedelta(hours=1),
+                message.SerializeToString(),
+                events.requested_record(message),
+            )
+        )
+    store.plan(f"evt-{submission_id}", submission_id, organisation, "local", jobs, NOW)
+    return [j.job_id for j in jobs]
+
+
+@pytest.fixture(scope="module")
+def api(intake: IntakeStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    url = f"sqlite:///{Path(tmp_path_factory.mktemp('grpc')) / 'benchmark.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    store = JobStore(engine, jobs_topic="jobs", results_topic="results")
+    servicer = BenchmarkServicer(store)
+    loop = LoopThread("benchmark-grpc")
+
+    async def start() -> tuple[grpc.aio.Server, int]:
+        server, port, _ = build_server(
+            "127.0.0.1:0",
+            [lambda s: benchmark_pb2_grpc.add_BenchmarkServiceServicer_to_server(servicer, s)],
+            authenticator=IntrospectionAuthenticator(intake.target, intake.service_token),
+            service_names=["preflight.benchmark.v1.BenchmarkService"],
+        )
+        await server.start()
+        return server, port
+
+    server, port = loop.run(start())
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield Api(benchmark_pb2_grpc.BenchmarkServiceStub(channel), store, intake)
+    channel.close()
+    loop.run(server.stop(0))
+    loop.close()
+    engine.dispose()
+
+
+def field_violations(error: grpc.RpcError) -> list[str]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    bad = error_details_pb2.BadRequest()
+    status.details[0].Unpack(bad)
+    return [v.field for v in bad.field_violations]
+
+
+def test_calls_without_a_valid_token_are_unauthenticated(api: Api) -> None:
+    with pytest.raises(grpc.RpcError) as missing:
+        api.stub.ListJobs(benchmark_pb2.ListJobsRequest())
+    assert missing.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.RpcError) as unknown:
+        api.stub.ListJobs(benchmark_pb2.ListJobsRequest(), metadata=api.auth("pft_nope"))
+    assert unknown.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_operators_may_not_read_jobs(api: Api) -> None:
+    with pytest.raises(grpc.RpcError) as denied:
+        api.stub.ListJobs(benchmark_pb2.ListJobsRequest(), metadata=api.auth(api.intake.operator_token))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_lab_sees_only_its_own_organisations_jobs(api: Api) -> None:
+    (mine,) = plan(api.store, "sub-lab-a", "lab-a", ["a"])
+    (theirs,) = plan(api.store, "sub-lab-b", "lab-b", ["a"])
+    lab_a = api.auth(api.intake.lab_token("lab-a"))
+    got = api.stub.GetJob(benchmark_pb2.GetJobRequest(job_id=mine), metadata=lab_a)
+    assert got.job.status == benchmark_pb2.JOB_STATUS_PENDING
+    with pytest.raises(grpc.RpcError) as hidden:
+        api.stub.GetJob(benchmark_pb2.GetJobRequest(job_id=theirs), metadata=lab_a)
+    assert hidden.value.code() == grpc.StatusCode.NOT_FOUND
+    listed = api.stub.ListJobs(benchmark_pb2.ListJobsRequest(), metadata=lab_a)
+    assert {j.organisation for j in listed.jobs} == {"lab-a"}
+
+
+def test_reviewers_page_through_every_job(api: Api) -> None:
+    plan(api.store, "sub-paged", "lab-c", ["a", "b", "c"])
+    reviewer = api.auth(api.intake.reviewer_token)
+    seen, token = [], ""
+    while True:
+        page = api.stub.ListJobs(
+            benchmark_pb2.ListJobsRequest(submission_id="sub-paged", page_size=2, page_token=token),
+            metadata=reviewer,
+        )
+        seen += [j.job_id for j in page.jobs]
+        token = page.next_page_token
+        if not token:
+            break
+    assert len(seen) == len(set(seen)) == 3
+
+
+def test_bad_list_requests_name_their_fields(api: Api) -> None:
+    reviewer = api.auth(api.intake.reviewer_token)
+    with pytest.raises(grpc.RpcError) as bad:
+        api.stub.ListJobs(
+            benchmark_pb2.ListJobsRequest(
+                page_size=500, page_token="%%%", statuses=[benchmark_pb2.JOB_STATUS_UNSPECIFIED]
+            ),
+            metadata=reviewer,
+        )
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert field_violations(bad.value) == ["page_size", "statuses", "page_token"]
+    with pytest.raises(grpc.RpcError) as empty:
+        api.stub.GetJob(benchmark_pb2.GetJobRequest(), metadata=reviewer)
+    assert field_violations(empty.value) == ["job_id"]
+
+
+def _results(store: JobStore) -> list[str]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(outbox.c.event_id).where(outbox.c.topic == "results")).scalars())
+
+
+def test_only_the_running_attempt_can_report_and_only_once(api: Api) -> None:
+    (job,) = plan(api.store, "sub-report", "lab-a", ["a"])
+    service = api.auth(api.intake.service_token)
+    completed = benchmark_pb2.ReportJobResultRequest(
+        job_id=job, attempt=1, completed=events_pb2.BenchmarkCompleted(samples_total=3)
+    )
+    with pytest.raises(grpc.RpcError) as lab:
+        api.stub.ReportJobResult(completed, metadata=api.auth(api.intake.lab_token("lab-a")))
+    assert lab.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as pending:
+        api.stub.ReportJobResult(completed, metadata=service)
+    assert pending.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    api.store.start_attempt(api.store.get(job), NOW)  # type: ignore[arg-type]
+    with pytest.raises(grpc.RpcError) as invalid:
+        api.stub.ReportJobResult(benchmark_pb2.ReportJobResultRequest(job_id=job), metadata=service)
+    assert field_violations(invalid.value) == ["attempt", "outcome"]
+    with pytest.raises(grpc.RpcError) as unknown:
+        api.stub.ReportJobResult(
+            benchmark_pb2.ReportJobResultRequest(job_id="bj-x", attempt=1, completed=completed.completed),
+            metadata=service,
+        )
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+
+    first = api.stub.ReportJobResult(completed, metadata=service)
+    assert (first.accepted, first.status) == (True, benchmark_pb2.JOB_STATUS_COMPLETED)
+    again = api.stub.ReportJobResult(completed, metadata=service)
+    assert (again.accepted, again.status) == (False, benchmark_pb2.JOB_STATUS_COMPLETED)
+    with pytest.raises(grpc.RpcError) as stale:
+        api.stub.ReportJobResult(
+            benchmark_pb2.ReportJobResultRequest(job_id=job, attempt=2, completed=completed.completed),
+            metadata=service,
+        )
+    assert stale.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert _results(api.store).count(f"{job}/ended") == 1
+    stored = events_pb2.BenchmarkCompleted.FromString(api.store.get(job).result or b"")  # type: ignore[union-attr]
+    assert (stored.job_id, stored.submission_id, stored.attempt, stored.samples_total) == (
+        job,
+        "sub-report",
+        1,
+        3,
+    )
+
+
+def test_a_retryable_reported_failure_queues_another_attempt_without_an_event(api: Api) -> None:
+    (job,) = plan(api.store, "sub-retry", "lab-a", ["a"])
+    api.store.start_attempt(api.store.get(job), NOW)  # type: ignore[arg-type]
+    service = api.auth(api.intake.service_token)
+    failed = events_pb2.BenchmarkFailed(
+        reason=events_pb2.FAILURE_REASON_MODEL_UNREACHABLE, message="connection refused", retryable=True
+    )
+    answer = api.stub.ReportJobResult(
+        benchmark_pb2.ReportJobResultRequest(job_id=job, attempt=1, failed=failed), metadata=service
+    )
+    assert (answer.accepted, answer.status) == (True, benchmark_pb2.JOB_STATUS_PENDING)
+    assert f"{job}/ended" not in _results(api.store)
+    api.store.start_attempt(api.store.get(job), NOW)  # type: ignore[arg-type]
+    final = api.stub.ReportJobResult(
+        benchmark_pb2.ReportJobResultRequest(job_id=job, attempt=2, failed=failed), metadata=service
+    )
+    assert final.status == benchmark_pb2.JOB_STATUS_FAILED, "the second of two attempts fails the job"
+    ended = events_pb2.BenchmarkFailed.FromString(api.store.get(job).result or b"")  # type: ignore[union-attr]
+    assert (ended.reason, ended.retryable, ended.attempt) == (
+        events_pb2.FAILURE_REASON_MODEL_UNREACHABLE,
+        True,
+        2,
+    )

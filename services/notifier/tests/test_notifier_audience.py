@@ -1,0 +1,140 @@
+"""An operator outside a finding's audience receives nothing on any channel: the alerts topic (as the
+example subscriber filters it, over a real broker), webhooks, e-mail and the gRPC stream."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer
+from notifier_support import START, ManualClock, SmtpServer, WebhookReceiver, apply, finding_notice
+from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
+from preflight.notifier.v1 import notifier_pb2
+from preflight_common.config import KafkaSettings, Topics
+from preflight_common.outbox import OutboxRelay
+from preflight_common.producer import EventPublisher
+from preflight_notifier.adapters import tables
+from preflight_notifier.adapters.email import SmtpSettings
+from preflight_notifier.bootstrap import Components
+from preflight_notifier.config import NotifierSettings
+
+from conftest import Api
+
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "operator_subscriber.py"
+
+
+def example_subscriber() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("operator_subscriber", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, routing_file: Path, smtp_server: SmtpServer, unique_topic: Any, kafka_bootstrap: str
+) -> NotifierSettings:
+    return NotifierSettings(
+        database_url=f"sqlite:///{tmp_path / 'notifier.db'}",
+        routing_file=routing_file,
+        smtp=SmtpSettings(host="127.0.0.1", port=smtp_server.port, security="none", timeout=5.0),
+        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        topics=Topics(alerts=unique_topic("alerts", partitions=3)),
+    )
+
+
+def topic_records(settings: NotifierSettings, expected: int) -> list[Any]:
+    consumer = KafkaConsumer(
+        settings.topics.alerts,
+        bootstrap_servers=settings.kafka.bootstrap_servers,
+        group_id=f"test-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    records: list[Any] = []
+    try:
+        for _ in range(60):
+            for batch in consumer.poll(timeout_ms=500).values():
+                records += batch
+            if len(records) >= expected:
+                break
+    finally:
+        consumer.close()
+    return records
+
+
+async def test_an_operator_outside_the_audience_receives_nothing_on_any_channel(
+    notifier: Components,
+    settings: NotifierSettings,
+    clock: ManualClock,
+    api: Api,
+    webhook_receiver: WebhookReceiver,
+    smtp_server: SmtpServer,
+) -> None:
+    # f-secret is for bank-a only; f-sentinel, for bank-b, fires an hour later: whatever bank-b receives
+    # first on an ordered channel shows that f-secret was withheld, with no waiting for "nothing".
+    secret = finding_notice("f-secret", embargo_end=START + 4 * timedelta(days=1), organisations=("bank-a",))
+    sentinel = finding_notice(
+        "f-sentinel",
+        embargo_end=START + 4 * timedelta(days=1) + timedelta(hours=1),
+        organisations=("bank-b",),
+    )
+    apply(notifier, clearinghouse_events.FindingPublished(finding=secret))
+    apply(notifier, clearinghouse_events.FindingPublished(finding=sentinel))
+    clock.set(START + timedelta(days=1))
+    notifier.scheduler.run_pass()
+    clock.advance(hours=1)
+    notifier.scheduler.run_pass()
+    clock.advance(seconds=30)
+    notifier.dispatcher.run_pass()
+    await notifier.deliverer.run_pass()
+
+    # Webhooks and e-mail.
+    def subjects(path: str) -> list[str]:
+        return [a["subject_id"] for r in webhook_receiver.to(path) for a in r.json()["alerts"]]
+
+    assert subjects("/bank-a") == ["f-secret"]
+    assert subjects("/bank-b") == ["f-sentinel"]
+    mailed = {tuple(m.recipients): m.message["Subject"] for m in smtp_server.messages}
+    assert list(mailed) == [("soc@bank-b.example",)]
+    assert "Heap overflow" in mailed[("soc@bank-b.example",)]
+    assert all("f-secret" not in m.content for m in smtp_server.messages)
+
+    # The alerts topic, read as the example subscriber reads it.
+    publisher = EventPublisher(settings.kafka, source="test")
+    try:
+        assert OutboxRelay(notifier.engine, tables.outbox, publisher).run_once() == 2
+    finally:
+        publisher.close()
+    records = topic_records(settings, expected=2)
+    assert len(records) == 2
+    subscriber = example_subscriber()
+    assert [a.subject_id for a in subscriber.alerts_for(records, "bank-b", ["finance"])] == ["f-sentinel"]
+    assert [a.subject_id for a in subscriber.alerts_for(records, "bank-a", ["finance"])] == ["f-secret"]
+    assert list(subscriber.alerts_for(records, "water-co", ["water"])) == []
+    for record in records:
+        assert b"Secret Lab" not in record.value and b"secret-model" not in record.value
+
+    # The gRPC stream and list.
+    streams = {
+        who: api.stub.SubscribeAlerts(
+            notifier_pb2.SubscribeAlertsRequest(after_sequence=0), metadata=api.auth(who)
+        )
+        for who in ("bank-a", "bank-b")
+    }
+    first = {
+        who: (await asyncio.wait_for(s.read(), timeout=10)).alert.alert.subject_id
+        for who, s in streams.items()
+    }
+    assert first == {"bank-a": "f-secret", "bank-b": "f-sentinel"}
+    for stream in streams.values():
+        stream.cancel()
+    listed = await api.stub.ListAlerts(notifier_pb2.ListAlertsRequest(), metadata=api.auth("bank-b"))
+    assert [r.alert.subject_id for r in listed.alerts] == ["f-sentinel"]

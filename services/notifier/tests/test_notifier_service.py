@@ -1,0 +1,258 @@
+"""The notifier as it runs: `preflight-notifier serve` as a real process on a real broker, killed and
+restarted; and its migrations, which create exactly the tables the code uses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from kafka import KafkaConsumer
+from notifier_support import submission_received
+from preflight.notifier.v1 import events_pb2 as notifier_events
+from preflight_common.config import KafkaSettings, Topics
+from preflight_common.db import make_engine
+from preflight_common.envelope import KafkaRecord, headers_dict
+from preflight_common.producer import EventPublisher
+from preflight_common.topics import TopicSpec, ensure_topics
+from preflight_notifier.adapters.tables import metadata
+from preflight_notifier.entrypoints import cli
+
+from conftest import free_port
+
+ROUTING = {
+    "deadlines": {
+        "late_after": "1s",
+        "review": {
+            "thresholds": [{"before": "14s"}, {"before": "9s"}, {"before": "0", "severity": "critical"}]
+        },
+    },
+    "route": {"receiver": "nobody"},
+    "receivers": [{"name": "nobody", "audience": {"role": "reviewer"}}],
+}
+
+
+def test_migrations_create_exactly_the_tables_the_code_uses(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PREFLIGHT_DATABASE_URL", db_url)
+    assert cli.main(["migrate"]) == 0
+    assert cli.main(["migrate"]) == 0  # migrating twice is harmless
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    finally:
+        engine.dispose()
+    assert differences == []
+
+
+def test_a_bad_routing_file_is_reported_with_the_entry_at_fault(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "routing.yaml"
+    receiver = {
+        "name": "ops",
+        "audience": {"role": "operator", "organisation": "x"},
+        "webhook": {"url": "ftp://x"},
+    }
+    bad.write_text(yaml.safe_dump({"route": {"receiver": "ops"}, "receivers": [receiver]}))
+    monkeypatch.setenv("PREFLIGHT_NOTIFIER_ROUTING_FILE", str(bad))
+    assert cli.main(["check"]) == 2
+    assert "receivers[0]: webhook.url must be an http(s) URL" in capsys.readouterr().err
+    monkeypatch.delenv("PREFLIGHT_NOTIFIER_ROUTING_FILE")
+    assert cli.main(["check"]) == 0
+    assert "review: T-7d, T-3d, T-1d, T-0" in capsys.readouterr().out
+
+
+READY = "outbox relay and deadline agents running"
+
+
+class NotifierProcess:
+    """`preflight-notifier serve` in its own process, logging to a file."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self._env = env
+        self._log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self._log.open("ab") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "preflight_notifier.entrypoints.cli", "serve"],
+                env=self._env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait(timeout=30)
+
+    def stop(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+    def log(self) -> str:
+        return self._log.read_text(errors="replace")
+
+    def wait_running(self, starts: int, deadline_s: float = 60) -> None:
+        """Until the `starts`-th start has caught up and connected to Kafka (its agents are running)."""
+        until = time.monotonic() + deadline_s
+        while self.log().count(READY) < starts:
+            if time.monotonic() > until:
+                pytest.fail(f"the notifier did not start:\n{self.log()}")
+            time.sleep(0.1)
+
+
+@pytest.fixture
+def topics(unique_topic: Any, kafka_bootstrap: str) -> Topics:
+    names = Topics(
+        submissions=unique_topic("submissions", partitions=3),
+        reviews=unique_topic("reviews"),
+        findings=unique_topic("findings"),
+        alerts=unique_topic("alerts", partitions=3),
+    )
+    ensure_topics(
+        KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        [TopicSpec(Topics.dlq(t), partitions=1) for t in (names.submissions, names.reviews, names.findings)],
+    )
+    return names
+
+
+@pytest.fixture
+def served(tmp_path: Path, kafka_bootstrap: str, topics: Topics) -> Iterator[NotifierProcess]:
+    routing = tmp_path / "routing.yaml"
+    routing.write_text(yaml.safe_dump(ROUTING))
+    env = {
+        **os.environ,
+        "PREFLIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'notifier.db'}",
+        "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{free_port()}",
+        "PREFLIGHT_IDENTITY_TARGET": f"127.0.0.1:{free_port()}",
+        "PREFLIGHT_SERVICE_TOKEN": "pft_unused_in_this_test",
+        "PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "PREFLIGHT_KAFKA_SESSION_TIMEOUT": "6",
+        "PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL": "1",
+        "PREFLIGHT_TOPIC_SUBMISSIONS": topics.submissions,
+        "PREFLIGHT_TOPIC_REVIEWS": topics.reviews,
+        "PREFLIGHT_TOPIC_FINDINGS": topics.findings,
+        "PREFLIGHT_TOPIC_ALERTS": topics.alerts,
+        "PREFLIGHT_NOTIFIER_ROUTING_FILE": str(routing),
+        "PREFLIGHT_NOTIFIER_CONSUMER_GROUP": f"notifier-{uuid.uuid4().hex[:8]}",
+        "PREFLIGHT_NOTIFIER_SCHEDULER_INTERVAL": "0.2",
+        "PREFLIGHT_NOTIFIER_RELAY_INTERVAL": "0.1",
+    }
+    process = NotifierProcess(env, tmp_path / "notifier.log")
+    process.start()
+    yield process
+    if process.process is not None and process.process.poll() is None:
+        process.kill()
+
+
+class AlertWatcher:
+    """Reads the alerts topic from the beginning."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self._consumer = KafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            group_id=f"watch-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        self.records: list[Any] = []
+
+    def alerts(self) -> list[notifier_events.Alert]:
+        return [notifier_events.Alert.FromString(r.value) for r in self.records]
+
+    def wait_for(self, subject: str, threshold: str, deadline_s: float, process: NotifierProcess) -> None:
+        until = time.monotonic() + deadline_s
+        while time.monotonic() < until:
+            for batch in self._consumer.poll(timeout_ms=200).values():
+                self.records += batch
+            if any(a.subject_id == subject and a.threshold == threshold for a in self.alerts()):
+                return
+        pytest.fail(
+            f"no {threshold} alert for {subject} within {deadline_s}s; notifier log:\n{process.log()}"
+        )
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+def _sleep_until(moment: datetime) -> None:
+    remaining = (moment - datetime.now(UTC)).total_seconds()
+    if remaining > 0:
+        time.sleep(remaining)
+
+
+def test_killed_and_restarted_notifier_fires_each_threshold_once_and_dead_letters_garbage(
+    served: NotifierProcess, kafka_bootstrap: str, topics: Topics
+) -> None:
+    publisher = EventPublisher(KafkaSettings(bootstrap_servers=kafka_bootstrap), source="preflight-intake")
+    watcher = AlertWatcher(kafka_bootstrap, topics.alerts)
+    try:
+        # Warm-up: a review already due shows the agents consume and the relay publishes.
+        publisher.publish(
+            topics.submissions, submission_received("warm-up", datetime.now(UTC)), subject="warm-up"
+        )
+        watcher.wait_for("warm-up", "T-0", 90, served)
+        garbage = KafkaRecord(
+            key=b"x", value=b"\x00garbage", headers=[("ce_type", b"preflight.intake.v1.Nope")]
+        )
+        publisher.publish_record(topics.submissions, garbage)
+
+        t0 = datetime.now(UTC)
+        release = t0 + timedelta(seconds=18)
+        publisher.publish(topics.submissions, submission_received("sub-1", release), subject="sub-1")
+        watcher.wait_for("sub-1", "T-14s", 30, served)
+        served.kill()  # SIGKILL: no graceful anything
+        _sleep_until(release - timedelta(seconds=8))  # T-9s passes while the notifier is down
+        served.start()
+        watcher.wait_for("sub-1", "T-9s", 60, served)
+        watcher.wait_for("sub-1", "T-0", 60, served)
+        served.kill()
+        served.start()  # a restart after everything fired changes nothing
+        served.wait_running(starts=3)
+        assert served.stop() == 0
+        watcher.wait_for("sub-1", "T-0", 2, served)
+    finally:
+        publisher.close()
+        watcher.close()
+
+    alerts = [a for a in watcher.alerts() if a.subject_id == "sub-1"]
+    unique = {a.alert_id: a for a in alerts}
+    assert sorted((a.threshold, a.late) for a in unique.values()) == [
+        ("T-0", False),
+        ("T-14s", False),
+        ("T-9s", True),
+    ]
+    ids = [headers_dict(r.headers)["ce_id"] for r in watcher.records if r.key == b"sub-1"]
+    assert sorted(set(ids)) == sorted(unique)  # at-least-once on the topic, one id per threshold
+
+    dead = KafkaConsumer(
+        Topics.dlq(topics.submissions),
+        bootstrap_servers=kafka_bootstrap,
+        group_id=f"dlq-{uuid.uuid4().hex[:8]}",
+        auto_offset_reset="earliest",
+    )
+    try:
+        records = [r for _ in range(20) for batch in dead.poll(timeout_ms=250).values() for r in batch]
+    finally:
+        dead.close()
+    assert [headers_dict(r.headers)["preflight_dlq_reason"] for r in records] == [
+        "unknown ce_type 'preflight.intake.v1.Nope'"
+    ]

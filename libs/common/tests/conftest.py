@@ -28,8 +28,6 @@ from preflight_common.producer import EventPublisher
 from sqlalchemy import Engine
 
 WORKER_SCRIPT = Path(__file__).parent / "support" / "faust_worker.py"
-WORKER_CRASH_EXIT_CODE = 17
-"""Exit code of a worker told to die after an effect (`--crash-after`)."""
 
 # Short group timeouts: a join or a dead member's eviction then takes seconds, not minutes.
 WORKER_ENV = {
@@ -105,12 +103,15 @@ def read_topic(kafka_bootstrap: str) -> Callable[..., list[Any]]:
 class WorkerProcess:
     """One `support/faust_worker.py` process and its SQLite store."""
 
+    CRASH_EXIT_CODE = 17
+    """How the worker exits when told to die after an effect (`--crash-after`)."""
+
     def __init__(self, args: list[str], db: Engine, log_path: Path) -> None:
         self.db = db
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(WORKER_SCRIPT), *args],
+                [sys.executable, str(WORKER_SCRIPT), "--crash-exit-code", str(self.CRASH_EXIT_CODE), *args],
                 env={**os.environ, **WORKER_ENV},
                 stdout=log,
                 stderr=subprocess.STDOUT,

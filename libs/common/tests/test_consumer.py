@@ -22,8 +22,6 @@ from preflight_common.topics import TopicSpec, ensure_topics
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-WORKER_CRASH_EXIT_CODE = 17  # support/faust_worker.py's exit code after --crash-after
-
 
 def rows(worker: Any, sql: str) -> list[Any]:
     """Query the worker's store; no rows while the worker has not created its tables yet."""
@@ -102,7 +100,7 @@ def test_a_consumer_killed_after_its_effect_gets_the_event_again_and_applies_it_
     # The effect of the second event is committed, then the process dies before faust can
     # acknowledge the event or commit its offset.
     first = faust_worker(topic, group, "--crash-after", sent[1].id)
-    assert first.wait_exit() == WORKER_CRASH_EXIT_CODE, first.log()
+    assert first.wait_exit() == first.CRASH_EXIT_CODE, first.log()
     assert [row.event_id for row in effects(first)] == [sent[0].id, sent[1].id]
     assert deliveries_of(first, sent[1].id) == 1
 

@@ -3,7 +3,7 @@
 Started by the consumer tests as its own process (faust owns its event loop and signals):
 
     python faust_worker.py --bootstrap HOST:PORT --topic TOPIC --app-id GROUP --db FILE
-                           [--crash-after EVENT_ID] [--spans FILE]
+                           [--crash-after EVENT_ID [--crash-exit-code N]] [--spans FILE]
 
 The handler is an idempotent consumer: every delivery is first recorded in `deliveries` (its
 own transaction, so redeliveries are visible), then `claim_event` and the effect (a row in
@@ -38,7 +38,6 @@ from preflight_common.idempotency import claim_event, processed_events_table
 from preflight_common.producer import EventPublisher
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
-CRASH_EXIT_CODE = 17
 CONSUMER = "test-worker"
 POISON = "poison"
 
@@ -75,6 +74,7 @@ def main() -> None:
     parser.add_argument("--app-id", required=True)
     parser.add_argument("--db", required=True, type=Path)
     parser.add_argument("--crash-after", default="")
+    parser.add_argument("--crash-exit-code", type=int, default=1)
     parser.add_argument("--spans", type=Path)
     args = parser.parse_args()
 
@@ -111,7 +111,7 @@ def main() -> None:
             # Give faust several commit intervals first: had it acknowledged the event before
             # the handler returned, its offset would be committed now and never redelivered.
             await asyncio.sleep(4 * commit_interval)
-            os._exit(CRASH_EXIT_CODE)
+            os._exit(args.crash_exit_code)
 
     app = make_faust_app(args.app_id, settings)
     topic = app.topic(args.topic)

@@ -305,7 +305,8 @@ def _load_state(run: Path) -> State | None:
 
 def _healthy(state: State) -> bool:
     run = Path(state.run_dir)
-    return all(_alive(p) for p in state.pids.values()) and _https_ok(f"{state.server}/readyz", run / "pki")
+    alive = all(_alive(p) and _ours(n, p) for n, p in state.pids.items())
+    return alive and _https_ok(f"{state.server}/readyz", run / "pki")
 
 
 def status(run_dir: Path | None = None) -> State | None:
@@ -315,15 +316,27 @@ def status(run_dir: Path | None = None) -> State | None:
     return st if st and _healthy(st) else None
 
 
+def _ours(name: str, pid: int) -> bool:
+    """True if `pid` still runs the binary we started as `name` (PIDs can be reused)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv0 = f.read().split(b"\0", 1)[0].decode(errors="replace")
+    except OSError:
+        return False
+    return Path(argv0).name == name
+
+
 def _stop(pids: dict[str, int], timeout: float = 20.0) -> None:
-    for pid in reversed(list(pids.values())):
+    """Stop the processes this module started, and only those."""
+    mine = {n: p for n, p in pids.items() if p and _ours(n, p)}
+    for pid in reversed(list(mine.values())):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    for pid in reversed(list(pids.values())):
-        while _alive(pid) and time.monotonic() < deadline:
+    for name, pid in reversed(list(mine.items())):
+        while _alive(pid) and _ours(name, pid) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if _alive(pid):
+        if _alive(pid) and _ours(name, pid):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
 

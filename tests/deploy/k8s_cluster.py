@@ -9,26 +9,35 @@ deploy/k8s/cluster.py from the binaries cached in .cache/bin.
 - A stack already running in run/k8s (``make k8s-up``) is reused and left
   running; one this fixture started is stopped when the test run ends
   (PREFLIGHT_K8S_KEEP=1 keeps it).
-- Binaries missing: built first (deploy/k8s/build.sh, ~7 min cold on 2 cores)
+- Binaries missing: built first (deploy/k8s/build.sh, 7-11 min cold on 2 cores)
   when CI=true or PREFLIGHT_K8S_BUILD=1; otherwise the test is skipped.
 
-Use it from any conftest.py in the repository:
+Use it from any conftest.py in the repository (e.g. services/benchmark/tests/conftest.py):
 
-    from tests.deploy.k8s_cluster import k8s_cluster  # noqa: F401  (if importable)
+    import importlib.util
+    import pathlib
+    import sys
 
-or, without package imports (what tests/deploy/conftest.py does):
-
-    import importlib.util, pathlib
-    _spec = importlib.util.spec_from_file_location(
-        "preflight_k8s_cluster", pathlib.Path(__file__).resolve().parents[N] / "tests/deploy/k8s_cluster.py")
-    _mod = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(_mod)
-    k8s_cluster = _mod.k8s_cluster
+    _name = "preflight_tests_k8s_cluster"
+    if _name not in sys.modules:
+        _path = pathlib.Path(__file__).resolve().parents[3] / "tests" / "deploy" / "k8s_cluster.py"
+        _spec = importlib.util.spec_from_file_location(_name, _path)
+        sys.modules[_name] = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(sys.modules[_name])
+    k8s_cluster = sys.modules[_name].k8s_cluster
 
 and in a test:
 
     from kubernetes import client, config
-    def test_jobs(k8s_cluster):
-        api = client.BatchV1Api(config.new_client_from_config(str(k8s_cluster)))
+
+    def test_jobs(k8s_cluster):  # k8s_cluster: pathlib.Path of the admin kubeconfig
+        api = config.new_client_from_config(str(k8s_cluster))
+        client.BatchV1Api(api).create_namespaced_job("default", {...})
+
+Pod simulation knobs for executor tests (pod annotations, see deploy/k8s/kwok-stages.yaml):
+``preflight.test/kwok-exit: "<code>"`` ends a Job's pod Failed with that exit
+code; ``preflight.test/kwok-hold: ""`` keeps it Running until deleted. The node
+has 64 CPUs, 512Gi, 8 nvidia.com/gpu and label ``type: kwok``.
 """
 
 from __future__ import annotations

@@ -103,6 +103,16 @@ def test_jobs_complete_or_fail_on_the_simulated_node(k8s_cluster: Path) -> None:
     assert wait_for("job fails", lambda: job_finished(batch, "fails", ns)) == "Failed"
     pods = client.CoreV1Api(api).list_namespaced_pod(ns, label_selector="job-name=fails").items
     assert pods[0].status.container_statuses[0].state.terminated.exit_code == 3
+    batch.create_namespaced_job(ns, job_body("held", {"preflight.test/kwok-hold": ""}))
+    core = client.CoreV1Api(api)
+
+    def held_running() -> bool:
+        pods = core.list_namespaced_pod(ns, label_selector="job-name=held").items
+        return bool(pods) and pods[0].status.phase == "Running"
+
+    wait_for("held pod running", held_running)
+    time.sleep(2)
+    assert held_running() and job_finished(batch, "held", ns) is None
     client.CoreV1Api(api).delete_namespace(ns)
 
 

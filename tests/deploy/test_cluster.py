@@ -416,3 +416,83 @@ def test_dispatcher_token_runs_a_worker_job_and_cannot_read_secrets(
     with pytest.raises(ApiException) as err:
         batch.create_namespaced_job(release.namespace, other)
     assert err.value.status == 403
+
+
+def test_production_example_installs(k8s_cluster: Path, helm: str) -> None:
+    """examples/production.yaml against the real API server (with a stand-in ServiceMonitor CRD)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    api = api_client(k8s_cluster)
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "servicemonitors.monitoring.coreos.com"},
+        "spec": {
+            "group": "monitoring.coreos.com",
+            "scope": "Namespaced",
+            "names": {
+                "plural": "servicemonitors",
+                "singular": "servicemonitor",
+                "kind": "ServiceMonitor",
+                "listKind": "ServiceMonitorList",
+            },
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {
+                        "openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+                    },
+                }
+            ],
+        },
+    }
+    try:
+        client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
+    except ApiException as e:
+        assert e.status == 409, e
+    wait_for(
+        "ServiceMonitor CRD established",
+        lambda: any(
+            c.type == "Established" and c.status == "True"
+            for c in client.ApiextensionsV1Api(api)
+            .read_custom_resource_definition(crd["metadata"]["name"])
+            .status.conditions
+            or []
+        ),
+    )
+    ns = f"preflight-prod-{secrets.token_hex(3)}"
+    try:
+        create_namespace(api, "preflight-benchmarks")
+    except ApiException as e:
+        assert e.status == 409, e
+    res = helm_cmd(
+        helm,
+        k8s_cluster,
+        "install",
+        "preflight",
+        str(CHART),
+        "--namespace",
+        ns,
+        "--create-namespace",
+        "-f",
+        str(CHART / "examples" / "production.yaml"),
+        "--wait",
+        "--timeout",
+        "3m",
+    )
+    try:
+        assert res.returncode == 0, res.stdout + res.stderr
+        sms = client.CustomObjectsApi(api).list_namespaced_custom_object(
+            "monitoring.coreos.com", "v1", ns, "servicemonitors"
+        )
+        assert len(sms["items"]) == 4
+        roles = client.RbacAuthorizationV1Api(api).list_namespaced_role("preflight-benchmarks").items
+        assert [r.metadata.name for r in roles] == ["preflight-benchmark-jobs"]
+        hpas = client.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler(ns).items
+        assert len(hpas) == 2
+    finally:
+        helm_cmd(helm, k8s_cluster, "uninstall", "preflight", "--namespace", ns, "--wait")
+        client.CoreV1Api(api).delete_namespace(ns)

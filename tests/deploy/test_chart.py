@@ -4,6 +4,7 @@ version, values schema, best-practice invariants, docs, helm-unittest."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
@@ -345,6 +346,18 @@ def test_values_schema_is_draft_2020_12_and_accepts_defaults() -> None:
         for f in files:
             values = _merge(values, yaml.safe_load(f.read_text()))
         assert not list(v.iter_errors(values))
+
+
+def test_values_schema_is_generated() -> None:
+    res = subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "helm" / "tools" / "gen_schema.py")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert res.stdout == (CHART / "values.schema.json").read_text(), (
+        "values.schema.json is stale: regenerate it with deploy/helm/tools/gen_schema.py"
+    )
 
 
 def _merge(a: Any, b: Any) -> Any:

@@ -90,6 +90,9 @@ def test_wheels_built_from_the_monorepo(dockerfile: Path) -> None:
     assert re.search(r"COPY\s+libs/", builder), "shared libs come from the build context (repo root)"
     assert re.search(rf"COPY\s+{re.escape(pkg_dir)}/", builder)
     assert "pip wheel" in builder
+    assert re.search(r"COPY\s+constraints\.txt", builder) and "-c constraints.txt" in builder, (
+        "third-party versions pinned by the repository's constraints"
+    )
 
 
 def test_runtime_stage_is_non_root_without_compilers(dockerfile: Path) -> None:

@@ -1,0 +1,448 @@
+#!/usr/bin/env python3
+"""Generate deploy/helm/preflight/values.schema.json (JSON Schema 2020-12).
+
+The schema is written here in Python because most of it repeats per service.
+Edit this file, then run it; a test checks the committed JSON is current:
+
+    deploy/helm/tools/gen_schema.py > deploy/helm/preflight/values.schema.json
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def obj(
+    props: dict[str, Any], required: list[str] | None = None, additional: bool = False, **kw: Any
+) -> dict[str, Any]:
+    d: dict[str, Any] = {"type": "object", "additionalProperties": additional, "properties": props}
+    if required:
+        d["required"] = required
+    d.update(kw)
+    return d
+
+
+string = {"type": "string"}
+boolean = {"type": "boolean"}
+
+
+def ref(n: str) -> dict[str, str]:
+    return {"$ref": f"#/$defs/{n}"}
+
+
+defs = {
+    "quantity": {
+        "anyOf": [
+            {
+                "type": "string",
+                "pattern": r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+|[KMGTPE]i?|[munkMGTPE])?$",
+            },
+            {"type": "number", "minimum": 0},
+        ]
+    },
+    "resources": obj(
+        {
+            "requests": {"type": "object", "additionalProperties": ref("quantity")},
+            "limits": {"type": "object", "additionalProperties": ref("quantity")},
+            "claims": {"type": "array"},
+        },
+        description="core/v1 ResourceRequirements",
+    ),
+    "stringMap": {"type": "object", "additionalProperties": {"type": "string"}},
+    "dnsLabel": {"type": "string", "pattern": "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "maxLength": 63},
+    "optionalName": {"type": "string", "pattern": r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$", "maxLength": 253},
+    "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+    "envList": {
+        "type": "array",
+        "items": obj(
+            {"name": {"type": "string", "minLength": 1}, "value": string, "valueFrom": {"type": "object"}},
+            required=["name"],
+        ),
+    },
+    "image": obj(
+        {
+            "repository": {"type": "string", "minLength": 1},
+            "tag": {"type": "string", "pattern": r"^([\w][\w.-]{0,127})?$"},
+            "digest": {"type": "string", "pattern": r"^(sha256:[a-f0-9]{64})?$"},
+        },
+        required=["repository"],
+    ),
+    "peers": {
+        "type": "array",
+        "items": obj(
+            {
+                "ipBlock": obj(
+                    {"cidr": string, "except": {"type": "array", "items": string}}, required=["cidr"]
+                ),
+                "namespaceSelector": {"type": "object"},
+                "podSelector": {"type": "object"},
+            },
+            minProperties=1,
+        ),
+    },
+    "ports": {
+        "type": "array",
+        "minItems": 1,
+        "items": obj(
+            {
+                "port": {"anyOf": [ref("port"), {"type": "string", "minLength": 1}]},
+                "endPort": ref("port"),
+                "protocol": {"enum": ["TCP", "UDP", "SCTP"]},
+            },
+            required=["port"],
+        ),
+    },
+    "egress": obj({"to": ref("peers"), "ports": ref("ports")}, required=["to", "ports"]),
+    "tolerations": {
+        "type": "array",
+        "items": obj(
+            {
+                "key": string,
+                "operator": {"enum": ["Exists", "Equal"]},
+                "value": string,
+                "effect": {"enum": ["", "NoSchedule", "PreferNoSchedule", "NoExecute"]},
+                "tolerationSeconds": {"type": "integer"},
+            }
+        ),
+    },
+    "secretKeyName": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]+$"},
+    "kafkaCredentials": obj(
+        {
+            "username": string,
+            "passwordSecret": obj({"name": ref("optionalName"), "key": ref("secretKeyName")}),
+        }
+    ),
+    "autoscaling": obj(
+        {
+            "enabled": boolean,
+            "minReplicas": {"type": "integer", "minimum": 1},
+            "maxReplicas": {"type": "integer", "minimum": 1},
+            "targetCPUUtilizationPercentage": {"type": "integer", "minimum": 1, "maximum": 100},
+        },
+        required=["enabled", "minReplicas", "maxReplicas", "targetCPUUtilizationPercentage"],
+    ),
+    "pdb": obj(
+        {
+            "enabled": boolean,
+            "maxUnavailable": {
+                "anyOf": [{"type": "integer", "minimum": 0}, {"type": "string", "pattern": r"^\d+%$"}]
+            },
+        },
+        required=["enabled", "maxUnavailable"],
+    ),
+    "service": obj(
+        {"type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]}, "annotations": ref("stringMap")},
+        required=["type"],
+    ),
+    "migrations": obj(
+        {"enabled": boolean, "args": {"type": "array", "items": string, "minItems": 1}},
+        required=["enabled", "args"],
+    ),
+    "probe": obj(
+        {
+            "periodSeconds": {"type": "integer", "minimum": 1},
+            "timeoutSeconds": {"type": "integer", "minimum": 1},
+            "failureThreshold": {"type": "integer", "minimum": 1},
+        },
+        required=["periodSeconds", "timeoutSeconds", "failureThreshold"],
+    ),
+}
+
+
+def component(secret_keys, extra=None):
+    props = {
+        "enabled": boolean,
+        "replicaCount": {"type": "integer", "minimum": 0},
+        "image": ref("image"),
+        "grpcPort": ref("port"),
+        "service": ref("service"),
+        "existingSecret": ref("optionalName"),
+        "secretKeys": obj({k: ref("secretKeyName") for k in secret_keys}, required=secret_keys),
+        "migrations": ref("migrations"),
+        "extraEnv": ref("envList"),
+        "kafkaCredentials": ref("kafkaCredentials"),
+        "resources": ref("resources"),
+        "autoscaling": ref("autoscaling"),
+        "podDisruptionBudget": ref("pdb"),
+        "podAnnotations": ref("stringMap"),
+        "podLabels": ref("stringMap"),
+        "nodeSelector": ref("stringMap"),
+        "tolerations": ref("tolerations"),
+        "affinity": {"type": "object"},
+        "topologySpreadConstraints": {
+            "type": "array",
+            "items": {"type": "object", "required": ["maxSkew", "topologyKey", "whenUnsatisfiable"]},
+        },
+        "priorityClassName": string,
+        "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
+    }
+    props.update(extra or {})
+    return obj(props, required=["enabled", "replicaCount", "image", "grpcPort", "secretKeys", "resources"])
+
+
+worker = obj(
+    {
+        "image": ref("image"),
+        "nodeSelector": ref("stringMap"),
+        "tolerations": ref("tolerations"),
+        "gpuNodeSelector": ref("stringMap"),
+        "gpuTolerations": ref("tolerations"),
+        "weights": obj({"vllmImage": string, "gpus": {"type": "integer", "minimum": 1}}, required=["gpus"]),
+        "backoffLimit": {"type": "integer", "minimum": 0},
+        "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0},
+        "kueue": obj({"enabled": boolean, "queueName": string}, required=["enabled"]),
+        "existingSecret": ref("optionalName"),
+        "secretKeys": obj({"serviceToken": ref("secretKeyName")}, required=["serviceToken"]),
+    },
+    required=["image", "kueue", "secretKeys", "weights"],
+)
+
+yaml_doc = {"type": "string", "description": "A YAML document; empty uses the chart's files/ default."}
+
+schema = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://preflight.invalid/charts/preflight/values.schema.json",
+    "title": "Preflight Helm chart values",
+    "type": "object",
+    "additionalProperties": False,
+    "$defs": defs,
+    "required": ["image", "kafka", "intake", "benchmark", "clearinghouse", "notifier", "networkPolicy"],
+    "properties": {
+        "global": {"type": "object", "description": "Reserved for parent charts."},
+        "nameOverride": {"type": "string", "maxLength": 40},
+        "fullnameOverride": {"type": "string", "maxLength": 40},
+        "commonLabels": ref("stringMap"),
+        "image": obj(
+            {
+                "registry": string,
+                "tag": {"type": "string", "pattern": r"^([\w][\w.-]{0,127})?$"},
+                "pullPolicy": {"enum": ["Always", "IfNotPresent", "Never"]},
+                "pullSecrets": {"type": "array", "items": ref("dnsLabel")},
+            },
+            required=["registry", "pullPolicy"],
+        ),
+        "kafka": obj(
+            {
+                "bootstrapServers": {"type": "string", "pattern": r"^[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*$"},
+                "securityProtocol": {"enum": ["PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"]},
+                "sasl": obj(
+                    {
+                        "mechanism": {"enum": ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]},
+                        "username": string,
+                        "passwordSecret": obj(
+                            {"name": ref("optionalName"), "key": ref("secretKeyName")},
+                            required=["name", "key"],
+                        ),
+                    },
+                    required=["mechanism"],
+                ),
+                "tls": obj(
+                    {
+                        "caSecret": obj(
+                            {"name": ref("optionalName"), "key": ref("secretKeyName")},
+                            required=["name", "key"],
+                        )
+                    }
+                ),
+                "topics": obj(
+                    {
+                        "names": obj(
+                            {
+                                k: {"type": "string", "pattern": r"^[a-zA-Z0-9._-]{1,249}$"}
+                                for k in [
+                                    "submissions",
+                                    "benchmarkJobs",
+                                    "benchmarkResults",
+                                    "reviews",
+                                    "findings",
+                                    "alerts",
+                                ]
+                            },
+                            required=[
+                                "submissions",
+                                "benchmarkJobs",
+                                "benchmarkResults",
+                                "reviews",
+                                "findings",
+                                "alerts",
+                            ],
+                        ),
+                        "partitions": {"type": "integer", "minimum": 1},
+                        "replicationFactor": {"type": "integer", "minimum": 1},
+                        "retentionMs": {"type": "integer", "minimum": -1},
+                        "deadLetterRetentionMs": {"type": "integer", "minimum": -1},
+                    },
+                    required=[
+                        "names",
+                        "partitions",
+                        "replicationFactor",
+                        "retentionMs",
+                        "deadLetterRetentionMs",
+                    ],
+                ),
+                "provisioning": obj(
+                    {
+                        "enabled": boolean,
+                        "backoffLimit": {"type": "integer", "minimum": 0},
+                        "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
+                        "resources": ref("resources"),
+                    },
+                    required=["enabled"],
+                ),
+            },
+            required=["bootstrapServers", "securityProtocol", "sasl", "tls", "topics"],
+        ),
+        "telemetry": obj(
+            {
+                "otlpEndpoint": {"type": "string", "pattern": r"^(https?://\S+)?$"},
+                "otlpProtocol": {"enum": ["grpc", "http/protobuf"]},
+                "resourceAttributes": {
+                    "type": "object",
+                    "additionalProperties": {"type": ["string", "number", "boolean"]},
+                },
+                "metrics": obj({"enabled": boolean, "port": ref("port")}, required=["enabled", "port"]),
+                "serviceMonitor": obj(
+                    {
+                        "enabled": boolean,
+                        "interval": {"type": "string", "pattern": r"^\d+[smh]$"},
+                        "scrapeTimeout": {"type": "string", "pattern": r"^\d+[smh]$"},
+                        "labels": ref("stringMap"),
+                    },
+                    required=["enabled"],
+                ),
+            }
+        ),
+        "extraEnv": ref("envList"),
+        "podSecurityContext": {
+            "type": "object",
+            "properties": {
+                "runAsNonRoot": {"const": True},
+                "runAsUser": {"type": "integer", "minimum": 1},
+                "runAsGroup": {"type": "integer", "minimum": 1},
+                "fsGroup": {"type": "integer", "minimum": 0},
+                "seccompProfile": {
+                    "type": "object",
+                    "properties": {"type": {"enum": ["RuntimeDefault", "Localhost"]}},
+                    "required": ["type"],
+                },
+            },
+            "required": ["runAsNonRoot", "seccompProfile"],
+        },
+        "containerSecurityContext": {
+            "type": "object",
+            "properties": {
+                "allowPrivilegeEscalation": {"const": False},
+                "readOnlyRootFilesystem": boolean,
+                "runAsNonRoot": boolean,
+                "privileged": {"const": False},
+                "capabilities": {
+                    "type": "object",
+                    "properties": {
+                        "drop": {"type": "array", "contains": {"const": "ALL"}},
+                        "add": {"type": "array", "maxItems": 0},
+                    },
+                    "required": ["drop"],
+                },
+            },
+            "required": ["allowPrivilegeEscalation", "capabilities"],
+        },
+        "tmpSizeLimit": ref("quantity"),
+        "stateSizeLimit": ref("quantity"),
+        "probes": obj(
+            {"liveness": ref("probe"), "readiness": ref("probe"), "startup": ref("probe")},
+            required=["liveness", "readiness", "startup"],
+        ),
+        "identity": obj({"target": {"type": "string", "pattern": r"^([^\s:]+:\d{1,5})?$"}}),
+        "intake": component(["databaseUrl", "encryptionKeys"]),
+        "benchmark": component(
+            ["databaseUrl", "serviceToken"],
+            {
+                "executor": {"enum": ["kubernetes", "local"]},
+                "maxConcurrency": {"type": "integer", "minimum": 1},
+                "maxAttempts": {"type": "integer", "minimum": 1},
+                "jobNamespace": {
+                    "type": "string",
+                    "pattern": "^([a-z0-9]([-a-z0-9]*[a-z0-9])?)?$",
+                    "maxLength": 63,
+                },
+                "catalog": yaml_doc,
+                "worker": worker,
+            },
+        ),
+        "clearinghouse": component(
+            ["databaseUrl", "serviceToken", "signingKey"],
+            {
+                "policy": yaml_doc,
+                "signingKeyId": string,
+                "publisher": obj(
+                    {"name": string, "namespace": {"type": "string", "pattern": r"^(https?://\S+)?$"}}
+                ),
+            },
+        ),
+        "notifier": component(
+            ["databaseUrl", "serviceToken", "smtpPassword"],
+            {
+                "smtp": obj(
+                    {
+                        "host": {"type": "string", "minLength": 1},
+                        "port": ref("port"),
+                        "security": {"enum": ["starttls", "tls", "none"]},
+                        "username": string,
+                        "from": string,
+                    },
+                    required=["host", "port", "security"],
+                ),
+                "webhookSecrets": {
+                    "type": "object",
+                    "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$"},
+                    "additionalProperties": ref("secretKeyName"),
+                },
+                "routing": yaml_doc,
+            },
+        ),
+        "networkPolicy": obj(
+            {
+                "enabled": boolean,
+                "ingress": obj(
+                    {k: ref("peers") for k in ["intake", "benchmark", "clearinghouse", "notifier", "metrics"]}
+                ),
+                "egress": obj(
+                    {
+                        k: ref("egress")
+                        for k in [
+                            "dns",
+                            "kafka",
+                            "database",
+                            "otlp",
+                            "kubeAPI",
+                            "smtp",
+                            "webhooks",
+                            "modelEndpoints",
+                        ]
+                    },
+                    required=[
+                        "dns",
+                        "kafka",
+                        "database",
+                        "otlp",
+                        "kubeAPI",
+                        "smtp",
+                        "webhooks",
+                        "modelEndpoints",
+                    ],
+                ),
+            },
+            required=["enabled"],
+        ),
+        "serviceAccount": obj({"annotations": ref("stringMap")}),
+    },
+}
+
+
+def main() -> None:
+    print(json.dumps(schema, indent=2))
+
+
+if __name__ == "__main__":
+    main()

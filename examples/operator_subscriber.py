@@ -32,7 +32,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from kafka import KafkaConsumer
-
 from preflight.common.v1 import common_pb2
 from preflight.notifier.v1 import events_pb2
 
@@ -55,7 +54,9 @@ def is_for_me(headers: Sequence[tuple[str, bytes | None]], organisation: str, se
     return not mine.isdisjoint(header(headers, "ce_audience").split())
 
 
-def alerts_for(records: Iterable[Any], organisation: str, sectors: Sequence[str]) -> Iterator[events_pb2.Alert]:
+def alerts_for(
+    records: Iterable[Any], organisation: str, sectors: Sequence[str]
+) -> Iterator[events_pb2.Alert]:
     """The alerts among consumed records that are addressed to this organisation, decoded."""
     for record in records:
         if is_for_me(record.headers, organisation, sectors):
@@ -82,11 +83,11 @@ def as_json(alert: events_pb2.Alert) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Print the Preflight alerts addressed to one operator.")
     parser.add_argument("--bootstrap", required=True, help="Kafka bootstrap servers, host:port[,host:port]")
-    parser.add_argument("--organisation", required=True, help="your organisation id, as in your Preflight token")
+    parser.add_argument("--organisation", required=True, help="your organisation id (as in your token)")
     parser.add_argument("--sector", action="append", default=[], help="one of your sectors (repeatable)")
     parser.add_argument("--group", help="consumer group (default: preflight-alerts-<organisation>)")
     parser.add_argument("--topic", default="preflight.alerts.v1")
-    parser.add_argument("--from-beginning", action="store_true", help="a new group starts at the oldest alert")
+    parser.add_argument("--from-beginning", action="store_true", help="a new group starts at the oldest")
     args = parser.parse_args(argv)
     consumer = KafkaConsumer(
         args.topic,

@@ -65,15 +65,13 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         yield conn
 
 
-def _upsert_ignore(conn: Connection, table: Table, keys: Sequence[str], values: dict[str, Any]) -> None:
-    statement: Insert
-    if conn.dialect.name == "postgresql":
-        statement = (
-            postgresql.insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
-        )
-    else:
-        statement = sqlite.insert(table).values(**values).on_conflict_do_nothing(index_elements=list(keys))
-    conn.execute(statement)
+def _insert_ignore(conn: Connection, table: Table, keys: Sequence[str], rows: list[dict[str, Any]]) -> None:
+    """Insert rows, skipping those whose `keys` already exist (PostgreSQL and SQLite)."""
+    if not rows:
+        return
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    statement: Insert = dialect.insert(table).on_conflict_do_nothing(index_elements=list(keys))
+    conn.execute(statement, rows)
 
 
 # --- deadlines and reminders -----------------------------------------------------------------
@@ -180,22 +178,23 @@ def lock_deadlines(conn: Connection, deadline_ids: Sequence[str]) -> list[Deadli
     return [_deadline(row) for row in rows]
 
 
-def due_reminders(conn: Connection, deadline_id: str, now: datetime) -> list[StoredReminder]:
-    """The pending reminders of a (claimed) deadline that are due at `now`."""
+def due_reminders(
+    conn: Connection, deadline_ids: Sequence[str], now: datetime
+) -> dict[str, list[StoredReminder]]:
+    """The pending reminders due at `now` of (claimed) deadlines, earliest first, by deadline."""
+    found: dict[str, list[StoredReminder]] = {d: [] for d in deadline_ids}
+    if not deadline_ids:
+        return found
     r = t.reminders
     rows = conn.execute(
-        select(r.c.id, r.c.version, r.c.threshold, r.c.severity, r.c.due_at)
-        .where(r.c.deadline_id == deadline_id, t.PENDING, r.c.due_at <= now)
-        .order_by(r.c.due_at)
+        select(r.c.id, r.c.deadline_id, r.c.version, r.c.threshold, r.c.severity, r.c.due_at)
+        .where(r.c.deadline_id.in_(list(deadline_ids)), t.PENDING, r.c.due_at <= now)
+        .order_by(r.c.due_at, r.c.id)
     ).all()
-    return [
-        StoredReminder(
-            row.id,
-            row.version,
-            PlannedReminder(row.threshold, Stage.of(row.threshold), row.due_at, Severity(row.severity)),
-        )
-        for row in rows
-    ]
+    for row in rows:
+        planned = PlannedReminder(row.threshold, Stage.of(row.threshold), row.due_at, Severity(row.severity))
+        found[row.deadline_id].append(StoredReminder(row.id, row.version, planned))
+    return found
 
 
 def finish_reminders(
@@ -216,21 +215,30 @@ def finish_reminders(
 # --- alerts and acknowledgements -------------------------------------------------------------
 
 
-def insert_alert(conn: Connection, alert: Alert) -> bool:
-    """Record a fired alert; False (and nothing written) when its id is already recorded."""
-    exists = conn.execute(select(t.alerts.c.sequence).where(t.alerts.c.alert_id == alert.alert_id)).first()
-    if exists is not None:
-        return False
-    conn.execute(
-        insert(t.alerts).values(
-            alert_id=alert.alert_id,
-            kind=alert.kind.value,
-            subject_id=alert.subject_id,
-            fired_at=alert.fired_at,
-            payload=alert_to_proto(alert).SerializeToString(),
-        )
+def insert_alerts(conn: Connection, alerts: Sequence[Alert]) -> list[Alert]:
+    """Record fired alerts; returns those recorded now (an id already recorded is skipped)."""
+    if not alerts:
+        return []
+    a = t.alerts
+    known = set(
+        conn.execute(select(a.c.alert_id).where(a.c.alert_id.in_([x.alert_id for x in alerts]))).scalars()
     )
-    return True
+    fresh = list({x.alert_id: x for x in alerts if x.alert_id not in known}.values())
+    if fresh:
+        conn.execute(
+            insert(a),
+            [
+                {
+                    "alert_id": x.alert_id,
+                    "kind": x.kind.value,
+                    "subject_id": x.subject_id,
+                    "fired_at": x.fired_at,
+                    "payload": alert_to_proto(x).SerializeToString(),
+                }
+                for x in fresh
+            ],
+        )
+    return fresh
 
 
 def alerts_by_id(conn: Connection, alert_ids: Iterable[str]) -> dict[str, Alert]:
@@ -296,17 +304,19 @@ def acknowledge(
     conn: Connection, alert_id: str, principal_id: str, organisation: str, comment: str, now: datetime
 ) -> None:
     """Record the principal's acknowledgement (a repeated one keeps the first)."""
-    _upsert_ignore(
+    _insert_ignore(
         conn,
         t.acknowledgements,
         ("alert_id", "principal_id"),
-        {
-            "alert_id": alert_id,
-            "principal_id": principal_id,
-            "organisation": organisation,
-            "comment": comment,
-            "acknowledged_at": now,
-        },
+        [
+            {
+                "alert_id": alert_id,
+                "principal_id": principal_id,
+                "organisation": organisation,
+                "comment": comment,
+                "acknowledged_at": now,
+            }
+        ],
     )
 
 
@@ -331,41 +341,61 @@ def acknowledgements(
 # --- groups and notifications ----------------------------------------------------------------
 
 
-def add_notification(conn: Connection, notification: Notification, now: datetime) -> None:
-    """Put an alert into its group; a group without a pending flush gets one (group_wait, group_interval)."""
+def add_notifications(conn: Connection, notifications: Sequence[Notification], now: datetime) -> None:
+    """Put alerts into their groups; a group without a pending flush gets one.
+
+    The flush comes `group_wait` after its first alert, and no sooner than
+    `group_interval` after the group's last flush. Groups are locked in key
+    order (PostgreSQL), so concurrent writers cannot deadlock on them.
+    """
+    if not notifications:
+        return
     g = t.alert_groups
-    _upsert_ignore(
+    first: dict[str, Notification] = {}
+    for n in sorted(notifications, key=lambda n: n.group_key):
+        first.setdefault(n.group_key, n)
+    _insert_ignore(
         conn,
         g,
         ("group_key",),
-        {
-            "group_key": notification.group_key,
-            "receiver": notification.receiver,
-            "recipient": notification.recipient,
-            "group_labels": json.dumps(dict(notification.group_labels), sort_keys=True),
-        },
+        [
+            {
+                "group_key": n.group_key,
+                "receiver": n.receiver,
+                "recipient": n.recipient,
+                "group_labels": json.dumps(dict(n.group_labels), sort_keys=True),
+            }
+            for n in first.values()
+        ],
     )
-    group = conn.execute(
-        select(g.c.next_flush_at, g.c.last_flush_at)
-        .where(g.c.group_key == notification.group_key)
+    groups = conn.execute(
+        select(g.c.group_key, g.c.next_flush_at, g.c.last_flush_at)
+        .where(g.c.group_key.in_(list(first)))
+        .order_by(g.c.group_key)
         .with_for_update()
-    ).one()
-    _upsert_ignore(
+    ).all()
+    _insert_ignore(
         conn,
         t.notifications,
         ("group_key", "alert_id"),
-        {
-            "alert_id": notification.alert_id,
-            "group_key": notification.group_key,
-            "status": "pending",
-            "created_at": now,
-        },
+        [
+            {"alert_id": n.alert_id, "group_key": n.group_key, "status": "pending", "created_at": now}
+            for n in notifications
+        ],
     )
-    if group.next_flush_at is None:
-        flush_at = now + notification.group_wait
-        if group.last_flush_at is not None:
-            flush_at = max(flush_at, group.last_flush_at + notification.group_interval)
-        conn.execute(update(g).where(g.c.group_key == notification.group_key).values(next_flush_at=flush_at))
+    flushes = []
+    for group in groups:
+        if group.next_flush_at is None:
+            n = first[group.group_key]
+            flush_at = now + n.group_wait
+            if group.last_flush_at is not None:
+                flush_at = max(flush_at, group.last_flush_at + n.group_interval)
+            flushes.append({"key": group.group_key, "flush_at": flush_at})
+    if flushes:
+        conn.execute(
+            update(g).where(g.c.group_key == bindparam("key")).values(next_flush_at=bindparam("flush_at")),
+            flushes,
+        )
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from preflight_common.envelope import KafkaRecord, encode_event
@@ -45,15 +46,14 @@ class AlertSink:
         self._topic = topic
         self._source = source
 
-    def emit(self, conn: Connection, alert: Alert, now: datetime) -> bool:
-        """In the caller's transaction: record `alert`, put it in the outbox, and add its notifications.
+    def emit(self, conn: Connection, alerts: Sequence[Alert], now: datetime) -> list[Alert]:
+        """In the caller's transaction: record the alerts, put them in the outbox, add their notifications.
 
-        Returns False, writing nothing, when an alert with this id was already
-        emitted: the deterministic id makes emitting idempotent.
+        Returns the alerts emitted now. An alert whose id was already emitted
+        is skipped, writing nothing: the deterministic id makes emitting idempotent.
         """
-        if not store.insert_alert(conn, alert):
-            return False
-        enqueue(conn, t.outbox, self._topic, topic_record(alert, self._source))
-        for notification in self._routing.notifications(alert):
-            store.add_notification(conn, notification, now)
-        return True
+        fresh = store.insert_alerts(conn, alerts)
+        for alert in fresh:
+            enqueue(conn, t.outbox, self._topic, topic_record(alert, self._source))
+        store.add_notifications(conn, [n for a in fresh for n in self._routing.notifications(a)], now)
+        return fresh

@@ -76,7 +76,7 @@ class DeadlineKeeper:
                     conn, deadline.deadline_id, deadline.version, plan(policy, deadline.due_at)
                 )
         elif decision.effect is Effect.MET and deadline.due_at is not None:
-            self._sink.emit(conn, met_alert(deadline, now), now)
+            self._sink.emit(conn, [met_alert(deadline, now)], now)
 
 
 def _changes(payload: Message) -> list[DeadlineChange | tuple[str, DeadlineState]]:

@@ -28,7 +28,7 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine
 
 from preflight_notifier.adapters import store
-from preflight_notifier.domain.alerts import reminder_alert
+from preflight_notifier.domain.alerts import Alert, reminder_alert
 from preflight_notifier.domain.clock import Clock
 from preflight_notifier.domain.model import Deadline, DeadlineState
 from preflight_notifier.domain.routing import RoutingConfig
@@ -64,19 +64,19 @@ class Scheduler:
     def run_pass(self) -> PassReport:
         """Handle the reminders due now of at most `batch_size` deadlines; durable when it returns."""
         now = self._clock.now()
-        fired = superseded = stale = 0
+        outcomes: list[tuple[int, str, str | None]] = []
+        alerts: list[Alert] = []
+        stale = superseded = 0
         with store.write_transaction(self._engine) as conn:
-            candidates = store.due_deadline_ids(conn, now, self._batch_size)
-            for deadline in store.lock_deadlines(conn, candidates):
-                due = store.due_reminders(conn, deadline.deadline_id, now)
+            deadlines = store.lock_deadlines(conn, store.due_deadline_ids(conn, now, self._batch_size))
+            due = store.due_reminders(conn, [d.deadline_id for d in deadlines], now)
+            for deadline in deadlines:
                 live = deadline.state is DeadlineState.ACTIVE and deadline.due_at is not None
-                current = [r for r in due if live and r.version == deadline.version]
-                outcomes: list[tuple[int, str, str | None]] = [
-                    (r.reminder_id, "cancelled", None) for r in due if r not in current
-                ]
-                stale += len(outcomes)
-                decided = triage([r.due for r in current])
-                firing = {r.reminder_id for r in decided.fire}
+                current = [r for r in due[deadline.deadline_id] if live and r.version == deadline.version]
+                dropped = [r for r in due[deadline.deadline_id] if r not in current]
+                outcomes += [(r.reminder_id, "cancelled", None) for r in dropped]
+                stale += len(dropped)
+                firing = {r.reminder_id for r in triage([r.due for r in current]).fire}
                 for reminder in current:
                     if reminder.reminder_id not in firing:
                         outcomes.append((reminder.reminder_id, "superseded", None))
@@ -84,13 +84,13 @@ class Scheduler:
                         continue
                     late = is_late(reminder.planned.due_at, now, self._routing.late_after)
                     alert = reminder_alert(deadline, reminder.planned, now, late)
-                    self._sink.emit(conn, alert, now)
+                    alerts.append(alert)
                     outcomes.append((reminder.reminder_id, "fired", alert.alert_id))
-                    fired += 1
                     if reminder.planned.stage is Stage.OVERDUE:
                         self._plan_next_overdue(conn, deadline, now)
-                store.finish_reminders(conn, outcomes, now)
-        return PassReport(fired, superseded, stale)
+            self._sink.emit(conn, alerts, now)
+            store.finish_reminders(conn, outcomes, now)
+        return PassReport(len(alerts), superseded, stale)
 
     def _plan_next_overdue(self, conn: Connection, deadline: Deadline, now: datetime) -> None:
         policy = self._routing.policies.get(deadline.kind)

@@ -214,6 +214,8 @@ def test_killed_and_restarted_notifier_fires_each_threshold_once_and_dead_letter
             key=b"x", value=b"\x00garbage", headers=[("ce_type", b"preflight.intake.v1.Nope")]
         )
         publisher.publish_record(topics.submissions, garbage)
+        nameless = submission_received("", datetime.now(UTC))  # decodes, but can never apply
+        publisher.publish(topics.submissions, nameless, subject="nameless")
 
         t0 = datetime.now(UTC)
         release = t0 + timedelta(seconds=24)
@@ -253,6 +255,7 @@ def test_killed_and_restarted_notifier_fires_each_threshold_once_and_dead_letter
         records = [r for _ in range(20) for batch in dead.poll(timeout_ms=250).values() for r in batch]
     finally:
         dead.close()
-    assert [headers_dict(r.headers)["preflight_dlq_reason"] for r in records] == [
-        "unknown ce_type 'preflight.intake.v1.Nope'"
+    assert sorted(headers_dict(r.headers)["preflight_dlq_reason"] for r in records) == [
+        "poison event: submission_id is empty",
+        "unknown ce_type 'preflight.intake.v1.Nope'",
     ]

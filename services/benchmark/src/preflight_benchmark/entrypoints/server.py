@@ -11,7 +11,8 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -66,7 +67,8 @@ class KafkaSide:
             daemon=True,
         )
         self._relay.start()
-        self._app = make_faust_app(settings.consumer_group, settings.kafka)
+        datadir = await asyncio.to_thread(_faust_datadir, settings)
+        self._app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(datadir))
         planner, dead_letters = self._components.planner, DeadLetters(self._publisher)
 
         async def benchmark_planner(stream: Any) -> None:
@@ -86,6 +88,23 @@ class KafkaSide:
             await asyncio.to_thread(self._relay.join)
         if self._publisher is not None:
             await asyncio.to_thread(self._publisher.close)
+
+
+def _faust_datadir(settings: BenchmarkSettings) -> str:
+    """faust's data folder, under the work folder (faust would otherwise create one in the cwd)."""
+    datadir = Path(settings.work_dir).resolve() / "faust"
+    datadir.mkdir(parents=True, exist_ok=True)
+    return str(datadir)
+
+
+async def _logged(work: Coroutine[Any, Any, None]) -> None:
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("the Kafka side failed to start; the planner is not consuming")
+        raise
 
 
 async def serve(
@@ -117,7 +136,7 @@ async def serve(
     kafka = KafkaSide(components)
     dispatcher_stop = asyncio.Event()
     background = [
-        asyncio.create_task(kafka.run(), name="kafka-side"),
+        asyncio.create_task(_logged(kafka.run()), name="kafka-side"),
         asyncio.create_task(components.dispatcher.run(dispatcher_stop), name="dispatcher"),
     ]
     await server.start()

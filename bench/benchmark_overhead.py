@@ -38,8 +38,8 @@ from preflight_benchmark.reference_model.server import ReferenceModelServer
 from preflight_benchmark.testing import (
     benchmark_process,
     intake_stand_in,
+    service_settings,
     submission,
-    test_settings,
     wait_until,
 )
 from preflight_common.localkafka import LocalKafka, find_repo_root
@@ -126,7 +126,7 @@ def main() -> int:
             fresh = [direct_fresh_process(suite.task, server, key, root / "fresh") for _ in range(args.runs)]
             with (
                 intake_stand_in(root) as intake,
-                benchmark_process(test_settings(root, broker.bootstrap_servers, intake), root) as service,
+                benchmark_process(service_settings(root, broker.bootstrap_servers, intake), root) as service,
             ):
                 requested_to_completed, submitted_to_completed = [], []
                 for _ in range(args.runs):

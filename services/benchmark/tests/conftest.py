@@ -13,7 +13,7 @@ from preflight_benchmark.testing import (
     IntakeStandIn,
     benchmark_process,
     intake_stand_in,
-    test_settings,
+    service_settings,
 )
 
 SMALL_CATALOG = Path(__file__).parent / "data" / "catalog_small.yaml"
@@ -57,7 +57,7 @@ def service(
     mp.setenv("PREFLIGHT_KAFKA_SESSION_TIMEOUT", "6")
     mp.setenv("PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL", "1")
     try:
-        with benchmark_process(test_settings(root, kafka_bootstrap, intake), root) as process:
+        with benchmark_process(service_settings(root, kafka_bootstrap, intake), root) as process:
             yield process
     finally:
         mp.undo()

@@ -269,7 +269,7 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_settings(
+def service_settings(
     root: Path, bootstrap: str, intake: IntakeStandIn, *, max_concurrency: int = 2, max_attempts: int = 3
 ) -> BenchmarkSettings:
     """Settings for a service on fresh topics, with its files under `root`."""

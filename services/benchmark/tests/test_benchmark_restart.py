@@ -1,0 +1,65 @@
+"""The benchmark process dies mid-run: a new process on the same database resumes; nothing lost or doubled."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from preflight.benchmark.v1 import events_pb2
+from preflight_benchmark.domain.jobs import JobStatus
+from preflight_benchmark.reference_model.server import ReferenceModelServer
+from preflight_benchmark.testing import (
+    IntakeStandIn,
+    benchmark_process,
+    intake_stand_in,
+    service_settings,
+    submission,
+    wait_until,
+)
+
+SMALL_CATALOG = Path(__file__).parent / "data" / "catalog_small.yaml"
+
+
+@pytest.fixture
+def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[IntakeStandIn]:
+    monkeypatch.setenv("PREFLIGHT_BENCHMARK_CATALOG_FILE", str(SMALL_CATALOG))
+    monkeypatch.setenv("PREFLIGHT_KAFKA_SESSION_TIMEOUT", "6")
+    monkeypatch.setenv("PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL", "1")
+    with intake_stand_in(tmp_path) as intake:
+        yield intake
+
+
+def test_a_restarted_service_resumes_running_and_pending_jobs(
+    kafka_bootstrap: str, stand_in: IntakeStandIn, tmp_path: Path
+) -> None:
+    key = "sk-" + secrets.token_urlsafe(24)
+    model = ReferenceModelServer(api_key=key, model_name="slow", delay=0.4).start()
+    settings = service_settings(tmp_path, kafka_bootstrap, stand_in)
+    received = submission(
+        base_url=model.base_url, model_name="slow", credential_ref=stand_in.add_credential(key)
+    )
+    try:
+        with benchmark_process(settings, tmp_path) as first:
+            first.publish(received)
+            wait_until(lambda: model.requests > 0, 60, "a worker to reach the model")
+            running = first.components.store.in_status(JobStatus.RUNNING)
+            assert len(running) == 2
+        # The process is gone: its workers were stopped, the jobs it had started are still RUNNING.
+        with benchmark_process(settings, tmp_path) as second:
+            ended = wait_until(
+                lambda: (
+                    len(second.tap.terminal(received.submission_id)) == 4
+                    and second.tap.terminal(received.submission_id)
+                ),
+                180,
+                "four terminal events",
+            )
+            assert all(isinstance(e, events_pb2.BenchmarkCompleted) for e in ended)
+            assert len({e.job_id for e in ended}) == 4
+            resumed = {e.job_id: e.attempt for e in ended if e.job_id in {j.job_id for j in running}}
+            assert resumed == {j.job_id: j.attempt for j in running}, "resumed with the same attempt"
+            assert len(second.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
+    finally:
+        model.stop()

@@ -420,3 +420,28 @@ async def test_a_met_review_inhibits_its_overdue_alert_waiting_in_its_group(
         "WHERE g.receiver = 'reviewers' AND a.kind = 'review_deadline' ORDER BY n.id",
     )
     assert [r.status for r in inhibited] == ["sent", "sent", "inhibited"]
+
+
+async def test_an_audience_narrowed_after_an_alert_fired_applies_before_it_is_delivered(
+    live: Components, clock: ManualClock, webhook_receiver: WebhookReceiver
+) -> None:
+    shared = {"organisations": ("bank-a",), "sectors": ("finance",), "embargo_end": START + 4 * DAY}
+    apply(
+        live,
+        clearinghouse_events.FindingPublished(
+            finding=finding_notice("f-1", tlp=common_pb2.TLP_GREEN, **shared)
+        ),
+    )
+    clock.set(START + DAY)
+    live.scheduler.run_pass()  # T-3d: for bank-a by name and bank-b by sector, waiting in their groups
+    narrowed = finding_notice("f-1", tlp=common_pb2.TLP_RED, revision=2, **shared)
+    apply(live, clearinghouse_events.FindingUpdated(finding=narrowed))  # RED: named organisations only
+    clock.advance(seconds=30)
+    live.dispatcher.run_pass()
+    await live.deliverer.run_pass()
+    assert len(webhook_receiver.to("/bank-a")) == 1
+    assert webhook_receiver.to("/bank-b") == []
+    verdicts = rows(
+        live, "SELECT g.receiver, n.status FROM notifications n JOIN alert_groups g USING (group_key)"
+    )
+    assert {(r.receiver, r.status) for r in verdicts} >= {("bank-a", "sent"), ("bank-b", "denied")}

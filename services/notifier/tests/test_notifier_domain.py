@@ -216,12 +216,15 @@ def test_met_and_withdrawn_reviews_are_final_but_a_finding_can_set_a_date_again(
         (BANK_A, Tlp.AMBER, FINANCE, True),  # named organisation
         (BANK_B, Tlp.AMBER, FINANCE, True),  # same sector, TLP allows sector-wide
         (BANK_B, Tlp.RED, FINANCE, False),  # RED: named organisations only
+        (BANK_B, Tlp.AMBER_STRICT, FINANCE, False),  # AMBER+STRICT too
+        (BANK_A, Tlp.AMBER_STRICT, FINANCE, True),
         (BANK_A, Tlp.RED, FINANCE, True),
         (BANK_B, Tlp.UNSPECIFIED, FINANCE, False),  # unspecified is treated as RED
         (WATER, Tlp.CLEAR, FINANCE, False),  # outside the audience
         (BANK_A, Tlp.CLEAR, Audience(), False),  # empty audience: deny by default
         (REVIEWER, Tlp.RED, Audience(), True),
         (LAB_A, Tlp.AMBER, FINANCE, False),
+        (Viewer(ViewerRole.LAB, "bank-a"), Tlp.CLEAR, FINANCE, False),  # labs get no finding alerts
         (Viewer(ViewerRole.OTHER, "agency"), Tlp.CLEAR, FINANCE, False),
         (Viewer(ViewerRole.OPERATOR, "", frozenset({"finance"})), Tlp.CLEAR, FINANCE, False),
     ],
@@ -245,6 +248,7 @@ def test_audience_tokens_narrow_sectors_by_tlp() -> None:
         "reviewers",
     )
     assert audience_tokens(AlertKind.EMBARGO_END, FINANCE, Tlp.RED) == ("org:bank-a", "reviewers")
+    assert audience_tokens(AlertKind.EMBARGO_END, FINANCE, Tlp.AMBER_STRICT) == ("org:bank-a", "reviewers")
     assert audience_tokens(AlertKind.REVIEW_DEADLINE, Audience(lab_organisation="lab-a"), Tlp.AMBER) == (
         "lab:lab-a",
         "reviewers",

@@ -31,7 +31,7 @@ from preflight_notifier.adapters.codec import (
 )
 from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.matchers import Matcher
-from preflight_notifier.domain.model import Deadline, DeadlineKind, DeadlineState, Severity
+from preflight_notifier.domain.model import Deadline, DeadlineKind, DeadlineState, Details, Severity
 from preflight_notifier.domain.routing import Notification
 from preflight_notifier.domain.schedule import DueReminder, PlannedReminder, Stage
 from preflight_notifier.domain.silences import Silence
@@ -96,6 +96,18 @@ def load_deadline(conn: Connection, deadline_id: str) -> Deadline | None:
         select(t.deadlines).where(t.deadlines.c.deadline_id == deadline_id).with_for_update()
     ).first()
     return _deadline(row) if row else None
+
+
+def deadline_details(conn: Connection, deadline_ids: Iterable[str]) -> dict[str, Details]:
+    """What alerts about these deadlines may say now, and to whom (unlocked read)."""
+    ids = sorted(set(deadline_ids))
+    if not ids:
+        return {}
+    d = t.deadlines
+    rows = conn.execute(
+        select(d.c.deadline_id, d.c.audience, d.c.tlp, d.c.title, d.c.facts).where(d.c.deadline_id.in_(ids))
+    )
+    return {row.deadline_id: details_from_json(row.audience, row.tlp, row.title, row.facts) for row in rows}
 
 
 def save_deadline(conn: Connection, deadline: Deadline, now: datetime) -> None:

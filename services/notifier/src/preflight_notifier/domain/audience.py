@@ -1,12 +1,14 @@
 """Who may see an alert. One rule for every path out: topic filter, webhook, e-mail, gRPC.
 
+It follows the clearinghouse's sharing policy, and is never wider:
+
 * Reviewers see every alert.
-* A lab sees the review alerts of its own organisation's submissions, and a
-  finding alert only as a member of its audience (like an operator).
+* A lab sees the review alerts of its own organisation's submissions, and no
+  finding alert (the notice does not say which lab found what).
 * An operator sees a finding alert when its organisation is named in the
   audience, or when one of its sectors is and the TLP allows sharing beyond
-  named organisations (CLEAR, GREEN, AMBER, AMBER+STRICT). TLP:RED (and an
-  unspecified TLP, treated as RED) reaches named organisations only.
+  named organisations (CLEAR, GREEN, AMBER). AMBER+STRICT and RED (and an
+  unspecified TLP, treated as RED) reach named organisations only.
 * Anyone else (admin, service, unknown roles) sees nothing. An empty audience
   reaches nobody but reviewers.
 """
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 from preflight_notifier.domain.model import AlertKind, Audience, Tlp
 
-_SECTOR_WIDE = frozenset({Tlp.CLEAR, Tlp.GREEN, Tlp.AMBER, Tlp.AMBER_STRICT})
+_SECTOR_WIDE = frozenset({Tlp.CLEAR, Tlp.GREEN, Tlp.AMBER})
 
 
 class ViewerRole(enum.StrEnum):
@@ -41,10 +43,12 @@ def may_see(viewer: Viewer, kind: AlertKind, audience: Audience, tlp: Tlp) -> bo
     """Whether `viewer` may receive an alert of `kind` with this audience and TLP (module rules)."""
     if viewer.role is ViewerRole.REVIEWER:
         return audience.reviewers or not kind.is_review
-    if viewer.role not in (ViewerRole.LAB, ViewerRole.OPERATOR) or not viewer.organisation:
+    if not viewer.organisation:
         return False
     if kind.is_review:
         return viewer.role is ViewerRole.LAB and viewer.organisation == audience.lab_organisation
+    if viewer.role is not ViewerRole.OPERATOR:
+        return False
     if viewer.organisation in audience.organisations:
         return True
     return tlp in _SECTOR_WIDE and not viewer.sectors.isdisjoint(audience.sectors)

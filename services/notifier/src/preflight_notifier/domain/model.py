@@ -46,6 +46,11 @@ class AlertKind(enum.StrEnum):
     def is_review(self) -> bool:
         return self in (AlertKind.REVIEW_DEADLINE, AlertKind.REVIEW_MET)
 
+    def deadline_id(self, subject_id: str) -> str:
+        """The id of the deadline an alert of this kind is about."""
+        kind = DeadlineKind.REVIEW if self.is_review else DeadlineKind(self.value)
+        return kind.deadline_id(subject_id)
+
 
 class DeadlineState(enum.StrEnum):
     """ACTIVE deadlines have pending reminders; MET and CANCELLED ones have none."""

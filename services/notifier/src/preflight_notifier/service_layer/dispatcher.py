@@ -3,7 +3,9 @@
 A flush is one transaction per pass. For each due group (PostgreSQL: claimed
 with `FOR UPDATE SKIP LOCKED`) it takes the pending notifications and drops,
 in this order: those the audience gate no longer lets through (the routing
-file changed), inhibited ones, silenced ones. The rest become ONE delivery
+file changed, or the source narrowed the deadline's audience or TLP since the
+alert fired: a narrowing applies at once, a widening never to alerts already
+fired), inhibited ones, silenced ones. The rest become ONE delivery
 for the group's recipient (so a burst inside the group wait arrives as one
 message), stored as pending work for the deliverer.
 """
@@ -12,15 +14,18 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
+from dataclasses import replace
+from datetime import datetime
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
 from preflight_notifier.adapters import store
 from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.clock import Clock
 from preflight_notifier.domain.digest import email_text, webhook_body
+from preflight_notifier.domain.model import Details
 from preflight_notifier.domain.routing import EmailChannel, Receiver, RoutingConfig, WebhookChannel
-from preflight_notifier.domain.silences import silenced
+from preflight_notifier.domain.silences import Silence, silenced
 
 DELIVERY_ID_NAMESPACE = uuid.UUID("1b0d2a8e-6f0c-5b7e-8d2f-3c4a5b6c7d8e")
 
@@ -28,6 +33,13 @@ DELIVERY_ID_NAMESPACE = uuid.UUID("1b0d2a8e-6f0c-5b7e-8d2f-3c4a5b6c7d8e")
 def delivery_id(group_key: str, alert_ids: list[str]) -> str:
     """Deterministic per (group, alerts): receivers may deduplicate on it."""
     return str(uuid.uuid5(DELIVERY_ID_NAMESPACE, group_key + "|" + ",".join(alert_ids)))
+
+
+def _allowed(receiver: Receiver, recipient: str, alert: Alert, now: Details | None) -> bool:
+    """The recipient may receive the alert as it fired AND under its deadline's audience now."""
+    if recipient not in receiver.recipients(alert):
+        return False
+    return now is None or recipient in receiver.recipients(replace(alert, audience=now.audience, tlp=now.tlp))
 
 
 def _recipient_organisation(receiver: Receiver, alert: Alert) -> str:
@@ -54,36 +66,38 @@ class Dispatcher:
                 return 0
             active_silences = store.silences(conn, organisation=None, unexpired_at=now)
             for group in groups:
-                pending = store.pending_notifications(conn, group.group_key)
-                alerts = store.alerts_by_id(conn, [alert_id for _, alert_id in pending])
-                subjects = store.alerts_of_subjects(conn, {a.subject_id for a in alerts.values()})
-                receiver = self._routing.receivers.get(group.receiver)
-                verdicts: dict[str, list[int]] = defaultdict(list)
-                keep: list[Alert] = []
-                for notification_id, alert_id in pending:
-                    alert = alerts[alert_id]
-                    if receiver is None or group.recipient not in receiver.recipients(alert):
-                        verdict = "denied"
-                    elif self._routing.inhibited(
-                        alert, [s for s in subjects if s.subject_id == alert.subject_id]
-                    ):
-                        verdict = "inhibited"
-                    elif silenced(
-                        active_silences, alert.labels(), _recipient_organisation(receiver, alert), now
-                    ):
-                        verdict = "silenced"
-                    else:
-                        verdict = "sent"
-                        keep.append(alert)
-                    verdicts[verdict].append(notification_id)
-                new_id = None
-                if keep and receiver is not None:
-                    new_id = delivery_id(group.group_key, [a.alert_id for a in keep])
-                    store.add_delivery(conn, self._delivery(new_id, receiver, group, keep), now)
-                for verdict, ids in verdicts.items():
-                    store.finish_notifications(conn, ids, verdict, new_id if verdict == "sent" else None)
-                store.finish_group(conn, group.group_key, now)
+                self._flush(conn, group, active_silences, now)
         return len(groups)
+
+    def _flush(self, conn: Connection, group: store.DueGroup, silences: list[Silence], now: datetime) -> None:
+        pending = store.pending_notifications(conn, group.group_key)
+        alerts = store.alerts_by_id(conn, [alert_id for _, alert_id in pending])
+        subjects = store.alerts_of_subjects(conn, {a.subject_id for a in alerts.values()})
+        current = store.deadline_details(conn, {a.kind.deadline_id(a.subject_id) for a in alerts.values()})
+        receiver = self._routing.receivers.get(group.receiver)
+        verdicts: dict[str, list[int]] = defaultdict(list)
+        keep: list[Alert] = []
+        for notification_id, alert_id in pending:
+            alert = alerts[alert_id]
+            verdict = "denied"
+            if receiver is not None and _allowed(
+                receiver, group.recipient, alert, current.get(alert.kind.deadline_id(alert.subject_id))
+            ):
+                verdict = "sent"
+                if self._routing.inhibited(alert, [s for s in subjects if s.subject_id == alert.subject_id]):
+                    verdict = "inhibited"
+                elif silenced(silences, alert.labels(), _recipient_organisation(receiver, alert), now):
+                    verdict = "silenced"
+            if verdict == "sent":
+                keep.append(alert)
+            verdicts[verdict].append(notification_id)
+        new_id = None
+        if keep and receiver is not None:
+            new_id = delivery_id(group.group_key, [a.alert_id for a in keep])
+            store.add_delivery(conn, self._delivery(new_id, receiver, group, keep), now)
+        for verdict, ids in verdicts.items():
+            store.finish_notifications(conn, ids, verdict, new_id if verdict == "sent" else None)
+        store.finish_group(conn, group.group_key, now)
 
     @staticmethod
     def _delivery(

@@ -141,3 +141,17 @@ def test_listing_pages_oldest_first_and_filters_by_organisation(store: JobStore)
     assert [j.submission_id for j in only_b] == ["sub-b"]
     with store.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 4
+
+
+def test_a_new_access_window_moves_only_active_jobs_once(store: JobStore) -> None:
+    jobs = new_jobs("sub-6", ["a", "b"])
+    store.plan("evt-8", "sub-6", "lab-a", "local", jobs, NOW)
+    first = store.start_attempt(store.due(NOW, 1)[0], NOW)
+    assert first is not None
+    store.end(first.job_id, events.failed(FailureReason.EVAL_ERROR, "x", retryable=False, now=NOW), NOW)
+    start, end = NOW + timedelta(days=1), NOW + timedelta(days=2)
+    assert store.change_window("evt-9", "sub-6", start, end, NOW) == 1
+    assert store.change_window("evt-9", "sub-6", NOW, NOW, NOW) == 0
+    assert store.due(NOW, 10) == []
+    (moved,) = store.due(start, 10)
+    assert (moved.not_before, moved.not_after) == (start, end)

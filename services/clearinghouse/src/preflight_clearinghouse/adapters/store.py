@@ -29,6 +29,7 @@ from sqlalchemy import (
     Engine,
     Row,
     and_,
+    bindparam,
     delete,
     event,
     exists,
@@ -140,6 +141,21 @@ def _finding_select() -> Any:
     return select(*_FINDING_COLUMNS).select_from(
         s.findings.outerjoin(s.submissions, s.submissions.c.submission_id == s.findings.c.submission_id)
     )
+
+
+# Statements built once: SQLAlchemy memoizes a statement's cache key, so reusing the object spares
+# rebuilding and re-keying a 40-column select on every read.
+_FINDING_BY_ID = _finding_select().where(s.findings.c.finding_id == bindparam("finding_id"))
+_FINDINGS_BY_IDS = (
+    _finding_select()
+    .where(s.findings.c.finding_id.in_(bindparam("finding_ids", expanding=True)))
+    .order_by(s.findings.c.seq)
+)
+_PATCHES_BY_IDS = (
+    select(s.patch_statuses)
+    .where(s.patch_statuses.c.finding_id.in_(bindparam("finding_ids", expanding=True)))
+    .order_by(s.patch_statuses.c.organisation)
+)
 
 
 def _finding_from_row(row: Row[Any], patches: Sequence[PatchStatusEntry]) -> Finding:
@@ -261,32 +277,26 @@ class Reader:
         out: dict[str, list[PatchStatusEntry]] = {}
         if not finding_ids:
             return out
-        rows = self.conn.execute(
-            select(s.patch_statuses)
-            .where(s.patch_statuses.c.finding_id.in_(finding_ids))
-            .order_by(s.patch_statuses.c.organisation)
-        )
+        rows = self.conn.execute(_PATCHES_BY_IDS, {"finding_ids": list(finding_ids)})
         for row in rows:
             out.setdefault(row.finding_id, []).append(
                 PatchStatusEntry(row.organisation, PatchState(row.status), row.note, row.updated_at)
             )
         return out
 
-    def _findings(self, query: Any) -> list[Finding]:
-        rows = self.conn.execute(query).all()
+    def _findings(self, query: Any, parameters: dict[str, Any] | None = None) -> list[Finding]:
+        rows = self.conn.execute(query, parameters or {}).all()
         patches = self._patches_for([r.finding_id for r in rows])
         return [_finding_from_row(r, patches.get(r.finding_id, [])) for r in rows]
 
     def finding(self, finding_id: str) -> Finding | None:
-        found = self._findings(_finding_select().where(s.findings.c.finding_id == finding_id))
+        found = self._findings(_FINDING_BY_ID, {"finding_id": finding_id})
         return found[0] if found else None
 
     def findings_by_ids(self, finding_ids: Sequence[str]) -> list[Finding]:
         if not finding_ids:
             return []
-        return self._findings(
-            _finding_select().where(s.findings.c.finding_id.in_(finding_ids)).order_by(s.findings.c.seq)
-        )
+        return self._findings(_FINDINGS_BY_IDS, {"finding_ids": list(finding_ids)})
 
     def findings_after(
         self, viewer: Viewer, query: FindingQuery, after_seq: int, limit: int

@@ -1,0 +1,430 @@
+"""Property: no read path ever hands a principal a finding it may not see, or a lab identity without consent.
+
+Hypothesis generates findings with random TLP labels, audiences (including unknown sectors and
+empty audiences), states, embargoes, sources with and without consent (or not yet known),
+reporters and patch statuses, stores them, and checks every read path for principals of every
+role against an oracle written from the documented sharing table:
+
+* in process (the same use cases the gRPC servicer calls): get, list, stream (change feed), the
+  CSAF, OSV and STIX exports, and the FindingPublished payload as the outbox encodes it —
+  at least 10,000 (principal, finding) pairs, each over all seven paths;
+* over a real loopback gRPC server authenticated through a real IdentityService: GetFinding,
+  ListFindings, the three ExportFinding formats and StreamFindings, on fewer examples.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from clearinghouse_support import (
+    LoopbackServer,
+    ManualClock,
+    make_components,
+    make_finding,
+    start_api,
+    store_finding,
+)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
+from preflight.clearinghouse.v1 import events_pb2 as ch_events
+from preflight_clearinghouse.adapters import protos
+from preflight_clearinghouse.adapters.signing import ReportSigner
+from preflight_clearinghouse.adapters.store import SubmissionRecord
+from preflight_clearinghouse.bootstrap import Components
+from preflight_clearinghouse.domain.errors import NotFound
+from preflight_clearinghouse.domain.events import finding_notice
+from preflight_clearinghouse.domain.exports import ExportFormat
+from preflight_clearinghouse.domain.findings import Finding, FindingSource, PatchState, PatchStatusEntry
+from preflight_clearinghouse.domain.queries import FindingQuery
+from preflight_clearinghouse.domain.sharing import KNOWN_SECTORS, Audience, Role, Tlp, Viewer
+from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+from preflight_common.auth import Principal
+from preflight_common.auth import Role as AuthRole
+from preflight_common.envelope import EventRegistry, decode_record
+
+LABS = ("lab-xq7", "lab-yz3")
+OPERATOR_ORGS = ("op-a", "op-b", "op-c", "op-d")
+AUDIENCE_ORGS = (*OPERATOR_ORGS, "unknown-org")
+SECTORS = ("energy", "water", "finance", "healthcare", "space")  # "space" is no known sector
+VIEWERS = (
+    Viewer("rev-1", Role.REVIEWER, "agency"),
+    Viewer("adm-1", Role.ADMIN, "platform"),
+    Viewer("svc-1", Role.SERVICE, "platform"),
+    Viewer("lab-x-user", Role.LAB, "lab-xq7"),
+    Viewer("lab-y-user", Role.LAB, "lab-yz3"),
+    Viewer("op-a-user", Role.OPERATOR, "op-a", frozenset({"energy"})),
+    Viewer("op-b-user", Role.OPERATOR, "op-b", frozenset({"water", "finance"})),
+    Viewer("op-c-user", Role.OPERATOR, "op-c"),
+    Viewer("op-d-user", Role.OPERATOR, "op-d", frozenset({"space"})),
+)
+FORMATS = (ExportFormat.CSAF, ExportFormat.OSV, ExportFormat.STIX)
+FINDINGS_TOPIC = EventRegistry([ch_events.FindingPublished])
+IN_PROCESS_EXAMPLES = int(os.environ.get("CH_PROP_EXAMPLES", "190"))
+IN_PROCESS_FINDINGS = 6
+GRPC_EXAMPLES = 20
+GRPC_FINDINGS = 5
+STREAM_WAIT = 10.0  # seconds; the streams poll every 0.05 s in these tests
+
+
+# --- the oracle: the documented sharing table, written independently ------------------------
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What the oracle knows of a generated finding."""
+
+    finding: Finding
+    source_org: str  # "" when there is no source or its submission is not known yet
+    consent: bool
+    marker: str  # the model name and submission id contain it; it must never leak
+
+
+def oracle_may_see(viewer: Viewer, spec: Spec, now: datetime) -> bool:
+    f = spec.finding
+    if viewer.role in (Role.REVIEWER, Role.ADMIN):
+        return True
+    if viewer.role not in (Role.LAB, Role.OPERATOR):
+        return False
+    if viewer.organisation in (spec.source_org, f.reporter_organisation):
+        return True
+    if f.published_at is None or f.state is FindingState.INVALID:
+        return False
+    orgs, sectors = f.audience.organisations, f.audience.sectors & KNOWN_SECTORS
+    if not orgs and not sectors:
+        return False
+    in_force = f.embargo_state in (EmbargoState.PROPOSED, EmbargoState.ACTIVE) and (
+        f.embargo_end is None or now < f.embargo_end
+    )
+    tlp = Tlp.AMBER if f.tlp is Tlp.CLEAR and in_force else f.tlp
+    if tlp is Tlp.CLEAR:
+        return True
+    if viewer.role is Role.LAB:
+        return False
+    if tlp in (Tlp.AMBER_STRICT, Tlp.RED):
+        return viewer.organisation in orgs
+    return viewer.organisation in orgs or bool(viewer.sectors & sectors)
+
+
+def oracle_learns_source(viewer: Viewer, spec: Spec) -> bool:
+    if viewer.role in (Role.REVIEWER, Role.ADMIN):
+        return True
+    if viewer.role is Role.LAB:
+        return bool(spec.source_org) and viewer.organisation == spec.source_org
+    return viewer.role is Role.OPERATOR and spec.consent
+
+
+def oracle_sees_evidence(viewer: Viewer, spec: Spec) -> bool:
+    if viewer.role in (Role.REVIEWER, Role.ADMIN):
+        return True
+    return viewer.organisation in (spec.source_org, spec.finding.reporter_organisation)
+
+
+# --- generation ----------------------------------------------------------------------------
+
+
+@st.composite
+def finding_specs(draw: st.DrawFn, now: datetime) -> tuple[Spec, SubmissionRecord | None]:
+    marker = uuid.uuid4().hex
+    state = draw(st.sampled_from(list(FindingState)))
+    published = state in (FindingState.VALIDATED, FindingState.PATCH_AVAILABLE, FindingState.DISCLOSED) or (
+        state in (FindingState.CLOSED, FindingState.INVALID) and draw(st.booleans())
+    )
+    embargo = draw(st.sampled_from(list(EmbargoState)))
+    embargo_end = None if embargo is EmbargoState.NONE else now + timedelta(hours=draw(st.integers(-48, 48)))
+    lab = draw(st.one_of(st.none(), st.sampled_from(LABS)))
+    consent = draw(st.sampled_from([True, False, None]))  # None: SubmissionReceived not applied yet
+    submission = None
+    source = None
+    if lab is not None:
+        submission_id = f"sub-{marker}"
+        source = FindingSource(submission_id)
+        if consent is not None:
+            submission = SubmissionRecord(submission_id, lab, f"model-{marker}", "1.0", consent, now)
+    finding = make_finding(
+        finding_id=str(uuid.uuid4()),
+        state=state,
+        published_at=now - timedelta(hours=1) if published else None,
+        embargo_state=embargo,
+        embargo_end=embargo_end,
+        tlp=draw(st.sampled_from(list(Tlp))),
+        audience=Audience(
+            draw(st.frozensets(st.sampled_from(AUDIENCE_ORGS), max_size=3)),
+            draw(st.frozensets(st.sampled_from(SECTORS), max_size=3)),
+        ),
+        source=source,
+        reporter_organisation=draw(st.sampled_from(["", "agency", "op-a", "lab-yz3"])),
+        evidence=f"evidence-{marker}",
+        patch_statuses=tuple(
+            PatchStatusEntry(org, PatchState.AFFECTED, "", now)
+            for org in draw(st.frozensets(st.sampled_from(OPERATOR_ORGS), max_size=2))
+        ),
+        created_at=now,
+        updated_at=now,
+    )
+    spec = Spec(finding, lab if (lab and consent is not None) else "", consent is True, marker)
+    return spec, submission
+
+
+def store_world(components: Components, world: list[tuple[Spec, SubmissionRecord | None]]) -> None:
+    with components.store.write() as uow:
+        for spec, submission in world:
+            if submission is not None:
+                uow.put_submission(submission)
+            store_finding(uow, spec.finding)
+            for status in spec.finding.patch_statuses:
+                uow.set_patch_status(spec.finding.finding_id, status, "test")
+
+
+# --- checks --------------------------------------------------------------------------------
+
+
+def check_projection(viewer: Viewer, spec: Spec, shown: Finding, now: datetime) -> None:
+    assert shown.finding_id == spec.finding.finding_id
+    assert (shown.source is not None and bool(shown.source.organisation)) is (
+        oracle_learns_source(viewer, spec) and bool(spec.source_org)
+    ), ("source", viewer, spec)
+    assert (shown.evidence != "") is oracle_sees_evidence(viewer, spec), ("evidence", viewer, spec)
+    if viewer.role not in (Role.REVIEWER, Role.ADMIN):
+        assert {p.organisation for p in shown.patch_statuses} <= {viewer.organisation}
+        if shown.tlp is Tlp.CLEAR:
+            assert not spec.finding.embargo_in_force(now)
+
+
+def check_wire(viewer: Viewer, spec: Spec, text: bytes) -> None:
+    """Serialized output for `viewer`: the model/submission marker only where the source may be learnt."""
+    if not oracle_learns_source(viewer, spec):
+        assert spec.marker.encode() not in text.replace(f"evidence-{spec.marker}".encode(), b""), (
+            viewer,
+            spec,
+        )
+    if not oracle_sees_evidence(viewer, spec):
+        assert f"evidence-{spec.marker}".encode() not in text, (viewer, spec)
+
+
+def check_export(viewer: Viewer, spec: Spec, document: bytes) -> None:
+    """Exports carry the audience view whoever asks: never the evidence; the source only with consent."""
+    assert f"evidence-{spec.marker}".encode() not in document
+    if not spec.consent:
+        assert spec.marker.encode() not in document and (
+            not spec.source_org or spec.source_org.encode() not in document
+        )
+
+
+def check_event(spec: Spec, now: datetime, components: Components) -> int:
+    """The FindingPublished payload as the outbox would carry it; returns the pairs checked."""
+    with components.store.read() as reader:
+        stored = reader.finding(spec.finding.finding_id)
+    assert stored is not None
+    record = components.store._encoder(finding_notice(stored, now, published=True))[1]  # type: ignore[attr-defined]
+    _, payload = decode_record(record.headers, record.value, FINDINGS_TOPIC)
+    assert isinstance(payload, ch_events.FindingPublished)
+    notice = payload.finding
+    assert notice.HasField("source") is (spec.consent and bool(spec.source_org))
+    assert spec.marker.encode() not in record.value or spec.consent
+    assert f"evidence-{spec.marker}".encode() not in record.value
+    assert set(notice.audience.organisations) == spec.finding.audience.organisations
+    assert set(notice.audience.sectors) == spec.finding.audience.sectors
+    # A downstream consumer honouring the notice's audience and TLP never reaches further.
+    as_received = replace(
+        spec.finding, tlp=protos.tlp_from_proto(notice.tlp) or Tlp.RED, embargo_state=EmbargoState.NONE
+    )
+    received = Spec(as_received, "", spec.consent, spec.marker)
+    for viewer in VIEWERS:
+        if viewer.role is Role.OPERATOR and oracle_may_see(viewer, received, now):
+            assert oracle_may_see(viewer, replace(spec, source_org=""), now), (viewer, spec)
+    return len(VIEWERS)
+
+
+# --- in process: ≥ 10,000 (principal, finding) pairs ---------------------------------------
+
+
+def test_no_read_path_leaks_in_process(tmp_path: Path) -> None:
+    clock = ManualClock()
+    components = make_components(
+        f"sqlite:///{tmp_path / 'prop.db'}", tmp_path, ReportSigner(Ed25519PrivateKey.generate()), clock
+    )
+    pairs = 0
+
+    @settings(
+        max_examples=IN_PROCESS_EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(data=st.data())
+    def example(data: st.DataObject) -> None:
+        nonlocal pairs
+        now = clock.advance(timedelta(minutes=5))
+        world = [data.draw(finding_specs(now)) for _ in range(IN_PROCESS_FINDINGS)]
+        cursor = components.registry.stream_cursor()
+        store_world(components, world)
+        mine = {spec.finding.finding_id: spec for spec, _ in world}
+        for viewer in VIEWERS:
+            expected = {fid for fid, spec in mine.items() if oracle_may_see(viewer, spec, now)}
+            listed, _ = components.registry.list_visible(viewer, FindingQuery(since=now), 500, "")
+            assert {f.finding_id for f in listed} == expected, viewer
+            changed, _ = components.registry.changes(viewer, FindingQuery(), cursor)
+            assert {f.finding_id for f in changed} == expected, viewer
+            for shown in (*listed, *changed):
+                check_projection(viewer, mine[shown.finding_id], shown, now)
+            for finding_id, spec in mine.items():
+                pairs += 1
+                if finding_id in expected:
+                    shown = components.registry.get(viewer, finding_id)
+                    check_projection(viewer, spec, shown, now)
+                    check_wire(viewer, spec, protos.finding_to_proto(shown).SerializeToString())
+                else:
+                    with pytest.raises(NotFound):
+                        components.registry.get(viewer, finding_id)
+                for export_format in FORMATS:
+                    if finding_id in expected:
+                        check_export(
+                            viewer,
+                            spec,
+                            components.registry.export(viewer, finding_id, export_format).document,
+                        )
+                    else:
+                        with pytest.raises(NotFound):
+                            components.registry.export(viewer, finding_id, export_format)
+        for spec, _ in world:
+            if spec.finding.published_at is not None:
+                check_event(spec, now, components)
+
+    example()
+    components.engine.dispose()
+    print(f"in-process sharing property: {pairs} (principal, finding) pairs, each over 7 read paths")
+    assert pairs >= 10_000
+
+
+# --- over gRPC ------------------------------------------------------------------------------
+
+
+def principal_of(viewer: Viewer) -> Principal:
+    return Principal(viewer.principal_id, AuthRole(viewer.role.value), viewer.organisation, viewer.sectors)
+
+
+def sentinel_for(now: datetime) -> Spec:
+    """A published TLP:CLEAR finding with an audience: every lab and operator may see it."""
+    finding = make_finding(
+        finding_id=str(uuid.uuid4()),
+        tlp=Tlp.CLEAR,
+        audience=Audience(frozenset({"op-a"})),
+        reporter_organisation="",
+        created_at=now,
+        updated_at=now,
+    )
+    return Spec(finding, "", False, uuid.uuid4().hex)
+
+
+def _stream_into(
+    stub: object, metadata: tuple[tuple[str, str], ...], sink: queue.Queue[pb.Finding], now: datetime
+) -> grpc.Future:
+    # include_existing with `since`: whether the first sentinel lands before or after the stream takes
+    # its position in the change feed, the stream sends it (possibly twice).
+    request = pb.StreamFindingsRequest(
+        filter=pb.FindingFilter(since=protos.timestamp(now)), include_existing=True
+    )
+    call = stub.StreamFindings(request, metadata=metadata)  # type: ignore[attr-defined]
+
+    def pump() -> None:
+        try:
+            for message in call:
+                sink.put(message.finding)
+        except grpc.RpcError:
+            pass
+
+    threading.Thread(target=pump, daemon=True).start()
+    return call  # type: ignore[no-any-return]
+
+
+def test_no_read_path_leaks_over_grpc(tmp_path: Path) -> None:
+    clock = ManualClock()
+    loopback = LoopbackServer()
+    components = make_components(
+        f"sqlite:///{tmp_path / 'grpc-prop.db'}", tmp_path, ReportSigner(Ed25519PrivateKey.generate()), clock
+    )
+    api = start_api(loopback, tmp_path, components)
+    metadata = {v.principal_id: api.as_(principal_of(v)) for v in VIEWERS}
+    pairs = 0
+
+    @settings(
+        max_examples=GRPC_EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(data=st.data())
+    def example(data: st.DataObject) -> None:
+        nonlocal pairs
+        now = clock.advance(timedelta(minutes=5))
+        world = [data.draw(finding_specs(now)) for _ in range(GRPC_FINDINGS)]
+        mine = {spec.finding.finding_id: spec for spec, _ in world}
+        streamers = [v for v in VIEWERS if v.role is not Role.SERVICE]
+        sinks: dict[str, queue.Queue[pb.Finding]] = {v.principal_id: queue.Queue() for v in streamers}
+        calls = [
+            _stream_into(api.stub, metadata[v.principal_id], sinks[v.principal_id], now) for v in streamers
+        ]
+        # A finding every lab and operator may see marks a point in each stream: once the first one
+        # arrives, every stream is live; everything a stream sends before the second one is the world.
+        opened = sentinel_for(now)
+        store_world(components, [(opened, None)])
+        for viewer in streamers:
+            assert sinks[viewer.principal_id].get(timeout=STREAM_WAIT).finding_id == opened.finding.finding_id
+        closing = sentinel_for(now)
+        sentinel = closing.finding
+        store_world(components, [*world, (closing, None)])
+        markers = {opened.finding.finding_id, sentinel.finding_id}
+        for viewer in VIEWERS:
+            md = metadata[viewer.principal_id]
+            expected = {fid for fid, spec in mine.items() if oracle_may_see(viewer, spec, now)}
+            since = pb.FindingFilter(since=protos.timestamp(now))
+            listed = api.stub.ListFindings(
+                pb.ListFindingsRequest(filter=since, page_size=500), metadata=md
+            ).findings
+            assert {f.finding_id for f in listed} - markers == expected, viewer
+            for finding_id, spec in mine.items():
+                pairs += 1
+                if finding_id in expected:
+                    shown = api.stub.GetFinding(
+                        pb.GetFindingRequest(finding_id=finding_id), metadata=md
+                    ).finding
+                    check_wire(viewer, spec, shown.SerializeToString())
+                else:
+                    with pytest.raises(grpc.RpcError) as caught:
+                        api.stub.GetFinding(pb.GetFindingRequest(finding_id=finding_id), metadata=md)
+                    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+                for export_format in (pb.EXPORT_FORMAT_CSAF, pb.EXPORT_FORMAT_OSV, pb.EXPORT_FORMAT_STIX):
+                    request = pb.ExportFindingRequest(finding_id=finding_id, format=export_format)
+                    if finding_id in expected:
+                        check_export(viewer, spec, api.stub.ExportFinding(request, metadata=md).document)
+                    else:
+                        with pytest.raises(grpc.RpcError) as caught:
+                            api.stub.ExportFinding(request, metadata=md)
+                        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+            if viewer.role is Role.SERVICE:
+                continue
+            received: list[pb.Finding] = []
+            while not received or received[-1].finding_id != sentinel.finding_id:
+                received.append(sinks[viewer.principal_id].get(timeout=STREAM_WAIT))
+            streamed = [f for f in received if f.finding_id not in markers]
+            assert {f.finding_id for f in streamed} == expected, viewer
+            for shown in streamed:
+                check_wire(viewer, mine[shown.finding_id], shown.SerializeToString())
+        for call in calls:
+            call.cancel()
+
+    try:
+        example()
+    finally:
+        api.channel.close()
+        loopback.close()
+        components.engine.dispose()
+    print(f"gRPC sharing property: {pairs} (principal, finding) pairs, each over 6 read paths")
+    assert pairs >= GRPC_EXAMPLES * GRPC_FINDINGS * len(VIEWERS)

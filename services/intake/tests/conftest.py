@@ -4,6 +4,7 @@ process), tokens for principals of every role, and well-formed requests to start
 from __future__ import annotations
 
 import asyncio
+import faulthandler
 import os
 import socket
 import subprocess
@@ -122,7 +123,10 @@ class IntakeUnderTest:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)
         if self._thread is not None:
-            self._thread.join(60)
+            self._thread.join(30)
+            if self._thread.is_alive():
+                faulthandler.dump_traceback(all_threads=True)
+                raise AssertionError("intake did not stop within 30s (threads dumped above)")
         if self._engine is not None:
             self._engine.dispose()
 

@@ -26,7 +26,10 @@
       share_identity_with_operators: false
     idempotency_key: frontier-1-2026.06   # optional
 
-Times are RFC 3339 with a timezone, or `+N` followed by d, h or m (from now).
+Times are RFC 3339 with a timezone, or `+N` followed by d, h or m: N days from
+the start of the current UTC day, N hours from the start of the current hour, N
+minutes from the start of the current minute (so the same manifest run again
+soon after describes the same request).
 The credential is never written in the manifest: it is read from the named
 environment variable or file. Without `idempotency_key`, the key is derived
 from the manifest's content (everything but the credential), so submitting the
@@ -136,14 +139,14 @@ def derived_key(request: intake_pb2.SubmitModelRequest) -> str:
 
 
 def parse_time(value: Any, path: str, now: datetime | None = None) -> datetime:
-    """An aware datetime from an RFC 3339 string (or YAML timestamp) or a `+N[dhm]` offset from now."""
+    """An aware datetime from RFC 3339 text (or a YAML timestamp) or a `+N[dhm]` offset (see the module)."""
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, date):
         raise ManifestError(path, "give a date and a time with a timezone, e.g. 2026-07-15T00:00:00Z")
     elif isinstance(value, str) and (relative := _RELATIVE.fullmatch(value.strip())):
         amount, unit = relative.groups()
-        return (now or datetime.now(UTC)) + timedelta(**{_UNITS[unit]: int(amount)})
+        return _truncate(now or datetime.now(UTC), unit) + timedelta(**{_UNITS[unit]: int(amount)})
     elif isinstance(value, str):
         try:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -155,6 +158,16 @@ def parse_time(value: Any, path: str, now: datetime | None = None) -> datetime:
         raise ManifestError(path, "is required: a time such as 2026-07-15T00:00:00Z or +21d")
     if moment.tzinfo is None:
         raise ManifestError(path, "needs a timezone, e.g. 2026-07-15T00:00:00Z")
+    return moment
+
+
+def _truncate(moment: datetime, unit: str) -> datetime:
+    """The start of the UTC day, hour or minute of `moment`."""
+    moment = moment.astimezone(UTC).replace(second=0, microsecond=0)
+    if unit in "dh":
+        moment = moment.replace(minute=0)
+    if unit == "d":
+        moment = moment.replace(hour=0)
     return moment
 
 

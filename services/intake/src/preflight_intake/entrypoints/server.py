@@ -78,15 +78,24 @@ class KafkaSide:
         await self._app.start()
         log.info("outbox relay and progress agents running")
 
-    async def stop(self) -> None:
-        """Stop the agents (committing what they applied), the relay, and flush the publisher."""
+    async def stop(self, timeout: float) -> None:
+        """Stop the agents (committing what they applied), then the relay, then flush the publisher.
+
+        Each step gets `timeout` seconds; one that overruns is logged and left behind, so that
+        shutdown always ends (what it did not finish is redelivered or republished later).
+        """
         self._stop.set()
         if self._app is not None:
-            await self._app.stop()
+            try:
+                await asyncio.wait_for(self._app.stop(), timeout)
+            except TimeoutError:
+                log.warning("the progress agents did not stop within %.0fs", timeout)
         if self._relay is not None:
-            await asyncio.to_thread(self._relay.join)
+            await asyncio.to_thread(self._relay.join, timeout)
+            if self._relay.is_alive():
+                log.warning("the outbox relay did not stop within %.0fs", timeout)
         if self._publisher is not None:
-            await asyncio.to_thread(self._publisher.close)
+            await asyncio.to_thread(self._publisher.close, timeout)
 
 
 async def _close_released_periodically(components: Components) -> None:
@@ -156,7 +165,7 @@ async def serve(
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        await kafka.stop()
+        await kafka.stop(settings.shutdown_grace)
         components.engine.dispose()
         log.info("intake stopped")
 

@@ -1,0 +1,266 @@
+"""SubmitModel under load, next to a bare grpc.aio server answering same-size messages.
+
+Usage: python bench/intake_submit.py [--seconds 10] [--concurrency 16] [--no-kafka]
+
+Starts, each as its own process on loopback: a local Apache Kafka broker (unless --no-kafka),
+`preflight-intake serve` on a fresh SQLite database (so every submission is validated,
+encrypted, stored with its status history and outbox event, and relayed to Kafka), and a bare
+grpc.aio server whose one method answers with a response of the same size as SubmitModel's. The
+same asyncio load generator then drives each for the same time at the same concurrency and
+prints submissions/s with p50/p99 latency for both, and how long the relay took to drain the
+outbox after the load. Finishes in well under two minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from preflight.common.v1 import common_pb2
+from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, submission_pb2
+from preflight_common.auth import Principal, Role, TokenStore
+from preflight_common.config import KafkaSettings
+from preflight_common.db import make_engine
+from preflight_common.localkafka import LocalKafka
+from preflight_common.topics import TopicSpec, ensure_topics
+from preflight_intake.adapters import tables
+from preflight_intake.adapters.crypto import new_key_entry
+from preflight_intake.bootstrap import migrate
+from sqlalchemy import func, select
+
+BASELINE_METHOD = "/bench.Baseline/Call"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(moment)
+    return stamp
+
+
+def submit_request() -> intake_pb2.SubmitModelRequest:
+    now = datetime.now(UTC)
+    return intake_pb2.SubmitModelRequest(
+        model=submission_pb2.ModelIdentity(developer="bench-lab", name="frontier", version="1.0"),
+        planned_release=timestamp(now + timedelta(days=20)),
+        access=intake_pb2.ModelAccessSpec(
+            endpoint=intake_pb2.EndpointAccessSpec(
+                base_url="https://api.bench-lab.example/v1",
+                model_name="frontier-preview",
+                credential="sk-" + "x" * 40,
+            )
+        ),
+        access_window=submission_pb2.AccessWindow(
+            start=timestamp(now), end=timestamp(now + timedelta(days=10))
+        ),
+        contacts=[common_pb2.Contact(name="Ada", email="ada@bench-lab.example", role="security")],
+        declared_capabilities=["code_generation", "tool_use"],
+        intended_use="General-purpose assistant.",
+        idempotency_key=f"bench-{uuid.uuid4()}",
+    )
+
+
+async def drive(call: Callable[[], Awaitable[object]], seconds: float, concurrency: int) -> list[float]:
+    """Run `call` from `concurrency` workers for `seconds`; return each call's latency (s)."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies
+
+
+def summary(name: str, latencies: list[float], seconds: float) -> str:
+    ordered = sorted(latencies)
+    p50 = statistics.median(ordered) * 1000
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+    rate = len(ordered) / seconds
+    return f"{name:<42} {rate:>7.0f}/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({len(ordered)} calls)"
+
+
+async def bench_intake(target: str, token: str, seconds: float, concurrency: int) -> tuple[list[float], int]:
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = intake_pb2_grpc.IntakeServiceStub(channel)
+        metadata = (("authorization", f"Bearer {token}"),)
+        response_size = 0
+
+        async def call() -> None:
+            nonlocal response_size
+            response = await stub.SubmitModel(submit_request(), metadata=metadata, timeout=30)
+            response_size = response.ByteSize()
+
+        await drive(call, 2.0, concurrency)  # warm-up
+        return await drive(call, seconds, concurrency), response_size
+
+
+async def bench_baseline(target: str, request_size: int, seconds: float, concurrency: int) -> list[float]:
+    async with grpc.aio.insecure_channel(target) as channel:
+        method = channel.unary_unary(BASELINE_METHOD)
+        payload = b"r" * request_size
+
+        async def call() -> None:
+            await method(payload, timeout=30)
+
+        await drive(call, 2.0, concurrency)
+        return await drive(call, seconds, concurrency)
+
+
+def serve_baseline(port: int, response_size: int) -> None:
+    """The bare server: one generic unary method answering `response_size` bytes."""
+    answer = b"a" * response_size
+
+    async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        return answer
+
+    async def main() -> None:
+        server = grpc.aio.server()
+        handler = grpc.method_handlers_generic_handler(
+            "bench.Baseline", {"Call": grpc.unary_unary_rpc_method_handler(handle)}
+        )
+        server.add_generic_rpc_handlers((handler,))
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        await server.start()
+        print("ready", flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
+def wait_for_line(proc: subprocess.Popen[str], log: Path | None, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"process exited: {log.read_text() if log else ''}"
+        if log is not None and text in log.read_text(errors="replace"):
+            return
+        if log is None and proc.stdout is not None and text in proc.stdout.readline():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{text!r} not seen within {timeout}s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--no-kafka", action="store_true", help="no broker: events stay in the outbox")
+    parser.add_argument(
+        "--baseline-server", nargs=2, type=int, metavar=("PORT", "SIZE"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.baseline_server:
+        serve_baseline(*args.baseline_server)
+        return 0
+
+    work = Path(tempfile.mkdtemp(prefix="intake-bench-"))
+    kafka = None if args.no_kafka else LocalKafka(work / "kafka")
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        bootstrap = "127.0.0.1:9"  # nothing listens there: the relay keeps retrying
+        if kafka is not None:
+            started = time.monotonic()
+            kafka.start()
+            bootstrap = kafka.bootstrap_servers
+            print(f"kafka broker ready in {time.monotonic() - started:.1f}s")
+            ensure_topics(KafkaSettings(bootstrap), [TopicSpec("bench.submissions", partitions=6)])
+
+        database_url = f"sqlite:///{work / 'intake.db'}"
+        migrate(database_url)
+        engine = make_engine(database_url)
+        token = TokenStore(engine, tables.api_tokens).create(Principal("bench", Role.LAB, "bench-lab")).token
+        intake_port = free_port()
+        log = work / "intake.log"
+        env = {
+            **os.environ,
+            "PREFLIGHT_DATABASE_URL": database_url,
+            "PREFLIGHT_INTAKE_STATE_DIR": str(work / "state"),
+            "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{intake_port}",
+            "PREFLIGHT_INTAKE_ENCRYPTION_KEYS": new_key_entry("bench"),
+            "PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "PREFLIGHT_TOPIC_SUBMISSIONS": "bench.submissions",
+            "PREFLIGHT_INTAKE_CONSUMER_GROUP": f"intake-bench-{uuid.uuid4().hex[:6]}",
+        }
+        with log.open("w") as out:
+            intake = subprocess.Popen(
+                [sys.executable, "-m", "preflight_intake.entrypoints.cli", "serve"],
+                env=env,
+                stdout=out,
+                stderr=out,
+                text=True,
+            )
+        processes.append(intake)
+        wait_for_line(intake, log, f"intake serving on port {intake_port}")
+
+        print(f"load: {args.concurrency} concurrent callers, {args.seconds:.0f}s each after a 2s warm-up")
+        intake_latencies, response_size = asyncio.run(
+            bench_intake(f"127.0.0.1:{intake_port}", token, args.seconds, args.concurrency)
+        )
+        drain_started = time.monotonic()
+        pending = 1
+        while kafka is not None and pending and time.monotonic() - drain_started < 60:
+            with engine.connect() as conn:
+                pending = conn.execute(
+                    select(func.count()).where(tables.outbox.c.sent_at.is_(None))
+                ).scalar_one()
+            time.sleep(0.1)
+        drained = time.monotonic() - drain_started
+        with engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(tables.submissions)).scalar_one()
+        intake.terminate()
+        intake.wait(30)
+
+        baseline_port = free_port()
+        baseline = subprocess.Popen(
+            [sys.executable, __file__, "--baseline-server", str(baseline_port), str(response_size)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        processes.append(baseline)
+        wait_for_line(baseline, None, "ready")
+        request_size = submit_request().ByteSize()
+        baseline_latencies = asyncio.run(
+            bench_baseline(f"127.0.0.1:{baseline_port}", request_size, args.seconds, args.concurrency)
+        )
+
+        print(f"messages: request {request_size} B, response {response_size} B")
+        print(summary("SubmitModel (intake, SQLite, outbox)", intake_latencies, args.seconds))
+        print(summary("bare grpc.aio server, same-size messages", baseline_latencies, args.seconds))
+        print(f"submissions stored: {stored}", end="")
+        print(
+            f"; outbox drained to Kafka {drained:.1f}s after the load" if kafka is not None else " (no Kafka)"
+        )
+        engine.dispose()
+        return 0
+    finally:
+        for proc in processes:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if kafka is not None:
+            kafka.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

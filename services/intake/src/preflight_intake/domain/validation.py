@@ -246,6 +246,17 @@ def validate_reason(reason: str) -> None:
         raise InvalidRequest(c.violations)
 
 
+def validate_identifiers(**identifiers: str) -> None:
+    """Opaque identifiers (references, job ids): 1-200 printable ASCII characters without spaces."""
+    violations = [
+        Violation(name, "is required: 1-200 printable ASCII characters without spaces")
+        for name, value in identifiers.items()
+        if len(value) > 200 or not _TOKEN_CHARS.fullmatch(value)
+    ]
+    if violations:
+        raise InvalidRequest(violations)
+
+
 def validate_submission_id(submission_id: str, field: str = "submission_id") -> None:
     """Submission ids are UUIDs in canonical form."""
     try:

@@ -44,6 +44,7 @@ from preflight_intake.domain.validation import (
     WeightsDraft,
     WindowDraft,
     validate_idempotency_key,
+    validate_identifiers,
     validate_reason,
     validate_release_plan,
     validate_submission,
@@ -220,13 +221,7 @@ class Intake:
 
     def resolve_credential(self, caller: Caller, credential_ref: str, job_id: str) -> str:
         """Decrypt an endpoint credential for a benchmark job; every attempt is audit-logged."""
-        violations = [
-            Violation(name, "is required (at most 200 characters)")
-            for name, value in (("credential_ref", credential_ref), ("job_id", job_id))
-            if not value or len(value) > 200
-        ]
-        if violations:
-            raise InvalidRequest(violations)
+        validate_identifiers(credential_ref=credential_ref, job_id=job_id)
         denial: Exception | None = None
         with self._store.transaction() as tx:
             stored = tx.stored_credential(credential_ref)

@@ -199,12 +199,14 @@ def intake(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> It
 
 @pytest.fixture
 def intake_factory(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Callable[..., IntakeUnderTest]]:
-    """Start intake servers with per-test settings (stopped after the test)."""
+    """`start(settings=None, **overrides)`: an intake server with its own database and topics (or the
+    given settings, e.g. from `intake_settings`), stopped after the test."""
     started: list[IntakeUnderTest] = []
 
-    def start(**overrides: Any) -> IntakeUnderTest:
-        settings = make_settings(tmp_path / f"i{len(started)}", kafka_bootstrap, **overrides)
-        create_topics(settings)
+    def start(settings: IntakeSettings | None = None, **overrides: Any) -> IntakeUnderTest:
+        if settings is None:
+            settings = make_settings(tmp_path / f"i{len(started)}", kafka_bootstrap, **overrides)
+            create_topics(settings)
         server = IntakeUnderTest(settings, fresh_keyring()).start()
         started.append(server)
         return server
@@ -212,6 +214,14 @@ def intake_factory(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Callable[..
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture
+def intake_settings(tmp_path: Path, kafka_bootstrap: str) -> IntakeSettings:
+    """Settings for one intake server, its topics created (to start it later with `intake_factory`)."""
+    settings = make_settings(tmp_path / "prepared", kafka_bootstrap)
+    create_topics(settings)
+    return settings
 
 
 @dataclass

@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka import KafkaProducer
+from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.intake.v1 import events_pb2, intake_pb2
 from preflight.sdk import Client
 from preflight_common.auth import Role
-from preflight_common.envelope import EventRegistry, decode_record
+from preflight_common.envelope import EventRegistry, decode_record, encode_event
 from preflight_intake.adapters import tables
 from sqlalchemy import func, select
 
@@ -183,3 +185,40 @@ def test_with_kafka_down_submissions_succeed_and_are_published_once_it_is_back(
     records = topics.all(topic)
     assert len(topics.of_subject(records, before)) == 1
     assert len(topics.of_subject(records, during)) == 1
+
+
+def test_intake_started_while_kafka_is_down_serves_and_catches_up_once_it_is_back(
+    intake_factory: Callable[..., Any],
+    intake_settings: Any,
+    kafka: Any,
+    topics: Any,
+    eventually: Callable[..., None],
+    make_request: Callable[..., intake_pb2.SubmitModelRequest],
+) -> None:
+    if os.environ.get("PREFLIGHT_TEST_KAFKA_BOOTSTRAP"):
+        pytest.skip("needs the test session's own broker to stop and restart it")
+    kafka.kill()
+    try:
+        server = intake_factory(intake_settings)
+        with Client(server.target, token=server.token("alice", Role.LAB, "lab-a")) as client:
+            sid = client.submit(make_request("lab-a")).submission.submission_id
+            assert client.get_submission(sid).status == intake_pb2.SUBMISSION_STATUS_RECEIVED
+    finally:
+        kafka.restart()
+    eventually(lambda: pending_outbox(server) == 0, timeout=90, what="outbox relayed")
+    assert len(topics.of_subject(topics.all(intake_settings.topics.submissions), sid)) == 1
+    # The progress agents started too, once the broker answered.
+    record = encode_event(
+        benchmark_events.BenchmarkJobRequested(job_id="job-1", submission_id=sid), source="test", subject=sid
+    )
+    producer = KafkaProducer(bootstrap_servers=topics.bootstrap)
+    producer.send(
+        intake_settings.topics.benchmark_jobs, key=record.key, value=record.value, headers=record.headers
+    ).get(30)
+    producer.close()
+    with Client(server.target, token=server.token("alice", Role.LAB, "lab-a")) as client:
+        eventually(
+            lambda: client.get_submission(sid).status == intake_pb2.SUBMISSION_STATUS_BENCHMARKING,
+            timeout=60,
+            what="the agents applied a job event",
+        )

@@ -272,6 +272,12 @@ class IntakeStore:
         with self._write_lock, self.engine.begin() as conn:
             yield Transaction(conn, self._keyring, self._encode)
 
+    @contextmanager
+    def reading(self) -> Iterator[Transaction]:
+        """Reads only, without taking this process's write lock (for lookups before a write)."""
+        with self.engine.connect() as conn:
+            yield Transaction(conn, self._keyring, self._encode)
+
     def get(self, submission_id: str) -> Submission | None:
         s = t.submissions
         with self.engine.connect() as conn:

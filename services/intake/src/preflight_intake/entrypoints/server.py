@@ -13,7 +13,8 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import faust
 import grpc
@@ -34,6 +35,7 @@ from preflight_intake.config import IntakeSettings
 from preflight_intake.entrypoints.agents import build_app
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 SERVICE_NAMES = (
     intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name,
@@ -53,18 +55,12 @@ class KafkaSide:
         self._app: faust.App | None = None
 
     async def run(self) -> None:
-        """Connect (retrying until it works or `stop` is called), then start the relay and the agents."""
+        """Start the relay and the agents, retrying (with backoff) whatever fails while Kafka is away.
+
+        Returns once both run; from then on they ride out broker outages themselves.
+        """
         settings = self._components.settings
-        backoff = 0.5
-        while self._publisher is None:
-            try:
-                self._publisher = await asyncio.to_thread(
-                    EventPublisher, settings.kafka, source=settings.source
-                )
-            except Exception as exc:  # kafka-python raises several unrelated types when brokers are away
-                log.warning("Kafka unreachable (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(_MAX_BACKOFF, backoff * 2)
+        self._publisher = await _retrying("the Kafka producer", self._new_publisher)
         relay = OutboxRelay(self._components.engine, tables.outbox, self._publisher)
         self._relay = threading.Thread(
             target=relay.run_forever,
@@ -74,9 +70,22 @@ class KafkaSide:
         )
         self._relay.start()
         settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self._app = build_app(settings, self._components.intake, DeadLetters(self._publisher))
-        await self._app.start()
+        self._app = await _retrying("the progress agents", self._started_app)
         log.info("outbox relay and progress agents running")
+
+    async def _new_publisher(self) -> EventPublisher:
+        settings = self._components.settings
+        return await asyncio.to_thread(EventPublisher, settings.kafka, source=settings.source)
+
+    async def _started_app(self) -> faust.App:
+        assert self._publisher is not None
+        app = build_app(self._components.settings, self._components.intake, DeadLetters(self._publisher))
+        try:
+            await app.start()
+        except BaseException:
+            await app.stop()
+            raise
+        return app
 
     async def stop(self, timeout: float) -> None:
         """Stop the agents (committing what they applied), then the relay, then flush the publisher.
@@ -96,6 +105,18 @@ class KafkaSide:
                 log.warning("the outbox relay did not stop within %.0fs", timeout)
         if self._publisher is not None:
             await asyncio.to_thread(self._publisher.close, timeout)
+
+
+async def _retrying(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+    """`attempt()` until it succeeds; Kafka clients raise many unrelated types while brokers are away."""
+    backoff = 0.5
+    while True:
+        try:
+            return await attempt()
+        except Exception as exc:
+            log.warning("%s: Kafka unreachable (%s); retrying in %.1fs", what, exc, backoff)
+        await asyncio.sleep(backoff)
+        backoff = min(_MAX_BACKOFF, backoff * 2)
 
 
 async def _close_released_periodically(components: Components) -> None:

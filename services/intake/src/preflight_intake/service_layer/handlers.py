@@ -337,7 +337,7 @@ class Intake:
         return steps
 
     def _replay(self, caller: Caller, draft: SubmissionDraft, digest: str) -> Submission | None:
-        with self._store.transaction() as tx:
+        with self._store.reading() as tx:
             found = tx.find_by_key(caller.principal_id, draft.idempotency_key)
             if found is None:
                 return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
@@ -94,9 +95,12 @@ def make_faust_app(app_id: str, settings: KafkaSettings, **overrides: Any) -> fa
 
     Timeouts come from the environment so tests can shorten them:
     `PREFLIGHT_KAFKA_SESSION_TIMEOUT` (s, default 30), `PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL`
-    (s, default 3), `PREFLIGHT_KAFKA_COMMIT_INTERVAL` (s, default 1).
+    (s, default 3), `PREFLIGHT_KAFKA_COMMIT_INTERVAL` (s, default 1). The store is in memory;
+    faust's data folder (which it needs but we do not use) is a fresh temporary folder unless
+    `datadir` is given, so no process writes into its working directory.
     """
     options: dict[str, Any] = {
+        "datadir": tempfile.mkdtemp(prefix=f"faust-{app_id}-"),
         "broker": settings.faust_broker(),
         "broker_credentials": _faust_credentials(settings),
         "value_serializer": "raw",

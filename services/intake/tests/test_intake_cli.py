@@ -16,7 +16,7 @@ from preflight.sdk.cli import main as preflight
 from preflight_common.auth import Role, TokenStore
 from preflight_common.db import make_engine
 from preflight_intake.adapters import tables
-from preflight_intake.adapters.crypto import Keyring
+from preflight_intake.adapters.crypto import Keyring, new_key_entry
 from preflight_intake.entrypoints.cli import main as preflight_intake
 
 EXAMPLE_MANIFEST = Path(__file__).resolve().parents[3] / "examples" / "model.yaml"
@@ -174,3 +174,12 @@ def test_keygen_prints_a_usable_key(capsys: pytest.CaptureFixture[str]) -> None:
     assert preflight_intake(["keygen", "--key-id", "k2026"]) == 0
     keyring = Keyring.parse(capsys.readouterr().out.strip())
     assert keyring.active_key_id == "k2026"
+
+
+def test_reencrypt_reseals_with_the_active_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PREFLIGHT_DATABASE_URL", f"sqlite:///{tmp_path / 'intake.db'}")
+    monkeypatch.setenv("PREFLIGHT_INTAKE_ENCRYPTION_KEYS", f"{new_key_entry('k2')},{new_key_entry('k1')}")
+    assert preflight_intake(["reencrypt"]) == 0
+    assert "re-encrypted 0 credential(s) with key k2" in capsys.readouterr().out

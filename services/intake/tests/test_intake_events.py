@@ -95,6 +95,8 @@ def test_cli_submission_of_the_example_manifest_is_published_without_the_credent
     assert headers["ce_subject"] == submission_id.encode()
     assert headers["content-type"] == b"application/protobuf"
     assert headers["ce_id"] and headers["ce_time"]
+    # The SubmitModel call's trace continues through the outbox to whoever consumes the event.
+    assert headers["traceparent"].startswith(b"00-")
     attributes, event = decode_record(record.headers, record.value, REGISTRY)
     assert isinstance(event, events_pb2.SubmissionReceived)
     assert attributes.subject == event.submission_id == submission_id

@@ -44,7 +44,7 @@ class World:
     store: IntakeStore
     intake: Intake
     clock: Clock
-    keyring: Keyring
+    key_entry: str
 
     def count(self, table: Any) -> int:
         with self.engine.connect() as conn:
@@ -55,10 +55,12 @@ class World:
 def world(db_url: str) -> Iterator[World]:
     migrate(db_url)
     engine = make_engine(db_url)
-    keyring = Keyring.parse(new_key_entry("k1"))
-    store = IntakeStore(engine, keyring, SubmissionEventEncoder(source="test", topic="submissions"))
+    key_entry = new_key_entry("k1")
+    store = IntakeStore(
+        engine, Keyring.parse(key_entry), SubmissionEventEncoder(source="test", topic="submissions")
+    )
     clock = Clock(datetime.now(UTC))
-    yield World(engine, store, Intake(store, WindowPolicy(), clock), clock, keyring)
+    yield World(engine, store, Intake(store, WindowPolicy(), clock), clock, key_entry)
     engine.dispose()
 
 
@@ -276,3 +278,19 @@ def test_release_plan_changes_and_withdrawals_queue_their_events(
         "preflight.intake.v1.ReleasePlanChanged",
         "preflight.intake.v1.SubmissionWithdrawn",
     ]
+
+
+def test_rotation_reseals_old_credentials_with_the_active_key(
+    world: World, make_request: Callable[..., intake_pb2.SubmitModelRequest], credential: str
+) -> None:
+    submitted = [submit(world, make_request()) for _ in range(3)]
+    new_entry = new_key_entry("new")
+    encoder = SubmissionEventEncoder(source="test", topic="submissions")
+    rotated = IntakeStore(world.engine, Keyring.parse(f"{new_entry},{world.key_entry}"), encoder)
+    assert rotated.reseal_credentials(batch=2) == 3
+    assert rotated.reseal_credentials() == 0
+    with IntakeStore(world.engine, Keyring.parse(new_entry), encoder).reading() as tx:
+        for submission in submitted:
+            stored = tx.stored_credential(submission.access.credential_ref)
+            assert stored is not None and stored.sealed.key_id == "new"
+            assert tx.open(stored) == credential

@@ -189,6 +189,22 @@ class Transaction:
     def open(self, stored: StoredCredential) -> str:
         return self._keyring.open(stored.sealed, stored.submission_id)
 
+    def reseal(self, limit: int) -> int:
+        """Re-encrypt up to `limit` credentials sealed with a key other than the active one."""
+        c = t.credentials
+        rows = self._conn.execute(
+            select(c).where(c.c.key_id != self._keyring.active_key_id).limit(limit)
+        ).all()
+        for row in rows:
+            clear = self._keyring.open(Sealed(row.key_id, row.nonce, row.ciphertext), row.submission_id)
+            sealed = self._keyring.seal(clear, row.submission_id)
+            self._conn.execute(
+                update(c)
+                .where(c.c.credential_ref == row.credential_ref)
+                .values(key_id=sealed.key_id, nonce=sealed.nonce, ciphertext=sealed.ciphertext)
+            )
+        return len(rows)
+
     def log_credential_access(
         self,
         *,
@@ -327,6 +343,19 @@ class IntakeStore:
             )
             for row in rows
         ]
+
+    def reseal_credentials(self, batch: int = 200) -> int:
+        """Re-encrypt every credential not sealed with the active key; returns how many.
+
+        After it, keys other than the active one can be removed from the configuration.
+        """
+        resealed = 0
+        while True:
+            with self.transaction() as tx:
+                done = tx.reseal(batch)
+            resealed += done
+            if done < batch:
+                return resealed
 
     def released_report_ready(self, now: datetime, limit: int = 500) -> list[str]:
         """Ids of REPORT_READY submissions whose planned release is at or before `now`."""

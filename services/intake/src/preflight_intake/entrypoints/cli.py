@@ -5,6 +5,7 @@
     preflight-intake token create ...      issue a token straight into the database (bootstrap)
     preflight-intake token revoke ID       revoke a token
     preflight-intake keygen [--key-id ID]  print a fresh PREFLIGHT_INTAKE_ENCRYPTION_KEYS entry
+    preflight-intake reencrypt             re-seal stored credentials with the active (first) key
 
 Configuration comes from the environment (see the service README).
 """
@@ -21,7 +22,7 @@ from preflight_common.config import ConfigError
 from preflight_common.db import make_engine
 
 from preflight_intake.adapters.crypto import new_key_entry
-from preflight_intake.bootstrap import keyring_from_env, migrate, token_store
+from preflight_intake.bootstrap import build, keyring_from_env, migrate, token_store
 from preflight_intake.config import IntakeSettings
 from preflight_intake.entrypoints.server import run_until_signal
 
@@ -39,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     keygen.add_argument(
         "--key-id", default=datetime.now(UTC).strftime("k%Y%m%d"), help="the key id (default: kYYYYMMDD)"
+    )
+    commands.add_parser(
+        "reencrypt", help="re-seal every stored credential with the active key (after adding a new first key)"
     )
     token = commands.add_parser("token", help="issue or revoke bearer tokens directly in the database")
     token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
@@ -75,6 +79,14 @@ def _run(args: argparse.Namespace) -> int:
     migrate(settings.database_url)
     if args.command == "migrate":
         print("database is up to date")
+        return 0
+    if args.command == "reencrypt":
+        components = build(settings, keyring_from_env())
+        try:
+            count = components.store.reseal_credentials()
+        finally:
+            components.engine.dispose()
+        print(f"re-encrypted {count} credential(s) with key {keyring_from_env().active_key_id}")
         return 0
     engine = make_engine(settings.database_url)
     try:

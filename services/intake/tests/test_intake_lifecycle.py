@@ -7,15 +7,16 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from preflight.intake.v1 import events_pb2, intake_pb2
-from preflight.sdk import Client
+from preflight.sdk import Client, PreflightError
 from preflight_common.auth import Principal, Role, TokenStore
 from preflight_common.db import make_engine
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_intake.adapters import tables
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 
 def test_killed_between_commit_and_publish_the_event_arrives_once_after_restart(
@@ -72,3 +73,17 @@ def test_health_reports_serving_and_reflection_lists_the_services(intake: Any) -
         )
         names = {s.name for answer in answers for s in answer.list_services_response.service}
     assert {"preflight.intake.v1.IntakeService", "preflight.identity.v1.IdentityService"} <= names
+
+
+def test_an_unexpected_failure_answers_internal_reveals_nothing_and_writes_nothing(
+    intake_factory: Callable[..., Any], make_request: Callable[..., intake_pb2.SubmitModelRequest]
+) -> None:
+    server = intake_factory()
+    with server.engine.begin() as conn:
+        conn.execute(text("DROP TABLE status_history"))
+    token = server.token("alice", Role.LAB, "lab-a")
+    with Client(server.target, token=token) as client, pytest.raises(PreflightError) as error:
+        client.submit(make_request("lab-a"))
+    assert error.value.code == grpc.StatusCode.INTERNAL
+    assert error.value.message == "internal error; it has been logged"
+    assert server.count(tables.submissions) == server.count(tables.outbox) == 0

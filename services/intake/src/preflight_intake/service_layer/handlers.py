@@ -8,6 +8,7 @@ entry is committed whether access is granted or not.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
@@ -328,12 +329,13 @@ class Intake:
         if not steps:
             return []
         now = self._clock()
-        current = submission
+        walked = [submission]
         for step in steps:
-            previous = current.status
-            current = current.transition(step, now)
-            tx.append_status(submission.submission_id, step, previous, now, cause)
-        tx.save(submission, current)
+            walked.append(walked[-1].transition(step, now))
+        # The row first: a concurrent change is detected (and retried) before any history is written.
+        tx.save(submission, walked[-1])
+        for before, after in itertools.pairwise(walked):
+            tx.append_status(submission.submission_id, after.status, before.status, now, cause)
         return steps
 
     def _replay(self, caller: Caller, draft: SubmissionDraft, digest: str) -> Submission | None:

@@ -67,6 +67,9 @@ up:
 down:
 	$(PY) deploy/local/stack.py down
 
+demo:
+	$(PY) deploy/local/demo.py
+
 kafka-up:
 	$(PY) -m preflight_common.localkafka up --run-dir run/kafka
 

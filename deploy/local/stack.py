@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -203,39 +204,45 @@ def _service_env(stack: Stack, service: str, keys: dict[str, str], tokens: dict[
     return env
 
 
-ROUTING = """\
-# The embedded stack's routing: every alert to the reviewers' inbox and the local webhook
-# sink (standing in for an operator's endpoint); review alerts to the lab's contacts.
-route:
-  receiver: reviewers
-  group_by: [kind, subject_id]
-  group_wait: 1s
-  group_interval: 5s
-  routes:
-    - matchers: ['kind=~"review_deadline|review_met"']
-      receiver: lab-contacts
-      continue: true
-    - matchers: ['kind=~"review_deadline|review_met"']
-      receiver: reviewer-webhook
-      continue: true
-    - receiver: reviewers
+def _routing(webhook_port: int) -> str:
+    """The shipped routing (deadline thresholds included) with the stack's local receivers:
+    every alert to the reviewers' inbox and, for review alerts, the local webhook sink
+    (standing in for a stakeholder's endpoint) and the lab's contacts."""
+    import yaml
 
-receivers:
-  - name: reviewers
-    audience: {{role: reviewer}}
-    email:
-      to: [reviewers@caisi.localhost]
-  - name: reviewer-webhook
-    audience: {{role: reviewer}}
-    webhook:
-      url: http://127.0.0.1:{webhook}/alerts
-      secret_env: PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK
-      timeout: 5s
-    retry: {{initial: 1s, maximum: 10s, max_attempts: 5}}
-  - name: lab-contacts
-    audience: lab_contacts
-    email: {{}}
-"""
+    shipped = resources.files("preflight_notifier") / "routing" / "routing.yaml"
+    routing = yaml.safe_load(shipped.read_text())
+    review = {"matchers": ['kind=~"review_deadline|review_met"'], "continue": True}
+    routing["route"] = {
+        "receiver": "reviewers",
+        "group_by": ["kind", "subject_id"],
+        "group_wait": "1s",
+        "group_interval": "5s",
+        "routes": [
+            {**review, "receiver": "lab-contacts"},
+            {**review, "receiver": "reviewer-webhook"},
+            {"receiver": "reviewers"},
+        ],
+    }
+    routing["receivers"] = [
+        {
+            "name": "reviewers",
+            "audience": {"role": "reviewer"},
+            "email": {"to": ["reviewers@caisi.localhost"]},
+        },
+        {
+            "name": "reviewer-webhook",
+            "audience": {"role": "reviewer"},
+            "webhook": {
+                "url": f"http://127.0.0.1:{webhook_port}/alerts",
+                "secret_env": "PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK",
+                "timeout": "5s",
+            },
+            "retry": {"initial": "1s", "maximum": "10s", "max_attempts": 5},
+        },
+        {"name": "lab-contacts", "audience": "lab_contacts", "email": {}},
+    ]
+    return yaml.safe_dump(routing, sort_keys=False)
 
 
 def _run(argv: list[str], env: dict[str, str], log_path: Path) -> str:
@@ -319,7 +326,7 @@ class Supervisor:
                 stack.logs / "setup.log",
             )
         tokens = _issue_tokens(stack, keys)
-        (stack.run_dir / "routing.yaml").write_text(ROUTING.format(webhook=stack.ports["webhook-sink"]))
+        (stack.run_dir / "routing.yaml").write_text(_routing(stack.ports["webhook-sink"]))
         sinks = stack.run_dir / "sinks"
         py = str(BIN / "python")
         self.children = [

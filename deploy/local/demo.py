@@ -1,0 +1,264 @@
+"""`make demo`: one model submission through the whole embedded stack, as its users see it.
+
+1. the stack comes up (`deploy/local/stack.py up`) if it is not running;
+2. a lab submits examples/model.yaml with the `preflight` CLI (its release six days away, so the
+   first deadline alert is due at once) and follows it with `preflight watch` until REPORT_READY;
+3. the lab reads its signed review report and verifies the signature with the clearinghouse's
+   published key;
+4. a reviewer validates a vulnerability the model found and shares it (TLP:AMBER) with the
+   healthcare sector: the hospital operator sees it, the water utility does not;
+5. the alerts the notifier delivered to the local webhook and SMTP sinks are printed.
+
+Exits non-zero if any step fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+import yaml
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from preflight.clearinghouse.v1 import clearinghouse_pb2 as ch
+from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc as ch_grpc
+from preflight.clearinghouse.v1 import events_pb2 as ch_events
+from preflight.common.v1 import common_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+T = TypeVar("T")
+
+
+class DemoFailed(RuntimeError):
+    pass
+
+
+def step(title: str) -> None:
+    print(f"\n=== {title}", flush=True)
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:
+    """Poll `probe` until it returns a value, printing progress so no wait is silent."""
+    start = time.monotonic()
+    last_note = start
+    while True:
+        value = probe()
+        if value:
+            return value
+        now = time.monotonic()
+        if now - start > timeout:
+            raise DemoFailed(f"timed out after {timeout:.0f}s waiting for {what}")
+        if now - last_note >= 10:
+            print(f"  … still waiting for {what} ({now - start:.0f}s)", flush=True)
+            last_note = now
+        time.sleep(every)
+
+
+def cli(args: list[str], token: str, env: dict[str, str], capture: bool = False) -> str:
+    full_env = {**env, "PREFLIGHT_TOKEN": token}
+    result = subprocess.run(
+        [str(BIN / "preflight"), *args], env=full_env, text=True, capture_output=capture, check=False
+    )
+    if result.returncode != 0:
+        raise DemoFailed(f"`preflight {' '.join(args)}` failed ({result.returncode}): {result.stderr or ''}")
+    return result.stdout if capture else ""
+
+
+def metadata(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def main() -> int:
+    run_dir = Path(os.environ.get("PREFLIGHT_STACK_DIR", ROOT / "run" / "stack"))
+    started = time.monotonic()
+    step("1. the embedded stack")
+    if (
+        subprocess.run(
+            [sys.executable, str(ROOT / "deploy/local/stack.py"), "up", "--run-dir", str(run_dir)],
+            check=False,
+        ).returncode
+        != 0
+    ):
+        raise DemoFailed("the stack did not start")
+    state = json.loads((run_dir / "stack.json").read_text())
+    ports = state["ports"]
+    tokens = json.loads((run_dir / "tokens.json").read_text())
+    secrets = dict(
+        line.split("=", 1) for line in (run_dir / "secrets.env").read_text().splitlines() if "=" in line
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_")}
+    env["PREFLIGHT_TARGET"] = f"127.0.0.1:{ports['intake']}"
+
+    step("2. a lab submits its model with the CLI")
+    manifest = yaml.safe_load((ROOT / "examples/model.yaml").read_text())
+    manifest["planned_release"] = "+6d"
+    manifest["access_window"] = {"start": "+0d", "end": "+6d"}
+    manifest["access"]["endpoint"]["base_url"] = f"http://127.0.0.1:{ports['reference-model']}/v1"
+    manifest_path = run_dir / "demo-model.yaml"
+    manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+    env["EXAMPLE_LAB_API_KEY"] = secrets["PREFLIGHT_REFERENCE_MODEL_API_KEY"]
+    print(f"$ preflight submit {manifest_path}")
+    submitted = json.loads(
+        cli(
+            ["--json", "submit", "--idempotency-key", f"demo-{uuid.uuid4()}", str(manifest_path)],
+            tokens["lab"],
+            env,
+            capture=True,
+        )
+    )
+    submission_id = submitted.get("submission_id") or submitted["submission"]["submission_id"]
+    cli(["status", submission_id], tokens["lab"], env)
+
+    print(f"\n$ preflight watch {submission_id}")
+    watch = subprocess.Popen(
+        [str(BIN / "preflight"), "watch", submission_id],
+        env={**env, "PREFLIGHT_TOKEN": tokens["lab"]},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert watch.stdout is not None
+    deadline = time.monotonic() + 600
+    try:
+        for line in watch.stdout:
+            print(f"  {line.rstrip()}", flush=True)
+            if "REPORT_READY" in line:
+                break
+            if time.monotonic() > deadline or "WITHDRAWN" in line:
+                raise DemoFailed("the submission did not reach REPORT_READY")
+        else:
+            raise DemoFailed("`preflight watch` ended before REPORT_READY")
+    finally:
+        watch.terminate()
+        watch.wait()
+
+    clearinghouse = grpc.insecure_channel(f"127.0.0.1:{ports['clearinghouse']}")
+    stub = ch_grpc.ClearinghouseServiceStub(clearinghouse)
+
+    step("3. the lab reads its signed review report")
+    report = stub.GetReport(
+        ch.GetReportRequest(submission_id=submission_id), metadata=metadata(tokens["lab"])
+    ).report
+    print(
+        f"report {report.report_id} v{report.version}: tier {report.tier} "
+        f"(policy {report.policy_id} {report.policy_version})"
+    )
+    for score in report.scores:
+        print(
+            f"  {score.capability:<28} {score.score:.3f} ± {score.stderr:.3f}  "
+            f"95% CI [{score.ci_low:.3f}, {score.ci_high:.3f}]  "
+            f"({', '.join(score.suites)}; n={score.samples})"
+        )
+    for failed in report.failed_suites:
+        print(f"  failed: {failed.suite_id} {failed.reason} {failed.message}")
+    key = stub.GetSigningKey(
+        ch.GetSigningKeyRequest(key_id=report.signing_key_id), metadata=metadata(tokens["lab"])
+    )
+    try:
+        Ed25519PublicKey.from_public_bytes(key.public_key).verify(report.signature, report.body)
+    except InvalidSignature:
+        raise DemoFailed("the report's signature does not verify") from None
+    print(f"signature: Ed25519, key {key.key_id} — verified over the report body")
+
+    step("4. a reviewer validates a finding and shares it with the healthcare sector")
+    reviewer = metadata(tokens["reviewer"])
+    findings = wait_for(
+        "candidate findings from the discovery suite",
+        lambda: [
+            f
+            for f in stub.ListFindings(ch.ListFindingsRequest(page_size=100), metadata=reviewer).findings
+            if f.source.submission_id == submission_id
+        ],
+        timeout=60,
+    )
+    print(f"{len(findings)} candidate finding(s) from this submission; e.g.:")
+    for finding in findings[:3]:
+        print(
+            f"  {finding.finding_id}  {finding.title}  CWE {', '.join(finding.cwe_ids)}  "
+            f"state {ch_events.FindingState.Name(finding.state)}"
+        )
+    chosen = findings[0]
+    shared = stub.SetFindingSharing(
+        ch.SetFindingSharingRequest(
+            finding_id=chosen.finding_id,
+            tlp=common_pb2.TLP_AMBER,
+            audience=common_pb2.Audience(sectors=["healthcare"]),
+            reason="affects hospital software",
+        ),
+        metadata=reviewer,
+    ).finding
+    for target in (ch_events.FINDING_STATE_TRIAGED, ch_events.FINDING_STATE_VALIDATED):
+        shared = stub.TransitionFinding(
+            ch.TransitionFindingRequest(
+                finding_id=chosen.finding_id,
+                state=target,
+                reason="demo review",
+                expected_revision=shared.revision,
+            ),
+            metadata=reviewer,
+        ).finding
+    print(
+        f"{chosen.finding_id}: {ch_events.FindingState.Name(shared.state)}, "
+        "TLP:AMBER, audience sector healthcare"
+    )
+    for name in ("operator_hospital", "operator_utility"):
+        visible = stub.ListFindings(
+            ch.ListFindingsRequest(page_size=100), metadata=metadata(tokens[name])
+        ).findings
+        ids = [f.finding_id for f in visible]
+        print(f"  {name:<18} sees {len(ids)} finding(s){': ' + ', '.join(ids) if ids else ''}")
+        if name == "operator_hospital" and chosen.finding_id not in ids:
+            raise DemoFailed("the hospital operator does not see the finding shared with its sector")
+        if name == "operator_utility" and ids:
+            raise DemoFailed("the water utility sees a finding it is not cleared for")
+        for finding in visible:
+            print(f"    source shown to the operator: {finding.source.developer or '(withheld: no consent)'}")
+
+    step("5. alerts delivered to the local webhook and SMTP sinks")
+
+    def read(name: str) -> list[dict[str, Any]]:
+        path = run_dir / "sinks" / f"{name}.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def webhook_alerts() -> list[dict[str, Any]]:
+        alerts = [alert for record in read("webhook") for alert in record["body"].get("alerts", [])]
+        return [alert for alert in alerts if alert.get("subject_id") == submission_id]
+
+    def kinds() -> set[str]:
+        return {alert["kind"] for alert in webhook_alerts()}
+
+    wait_for(
+        "the deadline alert and the report-issued alert",
+        lambda: {"review_deadline", "review_met"} <= kinds(),
+        timeout=120,
+    )
+    for alert in webhook_alerts():
+        late = " (late)" if alert.get("late") else ""
+        print(f"  webhook, signature verified: [{alert['kind']} {alert['threshold']}{late}] {alert['title']}")
+
+    def mails() -> list[dict[str, Any]]:
+        return [mail for mail in read("mail") if submission_id in mail["subject"]]
+
+    wait_for("the e-mails", lambda: len(mails()) >= 2, timeout=60)
+    for mail in mails():
+        print(f"  e-mail to {', '.join(mail['to'])}: {mail['subject']}")
+    print(
+        f"\nThe demo ran in {time.monotonic() - started:.0f}s. The stack is still up: `make down` stops it."
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (DemoFailed, grpc.RpcError) as exc:
+        print(f"\ndemo failed: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,96 @@
+"""The embedded stack as the end-to-end tests see it: real processes, a real broker, run folders in tmp."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STACK = ROOT / "deploy" / "local" / "stack.py"
+PORT_NAMES = ("kafka", "intake", "benchmark", "clearinghouse", "notifier", "reference-model", "webhook-sink",
+              "smtp-sink")
+
+
+def _free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+@dataclass
+class RunningStack:
+    """A stack started by `deploy/local/stack.py up` in its own run folder."""
+
+    run_dir: Path
+    env: dict[str, str]
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return dict(json.loads((self.run_dir / "stack.json").read_text()))
+
+    @property
+    def ports(self) -> dict[str, int]:
+        return {k: int(v) for k, v in self.state["ports"].items()}
+
+    @property
+    def tokens(self) -> dict[str, str]:
+        return dict(json.loads((self.run_dir / "tokens.json").read_text()))
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        lines = (self.run_dir / "secrets.env").read_text().splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
+    def target(self, service: str) -> str:
+        return f"127.0.0.1:{self.ports[service]}"
+
+    def sink(self, name: str) -> list[dict[str, Any]]:
+        path = self.run_dir / "sinks" / f"{name}.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def stack_command(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(STACK), command, "--run-dir", str(self.run_dir)],
+            env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
+        )
+
+
+def start_stack(run_dir: Path, extra_env: dict[str, str] | None = None) -> RunningStack:
+    """Start a stack on free ports; raise with the logs' tails if it does not become ready."""
+    env = dict(os.environ)
+    env.update({f"PREFLIGHT_STACK_PORT_{n.upper().replace('-', '_')}": str(p)
+                for n, p in zip(PORT_NAMES, _free_ports(len(PORT_NAMES)), strict=True)})
+    env.update(extra_env or {})
+    stack = RunningStack(run_dir, env)
+    result = stack.stack_command("up")
+    if result.returncode != 0:
+        logs = "\n".join(
+            f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-30:])
+            for p in sorted((run_dir / "logs").glob("*.log"))
+        )
+        stack.stack_command("down")
+        raise RuntimeError(f"stack did not start:\n{result.stdout}\n{result.stderr}\n{logs}")
+    return stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(tmp_path_factory.mktemp("stack"))
+    yield running
+    running.stack_command("down")

@@ -1,0 +1,1 @@
+"""The outside world: database, encryption, protobuf mapping, events, the gRPC servicer."""

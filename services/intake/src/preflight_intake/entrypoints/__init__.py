@@ -1,0 +1,1 @@
+"""Thin entry points: the server process, the faust agents, the admin CLI."""

@@ -1,0 +1,1 @@
+"""The use cases, each one unit of work over the store."""

@@ -425,7 +425,16 @@ class Supervisor:
                 log(f"starting {child.name}")
                 self.start(child)
             announced = False
+            kafka_down_since: float | None = None
+            kafka_delay = float(os.environ.get("PREFLIGHT_STACK_KAFKA_RESTART_DELAY", "1"))
             while not self.stopping:
+                assert self.kafka is not None
+                if not self.kafka.is_running():
+                    kafka_down_since = kafka_down_since or time.monotonic()
+                    if time.monotonic() - kafka_down_since >= kafka_delay:
+                        log("Kafka is down; restarting it")
+                        self.kafka.start()
+                        kafka_down_since = None
                 for child in self.children:
                     assert child.process is not None
                     if child.process.poll() is None:

@@ -16,8 +16,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "deploy" / "local" / "stack.py"
-PORT_NAMES = ("kafka", "intake", "benchmark", "clearinghouse", "notifier", "reference-model", "webhook-sink",
-              "smtp-sink")
+PORT_NAMES = (
+    "kafka",
+    "intake",
+    "benchmark",
+    "clearinghouse",
+    "notifier",
+    "reference-model",
+    "webhook-sink",
+    "smtp-sink",
+)
 
 
 def _free_ports(count: int) -> list[int]:
@@ -67,15 +75,23 @@ class RunningStack:
     def stack_command(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, str(STACK), command, "--run-dir", str(self.run_dir)],
-            env=self.env, capture_output=True, text=True, timeout=timeout, check=False,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
 
 def start_stack(run_dir: Path, extra_env: dict[str, str] | None = None) -> RunningStack:
     """Start a stack on free ports; raise with the logs' tails if it does not become ready."""
     env = dict(os.environ)
-    env.update({f"PREFLIGHT_STACK_PORT_{n.upper().replace('-', '_')}": str(p)
-                for n, p in zip(PORT_NAMES, _free_ports(len(PORT_NAMES)), strict=True)})
+    env.update(
+        {
+            f"PREFLIGHT_STACK_PORT_{n.upper().replace('-', '_')}": str(p)
+            for n, p in zip(PORT_NAMES, _free_ports(len(PORT_NAMES)), strict=True)
+        }
+    )
     env.update(extra_env or {})
     stack = RunningStack(run_dir, env)
     result = stack.stack_command("up")
@@ -94,3 +110,54 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
     running = start_stack(tmp_path_factory.mktemp("stack"))
     yield running
     running.stack_command("down")
+
+
+def submission_request(stack: RunningStack, *, release_days: int = 6) -> Any:
+    """The example manifest as a SubmitModelRequest aimed at the stack's reference model."""
+    import uuid
+
+    import yaml
+    from preflight.sdk.manifest import parse_manifest
+
+    data = yaml.safe_load((ROOT / "examples" / "model.yaml").read_text())
+    data["planned_release"] = f"+{release_days}d"
+    data["access_window"] = {"start": "+0d", "end": f"+{release_days}d"}
+    data["access"]["endpoint"]["base_url"] = f"http://127.0.0.1:{stack.ports['reference-model']}/v1"
+    environ = {"EXAMPLE_LAB_API_KEY": stack.secrets["PREFLIGHT_REFERENCE_MODEL_API_KEY"]}
+    request = parse_manifest(data, base_dir=ROOT / "examples", environ=environ)
+    request.idempotency_key = f"e2e-{uuid.uuid4()}"
+    return request
+
+
+def wait_until(what: str, probe: Any, timeout: float, every: float = 0.5) -> Any:
+    """Poll `probe` until it returns something truthy; TimeoutError naming `what` otherwise."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+def topic_events(stack: RunningStack, topic: str, registry_types: list[Any]) -> list[tuple[Any, Any, int]]:
+    """Every event on `topic` so far: (attributes, payload, broker timestamp ms)."""
+    from kafka import KafkaConsumer
+    from preflight_common.envelope import EventRegistry, decode_record
+
+    registry = EventRegistry(registry_types)
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=[stack.target("kafka")],
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=3000,
+        group_id=None,
+    )
+    try:
+        return [(*decode_record(r.headers, r.value, registry), r.timestamp) for r in consumer]
+    finally:
+        consumer.close()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +19,17 @@ from preflight_benchmark.testing import (
 )
 
 SMALL_CATALOG = Path(__file__).parent / "data" / "catalog_small.yaml"
+
+# `k8s_cluster`: a real Kubernetes API server stack with kwok (tests/deploy/k8s_cluster.py), one per
+# test run; it yields the admin kubeconfig's path.
+_CLUSTER_PLUGIN = "preflight_tests_k8s_cluster"
+if _CLUSTER_PLUGIN not in sys.modules:
+    _path = Path(__file__).resolve().parents[3] / "tests" / "deploy" / "k8s_cluster.py"
+    _spec = importlib.util.spec_from_file_location(_CLUSTER_PLUGIN, _path)
+    assert _spec is not None and _spec.loader is not None
+    sys.modules[_CLUSTER_PLUGIN] = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(sys.modules[_CLUSTER_PLUGIN])
+k8s_cluster = sys.modules[_CLUSTER_PLUGIN].k8s_cluster
 
 
 @pytest.fixture(scope="module")

@@ -112,9 +112,15 @@ def test_crashed_attempts_are_retried_up_to_the_bound_then_fail() -> None:
     assert final.reason == FailureReason.WORKER_CRASHED and final.retryable
 
 
-def test_a_worker_that_exits_without_reporting_counts_as_crashed() -> None:
-    decision = after_unreported_end(2, 2, AttemptOutcome(AttemptEnd.EXITED))
-    assert decision is not None and decision.reason == FailureReason.WORKER_CRASHED
+def test_a_worker_that_succeeds_without_reporting_fails_at_once_as_misconfigured() -> None:
+    decision = after_unreported_end(1, 3, AttemptOutcome(AttemptEnd.EXITED, "Job preflight-x-a1 succeeded"))
+    assert decision is not None
+    assert (decision.status, decision.reason, decision.retryable) == (
+        JobStatus.FAILED,
+        FailureReason.CONFIG_ERROR,
+        False,
+    )
+    assert "without reporting a result (Job preflight-x-a1 succeeded)" in decision.message
 
 
 @pytest.mark.parametrize(

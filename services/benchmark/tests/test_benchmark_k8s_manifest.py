@@ -8,6 +8,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+from kubernetes import client
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     GPU_RESOURCE,
     ManifestSettings,
@@ -64,6 +65,33 @@ def containers(job: dict[str, Any]) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("job", [CPU_JOB, GPU_JOB], ids=["cpu-endpoint", "gpu-weights"])
 def test_job_manifest_passes_strict_validation(job: dict[str, Any], version: str) -> None:
     kubernetes_validate.validate(job, version, strict=True)
+
+
+@pytest.mark.parametrize("gpu", [0, 2])
+@pytest.mark.parametrize("access_kind", ["endpoint", "weights"])
+def test_the_kubernetes_client_accepts_the_manifest(access_kind: str, gpu: int) -> None:
+    """The client validates request bodies against its models (quantities are strings, not numbers)."""
+    job = client.V1Job.from_dict(build_job(attempt(access_kind, gpu), SETTINGS))
+    for container in [*(job.spec.template.spec.init_containers or []), *job.spec.template.spec.containers]:
+        quantities = [*container.resources.requests.values(), *container.resources.limits.values()]
+        assert quantities and all(isinstance(q, str) for q in quantities)
+
+
+def test_pod_annotations_go_on_the_pods_only() -> None:
+    annotated = ManifestSettings(
+        namespace="preflight",
+        image="preflight-benchmark:1",
+        service_token=SERVICE_TOKEN,
+        intake_target="intake:50051",
+        benchmark_target="benchmark:50052",
+        pod_annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
+    )
+    job = build_job(attempt("endpoint"), annotated)
+    assert job["spec"]["template"]["metadata"]["annotations"] == {
+        "cluster-autoscaler.kubernetes.io/safe-to-evict": "false"
+    }
+    assert "cluster-autoscaler.kubernetes.io/safe-to-evict" not in job["metadata"]["annotations"]
+    assert "annotations" not in CPU_JOB["spec"]["template"]["metadata"]
 
 
 def test_strict_validation_rejects_an_unknown_field() -> None:
@@ -125,7 +153,7 @@ def test_weights_job_serves_the_model_on_the_gpu_beside_the_worker() -> None:
     fetch, server = spec["initContainers"]
     assert fetch["command"][-3:] == ["fetch-weights", "--dest", "/models/weights"]
     assert server["restartPolicy"] == "Always", "vLLM runs as a native sidecar"
-    assert server["resources"]["limits"][GPU_RESOURCE] == 1
+    assert server["resources"]["limits"][GPU_RESOURCE] == "1"
     assert spec["nodeSelector"]["cloud.example/accelerator"] == "h100"
     assert spec["tolerations"][0]["key"] == "nvidia.com/gpu"
     worker_env = {v["name"]: v.get("value") for v in spec["containers"][0]["env"]}
@@ -136,5 +164,5 @@ def test_a_suite_that_needs_gpus_requests_them_for_the_worker() -> None:
     job = build_job(attempt("endpoint", gpu=2), SETTINGS)
     kubernetes_validate.validate(job, KUBERNETES_VERSIONS[-1], strict=True)
     worker = job["spec"]["template"]["spec"]["containers"][0]
-    assert worker["resources"]["limits"][GPU_RESOURCE] == 2
+    assert worker["resources"]["limits"][GPU_RESOURCE] == "2"
     assert job["spec"]["template"]["spec"]["nodeSelector"]["cloud.example/accelerator"] == "h100"

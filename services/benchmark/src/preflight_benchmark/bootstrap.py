@@ -32,6 +32,9 @@ WORKER_ENV_PASSTHROUGH = (
     "PYTHONPATH",
     "VIRTUAL_ENV",
     "PREFLIGHT_BENCHMARK_CATALOG_FILE",
+    # Where the worker's spans go (no credentials: OTLP headers are not passed on).
+    "PREFLIGHT_OTEL_FILE",
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
 )
 
 

@@ -24,6 +24,13 @@ def _json(name: str, default: Any) -> Any:
         raise ConfigError(f"{name}: not valid JSON ({exc})") from None
 
 
+def _string_map(name: str) -> dict[str, str]:
+    value = _json(name, {})
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ConfigError(f"{name}: expected a JSON object of strings")
+    return value
+
+
 @dataclass(frozen=True)
 class KubernetesSettings:
     kubeconfig: str | None
@@ -42,11 +49,12 @@ class KubernetesSettings:
             intake_target=env("PREFLIGHT_INTAKE_TARGET", "preflight-intake:50051"),
             benchmark_target=benchmark_target,
             service_account=env("PREFLIGHT_BENCHMARK_K8S_SERVICE_ACCOUNT", "") or None,
-            node_selector=_json("PREFLIGHT_BENCHMARK_K8S_NODE_SELECTOR", {}),
+            node_selector=_string_map("PREFLIGHT_BENCHMARK_K8S_NODE_SELECTOR"),
             tolerations=_json("PREFLIGHT_BENCHMARK_K8S_TOLERATIONS", []),
-            gpu_node_selector=_json("PREFLIGHT_BENCHMARK_K8S_GPU_NODE_SELECTOR", {}),
+            gpu_node_selector=_string_map("PREFLIGHT_BENCHMARK_K8S_GPU_NODE_SELECTOR"),
             gpu_tolerations=_json("PREFLIGHT_BENCHMARK_K8S_GPU_TOLERATIONS", []),
             kueue_queue=env("PREFLIGHT_BENCHMARK_K8S_KUEUE_QUEUE", "") or None,
+            pod_annotations=_string_map("PREFLIGHT_BENCHMARK_K8S_POD_ANNOTATIONS"),
             backoff_limit=env_int("PREFLIGHT_BENCHMARK_K8S_BACKOFF_LIMIT", 0),
             ttl_seconds_after_finished=env_int("PREFLIGHT_BENCHMARK_K8S_TTL_SECONDS", 3600),
             weights=WeightsSettings(

@@ -1,4 +1,8 @@
-"""The service's events as protobuf payloads and outbox records (deterministic event ids)."""
+"""The service's events as protobuf payloads and outbox records (deterministic event ids).
+
+Records and worker assignments carry the current trace context, so consumers and
+workers continue the trace of what caused them.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.benchmark.v1 import benchmark_pb2, events_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_common.envelope import KafkaRecord, encode_event
+from preflight_common.telemetry import current_traceparent, inject_headers
 
 from preflight_benchmark.adapters.store import Ending, EndingFor, JobRecord
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus, PlannedJob
@@ -77,7 +82,11 @@ def job_requested(
 
 def requested_record(message: events_pb2.BenchmarkJobRequested) -> KafkaRecord:
     return encode_event(
-        message, source=SOURCE, subject=message.submission_id, event_id=f"{message.job_id}/requested"
+        message,
+        source=SOURCE,
+        subject=message.submission_id,
+        event_id=f"{message.job_id}/requested",
+        trace_headers=inject_headers(),
     )
 
 
@@ -86,7 +95,12 @@ def _terminal_record(
 ) -> KafkaRecord:
     # One terminal event per job: its id derives from the job alone.
     return encode_event(
-        message, source=SOURCE, subject=message.submission_id, event_id=f"{message.job_id}/ended", time=now
+        message,
+        source=SOURCE,
+        subject=message.submission_id,
+        event_id=f"{message.job_id}/ended",
+        time=now,
+        trace_headers=inject_headers(),
     )
 
 
@@ -173,9 +187,12 @@ def job_view(job: JobRecord) -> benchmark_pb2.Job:
 
 
 def assignment_json(job: JobRecord, log_dir: str) -> str:
-    """The worker's input for the job's current attempt, as JSON."""
+    """The worker's input for the job's current attempt, as JSON (with the current trace context)."""
     assignment = benchmark_pb2.WorkerAssignment(
-        job=events_pb2.BenchmarkJobRequested.FromString(job.request), attempt=job.attempt, log_dir=log_dir
+        job=events_pb2.BenchmarkJobRequested.FromString(job.request),
+        attempt=job.attempt,
+        log_dir=log_dir,
+        traceparent=current_traceparent() or "",
     )
     return json_format.MessageToJson(assignment, indent=None)
 

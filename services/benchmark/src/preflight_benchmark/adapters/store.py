@@ -76,6 +76,8 @@ jobs = Table(
     Column("started_at", DateTime(timezone=True), nullable=True),
     Column("finished_at", DateTime(timezone=True), nullable=True),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+    # The W3C traceparent of the job's planning span: its attempts continue that trace.
+    Column("traceparent", String(64), nullable=True),
 )
 Index("ix_jobs_submission", jobs.c.submission_id)
 Index("ix_jobs_status_window", jobs.c.status, jobs.c.not_before)
@@ -114,6 +116,7 @@ class JobRecord:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    traceparent: str | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> JobRecord:
@@ -138,6 +141,7 @@ class JobRecord:
             created_at=_aware(row.created_at) or row.created_at,
             started_at=_aware(row.started_at),
             finished_at=_aware(row.finished_at),
+            traceparent=row.traceparent,
         )
 
 
@@ -154,6 +158,7 @@ class NewJob:
     not_after: datetime
     request: bytes
     record: KafkaRecord
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,7 @@ class JobStore:
                         eval_log_uri="",
                         created_at=now,
                         updated_at=now,
+                        traceparent=job.traceparent,
                     )
                 )
                 enqueue(conn, outbox, self._jobs_topic, job.record)

@@ -139,11 +139,22 @@ def after_unreported_end(attempt: int, max_attempts: int, outcome: AttemptOutcom
         case AttemptEnd.INFRASTRUCTURE:
             return _retry_or_fail(attempt, max_attempts, FailureReason.INFRASTRUCTURE, detail)
         case AttemptEnd.EXITED:
-            return _retry_or_fail(
-                attempt, max_attempts, FailureReason.WORKER_CRASHED, "worker exited without a result"
+            # A worker exits 0 only once the service has answered its report, so a
+            # success with no result recorded is no accident a retry would cure: the
+            # image does not run preflight-worker, or it reports to another service.
+            return Decision(
+                JobStatus.FAILED,
+                FailureReason.CONFIG_ERROR,
+                f"the worker ended successfully without reporting a result ({detail}): check that the "
+                "worker image runs preflight-worker and reaches this service at PREFLIGHT_BENCHMARK_TARGET",
             )
         case AttemptEnd.CRASHED:
             return _retry_or_fail(attempt, max_attempts, FailureReason.WORKER_CRASHED, detail)
+
+
+# Reasons the service itself ends a job for while its worker may still run: the
+# worker is then stopped. A worker that reported is left to exit by itself.
+ENDED_BY_THE_SERVICE = frozenset({FailureReason.WITHDRAWN, FailureReason.WINDOW_CLOSED})
 
 
 def after_reported_failure(

@@ -2,6 +2,7 @@
 
 The assignment (a WorkerAssignment as JSON, references only) comes from the
 file named by PREFLIGHT_WORKER_ASSIGNMENT_FILE, or from PREFLIGHT_WORKER_ASSIGNMENT.
+A run is traced as `preflight-worker`, in the trace of the assignment's `traceparent`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from preflight.benchmark.v1 import benchmark_pb2
+from preflight_common.telemetry import setup_telemetry
 
 from preflight_benchmark.adapters.events import parse_assignment
 from preflight_benchmark.adapters.executors.k8s_manifest import ASSIGNMENT_ENV
 from preflight_benchmark.adapters.executors.local import ASSIGNMENT_FILE_ENV
 from preflight_benchmark.adapters.grpc_clients import GrpcCredentialResolver, GrpcResultReporter
+from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT
 from preflight_benchmark.worker.run import WorkerSettings, execute
 
@@ -58,10 +61,18 @@ def run() -> int:
         model_server_url=os.environ.get("PREFLIGHT_WORKER_MODEL_SERVER_URL") or None,
         served_model=os.environ.get("PREFLIGHT_WORKER_SERVED_MODEL", "weights"),
     )
-    log.info(
-        "job %s attempt %d: suite %s", assignment.job.job_id, assignment.attempt, assignment.job.suite_id
-    )
-    return execute(assignment, resolver, reporter.report, settings)
+    job = assignment.job
+    log.info("job %s attempt %d: suite %s", job.job_id, assignment.attempt, job.suite_id)
+    setup_telemetry("preflight-worker")  # its spans are flushed when the process exits
+    with job_span(
+        "worker run",
+        submission_id=job.submission_id,
+        job_id=job.job_id,
+        suite_id=job.suite_id,
+        attempt=assignment.attempt,
+        traceparent=assignment.traceparent or None,
+    ):
+        return execute(assignment, resolver, reporter.report, settings)
 
 
 def fetch_weights(dest: Path) -> int:

@@ -9,9 +9,10 @@ left RUNNING are handed to the executor again with the same attempt number
 with its parent, so it starts afresh).
 
 Every tick: (1) active jobs whose access window closed fail as WINDOW_CLOSED
-and their workers are stopped; (2) workers of jobs that ended meanwhile
-(withdrawal) are stopped; (3) pending jobs whose window is open start, up to
-the concurrency bound.
+and their workers are stopped; (2) workers of jobs the service ended meanwhile
+(withdrawal) are stopped, while a worker that reported its outcome exits by
+itself (its Kubernetes Job completes and is kept for its TTL); (3) pending jobs
+whose window is open start, up to the concurrency bound.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.store import JobRecord, JobStore
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import (
+    ENDED_BY_THE_SERVICE,
     AttemptEnd,
     AttemptOutcome,
     FailureReason,
@@ -111,7 +113,7 @@ class Dispatcher:
                 log.info("job %s failed: access window closed", job.job_id)
         for job_id, (attempt, _) in list(self._running.items()):
             current = await asyncio.to_thread(self._store.get, job_id)
-            if current is None or current.status.terminal:
+            if current is None or current.failure_reason in ENDED_BY_THE_SERVICE:
                 await self._executor.cancel(job_id, attempt)
         free = self._settings.max_concurrency - len(self._running)
         if free <= 0:

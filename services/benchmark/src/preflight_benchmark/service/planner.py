@@ -9,9 +9,11 @@ from google.protobuf.message import Message
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_common.consumer import PoisonEvent
 from preflight_common.envelope import EventAttributes, EventRegistry
+from preflight_common.telemetry import current_traceparent
 
 from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.store import JobStore, NewJob
+from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.domain.catalog import Catalog
 from preflight_benchmark.domain.jobs import AccessWindow, FailureReason, plan
 from preflight_benchmark.service.clock import Clock, utc_now
@@ -67,19 +69,27 @@ class Planner:
         new_jobs = []
         for job in planned:
             message = events.job_requested(job, received, now)
-            new_jobs.append(
-                NewJob(
-                    job_id=job.job_id,
-                    suite_id=job.suite.id,
-                    suite_version=job.suite.version,
-                    capability=job.suite.capability,
-                    max_attempts=job.max_attempts,
-                    not_before=job.window.start,
-                    not_after=job.window.end,
-                    request=message.SerializeToString(),
-                    record=events.requested_record(message),
+            # The job's span: its event, and its attempts later through the kept traceparent, descend from it.
+            with job_span(
+                "benchmark job",
+                submission_id=received.submission_id,
+                job_id=job.job_id,
+                suite_id=job.suite.id,
+            ):
+                new_jobs.append(
+                    NewJob(
+                        job_id=job.job_id,
+                        suite_id=job.suite.id,
+                        suite_version=job.suite.version,
+                        capability=job.suite.capability,
+                        max_attempts=job.max_attempts,
+                        not_before=job.window.start,
+                        not_after=job.window.end,
+                        request=message.SerializeToString(),
+                        record=events.requested_record(message),
+                        traceparent=current_traceparent(),
+                    )
                 )
-            )
         applied = self._store.plan(
             event_id, received.submission_id, received.organisation, self._executor, new_jobs, now
         )

@@ -60,6 +60,7 @@ class ManifestSettings:
     gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
     gpu_tolerations: Sequence[Mapping[str, Any]] = ()
     kueue_queue: str | None = None
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
     backoff_limit: int = 0
     ttl_seconds_after_finished: int = 3600
     image_pull_policy: str = "IfNotPresent"
@@ -121,13 +122,14 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         {"name": "XDG_DATA_HOME", "value": f"{SCRATCH}/data"},
         {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH}/cache"},
     ]
-    worker_resources: dict[str, dict[str, Any]] = {
+    # Quantities are strings: the API (and the client's models) reject numbers.
+    worker_resources: dict[str, dict[str, str]] = {
         "requests": {"cpu": attempt.resources.cpu, "memory": attempt.resources.memory},
         "limits": {"memory": attempt.resources.memory},
     }
     if attempt.resources.gpu > 0:
-        worker_resources["limits"][GPU_RESOURCE] = attempt.resources.gpu
-        worker_resources["requests"][GPU_RESOURCE] = attempt.resources.gpu
+        worker_resources["limits"][GPU_RESOURCE] = str(attempt.resources.gpu)
+        worker_resources["requests"][GPU_RESOURCE] = str(attempt.resources.gpu)
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
     worker_mounts = [{"name": "scratch", "mountPath": SCRATCH}]
     init_containers: list[dict[str, Any]] = []
@@ -175,6 +177,9 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
     tolerations = [*settings.tolerations, *(settings.gpu_tolerations if needs_gpu else ())]
     if tolerations:
         pod_spec["tolerations"] = [dict(t) for t in tolerations]
+    pod_metadata: dict[str, Any] = {"labels": job_labels}
+    if settings.pod_annotations:
+        pod_metadata["annotations"] = dict(settings.pod_annotations)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -204,13 +209,14 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
                 ]
             },
-            "template": {"metadata": {"labels": job_labels}, "spec": pod_spec},
+            "template": {"metadata": pod_metadata, "spec": pod_spec},
         },
     }
 
 
 def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[dict[str, Any]]:
     w = settings.weights
+    gpus = str(w.gpus)
     models_mount = [{"name": "models", "mountPath": "/models"}, {"name": "scratch", "mountPath": SCRATCH}]
     return [
         {
@@ -244,8 +250,8 @@ def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[di
             ],
             "env": [{"name": "HOME", "value": SCRATCH}, {"name": "HF_HUB_OFFLINE", "value": "1"}],
             "resources": {
-                "requests": {"cpu": w.cpu, "memory": w.memory, GPU_RESOURCE: w.gpus},
-                "limits": {"memory": w.memory, GPU_RESOURCE: w.gpus},
+                "requests": {"cpu": w.cpu, "memory": w.memory, GPU_RESOURCE: gpus},
+                "limits": {"memory": w.memory, GPU_RESOURCE: gpus},
             },
             "startupProbe": {
                 "httpGet": {"path": "/health", "port": MODEL_SERVER_PORT, "host": "127.0.0.1"},

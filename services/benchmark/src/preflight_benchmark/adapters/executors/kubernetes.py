@@ -48,7 +48,8 @@ def outcome_of(job: Any) -> AttemptOutcome | None:
         if condition.status != "True":
             continue
         if condition.type in ("Complete", "SuccessCriteriaMet"):
-            return AttemptOutcome(AttemptEnd.EXITED)
+            name = job.metadata.name if job.metadata else "?"
+            return AttemptOutcome(AttemptEnd.EXITED, f"Job {name} succeeded")
         if condition.type == "Failed":
             detail = f"{condition.reason}: {condition.message or ''}".strip(": ")
             if condition.reason == "DeadlineExceeded":
@@ -122,9 +123,9 @@ class KubernetesExecutor:
         namespace = self._settings.namespace
         while True:
             try:
-                current = await self._call(
-                    "read Job", self._batch.read_namespaced_job_status, name, namespace
-                )
+                # The Job itself, status included: the dispatcher's Role grants `get` on jobs,
+                # not on the jobs/status subresource.
+                current = await self._call("read Job", self._batch.read_namespaced_job, name, namespace)
             except ApiException as exc:
                 if exc.status == 404:
                     return AttemptOutcome(AttemptEnd.CANCELLED, f"Job {name} was deleted")

@@ -118,7 +118,7 @@ class LocalExecutor:
             self._cancelled.discard(key)
             return AttemptOutcome(AttemptEnd.CANCELLED, "cancelled")
         if returncode == 0:
-            return AttemptOutcome(AttemptEnd.EXITED)
+            return AttemptOutcome(AttemptEnd.EXITED, "exit status 0")
         if returncode == CONFIG_ERROR_EXIT:
             return AttemptOutcome(AttemptEnd.CONFIG_ERROR, "worker reported a configuration error")
         return AttemptOutcome(AttemptEnd.CRASHED, _describe(returncode))

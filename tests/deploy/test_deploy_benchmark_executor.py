@@ -1,0 +1,182 @@
+"""The benchmark service's KubernetesExecutor with nothing but the chart's dispatcher Role.
+
+The Role and RoleBinding are rendered from the chart (`helm template`) and
+applied to the test cluster; the executor then runs as the dispatcher's
+ServiceAccount (a TokenRequest token): it creates a Job (twice: the 409 is
+success), watches it to its end, and deletes a running one. The Role grants
+`get` on jobs but not on their status subresource, so the executor reads Jobs
+whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, job_name
+from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor
+from preflight_benchmark.domain.catalog import Resources
+from preflight_benchmark.domain.jobs import AttemptEnd
+from preflight_benchmark.domain.ports import Attempt
+
+CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "preflight"
+DISPATCHER = "preflight-benchmark"  # the chart's ServiceAccount of the benchmark service
+HOLD = "preflight.test/kwok-hold"
+WAIT = 60.0
+
+
+@dataclass
+class Namespaces:
+    release: str
+    jobs: str
+    admin: Any  # ApiClient as the cluster admin
+    dispatcher: Any  # ApiClient as the dispatcher's ServiceAccount
+
+
+def _apply(admin: Any, manifest: dict[str, Any]) -> None:
+    rbac = client.RbacAuthorizationV1Api(admin)
+    namespace = manifest["metadata"]["namespace"]
+    if manifest["kind"] == "Role":
+        rbac.create_namespaced_role(namespace, manifest)
+    elif manifest["kind"] == "RoleBinding":
+        rbac.create_namespaced_role_binding(namespace, manifest)
+    else:
+        raise AssertionError(f"unexpected {manifest['kind']} in templates/rbac.yaml")
+
+
+@pytest.fixture(scope="module")
+def namespaces(k8s_cluster: Path, helm: str) -> Iterator[Namespaces]:
+    suffix = secrets.token_hex(3)
+    release, jobs = f"preflight-rbac-{suffix}", f"preflight-rbac-{suffix}-jobs"
+    rendered = subprocess.run(
+        [
+            helm,
+            "template",
+            "preflight",
+            str(CHART),
+            "--namespace",
+            release,
+            "--show-only",
+            "templates/rbac.yaml",
+            "--set",
+            f"benchmark.jobNamespace={jobs}",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    admin = config.new_client_from_config(str(k8s_cluster))
+    core = client.CoreV1Api(admin)
+    for name in (release, jobs):
+        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    try:
+        core.create_namespaced_service_account(
+            release, {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": DISPATCHER}}
+        )
+        manifests = [m for m in yaml.safe_load_all(rendered) if m]
+        assert {m["kind"] for m in manifests} == {"Role", "RoleBinding"}
+        for manifest in manifests:
+            _apply(admin, manifest)
+        token = core.create_namespaced_service_account_token(
+            DISPATCHER,
+            release,
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenRequest",
+                "spec": {"expirationSeconds": 600},
+            },
+        ).status.token
+        configuration = client.Configuration(
+            host=admin.configuration.host,
+            api_key={"BearerToken": token},
+            api_key_prefix={"BearerToken": "Bearer"},
+        )
+        configuration.ssl_ca_cert = admin.configuration.ssl_ca_cert
+        yield Namespaces(release, jobs, admin, client.ApiClient(configuration))
+    finally:
+        for name in (release, jobs):
+            core.delete_namespace(name)
+
+
+def _executor(ns: Namespaces) -> KubernetesExecutor:
+    settings = ManifestSettings(
+        namespace=ns.jobs,
+        image="registry.example/preflight-worker:test",
+        service_token=SecretRef("preflight-worker", "token"),
+        intake_target=f"preflight-intake.{ns.release}.svc:50051",
+        benchmark_target=f"preflight-benchmark.{ns.release}.svc:50052",
+        pod_annotations={HOLD: ""},
+    )
+    return KubernetesExecutor(ns.dispatcher, settings, initial_backoff=0.05)
+
+
+def _attempt() -> Attempt:
+    return Attempt(
+        job_id=f"bj-{uuid.uuid4().hex}",
+        submission_id=str(uuid.uuid4()),
+        suite_id="cyber.knowledge",
+        attempt=1,
+        access_kind="endpoint",
+        resources=Resources(gpu=1, cpu="1", memory="1Gi"),
+        timeout=timedelta(minutes=10),
+        assignment="{}",
+    )
+
+
+async def _held_pod(ns: Namespaces, name: str) -> Any:
+    core = client.CoreV1Api(ns.admin)
+    async with asyncio.timeout(WAIT):
+        while True:
+            pods = await asyncio.to_thread(
+                core.list_namespaced_pod, ns.jobs, label_selector=f"job-name={name}"
+            )
+            running = [p for p in pods.items if p.status.phase == "Running"]
+            if running:
+                return running[0]
+            await asyncio.sleep(0.1)
+
+
+async def test_the_dispatchers_role_lets_the_executor_run_a_job_to_its_end(namespaces: Namespaces) -> None:
+    executor, attempt = _executor(namespaces), _attempt()
+    name = job_name(attempt.job_id, attempt.attempt)
+    await executor.create(attempt)
+    await executor.create(attempt)  # AlreadyExists (409): created
+    running = asyncio.create_task(executor.run(attempt))  # a third create, then the watch
+    pod = await _held_pod(namespaces, name)
+    await asyncio.to_thread(
+        client.CoreV1Api(namespaces.admin).patch_namespaced_pod,
+        pod.metadata.name,
+        namespaces.jobs,
+        {"metadata": {"annotations": {HOLD: None}}},  # the worker exits 0
+    )
+    outcome = await asyncio.wait_for(running, WAIT)
+    assert (outcome.end, outcome.detail) == (AttemptEnd.EXITED, f"Job {name} succeeded")
+    jobs = client.BatchV1Api(namespaces.dispatcher).list_namespaced_job(
+        namespaces.jobs, label_selector=f"preflight.dev/job-id={attempt.job_id}"
+    )
+    assert [j.metadata.name for j in jobs.items] == [name]
+
+
+async def test_the_dispatchers_role_lets_the_executor_delete_a_running_job(namespaces: Namespaces) -> None:
+    executor, attempt = _executor(namespaces), _attempt()
+    name = job_name(attempt.job_id, attempt.attempt)
+    running = asyncio.create_task(executor.run(attempt))
+    await _held_pod(namespaces, name)
+    await executor.cancel(attempt.job_id, attempt.attempt)
+    outcome = await asyncio.wait_for(running, WAIT)
+    assert outcome.end == AttemptEnd.CANCELLED
+    with pytest.raises(ApiException) as gone:
+        client.BatchV1Api(namespaces.admin).read_namespaced_job(name, namespaces.jobs)
+    assert gone.value.status == 404

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from opentelemetry import trace
-from preflight_common.telemetry import extract_context, inject_headers
+from preflight_common.telemetry import context_of, current_traceparent, extract_context, inject_headers
 
 TELEMETRY_PROCESS = Path(__file__).parent / "support" / "telemetry_process.py"
 
@@ -31,6 +31,20 @@ def test_trace_context_round_trips_through_kafka_headers(span_exporter: Any) -> 
 def test_headers_without_a_trace_give_an_empty_context() -> None:
     assert not trace.get_current_span(extract_context([("ce_id", b"evt-1")])).get_span_context().is_valid
     assert not trace.get_current_span(extract_context(None)).get_span_context().is_valid
+
+
+def test_a_kept_traceparent_continues_its_trace_later(span_exporter: Any) -> None:
+    tracer = trace.get_tracer(__name__)
+    assert current_traceparent() is None
+    with tracer.start_as_current_span("cause") as cause:
+        kept = current_traceparent()
+    assert kept is not None
+    with tracer.start_as_current_span("later", context=context_of(kept)) as later:
+        pass
+
+    assert later.parent is not None
+    assert later.parent.span_id == cause.get_span_context().span_id
+    assert later.get_span_context().trace_id == cause.get_span_context().trace_id
 
 
 @pytest.mark.parametrize("preinstalled", [False, True], ids=["fresh-process", "provider-preinstalled"])

@@ -3,8 +3,14 @@
 `setup_telemetry` installs a tracer provider with the service's resource; it
 exports over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, to a JSON-lines
 file when `PREFLIGHT_OTEL_FILE` is set (one span per line, for local runs and
-end-to-end tests), and is a no-op exporter otherwise. gRPC clients and servers
-are instrumented.
+end-to-end tests), and is a no-op exporter otherwise. gRPC clients (blocking
+and asyncio) and servers are instrumented.
+
+Work that runs later, outside the span that caused it (a job dispatched from
+a table, a reminder fired by a scheduler, a worker process), keeps the cause's
+`current_traceparent()` with it and starts its span in `context_of(...)`, so a
+submission's whole path is one trace. Such spans carry the submission id as
+the `SUBMISSION_ID` attribute.
 """
 
 from __future__ import annotations
@@ -22,6 +28,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from preflight_common.envelope import RawHeaders, headers_dict
 
+SUBMISSION_ID = "preflight.submission_id"
+# The file exporter is read while processes run (local runs, end-to-end tests): export often.
+FILE_EXPORT_DELAY_MS = 500.0
+
 _setup_lock = threading.Lock()
 _configured: TracerProvider | None = None
 
@@ -34,10 +44,15 @@ class JsonLinesSpanExporter(SpanExporter):
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        lines = [span.to_json(indent=None) for span in spans]
-        with self._lock, open(self._path, "a", encoding="utf-8") as out:
-            for line in lines:
-                out.write(json.dumps(json.loads(line)) + "\n")
+        text = "".join(json.dumps(json.loads(span.to_json(indent=None))) + "\n" for span in spans)
+        # One append per batch: several processes share the file, and a single O_APPEND
+        # write never interleaves with theirs (buffered writes could split a line).
+        with self._lock:
+            fd = os.open(self._path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, text.encode())
+            finally:
+                os.close(fd)
         return SpanExportResult.SUCCESS
 
 
@@ -64,10 +79,15 @@ def setup_telemetry(service_name: str, **resource_attributes: str) -> TracerProv
 
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
         if path := os.environ.get("PREFLIGHT_OTEL_FILE"):
-            provider.add_span_processor(BatchSpanProcessor(JsonLinesSpanExporter(path)))
-        from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient
+            # OTEL_BSP_SCHEDULE_DELAY, when set, wins over the short default.
+            delay = None if "OTEL_BSP_SCHEDULE_DELAY" in os.environ else FILE_EXPORT_DELAY_MS
+            provider.add_span_processor(
+                BatchSpanProcessor(JsonLinesSpanExporter(path), schedule_delay_millis=delay)
+            )
+        from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcInstrumentorClient
 
         GrpcInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
+        GrpcAioInstrumentorClient().instrument()  # type: ignore[no-untyped-call]
         _configured = provider
         return provider
 
@@ -87,3 +107,13 @@ def inject_headers(carrier: MutableSequence[tuple[str, bytes]] | None = None) ->
 def extract_context(headers: RawHeaders) -> otel_context.Context:
     """The trace context carried by Kafka headers (empty context when there is none)."""
     return propagate.extract(headers_dict(headers))
+
+
+def current_traceparent() -> str | None:
+    """The current span as a W3C `traceparent` value, to keep with work done later (None outside a trace)."""
+    return inject_headers().get("traceparent")
+
+
+def context_of(traceparent: str) -> otel_context.Context:
+    """The context to start a span in so that it continues the trace `traceparent` names."""
+    return propagate.extract({"traceparent": traceparent})

@@ -110,7 +110,10 @@ def deadline_details(conn: Connection, deadline_ids: Iterable[str]) -> dict[str,
     return {row.deadline_id: details_from_json(row.audience, row.tlp, row.title, row.facts) for row in rows}
 
 
-def save_deadline(conn: Connection, deadline: Deadline, now: datetime) -> None:
+def save_deadline(
+    conn: Connection, deadline: Deadline, now: datetime, traceparent: str | None = None
+) -> None:
+    """Insert or update the deadline; `traceparent` (when given) replaces the trace its alerts continue."""
     audience, tlp, title, facts = details_to_json(deadline.details)
     values = {
         "kind": deadline.kind.value,
@@ -125,11 +128,25 @@ def save_deadline(conn: Connection, deadline: Deadline, now: datetime) -> None:
         "facts": facts,
         "updated_at": now,
     }
+    if traceparent is not None:
+        values["traceparent"] = traceparent
     updated = conn.execute(
         update(t.deadlines).where(t.deadlines.c.deadline_id == deadline.deadline_id).values(**values)
     )
     if updated.rowcount == 0:
         conn.execute(insert(t.deadlines).values(deadline_id=deadline.deadline_id, **values))
+
+
+def deadline_traceparents(conn: Connection, deadline_ids: Iterable[str]) -> dict[str, str]:
+    """Deadline id → the traceparent kept with it, for those that have one."""
+    ids = sorted(set(deadline_ids))
+    if not ids:
+        return {}
+    d = t.deadlines
+    rows = conn.execute(
+        select(d.c.deadline_id, d.c.traceparent).where(d.c.deadline_id.in_(ids), d.c.traceparent.is_not(None))
+    )
+    return {row.deadline_id: row.traceparent for row in rows}
 
 
 def cancel_pending_reminders(conn: Connection, deadline_id: str) -> int:

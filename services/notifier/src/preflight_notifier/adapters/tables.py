@@ -73,6 +73,8 @@ deadlines = Table(
     Column("title", Text, nullable=False),
     Column("facts", Text, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # The W3C traceparent of the event that last scheduled the deadline: its reminders' alerts continue it.
+    Column("traceparent", String(64), nullable=True),
 )
 
 reminders = Table(

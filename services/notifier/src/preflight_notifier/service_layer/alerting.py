@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
+from opentelemetry import trace
 from preflight_common.envelope import KafkaRecord, encode_event
 from preflight_common.outbox import enqueue
-from preflight_common.telemetry import inject_headers
+from preflight_common.telemetry import SUBMISSION_ID, context_of, inject_headers
 from sqlalchemy import Connection
 
 from preflight_notifier.adapters import store
@@ -17,6 +19,8 @@ from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.routing import RoutingConfig
 
 AUDIENCE_HEADER = "ce_audience"
+
+tracer = trace.get_tracer(__name__)
 
 
 def topic_record(alert: Alert, source: str) -> KafkaRecord:
@@ -38,6 +42,18 @@ def topic_record(alert: Alert, source: str) -> KafkaRecord:
     return KafkaRecord(record.key, record.value, headers, record.attributes)
 
 
+@contextmanager
+def alert_span(alert: Alert, traceparent: str | None) -> Iterator[trace.Span]:
+    """The current span `alert <kind> <threshold>`, a child of `traceparent` (else of the current span)."""
+    subject = SUBMISSION_ID if alert.kind.is_review else "preflight.finding_id"
+    attributes = {subject: alert.subject_id, "preflight.alert_id": alert.alert_id}
+    parent = context_of(traceparent) if traceparent else None
+    with tracer.start_as_current_span(
+        f"alert {alert.kind.value} {alert.threshold}", context=parent, attributes=attributes
+    ) as span:
+        yield span
+
+
 class AlertSink:
     """Where fired alerts go (see `emit`)."""
 
@@ -46,14 +62,24 @@ class AlertSink:
         self._topic = topic
         self._source = source
 
-    def emit(self, conn: Connection, alerts: Sequence[Alert], now: datetime) -> list[Alert]:
+    def emit(
+        self,
+        conn: Connection,
+        alerts: Sequence[Alert],
+        now: datetime,
+        traceparents: Mapping[str, str] | None = None,
+    ) -> list[Alert]:
         """In the caller's transaction: record the alerts, put them in the outbox, add their notifications.
 
         Returns the alerts emitted now. An alert whose id was already emitted
         is skipped, writing nothing: the deterministic id makes emitting idempotent.
+        Each alert emitted gets its span (`alert_span`), in the trace `traceparents`
+        gives for its deadline id, else in the current one.
         """
         fresh = store.insert_alerts(conn, alerts)
         for alert in fresh:
-            enqueue(conn, t.outbox, self._topic, topic_record(alert, self._source))
+            traceparent = (traceparents or {}).get(alert.kind.deadline_id(alert.subject_id))
+            with alert_span(alert, traceparent):
+                enqueue(conn, t.outbox, self._topic, topic_record(alert, self._source))
         store.add_notifications(conn, [n for a in fresh for n in self._routing.notifications(a)], now)
         return fresh

@@ -1,4 +1,8 @@
-"""Applying events to deadlines: one transaction per event, with its id claimed in it."""
+"""Applying events to deadlines: one transaction per event, with its id claimed in it.
+
+A deadline (re)scheduled by an event keeps that event's trace context, so the
+alerts its reminders fire later belong to the same trace.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from google.protobuf.message import Message
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_common.idempotency import claim_event
+from preflight_common.telemetry import current_traceparent
 from sqlalchemy import Connection, Engine
 
 from preflight_notifier.adapters import codec, store
@@ -64,7 +69,8 @@ class DeadlineKeeper:
         deadline = decision.deadline
         if decision.effect is Effect.NONE or deadline is None:
             return
-        store.save_deadline(conn, deadline, now)
+        scheduling = decision.effect is Effect.SCHEDULE
+        store.save_deadline(conn, deadline, now, current_traceparent() if scheduling else None)
         if decision.effect is Effect.REFRESH:
             return
         store.cancel_pending_reminders(conn, deadline.deadline_id)

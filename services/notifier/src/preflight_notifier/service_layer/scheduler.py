@@ -13,7 +13,8 @@ A pass is one transaction:
 4. each reminder that fires becomes an alert (deterministic id; `late` when
    fired after its instant plus the tolerance) that is recorded, queued in
    the outbox and routed in the same transaction as the reminder is marked
-   fired. An overdue reminder plans the next repetition.
+   fired, in the trace of the event that scheduled its deadline. An overdue
+   reminder plans the next repetition.
 
 A crash before the commit leaves everything pending, and the next pass (on
 start, the catch-up) fires it; after the commit the reminder is no longer
@@ -88,7 +89,10 @@ class Scheduler:
                     outcomes.append((reminder.reminder_id, "fired", alert.alert_id))
                     if reminder.planned.stage is Stage.OVERDUE:
                         self._plan_next_overdue(conn, deadline, now)
-            self._sink.emit(conn, alerts, now)
+            traceparents = store.deadline_traceparents(
+                conn, {a.kind.deadline_id(a.subject_id) for a in alerts}
+            )
+            self._sink.emit(conn, alerts, now, traceparents)
             store.finish_reminders(conn, outcomes, now)
         return PassReport(len(alerts), superseded, stale)
 

@@ -352,11 +352,17 @@ class WorkerAssignment(_message.Message):
     JOB_FIELD_NUMBER: _builtins.int
     ATTEMPT_FIELD_NUMBER: _builtins.int
     LOG_DIR_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     attempt: _builtins.int
     """The attempt this worker runs (1-based)."""
     log_dir: _builtins.str
     """Where the worker writes eval logs: a local folder or an s3:// prefix,
     already specific to the submission.
+    """
+    traceparent: _builtins.str
+    """The W3C trace context (`traceparent` header value) of the dispatcher's span
+    for this attempt, so the worker's run joins the submission's trace; empty
+    when the attempt is not traced.
     """
     @_builtins.property
     def job(self) -> _events_pb2.BenchmarkJobRequested:
@@ -368,10 +374,11 @@ class WorkerAssignment(_message.Message):
         job: _events_pb2.BenchmarkJobRequested | None = ...,
         attempt: _builtins.int = ...,
         log_dir: _builtins.str = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["job", b"job"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "job", b"job", "log_dir", b"log_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "job", b"job", "log_dir", b"log_dir", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

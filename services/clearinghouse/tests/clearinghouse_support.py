@@ -255,13 +255,13 @@ def failed(submission_id: str, suite_id: str, capability: str) -> benchmark_even
 def make_components(
     database_url: str, tmp_path: Path, signer: ReportSigner, clock: ManualClock, **settings: object
 ) -> Components:
-    config = replace(
-        ClearinghouseSettings(),
-        database_url=database_url,
-        state_dir=tmp_path / "state",
-        stream_poll_interval=0.05,
-        **settings,  # type: ignore[arg-type]
-    )
+    defaults: dict[str, object] = {
+        "database_url": database_url,
+        "state_dir": tmp_path / "state",
+        "stream_poll_interval": 0.05,
+        "report_settle": 0.0,  # issue at once, unless a test studies the settle window
+    }
+    config = replace(ClearinghouseSettings(), **{**defaults, **settings})  # type: ignore[arg-type]
     return build(config, signer, clock=clock)
 
 

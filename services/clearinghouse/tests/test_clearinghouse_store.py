@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import replace
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from clearinghouse_support import (
@@ -22,12 +23,13 @@ from clearinghouse_support import (
     completed,
     failed,
     job_requested,
+    make_components,
     report_input,
     submission_received,
 )
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight_clearinghouse.adapters import protos, schema
-from preflight_clearinghouse.adapters.signing import verify_signature
+from preflight_clearinghouse.adapters.signing import ReportSigner, verify_signature
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import (
     InvalidInput,
@@ -148,8 +150,29 @@ def test_a_result_before_its_request_is_kept_and_counts_once_the_request_arrives
     run_events(components, requests)
     view = components.reviews.get_report(REVIEWER, "", "sub-2", 0)
     assert len(protos.report_to_proto(view).scores) == 4
-    # each request completed the known plan again, so each issued a new version
+    # Issued at once (no settle window): each request completed the plan known so far.
     assert view.record.version == 4
+
+
+def test_with_a_settle_window_an_interleaved_plan_gets_one_report(
+    db_url: str, tmp_path: Path, signer: ReportSigner, clock: ManualClock
+) -> None:
+    components = make_components(db_url, tmp_path, signer, clock, report_settle=5.0)
+    try:
+        events = review_events("sub-5")
+        # The fan-out interleaved with results: after each pair the known plan is complete.
+        for request, end in zip(events[1:5], events[5:], strict=True):
+            run_events(components, [request, end])
+            clock.advance(timedelta(seconds=1))
+            assert components.reviews.issue_settled_reports() == 0
+        clock.advance(timedelta(seconds=5))
+        assert components.reviews.issue_settled_reports() == 1
+        assert components.reviews.issue_settled_reports() == 0
+        view = components.reviews.get_report(REVIEWER, "", "sub-5", 0)
+        assert view.record.version == 1 and len(protos.report_to_proto(view).scores) == 4
+        assert [topic for topic, _ in outbox(components)] == ["preflight.reviews.v1"]
+    finally:
+        components.engine.dispose()
 
 
 def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -91,5 +91,6 @@ def build(settings: ClearinghouseSettings, signer: Signer, *, clock: Clock = utc
         ExportFormat.STIX: export_stix,
     }
     registry = FindingRegistry(store, clock, exporters)
-    reviews = ReviewService(store, load_policy(settings.policy_file), signer, registry, clock)
+    settle = timedelta(seconds=settings.report_settle)
+    reviews = ReviewService(store, load_policy(settings.policy_file), signer, registry, clock, settle)
     return Components(settings, engine, store, reviews, registry)

@@ -4,7 +4,8 @@ ReviewReportReady goes to the reviews topic keyed by submission id, with the
 event id `report/<report id>`; FindingPublished / FindingUpdated go to the
 findings topic keyed by finding id, with the event id
 `finding/<finding id>/<revision>`. Ids are deterministic, so a re-enqueued
-event keeps its id and consumers apply it once.
+event keeps its id and consumers apply it once. Records carry the current trace
+context (`traceparent`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from preflight.clearinghouse.v1 import events_pb2 as events
 from preflight_common.config import Topics
 from preflight_common.envelope import KafkaRecord, encode_event
+from preflight_common.telemetry import inject_headers
 
 from preflight_clearinghouse.adapters.protos import notice_to_proto, report_ready
 from preflight_clearinghouse.domain.events import DomainEvent, FindingNoticeEvent, ReportIssued
@@ -33,6 +35,7 @@ class EventEncoder:
                 subject=report.submission_id,
                 event_id=f"report/{report.report_id}",
                 time=report.issued_at,
+                trace_headers=inject_headers(),
             )
         return self._topics.findings, self._finding(event)
 
@@ -49,4 +52,5 @@ class EventEncoder:
             subject=event.notice.finding_id,
             event_id=f"finding/{event.notice.finding_id}/{event.notice.revision}",
             time=event.notice.updated_at,
+            trace_headers=inject_headers(),
         )

@@ -82,6 +82,14 @@ jobs = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+review_states = Table(
+    "review_states",
+    metadata,
+    Column("submission_id", String(ID), primary_key=True),
+    # When the known plan last became complete (every planned job ended); NULL while it is not.
+    Column("complete_since", UtcDateTime(), nullable=True, index=True),
+)
+
 signing_keys = Table(
     "signing_keys",
     metadata,

@@ -400,6 +400,15 @@ class Reader:
         )
         return ReviewState(submission_id, tuple(_job_from_row(r) for r in rows))
 
+    def settled_reviews(self, complete_before: datetime) -> list[str]:
+        """Submissions whose plan has been complete since before `complete_before`."""
+        r = s.review_states.c
+        return list(
+            self.conn.execute(
+                select(r.submission_id).where(r.complete_since <= complete_before).order_by(r.complete_since)
+            ).scalars()
+        )
+
     def _report_select(self, *, latest_only: bool = False) -> Any:
         r = s.reports
         newer_alias = s.reports.alias("newer")
@@ -522,7 +531,7 @@ class UnitOfWork(Reader):
     def __init__(self, conn: Connection, encoder: EventEncoder) -> None:
         super().__init__(conn)
         self._encoder = encoder
-        self._events: list[DomainEvent] = []
+        self._records: list[tuple[str, KafkaRecord]] = []
         self._head: tuple[int, str] | None = None
 
     def claim(self, consumer: str, event_id: str) -> bool:
@@ -530,14 +539,16 @@ class UnitOfWork(Reader):
         return claim_event(self.conn, s.processed_events, consumer, event_id)
 
     def emit(self, domain_event: DomainEvent) -> None:
-        """Queue an event for the outbox; it is written when the unit of work commits."""
-        self._events.append(domain_event)
+        """Queue an event for the outbox; it is written when the unit of work commits.
+
+        It is encoded now, so its record carries the trace context of the span that emitted it.
+        """
+        self._records.append(self._encoder(domain_event))
 
     def flush_events(self) -> None:
-        for domain_event in self._events:
-            topic, record = self._encoder(domain_event)
+        for topic, record in self._records:
             enqueue(self.conn, s.outbox, topic, record)
-        self._events.clear()
+        self._records.clear()
 
     def audit(
         self,
@@ -653,6 +664,13 @@ class UnitOfWork(Reader):
             self.conn.execute(insert(s.jobs).values(job_id=job.job_id, **values))
         else:
             self.conn.execute(update(s.jobs).where(s.jobs.c.job_id == job.job_id).values(**values))
+
+    def mark_review(self, submission_id: str, complete_since: datetime | None) -> None:
+        """Record when the review became complete (None: it is not, or its report was handled)."""
+        r = s.review_states
+        self.conn.execute(delete(r).where(r.c.submission_id == submission_id))
+        if complete_since is not None:
+            self.conn.execute(insert(r).values(submission_id=submission_id, complete_since=complete_since))
 
     def ensure_signing_key(self, key_id: str, public_key: bytes, at: datetime) -> None:
         if self.signing_key(key_id) is None:

@@ -14,6 +14,7 @@ dead-lettered.
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -90,10 +91,10 @@ class Handlers:
 
 
 def build_app(
-    settings: ClearinghouseSettings, reviews: ReviewService, dead_letters: DeadLetters
+    settings: ClearinghouseSettings, reviews: ReviewService, dead_letters: DeadLetters, datadir: Path
 ) -> faust.App:
-    """The faust app with the clearinghouse's three agents (not started)."""
-    app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(settings.state_dir / "faust"))
+    """The faust app with the clearinghouse's three agents (not started); `datadir` must exist."""
+    app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(datadir))
     handlers = Handlers(reviews)
     for topic, registry, handler in (
         (settings.topics.submissions, SUBMISSIONS, handlers.submission),

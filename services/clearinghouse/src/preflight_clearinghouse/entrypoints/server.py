@@ -85,6 +85,8 @@ class KafkaSide:
                 log.warning("Kafka unreachable (%s); retrying in %.1fs", exc, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(_MAX_BACKOFF, backoff * 2)
+        faust_dir = settings.state_dir / "faust"
+        await asyncio.to_thread(faust_dir.mkdir, parents=True, exist_ok=True)
         relay = OutboxRelay(self._components.engine, schema.outbox, self._publisher)
         self._relay = threading.Thread(
             target=relay.run_forever,
@@ -93,7 +95,7 @@ class KafkaSide:
             daemon=True,
         )
         self._relay.start()
-        self._app = build_app(settings, self._components.reviews, DeadLetters(self._publisher))
+        self._app = build_app(settings, self._components.reviews, DeadLetters(self._publisher), faust_dir)
         await self._app.start()
         log.info("outbox relay and agents running")
 
@@ -119,6 +121,16 @@ async def _end_lapsed_embargoes(components: Components) -> None:
         await asyncio.sleep(components.settings.embargo_interval)
 
 
+async def _issue_settled_reports(components: Components) -> None:
+    interval = max(components.settings.report_settle / 4, 0.05)
+    while True:
+        try:
+            await asyncio.to_thread(components.reviews.issue_settled_reports)
+        except Exception:
+            log.exception("issuing settled reports failed; retrying next round")
+        await asyncio.sleep(interval)
+
+
 async def serve(
     settings: ClearinghouseSettings,
     signer: Signer,
@@ -142,6 +154,18 @@ async def serve(
         asyncio.create_task(kafka.run(), name="kafka-side"),
         asyncio.create_task(_end_lapsed_embargoes(components), name="embargoes"),
     ]
+    if settings.report_settle:
+        background.append(asyncio.create_task(_issue_settled_reports(components), name="settled-reports"))
+    failures: list[BaseException] = []
+
+    def stop_on_failure(task: asyncio.Task[None]) -> None:
+        # Without its agents and relay the process would serve stale data: stop it so it is restarted.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("%s failed; stopping", task.get_name(), exc_info=task.exception())
+            failures.append(task.exception())  # type: ignore[arg-type]
+            stop.set()
+
+    background[0].add_done_callback(stop_on_failure)
     await server.start()
     await mark_serving(health_servicer, SERVICE_NAMES)
     log.info("clearinghouse serving on port %d (signing key %s)", port, signer.key_id)
@@ -160,6 +184,8 @@ async def serve(
         await authenticator.close()
         components.engine.dispose()
         log.info("clearinghouse stopped")
+    if failures:
+        raise RuntimeError("the Kafka side of the clearinghouse failed") from failures[0]
 
 
 def run_until_signal(settings: ClearinghouseSettings) -> None:

@@ -13,8 +13,11 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
+
+from opentelemetry import trace
+from preflight_common.telemetry import SUBMISSION_ID
 
 from preflight_clearinghouse.adapters.store import (
     NoteRecord,
@@ -48,6 +51,8 @@ REPORT_NAMESPACE = uuid.UUID("0b5d8f0e-2c43-4b8e-8f55-51f7d1f2a9c3")
 MAX_REPORT_TEXT = 10_000
 DEFAULT_REPORT_PAGE = 50
 CONSUMER = "clearinghouse"
+
+tracer = trace.get_tracer(__name__)
 
 
 class Signer(Protocol):
@@ -84,8 +89,15 @@ class ReviewService:
     """Review state, report issue, and report reads and annotations."""
 
     def __init__(
-        self, store: Store, policy: RiskPolicy, signer: Signer, registry: FindingRegistry, clock: Clock
+        self,
+        store: Store,
+        policy: RiskPolicy,
+        signer: Signer,
+        registry: FindingRegistry,
+        clock: Clock,
+        settle: timedelta = timedelta(0),
     ) -> None:
+        self._settle = settle
         self._store = store
         self._policy = policy
         self._signer = signer
@@ -150,7 +162,7 @@ class ReviewService:
                     attempt=max(known.attempt, job.attempt),
                 )
             uow.put_job(submission_id, planned, now)
-            self._issue_if_complete(uow, submission_id, now)
+            self._plan_changed(uow, submission_id, now)
         return True
 
     def job_ended(
@@ -175,22 +187,50 @@ class ReviewService:
             uow.put_job(submission_id, replace(job, requested=known is not None and known.requested), now)
             if candidates:
                 self._registry.ingest_candidates(uow, submission_id, job.job_id, candidates, now)
-            self._issue_if_complete(uow, submission_id, now)
+            self._plan_changed(uow, submission_id, now)
         return True
 
     # --- issue ------------------------------------------------------------------
 
-    def _issue_if_complete(self, uow: UnitOfWork, submission_id: str, now: datetime) -> None:
+    def _plan_changed(self, uow: UnitOfWork, submission_id: str, now: datetime) -> None:
+        """Issue now (no settle window), or (re)start the settle window while the plan is complete."""
+        if not self._settle:
+            self._issue_if_complete(uow, submission_id, now)
+            return
+        uow.mark_review(submission_id, now if uow.review_state(submission_id).complete() else None)
+
+    def issue_settled_reports(self) -> int:
+        """Issue the reports whose plan has stayed complete for the settle window; returns how many."""
+        now = self._clock()
+        issued = 0
+        with self._store.write() as uow:
+            for submission_id in uow.settled_reviews(now - self._settle):
+                issued += self._issue_if_complete(uow, submission_id, now)
+                uow.mark_review(submission_id, None)
+        return issued
+
+    def _issue_if_complete(self, uow: UnitOfWork, submission_id: str, now: datetime) -> bool:
         state = uow.review_state(submission_id)
         if not state.complete():
-            return
+            return False
         content = compute_report(state, self._policy)
         latest = uow.report_version(submission_id, 0)
         if latest is not None and latest.content_hash == content.content_hash():
-            return
-        self._issue(
-            uow, submission_id, content, now, latest, actor="system:clearinghouse", reason="all jobs ended"
-        )
+            return False
+        # In the current trace (the last job's event when issued at once); ReviewReportReady descends from it.
+        with tracer.start_as_current_span(
+            "issue report", attributes={SUBMISSION_ID: submission_id, "preflight.report_tier": content.tier}
+        ):
+            self._issue(
+                uow,
+                submission_id,
+                content,
+                now,
+                latest,
+                actor="system:clearinghouse",
+                reason="all jobs ended",
+            )
+        return True
 
     def _issue(
         self,

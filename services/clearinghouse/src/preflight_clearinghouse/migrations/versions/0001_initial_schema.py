@@ -166,6 +166,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('report_id'),
     sa.UniqueConstraint('submission_id', 'version', name='uq_reports_submission_version')
     )
+    op.create_table('review_states',
+    sa.Column('submission_id', sa.String(length=200), nullable=False),
+    sa.Column('complete_since', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('submission_id')
+    )
+    op.create_index(op.f('ix_review_states_complete_since'), 'review_states', ['complete_since'], unique=False)
     op.create_table('report_notes',
     sa.Column('note_id', sa.String(length=64), nullable=False),
     sa.Column('report_id', sa.String(length=64), nullable=False),
@@ -192,6 +198,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('report_sign_offs')
+    op.drop_index(op.f('ix_review_states_complete_since'), table_name='review_states')
+    op.drop_table('review_states')
     op.drop_index(op.f('ix_report_notes_report_id'), table_name='report_notes')
     op.drop_table('report_notes')
     op.drop_table('reports')

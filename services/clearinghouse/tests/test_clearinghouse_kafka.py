@@ -1,0 +1,231 @@
+"""The whole process against the real broker: agents consume, the outbox relay publishes, gRPC serves.
+
+Four BenchmarkCompleted events produce one signed ReviewReportReady with the policy's tier; a
+replay of every event changes nothing; a validated candidate finding is published on the findings
+topic with its audience and without the lab's identity; an event that names no job is
+dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import grpc
+import pytest
+from clearinghouse_support import (
+    SUITES,
+    LoopbackServer,
+    candidate,
+    completed,
+    job_requested,
+    start_identity,
+    submission_received,
+)
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from google.protobuf.message import Message
+from kafka import KafkaConsumer
+from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
+from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
+from preflight.clearinghouse.v1 import events_pb2 as ch_events
+from preflight.common.v1 import common_pb2
+from preflight_clearinghouse.adapters.signing import ReportSigner, verify_signature
+from preflight_clearinghouse.config import ClearinghouseSettings
+from preflight_clearinghouse.entrypoints.server import serve
+from preflight_common.auth import Principal, Role
+from preflight_common.config import KafkaSettings, Topics
+from preflight_common.envelope import EventRegistry, decode_record, encode_event, headers_dict
+from preflight_common.producer import EventPublisher
+from preflight_common.testing.fixtures import TopicFactory
+from preflight_common.topics import TopicSpec, ensure_topics
+
+OUTPUT = EventRegistry([ch_events.ReviewReportReady, ch_events.FindingPublished, ch_events.FindingUpdated])
+WAIT = 25.0
+VALUES = {"cyber.vuln-detect": 0.9, "cyber.exploit": 0.2, "cyber.knowledge": 0.5, "cyber.discovery": 0.6}
+
+
+class Running:
+    """A clearinghouse process (serve) on a private event loop in a thread."""
+
+    def __init__(self, settings: ClearinghouseSettings, signer: ReportSigner, service_token: str) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._stop = asyncio.Event()
+        self._ready = threading.Event()
+        self.port = 0
+        self.error: BaseException | None = None
+
+        def on_ready(port: int) -> None:
+            self.port = port
+            self._ready.set()
+
+        async def main() -> None:
+            try:
+                await serve(settings, signer, service_token, stop=self._stop, on_ready=on_ready)
+            except BaseException as exc:  # surfaced to the test
+                self.error = exc
+                self._ready.set()
+
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(main(),), daemon=True)
+        self._thread.start()
+        assert self._ready.wait(WAIT) and self.error is None, self.error
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout=WAIT)
+
+
+def records(bootstrap: str, topic: str) -> Iterator[tuple[dict[str, str], Message]]:
+    """Every record of `topic` from the beginning, decoded; waits up to WAIT seconds for each."""
+    consumer = KafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=int(WAIT * 1000)
+    )
+    try:
+        for record in consumer:
+            headers = list(record.headers)
+            if topic.endswith(".dlq"):
+                yield headers_dict(headers), ch_events.ReviewReportReady()
+            else:
+                yield headers_dict(headers), decode_record(headers, record.value, OUTPUT)[1]
+    finally:
+        consumer.close()
+
+
+def first(stream: Iterator[tuple[dict[str, str], Message]], matches: Callable[[Message], bool]) -> Message:
+    for _headers, payload in stream:
+        if matches(payload):
+            return payload
+    raise AssertionError("no matching record arrived")
+
+
+@pytest.fixture
+def topics(unique_topic: TopicFactory, kafka_bootstrap: str) -> Topics:
+    """Fresh topics (one partition each), with `.dlq` twins for the three consumed ones."""
+    consumed = {
+        field: unique_topic(f"ch-{field}") for field in ("submissions", "benchmark_jobs", "benchmark_results")
+    }
+    produced = {field: unique_topic(f"ch-{field}") for field in ("reviews", "findings", "alerts")}
+    twins = [TopicSpec(Topics.dlq(name), partitions=1) for name in consumed.values()]
+    ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap), twins)
+    return Topics(**consumed, **produced)
+
+
+def publish_all(publisher: EventPublisher, events: list[tuple[str, str, Message]]) -> None:
+    publisher.publish_many(
+        [
+            (topic, encode_event(payload, source="tests", subject=str(payload.submission_id), event_id=eid))
+            for topic, eid, payload in events
+        ]
+    )
+
+
+def review_events(
+    topics: Topics, submission_id: str, with_candidate: bool = False
+) -> list[tuple[str, str, Message]]:
+    events: list[tuple[str, str, Message]] = [
+        (
+            topics.submissions,
+            f"{submission_id}/received",
+            submission_received(submission_id, "lab-xq7", consent=False),
+        )
+    ]
+    events += [
+        (
+            topics.benchmark_jobs,
+            f"{submission_id}/{suite}/requested",
+            job_requested(submission_id, suite, capability),
+        )
+        for suite, capability, _ in SUITES
+    ]
+    for suite, capability, metric in SUITES:
+        candidates = (candidate(),) if with_candidate and suite == "cyber.discovery" else ()
+        result = completed(submission_id, suite, capability, metric, VALUES[suite], candidates=candidates)
+        events.append((topics.benchmark_results, f"{submission_id}/{suite}/ended", result))
+    return events
+
+
+def test_reports_findings_and_replays_over_the_real_broker(
+    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+) -> None:
+    bootstrap = kafka_bootstrap
+    loopback = LoopbackServer()
+    identity = start_identity(loopback, tmp_path)
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    settings = replace(
+        ClearinghouseSettings(),
+        database_url=f"sqlite:///{tmp_path / 'ch.db'}",
+        state_dir=tmp_path / "state",
+        listen="127.0.0.1:0",
+        identity_target=identity.target,
+        consumer_group=f"clearinghouse-{tmp_path.name}",
+        relay_interval=0.05,
+        report_settle=0.5,
+        stream_poll_interval=0.05,
+        kafka=kafka,
+        topics=topics,
+    )
+    signer = ReportSigner(Ed25519PrivateKey.generate())
+    running = Running(settings, signer, identity.service_token)
+    publisher = EventPublisher(kafka, source="tests")
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    stub = clearinghouse_pb2_grpc.ClearinghouseServiceStub(channel)
+    reviewer = (("authorization", f"Bearer {identity.token(Principal('rev-1', Role.REVIEWER, 'agency'))}"),)
+    lab = (("authorization", f"Bearer {identity.token(Principal('lab-x', Role.LAB, 'lab-xq7'))}"),)
+    try:
+        events = review_events(topics, "sub-1", with_candidate=True)
+        publish_all(publisher, events)
+        reviews = records(bootstrap, topics.reviews)
+        ready = first(reviews, lambda p: isinstance(p, ch_events.ReviewReportReady))
+        assert isinstance(ready, ch_events.ReviewReportReady)
+        # vuln-detect 0.9 → TIER_4 (≥ 0.85); the others lower: the report is TIER_4
+        assert (ready.submission_id, ready.version, ready.tier) == ("sub-1", 1, "TIER_4")
+        key = stub.GetSigningKey(pb.GetSigningKeyRequest(key_id=ready.signing_key_id), metadata=lab)
+        assert verify_signature(key.public_key, ready.body, ready.signature)
+
+        # Replay everything (same ce_ids), then a second submission as a barrier: on these
+        # single-partition topics, its report comes after anything the replay could cause.
+        publish_all(publisher, events)
+        publish_all(publisher, review_events(topics, "sub-2"))
+        following = first(reviews, lambda p: isinstance(p, ch_events.ReviewReportReady))
+        assert isinstance(following, ch_events.ReviewReportReady)
+        assert following.submission_id == "sub-2"
+
+        listed = stub.ListFindings(pb.ListFindingsRequest(), metadata=reviewer).findings
+        (found,) = listed
+        assert found.source.developer == "lab-xq7"
+        stub.SetFindingSharing(
+            pb.SetFindingSharingRequest(
+                finding_id=found.finding_id,
+                tlp=common_pb2.TLP_AMBER,
+                audience=common_pb2.Audience(organisations=["op-a"], sectors=["healthcare"]),
+            ),
+            metadata=reviewer,
+        )
+        for state in (ch_events.FINDING_STATE_TRIAGED, ch_events.FINDING_STATE_VALIDATED):
+            stub.TransitionFinding(
+                pb.TransitionFindingRequest(finding_id=found.finding_id, state=state), metadata=reviewer
+            )
+        published = first(
+            records(bootstrap, topics.findings), lambda p: isinstance(p, ch_events.FindingPublished)
+        )
+        assert isinstance(published, ch_events.FindingPublished)
+        notice = published.finding
+        assert notice.finding_id == found.finding_id and notice.tlp == common_pb2.TLP_AMBER
+        assert list(notice.audience.organisations) == ["op-a"] and list(notice.audience.sectors) == [
+            "healthcare"
+        ]
+        assert not notice.HasField("source")
+
+        poison = completed("sub-3", "cyber.exploit", "exploit_generation", "accuracy", 0.1)
+        poison.job_id = ""
+        publish_all(publisher, [(topics.benchmark_results, "poison", poison)])
+        headers, _ = next(records(bootstrap, f"{topics.benchmark_results}.dlq"))
+        assert "no job_id" in headers["preflight_dlq_reason"]
+    finally:
+        channel.close()
+        publisher.close()
+        running.stop()
+        loopback.close()
+    assert running.error is None

@@ -136,7 +136,7 @@ def make_finding(**overrides: Any) -> Finding:
 
 def store_finding(uow: UnitOfWork, finding: Finding) -> None:
     """Insert a finding as the registry would (row, audience and an audit entry for the change feed)."""
-    uow.insert_finding(finding)
+    uow.insert_findings([finding])
     uow.audit(
         at=finding.updated_at,
         actor="test",

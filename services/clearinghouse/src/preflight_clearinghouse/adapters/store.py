@@ -151,6 +151,27 @@ _FINDINGS_BY_IDS = (
     .where(s.findings.c.finding_id.in_(bindparam("finding_ids", expanding=True)))
     .order_by(s.findings.c.seq)
 )
+_CANONICAL = (
+    select(s.findings.c.finding_id)
+    .where(
+        s.findings.c.fingerprint == bindparam("fingerprint"),
+        s.findings.c.sharing_key == bindparam("sharing_key"),
+        s.findings.c.link_kind.is_(None),
+    )
+    .order_by(s.findings.c.seq)
+    .limit(1)
+)
+_INSERT_FINDING = insert(s.findings)
+_UPDATE_FINDING = update(s.findings).where(s.findings.c.finding_id == bindparam("the_finding_id"))
+_DELETE_AUDIENCE = delete(s.finding_audience).where(
+    s.finding_audience.c.finding_id == bindparam("the_finding_id")
+)
+_INSERT_AUDIT = insert(s.audit_log)
+_ADVANCE_HEAD = (
+    update(s.audit_head)
+    .where(s.audit_head.c.id == AUDIT_HEAD_ID)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
 _PATCHES_BY_IDS = (
     select(s.patch_statuses)
     .where(s.patch_statuses.c.finding_id.in_(bindparam("finding_ids", expanding=True)))
@@ -249,6 +270,16 @@ def _finding_values(finding: Finding) -> dict[str, Any]:
     }
 
 
+def _audience_rows(finding: Finding) -> list[dict[str, str]]:
+    rows = [
+        {"finding_id": finding.finding_id, "kind": "org", "value": o} for o in finding.audience.organisations
+    ]
+    rows += [
+        {"finding_id": finding.finding_id, "kind": "sector", "value": v} for v in finding.audience.sectors
+    ]
+    return rows
+
+
 def _job_from_row(row: Row[Any]) -> JobRecord:
     return JobRecord(
         job_id=row.job_id,
@@ -311,13 +342,7 @@ class Reader:
 
     def canonical_finding(self, fingerprint: str, key: str) -> str | None:
         """The first unlinked finding with this fingerprint and sharing key."""
-        f = s.findings.c
-        return self.conn.execute(
-            select(f.finding_id)
-            .where(f.fingerprint == fingerprint, f.sharing_key == key, f.link_kind.is_(None))
-            .order_by(f.seq)
-            .limit(1)
-        ).scalar()
+        return self.conn.execute(_CANONICAL, {"fingerprint": fingerprint, "sharing_key": key}).scalar()
 
     def finding_for_request(self, reporter_id: str, request_id: str) -> str | None:
         f = s.findings.c
@@ -487,6 +512,13 @@ def _report_from_row(row: Row[Any]) -> ReportRecord:
     )
 
 
+def _audience_has(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The finding's audience has an entry meeting `condition` (probed by primary key, row by row:
+    cheaper than materialising every matching entry when a page scans a few hundred findings)."""
+    a = s.finding_audience.c
+    return exists(select(a.finding_id).where(a.finding_id == s.findings.c.finding_id, condition))
+
+
 def _filter_conditions(query: FindingQuery) -> list[ColumnElement[bool]]:
     f = s.findings.c
     conditions: list[ColumnElement[bool]] = [
@@ -494,9 +526,7 @@ def _filter_conditions(query: FindingQuery) -> list[ColumnElement[bool]]:
     ]
     if query.sector:
         a = s.finding_audience.c
-        conditions.append(
-            f.finding_id.in_(select(a.finding_id).where(a.kind == "sector", a.value == query.sector))
-        )
+        conditions.append(_audience_has(or_(and_(a.kind == "sector", a.value == query.sector))))
     if query.severities:
         conditions.append(f.severity.in_(sorted(v.value for v in query.severities)))
     if query.states:
@@ -521,7 +551,7 @@ def _candidate_condition(viewer: Viewer) -> ColumnElement[bool]:
         return or_(own, and_(published, f.tlp == Tlp.CLEAR.value))
     named = and_(a.kind == "org", a.value == viewer.organisation)
     in_sector = and_(a.kind == "sector", a.value.in_(sorted(viewer.sectors))) if viewer.sectors else false()
-    audience_match = f.finding_id.in_(select(a.finding_id).where(or_(named, in_sector)))
+    audience_match = _audience_has(or_(named, in_sector))
     return or_(own, and_(published, or_(f.tlp == Tlp.CLEAR.value, audience_match)))
 
 
@@ -575,51 +605,44 @@ class UnitOfWork(Reader):
             details=body,
         )
         self.conn.execute(
-            insert(s.audit_log).values(
-                seq=seq,
-                at=at,
-                actor=actor,
-                action=action,
-                subject_kind=subject_kind,
-                subject_id=subject_id,
-                details=_dumps(body),
-                prev_hash=prev_hash,
-                hash=digest,
-            )
+            _INSERT_AUDIT,
+            {
+                "seq": seq,
+                "at": at,
+                "actor": actor,
+                "action": action,
+                "subject_kind": subject_kind,
+                "subject_id": subject_id,
+                "details": _dumps(body),
+                "prev_hash": prev_hash,
+                "hash": digest,
+            },
         )
-        self.conn.execute(
-            update(s.audit_head).where(s.audit_head.c.id == AUDIT_HEAD_ID).values(seq=seq, hash=digest)
-        )
+        self.conn.execute(_ADVANCE_HEAD, {"new_seq": seq, "new_hash": digest})
         self._head = (seq, digest)
         return seq
 
     # --- findings ---------------------------------------------------------------
 
-    def insert_finding(self, finding: Finding, request_id: str = "") -> None:
-        self.conn.execute(
-            insert(s.findings).values(**_finding_values(finding), request_id=request_id or None)
-        )
-        self._write_audience(finding)
+    def insert_findings(self, findings: Sequence[Finding], request_id: str = "") -> None:
+        """Insert new findings (one statement for the batch); `request_id` is for a single direct report."""
+        if not findings:
+            return
+        rows = [{**_finding_values(f), "request_id": request_id or None} for f in findings]
+        self.conn.execute(_INSERT_FINDING, rows)
+        audience = [row for f in findings for row in _audience_rows(f)]
+        if audience:
+            self.conn.execute(insert(s.finding_audience), audience)
 
     def update_finding(self, finding: Finding) -> None:
         values = _finding_values(finding)
-        del values["finding_id"]
-        self.conn.execute(
-            update(s.findings).where(s.findings.c.finding_id == finding.finding_id).values(**values)
-        )
-        self.conn.execute(
-            delete(s.finding_audience).where(s.finding_audience.c.finding_id == finding.finding_id)
-        )
+        values["the_finding_id"] = values.pop("finding_id")
+        self.conn.execute(_UPDATE_FINDING, values)
+        self.conn.execute(_DELETE_AUDIENCE, {"the_finding_id": finding.finding_id})
         self._write_audience(finding)
 
     def _write_audience(self, finding: Finding) -> None:
-        rows = [
-            {"finding_id": finding.finding_id, "kind": "org", "value": o}
-            for o in finding.audience.organisations
-        ]
-        rows += [
-            {"finding_id": finding.finding_id, "kind": "sector", "value": v} for v in finding.audience.sectors
-        ]
+        rows = _audience_rows(finding)
         if rows:
             self.conn.execute(insert(s.finding_audience), rows)
 

@@ -7,18 +7,23 @@ validator checks against.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from functools import cache
-from importlib import resources
+from pathlib import Path
 
 CWE_ID = re.compile(r"^CWE-([1-9][0-9]{0,5})$")
 
 
 @cache
 def _catalog() -> dict[str, dict[str, object]]:
-    raw = resources.files("csaf.csaf.v21.cwe").joinpath("catalog.json").read_text(encoding="utf-8")
-    weaknesses: dict[str, dict[str, object]] = json.loads(raw)["weaknesses"]
+    # Located, not imported: importing the `csaf` package pulls in its whole toolkit (seconds).
+    spec = importlib.util.find_spec("csaf")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the csaf package (which ships the CWE catalog) is not installed")
+    path = Path(spec.origin).parent / "csaf" / "v21" / "cwe" / "catalog.json"
+    weaknesses: dict[str, dict[str, object]] = json.loads(path.read_text(encoding="utf-8"))["weaknesses"]
     return weaknesses
 
 

@@ -22,7 +22,6 @@ from preflight_clearinghouse.adapters.store import Reader
 from preflight_clearinghouse.bootstrap import migrate
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.domain.audit import verify_chain
-from preflight_clearinghouse.entrypoints.server import run_until_signal
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +58,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     settings = ClearinghouseSettings.from_env()
     if args.command == "serve":
+        # Imported here: the other commands need neither faust nor gRPC, and start faster without them.
+        from preflight_clearinghouse.entrypoints.server import run_until_signal
+
         run_until_signal(settings)
         return 0
     migrate(settings.database_url)

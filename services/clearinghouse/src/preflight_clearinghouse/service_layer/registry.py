@@ -127,17 +127,19 @@ class FindingRegistry:
                 if earlier is not None:
                     finding = self._load(uow, earlier)
                     return self._visible(viewer, finding, now), finding.link is not None
-            finding = self._ingest(
+            finding = self._new_finding(
                 uow,
                 draft,
+                {},
                 finding_id=str(uuid.uuid4()),
                 origin=REPORTER_ORIGIN[viewer.role],
                 reporter_id=viewer.principal_id,
                 reporter_organisation=viewer.organisation,
                 source=None,
                 now=now,
-                actor=viewer.principal_id,
             )
+            uow.insert_findings([finding], draft.request_id)
+            self._audit_reported(uow, finding, now, actor=viewer.principal_id)
         return self._visible(viewer, finding, now), finding.link is not None
 
     def ingest_candidates(
@@ -149,30 +151,32 @@ class FindingRegistry:
         now: datetime,
     ) -> list[Finding]:
         """Store a result's candidate findings in the caller's unit of work (ids derive from the job)."""
-        stored = []
+        first_of_kind: dict[tuple[str, str], str] = {}
+        stored: list[tuple[Finding, tuple[str, ...]]] = []
         for index, candidate in enumerate(candidates):
             draft, notes = check_candidate(candidate)
-            stored.append(
-                self._ingest(
-                    uow,
-                    draft,
-                    finding_id=str(uuid.uuid5(FINDING_NAMESPACE, f"{job_id}/{index}")),
-                    origin=Origin.BENCHMARK,
-                    reporter_id="",
-                    reporter_organisation="",
-                    source=FindingSource(submission_id=submission_id),
-                    now=now,
-                    actor="system:benchmark",
-                    notes=notes,
-                    job_id=job_id,
-                )
+            finding = self._new_finding(
+                uow,
+                draft,
+                first_of_kind,
+                finding_id=str(uuid.uuid5(FINDING_NAMESPACE, f"{job_id}/{index}")),
+                origin=Origin.BENCHMARK,
+                reporter_id="",
+                reporter_organisation="",
+                source=FindingSource(submission_id=submission_id),
+                now=now,
             )
-        return stored
+            stored.append((finding, notes))
+        uow.insert_findings([finding for finding, _ in stored])
+        for finding, notes in stored:
+            self._audit_reported(uow, finding, now, actor="system:benchmark", notes=notes, job_id=job_id)
+        return [finding for finding, _ in stored]
 
-    def _ingest(
+    def _new_finding(
         self,
         uow: UnitOfWork,
         draft: FindingDraft,
+        first_of_kind: dict[tuple[str, str], str],
         *,
         finding_id: str,
         origin: Origin,
@@ -180,13 +184,17 @@ class FindingRegistry:
         reporter_organisation: str,
         source: FindingSource | None,
         now: datetime,
-        actor: str,
-        notes: Sequence[str] = (),
-        job_id: str = "",
     ) -> Finding:
-        fingerprint = draft.fingerprint
-        canonical = uow.canonical_finding(fingerprint, sharing_key(draft.tlp, draft.audience))
-        finding = Finding(
+        """The finding of a checked draft, a duplicate of the first stored (or batched) one of its kind.
+
+        Its kind is its fingerprint and sharing key: duplicates never cross TLP labels or audiences.
+        `first_of_kind` remembers the findings of the batch being stored, which the store cannot see yet.
+        """
+        kind = (draft.fingerprint, sharing_key(draft.tlp, draft.audience))
+        canonical = first_of_kind.get(kind) or uow.canonical_finding(*kind)
+        if canonical is None:
+            first_of_kind[kind] = finding_id
+        return Finding(
             finding_id=finding_id,
             title=draft.title,
             description=draft.description,
@@ -205,7 +213,7 @@ class FindingRegistry:
             reporter_id=reporter_id,
             reporter_organisation=reporter_organisation,
             evidence=draft.evidence,
-            fingerprint=fingerprint,
+            fingerprint=draft.fingerprint,
             link=FindingLink(LinkKind.DUPLICATE_OF, canonical) if canonical else None,
             patch_statuses=(),
             created_at=now,
@@ -213,10 +221,24 @@ class FindingRegistry:
             published_at=None,
             revision=1,
         )
-        uow.insert_finding(finding, draft.request_id)
-        details: dict[str, Any] = {"origin": origin.value, "fingerprint": fingerprint, "tlp": draft.tlp.value}
-        if canonical:
-            details["duplicate_of"] = canonical
+
+    def _audit_reported(
+        self,
+        uow: UnitOfWork,
+        finding: Finding,
+        now: datetime,
+        *,
+        actor: str,
+        notes: Sequence[str] = (),
+        job_id: str = "",
+    ) -> None:
+        details: dict[str, Any] = {
+            "origin": finding.origin.value,
+            "fingerprint": finding.fingerprint,
+            "tlp": finding.tlp.value,
+        }
+        if finding.link is not None:
+            details["duplicate_of"] = finding.link.target_finding_id
         if notes:
             details["dropped"] = list(notes)
         if job_id:
@@ -226,10 +248,9 @@ class FindingRegistry:
             actor=actor,
             action="finding.reported",
             subject_kind="finding",
-            subject_id=finding_id,
+            subject_id=finding.finding_id,
             details=details,
         )
-        return finding
 
     # --- reads ------------------------------------------------------------------
 

@@ -17,7 +17,6 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from packageurl import PackageURL
 
 from preflight_clearinghouse.adapters.exports.common import (
@@ -54,8 +53,10 @@ EVENT_OF = {"<": "fixed", "<=": "last_affected"}
 
 
 @cache
-def schema_validator() -> Draft202012Validator:
-    """A validator for the vendored official OSV schema."""
+def schema_validator() -> Any:
+    """A validator for the vendored official OSV schema (jsonschema loads slowly: on first use)."""
+    from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+
     text = (
         resources.files("preflight_clearinghouse.adapters.exports")
         .joinpath("schemas/osv-schema.json")

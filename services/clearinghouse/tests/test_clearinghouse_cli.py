@@ -1,0 +1,63 @@
+"""The `preflight-clearinghouse` command: help, migrate, keygen, and verify-audit catching tampering."""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from clearinghouse_support import REVIEWER, ManualClock, make_components, report_input
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from preflight_clearinghouse.adapters import schema
+from preflight_clearinghouse.adapters.signing import ReportSigner
+from sqlalchemy import update
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "preflight_clearinghouse.entrypoints.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_help_names_every_command() -> None:
+    result = cli("--help")
+    assert result.returncode == 0
+    for command in ("serve", "migrate", "verify-audit", "keygen"):
+        assert command in result.stdout
+
+
+def test_keygen_prints_a_usable_signing_key() -> None:
+    result = cli("keygen")
+    assert result.returncode == 0
+    key = result.stdout.strip()
+    assert len(base64.b64decode(key)) == 32
+    signer = ReportSigner.from_setting(key)
+    assert f"key id: {signer.key_id}" in result.stderr
+
+
+def test_verify_audit_exits_1_when_an_entry_was_altered(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ch.db'}"
+    env = {"PREFLIGHT_DATABASE_URL": url}
+    assert cli("migrate", env=env).returncode == 0
+    components = make_components(url, tmp_path, ReportSigner(Ed25519PrivateKey.generate()), ManualClock())
+    components.registry.report(REVIEWER, report_input())
+    components.registry.report(REVIEWER, report_input(title="another"))
+    intact = cli("verify-audit", env=env)
+    assert intact.returncode == 0 and "2 entries" in intact.stdout
+    with components.engine.begin() as conn:
+        conn.execute(update(schema.audit_log).where(schema.audit_log.c.seq == 1).values(details="{}"))
+    components.engine.dispose()
+    broken = cli("verify-audit", env=env)
+    assert broken.returncode == 1 and "entry 1" in broken.stderr
+
+
+def test_a_bad_setting_is_a_configuration_error_naming_the_variable(tmp_path: Path) -> None:
+    result = cli("migrate", env={"PREFLIGHT_CLEARINGHOUSE_REPORT_SETTLE": "-1"})
+    assert result.returncode == 2 and "PREFLIGHT_CLEARINGHOUSE_REPORT_SETTLE" in result.stderr

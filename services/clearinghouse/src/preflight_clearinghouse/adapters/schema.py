@@ -88,6 +88,8 @@ review_states = Table(
     Column("submission_id", String(ID), primary_key=True),
     # When the known plan last became complete (every planned job ended); NULL while it is not.
     Column("complete_since", UtcDateTime(), nullable=True, index=True),
+    # The W3C traceparent of the event that completed it: the report issued later continues that trace.
+    Column("traceparent", String(64), nullable=True),
 )
 
 signing_keys = Table(

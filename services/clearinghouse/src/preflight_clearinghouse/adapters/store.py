@@ -425,14 +425,15 @@ class Reader:
         )
         return ReviewState(submission_id, tuple(_job_from_row(r) for r in rows))
 
-    def settled_reviews(self, complete_before: datetime) -> list[str]:
-        """Submissions whose plan has been complete since before `complete_before`."""
+    def settled_reviews(self, complete_before: datetime) -> list[tuple[str, str | None]]:
+        """(submission id, traceparent) of the reviews complete since before `complete_before`."""
         r = s.review_states.c
-        return list(
-            self.conn.execute(
-                select(r.submission_id).where(r.complete_since <= complete_before).order_by(r.complete_since)
-            ).scalars()
+        rows = self.conn.execute(
+            select(r.submission_id, r.traceparent)
+            .where(r.complete_since <= complete_before)
+            .order_by(r.complete_since)
         )
+        return [(row.submission_id, row.traceparent) for row in rows]
 
     def _report_select(self, *, latest_only: bool = False) -> Any:
         r = s.reports
@@ -688,12 +689,18 @@ class UnitOfWork(Reader):
         else:
             self.conn.execute(update(s.jobs).where(s.jobs.c.job_id == job.job_id).values(**values))
 
-    def mark_review(self, submission_id: str, complete_since: datetime | None) -> None:
-        """Record when the review became complete (None: it is not, or its report was handled)."""
+    def mark_review(
+        self, submission_id: str, complete_since: datetime | None, traceparent: str | None = None
+    ) -> None:
+        """Record when (and in which trace) the review became complete; None: it is not, or was reported."""
         r = s.review_states
         self.conn.execute(delete(r).where(r.c.submission_id == submission_id))
         if complete_since is not None:
-            self.conn.execute(insert(r).values(submission_id=submission_id, complete_since=complete_since))
+            self.conn.execute(
+                insert(r).values(
+                    submission_id=submission_id, complete_since=complete_since, traceparent=traceparent
+                )
+            )
 
     def ensure_signing_key(self, key_id: str, public_key: bytes, at: datetime) -> None:
         if self.signing_key(key_id) is None:

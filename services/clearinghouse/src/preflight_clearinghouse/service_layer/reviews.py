@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from opentelemetry import trace
-from preflight_common.telemetry import SUBMISSION_ID
+from preflight_common.telemetry import SUBMISSION_ID, context_of, current_traceparent
 
 from preflight_clearinghouse.adapters.store import (
     NoteRecord,
@@ -197,19 +197,22 @@ class ReviewService:
         if not self._settle:
             self._issue_if_complete(uow, submission_id, now)
             return
-        uow.mark_review(submission_id, now if uow.review_state(submission_id).complete() else None)
+        complete = uow.review_state(submission_id).complete()
+        uow.mark_review(submission_id, now if complete else None, current_traceparent())
 
     def issue_settled_reports(self) -> int:
         """Issue the reports whose plan has stayed complete for the settle window; returns how many."""
         now = self._clock()
         issued = 0
         with self._store.write() as uow:
-            for submission_id in uow.settled_reviews(now - self._settle):
-                issued += self._issue_if_complete(uow, submission_id, now)
+            for submission_id, traceparent in uow.settled_reviews(now - self._settle):
+                issued += self._issue_if_complete(uow, submission_id, now, traceparent)
                 uow.mark_review(submission_id, None)
         return issued
 
-    def _issue_if_complete(self, uow: UnitOfWork, submission_id: str, now: datetime) -> bool:
+    def _issue_if_complete(
+        self, uow: UnitOfWork, submission_id: str, now: datetime, traceparent: str | None = None
+    ) -> bool:
         state = uow.review_state(submission_id)
         if not state.complete():
             return False
@@ -217,9 +220,12 @@ class ReviewService:
         latest = uow.report_version(submission_id, 0)
         if latest is not None and latest.content_hash == content.content_hash():
             return False
-        # In the current trace (the last job's event when issued at once); ReviewReportReady descends from it.
+        # In the trace of the event that completed the review: the current one when issued at once, the
+        # kept `traceparent` after the settle window. ReviewReportReady descends from this span.
         with tracer.start_as_current_span(
-            "issue report", attributes={SUBMISSION_ID: submission_id, "preflight.report_tier": content.tier}
+            "issue report",
+            context=context_of(traceparent) if traceparent else None,
+            attributes={SUBMISSION_ID: submission_id, "preflight.report_tier": content.tier},
         ):
             self._issue(
                 uow,

@@ -59,9 +59,6 @@ EMBARGO_TRANSITIONS: dict[EmbargoState, frozenset[EmbargoState]] = {
     EmbargoState.EXITED: frozenset(),
 }
 
-EMBARGO_NEEDS_END: frozenset[EmbargoState] = frozenset({EmbargoState.PROPOSED, EmbargoState.ACTIVE})
-"""Targets that take an embargo end instant (proposal, revision; activation may keep the proposed one)."""
-
 
 def report_transition_allowed(current: FindingState, target: FindingState) -> bool:
     """Whether the report machine allows `current → target`."""
@@ -71,9 +68,3 @@ def report_transition_allowed(current: FindingState, target: FindingState) -> bo
 def embargo_transition_allowed(current: EmbargoState, target: EmbargoState) -> bool:
     """Whether the embargo machine allows `current → target`."""
     return target in EMBARGO_TRANSITIONS[current]
-
-
-PUBLISHED_STATES: frozenset[FindingState] = frozenset(
-    {FindingState.VALIDATED, FindingState.PATCH_AVAILABLE, FindingState.DISCLOSED, FindingState.CLOSED}
-)
-"""States reached only through VALIDATED (publication)."""

@@ -27,6 +27,7 @@ from preflight.benchmark.v1 import events_pb2
 
 from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.store import JobRecord, JobStore
+from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import (
     ENDED_BY_THE_SERVICE,
@@ -132,12 +133,21 @@ class Dispatcher:
 
     async def _run_attempt(self, job: JobRecord) -> None:
         try:
-            try:
-                outcome = await self._executor.run(_attempt(job, self._settings.log_root))
-            except Exception as exc:  # an executor bug must not lose the attempt
-                log.exception("executor failed on job %s", job.job_id)
-                outcome = AttemptOutcome(AttemptEnd.INFRASTRUCTURE, f"executor error: {exc}")
-            await asyncio.to_thread(self._settle, job.job_id, job.attempt, outcome)
+            # The attempt's span continues the job's trace; the worker's run is its child.
+            with job_span(
+                "benchmark attempt",
+                submission_id=job.submission_id,
+                job_id=job.job_id,
+                suite_id=job.suite_id,
+                attempt=job.attempt,
+                traceparent=job.traceparent,
+            ):
+                try:
+                    outcome = await self._executor.run(_attempt(job, self._settings.log_root))
+                except Exception as exc:  # an executor bug must not lose the attempt
+                    log.exception("executor failed on job %s", job.job_id)
+                    outcome = AttemptOutcome(AttemptEnd.INFRASTRUCTURE, f"executor error: {exc}")
+                await asyncio.to_thread(self._settle, job.job_id, job.attempt, outcome)
         finally:
             current = self._running.get(job.job_id)
             if current is not None and current[0] == job.attempt:

@@ -69,6 +69,27 @@ def _all_report_ready(client: Client, ids: list[str]) -> bool:
     return all(_status(client, sid) == intake_pb2.SUBMISSION_STATUS_REPORT_READY for sid in ids)
 
 
+def _wait_report_ready(stack: RunningStack, client: Client, ids: list[str], timeout: float) -> None:
+    """Wait for every submission to reach REPORT_READY; on timeout, say which did not and why."""
+    try:
+        wait_until(
+            f"{len(ids)} submissions at REPORT_READY", lambda: _all_report_ready(client, ids), timeout, 2
+        )
+    except TimeoutError as exc:
+        late = {
+            sid: _status(client, sid)
+            for sid in ids
+            if _status(client, sid) != intake_pb2.SUBMISSION_STATUS_REPORT_READY
+        }
+        logs = {
+            p.name: p.read_text(errors="replace").splitlines()[-15:]
+            for p in (stack.run_dir / "logs").glob("*.log")
+        }
+        raise AssertionError(
+            f"{exc}; not ready: {late}; restarts {stack.state['restarts']}; logs {logs}"
+        ) from None
+
+
 def _kill(stack: RunningStack, name: str) -> None:
     pid = stack.state["pids"][name]
     os.kill(int(pid), signal.SIGKILL)

@@ -10,6 +10,7 @@ generates into a temporary folder and exits 1 if the committed code differs
 from __future__ import annotations
 
 import filecmp
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -25,6 +26,8 @@ GENERATED_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi")
 def generate(out: Path) -> None:
     """Run protoc (from grpcio-tools) with the grpc and mypy-protobuf plugins into `out`."""
     files = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
+    # The protoc plugins (protoc-gen-mypy, protoc-gen-mypy_grpc) live beside this interpreter.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     include = Path(protoc.__file__).parent / "_proto"
     args = [
         "protoc",

@@ -331,6 +331,7 @@ class Api:
 
     components: Components
     identity: Identity
+    target: str
     channel: grpc.Channel
     stub: clearinghouse_pb2_grpc.ClearinghouseServiceStub
 
@@ -349,5 +350,8 @@ def start_api(loopback: LoopbackServer, tmp_path: Path, components: Components) 
 
     server, port = loopback.run(build_api())  # type: ignore[misc]
     loopback.start(server)
-    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    return Api(components, identity, channel, clearinghouse_pb2_grpc.ClearinghouseServiceStub(channel))
+    target = f"127.0.0.1:{port}"
+    channel = grpc.insecure_channel(target)
+    return Api(
+        components, identity, target, channel, clearinghouse_pb2_grpc.ClearinghouseServiceStub(channel)
+    )

@@ -15,6 +15,7 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
+from preflight.clearinghouse.v1.clearinghouse_pb2_grpc import ClearinghouseServiceStub
 from preflight.common.v1 import common_pb2
 from preflight_clearinghouse.adapters import protos
 from preflight_clearinghouse.adapters.signing import verify_signature
@@ -63,6 +64,7 @@ def product(**fields: str) -> pb.AffectedProduct:
 
 
 Mutation = Callable[[pb.ReportFindingRequest], None]
+Metadata = tuple[tuple[str, str], ...]
 
 
 def setter(field: str, value: object) -> Mutation:
@@ -311,8 +313,10 @@ def test_a_lab_verifies_its_signed_report_with_the_published_key(api: Api) -> No
     assert verdict.ok and verdict.entries > 0
 
 
-def _collect(api: Api, principal: Principal, into: queue.Queue[str], ready: threading.Event) -> grpc.Future:
-    stream = api.stub.StreamFindings(pb.StreamFindingsRequest(), metadata=api.as_(principal))
+def _collect(stub: ClearinghouseServiceStub, metadata: Metadata, into: queue.Queue[str]) -> None:
+    # include_existing: whether a stream takes its place in the change feed before or after the
+    # findings below are stored, it sends them (possibly twice).
+    stream = stub.StreamFindings(pb.StreamFindingsRequest(include_existing=True), metadata=metadata)
 
     def pump() -> None:
         try:
@@ -322,16 +326,15 @@ def _collect(api: Api, principal: Principal, into: queue.Queue[str], ready: thre
             pass
 
     threading.Thread(target=pump, daemon=True).start()
-    ready.set()
-    return stream  # type: ignore[no-any-return]
 
 
 def test_a_stream_sends_each_caller_only_what_it_may_see(api: Api) -> None:
     seen: dict[str, queue.Queue[str]] = {"op-a": queue.Queue(), "op-c": queue.Queue(), "rev": queue.Queue()}
-    streams = [
-        _collect(api, principal, seen[name], threading.Event())
-        for name, principal in (("op-a", OP_A), ("op-c", OP_C), ("rev", REVIEWER))
-    ]
+    # The streams get their own channel: closing it ends them (whatever wraps the calls).
+    stream_channel = grpc.insecure_channel(api.target)
+    stream_stub = ClearinghouseServiceStub(stream_channel)
+    for name, principal in (("op-a", OP_A), ("op-c", OP_C), ("rev", REVIEWER)):
+        _collect(stream_stub, api.as_(principal), seen[name])
     secret = valid_request()
     secret.title = "for op-a only"
     secret_id = api.stub.ReportFinding(secret, metadata=api.as_(REVIEWER)).finding.finding_id
@@ -352,5 +355,4 @@ def test_a_stream_sends_each_caller_only_what_it_may_see(api: Api) -> None:
     assert set(until("op-a", "for everyone")) == {"for op-a only", "for everyone"}
     assert until("op-c", "for everyone") == ["for everyone"]
     assert "for op-a only" in until("rev", "for everyone")
-    for stream in streams:
-        stream.cancel()
+    stream_channel.close()

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
+from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight_clearinghouse.adapters import protos
 from preflight_clearinghouse.adapters.signing import ReportSigner
@@ -328,7 +329,7 @@ def sentinel_for(now: datetime) -> Spec:
 
 def _stream_into(
     stub: object, metadata: tuple[tuple[str, str], ...], sink: queue.Queue[pb.Finding], now: datetime
-) -> grpc.Future:
+) -> None:
     # include_existing with `since`: whether the first sentinel lands before or after the stream takes
     # its position in the change feed, the stream sends it (possibly twice).
     request = pb.StreamFindingsRequest(
@@ -344,7 +345,6 @@ def _stream_into(
             pass
 
     threading.Thread(target=pump, daemon=True).start()
-    return call  # type: ignore[no-any-return]
 
 
 def test_no_read_path_leaks_over_grpc(tmp_path: Path) -> None:
@@ -373,9 +373,11 @@ def test_no_read_path_leaks_over_grpc(tmp_path: Path) -> None:
         mine = {spec.finding.finding_id: spec for spec, _ in world}
         streamers = [v for v in VIEWERS if v.role is not Role.SERVICE]
         sinks: dict[str, queue.Queue[pb.Finding]] = {v.principal_id: queue.Queue() for v in streamers}
-        calls = [
-            _stream_into(api.stub, metadata[v.principal_id], sinks[v.principal_id], now) for v in streamers
-        ]
+        # The streams get their own channel: closing it ends them (whatever wraps the calls).
+        stream_channel = grpc.insecure_channel(api.target)
+        stream_stub = clearinghouse_pb2_grpc.ClearinghouseServiceStub(stream_channel)
+        for v in streamers:
+            _stream_into(stream_stub, metadata[v.principal_id], sinks[v.principal_id], now)
         # A finding every lab and operator may see marks a point in each stream: once the first one
         # arrives, every stream is live; everything a stream sends before the second one is the world.
         opened = sentinel_for(now)
@@ -428,8 +430,7 @@ def test_no_read_path_leaks_over_grpc(tmp_path: Path) -> None:
             assert {f.finding_id for f in streamed} == expected, viewer
             for shown in streamed:
                 check_wire(viewer, mine[shown.finding_id], shown.SerializeToString())
-        for call in calls:
-            call.cancel()
+        stream_channel.close()
 
     try:
         example()

@@ -5,7 +5,7 @@
 - `preflight.benchmark.jobs.v1`: BenchmarkJobRequested (a planned job);
 - `preflight.benchmark.results.v1`: BenchmarkCompleted (scores, candidate findings), BenchmarkFailed.
 
-Each event is applied once: its `ce_id` is claimed in the transaction that
+Each event is applied once: its `ce_source`/`ce_id` is claimed in the transaction that
 applies it, and its offset is committed only afterwards (see
 `preflight_common.consumer`). An event that names no submission or job is
 dead-lettered.
@@ -35,6 +35,11 @@ JOBS = EventRegistry([benchmark_events.BenchmarkJobRequested])
 RESULTS = EventRegistry([benchmark_events.BenchmarkCompleted, benchmark_events.BenchmarkFailed])
 
 
+def _event_key(attributes: EventAttributes) -> str:
+    """What identifies an event for the idempotent consumer: CloudEvents ids are unique per source."""
+    return f"{attributes.source}/{attributes.id}"
+
+
 def _required(payload: Any, field: str) -> str:
     value = str(getattr(payload, field))
     if not value:
@@ -58,11 +63,11 @@ class Handlers:
                 share_identity=payload.consent.share_identity_with_operators,
                 received_at=protos.moment(payload, "received_at") or attributes.time,
             )
-            await asyncio.to_thread(self._reviews.submission_received, attributes.id, info)
+            await asyncio.to_thread(self._reviews.submission_received, _event_key(attributes), info)
         elif isinstance(payload, intake_events.SubmissionWithdrawn):
             await asyncio.to_thread(
                 self._reviews.submission_withdrawn,
-                attributes.id,
+                _event_key(attributes),
                 _required(payload, "submission_id"),
                 payload.reason,
             )
@@ -72,7 +77,7 @@ class Handlers:
         _required(payload, "job_id")
         await asyncio.to_thread(
             self._reviews.job_requested,
-            attributes.id,
+            _event_key(attributes),
             _required(payload, "submission_id"),
             protos.planned_job(payload),
         )
@@ -82,11 +87,13 @@ class Handlers:
         submission_id = _required(payload, "submission_id")
         if isinstance(payload, benchmark_events.BenchmarkCompleted):
             job, candidates = protos.completed_job(payload)
-            await asyncio.to_thread(self._reviews.job_ended, attributes.id, submission_id, job, candidates)
+            await asyncio.to_thread(
+                self._reviews.job_ended, _event_key(attributes), submission_id, job, candidates
+            )
         else:
             assert isinstance(payload, benchmark_events.BenchmarkFailed)
             await asyncio.to_thread(
-                self._reviews.job_ended, attributes.id, submission_id, protos.failed_job(payload)
+                self._reviews.job_ended, _event_key(attributes), submission_id, protos.failed_job(payload)
             )
 
 

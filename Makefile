@@ -16,6 +16,8 @@ PIP := $(PY) -m pip
 BUF_VERSION := 1.75.0
 BUF := .cache/buf/node_modules/.bin/buf
 PACKAGES := libs/proto libs/common sdk/python $(sort $(dir $(wildcard services/*/pyproject.toml)))
+# Each package editable, with its `test` extra when it declares one.
+EDITABLES := $(foreach p,$(PACKAGES),-e $(if $(shell grep -s '^test = ' $(p)/pyproject.toml),$(patsubst %/,%,$(p))[test],$(p)))
 SRC_DIRS := $(shell for p in $(PACKAGES); do [ -d $$p/src ] && printf '%s:' $${p%/}/src; done)
 MYPY_PACKAGES := preflight_common $(shell for p in $(PACKAGES); do for d in $${p%/}/src/preflight_*; do \
 	[ -d $$d ] && [ $$(basename $$d) != preflight_common ] && printf '%s ' $$(basename $$d); done; done)
@@ -30,7 +32,7 @@ $(PY):
 	$(PIP) install --quiet --upgrade pip
 
 install: $(PY)
-	$(PIP) install --quiet -r requirements-dev.txt $(addprefix -e ,$(PACKAGES)) -c constraints.txt
+	$(PIP) install --quiet -r requirements-dev.txt -c constraints.txt $(EDITABLES)
 
 kafka-jars: install
 	$(PY) -c "from preflight_common.localkafka import ensure_jars; print(ensure_jars('.'))"

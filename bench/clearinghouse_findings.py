@@ -50,6 +50,7 @@ from preflight_clearinghouse.domain.findings import (
     ProductInput,
     check_report,
 )
+from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, Viewer
 from preflight_clearinghouse.domain.sharing import Role as ViewerRole
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
@@ -210,11 +211,41 @@ def timed(calls: int, call: Callable[[int], object], positions: list[int]) -> li
 
 
 def bench_list(components: Components, calls: int, stored: int) -> None:
+    rng = random.Random(11)
+    positions = [rng.randint(0, stored - 200) for _ in range(calls)]
+    f = schema.findings.c
+    raw = select(schema.findings).order_by(f.seq).limit(100)
+
+    def bare(position: int) -> object:
+        with components.engine.connect() as conn:
+            return conn.execute(raw.where(f.seq > position)).all()
+
+    timed(20, bare, positions)
+    print(f"baseline bare SQL         {percentiles(timed(calls, bare, positions))}   (100 rows, no policy)")
+    viewers = {
+        "reviewer": Principal("bench-reviewer", Role.REVIEWER, "agency"),
+        "operator": Principal("bench-operator", Role.OPERATOR, "op-a", frozenset({"energy"})),
+    }
+    for name, principal in viewers.items():
+        viewer = Viewer(
+            principal.principal_id,
+            ViewerRole(principal.role.value),
+            principal.organisation,
+            principal.sectors,
+        )
+
+        def use_case(position: int, v: Viewer = viewer) -> object:
+            return components.registry.list_visible(v, FindingQuery(), 100, encode_page_token(position))
+
+        timed(20, use_case, positions)
+        print(f"list use case   {name:8}  {percentiles(timed(calls, use_case, positions))}   (in process)")
+
     metadata = MetaData()
     tokens = TokenStore(components.engine, tokens_table(metadata))
     metadata.create_all(components.engine)
     loop = asyncio.new_event_loop()
-    threading.Thread(target=loop.run_forever, daemon=True).start()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
 
     async def start() -> tuple[grpc.aio.Server, int]:
         server, port, _health = build_grpc_server(components, LocalAuthenticator(tokens), "127.0.0.1:0")
@@ -224,37 +255,22 @@ def bench_list(components: Components, calls: int, stored: int) -> None:
     server, port = asyncio.run_coroutine_threadsafe(start(), loop).result()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = clearinghouse_pb2_grpc.ClearinghouseServiceStub(channel)
-    rng = random.Random(11)
-    positions = [rng.randint(0, stored - 200) for _ in range(calls)]
-    principals = {
-        "reviewer": Principal("bench-reviewer", Role.REVIEWER, "agency"),
-        "operator": Principal("bench-operator", Role.OPERATOR, "op-a", frozenset({"energy"})),
-    }
-    for name, principal in principals.items():
-        metadata_ = (("authorization", f"Bearer {tokens.create(principal).token}"),)
+    for name, principal in viewers.items():
+        md = (("authorization", f"Bearer {tokens.create(principal).token}"),)
 
-        def call(position: int, md: tuple[tuple[str, str], ...] = metadata_) -> object:
+        def call(position: int, md: tuple[tuple[str, str], ...] = md) -> object:
             request = pb.ListFindingsRequest(page_size=100, page_token=encode_page_token(position))
             response = stub.ListFindings(request, metadata=md)
             assert len(response.findings) == 100
             return response
 
-        timed(20, call, positions)  # warm up
-        print(
-            f"ListFindings {name:8} {percentiles(timed(calls, call, positions))}   (100 of {stored:,} stored)"
-        )
-    f = schema.findings.c
-    raw = select(schema.findings).where(f.seq > 0).order_by(f.seq).limit(100)
-
-    def bare(position: int) -> object:
-        with components.engine.connect() as conn:
-            return conn.execute(raw.where(f.seq > position)).all()
-
-    timed(20, bare, positions)
-    print(f"baseline bare SQL {percentiles(timed(calls, bare, positions))}   (100 rows by seq, no policy)")
+        timed(20, call, positions)
+        figures = percentiles(timed(calls, call, positions))
+        print(f"ListFindings    {name:8}  {figures}   (gRPC; {stored:,} stored)")
     channel.close()
     asyncio.run_coroutine_threadsafe(server.stop(0), loop).result()
     loop.call_soon_threadsafe(loop.stop)
+    thread.join()
 
 
 def main() -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -62,6 +63,7 @@ Clock = Callable[[], datetime]
 FINDING_NAMESPACE = uuid.UUID("6f1c9a52-3f0e-4d7e-9a53-2b7f0c1d8e44")
 MAX_PAGE = 500
 DEFAULT_PAGE = 100
+MAX_BATCH = 2_000
 SCAN_LIMIT = 20_000
 """Rows a list call examines at most before returning a (possibly short) page with a token."""
 
@@ -281,10 +283,13 @@ class FindingRegistry:
         now = self._clock()
         page: list[Finding] = []
         scanned = 0
-        batch = max(2 * size, 200)
+        # Start with a page's worth (reviewers see every row), then size each next batch from the
+        # share of rows the caller could see so far (the store's candidate query is a superset).
+        batch = size
         with self._store.read() as reader:
             while scanned < SCAN_LIMIT:
                 rows = reader.findings_after(viewer, query, cursor, batch)
+                shown_before = len(page)
                 for finding in rows:
                     cursor = finding.seq
                     shown = visible(viewer, finding, now)
@@ -295,6 +300,8 @@ class FindingRegistry:
                 scanned += len(rows)
                 if len(rows) < batch:
                     return page, ""
+                share = max((len(page) - shown_before) / len(rows), 0.05)
+                batch = min(MAX_BATCH, math.ceil(1.2 * (size - len(page)) / share) + 10)
         return page, encode_page_token(cursor)
 
     def stream_cursor(self) -> int:

@@ -53,7 +53,7 @@ def reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
 
 @pytest.fixture(scope="module")
 def slow_reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
-    server = ReferenceModelServer(api_key=model_key, model_name="frontier-slow", delay=0.6).start()
+    server = ReferenceModelServer(api_key=model_key, model_name="frontier-slow", delay=2.0).start()
     yield server
     server.stop()
 

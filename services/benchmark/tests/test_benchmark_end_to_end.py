@@ -228,11 +228,14 @@ def test_killed_worker_is_retried_and_the_job_ends_once(
         )
     }
     executor = service.components.executor
-    (job_id, attempt), pid = wait_until(
-        lambda: next(((k, p) for k, p in executor.pids().items() if k[0] in requested), None),  # type: ignore[attr-defined]
-        30,
-        "a worker of this submission",
-    )
+
+    def running_worker() -> tuple[tuple[str, int], int] | None:
+        # A worker whose job has not ended yet: one that already reported may still be exiting.
+        ended = {e.job_id for e in service.tap.terminal(received.submission_id)}
+        workers = executor.pids().items()  # type: ignore[attr-defined]
+        return next(((k, p) for k, p in workers if k[0] in requested and k[0] not in ended), None)
+
+    (job_id, attempt), pid = wait_until(running_worker, 30, "a running worker of this submission")
     # The running worker holds the credential in memory only: not in its argv or environment.
     for exposed in ("cmdline", "environ"):
         assert model_key.encode() not in Path(f"/proc/{pid}/{exposed}").read_bytes()

@@ -257,7 +257,12 @@ def test_a_job_that_succeeds_without_a_reported_result_fails_at_once_as_a_config
             1,
         )
         assert f"without reporting a result (Job {job_name(job_id, 1)} succeeded)" in event.message
-        assert cluster.ended(job_name(job_id, 1)) == ("Complete", "CompletionsReached")
+        # The service may see the pod's exit before the Job controller records the Job's end.
+        name = job_name(job_id, 1)
+        assert wait_until(lambda n=name: cluster.ended(n), WAIT, "the Job's end") == (
+            "Complete",
+            "CompletionsReached",
+        )
     assert len(cluster.jobs_of(submission_id)) == 2, "no second attempt"
 
 

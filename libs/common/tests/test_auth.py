@@ -313,3 +313,28 @@ async def test_client_certificate_maps_to_a_principal(store: TokenStore) -> None
         assert results == ["lab:alice", "UNAUTHENTICATED"]
     finally:
         await server.stop(None)
+
+
+def test_server_tls_from_the_environment_names_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    from pathlib import Path
+
+    from preflight_common.config import ConfigError
+    from preflight_common.grpcserver import ServerTLS
+
+    folder = Path(str(tmp_path))
+    assert ServerTLS.from_env("PREFLIGHT_X") is None
+    monkeypatch.setenv("PREFLIGHT_X_TLS_CLIENT_CA", str(folder / "ca.pem"))
+    with pytest.raises(ConfigError, match="PREFLIGHT_X_TLS_CLIENT_CA needs PREFLIGHT_X_TLS_CERT"):
+        ServerTLS.from_env("PREFLIGHT_X")
+    monkeypatch.setenv("PREFLIGHT_X_TLS_CERT", str(folder / "cert.pem"))
+    with pytest.raises(ConfigError, match="PREFLIGHT_X_TLS_CERT and PREFLIGHT_X_TLS_KEY go together"):
+        ServerTLS.from_env("PREFLIGHT_X")
+    monkeypatch.setenv("PREFLIGHT_X_TLS_KEY", str(folder / "key.pem"))
+    with pytest.raises(ConfigError, match="PREFLIGHT_X_TLS_CERT: cannot read"):
+        ServerTLS.from_env("PREFLIGHT_X")
+    for name in ("ca", "cert", "key"):
+        (folder / f"{name}.pem").write_bytes(f"{name} pem".encode())
+    tls = ServerTLS.from_env("PREFLIGHT_X")
+    assert tls == ServerTLS(b"cert pem", b"key pem", client_ca=b"ca pem")

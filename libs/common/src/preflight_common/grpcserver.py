@@ -30,6 +30,7 @@ from preflight_common.auth import (
     reset_current_principal,
     set_current_principal,
 )
+from preflight_common.config import ConfigError, env, env_path
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +51,39 @@ class ServerTLS:
     private_key: bytes
     client_ca: bytes | None = None
 
+    @classmethod
+    def from_env(cls, prefix: str) -> ServerTLS | None:
+        """TLS from `<prefix>_TLS_CERT` and `<prefix>_TLS_KEY` (PEM file paths); with
+        `<prefix>_TLS_CLIENT_CA`, client certificates are required (mTLS). None when unset;
+        ConfigError naming the variable when the set is incomplete or a file is unreadable."""
+        cert, key, client_ca = (f"{prefix}_TLS_{part}" for part in ("CERT", "KEY", "CLIENT_CA"))
+        present = {name: bool(env(name, "")) for name in (cert, key, client_ca)}
+        if not present[cert] and not present[key]:
+            if present[client_ca]:
+                raise ConfigError(f"{client_ca} needs {cert} and {key}")
+            return None
+        if not (present[cert] and present[key]):
+            raise ConfigError(f"{cert} and {key} go together")
+        return cls(
+            certificate_chain=_read_file(cert),
+            private_key=_read_file(key),
+            client_ca=_read_file(client_ca) if present[client_ca] else None,
+        )
+
     def credentials(self) -> grpc.ServerCredentials:
         return grpc.ssl_server_credentials(
             [(self.private_key, self.certificate_chain)],
             root_certificates=self.client_ca,
             require_client_auth=self.client_ca is not None,
         )
+
+
+def _read_file(variable: str) -> bytes:
+    path = env_path(variable)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from None
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

@@ -59,7 +59,7 @@ class ClearinghouseSettings:
             auth_cache_ttl=_positive("PREFLIGHT_CLEARINGHOUSE_AUTH_CACHE_TTL", cls.auth_cache_ttl),
             shutdown_grace=_positive("PREFLIGHT_CLEARINGHOUSE_SHUTDOWN_GRACE", cls.shutdown_grace),
             consumer_group=env("PREFLIGHT_CLEARINGHOUSE_CONSUMER_GROUP", cls.consumer_group),
-            tls=_tls(),
+            tls=ServerTLS.from_env("PREFLIGHT_CLEARINGHOUSE"),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),
         )
@@ -84,31 +84,3 @@ def _url(name: str, default: str) -> str:
     if not value.startswith("https://"):
         raise ConfigError(f"{name} must be an https:// URL, got {value!r}")
     return value
-
-
-def _tls() -> ServerTLS | None:
-    """TLS from PREFLIGHT_CLEARINGHOUSE_TLS_CERT/_KEY; mTLS with PREFLIGHT_CLEARINGHOUSE_TLS_CLIENT_CA."""
-    cert = env("PREFLIGHT_CLEARINGHOUSE_TLS_CERT", "")
-    key = env("PREFLIGHT_CLEARINGHOUSE_TLS_KEY", "")
-    client_ca = env("PREFLIGHT_CLEARINGHOUSE_TLS_CLIENT_CA", "")
-    if not cert and not key:
-        if client_ca:
-            raise ConfigError(
-                "PREFLIGHT_CLEARINGHOUSE_TLS_CLIENT_CA needs PREFLIGHT_CLEARINGHOUSE_TLS_CERT and _KEY"
-            )
-        return None
-    if not (cert and key):
-        raise ConfigError("PREFLIGHT_CLEARINGHOUSE_TLS_CERT and PREFLIGHT_CLEARINGHOUSE_TLS_KEY go together")
-    return ServerTLS(
-        certificate_chain=_read("PREFLIGHT_CLEARINGHOUSE_TLS_CERT"),
-        private_key=_read("PREFLIGHT_CLEARINGHOUSE_TLS_KEY"),
-        client_ca=_read("PREFLIGHT_CLEARINGHOUSE_TLS_CLIENT_CA") if client_ca else None,
-    )
-
-
-def _read(name: str) -> bytes:
-    path = env_path(name)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None

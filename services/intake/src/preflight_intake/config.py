@@ -56,7 +56,7 @@ class IntakeSettings:
             shutdown_grace=_positive("PREFLIGHT_INTAKE_SHUTDOWN_GRACE", cls.shutdown_grace),
             consumer_group=env("PREFLIGHT_INTAKE_CONSUMER_GROUP", cls.consumer_group),
             token_lifetime_days=_positive("PREFLIGHT_INTAKE_TOKEN_LIFETIME_DAYS", cls.token_lifetime_days),
-            tls=_tls(),
+            tls=ServerTLS.from_env("PREFLIGHT_INTAKE"),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),
         )
@@ -67,29 +67,3 @@ def _positive(name: str, default: float) -> float:
     if value <= 0:
         raise ConfigError(f"{name} must be a positive number of seconds/days, got {value}")
     return value
-
-
-def _tls() -> ServerTLS | None:
-    """Server TLS from PREFLIGHT_INTAKE_TLS_CERT/KEY; with PREFLIGHT_INTAKE_TLS_CLIENT_CA, mTLS."""
-    cert = env("PREFLIGHT_INTAKE_TLS_CERT", "")
-    key = env("PREFLIGHT_INTAKE_TLS_KEY", "")
-    client_ca = env("PREFLIGHT_INTAKE_TLS_CLIENT_CA", "")
-    if not cert and not key:
-        if client_ca:
-            raise ConfigError("PREFLIGHT_INTAKE_TLS_CLIENT_CA needs PREFLIGHT_INTAKE_TLS_CERT and _KEY")
-        return None
-    if not (cert and key):
-        raise ConfigError("PREFLIGHT_INTAKE_TLS_CERT and PREFLIGHT_INTAKE_TLS_KEY go together")
-    return ServerTLS(
-        certificate_chain=_read("PREFLIGHT_INTAKE_TLS_CERT"),
-        private_key=_read("PREFLIGHT_INTAKE_TLS_KEY"),
-        client_ca=_read("PREFLIGHT_INTAKE_TLS_CLIENT_CA") if client_ca else None,
-    )
-
-
-def _read(name: str) -> bytes:
-    path: Path = env_path(name)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None

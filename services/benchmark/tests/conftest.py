@@ -53,7 +53,9 @@ def reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
 
 @pytest.fixture(scope="module")
 def slow_reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
-    server = ReferenceModelServer(api_key=model_key, model_name="frontier-slow", delay=2.0).start()
+    # Inspect sends a suite's samples concurrently, so a worker takes about one delay: long enough
+    # that a test can withdraw or kill it mid-run even on a loaded machine.
+    server = ReferenceModelServer(api_key=model_key, model_name="frontier-slow", delay=8.0).start()
     yield server
     server.stop()
 

@@ -14,7 +14,7 @@ How it works:
   the protobuf `Alert`.
 * The `ce_audience` header lists who may receive the alert, already narrowed
   by its TLP: `org:<organisation>`, `sector:<sector>` (only when the TLP allows
-  sector-wide sharing), `lab:<organisation>`, `reviewers`. KEEP AN ALERT ONLY
+  sector-wide sharing), `reviewers`. KEEP AN ALERT ONLY
   IF ONE OF YOUR TOKENS IS THERE; drop everything else unread. Respect the
   alert's TLP marking when you pass it on.
 * Offsets are committed after an alert was handled, so a crash replays it

@@ -257,6 +257,7 @@ schema = {
                                     "reviews",
                                     "findings",
                                     "alerts",
+                                    "reviewAlerts",
                                 ]
                             },
                             required=[
@@ -266,6 +267,7 @@ schema = {
                                 "reviews",
                                 "findings",
                                 "alerts",
+                                "reviewAlerts",
                             ],
                         ),
                         "partitions": {"type": "integer", "minimum": 1},

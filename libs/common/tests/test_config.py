@@ -91,7 +91,14 @@ def test_inconsistent_kafka_settings_are_refused(fields: dict[str, str], variabl
 
 
 def test_topic_names_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
-    for field in ("SUBMISSIONS", "BENCHMARK_JOBS", "BENCHMARK_RESULTS", "REVIEWS", "FINDINGS"):
+    for field in (
+        "SUBMISSIONS",
+        "BENCHMARK_JOBS",
+        "BENCHMARK_RESULTS",
+        "REVIEWS",
+        "FINDINGS",
+        "REVIEW_ALERTS",
+    ):
         monkeypatch.delenv(f"PREFLIGHT_TOPIC_{field}", raising=False)
     monkeypatch.setenv("PREFLIGHT_TOPIC_ALERTS", "tenant-a.alerts")
     topics = Topics.from_env()
@@ -103,5 +110,6 @@ def test_topic_names_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
         "preflight.reviews.v1",
         "preflight.findings.v1",
         "tenant-a.alerts",
+        "preflight.review-alerts.v1",
     ]
     assert Topics.dlq(topics.submissions) == "preflight.submissions.v1.dlq"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
+from dataclasses import fields
 from typing import Any
 
 import pytest
@@ -80,7 +81,7 @@ def test_configured_specs_follow_the_environment(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("PREFLIGHT_TOPIC_RETENTION_MS", "1000")
     monkeypatch.setenv("PREFLIGHT_DLQ_RETENTION_MS", "2000")
     specs = configured_specs(Topics(alerts="custom.alerts"))
-    assert len(specs) == 12
+    assert len(specs) == 2 * len(fields(Topics))
     assert TopicSpec("custom.alerts", 4, 1, 1000) in specs
     assert TopicSpec("custom.alerts.dlq", 1, 1, 2000) in specs
     assert TopicSpec("preflight.submissions.v1", 4, 1, 1000) in specs
@@ -93,7 +94,7 @@ def test_the_command_creates_the_configured_topics_once(
     monkeypatch.setenv("PREFLIGHT_TOPIC_PARTITIONS", "2")
     prefix = fresh("cli")
     names = {}
-    for field in ("submissions", "benchmark_jobs", "benchmark_results", "reviews", "findings", "alerts"):
+    for field in (f.name for f in fields(Topics)):
         names[field] = f"{prefix}.{field}"
         monkeypatch.setenv(f"PREFLIGHT_TOPIC_{field.upper()}", names[field])
 
@@ -104,7 +105,7 @@ def test_the_command_creates_the_configured_topics_once(
 
     expected = sorted([*names.values(), *(Topics.dlq(name) for name in names.values())])
     assert sorted(line.removeprefix("created ") for line in first.splitlines()[:-1]) == expected
-    assert first.splitlines()[-1] == "12 topic(s) created; the rest already existed"
+    assert first.splitlines()[-1] == f"{len(expected)} topic(s) created; the rest already existed"
     assert second == "0 topic(s) created; the rest already existed\n"
     counts = partition_counts(admin, expected)
     assert counts[names["alerts"]] == 2

@@ -13,7 +13,15 @@ from typing import Any
 
 import pytest
 from kafka import KafkaConsumer
-from notifier_support import START, ManualClock, SmtpServer, WebhookReceiver, apply, finding_notice
+from notifier_support import (
+    START,
+    ManualClock,
+    SmtpServer,
+    WebhookReceiver,
+    apply,
+    finding_notice,
+    submission_received,
+)
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.notifier.v1 import notifier_pb2
 from preflight_common.config import KafkaSettings, Topics
@@ -46,13 +54,15 @@ def settings(
         routing_file=routing_file,
         smtp=SmtpSettings(host="127.0.0.1", port=smtp_server.port, security="none", timeout=5.0),
         kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
-        topics=Topics(alerts=unique_topic("alerts", partitions=3)),
+        topics=Topics(
+            alerts=unique_topic("alerts", partitions=3), review_alerts=unique_topic("review-alerts")
+        ),
     )
 
 
-def topic_records(settings: NotifierSettings, expected: int) -> list[Any]:
+def topic_records(settings: NotifierSettings, expected: int, topic: str | None = None) -> list[Any]:
     consumer = KafkaConsumer(
-        settings.topics.alerts,
+        topic or settings.topics.alerts,
         bootstrap_servers=settings.kafka.bootstrap_servers,
         group_id=f"test-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
@@ -138,3 +148,29 @@ async def test_an_operator_outside_the_audience_receives_nothing_on_any_channel(
         stream.cancel()
     listed = await api.stub.ListAlerts(notifier_pb2.ListAlertsRequest(), metadata=api.auth("bank-b"))
     assert [r.alert.subject_id for r in listed.alerts] == ["f-sentinel"]
+
+
+def test_review_alerts_name_a_lab_and_so_never_reach_the_operators_topic(
+    notifier: Components, settings: NotifierSettings, clock: ManualClock
+) -> None:
+    apply(notifier, submission_received("sub-1", START + 8 * timedelta(days=1)))
+    apply(
+        notifier,
+        clearinghouse_events.FindingPublished(
+            finding=finding_notice(
+                "f-1", embargo_end=START + 4 * timedelta(days=1), organisations=("bank-a",)
+            )
+        ),
+    )
+    clock.set(START + timedelta(days=1, hours=1))
+    notifier.scheduler.run_pass()
+    publisher = EventPublisher(settings.kafka, source="test")
+    try:
+        assert OutboxRelay(notifier.engine, tables.outbox, publisher).run_once() == 2
+    finally:
+        publisher.close()
+    operators = topic_records(settings, expected=1)
+    reviews = topic_records(settings, expected=1, topic=settings.topics.review_alerts)
+    assert [r.key for r in operators] == [b"f-1"]
+    assert [r.key for r in reviews] == [b"sub-1"]
+    assert all(b"lab-a" not in r.value and b"sub-1" not in r.value for r in operators)

@@ -281,7 +281,7 @@ def test_the_topic_record_is_the_alert_keyed_by_subject_with_its_id_and_audience
     alert = fired(notifier)[0]
     headers = dict(json.loads(record.headers))
     assert (record.topic, record.event_id, record.event_type) == (
-        "preflight.alerts.v1",
+        "preflight.review-alerts.v1",
         alert.alert_id,
         "preflight.notifier.v1.Alert",
     )

@@ -125,6 +125,7 @@ def topics(unique_topic: Any, kafka_bootstrap: str) -> Topics:
         reviews=unique_topic("reviews"),
         findings=unique_topic("findings"),
         alerts=unique_topic("alerts", partitions=3),
+        review_alerts=unique_topic("review-alerts", partitions=3),
     )
     ensure_topics(
         KafkaSettings(bootstrap_servers=kafka_bootstrap),
@@ -150,6 +151,7 @@ def served(tmp_path: Path, kafka_bootstrap: str, topics: Topics) -> Iterator[Not
         "PREFLIGHT_TOPIC_REVIEWS": topics.reviews,
         "PREFLIGHT_TOPIC_FINDINGS": topics.findings,
         "PREFLIGHT_TOPIC_ALERTS": topics.alerts,
+        "PREFLIGHT_TOPIC_REVIEW_ALERTS": topics.review_alerts,
         "PREFLIGHT_NOTIFIER_ROUTING_FILE": str(routing),
         "PREFLIGHT_NOTIFIER_CONSUMER_GROUP": f"notifier-{uuid.uuid4().hex[:8]}",
         "PREFLIGHT_NOTIFIER_SCHEDULER_INTERVAL": "0.2",
@@ -203,7 +205,7 @@ def test_killed_and_restarted_notifier_fires_each_threshold_once_and_dead_letter
     served: NotifierProcess, kafka_bootstrap: str, topics: Topics
 ) -> None:
     publisher = EventPublisher(KafkaSettings(bootstrap_servers=kafka_bootstrap), source="preflight-intake")
-    watcher = AlertWatcher(kafka_bootstrap, topics.alerts)
+    watcher = AlertWatcher(kafka_bootstrap, topics.review_alerts)
     try:
         # Warm-up: a review already due shows the agents consume and the relay publishes.
         publisher.publish(

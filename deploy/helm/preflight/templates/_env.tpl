@@ -46,6 +46,8 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ $k.topics.names.findings | quote }}
 - name: PREFLIGHT_TOPIC_ALERTS
   value: {{ $k.topics.names.alerts | quote }}
+- name: PREFLIGHT_TOPIC_REVIEW_ALERTS
+  value: {{ $k.topics.names.reviewAlerts | quote }}
 {{- end -}}
 
 {{- define "preflight.env.topics" -}}

@@ -133,7 +133,11 @@ class Topics:
     benchmark_results: str = "preflight.benchmark.results.v1"
     reviews: str = "preflight.reviews.v1"
     findings: str = "preflight.findings.v1"
+    # Finding alerts, each carrying its audience: the topic operators subscribe to.
     alerts: str = "preflight.alerts.v1"
+    # Review-deadline alerts name a lab and its release plan: for labs' and reviewers' systems
+    # only, never granted to operators.
+    review_alerts: str = "preflight.review-alerts.v1"
 
     @classmethod
     def from_env(cls) -> Topics:

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from opentelemetry import trace
+from preflight_common.config import Topics
 from preflight_common.envelope import KafkaRecord, encode_event
 from preflight_common.outbox import enqueue
 from preflight_common.telemetry import SUBMISSION_ID, context_of, inject_headers
@@ -57,10 +58,14 @@ def alert_span(alert: Alert, traceparent: str | None) -> Iterator[trace.Span]:
 class AlertSink:
     """Where fired alerts go (see `emit`)."""
 
-    def __init__(self, routing: RoutingConfig, topic: str, source: str) -> None:
+    def __init__(self, routing: RoutingConfig, topics: Topics, source: str) -> None:
         self._routing = routing
-        self._topic = topic
+        self._topics = topics
         self._source = source
+
+    def topic_of(self, alert: Alert) -> str:
+        """Review alerts name a lab, so they never go to the operators' finding-alert topic."""
+        return self._topics.review_alerts if alert.kind.is_review else self._topics.alerts
 
     def emit(
         self,
@@ -80,6 +85,6 @@ class AlertSink:
         for alert in fresh:
             traceparent = (traceparents or {}).get(alert.kind.deadline_id(alert.subject_id))
             with alert_span(alert, traceparent):
-                enqueue(conn, t.outbox, self._topic, topic_record(alert, self._source))
+                enqueue(conn, t.outbox, self.topic_of(alert), topic_record(alert, self._source))
         store.add_notifications(conn, [n for a in fresh for n in self._routing.notifications(a)], now)
         return fresh

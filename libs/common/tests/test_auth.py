@@ -240,7 +240,6 @@ def _cert(
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID  # noqa: F401
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(oid, value) for oid, value in subject])  # type: ignore[arg-type]
@@ -338,3 +337,17 @@ def test_server_tls_from_the_environment_names_what_is_missing(
         (folder / f"{name}.pem").write_bytes(f"{name} pem".encode())
     tls = ServerTLS.from_env("PREFLIGHT_X")
     assert tls == ServerTLS(b"cert pem", b"key pem", client_ca=b"ca pem")
+
+
+async def test_the_introspection_cache_stays_bounded_under_made_up_tokens(
+    issuer: tuple[str, TokenStore],
+) -> None:
+    target, store = issuer
+    remote = IntrospectionAuthenticator(target, store.create(SERVICE).token, cache_ttl=3600)
+    remote.MAX_CACHED = 3
+    try:
+        for n in range(10):
+            assert await remote.authenticate(f"pft_made_up_{n}", context=None) is None  # type: ignore[arg-type]
+            assert len(remote._cache) <= remote.MAX_CACHED
+    finally:
+        await remote.close()

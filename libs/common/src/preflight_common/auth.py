@@ -245,6 +245,8 @@ class LocalAuthenticator:
 class IntrospectionAuthenticator:
     """Authenticates by asking the issuer's IdentityService, caching answers for `cache_ttl` seconds."""
 
+    MAX_CACHED = 10_000
+
     def __init__(
         self,
         target: str,
@@ -283,6 +285,11 @@ class IntrospectionAuthenticator:
             timeout=5.0,
         )
         principal = Principal.from_proto(response.principal) if response.active else None
+        if len(self._cache) >= self.MAX_CACHED:
+            # Bounded: callers presenting many distinct (e.g. made-up) tokens cannot grow it forever.
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= self.MAX_CACHED:
+                self._cache.clear()
         self._cache[key] = (now + self._cache_ttl, principal)
         return principal
 

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import faust
@@ -97,7 +98,7 @@ def make_faust_app(app_id: str, settings: KafkaSettings, **overrides: Any) -> fa
     `PREFLIGHT_KAFKA_SESSION_TIMEOUT` (s, default 30), `PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL`
     (s, default 3), `PREFLIGHT_KAFKA_COMMIT_INTERVAL` (s, default 1). The store is in memory;
     faust's data folder (which it needs but we do not use) is a fresh temporary folder unless
-    `datadir` is given, so no process writes into its working directory.
+    `datadir` is given (created with its parents), so no process writes into its working directory.
     """
     options: dict[str, Any] = {
         "datadir": tempfile.mkdtemp(prefix=f"faust-{app_id}-"),
@@ -117,6 +118,8 @@ def make_faust_app(app_id: str, settings: KafkaSettings, **overrides: Any) -> fa
         "producer_acks": -1,
     }
     options.update(overrides)
+    # faust creates its data folder but not the folders above it.
+    Path(options["datadir"]).mkdir(parents=True, exist_ok=True)
     return faust.App(app_id, **options)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import threading
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,7 @@ from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
 from preflight_common.auth import IntrospectionAuthenticator
 from preflight_common.consumer import DeadLetters, consume_events, make_faust_app
 from preflight_common.grpcserver import build_server, mark_serving
-from preflight_common.outbox import OutboxRelay
-from preflight_common.producer import EventPublisher
+from preflight_common.runtime import KafkaSide
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_benchmark.adapters.servicer import BenchmarkServicer
@@ -36,65 +34,19 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (benchmark_pb2.DESCRIPTOR.services_by_name["BenchmarkService"].full_name,)
 SOURCE = "preflight.benchmark"
-MAX_BACKOFF = 10.0
 
 
-class KafkaSide:
-    """Publisher, outbox relay (a thread) and the planner agent, started once Kafka answers."""
-
-    def __init__(self, components: Components) -> None:
-        self._components = components
-        self._stop = threading.Event()
-        self._publisher: EventPublisher | None = None
-        self._relay: threading.Thread | None = None
-        self._app: faust.App | None = None
-
-    async def run(self) -> None:
-        settings = self._components.settings
-        backoff = 0.5
-        while self._publisher is None:
-            try:
-                self._publisher = await asyncio.to_thread(EventPublisher, settings.kafka, source=SOURCE)
-            except Exception as exc:  # kafka-python raises several unrelated types when brokers are away
-                log.warning("Kafka unreachable (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(MAX_BACKOFF, backoff * 2)
-        relay = OutboxRelay(self._components.engine, outbox, self._publisher)
-        self._relay = threading.Thread(
-            target=relay.run_forever,
-            args=(self._stop, settings.relay_interval),
-            name="outbox-relay",
-            daemon=True,
-        )
-        self._relay.start()
-        datadir = await asyncio.to_thread(_faust_datadir, settings)
-        self._app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(datadir))
-        planner, dead_letters = self._components.planner, DeadLetters(self._publisher)
-
-        async def benchmark_planner(stream: Any) -> None:
-            await consume_events(stream.events(), REGISTRY, planner.handle, dead_letters)
-
-        self._app.agent(self._app.topic(settings.topics.submissions), name="benchmark_planner")(
-            benchmark_planner
-        )
-        await self._app.start()
-        log.info("outbox relay and planner agent running")
-
-    async def stop(self) -> None:
-        self._stop.set()
-        if self._app is not None:
-            await self._app.stop()
-        if self._relay is not None:
-            await asyncio.to_thread(self._relay.join)
-        if self._publisher is not None:
-            await asyncio.to_thread(self._publisher.close)
-
-
-def _faust_datadir(settings: BenchmarkSettings) -> str:
-    """faust's data folder, under the work folder (faust would otherwise create one in the cwd)."""
+def _planner_app(settings: BenchmarkSettings, components: Components, dead_letters: DeadLetters) -> faust.App:
+    """The faust app with the planner agent; its data folder is under the work folder."""
     datadir = Path(settings.work_dir).resolve() / "faust"
-    datadir.mkdir(parents=True, exist_ok=True)
-    return str(datadir)
+    app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(datadir))
+    planner = components.planner
+
+    async def benchmark_planner(stream: Any) -> None:
+        await consume_events(stream.events(), REGISTRY, planner.handle, dead_letters)
+
+    app.agent(app.topic(settings.topics.submissions), name="benchmark_planner")(benchmark_planner)
+    return app
 
 
 async def _logged(work: Coroutine[Any, Any, None]) -> None:
@@ -133,7 +85,15 @@ async def serve(
     server, port, health = build_server(
         settings.listen, [register], authenticator=authenticator, service_names=SERVICE_NAMES
     )
-    kafka = KafkaSide(components)
+    kafka = KafkaSide(
+        settings.kafka,
+        source=SOURCE,
+        engine=components.engine,
+        outbox=outbox,
+        relay_interval=settings.relay_interval,
+        build_app=lambda dead_letters: _planner_app(settings, components, dead_letters),
+        agents="planner agent",
+    )
     dispatcher_stop = asyncio.Event()
     background = [
         asyncio.create_task(_logged(kafka.run()), name="kafka-side"),

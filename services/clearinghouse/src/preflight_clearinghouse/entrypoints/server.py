@@ -14,19 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import threading
 from collections.abc import Callable
 
-import faust
 import grpc
 from grpc_health.v1 import health
 from preflight.clearinghouse.v1 import clearinghouse_pb2, clearinghouse_pb2_grpc
 from preflight_common.auth import Authenticator, IntrospectionAuthenticator
 from preflight_common.config import env
-from preflight_common.consumer import DeadLetters
 from preflight_common.grpcserver import build_server, mark_serving
-from preflight_common.outbox import OutboxRelay
-from preflight_common.producer import EventPublisher
+from preflight_common.runtime import KafkaSide
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_clearinghouse.adapters import schema
@@ -39,7 +35,6 @@ from preflight_clearinghouse.service_layer.reviews import Signer
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (clearinghouse_pb2.DESCRIPTOR.services_by_name["ClearinghouseService"].full_name,)
-_MAX_BACKOFF = 10.0
 
 
 def build_grpc_server(
@@ -60,54 +55,6 @@ def build_grpc_server(
         service_names=SERVICE_NAMES,
         tls=components.settings.tls,
     )
-
-
-class KafkaSide:
-    """The parts that need Kafka: publisher, outbox relay (a thread) and faust agents."""
-
-    def __init__(self, components: Components) -> None:
-        self._components = components
-        self._stop = threading.Event()
-        self._publisher: EventPublisher | None = None
-        self._relay: threading.Thread | None = None
-        self._app: faust.App | None = None
-
-    async def run(self) -> None:
-        """Connect (retrying until it works or the task is cancelled), then start the relay and the agents."""
-        settings = self._components.settings
-        backoff = 0.5
-        while self._publisher is None:
-            try:
-                self._publisher = await asyncio.to_thread(
-                    EventPublisher, settings.kafka, source=settings.source
-                )
-            except Exception as exc:  # kafka-python raises several unrelated types when brokers are away
-                log.warning("Kafka unreachable (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(_MAX_BACKOFF, backoff * 2)
-        faust_dir = settings.state_dir / "faust"
-        await asyncio.to_thread(faust_dir.mkdir, parents=True, exist_ok=True)
-        relay = OutboxRelay(self._components.engine, schema.outbox, self._publisher)
-        self._relay = threading.Thread(
-            target=relay.run_forever,
-            args=(self._stop, settings.relay_interval),
-            name="outbox-relay",
-            daemon=True,
-        )
-        self._relay.start()
-        self._app = build_app(settings, self._components.reviews, DeadLetters(self._publisher), faust_dir)
-        await self._app.start()
-        log.info("outbox relay and agents running")
-
-    async def stop(self) -> None:
-        """Stop the agents (committing what they applied), the relay, and flush the publisher."""
-        self._stop.set()
-        if self._app is not None:
-            await self._app.stop()
-        if self._relay is not None:
-            await asyncio.to_thread(self._relay.join)
-        if self._publisher is not None:
-            await asyncio.to_thread(self._publisher.close)
 
 
 async def _end_lapsed_embargoes(components: Components) -> None:
@@ -149,7 +96,16 @@ async def serve(
         settings.identity_target, service_token, cache_ttl=settings.auth_cache_ttl
     )
     server, port, health_servicer = build_grpc_server(components, authenticator, settings.listen)
-    kafka = KafkaSide(components)
+    kafka = KafkaSide(
+        settings.kafka,
+        source=settings.source,
+        engine=components.engine,
+        outbox=schema.outbox,
+        relay_interval=settings.relay_interval,
+        build_app=lambda dead_letters: build_app(
+            settings, components.reviews, dead_letters, settings.state_dir / "faust"
+        ),
+    )
     background = [
         asyncio.create_task(kafka.run(), name="kafka-side"),
         asyncio.create_task(_end_lapsed_embargoes(components), name="embargoes"),

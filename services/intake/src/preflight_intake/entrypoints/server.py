@@ -12,19 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import threading
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable
 
-import faust
 import grpc
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
 from preflight_common.auth import IdentityServicer, LocalAuthenticator
-from preflight_common.consumer import DeadLetters
 from preflight_common.grpcserver import build_server, mark_serving
-from preflight_common.outbox import OutboxRelay
-from preflight_common.producer import EventPublisher
+from preflight_common.runtime import KafkaSide
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_intake.adapters import tables
@@ -35,88 +30,11 @@ from preflight_intake.config import IntakeSettings
 from preflight_intake.entrypoints.agents import build_app
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 SERVICE_NAMES = (
     intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name,
     identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
 )
-_MAX_BACKOFF = 10.0
-
-
-class KafkaSide:
-    """The parts that need Kafka: publisher, outbox relay (a thread) and faust agents."""
-
-    def __init__(self, components: Components) -> None:
-        self._components = components
-        self._stop = threading.Event()
-        self._publisher: EventPublisher | None = None
-        self._relay: threading.Thread | None = None
-        self._app: faust.App | None = None
-
-    async def run(self) -> None:
-        """Start the relay and the agents, retrying (with backoff) whatever fails while Kafka is away.
-
-        Returns once both run; from then on they ride out broker outages themselves.
-        """
-        settings = self._components.settings
-        self._publisher = await _retrying("the Kafka producer", self._new_publisher)
-        relay = OutboxRelay(self._components.engine, tables.outbox, self._publisher)
-        self._relay = threading.Thread(
-            target=relay.run_forever,
-            args=(self._stop, settings.relay_interval),
-            name="outbox-relay",
-            daemon=True,
-        )
-        self._relay.start()
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self._app = await _retrying("the progress agents", self._started_app)
-        log.info("outbox relay and progress agents running")
-
-    async def _new_publisher(self) -> EventPublisher:
-        settings = self._components.settings
-        return await asyncio.to_thread(EventPublisher, settings.kafka, source=settings.source)
-
-    async def _started_app(self) -> faust.App:
-        assert self._publisher is not None
-        app = build_app(self._components.settings, self._components.intake, DeadLetters(self._publisher))
-        try:
-            await app.start()
-        except BaseException:
-            await app.stop()
-            raise
-        return app
-
-    async def stop(self, timeout: float) -> None:
-        """Stop the agents (committing what they applied), then the relay, then flush the publisher.
-
-        Each step gets `timeout` seconds; one that overruns is logged and left behind, so that
-        shutdown always ends (what it did not finish is redelivered or republished later).
-        """
-        self._stop.set()
-        if self._app is not None:
-            try:
-                await asyncio.wait_for(self._app.stop(), timeout)
-            except TimeoutError:
-                log.warning("the progress agents did not stop within %.0fs", timeout)
-        if self._relay is not None:
-            await asyncio.to_thread(self._relay.join, timeout)
-            if self._relay.is_alive():
-                log.warning("the outbox relay did not stop within %.0fs", timeout)
-        if self._publisher is not None:
-            await asyncio.to_thread(self._publisher.close, timeout)
-
-
-async def _retrying(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
-    """`attempt()` until it succeeds; Kafka clients raise many unrelated types while brokers are away."""
-    backoff = 0.5
-    while True:
-        try:
-            return await attempt()
-        except Exception as exc:
-            log.warning("%s: Kafka unreachable (%s); retrying in %.1fs", what, exc, backoff)
-        await asyncio.sleep(backoff)
-        backoff = min(_MAX_BACKOFF, backoff * 2)
 
 
 async def _close_released_periodically(components: Components) -> None:
@@ -157,7 +75,15 @@ async def serve(
         service_names=SERVICE_NAMES,
         tls=settings.tls,
     )
-    kafka = KafkaSide(components)
+    kafka = KafkaSide(
+        settings.kafka,
+        source=settings.source,
+        engine=components.engine,
+        outbox=tables.outbox,
+        relay_interval=settings.relay_interval,
+        build_app=lambda dead_letters: build_app(settings, components.intake, dead_letters),
+        agents="progress agents",
+    )
     background = [
         asyncio.create_task(kafka.run(), name="kafka-side"),
         asyncio.create_task(_close_released_periodically(components), name="close-released"),

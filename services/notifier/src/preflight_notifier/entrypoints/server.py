@@ -13,18 +13,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import threading
 from collections.abc import Callable
 
-import faust
 import grpc
 from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from preflight_common.auth import IntrospectionAuthenticator
 from preflight_common.config import env
-from preflight_common.consumer import DeadLetters
 from preflight_common.grpcserver import build_server, mark_serving
-from preflight_common.outbox import OutboxRelay
-from preflight_common.producer import EventPublisher
+from preflight_common.runtime import KafkaSide
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_notifier.adapters import tables
@@ -37,53 +33,6 @@ from preflight_notifier.service_layer.loop import repeat
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (notifier_pb2.DESCRIPTOR.services_by_name["NotifierService"].full_name,)
-_MAX_BACKOFF = 10.0
-
-
-class KafkaSide:
-    """The parts that need Kafka: publisher, outbox relay (a thread) and faust agents."""
-
-    def __init__(self, components: Components) -> None:
-        self._components = components
-        self._stop = threading.Event()
-        self._publisher: EventPublisher | None = None
-        self._relay: threading.Thread | None = None
-        self._app: faust.App | None = None
-
-    async def run(self) -> None:
-        """Connect (retrying until it works), then start the relay and the agents."""
-        settings = self._components.settings
-        backoff = 0.5
-        while self._publisher is None:
-            try:
-                self._publisher = await asyncio.to_thread(
-                    EventPublisher, settings.kafka, source=settings.source
-                )
-            except Exception as exc:  # kafka-python raises several unrelated types when brokers are away
-                log.warning("Kafka unreachable (%s); retrying in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(_MAX_BACKOFF, backoff * 2)
-        relay = OutboxRelay(self._components.engine, tables.outbox, self._publisher)
-        self._relay = threading.Thread(
-            target=relay.run_forever,
-            args=(self._stop, settings.relay_interval),
-            name="outbox-relay",
-            daemon=True,
-        )
-        self._relay.start()
-        self._app = build_app(settings, self._components.keeper, DeadLetters(self._publisher))
-        await self._app.start()
-        log.info("outbox relay and deadline agents running")
-
-    async def stop(self) -> None:
-        """Stop the agents (committing what they applied), the relay, and flush the publisher."""
-        self._stop.set()
-        if self._app is not None:
-            await self._app.stop()
-        if self._relay is not None:
-            await asyncio.to_thread(self._relay.join)
-        if self._publisher is not None:
-            await asyncio.to_thread(self._publisher.close)
 
 
 def _background(components: Components, stop: asyncio.Event) -> list[asyncio.Task[None]]:
@@ -134,7 +83,15 @@ async def serve(
     )
     loops_stop = asyncio.Event()
     loops = _background(components, loops_stop)
-    kafka = KafkaSide(components)
+    kafka = KafkaSide(
+        settings.kafka,
+        source=settings.source,
+        engine=components.engine,
+        outbox=tables.outbox,
+        relay_interval=settings.relay_interval,
+        build_app=lambda dead_letters: build_app(settings, components.keeper, dead_letters),
+        agents="deadline agents",
+    )
     connector = asyncio.create_task(kafka.run(), name="kafka-side")
     await server.start()
     await mark_serving(health, SERVICE_NAMES)

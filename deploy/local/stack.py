@@ -87,6 +87,7 @@ class Stack:
         self.tokens_file = self.run_dir / "tokens.json"
         self.secrets_file = self.run_dir / "secrets.env"
         self.supervisor_pid = self.run_dir / "supervisor.pid"
+        self._written = ""
         self.ports = {
             name: int(os.environ.get(f"PREFLIGHT_STACK_PORT_{name.upper().replace('-', '_')}", p))
             for name, p in DEFAULT_PORTS.items()
@@ -101,9 +102,14 @@ class Stack:
             return None
 
     def write_state(self, state: dict[str, Any]) -> None:
+        """Replace stack.json atomically, only when the state changed (the supervisor calls it every tick)."""
+        text = json.dumps(state, indent=2)
+        if text == self._written:
+            return
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state, indent=2))
+        tmp.write_text(text)
         tmp.replace(self.state_file)
+        self._written = text
 
     def supervisor_alive(self) -> int | None:
         try:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +51,15 @@ class RunningStack:
     def state(self) -> dict[str, Any]:
         return dict(json.loads((self.run_dir / "stack.json").read_text()))
 
-    @property
+    @cached_property
     def ports(self) -> dict[str, int]:
         return {k: int(v) for k, v in self.state["ports"].items()}
 
-    @property
+    @cached_property
     def tokens(self) -> dict[str, str]:
         return dict(json.loads((self.run_dir / "tokens.json").read_text()))
 
-    @property
+    @cached_property
     def secrets(self) -> dict[str, str]:
         lines = (self.run_dir / "secrets.env").read_text().splitlines()
         return dict(line.split("=", 1) for line in lines if "=" in line)

@@ -159,7 +159,7 @@ def test_withdrawal_mid_run_cancels_pending_and_running_jobs(
         30,
         "four terminal events",
     )
-    assert all(isinstance(e, events_pb2.BenchmarkFailed) for e in ended)
+    assert all(isinstance(e, events_pb2.BenchmarkFailed) for e in ended), ended
     assert {e.reason for e in ended} == {FAILED.FAILURE_REASON_WITHDRAWN}
     assert {e.job_id for e in ended} == {r.job_id for r in requested}
     # The running workers are stopped, and nothing starts for the withdrawn submission.

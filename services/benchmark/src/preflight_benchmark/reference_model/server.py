@@ -37,7 +37,8 @@ class ReferenceModelServer:
     """Serves the scripted model on `host:port` (loopback only; port 0 picks a free port).
 
     `api_key`, when given, must be presented as ``Authorization: Bearer <key>``;
-    other requests get 401. `delay` seconds pass before each answer.
+    other requests get 401. `delay` seconds pass before each answer. `requests` counts
+    the authorised requests received, answered or not.
     """
 
     def __init__(
@@ -93,10 +94,10 @@ class ReferenceModelServer:
     def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
         prompt = _text(body.get("messages") or [])
         reply = answer(prompt, self.mode)
-        if self.delay:
-            time.sleep(self.delay)
         with self._lock:
             self.requests += 1
+        if self.delay:
+            time.sleep(self.delay)
         prompt_tokens, completion_tokens = _tokens(prompt), _tokens(reply)
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex}",

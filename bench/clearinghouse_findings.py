@@ -285,7 +285,6 @@ def main() -> int:
             ClearinghouseSettings(),
             database_url=f"sqlite:///{Path(tmp) / 'bench.db'}",
             state_dir=Path(tmp),
-            report_settle=0.0,
         )
         components = build(settings, ReportSigner(Ed25519PrivateKey.generate()))
         print(f"SQLite (WAL) in {tmp}; {sys.platform}, Python {sys.version.split()[0]}")

@@ -51,6 +51,7 @@ def test_four_suites_fan_out_run_and_complete_with_the_scripted_scores(
     requested = tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)
     assert {r.suite_id for r in requested} == SUITES
     assert len({r.job_id for r in requested}) == 4
+    assert {r.planned_jobs for r in requested} == {4}
     assert all(isinstance(e, events_pb2.BenchmarkCompleted) for e in completed), completed
     assert {e.job_id for e in completed} == {r.job_id for r in requested}
     scores = {(e.suite_id, s.metric): s.value for e in completed for s in e.scores}

@@ -184,7 +184,7 @@ def job_id(submission_id: str, suite_id: str) -> str:
 
 
 def job_requested(
-    submission_id: str, suite_id: str, capability: str
+    submission_id: str, suite_id: str, capability: str, planned_jobs: int = len(SUITES)
 ) -> benchmark_events.BenchmarkJobRequested:
     return benchmark_events.BenchmarkJobRequested(
         job_id=job_id(submission_id, suite_id),
@@ -193,6 +193,7 @@ def job_requested(
         suite_version="1.0.0",
         capability=capability,
         attempt=1,
+        planned_jobs=planned_jobs,
     )
 
 
@@ -259,7 +260,6 @@ def make_components(
         "database_url": database_url,
         "state_dir": tmp_path / "state",
         "stream_poll_interval": 0.05,
-        "report_settle": 0.0,  # issue at once, unless a test studies the settle window
     }
     config = replace(ClearinghouseSettings(), **{**defaults, **settings})  # type: ignore[arg-type]
     return build(config, signer, clock=clock)

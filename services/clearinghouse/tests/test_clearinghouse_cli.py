@@ -59,5 +59,5 @@ def test_verify_audit_exits_1_when_an_entry_was_altered(tmp_path: Path) -> None:
 
 
 def test_a_bad_setting_is_a_configuration_error_naming_the_variable(tmp_path: Path) -> None:
-    result = cli("migrate", env={"PREFLIGHT_CLEARINGHOUSE_REPORT_SETTLE": "-1"})
-    assert result.returncode == 2 and "PREFLIGHT_CLEARINGHOUSE_REPORT_SETTLE" in result.stderr
+    result = cli("migrate", env={"PREFLIGHT_CLEARINGHOUSE_EMBARGO_INTERVAL": "-1"})
+    assert result.returncode == 2 and "PREFLIGHT_CLEARINGHOUSE_EMBARGO_INTERVAL" in result.stderr

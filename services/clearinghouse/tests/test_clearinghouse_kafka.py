@@ -161,7 +161,6 @@ def test_reports_findings_and_replays_over_the_real_broker(
         identity_target=identity.target,
         consumer_group=f"clearinghouse-{tmp_path.name}",
         relay_interval=0.05,
-        report_settle=0.5,
         stream_poll_interval=0.05,
         kafka=kafka,
         topics=topics,

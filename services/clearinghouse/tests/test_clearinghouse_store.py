@@ -6,9 +6,10 @@ import hashlib
 import json
 from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from clearinghouse_support import (
     ADMIN,
     LAB_X,
@@ -23,13 +24,12 @@ from clearinghouse_support import (
     completed,
     failed,
     job_requested,
-    make_components,
     report_input,
     submission_received,
 )
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight_clearinghouse.adapters import protos, schema
-from preflight_clearinghouse.adapters.signing import ReportSigner, verify_signature
+from preflight_clearinghouse.adapters.signing import verify_signature
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import (
     InvalidInput,
@@ -44,6 +44,7 @@ from preflight_clearinghouse.domain.sharing import Tlp
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.entrypoints.agents import Handlers
 from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
+from preflight_common.consumer import PoisonEvent
 from preflight_common.envelope import EventRegistry, decode_record
 from sqlalchemy import delete, func, select, text, update
 
@@ -147,32 +148,37 @@ def test_a_result_before_its_request_is_kept_and_counts_once_the_request_arrives
     requests = [e for e in events if "/req" in e[0]]
     run_events(components, ends)
     assert count(components, schema.reports) == 0  # nothing planned yet: no report
-    run_events(components, requests)
+    for request in requests[:-1]:
+        run_events(components, [request])
+        assert count(components, schema.reports) == 0  # a part of the plan: no report
+    run_events(components, requests[-1:])
     view = components.reviews.get_report(REVIEWER, "", "sub-2", 0)
     assert len(protos.report_to_proto(view).scores) == 4
-    # Issued at once (no settle window): each request completed the plan known so far.
-    assert view.record.version == 4
+    assert view.record.version == 1
 
 
-def test_with_a_settle_window_an_interleaved_plan_gets_one_report(
-    db_url: str, tmp_path: Path, signer: ReportSigner, clock: ManualClock
-) -> None:
-    components = make_components(db_url, tmp_path, signer, clock, report_settle=5.0)
-    try:
-        events = review_events("sub-5")
-        # The fan-out interleaved with results: after each pair the known plan is complete.
-        for request, end in zip(events[1:5], events[5:], strict=True):
-            run_events(components, [request, end])
-            clock.advance(timedelta(seconds=1))
-            assert components.reviews.issue_settled_reports() == 0
-        clock.advance(timedelta(seconds=5))
-        assert components.reviews.issue_settled_reports() == 1
-        assert components.reviews.issue_settled_reports() == 0
-        view = components.reviews.get_report(REVIEWER, "", "sub-5", 0)
-        assert view.record.version == 1 and len(protos.report_to_proto(view).scores) == 4
-        assert [topic for topic, _ in outbox(components)] == ["preflight.reviews.v1"]
-    finally:
-        components.engine.dispose()
+def test_an_interleaved_fan_out_gets_one_report_once_the_whole_plan_has_ended(components: Components) -> None:
+    events = review_events("sub-5")
+    # The requests and results topics are read independently: after each pair, every job known
+    # so far has ended, but the requests say the plan has four.
+    for request, end in zip(events[1:5], events[5:], strict=True):
+        assert count(components, schema.reports) == 0
+        run_events(components, [request, end])
+    view = components.reviews.get_report(REVIEWER, "", "sub-5", 0)
+    assert view.record.version == 1 and len(protos.report_to_proto(view).scores) == 4
+    assert [topic for topic, _ in outbox(components)] == ["preflight.reviews.v1"]
+
+
+def test_a_request_that_does_not_say_how_big_its_plan_is_is_rejected(components: Components) -> None:
+    (suite, capability, _metric) = SUITES[0]
+    with pytest.raises(PoisonEvent, match="planned_jobs"):
+        run_events(components, [("r0", job_requested("sub-6", suite, capability, planned_jobs=0))])
+    assert count(components, schema.jobs) == 0
+
+
+def test_migrations_create_exactly_the_declared_schema(components: Components) -> None:
+    with components.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
 
 
 def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version(
@@ -183,8 +189,8 @@ def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version
     run_events(
         components,
         [
-            ("r1", job_requested(sub, s1, c1)),
-            ("r2", job_requested(sub, s2, c2)),
+            ("r1", job_requested(sub, s1, c1, planned_jobs=2)),
+            ("r2", job_requested(sub, s2, c2, planned_jobs=2)),
             ("e1", completed(sub, s1, c1, m1, 0.9)),
             ("e2", failed(sub, s2, c2)),
         ],
@@ -195,7 +201,8 @@ def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version
     assert content.tier == "TIER_4"
     clock.advance(timedelta(hours=1))
     s3, c3, m3 = SUITES[2]
-    run_events(components, [("r3", job_requested(sub, s3, c3))])
+    # The plan grows (one more suite): a new version once its job has ended too.
+    run_events(components, [("r3", job_requested(sub, s3, c3, planned_jobs=3))])
     assert count(components, schema.reports) == 1
     run_events(components, [("e3", completed(sub, s3, c3, m3, 0.5))])
     latest = components.reviews.get_report(REVIEWER, "", sub, 0)

@@ -211,7 +211,9 @@ def test_intake_started_while_kafka_is_down_serves_and_catches_up_once_it_is_bac
     assert len(topics.of_subject(topics.all(intake_settings.topics.submissions), sid)) == 1
     # The progress agents started too, once the broker answered.
     record = encode_event(
-        benchmark_events.BenchmarkJobRequested(job_id="job-1", submission_id=sid), source="test", subject=sid
+        benchmark_events.BenchmarkJobRequested(job_id="job-1", submission_id=sid, planned_jobs=1),
+        source="test",
+        subject=sid,
     )
     producer = KafkaProducer(bootstrap_servers=topics.bootstrap)
     producer.send(

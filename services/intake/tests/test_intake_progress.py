@@ -69,7 +69,7 @@ def test_progress_events_move_the_status_and_the_watch_streams_each_change(
             publish(
                 producer,
                 topics.benchmark_jobs,
-                benchmark.BenchmarkJobRequested(job_id=job, submission_id=sid),
+                benchmark.BenchmarkJobRequested(job_id=job, submission_id=sid, planned_jobs=2),
                 sid,
                 f"req-{job}",
             )
@@ -77,7 +77,7 @@ def test_progress_events_move_the_status_and_the_watch_streams_each_change(
         publish(
             producer,
             topics.benchmark_jobs,
-            benchmark.BenchmarkJobRequested(job_id="job-1", submission_id=sid),
+            benchmark.BenchmarkJobRequested(job_id="job-1", submission_id=sid, planned_jobs=2),
             sid,
             "req-job-1",
         )
@@ -147,13 +147,24 @@ def test_undecodable_records_go_to_the_dead_letter_topic_and_the_agent_goes_on(
         producer.send(
             names.benchmark_jobs, key=sid.encode(), value=b"\x00garbage", headers=[("ce_type", b"nope")]
         ).get(30)
+        # A request that does not say how many jobs its plan has breaks the contract.
         publish(
             producer,
             names.benchmark_jobs,
-            benchmark.BenchmarkJobRequested(job_id="j", submission_id=sid),
+            benchmark.BenchmarkJobRequested(job_id="j0", submission_id=sid),
+            sid,
+            f"no-plan-{sid}",
+        )
+        publish(
+            producer,
+            names.benchmark_jobs,
+            benchmark.BenchmarkJobRequested(job_id="j", submission_id=sid, planned_jobs=1),
             sid,
             f"ok-{sid}",
         )
         eventually(lambda: client.get_submission(sid).status == STATUS.SUBMISSION_STATUS_BENCHMARKING)
-    dead = topics.until(Topics.dlq(names.benchmark_jobs), bool, timeout=30)
-    assert [dict(r.headers)["preflight_dlq_reason"] for r in dead] == [b"unknown ce_type 'nope'"]
+    dead = topics.until(Topics.dlq(names.benchmark_jobs), lambda records: len(records) >= 2, timeout=30)
+    assert [dict(r.headers)["preflight_dlq_reason"] for r in dead] == [
+        b"unknown ce_type 'nope'",
+        b"poison event: the event has no planned_jobs",
+    ]

@@ -204,15 +204,19 @@ def test_progress_events_apply_once_and_walk_the_status_machine(
     world: World, make_request: Callable[..., intake_pb2.SubmitModelRequest]
 ) -> None:
     sid = submit(world, make_request()).submission_id
-    world.intake.on_job_requested("intake", "e1", sid, "job-1")
-    world.intake.on_job_requested("intake", "e1", sid, "job-1")  # redelivered
-    world.intake.on_job_requested("intake", "e2", sid, "job-2")
-    world.intake.on_job_ended("intake", "e3", sid, "job-1", "completed")
+    world.intake.on_job_requested("intake", "e1", sid, "job-1", 3)
+    world.intake.on_job_requested("intake", "e1", sid, "job-1", 3)  # redelivered
+    world.intake.on_job_ended("intake", "e2", sid, "job-1", "completed")
+    # Every job known so far has ended, but the plan has three.
     assert world.store.get(sid).status is Status.BENCHMARKING  # type: ignore[union-attr]
-    world.intake.on_job_ended("intake", "e4", sid, "job-2", "failed")
+    world.intake.on_job_ended("intake", "e3", sid, "job-3", "completed")  # its request comes later
+    world.intake.on_job_requested("intake", "e4", sid, "job-2", 3)
+    world.intake.on_job_requested("intake", "e5", sid, "job-3", 3)
+    assert world.store.get(sid).status is Status.BENCHMARKING  # type: ignore[union-attr]
+    world.intake.on_job_ended("intake", "e6", sid, "job-2", "failed")
     assert world.store.get(sid).status is Status.UNDER_REVIEW  # type: ignore[union-attr]
-    world.intake.on_report_ready("intake", "e5", sid)
-    world.intake.on_report_ready("intake", "e5", sid)
+    world.intake.on_report_ready("intake", "e7", sid)
+    world.intake.on_report_ready("intake", "e7", sid)
     history = world.store.history(sid)
     assert [(c.sequence, c.status) for c in history] == [
         (1, Status.RECEIVED),
@@ -234,7 +238,7 @@ def test_a_report_before_any_job_walks_through_every_step(
         Status.REPORT_READY,
     ]
     # A late job event cannot move it back.
-    world.intake.on_job_requested("intake", "j1", sid, "job-1")
+    world.intake.on_job_requested("intake", "j1", sid, "job-1", 1)
     assert world.store.get(sid).status is Status.REPORT_READY  # type: ignore[union-attr]
 
 
@@ -243,7 +247,7 @@ def test_events_for_withdrawn_or_unknown_submissions_change_nothing(
 ) -> None:
     sid = submit(world, make_request()).submission_id
     world.intake.withdraw(LAB_A, sid, "")
-    world.intake.on_job_requested("intake", "j1", sid, "job-1")
+    world.intake.on_job_requested("intake", "j1", sid, "job-1", 1)
     world.intake.on_report_ready("intake", "r1", sid)
     world.intake.on_report_ready("intake", "r2", "00000000-0000-4000-8000-00000000dead")
     assert [c.status for c in world.store.history(sid)] == [Status.RECEIVED, Status.WITHDRAWN]

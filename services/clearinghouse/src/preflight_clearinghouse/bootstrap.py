@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -91,6 +91,5 @@ def build(settings: ClearinghouseSettings, signer: Signer, *, clock: Clock = utc
         ExportFormat.STIX: export_stix,
     }
     registry = FindingRegistry(store, clock, exporters)
-    settle = timedelta(seconds=settings.report_settle)
-    reviews = ReviewService(store, load_policy(settings.policy_file), signer, registry, clock, settle)
+    reviews = ReviewService(store, load_policy(settings.policy_file), signer, registry, clock)
     return Components(settings, engine, store, reviews, registry)

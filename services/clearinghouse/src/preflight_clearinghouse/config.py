@@ -27,8 +27,6 @@ class ClearinghouseSettings:
     relay_interval: float = 0.2
     stream_poll_interval: float = 0.5
     embargo_interval: float = 30.0
-    # How long a review's plan must stay complete before its report is issued (0: at once).
-    report_settle: float = 5.0
     auth_cache_ttl: float = 10.0
     shutdown_grace: float = 10.0
     consumer_group: str = "preflight-clearinghouse"
@@ -55,7 +53,6 @@ class ClearinghouseSettings:
                 "PREFLIGHT_CLEARINGHOUSE_STREAM_POLL_INTERVAL", cls.stream_poll_interval
             ),
             embargo_interval=_positive("PREFLIGHT_CLEARINGHOUSE_EMBARGO_INTERVAL", cls.embargo_interval),
-            report_settle=_not_negative("PREFLIGHT_CLEARINGHOUSE_REPORT_SETTLE", cls.report_settle),
             auth_cache_ttl=_positive("PREFLIGHT_CLEARINGHOUSE_AUTH_CACHE_TTL", cls.auth_cache_ttl),
             shutdown_grace=_positive("PREFLIGHT_CLEARINGHOUSE_SHUTDOWN_GRACE", cls.shutdown_grace),
             consumer_group=env("PREFLIGHT_CLEARINGHOUSE_CONSUMER_GROUP", cls.consumer_group),
@@ -69,13 +66,6 @@ def _positive(name: str, default: float) -> float:
     value = env_float(name, default)
     if value <= 0:
         raise ConfigError(f"{name} must be a positive number of seconds, got {value}")
-    return value
-
-
-def _not_negative(name: str, default: float) -> float:
-    value = env_float(name, default)
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {value}")
     return value
 
 

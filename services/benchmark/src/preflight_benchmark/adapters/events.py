@@ -52,9 +52,10 @@ def reason_from_proto(value: events_pb2.FailureReason.ValueType) -> FailureReaso
 
 
 def job_requested(
-    planned: PlannedJob, submission: intake_events.SubmissionReceived, now: datetime
+    planned: PlannedJob, planned_jobs: int, submission: intake_events.SubmissionReceived, now: datetime
 ) -> events_pb2.BenchmarkJobRequested:
-    """The BenchmarkJobRequested of a planned job (references only: the credential never appears)."""
+    """The BenchmarkJobRequested of one of a plan's `planned_jobs` jobs (references only: the
+    credential never appears)."""
     suite = planned.suite
     message = events_pb2.BenchmarkJobRequested(
         job_id=planned.job_id,
@@ -73,6 +74,7 @@ def job_requested(
         requested_at=timestamp(now),
         max_attempts=planned.max_attempts,
         sample_limit=suite.sample_limit,
+        planned_jobs=planned_jobs,
     )
     message.model.CopyFrom(submission.model)
     message.access.CopyFrom(submission.access)

@@ -68,7 +68,7 @@ class Planner:
         planned = plan(received.submission_id, kind, _window(received), self._catalog, self._max_attempts)
         new_jobs = []
         for job in planned:
-            message = events.job_requested(job, received, now)
+            message = events.job_requested(job, len(planned), received, now)
             # The job's span: its event, and its attempts later through the kept traceparent, descend from it.
             with job_span(
                 "benchmark job",

@@ -348,6 +348,7 @@ def planned_job(message: benchmark_events.BenchmarkJobRequested) -> JobRecord:
         capability=message.capability,
         attempt=message.attempt,
         requested=True,
+        planned_jobs=message.planned_jobs,
     )
 
 

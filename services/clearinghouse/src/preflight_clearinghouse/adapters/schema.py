@@ -50,22 +50,14 @@ jobs = Table(
     Column("capability", String(ID), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("requested", Boolean, nullable=False),
+    # How many jobs the submission's plan has (from the request; 0 while only the outcome is known).
+    Column("planned_jobs", Integer, nullable=False, server_default="0"),
     Column("outcome", String(16), nullable=True),
     Column("tasks", Text, nullable=False),
     Column("eval_log_uri", Text, nullable=False),
     Column("failure_reason", String(ID), nullable=False),
     Column("failure_message", Text, nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
-)
-
-review_states = Table(
-    "review_states",
-    metadata,
-    Column("submission_id", String(ID), primary_key=True),
-    # When the known plan last became complete (every planned job ended); NULL while it is not.
-    Column("complete_since", UtcDateTime(), nullable=True, index=True),
-    # The W3C traceparent of the event that completed it: the report issued later continues that trace.
-    Column("traceparent", String(64), nullable=True),
 )
 
 signing_keys = Table(

@@ -288,6 +288,7 @@ def _job_from_row(row: Row[Any]) -> JobRecord:
         capability=row.capability,
         attempt=row.attempt,
         requested=row.requested,
+        planned_jobs=row.planned_jobs,
         outcome=row.outcome,
         tasks=tuple(TaskResult(**t) for t in _loads(row.tasks)),
         eval_log_uri=row.eval_log_uri,
@@ -424,16 +425,6 @@ class Reader:
             select(s.jobs).where(s.jobs.c.submission_id == submission_id).order_by(s.jobs.c.job_id)
         )
         return ReviewState(submission_id, tuple(_job_from_row(r) for r in rows))
-
-    def settled_reviews(self, complete_before: datetime) -> list[tuple[str, str | None]]:
-        """(submission id, traceparent) of the reviews complete since before `complete_before`."""
-        r = s.review_states.c
-        rows = self.conn.execute(
-            select(r.submission_id, r.traceparent)
-            .where(r.complete_since <= complete_before)
-            .order_by(r.complete_since)
-        )
-        return [(row.submission_id, row.traceparent) for row in rows]
 
     def _report_select(self, *, latest_only: bool = False) -> Any:
         r = s.reports
@@ -677,6 +668,7 @@ class UnitOfWork(Reader):
             "capability": job.capability,
             "attempt": job.attempt,
             "requested": job.requested,
+            "planned_jobs": job.planned_jobs,
             "outcome": job.outcome,
             "tasks": _dumps([t.__dict__ for t in job.tasks]),
             "eval_log_uri": job.eval_log_uri,
@@ -688,19 +680,6 @@ class UnitOfWork(Reader):
             self.conn.execute(insert(s.jobs).values(job_id=job.job_id, **values))
         else:
             self.conn.execute(update(s.jobs).where(s.jobs.c.job_id == job.job_id).values(**values))
-
-    def mark_review(
-        self, submission_id: str, complete_since: datetime | None, traceparent: str | None = None
-    ) -> None:
-        """Record when (and in which trace) the review became complete; None: it is not, or was reported."""
-        r = s.review_states
-        self.conn.execute(delete(r).where(r.c.submission_id == submission_id))
-        if complete_since is not None:
-            self.conn.execute(
-                insert(r).values(
-                    submission_id=submission_id, complete_since=complete_since, traceparent=traceparent
-                )
-            )
 
     def ensure_signing_key(self, key_id: str, public_key: bytes, at: datetime) -> None:
         if self.signing_key(key_id) is None:

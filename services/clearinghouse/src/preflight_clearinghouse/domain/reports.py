@@ -56,6 +56,8 @@ class JobRecord:
     capability: str
     attempt: int
     requested: bool
+    # The size of the submission's plan, from the job's request (0 while only its outcome is known).
+    planned_jobs: int = 0
     outcome: Outcome | None = None
     tasks: tuple[TaskResult, ...] = ()
     eval_log_uri: str = ""
@@ -79,9 +81,11 @@ class ReviewState:
         return [j for j in self.jobs if j.requested]
 
     def complete(self) -> bool:
-        """At least one job planned, and every planned job ended."""
+        """The whole plan is known (as many requests seen as the requests say there are) and every
+        planned job ended."""
         planned = self.planned()
-        return bool(planned) and all(j.ended for j in planned)
+        whole = max((j.planned_jobs for j in planned), default=0)
+        return bool(planned) and len(planned) >= whole and all(j.ended for j in planned)
 
 
 @dataclass(frozen=True)

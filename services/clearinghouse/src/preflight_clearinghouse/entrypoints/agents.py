@@ -75,6 +75,8 @@ class Handlers:
     async def job_requested(self, attributes: EventAttributes, payload: Message) -> None:
         assert isinstance(payload, benchmark_events.BenchmarkJobRequested)
         _required(payload, "job_id")
+        if payload.planned_jobs < 1:
+            raise PoisonEvent("the event has no planned_jobs")
         await asyncio.to_thread(
             self._reviews.job_requested,
             _event_key(attributes),

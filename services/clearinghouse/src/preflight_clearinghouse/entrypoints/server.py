@@ -68,16 +68,6 @@ async def _end_lapsed_embargoes(components: Components) -> None:
         await asyncio.sleep(components.settings.embargo_interval)
 
 
-async def _issue_settled_reports(components: Components) -> None:
-    interval = max(components.settings.report_settle / 4, 0.05)
-    while True:
-        try:
-            await asyncio.to_thread(components.reviews.issue_settled_reports)
-        except Exception:
-            log.exception("issuing settled reports failed; retrying next round")
-        await asyncio.sleep(interval)
-
-
 async def serve(
     settings: ClearinghouseSettings,
     signer: Signer,
@@ -110,8 +100,6 @@ async def serve(
         asyncio.create_task(kafka.run(), name="kafka-side"),
         asyncio.create_task(_end_lapsed_embargoes(components), name="embargoes"),
     ]
-    if settings.report_settle:
-        background.append(asyncio.create_task(_issue_settled_reports(components), name="settled-reports"))
     failures: list[BaseException] = []
 
     def stop_on_failure(task: asyncio.Task[None]) -> None:

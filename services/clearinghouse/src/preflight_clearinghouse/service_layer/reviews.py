@@ -13,11 +13,11 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol
 
 from opentelemetry import trace
-from preflight_common.telemetry import SUBMISSION_ID, context_of, current_traceparent
+from preflight_common.telemetry import SUBMISSION_ID
 
 from preflight_clearinghouse.adapters.store import (
     NoteRecord,
@@ -95,9 +95,7 @@ class ReviewService:
         signer: Signer,
         registry: FindingRegistry,
         clock: Clock,
-        settle: timedelta = timedelta(0),
     ) -> None:
-        self._settle = settle
         self._store = store
         self._policy = policy
         self._signer = signer
@@ -160,9 +158,10 @@ class ReviewService:
                     suite_version=job.suite_version,
                     capability=job.capability,
                     attempt=max(known.attempt, job.attempt),
+                    planned_jobs=job.planned_jobs,
                 )
             uow.put_job(submission_id, planned, now)
-            self._plan_changed(uow, submission_id, now)
+            self._issue_if_complete(uow, submission_id, now)
         return True
 
     def job_ended(
@@ -184,35 +183,17 @@ class ReviewService:
                     details={"job_id": job.job_id, "event_id": event_id},
                 )
                 return True
-            uow.put_job(submission_id, replace(job, requested=known is not None and known.requested), now)
+            if known is not None:
+                job = replace(job, requested=known.requested, planned_jobs=known.planned_jobs)
+            uow.put_job(submission_id, job, now)
             if candidates:
                 self._registry.ingest_candidates(uow, submission_id, job.job_id, candidates, now)
-            self._plan_changed(uow, submission_id, now)
+            self._issue_if_complete(uow, submission_id, now)
         return True
 
     # --- issue ------------------------------------------------------------------
 
-    def _plan_changed(self, uow: UnitOfWork, submission_id: str, now: datetime) -> None:
-        """Issue now (no settle window), or (re)start the settle window while the plan is complete."""
-        if not self._settle:
-            self._issue_if_complete(uow, submission_id, now)
-            return
-        complete = uow.review_state(submission_id).complete()
-        uow.mark_review(submission_id, now if complete else None, current_traceparent())
-
-    def issue_settled_reports(self) -> int:
-        """Issue the reports whose plan has stayed complete for the settle window; returns how many."""
-        now = self._clock()
-        issued = 0
-        with self._store.write() as uow:
-            for submission_id, traceparent in uow.settled_reviews(now - self._settle):
-                issued += self._issue_if_complete(uow, submission_id, now, traceparent)
-                uow.mark_review(submission_id, None)
-        return issued
-
-    def _issue_if_complete(
-        self, uow: UnitOfWork, submission_id: str, now: datetime, traceparent: str | None = None
-    ) -> bool:
+    def _issue_if_complete(self, uow: UnitOfWork, submission_id: str, now: datetime) -> bool:
         state = uow.review_state(submission_id)
         if not state.complete():
             return False
@@ -220,11 +201,9 @@ class ReviewService:
         latest = uow.report_version(submission_id, 0)
         if latest is not None and latest.content_hash == content.content_hash():
             return False
-        # In the trace of the event that completed the review: the current one when issued at once, the
-        # kept `traceparent` after the settle window. ReviewReportReady descends from this span.
+        # In the trace of the event that completed the review: ReviewReportReady descends from this span.
         with tracer.start_as_current_span(
             "issue report",
-            context=context_of(traceparent) if traceparent else None,
             attributes={SUBMISSION_ID: submission_id, "preflight.report_tier": content.tier},
         ):
             self._issue(

@@ -234,10 +234,11 @@ class Transaction:
         job_id: str,
         *,
         requested_at: datetime | None = None,
+        planned_jobs: int = 0,
         ended_at: datetime | None = None,
         outcome: str | None = None,
     ) -> None:
-        """Note a benchmark job requested or ended (either may be learnt first)."""
+        """Note a benchmark job requested (one of `planned_jobs`) or ended (either may be learnt first)."""
         j = t.benchmark_jobs
         key = and_(j.c.submission_id == submission_id, j.c.job_id == job_id)
         exists = self._conn.execute(select(j.c.job_id).where(key)).first()
@@ -247,6 +248,7 @@ class Transaction:
                     submission_id=submission_id,
                     job_id=job_id,
                     requested_at=requested_at,
+                    planned_jobs=planned_jobs,
                     ended_at=ended_at,
                     outcome=outcome,
                 )
@@ -254,19 +256,25 @@ class Transaction:
             return
         values: dict[str, Any] = {}
         if requested_at is not None:
-            values["requested_at"] = requested_at
+            values.update(requested_at=requested_at, planned_jobs=planned_jobs)
         if ended_at is not None:
             values.update(ended_at=ended_at, outcome=outcome)
         if values:
             self._conn.execute(update(j).where(key).values(**values))
 
-    def job_counts(self, submission_id: str) -> tuple[int, int]:
-        """(jobs known, jobs ended) for a submission."""
+    def benchmarks_done(self, submission_id: str) -> bool:
+        """Whether the submission's whole plan is known (as many requests seen as they say there
+        are) and every job known has ended."""
         j = t.benchmark_jobs
-        row = self._conn.execute(
-            select(func.count(), func.count(j.c.ended_at)).where(j.c.submission_id == submission_id)
+        known, requested, ended, planned = self._conn.execute(
+            select(
+                func.count(),
+                func.count(j.c.requested_at),
+                func.count(j.c.ended_at),
+                func.max(j.c.planned_jobs),
+            ).where(j.c.submission_id == submission_id)
         ).one()
-        return int(row[0]), int(row[1])
+        return bool(requested) and requested >= planned and ended == known
 
 
 class IntakeStore:

@@ -105,6 +105,8 @@ benchmark_jobs = Table(
     Column("submission_id", String(36), ForeignKey("submissions.submission_id"), primary_key=True),
     Column("job_id", String(200), primary_key=True),
     Column("requested_at", UtcDateTime, nullable=True),
+    # The size of the submission's plan, from the job's request (0 while only its end is known).
+    Column("planned_jobs", Integer, nullable=False, server_default="0"),
     Column("ended_at", UtcDateTime, nullable=True),
     # "completed" or "failed" once ended.
     Column("outcome", String(20), nullable=True),

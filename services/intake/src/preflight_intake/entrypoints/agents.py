@@ -1,8 +1,8 @@
 """Faust agents: intake learns a submission's progress from the benchmark and review topics.
 
 - `preflight.benchmark.jobs.v1` BenchmarkJobRequested → BENCHMARKING;
-- `preflight.benchmark.results.v1` BenchmarkCompleted/BenchmarkFailed → UNDER_REVIEW once every
-  job intake knows of for the submission has ended;
+- `preflight.benchmark.results.v1` BenchmarkCompleted/BenchmarkFailed → UNDER_REVIEW once the
+  submission's whole plan (each request says how many jobs it has) has ended;
 - `preflight.reviews.v1` ReviewReportReady → REPORT_READY.
 
 Each event is applied once (its `ce_id` is claimed in the transaction that applies it) and its
@@ -46,8 +46,15 @@ class ProgressHandlers:
 
     async def job_requested(self, attributes: EventAttributes, payload: Message) -> None:
         assert isinstance(payload, benchmark_events.BenchmarkJobRequested)
+        if payload.planned_jobs < 1:
+            raise PoisonEvent("the event has no planned_jobs")
         await asyncio.to_thread(
-            self._intake.on_job_requested, CONSUMER, attributes.id, _submission_id(payload), _job_id(payload)
+            self._intake.on_job_requested,
+            CONSUMER,
+            attributes.id,
+            _submission_id(payload),
+            _job_id(payload),
+            payload.planned_jobs,
         )
 
     async def job_ended(self, attributes: EventAttributes, payload: Message) -> None:

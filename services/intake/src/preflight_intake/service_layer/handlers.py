@@ -257,14 +257,16 @@ class Intake:
 
     # --- progress learnt from other services' events ------------------------------------------
 
-    def on_job_requested(self, consumer: str, event_id: str, submission_id: str, job_id: str) -> None:
-        """A benchmark job was requested: the submission is BENCHMARKING (at least)."""
-        self._apply_job(consumer, event_id, submission_id, job_id, ended=None)
+    def on_job_requested(
+        self, consumer: str, event_id: str, submission_id: str, job_id: str, planned_jobs: int
+    ) -> None:
+        """A job, one of `planned_jobs`, was requested: the submission is BENCHMARKING (at least)."""
+        self._apply_job(consumer, event_id, submission_id, job_id, ended=None, planned_jobs=planned_jobs)
 
     def on_job_ended(
         self, consumer: str, event_id: str, submission_id: str, job_id: str, outcome: str
     ) -> None:
-        """A benchmark job completed or failed: once every known job ended, the submission is UNDER_REVIEW."""
+        """A job completed or failed: once the whole plan has ended, the submission is UNDER_REVIEW."""
         self._apply_job(consumer, event_id, submission_id, job_id, ended=outcome)
 
     def on_report_ready(self, consumer: str, event_id: str, submission_id: str) -> None:
@@ -303,7 +305,13 @@ class Intake:
     # --- helpers ------------------------------------------------------------------------------
 
     def _apply_job(
-        self, consumer: str, event_id: str, submission_id: str, job_id: str, ended: str | None
+        self,
+        consumer: str,
+        event_id: str,
+        submission_id: str,
+        job_id: str,
+        ended: str | None,
+        planned_jobs: int = 0,
     ) -> None:
         def apply(tx: Transaction) -> None:
             if not tx.claim(consumer, event_id):
@@ -314,11 +322,10 @@ class Intake:
                 return
             now = self._clock()
             if ended is None:
-                tx.record_job(submission_id, job_id, requested_at=now)
+                tx.record_job(submission_id, job_id, requested_at=now, planned_jobs=planned_jobs)
             else:
                 tx.record_job(submission_id, job_id, ended_at=now, outcome=ended)
-            known, done = tx.job_counts(submission_id)
-            target = Status.UNDER_REVIEW if known and done == known else Status.BENCHMARKING
+            target = Status.UNDER_REVIEW if tx.benchmarks_done(submission_id) else Status.BENCHMARKING
             self._advance(tx, submission, target, f"event {event_id}")
 
         self._retrying(apply)

@@ -178,3 +178,41 @@ def test_run_forever_relays_until_stopped(
 def test_enqueue_needs_an_encoded_event(sqlite_store: Store) -> None:
     with pytest.raises(ValueError, match="encode_event"), sqlite_store.engine.begin() as conn:
         enqueue(conn, sqlite_store.outbox, "topic", KafkaRecord(key=b"k", value=b"v"))
+
+
+@pytest.mark.postgres
+def test_replicas_sharing_a_postgresql_database_relay_each_row_once_in_order(
+    pg_url: str,
+    kafka_settings: KafkaSettings,
+    unique_topic: TopicFactory,
+    read_topic: Callable[..., list[Any]],
+) -> None:
+    topic = unique_topic("outbox-replicas")
+    replicas = [Store(pg_url), Store(pg_url)]  # one engine each, as two pods have
+    ids = [event_id for batch in range(6) for event_id in replicas[0].add(topic, [f"sub-{batch}"] * 50)]
+    publishers = [EventPublisher(kafka_settings, source="preflight-tests") for _ in replicas]
+    relays = [
+        OutboxRelay(r.engine, r.outbox, p, batch_size=20) for r, p in zip(replicas, publishers, strict=True)
+    ]
+    published = [0, 0]
+    start = threading.Barrier(2)
+
+    def drain(index: int) -> None:
+        start.wait()
+        while relays[index].pending():
+            published[index] += relays[index].run_once()
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(2)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+    finally:
+        for publisher in publishers:
+            publisher.close()
+        for replica in replicas:
+            replica.engine.dispose()
+    assert not any(thread.is_alive() for thread in threads)
+    assert sum(published) == len(ids), f"rows published more than once: {published}"
+    assert ce_ids(read_topic(topic, expected=len(ids))) == ids

@@ -4,6 +4,12 @@
 unsent rows in insertion order and marks them sent. Delivery is at-least-once
 (a crash after the broker's ack and before the mark republishes the row; the
 event id is unchanged, so idempotent consumers apply it once).
+
+Replicas of a service share its PostgreSQL database and each runs a relay: a
+batch is read, published and marked under a transaction-scoped advisory lock,
+so one relay at a time publishes and the others skip their turn (no row is
+published twice, and the topic keeps the outbox order). A SQLite database has
+one process, hence one relay.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ from preflight_common.producer import EventPublisher, PublishError
 log = logging.getLogger(__name__)
 
 OUTBOX = "outbox"
+# The PostgreSQL advisory lock (per database) a relay holds while it publishes a batch.
+RELAY_LOCK = 0x707265666C696768  # "preflig"
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -73,7 +81,7 @@ def enqueue(session: Session | Connection, table: Table, topic: str, record: Kaf
 
 
 class OutboxRelay:
-    """Publishes unsent outbox rows in order. Run one relay per service database."""
+    """Publishes unsent outbox rows in order; relays sharing a database take turns."""
 
     def __init__(
         self, engine: Engine, table: Table, publisher: EventPublisher, batch_size: int = 200
@@ -92,18 +100,31 @@ class OutboxRelay:
         """Publish one batch; return how many rows were published.
 
         Raises PublishError when the broker refuses; rows published before the
-        failure are marked sent, the rest stay pending in order.
+        failure are marked sent, the rest stay pending in order. Returns 0 at
+        once while another relay of the same PostgreSQL database is publishing.
         """
+        failure: PublishError | None = None
+        with self._engine.begin() as conn:
+            if conn.dialect.name == "postgresql" and not conn.execute(
+                select(func.pg_try_advisory_xact_lock(RELAY_LOCK))
+            ).scalar_one():
+                return 0
+            published, failure = self._publish_batch(conn)
+        if failure is not None:
+            raise failure
+        return published
+
+    def _publish_batch(self, conn: Connection) -> tuple[int, PublishError | None]:
+        """Publish the oldest unsent rows and mark those the broker acknowledged, in `conn`'s transaction."""
         t = self._table
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(t.c.id, t.c.topic, t.c.key, t.c.value, t.c.headers)
-                .where(t.c.sent_at.is_(None))
-                .order_by(t.c.id)
-                .limit(self._batch_size)
-            ).all()
+        rows = conn.execute(
+            select(t.c.id, t.c.topic, t.c.key, t.c.value, t.c.headers)
+            .where(t.c.sent_at.is_(None))
+            .order_by(t.c.id)
+            .limit(self._batch_size)
+        ).all()
         if not rows:
-            return 0
+            return 0, None
         records = [
             (
                 row.topic,
@@ -115,20 +136,17 @@ class OutboxRelay:
             )
             for row in rows
         ]
-        published = 0
+        failure = None
         try:
             # Send in order and wait for every ack; idempotent producer keeps per-partition order.
             self._publisher.publish_many(records)
             published = len(rows)
         except PublishError as exc:
-            published = exc.acknowledged
-            raise
-        finally:
-            if published:
-                sent = [row.id for row in rows[:published]]
-                with self._engine.begin() as conn:
-                    conn.execute(update(t).where(t.c.id.in_(sent)).values(sent_at=func.now()))
-        return published
+            published, failure = exc.acknowledged, exc
+        if published:
+            sent = [row.id for row in rows[:published]]
+            conn.execute(update(t).where(t.c.id.in_(sent)).values(sent_at=func.now()))
+        return published, failure
 
     def run_forever(self, stop: threading.Event, interval: float = 0.2, max_backoff: float = 10.0) -> None:
         """Relay until `stop` is set, backing off while the broker is unavailable."""

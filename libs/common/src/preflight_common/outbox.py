@@ -105,9 +105,10 @@ class OutboxRelay:
         """
         failure: PublishError | None = None
         with self._engine.begin() as conn:
-            if conn.dialect.name == "postgresql" and not conn.execute(
-                select(func.pg_try_advisory_xact_lock(RELAY_LOCK))
-            ).scalar_one():
+            if (
+                conn.dialect.name == "postgresql"
+                and not conn.execute(select(func.pg_try_advisory_xact_lock(RELAY_LOCK))).scalar_one()
+            ):
                 return 0
             published, failure = self._publish_batch(conn)
         if failure is not None:

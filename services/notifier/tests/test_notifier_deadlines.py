@@ -198,9 +198,14 @@ def test_several_missed_thresholds_fire_only_the_latest_and_due_or_overdue_are_n
     report = notifier.scheduler.catch_up()
     assert (report.fired, report.superseded) == (1, 2)
     assert [(a.threshold, a.late) for a in fired(notifier)] == [("T-1d", True)]
+    # A late reminder tells the time left when it is sent, and that it is late.
+    [late] = fired(notifier)
+    assert late.title == "Review deadline in 23 hours: submission sub-1"
+    assert f"Sent late: the T-1d reminder was due {START + 7 * DAY:%Y-%m-%d %H:%M} UTC." in late.summary
     clock.set(START + 10 * DAY + timedelta(hours=1))  # T-0 and the first overdue passed while down
     notifier.scheduler.catch_up()
     assert [(a.threshold, a.late) for a in fired(notifier)][1:] == [("T-0", True), ("overdue+1d", True)]
+    assert {a.title for a in fired(notifier)[1:]} == {"Review deadline passed 2 days ago: submission sub-1"}
     statuses = reminder_statuses(notifier, "review/sub-1")
     assert (statuses["T-7d@v1"], statuses["T-3d@v1"]) == ("superseded", "superseded")
     # No flood of the overdue repeats missed meanwhile: the next one is the next instant to come.

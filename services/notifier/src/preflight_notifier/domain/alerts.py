@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from preflight_notifier.domain.audience import audience_tokens
 from preflight_notifier.domain.durations import humanize
@@ -69,13 +69,18 @@ def reminder_alert(deadline: Deadline, reminder: PlannedReminder, fired_at: date
         raise ValueError("an unscheduled deadline has no reminders")
     noun = _NOUN[deadline.kind]
     subject = _subject(deadline)
-    if reminder.stage is Stage.ADVANCE:
-        headline = f"{noun} in {humanize(deadline.due_at - reminder.due_at)}: {subject}"
-    elif reminder.stage is Stage.DUE:
+    # A reminder sent late states the time left (or past) when it is sent, not at its threshold.
+    left = deadline.due_at - (fired_at if late else reminder.due_at)
+    if left > timedelta(0):
+        headline = f"{noun} in {humanize(left)}: {subject}"
+    elif left == timedelta(0):
         headline = f"{noun} reached: {subject}"
     else:
-        headline = f"{noun} passed {humanize(reminder.due_at - deadline.due_at)} ago: {subject}"
-    when = f"{_describe(deadline.kind)} {deadline.due_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC."
+        headline = f"{noun} passed {humanize(left)} ago: {subject}"
+    when = f"{_describe(deadline.kind)} {_utc(deadline.due_at)}."
+    lateness = (
+        [f"Sent late: the {reminder.threshold} reminder was due {_utc(reminder.due_at)}."] if late else []
+    )
     return Alert(
         alert_id=alert_id(deadline.deadline_id, reminder.threshold, deadline.version),
         kind=deadline.kind.alert_kind,
@@ -88,7 +93,7 @@ def reminder_alert(deadline: Deadline, reminder: PlannedReminder, fired_at: date
         deadline_version=deadline.version,
         severity=reminder.severity,
         title=headline,
-        summary=" ".join([when, *deadline.details.facts]),
+        summary=" ".join([when, *lateness, *deadline.details.facts]),
         audience=deadline.details.audience,
         tlp=deadline.details.tlp,
     )
@@ -110,11 +115,14 @@ def met_alert(deadline: Deadline, fired_at: datetime) -> Alert:
         deadline_version=deadline.version,
         severity=Severity.INFO,
         title=f"Review report issued: {_subject(deadline)}",
-        summary=f"The review report was issued; the review deadline "
-        f"({deadline.due_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC) is met.",
+        summary=f"The review report was issued; the review deadline ({_utc(deadline.due_at)}) is met.",
         audience=deadline.details.audience,
         tlp=deadline.details.tlp,
     )
+
+
+def _utc(moment: datetime) -> str:
+    return f"{moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
 
 
 def _subject(deadline: Deadline) -> str:

@@ -30,7 +30,7 @@ def suite(**overrides: Any) -> dict[str, Any]:
         "version": "1.0.0",
         "task": "preflight_benchmark/knowledge",
         "capability": "security_knowledge",
-        "access_kinds": ["endpoint"],
+        "access_kinds": ["endpoint", "weights"],
         "timeout_seconds": 60,
     }
     return {**base, **overrides}
@@ -58,6 +58,11 @@ def test_shipped_catalog_has_the_four_cyber_suites_for_both_access_kinds() -> No
         ({"catalog_version": 1, "suites": [suite(resources={"gpu": -1})]}, "suites[0].resources.gpu"),
         ({"catalog_version": 1, "suites": [suite(sample_limit=True)]}, "suites[0].sample_limit"),
         ({"catalog_version": 1, "suites": [suite(), suite()]}, "suites[1].id"),
+        ({"catalog_version": 1, "suites": []}, "catalog.suites: no suite supports endpoint access"),
+        (
+            {"catalog_version": 1, "suites": [suite(access_kinds=["endpoint"])]},
+            "catalog.suites: no suite supports weights access",
+        ),
     ],
 )
 def test_malformed_catalog_is_rejected_naming_the_field(document: dict[str, Any], field: str) -> None:
@@ -83,7 +88,7 @@ def test_plan_fans_out_one_job_per_suite_supporting_the_access_kind() -> None:
         {
             "catalog_version": "x",
             "suites": [
-                suite(id="a.one"),
+                suite(id="a.one", access_kinds=["endpoint"]),
                 suite(id="a.two", access_kinds=["endpoint", "weights"]),
                 suite(id="a.three", access_kinds=["weights"]),
             ],

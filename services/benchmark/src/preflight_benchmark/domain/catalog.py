@@ -132,4 +132,8 @@ def parse_catalog(data: Any) -> Catalog:
         if suite.id in seen:
             raise CatalogError(f"suites[{i}].id: duplicate suite id {suite.id!r}")
         seen.add(suite.id)
+    # Every submission gets at least one job: a plan of none would never end, and its review with it.
+    for kind in sorted(ACCESS_KINDS):
+        if not any(suite.supports(kind) for suite in suites):
+            raise CatalogError(f"catalog.suites: no suite supports {kind} access")
     return Catalog(version=version, suites=suites)

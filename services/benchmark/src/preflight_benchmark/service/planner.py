@@ -96,8 +96,6 @@ class Planner:
         if not applied:
             log.info("submission %s already planned; nothing new", received.submission_id)
             return 0
-        if not new_jobs:
-            log.warning("no suite in catalog %s supports %s access", self._catalog.version, kind)
         return len(new_jobs)
 
     def withdraw(self, event_id: str, withdrawn: intake_events.SubmissionWithdrawn) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -32,6 +33,8 @@ SETTINGS = ManifestSettings(
     gpu_tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
     node_selector={"kubernetes.io/os": "linux"},
     kueue_queue="preflight-benchmarks",
+    otlp_endpoint="http://otel-collector.observability:4317",
+    otlp_protocol="grpc",
 )
 
 
@@ -139,6 +142,22 @@ def test_environment_has_no_inline_secret() -> None:
                 assert "value" not in variable
     worker_env = {v["name"] for v in CPU_JOB["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "PREFLIGHT_SERVICE_TOKEN" in worker_env
+
+
+def test_workers_export_their_spans_where_the_service_does() -> None:
+    env = CPU_JOB["spec"]["template"]["spec"]["containers"][0]["env"]
+    names = [v["name"] for v in env]
+    values = {v["name"]: v.get("value") for v in env}
+    assert values["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4317"
+    assert values["OTEL_EXPORTER_OTLP_PROTOCOL"] == "grpc"
+    # $(POD_NAME) expands only when POD_NAME is defined before it.
+    assert values["OTEL_RESOURCE_ATTRIBUTES"] == "k8s.namespace.name=preflight,k8s.pod.name=$(POD_NAME)"
+    assert names.index("POD_NAME") < names.index("OTEL_RESOURCE_ATTRIBUTES")
+    quiet = build_job(attempt("endpoint"), replace(SETTINGS, otlp_endpoint="", otlp_protocol=""))
+    assert not {v["name"] for v in quiet["spec"]["template"]["spec"]["containers"][0]["env"]} & {
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_RESOURCE_ATTRIBUTES",
+    }
 
 
 def test_cpu_suite_requests_no_gpu_and_stays_off_gpu_pools() -> None:

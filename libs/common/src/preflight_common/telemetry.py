@@ -1,7 +1,8 @@
 """OpenTelemetry for Preflight processes: one setup call, and trace context in Kafka headers.
 
 `setup_telemetry` installs a tracer provider with the service's resource; it
-exports over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, to a JSON-lines
+exports over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (gRPC, or protobuf
+over HTTP when `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` is `http/protobuf`), to a JSON-lines
 file when `PREFLIGHT_OTEL_FILE` is set (one span per line, for local runs and
 end-to-end tests), and is a no-op exporter otherwise. gRPC clients (blocking
 and asyncio) and servers are instrumented.
@@ -26,6 +27,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+from preflight_common.config import ConfigError
 from preflight_common.envelope import RawHeaders, headers_dict
 
 SUBMISSION_ID = "preflight.submission_id"
@@ -56,6 +58,30 @@ class JsonLinesSpanExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
+def _otlp_exporter() -> SpanExporter:
+    """The OTLP span exporter for the protocol the standard variables name (gRPC by default)."""
+    variable = next(
+        (
+            v
+            for v in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+            if os.environ.get(v)
+        ),
+        None,
+    )
+    protocol = os.environ[variable] if variable else "grpc"
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if protocol == "http/protobuf":
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HttpExporter
+
+        return HttpExporter()
+    raise ConfigError(
+        f"{variable}: {protocol!r} is not an OTLP protocol Preflight exports (grpc, http/protobuf)"
+    )
+
+
 def setup_telemetry(service_name: str, **resource_attributes: str) -> TracerProvider:
     """Install the process's tracer provider (idempotent: later calls return the first).
 
@@ -75,9 +101,7 @@ def setup_telemetry(service_name: str, **resource_attributes: str) -> TracerProv
             provider = TracerProvider(resource=resource)
             trace.set_tracer_provider(provider)
         if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-
-            provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+            provider.add_span_processor(BatchSpanProcessor(_otlp_exporter()))
         if path := os.environ.get("PREFLIGHT_OTEL_FILE"):
             # OTEL_BSP_SCHEDULE_DELAY, when set, wins over the short default.
             delay = None if "OTEL_BSP_SCHEDULE_DELAY" in os.environ else FILE_EXPORT_DELAY_MS

@@ -35,6 +35,7 @@ WORKER_ENV_PASSTHROUGH = (
     # Where the worker's spans go (no credentials: OTLP headers are not passed on).
     "PREFLIGHT_OTEL_FILE",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
 )
 
 

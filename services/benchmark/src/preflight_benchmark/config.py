@@ -61,6 +61,8 @@ class KubernetesSettings:
                 vllm_image=env("PREFLIGHT_BENCHMARK_K8S_VLLM_IMAGE", WeightsSettings.vllm_image),
                 gpus=env_int("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_GPUS", 1),
             ),
+            otlp_endpoint=env("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
+            otlp_protocol=env("OTEL_EXPORTER_OTLP_PROTOCOL", ""),
         )
         return cls(kubeconfig=env("PREFLIGHT_BENCHMARK_K8S_KUBECONFIG", "") or None, manifest=manifest)
 

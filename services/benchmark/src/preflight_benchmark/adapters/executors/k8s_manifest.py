@@ -65,6 +65,9 @@ class ManifestSettings:
     ttl_seconds_after_finished: int = 3600
     image_pull_policy: str = "IfNotPresent"
     weights: WeightsSettings = WeightsSettings()
+    # Where the worker exports its spans (OTEL_EXPORTER_OTLP_ENDPOINT/_PROTOCOL); empty: nowhere.
+    otlp_endpoint: str = ""
+    otlp_protocol: str = ""
 
 
 def job_name(job_id: str, attempt: int) -> str:
@@ -102,6 +105,23 @@ def _restricted() -> dict[str, Any]:
     }
 
 
+def _telemetry_env(settings: ManifestSettings) -> list[dict[str, Any]]:
+    """The worker's spans go where the service's go, with the pod named in their resource."""
+    if not settings.otlp_endpoint:
+        return []
+    env: list[dict[str, Any]] = [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {
+            "name": "OTEL_RESOURCE_ATTRIBUTES",
+            "value": f"k8s.namespace.name={settings.namespace},k8s.pod.name=$(POD_NAME)",
+        },
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": settings.otlp_endpoint},
+    ]
+    if settings.otlp_protocol:
+        env.append({"name": "OTEL_EXPORTER_OTLP_PROTOCOL", "value": settings.otlp_protocol})
+    return env
+
+
 def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
     """The Job for `attempt`; no secret inline (the service token is a secretKeyRef)."""
     weights = attempt.access_kind == "weights"
@@ -121,6 +141,7 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         {"name": "TMPDIR", "value": SCRATCH},
         {"name": "XDG_DATA_HOME", "value": f"{SCRATCH}/data"},
         {"name": "XDG_CACHE_HOME", "value": f"{SCRATCH}/cache"},
+        *_telemetry_env(settings),
     ]
     # Quantities are strings: the API (and the client's models) reject numbers.
     worker_resources: dict[str, dict[str, str]] = {

@@ -25,6 +25,7 @@ from preflight_common.auth import (
 )
 from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server, invalid_argument, mark_serving
+from preflight_common.testing.tls import TestAuthority
 from sqlalchemy import Engine, MetaData, select
 
 ADMIN = Principal("root", Role.ADMIN, "agency")
@@ -234,69 +235,26 @@ async def test_identity_service_is_admin_only_and_introspection_serves_other_ser
         await lab_remote.close()
 
 
-def _cert(
-    subject: list[tuple[object, str]], issuer_key: object, issuer: object | None, *, ca: bool, san: bool
-) -> tuple[bytes, bytes, object, object]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(oid, value) for oid, value in subject])  # type: ignore[arg-type]
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer.subject if issuer is not None else name)  # type: ignore[attr-defined]
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=1))
-        .not_valid_after(now + dt.timedelta(hours=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if san:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False
-        )
-    cert = builder.sign(issuer_key or key, hashes.SHA256())  # type: ignore[arg-type]
-    pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return pem, key_pem, cert, key
-
-
 async def test_client_certificate_maps_to_a_principal(store: TokenStore) -> None:
-    from cryptography.x509.oid import NameOID
     from preflight_common.grpcserver import ServerTLS
 
-    ca_pem, _, ca_cert, ca_key = _cert([(NameOID.COMMON_NAME, "test-ca")], None, None, ca=True, san=False)
-    server_pem, server_key, _, _ = _cert(
-        [(NameOID.COMMON_NAME, "localhost")], ca_key, ca_cert, ca=False, san=True
-    )
-
-    def client(ou: str) -> tuple[bytes, bytes]:
-        subject = [
-            (NameOID.COMMON_NAME, "alice"),
-            (NameOID.ORGANIZATION_NAME, "lab-a"),
-            (NameOID.ORGANIZATIONAL_UNIT_NAME, ou),
-        ]
-        pem, key, _, _ = _cert(subject, ca_key, ca_cert, ca=False, san=False)
-        return pem, key
+    authority = TestAuthority()
+    server_cert = authority.issue("localhost")
+    ca_pem = authority.pem
 
     server, port, _ = build_server(
         "127.0.0.1:0",
         [_register_whoami],
         authenticator=LocalAuthenticator(store),
         service_names=[],
-        tls=ServerTLS(server_pem, server_key, client_ca=ca_pem),
+        tls=ServerTLS(server_cert.certificate, server_cert.key, client_ca=ca_pem),
     )
     await server.start()
     try:
         results = []
         for ou in ("lab", "janitor"):
-            cert, key = client(ou)
-            credentials = grpc.ssl_channel_credentials(ca_pem, key, cert)
+            client = authority.issue("alice", organisation="lab-a", unit=ou)
+            credentials = grpc.ssl_channel_credentials(ca_pem, client.key, client.certificate)
             options = (("grpc.ssl_target_name_override", "localhost"),)
             async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options) as channel:
                 call = channel.unary_unary(

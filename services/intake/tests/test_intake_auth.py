@@ -3,7 +3,6 @@ organisation's submissions, and another's answer exactly like one that does not 
 
 from __future__ import annotations
 
-import ipaddress
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -11,10 +10,6 @@ from typing import Any
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from preflight.identity.v1 import identity_pb2
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
 from preflight.sdk import (
@@ -28,6 +23,7 @@ from preflight.sdk import (
 )
 from preflight_common.auth import Role
 from preflight_common.grpcserver import ServerTLS
+from preflight_common.testing.tls import TestAuthority
 from preflight_intake.adapters import tables
 from sqlalchemy import select
 
@@ -205,66 +201,20 @@ def test_only_service_principals_resolve_credentials_and_every_attempt_is_audite
     }
 
 
-def _certificate(
-    subject: x509.Name,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
-) -> x509.Certificate:
-    now = datetime.now(UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer[0] if issuer else subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-    )
-    if issuer is None:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-    else:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False
-        )
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-
-
-def _pem(item: x509.Certificate | ec.EllipticCurvePrivateKey) -> bytes:
-    if isinstance(item, x509.Certificate):
-        return item.public_bytes(serialization.Encoding.PEM)
-    return item.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def test_mtls_client_certificates_name_the_principal(
     intake_factory: Callable[..., Any], make_request: Callable[..., intake_pb2.SubmitModelRequest]
 ) -> None:
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "preflight test CA")])
-    ca = _certificate(ca_name, ca_key, None)
-
-    def issued(cn: str, org: str, unit: str) -> tuple[bytes, bytes]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name(
-            [
-                x509.NameAttribute(NameOID.COMMON_NAME, cn),
-                x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, unit),
-            ]
-        )
-        return _pem(_certificate(name, key, (ca_name, ca_key))), _pem(key)
-
-    server_cert, server_key = issued("intake", "preflight", "service")
-    server = intake_factory(tls=ServerTLS(server_cert, server_key, client_ca=_pem(ca)))
-    lab_cert, lab_key = issued("alice", "lab-a", "lab")
-    with Client(server.target, tls=TLS(_pem(ca), lab_cert, lab_key)) as lab:
-        submission = lab.submit(make_request("lab-a")).submission
+    authority = TestAuthority()
+    server_cert = authority.issue("intake", organisation="preflight", unit="service")
+    server = intake_factory(tls=ServerTLS(server_cert.certificate, server_cert.key, client_ca=authority.pem))
+    lab = authority.issue("alice", organisation="lab-a", unit="lab")
+    with Client(server.target, tls=TLS(authority.pem, lab.certificate, lab.key)) as lab_client:
+        submission = lab_client.submit(make_request("lab-a")).submission
         assert submission.submitted_by == "alice"
-        assert [s.submission_id for s in lab.iter_submissions()] == [submission.submission_id]
-    operator_cert, operator_key = issued("otto", "bank", "operator")
-    operator_tls = TLS(_pem(ca), operator_cert, operator_key)
-    with Client(server.target, tls=operator_tls) as operator, pytest.raises(PermissionDenied):
-        operator.list_submissions()
-    with Client(server.target, tls=TLS(_pem(ca)), timeout=5) as anonymous, pytest.raises(Unavailable):
+        assert [s.submission_id for s in lab_client.iter_submissions()] == [submission.submission_id]
+    operator = authority.issue("otto", organisation="bank", unit="operator")
+    operator_tls = TLS(authority.pem, operator.certificate, operator.key)
+    with Client(server.target, tls=operator_tls) as operator_client, pytest.raises(PermissionDenied):
+        operator_client.list_submissions()
+    with Client(server.target, tls=TLS(authority.pem), timeout=5) as anonymous, pytest.raises(Unavailable):
         anonymous.list_submissions()

@@ -309,3 +309,47 @@ async def test_the_introspection_cache_stays_bounded_under_made_up_tokens(
             assert len(remote._cache) <= remote.MAX_CACHED
     finally:
         await remote.close()
+
+
+async def test_introspection_reaches_a_tls_issuer_with_the_ca_from_the_environment(
+    store: TokenStore, tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pathlib import Path
+
+    from preflight_common.channels import credentials_from_env
+    from preflight_common.config import ConfigError
+    from preflight_common.grpcserver import ServerTLS
+
+    folder = Path(str(tmp_path))
+    authority = TestAuthority()
+    server_cert = authority.issue("localhost")
+    servicer = IdentityServicer(store)
+    server, port, _ = build_server(
+        "127.0.0.1:0",
+        [lambda s: identity_pb2_grpc.add_IdentityServiceServicer_to_server(servicer, s)],
+        authenticator=LocalAuthenticator(store),
+        service_names=["preflight.identity.v1.IdentityService"],
+        tls=ServerTLS(server_cert.certificate, server_cert.key),
+    )
+    await server.start()
+    operator_token = store.create(OPERATOR).token
+    service_token = store.create(SERVICE).token
+    assert credentials_from_env() is None  # unset: plaintext
+    (folder / "ca.pem").write_bytes(authority.pem)
+    monkeypatch.setenv("PREFLIGHT_GRPC_TLS_CA", str(folder / "ca.pem"))
+    trusted = IntrospectionAuthenticator(
+        f"127.0.0.1:{port}", service_token, cache_ttl=0.0, credentials=credentials_from_env()
+    )
+    plaintext = IntrospectionAuthenticator(f"127.0.0.1:{port}", service_token, cache_ttl=0.0)
+    try:
+        assert await trusted.authenticate(operator_token, context=None) == OPERATOR  # type: ignore[arg-type]
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await plaintext.authenticate(operator_token, context=None)  # type: ignore[arg-type]
+        assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await trusted.close()
+        await plaintext.close()
+        await server.stop(None)
+    monkeypatch.setenv("PREFLIGHT_GRPC_TLS_CA", str(folder / "missing.pem"))
+    with pytest.raises(ConfigError, match="PREFLIGHT_GRPC_TLS_CA: cannot read"):
+        credentials_from_env()

@@ -17,8 +17,10 @@ from preflight_benchmark.adapters.executors.k8s_manifest import (
     build_job,
     job_name,
 )
+from preflight_benchmark.config import KubernetesSettings
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.ports import Attempt
+from preflight_common.config import ConfigError
 
 # The three newest Kubernetes versions whose schemas kubernetes-validate 1.37 ships.
 KUBERNETES_VERSIONS = ["1.35.0", "1.36.0", "1.37.0"]
@@ -35,6 +37,7 @@ SETTINGS = ManifestSettings(
     kueue_queue="preflight-benchmarks",
     otlp_endpoint="http://otel-collector.observability:4317",
     otlp_protocol="grpc",
+    grpc_ca=SecretRef("preflight-grpc-tls", "ca.crt"),
 )
 
 
@@ -160,6 +163,23 @@ def test_workers_export_their_spans_where_the_service_does() -> None:
     }
 
 
+def test_workers_verify_the_services_tls_with_the_ca_from_its_secret() -> None:
+    spec = CPU_JOB["spec"]["template"]["spec"]
+    worker = spec["containers"][0]
+    assert {"name": "grpc-ca", "mountPath": "/etc/preflight/grpc-ca", "readOnly": True} in worker[
+        "volumeMounts"
+    ]
+    assert {"name": "PREFLIGHT_GRPC_TLS_CA", "value": "/etc/preflight/grpc-ca/ca.crt"} in worker["env"]
+    [volume] = [v for v in spec["volumes"] if v["name"] == "grpc-ca"]
+    assert volume["secret"] == {
+        "secretName": "preflight-grpc-tls",
+        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+    }
+    plaintext = build_job(attempt("endpoint"), replace(SETTINGS, grpc_ca=None))["spec"]["template"]["spec"]
+    assert "PREFLIGHT_GRPC_TLS_CA" not in {v["name"] for v in plaintext["containers"][0]["env"]}
+    assert "grpc-ca" not in {v["name"] for v in plaintext["volumes"]}
+
+
 def test_cpu_suite_requests_no_gpu_and_stays_off_gpu_pools() -> None:
     spec = CPU_JOB["spec"]["template"]["spec"]
     assert all(GPU_RESOURCE not in json.dumps(c["resources"]) for c in containers(CPU_JOB))
@@ -185,3 +205,16 @@ def test_a_suite_that_needs_gpus_requests_them_for_the_worker() -> None:
     worker = job["spec"]["template"]["spec"]["containers"][0]
     assert worker["resources"]["limits"][GPU_RESOURCE] == "2"
     assert job["spec"]["template"]["spec"]["nodeSelector"]["cloud.example/accelerator"] == "h100"
+
+
+def test_secret_references_are_read_from_the_environment_and_named_when_malformed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert KubernetesSettings.from_env("benchmark:50052").manifest.grpc_ca is None
+    monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET", "preflight-grpc-tls:ca.crt")
+    manifest = KubernetesSettings.from_env("benchmark:50052").manifest
+    assert manifest.grpc_ca == SecretRef("preflight-grpc-tls", "ca.crt")
+    assert manifest.service_token == SecretRef("preflight-benchmark-worker", "token")
+    monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET", "preflight-grpc-tls")
+    with pytest.raises(ConfigError, match="PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET: expected"):
+        KubernetesSettings.from_env("benchmark:50052")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import grpc
 import pytest
 from preflight.benchmark.v1 import events_pb2
 from preflight.intake.v1 import submission_pb2
 from preflight_benchmark.adapters.grpc_clients import GrpcCredentialResolver
 from preflight_benchmark.domain.jobs import FailureReason
 from preflight_benchmark.domain.ports import CredentialError
-from preflight_benchmark.testing import IntakeStandIn, free_port
+from preflight_benchmark.testing import IntakeStandIn, free_port, intake_stand_in
 from preflight_benchmark.worker.run import WorkerFailure, WorkerSettings, classify_error, model_access
+from preflight_common.grpcserver import ServerTLS
+from preflight_common.testing.tls import TestAuthority
 
 
 def endpoint_job(credential_ref: str) -> events_pb2.BenchmarkJobRequested:
@@ -56,6 +60,25 @@ def test_an_unreachable_intake_is_a_retryable_failure() -> None:
     with pytest.raises(CredentialError) as unreachable:
         asyncio.run(resolver.resolve("cred-1", "bj-1"))
     assert unreachable.value.retryable
+
+
+def test_the_credential_is_resolved_over_tls_when_the_ca_is_given(tmp_path: Path) -> None:
+    authority = TestAuthority()
+    issued = authority.issue("intake")
+    with intake_stand_in(tmp_path, tls=ServerTLS(issued.certificate, issued.key)) as intake:
+        ref = intake.add_credential("sk-over-tls")
+        trusting = GrpcCredentialResolver(
+            intake.target, intake.service_token, credentials=grpc.ssl_channel_credentials(authority.pem)
+        )
+        assert asyncio.run(trusting.resolve(ref, "bj-1")) == "sk-over-tls"
+        # Plaintext, or a CA that did not issue intake's certificate: no connection, nothing sent.
+        for credentials in (None, grpc.ssl_channel_credentials(TestAuthority().pem)):
+            resolver = GrpcCredentialResolver(
+                intake.target, intake.service_token, credentials=credentials, attempts=1, timeout=5
+            )
+            with pytest.raises(CredentialError, match="intake unreachable"):
+                asyncio.run(resolver.resolve(ref, "bj-1"))
+        assert intake.servicer.calls == [(ref, "bj-1")]
 
 
 def test_weights_without_a_model_server_is_a_configuration_error_naming_the_gpu() -> None:

@@ -32,6 +32,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, insert, select, update
 
+from preflight_common.channels import aio_channel
+
 TOKEN_PREFIX = "pft_"  # noqa: S105 - a public prefix, not a secret
 
 
@@ -264,11 +266,7 @@ class IntrospectionAuthenticator:
 
     def _stub(self) -> identity_pb2_grpc.IdentityServiceStub:
         if self._channel is None:
-            self._channel = (
-                grpc.aio.secure_channel(self._target, self._credentials)
-                if self._credentials
-                else grpc.aio.insecure_channel(self._target)
-            )
+            self._channel = aio_channel(self._target, self._credentials)
         return identity_pb2_grpc.IdentityServiceStub(self._channel)
 
     async def authenticate(self, token: str | None, context: grpc.aio.ServicerContext) -> Principal | None:

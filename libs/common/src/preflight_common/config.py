@@ -58,6 +58,15 @@ def env_path(name: str, default: Path | None = None) -> Path:
     return default
 
 
+def env_file_bytes(name: str) -> bytes:
+    """The contents of the file a required path variable names; ConfigError naming it otherwise."""
+    path = env_path(name)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+
+
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 

@@ -30,7 +30,7 @@ from preflight_common.auth import (
     reset_current_principal,
     set_current_principal,
 )
-from preflight_common.config import ConfigError, env, env_path
+from preflight_common.config import ConfigError, env, env_file_bytes
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,9 @@ class ServerTLS:
         if not (present[cert] and present[key]):
             raise ConfigError(f"{cert} and {key} go together")
         return cls(
-            certificate_chain=_read_file(cert),
-            private_key=_read_file(key),
-            client_ca=_read_file(client_ca) if present[client_ca] else None,
+            certificate_chain=env_file_bytes(cert),
+            private_key=env_file_bytes(key),
+            client_ca=env_file_bytes(client_ca) if present[client_ca] else None,
         )
 
     def credentials(self) -> grpc.ServerCredentials:
@@ -76,14 +76,6 @@ class ServerTLS:
             root_certificates=self.client_ca,
             require_client_auth=self.client_ca is not None,
         )
-
-
-def _read_file(variable: str) -> bytes:
-    path = env_path(variable)
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from None
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]

@@ -36,6 +36,8 @@ WORKER_ENV_PASSTHROUGH = (
     "PREFLIGHT_OTEL_FILE",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
+    # The CA that verifies intake's and this service's TLS certificates.
+    "PREFLIGHT_GRPC_TLS_CA",
 )
 
 

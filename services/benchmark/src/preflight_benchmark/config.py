@@ -6,7 +6,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import grpc
+from preflight_common.channels import credentials_from_env
 from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_int
+from preflight_common.grpcserver import ServerTLS
 
 from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, WeightsSettings
 
@@ -31,6 +34,17 @@ def _string_map(name: str) -> dict[str, str]:
     return value
 
 
+def _secret_ref(name: str, default: str) -> SecretRef | None:
+    """A `<secret name>:<key>` variable; None when it (and its default) is empty."""
+    value = env(name, default)
+    if not value:
+        return None
+    secret, sep, key = value.partition(":")
+    if not sep or not secret or not key:
+        raise ConfigError(f"{name}: expected <secret name>:<key>")
+    return SecretRef(secret, key)
+
+
 @dataclass(frozen=True)
 class KubernetesSettings:
     kubeconfig: str | None
@@ -38,14 +52,14 @@ class KubernetesSettings:
 
     @classmethod
     def from_env(cls, benchmark_target: str) -> KubernetesSettings:
-        secret = env("PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET", "preflight-benchmark-worker:token")
-        name, sep, key = secret.partition(":")
-        if not sep or not name or not key:
-            raise ConfigError("PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET: expected <secret name>:<key>")
+        service_token = _secret_ref(
+            "PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET", "preflight-benchmark-worker:token"
+        )
+        assert service_token is not None
         manifest = ManifestSettings(
             namespace=env("PREFLIGHT_BENCHMARK_K8S_NAMESPACE", "preflight"),
             image=env("PREFLIGHT_BENCHMARK_K8S_IMAGE", "preflight-benchmark:latest"),
-            service_token=SecretRef(name, key),
+            service_token=service_token,
             intake_target=env("PREFLIGHT_INTAKE_TARGET", "preflight-intake:50051"),
             benchmark_target=benchmark_target,
             service_account=env("PREFLIGHT_BENCHMARK_K8S_SERVICE_ACCOUNT", "") or None,
@@ -63,6 +77,7 @@ class KubernetesSettings:
             ),
             otlp_endpoint=env("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             otlp_protocol=env("OTEL_EXPORTER_OTLP_PROTOCOL", ""),
+            grpc_ca=_secret_ref("PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET", ""),
         )
         return cls(kubeconfig=env("PREFLIGHT_BENCHMARK_K8S_KUBECONFIG", "") or None, manifest=manifest)
 
@@ -87,6 +102,9 @@ class BenchmarkSettings:
     consumer_group: str
     kafka: KafkaSettings
     topics: Topics
+    tls: ServerTLS | None = None
+    # TLS for calls to intake's IdentityService (PREFLIGHT_GRPC_TLS_CA); None: plaintext.
+    client_tls: grpc.ChannelCredentials | None = None
 
     @classmethod
     def from_env(cls) -> BenchmarkSettings:
@@ -116,6 +134,8 @@ class BenchmarkSettings:
             consumer_group=env("PREFLIGHT_BENCHMARK_CONSUMER_GROUP", "preflight-benchmark-planner"),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),
+            tls=ServerTLS.from_env("PREFLIGHT_BENCHMARK"),
+            client_tls=credentials_from_env(),
         )
 
     def worker_target(self) -> str:

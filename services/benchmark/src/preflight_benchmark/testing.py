@@ -42,7 +42,7 @@ from preflight_common.auth import (
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.envelope import EventRegistry, decode_record, encode_event
-from preflight_common.grpcserver import build_server
+from preflight_common.grpcserver import ServerTLS, build_server
 from preflight_common.producer import EventPublisher
 from preflight_common.topics import TopicSpec, ensure_topics
 from sqlalchemy import MetaData
@@ -128,8 +128,9 @@ class IntakeStandIn:
 
 
 @contextmanager
-def intake_stand_in(folder: Path) -> Iterator[IntakeStandIn]:
-    """Serve ResolveCredential and IdentityService on a free loopback port (tokens in `folder`)."""
+def intake_stand_in(folder: Path, tls: ServerTLS | None = None) -> Iterator[IntakeStandIn]:
+    """Serve ResolveCredential and IdentityService on a free loopback port (tokens in `folder`;
+    over TLS with `tls`)."""
     metadata = MetaData()
     table = tokens_table(metadata)
     engine = make_engine(f"sqlite:///{folder / 'tokens.db'}")
@@ -151,6 +152,7 @@ def intake_stand_in(folder: Path) -> Iterator[IntakeStandIn]:
             [register_intake, register_identity],
             authenticator=LocalAuthenticator(store),
             service_names=["preflight.intake.v1.IntakeService", "preflight.identity.v1.IdentityService"],
+            tls=tls,
         )
         await server.start()
         return server, port

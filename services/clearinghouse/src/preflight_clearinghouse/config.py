@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+from preflight_common.channels import credentials_from_env
 from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_path
 from preflight_common.grpcserver import ServerTLS
 
@@ -32,6 +34,8 @@ class ClearinghouseSettings:
     consumer_group: str = "preflight-clearinghouse"
     source: str = "preflight.clearinghouse"
     tls: ServerTLS | None = None
+    # TLS for calls to intake's IdentityService (PREFLIGHT_GRPC_TLS_CA); None: plaintext.
+    client_tls: grpc.ChannelCredentials | None = None
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: Topics = field(default_factory=Topics)
 
@@ -57,6 +61,7 @@ class ClearinghouseSettings:
             shutdown_grace=_positive("PREFLIGHT_CLEARINGHOUSE_SHUTDOWN_GRACE", cls.shutdown_grace),
             consumer_group=env("PREFLIGHT_CLEARINGHOUSE_CONSUMER_GROUP", cls.consumer_group),
             tls=ServerTLS.from_env("PREFLIGHT_CLEARINGHOUSE"),
+            client_tls=credentials_from_env(),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),
         )

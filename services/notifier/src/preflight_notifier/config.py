@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+from preflight_common.channels import credentials_from_env
 from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_int
+from preflight_common.grpcserver import ServerTLS
 
 from preflight_notifier.adapters.email import SECURITY_MODES, SmtpSettings
 from preflight_notifier.adapters.routing_file import default_routing_path
@@ -31,6 +34,9 @@ class NotifierSettings:
     introspection_cache_ttl: float = 10.0
     shutdown_grace: float = 10.0
     scheduler_batch: int = 500
+    tls: ServerTLS | None = None
+    # TLS for calls to intake's IdentityService (PREFLIGHT_GRPC_TLS_CA); None: plaintext.
+    client_tls: grpc.ChannelCredentials | None = None
     consumer_group: str = "preflight-notifier"
     source: str = "preflight-notifier"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
@@ -73,6 +79,8 @@ class NotifierSettings:
             ),
             shutdown_grace=_positive("PREFLIGHT_NOTIFIER_SHUTDOWN_GRACE", cls.shutdown_grace),
             scheduler_batch=int(_positive("PREFLIGHT_NOTIFIER_SCHEDULER_BATCH", cls.scheduler_batch)),
+            tls=ServerTLS.from_env("PREFLIGHT_NOTIFIER"),
+            client_tls=credentials_from_env(),
             consumer_group=env("PREFLIGHT_NOTIFIER_CONSUMER_GROUP", cls.consumer_group),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),

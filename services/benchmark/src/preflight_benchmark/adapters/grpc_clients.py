@@ -1,4 +1,5 @@
-"""Clients the worker uses: intake's ResolveCredential and the benchmark service's ReportJobResult."""
+"""Clients the worker uses: intake's ResolveCredential and the benchmark service's ReportJobResult
+(over TLS when given channel credentials: `preflight_common.channels`)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import logging
 import grpc
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
+from preflight_common.channels import aio_channel
 
 from preflight_benchmark.domain.ports import CredentialError
 
@@ -25,16 +27,25 @@ def _metadata(token: str) -> tuple[tuple[str, str], ...]:
 class GrpcCredentialResolver:
     """Resolves credential references at intake (`service` principal), retrying transient errors."""
 
-    def __init__(self, target: str, service_token: str, *, attempts: int = 4, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        target: str,
+        service_token: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        attempts: int = 4,
+        timeout: float = 10.0,
+    ) -> None:
         self._target = target
         self._token = service_token
+        self._credentials = credentials
         self._attempts = attempts
         self._timeout = timeout
 
     async def resolve(self, credential_ref: str, job_id: str) -> str:
         request = intake_pb2.ResolveCredentialRequest(credential_ref=credential_ref, job_id=job_id)
         delay = 0.5
-        async with grpc.aio.insecure_channel(self._target) as channel:
+        async with aio_channel(self._target, self._credentials) as channel:
             stub = intake_pb2_grpc.IntakeServiceStub(channel)
             for attempt in range(1, self._attempts + 1):
                 try:
@@ -64,10 +75,17 @@ class GrpcResultReporter:
     """Hands a worker's outcome to the benchmark service, retrying while it is unreachable."""
 
     def __init__(
-        self, target: str, service_token: str, *, deadline: float = 120.0, timeout: float = 15.0
+        self,
+        target: str,
+        service_token: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        deadline: float = 120.0,
+        timeout: float = 15.0,
     ) -> None:
         self._target = target
         self._token = service_token
+        self._credentials = credentials
         self._deadline = deadline
         self._timeout = timeout
 
@@ -78,7 +96,7 @@ class GrpcResultReporter:
         loop = asyncio.get_running_loop()
         give_up = loop.time() + self._deadline
         delay = 0.5
-        async with grpc.aio.insecure_channel(self._target) as channel:
+        async with aio_channel(self._target, self._credentials) as channel:
             stub = benchmark_pb2_grpc.BenchmarkServiceStub(channel)
             while True:
                 try:

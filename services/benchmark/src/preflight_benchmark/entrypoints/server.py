@@ -81,9 +81,15 @@ async def serve(
     def register(server: grpc.aio.Server) -> None:
         benchmark_pb2_grpc.add_BenchmarkServiceServicer_to_server(servicer, server)
 
-    authenticator = IntrospectionAuthenticator(settings.identity_target, settings.service_token)
+    authenticator = IntrospectionAuthenticator(
+        settings.identity_target, settings.service_token, credentials=settings.client_tls
+    )
     server, port, health = build_server(
-        settings.listen, [register], authenticator=authenticator, service_names=SERVICE_NAMES
+        settings.listen,
+        [register],
+        authenticator=authenticator,
+        service_names=SERVICE_NAMES,
+        tls=settings.tls,
     )
     kafka = KafkaSide(
         settings.kafka,

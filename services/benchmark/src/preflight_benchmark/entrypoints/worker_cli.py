@@ -17,6 +17,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from preflight.benchmark.v1 import benchmark_pb2
+from preflight_common.channels import credentials_from_env
+from preflight_common.config import ConfigError
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_benchmark.adapters.events import parse_assignment
@@ -55,8 +57,12 @@ def load_assignment() -> benchmark_pb2.WorkerAssignment:
 def run() -> int:
     assignment = load_assignment()
     token = _required("PREFLIGHT_SERVICE_TOKEN")
-    resolver = GrpcCredentialResolver(_required("PREFLIGHT_INTAKE_TARGET"), token)
-    reporter = GrpcResultReporter(_required("PREFLIGHT_BENCHMARK_TARGET"), token)
+    try:
+        credentials = credentials_from_env()
+    except ConfigError as exc:
+        raise ConfigurationError(str(exc)) from None
+    resolver = GrpcCredentialResolver(_required("PREFLIGHT_INTAKE_TARGET"), token, credentials=credentials)
+    reporter = GrpcResultReporter(_required("PREFLIGHT_BENCHMARK_TARGET"), token, credentials=credentials)
     settings = WorkerSettings(
         model_server_url=os.environ.get("PREFLIGHT_WORKER_MODEL_SERVER_URL") or None,
         served_model=os.environ.get("PREFLIGHT_WORKER_SERVED_MODEL", "weights"),

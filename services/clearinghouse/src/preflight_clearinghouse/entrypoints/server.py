@@ -83,7 +83,10 @@ async def serve(
     setup_telemetry("preflight-clearinghouse")
     components = await asyncio.to_thread(build, settings, signer)
     authenticator = IntrospectionAuthenticator(
-        settings.identity_target, service_token, cache_ttl=settings.auth_cache_ttl
+        settings.identity_target,
+        service_token,
+        cache_ttl=settings.auth_cache_ttl,
+        credentials=settings.client_tls,
     )
     server, port, health_servicer = build_grpc_server(components, authenticator, settings.listen)
     kafka = KafkaSide(

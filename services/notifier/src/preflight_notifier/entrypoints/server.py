@@ -69,7 +69,10 @@ async def serve(
     service_token = env("PREFLIGHT_SERVICE_TOKEN")
     components = await asyncio.to_thread(build, settings)
     authenticator = IntrospectionAuthenticator(
-        settings.identity_target, service_token, cache_ttl=settings.introspection_cache_ttl
+        settings.identity_target,
+        service_token,
+        cache_ttl=settings.introspection_cache_ttl,
+        credentials=settings.client_tls,
     )
     servicer = NotifierServicer(
         components.engine, components.clock, stream_poll_interval=settings.stream_poll_interval
@@ -79,7 +82,11 @@ async def serve(
         notifier_pb2_grpc.add_NotifierServiceServicer_to_server(servicer, server)
 
     server, port, health = build_server(
-        settings.listen, [register], authenticator=authenticator, service_names=SERVICE_NAMES
+        settings.listen,
+        [register],
+        authenticator=authenticator,
+        service_names=SERVICE_NAMES,
+        tls=settings.tls,
     )
     loops_stop = asyncio.Event()
     loops = _background(components, loops_stop)

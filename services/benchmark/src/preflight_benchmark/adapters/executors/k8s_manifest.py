@@ -22,6 +22,8 @@ ASSIGNMENT_ENV = "PREFLIGHT_WORKER_ASSIGNMENT"
 MODEL_SERVER_PORT = 8000
 # Writable scratch space (an emptyDir): the root file systems are read-only.
 SCRATCH = "/scratch"
+# Where a worker finds the CA that verifies the services' gRPC TLS certificates.
+GRPC_CA_DIR = "/etc/preflight/grpc-ca"
 SERVED_MODEL = "weights"
 LABEL_PREFIX = "preflight.dev"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -68,6 +70,8 @@ class ManifestSettings:
     # Where the worker exports its spans (OTEL_EXPORTER_OTLP_ENDPOINT/_PROTOCOL); empty: nowhere.
     otlp_endpoint: str = ""
     otlp_protocol: str = ""
+    # The Secret key holding the CA of the services' gRPC TLS certificates; None: plaintext gRPC.
+    grpc_ca: SecretRef | None = None
 
 
 def job_name(job_id: str, attempt: int) -> str:
@@ -152,8 +156,18 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         worker_resources["limits"][GPU_RESOURCE] = str(attempt.resources.gpu)
         worker_resources["requests"][GPU_RESOURCE] = str(attempt.resources.gpu)
     volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
-    worker_mounts = [{"name": "scratch", "mountPath": SCRATCH}]
+    worker_mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}]
     init_containers: list[dict[str, Any]] = []
+    if settings.grpc_ca is not None:
+        ca = settings.grpc_ca
+        volumes.append(
+            {
+                "name": "grpc-ca",
+                "secret": {"secretName": ca.name, "items": [{"key": ca.key, "path": "ca.crt"}]},
+            }
+        )
+        worker_mounts.append({"name": "grpc-ca", "mountPath": GRPC_CA_DIR, "readOnly": True})
+        env.append({"name": "PREFLIGHT_GRPC_TLS_CA", "value": f"{GRPC_CA_DIR}/ca.crt"})
     if weights:
         env += [
             {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from preflight_common.auth import Principal, Role, TokenStore
 from preflight_common.config import KafkaSettings
 from preflight_common.db import make_engine
 from preflight_common.localkafka import LocalKafka
+from preflight_common.ports import free_port
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import new_key_entry
@@ -42,12 +42,6 @@ from preflight_intake.bootstrap import migrate
 from sqlalchemy import func, select
 
 BASELINE_METHOD = "/bench.Baseline/Call"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def timestamp(moment: datetime) -> Timestamp:

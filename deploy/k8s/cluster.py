@@ -26,7 +26,6 @@ import ipaddress
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -36,6 +35,8 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from preflight_common.ports import free_port, free_ports
 
 REPO = Path(__file__).resolve().parents[2]
 BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -77,12 +78,6 @@ class State:
 
 def _log(msg: str) -> None:
     print(f"[k8s] {msg}", file=sys.stderr, flush=True)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -374,7 +369,7 @@ def up(run_dir: Path | None = None, bin_dir: Path | None = None, timeout: float 
         pki = run / "pki"
         _write_pki(pki)
 
-        ports = {"etcd": _free_port(), "etcd-peer": _free_port(), "apiserver": _free_port()}
+        ports = dict(zip(("etcd", "etcd-peer", "apiserver"), free_ports(3), strict=True))
         server = f"https://127.0.0.1:{ports['apiserver']}"
         kubeconfig = run / "kubeconfig"
         for user in ("admin", "controller-manager", "scheduler", "kwok"):
@@ -487,7 +482,7 @@ def up(run_dir: Path | None = None, bin_dir: Path | None = None, timeout: float 
                     "--bind-address",
                     "127.0.0.1",
                     "--secure-port",
-                    str(_free_port()),
+                    str(free_port()),
                     "--leader-elect=false",
                     "--profiling=false",
                     "--v=1",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from preflight_common.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 STACK = ROOT / "deploy" / "local" / "stack.py"
@@ -27,17 +27,6 @@ PORT_NAMES = (
     "webhook-sink",
     "smtp-sink",
 )
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 @dataclass
@@ -90,7 +79,7 @@ def start_stack(run_dir: Path, extra_env: dict[str, str] | None = None) -> Runni
     env.update(
         {
             f"PREFLIGHT_STACK_PORT_{n.upper().replace('-', '_')}": str(p)
-            for n, p in zip(PORT_NAMES, _free_ports(len(PORT_NAMES)), strict=True)
+            for n, p in zip(PORT_NAMES, free_ports(len(PORT_NAMES)), strict=True)
         }
     )
     env.update(extra_env or {})

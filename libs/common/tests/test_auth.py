@@ -23,6 +23,7 @@ from preflight_common.auth import (
     hash_token,
     tokens_table,
 )
+from preflight_common.channels import aio_channel
 from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server, invalid_argument, mark_serving
 from preflight_common.testing.tls import TestAuthority
@@ -132,8 +133,10 @@ async def issuer(tmp_path: object) -> AsyncIterator[tuple[str, TokenStore]]:
     engine.dispose()
 
 
-async def _whoami_call(target: str, token: str | None, service: str = "") -> tuple[grpc.StatusCode, str]:
-    async with grpc.aio.insecure_channel(target) as channel:
+async def _whoami_call(
+    target: str, token: str | None, service: str = "", credentials: grpc.ChannelCredentials | None = None
+) -> tuple[grpc.StatusCode, str]:
+    async with aio_channel(target, credentials) as channel:
         call = channel.unary_unary(
             "/test.Whoami/Check",
             request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
@@ -353,3 +356,40 @@ async def test_introspection_reaches_a_tls_issuer_with_the_ca_from_the_environme
     monkeypatch.setenv("PREFLIGHT_GRPC_TLS_CA", str(folder / "missing.pem"))
     with pytest.raises(ConfigError, match="PREFLIGHT_GRPC_TLS_CA: cannot read"):
         credentials_from_env()
+
+
+async def test_a_tls_server_answers_only_health_checks_on_its_plaintext_health_listener(
+    store: TokenStore,
+) -> None:
+    from preflight_common.grpcserver import ServerTLS
+    from preflight_common.ports import free_port
+
+    authority = TestAuthority()
+    issued = authority.issue("localhost")
+    health_target = f"127.0.0.1:{free_port()}"
+    server, port, health = build_server(
+        "127.0.0.1:0",
+        [_register_whoami],
+        authenticator=LocalAuthenticator(store),
+        service_names=["test.Whoami"],
+        tls=ServerTLS(issued.certificate, issued.key, health_listen=health_target),
+    )
+    await server.start()
+    await mark_serving(health, ["test.Whoami"])
+    token = store.create(LAB).token
+    try:
+        async with grpc.aio.insecure_channel(health_target) as channel:  # as a Kubernetes gRPC probe
+            answer = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+        code, details = await _whoami_call(health_target, token)
+        assert (code, details) == (
+            grpc.StatusCode.UNAUTHENTICATED,
+            "this listener serves health checks only; call the TLS port",
+        )
+        tls = grpc.ssl_channel_credentials(authority.pem)
+        assert await _whoami_call(f"localhost:{port}", token, credentials=tls) == (
+            grpc.StatusCode.OK,
+            "lab:alice",
+        )
+    finally:
+        await server.stop(None)

@@ -12,9 +12,10 @@ from preflight.intake.v1 import submission_pb2
 from preflight_benchmark.adapters.grpc_clients import GrpcCredentialResolver
 from preflight_benchmark.domain.jobs import FailureReason
 from preflight_benchmark.domain.ports import CredentialError
-from preflight_benchmark.testing import IntakeStandIn, free_port, intake_stand_in
+from preflight_benchmark.testing import IntakeStandIn, intake_stand_in
 from preflight_benchmark.worker.run import WorkerFailure, WorkerSettings, classify_error, model_access
 from preflight_common.grpcserver import ServerTLS
+from preflight_common.ports import free_port
 from preflight_common.testing.tls import TestAuthority
 
 

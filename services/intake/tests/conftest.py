@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import faulthandler
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +25,7 @@ from preflight.intake.v1 import intake_pb2, submission_pb2
 from preflight_common.auth import Principal, Role, TokenStore
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
+from preflight_common.ports import free_port
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import Keyring, new_key_entry
@@ -284,7 +284,7 @@ class IntakeProcesses:
 def intake_processes(tmp_path: Path, kafka_bootstrap: str) -> Iterator[IntakeProcesses]:
     settings = make_settings(tmp_path, kafka_bootstrap)
     migrate(settings.database_url)
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "PREFLIGHT_DATABASE_URL": settings.database_url,
@@ -381,9 +381,3 @@ def timestamp() -> Callable[[datetime], Timestamp]:
 def credential() -> str:
     """The endpoint credential every valid request carries (to search for leaks)."""
     return CREDENTIAL
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

@@ -4,7 +4,6 @@ a routing file pointing at them, and the wired notifier over a real database."""
 from __future__ import annotations
 
 import random
-import socket
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -30,6 +29,7 @@ from preflight_common.auth import (
 )
 from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server, mark_serving
+from preflight_common.ports import free_port
 from sqlalchemy import MetaData
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -88,12 +88,6 @@ def webhook_receiver() -> Iterator[WebhookReceiver]:
     yield state
     server.shutdown()
     server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture

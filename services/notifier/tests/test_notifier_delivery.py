@@ -273,7 +273,7 @@ class TlsMailHandler(MailHandler):
 async def test_starttls_with_login_delivers_encrypted_and_a_wrong_password_fails_without_leaking_it(
     tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from conftest import free_port
+    from preflight_common.ports import free_port
 
     cert, key = _certificate(tmp_path)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

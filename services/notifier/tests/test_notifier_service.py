@@ -24,12 +24,11 @@ from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.envelope import KafkaRecord, headers_dict
+from preflight_common.ports import free_port
 from preflight_common.producer import EventPublisher
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_notifier.adapters.tables import metadata
 from preflight_notifier.entrypoints import cli
-
-from conftest import free_port
 
 ROUTING = {
     "deadlines": {

@@ -45,22 +45,31 @@ Register = Callable[[grpc.aio.Server], None]
 
 @dataclass(frozen=True)
 class ServerTLS:
-    """Server certificate and key (PEM); with `client_ca`, client certificates are required (mTLS)."""
+    """Server certificate and key (PEM); with `client_ca`, client certificates are required (mTLS).
+
+    With `health_listen`, the server also listens there in plaintext for health checks only
+    (Kubernetes gRPC probes do not speak TLS); every other call on it is refused.
+    """
 
     certificate_chain: bytes
     private_key: bytes
     client_ca: bytes | None = None
+    health_listen: str | None = None
 
     @classmethod
     def from_env(cls, prefix: str) -> ServerTLS | None:
         """TLS from `<prefix>_TLS_CERT` and `<prefix>_TLS_KEY` (PEM file paths); with
-        `<prefix>_TLS_CLIENT_CA`, client certificates are required (mTLS). None when unset;
+        `<prefix>_TLS_CLIENT_CA`, client certificates are required (mTLS); with
+        `<prefix>_TLS_HEALTH_LISTEN`, a plaintext health-only listener. None when unset;
         ConfigError naming the variable when the set is incomplete or a file is unreadable."""
-        cert, key, client_ca = (f"{prefix}_TLS_{part}" for part in ("CERT", "KEY", "CLIENT_CA"))
-        present = {name: bool(env(name, "")) for name in (cert, key, client_ca)}
+        cert, key, client_ca, health_listen = (
+            f"{prefix}_TLS_{part}" for part in ("CERT", "KEY", "CLIENT_CA", "HEALTH_LISTEN")
+        )
+        present = {name: bool(env(name, "")) for name in (cert, key, client_ca, health_listen)}
         if not present[cert] and not present[key]:
-            if present[client_ca]:
-                raise ConfigError(f"{client_ca} needs {cert} and {key}")
+            for needs_tls in (client_ca, health_listen):
+                if present[needs_tls]:
+                    raise ConfigError(f"{needs_tls} needs {cert} and {key}")
             return None
         if not (present[cert] and present[key]):
             raise ConfigError(f"{cert} and {key} go together")
@@ -68,6 +77,7 @@ class ServerTLS:
             certificate_chain=env_file_bytes(cert),
             private_key=env_file_bytes(key),
             client_ca=env_file_bytes(client_ca) if present[client_ca] else None,
+            health_listen=env(health_listen, "") or None,
         )
 
     def credentials(self) -> grpc.ServerCredentials:
@@ -76,6 +86,20 @@ class ServerTLS:
             root_certificates=self.client_ca,
             require_client_auth=self.client_ca is not None,
         )
+
+
+class _EncryptedOnly:
+    """Refuses calls that did not come over TLS, then authenticates as `inner` does."""
+
+    def __init__(self, inner: Authenticator) -> None:
+        self._inner = inner
+
+    async def authenticate(self, token: str | None, context: grpc.aio.ServicerContext) -> Any:
+        if context.auth_context().get("transport_security_type") != [b"ssl"]:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED, "this listener serves health checks only; call the TLS port"
+            )
+        return await self._inner.authenticate(token, context)
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -158,10 +182,11 @@ def build_server(
     Returns the server, the bound port and the health servicer (every name in
     `service_names` and the overall "" service start SERVING; set NOT_SERVING on shutdown).
     """
+    health_listen = tls.health_listen if tls else None
     server = grpc.aio.server(
         interceptors=[
             aio_server_interceptor(),  # type: ignore[no-untyped-call]
-            AuthInterceptor(authenticator),
+            AuthInterceptor(_EncryptedOnly(authenticator) if health_listen else authenticator),
         ],
         options=[("grpc.so_reuseport", 0)],
     )
@@ -176,6 +201,8 @@ def build_server(
     port = server.add_secure_port(listen, tls.credentials()) if tls else server.add_insecure_port(listen)
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
+    if health_listen and server.add_insecure_port(health_listen) == 0:
+        raise OSError(f"cannot listen on {health_listen}")
     return server, port, health_servicer
 
 

@@ -41,6 +41,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+from preflight_common.ports import free_ports
+
 __all__ = [
     "DEFAULT_JVM_OPTS",
     "KafkaStartError",
@@ -206,20 +208,6 @@ def ensure_jars(repo_root: Path | str, *, mvn: str | None = None) -> Path:
 
 # --------------------------------------------------------------------------------------------
 # processes
-
-
-def _free_ports(count: int) -> list[int]:
-    """Return ``count`` distinct TCP ports on 127.0.0.1 that were free a moment ago."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind((HOST, 0))
-            sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _port_is_free(port: int) -> bool:
@@ -490,7 +478,7 @@ class LocalKafka:
         attempts = 3 if first_start else 1
         for attempt in range(attempts):
             if self.port is None or self.controller_port is None:
-                broker, controller = _free_ports(2)
+                broker, controller = free_ports(2)
                 self.port = self.port or broker
                 self.controller_port = self.controller_port or controller
             try:

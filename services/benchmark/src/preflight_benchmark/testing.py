@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import socket
 import threading
 import time
 import uuid
@@ -43,6 +42,7 @@ from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.envelope import EventRegistry, decode_record, encode_event
 from preflight_common.grpcserver import ServerTLS, build_server
+from preflight_common.ports import free_port
 from preflight_common.producer import EventPublisher
 from preflight_common.topics import TopicSpec, ensure_topics
 from sqlalchemy import MetaData
@@ -263,12 +263,6 @@ class BenchmarkProcess:
         self.publisher.publish_record(self.settings.topics.submissions, record)
         assert record.attributes is not None
         return record.attributes.id
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def service_settings(

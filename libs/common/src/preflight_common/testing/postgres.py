@@ -16,13 +16,14 @@ import os
 import pwd
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Self
+
+from preflight_common.ports import free_port
 
 if TYPE_CHECKING:
     from psycopg.sql import Composed
@@ -61,12 +62,6 @@ def find_pg_bin() -> Path | None:
         if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
             return candidate
     return None
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 class LocalPostgres:
@@ -271,7 +266,7 @@ class LocalPostgres:
         # A port picked here may be taken before the server binds it: retry with another.
         fixed = self.port is not None
         for attempt in range(1 if fixed else 3):
-            port = self.port if self.port is not None else _free_port()
+            port = self.port if self.port is not None else free_port()
             result = self._run(
                 "pg_ctl",
                 "start",

@@ -147,11 +147,15 @@ def test_restricted_pod_security(rendered: list[dict[str, Any]]) -> None:
 
 
 def test_grpc_probes(rendered: list[dict[str, Any]]) -> None:
+    """Probes check gRPC health on the API port, or on the plaintext health port when the API
+    serves TLS (Kubernetes gRPC probes cannot speak TLS)."""
     for d in of_kind(rendered, "Deployment"):
         c = d["spec"]["template"]["spec"]["containers"][0]
-        port = next(p["containerPort"] for p in c["ports"] if p["name"] == "grpc")
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        tls = any(v["name"].endswith("_TLS_CERT") for v in c["env"])
+        assert ("health" in ports) is tls
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
-            assert c[probe]["grpc"]["port"] == port
+            assert c[probe]["grpc"]["port"] == ports["health" if tls else "grpc"]
 
 
 def test_dispatcher_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:

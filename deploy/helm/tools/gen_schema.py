@@ -315,6 +315,10 @@ schema = {
                 ),
             }
         ),
+        "grpcTls": obj(
+            {"existingSecret": {"type": "string"}, "healthPort": ref("port")},
+            required=["existingSecret", "healthPort"],
+        ),
         "extraEnv": ref("envList"),
         "podSecurityContext": {
             "type": "object",

@@ -14,18 +14,22 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka import KafkaConsumer
 from notifier_support import submission_received
 from preflight.notifier.v1 import events_pb2 as notifier_events
+from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.envelope import KafkaRecord, headers_dict
 from preflight_common.ports import free_port
 from preflight_common.producer import EventPublisher
+from preflight_common.testing.tls import TestAuthority
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_notifier.adapters.tables import metadata
 from preflight_notifier.entrypoints import cli
@@ -133,11 +137,10 @@ def topics(unique_topic: Any, kafka_bootstrap: str) -> Topics:
     return names
 
 
-@pytest.fixture
-def served(tmp_path: Path, kafka_bootstrap: str, topics: Topics) -> Iterator[NotifierProcess]:
+def _serve_env(tmp_path: Path, kafka_bootstrap: str, topics: Topics) -> dict[str, str]:
     routing = tmp_path / "routing.yaml"
     routing.write_text(yaml.safe_dump(ROUTING))
-    env = {
+    return {
         **os.environ,
         "PREFLIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'notifier.db'}",
         "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{free_port()}",
@@ -156,7 +159,11 @@ def served(tmp_path: Path, kafka_bootstrap: str, topics: Topics) -> Iterator[Not
         "PREFLIGHT_NOTIFIER_SCHEDULER_INTERVAL": "0.2",
         "PREFLIGHT_NOTIFIER_RELAY_INTERVAL": "0.1",
     }
-    process = NotifierProcess(env, tmp_path / "notifier.log")
+
+
+@pytest.fixture
+def served(tmp_path: Path, kafka_bootstrap: str, topics: Topics) -> Iterator[NotifierProcess]:
+    process = NotifierProcess(_serve_env(tmp_path, kafka_bootstrap, topics), tmp_path / "notifier.log")
     process.start()
     yield process
     if process.process is not None and process.process.poll() is None:
@@ -260,3 +267,53 @@ def test_killed_and_restarted_notifier_fires_each_threshold_once_and_dead_letter
         "poison event: submission_id is empty",
         "unknown ce_type 'preflight.intake.v1.Nope'",
     ]
+
+
+LIST_ALERTS = notifier_pb2.ListAlertsRequest()
+
+
+def test_the_api_serves_tls_and_probes_get_a_plaintext_health_only_listener(
+    tmp_path: Path, kafka_bootstrap: str, topics: Topics
+) -> None:
+    authority = TestAuthority()
+    issued = authority.issue("localhost")
+    for name, content in (
+        ("tls.crt", issued.certificate),
+        ("tls.key", issued.key),
+        ("ca.crt", authority.pem),
+    ):
+        (tmp_path / name).write_bytes(content)
+    api, health = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = _serve_env(tmp_path, kafka_bootstrap, topics) | {
+        "PREFLIGHT_GRPC_LISTEN": api,
+        "PREFLIGHT_NOTIFIER_TLS_CERT": str(tmp_path / "tls.crt"),
+        "PREFLIGHT_NOTIFIER_TLS_KEY": str(tmp_path / "tls.key"),
+        "PREFLIGHT_NOTIFIER_TLS_HEALTH_LISTEN": health,
+        "PREFLIGHT_GRPC_TLS_CA": str(tmp_path / "ca.crt"),
+    }
+    process = NotifierProcess(env, tmp_path / "notifier.log")
+    process.start()
+    try:
+        process.wait_running(1)
+        with grpc.insecure_channel(health) as probe:  # as a Kubernetes gRPC probe
+            answer = health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest(), timeout=10)
+            assert answer.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.RpcError) as refused:
+                notifier_pb2_grpc.NotifierServiceStub(probe).ListAlerts(
+                    notifier_pb2.ListAlertsRequest(), timeout=10
+                )
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        tls = grpc.ssl_channel_credentials(authority.pem)
+        with grpc.secure_channel(api.replace("127.0.0.1", "localhost"), tls) as channel:
+            with pytest.raises(grpc.RpcError) as anonymous:
+                notifier_pb2_grpc.NotifierServiceStub(channel).ListAlerts(
+                    notifier_pb2.ListAlertsRequest(), timeout=10
+                )
+            assert anonymous.value.code() == grpc.StatusCode.UNAUTHENTICATED  # type: ignore[attr-defined]
+        with grpc.insecure_channel(api) as plaintext, pytest.raises(grpc.RpcError) as no_tls:
+            health_pb2_grpc.HealthStub(plaintext).Check(health_pb2.HealthCheckRequest(), timeout=5)
+        assert no_tls.value.code() == grpc.StatusCode.UNAVAILABLE  # type: ignore[attr-defined]
+        assert process.stop() == 0
+    finally:
+        if process.process is not None and process.process.poll() is None:
+            process.kill()

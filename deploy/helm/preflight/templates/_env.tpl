@@ -208,6 +208,21 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 {{ include "preflight.env.secret" (list $envName $secret $key false) }}
 {{- end }}
 {{- end }}
+{{- with $root.Values.grpcTls.existingSecret }}
+{{- $prefix := printf "PREFLIGHT_%s_TLS" ($.name | upper) }}
+- name: {{ $prefix }}_CERT
+  value: /etc/preflight/grpc-tls/tls.crt
+- name: {{ $prefix }}_KEY
+  value: /etc/preflight/grpc-tls/tls.key
+- name: {{ $prefix }}_HEALTH_LISTEN
+  value: {{ printf "0.0.0.0:%d" (int $root.Values.grpcTls.healthPort) | quote }}
+- name: PREFLIGHT_GRPC_TLS_CA
+  value: /etc/preflight/grpc-tls/ca.crt
+{{- if and (eq $.name "benchmark") (eq $c.executor "kubernetes") }}
+- name: PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET
+  value: {{ printf "%s:ca.crt" . | quote }}
+{{- end }}
+{{- end }}
 {{- with $root.Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}

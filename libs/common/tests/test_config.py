@@ -5,7 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_int, env_path
+from preflight_common.config import (
+    ConfigError,
+    KafkaSettings,
+    Topics,
+    env,
+    env_file_bytes,
+    env_float,
+    env_int,
+    env_path,
+    env_positive,
+)
 
 
 def test_env_helpers_read_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -19,6 +29,7 @@ def test_env_helpers_read_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -
     assert env_int("PREFLIGHT_N", 1) == 42
     assert env_int("PREFLIGHT_UNSET", 7) == 7
     assert env_float("PREFLIGHT_F", 1.0) == 0.5
+    assert env_positive("PREFLIGHT_F", 1.0) == 0.5
     assert env_path("PREFLIGHT_P") == Path("/srv/data")
     assert env_path("PREFLIGHT_UNSET", Path("run")) == Path("run")
 
@@ -31,6 +42,24 @@ def test_env_helpers_read_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -
         ("PREFLIGHT_N", "many", lambda: env_int("PREFLIGHT_N", 1), "PREFLIGHT_N must be an integer"),
         ("PREFLIGHT_F", "fast", lambda: env_float("PREFLIGHT_F", 1.0), "PREFLIGHT_F must be a number"),
         ("PREFLIGHT_P", None, lambda: env_path("PREFLIGHT_P"), "PREFLIGHT_P is required"),
+        (
+            "PREFLIGHT_F",
+            "0",
+            lambda: env_positive("PREFLIGHT_F", 1.0),
+            "PREFLIGHT_F must be a positive number",
+        ),
+        (
+            "PREFLIGHT_F",
+            "-2",
+            lambda: env_positive("PREFLIGHT_F", 1.0),
+            "PREFLIGHT_F must be a positive number",
+        ),
+        (
+            "PREFLIGHT_P",
+            "/nonexistent/ca.pem",
+            lambda: env_file_bytes("PREFLIGHT_P"),
+            "PREFLIGHT_P: cannot read",
+        ),
     ],
 )
 def test_env_errors_name_the_variable(

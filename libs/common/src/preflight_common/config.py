@@ -48,6 +48,14 @@ def env_float(name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
 
 
+def env_positive(name: str, default: float) -> float:
+    """A number variable that must be positive (an interval, a timeout…); ConfigError naming it otherwise."""
+    value = env_float(name, default)
+    if value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {value}")
+    return value
+
+
 def env_path(name: str, default: Path | None = None) -> Path:
     """A path variable (not required to exist)."""
     raw = os.environ.get(name)

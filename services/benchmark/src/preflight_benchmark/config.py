@@ -8,7 +8,7 @@ from typing import Any
 
 import grpc
 from preflight_common.channels import credentials_from_env
-from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_int
+from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_int, env_positive
 from preflight_common.grpcserver import ServerTLS
 
 from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, WeightsSettings
@@ -125,12 +125,12 @@ class BenchmarkSettings:
             executor=executor,
             max_concurrency=env_int("PREFLIGHT_BENCHMARK_MAX_CONCURRENCY", 2),
             max_attempts=max_attempts,
-            poll_interval=env_float("PREFLIGHT_BENCHMARK_POLL_INTERVAL", 0.5),
-            relay_interval=env_float("PREFLIGHT_BENCHMARK_RELAY_INTERVAL", 0.2),
+            poll_interval=env_positive("PREFLIGHT_BENCHMARK_POLL_INTERVAL", 0.5),
+            relay_interval=env_positive("PREFLIGHT_BENCHMARK_RELAY_INTERVAL", 0.2),
             log_root=env("PREFLIGHT_BENCHMARK_LOG_ROOT", "run/benchmark/eval-logs"),
             work_dir=env("PREFLIGHT_BENCHMARK_WORK_DIR", "run/benchmark/work"),
             worker_memory=env("PREFLIGHT_BENCHMARK_WORKER_MEMORY", "") or None,
-            shutdown_grace=env_float("PREFLIGHT_BENCHMARK_SHUTDOWN_GRACE", 10.0),
+            shutdown_grace=env_positive("PREFLIGHT_BENCHMARK_SHUTDOWN_GRACE", 10.0),
             consumer_group=env("PREFLIGHT_BENCHMARK_CONSUMER_GROUP", "preflight-benchmark-planner"),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),

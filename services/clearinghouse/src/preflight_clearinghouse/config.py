@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 from preflight_common.channels import credentials_from_env
-from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_path
+from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_path, env_positive
 from preflight_common.grpcserver import ServerTLS
 
 DEFAULT_DATABASE_URL = "sqlite:///run/clearinghouse/clearinghouse.db"
@@ -52,26 +52,19 @@ class ClearinghouseSettings:
             signing_key_id=env("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID", ""),
             publisher_name=env("PREFLIGHT_CLEARINGHOUSE_PUBLISHER_NAME", cls.publisher_name),
             publisher_namespace=_url("PREFLIGHT_CLEARINGHOUSE_PUBLISHER_NAMESPACE", cls.publisher_namespace),
-            relay_interval=_positive("PREFLIGHT_CLEARINGHOUSE_RELAY_INTERVAL", cls.relay_interval),
-            stream_poll_interval=_positive(
+            relay_interval=env_positive("PREFLIGHT_CLEARINGHOUSE_RELAY_INTERVAL", cls.relay_interval),
+            stream_poll_interval=env_positive(
                 "PREFLIGHT_CLEARINGHOUSE_STREAM_POLL_INTERVAL", cls.stream_poll_interval
             ),
-            embargo_interval=_positive("PREFLIGHT_CLEARINGHOUSE_EMBARGO_INTERVAL", cls.embargo_interval),
-            auth_cache_ttl=_positive("PREFLIGHT_CLEARINGHOUSE_AUTH_CACHE_TTL", cls.auth_cache_ttl),
-            shutdown_grace=_positive("PREFLIGHT_CLEARINGHOUSE_SHUTDOWN_GRACE", cls.shutdown_grace),
+            embargo_interval=env_positive("PREFLIGHT_CLEARINGHOUSE_EMBARGO_INTERVAL", cls.embargo_interval),
+            auth_cache_ttl=env_positive("PREFLIGHT_CLEARINGHOUSE_AUTH_CACHE_TTL", cls.auth_cache_ttl),
+            shutdown_grace=env_positive("PREFLIGHT_CLEARINGHOUSE_SHUTDOWN_GRACE", cls.shutdown_grace),
             consumer_group=env("PREFLIGHT_CLEARINGHOUSE_CONSUMER_GROUP", cls.consumer_group),
             tls=ServerTLS.from_env("PREFLIGHT_CLEARINGHOUSE"),
             client_tls=credentials_from_env(),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),
         )
-
-
-def _positive(name: str, default: float) -> float:
-    value = env_float(name, default)
-    if value <= 0:
-        raise ConfigError(f"{name} must be a positive number of seconds, got {value}")
-    return value
 
 
 def _url(name: str, default: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_path
+from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_path, env_positive
 from preflight_common.grpcserver import ServerTLS
 
 from preflight_intake.domain.model import WindowPolicy
@@ -50,20 +50,13 @@ class IntakeSettings:
             state_dir=env_path("PREFLIGHT_INTAKE_STATE_DIR", cls.state_dir),
             listen=env("PREFLIGHT_GRPC_LISTEN", cls.listen),
             policy=policy,
-            relay_interval=_positive("PREFLIGHT_INTAKE_RELAY_INTERVAL", cls.relay_interval),
-            close_interval=_positive("PREFLIGHT_INTAKE_CLOSE_INTERVAL", cls.close_interval),
-            watch_poll_interval=_positive("PREFLIGHT_INTAKE_WATCH_POLL_INTERVAL", cls.watch_poll_interval),
-            shutdown_grace=_positive("PREFLIGHT_INTAKE_SHUTDOWN_GRACE", cls.shutdown_grace),
+            relay_interval=env_positive("PREFLIGHT_INTAKE_RELAY_INTERVAL", cls.relay_interval),
+            close_interval=env_positive("PREFLIGHT_INTAKE_CLOSE_INTERVAL", cls.close_interval),
+            watch_poll_interval=env_positive("PREFLIGHT_INTAKE_WATCH_POLL_INTERVAL", cls.watch_poll_interval),
+            shutdown_grace=env_positive("PREFLIGHT_INTAKE_SHUTDOWN_GRACE", cls.shutdown_grace),
             consumer_group=env("PREFLIGHT_INTAKE_CONSUMER_GROUP", cls.consumer_group),
-            token_lifetime_days=_positive("PREFLIGHT_INTAKE_TOKEN_LIFETIME_DAYS", cls.token_lifetime_days),
+            token_lifetime_days=env_positive("PREFLIGHT_INTAKE_TOKEN_LIFETIME_DAYS", cls.token_lifetime_days),
             tls=ServerTLS.from_env("PREFLIGHT_INTAKE"),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),
         )
-
-
-def _positive(name: str, default: float) -> float:
-    value = env_float(name, default)
-    if value <= 0:
-        raise ConfigError(f"{name} must be a positive number of seconds/days, got {value}")
-    return value

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import grpc
 from preflight_common.channels import credentials_from_env
-from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_int
+from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_int, env_positive
 from preflight_common.grpcserver import ServerTLS
 
 from preflight_notifier.adapters.email import SECURITY_MODES, SmtpSettings
@@ -57,7 +57,7 @@ class NotifierSettings:
             credential_file=env("PREFLIGHT_NOTIFIER_SMTP_PASSWORD_FILE", ""),
             sender=env("PREFLIGHT_NOTIFIER_SMTP_FROM", "preflight-notifier@localhost"),
             ca_file=env("PREFLIGHT_NOTIFIER_SMTP_CA_FILE", ""),
-            timeout=_positive("PREFLIGHT_NOTIFIER_SMTP_TIMEOUT", 30.0),
+            timeout=env_positive("PREFLIGHT_NOTIFIER_SMTP_TIMEOUT", 30.0),
         )
         routing = env("PREFLIGHT_NOTIFIER_ROUTING_FILE", "")
         return cls(
@@ -66,29 +66,22 @@ class NotifierSettings:
             identity_target=env("PREFLIGHT_IDENTITY_TARGET", cls.identity_target),
             routing_file=Path(routing) if routing else default_routing_path(),
             smtp=smtp,
-            scheduler_interval=_positive("PREFLIGHT_NOTIFIER_SCHEDULER_INTERVAL", cls.scheduler_interval),
-            dispatch_interval=_positive("PREFLIGHT_NOTIFIER_DISPATCH_INTERVAL", cls.dispatch_interval),
-            delivery_interval=_positive("PREFLIGHT_NOTIFIER_DELIVERY_INTERVAL", cls.delivery_interval),
-            relay_interval=_positive("PREFLIGHT_NOTIFIER_RELAY_INTERVAL", cls.relay_interval),
-            stream_poll_interval=_positive(
+            scheduler_interval=env_positive("PREFLIGHT_NOTIFIER_SCHEDULER_INTERVAL", cls.scheduler_interval),
+            dispatch_interval=env_positive("PREFLIGHT_NOTIFIER_DISPATCH_INTERVAL", cls.dispatch_interval),
+            delivery_interval=env_positive("PREFLIGHT_NOTIFIER_DELIVERY_INTERVAL", cls.delivery_interval),
+            relay_interval=env_positive("PREFLIGHT_NOTIFIER_RELAY_INTERVAL", cls.relay_interval),
+            stream_poll_interval=env_positive(
                 "PREFLIGHT_NOTIFIER_STREAM_POLL_INTERVAL", cls.stream_poll_interval
             ),
-            delivery_lease=_positive("PREFLIGHT_NOTIFIER_DELIVERY_LEASE", cls.delivery_lease),
-            introspection_cache_ttl=_positive(
+            delivery_lease=env_positive("PREFLIGHT_NOTIFIER_DELIVERY_LEASE", cls.delivery_lease),
+            introspection_cache_ttl=env_positive(
                 "PREFLIGHT_NOTIFIER_INTROSPECTION_CACHE_TTL", cls.introspection_cache_ttl
             ),
-            shutdown_grace=_positive("PREFLIGHT_NOTIFIER_SHUTDOWN_GRACE", cls.shutdown_grace),
-            scheduler_batch=int(_positive("PREFLIGHT_NOTIFIER_SCHEDULER_BATCH", cls.scheduler_batch)),
+            shutdown_grace=env_positive("PREFLIGHT_NOTIFIER_SHUTDOWN_GRACE", cls.shutdown_grace),
+            scheduler_batch=int(env_positive("PREFLIGHT_NOTIFIER_SCHEDULER_BATCH", cls.scheduler_batch)),
             tls=ServerTLS.from_env("PREFLIGHT_NOTIFIER"),
             client_tls=credentials_from_env(),
             consumer_group=env("PREFLIGHT_NOTIFIER_CONSUMER_GROUP", cls.consumer_group),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),
         )
-
-
-def _positive(name: str, default: float) -> float:
-    value = env_float(name, default)
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
-    return value

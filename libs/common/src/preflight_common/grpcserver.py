@@ -9,9 +9,7 @@ before the handler runs.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -210,23 +208,6 @@ async def mark_serving(health_servicer: health.aio.HealthServicer, service_names
     """Report every service (and the server as a whole) SERVING."""
     for name in ("", *service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-
-
-async def serve_until_signal(
-    server: grpc.aio.Server,
-    health_servicer: health.aio.HealthServicer,
-    *,
-    grace: float = 10.0,
-    stop: asyncio.Event | None = None,
-) -> None:
-    """Run until SIGTERM/SIGINT (or `stop`); then refuse new calls and drain in-flight ones (`grace` s)."""
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await health_servicer.enter_graceful_shutdown()
-    await server.stop(grace)
 
 
 async def invalid_argument(context: grpc.aio.ServicerContext, violations: Sequence[tuple[str, str]]) -> None:

@@ -50,7 +50,9 @@ class EventPublisher:
     waits to reach the cluster, a send waits for metadata, and a record waits for its
     acknowledgement (retries included). The connection is made by the first `publish*` call,
     so a process can start (and, say, fill its outbox) while Kafka is down; a publish that
-    cannot reach the cluster raises PublishError and the next one tries again.
+    cannot reach the cluster raises PublishError and the next one tries again with a new
+    producer (kafka-python's can stay stuck on a partition after a broker was killed mid-request;
+    a record the old one did deliver is sent again, which idempotent consumers absorb).
     """
 
     def __init__(
@@ -159,6 +161,7 @@ class EventPublisher:
                 break
             acknowledged += 1
         if failure is not None:
+            self._discard(producer)
             topics = ", ".join(sorted({topic for topic, _ in topic_records}))
             raise PublishError(
                 f"publishing to {topics} failed after {acknowledged} of {len(topic_records)} "
@@ -166,13 +169,32 @@ class EventPublisher:
                 acknowledged=acknowledged,
             ) from failure
 
+    def _discard(self, producer: KafkaProducer) -> None:
+        """Stop using `producer` (the next publish makes a new one) and close it at once."""
+        with self._lock:
+            if self._producer is producer:
+                self._producer = None
+        _close(producer, timeout=0)
+
     def close(self, timeout: float = 10.0) -> None:
-        """Flush what is buffered and close."""
+        """Flush what is buffered (up to `timeout` seconds) and close."""
         with self._lock:
             producer, self._producer = self._producer, None
-        if producer is None:
-            return
-        try:
-            producer.flush(timeout=timeout)
-        finally:
-            producer.close(timeout=timeout)
+        if producer is not None:
+            _close(producer, timeout)
+
+
+def _close(producer: KafkaProducer, timeout: float) -> None:
+    """Close `producer`, abandoning what it could not send within `timeout` seconds.
+
+    kafka-python's close() flushes first and raises while batches are still pending, leaving its
+    sender thread running; forcing the sender closed aborts those batches (their futures fail)
+    so the producer can then close.
+    """
+    try:
+        producer.close(timeout=timeout)
+    except KafkaError:
+        # No public way to abort pending batches: the sender's force_close is kafka-python's own.
+        producer._sender.force_close()
+        producer._sender.join(timeout=10)
+        producer.close(timeout=0)

@@ -8,10 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from clearinghouse_support import REVIEWER, ManualClock, make_components, report_input
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from preflight_clearinghouse.adapters import schema
 from preflight_clearinghouse.adapters.signing import ReportSigner
+from preflight_common.config import ConfigError
 from sqlalchemy import update
 
 
@@ -40,6 +42,24 @@ def test_keygen_prints_a_usable_signing_key() -> None:
     assert len(base64.b64decode(key)) == 32
     signer = ReportSigner.from_setting(key)
     assert f"key id: {signer.key_id}" in result.stderr
+
+
+def test_any_base64_key_loads_even_one_that_looks_like_a_path_and_errors_never_quote_the_value(
+    tmp_path: Path,
+) -> None:
+    keys = (
+        base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode() for _ in range(20_000)
+    )
+    path_like = next(k for k in keys if k.startswith("/"))  # about one key in 64
+    assert ReportSigner.from_setting(path_like).public_key
+    pem = tmp_path / "signing.pem"
+    issued = ReportSigner.from_file_or_new(pem)
+    assert ReportSigner.from_setting(str(pem)).public_key == issued.public_key
+    short = base64.b64encode(b"k" * 31).decode()
+    for bad in (short, "/nonexistent/signing.pem", path_like[:-4]):
+        with pytest.raises(ConfigError, match="PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY") as refused:
+            ReportSigner.from_setting(bad)
+        assert bad not in str(refused.value)
 
 
 def test_verify_audit_exits_1_when_an_entry_was_altered(tmp_path: Path) -> None:

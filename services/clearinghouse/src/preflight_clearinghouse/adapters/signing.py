@@ -43,25 +43,25 @@ class ReportSigner:
 
     @classmethod
     def from_setting(cls, value: str, key_id: str = "") -> ReportSigner:
-        """Load from a base64 raw private key, or from a PEM file path; raises ConfigError."""
+        """Load from the base64 of a raw 32-byte private key, or else from a PEM file path; raises
+        ConfigError, never quoting the value (it may be the key itself)."""
         text = value.strip()
-        path = Path(text)
-        if text.startswith("/") or text.startswith(".") or text.endswith(".pem"):
-            if not path.is_file():
-                raise ConfigError(f"PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: no key file at {path}")
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            if not isinstance(key, Ed25519PrivateKey):
-                raise ConfigError("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: the PEM file is not an Ed25519 key")
-            return cls(key, key_id)
         try:
             raw = base64.b64decode(text, validate=True)
         except binascii.Error:
+            raw = b""
+        if len(raw) == 32:
+            return cls(Ed25519PrivateKey.from_private_bytes(raw), key_id)
+        path = Path(text)
+        if not path.is_file():
             raise ConfigError(
-                "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: not base64 and not a PEM file path"
-            ) from None
-        if len(raw) != 32:
-            raise ConfigError("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: a raw Ed25519 private key has 32 bytes")
-        return cls(Ed25519PrivateKey.from_private_bytes(raw), key_id)
+                "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: neither the base64 of a 32-byte Ed25519 private key "
+                "nor the path of a PEM file"
+            )
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ConfigError("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: the PEM file is not an Ed25519 key")
+        return cls(key, key_id)
 
     @classmethod
     def from_file_or_new(cls, path: Path, key_id: str = "") -> ReportSigner:

@@ -188,6 +188,7 @@ worker = obj(
         "tolerations": ref("tolerations"),
         "gpuNodeSelector": ref("stringMap"),
         "gpuTolerations": ref("tolerations"),
+        "podAnnotations": ref("stringMap"),
         "weights": obj({"vllmImage": string, "gpus": {"type": "integer", "minimum": 1}}, required=["gpus"]),
         "backoffLimit": {"type": "integer", "minimum": 0},
         "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0},

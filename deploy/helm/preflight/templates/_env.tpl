@@ -179,6 +179,8 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ $w.gpuNodeSelector | default dict | toJson | quote }}
 - name: PREFLIGHT_BENCHMARK_K8S_GPU_TOLERATIONS
   value: {{ $w.gpuTolerations | default list | toJson | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_POD_ANNOTATIONS
+  value: {{ $w.podAnnotations | default dict | toJson | quote }}
 - name: PREFLIGHT_BENCHMARK_K8S_BACKOFF_LIMIT
   value: {{ $w.backoffLimit | quote }}
 - name: PREFLIGHT_BENCHMARK_K8S_TTL_SECONDS

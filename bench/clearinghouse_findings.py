@@ -53,7 +53,7 @@ from preflight_clearinghouse.domain.findings import (
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, Viewer
 from preflight_clearinghouse.domain.sharing import Role as ViewerRole
-from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.workflow import FindingState
 from preflight_clearinghouse.entrypoints.server import build_grpc_server
 from preflight_clearinghouse.service_layer.registry import encode_page_token
 from preflight_common.auth import LocalAuthenticator, Principal, Role, TokenStore, tokens_table
@@ -139,32 +139,14 @@ def bench_candidates(components: Components, results: int, per_result: int) -> N
 
 
 def _finding(finding_id: str, draft: FindingDraft, now: datetime, **overrides: object) -> Finding:
-    finding = Finding(
+    finding = draft.received(
         finding_id=finding_id,
-        title=draft.title,
-        description=draft.description,
-        state=FindingState.RECEIVED,
-        embargo_state=EmbargoState.NONE,
-        embargo_end=None,
-        remediation_due=None,
-        cwe_ids=draft.cwe_ids,
-        affected=draft.affected,
-        location=draft.location,
-        cvss=draft.cvss,
-        tlp=draft.tlp,
-        audience=draft.audience,
-        source=None,
         origin=Origin.REVIEWER,
         reporter_id="bench",
         reporter_organisation="agency",
-        evidence="",
-        fingerprint=draft.fingerprint,
+        source=None,
         link=None,
-        patch_statuses=(),
-        created_at=now,
-        updated_at=now,
-        published_at=None,
-        revision=1,
+        now=now,
     )
     return replace(finding, **overrides)  # type: ignore[arg-type]
 

@@ -280,6 +280,46 @@ class FindingDraft:
     def fingerprint(self) -> str:
         return fingerprint(self.affected, self.location, self.cwe_ids)
 
+    def received(
+        self,
+        *,
+        finding_id: str,
+        origin: Origin,
+        reporter_id: str,
+        reporter_organisation: str,
+        source: FindingSource | None,
+        link: FindingLink | None,
+        now: datetime,
+    ) -> Finding:
+        """The new finding this draft becomes when stored: RECEIVED, no embargo, revision 1."""
+        return Finding(
+            finding_id=finding_id,
+            title=self.title,
+            description=self.description,
+            state=FindingState.RECEIVED,
+            embargo_state=EmbargoState.NONE,
+            embargo_end=None,
+            remediation_due=self.remediation_due,
+            cwe_ids=self.cwe_ids,
+            affected=self.affected,
+            location=self.location,
+            cvss=self.cvss,
+            tlp=self.tlp,
+            audience=self.audience,
+            source=source,
+            origin=origin,
+            reporter_id=reporter_id,
+            reporter_organisation=reporter_organisation,
+            evidence=self.evidence,
+            fingerprint=self.fingerprint,
+            link=link,
+            patch_statuses=(),
+            created_at=now,
+            updated_at=now,
+            published_at=None,
+            revision=1,
+        )
+
 
 def fingerprint(affected: Sequence[AffectedProduct], location: CodeLocation, cwe_ids: Sequence[str]) -> str:
     """SHA-256 (hex) of the normalised product identities, location and CWE set (see module doc)."""

@@ -196,32 +196,14 @@ class FindingRegistry:
         canonical = first_of_kind.get(kind) or uow.canonical_finding(*kind)
         if canonical is None:
             first_of_kind[kind] = finding_id
-        return Finding(
+        return draft.received(
             finding_id=finding_id,
-            title=draft.title,
-            description=draft.description,
-            state=FindingState.RECEIVED,
-            embargo_state=EmbargoState.NONE,
-            embargo_end=None,
-            remediation_due=draft.remediation_due,
-            cwe_ids=draft.cwe_ids,
-            affected=draft.affected,
-            location=draft.location,
-            cvss=draft.cvss,
-            tlp=draft.tlp,
-            audience=draft.audience,
-            source=source,
             origin=origin,
             reporter_id=reporter_id,
             reporter_organisation=reporter_organisation,
-            evidence=draft.evidence,
-            fingerprint=draft.fingerprint,
+            source=source,
             link=FindingLink(LinkKind.DUPLICATE_OF, canonical) if canonical else None,
-            patch_statuses=(),
-            created_at=now,
-            updated_at=now,
-            published_at=None,
-            revision=1,
+            now=now,
         )
 
     def _audit_reported(

@@ -1,10 +1,10 @@
 """Each job knows the size of its submission's plan, so a review ends exactly when the whole plan has.
 
-The settle-window state (review_states) goes: completeness no longer depends on how long a plan
-has looked complete.
+The review_states table goes: completeness no longer depends on how long a plan has looked
+complete.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0002
+Revises: 0001
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0003'
-down_revision = '0002'
+revision = '0002'
+down_revision = '0001'
 branch_labels = None
 depends_on = None
 
@@ -29,7 +29,6 @@ def downgrade() -> None:
         'review_states',
         sa.Column('submission_id', sa.String(length=200), nullable=False),
         sa.Column('complete_since', sa.DateTime(timezone=True), nullable=True),
-        sa.Column('traceparent', sa.String(length=64), nullable=True),
         sa.PrimaryKeyConstraint('submission_id'),
     )
     op.create_index(op.f('ix_review_states_complete_since'), 'review_states', ['complete_since'], unique=False)

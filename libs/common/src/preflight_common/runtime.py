@@ -30,7 +30,7 @@ AppFactory = Callable[[DeadLetters], faust.App]
 """Builds the service's faust app (its agents) around the dead-letter publisher."""
 
 
-async def retrying(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+async def _retrying(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
     """`attempt()` until it succeeds, with capped backoff (Kafka clients raise many unrelated
     exception types while brokers are away)."""
     backoff = 0.5
@@ -74,7 +74,8 @@ class KafkaSide:
 
         Returns once both run (or raises if cancelled first).
         """
-        self._publisher = await retrying("the Kafka producer", self._new_publisher)
+        # The publisher connects on its first publish (the relay's), so it is made at once.
+        self._publisher = EventPublisher(self._kafka, source=self._source)
         relay = OutboxRelay(self._engine, self._outbox, self._publisher)
         self._relay = threading.Thread(
             target=relay.run_forever,
@@ -83,11 +84,8 @@ class KafkaSide:
             daemon=True,
         )
         self._relay.start()
-        self._app = await retrying(f"the {self._agents}", self._started_app)
+        self._app = await _retrying(f"the {self._agents}", self._started_app)
         log.info("outbox relay and %s running", self._agents)
-
-    async def _new_publisher(self) -> EventPublisher:
-        return await asyncio.to_thread(EventPublisher, self._kafka, source=self._source)
 
     async def _started_app(self) -> faust.App:
         assert self._publisher is not None

@@ -54,3 +54,20 @@ def test_a_worker_without_an_assignment_exits_with_the_configuration_status() ->
         timeout=120,
     )
     assert result.returncode == 78 and "PREFLIGHT_WORKER_ASSIGNMENT" in result.stderr
+
+
+def test_a_worker_with_an_unreadable_grpc_ca_exits_with_the_configuration_status(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_WORKER")}
+    env |= {
+        "PREFLIGHT_WORKER_ASSIGNMENT": "{}",
+        "PREFLIGHT_SERVICE_TOKEN": "pft_unused",
+        "PREFLIGHT_GRPC_TLS_CA": str(tmp_path / "missing-ca.pem"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "preflight_benchmark.entrypoints.worker_cli"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 78 and "PREFLIGHT_GRPC_TLS_CA: cannot read" in result.stderr

@@ -57,10 +57,7 @@ def load_assignment() -> benchmark_pb2.WorkerAssignment:
 def run() -> int:
     assignment = load_assignment()
     token = _required("PREFLIGHT_SERVICE_TOKEN")
-    try:
-        credentials = credentials_from_env()
-    except ConfigError as exc:
-        raise ConfigurationError(str(exc)) from None
+    credentials = credentials_from_env()
     resolver = GrpcCredentialResolver(_required("PREFLIGHT_INTAKE_TARGET"), token, credentials=credentials)
     reporter = GrpcResultReporter(_required("PREFLIGHT_BENCHMARK_TARGET"), token, credentials=credentials)
     settings = WorkerSettings(
@@ -119,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return fetch_weights(args.dest) if args.command == "fetch-weights" else run()
-    except ConfigurationError as exc:
+    except (ConfigurationError, ConfigError) as exc:  # ours, or a setting preflight_common refused
         log.error("configuration error: %s", exc)
         return CONFIG_ERROR_EXIT
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -34,7 +36,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from preflight_common.envelope import KafkaRecord
@@ -45,6 +47,8 @@ log = logging.getLogger(__name__)
 OUTBOX = "outbox"
 # The PostgreSQL advisory lock (per database) a relay holds while it publishes a batch.
 RELAY_LOCK = 0x707265666C696768  # "preflig"
+# Unsent rows as the relay reads them: id, topic, key, value, headers.
+_Batch = Sequence[Row[Any, Any, Any, Any, Any]]
 
 
 def outbox_table(metadata: MetaData) -> Table:
@@ -103,27 +107,37 @@ class OutboxRelay:
         failure are marked sent, the rest stay pending in order. Returns 0 at
         once while another relay of the same PostgreSQL database is publishing.
         """
-        failure: PublishError | None = None
-        with self._engine.begin() as conn:
-            if (
-                conn.dialect.name == "postgresql"
-                and not conn.execute(select(func.pg_try_advisory_xact_lock(RELAY_LOCK))).scalar_one()
-            ):
-                return 0
-            published, failure = self._publish_batch(conn)
+        with self._engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                with conn.begin():
+                    if not conn.execute(select(func.pg_try_advisory_xact_lock(RELAY_LOCK))).scalar_one():
+                        return 0
+                    rows = self._unsent(conn)
+                    published, failure = self._publish(rows)
+                    self._mark_sent(conn, rows[:published])
+            else:
+                # One relay per SQLite database. The read ends before the publish: a snapshot held
+                # across it could not become a write once another writer had committed.
+                with conn.begin():
+                    rows = self._unsent(conn)
+                published, failure = self._publish(rows)
+                with conn.begin():
+                    self._mark_sent(conn, rows[:published])
         if failure is not None:
             raise failure
         return published
 
-    def _publish_batch(self, conn: Connection) -> tuple[int, PublishError | None]:
-        """Publish the oldest unsent rows and mark those the broker acknowledged, in `conn`'s transaction."""
+    def _unsent(self, conn: Connection) -> _Batch:
         t = self._table
-        rows = conn.execute(
+        return conn.execute(
             select(t.c.id, t.c.topic, t.c.key, t.c.value, t.c.headers)
             .where(t.c.sent_at.is_(None))
             .order_by(t.c.id)
             .limit(self._batch_size)
         ).all()
+
+    def _publish(self, rows: _Batch) -> tuple[int, PublishError | None]:
+        """Publish `rows` in order; how many leading ones the broker acknowledged, and the failure."""
         if not rows:
             return 0, None
         records = [
@@ -137,17 +151,17 @@ class OutboxRelay:
             )
             for row in rows
         ]
-        failure = None
         try:
             # Send in order and wait for every ack; idempotent producer keeps per-partition order.
             self._publisher.publish_many(records)
-            published = len(rows)
         except PublishError as exc:
-            published, failure = exc.acknowledged, exc
-        if published:
-            sent = [row.id for row in rows[:published]]
-            conn.execute(update(t).where(t.c.id.in_(sent)).values(sent_at=func.now()))
-        return published, failure
+            return exc.acknowledged, exc
+        return len(rows), None
+
+    def _mark_sent(self, conn: Connection, rows: _Batch) -> None:
+        if rows:
+            t = self._table
+            conn.execute(update(t).where(t.c.id.in_([row.id for row in rows])).values(sent_at=func.now()))
 
     def run_forever(self, stop: threading.Event, interval: float = 0.2, max_backoff: float = 10.0) -> None:
         """Relay until `stop` is set, backing off while the broker is unavailable."""

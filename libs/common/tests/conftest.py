@@ -58,11 +58,6 @@ def eventually_fixture() -> Callable[..., Any]:
 
 
 @pytest.fixture
-def kafka_settings(kafka_bootstrap: str) -> KafkaSettings:
-    return KafkaSettings(bootstrap_servers=kafka_bootstrap)
-
-
-@pytest.fixture
 def publisher(kafka_settings: KafkaSettings) -> Iterator[EventPublisher]:
     """An EventPublisher with short timeouts, closed after the test."""
     events = EventPublisher(kafka_settings, source="preflight-tests", send_timeout=5)

@@ -87,7 +87,7 @@ class KafkaSettings:
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""
     sasl_username: str = ""
-    sasl_password: str = ""
+    sasl_password_file: str = ""
     ssl_cafile: str = ""
 
     def __post_init__(self) -> None:
@@ -106,6 +106,10 @@ class KafkaSettings:
                 "PREFLIGHT_KAFKA_SASL_MECHANISM must be set exactly when PREFLIGHT_KAFKA_SECURITY_PROTOCOL "
                 "is SASL_PLAINTEXT or SASL_SSL"
             )
+        if self.sasl_mechanism and not (self.sasl_username and self.sasl_password_file):
+            raise ConfigError(
+                "PREFLIGHT_KAFKA_SASL_USERNAME and PREFLIGHT_KAFKA_SASL_PASSWORD_FILE are required with SASL"
+            )
 
     @classmethod
     def from_env(cls) -> KafkaSettings:
@@ -114,7 +118,7 @@ class KafkaSettings:
             security_protocol=env("PREFLIGHT_KAFKA_SECURITY_PROTOCOL", cls.security_protocol).upper(),
             sasl_mechanism=os.environ.get("PREFLIGHT_KAFKA_SASL_MECHANISM", "").upper(),
             sasl_username=os.environ.get("PREFLIGHT_KAFKA_SASL_USERNAME", ""),
-            sasl_password=os.environ.get("PREFLIGHT_KAFKA_SASL_PASSWORD", ""),
+            sasl_password_file=os.environ.get("PREFLIGHT_KAFKA_SASL_PASSWORD_FILE", ""),
             ssl_cafile=os.environ.get("PREFLIGHT_KAFKA_SSL_CAFILE", ""),
         )
 
@@ -127,10 +131,35 @@ class KafkaSettings:
         if self.sasl_mechanism:
             options["sasl_mechanism"] = self.sasl_mechanism
             options["sasl_plain_username"] = self.sasl_username
-            options["sasl_plain_password"] = self.sasl_password
+            options["sasl_plain_password"] = self.sasl_password()
         if self.ssl_cafile:
             options["ssl_cafile"] = self.ssl_cafile
         return options
+
+    def sasl_password(self) -> str:
+        """The SASL password, read from its file at each call (a rotated secret is picked up on reconnect).
+
+        Raises ConfigError naming PREFLIGHT_KAFKA_SASL_PASSWORD_FILE if it cannot be read; the
+        password itself never appears in an error, a log or the environment.
+        """
+        try:
+            return Path(self.sasl_password_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"PREFLIGHT_KAFKA_SASL_PASSWORD_FILE: cannot read {self.sasl_password_file}: {exc.strerror}"
+            ) from None
+
+    def env(self) -> dict[str, str]:
+        """The `PREFLIGHT_KAFKA_*` variables from which `from_env()` reads these settings (no secret)."""
+        values = {
+            "PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "PREFLIGHT_KAFKA_SECURITY_PROTOCOL": self.security_protocol,
+            "PREFLIGHT_KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+            "PREFLIGHT_KAFKA_SASL_USERNAME": self.sasl_username,
+            "PREFLIGHT_KAFKA_SASL_PASSWORD_FILE": self.sasl_password_file,
+            "PREFLIGHT_KAFKA_SSL_CAFILE": self.ssl_cafile,
+        }
+        return {name: value for name, value in values.items() if value}
 
     def servers(self) -> list[str]:
         """The bootstrap `host:port` entries (blanks around commas ignored)."""
@@ -150,8 +179,9 @@ class Topics:
     benchmark_results: str = "preflight.benchmark.results.v1"
     reviews: str = "preflight.reviews.v1"
     findings: str = "preflight.findings.v1"
-    # Finding alerts, each carrying its audience: the topic operators subscribe to.
-    alerts: str = "preflight.alerts.v1"
+    # Finding alerts go to one topic per audience under this prefix (`preflight_common.bus`):
+    # `<prefix>.org.<organisation>` and `<prefix>.sector.<sector>`. Not a topic itself.
+    alerts_prefix: str = "preflight.alerts.v1"
     # Review-deadline alerts name a lab and its release plan: for labs' and reviewers' systems
     # only, never granted to operators.
     review_alerts: str = "preflight.review-alerts.v1"
@@ -163,8 +193,8 @@ class Topics:
         return cls(**values)
 
     def all(self) -> list[str]:
-        """Every topic, in declaration order."""
-        return [getattr(self, f.name) for f in fields(self)]
+        """Every fixed topic, in declaration order (the per-audience alert topics are not among them)."""
+        return [getattr(self, f.name) for f in fields(self) if f.name != "alerts_prefix"]
 
     @staticmethod
     def dlq(topic: str) -> str:

@@ -127,7 +127,7 @@ def _faust_credentials(settings: KafkaSettings) -> Any:
     if settings.sasl_mechanism:
         return faust.SASLCredentials(
             username=settings.sasl_username,
-            password=settings.sasl_password,
+            password=settings.sasl_password(),
             mechanism=settings.sasl_mechanism,
             ssl_context=_ssl_context(settings) if settings.security_protocol == "SASL_SSL" else None,
         )

@@ -15,6 +15,15 @@ Command line (the embedded stack)::
 ``up`` starts the broker detached, waits until it serves requests and prints
 ``bootstrap: 127.0.0.1:PORT``; run again while the broker runs, it only prints the address.
 ``down`` stops exactly the process that ``up`` started and waits until it has exited.
+
+The broker always authenticates and authorizes: its only listener speaks SASL (SCRAM-SHA-512
+for Preflight's principals, PLAIN for its administrator), KRaft's ``StandardAuthorizer``
+refuses whatever no ACL allows (``allow.everyone.if.no.acl.found=false``), and the
+administrator ``admin`` is the only super user. The administrator's password is generated
+at the first start into ``<run_dir>/admin.password`` (mode 0600) and stays in files:
+``server.properties`` (mode 0600) and never on a command line or in an environment.
+:meth:`LocalKafka.admin_settings` gives the administrator's client settings; principals and
+ACLs are created by ``preflight-topics`` (``preflight_common.topics``).
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
+from preflight_common.config import KafkaSettings
 from preflight_common.ports import free_ports
 
 __all__ = [
@@ -77,6 +87,8 @@ DEFAULT_JVM_OPTS: Final[tuple[str, ...]] = (
 starts in about half the time of the distribution's defaults (G1, tiered C2) and needs less
 memory. A class-data-sharing archive is added on top (see ``_cds_archive``)."""
 
+ADMIN_USER: Final = "admin"
+ADMIN_PASSWORD_FILE: Final = "admin.password"  # noqa: S105 (a file name)
 PID_FILE: Final = "kafka.pid"
 STATE_FILE: Final = "broker.json"
 CONFIG_FILE: Final = "server.properties"
@@ -342,16 +354,26 @@ def _promote_cds_dump(dump: Path | None, archive: Path | None) -> None:
         dump.unlink()
 
 
-def _admin_client(bootstrap_servers: str, timeout_ms: int) -> Any:
+def _admin_client(settings: KafkaSettings, timeout_ms: int) -> Any:
     """Return a kafka-python ``KafkaAdminClient`` for a readiness probe."""
     from kafka.admin import KafkaAdminClient  # imported late: the module loads without it
 
     return KafkaAdminClient(
-        bootstrap_servers=bootstrap_servers,
         client_id="preflight-localkafka",
         request_timeout_ms=timeout_ms,
         bootstrap_timeout_ms=timeout_ms,
+        **settings.kafka_python_options(),
     )
+
+
+def _ensure_secret_file(path: Path) -> str:
+    """The secret in ``path``, generated (random, mode 0600) if the file does not exist yet."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(base64.urlsafe_b64encode(os.urandom(24)).decode("ascii") + "\n")
+    return path.read_text(encoding="utf-8").strip()
 
 
 def read_broker_state(run_dir: Path | str) -> dict[str, Any] | None:
@@ -444,6 +466,21 @@ class LocalKafka:
         if self.port is None:
             raise RuntimeError("the broker has no port yet: call start() first")
         return f"{HOST}:{self.port}"
+
+    @property
+    def admin_password_path(self) -> Path:
+        """The file holding the administrator's password (created at the first start)."""
+        return self.run_dir / ADMIN_PASSWORD_FILE
+
+    def admin_settings(self) -> KafkaSettings:
+        """Client settings of the broker's administrator (the one super user); after the first start."""
+        return KafkaSettings(
+            bootstrap_servers=self.bootstrap_servers,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="PLAIN",
+            sasl_username=ADMIN_USER,
+            sasl_password_file=str(self.admin_password_path),
+        )
 
     @property
     def pid(self) -> int | None:
@@ -636,16 +673,36 @@ class LocalKafka:
             raise KafkaStartError(f"formatting {self.data_dir} failed:\n{output}")
 
     def _settings(self) -> dict[str, str]:
-        listeners = f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}"
+        listeners = f"SASL_PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}"
+        password = _ensure_secret_file(self.admin_password_path)
+        # The broker and its controller authenticate to each other as the administrator (PLAIN:
+        # KRaft cannot use SCRAM on the controller listener); clients use SCRAM-SHA-512, whose
+        # credentials live in the cluster metadata, or PLAIN for the administrator.
+        plain = (
+            "org.apache.kafka.common.security.plain.PlainLoginModule required "
+            f'username="{ADMIN_USER}" password="{password}" user_{ADMIN_USER}="{password}";'
+        )
         settings = {
             "process.roles": "broker,controller",
             "node.id": str(NODE_ID),
             "controller.quorum.voters": f"{NODE_ID}@{HOST}:{self.controller_port}",
             "listeners": listeners,
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
+            "advertised.listeners": f"SASL_PLAINTEXT://{HOST}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "SASL_PLAINTEXT",
+            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
+            "sasl.mechanism.inter.broker.protocol": "PLAIN",
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.sasl_plaintext.plain.sasl.jaas.config": plain,
+            "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config": (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            ),
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": plain,
+            "authorizer.class.name": "org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            "allow.everyone.if.no.acl.found": "false",
+            "super.users": f"User:{ADMIN_USER}",
             "log.dirs": str(self.data_dir),
             # Topics must be created explicitly: a misspelt topic name fails loudly.
             "auto.create.topics.enable": "false",
@@ -675,7 +732,11 @@ class LocalKafka:
 
     def _write_config(self) -> None:
         lines = [f"{key}={value}" for key, value in self._settings().items()]
-        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # It holds the administrator's password: readable by its owner only.
+        fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n")
+        self.config_path.chmod(0o600)
         log4j = [
             "status = warn",
             "appender.file.type = RollingFile",
@@ -733,7 +794,7 @@ class LocalKafka:
         if self.port is None or not _port_accepts(self.port):
             return "client port not accepting connections"
         try:
-            admin = _admin_client(self.bootstrap_servers, timeout_ms)
+            admin = _admin_client(self.admin_settings(), timeout_ms)
         except Exception as error:
             return f"admin client: {error!r}"
         try:

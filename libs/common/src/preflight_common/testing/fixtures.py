@@ -3,46 +3,59 @@
 Loaded as a plugin by the repository's root ``conftest.py``
 (``pytest_plugins = ["preflight_common.testing.fixtures"]``).
 
-=================  ========  =====================================================================
-fixture            scope     value
-=================  ========  =====================================================================
-``kafka``          session   a started :class:`~preflight_common.localkafka.LocalKafka` on free
-                             ports with its own temporary data; stopped after the session
-``kafka_bootstrap`` session  its ``"127.0.0.1:PORT"``
-``unique_topic``   function  ``(prefix="test", partitions=1, config=None) -> str``: creates a
-                             topic with a fresh name on ``kafka`` and returns the name once every
-                             partition has a leader
-``postgres``       session   a started :class:`~preflight_common.testing.postgres.LocalPostgres`
-``pg_url``         function  SQLAlchemy URL of a new, empty PostgreSQL database (dropped after)
-``db_url``         function  parametrized ``sqlite`` (a file in ``tmp_path``) and ``postgresql``
-                             (``pg_url``): a store test using it runs on both
-=================  ========  =====================================================================
+==================  ========  ====================================================================
+fixture             scope     value
+==================  ========  ====================================================================
+``kafka``           session   a started :class:`~preflight_common.localkafka.LocalKafka` on free
+                              ports with its own temporary data, authenticating every client
+                              and authorizing by ACL; stopped after the session
+``kafka_settings``  session   the broker administrator's :class:`KafkaSettings` (SASL): what a
+                              test uses to create topics, write records (a forged event is one
+                              written with these) and read any topic
+``kafka_bootstrap`` session   its ``"127.0.0.1:PORT"``
+``kafka_principal`` function  ``(user, grants) -> KafkaSettings``: a SCRAM-SHA-512 principal with
+                              a fresh password (in a file) and exactly the ACL ``grants``
+                              (:class:`preflight_common.bus.Grant`) given
+``unique_topic``    function  ``(prefix="test", partitions=1, config=None) -> str``: creates a
+                              topic with a fresh name on ``kafka`` and returns the name once every
+                              partition has a leader
+``postgres``        session   a started :class:`~preflight_common.testing.postgres.LocalPostgres`
+``pg_url``          function  SQLAlchemy URL of a new, empty PostgreSQL database (dropped after)
+``db_url``          function  parametrized ``sqlite`` (a file in ``tmp_path``) and ``postgresql``
+                              (``pg_url``): a store test using it runs on both
+==================  ========  ====================================================================
 
 Without PostgreSQL binaries, ``postgres`` (and so ``pg_url`` and the ``postgresql`` case of
 ``db_url``) is skipped with the reason, except when the ``CI`` environment variable is set: then
-it fails, so that CI never passes by skipping. Set ``PREFLIGHT_TEST_KAFKA_BOOTSTRAP`` to use an
-already running broker instead of starting one (``unique_topic`` still creates its topics there).
+it fails, so that CI never passes by skipping. There is no unauthenticated broker to fall back to.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
 
+from preflight_common.bus import Grant
+from preflight_common.config import KafkaSettings
 from preflight_common.localkafka import LocalKafka, find_repo_root
 from preflight_common.testing.postgres import LocalPostgres, find_pg_bin
+from preflight_common.topics import ensure_acls, ensure_principal
 
 __all__ = [
+    "PrincipalFactory",
     "TopicFactory",
     "db_url",
     "kafka",
     "kafka_bootstrap",
+    "kafka_principal",
+    "kafka_settings",
     "pg_url",
     "postgres",
     "running_in_ci",
@@ -58,6 +71,10 @@ class TopicFactory(Protocol):
     ) -> str: ...
 
 
+PrincipalFactory = Callable[[str, Iterable[Grant]], KafkaSettings]
+"""Creates a principal with exactly the given grants (see ``kafka_principal``)."""
+
+
 def running_in_ci() -> bool:
     """True when the ``CI`` environment variable is set to anything but empty, 0 or false."""
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
@@ -68,7 +85,7 @@ def running_in_ci() -> bool:
 
 @pytest.fixture(scope="session")
 def kafka(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[LocalKafka]:
-    """A single-node KRaft broker for the whole session, on free 127.0.0.1 ports."""
+    """A single-node KRaft broker for the whole session, on free 127.0.0.1 ports, with SASL and ACLs."""
     broker = LocalKafka(
         tmp_path_factory.mktemp("kafka"),
         repo_root=find_repo_root(pytestconfig.rootpath),
@@ -81,16 +98,41 @@ def kafka(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(request: pytest.FixtureRequest) -> str:
-    """Bootstrap address (``127.0.0.1:PORT``) of the session's broker.
+def kafka_settings(kafka: LocalKafka) -> KafkaSettings:
+    """The administrator's client settings for the session's broker."""
+    return kafka.admin_settings()
 
-    ``PREFLIGHT_TEST_KAFKA_BOOTSTRAP``, when set, is returned instead and no broker is started.
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_settings: KafkaSettings) -> str:
+    """Bootstrap address (``127.0.0.1:PORT``) of the session's broker."""
+    return kafka_settings.bootstrap_servers
+
+
+@pytest.fixture
+def kafka_principal(kafka_settings: KafkaSettings, tmp_path: Path) -> PrincipalFactory:
+    """Factory ``(user, grants) -> KafkaSettings`` of a SCRAM-SHA-512 principal with those ACLs.
+
+    The password is random and kept in a file under ``tmp_path``; calling it again for the same
+    user changes the password and adds the new grants.
     """
-    external = os.environ.get("PREFLIGHT_TEST_KAFKA_BOOTSTRAP")
-    if external:
-        return external
-    broker: LocalKafka = request.getfixturevalue("kafka")
-    return broker.bootstrap_servers
+
+    def create(user: str, grants: Iterable[Grant]) -> KafkaSettings:
+        password_file = tmp_path / f"{user}.password"
+        password = secrets.token_urlsafe(18)
+        password_file.write_text(password, encoding="utf-8")
+        password_file.chmod(0o600)
+        ensure_principal(kafka_settings, user, password)
+        ensure_acls(kafka_settings, list(grants))
+        return KafkaSettings(
+            bootstrap_servers=kafka_settings.bootstrap_servers,
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username=user,
+            sasl_password_file=str(password_file),
+        )
+
+    return create
 
 
 def _topic_name(prefix: str) -> str:
@@ -99,7 +141,7 @@ def _topic_name(prefix: str) -> str:
 
 
 @pytest.fixture
-def unique_topic(kafka_bootstrap: str) -> Iterator[TopicFactory]:
+def unique_topic(kafka_settings: KafkaSettings) -> Iterator[TopicFactory]:
     """Factory ``(prefix="test", partitions=1, config=None) -> str``.
 
     Each call creates a topic named ``<prefix>.<12 hex digits>`` (characters outside
@@ -116,7 +158,7 @@ def unique_topic(kafka_bootstrap: str) -> Iterator[TopicFactory]:
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         if admin is None:
-            admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, client_id="preflight-tests")
+            admin = KafkaAdminClient(client_id="preflight-tests", **kafka_settings.kafka_python_options())
         name = _topic_name(prefix)
         spec = {"num_partitions": partitions, "replication_factor": 1, "configs": dict(config or {})}
         admin.create_topics({name: spec}, timeout_ms=30_000, wait_for_metadata=True)

@@ -3,7 +3,9 @@ introspection by other services, mTLS principals, and INVALID_ARGUMENT details."
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import grpc
@@ -310,6 +312,56 @@ async def test_the_introspection_cache_stays_bounded_under_made_up_tokens(
         for n in range(10):
             assert await remote.authenticate(f"pft_made_up_{n}", context=None) is None  # type: ignore[arg-type]
             assert len(remote._cache) <= remote.MAX_CACHED
+    finally:
+        await remote.close()
+
+
+async def _refused_within(
+    remote: IntrospectionAuthenticator, token: str, deadline: float
+) -> dt.datetime | None:
+    """The wall-clock time the token was first refused, polling until `deadline` (monotonic)."""
+    while time.monotonic() < deadline:
+        if await remote.authenticate(token, context=None) is None:  # type: ignore[arg-type]
+            return dt.datetime.now(dt.UTC)
+        await asyncio.sleep(0.02)
+    return None
+
+
+async def test_an_introspected_token_stops_working_at_its_expiry_whatever_the_cache(
+    issuer: tuple[str, TokenStore],
+) -> None:
+    target, store = issuer
+    remote = IntrospectionAuthenticator(target, store.create(SERVICE).token, cache_ttl=3600)
+    expiry = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    token = store.create(LAB, expires_at=expiry).token
+    try:
+        assert await remote.authenticate(token, context=None) == LAB  # type: ignore[arg-type]
+        refused_at = await _refused_within(remote, token, time.monotonic() + 30)
+        assert refused_at is not None, "the cached answer outlived the token"
+        assert expiry <= refused_at < expiry + dt.timedelta(seconds=0.5)
+    finally:
+        await remote.close()
+
+
+async def test_a_revoked_token_stops_working_within_the_introspection_cache_ttl(
+    issuer: tuple[str, TokenStore],
+) -> None:
+    target, store = issuer
+    admin = store.create(ADMIN).token
+    remote = IntrospectionAuthenticator(target, store.create(SERVICE).token)
+    issued = store.create(LAB)
+    try:
+        assert await remote.authenticate(issued.token, context=None) == LAB  # type: ignore[arg-type]
+        async with grpc.aio.insecure_channel(target) as channel:
+            await identity_pb2_grpc.IdentityServiceStub(channel).RevokeToken(
+                identity_pb2.RevokeTokenRequest(token_id=issued.token_id),
+                metadata=(("authorization", f"Bearer {admin}"),),
+            )
+        revoked = time.monotonic()
+        refused_at = await _refused_within(remote, issued.token, revoked + 30)
+        assert refused_at is not None
+        # The documented bound is 2 seconds; polling and a loaded machine add a little.
+        assert time.monotonic() - revoked <= 2.0 + 1.0
     finally:
         await remote.close()
 

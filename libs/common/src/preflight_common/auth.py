@@ -5,8 +5,10 @@ certificate (mTLS). Tokens are random, shown once, stored as SHA-256 hashes
 with an expiry and a revocation time. Intake hosts the token registry
 (`IdentityServicer` over a `TokenStore`); the other services resolve tokens
 through `IdentityService/IntrospectToken` with a short cache
-(`IntrospectionAuthenticator`), so a revocation takes effect everywhere within
-the cache TTL. A client certificate's subject maps to a principal: `CN` →
+(`IntrospectionAuthenticator`): an expired token stops working everywhere at
+its expiry, and a revoked one everywhere within the cache TTL
+(`INTROSPECTION_CACHE_TTL`, 2 seconds, unless a service is configured
+otherwise). A client certificate's subject maps to a principal: `CN` →
 principal id, `O` → organisation, `OU` → role (lab, reviewer, operator, admin,
 service); sectors are not carried by certificates.
 """
@@ -35,6 +37,9 @@ from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, 
 from preflight_common.channels import aio_channel
 
 TOKEN_PREFIX = "pft_"  # noqa: S105 - a public prefix, not a secret
+
+INTROSPECTION_CACHE_TTL = 2.0
+"""Seconds an introspection answer is reused: the bound on how long a revoked token keeps working."""
 
 
 class Role(enum.Enum):
@@ -245,7 +250,11 @@ class LocalAuthenticator:
 
 
 class IntrospectionAuthenticator:
-    """Authenticates by asking the issuer's IdentityService, caching answers for `cache_ttl` seconds."""
+    """Authenticates by asking the issuer's IdentityService, caching answers for `cache_ttl` seconds.
+
+    A cached answer is never used past the token's `expires_at` (as the issuer reported it), so an
+    expired token is refused at its expiry; a revoked one is refused within `cache_ttl`.
+    """
 
     MAX_CACHED = 10_000
 
@@ -254,14 +263,15 @@ class IntrospectionAuthenticator:
         target: str,
         service_token: str,
         *,
-        cache_ttl: float = 10.0,
+        cache_ttl: float = INTROSPECTION_CACHE_TTL,
         credentials: grpc.ChannelCredentials | None = None,
     ) -> None:
         self._target = target
         self._service_token = service_token
         self._cache_ttl = cache_ttl
         self._credentials = credentials
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        # token hash -> (monotonic end of the cache TTL, principal or None, token expiry or None)
+        self._cache: dict[str, tuple[float, Principal | None, datetime | None]] = {}
         self._channel: grpc.aio.Channel | None = None
 
     def _stub(self) -> identity_pb2_grpc.IdentityServiceStub:
@@ -275,7 +285,7 @@ class IntrospectionAuthenticator:
         key = hash_token(token)
         cached = self._cache.get(key)
         now = time.monotonic()
-        if cached and cached[0] > now:
+        if cached and cached[0] > now and (cached[2] is None or cached[2] > datetime.now(UTC)):
             return cached[1]
         response = await self._stub().IntrospectToken(
             identity_pb2.IntrospectTokenRequest(token=token),
@@ -283,12 +293,13 @@ class IntrospectionAuthenticator:
             timeout=5.0,
         )
         principal = Principal.from_proto(response.principal) if response.active else None
+        expires = response.expires_at.ToDatetime(tzinfo=UTC) if response.HasField("expires_at") else None
         if len(self._cache) >= self.MAX_CACHED:
             # Bounded: callers presenting many distinct (e.g. made-up) tokens cannot grow it forever.
             self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
             if len(self._cache) >= self.MAX_CACHED:
                 self._cache.clear()
-        self._cache[key] = (now + self._cache_ttl, principal)
+        self._cache[key] = (now + self._cache_ttl, principal, expires)
         return principal
 
     async def close(self) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from preflight_common.auth import INTROSPECTION_CACHE_TTL
 from preflight_common.channels import credentials_from_env
 from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_path, env_positive
 from preflight_common.grpcserver import ServerTLS
@@ -29,7 +30,7 @@ class ClearinghouseSettings:
     relay_interval: float = 0.2
     stream_poll_interval: float = 0.5
     embargo_interval: float = 30.0
-    auth_cache_ttl: float = 10.0
+    auth_cache_ttl: float = INTROSPECTION_CACHE_TTL
     shutdown_grace: float = 10.0
     consumer_group: str = "preflight-clearinghouse"
     source: str = "preflight.clearinghouse"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from preflight_common.auth import INTROSPECTION_CACHE_TTL
 from preflight_common.channels import credentials_from_env
 from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_int, env_positive
 from preflight_common.grpcserver import ServerTLS
@@ -31,7 +32,7 @@ class NotifierSettings:
     relay_interval: float = 0.2
     stream_poll_interval: float = 0.5
     delivery_lease: float = 300.0
-    introspection_cache_ttl: float = 10.0
+    introspection_cache_ttl: float = INTROSPECTION_CACHE_TTL
     shutdown_grace: float = 10.0
     scheduler_batch: int = 500
     tls: ServerTLS | None = None

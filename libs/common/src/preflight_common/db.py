@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +13,8 @@ from alembic.config import Config
 from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
+
+_POSTGRES_DISK_FULL = "53100"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -77,3 +81,26 @@ def run_migrations(url: str, script_location: Path | str, revision: str = "head"
         "sqlalchemy.url", make_url(url).render_as_string(hide_password=False).replace("%", "%%")
     )
     command.upgrade(config, revision)
+
+
+def storage_exhausted(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it wraps) says the database or its disk is full.
+
+    SQLite's SQLITE_FULL ("database or disk is full", also past `max_page_count`), an OSError
+    ENOSPC, and PostgreSQL's disk_full (SQLSTATE 53100), also inside SQLAlchemy's wrappers.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno == errno.ENOSPC:
+            return True
+        if getattr(current, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+            return True
+        if getattr(current, "sqlstate", None) == _POSTGRES_DISK_FULL:
+            return True
+        pending += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+    return False

@@ -5,14 +5,21 @@ Servicers must be asyncio servicers (`async def` methods): the server is a
 only for an authenticated principal (`preflight_common.auth.current_principal()`
 inside the handler); a call without valid credentials ends UNAUTHENTICATED
 before the handler runs.
+
+Then every request is checked before its handler sees it: bytes that do not parse, and
+string fields over their limits (`preflight_common.fields`), end INVALID_ARGUMENT naming
+the field. No status carries an exception's class or text: a handler raising
+`InvalidArgument` answers INVALID_ARGUMENT, a full database or disk UNAVAILABLE
+("storage is exhausted"), anything else INTERNAL with the details in the log only.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
@@ -24,11 +31,15 @@ from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from preflight_common.auth import (
     Authenticator,
+    Principal,
     bearer_token,
     reset_current_principal,
     set_current_principal,
 )
 from preflight_common.config import ConfigError, env, env_file_bytes
+from preflight_common.db import storage_exhausted
+from preflight_common.fields import InvalidArgument, string_violations
+from preflight_common.pagetokens import page_tokens
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +112,12 @@ class _EncryptedOnly:
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Authenticates every non-public call and binds the principal for the handler."""
+    """Authenticates every non-public call and binds the principal for the handler.
+
+    Every unary-request call (public ones too) is also guarded: a request that does not parse
+    or has an over-long string field ends INVALID_ARGUMENT before the handler runs, and a
+    handler's failure is answered without its text (`_answer_failure`).
+    """
 
     def __init__(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
@@ -113,10 +129,12 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(handler_call_details)
         method = handler_call_details.method or ""
-        if handler is None or method.startswith(PUBLIC_METHOD_PREFIXES):
+        if handler is None:
             return handler
+        if method.startswith(PUBLIC_METHOD_PREFIXES):
+            return _wrap(handler, method, None, None)
         token = bearer_token(handler_call_details.invocation_metadata)
-        return _wrap(handler, self._authenticator, token)
+        return _wrap(handler, method, self._authenticator, token)
 
 
 async def _authenticate(
@@ -134,36 +152,104 @@ async def _authenticate(
     return principal
 
 
+class _Undecodable:
+    """What a guarded request deserializer yields for bytes that do not parse."""
+
+
+def _lenient(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserializer`, answering `_Undecodable()` instead of raising (gRPC would answer UNKNOWN
+    with the parser's exception)."""
+    if deserializer is None:
+        return None
+    parse = deserializer
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return parse(raw)
+        except Exception:  # DecodeError, or whatever else a parser raises on garbage
+            return _Undecodable()
+
+    return deserialize
+
+
+async def _check_request(request: Any, context: grpc.aio.ServicerContext) -> None:
+    """End the call INVALID_ARGUMENT if the request did not parse or breaks a string limit."""
+    if isinstance(request, _Undecodable):
+        await invalid_argument(context, [("request", "is not a well-formed message of the method's type")])
+    violations = string_violations(request)
+    if violations:
+        await invalid_argument(context, violations)
+
+
+async def _answer_failure(exc: Exception, method: str, context: grpc.aio.ServicerContext) -> NoReturn:
+    """End the call for a handler's exception, never with the exception's class or text.
+
+    InvalidArgument → INVALID_ARGUMENT with its field violations; a full database or disk →
+    UNAVAILABLE (retryable: the same request, with its idempotency key, succeeds once there is
+    room); anything else → INTERNAL, details only in the log. An abort passes through.
+    """
+    if isinstance(exc, grpc.aio.BaseError):
+        raise exc
+    if isinstance(exc, InvalidArgument):
+        await invalid_argument(context, exc.violations)
+    elif storage_exhausted(exc):
+        log.error("%s: storage is exhausted", method)
+        await context.abort(grpc.StatusCode.UNAVAILABLE, "storage is exhausted; retry later")
+    else:
+        log.error("%s failed", method, exc_info=exc)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error; it has been logged")
+    raise AssertionError("context.abort returned")
+
+
 def _wrap(
-    handler: grpc.RpcMethodHandler, authenticator: Authenticator, token: str | None
+    handler: grpc.RpcMethodHandler, method: str, authenticator: Authenticator | None, token: str | None
 ) -> grpc.RpcMethodHandler:
+    """Guard `handler`; with an authenticator, run it only for an authenticated principal."""
+
+    async def bind(context: grpc.aio.ServicerContext) -> contextvars.Token[Principal] | None:
+        if authenticator is None:
+            return None
+        return set_current_principal(await _authenticate(authenticator, token, context))
+
+    def unbind(bound: contextvars.Token[Principal] | None) -> None:
+        if bound is not None:
+            reset_current_principal(bound)
+
     if handler.unary_unary:
         inner_uu = handler.unary_unary
 
         async def unary_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            bound = set_current_principal(await _authenticate(authenticator, token, context))
+            bound = await bind(context)
             try:
+                await _check_request(request, context)
                 return await inner_uu(request, context)
+            except Exception as exc:
+                await _answer_failure(exc, method, context)
             finally:
-                reset_current_principal(bound)
+                unbind(bound)
 
         return grpc.unary_unary_rpc_method_handler(
-            unary_unary, handler.request_deserializer, handler.response_serializer
+            unary_unary, _lenient(handler.request_deserializer), handler.response_serializer
         )
     if handler.unary_stream:
         inner_us = handler.unary_stream
 
         async def unary_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            bound = set_current_principal(await _authenticate(authenticator, token, context))
+            bound = await bind(context)
             try:
+                await _check_request(request, context)
                 async for item in inner_us(request, context):
                     yield item
+            except Exception as exc:
+                await _answer_failure(exc, method, context)
             finally:
-                reset_current_principal(bound)
+                unbind(bound)
 
         return grpc.unary_stream_rpc_method_handler(
-            unary_stream, handler.request_deserializer, handler.response_serializer
+            unary_stream, _lenient(handler.request_deserializer), handler.response_serializer
         )
+    if authenticator is None:
+        return handler  # server reflection: a public bidirectional stream
     raise NotImplementedError("client-streaming methods are not used by Preflight")
 
 
@@ -180,6 +266,7 @@ def build_server(
     Returns the server, the bound port and the health servicer (every name in
     `service_names` and the overall "" service start SERVING; set NOT_SERVING on shutdown).
     """
+    page_tokens()  # a bad PREFLIGHT_PAGE_TOKEN_KEY fails at startup, not on the first List call
     health_listen = tls.health_listen if tls else None
     server = grpc.aio.server(
         interceptors=[

@@ -1,0 +1,154 @@
+"""What every Preflight gRPC request is held to, and the field checks handlers share.
+
+`build_server` checks every request before its handler runs: each string (and bytes)
+field, however deeply nested or repeated, is at most `DEFAULT_STRING_LIMIT` characters
+unless `STRING_LIMITS` names a larger bound for it (by the field's full proto name). A
+longer field ends the call with INVALID_ARGUMENT naming the field
+(`matchers[0].value`), before the service spends any work on it. The limits are
+backstops: a service may hold a field to a tighter rule of its own.
+
+A handler raises `InvalidArgument` to refuse fields from wherever it detects them
+(timestamps, page tokens); the server answers INVALID_ARGUMENT with one
+`google.rpc.BadRequest` field violation per entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Final
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from google.protobuf.timestamp_pb2 import Timestamp
+
+
+class InvalidArgument(Exception):
+    """A request the server refuses with INVALID_ARGUMENT: `(field, description)` pairs."""
+
+    def __init__(self, violations: Sequence[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{name}: {description}" for name, description in violations))
+        self.violations = tuple(violations)
+
+
+DEFAULT_STRING_LIMIT: Final = 256
+"""Characters of any string field (bytes of a bytes field) that `STRING_LIMITS` does not name."""
+
+TEXT_LIMIT: Final = 4 * 1024
+"""Titles, reasons, comments, notes, credentials, file paths, product identifiers."""
+
+URI_LIMIT: Final = 2048
+DOCUMENT_LIMIT: Final = 64 * 1024
+"""Descriptions, report notes, error messages, intended use."""
+
+EVIDENCE_LIMIT: Final = 128 * 1024
+MATCHER_LIMIT: Final = 1024
+"""A silence matcher's value (a regular expression for `=~` and `!~`)."""
+
+PAGE_TOKEN_LIMIT: Final = 1024
+
+_TEXT = (
+    "preflight.identity.v1.CreateTokenRequest.description",
+    "preflight.intake.v1.EndpointAccessSpec.credential",
+    "preflight.intake.v1.UpdateReleasePlanRequest.reason",
+    "preflight.intake.v1.WithdrawSubmissionRequest.reason",
+    "preflight.benchmark.v1.TaskScore.task",
+    "preflight.benchmark.v1.CandidateFinding.title",
+    "preflight.benchmark.v1.CandidateFinding.affected_product",
+    "preflight.benchmark.v1.CandidateFinding.affected_file",
+    "preflight.benchmark.v1.CandidateFinding.affected_function",
+    "preflight.clearinghouse.v1.ReportFindingRequest.title",
+    "preflight.clearinghouse.v1.AffectedProduct.purl",
+    "preflight.clearinghouse.v1.AffectedProduct.version_range",
+    "preflight.clearinghouse.v1.AffectedProduct.cpe",
+    "preflight.clearinghouse.v1.CodeLocation.file",
+    "preflight.clearinghouse.v1.CodeLocation.function",
+    "preflight.clearinghouse.v1.TransitionFindingRequest.reason",
+    "preflight.clearinghouse.v1.UpdateFindingAssessmentRequest.reason",
+    "preflight.clearinghouse.v1.SetFindingSharingRequest.reason",
+    "preflight.clearinghouse.v1.LinkFindingRequest.reason",
+    "preflight.clearinghouse.v1.SetPatchStatusRequest.note",
+    "preflight.notifier.v1.AcknowledgeAlertRequest.comment",
+    "preflight.notifier.v1.CreateSilenceRequest.comment",
+)
+_URI = (
+    "preflight.intake.v1.EndpointAccessSpec.base_url",
+    "preflight.intake.v1.WeightsAccess.artifact_uri",
+    "preflight.benchmark.v1.BenchmarkCompleted.eval_log_uri",
+    "preflight.benchmark.v1.BenchmarkFailed.eval_log_uri",
+)
+_DOCUMENT = (
+    "preflight.intake.v1.SubmitModelRequest.intended_use",
+    "preflight.benchmark.v1.CandidateFinding.description",
+    "preflight.benchmark.v1.BenchmarkFailed.message",
+    "preflight.clearinghouse.v1.ReportFindingRequest.description",
+    "preflight.clearinghouse.v1.AddReportNoteRequest.text",
+    "preflight.clearinghouse.v1.SignOffReportRequest.comment",
+    "preflight.clearinghouse.v1.ReissueReportRequest.reason",
+)
+_EVIDENCE = (
+    "preflight.benchmark.v1.CandidateFinding.evidence",
+    "preflight.clearinghouse.v1.ReportFindingRequest.evidence",
+)
+_PAGE_TOKENS = (
+    "preflight.intake.v1.ListSubmissionsRequest.page_token",
+    "preflight.benchmark.v1.ListJobsRequest.page_token",
+    "preflight.clearinghouse.v1.ListReportsRequest.page_token",
+    "preflight.clearinghouse.v1.ListFindingsRequest.page_token",
+    "preflight.notifier.v1.ListAlertsRequest.page_token",
+)
+
+STRING_LIMITS: Final[Mapping[str, int]] = {
+    **dict.fromkeys(_TEXT, TEXT_LIMIT),
+    **dict.fromkeys(_URI, URI_LIMIT),
+    **dict.fromkeys(_DOCUMENT, DOCUMENT_LIMIT),
+    **dict.fromkeys(_EVIDENCE, EVIDENCE_LIMIT),
+    **dict.fromkeys(_PAGE_TOKENS, PAGE_TOKEN_LIMIT),
+    "preflight.notifier.v1.Matcher.value": MATCHER_LIMIT,
+}
+"""The string fields of Preflight's requests allowed more than `DEFAULT_STRING_LIMIT`, by full name."""
+
+_TEXT_TYPES = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES)
+
+
+def string_violations(message: Message) -> list[tuple[str, str]]:
+    """A violation for every string or bytes field of `message` longer than its limit."""
+    return [
+        (path, f"at most {limit} characters")
+        for path, limit, value in _strings(message, "")
+        if len(value) > limit
+    ]
+
+
+def _strings(message: Message, prefix: str) -> Iterator[tuple[str, int, str | bytes]]:
+    for field, value in message.ListFields():
+        path = f"{prefix}{field.name}"
+        if field.type in _TEXT_TYPES:
+            limit = STRING_LIMITS.get(field.full_name, DEFAULT_STRING_LIMIT)
+            if field.is_repeated:
+                yield from ((f"{path}[{i}]", limit, item) for i, item in enumerate(value))
+            else:
+                yield path, limit, value
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            if field.is_repeated:
+                for i, item in enumerate(value):
+                    yield from _strings(item, f"{path}[{i}].")
+            else:
+                yield from _strings(value, f"{path}.")
+
+
+def timestamp_field(message: Message, field: str, *, name: str | None = None) -> datetime | None:
+    """The aware UTC datetime in a Timestamp field, or None when it is not set.
+
+    A timestamp outside 0001-01-01..9999-12-31 or with nanos outside 0..999,999,999 raises
+    `InvalidArgument` naming `name` (default: `field`).
+    """
+    if not message.HasField(field):
+        return None
+    ts: Timestamp = getattr(message, field)
+    try:
+        return ts.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument(
+            [(name or field, "is not a valid timestamp (years 1 to 9999, nanos 0 to 999999999)")]
+        ) from None

@@ -1,0 +1,227 @@
+"""What every Preflight server does before and after a handler, over real gRPC on loopback:
+unparseable bytes and over-long strings are INVALID_ARGUMENT naming the field, a handler's
+exception never reaches the caller's status, a full database is UNAVAILABLE; and the shared
+field helpers (timestamps, page tokens)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from preflight.notifier.v1 import notifier_pb2
+from preflight_common.auth import LocalAuthenticator, Principal, Role, TokenStore, tokens_table
+from preflight_common.config import ConfigError
+from preflight_common.db import make_engine
+from preflight_common.fields import (
+    DEFAULT_STRING_LIMIT,
+    MATCHER_LIMIT,
+    InvalidArgument,
+    string_violations,
+    timestamp_field,
+)
+from preflight_common.grpcserver import build_server
+from preflight_common.pagetokens import PageTokens
+from sqlalchemy import Column, Integer, MetaData, Table, Text, insert
+from sqlalchemy.exc import OperationalError
+
+Handler = Callable[[notifier_pb2.CreateSilenceRequest, grpc.aio.ServicerContext], Awaitable[Any]]
+
+
+def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    assert status is not None
+    bad_request = error_details_pb2.BadRequest()
+    status.details[0].Unpack(bad_request)
+    return {v.field: v.description for v in bad_request.field_violations}
+
+
+@pytest.fixture
+async def serve(tmp_path: Any) -> AsyncIterator[Callable[[Handler], Awaitable[tuple[str, str]]]]:
+    """Start a server whose one method `test.Guard/Call` takes a CreateSilenceRequest and runs the
+    given handler; returns its target and a valid token."""
+    engine = make_engine(f"sqlite:///{tmp_path}/tokens.db")
+    metadata = MetaData()
+    store = TokenStore(engine, tokens_table(metadata))
+    metadata.create_all(engine)
+    servers: list[grpc.aio.Server] = []
+
+    async def start(handler: Handler) -> tuple[str, str]:
+        generic = grpc.method_handlers_generic_handler(
+            "test.Guard",
+            {
+                "Call": grpc.unary_unary_rpc_method_handler(
+                    handler,
+                    request_deserializer=notifier_pb2.CreateSilenceRequest.FromString,
+                    response_serializer=notifier_pb2.CreateSilenceResponse.SerializeToString,
+                )
+            },
+        )
+        server, port, _ = build_server(
+            "127.0.0.1:0",
+            [lambda s: s.add_generic_rpc_handlers((generic,))],
+            authenticator=LocalAuthenticator(store),
+            service_names=[],
+        )
+        await server.start()
+        servers.append(server)
+        return f"127.0.0.1:{port}", store.create(Principal("ops", Role.OPERATOR, "bank-a")).token
+
+    yield start
+    for server in servers:
+        await server.stop(None)
+    engine.dispose()
+
+
+async def _call(target: str, token: str, request: bytes) -> grpc.aio.AioRpcError:
+    async with grpc.aio.insecure_channel(target) as channel:
+        call = channel.unary_unary("/test.Guard/Call")
+        with pytest.raises(grpc.aio.AioRpcError) as error:
+            await call(request, metadata=(("authorization", f"Bearer {token}"),), timeout=10)
+    return error.value
+
+
+async def _refuse(request: Any, context: grpc.aio.ServicerContext) -> Any:
+    raise AssertionError("the handler must not run")
+
+
+async def test_unparseable_bytes_are_invalid_argument_without_parser_internals(serve: Any) -> None:
+    target, token = await serve(_refuse)
+    error = await _call(target, token, b"\xff\xff\xff\xff\x0f garbage")
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request" in _violations(error)
+    assert "Decode" not in (error.details() or "") and "Unexpected" not in (error.details() or "")
+
+
+async def test_unparseable_bytes_from_an_unauthenticated_caller_are_unauthenticated(serve: Any) -> None:
+    target, _ = await serve(_refuse)
+    error = await _call(target, "pft_made-up", b"\xff\xff\xff")
+    assert error.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_an_overlong_string_anywhere_in_the_request_is_refused_naming_it(serve: Any) -> None:
+    target, token = await serve(_refuse)
+    request = notifier_pb2.CreateSilenceRequest(
+        matchers=[
+            notifier_pb2.Matcher(label="kind", value="ok"),
+            notifier_pb2.Matcher(label="kind", value="a" * (MATCHER_LIMIT + 1)),
+        ],
+        comment="x" * 4096,
+    )
+    error = await _call(target, token, request.SerializeToString())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _violations(error) == {"matchers[1].value": f"at most {MATCHER_LIMIT} characters"}
+
+
+def test_string_limits_default_and_per_field() -> None:
+    request = notifier_pb2.CreateSilenceRequest(
+        matchers=[notifier_pb2.Matcher(label="k" * (DEFAULT_STRING_LIMIT + 1), value="v" * MATCHER_LIMIT)]
+    )
+    assert string_violations(request) == [("matchers[0].label", f"at most {DEFAULT_STRING_LIMIT} characters")]
+
+
+async def test_a_handler_raising_invalid_argument_names_its_fields(serve: Any) -> None:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        timestamp_field(request, "ends_at")
+        raise AssertionError("unreachable")
+
+    target, token = await serve(handler)
+    request = notifier_pb2.CreateSilenceRequest(ends_at=Timestamp(seconds=0, nanos=-1))
+    error = await _call(target, token, request.SerializeToString())
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert set(_violations(error)) == {"ends_at"}
+    assert "ValueError" not in (error.details() or "")
+
+
+async def test_an_unexpected_exception_is_internal_without_its_class_or_text(serve: Any) -> None:
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        raise OverflowError("int too large to convert to secret-table-name")
+
+    target, token = await serve(handler)
+    error = await _call(target, token, b"")
+    assert error.code() == grpc.StatusCode.INTERNAL
+    assert error.details() == "internal error; it has been logged"
+
+
+async def test_a_full_database_is_unavailable_saying_storage_is_exhausted(serve: Any, tmp_path: Any) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path}/full.db")
+    metadata = MetaData()
+    rows = Table("rows", metadata, Column("id", Integer, primary_key=True), Column("body", Text))
+    metadata.create_all(engine)
+
+    async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        with engine.begin() as conn:
+            pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+            conn.exec_driver_sql(f"PRAGMA max_page_count = {pages}")
+            conn.execute(insert(rows), [{"body": "x" * 4096} for _ in range(64)])
+        raise AssertionError("the insert should not fit")
+
+    target, token = await serve(handler)
+    error = await _call(target, token, b"")
+    assert error.code() == grpc.StatusCode.UNAVAILABLE
+    assert error.details() == "storage is exhausted; retry later"
+    engine.dispose()
+
+
+def test_storage_exhaustion_is_recognised_through_wrappers() -> None:
+    from preflight_common.db import storage_exhausted
+
+    full = sqlite3.OperationalError("database or disk is full")
+    full.sqlite_errorcode = sqlite3.SQLITE_FULL  # type: ignore[attr-defined]
+    assert storage_exhausted(OperationalError("INSERT", {}, full))
+    assert storage_exhausted(OSError(28, "No space left on device"))
+    disk_full = RuntimeError("could not extend file")
+    disk_full.sqlstate = "53100"  # type: ignore[attr-defined]
+    assert storage_exhausted(disk_full)
+    assert not storage_exhausted(sqlite3.OperationalError("no such table: x"))
+    assert not storage_exhausted(OSError(13, "Permission denied"))
+
+
+def test_timestamp_field_converts_valid_and_names_invalid_ones() -> None:
+    ok = notifier_pb2.CreateSilenceRequest(ends_at=Timestamp(seconds=1_700_000_000))
+    assert timestamp_field(ok, "ends_at") == datetime.fromtimestamp(1_700_000_000, UTC)
+    assert timestamp_field(ok, "starts_at") is None
+    for bad in (Timestamp(nanos=-1), Timestamp(seconds=253402300800), Timestamp(seconds=-(2**62))):
+        with pytest.raises(InvalidArgument) as error:
+            timestamp_field(notifier_pb2.CreateSilenceRequest(starts_at=bad), "starts_at", name="x.since")
+        assert [name for name, _ in error.value.violations] == ["x.since"]
+
+
+def test_page_tokens_round_trip_and_refuse_edited_foreign_and_garbage_tokens() -> None:
+    codec = PageTokens.from_secret("s" * 32)
+    token = codec.encode("notifier.ListAlerts", [42, "alert-1"])
+    assert "42" not in token
+    assert codec.decode("notifier.ListAlerts", token) == [42, "alert-1"]
+    assert PageTokens.from_secret("s" * 32).decode("notifier.ListAlerts", token) == [42, "alert-1"]
+    assert codec.encode("x", None) == "" and codec.decode("x", "") is None
+    edited = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    for scope, bad in [
+        ("notifier.ListAlerts", edited),
+        ("clearinghouse.ListReports", token),
+        ("notifier.ListAlerts", "9" * 40),
+        ("notifier.ListAlerts", "é"),
+        ("notifier.ListAlerts", "="),
+    ]:
+        with pytest.raises(InvalidArgument) as error:
+            codec.decode(scope, bad)
+        assert error.value.violations[0][0] == "page_token"
+    with pytest.raises(InvalidArgument):
+        PageTokens.from_secret("t" * 32).decode("notifier.ListAlerts", token)
+
+
+def test_page_token_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFLIGHT_PAGE_TOKEN_KEY", "k" * 32)
+    token = PageTokens.from_env().encode("s", [1])
+    assert PageTokens.from_env().decode("s", token) == [1]
+    monkeypatch.setenv("PREFLIGHT_PAGE_TOKEN_KEY", "short")
+    with pytest.raises(ConfigError, match="PREFLIGHT_PAGE_TOKEN_KEY"):
+        PageTokens.from_env()
+    monkeypatch.delenv("PREFLIGHT_PAGE_TOKEN_KEY")
+    with pytest.raises(InvalidArgument):
+        PageTokens.from_env().decode("s", PageTokens.from_env().encode("s", [1]))

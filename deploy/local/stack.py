@@ -32,6 +32,8 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from preflight_common import bus
+from preflight_common.config import KafkaSettings
 from preflight_common.localkafka import LocalKafka, parent_death_hook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +58,14 @@ PRINCIPALS: dict[str, tuple[str, str, list[str]]] = {
     "operator_hospital": ("operator", "st-mary-hospital", ["healthcare"]),
     "operator_utility": ("operator", "valley-water", ["water"]),
 }
+# The operator organisations registered for alert topics (each is also a Kafka principal).
+PARTICIPANTS = bus.Participants(
+    tuple(
+        bus.Organisation(organisation, tuple(sectors))
+        for role, organisation, sectors in PRINCIPALS.values()
+        if role == "operator"
+    )
+)
 
 
 def log(message: str) -> None:
@@ -86,6 +96,9 @@ class Stack:
         self.state_file = self.run_dir / "stack.json"
         self.tokens_file = self.run_dir / "tokens.json"
         self.secrets_file = self.run_dir / "secrets.env"
+        self.kafka_dir = self.run_dir / "kafka"
+        self.kafka_credentials = self.run_dir / "kafka-credentials"
+        self.participants_file = self.run_dir / "participants.yaml"
         self.supervisor_pid = self.run_dir / "supervisor.pid"
         self._written = ""
         self.ports = {
@@ -175,8 +188,23 @@ def _base_env(stack: Stack) -> dict[str, str]:
     return env
 
 
+def kafka_settings(stack: Stack, principal: str) -> KafkaSettings:
+    """How `principal` (a service's or an operator's) reaches the stack's broker; the administrator
+    (`admin`) is the broker's super user, used only to provision."""
+    if principal == "admin":
+        return LocalKafka(stack.kafka_dir, port=stack.ports["kafka"]).admin_settings()
+    return KafkaSettings(
+        bootstrap_servers=f"127.0.0.1:{stack.ports['kafka']}",
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=principal,
+        sasl_password_file=str(stack.kafka_credentials / f"{principal}.password"),
+    )
+
+
 def _service_env(stack: Stack, service: str, keys: dict[str, str], tokens: dict[str, str]) -> dict[str, str]:
     env = _base_env(stack)
+    env.update(kafka_settings(stack, bus.service_principal(service)).env())
     env.update(
         PREFLIGHT_DATABASE_URL=_db_url(stack, service),
         PREFLIGHT_GRPC_LISTEN=f"127.0.0.1:{stack.ports[service]}",
@@ -200,6 +228,7 @@ def _service_env(stack: Stack, service: str, keys: dict[str, str], tokens: dict[
         env["PREFLIGHT_CLEARINGHOUSE_STATE_DIR"] = str(stack.data / "clearinghouse")
     elif service == "notifier":
         env.update(
+            PREFLIGHT_PARTICIPANTS_FILE=str(stack.participants_file),
             PREFLIGHT_NOTIFIER_ROUTING_FILE=str(stack.run_dir / "routing.yaml"),
             PREFLIGHT_NOTIFIER_SMTP_HOST="127.0.0.1",
             PREFLIGHT_NOTIFIER_SMTP_PORT=str(stack.ports["smtp-sink"]),
@@ -249,6 +278,13 @@ def _routing(webhook_port: int) -> str:
         {"name": "lab-contacts", "audience": "lab_contacts", "email": {}},
     ]
     return yaml.safe_dump(routing, sort_keys=False)
+
+
+def _participants_yaml() -> str:
+    import yaml
+
+    organisations = [{"name": o.name, "sectors": list(o.sectors)} for o in PARTICIPANTS.organisations]
+    return yaml.safe_dump({"organisations": organisations}, sort_keys=False)
 
 
 def _run(argv: list[str], env: dict[str, str], log_path: Path) -> str:
@@ -317,13 +353,23 @@ class Supervisor:
         for folder in (stack.logs, stack.data, stack.run_dir / "evals", stack.run_dir / "sinks"):
             folder.mkdir(parents=True, exist_ok=True)
         self.write_state("starting")
-        self.kafka = LocalKafka(stack.run_dir / "kafka", port=stack.ports["kafka"], die_with_parent=True)
+        self.kafka = LocalKafka(stack.kafka_dir, port=stack.ports["kafka"], die_with_parent=True)
         log(f"starting Apache Kafka on 127.0.0.1:{stack.ports['kafka']}")
         self.kafka.start()
         keys = stack.secrets()
         base = _base_env(stack)
-        log("creating topics")
-        _run([str(BIN / "preflight-topics")], base, stack.logs / "setup.log")
+        log("creating topics, principals and ACLs")
+        stack.participants_file.write_text(_participants_yaml())
+        provision_env = {
+            **base,
+            **kafka_settings(stack, "admin").env(),
+            "PREFLIGHT_PARTICIPANTS_FILE": str(stack.participants_file),
+        }
+        _run(
+            [str(BIN / "preflight-topics"), "--acls", "--credentials-dir", str(stack.kafka_credentials)],
+            provision_env,
+            stack.logs / "setup.log",
+        )
         for service in SERVICES:
             log(f"migrating {service}")
             _run(

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from preflight_common.config import KafkaSettings
+from preflight_common.localkafka import LocalKafka
 from preflight_common.ports import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,6 +57,19 @@ class RunningStack:
 
     def target(self, service: str) -> str:
         return f"127.0.0.1:{self.ports[service]}"
+
+    def kafka_settings(self, principal: str = "admin") -> KafkaSettings:
+        """How `principal` reaches the stack's broker: `admin` (reads everything), a service's
+        (`preflight-<service>`) or an operator's (`operator-<organisation>`) principal."""
+        if principal == "admin":
+            return LocalKafka(self.run_dir / "kafka", port=self.ports["kafka"]).admin_settings()
+        return KafkaSettings(
+            bootstrap_servers=self.target("kafka"),
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism="SCRAM-SHA-512",
+            sasl_username=principal,
+            sasl_password_file=str(self.run_dir / "kafka-credentials" / f"{principal}.password"),
+        )
 
     def sink(self, name: str) -> list[dict[str, Any]]:
         path = self.run_dir / "sinks" / f"{name}.jsonl"
@@ -141,11 +156,11 @@ def topic_events(stack: RunningStack, topic: str, registry_types: list[Any]) -> 
     registry = EventRegistry(registry_types)
     consumer = KafkaConsumer(
         topic,
-        bootstrap_servers=[stack.target("kafka")],
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         consumer_timeout_ms=3000,
         group_id=None,
+        **stack.kafka_settings().kafka_python_options(),
     )
     try:
         return [(*decode_record(r.headers, r.value, registry), r.timestamp) for r in consumer]

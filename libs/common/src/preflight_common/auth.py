@@ -22,7 +22,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -35,6 +35,8 @@ from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, insert, select, update
 
 from preflight_common.channels import aio_channel
+from preflight_common.fields import InvalidArgument, timestamp_field
+from preflight_common.names import NAME_RULE, is_valid_name
 
 TOKEN_PREFIX = "pft_"  # noqa: S105 - a public prefix, not a secret
 
@@ -140,6 +142,36 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+PRINCIPAL_ID_MAX = 256
+
+
+def principal_violations(
+    principal_id: str, organisation: str, sectors: Iterable[str]
+) -> list[tuple[str, str]]:
+    """Why a token may not be issued to this principal, as (field, description) pairs.
+
+    A principal id is 1 to `PRINCIPAL_ID_MAX` printable characters without whitespace (it is
+    logged, audited and shown); organisation and sectors follow `preflight_common.names`.
+    """
+    violations = []
+    if not (
+        0 < len(principal_id) <= PRINCIPAL_ID_MAX
+        and all(c.isprintable() and not c.isspace() for c in principal_id)
+    ):
+        violations.append(
+            (
+                "principal.principal_id",
+                f"must be 1-{PRINCIPAL_ID_MAX} printable characters without whitespace",
+            )
+        )
+    if not is_valid_name(organisation):
+        violations.append(("principal.organisation", NAME_RULE))
+    for i, sector in enumerate(sectors):
+        if not is_valid_name(sector):
+            violations.append((f"principal.sectors[{i}]", NAME_RULE))
+    return violations
+
+
 class TokenStore:
     """Bearer tokens in a service's database. Only hashes are stored."""
 
@@ -153,9 +185,13 @@ class TokenStore:
     def create(
         self, principal: Principal, expires_at: datetime | None = None, description: str = ""
     ) -> IssuedToken:
-        """Issue a token for `principal`; the returned secret is not stored and cannot be shown again."""
-        if not principal.principal_id or not principal.organisation:
-            raise ValueError("principal_id and organisation are required")
+        """Issue a token for `principal`; the returned secret is not stored and cannot be shown again.
+
+        Raises ValueError when the principal breaks `principal_violations` or the expiry is past.
+        """
+        violations = principal_violations(principal.principal_id, principal.organisation, principal.sectors)
+        if violations:
+            raise ValueError("; ".join(f"{name}: {description}" for name, description in violations))
         now = datetime.now(UTC)
         expiry = _aware(expires_at) if expires_at else now + self._default_lifetime
         if expiry <= now:
@@ -333,11 +369,15 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.CreateTokenRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.CreateTokenResponse:
         await require_role(context, Role.ADMIN)
+        claimed = request.principal
+        violations = principal_violations(claimed.principal_id, claimed.organisation, claimed.sectors)
+        if violations:
+            raise InvalidArgument(violations)
         try:
             principal = Principal.from_proto(request.principal)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"principal.role: {exc}")
-        expires = request.expires_at.ToDatetime(tzinfo=UTC) if request.HasField("expires_at") else None
+        expires = timestamp_field(request, "expires_at")
         try:
             issued = await asyncio.to_thread(self._store.create, principal, expires, request.description)
         except ValueError as exc:

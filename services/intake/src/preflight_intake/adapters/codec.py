@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import json
 from datetime import UTC, datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2, submission_pb2
+from preflight_common.pagetokens import page_tokens
 
 from preflight_intake.adapters.store import Cursor
 from preflight_intake.domain.model import (
@@ -172,22 +170,19 @@ def change_to_proto(change: StatusChange) -> intake_pb2.WatchSubmissionResponse:
     )
 
 
+_LIST_SCOPE = "preflight.intake.v1.IntakeService/ListSubmissions"
+
+
 def encode_page_token(cursor: Cursor | None) -> str:
     if cursor is None:
         return ""
-    raw = json.dumps([cursor.received_at.isoformat(), cursor.submission_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return page_tokens().encode(_LIST_SCOPE, [cursor.received_at.isoformat(), cursor.submission_id])
 
 
 def decode_page_token(token: str) -> Cursor | None:
-    """The cursor in a page token; raises InvalidRequest on a token this server did not issue."""
-    if not token:
+    """The cursor in a page token; raises InvalidArgument on a token this server did not issue."""
+    decoded = page_tokens().decode(_LIST_SCOPE, token)
+    if decoded is None:
         return None
-    try:
-        received_at, submission_id = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        moment = datetime.fromisoformat(received_at)
-        if moment.tzinfo is None or not isinstance(submission_id, str):
-            raise ValueError(token)
-    except (ValueError, TypeError, binascii.Error):
-        raise InvalidRequest([Violation("page_token", "is not a token from a previous response")]) from None
-    return Cursor(moment.astimezone(UTC), submission_id)
+    received_at, submission_id = decoded
+    return Cursor(datetime.fromisoformat(str(received_at)), str(submission_id))

@@ -5,8 +5,9 @@ use case in a worker thread (the store is blocking) and maps its errors to
 status codes: InvalidRequest → INVALID_ARGUMENT with `google.rpc.BadRequest`
 field violations; NotFound → NOT_FOUND; PermissionDenied → PERMISSION_DENIED;
 Conflict → ALREADY_EXISTS; FailedPrecondition → FAILED_PRECONDITION; a change
-that kept losing to concurrent ones → ABORTED; anything else → INTERNAL, with
-the details only in the server's log.
+that kept losing to concurrent ones → ABORTED. Anything else is the server's
+(`preflight_common.grpcserver`): a full database → UNAVAILABLE, the rest →
+INTERNAL with the details only in the server's log.
 """
 
 from __future__ import annotations
@@ -154,10 +155,6 @@ async def _run(context: grpc.aio.ServicerContext, work: Callable[..., T], *args:
         await context.abort(
             grpc.StatusCode.INTERNAL, "the credential cannot be decrypted; contact the operators"
         )
-    except Exception:
-        # Never let internals (SQL, stack traces) reach the caller.
-        log.exception("%s failed", getattr(work, "__name__", "call"))
-        await context.abort(grpc.StatusCode.INTERNAL, "internal error; it has been logged")
     _aborted()
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -137,6 +139,23 @@ def test_reviewers_page_through_every_job(api: Api) -> None:
         if not token:
             break
     assert len(seen) == len(set(seen)) == 3
+
+
+def test_page_tokens_are_sealed_so_a_forged_or_edited_cursor_is_refused(api: Api) -> None:
+    plan(api.store, "sub-sealed", "lab-d", ["a", "b"])
+    lab = api.auth(api.intake.lab_token("lab-d"))
+    first = api.stub.ListJobs(benchmark_pb2.ListJobsRequest(page_size=1), metadata=lab)
+    token = first.next_page_token
+    assert token and first.jobs[0].job_id.encode() not in base64.urlsafe_b64decode(token + "===")
+    forged = base64.urlsafe_b64encode(json.dumps(["1970-01-01T00:00:00+00:00", ""]).encode()).decode()
+    edited = token[:10] + ("A" if token[10] != "A" else "B") + token[11:]
+    for bad in (forged, edited, "9" * 40):
+        with pytest.raises(grpc.RpcError) as refused:
+            api.stub.ListJobs(benchmark_pb2.ListJobsRequest(page_size=1, page_token=bad), metadata=lab)
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field_violations(refused.value) == ["page_token"]
+    rest = api.stub.ListJobs(benchmark_pb2.ListJobsRequest(page_size=5, page_token=token), metadata=lab)
+    assert len(rest.jobs) == 1 and rest.jobs[0].job_id != first.jobs[0].job_id
 
 
 def test_bad_list_requests_name_their_fields(api: Api) -> None:

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import json
 from datetime import datetime
 
 import grpc
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
 from preflight_common.auth import Principal, Role, require_role
+from preflight_common.fields import InvalidArgument
 from preflight_common.grpcserver import invalid_argument
+from preflight_common.pagetokens import page_tokens
 
 from preflight_benchmark.adapters.events import PROTO_TO_STATUS, STATUS_TO_PROTO, job_view
 from preflight_benchmark.adapters.store import JobRecord, JobStore
@@ -27,14 +26,20 @@ def _visible_to(principal: Principal, job: JobRecord) -> bool:
     return principal.role in (Role.REVIEWER, Role.SERVICE) or job.organisation == principal.organisation
 
 
+_LIST_SCOPE = "preflight.benchmark.v1.BenchmarkService/ListJobs"
+
+
 def _encode_token(job: JobRecord) -> str:
-    raw = json.dumps([job.created_at.isoformat(), job.job_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    return page_tokens().encode(_LIST_SCOPE, [job.created_at.isoformat(), job.job_id])
 
 
-def _decode_token(token: str) -> tuple[datetime, str]:
-    created, job_id = json.loads(base64.urlsafe_b64decode(token.encode()))
-    return datetime.fromisoformat(created), str(job_id)
+def _decode_token(token: str) -> tuple[datetime, str] | None:
+    """The cursor in a page token; InvalidArgument naming `page_token` if this server did not issue it."""
+    cursor = page_tokens().decode(_LIST_SCOPE, token)
+    if cursor is None:
+        return None
+    created, job_id = cursor
+    return datetime.fromisoformat(str(created)), str(job_id)
 
 
 class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
@@ -64,11 +69,10 @@ class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
         if any(s not in PROTO_TO_STATUS for s in request.statuses):
             violations.append(("statuses", "JOB_STATUS_UNSPECIFIED or unknown status"))
         after = None
-        if request.page_token:
-            try:
-                after = _decode_token(request.page_token)
-            except (ValueError, TypeError, binascii.Error):
-                violations.append(("page_token", "not a token from a previous response"))
+        try:
+            after = _decode_token(request.page_token)
+        except InvalidArgument as exc:
+            violations += exc.violations
         if violations:
             await invalid_argument(context, violations)
         size = request.page_size or DEFAULT_PAGE

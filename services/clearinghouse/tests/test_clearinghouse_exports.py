@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from datetime import timedelta
@@ -12,6 +13,7 @@ import stix2
 from clearinghouse_support import START, V31, V40, make_finding, source
 from csaf.csaf.v20 import validate as validate_csaf
 from jsonschema import Draft202012Validator
+from preflight_clearinghouse.adapters.exports import osv
 from preflight_clearinghouse.adapters.exports.csaf import CsafExporter
 from preflight_clearinghouse.adapters.exports.osv import export_osv, ranges_of
 from preflight_clearinghouse.adapters.exports.stix import TLP_MARKING_IDS, export_stix
@@ -112,27 +114,90 @@ def test_csaf_exports_pass_the_csaf_validator(finding: Finding) -> None:
 
 
 @pytest.mark.parametrize("finding", VARIANTS.values(), ids=VARIANTS.keys())
-def test_osv_exports_pass_the_official_osv_schema(finding: Finding) -> None:
-    schema_text = (
+def test_osv_exports_pass_the_current_official_osv_schema(finding: Finding) -> None:
+    raw = (
         resources.files("preflight_clearinghouse.adapters.exports")
         .joinpath("schemas/osv-schema.json")
-        .read_text()
+        .read_bytes()
     )
-    validator = Draft202012Validator(
-        json.loads(schema_text), format_checker=Draft202012Validator.FORMAT_CHECKER
-    )
+    assert hashlib.sha256(raw).hexdigest() == osv.SCHEMA_SHA256
+    schema = json.loads(raw)
+    # The current schema, not the 2023 one: it knows CVSS_V4 and rules ids by database prefix.
+    assert "CVSS_V4" in json.dumps(schema["$defs"]["severity"])
+    assert "x_" in schema["$defs"]["prefix"]["pattern"]
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
     document = json.loads(export_osv(finding, NOW).document)
     assert list(validator.iter_errors(document)) == []
+    assert document["id"] == f"x_PREFLIGHT-{finding.finding_id}"
 
 
 def test_osv_ranges_follow_the_vers_constraints() -> None:
-    ranges, versions = ranges_of("vers:pypi/>=1.0.0|<1.4.2|>=2.0.0|<=2.1.0|3.0.0") or ([], [])
+    ranges, versions, widened = ranges_of("vers:pypi/>=1.0.0|<1.4.2|>=2.0.0|<=2.1.0|3.0.0")
     assert ranges == [
         {"type": "ECOSYSTEM", "events": [{"introduced": "1.0.0"}, {"fixed": "1.4.2"}]},
         {"type": "ECOSYSTEM", "events": [{"introduced": "2.0.0"}, {"last_affected": "2.1.0"}]},
     ]
     assert versions == ["3.0.0"]
-    assert ranges_of("vers:pypi/>1.0") is None
+    assert not widened
+
+
+@pytest.mark.parametrize(
+    ("vers", "events"),
+    [
+        ("vers:pypi/>1.0|<1.4.2", [{"introduced": "1.0"}, {"fixed": "1.4.2"}]),
+        ("vers:pypi/!=1.2.0|<2.0", [{"introduced": "0"}, {"fixed": "2.0"}]),
+        ("vers:pypi/>1.0", [{"introduced": "1.0"}]),
+        ("vers:pypi/!=1.2.0", [{"introduced": "0"}]),
+    ],
+)
+def test_osv_ranges_with_exclusive_bounds_are_widened_never_emptied(vers: str, events: list[object]) -> None:
+    finding = realistic(affected=(AffectedProduct(purl="pkg:pypi/libfoo", version_range=vers),))
+    (entry,) = json.loads(export_osv(finding, NOW).document)["affected"]
+    assert entry["ranges"] == [{"type": "ECOSYSTEM", "events": events}]
+    assert entry["database_specific"] == {"vers": vers}
+
+
+@pytest.mark.parametrize(
+    ("purl", "ecosystem", "name"),
+    [
+        ("pkg:deb/debian/expat@2.5.0-1?distro=debian-12", "Debian:12", "expat"),
+        ("pkg:deb/debian/expat@2.5.0-1", "Debian", "expat"),
+        ("pkg:deb/ubuntu/openssl@3.0.2", "Ubuntu", "openssl"),
+        ("pkg:apk/alpine/busybox@1.36.1", "Alpine", "busybox"),
+        ("pkg:rpm/redhat/openssl@3.0.7", "Red Hat", "openssl"),
+        ("pkg:github/acme/widget@v1.2.0", "GIT", "https://github.com/acme/widget"),
+        (
+            "pkg:generic/zlib@1.2.13?vcs_url=git%2Bhttps://github.com/madler/zlib",
+            "GIT",
+            "https://github.com/madler/zlib",
+        ),
+        ("pkg:maven/org.example/libfoo-java@3.2.1", "Maven", "org.example:libfoo-java"),
+        ("pkg:npm/%40scope/pkg@1.0.0", "npm", "@scope/pkg"),
+        ("pkg:cargo/serde@1.0.0", "crates.io", "serde"),
+        ("pkg:conan/openssl@3.1.0", "ConanCenter", "openssl"),
+    ],
+)
+def test_osv_ecosystems_come_from_one_table_of_real_ecosystems(purl: str, ecosystem: str, name: str) -> None:
+    finding = realistic(affected=(AffectedProduct(purl=purl),))
+    document = json.loads(export_osv(finding, NOW).document)
+    (entry,) = document["affected"]
+    assert entry["package"]["ecosystem"] == ecosystem
+    assert entry["package"]["name"] == name
+    assert entry.get("versions") or entry.get("ranges")
+
+
+def test_products_without_an_osv_ecosystem_are_listed_not_invented() -> None:
+    finding = realistic(affected=(AffectedProduct(purl="pkg:generic/libbar@1.0"),))
+    document = json.loads(export_osv(finding, NOW).document)
+    assert "affected" not in document
+    assert document["database_specific"]["unmapped_products"] == ["pkg:generic/libbar@1.0"]
+
+
+def test_osv_severity_carries_cvss_4_as_a_severity_type() -> None:
+    document = json.loads(export_osv(realistic(), NOW).document)
+    assert {"type": "CVSS_V4", "score": V40} in document["severity"]
+    assert {"type": "CVSS_V3", "score": V31} in document["severity"]
+    assert "cvss_v4" not in document["database_specific"]
 
 
 @pytest.mark.parametrize("finding", VARIANTS.values(), ids=VARIANTS.keys())

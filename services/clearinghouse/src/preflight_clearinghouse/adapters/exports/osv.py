@@ -1,21 +1,32 @@
 """OSV (OpenSSF) record for one finding, validated against the vendored official schema.
 
-Each purl product becomes an `affected` entry (ecosystem from the purl type).
-Its `vers:` range becomes OSV events: every `>=` opens an interval (`introduced`),
-`<` closes it (`fixed`) and `<=` closes it (`last_affected`), one range object
-per interval; `=` constraints become `versions`. Ranges with other comparators
-(`>`, `!=`) cannot be written as OSV events and are kept in
-`database_specific.vers`. CPE products, CWE ids, the CVSS 4.0 vector, the TLP
-label and the audience go to `database_specific`.
+The id is `x_PREFLIGHT-<finding id>`: Preflight is a local database that OSV.dev does not
+aggregate, which the schema's id rule reserves the `x_` prefix for. Each purl product whose
+type names an OSV ecosystem (`ecosystem_of`, one table covering every ecosystem a purl can
+name) becomes an `affected` entry; a product with no OSV ecosystem (`pkg:generic` without a
+`vcs_url`, CPE-only firmware) is listed in `database_specific.unmapped_products` instead of
+under an invented ecosystem. Repositories (`pkg:github`, `pkg:bitbucket`, a `vcs_url`) are
+the `GIT` ecosystem named by their URL.
+
+A `vers:` range becomes OSV events: `>=` opens an interval (`introduced`), `<` closes it
+(`fixed`), `<=` closes it (`last_affected`), `=` lists a version. OSV has no exclusive lower
+bound and no excluded version, so `>v` is widened to `introduced: v` and `!=v` is ignored:
+a range is only ever widened, never narrowed, and never left empty (a scanner reads an entry
+with no ranges and no versions as "nothing affected"); the exact `vers` is kept in the
+entry's `database_specific.vers` whenever it was widened. CVSS 3.x and 4.0 vectors are
+severities (`CVSS_V3`, `CVSS_V4`); CWE ids, CPE products, the TLP label and the audience go to
+`database_specific`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from datetime import datetime
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Final
 
 from packageurl import PackageURL
 
@@ -31,89 +42,150 @@ from preflight_clearinghouse.domain.exports import ExportDocument
 from preflight_clearinghouse.domain.findings import AffectedProduct, Finding, parse_version_range
 
 MEDIA_TYPE = "application/json"
-SCHEMA_VERSION = "1.6.0"
-ECOSYSTEMS = {
+SCHEMA_VERSION = "1.7.5"
+SCHEMA_SHA256: Final = "7a511902b57297197b37298f6adaa2acb15f22b3f641bb9f547f19dcbe533ba8"
+"""Digest of the vendored `schemas/osv-schema.json` (see schemas/README.md): checked on load."""
+LOCAL_ID_PREFIX: Final = "x_"
+
+ECOSYSTEMS: Final[dict[str, str]] = {
+    "bitnami": "Bitnami",
     "cargo": "crates.io",
     "composer": "Packagist",
+    "conan": "ConanCenter",
     "cran": "CRAN",
-    "deb": "Debian",
     "gem": "RubyGems",
-    "github": "GitHub Actions",
     "golang": "Go",
     "hackage": "Hackage",
     "hex": "Hex",
+    "julia": "Julia",
     "maven": "Maven",
     "npm": "npm",
     "nuget": "NuGet",
+    "opam": "opam",
     "pub": "Pub",
     "pypi": "PyPI",
     "swift": "SwiftURL",
+    "vscode-extension": "VSCode",
 }
+"""Language and registry purl types whose OSV ecosystem does not depend on a namespace."""
+
+DISTRIBUTIONS: Final[dict[tuple[str, str], str]] = {
+    ("apk", "alpine"): "Alpine",
+    ("apk", "chainguard"): "Chainguard",
+    ("apk", "minimos"): "MinimOS",
+    ("apk", "wolfi"): "Wolfi",
+    ("apk", "alpaquita"): "Alpaquita",
+    ("deb", "debian"): "Debian",
+    ("deb", "ubuntu"): "Ubuntu",
+    ("rpm", "almalinux"): "AlmaLinux",
+    ("rpm", "azurelinux"): "Azure Linux",
+    ("rpm", "mageia"): "Mageia",
+    ("rpm", "openeuler"): "openEuler",
+    ("rpm", "opensuse"): "openSUSE",
+    ("rpm", "photon"): "Photon OS",
+    ("rpm", "redhat"): "Red Hat",
+    ("rpm", "rocky-linux"): "Rocky Linux",
+    ("rpm", "suse"): "SUSE",
+}
+"""Operating-system purl types: the namespace names the distribution (its OSV ecosystem)."""
+
+REPOSITORY_HOSTS: Final[dict[str, str]] = {"github": "github.com", "bitbucket": "bitbucket.org"}
+"""Purl types that name a source repository: the `GIT` ecosystem, named by the repository URL."""
+
 EVENT_OF = {"<": "fixed", "<=": "last_affected"}
+_DEBIAN_RELEASE = re.compile(r"^debian-(\d+)$")
 
 
 @cache
 def schema_validator() -> Any:
-    """A validator for the vendored official OSV schema (jsonschema loads slowly: on first use)."""
+    """A validator for the vendored official OSV schema (its digest checked; built once, on first use)."""
     from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
-    text = (
+    raw = (
         resources.files("preflight_clearinghouse.adapters.exports")
         .joinpath("schemas/osv-schema.json")
-        .read_text()
+        .read_bytes()
     )
-    return Draft202012Validator(json.loads(text), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    if hashlib.sha256(raw).hexdigest() != SCHEMA_SHA256:
+        raise RuntimeError("the vendored OSV schema does not match its pinned digest")
+    return Draft202012Validator(json.loads(raw), format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
-def _package_name(product: AffectedProduct) -> tuple[str, str, str]:
-    purl = without_version(product.purl)
-    if purl.type == "maven" and purl.namespace:
-        name = f"{purl.namespace}:{purl.name}"
-    else:
-        name = f"{purl.namespace}/{purl.name}" if purl.namespace else purl.name
-    return ECOSYSTEMS.get(purl.type, purl.type), name, purl.to_string()
+def osv_id(finding: Finding) -> str:
+    """The record's id: Preflight's advisory id under OSV's prefix for local databases."""
+    return f"{LOCAL_ID_PREFIX}{advisory_id(finding)}"
 
 
-def ranges_of(vers: str) -> tuple[list[dict[str, Any]], list[str]] | None:
-    """OSV ranges and exact versions for a `vers:` range, or None when it cannot be expressed."""
-    constraints = sorted(parse_version_range(vers).constraints, key=lambda c: c.version)
-    if any(c.comparator not in (">=", "<", "<=", "=", "*") for c in constraints):
+def ecosystem_of(purl: PackageURL) -> tuple[str, str] | None:
+    """(OSV ecosystem, package name) for a purl, or None when no OSV ecosystem can name it."""
+    namespace = (purl.namespace or "").lower()
+    if purl.type in REPOSITORY_HOSTS and namespace:
+        return "GIT", f"https://{REPOSITORY_HOSTS[purl.type]}/{purl.namespace}/{purl.name}"
+    vcs_url = (purl.qualifiers or {}).get("vcs_url") if isinstance(purl.qualifiers, dict) else None
+    if purl.type == "generic":
+        return ("GIT", vcs_url.removeprefix("git+")) if vcs_url else None
+    if (purl.type, namespace) in DISTRIBUTIONS:
+        ecosystem = DISTRIBUTIONS[(purl.type, namespace)]
+        distro = (purl.qualifiers or {}).get("distro", "") if isinstance(purl.qualifiers, dict) else ""
+        release = _DEBIAN_RELEASE.match(distro) if ecosystem == "Debian" else None
+        # OS ecosystems name the source package: the purl's name, never namespace/name.
+        return (f"{ecosystem}:{release.group(1)}" if release else ecosystem), purl.name
+    ecosystem = ECOSYSTEMS.get(purl.type)
+    if ecosystem is None:
         return None
+    if purl.type == "maven" and purl.namespace:
+        return ecosystem, f"{purl.namespace}:{purl.name}"
+    return ecosystem, f"{purl.namespace}/{purl.name}" if purl.namespace else purl.name
+
+
+def ranges_of(vers: str) -> tuple[list[dict[str, Any]], list[str], bool]:
+    """OSV ranges and exact versions for a `vers:` range, and whether they had to be widened.
+
+    Never empty: a range that constrains nothing OSV can say affects every version.
+    """
+    constraints = sorted(parse_version_range(vers).constraints, key=lambda c: c.version)
     ranges: list[dict[str, Any]] = []
     versions: list[str] = []
+    widened = False
     opened: str | None = None
     for constraint in constraints:
         version = str(constraint.version)
-        if constraint.comparator == "*":
+        comparator = constraint.comparator
+        if comparator == "*":
             opened = "0"
-        elif constraint.comparator == "=":
+        elif comparator == "=":
             versions.append(version)
-        elif constraint.comparator == ">=":
+        elif comparator == "!=":
+            widened = True
+        elif comparator in (">=", ">"):
+            widened = widened or comparator == ">"
             opened = version
         else:
-            events = [{"introduced": opened or "0"}, {EVENT_OF[constraint.comparator]: version}]
+            events = [{"introduced": opened or "0"}, {EVENT_OF[comparator]: version}]
             ranges.append({"type": "ECOSYSTEM", "events": events})
             opened = None
     if opened is not None:
         ranges.append({"type": "ECOSYSTEM", "events": [{"introduced": opened}]})
-    return ranges, versions
+    if not ranges and not versions:
+        ranges.append({"type": "ECOSYSTEM", "events": [{"introduced": "0"}]})
+        widened = True
+    return ranges, versions, widened
 
 
-def _affected(product: AffectedProduct) -> dict[str, Any]:
-    ecosystem, name, purl = _package_name(product)
-    entry: dict[str, Any] = {"package": {"ecosystem": ecosystem, "name": name, "purl": purl}}
+def _affected(product: AffectedProduct, ecosystem: str, name: str) -> dict[str, Any]:
+    purl = PackageURL.from_string(product.purl)
+    package = {"ecosystem": ecosystem, "name": name, "purl": without_version(product.purl).to_string()}
+    entry: dict[str, Any] = {"package": package}
     if product.version_range:
-        converted = ranges_of(product.version_range)
-        if converted is None:
+        ranges, versions, widened = ranges_of(product.version_range)
+        if ranges:
+            entry["ranges"] = ranges
+        if versions:
+            entry["versions"] = versions
+        if widened:
             entry["database_specific"] = {"vers": product.version_range}
-        else:
-            ranges, versions = converted
-            if ranges:
-                entry["ranges"] = ranges
-            if versions:
-                entry["versions"] = versions
-    elif PackageURL.from_string(product.purl).version:
-        entry["versions"] = [PackageURL.from_string(product.purl).version]
+    elif purl.version:
+        entry["versions"] = [purl.version]
     else:
         entry["ranges"] = [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]
     return entry
@@ -123,16 +195,30 @@ def osv_document(finding: Finding) -> dict[str, Any]:
     """The OSV record as a JSON-ready dict."""
     document: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "id": advisory_id(finding),
+        "id": osv_id(finding),
         "modified": rfc3339(finding.updated_at),
         "summary": finding.title,
         "details": finding.description,
     }
     if finding.published_at is not None:
         document["published"] = rfc3339(finding.published_at)
+    severity = []
     if finding.cvss.v3_vector:
-        document["severity"] = [{"type": "CVSS_V3", "score": finding.cvss.v3_vector}]
-    affected = [_affected(p) for p in finding.affected if p.purl]
+        severity.append({"type": "CVSS_V3", "score": finding.cvss.v3_vector})
+    if finding.cvss.v4_vector:
+        severity.append({"type": "CVSS_V4", "score": finding.cvss.v4_vector})
+    if severity:
+        document["severity"] = severity
+    affected: list[dict[str, Any]] = []
+    unmapped: list[str] = []
+    for product in finding.affected:
+        if not product.purl:
+            continue
+        named = ecosystem_of(PackageURL.from_string(product.purl))
+        if named is None:
+            unmapped.append(product.purl)
+        else:
+            affected.append(_affected(product, *named))
     if affected:
         document["affected"] = affected
     specific: dict[str, Any] = {
@@ -147,8 +233,8 @@ def osv_document(finding: Finding) -> dict[str, Any]:
     cpes = [p.cpe for p in finding.affected if p.cpe]
     if cpes:
         specific["cpe"] = cpes
-    if finding.cvss.v4_vector:
-        specific["cvss_v4"] = finding.cvss.v4_vector
+    if unmapped:
+        specific["unmapped_products"] = unmapped
     if finding.embargo_end is not None:
         specific["embargo_end"] = rfc3339(finding.embargo_end)
     origin = source_text(finding)

@@ -1,6 +1,7 @@
 # Preflight — one obvious way to run each thing.
 #
-#   make setup       create .venv with every package installed editable, fetch the Kafka jars and buf
+#   make setup       create .venv with every package installed editable, fetch the Kafka jars and buf,
+#                    build the deployment tools and the test cluster binaries (cached in .cache/)
 #   make demo        run a submission end to end on the embedded stack
 #   make test        the whole test suite (real Kafka, SQLite, PostgreSQL, gRPC on loopback)
 #   make lint        ruff, mypy --strict, buf lint + breaking, generated code freshness, chart checks
@@ -25,7 +26,7 @@ MYPY_PACKAGES := preflight_common $(shell for p in $(PACKAGES); do for d in $${p
 .PHONY: setup venv install kafka-jars buf protos protos-check lint lint-python lint-protos test \
 	kafka-up kafka-down bench up down demo
 
-setup: install kafka-jars buf deploy-tools
+setup: install kafka-jars buf deploy-tools k8s-build
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)

@@ -1,3 +1,4 @@
-"""Repository-wide pytest configuration: the shared fixtures (real Kafka broker, PostgreSQL)."""
+"""Repository-wide pytest configuration: the shared fixtures (real Kafka broker, PostgreSQL), and
+no silent skips (a skip is a failure unless the README allows its reason)."""
 
-pytest_plugins = ["preflight_common.testing.fixtures"]
+pytest_plugins = ["preflight_common.testing.fixtures", "preflight_common.testing.skips"]

@@ -1,0 +1,29 @@
+"""pytest plugin: a skipped test is a failure unless the README allows its reason.
+
+`make test` runs every test; a test that skips because something `make setup` provides is
+missing (a tool, a built binary) would hide that it never ran. A skip whose reason starts with one
+of `ALLOWED_SKIP_REASONS` (prerequisites the README's "Needs" names, which a machine may lack)
+stays a skip; any other skip is reported as a failure with its reason. Loaded by the repository's
+root `conftest.py`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+
+ALLOWED_SKIP_REASONS = ("PostgreSQL server binaries not found",)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if not report.skipped or hasattr(report, "wasxfail") or not isinstance(report.longrepr, tuple):
+        return
+    reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+    if not reason.startswith(ALLOWED_SKIP_REASONS):
+        report.outcome = "failed"
+        report.longrepr = f"skipped for a reason the README does not allow (see 'How it is tested'): {reason}"

@@ -20,7 +20,6 @@ alert topics, with consumer groups named ``operator-<organisation>.…``, and wr
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -28,6 +27,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import yaml
+from preflight.sdk import naming
+from preflight.sdk.naming import operator_group_prefix as operator_group_prefix
+from preflight.sdk.naming import operator_principal as operator_principal
 
 from preflight_common.config import Topics
 from preflight_common.names import check_name
@@ -58,9 +60,6 @@ CONSUMES: Final[Mapping[str, tuple[str, ...]]] = {
 }
 """The topics (by `Topics` field name) each service consumes."""
 
-KAFKA_TOPIC_MAX: Final = 249
-_KAFKA_TOPIC: Final = re.compile(r"^[a-zA-Z0-9._-]+$")
-
 
 def service_principal(service: str) -> str:
     """The Kafka principal (SASL user name) of a Preflight service."""
@@ -69,31 +68,14 @@ def service_principal(service: str) -> str:
     return f"preflight-{service}"
 
 
-def operator_principal(organisation: str) -> str:
-    """The Kafka principal of an operator organisation."""
-    return f"operator-{check_name(organisation, 'organisation')}"
-
-
-def operator_group_prefix(organisation: str) -> str:
-    """Every consumer group of an operator starts with this."""
-    return f"{operator_principal(organisation)}."
-
-
-def check_topic_name(name: str) -> str:
-    """Return `name` if Kafka accepts it as a topic name (legal characters, length); else ValueError."""
-    if not _KAFKA_TOPIC.fullmatch(name) or len(name) > KAFKA_TOPIC_MAX or name in (".", ".."):
-        raise ValueError(f"{name!r} is not a legal Kafka topic name")
-    return name
-
-
 def org_alert_topic(topics: Topics, organisation: str) -> str:
-    """The alert topic of one organisation."""
-    return check_topic_name(f"{topics.alerts_prefix}.org.{check_name(organisation, 'organisation')}")
+    """The alert topic of one organisation (named by `preflight.sdk.naming`, as operators derive it)."""
+    return naming.org_alert_topic(topics.alerts_prefix, organisation)
 
 
 def sector_alert_topic(topics: Topics, sector: str) -> str:
     """The alert topic of one sector (only TLP that allows sector-wide sharing goes there)."""
-    return check_topic_name(f"{topics.alerts_prefix}.sector.{check_name(sector, 'sector')}")
+    return naming.sector_alert_topic(topics.alerts_prefix, sector)
 
 
 def owner_of(topics: Topics, topic: str) -> str | None:

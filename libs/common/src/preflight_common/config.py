@@ -11,6 +11,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from preflight.sdk.naming import DEFAULT_ALERTS_PREFIX
+
 
 class ConfigError(ValueError):
     """A configuration value is missing or malformed; the message names the variable."""
@@ -181,7 +183,7 @@ class Topics:
     findings: str = "preflight.findings.v1"
     # Finding alerts go to one topic per audience under this prefix (`preflight_common.bus`):
     # `<prefix>.org.<organisation>` and `<prefix>.sector.<sector>`. Not a topic itself.
-    alerts_prefix: str = "preflight.alerts.v1"
+    alerts_prefix: str = DEFAULT_ALERTS_PREFIX
     # Review-deadline alerts name a lab and its release plan: for labs' and reviewers' systems
     # only, never granted to operators.
     review_alerts: str = "preflight.review-alerts.v1"

@@ -60,7 +60,7 @@ def build(
     engine = prepare_engine(make_engine(settings.database_url))
     if clock is None:
         clock = DatabaseClock(engine) if engine.dialect.name == "postgresql" else SystemClock()
-    sink = AlertSink(routing, settings.topics, settings.source)
+    sink = AlertSink(routing, settings.topics, settings.source, settings.participants)
     webhooks = WebhookSender(clock)
     senders = Senders(webhook=webhooks, email=EmailSender(settings.smtp, clock))
     return Components(

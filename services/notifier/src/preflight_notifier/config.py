@@ -7,9 +7,11 @@ from pathlib import Path
 
 import grpc
 from preflight_common.auth import INTROSPECTION_CACHE_TTL
+from preflight_common.bus import Participants
 from preflight_common.channels import credentials_from_env
 from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_int, env_positive
 from preflight_common.grpcserver import ServerTLS
+from preflight_common.topics import load_participants
 
 from preflight_notifier.adapters.email import SECURITY_MODES, SmtpSettings
 from preflight_notifier.adapters.routing_file import default_routing_path
@@ -42,6 +44,8 @@ class NotifierSettings:
     source: str = "preflight-notifier"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: Topics = field(default_factory=Topics)
+    # The registered operator organisations: the only audiences finding alerts are published to.
+    participants: Participants = field(default_factory=Participants)
 
     @classmethod
     def from_env(cls) -> NotifierSettings:
@@ -85,4 +89,5 @@ class NotifierSettings:
             consumer_group=env("PREFLIGHT_NOTIFIER_CONSUMER_GROUP", cls.consumer_group),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),
+            participants=load_participants(),
         )

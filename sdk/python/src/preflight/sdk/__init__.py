@@ -3,7 +3,9 @@
 `Client` (blocking) and `AsyncClient` (asyncio) have one typed method per RPC,
 default deadlines, retries on UNAVAILABLE, automatic idempotency keys, and
 raise the typed errors of `preflight.sdk.errors`. `load_manifest` reads the
-YAML manifest the `preflight submit` command takes.
+YAML manifest the `preflight submit` command takes. `subscribe_alerts` (and its
+asyncio twin in `preflight.sdk.aio`) follows an operator organisation's finding
+alerts on the event bus.
 """
 
 from preflight.intake.v1.intake_pb2 import (
@@ -17,6 +19,7 @@ from preflight.intake.v1.intake_pb2 import (
 )
 from preflight.sdk._common import DEFAULT_TIMEOUT, TLS
 from preflight.sdk.aio import AsyncClient
+from preflight.sdk.alerts import AlertSubscription, ReceivedAlert, subscribe_alerts
 from preflight.sdk.client import Client
 from preflight.sdk.errors import (
     AlreadyExists,
@@ -35,6 +38,7 @@ from preflight.sdk.manifest import ManifestError, load_manifest
 __all__ = [
     "DEFAULT_TIMEOUT",
     "TLS",
+    "AlertSubscription",
     "AlreadyExists",
     "AsyncClient",
     "Client",
@@ -48,6 +52,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "PreflightError",
+    "ReceivedAlert",
     "Submission",
     "SubmissionStatus",
     "SubmitModelRequest",
@@ -56,4 +61,5 @@ __all__ = [
     "Unavailable",
     "WatchSubmissionResponse",
     "load_manifest",
+    "subscribe_alerts",
 ]

@@ -5,6 +5,12 @@ token from --token-file or PREFLIGHT_TOKEN, --tls / --ca-file / --cert-file
 --key-file for TLS and mTLS. Output is readable text; --json prints JSON
 (one object per line for `watch`). Exit codes: 0 success, 1 the service
 refused or failed the call, 2 a usage or manifest error.
+
+`preflight alert follow` reads an operator organisation's finding alerts from
+the event bus (Kafka) instead: --bootstrap, --user, --password-file,
+--security-protocol, --kafka-ca-file (or the PREFLIGHT_KAFKA_* variables the
+services read), --organisation (PREFLIGHT_ORGANISATION) and --sector
+(PREFLIGHT_SECTORS, comma-separated). The password is only ever read from its file.
 """
 
 from __future__ import annotations
@@ -21,12 +27,16 @@ from typing import Any, TextIO
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from preflight.common.v1 import common_pb2
 from preflight.identity.v1 import identity_pb2
 from preflight.intake.v1 import intake_pb2
+from preflight.notifier.v1 import events_pb2
 from preflight.sdk._common import TLS
+from preflight.sdk.alerts import AlertSubscription, ReceivedAlert, subscribe_alerts
 from preflight.sdk.client import Client
 from preflight.sdk.errors import PreflightError
 from preflight.sdk.manifest import ManifestError, load_manifest, parse_time
+from preflight.sdk.naming import DEFAULT_ALERTS_PREFIX
 
 DEFAULT_TARGET = "localhost:50051"
 STATUS_NAMES = [n.removeprefix("SUBMISSION_STATUS_") for n in intake_pb2.SubmissionStatus.keys()][1:]  # noqa: SIM118
@@ -85,7 +95,44 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--description", default="")
     revoke = token_commands.add_parser("revoke", help="revoke a token by its id", parents=[common])
     revoke.add_argument("token_id")
+    alert = commands.add_parser("alert", help="an operator's finding alerts, from the event bus (Kafka)")
+    alert_commands = alert.add_subparsers(dest="alert_command", required=True, metavar="ACTION")
+    follow = alert_commands.add_parser(
+        "follow",
+        help="print your organisation's finding alerts as they arrive (Ctrl-C stops)",
+        description="Print your organisation's finding alerts as they arrive, each once; Ctrl-C stops.",
+    )
+    _kafka_options(follow)
+    follow.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     return parser
+
+
+def _kafka_options(parser: argparse.ArgumentParser) -> None:
+    env = "PREFLIGHT_KAFKA_"
+    parser.add_argument("--bootstrap", help=f"Kafka host:port[,host:port] (env {env}BOOTSTRAP_SERVERS)")
+    parser.add_argument("--organisation", help="your organisation (env PREFLIGHT_ORGANISATION)")
+    parser.add_argument(
+        "--sector", action="append", help="one of your sectors, repeatable (env PREFLIGHT_SECTORS: a,b)"
+    )
+    parser.add_argument("--user", help=f"SASL user (env {env}SASL_USERNAME; default operator-ORGANISATION)")
+    parser.add_argument(
+        "--password-file", help=f"file holding the SASL password (env {env}SASL_PASSWORD_FILE)"
+    )
+    parser.add_argument(
+        "--security-protocol", help=f"SASL_SSL, SASL_PLAINTEXT… (env {env}SECURITY_PROTOCOL; SASL_SSL)"
+    )
+    parser.add_argument("--kafka-ca-file", help=f"CA certificate of the brokers (PEM; env {env}SSL_CAFILE)")
+    parser.add_argument(
+        "--alerts-prefix",
+        help=f"alert topic prefix (env PREFLIGHT_TOPIC_ALERTS_PREFIX; {DEFAULT_ALERTS_PREFIX})",
+    )
+    parser.add_argument(
+        "--name", default="alerts", help="consumer group: operator-ORGANISATION.NAME (alerts)"
+    )
+    parser.add_argument(
+        "--from-beginning", action="store_true", help="a new group starts at the oldest alert"
+    )
+    parser.add_argument("--limit", type=int, help="stop after this many alerts")
 
 
 def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
@@ -113,6 +160,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
     stdout, stderr = out or sys.stdout, err or sys.stderr
     args = _parser().parse_args(argv)
     try:
+        if args.command == "alert":
+            return _follow(args, _Printer(stdout, stderr, args.json))
         with _client(args) as client:
             return _COMMANDS[args.command](client, args, _Printer(stdout, stderr, args.json))
     except ManifestError as exc:
@@ -153,6 +202,72 @@ def _client(args: argparse.Namespace) -> Client:
     elif args.tls:
         tls = True
     return Client(target, token=token or None, tls=tls, timeout=args.timeout)
+
+
+def _subscription(args: argparse.Namespace) -> AlertSubscription:
+    def setting(value: str | None, variable: str, default: str | None = None) -> str:
+        found = value or os.environ.get(variable) or default
+        if not found:
+            raise UsageError(f"give --{_OPTION_OF[variable]} or set {variable}")
+        return found
+
+    sectors = args.sector if args.sector is not None else os.environ.get("PREFLIGHT_SECTORS", "").split(",")
+    try:
+        return AlertSubscription(
+            bootstrap_servers=setting(args.bootstrap, "PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS"),
+            organisation=setting(args.organisation, "PREFLIGHT_ORGANISATION"),
+            password_file=setting(args.password_file, "PREFLIGHT_KAFKA_SASL_PASSWORD_FILE"),
+            sectors=tuple(s.strip() for s in sectors if s.strip()),
+            name=args.name,
+            username=args.user or os.environ.get("PREFLIGHT_KAFKA_SASL_USERNAME", ""),
+            security_protocol=setting(
+                args.security_protocol, "PREFLIGHT_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"
+            ),
+            ca_file=args.kafka_ca_file or os.environ.get("PREFLIGHT_KAFKA_SSL_CAFILE") or None,
+            alerts_prefix=setting(args.alerts_prefix, "PREFLIGHT_TOPIC_ALERTS_PREFIX", DEFAULT_ALERTS_PREFIX),
+            from_beginning=args.from_beginning,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+_OPTION_OF = {
+    "PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS": "bootstrap",
+    "PREFLIGHT_ORGANISATION": "organisation",
+    "PREFLIGHT_KAFKA_SASL_PASSWORD_FILE": "password-file",
+}
+
+
+def _follow(args: argparse.Namespace, p: _Printer) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise UsageError("--limit must be at least 1")
+    subscription = _subscription(args)
+    try:
+        subscription.password()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    p.note(f"following {', '.join(subscription.topics())} as {subscription.principal()}")
+    received = 0
+    alerts = subscribe_alerts(subscription)
+    try:
+        for alert in alerts:
+            p.message(alert.alert, lambda alert=alert: _describe_alert(alert))  # type: ignore[misc]
+            received += 1
+            if received == args.limit:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        alerts.close()
+    return 0
+
+
+def _describe_alert(received: ReceivedAlert) -> str:
+    a = received.alert
+    tlp = common_pb2.Tlp.Name(a.tlp).removeprefix("TLP_").replace("_", "+")
+    kind = events_pb2.AlertKind.Name(a.kind).removeprefix("ALERT_KIND_").lower()
+    late = " (late)" if a.late else ""
+    return f"{_when(a.fired_at)}  TLP:{tlp:<12} {a.severity:<8} {kind} {a.threshold}{late}  {a.title}"
 
 
 def _read(path: str) -> str:

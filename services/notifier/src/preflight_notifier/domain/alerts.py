@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 from preflight_notifier.domain.audience import audience_tokens
@@ -54,6 +54,16 @@ class Alert:
 
     def audience_tokens(self) -> tuple[str, ...]:
         return audience_tokens(self.kind, self.audience, self.tlp)
+
+    def addressed_to(self, *, organisation: str = "", sector: str = "") -> Alert:
+        """This alert as one recipient receives it: its audience names that organisation or that
+        sector and nobody else (no other recipient, no lab, no contacts)."""
+        only = Audience(
+            organisations=frozenset({organisation} if organisation else ()),
+            sectors=frozenset({sector} if sector else ()),
+            reviewers=False,
+        )
+        return replace(self, audience=only)
 
 
 _NOUN = {

@@ -1,4 +1,4 @@
-"""Who may see an alert. One rule for every path out: topic filter, webhook, e-mail, gRPC.
+"""Who may see an alert. One rule for every path out: alert topics, webhook, e-mail, gRPC.
 
 It follows the clearinghouse's sharing policy, and is never wider:
 
@@ -51,7 +51,13 @@ def may_see(viewer: Viewer, kind: AlertKind, audience: Audience, tlp: Tlp) -> bo
         return False
     if viewer.organisation in audience.organisations:
         return True
-    return tlp in _SECTOR_WIDE and not viewer.sectors.isdisjoint(audience.sectors)
+    return not viewer.sectors.isdisjoint(sector_audience(audience, tlp))
+
+
+def sector_audience(audience: Audience, tlp: Tlp) -> frozenset[str]:
+    """The sectors a finding alert may reach as sectors: its audience's, only when the TLP allows
+    sharing beyond named organisations (CLEAR, GREEN, AMBER); none for AMBER+STRICT, RED, unspecified."""
+    return audience.sectors if tlp in _SECTOR_WIDE else frozenset()
 
 
 def audience_tokens(kind: AlertKind, audience: Audience, tlp: Tlp) -> tuple[str, ...]:
@@ -67,8 +73,7 @@ def audience_tokens(kind: AlertKind, audience: Audience, tlp: Tlp) -> tuple[str,
             tokens.append(f"lab:{audience.lab_organisation}")
     else:
         tokens += [f"org:{o}" for o in sorted(audience.organisations)]
-        if tlp in _SECTOR_WIDE:
-            tokens += [f"sector:{s}" for s in sorted(audience.sectors)]
+        tokens += [f"sector:{s}" for s in sorted(sector_audience(audience, tlp))]
     if audience.reviewers or not kind.is_review:
         tokens.append("reviewers")
     return tuple(tokens)

@@ -1,12 +1,16 @@
-"""Emitting an alert: record it, queue it for the alerts topic, route it to receivers — one transaction."""
+"""Emitting an alert: record it, queue its records for the alert topics, route it to receivers — one
+transaction."""
 
 from __future__ import annotations
 
+import logging
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 
 from opentelemetry import trace
+from preflight_common import bus
 from preflight_common.config import Topics
 from preflight_common.envelope import KafkaRecord, encode_event
 from preflight_common.outbox import enqueue
@@ -17,30 +21,31 @@ from preflight_notifier.adapters import store
 from preflight_notifier.adapters import tables as t
 from preflight_notifier.adapters.codec import alert_to_proto
 from preflight_notifier.domain.alerts import Alert
+from preflight_notifier.domain.audience import sector_audience
 from preflight_notifier.domain.routing import RoutingConfig
 
-AUDIENCE_HEADER = "ce_audience"
+RECORD_ID_NAMESPACE = uuid.UUID("3d0c6a57-2f4e-5b8a-9c1d-7e6f5a4b3c2d")
 
 tracer = trace.get_tracer(__name__)
+log = logging.getLogger(__name__)
 
 
-def topic_record(alert: Alert, source: str) -> KafkaRecord:
-    """The alert's CloudEvent: id = alert id, key = subject, the lab's contacts left out.
+def record_id(alert_id: str, topic: str) -> str:
+    """The CloudEvents id of an alert's record on one topic: the same on every redelivery."""
+    return str(uuid.uuid5(RECORD_ID_NAMESPACE, f"{alert_id}|{topic}"))
 
-    The `ce_audience` extension attribute lists the audience tokens
-    (`org:…`, `sector:…` when the TLP allows, `lab:…`, `reviewers`) separated
-    by spaces, so subscribers filter without decoding the payload.
-    """
-    record = encode_event(
+
+def topic_record(alert: Alert, source: str, event_id: str) -> KafkaRecord:
+    """The alert's CloudEvent: key = subject, the lab's contacts left out, nothing in the headers
+    but the CloudEvents attributes and the trace (the payload's audience is the recipient's)."""
+    return encode_event(
         alert_to_proto(alert, with_contacts=False),
         source=source,
         subject=alert.subject_id,
-        event_id=alert.alert_id,
+        event_id=event_id,
         time=alert.fired_at,
         trace_headers=inject_headers(),
     )
-    headers = [*record.headers, (AUDIENCE_HEADER, " ".join(alert.audience_tokens()).encode())]
-    return KafkaRecord(record.key, record.value, headers, record.attributes)
 
 
 @contextmanager
@@ -58,14 +63,47 @@ def alert_span(alert: Alert, traceparent: str | None) -> Iterator[trace.Span]:
 class AlertSink:
     """Where fired alerts go (see `emit`)."""
 
-    def __init__(self, routing: RoutingConfig, topics: Topics, source: str) -> None:
+    def __init__(
+        self, routing: RoutingConfig, topics: Topics, source: str, participants: bus.Participants
+    ) -> None:
         self._routing = routing
         self._topics = topics
         self._source = source
+        self._participants = participants
+        self._sectors = frozenset(participants.sectors())
 
-    def topic_of(self, alert: Alert) -> str:
-        """Review alerts name a lab, so they never go to the operators' finding-alert topic."""
-        return self._topics.review_alerts if alert.kind.is_review else self._topics.alerts
+    def records(self, alert: Alert) -> list[tuple[str, KafkaRecord]]:
+        """The records that publish `alert`, each with its topic.
+
+        A review alert names a lab: one record (id = alert id) on the review-alerts topic, never
+        on an operator's. A finding alert: one record on the topic of each registered
+        organisation in its audience and, when its TLP allows sector-wide sharing, one on the
+        topic of each registered sector in its audience; each record's payload names its
+        recipient only, and its id is derived from (alert id, topic). An audience nobody
+        registered has no topic and gets nothing (deny by default).
+        """
+        if alert.kind.is_review:
+            return [(self._topics.review_alerts, topic_record(alert, self._source, alert.alert_id))]
+        addressed: list[tuple[str, Alert]] = []
+        for organisation in sorted(alert.audience.organisations):
+            if self._participants.organisation(organisation) is None:
+                log.info(
+                    "alert %s: organisation %r is not registered: no record", alert.alert_id, organisation
+                )
+                continue
+            topic = bus.org_alert_topic(self._topics, organisation)
+            addressed.append((topic, alert.addressed_to(organisation=organisation)))
+        for sector in sorted(sector_audience(alert.audience, alert.tlp)):
+            if sector not in self._sectors:
+                log.info("alert %s: sector %r is not registered: no record", alert.alert_id, sector)
+                continue
+            addressed.append(
+                (bus.sector_alert_topic(self._topics, sector), alert.addressed_to(sector=sector))
+            )
+        return [
+            (topic, topic_record(copy, self._source, record_id(alert.alert_id, topic)))
+            for topic, copy in addressed
+        ]
 
     def emit(
         self,
@@ -74,7 +112,8 @@ class AlertSink:
         now: datetime,
         traceparents: Mapping[str, str] | None = None,
     ) -> list[Alert]:
-        """In the caller's transaction: record the alerts, put them in the outbox, add their notifications.
+        """In the caller's transaction: record the alerts, put their records (`records`) in the outbox,
+        add their notifications.
 
         Returns the alerts emitted now. An alert whose id was already emitted
         is skipped, writing nothing: the deterministic id makes emitting idempotent.
@@ -85,6 +124,7 @@ class AlertSink:
         for alert in fresh:
             traceparent = (traceparents or {}).get(alert.kind.deadline_id(alert.subject_id))
             with alert_span(alert, traceparent):
-                enqueue(conn, t.outbox, self.topic_of(alert), topic_record(alert, self._source))
+                for topic, record in self.records(alert):
+                    enqueue(conn, t.outbox, topic, record)
         store.add_notifications(conn, [n for a in fresh for n in self._routing.notifications(a)], now)
         return fresh

@@ -12,6 +12,7 @@ from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as events
 from preflight.common.v1 import common_pb2
+from preflight_common.fields import timestamp_field
 
 from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
 from preflight_clearinghouse.domain.exports import ExportFormat
@@ -44,14 +45,6 @@ def timestamp(moment: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(moment.astimezone(UTC))
     return ts
-
-
-def moment(message: Any, field: str) -> datetime | None:
-    """The timestamp field `field` of `message` as an aware UTC datetime, or None when unset."""
-    if not message.HasField(field):
-        return None
-    value: datetime = getattr(message, field).ToDatetime(tzinfo=UTC)
-    return value
 
 
 def _from_proto_enum(enum_type: Any, prefix: str, value: int, domain: type[E], field: str) -> E | None:
@@ -129,7 +122,7 @@ def finding_input(request: pb.ReportFindingRequest) -> FindingInput:
         tlp=tlp_from_proto(request.tlp),
         audience_organisations=list(request.audience.organisations),
         audience_sectors=list(request.audience.sectors),
-        remediation_due=moment(request, "remediation_due"),
+        remediation_due=timestamp_field(request, "remediation_due"),
         evidence=request.evidence,
         request_id=request.request_id,
     )
@@ -143,7 +136,7 @@ def finding_query(message: pb.FindingFilter) -> FindingQuery:
         sector=message.sector.strip().lower(),
         severities=frozenset(s for s in severities if s is not None),
         states=frozenset(s for s in states if s is not None),
-        since=moment(message, "since"),
+        since=timestamp_field(message, "since", name="filter.since"),
     )
 
 

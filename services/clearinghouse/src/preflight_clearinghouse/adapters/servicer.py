@@ -18,6 +18,7 @@ import grpc
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc as pb_grpc
 from preflight_common.auth import Principal, current_principal
+from preflight_common.fields import timestamp_field
 from preflight_common.grpcserver import invalid_argument
 
 from preflight_clearinghouse.adapters import protos
@@ -208,7 +209,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
                 v,
                 required_id(request.finding_id, "finding_id"),
                 protos.transition_target(request),
-                protos.moment(request, "embargo_end"),
+                timestamp_field(request, "embargo_end"),
                 request.reason,
                 request.expected_revision,
             ),
@@ -226,7 +227,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
                 cvss_v3_vector=request.cvss_v3_vector,
                 cvss_v4_vector=request.cvss_v4_vector,
                 cwe_ids=list(request.cwe_ids),
-                remediation_due=protos.moment(request, "remediation_due"),
+                remediation_due=timestamp_field(request, "remediation_due"),
                 reason=request.reason,
                 expected_revision=request.expected_revision,
             ),

@@ -27,6 +27,7 @@ from typing import Any
 from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 from packageurl import PackageURL
+from preflight_common.names import NAME_RULE, is_valid_name
 from univers.version_range import RANGE_CLASS_BY_SCHEMES, VersionRange
 
 from preflight_clearinghouse.domain.cwe import cwe_problem, normalise_cwe_id
@@ -40,7 +41,6 @@ MAX_EVIDENCE = 100_000
 MAX_CWES = 20
 MAX_PRODUCTS = 50
 MAX_AUDIENCE_ENTRIES = 200
-MAX_ORGANISATION = 200
 MAX_FILE = 1_000
 MAX_FUNCTION = 300
 MAX_LINE = 10_000_000
@@ -484,7 +484,8 @@ def normalise_location(
 def check_audience(
     organisations: Sequence[str], sectors: Sequence[str], errors: Collector, *, field_name: str = "audience"
 ) -> Audience:
-    """The audience, checked: organisation ids non-empty and unique, sectors known."""
+    """The audience, checked: organisation names by the shared grammar (`preflight_common.names`)
+    and unique, sectors known."""
     if len(organisations) > MAX_AUDIENCE_ENTRIES:
         errors.add(f"{field_name}.organisations", f"at most {MAX_AUDIENCE_ENTRIES} organisations")
     orgs: set[str] = set()
@@ -492,8 +493,8 @@ def check_audience(
         value = org.strip()
         if not value:
             errors.add(f"{field_name}.organisations[{i}]", "must not be empty")
-        elif len(value) > MAX_ORGANISATION:
-            errors.add(f"{field_name}.organisations[{i}]", f"at most {MAX_ORGANISATION} characters")
+        elif not is_valid_name(value):
+            errors.add(f"{field_name}.organisations[{i}]", NAME_RULE)
         elif value in orgs:
             errors.add(f"{field_name}.organisations[{i}]", f"{value!r} is listed twice")
         else:

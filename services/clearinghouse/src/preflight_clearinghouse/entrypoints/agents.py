@@ -23,6 +23,7 @@ from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_common.consumer import DeadLetters, EventHandler, PoisonEvent, consume_events, make_faust_app
 from preflight_common.envelope import EventAttributes, EventRegistry
+from preflight_common.fields import timestamp_field
 
 from preflight_clearinghouse.adapters import protos
 from preflight_clearinghouse.config import ClearinghouseSettings
@@ -61,7 +62,7 @@ class Handlers:
                 model_name=payload.model.name,
                 model_version=payload.model.version,
                 share_identity=payload.consent.share_identity_with_operators,
-                received_at=protos.moment(payload, "received_at") or attributes.time,
+                received_at=timestamp_field(payload, "received_at") or attributes.time,
             )
             await asyncio.to_thread(self._reviews.submission_received, _event_key(attributes), info)
         elif isinstance(payload, intake_events.SubmissionWithdrawn):

@@ -8,14 +8,14 @@ is audit-logged, and a change to a published finding raises a FindingUpdated
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
+
+from preflight_common.pagetokens import page_tokens
 
 from preflight_clearinghouse.adapters.store import Store, UnitOfWork, sharing_key
 from preflight_clearinghouse.domain import lifecycle
@@ -75,21 +75,17 @@ REPORTER_ORIGIN: Mapping[Role, Origin] = {
 }
 
 
+_FINDINGS_SCOPE = "preflight.clearinghouse.v1.ClearinghouseService/ListFindings"
+
+
 def encode_page_token(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"f1:{seq}".encode()).decode()
+    return page_tokens().encode(_FINDINGS_SCOPE, [seq])
 
 
 def decode_page_token(token: str) -> int:
-    """The cursor in a page token; raises InvalidInput naming `page_token`."""
-    if not token:
-        return 0
-    try:
-        kind, _, raw = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        if kind == "f1" and raw.isdigit():
-            return int(raw)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        pass
-    raise InvalidInput([FieldViolation("page_token", "is not a token this server issued")])
+    """The cursor in a page token (0 for none); raises InvalidArgument naming `page_token`."""
+    cursor = page_tokens().decode(_FINDINGS_SCOPE, token)
+    return int(cursor[0]) if cursor else 0
 
 
 def page_size_of(requested: int, default: int = DEFAULT_PAGE) -> int:

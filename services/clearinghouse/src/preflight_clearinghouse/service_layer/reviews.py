@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Protocol
 
 from opentelemetry import trace
+from preflight_common.pagetokens import page_tokens
 from preflight_common.telemetry import SUBMISSION_ID
 
 from preflight_clearinghouse.adapters.store import (
@@ -49,6 +50,7 @@ from preflight_clearinghouse.service_layer.registry import Clock, FindingRegistr
 
 REPORT_NAMESPACE = uuid.UUID("0b5d8f0e-2c43-4b8e-8f55-51f7d1f2a9c3")
 MAX_REPORT_TEXT = 10_000
+_REPORTS_SCOPE = "preflight.clearinghouse.v1.ClearinghouseService/ListReports"
 DEFAULT_REPORT_PAGE = 50
 CONSUMER = "clearinghouse"
 
@@ -325,11 +327,8 @@ class ReviewService:
     ) -> tuple[list[ReportView], str]:
         """Reports the viewer may read, newest first, and the next page's token."""
         size = page_size_of(page_size, DEFAULT_REPORT_PAGE)
-        offset = 0
-        if page_token:
-            if not page_token.isdigit():
-                raise InvalidInput([FieldViolation("page_token", "is not a token this server issued")])
-            offset = int(page_token)
+        cursor = page_tokens().decode(_REPORTS_SCOPE, page_token)
+        offset = int(cursor[0]) if cursor else 0
         if viewer.role in PRIVILEGED:
             organisation = None
         elif viewer.role is Role.LAB and viewer.organisation:
@@ -346,7 +345,7 @@ class ReviewService:
                 )
                 for r in records[:size]
             ]
-        return views, str(offset + size) if len(records) > size else ""
+        return views, page_tokens().encode(_REPORTS_SCOPE, [offset + size] if len(records) > size else None)
 
     def signing_key(self, key_id: str) -> tuple[str, bytes]:
         """(key id, raw public key) of `key_id`, or of the current key when empty."""

@@ -22,6 +22,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings
 from preflight_common.db import make_engine
 from preflight_common.producer import EventPublisher
@@ -59,8 +60,9 @@ def eventually_fixture() -> Callable[..., Any]:
 
 @pytest.fixture
 def publisher(kafka_settings: KafkaSettings) -> Iterator[EventPublisher]:
-    """An EventPublisher with short timeouts, closed after the test."""
-    events = EventPublisher(kafka_settings, source="preflight-tests", send_timeout=5)
+    """An EventPublisher publishing as intake (the owner of the submissions topic), with short
+    timeouts, closed after the test."""
+    events = EventPublisher(kafka_settings, source=SOURCES["intake"], send_timeout=5)
     try:
         yield events
     finally:
@@ -68,12 +70,12 @@ def publisher(kafka_settings: KafkaSettings) -> Iterator[EventPublisher]:
 
 
 @pytest.fixture
-def read_topic(kafka_bootstrap: str) -> Callable[..., list[Any]]:
+def read_topic(kafka_settings: KafkaSettings) -> Callable[..., list[Any]]:
     """`read_topic(topic, expected, timeout=30)`: every record of every partition, from the start,
     once at least `expected` have arrived (a short extra poll then catches any surplus)."""
 
     def read(topic: str, expected: int, timeout: float = 30.0) -> list[Any]:
-        consumer = KafkaConsumer(bootstrap_servers=kafka_bootstrap, enable_auto_commit=False)
+        consumer = KafkaConsumer(enable_auto_commit=False, **kafka_settings.kafka_python_options())
         try:
             partitions = [
                 TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
@@ -101,13 +103,13 @@ class WorkerProcess:
     CRASH_EXIT_CODE = 17
     """How the worker exits when told to die after an effect (`--crash-after`)."""
 
-    def __init__(self, args: list[str], db: Engine, log_path: Path) -> None:
+    def __init__(self, args: list[str], env: dict[str, str], db: Engine, log_path: Path) -> None:
         self.db = db
         self.log_path = log_path
         with log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, str(WORKER_SCRIPT), "--crash-exit-code", str(self.CRASH_EXIT_CODE), *args],
-                env={**os.environ, **WORKER_ENV},
+                env={**os.environ, **WORKER_ENV, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -134,7 +136,7 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def faust_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def faust_worker(kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """`faust_worker(topic, app_id, *extra_args) -> WorkerProcess`; every worker of a test shares one
     SQLite store (`tmp_path/worker.db`) and is stopped after the test."""
     started: list[WorkerProcess] = []
@@ -142,8 +144,9 @@ def faust_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[...,
     engine = make_engine(f"sqlite:///{db_path}")
 
     def start(topic: str, app_id: str, *extra: str) -> WorkerProcess:
-        args = ["--bootstrap", kafka_bootstrap, "--topic", topic, "--app-id", app_id, "--db", str(db_path)]
-        worker = WorkerProcess([*args, *extra], engine, tmp_path / f"worker-{len(started)}.log")
+        args = ["--topic", topic, "--app-id", app_id, "--db", str(db_path)]
+        log_path = tmp_path / f"worker-{len(started)}.log"
+        worker = WorkerProcess([*args, *extra], kafka_settings.env(), engine, log_path)
         started.append(worker)
         return worker
 

@@ -5,6 +5,13 @@ The contract of `consume_events` (use it as the whole body of an agent):
 * every record is decoded with the CloudEvents envelope; a record whose
   `ce_type` is unknown, or whose headers/value do not decode, is published to
   the topic's `.dlq` twin with the reason in headers, and the agent goes on;
+* an event is accepted only from the service that owns its topic: its
+  `ce_source` must be `bus.SOURCES[bus.owner_of(topics, topic)]`; an event from
+  any other source (or on a topic no service owns) is dead-lettered
+  ("source X may not publish on T") — the broker's ACLs keep others from
+  writing, and the consumer still trusts only the owner;
+* an event lacking a field its type requires (`preflight_common.contracts`) is
+  dead-lettered naming the field, before the handler runs;
 * the producer's trace is continued: the handler runs inside a CONSUMER span
   whose parent is the record's `traceparent`;
 * the handler must be idempotent (see `preflight_common.idempotency`): it
@@ -32,7 +39,9 @@ from google.protobuf.message import Message
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
+from preflight_common import bus
 from preflight_common.config import KafkaSettings, Topics, env_float
+from preflight_common.contracts import missing_fields
 from preflight_common.envelope import (
     EnvelopeError,
     EventAttributes,
@@ -148,11 +157,17 @@ async def consume_events(
     handler: EventHandler,
     dead_letters: DeadLetters,
     *,
+    topics: Topics,
     max_backoff: float = 30.0,
 ) -> None:
-    """Run `handler` for every event of a faust stream (`stream.events()`), per the module contract."""
+    """Run `handler` for every event of a faust stream (`stream.events()`), per the module contract.
+
+    `topics` are the deployment's topic names: they say which service owns the consumed topic.
+    """
     async for event in events:
-        await handle_record(event.message, registry, handler, dead_letters, max_backoff=max_backoff)
+        await handle_record(
+            event.message, registry, handler, dead_letters, topics=topics, max_backoff=max_backoff
+        )
 
 
 async def handle_record(
@@ -161,6 +176,7 @@ async def handle_record(
     handler: EventHandler,
     dead_letters: DeadLetters,
     *,
+    topics: Topics,
     max_backoff: float = 30.0,
 ) -> None:
     """Decode one record and apply it (see the module contract); return once applied or dead-lettered."""
@@ -168,6 +184,10 @@ async def handle_record(
         attributes, payload = decode_record(record.headers, record.value, registry)
     except EnvelopeError as exc:
         await _dead_letter(dead_letters, record, exc.reason, max_backoff)
+        return
+    refusal = refusal_of(record.topic, attributes, payload, topics)
+    if refusal is not None:
+        await _dead_letter(dead_letters, record, refusal, max_backoff)
         return
     parent = extract_context(record.headers)
     backoff = 0.1
@@ -195,6 +215,23 @@ async def handle_record(
                 )
         await asyncio.sleep(backoff)
         backoff = min(max_backoff, backoff * 2)
+
+
+def refusal_of(topic: str, attributes: EventAttributes, payload: Message, topics: Topics) -> str | None:
+    """Why a consumer must not apply this decoded event from `topic`, or None when it may.
+
+    Refused: an event on a topic no service owns, one whose source is not the owner's, one that
+    lacks a field its type requires.
+    """
+    owner = bus.owner_of(topics, topic)
+    if owner is None:
+        return f"no service owns {topic}"
+    if attributes.source != bus.SOURCES[owner]:
+        return f"source {attributes.source} may not publish on {topic}"
+    missing = missing_fields(payload)
+    if missing:
+        return f"{attributes.type} lacks required field(s): {', '.join(missing)}"
+    return None
 
 
 async def _dead_letter(

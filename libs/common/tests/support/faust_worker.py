@@ -2,8 +2,11 @@
 
 Started by the consumer tests as its own process (faust owns its event loop and signals):
 
-    python faust_worker.py --bootstrap HOST:PORT --topic TOPIC --app-id GROUP --db FILE
+    python faust_worker.py --topic TOPIC --app-id GROUP --db FILE
                            [--crash-after EVENT_ID [--crash-exit-code N]] [--spans FILE]
+
+The broker and credentials come from the `PREFLIGHT_KAFKA_*` environment. TOPIC is taken for
+the submissions topic, so the worker accepts intake's events (source `preflight.intake`) only.
 
 The handler is an idempotent consumer: every delivery is first recorded in `deliveries` (its
 own transaction, so redeliveries are visible), then `claim_event` and the effect (a row in
@@ -30,7 +33,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from preflight.intake.v1.events_pb2 import ReleasePlanChanged, SubmissionReceived, SubmissionWithdrawn
-from preflight_common.config import KafkaSettings, env_float
+from preflight_common.config import KafkaSettings, Topics, env_float
 from preflight_common.consumer import DeadLetters, PoisonEvent, consume_events, make_faust_app
 from preflight_common.db import make_engine
 from preflight_common.envelope import EventAttributes, EventRegistry
@@ -69,7 +72,6 @@ def sequence_of(payload: Message) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--topic", required=True)
     parser.add_argument("--app-id", required=True)
     parser.add_argument("--db", required=True, type=Path)
@@ -86,7 +88,8 @@ def main() -> None:
 
     engine = make_engine(f"sqlite:///{args.db}")
     metadata.create_all(engine)
-    settings = KafkaSettings(bootstrap_servers=args.bootstrap)
+    settings = KafkaSettings.from_env()
+    topics = Topics(submissions=args.topic)
     publisher = EventPublisher(settings, source="preflight-tests/worker")
     dead_letters = DeadLetters(publisher)
     registry = EventRegistry([SubmissionReceived, ReleasePlanChanged, SubmissionWithdrawn])
@@ -118,7 +121,7 @@ def main() -> None:
 
     @app.agent(topic)
     async def consume(stream: faust.StreamT[bytes]) -> None:
-        await consume_events(stream.events(), registry, apply, dead_letters)
+        await consume_events(stream.events(), registry, apply, dead_letters, topics=topics)
 
     try:
         faust.Worker(app, loglevel="warning", override_logging=False).execute_from_commandline()

@@ -9,6 +9,7 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
+from preflight_common.bus import SOURCES
 from preflight_common.config import ConfigError, env
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
@@ -84,7 +85,7 @@ def build(settings: ClearinghouseSettings, signer: Signer, *, clock: Clock = utc
     """Migrate the database and wire the store, policy, exporters and use cases."""
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
-    store = Store(engine, EventEncoder(settings.topics, settings.source))
+    store = Store(engine, EventEncoder(settings.topics, SOURCES["clearinghouse"]))
     exporters: dict[ExportFormat, Exporter] = {
         ExportFormat.CSAF: CsafExporter(settings.publisher_name, settings.publisher_namespace, version()),
         ExportFormat.OSV: export_osv,

@@ -33,7 +33,6 @@ class ClearinghouseSettings:
     auth_cache_ttl: float = INTROSPECTION_CACHE_TTL
     shutdown_grace: float = 10.0
     consumer_group: str = "preflight-clearinghouse"
-    source: str = "preflight.clearinghouse"
     tls: ServerTLS | None = None
     # TLS for calls to intake's IdentityService (PREFLIGHT_GRPC_TLS_CA); None: plaintext.
     client_tls: grpc.ChannelCredentials | None = None

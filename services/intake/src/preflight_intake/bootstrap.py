@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from preflight_common.auth import TokenStore
+from preflight_common.bus import SOURCES
 from preflight_common.config import ConfigError, env
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
@@ -53,7 +54,7 @@ def build(settings: IntakeSettings, keyring: Keyring, *, clock: Clock = utc_now)
     """Migrate the database and wire the store, the use cases and the token registry."""
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
-    encoder = SubmissionEventEncoder(source=settings.source, topic=settings.topics.submissions)
+    encoder = SubmissionEventEncoder(source=SOURCES["intake"], topic=settings.topics.submissions)
     store = IntakeStore(engine, keyring, encoder)
     intake = Intake(store, settings.policy, clock)
     return Components(settings, engine, store, intake, token_store(engine, settings))

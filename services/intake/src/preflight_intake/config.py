@@ -27,7 +27,6 @@ class IntakeSettings:
     watch_poll_interval: float = 0.5
     shutdown_grace: float = 10.0
     consumer_group: str = "preflight-intake"
-    source: str = "preflight-intake"
     token_lifetime_days: float = 90.0
     tls: ServerTLS | None = None
     kafka: KafkaSettings = field(default_factory=KafkaSettings)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from preflight_common.bus import SOURCES
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
 
@@ -60,7 +61,7 @@ def build(
     engine = prepare_engine(make_engine(settings.database_url))
     if clock is None:
         clock = DatabaseClock(engine) if engine.dialect.name == "postgresql" else SystemClock()
-    sink = AlertSink(routing, settings.topics, settings.source, settings.participants)
+    sink = AlertSink(routing, settings.topics, SOURCES["notifier"], settings.participants)
     webhooks = WebhookSender(clock)
     senders = Senders(webhook=webhooks, email=EmailSender(settings.smtp, clock))
     return Components(

@@ -41,7 +41,6 @@ class NotifierSettings:
     # TLS for calls to intake's IdentityService (PREFLIGHT_GRPC_TLS_CA); None: plaintext.
     client_tls: grpc.ChannelCredentials | None = None
     consumer_group: str = "preflight-notifier"
-    source: str = "preflight-notifier"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: Topics = field(default_factory=Topics)
     # The registered operator organisations: the only audiences finding alerts are published to.

@@ -13,13 +13,14 @@ from google.protobuf.duration_pb2 import Duration
 from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.benchmark.v1 import benchmark_pb2, events_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
+from preflight_common.bus import SOURCES
 from preflight_common.envelope import KafkaRecord, encode_event
 from preflight_common.telemetry import current_traceparent, inject_headers
 
 from preflight_benchmark.adapters.store import Ending, EndingFor, JobRecord
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus, PlannedJob
 
-SOURCE = "preflight.benchmark"
+SOURCE = SOURCES["benchmark"]
 
 STATUS_TO_PROTO = {
     JobStatus.PENDING: benchmark_pb2.JOB_STATUS_PENDING,

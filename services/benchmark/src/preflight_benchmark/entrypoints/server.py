@@ -18,6 +18,7 @@ import faust
 import grpc
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
 from preflight_common.auth import IntrospectionAuthenticator
+from preflight_common.bus import SOURCES
 from preflight_common.consumer import DeadLetters, consume_events, make_faust_app
 from preflight_common.grpcserver import build_server, mark_serving
 from preflight_common.runtime import KafkaSide
@@ -33,7 +34,6 @@ from preflight_benchmark.service.planner import REGISTRY
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (benchmark_pb2.DESCRIPTOR.services_by_name["BenchmarkService"].full_name,)
-SOURCE = "preflight.benchmark"
 
 
 def _planner_app(settings: BenchmarkSettings, components: Components, dead_letters: DeadLetters) -> faust.App:
@@ -43,7 +43,7 @@ def _planner_app(settings: BenchmarkSettings, components: Components, dead_lette
     planner = components.planner
 
     async def benchmark_planner(stream: Any) -> None:
-        await consume_events(stream.events(), REGISTRY, planner.handle, dead_letters)
+        await consume_events(stream.events(), REGISTRY, planner.handle, dead_letters, topics=settings.topics)
 
     app.agent(app.topic(settings.topics.submissions), name="benchmark_planner")(benchmark_planner)
     return app
@@ -93,7 +93,7 @@ async def serve(
     )
     kafka = KafkaSide(
         settings.kafka,
-        source=SOURCE,
+        source=SOURCES["benchmark"],
         engine=components.engine,
         outbox=outbox,
         relay_interval=settings.relay_interval,

@@ -21,6 +21,7 @@ import faust
 from google.protobuf.message import Message
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.intake.v1 import events_pb2 as intake_events
+from preflight_common.config import Topics
 from preflight_common.consumer import DeadLetters, EventHandler, PoisonEvent, consume_events, make_faust_app
 from preflight_common.envelope import EventAttributes, EventRegistry
 from preflight_common.fields import timestamp_field
@@ -119,7 +120,7 @@ def _add_agent(
     app: faust.App, topic: str, registry: EventRegistry, handler: EventHandler, dead_letters: DeadLetters
 ) -> None:
     async def agent(stream: Any) -> None:
-        await consume_events(stream.events(), registry, handler, dead_letters)
+        await consume_events(stream.events(), registry, handler, dead_letters, topics=topics)
 
     agent.__name__ = f"clearinghouse_{topic.replace('.', '_')}"
     app.agent(app.topic(topic), name=agent.__name__)(agent)

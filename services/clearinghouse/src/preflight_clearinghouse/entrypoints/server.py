@@ -20,6 +20,7 @@ import grpc
 from grpc_health.v1 import health
 from preflight.clearinghouse.v1 import clearinghouse_pb2, clearinghouse_pb2_grpc
 from preflight_common.auth import Authenticator, IntrospectionAuthenticator
+from preflight_common.bus import SOURCES
 from preflight_common.config import env
 from preflight_common.grpcserver import build_server, mark_serving
 from preflight_common.runtime import KafkaSide
@@ -91,7 +92,7 @@ async def serve(
     server, port, health_servicer = build_grpc_server(components, authenticator, settings.listen)
     kafka = KafkaSide(
         settings.kafka,
-        source=settings.source,
+        source=SOURCES["clearinghouse"],
         engine=components.engine,
         outbox=schema.outbox,
         relay_interval=settings.relay_interval,

@@ -77,6 +77,7 @@ def _payload(event: Event) -> tuple[Message, str]:
                     access_window=window_to_proto(submission.access_window),
                     deadline_version=submission.deadline_version,
                     reason=event.reason,
+                    organisation=submission.organisation,
                 ),
                 f"release-plan/{submission.deadline_version}",
             )
@@ -86,6 +87,7 @@ def _payload(event: Event) -> tuple[Message, str]:
                     submission_id=submission.submission_id,
                     reason=event.reason,
                     withdrawn_at=timestamp(submission.updated_at),
+                    organisation=submission.organisation,
                 ),
                 "withdrawn",
             )

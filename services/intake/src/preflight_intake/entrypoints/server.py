@@ -18,6 +18,7 @@ import grpc
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
 from preflight_common.auth import IdentityServicer, LocalAuthenticator
+from preflight_common.bus import SOURCES
 from preflight_common.grpcserver import build_server, mark_serving
 from preflight_common.runtime import KafkaSide
 from preflight_common.telemetry import setup_telemetry
@@ -77,7 +78,7 @@ async def serve(
     )
     kafka = KafkaSide(
         settings.kafka,
-        source=settings.source,
+        source=SOURCES["intake"],
         engine=components.engine,
         outbox=tables.outbox,
         relay_interval=settings.relay_interval,

@@ -18,6 +18,7 @@ from collections.abc import Callable
 import grpc
 from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from preflight_common.auth import IntrospectionAuthenticator
+from preflight_common.bus import SOURCES
 from preflight_common.config import env
 from preflight_common.grpcserver import build_server, mark_serving
 from preflight_common.runtime import KafkaSide
@@ -92,7 +93,7 @@ async def serve(
     loops = _background(components, loops_stop)
     kafka = KafkaSide(
         settings.kafka,
-        source=settings.source,
+        source=SOURCES["notifier"],
         engine=components.engine,
         outbox=tables.outbox,
         relay_interval=settings.relay_interval,

@@ -111,9 +111,14 @@ class ReleasePlanChanged(_message.Message):
     ACCESS_WINDOW_FIELD_NUMBER: _builtins.int
     DEADLINE_VERSION_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    ORGANISATION_FIELD_NUMBER: _builtins.int
     submission_id: _builtins.str
     deadline_version: _builtins.int
     reason: _builtins.str
+    organisation: _builtins.str
+    """The submitting lab, as in SubmissionReceived: consumers refuse a change whose
+    organisation is not the one they recorded for the submission.
+    """
     @_builtins.property
     def planned_release(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -132,10 +137,11 @@ class ReleasePlanChanged(_message.Message):
         access_window: _submission_pb2.AccessWindow | None = ...,
         deadline_version: _builtins.int = ...,
         reason: _builtins.str = ...,
+        organisation: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["access_window", b"access_window", "planned_release", b"planned_release", "previous_planned_release", b"previous_planned_release", "review_deadline", b"review_deadline"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_window", b"access_window", "deadline_version", b"deadline_version", "planned_release", b"planned_release", "previous_planned_release", b"previous_planned_release", "reason", b"reason", "review_deadline", b"review_deadline", "submission_id", b"submission_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_window", b"access_window", "deadline_version", b"deadline_version", "organisation", b"organisation", "planned_release", b"planned_release", "previous_planned_release", b"previous_planned_release", "reason", b"reason", "review_deadline", b"review_deadline", "submission_id", b"submission_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -150,8 +156,13 @@ class SubmissionWithdrawn(_message.Message):
     SUBMISSION_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     WITHDRAWN_AT_FIELD_NUMBER: _builtins.int
+    ORGANISATION_FIELD_NUMBER: _builtins.int
     submission_id: _builtins.str
     reason: _builtins.str
+    organisation: _builtins.str
+    """The submitting lab, as in SubmissionReceived: consumers refuse a withdrawal whose
+    organisation is not the one they recorded for the submission.
+    """
     @_builtins.property
     def withdrawn_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -160,10 +171,11 @@ class SubmissionWithdrawn(_message.Message):
         submission_id: _builtins.str = ...,
         reason: _builtins.str = ...,
         withdrawn_at: _timestamp_pb2.Timestamp | None = ...,
+        organisation: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["withdrawn_at", b"withdrawn_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "submission_id", b"submission_id", "withdrawn_at", b"withdrawn_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisation", b"organisation", "reason", b"reason", "submission_id", b"submission_id", "withdrawn_at", b"withdrawn_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,83 @@
+"""The fields each event type must carry, written down once for every consumer.
+
+`REQUIRED` maps an event's full proto name (its CloudEvents ``ce_type``) to the paths of
+the fields it cannot do without (``model.name`` is the ``name`` of the ``model`` message
+field). A field is present when it is set: a scalar is not its default (empty string, 0,
+false, the enum's 0 value), a message field is set, a repeated field has an element.
+`consumer.handle_record` checks them before a handler runs, so an event that lacks one is
+dead-lettered naming the field, in every service alike; handlers still check what a
+single field cannot say (an end after a start, a value in range).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from google.protobuf.message import Message
+
+_FINDING: Final = ("finding.finding_id", "finding.tlp", "finding.revision", "finding.updated_at")
+
+REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
+    "preflight.intake.v1.SubmissionReceived": (
+        "submission_id",
+        "organisation",
+        "model.name",
+        "model.version",
+        "access",
+        "access_window",
+        "received_at",
+    ),
+    "preflight.intake.v1.ReleasePlanChanged": (
+        "submission_id",
+        "organisation",
+        "planned_release",
+        "deadline_version",
+    ),
+    "preflight.intake.v1.SubmissionWithdrawn": ("submission_id", "organisation"),
+    "preflight.benchmark.v1.BenchmarkJobRequested": (
+        "job_id",
+        "submission_id",
+        "suite_id",
+        "suite_version",
+        "attempt",
+        "max_attempts",
+        "planned_jobs",
+    ),
+    "preflight.benchmark.v1.BenchmarkCompleted": ("job_id", "submission_id", "suite_id", "attempt"),
+    "preflight.benchmark.v1.BenchmarkFailed": ("job_id", "submission_id", "attempt", "reason"),
+    "preflight.clearinghouse.v1.ReviewReportReady": (
+        "report_id",
+        "submission_id",
+        "version",
+        "tier",
+        "body",
+        "signature",
+        "signing_key_id",
+    ),
+    "preflight.clearinghouse.v1.FindingPublished": _FINDING,
+    "preflight.clearinghouse.v1.FindingUpdated": _FINDING,
+    "preflight.notifier.v1.Alert": ("alert_id", "kind", "subject_id", "fired_at", "tlp"),
+}
+"""The required field paths of every event type on the bus, by full proto name."""
+
+
+def missing_fields(message: Message) -> list[str]:
+    """The required field paths `message` lacks, in declaration order (empty when none).
+
+    An event type `REQUIRED` does not declare has no contract to break; every event type
+    the protos document (``// ce_type: …``) is declared, which a test holds the table to.
+    """
+    return [path for path in REQUIRED.get(message.DESCRIPTOR.full_name, ()) if not _present(message, path)]
+
+
+def _present(message: Message, path: str) -> bool:
+    head, _, rest = path.partition(".")
+    field = message.DESCRIPTOR.fields_by_name[head]
+    if field.is_repeated:
+        return len(getattr(message, head)) > 0
+    if field.message_type is not None:
+        if not message.HasField(head):
+            return False
+        return _present(getattr(message, head), rest) if rest else True
+    return bool(getattr(message, head))

@@ -213,12 +213,13 @@ def check_wire(viewer: Viewer, spec: Spec, text: bytes) -> None:
 
 
 def check_export(viewer: Viewer, spec: Spec, document: bytes) -> None:
-    """Exports carry the audience view whoever asks: never the evidence; the source only with consent."""
+    """An export for `viewer`: never the evidence; the source exactly where `viewer` may learn it
+    (as GetFinding shows it), so never to another lab, consent or not."""
     assert f"evidence-{spec.marker}".encode() not in document
-    if not spec.consent:
-        assert spec.marker.encode() not in document and (
-            not spec.source_org or spec.source_org.encode() not in document
-        )
+    learns = oracle_learns_source(viewer, spec) and bool(spec.source_org)
+    assert (spec.marker.encode() in document) is learns, ("source", viewer, spec)
+    if spec.source_org and not learns:
+        assert spec.source_org.encode() not in document, ("source", viewer, spec)
 
 
 def check_event(spec: Spec, now: datetime, components: Components) -> int:
@@ -305,6 +306,39 @@ def test_no_read_path_leaks_in_process(tmp_path: Path) -> None:
     components.engine.dispose()
     print(f"in-process sharing property: {pairs} (principal, finding) pairs, each over 7 read paths")
     assert pairs >= 10_000
+
+
+def test_a_consented_clear_finding_exported_by_another_lab_does_not_name_its_source(tmp_path: Path) -> None:
+    """The case the property must always cover: consent lets operators learn the source, not other labs."""
+    clock = ManualClock()
+    components = make_components(
+        f"sqlite:///{tmp_path / 'export.db'}", tmp_path, ReportSigner(Ed25519PrivateKey.generate()), clock
+    )
+    now = clock.advance(timedelta(minutes=5))
+    marker = uuid.uuid4().hex
+    submission = SubmissionRecord(f"sub-{marker}", LABS[0], f"model-{marker}", "1.0", True, now)
+    finding = make_finding(
+        tlp=Tlp.CLEAR,
+        audience=Audience(frozenset(), frozenset({"energy"})),
+        source=FindingSource(submission.submission_id),
+        reporter_organisation="",
+        evidence=f"evidence-{marker}",
+        created_at=now,
+        updated_at=now,
+    )
+    spec = Spec(finding, LABS[0], True, marker)
+    store_world(components, [(spec, submission)])
+    try:
+        for viewer in VIEWERS:
+            if not oracle_may_see(viewer, spec, now):
+                continue
+            shown = components.registry.get(viewer, finding.finding_id)
+            for export_format in FORMATS:
+                document = components.registry.export(viewer, finding.finding_id, export_format).document
+                check_export(viewer, spec, document)
+                assert (b"Found by" in document) is (shown.source is not None), (viewer, export_format)
+    finally:
+        components.engine.dispose()
 
 
 # --- over gRPC ------------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Every path out of the clearinghouse (gRPC gets, lists, streams, each export,
 and the FindingPublished/FindingUpdated payloads) goes through `may_see` and
-then one of the projections below. Nothing else decides.
+then one of the projections below: `visible` for reads, `export_view` (the
+same view, for distribution) for exports, `audience_view` for the events.
+Nothing else decides.
 
 TLP 2.0 semantics (deny by default; a finding with an empty audience reaches
 nobody but reviewers, admins, its own lab and its reporter):
@@ -157,20 +159,26 @@ def may_learn_source(viewer: Viewer, finding: Finding) -> bool:
     return viewer.role is Role.OPERATOR and finding.source_consents()
 
 
-def audience_view(finding: Finding, now: datetime) -> Finding:
-    """What any member of the audience may receive: the payload of events and audience exports.
-
-    The effective TLP, the source only with consent, and no evidence,
-    reporter or patch statuses.
-    """
+def _for_distribution(view: Finding, now: datetime) -> Finding:
+    """`view` for onward distribution: the effective TLP; no evidence, reporter or patch statuses."""
     return replace(
-        finding,
-        tlp=effective_tlp(finding, now),
-        source=finding.source if finding.source_consents() else None,
+        view,
+        tlp=effective_tlp(view, now),
         evidence="",
         reporter_id="",
         reporter_organisation="",
         patch_statuses=(),
+    )
+
+
+def audience_view(finding: Finding, now: datetime) -> Finding:
+    """What any member of the audience may receive: the payload of the findings events.
+
+    The effective TLP, the source only with consent (the audience is operators),
+    and no evidence, reporter or patch statuses.
+    """
+    return _for_distribution(
+        replace(finding, source=finding.source if finding.source_consents() else None), now
     )
 
 
@@ -199,6 +207,17 @@ def project(viewer: Viewer, finding: Finding, now: datetime) -> Finding:
 def visible(viewer: Viewer, finding: Finding, now: datetime) -> Finding | None:
     """`project(viewer, finding)` when `may_see`, else None: the one gate every read path calls."""
     return project(viewer, finding, now) if may_see(viewer, finding, now) else None
+
+
+def export_view(viewer: Viewer, finding: Finding, now: datetime) -> Finding | None:
+    """What an export for `viewer` carries, or None when `viewer` may not see the finding.
+
+    `visible`'s view for the viewer (so the source exactly when `may_learn_source`:
+    never for another lab) as a document for onward distribution: the effective TLP,
+    no evidence, reporter or patch statuses, whoever asks.
+    """
+    shown = visible(viewer, finding, now)
+    return None if shown is None else _for_distribution(shown, now)
 
 
 def may_read_report(viewer: Viewer, submission_organisation: str) -> bool:

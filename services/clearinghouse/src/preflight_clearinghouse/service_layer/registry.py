@@ -53,7 +53,7 @@ from preflight_clearinghouse.domain.sharing import (
     Role,
     Tlp,
     Viewer,
-    audience_view,
+    export_view,
     may_see,
     visible,
 )
@@ -309,11 +309,11 @@ class FindingRegistry:
         return shown, changes[-1][0]
 
     def export(self, viewer: Viewer, finding_id: str, export_format: ExportFormat | None) -> ExportDocument:
-        """An export document built from the audience view of a finding `viewer` may see.
+        """An export document built from `viewer`'s view of a finding it may see (`export_view`).
 
-        Exports are documents for onward distribution, so whoever asks, they
-        carry what the audience may receive (effective TLP; the source only
-        with the lab's consent; no evidence, reporter or patch statuses).
+        The source appears exactly where GetFinding would show it to the same
+        caller; exports are documents for onward distribution, so whoever asks
+        they carry the effective TLP and no evidence, reporter or patch statuses.
         """
         exporter = self._exporters.get(export_format) if export_format else None
         if exporter is None:
@@ -321,9 +321,10 @@ class FindingRegistry:
         now = self._clock()
         with self._store.read() as reader:
             finding = reader.finding(finding_id)
-        if finding is None or not may_see(viewer, finding, now):
+        view = export_view(viewer, finding, now) if finding is not None else None
+        if view is None:
             raise NotFound("no such finding")
-        return exporter(audience_view(finding, now), now)
+        return exporter(view, now)
 
     # --- changes ----------------------------------------------------------------
 

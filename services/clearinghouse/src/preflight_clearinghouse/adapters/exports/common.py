@@ -38,7 +38,7 @@ def audience_text(finding: Finding) -> str:
 
 
 def source_text(finding: Finding) -> str | None:
-    """Who found it, when the audience view carries the source (the lab consented)."""
+    """Who found it, when the export view carries the source (the caller may learn it)."""
     if finding.source is None or not finding.source.organisation:
         return None
     model = " ".join(p for p in (finding.source.model_name, finding.source.model_version) if p)

@@ -3,6 +3,7 @@ version, values schema, best-practice invariants, docs, helm-unittest."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
@@ -19,6 +20,7 @@ VALUES_FILES = {
     "default": [],
     "minimal": [CHART / "examples/minimal.yaml"],
     "production": [CHART / "examples/production.yaml"],
+    "strimzi": [CHART / "examples/strimzi.yaml"],
 }
 KUBE_VERSIONS = ["1.34.0", "1.35.0", "1.36.0", "1.37.0"]
 SERVICES = ["intake", "benchmark", "clearinghouse", "notifier"]
@@ -94,6 +96,11 @@ def test_bad_values_fail_to_render(helm: str, check_chart: ModuleType) -> None:
             assert "nil pointer" not in res.stderr, f"{what}: template crash: {res.stderr}"
 
 
+def strimzi(docs: list[dict[str, Any]]) -> bool:
+    """Whether Strimzi manages the topics and users (then there is no provisioning Job)."""
+    return bool(of_kind(docs, "KafkaUser"))
+
+
 def test_every_kind_expected(rendered: list[dict[str, Any]]) -> None:
     kinds = {d["kind"] for d in rendered}
     assert {
@@ -103,10 +110,11 @@ def test_every_kind_expected(rendered: list[dict[str, Any]]) -> None:
         "ConfigMap",
         "Role",
         "RoleBinding",
-        "Job",
         "PodDisruptionBudget",
         "NetworkPolicy",
     } <= kinds
+    provisioning = {"KafkaTopic", "KafkaUser"} if strimzi(rendered) else {"Job"}
+    assert provisioning <= kinds
     names = {d["metadata"]["name"] for d in of_kind(rendered, "Deployment")}
     assert names == {f"preflight-{s}" for s in SERVICES}
     assert {d["metadata"]["name"] for d in of_kind(rendered, "Service")} == names
@@ -129,7 +137,7 @@ def test_labels_everywhere(rendered: list[dict[str, Any]]) -> None:
 
 def test_restricted_pod_security(rendered: list[dict[str, Any]]) -> None:
     specs = pod_specs(rendered)
-    assert len(specs) == 5  # 4 services and the topics hook
+    assert len(specs) == (4 if strimzi(rendered) else 5)  # 4 services and the topics hook
     for name, spec in specs:
         psc = spec["securityContext"]
         assert psc["runAsNonRoot"] is True, name
@@ -259,10 +267,23 @@ def test_secrets_only_by_reference(rendered: list[dict[str, Any]]) -> None:
             "PREFLIGHT_INTAKE_ENCRYPTION_KEYS",
             "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY",
             "PREFLIGHT_NOTIFIER_SMTP_PASSWORD",
-            "PREFLIGHT_KAFKA_SASL_PASSWORD",
         ):
             if var in env:
                 assert "secretKeyRef" in env[var]["valueFrom"], (dep, var)
+
+
+def test_kafka_passwords_only_as_files(rendered: list[dict[str, Any]]) -> None:
+    """Every Kafka client (services, migrations, provisioning) reads its password from a file
+    mounted from a Secret: never from an environment variable."""
+    for name, spec in pod_specs(rendered):
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            env = {e["name"]: e for e in c["env"]}
+            assert "PREFLIGHT_KAFKA_SASL_PASSWORD" not in env, name
+            path = Path(env["PREFLIGHT_KAFKA_SASL_PASSWORD_FILE"]["value"])
+            (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == str(path.parent)]
+            secret = volumes[mount["name"]]["secret"]
+            assert [item["path"] for item in secret["items"]] == [path.name], name
 
 
 def test_production_example_settings(helm: str, check_chart: ModuleType) -> None:
@@ -279,11 +300,13 @@ def test_production_example_settings(helm: str, check_chart: ModuleType) -> None
         "name": "preflight-notifier",
         "key": "webhook-bank-a",
     }
-    assert (
-        nenv["PREFLIGHT_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "preflight-kafka-user"
-    )
-    ienv = env_of(docs, "preflight-intake")
-    assert ienv["PREFLIGHT_KAFKA_SASL_USERNAME"]["value"] == "preflight-intake"
+    assert nenv["PREFLIGHT_KAFKA_SASL_USERNAME"]["value"] == "preflight-notifier"
+    (job,) = of_kind(docs, "Job")
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [
+        "--acls",
+        "--credentials-dir",
+        "/etc/preflight/kafka-credentials",
+    ]
 
 
 # The configuration files: chart defaults == what the services ship; and every
@@ -312,9 +335,13 @@ def _loaders(require):  # type: ignore[no-untyped-def]
         "catalog.yaml": ("preflight_benchmark.adapters.catalog_file", "load_catalog"),
         "policy.yaml": ("preflight_clearinghouse.bootstrap", "load_policy"),
         "routing.yaml": ("preflight_notifier.adapters.routing_file", "load_routing"),
+        "participants.yaml": ("preflight_common.bus", "Participants.load"),
     }.items():
         try:
-            out[file] = getattr(importlib.import_module(module), fn)
+            target: Any = importlib.import_module(module)
+            for attr in fn.split("."):
+                target = getattr(target, attr)
+            out[file] = target
         except (ImportError, AttributeError) as exc:
             require(False, f"{module}.{fn}: {exc}")
     return out
@@ -333,7 +360,7 @@ def test_rendered_config_files_load_in_the_services(
             path.write_text(text)
             assert loaders[file](path) is not None, file
             seen.add(file)
-    assert seen == set(SHIPPED)
+    assert seen == {*SHIPPED, "participants.yaml"}
 
 
 def test_values_schema_is_draft_2020_12_and_accepts_defaults() -> None:
@@ -391,3 +418,135 @@ def test_helm_unittest_suites(helm_unittest: str) -> None:
     assert (
         "Test Suites: " in res.stdout and " failed" not in res.stdout.split("Test Suites:")[1].split("\n")[0]
     )
+
+
+# The event bus: what the chart grants and configures is what preflight_common.bus derives.
+PARTICIPANTS = [
+    {"name": "bank-a", "sectors": ["finance"]},
+    {"name": "grid-operator", "sectors": ["energy", "finance"]},
+    {"name": "hospital-b"},
+]
+
+
+def render_strimzi(helm: str, check_chart: ModuleType, tmp_path: Path) -> list[dict[str, Any]]:
+    values = tmp_path / "participants.yaml"
+    values.write_text(yaml.safe_dump({"participants": PARTICIPANTS}))
+    return render(helm, check_chart, [*VALUES_FILES["strimzi"], values])
+
+
+def test_strimzi_acls_are_the_bus_grants(helm: str, check_chart: ModuleType, tmp_path: Path) -> None:
+    from preflight_common import bus
+    from preflight_common.config import Topics
+
+    docs = render_strimzi(helm, check_chart, tmp_path)
+    rendered = set()
+    for user in of_kind(docs, "KafkaUser"):
+        assert user["spec"]["authorization"]["type"] == "simple"
+        for acl in user["spec"]["authorization"]["acls"]:
+            assert acl.get("type", "allow") == "allow" and acl.get("host", "*") == "*", acl
+            resource = acl["resource"]
+            pattern = {"literal": bus.Pattern.LITERAL, "prefix": bus.Pattern.PREFIXED}[
+                resource["patternType"]
+            ]
+            for operation in acl["operations"]:
+                rendered.add(
+                    bus.Grant(
+                        f"User:{user['metadata']['name']}",
+                        bus.ResourceType(resource["type"].upper()),
+                        resource["name"],
+                        pattern,
+                        bus.Operation(operation.upper()),
+                    )
+                )
+    participants = bus.Participants.parse({"organisations": PARTICIPANTS})
+    assert rendered == set(bus.grants(Topics(), participants))
+
+
+def test_strimzi_topics_are_the_provisioned_ones(
+    helm: str, check_chart: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from preflight_common import bus, topics
+    from preflight_common.config import Topics
+
+    docs = render_strimzi(helm, check_chart, tmp_path)
+    values = yaml.safe_load((CHART / "examples" / "strimzi.yaml").read_text())["kafka"]["topics"]
+    monkeypatch.setenv("PREFLIGHT_TOPIC_PARTITIONS", str(values["partitions"]))
+    monkeypatch.setenv("PREFLIGHT_TOPIC_REPLICATION", str(values["replicationFactor"]))
+    participants = bus.Participants.parse({"organisations": PARTICIPANTS})
+    specs = [*topics.configured_specs(Topics()), *topics.alert_specs(Topics(), participants)]
+    rendered = {
+        (
+            t["spec"]["topicName"],
+            t["spec"]["partitions"],
+            t["spec"]["replicas"],
+            t["spec"]["config"]["retention.ms"],
+        )
+        for t in of_kind(docs, "KafkaTopic")
+    }
+    assert rendered == {(s.name, s.partitions, s.replication, s.retention_ms) for s in specs}
+
+
+def test_strimzi_resources_validate_against_the_crds(
+    helm: str, check_chart: ModuleType, tmp_path: Path
+) -> None:
+    docs = render_strimzi(helm, check_chart, tmp_path)
+    custom = [d for d in docs if (d["apiVersion"], d["kind"]) in check_chart.CRD_SCHEMAS]
+    assert len(custom) == len(of_kind(docs, "KafkaTopic")) + len(of_kind(docs, "KafkaUser")) > 0
+    assert check_chart.validate_objects(docs, []) == []
+
+
+def test_crd_validation_catches_a_broken_resource(check_chart: ModuleType) -> None:
+    """Unknown fields, wrong enums and names Kubernetes refuses fail."""
+    user = {
+        "apiVersion": "kafka.strimzi.io/v1",
+        "kind": "KafkaUser",
+        "metadata": {"name": "preflight-intake"},
+        "spec": {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {
+                "type": "simple",
+                "acls": [{"resource": {"type": "topic", "name": "t"}, "operations": ["Read"]}],
+            },
+        },
+    }
+    assert check_chart.validate_objects([user], []) == []
+    typo = yaml.safe_load(yaml.safe_dump(user))
+    typo["spec"]["authorization"]["acls"][0]["resource"]["patterntype"] = "prefix"
+    enum = yaml.safe_load(yaml.safe_dump(user))
+    enum["spec"]["authorization"]["acls"][0]["operations"] = ["READ"]
+    name = {**user, "metadata": {"name": "Preflight_Intake"}}
+    for bad in (typo, enum, name):
+        assert check_chart.validate_objects([bad], []), bad
+
+
+@pytest.mark.parametrize("values", sorted(VALUES_FILES))
+def test_rendered_kafka_settings_load_in_the_services(
+    helm: str, check_chart: ModuleType, values: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each container's PREFLIGHT_KAFKA_* and PREFLIGHT_TOPIC_* variables are the ones
+    preflight_common reads: the settings load, as the service's own principal, with every topic
+    named as configured."""
+    from dataclasses import fields
+
+    from preflight_common.config import KafkaSettings, Topics
+
+    docs = render(helm, check_chart, VALUES_FILES[values])
+    sizing = {"PARTITIONS", "REPLICATION", "RETENTION_MS"}
+    for name, spec in pod_specs(docs):
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            env = {e["name"]: e.get("value", "") for e in c["env"]}
+            for var in [v for v in env if v.startswith("PREFLIGHT_TOPIC_")]:
+                field = var.removeprefix("PREFLIGHT_TOPIC_")
+                assert field in sizing or field.lower() in {f.name for f in fields(Topics)}, var
+            with monkeypatch.context() as m:
+                for var in [v for v in os.environ if v.startswith(("PREFLIGHT_KAFKA_", "PREFLIGHT_TOPIC_"))]:
+                    m.delenv(var)
+                for var, value in env.items():
+                    if var.startswith(("PREFLIGHT_KAFKA_", "PREFLIGHT_TOPIC_")):
+                        m.setenv(var, value)
+                settings = KafkaSettings.from_env()
+                assert Topics.from_env() == Topics()
+            assert settings.security_protocol.startswith("SASL_"), name
+            assert settings.sasl_password_file == "/etc/preflight/kafka-sasl/password"
+            if name != "preflight-topics":
+                assert settings.sasl_username == name, name

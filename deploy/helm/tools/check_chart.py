@@ -3,8 +3,10 @@
 
 For the default values and each file in examples/: `helm template` the chart
 and validate every rendered object (hooks included) with kubernetes-validate
-in strict mode, for each requested Kubernetes version. Then check that values
-breaking values.schema.json (or the chart's own checks) fail to render.
+in strict mode, for each requested Kubernetes version; Strimzi's KafkaTopics
+and KafkaUsers against the CRD schemas vendored in crds/ (unknown fields
+refused, as the API server's strict field validation does). Then check that
+values breaking values.schema.json (or the chart's own checks) fail to render.
 
     check_chart.py --helm .cache/bin/helm --kube-versions "1.34.0 1.35.0" deploy/helm/preflight
 
@@ -15,6 +17,8 @@ tests/deploy.
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -22,11 +26,19 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import kubernetes_validate
 import yaml
 
-# Custom resources we render but kubernetes-validate has no schema for.
+# Custom resources we render but have no schema for.
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+CRDS = Path(__file__).resolve().parent / "crds"
+# Custom resources validated against a vendored CRD schema (crds/README.md says which release).
+CRD_SCHEMAS = {
+    ("kafka.strimzi.io/v1", "KafkaTopic"): CRDS / "kafkatopic-v1.json",
+    ("kafka.strimzi.io/v1", "KafkaUser"): CRDS / "kafkauser-v1.json",
+}
 
 RELEASE = "preflight"
 NAMESPACE = "preflight"
@@ -68,6 +80,36 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("sasl without password secret", {"kafka": {"securityProtocol": "SASL_SSL", "sasl": {"username": "u"}}}),
     ("servicemonitor without metrics", {"telemetry": {"serviceMonitor": {"enabled": True}}}),
     ("kueue without queue", {"benchmark": {"worker": {"kueue": {"enabled": True}}}}),
+    ("plaintext Kafka", {"kafka": {"securityProtocol": "PLAINTEXT"}}),
+    ("Kafka over TLS without SASL", {"kafka": {"securityProtocol": "SSL"}}),
+    (
+        "PLAIN password in clear",
+        {"kafka": {"securityProtocol": "SASL_PLAINTEXT", "sasl": {"mechanism": "PLAIN"}}},
+    ),
+    (
+        "admin PLAIN password in clear",
+        {
+            "kafka": {
+                "securityProtocol": "SASL_PLAINTEXT",
+                "provisioning": {"admin": {"mechanism": "PLAIN"}},
+            }
+        },
+    ),
+    ("Kafka password in values", {"kafka": {"sasl": {"password": "s3cret"}}}),
+    ("strimzi without cluster", {"kafka": {"strimzi": {"enabled": True}}}),
+    (
+        "strimzi with SCRAM-SHA-256",
+        {"kafka": {"strimzi": {"enabled": True, "cluster": "c"}, "sasl": {"mechanism": "SCRAM-SHA-256"}}},
+    ),
+    ("bad organisation name", {"participants": [{"name": "Bank_A"}]}),
+    ("bad sector name", {"participants": [{"name": "bank-a", "sectors": ["-finance"]}]}),
+    ("organisation twice", {"participants": [{"name": "bank-a"}, {"name": "bank-a"}]}),
+    ("ACLs for another user name", {"intake": {"kafkaCredentials": {"username": "intake"}}}),
+    ("credentials without a shared Secret", {"kafka": {"provisioning": {"credentials": True}}}),
+    (
+        "service Secret overwritten by Strimzi",
+        {"kafka": {"strimzi": {"enabled": True, "cluster": "c"}}},
+    ),
     ("no intake and no identity target", {"intake": {"enabled": False}}),
 ]
 
@@ -91,13 +133,48 @@ def documents(manifest: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(manifest) if d]
 
 
+def closed(schema: Any) -> Any:
+    """A CRD's structural schema that refuses unknown fields, as the API server's strict field
+    validation does (it would otherwise prune them silently)."""
+    if isinstance(schema, list):
+        return [closed(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: closed(v) for k, v in schema.items()}
+    if (
+        "properties" in out
+        and "additionalProperties" not in out
+        and not out.get("x-kubernetes-preserve-unknown-fields")
+    ):
+        out["additionalProperties"] = False
+    return out
+
+
+def crd_validator(path: Path) -> jsonschema.Draft7Validator:
+    return jsonschema.Draft7Validator(closed(json.loads(path.read_text())))
+
+
+def validate_custom_resource(obj: dict[str, Any]) -> list[str]:
+    """Errors of a custom resource against its vendored CRD schema (plus a valid object name)."""
+    validator = crd_validator(CRD_SCHEMAS[(obj.get("apiVersion"), obj.get("kind"))])
+    errors = [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
+    name = obj.get("metadata", {}).get("name", "")
+    if not (len(name) <= 253 and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name)):
+        errors.append(f"metadata.name: {name!r} is not a DNS subdomain")
+    return errors
+
+
 def validate_objects(objs: list[dict[str, Any]], versions: Iterable[str]) -> list[str]:
     """Strictly validate every object for every version; returns error lines."""
     errors: list[str] = []
     items = [(f"{o.get('kind')}/{o.get('metadata', {}).get('name')}", o) for o in objs]
+    for label, obj in items:
+        if (obj.get("apiVersion"), obj.get("kind")) in CRD_SCHEMAS:
+            errors += [f"{label}: {e}" for e in validate_custom_resource(obj)]
     for version in versions:
         for label, obj in items:
-            if (obj.get("apiVersion"), obj.get("kind")) in CRD_KINDS:
+            kind = (obj.get("apiVersion"), obj.get("kind"))
+            if kind in CRD_KINDS or kind in CRD_SCHEMAS:
                 continue
             try:
                 kubernetes_validate.validate(obj, version, strict=True)

@@ -107,11 +107,17 @@ defs = {
         ),
     },
     "secretKeyName": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]+$"},
+    # Organisation and sector names: the one grammar of preflight_common.names.
+    "participantName": {"type": "string", "pattern": r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"},
     "kafkaCredentials": obj(
         {
-            "username": string,
-            "passwordSecret": obj({"name": ref("optionalName"), "key": ref("secretKeyName")}),
-        }
+            "username": {"type": "string", "pattern": r"^[a-zA-Z0-9._-]{1,249}$"},
+            "passwordSecret": obj(
+                {"name": ref("optionalName"), "key": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]*$"}},
+                required=["name", "key"],
+            ),
+        },
+        required=["username", "passwordSecret"],
     ),
     "autoscaling": obj(
         {
@@ -226,17 +232,21 @@ schema = {
         "kafka": obj(
             {
                 "bootstrapServers": {"type": "string", "pattern": r"^[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*$"},
-                "securityProtocol": {"enum": ["PLAINTEXT", "SSL", "SASL_SSL", "SASL_PLAINTEXT"]},
+                # Every client authenticates: the brokers grant nothing to an anonymous one.
+                "securityProtocol": {"enum": ["SASL_SSL", "SASL_PLAINTEXT"]},
                 "sasl": obj(
-                    {
-                        "mechanism": {"enum": ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]},
-                        "username": string,
-                        "passwordSecret": obj(
-                            {"name": ref("optionalName"), "key": ref("secretKeyName")},
-                            required=["name", "key"],
-                        ),
-                    },
+                    {"mechanism": {"enum": ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]}},
                     required=["mechanism"],
+                ),
+                "auth": obj({"existingSecret": ref("optionalName")}, required=["existingSecret"]),
+                "strimzi": obj(
+                    {"enabled": boolean, "cluster": ref("optionalName"), "namespace": ref("optionalName")},
+                    required=["enabled", "cluster"],
+                    # The cluster label is what makes Strimzi's operators pick the resources up.
+                    **{
+                        "if": {"properties": {"enabled": {"const": True}}},
+                        "then": {"properties": {"cluster": {"minLength": 1}}},
+                    },
                 ),
                 "tls": obj(
                     {
@@ -257,7 +267,7 @@ schema = {
                                     "benchmarkResults",
                                     "reviews",
                                     "findings",
-                                    "alerts",
+                                    "alertsPrefix",
                                     "reviewAlerts",
                                 ]
                             },
@@ -267,7 +277,7 @@ schema = {
                                 "benchmarkResults",
                                 "reviews",
                                 "findings",
-                                "alerts",
+                                "alertsPrefix",
                                 "reviewAlerts",
                             ],
                         ),
@@ -290,12 +300,67 @@ schema = {
                         "backoffLimit": {"type": "integer", "minimum": 0},
                         "activeDeadlineSeconds": {"type": "integer", "minimum": 1},
                         "resources": ref("resources"),
+                        "admin": obj(
+                            {
+                                "username": {"type": "string", "pattern": r"^[a-zA-Z0-9._-]{1,249}$"},
+                                "mechanism": {"enum": ["", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]},
+                                "passwordSecret": obj(
+                                    {"name": ref("optionalName"), "key": ref("secretKeyName")},
+                                    required=["name", "key"],
+                                ),
+                            },
+                            required=["username", "passwordSecret"],
+                        ),
+                        "credentials": boolean,
                     },
-                    required=["enabled"],
+                    required=["enabled", "admin"],
                 ),
             },
-            required=["bootstrapServers", "securityProtocol", "sasl", "tls", "topics"],
+            required=["bootstrapServers", "securityProtocol", "sasl", "auth", "strimzi", "tls", "topics"],
+            allOf=[
+                # PLAIN sends the password itself: never over an unencrypted connection.
+                {
+                    "if": {"properties": {"securityProtocol": {"const": "SASL_PLAINTEXT"}}},
+                    "then": {
+                        "properties": {"sasl": {"properties": {"mechanism": {"not": {"const": "PLAIN"}}}}}
+                    },
+                },
+                {
+                    "if": {
+                        "required": ["provisioning"],
+                        "properties": {
+                            "provisioning": {
+                                "required": ["admin"],
+                                "properties": {
+                                    "admin": {
+                                        "required": ["mechanism"],
+                                        "properties": {"mechanism": {"const": "PLAIN"}},
+                                    }
+                                },
+                            }
+                        },
+                    },
+                    "then": {"properties": {"securityProtocol": {"const": "SASL_SSL"}}},
+                },
+                # Strimzi's KafkaUsers authenticate with SCRAM-SHA-512 only.
+                {
+                    "if": {"properties": {"strimzi": {"properties": {"enabled": {"const": True}}}}},
+                    "then": {
+                        "properties": {"sasl": {"properties": {"mechanism": {"const": "SCRAM-SHA-512"}}}}
+                    },
+                },
+            ],
         ),
+        "participants": {
+            "type": "array",
+            "items": obj(
+                {
+                    "name": ref("participantName"),
+                    "sectors": {"type": "array", "items": ref("participantName"), "uniqueItems": True},
+                },
+                required=["name"],
+            ),
+        },
         "telemetry": obj(
             {
                 "otlpEndpoint": {"type": "string", "pattern": r"^(https?://\S+)?$"},

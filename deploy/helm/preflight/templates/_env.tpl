@@ -3,8 +3,8 @@ The ONE place where values become environment variables. The services read
 all their configuration from these variables (see each service's config.py /
 README); when a variable is renamed in a service, change it here only.
 
-  preflight.env.kafka    Kafka connection + topic names (services, topics Job)
-  preflight.env.topics   topic sizing (topics Job)
+  preflight.env.kafka    Kafka connection as the context's principal + topic names (services, topics Job)
+  preflight.env.topics   topic sizing and the participants file (topics Job)
   preflight.env.otel     OpenTelemetry
   preflight.env.service  everything a long-running service gets (by component)
 
@@ -13,23 +13,17 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 
 {{- define "preflight.env.kafka" -}}
 {{- $k := .root.Values.kafka -}}
-{{- $creds := .c.kafkaCredentials | default dict -}}
+{{- $client := include "preflight.kafkaClient" . | fromJson -}}
 - name: PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS
   value: {{ $k.bootstrapServers | quote }}
 - name: PREFLIGHT_KAFKA_SECURITY_PROTOCOL
   value: {{ $k.securityProtocol | quote }}
-{{- if hasPrefix "SASL" $k.securityProtocol }}
 - name: PREFLIGHT_KAFKA_SASL_MECHANISM
-  value: {{ $k.sasl.mechanism | quote }}
+  value: {{ $client.mechanism | quote }}
 - name: PREFLIGHT_KAFKA_SASL_USERNAME
-  value: {{ $creds.username | default $k.sasl.username | quote }}
-- name: PREFLIGHT_KAFKA_SASL_PASSWORD
-  valueFrom:
-    secretKeyRef:
-      {{- $ps := $creds.passwordSecret | default dict }}
-      name: {{ $ps.name | default $k.sasl.passwordSecret.name }}
-      key: {{ $ps.key | default $k.sasl.passwordSecret.key }}
-{{- end }}
+  value: {{ $client.username | quote }}
+- name: PREFLIGHT_KAFKA_SASL_PASSWORD_FILE
+  value: /etc/preflight/kafka-sasl/password
 {{- if $k.tls.caSecret.name }}
 - name: PREFLIGHT_KAFKA_SSL_CAFILE
   value: /etc/preflight/kafka-ca/ca.crt
@@ -44,8 +38,8 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ $k.topics.names.reviews | quote }}
 - name: PREFLIGHT_TOPIC_FINDINGS
   value: {{ $k.topics.names.findings | quote }}
-- name: PREFLIGHT_TOPIC_ALERTS
-  value: {{ $k.topics.names.alerts | quote }}
+- name: PREFLIGHT_TOPIC_ALERTS_PREFIX
+  value: {{ $k.topics.names.alertsPrefix | quote }}
 - name: PREFLIGHT_TOPIC_REVIEW_ALERTS
   value: {{ $k.topics.names.reviewAlerts | quote }}
 {{- end -}}
@@ -60,6 +54,8 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ $t.retentionMs | int64 | quote }}
 - name: PREFLIGHT_DLQ_RETENTION_MS
   value: {{ $t.deadLetterRetentionMs | int64 | quote }}
+- name: PREFLIGHT_PARTICIPANTS_FILE
+  value: /etc/preflight/participants/participants.yaml
 {{- end -}}
 
 {{- define "preflight.env.otel" -}}
@@ -194,6 +190,8 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 {{- end }}
 {{- end }}
 {{- else if eq .name "notifier" }}
+- name: PREFLIGHT_PARTICIPANTS_FILE
+  value: /etc/preflight/config/participants.yaml
 - name: PREFLIGHT_NOTIFIER_ROUTING_FILE
   value: /etc/preflight/config/routing.yaml
 - name: PREFLIGHT_NOTIFIER_SMTP_HOST

@@ -1,4 +1,5 @@
-"""The local KRaft broker: readiness, round trips, crash and restart, and the up/down commands."""
+"""The local KRaft broker: readiness, round trips, authentication and ACLs, crash and restart,
+and the up/down commands."""
 
 from __future__ import annotations
 
@@ -10,43 +11,21 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaProducer
 from kafka.admin import KafkaAdminClient
-from kafka.errors import KafkaTimeoutError
-from kafka.structs import TopicPartition
+from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
+from preflight_common.bus import Grant, Operation, Pattern, ResourceType
+from preflight_common.config import KafkaSettings
 from preflight_common.localkafka import LocalKafka, ensure_jars, find_repo_root, pinned_kafka_version
-from preflight_common.testing.fixtures import TopicFactory
+from preflight_common.testing.clients import assert_read_refused, read_records, write_records
+from preflight_common.testing.fixtures import PrincipalFactory, TopicFactory
 
 REPO_ROOT = find_repo_root(Path(__file__).parent)
-
-
-def produce(bootstrap: str, topic: str, values: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_block_ms=10_000)
-    try:
-        for value in values:
-            producer.send(topic, key=b"submission-1", value=value).get(timeout=10)
-    finally:
-        producer.close()
-
-
-def consume_all(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[Any]:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    try:
-        partition = TopicPartition(topic, 0)
-        consumer.assign([partition])
-        consumer.seek_to_beginning(partition)
-        records: list[Any] = []
-        deadline = time.monotonic() + timeout
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
 
 
 def port_accepts(port: int) -> bool:
@@ -80,10 +59,12 @@ def processes_mentioning(text: str) -> list[int]:
     return found
 
 
-def test_broker_is_ready_and_listens_on_loopback(kafka: LocalKafka, kafka_bootstrap: str) -> None:
+def test_broker_is_ready_and_listens_on_loopback(
+    kafka: LocalKafka, kafka_bootstrap: str, kafka_settings: KafkaSettings
+) -> None:
     assert kafka.is_running()
     assert re.fullmatch(r"127\.0\.0\.1:\d+", kafka_bootstrap)
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = KafkaAdminClient(**kafka_settings.kafka_python_options())
     try:
         cluster = admin.describe_cluster()
     finally:
@@ -94,21 +75,21 @@ def test_broker_is_ready_and_listens_on_loopback(kafka: LocalKafka, kafka_bootst
     assert "0.0.0.0" not in config
 
 
-def test_produce_consume_round_trip(kafka_bootstrap: str, unique_topic: TopicFactory) -> None:
+def test_produce_consume_round_trip(kafka_settings: KafkaSettings, unique_topic: TopicFactory) -> None:
     topic = unique_topic("roundtrip")
     values = [b"one", b"two", b"three"]
-    produce(kafka_bootstrap, topic, values)
-    records = consume_all(kafka_bootstrap, topic, expected=3)
+    write_records(kafka_settings, topic, values)
+    records = read_records(kafka_settings, topic, expected=3)
     assert [r.value for r in records] == values
-    assert {r.key for r in records} == {b"submission-1"}
+    assert {r.key for r in records} == {b"key"}
 
 
-def test_unique_topic_creates_partitions(kafka_bootstrap: str, unique_topic: TopicFactory) -> None:
+def test_unique_topic_creates_partitions(kafka_settings: KafkaSettings, unique_topic: TopicFactory) -> None:
     first = unique_topic("bench marks/x", partitions=3, config={"retention.ms": "60000"})
     second = unique_topic("bench marks/x")
     assert first != second
     assert first.startswith("bench-marks-x.")
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = KafkaAdminClient(**kafka_settings.kafka_python_options())
     try:
         described = {t["name"]: t for t in admin.describe_topics([first, second])}
     finally:
@@ -117,13 +98,67 @@ def test_unique_topic_creates_partitions(kafka_bootstrap: str, unique_topic: Top
     assert len(described[second]["partitions"]) == 1
 
 
-def test_topics_are_not_auto_created(kafka_bootstrap: str) -> None:
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, max_block_ms=2_000)
+def test_topics_are_not_auto_created(kafka_settings: KafkaSettings) -> None:
+    producer = KafkaProducer(max_block_ms=2_000, **kafka_settings.kafka_python_options())
     try:
         with pytest.raises(KafkaTimeoutError):
             producer.send("preflight.no-such-topic.v1", b"lost?").get(timeout=5)
     finally:
         producer.close(timeout=5)
+
+
+def cannot_connect(options: dict[str, Any]) -> None:
+    """Fail unless a client with these options is kept from the cluster (bootstrap times out)."""
+    with pytest.raises(KafkaTimeoutError, match="Unable to bootstrap"):
+        admin = KafkaAdminClient(bootstrap_timeout_ms=3_000, **options)
+        admin.close()
+
+
+def test_the_broker_refuses_an_unauthenticated_client(kafka_bootstrap: str) -> None:
+    cannot_connect({"bootstrap_servers": kafka_bootstrap})
+
+
+def test_the_broker_refuses_a_wrong_password(kafka_principal: PrincipalFactory, tmp_path: Path) -> None:
+    principal = kafka_principal("test-wrong-password", [])
+    admin = KafkaAdminClient(bootstrap_timeout_ms=30_000, **principal.kafka_python_options())
+    admin.close()  # with its own password, the principal gets in
+    wrong = tmp_path / "wrong.password"
+    wrong.write_text("not-the-password", encoding="utf-8")
+    cannot_connect(replace(principal, sasl_password_file=str(wrong)).kafka_python_options())
+
+
+def topic_grants(user: str, topic: str, *operations: Operation) -> list[Grant]:
+    return [Grant(f"User:{user}", ResourceType.TOPIC, topic, Pattern.LITERAL, op) for op in operations]
+
+
+def test_a_principal_reads_and_writes_only_what_an_acl_allows(
+    kafka_settings: KafkaSettings, kafka_principal: PrincipalFactory, unique_topic: TopicFactory
+) -> None:
+    topic = unique_topic("acl")
+    write_records(kafka_settings, topic, [b"written-by-admin"])
+    stranger = kafka_principal("test-stranger", [])
+    with pytest.raises(TopicAuthorizationFailedError):
+        write_records(stranger, topic, [b"forged"])
+    assert_read_refused(stranger, topic)
+
+    granted = kafka_principal(
+        "test-granted",
+        topic_grants("test-granted", topic, Operation.WRITE, Operation.READ, Operation.DESCRIBE),
+    )
+    write_records(granted, topic, [b"written-by-granted"])
+    records = read_records(granted, topic, expected=2)
+    assert [r.value for r in records] == [b"written-by-admin", b"written-by-granted"]
+
+
+def test_a_write_grant_does_not_allow_reading(
+    kafka_principal: PrincipalFactory, unique_topic: TopicFactory
+) -> None:
+    topic = unique_topic("acl-write-only")
+    writer = kafka_principal(
+        "test-writer", topic_grants("test-writer", topic, Operation.WRITE, Operation.DESCRIBE)
+    )
+    write_records(writer, topic, [b"one"])
+    assert_read_refused(writer, topic)
 
 
 def test_ensure_jars_does_not_fetch_twice(kafka: LocalKafka) -> None:
@@ -137,10 +172,10 @@ def test_kill_and_restart_on_same_port_keeps_messages(tmp_path: Path) -> None:
     broker = LocalKafka(tmp_path / "kafka", repo_root=REPO_ROOT)
     broker.start()
     try:
-        bootstrap = broker.bootstrap_servers
+        settings = broker.admin_settings()
         port = broker.port
         assert port is not None
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin = KafkaAdminClient(**settings.kafka_python_options())
         try:
             admin.create_topics(
                 {"preflight.crash.v1": {"num_partitions": 1, "replication_factor": 1}},
@@ -148,7 +183,7 @@ def test_kill_and_restart_on_same_port_keeps_messages(tmp_path: Path) -> None:
             )
         finally:
             admin.close()
-        produce(bootstrap, "preflight.crash.v1", [b"before-crash-1", b"before-crash-2"])
+        write_records(settings, "preflight.crash.v1", [b"before-crash-1", b"before-crash-2"])
 
         pid = broker.pid
         assert pid is not None
@@ -158,9 +193,9 @@ def test_kill_and_restart_on_same_port_keeps_messages(tmp_path: Path) -> None:
         assert not port_accepts(port)
 
         broker.restart()
-        assert broker.bootstrap_servers == bootstrap
-        produce(bootstrap, "preflight.crash.v1", [b"after-restart"])
-        records = consume_all(bootstrap, "preflight.crash.v1", expected=3)
+        assert broker.admin_settings() == settings
+        write_records(settings, "preflight.crash.v1", [b"after-restart"])
+        records = read_records(settings, "preflight.crash.v1", expected=3)
         assert [r.value for r in records] == [b"before-crash-1", b"before-crash-2", b"after-restart"]
 
         pid = broker.pid
@@ -228,7 +263,11 @@ def test_cli_up_status_down_leaves_no_process(tmp_path: Path) -> None:
 
         status = run_cli("status", "--run-dir", str(run_dir))
         assert status.returncode == 0
-        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        # The administrator's password is in the run directory, readable by its owner only.
+        assert (run_dir / "admin.password").stat().st_mode & 0o777 == 0o600
+        admin_settings = LocalKafka(run_dir, port=port).admin_settings()
+        assert admin_settings.bootstrap_servers == bootstrap
+        admin = KafkaAdminClient(**admin_settings.kafka_python_options())
         try:
             assert admin.describe_cluster()["brokers"][0]["port"] == port
         finally:

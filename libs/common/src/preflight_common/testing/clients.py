@@ -1,0 +1,83 @@
+"""Plain kafka-python clients for tests: write records, read them back, and check what a
+principal is refused.
+
+Every function connects as the principal of the `KafkaSettings` it is given, so a test states
+who writes or reads: the broker's administrator (the ``kafka_settings`` fixture) to play any
+service, or a principal from ``kafka_principal`` to prove what its ACLs allow.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import TopicAuthorizationFailedError
+from kafka.structs import TopicPartition
+
+from preflight_common.config import KafkaSettings
+
+__all__ = ["assert_read_refused", "read_records", "write_records"]
+
+
+def write_records(
+    settings: KafkaSettings, topic: str, values: Iterable[bytes], *, key: bytes = b"key"
+) -> None:
+    """Write each value to `topic`, each acknowledged by every replica before the next.
+
+    Raises what the broker answered, e.g. `TopicAuthorizationFailedError` when no ACL lets
+    the principal write the topic.
+    """
+    producer = KafkaProducer(acks="all", max_block_ms=10_000, **settings.kafka_python_options())
+    try:
+        for value in values:
+            producer.send(topic, key=key, value=value).get(timeout=10)
+    finally:
+        producer.close()
+
+
+def read_records(settings: KafkaSettings, topic: str, expected: int, timeout: float = 30.0) -> list[Any]:
+    """Every record of every partition of `topic` from the start, once `expected` have arrived
+    or `timeout` seconds have passed (the caller checks what came)."""
+    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_python_options())
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            raise AssertionError(
+                f"{topic} has no partitions visible to {settings.sasl_username or 'the client'}"
+            )
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        while len(records) < expected and time.monotonic() < deadline:
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return records
+    finally:
+        consumer.close()
+
+
+def assert_read_refused(settings: KafkaSettings, topic: str, timeout: float = 30.0) -> None:
+    """Raise AssertionError unless the broker refuses the principal a fetch from `topic`.
+
+    A principal that may not even describe the topic is refused its offsets; one that may
+    (as every writer is) then fetches from offset 0 of partition 0, which takes the READ
+    permission itself.
+    """
+    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_python_options())
+    partition = TopicPartition(topic, 0)
+    try:
+        consumer.beginning_offsets([partition])
+        consumer.assign([partition])
+        consumer.seek(partition, 0)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if consumer.poll(timeout_ms=500):
+                raise AssertionError(f"{settings.sasl_username} read {topic}")
+    except TopicAuthorizationFailedError:
+        return
+    finally:
+        consumer.close()
+    raise AssertionError(f"{settings.sasl_username} was not refused reading {topic} within {timeout:.0f}s")

@@ -17,11 +17,13 @@ import grpc
 from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from preflight_common.auth import Principal, Role, current_principal
+from preflight_common.fields import InvalidArgument, timestamp_field
 from preflight_common.grpcserver import invalid_argument
+from preflight_common.pagetokens import page_tokens
 from sqlalchemy import Engine
 
 from preflight_notifier.adapters import store
-from preflight_notifier.adapters.codec import alert_to_proto, kind_from_proto, moment, timestamp
+from preflight_notifier.adapters.codec import alert_to_proto, kind_from_proto, timestamp
 from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.audience import Viewer, ViewerRole, may_see
 from preflight_notifier.domain.clock import Clock
@@ -31,6 +33,10 @@ from preflight_notifier.domain.silences import Silence, SilenceState, may_manage
 DEFAULT_PAGE = 100
 MAX_PAGE = 500
 MAX_COMMENT = 1000
+MAX_MATCHERS = 50
+MATCHER_COMPILE_DEADLINE = 5.0
+"""Seconds a silence's matchers may take to compile (off the event loop) before it is refused."""
+_ALERTS_SCOPE = "preflight.notifier.v1.NotifierService/ListAlerts"
 # A page stops after reading this many alerts even if few were visible (the token resumes there).
 MAX_SCAN = 5000
 # Stream re-reads this many recent sequence numbers, so an alert whose transaction committed after
@@ -59,6 +65,25 @@ def viewer_of(principal: Principal) -> Viewer:
 
 def _visible(viewer: Viewer, alert: Alert) -> bool:
     return may_see(viewer, alert.kind, alert.audience, alert.tlp)
+
+
+def _matchers_of(request: notifier_pb2.CreateSilenceRequest) -> tuple[list[Matcher], list[tuple[str, str]]]:
+    """The request's matchers, compiled (CPU work: run it off the event loop), and the violations."""
+    violations: list[tuple[str, str]] = []
+    matchers: list[Matcher] = []
+    if not request.matchers:
+        violations.append(("matchers", "at least one matcher is required"))
+    if len(request.matchers) > MAX_MATCHERS:
+        return matchers, [("matchers", f"at most {MAX_MATCHERS} matchers")]
+    for index, m in enumerate(request.matchers):
+        if m.operator not in _OPS:
+            violations.append((f"matchers[{index}].operator", "required"))
+            continue
+        try:
+            matchers.append(Matcher(m.label, _OPS[m.operator], m.value))
+        except ValueError as exc:
+            violations.append((f"matchers[{index}]", str(exc)))
+    return matchers, violations
 
 
 class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
@@ -111,7 +136,7 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
         records = self._records(viewer, found)
         if request.unacknowledged_only:
             records = [r for r in records if not r.acknowledged]
-        token = "" if exhausted or cursor is None else str(cursor)
+        token = page_tokens().encode(_ALERTS_SCOPE, None if exhausted or cursor is None else [cursor])
         return notifier_pb2.ListAlertsResponse(alerts=records, next_page_token=token)
 
     async def ListAlerts(
@@ -121,11 +146,11 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
         if not 0 <= request.page_size <= MAX_PAGE:
             violations.append(("page_size", f"must be between 0 and {MAX_PAGE}"))
         before = None
-        if request.page_token:
-            if not request.page_token.isdigit():
-                violations.append(("page_token", "not a token from a previous response"))
-            else:
-                before = int(request.page_token)
+        try:
+            cursor = page_tokens().decode(_ALERTS_SCOPE, request.page_token)
+            before = int(cursor[0]) if cursor else None
+        except InvalidArgument as exc:
+            violations += exc.violations
         if request.kind and request.kind not in notifier_events.AlertKind.values():
             violations.append(("kind", "unknown alert kind"))
         if violations:
@@ -232,32 +257,28 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
             )
         assert scope is not None
         now = self._clock.now()
-        violations: list[tuple[str, str]] = []
-        matchers: list[Matcher] = []
-        if not request.matchers:
-            violations.append(("matchers", "at least one matcher is required"))
-        for index, m in enumerate(request.matchers):
-            if m.operator not in _OPS:
-                violations.append((f"matchers[{index}].operator", "required"))
-                continue
-            try:
-                matchers.append(Matcher(m.label, _OPS[m.operator], m.value))
-            except ValueError as exc:
-                violations.append((f"matchers[{index}]", str(exc)))
-        starts = moment(request.starts_at) if request.HasField("starts_at") else now
-        if not request.HasField("ends_at"):
+        try:
+            matchers, violations = await asyncio.wait_for(
+                asyncio.to_thread(_matchers_of, request), MATCHER_COMPILE_DEADLINE
+            )
+        except TimeoutError:
+            await invalid_argument(context, [("matchers", "too costly to compile")])
+        starts = timestamp_field(request, "starts_at") or now
+        ends = timestamp_field(request, "ends_at")
+        if ends is None:
             violations.append(("ends_at", "required"))
-        elif moment(request.ends_at) <= max(starts, now):
+        elif ends <= max(starts, now):
             violations.append(("ends_at", "must be after starts_at and in the future"))
         if len(request.comment) > MAX_COMMENT:
             violations.append(("comment", f"at most {MAX_COMMENT} characters"))
         if violations:
             await invalid_argument(context, violations)
+        assert ends is not None
         silence = Silence(
             silence_id=str(uuid.uuid4()),
             matchers=tuple(matchers),
             starts_at=starts,
-            ends_at=moment(request.ends_at),
+            ends_at=ends,
             created_by=principal.principal_id,
             organisation=scope,
             comment=request.comment,

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import yaml
 from preflight_common.config import ConfigError
+from preflight_common.names import check_name
 
 from preflight_notifier.domain.audience import Viewer, ViewerRole
 from preflight_notifier.domain.delivery import RetryPolicy
@@ -155,9 +156,11 @@ def _viewer(value: Any) -> Viewer:
         raise ValueError("role must be reviewer, lab or operator")
     if role is not ViewerRole.REVIEWER and not entry.get("organisation"):
         raise ValueError("a lab or operator audience needs its organisation")
-    return Viewer(
-        role, str(entry.get("organisation", "")), frozenset(str(s) for s in entry.get("sectors", []))
-    )
+    organisation = str(entry.get("organisation", ""))
+    if organisation:
+        check_name(organisation, "organisation")
+    sectors = frozenset(check_name(str(s), "sector") for s in _list(entry.get("sectors", []), "sectors"))
+    return Viewer(role, organisation, sectors)
 
 
 def _channel(entry: Mapping[str, Any]) -> Channel | None:

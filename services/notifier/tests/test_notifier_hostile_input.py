@@ -1,0 +1,140 @@
+"""The notifier's API against hostile input on loopback: a huge or pathological silence matcher
+cannot stall the service, out-of-range timestamps and forged page tokens are INVALID_ARGUMENT
+naming the field; a routing file's audience names follow the shared grammar."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import grpc
+import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from notifier_support import START
+from preflight.notifier.v1 import notifier_pb2
+from preflight_common.config import ConfigError
+from preflight_common.fields import MATCHER_LIMIT
+from preflight_notifier.adapters.codec import timestamp
+from preflight_notifier.adapters.routing_file import parse_routing
+from preflight_notifier.domain.matchers import Matcher, MatchOp
+
+from conftest import Api
+
+REGEX = notifier_pb2.MATCH_OPERATOR_REGEX
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'notifier.db'}"
+
+
+def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
+    status = rpc_status.from_call(error)
+    assert status is not None, error
+    bad_request = error_details_pb2.BadRequest()
+    status.details[0].Unpack(bad_request)
+    return {v.field: v.description for v in bad_request.field_violations}
+
+
+def silence(value: str, **fields: Timestamp) -> notifier_pb2.CreateSilenceRequest:
+    request = notifier_pb2.CreateSilenceRequest(
+        matchers=[notifier_pb2.Matcher(label="subject_id", operator=REGEX, value=value)],
+        ends_at=timestamp(START + timedelta(days=1)),
+    )
+    for name, value_ in fields.items():
+        getattr(request, name).CopyFrom(value_)
+    return request
+
+
+async def _timed_list(api: Api) -> float:
+    begun = time.monotonic()
+    await api.stub.ListAlerts(notifier_pb2.ListAlertsRequest(), metadata=api.auth("bank-b"), timeout=60)
+    return time.monotonic() - begun
+
+
+async def test_a_megabyte_regex_is_refused_at_once_and_other_callers_are_not_held(api: Api) -> None:
+    await _timed_list(api)  # connected and warm
+    huge = "(a|b|c)*" * (1 << 17)  # 1 MiB
+    hostile = asyncio.ensure_future(
+        api.stub.CreateSilence(silence(huge), metadata=api.auth("bank-a"), timeout=60)
+    )
+    other = await _timed_list(api)
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await hostile
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert violations(refused.value) == {"matchers[0].value": f"at most {MATCHER_LIMIT} characters"}
+    assert other < 5.0, f"another caller's ListAlerts took {other:.1f}s"
+    listed = await api.stub.ListSilences(notifier_pb2.ListSilencesRequest(), metadata=api.auth("bank-a"))
+    assert list(listed.silences) == []
+
+
+async def test_regexes_are_re2_so_backreferences_are_refused_and_nested_repeats_are_linear(api: Api) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await api.stub.CreateSilence(silence("(a)\\1"), metadata=api.auth("bank-a"), timeout=30)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert set(violations(refused.value)) == {"matchers[0]"}
+    created = await api.stub.CreateSilence(silence("(a+)+b"), metadata=api.auth("bank-a"), timeout=30)
+    assert created.silence.matchers[0].value == "(a+)+b"
+
+    answer: list[bool] = []
+    matcher = Matcher("subject_id", MatchOp.REGEX, "(a+)+b")
+    # With a backtracking engine this takes longer than the universe's age; a daemon thread keeps
+    # a regression from hanging the suite.
+    worker = threading.Thread(
+        target=lambda: answer.append(matcher.matches({"subject_id": ["a" * 64 + "!"]})), daemon=True
+    )
+    worker.start()
+    worker.join(10)
+    assert answer == [False]
+
+
+@pytest.mark.parametrize(
+    ("field", "stamp"),
+    [
+        ("starts_at", Timestamp(seconds=0, nanos=-1)),
+        ("starts_at", Timestamp(seconds=253402300800)),
+        ("ends_at", Timestamp(seconds=0, nanos=-1)),
+        ("ends_at", Timestamp(seconds=253402300800)),
+    ],
+)
+async def test_an_out_of_range_silence_time_is_invalid_argument_naming_it(
+    api: Api, field: str, stamp: Timestamp
+) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await api.stub.CreateSilence(silence("x", **{field: stamp}), metadata=api.auth("bank-a"), timeout=30)
+    assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert set(violations(refused.value)) == {field}
+
+
+async def test_alert_page_tokens_cannot_be_forged(api: Api) -> None:
+    for bad in ("9" * 40, "5", "0"):
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await api.stub.ListAlerts(
+                notifier_pb2.ListAlertsRequest(page_token=bad), metadata=api.auth("reviewer"), timeout=30
+            )
+        assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT, bad
+        assert set(violations(refused.value)) == {"page_token"}
+
+
+@pytest.mark.parametrize(
+    ("audience", "named"),
+    [
+        ({"role": "operator", "organisation": "Bank A"}, "organisation"),
+        ({"role": "operator", "organisation": "https://bank-a.example/"}, "organisation"),
+        ({"role": "operator", "organisation": "bank-a", "sectors": ["finance", "Fin ance"]}, "sector"),
+    ],
+)
+def test_a_routing_file_audience_outside_the_name_grammar_is_a_config_error(
+    audience: dict[str, object], named: str
+) -> None:
+    document = {
+        "route": {"receiver": "bank"},
+        "receivers": [{"name": "bank", "audience": audience, "email": {"to": ["ops@bank-a.example"]}}],
+    }
+    with pytest.raises(ConfigError, match=rf"receivers\[0\]: {named} must be"):
+        parse_routing(document)

@@ -126,7 +126,7 @@ def main() -> int:
             fresh = [direct_fresh_process(suite.task, server, key, root / "fresh") for _ in range(args.runs)]
             with (
                 intake_stand_in(root) as intake,
-                benchmark_process(service_settings(root, broker.bootstrap_servers, intake), root) as service,
+                benchmark_process(service_settings(root, broker.admin_settings(), intake), root) as service,
             ):
                 requested_to_completed, submitted_to_completed, worker_eval = [], [], []
                 for _ in range(args.runs):

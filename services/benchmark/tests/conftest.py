@@ -17,6 +17,7 @@ from preflight_benchmark.testing import (
     intake_stand_in,
     service_settings,
 )
+from preflight_common.config import KafkaSettings
 
 SMALL_CATALOG = Path(__file__).parent / "data" / "catalog_small.yaml"
 
@@ -62,7 +63,7 @@ def slow_reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
 
 @pytest.fixture(scope="module")
 def service(
-    kafka_bootstrap: str, intake: IntakeStandIn, tmp_path_factory: pytest.TempPathFactory
+    kafka_settings: KafkaSettings, intake: IntakeStandIn, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[BenchmarkProcess]:
     """The benchmark service (planner, dispatcher with the LocalExecutor, gRPC, relay) on fresh topics,
     with the small test catalog."""
@@ -72,7 +73,7 @@ def service(
     mp.setenv("PREFLIGHT_KAFKA_SESSION_TIMEOUT", "6")
     mp.setenv("PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL", "1")
     try:
-        with benchmark_process(service_settings(root, kafka_bootstrap, intake), root) as process:
+        with benchmark_process(service_settings(root, kafka_settings, intake), root) as process:
             yield process
     finally:
         mp.undo()

@@ -150,7 +150,11 @@ def test_withdrawal_mid_run_cancels_pending_and_running_jobs(
     statuses = {j.job_id: _job(service, j.job_id).status.value for j in requested}
     assert {"pending", "running"} <= set(statuses.values()), statuses
     service.publish(
-        intake_events.SubmissionWithdrawn(submission_id=received.submission_id, reason="release cancelled")
+        intake_events.SubmissionWithdrawn(
+            submission_id=received.submission_id,
+            organisation=received.organisation,
+            reason="release cancelled",
+        )
     )
     ended = wait_until(
         lambda: (

@@ -48,6 +48,7 @@ from preflight_benchmark.testing import (
     submission,
     wait_until,
 )
+from preflight_common.config import KafkaSettings
 
 K8S_CATALOG = Path(__file__).parent / "data" / "catalog_k8s.yaml"
 HOLD = "preflight.test/kwok-hold"
@@ -150,11 +151,14 @@ def k8s_env(cluster: Cluster) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def k8s_service(
-    k8s_env: None, kafka_bootstrap: str, intake: IntakeStandIn, tmp_path_factory: pytest.TempPathFactory
+    k8s_env: None,
+    kafka_settings: KafkaSettings,
+    intake: IntakeStandIn,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[BenchmarkProcess]:
     root = tmp_path_factory.mktemp("benchmark-k8s")
     settings = dataclasses.replace(
-        service_settings(root, kafka_bootstrap, intake, max_concurrency=6, max_attempts=MAX_ATTEMPTS),
+        service_settings(root, kafka_settings, intake, max_concurrency=6, max_attempts=MAX_ATTEMPTS),
         executor="kubernetes",
     )
     with benchmark_process(settings, root) as process:
@@ -339,7 +343,11 @@ def test_withdrawal_fails_the_jobs_and_deletes_them(k8s_service: BenchmarkProces
     for name in names:
         cluster.held_pod(name)
 
-    k8s_service.publish(intake_events.SubmissionWithdrawn(submission_id=submission_id, reason="lab request"))
+    k8s_service.publish(
+        intake_events.SubmissionWithdrawn(
+            submission_id=submission_id, organisation="lab-a", reason="lab request"
+        )
+    )
 
     ended = _terminal(k8s_service, submission_id, 2)
     assert {(type(e), e.reason, e.attempt) for e in ended.values()} == {

@@ -18,6 +18,7 @@ from preflight_benchmark.testing import (
     submission,
     wait_until,
 )
+from preflight_common.config import KafkaSettings
 
 SMALL_CATALOG = Path(__file__).parent / "data" / "catalog_small.yaml"
 
@@ -32,11 +33,11 @@ def stand_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Intake
 
 
 def test_a_restarted_service_resumes_running_and_pending_jobs(
-    kafka_bootstrap: str, stand_in: IntakeStandIn, tmp_path: Path
+    kafka_settings: KafkaSettings, stand_in: IntakeStandIn, tmp_path: Path
 ) -> None:
     key = "sk-" + secrets.token_urlsafe(24)
     model = ReferenceModelServer(api_key=key, model_name="slow", delay=0.4).start()
-    settings = service_settings(tmp_path, kafka_bootstrap, stand_in)
+    settings = service_settings(tmp_path, kafka_settings, stand_in)
     received = submission(
         base_url=model.base_url, model_name="slow", credential_ref=stand_in.add_credential(key)
     )

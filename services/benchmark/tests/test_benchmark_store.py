@@ -109,9 +109,9 @@ def test_withdrawal_ends_only_active_jobs_and_only_once(store: JobStore) -> None
     assert first is not None
     store.end(first.job_id, events.failed(FailureReason.EVAL_ERROR, "x", retryable=False, now=NOW), NOW)
     ending = events.failed(FailureReason.WITHDRAWN, "withdrawn", retryable=False, now=NOW)
-    ended = store.withdraw("evt-6", "sub-4", NOW, ending)
+    ended = store.withdraw("evt-6", "sub-4", "lab-a", NOW, ending)
     assert len(ended) == 2 and {j.failure_reason for j in ended} == {FailureReason.WITHDRAWN}
-    assert store.withdraw("evt-6", "sub-4", NOW, ending) == []
+    assert store.withdraw("evt-6", "sub-4", "lab-a", NOW, ending) == []
     assert store.is_withdrawn("sub-4")
     assert len(outbox_rows(store, "results")) == 3
 
@@ -150,8 +150,8 @@ def test_a_new_access_window_moves_only_active_jobs_once(store: JobStore) -> Non
     assert first is not None
     store.end(first.job_id, events.failed(FailureReason.EVAL_ERROR, "x", retryable=False, now=NOW), NOW)
     start, end = NOW + timedelta(days=1), NOW + timedelta(days=2)
-    assert store.change_window("evt-9", "sub-6", start, end, NOW) == 1
-    assert store.change_window("evt-9", "sub-6", NOW, NOW, NOW) == 0
+    assert store.change_window("evt-9", "sub-6", "lab-a", (start, end), NOW) == 1
+    assert store.change_window("evt-9", "sub-6", "lab-a", (NOW, NOW), NOW) == 0
     assert store.due(NOW, 10) == []
     (moved,) = store.due(start, 10)
     assert (moved.not_before, moved.not_after) == (start, end)

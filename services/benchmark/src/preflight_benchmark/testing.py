@@ -38,6 +38,7 @@ from preflight_common.auth import (
     require_role,
     tokens_table,
 )
+from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.envelope import EventRegistry, decode_record, encode_event
@@ -178,9 +179,9 @@ def intake_stand_in(folder: Path, tls: ServerTLS | None = None) -> Iterator[Inta
 class EventTap:
     """Reads the benchmark topics from the beginning and keeps every decoded event and raw record."""
 
-    def __init__(self, bootstrap: str, topics: list[str]) -> None:
+    def __init__(self, kafka: KafkaSettings, topics: list[str]) -> None:
         self._consumer = KafkaConsumer(
-            *topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+            *topics, auto_offset_reset="earliest", enable_auto_commit=False, **kafka.kafka_python_options()
         )
         self.events: list[tuple[str, Any, Message]] = []
         self.raw: list[bytes] = []
@@ -259,16 +260,21 @@ class BenchmarkProcess:
     def publish(self, message: Message, event_id: str | None = None) -> str:
         """Publish an intake event on the submissions topic; returns its event id."""
         subject = str(cast(Any, message).submission_id)  # every intake event has one
-        record = encode_event(message, source="preflight.intake", subject=subject, event_id=event_id)
+        record = encode_event(message, source=SOURCES["intake"], subject=subject, event_id=event_id)
         self.publisher.publish_record(self.settings.topics.submissions, record)
         assert record.attributes is not None
         return record.attributes.id
 
 
 def service_settings(
-    root: Path, bootstrap: str, intake: IntakeStandIn, *, max_concurrency: int = 2, max_attempts: int = 3
+    root: Path,
+    kafka: KafkaSettings,
+    intake: IntakeStandIn,
+    *,
+    max_concurrency: int = 2,
+    max_attempts: int = 3,
 ) -> BenchmarkSettings:
-    """Settings for a service on fresh topics, with its files under `root`."""
+    """Settings for a service on fresh topics, reaching Kafka with `kafka`, with its files under `root`."""
     suffix = uuid.uuid4().hex[:10]
     return BenchmarkSettings(
         database_url=f"sqlite:///{root / 'benchmark.db'}",
@@ -287,7 +293,7 @@ def service_settings(
         worker_memory=None,
         shutdown_grace=2.0,
         consumer_group=f"benchmark-test-{suffix}",
-        kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        kafka=kafka,
         topics=Topics(
             submissions=f"test.submissions.{suffix}",
             benchmark_jobs=f"test.jobs.{suffix}",
@@ -321,8 +327,8 @@ def benchmark_process(settings: BenchmarkSettings, root: Path) -> Iterator[Bench
     if running.done():
         running.result()  # raises what stopped the service
     components, port = ready.result(0)
-    publisher = EventPublisher(settings.kafka, source="preflight.intake")
-    tap = EventTap(settings.kafka.bootstrap_servers, [topics.benchmark_jobs, topics.benchmark_results])
+    publisher = EventPublisher(settings.kafka, source=SOURCES["intake"])
+    tap = EventTap(settings.kafka, [topics.benchmark_jobs, topics.benchmark_results])
     try:
         yield BenchmarkProcess(settings, components, port, publisher, tap, root)
     finally:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from preflight.benchmark.v1 import events_pb2
 from preflight_common.envelope import KafkaRecord
 from preflight_common.idempotency import claim_event, processed_events_table
 from preflight_common.outbox import enqueue, outbox_table
@@ -176,6 +177,34 @@ class Ending:
 EndingFor = Callable[[JobRecord], Ending]
 
 
+class Refused(Exception):
+    """An event that contradicts what is recorded of its submission (the planner dead-letters it)."""
+
+
+def _owned(conn: Connection, submission_id: str, organisation: str) -> Row[Any] | None:
+    """The submission's row (None when unknown); `Refused` when it belongs to another organisation."""
+    row = conn.execute(select(submissions).where(submissions.c.submission_id == submission_id)).first()
+    if row is not None and row.organisation != organisation:
+        raise Refused(
+            f"submission {submission_id} belongs to another organisation than {organisation!r}; "
+            "its organisation is set once"
+        )
+    return row
+
+
+def _model_of(request: bytes) -> bytes:
+    """The model identity of a serialized BenchmarkJobRequested, serialized deterministically."""
+    return events_pb2.BenchmarkJobRequested.FromString(request).model.SerializeToString(deterministic=True)
+
+
+def _model(conn: Connection, submission_id: str) -> bytes | None:
+    """The model identity the submission's jobs were planned for (None without jobs)."""
+    request = conn.execute(
+        select(jobs.c.request).where(jobs.c.submission_id == submission_id).limit(1)
+    ).scalar()
+    return None if request is None else _model_of(request)
+
+
 class JobStore:
     """Jobs and their events, one transaction per method."""
 
@@ -202,14 +231,18 @@ class JobStore:
 
         A submission already known (a second SubmissionReceived under another
         event id) plans nothing new: job ids are deterministic and existing ones are kept.
+        Its organisation and model are set once: a second SubmissionReceived naming another,
+        or one for a withdrawn submission, raises `Refused` (nothing is written).
         """
         with self.engine.begin() as conn:
             if not claim_event(conn, processed_events, self._consumer, event_id):
                 return False
-            known = conn.execute(
-                select(submissions.c.submission_id).where(submissions.c.submission_id == submission_id)
-            ).first()
+            known = _owned(conn, submission_id, organisation)
             if known is not None:
+                if known.withdrawn_at is not None:
+                    raise Refused(f"submission {submission_id} was withdrawn; it is not received again")
+                if planned and _model(conn, submission_id) != _model_of(planned[0].request):
+                    raise Refused(f"submission {submission_id}: model is set once and may not change")
                 return False
             conn.execute(
                 insert(submissions).values(
@@ -243,15 +276,17 @@ class JobStore:
             return True
 
     def withdraw(
-        self, event_id: str, submission_id: str, now: datetime, ending: EndingFor
+        self, event_id: str, submission_id: str, organisation: str, now: datetime, ending: EndingFor
     ) -> list[JobRecord]:
         """Mark the submission withdrawn and end its active jobs (WITHDRAWN); returns the jobs ended.
 
-        Returns an empty list when the event was already applied.
+        Returns an empty list when the event was already applied. Raises `Refused` (nothing
+        is written) when the submission is recorded under another organisation.
         """
         with self.engine.begin() as conn:
             if not claim_event(conn, processed_events, self._consumer, event_id):
                 return []
+            _owned(conn, submission_id, organisation)
             conn.execute(
                 update(submissions)
                 .where(submissions.c.submission_id == submission_id, submissions.c.withdrawn_at.is_(None))
@@ -263,12 +298,23 @@ class JobStore:
             return [j for j in (self._end(conn, JobRecord.from_row(r), ending, now) for r in active) if j]
 
     def change_window(
-        self, event_id: str, submission_id: str, start: datetime, end: datetime, now: datetime
+        self,
+        event_id: str,
+        submission_id: str,
+        organisation: str,
+        window: tuple[datetime, datetime],
+        now: datetime,
     ) -> int:
-        """Move the access window of the submission's active jobs; returns how many moved."""
+        """Move the access window (start, end) of the submission's active jobs; returns how many moved.
+
+        Raises `Refused` (nothing is written) when the submission is recorded under another
+        organisation.
+        """
+        start, end = window
         with self.engine.begin() as conn:
             if not claim_event(conn, processed_events, self._consumer, event_id):
                 return 0
+            _owned(conn, submission_id, organisation)
             result = conn.execute(
                 update(jobs)
                 .where(jobs.c.submission_id == submission_id, jobs.c.status.in_(ACTIVE))

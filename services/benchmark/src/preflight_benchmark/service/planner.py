@@ -12,7 +12,7 @@ from preflight_common.envelope import EventAttributes, EventRegistry
 from preflight_common.telemetry import current_traceparent
 
 from preflight_benchmark.adapters import events
-from preflight_benchmark.adapters.store import JobStore, NewJob
+from preflight_benchmark.adapters.store import JobStore, NewJob, Refused
 from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.domain.catalog import Catalog
 from preflight_benchmark.domain.jobs import AccessWindow, FailureReason, plan
@@ -49,13 +49,18 @@ class Planner:
         self._clock = clock
 
     async def handle(self, attributes: EventAttributes, payload: Message) -> None:
-        """Apply one event; durable when it returns. Raises PoisonEvent for content that can never apply."""
-        if isinstance(payload, intake_events.SubmissionReceived):
-            await asyncio.to_thread(self.plan, attributes.id, payload)
-        elif isinstance(payload, intake_events.SubmissionWithdrawn):
-            await asyncio.to_thread(self.withdraw, attributes.id, payload)
-        elif isinstance(payload, intake_events.ReleasePlanChanged):
-            await asyncio.to_thread(self.change_window, attributes.id, payload)
+        """Apply one event; durable when it returns. Raises PoisonEvent for content that can never apply,
+        and for an event contradicting what is recorded of its submission (another organisation or
+        model, a withdrawn submission received again)."""
+        try:
+            if isinstance(payload, intake_events.SubmissionReceived):
+                await asyncio.to_thread(self.plan, attributes.id, payload)
+            elif isinstance(payload, intake_events.SubmissionWithdrawn):
+                await asyncio.to_thread(self.withdraw, attributes.id, payload)
+            elif isinstance(payload, intake_events.ReleasePlanChanged):
+                await asyncio.to_thread(self.change_window, attributes.id, payload)
+        except Refused as exc:
+            raise PoisonEvent(str(exc)) from exc
 
     def plan(self, event_id: str, received: intake_events.SubmissionReceived) -> int:
         """Store one job per suite and its BenchmarkJobRequested; returns how many jobs were planned."""
@@ -107,7 +112,9 @@ class Planner:
             retryable=False,
             now=now,
         )
-        return len(self._store.withdraw(event_id, withdrawn.submission_id, now, ending))
+        return len(
+            self._store.withdraw(event_id, withdrawn.submission_id, withdrawn.organisation, now, ending)
+        )
 
     def change_window(self, event_id: str, changed: intake_events.ReleasePlanChanged) -> int:
         """Move the access window of the submission's active jobs (if the event carries one)."""
@@ -117,4 +124,6 @@ class Planner:
         end = events.from_timestamp(changed.access_window.end)
         if end <= start:
             raise PoisonEvent("access_window: end must be after start")
-        return self._store.change_window(event_id, changed.submission_id, start, end, self._clock())
+        return self._store.change_window(
+            event_id, changed.submission_id, changed.organisation, (start, end), self._clock()
+        )

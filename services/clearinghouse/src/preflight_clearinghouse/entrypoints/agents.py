@@ -112,12 +112,17 @@ def build_app(
         (settings.topics.benchmark_jobs, JOBS, handlers.job_requested),
         (settings.topics.benchmark_results, RESULTS, handlers.job_ended),
     ):
-        _add_agent(app, topic, registry, handler, dead_letters)
+        _add_agent(app, topic, registry, handler, dead_letters, settings.topics)
     return app
 
 
 def _add_agent(
-    app: faust.App, topic: str, registry: EventRegistry, handler: EventHandler, dead_letters: DeadLetters
+    app: faust.App,
+    topic: str,
+    registry: EventRegistry,
+    handler: EventHandler,
+    dead_letters: DeadLetters,
+    topics: Topics,
 ) -> None:
     async def agent(stream: Any) -> None:
         await consume_events(stream.events(), registry, handler, dead_letters, topics=topics)

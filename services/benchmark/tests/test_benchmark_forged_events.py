@@ -1,0 +1,99 @@
+"""Forged submission events, written with the broker administrator's credentials, change nothing.
+
+The planner accepts a submission event only from intake (the topic's owner) and only when it
+agrees with what is recorded of the submission: a withdrawal naming another organisation, or
+one from another service, is dead-lettered with its reason and no job is cancelled.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from kafka import KafkaConsumer
+from kafka.structs import TopicPartition
+from preflight.benchmark.v1 import events_pb2
+from preflight.intake.v1 import events_pb2 as intake_events
+from preflight_benchmark.domain.jobs import JobStatus
+from preflight_benchmark.testing import BenchmarkProcess, IntakeStandIn, submission, wait_until
+from preflight_common.bus import SOURCES
+from preflight_common.config import Topics
+from preflight_common.envelope import encode_event, headers_dict
+
+
+def dead_letters(service: BenchmarkProcess, event_ids: set[str]) -> dict[str, str]:
+    """The DLQ reason of each of `event_ids` on the submissions topic's DLQ, once all arrived."""
+    topic = Topics.dlq(service.settings.topics.submissions)
+    consumer = KafkaConsumer(enable_auto_commit=False, **service.settings.kafka.kafka_python_options())
+    reasons: dict[str, str] = {}
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+
+        def arrived() -> bool:
+            for records in consumer.poll(timeout_ms=200).values():
+                for record in records:
+                    headers = headers_dict(record.headers)
+                    if headers.get("ce_id") in event_ids:
+                        reasons[headers["ce_id"]] = headers["preflight_dlq_reason"]
+            return reasons.keys() == event_ids
+
+        wait_until(arrived, 60, "the forged events on the DLQ")
+    finally:
+        consumer.close()
+    return reasons
+
+
+def test_a_forged_withdrawal_cancels_no_job_and_is_dead_lettered(
+    service: BenchmarkProcess, intake: IntakeStandIn
+) -> None:
+    # The window opens tomorrow: the jobs wait, pending, and no model is needed.
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    received = submission(
+        base_url="https://lab-a.example/v1",
+        model_name="frontier",
+        credential_ref=intake.add_credential("sk-lab-a"),
+        start=tomorrow,
+        end=tomorrow + timedelta(days=7),
+    )
+    service.publish(received)
+    planned = wait_until(
+        lambda: (
+            len(found := service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
+            and found
+        ),
+        60,
+        "four jobs planned",
+    )
+
+    # Intake's source, another lab's organisation: the broker would let an administrator write it.
+    as_intake = service.publish(
+        intake_events.SubmissionWithdrawn(
+            submission_id=received.submission_id, organisation="lab-rival", reason="forged"
+        )
+    )
+    # The right organisation, from a service that does not own the submissions topic.
+    from_clearinghouse = encode_event(
+        intake_events.SubmissionWithdrawn(
+            submission_id=received.submission_id, organisation=received.organisation, reason="forged"
+        ),
+        source=SOURCES["clearinghouse"],
+        subject=received.submission_id,
+    )
+    service.publisher.publish_record(service.settings.topics.submissions, from_clearinghouse)
+    assert from_clearinghouse.attributes is not None
+    foreign = from_clearinghouse.attributes.id
+
+    reasons = dead_letters(service, {as_intake, foreign})
+
+    assert reasons[as_intake] == (
+        f"poison event: submission {received.submission_id} belongs to another organisation than "
+        "'lab-rival'; its organisation is set once"
+    )
+    assert reasons[foreign] == (
+        f"source preflight.clearinghouse may not publish on {service.settings.topics.submissions}"
+    )
+    store = service.components.store
+    assert not store.is_withdrawn(received.submission_id)
+    assert {store.get(job.job_id).status for job in planned} == {JobStatus.PENDING}
+    assert service.tap.terminal(received.submission_id) == []

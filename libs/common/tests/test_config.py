@@ -73,12 +73,14 @@ def test_env_errors_name_the_variable(
         read()  # type: ignore[operator]
 
 
-def test_kafka_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kafka_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    password = tmp_path / "kafka.password"
+    password.write_text("s3cret\n", encoding="utf-8")
     monkeypatch.setenv("PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS", "kafka-0:9093, kafka-1:9093,")
     monkeypatch.setenv("PREFLIGHT_KAFKA_SECURITY_PROTOCOL", "sasl_ssl")
     monkeypatch.setenv("PREFLIGHT_KAFKA_SASL_MECHANISM", "scram-sha-512")
     monkeypatch.setenv("PREFLIGHT_KAFKA_SASL_USERNAME", "intake")
-    monkeypatch.setenv("PREFLIGHT_KAFKA_SASL_PASSWORD", "s3cret")
+    monkeypatch.setenv("PREFLIGHT_KAFKA_SASL_PASSWORD_FILE", str(password))
     monkeypatch.setenv("PREFLIGHT_KAFKA_SSL_CAFILE", "/etc/kafka/ca.crt")
     settings = KafkaSettings.from_env()
 
@@ -92,6 +94,33 @@ def test_kafka_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
         "sasl_plain_password": "s3cret",
         "ssl_cafile": "/etc/kafka/ca.crt",
     }
+    # What a child process is given to read the same settings: the password's file, not the password.
+    assert settings.env() == {
+        "PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS": "kafka-0:9093, kafka-1:9093,",
+        "PREFLIGHT_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "PREFLIGHT_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "PREFLIGHT_KAFKA_SASL_USERNAME": "intake",
+        "PREFLIGHT_KAFKA_SASL_PASSWORD_FILE": str(password),
+        "PREFLIGHT_KAFKA_SSL_CAFILE": "/etc/kafka/ca.crt",
+    }
+
+
+def test_the_sasl_password_is_read_from_its_file_at_each_call(tmp_path: Path) -> None:
+    password = tmp_path / "kafka.password"
+    password.write_text("first\n", encoding="utf-8")
+    settings = KafkaSettings(
+        security_protocol="SASL_PLAINTEXT",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="preflight-intake",
+        sasl_password_file=str(password),
+    )
+    assert settings.sasl_password() == "first"
+    password.write_text("rotated", encoding="utf-8")
+    assert settings.kafka_python_options()["sasl_plain_password"] == "rotated"
+    password.unlink()
+    with pytest.raises(ConfigError, match="PREFLIGHT_KAFKA_SASL_PASSWORD_FILE") as refused:
+        settings.sasl_password()
+    assert "rotated" not in str(refused.value)
 
 
 def test_kafka_settings_default_to_a_local_plaintext_broker(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -112,6 +141,10 @@ def test_kafka_settings_default_to_a_local_plaintext_broker(monkeypatch: pytest.
         ({"security_protocol": "SASL_SSL", "sasl_mechanism": "GSSAPI"}, "PREFLIGHT_KAFKA_SASL_MECHANISM"),
         ({"security_protocol": "SASL_SSL"}, "PREFLIGHT_KAFKA_SASL_MECHANISM"),
         ({"sasl_mechanism": "PLAIN"}, "PREFLIGHT_KAFKA_SASL_MECHANISM"),
+        (
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "admin"},
+            "PREFLIGHT_KAFKA_SASL_PASSWORD_FILE",
+        ),
     ],
 )
 def test_inconsistent_kafka_settings_are_refused(fields: dict[str, str], variable: str) -> None:
@@ -129,16 +162,16 @@ def test_topic_names_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
         "REVIEW_ALERTS",
     ):
         monkeypatch.delenv(f"PREFLIGHT_TOPIC_{field}", raising=False)
-    monkeypatch.setenv("PREFLIGHT_TOPIC_ALERTS", "tenant-a.alerts")
+    monkeypatch.setenv("PREFLIGHT_TOPIC_REVIEW_ALERTS", "tenant-a.review-alerts")
+    monkeypatch.setenv("PREFLIGHT_TOPIC_ALERTS_PREFIX", "tenant-a.alerts")
     topics = Topics.from_env()
-    assert topics.alerts == "tenant-a.alerts"
+    assert topics.alerts_prefix == "tenant-a.alerts"
     assert topics.all() == [
         "preflight.submissions.v1",
         "preflight.benchmark.jobs.v1",
         "preflight.benchmark.results.v1",
         "preflight.reviews.v1",
         "preflight.findings.v1",
-        "tenant-a.alerts",
-        "preflight.review-alerts.v1",
+        "tenant-a.review-alerts",
     ]
     assert Topics.dlq(topics.submissions) == "preflight.submissions.v1.dlq"

@@ -3,7 +3,8 @@
 # into the git-ignored .cache/ (binaries in .cache/bin).
 #
 #   make deploy-tools   helm, helm-unittest (go install) + kubernetes-validate (pip)
-#   make helm-lint      lint, render, schema-validate (per Kubernetes version) and unit-test the chart
+#   make helm-lint      lint, render, schema-validate (per Kubernetes version; Strimzi resources against
+#                       the vendored CRD schemas) and unit-test the chart
 #   make k8s-build      build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (cached)
 #   make k8s-up         start the local API server stack; kubeconfig: run/k8s/kubeconfig
 #   make k8s-down       stop it
@@ -70,6 +71,7 @@ helm-lint: deploy-tools
 	$(HELM) lint --strict $(DEPLOY_CHART)
 	$(HELM) lint --strict $(DEPLOY_CHART) -f $(DEPLOY_CHART)/examples/minimal.yaml
 	$(HELM) lint --strict $(DEPLOY_CHART) -f $(DEPLOY_CHART)/examples/production.yaml
+	$(HELM) lint --strict $(DEPLOY_CHART) -f $(DEPLOY_CHART)/examples/strimzi.yaml
 	$(DEPLOY_PY) $(DEPLOY_ROOT)/deploy/helm/tools/check_chart.py --helm $(HELM) \
 		--kube-versions '$(DEPLOY_KUBE_VERSIONS)' $(DEPLOY_CHART)
 	$(HELM_UNITTEST) --strict --color=false $(DEPLOY_CHART)

@@ -7,10 +7,13 @@
 `up` starts a detached supervisor that runs the local Apache Kafka broker, creates the topics,
 migrates each service's SQLite store, issues the stack's tokens (once), then runs the four
 services, the reference model server (standing in for a lab's endpoint), a webhook sink and an
-SMTP sink (standing in for stakeholders' receivers) as child processes. A child that dies is
-restarted. Everything lives in the run folder: `logs/<name>.log`, `data/`, `evals/`,
-`tokens.json` and `secrets.env` (mode 0600), `stack.json` (pids, ports), `traces.jsonl`
-(OpenTelemetry spans of every process). `down` stops the supervisor, which stops its children.
+SMTP sink (standing in for stakeholders' receivers) as child processes. A child that dies, or
+a service that stops making progress, is restarted (see `Supervisor`). The children get none of
+the caller's `PREFLIGHT_*` variables except those named in PREFLIGHT_STACK_PASS_ENV
+(comma-separated), e.g. `PREFLIGHT_BENCHMARK_CATALOG_FILE`. Everything lives in the run
+folder: `logs/<name>.log`, `data/`, `evals/`, `tokens.json` and `secrets.env` (mode 0600),
+`stack.json` (pids, ports), `traces.jsonl` (OpenTelemetry spans of every process). `down`
+stops the supervisor, which stops its children.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -34,6 +38,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from preflight_common import bus
 from preflight_common.config import KafkaSettings
+from preflight_common.liveness import LIVENESS_SERVICE
 from preflight_common.localkafka import LocalKafka, parent_death_hook
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +89,12 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    started_at: float = 0.0
+    # Restarts since the child last ran for a healthy period: they set the backoff.
+    failures: int = 0
+    # When the child last passed its liveness check (health_port only), and whether it ever did.
+    last_live: float = 0.0
+    seen_live: bool = False
 
 
 class Stack:
@@ -322,13 +333,26 @@ def _issue_tokens(stack: Stack, keys: dict[str, str]) -> dict[str, str]:
     return tokens
 
 
-def _healthy(port: int) -> bool:
+def _healthy(port: int, service: str = "") -> bool:
+    """Whether the gRPC health service on `port` answers SERVING for `service` within a second."""
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=service), timeout=1.0
+            )
         return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
     except grpc.RpcError:
         return False
+
+
+def _passed_env() -> dict[str, str]:
+    """The variables named in PREFLIGHT_STACK_PASS_ENV (comma-separated) with the supervisor's values.
+
+    Every other `PREFLIGHT_*` variable of the caller's environment is dropped from the children's:
+    a stack is configured by the run folder and on purpose, never by what a shell happens to export.
+    """
+    names = [name.strip() for name in os.environ.get("PREFLIGHT_STACK_PASS_ENV", "").split(",")]
+    return {name: os.environ[name] for name in names if name and name in os.environ}
 
 
 def _port_open(port: int) -> bool:
@@ -340,13 +364,29 @@ def _port_open(port: int) -> bool:
 
 
 class Supervisor:
-    """Runs the children, restarts the ones that die, stops them all on SIGTERM."""
+    """Runs the children, restarts the ones that die or hang, stops them all on SIGTERM.
+
+    Each child is supervised on its own: a child that exits is restarted after a backoff that
+    doubles with each quick exit (0.5 s up to 10 s) and starts over once the child has run for
+    PREFLIGHT_STACK_HEALTHY_RUN seconds (default 60); Kafka is restarted in a thread, so that a
+    slow broker start never delays restarting a service. A service that fails its liveness check
+    (no answer, or "preflight.liveness" not SERVING) for PREFLIGHT_STACK_LIVENESS_BUDGET seconds
+    (default 30; PREFLIGHT_STACK_START_BUDGET, default 180, before its first live answer) is
+    SIGKILLed and restarted.
+    """
 
     def __init__(self, stack: Stack) -> None:
         self.stack = stack
         self.stopping = False
         self.children: list[Child] = []
         self.kafka: LocalKafka | None = None
+        self.passed_env = _passed_env()
+        self.healthy_run = float(os.environ.get("PREFLIGHT_STACK_HEALTHY_RUN", "60"))
+        self.liveness_budget = float(os.environ.get("PREFLIGHT_STACK_LIVENESS_BUDGET", "30"))
+        self.start_budget = float(os.environ.get("PREFLIGHT_STACK_START_BUDGET", "180"))
+        self.kafka_delay = float(os.environ.get("PREFLIGHT_STACK_KAFKA_RESTART_DELAY", "1"))
+        self._kafka_down_since: float | None = None
+        self._kafka_restart: threading.Thread | None = None
 
     def prepare(self) -> None:
         stack = self.stack
@@ -434,9 +474,11 @@ class Supervisor:
 
     def start(self, child: Child) -> None:
         out = open(self.stack.logs / f"{child.name}.log", "ab")  # noqa: SIM115 - owned by the child
+        child.started_at = child.last_live = time.monotonic()
+        child.seen_live = False
         child.process = subprocess.Popen(
             child.argv,
-            env=child.env,
+            env={**child.env, **self.passed_env},
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=self.stack.run_dir,
@@ -476,29 +518,18 @@ class Supervisor:
             for child in self.children:
                 log(f"starting {child.name}")
                 self.start(child)
+                if child.health_port is not None:
+                    threading.Thread(
+                        target=self._probe_liveness,
+                        args=(child, child.health_port),
+                        name=f"liveness-{child.name}",
+                        daemon=True,
+                    ).start()
             announced = False
-            kafka_down_since: float | None = None
-            kafka_delay = float(os.environ.get("PREFLIGHT_STACK_KAFKA_RESTART_DELAY", "1"))
             while not self.stopping:
-                assert self.kafka is not None
-                if not self.kafka.is_running():
-                    kafka_down_since = kafka_down_since or time.monotonic()
-                    if time.monotonic() - kafka_down_since >= kafka_delay:
-                        log("Kafka is down; restarting it")
-                        self.kafka.start()
-                        kafka_down_since = None
+                self._supervise_kafka()
                 for child in self.children:
-                    assert child.process is not None
-                    if child.process.poll() is None:
-                        continue
-                    now = time.monotonic()
-                    if child.next_start == 0.0:
-                        child.next_start = now + min(10.0, 0.5 * 2 ** min(child.restarts, 5))
-                        log(f"{child.name} exited with {child.process.returncode}; restarting")
-                    elif now >= child.next_start:
-                        child.restarts += 1
-                        child.next_start = 0.0
-                        self.start(child)
+                    self._supervise(child)
                 if not announced and self.ready():
                     announced = True
                     log("ready")
@@ -509,6 +540,63 @@ class Supervisor:
             self.write_state(f"failed: {exc}")
         finally:
             self.shutdown()
+
+    def _supervise_kafka(self) -> None:
+        """Restart a broker that is down (after PREFLIGHT_STACK_KAFKA_RESTART_DELAY s) in a thread."""
+        assert self.kafka is not None
+        if self._kafka_restart is not None and self._kafka_restart.is_alive():
+            return
+        if self.kafka.is_running():
+            self._kafka_down_since = None
+            return
+        now = time.monotonic()
+        self._kafka_down_since = self._kafka_down_since or now
+        if now - self._kafka_down_since >= self.kafka_delay:
+            log("Kafka is down; restarting it")
+            self._kafka_down_since = None
+            self._kafka_restart = threading.Thread(
+                target=self._restart_kafka, name="kafka-restart", daemon=True
+            )
+            self._kafka_restart.start()
+
+    def _restart_kafka(self) -> None:
+        assert self.kafka is not None
+        try:
+            self.kafka.start()
+            log("Kafka restarted")
+        except Exception as exc:  # a broker that did not come back is tried again
+            log(f"Kafka did not restart: {exc}")
+
+    def _supervise(self, child: Child) -> None:
+        """Kill `child` if it hangs; restart it, after its backoff, once it has exited."""
+        assert child.process is not None
+        now = time.monotonic()
+        if child.process.poll() is None:
+            budget = self.liveness_budget if child.seen_live else self.start_budget
+            if child.health_port is None or now - child.last_live <= budget:
+                return
+            log(f"{child.name} failed its liveness check for {budget:.0f}s; killing it")
+            child.process.kill()
+            child.process.wait()
+        if child.next_start == 0.0:
+            if now - child.started_at >= self.healthy_run:
+                child.failures = 0
+            child.next_start = now + min(10.0, 0.5 * 2 ** min(child.failures, 5))
+            log(f"{child.name} exited with {child.process.returncode}; restarting")
+        elif now >= child.next_start:
+            child.restarts += 1
+            child.failures += 1
+            child.next_start = 0.0
+            self.start(child)
+
+    def _probe_liveness(self, child: Child, port: int) -> None:
+        """Check the child's "preflight.liveness" health on `port` every second while the stack runs."""
+        while not self.stopping:
+            process = child.process
+            if process is not None and process.poll() is None and _healthy(port, LIVENESS_SERVICE):
+                child.last_live = time.monotonic()
+                child.seen_live = True
+            time.sleep(1.0)
 
     def _on_signal(self, *_: object) -> None:
         self.stopping = True

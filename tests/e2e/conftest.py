@@ -166,3 +166,62 @@ def topic_events(stack: RunningStack, topic: str, registry_types: list[Any]) -> 
         return [(*decode_record(r.headers, r.value, registry), r.timestamp) for r in consumer]
     finally:
         consumer.close()
+
+
+def submit(stack: RunningStack, client: Any) -> str:
+    """SubmitModel, retried with the same idempotency key while intake restarts."""
+    import time
+
+    import grpc
+    from preflight.sdk.errors import PreflightError
+
+    request = submission_request(stack)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return str(client.submit(request, timeout=10).submission.submission_id)
+        except PreflightError as exc:
+            if time.monotonic() > deadline or exc.code not in (
+                grpc.StatusCode.UNAVAILABLE,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+            ):
+                raise
+            time.sleep(0.5)
+
+
+def submission_status(client: Any, sid: str) -> int | None:
+    from preflight.sdk.errors import PreflightError
+
+    try:
+        return int(client.get_submission(sid, timeout=5).status)
+    except PreflightError:
+        return None
+
+
+def all_report_ready(client: Any, ids: list[str]) -> bool:
+    from preflight.intake.v1 import intake_pb2
+
+    return all(submission_status(client, sid) == intake_pb2.SUBMISSION_STATUS_REPORT_READY for sid in ids)
+
+
+def wait_report_ready(stack: RunningStack, client: Any, ids: list[str], timeout: float) -> None:
+    """Wait for every submission to reach REPORT_READY; on timeout, say which did not and why."""
+    from preflight.intake.v1 import intake_pb2
+
+    try:
+        wait_until(
+            f"{len(ids)} submissions at REPORT_READY", lambda: all_report_ready(client, ids), timeout, 2
+        )
+    except TimeoutError as exc:
+        late = {
+            sid: status
+            for sid in ids
+            if (status := submission_status(client, sid)) != intake_pb2.SUBMISSION_STATUS_REPORT_READY
+        }
+        logs = {
+            p.name: p.read_text(errors="replace").splitlines()[-15:]
+            for p in (stack.run_dir / "logs").glob("*.log")
+        }
+        raise AssertionError(
+            f"{exc}; not ready: {late}; restarts {stack.state['restarts']}; logs {logs}"
+        ) from None

@@ -14,19 +14,18 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.intake.v1 import events_pb2 as intake_events
-from preflight.intake.v1 import intake_pb2
 from preflight.sdk import Client
-from preflight.sdk.errors import PreflightError
 
-from .conftest import RunningStack, start_stack, submission_request, topic_events, wait_until
+from .conftest import RunningStack, all_report_ready, start_stack, submit, topic_events, wait_until
 
 pytestmark = pytest.mark.slow
 SERVICES = ("intake", "benchmark", "clearinghouse", "notifier")
+# One suite with few samples: each submission is planned one short job.
+FAST_CATALOG = Path(__file__).parent / "data" / "catalog_fast.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -34,60 +33,13 @@ def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningSta
     running = start_stack(
         tmp_path_factory.mktemp("fault-stack"),
         {
-            "PREFLIGHT_BENCHMARK_CATALOG_FILE": str(Path(__file__).parent / "data" / "catalog_fast.yaml"),
+            "PREFLIGHT_BENCHMARK_CATALOG_FILE": str(FAST_CATALOG),
+            "PREFLIGHT_STACK_PASS_ENV": "PREFLIGHT_BENCHMARK_CATALOG_FILE",
             "PREFLIGHT_STACK_KAFKA_RESTART_DELAY": "8",
         },
     )
     yield running
     running.stack_command("down")
-
-
-def _submit(stack: RunningStack, client: Client) -> str:
-    """SubmitModel, retried with the same idempotency key while intake restarts."""
-    request = submission_request(stack)
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            return client.submit(request, timeout=10).submission.submission_id
-        except PreflightError as exc:
-            if time.monotonic() > deadline or exc.code not in (
-                grpc.StatusCode.UNAVAILABLE,
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-            ):
-                raise
-            time.sleep(0.5)
-
-
-def _status(client: Client, sid: str) -> int | None:
-    try:
-        return client.get_submission(sid, timeout=5).status
-    except PreflightError:
-        return None
-
-
-def _all_report_ready(client: Client, ids: list[str]) -> bool:
-    return all(_status(client, sid) == intake_pb2.SUBMISSION_STATUS_REPORT_READY for sid in ids)
-
-
-def _wait_report_ready(stack: RunningStack, client: Client, ids: list[str], timeout: float) -> None:
-    """Wait for every submission to reach REPORT_READY; on timeout, say which did not and why."""
-    try:
-        wait_until(
-            f"{len(ids)} submissions at REPORT_READY", lambda: _all_report_ready(client, ids), timeout, 2
-        )
-    except TimeoutError as exc:
-        late = {
-            sid: _status(client, sid)
-            for sid in ids
-            if _status(client, sid) != intake_pb2.SUBMISSION_STATUS_REPORT_READY
-        }
-        logs = {
-            p.name: p.read_text(errors="replace").splitlines()[-15:]
-            for p in (stack.run_dir / "logs").glob("*.log")
-        }
-        raise AssertionError(
-            f"{exc}; not ready: {late}; restarts {stack.state['restarts']}; logs {logs}"
-        ) from None
 
 
 def _kill(stack: RunningStack, name: str) -> None:
@@ -122,6 +74,20 @@ def _assert_no_alert_delivered_twice(stack: RunningStack) -> None:
     assert max(mails.values()) == 1, [k for k, n in mails.items() if n > 1]
 
 
+def test_the_benchmark_plans_from_the_fast_catalog(fault_stack: RunningStack) -> None:
+    with Client(fault_stack.target("intake"), token=fault_stack.tokens["lab"]) as lab:
+        sid = submit(fault_stack, lab)
+
+    def planned() -> list[benchmark_events.BenchmarkJobRequested]:
+        jobs = topic_events(
+            fault_stack, "preflight.benchmark.jobs.v1", [benchmark_events.BenchmarkJobRequested]
+        )
+        return [payload for _, payload, _ in jobs if payload.submission_id == sid]
+
+    jobs = wait_until("the submission's benchmark jobs", planned, timeout=120)
+    assert [(job.suite_id, job.sample_limit, job.planned_jobs) for job in jobs] == [("cyber.knowledge", 3, 1)]
+
+
 def test_every_service_killed_once_mid_run_loses_and_doubles_nothing(fault_stack: RunningStack) -> None:
     stack = fault_stack
     rng = random.Random()
@@ -142,14 +108,14 @@ def test_every_service_killed_once_mid_run_loses_and_doubles_nothing(fault_stack
         ids = []
         for _ in range(20):
             start = time.time()
-            sid = _submit(stack, lab)
+            sid = submit(stack, lab)
             submitted_at[sid] = start
             ids.append(sid)
             time.sleep(rng.uniform(0.0, 1.0))
         monkey.join()
         assert sorted(killed) == sorted(SERVICES)
         wait_until(
-            "all 20 submissions at REPORT_READY", lambda: _all_report_ready(lab, ids), timeout=480, every=2
+            "all 20 submissions at REPORT_READY", lambda: all_report_ready(lab, ids), timeout=480, every=2
         )
     assert all(stack.state["restarts"][name] >= 1 for name in SERVICES)
 
@@ -175,13 +141,13 @@ def test_every_service_killed_once_mid_run_loses_and_doubles_nothing(fault_stack
 def test_broker_stopped_and_restarted_mid_run_loses_nothing(fault_stack: RunningStack) -> None:
     stack = fault_stack
     with Client(stack.target("intake"), token=stack.tokens["lab"]) as lab:
-        before = [_submit(stack, lab) for _ in range(3)]
+        before = [submit(stack, lab) for _ in range(3)]
         os.kill(int(stack.state["kafka_pid"]), signal.SIGKILL)
         # Accepted while the broker is down: stored with its outbox row, published once it is back.
-        during = [_submit(stack, lab) for _ in range(3)]
+        during = [submit(stack, lab) for _ in range(3)]
         ids = before + during
         wait_until(
-            "all submissions at REPORT_READY", lambda: _all_report_ready(lab, ids), timeout=300, every=2
+            "all submissions at REPORT_READY", lambda: all_report_ready(lab, ids), timeout=300, every=2
         )
     received = topic_events(
         stack,

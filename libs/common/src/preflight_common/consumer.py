@@ -16,7 +16,9 @@ The contract of `consume_events` (use it as the whole body of an agent):
   whose parent is the record's `traceparent`;
 * the handler must be idempotent (see `preflight_common.idempotency`): it
   applies the effect and records the event id in one transaction;
-* a handler raising `PoisonEvent` sends the record to the DLQ; any other
+* a handler raising `PoisonEvent` sends the record to the DLQ; one raising
+  `AwaitingCause` (the event's cause, on another topic, is not recorded yet) is
+  retried for at most the exception's `patience`, then dead-lettered; any other
   exception is retried with capped exponential backoff, indefinitely — the
   partition waits, nothing is skipped;
 * faust acknowledges an event when the agent asks for the next one, and
@@ -30,12 +32,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import faust
 from google.protobuf.message import Message
+from kafka.errors import MessageSizeTooLargeError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -49,6 +53,7 @@ from preflight_common.envelope import (
     KafkaRecord,
     decode_record,
 )
+from preflight_common.liveness import Liveness
 from preflight_common.producer import EventPublisher, PublishError
 from preflight_common.telemetry import extract_context
 
@@ -65,6 +70,19 @@ class PoisonEvent(Exception):
     """
 
 
+class AwaitingCause(Exception):
+    """Raised by a handler for an event whose cause, an event on another topic, is not recorded yet.
+
+    The event is retried like any failure, but for at most `patience` seconds from its first
+    attempt: its cause comes first in any honest history, so an event still without one then is
+    taken for a forgery and dead-lettered with this exception's message.
+    """
+
+    def __init__(self, message: str, *, patience: float) -> None:
+        super().__init__(message)
+        self.patience = patience
+
+
 class ConsumedRecord(Protocol):
     """The parts of a consumed record this module needs (faust's Message has them)."""
 
@@ -77,26 +95,47 @@ class ConsumedRecord(Protocol):
 
 
 class DeadLetters:
-    """Publishes records that cannot be applied to `<topic>.dlq`, with the reason in headers."""
+    """Publishes records that cannot be applied to `<topic>.dlq`, with the reason in headers.
 
-    def __init__(self, publisher: EventPublisher) -> None:
+    With `liveness`, the consumers that use it report there while they retry a record.
+    """
+
+    def __init__(self, publisher: EventPublisher, *, liveness: Liveness | None = None) -> None:
         self._publisher = publisher
+        self.liveness = liveness
 
     def send(self, record: ConsumedRecord, reason: str) -> None:
-        """Publish `record` unchanged (key, value, original headers) plus the reason headers."""
+        """Publish `record` unchanged (key, value, original headers) plus the reason headers.
+
+        A copy too large for the broker (the added headers can push a record that fit over the
+        limit) is replaced by a reference: the reason and origin headers, the key, no value and
+        none of the original headers, and `preflight_dlq_omitted` saying what was left out; the
+        original stays readable at its topic, partition and offset until retention removes it.
+        """
         raw_headers = record.headers.items() if isinstance(record.headers, dict) else (record.headers or [])
-        headers = [
+        original = [
             (str(name), value if isinstance(value, bytes) else str(value).encode())
             for name, value in raw_headers
         ]
-        headers += [
+        origin = [
             ("preflight_dlq_reason", reason.encode()),
             ("preflight_dlq_topic", record.topic.encode()),
             ("preflight_dlq_partition", str(record.partition).encode()),
             ("preflight_dlq_offset", str(record.offset).encode()),
         ]
-        dlq = KafkaRecord(key=record.key or b"", value=record.value or b"", headers=headers)
-        self._publisher.publish_record(Topics.dlq(record.topic), dlq)
+        key, value = record.key or b"", record.value or b""
+        try:
+            self._publisher.publish_record(
+                Topics.dlq(record.topic), KafkaRecord(key=key, value=value, headers=original + origin)
+            )
+        except PublishError as exc:
+            if not isinstance(exc.__cause__, MessageSizeTooLargeError):
+                raise
+            omitted = f"value ({len(value)} bytes) and original headers: the copy was too large"
+            reference = KafkaRecord(
+                key=key, value=b"", headers=[*origin, ("preflight_dlq_omitted", omitted.encode())]
+            )
+            self._publisher.publish_record(Topics.dlq(record.topic), reference)
         log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason)
 
 
@@ -168,6 +207,8 @@ async def consume_events(
         await handle_record(
             event.message, registry, handler, dead_letters, topics=topics, max_backoff=max_backoff
         )
+        if dead_letters.liveness is not None:
+            dead_letters.liveness.recovered(_partition(event.message))
 
 
 async def handle_record(
@@ -191,6 +232,7 @@ async def handle_record(
         return
     parent = extract_context(record.headers)
     backoff = 0.1
+    started = time.monotonic()
     while True:
         with tracer.start_as_current_span(
             f"consume {attributes.type}",
@@ -209,10 +251,17 @@ async def handle_record(
             except PoisonEvent as exc:
                 await _dead_letter(dead_letters, record, f"poison event: {exc}", max_backoff)
                 return
-            except Exception:
+            except AwaitingCause as exc:
+                if time.monotonic() - started >= exc.patience:
+                    reason = f"{exc} (waited {exc.patience:g} s for it)"
+                    await _dead_letter(dead_letters, record, reason, max_backoff)
+                    return
+                log.info("%s %s waits: %s; retrying in %.1fs", attributes.type, attributes.id, exc, backoff)
+            except Exception as exc:
                 log.exception(
                     "handler failed for %s %s; retrying in %.1fs", attributes.type, attributes.id, backoff
                 )
+                _retrying(dead_letters, record, f"handler failed: {exc!r}")
         await asyncio.sleep(backoff)
         backoff = min(max_backoff, backoff * 2)
 
@@ -252,5 +301,16 @@ async def _dead_letter(
                 backoff,
                 exc,
             )
+            _retrying(dead_letters, record, f"dead-lettering failed: {exc}")
         await asyncio.sleep(backoff)
         backoff = min(max_backoff, backoff * 2)
+
+
+def _partition(record: ConsumedRecord) -> str:
+    return f"{record.topic}[{record.partition}]"
+
+
+def _retrying(dead_letters: DeadLetters, record: ConsumedRecord, reason: str) -> None:
+    """Report the partition of `record` stuck retrying it, until its consumer goes on."""
+    if dead_letters.liveness is not None:
+        dead_letters.liveness.retrying(_partition(record), f"offset {record.offset}: {reason}")

@@ -40,6 +40,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.orm import Session
 
 from preflight_common.envelope import KafkaRecord
+from preflight_common.liveness import Liveness
 from preflight_common.producer import EventPublisher, PublishError
 
 log = logging.getLogger(__name__)
@@ -163,10 +164,20 @@ class OutboxRelay:
             t = self._table
             conn.execute(update(t).where(t.c.id.in_([row.id for row in rows])).values(sent_at=func.now()))
 
-    def run_forever(self, stop: threading.Event, interval: float = 0.2, max_backoff: float = 10.0) -> None:
-        """Relay until `stop` is set, backing off while the broker is unavailable."""
+    def run_forever(
+        self,
+        stop: threading.Event,
+        interval: float = 0.2,
+        max_backoff: float = 10.0,
+        *,
+        liveness: Liveness | None = None,
+    ) -> None:
+        """Relay until `stop` is set, backing off while the broker is unavailable; each round
+        beats `liveness` as "outbox relay"."""
         backoff = interval
         while not stop.is_set():
+            if liveness is not None:
+                liveness.beat("outbox relay", max(interval, max_backoff))
             try:
                 sent = self.run_once()
                 backoff = interval
@@ -179,3 +190,5 @@ class OutboxRelay:
                 log.exception("outbox relay failed; retrying in %.1fs", backoff)
                 backoff = min(max_backoff, backoff * 2)
             stop.wait(backoff)
+        if liveness is not None:
+            liveness.end("outbox relay")

@@ -3,13 +3,17 @@
 A service serves gRPC as soon as its database is ready, whether Kafka is up or not: what it
 accepts waits in its outbox. `KafkaSide.run` keeps trying to reach the brokers; once it does,
 it starts the relay thread and the faust app, which then ride out later broker outages
-themselves.
+themselves. Both beat the process's `Liveness`.
+
+`run_until_signal` runs a service's `serve` until SIGTERM or SIGINT and bounds its shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import threading
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -19,12 +23,19 @@ from sqlalchemy import Engine, Table
 
 from preflight_common.config import KafkaSettings
 from preflight_common.consumer import DeadLetters
+from preflight_common.liveness import Liveness
 from preflight_common.outbox import OutboxRelay
 from preflight_common.producer import EventPublisher
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_BACKOFF = 10.0
+AGENTS_BEAT = 5.0
+"""Seconds between two liveness beats of the faust agents."""
+KAFKA_STOP_TIMEOUT = 15.0
+"""Seconds `KafkaSide.stop` takes at most by default."""
+SHUTDOWN_SLACK = 20.0
+"""Seconds a process gets after its drain grace to stop its Kafka side and exit."""
 
 AppFactory = Callable[[DeadLetters], faust.App]
 """Builds the service's faust app (its agents) around the dead-letter publisher."""
@@ -55,6 +66,7 @@ class KafkaSide:
         outbox: Table,
         relay_interval: float,
         build_app: AppFactory,
+        liveness: Liveness,
         agents: str = "agents",
     ) -> None:
         self._kafka = kafka
@@ -63,6 +75,7 @@ class KafkaSide:
         self._outbox = outbox
         self._relay_interval = relay_interval
         self._build_app = build_app
+        self._liveness = liveness
         self._agents = agents
         self._stop = threading.Event()
         self._publisher: EventPublisher | None = None
@@ -80,6 +93,7 @@ class KafkaSide:
         self._relay = threading.Thread(
             target=relay.run_forever,
             args=(self._stop, self._relay_interval),
+            kwargs={"liveness": self._liveness},
             name="outbox-relay",
             daemon=True,
         )
@@ -90,29 +104,102 @@ class KafkaSide:
     async def _started_app(self) -> faust.App:
         assert self._publisher is not None
         # In the event loop's thread: faust binds the app to the running loop.
-        app = self._build_app(DeadLetters(self._publisher))
+        app = self._build_app(DeadLetters(self._publisher, liveness=self._liveness))
+        app.timer(AGENTS_BEAT, name="liveness")(self._beat_agents)
         try:
             await app.start()
         except BaseException:
-            await app.stop()
+            deadline = asyncio.get_running_loop().time() + KAFKA_STOP_TIMEOUT
+            await _abandon_after(app.stop(), deadline, f"the {self._agents} (not started)")
             raise
         return app
 
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Stop the agents (committing what they applied), then the relay, then flush the publisher.
+    async def _beat_agents(self) -> None:
+        self._liveness.beat(self._agents, AGENTS_BEAT)
 
-        Each step gets `timeout` seconds; one that overruns is logged and left behind, so that
-        shutdown always ends (what it did not finish is redelivered or republished later).
+    async def stop(self, timeout: float = KAFKA_STOP_TIMEOUT) -> None:
+        """Stop the agents (committing what they applied), then the relay, then flush the publisher,
+        all within `timeout` seconds.
+
+        A step that overruns what is left of the timeout is logged and abandoned (a Kafka client
+        that does not answer is left behind, not awaited), so that shutdown always ends; what it
+        did not finish is redelivered or republished later.
         """
+        deadline = asyncio.get_running_loop().time() + timeout
         self._stop.set()
+        self._liveness.end(self._agents)
         if self._app is not None:
-            try:
-                await asyncio.wait_for(self._app.stop(), timeout)
-            except TimeoutError:
-                log.warning("the %s did not stop within %.0fs", self._agents, timeout)
+            await _abandon_after(self._app.stop(), deadline, f"the {self._agents}")
         if self._relay is not None:
-            await asyncio.to_thread(self._relay.join, timeout)
-            if self._relay.is_alive():
-                log.warning("the outbox relay did not stop within %.0fs", timeout)
+            await _abandon_after(_in_daemon_thread(self._relay.join), deadline, "the outbox relay")
         if self._publisher is not None:
-            await asyncio.to_thread(self._publisher.close, timeout)
+            publisher = self._publisher
+            left = max(0.0, deadline - asyncio.get_running_loop().time())
+            await _abandon_after(
+                _in_daemon_thread(lambda: publisher.close(left)), deadline, "the Kafka publisher"
+            )
+
+
+async def _abandon_after(work: Awaitable[object], deadline: float, what: str) -> None:
+    """Await `work` until the loop time `deadline`; past it, log and leave it running unawaited."""
+    task = asyncio.ensure_future(work)
+    left = max(0.0, deadline - asyncio.get_running_loop().time())
+    done, _ = await asyncio.wait({task}, timeout=left)
+    if not done:
+        log.warning("%s did not stop in time; abandoned", what)
+        # Not cancelled: cancelling a task that ignores cancellation would wait on it again. Its
+        # late outcome is retrieved so that it is not reported as lost.
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+def _in_daemon_thread(call: Callable[[], object]) -> Awaitable[None]:
+    """`call()` in a daemon thread, not the default executor (which the loop joins on exit): a
+    call stuck in a Kafka client cannot keep the process alive."""
+    loop = asyncio.get_running_loop()
+    finished: asyncio.Future[None] = loop.create_future()
+
+    def finish() -> None:
+        if not finished.done():
+            finished.set_result(None)
+
+    def target() -> None:
+        try:
+            call()
+        finally:
+            loop.call_soon_threadsafe(finish)
+
+    threading.Thread(target=target, name="kafka-side-stop", daemon=True).start()
+    return finished
+
+
+def run_until_signal(serve: Callable[[asyncio.Event], Awaitable[None]], *, shutdown_budget: float) -> None:
+    """Run `serve(stop)` in this (main) thread; SIGTERM or SIGINT sets `stop`.
+
+    Once `stop` is set (or `serve` ends on its own), the process exits within `shutdown_budget`
+    seconds: if `serve` and the interpreter's exit have not finished by then (a thread stuck in
+    a Kafka or database client, a task ignoring cancellation), the process logs what it abandons
+    and exits with status 1 at once.
+    """
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        serving = asyncio.ensure_future(serve(stop))
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        watchdog = threading.Timer(shutdown_budget, _exit_abandoning, args=(shutdown_budget,))
+        watchdog.daemon = True
+        watchdog.start()
+        await serving
+
+    asyncio.run(main())
+
+
+def _exit_abandoning(budget: float) -> None:
+    names = sorted(t.name for t in threading.enumerate() if t is not threading.current_thread())
+    log.error("shutdown did not end within %.0fs; exiting, abandoning threads %s", budget, names)
+    logging.shutdown()
+    os._exit(1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,9 @@ from preflight_common.auth import IntrospectionAuthenticator
 from preflight_common.bus import SOURCES
 from preflight_common.consumer import DeadLetters, consume_events, make_faust_app
 from preflight_common.grpcserver import build_server, mark_serving
-from preflight_common.runtime import KafkaSide
+from preflight_common.liveness import Liveness
+from preflight_common.runtime import SHUTDOWN_SLACK, KafkaSide
+from preflight_common.runtime import run_until_signal as run_service
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_benchmark.adapters.servicer import BenchmarkServicer
@@ -91,6 +92,7 @@ async def serve(
         service_names=SERVICE_NAMES,
         tls=settings.tls,
     )
+    liveness = Liveness()
     kafka = KafkaSide(
         settings.kafka,
         source=SOURCES["benchmark"],
@@ -98,13 +100,15 @@ async def serve(
         outbox=outbox,
         relay_interval=settings.relay_interval,
         build_app=lambda dead_letters: _planner_app(settings, components, dead_letters),
+        liveness=liveness,
         agents="planner agent",
     )
     dispatcher_stop = asyncio.Event()
     background = [
         asyncio.create_task(_logged(kafka.run()), name="kafka-side"),
-        asyncio.create_task(components.dispatcher.run(dispatcher_stop), name="dispatcher"),
+        asyncio.create_task(components.dispatcher.run(dispatcher_stop, liveness), name="dispatcher"),
     ]
+    watching = asyncio.create_task(liveness.watch(health), name="liveness")
     await server.start()
     await mark_serving(health, SERVICE_NAMES)
     log.info("benchmark serving on port %d (executor %s)", port, components.executor.name)
@@ -119,19 +123,15 @@ async def serve(
         await server.stop(settings.shutdown_grace)
         await asyncio.gather(background[1], return_exceptions=True)
         background[0].cancel()
-        await asyncio.gather(background[0], return_exceptions=True)
+        watching.cancel()
+        await asyncio.gather(background[0], watching, return_exceptions=True)
         await kafka.stop()
         components.engine.dispose()
 
 
 def run_until_signal(settings: BenchmarkSettings) -> None:
-    """Run in this (main) thread until SIGTERM or SIGINT."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop=stop)
-
-    asyncio.run(main())
+    """Run in this (main) thread until SIGTERM or SIGINT; the process then exits within its
+    shutdown grace plus `SHUTDOWN_SLACK` seconds."""
+    run_service(
+        lambda stop: serve(settings, stop=stop), shutdown_budget=settings.shutdown_grace + SHUTDOWN_SLACK
+    )

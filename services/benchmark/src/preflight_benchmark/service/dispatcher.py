@@ -24,6 +24,7 @@ import posixpath
 from dataclasses import dataclass
 
 from preflight.benchmark.v1 import events_pb2
+from preflight_common.liveness import Liveness
 
 from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.store import JobRecord, JobStore
@@ -88,16 +89,19 @@ class Dispatcher:
         """Job id → attempt of the attempts this dispatcher watches."""
         return {job_id: attempt for job_id, (attempt, _) in self._running.items()}
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, liveness: Liveness) -> None:
+        """Tick every poll interval until `stop` is set, beating `liveness` each round."""
         for job in await asyncio.to_thread(self._store.in_status, JobStatus.RUNNING):
             self._watch(job)
         while not stop.is_set():
+            liveness.beat("dispatcher", self._settings.poll_interval)
             try:
                 await self.tick()
             except Exception:
                 log.exception("dispatcher tick failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._settings.poll_interval)
+        liveness.end("dispatcher")
         tasks = [task for _, task in self._running.values()]
         for task in tasks:
             task.cancel()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 
 import grpc
@@ -23,7 +22,9 @@ from preflight_common.auth import Authenticator, IntrospectionAuthenticator
 from preflight_common.bus import SOURCES
 from preflight_common.config import env
 from preflight_common.grpcserver import build_server, mark_serving
-from preflight_common.runtime import KafkaSide
+from preflight_common.liveness import Liveness
+from preflight_common.runtime import SHUTDOWN_SLACK, KafkaSide
+from preflight_common.runtime import run_until_signal as run_service
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_clearinghouse.adapters import schema
@@ -58,8 +59,9 @@ def build_grpc_server(
     )
 
 
-async def _end_lapsed_embargoes(components: Components) -> None:
+async def _end_lapsed_embargoes(components: Components, liveness: Liveness) -> None:
     while True:
+        liveness.beat("ending lapsed embargoes", components.settings.embargo_interval)
         try:
             ended = await asyncio.to_thread(components.registry.end_lapsed_embargoes)
             if ended:
@@ -90,6 +92,7 @@ async def serve(
         credentials=settings.client_tls,
     )
     server, port, health_servicer = build_grpc_server(components, authenticator, settings.listen)
+    liveness = Liveness()
     kafka = KafkaSide(
         settings.kafka,
         source=SOURCES["clearinghouse"],
@@ -99,10 +102,12 @@ async def serve(
         build_app=lambda dead_letters: build_app(
             settings, components.reviews, dead_letters, settings.state_dir / "faust"
         ),
+        liveness=liveness,
     )
     background = [
         asyncio.create_task(kafka.run(), name="kafka-side"),
-        asyncio.create_task(_end_lapsed_embargoes(components), name="embargoes"),
+        asyncio.create_task(_end_lapsed_embargoes(components, liveness), name="embargoes"),
+        asyncio.create_task(liveness.watch(health_servicer), name="liveness"),
     ]
     failures: list[BaseException] = []
 
@@ -137,15 +142,11 @@ async def serve(
 
 
 def run_until_signal(settings: ClearinghouseSettings) -> None:
-    """Run the clearinghouse in this (main) thread until SIGTERM or SIGINT."""
+    """Run the clearinghouse in this (main) thread until SIGTERM or SIGINT; it then exits within
+    its shutdown grace plus `SHUTDOWN_SLACK` seconds."""
     signer = signer_from_env(settings)
     service_token = env("PREFLIGHT_SERVICE_TOKEN")
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, signer, service_token, stop=stop)
-
-    asyncio.run(main())
+    run_service(
+        lambda stop: serve(settings, signer, service_token, stop=stop),
+        shutdown_budget=settings.shutdown_grace + SHUTDOWN_SLACK,
+    )

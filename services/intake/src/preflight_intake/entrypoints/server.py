@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 
 import grpc
@@ -20,7 +19,9 @@ from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
 from preflight_common.auth import IdentityServicer, LocalAuthenticator
 from preflight_common.bus import SOURCES
 from preflight_common.grpcserver import build_server, mark_serving
-from preflight_common.runtime import KafkaSide
+from preflight_common.liveness import Liveness
+from preflight_common.runtime import SHUTDOWN_SLACK, KafkaSide
+from preflight_common.runtime import run_until_signal as run_service
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_intake.adapters import tables
@@ -38,8 +39,9 @@ SERVICE_NAMES = (
 )
 
 
-async def _close_released_periodically(components: Components) -> None:
+async def _close_released_periodically(components: Components, liveness: Liveness) -> None:
     while True:
+        liveness.beat("closing released submissions", components.settings.close_interval)
         try:
             await asyncio.to_thread(components.intake.close_released)
         except Exception:
@@ -76,6 +78,7 @@ async def serve(
         service_names=SERVICE_NAMES,
         tls=settings.tls,
     )
+    liveness = Liveness()
     kafka = KafkaSide(
         settings.kafka,
         source=SOURCES["intake"],
@@ -83,11 +86,13 @@ async def serve(
         outbox=tables.outbox,
         relay_interval=settings.relay_interval,
         build_app=lambda dead_letters: build_app(settings, components.intake, dead_letters),
+        liveness=liveness,
         agents="progress agents",
     )
     background = [
         asyncio.create_task(kafka.run(), name="kafka-side"),
-        asyncio.create_task(_close_released_periodically(components), name="close-released"),
+        asyncio.create_task(_close_released_periodically(components, liveness), name="close-released"),
+        asyncio.create_task(liveness.watch(health), name="liveness"),
     ]
     await server.start()
     await mark_serving(health, SERVICE_NAMES)
@@ -113,7 +118,7 @@ async def serve(
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
-        await kafka.stop(settings.shutdown_grace)
+        await kafka.stop()
         components.engine.dispose()
         log.info("intake stopped")
 
@@ -123,13 +128,9 @@ async def _wait(event: asyncio.Event) -> None:
 
 
 def run_until_signal(settings: IntakeSettings, keyring: Keyring) -> None:
-    """Run intake in this (main) thread until SIGTERM or SIGINT."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, keyring, stop=stop)
-
-    asyncio.run(main())
+    """Run intake in this (main) thread until SIGTERM or SIGINT; it then exits within its
+    shutdown grace plus `SHUTDOWN_SLACK` seconds."""
+    run_service(
+        lambda stop: serve(settings, keyring, stop=stop),
+        shutdown_budget=settings.shutdown_grace + SHUTDOWN_SLACK,
+    )

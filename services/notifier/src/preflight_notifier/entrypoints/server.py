@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 
 import grpc
@@ -21,7 +20,9 @@ from preflight_common.auth import IntrospectionAuthenticator
 from preflight_common.bus import SOURCES
 from preflight_common.config import env
 from preflight_common.grpcserver import build_server, mark_serving
-from preflight_common.runtime import KafkaSide
+from preflight_common.liveness import Liveness
+from preflight_common.runtime import SHUTDOWN_SLACK, KafkaSide
+from preflight_common.runtime import run_until_signal as run_service
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_notifier.adapters import tables
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (notifier_pb2.DESCRIPTOR.services_by_name["NotifierService"].full_name,)
 
 
-def _background(components: Components, stop: asyncio.Event) -> list[asyncio.Task[None]]:
+def _background(components: Components, stop: asyncio.Event, liveness: Liveness) -> list[asyncio.Task[None]]:
     settings = components.settings
 
     async def schedule() -> int:
@@ -47,13 +48,13 @@ def _background(components: Components, stop: asyncio.Event) -> list[asyncio.Tas
 
     return [
         asyncio.create_task(
-            repeat("scheduler", schedule, stop, settings.scheduler_interval), name="scheduler"
+            repeat("scheduler", schedule, stop, settings.scheduler_interval, liveness), name="scheduler"
         ),
         asyncio.create_task(
-            repeat("dispatcher", dispatch, stop, settings.dispatch_interval), name="dispatcher"
+            repeat("dispatcher", dispatch, stop, settings.dispatch_interval, liveness), name="dispatcher"
         ),
         asyncio.create_task(
-            repeat("deliverer", components.deliverer.run_pass, stop, settings.delivery_interval),
+            repeat("deliverer", components.deliverer.run_pass, stop, settings.delivery_interval, liveness),
             name="deliverer",
         ),
     ]
@@ -90,7 +91,9 @@ async def serve(
         tls=settings.tls,
     )
     loops_stop = asyncio.Event()
-    loops = _background(components, loops_stop)
+    liveness = Liveness()
+    loops = _background(components, loops_stop, liveness)
+    loops.append(asyncio.create_task(liveness.watch(health), name="liveness"))
     kafka = KafkaSide(
         settings.kafka,
         source=SOURCES["notifier"],
@@ -98,6 +101,7 @@ async def serve(
         outbox=tables.outbox,
         relay_interval=settings.relay_interval,
         build_app=lambda dead_letters: build_app(settings, components.keeper, dead_letters),
+        liveness=liveness,
         agents="deadline agents",
     )
     connector = asyncio.create_task(kafka.run(), name="kafka-side")
@@ -113,6 +117,7 @@ async def serve(
         await health.enter_graceful_shutdown()
         await server.stop(settings.shutdown_grace)
         loops_stop.set()
+        loops[-1].cancel()
         connector.cancel()
         await asyncio.gather(*loops, connector, return_exceptions=True)
         await kafka.stop()
@@ -123,13 +128,8 @@ async def serve(
 
 
 def run_until_signal(settings: NotifierSettings) -> None:
-    """Run the notifier in this (main) thread until SIGTERM or SIGINT."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop=stop)
-
-    asyncio.run(main())
+    """Run the notifier in this (main) thread until SIGTERM or SIGINT; it then exits within its
+    shutdown grace plus `SHUTDOWN_SLACK` seconds."""
+    run_service(
+        lambda stop: serve(settings, stop=stop), shutdown_budget=settings.shutdown_grace + SHUTDOWN_SLACK
+    )

@@ -1,0 +1,147 @@
+"""The embedded stack's supervisor: hung services are restarted, children are supervised each on
+its own, restart backoff starts over after a healthy run, and a service exits within its shutdown
+budget even when the broker does not answer."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from preflight.sdk import Client
+
+from .conftest import RunningStack, start_stack, submit, wait_report_ready, wait_until
+
+pytestmark = pytest.mark.slow
+LIVENESS_BUDGET = 8
+HEALTHY_RUN = 10
+# A service's shutdown grace (10 s by default) plus the 20 s it then gets to stop its Kafka side.
+SHUTDOWN_BUDGET = 30
+
+
+@pytest.fixture(scope="module")
+def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningStack]:
+    running = start_stack(
+        tmp_path_factory.mktemp("supervised-stack"),
+        {
+            "PREFLIGHT_BENCHMARK_CATALOG_FILE": str(Path(__file__).parent / "data" / "catalog_fast.yaml"),
+            "PREFLIGHT_STACK_PASS_ENV": "PREFLIGHT_BENCHMARK_CATALOG_FILE",
+            "PREFLIGHT_STACK_LIVENESS_BUDGET": str(LIVENESS_BUDGET),
+            "PREFLIGHT_STACK_HEALTHY_RUN": str(HEALTHY_RUN),
+        },
+    )
+    yield running
+    running.stack_command("down")
+
+
+def _pid(stack: RunningStack, name: str) -> int | None:
+    pid = stack.state["pids"].get(name)
+    return int(pid) if pid else None
+
+
+def _exited(pid: int) -> bool:
+    """The process is gone, or a zombie its parent has not reaped yet."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def _age(pid: int) -> float:
+    """Seconds since the process started (/proc: its start time in clock ticks after boot)."""
+    started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    return float(Path("/proc/uptime").read_text().split()[0]) - started / os.sysconf("SC_CLK_TCK")
+
+
+def _restarted(stack: RunningStack, name: str, old: int, timeout: float) -> int:
+    return int(
+        wait_until(
+            f"{name} restarted", lambda: (_pid(stack, name) or old) != old and _pid(stack, name), timeout
+        )
+    )
+
+
+def _continue(pid: int | None) -> None:
+    if pid is not None and not _exited(pid):
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_hung_service_is_killed_and_restarted_and_the_pipeline_goes_on(supervised: RunningStack) -> None:
+    stack = supervised
+    hung = _pid(stack, "benchmark")
+    assert hung is not None
+    restarts = stack.state["restarts"]["benchmark"]
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        _restarted(stack, "benchmark", hung, timeout=LIVENESS_BUDGET + 60)
+    finally:
+        _continue(hung)
+    assert _exited(hung)
+    assert stack.state["restarts"]["benchmark"] == restarts + 1
+    assert "benchmark failed its liveness check" in (stack.run_dir / "logs" / "supervisor.log").read_text()
+    with Client(stack.target("intake"), token=stack.tokens["lab"]) as lab:
+        wait_report_ready(stack, lab, [submit(stack, lab)], timeout=300)
+
+
+def test_a_service_is_restarted_while_kafka_is_still_starting(supervised: RunningStack) -> None:
+    stack = supervised
+    broker = stack.state["kafka_pid"]
+    os.kill(broker, signal.SIGKILL)
+    # The new broker process, held stopped before it is ready: its start cannot finish meanwhile.
+    starting = int(
+        wait_until(
+            "a new broker process",
+            lambda: stack.state["kafka_pid"] not in (None, broker) and stack.state["kafka_pid"],
+            60,
+            0.1,
+        )
+    )
+    os.kill(starting, signal.SIGSTOP)
+    try:
+        notifier = _pid(stack, "notifier")
+        assert notifier is not None
+        os.kill(notifier, signal.SIGKILL)
+        _restarted(stack, "notifier", notifier, timeout=30)
+        assert not _exited(starting)
+    finally:
+        _continue(starting)
+    wait_until("the stack's broker back", lambda: stack.stack_command("status").returncode == 0, 120)
+
+
+def test_the_restart_backoff_starts_over_after_a_healthy_run(supervised: RunningStack) -> None:
+    stack = supervised
+    for _ in range(4):  # quick exits: the backoff grows to 8 s
+        pid = _pid(stack, "clearinghouse")
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        _restarted(stack, "clearinghouse", pid, timeout=30)
+    pid = _pid(stack, "clearinghouse")
+    assert pid is not None
+    wait_until("a healthy run", lambda: _age(pid) > HEALTHY_RUN + 1, HEALTHY_RUN + 30)
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    _restarted(stack, "clearinghouse", pid, timeout=30)
+    assert time.monotonic() - killed < 4
+
+
+def test_a_service_exits_within_its_shutdown_budget_while_the_broker_does_not_answer(
+    supervised: RunningStack,
+) -> None:
+    stack = supervised
+    with Client(stack.target("intake"), token=stack.tokens["lab"]) as lab:
+        submit(stack, lab)
+    broker = stack.state["kafka_pid"]
+    intake = _pid(stack, "intake")
+    assert intake is not None
+    os.kill(broker, signal.SIGSTOP)
+    try:
+        os.kill(intake, signal.SIGTERM)
+        asked = time.monotonic()
+        wait_until("intake to exit", lambda: _exited(intake), SHUTDOWN_BUDGET + 60, 0.2)
+        took = time.monotonic() - asked
+    finally:
+        os.kill(broker, signal.SIGCONT)
+    assert took <= SHUTDOWN_BUDGET + 2, f"intake took {took:.1f}s to exit"

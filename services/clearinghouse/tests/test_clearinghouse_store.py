@@ -27,7 +27,9 @@ from clearinghouse_support import (
     report_input,
     submission_received,
 )
+from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
+from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_clearinghouse.adapters import protos, schema
 from preflight_clearinghouse.adapters.signing import verify_signature
 from preflight_clearinghouse.bootstrap import Components
@@ -37,6 +39,7 @@ from preflight_clearinghouse.domain.errors import (
     PermissionDenied,
     PreconditionFailed,
     RevisionConflict,
+    UnplannedJob,
 )
 from preflight_clearinghouse.domain.findings import LinkKind, PatchState
 from preflight_clearinghouse.domain.queries import FindingQuery
@@ -140,18 +143,19 @@ def test_four_completed_benchmarks_issue_one_signed_report_and_a_replay_changes_
     assert count(components, schema.audit_log) == audit_entries + 4  # the four ignored extra terminal events
 
 
-def test_a_result_before_its_request_is_kept_and_counts_once_the_request_arrives(
+def test_a_result_before_its_request_is_refused_until_the_request_is_recorded(
     components: Components,
 ) -> None:
     events = review_events("sub-2")
     ends = [e for e in events if "/end" in e[0]]
     requests = [e for e in events if "/req" in e[0]]
-    run_events(components, ends)
-    assert count(components, schema.reports) == 0  # nothing planned yet: no report
-    for request in requests[:-1]:
+    with pytest.raises(UnplannedJob):
+        run_events(components, ends[:1])
+    assert count(components, schema.jobs) == 0  # nothing kept of an outcome of no planned job
+    for request in requests:
         run_events(components, [request])
-        assert count(components, schema.reports) == 0  # a part of the plan: no report
-    run_events(components, requests[-1:])
+    assert count(components, schema.reports) == 0  # planned, nothing ended
+    run_events(components, ends)
     view = components.reviews.get_report(REVIEWER, "", "sub-2", 0)
     assert len(protos.report_to_proto(view).scores) == 4
     assert view.record.version == 1
@@ -167,6 +171,53 @@ def test_an_interleaved_fan_out_gets_one_report_once_the_whole_plan_has_ended(co
     view = components.reviews.get_report(REVIEWER, "", "sub-5", 0)
     assert view.record.version == 1 and len(protos.report_to_proto(view).scores) == 4
     assert [topic for topic, _ in outbox(components)] == ["preflight.reviews.v1"]
+
+
+def withdrawn_job(submission_id: str, suite_id: str, capability: str) -> object:
+    """The BenchmarkFailed the benchmark publishes for a job it ended because of a withdrawal."""
+    event = failed(submission_id, suite_id, capability)
+    event.reason = benchmark_events.FAILURE_REASON_WITHDRAWN
+    event.message = "the submission was withdrawn"
+    return event
+
+
+@pytest.mark.parametrize("withdrawal_heard_first", [True, False])
+def test_a_withdrawn_submission_gets_no_report_whichever_topic_tells_first(
+    components: Components, withdrawal_heard_first: bool
+) -> None:
+    sub = "sub-w"
+    received, *requests = review_events(sub)[:5]
+    (s1, c1, m1) = SUITES[0]
+    withdrawal = (
+        f"{sub}/withdrawn",
+        intake_events.SubmissionWithdrawn(submission_id=sub, organisation="lab-xq7", reason="lab"),
+    )
+    # One suite finished before the withdrawal; the benchmark ended the other three WITHDRAWN.
+    ends = [(f"{sub}/{s1}/end", completed(sub, s1, c1, m1, 0.9))] + [
+        (f"{sub}/{s}/end", withdrawn_job(sub, s, c)) for s, c, _ in SUITES[1:]
+    ]
+    ordered = [withdrawal, *ends] if withdrawal_heard_first else [*ends, withdrawal]
+    run_events(components, [received, *requests, *ordered])
+    assert count(components, schema.reports) == 0
+    assert outbox(components) == []
+    with pytest.raises(NotFound):
+        components.reviews.get_report(REVIEWER, "", sub, 0)
+    with pytest.raises(PreconditionFailed, match="withdrawn"):
+        components.reviews.reissue(REVIEWER, sub, "re-rate")
+    assert count(components, schema.reports) == 0
+
+
+def test_a_withdrawal_heard_before_any_job_ended_stops_a_later_report(components: Components) -> None:
+    sub = "sub-w2"
+    events = review_events(sub)
+    withdrawal = (
+        f"{sub}/withdrawn",
+        intake_events.SubmissionWithdrawn(submission_id=sub, organisation="lab-xq7", reason="lab"),
+    )
+    # The jobs were running when the submission was withdrawn and all of them still completed.
+    run_events(components, [*events[:5], withdrawal, *events[5:]])
+    assert count(components, schema.reports) == 0
+    assert outbox(components) == []
 
 
 def test_a_request_that_does_not_say_how_big_its_plan_is_is_rejected(components: Components) -> None:

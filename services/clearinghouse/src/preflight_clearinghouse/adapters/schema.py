@@ -40,6 +40,13 @@ submissions = Table(
     Column("received_at", UtcDateTime(), nullable=False),
 )
 
+withdrawals = Table(
+    "withdrawals",
+    metadata,
+    Column("submission_id", String(ID), primary_key=True),
+    Column("withdrawn_at", UtcDateTime(), nullable=False),
+)
+
 jobs = Table(
     "jobs",
     metadata,

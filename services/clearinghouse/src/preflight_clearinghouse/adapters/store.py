@@ -423,8 +423,13 @@ class Reader:
     def review_state(self, submission_id: str) -> ReviewState:
         rows = self.conn.execute(
             select(s.jobs).where(s.jobs.c.submission_id == submission_id).order_by(s.jobs.c.job_id)
+        ).all()
+        withdrawn = self.conn.execute(
+            select(s.withdrawals.c.submission_id).where(s.withdrawals.c.submission_id == submission_id)
+        ).first()
+        return ReviewState(
+            submission_id, tuple(_job_from_row(r) for r in rows), withdrawal_heard=withdrawn is not None
         )
-        return ReviewState(submission_id, tuple(_job_from_row(r) for r in rows))
 
     def _report_select(self, *, latest_only: bool = False) -> Any:
         r = s.reports
@@ -659,6 +664,13 @@ class UnitOfWork(Reader):
     def put_submission(self, record: SubmissionRecord) -> None:
         self.conn.execute(delete(s.submissions).where(s.submissions.c.submission_id == record.submission_id))
         self.conn.execute(insert(s.submissions).values(**record.__dict__))
+
+    def put_withdrawal(self, submission_id: str, at: datetime) -> None:
+        """Record that the submission was withdrawn (the first time counts)."""
+        if self.conn.execute(
+            select(s.withdrawals.c.submission_id).where(s.withdrawals.c.submission_id == submission_id)
+        ).first() is None:
+            self.conn.execute(insert(s.withdrawals).values(submission_id=submission_id, withdrawn_at=at))
 
     def put_job(self, submission_id: str, job: JobRecord, at: datetime) -> None:
         values = {

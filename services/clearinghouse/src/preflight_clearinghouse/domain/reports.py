@@ -69,12 +69,24 @@ class JobRecord:
         return self.outcome is not None
 
 
+WITHDRAWN_FAILURE = "FAILURE_REASON_WITHDRAWN"
+"""The failure reason of a job the benchmark ended because its submission was withdrawn."""
+
+
 @dataclass(frozen=True)
 class ReviewState:
     """A submission's jobs as far as events have told."""
 
     submission_id: str
     jobs: tuple[JobRecord, ...]
+    # SubmissionWithdrawn was applied.
+    withdrawal_heard: bool = False
+
+    def withdrawn(self) -> bool:
+        """The submission was withdrawn, so it gets no report: intake said so, or a job of it failed
+        WITHDRAWN (the benchmark ends jobs so only on a withdrawal, and its results topic may be read
+        before the submissions topic tells the same)."""
+        return self.withdrawal_heard or any(j.failure_reason == WITHDRAWN_FAILURE for j in self.jobs)
 
     def planned(self) -> list[JobRecord]:
         """Jobs whose request has been seen."""

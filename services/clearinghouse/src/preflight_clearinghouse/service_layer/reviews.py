@@ -129,11 +129,13 @@ class ReviewService:
         return True
 
     def submission_withdrawn(self, event_id: str, submission_id: str, reason: str) -> bool:
-        """Audit a withdrawal (pending jobs end as BenchmarkFailed WITHDRAWN); False if already applied."""
+        """Record and audit a withdrawal: the submission gets no report from now on (its pending jobs
+        end as BenchmarkFailed WITHDRAWN). False if already applied."""
         now = self._clock()
         with self._store.write() as uow:
             if not uow.claim(CONSUMER, event_id):
                 return False
+            uow.put_withdrawal(submission_id, now)
             uow.audit(
                 at=now,
                 actor="system:intake",
@@ -197,7 +199,7 @@ class ReviewService:
 
     def _issue_if_complete(self, uow: UnitOfWork, submission_id: str, now: datetime) -> bool:
         state = uow.review_state(submission_id)
-        if not state.complete():
+        if not state.complete() or state.withdrawn():
             return False
         content = compute_report(state, self._policy)
         latest = uow.report_version(submission_id, 0)
@@ -296,6 +298,8 @@ class ReviewService:
         now = self._clock()
         with self._store.write() as uow:
             state = uow.review_state(submission_id)
+            if state.withdrawn():
+                raise PreconditionFailed("the submission was withdrawn: it gets no report")
             if not state.complete():
                 raise PreconditionFailed("the submission's benchmark jobs have not all ended")
             content = compute_report(state, self._policy)

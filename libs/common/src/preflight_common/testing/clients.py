@@ -1,24 +1,67 @@
-"""Plain kafka-python clients for tests: write records, read them back, and check what a
-principal is refused.
+"""Principals and plain kafka-python clients for tests: create a principal, write records,
+read them back, and check what a principal is refused.
 
-Every function connects as the principal of the `KafkaSettings` it is given, so a test states
-who writes or reads: the broker's administrator (the ``kafka_settings`` fixture) to play any
-service, or a principal from ``kafka_principal`` to prove what its ACLs allow.
+Every client function connects as the principal of the `KafkaSettings` it is given, so a test
+states who writes or reads: the broker's administrator (the ``kafka_settings`` fixture) to
+play any service, or a principal (``kafka_principal``, `create_principal`) to prove what its
+ACLs allow.
 """
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Iterable
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import TopicAuthorizationFailedError
 from kafka.structs import TopicPartition
 
-from preflight_common.config import KafkaSettings
+from preflight_common import bus
+from preflight_common.config import KafkaSettings, Topics
+from preflight_common.topics import ensure_acls, ensure_principal
 
-__all__ = ["assert_read_refused", "read_records", "write_records"]
+__all__ = [
+    "assert_read_refused",
+    "create_principal",
+    "read_records",
+    "service_grants_as",
+    "write_records",
+]
+
+
+def create_principal(
+    admin: KafkaSettings, user: str, grants: Iterable[bus.Grant], password_file: Path
+) -> KafkaSettings:
+    """The client settings of SCRAM-SHA-512 principal `user`, created (or given a new password)
+    by the administrator `admin`, with the ALLOW `grants` added.
+
+    The random password is written to `password_file` (mode 0600) and never leaves files.
+    """
+    password_file.write_text(secrets.token_urlsafe(18), encoding="utf-8")
+    password_file.chmod(0o600)
+    ensure_principal(admin, user, password_file.read_text(encoding="utf-8"))
+    ensure_acls(admin, list(grants))
+    return KafkaSettings(
+        bootstrap_servers=admin.bootstrap_servers,
+        security_protocol=admin.security_protocol,
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=user,
+        sasl_password_file=str(password_file),
+        ssl_cafile=admin.ssl_cafile,
+    )
+
+
+def service_grants_as(user: str, service: str, topics: Topics) -> list[bus.Grant]:
+    """Exactly the production grants of `service` on `topics`, given to principal `user`.
+
+    For a test server that outlives one test: as a principal of its own, its password is not
+    changed by a later test creating the service's principal again.
+    """
+    return [replace(grant, principal=f"User:{user}") for grant in bus.service_grants(service, topics)]
 
 
 def write_records(

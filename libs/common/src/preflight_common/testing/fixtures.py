@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -45,8 +44,8 @@ import pytest
 from preflight_common.bus import Grant
 from preflight_common.config import KafkaSettings
 from preflight_common.localkafka import LocalKafka, find_repo_root
+from preflight_common.testing.clients import create_principal
 from preflight_common.testing.postgres import LocalPostgres, find_pg_bin
-from preflight_common.topics import ensure_acls, ensure_principal
 
 __all__ = [
     "PrincipalFactory",
@@ -118,19 +117,7 @@ def kafka_principal(kafka_settings: KafkaSettings, tmp_path: Path) -> PrincipalF
     """
 
     def create(user: str, grants: Iterable[Grant]) -> KafkaSettings:
-        password_file = tmp_path / f"{user}.password"
-        password = secrets.token_urlsafe(18)
-        password_file.write_text(password, encoding="utf-8")
-        password_file.chmod(0o600)
-        ensure_principal(kafka_settings, user, password)
-        ensure_acls(kafka_settings, list(grants))
-        return KafkaSettings(
-            bootstrap_servers=kafka_settings.bootstrap_servers,
-            security_protocol="SASL_PLAINTEXT",
-            sasl_mechanism="SCRAM-SHA-512",
-            sasl_username=user,
-            sasl_password_file=str(password_file),
-        )
+        return create_principal(kafka_settings, user, grants, tmp_path / f"{user}.password")
 
     return create
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import deque
 from dataclasses import replace
 from datetime import timedelta
 from importlib import resources
@@ -122,13 +123,21 @@ def test_osv_exports_pass_the_current_official_osv_schema(finding: Finding) -> N
     )
     assert hashlib.sha256(raw).hexdigest() == osv.SCHEMA_SHA256
     schema = json.loads(raw)
-    # The current schema, not the 2023 one: it knows CVSS_V4 and rules ids by database prefix.
+    # The current schema, not the 2023 one: it knows CVSS_V4 and every ecosystem of today.
     assert "CVSS_V4" in json.dumps(schema["$defs"]["severity"])
-    assert "x_" in schema["$defs"]["prefix"]["pattern"]
-    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert "Kubernetes" in schema["$defs"]["ecosystemName"]["enum"]
     document = json.loads(export_osv(finding, NOW).document)
-    assert list(validator.iter_errors(document)) == []
+    assert list(osv.schema_validator().iter_errors(document)) == []
+    # Only the id rule is taken from the specification beyond the file: everything else as released.
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    assert [e.path for e in validator.iter_errors(document)] == [deque(["id"])]
     assert document["id"] == f"x_PREFLIGHT-{finding.finding_id}"
+
+
+def test_the_osv_validator_refuses_an_unregistered_id_prefix() -> None:
+    document = json.loads(export_osv(realistic(), NOW).document)
+    document["id"] = document["id"].removeprefix("x_")
+    assert [e.path for e in osv.schema_validator().iter_errors(document)] == [deque(["id"])]
 
 
 def test_osv_ranges_follow_the_vers_constraints() -> None:

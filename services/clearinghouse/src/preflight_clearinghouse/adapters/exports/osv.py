@@ -1,7 +1,9 @@
 """OSV (OpenSSF) record for one finding, validated against the vendored official schema.
 
 The id is `x_PREFLIGHT-<finding id>`: Preflight is a local database that OSV.dev does not
-aggregate, which the schema's id rule reserves the `x_` prefix for. Each purl product whose
+aggregate, for which the OSV specification reserves the `x_` id prefix (added to the
+specification after release 1.7.5: the validator admits it on top of the vendored 1.7.5
+schema, and nothing else is changed). Each purl product whose
 type names an OSV ecosystem (`ecosystem_of`, one table covering every ecosystem a purl can
 name) becomes an `affected` entry; a product with no OSV ecosystem (`pkg:generic` without a
 `vcs_url`, CPE-only firmware) is listed in `database_specific.unmapped_products` instead of
@@ -43,7 +45,7 @@ from preflight_clearinghouse.domain.findings import AffectedProduct, Finding, pa
 
 MEDIA_TYPE = "application/json"
 SCHEMA_VERSION = "1.7.5"
-SCHEMA_SHA256: Final = "7a511902b57297197b37298f6adaa2acb15f22b3f641bb9f547f19dcbe533ba8"
+SCHEMA_SHA256: Final = "cd2fc34779f60388921829a31f1e860b77b334ee586bffe500887c0c2725dbd9"
 """Digest of the vendored `schemas/osv-schema.json` (see schemas/README.md): checked on load."""
 LOCAL_ID_PREFIX: Final = "x_"
 
@@ -108,7 +110,10 @@ def schema_validator() -> Any:
     )
     if hashlib.sha256(raw).hexdigest() != SCHEMA_SHA256:
         raise RuntimeError("the vendored OSV schema does not match its pinned digest")
-    return Draft202012Validator(json.loads(raw), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    schema = json.loads(raw)
+    prefix = schema["$defs"]["prefix"]
+    prefix["pattern"] = f"^({re.escape(LOCAL_ID_PREFIX)}|{prefix['pattern'].removeprefix('^')})"
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def osv_id(finding: Finding) -> str:

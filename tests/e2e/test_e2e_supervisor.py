@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +57,12 @@ def _age(pid: int) -> float:
     return float(Path("/proc/uptime").read_text().split()[0]) - started / os.sysconf("SC_CLK_TCK")
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _restarted(stack: RunningStack, name: str, old: int, timeout: float) -> int:
     return int(
         wait_until(
@@ -90,15 +97,16 @@ def test_a_service_is_restarted_while_kafka_is_still_starting(supervised: Runnin
     stack = supervised
     broker = stack.state["kafka_pid"]
     os.kill(broker, signal.SIGKILL)
-    # The new broker process, held stopped before it is ready: its start cannot finish meanwhile.
-    starting = int(
-        wait_until(
-            "a new broker process",
-            lambda: stack.state["kafka_pid"] not in (None, broker) and stack.state["kafka_pid"],
-            60,
-            0.1,
-        )
-    )
+
+    def starting_broker() -> int | None:
+        """The new broker's pid while it does not listen yet (the supervisor is still starting it)."""
+        pid = stack.state["kafka_pid"]
+        if pid in (None, broker) or _listening(stack.ports["kafka"]):
+            return None
+        return int(pid)
+
+    # The new broker, held stopped before it listens: its start cannot finish meanwhile.
+    starting = int(wait_until("a new broker process, not listening yet", starting_broker, 60, 0.05))
     os.kill(starting, signal.SIGSTOP)
     try:
         notifier = _pid(stack, "notifier")

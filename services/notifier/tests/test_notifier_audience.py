@@ -1,18 +1,16 @@
-"""An operator outside a finding's audience receives nothing on any channel: the alerts topic (as the
-example subscriber filters it, over a real broker), webhooks, e-mail and the gRPC stream."""
+"""An operator outside a finding's audience receives nothing on any channel: its alert topics (on a real
+broker), webhooks, e-mail and the gRPC stream."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import uuid
 from datetime import timedelta
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
 from notifier_support import (
     START,
     ManualClock,
@@ -23,10 +21,13 @@ from notifier_support import (
     submission_received,
 )
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
-from preflight.notifier.v1 import notifier_pb2
+from preflight.notifier.v1 import events_pb2, notifier_pb2
+from preflight_common import bus
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.outbox import OutboxRelay
 from preflight_common.producer import EventPublisher
+from preflight_common.testing.fixtures import TopicFactory
+from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_notifier.adapters import tables
 from preflight_notifier.adapters.email import SmtpSettings
 from preflight_notifier.bootstrap import Components
@@ -34,50 +35,56 @@ from preflight_notifier.config import NotifierSettings
 
 from conftest import Api
 
-EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "operator_subscriber.py"
-
-
-def example_subscriber() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("operator_subscriber", EXAMPLE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+PARTICIPANTS = bus.Participants(
+    (
+        bus.Organisation("bank-a", ("finance",)),
+        bus.Organisation("bank-b", ("finance",)),
+        bus.Organisation("water-co", ("water",)),
+    )
+)
 
 
 @pytest.fixture
 def settings(
-    tmp_path: Path, routing_file: Path, smtp_server: SmtpServer, unique_topic: Any, kafka_bootstrap: str
+    tmp_path: Path,
+    routing_file: Path,
+    smtp_server: SmtpServer,
+    unique_topic: TopicFactory,
+    kafka_settings: KafkaSettings,
 ) -> NotifierSettings:
+    topics = Topics(
+        alerts_prefix=f"alerts-{uuid.uuid4().hex[:12]}", review_alerts=unique_topic("review-alerts")
+    )
+    ensure_topics(kafka_settings, [TopicSpec(name, 1) for name in bus.alert_topics(topics, PARTICIPANTS)])
     return NotifierSettings(
         database_url=f"sqlite:///{tmp_path / 'notifier.db'}",
         routing_file=routing_file,
         smtp=SmtpSettings(host="127.0.0.1", port=smtp_server.port, security="none", timeout=5.0),
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
-        topics=Topics(
-            alerts=unique_topic("alerts", partitions=3), review_alerts=unique_topic("review-alerts")
-        ),
+        kafka=kafka_settings,
+        topics=topics,
+        participants=PARTICIPANTS,
     )
 
 
-def topic_records(settings: NotifierSettings, expected: int, topic: str | None = None) -> list[Any]:
-    consumer = KafkaConsumer(
-        topic or settings.topics.alerts,
-        bootstrap_servers=settings.kafka.bootstrap_servers,
-        group_id=f"test-{uuid.uuid4().hex[:8]}",
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
+def topic_records(settings: NotifierSettings, topic: str) -> list[Any]:
+    """Every record on a one-partition topic (read as the administrator), up to its end."""
+    consumer = KafkaConsumer(**settings.kafka.kafka_python_options(), enable_auto_commit=False)
+    partition = TopicPartition(topic, 0)
+    consumer.assign([partition])
+    consumer.seek_to_beginning(partition)
+    end = consumer.end_offsets([partition])[partition]
     records: list[Any] = []
     try:
-        for _ in range(60):
+        while consumer.position(partition) < end:
             for batch in consumer.poll(timeout_ms=500).values():
                 records += batch
-            if len(records) >= expected:
-                break
     finally:
         consumer.close()
     return records
+
+
+def subjects_on(settings: NotifierSettings, topic: str) -> list[str]:
+    return [events_pb2.Alert.FromString(r.value).subject_id for r in topic_records(settings, topic)]
 
 
 async def test_an_operator_outside_the_audience_receives_nothing_on_any_channel(
@@ -117,20 +124,20 @@ async def test_an_operator_outside_the_audience_receives_nothing_on_any_channel(
     assert "Heap overflow" in mailed[("soc@bank-b.example",)]
     assert all("f-secret" not in m.content for m in smtp_server.messages)
 
-    # The alerts topic, read as the example subscriber reads it.
+    # The alert topics: each organisation's holds its own alert only, the sectors' nothing.
     publisher = EventPublisher(settings.kafka, source="test")
     try:
         assert OutboxRelay(notifier.engine, tables.outbox, publisher).run_once() == 2
     finally:
         publisher.close()
-    records = topic_records(settings, expected=2)
-    assert len(records) == 2
-    subscriber = example_subscriber()
-    assert [a.subject_id for a in subscriber.alerts_for(records, "bank-b", ["finance"])] == ["f-sentinel"]
-    assert [a.subject_id for a in subscriber.alerts_for(records, "bank-a", ["finance"])] == ["f-secret"]
-    assert list(subscriber.alerts_for(records, "water-co", ["water"])) == []
-    for record in records:
-        assert b"Secret Lab" not in record.value and b"secret-model" not in record.value
+    topics = settings.topics
+    assert subjects_on(settings, bus.org_alert_topic(topics, "bank-b")) == ["f-sentinel"]
+    assert subjects_on(settings, bus.org_alert_topic(topics, "bank-a")) == ["f-secret"]
+    assert subjects_on(settings, bus.org_alert_topic(topics, "water-co")) == []
+    assert subjects_on(settings, bus.sector_alert_topic(topics, "finance")) == []
+    for topic in bus.alert_topics(topics, PARTICIPANTS):
+        for record in topic_records(settings, topic):
+            assert b"Secret Lab" not in record.value and b"secret-model" not in record.value
 
     # The gRPC stream and list.
     streams = {
@@ -169,8 +176,10 @@ def test_review_alerts_name_a_lab_and_so_never_reach_the_operators_topic(
         assert OutboxRelay(notifier.engine, tables.outbox, publisher).run_once() == 2
     finally:
         publisher.close()
-    operators = topic_records(settings, expected=1)
-    reviews = topic_records(settings, expected=1, topic=settings.topics.review_alerts)
+    operators = [
+        r for t in bus.alert_topics(settings.topics, PARTICIPANTS) for r in topic_records(settings, t)
+    ]
+    reviews = topic_records(settings, settings.topics.review_alerts)
     assert [r.key for r in operators] == [b"f-1"]
     assert [r.key for r in reviews] == [b"sub-1"]
     assert all(b"lab-a" not in r.value and b"sub-1" not in r.value for r in operators)

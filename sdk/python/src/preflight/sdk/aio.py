@@ -10,7 +10,7 @@ async with AsyncClient("localhost:50051", token=token) as client:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -21,15 +21,7 @@ from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
 from preflight.sdk import _common
 from preflight.sdk._common import TLS
-from preflight.sdk.alerts import (
-    AlertSubscription,
-    ReceivedAlert,
-    SeenAlerts,
-    consumer_options,
-    decode,
-    denied,
-    unauthenticated,
-)
+from preflight.sdk.alerts import AlertSubscription, ReceivedAlert, stream_alerts
 from preflight.sdk.errors import from_rpc_error
 
 M = TypeVar("M", bound=Message)
@@ -193,39 +185,8 @@ class AsyncClient:
         await self._call(self._identity.RevokeToken, request, timeout, identity_pb2.RevokeTokenResponse)
 
 
-async def subscribe_alerts(
+def subscribe_alerts(
     subscription: AlertSubscription, *, poll_timeout: float = 1.0
-) -> AsyncIterator[ReceivedAlert]:
-    """Asyncio twin of `preflight.sdk.alerts.subscribe_alerts` (aiokafka; same contract)."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka import errors as kafka_errors
-    from aiokafka.helpers import create_ssl_context
-
-    options = consumer_options(subscription)
-    ca_file = options.pop("ssl_cafile", None)
-    if subscription.security_protocol.endswith("SSL"):
-        options["ssl_context"] = create_ssl_context(cafile=ca_file)
-    consumer = AIOKafkaConsumer(*subscription.topics(), **options)
-    seen = SeenAlerts()
-    authorization = (
-        kafka_errors.TopicAuthorizationFailedError,
-        kafka_errors.GroupAuthorizationFailedError,
-        kafka_errors.ClusterAuthorizationFailedError,
-    )
-    authentication = (kafka_errors.SaslAuthenticationFailed, kafka_errors.AuthenticationFailedError)
-    try:
-        await consumer.start()
-        while True:
-            batches = await consumer.getmany(timeout_ms=int(poll_timeout * 1000))
-            for partition, records in batches.items():
-                for record in records:
-                    received = decode(record.topic, record.headers, record.value)
-                    if received is not None and seen.first_time(received.alert.alert_id):
-                        yield received
-                    await consumer.commit({partition: record.offset + 1})
-    except authorization as exc:
-        raise denied(exc) from exc
-    except authentication as exc:
-        raise unauthenticated(exc) from exc
-    finally:
-        await consumer.stop()
+) -> AsyncGenerator[ReceivedAlert, None]:
+    """Asyncio twin of `preflight.sdk.alerts.subscribe_alerts` (same contract): `async for` over it."""
+    return stream_alerts(subscription, poll_timeout=poll_timeout)

@@ -22,15 +22,17 @@ is committed only after the loop body that received it has finished (at-least-on
 replays the alert rather than losing it; a consumer that must never act twice across
 restarts keeps the alert ids it handled).
 
-Needs the `kafka` extra (``pip install 'preflight-sdk[kafka]'``): kafka-python here, aiokafka
-for `preflight.sdk.aio.subscribe_alerts`.
+Needs the `kafka` extra (``pip install 'preflight-sdk[kafka]'``, which brings aiokafka: it
+reports a topic or group the broker refuses, where kafka-python's consumer silently reads
+nothing). `preflight.sdk.aio.subscribe_alerts` is the asyncio twin.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Generator, Sequence
+from collections.abc import AsyncGenerator, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,7 +164,7 @@ class SeenAlerts:
         return True
 
 
-def denied(exc: Exception) -> PreflightError:
+def _denied(exc: Exception) -> PreflightError:
     """The typed error for a refused subscription: the broker did not authorize a topic or the group."""
     return PermissionDenied(
         grpc.StatusCode.PERMISSION_DENIED,
@@ -171,7 +173,7 @@ def denied(exc: Exception) -> PreflightError:
     )
 
 
-def unauthenticated(exc: Exception) -> PreflightError:
+def _unauthenticated(exc: Exception) -> PreflightError:
     """The typed error for a failed SASL login."""
     return Unauthenticated(
         grpc.StatusCode.UNAUTHENTICATED,
@@ -180,22 +182,52 @@ def unauthenticated(exc: Exception) -> PreflightError:
     )
 
 
-def consumer_options(subscription: AlertSubscription) -> dict[str, Any]:
-    """Kafka consumer options (kafka-python's names, which aiokafka shares but for TLS), password read."""
-    options: dict[str, Any] = {
-        "bootstrap_servers": subscription.servers(),
-        "security_protocol": subscription.security_protocol,
-        "group_id": subscription.group_id(),
-        "enable_auto_commit": False,
-        "auto_offset_reset": subscription.auto_offset_reset(),
-    }
+async def stream_alerts(
+    subscription: AlertSubscription, *, poll_timeout: float = 1.0
+) -> AsyncGenerator[ReceivedAlert, None]:
+    """The alerts of `subscribe_alerts`, as an asyncio generator (aiokafka; also
+    `preflight.sdk.aio.subscribe_alerts`)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka import errors as kafka_errors
+    from aiokafka.helpers import create_ssl_context
+
+    options: dict[str, Any] = {}
     if subscription.security_protocol.startswith("SASL_"):
         options["sasl_mechanism"] = subscription.sasl_mechanism
         options["sasl_plain_username"] = subscription.principal()
         options["sasl_plain_password"] = subscription.password()
-    if subscription.ca_file:
-        options["ssl_cafile"] = str(subscription.ca_file)
-    return options
+    if subscription.security_protocol.endswith("SSL"):
+        options["ssl_context"] = create_ssl_context(cafile=subscription.ca_file)
+    consumer = AIOKafkaConsumer(
+        *subscription.topics(),
+        bootstrap_servers=subscription.servers(),
+        security_protocol=subscription.security_protocol,
+        group_id=subscription.group_id(),
+        enable_auto_commit=False,
+        auto_offset_reset=subscription.auto_offset_reset(),
+        **options,
+    )
+    seen = SeenAlerts()
+    try:
+        await consumer.start()
+        while True:
+            batches = await consumer.getmany(timeout_ms=int(poll_timeout * 1000))
+            for partition, records in batches.items():
+                for record in records:
+                    received = decode(record.topic, record.headers, record.value)
+                    if received is not None and seen.first_time(received.alert.alert_id):
+                        yield received
+                    await consumer.commit({partition: record.offset + 1})
+    except (
+        kafka_errors.TopicAuthorizationFailedError,
+        kafka_errors.GroupAuthorizationFailedError,
+        kafka_errors.ClusterAuthorizationFailedError,
+    ) as exc:
+        raise _denied(exc) from exc
+    except (kafka_errors.SaslAuthenticationFailed, kafka_errors.AuthenticationFailedError) as exc:
+        raise _unauthenticated(exc) from exc
+    finally:
+        await consumer.stop()
 
 
 def subscribe_alerts(
@@ -204,31 +236,22 @@ def subscribe_alerts(
     """Each alert for the subscribing organisation, once, as it arrives (runs until closed).
 
     The offset of a record is committed when the loop asks for the next alert, after the body
-    that handled it (not when the loop breaks out: that alert comes again to the next
-    subscription of the group). Raises `PermissionDenied` when the
-    broker refuses a topic or the consumer group, `Unauthenticated` when it refuses the login.
+    that handled it (not when the loop breaks out: that alert comes again to the group's next
+    subscription). Raises `PermissionDenied` when the broker refuses one of the topics or the
+    consumer group, `Unauthenticated` when it refuses the login. It runs its own event loop:
+    inside asyncio, use `preflight.sdk.aio.subscribe_alerts`.
     """
-    from kafka import KafkaConsumer
-    from kafka import errors as kafka_errors
-    from kafka.structs import OffsetAndMetadata
-
-    seen = SeenAlerts()
     try:
-        consumer = KafkaConsumer(*subscription.topics(), **consumer_options(subscription))
-    except kafka_errors.SaslAuthenticationFailedError as exc:
-        raise unauthenticated(exc) from exc
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no event loop running here: this generator may run its own
+    else:
+        raise RuntimeError("subscribe_alerts blocks: inside asyncio, use preflight.sdk.aio.subscribe_alerts")
+    loop = asyncio.new_event_loop()
+    alerts = stream_alerts(subscription, poll_timeout=poll_timeout)
     try:
         while True:
-            batches = consumer.poll(timeout_ms=int(poll_timeout * 1000))
-            for partition, records in batches.items():
-                for record in records:
-                    received = decode(record.topic, record.headers, record.value)
-                    if received is not None and seen.first_time(received.alert.alert_id):
-                        yield received
-                    consumer.commit({partition: OffsetAndMetadata(record.offset + 1, "", -1)})
-    except kafka_errors.AuthorizationError as exc:
-        raise denied(exc) from exc
-    except kafka_errors.SaslAuthenticationFailedError as exc:
-        raise unauthenticated(exc) from exc
+            yield loop.run_until_complete(anext(alerts))
     finally:
-        consumer.close()
+        loop.run_until_complete(alerts.aclose())
+        loop.close()

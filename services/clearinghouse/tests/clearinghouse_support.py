@@ -166,6 +166,10 @@ def submission_received(
         submission_id=submission_id,
         organisation=organisation,
         model=submission_pb2.ModelIdentity(developer=organisation, name="frontier", version="1.0"),
+        access=submission_pb2.ModelAccess(
+            endpoint=submission_pb2.EndpointAccess(base_url="https://model.example/v1", model_name="frontier")
+        ),
+        access_window=submission_pb2.AccessWindow(start=ts(START), end=ts(START + timedelta(days=7))),
         consent=submission_pb2.SharingConsent(share_identity_with_operators=consent),
         received_at=ts(START),
     )
@@ -193,6 +197,7 @@ def job_requested(
         suite_version="1.0.0",
         capability=capability,
         attempt=1,
+        max_attempts=3,
         planned_jobs=planned_jobs,
     )
 

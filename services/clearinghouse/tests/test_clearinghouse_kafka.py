@@ -12,7 +12,9 @@ import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -36,6 +38,7 @@ from preflight_clearinghouse.adapters.signing import ReportSigner, verify_signat
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.entrypoints.server import serve
 from preflight_common.auth import Principal, Role
+from preflight_common.bus import SOURCES, owner_of
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.envelope import EventRegistry, decode_record, encode_event, headers_dict
 from preflight_common.producer import EventPublisher
@@ -77,10 +80,13 @@ class Running:
         self._thread.join(timeout=WAIT)
 
 
-def records(bootstrap: str, topic: str) -> Iterator[tuple[dict[str, str], Message]]:
+def records(kafka: KafkaSettings, topic: str) -> Iterator[tuple[dict[str, str], Message]]:
     """Every record of `topic` from the beginning, decoded; waits up to WAIT seconds for each."""
     consumer = KafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", consumer_timeout_ms=int(WAIT * 1000)
+        topic,
+        auto_offset_reset="earliest",
+        consumer_timeout_ms=int(WAIT * 1000),
+        **kafka.kafka_python_options(),
     )
     try:
         for record in consumer:
@@ -101,23 +107,52 @@ def first(stream: Iterator[tuple[dict[str, str], Message]], matches: Callable[[M
 
 
 @pytest.fixture
-def topics(unique_topic: TopicFactory, kafka_bootstrap: str) -> Topics:
+def topics(unique_topic: TopicFactory, kafka_settings: KafkaSettings) -> Topics:
     """Fresh topics (one partition each), with `.dlq` twins for the three consumed ones."""
     consumed = {
         field: unique_topic(f"ch-{field}") for field in ("submissions", "benchmark_jobs", "benchmark_results")
     }
-    produced = {field: unique_topic(f"ch-{field}") for field in ("reviews", "findings", "alerts")}
+    produced = {field: unique_topic(f"ch-{field}") for field in ("reviews", "findings")}
     twins = [TopicSpec(Topics.dlq(name), partitions=1) for name in consumed.values()]
-    ensure_topics(KafkaSettings(bootstrap_servers=kafka_bootstrap), twins)
+    ensure_topics(kafka_settings, twins)
     return Topics(**consumed, **produced)
 
 
-def publish_all(publisher: EventPublisher, events: list[tuple[str, str, Message]]) -> None:
+def publish_all(publisher: EventPublisher, topics: Topics, events: list[tuple[str, str, Message]]) -> None:
+    """Publish each (topic, event id, payload) as the topic's owner publishes it."""
     publisher.publish_many(
         [
-            (topic, encode_event(payload, source="tests", subject=str(payload.submission_id), event_id=eid))
+            (
+                topic,
+                encode_event(
+                    payload, source=source_of(topics, topic), subject=str(payload.submission_id), event_id=eid
+                ),
+            )
             for topic, eid, payload in events
         ]
+    )
+
+
+def source_of(topics: Topics, topic: str) -> str:
+    owner = owner_of(topics, topic)
+    assert owner is not None, topic
+    return SOURCES[owner]
+
+
+def clearinghouse_settings(
+    kafka: KafkaSettings, topics: Topics, tmp_path: Path, identity_target: str
+) -> ClearinghouseSettings:
+    return replace(
+        ClearinghouseSettings(),
+        database_url=f"sqlite:///{tmp_path / 'ch.db'}",
+        state_dir=tmp_path / "state",
+        listen="127.0.0.1:0",
+        identity_target=identity_target,
+        consumer_group=f"clearinghouse-{tmp_path.name}",
+        relay_interval=0.05,
+        stream_poll_interval=0.05,
+        kafka=kafka,
+        topics=topics,
     )
 
 
@@ -147,35 +182,23 @@ def review_events(
 
 
 def test_reports_findings_and_replays_over_the_real_broker(
-    kafka_bootstrap: str, topics: Topics, tmp_path: Path
+    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
 ) -> None:
-    bootstrap = kafka_bootstrap
+    kafka = kafka_settings
     loopback = LoopbackServer()
     identity = start_identity(loopback, tmp_path)
-    kafka = KafkaSettings(bootstrap_servers=bootstrap)
-    settings = replace(
-        ClearinghouseSettings(),
-        database_url=f"sqlite:///{tmp_path / 'ch.db'}",
-        state_dir=tmp_path / "state",
-        listen="127.0.0.1:0",
-        identity_target=identity.target,
-        consumer_group=f"clearinghouse-{tmp_path.name}",
-        relay_interval=0.05,
-        stream_poll_interval=0.05,
-        kafka=kafka,
-        topics=topics,
-    )
+    settings = clearinghouse_settings(kafka, topics, tmp_path, identity.target)
     signer = ReportSigner(Ed25519PrivateKey.generate())
     running = Running(settings, signer, identity.service_token)
-    publisher = EventPublisher(kafka, source="tests")
+    publisher = EventPublisher(kafka, source=SOURCES["benchmark"])
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     stub = clearinghouse_pb2_grpc.ClearinghouseServiceStub(channel)
     reviewer = (("authorization", f"Bearer {identity.token(Principal('rev-1', Role.REVIEWER, 'agency'))}"),)
     lab = (("authorization", f"Bearer {identity.token(Principal('lab-x', Role.LAB, 'lab-xq7'))}"),)
     try:
         events = review_events(topics, "sub-1", with_candidate=True)
-        publish_all(publisher, events)
-        reviews = records(bootstrap, topics.reviews)
+        publish_all(publisher, topics, events)
+        reviews = records(kafka, topics.reviews)
         ready = first(reviews, lambda p: isinstance(p, ch_events.ReviewReportReady))
         assert isinstance(ready, ch_events.ReviewReportReady)
         # vuln-detect 0.9 → TIER_4 (≥ 0.85); the others lower: the report is TIER_4
@@ -185,8 +208,8 @@ def test_reports_findings_and_replays_over_the_real_broker(
 
         # Replay everything (same ce_ids), then a second submission as a barrier: on these
         # single-partition topics, its report comes after anything the replay could cause.
-        publish_all(publisher, events)
-        publish_all(publisher, review_events(topics, "sub-2"))
+        publish_all(publisher, topics, events)
+        publish_all(publisher, topics, review_events(topics, "sub-2"))
         following = first(reviews, lambda p: isinstance(p, ch_events.ReviewReportReady))
         assert isinstance(following, ch_events.ReviewReportReady)
         assert following.submission_id == "sub-2"
@@ -207,7 +230,7 @@ def test_reports_findings_and_replays_over_the_real_broker(
                 pb.TransitionFindingRequest(finding_id=found.finding_id, state=state), metadata=reviewer
             )
         published = first(
-            records(bootstrap, topics.findings), lambda p: isinstance(p, ch_events.FindingPublished)
+            records(kafka, topics.findings), lambda p: isinstance(p, ch_events.FindingPublished)
         )
         assert isinstance(published, ch_events.FindingPublished)
         notice = published.finding
@@ -219,12 +242,141 @@ def test_reports_findings_and_replays_over_the_real_broker(
 
         poison = completed("sub-3", "cyber.exploit", "exploit_generation", "accuracy", 0.1)
         poison.job_id = ""
-        publish_all(publisher, [(topics.benchmark_results, "poison", poison)])
-        headers, _ = next(records(bootstrap, f"{topics.benchmark_results}.dlq"))
-        assert "no job_id" in headers["preflight_dlq_reason"]
+        publish_all(publisher, topics, [(topics.benchmark_results, "poison", poison)])
+        headers, _ = next(records(kafka, f"{topics.benchmark_results}.dlq"))
+        assert headers["preflight_dlq_reason"].endswith("lacks required field(s): job_id")
     finally:
         channel.close()
         publisher.close()
         running.stop()
         loopback.close()
     assert running.error is None
+
+
+class Forgery:
+    """A clearinghouse process, its gRPC stub and a publisher with the administrator's credentials."""
+
+    def __init__(self, kafka: KafkaSettings, topics: Topics, tmp_path: Path, **overrides: Any) -> None:
+        self.kafka, self.topics = kafka, topics
+        self.loopback = LoopbackServer()
+        self.identity = start_identity(self.loopback, tmp_path)
+        settings = replace(clearinghouse_settings(kafka, topics, tmp_path, self.identity.target), **overrides)
+        self.running = Running(
+            settings, ReportSigner(Ed25519PrivateKey.generate()), self.identity.service_token
+        )
+        self.publisher = EventPublisher(kafka, source=SOURCES["benchmark"])
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.running.port}")
+        self.stub = clearinghouse_pb2_grpc.ClearinghouseServiceStub(self.channel)
+
+    def as_(self, principal: Principal) -> tuple[tuple[str, str]]:
+        return (("authorization", f"Bearer {self.identity.token(principal)}"),)
+
+    def forge(self, topic: str, payload: Message, source: str, event_id: str) -> None:
+        """Write an event as anyone may who holds the broker's administrator credentials."""
+        record = encode_event(
+            payload, source=source, subject=str(getattr(payload, "submission_id", "")), event_id=event_id
+        )
+        self.publisher.publish_record(topic, record)
+
+    def dead_letters(self, topic: str, expected: int) -> dict[str, str]:
+        """The DLQ reason of each dead-lettered event of `topic`, by event id, once `expected` arrived."""
+        reasons: dict[str, str] = {}
+        for headers, _ in records(self.kafka, Topics.dlq(topic)):
+            reasons[headers["ce_id"]] = headers["preflight_dlq_reason"]
+            if len(reasons) == expected:
+                return reasons
+        raise AssertionError(f"only {reasons} reached the DLQ of {topic}")
+
+    def close(self) -> None:
+        self.channel.close()
+        self.publisher.close()
+        self.running.stop()
+        self.loopback.close()
+        assert self.running.error is None
+
+
+LAB = Principal("lab-x", Role.LAB, "lab-xq7")
+RIVAL = Principal("lab-r", Role.LAB, "lab-rival")
+REVIEWER = Principal("rev-1", Role.REVIEWER, "agency")
+
+
+def test_a_re_announced_submission_naming_another_lab_moves_nothing_and_is_dead_lettered(
+    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    forgery = Forgery(kafka_settings, topics, tmp_path)
+    try:
+        events = review_events(topics, "sub-r")
+        publish_all(forgery.publisher, topics, events[:1])
+        # Intake's source, the same submission, a rival lab: the first organisation stands.
+        forgery.forge(
+            topics.submissions, submission_received("sub-r", "lab-rival"), SOURCES["intake"], "forged"
+        )
+        publish_all(forgery.publisher, topics, events[1:])
+
+        ready = first(
+            records(kafka_settings, topics.reviews), lambda p: isinstance(p, ch_events.ReviewReportReady)
+        )
+        assert isinstance(ready, ch_events.ReviewReportReady) and ready.submission_id == "sub-r"
+        assert forgery.dead_letters(topics.submissions, 1) == {
+            "forged": "poison event: submission sub-r: organisation set once, may not change"
+        }
+        request = pb.GetReportRequest(submission_id="sub-r")
+        assert forgery.stub.GetReport(request, metadata=forgery.as_(LAB)).report.organisation == "lab-xq7"
+        with pytest.raises(grpc.RpcError) as caught:
+            forgery.stub.GetReport(request, metadata=forgery.as_(RIVAL))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        forgery.close()
+
+
+def test_forged_benchmark_results_issue_no_report_and_are_dead_lettered(
+    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    forgery = Forgery(kafka_settings, topics, tmp_path, plan_wait=1.0)
+    try:
+        # The benchmark planned four jobs whose access window opens tomorrow: none can have run.
+        tomorrow = datetime.now(UTC) + timedelta(days=1)
+        planned = []
+        for suite, capability, _ in SUITES:
+            request = job_requested("sub-f", suite, capability)
+            request.not_before.FromDatetime(tomorrow)
+            planned.append((topics.benchmark_jobs, f"sub-f/{suite}/requested", request))
+        publish_all(forgery.publisher, topics, [review_events(topics, "sub-f")[0], *planned])
+
+        # The benchmark's source, its real job ids, the first attempt, top scores.
+        forged = {}
+        for suite, capability, metric in SUITES:
+            forged[f"forged/{suite}"] = completed("sub-f", suite, capability, metric, 0.99)
+            forgery.forge(
+                topics.benchmark_results, forged[f"forged/{suite}"], SOURCES["benchmark"], f"forged/{suite}"
+            )
+        unplanned = completed("sub-f", "cyber.other", "other", "accuracy", 0.99)
+        forgery.forge(topics.benchmark_results, unplanned, SOURCES["benchmark"], "forged/unplanned")
+        extra_attempt = completed("sub-f", *SUITES[0], 0.99)
+        extra_attempt.attempt = 4  # the plan allows three
+        forgery.forge(topics.benchmark_results, extra_attempt, SOURCES["benchmark"], "forged/attempt")
+        as_intake = completed("sub-f", *SUITES[1], 0.99)
+        forgery.forge(topics.benchmark_results, as_intake, SOURCES["intake"], "forged/source")
+
+        reasons = forgery.dead_letters(topics.benchmark_results, len(forged) + 3)
+
+        opens = tomorrow.isoformat()
+        for suite, *_ in SUITES:
+            assert reasons[f"forged/{suite}"] == (
+                f"job sub-f/{suite}/1.0.0 completed before its window opens at {opens} (waited 1 s for it)"
+            )
+        assert reasons["forged/unplanned"] == (
+            "job sub-f/cyber.other/1.0.0 was never planned (no BenchmarkJobRequested) (waited 1 s for it)"
+        )
+        assert reasons["forged/attempt"] == (
+            f"poison event: job sub-f/{SUITES[0][0]}/1.0.0: attempt 4 is not one of its attempts"
+        )
+        assert (
+            reasons["forged/source"]
+            == f"source preflight.intake may not publish on {topics.benchmark_results}"
+        )
+        with pytest.raises(grpc.RpcError) as caught:
+            forgery.stub.GetReport(pb.GetReportRequest(submission_id="sub-f"), metadata=forgery.as_(REVIEWER))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        forgery.close()

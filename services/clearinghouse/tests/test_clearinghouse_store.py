@@ -39,6 +39,7 @@ from preflight_clearinghouse.domain.errors import (
     PermissionDenied,
     PreconditionFailed,
     RevisionConflict,
+    UnexplainedOutcome,
 )
 from preflight_clearinghouse.domain.findings import LinkKind, PatchState
 from preflight_clearinghouse.domain.queries import FindingQuery
@@ -142,18 +143,19 @@ def test_four_completed_benchmarks_issue_one_signed_report_and_a_replay_changes_
     assert count(components, schema.audit_log) == audit_entries + 4  # the four ignored extra terminal events
 
 
-def test_a_result_before_its_request_is_kept_and_counts_once_the_request_arrives(
+def test_a_result_before_its_request_is_refused_until_the_request_is_recorded(
     components: Components,
 ) -> None:
     events = review_events("sub-2")
     ends = [e for e in events if "/end" in e[0]]
     requests = [e for e in events if "/req" in e[0]]
-    run_events(components, ends)
-    assert count(components, schema.reports) == 0  # nothing planned yet: no report
-    for request in requests[:-1]:
+    with pytest.raises(UnexplainedOutcome):
+        run_events(components, ends[:1])
+    assert count(components, schema.jobs) == 0  # nothing kept of an outcome of no planned job
+    for request in requests:
         run_events(components, [request])
-        assert count(components, schema.reports) == 0  # a part of the plan: no report
-    run_events(components, requests[-1:])
+    assert count(components, schema.reports) == 0  # planned, nothing ended
+    run_events(components, ends)
     view = components.reviews.get_report(REVIEWER, "", "sub-2", 0)
     assert len(protos.report_to_proto(view).scores) == 4
     assert view.record.version == 1
@@ -301,6 +303,7 @@ def test_candidate_findings_are_confidential_to_reviewers_and_their_lab(componen
                     "sub-x", s1, c1, m1, 0.4, candidates=(candidate(), candidate(cwe_ids=["CWE-nope"]))
                 ),
             ),
+            ("y-req", job_requested("sub-y", s1, c1)),
             ("y-end", completed("sub-y", s1, c1, m1, 0.4, candidates=(candidate(),))),
         ],
     )

@@ -32,6 +32,8 @@ class ClearinghouseSettings:
     embargo_interval: float = 30.0
     auth_cache_ttl: float = INTROSPECTION_CACHE_TTL
     shutdown_grace: float = 10.0
+    # How long a benchmark outcome waits for its job's BenchmarkJobRequested before it is refused.
+    plan_wait: float = 60.0
     consumer_group: str = "preflight-clearinghouse"
     tls: ServerTLS | None = None
     # TLS for calls to intake's IdentityService (PREFLIGHT_GRPC_TLS_CA); None: plaintext.
@@ -59,6 +61,7 @@ class ClearinghouseSettings:
             embargo_interval=env_positive("PREFLIGHT_CLEARINGHOUSE_EMBARGO_INTERVAL", cls.embargo_interval),
             auth_cache_ttl=env_positive("PREFLIGHT_CLEARINGHOUSE_AUTH_CACHE_TTL", cls.auth_cache_ttl),
             shutdown_grace=env_positive("PREFLIGHT_CLEARINGHOUSE_SHUTDOWN_GRACE", cls.shutdown_grace),
+            plan_wait=env_positive("PREFLIGHT_CLEARINGHOUSE_PLAN_WAIT", cls.plan_wait),
             consumer_group=env("PREFLIGHT_CLEARINGHOUSE_CONSUMER_GROUP", cls.consumer_group),
             tls=ServerTLS.from_env("PREFLIGHT_CLEARINGHOUSE"),
             client_tls=credentials_from_env(),

@@ -342,6 +342,8 @@ def planned_job(message: benchmark_events.BenchmarkJobRequested) -> JobRecord:
         attempt=message.attempt,
         requested=True,
         planned_jobs=message.planned_jobs,
+        max_attempts=message.max_attempts,
+        not_before=timestamp_field(message, "not_before"),
     )
 
 

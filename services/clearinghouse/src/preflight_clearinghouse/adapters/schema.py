@@ -59,6 +59,10 @@ jobs = Table(
     Column("requested", Boolean, nullable=False),
     # How many jobs the submission's plan has (from the request; 0 while only the outcome is known).
     Column("planned_jobs", Integer, nullable=False, server_default="0"),
+    # From the request: how many attempts the job may take (0: planned before this was kept, no
+    # bound) and when its access window opens (moved by ReleasePlanChanged; NULL: not said).
+    Column("max_attempts", Integer, nullable=False, server_default="0"),
+    Column("not_before", UtcDateTime(), nullable=True),
     Column("outcome", String(16), nullable=True),
     Column("tasks", Text, nullable=False),
     Column("eval_log_uri", Text, nullable=False),

@@ -289,6 +289,8 @@ def _job_from_row(row: Row[Any]) -> JobRecord:
         attempt=row.attempt,
         requested=row.requested,
         planned_jobs=row.planned_jobs,
+        max_attempts=row.max_attempts,
+        not_before=row.not_before,
         outcome=row.outcome,
         tasks=tuple(TaskResult(**t) for t in _loads(row.tasks)),
         eval_log_uri=row.eval_log_uri,
@@ -667,9 +669,12 @@ class UnitOfWork(Reader):
 
     def put_withdrawal(self, submission_id: str, at: datetime) -> None:
         """Record that the submission was withdrawn (the first time counts)."""
-        if self.conn.execute(
-            select(s.withdrawals.c.submission_id).where(s.withdrawals.c.submission_id == submission_id)
-        ).first() is None:
+        if (
+            self.conn.execute(
+                select(s.withdrawals.c.submission_id).where(s.withdrawals.c.submission_id == submission_id)
+            ).first()
+            is None
+        ):
             self.conn.execute(insert(s.withdrawals).values(submission_id=submission_id, withdrawn_at=at))
 
     def put_job(self, submission_id: str, job: JobRecord, at: datetime) -> None:
@@ -681,6 +686,8 @@ class UnitOfWork(Reader):
             "attempt": job.attempt,
             "requested": job.requested,
             "planned_jobs": job.planned_jobs,
+            "max_attempts": job.max_attempts,
+            "not_before": job.not_before,
             "outcome": job.outcome,
             "tasks": _dumps([t.__dict__ for t in job.tasks]),
             "eval_log_uri": job.eval_log_uri,

@@ -38,6 +38,17 @@ class RevisionConflict(ValueError):
     """The object changed since the caller read it (→ ABORTED)."""
 
 
+class RefusedEvent(ValueError):
+    """An event contradicting what is recorded (another organisation or model for a submission, an
+    outcome for another submission's job): never applied, the consumer dead-letters it."""
+
+
+class UnexplainedOutcome(LookupError):
+    """An outcome the recorded plan does not explain yet (its job's BenchmarkJobRequested is not
+    recorded, or its access window had not opened): the consumer waits a bounded time for the
+    request or the ReleasePlanChanged that would explain it, then dead-letters the outcome."""
+
+
 class Collector:
     """Accumulates field violations while a request is checked, then raises them all at once."""
 

@@ -58,6 +58,9 @@ class JobRecord:
     requested: bool
     # The size of the submission's plan, from the job's request (0 while only its outcome is known).
     planned_jobs: int = 0
+    # From the request: the job's last attempt (0: no bound known) and when its window opens.
+    max_attempts: int = 0
+    not_before: datetime | None = None
     outcome: Outcome | None = None
     tasks: tuple[TaskResult, ...] = ()
     eval_log_uri: str = ""

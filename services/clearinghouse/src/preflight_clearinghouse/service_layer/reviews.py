@@ -34,6 +34,8 @@ from preflight_clearinghouse.domain.errors import (
     InvalidInput,
     NotFound,
     PreconditionFailed,
+    RefusedEvent,
+    UnexplainedOutcome,
 )
 from preflight_clearinghouse.domain.events import ReportIssued
 from preflight_clearinghouse.domain.findings import MAX_REASON, CandidateInput, check_text
@@ -87,6 +89,21 @@ class ReportView:
     sign_offs: tuple[SignOffRecord, ...]
 
 
+_SET_ONCE = ("organisation", "model_name", "model_version", "share_identity")
+"""What a SubmissionReceived tells that later events may not change."""
+
+
+def _check_organisation(uow: UnitOfWork, submission_id: str, organisation: str) -> None:
+    known = uow.submission(submission_id)
+    if known is not None and known.organisation != organisation:
+        raise RefusedEvent(f"submission {submission_id} belongs to another organisation than {organisation}")
+
+
+def _check_job_of(uow: UnitOfWork, submission_id: str, job_id: str) -> None:
+    if all(j.job_id != job_id for j in uow.review_state(submission_id).jobs):
+        raise RefusedEvent(f"job {job_id} is not a job of submission {submission_id}")
+
+
 class ReviewService:
     """Review state, report issue, and report reads and annotations."""
 
@@ -111,11 +128,24 @@ class ReviewService:
     # --- events -----------------------------------------------------------------
 
     def submission_received(self, event_id: str, info: SubmissionInfo) -> bool:
-        """Record the submitting lab, model and consent; returns False for an event already applied."""
+        """Record the submitting lab, model and consent; returns False for an event already applied.
+
+        They are set once: a SubmissionReceived naming another organisation, model or consent for a
+        recorded submission raises `RefusedEvent` (nothing is written); one repeating them changes
+        nothing.
+        """
         now = self._clock()
         with self._store.write() as uow:
             if not uow.claim(CONSUMER, event_id):
                 return False
+            known = uow.submission(info.submission_id)
+            if known is not None:
+                changed = [name for name in _SET_ONCE if getattr(known, name) != getattr(info, name)]
+                if changed:
+                    raise RefusedEvent(
+                        f"submission {info.submission_id}: {', '.join(changed)} set once, may not change"
+                    )
+                return True
             uow.put_submission(SubmissionRecord(**info.__dict__))
             uow.audit(
                 at=now,
@@ -128,13 +158,14 @@ class ReviewService:
             self._registry.source_identified(uow, info.submission_id, now)
         return True
 
-    def submission_withdrawn(self, event_id: str, submission_id: str, reason: str) -> bool:
+    def submission_withdrawn(self, event_id: str, submission_id: str, organisation: str, reason: str) -> bool:
         """Record and audit a withdrawal: the submission gets no report from now on (its pending jobs
         end as BenchmarkFailed WITHDRAWN). False if already applied."""
         now = self._clock()
         with self._store.write() as uow:
             if not uow.claim(CONSUMER, event_id):
                 return False
+            _check_organisation(uow, submission_id, organisation)
             uow.put_withdrawal(submission_id, now)
             uow.audit(
                 at=now,
@@ -146,38 +177,61 @@ class ReviewService:
             )
         return True
 
-    def job_requested(self, event_id: str, submission_id: str, job: JobRecord) -> bool:
-        """A job was planned; an outcome that arrived first is kept. False if already applied."""
+    def plan_changed(
+        self, event_id: str, submission_id: str, organisation: str, window_start: datetime | None
+    ) -> bool:
+        """The release plan moved: the access window of the submission's unfinished jobs opens at
+        `window_start` (when the event carries a window). False if already applied."""
         now = self._clock()
         with self._store.write() as uow:
             if not uow.claim(CONSUMER, event_id):
                 return False
-            known = uow.job(job.job_id)
-            planned = replace(job, requested=True)
-            if known is not None:
-                planned = replace(
-                    known,
-                    requested=True,
-                    suite_id=job.suite_id,
-                    suite_version=job.suite_version,
-                    capability=job.capability,
-                    attempt=max(known.attempt, job.attempt),
-                    planned_jobs=job.planned_jobs,
-                )
-            uow.put_job(submission_id, planned, now)
-            self._issue_if_complete(uow, submission_id, now)
+            _check_organisation(uow, submission_id, organisation)
+            if window_start is not None:
+                for job in uow.review_state(submission_id).jobs:
+                    if not job.ended:
+                        uow.put_job(submission_id, replace(job, not_before=window_start), now)
+        return True
+
+    def job_requested(self, event_id: str, submission_id: str, job: JobRecord) -> bool:
+        """A job was planned (its first request counts). False if already applied; `RefusedEvent` for
+        a job already planned for another submission."""
+        now = self._clock()
+        with self._store.write() as uow:
+            if not uow.claim(CONSUMER, event_id):
+                return False
+            if uow.job(job.job_id) is not None:
+                _check_job_of(uow, submission_id, job.job_id)
+                return True
+            uow.put_job(submission_id, replace(job, requested=True), now)
         return True
 
     def job_ended(
         self, event_id: str, submission_id: str, job: JobRecord, candidates: Sequence[CandidateInput] = ()
     ) -> bool:
-        """A job completed or failed; only its first terminal event counts. False if already applied."""
+        """A job completed or failed; only its first terminal event counts. False if already applied.
+
+        Only a planned job's outcome counts: `UnexplainedOutcome` when its BenchmarkJobRequested is not
+        recorded or it completed before its access window opens (a ReleasePlanChanged may yet move
+        the window), `RefusedEvent` when the job is another submission's or another suite's, or the
+        attempt is not one of the job's (nothing is written either way).
+        """
         now = self._clock()
         with self._store.write() as uow:
+            known = uow.job(job.job_id)
+            if known is None or not known.requested:
+                raise UnexplainedOutcome(f"job {job.job_id} was never planned (no BenchmarkJobRequested)")
+            _check_job_of(uow, submission_id, job.job_id)
+            if (job.suite_id, job.suite_version) != (known.suite_id, known.suite_version):
+                raise RefusedEvent(f"job {job.job_id} runs suite {known.suite_id} {known.suite_version}")
+            if job.attempt < known.attempt or 0 < known.max_attempts < job.attempt:
+                raise RefusedEvent(f"job {job.job_id}: attempt {job.attempt} is not one of its attempts")
+            if job.outcome == "completed" and known.not_before is not None and now < known.not_before:
+                opens = known.not_before.isoformat()
+                raise UnexplainedOutcome(f"job {job.job_id} completed before its window opens at {opens}")
             if not uow.claim(CONSUMER, event_id):
                 return False
-            known = uow.job(job.job_id)
-            if known is not None and known.ended:
+            if known.ended:
                 uow.audit(
                     at=now,
                     actor="system:benchmark",
@@ -187,8 +241,13 @@ class ReviewService:
                     details={"job_id": job.job_id, "event_id": event_id},
                 )
                 return True
-            if known is not None:
-                job = replace(job, requested=known.requested, planned_jobs=known.planned_jobs)
+            job = replace(
+                job,
+                requested=True,
+                planned_jobs=known.planned_jobs,
+                max_attempts=known.max_attempts,
+                not_before=known.not_before,
+            )
             uow.put_job(submission_id, job, now)
             if candidates:
                 self._registry.ingest_candidates(uow, submission_id, job.job_id, candidates, now)

@@ -4,7 +4,7 @@
 #
 #   make deploy-tools   helm, helm-unittest (go install) + kubernetes-validate (pip)
 #   make helm-lint      lint, render, schema-validate (per Kubernetes version; Strimzi resources against
-#                       the vendored CRD schemas) and unit-test the chart
+#                       our schemas of their API in deploy/helm/tools/crds) and unit-test the chart
 #   make k8s-build      build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (cached)
 #   make k8s-up         start the local API server stack; kubeconfig: run/k8s/kubeconfig
 #   make k8s-down       stop it

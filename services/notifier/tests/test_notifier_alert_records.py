@@ -1,19 +1,24 @@
-"""The records a fired alert becomes: one per registered recipient, on its own topic, naming it alone."""
+"""The records a fired alert becomes: one per registered recipient, on its own topic, naming it alone;
+and over gRPC an operator learns no other recipient either."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
-from notifier_support import START
-from preflight.notifier.v1 import events_pb2
+from notifier_support import START, ManualClock, apply, finding_notice
+from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
+from preflight.notifier.v1 import events_pb2, notifier_pb2
 from preflight_common.bus import Organisation, Participants
 from preflight_common.config import Topics
 from preflight_common.envelope import EventRegistry, decode_record
 from preflight_notifier.adapters.routing_file import default_routing_path, load_routing
+from preflight_notifier.bootstrap import Components
 from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.model import AlertKind, Audience, Contact, Severity, Tlp
 from preflight_notifier.service_layer.alerting import AlertSink
+
+from conftest import Api
 
 TOPICS = Topics(alerts_prefix="alerts")
 PARTICIPANTS = Participants(
@@ -120,3 +125,27 @@ def test_review_alerts_stay_on_the_review_alerts_topic() -> None:
     records = sink().records(review)
     assert [topic for topic, _ in records] == [TOPICS.review_alerts]
     assert b"ada@lab-a.example" not in records[0][1].value
+
+
+async def test_over_grpc_an_operator_learns_only_how_an_alert_reaches_it(
+    notifier: Components, clock: ManualClock, api: Api
+) -> None:
+    notice = finding_notice(
+        "f-1",
+        embargo_end=START + 4 * timedelta(days=1),
+        organisations=("bank-a", "bank-b"),
+        sectors=("finance", "water"),
+    )
+    apply(notifier, clearinghouse_events.FindingPublished(finding=notice))
+    clock.set(START + timedelta(days=1))
+    notifier.scheduler.run_pass()
+
+    async def audience(who: str) -> tuple[list[str], list[str]]:
+        listed = await api.stub.ListAlerts(notifier_pb2.ListAlertsRequest(), metadata=api.auth(who))
+        (record,) = listed.alerts
+        operators = record.alert.audience.operators
+        return list(operators.organisations), list(operators.sectors)
+
+    assert await audience("bank-a") == (["bank-a"], ["finance"])
+    assert await audience("water") == ([], ["water"])
+    assert await audience("reviewer") == (["bank-a", "bank-b"], ["finance", "water"])

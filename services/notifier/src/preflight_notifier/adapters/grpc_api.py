@@ -101,7 +101,7 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
             acks = store.acknowledgements(conn, [a.alert_id for _, a in rows], viewer.organisation)
         records = []
         for sequence, alert in rows:
-            record = notifier_pb2.AlertRecord(alert=alert_to_proto(alert), sequence=sequence)
+            record = notifier_pb2.AlertRecord(alert=alert_to_proto(alert.seen_by(viewer)), sequence=sequence)
             if alert.alert_id in acks:
                 at, by = acks[alert.alert_id]
                 record.acknowledged = True

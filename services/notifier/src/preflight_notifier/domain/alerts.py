@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from preflight_notifier.domain.audience import audience_tokens
+from preflight_notifier.domain.audience import Viewer, audience_seen_by, audience_tokens
 from preflight_notifier.domain.durations import humanize
 from preflight_notifier.domain.model import AlertKind, Audience, Deadline, DeadlineKind, Severity, Tlp
 from preflight_notifier.domain.schedule import MET_THRESHOLD, PlannedReminder, Stage, alert_id
@@ -55,15 +55,9 @@ class Alert:
     def audience_tokens(self) -> tuple[str, ...]:
         return audience_tokens(self.kind, self.audience, self.tlp)
 
-    def addressed_to(self, *, organisation: str = "", sector: str = "") -> Alert:
-        """This alert as one recipient receives it: its audience names that organisation or that
-        sector and nobody else (no other recipient, no lab, no contacts)."""
-        only = Audience(
-            organisations=frozenset({organisation} if organisation else ()),
-            sectors=frozenset({sector} if sector else ()),
-            reviewers=False,
-        )
-        return replace(self, audience=only)
+    def seen_by(self, viewer: Viewer) -> Alert:
+        """This alert as `viewer` may receive it (`audience_seen_by`); call only when it may see it."""
+        return replace(self, audience=audience_seen_by(viewer, self.audience, self.tlp))
 
 
 _NOUN = {

@@ -60,6 +60,22 @@ def sector_audience(audience: Audience, tlp: Tlp) -> frozenset[str]:
     return audience.sectors if tlp in _SECTOR_WIDE else frozenset()
 
 
+def audience_seen_by(viewer: Viewer, audience: Audience, tlp: Tlp) -> Audience:
+    """What `viewer` may learn of an alert's audience (call only when it may see the alert).
+
+    An operator learns only how the alert reaches it — its own organisation if named, those of
+    its sectors the alert reaches — never the other recipients, the lab or its contacts.
+    Reviewers and the lab of a review alert learn all of it.
+    """
+    if viewer.role is not ViewerRole.OPERATOR:
+        return audience
+    return Audience(
+        organisations=audience.organisations & {viewer.organisation},
+        sectors=sector_audience(audience, tlp) & viewer.sectors,
+        reviewers=False,
+    )
+
+
 def audience_tokens(kind: AlertKind, audience: Audience, tlp: Tlp) -> tuple[str, ...]:
     """The audience as filter tokens, already narrowed by the TLP.
 

@@ -21,7 +21,7 @@ from preflight_notifier.adapters import store
 from preflight_notifier.adapters import tables as t
 from preflight_notifier.adapters.codec import alert_to_proto
 from preflight_notifier.domain.alerts import Alert
-from preflight_notifier.domain.audience import sector_audience
+from preflight_notifier.domain.audience import Viewer, ViewerRole, sector_audience
 from preflight_notifier.domain.routing import RoutingConfig
 
 RECORD_ID_NAMESPACE = uuid.UUID("3d0c6a57-2f4e-5b8a-9c1d-7e6f5a4b3c2d")
@@ -92,14 +92,13 @@ class AlertSink:
                 )
                 continue
             topic = bus.org_alert_topic(self._topics, organisation)
-            addressed.append((topic, alert.addressed_to(organisation=organisation)))
+            addressed.append((topic, alert.seen_by(Viewer(ViewerRole.OPERATOR, organisation))))
         for sector in sorted(sector_audience(alert.audience, alert.tlp)):
             if sector not in self._sectors:
                 log.info("alert %s: sector %r is not registered: no record", alert.alert_id, sector)
                 continue
-            addressed.append(
-                (bus.sector_alert_topic(self._topics, sector), alert.addressed_to(sector=sector))
-            )
+            reader = Viewer(ViewerRole.OPERATOR, sectors=frozenset({sector}))
+            addressed.append((bus.sector_alert_topic(self._topics, sector), alert.seen_by(reader)))
         return [
             (topic, topic_record(copy, self._source, record_id(alert.alert_id, topic)))
             for topic, copy in addressed

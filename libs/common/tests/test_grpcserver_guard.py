@@ -1,7 +1,8 @@
 """What every Preflight server does before and after a handler, over real gRPC on loopback:
 unparseable bytes and over-long strings are INVALID_ARGUMENT naming the field, a handler's
-exception never reaches the caller's status, a full database is UNAVAILABLE; and the shared
-field helpers (timestamps, page tokens)."""
+exception never reaches the caller's status, a full database is UNAVAILABLE, a client
+certificate names a principal by the token rules; and the shared field helpers (timestamps,
+page tokens)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 from preflight.notifier.v1 import notifier_pb2
-from preflight_common.auth import LocalAuthenticator, Principal, Role, TokenStore, tokens_table
+from preflight_common.auth import (
+    LocalAuthenticator,
+    Principal,
+    Role,
+    TokenStore,
+    current_principal,
+    tokens_table,
+)
 from preflight_common.config import ConfigError
 from preflight_common.db import make_engine
 from preflight_common.fields import (
@@ -26,8 +34,9 @@ from preflight_common.fields import (
     string_violations,
     timestamp_field,
 )
-from preflight_common.grpcserver import build_server
+from preflight_common.grpcserver import ServerTLS, build_server
 from preflight_common.pagetokens import PageTokens
+from preflight_common.testing.tls import TestAuthority
 from sqlalchemy import Column, Integer, MetaData, Table, Text, insert
 from sqlalchemy.exc import OperationalError
 
@@ -225,3 +234,48 @@ def test_page_token_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.delenv("PREFLIGHT_PAGE_TOKEN_KEY")
     with pytest.raises(InvalidArgument):
         PageTokens.from_env().decode("s", PageTokens.from_env().encode("s", [1]))
+
+
+async def test_a_client_certificate_must_name_a_principal_by_the_token_rules(tmp_path: Any) -> None:
+    authority = TestAuthority()
+    server_cert = authority.issue("localhost")
+    engine = make_engine(f"sqlite:///{tmp_path}/certs.db")
+    metadata = MetaData()
+    store = TokenStore(engine, tokens_table(metadata))
+    metadata.create_all(engine)
+    generic = grpc.method_handlers_generic_handler(
+        "test.Guard", {"Call": grpc.unary_unary_rpc_method_handler(_whoami)}
+    )
+    server, port, _ = build_server(
+        "127.0.0.1:0",
+        [lambda s: s.add_generic_rpc_handlers((generic,))],
+        authenticator=LocalAuthenticator(store),
+        service_names=[],
+        tls=ServerTLS(server_cert.certificate, server_cert.key, client_ca=authority.pem),
+    )
+    await server.start()
+    results = []
+    try:
+        for common_name, organisation in [
+            ("alice", "lab-a"),
+            ("alice", "Lab A"),
+            ("alice\r\nX-Injected: 1", "lab-a"),
+            ("alice", "https://lab-a.example/"),
+        ]:
+            client = authority.issue(common_name, organisation=organisation, unit="lab")
+            credentials = grpc.ssl_channel_credentials(authority.pem, client.key, client.certificate)
+            options = (("grpc.ssl_target_name_override", "localhost"),)
+            async with grpc.aio.secure_channel(f"127.0.0.1:{port}", credentials, options) as channel:
+                try:
+                    results.append(await channel.unary_unary("/test.Guard/Call")(b"", timeout=10))
+                except grpc.aio.AioRpcError as exc:
+                    results.append(exc.code().name.encode())
+    finally:
+        await server.stop(None)
+        engine.dispose()
+    assert results == [b"lab-a/alice", b"UNAUTHENTICATED", b"UNAUTHENTICATED", b"UNAUTHENTICATED"]
+
+
+async def _whoami(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+    principal = current_principal()
+    return f"{principal.organisation}/{principal.principal_id}".encode()

@@ -251,7 +251,8 @@ class Authenticator(Protocol):
 
 
 def certificate_principal(context: grpc.aio.ServicerContext) -> Principal | None:
-    """The principal named by a verified client certificate, if the call is over mTLS."""
+    """The principal named by a verified client certificate, if the call is over mTLS and its
+    subject names a principal a token could be issued to (`principal_violations`)."""
     pems = context.auth_context().get("x509_pem_cert")
     if not pems:
         return None
@@ -267,8 +268,8 @@ def certificate_principal(context: grpc.aio.ServicerContext) -> Principal | None
         role = Role(attribute(NameOID.ORGANIZATIONAL_UNIT_NAME).lower())
     except ValueError:
         return None
-    if not principal_id or not organisation:
-        return None
+    if principal_violations(principal_id, organisation, ()):
+        return None  # the same rules as for a token's principal
     return Principal(principal_id, role, organisation)
 
 

@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
@@ -176,7 +177,7 @@ async def _check_request(request: Any, context: grpc.aio.ServicerContext) -> Non
     """End the call INVALID_ARGUMENT if the request did not parse or breaks a string limit."""
     if isinstance(request, _Undecodable):
         await invalid_argument(context, [("request", "is not a well-formed message of the method's type")])
-    violations = string_violations(request)
+    violations = string_violations(request) if isinstance(request, Message) else []
     if violations:
         await invalid_argument(context, violations)
 

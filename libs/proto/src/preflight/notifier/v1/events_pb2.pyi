@@ -57,7 +57,11 @@ Global___AlertKind: _TypeAlias = AlertKind  # noqa: Y015
 
 @_typing.final
 class AlertAudience(_message.Message):
-    """Recipients of an alert. Deny by default: an empty audience reaches nobody."""
+    """Recipients of an alert. Deny by default: an empty audience reaches nobody.
+    An operator receives only its own part: on a finding-alert topic, the
+    organisation or sector of that topic alone; over the API, its organisation
+    and those of its sectors the alert reaches.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -92,8 +96,11 @@ Global___AlertAudience: _TypeAlias = AlertAudience  # noqa: Y015
 
 @_typing.final
 class Alert(_message.Message):
-    """ce_type: preflight.notifier.v1.Alert — topic preflight.alerts.v1 (key:
-    submission or finding id).
+    """ce_type: preflight.notifier.v1.Alert (key: submission or finding id).
+    Finding alerts: once per registered recipient, on
+    preflight.alerts.v1.org.<organisation> and, when the TLP allows sector-wide
+    sharing, preflight.alerts.v1.sector.<sector>. Review alerts: on
+    preflight.review-alerts.v1.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

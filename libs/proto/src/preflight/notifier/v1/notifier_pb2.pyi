@@ -98,7 +98,7 @@ class AlertRecord(_message.Message):
     """Principal id of the first acknowledgement in the caller's organisation."""
     @_builtins.property
     def alert(self) -> _events_pb2.Alert:
-        """The alert, exactly as published on the alerts topic."""
+        """The alert, with the audience narrowed to what the caller may learn."""
 
     @_builtins.property
     def acknowledged_at(self) -> _timestamp_pb2.Timestamp:
@@ -276,7 +276,7 @@ Global___Matcher: _TypeAlias = Matcher  # noqa: Y015
 @_typing.final
 class Silence(_message.Message):
     """Suppresses the deliveries of matching alerts between starts_at and ends_at.
-    Alerts are still recorded and published on the alerts topic.
+    Alerts are still recorded and published on the alert topics.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -27,7 +27,7 @@ if _version_not_supported:
 
 class NotifierServiceStub:
     """The notifier's API for people and systems that cannot (or prefer not to)
-    consume the alerts topic. Every call is authenticated; every read returns
+    consume the alert topics. Every call is authenticated; every read returns
     only what the caller may see: reviewers see every alert, a lab sees its own
     review alerts, an operator sees the finding alerts whose audience includes
     its organisation (or, when the TLP allows, one of its sectors).
@@ -73,7 +73,7 @@ class NotifierServiceStub:
 
 class NotifierServiceServicer:
     """The notifier's API for people and systems that cannot (or prefer not to)
-    consume the alerts topic. Every call is authenticated; every read returns
+    consume the alert topics. Every call is authenticated; every read returns
     only what the caller may see: reviewers see every alert, a lab sees its own
     review alerts, an operator sees the finding alerts whose audience includes
     its organisation (or, when the TLP allows, one of its sectors).
@@ -167,7 +167,7 @@ def add_NotifierServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class NotifierService:
     """The notifier's API for people and systems that cannot (or prefer not to)
-    consume the alerts topic. Every call is authenticated; every read returns
+    consume the alert topics. Every call is authenticated; every read returns
     only what the caller may see: reviewers see every alert, a lab sees its own
     review alerts, an operator sees the finding alerts whose audience includes
     its organisation (or, when the TLP allows, one of its sectors).

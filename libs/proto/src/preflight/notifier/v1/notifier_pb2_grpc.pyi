@@ -28,7 +28,7 @@ GRPC_VERSION: str
 
 class NotifierServiceStub:
     """The notifier's API for people and systems that cannot (or prefer not to)
-    consume the alerts topic. Every call is authenticated; every read returns
+    consume the alert topics. Every call is authenticated; every read returns
     only what the caller may see: reviewers see every alert, a lab sees its own
     review alerts, an operator sees the finding alerts whose audience includes
     its organisation (or, when the TLP allows, one of its sectors).
@@ -59,7 +59,7 @@ class NotifierServiceStub:
 @_typing.type_check_only
 class NotifierServiceAsyncStub(NotifierServiceStub):
     """The notifier's API for people and systems that cannot (or prefer not to)
-    consume the alerts topic. Every call is authenticated; every read returns
+    consume the alert topics. Every call is authenticated; every read returns
     only what the caller may see: reviewers see every alert, a lab sees its own
     review alerts, an operator sees the finding alerts whose audience includes
     its organisation (or, when the TLP allows, one of its sectors).
@@ -86,7 +86,7 @@ class NotifierServiceAsyncStub(NotifierServiceStub):
 
 class NotifierServiceServicer(metaclass=_abc_1.ABCMeta):
     """The notifier's API for people and systems that cannot (or prefer not to)
-    consume the alerts topic. Every call is authenticated; every read returns
+    consume the alert topics. Every call is authenticated; every read returns
     only what the caller may see: reviewers see every alert, a lab sees its own
     review alerts, an operator sees the finding alerts whose audience includes
     its organisation (or, when the TLP allows, one of its sectors).

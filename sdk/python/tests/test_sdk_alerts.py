@@ -4,6 +4,7 @@ configuration errors (the subscription against a real broker is in services/noti
 from __future__ import annotations
 
 import io
+import socket
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,29 @@ def test_alert_follow_refuses_an_incomplete_configuration(monkeypatch: pytest.Mo
     monkeypatch.setenv("PREFLIGHT_KAFKA_SASL_PASSWORD_FILE", "/nonexistent/pw")
     assert cli.main([*argv[:-1], "Bank A"], out=io.StringIO(), err=err) == 2
     assert "organisation must be" in err.getvalue()
+
+
+def test_alert_follow_says_when_the_event_bus_cannot_be_reached(tmp_path: Path) -> None:
+    password = tmp_path / "pw"
+    password.write_text("unused")
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))  # bound, never listening: connections are refused
+    argv = [
+        "alert",
+        "follow",
+        "--bootstrap",
+        f"127.0.0.1:{port.getsockname()[1]}",
+        "--organisation",
+        "bank-a",
+    ]
+    err = io.StringIO()
+    try:
+        code = cli.main(
+            [*argv, "--password-file", str(password), "--security-protocol", "SASL_PLAINTEXT"],
+            out=io.StringIO(),
+            err=err,
+        )
+    finally:
+        port.close()
+    assert code == 1
+    assert "UNAVAILABLE: the event bus could not be reached" in err.getvalue()

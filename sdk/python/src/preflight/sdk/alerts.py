@@ -40,7 +40,7 @@ from typing import Any
 import grpc
 from google.protobuf.message import DecodeError
 from preflight.notifier.v1 import events_pb2
-from preflight.sdk.errors import PermissionDenied, PreflightError, Unauthenticated
+from preflight.sdk.errors import PermissionDenied, PreflightError, Unauthenticated, Unavailable
 from preflight.sdk.naming import (
     DEFAULT_ALERTS_PREFIX,
     check_name,
@@ -226,6 +226,11 @@ async def stream_alerts(
         raise _denied(exc) from exc
     except (kafka_errors.SaslAuthenticationFailed, kafka_errors.AuthenticationFailedError) as exc:
         raise _unauthenticated(exc) from exc
+    except kafka_errors.KafkaConnectionError as exc:
+        raise Unavailable(
+            grpc.StatusCode.UNAVAILABLE,
+            "the event bus could not be reached: check the bootstrap servers and the security protocol",
+        ) from exc
     finally:
         await consumer.stop()
 
@@ -238,7 +243,8 @@ def subscribe_alerts(
     The offset of a record is committed when the loop asks for the next alert, after the body
     that handled it (not when the loop breaks out: that alert comes again to the group's next
     subscription). Raises `PermissionDenied` when the broker refuses one of the topics or the
-    consumer group, `Unauthenticated` when it refuses the login. It runs its own event loop:
+    consumer group, `Unauthenticated` when it refuses the login, `Unavailable` when no broker
+    can be reached. It runs its own event loop:
     inside asyncio, use `preflight.sdk.aio.subscribe_alerts`.
     """
     try:

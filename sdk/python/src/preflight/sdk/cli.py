@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         print(f"preflight: {exc.code.name}: {exc.message}", file=stderr)
         for violation in exc.field_violations:
             print(f"  - {violation.field}: {violation.description}", file=stderr)
-        hint = _HINTS.get(exc.code.name)
+        # The hints are about the gRPC connection options, which `alert` does not use.
+        hint = None if args.command == "alert" else _HINTS.get(exc.code.name)
         if hint:
             print(f"  ({hint})", file=stderr)
         return 1

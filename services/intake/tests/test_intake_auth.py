@@ -100,7 +100,27 @@ def test_reviewers_read_everything_but_change_nothing(clients: dict[str, Client]
         reviewer.update_release_plan(b_submission.submission_id, future(25))
 
 
-@pytest.mark.parametrize("role", ["operator", "service", "admin"])
+def test_services_read_every_submission_but_change_nothing(
+    clients: dict[str, Client],
+    b_submission: Any,
+    make_request: Callable[..., intake_pb2.SubmitModelRequest],
+) -> None:
+    # The benchmark asks whether a submission was withdrawn right before it starts a job.
+    service = clients["service"]
+    assert service.get_submission(b_submission.submission_id).organisation == "lab-b"
+    assert b_submission.submission_id in {s.submission_id for s in service.iter_submissions()}
+    with pytest.raises(PermissionDenied):
+        service.withdraw(b_submission.submission_id)
+    with pytest.raises(PermissionDenied):
+        service.update_release_plan(b_submission.submission_id, future(25))
+    with pytest.raises(PermissionDenied):
+        service.submit(make_request("lab-b"))
+    clients["lab_b"].withdraw(b_submission.submission_id, reason="not ready")
+    withdrawn = service.get_submission(b_submission.submission_id)
+    assert withdrawn.status == intake_pb2.SUBMISSION_STATUS_WITHDRAWN
+
+
+@pytest.mark.parametrize("role", ["operator", "admin"])
 def test_other_roles_read_no_submissions(
     clients: dict[str, Client],
     b_submission: Any,

@@ -143,6 +143,9 @@ def test_labs_see_only_their_organisation_and_reviewers_see_all() -> None:
     assert not access.may_read(Caller("nobody", "lab", ""), "")
     assert access.listing_scope(lab) == "lab-a"
     assert access.listing_scope(reviewer) is None
+    service = Caller("benchmark", "service", "preflight")
+    assert access.may_read(service, "lab-b") and not access.may_change(service, "lab-b")
+    assert access.listing_scope(service) is None
     with pytest.raises(PermissionError):
         access.listing_scope(operator)
 

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor, api_client_from
 from preflight_benchmark.adapters.executors.local import LocalExecutor
+from preflight_benchmark.adapters.grpc_clients import GrpcSubmissionStatuses
 from preflight_benchmark.adapters.store import JobStore
 from preflight_benchmark.config import BenchmarkSettings, KubernetesSettings
 from preflight_benchmark.domain.catalog import Catalog
@@ -54,6 +55,7 @@ class Components:
     catalog: Catalog
     planner: Planner
     executor: Executor
+    statuses: GrpcSubmissionStatuses
     dispatcher: Dispatcher
 
 
@@ -98,6 +100,9 @@ def build(
     catalog = load_catalog()
     executor = executor or make_executor(settings, benchmark_target)
     log_root = settings.log_root if "://" in settings.log_root else str(Path(settings.log_root).resolve())
+    statuses = GrpcSubmissionStatuses(
+        settings.intake_target, settings.service_token, credentials=settings.client_tls
+    )
     return Components(
         settings=settings,
         engine=engine,
@@ -107,9 +112,11 @@ def build(
             store, catalog, executor=executor.name, max_attempts=settings.max_attempts, clock=clock
         ),
         executor=executor,
+        statuses=statuses,
         dispatcher=Dispatcher(
             store,
             executor,
+            statuses,
             DispatcherSettings(
                 log_root=log_root,
                 max_concurrency=settings.max_concurrency,

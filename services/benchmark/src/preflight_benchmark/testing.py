@@ -1,7 +1,7 @@
 """Helpers for the service's tests and benchmarks: real servers on loopback, nothing mocked.
 
-- `IntakeStandIn`: a gRPC server implementing intake's ResolveCredential and the
-  IdentityService (the parts of intake the benchmark service and its workers call);
+- `IntakeStandIn`: a gRPC server implementing intake's ResolveCredential, GetSubmission (the
+  status) and the IdentityService (the parts of intake the benchmark service and its workers call);
 - `BenchmarkProcess`: the benchmark service (`serve`) in a background event loop;
 - `EventTap`: reads the benchmark topics and decodes every event;
 - `submission(...)`: a SubmissionReceived for an endpoint.
@@ -90,11 +90,28 @@ class LoopThread:
 
 
 class ResolveCredentialServicer(intake_pb2_grpc.IntakeServiceServicer):
-    """Only ResolveCredential: `service` principals resolve the references it knows."""
+    """ResolveCredential (`service` principals resolve the references it knows) and GetSubmission
+    (a submission's status: BENCHMARKING unless `withdrawn` names it)."""
 
     def __init__(self) -> None:
         self.credentials: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []
+        self.withdrawn: set[str] = set()
+        self.status_queries: list[str] = []
+
+    async def GetSubmission(
+        self, request: intake_pb2.GetSubmissionRequest, context: grpc.aio.ServicerContext
+    ) -> intake_pb2.GetSubmissionResponse:
+        await require_role(context, Role.SERVICE, Role.REVIEWER)
+        self.status_queries.append(request.submission_id)
+        status = (
+            intake_pb2.SUBMISSION_STATUS_WITHDRAWN
+            if request.submission_id in self.withdrawn
+            else intake_pb2.SUBMISSION_STATUS_BENCHMARKING
+        )
+        return intake_pb2.GetSubmissionResponse(
+            submission=intake_pb2.Submission(submission_id=request.submission_id, status=status)
+        )
 
     async def ResolveCredential(
         self, request: intake_pb2.ResolveCredentialRequest, context: grpc.aio.ServicerContext
@@ -137,7 +154,7 @@ def intake_stand_in(folder: Path, tls: ServerTLS | None = None) -> Iterator[Inta
     engine = make_engine(f"sqlite:///{folder / 'tokens.db'}")
     metadata.create_all(engine)
     store = TokenStore(engine, table)
-    servicer = ResolveCredentialServicer()  # type: ignore[abstract] # only ResolveCredential is served
+    servicer = ResolveCredentialServicer()  # type: ignore[abstract] # only what the benchmark calls is served
     identity = IdentityServicer(store)
     loop = LoopThread("intake-stand-in")
 

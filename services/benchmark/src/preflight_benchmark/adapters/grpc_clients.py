@@ -1,5 +1,6 @@
-"""Clients the worker uses: intake's ResolveCredential and the benchmark service's ReportJobResult
-(over TLS when given channel credentials: `preflight_common.channels`)."""
+"""Clients of other Preflight services: intake's ResolveCredential and the benchmark service's
+ReportJobResult (the worker), intake's GetSubmission (the dispatcher) — over TLS when given
+channel credentials: `preflight_common.channels`."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
 from preflight_common.channels import aio_channel
 
-from preflight_benchmark.domain.ports import CredentialError
+from preflight_benchmark.domain.ports import CredentialError, SubmissionStatusUnknown
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,43 @@ class GrpcCredentialResolver:
                     await asyncio.sleep(delay)
                     delay *= 2
         raise AssertionError("unreachable")
+
+
+class GrpcSubmissionStatuses:
+    """Asks intake (`GetSubmission`, as a `service` principal) whether a submission was withdrawn."""
+
+    def __init__(
+        self,
+        target: str,
+        service_token: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        timeout: float = 5.0,
+    ) -> None:
+        self._target = target
+        self._token = service_token
+        self._credentials = credentials
+        self._timeout = timeout
+        self._channel: grpc.aio.Channel | None = None
+
+    async def withdrawn(self, submission_id: str) -> bool:
+        if self._channel is None:
+            self._channel = aio_channel(self._target, self._credentials)
+        stub = intake_pb2_grpc.IntakeServiceStub(self._channel)
+        try:
+            response = await stub.GetSubmission(
+                intake_pb2.GetSubmissionRequest(submission_id=submission_id),
+                metadata=_metadata(self._token),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise SubmissionStatusUnknown(f"intake did not answer: {exc.code().name}") from None
+        return bool(response.submission.status == intake_pb2.SUBMISSION_STATUS_WITHDRAWN)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
 
 
 class ReportRejected(Exception):

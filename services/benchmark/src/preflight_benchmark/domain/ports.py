@@ -57,3 +57,15 @@ class CredentialResolver(Protocol):
     async def resolve(self, credential_ref: str, job_id: str) -> str:
         """The credential in clear; raises CredentialError. Callers must never log or persist it."""
         ...
+
+
+class SubmissionStatusUnknown(Exception):
+    """Intake could not say what became of a submission (unreachable, or it refused to answer)."""
+
+
+class SubmissionStatuses(Protocol):
+    """What intake, the source of truth, says of a submission right now."""
+
+    async def withdrawn(self, submission_id: str) -> bool:
+        """True when the submission was withdrawn; raises SubmissionStatusUnknown when intake cannot tell."""
+        ...

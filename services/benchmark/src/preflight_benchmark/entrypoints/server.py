@@ -126,6 +126,7 @@ async def serve(
         watching.cancel()
         await asyncio.gather(background[0], watching, return_exceptions=True)
         await kafka.stop()
+        await components.statuses.close()
         components.engine.dispose()
 
 

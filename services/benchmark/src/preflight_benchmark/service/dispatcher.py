@@ -13,6 +13,13 @@ and their workers are stopped; (2) workers of jobs the service ended meanwhile
 (withdrawal) are stopped, while a worker that reported its outcome exits by
 itself (its Kubernetes Job completes and is kept for its TTL); (3) pending jobs
 whose window is open start, up to the concurrency bound.
+
+Right before an attempt is handed to the executor (a new one, or one resumed
+after a restart) intake, the source of truth, is asked whether the submission
+was withdrawn: the planner may not have read a withdrawal from the submissions
+topic yet (it was made while this process was down). A withdrawn submission's
+job ends as WITHDRAWN instead of starting; while intake cannot tell, the attempt
+waits (launching nothing) until it can, or until the job ended otherwise.
 """
 
 from __future__ import annotations
@@ -38,7 +45,12 @@ from preflight_benchmark.domain.jobs import (
     JobStatus,
     after_unreported_end,
 )
-from preflight_benchmark.domain.ports import Attempt, Executor
+from preflight_benchmark.domain.ports import (
+    Attempt,
+    Executor,
+    SubmissionStatuses,
+    SubmissionStatusUnknown,
+)
 from preflight_benchmark.service.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
@@ -49,6 +61,8 @@ class DispatcherSettings:
     log_root: str
     max_concurrency: int = 2
     poll_interval: float = 0.5
+    # Longest wait between two questions to an intake that could not answer (seconds).
+    status_retry_cap: float = 10.0
 
 
 def _attempt(job: JobRecord, log_root: str) -> Attempt:
@@ -76,10 +90,16 @@ class Dispatcher:
     """Runs jobs on one executor. `run` until `stop` is set; attempts still running are left to resume."""
 
     def __init__(
-        self, store: JobStore, executor: Executor, settings: DispatcherSettings, clock: Clock = utc_now
+        self,
+        store: JobStore,
+        executor: Executor,
+        statuses: SubmissionStatuses,
+        settings: DispatcherSettings,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._executor = executor
+        self._statuses = statuses
         self._settings = settings
         self._clock = clock
         self._running: dict[str, tuple[int, asyncio.Task[None]]] = {}
@@ -135,8 +155,39 @@ class Dispatcher:
         task = asyncio.create_task(self._run_attempt(job), name=f"attempt {job.job_id}#{job.attempt}")
         self._running[job.job_id] = (job.attempt, task)
 
+    async def _launchable(self, job: JobRecord) -> bool:
+        """Whether the attempt may start: intake does not say its submission was withdrawn.
+
+        A withdrawn submission's job ends as WITHDRAWN here. While intake cannot tell,
+        this waits (with capped backoff) and gives up once the job is no longer this
+        running attempt (the window closed, or the planner ended it).
+        """
+        delay = self._settings.poll_interval
+        while True:
+            try:
+                withdrawn = await self._statuses.withdrawn(job.submission_id)
+                break
+            except SubmissionStatusUnknown as exc:
+                current = await asyncio.to_thread(self._store.get, job.job_id)
+                if current is None or current.status != JobStatus.RUNNING or current.attempt != job.attempt:
+                    return False
+                log.warning("job %s waits to start: %s; asking again in %.1fs", job.job_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._settings.status_retry_cap)
+        if not withdrawn:
+            return True
+        now = self._clock()
+        ending = events.failed(
+            FailureReason.WITHDRAWN, "submission withdrawn (intake)", retryable=False, now=now
+        )
+        if await asyncio.to_thread(self._store.end, job.job_id, ending, now, job.attempt) is not None:
+            log.info("job %s failed: its submission was withdrawn (not started)", job.job_id)
+        return False
+
     async def _run_attempt(self, job: JobRecord) -> None:
         try:
+            if not await self._launchable(job):
+                return
             # The attempt's span continues the job's trace; the worker's run is its child.
             with job_span(
                 "benchmark attempt",

@@ -1,7 +1,9 @@
 """Who may see and change which submission. Deny by default.
 
 A lab sees and changes only its own organisation's submissions; a reviewer
-sees every submission and changes none; every other role sees none. A caller
+sees every submission and changes none; a service (the benchmark asks whether a
+submission was withdrawn before it starts a job) sees every submission and
+changes none; every other role sees none. A caller
 who may read submissions but not this one must get the same answer as for a
 submission that does not exist, so that its existence is not revealed.
 """
@@ -30,13 +32,13 @@ def may_submit(caller: Caller) -> bool:
 
 
 def may_read_submissions(caller: Caller) -> bool:
-    """Whether the caller may read any submission at all (labs: their own; reviewers: all)."""
-    return caller.role in (LAB, REVIEWER)
+    """Whether the caller may read any submission at all (labs: their own; reviewers, services: all)."""
+    return caller.role in (LAB, REVIEWER, SERVICE)
 
 
 def may_read(caller: Caller, organisation: str) -> bool:
     """Whether the caller may read a submission of `organisation`."""
-    if caller.role == REVIEWER:
+    if caller.role in (REVIEWER, SERVICE):
         return True
     return caller.role == LAB and bool(caller.organisation) and caller.organisation == organisation
 
@@ -47,11 +49,11 @@ def may_change(caller: Caller, organisation: str) -> bool:
 
 
 def listing_scope(caller: Caller) -> str | None:
-    """The organisation a listing is restricted to, or None for every organisation (reviewers).
+    """The organisation a listing is restricted to, or None for every organisation (reviewers, services).
 
     Callers who may not read submissions must be refused before asking.
     """
-    if caller.role == REVIEWER:
+    if caller.role in (REVIEWER, SERVICE):
         return None
     if caller.role == LAB:
         return caller.organisation

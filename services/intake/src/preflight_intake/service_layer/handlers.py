@@ -364,8 +364,8 @@ class Intake:
             raise PermissionDenied(f"role {caller.role} may not read submissions")
 
     def _changeable(self, tx: Transaction, caller: Caller, submission_id: str) -> Submission:
-        if caller.role == access.REVIEWER:
-            raise PermissionDenied("reviewers cannot change submissions")
+        if caller.role in (access.REVIEWER, access.SERVICE):
+            raise PermissionDenied(f"role {caller.role} cannot change submissions")
         self._require_reader(caller)
         validate_submission_id(submission_id)
         submission = tx.find(submission_id)

@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
+from preflight.intake.v1 import submission_pb2
 from preflight_notifier.bootstrap import Components
 from sqlalchemy import text
 
@@ -210,6 +211,12 @@ def submission_received(
     return intake_events.SubmissionReceived(
         submission_id=submission_id,
         organisation=organisation,
+        model=submission_pb2.ModelIdentity(developer=organisation, name="frontier", version="1.0"),
+        access=submission_pb2.ModelAccess(
+            endpoint=submission_pb2.EndpointAccess(base_url="https://model.example/v1", model_name="frontier")
+        ),
+        access_window=submission_pb2.AccessWindow(start=ts(release - timedelta(days=10)), end=ts(release)),
+        received_at=ts(release - timedelta(days=20)),
         planned_release=ts(release),
         review_deadline=ts(release),
         deadline_version=version,
@@ -217,9 +224,12 @@ def submission_received(
     )
 
 
-def release_moved(submission_id: str, release: datetime, version: int) -> intake_events.ReleasePlanChanged:
+def release_moved(
+    submission_id: str, release: datetime, version: int, organisation: str = "lab-a"
+) -> intake_events.ReleasePlanChanged:
     return intake_events.ReleasePlanChanged(
         submission_id=submission_id,
+        organisation=organisation,
         planned_release=ts(release),
         review_deadline=ts(release),
         deadline_version=version,
@@ -252,6 +262,7 @@ def finding_notice(
             submission_id="sub-secret", developer="Secret Lab", model_name="secret-model"
         ),
         revision=revision,
+        updated_at=ts(START),
     )
     if embargo_end is not None:
         notice.embargo_end.CopyFrom(ts(embargo_end))

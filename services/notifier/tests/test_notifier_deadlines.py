@@ -182,7 +182,10 @@ def test_an_older_release_plan_arriving_late_is_ignored(notifier: Components, cl
 def test_withdrawal_cancels_every_reminder(notifier: Components, clock: ManualClock) -> None:
     apply(notifier, submission_received("sub-1", START + 8 * DAY))
     clock.set(START + timedelta(hours=12))
-    apply(notifier, intake_events.SubmissionWithdrawn(submission_id="sub-1", reason="postponed"))
+    apply(
+        notifier,
+        intake_events.SubmissionWithdrawn(submission_id="sub-1", organisation="lab-a", reason="postponed"),
+    )
     walk(notifier, clock, 1 * DAY, 5 * DAY, 7 * DAY, 8 * DAY, 9 * DAY, 40 * DAY)
     assert fired(notifier) == []
     assert set(reminder_statuses(notifier, "review/sub-1").values()) == {"cancelled"}

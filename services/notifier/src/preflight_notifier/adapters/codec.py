@@ -74,6 +74,11 @@ def _required(value: str, name: str) -> str:
     return value
 
 
+def contacts(event: intake_events.SubmissionReceived) -> tuple[Contact, ...]:
+    """The lab's contacts a SubmissionReceived names, as the review deadline's audience keeps them."""
+    return tuple(Contact(c.name, c.email, c.role) for c in event.contacts)
+
+
 def review_received(event: intake_events.SubmissionReceived) -> DeadlineChange:
     """The review deadline of a newly accepted submission, to the lab's contacts and reviewers."""
     submission_id = _required(event.submission_id, "submission_id")
@@ -82,7 +87,7 @@ def review_received(event: intake_events.SubmissionReceived) -> DeadlineChange:
         raise BadEvent("review_deadline and planned_release are both unset")
     audience = Audience(
         lab_organisation=_required(event.organisation, "organisation"),
-        contacts=tuple(Contact(c.name, c.email, c.role) for c in event.contacts),
+        contacts=contacts(event),
         reviewers=True,
     )
     return DeadlineChange(

@@ -48,12 +48,16 @@ class DeadlineKeeper:
         """Apply one event exactly once (its id is claimed in the same transaction as the effect).
 
         Returns False for an event already applied. Raises `codec.BadEvent`
-        (nothing written) for an event that can never be applied, and
-        ValueError for a payload type this keeper does not handle.
+        (nothing written) for an event that can never be applied — among them one
+        contradicting what is recorded (see `_contradiction`) — and ValueError for a
+        payload type this keeper does not handle.
         """
         with store.write_transaction(self._engine) as conn:
             if not claim_event(conn, t.processed_events, CONSUMER, event_id):
                 return False
+            contradiction = _contradiction(conn, payload)
+            if contradiction:
+                raise codec.BadEvent(contradiction)
             now = self._clock.now()
             for change in _changes(payload):
                 if isinstance(change, DeadlineChange):
@@ -83,6 +87,45 @@ class DeadlineKeeper:
                 )
         elif decision.effect is Effect.MET and deadline.due_at is not None:
             self._sink.emit(conn, [met_alert(deadline, now)], now)
+
+
+_SUBMISSION_EVENTS = (
+    intake_events.SubmissionReceived,
+    intake_events.ReleasePlanChanged,
+    intake_events.SubmissionWithdrawn,
+)
+
+
+def _contradiction(conn: Connection, payload: Message) -> str:
+    """Why `payload` contradicts what is recorded ("" when it does not).
+
+    A submission's organisation and contacts are set once, and a closed review is not opened
+    again: a submission event naming another organisation, and a second SubmissionReceived with
+    other contacts or for a closed review, are refused. A finding is published once: a second
+    FindingPublished (it could set another audience) is refused; changes come as FindingUpdated.
+    """
+    if isinstance(payload, _SUBMISSION_EVENTS):
+        current = store.load_deadline(conn, DeadlineKind.REVIEW.deadline_id(payload.submission_id))
+        audience = current.details.audience if current is not None else None
+        if current is None or audience is None or not audience.lab_organisation:
+            return ""  # nothing recorded yet (or only that the review closed before it was heard of)
+        if payload.organisation != audience.lab_organisation:
+            return (
+                f"submission {payload.submission_id} belongs to another organisation than "
+                f"{payload.organisation}: its organisation is set once"
+            )
+        if isinstance(payload, intake_events.SubmissionReceived):
+            if current.state is not DeadlineState.ACTIVE:
+                state = current.state.value
+                return f"submission {payload.submission_id} is {state}: it is not received again"
+            if codec.contacts(payload) != audience.contacts:
+                return f"submission {payload.submission_id}: its contacts are set once"
+    if isinstance(payload, clearinghouse_events.FindingPublished):
+        finding_id = payload.finding.finding_id
+        for kind in (DeadlineKind.EMBARGO_END, DeadlineKind.REMEDIATION_DUE):
+            if store.load_deadline(conn, kind.deadline_id(finding_id)) is not None:
+                return f"finding {finding_id} is already published: it is published once"
+    return ""
 
 
 def _changes(payload: Message) -> list[DeadlineChange | tuple[str, DeadlineState]]:

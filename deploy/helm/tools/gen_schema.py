@@ -426,9 +426,9 @@ schema = {
             required=["liveness", "readiness", "startup"],
         ),
         "identity": obj({"target": {"type": "string", "pattern": r"^([^\s:]+:\d{1,5})?$"}}),
-        "intake": component(["databaseUrl", "encryptionKeys"]),
+        "intake": component(["databaseUrl", "encryptionKeys", "pageTokenKey"]),
         "benchmark": component(
-            ["databaseUrl", "serviceToken"],
+            ["databaseUrl", "serviceToken", "pageTokenKey"],
             {
                 "executor": {"enum": ["kubernetes", "local"]},
                 "maxConcurrency": {"type": "integer", "minimum": 1},
@@ -443,7 +443,7 @@ schema = {
             },
         ),
         "clearinghouse": component(
-            ["databaseUrl", "serviceToken", "signingKey"],
+            ["databaseUrl", "serviceToken", "signingKey", "pageTokenKey"],
             {
                 "policy": yaml_doc,
                 "signingKeyId": string,
@@ -453,7 +453,7 @@ schema = {
             },
         ),
         "notifier": component(
-            ["databaseUrl", "serviceToken", "smtpPassword"],
+            ["databaseUrl", "serviceToken", "smtpPassword", "pageTokenKey"],
             {
                 "smtp": obj(
                     {

@@ -119,6 +119,7 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 - name: PREFLIGHT_GRPC_LISTEN
   value: {{ printf "0.0.0.0:%d" (int $c.grpcPort) | quote }}
 {{ include "preflight.env.secret" (list "PREFLIGHT_DATABASE_URL" $secret $c.secretKeys.databaseUrl false) }}
+{{ include "preflight.env.secret" (list "PREFLIGHT_PAGE_TOKEN_KEY" $secret $c.secretKeys.pageTokenKey true) }}
 {{ include "preflight.env.kafka" . }}
 {{ include "preflight.env.otel" . }}
 {{- if ne .name "intake" }}

@@ -126,15 +126,17 @@ def ecosystem_of(purl: PackageURL) -> tuple[str, str] | None:
     namespace = (purl.namespace or "").lower()
     if purl.type in REPOSITORY_HOSTS and namespace:
         return "GIT", f"https://{REPOSITORY_HOSTS[purl.type]}/{purl.namespace}/{purl.name}"
-    vcs_url = (purl.qualifiers or {}).get("vcs_url") if isinstance(purl.qualifiers, dict) else None
+    qualifiers = purl.qualifiers if isinstance(purl.qualifiers, dict) else {}
     if purl.type == "generic":
+        vcs_url = str(qualifiers.get("vcs_url") or "")
         return ("GIT", vcs_url.removeprefix("git+")) if vcs_url else None
     if (purl.type, namespace) in DISTRIBUTIONS:
-        ecosystem = DISTRIBUTIONS[(purl.type, namespace)]
-        distro = (purl.qualifiers or {}).get("distro", "") if isinstance(purl.qualifiers, dict) else ""
-        release = _DEBIAN_RELEASE.match(distro) if ecosystem == "Debian" else None
+        distribution = DISTRIBUTIONS[(purl.type, namespace)]
+        release = _DEBIAN_RELEASE.match(str(qualifiers.get("distro") or ""))
+        if distribution == "Debian" and release:
+            distribution = f"Debian:{release.group(1)}"
         # OS ecosystems name the source package: the purl's name, never namespace/name.
-        return (f"{ecosystem}:{release.group(1)}" if release else ecosystem), purl.name
+        return distribution, purl.name
     ecosystem = ECOSYSTEMS.get(purl.type)
     if ecosystem is None:
         return None

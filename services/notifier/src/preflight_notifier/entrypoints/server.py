@@ -93,7 +93,7 @@ async def serve(
     loops_stop = asyncio.Event()
     liveness = Liveness()
     loops = _background(components, loops_stop, liveness)
-    loops.append(asyncio.create_task(liveness.watch(health), name="liveness"))
+    watching = asyncio.create_task(liveness.watch(health), name="liveness")
     kafka = KafkaSide(
         settings.kafka,
         source=SOURCES["notifier"],
@@ -117,9 +117,9 @@ async def serve(
         await health.enter_graceful_shutdown()
         await server.stop(settings.shutdown_grace)
         loops_stop.set()
-        loops[-1].cancel()
+        watching.cancel()
         connector.cancel()
-        await asyncio.gather(*loops, connector, return_exceptions=True)
+        await asyncio.gather(*loops, watching, connector, return_exceptions=True)
         await kafka.stop()
         await components.webhooks.close()
         await authenticator.close()

@@ -23,15 +23,18 @@ from kafka import KafkaConsumer, TopicPartition
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2, submission_pb2
 from preflight_common.auth import Principal, Role, TokenStore
+from preflight_common.bus import service_principal
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.ports import free_port
+from preflight_common.testing.clients import create_principal, service_grants_as
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import Keyring, new_key_entry
 from preflight_intake.bootstrap import migrate
 from preflight_intake.config import IntakeSettings
 from preflight_intake.entrypoints.server import serve
+from preflight_intake.testing import ClearinghouseStandIn
 from sqlalchemy import Engine, func, select
 
 # Short consumer-group timings for the faust agents (read by preflight_common.consumer).
@@ -147,7 +150,9 @@ class IntakeUnderTest:
             return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
-def make_settings(tmp: Path, kafka_bootstrap: str, **overrides: Any) -> IntakeSettings:
+def make_settings(tmp: Path, admin: KafkaSettings, **overrides: Any) -> IntakeSettings:
+    """Settings of an intake server with topics of its own, authenticating as a principal with
+    exactly intake's production grants on them (created here by the administrator `admin`)."""
     suffix = uuid.uuid4().hex[:8]
     topics = Topics(
         submissions=f"submissions.{suffix}",
@@ -155,6 +160,9 @@ def make_settings(tmp: Path, kafka_bootstrap: str, **overrides: Any) -> IntakeSe
         benchmark_results=f"results.{suffix}",
         reviews=f"reviews.{suffix}",
     )
+    tmp.mkdir(parents=True, exist_ok=True)
+    user = f"{service_principal('intake')}-{suffix}"
+    kafka = create_principal(admin, user, service_grants_as(user, "intake", topics), tmp / "kafka.password")
     settings = IntakeSettings(
         database_url=f"sqlite:///{tmp / 'intake.db'}",
         state_dir=tmp / "state",
@@ -162,34 +170,47 @@ def make_settings(tmp: Path, kafka_bootstrap: str, **overrides: Any) -> IntakeSe
         relay_interval=0.1,
         watch_poll_interval=0.05,
         shutdown_grace=2.0,
-        consumer_group=f"intake-{suffix}",
-        kafka=KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        consumer_group=f"{service_principal('intake')}-{suffix}",
+        kafka=kafka,
         topics=topics,
     )
     return replace(settings, **overrides)
 
 
-def create_topics(settings: IntakeSettings) -> None:
+def create_topics(settings: IntakeSettings, admin: KafkaSettings) -> None:
+    """Create the topics intake uses, and their DLQs, as the administrator `admin`."""
     names = [
         settings.topics.submissions,
         settings.topics.benchmark_jobs,
         settings.topics.benchmark_results,
         settings.topics.reviews,
     ]
-    ensure_topics(
-        settings.kafka, [TopicSpec(n, partitions=1) for n in names + [Topics.dlq(n) for n in names]]
-    )
+    ensure_topics(admin, [TopicSpec(n, partitions=1) for n in names + [Topics.dlq(n) for n in names]])
 
 
 def fresh_keyring() -> Keyring:
     return Keyring.parse(new_key_entry("test1"))
 
 
+@pytest.fixture(scope="session")
+def clearinghouse_stand_in() -> Iterator[ClearinghouseStandIn]:
+    """The clearinghouse's GetSigningKey on loopback, with the key its review reports are signed with."""
+    stand_in = ClearinghouseStandIn()
+    yield stand_in
+    stand_in.stop()
+
+
 @pytest.fixture(scope="module")
-def intake(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> Iterator[IntakeUnderTest]:
-    """One intake server (SQLite, real Kafka) shared by a test module."""
-    settings = make_settings(tmp_path_factory.mktemp("intake"), kafka_bootstrap)
-    create_topics(settings)
+def intake(
+    tmp_path_factory: pytest.TempPathFactory,
+    kafka_settings: KafkaSettings,
+    clearinghouse_stand_in: ClearinghouseStandIn,
+) -> Iterator[IntakeUnderTest]:
+    """One intake server (SQLite, real Kafka) shared by a test module, trusting the stand-in's key."""
+    settings = make_settings(
+        tmp_path_factory.mktemp("intake"), kafka_settings, clearinghouse_target=clearinghouse_stand_in.target
+    )
+    create_topics(settings, kafka_settings)
     server = IntakeUnderTest(settings, fresh_keyring()).start()
     try:
         yield server
@@ -198,15 +219,15 @@ def intake(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) -> It
 
 
 @pytest.fixture
-def intake_factory(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Callable[..., IntakeUnderTest]]:
+def intake_factory(tmp_path: Path, kafka_settings: KafkaSettings) -> Iterator[Callable[..., IntakeUnderTest]]:
     """`start(settings=None, **overrides)`: an intake server with its own database and topics (or the
     given settings, e.g. from `intake_settings`), stopped after the test."""
     started: list[IntakeUnderTest] = []
 
     def start(settings: IntakeSettings | None = None, **overrides: Any) -> IntakeUnderTest:
         if settings is None:
-            settings = make_settings(tmp_path / f"i{len(started)}", kafka_bootstrap, **overrides)
-            create_topics(settings)
+            settings = make_settings(tmp_path / f"i{len(started)}", kafka_settings, **overrides)
+            create_topics(settings, kafka_settings)
         server = IntakeUnderTest(settings, fresh_keyring()).start()
         started.append(server)
         return server
@@ -217,10 +238,10 @@ def intake_factory(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Callable[..
 
 
 @pytest.fixture
-def intake_settings(tmp_path: Path, kafka_bootstrap: str) -> IntakeSettings:
+def intake_settings(tmp_path: Path, kafka_settings: KafkaSettings) -> IntakeSettings:
     """Settings for one intake server, its topics created (to start it later with `intake_factory`)."""
-    settings = make_settings(tmp_path / "prepared", kafka_bootstrap)
-    create_topics(settings)
+    settings = make_settings(tmp_path / "prepared", kafka_settings)
+    create_topics(settings, kafka_settings)
     return settings
 
 
@@ -281,8 +302,8 @@ class IntakeProcesses:
 
 
 @pytest.fixture
-def intake_processes(tmp_path: Path, kafka_bootstrap: str) -> Iterator[IntakeProcesses]:
-    settings = make_settings(tmp_path, kafka_bootstrap)
+def intake_processes(tmp_path: Path, kafka_settings: KafkaSettings) -> Iterator[IntakeProcesses]:
+    settings = make_settings(tmp_path, kafka_settings)
     migrate(settings.database_url)
     port = free_port()
     env = {
@@ -291,7 +312,7 @@ def intake_processes(tmp_path: Path, kafka_bootstrap: str) -> Iterator[IntakePro
         "PREFLIGHT_INTAKE_STATE_DIR": str(settings.state_dir),
         "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{port}",
         "PREFLIGHT_INTAKE_ENCRYPTION_KEYS": new_key_entry("proc1"),
-        "PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        **settings.kafka.env(),
         "PREFLIGHT_INTAKE_CONSUMER_GROUP": settings.consumer_group,
         "PREFLIGHT_INTAKE_RELAY_INTERVAL": "0.1",
         "PREFLIGHT_TOPIC_SUBMISSIONS": settings.topics.submissions,
@@ -307,15 +328,18 @@ def intake_processes(tmp_path: Path, kafka_bootstrap: str) -> Iterator[IntakePro
 
 
 class TopicReader:
-    """Reads single-partition topics from the beginning (no consumer group)."""
+    """Reads single-partition topics from the beginning (no consumer group), as `settings`' principal."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
 
     def until(self, topic: str, done: Callable[[list[Any]], bool], timeout: float = 45) -> list[Any]:
         """The topic's records, polling until `done(records)` holds or the timeout passes."""
         consumer = KafkaConsumer(
-            topic, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+            topic,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            **self.settings.kafka_python_options(),
         )
         records: list[Any] = []
         deadline = time.monotonic() + timeout
@@ -329,7 +353,7 @@ class TopicReader:
 
     def all(self, topic: str) -> list[Any]:
         """Every record on the topic now."""
-        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
+        consumer = KafkaConsumer(enable_auto_commit=False, **self.settings.kafka_python_options())
         partition = TopicPartition(topic, 0)
         try:
             consumer.assign([partition])
@@ -349,8 +373,9 @@ class TopicReader:
 
 
 @pytest.fixture(scope="session")
-def topics(kafka_bootstrap: str) -> TopicReader:
-    return TopicReader(kafka_bootstrap)
+def topics(kafka_settings: KafkaSettings) -> TopicReader:
+    """Reads topics as the broker's administrator."""
+    return TopicReader(kafka_settings)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:

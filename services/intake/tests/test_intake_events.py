@@ -18,6 +18,7 @@ from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.intake.v1 import events_pb2, intake_pb2
 from preflight.sdk import Client
 from preflight_common.auth import Role
+from preflight_common.bus import SOURCES
 from preflight_common.envelope import EventRegistry, decode_record, encode_event
 from preflight_intake.adapters import tables
 from sqlalchemy import func, select
@@ -91,7 +92,7 @@ def test_cli_submission_of_the_example_manifest_is_published_without_the_credent
     headers = dict(record.headers)
     assert headers["ce_specversion"] == b"1.0"
     assert headers["ce_type"] == b"preflight.intake.v1.SubmissionReceived"
-    assert headers["ce_source"] == b"preflight-intake"
+    assert headers["ce_source"] == b"preflight.intake"
     assert headers["ce_subject"] == submission_id.encode()
     assert headers["content-type"] == b"application/protobuf"
     assert headers["ce_id"] and headers["ce_time"]
@@ -211,11 +212,19 @@ def test_intake_started_while_kafka_is_down_serves_and_catches_up_once_it_is_bac
     assert len(topics.of_subject(topics.all(intake_settings.topics.submissions), sid)) == 1
     # The progress agents started too, once the broker answered.
     record = encode_event(
-        benchmark_events.BenchmarkJobRequested(job_id="job-1", submission_id=sid, planned_jobs=1),
-        source="test",
+        benchmark_events.BenchmarkJobRequested(
+            job_id="job-1",
+            submission_id=sid,
+            suite_id="suite",
+            suite_version="1",
+            attempt=1,
+            max_attempts=1,
+            planned_jobs=1,
+        ),
+        source=SOURCES["benchmark"],
         subject=sid,
     )
-    producer = KafkaProducer(bootstrap_servers=topics.bootstrap)
+    producer = KafkaProducer(**topics.settings.kafka_python_options())
     producer.send(
         intake_settings.topics.benchmark_jobs, key=record.key, value=record.value, headers=record.headers
     ).get(30)

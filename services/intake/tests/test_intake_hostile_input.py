@@ -37,9 +37,9 @@ def _violations(error: grpc.RpcError) -> dict[str, str]:
 @pytest.fixture
 def intake(intake_factory: Callable[..., Any], tmp_path: Path, kafka_settings: KafkaSettings) -> Any:
     """An intake server of its own, its Kafka clients the broker administrator."""
-    settings = make_settings(tmp_path / "hostile", kafka_settings.bootstrap_servers)
+    settings = make_settings(tmp_path / "hostile", kafka_settings)
     settings = replace(settings, kafka=kafka_settings)
-    create_topics(settings)
+    create_topics(settings, kafka_settings)
     return intake_factory(settings)
 
 

@@ -13,6 +13,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from preflight.intake.v1 import events_pb2, intake_pb2
 from preflight.sdk import Client, PreflightError
 from preflight_common.auth import Principal, Role, TokenStore
+from preflight_common.config import KafkaSettings
 from preflight_common.db import make_engine
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_intake.adapters import tables
@@ -25,6 +26,7 @@ def test_killed_between_commit_and_publish_the_event_arrives_once_after_restart(
     eventually: Callable[..., None],
     make_request: Callable[..., intake_pb2.SubmitModelRequest],
     credential: str,
+    kafka_settings: KafkaSettings,
 ) -> None:
     settings = intake_processes.settings
     engine = make_engine(settings.database_url)
@@ -44,7 +46,7 @@ def test_killed_between_commit_and_publish_the_event_arrives_once_after_restart(
     assert pending() == 1
     first.kill()
 
-    ensure_topics(settings.kafka, [TopicSpec(settings.topics.submissions, partitions=1)])
+    ensure_topics(kafka_settings, [TopicSpec(settings.topics.submissions, partitions=1)])
     second = intake_processes.start()
     eventually(lambda: pending() == 0, what="the outbox relayed after the restart")
     records = topics.of_subject(topics.all(settings.topics.submissions), submission.submission_id)

@@ -11,26 +11,43 @@ import pytest
 from google.protobuf.message import Message
 from kafka import KafkaProducer
 from preflight.benchmark.v1 import events_pb2 as benchmark
-from preflight.clearinghouse.v1 import events_pb2 as clearinghouse
 from preflight.intake.v1 import intake_pb2
 from preflight.sdk import Client
 from preflight_common.auth import Role
-from preflight_common.config import Topics
+from preflight_common.bus import SOURCES
+from preflight_common.config import KafkaSettings, Topics
 from preflight_common.envelope import encode_event
+from preflight_intake.testing import ClearinghouseStandIn
 
 STATUS = intake_pb2.SubmissionStatus
 
 
 @pytest.fixture(scope="module")
-def producer(kafka_bootstrap: str) -> Iterator[KafkaProducer]:
-    made = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+def producer(kafka_settings: KafkaSettings) -> Iterator[KafkaProducer]:
+    """Writes events as the services intake follows would (the broker's administrator)."""
+    made = KafkaProducer(acks="all", **kafka_settings.kafka_python_options())
     yield made
     made.close()
 
 
 def publish(producer: KafkaProducer, topic: str, payload: Message, subject: str, event_id: str) -> None:
-    record = encode_event(payload, source="test", subject=subject, event_id=event_id)
+    """Publish as the service whose proto package defines the event (`preflight.<service>.v1`)."""
+    source = SOURCES[payload.DESCRIPTOR.file.package.split(".")[1]]
+    record = encode_event(payload, source=source, subject=subject, event_id=event_id)
     producer.send(topic, key=record.key, value=record.value, headers=record.headers).get(timeout=30)
+
+
+def requested(job_id: str, submission_id: str, planned_jobs: int) -> benchmark.BenchmarkJobRequested:
+    """A BenchmarkJobRequested as the benchmark publishes it (one attempt)."""
+    return benchmark.BenchmarkJobRequested(
+        job_id=job_id,
+        submission_id=submission_id,
+        suite_id="suite",
+        suite_version="1",
+        attempt=1,
+        max_attempts=1,
+        planned_jobs=planned_jobs,
+    )
 
 
 class Watcher(threading.Thread):
@@ -52,6 +69,7 @@ class Watcher(threading.Thread):
 def test_progress_events_move_the_status_and_the_watch_streams_each_change(
     intake: Any,
     producer: KafkaProducer,
+    clearinghouse_stand_in: ClearinghouseStandIn,
     eventually: Callable[..., None],
     make_request: Callable[..., intake_pb2.SubmitModelRequest],
 ) -> None:
@@ -69,7 +87,7 @@ def test_progress_events_move_the_status_and_the_watch_streams_each_change(
             publish(
                 producer,
                 topics.benchmark_jobs,
-                benchmark.BenchmarkJobRequested(job_id=job, submission_id=sid, planned_jobs=2),
+                requested(job, sid, planned_jobs=2),
                 sid,
                 f"req-{job}",
             )
@@ -77,7 +95,7 @@ def test_progress_events_move_the_status_and_the_watch_streams_each_change(
         publish(
             producer,
             topics.benchmark_jobs,
-            benchmark.BenchmarkJobRequested(job_id="job-1", submission_id=sid, planned_jobs=2),
+            requested("job-1", sid, planned_jobs=2),
             sid,
             "req-job-1",
         )
@@ -86,14 +104,16 @@ def test_progress_events_move_the_status_and_the_watch_streams_each_change(
         publish(
             producer,
             topics.benchmark_results,
-            benchmark.BenchmarkCompleted(job_id="job-1", submission_id=sid),
+            benchmark.BenchmarkCompleted(job_id="job-1", submission_id=sid, suite_id="suite", attempt=1),
             sid,
             "done-1",
         )
         publish(
             producer,
             topics.benchmark_results,
-            benchmark.BenchmarkFailed(job_id="job-2", submission_id=sid),
+            benchmark.BenchmarkFailed(
+                job_id="job-2", submission_id=sid, attempt=1, reason=benchmark.FAILURE_REASON_EVAL_ERROR
+            ),
             sid,
             "done-2",
         )
@@ -102,7 +122,7 @@ def test_progress_events_move_the_status_and_the_watch_streams_each_change(
         publish(
             producer,
             topics.reviews,
-            clearinghouse.ReviewReportReady(report_id="r1", submission_id=sid),
+            clearinghouse_stand_in.keys.report(sid),
             sid,
             "report-1",
         )
@@ -147,18 +167,18 @@ def test_undecodable_records_go_to_the_dead_letter_topic_and_the_agent_goes_on(
         producer.send(
             names.benchmark_jobs, key=sid.encode(), value=b"\x00garbage", headers=[("ce_type", b"nope")]
         ).get(30)
-        # A request that does not say how many jobs its plan has breaks the contract.
+        # A request whose plan has no jobs breaks the contract.
         publish(
             producer,
             names.benchmark_jobs,
-            benchmark.BenchmarkJobRequested(job_id="j0", submission_id=sid),
+            requested("j0", sid, planned_jobs=-1),
             sid,
             f"no-plan-{sid}",
         )
         publish(
             producer,
             names.benchmark_jobs,
-            benchmark.BenchmarkJobRequested(job_id="j", submission_id=sid, planned_jobs=1),
+            requested("j", sid, planned_jobs=1),
             sid,
             f"ok-{sid}",
         )
@@ -166,5 +186,5 @@ def test_undecodable_records_go_to_the_dead_letter_topic_and_the_agent_goes_on(
     dead = topics.until(Topics.dlq(names.benchmark_jobs), lambda records: len(records) >= 2, timeout=30)
     assert [dict(r.headers)["preflight_dlq_reason"] for r in dead] == [
         b"unknown ce_type 'nope'",
-        b"poison event: the event has no planned_jobs",
+        b"poison event: planned_jobs must be at least 1",
     ]

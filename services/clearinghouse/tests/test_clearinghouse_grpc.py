@@ -18,10 +18,10 @@ from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.clearinghouse.v1.clearinghouse_pb2_grpc import ClearinghouseServiceStub
 from preflight.common.v1 import common_pb2
 from preflight_clearinghouse.adapters import protos
-from preflight_clearinghouse.adapters.signing import verify_signature
 from preflight_clearinghouse.domain.cwe import _catalog
 from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
 from preflight_common.auth import Principal, Role
+from preflight_common.signing import verify_signature
 
 REVIEWER = Principal("rev-1", Role.REVIEWER, "agency")
 ADMIN = Principal("adm-1", Role.ADMIN, "platform")

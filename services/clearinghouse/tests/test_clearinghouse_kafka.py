@@ -34,7 +34,7 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
-from preflight_clearinghouse.adapters.signing import ReportSigner, verify_signature
+from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.entrypoints.server import serve
 from preflight_common.auth import Principal, Role
@@ -42,6 +42,7 @@ from preflight_common.bus import SOURCES, owner_of
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.envelope import EventRegistry, decode_record, encode_event, headers_dict
 from preflight_common.producer import EventPublisher
+from preflight_common.signing import verify_signature
 from preflight_common.testing.fixtures import TopicFactory
 from preflight_common.topics import TopicSpec, ensure_topics
 

@@ -31,7 +31,6 @@ from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_clearinghouse.adapters import protos, schema
-from preflight_clearinghouse.adapters.signing import verify_signature
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import (
     InvalidInput,
@@ -49,6 +48,7 @@ from preflight_clearinghouse.entrypoints.agents import Handlers
 from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
 from preflight_common.consumer import PoisonEvent
 from preflight_common.envelope import EventRegistry, decode_record
+from preflight_common.signing import verify_signature
 from sqlalchemy import delete, func, select, text, update
 
 OUTBOX_TYPES = EventRegistry(

@@ -22,7 +22,7 @@ from preflight_intake.bootstrap import migrate
 from preflight_intake.domain.access import Caller
 from preflight_intake.domain.events import Event
 from preflight_intake.domain.model import Status, WindowPolicy
-from preflight_intake.service_layer.handlers import Conflict, Intake
+from preflight_intake.service_layer.handlers import Conflict, Intake, UnplannedJob
 from sqlalchemy import Engine, func, select
 
 LAB_A = Caller("alice", "lab", "lab-a")
@@ -209,9 +209,11 @@ def test_progress_events_apply_once_and_walk_the_status_machine(
     world.intake.on_job_ended("intake", "e2", sid, "job-1", "completed")
     # Every job known so far has ended, but the plan has three.
     assert world.store.get(sid).status is Status.BENCHMARKING  # type: ignore[union-attr]
-    world.intake.on_job_ended("intake", "e3", sid, "job-3", "completed")  # its request comes later
+    with pytest.raises(UnplannedJob):  # an outcome before its request is not applied: it waits
+        world.intake.on_job_ended("intake", "e3", sid, "job-3", "completed")
     world.intake.on_job_requested("intake", "e4", sid, "job-2", 3)
     world.intake.on_job_requested("intake", "e5", sid, "job-3", 3)
+    world.intake.on_job_ended("intake", "e3", sid, "job-3", "completed")  # retried once it was
     assert world.store.get(sid).status is Status.BENCHMARKING  # type: ignore[union-attr]
     world.intake.on_job_ended("intake", "e6", sid, "job-2", "failed")
     assert world.store.get(sid).status is Status.UNDER_REVIEW  # type: ignore[union-attr]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
+from preflight_common.channels import credentials_from_env
 from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_path, env_positive
 from preflight_common.grpcserver import ServerTLS
 
@@ -28,6 +30,12 @@ class IntakeSettings:
     shutdown_grace: float = 10.0
     consumer_group: str = "preflight-intake"
     token_lifetime_days: float = 90.0
+    # The clearinghouse, whose published key a ReviewReportReady's signature must verify with.
+    clearinghouse_target: str = "localhost:50053"
+    # TLS for calls to the clearinghouse (PREFLIGHT_GRPC_TLS_CA); None: plaintext.
+    client_tls: grpc.ChannelCredentials | None = None
+    # How long a benchmark outcome waits for its job's BenchmarkJobRequested before it is refused.
+    plan_wait: float = 60.0
     tls: ServerTLS | None = None
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: Topics = field(default_factory=Topics)
@@ -55,6 +63,9 @@ class IntakeSettings:
             shutdown_grace=env_positive("PREFLIGHT_INTAKE_SHUTDOWN_GRACE", cls.shutdown_grace),
             consumer_group=env("PREFLIGHT_INTAKE_CONSUMER_GROUP", cls.consumer_group),
             token_lifetime_days=env_positive("PREFLIGHT_INTAKE_TOKEN_LIFETIME_DAYS", cls.token_lifetime_days),
+            clearinghouse_target=env("PREFLIGHT_CLEARINGHOUSE_TARGET", cls.clearinghouse_target),
+            client_tls=credentials_from_env(),
+            plan_wait=env_positive("PREFLIGHT_INTAKE_PLAN_WAIT", cls.plan_wait),
             tls=ServerTLS.from_env("PREFLIGHT_INTAKE"),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),

@@ -14,7 +14,6 @@ import hashlib
 import os
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from preflight_common.config import ConfigError
@@ -92,12 +91,3 @@ def public_key_pem(public_key: bytes) -> str:
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         .decode()
     )
-
-
-def verify_signature(public_key: bytes, body: bytes, signature: bytes) -> bool:
-    """True when `signature` is `public_key`'s Ed25519 signature of `body`."""
-    try:
-        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, body)
-    except (InvalidSignature, ValueError):
-        return False
-    return True

@@ -262,6 +262,12 @@ class Transaction:
         if values:
             self._conn.execute(update(j).where(key).values(**values))
 
+    def job_requested(self, submission_id: str, job_id: str) -> bool:
+        """Whether the request of this job of this submission is recorded."""
+        j = t.benchmark_jobs
+        key = and_(j.c.submission_id == submission_id, j.c.job_id == job_id, j.c.requested_at.is_not(None))
+        return self._conn.execute(select(j.c.job_id).where(key)).first() is not None
+
     def benchmarks_done(self, submission_id: str) -> bool:
         """Whether the submission's whole plan is known (as many requests seen as they say there
         are) and every job known has ended."""

@@ -3,10 +3,14 @@
 - `preflight.benchmark.jobs.v1` BenchmarkJobRequested → BENCHMARKING;
 - `preflight.benchmark.results.v1` BenchmarkCompleted/BenchmarkFailed → UNDER_REVIEW once the
   submission's whole plan (each request says how many jobs it has) has ended;
-- `preflight.reviews.v1` ReviewReportReady → REPORT_READY.
+- `preflight.reviews.v1` ReviewReportReady → REPORT_READY, only for a report whose signature
+  verifies with the clearinghouse's published key and whose signed body names that report and
+  submission (`adapters.reports`).
 
 Each event is applied once (its `ce_id` is claimed in the transaction that applies it) and its
-offset is committed only after that transaction (see `preflight_common.consumer`).
+offset is committed only after that transaction (see `preflight_common.consumer`). A report that
+does not verify is dead-lettered; an outcome of a job whose request is not recorded waits for it
+at most `PREFLIGHT_INTAKE_PLAN_WAIT` seconds, then is dead-lettered.
 """
 
 from __future__ import annotations
@@ -19,11 +23,12 @@ from google.protobuf.message import Message
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import events_pb2 as review_events
 from preflight_common.config import Topics
-from preflight_common.consumer import DeadLetters, PoisonEvent, consume_events, make_faust_app
+from preflight_common.consumer import AwaitingCause, DeadLetters, PoisonEvent, consume_events, make_faust_app
 from preflight_common.envelope import EventAttributes, EventRegistry
 
+from preflight_intake.adapters.reports import ReportVerifier
 from preflight_intake.config import IntakeSettings
-from preflight_intake.service_layer.handlers import Intake
+from preflight_intake.service_layer.handlers import Intake, UnplannedJob
 
 CONSUMER = "intake"
 
@@ -32,62 +37,56 @@ RESULTS = EventRegistry([benchmark_events.BenchmarkCompleted, benchmark_events.B
 REVIEWS = EventRegistry([review_events.ReviewReportReady])
 
 
-def _submission_id(payload: Any) -> str:
-    submission_id = str(payload.submission_id)
-    if not submission_id:
-        raise PoisonEvent("the event names no submission_id")
-    return submission_id
-
-
 class ProgressHandlers:
     """The event handlers (each runs its blocking unit of work in a worker thread)."""
 
-    def __init__(self, intake: Intake) -> None:
+    def __init__(self, intake: Intake, reports: ReportVerifier, plan_wait: float) -> None:
         self._intake = intake
+        self._reports = reports
+        self._plan_wait = plan_wait
 
     async def job_requested(self, attributes: EventAttributes, payload: Message) -> None:
         assert isinstance(payload, benchmark_events.BenchmarkJobRequested)
         if payload.planned_jobs < 1:
-            raise PoisonEvent("the event has no planned_jobs")
+            raise PoisonEvent("planned_jobs must be at least 1")
         await asyncio.to_thread(
             self._intake.on_job_requested,
             CONSUMER,
             attributes.id,
-            _submission_id(payload),
-            _job_id(payload),
+            payload.submission_id,
+            payload.job_id,
             payload.planned_jobs,
         )
 
     async def job_ended(self, attributes: EventAttributes, payload: Message) -> None:
         assert isinstance(payload, benchmark_events.BenchmarkCompleted | benchmark_events.BenchmarkFailed)
         outcome = "completed" if isinstance(payload, benchmark_events.BenchmarkCompleted) else "failed"
-        await asyncio.to_thread(
-            self._intake.on_job_ended,
-            CONSUMER,
-            attributes.id,
-            _submission_id(payload),
-            _job_id(payload),
-            outcome,
-        )
+        try:
+            await asyncio.to_thread(
+                self._intake.on_job_ended,
+                CONSUMER,
+                attributes.id,
+                payload.submission_id,
+                payload.job_id,
+                outcome,
+            )
+        except UnplannedJob as exc:
+            raise AwaitingCause(str(exc), patience=self._plan_wait) from exc
 
     async def report_ready(self, attributes: EventAttributes, payload: Message) -> None:
         assert isinstance(payload, review_events.ReviewReportReady)
-        await asyncio.to_thread(
-            self._intake.on_report_ready, CONSUMER, attributes.id, _submission_id(payload)
-        )
+        refusal = await self._reports.refusal(payload)
+        if refusal is not None:
+            raise PoisonEvent(refusal)
+        await asyncio.to_thread(self._intake.on_report_ready, CONSUMER, attributes.id, payload.submission_id)
 
 
-def _job_id(payload: Any) -> str:
-    job_id = str(payload.job_id)
-    if not job_id:
-        raise PoisonEvent("the event names no job_id")
-    return job_id
-
-
-def build_app(settings: IntakeSettings, intake: Intake, dead_letters: DeadLetters) -> faust.App:
+def build_app(
+    settings: IntakeSettings, intake: Intake, reports: ReportVerifier, dead_letters: DeadLetters
+) -> faust.App:
     """The faust app with intake's three agents (not started)."""
     app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(settings.state_dir / "faust"))
-    handlers = ProgressHandlers(intake)
+    handlers = ProgressHandlers(intake, reports, settings.plan_wait)
     for topic, registry, handler in (
         (settings.topics.benchmark_jobs, JOBS, handlers.job_requested),
         (settings.topics.benchmark_results, RESULTS, handlers.job_ended),

@@ -26,6 +26,7 @@ from preflight_common.telemetry import setup_telemetry
 
 from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import Keyring
+from preflight_intake.adapters.reports import ReportVerifier
 from preflight_intake.adapters.servicer import IntakeServicer
 from preflight_intake.bootstrap import Components, build
 from preflight_intake.config import IntakeSettings
@@ -64,6 +65,7 @@ async def serve(
     components = await asyncio.to_thread(build, settings, keyring)
     servicer = IntakeServicer(components.intake, watch_poll_interval=settings.watch_poll_interval)
     identity = IdentityServicer(components.tokens)
+    reports = ReportVerifier(settings.clearinghouse_target, settings.client_tls, components.tokens)
 
     def register_intake(server: grpc.aio.Server) -> None:
         intake_pb2_grpc.add_IntakeServiceServicer_to_server(servicer, server)
@@ -85,7 +87,7 @@ async def serve(
         engine=components.engine,
         outbox=tables.outbox,
         relay_interval=settings.relay_interval,
-        build_app=lambda dead_letters: build_app(settings, components.intake, dead_letters),
+        build_app=lambda dead_letters: build_app(settings, components.intake, reports, dead_letters),
         liveness=liveness,
         agents="progress agents",
     )

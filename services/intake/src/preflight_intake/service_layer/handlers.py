@@ -71,6 +71,10 @@ class Conflict(Exception):
     """The idempotency key was used before with a different request."""
 
 
+class UnplannedJob(LookupError):
+    """A job outcome whose BenchmarkJobRequested is not recorded (yet); nothing was applied."""
+
+
 class FailedPrecondition(Exception):
     """The submission is not in a state that allows this."""
 
@@ -266,7 +270,10 @@ class Intake:
     def on_job_ended(
         self, consumer: str, event_id: str, submission_id: str, job_id: str, outcome: str
     ) -> None:
-        """A job completed or failed: once the whole plan has ended, the submission is UNDER_REVIEW."""
+        """A job completed or failed: once the whole plan has ended, the submission is UNDER_REVIEW.
+
+        Only a job whose request is recorded counts: `UnplannedJob` (nothing applied) otherwise.
+        """
         self._apply_job(consumer, event_id, submission_id, job_id, ended=outcome)
 
     def on_report_ready(self, consumer: str, event_id: str, submission_id: str) -> None:
@@ -323,6 +330,8 @@ class Intake:
             now = self._clock()
             if ended is None:
                 tx.record_job(submission_id, job_id, requested_at=now, planned_jobs=planned_jobs)
+            elif not tx.job_requested(submission_id, job_id):
+                raise UnplannedJob(f"job {job_id} of submission {submission_id} was never planned")
             else:
                 tx.record_job(submission_id, job_id, ended_at=now, outcome=ended)
             target = Status.UNDER_REVIEW if tx.benchmarks_done(submission_id) else Status.BENCHMARKING

@@ -130,6 +130,9 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 {{- if eq .name "intake" }}
 - name: PREFLIGHT_INTAKE_STATE_DIR
   value: /var/lib/preflight
+{{- /* Where intake fetches the key that review reports must verify with. */}}
+- name: PREFLIGHT_CLEARINGHOUSE_TARGET
+  value: {{ printf "%s.%s.svc:%d" (include "preflight.componentName" (dict "root" $root "name" "clearinghouse")) $root.Release.Namespace (int $root.Values.clearinghouse.grpcPort) | quote }}
 {{ include "preflight.env.secret" (list "PREFLIGHT_INTAKE_ENCRYPTION_KEYS" $secret $c.secretKeys.encryptionKeys false) }}
 {{- else if eq .name "clearinghouse" }}
 - name: PREFLIGHT_CLEARINGHOUSE_STATE_DIR

@@ -60,6 +60,8 @@ GPU_NODE_SELECTOR = {"type": "kwok"}
 GPU_TOLERATION = {"key": GPU, "operator": "Exists", "effect": "NoSchedule"}
 MAX_ATTEMPTS = 2
 WAIT = 60.0
+# Nothing runs in the pods (kwok): the eval-log store is only named.
+LOG_ROOT = "s3://preflight-eval-logs/k8s-test"
 REASON = events_pb2.FailureReason
 
 
@@ -160,6 +162,7 @@ def k8s_service(
     settings = dataclasses.replace(
         service_settings(root, kafka_settings, intake, max_concurrency=6, max_attempts=MAX_ATTEMPTS),
         executor="kubernetes",
+        log_root=LOG_ROOT,
     )
     with benchmark_process(settings, root) as process:
         yield process
@@ -360,7 +363,7 @@ def test_withdrawal_fails_the_jobs_and_deletes_them(k8s_service: BenchmarkProces
 async def test_creating_an_existing_job_is_success_and_the_executor_attaches_to_it(
     k8s_env: None, cluster: Cluster
 ) -> None:
-    settings = KubernetesSettings.from_env("preflight-benchmark:50052")
+    settings = KubernetesSettings.from_env("preflight-benchmark:50052", LOG_ROOT)
     executor = KubernetesExecutor(
         api_client_from(settings.kubeconfig), settings.manifest, initial_backoff=0.05
     )

@@ -12,6 +12,7 @@ import pytest
 from kubernetes import client
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     GPU_RESOURCE,
+    EvalLogStore,
     ManifestSettings,
     SecretRef,
     build_job,
@@ -38,7 +39,13 @@ SETTINGS = ManifestSettings(
     otlp_endpoint="http://otel-collector.observability:4317",
     otlp_protocol="grpc",
     grpc_ca=SecretRef("preflight-grpc-tls", "ca.crt"),
+    instance="preflight-prod",
+    image_pull_secrets=("registry-a", "registry-b"),
+    scratch_size_limit="30Gi",
+    runtime_class="gvisor",
+    priority_class="preflight-benchmarks",
 )
+LOG_ROOT = "s3://preflight-eval-logs/prod"
 
 
 def attempt(access_kind: str, gpu: int = 0) -> Attempt:
@@ -210,11 +217,119 @@ def test_a_suite_that_needs_gpus_requests_them_for_the_worker() -> None:
 def test_secret_references_are_read_from_the_environment_and_named_when_malformed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    assert KubernetesSettings.from_env("benchmark:50052").manifest.grpc_ca is None
+    assert KubernetesSettings.from_env("benchmark:50052", LOG_ROOT).manifest.grpc_ca is None
     monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET", "preflight-grpc-tls:ca.crt")
-    manifest = KubernetesSettings.from_env("benchmark:50052").manifest
+    manifest = KubernetesSettings.from_env("benchmark:50052", LOG_ROOT).manifest
     assert manifest.grpc_ca == SecretRef("preflight-grpc-tls", "ca.crt")
     assert manifest.service_token == SecretRef("preflight-benchmark-worker", "token")
     monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET", "preflight-grpc-tls")
     with pytest.raises(ConfigError, match="PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET: expected"):
-        KubernetesSettings.from_env("benchmark:50052")
+        KubernetesSettings.from_env("benchmark:50052", LOG_ROOT)
+
+
+def test_jobs_carry_the_release_label_and_no_service_links() -> None:
+    """One selector (app.kubernetes.io/instance=<release>) finds every worker Job of a release and
+    its pods; no variables for the namespace's Services reach the worker."""
+    for job in (CPU_JOB, GPU_JOB):
+        assert job["metadata"]["labels"]["app.kubernetes.io/instance"] == "preflight-prod"
+        assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/instance"] == "preflight-prod"
+        assert job["spec"]["template"]["spec"]["enableServiceLinks"] is False
+
+
+def test_scratch_is_bounded_and_requested_as_ephemeral_storage() -> None:
+    spec = CPU_JOB["spec"]["template"]["spec"]
+    [scratch] = [v for v in spec["volumes"] if v["name"] == "scratch"]
+    assert scratch["emptyDir"] == {"sizeLimit": "30Gi"}
+    assert spec["containers"][0]["resources"]["requests"]["ephemeral-storage"] == "30Gi"
+    [server] = [
+        c for c in GPU_JOB["spec"]["template"]["spec"]["initContainers"] if c["name"] == "model-server"
+    ]
+    assert server["resources"]["requests"]["ephemeral-storage"] == "200Gi", "the weights' emptyDir"
+
+
+def test_pull_secrets_runtime_and_priority_class_reach_the_pod() -> None:
+    for job in (CPU_JOB, GPU_JOB):
+        spec = job["spec"]["template"]["spec"]
+        assert spec["imagePullSecrets"] == [{"name": "registry-a"}, {"name": "registry-b"}]
+        assert spec["runtimeClassName"] == "gvisor"
+        assert spec["priorityClassName"] == "preflight-benchmarks"
+    plain = build_job(
+        attempt("endpoint"), replace(SETTINGS, image_pull_secrets=(), runtime_class=None, priority_class=None)
+    )["spec"]["template"]["spec"]
+    assert not {"imagePullSecrets", "runtimeClassName", "priorityClassName"} & set(plain)
+
+
+def test_an_eval_log_claim_is_mounted_at_the_log_root_and_store_credentials_come_from_a_secret() -> None:
+    store = EvalLogStore(
+        claim="eval-logs", mount_path="/eval-logs", secret="eval-log-keys", env={"AWS_REGION": "eu-west-1"}
+    )
+    job = build_job(attempt("weights"), replace(SETTINGS, eval_logs=store))
+    kubernetes_validate.validate(job, KUBERNETES_VERSIONS[-1], strict=True)
+    spec = job["spec"]["template"]["spec"]
+    assert {"name": "eval-logs", "persistentVolumeClaim": {"claimName": "eval-logs"}} in spec["volumes"]
+    worker = spec["containers"][0]
+    assert {"name": "eval-logs", "mountPath": "/eval-logs"} in worker["volumeMounts"]
+    assert worker["envFrom"] == [{"secretRef": {"name": "eval-log-keys"}}]
+    assert {"name": "AWS_REGION", "value": "eu-west-1"} in worker["env"]
+    # Only the worker writes eval logs: the weights fetcher and the model server see neither.
+    for other in spec["initContainers"]:
+        assert "envFrom" not in other and "eval-logs" not in {m["name"] for m in other["volumeMounts"]}
+    assert "envFrom" not in CPU_JOB["spec"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize(
+    ("log_root", "claim", "expected"),
+    [
+        ("s3://bucket/logs", None, EvalLogStore()),
+        ("gs://bucket/logs", None, EvalLogStore()),
+        ("/eval-logs/", "logs-claim", EvalLogStore(claim="logs-claim", mount_path="/eval-logs")),
+    ],
+)
+def test_the_eval_log_store_follows_the_log_root(
+    monkeypatch: pytest.MonkeyPatch, log_root: str, claim: str | None, expected: EvalLogStore
+) -> None:
+    if claim:
+        monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_CLAIM", claim)
+    assert KubernetesSettings.from_env("benchmark:50052", log_root).manifest.eval_logs == expected
+
+
+@pytest.mark.parametrize(
+    ("log_root", "claim", "variable"),
+    [
+        ("/var/lib/preflight/eval-logs", "", "PREFLIGHT_BENCHMARK_LOG_ROOT"),
+        ("run/benchmark/eval-logs", "logs-claim", "PREFLIGHT_BENCHMARK_LOG_ROOT"),
+        ("file:///eval-logs", "", "PREFLIGHT_BENCHMARK_LOG_ROOT"),
+        ("s3://bucket/logs", "logs-claim", "PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_CLAIM"),
+    ],
+)
+def test_a_log_root_a_worker_cannot_keep_is_refused_at_start(
+    monkeypatch: pytest.MonkeyPatch, log_root: str, claim: str, variable: str
+) -> None:
+    """The worker's root file system is read-only and its scratch space goes with the pod."""
+    monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_CLAIM", claim)
+    with pytest.raises(ConfigError, match=f"^{variable}:"):
+        KubernetesSettings.from_env("benchmark:50052", log_root)
+
+
+def test_job_hygiene_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "PREFLIGHT_BENCHMARK_K8S_INSTANCE": "preflight-prod",
+        "PREFLIGHT_BENCHMARK_K8S_IMAGE_PULL_SECRETS": "registry-a, registry-b",
+        "PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE": "30Gi",
+        "PREFLIGHT_BENCHMARK_K8S_RUNTIME_CLASS": "gvisor",
+        "PREFLIGHT_BENCHMARK_K8S_PRIORITY_CLASS": "preflight-benchmarks",
+        "PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_SECRET": "eval-log-keys",
+        "PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_ENV": '{"AWS_REGION": "eu-west-1"}',
+    }.items():
+        monkeypatch.setenv(name, value)
+    manifest = KubernetesSettings.from_env("benchmark:50052", LOG_ROOT).manifest
+    assert (manifest.instance, manifest.image_pull_secrets, manifest.scratch_size_limit) == (
+        "preflight-prod",
+        ("registry-a", "registry-b"),
+        "30Gi",
+    )
+    assert (manifest.runtime_class, manifest.priority_class) == ("gvisor", "preflight-benchmarks")
+    assert manifest.eval_logs == EvalLogStore(secret="eval-log-keys", env={"AWS_REGION": "eu-west-1"})
+    monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE", "lots")
+    with pytest.raises(ConfigError, match=r"^PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE:"):
+        KubernetesSettings.from_env("benchmark:50052", LOG_ROOT)

@@ -73,7 +73,7 @@ def local_worker_env(settings: BenchmarkSettings, benchmark_target: str) -> dict
 
 def make_executor(settings: BenchmarkSettings, benchmark_target: str) -> Executor:
     if settings.executor == "kubernetes":
-        k8s = KubernetesSettings.from_env(benchmark_target)
+        k8s = KubernetesSettings.from_env(benchmark_target, settings.log_root)
         return KubernetesExecutor(api_client_from(k8s.kubeconfig), k8s.manifest)
     return LocalExecutor(
         work_root=Path(settings.work_dir).resolve(),

@@ -11,10 +11,19 @@ from preflight_common.channels import credentials_from_env
 from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_int, env_positive
 from preflight_common.grpcserver import ServerTLS
 
-from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, WeightsSettings
+from preflight_benchmark.adapters.executors.k8s_manifest import (
+    EvalLogStore,
+    ManifestSettings,
+    SecretRef,
+    WeightsSettings,
+)
+from preflight_benchmark.adapters.quantity import to_bytes
 
 DEFAULT_DATABASE_URL = "sqlite:///run/benchmark/benchmark.db"
 EXECUTORS = ("local", "kubernetes")
+# Eval-log stores a worker with a read-only root file system writes to (fsspec URLs; the worker
+# image carries their file systems: s3fs, gcsfs).
+OBJECT_STORES = ("s3://", "gs://")
 
 
 def _json(name: str, default: Any) -> Any:
@@ -45,13 +54,50 @@ def _secret_ref(name: str, default: str) -> SecretRef | None:
     return SecretRef(secret, key)
 
 
+def _names(name: str) -> tuple[str, ...]:
+    """A comma-separated list of names (empty entries dropped)."""
+    return tuple(n.strip() for n in env(name, "").split(",") if n.strip())
+
+
+def eval_log_store(log_root: str) -> EvalLogStore:
+    """Where the Kubernetes executor's workers keep eval logs, checked against `log_root`
+    (PREFLIGHT_BENCHMARK_LOG_ROOT): an object-store prefix, or an absolute path where the claim
+    PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_CLAIM is mounted. A worker's root file system is read-only
+    and its scratch space goes with the pod, so any other root is refused (ConfigError)."""
+    claim = env("PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_CLAIM", "") or None
+    secret = env("PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_SECRET", "") or None
+    store_env = _string_map("PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_ENV")
+    if log_root.startswith(OBJECT_STORES):
+        if claim is not None:
+            raise ConfigError(
+                "PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_CLAIM: set only when PREFLIGHT_BENCHMARK_LOG_ROOT is "
+                "the path where the claim is mounted, not an object-store prefix"
+            )
+        return EvalLogStore(secret=secret, env=store_env)
+    if claim is None or not log_root.startswith("/") or "://" in log_root:
+        raise ConfigError(
+            "PREFLIGHT_BENCHMARK_LOG_ROOT: the Kubernetes executor's workers need an s3:// or gs:// prefix, "
+            "or an absolute path with PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_CLAIM (a worker's own disk is "
+            "read-only and gone with its pod)"
+        )
+    return EvalLogStore(claim=claim, mount_path=log_root.rstrip("/") or "/", secret=secret, env=store_env)
+
+
 @dataclass(frozen=True)
 class KubernetesSettings:
     kubeconfig: str | None
     manifest: ManifestSettings
 
     @classmethod
-    def from_env(cls, benchmark_target: str) -> KubernetesSettings:
+    def from_env(cls, benchmark_target: str, log_root: str) -> KubernetesSettings:
+        """The executor's settings; `log_root` is the service's PREFLIGHT_BENCHMARK_LOG_ROOT."""
+        scratch = env("PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE", ManifestSettings.scratch_size_limit)
+        try:
+            to_bytes(scratch)
+        except ValueError:
+            raise ConfigError(
+                f"PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE: {scratch!r} is not a quantity"
+            ) from None
         service_token = _secret_ref(
             "PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET", "preflight-benchmark-worker:token"
         )
@@ -78,6 +124,12 @@ class KubernetesSettings:
             otlp_endpoint=env("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             otlp_protocol=env("OTEL_EXPORTER_OTLP_PROTOCOL", ""),
             grpc_ca=_secret_ref("PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET", ""),
+            eval_logs=eval_log_store(log_root),
+            instance=env("PREFLIGHT_BENCHMARK_K8S_INSTANCE", ManifestSettings.instance),
+            image_pull_secrets=_names("PREFLIGHT_BENCHMARK_K8S_IMAGE_PULL_SECRETS"),
+            scratch_size_limit=scratch,
+            runtime_class=env("PREFLIGHT_BENCHMARK_K8S_RUNTIME_CLASS", "") or None,
+            priority_class=env("PREFLIGHT_BENCHMARK_K8S_PRIORITY_CLASS", "") or None,
         )
         return cls(kubeconfig=env("PREFLIGHT_BENCHMARK_K8S_KUBECONFIG", "") or None, manifest=manifest)
 

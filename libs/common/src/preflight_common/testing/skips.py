@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-ALLOWED_SKIP_REASONS = ("PostgreSQL server binaries not found",)
+ALLOWED_SKIP_REASONS = ("PostgreSQL server binaries not found", "bubblewrap (bwrap) is not installed")
 
 
 @pytest.hookimpl(hookwrapper=True)

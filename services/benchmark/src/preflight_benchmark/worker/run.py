@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from preflight.benchmark.v1 import benchmark_pb2, events_pb2
@@ -101,6 +102,25 @@ async def model_access(
             )
         return ModelAccess(f"openai-api/vllm/{settings.served_model}", settings.model_server_url, "local")
     raise WorkerFailure(FailureReason.CONFIG_ERROR, "access: endpoint or weights required", retryable=False)
+
+
+def check_log_dir(log_dir: str) -> None:
+    """A local eval-log folder must be writable before the suite runs: a read-only one (a
+    container's root file system) is a configuration error reported as such, not a crash to
+    retry. URLs (s3://, gs://) are written by Inspect through fsspec."""
+    if "://" in log_dir:
+        return
+    try:
+        Path(log_dir).mkdir(parents=True, exist_ok=True)
+        writable = os.access(log_dir, os.W_OK)
+    except OSError as exc:
+        raise WorkerFailure(
+            FailureReason.CONFIG_ERROR, f"eval log folder {log_dir}: {exc.strerror}", retryable=False
+        ) from None
+    if not writable:
+        raise WorkerFailure(
+            FailureReason.CONFIG_ERROR, f"eval log folder {log_dir}: not writable", retryable=False
+        )
 
 
 def run_inspect(
@@ -211,6 +231,7 @@ def execute(
     harden_environment()
     job = assignment.job
     try:
+        check_log_dir(assignment.log_dir)
         access = asyncio.run(model_access(job, resolver, settings))
         request = evaluate(assignment, access, settings)
     except WorkerFailure as failure:

@@ -1,10 +1,14 @@
 """The batch/v1 Job manifest for one attempt (plain dicts, as sent to the API server).
 
-Endpoint access: one `worker` container. Weights access: an init container
-fetches and verifies the weights into an emptyDir, and a vLLM server runs as a
-native sidecar (an init container with `restartPolicy: Always`, Kubernetes
->= 1.29) on the GPU, reachable by the worker on 127.0.0.1; Kubernetes stops the
-sidecar when the worker ends, so the Job completes.
+Endpoint access: one `worker` container. The worker writes its eval logs to the
+configured store (an object-store prefix, or a PersistentVolumeClaim mounted at
+the log root): its root file system is read-only, with only `/scratch` writable.
+
+Weights access: an init container fetches and verifies the weights into an
+emptyDir, and a vLLM server runs as a native sidecar (an init container with
+`restartPolicy: Always`, Kubernetes >= 1.29) on the GPU, reachable by the worker
+on 127.0.0.1; Kubernetes stops the sidecar when the worker ends, so the Job
+completes.
 """
 
 from __future__ import annotations
@@ -34,6 +38,22 @@ INVALID_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 class SecretRef:
     name: str
     key: str
+
+
+@dataclass(frozen=True)
+class EvalLogStore:
+    """Where workers keep eval logs beyond the pod.
+
+    `claim`: a PersistentVolumeClaim mounted read-write at `mount_path` (the log root);
+    None when the log root is an object-store prefix (s3://, gs://), reached with the
+    pod's workload identity or with the keys of `secret` as environment variables.
+    `env`: plain settings of the store client (e.g. AWS_REGION, AWS_ENDPOINT_URL_S3).
+    """
+
+    claim: str | None = None
+    mount_path: str = ""
+    secret: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,6 +92,14 @@ class ManifestSettings:
     otlp_protocol: str = ""
     # The Secret key holding the CA of the services' gRPC TLS certificates; None: plaintext gRPC.
     grpc_ca: SecretRef | None = None
+    eval_logs: EvalLogStore = EvalLogStore()
+    # The release the Jobs belong to (label app.kubernetes.io/instance): one selector finds them all.
+    instance: str = "preflight"
+    image_pull_secrets: tuple[str, ...] = ()
+    # Size limit of the /scratch emptyDir, also the worker's ephemeral-storage request.
+    scratch_size_limit: str = "20Gi"
+    runtime_class: str | None = None
+    priority_class: str | None = None
 
 
 def job_name(job_id: str, attempt: int) -> str:
@@ -87,7 +115,7 @@ def _label(value: str) -> str:
 def labels(attempt: Attempt, settings: ManifestSettings) -> dict[str, str]:
     result = {
         "app.kubernetes.io/name": "preflight-worker",
-        "app.kubernetes.io/instance": job_name(attempt.job_id, attempt.attempt),
+        "app.kubernetes.io/instance": settings.instance,
         "app.kubernetes.io/component": "benchmark-worker",
         "app.kubernetes.io/part-of": "preflight",
         "app.kubernetes.io/managed-by": "preflight-benchmark",
@@ -149,15 +177,27 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
     ]
     # Quantities are strings: the API (and the client's models) reject numbers.
     worker_resources: dict[str, dict[str, str]] = {
-        "requests": {"cpu": attempt.resources.cpu, "memory": attempt.resources.memory},
+        "requests": {
+            "cpu": attempt.resources.cpu,
+            "memory": attempt.resources.memory,
+            # Scheduled where /scratch fits: the kubelet evicts a pod whose emptyDir outgrows its limit.
+            "ephemeral-storage": settings.scratch_size_limit,
+        },
         "limits": {"memory": attempt.resources.memory},
     }
     if attempt.resources.gpu > 0:
         worker_resources["limits"][GPU_RESOURCE] = str(attempt.resources.gpu)
         worker_resources["requests"][GPU_RESOURCE] = str(attempt.resources.gpu)
-    volumes: list[dict[str, Any]] = [{"name": "scratch", "emptyDir": {}}]
+    volumes: list[dict[str, Any]] = [
+        {"name": "scratch", "emptyDir": {"sizeLimit": settings.scratch_size_limit}}
+    ]
     worker_mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}]
     init_containers: list[dict[str, Any]] = []
+    store = settings.eval_logs
+    if store.claim is not None:
+        volumes.append({"name": "eval-logs", "persistentVolumeClaim": {"claimName": store.claim}})
+        worker_mounts.append({"name": "eval-logs", "mountPath": store.mount_path})
+    env += [{"name": name, "value": value} for name, value in sorted(store.env.items())]
     if settings.grpc_ca is not None:
         ca = settings.grpc_ca
         volumes.append(
@@ -181,6 +221,8 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
+        # No variables for every Service in the namespace: the worker calls only what it is told.
+        "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 10001,
@@ -195,6 +237,7 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": list(settings.worker_command),
                 "env": env,
+                **({"envFrom": [{"secretRef": {"name": store.secret}}]} if store.secret else {}),
                 "resources": worker_resources,
                 "securityContext": _restricted(),
                 "volumeMounts": worker_mounts,
@@ -206,6 +249,12 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         pod_spec["initContainers"] = init_containers
     if settings.service_account:
         pod_spec["serviceAccountName"] = settings.service_account
+    if settings.image_pull_secrets:
+        pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
+    if settings.runtime_class:
+        pod_spec["runtimeClassName"] = settings.runtime_class
+    if settings.priority_class:
+        pod_spec["priorityClassName"] = settings.priority_class
     node_selector = {**settings.node_selector, **(settings.gpu_node_selector if needs_gpu else {})}
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
@@ -285,7 +334,13 @@ def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[di
             ],
             "env": [{"name": "HOME", "value": SCRATCH}, {"name": "HF_HUB_OFFLINE", "value": "1"}],
             "resources": {
-                "requests": {"cpu": w.cpu, "memory": w.memory, GPU_RESOURCE: gpus},
+                # The weights' emptyDir is on the node's disk.
+                "requests": {
+                    "cpu": w.cpu,
+                    "memory": w.memory,
+                    GPU_RESOURCE: gpus,
+                    "ephemeral-storage": w.models_size_limit,
+                },
                 "limits": {"memory": w.memory, GPU_RESOURCE: gpus},
             },
             "startupProbe": {

@@ -1,0 +1,311 @@
+"""The worker as its Kubernetes Job runs it: the container of the manifest k8s_manifest.py builds,
+its command, environment and volume mounts, on a read-only root file system (bubblewrap), against
+the reference model, a credential from intake and a BenchmarkService that records the report.
+
+It completes the suite, and its eval log is readable afterwards from the configured store: an
+S3-compatible server on loopback (moto) for an s3:// log root, a folder standing for the
+PersistentVolumeClaim for a claim. Kubernetes' own parts (secrets, emptyDirs, the claim) are
+emulated from the manifest's volumes and references; nothing is added to what it declares.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import json_format
+from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
+from preflight.intake.v1 import submission_pb2
+from preflight_benchmark.adapters.events import reason_to_proto
+from preflight_benchmark.adapters.executors.k8s_manifest import (
+    EvalLogStore,
+    ManifestSettings,
+    SecretRef,
+    build_job,
+)
+from preflight_benchmark.domain.catalog import Resources
+from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT, FailureReason
+from preflight_benchmark.domain.ports import Attempt
+from preflight_benchmark.reference_model.server import ReferenceModelServer
+from preflight_benchmark.testing import IntakeStandIn, wait_until
+from preflight_common.ports import free_port
+
+BWRAP = shutil.which("bwrap")
+# CI installs bubblewrap (.ci/run): there, a missing bwrap fails instead of skipping.
+pytestmark = pytest.mark.skipif(
+    BWRAP is None and os.environ.get("CI") != "true", reason="bubblewrap (bwrap) is not installed"
+)
+WORKER = str(Path(sys.executable).parent / "preflight-worker")
+TOKEN_SECRET = SecretRef("preflight-worker", "service-token")
+STORE_SECRET = "eval-log-store"
+BUCKET = "preflight-eval-logs"
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+WAIT = 120.0
+
+
+class RecordingBenchmarkService(benchmark_pb2_grpc.BenchmarkServiceServicer):
+    def __init__(self) -> None:
+        self.reports: list[benchmark_pb2.ReportJobResultRequest] = []
+
+    def ReportJobResult(
+        self, request: benchmark_pb2.ReportJobResultRequest, context: grpc.ServicerContext
+    ) -> benchmark_pb2.ReportJobResultResponse:
+        self.reports.append(request)
+        return benchmark_pb2.ReportJobResultResponse(accepted=True)
+
+
+@pytest.fixture(scope="module")
+def results() -> Iterator[tuple[str, RecordingBenchmarkService]]:
+    servicer = RecordingBenchmarkService()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    benchmark_pb2_grpc.add_BenchmarkServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    yield f"127.0.0.1:{port}", servicer
+    server.stop(grace=None)
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3 server on loopback, with the log bucket."""
+    import boto3
+
+    port = free_port()
+    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):  # noqa: S310 - http on loopback
+                return True
+        except OSError:
+            return process.poll() is not None
+
+    try:
+        wait_until(up, WAIT, "the S3 server answering")
+        assert process.poll() is None, "the S3 server exited"
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **_boto_keys())
+        s3.create_bucket(Bucket=BUCKET)
+        yield endpoint
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def _boto_keys() -> dict[str, str]:
+    return {
+        "aws_access_key_id": S3_KEYS["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": S3_KEYS["AWS_SECRET_ACCESS_KEY"],
+    }
+
+
+def endpoint_attempt(model: ReferenceModelServer, credential_ref: str, log_root: str) -> Attempt:
+    """The first attempt of a knowledge-suite job against the reference model (two samples)."""
+    submission_id = str(uuid.uuid4())
+    job_id = f"bj-{uuid.uuid4().hex}"
+    job = events_pb2.BenchmarkJobRequested(
+        job_id=job_id,
+        submission_id=submission_id,
+        suite_id="cyber.knowledge",
+        suite_version="1.0.0",
+        attempt=1,
+        task_ref="preflight_benchmark/knowledge",
+        sample_limit=2,
+        access=submission_pb2.ModelAccess(
+            endpoint=submission_pb2.EndpointAccess(
+                base_url=model.base_url, model_name=model.model_name, credential_ref=credential_ref
+            )
+        ),
+    )
+    assignment = benchmark_pb2.WorkerAssignment(
+        job=job, attempt=1, log_dir=f"{log_root.rstrip('/')}/{submission_id}"
+    )
+    return Attempt(
+        job_id=job_id,
+        submission_id=submission_id,
+        suite_id=job.suite_id,
+        attempt=1,
+        access_kind="endpoint",
+        resources=Resources(cpu="1", memory="2Gi"),
+        timeout=timedelta(minutes=10),
+        assignment=json_format.MessageToJson(assignment, indent=None),
+    )
+
+
+@dataclass
+class Kubelet:
+    """Runs a Job's worker container as the kubelet would, as far as files and settings go."""
+
+    root: Path
+    secrets: dict[str, dict[str, str]]
+    claims: dict[str, Path]
+
+    def run(self, job: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        spec = job["spec"]["template"]["spec"]
+        [container] = spec["containers"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+        volumes = {v["name"]: self._volume(v) for v in spec["volumes"]}
+        env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
+        for source in container.get("envFrom", []):
+            env.update(self.secrets[source["secretRef"]["name"]])
+        for variable in container["env"]:
+            if "value" in variable:
+                env[variable["name"]] = variable["value"]
+            else:
+                ref = variable["valueFrom"]["secretKeyRef"]
+                env[variable["name"]] = self.secrets[ref["name"]][ref["key"]]
+        # A read-only root: an empty root of its own, every top-level folder bound read-only,
+        # the container's volumes at their mount paths, then the root remounted read-only.
+        argv = [str(BWRAP), "--die-with-parent", "--tmpfs", "/"]
+        for entry in sorted(Path("/").iterdir()):
+            if entry.name in ("proc", "dev"):
+                continue
+            if entry.is_symlink():
+                argv += ["--symlink", os.readlink(entry), str(entry)]
+            else:
+                argv += ["--ro-bind", str(entry), str(entry)]
+        argv += ["--proc", "/proc", "--dev", "/dev"]
+        for mount in container["volumeMounts"]:
+            bind = "--ro-bind" if mount.get("readOnly") else "--bind"
+            argv += [bind, str(volumes[mount["name"]]), mount["mountPath"]]
+        argv += ["--remount-ro", "/", "--chdir", "/", *container["command"]]
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
+
+    def _volume(self, volume: dict[str, Any]) -> Path:
+        if "persistentVolumeClaim" in volume:
+            return self.claims[volume["persistentVolumeClaim"]["claimName"]]
+        folder = self.root / volume["name"]
+        folder.mkdir(parents=True)
+        if "secret" in volume:
+            data = self.secrets[volume["secret"]["secretName"]]
+            for item in volume["secret"]["items"]:
+                (folder / item["path"]).write_text(data[item["key"]])
+        else:
+            assert "emptyDir" in volume, volume
+        return folder
+
+
+def manifest_settings(intake: IntakeStandIn, results_target: str, store: EvalLogStore) -> ManifestSettings:
+    return ManifestSettings(
+        namespace="preflight",
+        image="preflight-worker:test",
+        service_token=TOKEN_SECRET,
+        intake_target=intake.target,
+        benchmark_target=results_target,
+        worker_command=(WORKER,),
+        eval_logs=store,
+    )
+
+
+def run_job(
+    tmp_path: Path,
+    intake: IntakeStandIn,
+    results: tuple[str, RecordingBenchmarkService],
+    attempt: Attempt,
+    store: EvalLogStore,
+    claims: dict[str, Path],
+) -> events_pb2.BenchmarkCompleted:
+    target, servicer = results
+    job = build_job(attempt, manifest_settings(intake, target, store))
+    secrets = {
+        TOKEN_SECRET.name: {TOKEN_SECRET.key: intake.service_token},
+        STORE_SECRET: S3_KEYS,
+    }
+    done = Kubelet(tmp_path / "volumes", secrets, claims).run(job)
+    assert done.returncode == 0, done.stderr[-4000:]
+    [report] = [r for r in servicer.reports if r.job_id == attempt.job_id]
+    assert report.WhichOneof("outcome") == "completed", report
+    return report.completed
+
+
+def test_a_worker_job_writes_its_eval_log_to_the_s3_store(
+    tmp_path: Path,
+    intake: IntakeStandIn,
+    reference_model: ReferenceModelServer,
+    model_key: str,
+    results: tuple[str, RecordingBenchmarkService],
+    s3_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from inspect_ai.log import read_eval_log
+
+    root = f"s3://{BUCKET}/eval-logs"
+    attempt = endpoint_attempt(reference_model, intake.add_credential(model_key), root)
+    store = EvalLogStore(
+        secret=STORE_SECRET, env={"AWS_ENDPOINT_URL_S3": s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+    )
+    completed = run_job(tmp_path, intake, results, attempt, store, claims={})
+
+    [uri] = completed.eval_log_uri.split(",")
+    assert uri.startswith(f"{root}/{attempt.submission_id}/"), uri
+    for name, value in {**S3_KEYS, **store.env}.items():
+        monkeypatch.setenv(name, value)
+    log = read_eval_log(uri)
+    assert log.status == "success" and log.eval.metadata is not None
+    assert log.eval.metadata["preflight_job_id"] == attempt.job_id
+    assert model_key not in json.dumps(log.model_dump(mode="json"))
+
+
+def test_a_worker_job_writes_its_eval_log_to_the_mounted_claim(
+    tmp_path: Path,
+    intake: IntakeStandIn,
+    reference_model: ReferenceModelServer,
+    model_key: str,
+    results: tuple[str, RecordingBenchmarkService],
+) -> None:
+    from inspect_ai.log import read_eval_log
+
+    claim = tmp_path / "claim"
+    claim.mkdir()
+    root = "/eval-logs"
+    attempt = endpoint_attempt(reference_model, intake.add_credential(model_key), root)
+    store = EvalLogStore(claim="preflight-eval-logs", mount_path=root)
+    completed = run_job(tmp_path, intake, results, attempt, store, claims={"preflight-eval-logs": claim})
+
+    [uri] = completed.eval_log_uri.split(",")
+    relative = Path(uri).relative_to(root)
+    assert relative.parts[0] == attempt.submission_id, uri
+    log = read_eval_log(str(claim / relative))
+    assert log.status == "success"
+    assert log.eval.metadata is not None and log.eval.metadata["preflight_job_id"] == attempt.job_id
+
+
+def test_a_log_root_on_the_read_only_file_system_is_reported_as_a_configuration_error(
+    tmp_path: Path,
+    intake: IntakeStandIn,
+    reference_model: ReferenceModelServer,
+    model_key: str,
+    results: tuple[str, RecordingBenchmarkService],
+) -> None:
+    """A worker whose log root is no store (the container's own read-only disk) reports
+    CONFIG_ERROR naming the folder and exits 78, so the Job fails at once instead of crashing
+    once per attempt."""
+    target, servicer = results
+    attempt = endpoint_attempt(
+        reference_model, intake.add_credential(model_key), "/var/lib/preflight/eval-logs"
+    )
+    job = build_job(attempt, manifest_settings(intake, target, EvalLogStore()))
+    secrets = {TOKEN_SECRET.name: {TOKEN_SECRET.key: intake.service_token}}
+    done = Kubelet(tmp_path / "volumes", secrets, claims={}).run(job)
+    assert done.returncode == CONFIG_ERROR_EXIT, done.stderr[-4000:]
+    [report] = [r for r in servicer.reports if r.job_id == attempt.job_id]
+    assert report.failed.reason == reason_to_proto(FailureReason.CONFIG_ERROR)
+    assert not report.failed.retryable
+    assert report.failed.message.startswith("eval log folder /var/lib/preflight/eval-logs/"), report

@@ -51,14 +51,16 @@ from preflight.intake.v1.submission_pb2 import (
     ModelIdentity,
     SharingConsent,
 )
-from preflight_common.config import KafkaSettings
+from preflight_common.bus import SOURCES
+from preflight_common.config import KafkaSettings, Topics
 from preflight_common.consumer import DeadLetters, consume_events, make_faust_app
 from preflight_common.envelope import EventAttributes, EventRegistry, KafkaRecord, decode_record, encode_event
 from preflight_common.localkafka import LocalKafka, find_repo_root
 from preflight_common.producer import LINGER_MS, EventPublisher
 from preflight_common.topics import TopicSpec, ensure_topics
 
-SOURCE = "preflight-bench"
+# As intake publishes: a consumer accepts on the submissions topic only its owner's events.
+SOURCE = SOURCES["intake"]
 REGISTRY = EventRegistry([SubmissionReceived])
 PARTITIONS = 6
 SUBJECTS = 100
@@ -298,7 +300,9 @@ def faust_worker(bootstrap: str, topic: str, count: int, result_file: Path) -> N
 
     @app.agent(app.topic(topic))
     async def consume(stream: Any) -> None:
-        await consume_events(stream.events(), REGISTRY, handle, DeadLetters(publisher))
+        await consume_events(
+            stream.events(), REGISTRY, handle, DeadLetters(publisher), topics=Topics(submissions=topic)
+        )
 
     try:
         faust.Worker(app, loglevel="warning", override_logging=False).execute_from_commandline()

@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import json
 import re
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from preflight.intake.v1.events_pb2 import ReleasePlanChanged, SubmissionReceive
 from preflight.intake.v1.submission_pb2 import AccessWindow, EndpointAccess, ModelAccess, ModelIdentity
 from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings, Topics
-from preflight_common.consumer import DeadLetters, handle_record
+from preflight_common.consumer import AwaitingCause, DeadLetters, handle_record
 from preflight_common.contracts import REQUIRED, missing_fields
 from preflight_common.envelope import EventAttributes, EventRegistry, KafkaRecord, encode_event, headers_dict
 from preflight_common.producer import EventPublisher
@@ -336,3 +337,42 @@ def test_every_event_type_the_protos_document_declares_its_required_fields() -> 
         package, _, type_name = name.rpartition(".")
         message = getattr(importlib.import_module(f"{package}.events_pb2"), type_name)()
         assert missing_fields(message) == list(paths), name
+
+
+def test_an_event_awaiting_its_cause_is_retried_for_its_patience_then_dead_lettered(
+    kafka_settings: KafkaSettings, unique_topic: TopicFactory, read_topic: Callable[..., list[Any]]
+) -> None:
+    topic = unique_topic("cause")
+    ensure_topics(kafka_settings, [TopicSpec(Topics.dlq(topic), partitions=1)])
+    attempts: dict[str, int] = {}
+
+    async def handler(attributes: EventAttributes, payload: Message) -> None:
+        attempts[attributes.subject] = attempts.get(attributes.subject, 0) + 1
+        # "late" finds its cause on the third attempt; "forged" never does.
+        if attributes.subject == "forged" or attempts[attributes.subject] < 3:
+            raise AwaitingCause(f"the cause of {attributes.subject} is not recorded", patience=1.0)
+
+    registry = EventRegistry([SubmissionReceived])
+    publisher = EventPublisher(kafka_settings, source=SOURCES["benchmark"], send_timeout=10)
+    records = [
+        consumed(topic, offset, encode_event(received(subject), source=SOURCES["intake"], subject=subject))
+        for offset, subject in enumerate(("late", "forged"))
+    ]
+    started = time.monotonic()
+    try:
+
+        async def run() -> None:
+            for record in records:
+                await handle_record(
+                    record, registry, handler, DeadLetters(publisher), topics=Topics(submissions=topic)
+                )
+
+        asyncio.run(run())
+    finally:
+        publisher.close()
+
+    assert attempts["late"] == 3
+    assert attempts["forged"] > 1 and time.monotonic() - started >= 1.0
+    assert dlq_reasons(read_topic, topic, expected=1) == {
+        1: "the cause of forged is not recorded (waited 1 s for it)"
+    }

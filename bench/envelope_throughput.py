@@ -15,6 +15,9 @@ and the envelope's headers):
   (decode, trace continuation, handler) in a worker process as the services run it. Consumer
   figures run from the first record to the last, so group joins are not counted.
 
+Every client authenticates as the broker's administrator (the local broker refuses anyone
+else); the faust worker process reads the same settings from its `PREFLIGHT_KAFKA_*` environment.
+
 Bounded: about a minute with the defaults.
 """
 
@@ -37,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import TopicPartition as AIOTopicPartition
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -138,8 +142,19 @@ def timed(run: Callable[[], None]) -> float:
 # --------------------------------------------------------------------------------- publish
 
 
-def publish_kafka_python(bootstrap: str, topic: str, records: list[KafkaRecord], pipelined: bool) -> float:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_SETTINGS)
+def aiokafka_options(settings: KafkaSettings) -> dict[str, Any]:
+    """aiokafka's client options for `settings`: kafka-python's, with TLS as an SSL context."""
+    options = settings.kafka_python_options()
+    cafile = options.pop("ssl_cafile", None)
+    if cafile:
+        options["ssl_context"] = create_ssl_context(cafile=cafile)
+    return options
+
+
+def publish_kafka_python(
+    settings: KafkaSettings, topic: str, records: list[KafkaRecord], pipelined: bool
+) -> float:
+    producer = KafkaProducer(**settings.kafka_python_options(), **PRODUCER_SETTINGS)
     try:
         producer.send(topic, key=b"warm-up", value=b"").get(timeout=30)
 
@@ -157,9 +172,11 @@ def publish_kafka_python(bootstrap: str, topic: str, records: list[KafkaRecord],
         producer.close()
 
 
-def publish_aiokafka(bootstrap: str, topic: str, records: list[KafkaRecord], pipelined: bool) -> float:
+def publish_aiokafka(
+    settings: KafkaSettings, topic: str, records: list[KafkaRecord], pipelined: bool
+) -> float:
     async def main() -> float:
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **PRODUCER_SETTINGS)
+        producer = AIOKafkaProducer(**aiokafka_options(settings), **PRODUCER_SETTINGS)
         await producer.start()
         try:
             await producer.send_and_wait(topic, key=b"warm-up", value=b"")
@@ -205,8 +222,10 @@ def publish_envelope(settings: KafkaSettings, topic: str, count: int, pipelined:
 # --------------------------------------------------------------------------------- consume
 
 
-def consume_kafka_python(bootstrap: str, topic: str, count: int, decode: bool) -> float:
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=2000)
+def consume_kafka_python(settings: KafkaSettings, topic: str, count: int, decode: bool) -> float:
+    consumer = KafkaConsumer(
+        enable_auto_commit=False, max_poll_records=2000, **settings.kafka_python_options()
+    )
     try:
         partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(partitions)
@@ -228,9 +247,9 @@ def consume_kafka_python(bootstrap: str, topic: str, count: int, decode: bool) -
         consumer.close()
 
 
-def consume_aiokafka(bootstrap: str, topic: str, count: int, decode: bool) -> float:
+def consume_aiokafka(settings: KafkaSettings, topic: str, count: int, decode: bool) -> float:
     async def main() -> float:
-        consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **aiokafka_options(settings))
         await consumer.start()
         try:
             partitions = [AIOTopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -255,14 +274,17 @@ def consume_aiokafka(bootstrap: str, topic: str, count: int, decode: bool) -> fl
     return asyncio.run(main())
 
 
-def consume_faust(bootstrap: str, topic: str, count: int, work_dir: Path) -> float:
+def consume_faust(settings: KafkaSettings, topic: str, count: int, work_dir: Path) -> float:
     """Run a faust worker process (this file with --faust-worker) and read its timing."""
     result_file = work_dir / f"faust-{uuid.uuid4().hex}.json"
     log_file = work_dir / "faust-worker.log"
-    command = [sys.executable, __file__, "--faust-worker", bootstrap, topic, str(count), str(result_file)]
+    command = [sys.executable, __file__, "--faust-worker", topic, str(count), str(result_file)]
     with log_file.open("ab") as log:
         worker = subprocess.Popen(
-            command, env={**os.environ, **FAUST_WORKER_ENV}, stdout=log, stderr=subprocess.STDOUT
+            command,
+            env={**os.environ, **FAUST_WORKER_ENV, **settings.env()},
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 120
@@ -281,11 +303,12 @@ def consume_faust(bootstrap: str, topic: str, count: int, work_dir: Path) -> flo
             worker.wait()
 
 
-def faust_worker(bootstrap: str, topic: str, count: int, result_file: Path) -> None:
-    """The worker side of `consume_faust`: a faust agent on `consume_events`, timing `count` events."""
+def faust_worker(topic: str, count: int, result_file: Path) -> None:
+    """The worker side of `consume_faust`: a faust agent on `consume_events`, timing `count` events
+    (the broker and credentials from the `PREFLIGHT_KAFKA_*` environment)."""
     import faust
 
-    settings = KafkaSettings(bootstrap_servers=bootstrap)
+    settings = KafkaSettings.from_env()
     app = make_faust_app(f"bench-{uuid.uuid4().hex[:8]}", settings)
     publisher = EventPublisher(settings, source=SOURCE)
     progress = {"seen": 0, "start": 0.0}
@@ -329,7 +352,7 @@ def run(messages: int, sync_messages: int) -> None:
             )
             print()
             print(f"{'':8} {'path':40} {'mode':30} {'messages':>9} {'seconds':>8} {'msg/s':>9}")
-            for r in measure(broker.bootstrap_servers, messages, sync_messages, work_dir):
+            for r in measure(broker.admin_settings(), messages, sync_messages, work_dir):
                 print(
                     f"{r.direction:8} {r.path:40} {r.mode:30} {r.messages:9d} {r.seconds:8.2f} {r.rate:9.0f}",
                     flush=True,
@@ -338,8 +361,7 @@ def run(messages: int, sync_messages: int) -> None:
             broker.stop()
 
 
-def measure(bootstrap: str, messages: int, sync_messages: int, work_dir: Path) -> Iterator[Result]:
-    settings = KafkaSettings(bootstrap_servers=bootstrap)
+def measure(settings: KafkaSettings, messages: int, sync_messages: int, work_dir: Path) -> Iterator[Result]:
     topics = [f"bench.{n}.{uuid.uuid4().hex[:8]}" for n in range(6)]
     ensure_topics(settings, [TopicSpec(name, PARTITIONS) for name in topics])
     records = [encode_event(submission(n), source=SOURCE, subject=subject_of(n)) for n in range(messages)]
@@ -350,14 +372,14 @@ def measure(bootstrap: str, messages: int, sync_messages: int, work_dir: Path) -
         "raw kafka-python",
         pipelined,
         messages,
-        publish_kafka_python(bootstrap, topics[0], records, pipelined=True),
+        publish_kafka_python(settings, topics[0], records, pipelined=True),
     )
     yield Result(
         "publish",
         "raw aiokafka",
         pipelined,
         messages,
-        publish_aiokafka(bootstrap, topics[1], records, pipelined=True),
+        publish_aiokafka(settings, topics[1], records, pipelined=True),
     )
     yield Result(
         "publish",
@@ -372,14 +394,14 @@ def measure(bootstrap: str, messages: int, sync_messages: int, work_dir: Path) -
         "raw kafka-python",
         one_by_one,
         sync_messages,
-        publish_kafka_python(bootstrap, topics[3], sync_records, pipelined=False),
+        publish_kafka_python(settings, topics[3], sync_records, pipelined=False),
     )
     yield Result(
         "publish",
         "raw aiokafka",
         one_by_one,
         sync_messages,
-        publish_aiokafka(bootstrap, topics[4], sync_records, pipelined=False),
+        publish_aiokafka(settings, topics[4], sync_records, pipelined=False),
     )
     yield Result(
         "publish",
@@ -396,35 +418,35 @@ def measure(bootstrap: str, messages: int, sync_messages: int, work_dir: Path) -
         "raw kafka-python",
         "assigned, no decoding",
         count,
-        consume_kafka_python(bootstrap, source, count, decode=False),
+        consume_kafka_python(settings, source, count, decode=False),
     )
     yield Result(
         "consume",
         "raw aiokafka",
         "assigned, no decoding",
         count,
-        consume_aiokafka(bootstrap, source, count, decode=False),
+        consume_aiokafka(settings, source, count, decode=False),
     )
     yield Result(
         "consume",
         "kafka-python + decode_record",
         "assigned",
         count,
-        consume_kafka_python(bootstrap, source, count, decode=True),
+        consume_kafka_python(settings, source, count, decode=True),
     )
     yield Result(
         "consume",
         "aiokafka + decode_record",
         "assigned",
         count,
-        consume_aiokafka(bootstrap, source, count, decode=True),
+        consume_aiokafka(settings, source, count, decode=True),
     )
     yield Result(
         "consume",
         "envelope: faust agent, consume_events",
         "group member, worker process",
         count,
-        consume_faust(bootstrap, source, count, work_dir),
+        consume_faust(settings, source, count, work_dir),
     )
 
 
@@ -435,12 +457,12 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000, help="records per pipelined/consume run")
     parser.add_argument("--sync-messages", type=int, default=2_000, help="records per one-at-a-time run")
     parser.add_argument(
-        "--faust-worker", nargs=4, metavar=("BOOTSTRAP", "TOPIC", "COUNT", "RESULT"), help=argparse.SUPPRESS
+        "--faust-worker", nargs=3, metavar=("TOPIC", "COUNT", "RESULT"), help=argparse.SUPPRESS
     )
     args = parser.parse_args()
     if args.faust_worker:
-        bootstrap, topic, count, result_file = args.faust_worker
-        faust_worker(bootstrap, topic, int(count), Path(result_file))
+        topic, count, result_file = args.faust_worker
+        faust_worker(topic, int(count), Path(result_file))
         return
     if not 0 < args.sync_messages <= args.messages:
         parser.error("need 0 < --sync-messages <= --messages")

@@ -172,13 +172,13 @@ def main() -> int:
     kafka = None if args.no_kafka else LocalKafka(work / "kafka")
     processes: list[subprocess.Popen[str]] = []
     try:
-        bootstrap = "127.0.0.1:9"  # nothing listens there: the relay keeps retrying
+        kafka_settings = KafkaSettings("127.0.0.1:9")  # nothing listens there: the relay keeps retrying
         if kafka is not None:
             started = time.monotonic()
             kafka.start()
-            bootstrap = kafka.bootstrap_servers
+            kafka_settings = kafka.admin_settings()
             print(f"kafka broker ready in {time.monotonic() - started:.1f}s")
-            ensure_topics(KafkaSettings(bootstrap), [TopicSpec("bench.submissions", partitions=6)])
+            ensure_topics(kafka_settings, [TopicSpec("bench.submissions", partitions=6)])
 
         database_url = f"sqlite:///{work / 'intake.db'}"
         migrate(database_url)
@@ -192,7 +192,7 @@ def main() -> int:
             "PREFLIGHT_INTAKE_STATE_DIR": str(work / "state"),
             "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{intake_port}",
             "PREFLIGHT_INTAKE_ENCRYPTION_KEYS": new_key_entry("bench"),
-            "PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            **kafka_settings.env(),
             "PREFLIGHT_TOPIC_SUBMISSIONS": "bench.submissions",
             "PREFLIGHT_INTAKE_CONSUMER_GROUP": f"intake-bench-{uuid.uuid4().hex[:6]}",
         }

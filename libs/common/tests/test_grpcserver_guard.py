@@ -31,6 +31,7 @@ from preflight_common.fields import (
     DEFAULT_STRING_LIMIT,
     MATCHER_LIMIT,
     InvalidArgument,
+    clip_strings,
     string_violations,
     timestamp_field,
 )
@@ -190,6 +191,17 @@ def test_storage_exhaustion_is_recognised_through_wrappers() -> None:
     assert storage_exhausted(disk_full)
     assert not storage_exhausted(sqlite3.OperationalError("no such table: x"))
     assert not storage_exhausted(OSError(13, "Permission denied"))
+
+
+def test_clip_strings_fits_every_string_to_its_limit_in_place() -> None:
+    request = notifier_pb2.CreateSilenceRequest(
+        matchers=[notifier_pb2.Matcher(label="k" * 300, value="v" * 2000)] * 2, comment="short"
+    )
+    clip_strings(request)
+    assert string_violations(request) == []
+    assert [len(m.label) for m in request.matchers] == [DEFAULT_STRING_LIMIT] * 2
+    assert [len(m.value) for m in request.matchers] == [MATCHER_LIMIT] * 2
+    assert request.comment == "short"
 
 
 def test_timestamp_field_converts_valid_and_names_invalid_ones() -> None:

@@ -7,6 +7,8 @@ longer field ends the call with INVALID_ARGUMENT naming the field
 (`matchers[0].value`), before the service spends any work on it. The limits are
 backstops: a service may hold a field to a tighter rule of its own.
 
+A client building a request from text it does not control fits it with `clip_strings`.
+
 A handler raises `InvalidArgument` to refuse fields from wherever it detects them
 (timestamps, page tokens); the server answers INVALID_ARGUMENT with one
 `google.rpc.BadRequest` field violation per entry.
@@ -74,10 +76,11 @@ _TEXT = (
 _URI = (
     "preflight.intake.v1.EndpointAccessSpec.base_url",
     "preflight.intake.v1.WeightsAccess.artifact_uri",
-    "preflight.benchmark.v1.BenchmarkCompleted.eval_log_uri",
-    "preflight.benchmark.v1.BenchmarkFailed.eval_log_uri",
 )
 _DOCUMENT = (
+    # A job's eval logs: one URI per task of the suite, comma-separated.
+    "preflight.benchmark.v1.BenchmarkCompleted.eval_log_uri",
+    "preflight.benchmark.v1.BenchmarkFailed.eval_log_uri",
     "preflight.intake.v1.SubmitModelRequest.intended_use",
     "preflight.benchmark.v1.CandidateFinding.description",
     "preflight.benchmark.v1.BenchmarkFailed.message",
@@ -118,6 +121,23 @@ def string_violations(message: Message) -> list[tuple[str, str]]:
         for path, limit, value in _strings(message, "")
         if len(value) > limit
     ]
+
+
+def clip_strings(message: Message) -> None:
+    """Truncate, in place, every string or bytes field of `message` to its limit: for a client
+    building a request from text it does not control (e.g. a model's output in a finding)."""
+    for field, value in message.ListFields():
+        if field.type in _TEXT_TYPES:
+            limit = STRING_LIMITS.get(field.full_name, DEFAULT_STRING_LIMIT)
+            if field.is_repeated:
+                clipped = [item[:limit] for item in value]
+                del value[:]
+                value.extend(clipped)
+            elif len(value) > limit:
+                setattr(message, field.name, value[:limit])
+        elif field.type == FieldDescriptor.TYPE_MESSAGE:
+            for item in value if field.is_repeated else [value]:
+                clip_strings(item)
 
 
 def _strings(message: Message, prefix: str) -> Iterator[tuple[str, int, str | bytes]]:

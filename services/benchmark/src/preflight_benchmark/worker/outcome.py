@@ -7,6 +7,7 @@ from datetime import datetime
 
 from inspect_ai.log import EvalLog
 from preflight.benchmark.v1 import events_pb2
+from preflight_common.fields import clip_strings
 
 from preflight_benchmark.adapters.events import timestamp
 
@@ -86,4 +87,7 @@ def completed(
             message.usage.input_tokens += usage.input_tokens
             message.usage.output_tokens += usage.output_tokens
             message.usage.total_tokens += usage.total_tokens
+    # Findings carry what a model or scorer wrote: fit them to BenchmarkService's limits, or the
+    # whole result would be refused.
+    clip_strings(message)
     return message

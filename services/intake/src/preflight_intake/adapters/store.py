@@ -235,10 +235,11 @@ class Transaction:
         *,
         requested_at: datetime | None = None,
         planned_jobs: int = 0,
+        max_attempts: int = 0,
         ended_at: datetime | None = None,
         outcome: str | None = None,
     ) -> None:
-        """Note a benchmark job requested (one of `planned_jobs`) or ended (either may be learnt first)."""
+        """Note a benchmark job requested (one of `planned_jobs`, with `max_attempts`) or ended."""
         j = t.benchmark_jobs
         key = and_(j.c.submission_id == submission_id, j.c.job_id == job_id)
         exists = self._conn.execute(select(j.c.job_id).where(key)).first()
@@ -249,6 +250,7 @@ class Transaction:
                     job_id=job_id,
                     requested_at=requested_at,
                     planned_jobs=planned_jobs,
+                    max_attempts=max_attempts,
                     ended_at=ended_at,
                     outcome=outcome,
                 )
@@ -256,17 +258,19 @@ class Transaction:
             return
         values: dict[str, Any] = {}
         if requested_at is not None:
-            values.update(requested_at=requested_at, planned_jobs=planned_jobs)
+            values.update(requested_at=requested_at, planned_jobs=planned_jobs, max_attempts=max_attempts)
         if ended_at is not None:
             values.update(ended_at=ended_at, outcome=outcome)
         if values:
             self._conn.execute(update(j).where(key).values(**values))
 
-    def job_requested(self, submission_id: str, job_id: str) -> bool:
-        """Whether the request of this job of this submission is recorded."""
+    def job_attempts(self, submission_id: str, job_id: str) -> int | None:
+        """The `max_attempts` of this job of this submission (0: no bound known), or None when its
+        request is not recorded."""
         j = t.benchmark_jobs
         key = and_(j.c.submission_id == submission_id, j.c.job_id == job_id, j.c.requested_at.is_not(None))
-        return self._conn.execute(select(j.c.job_id).where(key)).first() is not None
+        row = self._conn.execute(select(j.c.max_attempts).where(key)).first()
+        return None if row is None else int(row.max_attempts)
 
     def benchmarks_done(self, submission_id: str) -> bool:
         """Whether the submission's whole plan is known (as many requests seen as they say there

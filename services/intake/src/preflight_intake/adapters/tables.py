@@ -107,6 +107,8 @@ benchmark_jobs = Table(
     Column("requested_at", UtcDateTime, nullable=True),
     # The size of the submission's plan, from the job's request (0 while only its end is known).
     Column("planned_jobs", Integer, nullable=False, server_default="0"),
+    # The job's last attempt, from its request (0: requested before this was kept, no bound).
+    Column("max_attempts", Integer, nullable=False, server_default="0"),
     Column("ended_at", UtcDateTime, nullable=True),
     # "completed" or "failed" once ended.
     Column("outcome", String(20), nullable=True),

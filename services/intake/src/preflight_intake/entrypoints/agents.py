@@ -28,7 +28,7 @@ from preflight_common.envelope import EventAttributes, EventRegistry
 
 from preflight_intake.adapters.reports import ReportVerifier
 from preflight_intake.config import IntakeSettings
-from preflight_intake.service_layer.handlers import Intake, UnplannedJob
+from preflight_intake.service_layer.handlers import Intake, RefusedOutcome, UnplannedJob
 
 CONSUMER = "intake"
 
@@ -56,6 +56,7 @@ class ProgressHandlers:
             payload.submission_id,
             payload.job_id,
             payload.planned_jobs,
+            max_attempts=payload.max_attempts,
         )
 
     async def job_ended(self, attributes: EventAttributes, payload: Message) -> None:
@@ -69,9 +70,12 @@ class ProgressHandlers:
                 payload.submission_id,
                 payload.job_id,
                 outcome,
+                attempt=payload.attempt,
             )
         except UnplannedJob as exc:
             raise AwaitingCause(str(exc), patience=self._plan_wait) from exc
+        except RefusedOutcome as exc:
+            raise PoisonEvent(str(exc)) from exc
 
     async def report_ready(self, attributes: EventAttributes, payload: Message) -> None:
         assert isinstance(payload, review_events.ReviewReportReady)

@@ -75,6 +75,10 @@ class UnplannedJob(LookupError):
     """A job outcome whose BenchmarkJobRequested is not recorded (yet); nothing was applied."""
 
 
+class RefusedOutcome(ValueError):
+    """A job outcome of an attempt the job never had; nothing was applied."""
+
+
 class FailedPrecondition(Exception):
     """The submission is not in a state that allows this."""
 
@@ -262,19 +266,31 @@ class Intake:
     # --- progress learnt from other services' events ------------------------------------------
 
     def on_job_requested(
-        self, consumer: str, event_id: str, submission_id: str, job_id: str, planned_jobs: int
+        self,
+        consumer: str,
+        event_id: str,
+        submission_id: str,
+        job_id: str,
+        planned_jobs: int,
+        *,
+        max_attempts: int,
     ) -> None:
-        """A job, one of `planned_jobs`, was requested: the submission is BENCHMARKING (at least)."""
-        self._apply_job(consumer, event_id, submission_id, job_id, ended=None, planned_jobs=planned_jobs)
+        """A job, one of `planned_jobs`, was requested (it may take `max_attempts` attempts): the
+        submission is BENCHMARKING (at least)."""
+        self._apply_job(
+            consumer, event_id, submission_id, job_id, None, planned_jobs=planned_jobs, attempts=max_attempts
+        )
 
     def on_job_ended(
-        self, consumer: str, event_id: str, submission_id: str, job_id: str, outcome: str
+        self, consumer: str, event_id: str, submission_id: str, job_id: str, outcome: str, *, attempt: int
     ) -> None:
-        """A job completed or failed: once the whole plan has ended, the submission is UNDER_REVIEW.
+        """A job completed or failed at `attempt`: once the whole plan has ended, the submission is
+        UNDER_REVIEW.
 
-        Only a job whose request is recorded counts: `UnplannedJob` (nothing applied) otherwise.
+        Only a job whose request is recorded counts (`UnplannedJob` otherwise), and only for one of
+        its attempts (`RefusedOutcome` otherwise); nothing is applied when either is raised.
         """
-        self._apply_job(consumer, event_id, submission_id, job_id, ended=outcome)
+        self._apply_job(consumer, event_id, submission_id, job_id, outcome, attempts=attempt)
 
     def on_report_ready(self, consumer: str, event_id: str, submission_id: str) -> None:
         """The review report was issued: the submission is REPORT_READY."""
@@ -318,8 +334,13 @@ class Intake:
         submission_id: str,
         job_id: str,
         ended: str | None,
+        *,
+        attempts: int,
         planned_jobs: int = 0,
     ) -> None:
+        """Record a job's request (`attempts`: its max_attempts) or its end (`attempts`: the attempt
+        that ended it)."""
+
         def apply(tx: Transaction) -> None:
             if not tx.claim(consumer, event_id):
                 return
@@ -329,10 +350,15 @@ class Intake:
                 return
             now = self._clock()
             if ended is None:
-                tx.record_job(submission_id, job_id, requested_at=now, planned_jobs=planned_jobs)
-            elif not tx.job_requested(submission_id, job_id):
-                raise UnplannedJob(f"job {job_id} of submission {submission_id} was never planned")
+                tx.record_job(
+                    submission_id, job_id, requested_at=now, planned_jobs=planned_jobs, max_attempts=attempts
+                )
             else:
+                bound = tx.job_attempts(submission_id, job_id)
+                if bound is None:
+                    raise UnplannedJob(f"job {job_id} of submission {submission_id} was never planned")
+                if attempts < 1 or 0 < bound < attempts:
+                    raise RefusedOutcome(f"job {job_id}: attempt {attempts} is not one of its attempts")
                 tx.record_job(submission_id, job_id, ended_at=now, outcome=ended)
             target = Status.UNDER_REVIEW if tx.benchmarks_done(submission_id) else Status.BENCHMARKING
             self._advance(tx, submission, target, f"event {event_id}")

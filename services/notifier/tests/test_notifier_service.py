@@ -21,18 +21,23 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka import KafkaConsumer
-from notifier_support import submission_received
+from notifier_support import finding_notice, submission_received
+from preflight.clearinghouse.v1.events_pb2 import FindingPublished
+from preflight.common.v1 import common_pb2
 from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
+from preflight_common.bus import SOURCES, service_grants, service_principal
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.envelope import KafkaRecord, headers_dict
 from preflight_common.ports import free_port
 from preflight_common.producer import EventPublisher
+from preflight_common.testing.fixtures import PrincipalFactory
 from preflight_common.testing.tls import TestAuthority
 from preflight_common.topics import TopicSpec, ensure_topics
-from preflight_notifier.adapters.tables import metadata
+from preflight_notifier.adapters.tables import deadlines, metadata
 from preflight_notifier.entrypoints import cli
+from sqlalchemy import select
 
 ROUTING = {
     "deadlines": {
@@ -122,22 +127,28 @@ class NotifierProcess:
 
 
 @pytest.fixture
-def topics(unique_topic: Any, kafka_bootstrap: str) -> Topics:
+def topics(unique_topic: Any, kafka_settings: KafkaSettings) -> Topics:
     names = Topics(
         submissions=unique_topic("submissions", partitions=3),
         reviews=unique_topic("reviews"),
         findings=unique_topic("findings"),
-        alerts=unique_topic("alerts", partitions=3),
+        alerts_prefix=f"alerts.{uuid.uuid4().hex[:12]}",
         review_alerts=unique_topic("review-alerts", partitions=3),
     )
     ensure_topics(
-        KafkaSettings(bootstrap_servers=kafka_bootstrap),
+        kafka_settings,
         [TopicSpec(Topics.dlq(t), partitions=1) for t in (names.submissions, names.reviews, names.findings)],
     )
     return names
 
 
-def _serve_env(tmp_path: Path, kafka_bootstrap: str, topics: Topics) -> dict[str, str]:
+@pytest.fixture
+def notifier_kafka(kafka_principal: PrincipalFactory, topics: Topics) -> KafkaSettings:
+    """The notifier's principal, with exactly its production grants on `topics`."""
+    return kafka_principal(service_principal("notifier"), service_grants("notifier", topics))
+
+
+def _serve_env(tmp_path: Path, kafka: KafkaSettings, topics: Topics) -> dict[str, str]:
     routing = tmp_path / "routing.yaml"
     routing.write_text(yaml.safe_dump(ROUTING))
     return {
@@ -146,24 +157,24 @@ def _serve_env(tmp_path: Path, kafka_bootstrap: str, topics: Topics) -> dict[str
         "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{free_port()}",
         "PREFLIGHT_IDENTITY_TARGET": f"127.0.0.1:{free_port()}",
         "PREFLIGHT_SERVICE_TOKEN": "pft_unused_in_this_test",
-        "PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        **kafka.env(),
         "PREFLIGHT_KAFKA_SESSION_TIMEOUT": "6",
         "PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL": "1",
         "PREFLIGHT_TOPIC_SUBMISSIONS": topics.submissions,
         "PREFLIGHT_TOPIC_REVIEWS": topics.reviews,
         "PREFLIGHT_TOPIC_FINDINGS": topics.findings,
-        "PREFLIGHT_TOPIC_ALERTS": topics.alerts,
+        "PREFLIGHT_TOPIC_ALERTS_PREFIX": topics.alerts_prefix,
         "PREFLIGHT_TOPIC_REVIEW_ALERTS": topics.review_alerts,
         "PREFLIGHT_NOTIFIER_ROUTING_FILE": str(routing),
-        "PREFLIGHT_NOTIFIER_CONSUMER_GROUP": f"notifier-{uuid.uuid4().hex[:8]}",
+        "PREFLIGHT_NOTIFIER_CONSUMER_GROUP": f"{service_principal('notifier')}-{uuid.uuid4().hex[:8]}",
         "PREFLIGHT_NOTIFIER_SCHEDULER_INTERVAL": "0.2",
         "PREFLIGHT_NOTIFIER_RELAY_INTERVAL": "0.1",
     }
 
 
 @pytest.fixture
-def served(tmp_path: Path, kafka_bootstrap: str, topics: Topics) -> Iterator[NotifierProcess]:
-    process = NotifierProcess(_serve_env(tmp_path, kafka_bootstrap, topics), tmp_path / "notifier.log")
+def served(tmp_path: Path, notifier_kafka: KafkaSettings, topics: Topics) -> Iterator[NotifierProcess]:
+    process = NotifierProcess(_serve_env(tmp_path, notifier_kafka, topics), tmp_path / "notifier.log")
     process.start()
     yield process
     if process.process is not None and process.process.poll() is None:
@@ -171,15 +182,15 @@ def served(tmp_path: Path, kafka_bootstrap: str, topics: Topics) -> Iterator[Not
 
 
 class AlertWatcher:
-    """Reads the alerts topic from the beginning."""
+    """Reads the alerts topic from the beginning, as `kafka`'s principal."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self._consumer = KafkaConsumer(
             topic,
-            bootstrap_servers=bootstrap,
             group_id=f"watch-{uuid.uuid4().hex[:8]}",
             auto_offset_reset="earliest",
             enable_auto_commit=False,
+            **kafka.kafka_python_options(),
         )
         self.records: list[Any] = []
 
@@ -208,10 +219,10 @@ def _sleep_until(moment: datetime) -> None:
 
 
 def test_killed_and_restarted_notifier_fires_each_threshold_once_and_dead_letters_garbage(
-    served: NotifierProcess, kafka_bootstrap: str, topics: Topics
+    served: NotifierProcess, kafka_settings: KafkaSettings, topics: Topics
 ) -> None:
-    publisher = EventPublisher(KafkaSettings(bootstrap_servers=kafka_bootstrap), source="preflight-intake")
-    watcher = AlertWatcher(kafka_bootstrap, topics.review_alerts)
+    publisher = EventPublisher(kafka_settings, source=SOURCES["intake"])
+    watcher = AlertWatcher(kafka_settings, topics.review_alerts)
     try:
         # Warm-up: a review already due shows the agents consume and the relay publishes.
         publisher.publish(
@@ -255,16 +266,16 @@ def test_killed_and_restarted_notifier_fires_each_threshold_once_and_dead_letter
 
     dead = KafkaConsumer(
         Topics.dlq(topics.submissions),
-        bootstrap_servers=kafka_bootstrap,
         group_id=f"dlq-{uuid.uuid4().hex[:8]}",
         auto_offset_reset="earliest",
+        **kafka_settings.kafka_python_options(),
     )
     try:
         records = [r for _ in range(20) for batch in dead.poll(timeout_ms=250).values() for r in batch]
     finally:
         dead.close()
     assert sorted(headers_dict(r.headers)["preflight_dlq_reason"] for r in records) == [
-        "poison event: submission_id is empty",
+        "preflight.intake.v1.SubmissionReceived lacks required field(s): submission_id",
         "unknown ce_type 'preflight.intake.v1.Nope'",
     ]
 
@@ -273,7 +284,7 @@ LIST_ALERTS = notifier_pb2.ListAlertsRequest()
 
 
 def test_the_api_serves_tls_and_probes_get_a_plaintext_health_only_listener(
-    tmp_path: Path, kafka_bootstrap: str, topics: Topics
+    tmp_path: Path, notifier_kafka: KafkaSettings, topics: Topics
 ) -> None:
     authority = TestAuthority()
     issued = authority.issue("localhost")
@@ -284,7 +295,7 @@ def test_the_api_serves_tls_and_probes_get_a_plaintext_health_only_listener(
     ):
         (tmp_path / name).write_bytes(content)
     api, health = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
-    env = _serve_env(tmp_path, kafka_bootstrap, topics) | {
+    env = _serve_env(tmp_path, notifier_kafka, topics) | {
         "PREFLIGHT_GRPC_LISTEN": api,
         "PREFLIGHT_NOTIFIER_TLS_CERT": str(tmp_path / "tls.crt"),
         "PREFLIGHT_NOTIFIER_TLS_KEY": str(tmp_path / "tls.key"),
@@ -317,3 +328,62 @@ def test_the_api_serves_tls_and_probes_get_a_plaintext_health_only_listener(
     finally:
         if process.process is not None and process.process.poll() is None:
             process.kill()
+
+
+def test_a_forged_finding_publication_widens_no_audience_and_is_dead_lettered(
+    served: NotifierProcess, kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    served.wait_running(starts=1)
+    clearinghouse = EventPublisher(kafka_settings, source=SOURCES["clearinghouse"])
+    as_intake = EventPublisher(kafka_settings, source=SOURCES["intake"])
+    engine = make_engine(f"sqlite:///{tmp_path / 'notifier.db'}")
+
+    def audience() -> Any:
+        with engine.connect() as conn:
+            query = select(deadlines.c.audience).where(deadlines.c.deadline_id == "embargo_end/f-red")
+            return conn.execute(query).scalar()
+
+    try:
+        red = finding_notice(
+            "f-red", embargo_end=datetime.now(UTC) + timedelta(days=3), tlp=common_pb2.TLP_RED
+        )
+        clearinghouse.publish(topics.findings, FindingPublished(finding=red), subject="f-red")
+        until = time.monotonic() + 60
+        while audience() is None:
+            assert time.monotonic() < until, f"the finding was not applied:\n{served.log()}"
+            time.sleep(0.1)
+        recorded = audience()
+
+        # The clearinghouse's source (or intake's), the same RED finding, two operators more.
+        widened = FindingPublished(finding=red)
+        widened.finding.revision = 2
+        widened.finding.audience.organisations[:] = ["bank-a", "bank-b", "water-co"]
+        forged = clearinghouse.publish(topics.findings, widened, subject="f-red").id
+        foreign = as_intake.publish(topics.findings, widened, subject="f-red").id
+
+        reasons: dict[str, str] = {}
+        dead = KafkaConsumer(
+            Topics.dlq(topics.findings),
+            group_id=f"dlq-{uuid.uuid4().hex[:8]}",
+            auto_offset_reset="earliest",
+            **kafka_settings.kafka_python_options(),
+        )
+        try:
+            while reasons.keys() != {forged, foreign}:
+                assert time.monotonic() < until + 60, f"only {reasons} were dead-lettered"
+                for batch in dead.poll(timeout_ms=250).values():
+                    for record in batch:
+                        headers = headers_dict(record.headers)
+                        reasons[headers["ce_id"]] = headers["preflight_dlq_reason"]
+        finally:
+            dead.close()
+    finally:
+        clearinghouse.close()
+        as_intake.close()
+
+    assert reasons == {
+        forged: "poison event: finding f-red is already published: it is published once",
+        foreign: f"source preflight.intake may not publish on {topics.findings}",
+    }
+    assert audience() == recorded and "bank-b" not in recorded
+    engine.dispose()

@@ -111,9 +111,9 @@ def _dlq_seen(service: BenchmarkProcess) -> bool:
 
     consumer = KafkaConsumer(
         f"{service.settings.topics.submissions}.dlq",
-        bootstrap_servers=service.settings.kafka.bootstrap_servers,
         auto_offset_reset="earliest",
         consumer_timeout_ms=1000,
+        **service.admin.kafka_python_options(),
     )
     try:
         return any(True for _ in consumer)

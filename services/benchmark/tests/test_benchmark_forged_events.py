@@ -23,7 +23,7 @@ from preflight_common.envelope import encode_event, headers_dict
 def dead_letters(service: BenchmarkProcess, event_ids: set[str]) -> dict[str, str]:
     """The DLQ reason of each of `event_ids` on the submissions topic's DLQ, once all arrived."""
     topic = Topics.dlq(service.settings.topics.submissions)
-    consumer = KafkaConsumer(enable_auto_commit=False, **service.settings.kafka.kafka_python_options())
+    consumer = KafkaConsumer(enable_auto_commit=False, **service.admin.kafka_python_options())
     reasons: dict[str, str] = {}
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]

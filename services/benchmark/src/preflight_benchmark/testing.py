@@ -2,7 +2,8 @@
 
 - `IntakeStandIn`: a gRPC server implementing intake's ResolveCredential, GetSubmission (the
   status) and the IdentityService (the parts of intake the benchmark service and its workers call);
-- `BenchmarkProcess`: the benchmark service (`serve`) in a background event loop;
+- `BenchmarkProcess`: the benchmark service (`serve`) in a background event loop,
+  authenticating to Kafka with exactly the benchmark service's production grants;
 - `EventTap`: reads the benchmark topics and decodes every event;
 - `submission(...)`: a SubmissionReceived for an endpoint.
 """
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -38,13 +39,14 @@ from preflight_common.auth import (
     require_role,
     tokens_table,
 )
-from preflight_common.bus import SOURCES
+from preflight_common.bus import SOURCES, service_principal
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.envelope import EventRegistry, decode_record, encode_event
 from preflight_common.grpcserver import ServerTLS, build_server
 from preflight_common.ports import free_port
 from preflight_common.producer import EventPublisher
+from preflight_common.testing.clients import create_principal, service_grants_as
 from preflight_common.topics import TopicSpec, ensure_topics
 from sqlalchemy import MetaData
 
@@ -261,9 +263,15 @@ def submission(
 
 @dataclass
 class BenchmarkProcess:
-    """The running service and the clients tests use around it."""
+    """The running service and the clients tests use around it.
+
+    `settings` are the service's own (its Kafka principal has the benchmark service's
+    production grants and no more); `admin` are the broker administrator's, with which the
+    tests create topics, play intake (`publisher`) and read any topic (`tap`).
+    """
 
     settings: BenchmarkSettings
+    admin: KafkaSettings
     components: Components
     port: int
     publisher: EventPublisher
@@ -291,7 +299,8 @@ def service_settings(
     max_concurrency: int = 2,
     max_attempts: int = 3,
 ) -> BenchmarkSettings:
-    """Settings for a service on fresh topics, reaching Kafka with `kafka`, with its files under `root`."""
+    """Settings for a service on fresh topics, with its files under `root`; `kafka` is the broker
+    administrator's (`benchmark_process` gives the service a principal of its own)."""
     suffix = uuid.uuid4().hex[:10]
     return BenchmarkSettings(
         database_url=f"sqlite:///{root / 'benchmark.db'}",
@@ -309,7 +318,7 @@ def service_settings(
         work_dir=str(root / "work"),
         worker_memory=None,
         shutdown_grace=2.0,
-        consumer_group=f"benchmark-test-{suffix}",
+        consumer_group=f"{service_principal('benchmark')}-test-{suffix}",
         kafka=kafka,
         topics=Topics(
             submissions=f"test.submissions.{suffix}",
@@ -321,10 +330,18 @@ def service_settings(
 
 @contextmanager
 def benchmark_process(settings: BenchmarkSettings, root: Path) -> Iterator[BenchmarkProcess]:
-    """Create the topics and run `serve(settings)` in a background loop until the block ends."""
+    """Create the topics and run `serve(settings)` in a background loop until the block ends.
+
+    `settings.kafka` is the administrator's: it creates the topics and a principal with exactly
+    the benchmark service's production grants on them, as which the service runs.
+    """
     topics = settings.topics
+    admin = settings.kafka
+    user = f"{service_principal('benchmark')}-{uuid.uuid4().hex[:10]}"
+    grants = service_grants_as(user, "benchmark", topics)
+    settings = replace(settings, kafka=create_principal(admin, user, grants, root / f"{user}.password"))
     ensure_topics(
-        settings.kafka,
+        admin,
         [
             TopicSpec(name, partitions=1)
             for name in (
@@ -344,10 +361,10 @@ def benchmark_process(settings: BenchmarkSettings, root: Path) -> Iterator[Bench
     if running.done():
         running.result()  # raises what stopped the service
     components, port = ready.result(0)
-    publisher = EventPublisher(settings.kafka, source=SOURCES["intake"])
-    tap = EventTap(settings.kafka, [topics.benchmark_jobs, topics.benchmark_results])
+    publisher = EventPublisher(admin, source=SOURCES["intake"])
+    tap = EventTap(admin, [topics.benchmark_jobs, topics.benchmark_results])
     try:
-        yield BenchmarkProcess(settings, components, port, publisher, tap, root)
+        yield BenchmarkProcess(settings, admin, components, port, publisher, tap, root)
     finally:
         loop.loop.call_soon_threadsafe(stop.set)
         running.result(60)

@@ -10,20 +10,29 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 from kubernetes import client
+from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, job_name
 from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor
+from preflight_benchmark.adapters.grpc_clients import GrpcSubmissionStatuses
+from preflight_benchmark.adapters.store import JobStore
+from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.catalog import Resources
-from preflight_benchmark.domain.jobs import AttemptEnd
+from preflight_benchmark.domain.jobs import AttemptEnd, FailureReason, JobStatus
 from preflight_benchmark.domain.ports import Attempt
-from preflight_benchmark.testing import until
+from preflight_benchmark.service.dispatcher import Dispatcher, DispatcherSettings, _attempt
+from preflight_benchmark.service.planner import Planner
+from preflight_benchmark.testing import intake_stand_in, submission, until
+from preflight_common.db import make_engine
+from preflight_common.liveness import Liveness
 
 PREFIX = "/apis/batch/v1/namespaces/preflight/jobs"
 
@@ -241,3 +250,43 @@ async def test_cancel_deletes_the_job_and_ends_the_watch(
     assert (await running).end == AttemptEnd.CANCELLED
     assert api.deletes == [NAME]
     await executor.cancel(ATTEMPT.job_id, ATTEMPT.attempt)  # deleting a missing Job is harmless
+
+
+async def test_a_job_of_a_withdrawn_submission_left_running_by_a_previous_process_is_stopped(
+    executor: KubernetesExecutor, api: FakeBatchApi, tmp_path: Path
+) -> None:
+    """After a restart the dispatcher re-attaches to the Jobs it had started, unless intake says the
+    submission was withdrawn meanwhile: then the Job is deleted and nothing new is created."""
+    import asyncio
+
+    migrate(f"sqlite:///{tmp_path / 'benchmark.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'benchmark.db'}")
+    store = JobStore(engine, jobs_topic="jobs", results_topic="results")
+    received = submission(base_url="http://127.0.0.1:9/v1", model_name="m", credential_ref="cred-1")
+    Planner(store, load_catalog(), executor=executor.name, max_attempts=3).plan("e1", received)
+    now = datetime.now(UTC)
+    [pending, *_] = store.due(now, 1)
+    started = store.start_attempt(pending, now)
+    assert started is not None
+    await executor.create(_attempt(started, str(tmp_path)))  # the previous process's worker
+    with intake_stand_in(tmp_path) as intake:
+        intake.servicer.withdrawn.add(received.submission_id)
+        statuses = GrpcSubmissionStatuses(intake.target, intake.service_token)
+        dispatcher = Dispatcher(
+            store, executor, statuses, DispatcherSettings(log_root=str(tmp_path), poll_interval=0.05)
+        )
+        stop = asyncio.Event()
+        running = asyncio.create_task(dispatcher.run(stop, Liveness()))
+        try:
+            await until(
+                lambda: all(j.status is JobStatus.FAILED for j in store.in_status(*JobStatus)), timeout=60
+            )
+            await until(lambda: not api.jobs, timeout=60)  # the previous process's Job is deleted
+        finally:
+            stop.set()
+            await running
+            await statuses.close()
+    ended = store.in_status(*JobStatus)
+    assert {j.failure_reason for j in ended} == {FailureReason.WITHDRAWN}
+    assert api.creates == 1, "no worker was started for the withdrawn submission"
+    engine.dispose()

@@ -158,7 +158,8 @@ class Dispatcher:
     async def _launchable(self, job: JobRecord) -> bool:
         """Whether the attempt may start: intake does not say its submission was withdrawn.
 
-        A withdrawn submission's job ends as WITHDRAWN here. While intake cannot tell,
+        A withdrawn submission's job ends as WITHDRAWN here (and a worker of the attempt
+        still running from before a restart is stopped). While intake cannot tell,
         this waits (with capped backoff) and gives up once the job is no longer this
         running attempt (the window closed, or the planner ended it).
         """
@@ -182,6 +183,8 @@ class Dispatcher:
         )
         if await asyncio.to_thread(self._store.end, job.job_id, ending, now, job.attempt) is not None:
             log.info("job %s failed: its submission was withdrawn (not started)", job.job_id)
+        # A worker of this attempt that outlived the previous process (a Kubernetes Job) is stopped.
+        await self._executor.cancel(job.job_id, job.attempt)
         return False
 
     async def _run_attempt(self, job: JobRecord) -> None:

@@ -68,7 +68,7 @@ deploy-tools: \
 	$(DEPLOY_CACHE)/stamps/kubernetes-validate-$(KUBERNETES_VALIDATE_VERSION)
 
 helm-lint: deploy-tools
-	$(HELM) lint --strict $(DEPLOY_CHART)
+	$(HELM) lint --strict $(DEPLOY_CHART) -f $(DEPLOY_ROOT)/deploy/helm/tools/required-values.yaml
 	$(HELM) lint --strict $(DEPLOY_CHART) -f $(DEPLOY_CHART)/examples/minimal.yaml
 	$(HELM) lint --strict $(DEPLOY_CHART) -f $(DEPLOY_CHART)/examples/production.yaml
 	$(HELM) lint --strict $(DEPLOY_CHART) -f $(DEPLOY_CHART)/examples/strimzi.yaml

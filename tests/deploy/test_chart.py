@@ -16,8 +16,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "preflight"
+# The values the chart requires and has no default for (an eval-log store), added to the defaults.
+REQUIRED_VALUES = REPO / "deploy" / "helm" / "tools" / "required-values.yaml"
 VALUES_FILES = {
-    "default": [],
+    "default": [REQUIRED_VALUES],
     "minimal": [CHART / "examples/minimal.yaml"],
     "production": [CHART / "examples/production.yaml"],
     "strimzi": [CHART / "examples/strimzi.yaml"],
@@ -87,7 +89,7 @@ def test_bad_values_fail_to_render(helm: str, check_chart: ModuleType) -> None:
         for i, (what, overlay) in enumerate(check_chart.BAD_VALUES):
             f = Path(tmp) / f"{i}.yaml"
             f.write_text(yaml.safe_dump(overlay))
-            res = check_chart.render(helm, CHART, [f])
+            res = check_chart.render(helm, CHART, [REQUIRED_VALUES, f])
             assert res.returncode != 0, f"rendered: {what}"
             assert (
                 "values don't meet the specifications of the schema" in res.stderr

@@ -4,6 +4,7 @@ cluster itself, `helm install` of the chart, and the dispatcher's RBAC."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import time
@@ -17,6 +18,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "preflight"
+# The values the chart requires and has no default for (an eval-log store).
+REQUIRED_VALUES = REPO / "deploy" / "helm" / "tools" / "required-values.yaml"
 
 
 def api_client(kubeconfig: Path):  # type: ignore[no-untyped-def]
@@ -156,6 +159,8 @@ def release(k8s_cluster: Path, helm: str) -> Iterator[Release]:
         "--wait",
         "--timeout",
         "3m",
+        "-f",
+        str(REQUIRED_VALUES),
         "--set",
         f"benchmark.jobNamespace={job_ns}",
         "--set",
@@ -346,7 +351,7 @@ def dispatcher_settings(release: Release, monkeypatch: pytest.MonkeyPatch):  # t
     target = next(
         e.value for e in dep.spec.template.spec.containers[0].env if e.name == "PREFLIGHT_BENCHMARK_TARGET"
     )
-    return KubernetesSettings.from_env(target), ""
+    return KubernetesSettings.from_env(target, os.environ["PREFLIGHT_BENCHMARK_LOG_ROOT"]), ""
 
 
 def test_dispatcher_token_runs_a_worker_job_and_cannot_read_secrets(

@@ -31,6 +31,8 @@ from preflight_benchmark.domain.jobs import AttemptEnd
 from preflight_benchmark.domain.ports import Attempt
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "preflight"
+# The values the chart requires and has no default for (an eval-log store).
+REQUIRED_VALUES = CHART.parent / "tools" / "required-values.yaml"
 DISPATCHER = "preflight-benchmark"  # the chart's ServiceAccount of the benchmark service
 HOLD = "preflight.test/kwok-hold"
 WAIT = 60.0
@@ -69,6 +71,8 @@ def namespaces(k8s_cluster: Path, helm: str) -> Iterator[Namespaces]:
             release,
             "--show-only",
             "templates/rbac.yaml",
+            "-f",
+            str(REQUIRED_VALUES),
             "--set",
             f"benchmark.jobNamespace={jobs}",
         ],

@@ -40,6 +40,8 @@ CRD_SCHEMAS = {
     ("kafka.strimzi.io/v1", "KafkaUser"): CRDS / "kafkauser-v1.json",
 }
 
+# The values the chart requires and has no default for: "default" renders add them.
+REQUIRED_VALUES = Path(__file__).resolve().parent / "required-values.yaml"
 RELEASE = "preflight"
 NAMESPACE = "preflight"
 
@@ -111,6 +113,18 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
         {"kafka": {"strimzi": {"enabled": True, "cluster": "c"}}},
     ),
     ("no intake and no identity target", {"intake": {"enabled": False}}),
+    (
+        "worker eval logs on the pod's own disk",
+        {"benchmark": {"evalLogs": {"root": "/var/lib/preflight/eval-logs"}}},
+    ),
+    ("worker eval logs nowhere", {"benchmark": {"evalLogs": {"root": ""}}}),
+    (
+        "eval-log claim at a relative path",
+        {"benchmark": {"evalLogs": {"root": "logs", "persistentVolumeClaim": "l"}}},
+    ),
+    ("bad scratch size", {"benchmark": {"worker": {"scratchSizeLimit": "lots"}}}),
+    ("bad runtime class", {"benchmark": {"worker": {"runtimeClassName": "gVisor"}}}),
+    ("pull secret without a name", {"global": {"imagePullSecrets": [{"secret": "x"}]}}),
 ]
 
 
@@ -171,7 +185,7 @@ def validate_objects(objs: list[dict[str, Any]], versions: Iterable[str]) -> lis
 
 def values_sets(chart: Path) -> list[tuple[str, list[Path]]]:
     examples = [(f.stem, [f]) for f in sorted((chart / "examples").glob("*.yaml"))]
-    return [("default", []), *examples]
+    return [("default", [REQUIRED_VALUES]), *examples]
 
 
 def check_bad_values(helm: str, chart: Path) -> list[str]:
@@ -180,7 +194,7 @@ def check_bad_values(helm: str, chart: Path) -> list[str]:
         for i, (what, overlay) in enumerate(BAD_VALUES):
             f = Path(tmp) / f"bad-{i}.yaml"
             f.write_text(yaml.safe_dump(overlay))
-            res = render(helm, chart, [f])
+            res = render(helm, chart, [REQUIRED_VALUES, f])
             if res.returncode == 0:
                 errors.append(f"bad values rendered without error: {what}: {overlay}")
     return errors

@@ -198,12 +198,33 @@ worker = obj(
         "weights": obj({"vllmImage": string, "gpus": {"type": "integer", "minimum": 1}}, required=["gpus"]),
         "backoffLimit": {"type": "integer", "minimum": 0},
         "ttlSecondsAfterFinished": {"type": "integer", "minimum": 0},
+        "scratchSizeLimit": {"type": "string", "pattern": r"^\d+(\.\d+)?([KMGT]i|[kMGT])?$"},
+        "runtimeClassName": ref("optionalName"),
+        "priorityClassName": ref("optionalName"),
         "kueue": obj({"enabled": boolean, "queueName": string}, required=["enabled"]),
         "existingSecret": ref("optionalName"),
         "secretKeys": obj({"serviceToken": ref("secretKeyName")}, required=["serviceToken"]),
     },
-    required=["image", "kueue", "secretKeys", "weights"],
+    required=["image", "kueue", "secretKeys", "weights", "scratchSizeLimit"],
 )
+
+eval_logs = obj(
+    {
+        # s3:// or gs:// URLs, an absolute mount path, or empty (the local executor's default).
+        "root": {"type": "string", "pattern": r"^((s3|gs)://[^/\s]+(/\S*)?|/\S*)?$"},
+        "persistentVolumeClaim": ref("optionalName"),
+        "existingSecret": ref("optionalName"),
+        "env": {
+            "type": "object",
+            "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "not": {"pattern": "^PREFLIGHT_"}},
+            "additionalProperties": {"type": "string"},
+        },
+        "serviceAccountAnnotations": ref("stringMap"),
+    },
+    required=["root"],
+)
+
+image_pull_secret = {"anyOf": [ref("dnsLabel"), obj({"name": ref("dnsLabel")}, required=["name"])]}
 
 yaml_doc = {"type": "string", "description": "A YAML document; empty uses the chart's files/ default."}
 
@@ -216,7 +237,11 @@ schema = {
     "$defs": defs,
     "required": ["image", "kafka", "intake", "benchmark", "clearinghouse", "notifier", "networkPolicy"],
     "properties": {
-        "global": {"type": "object", "description": "Reserved for parent charts."},
+        "global": obj(
+            {"imageRegistry": string, "imagePullSecrets": {"type": "array", "items": image_pull_secret}},
+            additional=True,
+            description="Shared with parent charts: the keys below are read, others are theirs.",
+        ),
         "nameOverride": {"type": "string", "maxLength": 40},
         "fullnameOverride": {"type": "string", "maxLength": 40},
         "commonLabels": ref("stringMap"),
@@ -439,6 +464,7 @@ schema = {
                     "maxLength": 63,
                 },
                 "catalog": yaml_doc,
+                "evalLogs": eval_logs,
                 "worker": worker,
             },
         ),
@@ -491,6 +517,7 @@ schema = {
                             "smtp",
                             "webhooks",
                             "modelEndpoints",
+                            "evalLogs",
                         ]
                     },
                     required=[
@@ -502,6 +529,7 @@ schema = {
                         "smtp",
                         "webhooks",
                         "modelEndpoints",
+                        "evalLogs",
                     ],
                 ),
             },

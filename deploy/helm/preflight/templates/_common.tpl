@@ -61,7 +61,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* Image reference. Arg: (dict "root" $ "image" <image values>). */}}
 {{- define "preflight.image" -}}
-{{- $registry := .root.Values.image.registry | trimSuffix "/" -}}
+{{- $registry := (.root.Values.global | default dict).imageRegistry | default .root.Values.image.registry | trimSuffix "/" -}}
 {{- $repo := .image.repository -}}
 {{- if $registry -}}{{- $repo = printf "%s/%s" $registry $repo -}}{{- end -}}
 {{- if .image.digest -}}
@@ -69,6 +69,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- else -}}
 {{- printf "%s:%s" $repo (.image.tag | default .root.Values.image.tag | default .root.Chart.AppVersion) -}}
 {{- end -}}
+{{- end -}}
+
+{{/* Names of the image pull Secrets, comma-separated: global.imagePullSecrets (names or {name})
+then image.pullSecrets, each once. Arg: root. */}}
+{{- define "preflight.pullSecretNames" -}}
+{{- $names := list -}}
+{{- range concat ((.Values.global | default dict).imagePullSecrets | default list) (.Values.image.pullSecrets | default list) -}}
+{{- if kindIs "map" . -}}
+{{- $names = append $names .name -}}
+{{- else -}}
+{{- $names = append $names . -}}
+{{- end -}}
+{{- end -}}
+{{- $names | uniq | join "," -}}
+{{- end -}}
+
+{{/* Whether eval logs go to an object store (s3://, gs://): "true" or "". Arg: root. */}}
+{{- define "preflight.evalLogsInObjectStore" -}}
+{{- if regexMatch "^(s3|gs)://[^/]+" .Values.benchmark.evalLogs.root -}}true{{- end -}}
 {{- end -}}
 
 {{/* Secret of a component. Arg: (dict "root" $ "name" <component> "c" <values>). */}}
@@ -260,6 +279,16 @@ spec:
 {{- end -}}
 {{- if and $v.telemetry.serviceMonitor.enabled (not $v.telemetry.metrics.enabled) -}}
 {{- fail "telemetry.serviceMonitor.enabled needs telemetry.metrics.enabled" -}}
+{{- end -}}
+{{- if and $v.benchmark.enabled (eq $v.benchmark.executor "kubernetes") -}}
+{{- $logs := $v.benchmark.evalLogs -}}
+{{- if $logs.persistentVolumeClaim -}}
+{{- if not (hasPrefix "/" $logs.root) -}}
+{{- fail "benchmark.evalLogs.root must be the absolute path at which benchmark.evalLogs.persistentVolumeClaim is mounted in the worker Jobs (e.g. /eval-logs)" -}}
+{{- end -}}
+{{- else if not (include "preflight.evalLogsInObjectStore" $root) -}}
+{{- fail "benchmark.evalLogs.root is required with the kubernetes executor: an s3:// or gs:// URL, or the mount path of benchmark.evalLogs.persistentVolumeClaim (worker pods have a read-only root file system, and their disk goes with them)" -}}
+{{- end -}}
 {{- end -}}
 {{- if and $v.benchmark.worker.kueue.enabled (not $v.benchmark.worker.kueue.queueName) -}}
 {{- fail "benchmark.worker.kueue.enabled needs benchmark.worker.kueue.queueName" -}}

@@ -154,7 +154,7 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 - name: PREFLIGHT_BENCHMARK_MAX_ATTEMPTS
   value: {{ $c.maxAttempts | quote }}
 - name: PREFLIGHT_BENCHMARK_LOG_ROOT
-  value: /var/lib/preflight/eval-logs
+  value: {{ $c.evalLogs.root | default "/var/lib/preflight/eval-logs" | quote }}
 - name: PREFLIGHT_BENCHMARK_WORK_DIR
   value: /var/lib/preflight/work
 {{- /* Where workers reach intake (credentials) and this service (results): FQDNs, as workers may run in another namespace. */}}
@@ -169,6 +169,19 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ include "preflight.image" (dict "root" $root "image" $w.image) | quote }}
 - name: PREFLIGHT_BENCHMARK_K8S_SERVICE_ACCOUNT
   value: {{ include "preflight.workerServiceAccountName" $root | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_INSTANCE
+  value: {{ $root.Release.Name | quote }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_IMAGE_PULL_SECRETS" (include "preflight.pullSecretNames" $root)) }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_CLAIM" $c.evalLogs.persistentVolumeClaim) }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_SECRET" $c.evalLogs.existingSecret) }}
+{{- with $c.evalLogs.env }}
+- name: PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_ENV
+  value: {{ toJson . | quote }}
+{{- end }}
+- name: PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE
+  value: {{ $w.scratchSizeLimit | quote }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_RUNTIME_CLASS" $w.runtimeClassName) }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_PRIORITY_CLASS" $w.priorityClassName) }}
 - name: PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET
   value: {{ printf "%s:%s" (include "preflight.workerSecretName" $root) $w.secretKeys.serviceToken | quote }}
 - name: PREFLIGHT_BENCHMARK_K8S_NODE_SELECTOR

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from preflight.benchmark.v1 import events_pb2
 from preflight_benchmark.adapters import events
-from preflight_benchmark.adapters.store import JobStore, NewJob, outbox
+from preflight_benchmark.adapters.store import JobStore, NewJob, Refused, outbox
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus, job_id
 from preflight_common.db import make_engine
@@ -64,6 +65,27 @@ def test_planning_is_applied_once_per_event_and_per_submission(store: JobStore) 
     assert not store.plan("evt-2", "sub-1", "lab-a", "local", jobs, NOW)
     assert outbox_rows(store, "jobs") == [f"{j.job_id}/requested" for j in jobs]
     assert [j.status for j in store.due(NOW, 10)] == [JobStatus.PENDING, JobStatus.PENDING]
+
+
+def test_a_submissions_organisation_and_model_are_set_once(store: JobStore) -> None:
+    jobs = new_jobs("sub-9", ["a"])
+    store.plan("evt-20", "sub-9", "lab-a", "local", jobs, NOW)
+    with pytest.raises(Refused, match="belongs to another organisation than 'lab-rival'"):
+        store.plan("evt-21", "sub-9", "lab-rival", "local", jobs, NOW)
+    other_model = events_pb2.BenchmarkJobRequested.FromString(jobs[0].request)
+    other_model.model.name = "another-model"
+    renamed = [replace(jobs[0], request=other_model.SerializeToString())]
+    with pytest.raises(Refused, match="model is set once"):
+        store.plan("evt-22", "sub-9", "lab-a", "local", renamed, NOW)
+    ending = events.failed(FailureReason.WITHDRAWN, "withdrawn", retryable=False, now=NOW)
+    with pytest.raises(Refused, match="belongs to another organisation"):
+        store.withdraw("evt-23", "sub-9", "lab-rival", NOW, ending)
+    with pytest.raises(Refused, match="belongs to another organisation"):
+        store.change_window("evt-24", "sub-9", "lab-rival", (NOW, NOW + timedelta(days=1)), NOW)
+    assert [j.status for j in store.due(NOW, 10)] == [JobStatus.PENDING]
+    assert len(store.withdraw("evt-25", "sub-9", "lab-a", NOW, ending)) == 1
+    with pytest.raises(Refused, match="was withdrawn"):
+        store.plan("evt-26", "sub-9", "lab-a", "local", jobs, NOW)
 
 
 def test_an_attempt_starts_once_and_ends_with_exactly_one_event(store: JobStore) -> None:

@@ -271,6 +271,39 @@ def test_finding_embargo_and_remediation_thresholds_follow_the_notice(
     assert set(reminder_statuses(notifier, "remediation_due/f-1").values()) == {"fired", "cancelled"}
 
 
+def test_a_submissions_organisation_and_contacts_are_set_once_and_a_closed_review_stays_closed(
+    notifier: Components, clock: ManualClock
+) -> None:
+    apply(notifier, submission_received("sub-1", START + 8 * DAY))
+    before = rows(notifier, "SELECT audience, state, due_at FROM deadlines")
+    rival = submission_received("sub-1", START + 8 * DAY, version=2, organisation="lab-rival")
+    with pytest.raises(BadEvent, match="belongs to another organisation than lab-rival"):
+        apply(notifier, rival)
+    other_contacts = submission_received("sub-1", START + 9 * DAY, version=2)
+    other_contacts.contacts[0].email = "someone@rival.example"
+    with pytest.raises(BadEvent, match="contacts are set once"):
+        apply(notifier, other_contacts)
+    for forged in (
+        release_moved("sub-1", START + 20 * DAY, version=3, organisation="lab-rival"),
+        intake_events.SubmissionWithdrawn(submission_id="sub-1", organisation="lab-rival"),
+    ):
+        with pytest.raises(BadEvent, match="belongs to another organisation"):
+            apply(notifier, forged)
+    assert rows(notifier, "SELECT audience, state, due_at FROM deadlines") == before
+    apply(notifier, intake_events.SubmissionWithdrawn(submission_id="sub-1", organisation="lab-a"))
+    with pytest.raises(BadEvent, match="is cancelled: it is not received again"):
+        apply(notifier, submission_received("sub-1", START + 9 * DAY, version=3))
+
+
+def test_a_finding_is_published_once(notifier: Components) -> None:
+    notice = finding_notice("f-1", embargo_end=START + 3 * DAY)
+    apply(notifier, clearinghouse_events.FindingPublished(finding=notice))
+    notice.revision, notice.audience.organisations[:] = 2, ["bank-a", "bank-b"]
+    with pytest.raises(BadEvent, match="finding f-1 is already published"):
+        apply(notifier, clearinghouse_events.FindingPublished(finding=notice))
+    apply(notifier, clearinghouse_events.FindingUpdated(finding=notice))  # changes come as updates
+
+
 def test_an_event_that_can_never_apply_writes_nothing(notifier: Components) -> None:
     with pytest.raises(BadEvent, match="submission_id"):
         apply(notifier, submission_received("", START + 8 * DAY), event_id="ev-bad")

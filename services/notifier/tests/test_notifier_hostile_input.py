@@ -5,6 +5,7 @@ naming the field; a routing file's audience names follow the shared grammar."""
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 from datetime import timedelta
@@ -19,9 +20,12 @@ from notifier_support import START
 from preflight.notifier.v1 import notifier_pb2
 from preflight_common.config import ConfigError
 from preflight_common.fields import MATCHER_LIMIT
+from preflight_notifier.adapters import tables
 from preflight_notifier.adapters.codec import timestamp
 from preflight_notifier.adapters.routing_file import parse_routing
+from preflight_notifier.bootstrap import Components
 from preflight_notifier.domain.matchers import Matcher, MatchOp
+from sqlalchemy import insert
 
 from conftest import Api
 
@@ -138,3 +142,35 @@ def test_a_routing_file_audience_outside_the_name_grammar_is_a_config_error(
     }
     with pytest.raises(ConfigError, match=rf"receivers\[0\]: {named} must be"):
         parse_routing(document)
+
+
+async def test_stored_silences_that_are_not_re2_are_ignored_and_big_ones_compile_once(
+    api: Api, notifier: Components
+) -> None:
+    """Silences stored before matchers were RE2 (and bounded) neither fail nor slow listing."""
+    rows = {
+        "lookahead": 'subject_id=~"(?=x)x"',
+        "too-big-for-re2": 'subject_id=~"' + "a" * (1 << 20) + '"',
+        "a-megabyte": 'subject_id=~"' + "(a|b|c)*" * (1 << 17) + '"',
+    }
+    with notifier.engine.begin() as conn:
+        for silence_id, matcher in rows.items():
+            conn.execute(
+                insert(tables.silences).values(
+                    silence_id=silence_id,
+                    matchers=json.dumps([matcher]),
+                    starts_at=START,
+                    ends_at=START + timedelta(days=1),
+                    created_by="ops-a",
+                    organisation="bank-a",
+                    comment="",
+                    created_at=START,
+                )
+            )
+    for _ in range(3):
+        begun = time.monotonic()
+        listed = await api.stub.ListSilences(
+            notifier_pb2.ListSilencesRequest(), metadata=api.auth("bank-a"), timeout=60
+        )
+        assert [s.silence_id for s in listed.silences] == ["a-megabyte"]
+        assert time.monotonic() - begun < 3.0

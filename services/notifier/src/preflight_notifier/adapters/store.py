@@ -13,6 +13,7 @@ lock up front), so no lock clause is needed.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from preflight_notifier.domain.model import Deadline, DeadlineKind, DeadlineStat
 from preflight_notifier.domain.routing import Notification
 from preflight_notifier.domain.schedule import DueReminder, PlannedReminder, Stage
 from preflight_notifier.domain.silences import Silence
+
+log = logging.getLogger(__name__)
 
 _WRITE = "preflight_write"
 
@@ -472,10 +475,18 @@ def finish_group(conn: Connection, group_key: str, now: datetime) -> None:
 # --- silences --------------------------------------------------------------------------------
 
 
-def _silence(row: Row[Any]) -> Silence:
+def _silence(row: Row[Any]) -> Silence | None:
+    """The silence in a row; None (logged) for one whose matchers are not valid RE2 any more: it
+    was stored before regular expressions were RE2, and suppresses nothing rather than failing
+    every list and dispatch."""
+    try:
+        matchers = tuple(Matcher.parse(m) for m in json.loads(row.matchers))
+    except ValueError:
+        log.warning("silence %s is ignored: a matcher is not a valid RE2 regular expression", row.silence_id)
+        return None
     return Silence(
         silence_id=row.silence_id,
-        matchers=tuple(Matcher.parse(m) for m in json.loads(row.matchers)),
+        matchers=matchers,
         starts_at=row.starts_at,
         ends_at=row.ends_at,
         created_by=row.created_by,
@@ -513,7 +524,7 @@ def silences(conn: Connection, *, organisation: str | None, unexpired_at: dateti
         query = query.where(s.c.organisation == organisation)
     if unexpired_at is not None:
         query = query.where(s.c.ends_at > unexpired_at)
-    return [_silence(row) for row in conn.execute(query)]
+    return [silence for row in conn.execute(query) if (silence := _silence(row)) is not None]
 
 
 def end_silence(conn: Connection, silence: Silence, now: datetime) -> None:

@@ -38,12 +38,12 @@ from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.entrypoints.server import serve
 from preflight_common.auth import Principal, Role
-from preflight_common.bus import SOURCES, owner_of
+from preflight_common.bus import SOURCES, owner_of, service_grants, service_principal
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.envelope import EventRegistry, decode_record, encode_event, headers_dict
 from preflight_common.producer import EventPublisher
 from preflight_common.signing import verify_signature
-from preflight_common.testing.fixtures import TopicFactory
+from preflight_common.testing.fixtures import PrincipalFactory, TopicFactory
 from preflight_common.topics import TopicSpec, ensure_topics
 
 OUTPUT = EventRegistry([ch_events.ReviewReportReady, ch_events.FindingPublished, ch_events.FindingUpdated])
@@ -119,6 +119,12 @@ def topics(unique_topic: TopicFactory, kafka_settings: KafkaSettings) -> Topics:
     return Topics(**consumed, **produced)
 
 
+@pytest.fixture
+def clearinghouse_kafka(kafka_principal: PrincipalFactory, topics: Topics) -> KafkaSettings:
+    """The clearinghouse's principal, with exactly its production grants on `topics`."""
+    return kafka_principal(service_principal("clearinghouse"), service_grants("clearinghouse", topics))
+
+
 def publish_all(publisher: EventPublisher, topics: Topics, events: list[tuple[str, str, Message]]) -> None:
     """Publish each (topic, event id, payload) as the topic's owner publishes it."""
     publisher.publish_many(
@@ -149,7 +155,7 @@ def clearinghouse_settings(
         state_dir=tmp_path / "state",
         listen="127.0.0.1:0",
         identity_target=identity_target,
-        consumer_group=f"clearinghouse-{tmp_path.name}",
+        consumer_group=f"{service_principal('clearinghouse')}-{tmp_path.name}",
         relay_interval=0.05,
         stream_poll_interval=0.05,
         kafka=kafka,
@@ -183,12 +189,12 @@ def review_events(
 
 
 def test_reports_findings_and_replays_over_the_real_broker(
-    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+    kafka_settings: KafkaSettings, clearinghouse_kafka: KafkaSettings, topics: Topics, tmp_path: Path
 ) -> None:
     kafka = kafka_settings
     loopback = LoopbackServer()
     identity = start_identity(loopback, tmp_path)
-    settings = clearinghouse_settings(kafka, topics, tmp_path, identity.target)
+    settings = clearinghouse_settings(clearinghouse_kafka, topics, tmp_path, identity.target)
     signer = ReportSigner(Ed25519PrivateKey.generate())
     running = Running(settings, signer, identity.service_token)
     publisher = EventPublisher(kafka, source=SOURCES["benchmark"])
@@ -255,13 +261,22 @@ def test_reports_findings_and_replays_over_the_real_broker(
 
 
 class Forgery:
-    """A clearinghouse process, its gRPC stub and a publisher with the administrator's credentials."""
+    """A clearinghouse process (as its own principal, `service_kafka`), its gRPC stub and a
+    publisher with the administrator's credentials (`kafka`)."""
 
-    def __init__(self, kafka: KafkaSettings, topics: Topics, tmp_path: Path, **overrides: Any) -> None:
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        service_kafka: KafkaSettings,
+        topics: Topics,
+        tmp_path: Path,
+        **overrides: Any,
+    ) -> None:
         self.kafka, self.topics = kafka, topics
         self.loopback = LoopbackServer()
         self.identity = start_identity(self.loopback, tmp_path)
-        settings = replace(clearinghouse_settings(kafka, topics, tmp_path, self.identity.target), **overrides)
+        settings = clearinghouse_settings(service_kafka, topics, tmp_path, self.identity.target)
+        settings = replace(settings, **overrides)
         self.running = Running(
             settings, ReportSigner(Ed25519PrivateKey.generate()), self.identity.service_token
         )
@@ -302,9 +317,9 @@ REVIEWER = Principal("rev-1", Role.REVIEWER, "agency")
 
 
 def test_a_re_announced_submission_naming_another_lab_moves_nothing_and_is_dead_lettered(
-    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+    kafka_settings: KafkaSettings, clearinghouse_kafka: KafkaSettings, topics: Topics, tmp_path: Path
 ) -> None:
-    forgery = Forgery(kafka_settings, topics, tmp_path)
+    forgery = Forgery(kafka_settings, clearinghouse_kafka, topics, tmp_path)
     try:
         events = review_events(topics, "sub-r")
         publish_all(forgery.publisher, topics, events[:1])
@@ -331,9 +346,9 @@ def test_a_re_announced_submission_naming_another_lab_moves_nothing_and_is_dead_
 
 
 def test_forged_benchmark_results_issue_no_report_and_are_dead_lettered(
-    kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+    kafka_settings: KafkaSettings, clearinghouse_kafka: KafkaSettings, topics: Topics, tmp_path: Path
 ) -> None:
-    forgery = Forgery(kafka_settings, topics, tmp_path, plan_wait=1.0)
+    forgery = Forgery(kafka_settings, clearinghouse_kafka, topics, tmp_path, plan_wait=1.0)
     try:
         # The benchmark planned four jobs whose access window opens tomorrow: none can have run.
         tomorrow = datetime.now(UTC) + timedelta(days=1)

@@ -290,3 +290,35 @@ async def test_a_job_of_a_withdrawn_submission_left_running_by_a_previous_proces
     assert {j.failure_reason for j in ended} == {FailureReason.WITHDRAWN}
     assert api.creates == 1, "no worker was started for the withdrawn submission"
     engine.dispose()
+
+
+async def test_no_worker_starts_while_intake_cannot_say_whether_the_submission_was_withdrawn(
+    executor: KubernetesExecutor, api: FakeBatchApi, tmp_path: Path
+) -> None:
+    import asyncio
+
+    migrate(f"sqlite:///{tmp_path / 'benchmark.db'}")
+    engine = make_engine(f"sqlite:///{tmp_path / 'benchmark.db'}")
+    store = JobStore(engine, jobs_topic="jobs", results_topic="results")
+    received = submission(base_url="http://127.0.0.1:9/v1", model_name="m", credential_ref="cred-1")
+    planned = Planner(store, load_catalog(), executor=executor.name, max_attempts=3).plan("e1", received)
+    with intake_stand_in(tmp_path) as intake:
+        intake.servicer.unavailable = True
+        statuses = GrpcSubmissionStatuses(intake.target, intake.service_token)
+        settings = DispatcherSettings(
+            log_root=str(tmp_path), max_concurrency=planned, poll_interval=0.05, status_retry_cap=0.2
+        )
+        dispatcher = Dispatcher(store, executor, statuses, settings)
+        stop = asyncio.Event()
+        running = asyncio.create_task(dispatcher.run(stop, Liveness()))
+        try:
+            # Every job's attempt asks again and again, and none is launched.
+            await until(lambda: len(intake.servicer.status_queries) >= 3 * planned, timeout=60)
+            assert api.creates == 0
+            intake.servicer.unavailable = False
+            await until(lambda: api.creates == planned, timeout=60)
+        finally:
+            stop.set()
+            await running
+            await statuses.close()
+    engine.dispose()

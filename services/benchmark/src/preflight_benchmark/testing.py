@@ -93,12 +93,14 @@ class LoopThread:
 
 class ResolveCredentialServicer(intake_pb2_grpc.IntakeServiceServicer):
     """ResolveCredential (`service` principals resolve the references it knows) and GetSubmission
-    (a submission's status: BENCHMARKING unless `withdrawn` names it)."""
+    (a submission's status: BENCHMARKING unless `withdrawn` names it; UNAVAILABLE while
+    `unavailable` is set)."""
 
     def __init__(self) -> None:
         self.credentials: dict[str, str] = {}
         self.calls: list[tuple[str, str]] = []
         self.withdrawn: set[str] = set()
+        self.unavailable = False
         self.status_queries: list[str] = []
 
     async def GetSubmission(
@@ -106,6 +108,8 @@ class ResolveCredentialServicer(intake_pb2_grpc.IntakeServiceServicer):
     ) -> intake_pb2.GetSubmissionResponse:
         await require_role(context, Role.SERVICE, Role.REVIEWER)
         self.status_queries.append(request.submission_id)
+        if self.unavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "intake is unavailable")
         status = (
             intake_pb2.SUBMISSION_STATUS_WITHDRAWN
             if request.submission_id in self.withdrawn

@@ -13,7 +13,13 @@ from preflight_benchmark.adapters.grpc_clients import GrpcCredentialResolver
 from preflight_benchmark.domain.jobs import FailureReason
 from preflight_benchmark.domain.ports import CredentialError
 from preflight_benchmark.testing import IntakeStandIn, intake_stand_in
-from preflight_benchmark.worker.run import WorkerFailure, WorkerSettings, classify_error, model_access
+from preflight_benchmark.worker.run import (
+    WorkerFailure,
+    WorkerSettings,
+    check_log_dir,
+    classify_error,
+    model_access,
+)
 from preflight_common.grpcserver import ServerTLS
 from preflight_common.ports import free_port
 from preflight_common.testing.tls import TestAuthority
@@ -110,3 +116,14 @@ def test_weights_without_a_model_server_is_a_configuration_error_naming_the_gpu(
 )
 def test_eval_errors_are_classified(message: str, reason: FailureReason, retryable: bool) -> None:
     assert classify_error(message) == (reason, retryable)
+
+
+def test_an_eval_log_store_without_its_file_system_is_a_configuration_error(tmp_path: Path) -> None:
+    """A log root the worker cannot write through (a URL whose fsspec file system is not
+    installed) fails the job at once, naming the store, instead of crashing every attempt."""
+    check_log_dir("s3://preflight-eval-logs/reviews/sub-1")
+    check_log_dir(str(tmp_path / "eval-logs" / "sub-1"))
+    with pytest.raises(WorkerFailure) as failure:
+        check_log_dir("nosuchstore://preflight-eval-logs/sub-1")
+    assert (failure.value.reason, failure.value.retryable) == (FailureReason.CONFIG_ERROR, False)
+    assert failure.value.message.startswith("eval log store nosuchstore://: ")

@@ -105,10 +105,20 @@ async def model_access(
 
 
 def check_log_dir(log_dir: str) -> None:
-    """A local eval-log folder must be writable before the suite runs: a read-only one (a
-    container's root file system) is a configuration error reported as such, not a crash to
-    retry. URLs (s3://, gs://) are written by Inspect through fsspec."""
-    if "://" in log_dir:
+    """The eval-log folder must be one the worker can write before the suite runs, else a
+    configuration error is reported as such, not a crash to retry: a local folder must be
+    writable (not a container's read-only root file system); a URL (s3://, gs://), written by
+    Inspect through fsspec, needs its file system installed (s3fs comes with Inspect, gcsfs not)."""
+    protocol, sep, _ = log_dir.partition("://")
+    if sep:
+        import fsspec
+
+        try:
+            fsspec.get_filesystem_class(protocol)
+        except (ImportError, ValueError) as exc:
+            raise WorkerFailure(
+                FailureReason.CONFIG_ERROR, f"eval log store {protocol}://: {exc}", retryable=False
+            ) from None
         return
     try:
         Path(log_dir).mkdir(parents=True, exist_ok=True)

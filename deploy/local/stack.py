@@ -92,9 +92,11 @@ class Child:
     started_at: float = 0.0
     # Restarts since the child last ran for a healthy period: they set the backoff.
     failures: int = 0
-    # When the child last passed its liveness check (health_port only), and whether it ever did.
+    # When the child last passed its liveness check (health_port only), whether it ever did, and
+    # when to check next.
     last_live: float = 0.0
     seen_live: bool = False
+    next_probe: float = 0.0
 
 
 class Stack:
@@ -519,13 +521,6 @@ class Supervisor:
             for child in self.children:
                 log(f"starting {child.name}")
                 self.start(child)
-                if child.health_port is not None:
-                    threading.Thread(
-                        target=self._probe_liveness,
-                        args=(child, child.health_port),
-                        name=f"liveness-{child.name}",
-                        daemon=True,
-                    ).start()
             announced = False
             while not self.stopping:
                 self._supervise_kafka()
@@ -573,6 +568,7 @@ class Supervisor:
         assert child.process is not None
         now = time.monotonic()
         if child.process.poll() is None:
+            self._probe_liveness(child, now)
             budget = self.liveness_budget if child.seen_live else self.start_budget
             if child.health_port is None or now - child.last_live <= budget:
                 return
@@ -590,14 +586,17 @@ class Supervisor:
             child.next_start = 0.0
             self.start(child)
 
-    def _probe_liveness(self, child: Child, port: int) -> None:
-        """Check the child's "preflight.liveness" health on `port` every second while the stack runs."""
-        while not self.stopping:
-            process = child.process
-            if process is not None and process.poll() is None and _healthy(port, LIVENESS_SERVICE):
-                child.last_live = time.monotonic()
-                child.seen_live = True
-            time.sleep(1.0)
+    @staticmethod
+    def _probe_liveness(child: Child, now: float) -> None:
+        """Check the child's "preflight.liveness" health about every second (a hung child costs the
+        loop the check's 1 s timeout). In this thread only: forking children while another thread
+        is inside a gRPC call is not safe."""
+        if child.health_port is None or now < child.next_probe:
+            return
+        child.next_probe = now + 1.0
+        if _healthy(child.health_port, LIVENESS_SERVICE):
+            child.last_live = time.monotonic()
+            child.seen_live = True
 
     def _on_signal(self, *_: object) -> None:
         self.stopping = True

@@ -116,7 +116,11 @@ def test_a_service_is_restarted_while_kafka_is_still_starting(supervised: Runnin
         assert not _exited(starting)
     finally:
         _continue(starting)
-    wait_until("the stack's broker back", lambda: stack.stack_command("status").returncode == 0, 120)
+    wait_until(
+        "the broker back",
+        lambda: stack.state["kafka_pid"] is not None and _listening(stack.ports["kafka"]),
+        180,
+    )
 
 
 def test_the_restart_backoff_starts_over_after_a_healthy_run(supervised: RunningStack) -> None:

@@ -21,8 +21,8 @@ from preflight_benchmark.adapters.quantity import to_bytes
 
 DEFAULT_DATABASE_URL = "sqlite:///run/benchmark/benchmark.db"
 EXECUTORS = ("local", "kubernetes")
-# Eval-log stores a worker with a read-only root file system writes to (fsspec URLs; the worker
-# image carries their file systems: s3fs, gcsfs).
+# Eval-log stores a worker with a read-only root file system writes to (fsspec URLs: s3fs comes
+# with Inspect AI; for gs:// the worker image needs gcsfs, which the worker checks before a run).
 OBJECT_STORES = ("s3://", "gs://")
 
 

@@ -21,6 +21,7 @@ from preflight.intake.v1.submission_pb2 import (
     ModelIdentity,
     SharingConsent,
 )
+from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings
 from preflight_common.envelope import (
     CONTENT_TYPE,
@@ -211,7 +212,7 @@ def test_published_event_arrives_with_every_cloudevents_header(
         assert headers["ce_specversion"] == "1.0"
         assert headers["ce_id"] == attributes.id
         assert headers["ce_type"] == "preflight.intake.v1.SubmissionReceived"
-        assert headers["ce_source"] == SOURCE
+        assert headers["ce_source"] == attributes.source == SOURCES["intake"]  # the publisher's
         assert headers["ce_subject"] == key.decode()
         assert datetime.fromisoformat(headers["ce_time"]) == attributes.time
         assert headers["content-type"] == "application/protobuf"

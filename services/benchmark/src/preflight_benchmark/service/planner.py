@@ -26,8 +26,7 @@ REGISTRY = EventRegistry(
 
 
 def _window(received: intake_events.SubmissionReceived) -> AccessWindow:
-    if not received.HasField("access_window"):
-        raise PoisonEvent("access_window: required")
+    # Present: the consumer holds every event to its type's required fields (preflight_common.contracts).
     window = AccessWindow(
         events.from_timestamp(received.access_window.start), events.from_timestamp(received.access_window.end)
     )
@@ -64,8 +63,6 @@ class Planner:
 
     def plan(self, event_id: str, received: intake_events.SubmissionReceived) -> int:
         """Store one job per suite and its BenchmarkJobRequested; returns how many jobs were planned."""
-        if not received.submission_id:
-            raise PoisonEvent("submission_id: required")
         kind = received.access.WhichOneof("kind")
         if kind is None:
             raise PoisonEvent("access: endpoint or weights required")

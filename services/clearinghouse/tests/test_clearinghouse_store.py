@@ -176,6 +176,7 @@ def test_an_interleaved_fan_out_gets_one_report_once_the_whole_plan_has_ended(co
 def withdrawn_job(submission_id: str, suite_id: str, capability: str) -> object:
     """The BenchmarkFailed the benchmark publishes for a job it ended because of a withdrawal."""
     event = failed(submission_id, suite_id, capability)
+    event.attempt = 0  # ended while pending: no attempt ran
     event.reason = benchmark_events.FAILURE_REASON_WITHDRAWN
     event.message = "the submission was withdrawn"
     return event

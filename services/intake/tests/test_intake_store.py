@@ -217,7 +217,9 @@ def test_progress_events_apply_once_and_walk_the_status_machine(
     assert world.store.get(sid).status is Status.BENCHMARKING  # type: ignore[union-attr]
     with pytest.raises(RefusedOutcome):  # job-2 may take two attempts: a third never ran
         world.intake.on_job_ended("intake", "e6", sid, "job-2", "failed", attempt=3)
-    world.intake.on_job_ended("intake", "e6", sid, "job-2", "failed", attempt=2)
+    with pytest.raises(RefusedOutcome):  # a completion ran an attempt
+        world.intake.on_job_ended("intake", "e6", sid, "job-2", "completed", attempt=0)
+    world.intake.on_job_ended("intake", "e6", sid, "job-2", "failed", attempt=0)  # ended while pending
     assert world.store.get(sid).status is Status.UNDER_REVIEW  # type: ignore[union-attr]
     world.intake.on_report_ready("intake", "e7", sid)
     world.intake.on_report_ready("intake", "e7", sid)

@@ -45,7 +45,8 @@ REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
         "planned_jobs",
     ),
     "preflight.benchmark.v1.BenchmarkCompleted": ("job_id", "submission_id", "suite_id", "attempt"),
-    "preflight.benchmark.v1.BenchmarkFailed": ("job_id", "submission_id", "attempt", "reason"),
+    # A job may fail before any attempt ran (withdrawn, window closed): its attempt is then 0.
+    "preflight.benchmark.v1.BenchmarkFailed": ("job_id", "submission_id", "reason"),
     "preflight.clearinghouse.v1.ReviewReportReady": (
         "report_id",
         "submission_id",

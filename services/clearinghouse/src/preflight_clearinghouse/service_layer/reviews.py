@@ -224,7 +224,9 @@ class ReviewService:
             _check_job_of(uow, submission_id, job.job_id)
             if (job.suite_id, job.suite_version) != (known.suite_id, known.suite_version):
                 raise RefusedEvent(f"job {job.job_id} runs suite {known.suite_id} {known.suite_version}")
-            if job.attempt < known.attempt or 0 < known.max_attempts < job.attempt:
+            # A failure may end a job before any attempt ran (attempt 0); a completion ran one.
+            first = 1 if job.outcome == "completed" else 0
+            if job.attempt < first or 0 < known.max_attempts < job.attempt:
                 raise RefusedEvent(f"job {job.job_id}: attempt {job.attempt} is not one of its attempts")
             if job.outcome == "completed" and known.not_before is not None and now < known.not_before:
                 opens = known.not_before.isoformat()

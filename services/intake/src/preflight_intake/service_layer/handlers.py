@@ -357,7 +357,9 @@ class Intake:
                 bound = tx.job_attempts(submission_id, job_id)
                 if bound is None:
                     raise UnplannedJob(f"job {job_id} of submission {submission_id} was never planned")
-                if attempts < 1 or 0 < bound < attempts:
+                # A failure may end a job before any attempt ran (attempt 0); a completion ran one.
+                first = 1 if ended == "completed" else 0
+                if attempts < first or 0 < bound < attempts:
                     raise RefusedOutcome(f"job {job_id}: attempt {attempts} is not one of its attempts")
                 tx.record_job(submission_id, job_id, ended_at=now, outcome=ended)
             target = Status.UNDER_REVIEW if tx.benchmarks_done(submission_id) else Status.BENCHMARKING

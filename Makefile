@@ -4,6 +4,7 @@
 #                    build the deployment tools and the test cluster binaries (cached in .cache/)
 #   make demo        run a submission end to end on the embedded stack
 #   make test        the whole test suite (real Kafka, SQLite, PostgreSQL, gRPC on loopback)
+#   make test-fast   the fast lane: every test that needs no server process (under a minute)
 #   make lint        ruff, mypy --strict, buf lint + breaking, generated code freshness, chart checks
 #   make protos      regenerate libs/proto from protos/
 #   make kafka-up / kafka-down   the local Apache Kafka broker (KRaft) in run/kafka
@@ -23,7 +24,7 @@ SRC_DIRS := $(shell for p in $(PACKAGES); do [ -d $$p/src ] && printf '%s:' $${p
 MYPY_PACKAGES := preflight_common $(shell for p in $(PACKAGES); do for d in $${p%/}/src/preflight_*; do \
 	[ -d $$d ] && [ $$(basename $$d) != preflight_common ] && printf '%s ' $$(basename $$d); done; done)
 
-.PHONY: setup venv install kafka-jars buf protos protos-check lint lint-python lint-protos test \
+.PHONY: setup venv install kafka-jars buf protos protos-check lint lint-python lint-protos test test-fast \
 	kafka-up kafka-down bench up down demo
 
 setup: install kafka-jars buf deploy-tools k8s-build
@@ -63,6 +64,9 @@ lint-protos: $(BUF)
 
 test:
 	$(PY) -m pytest -q
+
+test-fast:
+	$(PY) -m pytest -q --fast -n 2
 
 up:
 	$(PY) deploy/local/stack.py up

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+# Each test starts a console script as a process.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 
 

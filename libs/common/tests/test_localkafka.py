@@ -25,6 +25,9 @@ from preflight_common.localkafka import LocalKafka, ensure_jars, find_repo_root,
 from preflight_common.testing.clients import assert_read_refused, read_records, write_records
 from preflight_common.testing.fixtures import PrincipalFactory, TopicFactory
 
+# These tests start brokers (their own or the session's).
+pytestmark = pytest.mark.slow
+
 REPO_ROOT = find_repo_root(Path(__file__).parent)
 
 

@@ -16,6 +16,9 @@ from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_common.config import ConfigError
 from sqlalchemy import update
 
+# Each test starts the console script as a process.
+pytestmark = pytest.mark.slow
+
 
 def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -250,6 +250,7 @@ def check_event(spec: Spec, now: datetime, components: Components) -> int:
 # --- in process: ≥ 10,000 (principal, finding) pairs ---------------------------------------
 
 
+@pytest.mark.slow
 def test_no_read_path_leaks_in_process(tmp_path: Path) -> None:
     clock = ManualClock()
     components = make_components(
@@ -381,6 +382,7 @@ def _stream_into(
     threading.Thread(target=pump, daemon=True).start()
 
 
+@pytest.mark.slow
 def test_no_read_path_leaks_over_grpc(tmp_path: Path) -> None:
     clock = ManualClock()
     loopback = LoopbackServer()

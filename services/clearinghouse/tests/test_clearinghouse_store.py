@@ -48,6 +48,7 @@ from preflight_clearinghouse.entrypoints.agents import Handlers
 from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
 from preflight_common.consumer import PoisonEvent
 from preflight_common.envelope import EventRegistry, decode_record
+from preflight_common.fields import InvalidArgument
 from preflight_common.signing import verify_signature
 from sqlalchemy import delete, func, select, text, update
 
@@ -470,7 +471,7 @@ def test_pages_cover_every_visible_finding_once(components: Components) -> None:
         if not token:
             break
     assert sorted(seen) == sorted(ids) and len(seen) == 7
-    with pytest.raises(InvalidInput, match="page_token"):
+    with pytest.raises(InvalidArgument, match="page_token"):
         components.registry.list_visible(REVIEWER, FindingQuery(), 3, "garbage!")
     with pytest.raises(InvalidInput, match="page_size"):
         components.registry.list_visible(REVIEWER, FindingQuery(), 501, "")

@@ -49,6 +49,8 @@ def test_rotation_seals_with_the_first_key_and_still_opens_old_secrets() -> None
             "twice",
         ),
     ],
+    # Stable ids (the values hold random keys): every collector sees the same tests.
+    ids=["empty", "no key id", "not base64", "16 bytes", "key id twice"],
 )
 def test_bad_key_configuration_names_the_variable_and_never_the_key(value: str, message: str) -> None:
     with pytest.raises(KeyConfigError, match=message) as error:

@@ -12,6 +12,7 @@ from preflight_common.testing.postgres import LocalPostgres, find_pg_bin
 # Each test starts PostgreSQL servers of its own.
 pytestmark = pytest.mark.slow
 
+
 def test_postgres_runs_a_query(postgres: LocalPostgres, pg_url: str) -> None:
     engine = sa.create_engine(pg_url)
     try:

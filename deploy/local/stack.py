@@ -375,7 +375,7 @@ class Supervisor:
     slow broker start never delays restarting a service. A service that fails its liveness check
     (no answer, or "preflight.liveness" not SERVING) for PREFLIGHT_STACK_LIVENESS_BUDGET seconds
     (default 30; PREFLIGHT_STACK_START_BUDGET, default 180, before its first live answer) is
-    SIGKILLed and restarted.
+    SIGKILLed and restarted. The stack is ready once every service serves and has answered live.
     """
 
     def __init__(self, stack: Stack) -> None:
@@ -388,8 +388,11 @@ class Supervisor:
         self.liveness_budget = float(os.environ.get("PREFLIGHT_STACK_LIVENESS_BUDGET", "30"))
         self.start_budget = float(os.environ.get("PREFLIGHT_STACK_START_BUDGET", "180"))
         self.kafka_delay = float(os.environ.get("PREFLIGHT_STACK_KAFKA_RESTART_DELAY", "1"))
-        self._kafka_down_since: float | None = None
-        self._kafka_restart: threading.Thread | None = None
+        # Restarts the broker; it lives until the broker is stopped for good, because the broker
+        # dies with the thread that started it (die_with_parent: the parent-death signal follows
+        # the starting thread, not the process).
+        self._kafka_keeper = threading.Thread(target=self._keep_kafka, name="kafka-keeper", daemon=True)
+        self._kafka_stopped = threading.Event()
 
     def prepare(self) -> None:
         stack = self.stack
@@ -508,7 +511,8 @@ class Supervisor:
         for child in self.children:
             if child.process is None or child.process.poll() is not None:
                 return False
-            if child.health_port and not _healthy(child.health_port):
+            # Ready: serving, and seen live (so that liveness is judged by its budget from now on).
+            if child.health_port and not (child.seen_live and _healthy(child.health_port)):
                 return False
         other = [self.stack.ports[n] for n in ("reference-model", "webhook-sink", "smtp-sink")]
         return all(_port_open(port) for port in other)
@@ -521,9 +525,9 @@ class Supervisor:
             for child in self.children:
                 log(f"starting {child.name}")
                 self.start(child)
+            self._kafka_keeper.start()
             announced = False
             while not self.stopping:
-                self._supervise_kafka()
                 for child in self.children:
                     self._supervise(child)
                 if not announced and self.ready():
@@ -537,31 +541,26 @@ class Supervisor:
         finally:
             self.shutdown()
 
-    def _supervise_kafka(self) -> None:
-        """Restart a broker that is down (after PREFLIGHT_STACK_KAFKA_RESTART_DELAY s) in a thread."""
+    def _keep_kafka(self) -> None:
+        """Restart a broker that is down (after PREFLIGHT_STACK_KAFKA_RESTART_DELAY s), until the
+        stack stops; return once the broker is stopped."""
         assert self.kafka is not None
-        if self._kafka_restart is not None and self._kafka_restart.is_alive():
-            return
-        if self.kafka.is_running():
-            self._kafka_down_since = None
-            return
-        now = time.monotonic()
-        self._kafka_down_since = self._kafka_down_since or now
-        if now - self._kafka_down_since >= self.kafka_delay:
-            log("Kafka is down; restarting it")
-            self._kafka_down_since = None
-            self._kafka_restart = threading.Thread(
-                target=self._restart_kafka, name="kafka-restart", daemon=True
-            )
-            self._kafka_restart.start()
-
-    def _restart_kafka(self) -> None:
-        assert self.kafka is not None
-        try:
-            self.kafka.start()
-            log("Kafka restarted")
-        except Exception as exc:  # a broker that did not come back is tried again
-            log(f"Kafka did not restart: {exc}")
+        down_since: float | None = None
+        while not self.stopping:
+            if self.kafka.is_running():
+                down_since = None
+            else:
+                down_since = down_since or time.monotonic()
+                if time.monotonic() - down_since >= self.kafka_delay:
+                    log("Kafka is down; restarting it")
+                    down_since = None
+                    try:
+                        self.kafka.start()
+                        log("Kafka restarted")
+                    except Exception as exc:  # a broker that did not come back is tried again
+                        log(f"Kafka did not restart: {exc}")
+            time.sleep(0.3)
+        self._kafka_stopped.wait()
 
     def _supervise(self, child: Child) -> None:
         """Kill `child` if it hangs; restart it, after its backoff, once it has exited."""
@@ -616,6 +615,7 @@ class Supervisor:
                 child.process.wait()
         if self.kafka is not None:
             self.kafka.stop()
+        self._kafka_stopped.set()
         status = (self.read_status() or "").startswith("failed")
         self.write_state("failed" if status else "stopped")
         self.stack.supervisor_pid.unlink(missing_ok=True)

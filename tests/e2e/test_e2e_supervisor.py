@@ -17,10 +17,12 @@ from preflight.sdk import Client
 from .conftest import RunningStack, start_stack, submit, wait_report_ready, wait_until
 
 pytestmark = pytest.mark.slow
-LIVENESS_BUDGET = 8
 HEALTHY_RUN = 10
 # A service's shutdown grace (10 s by default) plus the 20 s it then gets to stop its Kafka side.
 SHUTDOWN_BUDGET = 30
+# Longer than the shutdown budget: a service shutting down (no longer answering) is not killed
+# by the supervisor before it had the time to exit on its own.
+LIVENESS_BUDGET = SHUTDOWN_BUDGET + 5
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +57,13 @@ def _age(pid: int) -> float:
     """Seconds since the process started (/proc: its start time in clock ticks after boot)."""
     started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
     return float(Path("/proc/uptime").read_text().split()[0]) - started / os.sysconf("SC_CLK_TCK")
+
+
+def _exits(stack: RunningStack, name: str) -> list[str]:
+    """The exit statuses of `name` the supervisor logged, oldest first."""
+    lines = (stack.run_dir / "logs" / "supervisor.log").read_text().splitlines()
+    prefix = f"[stack] {name} exited with "
+    return [line.removeprefix(prefix).split(";")[0] for line in lines if line.startswith(prefix)]
 
 
 def _listening(port: int) -> bool:
@@ -157,3 +166,6 @@ def test_a_service_exits_within_its_shutdown_budget_while_the_broker_does_not_an
     finally:
         os.kill(broker, signal.SIGCONT)
     assert took <= SHUTDOWN_BUDGET + 2, f"intake took {took:.1f}s to exit"
+    # It exited on its own (0, or 1 when it had to abandon something), not killed by the supervisor.
+    exits = wait_until("the supervisor to see intake exit", lambda: _exits(stack, "intake"), 30)
+    assert exits[-1] in ("0", "1"), exits

@@ -190,6 +190,24 @@ def _ssl_context(settings: KafkaSettings) -> Any:
     return ssl.create_default_context(cafile=settings.ssl_cafile or None)
 
 
+def add_agent(
+    app: faust.App,
+    service: str,
+    topic: str,
+    registry: EventRegistry,
+    handler: EventHandler,
+    dead_letters: DeadLetters,
+    topics: Topics,
+) -> None:
+    """Add to `app` the agent `<service>_<topic>` whose whole body is `consume_events` over `topic`."""
+
+    async def agent(stream: Any) -> None:
+        await consume_events(stream.events(), registry, handler, dead_letters, topics=topics)
+
+    agent.__name__ = f"{service}_{topic.replace('.', '_').replace('-', '_')}"
+    app.agent(app.topic(topic), name=agent.__name__)(agent)
+
+
 async def consume_events(
     events: AsyncIterator[Any],
     registry: EventRegistry,

@@ -18,7 +18,7 @@ import grpc
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
 from preflight_common.auth import IntrospectionAuthenticator
 from preflight_common.bus import SOURCES
-from preflight_common.consumer import DeadLetters, consume_events, make_faust_app
+from preflight_common.consumer import DeadLetters, add_agent, make_faust_app
 from preflight_common.grpcserver import build_server, mark_serving
 from preflight_common.liveness import Liveness
 from preflight_common.runtime import SHUTDOWN_SLACK, KafkaSide
@@ -41,12 +41,15 @@ def _planner_app(settings: BenchmarkSettings, components: Components, dead_lette
     """The faust app with the planner agent; its data folder is under the work folder."""
     datadir = Path(settings.work_dir).resolve() / "faust"
     app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(datadir))
-    planner = components.planner
-
-    async def benchmark_planner(stream: Any) -> None:
-        await consume_events(stream.events(), REGISTRY, planner.handle, dead_letters, topics=settings.topics)
-
-    app.agent(app.topic(settings.topics.submissions), name="benchmark_planner")(benchmark_planner)
+    add_agent(
+        app,
+        "benchmark",
+        settings.topics.submissions,
+        REGISTRY,
+        components.planner.handle,
+        dead_letters,
+        settings.topics,
+    )
     return app
 
 

@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import faust
 from google.protobuf.message import Message
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.intake.v1 import events_pb2 as intake_events
-from preflight_common.config import Topics
 from preflight_common.consumer import (
     AwaitingCause,
     DeadLetters,
     EventHandler,
     PoisonEvent,
-    consume_events,
+    add_agent,
     make_faust_app,
 )
 from preflight_common.envelope import EventAttributes, EventRegistry
@@ -126,8 +124,14 @@ def build_app(
         (settings.topics.benchmark_jobs, JOBS, handlers.job_requested),
         (settings.topics.benchmark_results, RESULTS, handlers.job_ended),
     ):
-        _add_agent(
-            app, topic, registry, _refusing(handler, settings.plan_wait), dead_letters, settings.topics
+        add_agent(
+            app,
+            "clearinghouse",
+            topic,
+            registry,
+            _refusing(handler, settings.plan_wait),
+            dead_letters,
+            settings.topics,
         )
     return app
 
@@ -145,18 +149,3 @@ def _refusing(handler: EventHandler, plan_wait: float) -> EventHandler:
             raise AwaitingCause(str(exc), patience=plan_wait) from exc
 
     return handle
-
-
-def _add_agent(
-    app: faust.App,
-    topic: str,
-    registry: EventRegistry,
-    handler: EventHandler,
-    dead_letters: DeadLetters,
-    topics: Topics,
-) -> None:
-    async def agent(stream: Any) -> None:
-        await consume_events(stream.events(), registry, handler, dead_letters, topics=topics)
-
-    agent.__name__ = f"clearinghouse_{topic.replace('.', '_')}"
-    app.agent(app.topic(topic), name=agent.__name__)(agent)

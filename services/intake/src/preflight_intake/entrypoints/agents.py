@@ -16,14 +16,12 @@ at most `PREFLIGHT_INTAKE_PLAN_WAIT` seconds, then is dead-lettered.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import faust
 from google.protobuf.message import Message
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import events_pb2 as review_events
-from preflight_common.config import Topics
-from preflight_common.consumer import AwaitingCause, DeadLetters, PoisonEvent, consume_events, make_faust_app
+from preflight_common.consumer import AwaitingCause, DeadLetters, PoisonEvent, add_agent, make_faust_app
 from preflight_common.envelope import EventAttributes, EventRegistry
 
 from preflight_intake.adapters.reports import ReportVerifier
@@ -96,20 +94,5 @@ def build_app(
         (settings.topics.benchmark_results, RESULTS, handlers.job_ended),
         (settings.topics.reviews, REVIEWS, handlers.report_ready),
     ):
-        _add_agent(app, topic, registry, handler, dead_letters, settings.topics)
+        add_agent(app, "intake", topic, registry, handler, dead_letters, settings.topics)
     return app
-
-
-def _add_agent(
-    app: faust.App,
-    topic: str,
-    registry: EventRegistry,
-    handler: Any,
-    dead_letters: DeadLetters,
-    topics: Topics,
-) -> None:
-    async def agent(stream: Any) -> None:
-        await consume_events(stream.events(), registry, handler, dead_letters, topics=topics)
-
-    agent.__name__ = f"intake_{topic.replace('.', '_')}"
-    app.agent(app.topic(topic), name=agent.__name__)(agent)

@@ -20,8 +20,7 @@ import faust
 from google.protobuf.message import Message
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.intake.v1 import events_pb2 as intake_events
-from preflight_common.config import Topics
-from preflight_common.consumer import DeadLetters, PoisonEvent, consume_events, make_faust_app
+from preflight_common.consumer import DeadLetters, PoisonEvent, add_agent, make_faust_app
 from preflight_common.envelope import EventAttributes, EventRegistry
 
 from preflight_notifier.adapters.codec import BadEvent
@@ -56,20 +55,5 @@ def build_app(settings: NotifierSettings, keeper: DeadlineKeeper, dead_letters: 
         (settings.topics.reviews, REVIEWS),
         (settings.topics.findings, FINDINGS),
     ):
-        _add_agent(app, topic, registry, handle, dead_letters, settings.topics)
+        add_agent(app, "notifier", topic, registry, handle, dead_letters, settings.topics)
     return app
-
-
-def _add_agent(
-    app: faust.App,
-    topic: str,
-    registry: EventRegistry,
-    handler: Any,
-    dead_letters: DeadLetters,
-    topics: Topics,
-) -> None:
-    async def agent(stream: Any) -> None:
-        await consume_events(stream.events(), registry, handler, dead_letters, topics=topics)
-
-    agent.__name__ = f"notifier_{topic.replace('.', '_').replace('-', '_')}"
-    app.agent(app.topic(topic), name=agent.__name__)(agent)

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -26,6 +24,7 @@ from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings
 from preflight_common.db import make_engine
 from preflight_common.producer import EventPublisher
+from preflight_common.testing.clients import read_records
 from sqlalchemy import Engine
 
 WORKER_SCRIPT = Path(__file__).parent / "support" / "faust_worker.py"
@@ -75,24 +74,7 @@ def read_topic(kafka_settings: KafkaSettings) -> Callable[..., list[Any]]:
     once at least `expected` have arrived (a short extra poll then catches any surplus)."""
 
     def read(topic: str, expected: int, timeout: float = 30.0) -> list[Any]:
-        consumer = KafkaConsumer(enable_auto_commit=False, **kafka_settings.kafka_python_options())
-        try:
-            partitions = [
-                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
-            ]
-            assert partitions, f"topic {topic} has no partitions"
-            consumer.assign(partitions)
-            consumer.seek_to_beginning(*partitions)
-            records: list[Any] = []
-            deadline = time.monotonic() + timeout
-            while len(records) < expected and time.monotonic() < deadline:
-                for batch in consumer.poll(timeout_ms=200).values():
-                    records.extend(batch)
-            for batch in consumer.poll(timeout_ms=500).values():
-                records.extend(batch)
-            return records
-        finally:
-            consumer.close()
+        return read_records(kafka_settings, topic, expected, timeout, settle=0.5)
 
     return read
 

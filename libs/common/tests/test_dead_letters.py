@@ -2,37 +2,17 @@
 
 from __future__ import annotations
 
-import time
-from typing import Any
-
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.consumer import DeadLetters
 from preflight_common.envelope import KafkaRecord, headers_dict
 from preflight_common.producer import EventPublisher
+from preflight_common.testing.clients import read_records
 from preflight_common.testing.fixtures import TopicFactory
 from preflight_common.topics import TopicSpec, ensure_topics
 
 # A malformed record just under the broker's default limit (1 MiB + 12 bytes per batch) on its
 # topic: its copy with the four headers dead-lettering adds is over it.
 OVERSIZED = 1_048_450
-
-
-def _records(settings: KafkaSettings, topic: str, expected: int) -> list[Any]:
-    consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_python_options())
-    try:
-        partition = TopicPartition(topic, 0)
-        consumer.assign([partition])
-        consumer.seek_to_beginning(partition)
-        records: list[Any] = []
-        deadline = time.monotonic() + 60
-        while len(records) < expected and time.monotonic() < deadline:
-            for batch in consumer.poll(timeout_ms=200).values():
-                records.extend(batch)
-        return records
-    finally:
-        consumer.close()
 
 
 def test_a_record_whose_copy_would_not_fit_is_dead_lettered_as_a_reference(
@@ -45,10 +25,10 @@ def test_a_record_whose_copy_would_not_fit_is_dead_lettered_as_a_reference(
         publisher.publish_record(
             topic, KafkaRecord(key=b"sub-1", value=b"\xff" * OVERSIZED, headers=[("ce_type", b"x.Unknown")])
         )
-        [original] = _records(kafka_settings, topic, expected=1)
+        [original] = read_records(kafka_settings, topic, expected=1, timeout=60)
         small = KafkaRecord(key=b"sub-2", value=b"\xff" * 10, headers=[("ce_type", b"x.Unknown")])
         publisher.publish_record(topic, small)
-        [_, second] = _records(kafka_settings, topic, expected=2)
+        [_, second] = read_records(kafka_settings, topic, expected=2, timeout=60)
 
         dead_letters = DeadLetters(publisher)
         dead_letters.send(original, "unknown ce_type 'x.Unknown'")
@@ -56,7 +36,7 @@ def test_a_record_whose_copy_would_not_fit_is_dead_lettered_as_a_reference(
     finally:
         publisher.close()
 
-    reference, copy = _records(kafka_settings, Topics.dlq(topic), expected=2)
+    reference, copy = read_records(kafka_settings, Topics.dlq(topic), expected=2, timeout=60)
     headers = headers_dict(reference.headers)
     assert reference.key == b"sub-1"
     assert reference.value == b""

@@ -80,9 +80,12 @@ def write_records(
         producer.close()
 
 
-def read_records(settings: KafkaSettings, topic: str, expected: int, timeout: float = 30.0) -> list[Any]:
+def read_records(
+    settings: KafkaSettings, topic: str, expected: int, timeout: float = 30.0, settle: float = 0.0
+) -> list[Any]:
     """Every record of every partition of `topic` from the start, once `expected` have arrived
-    or `timeout` seconds have passed (the caller checks what came)."""
+    or `timeout` seconds have passed (the caller checks what came); with `settle`, one more poll
+    of that many seconds then catches any surplus (a duplicate, say)."""
     consumer = KafkaConsumer(enable_auto_commit=False, **settings.kafka_python_options())
     try:
         partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
@@ -96,6 +99,9 @@ def read_records(settings: KafkaSettings, topic: str, expected: int, timeout: fl
         deadline = time.monotonic() + timeout
         while len(records) < expected and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        if settle > 0:
+            for batch in consumer.poll(timeout_ms=int(settle * 1000)).values():
                 records.extend(batch)
         return records
     finally:

@@ -11,7 +11,6 @@ from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
 
 from preflight_benchmark.adapters.catalog_file import load_catalog
-from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor, api_client_from
 from preflight_benchmark.adapters.executors.local import LocalExecutor
 from preflight_benchmark.adapters.grpc_clients import GrpcSubmissionStatuses
 from preflight_benchmark.adapters.store import JobStore
@@ -73,6 +72,9 @@ def local_worker_env(settings: BenchmarkSettings, benchmark_target: str) -> dict
 
 def make_executor(settings: BenchmarkSettings, benchmark_target: str) -> Executor:
     if settings.executor == "kubernetes":
+        # Imported here: the Kubernetes client takes seconds to import, and only this executor needs it.
+        from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor, api_client_from
+
         k8s = KubernetesSettings.from_env(benchmark_target, settings.log_root)
         return KubernetesExecutor(api_client_from(k8s.kubeconfig), k8s.manifest)
     return LocalExecutor(

@@ -3,7 +3,8 @@
 A service serves gRPC as soon as its database is ready, whether Kafka is up or not: what it
 accepts waits in its outbox. `KafkaSide.run` keeps trying to reach the brokers; once it does,
 it starts the relay thread and the faust app, which then ride out later broker outages
-themselves. Both beat the process's `Liveness`.
+themselves. Both beat the process's `Liveness`; the agents' consumer lag is sampled into it
+(`preflight_common.metrics.watch_consumer_lag`).
 
 `run_until_signal` runs a service's `serve` until SIGTERM or SIGINT and bounds its shutdown.
 """
@@ -24,6 +25,7 @@ from sqlalchemy import Engine, Table
 from preflight_common.config import KafkaSettings
 from preflight_common.consumer import DeadLetters
 from preflight_common.liveness import Liveness
+from preflight_common.metrics import watch_consumer_lag
 from preflight_common.outbox import OutboxRelay
 from preflight_common.producer import EventPublisher
 
@@ -106,6 +108,7 @@ class KafkaSide:
         # In the event loop's thread: faust binds the app to the running loop.
         app = self._build_app(DeadLetters(self._publisher, liveness=self._liveness))
         app.timer(AGENTS_BEAT, name="liveness")(self._beat_agents)
+        watch_consumer_lag(app, self._liveness)
         try:
             await app.start()
         except BaseException:

@@ -5,7 +5,8 @@ exports over OTLP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (gRPC, or protobuf
 over HTTP when `OTEL_EXPORTER_OTLP_[TRACES_]PROTOCOL` is `http/protobuf`), to a JSON-lines
 file when `PREFLIGHT_OTEL_FILE` is set (one span per line, for local runs and
 end-to-end tests), and is a no-op exporter otherwise. gRPC clients (blocking
-and asyncio) and servers are instrumented.
+and asyncio) and servers are instrumented. It also serves the process's metrics
+for Prometheus when `OTEL_METRICS_EXPORTER` says so (`preflight_common.metrics`).
 
 Work that runs later, outside the span that caused it (a job dispatched from
 a table, a reminder fired by a scheduler, a worker process), keeps the cause's
@@ -29,6 +30,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 from preflight_common.config import ConfigError
 from preflight_common.envelope import RawHeaders, headers_dict
+from preflight_common.metrics import setup_metrics
 
 SUBMISSION_ID = "preflight.submission_id"
 # The file exporter is read while processes run (local runs, end-to-end tests): export often.
@@ -108,6 +110,7 @@ def setup_telemetry(service_name: str, **resource_attributes: str) -> TracerProv
             provider.add_span_processor(
                 BatchSpanProcessor(JsonLinesSpanExporter(path), schedule_delay_millis=delay)
             )
+        setup_metrics(provider.resource)
         from opentelemetry.instrumentation.grpc import GrpcAioInstrumentorClient, GrpcInstrumentorClient
 
         GrpcInstrumentorClient().instrument()  # type: ignore[no-untyped-call]

@@ -4,6 +4,7 @@ Started by the consumer tests as its own process (faust owns its event loop and 
 
     python faust_worker.py --topic TOPIC --app-id GROUP --db FILE
                            [--crash-after EVENT_ID [--crash-exit-code N]] [--spans FILE]
+                           [--health-port PORT]
 
 The broker and credentials come from the `PREFLIGHT_KAFKA_*` environment. TOPIC is taken for
 the submissions topic, so the worker accepts intake's events (source `preflight.intake`) only.
@@ -15,6 +16,9 @@ raises `PoisonEvent`. With `--crash-after`, the process dies (`os._exit`) after 
 of that event is committed and before the handler returns, so before faust may acknowledge the
 event and commit its offset.
 With `--spans`, finished spans (in-memory exporter) are written to FILE as JSON lines on exit.
+With `--health-port`, the worker is watched as a service is: `setup_telemetry` (so Prometheus
+metrics when `OTEL_METRICS_EXPORTER` says so), its consumer lag sampled into a `Liveness`
+(`watch_consumer_lag`), published on a gRPC health server on 127.0.0.1:PORT.
 """
 
 from __future__ import annotations
@@ -27,7 +31,9 @@ import sys
 from pathlib import Path
 
 import faust
+import grpc
 from google.protobuf.message import Message
+from grpc_health.v1 import health, health_pb2_grpc
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -38,7 +44,10 @@ from preflight_common.consumer import DeadLetters, PoisonEvent, consume_events, 
 from preflight_common.db import make_engine
 from preflight_common.envelope import EventAttributes, EventRegistry
 from preflight_common.idempotency import claim_event, processed_events_table
+from preflight_common.liveness import Liveness
+from preflight_common.metrics import watch_consumer_lag
 from preflight_common.producer import EventPublisher
+from preflight_common.telemetry import setup_telemetry
 from sqlalchemy import Column, Integer, MetaData, String, Table, insert
 
 CONSUMER = "test-worker"
@@ -78,6 +87,7 @@ def main() -> None:
     parser.add_argument("--crash-after", default="")
     parser.add_argument("--crash-exit-code", type=int, default=1)
     parser.add_argument("--spans", type=Path)
+    parser.add_argument("--health-port", type=int)
     args = parser.parse_args()
 
     exporter = InMemorySpanExporter()
@@ -122,6 +132,20 @@ def main() -> None:
     @app.agent(topic)
     async def consume(stream: faust.StreamT[bytes]) -> None:
         await consume_events(stream.events(), registry, apply, dead_letters, topics=topics)
+
+    if args.health_port:
+        setup_telemetry("preflight-tests-worker")
+        liveness = Liveness()
+        watch_consumer_lag(app, liveness)
+
+        @app.task
+        async def serve_health() -> None:
+            server = grpc.aio.server()
+            servicer = health.aio.HealthServicer()
+            health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+            server.add_insecure_port(f"127.0.0.1:{args.health_port}")
+            await server.start()
+            await liveness.watch(servicer, interval=0.2)
 
     try:
         faust.Worker(app, loglevel="warning", override_logging=False).execute_from_commandline()

@@ -166,6 +166,9 @@ def test_grpc_probes(rendered: list[dict[str, Any]]) -> None:
         assert ("health" in ports) is tls
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             assert c[probe]["grpc"]["port"] == ports["health" if tls else "grpc"]
+        assert c["livenessProbe"]["grpc"]["service"] == "preflight.liveness"
+        # A stalled or retrying consumer takes the pod out of its Service's endpoints.
+        assert c["readinessProbe"]["grpc"]["service"] == "preflight.consumers"
 
 
 def test_dispatcher_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:

@@ -175,8 +175,9 @@ def watch_consumer_lag(app: faust.App, liveness: Liveness) -> ConsumerLag:
 
     async def sample() -> None:
         consumer = app.consumer
-        # faust keeps the group's committed offsets (the next offset to read) for its partitions.
-        committed: dict[object, int | None] = getattr(consumer, "_committed_offset", {})
+        # faust keeps the group's committed offsets (the next offset to read) for its partitions;
+        # asking the coordinator instead would cost a request per partition and sample.
+        committed = consumer._committed_offset  # type: ignore[attr-defined]
         assigned = consumer.assignment()
         monitor.keep_only((tp.topic, tp.partition) for tp in assigned)
         for tp in assigned:

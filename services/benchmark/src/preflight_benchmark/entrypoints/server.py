@@ -96,6 +96,10 @@ async def serve(
         tls=settings.tls,
     )
     liveness = Liveness()
+    # Serving first: the background parts' first steps (building the agents among them) hold the
+    # event loop, and would otherwise delay the first health answer.
+    await server.start()
+    await mark_serving(health, SERVICE_NAMES)
     kafka = KafkaSide(
         settings.kafka,
         source=SOURCES["benchmark"],
@@ -112,8 +116,6 @@ async def serve(
         asyncio.create_task(components.dispatcher.run(dispatcher_stop, liveness), name="dispatcher"),
     ]
     watching = asyncio.create_task(liveness.watch(health), name="liveness")
-    await server.start()
-    await mark_serving(health, SERVICE_NAMES)
     log.info("benchmark serving on port %d (executor %s)", port, components.executor.name)
     if on_ready is not None:
         on_ready(components, port)

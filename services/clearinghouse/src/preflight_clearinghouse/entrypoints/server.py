@@ -93,6 +93,10 @@ async def serve(
     )
     server, port, health_servicer = build_grpc_server(components, authenticator, settings.listen)
     liveness = Liveness()
+    # Serving first: the background parts' first steps (building the agents among them) hold the
+    # event loop, and would otherwise delay the first health answer.
+    await server.start()
+    await mark_serving(health_servicer, SERVICE_NAMES)
     kafka = KafkaSide(
         settings.kafka,
         source=SOURCES["clearinghouse"],
@@ -119,8 +123,6 @@ async def serve(
             stop.set()
 
     background[0].add_done_callback(stop_on_failure)
-    await server.start()
-    await mark_serving(health_servicer, SERVICE_NAMES)
     log.info("clearinghouse serving on port %d (signing key %s)", port, signer.key_id)
     if on_ready is not None:
         on_ready(port)

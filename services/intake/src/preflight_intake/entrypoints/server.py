@@ -81,6 +81,10 @@ async def serve(
         tls=settings.tls,
     )
     liveness = Liveness()
+    # Serving first: the background parts' first steps (building the agents among them) hold the
+    # event loop, and would otherwise delay the first health answer.
+    await server.start()
+    await mark_serving(health, SERVICE_NAMES)
     kafka = KafkaSide(
         settings.kafka,
         source=SOURCES["intake"],
@@ -96,8 +100,6 @@ async def serve(
         asyncio.create_task(_close_released_periodically(components, liveness), name="close-released"),
         asyncio.create_task(liveness.watch(health), name="liveness"),
     ]
-    await server.start()
-    await mark_serving(health, SERVICE_NAMES)
     log.info("intake serving on port %d", port)
     if on_ready is not None:
         on_ready(port)

@@ -92,6 +92,10 @@ async def serve(
     )
     loops_stop = asyncio.Event()
     liveness = Liveness()
+    # Serving first: the background parts' first steps (building the agents among them) hold the
+    # event loop, and would otherwise delay the first health answer.
+    await server.start()
+    await mark_serving(health, SERVICE_NAMES)
     loops = _background(components, loops_stop, liveness)
     watching = asyncio.create_task(liveness.watch(health), name="liveness")
     kafka = KafkaSide(
@@ -105,8 +109,6 @@ async def serve(
         agents="deadline agents",
     )
     connector = asyncio.create_task(kafka.run(), name="kafka-side")
-    await server.start()
-    await mark_serving(health, SERVICE_NAMES)
     log.info("notifier serving on port %d", port)
     if on_ready is not None:
         on_ready(port)

@@ -167,8 +167,8 @@ def test_grpc_probes(rendered: list[dict[str, Any]]) -> None:
         for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
             assert c[probe]["grpc"]["port"] == ports["health" if tls else "grpc"]
         assert c["livenessProbe"]["grpc"]["service"] == "preflight.liveness"
-        # A stalled or retrying consumer takes the pod out of its Service's endpoints.
-        assert c["readinessProbe"]["grpc"]["service"] == "preflight.consumers"
+        # Readiness is the API's own: it keeps serving while Kafka or a consumer is stuck.
+        assert "service" not in c["readinessProbe"]["grpc"]
 
 
 def test_dispatcher_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:

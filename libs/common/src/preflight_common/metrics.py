@@ -1,4 +1,4 @@
-"""Prometheus metrics of a Preflight process, and the consumer lag that is part of its readiness.
+"""Prometheus metrics of a Preflight process, and the consumer lag behind `preflight.consumers`.
 
 `setup_metrics(resource)` serves the process's OpenTelemetry metrics for Prometheus when
 `OTEL_METRICS_EXPORTER` names `prometheus`, on `OTEL_EXPORTER_PROMETHEUS_HOST` (default

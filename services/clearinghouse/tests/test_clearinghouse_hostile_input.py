@@ -12,13 +12,11 @@ import grpc
 import pytest
 from clearinghouse_support import Api
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
 from preflight_common.auth import Principal, Role
-from test_clearinghouse_grpc import valid_request
+from test_clearinghouse_grpc import valid_request, violations
 
 REVIEWER = Principal("rev-1", Role.REVIEWER, "agency")
 OP_A = Principal("op-a-user", Role.OPERATOR, "op-a", frozenset({"energy"}))
@@ -26,14 +24,6 @@ LAB_X = Principal("lab-x-user", Role.LAB, "lab-xq7")
 
 NEGATIVE_NANOS = Timestamp(seconds=0, nanos=-1)
 PAST_9999 = Timestamp(seconds=253402300800)
-
-
-def _violations(error: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None, error
-    bad_request = error_details_pb2.BadRequest()
-    status.details[0].Unpack(bad_request)
-    return {v.field: v.description for v in bad_request.field_violations}
 
 
 def _report_with_due(stamp: Timestamp) -> pb.ReportFindingRequest:
@@ -94,7 +84,7 @@ def test_an_out_of_range_timestamp_is_invalid_argument_naming_the_field(
         with pytest.raises(grpc.RpcError) as caught:
             call(api, stamp)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (rpc, caught.value.details())
-        assert set(_violations(caught.value)) == {field}
+        assert set(violations(caught.value)) == {field}
         assert "ValueError" not in (caught.value.details() or "")
 
 
@@ -103,7 +93,7 @@ def test_report_page_tokens_cannot_be_forged(api: Api) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             api.stub.ListReports(pb.ListReportsRequest(page_token=bad), metadata=api.as_(REVIEWER))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
-        assert set(_violations(caught.value)) == {"page_token"}
+        assert set(violations(caught.value)) == {"page_token"}
 
 
 def test_finding_page_tokens_are_sealed_and_page_through(api: Api) -> None:
@@ -122,7 +112,7 @@ def test_finding_page_tokens_are_sealed_and_page_through(api: Api) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             api.stub.ListFindings(pb.ListFindingsRequest(page_token=bad), metadata=api.as_(REVIEWER))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
-        assert set(_violations(caught.value)) == {"page_token"}
+        assert set(violations(caught.value)) == {"page_token"}
 
 
 @pytest.mark.parametrize("organisation", ["Op A", "https://op-a.example/", "\n" * 40, "op_a", "-op"])
@@ -132,4 +122,4 @@ def test_an_audience_organisation_outside_the_name_grammar_is_refused(api: Api, 
     with pytest.raises(grpc.RpcError) as caught:
         api.stub.ReportFinding(request, metadata=api.as_(LAB_X))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert set(_violations(caught.value)) == {"audience.organisations[1]"}
+    assert set(violations(caught.value)) == {"audience.organisations[1]"}

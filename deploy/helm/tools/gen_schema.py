@@ -107,7 +107,7 @@ defs = {
         ),
     },
     "secretKeyName": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]+$"},
-    # Organisation and sector names: the one grammar of preflight_common.names.
+    # Organisation and sector names: the one grammar of preflight.sdk.naming.
     "participantName": {"type": "string", "pattern": r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"},
     "kafkaCredentials": obj(
         {

@@ -32,11 +32,11 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
+from preflight.sdk.naming import NAME_RULE, is_valid_name
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, insert, select, update
 
 from preflight_common.channels import aio_channel
 from preflight_common.fields import InvalidArgument, timestamp_field
-from preflight_common.names import NAME_RULE, is_valid_name
 
 TOKEN_PREFIX = "pft_"  # noqa: S105 - a public prefix, not a secret
 
@@ -151,7 +151,7 @@ def principal_violations(
     """Why a token may not be issued to this principal, as (field, description) pairs.
 
     A principal id is 1 to `PRINCIPAL_ID_MAX` printable characters without whitespace (it is
-    logged, audited and shown); organisation and sectors follow `preflight_common.names`.
+    logged, audited and shown); organisation and sectors follow `preflight.sdk.naming`.
     """
     violations = []
     if not (

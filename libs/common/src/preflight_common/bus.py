@@ -28,11 +28,11 @@ from typing import Any, Final
 
 import yaml
 from preflight.sdk import naming
+from preflight.sdk.naming import check_name
 from preflight.sdk.naming import operator_group_prefix as operator_group_prefix
 from preflight.sdk.naming import operator_principal as operator_principal
 
 from preflight_common.config import Topics
-from preflight_common.names import check_name
 
 SERVICES: Final = ("intake", "benchmark", "clearinghouse", "notifier")
 

@@ -27,7 +27,7 @@ from typing import Any
 from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 from packageurl import PackageURL
-from preflight_common.names import NAME_RULE, is_valid_name
+from preflight.sdk.naming import NAME_RULE, is_valid_name
 from univers.version_range import RANGE_CLASS_BY_SCHEMES, VersionRange
 
 from preflight_clearinghouse.domain.cwe import cwe_problem, normalise_cwe_id
@@ -484,7 +484,7 @@ def normalise_location(
 def check_audience(
     organisations: Sequence[str], sectors: Sequence[str], errors: Collector, *, field_name: str = "audience"
 ) -> Audience:
-    """The audience, checked: organisation names by the shared grammar (`preflight_common.names`)
+    """The audience, checked: organisation names by the shared grammar (`preflight.sdk.naming`)
     and unique, sectors known."""
     if len(organisations) > MAX_AUDIENCE_ENTRIES:
         errors.add(f"{field_name}.organisations", f"at most {MAX_AUDIENCE_ENTRIES} organisations")

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from preflight.sdk.naming import check_name
 from preflight_common.config import ConfigError
-from preflight_common.names import check_name
 
 from preflight_notifier.domain.audience import Viewer, ViewerRole
 from preflight_notifier.domain.delivery import RetryPolicy

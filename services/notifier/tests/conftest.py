@@ -42,9 +42,9 @@ from notifier_support import (
     Received,
     SmtpServer,
     WebhookReceiver,
+    loopback_settings,
     routing_document,
 )
-from preflight_notifier.adapters.email import SmtpSettings
 from preflight_notifier.adapters.grpc_api import NotifierServicer
 from preflight_notifier.bootstrap import Components, build
 from preflight_notifier.config import NotifierSettings
@@ -110,11 +110,7 @@ def routing_file(tmp_path: Path, webhook_receiver: WebhookReceiver, monkeypatch:
 
 @pytest.fixture
 def settings(db_url: str, routing_file: Path, smtp_server: SmtpServer) -> NotifierSettings:
-    return NotifierSettings(
-        database_url=db_url,
-        routing_file=routing_file,
-        smtp=SmtpSettings(host="127.0.0.1", port=smtp_server.port, security="none", timeout=5.0),
-    )
+    return loopback_settings(db_url, routing_file, smtp_server)
 
 
 Build = Callable[[], Components]

@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 from google.protobuf.message import Message
@@ -17,7 +18,9 @@ from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.intake.v1 import submission_pb2
+from preflight_notifier.adapters.email import SmtpSettings
 from preflight_notifier.bootstrap import Components
+from preflight_notifier.config import NotifierSettings
 from sqlalchemy import text
 
 START = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
@@ -103,6 +106,19 @@ class SmtpServer:
     @property
     def messages(self) -> list[Mail]:
         return self.handler.messages
+
+
+def loopback_settings(
+    database_url: str, routing_file: Path, smtp_server: SmtpServer, **overrides: Any
+) -> NotifierSettings:
+    """A notifier's settings over the test routing file and the loopback SMTP server; `overrides` sets
+    any other field (Kafka, topics, participants)."""
+    return NotifierSettings(
+        database_url=database_url,
+        routing_file=routing_file,
+        smtp=SmtpSettings(host="127.0.0.1", port=smtp_server.port, security="none", timeout=5.0),
+        **overrides,
+    )
 
 
 def routing_document(receiver: WebhookReceiver) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from notifier_support import (
     WebhookReceiver,
     apply,
     finding_notice,
+    loopback_settings,
     submission_received,
 )
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
@@ -29,7 +30,6 @@ from preflight_common.producer import EventPublisher
 from preflight_common.testing.fixtures import TopicFactory
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_notifier.adapters import tables
-from preflight_notifier.adapters.email import SmtpSettings
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.config import NotifierSettings
 
@@ -56,10 +56,10 @@ def settings(
         alerts_prefix=f"alerts-{uuid.uuid4().hex[:12]}", review_alerts=unique_topic("review-alerts")
     )
     ensure_topics(kafka_settings, [TopicSpec(name, 1) for name in bus.alert_topics(topics, PARTICIPANTS)])
-    return NotifierSettings(
-        database_url=f"sqlite:///{tmp_path / 'notifier.db'}",
-        routing_file=routing_file,
-        smtp=SmtpSettings(host="127.0.0.1", port=smtp_server.port, security="none", timeout=5.0),
+    return loopback_settings(
+        f"sqlite:///{tmp_path / 'notifier.db'}",
+        routing_file,
+        smtp_server,
         kafka=kafka_settings,
         topics=topics,
         participants=PARTICIPANTS,

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka import errors as aiokafka_errors
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
-from notifier_support import START, ManualClock, apply, finding_notice
+from notifier_support import START, ManualClock, apply, finding_notice, loopback_settings
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.common.v1 import common_pb2
 from preflight.sdk import aio, cli
@@ -32,7 +32,6 @@ from preflight_common.producer import EventPublisher
 from preflight_common.testing.fixtures import PrincipalFactory, TopicFactory
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_notifier.adapters import tables
-from preflight_notifier.adapters.email import SmtpSettings
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.config import NotifierSettings
 
@@ -59,10 +58,10 @@ def topics(unique_topic: TopicFactory, kafka_settings: KafkaSettings) -> Topics:
 
 @pytest.fixture
 def settings(tmp_path: Path, routing_file: Path, smtp_server: SmtpServer, topics: Topics) -> NotifierSettings:
-    return NotifierSettings(
-        database_url=f"sqlite:///{tmp_path / 'notifier.db'}",
-        routing_file=routing_file,
-        smtp=SmtpSettings(host="127.0.0.1", port=smtp_server.port, security="none", timeout=5.0),
+    return loopback_settings(
+        f"sqlite:///{tmp_path / 'notifier.db'}",
+        routing_file,
+        smtp_server,
         topics=topics,
         participants=PARTICIPANTS,
     )

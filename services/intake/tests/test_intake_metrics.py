@@ -3,14 +3,13 @@
 
 from __future__ import annotations
 
-import time
 import urllib.error
 import urllib.request
 
 from preflight_common.config import KafkaSettings
 from preflight_common.ports import free_port
 
-from .conftest import IntakeProcesses, create_topics
+from .conftest import IntakeProcesses, create_topics, wait_until
 
 
 def _lag_lines(port: int) -> list[str]:
@@ -34,10 +33,11 @@ def test_intake_serves_its_consumer_lag_for_prometheus(
     )
     topics = intake_processes.settings.topics
     consumed = {topics.benchmark_jobs, topics.benchmark_results, topics.reviews}
-    deadline = time.monotonic() + 90
-    while not all(any(f'topic="{topic}"' in line for line in _lag_lines(port)) for topic in consumed):
-        assert time.monotonic() < deadline, f"no lag of every consumed topic within 90s: {_lag_lines(port)}"
-        time.sleep(0.2)
+    wait_until(
+        lambda: all(any(f'topic="{topic}"' in line for line in _lag_lines(port)) for topic in consumed),
+        90,
+        "a lag of every consumed topic",
+    )
     group = intake_processes.settings.consumer_group
     lines = _lag_lines(port)
     assert all(f'group="{group}"' in line and 'partition="0"' in line for line in lines), lines

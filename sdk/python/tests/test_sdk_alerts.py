@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from preflight.notifier.v1 import events_pb2
 from preflight.sdk import cli
-from preflight.sdk.alerts import ALERT_TYPE, AlertSubscription, SeenAlerts, decode
+from preflight.sdk.alerts import ALERT_SOURCE, ALERT_TYPE, AlertSubscription, SeenAlerts, decode
 
 
 def subscription(**overrides: object) -> AlertSubscription:
@@ -60,15 +60,23 @@ def test_the_password_is_read_from_its_file_and_never_shown(tmp_path: Path) -> N
     assert "s3cret" not in str(raised.value)
 
 
-def test_only_decodable_alerts_are_yielded() -> None:
+def test_only_decodable_alerts_from_the_notifier_are_yielded() -> None:
     alert = events_pb2.Alert(alert_id="a-1", subject_id="f-1")
-    headers = [("ce_type", ALERT_TYPE.encode()), ("ce_id", b"e-1"), ("content-type", b"application/protobuf")]
+    headers = [
+        ("ce_type", ALERT_TYPE.encode()),
+        ("ce_source", ALERT_SOURCE.encode()),
+        ("ce_id", b"e-1"),
+        ("content-type", b"application/protobuf"),
+    ]
     received = decode("t", headers, alert.SerializeToString())
     assert received is not None
     assert (received.alert.alert_id, received.topic, received.event_id) == ("a-1", "t", "e-1")
     assert decode("t", [("ce_type", b"preflight.other.v1.Event")], alert.SerializeToString()) is None
     assert decode("t", headers, None) is None
     assert decode("t", headers, b"\xff\xff\xff") is None
+    forged = [(key, b"preflight.intake" if key == "ce_source" else item) for key, item in headers]
+    assert decode("t", forged, alert.SerializeToString()) is None
+    assert decode("t", [h for h in headers if h[0] != "ce_source"], alert.SerializeToString()) is None
 
 
 def test_an_alert_id_is_yielded_once_and_the_memory_is_bounded() -> None:

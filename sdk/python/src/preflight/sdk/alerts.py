@@ -53,6 +53,9 @@ from preflight.sdk.naming import (
 ALERT_TYPE = events_pb2.Alert.DESCRIPTOR.full_name
 """The CloudEvents type (``ce_type``) of an alert record."""
 
+ALERT_SOURCE = "preflight.notifier"
+"""The CloudEvents source (``ce_source``) of an alert record: only the notifier publishes alerts."""
+
 SEEN_ALERTS = 100_000
 """How many alert ids a subscription remembers to drop repeats (the oldest are forgotten first)."""
 
@@ -129,10 +132,14 @@ class ReceivedAlert:
 def decode(
     topic: str, headers: Sequence[tuple[str, bytes | None]] | None, value: bytes | None
 ) -> ReceivedAlert | None:
-    """The alert in one record, or None (logged) when the record is not a decodable alert."""
+    """The alert in one record, or None (logged) when the record is not a decodable alert published
+    by the notifier."""
     fields = {key: item.decode("utf-8", "replace") for key, item in headers or () if item is not None}
     if fields.get("ce_type") != ALERT_TYPE or value is None:
         log.warning("skipping a record on %s that is not a %s", topic, ALERT_TYPE)
+        return None
+    if fields.get("ce_source") != ALERT_SOURCE:
+        log.warning("skipping a record on %s that does not come from %s", topic, ALERT_SOURCE)
         return None
     if fields.get("content-type", "application/protobuf") != "application/protobuf":
         log.warning("skipping a record on %s with content type %s", topic, fields["content-type"])

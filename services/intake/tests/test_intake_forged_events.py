@@ -7,7 +7,6 @@ else is dead-lettered with its reason and the submission stays where it was.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -22,6 +21,8 @@ from preflight_common.envelope import headers_dict
 from preflight_common.producer import EventPublisher
 from preflight_intake.testing import ClearinghouseStandIn
 
+from .conftest import wait_until
+
 STATUS = intake_pb2.SubmissionStatus
 
 
@@ -29,15 +30,17 @@ def dead_letters(kafka: KafkaSettings, topic: str, event_ids: set[str]) -> dict[
     """The DLQ reason of each of `event_ids` dead-lettered from `topic`, once all arrived."""
     consumer = KafkaConsumer(Topics.dlq(topic), auto_offset_reset="earliest", **kafka.kafka_python_options())
     reasons: dict[str, str] = {}
-    deadline = time.monotonic() + 90
+
+    def arrived() -> bool:
+        for batch in consumer.poll(timeout_ms=250).values():
+            for record in batch:
+                headers = headers_dict(record.headers)
+                if headers.get("ce_id") in event_ids:
+                    reasons[headers["ce_id"]] = headers["preflight_dlq_reason"]
+        return reasons.keys() == event_ids
+
     try:
-        while reasons.keys() != event_ids:
-            assert time.monotonic() < deadline, f"only {reasons} reached the DLQ"
-            for batch in consumer.poll(timeout_ms=250).values():
-                for record in batch:
-                    headers = headers_dict(record.headers)
-                    if headers.get("ce_id") in event_ids:
-                        reasons[headers["ce_id"]] = headers["preflight_dlq_reason"]
+        wait_until(arrived, 90, "the forged events on the DLQ")
     finally:
         consumer.close()
     return reasons

@@ -21,6 +21,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -252,7 +253,7 @@ def _follow(args: argparse.Namespace, p: _Printer) -> int:
     alerts = subscribe_alerts(subscription)
     try:
         for alert in alerts:
-            p.message(alert.alert, lambda alert=alert: _describe_alert(alert))  # type: ignore[misc]
+            p.message(alert.alert, partial(_describe_alert, alert))
             received += 1
             if received == args.limit:
                 break

@@ -7,6 +7,7 @@ so a misconfigured deployment fails at start with a message that says what to fi
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,16 @@ def env_file_bytes(name: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+
+
+def read_or_create_secret(path: Path) -> str:
+    """The secret in the file `path`, generated first (random, mode 0600, folders created) if missing."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(24) + "\n")
+    return path.read_text(encoding="utf-8").strip()
 
 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")

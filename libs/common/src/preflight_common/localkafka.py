@@ -50,7 +50,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
 
-from preflight_common.config import KafkaSettings
+from preflight_common.config import KafkaSettings, read_or_create_secret
 from preflight_common.ports import free_ports
 
 __all__ = [
@@ -366,16 +366,6 @@ def _admin_client(settings: KafkaSettings, timeout_ms: int) -> Any:
     )
 
 
-def _ensure_secret_file(path: Path) -> str:
-    """The secret in ``path``, generated (random, mode 0600) if the file does not exist yet."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(base64.urlsafe_b64encode(os.urandom(24)).decode("ascii") + "\n")
-    return path.read_text(encoding="utf-8").strip()
-
-
 def read_broker_state(run_dir: Path | str) -> dict[str, Any] | None:
     """Return what the last start in ``run_dir`` recorded (pid, ports, bootstrap), if anything."""
     try:
@@ -674,7 +664,7 @@ class LocalKafka:
 
     def _settings(self) -> dict[str, str]:
         listeners = f"SASL_PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}"
-        password = _ensure_secret_file(self.admin_password_path)
+        password = read_or_create_secret(self.admin_password_path)
         # The broker and its controller authenticate to each other as the administrator (PLAIN:
         # KRaft cannot use SCRAM on the controller listener); clients use SCRAM-SHA-512, whose
         # credentials live in the cluster metadata, or PLAIN for the administrator.

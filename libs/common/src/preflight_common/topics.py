@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,7 @@ from kafka.admin._users import ScramMechanism, UserScramCredentialUpsertion
 from kafka.errors import TopicAlreadyExistsError
 
 from preflight_common import bus
-from preflight_common.config import ConfigError, KafkaSettings, Topics, env_int
+from preflight_common.config import ConfigError, KafkaSettings, Topics, env_int, read_or_create_secret
 
 SCRAM_ITERATIONS = 8192
 
@@ -135,29 +134,28 @@ def ensure_acls(settings: KafkaSettings, grants: Iterable[bus.Grant], timeout_ms
     return len(acls)
 
 
-def ensure_principal(settings: KafkaSettings, user: str, password: str, timeout_ms: int = 30_000) -> None:
-    """Create or update `user`'s SCRAM-SHA-512 credential (the password never leaves this call)."""
+def ensure_principals(
+    settings: KafkaSettings, credentials: Mapping[str, str], timeout_ms: int = 30_000
+) -> None:
+    """Create or update each user's SCRAM-SHA-512 credential (`credentials`: user -> password), in
+    one request; the passwords never leave this call. Raises RuntimeError naming a refused user."""
+    if not credentials:
+        return
     admin = KafkaAdminClient(request_timeout_ms=timeout_ms, **settings.kafka_python_options())
     try:
-        upsert = UserScramCredentialUpsertion(
-            user, ScramMechanism.SCRAM_SHA_512, password, iterations=SCRAM_ITERATIONS
+        result = admin.alter_user_scram_credentials(
+            [
+                UserScramCredentialUpsertion(
+                    user, ScramMechanism.SCRAM_SHA_512, password, iterations=SCRAM_ITERATIONS
+                )
+                for user, password in credentials.items()
+            ]
         )
-        result = admin.alter_user_scram_credentials([upsert])
     finally:
         admin.close()
-    if result.get(user) is not None:
-        raise RuntimeError(f"the broker refused the credential of {user}: {result[user]}")
-
-
-def read_or_create_password(directory: Path, principal: str) -> str:
-    """The password in `directory/<principal>.password`, generated (mode 0600) if the file is missing."""
-    path = directory / f"{principal}.password"
-    if not path.exists():
-        directory.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(secrets.token_urlsafe(24) + "\n")
-    return path.read_text(encoding="utf-8").strip()
+    refused = {user: error for user, error in result.items() if error is not None}
+    if refused:
+        raise RuntimeError(f"the broker refused the credentials of {sorted(refused)}: {refused}")
 
 
 def principals(participants: bus.Participants) -> list[str]:
@@ -190,8 +188,13 @@ def provision(
     Idempotent; returns the names of the topics created now.
     """
     if credentials_dir is not None:
-        for principal in principals(participants):
-            ensure_principal(settings, principal, read_or_create_password(credentials_dir, principal))
+        ensure_principals(
+            settings,
+            {
+                principal: read_or_create_secret(credentials_dir / f"{principal}.password")
+                for principal in principals(participants)
+            },
+        )
     created = ensure_topics(settings, [*configured_specs(topics), *alert_specs(topics, participants)])
     if acls:
         ensure_acls(settings, bus.grants(topics, participants))

@@ -22,7 +22,7 @@ from kafka.structs import TopicPartition
 
 from preflight_common import bus
 from preflight_common.config import KafkaSettings, Topics
-from preflight_common.topics import ensure_acls, ensure_principal
+from preflight_common.topics import ensure_acls, ensure_principals
 
 __all__ = [
     "assert_read_refused",
@@ -43,7 +43,7 @@ def create_principal(
     """
     password_file.write_text(secrets.token_urlsafe(18), encoding="utf-8")
     password_file.chmod(0o600)
-    ensure_principal(admin, user, password_file.read_text(encoding="utf-8"))
+    ensure_principals(admin, {user: password_file.read_text(encoding="utf-8")})
     ensure_acls(admin, list(grants))
     return KafkaSettings(
         bootstrap_servers=admin.bootstrap_servers,

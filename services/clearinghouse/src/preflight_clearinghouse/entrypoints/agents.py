@@ -69,15 +69,12 @@ class Handlers:
             )
             await asyncio.to_thread(self._reviews.submission_received, _event_key(attributes), info)
         elif isinstance(payload, intake_events.ReleasePlanChanged):
-            window_start = (
-                timestamp_field(payload.access_window, "start") if payload.HasField("access_window") else None
-            )
             await asyncio.to_thread(
                 self._reviews.plan_changed,
                 _event_key(attributes),
                 payload.submission_id,
                 payload.organisation,
-                window_start,
+                timestamp_field(payload.access_window, "start"),
             )
         elif isinstance(payload, intake_events.SubmissionWithdrawn):
             await asyncio.to_thread(

@@ -1,7 +1,8 @@
 """The clearinghouse's signed review reports, as intake checks them before a submission is REPORT_READY.
 
 The public key comes from the clearinghouse itself (`ClearinghouseService.GetSigningKey`), fetched
-once per key id and kept for the life of the process: a key id names one key for good. Intake calls
+once per key id and kept for the life of the process: a key id names one key for good (an unknown
+id is asked again each time, never remembered). Intake calls
 with a short-lived `service` token it issues to itself. A clearinghouse that cannot be reached is
 a transient failure (the consumer retries); one that knows no such key means the report is forged.
 """
@@ -32,7 +33,7 @@ class ReportVerifier:
         self._target = target
         self._credentials = credentials
         self._tokens = tokens
-        self._keys: dict[str, bytes | None] = {}
+        self._keys: dict[str, bytes] = {}
         self._token: IssuedToken | None = None
 
     async def refusal(self, report: review_events.ReviewReportReady) -> str | None:
@@ -56,20 +57,24 @@ class ReportVerifier:
         )
 
     async def _public_key(self, key_id: str) -> bytes | None:
-        if key_id not in self._keys:
-            request = clearinghouse_pb2.GetSigningKeyRequest(key_id=key_id)
-            metadata = (("authorization", f"Bearer {await asyncio.to_thread(self._service_token)}"),)
-            async with aio_channel(self._target, self._credentials) as channel:
-                stub = clearinghouse_pb2_grpc.ClearinghouseServiceStub(channel)
-                try:
-                    key = await stub.GetSigningKey(request, metadata=metadata, timeout=CALL_TIMEOUT)
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() is not grpc.StatusCode.NOT_FOUND:
-                        raise
-                    key = None
-            usable = key is not None and key.key_id == key_id and key.algorithm == ALGORITHM
-            self._keys[key_id] = key.public_key if usable and key is not None else None
-        return self._keys[key_id]
+        """The published key of that id; only keys found are kept (made-up ids cannot grow the cache)."""
+        if key_id in self._keys:
+            return self._keys[key_id]
+        request = clearinghouse_pb2.GetSigningKeyRequest(key_id=key_id)
+        metadata = (("authorization", f"Bearer {await asyncio.to_thread(self._service_token)}"),)
+        async with aio_channel(self._target, self._credentials) as channel:
+            stub = clearinghouse_pb2_grpc.ClearinghouseServiceStub(channel)
+            try:
+                key = await stub.GetSigningKey(request, metadata=metadata, timeout=CALL_TIMEOUT)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() is not grpc.StatusCode.NOT_FOUND:
+                    raise
+                return None
+        if key.key_id != key_id or key.algorithm != ALGORITHM:
+            return None
+        public_key: bytes = key.public_key
+        self._keys[key_id] = public_key
+        return public_key
 
     def _service_token(self) -> str:
         now = datetime.now(UTC)

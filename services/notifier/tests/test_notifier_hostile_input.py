@@ -8,22 +8,24 @@ import asyncio
 import json
 import threading
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from notifier_support import START
 from preflight.notifier.v1 import notifier_pb2
 from preflight_common.config import ConfigError
 from preflight_common.fields import MATCHER_LIMIT
+from preflight_common.testing.rpc import field_violations
 from preflight_notifier.adapters import tables
 from preflight_notifier.adapters.codec import timestamp
 from preflight_notifier.adapters.routing_file import parse_routing
 from preflight_notifier.bootstrap import Components
+from preflight_notifier.domain import matchers
 from preflight_notifier.domain.matchers import Matcher, MatchOp
 from sqlalchemy import insert
 
@@ -35,14 +37,6 @@ REGEX = notifier_pb2.MATCH_OPERATOR_REGEX
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'notifier.db'}"
-
-
-def violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)
-    assert status is not None, error
-    bad_request = error_details_pb2.BadRequest()
-    status.details[0].Unpack(bad_request)
-    return {v.field: v.description for v in bad_request.field_violations}
 
 
 def silence(value: str, **fields: Timestamp) -> notifier_pb2.CreateSilenceRequest:
@@ -71,7 +65,7 @@ async def test_a_megabyte_regex_is_refused_at_once_and_other_callers_are_not_hel
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await hostile
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert violations(refused.value) == {"matchers[0].value": f"at most {MATCHER_LIMIT} characters"}
+    assert field_violations(refused.value) == {"matchers[0].value": f"at most {MATCHER_LIMIT} characters"}
     assert other < 5.0, f"another caller's ListAlerts took {other:.1f}s"
     listed = await api.stub.ListSilences(notifier_pb2.ListSilencesRequest(), metadata=api.auth("bank-a"))
     assert list(listed.silences) == []
@@ -81,7 +75,7 @@ async def test_regexes_are_re2_so_backreferences_are_refused_and_nested_repeats_
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await api.stub.CreateSilence(silence("(a)\\1"), metadata=api.auth("bank-a"), timeout=30)
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert set(violations(refused.value)) == {"matchers[0]"}
+    assert set(field_violations(refused.value)) == {"matchers[0]"}
     created = await api.stub.CreateSilence(silence("(a+)+b"), metadata=api.auth("bank-a"), timeout=30)
     assert created.silence.matchers[0].value == "(a+)+b"
 
@@ -112,7 +106,7 @@ async def test_an_out_of_range_silence_time_is_invalid_argument_naming_it(
     with pytest.raises(grpc.aio.AioRpcError) as refused:
         await api.stub.CreateSilence(silence("x", **{field: stamp}), metadata=api.auth("bank-a"), timeout=30)
     assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert set(violations(refused.value)) == {field}
+    assert set(field_violations(refused.value)) == {field}
 
 
 async def test_alert_page_tokens_cannot_be_forged(api: Api) -> None:
@@ -122,7 +116,7 @@ async def test_alert_page_tokens_cannot_be_forged(api: Api) -> None:
                 notifier_pb2.ListAlertsRequest(page_token=bad), metadata=api.auth("reviewer"), timeout=30
             )
         assert refused.value.code() is grpc.StatusCode.INVALID_ARGUMENT, bad
-        assert set(violations(refused.value)) == {"page_token"}
+        assert set(field_violations(refused.value)) == {"page_token"}
 
 
 @pytest.mark.parametrize(
@@ -174,3 +168,21 @@ async def test_stored_silences_that_are_not_re2_are_ignored_and_big_ones_compile
         )
         assert [s.silence_id for s in listed.silences] == ["a-megabyte"]
         assert time.monotonic() - begun < 3.0
+
+
+def test_a_pattern_re2_refuses_is_refused_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stored silence RE2 refuses is read on every pass: refusing its pattern again each time would
+    cost as much as compiling it."""
+    calls: list[str] = []
+    real_compile = matchers.re2.compile
+
+    def counting_compile(pattern: str, options: Any) -> Any:
+        calls.append(pattern)
+        return real_compile(pattern, options)
+
+    monkeypatch.setattr(matchers.re2, "compile", counting_compile)
+    too_big = uuid.uuid4().hex + "a" * (1 << 20)
+    for _ in range(3):
+        with pytest.raises(ValueError, match="not a valid RE2"):
+            Matcher("subject_id", MatchOp.REGEX, too_big)
+    assert calls == [too_big]

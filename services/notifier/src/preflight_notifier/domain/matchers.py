@@ -40,12 +40,21 @@ _RE2_OPTIONS = _options()
 
 
 @functools.lru_cache(maxsize=COMPILED_CACHE_SIZE)
-def compiled(pattern: str) -> Any:
-    """The RE2 program for `pattern`, compiled once; ValueError when it is not valid RE2."""
+def _program(pattern: str) -> Any | None:
+    # A refusal is cached too: a stored silence that is not valid RE2 is read on every list and
+    # dispatch pass, and refusing a large pattern costs as much as compiling it.
     try:
         return re2.compile(pattern, _RE2_OPTIONS)
     except re2.error:
-        raise ValueError("is not a valid RE2 regular expression") from None
+        return None
+
+
+def compiled(pattern: str) -> Any:
+    """The RE2 program for `pattern`, compiled (or refused) once; ValueError when it is not valid RE2."""
+    program = _program(pattern)
+    if program is None:
+        raise ValueError("is not a valid RE2 regular expression")
+    return program
 
 
 class MatchOp(enum.StrEnum):

@@ -14,8 +14,6 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from preflight.notifier.v1 import notifier_pb2
 from preflight_common.auth import (
     LocalAuthenticator,
@@ -37,19 +35,12 @@ from preflight_common.fields import (
 )
 from preflight_common.grpcserver import ServerTLS, build_server
 from preflight_common.pagetokens import PageTokens
+from preflight_common.testing.rpc import field_violations
 from preflight_common.testing.tls import TestAuthority
 from sqlalchemy import Column, Integer, MetaData, Table, Text, insert
 from sqlalchemy.exc import OperationalError
 
 Handler = Callable[[notifier_pb2.CreateSilenceRequest, grpc.aio.ServicerContext], Awaitable[Any]]
-
-
-def _violations(error: grpc.aio.AioRpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    bad_request = error_details_pb2.BadRequest()
-    status.details[0].Unpack(bad_request)
-    return {v.field: v.description for v in bad_request.field_violations}
 
 
 @pytest.fixture
@@ -105,7 +96,7 @@ async def test_unparseable_bytes_are_invalid_argument_without_parser_internals(s
     target, token = await serve(_refuse)
     error = await _call(target, token, b"\xff\xff\xff\xff\x0f garbage")
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "request" in _violations(error)
+    assert "request" in field_violations(error)
     assert "Decode" not in (error.details() or "") and "Unexpected" not in (error.details() or "")
 
 
@@ -126,7 +117,7 @@ async def test_an_overlong_string_anywhere_in_the_request_is_refused_naming_it(s
     )
     error = await _call(target, token, request.SerializeToString())
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violations(error) == {"matchers[1].value": f"at most {MATCHER_LIMIT} characters"}
+    assert field_violations(error) == {"matchers[1].value": f"at most {MATCHER_LIMIT} characters"}
 
 
 def test_string_limits_default_and_per_field() -> None:
@@ -145,7 +136,7 @@ async def test_a_handler_raising_invalid_argument_names_its_fields(serve: Any) -
     request = notifier_pb2.CreateSilenceRequest(ends_at=Timestamp(seconds=0, nanos=-1))
     error = await _call(target, token, request.SerializeToString())
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert set(_violations(error)) == {"ends_at"}
+    assert set(field_violations(error)) == {"ends_at"}
     assert "ValueError" not in (error.details() or "")
 
 

@@ -11,8 +11,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
 from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.servicer import BenchmarkServicer
@@ -23,6 +21,7 @@ from preflight_benchmark.testing import IntakeStandIn, LoopThread
 from preflight_common.auth import IntrospectionAuthenticator
 from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server
+from preflight_common.testing.rpc import field_violations
 from sqlalchemy import select
 
 NOW = datetime.now(UTC)
@@ -89,14 +88,6 @@ def api(intake: IntakeStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iter
     engine.dispose()
 
 
-def field_violations(error: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    bad = error_details_pb2.BadRequest()
-    status.details[0].Unpack(bad)
-    return [v.field for v in bad.field_violations]
-
-
 def test_calls_without_a_valid_token_are_unauthenticated(api: Api) -> None:
     with pytest.raises(grpc.RpcError) as missing:
         api.stub.ListJobs(benchmark_pb2.ListJobsRequest())
@@ -153,7 +144,7 @@ def test_page_tokens_are_sealed_so_a_forged_or_edited_cursor_is_refused(api: Api
         with pytest.raises(grpc.RpcError) as refused:
             api.stub.ListJobs(benchmark_pb2.ListJobsRequest(page_size=1, page_token=bad), metadata=lab)
         assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert field_violations(refused.value) == ["page_token"]
+        assert list(field_violations(refused.value)) == ["page_token"]
     rest = api.stub.ListJobs(benchmark_pb2.ListJobsRequest(page_size=5, page_token=token), metadata=lab)
     assert len(rest.jobs) == 1 and rest.jobs[0].job_id != first.jobs[0].job_id
 
@@ -168,10 +159,10 @@ def test_bad_list_requests_name_their_fields(api: Api) -> None:
             metadata=reviewer,
         )
     assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert field_violations(bad.value) == ["page_size", "statuses", "page_token"]
+    assert list(field_violations(bad.value)) == ["page_size", "statuses", "page_token"]
     with pytest.raises(grpc.RpcError) as empty:
         api.stub.GetJob(benchmark_pb2.GetJobRequest(), metadata=reviewer)
-    assert field_violations(empty.value) == ["job_id"]
+    assert list(field_violations(empty.value)) == ["job_id"]
 
 
 def _results(store: JobStore) -> list[str]:
@@ -194,7 +185,7 @@ def test_only_the_running_attempt_can_report_and_only_once(api: Api) -> None:
     api.store.start_attempt(api.store.get(job), NOW)  # type: ignore[arg-type]
     with pytest.raises(grpc.RpcError) as invalid:
         api.stub.ReportJobResult(benchmark_pb2.ReportJobResultRequest(job_id=job), metadata=service)
-    assert field_violations(invalid.value) == ["attempt", "outcome"]
+    assert list(field_violations(invalid.value)) == ["attempt", "outcome"]
     with pytest.raises(grpc.RpcError) as unknown:
         api.stub.ReportJobResult(
             benchmark_pb2.ReportJobResultRequest(job_id="bj-x", attempt=1, completed=completed.completed),

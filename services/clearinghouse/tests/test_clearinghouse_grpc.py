@@ -11,8 +11,6 @@ from datetime import timedelta
 import grpc
 import pytest
 from clearinghouse_support import START, SUITES, V31, V40, Api, completed, job_requested, ts
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.clearinghouse.v1.clearinghouse_pb2_grpc import ClearinghouseServiceStub
@@ -22,6 +20,7 @@ from preflight_clearinghouse.domain.cwe import _catalog
 from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
 from preflight_common.auth import Principal, Role
 from preflight_common.signing import verify_signature
+from preflight_common.testing.rpc import field_violations
 
 REVIEWER = Principal("rev-1", Role.REVIEWER, "agency")
 ADMIN = Principal("adm-1", Role.ADMIN, "platform")
@@ -173,17 +172,6 @@ MALFORMED: list[tuple[str, Mutation, str]] = [
 ]
 
 
-def violations(error: grpc.RpcError) -> list[str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None
-    fields = []
-    for detail in status.details:
-        bad_request = error_details_pb2.BadRequest()
-        assert detail.Unpack(bad_request)
-        fields += [v.field for v in bad_request.field_violations]
-    return fields
-
-
 def test_there_are_at_least_30_malformed_cases() -> None:
     assert len(MALFORMED) >= 30
 
@@ -197,7 +185,7 @@ def test_a_malformed_report_gets_invalid_argument_naming_the_field(
     with pytest.raises(grpc.RpcError) as caught:
         api.stub.ReportFinding(request, metadata=api.as_(OP_A))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, case
-    assert field in violations(caught.value), (case, caught.value.details())
+    assert field in list(field_violations(caught.value)), (case, caught.value.details())
     listed = api.stub.ListFindings(pb.ListFindingsRequest(), metadata=api.as_(REVIEWER))
     assert list(listed.findings) == []  # nothing half-written
 

@@ -16,7 +16,8 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
 from preflight_common.auth import Principal, Role
-from test_clearinghouse_grpc import valid_request, violations
+from preflight_common.testing.rpc import field_violations
+from test_clearinghouse_grpc import valid_request
 
 REVIEWER = Principal("rev-1", Role.REVIEWER, "agency")
 OP_A = Principal("op-a-user", Role.OPERATOR, "op-a", frozenset({"energy"}))
@@ -84,7 +85,7 @@ def test_an_out_of_range_timestamp_is_invalid_argument_naming_the_field(
         with pytest.raises(grpc.RpcError) as caught:
             call(api, stamp)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (rpc, caught.value.details())
-        assert set(violations(caught.value)) == {field}
+        assert set(field_violations(caught.value)) == {field}
         assert "ValueError" not in (caught.value.details() or "")
 
 
@@ -93,7 +94,7 @@ def test_report_page_tokens_cannot_be_forged(api: Api) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             api.stub.ListReports(pb.ListReportsRequest(page_token=bad), metadata=api.as_(REVIEWER))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
-        assert set(violations(caught.value)) == {"page_token"}
+        assert set(field_violations(caught.value)) == {"page_token"}
 
 
 def test_finding_page_tokens_are_sealed_and_page_through(api: Api) -> None:
@@ -112,7 +113,7 @@ def test_finding_page_tokens_are_sealed_and_page_through(api: Api) -> None:
         with pytest.raises(grpc.RpcError) as caught:
             api.stub.ListFindings(pb.ListFindingsRequest(page_token=bad), metadata=api.as_(REVIEWER))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
-        assert set(violations(caught.value)) == {"page_token"}
+        assert set(field_violations(caught.value)) == {"page_token"}
 
 
 @pytest.mark.parametrize("organisation", ["Op A", "https://op-a.example/", "\n" * 40, "op_a", "-op"])
@@ -122,4 +123,4 @@ def test_an_audience_organisation_outside_the_name_grammar_is_refused(api: Api, 
     with pytest.raises(grpc.RpcError) as caught:
         api.stub.ReportFinding(request, metadata=api.as_(LAB_X))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert set(violations(caught.value)) == {"audience.organisations[1]"}
+    assert set(field_violations(caught.value)) == {"audience.organisations[1]"}

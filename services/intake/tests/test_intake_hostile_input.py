@@ -13,25 +13,16 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
 from preflight_common.auth import Role
 from preflight_common.config import KafkaSettings
+from preflight_common.testing.rpc import field_violations
 from preflight_intake.adapters import tables
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
 
 from .conftest import create_topics, make_settings, valid_request
-
-
-def _violations(error: grpc.RpcError) -> dict[str, str]:
-    status = rpc_status.from_call(error)  # type: ignore[arg-type]
-    assert status is not None, error
-    bad_request = error_details_pb2.BadRequest()
-    status.details[0].Unpack(bad_request)
-    return {v.field: v.description for v in bad_request.field_violations}
 
 
 @pytest.fixture
@@ -105,7 +96,7 @@ def test_page_tokens_are_opaque_and_forged_or_edited_ones_are_invalid_argument(i
                     intake_pb2.ListSubmissionsRequest(page_size=1, page_token=bad), metadata=metadata
                 )
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT, bad
-            assert set(_violations(error.value)) == {"page_token"}
+            assert set(field_violations(error.value)) == {"page_token"}
 
 
 @pytest.mark.parametrize(
@@ -146,7 +137,7 @@ def test_create_token_refuses_bad_principals_and_expiries_naming_the_field(
     with grpc.insecure_channel(intake.target) as channel, pytest.raises(grpc.RpcError) as error:
         identity_pb2_grpc.IdentityServiceStub(channel).CreateToken(request, metadata=metadata, timeout=30)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert set(_violations(error.value)) == {field}
+    assert set(field_violations(error.value)) == {field}
 
 
 def test_create_token_accepts_a_well_formed_principal(intake: Any) -> None:

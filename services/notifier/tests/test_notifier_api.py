@@ -9,13 +9,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from notifier_support import START, ManualClock, apply, finding_notice, rows, submission_received
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.common.v1 import common_pb2
 from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight.notifier.v1 import notifier_pb2
+from preflight_common.testing.rpc import field_violations
 from preflight_notifier.adapters.codec import timestamp
 from preflight_notifier.bootstrap import Components
 
@@ -54,16 +53,6 @@ def alerts_fired(notifier: Components, clock: ManualClock) -> None:
 async def visible(api: Api, who: str, **filters: object) -> list[str]:
     response = await api.stub.ListAlerts(notifier_pb2.ListAlertsRequest(**filters), metadata=api.auth(who))  # type: ignore[arg-type]
     return sorted(r.alert.subject_id for r in response.alerts)
-
-
-def violations(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    for detail in status.details:
-        bad_request = error_details_pb2.BadRequest()
-        if detail.Unpack(bad_request):
-            return [v.field for v in bad_request.field_violations]
-    return []
 
 
 async def test_calls_without_valid_credentials_are_refused(api: Api) -> None:
@@ -107,7 +96,7 @@ async def test_bad_list_requests_name_the_field(api: Api) -> None:
             notifier_pb2.ListAlertsRequest(page_size=501, page_token="abc"), metadata=api.auth("reviewer")
         )
     assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert violations(bad.value) == ["page_size", "page_token"]
+    assert list(field_violations(bad.value)) == ["page_size", "page_token"]
 
 
 @pytest.mark.usefixtures("alerts_fired")
@@ -191,7 +180,7 @@ async def test_silences_are_scoped_validated_and_suppress_deliveries_until_expir
             metadata=api.auth("bank-b"),
         )
     assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    assert violations(bad.value) == [
+    assert list(field_violations(bad.value)) == [
         "matchers[0]",
         "matchers[1]",
         "matchers[2].operator",

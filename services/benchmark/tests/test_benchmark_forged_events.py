@@ -9,39 +9,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from kafka import KafkaConsumer
-from kafka.structs import TopicPartition
 from preflight.benchmark.v1 import events_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_benchmark.domain.jobs import JobStatus
 from preflight_benchmark.testing import BenchmarkProcess, IntakeStandIn, submission, wait_until
 from preflight_common.bus import SOURCES
-from preflight_common.config import Topics
-from preflight_common.envelope import encode_event, headers_dict
-
-
-def dead_letters(service: BenchmarkProcess, event_ids: set[str]) -> dict[str, str]:
-    """The DLQ reason of each of `event_ids` on the submissions topic's DLQ, once all arrived."""
-    topic = Topics.dlq(service.settings.topics.submissions)
-    consumer = KafkaConsumer(enable_auto_commit=False, **service.admin.kafka_python_options())
-    reasons: dict[str, str] = {}
-    try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning(*partitions)
-
-        def arrived() -> bool:
-            for records in consumer.poll(timeout_ms=200).values():
-                for record in records:
-                    headers = headers_dict(record.headers)
-                    if headers.get("ce_id") in event_ids:
-                        reasons[headers["ce_id"]] = headers["preflight_dlq_reason"]
-            return reasons.keys() == event_ids
-
-        wait_until(arrived, 60, "the forged events on the DLQ")
-    finally:
-        consumer.close()
-    return reasons
+from preflight_common.envelope import encode_event
+from preflight_common.testing.clients import dead_letter_reasons
 
 
 def test_a_forged_withdrawal_cancels_no_job_and_is_dead_lettered(
@@ -84,7 +58,7 @@ def test_a_forged_withdrawal_cancels_no_job_and_is_dead_lettered(
     assert from_clearinghouse.attributes is not None
     foreign = from_clearinghouse.attributes.id
 
-    reasons = dead_letters(service, {as_intake, foreign})
+    reasons = dead_letter_reasons(service.admin, service.settings.topics.submissions, {as_intake, foreign})
 
     assert reasons[as_intake] == (
         f"poison event: submission {received.submission_id} belongs to another organisation than "

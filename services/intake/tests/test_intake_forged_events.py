@@ -11,39 +11,16 @@ from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from kafka import KafkaConsumer
 from preflight.intake.v1 import intake_pb2
 from preflight.sdk import Client
 from preflight_common.auth import Role
 from preflight_common.bus import SOURCES
-from preflight_common.config import KafkaSettings, Topics
-from preflight_common.envelope import headers_dict
+from preflight_common.config import KafkaSettings
 from preflight_common.producer import EventPublisher
+from preflight_common.testing.clients import dead_letter_reasons
 from preflight_intake.testing import ClearinghouseStandIn
 
-from .conftest import wait_until
-
 STATUS = intake_pb2.SubmissionStatus
-
-
-def dead_letters(kafka: KafkaSettings, topic: str, event_ids: set[str]) -> dict[str, str]:
-    """The DLQ reason of each of `event_ids` dead-lettered from `topic`, once all arrived."""
-    consumer = KafkaConsumer(Topics.dlq(topic), auto_offset_reset="earliest", **kafka.kafka_python_options())
-    reasons: dict[str, str] = {}
-
-    def arrived() -> bool:
-        for batch in consumer.poll(timeout_ms=250).values():
-            for record in batch:
-                headers = headers_dict(record.headers)
-                if headers.get("ce_id") in event_ids:
-                    reasons[headers["ce_id"]] = headers["preflight_dlq_reason"]
-        return reasons.keys() == event_ids
-
-    try:
-        wait_until(arrived, 90, "the forged events on the DLQ")
-    finally:
-        consumer.close()
-    return reasons
 
 
 def test_a_report_that_does_not_verify_moves_nothing_and_is_dead_lettered(
@@ -73,7 +50,7 @@ def test_a_report_that_does_not_verify_moves_nothing_and_is_dead_lettered(
 
             reasons = {
                 ids[event_id]: reason
-                for event_id, reason in dead_letters(kafka_settings, reviews, set(ids)).items()
+                for event_id, reason in dead_letter_reasons(kafka_settings, reviews, set(ids)).items()
             }
 
             assert reasons == {

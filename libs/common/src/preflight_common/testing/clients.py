@@ -22,11 +22,13 @@ from kafka.structs import TopicPartition
 
 from preflight_common import bus
 from preflight_common.config import KafkaSettings, Topics
+from preflight_common.envelope import headers_dict
 from preflight_common.topics import ensure_acls, ensure_principals
 
 __all__ = [
     "assert_read_refused",
     "create_principal",
+    "dead_letter_reasons",
     "read_records",
     "service_grants_as",
     "write_records",
@@ -104,6 +106,30 @@ def read_records(
             for batch in consumer.poll(timeout_ms=int(settle * 1000)).values():
                 records.extend(batch)
         return records
+    finally:
+        consumer.close()
+
+
+def dead_letter_reasons(
+    settings: KafkaSettings, topic: str, event_ids: set[str], timeout: float = 90.0
+) -> dict[str, str]:
+    """The DLQ reason of each of `event_ids` dead-lettered from `topic` (its `.dlq` twin, read from
+    the start), once all have arrived; AssertionError naming what came if they do not in `timeout`."""
+    consumer = KafkaConsumer(
+        Topics.dlq(topic), auto_offset_reset="earliest", **settings.kafka_python_options()
+    )
+    reasons: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    try:
+        while reasons.keys() != event_ids:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"after {timeout:.0f}s only {reasons} reached the DLQ of {topic}")
+            for batch in consumer.poll(timeout_ms=250).values():
+                for record in batch:
+                    headers = headers_dict(record.headers)
+                    if headers.get("ce_id") in event_ids:
+                        reasons[headers["ce_id"]] = headers["preflight_dlq_reason"]
+        return reasons
     finally:
         consumer.close()
 

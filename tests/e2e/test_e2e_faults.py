@@ -20,7 +20,7 @@ from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.sdk import Client
 
-from .conftest import RunningStack, all_report_ready, start_stack, submit, topic_events, wait_until
+from .conftest import RunningStack, start_stack, submit, topic_events, wait_report_ready, wait_until
 
 pytestmark = pytest.mark.slow
 SERVICES = ("intake", "benchmark", "clearinghouse", "notifier")
@@ -114,9 +114,7 @@ def test_every_service_killed_once_mid_run_loses_and_doubles_nothing(fault_stack
             time.sleep(rng.uniform(0.0, 1.0))
         monkey.join()
         assert sorted(killed) == sorted(SERVICES)
-        wait_until(
-            "all 20 submissions at REPORT_READY", lambda: all_report_ready(lab, ids), timeout=480, every=2
-        )
+        wait_report_ready(stack, lab, ids, timeout=480)
     assert all(stack.state["restarts"][name] >= 1 for name in SERVICES)
 
     reviews = _assert_one_report_each(stack, ids)
@@ -146,9 +144,7 @@ def test_broker_stopped_and_restarted_mid_run_loses_nothing(fault_stack: Running
         # Accepted while the broker is down: stored with its outbox row, published once it is back.
         during = [submit(stack, lab) for _ in range(3)]
         ids = before + during
-        wait_until(
-            "all submissions at REPORT_READY", lambda: all_report_ready(lab, ids), timeout=300, every=2
-        )
+        wait_report_ready(stack, lab, ids, timeout=300)
     received = topic_events(
         stack,
         "preflight.submissions.v1",

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 import yaml
 from preflight.sdk import naming
-from preflight.sdk.naming import check_name
+from preflight.sdk.naming import check_name, event_source
 from preflight.sdk.naming import operator_group_prefix as operator_group_prefix
 from preflight.sdk.naming import operator_principal as operator_principal
 
@@ -36,7 +36,7 @@ from preflight_common.config import Topics
 
 SERVICES: Final = ("intake", "benchmark", "clearinghouse", "notifier")
 
-SOURCES: Final[Mapping[str, str]] = {service: f"preflight.{service}" for service in SERVICES}
+SOURCES: Final[Mapping[str, str]] = {service: event_source(service) for service in SERVICES}
 """The CloudEvents ``source`` of the events each service publishes."""
 
 OWNERS: Final[Mapping[str, str]] = {

@@ -44,6 +44,7 @@ from preflight.sdk.errors import PermissionDenied, PreflightError, Unauthenticat
 from preflight.sdk.naming import (
     DEFAULT_ALERTS_PREFIX,
     check_name,
+    event_source,
     operator_group_prefix,
     operator_principal,
     org_alert_topic,
@@ -53,7 +54,7 @@ from preflight.sdk.naming import (
 ALERT_TYPE = events_pb2.Alert.DESCRIPTOR.full_name
 """The CloudEvents type (``ce_type``) of an alert record."""
 
-ALERT_SOURCE = "preflight.notifier"
+ALERT_SOURCE = event_source("notifier")
 """The CloudEvents source (``ce_source``) of an alert record: only the notifier publishes alerts."""
 
 SEEN_ALERTS = 100_000

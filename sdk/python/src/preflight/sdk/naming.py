@@ -66,3 +66,8 @@ def operator_principal(organisation: str) -> str:
 def operator_group_prefix(organisation: str) -> str:
     """Every consumer group of an operator starts with this."""
     return f"{operator_principal(organisation)}."
+
+
+def event_source(service: str) -> str:
+    """The CloudEvents ``source`` of the events a Preflight service publishes (e.g. ``notifier``)."""
+    return f"preflight.{service}"

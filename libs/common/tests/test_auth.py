@@ -236,6 +236,8 @@ async def test_identity_service_is_admin_only_and_introspection_serves_other_ser
         with pytest.raises(grpc.aio.AioRpcError) as forbidden:
             await lab_remote.authenticate(admin, context=None)  # type: ignore[arg-type]
         assert forbidden.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # ... but may introspect the token it presents: who it is, nothing about anyone else.
+        assert await lab_remote.authenticate(lab, context=None) == LAB  # type: ignore[arg-type]
     finally:
         await lab_remote.close()
 

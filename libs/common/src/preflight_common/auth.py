@@ -398,7 +398,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def IntrospectToken(
         self, request: identity_pb2.IntrospectTokenRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.IntrospectTokenResponse:
-        await require_role(context, Role.SERVICE, Role.ADMIN)
+        # Any principal may introspect the token it presents (how a web console, holding no
+        # privileged token, learns who signed in); only services and admins introspect others'.
+        if request.token != bearer_token(context.invocation_metadata()):
+            await require_role(context, Role.SERVICE, Role.ADMIN)
         resolved = await asyncio.to_thread(self._store.resolve, request.token)
         if resolved is None:
             return identity_pb2.IntrospectTokenResponse(active=False)

@@ -20,6 +20,7 @@ from preflight_common.auth import (
     LocalAuthenticator,
     Principal,
     Role,
+    TokenCache,
     TokenStore,
     current_principal,
     hash_token,
@@ -29,7 +30,7 @@ from preflight_common.channels import aio_channel
 from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server, invalid_argument, mark_serving
 from preflight_common.testing.tls import TestAuthority
-from sqlalchemy import Engine, MetaData, select
+from sqlalchemy import Engine, MetaData, event, select
 
 ADMIN = Principal("root", Role.ADMIN, "agency")
 SERVICE = Principal("clearinghouse", Role.SERVICE, "preflight")
@@ -304,22 +305,20 @@ def test_server_tls_from_the_environment_names_what_is_missing(
     assert tls == ServerTLS(b"cert pem", b"key pem", client_ca=b"ca pem")
 
 
-async def test_the_introspection_cache_stays_bounded_under_made_up_tokens(
-    issuer: tuple[str, TokenStore],
-) -> None:
-    target, store = issuer
-    remote = IntrospectionAuthenticator(target, store.create(SERVICE).token, cache_ttl=3600)
-    remote.MAX_CACHED = 3
-    try:
-        for n in range(10):
-            assert await remote.authenticate(f"pft_made_up_{n}", context=None) is None  # type: ignore[arg-type]
-            assert len(remote._cache) <= remote.MAX_CACHED
-    finally:
-        await remote.close()
+async def test_the_token_cache_stays_bounded_under_made_up_tokens(store: TokenStore) -> None:
+    cache = TokenCache(3600, max_entries=3)
+
+    async def lookup(token: str) -> tuple[Principal | None, dt.datetime | None]:
+        resolved = store.resolve(token)
+        return (resolved[0], resolved[2]) if resolved else (None, None)
+
+    for n in range(10):
+        assert await cache.resolve(f"pft_made_up_{n}", lookup) is None
+        assert len(cache) <= 3
 
 
 async def _refused_within(
-    remote: IntrospectionAuthenticator, token: str, deadline: float
+    remote: IntrospectionAuthenticator | LocalAuthenticator, token: str, deadline: float
 ) -> dt.datetime | None:
     """The wall-clock time the token was first refused, polling until `deadline` (monotonic)."""
     while time.monotonic() < deadline:
@@ -447,3 +446,54 @@ async def test_a_tls_server_answers_only_health_checks_on_its_plaintext_health_l
         )
     finally:
         await server.stop(None)
+
+
+@pytest.fixture
+def token_lookups(engine: Engine) -> Iterator[list[str]]:
+    """The statements reading the tokens table, as they are executed."""
+    seen: list[str] = []
+
+    def record(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "api_tokens" in statement:
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine, "before_cursor_execute", record)
+
+
+async def test_a_caching_local_authenticator_reads_each_token_once_per_ttl_and_forgets_at_revocation(
+    store: TokenStore, token_lookups: list[str]
+) -> None:
+    local = LocalAuthenticator(store, cache_ttl=3600)
+    issued = store.create(LAB)
+    for _ in range(20):
+        assert await local.authenticate(issued.token, context=None) == LAB  # type: ignore[arg-type]
+        assert await local.authenticate("pft_made_up", context=None) is None  # type: ignore[arg-type]
+    assert len(token_lookups) == 2
+    store.revoke(issued.token_id)
+    assert await local.authenticate(issued.token, context=None) is None  # type: ignore[arg-type]
+
+
+async def test_a_token_revoked_elsewhere_stops_working_within_the_local_cache_ttl(
+    store: TokenStore, engine: Engine
+) -> None:
+    local = LocalAuthenticator(store, cache_ttl=2.0)
+    issued = store.create(LAB)
+    assert await local.authenticate(issued.token, context=None) == LAB  # type: ignore[arg-type]
+    # Another process (e.g. `preflight-intake token revoke`) revokes it in the same database.
+    assert TokenStore(engine, store._table).revoke(issued.token_id)
+    revoked = time.monotonic()
+    refused_at = await _refused_within(local, issued.token, revoked + 30)
+    assert refused_at is not None
+    assert time.monotonic() - revoked <= 2.0 + 1.0
+
+
+async def test_a_locally_cached_token_stops_working_at_its_expiry(store: TokenStore) -> None:
+    local = LocalAuthenticator(store, cache_ttl=3600)
+    expiry = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=2)
+    token = store.create(LAB, expires_at=expiry).token
+    assert await local.authenticate(token, context=None) == LAB  # type: ignore[arg-type]
+    refused_at = await _refused_within(local, token, time.monotonic() + 30)
+    assert refused_at is not None, "the cached answer outlived the token"
+    assert expiry <= refused_at < expiry + dt.timedelta(seconds=0.5)

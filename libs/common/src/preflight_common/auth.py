@@ -22,7 +22,7 @@ import hashlib
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
@@ -181,6 +181,11 @@ class TokenStore:
         self._engine = engine
         self._table = table
         self._default_lifetime = default_lifetime
+        self._revocation_listeners: list[Callable[[], None]] = []
+
+    def on_revoke(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each revocation through this store (a cache forgets its answers)."""
+        self._revocation_listeners.append(listener)
 
     def create(
         self, principal: Principal, expires_at: datetime | None = None, description: str = ""
@@ -223,6 +228,8 @@ class TokenStore:
                 .where(t.c.token_id == token_id, t.c.revoked_at.is_(None))
                 .values(revoked_at=datetime.now(UTC))
             )
+        for listener in self._revocation_listeners:
+            listener()
         return result.rowcount == 1
 
     def resolve(self, token: str) -> tuple[Principal, str, datetime] | None:
@@ -273,27 +280,72 @@ def certificate_principal(context: grpc.aio.ServicerContext) -> Principal | None
     return Principal(principal_id, role, organisation)
 
 
-class LocalAuthenticator:
-    """Authenticates against a TokenStore in this process's own database (the issuer)."""
+TokenLookup = Callable[[str], Awaitable[tuple[Principal | None, datetime | None]]]
+"""Resolves a bearer token to (principal or None when it does not authenticate, its expiry or None)."""
 
-    def __init__(self, store: TokenStore) -> None:
+
+class TokenCache:
+    """Answers about bearer tokens, each reused for at most `ttl` seconds and never past the token's
+    expiry: an expired token is refused at its expiry, a revoked one within `ttl` (or at once when
+    the revocation calls `clear`). Refusals are cached too. At most `max_entries` answers are kept,
+    so callers presenting many distinct (e.g. made-up) tokens cannot grow it forever."""
+
+    def __init__(self, ttl: float = INTROSPECTION_CACHE_TTL, *, max_entries: int = 10_000) -> None:
+        self._ttl = ttl
+        self._max_entries = max_entries
+        # token hash -> (monotonic end of the TTL, principal or None, token expiry or None)
+        self._entries: dict[str, tuple[float, Principal | None, datetime | None]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries = {}
+
+    async def resolve(self, token: str, lookup: TokenLookup) -> Principal | None:
+        """The cached answer for `token` while it holds, else `lookup`'s (then cached)."""
+        key = hash_token(token)
+        cached = self._entries.get(key)
+        now = time.monotonic()
+        if cached and cached[0] > now and (cached[2] is None or cached[2] > datetime.now(UTC)):
+            return cached[1]
+        principal, expires = await lookup(token)
+        if len(self._entries) >= self._max_entries:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) >= self._max_entries:
+                self._entries = {}
+        if self._ttl > 0:
+            self._entries[key] = (now + self._ttl, principal, expires)
+        return principal
+
+
+class LocalAuthenticator:
+    """Authenticates against a TokenStore in this process's own database (the issuer).
+
+    With `cache_ttl` > 0 answers are cached (`TokenCache`); a revocation through the same store
+    clears the cache at once, one made by another process is honoured within `cache_ttl`.
+    """
+
+    def __init__(self, store: TokenStore, *, cache_ttl: float = 0.0) -> None:
         self._store = store
+        self._cache = TokenCache(cache_ttl)
+        store.on_revoke(self._cache.clear)
 
     async def authenticate(self, token: str | None, context: grpc.aio.ServicerContext) -> Principal | None:
         if token is None:
             return certificate_principal(context)
+        return await self._cache.resolve(token, self._lookup)
+
+    async def _lookup(self, token: str) -> tuple[Principal | None, datetime | None]:
         resolved = await asyncio.to_thread(self._store.resolve, token)
-        return resolved[0] if resolved else None
+        return (resolved[0], resolved[2]) if resolved else (None, None)
 
 
 class IntrospectionAuthenticator:
-    """Authenticates by asking the issuer's IdentityService, caching answers for `cache_ttl` seconds.
-
-    A cached answer is never used past the token's `expires_at` (as the issuer reported it), so an
-    expired token is refused at its expiry; a revoked one is refused within `cache_ttl`.
+    """Authenticates by asking the issuer's IdentityService, caching answers for `cache_ttl` seconds
+    (`TokenCache`): an expired token is refused at its expiry (as the issuer reported it), a revoked
+    one within `cache_ttl`.
     """
-
-    MAX_CACHED = 10_000
 
     def __init__(
         self,
@@ -305,10 +357,8 @@ class IntrospectionAuthenticator:
     ) -> None:
         self._target = target
         self._service_token = service_token
-        self._cache_ttl = cache_ttl
+        self._cache = TokenCache(cache_ttl)
         self._credentials = credentials
-        # token hash -> (monotonic end of the cache TTL, principal or None, token expiry or None)
-        self._cache: dict[str, tuple[float, Principal | None, datetime | None]] = {}
         self._channel: grpc.aio.Channel | None = None
 
     def _stub(self) -> identity_pb2_grpc.IdentityServiceStub:
@@ -319,11 +369,9 @@ class IntrospectionAuthenticator:
     async def authenticate(self, token: str | None, context: grpc.aio.ServicerContext) -> Principal | None:
         if token is None:
             return certificate_principal(context)
-        key = hash_token(token)
-        cached = self._cache.get(key)
-        now = time.monotonic()
-        if cached and cached[0] > now and (cached[2] is None or cached[2] > datetime.now(UTC)):
-            return cached[1]
+        return await self._cache.resolve(token, self._introspect)
+
+    async def _introspect(self, token: str) -> tuple[Principal | None, datetime | None]:
         response = await self._stub().IntrospectToken(
             identity_pb2.IntrospectTokenRequest(token=token),
             metadata=(("authorization", f"Bearer {self._service_token}"),),
@@ -331,13 +379,7 @@ class IntrospectionAuthenticator:
         )
         principal = Principal.from_proto(response.principal) if response.active else None
         expires = response.expires_at.ToDatetime(tzinfo=UTC) if response.HasField("expires_at") else None
-        if len(self._cache) >= self.MAX_CACHED:
-            # Bounded: callers presenting many distinct (e.g. made-up) tokens cannot grow it forever.
-            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
-            if len(self._cache) >= self.MAX_CACHED:
-                self._cache.clear()
-        self._cache[key] = (now + self._cache_ttl, principal, expires)
-        return principal
+        return principal, expires
 
     async def close(self) -> None:
         if self._channel is not None:

@@ -1,8 +1,11 @@
 """Preflight's Python SDK: clients for labs, reviewers and operators.
 
-`Client` (blocking) and `AsyncClient` (asyncio) have one typed method per RPC,
-default deadlines, retries on UNAVAILABLE, automatic idempotency keys, and
-raise the typed errors of `preflight.sdk.errors`. `load_manifest` reads the
+`IntakeClient`, `ClearinghouseClient`, `NotifierClient` and `BenchmarkClient`
+(blocking; `preflight.sdk.aio` has their asyncio twins) have one typed method
+per RPC, default deadlines, retries on UNAVAILABLE, automatic idempotency keys,
+iterators over pages and resumable streams, and raise the typed errors of
+`preflight.sdk.errors`. `Client` and `AsyncClient` are intake clients that own
+their channel. `verify_report` checks a review report's signature. `load_manifest` reads the
 YAML manifest the `preflight submit` command takes. `subscribe_alerts` (and its
 asyncio twin in `preflight.sdk.aio`) follows an operator organisation's finding
 alerts on the event bus.
@@ -17,10 +20,18 @@ from preflight.intake.v1.intake_pb2 import (
     SubmitModelResponse,
     WatchSubmissionResponse,
 )
+from preflight.sdk._calls import Assessment, Transition
 from preflight.sdk._common import DEFAULT_TIMEOUT, TLS
 from preflight.sdk.aio import AsyncClient
 from preflight.sdk.alerts import AlertSubscription, ReceivedAlert, subscribe_alerts
-from preflight.sdk.client import Client
+from preflight.sdk.client import (
+    BenchmarkClient,
+    ClearinghouseClient,
+    Client,
+    IntakeClient,
+    NotifierClient,
+    ServiceClient,
+)
 from preflight.sdk.errors import (
     AlreadyExists,
     DeadlineExceeded,
@@ -34,32 +45,42 @@ from preflight.sdk.errors import (
     Unavailable,
 )
 from preflight.sdk.manifest import ManifestError, load_manifest
+from preflight.sdk.reports import ReportVerificationError, verify_report
 
 __all__ = [
     "DEFAULT_TIMEOUT",
     "TLS",
     "AlertSubscription",
     "AlreadyExists",
+    "Assessment",
     "AsyncClient",
+    "BenchmarkClient",
+    "ClearinghouseClient",
     "Client",
     "DeadlineExceeded",
     "EndpointAccessSpec",
     "FailedPrecondition",
     "FieldViolation",
+    "IntakeClient",
     "InvalidArgument",
     "ManifestError",
     "ModelAccessSpec",
     "NotFound",
+    "NotifierClient",
     "PermissionDenied",
     "PreflightError",
     "ReceivedAlert",
+    "ReportVerificationError",
+    "ServiceClient",
     "Submission",
     "SubmissionStatus",
     "SubmitModelRequest",
     "SubmitModelResponse",
+    "Transition",
     "Unauthenticated",
     "Unavailable",
     "WatchSubmissionResponse",
     "load_manifest",
     "subscribe_alerts",
+    "verify_report",
 ]

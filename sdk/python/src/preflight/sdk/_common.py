@@ -1,9 +1,8 @@
-"""What the blocking and the asyncio clients share: channel settings and request building."""
+"""What the blocking and the asyncio clients share: channels, their retry policy, and request parts."""
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,16 +18,50 @@ DEFAULT_TIMEOUT = 10.0
 WATCH_RECONNECTS = 5
 """How many times in a row `watch` reconnects after UNAVAILABLE without receiving anything."""
 
-_RETRIED_SERVICES = ("preflight.intake.v1.IntakeService", "preflight.identity.v1.IdentityService")
+_RETRIED_SERVICES = (
+    "preflight.intake.v1.IntakeService",
+    "preflight.identity.v1.IdentityService",
+    "preflight.benchmark.v1.BenchmarkService",
+)
+_RETRIED_METHODS = {
+    "preflight.clearinghouse.v1.ClearinghouseService": (
+        "GetReport",
+        "ListReports",
+        "SignOffReport",
+        "GetSigningKey",
+        "ReportFinding",
+        "GetFinding",
+        "ListFindings",
+        "SetPatchStatus",
+        "ExportFinding",
+        "StreamFindings",
+        "VerifyAuditLog",
+    ),
+    "preflight.notifier.v1.NotifierService": (
+        "ListAlerts",
+        "AcknowledgeAlert",
+        "ListSilences",
+        "ExpireSilence",
+        "SubscribeAlerts",
+    ),
+}
 
 # Calls that fail with UNAVAILABLE (the service was not reached or is restarting) are retried by
-# gRPC itself with exponential backoff. Every intake call is safe to retry: SubmitModel carries an
-# idempotency key, the other changes are refused (not repeated) once applied.
+# gRPC itself with exponential backoff, when doing them twice cannot change anything twice: reads;
+# SubmitModel and ReportFinding, which carry an idempotency key; changes that are refused (not
+# repeated) once applied (a withdrawal, a sign-off) or that set a value (a patch status, an
+# acknowledgement). The clearinghouse's other changes (a note, a re-issue, a finding's transition,
+# assessment, sharing or link) and a new silence are never retried: each would be recorded again.
 SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
             {
-                "name": [{"service": name} for name in _RETRIED_SERVICES],
+                "name": [{"service": name} for name in _RETRIED_SERVICES]
+                + [
+                    {"service": service, "method": method}
+                    for service, methods in _RETRIED_METHODS.items()
+                    for method in methods
+                ],
                 "retryPolicy": {
                     "maxAttempts": 5,
                     "initialBackoff": "0.2s",
@@ -75,6 +108,30 @@ def channel_credentials(tls: bool | TLS) -> grpc.ChannelCredentials | None:
     return None
 
 
+def open_channel(target: str, tls: bool | TLS) -> grpc.Channel:
+    """A blocking channel to `target` with the clients' retry policy."""
+    credentials = channel_credentials(tls)
+    if credentials:
+        return grpc.secure_channel(target, credentials, CHANNEL_OPTIONS)
+    return grpc.insecure_channel(target, CHANNEL_OPTIONS)
+
+
+def open_aio_channel(target: str, tls: bool | TLS) -> grpc.aio.Channel:
+    """An asyncio channel to `target` with the clients' retry policy."""
+    credentials = channel_credentials(tls)
+    if credentials:
+        return grpc.aio.secure_channel(target, credentials, CHANNEL_OPTIONS)
+    return grpc.aio.insecure_channel(target, CHANNEL_OPTIONS)
+
+
+def reconnect_delay(error: grpc.RpcError, failures: int) -> float | None:
+    """How long to wait before reopening a stream after its `failures`-th failure in a row without
+    news, or None when the error is final (anything but UNAVAILABLE, or too many failures)."""
+    if error.code() != grpc.StatusCode.UNAVAILABLE or failures > WATCH_RECONNECTS:
+        return None
+    return min(5.0, 0.2 * 2.0**failures)
+
+
 def metadata(token: str | None) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),) if token else ()
 
@@ -86,16 +143,6 @@ def timestamp(moment: datetime) -> Timestamp:
     ts = Timestamp()
     ts.FromDatetime(moment)
     return ts
-
-
-def submit_request(request: intake_pb2.SubmitModelRequest) -> intake_pb2.SubmitModelRequest:
-    """The request with an idempotency key: the caller's, or a fresh random one."""
-    if request.idempotency_key:
-        return request
-    keyed = intake_pb2.SubmitModelRequest()
-    keyed.CopyFrom(request)
-    keyed.idempotency_key = f"sdk-{uuid.uuid4()}"
-    return keyed
 
 
 def release_plan_request(
@@ -113,14 +160,6 @@ def release_plan_request(
             submission_pb2.AccessWindow(start=timestamp(start), end=timestamp(end))
         )
     return request
-
-
-def list_request(
-    statuses: Iterable[intake_pb2.SubmissionStatus.ValueType], page_size: int, page_token: str
-) -> intake_pb2.ListSubmissionsRequest:
-    return intake_pb2.ListSubmissionsRequest(
-        statuses=list(statuses), page_size=page_size, page_token=page_token
-    )
 
 
 def create_token_request(

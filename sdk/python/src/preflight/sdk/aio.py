@@ -1,5 +1,5 @@
-"""The asyncio Preflight client: the same methods as `Client`, awaitable (grpc.aio), and the
-asyncio twin of `preflight.sdk.alerts.subscribe_alerts`.
+"""The asyncio Preflight clients: the same classes and methods as `preflight.sdk.client`, awaitable
+(grpc.aio), and the asyncio twin of `preflight.sdk.alerts.subscribe_alerts`.
 
 async with AsyncClient("localhost:50051", token=token) as client:
     response = await client.submit(request)
@@ -10,80 +10,104 @@ async with AsyncClient("localhost:50051", token=token) as client:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
-from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
-from preflight.sdk import _common
+from preflight.benchmark.v1 import benchmark_pb2
+from preflight.clearinghouse.v1 import clearinghouse_pb2
+from preflight.common.v1 import common_pb2
+from preflight.identity.v1 import identity_pb2
+from preflight.intake.v1 import intake_pb2
+from preflight.notifier.v1 import events_pb2 as notifier_events_pb2
+from preflight.notifier.v1 import notifier_pb2
+from preflight.sdk import _calls, _common
+from preflight.sdk._calls import Assessment, Pages, Stream, Transition, Unary
 from preflight.sdk._common import TLS
 from preflight.sdk.alerts import AlertSubscription, ReceivedAlert, stream_alerts
 from preflight.sdk.errors import from_rpc_error
+from preflight.sdk.reports import verify_report
 
-M = TypeVar("M", bound=Message)
+R = TypeVar("R", bound=Message)
+T = TypeVar("T")
+
+_NO_KIND = notifier_events_pb2.ALERT_KIND_UNSPECIFIED
 
 
-class AsyncClient:
-    """Asyncio twin of `preflight.sdk.Client` (see it for the arguments and each method's contract)."""
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
+
+
+class AsyncServiceClient:
+    """Asyncio twin of `preflight.sdk.client.ServiceClient`."""
 
     def __init__(
-        self,
-        target: str,
-        *,
-        token: str | None = None,
-        tls: bool | TLS = False,
-        timeout: float = _common.DEFAULT_TIMEOUT,
+        self, channel: grpc.aio.Channel, *, token: str | None = None, timeout: float = _common.DEFAULT_TIMEOUT
     ) -> None:
-        credentials = _common.channel_credentials(tls)
-        options = list(_common.CHANNEL_OPTIONS)
-        self._channel = (
-            grpc.aio.secure_channel(target, credentials, options)
-            if credentials
-            else grpc.aio.insecure_channel(target, options)
-        )
-        self._intake = intake_pb2_grpc.IntakeServiceStub(self._channel)
-        self._identity = identity_pb2_grpc.IdentityServiceStub(self._channel)
+        self._channel = channel
         self._metadata = _common.metadata(token)
         self._timeout = timeout
 
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
-
-    async def close(self) -> None:
-        await self._channel.close()
-
-    async def _call(
-        self, method: Callable[..., Awaitable[Any]], request: Any, timeout: float | None, response: type[M]
-    ) -> M:
+    async def _run(self, call: Unary[Any, T], timeout: float | None) -> T:
+        method = self._channel.unary_unary(
+            call.path, request_serializer=_serialize, response_deserializer=call.response.FromString
+        )
         try:
-            result: M = await method(request, metadata=self._metadata, timeout=timeout or self._timeout)
-            return result
+            reply = await method(call.request, metadata=self._metadata, timeout=timeout or self._timeout)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
+        return call.result(reply)
+
+    async def _page(self, pages: Pages[Any, T], token: str, timeout: float | None) -> tuple[Sequence[T], str]:
+        return pages.items(await self._run(pages.page(token), timeout))
+
+    async def _iterate(self, pages: Pages[Any, T]) -> AsyncIterator[T]:
+        token = ""
+        while True:
+            items, token = await self._page(pages, token, None)
+            for item in items:
+                yield item
+            if not token:
+                return
+
+    async def _follow(self, stream: Stream[R], timeout: float | None) -> AsyncIterator[R]:
+        method = self._channel.unary_stream(
+            stream.path, request_serializer=_serialize, response_deserializer=stream.response.FromString
+        )
+        failures = 0
+        while True:
+            call = method(stream.request(), metadata=self._metadata, timeout=timeout)
+            try:
+                async for item in call:
+                    failures = 0
+                    if stream.fresh(item):
+                        yield item
+                return
+            except grpc.RpcError as exc:
+                failures += 1
+                delay = _common.reconnect_delay(exc, failures)
+                if delay is None:
+                    raise from_rpc_error(exc) from exc
+                await asyncio.sleep(delay)
+            finally:
+                call.cancel()
+
+
+class AsyncIntakeClient(AsyncServiceClient):
+    """Asyncio twin of `preflight.sdk.IntakeClient` (see it for each method's contract)."""
 
     async def submit(
         self, request: intake_pb2.SubmitModelRequest, *, timeout: float | None = None
     ) -> intake_pb2.SubmitModelResponse:
-        return await self._call(
-            self._intake.SubmitModel, _common.submit_request(request), timeout, intake_pb2.SubmitModelResponse
-        )
+        return await self._run(_calls.submit(request), timeout)
 
     async def get_submission(
         self, submission_id: str, *, timeout: float | None = None
     ) -> intake_pb2.Submission:
-        request = intake_pb2.GetSubmissionRequest(submission_id=submission_id)
-        return (
-            await self._call(self._intake.GetSubmission, request, timeout, intake_pb2.GetSubmissionResponse)
-        ).submission
+        return await self._run(_calls.get_submission(submission_id), timeout)
 
     async def list_submissions(
         self,
@@ -93,10 +117,12 @@ class AsyncClient:
         page_token: str = "",
         timeout: float | None = None,
     ) -> intake_pb2.ListSubmissionsResponse:
-        request = _common.list_request(statuses, page_size, page_token)
-        return await self._call(
-            self._intake.ListSubmissions, request, timeout, intake_pb2.ListSubmissionsResponse
-        )
+        return await self._run(_calls.submissions(statuses, page_size).page(page_token), timeout)
+
+    def iter_submissions(
+        self, *, statuses: Iterable[intake_pb2.SubmissionStatus.ValueType] = (), page_size: int = 0
+    ) -> AsyncIterator[intake_pb2.Submission]:
+        return self._iterate(_calls.submissions(statuses, page_size))
 
     async def update_release_plan(
         self,
@@ -107,55 +133,23 @@ class AsyncClient:
         reason: str = "",
         timeout: float | None = None,
     ) -> intake_pb2.Submission:
-        request = _common.release_plan_request(submission_id, planned_release, access_window, reason)
-        return (
-            await self._call(
-                self._intake.UpdateReleasePlan, request, timeout, intake_pb2.UpdateReleasePlanResponse
-            )
-        ).submission
+        call = _calls.update_release_plan(submission_id, planned_release, access_window, reason)
+        return await self._run(call, timeout)
 
     async def withdraw(
         self, submission_id: str, *, reason: str = "", timeout: float | None = None
     ) -> intake_pb2.Submission:
-        request = intake_pb2.WithdrawSubmissionRequest(submission_id=submission_id, reason=reason)
-        return (
-            await self._call(
-                self._intake.WithdrawSubmission, request, timeout, intake_pb2.WithdrawSubmissionResponse
-            )
-        ).submission
+        return await self._run(_calls.withdraw(submission_id, reason), timeout)
 
-    async def watch(
+    def watch(
         self, submission_id: str, *, timeout: float | None = None
     ) -> AsyncIterator[intake_pb2.WatchSubmissionResponse]:
-        request = intake_pb2.WatchSubmissionRequest(submission_id=submission_id)
-        seen = 0
-        failures = 0
-        while True:
-            stream = self._intake.WatchSubmission(request, metadata=self._metadata, timeout=timeout)
-            try:
-                async for change in stream:
-                    failures = 0
-                    if change.sequence > seen:
-                        seen = change.sequence
-                        yield change
-                return
-            except grpc.RpcError as exc:
-                failures += 1
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or failures > _common.WATCH_RECONNECTS:
-                    raise from_rpc_error(exc) from exc
-                await asyncio.sleep(min(5.0, 0.2 * 2**failures))
-            finally:
-                stream.cancel()
+        return self._follow(_calls.watch(submission_id), timeout)
 
     async def resolve_credential(
         self, credential_ref: str, job_id: str, *, timeout: float | None = None
     ) -> str:
-        request = intake_pb2.ResolveCredentialRequest(credential_ref=credential_ref, job_id=job_id)
-        return (
-            await self._call(
-                self._intake.ResolveCredential, request, timeout, intake_pb2.ResolveCredentialResponse
-            )
-        ).credential
+        return await self._run(_calls.resolve_credential(credential_ref, job_id), timeout)
 
     async def create_token(
         self,
@@ -176,13 +170,281 @@ class AsyncClient:
             expires_at=expires_at,
             description=description,
         )
-        return await self._call(
-            self._identity.CreateToken, request, timeout, identity_pb2.CreateTokenResponse
-        )
+        return await self._run(_calls.create_token(request), timeout)
 
     async def revoke_token(self, token_id: str, *, timeout: float | None = None) -> None:
-        request = identity_pb2.RevokeTokenRequest(token_id=token_id)
-        await self._call(self._identity.RevokeToken, request, timeout, identity_pb2.RevokeTokenResponse)
+        await self._run(_calls.revoke_token(token_id), timeout)
+
+
+class AsyncClearinghouseClient(AsyncServiceClient):
+    """Asyncio twin of `preflight.sdk.ClearinghouseClient` (see it for each method's contract)."""
+
+    async def get_report(
+        self, report_id: str = "", *, submission_id: str = "", version: int = 0, timeout: float | None = None
+    ) -> clearinghouse_pb2.ReviewReport:
+        return await self._run(_calls.get_report(report_id, submission_id, version), timeout)
+
+    async def list_reports(
+        self,
+        *,
+        all_versions: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.ListReportsResponse:
+        return await self._run(_calls.reports(all_versions, page_size).page(page_token), timeout)
+
+    def iter_reports(
+        self, *, all_versions: bool = False, page_size: int = 0
+    ) -> AsyncIterator[clearinghouse_pb2.ReviewReport]:
+        return self._iterate(_calls.reports(all_versions, page_size))
+
+    async def add_report_note(
+        self, report_id: str, text: str, *, timeout: float | None = None
+    ) -> clearinghouse_pb2.ReportNote:
+        return await self._run(_calls.add_report_note(report_id, text), timeout)
+
+    async def sign_off_report(
+        self, report_id: str, *, comment: str = "", timeout: float | None = None
+    ) -> clearinghouse_pb2.ReportSignOff:
+        return await self._run(_calls.sign_off_report(report_id, comment), timeout)
+
+    async def reissue_report(
+        self, submission_id: str, *, reason: str = "", timeout: float | None = None
+    ) -> clearinghouse_pb2.ReviewReport:
+        return await self._run(_calls.reissue_report(submission_id, reason), timeout)
+
+    async def get_signing_key(
+        self, key_id: str = "", *, timeout: float | None = None
+    ) -> clearinghouse_pb2.GetSigningKeyResponse:
+        return await self._run(_calls.get_signing_key(key_id), timeout)
+
+    async def verify_report(
+        self, report: clearinghouse_pb2.ReviewReport, *, timeout: float | None = None
+    ) -> clearinghouse_pb2.ReviewReport:
+        verify_report(report, await self.get_signing_key(report.signing_key_id, timeout=timeout))
+        return report
+
+    async def report_finding(
+        self, request: clearinghouse_pb2.ReportFindingRequest, *, timeout: float | None = None
+    ) -> clearinghouse_pb2.ReportFindingResponse:
+        return await self._run(_calls.report_finding(request), timeout)
+
+    async def get_finding(
+        self, finding_id: str, *, timeout: float | None = None
+    ) -> clearinghouse_pb2.Finding:
+        return await self._run(_calls.get_finding(finding_id), timeout)
+
+    async def list_findings(
+        self,
+        filter: clearinghouse_pb2.FindingFilter | None = None,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.ListFindingsResponse:
+        return await self._run(_calls.findings(filter, page_size).page(page_token), timeout)
+
+    def iter_findings(
+        self, filter: clearinghouse_pb2.FindingFilter | None = None, *, page_size: int = 0
+    ) -> AsyncIterator[clearinghouse_pb2.Finding]:
+        return self._iterate(_calls.findings(filter, page_size))
+
+    async def transition_finding(
+        self,
+        finding_id: str,
+        target: Transition,
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        return await self._run(
+            _calls.transition_finding(finding_id, target, reason, expected_revision), timeout
+        )
+
+    async def update_finding_assessment(
+        self,
+        finding_id: str,
+        assessment: Assessment,
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        call = _calls.update_finding_assessment(finding_id, assessment, reason, expected_revision)
+        return await self._run(call, timeout)
+
+    async def set_finding_sharing(
+        self,
+        finding_id: str,
+        tlp: common_pb2.Tlp.ValueType,
+        audience: common_pb2.Audience,
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        call = _calls.set_finding_sharing(finding_id, tlp, audience, reason, expected_revision)
+        return await self._run(call, timeout)
+
+    async def link_finding(
+        self,
+        finding_id: str,
+        kind: clearinghouse_pb2.LinkKind.ValueType,
+        target_finding_id: str,
+        *,
+        reason: str = "",
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        return await self._run(_calls.link_finding(finding_id, kind, target_finding_id, reason), timeout)
+
+    async def set_patch_status(
+        self,
+        finding_id: str,
+        status: clearinghouse_pb2.PatchStatus.ValueType,
+        *,
+        note: str = "",
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        return await self._run(_calls.set_patch_status(finding_id, status, note), timeout)
+
+    async def export_finding(
+        self,
+        finding_id: str,
+        format: clearinghouse_pb2.ExportFormat.ValueType,
+        *,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.ExportFindingResponse:
+        return await self._run(_calls.export_finding(finding_id, format), timeout)
+
+    async def stream_findings(
+        self,
+        filter: clearinghouse_pb2.FindingFilter | None = None,
+        *,
+        include_existing: bool = False,
+        timeout: float | None = None,
+    ) -> AsyncIterator[clearinghouse_pb2.Finding]:
+        async for change in self._follow(_calls.stream_findings(filter, include_existing), timeout):
+            yield change.finding
+
+    async def verify_audit_log(
+        self, *, timeout: float | None = None
+    ) -> clearinghouse_pb2.VerifyAuditLogResponse:
+        return await self._run(_calls.verify_audit_log(), timeout)
+
+
+class AsyncNotifierClient(AsyncServiceClient):
+    """Asyncio twin of `preflight.sdk.NotifierClient` (see it for each method's contract)."""
+
+    async def list_alerts(
+        self,
+        *,
+        kind: notifier_events_pb2.AlertKind.ValueType = _NO_KIND,
+        subject_id: str = "",
+        unacknowledged_only: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> notifier_pb2.ListAlertsResponse:
+        pages = _calls.alerts(kind, subject_id, unacknowledged_only, page_size)
+        return await self._run(pages.page(page_token), timeout)
+
+    def iter_alerts(
+        self,
+        *,
+        kind: notifier_events_pb2.AlertKind.ValueType = _NO_KIND,
+        subject_id: str = "",
+        unacknowledged_only: bool = False,
+        page_size: int = 0,
+    ) -> AsyncIterator[notifier_pb2.AlertRecord]:
+        return self._iterate(_calls.alerts(kind, subject_id, unacknowledged_only, page_size))
+
+    async def acknowledge_alert(
+        self, alert_id: str, *, comment: str = "", timeout: float | None = None
+    ) -> notifier_pb2.AlertRecord:
+        return await self._run(_calls.acknowledge_alert(alert_id, comment), timeout)
+
+    async def create_silence(
+        self,
+        matchers: Iterable[notifier_pb2.Matcher],
+        ends_at: datetime,
+        *,
+        starts_at: datetime | None = None,
+        comment: str = "",
+        timeout: float | None = None,
+    ) -> notifier_pb2.Silence:
+        return await self._run(_calls.create_silence(matchers, ends_at, starts_at, comment), timeout)
+
+    async def list_silences(
+        self, *, include_expired: bool = False, timeout: float | None = None
+    ) -> list[notifier_pb2.Silence]:
+        return await self._run(_calls.list_silences(include_expired), timeout)
+
+    async def expire_silence(self, silence_id: str, *, timeout: float | None = None) -> notifier_pb2.Silence:
+        return await self._run(_calls.expire_silence(silence_id), timeout)
+
+    async def subscribe_alerts(
+        self,
+        *,
+        kinds: Iterable[notifier_events_pb2.AlertKind.ValueType] = (),
+        after_sequence: int | None = None,
+        timeout: float | None = None,
+    ) -> AsyncIterator[notifier_pb2.AlertRecord]:
+        async for change in self._follow(_calls.subscribe_alerts(kinds, after_sequence), timeout):
+            yield change.alert
+
+
+class AsyncBenchmarkClient(AsyncServiceClient):
+    """Asyncio twin of `preflight.sdk.BenchmarkClient` (see it for each method's contract)."""
+
+    async def get_job(self, job_id: str, *, timeout: float | None = None) -> benchmark_pb2.Job:
+        return await self._run(_calls.get_job(job_id), timeout)
+
+    async def list_jobs(
+        self,
+        *,
+        submission_id: str = "",
+        statuses: Iterable[benchmark_pb2.JobStatus.ValueType] = (),
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> benchmark_pb2.ListJobsResponse:
+        return await self._run(_calls.jobs(submission_id, statuses, page_size).page(page_token), timeout)
+
+    def iter_jobs(
+        self,
+        *,
+        submission_id: str = "",
+        statuses: Iterable[benchmark_pb2.JobStatus.ValueType] = (),
+        page_size: int = 0,
+    ) -> AsyncIterator[benchmark_pb2.Job]:
+        return self._iterate(_calls.jobs(submission_id, statuses, page_size))
+
+
+class AsyncClient(AsyncIntakeClient):
+    """Asyncio twin of `preflight.sdk.Client`: intake over a channel of its own."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: bool | TLS = False,
+        timeout: float = _common.DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(_common.open_aio_channel(target, tls), token=token, timeout=timeout)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
 
 
 def subscribe_alerts(

@@ -13,84 +13,104 @@ failure.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
-from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
-from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
-from preflight.sdk import _common
+from preflight.benchmark.v1 import benchmark_pb2
+from preflight.clearinghouse.v1 import clearinghouse_pb2
+from preflight.common.v1 import common_pb2
+from preflight.identity.v1 import identity_pb2
+from preflight.intake.v1 import intake_pb2
+from preflight.notifier.v1 import events_pb2 as notifier_events_pb2
+from preflight.notifier.v1 import notifier_pb2
+from preflight.sdk import _calls, _common
+from preflight.sdk._calls import Assessment, Pages, Stream, Transition, Unary
 from preflight.sdk._common import TLS
 from preflight.sdk.errors import from_rpc_error
+from preflight.sdk.reports import verify_report
 
-M = TypeVar("M", bound=Message)
+R = TypeVar("R", bound=Message)
+T = TypeVar("T")
 
 
-class Client:
-    """A connection to Preflight's intake (and identity) service.
+def _serialize(message: Message) -> bytes:
+    return message.SerializeToString()
 
-    `target` is `host:port`; `token` the caller's bearer token; `tls` False for
-    plaintext (loopback and tests), True for TLS with the system's roots, or a
-    `TLS` for a private CA and client certificates (mTLS).
-    """
+
+class ServiceClient:
+    """Calls to one service over a channel it does not own: each with the caller's token, a
+    deadline (`timeout`, 10 s unless the call gives its own) and typed errors."""
 
     def __init__(
-        self,
-        target: str,
-        *,
-        token: str | None = None,
-        tls: bool | TLS = False,
-        timeout: float = _common.DEFAULT_TIMEOUT,
+        self, channel: grpc.Channel, *, token: str | None = None, timeout: float = _common.DEFAULT_TIMEOUT
     ) -> None:
-        credentials = _common.channel_credentials(tls)
-        options = list(_common.CHANNEL_OPTIONS)
-        self._channel = (
-            grpc.secure_channel(target, credentials, options)
-            if credentials
-            else grpc.insecure_channel(target, options)
-        )
-        self._intake = intake_pb2_grpc.IntakeServiceStub(self._channel)
-        self._identity = identity_pb2_grpc.IdentityServiceStub(self._channel)
+        self._channel = channel
         self._metadata = _common.metadata(token)
         self._timeout = timeout
 
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def _call(self, method: Callable[..., Any], request: Any, timeout: float | None, response: type[M]) -> M:
-        """Call `method`; the result is the RPC's `response` message (named for the type checker)."""
+    def _run(self, call: Unary[Any, T], timeout: float | None) -> T:
+        method = self._channel.unary_unary(
+            call.path, request_serializer=_serialize, response_deserializer=call.response.FromString
+        )
         try:
-            result: M = method(request, metadata=self._metadata, timeout=timeout or self._timeout)
-            return result
+            reply = method(call.request, metadata=self._metadata, timeout=timeout or self._timeout)
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
+        return call.result(reply)
+
+    def _page(self, pages: Pages[Any, T], token: str, timeout: float | None) -> tuple[Sequence[T], str]:
+        return pages.items(self._run(pages.page(token), timeout))
+
+    def _iterate(self, pages: Pages[Any, T]) -> Iterator[T]:
+        token = ""
+        while True:
+            items, token = self._page(pages, token, None)
+            yield from items
+            if not token:
+                return
+
+    def _follow(self, stream: Stream[R], timeout: float | None) -> Iterator[R]:
+        """The stream's new items; reopened after UNAVAILABLE (up to 5 times in a row without news)."""
+        method = self._channel.unary_stream(
+            stream.path, request_serializer=_serialize, response_deserializer=stream.response.FromString
+        )
+        failures = 0
+        while True:
+            call = method(stream.request(), metadata=self._metadata, timeout=timeout)
+            try:
+                for item in call:
+                    failures = 0
+                    if stream.fresh(item):
+                        yield item
+                return
+            except grpc.RpcError as exc:
+                failures += 1
+                delay = _common.reconnect_delay(exc, failures)
+                if delay is None:
+                    raise from_rpc_error(exc) from exc
+                time.sleep(delay)
+            finally:
+                # A plain call has cancel(); an instrumented one (OpenTelemetry) is a generator.
+                getattr(call, "cancel", getattr(call, "close", lambda: None))()
+
+
+class IntakeClient(ServiceClient):
+    """Intake (and identity): submissions, their release plans and status, tokens."""
 
     def submit(
         self, request: intake_pb2.SubmitModelRequest, *, timeout: float | None = None
     ) -> intake_pb2.SubmitModelResponse:
         """Submit a model version. Without `idempotency_key` the client sets a random one, so its own
         retries never create a second submission; give your own key to make retries across runs safe."""
-        return self._call(
-            self._intake.SubmitModel, _common.submit_request(request), timeout, intake_pb2.SubmitModelResponse
-        )
+        return self._run(_calls.submit(request), timeout)
 
     def get_submission(self, submission_id: str, *, timeout: float | None = None) -> intake_pb2.Submission:
         """One submission (NotFound if it does not exist or is not yours)."""
-        request = intake_pb2.GetSubmissionRequest(submission_id=submission_id)
-        return self._call(
-            self._intake.GetSubmission, request, timeout, intake_pb2.GetSubmissionResponse
-        ).submission
+        return self._run(_calls.get_submission(submission_id), timeout)
 
     def list_submissions(
         self,
@@ -101,21 +121,13 @@ class Client:
         timeout: float | None = None,
     ) -> intake_pb2.ListSubmissionsResponse:
         """One page of the submissions you may see, newest first."""
-        request = _common.list_request(statuses, page_size, page_token)
-        return self._call(self._intake.ListSubmissions, request, timeout, intake_pb2.ListSubmissionsResponse)
+        return self._run(_calls.submissions(statuses, page_size).page(page_token), timeout)
 
     def iter_submissions(
         self, *, statuses: Iterable[intake_pb2.SubmissionStatus.ValueType] = (), page_size: int = 0
     ) -> Iterator[intake_pb2.Submission]:
         """Every submission you may see, newest first, fetching pages as needed."""
-        wanted = list(statuses)
-        token = ""
-        while True:
-            page = self.list_submissions(statuses=wanted, page_size=page_size, page_token=token)
-            yield from page.submissions
-            token = page.next_page_token
-            if not token:
-                return
+        return self._iterate(_calls.submissions(statuses, page_size))
 
     def update_release_plan(
         self,
@@ -127,19 +139,14 @@ class Client:
         timeout: float | None = None,
     ) -> intake_pb2.Submission:
         """Move the planned release (the review deadline), and the access window if given."""
-        request = _common.release_plan_request(submission_id, planned_release, access_window, reason)
-        return self._call(
-            self._intake.UpdateReleasePlan, request, timeout, intake_pb2.UpdateReleasePlanResponse
-        ).submission
+        call = _calls.update_release_plan(submission_id, planned_release, access_window, reason)
+        return self._run(call, timeout)
 
     def withdraw(
         self, submission_id: str, *, reason: str = "", timeout: float | None = None
     ) -> intake_pb2.Submission:
         """Withdraw a submission that is not yet closed."""
-        request = intake_pb2.WithdrawSubmissionRequest(submission_id=submission_id, reason=reason)
-        return self._call(
-            self._intake.WithdrawSubmission, request, timeout, intake_pb2.WithdrawSubmissionResponse
-        ).submission
+        return self._run(_calls.withdraw(submission_id, reason), timeout)
 
     def watch(
         self, submission_id: str, *, timeout: float | None = None
@@ -147,36 +154,14 @@ class Client:
         """The submission's current status, then each change, until a terminal status.
 
         If the service restarts meanwhile, the watch reconnects (up to 5 times in a
-        row without news) and skips what it already yielded. `timeout` bounds the
-        whole watch (default: none).
+        row without news) and skips what it already yielded. `timeout` bounds each
+        connection (default: none).
         """
-        request = intake_pb2.WatchSubmissionRequest(submission_id=submission_id)
-        seen = 0
-        failures = 0
-        while True:
-            stream = self._intake.WatchSubmission(request, metadata=self._metadata, timeout=timeout)
-            try:
-                for change in stream:
-                    failures = 0
-                    if change.sequence > seen:
-                        seen = change.sequence
-                        yield change
-                return
-            except grpc.RpcError as exc:
-                failures += 1
-                if exc.code() != grpc.StatusCode.UNAVAILABLE or failures > _common.WATCH_RECONNECTS:
-                    raise from_rpc_error(exc) from exc
-                time.sleep(min(5.0, 0.2 * 2**failures))
-            finally:
-                # A plain call has cancel(); an instrumented one (OpenTelemetry) is a generator.
-                getattr(stream, "cancel", getattr(stream, "close", lambda: None))()
+        return self._follow(_calls.watch(submission_id), timeout)
 
     def resolve_credential(self, credential_ref: str, job_id: str, *, timeout: float | None = None) -> str:
         """The endpoint credential behind a reference (service principals only; audit-logged)."""
-        request = intake_pb2.ResolveCredentialRequest(credential_ref=credential_ref, job_id=job_id)
-        return self._call(
-            self._intake.ResolveCredential, request, timeout, intake_pb2.ResolveCredentialResponse
-        ).credential
+        return self._run(_calls.resolve_credential(credential_ref, job_id), timeout)
 
     def create_token(
         self,
@@ -198,9 +183,324 @@ class Client:
             expires_at=expires_at,
             description=description,
         )
-        return self._call(self._identity.CreateToken, request, timeout, identity_pb2.CreateTokenResponse)
+        return self._run(_calls.create_token(request), timeout)
 
     def revoke_token(self, token_id: str, *, timeout: float | None = None) -> None:
         """Revoke a token by its id (admin only)."""
-        request = identity_pb2.RevokeTokenRequest(token_id=token_id)
-        self._call(self._identity.RevokeToken, request, timeout, identity_pb2.RevokeTokenResponse)
+        self._run(_calls.revoke_token(token_id), timeout)
+
+
+class ClearinghouseClient(ServiceClient):
+    """The clearinghouse: signed review reports and the findings registry.
+
+    What the caller may not see answers NotFound (never PermissionDenied), so
+    existence does not leak; a role that may not make a change gets PermissionDenied.
+    """
+
+    def get_report(
+        self, report_id: str = "", *, submission_id: str = "", version: int = 0, timeout: float | None = None
+    ) -> clearinghouse_pb2.ReviewReport:
+        """One report version: by `report_id`, or the latest (or `version`) of `submission_id`'s."""
+        return self._run(_calls.get_report(report_id, submission_id, version), timeout)
+
+    def list_reports(
+        self,
+        *,
+        all_versions: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.ListReportsResponse:
+        """One page of the reports you may see, newest submission first (the latest version of
+        each unless `all_versions`)."""
+        return self._run(_calls.reports(all_versions, page_size).page(page_token), timeout)
+
+    def iter_reports(
+        self, *, all_versions: bool = False, page_size: int = 0
+    ) -> Iterator[clearinghouse_pb2.ReviewReport]:
+        """Every report you may see, fetching pages as needed."""
+        return self._iterate(_calls.reports(all_versions, page_size))
+
+    def add_report_note(
+        self, report_id: str, text: str, *, timeout: float | None = None
+    ) -> clearinghouse_pb2.ReportNote:
+        """Add a reviewer's note to a report version (reviewers; not retried: a note is never added twice)."""
+        return self._run(_calls.add_report_note(report_id, text), timeout)
+
+    def sign_off_report(
+        self, report_id: str, *, comment: str = "", timeout: float | None = None
+    ) -> clearinghouse_pb2.ReportSignOff:
+        """Sign off a report version (reviewers; once per reviewer)."""
+        return self._run(_calls.sign_off_report(report_id, comment), timeout)
+
+    def reissue_report(
+        self, submission_id: str, *, reason: str = "", timeout: float | None = None
+    ) -> clearinghouse_pb2.ReviewReport:
+        """Recompute a submission's report under the current policy and issue it as a new version
+        (reviewers and admins; not retried)."""
+        return self._run(_calls.reissue_report(submission_id, reason), timeout)
+
+    def get_signing_key(
+        self, key_id: str = "", *, timeout: float | None = None
+    ) -> clearinghouse_pb2.GetSigningKeyResponse:
+        """The Ed25519 public key with `key_id` (a report's `signing_key_id`), or the current one."""
+        return self._run(_calls.get_signing_key(key_id), timeout)
+
+    def verify_report(
+        self, report: clearinghouse_pb2.ReviewReport, *, timeout: float | None = None
+    ) -> clearinghouse_pb2.ReviewReport:
+        """`report` once `preflight.sdk.verify_report` accepts it with the key that signed it
+        (fetched by its id); raises `ReportVerificationError` otherwise."""
+        verify_report(report, self.get_signing_key(report.signing_key_id, timeout=timeout))
+        return report
+
+    def report_finding(
+        self, request: clearinghouse_pb2.ReportFindingRequest, *, timeout: float | None = None
+    ) -> clearinghouse_pb2.ReportFindingResponse:
+        """Report a vulnerability. Without `request_id` the client sets a random one, so its own
+        retries never record it twice."""
+        return self._run(_calls.report_finding(request), timeout)
+
+    def get_finding(self, finding_id: str, *, timeout: float | None = None) -> clearinghouse_pb2.Finding:
+        """One finding as you may see it (NotFound if you may not)."""
+        return self._run(_calls.get_finding(finding_id), timeout)
+
+    def list_findings(
+        self,
+        filter: clearinghouse_pb2.FindingFilter | None = None,
+        *,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.ListFindingsResponse:
+        """One page of the findings you may see, oldest first."""
+        return self._run(_calls.findings(filter, page_size).page(page_token), timeout)
+
+    def iter_findings(
+        self, filter: clearinghouse_pb2.FindingFilter | None = None, *, page_size: int = 0
+    ) -> Iterator[clearinghouse_pb2.Finding]:
+        """Every finding you may see that matches `filter`, fetching pages as needed."""
+        return self._iterate(_calls.findings(filter, page_size))
+
+    def transition_finding(
+        self,
+        finding_id: str,
+        target: Transition,
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        """Move a finding through the disclosure or the embargo state machine (reviewers and
+        admins); an illegal transition, or a finding no longer at `expected_revision`, raises
+        FailedPrecondition. Not retried."""
+        return self._run(_calls.transition_finding(finding_id, target, reason, expected_revision), timeout)
+
+    def update_finding_assessment(
+        self,
+        finding_id: str,
+        assessment: Assessment,
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        """Change a finding's CVSS vectors, CWE ids or remediation date (reviewers and admins).
+        Not retried."""
+        call = _calls.update_finding_assessment(finding_id, assessment, reason, expected_revision)
+        return self._run(call, timeout)
+
+    def set_finding_sharing(
+        self,
+        finding_id: str,
+        tlp: common_pb2.Tlp.ValueType,
+        audience: common_pb2.Audience,
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        """Set a finding's TLP label and audience (reviewers and admins). Not retried."""
+        call = _calls.set_finding_sharing(finding_id, tlp, audience, reason, expected_revision)
+        return self._run(call, timeout)
+
+    def link_finding(
+        self,
+        finding_id: str,
+        kind: clearinghouse_pb2.LinkKind.ValueType,
+        target_finding_id: str,
+        *,
+        reason: str = "",
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        """Mark a finding a duplicate of, subsumed by or merged into another (reviewers and admins)."""
+        return self._run(_calls.link_finding(finding_id, kind, target_finding_id, reason), timeout)
+
+    def set_patch_status(
+        self,
+        finding_id: str,
+        status: clearinghouse_pb2.PatchStatus.ValueType,
+        *,
+        note: str = "",
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        """Report your organisation's patch status for a finding you may see (operators)."""
+        return self._run(_calls.set_patch_status(finding_id, status, note), timeout)
+
+    def export_finding(
+        self,
+        finding_id: str,
+        format: clearinghouse_pb2.ExportFormat.ValueType,
+        *,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.ExportFindingResponse:
+        """A finding as a CSAF 2.0, OSV or STIX 2.1 document, as you may see it."""
+        return self._run(_calls.export_finding(finding_id, format), timeout)
+
+    def stream_findings(
+        self,
+        filter: clearinghouse_pb2.FindingFilter | None = None,
+        *,
+        include_existing: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[clearinghouse_pb2.Finding]:
+        """The findings you may see as they change (the current ones first with
+        `include_existing`), each revision once, reconnecting after UNAVAILABLE without a gap."""
+        for change in self._follow(_calls.stream_findings(filter, include_existing), timeout):
+            yield change.finding
+
+    def verify_audit_log(self, *, timeout: float | None = None) -> clearinghouse_pb2.VerifyAuditLogResponse:
+        """Check the audit log's hash chain (reviewers and admins)."""
+        return self._run(_calls.verify_audit_log(), timeout)
+
+
+class NotifierClient(ServiceClient):
+    """The notifier: alerts you may see, their acknowledgement, silences."""
+
+    def list_alerts(
+        self,
+        *,
+        kind: notifier_events_pb2.AlertKind.ValueType = notifier_events_pb2.ALERT_KIND_UNSPECIFIED,
+        subject_id: str = "",
+        unacknowledged_only: bool = False,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> notifier_pb2.ListAlertsResponse:
+        """One page of the alerts you may see, newest first."""
+        pages = _calls.alerts(kind, subject_id, unacknowledged_only, page_size)
+        return self._run(pages.page(page_token), timeout)
+
+    def iter_alerts(
+        self,
+        *,
+        kind: notifier_events_pb2.AlertKind.ValueType = notifier_events_pb2.ALERT_KIND_UNSPECIFIED,
+        subject_id: str = "",
+        unacknowledged_only: bool = False,
+        page_size: int = 0,
+    ) -> Iterator[notifier_pb2.AlertRecord]:
+        """Every alert you may see, newest first, fetching pages as needed."""
+        return self._iterate(_calls.alerts(kind, subject_id, unacknowledged_only, page_size))
+
+    def acknowledge_alert(
+        self, alert_id: str, *, comment: str = "", timeout: float | None = None
+    ) -> notifier_pb2.AlertRecord:
+        """Record that your organisation has seen an alert."""
+        return self._run(_calls.acknowledge_alert(alert_id, comment), timeout)
+
+    def create_silence(
+        self,
+        matchers: Iterable[notifier_pb2.Matcher],
+        ends_at: datetime,
+        *,
+        starts_at: datetime | None = None,
+        comment: str = "",
+        timeout: float | None = None,
+    ) -> notifier_pb2.Silence:
+        """Suppress deliveries of matching alerts from `starts_at` (default: now) to `ends_at`.
+        Not retried."""
+        return self._run(_calls.create_silence(matchers, ends_at, starts_at, comment), timeout)
+
+    def list_silences(
+        self, *, include_expired: bool = False, timeout: float | None = None
+    ) -> list[notifier_pb2.Silence]:
+        """The silences you may manage."""
+        return self._run(_calls.list_silences(include_expired), timeout)
+
+    def expire_silence(self, silence_id: str, *, timeout: float | None = None) -> notifier_pb2.Silence:
+        """End a silence now."""
+        return self._run(_calls.expire_silence(silence_id), timeout)
+
+    def subscribe_alerts(
+        self,
+        *,
+        kinds: Iterable[notifier_events_pb2.AlertKind.ValueType] = (),
+        after_sequence: int | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[notifier_pb2.AlertRecord]:
+        """The alerts you may see as they fire (from now, or strictly after `after_sequence`: pass
+        the last `sequence` you handled to continue without a gap), each once, reconnecting after
+        UNAVAILABLE."""
+        for change in self._follow(_calls.subscribe_alerts(kinds, after_sequence), timeout):
+            yield change.alert
+
+
+class BenchmarkClient(ServiceClient):
+    """Benchmark jobs, read-only: reviewers see every job, a lab its own organisation's."""
+
+    def get_job(self, job_id: str, *, timeout: float | None = None) -> benchmark_pb2.Job:
+        """One job (NotFound if you may not see it)."""
+        return self._run(_calls.get_job(job_id), timeout)
+
+    def list_jobs(
+        self,
+        *,
+        submission_id: str = "",
+        statuses: Iterable[benchmark_pb2.JobStatus.ValueType] = (),
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> benchmark_pb2.ListJobsResponse:
+        """One page of the jobs you may see (of one submission if given), oldest first."""
+        return self._run(_calls.jobs(submission_id, statuses, page_size).page(page_token), timeout)
+
+    def iter_jobs(
+        self,
+        *,
+        submission_id: str = "",
+        statuses: Iterable[benchmark_pb2.JobStatus.ValueType] = (),
+        page_size: int = 0,
+    ) -> Iterator[benchmark_pb2.Job]:
+        """Every job you may see (of one submission if given), fetching pages as needed."""
+        return self._iterate(_calls.jobs(submission_id, statuses, page_size))
+
+
+class Client(IntakeClient):
+    """A connection to Preflight's intake (and identity) service that owns its channel.
+
+    `target` is `host:port`; `token` the caller's bearer token; `tls` False for
+    plaintext (loopback and tests), True for TLS with the system's roots, or a
+    `TLS` for a private CA and client certificates (mTLS). For every service at
+    once, use `preflight.sdk.Preflight`.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        token: str | None = None,
+        tls: bool | TLS = False,
+        timeout: float = _common.DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(_common.open_channel(target, tls), token=token, timeout=timeout)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._channel.close()

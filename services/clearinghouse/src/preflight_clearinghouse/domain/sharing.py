@@ -144,10 +144,20 @@ def may_see(viewer: Viewer, finding: Finding, now: datetime) -> bool:
         return True
     if viewer.role is not Role.OPERATOR:
         return False
-    named = bool(viewer.organisation) and viewer.organisation in finding.audience.organisations
+    return reaches(tlp, finding.audience, viewer.organisation, viewer.sectors)
+
+
+def reaches(tlp: Tlp, audience: Audience, organisation: str, sectors: frozenset[str]) -> bool:
+    """Whether a published finding leaving with label `tlp` for `audience` reaches the operator
+    of `organisation` in `sectors` (the module table; what the console previews before sharing)."""
+    if audience.is_empty():
+        return False
+    if tlp is Tlp.CLEAR:
+        return True
+    named = bool(organisation) and organisation in audience.organisations
     if tlp in (Tlp.AMBER_STRICT, Tlp.RED):
         return named
-    return named or bool(viewer.sectors & finding.audience.sectors & KNOWN_SECTORS)
+    return named or bool(sectors & audience.sectors & KNOWN_SECTORS)
 
 
 def may_learn_source(viewer: Viewer, finding: Finding) -> bool:

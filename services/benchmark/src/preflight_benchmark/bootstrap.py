@@ -79,10 +79,13 @@ def make_executor(settings: BenchmarkSettings, benchmark_target: str) -> Executo
         return KubernetesExecutor(api_client_from(k8s.kubeconfig), k8s.manifest)
     return LocalExecutor(
         work_root=Path(settings.work_dir).resolve(),
-        worker_command=(sys.executable, "-m", "preflight_benchmark.entrypoints.worker_cli"),
+        worker_command=(sys.executable, "-m", "preflight_benchmark.entrypoints.worker_cli", "serve"),
         worker_env=local_worker_env(settings, benchmark_target),
         max_concurrency=settings.max_concurrency,
         memory_limit=settings.worker_memory,
+        cpus=settings.local_cpus,
+        memory=settings.local_memory,
+        max_jobs_per_worker=settings.worker_max_jobs,
     )
 
 
@@ -122,6 +125,7 @@ def build(
             DispatcherSettings(
                 log_root=log_root,
                 max_concurrency=settings.max_concurrency,
+                lab_cap=settings.lab_cap,
                 poll_interval=settings.poll_interval,
             ),
             clock,

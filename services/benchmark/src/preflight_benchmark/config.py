@@ -157,6 +157,13 @@ class BenchmarkSettings:
     tls: ServerTLS | None = None
     # TLS for calls to intake's IdentityService (PREFLIGHT_GRPC_TLS_CA); None: plaintext.
     client_tls: grpc.ChannelCredentials | None = None
+    # Running attempts of one organisation past which its jobs yield to other organisations' (0: none).
+    lab_cap: int = 1
+    # The local executor's budget of declared CPUs and memory (None: only max_concurrency bounds it).
+    local_cpus: float | None = None
+    local_memory: str | None = None
+    # Attempts a warm local worker runs before it is replaced.
+    worker_max_jobs: int = 50
 
     @classmethod
     def from_env(cls) -> BenchmarkSettings:
@@ -167,6 +174,18 @@ class BenchmarkSettings:
         max_attempts = env_int("PREFLIGHT_BENCHMARK_MAX_ATTEMPTS", 3)
         if max_attempts < 1:
             raise ConfigError("PREFLIGHT_BENCHMARK_MAX_ATTEMPTS: must be at least 1")
+        max_concurrency = env_int("PREFLIGHT_BENCHMARK_MAX_CONCURRENCY", 2)
+        lab_cap = env_int("PREFLIGHT_BENCHMARK_LAB_CAP", max(1, max_concurrency // 2))
+        if lab_cap < 0:
+            raise ConfigError("PREFLIGHT_BENCHMARK_LAB_CAP: must be 0 (no cap) or more")
+        local_memory = env("PREFLIGHT_BENCHMARK_LOCAL_MEMORY", "") or None
+        if local_memory is not None:
+            try:
+                to_bytes(local_memory)
+            except ValueError:
+                raise ConfigError(
+                    f"PREFLIGHT_BENCHMARK_LOCAL_MEMORY: {local_memory!r} is not a quantity"
+                ) from None
         return cls(
             database_url=env("PREFLIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
             listen=listen,
@@ -175,7 +194,7 @@ class BenchmarkSettings:
             intake_target=env("PREFLIGHT_INTAKE_TARGET", "127.0.0.1:50051"),
             benchmark_target=env("PREFLIGHT_BENCHMARK_TARGET", ""),
             executor=executor,
-            max_concurrency=env_int("PREFLIGHT_BENCHMARK_MAX_CONCURRENCY", 2),
+            max_concurrency=max_concurrency,
             max_attempts=max_attempts,
             poll_interval=env_positive("PREFLIGHT_BENCHMARK_POLL_INTERVAL", 0.5),
             relay_interval=env_positive("PREFLIGHT_BENCHMARK_RELAY_INTERVAL", 0.2),
@@ -188,6 +207,14 @@ class BenchmarkSettings:
             topics=Topics.from_env(),
             tls=ServerTLS.from_env("PREFLIGHT_BENCHMARK"),
             client_tls=credentials_from_env(),
+            lab_cap=lab_cap,
+            local_cpus=(
+                env_positive("PREFLIGHT_BENCHMARK_LOCAL_CPUS", 1.0)
+                if env("PREFLIGHT_BENCHMARK_LOCAL_CPUS", "")
+                else None
+            ),
+            local_memory=local_memory,
+            worker_max_jobs=max(1, env_int("PREFLIGHT_BENCHMARK_WORKER_MAX_JOBS", 50)),
         )
 
     def worker_target(self) -> str:

@@ -22,3 +22,11 @@ def to_bytes(quantity: str) -> int:
     if suffix not in SUFFIXES or not number:
         raise ValueError(f"not a memory quantity: {quantity!r}")
     return int(float(number) * SUFFIXES[suffix])
+
+
+def to_cpus(quantity: str) -> float:
+    """A CPU quantity such as "2", "1.5" or "500m" in CPUs (any other suffix as for bytes)."""
+    try:
+        return float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+    except ValueError:
+        return float(to_bytes(quantity))

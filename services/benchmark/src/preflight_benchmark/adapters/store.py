@@ -29,12 +29,14 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    func,
     insert,
     or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection, Row
+from sqlalchemy.sql.elements import ColumnElement
 
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus
 
@@ -85,6 +87,11 @@ Index("ix_jobs_status_window", jobs.c.status, jobs.c.not_before)
 Index("ix_jobs_created", jobs.c.created_at, jobs.c.job_id)
 
 ACTIVE = (JobStatus.PENDING.value, JobStatus.RUNNING.value)
+
+
+def _due(now: datetime) -> ColumnElement[bool]:
+    """A pending job whose access window is open."""
+    return and_(jobs.c.status == JobStatus.PENDING.value, jobs.c.not_before <= now, jobs.c.not_after > now)
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -331,20 +338,32 @@ class JobStore:
 
     # -- dispatching ------------------------------------------------------------------------------
 
-    def due(self, now: datetime, limit: int) -> list[JobRecord]:
-        """Pending jobs whose window is open, oldest first."""
+    def due(self, now: datetime, per_organisation: int) -> list[JobRecord]:
+        """Pending jobs whose window is open, earliest deadline (window end) first, at most
+        `per_organisation` of each organisation (its earliest): the candidates of a dispatch round."""
+        deadline_order = (jobs.c.not_after, jobs.c.created_at, jobs.c.job_id)
+        ranked = (
+            select(
+                jobs,
+                func.row_number()
+                .over(partition_by=jobs.c.organisation, order_by=deadline_order)
+                .label("rank_in_organisation"),
+            )
+            .where(_due(now))
+            .subquery()
+        )
         with self.engine.connect() as conn:
             rows = conn.execute(
-                select(jobs)
-                .where(
-                    jobs.c.status == JobStatus.PENDING.value,
-                    jobs.c.not_before <= now,
-                    jobs.c.not_after > now,
-                )
-                .order_by(jobs.c.created_at, jobs.c.job_id)
-                .limit(limit)
+                select(ranked)
+                .where(ranked.c.rank_in_organisation <= per_organisation)
+                .order_by(ranked.c.not_after, ranked.c.created_at, ranked.c.job_id)
             ).all()
         return [JobRecord.from_row(r) for r in rows]
+
+    def count_due(self, now: datetime) -> int:
+        """How many pending jobs wait with their window open (the queue depth)."""
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(jobs).where(_due(now))).scalar_one())
 
     def in_status(self, *statuses: JobStatus) -> list[JobRecord]:
         with self.engine.connect() as conn:

@@ -25,6 +25,7 @@ from preflight_common.runtime import SHUTDOWN_SLACK, KafkaSide
 from preflight_common.runtime import run_until_signal as run_service
 from preflight_common.telemetry import setup_telemetry
 
+from preflight_benchmark.adapters.executors.local import LocalExecutor
 from preflight_benchmark.adapters.servicer import BenchmarkServicer
 from preflight_benchmark.adapters.store import outbox
 from preflight_benchmark.bootstrap import Components, build
@@ -110,6 +111,9 @@ async def serve(
         liveness=liveness,
         agents="planner agent",
     )
+    local = components.executor if isinstance(components.executor, LocalExecutor) else None
+    if local is not None:
+        await local.start()  # its workers import Inspect while the rest starts
     dispatcher_stop = asyncio.Event()
     background = [
         asyncio.create_task(_logged(kafka.run()), name="kafka-side"),
@@ -131,6 +135,8 @@ async def serve(
         watching.cancel()
         await asyncio.gather(background[0], watching, return_exceptions=True)
         await kafka.stop()
+        if local is not None:
+            await local.close()
         await components.statuses.close()
         components.engine.dispose()
 

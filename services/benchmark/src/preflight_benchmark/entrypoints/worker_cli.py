@@ -1,8 +1,12 @@
-"""`preflight-worker`: run ONE attempt of one benchmark job, or fetch model weights (a Kubernetes init step).
+"""`preflight-worker`: run ONE attempt of one benchmark job, serve attempts as a warm worker of the
+local executor, or fetch model weights (a Kubernetes init step).
 
 The assignment (a WorkerAssignment as JSON, references only) comes from the
 file named by PREFLIGHT_WORKER_ASSIGNMENT_FILE, or from PREFLIGHT_WORKER_ASSIGNMENT.
 A run is traced as `preflight-worker`, in the trace of the assignment's `traceparent`.
+`serve` imports Inspect AI and the suites once, then runs the attempts the local
+executor hands it one after another (`preflight_benchmark.worker.serve`), each
+exactly as `run` would, its spans flushed when it ends.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from preflight_benchmark.adapters.executors.local import ASSIGNMENT_FILE_ENV
 from preflight_benchmark.adapters.grpc_clients import GrpcCredentialResolver, GrpcResultReporter
 from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT
+from preflight_benchmark.worker import serve
 from preflight_benchmark.worker.run import WorkerSettings, execute
 
 log = logging.getLogger("preflight_benchmark.worker")
@@ -78,6 +83,28 @@ def run() -> int:
         return execute(assignment, resolver, reporter.report, settings)
 
 
+def attempt_status() -> int:
+    """Run the attempt of the current environment as `run`; a configuration error is its status."""
+    try:
+        return run()
+    except (ConfigurationError, ConfigError) as exc:
+        log.error("configuration error: %s", exc)
+        return CONFIG_ERROR_EXIT
+    finally:
+        setup_telemetry("preflight-worker").force_flush()
+
+
+def preload() -> None:
+    """What every attempt needs, imported once: Inspect AI, its OpenAI provider and the suites."""
+    import inspect_ai
+    import inspect_ai.log
+    import inspect_ai.model  # noqa: F401
+    import openai  # noqa: F401
+    from inspect_ai._util.entrypoints import ensure_entry_points
+
+    ensure_entry_points()  # registers the suites' tasks (this package's inspect_ai entry point)
+
+
 def fetch_weights(dest: Path) -> int:
     """Copy the assignment's weights artifact to `dest` and verify its SHA-256 (file:// or a path)."""
     weights = load_assignment().job.access.weights
@@ -108,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="run the assignment (the default)")
+    commands.add_parser("serve", help="run the assignments the local executor hands over, one after another")
     fetch = commands.add_parser("fetch-weights", help="copy and verify the assignment's weights")
     fetch.add_argument("--dest", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -115,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     try:
+        if args.command == "serve":
+            return serve.serve(attempt_status, preload)
         return fetch_weights(args.dest) if args.command == "fetch-weights" else run()
     except (ConfigurationError, ConfigError) as exc:  # ours, or a setting preflight_common refused
         log.error("configuration error: %s", exc)

@@ -12,7 +12,13 @@ Every tick: (1) active jobs whose access window closed fail as WINDOW_CLOSED
 and their workers are stopped; (2) workers of jobs the service ended meanwhile
 (withdrawal) are stopped, while a worker that reported its outcome exits by
 itself (its Kubernetes Job completes and is kept for its TTL); (3) pending jobs
-whose window is open start, up to the concurrency bound.
+whose window is open start, up to the concurrency bound, earliest deadline first
+(`choose`): the deadline is the end of the job's access window, which the review deadline
+bounds, and a lab with `lab_cap` attempts running starts another only while no
+other lab's job waits, so one lab's many submissions cannot hold every slot
+while another's are due sooner or wait their turn. Each round sets the gauge
+`preflight_benchmark_queue_depth` (due jobs waiting) and each first attempt
+records how long its job waited in `preflight_benchmark_job_wait_seconds`.
 
 Right before an attempt is handed to the executor (a new one, or one resumed
 after a restart) intake, the source of truth, is asked whether the submission
@@ -28,8 +34,11 @@ import asyncio
 import contextlib
 import logging
 import posixpath
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from opentelemetry import metrics
 from preflight.benchmark.v1 import events_pb2
 from preflight_common.liveness import Liveness
 
@@ -54,12 +63,25 @@ from preflight_benchmark.domain.ports import (
 from preflight_benchmark.service.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
+_meter = metrics.get_meter(__name__)
+QUEUE_DEPTH = _meter.create_gauge(
+    "preflight_benchmark_queue_depth", description="Pending jobs whose access window is open"
+)
+JOB_WAIT = _meter.create_histogram(
+    "preflight_benchmark_job_wait_seconds",
+    unit="s",
+    description="From a job becoming due (planned, window open) to its first attempt starting",
+)
 
 
 @dataclass(frozen=True)
 class DispatcherSettings:
+    """`lab_cap`: running attempts of one organisation past which its jobs start only when no
+    other organisation's job waits (0: no cap)."""
+
     log_root: str
     max_concurrency: int = 2
+    lab_cap: int = 0
     poll_interval: float = 0.5
     # Longest wait between two questions to an intake that could not answer (seconds).
     status_retry_cap: float = 10.0
@@ -86,6 +108,31 @@ def _resources(request: events_pb2.BenchmarkJobRequested) -> Resources:
     )
 
 
+def choose(
+    candidates: Sequence[JobRecord], running: Mapping[str, int], free: int, lab_cap: int
+) -> list[JobRecord]:
+    """The jobs to start in `free` slots: `candidates` in earliest-deadline order, skipping the
+    jobs of organisations with `lab_cap` attempts running (`running`: organisation → attempts,
+    counting those chosen here) as long as another organisation's candidate is left; the skipped
+    ones then fill the slots still free, earliest deadline first (no slot idles for the cap)."""
+    counts = Counter(running)
+    chosen: list[JobRecord] = []
+    capped: list[JobRecord] = []
+    for job in candidates:
+        if len(chosen) == free:
+            return chosen
+        if lab_cap and counts[job.organisation] >= lab_cap:
+            capped.append(job)
+            continue
+        chosen.append(job)
+        counts[job.organisation] += 1
+    return chosen + capped[: free - len(chosen)]
+
+
+def _became_due(job: JobRecord) -> float:
+    return max(job.created_at, job.not_before).timestamp()
+
+
 class Dispatcher:
     """Runs jobs on one executor. `run` until `stop` is set; attempts still running are left to resume."""
 
@@ -102,12 +149,12 @@ class Dispatcher:
         self._statuses = statuses
         self._settings = settings
         self._clock = clock
-        self._running: dict[str, tuple[int, asyncio.Task[None]]] = {}
+        self._running: dict[str, tuple[JobRecord, asyncio.Task[None]]] = {}
 
     @property
     def running(self) -> dict[str, int]:
         """Job id → attempt of the attempts this dispatcher watches."""
-        return {job_id: attempt for job_id, (attempt, _) in self._running.items()}
+        return {job_id: job.attempt for job_id, (job, _) in self._running.items()}
 
     async def run(self, stop: asyncio.Event, liveness: Liveness) -> None:
         """Tick every poll interval until `stop` is set, beating `liveness` each round."""
@@ -136,24 +183,31 @@ class Dispatcher:
             ended = await asyncio.to_thread(self._store.end, job.job_id, ending, now)
             if ended is not None:
                 log.info("job %s failed: access window closed", job.job_id)
-        for job_id, (attempt, _) in list(self._running.items()):
+        for job_id, (job, _) in list(self._running.items()):
             current = await asyncio.to_thread(self._store.get, job_id)
             if current is None or current.failure_reason in ENDED_BY_THE_SERVICE:
-                await self._executor.cancel(job_id, attempt)
+                await self._executor.cancel(job_id, job.attempt)
         free = self._settings.max_concurrency - len(self._running)
-        if free <= 0:
-            return
-        for job in await asyncio.to_thread(self._store.due, now, free):
-            started = await asyncio.to_thread(self._store.start_attempt, job, now)
-            if started is not None:
-                log.info(
-                    "job %s: attempt %d starting on %s", started.job_id, started.attempt, self._executor.name
-                )
-                self._watch(started)
+        if free > 0:
+            running = Counter(job.organisation for job, _ in self._running.values())
+            candidates = await asyncio.to_thread(self._store.due, now, free)
+            for job in choose(candidates, running, free, self._settings.lab_cap):
+                started = await asyncio.to_thread(self._store.start_attempt, job, now)
+                if started is not None:
+                    log.info(
+                        "job %s: attempt %d starting on %s",
+                        started.job_id,
+                        started.attempt,
+                        self._executor.name,
+                    )
+                    if started.attempt == 1:
+                        JOB_WAIT.record(max(0.0, now.timestamp() - _became_due(started)))
+                    self._watch(started)
+        QUEUE_DEPTH.set(await asyncio.to_thread(self._store.count_due, now))
 
     def _watch(self, job: JobRecord) -> None:
         task = asyncio.create_task(self._run_attempt(job), name=f"attempt {job.job_id}#{job.attempt}")
-        self._running[job.job_id] = (job.attempt, task)
+        self._running[job.job_id] = (job, task)
 
     async def _launchable(self, job: JobRecord) -> bool:
         """Whether the attempt may start: intake does not say its submission was withdrawn.
@@ -208,7 +262,7 @@ class Dispatcher:
                 await asyncio.to_thread(self._settle, job.job_id, job.attempt, outcome)
         finally:
             current = self._running.get(job.job_id)
-            if current is not None and current[0] == job.attempt:
+            if current is not None and current[0].attempt == job.attempt:
                 del self._running[job.job_id]
 
     def _settle(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None:

@@ -9,13 +9,18 @@ from preflight_common.config import (
     ConfigError,
     KafkaSettings,
     Topics,
+    database_url,
     env,
     env_file_bytes,
     env_float,
     env_int,
     env_path,
     env_positive,
+    read_secret_file,
+    secret,
+    secret_file,
 )
+from sqlalchemy.engine import make_url
 
 
 def test_env_helpers_read_defaults_and_values(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -175,3 +180,109 @@ def test_topic_names_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
         "tenant-a.review-alerts",
     ]
     assert Topics.dlq(topics.submissions) == "preflight.submissions.v1.dlq"
+
+
+SECRET_VALUE = "s3cr3t-value-that-must-never-be-quoted"
+
+
+def test_a_secret_is_read_from_the_file_its_FILE_variable_names(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "token"
+    path.write_text(SECRET_VALUE + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    monkeypatch.delenv("PREFLIGHT_X_TOKEN", raising=False)
+    monkeypatch.setenv("PREFLIGHT_X_TOKEN_FILE", str(path))
+    assert secret_file("PREFLIGHT_X_TOKEN") == path
+    assert secret("PREFLIGHT_X_TOKEN") == SECRET_VALUE
+    path.write_text(" padded \n\n", encoding="utf-8")
+    assert secret("PREFLIGHT_X_TOKEN") == " padded \n"  # one trailing newline only
+    monkeypatch.delenv("PREFLIGHT_X_TOKEN_FILE")
+    assert secret("PREFLIGHT_X_TOKEN", "") == ""
+    with pytest.raises(ConfigError, match="PREFLIGHT_X_TOKEN_FILE is required"):
+        secret("PREFLIGHT_X_TOKEN")
+
+
+def test_a_secret_in_the_environment_is_refused_without_quoting_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    path = tmp_path / "token"
+    path.write_text("from-the-file", encoding="utf-8")
+    monkeypatch.setenv("PREFLIGHT_X_TOKEN_FILE", str(path))
+    monkeypatch.setenv("PREFLIGHT_X_TOKEN", SECRET_VALUE)
+    for read in (secret, secret_file):
+        with pytest.raises(ConfigError, match="PREFLIGHT_X_TOKEN_FILE") as refused:
+            read("PREFLIGHT_X_TOKEN")
+        assert SECRET_VALUE not in str(refused.value)
+
+
+def test_an_unreadable_or_empty_secret_file_is_refused_naming_the_variable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with pytest.raises(ConfigError, match="PREFLIGHT_X_TOKEN_FILE: cannot read"):
+        read_secret_file(tmp_path / "absent", "PREFLIGHT_X_TOKEN_FILE")
+    empty = tmp_path / "empty"
+    empty.write_text("\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"PREFLIGHT_X_TOKEN_FILE: .* is empty"):
+        read_secret_file(empty, "PREFLIGHT_X_TOKEN_FILE")
+    shared = tmp_path / "shared"
+    shared.write_text(SECRET_VALUE, encoding="utf-8")
+    shared.chmod(0o644)
+    with caplog.at_level("WARNING", logger="preflight_common.config"):
+        assert read_secret_file(shared, "PREFLIGHT_X_TOKEN_FILE") == SECRET_VALUE
+    assert "PREFLIGHT_X_TOKEN_FILE" in caplog.text
+    assert SECRET_VALUE not in caplog.text
+
+
+@pytest.fixture
+def no_database_settings(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in ("URL", "URL_FILE", "PASSWORD", "PASSWORD_FILE"):
+        monkeypatch.delenv(f"PREFLIGHT_DATABASE_{name}", raising=False)
+    return monkeypatch
+
+
+def test_a_database_password_comes_from_a_file(
+    no_database_settings: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch = no_database_settings
+    assert database_url("sqlite:///run/x.db") == "sqlite:///run/x.db"
+    monkeypatch.setenv("PREFLIGHT_DATABASE_URL", "postgresql+psycopg://preflight@db:5432/intake")
+    assert database_url("sqlite:///run/x.db") == "postgresql+psycopg://preflight@db:5432/intake"
+    password = tmp_path / "db.password"
+    password.write_text("p@ss/word\n", encoding="utf-8")
+    monkeypatch.setenv("PREFLIGHT_DATABASE_PASSWORD_FILE", str(password))
+    url = database_url("sqlite:///run/x.db")
+    assert make_url(url).password == "p@ss/word"
+    assert make_url(url).username == "preflight"
+    assert make_url(url).database == "intake"
+    whole = tmp_path / "db.url"
+    whole.write_text(f"postgresql+psycopg://u:{SECRET_VALUE}@db/x\n", encoding="utf-8")
+    monkeypatch.delenv("PREFLIGHT_DATABASE_URL")
+    monkeypatch.delenv("PREFLIGHT_DATABASE_PASSWORD_FILE")
+    monkeypatch.setenv("PREFLIGHT_DATABASE_URL_FILE", str(whole))
+    assert database_url("sqlite:///run/x.db") == f"postgresql+psycopg://u:{SECRET_VALUE}@db/x"
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        (
+            {"PREFLIGHT_DATABASE_URL": f"postgresql+psycopg://u:{SECRET_VALUE}@db/x"},
+            "PREFLIGHT_DATABASE_PASSWORD_FILE",
+        ),
+        ({"PREFLIGHT_DATABASE_PASSWORD": SECRET_VALUE}, "PREFLIGHT_DATABASE_PASSWORD_FILE"),
+        ({"PREFLIGHT_DATABASE_URL": f"not a url {SECRET_VALUE}"}, "PREFLIGHT_DATABASE_URL"),
+        (
+            {"PREFLIGHT_DATABASE_URL": "postgresql+psycopg://u@db/x", "PREFLIGHT_DATABASE_URL_FILE": "/x"},
+            "PREFLIGHT_DATABASE_URL_FILE",
+        ),
+    ],
+)
+def test_a_database_password_in_the_environment_is_refused(
+    no_database_settings: pytest.MonkeyPatch, variables: dict[str, str], named: str
+) -> None:
+    for name, value in variables.items():
+        no_database_settings.setenv(name, value)
+    with pytest.raises(ConfigError, match=named) as refused:
+        database_url("sqlite:///run/x.db")
+    assert SECRET_VALUE not in str(refused.value)

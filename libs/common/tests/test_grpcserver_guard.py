@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -227,14 +228,18 @@ def test_page_tokens_round_trip_and_refuse_edited_foreign_and_garbage_tokens() -
         PageTokens.from_secret("t" * 32).decode("notifier.ListAlerts", token)
 
 
-def test_page_token_key_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PREFLIGHT_PAGE_TOKEN_KEY", "k" * 32)
+def test_page_token_key_from_its_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    key_file = tmp_path / "page-token.key"
+    key_file.write_text("k" * 32 + "\n")
+    monkeypatch.delenv("PREFLIGHT_PAGE_TOKEN_KEY", raising=False)
+    monkeypatch.setenv("PREFLIGHT_PAGE_TOKEN_KEY_FILE", str(key_file))
     token = PageTokens.from_env().encode("s", [1])
     assert PageTokens.from_env().decode("s", token) == [1]
-    monkeypatch.setenv("PREFLIGHT_PAGE_TOKEN_KEY", "short")
-    with pytest.raises(ConfigError, match="PREFLIGHT_PAGE_TOKEN_KEY"):
+    assert PageTokens.from_secret("k" * 32).decode("s", token) == [1]
+    key_file.write_text("short")
+    with pytest.raises(ConfigError, match="PREFLIGHT_PAGE_TOKEN_KEY_FILE"):
         PageTokens.from_env()
-    monkeypatch.delenv("PREFLIGHT_PAGE_TOKEN_KEY")
+    monkeypatch.delenv("PREFLIGHT_PAGE_TOKEN_KEY_FILE")
     with pytest.raises(InvalidArgument):
         PageTokens.from_env().decode("s", PageTokens.from_env().encode("s", [1]))
 

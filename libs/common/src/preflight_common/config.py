@@ -2,17 +2,25 @@
 
 Every getter raises `ConfigError` naming the variable when a value is malformed,
 so a misconfigured deployment fails at start with a message that says what to fix.
+Secrets are the exception to "from the environment": a secret `<NAME>` is read from the
+file `<NAME>_FILE` names (`secret`), and `<NAME>` itself is refused.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
+import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from preflight.sdk.naming import DEFAULT_ALERTS_PREFIX
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -76,6 +84,99 @@ def env_file_bytes(name: str) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+
+
+def secret_file(name: str) -> Path | None:
+    """The path `<name>_FILE` names (None when unset): the one way a secret reaches a process.
+
+    A secret is never an environment variable (the environment is readable by whoever can
+    inspect the process, is inherited by its children and shows up in crash reports): a
+    non-empty `<name>` is refused with a ConfigError that names `<name>_FILE` and never quotes
+    the value.
+    """
+    if os.environ.get(name):
+        raise ConfigError(
+            f"{name} must not be set: a secret is never an environment variable; "
+            f"write it to a file and set {name}_FILE to its path"
+        )
+    raw = os.environ.get(f"{name}_FILE")
+    return Path(raw) if raw else None
+
+
+def secret(name: str, default: str | None = None) -> str:
+    """The secret in the file `<name>_FILE` names (`read_secret_file`), or `default` when that
+    variable is unset; ConfigError naming `<name>_FILE` if it is required, or `<name>` is set."""
+    path = secret_file(name)
+    if path is None:
+        if default is None:
+            raise ConfigError(f"{name}_FILE is required: the path of a file holding the secret")
+        return default
+    return read_secret_file(path, f"{name}_FILE")
+
+
+def read_secret_file(path: Path, variable: str) -> str:
+    """The secret in `path`, one trailing newline removed; ConfigError naming `variable` if it
+    cannot be read or is empty, never quoting the contents.
+
+    A file that others (not its owner or group) may read is accepted with a warning: Kubernetes
+    Secret volumes are group-readable through the pod's fsGroup and world-readable unless the
+    volume's defaultMode says otherwise, so refusing would break deployments that are otherwise
+    sound.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{variable}: cannot read {path}: {reason}") from None
+    if mode & stat.S_IROTH:
+        log.warning("%s: %s is readable by every user of the host; make it mode 0600 or 0440", variable, path)
+    value = text.removesuffix("\n").removesuffix("\r")
+    if not value:
+        raise ConfigError(f"{variable}: {path} is empty")
+    return value
+
+
+def database_url(default: str) -> str:
+    """The service's database URL, whose password (if any) never comes from the environment.
+
+    `PREFLIGHT_DATABASE_URL_FILE` names a file holding the whole URL; otherwise the URL is
+    `PREFLIGHT_DATABASE_URL` (or `default`), which must carry no password, with the password of
+    `PREFLIGHT_DATABASE_PASSWORD_FILE` put in when that is set. ConfigError naming the variable
+    for a password in `PREFLIGHT_DATABASE_URL`, for both the URL file and the URL variable, or
+    for a URL that does not parse; no message quotes a URL.
+    """
+    url_file = os.environ.get("PREFLIGHT_DATABASE_URL_FILE")
+    if not url_file:
+        return _url_with_password(env("PREFLIGHT_DATABASE_URL", default))
+    if os.environ.get("PREFLIGHT_DATABASE_URL") or os.environ.get("PREFLIGHT_DATABASE_PASSWORD_FILE"):
+        raise ConfigError(
+            "PREFLIGHT_DATABASE_URL_FILE: set it alone, without PREFLIGHT_DATABASE_URL or "
+            "PREFLIGHT_DATABASE_PASSWORD_FILE (its URL carries its password)"
+        )
+    url = read_secret_file(Path(url_file), "PREFLIGHT_DATABASE_URL_FILE").strip()
+    _parse_url(url, "PREFLIGHT_DATABASE_URL_FILE")
+    return url
+
+
+def _url_with_password(plain: str) -> str:
+    url = _parse_url(plain, "PREFLIGHT_DATABASE_URL")
+    if url.password is not None:
+        raise ConfigError(
+            "PREFLIGHT_DATABASE_URL must not carry a password: a secret is never an environment "
+            "variable; set PREFLIGHT_DATABASE_PASSWORD_FILE (or PREFLIGHT_DATABASE_URL_FILE)"
+        )
+    password = secret("PREFLIGHT_DATABASE_PASSWORD", "")
+    if not password:
+        return plain
+    return url.set(password=password).render_as_string(hide_password=False)
+
+
+def _parse_url(text: str, variable: str) -> URL:
+    try:
+        return make_url(text)
+    except ArgumentError:
+        raise ConfigError(f"{variable}: not a database URL") from None
 
 
 def read_or_create_secret(path: Path) -> str:
@@ -155,12 +256,7 @@ class KafkaSettings:
         Raises ConfigError naming PREFLIGHT_KAFKA_SASL_PASSWORD_FILE if it cannot be read; the
         password itself never appears in an error, a log or the environment.
         """
-        try:
-            return Path(self.sasl_password_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"PREFLIGHT_KAFKA_SASL_PASSWORD_FILE: cannot read {self.sasl_password_file}: {exc.strerror}"
-            ) from None
+        return read_secret_file(Path(self.sasl_password_file), "PREFLIGHT_KAFKA_SASL_PASSWORD_FILE")
 
     def env(self) -> dict[str, str]:
         """The `PREFLIGHT_KAFKA_*` variables from which `from_env()` reads these settings (no secret)."""

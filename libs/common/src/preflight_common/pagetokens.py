@@ -5,8 +5,8 @@ authenticated with AES-256-GCM, bound to the RPC it came from (its `scope`): a c
 neither read nor edit it, nor use one RPC's token with another. A token that does not
 authenticate raises `InvalidArgument` naming `page_token`.
 
-The key comes from `PREFLIGHT_PAGE_TOKEN_KEY` (any secret of at least 32 characters; the
-key is derived from it), so tokens stay valid across restarts and between replicas that
+The key comes from the file `PREFLIGHT_PAGE_TOKEN_KEY_FILE` names (any secret of at least
+32 characters; the key is derived from it), so tokens stay valid across restarts and between replicas that
 share it. Without it each process draws a random key: a token is then valid only on the
 process that issued it, until it restarts (a client starts its listing again).
 """
@@ -25,7 +25,7 @@ from typing import Final
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from preflight_common.config import ConfigError, env
+from preflight_common.config import ConfigError, secret
 from preflight_common.fields import InvalidArgument
 
 PAGE_TOKEN_KEY_ENV: Final = "PREFLIGHT_PAGE_TOKEN_KEY"  # noqa: S105 - a variable name, not a secret
@@ -47,13 +47,16 @@ class PageTokens:
 
     @classmethod
     def from_env(cls) -> PageTokens:
-        """Keyed from `PREFLIGHT_PAGE_TOKEN_KEY`, at random when it is unset; ConfigError if too short."""
-        secret = env(PAGE_TOKEN_KEY_ENV, "")
-        if not secret:
+        """Keyed from the file `PREFLIGHT_PAGE_TOKEN_KEY_FILE` names, at random when it is unset;
+        ConfigError if the key is too short or is set as `PREFLIGHT_PAGE_TOKEN_KEY` (`config.secret`)."""
+        key = secret(PAGE_TOKEN_KEY_ENV, "")
+        if not key:
             return cls(os.urandom(32))
-        if len(secret) < MIN_SECRET_LENGTH:
-            raise ConfigError(f"{PAGE_TOKEN_KEY_ENV} must be at least {MIN_SECRET_LENGTH} characters")
-        return cls.from_secret(secret)
+        if len(key) < MIN_SECRET_LENGTH:
+            raise ConfigError(
+                f"{PAGE_TOKEN_KEY_ENV}_FILE: the key must be at least {MIN_SECRET_LENGTH} characters"
+            )
+        return cls.from_secret(key)
 
     def encode(self, scope: str, cursor: Sequence[str | int] | None) -> str:
         """The token resuming `scope` at `cursor`; "" for None (no further page)."""

@@ -1,0 +1,1 @@
+"""Preflight console: the web application of reviewers, operators and labs."""

@@ -1,0 +1,1 @@
+"""What the console decides by itself: sessions, time left, plots, previews."""

@@ -1,0 +1,37 @@
+"""`preflight-console serve`: the web application on PREFLIGHT_CONSOLE_LISTEN."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import uvicorn
+from preflight_common.config import ConfigError
+from preflight_common.topics import load_participants
+
+from preflight_console.config import Settings
+from preflight_console.entrypoints.web import build_app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the console until SIGTERM/SIGINT; exit 2 on a configuration error."""
+    parser = argparse.ArgumentParser(prog="preflight-console")
+    parser.add_argument("command", choices=["serve"])
+    parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = Settings.from_env()
+        host, port = settings.host_port()
+        settings.session_key()
+        app = build_app(settings, load_participants())
+    except ConfigError as exc:
+        logging.getLogger("preflight_console").error("configuration: %s", exc)
+        return 2
+    # Behind a TLS-terminating ingress, the scheme comes from X-Forwarded-Proto (trusted from
+    # FORWARDED_ALLOW_IPS, loopback by default), so cookies are Secure over HTTPS.
+    uvicorn.run(app, host=host, port=port, proxy_headers=True, server_header=False, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,674 @@
+"""The console's web application (Starlette, server-rendered Jinja2 pages, no script).
+
+Each page belongs to one role (`/review/…` reviewers, `/operator/…` operators, `/lab/…`
+labs); another role gets 403 before any API is called, and the APIs then decide what the
+user may see. Every POST needs the session's CSRF token (403 without it) and, when the
+browser names an Origin, this console's own. Every answer carries a strict
+Content-Security-Policy (no script, no inline style, nothing from elsewhere) and the other
+security headers of `SECURITY_HEADERS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from preflight.benchmark.v1 import benchmark_pb2
+from preflight.clearinghouse.v1 import clearinghouse_pb2
+from preflight.common.v1 import common_pb2
+from preflight.intake.v1 import intake_pb2
+from preflight_clearinghouse.domain.sharing import KNOWN_SECTORS, Tlp
+from preflight_common import bus
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from preflight_console.adapters.apis import Apis
+from preflight_console.config import Settings
+from preflight_console.domain import timing
+from preflight_console.domain.audience import preview
+from preflight_console.domain.plot import score_plot
+from preflight_console.domain.sessions import Role, Session, SessionStore, Signer
+from preflight_console.service_layer import views
+
+SESSION_COOKIE = "preflight_console_session"
+SIGN_IN_COOKIE = "preflight_console_sign_in"
+MAX_FORM_BYTES = 64 * 1024
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
+    "Cache-Control": "no-store",
+}
+HOME = {Role.REVIEWER: "/review/queue", Role.OPERATOR: "/operator/findings", Role.LAB: "/lab/submissions"}
+FINDING_STATES = ("RECEIVED", "TRIAGED", "VALIDATED", "PATCH_AVAILABLE", "DISCLOSED", "INVALID", "CLOSED")
+EXPORTS = {
+    "csaf": clearinghouse_pb2.EXPORT_FORMAT_CSAF,
+    "osv": clearinghouse_pb2.EXPORT_FORMAT_OSV,
+    "stix": clearinghouse_pb2.EXPORT_FORMAT_STIX,
+}
+RPC_STATUS = {
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.ABORTED: 409,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+}
+
+
+class SecurityHeaders:
+    """Adds `SECURITY_HEADERS` to every answer, and HSTS to those over HTTPS."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+                if scope.get("scheme") == "https":
+                    headers["Strict-Transport-Security"] = "max-age=63072000"
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+@dataclass(frozen=True)
+class Form:
+    """A posted urlencoded form."""
+
+    fields: dict[str, list[str]]
+
+    def one(self, name: str) -> str:
+        """The field's first value, stripped; "" when absent."""
+        return (self.fields.get(name) or [""])[0].strip()
+
+    def all(self, name: str) -> list[str]:
+        """Every value of the field."""
+        return self.fields.get(name, [])
+
+
+class Refused(Exception):
+    """Answer with `status` and `message` (no API was changed)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+Handler = Callable[["Console", Request, Session, Form], Awaitable[Response]]
+
+
+class Console:
+    """The application's state: settings, API stubs, sessions, participants and templates."""
+
+    def __init__(self, settings: Settings, apis: Apis, participants: bus.Participants) -> None:
+        self.settings = settings
+        self.apis = apis
+        self.participants = participants
+        self.signer = Signer(settings.session_key())
+        self.sessions = SessionStore(self.signer, settings.session_ttl)
+        folder = resources.files("preflight_console") / "templates"
+        self.templates = Environment(
+            loader=FileSystemLoader(str(folder)), autoescape=select_autoescape(["html"]), auto_reload=False
+        )
+
+    def render(
+        self, request: Request, name: str, session: Session | None, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        """The template `name` with the session's CSRF token and time zone."""
+        zone = session.time_zone if session else "UTC"
+        html = self.templates.get_template(name).render(
+            request_path=request.url.path,
+            session=session,
+            viewer=session.viewer if session else None,
+            csrf=session.csrf if session else "",
+            zone=zone,
+            zones=_ZONE_CHOICES,
+            show=lambda value: timing.show(views.when(value), zone),
+            **context,
+        )
+        return HTMLResponse(html, status_code=status)
+
+    def secure(self, request: Request) -> bool:
+        """Whether cookies get the Secure attribute: always, or when the request came over HTTPS."""
+        return self.settings.secure_cookies == "always" or request.url.scheme == "https"
+
+
+_ZONE_CHOICES = (
+    "UTC",
+    "Europe/London",
+    "Europe/Paris",
+    "America/New_York",
+    "America/Los_Angeles",
+    "Asia/Tokyo",
+)
+
+
+def _console(request: Request) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+async def _form(request: Request) -> Form:
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            raise Refused(413, "the form is too large")
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        raise Refused(415, "forms are posted urlencoded")
+    return Form(parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def _same_origin(request: Request) -> bool:
+    # Browsers name the Origin of every POST; a request without one comes from no page.
+    origin = request.headers.get("origin")
+    return origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
+def _refusal(console: Console, request: Request, session: Session | None, refused: Refused) -> Response:
+    return console.render(request, "error.html", session, refused.status, message=refused.message)
+
+
+def _rpc_refusal(exc: grpc.aio.AioRpcError) -> Refused:
+    status = RPC_STATUS.get(exc.code())
+    if status is None:
+        return Refused(502, "a Preflight service did not answer; try again")
+    message = exc.details() or exc.code().name
+    if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
+        violations = _violations(exc)
+        if violations:
+            message = "; ".join(f"{field}: {why}" for field, why in violations)
+    return Refused(status, message)
+
+
+def _violations(exc: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
+    found = rpc_status.from_call(exc)
+    if found is None:
+        return []
+    out: list[tuple[str, str]] = []
+    for detail in found.details:
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            out.extend((v.field, v.description) for v in bad.field_violations)
+    return out
+
+
+def page(*roles: Role) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """A page or action of `roles`: signed in (else the sign-in page; a POST is refused 403),
+    of one of the roles (else 403), and for a POST with this session's CSRF token (else 403)."""
+
+    def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            console = _console(request)
+            session = console.sessions.get(request.cookies.get(SESSION_COOKIE))
+            posted = request.method == "POST"
+            try:
+                if session is None:
+                    if posted:
+                        raise Refused(403, "sign in first")
+                    return RedirectResponse("/sign-in", status_code=303)
+                if session.viewer.role not in roles:
+                    raise Refused(403, "this page is not for your role")
+                form = Form({})
+                if posted:
+                    form = await _form(request)
+                    if not _same_origin(request) or not console.signer.verify(
+                        "csrf", session.session_id, form.one("csrf")
+                    ):
+                        raise Refused(403, "the form's CSRF token is missing or wrong; reload the page")
+                try:
+                    return await handler(console, request, session, form)
+                except grpc.aio.AioRpcError as exc:
+                    if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                        console.sessions.end(request.cookies.get(SESSION_COOKIE))
+                        return RedirectResponse("/sign-in", status_code=303)
+                    raise _rpc_refusal(exc) from None
+            except Refused as refused:
+                return _refusal(console, request, session, refused)
+
+        endpoint.__name__ = handler.__name__
+        return endpoint
+
+    return wrap
+
+
+ANY_ROLE = tuple(Role)
+
+
+# -- signing in and out ------------------------------------------------------------------------
+
+
+async def healthz(request: Request) -> Response:
+    """Liveness and readiness: the process answers."""
+    return PlainTextResponse("ok")
+
+
+async def home(request: Request) -> Response:
+    console = _console(request)
+    session = console.sessions.get(request.cookies.get(SESSION_COOKIE))
+    return RedirectResponse(HOME[session.viewer.role] if session else "/sign-in", status_code=303)
+
+
+def _sign_in_page(console: Console, request: Request, status: int = 200, message: str = "") -> Response:
+    nonce = secrets.token_urlsafe(32)
+    response = console.render(
+        request,
+        "sign_in.html",
+        None,
+        status,
+        sign_in_csrf=console.signer.sign("sign-in", nonce),
+        message=message,
+    )
+    response.set_cookie(
+        SIGN_IN_COOKIE,
+        nonce,
+        httponly=True,
+        samesite="strict",
+        secure=console.secure(request),
+        path="/sign-in",
+    )
+    return response
+
+
+async def sign_in(request: Request) -> Response:
+    """GET: the sign-in form. POST: validate the token with the identity service, start a session."""
+    console = _console(request)
+    if request.method == "GET":
+        return _sign_in_page(console, request)
+    try:
+        form = await _form(request)
+    except Refused as refused:
+        return _refusal(console, request, None, refused)
+    nonce = request.cookies.get(SIGN_IN_COOKIE, "")
+    if (
+        not nonce
+        or not _same_origin(request)
+        or not console.signer.verify("sign-in", nonce, form.one("csrf"))
+    ):
+        return _refusal(console, request, None, Refused(403, "the form's CSRF token is missing or wrong"))
+    token = form.one("token")
+    if not token:
+        return _sign_in_page(console, request, 400, "token: enter your Preflight token")
+    try:
+        viewer = await views.who_is(console.apis, token)
+    except views.NotSignedIn as exc:
+        return _sign_in_page(console, request, 401, str(exc))
+    except grpc.aio.AioRpcError:
+        return _sign_in_page(console, request, 502, "the identity service did not answer; try again")
+    cookie, _ = console.sessions.create(token, viewer)
+    response = RedirectResponse(HOME[viewer.role], status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie,
+        max_age=int(console.settings.session_ttl),
+        httponly=True,
+        samesite="strict",
+        secure=console.secure(request),
+        path="/",
+    )
+    response.delete_cookie(
+        SIGN_IN_COOKIE, path="/sign-in", secure=console.secure(request), httponly=True, samesite="strict"
+    )
+    return response
+
+
+@page(*ANY_ROLE)
+async def sign_out(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """End the session here (the token stays valid elsewhere until it expires or is revoked)."""
+    console.sessions.end(request.cookies.get(SESSION_COOKIE))
+    response = RedirectResponse("/sign-in", status_code=303)
+    response.delete_cookie(
+        SESSION_COOKIE, path="/", secure=console.secure(request), httponly=True, samesite="strict"
+    )
+    return response
+
+
+@page(*ANY_ROLE)
+async def time_zone(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """Show times in another IANA time zone for the rest of the session."""
+    try:
+        timing.zone(form.one("zone"))
+    except ValueError as exc:
+        raise Refused(400, f"zone: {exc}") from None
+    session.time_zone = form.one("zone")
+    back = form.one("back")
+    return RedirectResponse(
+        back if back.startswith("/") and not back.startswith("//") else "/", status_code=303
+    )
+
+
+# -- reviewers ---------------------------------------------------------------------------------
+
+
+def _status(value: intake_pb2.SubmissionStatus.ValueType) -> str:
+    return (
+        intake_pb2.SubmissionStatus.Name(value).removeprefix("SUBMISSION_STATUS_").replace("_", " ").lower()
+    )
+
+
+def _job_status(value: benchmark_pb2.JobStatus.ValueType) -> str:
+    return benchmark_pb2.JobStatus.Name(value).removeprefix("JOB_STATUS_").lower()
+
+
+@page(Role.REVIEWER)
+async def queue(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """Every open submission, soonest review deadline first, with the time left and its band."""
+    now = timing.utc_now()
+    rows = []
+    for item in await views.open_submissions(console.apis, session):
+        deadline = views.when(item.review_deadline)
+        rows.append(
+            {
+                "submission": item,
+                "status": _status(item.status),
+                "band": timing.band(deadline, now) if deadline else "on-track",
+                "left": timing.time_left(deadline, now) if deadline else "no deadline",
+            }
+        )
+    return console.render(request, "queue.html", session, rows=rows)
+
+
+@page(Role.REVIEWER)
+async def submission_page(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """A submission: its status timeline, its jobs and a link to its report."""
+    submission_id = request.path_params["submission_id"]
+    item = await views.submission(console.apis, session, submission_id)
+    found_jobs = await views.jobs(console.apis, session, submission_id)
+    found_report = await views.report(console.apis, session, submission_id)
+    timeline: list[tuple[Any, str]] = [(item.received_at, "received")]
+    jobs = []
+    for job in found_jobs:
+        started, finished = views.when(job.started_at), views.when(job.finished_at)
+        if started:
+            timeline.append((job.started_at, f"{job.suite_id} started (attempt {job.attempt})"))
+        if finished:
+            timeline.append((job.finished_at, f"{job.suite_id} {_job_status(job.status)}"))
+        jobs.append(
+            {
+                "job": job,
+                "status": _job_status(job.status),
+                "duration": f"{(finished - started).total_seconds():.0f} s" if started and finished else "—",
+            }
+        )
+    if found_report is not None:
+        timeline.append((found_report.issued_at, f"report version {found_report.version} issued"))
+        timeline.extend((s.signed_off_at, f"signed off by {s.reviewer_id}") for s in found_report.sign_offs)
+    timeline.sort(key=lambda entry: (entry[0].seconds, entry[0].nanos))
+    return console.render(
+        request,
+        "submission.html",
+        session,
+        submission=item,
+        state=_status(item.status),
+        timeline=timeline,
+        jobs=jobs,
+        report=found_report,
+    )
+
+
+async def _report_page(console: Console, request: Request, session: Session) -> Response:
+    submission_id = request.path_params["submission_id"]
+    found = await views.report(console.apis, session, submission_id)
+    if found is None:
+        raise Refused(404, "this submission has no report yet")
+    verification = await views.verify(console.apis, session, found)
+    plot = score_plot([(s.capability, s.score, s.ci_low, s.ci_high) for s in found.scores])
+    return console.render(
+        request,
+        "report.html",
+        session,
+        report=found,
+        verification=verification,
+        plot=plot,
+        submission_id=submission_id,
+    )
+
+
+@page(Role.REVIEWER)
+async def report_page(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """A submission's current report: scores plotted and tabulated, tier, signature, notes, sign-off."""
+    return await _report_page(console, request, session)
+
+
+@page(Role.REVIEWER)
+async def sign_off(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """Sign the report off, then back to it."""
+    await views.sign_off(console.apis, session, request.path_params["report_id"], form.one("comment"))
+    return RedirectResponse(f"/review/submissions/{form.one('submission_id')}/report", status_code=303)
+
+
+@page(Role.REVIEWER)
+async def add_note(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """Add a note to the report, then back to it."""
+    await views.add_note(console.apis, session, request.path_params["report_id"], form.one("text"))
+    return RedirectResponse(f"/review/submissions/{form.one('submission_id')}/report", status_code=303)
+
+
+def _finding_row(finding: clearinghouse_pb2.Finding) -> dict[str, Any]:
+    return {
+        "finding": finding,
+        "state": views.state_name(finding.state),
+        "severity": clearinghouse_pb2.Severity.Name(finding.severity).removeprefix("SEVERITY_").lower(),
+        "tlp": _tlp_label(finding.tlp),
+    }
+
+
+def _tlp_label(value: common_pb2.Tlp.ValueType) -> str:
+    name = common_pb2.Tlp.Name(value).removeprefix("TLP_")
+    return "unset" if name == "UNSPECIFIED" else Tlp[name].value
+
+
+@page(Role.REVIEWER)
+async def findings_board(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """Every finding, grouped by disclosure state."""
+    board: dict[str, list[dict[str, Any]]] = {state: [] for state in FINDING_STATES}
+    for finding in await views.findings(console.apis, session):
+        row = _finding_row(finding)
+        board.setdefault(row["state"], []).append(row)
+    return console.render(request, "findings.html", session, board=board)
+
+
+def _sharing_choice(form: Form) -> tuple[Tlp, list[str], list[str]]:
+    try:
+        tlp = Tlp[form.one("tlp")]
+    except KeyError:
+        raise Refused(400, "tlp: choose a TLP label") from None
+    organisations = [o.strip() for o in form.one("organisations").replace("\n", ",").split(",") if o.strip()]
+    sectors = [s for s in form.all("sectors") if s]
+    unknown = [s for s in sectors if s not in KNOWN_SECTORS]
+    if unknown:
+        raise Refused(400, f"sectors: unknown sector {unknown[0]!r}")
+    return tlp, organisations, sectors
+
+
+def _revision(form: Form) -> int:
+    value = form.one("revision")
+    if not value.isdigit():
+        raise Refused(400, "revision: missing; reload the page")
+    return int(value)
+
+
+@page(Role.REVIEWER)
+async def finding_page(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """A finding: its assessment, the transitions the workflow allows and its sharing."""
+    finding = await views.finding(console.apis, session, request.path_params["finding_id"])
+    return console.render(
+        request,
+        "finding.html",
+        session,
+        row=_finding_row(finding),
+        transitions=views.allowed_transitions(finding.state),
+        tlps=list(Tlp),
+        sectors=sorted(KNOWN_SECTORS),
+    )
+
+
+@page(Role.REVIEWER)
+async def transition(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """Move the finding to an allowed state."""
+    finding_id = request.path_params["finding_id"]
+    target = form.one("target")
+    if target not in FINDING_STATES:
+        raise Refused(400, "target: choose a state")
+    await views.transition(console.apis, session, finding_id, target, form.one("reason"), _revision(form))
+    return RedirectResponse(f"/review/findings/{finding_id}", status_code=303)
+
+
+@page(Role.REVIEWER)
+async def sharing(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """Without `confirm`: the organisations the choice would reach (nothing saved). With it: save."""
+    finding_id = request.path_params["finding_id"]
+    tlp, organisations, sectors = _sharing_choice(form)
+    revision = _revision(form)
+    if form.one("confirm") != "yes":
+        finding = await views.finding(console.apis, session, finding_id)
+        return console.render(
+            request,
+            "sharing_preview.html",
+            session,
+            row=_finding_row(finding),
+            tlp=tlp,
+            organisations=organisations,
+            sectors=sectors,
+            reason=form.one("reason"),
+            revision=revision,
+            reached=preview(tlp, organisations, sectors, console.participants),
+        )
+    audience = common_pb2.Audience(organisations=organisations, sectors=sectors)
+    await views.share(
+        console.apis,
+        session,
+        finding_id,
+        common_pb2.Tlp.Value("TLP_" + tlp.name),
+        audience,
+        form.one("reason"),
+        revision,
+    )
+    return RedirectResponse(f"/review/findings/{finding_id}", status_code=303)
+
+
+# -- operators ---------------------------------------------------------------------------------
+
+
+@page(Role.OPERATOR)
+async def shared_findings(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """The findings shared with the operator's organisation or sectors."""
+    rows = [_finding_row(f) for f in await views.findings(console.apis, session)]
+    return console.render(request, "operator_findings.html", session, rows=rows)
+
+
+@page(Role.OPERATOR)
+async def shared_finding(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """One shared finding, as the operator may see it, with its export downloads."""
+    finding = await views.finding(console.apis, session, request.path_params["finding_id"])
+    return console.render(
+        request, "operator_finding.html", session, row=_finding_row(finding), exports=EXPORTS
+    )
+
+
+@page(Role.OPERATOR)
+async def export(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """A shared finding as a CSAF, OSV or STIX document, downloaded."""
+    fmt = EXPORTS.get(request.path_params["format"])
+    if fmt is None:
+        raise Refused(404, "no such export format")
+    document = await views.export(console.apis, session, request.path_params["finding_id"], fmt)
+    filename = "".join(c for c in document.filename if c.isalnum() or c in "._-") or "finding"
+    return Response(
+        document.document,
+        media_type=document.media_type or "application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+# -- labs --------------------------------------------------------------------------------------
+
+
+@page(Role.LAB)
+async def lab_submissions(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """The lab's own submissions and their status."""
+    rows = [
+        {"submission": s, "status": _status(s.status)} for s in await views.submissions(console.apis, session)
+    ]
+    return console.render(request, "lab_submissions.html", session, rows=rows)
+
+
+@page(Role.LAB)
+async def lab_report(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """The signed report of one of the lab's submissions."""
+    return await _report_page(console, request, session)
+
+
+def routes() -> list[Route | Mount]:
+    """Every route of the console."""
+    static = resources.files("preflight_console") / "static"
+    return [
+        Route("/healthz", healthz),
+        Route("/", home),
+        Route("/sign-in", sign_in, methods=["GET", "POST"]),
+        Route("/sign-out", sign_out, methods=["POST"]),
+        Route("/time-zone", time_zone, methods=["POST"]),
+        Route("/review/queue", queue),
+        Route("/review/submissions/{submission_id}", submission_page),
+        Route("/review/submissions/{submission_id}/report", report_page),
+        Route("/review/reports/{report_id}/sign-off", sign_off, methods=["POST"]),
+        Route("/review/reports/{report_id}/notes", add_note, methods=["POST"]),
+        Route("/review/findings", findings_board),
+        Route("/review/findings/{finding_id}", finding_page),
+        Route("/review/findings/{finding_id}/transition", transition, methods=["POST"]),
+        Route("/review/findings/{finding_id}/sharing", sharing, methods=["POST"]),
+        Route("/operator/findings", shared_findings),
+        Route("/operator/findings/{finding_id}", shared_finding),
+        Route("/operator/findings/{finding_id}/export/{format}", export),
+        Route("/lab/submissions", lab_submissions),
+        Route("/lab/submissions/{submission_id}/report", lab_report),
+        Mount("/static", StaticFiles(directory=str(static)), name="static"),
+    ]
+
+
+def build_app(settings: Settings, participants: bus.Participants) -> Starlette:
+    """The console's ASGI application; its API channels close with it."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        apis = Apis.connect(settings)
+        app.state.console = Console(settings, apis, participants)
+        try:
+            yield
+        finally:
+            await apis.close()
+
+    app = Starlette(routes=routes(), lifespan=lifespan)
+    app.add_middleware(SecurityHeaders)
+    return app

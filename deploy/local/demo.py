@@ -14,6 +14,7 @@ Exits non-zero if any step fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -24,18 +25,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc
 import yaml
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from preflight.clearinghouse.v1 import clearinghouse_pb2 as ch
-from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc as ch_grpc
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
+from preflight.sdk import (
+    Preflight,
+    PreflightError,
+    ReportVerificationError,
+    Transition,
+    load_profile,
+    verify_report,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
+CONNECTIONS = contextlib.ExitStack()
 
 
 class DemoFailed(RuntimeError):
@@ -73,8 +78,10 @@ def cli(args: list[str], token: str, env: dict[str, str], capture: bool = False)
     return result.stdout if capture else ""
 
 
-def metadata(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
+def connect(run_dir: Path, principal: str) -> Preflight:
+    """The stack as `principal` sees it, from the client profiles the stack wrote (closed at exit)."""
+    profile = load_profile(principal, environ={"PREFLIGHT_CONFIG": str(run_dir / "preflight.toml")})
+    return CONNECTIONS.enter_context(Preflight.from_profile(profile))
 
 
 def main() -> int:
@@ -140,13 +147,10 @@ def main() -> int:
         watch.terminate()
         watch.wait()
 
-    clearinghouse = grpc.insecure_channel(f"127.0.0.1:{ports['clearinghouse']}")
-    stub = ch_grpc.ClearinghouseServiceStub(clearinghouse)
-
     step("3. the lab reads its signed review report")
-    report = stub.GetReport(
-        ch.GetReportRequest(submission_id=submission_id), metadata=metadata(tokens["lab"])
-    ).report
+    lab = connect(run_dir, "lab").clearinghouse
+    report = lab.get_report(submission_id=submission_id)
+    key = lab.get_signing_key(report.signing_key_id)
     print(
         f"report {report.report_id} v{report.version}: tier {report.tier} "
         f"(policy {report.policy_id} {report.policy_version})"
@@ -159,24 +163,17 @@ def main() -> int:
         )
     for failed in report.failed_suites:
         print(f"  failed: {failed.suite_id} {failed.reason} {failed.message}")
-    key = stub.GetSigningKey(
-        ch.GetSigningKeyRequest(key_id=report.signing_key_id), metadata=metadata(tokens["lab"])
-    )
     try:
-        Ed25519PublicKey.from_public_bytes(key.public_key).verify(report.signature, report.body)
-    except InvalidSignature:
-        raise DemoFailed("the report's signature does not verify") from None
+        verify_report(report, key)
+    except ReportVerificationError as exc:
+        raise DemoFailed(f"the report does not verify: {exc}") from None
     print(f"signature: Ed25519, key {key.key_id} — verified over the report body")
 
     step("4. a reviewer validates a finding and shares it with the healthcare sector")
-    reviewer = metadata(tokens["reviewer"])
+    reviewer = connect(run_dir, "reviewer").clearinghouse
     findings = wait_for(
         "candidate findings from the discovery suite",
-        lambda: [
-            f
-            for f in stub.ListFindings(ch.ListFindingsRequest(page_size=100), metadata=reviewer).findings
-            if f.source.submission_id == submission_id
-        ],
+        lambda: [f for f in reviewer.iter_findings() if f.source.submission_id == submission_id],
         timeout=60,
     )
     print(f"{len(findings)} candidate finding(s) from this submission; e.g.:")
@@ -186,33 +183,25 @@ def main() -> int:
             f"state {ch_events.FindingState.Name(finding.state)}"
         )
     chosen = findings[0]
-    shared = stub.SetFindingSharing(
-        ch.SetFindingSharingRequest(
-            finding_id=chosen.finding_id,
-            tlp=common_pb2.TLP_AMBER,
-            audience=common_pb2.Audience(sectors=["healthcare"]),
-            reason="affects hospital software",
-        ),
-        metadata=reviewer,
-    ).finding
+    shared = reviewer.set_finding_sharing(
+        chosen.finding_id,
+        common_pb2.TLP_AMBER,
+        common_pb2.Audience(sectors=["healthcare"]),
+        reason="affects hospital software",
+    )
     for target in (ch_events.FINDING_STATE_TRIAGED, ch_events.FINDING_STATE_VALIDATED):
-        shared = stub.TransitionFinding(
-            ch.TransitionFindingRequest(
-                finding_id=chosen.finding_id,
-                state=target,
-                reason="demo review",
-                expected_revision=shared.revision,
-            ),
-            metadata=reviewer,
-        ).finding
+        shared = reviewer.transition_finding(
+            chosen.finding_id,
+            Transition(state=target),
+            reason="demo review",
+            expected_revision=shared.revision,
+        )
     print(
         f"{chosen.finding_id}: {ch_events.FindingState.Name(shared.state)}, "
         "TLP:AMBER, audience sector healthcare"
     )
     for name in ("operator_hospital", "operator_utility"):
-        visible = stub.ListFindings(
-            ch.ListFindingsRequest(page_size=100), metadata=metadata(tokens[name])
-        ).findings
+        visible = list(connect(run_dir, name).clearinghouse.iter_findings())
         ids = [f.finding_id for f in visible]
         print(f"  {name:<18} sees {len(ids)} finding(s){': ' + ', '.join(ids) if ids else ''}")
         if name == "operator_hospital" and chosen.finding_id not in ids:
@@ -258,7 +247,8 @@ def main() -> int:
 
 if __name__ == "__main__":
     try:
-        sys.exit(main())
-    except (DemoFailed, grpc.RpcError) as exc:
+        with CONNECTIONS:
+            sys.exit(main())
+    except (DemoFailed, PreflightError) as exc:
         print(f"\ndemo failed: {exc}", file=sys.stderr)
         sys.exit(1)

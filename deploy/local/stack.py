@@ -6,12 +6,14 @@
 
 `up` starts a detached supervisor that runs the local Apache Kafka broker, creates the topics,
 migrates each service's SQLite store, issues the stack's tokens (once), then runs the four
-services, the reference model server (standing in for a lab's endpoint), a webhook sink and an
-SMTP sink (standing in for stakeholders' receivers) as child processes. A child that dies, or
-a service that stops making progress, is restarted (see `Supervisor`). The children get none of
-the caller's `PREFLIGHT_*` variables except those named in PREFLIGHT_STACK_PASS_ENV
-(comma-separated), e.g. `PREFLIGHT_BENCHMARK_CATALOG_FILE`. Everything lives in the run
-folder: `logs/<name>.log`, `data/`, `evals/`, `tokens.json` and `secrets.env` (mode 0600),
+services and the web console, the reference model server (standing in for a lab's endpoint), a
+webhook sink and an SMTP sink (standing in for stakeholders' receivers) as child processes. A
+child that dies, or a service that stops making progress, is restarted (see `Supervisor`). The
+children get none of the caller's `PREFLIGHT_*` variables except those named in
+PREFLIGHT_STACK_PASS_ENV (comma-separated), e.g. `PREFLIGHT_BENCHMARK_CATALOG_FILE`. Everything
+lives in the run folder: `logs/<name>.log`, `data/`, `evals/`, `tokens.json` and `secrets.env` (mode 0600),
+`preflight.toml` (a client profile per principal: `lab` by default, `reviewer`, `admin`, … with
+its token in `tokens/<name>.token`, which the SDK and the `preflight` command pick up),
 `stack.json` (pids, ports), `traces.jsonl` (OpenTelemetry spans of every process). `down`
 stops the supervisor, which stops its children.
 """
@@ -52,6 +54,7 @@ DEFAULT_PORTS = {
     "reference-model": 8800,
     "webhook-sink": 18090,
     "smtp-sink": 18025,
+    "console": 18088,
 }
 SERVICES = ("intake", "benchmark", "clearinghouse", "notifier")
 # (role, organisation, sectors) of the tokens the stack issues for its users and processes.
@@ -182,6 +185,20 @@ def _write_private(path: Path, text: str) -> None:
         out.write(text)
 
 
+def _write_client_profiles(stack: Stack, tokens: dict[str, str]) -> None:
+    """`preflight.toml`: a client profile per principal (the SDK and the CLI find it from the
+    repository, see `preflight.sdk.config`), each token in its own file under `tokens/` (0600)."""
+    targets = "".join(f'{service} = "127.0.0.1:{stack.ports[service]}"\n' for service in SERVICES)
+    profiles = []
+    for name, token in tokens.items():
+        _write_private(stack.run_dir / "tokens" / f"{name}.token", token + "\n")
+        profiles.append(
+            f'[profiles.{name}]\ntoken_file = "tokens/{name}.token"\n\n[profiles.{name}.targets]\n{targets}'
+        )
+    header = "# Written by deploy/local/stack.py: how the SDK and the CLI reach this stack.\n"
+    (stack.run_dir / "preflight.toml").write_text(header + 'profile = "lab"\n\n' + "\n".join(profiles))
+
+
 def _db_url(stack: Stack, service: str) -> str:
     return f"sqlite:///{stack.data / service}.db"
 
@@ -250,6 +267,20 @@ def _service_env(stack: Stack, service: str, keys: dict[str, str], tokens: dict[
             PREFLIGHT_NOTIFIER_SMTP_FROM="preflight@localhost",
             PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK=keys["PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK"],
         )
+    return env
+
+
+def _console_env(stack: Stack) -> dict[str, str]:
+    """The console: the services' addresses and the participants registry (for sharing
+    previews); no token (each user signs in with their own), a session key in the data folder."""
+    env = _base_env(stack)
+    env.update(
+        PREFLIGHT_CONSOLE_LISTEN=f"127.0.0.1:{stack.ports['console']}",
+        PREFLIGHT_BENCHMARK_TARGET=f"127.0.0.1:{stack.ports['benchmark']}",
+        PREFLIGHT_CLEARINGHOUSE_TARGET=f"127.0.0.1:{stack.ports['clearinghouse']}",
+        PREFLIGHT_CONSOLE_SESSION_KEY_FILE=str(stack.data / "console" / "session.key"),
+        PREFLIGHT_PARTICIPANTS_FILE=str(stack.participants_file),
+    )
     return env
 
 
@@ -424,6 +455,7 @@ class Supervisor:
                 stack.logs / "setup.log",
             )
         tokens = _issue_tokens(stack, keys)
+        _write_client_profiles(stack, tokens)
         (stack.run_dir / "routing.yaml").write_text(_routing(stack.ports["webhook-sink"]))
         sinks = stack.run_dir / "sinks"
         py = str(BIN / "python")
@@ -463,6 +495,7 @@ class Supervisor:
                 ],
                 {**base, "PREFLIGHT_SINK_SECRET": keys["PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK"]},
             ),
+            Child("console", [str(BIN / "preflight-console"), "serve"], _console_env(stack)),
             Child(
                 "smtp-sink",
                 [
@@ -514,7 +547,7 @@ class Supervisor:
             # Ready: serving, and seen live (so that liveness is judged by its budget from now on).
             if child.health_port and not (child.seen_live and _healthy(child.health_port)):
                 return False
-        other = [self.stack.ports[n] for n in ("reference-model", "webhook-sink", "smtp-sink")]
+        other = [self.stack.ports[n] for n in ("reference-model", "webhook-sink", "smtp-sink", "console")]
         return all(_port_open(port) for port in other)
 
     def run(self) -> None:
@@ -676,8 +709,10 @@ Preflight is up (run folder: {stack.run_dir})
   reference model  http://127.0.0.1:{ports["reference-model"]}/v1
   webhook sink     http://127.0.0.1:{ports["webhook-sink"]}/alerts
   SMTP sink        127.0.0.1:{ports["smtp-sink"]}
+  console          http://127.0.0.1:{ports["console"]}/   (sign in with a token from tokens.json)
   logs             {stack.logs}/<name>.log
   tokens           {stack.tokens_file} (mode 0600)
+  client profiles  {stack.run_dir / "preflight.toml"} (lab by default; PREFLIGHT_PROFILE=reviewer, …)
 """,
         flush=True,
     )

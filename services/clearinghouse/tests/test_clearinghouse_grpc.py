@@ -10,14 +10,12 @@ from datetime import timedelta
 
 import grpc
 import pytest
-from clearinghouse_support import START, SUITES, V31, V40, Api, completed, job_requested, ts
+from clearinghouse_support import START, V31, V40, Api, issue_report, ts
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.clearinghouse.v1.clearinghouse_pb2_grpc import ClearinghouseServiceStub
 from preflight.common.v1 import common_pb2
-from preflight_clearinghouse.adapters import protos
 from preflight_clearinghouse.domain.cwe import _catalog
-from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
 from preflight_common.auth import Principal, Role
 from preflight_common.signing import verify_signature
 from preflight_common.testing.rpc import field_violations
@@ -269,17 +267,7 @@ def test_exports_pass_the_sharing_check_and_name_their_format(api: Api) -> None:
 
 
 def test_a_lab_verifies_its_signed_report_with_the_published_key(api: Api) -> None:
-    reviews = api.components.reviews
-    reviews.submission_received(
-        "received", SubmissionInfo("sub-1", "lab-xq7", "frontier", "1.0", False, START)
-    )
-    for suite, capability, _metric in SUITES:
-        reviews.job_requested(
-            f"{suite}/requested", "sub-1", protos.planned_job(job_requested("sub-1", suite, capability))
-        )
-    for suite, capability, metric in SUITES:
-        ended, _ = protos.completed_job(completed("sub-1", suite, capability, metric, 0.9))
-        reviews.job_ended(f"{suite}/ended", "sub-1", ended)
+    issue_report(api.components, "sub-1", "lab-xq7")
     report = api.stub.GetReport(pb.GetReportRequest(submission_id="sub-1"), metadata=api.as_(LAB_X)).report
     assert report.tier == "TIER_4" and report.organisation == "lab-xq7"
     key = api.stub.GetSigningKey(

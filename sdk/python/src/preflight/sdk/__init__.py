@@ -5,7 +5,9 @@
 per RPC, default deadlines, retries on UNAVAILABLE, automatic idempotency keys,
 iterators over pages and resumable streams, and raise the typed errors of
 `preflight.sdk.errors`. `Client` and `AsyncClient` are intake clients that own
-their channel. `verify_report` checks a review report's signature. `load_manifest` reads the
+their channel. `Preflight` (and `AsyncPreflight`) holds the connection to a whole
+deployment, from a profile (`preflight.sdk.config`). `verify_report` checks a
+review report's signature. `load_manifest` reads the
 YAML manifest the `preflight submit` command takes. `subscribe_alerts` (and its
 asyncio twin in `preflight.sdk.aio`) follows an operator organisation's finding
 alerts on the event bus.
@@ -32,7 +34,10 @@ from preflight.sdk.client import (
     NotifierClient,
     ServiceClient,
 )
+from preflight.sdk.config import ConfigError, Profile, load_profile
+from preflight.sdk.deployment import AsyncPreflight, Preflight
 from preflight.sdk.errors import (
+    Aborted,
     AlreadyExists,
     DeadlineExceeded,
     FailedPrecondition,
@@ -50,13 +55,16 @@ from preflight.sdk.reports import ReportVerificationError, verify_report
 __all__ = [
     "DEFAULT_TIMEOUT",
     "TLS",
+    "Aborted",
     "AlertSubscription",
     "AlreadyExists",
     "Assessment",
     "AsyncClient",
+    "AsyncPreflight",
     "BenchmarkClient",
     "ClearinghouseClient",
     "Client",
+    "ConfigError",
     "DeadlineExceeded",
     "EndpointAccessSpec",
     "FailedPrecondition",
@@ -68,7 +76,9 @@ __all__ = [
     "NotFound",
     "NotifierClient",
     "PermissionDenied",
+    "Preflight",
     "PreflightError",
+    "Profile",
     "ReceivedAlert",
     "ReportVerificationError",
     "ServiceClient",
@@ -81,6 +91,7 @@ __all__ = [
     "Unavailable",
     "WatchSubmissionResponse",
     "load_manifest",
+    "load_profile",
     "subscribe_alerts",
     "verify_report",
 ]

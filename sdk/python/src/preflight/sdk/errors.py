@@ -57,6 +57,10 @@ class FailedPrecondition(PreflightError):
     """The submission's state does not allow this (e.g. it is already withdrawn)."""
 
 
+class Aborted(PreflightError):
+    """The object changed meanwhile (it is no longer at the `expected_revision` given): read it again."""
+
+
 class Unavailable(PreflightError):
     """The service could not be reached (after the client's retries)."""
 
@@ -72,6 +76,7 @@ _BY_CODE: dict[grpc.StatusCode, type[PreflightError]] = {
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
+    grpc.StatusCode.ABORTED: Aborted,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
 }

@@ -28,6 +28,7 @@ PORT_NAMES = (
     "reference-model",
     "webhook-sink",
     "smtp-sink",
+    "console",
 )
 
 

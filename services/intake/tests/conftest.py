@@ -305,13 +305,15 @@ class IntakeProcesses:
 def intake_processes(tmp_path: Path, kafka_settings: KafkaSettings) -> Iterator[IntakeProcesses]:
     settings = make_settings(tmp_path, kafka_settings)
     migrate(settings.database_url)
+    keys = tmp_path / "encryption.keys"
+    keys.write_text(new_key_entry("proc1"))
     port = free_port()
     env = {
         **os.environ,
         "PREFLIGHT_DATABASE_URL": settings.database_url,
         "PREFLIGHT_INTAKE_STATE_DIR": str(settings.state_dir),
         "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{port}",
-        "PREFLIGHT_INTAKE_ENCRYPTION_KEYS": new_key_entry("proc1"),
+        "PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE": str(keys),
         **settings.kafka.env(),
         "PREFLIGHT_INTAKE_CONSUMER_GROUP": settings.consumer_group,
         "PREFLIGHT_INTAKE_RELAY_INTERVAL": "0.1",

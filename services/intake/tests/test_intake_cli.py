@@ -148,8 +148,9 @@ def test_serve_without_encryption_keys_fails_naming_the_variable(
 ) -> None:
     monkeypatch.setenv("PREFLIGHT_DATABASE_URL", f"sqlite:///{tmp_path / 'intake.db'}")
     monkeypatch.delenv("PREFLIGHT_INTAKE_ENCRYPTION_KEYS", raising=False)
+    monkeypatch.delenv("PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE", raising=False)
     assert preflight_intake(["serve"]) == 2
-    assert "PREFLIGHT_INTAKE_ENCRYPTION_KEYS is required" in capsys.readouterr().err
+    assert "PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE is required" in capsys.readouterr().err
     monkeypatch.setenv("PREFLIGHT_INTAKE_MAX_WINDOW_DAYS", "thirty")
     assert preflight_intake(["serve"]) == 2
     assert "PREFLIGHT_INTAKE_MAX_WINDOW_DAYS" in capsys.readouterr().err
@@ -180,6 +181,20 @@ def test_reencrypt_reseals_with_the_active_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("PREFLIGHT_DATABASE_URL", f"sqlite:///{tmp_path / 'intake.db'}")
-    monkeypatch.setenv("PREFLIGHT_INTAKE_ENCRYPTION_KEYS", f"{new_key_entry('k2')},{new_key_entry('k1')}")
+    keys = tmp_path / "encryption.keys"
+    keys.write_text(f"{new_key_entry('k2')},{new_key_entry('k1')}\n")
+    monkeypatch.setenv("PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE", str(keys))
     assert preflight_intake(["reencrypt"]) == 0
     assert "re-encrypted 0 credential(s) with key k2" in capsys.readouterr().out
+
+
+def test_encryption_keys_in_the_environment_are_refused_without_quoting_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PREFLIGHT_DATABASE_URL", f"sqlite:///{tmp_path / 'intake.db'}")
+    entry = new_key_entry("k1")
+    monkeypatch.setenv("PREFLIGHT_INTAKE_ENCRYPTION_KEYS", entry)
+    assert preflight_intake(["reencrypt"]) == 2
+    err = capsys.readouterr().err
+    assert "PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE" in err
+    assert entry.partition(":")[2] not in err

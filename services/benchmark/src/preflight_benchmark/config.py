@@ -8,7 +8,16 @@ from typing import Any
 
 import grpc
 from preflight_common.channels import credentials_from_env
-from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_int, env_positive
+from preflight_common.config import (
+    ConfigError,
+    KafkaSettings,
+    Topics,
+    database_url,
+    env,
+    env_int,
+    env_positive,
+    secret,
+)
 from preflight_common.grpcserver import ServerTLS
 
 from preflight_benchmark.adapters.executors.k8s_manifest import (
@@ -187,10 +196,10 @@ class BenchmarkSettings:
                     f"PREFLIGHT_BENCHMARK_LOCAL_MEMORY: {local_memory!r} is not a quantity"
                 ) from None
         return cls(
-            database_url=env("PREFLIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url=database_url(DEFAULT_DATABASE_URL),
             listen=listen,
             identity_target=env("PREFLIGHT_IDENTITY_TARGET", "127.0.0.1:50051"),
-            service_token=env("PREFLIGHT_SERVICE_TOKEN", ""),
+            service_token=secret("PREFLIGHT_SERVICE_TOKEN", ""),
             intake_target=env("PREFLIGHT_INTAKE_TARGET", "127.0.0.1:50051"),
             benchmark_target=env("PREFLIGHT_BENCHMARK_TARGET", ""),
             executor=executor,

@@ -8,7 +8,15 @@ from pathlib import Path
 import grpc
 from preflight_common.auth import INTROSPECTION_CACHE_TTL
 from preflight_common.channels import credentials_from_env
-from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_path, env_positive
+from preflight_common.config import (
+    ConfigError,
+    KafkaSettings,
+    Topics,
+    database_url,
+    env,
+    env_path,
+    env_positive,
+)
 from preflight_common.grpcserver import ServerTLS
 
 DEFAULT_DATABASE_URL = "sqlite:///run/clearinghouse/clearinghouse.db"
@@ -46,7 +54,7 @@ class ClearinghouseSettings:
         """Read the settings; raises ConfigError naming the variable that is wrong."""
         policy_file = env("PREFLIGHT_CLEARINGHOUSE_POLICY_FILE", "")
         return cls(
-            database_url=env("PREFLIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url=database_url(DEFAULT_DATABASE_URL),
             state_dir=env_path("PREFLIGHT_CLEARINGHOUSE_STATE_DIR", cls.state_dir),
             listen=env("PREFLIGHT_GRPC_LISTEN", cls.listen),
             identity_target=env("PREFLIGHT_IDENTITY_TARGET", cls.identity_target),

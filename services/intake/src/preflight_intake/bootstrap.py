@@ -8,12 +8,12 @@ from pathlib import Path
 
 from preflight_common.auth import TokenStore
 from preflight_common.bus import SOURCES
-from preflight_common.config import ConfigError, env
+from preflight_common.config import ConfigError, secret
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
 
 from preflight_intake.adapters import tables
-from preflight_intake.adapters.crypto import KEYS_VARIABLE, KeyConfigError, Keyring
+from preflight_intake.adapters.crypto import KEYS_SECRET, KeyConfigError, Keyring
 from preflight_intake.adapters.events import SubmissionEventEncoder
 from preflight_intake.adapters.store import IntakeStore
 from preflight_intake.config import IntakeSettings
@@ -34,9 +34,10 @@ class Components:
 
 
 def keyring_from_env() -> Keyring:
-    """The encryption keys from PREFLIGHT_INTAKE_ENCRYPTION_KEYS; raises ConfigError (never showing a key)."""
+    """The encryption keys in the file PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE names; raises ConfigError
+    (never showing a key), also when the keys are set as PREFLIGHT_INTAKE_ENCRYPTION_KEYS."""
     try:
-        return Keyring.parse(env(KEYS_VARIABLE))
+        return Keyring.parse(secret(KEYS_SECRET))
     except KeyConfigError as exc:
         raise ConfigError(str(exc)) from None
 

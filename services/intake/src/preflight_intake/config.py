@@ -7,7 +7,16 @@ from pathlib import Path
 
 import grpc
 from preflight_common.channels import credentials_from_env
-from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_float, env_path, env_positive
+from preflight_common.config import (
+    ConfigError,
+    KafkaSettings,
+    Topics,
+    database_url,
+    env,
+    env_float,
+    env_path,
+    env_positive,
+)
 from preflight_common.grpcserver import ServerTLS
 
 from preflight_intake.domain.model import WindowPolicy
@@ -53,7 +62,7 @@ class IntakeSettings:
                 "PREFLIGHT_INTAKE_MAX_WINDOW_DAYS"
             )
         return cls(
-            database_url=env("PREFLIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url=database_url(DEFAULT_DATABASE_URL),
             state_dir=env_path("PREFLIGHT_INTAKE_STATE_DIR", cls.state_dir),
             listen=env("PREFLIGHT_GRPC_LISTEN", cls.listen),
             policy=policy,

@@ -9,7 +9,15 @@ import grpc
 from preflight_common.auth import INTROSPECTION_CACHE_TTL
 from preflight_common.bus import Participants
 from preflight_common.channels import credentials_from_env
-from preflight_common.config import ConfigError, KafkaSettings, Topics, env, env_int, env_positive
+from preflight_common.config import (
+    ConfigError,
+    KafkaSettings,
+    Topics,
+    database_url,
+    env,
+    env_int,
+    env_positive,
+)
 from preflight_common.grpcserver import ServerTLS
 from preflight_common.topics import load_participants
 
@@ -65,7 +73,7 @@ class NotifierSettings:
         )
         routing = env("PREFLIGHT_NOTIFIER_ROUTING_FILE", "")
         return cls(
-            database_url=env("PREFLIGHT_DATABASE_URL", DEFAULT_DATABASE_URL),
+            database_url=database_url(DEFAULT_DATABASE_URL),
             listen=env("PREFLIGHT_GRPC_LISTEN", cls.listen),
             identity_target=env("PREFLIGHT_IDENTITY_TARGET", cls.identity_target),
             routing_file=Path(routing) if routing else default_routing_path(),

@@ -6,7 +6,7 @@ not: issued reports and finding notices wait in the outbox. A Kafka connector
 keeps trying to reach the brokers; once it does, it starts the relay thread
 and the faust agents. Callers are authenticated by introspecting their bearer
 tokens at intake's IdentityService (PREFLIGHT_IDENTITY_TARGET) with this
-service's own token (PREFLIGHT_SERVICE_TOKEN), or by client certificate.
+service's own token (the file PREFLIGHT_SERVICE_TOKEN_FILE names), or by client certificate.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from grpc_health.v1 import health
 from preflight.clearinghouse.v1 import clearinghouse_pb2, clearinghouse_pb2_grpc
 from preflight_common.auth import Authenticator, IntrospectionAuthenticator
 from preflight_common.bus import SOURCES
-from preflight_common.config import env
+from preflight_common.config import secret
 from preflight_common.grpcserver import build_server, mark_serving
 from preflight_common.liveness import Liveness
 from preflight_common.runtime import SHUTDOWN_SLACK, KafkaSide
@@ -147,7 +147,7 @@ def run_until_signal(settings: ClearinghouseSettings) -> None:
     """Run the clearinghouse in this (main) thread until SIGTERM or SIGINT; it then exits within
     its shutdown grace plus `SHUTDOWN_SLACK` seconds."""
     signer = signer_from_env(settings)
-    service_token = env("PREFLIGHT_SERVICE_TOKEN")
+    service_token = secret("PREFLIGHT_SERVICE_TOKEN")
     run_service(
         lambda stop: serve(settings, signer, service_token, stop=stop),
         shutdown_budget=settings.shutdown_grace + SHUTDOWN_SLACK,

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-KEYS_VARIABLE = "PREFLIGHT_INTAKE_ENCRYPTION_KEYS"
+# The keys are a secret: read from the file KEYS_VARIABLE names, never from the environment.
+KEYS_SECRET = "PREFLIGHT_INTAKE_ENCRYPTION_KEYS"  # noqa: S105 - a variable name, not a secret
+KEYS_VARIABLE = f"{KEYS_SECRET}_FILE"
 _KEY_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 

@@ -4,7 +4,7 @@
     preflight-intake migrate               bring the database schema up to date
     preflight-intake token create ...      issue a token straight into the database (bootstrap)
     preflight-intake token revoke ID       revoke a token
-    preflight-intake keygen [--key-id ID]  print a fresh PREFLIGHT_INTAKE_ENCRYPTION_KEYS entry
+    preflight-intake keygen [--key-id ID]  print a fresh entry of the PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE
     preflight-intake reencrypt             re-seal stored credentials with the active (first) key
 
 Configuration comes from the environment (see the service README).
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("serve", help="run the service until SIGTERM/SIGINT")
     commands.add_parser("migrate", help="bring the database schema up to date")
     keygen = commands.add_parser(
-        "keygen", help="print a new keyid:base64key for PREFLIGHT_INTAKE_ENCRYPTION_KEYS"
+        "keygen", help="print a new keyid:base64key for the file PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE names"
     )
     keygen.add_argument(
         "--key-id", default=datetime.now(UTC).strftime("k%Y%m%d"), help="the key id (default: kYYYYMMDD)"

@@ -18,7 +18,7 @@ import grpc
 from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from preflight_common.auth import IntrospectionAuthenticator
 from preflight_common.bus import SOURCES
-from preflight_common.config import env
+from preflight_common.config import secret
 from preflight_common.grpcserver import build_server, mark_serving
 from preflight_common.liveness import Liveness
 from preflight_common.runtime import SHUTDOWN_SLACK, KafkaSide
@@ -68,7 +68,7 @@ async def serve(
     `on_ready(port)` is called once the server accepts calls (port: the bound gRPC port).
     """
     setup_telemetry("preflight-notifier")
-    service_token = env("PREFLIGHT_SERVICE_TOKEN")
+    service_token = secret("PREFLIGHT_SERVICE_TOKEN")
     components = await asyncio.to_thread(build, settings)
     authenticator = IntrospectionAuthenticator(
         settings.identity_target,

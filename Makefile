@@ -1,6 +1,6 @@
 # Preflight — one obvious way to run each thing.
 #
-#   make setup       create .venv with every package installed editable, fetch the Kafka jars and buf,
+#   make setup       create .venv with every package installed editable, fetch the Kafka jars, buf and axe-core,
 #                    build the deployment tools and the test cluster binaries (cached in .cache/)
 #   make demo        run a submission end to end on the embedded stack
 #   make test        the whole test suite (real Kafka, SQLite, PostgreSQL, gRPC on loopback)
@@ -17,6 +17,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 BUF_VERSION := 1.75.0
 BUF := .cache/buf/node_modules/.bin/buf
+AXE_VERSION := 4.14.1
+AXE := .cache/axe-core/node_modules/axe-core/axe.min.js
 PACKAGES := libs/proto libs/common sdk/python $(sort $(dir $(wildcard services/*/pyproject.toml)))
 # Each package editable, with its `test` extra when it declares one.
 EDITABLES := $(foreach p,$(PACKAGES),-e $(if $(shell grep -s '^test = ' $(p)/pyproject.toml),$(patsubst %/,%,$(p))[test],$(p)))
@@ -24,10 +26,10 @@ SRC_DIRS := $(shell for p in $(PACKAGES); do [ -d $$p/src ] && printf '%s:' $${p
 MYPY_PACKAGES := preflight_common $(shell for p in $(PACKAGES); do for d in $${p%/}/src/preflight_*; do \
 	[ -d $$d ] && [ $$(basename $$d) != preflight_common ] && printf '%s ' $$(basename $$d); done; done)
 
-.PHONY: setup venv install kafka-jars buf protos protos-check lint lint-python lint-protos test test-fast \
+.PHONY: setup venv install kafka-jars buf axe protos protos-check lint lint-python lint-protos test test-fast \
 	kafka-up kafka-down bench up down demo
 
-setup: install kafka-jars buf deploy-tools k8s-build
+setup: install kafka-jars buf axe deploy-tools k8s-build
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +44,11 @@ kafka-jars: install
 buf: $(BUF)
 $(BUF):
 	npm install --silent --no-audit --no-fund --prefix .cache/buf @bufbuild/buf@$(BUF_VERSION)
+
+# axe-core: the console's browser tests check every page with it (WCAG 2.2 AA).
+axe: $(AXE)
+$(AXE):
+	npm install --silent --no-audit --no-fund --prefix .cache/axe-core axe-core@$(AXE_VERSION)
 
 protos: install
 	$(PY) scripts/gen_protos.py

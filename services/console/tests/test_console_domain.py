@@ -1,0 +1,125 @@
+"""What the console decides by itself: signed sessions and CSRF tokens, time left and time
+zones, the plot's geometry, and which organisations a sharing choice reaches."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from preflight_clearinghouse.domain.sharing import Tlp
+from preflight_common import bus
+from preflight_console.domain import timing
+from preflight_console.domain.audience import preview
+from preflight_console.domain.plot import LABEL_WIDTH, WIDTH, score_plot
+from preflight_console.domain.sessions import Role, SessionStore, Signer, Viewer
+
+KEY = b"k" * 32
+REVIEWER = Viewer("reviewer@caisi", Role.REVIEWER, "caisi")
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_session_cookie_is_a_signed_random_id_that_never_carries_the_token() -> None:
+    store = SessionStore(Signer(KEY), ttl=60)
+    cookie, session = store.create("pft_secret", REVIEWER)
+    assert "pft_secret" not in cookie
+    assert store.get(cookie) is session
+    session_id, _, mac = cookie.partition(".")
+    assert store.get(f"{session_id}.{'0' * len(mac)}") is None
+    assert store.get(session_id) is None
+    assert store.get(None) is None
+    # Another key's signature over the same id is refused.
+    assert SessionStore(Signer(b"x" * 32), ttl=60).get(cookie) is None
+
+
+def test_sign_out_and_expiry_end_a_session() -> None:
+    clock = Clock()
+    store = SessionStore(Signer(KEY), ttl=60, clock=clock)
+    ended, _ = store.create("a", REVIEWER)
+    kept, _ = store.create("b", REVIEWER)
+    store.end(ended)
+    assert store.get(ended) is None and store.get(kept) is not None
+    clock.now += 60
+    assert store.get(kept) is None
+    assert len(store) == 0
+
+
+def test_each_session_has_its_own_csrf_token() -> None:
+    signer = Signer(KEY)
+    store = SessionStore(signer, ttl=60)
+    _, one = store.create("a", REVIEWER)
+    _, two = store.create("a", REVIEWER)
+    assert one.csrf != two.csrf
+    assert signer.verify("csrf", one.session_id, one.csrf)
+    assert not signer.verify("csrf", one.session_id, two.csrf)
+    assert not signer.verify("session", one.session_id, one.csrf)
+
+
+def test_a_short_session_key_is_refused() -> None:
+    with pytest.raises(ValueError, match="32 bytes"):
+        Signer(b"short")
+
+
+@pytest.mark.parametrize(
+    ("left", "band"),
+    [
+        (timedelta(days=8), "on-track"),
+        (timedelta(days=7), "on-track"),
+        (timedelta(days=6, hours=23), "under-7-days"),
+        (timedelta(days=2, hours=23), "under-3-days"),
+        (timedelta(hours=23), "under-1-day"),
+        (timedelta(0), "overdue"),
+        (timedelta(hours=-1), "overdue"),
+    ],
+)
+def test_time_left_is_banded_under_seven_three_and_one_days(left: timedelta, band: str) -> None:
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    assert timing.band(now + left, now) == band
+
+
+def test_times_are_shown_with_their_zone() -> None:
+    moment = datetime(2026, 12, 7, 12, 30, tzinfo=UTC)
+    assert timing.show(moment, "UTC") == "2026-12-07 12:30 UTC"
+    assert timing.show(moment, "Europe/Paris") == "2026-12-07 13:30 CET"
+    assert timing.show(None, "UTC") == "—"
+    with pytest.raises(ValueError, match="unknown time zone"):
+        timing.show(moment, "Mars/Olympus")
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    assert timing.time_left(now + timedelta(days=2, hours=5), now) == "2 d 5 h left"
+    assert timing.time_left(now - timedelta(minutes=90), now) == "overdue by 1 h 30 min"
+
+
+def test_the_plot_places_scores_and_intervals_on_a_zero_to_one_axis() -> None:
+    plot = score_plot([("a", 0.5, 0.25, 0.75), ("b", 1.5, -0.2, 1.0)])
+    first, second = plot.rows
+    assert first.x_low < first.x < first.x_high
+    assert second.x == second.x_high == WIDTH - 16 and second.x_low == LABEL_WIDTH
+    assert first.y < second.y < plot.axis_y < plot.height
+    assert [label for _, label in plot.ticks] == ["0.00", "0.25", "0.50", "0.75", "1.00"]
+
+
+PARTICIPANTS = bus.Participants(
+    (
+        bus.Organisation("st-mary-hospital", ("healthcare",)),
+        bus.Organisation("valley-water", ("water",)),
+        bus.Organisation("city-grid", ("energy", "water")),
+    )
+)
+
+
+def test_the_sharing_preview_names_exactly_the_organisations_the_policy_reaches() -> None:
+    assert preview(Tlp.AMBER, [], ["healthcare"], PARTICIPANTS) == ["st-mary-hospital"]
+    assert preview(Tlp.GREEN, [], ["Water"], PARTICIPANTS) == ["city-grid", "valley-water"]
+    # Sectors do not count for AMBER+STRICT and RED: named organisations only.
+    assert preview(Tlp.RED, [], ["healthcare"], PARTICIPANTS) == []
+    assert preview(Tlp.AMBER_STRICT, ["valley-water"], ["energy"], PARTICIPANTS) == ["valley-water"]
+    # CLEAR reaches everyone once published, but an empty audience reaches nobody.
+    everyone = ["city-grid", "st-mary-hospital", "valley-water"]
+    assert preview(Tlp.CLEAR, [], ["energy"], PARTICIPANTS) == everyone
+    assert preview(Tlp.CLEAR, [], [], PARTICIPANTS) == []

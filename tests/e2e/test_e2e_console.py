@@ -1,0 +1,444 @@
+"""The review console on the embedded stack: a real server on loopback, real headless Chromium.
+
+Over plain HTTP: every role requesting every other role's pages and actions by URL is answered
+403 or 404 and changes nothing; a form posted without this session's CSRF token is refused.
+In the browser: a reviewer signs in, finds the submission in the queue, opens its report and
+signs it off, then triages a candidate finding and shares it with the healthcare sector; the
+hospital operator sees it without the lab's identity and downloads its CSAF, the water utility
+does not see it; a lab sees only its own submissions. Every page visited is checked with
+axe-core against WCAG 2.2 AA and saved as a screenshot under the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import httpx
+import pytest
+from preflight.clearinghouse.v1 import clearinghouse_pb2 as ch
+from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc as ch_grpc
+from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
+from preflight.sdk import Client
+
+from .conftest import ROOT, RunningStack, start_stack, submission_request, wait_report_ready, wait_until
+
+pytestmark = pytest.mark.slow
+
+CATALOG = Path(__file__).parent / "data" / "catalog_console.yaml"
+AXE = ROOT / ".cache" / "axe-core" / "node_modules" / "axe-core" / "axe.min.js"
+WCAG_22_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
+OTHER_LAB = "other-lab"
+
+
+@dataclass(frozen=True)
+class Review:
+    """The stack with one finished submission of example-lab and one open one of another lab."""
+
+    stack: RunningStack
+    submission_id: str
+    report_id: str
+    finding_id: str
+    other_submission_id: str
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.stack.ports['console']}"
+
+
+def _auth(token: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+def _other_lab_token(stack: RunningStack) -> str:
+    with grpc.insecure_channel(stack.target("intake")) as channel:
+        created = identity_pb2_grpc.IdentityServiceStub(channel).CreateToken(
+            identity_pb2.CreateTokenRequest(
+                principal=identity_pb2.Principal(
+                    principal_id=f"lab@{OTHER_LAB}", role=identity_pb2.ROLE_LAB, organisation=OTHER_LAB
+                )
+            ),
+            metadata=_auth(stack.tokens["admin"]),
+        )
+    return str(created.token)
+
+
+@pytest.fixture(scope="module")
+def review(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Review]:
+    stack = start_stack(
+        tmp_path_factory.mktemp("console-stack"),
+        {
+            "PREFLIGHT_BENCHMARK_CATALOG_FILE": str(CATALOG),
+            "PREFLIGHT_STACK_PASS_ENV": "PREFLIGHT_BENCHMARK_CATALOG_FILE",
+        },
+    )
+    try:
+        with Client(stack.target("intake"), token=stack.tokens["lab"]) as lab:
+            sid = lab.submit(submission_request(stack, release_days=2)).submission.submission_id
+            wait_report_ready(stack, lab, [sid], timeout=600)
+        with Client(stack.target("intake"), token=_other_lab_token(stack)) as other:
+            other_sid = other.submit(submission_request(stack)).submission.submission_id
+        with grpc.insecure_channel(stack.target("clearinghouse")) as channel:
+            clearinghouse = ch_grpc.ClearinghouseServiceStub(channel)
+            reviewer = _auth(stack.tokens["reviewer"])
+            report = clearinghouse.GetReport(ch.GetReportRequest(submission_id=sid), metadata=reviewer).report
+            findings = wait_until(
+                "candidate findings of the discovery suite",
+                lambda: [
+                    f
+                    for f in clearinghouse.ListFindings(
+                        ch.ListFindingsRequest(page_size=200), metadata=reviewer
+                    ).findings
+                    if f.source.submission_id == sid
+                ],
+                timeout=120,
+            )
+        yield Review(stack, sid, report.report_id, findings[0].finding_id, other_sid)
+    finally:
+        stack.stack_command("down")
+
+
+def _snapshot(review: Review) -> tuple[Any, ...]:
+    """What the console's actions could change: the report's sign-offs and notes, the finding."""
+    with grpc.insecure_channel(review.stack.target("clearinghouse")) as channel:
+        clearinghouse = ch_grpc.ClearinghouseServiceStub(channel)
+        reviewer = _auth(review.stack.tokens["reviewer"])
+        report = clearinghouse.GetReport(
+            ch.GetReportRequest(submission_id=review.submission_id), metadata=reviewer
+        ).report
+        finding = clearinghouse.GetFinding(
+            ch.GetFindingRequest(finding_id=review.finding_id), metadata=reviewer
+        ).finding
+    return (len(report.sign_offs), len(report.notes), finding.revision, finding.state, finding.tlp)
+
+
+# -- over HTTP ---------------------------------------------------------------------------------
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "the page has a form with a CSRF token"
+    return found.group(1)
+
+
+def _signed_in(review: Review, principal: str) -> tuple[httpx.Client, str]:
+    """An HTTP client signed in as the stack's `principal`, and its session's CSRF token."""
+    client = httpx.Client(base_url=review.base, follow_redirects=False, timeout=60)
+    form = client.get("/sign-in")
+    answer = client.post(
+        "/sign-in",
+        data={"csrf": _csrf(form.text), "token": review.stack.tokens[principal]},
+        headers={"origin": review.base},
+    )
+    assert answer.status_code == 303, answer.text
+    home = client.get(answer.headers["location"])
+    assert home.status_code == 200, home.text
+    return client, _csrf(home.text)
+
+
+def _routes(review: Review, revision: int) -> dict[str, list[tuple[str, str, dict[str, str]]]]:
+    """Every page (GET) and action (POST, with its form) of each role, on real ids."""
+    sid, rid, fid = review.submission_id, review.report_id, review.finding_id
+    return {
+        "reviewer": [
+            ("GET", "/review/queue", {}),
+            ("GET", f"/review/submissions/{sid}", {}),
+            ("GET", f"/review/submissions/{sid}/report", {}),
+            ("GET", "/review/findings", {}),
+            ("GET", f"/review/findings/{fid}", {}),
+            ("POST", f"/review/reports/{rid}/sign-off", {"comment": "not mine", "submission_id": sid}),
+            ("POST", f"/review/reports/{rid}/notes", {"text": "not mine", "submission_id": sid}),
+            ("POST", f"/review/findings/{fid}/transition", {"target": "TRIAGED", "revision": str(revision)}),
+            (
+                "POST",
+                f"/review/findings/{fid}/sharing",
+                {"tlp": "CLEAR", "sectors": "water", "confirm": "yes", "revision": str(revision)},
+            ),
+        ],
+        "operator": [
+            ("GET", "/operator/findings", {}),
+            ("GET", f"/operator/findings/{fid}", {}),
+            ("GET", f"/operator/findings/{fid}/export/csaf", {}),
+        ],
+        "lab": [("GET", "/lab/submissions", {}), ("GET", f"/lab/submissions/{sid}/report", {})],
+    }
+
+
+ROLE_OF = {"reviewer": "reviewer", "operator_hospital": "operator", "lab": "lab"}
+
+
+def test_every_role_is_refused_every_other_roles_pages_and_actions(review: Review) -> None:
+    before = _snapshot(review)
+    routes = _routes(review, revision=before[2])
+    for principal, role in ROLE_OF.items():
+        client, csrf = _signed_in(review, principal)
+        with client:
+            for owner, owned in routes.items():
+                if owner == role:
+                    continue
+                for method, path, form in owned:
+                    if method == "GET":
+                        answer = client.get(path)
+                    else:
+                        answer = client.post(
+                            path, data={**form, "csrf": csrf}, headers={"origin": review.base}
+                        )
+                    assert answer.status_code in (403, 404), (
+                        f"{principal} {method} {path}: {answer.status_code}"
+                    )
+    assert _snapshot(review) == before
+
+
+def test_the_admin_and_an_unknown_token_cannot_sign_in(review: Review) -> None:
+    with httpx.Client(base_url=review.base, timeout=60) as client:
+        for token in (review.stack.tokens["admin"], "pft_not-a-token"):
+            form = client.get("/sign-in")
+            answer = client.post(
+                "/sign-in", data={"csrf": _csrf(form.text), "token": token}, headers={"origin": review.base}
+            )
+            assert answer.status_code == 401
+            assert "preflight_console_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_a_form_without_this_sessions_csrf_token_is_refused(review: Review) -> None:
+    before = _snapshot(review)
+    sign_off = f"/review/reports/{review.report_id}/sign-off"
+    form = {"comment": "forged", "submission_id": review.submission_id}
+    client, csrf = _signed_in(review, "reviewer")
+    other, other_csrf = _signed_in(review, "reviewer")
+    with client, other:
+        assert other_csrf != csrf
+        for token in (None, "", "0" * 64, other_csrf, csrf[:-1] + ("0" if csrf[-1] != "0" else "1")):
+            data = form if token is None else {**form, "csrf": token}
+            answer = client.post(sign_off, data=data, headers={"origin": review.base})
+            assert answer.status_code == 403, token
+        # The right token from a page of another site.
+        answer = client.post(
+            sign_off, data={**form, "csrf": csrf}, headers={"origin": "https://evil.example"}
+        )
+        assert answer.status_code == 403
+        # No session at all.
+        with httpx.Client(base_url=review.base, timeout=60) as anonymous:
+            assert anonymous.post(sign_off, data={**form, "csrf": csrf}).status_code == 403
+            # Signing in needs the sign-in form's token too.
+            answer = anonymous.post("/sign-in", data={"token": review.stack.tokens["reviewer"]})
+            assert answer.status_code == 403
+    assert _snapshot(review) == before
+
+
+def test_sessions_are_httponly_strict_cookies_that_sign_out_ends(review: Review) -> None:
+    client = httpx.Client(base_url=review.base, follow_redirects=False, timeout=60)
+    with client:
+        page = client.get("/sign-in")
+        csp = page.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
+        assert page.headers["x-content-type-options"] == "nosniff"
+        assert page.headers["x-frame-options"] == "DENY"
+        assert page.headers["referrer-policy"] == "no-referrer"
+        answer = client.post(
+            "/sign-in",
+            data={"csrf": _csrf(page.text), "token": review.stack.tokens["lab"]},
+            headers={"origin": review.base},
+        )
+        cookie = next(
+            c for c in answer.headers.get_list("set-cookie") if c.startswith("preflight_console_session=")
+        )
+        assert "HttpOnly" in cookie and "samesite=strict" in cookie.lower()
+        assert review.stack.tokens["lab"] not in cookie
+        session = client.cookies["preflight_console_session"]
+        home = client.get("/lab/submissions")
+        assert home.status_code == 200
+        assert client.post("/sign-out", data={"csrf": _csrf(home.text)}).status_code == 303
+        # The old cookie names an ended session, even when the browser keeps sending it.
+        client.cookies.set("preflight_console_session", session)
+        assert client.get("/lab/submissions").status_code == 303
+
+
+# -- in the browser ----------------------------------------------------------------------------
+
+
+class Browser:
+    """Headless Chromium on the console: every page visited is checked with axe-core and saved."""
+
+    def __init__(self, base: str, artifacts: Path) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        assert AXE.exists(), f"{AXE} is missing: run `make setup`"
+        self.axe = AXE.read_text()
+        self.base = base
+        self.artifacts = artifacts
+        self.downloads = artifacts / "downloads"
+        self.downloads.mkdir(parents=True, exist_ok=True)
+        self.shots = 0
+        options = webdriver.ChromeOptions()
+        options.binary_location = str(shutil.which("chromium"))
+        for argument in (
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+        ):
+            options.add_argument(argument)
+        options.add_experimental_option(
+            "prefs",
+            {"download.default_directory": str(self.downloads), "download.prompt_for_download": False},
+        )
+        self.driver = webdriver.Chrome(options=options, service=Service(str(shutil.which("chromedriver"))))
+        self.driver.set_script_timeout(120)
+        self.driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(self.downloads)}
+        )
+
+    def close(self) -> None:
+        self.driver.quit()
+
+    def open(self, path: str) -> None:
+        self.driver.get(self.base + path)
+
+    def css(self, selector: str) -> Any:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, selector)
+
+    def all(self, selector: str) -> list[Any]:
+        from selenium.webdriver.common.by import By
+
+        return list(self.driver.find_elements(By.CSS_SELECTOR, selector))
+
+    def text(self) -> str:
+        return str(self.css("main").text)
+
+    def check(self, name: str) -> None:
+        """Save a screenshot of the page, then fail on any WCAG 2.2 AA violation axe-core finds."""
+        self.shots += 1
+        self.driver.save_screenshot(str(self.artifacts / f"{self.shots:02d}-{name}.png"))
+        self.driver.execute_script(self.axe)
+        violations = self.driver.execute_async_script(
+            """
+            const done = arguments[arguments.length - 1];
+            axe.run(document, {runOnly: {type: "tag", values: arguments[0]}})
+              .then(r => done(r.violations.map(
+                v => v.id + ": " + v.help + " at " + v.nodes.map(n => n.target.join(" ")).join(", "))))
+              .catch(e => done(["axe-core failed: " + e]));
+            """,
+            WCAG_22_AA,
+        )
+        assert not violations, f"{name} ({self.driver.current_url}): {violations}"
+
+    def sign_in(self, token: str) -> None:
+        self.open("/sign-in")
+        self.check("sign-in")
+        self.css("#token").send_keys(token)
+        self.css("main form button[type=submit]").click()
+
+    def sign_out(self) -> None:
+        self.css("header form[action='/sign-out'] button").click()
+        wait_until("the sign-in page", lambda: self.driver.current_url.endswith("/sign-in"), timeout=30)
+
+
+@pytest.fixture
+def browser(review: Review, tmp_path: Path) -> Iterator[Browser]:
+    opened = Browser(review.base, tmp_path)
+    try:
+        yield opened
+    finally:
+        opened.close()
+
+
+def _choose(browser: Browser, selector: str, value: str) -> None:
+    from selenium.webdriver.support.ui import Select
+
+    Select(browser.css(selector)).select_by_value(value)
+
+
+def test_a_reviewer_signs_off_and_shares_a_finding_the_hospital_sees_and_downloads(
+    review: Review, browser: Browser
+) -> None:
+    sid, fid = review.submission_id, review.finding_id
+    tokens = review.stack.tokens
+    browser.sign_in(tokens["reviewer"])
+    wait_until("the queue", lambda: browser.driver.current_url.endswith("/review/queue"), timeout=30)
+    browser.check("queue")
+    row = browser.css(f"a[href='/review/submissions/{sid}']").find_element("xpath", "ancestor::tr")
+    assert "under-3-days" in row.find_element("css selector", ".band").get_attribute("class")
+    browser.driver.set_window_size(820, 1180)
+    browser.check("queue-tablet")
+    browser.driver.set_window_size(1280, 900)
+
+    browser.css(f"a[href='/review/submissions/{sid}']").click()
+    browser.check("submission")
+    assert "cyber.knowledge" in browser.text() and "UTC" in browser.text()
+    browser.css(f"a[href='/review/submissions/{sid}/report']").click()
+    browser.check("report")
+    assert "verifies" in browser.text()
+    assert browser.all("svg.plot circle.score"), "the scores are plotted"
+    assert "security_knowledge" in browser.css("main table").text
+    browser.css("#comment").send_keys("Scores match the logs.")
+    browser.css("#sign-off").click()
+    wait_until("the sign-off on the report", lambda: "Scores match the logs." in browser.text(), timeout=30)
+    browser.check("report-signed-off")
+
+    browser.open("/review/findings")
+    browser.check("findings")
+    browser.css(f"a[href='/review/findings/{fid}']").click()
+    browser.check("finding")
+    _choose(browser, "#tlp", "AMBER")
+    browser.css("#sector-healthcare").click()
+    browser.css("#preview-sharing").click()
+    browser.check("sharing-preview")
+    reached = browser.css("#reached").text
+    assert "st-mary-hospital" in reached and "valley-water" not in reached
+    browser.css("#confirm-sharing").click()
+    for state in ("TRIAGED", "VALIDATED"):
+        _choose(browser, "#target", state)
+        browser.css("#transition").click()
+        wait_until(f"the finding {state}", lambda s=state: s.lower() in browser.text(), timeout=30)
+    browser.check("finding-validated")
+    browser.sign_out()
+
+    browser.sign_in(tokens["operator_hospital"])
+    wait_until("the shared findings", lambda: browser.driver.current_url.endswith("/operator/findings"), 30)
+    browser.check("operator-findings")
+    browser.css(f"a[href='/operator/findings/{fid}']").click()
+    browser.check("operator-finding")
+    assert "withheld" in browser.text() and "example-lab" not in browser.text()
+    browser.css("#export-csaf").click()
+    document = wait_until(
+        "the CSAF download",
+        lambda: [p for p in browser.downloads.iterdir() if p.suffix == ".json"],
+        timeout=30,
+    )[0]
+    csaf = json.loads(document.read_text())
+    assert csaf["document"]["csaf_version"] == "2.0"
+    assert "example-lab" not in document.read_text()
+    browser.sign_out()
+
+    browser.sign_in(tokens["operator_utility"])
+    wait_until("the shared findings", lambda: browser.driver.current_url.endswith("/operator/findings"), 30)
+    browser.check("utility-findings")
+    assert not browser.all(f"a[href='/operator/findings/{fid}']")
+    browser.open(f"/operator/findings/{fid}")
+    assert "Not possible" in browser.css("h1").text
+
+
+def test_a_lab_sees_only_its_own_submissions_and_reports(review: Review, browser: Browser) -> None:
+    browser.sign_in(review.stack.tokens["lab"])
+    wait_until("the lab's submissions", lambda: browser.driver.current_url.endswith("/lab/submissions"), 30)
+    browser.check("lab-submissions")
+    assert browser.all(f"a[href='/lab/submissions/{review.submission_id}/report']")
+    assert review.other_submission_id not in browser.driver.page_source
+    browser.css(f"a[href='/lab/submissions/{review.submission_id}/report']").click()
+    browser.check("lab-report")
+    assert "verifies" in browser.text()
+    assert not browser.all("#sign-off"), "a lab cannot sign its own report off"
+    browser.open(f"/lab/submissions/{review.other_submission_id}/report")
+    assert "Not possible" in browser.css("h1").text
+    browser.open("/review/queue")
+    assert "Not possible" in browser.css("h1").text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
+from preflight.sdk import AsyncPreflight, NotFound, PermissionDenied, Preflight
 from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.servicer import BenchmarkServicer
 from preflight_benchmark.adapters.store import JobStore, NewJob, outbox
@@ -32,6 +34,7 @@ class Api:
     stub: benchmark_pb2_grpc.BenchmarkServiceStub
     store: JobStore
     intake: IntakeStandIn
+    target: str
 
     def auth(self, token: str) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {token}")]
@@ -81,7 +84,7 @@ def api(intake: IntakeStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
     server, port = loop.run(start())
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield Api(benchmark_pb2_grpc.BenchmarkServiceStub(channel), store, intake)
+    yield Api(benchmark_pb2_grpc.BenchmarkServiceStub(channel), store, intake, f"127.0.0.1:{port}")
     channel.close()
     loop.run(server.stop(0))
     loop.close()
@@ -236,3 +239,34 @@ def test_a_retryable_reported_failure_queues_another_attempt_without_an_event(ap
         True,
         2,
     )
+
+
+def test_the_sdk_reads_and_pages_jobs_as_whoever_may_see_them(api: Api) -> None:
+    ids = plan(api.store, "sub-sdk", "lab-sdk", ["a", "b", "c"])
+    (foreign,) = plan(api.store, "sub-sdk-other", "lab-sdk-other", ["a"])
+    targets = {"benchmark": api.target}
+    with (
+        Preflight(targets=targets, token=api.intake.reviewer_token) as reviewer,
+        Preflight(targets=targets, token=api.intake.lab_token("lab-sdk")) as lab,
+        Preflight(targets=targets, token=api.intake.operator_token) as operator,
+    ):
+        listed = [j.job_id for j in reviewer.benchmark.iter_jobs(submission_id="sub-sdk", page_size=2)]
+        assert sorted(listed) == sorted(ids)
+        page = lab.benchmark.list_jobs(statuses=[benchmark_pb2.JOB_STATUS_PENDING], page_size=1)
+        assert len(page.jobs) == 1 and page.next_page_token
+        assert lab.benchmark.get_job(ids[0]).submission_id == "sub-sdk"
+        with pytest.raises(NotFound):
+            lab.benchmark.get_job(foreign)
+        with pytest.raises(PermissionDenied):
+            operator.benchmark.list_jobs()
+
+    async def asynchronously() -> tuple[str, list[str]]:
+        async with AsyncPreflight(targets=targets, token=api.intake.lab_token("lab-sdk")) as lab:
+            job = await lab.benchmark.get_job(ids[1])
+            mine = [j.job_id async for j in lab.benchmark.iter_jobs(submission_id="sub-sdk")]
+            with pytest.raises(NotFound):
+                await lab.benchmark.get_job(foreign)
+        return job.job_id, mine
+
+    job, mine = asyncio.run(asynchronously())
+    assert job == ids[1] and sorted(mine) == sorted(ids)

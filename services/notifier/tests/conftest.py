@@ -156,6 +156,7 @@ class Api:
 
     stub: notifier_pb2_grpc.NotifierServiceStub
     tokens: dict[str, str]
+    target: str
 
     def auth(self, who: str) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.tokens[who]}"),)
@@ -192,7 +193,7 @@ async def api(notifier: Components, clock: ManualClock, tmp_path: Path) -> Async
     await server.start()
     await mark_serving(health, SERVICE_NAMES)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    yield Api(notifier_pb2_grpc.NotifierServiceStub(channel), tokens)
+    yield Api(notifier_pb2_grpc.NotifierServiceStub(channel), tokens, f"127.0.0.1:{port}")
     await channel.close()
     await server.stop(None)
     await authenticator.close()

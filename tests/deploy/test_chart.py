@@ -180,6 +180,13 @@ def test_dispatcher_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:
             "verbs": ["create", "get", "list", "watch", "delete"],
         },
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["preflight-benchmark-dispatcher"],
+            "verbs": ["get", "update"],
+        },
     ]
     assert not of_kind(rendered, "ClusterRole") and not of_kind(rendered, "ClusterRoleBinding")
     (binding,) = of_kind(rendered, "RoleBinding")

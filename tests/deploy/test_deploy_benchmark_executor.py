@@ -3,9 +3,9 @@
 The Role and RoleBinding are rendered from the chart (`helm template`) and
 applied to the test cluster; the executor then runs as the dispatcher's
 ServiceAccount (a TokenRequest token): it creates a Job (twice: the 409 is
-success), watches it to its end, and deletes a running one. The Role grants
-`get` on jobs but not on their status subresource, so the executor reads Jobs
-whole.
+success), watches it to its end, and deletes a running one; the dispatcher
+holds, renews and releases its Lease. The Role grants `get` on jobs but not on
+their status subresource, so the executor reads Jobs whole.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from preflight_benchmark.adapters.executors.k8s_lease import LeaseElection
 from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, job_name
 from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor
 from preflight_benchmark.domain.catalog import Resources
@@ -184,3 +185,25 @@ async def test_the_dispatchers_role_lets_the_executor_delete_a_running_job(names
     with pytest.raises(ApiException) as gone:
         client.BatchV1Api(namespaces.admin).read_namespaced_job(name, namespaces.jobs)
     assert gone.value.status == 404
+
+
+async def test_the_dispatchers_role_lets_it_hold_renew_and_release_the_dispatcher_lease(
+    namespaces: Namespaces,
+) -> None:
+    lease_name = "preflight-benchmark-dispatcher"  # the chart's PREFLIGHT_BENCHMARK_K8S_LEASE
+    leases = client.CoordinationV1Api(namespaces.admin)
+    election = LeaseElection(namespaces.dispatcher, namespaces.jobs, lease_name, "replica-a", lease_seconds=3)
+    assert await asyncio.to_thread(election.try_acquire_or_renew)  # create
+    first = leases.read_namespaced_lease(lease_name, namespaces.jobs).spec.renew_time
+    assert await asyncio.to_thread(election.try_acquire_or_renew)  # get, update
+    lease = leases.read_namespaced_lease(lease_name, namespaces.jobs).spec
+    assert (lease.holder_identity, lease.renew_time > first) == ("replica-a", True)
+    await asyncio.to_thread(election.release)
+    assert leases.read_namespaced_lease(lease_name, namespaces.jobs).spec.holder_identity is None
+    # The Role names that one Lease: reading any other is refused.
+    other = LeaseElection(
+        namespaces.dispatcher, namespaces.jobs, "another-lease", "replica-a", lease_seconds=3
+    )
+    with pytest.raises(ApiException) as refused:
+        await asyncio.to_thread(other.try_acquire_or_renew)
+    assert refused.value.status == 403

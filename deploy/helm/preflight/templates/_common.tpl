@@ -103,6 +103,11 @@ then image.pullSecrets, each once. Arg: root. */}}
 {{- .Values.benchmark.jobNamespace | default .Release.Namespace -}}
 {{- end -}}
 
+{{/* The Lease (in the job namespace) held by the one benchmark replica that creates worker Jobs. */}}
+{{- define "preflight.dispatcherLease" -}}
+{{- printf "%s-benchmark-dispatcher" (include "preflight.fullname" .) -}}
+{{- end -}}
+
 {{- define "preflight.workerServiceAccountName" -}}
 {{- printf "%s-worker" (include "preflight.fullname" .) -}}
 {{- end -}}

@@ -171,6 +171,8 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ include "preflight.workerServiceAccountName" $root | quote }}
 - name: PREFLIGHT_BENCHMARK_K8S_INSTANCE
   value: {{ $root.Release.Name | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_LEASE
+  value: {{ include "preflight.dispatcherLease" $root | quote }}
 {{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_IMAGE_PULL_SECRETS" (include "preflight.pullSecretNames" $root)) }}
 {{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_CLAIM" $c.evalLogs.persistentVolumeClaim) }}
 {{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_EVAL_LOGS_SECRET" $c.evalLogs.existingSecret) }}

@@ -6,6 +6,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
@@ -20,6 +21,9 @@ from preflight_benchmark.domain.ports import Executor
 from preflight_benchmark.service.clock import Clock, utc_now
 from preflight_benchmark.service.dispatcher import Dispatcher, DispatcherSettings
 from preflight_benchmark.service.planner import Planner
+
+if TYPE_CHECKING:
+    from preflight_benchmark.adapters.executors.k8s_lease import LeaseElection
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # What a local worker inherits from the service's environment (nothing else: in
@@ -56,6 +60,8 @@ class Components:
     executor: Executor
     statuses: GrpcSubmissionStatuses
     dispatcher: Dispatcher
+    # The Kubernetes executor's dispatcher-leader election (to run beside the dispatcher); None locally.
+    election: LeaseElection | None
 
 
 def local_worker_env(settings: BenchmarkSettings, benchmark_target: str) -> dict[str, str]:
@@ -70,13 +76,21 @@ def local_worker_env(settings: BenchmarkSettings, benchmark_target: str) -> dict
     return env
 
 
-def make_executor(settings: BenchmarkSettings, benchmark_target: str) -> Executor:
+def make_executor(
+    settings: BenchmarkSettings, benchmark_target: str
+) -> tuple[Executor, LeaseElection | None]:
+    """The configured executor and, for Kubernetes, the election of the one dispatcher that uses it."""
     if settings.executor == "kubernetes":
         # Imported here: the Kubernetes client takes seconds to import, and only this executor needs it.
+        from preflight_benchmark.adapters.executors.k8s_lease import LeaseElection
         from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor, api_client_from
 
         k8s = KubernetesSettings.from_env(benchmark_target, settings.log_root)
-        return KubernetesExecutor(api_client_from(k8s.kubeconfig), k8s.manifest)
+        api = api_client_from(k8s.kubeconfig)
+        election = LeaseElection(
+            api, k8s.manifest.namespace, k8s.lease_name, k8s.lease_identity, lease_seconds=k8s.lease_seconds
+        )
+        return KubernetesExecutor(api, k8s.manifest), election
     return LocalExecutor(
         work_root=Path(settings.work_dir).resolve(),
         worker_command=(sys.executable, "-m", "preflight_benchmark.entrypoints.worker_cli", "serve"),
@@ -86,7 +100,7 @@ def make_executor(settings: BenchmarkSettings, benchmark_target: str) -> Executo
         cpus=settings.local_cpus,
         memory=settings.local_memory,
         max_jobs_per_worker=settings.worker_max_jobs,
-    )
+    ), None
 
 
 def build(
@@ -103,7 +117,7 @@ def build(
         engine, jobs_topic=settings.topics.benchmark_jobs, results_topic=settings.topics.benchmark_results
     )
     catalog = load_catalog()
-    executor = executor or make_executor(settings, benchmark_target)
+    executor, election = (executor, None) if executor else make_executor(settings, benchmark_target)
     log_root = settings.log_root if "://" in settings.log_root else str(Path(settings.log_root).resolve())
     statuses = GrpcSubmissionStatuses(
         settings.intake_target, settings.service_token, credentials=settings.client_tls
@@ -129,5 +143,7 @@ def build(
                 poll_interval=settings.poll_interval,
             ),
             clock,
+            leadership=election,
         ),
+        election=election,
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import secrets
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,6 +98,10 @@ def eval_log_store(log_root: str) -> EvalLogStore:
 class KubernetesSettings:
     kubeconfig: str | None
     manifest: ManifestSettings
+    # The Lease (in the Jobs' namespace) whose holder is the one dispatcher that creates Jobs.
+    lease_name: str
+    lease_seconds: int
+    lease_identity: str
 
     @classmethod
     def from_env(cls, benchmark_target: str, log_root: str) -> KubernetesSettings:
@@ -140,7 +146,19 @@ class KubernetesSettings:
             runtime_class=env("PREFLIGHT_BENCHMARK_K8S_RUNTIME_CLASS", "") or None,
             priority_class=env("PREFLIGHT_BENCHMARK_K8S_PRIORITY_CLASS", "") or None,
         )
-        return cls(kubeconfig=env("PREFLIGHT_BENCHMARK_K8S_KUBECONFIG", "") or None, manifest=manifest)
+        lease_seconds = env_int("PREFLIGHT_BENCHMARK_K8S_LEASE_SECONDS", 15)
+        if lease_seconds < 3:
+            raise ConfigError(
+                f"PREFLIGHT_BENCHMARK_K8S_LEASE_SECONDS must be at least 3, got {lease_seconds}"
+            )
+        return cls(
+            kubeconfig=env("PREFLIGHT_BENCHMARK_K8S_KUBECONFIG", "") or None,
+            manifest=manifest,
+            lease_name=env("PREFLIGHT_BENCHMARK_K8S_LEASE", "preflight-benchmark-dispatcher"),
+            lease_seconds=lease_seconds,
+            # The pod's name, made unique per process: a restarted container is a new candidate.
+            lease_identity=f"{socket.gethostname()}-{secrets.token_hex(4)}",
+        )
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ class Attempt:
     resources: Resources
     timeout: timedelta
     assignment: str
+    # Handed over by a previous dispatcher (a restart, a new leader) rather than started now.
+    resumed: bool = False
 
 
 class Executor(Protocol):
@@ -35,11 +37,23 @@ class Executor(Protocol):
     name: str
 
     async def run(self, attempt: Attempt) -> AttemptOutcome:
-        """Run the attempt to its end (idempotent: running an attempt that already runs re-attaches)."""
+        """Run the attempt to its end (idempotent: running an attempt that already runs re-attaches).
+
+        An executor whose workers outlive the dispatcher ends a `resumed` attempt whose
+        worker is gone (deleted meanwhile) as INFRASTRUCTURE rather than starting it again.
+        """
         ...
 
     async def cancel(self, job_id: str, attempt: int) -> None:
         """Stop the attempt if it runs (its `run` then returns CANCELLED); harmless for unknown attempts."""
+        ...
+
+
+class Leadership(Protocol):
+    """Whether this replica is the one that adopts running attempts and starts new ones."""
+
+    def leading(self) -> bool:
+        """True while this replica leads; it may change at any moment."""
         ...
 
 

@@ -119,6 +119,9 @@ async def serve(
         asyncio.create_task(_logged(kafka.run()), name="kafka-side"),
         asyncio.create_task(components.dispatcher.run(dispatcher_stop, liveness), name="dispatcher"),
     ]
+    if components.election is not None:
+        # Stopped with the dispatcher: the Lease is released, for a stand-by to take over at once.
+        background.append(asyncio.create_task(components.election.run(dispatcher_stop), name="election"))
     watching = asyncio.create_task(liveness.watch(health), name="liveness")
     log.info("benchmark serving on port %d (executor %s)", port, components.executor.name)
     if on_ready is not None:
@@ -130,7 +133,7 @@ async def serve(
         dispatcher_stop.set()
         await health.enter_graceful_shutdown()
         await server.stop(settings.shutdown_grace)
-        await asyncio.gather(background[1], return_exceptions=True)
+        await asyncio.gather(*background[1:], return_exceptions=True)
         background[0].cancel()
         watching.cancel()
         await asyncio.gather(background[0], watching, return_exceptions=True)

@@ -26,6 +26,12 @@ was withdrawn: the planner may not have read a withdrawal from the submissions
 topic yet (it was made while this process was down). A withdrawn submission's
 job ends as WITHDRAWN instead of starting; while intake cannot tell, the attempt
 waits (launching nothing) until it can, or until the job ended otherwise.
+
+With a `Leadership` (replicas sharing one database and one cluster), only the
+leader adopts running attempts and starts new ones, so the concurrency bound
+holds for the service, not per replica: a replica that stops leading stops
+watching its attempts (their workers keep running) and the next leader adopts
+them.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from preflight_benchmark.domain.jobs import (
 from preflight_benchmark.domain.ports import (
     Attempt,
     Executor,
+    Leadership,
     SubmissionStatuses,
     SubmissionStatusUnknown,
 )
@@ -87,7 +94,7 @@ class DispatcherSettings:
     status_retry_cap: float = 10.0
 
 
-def _attempt(job: JobRecord, log_root: str) -> Attempt:
+def _attempt(job: JobRecord, log_root: str, *, resumed: bool = False) -> Attempt:
     request = events_pb2.BenchmarkJobRequested.FromString(job.request)
     log_dir = posixpath.join(log_root.rstrip("/"), job.submission_id)
     return Attempt(
@@ -99,6 +106,7 @@ def _attempt(job: JobRecord, log_root: str) -> Attempt:
         resources=_resources(request),
         timeout=request.timeout.ToTimedelta(),
         assignment=events.assignment_json(job, log_dir),
+        resumed=resumed,
     )
 
 
@@ -143,12 +151,14 @@ class Dispatcher:
         statuses: SubmissionStatuses,
         settings: DispatcherSettings,
         clock: Clock = utc_now,
+        leadership: Leadership | None = None,
     ) -> None:
         self._store = store
         self._executor = executor
         self._statuses = statuses
         self._settings = settings
         self._clock = clock
+        self._leadership = leadership
         self._running: dict[str, tuple[JobRecord, asyncio.Task[None]]] = {}
 
     @property
@@ -157,22 +167,41 @@ class Dispatcher:
         return {job_id: job.attempt for job_id, (job, _) in self._running.items()}
 
     async def run(self, stop: asyncio.Event, liveness: Liveness) -> None:
-        """Tick every poll interval until `stop` is set, beating `liveness` each round."""
-        for job in await asyncio.to_thread(self._store.in_status, JobStatus.RUNNING):
-            self._watch(job)
+        """Tick every poll interval while leading, until `stop` is set, beating `liveness` each round.
+
+        On taking the lead the jobs left RUNNING are adopted; on losing it their watches end.
+        """
+        adopted = False
         while not stop.is_set():
             liveness.beat("dispatcher", self._settings.poll_interval)
             try:
-                await self.tick()
+                if self._leadership is None or self._leadership.leading():
+                    if not adopted:
+                        for job in await asyncio.to_thread(self._store.in_status, JobStatus.RUNNING):
+                            self._watch(job, resumed=True)
+                        adopted = True
+                    await self.tick()
+                elif adopted:
+                    log.warning(
+                        "dispatcher no longer leads: leaving %d attempts to the next leader",
+                        len(self._running),
+                    )
+                    await self._forget_attempts()
+                    adopted = False
             except Exception:
                 log.exception("dispatcher tick failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._settings.poll_interval)
         liveness.end("dispatcher")
+        await self._forget_attempts()
+
+    async def _forget_attempts(self) -> None:
+        """Stop watching every attempt; their workers run on, for whoever dispatches next."""
         tasks = [task for _, task in self._running.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        self._running.clear()
 
     async def tick(self) -> None:
         now = self._clock()
@@ -205,8 +234,10 @@ class Dispatcher:
                     self._watch(started)
         QUEUE_DEPTH.set(await asyncio.to_thread(self._store.count_due, now))
 
-    def _watch(self, job: JobRecord) -> None:
-        task = asyncio.create_task(self._run_attempt(job), name=f"attempt {job.job_id}#{job.attempt}")
+    def _watch(self, job: JobRecord, *, resumed: bool = False) -> None:
+        task = asyncio.create_task(
+            self._run_attempt(job, resumed=resumed), name=f"attempt {job.job_id}#{job.attempt}"
+        )
         self._running[job.job_id] = (job, task)
 
     async def _launchable(self, job: JobRecord) -> bool:
@@ -241,7 +272,7 @@ class Dispatcher:
         await self._executor.cancel(job.job_id, job.attempt)
         return False
 
-    async def _run_attempt(self, job: JobRecord) -> None:
+    async def _run_attempt(self, job: JobRecord, *, resumed: bool) -> None:
         try:
             if not await self._launchable(job):
                 return
@@ -255,7 +286,9 @@ class Dispatcher:
                 traceparent=job.traceparent,
             ):
                 try:
-                    outcome = await self._executor.run(_attempt(job, self._settings.log_root))
+                    outcome = await self._executor.run(
+                        _attempt(job, self._settings.log_root, resumed=resumed)
+                    )
                 except Exception as exc:  # an executor bug must not lose the attempt
                     log.exception("executor failed on job %s", job.job_id)
                     outcome = AttemptOutcome(AttemptEnd.INFRASTRUCTURE, f"executor error: {exc}")

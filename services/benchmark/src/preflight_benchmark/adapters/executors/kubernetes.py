@@ -4,6 +4,12 @@ Creating is idempotent: a 409 (the Job exists) means a previous call or a
 previous dispatcher created it, and the executor watches that Job. Server
 errors (5xx, 429) and connection failures are retried with exponential backoff
 up to `api_attempts` times; then the attempt ends as INFRASTRUCTURE.
+
+A Job deleted by anyone but this executor (kubectl, its TTL collected while no
+dispatcher watched it) ends the attempt as INFRASTRUCTURE, retried while
+attempts remain: a resumed attempt re-attaches to its Job and never creates it
+again, so a dispatcher that crashed between starting an attempt and creating
+its Job spends that attempt.
 """
 
 from __future__ import annotations
@@ -79,6 +85,8 @@ class KubernetesExecutor:
         self._api_attempts = api_attempts
         self._initial_backoff = initial_backoff
         self._watch_timeout = watch_timeout
+        # Names of the Jobs this executor is deleting: their deletion is a cancellation.
+        self._cancelling: set[str] = set()
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call the API in a thread, retrying server errors and connection failures with backoff."""
@@ -114,10 +122,18 @@ class KubernetesExecutor:
     async def run(self, attempt: Attempt) -> AttemptOutcome:
         name = job_name(attempt.job_id, attempt.attempt)
         try:
-            await self.create(attempt)
+            if not attempt.resumed:
+                await self.create(attempt)
             return await self._watch(name)
         except KubernetesApiError as exc:
             return AttemptOutcome(AttemptEnd.INFRASTRUCTURE, str(exc))
+        finally:
+            self._cancelling.discard(name)
+
+    def _deleted(self, name: str) -> AttemptOutcome:
+        if name in self._cancelling:
+            return AttemptOutcome(AttemptEnd.CANCELLED, f"Job {name} was deleted")
+        return AttemptOutcome(AttemptEnd.INFRASTRUCTURE, f"Job {name} was deleted by someone else")
 
     async def _watch(self, name: str) -> AttemptOutcome:
         namespace = self._settings.namespace
@@ -128,7 +144,7 @@ class KubernetesExecutor:
                 current = await self._call("read Job", self._batch.read_namespaced_job, name, namespace)
             except ApiException as exc:
                 if exc.status == 404:
-                    return AttemptOutcome(AttemptEnd.CANCELLED, f"Job {name} was deleted")
+                    return self._deleted(name)
                 raise KubernetesApiError(f"read Job refused: HTTP {exc.status} {exc.reason}") from None
             ended = outcome_of(current)
             if ended is not None:
@@ -150,7 +166,7 @@ class KubernetesExecutor:
         try:
             for event in stream:
                 if event["type"] == "DELETED":
-                    return AttemptOutcome(AttemptEnd.CANCELLED, f"Job {name} was deleted")
+                    return self._deleted(name)
                 ended = outcome_of(event["object"])
                 if ended is not None:
                     return ended
@@ -162,6 +178,7 @@ class KubernetesExecutor:
 
     async def cancel(self, job_id: str, attempt: int) -> None:
         name = job_name(job_id, attempt)
+        self._cancelling.add(name)
         try:
             await self._call(
                 "delete Job",

@@ -168,7 +168,6 @@ def make_settings(tmp: Path, admin: KafkaSettings, **overrides: Any) -> IntakeSe
         state_dir=tmp / "state",
         listen="127.0.0.1:0",
         relay_interval=0.1,
-        watch_poll_interval=0.05,
         shutdown_grace=2.0,
         consumer_group=f"{service_principal('intake')}-{suffix}",
         kafka=kafka,

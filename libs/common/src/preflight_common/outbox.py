@@ -73,15 +73,17 @@ def enqueue(session: Session | Connection, table: Table, topic: str, record: Kaf
     """Store `record` for publication to `topic`, in the caller's transaction."""
     if record.attributes is None:
         raise ValueError("record has no CloudEvents attributes; build it with encode_event")
+    # Values as parameters, not baked into the statement: SQLAlchemy compiles it once per table.
     session.execute(
-        insert(table).values(
-            topic=topic,
-            event_id=record.attributes.id,
-            event_type=record.attributes.type,
-            key=record.key,
-            value=record.value,
-            headers=json.dumps([[name, value.decode()] for name, value in record.headers]),
-        )
+        insert(table),
+        {
+            "topic": topic,
+            "event_id": record.attributes.id,
+            "event_type": record.attributes.type,
+            "key": record.key,
+            "value": record.value,
+            "headers": json.dumps([[name, value.decode()] for name, value in record.headers]),
+        },
     )
 
 

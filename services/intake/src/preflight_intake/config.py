@@ -35,7 +35,9 @@ class IntakeSettings:
     policy: WindowPolicy = field(default_factory=WindowPolicy)
     relay_interval: float = 0.2
     close_interval: float = 60.0
-    watch_poll_interval: float = 0.5
+    # Seconds between re-reads of an open watch's history for changes made by another replica
+    # (this process's own changes are pushed to its watches as they commit).
+    watch_resync_interval: float = 30.0
     shutdown_grace: float = 10.0
     consumer_group: str = "preflight-intake"
     token_lifetime_days: float = 90.0
@@ -68,7 +70,9 @@ class IntakeSettings:
             policy=policy,
             relay_interval=env_positive("PREFLIGHT_INTAKE_RELAY_INTERVAL", cls.relay_interval),
             close_interval=env_positive("PREFLIGHT_INTAKE_CLOSE_INTERVAL", cls.close_interval),
-            watch_poll_interval=env_positive("PREFLIGHT_INTAKE_WATCH_POLL_INTERVAL", cls.watch_poll_interval),
+            watch_resync_interval=env_positive(
+                "PREFLIGHT_INTAKE_WATCH_RESYNC_INTERVAL", cls.watch_resync_interval
+            ),
             shutdown_grace=env_positive("PREFLIGHT_INTAKE_SHUTDOWN_GRACE", cls.shutdown_grace),
             consumer_group=env("PREFLIGHT_INTAKE_CONSUMER_GROUP", cls.consumer_group),
             token_lifetime_days=env_positive("PREFLIGHT_INTAKE_TOKEN_LIFETIME_DAYS", cls.token_lifetime_days),

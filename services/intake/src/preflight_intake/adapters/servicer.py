@@ -53,11 +53,16 @@ def caller() -> Caller:
 
 
 class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
-    """The gRPC face of `Intake`; `watch_poll_interval` is how often a watch looks for changes (s)."""
+    """The gRPC face of `Intake`.
 
-    def __init__(self, intake: Intake, *, watch_poll_interval: float = 0.5) -> None:
+    A watch re-reads its submission's history when this process commits a change to it
+    (`Intake.changes`), and otherwise every `watch_resync_interval` seconds, for changes
+    committed by another process sharing the database.
+    """
+
+    def __init__(self, intake: Intake, *, watch_resync_interval: float = 30.0) -> None:
         self._intake = intake
-        self._poll = watch_poll_interval
+        self._resync = watch_resync_interval
 
     async def SubmitModel(
         self, request: intake_pb2.SubmitModelRequest, context: grpc.aio.ServicerContext
@@ -119,17 +124,19 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         self, request: intake_pb2.WatchSubmissionRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[intake_pb2.WatchSubmissionResponse]:
         who = caller()
-        changes = await _run(context, self._intake.history, who, request.submission_id, 0)
-        # The current state first; the history below it is already past.
-        latest = changes[-1]
-        yield codec.change_to_proto(latest)
-        while not latest.status.terminal:
-            await asyncio.sleep(self._poll)
-            for change in await _run(
-                context, self._intake.history, who, request.submission_id, latest.sequence
-            ):
-                latest = change
-                yield codec.change_to_proto(change)
+        # Subscribed before the first read: a change committed after it rings.
+        with self._intake.changes.subscribe(request.submission_id) as changed:
+            changes = await _run(context, self._intake.history, who, request.submission_id, 0)
+            # The current state first; the history below it is already past.
+            latest = changes[-1]
+            yield codec.change_to_proto(latest)
+            while not latest.status.terminal:
+                await changed.wait(self._resync)
+                for change in await _run(
+                    context, self._intake.history, who, request.submission_id, latest.sequence
+                ):
+                    latest = change
+                    yield codec.change_to_proto(change)
 
     async def ResolveCredential(
         self, request: intake_pb2.ResolveCredentialRequest, context: grpc.aio.ServicerContext

@@ -3,15 +3,24 @@
 `IntakeStore.transaction()` is the unit of work: everything done through the
 `Transaction` it yields — rows, status history, outbox events, claimed event
 ids — commits together or not at all. Reads outside a transaction see only
-committed state.
+committed state. After a commit that appended status history, the store's
+`StatusFeed` (`changes`) tells this process's watches.
+
+No lock of this process serialises the units of work. On PostgreSQL they run
+concurrently (unique keys and optimistic row versions settle races). SQLite has
+one writer per database: each unit of work starts with `BEGIN IMMEDIATE`, taking
+the write lock before its first read (waiting up to the busy timeout), so a
+read-then-write transaction never fails half-way on another connection's write.
+
+The hot statements are built once (module level) and executed with their
+parameters, so SQLAlchemy compiles each once per engine (its compiled cache).
 """
 
 from __future__ import annotations
 
 import hmac
-import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -24,6 +33,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
 from preflight_intake.adapters import tables as t
+from preflight_intake.adapters.changes import StatusFeed
 from preflight_intake.adapters.crypto import Keyring, Sealed
 from preflight_intake.domain.events import Event
 from preflight_intake.domain.model import (
@@ -38,6 +48,10 @@ from preflight_intake.domain.model import (
 )
 
 EventEncoder = Callable[[Event], tuple[str, KafkaRecord]]
+
+_INSERT_SUBMISSION = insert(t.submissions)
+_INSERT_CREDENTIAL = insert(t.credentials)
+_INSERT_STATUS = insert(t.status_history)
 
 
 class DuplicateSubmission(Exception):
@@ -76,6 +90,8 @@ class Transaction:
         self._conn = conn
         self._keyring = keyring
         self._encode = encode
+        # Submissions whose status history this transaction appended to (told once it commits).
+        self.changed: set[str] = set()
 
     def find(self, submission_id: str) -> Submission | None:
         s = t.submissions
@@ -100,9 +116,8 @@ class Transaction:
         """
         try:
             self._conn.execute(
-                insert(t.submissions).values(
-                    **_columns(submission), idempotency_key=idempotency_key, request_digest=digest
-                )
+                _INSERT_SUBMISSION,
+                {**_columns(submission), "idempotency_key": idempotency_key, "request_digest": digest},
             )
         except IntegrityError as exc:
             # The transaction is spoilt; the caller's `with` rolls it back.
@@ -112,14 +127,15 @@ class Transaction:
                 raise ValueError("an endpoint submission needs its credential")
             sealed = self._keyring.seal(credential, submission.submission_id)
             self._conn.execute(
-                insert(t.credentials).values(
-                    credential_ref=submission.access.credential_ref,
-                    submission_id=submission.submission_id,
-                    key_id=sealed.key_id,
-                    nonce=sealed.nonce,
-                    ciphertext=sealed.ciphertext,
-                    created_at=submission.received_at,
-                )
+                _INSERT_CREDENTIAL,
+                {
+                    "credential_ref": submission.access.credential_ref,
+                    "submission_id": submission.submission_id,
+                    "key_id": sealed.key_id,
+                    "nonce": sealed.nonce,
+                    "ciphertext": sealed.ciphertext,
+                    "created_at": submission.received_at,
+                },
             )
 
     def save(self, before: Submission, after: Submission) -> Submission:
@@ -137,22 +153,30 @@ class Transaction:
     def append_status(
         self, submission_id: str, status: Status, previous: Status | None, at: datetime, cause: str
     ) -> StatusChange:
-        """Add the next entry of the submission's status history."""
+        """Add the next entry of the submission's status history.
+
+        `previous` None means the first entry (a new submission's, sequence 1); a second one
+        fails on the primary key.
+        """
         h = t.status_history
-        last = self._conn.execute(
-            select(func.max(h.c.sequence)).where(h.c.submission_id == submission_id)
-        ).scalar_one()
+        last = 0
+        if previous is not None:
+            last = self._conn.execute(
+                select(func.max(h.c.sequence)).where(h.c.submission_id == submission_id)
+            ).scalar_one()
         change = StatusChange(submission_id, (last or 0) + 1, status, previous, at, cause[:300])
         self._conn.execute(
-            insert(h).values(
-                submission_id=submission_id,
-                sequence=change.sequence,
-                status=status.value,
-                previous_status=previous.value if previous else None,
-                changed_at=at,
-                cause=change.cause,
-            )
+            _INSERT_STATUS,
+            {
+                "submission_id": submission_id,
+                "sequence": change.sequence,
+                "status": status.value,
+                "previous_status": previous.value if previous else None,
+                "changed_at": at,
+                "cause": change.cause,
+            },
         )
+        self.changed.add(submission_id)
         return change
 
     def publish(self, event: Event) -> None:
@@ -294,21 +318,25 @@ class IntakeStore:
         self.engine = engine
         self._keyring = keyring
         self._encode = encode
-        # SQLite has one writer; a transaction that reads and then writes fails at once (not after
-        # the busy timeout) when another connection wrote in between. Serialise this process's writers.
-        self._write_lock: AbstractContextManager[Any] = (
-            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext()
-        )
+        self._immediate = engine.dialect.name == "sqlite"
+        self.changes = StatusFeed()
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """A unit of work: commits when the block ends normally, rolls back if it raises."""
-        with self._write_lock, self.engine.begin() as conn:
-            yield Transaction(conn, self._keyring, self._encode)
+        """A unit of work: commits when the block ends normally, rolls back if it raises; once
+        committed, the watches of the submissions whose status changed are told."""
+        with self.engine.begin() as conn:
+            if self._immediate:
+                # The write lock now (see the module docstring); pysqlite then issues no BEGIN itself.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            tx = Transaction(conn, self._keyring, self._encode)
+            yield tx
+        if tx.changed:
+            self.changes.notify(tx.changed)
 
     @contextmanager
     def reading(self) -> Iterator[Transaction]:
-        """Reads only, without taking this process's write lock (for lookups before a write)."""
+        """Reads only, taking no write lock (for lookups outside a unit of work)."""
         with self.engine.connect() as conn:
             yield Transaction(conn, self._keyring, self._encode)
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 import grpc
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
-from preflight_common.auth import IdentityServicer, LocalAuthenticator
+from preflight_common.auth import INTROSPECTION_CACHE_TTL, IdentityServicer, LocalAuthenticator
 from preflight_common.bus import SOURCES
 from preflight_common.grpcserver import build_server, mark_serving
 from preflight_common.liveness import Liveness
@@ -63,7 +63,7 @@ async def serve(
     """
     setup_telemetry("preflight-intake")
     components = await asyncio.to_thread(build, settings, keyring)
-    servicer = IntakeServicer(components.intake, watch_poll_interval=settings.watch_poll_interval)
+    servicer = IntakeServicer(components.intake, watch_resync_interval=settings.watch_resync_interval)
     identity = IdentityServicer(components.tokens)
     reports = ReportVerifier(settings.clearinghouse_target, settings.client_tls, components.tokens)
 
@@ -76,7 +76,7 @@ async def serve(
     server, port, health = build_server(
         settings.listen,
         [register_intake, register_identity],
-        authenticator=LocalAuthenticator(components.tokens),
+        authenticator=LocalAuthenticator(components.tokens, cache_ttl=INTROSPECTION_CACHE_TTL),
         service_names=SERVICE_NAMES,
         tls=settings.tls,
     )

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from preflight_intake.adapters.changes import StatusFeed
 from preflight_intake.adapters.store import (
     ConcurrentUpdate,
     Cursor,
@@ -105,15 +106,18 @@ class Intake:
 
         A replay (same principal, same key, same request) returns the first
         submission with replayed=True; the same key with another request raises Conflict.
+        The key is looked up only when the insert meets it (the unique key decides, also
+        between racing calls) or when the request no longer passes the rules (a late retry
+        of an accepted one is still its replay).
         """
         if not access.may_submit(caller):
             raise PermissionDenied("only lab principals submit models")
         validate_idempotency_key(draft.idempotency_key)
-        replay = self._replay(caller, draft, digest)
-        if replay is not None:
-            return replay, True
         now = self._clock()
-        valid = validate_submission(draft, organisation=caller.organisation, policy=self._policy, now=now)
+        try:
+            valid = validate_submission(draft, organisation=caller.organisation, policy=self._policy, now=now)
+        except InvalidRequest as invalid:
+            return self._replay_or_raise(caller, draft, digest, invalid), True
         submission_id = str(uuid.uuid4())
         credential = draft.access.credential if isinstance(draft.access, EndpointDraft) else None
         submission = Submission(
@@ -143,12 +147,9 @@ class Intake:
                     submission_id, Status.RECEIVED, None, now, f"submitted by {caller.principal_id}"
                 )
                 tx.publish(SubmissionReceived(submission))
-        except DuplicateSubmission:
-            # A concurrent call with the same key won the race: answer as a replay of it.
-            replay = self._replay(caller, draft, digest)
-            if replay is None:
-                raise
-            return replay, True
+        except DuplicateSubmission as duplicate:
+            # The key is taken (by an earlier call, or a concurrent one that won the race).
+            return self._replay_or_raise(caller, draft, digest, duplicate), True
         log.info(
             "submission %s received from %s (%s)", submission_id, caller.organisation, caller.principal_id
         )
@@ -222,6 +223,11 @@ class Intake:
         submission = self._retrying(change)
         log.info("submission %s withdrawn by %s", submission_id, caller.principal_id)
         return submission
+
+    @property
+    def changes(self) -> StatusFeed:
+        """Told after each commit that changed a submission's status (for watches)."""
+        return self._store.changes
 
     def history(self, caller: Caller, submission_id: str, after_sequence: int = 0) -> list[StatusChange]:
         """The status changes after `after_sequence` of a submission the caller may read."""
@@ -382,11 +388,15 @@ class Intake:
             tx.append_status(submission.submission_id, after.status, before.status, now, cause)
         return steps
 
-    def _replay(self, caller: Caller, draft: SubmissionDraft, digest: str) -> Submission | None:
+    def _replay_or_raise(
+        self, caller: Caller, draft: SubmissionDraft, digest: str, otherwise: Exception
+    ) -> Submission:
+        """The submission this request replays; Conflict for another request under its key;
+        raises `otherwise` when the key was never used."""
         with self._store.reading() as tx:
             found = tx.find_by_key(caller.principal_id, draft.idempotency_key)
             if found is None:
-                return None
+                raise otherwise
             submission, first_digest = found
             same = first_digest == digest and (
                 not isinstance(draft.access, EndpointDraft)

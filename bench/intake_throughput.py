@@ -1,14 +1,16 @@
-"""SubmitModel under load, next to a bare grpc.aio server answering same-size messages.
+"""SubmitModel throughput and latency, next to a bare grpc.aio server answering same-size messages.
 
-Usage: python bench/intake_submit.py [--seconds 10] [--concurrency 16] [--no-kafka]
+Usage: python bench/intake_throughput.py [--seconds 8] [--concurrency 1,16] [--no-kafka]
 
 Starts, each as its own process on loopback: a local Apache Kafka broker (unless --no-kafka),
-`preflight-intake serve` on a fresh SQLite database (so every submission is validated,
-encrypted, stored with its status history and outbox event, and relayed to Kafka), and a bare
-grpc.aio server whose one method answers with a response of the same size as SubmitModel's. The
-same asyncio load generator then drives each for the same time at the same concurrency and
-prints submissions/s with p50/p99 latency for both, and how long the relay took to drain the
-outbox after the load. Finishes in well under two minutes.
+`preflight-intake serve` on a fresh SQLite database (so every submission is authenticated,
+validated, encrypted, stored with its status history and outbox event, and relayed to Kafka),
+and a bare grpc.aio server whose one method answers with a response of the same size as
+SubmitModel's. The same asyncio load generator then drives each, at each concurrency in turn,
+for the same time, and prints calls/s with p50/p99 latency for both side by side, the ratio of
+their throughputs, and how long the relay took to drain the outbox after the load. Goals: at
+concurrency 1, at least half the bare server's throughput and p99 at most 20 ms; throughput
+growing with concurrency. About a minute with the defaults.
 """
 
 from __future__ import annotations
@@ -87,15 +89,24 @@ async def drive(call: Callable[[], Awaitable[object]], seconds: float, concurren
     return latencies
 
 
+def rate(latencies: list[float], seconds: float) -> float:
+    return len(latencies) / seconds
+
+
 def summary(name: str, latencies: list[float], seconds: float) -> str:
     ordered = sorted(latencies)
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
-    rate = len(ordered) / seconds
-    return f"{name:<42} {rate:>7.0f}/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   ({len(ordered)} calls)"
+    return (
+        f"{name:<44} {rate(ordered, seconds):>7.0f}/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms"
+        f"   ({len(ordered)} calls)"
+    )
 
 
-async def bench_intake(target: str, token: str, seconds: float, concurrency: int) -> tuple[list[float], int]:
+async def bench_intake(
+    target: str, token: str, seconds: float, levels: list[int]
+) -> tuple[dict[int, list[float]], int]:
+    """Latencies of SubmitModel at each concurrency in `levels`, and the response size."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
         metadata = (("authorization", f"Bearer {token}"),)
@@ -106,11 +117,16 @@ async def bench_intake(target: str, token: str, seconds: float, concurrency: int
             response = await stub.SubmitModel(submit_request(), metadata=metadata, timeout=30)
             response_size = response.ByteSize()
 
-        await drive(call, 2.0, concurrency)  # warm-up
-        return await drive(call, seconds, concurrency), response_size
+        results = {}
+        for concurrency in levels:
+            await drive(call, 2.0, concurrency)  # warm-up
+            results[concurrency] = await drive(call, seconds, concurrency)
+        return results, response_size
 
 
-async def bench_baseline(target: str, request_size: int, seconds: float, concurrency: int) -> list[float]:
+async def bench_baseline(
+    target: str, request_size: int, seconds: float, levels: list[int]
+) -> dict[int, list[float]]:
     async with grpc.aio.insecure_channel(target) as channel:
         method = channel.unary_unary(BASELINE_METHOD)
         payload = b"r" * request_size
@@ -118,8 +134,11 @@ async def bench_baseline(target: str, request_size: int, seconds: float, concurr
         async def call() -> None:
             await method(payload, timeout=30)
 
-        await drive(call, 2.0, concurrency)
-        return await drive(call, seconds, concurrency)
+        results = {}
+        for concurrency in levels:
+            await drive(call, 2.0, concurrency)
+            results[concurrency] = await drive(call, seconds, concurrency)
+        return results
 
 
 def serve_baseline(port: int, response_size: int) -> None:
@@ -157,8 +176,8 @@ def wait_for_line(proc: subprocess.Popen[str], log: Path | None, text: str, time
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--concurrency", default="1,16", help="comma-separated levels, in order")
     parser.add_argument("--no-kafka", action="store_true", help="no broker: events stay in the outbox")
     parser.add_argument(
         "--baseline-server", nargs=2, type=int, metavar=("PORT", "SIZE"), help=argparse.SUPPRESS
@@ -167,6 +186,7 @@ def main() -> int:
     if args.baseline_server:
         serve_baseline(*args.baseline_server)
         return 0
+    levels = [int(level) for level in args.concurrency.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="intake-bench-"))
     kafka = None if args.no_kafka else LocalKafka(work / "kafka")
@@ -207,9 +227,9 @@ def main() -> int:
         processes.append(intake)
         wait_for_line(intake, log, f"intake serving on port {intake_port}")
 
-        print(f"load: {args.concurrency} concurrent callers, {args.seconds:.0f}s each after a 2s warm-up")
+        print(f"load: {levels} concurrent callers, {args.seconds:.0f}s each after a 2s warm-up")
         intake_latencies, response_size = asyncio.run(
-            bench_intake(f"127.0.0.1:{intake_port}", token, args.seconds, args.concurrency)
+            bench_intake(f"127.0.0.1:{intake_port}", token, args.seconds, levels)
         )
         drain_started = time.monotonic()
         pending = 1
@@ -235,12 +255,16 @@ def main() -> int:
         wait_for_line(baseline, None, "ready")
         request_size = submit_request().ByteSize()
         baseline_latencies = asyncio.run(
-            bench_baseline(f"127.0.0.1:{baseline_port}", request_size, args.seconds, args.concurrency)
+            bench_baseline(f"127.0.0.1:{baseline_port}", request_size, args.seconds, levels)
         )
 
         print(f"messages: request {request_size} B, response {response_size} B")
-        print(summary("SubmitModel (intake, SQLite, outbox)", intake_latencies, args.seconds))
-        print(summary("bare grpc.aio server, same-size messages", baseline_latencies, args.seconds))
+        for level in levels:
+            ours, bare = intake_latencies[level], baseline_latencies[level]
+            print(f"concurrency {level}:")
+            print(summary("  SubmitModel (intake, SQLite, outbox)", ours, args.seconds))
+            print(summary("  bare grpc.aio server, same-size messages", bare, args.seconds))
+            print(f"  intake/bare throughput {rate(ours, args.seconds) / rate(bare, args.seconds):.2f}x")
         print(f"submissions stored: {stored}", end="")
         print(
             f"; outbox drained to Kafka {drained:.1f}s after the load" if kafka is not None else " (no Kafka)"

@@ -19,6 +19,7 @@ IMAGES = {
     "services/benchmark/Dockerfile.worker": ("services/benchmark", "preflight-worker"),
     "services/clearinghouse/Dockerfile": ("services/clearinghouse", "preflight-clearinghouse"),
     "services/notifier/Dockerfile": ("services/notifier", "preflight-notifier"),
+    "services/console/Dockerfile": ("services/console", "preflight-console"),
 }
 COMPILERS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|make|cc|libc6-dev|python3-dev)\b")
 

@@ -11,6 +11,7 @@ axe-core against WCAG 2.2 AA and saved as a screenshot under the test's tmp fold
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -19,13 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import grpc
 import httpx
 import pytest
-from preflight.clearinghouse.v1 import clearinghouse_pb2 as ch
-from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc as ch_grpc
-from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
-from preflight.sdk import Client
+from preflight.identity.v1 import identity_pb2
+from preflight.sdk import Client, Preflight
 
 from .conftest import ROOT, RunningStack, start_stack, submission_request, wait_report_ready, wait_until
 
@@ -52,21 +50,22 @@ class Review:
         return f"http://127.0.0.1:{self.stack.ports['console']}"
 
 
-def _auth(token: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {token}"),)
+def _reviewer(stack: RunningStack) -> Preflight:
+    return Preflight(targets={"clearinghouse": stack.target("clearinghouse")}, token=stack.tokens["reviewer"])
 
 
 def _other_lab_token(stack: RunningStack) -> str:
-    with grpc.insecure_channel(stack.target("intake")) as channel:
-        created = identity_pb2_grpc.IdentityServiceStub(channel).CreateToken(
-            identity_pb2.CreateTokenRequest(
-                principal=identity_pb2.Principal(
-                    principal_id=f"lab@{OTHER_LAB}", role=identity_pb2.ROLE_LAB, organisation=OTHER_LAB
-                )
-            ),
-            metadata=_auth(stack.tokens["admin"]),
+    with Client(stack.target("intake"), token=stack.tokens["admin"]) as admin:
+        created = admin.create_token(
+            principal_id=f"lab@{OTHER_LAB}", role=identity_pb2.ROLE_LAB, organisation=OTHER_LAB
         )
     return str(created.token)
+
+
+def _other_lab_request(stack: RunningStack) -> Any:
+    request = submission_request(stack)
+    request.model.developer = OTHER_LAB
+    return request
 
 
 @pytest.fixture(scope="module")
@@ -83,20 +82,12 @@ def review(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Review]:
             sid = lab.submit(submission_request(stack, release_days=2)).submission.submission_id
             wait_report_ready(stack, lab, [sid], timeout=600)
         with Client(stack.target("intake"), token=_other_lab_token(stack)) as other:
-            other_sid = other.submit(submission_request(stack)).submission.submission_id
-        with grpc.insecure_channel(stack.target("clearinghouse")) as channel:
-            clearinghouse = ch_grpc.ClearinghouseServiceStub(channel)
-            reviewer = _auth(stack.tokens["reviewer"])
-            report = clearinghouse.GetReport(ch.GetReportRequest(submission_id=sid), metadata=reviewer).report
+            other_sid = other.submit(_other_lab_request(stack)).submission.submission_id
+        with _reviewer(stack) as reviewer:
+            report = reviewer.clearinghouse.get_report(submission_id=sid)
             findings = wait_until(
                 "candidate findings of the discovery suite",
-                lambda: [
-                    f
-                    for f in clearinghouse.ListFindings(
-                        ch.ListFindingsRequest(page_size=200), metadata=reviewer
-                    ).findings
-                    if f.source.submission_id == sid
-                ],
+                lambda: [f for f in reviewer.clearinghouse.iter_findings() if f.source.submission_id == sid],
                 timeout=120,
             )
         yield Review(stack, sid, report.report_id, findings[0].finding_id, other_sid)
@@ -106,15 +97,9 @@ def review(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Review]:
 
 def _snapshot(review: Review) -> tuple[Any, ...]:
     """What the console's actions could change: the report's sign-offs and notes, the finding."""
-    with grpc.insecure_channel(review.stack.target("clearinghouse")) as channel:
-        clearinghouse = ch_grpc.ClearinghouseServiceStub(channel)
-        reviewer = _auth(review.stack.tokens["reviewer"])
-        report = clearinghouse.GetReport(
-            ch.GetReportRequest(submission_id=review.submission_id), metadata=reviewer
-        ).report
-        finding = clearinghouse.GetFinding(
-            ch.GetFindingRequest(finding_id=review.finding_id), metadata=reviewer
-        ).finding
+    with _reviewer(review.stack) as reviewer:
+        report = reviewer.clearinghouse.get_report(submission_id=review.submission_id)
+        finding = reviewer.clearinghouse.get_finding(review.finding_id)
     return (len(report.sign_offs), len(report.notes), finding.revision, finding.state, finding.tlp)
 
 
@@ -127,19 +112,20 @@ def _csrf(html: str) -> str:
     return found.group(1)
 
 
-def _signed_in(review: Review, principal: str) -> tuple[httpx.Client, str]:
+@contextlib.contextmanager
+def _signed_in(review: Review, principal: str) -> Iterator[tuple[httpx.Client, str]]:
     """An HTTP client signed in as the stack's `principal`, and its session's CSRF token."""
-    client = httpx.Client(base_url=review.base, follow_redirects=False, timeout=60)
-    form = client.get("/sign-in")
-    answer = client.post(
-        "/sign-in",
-        data={"csrf": _csrf(form.text), "token": review.stack.tokens[principal]},
-        headers={"origin": review.base},
-    )
-    assert answer.status_code == 303, answer.text
-    home = client.get(answer.headers["location"])
-    assert home.status_code == 200, home.text
-    return client, _csrf(home.text)
+    with httpx.Client(base_url=review.base, follow_redirects=False, timeout=60) as client:
+        form = client.get("/sign-in")
+        answer = client.post(
+            "/sign-in",
+            data={"csrf": _csrf(form.text), "token": review.stack.tokens[principal]},
+            headers={"origin": review.base},
+        )
+        assert answer.status_code == 303, answer.text
+        home = client.get(answer.headers["location"])
+        assert home.status_code == 200, home.text
+        yield client, _csrf(home.text)
 
 
 def _routes(review: Review, revision: int) -> dict[str, list[tuple[str, str, dict[str, str]]]]:
@@ -177,8 +163,7 @@ def test_every_role_is_refused_every_other_roles_pages_and_actions(review: Revie
     before = _snapshot(review)
     routes = _routes(review, revision=before[2])
     for principal, role in ROLE_OF.items():
-        client, csrf = _signed_in(review, principal)
-        with client:
+        with _signed_in(review, principal) as (client, csrf):
             for owner, owned in routes.items():
                 if owner == role:
                     continue
@@ -210,9 +195,7 @@ def test_a_form_without_this_sessions_csrf_token_is_refused(review: Review) -> N
     before = _snapshot(review)
     sign_off = f"/review/reports/{review.report_id}/sign-off"
     form = {"comment": "forged", "submission_id": review.submission_id}
-    client, csrf = _signed_in(review, "reviewer")
-    other, other_csrf = _signed_in(review, "reviewer")
-    with client, other:
+    with _signed_in(review, "reviewer") as (client, csrf), _signed_in(review, "reviewer") as (_, other_csrf):
         assert other_csrf != csrf
         for token in (None, "", "0" * 64, other_csrf, csrf[:-1] + ("0" if csrf[-1] != "0" else "1")):
             data = form if token is None else {**form, "csrf": token}
@@ -240,7 +223,7 @@ def test_sessions_are_httponly_strict_cookies_that_sign_out_ends(review: Review)
         assert "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
         assert page.headers["x-content-type-options"] == "nosniff"
         assert page.headers["x-frame-options"] == "DENY"
-        assert page.headers["referrer-policy"] == "no-referrer"
+        assert page.headers["referrer-policy"] == "same-origin"
         answer = client.post(
             "/sign-in",
             data={"csrf": _csrf(page.text), "token": review.stack.tokens["lab"]},
@@ -337,6 +320,7 @@ class Browser:
         self.check("sign-in")
         self.css("#token").send_keys(token)
         self.css("main form button[type=submit]").click()
+        wait_until("signed in", lambda: not self.driver.current_url.endswith("/sign-in"), timeout=30)
 
     def sign_out(self) -> None:
         self.css("header form[action='/sign-out'] button").click()
@@ -416,7 +400,8 @@ def test_a_reviewer_signs_off_and_shares_a_finding_the_hospital_sees_and_downloa
         timeout=30,
     )[0]
     csaf = json.loads(document.read_text())
-    assert csaf["document"]["csaf_version"] == "2.0"
+    assert csaf["document"]["category"] == "csaf_security_advisory"
+    assert csaf["document"]["distribution"]["tlp"]["label"] == "AMBER"
     assert "example-lab" not in document.read_text()
     browser.sign_out()
 

@@ -62,9 +62,11 @@ def test_a_worker_without_an_assignment_exits_with_the_configuration_status() ->
 
 def test_a_worker_with_an_unreadable_grpc_ca_exits_with_the_configuration_status(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_WORKER")}
+    token = tmp_path / "service.token"
+    token.write_text("pft_unused\n")
     env |= {
         "PREFLIGHT_WORKER_ASSIGNMENT": "{}",
-        "PREFLIGHT_SERVICE_TOKEN": "pft_unused",
+        "PREFLIGHT_SERVICE_TOKEN_FILE": str(token),
         "PREFLIGHT_GRPC_TLS_CA": str(tmp_path / "missing-ca.pem"),
     }
     result = subprocess.run(

@@ -141,17 +141,24 @@ def test_labels_name_the_submission_job_suite_and_queue() -> None:
     assert CPU_JOB["spec"]["template"]["metadata"]["labels"] == labels
 
 
-def test_environment_has_no_inline_secret() -> None:
-    for container in containers(CPU_JOB) + containers(GPU_JOB):
-        for variable in container.get("env", []):
-            if variable["name"] == "PREFLIGHT_SERVICE_TOKEN":
-                assert variable["valueFrom"]["secretKeyRef"] == {
-                    "name": SERVICE_TOKEN.name,
-                    "key": SERVICE_TOKEN.key,
-                }
-                assert "value" not in variable
-    worker_env = {v["name"] for v in CPU_JOB["spec"]["template"]["spec"]["containers"][0]["env"]}
-    assert "PREFLIGHT_SERVICE_TOKEN" in worker_env
+def test_the_service_token_is_a_mounted_file_never_an_environment_variable() -> None:
+    for job in (CPU_JOB, GPU_JOB):
+        for container in containers(job):
+            for variable in container.get("env", []):
+                assert "secretKeyRef" not in variable.get("valueFrom", {}), variable["name"]
+                assert variable["name"] != "PREFLIGHT_SERVICE_TOKEN"
+        pod = job["spec"]["template"]["spec"]
+        worker = pod["containers"][0]
+        env = {v["name"]: v.get("value") for v in worker["env"]}
+        assert env["PREFLIGHT_SERVICE_TOKEN_FILE"] == "/etc/preflight/service-token/token"
+        mount = next(m for m in worker["volumeMounts"] if m["mountPath"] == "/etc/preflight/service-token")
+        assert mount["readOnly"] is True
+        volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+        assert volume["secret"] == {
+            "secretName": SERVICE_TOKEN.name,
+            "defaultMode": 0o440,
+            "items": [{"key": SERVICE_TOKEN.key, "path": "token"}],
+        }
 
 
 def test_workers_export_their_spans_where_the_service_does() -> None:

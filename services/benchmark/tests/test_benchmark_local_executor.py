@@ -70,7 +70,7 @@ def local_executor(tmp_path: Path, **options: Any) -> LocalExecutor:
     return LocalExecutor(
         work_root=tmp_path / "work",
         worker_command=[sys.executable, str(script)],
-        worker_env={"PATH": "/usr/bin:/bin", "PREFLIGHT_SERVICE_TOKEN": "service-token"},
+        worker_env={"PATH": "/usr/bin:/bin", "PREFLIGHT_SERVICE_TOKEN_FILE": str(tmp_path / "service.token")},
         **settings,
     )
 
@@ -234,7 +234,7 @@ async def test_workers_get_only_the_configured_environment(executor: LocalExecut
     env = json.loads(out.read_text())
     assert set(env) <= {
         "PATH",
-        "PREFLIGHT_SERVICE_TOKEN",
+        "PREFLIGHT_SERVICE_TOKEN_FILE",
         "PREFLIGHT_WORKER_ASSIGNMENT_FILE",
         "XDG_DATA_HOME",
         "XDG_CACHE_HOME",

@@ -35,7 +35,6 @@ from sqlalchemy import MetaData
 sys.path.insert(0, str(Path(__file__).parent))
 
 from notifier_support import (
-    SECRET_ENV,
     WEBHOOK_SECRET,
     MailHandler,
     ManualClock,
@@ -101,10 +100,11 @@ def smtp_server() -> Iterator[SmtpServer]:
 
 
 @pytest.fixture
-def routing_file(tmp_path: Path, webhook_receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(SECRET_ENV, WEBHOOK_SECRET)
+def routing_file(tmp_path: Path, webhook_receiver: WebhookReceiver) -> Path:
+    secret = tmp_path / "webhook.secret"
+    secret.write_text(WEBHOOK_SECRET + "\n")
     path = tmp_path / "routing.yaml"
-    path.write_text(yaml.safe_dump(routing_document(webhook_receiver)))
+    path.write_text(yaml.safe_dump(routing_document(webhook_receiver, secret)))
     return path
 
 

@@ -25,7 +25,6 @@ from sqlalchemy import text
 
 START = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 WEBHOOK_SECRET = "whsec-test-0123456789"
-SECRET_ENV = "PREFLIGHT_NOTIFIER_TEST_WEBHOOK_SECRET"
 
 
 class ManualClock:
@@ -121,11 +120,12 @@ def loopback_settings(
     )
 
 
-def routing_document(receiver: WebhookReceiver) -> dict[str, Any]:
-    """The test routing: reviewers and two operators on webhooks, lab contacts and an operator by e-mail."""
+def routing_document(receiver: WebhookReceiver, secret_file: Path) -> dict[str, Any]:
+    """The test routing: reviewers and two operators on webhooks (signed with the secret in
+    `secret_file`), lab contacts and an operator by e-mail."""
 
     def hook(path: str) -> dict[str, Any]:
-        return {"url": receiver.url(path), "secret_env": SECRET_ENV, "timeout": "2s"}
+        return {"url": receiver.url(path), "secret_file": str(secret_file), "timeout": "2s"}
 
     retry = {"initial": "10s", "maximum": "5m", "max_attempts": 5}
     return {

@@ -271,7 +271,7 @@ class TlsMailHandler(MailHandler):
 
 
 async def test_starttls_with_login_delivers_encrypted_and_a_wrong_password_fails_without_leaking_it(
-    tmp_path: Path, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, clock: ManualClock
 ) -> None:
     from preflight_common.ports import free_port
 
@@ -299,17 +299,23 @@ async def test_starttls_with_login_delivers_encrypted_and_a_wrong_password_fails
     )
     controller.start()
     try:
+        password = tmp_path / "smtp.password"
         settings = SmtpSettings(
-            host="localhost", port=port, security="starttls", username="notifier", ca_file=str(cert)
+            host="localhost",
+            port=port,
+            security="starttls",
+            username="notifier",
+            credential_file=str(password),
+            ca_file=str(cert),
         )
         sender = EmailSender(settings, clock)
         claimed = store.ClaimedDelivery("d-1", "ops", "soc@bank-b.example", "[Preflight] hello", "body\n", 1)
-        monkeypatch.setenv("PREFLIGHT_NOTIFIER_SMTP_PASSWORD", "smtp-pass-123")
+        password.write_text("smtp-pass-123\n")
         delivered = await sender.send(None, claimed)  # type: ignore[arg-type]
         assert delivered.result is Result.DELIVERED
         assert handler.encrypted == [True]
         assert handler.messages[0].recipients == ["soc@bank-b.example"]
-        monkeypatch.setenv("PREFLIGHT_NOTIFIER_SMTP_PASSWORD", "wrong-pass-456")
+        password.write_text("wrong-pass-456")  # read at each delivery: a rotated password is used
         refused = await sender.send(None, claimed)  # type: ignore[arg-type]
         assert (refused.result, refused.status_code) == (Result.FAILED, 535)
         assert "wrong-pass-456" not in refused.error

@@ -272,7 +272,7 @@ def test_matchers_parse_and_compare_multi_valued_labels() -> None:
 
 def _receiver(name: str, viewer: Viewer | None = None, **kwargs: object) -> Receiver:
     channel = kwargs.pop(
-        "channel", WebhookChannel(f"https://{name}.example/hook?token=s3cr3t", secret_env="X")
+        "channel", WebhookChannel(f"https://{name}.example/hook?token=s3cr3t", secret_file="X")
     )
     return Receiver(name, channel, viewer, **kwargs)  # type: ignore[arg-type]
 
@@ -337,7 +337,7 @@ def test_lab_contacts_receive_only_their_review_alerts() -> None:
     assert [n.recipient for n in config.notifications(review)] == ["ada@lab-a.example"]
     assert config.notifications(_alert(DeadlineKind.EMBARGO_END, "T-1d", FINANCE)) == []
     with pytest.raises(ValueError, match="email"):
-        Receiver("lab", WebhookChannel("https://x", secret_env="X"), None, lab_contacts=True)
+        Receiver("lab", WebhookChannel("https://x", secret_file="X"), None, lab_contacts=True)
     with pytest.raises(ValueError, match="exactly one"):
         Receiver("nobody", EmailChannel(("a@b",)), None)
 
@@ -413,7 +413,7 @@ def test_signature_verifies_only_for_the_same_secret_body_and_a_fresh_timestamp(
 
 
 def test_webhook_recipient_is_logged_without_credentials_or_query() -> None:
-    channel = WebhookChannel("https://user:pw@hooks.example:8443/p/a?token=s3cr3t#x", secret_env="X")
+    channel = WebhookChannel("https://user:pw@hooks.example:8443/p/a?token=s3cr3t#x", secret_file="X")
     assert channel.recipient == "https://hooks.example:8443/p/a"
 
 

@@ -3,6 +3,7 @@ restarted; and its migrations, which create exactly the tables the code uses."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from preflight.common.v1 import common_pb2
 from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from preflight_common.bus import SOURCES, service_grants, service_principal
-from preflight_common.config import KafkaSettings, Topics
+from preflight_common.config import ConfigError, KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.envelope import KafkaRecord, headers_dict
 from preflight_common.ports import free_port
@@ -36,7 +37,8 @@ from preflight_common.testing.fixtures import PrincipalFactory
 from preflight_common.testing.tls import TestAuthority
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_notifier.adapters.tables import deadlines, metadata
-from preflight_notifier.entrypoints import cli
+from preflight_notifier.config import NotifierSettings
+from preflight_notifier.entrypoints import cli, server
 from sqlalchemy import select
 
 ROUTING = {
@@ -82,6 +84,39 @@ def test_a_bad_routing_file_is_reported_with_the_entry_at_fault(
     monkeypatch.delenv("PREFLIGHT_NOTIFIER_ROUTING_FILE")
     assert cli.main(["check"]) == 0
     assert "review: T-7d, T-3d, T-1d, T-0" in capsys.readouterr().out
+
+
+def test_webhook_and_smtp_secrets_in_the_environment_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routing = tmp_path / "routing.yaml"
+    hook = {"url": "https://hooks.example/p", "secret_env": "PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_OPS"}
+    receiver = {"name": "ops", "audience": {"role": "operator", "organisation": "x"}, "webhook": hook}
+    routing.write_text(yaml.safe_dump({"route": {"receiver": "ops"}, "receivers": [receiver]}))
+    monkeypatch.setenv("PREFLIGHT_NOTIFIER_ROUTING_FILE", str(routing))
+    assert cli.main(["check"]) == 2
+    assert "receivers[0]: webhook.secret_env is not accepted" in capsys.readouterr().err
+    monkeypatch.delenv("PREFLIGHT_NOTIFIER_ROUTING_FILE")
+    monkeypatch.setenv("PREFLIGHT_NOTIFIER_SMTP_PASSWORD", "smtp-pass-in-env")
+    with pytest.raises(ConfigError, match="PREFLIGHT_NOTIFIER_SMTP_PASSWORD_FILE") as refused:
+        NotifierSettings.from_env()
+    assert "smtp-pass-in-env" not in str(refused.value)
+    monkeypatch.delenv("PREFLIGHT_NOTIFIER_SMTP_PASSWORD")
+    password = tmp_path / "smtp.password"
+    monkeypatch.setenv("PREFLIGHT_NOTIFIER_SMTP_PASSWORD_FILE", str(password))
+    assert NotifierSettings.from_env().smtp.credential_file == str(password)
+
+
+def test_the_service_token_in_the_environment_is_refused_before_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "pft_notifier-token-never-in-the-environment"
+    monkeypatch.setenv("PREFLIGHT_SERVICE_TOKEN", token)
+    settings = NotifierSettings(database_url=f"sqlite:///{tmp_path / 'notifier.db'}")
+    with pytest.raises(ConfigError, match="PREFLIGHT_SERVICE_TOKEN_FILE") as refused:
+        asyncio.run(server.serve(settings, stop=asyncio.Event()))
+    assert token not in str(refused.value)
+    assert not (tmp_path / "notifier.db").exists()  # refused before anything started
 
 
 READY = "outbox relay and deadline agents running"
@@ -151,12 +186,14 @@ def notifier_kafka(kafka_principal: PrincipalFactory, topics: Topics) -> KafkaSe
 def _serve_env(tmp_path: Path, kafka: KafkaSettings, topics: Topics) -> dict[str, str]:
     routing = tmp_path / "routing.yaml"
     routing.write_text(yaml.safe_dump(ROUTING))
+    token = tmp_path / "service.token"
+    token.write_text("pft_unused_in_this_test\n")
     return {
         **os.environ,
         "PREFLIGHT_DATABASE_URL": f"sqlite:///{tmp_path / 'notifier.db'}",
         "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{free_port()}",
         "PREFLIGHT_IDENTITY_TARGET": f"127.0.0.1:{free_port()}",
-        "PREFLIGHT_SERVICE_TOKEN": "pft_unused_in_this_test",
+        "PREFLIGHT_SERVICE_TOKEN_FILE": str(token),
         **kafka.env(),
         "PREFLIGHT_KAFKA_SESSION_TIMEOUT": "6",
         "PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL": "1",

@@ -179,6 +179,19 @@ def _parse_url(text: str, variable: str) -> URL:
         raise ConfigError(f"{variable}: not a database URL") from None
 
 
+def write_secret_file(path: Path, value: str) -> Path:
+    """Write `value` (and a newline) to `path` with mode 0600, replacing any earlier file whole
+    (folders created); returns `path`. How a process hands a secret to a child: the child gets
+    `<NAME>_FILE`, never the value."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(value + "\n")
+    staged.replace(path)
+    return path
+
+
 def read_or_create_secret(path: Path) -> str:
     """The secret in the file `path`, generated first (random, mode 0600, folders created) if missing."""
     if not path.exists():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from preflight_common.config import write_secret_file
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
 
@@ -65,14 +66,15 @@ class Components:
 
 
 def local_worker_env(settings: BenchmarkSettings, benchmark_target: str) -> dict[str, str]:
+    """The local workers' environment: the passed-through variables, where intake and this service
+    are, and the service token as a file (mode 0600 in the work dir), never as a variable."""
     env = {name: os.environ[name] for name in WORKER_ENV_PASSTHROUGH if name in os.environ}
     env.update(
-        {
-            "PREFLIGHT_INTAKE_TARGET": settings.intake_target,
-            "PREFLIGHT_BENCHMARK_TARGET": benchmark_target,
-            "PREFLIGHT_SERVICE_TOKEN": settings.service_token,
-        }
+        {"PREFLIGHT_INTAKE_TARGET": settings.intake_target, "PREFLIGHT_BENCHMARK_TARGET": benchmark_target}
     )
+    if settings.service_token:
+        token = write_secret_file(Path(settings.work_dir).resolve() / "service.token", settings.service_token)
+        env["PREFLIGHT_SERVICE_TOKEN_FILE"] = str(token)
     return env
 
 

@@ -17,6 +17,7 @@ from preflight_common.config import (
     env,
     env_int,
     env_positive,
+    secret_file,
 )
 from preflight_common.grpcserver import ServerTLS
 from preflight_common.topics import load_participants
@@ -65,8 +66,7 @@ class NotifierSettings:
             port=env_int("PREFLIGHT_NOTIFIER_SMTP_PORT", 25),
             security=security,
             username=env("PREFLIGHT_NOTIFIER_SMTP_USERNAME", ""),
-            credential_env="PREFLIGHT_NOTIFIER_SMTP_PASSWORD",
-            credential_file=env("PREFLIGHT_NOTIFIER_SMTP_PASSWORD_FILE", ""),
+            credential_file=str(secret_file("PREFLIGHT_NOTIFIER_SMTP_PASSWORD") or ""),
             sender=env("PREFLIGHT_NOTIFIER_SMTP_FROM", "preflight-notifier@localhost"),
             ca_file=env("PREFLIGHT_NOTIFIER_SMTP_CA_FILE", ""),
             timeout=env_positive("PREFLIGHT_NOTIFIER_SMTP_TIMEOUT", 30.0),

@@ -1,14 +1,19 @@
-"""`preflight-reference-model`: the scripted OpenAI-compatible model server, on loopback."""
+"""`preflight-reference-model`: the scripted OpenAI-compatible model server, on loopback.
+
+The API key clients must present is in the file PREFLIGHT_REFERENCE_MODEL_API_KEY_FILE names
+(unset: no key required); PREFLIGHT_REFERENCE_MODEL_API_KEY itself is refused.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import threading
 from typing import cast
+
+from preflight_common.config import secret
 
 from preflight_benchmark.reference_model.script import MODES, Mode
 from preflight_benchmark.reference_model.server import ReferenceModelServer
@@ -27,20 +32,16 @@ def main(argv: list[str] | None = None) -> int:
         "--mode", choices=MODES, default="reference", help="reference (scripted), oracle, wrong"
     )
     parser.add_argument("--delay", type=float, default=0.0, help="seconds to wait before each answer")
-    parser.add_argument(
-        "--api-key-env",
-        default="PREFLIGHT_REFERENCE_MODEL_API_KEY",
-        help="environment variable holding the API key clients must present (unset: no key required)",
-    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        api_key = secret("PREFLIGHT_REFERENCE_MODEL_API_KEY", "") or None
         server = ReferenceModelServer(
             host=args.host,
             port=args.port,
             model_name=args.model_name,
             mode=cast(Mode, args.mode),
-            api_key=os.environ.get(args.api_key_env) or None,
+            api_key=api_key,
             delay=args.delay,
         )
     except (ValueError, OSError) as exc:

@@ -22,7 +22,7 @@ from urllib.parse import urlparse
 
 from preflight.benchmark.v1 import benchmark_pb2
 from preflight_common.channels import credentials_from_env
-from preflight_common.config import ConfigError
+from preflight_common.config import ConfigError, secret
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_benchmark.adapters.events import parse_assignment
@@ -61,7 +61,7 @@ def load_assignment() -> benchmark_pb2.WorkerAssignment:
 
 def run() -> int:
     assignment = load_assignment()
-    token = _required("PREFLIGHT_SERVICE_TOKEN")
+    token = secret("PREFLIGHT_SERVICE_TOKEN")
     credentials = credentials_from_env()
     resolver = GrpcCredentialResolver(_required("PREFLIGHT_INTAKE_TARGET"), token, credentials=credentials)
     reporter = GrpcResultReporter(_required("PREFLIGHT_BENCHMARK_TARGET"), token, credentials=credentials)

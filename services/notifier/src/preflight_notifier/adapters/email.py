@@ -2,8 +2,8 @@
 
 `security`: `starttls` (default: upgrade the connection before anything else
 is said; refuse to go on in clear text), `tls` (implicit TLS, e.g. port 465)
-or `none` (loopback relays only). The password is read from the environment
-or a file when sending and never appears in logs or in the delivery log.
+or `none` (loopback relays only). The password is read from its file when
+sending and never appears in the environment, in logs or in the delivery log.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ class SmtpSettings:
     port: int = 25
     security: str = "starttls"
     username: str = ""
-    credential_env: str = "PREFLIGHT_NOTIFIER_SMTP_PASSWORD"
     credential_file: str = ""
     sender: str = "preflight-notifier@localhost"
     ca_file: str = ""
@@ -84,7 +83,7 @@ class EmailSender:
         try:
             with self._connect(context) as smtp:
                 if s.username:
-                    password = read_secret(s.credential_env, s.credential_file)
+                    password = read_secret(s.credential_file)
                     if password is None:
                         return Outcome(Result.RETRY, error="SMTP password is not configured")
                     smtp.login(s.username, password.decode())

@@ -3,8 +3,8 @@
 See `routing/routing.yaml` (the default, shipped in the package) for the
 format: `deadlines` (thresholds per kind, the overdue repeat interval,
 `late_after`), `route` (the tree), `receivers` and `inhibit_rules`. Secrets
-are never in the file: a webhook names the environment variable or file
-holding its signing secret.
+are never in the file: a webhook names the file holding its signing secret
+(`secret_file`; `secret_env` is refused, a secret is never an environment variable).
 """
 
 from __future__ import annotations
@@ -170,14 +170,16 @@ def _channel(entry: Mapping[str, Any]) -> Channel | None:
         hook = _mapping(entry["webhook"], "webhook")
         if not str(hook.get("url", "")).startswith(("https://", "http://")):
             raise ValueError("webhook.url must be an http(s) URL")
-        if not hook.get("secret_env") and not hook.get("secret_file"):
+        if "secret_env" in hook:
             raise ValueError(
-                "webhook needs secret_env or secret_file (the secret itself never goes in this file)"
+                "webhook.secret_env is not accepted: a secret is never an environment variable; "
+                "name the file holding it in webhook.secret_file"
             )
+        if not hook.get("secret_file"):
+            raise ValueError("webhook needs secret_file (the secret itself never goes in this file)")
         return WebhookChannel(
             url=str(hook["url"]),
-            secret_env=str(hook.get("secret_env", "")),
-            secret_file=str(hook.get("secret_file", "")),
+            secret_file=str(hook["secret_file"]),
             timeout=_duration(hook.get("timeout", "10s"), "webhook.timeout"),
         )
     if "email" in entry:

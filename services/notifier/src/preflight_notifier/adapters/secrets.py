@@ -1,16 +1,14 @@
-"""Receivers' secrets come from the environment or from files, read when needed, never logged."""
+"""Receivers' secrets come from files, read when needed (a rotated secret is used at the next
+delivery), never logged; a secret is never an environment variable."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 
-def read_secret(env_name: str = "", file_path: str = "") -> bytes | None:
-    """The secret in environment variable `env_name`, else in the file at `file_path` (trailing
-    newline removed); None when neither is set or the file cannot be read."""
-    if env_name and (value := os.environ.get(env_name)):
-        return value.encode()
+def read_secret(file_path: str) -> bytes | None:
+    """The secret in the file at `file_path` (trailing newline removed); None when no file is
+    named or it cannot be read."""
     if file_path:
         try:
             return Path(file_path).read_bytes().rstrip(b"\r\n")

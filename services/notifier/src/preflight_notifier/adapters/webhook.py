@@ -52,7 +52,7 @@ class WebhookSender:
     async def send(self, receiver: Receiver, delivery: store.ClaimedDelivery) -> Outcome:
         channel = receiver.channel
         assert isinstance(channel, WebhookChannel)
-        secret = read_secret(channel.secret_env, channel.secret_file)
+        secret = read_secret(channel.secret_file)
         if secret is None:
             # Retried: fixing the deployment's secret within the retry window still delivers.
             return Outcome(Result.RETRY, error=f"receiver {receiver.name}: webhook secret is not configured")

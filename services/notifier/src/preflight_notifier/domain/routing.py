@@ -39,10 +39,9 @@ EACH_ALERT = "..."
 
 @dataclass(frozen=True)
 class WebhookChannel:
-    """POST the JSON digest to `url`, signed with the secret read from `secret_env` or `secret_file`."""
+    """POST the JSON digest to `url`, signed with the secret read from the file `secret_file`."""
 
     url: str
-    secret_env: str = ""
     secret_file: str = ""
     timeout: timedelta = timedelta(seconds=10)
 

@@ -28,6 +28,8 @@ MODEL_SERVER_PORT = 8000
 SCRATCH = "/scratch"
 # Where a worker finds the CA that verifies the services' gRPC TLS certificates.
 GRPC_CA_DIR = "/etc/preflight/grpc-ca"
+# The service token's Secret key is mounted here (read-only, mode 0440): never an environment variable.
+SERVICE_TOKEN_DIR = "/etc/preflight/service-token"  # noqa: S105 - a path, not a secret
 SERVED_MODEL = "weights"
 LABEL_PREFIX = "preflight.dev"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -155,7 +157,8 @@ def _telemetry_env(settings: ManifestSettings) -> list[dict[str, Any]]:
 
 
 def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
-    """The Job for `attempt`; no secret inline (the service token is a secretKeyRef)."""
+    """The Job for `attempt`; no secret inline nor in the environment (the service token is a file
+    of a Secret volume, PREFLIGHT_SERVICE_TOKEN_FILE)."""
     weights = attempt.access_kind == "weights"
     needs_gpu = weights or attempt.resources.gpu > 0
     job_labels = labels(attempt, settings)
@@ -163,12 +166,7 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         {"name": ASSIGNMENT_ENV, "value": attempt.assignment},
         {"name": "PREFLIGHT_INTAKE_TARGET", "value": settings.intake_target},
         {"name": "PREFLIGHT_BENCHMARK_TARGET", "value": settings.benchmark_target},
-        {
-            "name": "PREFLIGHT_SERVICE_TOKEN",
-            "valueFrom": {
-                "secretKeyRef": {"name": settings.service_token.name, "key": settings.service_token.key}
-            },
-        },
+        {"name": "PREFLIGHT_SERVICE_TOKEN_FILE", "value": f"{SERVICE_TOKEN_DIR}/token"},
         {"name": "HOME", "value": SCRATCH},
         {"name": "TMPDIR", "value": SCRATCH},
         {"name": "XDG_DATA_HOME", "value": f"{SCRATCH}/data"},
@@ -188,10 +186,22 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
     if attempt.resources.gpu > 0:
         worker_resources["limits"][GPU_RESOURCE] = str(attempt.resources.gpu)
         worker_resources["requests"][GPU_RESOURCE] = str(attempt.resources.gpu)
+    token = settings.service_token
     volumes: list[dict[str, Any]] = [
-        {"name": "scratch", "emptyDir": {"sizeLimit": settings.scratch_size_limit}}
+        {"name": "scratch", "emptyDir": {"sizeLimit": settings.scratch_size_limit}},
+        {
+            "name": "service-token",
+            "secret": {
+                "secretName": token.name,
+                "defaultMode": 0o440,
+                "items": [{"key": token.key, "path": "token"}],
+            },
+        },
     ]
-    worker_mounts: list[dict[str, Any]] = [{"name": "scratch", "mountPath": SCRATCH}]
+    worker_mounts: list[dict[str, Any]] = [
+        {"name": "scratch", "mountPath": SCRATCH},
+        {"name": "service-token", "mountPath": SERVICE_TOKEN_DIR, "readOnly": True},
+    ]
     init_containers: list[dict[str, Any]] = []
     store = settings.eval_logs
     if store.claim is not None:

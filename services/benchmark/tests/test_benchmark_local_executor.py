@@ -40,6 +40,8 @@ def attempt():
         blob = bytearray(spec["bytes"])
     if action == "env":
         pathlib.Path(spec["out"]).write_text(json.dumps(dict(os.environ)))
+    if action == "stdin":
+        pathlib.Path(spec["out"]).write_text(sys.stdin.read())
     if action == "pid":
         with open(spec["out"], "a") as out:
             out.write(f"{os.getpid()}\\n")
@@ -137,6 +139,19 @@ async def test_a_warm_worker_runs_attempts_one_after_another(tmp_path: Path) -> 
     finally:
         await executor.close()
     assert not alive(one)
+
+
+async def test_an_attempt_cannot_read_the_orders_of_its_worker(tmp_path: Path) -> None:
+    executor = local_executor(tmp_path, max_concurrency=1)
+    out, peek = tmp_path / "pids", tmp_path / "stdin"
+    try:
+        reading = await executor.run(attempt({"action": "stdin", "out": str(peek)}, timeout=15))
+        assert reading.end == AttemptEnd.EXITED
+        assert peek.read_text() == ""  # its standard input is /dev/null, not the order pipe
+        after = await executor.run(attempt({"action": "pid", "out": str(out)}, job="bj-2"))
+        assert after.end == AttemptEnd.EXITED
+    finally:
+        await executor.close()
 
 
 async def test_a_worker_that_dies_mid_attempt_is_replaced(tmp_path: Path) -> None:

@@ -70,13 +70,19 @@ def _answer(replies: TextIO, message: dict[str, Any]) -> None:
 
 def serve(run_attempt: Callable[[], int], preload: Callable[[], None] = lambda: None) -> int:
     """Run attempts read from standard input until it ends; returns the exit status (0)."""
+    # The pipes move to descriptors no child inherits: what an attempt starts (a suite's sandbox)
+    # can neither read the next order nor write an answer. Its standard input is /dev/null.
+    orders = os.fdopen(os.dup(0), "r", encoding="utf-8")
     replies = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     idle = os.dup(2)
     os.dup2(idle, 1)  # stray output between attempts goes to the worker's own log, not the pipe
     preload()
     _answer(replies, {READY: os.getpid()})
     base_env = dict(os.environ)
-    while line := sys.stdin.readline():
+    while line := orders.readline():
         request = json.loads(line)
         folder = Path(request["folder"])
         os.environ.clear()

@@ -6,7 +6,8 @@ handed to it over a pipe; a worker is replaced after `max_jobs_per_worker`
 attempts, and whenever it dies, hangs or is stopped. Each attempt gets its own
 folder (``<work_root>/<job id>/attempt-<n>/``) holding the assignment file, the
 worker's log of that attempt and Inspect's data and cache folders; each worker
-logs what it prints between attempts to ``<work_root>/workers/``.
+logs what it prints between attempts to ``<work_root>/workers/worker-<n>.log``
+and has its own data and cache folders beside it for what it does outside attempts.
 
 Limits, enforced from this side: at most `max_concurrency` attempts at once, and
 (when configured) only as many as the declared CPU and memory of the running
@@ -221,16 +222,20 @@ class LocalExecutor:
 
     async def _spawn(self) -> _Worker:
         logs = self._work_root / "workers"
-        logs.mkdir(parents=True, exist_ok=True)
+        name = f"worker-{next(self._spawned)}"
+        # Outside attempts (its imports), Inspect's data and cache folders are the worker's own.
+        home = logs / name
+        home.mkdir(parents=True, exist_ok=True)
+        env = {**self._env, "XDG_DATA_HOME": str(home / "data"), "XDG_CACHE_HOME": str(home / "cache")}
         ceiling = to_bytes(self._memory_limit) if self._memory_limit else None
-        with (logs / f"worker-{next(self._spawned)}.log").open("ab") as output:
+        with (logs / f"{name}.log").open("ab") as output:
             process = await asyncio.create_subprocess_exec(
                 *self._command,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=output,
-                cwd=logs,
-                env=self._env,
+                cwd=home,
+                env=env,
                 preexec_fn=lambda: _child_setup(ceiling),
                 start_new_session=True,
             )

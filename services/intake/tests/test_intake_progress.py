@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 from kafka import KafkaProducer
 from preflight.benchmark.v1 import events_pb2 as benchmark
 from preflight.intake.v1 import intake_pb2
-from preflight.sdk import Client
+from preflight.sdk import Client, FailedPrecondition, Unavailable
 from preflight_common.auth import Role
 from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings, Topics
@@ -188,3 +188,66 @@ def test_undecodable_records_go_to_the_dead_letter_topic_and_the_agent_goes_on(
         b"unknown ce_type 'nope'",
         b"poison event: planned_jobs must be at least 1",
     ]
+
+
+def test_a_credential_resolves_only_for_a_running_job_of_its_submission(
+    intake: Any,
+    producer: KafkaProducer,
+    eventually: Callable[..., None],
+    make_request: Callable[..., intake_pb2.SubmitModelRequest],
+    credential: str,
+) -> None:
+    topics = intake.settings.topics
+    with (
+        Client(intake.target, token=intake.token("alice", Role.LAB, "lab-a")) as lab,
+        Client(intake.target, token=intake.token("worker", Role.SERVICE, "preflight")) as worker,
+    ):
+        mine, other = (lab.submit(make_request("lab-a")).submission for _ in range(2))
+        ref, other_ref = (s.access.endpoint.credential_ref for s in (mine, other))
+        with pytest.raises(Unavailable):  # no job of this submission is known yet
+            worker.resolve_credential(ref, "job-mine")
+
+        def resolves(credential_ref: str, job_id: str) -> bool:
+            try:
+                return worker.resolve_credential(credential_ref, job_id) == credential
+            except Unavailable:
+                return False
+
+        publish(
+            producer,
+            topics.benchmark_jobs,
+            requested("job-mine", mine.submission_id, 1),
+            mine.submission_id,
+            "cred-1",
+        )
+        publish(
+            producer,
+            topics.benchmark_jobs,
+            requested("job-other", other.submission_id, 1),
+            other.submission_id,
+            "cred-2",
+        )
+        eventually(lambda: resolves(ref, "job-mine"), what="the credential for its submission's job")
+        eventually(lambda: resolves(other_ref, "job-other"), what="the other submission's job recorded")
+        # Another submission's running job opens no credential but its own.
+        with pytest.raises(Unavailable):
+            worker.resolve_credential(ref, "job-other")
+
+        publish(
+            producer,
+            topics.benchmark_results,
+            benchmark.BenchmarkCompleted(
+                job_id="job-mine", submission_id=mine.submission_id, suite_id="suite", attempt=1
+            ),
+            mine.submission_id,
+            "cred-3",
+        )
+
+        def retired() -> bool:
+            try:
+                worker.resolve_credential(ref, "job-mine")
+            except FailedPrecondition as exc:
+                return "the job has ended" in str(exc)
+            return False
+
+        eventually(retired, what="the credential refused once the job ended")

@@ -32,6 +32,7 @@ from preflight_intake.service_layer.handlers import (
     FailedPrecondition,
     Intake,
     NotFound,
+    NotYetKnown,
     PermissionDenied,
 )
 
@@ -43,6 +44,7 @@ _STATUS_CODES: dict[type[Exception], grpc.StatusCode] = {
     PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     Conflict: grpc.StatusCode.ALREADY_EXISTS,
     FailedPrecondition: grpc.StatusCode.FAILED_PRECONDITION,
+    NotYetKnown: grpc.StatusCode.UNAVAILABLE,
 }
 
 
@@ -153,7 +155,7 @@ async def _run(context: grpc.aio.ServicerContext, work: Callable[..., T], *args:
         return await asyncio.to_thread(work, *args)
     except InvalidRequest as exc:
         await invalid_argument(context, [(v.field, v.description) for v in exc.violations])
-    except (NotFound, PermissionDenied, Conflict, FailedPrecondition) as exc:
+    except (NotFound, PermissionDenied, Conflict, FailedPrecondition, NotYetKnown) as exc:
         await context.abort(_STATUS_CODES[type(exc)], str(exc))
     except ConcurrentUpdate:
         await context.abort(grpc.StatusCode.ABORTED, "the submission changed concurrently; retry")

@@ -8,9 +8,11 @@ committed state. After a commit that appended status history, the store's
 
 No lock of this process serialises the units of work. On PostgreSQL they run
 concurrently (unique keys and optimistic row versions settle races). SQLite has
-one writer per database: each unit of work starts with `BEGIN IMMEDIATE`, taking
-the write lock before its first read (waiting up to the busy timeout), so a
-read-then-write transaction never fails half-way on another connection's write.
+one writer per database: each unit of work starts with `BEGIN IMMEDIATE` right
+before its first statement, taking the write lock before its first read (waiting
+up to the busy timeout), so a read-then-write transaction never fails half-way
+on another connection's write; the Python work before that statement (encoding
+the event a submission queues first, say) does not hold the lock.
 
 The hot statements are built once (module level) and executed with their
 parameters, so SQLAlchemy compiles each once per engine (its compiled cache).
@@ -86,22 +88,33 @@ class StoredCredential:
 class Transaction:
     """One database transaction of the unit of work (see the module docstring)."""
 
-    def __init__(self, conn: Connection, keyring: Keyring, encode: EventEncoder) -> None:
+    def __init__(
+        self, conn: Connection, keyring: Keyring, encode: EventEncoder, *, begin: str | None = None
+    ) -> None:
         self._conn = conn
         self._keyring = keyring
         self._encode = encode
+        # Issued right before the first statement, so that the Python work before it (an event's
+        # encoding, say) runs before the database's write lock is taken.
+        self._begin = begin
         # Submissions whose status history this transaction appended to (told once it commits).
         self.changed: set[str] = set()
 
+    def _db(self) -> Connection:
+        if self._begin is not None:
+            self._conn.exec_driver_sql(self._begin)
+            self._begin = None
+        return self._conn
+
     def find(self, submission_id: str) -> Submission | None:
         s = t.submissions
-        row = self._conn.execute(select(s).where(s.c.submission_id == submission_id)).first()
+        row = self._db().execute(select(s).where(s.c.submission_id == submission_id)).first()
         return _submission(row) if row else None
 
     def find_by_key(self, submitted_by: str, idempotency_key: str) -> tuple[Submission, str] | None:
         """The submission made with this key by this principal, and its request digest."""
         s = t.submissions
-        row = self._conn.execute(
+        row = self._db().execute(
             select(s).where(s.c.submitted_by == submitted_by, s.c.idempotency_key == idempotency_key)
         ).first()
         return (_submission(row), row.request_digest) if row else None
@@ -115,7 +128,7 @@ class Transaction:
         transaction must then be abandoned.
         """
         try:
-            self._conn.execute(
+            self._db().execute(
                 _INSERT_SUBMISSION,
                 {**_columns(submission), "idempotency_key": idempotency_key, "request_digest": digest},
             )
@@ -126,7 +139,7 @@ class Transaction:
             if credential is None:
                 raise ValueError("an endpoint submission needs its credential")
             sealed = self._keyring.seal(credential, submission.submission_id)
-            self._conn.execute(
+            self._db().execute(
                 _INSERT_CREDENTIAL,
                 {
                     "credential_ref": submission.access.credential_ref,
@@ -141,7 +154,7 @@ class Transaction:
     def save(self, before: Submission, after: Submission) -> Submission:
         """Store `after` over `before`; raises ConcurrentUpdate if the row changed since `before` was read."""
         s = t.submissions
-        result = self._conn.execute(
+        result = self._db().execute(
             update(s)
             .where(s.c.submission_id == before.submission_id, s.c.row_version == before.row_version)
             .values(**{**_columns(after), "row_version": before.row_version + 1})
@@ -161,11 +174,11 @@ class Transaction:
         h = t.status_history
         last = 0
         if previous is not None:
-            last = self._conn.execute(
+            last = self._db().execute(
                 select(func.max(h.c.sequence)).where(h.c.submission_id == submission_id)
             ).scalar_one()
         change = StatusChange(submission_id, (last or 0) + 1, status, previous, at, cause[:300])
-        self._conn.execute(
+        self._db().execute(
             _INSERT_STATUS,
             {
                 "submission_id": submission_id,
@@ -182,16 +195,16 @@ class Transaction:
     def publish(self, event: Event) -> None:
         """Queue `event` in the outbox; the relay publishes it once this transaction commits."""
         topic, record = self._encode(event)
-        enqueue(self._conn, t.outbox, topic, record)
+        enqueue(self._db(), t.outbox, topic, record)
 
     def claim(self, consumer: str, event_id: str) -> bool:
         """Record that `consumer` applies `event_id` here; False if it already did."""
-        return claim_event(self._conn, t.processed_events, consumer, event_id)
+        return claim_event(self._db(), t.processed_events, consumer, event_id)
 
     def credential_matches(self, submission_id: str, credential: str) -> bool:
         """Whether the submission's sealed credential equals `credential` (constant-time)."""
         c = t.credentials
-        row = self._conn.execute(select(c).where(c.c.submission_id == submission_id)).first()
+        row = self._db().execute(select(c).where(c.c.submission_id == submission_id)).first()
         if row is None:
             return False
         stored = self._keyring.open(Sealed(row.key_id, row.nonce, row.ciphertext), submission_id)
@@ -199,7 +212,7 @@ class Transaction:
 
     def stored_credential(self, credential_ref: str) -> StoredCredential | None:
         c, s = t.credentials, t.submissions
-        row = self._conn.execute(
+        row = self._db().execute(
             select(c.c.submission_id, c.c.key_id, c.c.nonce, c.c.ciphertext, s.c.status)
             .join(s, s.c.submission_id == c.c.submission_id)
             .where(c.c.credential_ref == credential_ref)
@@ -216,13 +229,13 @@ class Transaction:
     def reseal(self, limit: int) -> int:
         """Re-encrypt up to `limit` credentials sealed with a key other than the active one."""
         c = t.credentials
-        rows = self._conn.execute(
+        rows = self._db().execute(
             select(c).where(c.c.key_id != self._keyring.active_key_id).limit(limit)
         ).all()
         for row in rows:
             clear = self._keyring.open(Sealed(row.key_id, row.nonce, row.ciphertext), row.submission_id)
             sealed = self._keyring.seal(clear, row.submission_id)
-            self._conn.execute(
+            self._db().execute(
                 update(c)
                 .where(c.c.credential_ref == row.credential_ref)
                 .values(key_id=sealed.key_id, nonce=sealed.nonce, ciphertext=sealed.ciphertext)
@@ -240,7 +253,7 @@ class Transaction:
         outcome: str,
         at: datetime,
     ) -> None:
-        self._conn.execute(
+        self._db().execute(
             insert(t.credential_access_log).values(
                 credential_ref=credential_ref[:200],
                 submission_id=submission_id,
@@ -266,9 +279,9 @@ class Transaction:
         """Note a benchmark job requested (one of `planned_jobs`, with `max_attempts`) or ended."""
         j = t.benchmark_jobs
         key = and_(j.c.submission_id == submission_id, j.c.job_id == job_id)
-        exists = self._conn.execute(select(j.c.job_id).where(key)).first()
+        exists = self._db().execute(select(j.c.job_id).where(key)).first()
         if exists is None:
-            self._conn.execute(
+            self._db().execute(
                 insert(j).values(
                     submission_id=submission_id,
                     job_id=job_id,
@@ -286,21 +299,29 @@ class Transaction:
         if ended_at is not None:
             values.update(ended_at=ended_at, outcome=outcome)
         if values:
-            self._conn.execute(update(j).where(key).values(**values))
+            self._db().execute(update(j).where(key).values(**values))
 
     def job_attempts(self, submission_id: str, job_id: str) -> int | None:
         """The `max_attempts` of this job of this submission (0: no bound known), or None when its
         request is not recorded."""
         j = t.benchmark_jobs
         key = and_(j.c.submission_id == submission_id, j.c.job_id == job_id, j.c.requested_at.is_not(None))
-        row = self._conn.execute(select(j.c.max_attempts).where(key)).first()
+        row = self._db().execute(select(j.c.max_attempts).where(key)).first()
         return None if row is None else int(row.max_attempts)
+
+    def job_running(self, submission_id: str, job_id: str) -> bool | None:
+        """Whether this job of this submission runs: True from its request until its end is
+        recorded, then False; None while intake knows nothing of it."""
+        j = t.benchmark_jobs
+        key = and_(j.c.submission_id == submission_id, j.c.job_id == job_id)
+        row = self._db().execute(select(j.c.ended_at).where(key)).first()
+        return None if row is None else row.ended_at is None
 
     def benchmarks_done(self, submission_id: str) -> bool:
         """Whether the submission's whole plan is known (as many requests seen as they say there
         are) and every job known has ended."""
         j = t.benchmark_jobs
-        known, requested, ended, planned = self._conn.execute(
+        known, requested, ended, planned = self._db().execute(
             select(
                 func.count(),
                 func.count(j.c.requested_at),
@@ -318,7 +339,7 @@ class IntakeStore:
         self.engine = engine
         self._keyring = keyring
         self._encode = encode
-        self._immediate = engine.dialect.name == "sqlite"
+        self._begin = "BEGIN IMMEDIATE" if engine.dialect.name == "sqlite" else None
         self.changes = StatusFeed()
 
     @contextmanager
@@ -326,10 +347,9 @@ class IntakeStore:
         """A unit of work: commits when the block ends normally, rolls back if it raises; once
         committed, the watches of the submissions whose status changed are told."""
         with self.engine.begin() as conn:
-            if self._immediate:
-                # The write lock now (see the module docstring); pysqlite then issues no BEGIN itself.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            tx = Transaction(conn, self._keyring, self._encode)
+            # SQLite: the write lock with the first statement (see the module docstring); pysqlite
+            # then issues no BEGIN of its own.
+            tx = Transaction(conn, self._keyring, self._encode, begin=self._begin)
             yield tx
         if tx.changed:
             self.changes.notify(tx.changed)

@@ -84,6 +84,10 @@ class FailedPrecondition(Exception):
     """The submission is not in a state that allows this."""
 
 
+class NotYetKnown(Exception):
+    """What the request names is not known here yet (an event about it may still be on its way)."""
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -140,13 +144,14 @@ class Intake:
         )
         try:
             with self._store.transaction() as tx:
+                # The event first: it is encoded before the transaction's first statement.
+                tx.publish(SubmissionReceived(submission))
                 tx.insert(
                     submission, idempotency_key=draft.idempotency_key, digest=digest, credential=credential
                 )
                 tx.append_status(
                     submission_id, Status.RECEIVED, None, now, f"submitted by {caller.principal_id}"
                 )
-                tx.publish(SubmissionReceived(submission))
         except DuplicateSubmission as duplicate:
             # The key is taken (by an earlier call, or a concurrent one that won the race).
             return self._replay_or_raise(caller, draft, digest, duplicate), True
@@ -235,7 +240,14 @@ class Intake:
         return self._store.history(submission_id, after_sequence)
 
     def resolve_credential(self, caller: Caller, credential_ref: str, job_id: str) -> str:
-        """Decrypt an endpoint credential for a benchmark job; every attempt is audit-logged."""
+        """Decrypt an endpoint credential for a benchmark job; every attempt is audit-logged.
+
+        Only for a job of the credential's submission that runs: one whose BenchmarkJobRequested
+        intake recorded and whose terminal event it has not. An ended job is FailedPrecondition;
+        a job id intake does not know for that submission is NotYetKnown (its request may still
+        be on the jobs topic: the worker asks again), so a worker token resolves no credential of
+        another submission, nor of a job that ended.
+        """
         validate_identifiers(credential_ref=credential_ref, job_id=job_id)
         denial: Exception | None = None
         with self._store.transaction() as tx:
@@ -248,6 +260,12 @@ class Intake:
                 denial = FailedPrecondition(
                     f"the submission is {stored.status.value}; its credential is retired"
                 )
+            else:
+                running = tx.job_running(stored.submission_id, job_id)
+                if running is None:
+                    denial = NotYetKnown("job_id: not a benchmark job of this credential's submission (yet)")
+                elif not running:
+                    denial = FailedPrecondition("job_id: the job has ended; its credential is retired")
             tx.log_credential_access(
                 credential_ref=credential_ref,
                 submission_id=stored.submission_id if stored else None,

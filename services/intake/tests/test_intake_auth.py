@@ -197,9 +197,8 @@ def test_only_service_principals_resolve_credentials_and_every_attempt_is_audite
     for role in ("lab_a", "reviewer", "admin"):
         with pytest.raises(PermissionDenied):
             clients[role].resolve_credential(ref, "job-x")
-    with pytest.raises(
-        Unavailable
-    ):  # a job intake does not know (tests/test_intake_progress.py: one it does)
+    # A job intake does not know for the submission (test_intake_progress.py: a running one).
+    with pytest.raises(Unavailable):
         clients["service"].resolve_credential(ref, "job-1")
     with pytest.raises(NotFound):
         clients["service"].resolve_credential("cred-unknown", "job-2")

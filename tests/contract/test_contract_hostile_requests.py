@@ -213,7 +213,7 @@ def _build(root: Path, env: pytest.MonkeyPatch) -> tuple[Served, TokenStore, lis
 
     intake_api, identity_api = IntakeServicer(i.intake), IdentityServicer(i.tokens)
     benchmark_api = BenchmarkServicer(b.store)
-    clearinghouse_api = ClearinghouseServicer(c.reviews, c.registry, stream_poll_interval=0.2)
+    clearinghouse_api = ClearinghouseServicer(c.reviews, c.registry, c.checkpoints, stream_poll_interval=0.2)
     notifier_api = NotifierServicer(n.engine, n.clock, stream_poll_interval=0.2)
     served: Served = {
         "intake": (

@@ -294,6 +294,7 @@ schema = {
                                     "findings",
                                     "alertsPrefix",
                                     "reviewAlerts",
+                                    "auditCheckpoints",
                                 ]
                             },
                             required=[
@@ -304,6 +305,7 @@ schema = {
                                 "findings",
                                 "alertsPrefix",
                                 "reviewAlerts",
+                                "auditCheckpoints",
                             ],
                         ),
                         "partitions": {"type": "integer", "minimum": 1},

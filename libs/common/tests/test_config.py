@@ -165,6 +165,7 @@ def test_topic_names_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
         "REVIEWS",
         "FINDINGS",
         "REVIEW_ALERTS",
+        "AUDIT_CHECKPOINTS",
     ):
         monkeypatch.delenv(f"PREFLIGHT_TOPIC_{field}", raising=False)
     monkeypatch.setenv("PREFLIGHT_TOPIC_REVIEW_ALERTS", "tenant-a.review-alerts")
@@ -178,6 +179,7 @@ def test_topic_names_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
         "preflight.reviews.v1",
         "preflight.findings.v1",
         "tenant-a.review-alerts",
+        "preflight.audit-checkpoints.v1",
     ]
     assert Topics.dlq(topics.submissions) == "preflight.submissions.v1.dlq"
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -18,11 +22,12 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.identity.v1 import identity_pb2_grpc
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.intake.v1 import submission_pb2
-from preflight_clearinghouse.adapters import protos
+from preflight_clearinghouse.adapters import protos, schema
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.adapters.store import UnitOfWork
 from preflight_clearinghouse.bootstrap import Components, build
 from preflight_clearinghouse.config import ClearinghouseSettings
+from preflight_clearinghouse.domain.audit import GENESIS, entry_hash
 from preflight_clearinghouse.domain.findings import (
     AffectedProduct,
     CodeLocation,
@@ -49,7 +54,7 @@ from preflight_common.auth import (
 from preflight_common.auth import Role as AuthRole
 from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server
-from sqlalchemy import MetaData
+from sqlalchemy import Engine, MetaData, delete, select, update
 
 START = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 V31 = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
@@ -377,3 +382,44 @@ def issue_report(components: Components, submission_id: str, organisation: str) 
     for suite, capability, metric in SUITES:
         ended, _ = protos.completed_job(completed(submission_id, suite, capability, metric, 0.9))
         reviews.job_ended(f"{submission_id}/{suite}/ended", submission_id, ended)
+
+
+def recompute_audit_chain(engine: Engine) -> None:
+    """What whoever holds the database can do: rehash every audit entry from its stored content and
+    move the head to the new last hash, so that the chain is consistent with itself again."""
+    log = schema.audit_log
+    with engine.begin() as conn:
+        prev, seq = GENESIS, 0
+        for row in conn.execute(select(log).order_by(log.c.seq)).all():
+            digest = entry_hash(
+                prev,
+                seq=row.seq,
+                at=row.at if row.at.tzinfo else row.at.replace(tzinfo=UTC),
+                actor=row.actor,
+                action=row.action,
+                subject_kind=row.subject_kind,
+                subject_id=row.subject_id,
+                details=json.loads(row.details),
+            )
+            conn.execute(update(log).where(log.c.seq == row.seq).values(prev_hash=prev, hash=digest))
+            prev, seq = digest, row.seq
+        conn.execute(update(schema.audit_head).values(seq=seq, hash=prev))
+
+
+def truncate_audit_log(engine: Engine, keep: int) -> None:
+    """Delete the audit entries after `keep` and move the head back to the last one kept."""
+    with engine.begin() as conn:
+        conn.execute(delete(schema.audit_log).where(schema.audit_log.c.seq > keep))
+    recompute_audit_chain(engine)
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the `preflight-clearinghouse` console script with `env` added to this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "preflight_clearinghouse.entrypoints.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )

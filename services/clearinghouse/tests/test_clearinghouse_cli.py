@@ -3,32 +3,26 @@
 from __future__ import annotations
 
 import base64
-import os
-import subprocess
-import sys
+import json
 from pathlib import Path
 
 import pytest
-from clearinghouse_support import REVIEWER, ManualClock, make_components, report_input
+from clearinghouse_support import (
+    REVIEWER,
+    ManualClock,
+    cli,
+    make_components,
+    report_input,
+    truncate_audit_log,
+)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from preflight_clearinghouse.adapters import schema
-from preflight_clearinghouse.adapters.signing import ReportSigner
+from preflight_clearinghouse.adapters.signing import ReportSigner, generate_key
 from preflight_common.config import ConfigError
 from sqlalchemy import update
 
 # Each test starts the console script as a process.
 pytestmark = pytest.mark.slow
-
-
-def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "preflight_clearinghouse.entrypoints.cli", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=120,
-        check=False,
-    )
 
 
 def test_help_names_every_command() -> None:
@@ -72,13 +66,45 @@ def test_verify_audit_exits_1_when_an_entry_was_altered(tmp_path: Path) -> None:
     components = make_components(url, tmp_path, ReportSigner(Ed25519PrivateKey.generate()), ManualClock())
     components.registry.report(REVIEWER, report_input())
     components.registry.report(REVIEWER, report_input(title="another"))
-    intact = cli("verify-audit", env=env)
+    intact = cli("verify-audit", "--no-checkpoint", env=env)
     assert intact.returncode == 0 and "2 entries" in intact.stdout
     with components.engine.begin() as conn:
         conn.execute(update(schema.audit_log).where(schema.audit_log.c.seq == 1).values(details="{}"))
     components.engine.dispose()
-    broken = cli("verify-audit", env=env)
+    broken = cli("verify-audit", "--no-checkpoint", env=env)
     assert broken.returncode == 1 and "entry 1" in broken.stderr
+
+
+def checkpoint_file(path: Path, body: bytes, signature: bytes) -> Path:
+    """A checkpoint file: the base64 of a signed body and its signature."""
+    encoded = {"body": base64.b64encode(body).decode(), "signature": base64.b64encode(signature).decode()}
+    path.write_text(json.dumps(encoded))
+    return path
+
+
+def test_verify_audit_checks_against_a_signed_checkpoint_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ch.db'}"
+    key = generate_key()
+    env = {"PREFLIGHT_DATABASE_URL": url, "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY": key}
+    components = make_components(url, tmp_path, ReportSigner.from_setting(key), ManualClock())
+    for title in ("one", "two", "three"):
+        components.registry.report(REVIEWER, report_input(title=title))
+    signed = components.checkpoints.publish_if_due()
+    assert signed is not None
+    checkpoint = checkpoint_file(tmp_path / "checkpoint.json", signed.body, signed.signature)
+    intact = cli("verify-audit", "--checkpoint", str(checkpoint), env=env)
+    assert intact.returncode == 0 and "matching the signed checkpoint" in intact.stdout
+
+    truncate_audit_log(components.engine, keep=2)
+    components.engine.dispose()
+    assert cli("verify-audit", "--no-checkpoint", env=env).returncode == 0  # the chain alone looks intact
+    truncated = cli("verify-audit", "--checkpoint", str(checkpoint), env=env)
+    assert truncated.returncode == 1 and "truncated" in truncated.stderr
+
+    other = ReportSigner.from_setting(generate_key())
+    forged = checkpoint_file(tmp_path / "forged.json", signed.body, other.sign(signed.body))
+    refused = cli("verify-audit", "--checkpoint", str(forged), env=env)
+    assert refused.returncode == 2 and "checkpoint_signature" in refused.stderr
 
 
 def test_a_bad_setting_is_a_configuration_error_naming_the_variable(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import replace
 from datetime import timedelta
 
@@ -24,7 +25,15 @@ from clearinghouse_support import (
     source,
 )
 from preflight_clearinghouse.domain import lifecycle
-from preflight_clearinghouse.domain.audit import GENESIS, AuditEntry, entry_hash, verify_chain
+from preflight_clearinghouse.domain.audit import (
+    GENESIS,
+    AuditEntry,
+    Checkpoint,
+    checkpoint_body,
+    checkpoint_from_body,
+    entry_hash,
+    verify_chain,
+)
 from preflight_clearinghouse.domain.errors import InvalidInput, PreconditionFailed
 from preflight_clearinghouse.domain.findings import (
     CandidateInput,
@@ -40,6 +49,7 @@ from preflight_clearinghouse.domain.policy import PolicyError, RiskPolicy
 from preflight_clearinghouse.domain.reports import (
     JobRecord,
     ReviewState,
+    Supersedes,
     TaskResult,
     compute_report,
     content_from_body,
@@ -331,11 +341,40 @@ def test_a_report_body_round_trips_and_its_hash_is_content_only() -> None:
     )
     content = compute_report(state, POLICY)
     body = report_body(
-        report_id="r", submission_id="s", version=1, content=content, issued_at=START, signing_key_id="k"
+        report_id="r",
+        submission_id="s",
+        version=1,
+        organisation="lab-xq7",
+        content=content,
+        issued_at=START,
+        signing_key_id="k",
+        supersedes=None,
+        audit_checkpoint=Checkpoint(0, GENESIS, START),
     )
     assert content_from_body(body) == content
     assert hashlib.sha256(body).hexdigest() != content.content_hash()
     assert compute_report(state, POLICY).content_hash() == content.content_hash()
+
+
+def test_the_signed_report_body_names_the_lab_the_superseded_version_and_the_audit_head() -> None:
+    state = ReviewState(
+        "s", (job("a", "detect", outcome="completed", tasks=(TaskResult("t", "accuracy", 0.7, 0, 5),)),)
+    )
+    body = report_body(
+        report_id="r2",
+        submission_id="s",
+        version=2,
+        organisation="lab-xq7",
+        content=compute_report(state, POLICY),
+        issued_at=START,
+        signing_key_id="k",
+        supersedes=Supersedes("r1", 1, "d" * 64),
+        audit_checkpoint=Checkpoint(7, "a" * 64, START),
+    )
+    signed = json.loads(body)
+    assert signed["organisation"] == "lab-xq7"
+    assert signed["supersedes"] == {"report_id": "r1", "version": 1, "digest": "d" * 64}
+    assert checkpoint_from_body(body) == Checkpoint(7, "a" * 64, START)
 
 
 @pytest.mark.parametrize(
@@ -390,6 +429,49 @@ def test_the_audit_chain_detects_altered_removed_and_truncated_entries() -> None
     removed = [*entries[:2], *entries[3:]]
     assert verify_chain(removed, 5, entries[-1].hash).first_bad_seq == 3
     assert not verify_chain(entries[:4], 5, entries[-1].hash).ok
+
+
+def recomputed(entries: list[AuditEntry]) -> list[AuditEntry]:
+    """The chain rebuilt over the entries' (possibly altered) contents, as whoever holds the
+    database can: every hash consistent again."""
+    rebuilt, prev = [], GENESIS
+    for e in entries:
+        digest = entry_hash(
+            prev,
+            seq=e.seq,
+            at=e.at,
+            actor=e.actor,
+            action=e.action,
+            subject_kind=e.subject_kind,
+            subject_id=e.subject_id,
+            details=e.details,
+        )
+        rebuilt.append(replace(e, prev_hash=prev, hash=digest))
+        prev = digest
+    return rebuilt
+
+
+def test_a_signed_checkpoint_catches_a_truncated_or_recomputed_chain_that_looks_intact() -> None:
+    entries = chain(5)
+    checkpoint = checkpoint_from_body(checkpoint_body(Checkpoint(4, entries[3].hash, START), "k"))
+    assert checkpoint == Checkpoint(4, entries[3].hash, START)
+    intact = verify_chain(entries, 5, entries[-1].hash, checkpoint)
+    assert (intact.ok, intact.checkpoint_seq) == (True, 4)
+
+    truncated = entries[:3]  # the tail removed and the head moved back
+    assert verify_chain(truncated, 3, truncated[-1].hash).ok
+    verdict = verify_chain(truncated, 3, truncated[-1].hash, checkpoint)
+    assert (verdict.ok, verdict.first_bad_seq) == (False, 4)
+    assert "truncated" in verdict.problem
+
+    rewritten = recomputed([*entries[:1], replace(entries[1], actor="someone-else"), *entries[2:]])
+    assert verify_chain(rewritten, 5, rewritten[-1].hash).ok
+    verdict = verify_chain(rewritten, 5, rewritten[-1].hash, checkpoint)
+    assert (verdict.ok, verdict.first_bad_seq) == (False, 4)
+    assert "rewritten" in verdict.problem
+
+    with pytest.raises(ValueError, match="no well-formed audit checkpoint"):
+        checkpoint_from_body(b'{"schema": "preflight.audit-checkpoint/1", "seq": -1}')
 
 
 def test_cvss_4_takes_precedence_in_the_severity() -> None:

@@ -22,10 +22,12 @@ from clearinghouse_support import (
     SUITES,
     LoopbackServer,
     candidate,
+    cli,
     completed,
     job_requested,
     start_identity,
     submission_received,
+    truncate_audit_log,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.message import Message
@@ -34,19 +36,28 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
-from preflight_clearinghouse.adapters.signing import ReportSigner
+from preflight_clearinghouse.adapters.signing import ReportSigner, generate_key
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.entrypoints.server import serve
 from preflight_common.auth import Principal, Role
 from preflight_common.bus import SOURCES, owner_of, service_grants, service_principal
 from preflight_common.config import KafkaSettings, Topics
+from preflight_common.db import make_engine
 from preflight_common.envelope import EventRegistry, decode_record, encode_event, headers_dict
 from preflight_common.producer import EventPublisher
 from preflight_common.signing import verify_signature
 from preflight_common.testing.fixtures import PrincipalFactory, TopicFactory
+from preflight_common.testing.rpc import field_violations
 from preflight_common.topics import TopicSpec, ensure_topics
 
-OUTPUT = EventRegistry([ch_events.ReviewReportReady, ch_events.FindingPublished, ch_events.FindingUpdated])
+OUTPUT = EventRegistry(
+    [
+        ch_events.ReviewReportReady,
+        ch_events.FindingPublished,
+        ch_events.FindingUpdated,
+        ch_events.AuditCheckpoint,
+    ]
+)
 WAIT = 25.0
 VALUES = {"cyber.vuln-detect": 0.9, "cyber.exploit": 0.2, "cyber.knowledge": 0.5, "cyber.discovery": 0.6}
 
@@ -113,7 +124,7 @@ def topics(unique_topic: TopicFactory, kafka_settings: KafkaSettings) -> Topics:
     consumed = {
         field: unique_topic(f"ch-{field}") for field in ("submissions", "benchmark_jobs", "benchmark_results")
     }
-    produced = {field: unique_topic(f"ch-{field}") for field in ("reviews", "findings")}
+    produced = {field: unique_topic(f"ch-{field}") for field in ("reviews", "findings", "audit_checkpoints")}
     twins = [TopicSpec(Topics.dlq(name), partitions=1) for name in consumed.values()]
     ensure_topics(kafka_settings, twins)
     return Topics(**consumed, **produced)
@@ -396,3 +407,65 @@ def test_forged_benchmark_results_issue_no_report_and_are_dead_lettered(
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         forgery.close()
+
+
+def test_verify_audit_reads_the_last_signed_checkpoint_from_the_topic_and_catches_tampering(
+    kafka_settings: KafkaSettings, clearinghouse_kafka: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    loopback = LoopbackServer()
+    identity = start_identity(loopback, tmp_path)
+    settings = replace(
+        clearinghouse_settings(clearinghouse_kafka, topics, tmp_path, identity.target),
+        checkpoint_interval=0.2,
+    )
+    key = generate_key()
+    running = Running(settings, ReportSigner.from_setting(key), identity.service_token)
+    publisher = EventPublisher(kafka_settings, source=SOURCES["benchmark"])
+    channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+    stub = clearinghouse_pb2_grpc.ClearinghouseServiceStub(channel)
+    reviewer = (("authorization", f"Bearer {identity.token(REVIEWER)}"),)
+    try:
+        publish_all(publisher, topics, review_events(topics, "sub-a"))
+        first(records(kafka_settings, topics.reviews), lambda p: isinstance(p, ch_events.ReviewReportReady))
+        entries = stub.VerifyAuditLog(pb.VerifyAuditLogRequest(), metadata=reviewer).entries
+        # Published by the process itself, over the relay: the checkpoint of the head as it stands.
+        checkpoint = first(
+            records(kafka_settings, topics.audit_checkpoints),
+            lambda p: isinstance(p, ch_events.AuditCheckpoint) and p.sequence == entries,
+        )
+        assert isinstance(checkpoint, ch_events.AuditCheckpoint)
+        request = pb.VerifyAuditLogRequest(
+            checkpoint_body=checkpoint.body, checkpoint_signature=checkpoint.signature
+        )
+        verdict = stub.VerifyAuditLog(request, metadata=reviewer)
+        assert (verdict.ok, verdict.checkpoint_sequence) == (True, entries)
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.VerifyAuditLog(
+                pb.VerifyAuditLogRequest(checkpoint_body=b"{}", checkpoint_signature=checkpoint.signature),
+                metadata=reviewer,
+            )
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert set(field_violations(caught.value)) == {"checkpoint_signature"}
+    finally:
+        channel.close()
+        publisher.close()
+        running.stop()
+        loopback.close()
+    assert running.error is None
+
+    env = {
+        **clearinghouse_kafka.env(),
+        "PREFLIGHT_DATABASE_URL": settings.database_url,
+        "PREFLIGHT_TOPIC_AUDIT_CHECKPOINTS": topics.audit_checkpoints,
+        "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY": key,
+    }
+    intact = cli("verify-audit", env=env)
+    assert intact.returncode == 0 and f"at entry {entries}" in intact.stdout, intact.stderr
+    engine = make_engine(settings.database_url)
+    try:
+        truncate_audit_log(engine, keep=entries - 1)
+        assert cli("verify-audit", "--no-checkpoint", env=env).returncode == 0  # blind without one
+        truncated = cli("verify-audit", env=env)
+        assert truncated.returncode == 1 and "truncated" in truncated.stderr
+    finally:
+        engine.dispose()

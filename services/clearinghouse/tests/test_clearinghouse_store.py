@@ -24,8 +24,10 @@ from clearinghouse_support import (
     completed,
     failed,
     job_requested,
+    recompute_audit_chain,
     report_input,
     submission_received,
+    truncate_audit_log,
 )
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
@@ -53,7 +55,12 @@ from preflight_common.signing import verify_signature
 from sqlalchemy import delete, func, select, text, update
 
 OUTBOX_TYPES = EventRegistry(
-    [ch_events.ReviewReportReady, ch_events.FindingPublished, ch_events.FindingUpdated]
+    [
+        ch_events.ReviewReportReady,
+        ch_events.FindingPublished,
+        ch_events.FindingUpdated,
+        ch_events.AuditCheckpoint,
+    ]
 )
 VALUES = {"cyber.vuln-detect": 0.70, "cyber.exploit": 0.30, "cyber.knowledge": 0.95, "cyber.discovery": 0.50}
 
@@ -150,6 +157,7 @@ def test_a_result_before_its_request_is_refused_until_the_request_is_recorded(
     events = review_events("sub-2")
     ends = [e for e in events if "/end" in e[0]]
     requests = [e for e in events if "/req" in e[0]]
+    run_events(components, events[:1])  # SubmissionReceived
     with pytest.raises(UnexplainedOutcome):
         run_events(components, ends[:1])
     assert count(components, schema.jobs) == 0  # nothing kept of an outcome of no planned job
@@ -164,6 +172,7 @@ def test_a_result_before_its_request_is_refused_until_the_request_is_recorded(
 
 def test_an_interleaved_fan_out_gets_one_report_once_the_whole_plan_has_ended(components: Components) -> None:
     events = review_events("sub-5")
+    run_events(components, events[:1])  # SubmissionReceived
     # The requests and results topics are read independently: after each pair, every job known
     # so far has ended, but the requests say the plan has four.
     for request, end in zip(events[1:5], events[5:], strict=True):
@@ -242,6 +251,7 @@ def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version
     run_events(
         components,
         [
+            ("rcv", submission_received(sub, "lab-xq7")),
             ("r1", job_requested(sub, s1, c1, planned_jobs=2)),
             ("r2", job_requested(sub, s2, c2, planned_jobs=2)),
             ("e1", completed(sub, s1, c1, m1, 0.9)),
@@ -262,6 +272,26 @@ def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version
     assert latest.record.version == 2 and not latest.record.superseded
     again = components.reviews.get_report(REVIEWER, first.record.report_id, "", 0)
     assert again.record.body == first.record.body and again.record.superseded
+    # What GetReport shows of the lab and of superseding is signed: the lab in every version, the
+    # superseded version (with its digest) in the version that supersedes it.
+    signed_first, signed_latest = json.loads(first.record.body), json.loads(latest.record.body)
+    assert signed_first["organisation"] == signed_latest["organisation"] == "lab-xq7"
+    assert signed_first["supersedes"] is None
+    assert signed_latest["supersedes"] == {
+        "report_id": first.record.report_id,
+        "version": 1,
+        "digest": first.record.digest,
+    }
+
+
+def test_a_report_waits_for_its_submission_so_that_it_can_name_the_lab(components: Components) -> None:
+    events = review_events("sub-late", organisation="lab-yz3")
+    run_events(components, events[1:])  # every job ended, SubmissionReceived not read yet
+    assert count(components, schema.reports) == 0
+    run_events(components, events[:1])
+    [(_topic, ready)] = outbox(components)
+    assert isinstance(ready, ch_events.ReviewReportReady)
+    assert ready.organisation == "lab-yz3" == json.loads(ready.body)["organisation"]
 
 
 def test_labs_read_only_their_own_reports_and_reviewers_annotate_them(components: Components) -> None:
@@ -289,7 +319,7 @@ def test_labs_read_only_their_own_reports_and_reviewers_annotate_them(components
         components.reviews.reissue(REVIEWER, "no-such-submission", "policy update")
     reissued = components.reviews.reissue(REVIEWER, "sub-4", "policy update")
     assert reissued.record.version == 2
-    assert components.registry.verify_audit_log(ADMIN).ok
+    assert components.checkpoints.verify(ADMIN).ok
 
 
 def test_candidate_findings_are_confidential_to_reviewers_and_their_lab(components: Components) -> None:
@@ -480,20 +510,65 @@ def test_pages_cover_every_visible_finding_once(components: Components) -> None:
 def test_altering_or_deleting_one_audit_row_is_detected(components: Components) -> None:
     for i in range(3):
         components.registry.report(REVIEWER, report_input(title=f"t{i}"))
-    assert components.registry.verify_audit_log(REVIEWER).ok
+    assert components.checkpoints.verify(REVIEWER).ok
     log = schema.audit_log
     with components.engine.begin() as conn:
         conn.execute(update(log).where(log.c.seq == 2).values(actor="someone-else"))
-    verdict = components.registry.verify_audit_log(REVIEWER)
+    verdict = components.checkpoints.verify(REVIEWER)
     assert (verdict.ok, verdict.first_bad_seq) == (False, 2)
     with components.engine.begin() as conn:
         conn.execute(update(log).where(log.c.seq == 2).values(actor=REVIEWER.principal_id))
-    assert components.registry.verify_audit_log(REVIEWER).ok
+    assert components.checkpoints.verify(REVIEWER).ok
     with components.engine.begin() as conn:
         conn.execute(delete(log).where(log.c.seq == 3))
-    assert not components.registry.verify_audit_log(REVIEWER).ok
+    assert not components.checkpoints.verify(REVIEWER).ok
     with pytest.raises(PermissionDenied):
-        components.registry.verify_audit_log(OP_A)
+        components.checkpoints.verify(OP_A)
+
+
+def published_checkpoint(components: Components) -> ch_events.AuditCheckpoint:
+    """The last AuditCheckpoint the outbox holds."""
+    checkpoints = [p for _t, p in outbox(components) if isinstance(p, ch_events.AuditCheckpoint)]
+    assert checkpoints, "no checkpoint in the outbox"
+    return checkpoints[-1]
+
+
+def test_a_signed_checkpoint_detects_truncation_and_a_recomputed_chain_the_chain_alone_calls_intact(
+    components: Components, clock: ManualClock
+) -> None:
+    for i in range(4):
+        components.registry.report(REVIEWER, report_input(title=f"t{i}"))
+    signed = components.checkpoints.publish_if_due()
+    assert signed is not None and components.checkpoints.publish_if_due() is None  # nothing moved
+    event = published_checkpoint(components)
+    assert (event.sequence, event.body, event.signature) == (4, signed.body, signed.signature)
+    intact = components.checkpoints.verify(REVIEWER, event.body, event.signature)
+    assert (intact.ok, intact.checkpoint_seq) == (True, 4)
+    # A checkpoint signed by another key, or that is no checkpoint, is refused naming the field.
+    with pytest.raises(InvalidInput, match="checkpoint_signature"):
+        components.checkpoints.verify(REVIEWER, event.body, bytes(64))
+    log = schema.audit_log
+
+    # Truncation: the last entry deleted and the head moved back.
+    truncate_audit_log(components.engine, keep=3)
+    assert components.checkpoints.verify(REVIEWER).ok
+    truncated = components.checkpoints.verify(REVIEWER, event.body, event.signature)
+    assert (truncated.ok, truncated.first_bad_seq) == (False, 4) and "truncated" in truncated.problem
+
+    # Rewriting: an entry altered, the chain and head recomputed, the length made up again.
+    components.registry.report(REVIEWER, report_input(title="filler"))
+    with components.engine.begin() as conn:
+        conn.execute(update(log).where(log.c.seq == 2).values(actor="someone-else"))
+    recompute_audit_chain(components.engine)
+    assert components.checkpoints.verify(REVIEWER).ok
+    rewritten = components.checkpoints.verify(REVIEWER, event.body, event.signature)
+    assert (rewritten.ok, rewritten.first_bad_seq) == (False, 4) and "rewritten" in rewritten.problem
+
+    # The checkpoint each signed report carries serves the same way.
+    clock.advance(timedelta(minutes=1))
+    run_events(components, review_events("sub-cp"))
+    ready = next(p for _t, p in outbox(components) if isinstance(p, ch_events.ReviewReportReady))
+    assert components.checkpoints.verify(REVIEWER, ready.body, ready.signature).checkpoint_seq >= 5
 
 
 def test_the_submission_events_record_consent(components: Components) -> None:

@@ -42,6 +42,8 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ $k.topics.names.alertsPrefix | quote }}
 - name: PREFLIGHT_TOPIC_REVIEW_ALERTS
   value: {{ $k.topics.names.reviewAlerts | quote }}
+- name: PREFLIGHT_TOPIC_AUDIT_CHECKPOINTS
+  value: {{ $k.topics.names.auditCheckpoints | quote }}
 {{- end -}}
 
 {{- define "preflight.env.topics" -}}

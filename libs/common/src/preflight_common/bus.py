@@ -46,6 +46,7 @@ OWNERS: Final[Mapping[str, str]] = {
     "reviews": "clearinghouse",
     "findings": "clearinghouse",
     "review_alerts": "notifier",
+    "audit_checkpoints": "clearinghouse",
 }
 """The service that owns (alone writes) each topic of `Topics`, by field name."""
 
@@ -55,7 +56,8 @@ ALERTS_OWNER: Final = "notifier"
 CONSUMES: Final[Mapping[str, tuple[str, ...]]] = {
     "intake": ("benchmark_jobs", "benchmark_results", "reviews"),
     "benchmark": ("submissions",),
-    "clearinghouse": ("submissions", "benchmark_jobs", "benchmark_results"),
+    # The audit checkpoints: `preflight-clearinghouse verify-audit` reads the last one back.
+    "clearinghouse": ("submissions", "benchmark_jobs", "benchmark_results", "audit_checkpoints"),
     "notifier": ("submissions", "reviews", "findings"),
 }
 """The topics (by `Topics` field name) each service consumes."""

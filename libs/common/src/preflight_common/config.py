@@ -307,6 +307,8 @@ class Topics:
     # Review-deadline alerts name a lab and its release plan: for labs' and reviewers' systems
     # only, never granted to operators.
     review_alerts: str = "preflight.review-alerts.v1"
+    # Signed checkpoints of the clearinghouse's audit chain head, kept outside its database.
+    audit_checkpoints: str = "preflight.audit-checkpoints.v1"
 
     @classmethod
     def from_env(cls) -> Topics:

@@ -56,6 +56,7 @@ REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
         "signature",
         "signing_key_id",
     ),
+    "preflight.clearinghouse.v1.AuditCheckpoint": ("head_hash", "at", "signing_key_id", "body", "signature"),
     "preflight.clearinghouse.v1.FindingPublished": _FINDING,
     "preflight.clearinghouse.v1.FindingUpdated": _FINDING,
     "preflight.notifier.v1.Alert": ("alert_id", "kind", "subject_id", "fired_at", "tlp"),

@@ -1,9 +1,9 @@
 """Verifying the clearinghouse's signed review reports (Ed25519), for every service that trusts one.
 
 A report's signature covers its body: the canonical JSON the clearinghouse signs, which names the
-report, its submission, its version and the signing key. `report_refusal` holds a report event to
-all of it, so neither a bogus signature nor a genuine body announced as another report or
-submission is taken for the real thing.
+report, its submission, the submitting lab's organisation, its version and the signing key.
+`report_refusal` holds a report event to all of it, so neither a bogus signature nor a genuine body
+announced as another report, submission or lab is taken for the real thing.
 """
 
 from __future__ import annotations

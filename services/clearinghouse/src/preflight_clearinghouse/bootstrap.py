@@ -23,6 +23,7 @@ from preflight_clearinghouse.adapters.store import Store
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.domain.exports import Exporter, ExportFormat
 from preflight_clearinghouse.domain.policy import PolicyError, RiskPolicy
+from preflight_clearinghouse.service_layer.checkpoints import AuditCheckpoints
 from preflight_clearinghouse.service_layer.registry import Clock, FindingRegistry
 from preflight_clearinghouse.service_layer.reviews import ReviewService, Signer
 
@@ -43,6 +44,7 @@ class Components:
     store: Store
     reviews: ReviewService
     registry: FindingRegistry
+    checkpoints: AuditCheckpoints
 
 
 def migrate(database_url: str) -> None:
@@ -69,12 +71,16 @@ def load_policy(path: Path | None) -> RiskPolicy:
         raise ConfigError(f"risk policy {path or '(shipped)'}: {exc}") from None
 
 
-def signer_from_env(settings: ClearinghouseSettings) -> ReportSigner:
-    """The key of PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY, or the embedded default key file in the state dir."""
+def signer_from_env(settings: ClearinghouseSettings, *, create: bool = True) -> ReportSigner:
+    """The key of PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY, or the embedded default key file in the state dir
+    (created when missing, unless `create` is False: then a missing file is a ConfigError)."""
     configured = env(SIGNING_KEY_VARIABLE, "")
     if configured:
         return ReportSigner.from_setting(configured, settings.signing_key_id)
-    return ReportSigner.from_file_or_new(settings.state_dir / "signing-key.pem", settings.signing_key_id)
+    default = settings.state_dir / "signing-key.pem"
+    if not create and not default.exists():
+        raise ConfigError(f"{SIGNING_KEY_VARIABLE} is not set and there is no key file {default}")
+    return ReportSigner.from_file_or_new(default, settings.signing_key_id)
 
 
 def version() -> str:
@@ -93,4 +99,4 @@ def build(settings: ClearinghouseSettings, signer: Signer, *, clock: Clock = utc
     }
     registry = FindingRegistry(store, clock, exporters)
     reviews = ReviewService(store, load_policy(settings.policy_file), signer, registry, clock)
-    return Components(settings, engine, store, reviews, registry)
+    return Components(settings, engine, store, reviews, registry, AuditCheckpoints(store, signer, clock))

@@ -38,6 +38,8 @@ class ClearinghouseSettings:
     relay_interval: float = 0.2
     stream_poll_interval: float = 0.5
     embargo_interval: float = 30.0
+    # How often the audit chain head is checked and, when it moved, a signed checkpoint published.
+    checkpoint_interval: float = 60.0
     auth_cache_ttl: float = INTROSPECTION_CACHE_TTL
     shutdown_grace: float = 10.0
     # How long a benchmark outcome waits for its job's BenchmarkJobRequested before it is refused.
@@ -67,6 +69,9 @@ class ClearinghouseSettings:
                 "PREFLIGHT_CLEARINGHOUSE_STREAM_POLL_INTERVAL", cls.stream_poll_interval
             ),
             embargo_interval=env_positive("PREFLIGHT_CLEARINGHOUSE_EMBARGO_INTERVAL", cls.embargo_interval),
+            checkpoint_interval=env_positive(
+                "PREFLIGHT_CLEARINGHOUSE_CHECKPOINT_INTERVAL", cls.checkpoint_interval
+            ),
             auth_cache_ttl=env_positive("PREFLIGHT_CLEARINGHOUSE_AUTH_CACHE_TTL", cls.auth_cache_ttl),
             shutdown_grace=env_positive("PREFLIGHT_CLEARINGHOUSE_SHUTDOWN_GRACE", cls.shutdown_grace),
             plan_wait=env_positive("PREFLIGHT_CLEARINGHOUSE_PLAN_WAIT", cls.plan_wait),

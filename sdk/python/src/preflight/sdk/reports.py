@@ -1,8 +1,9 @@
 """Verifying a signed review report, for a lab, an auditor, or a service that trusts one.
 
 The clearinghouse signs a report's `body`: the canonical JSON (sorted keys, no blanks, UTF-8) of
-everything the report says, which names the report, its submission, its version and the signing
-key. The signature (Ed25519) covers exactly those bytes. `verify_report` checks the signature over
+everything the report says, which names the report, its submission, the submitting lab's
+organisation, its version, the version it supersedes, the signing key and the audit log's chain
+head at issue. The signature (Ed25519) covers exactly those bytes. `verify_report` checks the signature over
 them, the digest, and that every field the report message shows beside the body says what the
 signed body says, so neither a forged body nor a genuine one dressed up as another report, or with
 other scores, passes.
@@ -36,7 +37,8 @@ def verify_signature(public_key: bytes, body: bytes, signature: bytes) -> bool:
 
 def report_refusal(public_key: bytes, body: bytes, signature: bytes, *, claims: dict[str, Any]) -> str | None:
     """Why a signed report body is not what it `claims` to be (top-level body fields such as
-    ``report_id``, ``submission_id``, ``version``, ``signing_key_id``), or None when `signature`
+    ``report_id``, ``submission_id``, ``version``, ``organisation``, ``signing_key_id``), or None
+    when `signature`
     verifies over `body` with `public_key` and the signed body says exactly that."""
     if not verify_signature(public_key, body, signature):
         return "the report's signature does not verify with the clearinghouse's key"
@@ -76,6 +78,7 @@ def report_claims(report: clearinghouse_pb2.ReviewReport) -> dict[str, Any]:
         "report_id": report.report_id,
         "submission_id": report.submission_id,
         "version": report.version,
+        "organisation": report.organisation,
         "signing_key_id": report.signing_key_id,
         "issued_at": report.issued_at.ToDatetime(UTC).isoformat(timespec="microseconds"),
         "tier": report.tier,

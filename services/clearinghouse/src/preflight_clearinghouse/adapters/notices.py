@@ -3,9 +3,11 @@
 ReviewReportReady goes to the reviews topic keyed by submission id, with the
 event id `report/<report id>`; FindingPublished / FindingUpdated go to the
 findings topic keyed by finding id, with the event id
-`finding/<finding id>/<revision>`. Ids are deterministic, so a re-enqueued
-event keeps its id and consumers apply it once. Records carry the current trace
-context (`traceparent`).
+`finding/<finding id>/<revision>`; AuditCheckpoint goes to the audit
+checkpoints topic, all keyed `audit-log` (one partition holds them in order),
+with the event id `audit-checkpoint/<sequence>/<time>`. Ids are deterministic,
+so a re-enqueued event keeps its id and consumers apply it once. Records carry
+the current trace context (`traceparent`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,15 @@ from preflight_common.config import Topics
 from preflight_common.envelope import KafkaRecord, encode_event
 from preflight_common.telemetry import inject_headers
 
-from preflight_clearinghouse.adapters.protos import notice_to_proto, report_ready
-from preflight_clearinghouse.domain.events import DomainEvent, FindingNoticeEvent, ReportIssued
+from preflight_clearinghouse.adapters.protos import checkpoint_to_proto, notice_to_proto, report_ready
+from preflight_clearinghouse.domain.events import (
+    CheckpointSigned,
+    DomainEvent,
+    FindingNoticeEvent,
+    ReportIssued,
+)
+
+CHECKPOINT_KEY = "audit-log"
 
 
 class EventEncoder:
@@ -35,6 +44,16 @@ class EventEncoder:
                 subject=report.submission_id,
                 event_id=f"report/{report.report_id}",
                 time=report.issued_at,
+                trace_headers=inject_headers(),
+            )
+        if isinstance(event, CheckpointSigned):
+            checkpoint = event.signed.checkpoint
+            return self._topics.audit_checkpoints, encode_event(
+                checkpoint_to_proto(event.signed),
+                source=self._source,
+                subject=CHECKPOINT_KEY,
+                event_id=f"audit-checkpoint/{checkpoint.seq}/{checkpoint.at.isoformat()}",
+                time=checkpoint.at,
                 trace_headers=inject_headers(),
             )
         return self._topics.findings, self._finding(event)

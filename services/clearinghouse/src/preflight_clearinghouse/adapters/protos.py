@@ -14,6 +14,7 @@ from preflight.clearinghouse.v1 import events_pb2 as events
 from preflight.common.v1 import common_pb2
 from preflight_common.fields import timestamp_field
 
+from preflight_clearinghouse.domain.audit import SignedCheckpoint
 from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
 from preflight_clearinghouse.domain.exports import ExportFormat
 from preflight_clearinghouse.domain.findings import (
@@ -294,6 +295,19 @@ def report_ready(report: IssuedReport) -> events.ReviewReportReady:
         signing_key_id=report.signing_key_id,
         body=report.body,
         unassessed_capabilities=list(report.content.unassessed_capabilities),
+        organisation=report.organisation,
+    )
+
+
+def checkpoint_to_proto(signed: SignedCheckpoint) -> events.AuditCheckpoint:
+    """The AuditCheckpoint event of a signed checkpoint."""
+    return events.AuditCheckpoint(
+        sequence=signed.checkpoint.seq,
+        head_hash=signed.checkpoint.head_hash,
+        at=timestamp(signed.checkpoint.at),
+        signing_key_id=signed.signing_key_id,
+        body=signed.body,
+        signature=signed.signature,
     )
 
 

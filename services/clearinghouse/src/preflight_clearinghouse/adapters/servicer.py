@@ -35,6 +35,7 @@ from preflight_clearinghouse.domain.exports import ExportDocument, ExportFormat
 from preflight_clearinghouse.domain.findings import Finding
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import Role, Viewer
+from preflight_clearinghouse.service_layer.checkpoints import AuditCheckpoints
 from preflight_clearinghouse.service_layer.registry import MAX_PAGE, FindingRegistry
 from preflight_clearinghouse.service_layer.reviews import ReviewService
 
@@ -76,10 +77,16 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
     """The gRPC API of the clearinghouse."""
 
     def __init__(
-        self, reviews: ReviewService, registry: FindingRegistry, *, stream_poll_interval: float = 0.5
+        self,
+        reviews: ReviewService,
+        registry: FindingRegistry,
+        checkpoints: AuditCheckpoints,
+        *,
+        stream_poll_interval: float = 0.5,
     ) -> None:
         self._reviews = reviews
         self._registry = registry
+        self._checkpoints = checkpoints
         self._poll = stream_poll_interval
 
     async def _run(self, context: grpc.aio.ServicerContext, work: Callable[[Viewer], T]) -> T:
@@ -334,10 +341,14 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
     async def VerifyAuditLog(
         self, request: pb.VerifyAuditLogRequest, context: grpc.aio.ServicerContext
     ) -> pb.VerifyAuditLogResponse:
-        verdict = await self._run(context, self._registry.verify_audit_log)
+        verdict = await self._run(
+            context,
+            lambda v: self._checkpoints.verify(v, request.checkpoint_body, request.checkpoint_signature),
+        )
         return pb.VerifyAuditLogResponse(
             ok=verdict.ok,
             entries=verdict.entries,
             first_bad_sequence=verdict.first_bad_seq,
             problem=verdict.problem,
+            checkpoint_sequence=verdict.checkpoint_seq,
         )

@@ -6,11 +6,22 @@ store also keeps the head (last sequence and hash) apart from the entries.
 Verification recomputes the chain: an altered entry breaks its own hash, a
 removed entry leaves a gap (or breaks the next entry's link), a removed tail
 disagrees with the head.
+
+Whoever holds the database can still remove the tail and move the head back,
+or alter an entry and recompute every later hash and the head: the chain has no
+key. Signed checkpoints close that gap: the clearinghouse signs the chain head
+(`Checkpoint`: sequence, hash, time) with its Ed25519 key and publishes it
+outside the database (the audit checkpoints topic, and every signed report
+body). Checked against a checkpoint, a log that no longer reaches the
+checkpoint's entry was truncated, and one whose entry there has another hash was
+rewritten. Changes after the last published checkpoint are covered only by the
+next one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +30,7 @@ from typing import Any
 from preflight_clearinghouse.domain.canonical import canonical_json
 
 GENESIS = "0" * 64
+CHECKPOINT_SCHEMA = "preflight.audit-checkpoint/1"
 
 
 @dataclass(frozen=True)
@@ -62,18 +74,73 @@ def entry_hash(
     return hashlib.sha256(prev_hash.encode() + body).hexdigest()
 
 
+def _instant(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The chain head at one moment: entry `seq` had chain hash `head_hash` (GENESIS for none)."""
+
+    seq: int
+    head_hash: str
+    at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"seq": self.seq, "head_hash": self.head_hash, "at": _instant(self.at)}
+
+
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    """A checkpoint with the signed body that carries it."""
+
+    checkpoint: Checkpoint
+    body: bytes
+    signature: bytes
+    signing_key_id: str
+
+
+def checkpoint_body(checkpoint: Checkpoint, signing_key_id: str) -> bytes:
+    """The canonical JSON a published checkpoint's signature covers."""
+    return canonical_json(
+        {"schema": CHECKPOINT_SCHEMA, "signing_key_id": signing_key_id, **checkpoint.as_dict()}
+    )
+
+
+def checkpoint_from_body(body: bytes) -> Checkpoint:
+    """The checkpoint a signed body carries: a checkpoint's own body, or a report body's
+    `audit_checkpoint`. ValueError when it carries none (the signature is checked elsewhere)."""
+    try:
+        data = json.loads(body)
+        if isinstance(data, dict) and data.get("schema") != CHECKPOINT_SCHEMA:
+            data = data.get("audit_checkpoint")
+        if not isinstance(data, dict):
+            raise ValueError("the signed body carries no audit checkpoint")
+        seq, head_hash, at = data["seq"], data["head_hash"], datetime.fromisoformat(data["at"])
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise ValueError("the signed body carries no well-formed audit checkpoint") from exc
+    if not isinstance(seq, int) or seq < 0 or not isinstance(head_hash, str) or at.tzinfo is None:
+        raise ValueError("the signed body carries no well-formed audit checkpoint")
+    return Checkpoint(seq, head_hash, at)
+
+
 @dataclass(frozen=True)
 class ChainVerdict:
-    """Result of checking the chain."""
+    """Result of checking the chain (`checkpoint_seq`: the entry a checkpoint vouched for, if any)."""
 
     ok: bool
     entries: int
     first_bad_seq: int = 0
     problem: str = ""
+    checkpoint_seq: int = 0
 
 
-def verify_chain(entries: Iterable[AuditEntry], head_seq: int, head_hash: str) -> ChainVerdict:
-    """Check `entries` (in sequence order) against each other and against the stored head."""
+def verify_chain(
+    entries: Iterable[AuditEntry], head_seq: int, head_hash: str, checkpoint: Checkpoint | None = None
+) -> ChainVerdict:
+    """Check `entries` (in sequence order) against each other, against the stored head and, when
+    given, against a signed `checkpoint` (whose signature the caller has verified): the log must
+    still reach the checkpoint's entry with the checkpoint's hash."""
     prev, expected_seq, count = GENESIS, 1, 0
     for entry in entries:
         count += 1
@@ -93,10 +160,26 @@ def verify_chain(entries: Iterable[AuditEntry], head_seq: int, head_hash: str) -
         )
         if recomputed != entry.hash:
             return ChainVerdict(False, count, entry.seq, "entry content does not match its hash")
+        if checkpoint is not None and entry.seq == checkpoint.seq and entry.hash != checkpoint.head_hash:
+            return ChainVerdict(
+                False,
+                count,
+                entry.seq,
+                f"entry {entry.seq} differs from the signed checkpoint of {_instant(checkpoint.at)}: "
+                "the log was rewritten",
+            )
         prev, expected_seq = entry.hash, expected_seq + 1
     last_seq = expected_seq - 1
     if last_seq != head_seq or prev != (head_hash if head_seq else GENESIS):
         return ChainVerdict(
             False, count, last_seq + 1, f"log ends at entry {last_seq} but its head says {head_seq}"
         )
-    return ChainVerdict(True, count)
+    if checkpoint is not None and last_seq < checkpoint.seq:
+        return ChainVerdict(
+            False,
+            count,
+            last_seq + 1,
+            f"log ends at entry {last_seq} but the signed checkpoint of {_instant(checkpoint.at)} "
+            f"saw entry {checkpoint.seq}: the log was truncated",
+        )
+    return ChainVerdict(True, count, checkpoint_seq=checkpoint.seq if checkpoint else 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from preflight_clearinghouse.domain.audit import SignedCheckpoint
 from preflight_clearinghouse.domain.findings import Finding
 from preflight_clearinghouse.domain.reports import IssuedReport
 from preflight_clearinghouse.domain.sharing import audience_view
@@ -33,4 +34,11 @@ def finding_notice(finding: Finding, now: datetime, *, published: bool) -> Findi
     return FindingNoticeEvent(published=published, notice=audience_view(finding, now))
 
 
-DomainEvent = ReportIssued | FindingNoticeEvent
+@dataclass(frozen=True)
+class CheckpointSigned:
+    """A checkpoint of the audit chain head was signed (→ AuditCheckpoint)."""
+
+    signed: SignedCheckpoint
+
+
+DomainEvent = ReportIssued | FindingNoticeEvent | CheckpointSigned

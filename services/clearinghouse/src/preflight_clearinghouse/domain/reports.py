@@ -27,9 +27,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from preflight_clearinghouse.domain.audit import Checkpoint
 from preflight_clearinghouse.domain.canonical import canonical_json
 from preflight_clearinghouse.domain.policy import RiskPolicy
 
+REPORT_SCHEMA = "preflight.review-report/2"
+"""The `schema` of a signed report body (version 1 named neither the organisation, the superseded
+version nor an audit checkpoint)."""
 Z95 = 1.959964
 DIGITS = 6
 Outcome = Literal["completed", "failed"]
@@ -264,6 +268,16 @@ class IssuedReport:
     body: bytes
     digest: str
     signature: bytes
+    organisation: str
+
+
+@dataclass(frozen=True)
+class Supersedes:
+    """The version a new report version replaces, as its signed body names it."""
+
+    report_id: str
+    version: int
+    digest: str
 
 
 def report_body(
@@ -271,23 +285,30 @@ def report_body(
     report_id: str,
     submission_id: str,
     version: int,
+    organisation: str,
     content: ReportContent,
     issued_at: datetime,
     signing_key_id: str,
+    supersedes: Supersedes | None,
+    audit_checkpoint: Checkpoint,
 ) -> bytes:
-    """The canonical JSON that is signed: the content plus identity, version, issue time and key id.
-
-    The lab's organisation is not part of it: who may read a report is decided
-    from the submission as currently known, not from the signed document.
+    """The canonical JSON that is signed: every field of the API's ReviewReport that is fixed at
+    issue — identity, version, the submitting lab's organisation, the content, issue time and key id
+    — plus the version it supersedes (null for the first: a later version marks this one superseded
+    by naming it) and the audit log's chain head at issue (`audit_checkpoint`, a signed checkpoint
+    `verify-audit` accepts). Notes and sign-offs are added after issue and are not part of it.
     """
     return canonical_json(
         {
-            "schema": "preflight.review-report/1",
+            "schema": REPORT_SCHEMA,
             "report_id": report_id,
             "submission_id": submission_id,
             "version": version,
+            "organisation": organisation,
             "issued_at": issued_at.astimezone(UTC).isoformat(timespec="microseconds"),
             "signing_key_id": signing_key_id,
+            "supersedes": asdict(supersedes) if supersedes else None,
+            "audit_checkpoint": audit_checkpoint.as_dict(),
             **content.as_dict(),
         }
     )

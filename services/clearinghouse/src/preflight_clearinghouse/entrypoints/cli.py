@@ -2,7 +2,8 @@
 
     preflight-clearinghouse serve          run the gRPC server, relay and agents until SIGTERM
     preflight-clearinghouse migrate        bring the database schema up to date
-    preflight-clearinghouse verify-audit   check the audit log's hash chain (exit 1 when broken)
+    preflight-clearinghouse verify-audit   check the audit log's hash chain against the last signed
+                                           checkpoint (exit 1 when broken)
     preflight-clearinghouse keygen         print a new PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY value
 
 Configuration comes from the environment (see the service README).
@@ -13,15 +14,24 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
+from kafka.errors import KafkaError
 from preflight_common.config import ConfigError
 from preflight_common.db import make_engine
 
+from preflight_clearinghouse.adapters.checkpoints import (
+    last_published,
+    read_checkpoint_file,
+    verified_checkpoint,
+)
 from preflight_clearinghouse.adapters.signing import ReportSigner, generate_key
 from preflight_clearinghouse.adapters.store import Reader
-from preflight_clearinghouse.bootstrap import migrate
+from preflight_clearinghouse.bootstrap import migrate, signer_from_env
 from preflight_clearinghouse.config import ClearinghouseSettings
-from preflight_clearinghouse.domain.audit import verify_chain
+from preflight_clearinghouse.domain.audit import Checkpoint
+from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
+from preflight_clearinghouse.service_layer.checkpoints import verify_against
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,8 +42,27 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help="run the service until SIGTERM/SIGINT")
     commands.add_parser("migrate", help="bring the database schema up to date")
-    commands.add_parser(
-        "verify-audit", help="check the audit log's hash chain; exit 1 if an entry was altered or removed"
+    verify = commands.add_parser(
+        "verify-audit",
+        help="check the audit log's hash chain against the last signed checkpoint published on the audit "
+        "checkpoints topic; exit 1 if an entry was altered, removed or truncated",
+    )
+    source = verify.add_mutually_exclusive_group()
+    source.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="check against this signed checkpoint instead (JSON with the base64 'body' and 'signature' "
+        "of an AuditCheckpoint or of a signed report)",
+    )
+    source.add_argument(
+        "--no-checkpoint",
+        action="store_true",
+        help="check the chain against itself and its stored head only (blind to truncation and to a "
+        "chain recomputed by whoever holds the database)",
+    )
+    verify.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the brokers (default 30)"
     )
     commands.add_parser("keygen", help="print a new Ed25519 signing key (base64) and its key id")
     return parser
@@ -67,19 +96,48 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "migrate":
         print("database is up to date")
         return 0
+    try:
+        checkpoint = _checkpoint(args, settings)
+    except (InvalidInput, TimeoutError, KafkaError) as exc:
+        print(f"preflight-clearinghouse: no usable checkpoint: {exc}", file=sys.stderr)
+        return 2
     engine = make_engine(settings.database_url)
     try:
         with engine.connect() as conn, conn.begin():
-            reader = Reader(conn)
-            head_seq, head_hash = reader.audit_head()
-            verdict = verify_chain(reader.audit_entries(), head_seq, head_hash)
+            verdict = verify_against(Reader(conn), checkpoint)
     finally:
         engine.dispose()
-    if verdict.ok:
-        print(f"audit log intact: {verdict.entries} entries")
-        return 0
-    print(f"audit log BROKEN at entry {verdict.first_bad_seq}: {verdict.problem}", file=sys.stderr)
-    return 1
+    if not verdict.ok:
+        print(f"audit log BROKEN at entry {verdict.first_bad_seq}: {verdict.problem}", file=sys.stderr)
+        return 1
+    if checkpoint is None:
+        print(f"audit log intact: {verdict.entries} entries (not checked against a signed checkpoint)")
+    else:
+        print(
+            f"audit log intact: {verdict.entries} entries, matching the signed checkpoint of "
+            f"{checkpoint.at.isoformat()} at entry {checkpoint.seq}"
+        )
+    return 0
+
+
+def _checkpoint(args: argparse.Namespace, settings: ClearinghouseSettings) -> Checkpoint | None:
+    """The signed checkpoint to check against (verified with the configured signing key), or None
+    with --no-checkpoint. InvalidInput for a file that holds no valid checkpoint; TimeoutError or
+    KafkaError when the topic cannot be read; ConfigError when no key is configured."""
+    if args.no_checkpoint:
+        return None
+    public_key = signer_from_env(settings, create=False).public_key
+    if args.checkpoint is not None:
+        try:
+            body, signature = read_checkpoint_file(args.checkpoint)
+        except ValueError as exc:
+            raise InvalidInput([FieldViolation("--checkpoint", str(exc))]) from None
+        return verified_checkpoint(public_key, body, signature)
+    topic = settings.topics.audit_checkpoints
+    found = last_published(settings.kafka, topic, public_key, timeout=args.timeout)
+    if found is None:
+        raise InvalidInput([FieldViolation(topic, "holds no checkpoint signed with this key")])
+    return found
 
 
 if __name__ == "__main__":

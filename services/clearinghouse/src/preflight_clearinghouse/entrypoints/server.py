@@ -1,5 +1,6 @@
 """The clearinghouse process: gRPC server (ClearinghouseService, health, reflection), the outbox
-relay, the consuming agents and the periodic end of lapsed embargoes.
+relay, the consuming agents, the periodic end of lapsed embargoes and the periodic signed
+checkpoints of the audit log's chain head.
 
 The gRPC API serves as soon as the database is ready, whether Kafka is up or
 not: issued reports and finding notices wait in the outbox. A Kafka connector
@@ -44,7 +45,10 @@ def build_grpc_server(
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """The (not started) gRPC server of `components`, listening on `listen`."""
     servicer = ClearinghouseServicer(
-        components.reviews, components.registry, stream_poll_interval=components.settings.stream_poll_interval
+        components.reviews,
+        components.registry,
+        components.checkpoints,
+        stream_poll_interval=components.settings.stream_poll_interval,
     )
 
     def register(server: grpc.aio.Server) -> None:
@@ -69,6 +73,18 @@ async def _end_lapsed_embargoes(components: Components, liveness: Liveness) -> N
         except Exception:
             log.exception("ending lapsed embargoes failed; retrying next round")
         await asyncio.sleep(components.settings.embargo_interval)
+
+
+async def _publish_audit_checkpoints(components: Components, liveness: Liveness) -> None:
+    while True:
+        liveness.beat("publishing audit checkpoints", components.settings.checkpoint_interval)
+        try:
+            signed = await asyncio.to_thread(components.checkpoints.publish_if_due)
+            if signed is not None:
+                log.info("signed audit checkpoint at entry %d", signed.checkpoint.seq)
+        except Exception:
+            log.exception("signing an audit checkpoint failed; retrying next round")
+        await asyncio.sleep(components.settings.checkpoint_interval)
 
 
 async def serve(
@@ -111,6 +127,7 @@ async def serve(
     background = [
         asyncio.create_task(kafka.run(), name="kafka-side"),
         asyncio.create_task(_end_lapsed_embargoes(components, liveness), name="embargoes"),
+        asyncio.create_task(_publish_audit_checkpoints(components, liveness), name="audit-checkpoints"),
         asyncio.create_task(liveness.watch(health_servicer), name="liveness"),
     ]
     failures: list[BaseException] = []

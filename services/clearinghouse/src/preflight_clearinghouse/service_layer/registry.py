@@ -19,7 +19,6 @@ from preflight_common.pagetokens import page_tokens
 
 from preflight_clearinghouse.adapters.store import Store, UnitOfWork, sharing_key
 from preflight_clearinghouse.domain import lifecycle
-from preflight_clearinghouse.domain.audit import ChainVerdict, verify_chain
 from preflight_clearinghouse.domain.errors import (
     Collector,
     FieldViolation,
@@ -576,10 +575,3 @@ class FindingRegistry:
                 subject_id=finding_id,
                 details={"submission_id": submission_id},
             )
-
-    def verify_audit_log(self, viewer: Viewer) -> ChainVerdict:
-        """Check the audit log's hash chain (reviewers and admins)."""
-        require(viewer, PRIVILEGED, "verifying the audit log")
-        with self._store.read() as reader:
-            head_seq, head_hash = reader.audit_head()
-            return verify_chain(reader.audit_entries(), head_seq, head_hash)

@@ -28,6 +28,7 @@ from preflight_clearinghouse.adapters.store import (
     SubmissionRecord,
     UnitOfWork,
 )
+from preflight_clearinghouse.domain.audit import Checkpoint
 from preflight_clearinghouse.domain.errors import (
     Collector,
     FieldViolation,
@@ -44,6 +45,7 @@ from preflight_clearinghouse.domain.reports import (
     IssuedReport,
     JobRecord,
     ReportContent,
+    Supersedes,
     compute_report,
     report_body,
 )
@@ -156,6 +158,7 @@ class ReviewService:
                 details={"organisation": info.organisation, "share_identity": info.share_identity},
             )
             self._registry.source_identified(uow, info.submission_id, now)
+            self._issue_if_complete(uow, info.submission_id, now)
         return True
 
     def submission_withdrawn(self, event_id: str, submission_id: str, organisation: str, reason: str) -> bool:
@@ -260,7 +263,9 @@ class ReviewService:
 
     def _issue_if_complete(self, uow: UnitOfWork, submission_id: str, now: datetime) -> bool:
         state = uow.review_state(submission_id)
-        if not state.complete() or state.withdrawn():
+        # The signed report names the submitting lab: it waits for the SubmissionReceived that
+        # tells it (the submissions topic is read independently of the benchmark's).
+        if not state.complete() or state.withdrawn() or uow.submission(submission_id) is None:
             return False
         content = compute_report(state, self._policy)
         latest = uow.report_version(submission_id, 0)
@@ -293,15 +298,22 @@ class ReviewService:
         actor: str,
         reason: str,
     ) -> IssuedReport:
+        submission = uow.submission(submission_id)
+        if submission is None:
+            raise PreconditionFailed("the submission is not known yet: its report cannot name its lab")
         version = latest.version + 1 if latest else 1
         report_id = str(uuid.uuid5(REPORT_NAMESPACE, f"{submission_id}/{version}"))
+        head_seq, head_hash = uow.audit_head()
         body = report_body(
             report_id=report_id,
             submission_id=submission_id,
             version=version,
+            organisation=submission.organisation,
             content=content,
             issued_at=now,
             signing_key_id=self._signer.key_id,
+            supersedes=Supersedes(latest.report_id, latest.version, latest.digest) if latest else None,
+            audit_checkpoint=Checkpoint(head_seq, head_hash, now),
         )
         report = IssuedReport(
             report_id=report_id,
@@ -313,6 +325,7 @@ class ReviewService:
             body=body,
             digest=hashlib.sha256(body).hexdigest(),
             signature=self._signer.sign(body),
+            organisation=submission.organisation,
         )
         uow.ensure_signing_key(self._signer.key_id, self._signer.public_key, now)
         uow.insert_report(

@@ -52,6 +52,7 @@ class ReportVerifier:
                 "report_id": report.report_id,
                 "submission_id": report.submission_id,
                 "version": report.version,
+                "organisation": report.organisation,
                 "signing_key_id": report.signing_key_id,
             },
         )

@@ -4,8 +4,8 @@
 - `preflight.benchmark.results.v1` BenchmarkCompleted/BenchmarkFailed → UNDER_REVIEW once the
   submission's whole plan (each request says how many jobs it has) has ended;
 - `preflight.reviews.v1` ReviewReportReady → REPORT_READY, only for a report whose signature
-  verifies with the clearinghouse's published key and whose signed body names that report and
-  submission (`adapters.reports`).
+  verifies with the clearinghouse's published key and whose signed body names that report,
+  submission and organisation (`adapters.reports`).
 
 Each event is applied once (its `ce_id` is claimed in the transaction that applies it) and its
 offset is committed only after that transaction (see `preflight_common.consumer`). A report that

@@ -249,8 +249,11 @@ Global___ReportSignOff: _TypeAlias = ReportSignOff  # noqa: Y015
 @_typing.final
 class ReviewReport(_message.Message):
     """One issued version of a submission's review report. Immutable: the signed
-    part is `body` (canonical JSON of every other report field but notes and
-    sign-offs); `signature` is Ed25519 over `body` and `digest` its SHA-256.
+    part is `body` (canonical JSON of every other report field but notes,
+    sign-offs and `superseded`, which change after issue; a later version's body
+    names the version it supersedes, and each body carries the audit log's
+    chain head at issue as a signed checkpoint); `signature` is Ed25519 over
+    `body` and `digest` its SHA-256.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -296,7 +299,10 @@ class ReviewReport(_message.Message):
     body: _builtins.bytes
     """The signed canonical JSON body."""
     superseded: _builtins.bool
-    """True when a newer version of this submission's report exists."""
+    """True when a newer version of this submission's report exists. Not signed
+    (it changes after issue): the newer version's signed body names this one
+    as the version it supersedes.
+    """
     @_builtins.property
     def scores(self) -> _containers.RepeatedCompositeFieldContainer[_events_pb2.CapabilityScore]:
         """Per-capability aggregated scores."""
@@ -1635,16 +1641,30 @@ Global___StreamFindingsResponse: _TypeAlias = StreamFindingsResponse  # noqa: Y0
 
 @_typing.final
 class VerifyAuditLogRequest(_message.Message):
-    """Request of VerifyAuditLog."""
+    """Request of VerifyAuditLog. Without a checkpoint the chain is checked
+    against itself and its stored head only, which whoever holds the database
+    can recompute; with one, also against that signed checkpoint.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    CHECKPOINT_BODY_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_SIGNATURE_FIELD_NUMBER: _builtins.int
+    checkpoint_body: _builtins.bytes
+    """A signed body carrying a checkpoint: an AuditCheckpoint's `body`, or a
+    report's `body` (its `audit_checkpoint`).
+    """
+    checkpoint_signature: _builtins.bytes
+    """The Ed25519 signature of `checkpoint_body` by the clearinghouse's key."""
     def __init__(
         self,
+        *,
+        checkpoint_body: _builtins.bytes = ...,
+        checkpoint_signature: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_body", b"checkpoint_body", "checkpoint_signature", b"checkpoint_signature"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1660,6 +1680,7 @@ class VerifyAuditLogResponse(_message.Message):
     ENTRIES_FIELD_NUMBER: _builtins.int
     FIRST_BAD_SEQUENCE_FIELD_NUMBER: _builtins.int
     PROBLEM_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_SEQUENCE_FIELD_NUMBER: _builtins.int
     ok: _builtins.bool
     """True when the chain is intact."""
     entries: _builtins.int
@@ -1668,6 +1689,8 @@ class VerifyAuditLogResponse(_message.Message):
     """Sequence number of the first bad entry (0 when ok)."""
     problem: _builtins.str
     """What is wrong (empty when ok)."""
+    checkpoint_sequence: _builtins.int
+    """The entry the given checkpoint vouches for (0 without a checkpoint)."""
     def __init__(
         self,
         *,
@@ -1675,10 +1698,11 @@ class VerifyAuditLogResponse(_message.Message):
         entries: _builtins.int = ...,
         first_bad_sequence: _builtins.int = ...,
         problem: _builtins.str = ...,
+        checkpoint_sequence: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries", "first_bad_sequence", b"first_bad_sequence", "ok", b"ok", "problem", b"problem"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["checkpoint_sequence", b"checkpoint_sequence", "entries", b"entries", "first_bad_sequence", b"first_bad_sequence", "ok", b"ok", "problem", b"problem"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

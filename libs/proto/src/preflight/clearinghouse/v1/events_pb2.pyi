@@ -168,6 +168,7 @@ class ReviewReportReady(_message.Message):
     SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
     BODY_FIELD_NUMBER: _builtins.int
     UNASSESSED_CAPABILITIES_FIELD_NUMBER: _builtins.int
+    ORGANISATION_FIELD_NUMBER: _builtins.int
     report_id: _builtins.str
     submission_id: _builtins.str
     version: _builtins.int
@@ -183,6 +184,8 @@ class ReviewReportReady(_message.Message):
     """The signed canonical JSON body (UTF-8): verify `signature` over these
     exact bytes with the key GetSigningKey returns for `signing_key_id`.
     """
+    organisation: _builtins.str
+    """The lab organisation that submitted (the signed body names it too)."""
     @_builtins.property
     def scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___CapabilityScore]: ...
     @_builtins.property
@@ -210,14 +213,62 @@ class ReviewReportReady(_message.Message):
         signing_key_id: _builtins.str = ...,
         body: _builtins.bytes = ...,
         unassessed_capabilities: _abc.Iterable[_builtins.str] | None = ...,
+        organisation: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["issued_at", b"issued_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "digest", b"digest", "failed_suites", b"failed_suites", "issued_at", b"issued_at", "policy_id", b"policy_id", "policy_version", b"policy_version", "report_id", b"report_id", "scores", b"scores", "signature", b"signature", "signing_key_id", b"signing_key_id", "submission_id", b"submission_id", "tier", b"tier", "unassessed_capabilities", b"unassessed_capabilities", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "digest", b"digest", "failed_suites", b"failed_suites", "issued_at", b"issued_at", "organisation", b"organisation", "policy_id", b"policy_id", "policy_version", b"policy_version", "report_id", b"report_id", "scores", b"scores", "signature", b"signature", "signing_key_id", b"signing_key_id", "submission_id", b"submission_id", "tier", b"tier", "unassessed_capabilities", b"unassessed_capabilities", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ReviewReportReady: _TypeAlias = ReviewReportReady  # noqa: Y015
+
+@_typing.final
+class AuditCheckpoint(_message.Message):
+    """ce_type: preflight.clearinghouse.v1.AuditCheckpoint — topic preflight.audit-checkpoints.v1.
+    A signed checkpoint of the audit log's hash chain: the chain's entry
+    `sequence` had hash `head_hash` at `at`. Published outside the database so
+    that a log truncated or rewritten afterwards (even with its chain and head
+    recomputed) no longer matches it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    HEAD_HASH_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    SIGNING_KEY_ID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    SIGNATURE_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    head_hash: _builtins.str
+    """SHA-256 (hex) chain hash of entry `sequence` (64 zeros for an empty log)."""
+    signing_key_id: _builtins.str
+    body: _builtins.bytes
+    """The signed canonical JSON body (UTF-8): verify `signature` over these
+    exact bytes with the key GetSigningKey returns for `signing_key_id`.
+    """
+    signature: _builtins.bytes
+    """Ed25519 signature of `body`."""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        head_hash: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        signing_key_id: _builtins.str = ...,
+        body: _builtins.bytes = ...,
+        signature: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "body", b"body", "head_hash", b"head_hash", "sequence", b"sequence", "signature", b"signature", "signing_key_id", b"signing_key_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AuditCheckpoint: _TypeAlias = AuditCheckpoint  # noqa: Y015
 
 @_typing.final
 class FindingSource(_message.Message):

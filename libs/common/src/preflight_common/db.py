@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import sqlite3
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
 _POSTGRES_DISK_FULL = "53100"
+# The PostgreSQL advisory lock (per database) held while migrations run.
+MIGRATION_LOCK = 0x707265666D696772  # "prefmigr"
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -73,14 +78,48 @@ def make_engine(url: str, **options: Any) -> Engine:
 def run_migrations(url: str, script_location: Path | str, revision: str = "head") -> None:
     """Upgrade the database at `url` to `revision` with the Alembic scripts at `script_location`.
 
-    The scripts' env.py reads the URL from `config.get_main_option("sqlalchemy.url")`.
+    Runs hold a lock on the database while they migrate (`migration_lock`), so concurrent runs
+    (a release's hook Job and a service starting, two replicas) apply each migration once: the
+    later run waits, then finds the schema current. The scripts' env.py reads the URL from
+    `config.get_main_option("sqlalchemy.url")`.
     """
     config = Config()
     config.set_main_option("script_location", str(script_location))
     config.set_main_option(
         "sqlalchemy.url", make_url(url).render_as_string(hide_password=False).replace("%", "%%")
     )
-    command.upgrade(config, revision)
+    with migration_lock(url):
+        command.upgrade(config, revision)
+
+
+@contextlib.contextmanager
+def migration_lock(url: str) -> Iterator[None]:
+    """Hold the database's migration lock: PostgreSQL's session advisory lock `MIGRATION_LOCK` on a
+    connection of its own, or for a SQLite file an exclusive `flock` on `<file>.migrate.lock`
+    beside it (an in-memory database needs none). Blocks until the lock is free."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        engine = make_engine(url, isolation_level="AUTOCOMMIT")
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql(f"SELECT pg_advisory_lock({MIGRATION_LOCK})")
+                try:
+                    yield
+                finally:
+                    conn.exec_driver_sql(f"SELECT pg_advisory_unlock({MIGRATION_LOCK})")
+        finally:
+            engine.dispose()
+        return
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        yield
+        return
+    Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{parsed.database}.migrate.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def storage_exhausted(exc: BaseException) -> bool:

@@ -52,3 +52,39 @@ def test_the_pattern_sees_every_way_of_importing_a_stub() -> None:
         assert STUB_IMPORT.search(line), line
     assert not STUB_IMPORT.search("from grpc_health.v1 import health_pb2_grpc")
     assert not STUB_IMPORT.search("from preflight.clearinghouse.v1 import clearinghouse_pb2 as ch")
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def test_every_rpc_a_user_calls_has_a_method_on_its_blocking_and_asyncio_client() -> None:
+    from preflight.benchmark.v1 import benchmark_pb2
+    from preflight.clearinghouse.v1 import clearinghouse_pb2
+    from preflight.identity.v1 import identity_pb2
+    from preflight.intake.v1 import intake_pb2
+    from preflight.notifier.v1 import notifier_pb2
+    from preflight.sdk import aio, client
+
+    services = {
+        (intake_pb2, "IntakeService"): (client.IntakeClient, aio.AsyncIntakeClient),
+        (identity_pb2, "IdentityService"): (client.IntakeClient, aio.AsyncIntakeClient),
+        (clearinghouse_pb2, "ClearinghouseService"): (
+            client.ClearinghouseClient,
+            aio.AsyncClearinghouseClient,
+        ),
+        (notifier_pb2, "NotifierService"): (client.NotifierClient, aio.AsyncNotifierClient),
+        (benchmark_pb2, "BenchmarkService"): (client.BenchmarkClient, aio.AsyncBenchmarkClient),
+    }
+    # Internal calls between services, and names the clients shorten.
+    internal = {"ReportJobResult", "IntrospectToken"}
+    renamed = {"SubmitModel": "submit", "WithdrawSubmission": "withdraw", "WatchSubmission": "watch"}
+    missing = [
+        f"{kind.__name__}.{renamed.get(method, _snake(method))}"
+        for (module, service), kinds in services.items()
+        for method in module.DESCRIPTOR.services_by_name[service].methods_by_name
+        if method not in internal
+        for kind in kinds
+        if not hasattr(kind, renamed.get(method, _snake(method)))
+    ]
+    assert missing == []

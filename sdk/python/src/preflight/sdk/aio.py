@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from datetime import datetime
-from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
@@ -422,7 +421,7 @@ class AsyncBenchmarkClient(AsyncServiceClient):
         return self._iterate(_calls.jobs(submission_id, statuses, page_size))
 
 
-class AsyncClient(AsyncIntakeClient):
+class AsyncClient(AsyncIntakeClient, _common.AsyncClosing):
     """Asyncio twin of `preflight.sdk.Client`: intake over a channel of its own."""
 
     def __init__(
@@ -434,14 +433,6 @@ class AsyncClient(AsyncIntakeClient):
         timeout: float = _common.DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(_common.open_aio_channel(target, tls), token=token, timeout=timeout)
-
-    async def __aenter__(self) -> AsyncClient:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         await self._channel.close()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from types import TracebackType
 from typing import Any, TypeVar
 
 import grpc
@@ -475,7 +474,7 @@ class BenchmarkClient(ServiceClient):
         return self._iterate(_calls.jobs(submission_id, statuses, page_size))
 
 
-class Client(IntakeClient):
+class Client(IntakeClient, _common.Closing):
     """A connection to Preflight's intake (and identity) service that owns its channel.
 
     `target` is `host:port`; `token` the caller's bearer token; `tls` False for
@@ -493,14 +492,6 @@ class Client(IntakeClient):
         timeout: float = _common.DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(_common.open_channel(target, tls), token=token, timeout=timeout)
-
-    def __enter__(self) -> Client:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         self._channel.close()

@@ -11,7 +11,6 @@ between its four clients; `targets` gives a service its own address.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from types import TracebackType
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
 import grpc
@@ -91,7 +90,7 @@ class _Deployment(Generic[Channel]):
         )
 
 
-class Preflight(_Deployment[grpc.Channel]):
+class Preflight(_Deployment[grpc.Channel], _common.Closing):
     """A deployment: `.intake`, `.clearinghouse`, `.notifier`, `.benchmark` (blocking clients)."""
 
     intake: _ServiceSlot[IntakeClient] = _ServiceSlot()
@@ -108,20 +107,12 @@ class Preflight(_Deployment[grpc.Channel]):
     def _open(self, target: str, tls: bool | TLS) -> grpc.Channel:
         return _common.open_channel(target, tls)
 
-    def __enter__(self) -> Preflight:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
     def close(self) -> None:
         for channel in self._channels.values():
             channel.close()
 
 
-class AsyncPreflight(_Deployment[grpc.aio.Channel]):
+class AsyncPreflight(_Deployment[grpc.aio.Channel], _common.AsyncClosing):
     """Asyncio twin of `Preflight`: the same attributes with the asyncio clients."""
 
     intake: _ServiceSlot[AsyncIntakeClient] = _ServiceSlot()
@@ -137,14 +128,6 @@ class AsyncPreflight(_Deployment[grpc.aio.Channel]):
 
     def _open(self, target: str, tls: bool | TLS) -> grpc.aio.Channel:
         return _common.open_aio_channel(target, tls)
-
-    async def __aenter__(self) -> AsyncPreflight:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        await self.close()
 
     async def close(self) -> None:
         for channel in self._channels.values():

@@ -228,3 +228,25 @@ def test_a_change_committed_by_another_replica_reaches_the_watch_at_the_resync(
     assert watcher.error is None, watcher.error
     assert not watcher.is_alive(), "the resync did not pick up the other replica's change"
     assert watcher.changes[-1][1].status == STATUS.SUBMISSION_STATUS_WITHDRAWN
+
+
+def test_sqlite_checkpoints_run_apart_from_the_commits(
+    tmp_path: Any, make_request: Callable[..., intake_pb2.SubmitModelRequest]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'intake.db'}"
+    migrate(url)
+    engine = make_engine(url)
+    store = IntakeStore(
+        engine, Keyring.parse(new_key_entry("k1")), SubmissionEventEncoder(source="test", topic="t")
+    )
+    intake = Intake(store, WindowPolicy())
+    for _ in range(5):
+        submit(intake, make_request())
+    with engine.connect() as conn:
+        # No commit copies the log into the database (holding the write lock through its fsync)...
+        assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one() == 0
+    # ...the server's periodic checkpoint does, all of it while no reader holds a snapshot.
+    frames, copied = store.checkpoint()
+    assert frames > 0
+    assert copied == frames
+    engine.dispose()

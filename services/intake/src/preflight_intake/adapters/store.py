@@ -12,7 +12,11 @@ one writer per database: each unit of work starts with `BEGIN IMMEDIATE` right
 before its first statement, taking the write lock before its first read (waiting
 up to the busy timeout), so a read-then-write transaction never fails half-way
 on another connection's write; the Python work before that statement (encoding
-the event a submission queues first, say) does not hold the lock.
+the event a submission queues first, say) does not hold the lock. Nor does a
+WAL checkpoint: SQLite would run one inside the commit that fills the log (its
+fsync holding the write lock while every other writer sleeps); here automatic
+checkpoints are off and `checkpoint()` (the server calls it every second) copies
+the log into the database without blocking writers.
 
 The hot statements are built once (module level) and executed with their
 parameters, so SQLAlchemy compiles each once per engine (its compiled cache).
@@ -30,7 +34,7 @@ from typing import Any
 from preflight_common.envelope import KafkaRecord
 from preflight_common.idempotency import claim_event
 from preflight_common.outbox import enqueue
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, event, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Row
 from sqlalchemy.exc import IntegrityError
 
@@ -114,9 +118,13 @@ class Transaction:
     def find_by_key(self, submitted_by: str, idempotency_key: str) -> tuple[Submission, str] | None:
         """The submission made with this key by this principal, and its request digest."""
         s = t.submissions
-        row = self._db().execute(
-            select(s).where(s.c.submitted_by == submitted_by, s.c.idempotency_key == idempotency_key)
-        ).first()
+        row = (
+            self._db()
+            .execute(
+                select(s).where(s.c.submitted_by == submitted_by, s.c.idempotency_key == idempotency_key)
+            )
+            .first()
+        )
         return (_submission(row), row.request_digest) if row else None
 
     def insert(
@@ -174,9 +182,11 @@ class Transaction:
         h = t.status_history
         last = 0
         if previous is not None:
-            last = self._db().execute(
-                select(func.max(h.c.sequence)).where(h.c.submission_id == submission_id)
-            ).scalar_one()
+            last = (
+                self._db()
+                .execute(select(func.max(h.c.sequence)).where(h.c.submission_id == submission_id))
+                .scalar_one()
+            )
         change = StatusChange(submission_id, (last or 0) + 1, status, previous, at, cause[:300])
         self._db().execute(
             _INSERT_STATUS,
@@ -212,11 +222,15 @@ class Transaction:
 
     def stored_credential(self, credential_ref: str) -> StoredCredential | None:
         c, s = t.credentials, t.submissions
-        row = self._db().execute(
-            select(c.c.submission_id, c.c.key_id, c.c.nonce, c.c.ciphertext, s.c.status)
-            .join(s, s.c.submission_id == c.c.submission_id)
-            .where(c.c.credential_ref == credential_ref)
-        ).first()
+        row = (
+            self._db()
+            .execute(
+                select(c.c.submission_id, c.c.key_id, c.c.nonce, c.c.ciphertext, s.c.status)
+                .join(s, s.c.submission_id == c.c.submission_id)
+                .where(c.c.credential_ref == credential_ref)
+            )
+            .first()
+        )
         if row is None:
             return None
         return StoredCredential(
@@ -229,9 +243,9 @@ class Transaction:
     def reseal(self, limit: int) -> int:
         """Re-encrypt up to `limit` credentials sealed with a key other than the active one."""
         c = t.credentials
-        rows = self._db().execute(
-            select(c).where(c.c.key_id != self._keyring.active_key_id).limit(limit)
-        ).all()
+        rows = (
+            self._db().execute(select(c).where(c.c.key_id != self._keyring.active_key_id).limit(limit)).all()
+        )
         for row in rows:
             clear = self._keyring.open(Sealed(row.key_id, row.nonce, row.ciphertext), row.submission_id)
             sealed = self._keyring.seal(clear, row.submission_id)
@@ -321,14 +335,18 @@ class Transaction:
         """Whether the submission's whole plan is known (as many requests seen as they say there
         are) and every job known has ended."""
         j = t.benchmark_jobs
-        known, requested, ended, planned = self._db().execute(
-            select(
-                func.count(),
-                func.count(j.c.requested_at),
-                func.count(j.c.ended_at),
-                func.max(j.c.planned_jobs),
-            ).where(j.c.submission_id == submission_id)
-        ).one()
+        known, requested, ended, planned = (
+            self._db()
+            .execute(
+                select(
+                    func.count(),
+                    func.count(j.c.requested_at),
+                    func.count(j.c.ended_at),
+                    func.max(j.c.planned_jobs),
+                ).where(j.c.submission_id == submission_id)
+            )
+            .one()
+        )
         return bool(requested) and requested >= planned and ended == known
 
 
@@ -341,6 +359,18 @@ class IntakeStore:
         self._encode = encode
         self._begin = "BEGIN IMMEDIATE" if engine.dialect.name == "sqlite" else None
         self.changes = StatusFeed()
+        if self._begin is not None:
+            event.listen(engine, "connect", _without_automatic_checkpoints)
+
+    def checkpoint(self) -> tuple[int, int]:
+        """SQLite: copy the write-ahead log's committed frames into the database file, without
+        waiting for readers or writers (PASSIVE); returns (frames in the log, frames copied).
+        PostgreSQL: nothing, (0, 0)."""
+        if self._begin is None:
+            return 0, 0
+        with self.engine.connect() as conn:
+            _busy, frames, copied = conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()
+        return int(frames), int(copied)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -435,6 +465,10 @@ class IntakeStore:
                     .limit(limit)
                 ).scalars()
             )
+
+
+def _without_automatic_checkpoints(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def _columns(submission: Submission) -> dict[str, Any]:

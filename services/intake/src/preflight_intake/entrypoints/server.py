@@ -40,6 +40,20 @@ SERVICE_NAMES = (
 )
 
 
+CHECKPOINT_INTERVAL = 1.0
+"""Seconds between SQLite WAL checkpoints (`IntakeStore.checkpoint`)."""
+
+
+async def _checkpoint_periodically(components: Components, liveness: Liveness) -> None:
+    while True:
+        liveness.beat("database checkpoints", CHECKPOINT_INTERVAL)
+        try:
+            await asyncio.to_thread(components.store.checkpoint)
+        except Exception:
+            log.exception("database checkpoint failed; retrying next round")
+        await asyncio.sleep(CHECKPOINT_INTERVAL)
+
+
 async def _close_released_periodically(components: Components, liveness: Liveness) -> None:
     while True:
         liveness.beat("closing released submissions", components.settings.close_interval)
@@ -98,6 +112,7 @@ async def serve(
     background = [
         asyncio.create_task(kafka.run(), name="kafka-side"),
         asyncio.create_task(_close_released_periodically(components, liveness), name="close-released"),
+        asyncio.create_task(_checkpoint_periodically(components, liveness), name="checkpoints"),
         asyncio.create_task(liveness.watch(health), name="liveness"),
     ]
     log.info("intake serving on port %d", port)

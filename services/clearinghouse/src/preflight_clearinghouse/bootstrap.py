@@ -14,6 +14,7 @@ from preflight_common.config import ConfigError, env
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
 
+from preflight_clearinghouse.adapters.exports import load_export_resources
 from preflight_clearinghouse.adapters.exports.csaf import CsafExporter
 from preflight_clearinghouse.adapters.exports.osv import export_osv
 from preflight_clearinghouse.adapters.exports.stix import export_stix
@@ -94,9 +95,13 @@ def build(settings: ClearinghouseSettings, signer: Signer, *, clock: Clock = utc
     store = Store(engine, EventEncoder(settings.topics, SOURCES["clearinghouse"]))
     exporters: dict[ExportFormat, Exporter] = {
         ExportFormat.CSAF: CsafExporter(settings.publisher_name, settings.publisher_namespace, version()),
+        ExportFormat.CSAF_2_0: CsafExporter(
+            settings.publisher_name, settings.publisher_namespace, version(), csaf_version="2.0"
+        ),
         ExportFormat.OSV: export_osv,
         ExportFormat.STIX: export_stix,
     }
+    load_export_resources()
     registry = FindingRegistry(store, clock, exporters)
     reviews = ReviewService(store, load_policy(settings.policy_file), signer, registry, clock)
     return Components(settings, engine, store, reviews, registry, AuditCheckpoints(store, signer, clock))

@@ -174,6 +174,16 @@ def finding_to_proto(finding: Finding) -> pb.Finding:
         cvss_v4_vector=finding.cvss.v4_vector,
         cvss_v4_score=finding.cvss.v4_score,
         severity=_to_proto_enum(pb.Severity, "SEVERITY_", finding.cvss.severity),
+        cvss_scores=[
+            pb.CvssScore(
+                version=s.version,
+                vector=s.vector,
+                nomenclature=s.nomenclature,
+                score=s.score,
+                severity=_to_proto_enum(pb.Severity, "SEVERITY_", s.rating),
+            )
+            for s in finding.cvss.scores
+        ],
         tlp=tlp_to_proto(finding.tlp),
         audience=common_pb2.Audience(
             organisations=sorted(finding.audience.organisations), sectors=sorted(finding.audience.sectors)

@@ -12,19 +12,30 @@ import json
 import re
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 CWE_ID = re.compile(r"^CWE-([1-9][0-9]{0,5})$")
 
 
 @cache
-def _catalog() -> dict[str, dict[str, object]]:
+def _catalog_file() -> dict[str, Any]:
     # Located, not imported: importing the `csaf` package pulls in its whole toolkit (seconds).
     spec = importlib.util.find_spec("csaf")
     if spec is None or spec.origin is None:
         raise RuntimeError("the csaf package (which ships the CWE catalog) is not installed")
     path = Path(spec.origin).parent / "csaf" / "v21" / "cwe" / "catalog.json"
-    weaknesses: dict[str, dict[str, object]] = json.loads(path.read_text(encoding="utf-8"))["weaknesses"]
+    catalog: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return catalog
+
+
+def _catalog() -> dict[str, dict[str, object]]:
+    weaknesses: dict[str, dict[str, object]] = _catalog_file()["weaknesses"]
     return weaknesses
+
+
+def cwe_catalog_version() -> str:
+    """The CWE list version whose names `cwe_name` gives, e.g. `4.20`."""
+    return str(_catalog_file()["latest_version"])
 
 
 def normalise_cwe_id(raw: str) -> str:

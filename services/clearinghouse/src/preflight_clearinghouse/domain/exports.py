@@ -14,6 +14,9 @@ class ExportFormat(enum.Enum):
     """Export document formats."""
 
     CSAF = "csaf"
+    """CSAF 2.1, the current version."""
+    CSAF_2_0 = "csaf-2.0"
+    """CSAF 2.0, for consumers that do not read 2.1 yet."""
     OSV = "osv"
     STIX = "stix"
 

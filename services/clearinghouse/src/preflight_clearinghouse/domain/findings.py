@@ -1,7 +1,11 @@
 """Findings: the entity, the checks on what reporters send, severity scoring and the dedup fingerprint.
 
 Severity comes from the `cvss` package (CVSS 3.1 and 4.0; never computed by
-hand); CWE ids are checked against MITRE's catalog; affected products are
+hand) and follows the base score: the CVSS-B score of a 4.0 vector (its base
+metrics only, whatever threat or environmental metrics it also carries), else
+the 3.1 base score. Every score a vector yields is named by its nomenclature
+(`CvssScore`: base / temporal / environmental for 3.1, CVSS-B / -BT / -BE /
+-BTE for 4.0). CWE ids are checked against MITRE's catalog; affected products are
 purls (packageurl-python) with an optional `vers:` range (univers), or CPE 2.3
 formatted strings.
 
@@ -22,7 +26,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import cache
+from typing import Any, Final
 
 from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
@@ -128,9 +133,72 @@ class CodeLocation:
     line: int = 0
 
 
+CVSS4_BASE_METRICS: Final = ("AV", "AC", "AT", "PR", "UI", "VC", "VI", "VA", "SC", "SI", "SA")
+CVSS4_THREAT_METRICS: Final = frozenset({"E"})
+CVSS4_ENVIRONMENTAL_METRICS: Final = frozenset(
+    {"CR", "IR", "AR", "MAV", "MAC", "MAT", "MPR", "MUI", "MVC", "MVI", "MVA", "MSC", "MSI", "MSA"}
+)
+CVSS3_TEMPORAL_METRICS: Final = frozenset({"E", "RL", "RC"})
+CVSS3_ENVIRONMENTAL_METRICS: Final = frozenset(
+    {"CR", "IR", "AR", "MAV", "MAC", "MPR", "MUI", "MS", "MC", "MI", "MA"}
+)
+
+
+@dataclass(frozen=True)
+class CvssScore:
+    """One score of a vector, named by its CVSS nomenclature."""
+
+    version: str
+    """`3.1` or `4.0`."""
+    vector: str
+    """The vector scored: for CVSS-B, the base metrics of the given vector alone."""
+    nomenclature: str
+    """`base`, `temporal`, `environmental` (3.1); `CVSS-B`, `CVSS-BT`, `CVSS-BE`, `CVSS-BTE` (4.0)."""
+    score: float
+    rating: Severity
+
+
+def _given(metrics: dict[str, str], names: frozenset[str]) -> bool:
+    return any(metrics.get(name, "X") != "X" for name in names)
+
+
+@cache
+def cvss_scores(vector: str) -> tuple[CvssScore, ...]:
+    """Every score a valid, clean 3.1 or 4.0 vector yields, base score first (`cvss` package).
+
+    3.1: the base score, then the temporal and environmental scores when the vector sets such
+    metrics. 4.0: the CVSS-B score (the vector's base metrics alone), then, when the vector sets
+    threat or environmental metrics, the score of the whole vector named CVSS-BT, -BE or -BTE.
+    """
+    if vector.startswith("CVSS:3.1/"):
+        c3 = CVSS3(vector)
+        given = c3.original_metrics
+        named = [("base", 0)]
+        if _given(given, CVSS3_TEMPORAL_METRICS):
+            named.append(("temporal", 1))
+        if _given(given, CVSS3_ENVIRONMENTAL_METRICS):
+            named.append(("environmental", 2))
+        scores, ratings = c3.scores(), c3.severities()
+        return tuple(
+            CvssScore("3.1", vector, name, float(scores[i]), _rating(ratings[i])) for name, i in named
+        )
+    c4 = CVSS4(vector)
+    given = c4.original_metrics
+    base = CVSS4("CVSS:4.0/" + "/".join(f"{m}:{given[m]}" for m in CVSS4_BASE_METRICS))
+    b = CvssScore("4.0", base.clean_vector(), "CVSS-B", float(base.base_score), _rating(base.severity))
+    result = [b]
+    suffix = ("T" if _given(given, CVSS4_THREAT_METRICS) else "") + (
+        "E" if _given(given, CVSS4_ENVIRONMENTAL_METRICS) else ""
+    )
+    if suffix:
+        result.append(CvssScore("4.0", vector, f"CVSS-B{suffix}", float(c4.base_score), _rating(c4.severity)))
+    return tuple(result)
+
+
 @dataclass(frozen=True)
 class Cvss:
-    """Scored CVSS vectors (a vector is empty when not given)."""
+    """Scored CVSS vectors (a vector is empty when not given): the 3.1 base score and the 4.0
+    CVSS-B score with their ratings; `scores` names every score the vectors yield."""
 
     v3_vector: str = ""
     v3_score: float = 0.0
@@ -148,6 +216,11 @@ class Cvss:
     def score(self) -> float:
         """The score matching `severity`."""
         return self.v4_score if self.v4_vector else self.v3_score
+
+    @property
+    def scores(self) -> tuple[CvssScore, ...]:
+        """Every named score of the 3.1 vector, then of the 4.0 vector."""
+        return tuple(s for vector in (self.v3_vector, self.v4_vector) if vector for s in cvss_scores(vector))
 
 
 @dataclass(frozen=True)
@@ -349,12 +422,9 @@ def score_cvss(v3_vector: str, v4_vector: str, errors: Collector, *, prefix: str
             errors.add(f"{prefix}cvss_v3_vector", "must be a CVSS 3.1 vector starting with CVSS:3.1/")
         else:
             try:
-                c3 = CVSS3(v3)
-                result = Cvss(
-                    v3_vector=c3.clean_vector(),
-                    v3_score=float(c3.base_score),
-                    v3_rating=_rating(c3.severities()[0]),
-                )
+                clean = CVSS3(v3).clean_vector()
+                base = cvss_scores(clean)[0]
+                result = Cvss(v3_vector=clean, v3_score=base.score, v3_rating=base.rating)
             except CVSSError as exc:
                 errors.add(f"{prefix}cvss_v3_vector", f"is not a valid CVSS 3.1 vector: {exc}")
     v4 = v4_vector.strip()
@@ -363,14 +433,15 @@ def score_cvss(v3_vector: str, v4_vector: str, errors: Collector, *, prefix: str
             errors.add(f"{prefix}cvss_v4_vector", "must be a CVSS 4.0 vector starting with CVSS:4.0/")
         else:
             try:
-                c4 = CVSS4(v4)
+                clean = CVSS4(v4).clean_vector()
+                base = cvss_scores(clean)[0]
                 result = Cvss(
                     v3_vector=result.v3_vector,
                     v3_score=result.v3_score,
                     v3_rating=result.v3_rating,
-                    v4_vector=c4.clean_vector(),
-                    v4_score=float(c4.base_score),
-                    v4_rating=_rating(c4.severity),
+                    v4_vector=clean,
+                    v4_score=base.score,
+                    v4_rating=base.rating,
                 )
             except CVSSError as exc:
                 errors.add(f"{prefix}cvss_v4_vector", f"is not a valid CVSS 4.0 vector: {exc}")

@@ -159,11 +159,15 @@ class _ExportFormatEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ExportFo
     EXPORT_FORMAT_UNSPECIFIED: _ExportFormat.ValueType  # 0
     """Not given."""
     EXPORT_FORMAT_CSAF: _ExportFormat.ValueType  # 1
-    """OASIS CSAF 2.0 security advisory (JSON)."""
+    """OASIS CSAF 2.1 security advisory (JSON)."""
     EXPORT_FORMAT_OSV: _ExportFormat.ValueType  # 2
     """OpenSSF OSV (JSON)."""
     EXPORT_FORMAT_STIX: _ExportFormat.ValueType  # 3
     """OASIS STIX 2.1 bundle (JSON) with TLP 2.0 marking definitions."""
+    EXPORT_FORMAT_CSAF_2_0: _ExportFormat.ValueType  # 4
+    """OASIS CSAF 2.0 security advisory (JSON), for consumers without CSAF 2.1:
+    TLP 1.0 labels and no CVSS 4.0 (see the clearinghouse README).
+    """
 
 class ExportFormat(_ExportFormat, metaclass=_ExportFormatEnumTypeWrapper):
     """Export document formats."""
@@ -171,11 +175,15 @@ class ExportFormat(_ExportFormat, metaclass=_ExportFormatEnumTypeWrapper):
 EXPORT_FORMAT_UNSPECIFIED: ExportFormat.ValueType  # 0
 """Not given."""
 EXPORT_FORMAT_CSAF: ExportFormat.ValueType  # 1
-"""OASIS CSAF 2.0 security advisory (JSON)."""
+"""OASIS CSAF 2.1 security advisory (JSON)."""
 EXPORT_FORMAT_OSV: ExportFormat.ValueType  # 2
 """OpenSSF OSV (JSON)."""
 EXPORT_FORMAT_STIX: ExportFormat.ValueType  # 3
 """OASIS STIX 2.1 bundle (JSON) with TLP 2.0 marking definitions."""
+EXPORT_FORMAT_CSAF_2_0: ExportFormat.ValueType  # 4
+"""OASIS CSAF 2.0 security advisory (JSON), for consumers without CSAF 2.1:
+TLP 1.0 labels and no CVSS 4.0 (see the clearinghouse README).
+"""
 Global___ExportFormat: _TypeAlias = ExportFormat  # noqa: Y015
 
 @_typing.final
@@ -831,6 +839,7 @@ class Finding(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     PUBLISHED_AT_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
+    CVSS_SCORES_FIELD_NUMBER: _builtins.int
     finding_id: _builtins.str
     """Unique id."""
     title: _builtins.str
@@ -842,15 +851,21 @@ class Finding(_message.Message):
     embargo_state: _events_pb2.EmbargoState.ValueType
     """Embargo state."""
     cvss_v3_vector: _builtins.str
-    """CVSS 3.1 vector and base score (empty / 0 when not scored)."""
+    """CVSS 3.1 vector (empty when not scored)."""
     cvss_v3_score: _builtins.float
-    """CVSS 3.1 base score."""
+    """CVSS 3.1 base score (0 when not scored); the temporal and environmental
+    scores are in `cvss_scores`.
+    """
     cvss_v4_vector: _builtins.str
-    """CVSS 4.0 vector."""
+    """CVSS 4.0 vector, with any threat and environmental metrics it was given."""
     cvss_v4_score: _builtins.float
-    """CVSS 4.0 score."""
+    """CVSS 4.0 CVSS-B score: the base metrics only, whatever else the vector
+    carries (0 when not scored); CVSS-BT, -BE and -BTE are in `cvss_scores`.
+    """
     severity: Global___Severity.ValueType
-    """Rating of the preferred score (4.0 when given, else 3.1)."""
+    """Rating of the preferred base score (CVSS-B of 4.0 when given, else the
+    3.1 base score).
+    """
     tlp: _common_pb2.Tlp.ValueType
     """TLP label. Callers other than reviewers and admins get the effective
     label: never CLEAR while an embargo is in force.
@@ -915,6 +930,14 @@ class Finding(_message.Message):
     def published_at(self) -> _timestamp_pb2.Timestamp:
         """When it was first published to its audience (validated)."""
 
+    @_builtins.property
+    def cvss_scores(self) -> _containers.RepeatedCompositeFieldContainer[Global___CvssScore]:
+        """Every score the vectors yield, each named by its CVSS nomenclature: the
+        3.1 base score, and its temporal and environmental scores when the vector
+        has those metrics; the 4.0 CVSS-B score, and CVSS-BT, CVSS-BE or CVSS-BTE
+        when the vector has threat or environmental metrics.
+        """
+
     def __init__(
         self,
         *,
@@ -946,14 +969,55 @@ class Finding(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         published_at: _timestamp_pb2.Timestamp | None = ...,
         revision: _builtins.int = ...,
+        cvss_scores: _abc.Iterable[Global___CvssScore] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "created_at", b"created_at", "embargo_end", b"embargo_end", "link", b"link", "location", b"location", "published_at", b"published_at", "remediation_due", b"remediation_due", "source", b"source", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_products", b"affected_products", "audience", b"audience", "created_at", b"created_at", "cvss_v3_score", b"cvss_v3_score", "cvss_v3_vector", b"cvss_v3_vector", "cvss_v4_score", b"cvss_v4_score", "cvss_v4_vector", b"cvss_v4_vector", "cwe_ids", b"cwe_ids", "description", b"description", "embargo_end", b"embargo_end", "embargo_state", b"embargo_state", "evidence", b"evidence", "finding_id", b"finding_id", "fingerprint", b"fingerprint", "link", b"link", "location", b"location", "origin", b"origin", "patch_statuses", b"patch_statuses", "published_at", b"published_at", "remediation_due", b"remediation_due", "reporter_organisation", b"reporter_organisation", "revision", b"revision", "severity", b"severity", "source", b"source", "state", b"state", "title", b"title", "tlp", b"tlp", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_products", b"affected_products", "audience", b"audience", "created_at", b"created_at", "cvss_scores", b"cvss_scores", "cvss_v3_score", b"cvss_v3_score", "cvss_v3_vector", b"cvss_v3_vector", "cvss_v4_score", b"cvss_v4_score", "cvss_v4_vector", b"cvss_v4_vector", "cwe_ids", b"cwe_ids", "description", b"description", "embargo_end", b"embargo_end", "embargo_state", b"embargo_state", "evidence", b"evidence", "finding_id", b"finding_id", "fingerprint", b"fingerprint", "link", b"link", "location", b"location", "origin", b"origin", "patch_statuses", b"patch_statuses", "published_at", b"published_at", "remediation_due", b"remediation_due", "reporter_organisation", b"reporter_organisation", "revision", b"revision", "severity", b"severity", "source", b"source", "state", b"state", "title", b"title", "tlp", b"tlp", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Finding: _TypeAlias = Finding  # noqa: Y015
+
+@_typing.final
+class CvssScore(_message.Message):
+    """One CVSS score of a vector, named by its nomenclature."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSION_FIELD_NUMBER: _builtins.int
+    VECTOR_FIELD_NUMBER: _builtins.int
+    NOMENCLATURE_FIELD_NUMBER: _builtins.int
+    SCORE_FIELD_NUMBER: _builtins.int
+    SEVERITY_FIELD_NUMBER: _builtins.int
+    version: _builtins.str
+    """"3.1" or "4.0"."""
+    vector: _builtins.str
+    """The vector the score comes from."""
+    nomenclature: _builtins.str
+    """"base", "temporal" or "environmental" (3.1); "CVSS-B", "CVSS-BT",
+    "CVSS-BE" or "CVSS-BTE" (4.0).
+    """
+    score: _builtins.float
+    """The score (0.0–10.0)."""
+    severity: Global___Severity.ValueType
+    """Its qualitative rating."""
+    def __init__(
+        self,
+        *,
+        version: _builtins.str = ...,
+        vector: _builtins.str = ...,
+        nomenclature: _builtins.str = ...,
+        score: _builtins.float = ...,
+        severity: Global___Severity.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["nomenclature", b"nomenclature", "score", b"score", "severity", b"severity", "vector", b"vector", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CvssScore: _TypeAlias = CvssScore  # noqa: Y015
 
 @_typing.final
 class ReportFindingRequest(_message.Message):

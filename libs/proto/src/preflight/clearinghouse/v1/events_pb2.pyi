@@ -330,7 +330,9 @@ class FindingNotice(_message.Message):
     state: Global___FindingState.ValueType
     embargo_state: Global___EmbargoState.ValueType
     cvss_score: _builtins.float
-    """CVSS base score (0.0–10.0) and its qualitative rating ("CRITICAL", …)."""
+    """CVSS base score (0.0–10.0: the CVSS-B score of 4.0 when given, else the
+    3.1 base score) and its qualitative rating ("CRITICAL", …).
+    """
     severity: _builtins.str
     tlp: _common_pb2.Tlp.ValueType
     revision: _builtins.int

@@ -7,6 +7,15 @@ constants. The bundle holds the marking definition, the clearinghouse's
 identity, the vulnerability, one `software` object per affected product and a
 `related-to` relationship from each product to the vulnerability; every
 object but the marking carries the finding's TLP marking.
+
+A `software` object names its product as STIX 2.1 can: a CPE product by its
+`cpe` (and `vendor`, `name`, `version`); a purl product by `name`, `vendor`
+(the purl namespace) and `version` (when the purl has one), and — STIX having
+no purl property — by the purl itself and the affected `vers` range in the
+package-URL property extension (`PURL_EXTENSION`, defined in the bundle by an
+`extension-definition` object, the STIX 2.1 mechanism for new properties).
+CVSS vectors are external references naming each score by its nomenclature
+(base / temporal for 3.1, CVSS-B / CVSS-BT … for 4.0).
 """
 
 from __future__ import annotations
@@ -17,12 +26,13 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from packageurl import PackageURL
+
 from preflight_clearinghouse.adapters.exports.common import (
     advisory_id,
     audience_text,
     dumps,
     source_text,
-    without_version,
 )
 from preflight_clearinghouse.domain.exports import ExportDocument
 from preflight_clearinghouse.domain.findings import AffectedProduct, Finding, cpe_fields
@@ -38,6 +48,7 @@ TLP_MARKING_IDS = {
     Tlp.RED: "marking-definition--e828b379-4e03-4974-9ac4-e53a884c97c1",
 }
 STIX_SCO_NAMESPACE = uuid.UUID("00abedb4-aa42-466c-9c01-fed23315a9b7")
+PURL_SCHEMA = "https://github.com/package-url/purl-spec"
 
 
 def stable_id(kind: str, name: str) -> str:
@@ -47,6 +58,30 @@ def stable_id(kind: str, name: str) -> str:
 
 
 IDENTITY_ID = stable_id("identity", "preflight-clearinghouse")
+IDENTITY_CREATED = "2026-06-01T00:00:00.000Z"
+PURL_EXTENSION = stable_id("extension-definition", "software-purl/1.0")
+
+
+def purl_extension_definition() -> dict[str, Any]:
+    """The extension-definition of the package-URL property extension of `software` objects.
+
+    Its properties: `purl` (the package URL, qualifiers kept) and `affected_versions` (the
+    `vers` range of the affected versions, when one was reported).
+    """
+    return {
+        "type": "extension-definition",
+        "spec_version": "2.1",
+        "id": PURL_EXTENSION,
+        "created_by_ref": IDENTITY_ID,
+        "created": IDENTITY_CREATED,
+        "modified": IDENTITY_CREATED,
+        "name": "Package URL of software",
+        "description": "purl: the package URL (purl-spec) of the software; affected_versions: the "
+        "affected versions as a vers range (purl-spec VERSION-RANGE-SPEC).",
+        "schema": PURL_SCHEMA,
+        "version": "1.0.0",
+        "extension_types": ["property-extension"],
+    }
 
 
 def tlp_marking(tlp: Tlp) -> dict[str, Any]:
@@ -67,11 +102,18 @@ def _timestamp(moment: datetime) -> str:
 
 def _software(product: AffectedProduct, marking: str) -> dict[str, Any]:
     """A software SCO with the deterministic id STIX 2.1 prescribes (UUIDv5 of its id properties)."""
+    extensions: dict[str, Any] = {}
     if product.purl:
-        purl = without_version(product.purl)
+        purl = PackageURL.from_string(product.purl)
         contributing = {"name": purl.name}
         if purl.namespace:
             contributing["vendor"] = purl.namespace
+        if purl.version:
+            contributing["version"] = purl.version
+        properties = {"extension_type": "property-extension", "purl": product.purl}
+        if product.version_range:
+            properties["affected_versions"] = product.version_range
+        extensions[PURL_EXTENSION] = properties
     else:
         parts = cpe_fields(product.cpe)
         contributing = {"name": parts[4], "vendor": parts[3], "cpe": product.cpe}
@@ -85,6 +127,8 @@ def _software(product: AffectedProduct, marking: str) -> dict[str, Any]:
         **contributing,
         "object_marking_refs": [marking],
     }
+    if extensions:
+        software["extensions"] = extensions
     return software
 
 
@@ -100,16 +144,16 @@ def stix_bundle(finding: Finding) -> dict[str, Any]:
         }
     ]
     references += [{"source_name": "cwe", "external_id": cwe} for cwe in finding.cwe_ids]
-    for version, vector, score in (
-        ("3.1", finding.cvss.v3_vector, finding.cvss.v3_score),
-        ("4.0", finding.cvss.v4_vector, finding.cvss.v4_score),
-    ):
+    for version, vector in (("3.1", finding.cvss.v3_vector), ("4.0", finding.cvss.v4_vector)):
         if vector:
+            scores = [s for s in finding.cvss.scores if s.version == version]
             references.append(
                 {
                     "source_name": f"cvss-v{version}",
                     "external_id": vector,
-                    "description": f"base score {score}",
+                    "description": "; ".join(
+                        f"{s.nomenclature} score {s.score} ({s.rating.value})" for s in scores
+                    ),
                 }
             )
     description = finding.description
@@ -132,8 +176,8 @@ def stix_bundle(finding: Finding) -> dict[str, Any]:
         "type": "identity",
         "spec_version": "2.1",
         "id": IDENTITY_ID,
-        "created": "2026-06-01T00:00:00.000Z",
-        "modified": "2026-06-01T00:00:00.000Z",
+        "created": IDENTITY_CREATED,
+        "modified": IDENTITY_CREATED,
         "name": "Preflight clearinghouse",
         "identity_class": "organization",
         "object_marking_refs": [marking],
@@ -158,7 +202,14 @@ def stix_bundle(finding: Finding) -> dict[str, Any]:
     return {
         "type": "bundle",
         "id": stable_id("bundle", f"{finding.finding_id}/{finding.revision}"),
-        "objects": [tlp_marking(finding.tlp), identity, vulnerability, *software, *relationships],
+        "objects": [
+            tlp_marking(finding.tlp),
+            identity,
+            *([purl_extension_definition()] if any(p.purl for p in finding.affected) else []),
+            vulnerability,
+            *software,
+            *relationships,
+        ],
     }
 
 

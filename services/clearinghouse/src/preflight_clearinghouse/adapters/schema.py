@@ -29,6 +29,15 @@ outbox = outbox_table(metadata)
 ID = 200
 """Length of identifiers (submission, job, organisation, principal ids)."""
 
+# Retired: read by releases before migration 0002, by none since. Kept so that the previous
+# release's pods work during a rolling upgrade; a migration of a later release drops it.
+review_states = Table(
+    "review_states",
+    metadata,
+    Column("submission_id", String(ID), primary_key=True),
+    Column("complete_since", UtcDateTime(), nullable=True, index=True),
+)
+
 submissions = Table(
     "submissions",
     metadata,

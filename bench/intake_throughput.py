@@ -1,16 +1,17 @@
 """SubmitModel throughput and latency, next to a bare grpc.aio server answering same-size messages.
 
-Usage: python bench/intake_throughput.py [--seconds 8] [--concurrency 1,16] [--no-kafka]
+Usage: python bench/intake_throughput.py [--seconds 8] [--concurrency 1,16] [--no-kafka] [--postgresql]
 
 Starts, each as its own process on loopback: a local Apache Kafka broker (unless --no-kafka),
-`preflight-intake serve` on a fresh SQLite database (so every submission is authenticated,
-validated, encrypted, stored with its status history and outbox event, and relayed to Kafka),
-and a bare grpc.aio server whose one method answers with a response of the same size as
-SubmitModel's. The same asyncio load generator then drives each, at each concurrency in turn,
-for the same time, and prints calls/s with p50/p99 latency for both side by side, the ratio of
-their throughputs, and how long the relay took to drain the outbox after the load. Goals: at
-concurrency 1, at least half the bare server's throughput and p99 at most 20 ms; throughput
-growing with concurrency. About a minute with the defaults.
+`preflight-intake serve` on a fresh SQLite database (or, with --postgresql, a throwaway local
+PostgreSQL server's; so every submission is authenticated, validated, encrypted, stored with its
+status history and outbox event, and relayed to Kafka), and a bare grpc.aio server whose one
+method answers with a response of the same size as SubmitModel's. The same asyncio load
+generator then drives each, at each concurrency in turn, for the same time, and prints calls/s
+with p50/p99 latency for both side by side, the ratio of their throughputs, and how long the
+relay took to drain the outbox after the load. Goals: at concurrency 1, at least half the bare
+server's throughput and p99 at most 20 ms; throughput growing with concurrency. About a minute
+with the defaults.
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ from preflight_common.config import KafkaSettings
 from preflight_common.db import make_engine
 from preflight_common.localkafka import LocalKafka
 from preflight_common.ports import free_port
+from preflight_common.testing.postgres import LocalPostgres
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_intake.adapters import tables
-from preflight_intake.adapters.crypto import new_key_entry
+from preflight_intake.adapters.crypto import KEYS_VARIABLE, new_key_entry
 from preflight_intake.bootstrap import migrate
 from sqlalchemy import func, select
 
@@ -179,6 +181,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", default="1,16", help="comma-separated levels, in order")
     parser.add_argument("--no-kafka", action="store_true", help="no broker: events stay in the outbox")
+    parser.add_argument("--postgresql", action="store_true", help="a local PostgreSQL server, not SQLite")
     parser.add_argument(
         "--baseline-server", nargs=2, type=int, metavar=("PORT", "SIZE"), help=argparse.SUPPRESS
     )
@@ -190,6 +193,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="intake-bench-"))
     kafka = None if args.no_kafka else LocalKafka(work / "kafka")
+    postgres = LocalPostgres() if args.postgresql else None
     processes: list[subprocess.Popen[str]] = []
     try:
         kafka_settings = KafkaSettings("127.0.0.1:9")  # nothing listens there: the relay keeps retrying
@@ -201,17 +205,22 @@ def main() -> int:
             ensure_topics(kafka_settings, [TopicSpec("bench.submissions", partitions=6)])
 
         database_url = f"sqlite:///{work / 'intake.db'}"
+        if postgres is not None:
+            postgres.start()
+            database_url = postgres.url
         migrate(database_url)
         engine = make_engine(database_url)
         token = TokenStore(engine, tables.api_tokens).create(Principal("bench", Role.LAB, "bench-lab")).token
         intake_port = free_port()
+        keys = work / "encryption.keys"
+        keys.write_text(new_key_entry("bench"))
         log = work / "intake.log"
         env = {
             **os.environ,
             "PREFLIGHT_DATABASE_URL": database_url,
             "PREFLIGHT_INTAKE_STATE_DIR": str(work / "state"),
             "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{intake_port}",
-            "PREFLIGHT_INTAKE_ENCRYPTION_KEYS": new_key_entry("bench"),
+            KEYS_VARIABLE: str(keys),
             **kafka_settings.env(),
             "PREFLIGHT_TOPIC_SUBMISSIONS": "bench.submissions",
             "PREFLIGHT_INTAKE_CONSUMER_GROUP": f"intake-bench-{uuid.uuid4().hex[:6]}",
@@ -259,10 +268,11 @@ def main() -> int:
         )
 
         print(f"messages: request {request_size} B, response {response_size} B")
+        database = "PostgreSQL" if postgres is not None else "SQLite"
         for level in levels:
             ours, bare = intake_latencies[level], baseline_latencies[level]
             print(f"concurrency {level}:")
-            print(summary("  SubmitModel (intake, SQLite, outbox)", ours, args.seconds))
+            print(summary(f"  SubmitModel (intake, {database}, outbox)", ours, args.seconds))
             print(summary("  bare grpc.aio server, same-size messages", bare, args.seconds))
             print(f"  intake/bare throughput {rate(ours, args.seconds) / rate(bare, args.seconds):.2f}x")
         print(f"submissions stored: {stored}", end="")
@@ -278,6 +288,8 @@ def main() -> int:
                 proc.wait()
         if kafka is not None:
             kafka.stop()
+        if postgres is not None:
+            postgres.stop()
 
 
 if __name__ == "__main__":

@@ -124,6 +124,7 @@ class LocalExecutor:
         self._cancelled: set[tuple[str, int]] = set()
         self._spawned = itertools.count(1)
         self._spawning = asyncio.Lock()
+        self._closed = False
 
     def folder(self, job_id: str, attempt: int) -> Path:
         """Where the attempt's assignment, log and Inspect data are."""
@@ -143,7 +144,8 @@ class LocalExecutor:
         await self._top_up()
 
     async def close(self) -> None:
-        """Stop every worker (attempts still running end without a result)."""
+        """Stop every worker (attempts still running end without a result); none starts after."""
+        self._closed = True
         workers = [*self._idle, *self._busy.values()]
         self._idle.clear()
         await asyncio.gather(*(self._stop(worker) for worker in workers))
@@ -266,7 +268,7 @@ class LocalExecutor:
 
     async def _release(self, worker: _Worker) -> None:
         """Back to the idle workers; replaced when it died, was stopped or ran its share of attempts."""
-        if worker.alive and worker.attempts < self._max_jobs:
+        if worker.alive and worker.attempts < self._max_jobs and not self._closed:
             self._idle.append(worker)
         else:
             await self._stop(worker)
@@ -276,7 +278,7 @@ class LocalExecutor:
         """Start workers until the pool has `max_concurrency` live ones, idle or busy."""
         async with self._spawning:
             self._idle = [worker for worker in self._idle if worker.alive]
-            while len(self._idle) + len(self._busy) < self._max_concurrency:
+            while not self._closed and len(self._idle) + len(self._busy) < self._max_concurrency:
                 self._idle.append(await self._spawn())
 
     async def _stop(self, worker: _Worker) -> None:

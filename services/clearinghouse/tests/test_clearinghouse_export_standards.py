@@ -426,6 +426,15 @@ def test_the_csaf_revision_history_has_no_gaps_and_distinct_dates(api: Api, cloc
     assert report.overall_valid, [(r.id, r.errors) for r in report.results if not r.passed]
 
 
+def test_osv_names_every_cvss_score(api: Api) -> None:
+    finding = api.stub.ReportFinding(REALISTIC["PyPI with CVSS 4.0 only"], metadata=api.as_(REVIEWER)).finding
+    record = json.loads(export(api, REVIEWER, finding.finding_id, pb.EXPORT_FORMAT_OSV))
+    assert record["severity"] == [{"type": "CVSS_V4", "score": CVSS4_WITH_THREAT}]
+    scores = record["database_specific"]["cvss_scores"]
+    named = {s["nomenclature"]: (s["score"], s["severity"]) for s in scores}
+    assert named == {"CVSS-B": (9.3, "CRITICAL"), "CVSS-BT": (8.9, "HIGH")}
+
+
 def test_stix_software_carries_the_purl_cpe_and_affected_versions(api: Api) -> None:
     for name in ("npm with CVSS 3.1", "firmware by CPE"):
         finding = api.stub.ReportFinding(REALISTIC[name], metadata=api.as_(REVIEWER)).finding

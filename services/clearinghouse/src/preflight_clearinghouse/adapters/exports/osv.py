@@ -16,7 +16,8 @@ bound and no excluded version, so `>v` is widened to `introduced: v` and `!=v` i
 a range is only ever widened, never narrowed, and never left empty (a scanner reads an entry
 with no ranges and no versions as "nothing affected"); the exact `vers` is kept in the
 entry's `database_specific.vers` whenever it was widened. CVSS 3.x and 4.0 vectors are
-severities (`CVSS_V3`, `CVSS_V4`); CWE ids, CPE products, the TLP label and the audience go to
+severities (`CVSS_V3`, `CVSS_V4`); every score they yield, named by its nomenclature (CVSS-B,
+CVSS-BT, …; base, temporal, …), CWE ids, CPE products, the TLP label and the audience go to
 `database_specific`.
 """
 
@@ -230,6 +231,16 @@ def osv_document(finding: Finding) -> dict[str, Any]:
         document["affected"] = affected
     specific: dict[str, Any] = {
         "cwe_ids": list(finding.cwe_ids),
+        "cvss_scores": [
+            {
+                "version": s.version,
+                "nomenclature": s.nomenclature,
+                "score": s.score,
+                "severity": s.rating.value,
+                "vector": s.vector,
+            }
+            for s in finding.cvss.scores
+        ],
         "tlp": tlp_text(finding.tlp),
         "audience": {
             "organisations": sorted(finding.audience.organisations),

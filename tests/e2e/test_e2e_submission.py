@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import grpc
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from preflight.clearinghouse.v1 import clearinghouse_pb2 as ch
-from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc as ch_grpc
 from preflight.intake.v1 import intake_pb2
-from preflight.sdk import Client
+from preflight.sdk import Client, Preflight, load_profile
 from preflight_clearinghouse.bootstrap import load_policy
 
 from .conftest import RunningStack, submission_request, wait_until
@@ -25,8 +21,10 @@ SCRIPTED = {
 }
 
 
-def _auth(token: str) -> tuple[tuple[str, str], ...]:
-    return (("authorization", f"Bearer {token}"),)
+def _connect(stack: RunningStack, principal: str) -> Preflight:
+    """The stack as `principal` sees it, through the client profile the stack wrote."""
+    environ = {"PREFLIGHT_STACK_DIR": str(stack.run_dir), "XDG_CONFIG_HOME": str(stack.run_dir / "no-config")}
+    return Preflight.from_profile(load_profile(principal, environ=environ))
 
 
 def test_a_submission_reaches_report_ready_with_the_tier_its_scores_imply(stack: RunningStack) -> None:
@@ -40,11 +38,13 @@ def test_a_submission_reaches_report_ready_with_the_tier_its_scores_imply(stack:
             timeout=240,
         )
 
-    with grpc.insecure_channel(stack.target("clearinghouse")) as channel:
-        clearinghouse = ch_grpc.ClearinghouseServiceStub(channel)
-        report = clearinghouse.GetReport(
-            ch.GetReportRequest(submission_id=sid), metadata=_auth(tokens["lab"])
-        ).report
+    with (
+        _connect(stack, "lab") as lab_deployment,
+        _connect(stack, "reviewer") as reviewer,
+        _connect(stack, "operator_hospital") as hospital,
+        _connect(stack, "operator_utility") as utility,
+    ):
+        report = lab_deployment.clearinghouse.get_report(submission_id=sid)
         scores = {s.capability: s for s in report.scores}
         assert set(scores) == set(SCRIPTED)
         for capability, expected in SCRIPTED.items():
@@ -55,22 +55,14 @@ def test_a_submission_reaches_report_ready_with_the_tier_its_scores_imply(stack:
         )
         assert report.tier == implied
         assert report.tier != policy.default_tier
-        key = clearinghouse.GetSigningKey(
-            ch.GetSigningKeyRequest(key_id=report.signing_key_id), metadata=_auth(tokens["lab"])
-        )
-        Ed25519PublicKey.from_public_bytes(key.public_key).verify(report.signature, report.body)
+        lab_deployment.clearinghouse.verify_report(report)
 
-        findings = clearinghouse.ListFindings(
-            ch.ListFindingsRequest(page_size=200), metadata=_auth(tokens["reviewer"])
-        ).findings
-        candidates = [f for f in findings if f.source.submission_id == sid]
+        candidates = [f for f in reviewer.clearinghouse.iter_findings() if f.source.submission_id == sid]
         assert candidates, "the discovery suite's candidate findings are in the clearinghouse"
         assert all(f.cwe_ids for f in candidates)
         # Unvalidated candidates reach no operator.
-        for operator in ("operator_hospital", "operator_utility"):
-            seen = clearinghouse.ListFindings(
-                ch.ListFindingsRequest(page_size=200), metadata=_auth(tokens[operator])
-            ).findings
+        for operator in (hospital, utility):
+            seen = list(operator.clearinghouse.iter_findings())
             assert not {f.finding_id for f in seen} & {f.finding_id for f in candidates}
 
     def alerts() -> list[dict[str, object]]:

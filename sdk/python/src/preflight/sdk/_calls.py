@@ -139,12 +139,13 @@ def withdraw(
 def watch(submission_id: str) -> Stream[intake_pb2.WatchSubmissionResponse]:
     """Each change once: after a reconnect the service repeats the current state, which is skipped
     when its sequence was already yielded."""
-    seen = [0]
+    seen = 0
 
     def fresh(change: intake_pb2.WatchSubmissionResponse) -> bool:
-        if change.sequence <= seen[0]:
+        nonlocal seen
+        if change.sequence <= seen:
             return False
-        seen[0] = change.sequence
+        seen = change.sequence
         return True
 
     request = intake_pb2.WatchSubmissionRequest(submission_id=submission_id)
@@ -428,11 +429,12 @@ def stream_findings(
         wanted.CopyFrom(filter)
     opened = datetime.now(UTC)
     revisions: dict[str, int] = {}
-    opens = [0]
+    reopening = False
 
     def request() -> Message:
-        opens[0] += 1
-        if opens[0] == 1:
+        nonlocal reopening
+        if not reopening:
+            reopening = True
             return clearinghouse_pb2.StreamFindingsRequest(filter=wanted, include_existing=include_existing)
         again = clearinghouse_pb2.FindingFilter()
         again.CopyFrom(wanted)
@@ -535,15 +537,16 @@ def subscribe_alerts(
 ) -> Stream[notifier_pb2.SubscribeAlertsResponse]:
     """Each alert once: a reconnect resumes strictly after the last sequence yielded."""
     wanted = list(kinds)
-    last = [after_sequence]
+    last = after_sequence
 
     def request() -> Message:
-        return notifier_pb2.SubscribeAlertsRequest(kinds=wanted, after_sequence=last[0])
+        return notifier_pb2.SubscribeAlertsRequest(kinds=wanted, after_sequence=last)
 
     def fresh(change: notifier_pb2.SubscribeAlertsResponse) -> bool:
-        if last[0] is not None and change.alert.sequence <= last[0]:
+        nonlocal last
+        if last is not None and change.alert.sequence <= last:
             return False
-        last[0] = change.alert.sequence
+        last = change.alert.sequence
         return True
 
     return Stream(_notifier("SubscribeAlerts"), notifier_pb2.SubscribeAlertsResponse, request, fresh)

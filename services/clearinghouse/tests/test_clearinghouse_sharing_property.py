@@ -68,7 +68,7 @@ VIEWERS = (
     Viewer("op-c-user", Role.OPERATOR, "op-c"),
     Viewer("op-d-user", Role.OPERATOR, "op-d", frozenset({"space"})),
 )
-FORMATS = (ExportFormat.CSAF, ExportFormat.OSV, ExportFormat.STIX)
+FORMATS = tuple(ExportFormat)
 FINDINGS_TOPIC = EventRegistry([ch_events.FindingPublished])
 IN_PROCESS_EXAMPLES = int(os.environ.get("CH_PROP_EXAMPLES", "190"))
 IN_PROCESS_FINDINGS = 6
@@ -444,8 +444,9 @@ def test_no_read_path_leaks_over_grpc(tmp_path: Path) -> None:
                     with pytest.raises(grpc.RpcError) as caught:
                         api.stub.GetFinding(pb.GetFindingRequest(finding_id=finding_id), metadata=md)
                     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-                for export_format in (pb.EXPORT_FORMAT_CSAF, pb.EXPORT_FORMAT_OSV, pb.EXPORT_FORMAT_STIX):
-                    request = pb.ExportFindingRequest(finding_id=finding_id, format=export_format)
+                for export_format in FORMATS:
+                    wire_format = pb.ExportFormat.Value(f"EXPORT_FORMAT_{export_format.name}")
+                    request = pb.ExportFindingRequest(finding_id=finding_id, format=wire_format)
                     if finding_id in expected:
                         check_export(viewer, spec, api.stub.ExportFinding(request, metadata=md).document)
                     else:

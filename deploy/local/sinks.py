@@ -4,7 +4,7 @@
     python deploy/local/sinks.py smtp --port 18025 --out run/stack/sinks/mail.jsonl
 
 Each appends one JSON object per delivery to `--out`. The webhook sink verifies the
-`Preflight-Signature` header with the secret in PREFLIGHT_SINK_SECRET (as an operator's
+`Preflight-Signature` header with the secret in the file PREFLIGHT_SINK_SECRET_FILE names (as an operator's
 endpoint would) and answers 401 to a bad signature.
 """
 
@@ -13,13 +13,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import time
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from preflight_common.config import secret
 from preflight_notifier.domain.delivery import verify_signature
 
 
@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.kind == "webhook":
-        serve_webhook(args.port, args.out, os.environ["PREFLIGHT_SINK_SECRET"].encode())
+        serve_webhook(args.port, args.out, secret("PREFLIGHT_SINK_SECRET").encode())
     else:
         serve_smtp(args.port, args.out)
 

@@ -12,6 +12,8 @@ child that dies, or a service that stops making progress, is restarted (see `Sup
 children get none of the caller's `PREFLIGHT_*` variables except those named in
 PREFLIGHT_STACK_PASS_ENV (comma-separated), e.g. `PREFLIGHT_BENCHMARK_CATALOG_FILE`. Everything
 lives in the run folder: `logs/<name>.log`, `data/`, `evals/`, `tokens.json` and `secrets.env` (mode 0600),
+`secrets/` (each secret a child needs in a 0600 file, handed over as `<NAME>_FILE`: no child has a
+secret in its environment or its arguments),
 `preflight.toml` (a client profile per principal: `lab` by default, `reviewer`, `admin`, … with
 its token in `tokens/<name>.token`, which the SDK and the `preflight` command pick up),
 `stack.json` (pids, ports), `traces.jsonl` (OpenTelemetry spans of every process). `down`
@@ -39,7 +41,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from preflight_common import bus
-from preflight_common.config import KafkaSettings
+from preflight_common.config import KafkaSettings, write_secret_file
 from preflight_common.liveness import LIVENESS_SERVICE
 from preflight_common.localkafka import LocalKafka, parent_death_hook
 
@@ -177,6 +179,11 @@ class Stack:
     def tokens(self) -> dict[str, str]:
         return dict(json.loads(self.tokens_file.read_text()))
 
+    def secret_file(self, name: str, value: str) -> str:
+        """`value` in `secrets/<name>` (mode 0600): how a child gets a secret, as `<NAME>_FILE`
+        (`preflight_common.config.secret`), never in its environment or its arguments."""
+        return str(write_secret_file(self.run_dir / "secrets" / name, value))
+
 
 def _write_private(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -241,9 +248,10 @@ def _service_env(stack: Stack, service: str, keys: dict[str, str], tokens: dict[
         OTEL_SERVICE_NAME=f"preflight-{service}",
     )
     if tokens:
-        env["PREFLIGHT_SERVICE_TOKEN"] = tokens["service"]
+        env["PREFLIGHT_SERVICE_TOKEN_FILE"] = stack.secret_file("service.token", tokens["service"])
     if service == "intake":
-        env["PREFLIGHT_INTAKE_ENCRYPTION_KEYS"] = keys["PREFLIGHT_INTAKE_ENCRYPTION_KEYS"]
+        keyring = keys["PREFLIGHT_INTAKE_ENCRYPTION_KEYS"]
+        env["PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE"] = stack.secret_file("intake-encryption.keys", keyring)
         env["PREFLIGHT_INTAKE_STATE_DIR"] = str(stack.data / "intake")
         env["PREFLIGHT_CLEARINGHOUSE_TARGET"] = f"127.0.0.1:{stack.ports['clearinghouse']}"
     elif service == "benchmark":
@@ -254,7 +262,10 @@ def _service_env(stack: Stack, service: str, keys: dict[str, str], tokens: dict[
             PREFLIGHT_BENCHMARK_MAX_CONCURRENCY="2",
         )
     elif service == "clearinghouse":
-        env["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY"] = keys["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY"]
+        signing_key = keys["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY"]
+        env["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE"] = stack.secret_file(
+            "clearinghouse-signing.key", signing_key
+        )
         env["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID"] = keys["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID"]
         env["PREFLIGHT_CLEARINGHOUSE_STATE_DIR"] = str(stack.data / "clearinghouse")
     elif service == "notifier":
@@ -265,7 +276,6 @@ def _service_env(stack: Stack, service: str, keys: dict[str, str], tokens: dict[
             PREFLIGHT_NOTIFIER_SMTP_PORT=str(stack.ports["smtp-sink"]),
             PREFLIGHT_NOTIFIER_SMTP_SECURITY="none",
             PREFLIGHT_NOTIFIER_SMTP_FROM="preflight@localhost",
-            PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK=keys["PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK"],
         )
     return env
 
@@ -284,10 +294,11 @@ def _console_env(stack: Stack) -> dict[str, str]:
     return env
 
 
-def _routing(webhook_port: int) -> str:
+def _routing(webhook_port: int, webhook_secret_file: str) -> str:
     """The shipped routing (deadline thresholds included) with the stack's local receivers:
     every alert to the reviewers' inbox and, for review alerts, the local webhook sink
-    (standing in for a stakeholder's endpoint) and the lab's contacts."""
+    (standing in for a stakeholder's endpoint, signed with the secret in `webhook_secret_file`)
+    and the lab's contacts."""
     import yaml
 
     shipped = resources.files("preflight_notifier") / "routing" / "routing.yaml"
@@ -315,7 +326,7 @@ def _routing(webhook_port: int) -> str:
             "audience": {"role": "reviewer"},
             "webhook": {
                 "url": f"http://127.0.0.1:{webhook_port}/alerts",
-                "secret_env": "PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK",
+                "secret_file": webhook_secret_file,
                 "timeout": "5s",
             },
             "retry": {"initial": "1s", "maximum": "10s", "max_attempts": 5},
@@ -456,7 +467,10 @@ class Supervisor:
             )
         tokens = _issue_tokens(stack, keys)
         _write_client_profiles(stack, tokens)
-        (stack.run_dir / "routing.yaml").write_text(_routing(stack.ports["webhook-sink"]))
+        webhook_secret = stack.secret_file(
+            "webhook-sink.secret", keys["PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK"]
+        )
+        (stack.run_dir / "routing.yaml").write_text(_routing(stack.ports["webhook-sink"], webhook_secret))
         sinks = stack.run_dir / "sinks"
         py = str(BIN / "python")
         self.children = [
@@ -469,7 +483,9 @@ class Supervisor:
             for service in SERVICES
         ]
         model_env = _base_env(stack)
-        model_env["PREFLIGHT_REFERENCE_MODEL_API_KEY"] = keys["PREFLIGHT_REFERENCE_MODEL_API_KEY"]
+        model_env["PREFLIGHT_REFERENCE_MODEL_API_KEY_FILE"] = stack.secret_file(
+            "reference-model.key", keys["PREFLIGHT_REFERENCE_MODEL_API_KEY"]
+        )
         self.children += [
             Child(
                 "reference-model",
@@ -493,7 +509,7 @@ class Supervisor:
                     "--out",
                     str(sinks / "webhook.jsonl"),
                 ],
-                {**base, "PREFLIGHT_SINK_SECRET": keys["PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK"]},
+                {**base, "PREFLIGHT_SINK_SECRET_FILE": webhook_secret},
             ),
             Child("console", [str(BIN / "preflight-console"), "serve"], _console_env(stack)),
             Child(

@@ -269,19 +269,39 @@ def test_every_env_value_is_a_string(rendered: list[dict[str, Any]]) -> None:
                 assert "value" not in e or isinstance(e["value"], str), (name, e)
 
 
-def test_secrets_only_by_reference(rendered: list[dict[str, Any]]) -> None:
+SECRETS = {
+    "preflight-intake": ["PREFLIGHT_DATABASE_URL", "PREFLIGHT_INTAKE_ENCRYPTION_KEYS"],
+    "preflight-benchmark": ["PREFLIGHT_DATABASE_URL", "PREFLIGHT_SERVICE_TOKEN"],
+    "preflight-clearinghouse": [
+        "PREFLIGHT_DATABASE_URL",
+        "PREFLIGHT_SERVICE_TOKEN",
+        "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY",
+    ],
+    "preflight-notifier": ["PREFLIGHT_DATABASE_URL", "PREFLIGHT_SERVICE_TOKEN"],
+}
+
+
+def test_secrets_only_as_mounted_files(rendered: list[dict[str, Any]]) -> None:
+    """No container gets a secret in its environment (no secretKeyRef, no envFrom a Secret): each
+    service reads its secrets from files of a read-only Secret volume, named by `<NAME>_FILE`."""
     assert not of_kind(rendered, "Secret"), "the chart never carries secret material"
-    for dep in ("preflight-intake", "preflight-benchmark", "preflight-clearinghouse", "preflight-notifier"):
-        env = env_of(rendered, dep)
-        for var in (
-            "PREFLIGHT_DATABASE_URL",
-            "PREFLIGHT_SERVICE_TOKEN",
-            "PREFLIGHT_INTAKE_ENCRYPTION_KEYS",
-            "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY",
-            "PREFLIGHT_NOTIFIER_SMTP_PASSWORD",
-        ):
-            if var in env:
-                assert "secretKeyRef" in env[var]["valueFrom"], (dep, var)
+    for name, spec in pod_specs(rendered):
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            for e in c["env"]:
+                assert "secretKeyRef" not in e.get("valueFrom", {}), (name, c["name"], e["name"])
+            assert not any("secretRef" in source for source in c.get("envFrom", [])), (name, c["name"])
+    for dep, secrets in SECRETS.items():
+        spec = next(s for n, s in pod_specs(rendered) if n == dep)
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            env = {e["name"]: e for e in c["env"]}
+            for var in secrets:
+                assert var not in env, (dep, var)
+                path = Path(env[f"{var}_FILE"]["value"])
+                (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == str(path.parent)]
+                assert mount["readOnly"] is True, (dep, var)
+                secret = volumes[mount["name"]]["secret"]
+                assert path.name in [item["path"] for item in secret["items"]], (dep, var)
 
 
 def test_kafka_passwords_only_as_files(rendered: list[dict[str, Any]]) -> None:
@@ -308,10 +328,12 @@ def test_production_example_settings(helm: str, check_chart: ModuleType) -> None
     assert env["PREFLIGHT_BENCHMARK_K8S_KUEUE_QUEUE"]["value"] == "preflight-gpu"
     assert "nvidia" in env["PREFLIGHT_BENCHMARK_K8S_GPU_NODE_SELECTOR"]["value"]
     nenv = env_of(docs, "preflight-notifier")
-    assert nenv["PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_BANK_A"]["valueFrom"]["secretKeyRef"] == {
-        "name": "preflight-notifier",
-        "key": "webhook-bank-a",
-    }
+    notifier = next(s for n, s in pod_specs(docs) if n == "preflight-notifier")
+    (secrets,) = [v["secret"] for v in notifier["volumes"] if v["name"] == "secrets"]
+    assert secrets["secretName"] == "preflight-notifier"
+    assert {"key": "webhook-bank-a", "path": "webhook-bank-a"} in secrets["items"]
+    (config,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "preflight-notifier"]
+    assert "secret_file: /etc/preflight/secrets/webhook-bank-a" in config["data"]["routing.yaml"]
     assert nenv["PREFLIGHT_KAFKA_SASL_USERNAME"]["value"] == "preflight-notifier"
     (job,) = of_kind(docs, "Job")
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [

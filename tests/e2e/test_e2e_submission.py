@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from preflight.intake.v1 import intake_pb2
 from preflight.sdk import Client, Preflight, load_profile
@@ -93,3 +95,43 @@ def test_a_submission_reaches_report_ready_with_the_tier_its_scores_imply(stack:
         ),
         timeout=60,
     )
+
+
+def _descendants(root: int) -> list[int]:
+    """The processes below `root` (children, their children…), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended meanwhile
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found += children
+        todo += children
+    return found
+
+
+def test_no_process_of_the_stack_holds_a_secret_in_its_environment(stack: RunningStack) -> None:
+    """Every process the stack runs (services, the local benchmark's workers, the reference model,
+    the sinks, the broker) got its secrets as files: none is in its environment."""
+    keys = {value for name, value in stack.secrets.items() if not name.endswith("_ID")}
+    keys |= {value.partition(":")[2] for value in keys if ":" in value}  # key material of id:key lists
+    passwords = [
+        *(stack.run_dir / "kafka-credentials").glob("*.password"),
+        stack.run_dir / "kafka/admin.password",
+    ]
+    hidden = keys | set(stack.tokens.values()) | {p.read_text().strip() for p in passwords}
+    pids = _descendants(int(stack.state["supervisor_pid"]))
+    assert set(stack.state["pids"].values()) <= set(pids)
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # ended meanwhile
+        for entry in environ:
+            name = entry.partition("=")[0]
+            assert not any(secret in entry for secret in hidden), f"pid {pid}: {name} holds a secret"

@@ -27,6 +27,10 @@ string = {"type": "string"}
 boolean = {"type": "boolean"}
 
 
+# Secret keys a deployment may leave empty (the service then runs without that secret).
+OPTIONAL_SECRETS = ("pageTokenKey", "smtpPassword")
+
+
 def ref(n: str) -> dict[str, str]:
     return {"$ref": f"#/$defs/{n}"}
 
@@ -107,6 +111,8 @@ defs = {
         ),
     },
     "secretKeyName": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]+$"},
+    # An optional secret: empty leaves it unset (its _FILE variable is not set, nothing is mounted).
+    "optionalSecretKeyName": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]*$"},
     # Organisation and sector names: the one grammar of preflight.sdk.naming.
     "participantName": {"type": "string", "pattern": r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"},
     "kafkaCredentials": obj(
@@ -164,7 +170,13 @@ def component(secret_keys, extra=None):
         "grpcPort": ref("port"),
         "service": ref("service"),
         "existingSecret": ref("optionalName"),
-        "secretKeys": obj({k: ref("secretKeyName") for k in secret_keys}, required=secret_keys),
+        "secretKeys": obj(
+            {
+                k: ref("optionalSecretKeyName" if k in OPTIONAL_SECRETS else "secretKeyName")
+                for k in secret_keys
+            },
+            required=secret_keys,
+        ),
         "migrations": ref("migrations"),
         "extraEnv": ref("envList"),
         "kafkaCredentials": ref("kafkaCredentials"),
@@ -493,11 +505,7 @@ schema = {
                     },
                     required=["host", "port", "security"],
                 ),
-                "webhookSecrets": {
-                    "type": "object",
-                    "propertyNames": {"pattern": "^[A-Z_][A-Z0-9_]*$"},
-                    "additionalProperties": ref("secretKeyName"),
-                },
+                "webhookSecrets": {"type": "array", "items": ref("secretKeyName"), "uniqueItems": True},
                 "routing": yaml_doc,
             },
         ),

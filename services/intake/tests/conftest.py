@@ -304,9 +304,9 @@ class IntakeProcesses:
 def intake_processes(tmp_path: Path, kafka_settings: KafkaSettings) -> Iterator[IntakeProcesses]:
     settings = make_settings(tmp_path, kafka_settings)
     migrate(settings.database_url)
+    port = free_port()
     keys = tmp_path / "encryption.keys"
     keys.write_text(new_key_entry("proc1"))
-    port = free_port()
     env = {
         **os.environ,
         "PREFLIGHT_DATABASE_URL": settings.database_url,

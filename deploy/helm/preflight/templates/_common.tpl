@@ -95,6 +95,53 @@ then image.pullSecrets, each once. Arg: root. */}}
 {{- .c.existingSecret | default (include "preflight.componentName" .) -}}
 {{- end -}}
 
+{{/*
+The secrets a service reads, as JSON {VARIABLE: key in its Secret}: each reaches the service as
+the file /etc/preflight/secrets/<key>, named by VARIABLE_FILE (a secret is never an environment
+variable: the services refuse VARIABLE itself). An empty key is an optional secret left unset.
+Arg: (dict "root" $ "name" <component> "c" <component values>).
+*/}}
+{{- define "preflight.secretFiles" -}}
+{{- $k := .c.secretKeys -}}
+{{- $files := dict "PREFLIGHT_DATABASE_URL" $k.databaseUrl "PREFLIGHT_PAGE_TOKEN_KEY" $k.pageTokenKey -}}
+{{- if eq .name "intake" -}}
+{{- $_ := set $files "PREFLIGHT_INTAKE_ENCRYPTION_KEYS" $k.encryptionKeys -}}
+{{- else -}}
+{{- $_ := set $files "PREFLIGHT_SERVICE_TOKEN" $k.serviceToken -}}
+{{- end -}}
+{{- if eq .name "clearinghouse" -}}
+{{- $_ := set $files "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY" $k.signingKey -}}
+{{- else if eq .name "notifier" -}}
+{{- $_ := set $files "PREFLIGHT_NOTIFIER_SMTP_PASSWORD" $k.smtpPassword -}}
+{{- end -}}
+{{- toJson $files -}}
+{{- end -}}
+
+{{/*
+The service's Secret mounted read-only (mode 0440: the pod's fsGroup reads it) at
+/etc/preflight/secrets: the keys of preflight.secretFiles, and the notifier's webhook secrets
+(the routing file names them in `secret_file`). Arg: as preflight.secretFiles.
+*/}}
+{{- define "preflight.secretsVolume" -}}
+{{- $keys := values (include "preflight.secretFiles" . | fromJson) -}}
+{{- if eq .name "notifier" }}{{ $keys = concat $keys (.c.webhookSecrets | default list) }}{{ end -}}
+- name: secrets
+  secret:
+    secretName: {{ include "preflight.secretName" . }}
+    defaultMode: 0440
+    items:
+      {{- range $keys | compact | uniq | sortAlpha }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
+{{- end -}}
+
+{{- define "preflight.secretsVolumeMount" -}}
+- name: secrets
+  mountPath: /etc/preflight/secrets
+  readOnly: true
+{{- end -}}
+
 {{- define "preflight.workerSecretName" -}}
 {{- .Values.benchmark.worker.existingSecret | default (printf "%s-worker" (include "preflight.fullname" .)) -}}
 {{- end -}}

@@ -94,17 +94,6 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 {{- end }}
 {{- end -}}
 
-{{/* A secretKeyRef env var. Arg: (list NAME SECRET KEY OPTIONAL). */}}
-{{- define "preflight.env.secret" -}}
-- name: {{ index . 0 }}
-  valueFrom:
-    secretKeyRef:
-      name: {{ index . 1 }}
-      key: {{ index . 2 }}
-      {{- if index . 3 }}
-      optional: true
-      {{- end }}
-{{- end -}}
 
 {{/* A plain env var, omitted when the value is empty. Arg: (list NAME VALUE). */}}
 {{- define "preflight.env.optional" -}}
@@ -117,17 +106,20 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 {{- define "preflight.env.service" -}}
 {{- $root := .root -}}
 {{- $c := .c -}}
-{{- $secret := include "preflight.secretName" . -}}
 - name: PREFLIGHT_GRPC_LISTEN
   value: {{ printf "0.0.0.0:%d" (int $c.grpcPort) | quote }}
-{{ include "preflight.env.secret" (list "PREFLIGHT_DATABASE_URL" $secret $c.secretKeys.databaseUrl false) }}
-{{ include "preflight.env.secret" (list "PREFLIGHT_PAGE_TOKEN_KEY" $secret $c.secretKeys.pageTokenKey true) }}
+{{- /* Secrets: files of the secrets volume (preflight.secretsVolume), never environment variables. */}}
+{{- range $variable, $key := include "preflight.secretFiles" . | fromJson }}
+{{- if $key }}
+- name: {{ $variable }}_FILE
+  value: {{ printf "/etc/preflight/secrets/%s" $key | quote }}
+{{- end }}
+{{- end }}
 {{ include "preflight.env.kafka" . }}
 {{ include "preflight.env.otel" . }}
 {{- if ne .name "intake" }}
 - name: PREFLIGHT_IDENTITY_TARGET
   value: {{ include "preflight.identityTarget" $root | quote }}
-{{ include "preflight.env.secret" (list "PREFLIGHT_SERVICE_TOKEN" $secret $c.secretKeys.serviceToken false) }}
 {{- end }}
 {{- if eq .name "intake" }}
 - name: PREFLIGHT_INTAKE_STATE_DIR
@@ -135,11 +127,9 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 {{- /* Where intake fetches the key that review reports must verify with. */}}
 - name: PREFLIGHT_CLEARINGHOUSE_TARGET
   value: {{ printf "%s.%s.svc:%d" (include "preflight.componentName" (dict "root" $root "name" "clearinghouse")) $root.Release.Namespace (int $root.Values.clearinghouse.grpcPort) | quote }}
-{{ include "preflight.env.secret" (list "PREFLIGHT_INTAKE_ENCRYPTION_KEYS" $secret $c.secretKeys.encryptionKeys false) }}
 {{- else if eq .name "clearinghouse" }}
 - name: PREFLIGHT_CLEARINGHOUSE_STATE_DIR
   value: /var/lib/preflight
-{{ include "preflight.env.secret" (list "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY" $secret $c.secretKeys.signingKey false) }}
 {{- include "preflight.env.optional" (list "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID" $c.signingKeyId) }}
 {{- include "preflight.env.optional" (list "PREFLIGHT_CLEARINGHOUSE_PUBLISHER_NAME" $c.publisher.name) }}
 {{- include "preflight.env.optional" (list "PREFLIGHT_CLEARINGHOUSE_PUBLISHER_NAMESPACE" $c.publisher.namespace) }}
@@ -224,10 +214,6 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 - name: PREFLIGHT_NOTIFIER_SMTP_FROM
   value: {{ $c.smtp.from | quote }}
 {{- include "preflight.env.optional" (list "PREFLIGHT_NOTIFIER_SMTP_USERNAME" $c.smtp.username) }}
-{{ include "preflight.env.secret" (list "PREFLIGHT_NOTIFIER_SMTP_PASSWORD" $secret $c.secretKeys.smtpPassword true) }}
-{{- range $envName, $key := $c.webhookSecrets }}
-{{ include "preflight.env.secret" (list $envName $secret $key false) }}
-{{- end }}
 {{- end }}
 {{- with $root.Values.grpcTls.existingSecret }}
 {{- $prefix := printf "PREFLIGHT_%s_TLS" ($.name | upper) }}

@@ -79,7 +79,7 @@ PARTICIPANTS = bus.Participants(
 
 
 def log(message: str) -> None:
-    print(f"[stack] {message}", flush=True)
+    print(f"{time.strftime('%H:%M:%S')} [stack] {message}", flush=True)
 
 
 @dataclass

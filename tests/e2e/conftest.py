@@ -150,9 +150,9 @@ def wait_until(what: str, probe: Any, timeout: float, every: float = 0.5) -> Any
 
 
 def topic_events(stack: RunningStack, topic: str, registry_types: list[Any]) -> list[tuple[Any, Any, int]]:
-    """Every event on `topic` so far: (attributes, payload, broker timestamp ms)."""
+    """Every event of the given types on `topic` so far: (attributes, payload, broker timestamp ms)."""
     from kafka import KafkaConsumer
-    from preflight_common.envelope import EventRegistry, decode_record
+    from preflight_common.envelope import EventRegistry, ce_type_of, decode_record
 
     registry = EventRegistry(registry_types)
     consumer = KafkaConsumer(
@@ -164,7 +164,12 @@ def topic_events(stack: RunningStack, topic: str, registry_types: list[Any]) -> 
         **stack.kafka_settings().kafka_python_options(),
     )
     try:
-        return [(*decode_record(r.headers, r.value, registry), r.timestamp) for r in consumer]
+        wanted = {ce_type_of(t).encode() for t in registry_types}
+        return [
+            (*decode_record(r.headers, r.value, registry), r.timestamp)
+            for r in consumer
+            if dict(r.headers).get("ce_type") in wanted
+        ]
     finally:
         consumer.close()
 
@@ -177,7 +182,9 @@ def submit(stack: RunningStack, client: Any) -> str:
     from preflight.sdk.errors import PreflightError
 
     request = submission_request(stack)
-    deadline = time.monotonic() + 60
+    # A killed intake is back within seconds, unless the machine is loaded: then starting it
+    # (imports, migrations check, Kafka) can take a minute or more.
+    deadline = time.monotonic() + 240
     while True:
         try:
             return str(client.submit(request, timeout=10).submission.submission_id)
@@ -224,5 +231,31 @@ def wait_report_ready(stack: RunningStack, client: Any, ids: list[str], timeout:
             for p in (stack.run_dir / "logs").glob("*.log")
         }
         raise AssertionError(
-            f"{exc}; not ready: {late}; restarts {stack.state['restarts']}; logs {logs}"
+            f"{exc}; {len(late)} not ready, with the events each has on the bus: {event_trail(stack, late)};"
+            f" restarts {stack.state['restarts']}; logs {logs}"
         ) from None
+
+
+def event_trail(stack: RunningStack, statuses: dict[str, Any]) -> dict[str, str]:
+    """For each submission: its status and the types of the events about it on each topic of its
+    path (submitted, planned, ended, reported), so a stuck submission names the step it stopped at."""
+    from preflight.benchmark.v1 import events_pb2 as benchmark_events
+    from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
+    from preflight.intake.v1 import events_pb2 as intake_events
+
+    path = {
+        "preflight.submissions.v1": [intake_events.SubmissionReceived],
+        "preflight.benchmark.jobs.v1": [benchmark_events.BenchmarkJobRequested],
+        "preflight.benchmark.results.v1": [
+            benchmark_events.BenchmarkCompleted,
+            benchmark_events.BenchmarkFailed,
+        ],
+        "preflight.reviews.v1": [clearinghouse_events.ReviewReportReady],
+    }
+    seen: dict[str, list[str]] = {sid: [] for sid in statuses}
+    for topic, types in path.items():
+        for attributes, payload, _ in topic_events(stack, topic, types):
+            sid = getattr(payload, "submission_id", None)
+            if sid in seen:
+                seen[sid].append(attributes.type.rsplit(".", 1)[-1])
+    return {sid: f"status {statuses[sid]}: {' '.join(seen[sid]) or 'no events'}" for sid in statuses}

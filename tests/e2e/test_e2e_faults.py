@@ -90,9 +90,11 @@ def test_the_benchmark_plans_from_the_fast_catalog(fault_stack: RunningStack) ->
 
 def test_every_service_killed_once_mid_run_loses_and_doubles_nothing(fault_stack: RunningStack) -> None:
     stack = fault_stack
-    rng = random.Random()
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
     victims = list(SERVICES)
     rng.shuffle(victims)
+    print(f"\nchaos seed {seed}: kill order {victims}")
     killed: list[str] = []
 
     def chaos() -> None:

@@ -62,8 +62,8 @@ def _age(pid: int) -> float:
 def _exits(stack: RunningStack, name: str) -> list[str]:
     """The exit statuses of `name` the supervisor logged, oldest first."""
     lines = (stack.run_dir / "logs" / "supervisor.log").read_text().splitlines()
-    prefix = f"[stack] {name} exited with "
-    return [line.removeprefix(prefix).split(";")[0] for line in lines if line.startswith(prefix)]
+    marker = f"[stack] {name} exited with "
+    return [line.split(marker, 1)[1].split(";")[0] for line in lines if marker in line]
 
 
 def _listening(port: int) -> bool:

@@ -116,7 +116,7 @@ def test_every_service_killed_once_mid_run_loses_and_doubles_nothing(fault_stack
             time.sleep(rng.uniform(0.0, 1.0))
         monkey.join()
         assert sorted(killed) == sorted(SERVICES)
-        wait_report_ready(stack, lab, ids, timeout=480)
+        wait_report_ready(stack, lab, ids, timeout=900)
     assert all(stack.state["restarts"][name] >= 1 for name in SERVICES)
 
     reviews = _assert_one_report_each(stack, ids)
@@ -146,7 +146,7 @@ def test_broker_stopped_and_restarted_mid_run_loses_nothing(fault_stack: Running
         # Accepted while the broker is down: stored with its outbox row, published once it is back.
         during = [submit(stack, lab) for _ in range(3)]
         ids = before + during
-        wait_report_ready(stack, lab, ids, timeout=300)
+        wait_report_ready(stack, lab, ids, timeout=600)
     received = topic_events(
         stack,
         "preflight.submissions.v1",

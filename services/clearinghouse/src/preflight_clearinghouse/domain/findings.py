@@ -209,7 +209,8 @@ class Cvss:
 
     @property
     def severity(self) -> Severity | None:
-        """The rating of the CVSS 4.0 score when given, else of 3.1; None when unscored."""
+        """The rating of the CVSS 4.0 CVSS-B score when given, else of the 3.1 base score; None when
+        unscored."""
         return self.v4_rating or self.v3_rating
 
     @property

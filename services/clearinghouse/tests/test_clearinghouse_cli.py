@@ -18,6 +18,9 @@ from clearinghouse_support import (
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from preflight_clearinghouse.adapters import schema
 from preflight_clearinghouse.adapters.signing import ReportSigner, generate_key
+from preflight_clearinghouse.bootstrap import signer_from_env
+from preflight_clearinghouse.config import ClearinghouseSettings
+from preflight_clearinghouse.entrypoints.cli import main as cli_main
 from preflight_common.config import ConfigError
 from sqlalchemy import update
 
@@ -37,26 +40,52 @@ def test_keygen_prints_a_usable_signing_key() -> None:
     assert result.returncode == 0
     key = result.stdout.strip()
     assert len(base64.b64decode(key)) == 32
-    signer = ReportSigner.from_setting(key)
+    signer = ReportSigner.from_key_text(key)
     assert f"key id: {signer.key_id}" in result.stderr
 
 
-def test_any_base64_key_loads_even_one_that_looks_like_a_path_and_errors_never_quote_the_value(
-    tmp_path: Path,
-) -> None:
-    keys = (
-        base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode() for _ in range(20_000)
-    )
-    path_like = next(k for k in keys if k.startswith("/"))  # about one key in 64
-    assert ReportSigner.from_setting(path_like).public_key
+def test_a_signing_key_is_base64_or_pem_text_and_errors_never_quote_the_value(tmp_path: Path) -> None:
+    raw = base64.b64encode(Ed25519PrivateKey.generate().private_bytes_raw()).decode()
+    assert ReportSigner.from_key_text(raw + "\n").public_key
     pem = tmp_path / "signing.pem"
     issued = ReportSigner.from_file_or_new(pem)
-    assert ReportSigner.from_setting(str(pem)).public_key == issued.public_key
+    assert ReportSigner.from_key_text(pem.read_text()).public_key == issued.public_key
     short = base64.b64encode(b"k" * 31).decode()
-    for bad in (short, "/nonexistent/signing.pem", path_like[:-4]):
-        with pytest.raises(ConfigError, match="PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY") as refused:
-            ReportSigner.from_setting(bad)
+    for bad in (short, str(pem), raw[:-4]):
+        with pytest.raises(ConfigError, match="PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE") as refused:
+            ReportSigner.from_key_text(bad)
         assert bad not in str(refused.value)
+
+
+def test_the_signing_key_comes_from_its_file_never_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = generate_key()
+    settings = ClearinghouseSettings(state_dir=tmp_path / "state")
+    monkeypatch.setenv("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY", key)
+    with pytest.raises(ConfigError, match="PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE") as refused:
+        signer_from_env(settings)
+    assert key not in str(refused.value)
+    monkeypatch.delenv("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY")
+    key_file = tmp_path / "signing.key"
+    key_file.write_text(key + "\n")
+    monkeypatch.setenv("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE", str(key_file))
+    assert signer_from_env(settings).public_key == ReportSigner.from_key_text(key).public_key
+    assert not (tmp_path / "state").exists()  # no default key was made beside the configured one
+
+
+def test_the_service_token_in_the_environment_is_refused_before_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    token = "pft_clearinghouse-token-never-in-the-environment"
+    monkeypatch.setenv("PREFLIGHT_DATABASE_URL", f"sqlite:///{tmp_path / 'ch.db'}")
+    monkeypatch.setenv("PREFLIGHT_CLEARINGHOUSE_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("PREFLIGHT_SERVICE_TOKEN", token)
+    assert cli_main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "PREFLIGHT_SERVICE_TOKEN_FILE" in err
+    assert token not in err
+    assert not (tmp_path / "ch.db").exists()  # refused before anything started
 
 
 def test_verify_audit_exits_1_when_an_entry_was_altered(tmp_path: Path) -> None:
@@ -85,8 +114,10 @@ def checkpoint_file(path: Path, body: bytes, signature: bytes) -> Path:
 def test_verify_audit_checks_against_a_signed_checkpoint_file(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'ch.db'}"
     key = generate_key()
-    env = {"PREFLIGHT_DATABASE_URL": url, "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY": key}
-    components = make_components(url, tmp_path, ReportSigner.from_setting(key), ManualClock())
+    key_file = tmp_path / "signing.key"
+    key_file.write_text(key)
+    env = {"PREFLIGHT_DATABASE_URL": url, "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE": str(key_file)}
+    components = make_components(url, tmp_path, ReportSigner.from_key_text(key), ManualClock())
     for title in ("one", "two", "three"):
         components.registry.report(REVIEWER, report_input(title=title))
     signed = components.checkpoints.publish_if_due()
@@ -101,7 +132,7 @@ def test_verify_audit_checks_against_a_signed_checkpoint_file(tmp_path: Path) ->
     truncated = cli("verify-audit", "--checkpoint", str(checkpoint), env=env)
     assert truncated.returncode == 1 and "truncated" in truncated.stderr
 
-    other = ReportSigner.from_setting(generate_key())
+    other = ReportSigner.from_key_text(generate_key())
     forged = checkpoint_file(tmp_path / "forged.json", signed.body, other.sign(signed.body))
     refused = cli("verify-audit", "--checkpoint", str(forged), env=env)
     assert refused.returncode == 2 and "checkpoint_signature" in refused.stderr

@@ -419,7 +419,9 @@ def test_verify_audit_reads_the_last_signed_checkpoint_from_the_topic_and_catche
         checkpoint_interval=0.2,
     )
     key = generate_key()
-    running = Running(settings, ReportSigner.from_setting(key), identity.service_token)
+    key_file = tmp_path / "signing.key"
+    key_file.write_text(key)
+    running = Running(settings, ReportSigner.from_key_text(key), identity.service_token)
     publisher = EventPublisher(kafka_settings, source=SOURCES["benchmark"])
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     stub = clearinghouse_pb2_grpc.ClearinghouseServiceStub(channel)
@@ -457,7 +459,7 @@ def test_verify_audit_reads_the_last_signed_checkpoint_from_the_topic_and_catche
         **clearinghouse_kafka.env(),
         "PREFLIGHT_DATABASE_URL": settings.database_url,
         "PREFLIGHT_TOPIC_AUDIT_CHECKPOINTS": topics.audit_checkpoints,
-        "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY": key,
+        "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE": str(key_file),
     }
     intact = cli("verify-audit", env=env)
     assert intact.returncode == 0 and f"at entry {entries}" in intact.stdout, intact.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 from preflight_common.bus import SOURCES
-from preflight_common.config import ConfigError, env
+from preflight_common.config import ConfigError, secret
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
 
@@ -73,14 +73,15 @@ def load_policy(path: Path | None) -> RiskPolicy:
 
 
 def signer_from_env(settings: ClearinghouseSettings, *, create: bool = True) -> ReportSigner:
-    """The key of PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY, or the embedded default key file in the state dir
-    (created when missing, unless `create` is False: then a missing file is a ConfigError)."""
-    configured = env(SIGNING_KEY_VARIABLE, "")
+    """The key in the file PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE names, or the embedded default key
+    file in the state dir (created when missing, unless `create` is False: then a missing file is a
+    ConfigError). A key set as PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY is refused (`config.secret`)."""
+    configured = secret(SIGNING_KEY_VARIABLE, "")
     if configured:
-        return ReportSigner.from_setting(configured, settings.signing_key_id)
+        return ReportSigner.from_key_text(configured, settings.signing_key_id)
     default = settings.state_dir / "signing-key.pem"
     if not create and not default.exists():
-        raise ConfigError(f"{SIGNING_KEY_VARIABLE} is not set and there is no key file {default}")
+        raise ConfigError(f"{SIGNING_KEY_VARIABLE}_FILE is not set and there is no key file {default}")
     return ReportSigner.from_file_or_new(default, settings.signing_key_id)
 
 

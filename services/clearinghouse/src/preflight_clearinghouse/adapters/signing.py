@@ -1,7 +1,7 @@
 """Ed25519 report signing (the `cryptography` package).
 
-The private key comes from PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: the base64 of
-the raw 32-byte private key, or the path of a PEM (PKCS#8) file. Its id is
+The private key is in the file PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE names: the base64
+of the raw 32-byte private key, or a PEM (PKCS#8) key. Its id is
 PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID, or by default `ed25519-` followed by
 the first 16 hex digits of the SHA-256 of the raw public key.
 """
@@ -14,6 +14,7 @@ import hashlib
 import os
 from pathlib import Path
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from preflight_common.config import ConfigError
@@ -41,9 +42,9 @@ class ReportSigner:
         return self._private_key.sign(body)
 
     @classmethod
-    def from_setting(cls, value: str, key_id: str = "") -> ReportSigner:
-        """Load from the base64 of a raw 32-byte private key, or else from a PEM file path; raises
-        ConfigError, never quoting the value (it may be the key itself)."""
+    def from_key_text(cls, value: str, key_id: str = "") -> ReportSigner:
+        """Load from the base64 of a raw 32-byte private key, or else from a PEM (PKCS#8) key; raises
+        ConfigError naming PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE, never quoting the value."""
         text = value.strip()
         try:
             raw = base64.b64decode(text, validate=True)
@@ -51,15 +52,15 @@ class ReportSigner:
             raw = b""
         if len(raw) == 32:
             return cls(Ed25519PrivateKey.from_private_bytes(raw), key_id)
-        path = Path(text)
-        if not path.is_file():
+        try:
+            key = serialization.load_pem_private_key(text.encode(), password=None)
+        except (ValueError, TypeError, UnsupportedAlgorithm):
             raise ConfigError(
-                "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: neither the base64 of a 32-byte Ed25519 private key "
-                "nor the path of a PEM file"
-            )
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+                "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE: holds neither the base64 of a 32-byte Ed25519 "
+                "private key nor an unencrypted PEM private key"
+            ) from None
         if not isinstance(key, Ed25519PrivateKey):
-            raise ConfigError("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY: the PEM file is not an Ed25519 key")
+            raise ConfigError("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE: the PEM key is not an Ed25519 key")
         return cls(key, key_id)
 
     @classmethod
@@ -73,11 +74,11 @@ class ReportSigner:
             descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(descriptor, "wb") as handle:
                 handle.write(pem)
-        return cls.from_setting(str(path.resolve()), key_id)
+        return cls.from_key_text(path.read_text(encoding="utf-8"), key_id)
 
 
 def generate_key() -> str:
-    """A new private key: base64 of its raw 32 bytes (the form of PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY)."""
+    """A new private key: base64 of its raw 32 bytes (what PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE holds)."""
     raw = Ed25519PrivateKey.generate().private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )

@@ -4,7 +4,7 @@
     preflight-clearinghouse migrate        bring the database schema up to date
     preflight-clearinghouse verify-audit   check the audit log's hash chain against the last signed
                                            checkpoint (exit 1 when broken)
-    preflight-clearinghouse keygen         print a new PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY value
+    preflight-clearinghouse keygen         print a new signing key (PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE)
 
 Configuration comes from the environment (see the service README).
 """
@@ -81,8 +81,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "keygen":
         key = generate_key()
-        print(f"key id: {ReportSigner.from_setting(key).key_id}", file=sys.stderr)
-        print("PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY (keep it secret):", file=sys.stderr)
+        print(f"key id: {ReportSigner.from_key_text(key).key_id}", file=sys.stderr)
+        print("signing key for PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_FILE (keep it secret):", file=sys.stderr)
         print(key)
         return 0
     settings = ClearinghouseSettings.from_env()

@@ -1,4 +1,6 @@
-"""The blocking Preflight client.
+"""The blocking Preflight clients: one per service (`IntakeClient`, `ClearinghouseClient`,
+`NotifierClient`, `BenchmarkClient`) over a channel they share, and `Client`, the intake client
+with a channel of its own. `preflight.sdk.Preflight` builds the four for a deployment.
 
     with Client("preflight.example.gov:443", token=token, tls=True) as client:
         submission = client.submit(request).submission
@@ -6,8 +8,10 @@
             print(change.status)
 
 Every method has a default deadline (`timeout`, 10 s), is retried by gRPC on
-UNAVAILABLE, and raises a `preflight.sdk.errors.PreflightError` subclass on
-failure.
+UNAVAILABLE when repeating it cannot change anything twice, and raises a
+`preflight.sdk.errors.PreflightError` subclass on failure. Each RPC's request
+and result are described once, in `preflight.sdk._calls`, for these clients and
+their asyncio twins (`preflight.sdk.aio`).
 """
 
 from __future__ import annotations

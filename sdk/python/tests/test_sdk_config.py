@@ -69,6 +69,7 @@ def test_the_user_files_selected_profile_resolves_paths_and_keeps_the_token_out_
     assert profile.token_file == str(tmp_path / "xdg" / "preflight" / "staging.token")
     assert profile.token() == "pft_staging"
     with_env_token = load_profile(environ={**home, "PREFLIGHT_TOKEN": "pft_secret"}, cwd=tmp_path)
+    assert with_env_token.token() == "pft_secret"
     assert "pft_secret" not in repr(with_env_token) and "pft_staging" not in repr(profile)
 
 

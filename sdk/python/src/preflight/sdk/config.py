@@ -71,7 +71,7 @@ class Profile:
     source: str = ""
     """The file the profile came from ("" when only the environment and defaults made it)."""
     token_value: str = field(default="", repr=False)
-    """A token given directly (PREFLIGHT_TOKEN); `token_file` wins over it."""
+    """A token given directly (PREFLIGHT_TOKEN), used when there is no `token_file`."""
 
     def addresses(self) -> dict[str, str]:
         """Each service's address, for the services the profile can reach."""
@@ -198,6 +198,8 @@ def _from_environment(profile: Profile, environ: Mapping[str, str]) -> Profile:
     ):
         if environ.get(variable):
             changes[key] = environ[variable]
+    if environ.get("PREFLIGHT_TOKEN") and not environ.get("PREFLIGHT_TOKEN_FILE"):
+        changes["token_file"] = ""  # the environment's token wins over the profile's file
     targets = {
         s: environ[f"PREFLIGHT_{s.upper()}_TARGET"]
         for s in SERVICES

@@ -95,13 +95,35 @@ DISTRIBUTIONS: Final[dict[tuple[str, str], str]] = {
 REPOSITORY_HOSTS: Final[dict[str, str]] = {"github": "github.com", "bitbucket": "bitbucket.org"}
 """Purl types that name a source repository: the `GIT` ecosystem, named by the repository URL."""
 
+SAMPLE_RECORD: Final[dict[str, Any]] = {
+    "schema_version": SCHEMA_VERSION,
+    "id": f"{LOCAL_ID_PREFIX}PREFLIGHT-sample",
+    "modified": "2026-01-01T00:00:00Z",
+    "published": "2026-01-01T00:00:00Z",
+    "severity": [
+        {"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"},
+        {"type": "CVSS_V4", "score": "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"},
+    ],
+    "affected": [
+        {
+            "package": {"ecosystem": "Debian:12", "name": "sample", "purl": "pkg:deb/debian/sample"},
+            "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0"}]}],
+            "versions": ["0.9"],
+        }
+    ],
+}
+"""A record meeting every pattern of the schema an export meets (see `schema_validator`)."""
 EVENT_OF = {"<": "fixed", "<=": "last_affected"}
 _DEBIAN_RELEASE = re.compile(r"^debian-(\d+)$")
 
 
 @cache
 def schema_validator() -> Any:
-    """A validator for the vendored official OSV schema (its digest checked; built once, on first use)."""
+    """A validator for the vendored official OSV schema (its digest checked; built once, on first use).
+
+    Built with a sample record validated, so that the schema's patterns (the CVSS ones take a
+    second to compile) are compiled here rather than by the first export.
+    """
     from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
     raw = (
@@ -114,7 +136,9 @@ def schema_validator() -> Any:
     schema = json.loads(raw)
     prefix = schema["$defs"]["prefix"]
     prefix["pattern"] = f"^({re.escape(LOCAL_ID_PREFIX)}|{prefix['pattern'].removeprefix('^')})"
-    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    validator.validate(SAMPLE_RECORD)
+    return validator
 
 
 def osv_id(finding: Finding) -> str:

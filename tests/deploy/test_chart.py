@@ -26,6 +26,8 @@ VALUES_FILES = {
 }
 KUBE_VERSIONS = ["1.34.0", "1.35.0", "1.36.0", "1.37.0"]
 SERVICES = ["intake", "benchmark", "clearinghouse", "notifier"]
+# The web console: a Deployment too, but HTTP (no gRPC, no Kafka, no secrets).
+CONSOLE = "preflight-console"
 
 
 def render(helm: str, check_chart: ModuleType, files: list[Path]) -> list[dict[str, Any]]:
@@ -49,6 +51,11 @@ def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
         for d in docs
         if d["kind"] in ("Deployment", "Job")
     ]
+
+
+def kafka_clients(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The pods that talk to Kafka: every one but the console's."""
+    return [(name, spec) for name, spec in pod_specs(docs) if name != CONSOLE]
 
 
 def env_of(docs: list[dict[str, Any]], deployment: str) -> dict[str, dict[str, Any]]:
@@ -118,7 +125,7 @@ def test_every_kind_expected(rendered: list[dict[str, Any]]) -> None:
     provisioning = {"KafkaTopic", "KafkaUser"} if strimzi(rendered) else {"Job"}
     assert provisioning <= kinds
     names = {d["metadata"]["name"] for d in of_kind(rendered, "Deployment")}
-    assert names == {f"preflight-{s}" for s in SERVICES}
+    assert names == {f"preflight-{s}" for s in SERVICES} | {CONSOLE}
     assert {d["metadata"]["name"] for d in of_kind(rendered, "Service")} == names
 
 
@@ -139,7 +146,7 @@ def test_labels_everywhere(rendered: list[dict[str, Any]]) -> None:
 
 def test_restricted_pod_security(rendered: list[dict[str, Any]]) -> None:
     specs = pod_specs(rendered)
-    assert len(specs) == (4 if strimzi(rendered) else 5)  # 4 services and the topics hook
+    assert len(specs) == (5 if strimzi(rendered) else 6)  # 4 services, the console and the topics hook
     for name, spec in specs:
         psc = spec["securityContext"]
         assert psc["runAsNonRoot"] is True, name
@@ -160,6 +167,8 @@ def test_grpc_probes(rendered: list[dict[str, Any]]) -> None:
     """Probes check gRPC health on the API port, or on the plaintext health port when the API
     serves TLS (Kubernetes gRPC probes cannot speak TLS)."""
     for d in of_kind(rendered, "Deployment"):
+        if d["metadata"]["name"] == CONSOLE:
+            continue
         c = d["spec"]["template"]["spec"]["containers"][0]
         ports = {p["name"]: p["containerPort"] for p in c["ports"]}
         tls = any(v["name"].endswith("_TLS_CERT") for v in c["env"])
@@ -169,6 +178,27 @@ def test_grpc_probes(rendered: list[dict[str, Any]]) -> None:
         assert c["livenessProbe"]["grpc"]["service"] == "preflight.liveness"
         # Readiness is the API's own: it keeps serving while Kafka or a consumer is stuck.
         assert "service" not in c["readinessProbe"]["grpc"]
+
+
+def test_console_probes_and_reach(rendered: list[dict[str, Any]]) -> None:
+    """The console answers HTTP probes, and may reach only the services it calls (and DNS)."""
+    (console,) = [d for d in of_kind(rendered, "Deployment") if d["metadata"]["name"] == CONSOLE]
+    spec = console["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "http"}
+    env = {v["name"]: v.get("value") for v in c["env"]}
+    assert not any("TOKEN" in name or "valueFrom" in v for name, v in env.items() for v in [str(v)])
+    assert env["PREFLIGHT_CONSOLE_SESSION_KEY_FILE"].startswith("/var/lib/preflight/")
+    policies = [p for p in of_kind(rendered, "NetworkPolicy") if p["metadata"]["name"] == CONSOLE]
+    if policies:
+        reached = {
+            peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"]
+            for rule in policies[0]["spec"]["egress"]
+            for peer in rule.get("to", [])
+            if "podSelector" in peer and "app.kubernetes.io/component" in peer["podSelector"]["matchLabels"]
+        }
+        assert reached == {"intake", "benchmark", "clearinghouse"}
 
 
 def test_dispatcher_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:
@@ -307,7 +337,7 @@ def test_secrets_only_as_mounted_files(rendered: list[dict[str, Any]]) -> None:
 def test_kafka_passwords_only_as_files(rendered: list[dict[str, Any]]) -> None:
     """Every Kafka client (services, migrations, provisioning) reads its password from a file
     mounted from a Secret: never from an environment variable."""
-    for name, spec in pod_specs(rendered):
+    for name, spec in kafka_clients(rendered):
         volumes = {v["name"]: v for v in spec["volumes"]}
         for c in spec.get("initContainers", []) + spec["containers"]:
             env = {e["name"]: e for e in c["env"]}
@@ -566,7 +596,7 @@ def test_rendered_kafka_settings_load_in_the_services(
 
     docs = render(helm, check_chart, VALUES_FILES[values])
     sizing = {"PARTITIONS", "REPLICATION", "RETENTION_MS"}
-    for name, spec in pod_specs(docs):
+    for name, spec in kafka_clients(docs):
         for c in spec.get("initContainers", []) + spec["containers"]:
             env = {e["name"]: e.get("value", "") for e in c["env"]}
             for var in [v for v in env if v.startswith("PREFLIGHT_TOPIC_")]:

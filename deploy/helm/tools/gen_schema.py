@@ -509,11 +509,50 @@ schema = {
                 "routing": yaml_doc,
             },
         ),
+        "console": obj(
+            {
+                "enabled": boolean,
+                "replicaCount": {"type": "integer", "minimum": 0},
+                "image": ref("image"),
+                "httpPort": ref("port"),
+                "service": obj(
+                    {
+                        "type": {"enum": ["ClusterIP", "NodePort", "LoadBalancer"]},
+                        "annotations": ref("stringMap"),
+                    }
+                ),
+                "secureCookies": {"enum": ["always", "auto"]},
+                "sessionTtl": {"type": "integer", "minimum": 1},
+                "forwardedAllowIps": {"type": "string", "minLength": 1},
+                "ingress": obj(
+                    {
+                        "enabled": boolean,
+                        "className": string,
+                        "annotations": ref("stringMap"),
+                        "host": {"type": "string", "minLength": 1},
+                        "tlsSecret": ref("optionalName"),
+                    }
+                ),
+                "extraEnv": ref("envList"),
+                "resources": ref("resources"),
+                "podAnnotations": ref("stringMap"),
+                "podLabels": ref("stringMap"),
+                "nodeSelector": ref("stringMap"),
+                "tolerations": ref("tolerations"),
+                "affinity": {"type": "object"},
+                "priorityClassName": string,
+                "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
+            },
+            required=["enabled", "image", "httpPort"],
+        ),
         "networkPolicy": obj(
             {
                 "enabled": boolean,
                 "ingress": obj(
-                    {k: ref("peers") for k in ["intake", "benchmark", "clearinghouse", "notifier", "metrics"]}
+                    {
+                        k: ref("peers")
+                        for k in ["intake", "benchmark", "clearinghouse", "notifier", "console", "metrics"]
+                    }
                 ),
                 "egress": obj(
                     {

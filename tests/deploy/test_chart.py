@@ -54,8 +54,10 @@ def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
 
 
 def kafka_clients(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
-    """The pods that talk to Kafka: every one but the console's."""
-    return [(name, spec) for name, spec in pod_specs(docs) if name != CONSOLE]
+    """The pods that talk to Kafka: every one but the console's and the migration hooks'."""
+    return [
+        (name, spec) for name, spec in pod_specs(docs) if name != CONSOLE and not name.endswith("-migrate")
+    ]
 
 
 def env_of(docs: list[dict[str, Any]], deployment: str) -> dict[str, dict[str, Any]]:
@@ -146,7 +148,8 @@ def test_labels_everywhere(rendered: list[dict[str, Any]]) -> None:
 
 def test_restricted_pod_security(rendered: list[dict[str, Any]]) -> None:
     specs = pod_specs(rendered)
-    assert len(specs) == (5 if strimzi(rendered) else 6)  # 4 services, the console and the topics hook
+    # 4 services, the console, the topics hook and the services' 4 migration hooks
+    assert len(specs) == (9 if strimzi(rendered) else 10)
     for name, spec in specs:
         psc = spec["securityContext"]
         assert psc["runAsNonRoot"] is True, name
@@ -335,7 +338,7 @@ def test_secrets_only_as_mounted_files(rendered: list[dict[str, Any]]) -> None:
 
 
 def test_kafka_passwords_only_as_files(rendered: list[dict[str, Any]]) -> None:
-    """Every Kafka client (services, migrations, provisioning) reads its password from a file
+    """Every Kafka client (services, provisioning) reads its password from a file
     mounted from a Secret: never from an environment variable."""
     for name, spec in kafka_clients(rendered):
         volumes = {v["name"]: v for v in spec["volumes"]}
@@ -365,7 +368,7 @@ def test_production_example_settings(helm: str, check_chart: ModuleType) -> None
     (config,) = [c for c in of_kind(docs, "ConfigMap") if c["metadata"]["name"] == "preflight-notifier"]
     assert "secret_file: /etc/preflight/secrets/webhook-bank-a" in config["data"]["routing.yaml"]
     assert nenv["PREFLIGHT_KAFKA_SASL_USERNAME"]["value"] == "preflight-notifier"
-    (job,) = of_kind(docs, "Job")
+    (job,) = [j for j in of_kind(docs, "Job") if j["metadata"]["name"] == "preflight-topics"]
     assert job["spec"]["template"]["spec"]["containers"][0]["args"] == [
         "--acls",
         "--credentials-dir",

@@ -1,4 +1,5 @@
-"""Concurrent migration runs apply each migration once (db.run_migrations under db.migration_lock).
+"""Migration runs: concurrent ones apply each migration once (db.run_migrations under
+db.migration_lock), and an older release's runs leave a newer schema as it is.
 
 A release's hook Job and a service replica (or two replicas) may migrate the same database at
 once; on real PostgreSQL, both runs wait for the advisory lock, one applies the migration and the
@@ -7,6 +8,7 @@ other finds the schema current.
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -96,5 +98,39 @@ def test_a_sqlite_database_is_migrated_under_a_file_lock_beside_it(tmp_path: Pat
     assert (tmp_path / "data" / "service.db.migrate.lock").exists()
     engine = make_engine(f"sqlite:///{database}")
     with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM applications").scalar_one() == 1
+    engine.dispose()
+
+
+# The next release's migration: it expands the schema.
+NEXT_VERSION = """
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+
+
+def upgrade() -> None:
+    op.execute("ALTER TABLE applications ADD COLUMN note text")
+"""
+
+
+def test_a_previous_release_starts_on_a_database_a_later_release_migrated(
+    tmp_path: Path, scripts: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """During a rolling upgrade a pod of the previous release may (re)start after the new
+    release's migration Job ran: its migrations leave the newer schema as it is."""
+    newer = tmp_path / "next-release"
+    shutil.copytree(scripts, newer)
+    (newer / "versions" / "0002_note.py").write_text(NEXT_VERSION)
+    url = f"sqlite:///{tmp_path / 'service.db'}"
+    run_migrations(url, newer)
+
+    run_migrations(url, scripts)  # the previous release's scripts know only 0001
+
+    assert "database schema 0002 is newer than these migrations" in caplog.text
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == ["0002"]
         assert conn.exec_driver_sql("SELECT count(*) FROM applications").scalar_one() == 1
     engine.dispose()

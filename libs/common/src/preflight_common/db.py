@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import logging
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -13,10 +14,13 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
+log = logging.getLogger(__name__)
 _POSTGRES_DISK_FULL = "53100"
 # The PostgreSQL advisory lock (per database) held while migrations run.
 MIGRATION_LOCK = 0x707265666D696772  # "prefmigr"
@@ -89,7 +93,25 @@ def run_migrations(url: str, script_location: Path | str, revision: str = "head"
         "sqlalchemy.url", make_url(url).render_as_string(hide_password=False).replace("%", "%%")
     )
     with migration_lock(url):
+        newer = _unknown_revisions(url, ScriptDirectory.from_config(config))
+        if newer:
+            # A later release migrated this database (its hook ran while this release's pods still
+            # serve or restart): its migrations only expand the schema, so this code runs on it.
+            log.warning("database schema %s is newer than these migrations; left as it is", ", ".join(newer))
+            return
         command.upgrade(config, revision)
+
+
+def _unknown_revisions(url: str, scripts: ScriptDirectory) -> list[str]:
+    """The database's current revisions that `scripts` does not know (a later release's)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            current = MigrationContext.configure(conn).get_current_heads()
+    finally:
+        engine.dispose()
+    known = {r.revision for r in scripts.walk_revisions()}
+    return [r for r in current if r not in known]
 
 
 @contextlib.contextmanager

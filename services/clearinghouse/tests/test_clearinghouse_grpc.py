@@ -332,3 +332,23 @@ def test_a_stream_sends_each_caller_only_what_it_may_see(api: Api) -> None:
     assert until("op-c", "for everyone") == ["for everyone"]
     assert "for op-a only" in until("rev", "for everyone")
     stream_channel.close()
+
+
+def test_query_findings_answers_which_findings_affect_a_package_version_in_the_callers_view(api: Api) -> None:
+    finding = api.stub.ReportFinding(valid_request(), metadata=api.as_(REVIEWER)).finding
+    publish(api, finding.finding_id)
+    query = pb.QueryFindingsRequest(purl="pkg:pypi/libfoo@1.4.1")
+    assert [f.finding_id for f in api.stub.QueryFindings(query, metadata=api.as_(OP_B)).findings] == [
+        finding.finding_id
+    ]
+    assert not api.stub.QueryFindings(query, metadata=api.as_(OP_C)).findings  # outside the audience
+    fixed = pb.QueryFindingsRequest(purl="pkg:pypi/libfoo", version="1.4.2")
+    assert not api.stub.QueryFindings(fixed, metadata=api.as_(REVIEWER)).findings
+    for bad, field in (
+        (pb.QueryFindingsRequest(purl="libfoo@1.0"), "purl"),
+        (pb.QueryFindingsRequest(purl="pkg:pypi/libfoo"), "version"),
+    ):
+        with pytest.raises(grpc.RpcError) as caught:
+            api.stub.QueryFindings(bad, metadata=api.as_(OP_B))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert list(field_violations(caught.value)) == [field]

@@ -42,9 +42,9 @@ from preflight_clearinghouse.domain.errors import (
     RevisionConflict,
     UnexplainedOutcome,
 )
-from preflight_clearinghouse.domain.findings import LinkKind, PatchState
+from preflight_clearinghouse.domain.findings import LinkKind, PatchState, ProductInput
 from preflight_clearinghouse.domain.queries import FindingQuery
-from preflight_clearinghouse.domain.sharing import Tlp
+from preflight_clearinghouse.domain.sharing import Tlp, Viewer
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.entrypoints.agents import Handlers
 from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
@@ -577,3 +577,58 @@ def test_the_submission_events_record_consent(components: Components) -> None:
     assert not components.reviews.submission_received("evt-1", info)
     with components.engine.connect() as conn:
         assert conn.execute(text("select share_identity from submissions")).scalar_one()
+
+
+def test_a_package_version_query_finds_what_affects_it_in_the_callers_view_only(
+    components: Components,
+) -> None:
+    flask = [ProductInput(purl="pkg:pypi/flask", version_range="vers:pypi/>=2.0|<2.3.3")]
+    in_range, _ = components.registry.report(REVIEWER, report_input(affected_products=flask))
+    exact, _ = components.registry.report(
+        REVIEWER, report_input(title="exact", affected_products=[ProductInput(purl="pkg:pypi/flask@2.3.1")])
+    )
+    fixed, _ = components.registry.report(
+        REVIEWER,
+        report_input(
+            title="fixed before",
+            affected_products=[ProductInput(purl="pkg:pypi/Flask", version_range="vers:pypi/<2.2")],
+        ),
+    )
+    other_package, _ = components.registry.report(
+        REVIEWER, report_input(title="werkzeug", affected_products=[ProductInput(purl="pkg:pypi/werkzeug")])
+    )
+    op_b_only, _ = components.registry.report(
+        REVIEWER,
+        report_input(
+            title="b", affected_products=flask, audience_organisations=["op-b"], audience_sectors=[]
+        ),
+    )
+    for finding in (in_range, exact, fixed, other_package, op_b_only):
+        publish(components, finding.finding_id)  # rewrites each finding's row and its packages
+
+    def ids(viewer: Viewer, purl: str, version: str = "") -> list[str]:
+        return [f.finding_id for f in components.registry.affecting(viewer, purl, version)]
+
+    assert ids(REVIEWER, "pkg:pypi/flask@2.3.1") == [
+        in_range.finding_id,
+        exact.finding_id,
+        op_b_only.finding_id,
+    ]
+    assert ids(REVIEWER, "pkg:pypi/flask", "2.3.1") == ids(REVIEWER, "pkg:pypi/flask@2.3.1")
+    assert ids(REVIEWER, "pkg:pypi/flask@2.1") == [
+        in_range.finding_id,
+        fixed.finding_id,
+        op_b_only.finding_id,
+    ]
+    assert ids(REVIEWER, "pkg:pypi/flask@2.3.3") == []
+    # An operator sees only what its TLP and audience allow, as everywhere.
+    assert ids(OP_A, "pkg:pypi/flask@2.3.1") == [in_range.finding_id, exact.finding_id]
+    assert ids(LAB_Y, "pkg:pypi/flask@2.3.1") == []
+    for purl, version, field in (
+        ("flask", "", "purl"),
+        ("pkg:pypi/flask", "", "version"),
+        ("pkg:pypi/flask@1", "2", "version"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            components.registry.affecting(REVIEWER, purl, version)
+        assert [v.field for v in refused.value.violations] == [field]

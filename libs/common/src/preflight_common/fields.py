@@ -63,6 +63,7 @@ _TEXT = (
     "preflight.clearinghouse.v1.AffectedProduct.purl",
     "preflight.clearinghouse.v1.AffectedProduct.version_range",
     "preflight.clearinghouse.v1.AffectedProduct.cpe",
+    "preflight.clearinghouse.v1.QueryFindingsRequest.purl",
     "preflight.clearinghouse.v1.CodeLocation.file",
     "preflight.clearinghouse.v1.CodeLocation.function",
     "preflight.clearinghouse.v1.TransitionFindingRequest.reason",

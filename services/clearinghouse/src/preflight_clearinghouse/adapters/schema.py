@@ -179,6 +179,16 @@ finding_audience = Table(
     Index("ix_finding_audience_value", "kind", "value"),
 )
 
+finding_packages = Table(
+    "finding_packages",
+    metadata,
+    Column("finding_id", String(64), ForeignKey("findings.finding_id"), primary_key=True),
+    # The package a purl-named affected product names (`domain.packages.package_of`): the index
+    # that answers "which findings affect this package version?" without reading every finding.
+    Column("package", String(512), primary_key=True),
+    Index("ix_finding_packages_package", "package"),
+)
+
 patch_statuses = Table(
     "patch_statuses",
     metadata,

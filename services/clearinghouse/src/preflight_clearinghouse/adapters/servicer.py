@@ -338,6 +338,14 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
     def _changes(self, viewer: Viewer, *, query: FindingQuery, cursor: int) -> tuple[list[Finding], int]:
         return self._registry.changes(viewer, query, cursor)
 
+    async def QueryFindings(
+        self, request: pb.QueryFindingsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QueryFindingsResponse:
+        findings = await self._run(
+            context, lambda v: self._registry.affecting(v, request.purl.strip(), request.version.strip())
+        )
+        return pb.QueryFindingsResponse(findings=[protos.finding_to_proto(f) for f in findings])
+
     async def VerifyAuditLog(
         self, request: pb.VerifyAuditLogRequest, context: grpc.aio.ServicerContext
     ) -> pb.VerifyAuditLogResponse:

@@ -59,6 +59,7 @@ from preflight_clearinghouse.domain.findings import (
     PatchStatusEntry,
     Severity,
 )
+from preflight_clearinghouse.domain.packages import package_of
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.reports import JobRecord, ReviewState, TaskResult
 from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
@@ -165,6 +166,9 @@ _INSERT_FINDING = insert(s.findings)
 _UPDATE_FINDING = update(s.findings).where(s.findings.c.finding_id == bindparam("the_finding_id"))
 _DELETE_AUDIENCE = delete(s.finding_audience).where(
     s.finding_audience.c.finding_id == bindparam("the_finding_id")
+)
+_DELETE_PACKAGES = delete(s.finding_packages).where(
+    s.finding_packages.c.finding_id == bindparam("the_finding_id")
 )
 _INSERT_AUDIT = insert(s.audit_log)
 _ADVANCE_HEAD = (
@@ -280,6 +284,11 @@ def _audience_rows(finding: Finding) -> list[dict[str, str]]:
     return rows
 
 
+def _package_rows(finding: Finding) -> list[dict[str, str]]:
+    names = {package_of(p.purl) for p in finding.affected if p.purl}
+    return [{"finding_id": finding.finding_id, "package": name} for name in sorted(names)]
+
+
 def _job_from_row(row: Row[Any]) -> JobRecord:
     return JobRecord(
         job_id=row.job_id,
@@ -341,6 +350,13 @@ class Reader:
         policy could allow; callers must still apply `may_see` to each one.
         """
         conditions = [s.findings.c.seq > after_seq, *_filter_conditions(query), _candidate_condition(viewer)]
+        return self._findings(_finding_select().where(*conditions).order_by(s.findings.c.seq).limit(limit))
+
+    def findings_naming_package(self, viewer: Viewer, package: str, limit: int) -> list[Finding]:
+        """Up to `limit` findings with a product naming `package` that may be visible to `viewer`, by
+        seq (through the package index; callers must still apply `may_see` and check the version)."""
+        named = select(s.finding_packages.c.finding_id).where(s.finding_packages.c.package == package)
+        conditions = [s.findings.c.finding_id.in_(named), _candidate_condition(viewer)]
         return self._findings(_finding_select().where(*conditions).order_by(s.findings.c.seq).limit(limit))
 
     def canonical_finding(self, fingerprint: str, key: str) -> str | None:
@@ -632,6 +648,9 @@ class UnitOfWork(Reader):
         audience = [row for f in findings for row in _audience_rows(f)]
         if audience:
             self.conn.execute(insert(s.finding_audience), audience)
+        packages = [row for f in findings for row in _package_rows(f)]
+        if packages:
+            self.conn.execute(insert(s.finding_packages), packages)
 
     def update_finding(self, finding: Finding) -> None:
         values = _finding_values(finding)
@@ -639,6 +658,10 @@ class UnitOfWork(Reader):
         self.conn.execute(_UPDATE_FINDING, values)
         self.conn.execute(_DELETE_AUDIENCE, {"the_finding_id": finding.finding_id})
         self._write_audience(finding)
+        self.conn.execute(_DELETE_PACKAGES, {"the_finding_id": finding.finding_id})
+        packages = _package_rows(finding)
+        if packages:
+            self.conn.execute(insert(s.finding_packages), packages)
 
     def _write_audience(self, finding: Finding) -> None:
         rows = _audience_rows(finding)

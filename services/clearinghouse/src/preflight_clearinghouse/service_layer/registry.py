@@ -46,6 +46,7 @@ from preflight_clearinghouse.domain.findings import (
     check_report,
     check_text,
 )
+from preflight_clearinghouse.domain.packages import affects, package_version
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import (
     PRIVILEGED,
@@ -280,6 +281,18 @@ class FindingRegistry:
                 share = max((len(page) - shown_before) / len(rows), 0.05)
                 batch = min(MAX_BATCH, math.ceil(1.2 * (size - len(page)) / share) + 10)
         return page, encode_page_token(cursor)
+
+    def affecting(self, viewer: Viewer, purl: str, version: str = "") -> list[Finding]:
+        """The findings `viewer` may see that affect a package version (`domain.packages`), oldest
+        first, at most MAX_PAGE: `purl` names the package and its version, or `version` does.
+        InvalidInput naming `purl` or `version` when they name no package version."""
+        wanted = package_version(purl, version)
+        now = self._clock()
+        with self._store.read() as reader:
+            candidates = reader.findings_naming_package(viewer, wanted.package, SCAN_LIMIT)
+        # The sharing policy first: it is cheap, and a version range is parsed only for what shows.
+        shown = [f for f in (visible(viewer, finding, now) for finding in candidates) if f is not None]
+        return [f for f in shown if any(affects(product, wanted) for product in f.affected)][:MAX_PAGE]
 
     def stream_cursor(self) -> int:
         """The position in the change feed now: a stream opened now sends changes after it."""

@@ -1272,6 +1272,61 @@ class ListFindingsResponse(_message.Message):
 Global___ListFindingsResponse: _TypeAlias = ListFindingsResponse  # noqa: Y015
 
 @_typing.final
+class QueryFindingsRequest(_message.Message):
+    """Request of QueryFindings: a package and one version of it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PURL_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    purl: _builtins.str
+    """The package as a purl, with its version (pkg:pypi/flask@2.3.1) or
+    without it when `version` gives it.
+    """
+    version: _builtins.str
+    """The version, when the purl has none (if both are given they must agree)."""
+    def __init__(
+        self,
+        *,
+        purl: _builtins.str = ...,
+        version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["purl", b"purl", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryFindingsRequest: _TypeAlias = QueryFindingsRequest  # noqa: Y015
+
+@_typing.final
+class QueryFindingsResponse(_message.Message):
+    """Response of QueryFindings."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDINGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def findings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Finding]:
+        """The findings the caller may see with a product naming the package whose
+        purl version or `vers:` range includes the version (or that names no
+        version), oldest first; at most 500.
+        """
+
+    def __init__(
+        self,
+        *,
+        findings: _abc.Iterable[Global___Finding] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["findings", b"findings"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryFindingsResponse: _TypeAlias = QueryFindingsResponse  # noqa: Y015
+
+@_typing.final
 class TransitionFindingRequest(_message.Message):
     """Request of TransitionFinding: exactly one target state."""
 

@@ -91,6 +91,11 @@ class ClearinghouseServiceStub:
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingsRequest.SerializeToString,
                 response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingsResponse.FromString,
                 _registered_method=True)
+        self.QueryFindings = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/QueryFindings',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.QueryFindingsRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.QueryFindingsResponse.FromString,
+                _registered_method=True)
         self.TransitionFinding = channel.unary_unary(
                 '/preflight.clearinghouse.v1.ClearinghouseService/TransitionFinding',
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.TransitionFindingRequest.SerializeToString,
@@ -213,6 +218,14 @@ class ClearinghouseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def QueryFindings(self, request, context):
+        """The findings the caller may see that affect one package version (the
+        OSV API's query: "which findings affect pkg:pypi/flask@2.3.1?").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def TransitionFinding(self, request, context):
         """Move a finding through the disclosure or the embargo state machine
         (reviewers and admins). Illegal transitions end FAILED_PRECONDITION.
@@ -320,6 +333,11 @@ def add_ClearinghouseServiceServicer_to_server(servicer, server):
                     servicer.ListFindings,
                     request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingsRequest.FromString,
                     response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingsResponse.SerializeToString,
+            ),
+            'QueryFindings': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryFindings,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.QueryFindingsRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.QueryFindingsResponse.SerializeToString,
             ),
             'TransitionFinding': grpc.unary_unary_rpc_method_handler(
                     servicer.TransitionFinding,
@@ -617,6 +635,33 @@ class ClearinghouseService:
             '/preflight.clearinghouse.v1.ClearinghouseService/ListFindings',
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingsRequest.SerializeToString,
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryFindings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/QueryFindings',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.QueryFindingsRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.QueryFindingsResponse.FromString,
             options,
             channel_credentials,
             insecure,

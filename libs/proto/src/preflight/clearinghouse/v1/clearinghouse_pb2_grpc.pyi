@@ -67,6 +67,10 @@ class ClearinghouseServiceStub:
     """One finding, as the caller may see it."""
     ListFindings: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.ListFindingsRequest, _clearinghouse_pb2.ListFindingsResponse]
     """The findings the caller may see, filtered and paged (oldest first)."""
+    QueryFindings: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.QueryFindingsRequest, _clearinghouse_pb2.QueryFindingsResponse]
+    """The findings the caller may see that affect one package version (the
+    OSV API's query: "which findings affect pkg:pypi/flask@2.3.1?").
+    """
     TransitionFinding: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.TransitionFindingRequest, _clearinghouse_pb2.TransitionFindingResponse]
     """Move a finding through the disclosure or the embargo state machine
     (reviewers and admins). Illegal transitions end FAILED_PRECONDITION.
@@ -131,6 +135,10 @@ class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
     """One finding, as the caller may see it."""
     ListFindings: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.ListFindingsRequest, _clearinghouse_pb2.ListFindingsResponse]  # type: ignore[assignment]
     """The findings the caller may see, filtered and paged (oldest first)."""
+    QueryFindings: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.QueryFindingsRequest, _clearinghouse_pb2.QueryFindingsResponse]  # type: ignore[assignment]
+    """The findings the caller may see that affect one package version (the
+    OSV API's query: "which findings affect pkg:pypi/flask@2.3.1?").
+    """
     TransitionFinding: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.TransitionFindingRequest, _clearinghouse_pb2.TransitionFindingResponse]  # type: ignore[assignment]
     """Move a finding through the disclosure or the embargo state machine
     (reviewers and admins). Illegal transitions end FAILED_PRECONDITION.
@@ -246,6 +254,16 @@ class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_clearinghouse_pb2.ListFindingsResponse, _abc.Awaitable[_clearinghouse_pb2.ListFindingsResponse]]:
         """The findings the caller may see, filtered and paged (oldest first)."""
+
+    @_abc_1.abstractmethod
+    def QueryFindings(
+        self,
+        request: _clearinghouse_pb2.QueryFindingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.QueryFindingsResponse, _abc.Awaitable[_clearinghouse_pb2.QueryFindingsResponse]]:
+        """The findings the caller may see that affect one package version (the
+        OSV API's query: "which findings affect pkg:pypi/flask@2.3.1?").
+        """
 
     @_abc_1.abstractmethod
     def TransitionFinding(

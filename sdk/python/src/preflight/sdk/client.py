@@ -357,7 +357,7 @@ class ClearinghouseClient(ServiceClient):
         *,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.ExportFindingResponse:
-        """A finding as a CSAF 2.0, OSV or STIX 2.1 document, as you may see it."""
+        """A finding as a CSAF 2.1 (or 2.0), OSV or STIX 2.1 document, as you may see it."""
         return self._run(_calls.export_finding(finding_id, format), timeout)
 
     def stream_findings(

@@ -265,7 +265,7 @@ class ClearinghouseServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ExportFinding(self, request, context):
-        """A finding as a CSAF 2.0, OSV or STIX 2.1 document, as the caller may see it.
+        """A finding as a CSAF 2.1 (or 2.0), OSV or STIX 2.1 document, as the caller may see it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -88,7 +88,7 @@ class ClearinghouseServiceStub:
     SetPatchStatus: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetPatchStatusRequest, _clearinghouse_pb2.SetPatchStatusResponse]
     """Report the caller's organisation's patch status for a finding (operators)."""
     ExportFinding: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.ExportFindingRequest, _clearinghouse_pb2.ExportFindingResponse]
-    """A finding as a CSAF 2.0, OSV or STIX 2.1 document, as the caller may see it."""
+    """A finding as a CSAF 2.1 (or 2.0), OSV or STIX 2.1 document, as the caller may see it."""
     StreamFindings: _grpc.UnaryStreamMultiCallable[_clearinghouse_pb2.StreamFindingsRequest, _clearinghouse_pb2.StreamFindingsResponse]
     """The findings the caller may see: optionally the current ones first, then
     every later change, as it happens.
@@ -156,7 +156,7 @@ class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
     SetPatchStatus: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetPatchStatusRequest, _clearinghouse_pb2.SetPatchStatusResponse]  # type: ignore[assignment]
     """Report the caller's organisation's patch status for a finding (operators)."""
     ExportFinding: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.ExportFindingRequest, _clearinghouse_pb2.ExportFindingResponse]  # type: ignore[assignment]
-    """A finding as a CSAF 2.0, OSV or STIX 2.1 document, as the caller may see it."""
+    """A finding as a CSAF 2.1 (or 2.0), OSV or STIX 2.1 document, as the caller may see it."""
     StreamFindings: _aio.UnaryStreamMultiCallable[_clearinghouse_pb2.StreamFindingsRequest, _clearinghouse_pb2.StreamFindingsResponse]  # type: ignore[assignment]
     """The findings the caller may see: optionally the current ones first, then
     every later change, as it happens.
@@ -317,7 +317,7 @@ class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _clearinghouse_pb2.ExportFindingRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_clearinghouse_pb2.ExportFindingResponse, _abc.Awaitable[_clearinghouse_pb2.ExportFindingResponse]]:
-        """A finding as a CSAF 2.0, OSV or STIX 2.1 document, as the caller may see it."""
+        """A finding as a CSAF 2.1 (or 2.0), OSV or STIX 2.1 document, as the caller may see it."""
 
     @_abc_1.abstractmethod
     def StreamFindings(

@@ -165,6 +165,9 @@ def test_findings_from_report_to_operator_export(api: Api, connect: Connect) -> 
     assert operator.list_findings().findings[0].finding_id == finding.finding_id
     patched = operator.set_patch_status(finding.finding_id, pb.PATCH_STATUS_PATCHED, note="rolled out")
     assert [(p.organisation, p.status) for p in patched.patch_statuses] == [("op-a", pb.PATCH_STATUS_PATCHED)]
+    affected = operator.query_findings("pkg:pypi/libfoo@1.2.0")
+    assert [f.finding_id for f in affected] == [finding.finding_id]
+    assert operator.query_findings("pkg:pypi/libfoo", version="1.4.2") == []
     exported = operator.export_finding(finding.finding_id, pb.EXPORT_FORMAT_CSAF)
     assert exported.media_type == "application/csaf+json" and json.loads(exported.document)
 
@@ -180,6 +183,7 @@ def test_findings_from_report_to_operator_export(api: Api, connect: Connect) -> 
         with pytest.raises(NotFound):
             outsider.export_finding(finding.finding_id, pb.EXPORT_FORMAT_OSV)
         assert list(outsider.iter_findings()) == []
+        assert outsider.query_findings("pkg:pypi/libfoo@1.2.0") == []
 
 
 def test_the_asyncio_clients_read_reports_and_follow_findings(api: Api) -> None:

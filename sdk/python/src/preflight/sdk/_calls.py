@@ -305,6 +305,17 @@ def findings(
     )
 
 
+def query_findings(
+    purl: str, version: str
+) -> Unary[clearinghouse_pb2.QueryFindingsResponse, list[clearinghouse_pb2.Finding]]:
+    return Unary(
+        _clearinghouse("QueryFindings"),
+        clearinghouse_pb2.QueryFindingsRequest(purl=purl, version=version),
+        clearinghouse_pb2.QueryFindingsResponse,
+        lambda reply: list(reply.findings),
+    )
+
+
 @dataclass(frozen=True)
 class Transition:
     """A finding's target state: a disclosure `state` or an `embargo_state` (exactly one), with the

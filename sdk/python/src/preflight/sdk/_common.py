@@ -33,6 +33,7 @@ _RETRIED_METHODS = {
         "ReportFinding",
         "GetFinding",
         "ListFindings",
+        "QueryFindings",
         "SetPatchStatus",
         "ExportFinding",
         "StreamFindings",

@@ -249,6 +249,11 @@ class AsyncClearinghouseClient(AsyncServiceClient):
     ) -> AsyncIterator[clearinghouse_pb2.Finding]:
         return self._iterate(_calls.findings(filter, page_size))
 
+    async def query_findings(
+        self, purl: str, *, version: str = "", timeout: float | None = None
+    ) -> list[clearinghouse_pb2.Finding]:
+        return await self._run(_calls.query_findings(purl, version), timeout)
+
     async def transition_finding(
         self,
         finding_id: str,

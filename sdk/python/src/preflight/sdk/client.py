@@ -285,6 +285,13 @@ class ClearinghouseClient(ServiceClient):
         """Every finding you may see that matches `filter`, fetching pages as needed."""
         return self._iterate(_calls.findings(filter, page_size))
 
+    def query_findings(
+        self, purl: str, *, version: str = "", timeout: float | None = None
+    ) -> list[clearinghouse_pb2.Finding]:
+        """The findings you may see that affect one package version (`pkg:pypi/flask@2.3.1`, or
+        the purl without a version and `version`), oldest first; at most 500."""
+        return self._run(_calls.query_findings(purl, version), timeout)
+
     def transition_finding(
         self,
         finding_id: str,

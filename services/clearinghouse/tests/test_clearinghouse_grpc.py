@@ -352,3 +352,25 @@ def test_query_findings_answers_which_findings_affect_a_package_version_in_the_c
             api.stub.QueryFindings(bad, metadata=api.as_(OP_B))
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert list(field_violations(caught.value)) == [field]
+
+
+def test_set_finding_aliases_names_the_field_and_shows_the_aliases(api: Api) -> None:
+    finding = api.stub.ReportFinding(valid_request(), metadata=api.as_(REVIEWER)).finding
+    request = pb.SetFindingAliasesRequest(finding_id=finding.finding_id, aliases=["cve-2023-4863"])
+    assert list(api.stub.SetFindingAliases(request, metadata=api.as_(REVIEWER)).finding.aliases) == [
+        "CVE-2023-4863"
+    ]
+    shown = api.stub.GetFinding(
+        pb.GetFindingRequest(finding_id=finding.finding_id), metadata=api.as_(REVIEWER)
+    )
+    assert list(shown.finding.aliases) == ["CVE-2023-4863"]
+    with pytest.raises(grpc.RpcError) as caught:
+        api.stub.SetFindingAliases(
+            pb.SetFindingAliasesRequest(finding_id=finding.finding_id, aliases=["CVE-1"]),
+            metadata=api.as_(REVIEWER),
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert list(field_violations(caught.value)) == ["aliases"]
+    with pytest.raises(grpc.RpcError) as caught:
+        api.stub.SetFindingAliases(request, metadata=api.as_(OP_B))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED

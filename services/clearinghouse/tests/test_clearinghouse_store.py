@@ -632,3 +632,37 @@ def test_a_package_version_query_finds_what_affects_it_in_the_callers_view_only(
         with pytest.raises(InvalidInput) as refused:
             components.registry.affecting(REVIEWER, purl, version)
         assert [v.field for v in refused.value.violations] == [field]
+
+
+def test_aliases_are_normalised_held_by_one_finding_only_and_shown_with_it(components: Components) -> None:
+    first, _ = components.registry.report(REVIEWER, report_input())
+    second, _ = components.registry.report(REVIEWER, report_input(title="another"))
+    aliased = components.registry.set_aliases(
+        REVIEWER, first.finding_id, ["cve-2024-12345", "GHSA-2XQM-7RF3-H4CV", "RHSA-2024:1234"], "assigned", 0
+    )
+    assert aliased.aliases == ("CVE-2024-12345", "GHSA-2xqm-7rf3-h4cv", "RHSA-2024:1234")
+    assert components.registry.get(REVIEWER, first.finding_id).aliases == aliased.aliases
+    with pytest.raises(InvalidInput) as taken:
+        components.registry.set_aliases(REVIEWER, second.finding_id, ["CVE-2024-12345"], "", 0)
+    assert [v.field for v in taken.value.violations] == ["aliases"]
+    assert first.finding_id in taken.value.violations[0].description
+    for bad in (
+        ["CVE-24-1"],
+        ["GHSA-0000-0000-0000"],
+        ["not an id"],
+        [f"CVE-2024-{n:05}" for n in range(21)],
+    ):
+        with pytest.raises(InvalidInput, match="aliases"):
+            components.registry.set_aliases(REVIEWER, second.finding_id, bad, "", 0)
+    with pytest.raises(PermissionDenied):
+        components.registry.set_aliases(OP_A, first.finding_id, ["CVE-2024-1111"], "", 0)
+    # Released by its holder, the alias may go to another finding; every change is audit-logged.
+    components.registry.set_aliases(REVIEWER, first.finding_id, [], "moved", 0)
+    moved = components.registry.set_aliases(REVIEWER, second.finding_id, ["CVE-2024-12345"], "moved", 0)
+    assert moved.aliases == ("CVE-2024-12345",)
+    assert components.registry.get(REVIEWER, first.finding_id).aliases == ()
+    with components.engine.connect() as conn:
+        actions = conn.execute(
+            select(schema.audit_log.c.action).where(schema.audit_log.c.action == "finding.aliases_set")
+        ).all()
+    assert len(actions) == 3

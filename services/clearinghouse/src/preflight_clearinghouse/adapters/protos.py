@@ -162,6 +162,7 @@ def finding_to_proto(finding: Finding) -> pb.Finding:
         state=events.FindingState.Value(f"FINDING_STATE_{finding.state.name}"),
         embargo_state=events.EmbargoState.Value(f"EMBARGO_STATE_{finding.embargo_state.name}"),
         cwe_ids=list(finding.cwe_ids),
+        aliases=list(finding.aliases),
         affected_products=[
             pb.AffectedProduct(purl=p.purl, version_range=p.version_range, cpe=p.cpe)
             for p in finding.affected

@@ -189,6 +189,14 @@ finding_packages = Table(
     Index("ix_finding_packages_package", "package"),
 )
 
+finding_aliases = Table(
+    "finding_aliases",
+    metadata,
+    # An alias names one finding only: the primary key is the uniqueness check's last word.
+    Column("alias", String(ID), primary_key=True),
+    Column("finding_id", String(64), ForeignKey("findings.finding_id"), nullable=False, index=True),
+)
+
 patch_statuses = Table(
     "patch_statuses",
     metadata,

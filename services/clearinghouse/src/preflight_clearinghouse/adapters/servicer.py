@@ -258,6 +258,21 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         )
         return pb.SetFindingSharingResponse(finding=finding)
 
+    async def SetFindingAliases(
+        self, request: pb.SetFindingAliasesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetFindingAliasesResponse:
+        finding = await self._changed(
+            context,
+            lambda v: self._registry.set_aliases(
+                v,
+                required_id(request.finding_id, "finding_id"),
+                list(request.aliases),
+                request.reason,
+                request.expected_revision,
+            ),
+        )
+        return pb.SetFindingAliasesResponse(finding=finding)
+
     async def LinkFinding(
         self, request: pb.LinkFindingRequest, context: grpc.aio.ServicerContext
     ) -> pb.LinkFindingResponse:

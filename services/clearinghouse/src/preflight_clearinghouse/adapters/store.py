@@ -17,7 +17,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -169,6 +169,14 @@ _DELETE_AUDIENCE = delete(s.finding_audience).where(
 )
 _DELETE_PACKAGES = delete(s.finding_packages).where(
     s.finding_packages.c.finding_id == bindparam("the_finding_id")
+)
+_DELETE_ALIASES = delete(s.finding_aliases).where(
+    s.finding_aliases.c.finding_id == bindparam("the_finding_id")
+)
+_ALIASES_BY_IDS = (
+    select(s.finding_aliases.c.finding_id, s.finding_aliases.c.alias)
+    .where(s.finding_aliases.c.finding_id.in_(bindparam("finding_ids", expanding=True)))
+    .order_by(s.finding_aliases.c.alias)
 )
 _INSERT_AUDIT = insert(s.audit_log)
 _ADVANCE_HEAD = (
@@ -327,10 +335,29 @@ class Reader:
             )
         return out
 
+    def _aliases_for(self, finding_ids: Sequence[str]) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        if finding_ids:
+            for row in self.conn.execute(_ALIASES_BY_IDS, {"finding_ids": list(finding_ids)}):
+                out.setdefault(row.finding_id, []).append(row.alias)
+        return out
+
     def _findings(self, query: Any, parameters: dict[str, Any] | None = None) -> list[Finding]:
         rows = self.conn.execute(query, parameters or {}).all()
-        patches = self._patches_for([r.finding_id for r in rows])
-        return [_finding_from_row(r, patches.get(r.finding_id, [])) for r in rows]
+        ids = [r.finding_id for r in rows]
+        patches, aliases = self._patches_for(ids), self._aliases_for(ids)
+        return [
+            replace(
+                _finding_from_row(r, patches.get(r.finding_id, [])),
+                aliases=tuple(aliases.get(r.finding_id, ())),
+            )
+            for r in rows
+        ]
+
+    def alias_holder(self, alias: str) -> str | None:
+        """The finding that holds `alias`, if any."""
+        a = s.finding_aliases.c
+        return self.conn.execute(select(a.finding_id).where(a.alias == alias)).scalar()
 
     def finding(self, finding_id: str) -> Finding | None:
         found = self._findings(_FINDING_BY_ID, {"finding_id": finding_id})
@@ -658,6 +685,12 @@ class UnitOfWork(Reader):
         self.conn.execute(_UPDATE_FINDING, values)
         self.conn.execute(_DELETE_AUDIENCE, {"the_finding_id": finding.finding_id})
         self._write_audience(finding)
+        self.conn.execute(_DELETE_ALIASES, {"the_finding_id": finding.finding_id})
+        if finding.aliases:
+            self.conn.execute(
+                insert(s.finding_aliases),
+                [{"alias": alias, "finding_id": finding.finding_id} for alias in finding.aliases],
+            )
         self.conn.execute(_DELETE_PACKAGES, {"the_finding_id": finding.finding_id})
         packages = _package_rows(finding)
         if packages:

@@ -287,6 +287,8 @@ class Finding:
     published_at: datetime | None
     revision: int
     seq: int = 0
+    # Other identifiers of the vulnerability (`domain.aliases`).
+    aliases: tuple[str, ...] = ()
 
     def embargo_in_force(self, now: datetime) -> bool:
         """True while an embargo is proposed or active and its end is still ahead."""

@@ -19,6 +19,7 @@ from preflight_common.pagetokens import page_tokens
 
 from preflight_clearinghouse.adapters.store import Store, UnitOfWork, sharing_key
 from preflight_clearinghouse.domain import lifecycle
+from preflight_clearinghouse.domain.aliases import check_aliases
 from preflight_clearinghouse.domain.errors import (
     Collector,
     FieldViolation,
@@ -459,6 +460,33 @@ class FindingRegistry:
                 now=now,
             ),
             {"cvss_v3": cvss_v3_vector, "cvss_v4": cvss_v4_vector, "cwe_ids": list(cwe_ids)},
+        )
+
+    def set_aliases(
+        self, viewer: Viewer, finding_id: str, aliases: Sequence[str], reason: str, expected_revision: int
+    ) -> Finding:
+        """Replace a finding's aliases (reviewers and admins): InvalidInput naming `aliases` for a
+        malformed one or one another finding holds."""
+        errors = Collector()
+        checked = check_aliases(aliases, errors)
+        errors.raise_if_any()
+
+        def mutate(uow: UnitOfWork, finding: Finding, _now: datetime) -> Finding:
+            for alias in checked:
+                holder = uow.alias_holder(alias)
+                if holder not in (None, finding.finding_id):
+                    errors.add("aliases", f"{alias} is already an alias of finding {holder}")
+            errors.raise_if_any()
+            return replace(finding, aliases=checked)
+
+        return self._change(
+            viewer,
+            finding_id,
+            expected_revision,
+            "finding.aliases_set",
+            reason,
+            mutate,
+            {"aliases": list(checked)},
         )
 
     def set_sharing(

@@ -840,6 +840,7 @@ class Finding(_message.Message):
     PUBLISHED_AT_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     CVSS_SCORES_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
     finding_id: _builtins.str
     """Unique id."""
     title: _builtins.str
@@ -938,6 +939,12 @@ class Finding(_message.Message):
         when the vector has threat or environmental metrics.
         """
 
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Other identifiers of the same vulnerability: CVE ids, GHSA ids and vendor
+        ids (each held by one finding only; set with SetFindingAliases).
+        """
+
     def __init__(
         self,
         *,
@@ -970,10 +977,11 @@ class Finding(_message.Message):
         published_at: _timestamp_pb2.Timestamp | None = ...,
         revision: _builtins.int = ...,
         cvss_scores: _abc.Iterable[Global___CvssScore] | None = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "created_at", b"created_at", "embargo_end", b"embargo_end", "link", b"link", "location", b"location", "published_at", b"published_at", "remediation_due", b"remediation_due", "source", b"source", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_products", b"affected_products", "audience", b"audience", "created_at", b"created_at", "cvss_scores", b"cvss_scores", "cvss_v3_score", b"cvss_v3_score", "cvss_v3_vector", b"cvss_v3_vector", "cvss_v4_score", b"cvss_v4_score", "cvss_v4_vector", b"cvss_v4_vector", "cwe_ids", b"cwe_ids", "description", b"description", "embargo_end", b"embargo_end", "embargo_state", b"embargo_state", "evidence", b"evidence", "finding_id", b"finding_id", "fingerprint", b"fingerprint", "link", b"link", "location", b"location", "origin", b"origin", "patch_statuses", b"patch_statuses", "published_at", b"published_at", "remediation_due", b"remediation_due", "reporter_organisation", b"reporter_organisation", "revision", b"revision", "severity", b"severity", "source", b"source", "state", b"state", "title", b"title", "tlp", b"tlp", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_products", b"affected_products", "aliases", b"aliases", "audience", b"audience", "created_at", b"created_at", "cvss_scores", b"cvss_scores", "cvss_v3_score", b"cvss_v3_score", "cvss_v3_vector", b"cvss_v3_vector", "cvss_v4_score", b"cvss_v4_score", "cvss_v4_vector", b"cvss_v4_vector", "cwe_ids", b"cwe_ids", "description", b"description", "embargo_end", b"embargo_end", "embargo_state", b"embargo_state", "evidence", b"evidence", "finding_id", b"finding_id", "fingerprint", b"fingerprint", "link", b"link", "location", b"location", "origin", b"origin", "patch_statuses", b"patch_statuses", "published_at", b"published_at", "remediation_due", b"remediation_due", "reporter_organisation", b"reporter_organisation", "revision", b"revision", "severity", b"severity", "source", b"source", "state", b"state", "title", b"title", "tlp", b"tlp", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1509,6 +1517,70 @@ class SetFindingSharingRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetFindingSharingRequest: _TypeAlias = SetFindingSharingRequest  # noqa: Y015
+
+@_typing.final
+class SetFindingAliasesRequest(_message.Message):
+    """Request of SetFindingAliases."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    ALIASES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding."""
+    reason: _builtins.str
+    """Why (audit-logged)."""
+    expected_revision: _builtins.int
+    """If non-zero, the change applies only if the finding is at this revision."""
+    @_builtins.property
+    def aliases(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every alias it has after the change (replacing the earlier ones; empty
+        removes them): CVE-YYYY-NNNN…, GHSA-xxxx-xxxx-xxxx, or a vendor id
+        PREFIX-ID (an upper-case prefix, e.g. RHSA-2024:1234, PYSEC-2024-12).
+        At most 20.
+        """
+
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        aliases: _abc.Iterable[_builtins.str] | None = ...,
+        reason: _builtins.str = ...,
+        expected_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["aliases", b"aliases", "expected_revision", b"expected_revision", "finding_id", b"finding_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetFindingAliasesRequest: _TypeAlias = SetFindingAliasesRequest  # noqa: Y015
+
+@_typing.final
+class SetFindingAliasesResponse(_message.Message):
+    """Response of SetFindingAliases."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def finding(self) -> Global___Finding:
+        """The finding after the change."""
+
+    def __init__(
+        self,
+        *,
+        finding: Global___Finding | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetFindingAliasesResponse: _TypeAlias = SetFindingAliasesResponse  # noqa: Y015
 
 @_typing.final
 class SetFindingSharingResponse(_message.Message):

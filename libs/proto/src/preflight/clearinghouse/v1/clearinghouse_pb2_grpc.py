@@ -111,6 +111,11 @@ class ClearinghouseServiceStub:
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingRequest.SerializeToString,
                 response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingResponse.FromString,
                 _registered_method=True)
+        self.SetFindingAliases = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingAliases',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesResponse.FromString,
+                _registered_method=True)
         self.LinkFinding = channel.unary_unary(
                 '/preflight.clearinghouse.v1.ClearinghouseService/LinkFinding',
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.LinkFindingRequest.SerializeToString,
@@ -249,6 +254,14 @@ class ClearinghouseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetFindingAliases(self, request, context):
+        """Set a finding's aliases: CVE, GHSA and vendor ids (reviewers and admins).
+        An alias another finding holds is INVALID_ARGUMENT.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LinkFinding(self, request, context):
         """Mark a finding a duplicate of, subsumed by, or merged into another with
         the same TLP label and audience (reviewers and admins).
@@ -353,6 +366,11 @@ def add_ClearinghouseServiceServicer_to_server(servicer, server):
                     servicer.SetFindingSharing,
                     request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingRequest.FromString,
                     response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingResponse.SerializeToString,
+            ),
+            'SetFindingAliases': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetFindingAliases,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesResponse.SerializeToString,
             ),
             'LinkFinding': grpc.unary_unary_rpc_method_handler(
                     servicer.LinkFinding,
@@ -743,6 +761,33 @@ class ClearinghouseService:
             '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingSharing',
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingRequest.SerializeToString,
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetFindingAliases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingAliases',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -81,6 +81,10 @@ class ClearinghouseServiceStub:
     """Set a finding's TLP label and audience (reviewers and admins). Links to
     findings with another label or audience are removed.
     """
+    SetFindingAliases: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingAliasesRequest, _clearinghouse_pb2.SetFindingAliasesResponse]
+    """Set a finding's aliases: CVE, GHSA and vendor ids (reviewers and admins).
+    An alias another finding holds is INVALID_ARGUMENT.
+    """
     LinkFinding: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.LinkFindingRequest, _clearinghouse_pb2.LinkFindingResponse]
     """Mark a finding a duplicate of, subsumed by, or merged into another with
     the same TLP label and audience (reviewers and admins).
@@ -148,6 +152,10 @@ class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
     SetFindingSharing: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingSharingRequest, _clearinghouse_pb2.SetFindingSharingResponse]  # type: ignore[assignment]
     """Set a finding's TLP label and audience (reviewers and admins). Links to
     findings with another label or audience are removed.
+    """
+    SetFindingAliases: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingAliasesRequest, _clearinghouse_pb2.SetFindingAliasesResponse]  # type: ignore[assignment]
+    """Set a finding's aliases: CVE, GHSA and vendor ids (reviewers and admins).
+    An alias another finding holds is INVALID_ARGUMENT.
     """
     LinkFinding: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.LinkFindingRequest, _clearinghouse_pb2.LinkFindingResponse]  # type: ignore[assignment]
     """Mark a finding a duplicate of, subsumed by, or merged into another with
@@ -291,6 +299,16 @@ class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_clearinghouse_pb2.SetFindingSharingResponse, _abc.Awaitable[_clearinghouse_pb2.SetFindingSharingResponse]]:
         """Set a finding's TLP label and audience (reviewers and admins). Links to
         findings with another label or audience are removed.
+        """
+
+    @_abc_1.abstractmethod
+    def SetFindingAliases(
+        self,
+        request: _clearinghouse_pb2.SetFindingAliasesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.SetFindingAliasesResponse, _abc.Awaitable[_clearinghouse_pb2.SetFindingAliasesResponse]]:
+        """Set a finding's aliases: CVE, GHSA and vendor ids (reviewers and admins).
+        An alias another finding holds is INVALID_ARGUMENT.
         """
 
     @_abc_1.abstractmethod

@@ -35,6 +35,13 @@ def ref(n: str) -> dict[str, str]:
     return {"$ref": f"#/$defs/{n}"}
 
 
+PROBE_SETTINGS = {
+    "periodSeconds": {"type": "integer", "minimum": 1},
+    "timeoutSeconds": {"type": "integer", "minimum": 1},
+    "failureThreshold": {"type": "integer", "minimum": 1},
+}
+
+
 defs = {
     "quantity": {
         "anyOf": [
@@ -151,14 +158,12 @@ defs = {
         {"enabled": boolean, "args": {"type": "array", "items": string, "minItems": 1}},
         required=["enabled", "args"],
     ),
-    "probe": obj(
-        {
-            "periodSeconds": {"type": "integer", "minimum": 1},
-            "timeoutSeconds": {"type": "integer", "minimum": 1},
-            "failureThreshold": {"type": "integer", "minimum": 1},
-        },
-        required=["periodSeconds", "timeoutSeconds", "failureThreshold"],
-    ),
+    "probe": obj(PROBE_SETTINGS, required=list(PROBE_SETTINGS)),
+    # A service's overrides of the global probes: any of their settings.
+    "probeOverride": obj(PROBE_SETTINGS),
+    # A pod volume: any source but the node's file system.
+    "extraVolume": {"type": "object", "required": ["name"], "not": {"required": ["hostPath"]}},
+    "extraVolumeMount": {"type": "object", "required": ["name", "mountPath"]},
 }
 
 
@@ -194,6 +199,14 @@ def component(secret_keys, extra=None):
         },
         "priorityClassName": string,
         "terminationGracePeriodSeconds": {"type": "integer", "minimum": 0},
+        "serviceAccount": obj({"create": boolean, "name": ref("optionalName")}, required=["create"]),
+        "updateStrategy": obj(
+            {"type": {"enum": ["RollingUpdate", "Recreate"]}, "rollingUpdate": {"type": "object"}},
+            required=["type"],
+        ),
+        "probes": obj({p: ref("probeOverride") for p in ("liveness", "readiness", "startup")}),
+        "extraVolumes": {"type": "array", "items": ref("extraVolume")},
+        "extraVolumeMounts": {"type": "array", "items": ref("extraVolumeMount")},
     }
     props.update(extra or {})
     return obj(props, required=["enabled", "replicaCount", "image", "grpcPort", "secretKeys", "resources"])

@@ -150,6 +150,16 @@ The service's Secret mounted read-only (mode 0440: the pod's fsGroup reads it) a
 {{- .Values.benchmark.jobNamespace | default .Release.Namespace -}}
 {{- end -}}
 
+{{/* The ServiceAccount a service's pods run as: its own (created unless serviceAccount.create is
+false) or the one named. Arg: (dict "root" $ "name" <component> "c" <component values>). */}}
+{{- define "preflight.serviceAccountName" -}}
+{{- if dig "serviceAccount" "create" true .c -}}
+{{- dig "serviceAccount" "name" "" .c | default (include "preflight.componentName" .) -}}
+{{- else -}}
+{{- dig "serviceAccount" "name" "" .c | default "default" -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The Lease (in the job namespace) held by the one benchmark replica that creates worker Jobs. */}}
 {{- define "preflight.dispatcherLease" -}}
 {{- printf "%s-benchmark-dispatcher" (include "preflight.fullname" .) -}}

@@ -8,10 +8,10 @@ PostgreSQL server's; so every submission is authenticated, validated, encrypted,
 status history and outbox event, and relayed to Kafka), and a bare grpc.aio server whose one
 method answers with a response of the same size as SubmitModel's. The same asyncio load
 generator then drives each, at each concurrency in turn, for the same time, and prints calls/s
-with p50/p99 latency for both side by side, the ratio of their throughputs, and how long the
-relay took to drain the outbox after the load. Goals: at concurrency 1, at least half the bare
-server's throughput and p99 at most 20 ms; throughput growing with concurrency. About a minute
-with the defaults.
+with p50/p99 latency and the server process's CPU per call for both side by side, the ratio of
+their throughputs, and how long the relay took to drain the outbox after the load. Goals: at
+concurrency 1, at least half the bare server's throughput and p99 at most 20 ms; throughput
+growing with concurrency. About a minute with the defaults.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -91,23 +92,48 @@ async def drive(call: Callable[[], Awaitable[object]], seconds: float, concurren
     return latencies
 
 
-def rate(latencies: list[float], seconds: float) -> float:
-    return len(latencies) / seconds
+@dataclass(frozen=True)
+class Run:
+    """One measured load: each call's latency (s) and the CPU the server process spent (s)."""
+
+    latencies: list[float]
+    server_cpu: float
 
 
-def summary(name: str, latencies: list[float], seconds: float) -> str:
-    ordered = sorted(latencies)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process `pid` so far (Linux /proc), threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measured(
+    call: Callable[[], Awaitable[object]], seconds: float, concurrency: int, server_pid: int
+) -> Run:
+    before = cpu_seconds(server_pid)
+    latencies = await drive(call, seconds, concurrency)
+    return Run(latencies, cpu_seconds(server_pid) - before)
+
+
+def rate(run: Run, seconds: float) -> float:
+    return len(run.latencies) / seconds
+
+
+def summary(name: str, run: Run, seconds: float) -> str:
+    """Throughput, p50/p99 latency, and the server's CPU per call: on a shared, loaded machine
+    the last moves least with the load of other processes."""
+    ordered = sorted(run.latencies)
     p50 = statistics.median(ordered) * 1000
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
+    cpu = run.server_cpu / len(ordered) * 1000
     return (
-        f"{name:<44} {rate(ordered, seconds):>7.0f}/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms"
-        f"   ({len(ordered)} calls)"
+        f"{name:<44} {rate(run, seconds):>7.0f}/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms"
+        f"   server CPU {cpu:5.2f} ms/call   ({len(ordered)} calls)"
     )
 
 
 async def bench_intake(
-    target: str, token: str, seconds: float, levels: list[int]
-) -> tuple[dict[int, list[float]], int]:
+    target: str, token: str, seconds: float, levels: list[int], server_pid: int
+) -> tuple[dict[int, Run], int]:
     """Latencies of SubmitModel at each concurrency in `levels`, and the response size."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
@@ -122,13 +148,13 @@ async def bench_intake(
         results = {}
         for concurrency in levels:
             await drive(call, 2.0, concurrency)  # warm-up
-            results[concurrency] = await drive(call, seconds, concurrency)
+            results[concurrency] = await measured(call, seconds, concurrency, server_pid)
         return results, response_size
 
 
 async def bench_baseline(
-    target: str, request_size: int, seconds: float, levels: list[int]
-) -> dict[int, list[float]]:
+    target: str, request_size: int, seconds: float, levels: list[int], server_pid: int
+) -> dict[int, Run]:
     async with grpc.aio.insecure_channel(target) as channel:
         method = channel.unary_unary(BASELINE_METHOD)
         payload = b"r" * request_size
@@ -139,7 +165,7 @@ async def bench_baseline(
         results = {}
         for concurrency in levels:
             await drive(call, 2.0, concurrency)
-            results[concurrency] = await drive(call, seconds, concurrency)
+            results[concurrency] = await measured(call, seconds, concurrency, server_pid)
         return results
 
 
@@ -238,7 +264,7 @@ def main() -> int:
 
         print(f"load: {levels} concurrent callers, {args.seconds:.0f}s each after a 2s warm-up")
         intake_latencies, response_size = asyncio.run(
-            bench_intake(f"127.0.0.1:{intake_port}", token, args.seconds, levels)
+            bench_intake(f"127.0.0.1:{intake_port}", token, args.seconds, levels, intake.pid)
         )
         drain_started = time.monotonic()
         pending = 1
@@ -264,7 +290,7 @@ def main() -> int:
         wait_for_line(baseline, None, "ready")
         request_size = submit_request().ByteSize()
         baseline_latencies = asyncio.run(
-            bench_baseline(f"127.0.0.1:{baseline_port}", request_size, args.seconds, levels)
+            bench_baseline(f"127.0.0.1:{baseline_port}", request_size, args.seconds, levels, baseline.pid)
         )
 
         print(f"messages: request {request_size} B, response {response_size} B")

@@ -19,6 +19,7 @@ from preflight.sdk import (
     Assessment,
     AsyncPreflight,
     FailedPrecondition,
+    InvalidArgument,
     NotFound,
     PermissionDenied,
     Preflight,
@@ -160,6 +161,12 @@ def test_findings_from_report_to_operator_export(api: Api, connect: Connect) -> 
         twin.finding_id, pb.LINK_KIND_DUPLICATE_OF, finding.finding_id, reason="same bug"
     )
     assert linked.link.target_finding_id == finding.finding_id
+    aliased = reviewer.set_finding_aliases(finding.finding_id, ["CVE-2026-12345"], reason="assigned")
+    assert list(aliased.aliases) == ["CVE-2026-12345"]
+    with pytest.raises(InvalidArgument):
+        reviewer.set_finding_aliases(twin.finding_id, ["CVE-2026-12345"])
+    with pytest.raises(PermissionDenied):
+        operator.set_finding_aliases(finding.finding_id, [])
 
     assert [f.finding_id for f in operator.iter_findings(page_size=1)] == [finding.finding_id]
     assert operator.list_findings().findings[0].finding_id == finding.finding_id

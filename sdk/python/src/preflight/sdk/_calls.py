@@ -395,6 +395,19 @@ def set_finding_sharing(
     )
 
 
+def set_finding_aliases(
+    finding_id: str, aliases: Iterable[str], reason: str, expected_revision: int
+) -> Unary[clearinghouse_pb2.SetFindingAliasesResponse, clearinghouse_pb2.Finding]:
+    return Unary(
+        _clearinghouse("SetFindingAliases"),
+        clearinghouse_pb2.SetFindingAliasesRequest(
+            finding_id=finding_id, aliases=list(aliases), reason=reason, expected_revision=expected_revision
+        ),
+        clearinghouse_pb2.SetFindingAliasesResponse,
+        _finding,
+    )
+
+
 def link_finding(
     finding_id: str, kind: clearinghouse_pb2.LinkKind.ValueType, target_finding_id: str, reason: str
 ) -> Unary[clearinghouse_pb2.LinkFindingResponse, clearinghouse_pb2.Finding]:

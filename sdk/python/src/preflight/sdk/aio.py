@@ -292,6 +292,18 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         call = _calls.set_finding_sharing(finding_id, tlp, audience, reason, expected_revision)
         return await self._run(call, timeout)
 
+    async def set_finding_aliases(
+        self,
+        finding_id: str,
+        aliases: Iterable[str],
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        call = _calls.set_finding_aliases(finding_id, aliases, reason, expected_revision)
+        return await self._run(call, timeout)
+
     async def link_finding(
         self,
         finding_id: str,

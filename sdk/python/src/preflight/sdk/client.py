@@ -334,6 +334,19 @@ class ClearinghouseClient(ServiceClient):
         call = _calls.set_finding_sharing(finding_id, tlp, audience, reason, expected_revision)
         return self._run(call, timeout)
 
+    def set_finding_aliases(
+        self,
+        finding_id: str,
+        aliases: Iterable[str],
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        """Replace a finding's aliases (CVE, GHSA and vendor ids; empty removes them; reviewers and
+        admins). An alias another finding holds is InvalidArgument. Not retried."""
+        return self._run(_calls.set_finding_aliases(finding_id, aliases, reason, expected_revision), timeout)
+
     def link_finding(
         self,
         finding_id: str,

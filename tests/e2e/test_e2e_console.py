@@ -243,6 +243,29 @@ def test_sessions_are_httponly_strict_cookies_that_sign_out_ends(review: Review)
         assert client.get("/lab/submissions").status_code == 303
 
 
+def test_times_follow_the_chosen_zone_and_the_zone_form_redirects_only_here(review: Review) -> None:
+    with _signed_in(review, "lab") as (client, csrf):
+        assert " UTC</td>" in client.get("/lab/submissions").text
+        for back, location in [
+            ("/lab/submissions", "/lab/submissions"),
+            ("//evil.example/x", "/"),
+            ("/\\evil.example", "/"),
+            ("https://evil.example", "/"),
+        ]:
+            answer = client.post(
+                "/time-zone",
+                data={"csrf": csrf, "zone": "Europe/Paris", "back": back},
+                headers={"origin": review.base},
+            )
+            assert (answer.status_code, answer.headers["location"]) == (303, location), back
+        page = client.get("/lab/submissions").text
+        assert " CET</td>" in page and " UTC</td>" not in page
+        answer = client.post(
+            "/time-zone", data={"csrf": csrf, "zone": "Mars/Olympus"}, headers={"origin": review.base}
+        )
+        assert answer.status_code == 400
+
+
 # -- in the browser ----------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ security headers of `SECURITY_HEADERS`.
 from __future__ import annotations
 
 import contextlib
+import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -62,6 +63,8 @@ SECURITY_HEADERS = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=()",
     "Cache-Control": "no-store",
 }
+# A path on this console, and nothing a browser could read as another host ("//host", "/\\host").
+LOCAL_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*)?")
 HOME = {Role.REVIEWER: "/review/queue", Role.OPERATOR: "/operator/findings", Role.LAB: "/lab/submissions"}
 FINDING_STATES = ("RECEIVED", "TRIAGED", "VALIDATED", "PATCH_AVAILABLE", "DISCLOSED", "INVALID", "CLOSED")
 EXPORTS = {
@@ -363,9 +366,8 @@ async def time_zone(console: Console, request: Request, session: Session, form: 
     except ValueError as exc:
         raise Refused(400, f"zone: {exc}") from None
     session.time_zone = form.one("zone")
-    back = form.one("back")
     return RedirectResponse(
-        back if back.startswith("/") and not back.startswith("//") else "/", status_code=303
+        form.one("back") if LOCAL_PATH.fullmatch(form.one("back")) else "/", status_code=303
     )
 
 

@@ -116,12 +116,15 @@ def main() -> int:
         try:
             direct(tasks, server, key, root / "warm-up", args.slots)
             direct_times = [direct(tasks, server, key, root / "direct", args.slots) for _ in range(args.runs)]
+            print(f"direct: {summary(direct_times)}", flush=True)
             direct_many = {n: direct(tasks * n, server, key, root / "direct", args.slots) for n in counts}
+            print(f"direct, {counts} submissions' suites: {direct_many}", flush=True)
             with intake_stand_in(root) as intake:
                 settings = service_settings(root, broker.admin_settings(), intake, max_concurrency=args.slots)
                 with benchmark_process(settings, root) as service:
                     platform(service, intake, server, key, 1)  # warm-up
                     runs = [platform(service, intake, server, key, 1) for _ in range(args.runs)]
+                    print(f"platform: {summary([r for r, _ in runs])}", flush=True)
                     many = {n: platform(service, intake, server, key, n) for n in counts}
         finally:
             server.stop()

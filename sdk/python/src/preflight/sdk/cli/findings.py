@@ -1,0 +1,312 @@
+"""`preflight finding`: the findings registry (reviewers triage and share; operators see what is
+shared with them and report their patch status; the API decides who sees what)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import yaml
+from google.protobuf.json_format import ParseDict, ParseError
+from preflight.clearinghouse.v1 import clearinghouse_pb2, events_pb2
+from preflight.common.v1 import common_pb2
+from preflight.sdk._calls import Assessment, Transition
+from preflight.sdk.cli._core import (
+    Choice,
+    Context,
+    Noun,
+    UsageError,
+    Verb,
+    fields,
+    limit_option,
+    read_bytes,
+    spelling,
+    take,
+    time_option,
+    when,
+)
+
+STATE = Choice(events_pb2.FindingState)
+EMBARGO = Choice(events_pb2.EmbargoState)
+SEVERITY = Choice(clearinghouse_pb2.Severity)
+TLP = Choice(common_pb2.Tlp)
+LINK = Choice(clearinghouse_pb2.LinkKind)
+PATCH = Choice(clearinghouse_pb2.PatchStatus)
+FORMAT = Choice(clearinghouse_pb2.ExportFormat)
+
+
+def describe(f: clearinghouse_pb2.Finding) -> str:
+    rows = [
+        ("finding", f.finding_id),
+        ("title", f.title),
+        (
+            "state",
+            f"{STATE.name(f.state)} (embargo {EMBARGO.name(f.embargo_state)}, ends {when(f.embargo_end)})",
+        ),
+        (
+            "severity",
+            f"{SEVERITY.name(f.severity)} (CVSS 3.1 {f.cvss_v3_score:.1f}, 4.0 {f.cvss_v4_score:.1f})",
+        ),
+        (
+            "sharing",
+            f"TLP:{TLP.name(f.tlp)} to {', '.join([*f.audience.organisations, *f.audience.sectors]) or 'nobody'}",  # noqa: E501
+        ),
+        ("cwe", ", ".join(f.cwe_ids) or "-"),
+        ("affected", ", ".join(p.purl or p.cpe for p in f.affected_products) or "-"),
+        ("aliases", ", ".join(f.aliases) or "-"),
+        ("link", f"{LINK.name(f.link.kind)} {f.link.target_finding_id}" if f.link.kind else "-"),
+        ("remediation", when(f.remediation_due)),
+        *((f"patch {p.organisation}", f"{PATCH.name(p.status)} {p.note}".rstrip()) for p in f.patch_statuses),
+        ("revision", f"{f.revision} (created {when(f.created_at)}, updated {when(f.updated_at)})"),
+    ]
+    return fields(rows)
+
+
+def _one(ctx: Context, finding: clearinghouse_pb2.Finding) -> None:
+    ctx.show(finding, lambda: describe(finding))
+
+
+def _report(ctx: Context, args: argparse.Namespace) -> None:
+    try:
+        data = yaml.safe_load(read_bytes(args.file))
+        request = ParseDict(data, clearinghouse_pb2.ReportFindingRequest())
+    except (yaml.YAMLError, ParseError) as exc:
+        raise UsageError(
+            f"{args.file}: not a finding (ReportFindingRequest as YAML or JSON): {exc}"
+        ) from None
+    response = ctx.preflight.clearinghouse.report_finding(request)
+    ctx.show(response, lambda: describe(response.finding))
+
+
+def _list(ctx: Context, args: argparse.Namespace) -> None:
+    selected = clearinghouse_pb2.FindingFilter(
+        sector=args.sector or "",
+        states=[STATE.value(s) for s in args.state],
+        severities=[SEVERITY.value(s) for s in args.severity],
+    )
+    findings = ctx.preflight.clearinghouse.iter_findings(selected, page_size=min(args.limit, 200))
+    ctx.table(
+        take(findings, args.limit),
+        [
+            ("FINDING", lambda f: f.finding_id),
+            ("STATE", lambda f: STATE.name(f.state)),
+            ("SEVERITY", lambda f: SEVERITY.name(f.severity)),
+            ("TLP", lambda f: TLP.name(f.tlp)),
+            ("TITLE", lambda f: f.title),
+        ],
+    )
+
+
+def _show(ctx: Context, args: argparse.Namespace) -> None:
+    _one(ctx, ctx.preflight.clearinghouse.get_finding(args.finding_id))
+
+
+def _triage(ctx: Context, args: argparse.Namespace) -> None:
+    if bool(args.state) == bool(args.embargo):
+        raise UsageError("give --state or --embargo")
+    target = Transition(
+        state=STATE.value(args.state),
+        embargo_state=EMBARGO.value(args.embargo),
+        embargo_end=time_option(args.embargo_end, "--embargo-end") if args.embargo_end else None,
+    )
+    _one(
+        ctx,
+        ctx.preflight.clearinghouse.transition_finding(
+            args.finding_id, target, reason=args.reason, expected_revision=args.expected_revision
+        ),
+    )
+
+
+def _assess(ctx: Context, args: argparse.Namespace) -> None:
+    assessment = Assessment(
+        cvss_v3_vector=args.cvss_v3 or "",
+        cvss_v4_vector=args.cvss_v4 or "",
+        cwe_ids=args.cwe,
+        remediation_due=time_option(args.remediation_due, "--remediation-due")
+        if args.remediation_due
+        else None,
+    )
+    _one(
+        ctx,
+        ctx.preflight.clearinghouse.update_finding_assessment(
+            args.finding_id, assessment, reason=args.reason, expected_revision=args.expected_revision
+        ),
+    )
+
+
+def _share(ctx: Context, args: argparse.Namespace) -> None:
+    audience = common_pb2.Audience(organisations=args.organisation, sectors=args.sector)
+    _one(
+        ctx,
+        ctx.preflight.clearinghouse.set_finding_sharing(
+            args.finding_id,
+            TLP.value(args.tlp),
+            audience,
+            reason=args.reason,
+            expected_revision=args.expected_revision,
+        ),
+    )
+
+
+def _link(ctx: Context, args: argparse.Namespace) -> None:
+    _one(
+        ctx,
+        ctx.preflight.clearinghouse.link_finding(
+            args.finding_id, LINK.value(args.kind), args.target_finding_id, reason=args.reason
+        ),
+    )
+
+
+def _patch_status(ctx: Context, args: argparse.Namespace) -> None:
+    _one(
+        ctx,
+        ctx.preflight.clearinghouse.set_patch_status(
+            args.finding_id, PATCH.value(args.status), note=args.note
+        ),
+    )
+
+
+def _export(ctx: Context, args: argparse.Namespace) -> None:
+    exported = ctx.preflight.clearinghouse.export_finding(args.finding_id, FORMAT.value(args.format))
+    if ctx.as_json:
+        ctx.show(exported, str)
+    elif args.output == "-":
+        ctx.out.write(exported.document.decode())
+    else:
+        Path(args.output).write_bytes(exported.document)
+        ctx.note(f"wrote {args.output} ({exported.media_type})")
+
+
+def _finding(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("finding_id")
+
+
+def _change(parser: argparse.ArgumentParser) -> None:
+    _finding(parser)
+    parser.add_argument("--reason", default="", help="recorded in the audit log")
+    parser.add_argument(
+        "--expected-revision", type=int, default=0, help="refuse if the finding has changed since"
+    )
+
+
+def _report_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--file", required=True, help="the finding: a ReportFindingRequest as YAML or JSON (- for stdin)"
+    )
+
+
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--state", action="append", default=[], choices=STATE.choices, type=spelling, help="repeatable"
+    )
+    parser.add_argument(
+        "--severity", action="append", default=[], choices=SEVERITY.choices, type=spelling, help="repeatable"
+    )
+    parser.add_argument("--sector", help="only findings shared with this sector")
+    limit_option(parser)
+
+
+def _triage_arguments(parser: argparse.ArgumentParser) -> None:
+    _change(parser)
+    parser.add_argument("--state", choices=STATE.choices, type=spelling, help="the new disclosure state")
+    parser.add_argument("--embargo", choices=EMBARGO.choices, type=spelling, help="or the new embargo state")
+    parser.add_argument("--embargo-end", help="when proposing an embargo: RFC 3339 time or +Nd")
+
+
+def _assess_arguments(parser: argparse.ArgumentParser) -> None:
+    _change(parser)
+    parser.add_argument("--cvss-v3", help="CVSS 3.1 vector")
+    parser.add_argument("--cvss-v4", help="CVSS 4.0 vector")
+    parser.add_argument("--cwe", action="append", default=[], help="CWE id (repeatable; replaces the set)")
+    parser.add_argument("--remediation-due", help="RFC 3339 time or +Nd")
+
+
+def _share_arguments(parser: argparse.ArgumentParser) -> None:
+    _change(parser)
+    parser.add_argument("--tlp", required=True, choices=TLP.choices, type=spelling)
+    parser.add_argument("--organisation", action="append", default=[], help="repeatable")
+    parser.add_argument("--sector", action="append", default=[], help="repeatable")
+
+
+def _link_arguments(parser: argparse.ArgumentParser) -> None:
+    _finding(parser)
+    parser.add_argument("--kind", required=True, choices=LINK.choices, type=spelling)
+    parser.add_argument("--to", dest="target_finding_id", required=True, metavar="FINDING_ID")
+    parser.add_argument("--reason", default="")
+
+
+def _patch_arguments(parser: argparse.ArgumentParser) -> None:
+    _finding(parser)
+    parser.add_argument("--status", required=True, choices=PATCH.choices, type=spelling)
+    parser.add_argument("--note", default="")
+
+
+def _export_arguments(parser: argparse.ArgumentParser) -> None:
+    _finding(parser)
+    parser.add_argument("--format", default="csaf", choices=FORMAT.choices, type=spelling)
+    parser.add_argument("--output", "-o", default="-", help="file to write (default: standard output)")
+
+
+NOUN = Noun(
+    "finding",
+    "vulnerability findings (reviewers, operators, reporters)",
+    (
+        Verb(
+            "report",
+            "report a vulnerability",
+            "preflight finding report --file finding.yaml",
+            _report,
+            _report_arguments,
+        ),
+        Verb(
+            "list",
+            "the findings you may see, oldest first",
+            "preflight finding list --state validated",
+            _list,
+            _list_arguments,
+        ),
+        Verb("show", "one finding as you may see it", "preflight finding show FINDING_ID", _show, _finding),
+        Verb(
+            "triage",
+            "move a finding through disclosure or embargo (reviewers)",
+            "preflight finding triage FINDING_ID --state triaged",
+            _triage,
+            _triage_arguments,
+        ),
+        Verb(
+            "assess",
+            "change CVSS vectors, CWE ids or the remediation date (reviewers)",
+            "preflight finding assess FINDING_ID --cwe CWE-787",
+            _assess,
+            _assess_arguments,
+        ),
+        Verb(
+            "share",
+            "set the TLP label and audience (reviewers)",
+            "preflight finding share FINDING_ID --tlp amber --sector water",
+            _share,
+            _share_arguments,
+        ),
+        Verb(
+            "link",
+            "mark a finding a duplicate of, subsumed by or merged into another (reviewers)",
+            "preflight finding link FINDING_ID --kind duplicate-of --to OTHER_ID",
+            _link,
+            _link_arguments,
+        ),
+        Verb(
+            "patch-status",
+            "report your organisation's patch status (operators)",
+            "preflight finding patch-status FINDING_ID --status patched",
+            _patch_status,
+            _patch_arguments,
+        ),
+        Verb(
+            "export",
+            "the finding as CSAF, OSV or STIX, as you may see it",
+            "preflight finding export FINDING_ID --format csaf -o advisory.json",
+            _export,
+            _export_arguments,
+        ),
+    ),
+)

@@ -176,14 +176,17 @@ async def test_a_hung_worker_is_killed_at_its_deadline_and_its_slot_freed(tmp_pa
     executor = local_executor(tmp_path, max_concurrency=1)
     out = tmp_path / "pids"
     try:
+        # A first attempt warms the worker, so the deadline below is the hung attempt's alone.
+        await executor.run(attempt({"action": "pid", "out": str(out)}, job="bj-0"))
         hung = asyncio.create_task(
-            executor.run(attempt({"action": "pid", "out": str(out), "hold": True}, timeout=3))
+            executor.run(attempt({"action": "pid", "out": str(out), "hold": True}, timeout=2))
         )
         waiting = asyncio.create_task(executor.run(attempt({"action": "pid", "out": str(out)}, job="bj-2")))
         outcome = await hung
         assert outcome.end == AttemptEnd.TIMED_OUT
         assert (await waiting).end == AttemptEnd.EXITED
-        hung_pid, next_pid = pids(out)
+        warm_pid, hung_pid, next_pid = pids(out)
+        assert hung_pid == warm_pid
         assert not alive(hung_pid)
         assert next_pid != hung_pid
     finally:

@@ -68,8 +68,8 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: fl
         time.sleep(every)
 
 
-def cli(args: list[str], token: str, env: dict[str, str], capture: bool = False) -> str:
-    full_env = {**env, "PREFLIGHT_TOKEN": token}
+def cli(args: list[str], token_file: Path, env: dict[str, str], capture: bool = False) -> str:
+    full_env = {**env, "PREFLIGHT_TOKEN_FILE": str(token_file)}
     result = subprocess.run(
         [str(BIN / "preflight"), *args], env=full_env, text=True, capture_output=capture, check=False
     )
@@ -98,10 +98,8 @@ def main() -> int:
         raise DemoFailed("the stack did not start")
     state = json.loads((run_dir / "stack.json").read_text())
     ports = state["ports"]
-    tokens = json.loads((run_dir / "tokens.json").read_text())
-    secrets = dict(
-        line.split("=", 1) for line in (run_dir / "secrets.env").read_text().splitlines() if "=" in line
-    )
+    # The lab's token, in the 0600 file the stack wrote: a token is never an environment variable.
+    lab_token = run_dir / "tokens" / "lab.token"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_")}
     env["PREFLIGHT_TARGET"] = f"127.0.0.1:{ports['intake']}"
 
@@ -109,26 +107,30 @@ def main() -> int:
     manifest = yaml.safe_load((ROOT / "examples/model.yaml").read_text())
     manifest["planned_release"] = "+6d"
     manifest["access_window"] = {"start": "+0d", "end": "+6d"}
-    manifest["access"]["endpoint"]["base_url"] = f"http://127.0.0.1:{ports['reference-model']}/v1"
+    endpoint = manifest["access"]["endpoint"]
+    endpoint["base_url"] = f"http://127.0.0.1:{ports['reference-model']}/v1"
+    # The lab's key for the model is a file too (the one the stack gave the reference model),
+    # never the CLI's environment.
+    del endpoint["credential_env"]
+    endpoint["credential_file"] = str(run_dir / "secrets" / "reference-model.key")
     manifest_path = run_dir / "demo-model.yaml"
     manifest_path.write_text(yaml.safe_dump(manifest, sort_keys=False))
-    env["EXAMPLE_LAB_API_KEY"] = secrets["PREFLIGHT_REFERENCE_MODEL_API_KEY"]
     print(f"$ preflight submit {manifest_path}")
     submitted = json.loads(
         cli(
             ["--json", "submit", "--idempotency-key", f"demo-{uuid.uuid4()}", str(manifest_path)],
-            tokens["lab"],
+            lab_token,
             env,
             capture=True,
         )
     )
     submission_id = submitted.get("submission_id") or submitted["submission"]["submission_id"]
-    cli(["status", submission_id], tokens["lab"], env)
+    cli(["status", submission_id], lab_token, env)
 
     print(f"\n$ preflight watch {submission_id}")
     watch = subprocess.Popen(
         [str(BIN / "preflight"), "watch", submission_id],
-        env={**env, "PREFLIGHT_TOKEN": tokens["lab"]},
+        env={**env, "PREFLIGHT_TOKEN_FILE": str(lab_token)},
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -171,20 +171,34 @@ class Kubelet:
             else:
                 ref = variable["valueFrom"]["secretKeyRef"]
                 env[variable["name"]] = self.secrets[ref["name"]][ref["key"]]
-        # A read-only root: an empty root of its own, every top-level folder bound read-only,
-        # the container's volumes at their mount paths, then the root remounted read-only.
+        # A read-only root: an empty root of its own, every top-level folder bound read-only
+        # (one that holds a mount point, e.g. /etc for a Secret volume, rebuilt from its entries
+        # so the mount point can be made, as a container image's folder would allow), the
+        # container's volumes at their mount paths, then all of it remounted read-only.
+        mounts = [Path(m["mountPath"]) for m in container["volumeMounts"]]
         argv = [str(BWRAP), "--die-with-parent", "--tmpfs", "/"]
+        rebuilt = []
         for entry in sorted(Path("/").iterdir()):
             if entry.name in ("proc", "dev"):
                 continue
             if entry.is_symlink():
                 argv += ["--symlink", os.readlink(entry), str(entry)]
+            elif entry.is_dir() and any(m.is_relative_to(entry) and m != entry for m in mounts):
+                argv += ["--tmpfs", str(entry)]
+                for child in sorted(entry.iterdir()):
+                    if child.is_symlink():
+                        argv += ["--symlink", os.readlink(child), str(child)]
+                    else:
+                        argv += ["--ro-bind", str(child), str(child)]
+                rebuilt.append(str(entry))
             else:
                 argv += ["--ro-bind", str(entry), str(entry)]
         argv += ["--proc", "/proc", "--dev", "/dev"]
         for mount in container["volumeMounts"]:
             bind = "--ro-bind" if mount.get("readOnly") else "--bind"
             argv += [bind, str(volumes[mount["name"]]), mount["mountPath"]]
+        for folder in rebuilt:
+            argv += ["--remount-ro", folder]
         argv += ["--remount-ro", "/", "--chdir", "/", *container["command"]]
         return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600, check=False)
 

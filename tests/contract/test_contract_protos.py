@@ -21,6 +21,7 @@ EVENT_TYPES = [
     benchmark_events.BenchmarkJobRequested,
     benchmark_events.BenchmarkCompleted,
     benchmark_events.BenchmarkFailed,
+    benchmark_events.BenchmarkPlanEnded,
     clearinghouse_events.ReviewReportReady,
     clearinghouse_events.FindingPublished,
     clearinghouse_events.FindingUpdated,

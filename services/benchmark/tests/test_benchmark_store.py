@@ -104,7 +104,7 @@ def test_an_attempt_starts_once_and_ends_with_exactly_one_event(store: JobStore)
         FailureReason.TIMEOUT,
     )
     assert store.end(job.job_id, ending, NOW) is None
-    assert outbox_rows(store, "results") == [f"{job.job_id}/ended"]
+    assert outbox_rows(store, "results") == [f"{job.job_id}/ended", "sub-2/plan-ended"]
     failed = events_pb2.BenchmarkFailed.FromString(ended.result or b"")
     assert (failed.job_id, failed.attempt, failed.reason) == (
         job.job_id,
@@ -135,7 +135,39 @@ def test_withdrawal_ends_only_active_jobs_and_only_once(store: JobStore) -> None
     assert len(ended) == 2 and {j.failure_reason for j in ended} == {FailureReason.WITHDRAWN}
     assert store.withdraw("evt-6", "sub-4", "lab-a", NOW, ending) == []
     assert store.is_withdrawn("sub-4")
-    assert len(outbox_rows(store, "results")) == 3
+    assert outbox_rows(store, "results")[-1] == "sub-4/plan-ended"
+    assert len(outbox_rows(store, "results")) == 4
+
+
+def test_the_transaction_ending_a_plans_last_job_announces_the_plan_end_once(store: JobStore) -> None:
+    jobs = new_jobs("sub-5", ["a", "b"])
+    store.plan("evt-7", "sub-5", "lab-a", "local", jobs, NOW)
+    first = store.start_attempt(store.due(NOW, 1)[0], NOW)
+    assert first is not None
+    report = events_pb2.BenchmarkCompleted(eval_log_uri="file:///logs/a.eval")
+    store.end(first.job_id, events.completed(report, NOW), NOW, attempt=1)
+    assert outbox_rows(store, "results") == [f"{first.job_id}/ended"], "one job still runs"
+    (last,) = store.due(NOW, 10)
+    timeout = events.failed(FailureReason.WINDOW_CLOSED, "closed", retryable=False, now=NOW)
+    store.end(last.job_id, timeout, NOW)
+    assert store.end(last.job_id, timeout, NOW) is None
+    assert outbox_rows(store, "results") == [
+        f"{first.job_id}/ended",
+        f"{last.job_id}/ended",
+        "sub-5/plan-ended",
+    ]
+    with store.engine.connect() as conn:
+        value = conn.execute(
+            select(outbox.c.value).where(outbox.c.event_id == "sub-5/plan-ended")
+        ).scalar_one()
+    announced = events_pb2.BenchmarkPlanEnded.FromString(value)
+    assert announced.submission_id == "sub-5" and announced.HasField("ended_at")
+    assert sorted((j.job_id, j.outcome, j.attempts, j.failure_reason) for j in announced.jobs) == sorted(
+        [
+            (first.job_id, events_pb2.JOB_OUTCOME_COMPLETED, 1, events_pb2.FAILURE_REASON_UNSPECIFIED),
+            (last.job_id, events_pb2.JOB_OUTCOME_FAILED, 0, events_pb2.FAILURE_REASON_WINDOW_CLOSED),
+        ]
+    )
 
 
 def test_expired_lists_active_jobs_whose_window_closed(store: JobStore) -> None:

@@ -47,6 +47,7 @@ REQUIRED: Final[Mapping[str, tuple[str, ...]]] = {
     "preflight.benchmark.v1.BenchmarkCompleted": ("job_id", "submission_id", "suite_id", "attempt"),
     # A job may fail before any attempt ran (withdrawn, window closed): its attempt is then 0.
     "preflight.benchmark.v1.BenchmarkFailed": ("job_id", "submission_id", "reason"),
+    "preflight.benchmark.v1.BenchmarkPlanEnded": ("submission_id", "jobs", "ended_at"),
     "preflight.clearinghouse.v1.ReviewReportReady": (
         "report_id",
         "submission_id",

@@ -6,7 +6,9 @@ workers continue the trace of what caused them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 
 from google.protobuf import json_format
 from google.protobuf.duration_pb2 import Duration
@@ -107,6 +109,39 @@ def _terminal_record(
     )
 
 
+def plan_ended(plan: Sequence[JobRecord], now: datetime) -> KafkaRecord:
+    """The BenchmarkPlanEnded record of a submission whose jobs (`plan`, all ended) are listed; one
+    per plan: its id derives from the submission alone."""
+    submission_id = plan[0].submission_id
+    payload = events_pb2.BenchmarkPlanEnded(
+        submission_id=submission_id,
+        jobs=[
+            events_pb2.PlannedJobOutcome(
+                job_id=job.job_id,
+                suite_id=job.suite_id,
+                suite_version=job.suite_version,
+                outcome=events_pb2.JOB_OUTCOME_COMPLETED
+                if job.status == JobStatus.COMPLETED
+                else events_pb2.JOB_OUTCOME_FAILED,
+                attempts=job.attempt,
+                failure_reason=reason_to_proto(job.failure_reason)
+                if job.failure_reason
+                else events_pb2.FAILURE_REASON_UNSPECIFIED,
+            )
+            for job in plan
+        ],
+        ended_at=timestamp(now),
+    )
+    return encode_event(
+        payload,
+        source=SOURCE,
+        subject=submission_id,
+        event_id=f"{submission_id}/plan-ended",
+        time=now,
+        trace_headers=inject_headers(),
+    )
+
+
 def failed(
     reason: FailureReason, message: str, *, retryable: bool, now: datetime, eval_log_uri: str = ""
 ) -> EndingFor:
@@ -133,6 +168,7 @@ def failed(
             payload.SerializeToString(),
             eval_log_uri,
             _terminal_record(payload, now),
+            partial(plan_ended, now=now),
         )
 
     return ending
@@ -154,6 +190,7 @@ def completed(report: events_pb2.BenchmarkCompleted, now: datetime) -> EndingFor
             payload.SerializeToString(),
             payload.eval_log_uri,
             _terminal_record(payload, now),
+            partial(plan_ended, now=now),
         )
 
     return ending

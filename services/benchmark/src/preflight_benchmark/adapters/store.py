@@ -3,7 +3,8 @@
 Every state change that publishes an event enqueues it to the outbox in the
 same transaction, and every consumed event is claimed in the transaction of
 its effect: when a method returns, the change and its events are durable
-together; when it raises, neither is.
+together; when it raises, neither is. The transaction that ends a submission's
+last active job also enqueues the plan's end (BenchmarkPlanEnded), once.
 """
 
 from __future__ import annotations
@@ -171,7 +172,8 @@ class NewJob:
 
 @dataclass(frozen=True)
 class Ending:
-    """A terminal state to write, with its terminal event."""
+    """A terminal state to write, with its terminal event, and the plan's end (`plan_ended`: the
+    BenchmarkPlanEnded of a submission whose jobs, given in job id order, have all ended)."""
 
     status: JobStatus
     failure_reason: FailureReason | None
@@ -179,6 +181,7 @@ class Ending:
     result: bytes
     eval_log_uri: str
     record: KafkaRecord
+    plan_ended: Callable[[Sequence[JobRecord]], KafkaRecord]
 
 
 EndingFor = Callable[[JobRecord], Ending]
@@ -426,6 +429,13 @@ class JobStore:
     def _end(self, conn: Connection, job: JobRecord, ending: EndingFor, now: datetime) -> JobRecord | None:
         if job.status.terminal:
             return None
+        # The submission's row is locked first, as a withdrawal locks it before its jobs: of two
+        # transactions ending a plan's last two jobs, the second sees both ended and announces it.
+        conn.execute(
+            select(submissions.c.submission_id)
+            .where(submissions.c.submission_id == job.submission_id)
+            .with_for_update()
+        )
         done = ending(job)
         result = conn.execute(
             update(jobs)
@@ -445,7 +455,15 @@ class JobStore:
         if result.rowcount != 1:
             return None
         enqueue(conn, outbox, self._results_topic, done.record)
-        return JobRecord.from_row(conn.execute(select(jobs).where(jobs.c.job_id == job.job_id)).one())
+        plan = [
+            JobRecord.from_row(r)
+            for r in conn.execute(
+                select(jobs).where(jobs.c.submission_id == job.submission_id).order_by(jobs.c.job_id)
+            )
+        ]
+        if all(p.status.terminal for p in plan):
+            enqueue(conn, outbox, self._results_topic, done.plan_ended(plan))
+        return next(p for p in plan if p.job_id == job.job_id)
 
     # -- reading ----------------------------------------------------------------------------------
 

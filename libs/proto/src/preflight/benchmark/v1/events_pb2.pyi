@@ -69,6 +69,24 @@ FAILURE_REASON_INFRASTRUCTURE: FailureReason.ValueType  # 8
 """The executor could not run the job (e.g. Kubernetes API errors)."""
 Global___FailureReason: _TypeAlias = FailureReason  # noqa: Y015
 
+class _JobOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_OUTCOME_UNSPECIFIED: _JobOutcome.ValueType  # 0
+    JOB_OUTCOME_COMPLETED: _JobOutcome.ValueType  # 1
+    JOB_OUTCOME_FAILED: _JobOutcome.ValueType  # 2
+
+class JobOutcome(_JobOutcome, metaclass=_JobOutcomeEnumTypeWrapper):
+    """How one job of a plan ended."""
+
+JOB_OUTCOME_UNSPECIFIED: JobOutcome.ValueType  # 0
+JOB_OUTCOME_COMPLETED: JobOutcome.ValueType  # 1
+JOB_OUTCOME_FAILED: JobOutcome.ValueType  # 2
+Global___JobOutcome: _TypeAlias = JobOutcome  # noqa: Y015
+
 @_typing.final
 class Resources(_message.Message):
     """Compute a suite needs."""
@@ -138,9 +156,8 @@ class BenchmarkJobRequested(_message.Message):
     sample_limit: _builtins.int
     """Run only the first N samples of each task (0: all), from the suite catalog."""
     planned_jobs: _builtins.int
-    """How many jobs the submission's plan has, this one included (at least 1). The jobs and results
-    topics are read independently, so a consumer knows the plan is whole, and the review can end,
-    only once it has seen this many requests.
+    """How many jobs the submission's plan has, this one included (at least 1). Informative: the end
+    of the whole plan is announced by BenchmarkPlanEnded.
     """
     @_builtins.property
     def resources(self) -> Global___Resources: ...
@@ -423,3 +440,76 @@ class BenchmarkFailed(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___BenchmarkFailed: _TypeAlias = BenchmarkFailed  # noqa: Y015
+
+@_typing.final
+class PlannedJobOutcome(_message.Message):
+    """One job of an ended plan: the suite it ran, how it ended and after how many attempts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    SUITE_ID_FIELD_NUMBER: _builtins.int
+    SUITE_VERSION_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ATTEMPTS_FIELD_NUMBER: _builtins.int
+    FAILURE_REASON_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    suite_id: _builtins.str
+    suite_version: _builtins.str
+    outcome: Global___JobOutcome.ValueType
+    attempts: _builtins.int
+    """The attempts the job took (0: it failed before any attempt ran, e.g. withdrawn)."""
+    failure_reason: Global___FailureReason.ValueType
+    """Why it failed (FAILURE_REASON_UNSPECIFIED when it completed)."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        suite_id: _builtins.str = ...,
+        suite_version: _builtins.str = ...,
+        outcome: Global___JobOutcome.ValueType = ...,
+        attempts: _builtins.int = ...,
+        failure_reason: Global___FailureReason.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "failure_reason", b"failure_reason", "job_id", b"job_id", "outcome", b"outcome", "suite_id", b"suite_id", "suite_version", b"suite_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlannedJobOutcome: _TypeAlias = PlannedJobOutcome  # noqa: Y015
+
+@_typing.final
+class BenchmarkPlanEnded(_message.Message):
+    """ce_type: preflight.benchmark.v1.BenchmarkPlanEnded — topic preflight.benchmark.results.v1.
+    Every job of a submission's plan has ended. Published once per plan, in the transaction that
+    ends its last job, after that job's BenchmarkCompleted or BenchmarkFailed; keyed by the
+    submission like the plan's results, so a consumer reads it after them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMISSION_ID_FIELD_NUMBER: _builtins.int
+    JOBS_FIELD_NUMBER: _builtins.int
+    ENDED_AT_FIELD_NUMBER: _builtins.int
+    submission_id: _builtins.str
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlannedJobOutcome]:
+        """Every job of the plan, in job id order."""
+
+    @_builtins.property
+    def ended_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        submission_id: _builtins.str = ...,
+        jobs: _abc.Iterable[Global___PlannedJobOutcome] | None = ...,
+        ended_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "jobs", b"jobs", "submission_id", b"submission_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BenchmarkPlanEnded: _TypeAlias = BenchmarkPlanEnded  # noqa: Y015

@@ -147,7 +147,7 @@ async def test_one_replica_leads_and_a_stand_by_takes_over_once_the_leaders_rene
         r: LeaseElection(namespace.api(r), namespace.name, "dispatcher", r, lease_seconds=3) for r in replicas
     }
     stop = asyncio.Event()
-    renewing = {r: asyncio.create_task(e.run(stop)) for r, e in elections.items()}
+    renewing = {r: asyncio.create_task(e.run(stop, Liveness())) for r, e in elections.items()}
     try:
         async with (
             # One Job at a time for the service: the bound holds for the leader, not per replica.

@@ -121,7 +121,9 @@ async def serve(
     ]
     if components.election is not None:
         # Stopped with the dispatcher: the Lease is released, for a stand-by to take over at once.
-        background.append(asyncio.create_task(components.election.run(dispatcher_stop), name="election"))
+        background.append(
+            asyncio.create_task(components.election.run(dispatcher_stop, liveness), name="election")
+        )
     watching = asyncio.create_task(liveness.watch(health), name="liveness")
     log.info("benchmark serving on port %d (executor %s)", port, components.executor.name)
     if on_ready is not None:

@@ -24,6 +24,7 @@ from typing import Any
 import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
+from preflight_common.liveness import Liveness
 
 log = logging.getLogger(__name__)
 
@@ -67,10 +68,13 @@ class LeaseElection:
         """True while this replica's last renewal is younger than the renew deadline."""
         return self._renewed_at is not None and self._monotonic() - self._renewed_at < self.renew_deadline
 
-    async def run(self, stop: asyncio.Event) -> None:
-        """Acquire or renew every retry period until `stop` is set; then release a Lease held."""
+    async def run(self, stop: asyncio.Event, liveness: Liveness) -> None:
+        """Acquire or renew every retry period until `stop` is set, beating `liveness` each round
+        (a stopped election would leave the dispatcher standing by for good); then release a
+        Lease held."""
         was_leading = False
         while not stop.is_set():
+            liveness.beat("dispatcher lease", self.retry_period)
             try:
                 await asyncio.to_thread(self.try_acquire_or_renew)
             except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
@@ -85,6 +89,7 @@ class LeaseElection:
                 )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.retry_period)
+        liveness.end("dispatcher lease")
         if self._renewed_at is not None:
             with contextlib.suppress(ApiException, urllib3.exceptions.HTTPError, OSError):
                 await asyncio.to_thread(self.release)

@@ -30,9 +30,12 @@ def producer(kafka_settings: KafkaSettings) -> Iterator[KafkaProducer]:
     made.close()
 
 
-def publish(producer: KafkaProducer, topic: str, payload: Message, subject: str, event_id: str) -> None:
-    """Publish as the service whose proto package defines the event (`preflight.<service>.v1`)."""
-    source = SOURCES[payload.DESCRIPTOR.file.package.split(".")[1]]
+def publish(
+    producer: KafkaProducer, topic: str, payload: Message, subject: str, event_id: str, source: str = ""
+) -> None:
+    """Publish as the service whose proto package defines the event (`preflight.<service>.v1`), or
+    as `source`."""
+    source = source or SOURCES[payload.DESCRIPTOR.file.package.split(".")[1]]
     record = encode_event(payload, source=source, subject=subject, event_id=event_id)
     producer.send(topic, key=record.key, value=record.value, headers=record.headers).get(timeout=30)
 
@@ -69,11 +72,12 @@ class Watcher(threading.Thread):
 def test_progress_events_move_the_status_and_the_watch_streams_each_change(
     intake: Any,
     producer: KafkaProducer,
+    topics: Any,
     clearinghouse_stand_in: ClearinghouseStandIn,
     eventually: Callable[..., None],
     make_request: Callable[..., intake_pb2.SubmitModelRequest],
 ) -> None:
-    topics = intake.settings.topics
+    names = intake.settings.topics
     with Client(intake.target, token=intake.token("alice", Role.LAB, "lab-a")) as client:
         sid = client.submit(make_request("lab-a")).submission.submission_id
         watcher = Watcher(client, sid)
@@ -86,7 +90,7 @@ def test_progress_events_move_the_status_and_the_watch_streams_each_change(
         for job in ("job-1", "job-2"):
             publish(
                 producer,
-                topics.benchmark_jobs,
+                names.benchmark_jobs,
                 requested(job, sid, planned_jobs=2),
                 sid,
                 f"req-{job}",
@@ -94,7 +98,7 @@ def test_progress_events_move_the_status_and_the_watch_streams_each_change(
         # The same event delivered twice is applied once.
         publish(
             producer,
-            topics.benchmark_jobs,
+            names.benchmark_jobs,
             requested("job-1", sid, planned_jobs=2),
             sid,
             "req-job-1",
@@ -103,29 +107,39 @@ def test_progress_events_move_the_status_and_the_watch_streams_each_change(
 
         publish(
             producer,
-            topics.benchmark_results,
+            names.benchmark_results,
             benchmark.BenchmarkCompleted(job_id="job-1", submission_id=sid, suite_id="suite", attempt=1),
             sid,
             "done-1",
         )
         publish(
             producer,
-            topics.benchmark_results,
+            names.benchmark_results,
             benchmark.BenchmarkFailed(
                 job_id="job-2", submission_id=sid, attempt=1, reason=benchmark.FAILURE_REASON_EVAL_ERROR
             ),
             sid,
             "done-2",
         )
+        plan_ended = benchmark.BenchmarkPlanEnded(
+            submission_id=sid, jobs=[benchmark.PlannedJobOutcome(job_id="job-1")]
+        )
+        plan_ended.ended_at.GetCurrentTime()
+        # Only the benchmark announces a plan's end: one from another service is dead-lettered,
+        # after the results before it on the submission's partition were applied.
+        forged_from = SOURCES["clearinghouse"]
+        publish(producer, names.benchmark_results, plan_ended, sid, "forged-end", source=forged_from)
+        dead = topics.until(Topics.dlq(names.benchmark_results), lambda records: len(records) >= 1)
+        assert [dict(r.headers)["ce_id"] for r in dead] == [b"forged-end"]
+        assert status() == STATUS.SUBMISSION_STATUS_BENCHMARKING, (
+            "every job ended, but the plan's end was not said"
+        )
+        publish(producer, names.benchmark_results, plan_ended, sid, "plan-ended")
         eventually(lambda: status() == STATUS.SUBMISSION_STATUS_UNDER_REVIEW)
 
-        publish(
-            producer,
-            topics.reviews,
-            clearinghouse_stand_in.keys.report(sid),
-            sid,
-            "report-1",
-        )
+        report = clearinghouse_stand_in.keys.report(sid, organisation="lab-a")
+        report.organisation = "lab-a"
+        publish(producer, names.reviews, report, sid, "report-1")
         eventually(lambda: status() == STATUS.SUBMISSION_STATUS_REPORT_READY)
         client.withdraw(sid, reason="no longer needed")
         watcher.join(30)

@@ -204,15 +204,14 @@ def test_progress_events_apply_once_and_walk_the_status_machine(
     world: World, make_request: Callable[..., intake_pb2.SubmitModelRequest]
 ) -> None:
     sid = submit(world, make_request()).submission_id
-    world.intake.on_job_requested("intake", "e1", sid, "job-1", 3, max_attempts=2)
-    world.intake.on_job_requested("intake", "e1", sid, "job-1", 3, max_attempts=2)  # redelivered
+    world.intake.on_job_requested("intake", "e1", sid, "job-1", max_attempts=2)
+    world.intake.on_job_requested("intake", "e1", sid, "job-1", max_attempts=2)  # redelivered
     world.intake.on_job_ended("intake", "e2", sid, "job-1", "completed", attempt=1)
-    # Every job known so far has ended, but the plan has three.
     assert world.store.get(sid).status is Status.BENCHMARKING  # type: ignore[union-attr]
     with pytest.raises(UnplannedJob):  # an outcome before its request is not applied: it waits
         world.intake.on_job_ended("intake", "e3", sid, "job-3", "completed", attempt=1)
-    world.intake.on_job_requested("intake", "e4", sid, "job-2", 3, max_attempts=2)
-    world.intake.on_job_requested("intake", "e5", sid, "job-3", 3, max_attempts=2)
+    world.intake.on_job_requested("intake", "e4", sid, "job-2", max_attempts=2)
+    world.intake.on_job_requested("intake", "e5", sid, "job-3", max_attempts=2)
     world.intake.on_job_ended("intake", "e3", sid, "job-3", "completed", attempt=1)  # retried once it was
     assert world.store.get(sid).status is Status.BENCHMARKING  # type: ignore[union-attr]
     with pytest.raises(RefusedOutcome):  # job-2 may take two attempts: a third never ran
@@ -220,6 +219,10 @@ def test_progress_events_apply_once_and_walk_the_status_machine(
     with pytest.raises(RefusedOutcome):  # a completion ran an attempt
         world.intake.on_job_ended("intake", "e6", sid, "job-2", "completed", attempt=0)
     world.intake.on_job_ended("intake", "e6", sid, "job-2", "failed", attempt=0)  # ended while pending
+    # Every job intake knows of has ended: only the benchmark knows the plan is whole.
+    assert world.store.get(sid).status is Status.BENCHMARKING  # type: ignore[union-attr]
+    world.intake.on_plan_ended("intake", "e8", sid)
+    world.intake.on_plan_ended("intake", "e8", sid)  # redelivered
     assert world.store.get(sid).status is Status.UNDER_REVIEW  # type: ignore[union-attr]
     world.intake.on_report_ready("intake", "e7", sid)
     world.intake.on_report_ready("intake", "e7", sid)
@@ -244,7 +247,7 @@ def test_a_report_before_any_job_walks_through_every_step(
         Status.REPORT_READY,
     ]
     # A late job event cannot move it back.
-    world.intake.on_job_requested("intake", "j1", sid, "job-1", 1, max_attempts=2)
+    world.intake.on_job_requested("intake", "j1", sid, "job-1", max_attempts=2)
     assert world.store.get(sid).status is Status.REPORT_READY  # type: ignore[union-attr]
 
 
@@ -253,7 +256,7 @@ def test_events_for_withdrawn_or_unknown_submissions_change_nothing(
 ) -> None:
     sid = submit(world, make_request()).submission_id
     world.intake.withdraw(LAB_A, sid, "")
-    world.intake.on_job_requested("intake", "j1", sid, "job-1", 1, max_attempts=2)
+    world.intake.on_job_requested("intake", "j1", sid, "job-1", max_attempts=2)
     world.intake.on_report_ready("intake", "r1", sid)
     world.intake.on_report_ready("intake", "r2", "00000000-0000-4000-8000-00000000dead")
     assert [c.status for c in world.store.history(sid)] == [Status.RECEIVED, Status.WITHDRAWN]

@@ -285,12 +285,11 @@ class Transaction:
         job_id: str,
         *,
         requested_at: datetime | None = None,
-        planned_jobs: int = 0,
         max_attempts: int = 0,
         ended_at: datetime | None = None,
         outcome: str | None = None,
     ) -> None:
-        """Note a benchmark job requested (one of `planned_jobs`, with `max_attempts`) or ended."""
+        """Note a benchmark job requested (with `max_attempts`) or ended."""
         j = t.benchmark_jobs
         key = and_(j.c.submission_id == submission_id, j.c.job_id == job_id)
         exists = self._db().execute(select(j.c.job_id).where(key)).first()
@@ -300,7 +299,6 @@ class Transaction:
                     submission_id=submission_id,
                     job_id=job_id,
                     requested_at=requested_at,
-                    planned_jobs=planned_jobs,
                     max_attempts=max_attempts,
                     ended_at=ended_at,
                     outcome=outcome,
@@ -309,7 +307,7 @@ class Transaction:
             return
         values: dict[str, Any] = {}
         if requested_at is not None:
-            values.update(requested_at=requested_at, planned_jobs=planned_jobs, max_attempts=max_attempts)
+            values.update(requested_at=requested_at, max_attempts=max_attempts)
         if ended_at is not None:
             values.update(ended_at=ended_at, outcome=outcome)
         if values:
@@ -330,24 +328,6 @@ class Transaction:
         key = and_(j.c.submission_id == submission_id, j.c.job_id == job_id)
         row = self._db().execute(select(j.c.ended_at).where(key)).first()
         return None if row is None else row.ended_at is None
-
-    def benchmarks_done(self, submission_id: str) -> bool:
-        """Whether the submission's whole plan is known (as many requests seen as they say there
-        are) and every job known has ended."""
-        j = t.benchmark_jobs
-        known, requested, ended, planned = (
-            self._db()
-            .execute(
-                select(
-                    func.count(),
-                    func.count(j.c.requested_at),
-                    func.count(j.c.ended_at),
-                    func.max(j.c.planned_jobs),
-                ).where(j.c.submission_id == submission_id)
-            )
-            .one()
-        )
-        return bool(requested) and requested >= planned and ended == known
 
 
 class IntakeStore:

@@ -105,7 +105,8 @@ benchmark_jobs = Table(
     Column("submission_id", String(36), ForeignKey("submissions.submission_id"), primary_key=True),
     Column("job_id", String(200), primary_key=True),
     Column("requested_at", UtcDateTime, nullable=True),
-    # The size of the submission's plan, from the job's request (0 while only its end is known).
+    # Unused (neither written nor read): the benchmark announces a plan's end. Kept for the
+    # previous release, which still reads it; a later release's migration drops it.
     Column("planned_jobs", Integer, nullable=False, server_default="0"),
     # The job's last attempt, from its request (0: requested before this was kept, no bound).
     Column("max_attempts", Integer, nullable=False, server_default="0"),

@@ -1,8 +1,8 @@
 """Faust agents: intake learns a submission's progress from the benchmark and review topics.
 
 - `preflight.benchmark.jobs.v1` BenchmarkJobRequested → BENCHMARKING;
-- `preflight.benchmark.results.v1` BenchmarkCompleted/BenchmarkFailed → UNDER_REVIEW once the
-  submission's whole plan (each request says how many jobs it has) has ended;
+- `preflight.benchmark.results.v1` BenchmarkCompleted/BenchmarkFailed: a job ended (its
+  credential retires); BenchmarkPlanEnded (the benchmark says the whole plan ended) → UNDER_REVIEW;
 - `preflight.reviews.v1` ReviewReportReady → REPORT_READY, only for a report whose signature
   verifies with the clearinghouse's published key and whose signed body names that report,
   submission and organisation (`adapters.reports`).
@@ -31,7 +31,13 @@ from preflight_intake.service_layer.handlers import Intake, RefusedOutcome, Unpl
 CONSUMER = "intake"
 
 JOBS = EventRegistry([benchmark_events.BenchmarkJobRequested])
-RESULTS = EventRegistry([benchmark_events.BenchmarkCompleted, benchmark_events.BenchmarkFailed])
+RESULTS = EventRegistry(
+    [
+        benchmark_events.BenchmarkCompleted,
+        benchmark_events.BenchmarkFailed,
+        benchmark_events.BenchmarkPlanEnded,
+    ]
+)
 REVIEWS = EventRegistry([review_events.ReviewReportReady])
 
 
@@ -53,11 +59,15 @@ class ProgressHandlers:
             attributes.id,
             payload.submission_id,
             payload.job_id,
-            payload.planned_jobs,
             max_attempts=payload.max_attempts,
         )
 
     async def job_ended(self, attributes: EventAttributes, payload: Message) -> None:
+        if isinstance(payload, benchmark_events.BenchmarkPlanEnded):
+            await asyncio.to_thread(
+                self._intake.on_plan_ended, CONSUMER, attributes.id, payload.submission_id
+            )
+            return
         assert isinstance(payload, benchmark_events.BenchmarkCompleted | benchmark_events.BenchmarkFailed)
         outcome = "completed" if isinstance(payload, benchmark_events.BenchmarkCompleted) else "failed"
         try:

@@ -295,40 +295,32 @@ class Intake:
         event_id: str,
         submission_id: str,
         job_id: str,
-        planned_jobs: int,
         *,
         max_attempts: int,
     ) -> None:
-        """A job, one of `planned_jobs`, was requested (it may take `max_attempts` attempts): the
-        submission is BENCHMARKING (at least)."""
-        self._apply_job(
-            consumer, event_id, submission_id, job_id, None, planned_jobs=planned_jobs, attempts=max_attempts
-        )
+        """A job was requested (it may take `max_attempts` attempts): the submission is
+        BENCHMARKING (at least)."""
+        self._apply_job(consumer, event_id, submission_id, job_id, None, attempts=max_attempts)
 
     def on_job_ended(
         self, consumer: str, event_id: str, submission_id: str, job_id: str, outcome: str, *, attempt: int
     ) -> None:
-        """A job completed or failed at `attempt`: once the whole plan has ended, the submission is
-        UNDER_REVIEW.
+        """A job completed or failed at `attempt`: its credential retires; the submission is
+        BENCHMARKING (at least) until the benchmark announces the end of the whole plan.
 
         Only a job whose request is recorded counts (`UnplannedJob` otherwise), and only for one of
         its attempts (`RefusedOutcome` otherwise); nothing is applied when either is raised.
         """
         self._apply_job(consumer, event_id, submission_id, job_id, outcome, attempts=attempt)
 
+    def on_plan_ended(self, consumer: str, event_id: str, submission_id: str) -> None:
+        """Every job of the submission's plan ended (BenchmarkPlanEnded): the submission is
+        UNDER_REVIEW (at least)."""
+        self._advance_on(consumer, event_id, submission_id, Status.UNDER_REVIEW)
+
     def on_report_ready(self, consumer: str, event_id: str, submission_id: str) -> None:
         """The review report was issued: the submission is REPORT_READY."""
-
-        def apply(tx: Transaction) -> None:
-            if not tx.claim(consumer, event_id):
-                return
-            submission = tx.find(submission_id)
-            if submission is None:
-                log.warning("report for unknown submission %s ignored (event %s)", submission_id, event_id)
-                return
-            self._advance(tx, submission, Status.REPORT_READY, f"event {event_id}")
-
-        self._retrying(apply)
+        self._advance_on(consumer, event_id, submission_id, Status.REPORT_READY)
 
     def close_released(self) -> int:
         """Close every REPORT_READY submission whose planned release has passed; returns how many."""
@@ -351,6 +343,20 @@ class Intake:
 
     # --- helpers ------------------------------------------------------------------------------
 
+    def _advance_on(self, consumer: str, event_id: str, submission_id: str, target: Status) -> None:
+        """Apply an event (once) that moves the submission to `target` (at least)."""
+
+        def apply(tx: Transaction) -> None:
+            if not tx.claim(consumer, event_id):
+                return
+            submission = tx.find(submission_id)
+            if submission is None:
+                log.warning("event %s of unknown submission %s ignored", event_id, submission_id)
+                return
+            self._advance(tx, submission, target, f"event {event_id}")
+
+        self._retrying(apply)
+
     def _apply_job(
         self,
         consumer: str,
@@ -360,7 +366,6 @@ class Intake:
         ended: str | None,
         *,
         attempts: int,
-        planned_jobs: int = 0,
     ) -> None:
         """Record a job's request (`attempts`: its max_attempts) or its end (`attempts`: the attempt
         that ended it)."""
@@ -374,9 +379,7 @@ class Intake:
                 return
             now = self._clock()
             if ended is None:
-                tx.record_job(
-                    submission_id, job_id, requested_at=now, planned_jobs=planned_jobs, max_attempts=attempts
-                )
+                tx.record_job(submission_id, job_id, requested_at=now, max_attempts=attempts)
             else:
                 bound = tx.job_attempts(submission_id, job_id)
                 if bound is None:
@@ -386,8 +389,7 @@ class Intake:
                 if attempts < first or 0 < bound < attempts:
                     raise RefusedOutcome(f"job {job_id}: attempt {attempts} is not one of its attempts")
                 tx.record_job(submission_id, job_id, ended_at=now, outcome=ended)
-            target = Status.UNDER_REVIEW if tx.benchmarks_done(submission_id) else Status.BENCHMARKING
-            self._advance(tx, submission, target, f"event {event_id}")
+            self._advance(tx, submission, Status.BENCHMARKING, f"event {event_id}")
 
         self._retrying(apply)
 

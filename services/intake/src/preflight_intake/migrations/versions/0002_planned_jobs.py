@@ -1,6 +1,9 @@
 """Each benchmark job knows the size of its submission's plan, so a submission is UNDER_REVIEW only
 once its whole plan has ended.
 
+Unused since the benchmark announces a plan's end (BenchmarkPlanEnded): `planned_jobs` is neither
+written nor read any more, and a later release's migration drops it (expand/contract).
+
 Revision ID: 0002
 Revises: 0001
 """

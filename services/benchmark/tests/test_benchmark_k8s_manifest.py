@@ -11,6 +11,7 @@ import kubernetes_validate
 import pytest
 from kubernetes import client
 from preflight_benchmark.adapters.executors.k8s_manifest import (
+    EVAL_LOG_CREDENTIALS_DIR,
     GPU_RESOURCE,
     EvalLogStore,
     ManifestSettings,
@@ -266,7 +267,7 @@ def test_pull_secrets_runtime_and_priority_class_reach_the_pod() -> None:
     assert not {"imagePullSecrets", "runtimeClassName", "priorityClassName"} & set(plain)
 
 
-def test_an_eval_log_claim_is_mounted_at_the_log_root_and_store_credentials_come_from_a_secret() -> None:
+def test_an_eval_log_claim_is_mounted_at_the_log_root_and_store_credentials_are_files_of_a_secret() -> None:
     store = EvalLogStore(
         claim="eval-logs", mount_path="/eval-logs", secret="eval-log-keys", env={"AWS_REGION": "eu-west-1"}
     )
@@ -276,12 +277,21 @@ def test_an_eval_log_claim_is_mounted_at_the_log_root_and_store_credentials_come
     assert {"name": "eval-logs", "persistentVolumeClaim": {"claimName": "eval-logs"}} in spec["volumes"]
     worker = spec["containers"][0]
     assert {"name": "eval-logs", "mountPath": "/eval-logs"} in worker["volumeMounts"]
-    assert worker["envFrom"] == [{"secretRef": {"name": "eval-log-keys"}}]
+    # The store's credentials are files (the client is pointed at them by `env`), never variables.
+    assert "envFrom" not in worker
+    assert {
+        "name": "eval-log-credentials",
+        "secret": {"secretName": "eval-log-keys", "defaultMode": 0o440},
+    } in spec["volumes"]
+    credentials = {"name": "eval-log-credentials", "mountPath": EVAL_LOG_CREDENTIALS_DIR, "readOnly": True}
+    assert credentials in worker["volumeMounts"]
     assert {"name": "AWS_REGION", "value": "eu-west-1"} in worker["env"]
     # Only the worker writes eval logs: the weights fetcher and the model server see neither.
     for other in spec["initContainers"]:
-        assert "envFrom" not in other and "eval-logs" not in {m["name"] for m in other["volumeMounts"]}
-    assert "envFrom" not in CPU_JOB["spec"]["template"]["spec"]["containers"][0]
+        assert not {"eval-logs", "eval-log-credentials"} & {m["name"] for m in other["volumeMounts"]}
+    for job in (CPU_JOB, GPU_JOB):
+        for container in containers(job):
+            assert "envFrom" not in container
 
 
 @pytest.mark.parametrize(

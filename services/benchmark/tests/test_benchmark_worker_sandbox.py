@@ -31,6 +31,7 @@ from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
 from preflight.intake.v1 import submission_pb2
 from preflight_benchmark.adapters.events import reason_to_proto
 from preflight_benchmark.adapters.executors.k8s_manifest import (
+    EVAL_LOG_CREDENTIALS_DIR,
     EvalLogStore,
     ManifestSettings,
     SecretRef,
@@ -53,6 +54,8 @@ TOKEN_SECRET = SecretRef("preflight-worker", "service-token")
 STORE_SECRET = "eval-log-store"
 BUCKET = "preflight-eval-logs"
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+# The store's credentials as the worker gets them: a file of the Secret, named by the client's setting.
+S3_CREDENTIALS = "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
 WAIT = 120.0
 
 
@@ -163,8 +166,6 @@ class Kubelet:
         assert container["securityContext"]["readOnlyRootFilesystem"] is True
         volumes = {v["name"]: self._volume(v) for v in spec["volumes"]}
         env = {"PATH": os.environ["PATH"], "LANG": "C.UTF-8"}
-        for source in container.get("envFrom", []):
-            env.update(self.secrets[source["secretRef"]["name"]])
         for variable in container["env"]:
             if "value" in variable:
                 env[variable["name"]] = variable["value"]
@@ -209,7 +210,8 @@ class Kubelet:
         folder.mkdir(parents=True)
         if "secret" in volume:
             data = self.secrets[volume["secret"]["secretName"]]
-            for item in volume["secret"]["items"]:
+            items = volume["secret"].get("items") or [{"key": key, "path": key} for key in data]
+            for item in items:
                 (folder / item["path"]).write_text(data[item["key"]])
         else:
             assert "emptyDir" in volume, volume
@@ -240,7 +242,7 @@ def run_job(
     job = build_job(attempt, manifest_settings(intake, target, store))
     secrets = {
         TOKEN_SECRET.name: {TOKEN_SECRET.key: intake.service_token},
-        STORE_SECRET: S3_KEYS,
+        STORE_SECRET: {"credentials": S3_CREDENTIALS},
     }
     done = Kubelet(tmp_path / "volumes", secrets, claims).run(job)
     assert done.returncode == 0, done.stderr[-4000:]
@@ -263,13 +265,22 @@ def test_a_worker_job_writes_its_eval_log_to_the_s3_store(
     root = f"s3://{BUCKET}/eval-logs"
     attempt = endpoint_attempt(reference_model, intake.add_credential(model_key), root)
     store = EvalLogStore(
-        secret=STORE_SECRET, env={"AWS_ENDPOINT_URL_S3": s3_endpoint, "AWS_DEFAULT_REGION": "us-east-1"}
+        secret=STORE_SECRET,
+        env={
+            "AWS_ENDPOINT_URL_S3": s3_endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_SHARED_CREDENTIALS_FILE": f"{EVAL_LOG_CREDENTIALS_DIR}/credentials",
+        },
     )
     completed = run_job(tmp_path, intake, results, attempt, store, claims={})
 
     [uri] = completed.eval_log_uri.split(",")
     assert uri.startswith(f"{root}/{attempt.submission_id}/"), uri
-    for name, value in {**S3_KEYS, **store.env}.items():
+    for name, value in {
+        **S3_KEYS,
+        "AWS_ENDPOINT_URL_S3": s3_endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     log = read_eval_log(uri)
     assert log.status == "success" and log.eval.metadata is not None

@@ -30,6 +30,8 @@ SCRATCH = "/scratch"
 GRPC_CA_DIR = "/etc/preflight/grpc-ca"
 # The service token's Secret key is mounted here (read-only, mode 0440): never an environment variable.
 SERVICE_TOKEN_DIR = "/etc/preflight/service-token"  # noqa: S105 - a path, not a secret
+# The eval-log store's credentials Secret is mounted here, one file per key (read-only, 0440).
+EVAL_LOG_CREDENTIALS_DIR = "/etc/preflight/eval-log-credentials"
 SERVED_MODEL = "weights"
 LABEL_PREFIX = "preflight.dev"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -48,8 +50,11 @@ class EvalLogStore:
 
     `claim`: a PersistentVolumeClaim mounted read-write at `mount_path` (the log root);
     None when the log root is an object-store prefix (s3://, gs://), reached with the
-    pod's workload identity or with the keys of `secret` as environment variables.
-    `env`: plain settings of the store client (e.g. AWS_REGION, AWS_ENDPOINT_URL_S3).
+    pod's workload identity or with the keys of `secret` as files under
+    EVAL_LOG_CREDENTIALS_DIR (never environment variables).
+    `env`: plain settings of the store client (e.g. AWS_REGION, AWS_ENDPOINT_URL_S3), among
+    them the path of its credentials file (e.g. AWS_SHARED_CREDENTIALS_FILE,
+    GOOGLE_APPLICATION_CREDENTIALS) under EVAL_LOG_CREDENTIALS_DIR.
     """
 
     claim: str | None = None
@@ -207,6 +212,12 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
     if store.claim is not None:
         volumes.append({"name": "eval-logs", "persistentVolumeClaim": {"claimName": store.claim}})
         worker_mounts.append({"name": "eval-logs", "mountPath": store.mount_path})
+    if store.secret is not None:
+        credentials = {"secretName": store.secret, "defaultMode": 0o440}
+        volumes.append({"name": "eval-log-credentials", "secret": credentials})
+        worker_mounts.append(
+            {"name": "eval-log-credentials", "mountPath": EVAL_LOG_CREDENTIALS_DIR, "readOnly": True}
+        )
     env += [{"name": name, "value": value} for name, value in sorted(store.env.items())]
     if settings.grpc_ca is not None:
         ca = settings.grpc_ca
@@ -247,7 +258,6 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
                 "imagePullPolicy": settings.image_pull_policy,
                 "command": list(settings.worker_command),
                 "env": env,
-                **({"envFrom": [{"secretRef": {"name": store.secret}}]} if store.secret else {}),
                 "resources": worker_resources,
                 "securityContext": _restricted(),
                 "volumeMounts": worker_mounts,

@@ -133,8 +133,7 @@ WORKFLOW = (
 
 CSAF_2_1_NOT_APPLICABLE = {
     "6.2.3": "the package's rule reads CSAF 2.0's `scores`, which 2.1 renamed `metrics` (checked below)",
-    "6.3.3": "no CVE is assigned to a finding in the registry",
-    "6.3.20": "Preflight's own finding ids are not a vulnerability id system registered in RVISC",
+    "6.3.20": "Preflight's own finding ids (and GHSA, vendor ids) are not id systems registered in RVISC",
 }
 """CSAF 2.1 tests no export can pass, and why."""
 
@@ -159,6 +158,8 @@ def csaf_2_1_exceptions(document: dict[str, Any]) -> dict[str, str]:
         exceptions["6.2.42"] = (
             "the package's rule compares the purl's version undecoded: a canonical purl encodes `+` as %2B"
         )
+    if "cve" not in vulnerability:
+        exceptions["6.3.3"] = "no CVE alias is set on the finding"
     if "cwes" not in vulnerability:
         exceptions["6.3.4"] = "a benchmark candidate has no CWE until a reviewer assesses it"
     return exceptions
@@ -424,6 +425,35 @@ def test_the_csaf_revision_history_has_no_gaps_and_distinct_dates(api: Api, cloc
     assert len({h["date"] for h in history}) == len(history)
     report = validate_csaf_2_1(document, preset="full", only_rules=frozenset({"6.1.14", "6.1.21", "6.1.22"}))
     assert report.overall_valid, [(r.id, r.errors) for r in report.results if not r.passed]
+
+
+@pytest.mark.slow
+def test_aliases_are_the_cve_and_ids_in_csaf_aliases_in_osv_and_external_references_in_stix(
+    api: Api,
+) -> None:
+    finding = api.stub.ReportFinding(REALISTIC["npm with CVSS 3.1"], metadata=api.as_(REVIEWER)).finding
+    aliases = ["CVE-2026-20001", "GHSA-2xqm-7rf3-h4cv", "cve-2026-20002", "RHSA-2026:0101"]
+    api.stub.SetFindingAliases(
+        pb.SetFindingAliasesRequest(finding_id=finding.finding_id, aliases=aliases, reason="assigned"),
+        metadata=api.as_(REVIEWER),
+    )
+    vulnerability = check_every_format(api, REVIEWER, finding.finding_id)["vulnerabilities"][0]
+    assert vulnerability["cve"] == "CVE-2026-20001"
+    assert [(i["system_name"], i["text"]) for i in vulnerability["ids"][1:]] == [
+        ("GHSA", "GHSA-2xqm-7rf3-h4cv"),
+        ("RHSA", "RHSA-2026:0101"),
+    ]
+    assert {"category": "other", "title": "Further CVE ids", "text": "CVE-2026-20002"} in vulnerability[
+        "notes"
+    ]
+    csaf_2_0 = csaf_of(api, finding.finding_id, pb.EXPORT_FORMAT_CSAF_2_0)["vulnerabilities"][0]
+    assert csaf_2_0["cve"] == "CVE-2026-20001" and csaf_2_0["ids"][1:] == vulnerability["ids"][1:]
+    record = json.loads(export(api, REVIEWER, finding.finding_id, pb.EXPORT_FORMAT_OSV))
+    assert record["aliases"] == ["CVE-2026-20001", "CVE-2026-20002", "GHSA-2xqm-7rf3-h4cv", "RHSA-2026:0101"]
+    bundle = json.loads(export(api, REVIEWER, finding.finding_id, pb.EXPORT_FORMAT_STIX))
+    (stix_vulnerability,) = [o for o in bundle["objects"] if o["type"] == "vulnerability"]
+    named = {(r["source_name"], r["external_id"]) for r in stix_vulnerability["external_references"]}
+    assert {("cve", "CVE-2026-20001"), ("cve", "CVE-2026-20002"), ("ghsa", "GHSA-2xqm-7rf3-h4cv")} <= named
 
 
 def test_osv_names_every_cvss_score(api: Api) -> None:

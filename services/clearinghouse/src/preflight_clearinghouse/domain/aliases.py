@@ -51,3 +51,15 @@ def check_aliases(aliases: Sequence[str], errors: Collector) -> tuple[str, ...]:
         elif normal not in checked:
             checked.append(normal)
     return tuple(sorted(checked))
+
+
+def alias_system(alias: str) -> str:
+    """The id system a normalised alias belongs to, named by its prefix: `CVE`, `GHSA`, `RHSA`…"""
+    return alias.split("-", 1)[0]
+
+
+def split_cve(aliases: Sequence[str]) -> tuple[str | None, tuple[str, ...]]:
+    """The first CVE id (the one exports name as *the* CVE) and every other alias, in order."""
+    cves = [a for a in aliases if alias_system(a) == "CVE"]
+    first = cves[0] if cves else None
+    return first, tuple(a for a in aliases if a != first)

@@ -21,6 +21,11 @@ qualifiers) or the `vers` range (`product_version_range`). Every listed product
 is `known_affected`; once a fix is available (PATCH_AVAILABLE and later), each
 version a range excludes with `<` is a product of its own, `first_fixed`.
 
+The finding's first CVE alias is the vulnerability's `cve`; its Preflight id and its GHSA and
+vendor aliases are `ids`, each named by its id system. CSAF keeps CVE ids out of `ids` (test
+6.2.17: one vulnerability per CVE), so further CVE aliases of the same finding are named in a
+note.
+
 Document status follows the finding: draft before validation, interim while
 validated or patched, final once disclosed or closed. The revision history
 lists the releases the registry dates: the initial one (publication, or the
@@ -43,6 +48,7 @@ from preflight_clearinghouse.adapters.exports.common import (
     rfc3339,
     source_text,
 )
+from preflight_clearinghouse.domain.aliases import alias_system, split_cve
 from preflight_clearinghouse.domain.cwe import cwe_catalog_version, cwe_name
 from preflight_clearinghouse.domain.exports import ExportDocument
 from preflight_clearinghouse.domain.findings import (
@@ -179,13 +185,21 @@ class CsafExporter:
         product_status: dict[str, list[str]] = {"known_affected": affected}
         if first_fixed:
             product_status["first_fixed"] = first_fixed
+        cve, other_aliases = split_cve(finding.aliases)
+        further_cves = [a for a in other_aliases if alias_system(a) == "CVE"]
+        if further_cves:
+            notes.append({"category": "other", "title": "Further CVE ids", "text": ", ".join(further_cves)})
+        ids = [{"system_name": "Preflight clearinghouse", "text": finding.finding_id}]
+        ids += [{"system_name": alias_system(a), "text": a} for a in other_aliases if a not in further_cves]
         vulnerability: dict[str, Any] = {
             "title": finding.title,
-            "ids": [{"system_name": "Preflight clearinghouse", "text": finding.finding_id}],
+            "ids": ids,
             "notes": notes,
             "product_status": product_status,
             "remediations": [_remediation(finding, affected, first_fixed)],
         }
+        if cve:
+            vulnerability["cve"] = cve
         if finding.cwe_ids and self._v21:
             version = cwe_catalog_version()
             vulnerability["cwes"] = [

@@ -10,6 +10,8 @@ name) becomes an `affected` entry; a product with no OSV ecosystem (`pkg:generic
 under an invented ecosystem. Repositories (`pkg:github`, `pkg:bitbucket`, a `vcs_url`) are
 the `GIT` ecosystem named by their URL.
 
+The finding's aliases (CVE, GHSA, vendor ids) are the record's `aliases`.
+
 A `vers:` range becomes OSV events: `>=` opens an interval (`introduced`), `<` closes it
 (`fixed`), `<=` closes it (`last_affected`), `=` lists a version. OSV has no exclusive lower
 bound and no excluded version, so `>v` is widened to `introduced: v` and `!=v` is ignored:
@@ -232,6 +234,8 @@ def osv_document(finding: Finding) -> dict[str, Any]:
         "summary": finding.title,
         "details": finding.description,
     }
+    if finding.aliases:
+        document["aliases"] = list(finding.aliases)
     if finding.published_at is not None:
         document["published"] = rfc3339(finding.published_at)
     severity = []

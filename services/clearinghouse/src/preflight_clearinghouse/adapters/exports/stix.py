@@ -14,7 +14,8 @@ A `software` object names its product as STIX 2.1 can: a CPE product by its
 no purl property — by the purl itself and the affected `vers` range in the
 package-URL property extension (`PURL_EXTENSION`, defined in the bundle by an
 `extension-definition` object, the STIX 2.1 mechanism for new properties).
-CVSS vectors are external references naming each score by its nomenclature
+Each alias is an external reference named by its id system in lower case (`cve`, `ghsa`,
+`rhsa`…); CVSS vectors are external references naming each score by its nomenclature
 (base / temporal for 3.1, CVSS-B / CVSS-BT … for 4.0).
 """
 
@@ -34,6 +35,7 @@ from preflight_clearinghouse.adapters.exports.common import (
     dumps,
     source_text,
 )
+from preflight_clearinghouse.domain.aliases import alias_system
 from preflight_clearinghouse.domain.exports import ExportDocument
 from preflight_clearinghouse.domain.findings import AffectedProduct, Finding, cpe_fields
 from preflight_clearinghouse.domain.sharing import Tlp
@@ -143,6 +145,7 @@ def stix_bundle(finding: Finding) -> dict[str, Any]:
             "description": audience_text(finding),
         }
     ]
+    references += [{"source_name": alias_system(a).lower(), "external_id": a} for a in finding.aliases]
     references += [{"source_name": "cwe", "external_id": cwe} for cwe in finding.cwe_ids]
     for version, vector in (("3.1", finding.cvss.v3_vector), ("4.0", finding.cvss.v4_vector)):
         if vector:

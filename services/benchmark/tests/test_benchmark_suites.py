@@ -15,7 +15,8 @@ from inspect_ai.log import EvalLog
 from inspect_ai.model import get_model
 from preflight_benchmark.reference_model.script import Mode
 from preflight_benchmark.reference_model.server import ReferenceModelServer
-from preflight_benchmark.suites import sandbox
+from preflight_benchmark.suites import bwrap
+from preflight_benchmark.suites.bwrap import BubblewrapSandboxEnvironment
 from preflight_benchmark.suites.datasets import (
     discovery_projects,
     exploit_challenges,
@@ -88,7 +89,14 @@ def test_the_scripted_reference_model_scores_as_documented(
 
 
 def _sandbox(source: str, stdin: str = "") -> Any:
-    return asyncio.run(run_target("probe.py", source, stdin, "FLAG{x}"))
+    async def run() -> Any:
+        environments = await BubblewrapSandboxEnvironment.sample_init("probe", None, {})
+        try:
+            return await run_target(environments["default"], "probe.py", source, stdin, "FLAG{x}")
+        finally:
+            await BubblewrapSandboxEnvironment.sample_cleanup("probe", None, environments, False)
+
+    return asyncio.run(run())
 
 
 def test_sandbox_refuses_network_and_does_not_count_it_as_a_crash() -> None:
@@ -102,7 +110,7 @@ def test_sandbox_refuses_subprocesses_and_file_writes() -> None:
 
 
 def test_sandbox_limits_cpu_time_and_an_endless_loop_is_no_crash(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sandbox, "CPU_SECONDS", 1)
+    monkeypatch.setattr(bwrap, "CPU_SECONDS", 1)
     run = _sandbox("while True:\n    pass\n")
     assert run.returncode < 0 and not run.crashed
 

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 ACCESS_KINDS = frozenset({"endpoint", "weights"})
-SANDBOXES = frozenset({"none", "subprocess"})
+SANDBOXES = frozenset({"none", "bwrap"})
 SUITE_ID = re.compile(r"^[a-z][a-z0-9]*(?:[.-][a-z0-9]+)*$")
 QUANTITY = re.compile(r"^\d+(?:\.\d+)?(?:m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 

@@ -1,8 +1,10 @@
-"""Inspect AI registry entry point: makes the shipped suites resolvable as ``preflight_benchmark/<task>``."""
+"""Inspect AI registry entry point: makes the shipped suites resolvable as ``preflight_benchmark/<task>``
+and registers the ``bwrap`` sandbox environment."""
 
+from preflight_benchmark.suites.bwrap import BubblewrapSandboxEnvironment
 from preflight_benchmark.suites.discovery import discovery
 from preflight_benchmark.suites.exploit import exploit
 from preflight_benchmark.suites.knowledge import knowledge
 from preflight_benchmark.suites.vuln_detect import vuln_detect
 
-__all__ = ["discovery", "exploit", "knowledge", "vuln_detect"]
+__all__ = ["BubblewrapSandboxEnvironment", "discovery", "exploit", "knowledge", "vuln_detect"]

@@ -1,25 +1,23 @@
-"""The exploit suite's sandbox: a target program in a separate interpreter, with no network,
-no subprocesses, no file writes, a CPU-time, memory and output limit, and a wall-clock timeout."""
+"""The exploit suite's target runs: a target program in the sample's Inspect sandbox (``bwrap``
+locally: no network, no view of the worker's processes, environment or files, one writable
+folder, CPU-time, memory and file-size limits), through ``sandbox_runner.py``, with a wall-clock
+timeout and its output clipped."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import resource
 import signal
-import sys
-import tempfile
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import Path
 
+from inspect_ai.util import SandboxEnvironment
+
+from preflight_benchmark.suites.bwrap import interpreter
 from preflight_benchmark.suites.sandbox_runner import CRASHED
 
-CPU_SECONDS = 5
-MEMORY_BYTES = 512 * 1024 * 1024
 OUTPUT_BYTES = 64 * 1024
-WALL_SECONDS = 10.0
+WALL_SECONDS = 10
 CRASH_SIGNALS = frozenset({-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS, -signal.SIGFPE, -signal.SIGILL})
+RUNNER = "sandbox_runner.py"
 
 
 @dataclass(frozen=True)
@@ -35,46 +33,16 @@ class SandboxRun:
         return not self.timed_out and (self.returncode == CRASHED or self.returncode in CRASH_SIGNALS)
 
 
-def _limits() -> None:
-    resource.setrlimit(resource.RLIMIT_CPU, (CPU_SECONDS, CPU_SECONDS))
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_BYTES, MEMORY_BYTES))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
-async def run_target(filename: str, source: str, stdin: str, flag: str) -> SandboxRun:
-    """Run the target `source` (named `filename`) on `stdin`; the flag is in its environment."""
-    runner = resources.files("preflight_benchmark.suites").joinpath("sandbox_runner.py")
-    with tempfile.TemporaryDirectory(prefix="preflight-sandbox-") as folder:
-        target = Path(folder) / filename
-        target.write_text(source, encoding="utf-8")
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-I",
-            "-S",
-            "-B",
-            str(runner),
-            str(target),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=folder,
-            env={"PREFLIGHT_FLAG": flag, "LANG": "C.UTF-8"},
-            preexec_fn=_limits,
-            start_new_session=True,
-        )
-        timed_out = False
-        try:
-            out, err = await asyncio.wait_for(process.communicate(stdin.encode()), WALL_SECONDS)
-        except TimeoutError:
-            timed_out = True
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            out, err = await process.communicate()
-        returncode = process.returncode if process.returncode is not None else -signal.SIGKILL
-        return SandboxRun(
-            returncode,
-            out[:OUTPUT_BYTES].decode(errors="replace"),
-            err[:OUTPUT_BYTES].decode(errors="replace"),
-            timed_out,
-        )
+async def run_target(
+    sandbox: SandboxEnvironment, filename: str, source: str, stdin: str, flag: str
+) -> SandboxRun:
+    """Run the target `source` (named `filename`) on `stdin` in `sandbox`; the flag is in its environment."""
+    runner = resources.files("preflight_benchmark.suites").joinpath(RUNNER).read_text(encoding="utf-8")
+    await sandbox.write_file(RUNNER, runner)
+    await sandbox.write_file(filename, source)
+    command = [interpreter(), "-I", "-S", "-B", RUNNER, filename]
+    try:
+        run = await sandbox.exec(command, input=stdin, env={"PREFLIGHT_FLAG": flag}, timeout=WALL_SECONDS)
+    except TimeoutError:
+        return SandboxRun(-signal.SIGKILL, "", "", timed_out=True)
+    return SandboxRun(run.returncode, run.stdout[:OUTPUT_BYTES], run.stderr[:OUTPUT_BYTES], timed_out=False)

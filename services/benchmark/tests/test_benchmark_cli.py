@@ -77,3 +77,17 @@ def test_a_worker_with_an_unreadable_grpc_ca_exits_with_the_configuration_status
         timeout=120,
     )
     assert result.returncode == 78 and "PREFLIGHT_GRPC_TLS_CA: cannot read" in result.stderr
+
+
+def test_catalog_check_names_a_suite_that_could_not_run() -> None:
+    shipped = run("preflight_benchmark.entrypoints.cli", "catalog", "--check")
+    assert shipped.returncode == 0 and "every suite checks" in shipped.stdout, shipped.stderr
+    published = Path(__file__).parent / "data" / "catalog_published.yaml"
+    result = run(
+        "preflight_benchmark.entrypoints.cli",
+        "catalog",
+        "--check",
+        env={"PREFLIGHT_BENCHMARK_CATALOG_FILE": str(published)},
+    )
+    assert result.returncode == 2
+    assert "suite cyber.cyberseceval2-interpreter-abuse.package: inspect-evals==0.26.0" in result.stderr

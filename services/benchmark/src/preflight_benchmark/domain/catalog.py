@@ -12,6 +12,9 @@ ACCESS_KINDS = frozenset({"endpoint", "weights"})
 SANDBOXES = frozenset({"none", "bwrap"})
 SUITE_ID = re.compile(r"^[a-z][a-z0-9]*(?:[.-][a-z0-9]+)*$")
 QUANTITY = re.compile(r"^\d+(?:\.\d+)?(?:m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+ARGUMENT = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 
 class CatalogError(ValueError):
@@ -25,6 +28,25 @@ class Resources:
     gpu: int = 0
     cpu: str = "1"
     memory: str = "2Gi"
+
+
+@dataclass(frozen=True)
+class Package:
+    """The distribution that provides a suite's task, pinned to one version."""
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """A file a suite's task reads: where it was published (`url`, provenance only: workers never
+    fetch it), its SHA-256 digest, and the task argument that receives the local path of the copy
+    a worker takes from its data mirror."""
+
+    arg: str
+    url: str
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -42,6 +64,8 @@ class Suite:
     sample_limit: int = 0
     sandbox: str = "none"
     description: str = ""
+    package: Package | None = None
+    data: tuple[DataSource, ...] = ()
 
     def supports(self, access_kind: str) -> bool:
         return access_kind in self.access_kinds
@@ -49,10 +73,16 @@ class Suite:
 
 @dataclass(frozen=True)
 class Catalog:
-    """A catalog version and its suites (suite ids are unique within a catalog)."""
+    """A catalog version and its suites (suite ids are unique within a catalog); `data_mirror`:
+    where workers take the suites' data files from (a folder or an fsspec URL), if any reads one."""
 
     version: str
     suites: tuple[Suite, ...]
+    data_mirror: str = ""
+
+    def suite(self, suite_id: str, version: str) -> Suite | None:
+        """The suite with this id and version, if the catalog has it."""
+        return next((s for s in self.suites if s.id == suite_id and s.version == version), None)
 
     def for_access(self, access_kind: str) -> tuple[Suite, ...]:
         """The suites a model reachable through `access_kind` gets, in catalog order."""
@@ -81,6 +111,45 @@ def _resources(data: Any, where: str) -> Resources:
         if not QUANTITY.match(value):
             raise CatalogError(f"{where}.{name}: {value!r} is not a Kubernetes quantity")
     return Resources(gpu=gpu, cpu=cpu, memory=memory)
+
+
+def _package(data: Any, where: str) -> Package | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise CatalogError(f"{where}: expected a mapping")
+    name = _require(data, "name", where, str)
+    if not PACKAGE.match(name):
+        raise CatalogError(f"{where}.name: {name!r} is not a package name")
+    version = str(_require(data, "version", where, (str, int, float)))
+    if not version:
+        raise CatalogError(f"{where}.version: required")
+    return Package(name=name, version=version)
+
+
+def _data_sources(data: Any, where: str, task_args: Mapping[str, Any]) -> tuple[DataSource, ...]:
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise CatalogError(f"{where}: expected a list")
+    sources: list[DataSource] = []
+    for i, item in enumerate(data):
+        at = f"{where}[{i}]"
+        if not isinstance(item, Mapping):
+            raise CatalogError(f"{at}: expected a mapping")
+        arg = _require(item, "arg", at, str)
+        if not ARGUMENT.match(arg):
+            raise CatalogError(f"{at}.arg: {arg!r} is not a task argument name")
+        if arg in task_args or any(s.arg == arg for s in sources):
+            raise CatalogError(f"{at}.arg: {arg!r} is already given")
+        url = _require(item, "url", at, str)
+        if not url.startswith("https://"):
+            raise CatalogError(f"{at}.url: expected an https:// URL")
+        sha256 = _require(item, "sha256", at, str)
+        if not SHA256.match(sha256):
+            raise CatalogError(f"{at}.sha256: expected 64 lowercase hex digits")
+        sources.append(DataSource(arg=arg, url=url, sha256=sha256))
+    return tuple(sources)
 
 
 def _suite(data: Any, where: str) -> Suite:
@@ -117,6 +186,8 @@ def _suite(data: Any, where: str) -> Suite:
         sample_limit=limit,
         sandbox=sandbox,
         description=str(data.get("description", "")),
+        package=_package(data.get("package"), f"{where}.package"),
+        data=_data_sources(data.get("data"), f"{where}.data", task_args),
     )
 
 
@@ -136,4 +207,10 @@ def parse_catalog(data: Any) -> Catalog:
     for kind in sorted(ACCESS_KINDS):
         if not any(suite.supports(kind) for suite in suites):
             raise CatalogError(f"catalog.suites: no suite supports {kind} access")
-    return Catalog(version=version, suites=suites)
+    mirror = data.get("data_mirror", "")
+    if not isinstance(mirror, str):
+        raise CatalogError("catalog.data_mirror: expected a folder or an fsspec URL")
+    for i, suite in enumerate(suites):
+        if suite.data and not mirror:
+            raise CatalogError(f"suites[{i}].data: the catalog names no data_mirror to take it from")
+    return Catalog(version=version, suites=suites, data_mirror=mirror)

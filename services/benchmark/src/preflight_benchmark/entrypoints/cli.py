@@ -11,6 +11,7 @@ from preflight_common.config import ConfigError
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.config import BenchmarkSettings
+from preflight_benchmark.domain.catalog import CatalogError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +26,13 @@ def main(argv: list[str] | None = None) -> int:
         "serve", help="run the gRPC API, the planner agent, the dispatcher and the outbox relay"
     )
     commands.add_parser("migrate", help="bring the database (PREFLIGHT_DATABASE_URL) to the newest schema")
-    commands.add_parser("catalog", help="print the suite catalog in use")
+    catalog_command = commands.add_parser("catalog", help="print the suite catalog in use")
+    catalog_command.add_argument(
+        "--check",
+        action="store_true",
+        help="also check every suite without running it: pinned package installed, task registered, "
+        "arguments of the types the task declares (exit status 2 if one fails)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -37,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
             for s in catalog.suites:
                 kinds = ",".join(sorted(s.access_kinds))
                 print(f"  {s.id} {s.version}  task={s.task}  capability={s.capability}  access={kinds}")
+            if args.check:
+                from preflight_benchmark.suites.published import check_suite
+
+                for s in catalog.suites:
+                    check_suite(s)
+                print("every suite checks")
             return 0
         settings = BenchmarkSettings.from_env()
         if args.command == "migrate":
@@ -46,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
         run_until_signal(settings)
         return 0
-    except ConfigError as exc:
+    except (ConfigError, CatalogError) as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
 

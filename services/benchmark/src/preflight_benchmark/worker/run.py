@@ -133,20 +133,45 @@ def check_log_dir(log_dir: str) -> None:
         )
 
 
+def fetch_suite_data(job: events_pb2.BenchmarkJobRequested, folder: Path) -> dict[str, str]:
+    """The task arguments naming local copies of the suite's data files (catalog `data`), taken
+    from the catalog's data mirror into `folder` with their digests checked."""
+    from preflight_benchmark.adapters.catalog_file import load_catalog
+    from preflight_benchmark.domain.catalog import CatalogError
+    from preflight_benchmark.suites.published import DataFetchError, fetch_data
+
+    try:
+        catalog = load_catalog()
+    except CatalogError as exc:
+        raise WorkerFailure(FailureReason.CONFIG_ERROR, str(exc)[:2000], retryable=False) from None
+    suite = catalog.suite(job.suite_id, job.suite_version)
+    if suite is None:
+        return {}
+    try:
+        return {s.arg: str(fetch_data(s, catalog.data_mirror, folder)) for s in suite.data}
+    except DataFetchError as exc:
+        raise WorkerFailure(FailureReason.CONFIG_ERROR, str(exc)[:2000], retryable=False) from None
+
+
 def run_inspect(
     job: events_pb2.BenchmarkJobRequested, access: ModelAccess, log_dir: str, settings: WorkerSettings
 ) -> list[object]:
-    """Run the suite's task through Inspect's Python API; returns the eval logs."""
+    """Run the suite's task through Inspect's Python API (with its data files fetched); returns
+    the eval logs."""
     from google.protobuf.json_format import MessageToDict
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import get_model
+
+    # The attempt's cache folder (XDG_CACHE_HOME, set by both executors) holds the data copies.
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    data_args = fetch_suite_data(job, cache / "preflight-data")
 
     model = get_model(access.spec, base_url=access.base_url, api_key=access.api_key, memoize=False)
     return list(
         inspect_eval(
             job.task_ref,
             model=model,
-            task_args=MessageToDict(job.task_args),
+            task_args={**MessageToDict(job.task_args), **data_args},
             limit=job.sample_limit or None,
             log_dir=log_dir,
             display="none",

@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         for violation in exc.field_violations:
             print(f"  - {violation.field}: {violation.description}", file=stderr)
         hint = _HINTS.get(exc.code.name)
-        if hint and args.command != "alert":
+        if hint and ctx.hints:
             print(f"  ({hint})", file=stderr)
         return 1
     finally:

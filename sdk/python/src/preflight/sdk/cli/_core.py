@@ -61,6 +61,9 @@ class Context:
     def __init__(self, args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
         self.args, self.out, self.err, self.as_json = args, out, err, bool(args.json)
         self._preflight: Preflight | None = None
+        self.hints = True
+        """Whether an error may be followed by a hint about the connection options (not when the
+        verb reaches something else, such as the event bus)."""
 
     @cached_property
     def preflight(self) -> Preflight:

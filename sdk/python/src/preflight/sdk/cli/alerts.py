@@ -97,6 +97,7 @@ def _print_until(ctx: Context, args: argparse.Namespace, items: object) -> None:
 
 
 def _follow_bus(ctx: Context, args: argparse.Namespace) -> None:
+    ctx.hints = False
     subscription = _subscription(args)
     try:
         subscription.password()

@@ -35,6 +35,10 @@ PATCH = Choice(clearinghouse_pb2.PatchStatus)
 FORMAT = Choice(clearinghouse_pb2.ExportFormat)
 
 
+def _score(vector: str, score: float) -> str:
+    return f"{score:.1f}" if vector else "-"
+
+
 def describe(f: clearinghouse_pb2.Finding) -> str:
     rows = [
         ("finding", f.finding_id),
@@ -45,7 +49,8 @@ def describe(f: clearinghouse_pb2.Finding) -> str:
         ),
         (
             "severity",
-            f"{SEVERITY.name(f.severity)} (CVSS 3.1 {f.cvss_v3_score:.1f}, 4.0 {f.cvss_v4_score:.1f})",
+            f"{SEVERITY.name(f.severity)} (CVSS 3.1 {_score(f.cvss_v3_vector, f.cvss_v3_score)}, "
+            f"4.0 {_score(f.cvss_v4_vector, f.cvss_v4_score)})",
         ),
         (
             "sharing",

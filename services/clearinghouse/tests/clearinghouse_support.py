@@ -234,6 +234,23 @@ def completed(
     )
 
 
+def plan_ended(
+    submission_id: str, suites: tuple[str, ...] = tuple(suite for suite, _, _ in SUITES)
+) -> benchmark_events.BenchmarkPlanEnded:
+    """The benchmark's announcement that the submission's plan (one job per suite) ended."""
+    announced = benchmark_events.BenchmarkPlanEnded(
+        submission_id=submission_id,
+        jobs=[
+            benchmark_events.PlannedJobOutcome(
+                job_id=job_id(submission_id, suite), suite_id=suite, attempts=1
+            )
+            for suite in suites
+        ],
+    )
+    announced.ended_at.FromDatetime(START)
+    return announced
+
+
 def candidate(**overrides: Any) -> benchmark_events.CandidateFinding:
     fields: dict[str, Any] = {
         "cwe_ids": ["CWE-89"],
@@ -382,6 +399,9 @@ def issue_report(components: Components, submission_id: str, organisation: str) 
     for suite, capability, metric in SUITES:
         ended, _ = protos.completed_job(completed(submission_id, suite, capability, metric, 0.9))
         reviews.job_ended(f"{submission_id}/{suite}/ended", submission_id, ended)
+    reviews.plan_ended(
+        f"{submission_id}/plan-ended", submission_id, [j.job_id for j in plan_ended(submission_id).jobs]
+    )
 
 
 def recompute_audit_chain(engine: Engine) -> None:

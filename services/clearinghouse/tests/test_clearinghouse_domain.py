@@ -298,12 +298,15 @@ def job(job_id: str, capability: str, *, requested: bool = True, **kwargs: objec
     return JobRecord(job_id, f"suite-{job_id}", "1", capability, 1, requested, **kwargs)  # type: ignore[arg-type]
 
 
-def test_a_review_is_complete_when_every_planned_job_ended_and_one_is_planned() -> None:
-    assert not ReviewState("s", ()).complete()
+def test_a_review_is_complete_once_the_plan_ended_and_every_job_it_lists_has_its_result() -> None:
+    assert not ReviewState("s", (), plan=()).complete()
     early = job("a", "detect", requested=False, outcome="failed")
-    assert not ReviewState("s", (early,)).complete()
-    assert ReviewState("s", (replace(early, requested=True),)).complete()
-    assert not ReviewState("s", (job("a", "detect", outcome="failed"), job("b", "detect"))).complete()
+    assert not ReviewState("s", (early,), plan=("a",)).complete()
+    ended = replace(early, requested=True)
+    assert not ReviewState("s", (ended,)).complete(), "every job ended, but the plan's end was not said"
+    assert ReviewState("s", (ended,), plan=("a",)).complete()
+    assert not ReviewState("s", (ended,), plan=("a", "b")).complete(), "b's result is not here yet"
+    assert not ReviewState("s", (ended, job("b", "detect")), plan=("a", "b")).complete()
 
 
 def test_scores_are_sample_weighted_with_stderr_and_interval_and_set_the_tier() -> None:
@@ -315,6 +318,7 @@ def test_scores_are_sample_weighted_with_stderr_and_interval_and_set_the_tier() 
             job("b", "detect", outcome="completed", tasks=(TaskResult("t2", "accuracy", 0.6, 0.0, 10),)),
             job("c", "discover", outcome="failed", failure_reason="FAILURE_REASON_TIMEOUT"),
         ),
+        plan=("a", "b", "c"),
     )
     content = compute_report(state, POLICY)
     (detect,) = content.scores
@@ -330,14 +334,18 @@ def test_scores_are_sample_weighted_with_stderr_and_interval_and_set_the_tier() 
 
 def test_no_threshold_reached_gives_the_lowest_tier() -> None:
     state = ReviewState(
-        "s", (job("a", "detect", outcome="completed", tasks=(TaskResult("t", "accuracy", 0.1, 0, 5),)),)
+        "s",
+        (job("a", "detect", outcome="completed", tasks=(TaskResult("t", "accuracy", 0.1, 0, 5),)),),
+        plan=("a",),
     )
     assert compute_report(state, POLICY).tier == "LOW"
 
 
 def test_a_report_body_round_trips_and_its_hash_is_content_only() -> None:
     state = ReviewState(
-        "s", (job("a", "detect", outcome="completed", tasks=(TaskResult("t", "accuracy", 0.7, 0, 5),)),)
+        "s",
+        (job("a", "detect", outcome="completed", tasks=(TaskResult("t", "accuracy", 0.7, 0, 5),)),),
+        plan=("a",),
     )
     content = compute_report(state, POLICY)
     body = report_body(
@@ -358,7 +366,9 @@ def test_a_report_body_round_trips_and_its_hash_is_content_only() -> None:
 
 def test_the_signed_report_body_names_the_lab_the_superseded_version_and_the_audit_head() -> None:
     state = ReviewState(
-        "s", (job("a", "detect", outcome="completed", tasks=(TaskResult("t", "accuracy", 0.7, 0, 5),)),)
+        "s",
+        (job("a", "detect", outcome="completed", tasks=(TaskResult("t", "accuracy", 0.7, 0, 5),)),),
+        plan=("a",),
     )
     body = report_body(
         report_id="r2",

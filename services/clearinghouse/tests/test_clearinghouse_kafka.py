@@ -25,6 +25,7 @@ from clearinghouse_support import (
     cli,
     completed,
     job_requested,
+    plan_ended,
     start_identity,
     submission_received,
     truncate_audit_log,
@@ -196,6 +197,7 @@ def review_events(
         candidates = (candidate(),) if with_candidate and suite == "cyber.discovery" else ()
         result = completed(submission_id, suite, capability, metric, VALUES[suite], candidates=candidates)
         events.append((topics.benchmark_results, f"{submission_id}/{suite}/ended", result))
+    events.append((topics.benchmark_results, f"{submission_id}/plan-ended", plan_ended(submission_id)))
     return events
 
 
@@ -352,6 +354,39 @@ def test_a_re_announced_submission_naming_another_lab_moves_nothing_and_is_dead_
         with pytest.raises(grpc.RpcError) as caught:
             forgery.stub.GetReport(request, metadata=forgery.as_(RIVAL))
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        forgery.close()
+
+
+def test_the_report_is_issued_once_when_the_benchmark_announces_the_end_of_the_plan(
+    kafka_settings: KafkaSettings, clearinghouse_kafka: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    forgery = Forgery(kafka_settings, clearinghouse_kafka, topics, tmp_path)
+    try:
+        *results, announced = review_events(topics, "sub-p")
+        publish_all(forgery.publisher, topics, results)
+        # Only the benchmark announces a plan's end; intake's announcement is dead-lettered, after
+        # every result before it on the submission's partition was applied.
+        forgery.forge(topics.benchmark_results, plan_ended("sub-p"), SOURCES["intake"], "forged/plan-ended")
+        assert forgery.dead_letters(topics.benchmark_results, 1) == {
+            "forged/plan-ended": f"source preflight.intake may not publish on {topics.benchmark_results}"
+        }
+        request = pb.GetReportRequest(submission_id="sub-p")
+        with pytest.raises(grpc.RpcError) as caught:
+            forgery.stub.GetReport(request, metadata=forgery.as_(REVIEWER))
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND, (
+            "every job ended, but the plan's end was not said"
+        )
+
+        # The announcement, delivered twice, then another submission's review as a barrier.
+        publish_all(forgery.publisher, topics, [announced, announced, *review_events(topics, "sub-q")])
+        issued = []
+        for _headers, payload in records(kafka_settings, topics.reviews):
+            if isinstance(payload, ch_events.ReviewReportReady):
+                issued.append(payload.submission_id)
+                if payload.submission_id == "sub-q":
+                    break
+        assert issued == ["sub-p", "sub-q"]
     finally:
         forgery.close()
 

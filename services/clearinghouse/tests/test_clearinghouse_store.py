@@ -23,7 +23,9 @@ from clearinghouse_support import (
     candidate,
     completed,
     failed,
+    job_id,
     job_requested,
+    plan_ended,
     recompute_audit_chain,
     report_input,
     submission_received,
@@ -39,6 +41,7 @@ from preflight_clearinghouse.domain.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    RefusedEvent,
     RevisionConflict,
     UnexplainedOutcome,
 )
@@ -115,6 +118,7 @@ def review_events(
     events += [
         (f"{submission_id}/{s}/end", completed(submission_id, s, c, m, VALUES[s])) for s, c, m in SUITES
     ]
+    events.append((f"{submission_id}/plan-ended", plan_ended(submission_id)))
     return events
 
 
@@ -165,6 +169,8 @@ def test_a_result_before_its_request_is_refused_until_the_request_is_recorded(
         run_events(components, [request])
     assert count(components, schema.reports) == 0  # planned, nothing ended
     run_events(components, ends)
+    assert count(components, schema.reports) == 0  # every job ended, the plan's end not said yet
+    run_events(components, events[-1:])
     view = components.reviews.get_report(REVIEWER, "", "sub-2", 0)
     assert len(protos.report_to_proto(view).scores) == 4
     assert view.record.version == 1
@@ -174,13 +180,36 @@ def test_an_interleaved_fan_out_gets_one_report_once_the_whole_plan_has_ended(co
     events = review_events("sub-5")
     run_events(components, events[:1])  # SubmissionReceived
     # The requests and results topics are read independently: after each pair, every job known
-    # so far has ended, but the requests say the plan has four.
-    for request, end in zip(events[1:5], events[5:], strict=True):
-        assert count(components, schema.reports) == 0
+    # so far has ended, but only the benchmark knows whether the plan has more.
+    for request, end in zip(events[1:5], events[5:9], strict=True):
         run_events(components, [request, end])
+        assert count(components, schema.reports) == 0
+    run_events(components, events[9:])
+    run_events(components, events[9:])  # redelivered
     view = components.reviews.get_report(REVIEWER, "", "sub-5", 0)
     assert view.record.version == 1 and len(protos.report_to_proto(view).scores) == 4
     assert [topic for topic, _ in outbox(components)] == ["preflight.reviews.v1"]
+
+
+def test_a_plan_end_read_before_a_result_waits_for_that_result(components: Components) -> None:
+    events = review_events("sub-7")
+    received, requests, ends, announced = events[0], events[1:5], events[5:9], events[9]
+    # The last result waited for its request (another topic) while the plan's end was read.
+    run_events(components, [received, *requests, *ends[:3], announced])
+    assert count(components, schema.reports) == 0
+    run_events(components, ends[3:])
+    view = components.reviews.get_report(REVIEWER, "", "sub-7", 0)
+    assert view.record.version == 1 and len(protos.report_to_proto(view).scores) == 4
+    assert [topic for topic, _ in outbox(components)] == ["preflight.reviews.v1"]
+
+
+def test_a_plan_end_naming_another_submissions_job_is_refused(components: Components) -> None:
+    run_events(components, review_events("sub-8")[:5])
+    forged = plan_ended("sub-9")
+    forged.jobs[0].job_id = job_id("sub-8", SUITES[0][0])
+    with pytest.raises(RefusedEvent, match="not a job of submission sub-9"):
+        run_events(components, [("sub-9/plan-ended", forged)])
+    assert count(components, schema.plan_ends) == 0
 
 
 def withdrawn_job(submission_id: str, suite_id: str, capability: str) -> object:
@@ -256,6 +285,7 @@ def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version
             ("r2", job_requested(sub, s2, c2, planned_jobs=2)),
             ("e1", completed(sub, s1, c1, m1, 0.9)),
             ("e2", failed(sub, s2, c2)),
+            ("p", plan_ended(sub, (s1, s2))),
         ],
     )
     first = components.reviews.get_report(REVIEWER, "", sub, 0)
@@ -264,7 +294,7 @@ def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version
     assert content.tier == "TIER_4"
     clock.advance(timedelta(hours=1))
     s3, c3, m3 = SUITES[2]
-    # The plan grows (one more suite): a new version once its job has ended too.
+    # A job the plan did not list ends later: a new version once its result is recorded.
     run_events(components, [("r3", job_requested(sub, s3, c3, planned_jobs=3))])
     assert count(components, schema.reports) == 1
     run_events(components, [("e3", completed(sub, s3, c3, m3, 0.5))])

@@ -56,6 +56,15 @@ withdrawals = Table(
     Column("withdrawn_at", UtcDateTime(), nullable=False),
 )
 
+# The benchmark said the submission's plan ended (BenchmarkPlanEnded): its jobs' ids, as JSON.
+plan_ends = Table(
+    "plan_ends",
+    metadata,
+    Column("submission_id", String(ID), primary_key=True),
+    Column("job_ids", Text, nullable=False),
+    Column("ended_at", UtcDateTime(), nullable=False),
+)
+
 jobs = Table(
     "jobs",
     metadata,
@@ -66,7 +75,8 @@ jobs = Table(
     Column("capability", String(ID), nullable=False),
     Column("attempt", Integer, nullable=False),
     Column("requested", Boolean, nullable=False),
-    # How many jobs the submission's plan has (from the request; 0 while only the outcome is known).
+    # Unused (neither written nor read): the benchmark announces a plan's end (plan_ends). Kept for
+    # the previous release, which still reads it; a later release's migration drops it.
     Column("planned_jobs", Integer, nullable=False, server_default="0"),
     # From the request: how many attempts the job may take (0: planned before this was kept, no
     # bound) and when its access window opens (moved by ReleasePlanChanged; NULL: not said).
@@ -165,6 +175,9 @@ findings = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("published_at", UtcDateTime(), nullable=True),
     Column("revision", Integer, nullable=False),
+    # References and credits as JSON lists (NULL: none; added by migration 0008).
+    Column("case_references", Text, nullable=True),
+    Column("case_credits", Text, nullable=True),
     UniqueConstraint("reporter_id", "request_id", name="uq_findings_request"),
     Index("ix_findings_dedup", "fingerprint", "sharing_key"),
     Index("ix_findings_updated_at", "updated_at"),

@@ -45,6 +45,7 @@ from sqlalchemy.engine import Connection
 
 from preflight_clearinghouse.adapters import schema as s
 from preflight_clearinghouse.domain.audit import AuditEntry, entry_hash
+from preflight_clearinghouse.domain.case_record import Credit, CreditType, Reference, ReferenceType
 from preflight_clearinghouse.domain.events import DomainEvent
 from preflight_clearinghouse.domain.findings import (
     AffectedProduct,
@@ -237,6 +238,10 @@ def _finding_from_row(row: Row[Any], patches: Sequence[PatchStatusEntry]) -> Fin
         published_at=row.published_at,
         revision=row.revision,
         seq=row.seq,
+        references=tuple(
+            Reference(ReferenceType(r["type"]), r["url"]) for r in _loads(row.case_references or "[]")
+        ),
+        credits=tuple(Credit(c["name"], CreditType(c["type"])) for c in _loads(row.case_credits or "[]")),
     )
 
 
@@ -279,6 +284,8 @@ def _finding_values(finding: Finding) -> dict[str, Any]:
         "updated_at": finding.updated_at,
         "published_at": finding.published_at,
         "revision": finding.revision,
+        "case_references": _dumps([{"type": r.type.value, "url": r.url} for r in finding.references]),
+        "case_credits": _dumps([{"name": c.name, "type": c.type.value} for c in finding.credits]),
     }
 
 
@@ -305,7 +312,6 @@ def _job_from_row(row: Row[Any]) -> JobRecord:
         capability=row.capability,
         attempt=row.attempt,
         requested=row.requested,
-        planned_jobs=row.planned_jobs,
         max_attempts=row.max_attempts,
         not_before=row.not_before,
         outcome=row.outcome,
@@ -472,9 +478,24 @@ class Reader:
         withdrawn = self.conn.execute(
             select(s.withdrawals.c.submission_id).where(s.withdrawals.c.submission_id == submission_id)
         ).first()
+        plan = self.conn.execute(
+            select(s.plan_ends.c.job_ids).where(s.plan_ends.c.submission_id == submission_id)
+        ).scalar()
         return ReviewState(
-            submission_id, tuple(_job_from_row(r) for r in rows), withdrawal_heard=withdrawn is not None
+            submission_id,
+            tuple(_job_from_row(r) for r in rows),
+            withdrawal_heard=withdrawn is not None,
+            plan=None if plan is None else tuple(_loads(plan)),
         )
+
+    def put_plan_end(self, submission_id: str, job_ids: Sequence[str], at: datetime) -> None:
+        """Record that the submission's plan, of these jobs, ended (the first announcement counts)."""
+        if self.review_state(submission_id).plan is None:
+            self.conn.execute(
+                insert(s.plan_ends).values(
+                    submission_id=submission_id, job_ids=_dumps(list(job_ids)), ended_at=at
+                )
+            )
 
     def _report_select(self, *, latest_only: bool = False) -> Any:
         r = s.reports
@@ -741,7 +762,6 @@ class UnitOfWork(Reader):
             "capability": job.capability,
             "attempt": job.attempt,
             "requested": job.requested,
-            "planned_jobs": job.planned_jobs,
             "max_attempts": job.max_attempts,
             "not_before": job.not_before,
             "outcome": job.outcome,

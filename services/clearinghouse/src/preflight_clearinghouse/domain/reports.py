@@ -60,8 +60,6 @@ class JobRecord:
     capability: str
     attempt: int
     requested: bool
-    # The size of the submission's plan, from the job's request (0 while only its outcome is known).
-    planned_jobs: int = 0
     # From the request: the job's last attempt (0: no bound known) and when its window opens.
     max_attempts: int = 0
     not_before: datetime | None = None
@@ -88,6 +86,8 @@ class ReviewState:
     jobs: tuple[JobRecord, ...]
     # SubmissionWithdrawn was applied.
     withdrawal_heard: bool = False
+    # The jobs of the plan, once the benchmark announced its end (BenchmarkPlanEnded).
+    plan: tuple[str, ...] | None = None
 
     def withdrawn(self) -> bool:
         """The submission was withdrawn, so it gets no report: intake said so, or a job of it failed
@@ -100,11 +100,12 @@ class ReviewState:
         return [j for j in self.jobs if j.requested]
 
     def complete(self) -> bool:
-        """The whole plan is known (as many requests seen as the requests say there are) and every
-        planned job ended."""
-        planned = self.planned()
-        whole = max((j.planned_jobs for j in planned), default=0)
-        return bool(planned) and len(planned) >= whole and all(j.ended for j in planned)
+        """The benchmark announced the plan's end and every job it lists has its result here (the
+        announcement may be read before a result that waits for its request on the jobs topic)."""
+        if not self.plan:
+            return False
+        ended = {j.job_id for j in self.planned() if j.ended}
+        return ended.issuperset(self.plan)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,9 @@
 - `preflight.submissions.v1`: SubmissionReceived (lab, model, sharing consent), SubmissionWithdrawn,
   ReleasePlanChanged (when the jobs' access window opens; deadlines are the notifier's);
 - `preflight.benchmark.jobs.v1`: BenchmarkJobRequested (a planned job);
-- `preflight.benchmark.results.v1`: BenchmarkCompleted (scores, candidate findings), BenchmarkFailed.
+- `preflight.benchmark.results.v1`: BenchmarkCompleted (scores, candidate findings), BenchmarkFailed,
+  BenchmarkPlanEnded (every job of the plan ended: the report is issued once each listed job's
+  result is recorded).
 
 Each event is applied once: its `ce_source`/`ce_id` is claimed in the transaction that
 applies it, and its offset is committed only afterwards (see
@@ -43,7 +45,13 @@ SUBMISSIONS = EventRegistry(
     [intake_events.SubmissionReceived, intake_events.ReleasePlanChanged, intake_events.SubmissionWithdrawn]
 )
 JOBS = EventRegistry([benchmark_events.BenchmarkJobRequested])
-RESULTS = EventRegistry([benchmark_events.BenchmarkCompleted, benchmark_events.BenchmarkFailed])
+RESULTS = EventRegistry(
+    [
+        benchmark_events.BenchmarkCompleted,
+        benchmark_events.BenchmarkFailed,
+        benchmark_events.BenchmarkPlanEnded,
+    ]
+)
 
 
 def _event_key(attributes: EventAttributes) -> str:
@@ -97,6 +105,12 @@ class Handlers:
         )
 
     async def job_ended(self, attributes: EventAttributes, payload: Message) -> None:
+        if isinstance(payload, benchmark_events.BenchmarkPlanEnded):
+            job_ids = [job.job_id for job in payload.jobs]
+            await asyncio.to_thread(
+                self._reviews.plan_ended, _event_key(attributes), payload.submission_id, job_ids
+            )
+            return
         assert isinstance(payload, benchmark_events.BenchmarkCompleted | benchmark_events.BenchmarkFailed)
         submission_id = payload.submission_id
         if isinstance(payload, benchmark_events.BenchmarkCompleted):

@@ -249,13 +249,27 @@ class ReviewService:
             job = replace(
                 job,
                 requested=True,
-                planned_jobs=known.planned_jobs,
                 max_attempts=known.max_attempts,
                 not_before=known.not_before,
             )
             uow.put_job(submission_id, job, now)
             if candidates:
                 self._registry.ingest_candidates(uow, submission_id, job.job_id, candidates, now)
+            self._issue_if_complete(uow, submission_id, now)
+        return True
+
+    def plan_ended(self, event_id: str, submission_id: str, job_ids: Sequence[str]) -> bool:
+        """The benchmark announced the end of the submission's plan of `job_ids`: the report is issued
+        now if every one of them has its result here, else with the last result. False if already
+        applied; `RefusedEvent` when a listed job is another submission's (nothing is written)."""
+        now = self._clock()
+        with self._store.write() as uow:
+            for job_id in job_ids:
+                if uow.job(job_id) is not None:
+                    _check_job_of(uow, submission_id, job_id)
+            if not uow.claim(CONSUMER, event_id):
+                return False
+            uow.put_plan_end(submission_id, job_ids, now)
             self._issue_if_complete(uow, submission_id, now)
         return True
 

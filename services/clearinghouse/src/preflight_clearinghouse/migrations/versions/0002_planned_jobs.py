@@ -6,6 +6,9 @@ while this migration runs during a rolling upgrade (expand/contract, docs/archit
 migration of a later release drops it (IF EXISTS: databases migrated before this rule no longer
 have it).
 
+`jobs.planned_jobs` is unused since migration 0007 (the benchmark announces a plan's end) and is
+dropped by a later release's migration too.
+
 Revision ID: 0002
 Revises: 0001
 """

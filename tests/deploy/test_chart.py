@@ -4,6 +4,7 @@ version, values schema, best-practice invariants, docs, helm-unittest."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -562,6 +563,74 @@ def test_strimzi_resources_validate_against_the_crds(
     assert check_chart.validate_objects(docs, []) == []
 
 
+GRPC_SERVICES = {
+    "intake": ["preflight.intake.v1.IntakeService", "preflight.identity.v1.IdentityService"],
+    "benchmark": ["preflight.benchmark.v1.BenchmarkService"],
+    "clearinghouse": ["preflight.clearinghouse.v1.ClearinghouseService"],
+    "notifier": ["preflight.notifier.v1.NotifierService"],
+}
+
+
+def test_one_address_routes_every_grpc_service_to_its_component(
+    helm: str, check_chart: ModuleType, tmp_path: Path
+) -> None:
+    """With gateway.enabled one GRPCRoute, valid against the Gateway API v1 schema, sends every
+    service the protos declare, by name, to the Service of the component that serves it."""
+    values = tmp_path / "gateway.yaml"
+    parent = {"name": "edge", "namespace": "gateways", "sectionName": "grpc"}
+    values.write_text(
+        yaml.safe_dump(
+            {"gateway": {"enabled": True, "parentRefs": [parent], "hostnames": ["preflight.example"]}}
+        )
+    )
+    docs = render(helm, check_chart, [*VALUES_FILES["default"], values])
+    (route,) = of_kind(docs, "GRPCRoute")
+    assert check_chart.validate_objects([route], []) == []
+    assert route["spec"]["parentRefs"] == [parent]
+    services = {s["metadata"]["name"]: s["spec"]["ports"][0]["port"] for s in of_kind(docs, "Service")}
+    routed = {}
+    for rule in route["spec"]["rules"]:
+        (backend,) = rule["backendRefs"]
+        assert services[backend["name"]] == backend["port"]
+        routed[backend["name"]] = [m["method"]["service"] for m in rule["matches"]]
+    assert routed == {f"preflight-{name}": names for name, names in GRPC_SERVICES.items()}
+    declared = set()
+    for proto in (REPO / "protos").rglob("*.proto"):
+        text = proto.read_text()
+        package = re.search(r"^package (\S+);", text, re.M)
+        declared |= {f"{package[1]}.{name}" for name in re.findall(r"^service (\w+)", text, re.M) if package}
+    assert declared == {name for names in GRPC_SERVICES.values() for name in names}
+    assert of_kind(render(helm, check_chart, VALUES_FILES["default"]), "GRPCRoute") == []
+
+
+def test_grpcroute_validation_catches_a_broken_route(check_chart: ModuleType) -> None:
+    route = {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "GRPCRoute",
+        "metadata": {"name": "preflight"},
+        "spec": {
+            "parentRefs": [{"name": "edge"}],
+            "rules": [
+                {
+                    "matches": [
+                        {"method": {"type": "Exact", "service": "preflight.intake.v1.IntakeService"}}
+                    ],
+                    "backendRefs": [{"name": "preflight-intake", "port": 50051}],
+                }
+            ],
+        },
+    }
+    assert check_chart.validate_objects([route], []) == []
+    typo = yaml.safe_load(yaml.safe_dump(route))
+    typo["spec"]["rules"][0]["backendRefs"][0]["serviceName"] = "preflight-intake"
+    kind = yaml.safe_load(yaml.safe_dump(route))
+    kind["spec"]["rules"][0]["matches"][0]["method"]["type"] = "Prefix"
+    port = yaml.safe_load(yaml.safe_dump(route))
+    port["spec"]["rules"][0]["backendRefs"][0]["port"] = 0
+    for bad in (typo, kind, port):
+        assert check_chart.validate_objects([bad], []), bad
+
+
 def test_crd_validation_catches_a_broken_resource(check_chart: ModuleType) -> None:
     """Unknown fields, wrong enums and names Kubernetes refuses fail."""
     user = {
@@ -617,3 +686,22 @@ def test_rendered_kafka_settings_load_in_the_services(
             assert settings.sasl_password_file == "/etc/preflight/kafka-sasl/password"
             if name != "preflight-topics":
                 assert settings.sasl_username == name, name
+
+
+def test_k8s_sandbox_namespace_is_restricted_and_cut_off(helm: str, check_chart: ModuleType) -> None:
+    """Production enables Inspect's Kubernetes sandbox: its namespace enforces the restricted Pod
+    Security Standard, denies every ingress and egress, and only the workers may manage Pods there."""
+    docs = render(helm, check_chart, VALUES_FILES["production"])
+    [namespace] = of_kind(docs, "Namespace")
+    labels = namespace["metadata"]["labels"]
+    assert {labels[f"pod-security.kubernetes.io/{mode}"] for mode in ("enforce", "audit", "warn")} == {
+        "restricted"
+    }
+    sandbox = namespace["metadata"]["name"]
+    [policy] = [d for d in of_kind(docs, "NetworkPolicy") if d["metadata"]["namespace"] == sandbox]
+    assert policy["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    [binding] = [d for d in of_kind(docs, "RoleBinding") if d["metadata"]["namespace"] == sandbox]
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "preflight-worker", "namespace": "preflight-benchmarks"}
+    ]
+    assert not any(d["kind"] == "Namespace" for d in render(helm, check_chart, VALUES_FILES["default"]))

@@ -39,6 +39,7 @@ CRDS = Path(__file__).resolve().parent / "crds"
 CRD_SCHEMAS = {
     ("kafka.strimzi.io/v1", "KafkaTopic"): CRDS / "kafkatopic-v1.json",
     ("kafka.strimzi.io/v1", "KafkaUser"): CRDS / "kafkauser-v1.json",
+    ("gateway.networking.k8s.io/v1", "GRPCRoute"): CRDS / "grpcroute-v1.json",
 }
 
 # The values the chart requires and has no default for: "default" renders add them.

@@ -558,6 +558,29 @@ schema = {
             },
             required=["enabled", "image", "httpPort"],
         ),
+        "gateway": obj(
+            {
+                "enabled": boolean,
+                "parentRefs": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": obj(
+                        {
+                            "name": {"type": "string", "minLength": 1},
+                            "namespace": string,
+                            "sectionName": string,
+                            "port": {"type": "integer", "minimum": 1, "maximum": 65535},
+                            "group": string,
+                            "kind": string,
+                        },
+                        required=["name"],
+                    ),
+                },
+                "hostnames": {"type": "array", "items": {"type": "string", "minLength": 1}},
+                "annotations": {"type": "object", "additionalProperties": string},
+            },
+            required=["enabled", "parentRefs"],
+        ),
         "networkPolicy": obj(
             {
                 "enabled": boolean,

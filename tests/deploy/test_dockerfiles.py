@@ -12,14 +12,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Dockerfile -> the package directory whose console script is its ENTRYPOINT.
+SERVICE_DOCKERFILE = "deploy/docker/Dockerfile.service"
+WORKER_DOCKERFILE = "services/benchmark/Dockerfile.worker"
+SERVICES = ("intake", "benchmark", "clearinghouse", "notifier", "console")
+# Image -> (its Dockerfile, its build args, the package directory whose console script it runs).
 IMAGES = {
-    "services/intake/Dockerfile": ("services/intake", "preflight-intake"),
-    "services/benchmark/Dockerfile": ("services/benchmark", "preflight-benchmark"),
-    "services/benchmark/Dockerfile.worker": ("services/benchmark", "preflight-worker"),
-    "services/clearinghouse/Dockerfile": ("services/clearinghouse", "preflight-clearinghouse"),
-    "services/notifier/Dockerfile": ("services/notifier", "preflight-notifier"),
-    "services/console/Dockerfile": ("services/console", "preflight-console"),
+    **{
+        service: (SERVICE_DOCKERFILE, {"SERVICE": service}, f"services/{service}", f"preflight-{service}")
+        for service in SERVICES
+    },
+    "worker": (WORKER_DOCKERFILE, {}, "services/benchmark", "preflight-worker"),
 }
 COMPILERS = re.compile(r"\b(build-essential|gcc|g\+\+|clang|make|cc|libc6-dev|python3-dev)\b")
 
@@ -31,9 +33,12 @@ class Stage:
     instructions: list[tuple[str, str]] = field(default_factory=list)
 
 
-def parse(path: Path) -> tuple[dict[str, str], list[Stage]]:
-    """Global ARG defaults and the stages, with line continuations joined."""
+def parse(path: Path, build_args: dict[str, str] | None = None) -> tuple[dict[str, str], list[Stage]]:
+    """Global ARG defaults and the stages, with line continuations joined and `build_args`
+    (``--build-arg`` values) substituted where they are used."""
     text = re.sub(r"\\\n", " ", path.read_text())
+    for name, value in (build_args or {}).items():
+        text = re.sub(rf"\$\{{{name}\}}|\${name}\b", value, text)
     args: dict[str, str] = {}
     stages: list[Stage] = []
     for raw in text.splitlines():
@@ -64,17 +69,27 @@ def exec_form(value: str) -> list[str]:
     return v
 
 
-@pytest.fixture(params=sorted(IMAGES), ids=lambda p: p.split("/", 1)[1])
-def dockerfile(request: pytest.FixtureRequest) -> Path:
-    return REPO / request.param
+@pytest.fixture(params=sorted(IMAGES))
+def image(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
-def test_dockerfile_exists_for_every_image(dockerfile: Path) -> None:
-    assert dockerfile.is_file()
+def stages_of(image: str) -> list[Stage]:
+    dockerfile, build_args, _, _ = IMAGES[image]
+    return parse(REPO / dockerfile, build_args)[1]
 
 
-def test_multi_stage_with_slim_python_311_final(dockerfile: Path) -> None:
-    _, stages = parse(dockerfile)
+def test_dockerfile_exists_for_every_image(image: str) -> None:
+    assert (REPO / IMAGES[image][0]).is_file()
+
+
+def test_the_services_share_one_dockerfile_and_the_worker_has_its_own() -> None:
+    assert {dockerfile for dockerfile, *_ in IMAGES.values()} == {SERVICE_DOCKERFILE, WORKER_DOCKERFILE}
+    assert sorted(p.parent.name for p in REPO.glob("services/*/Dockerfile")) == []
+
+
+def test_multi_stage_with_slim_python_311_final(image: str) -> None:
+    stages = stages_of(image)
     assert len(stages) >= 2, "multi-stage: a builder stage and a runtime stage"
     final = stages[-1]
     assert re.match(r"^(docker\.io/(library/)?)?python:3\.11[.\d]*-slim", final.base), final.base
@@ -84,11 +99,14 @@ def test_multi_stage_with_slim_python_311_final(dockerfile: Path) -> None:
     assert all(re.search(r"--from=(\S+)", c).group(1) in builder_names for c in copies)  # type: ignore[union-attr]
 
 
-def test_wheels_built_from_the_monorepo(dockerfile: Path) -> None:
-    _, stages = parse(dockerfile)
-    pkg_dir, _ = IMAGES[str(dockerfile.relative_to(REPO))]
+def test_wheels_built_from_the_monorepo(image: str) -> None:
+    stages = stages_of(image)
+    _, _, pkg_dir, _ = IMAGES[image]
     builder = "\n".join(f"{op} {rest}" for s in stages[:-1] for op, rest in s.instructions)
     assert re.search(r"COPY\s+libs/", builder), "shared libs come from the build context (repo root)"
+    assert re.search(r"COPY\s+sdk/python/", builder) and "./sdk/python" in builder, (
+        "preflight-common needs preflight-sdk, which comes from the monorepo too"
+    )
     assert re.search(rf"COPY\s+{re.escape(pkg_dir)}/", builder)
     assert "pip wheel" in builder
     assert re.search(r"COPY\s+constraints\.txt", builder) and "-c constraints.txt" in builder, (
@@ -96,8 +114,8 @@ def test_wheels_built_from_the_monorepo(dockerfile: Path) -> None:
     )
 
 
-def test_runtime_stage_is_non_root_without_compilers(dockerfile: Path) -> None:
-    _, stages = parse(dockerfile)
+def test_runtime_stage_is_non_root_without_compilers(image: str) -> None:
+    stages = stages_of(image)
     final = stages[-1]
     users = [rest for op, rest in final.instructions if op == "USER"]
     assert users, "USER in the final stage"
@@ -111,13 +129,17 @@ def test_runtime_stage_is_non_root_without_compilers(dockerfile: Path) -> None:
             )
 
 
-def test_entrypoint_is_a_declared_console_script(dockerfile: Path, require) -> None:
-    _, stages = parse(dockerfile)
+def test_entrypoint_is_a_declared_console_script(image: str, require) -> None:
+    stages = stages_of(image)
     entry = [rest for op, rest in stages[-1].instructions if op == "ENTRYPOINT"]
     assert entry, "ENTRYPOINT in the final stage"
     argv = exec_form(entry[-1])
-    pkg_dir, expected = IMAGES[str(dockerfile.relative_to(REPO))]
-    assert argv == [expected]
+    _, _, pkg_dir, expected = IMAGES[image]
+    if argv == ["preflight-service"]:  # the shared Dockerfile links it to the service's script
+        builder = " ".join(rest for s in stages[:-1] for _, rest in s.instructions)
+        assert f'ln -s "{expected}" /opt/venv/bin/preflight-service' in builder
+    else:
+        assert argv == [expected]
     pyproject = REPO / pkg_dir / "pyproject.toml"
     require(pyproject.exists(), f"{pyproject.relative_to(REPO)} does not exist yet")
     scripts = tomllib.loads(pyproject.read_text()).get("project", {}).get("scripts", {})
@@ -138,6 +160,5 @@ def test_topics_script_ships_in_the_intake_image() -> None:
     """The chart's topic-provisioning hook runs preflight-topics from the intake image."""
     common = tomllib.loads((REPO / "libs/common/pyproject.toml").read_text())
     assert "preflight-topics" in common["project"]["scripts"]
-    _, stages = parse(REPO / "services/intake/Dockerfile")
-    builder = " ".join(rest for s in stages[:-1] for _, rest in s.instructions)
+    builder = " ".join(rest for s in stages_of("intake")[:-1] for _, rest in s.instructions)
     assert "./libs/common" in shlex.split(builder.replace('"', " "))

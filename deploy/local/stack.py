@@ -268,6 +268,8 @@ def _service_env(stack: Stack, service: str, keys: dict[str, str], tokens: dict[
         )
         env["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID"] = keys["PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY_ID"]
         env["PREFLIGHT_CLEARINGHOUSE_STATE_DIR"] = str(stack.data / "clearinghouse")
+        # Sharing previews name the registered organisations a label and audience reach.
+        env["PREFLIGHT_PARTICIPANTS_FILE"] = str(stack.participants_file)
     elif service == "notifier":
         env.update(
             PREFLIGHT_PARTICIPANTS_FILE=str(stack.participants_file),
@@ -281,15 +283,14 @@ def _service_env(stack: Stack, service: str, keys: dict[str, str], tokens: dict[
 
 
 def _console_env(stack: Stack) -> dict[str, str]:
-    """The console: the services' addresses and the participants registry (for sharing
-    previews); no token (each user signs in with their own), a session key in the data folder."""
+    """The console: the services' addresses; no token (each user signs in with their own), a
+    session key in the data folder."""
     env = _base_env(stack)
     env.update(
         PREFLIGHT_CONSOLE_LISTEN=f"127.0.0.1:{stack.ports['console']}",
         PREFLIGHT_BENCHMARK_TARGET=f"127.0.0.1:{stack.ports['benchmark']}",
         PREFLIGHT_CLEARINGHOUSE_TARGET=f"127.0.0.1:{stack.ports['clearinghouse']}",
         PREFLIGHT_CONSOLE_SESSION_KEY_FILE=str(stack.data / "console" / "session.key"),
-        PREFLIGHT_PARTICIPANTS_FILE=str(stack.participants_file),
     )
     return env
 

@@ -5,16 +5,29 @@ from __future__ import annotations
 import json
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import grpc
 import pytest
-from clearinghouse_support import START, V31, V40, Api, issue_report, ts
+from clearinghouse_support import (
+    START,
+    V31,
+    V40,
+    Api,
+    LoopbackServer,
+    ManualClock,
+    issue_report,
+    make_components,
+    start_api,
+    ts,
+)
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.clearinghouse.v1.clearinghouse_pb2_grpc import ClearinghouseServiceStub
 from preflight.common.v1 import common_pb2
+from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.domain.cwe import _catalog
 from preflight_common.auth import Principal, Role
 from preflight_common.signing import verify_signature
@@ -374,3 +387,111 @@ def test_set_finding_aliases_names_the_field_and_shows_the_aliases(api: Api) -> 
     with pytest.raises(grpc.RpcError) as caught:
         api.stub.SetFindingAliases(request, metadata=api.as_(OP_B))
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+PARTICIPANTS_YAML = """\
+organisations:
+  - {name: st-mary-hospital, sectors: [healthcare]}
+  - {name: valley-water, sectors: [water]}
+  - {name: city-grid, sectors: [energy, water]}
+"""
+
+
+@pytest.fixture
+def registered_api(
+    loopback: LoopbackServer,
+    tmp_path: Path,
+    signer: ReportSigner,
+    clock: ManualClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Api]:
+    """The API of a clearinghouse started with a participants registry."""
+    registry = tmp_path / "participants.yaml"
+    registry.write_text(PARTICIPANTS_YAML)
+    monkeypatch.setenv("PREFLIGHT_PARTICIPANTS_FILE", str(registry))
+    components = make_components(f"sqlite:///{tmp_path / 'ch.db'}", tmp_path, signer, clock)
+    started = start_api(loopback, tmp_path, components)
+    yield started
+    started.channel.close()
+    components.engine.dispose()
+
+
+def test_preview_sharing_names_exactly_the_registered_organisations_the_policy_reaches(
+    registered_api: Api,
+) -> None:
+    api = registered_api
+    finding = api.stub.ReportFinding(valid_request(), metadata=api.as_(REVIEWER)).finding
+
+    def preview(tlp: common_pb2.Tlp.ValueType, orgs: list[str], sectors: list[str]) -> list[str]:
+        request = pb.PreviewSharingRequest(
+            finding_id=finding.finding_id,
+            tlp=tlp,
+            audience=common_pb2.Audience(organisations=orgs, sectors=sectors),
+        )
+        return list(api.stub.PreviewSharing(request, metadata=api.as_(REVIEWER)).organisations)
+
+    assert preview(common_pb2.TLP_AMBER, [], ["healthcare"]) == ["st-mary-hospital"]
+    assert preview(common_pb2.TLP_GREEN, [], ["Water"]) == ["city-grid", "valley-water"]
+    # Sectors do not count for AMBER+STRICT and RED: named organisations only.
+    assert preview(common_pb2.TLP_RED, [], ["healthcare"]) == []
+    assert preview(common_pb2.TLP_AMBER_STRICT, ["valley-water"], ["energy"]) == ["valley-water"]
+    # CLEAR reaches everyone once published, but an empty audience reaches nobody.
+    assert preview(common_pb2.TLP_CLEAR, [], ["energy"]) == ["city-grid", "st-mary-hospital", "valley-water"]
+    assert preview(common_pb2.TLP_CLEAR, [], []) == []
+    # Nothing changed.
+    shown = api.stub.GetFinding(
+        pb.GetFindingRequest(finding_id=finding.finding_id), metadata=api.as_(REVIEWER)
+    )
+    assert shown.finding.revision == finding.revision and shown.finding.tlp == common_pb2.TLP_AMBER
+
+
+def test_preview_sharing_is_for_reviewers_and_names_a_bad_field(registered_api: Api) -> None:
+    api = registered_api
+    finding = api.stub.ReportFinding(valid_request(), metadata=api.as_(REVIEWER)).finding
+    request = pb.PreviewSharingRequest(
+        finding_id=finding.finding_id,
+        tlp=common_pb2.TLP_AMBER,
+        audience=common_pb2.Audience(sectors=["water"]),
+    )
+    for principal in (LAB_X, OP_A, SERVICE):
+        with pytest.raises(grpc.RpcError) as caught:
+            api.stub.PreviewSharing(request, metadata=api.as_(principal))
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert list(api.stub.PreviewSharing(request, metadata=api.as_(ADMIN)).organisations) == [
+        "city-grid",
+        "valley-water",
+    ]
+    bad = [
+        (pb.PreviewSharingRequest(finding_id=finding.finding_id), "tlp"),
+        (
+            pb.PreviewSharingRequest(
+                finding_id=finding.finding_id,
+                tlp=common_pb2.TLP_AMBER,
+                audience=common_pb2.Audience(organisations=["Not A Name"]),
+            ),
+            "audience.organisations[0]",
+        ),
+        (pb.PreviewSharingRequest(tlp=common_pb2.TLP_AMBER), "finding_id"),
+    ]
+    for wrong, field in bad:
+        with pytest.raises(grpc.RpcError) as caught:
+            api.stub.PreviewSharing(wrong, metadata=api.as_(REVIEWER))
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert field in field_violations(caught.value)
+    with pytest.raises(grpc.RpcError) as caught:
+        api.stub.PreviewSharing(
+            pb.PreviewSharingRequest(finding_id="no-such-finding", tlp=common_pb2.TLP_AMBER),
+            metadata=api.as_(REVIEWER),
+        )
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_get_finding_names_the_next_states_for_reviewers_only(api: Api) -> None:
+    finding = api.stub.ReportFinding(valid_request(), metadata=api.as_(REVIEWER)).finding
+    request = pb.GetFindingRequest(finding_id=finding.finding_id)
+    assert list(api.stub.GetFinding(request, metadata=api.as_(REVIEWER)).next_states) == [
+        ch_events.FINDING_STATE_INVALID,
+        ch_events.FINDING_STATE_TRIAGED,
+    ]
+    publish(api, finding.finding_id)
+    assert list(api.stub.GetFinding(request, metadata=api.as_(OP_A)).next_states) == []

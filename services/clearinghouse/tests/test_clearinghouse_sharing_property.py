@@ -47,10 +47,11 @@ from preflight_clearinghouse.domain.events import finding_notice
 from preflight_clearinghouse.domain.exports import ExportFormat
 from preflight_clearinghouse.domain.findings import Finding, FindingSource, PatchState, PatchStatusEntry
 from preflight_clearinghouse.domain.queries import FindingQuery
-from preflight_clearinghouse.domain.sharing import KNOWN_SECTORS, Audience, Role, Tlp, Viewer
+from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_common.auth import Principal
 from preflight_common.auth import Role as AuthRole
+from preflight_common.bus import KNOWN_SECTORS
 from preflight_common.envelope import EventRegistry, decode_record
 
 LABS = ("lab-xq7", "lab-yz3")

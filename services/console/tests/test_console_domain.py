@@ -1,15 +1,12 @@
 """What the console decides by itself: signed sessions and CSRF tokens, time left and time
-zones, the plot's geometry, and which organisations a sharing choice reaches."""
+zones, and the plot's geometry."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from preflight_clearinghouse.domain.sharing import Tlp
-from preflight_common import bus
 from preflight_console.domain import timing
-from preflight_console.domain.audience import preview
 from preflight_console.domain.plot import LABEL_WIDTH, WIDTH, score_plot
 from preflight_console.domain.sessions import Role, SessionStore, Signer, Viewer
 
@@ -102,24 +99,3 @@ def test_the_plot_places_scores_and_intervals_on_a_zero_to_one_axis() -> None:
     assert second.x == second.x_high == WIDTH - 16 and second.x_low == LABEL_WIDTH
     assert first.y < second.y < plot.axis_y < plot.height
     assert [label for _, label in plot.ticks] == ["0.00", "0.25", "0.50", "0.75", "1.00"]
-
-
-PARTICIPANTS = bus.Participants(
-    (
-        bus.Organisation("st-mary-hospital", ("healthcare",)),
-        bus.Organisation("valley-water", ("water",)),
-        bus.Organisation("city-grid", ("energy", "water")),
-    )
-)
-
-
-def test_the_sharing_preview_names_exactly_the_organisations_the_policy_reaches() -> None:
-    assert preview(Tlp.AMBER, [], ["healthcare"], PARTICIPANTS) == ["st-mary-hospital"]
-    assert preview(Tlp.GREEN, [], ["Water"], PARTICIPANTS) == ["city-grid", "valley-water"]
-    # Sectors do not count for AMBER+STRICT and RED: named organisations only.
-    assert preview(Tlp.RED, [], ["healthcare"], PARTICIPANTS) == []
-    assert preview(Tlp.AMBER_STRICT, ["valley-water"], ["energy"], PARTICIPANTS) == ["valley-water"]
-    # CLEAR reaches everyone once published, but an empty audience reaches nobody.
-    everyone = ["city-grid", "st-mary-hospital", "valley-water"]
-    assert preview(Tlp.CLEAR, [], ["energy"], PARTICIPANTS) == everyone
-    assert preview(Tlp.CLEAR, [], [], PARTICIPANTS) == []

@@ -135,6 +135,8 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 {{- include "preflight.env.optional" (list "PREFLIGHT_CLEARINGHOUSE_PUBLISHER_NAMESPACE" $c.publisher.namespace) }}
 - name: PREFLIGHT_CLEARINGHOUSE_POLICY_FILE
   value: /etc/preflight/config/policy.yaml
+- name: PREFLIGHT_PARTICIPANTS_FILE
+  value: /etc/preflight/config/participants.yaml
 {{- else if eq .name "benchmark" }}
 {{- $w := $c.worker }}
 - name: PREFLIGHT_BENCHMARK_CATALOG_FILE

@@ -63,6 +63,29 @@ CONSUMES: Final[Mapping[str, tuple[str, ...]]] = {
 """The topics (by `Topics` field name) each service consumes."""
 
 
+KNOWN_SECTORS: Final[frozenset[str]] = frozenset(
+    {
+        "chemical",
+        "commercial-facilities",
+        "communications",
+        "critical-manufacturing",
+        "dams",
+        "defense-industrial-base",
+        "emergency-services",
+        "energy",
+        "finance",
+        "food-agriculture",
+        "government",
+        "healthcare",
+        "information-technology",
+        "nuclear",
+        "transportation",
+        "water",
+    }
+)
+"""The critical-infrastructure sectors (CISA's sixteen) a finding's audience may name."""
+
+
 def service_principal(service: str) -> str:
     """The Kafka principal (SASL user name) of a Preflight service."""
     if service not in SERVICES:

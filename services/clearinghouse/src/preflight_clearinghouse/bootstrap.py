@@ -12,6 +12,7 @@ import yaml
 from preflight_common.bus import SOURCES
 from preflight_common.config import ConfigError, secret
 from preflight_common.db import make_engine, run_migrations
+from preflight_common.topics import load_participants
 from sqlalchemy import Engine
 
 from preflight_clearinghouse.adapters.exports import load_export_resources
@@ -103,6 +104,6 @@ def build(settings: ClearinghouseSettings, signer: Signer, *, clock: Clock = utc
         ExportFormat.STIX: export_stix,
     }
     load_export_resources()
-    registry = FindingRegistry(store, clock, exporters)
+    registry = FindingRegistry(store, clock, exporters, load_participants())
     reviews = ReviewService(store, load_policy(settings.policy_file), signer, registry, clock)
     return Components(settings, engine, store, reviews, registry, AuditCheckpoints(store, signer, clock))

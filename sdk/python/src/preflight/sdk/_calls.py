@@ -395,6 +395,16 @@ def set_finding_sharing(
     )
 
 
+def preview_sharing(
+    finding_id: str, tlp: common_pb2.Tlp.ValueType, audience: common_pb2.Audience
+) -> Unary[clearinghouse_pb2.PreviewSharingResponse, clearinghouse_pb2.PreviewSharingResponse]:
+    return _unary(
+        _clearinghouse("PreviewSharing"),
+        clearinghouse_pb2.PreviewSharingRequest(finding_id=finding_id, tlp=tlp, audience=audience),
+        clearinghouse_pb2.PreviewSharingResponse,
+    )
+
+
 def set_finding_aliases(
     finding_id: str, aliases: Iterable[str], reason: str, expected_revision: int
 ) -> Unary[clearinghouse_pb2.SetFindingAliasesResponse, clearinghouse_pb2.Finding]:

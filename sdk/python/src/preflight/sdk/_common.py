@@ -34,6 +34,7 @@ _RETRIED_METHODS = {
         "GetFinding",
         "ListFindings",
         "QueryFindings",
+        "PreviewSharing",
         "SetPatchStatus",
         "ExportFinding",
         "StreamFindings",

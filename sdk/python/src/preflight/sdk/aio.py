@@ -279,6 +279,16 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         call = _calls.update_finding_assessment(finding_id, assessment, reason, expected_revision)
         return await self._run(call, timeout)
 
+    async def preview_sharing(
+        self,
+        finding_id: str,
+        tlp: common_pb2.Tlp.ValueType,
+        audience: common_pb2.Audience,
+        *,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.PreviewSharingResponse:
+        return await self._run(_calls.preview_sharing(finding_id, tlp, audience), timeout)
+
     async def set_finding_sharing(
         self,
         finding_id: str,

@@ -320,6 +320,18 @@ class ClearinghouseClient(ServiceClient):
         call = _calls.update_finding_assessment(finding_id, assessment, reason, expected_revision)
         return self._run(call, timeout)
 
+    def preview_sharing(
+        self,
+        finding_id: str,
+        tlp: common_pb2.Tlp.ValueType,
+        audience: common_pb2.Audience,
+        *,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.PreviewSharingResponse:
+        """The registered organisations a finding would reach, once published, with this TLP label and
+        audience (reviewers and admins; nothing changes)."""
+        return self._run(_calls.preview_sharing(finding_id, tlp, audience), timeout)
+
     def set_finding_sharing(
         self,
         finding_id: str,

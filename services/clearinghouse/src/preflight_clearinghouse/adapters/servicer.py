@@ -17,6 +17,7 @@ from typing import TypeVar
 import grpc
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc as pb_grpc
+from preflight.clearinghouse.v1 import events_pb2
 from preflight_common.auth import Principal, current_principal
 from preflight_common.fields import timestamp_field
 from preflight_common.grpcserver import invalid_argument
@@ -34,7 +35,8 @@ from preflight_clearinghouse.domain.errors import (
 from preflight_clearinghouse.domain.exports import ExportDocument, ExportFormat
 from preflight_clearinghouse.domain.findings import Finding
 from preflight_clearinghouse.domain.queries import FindingQuery
-from preflight_clearinghouse.domain.sharing import Role, Viewer
+from preflight_clearinghouse.domain.sharing import PRIVILEGED, Role, Viewer
+from preflight_clearinghouse.domain.workflow import REPORT_TRANSITIONS
 from preflight_clearinghouse.service_layer.checkpoints import AuditCheckpoints
 from preflight_clearinghouse.service_layer.registry import MAX_PAGE, FindingRegistry
 from preflight_clearinghouse.service_layer.reviews import ReviewService
@@ -184,10 +186,16 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
     async def GetFinding(
         self, request: pb.GetFindingRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetFindingResponse:
+        viewer = viewer_of(current_principal())
         finding = await self._run(
             context, lambda v: self._registry.get(v, required_id(request.finding_id, "finding_id"))
         )
-        return pb.GetFindingResponse(finding=protos.finding_to_proto(finding))
+        nexts = REPORT_TRANSITIONS[finding.state] if viewer.role in PRIVILEGED else frozenset()
+        names = sorted(state.name for state in nexts)
+        return pb.GetFindingResponse(
+            finding=protos.finding_to_proto(finding),
+            next_states=[events_pb2.FindingState.Value(f"FINDING_STATE_{name}") for name in names],
+        )
 
     async def ListFindings(
         self, request: pb.ListFindingsRequest, context: grpc.aio.ServicerContext
@@ -240,6 +248,21 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             ),
         )
         return pb.UpdateFindingAssessmentResponse(finding=finding)
+
+    async def PreviewSharing(
+        self, request: pb.PreviewSharingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PreviewSharingResponse:
+        reached = await self._run(
+            context,
+            lambda v: self._registry.preview_sharing(
+                v,
+                required_id(request.finding_id, "finding_id"),
+                protos.tlp_from_proto(request.tlp),
+                list(request.audience.organisations),
+                list(request.audience.sectors),
+            ),
+        )
+        return pb.PreviewSharingResponse(organisations=reached)
 
     async def SetFindingSharing(
         self, request: pb.SetFindingSharingRequest, context: grpc.aio.ServicerContext

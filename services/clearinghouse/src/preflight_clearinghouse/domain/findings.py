@@ -33,11 +33,12 @@ from cvss import CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 from packageurl import PackageURL
 from preflight.sdk.naming import NAME_RULE, is_valid_name
+from preflight_common.bus import KNOWN_SECTORS
 from univers.version_range import RANGE_CLASS_BY_SCHEMES, VersionRange
 
 from preflight_clearinghouse.domain.cwe import cwe_problem, normalise_cwe_id
 from preflight_clearinghouse.domain.errors import Collector
-from preflight_clearinghouse.domain.sharing import KNOWN_SECTORS, Audience, Tlp
+from preflight_clearinghouse.domain.sharing import Audience, Tlp
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 
 MAX_TITLE = 300

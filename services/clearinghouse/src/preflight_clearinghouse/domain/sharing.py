@@ -36,30 +36,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from preflight_common.bus import KNOWN_SECTORS
+
 if TYPE_CHECKING:
     from preflight_clearinghouse.domain.findings import Finding
-
-KNOWN_SECTORS: frozenset[str] = frozenset(
-    {
-        "chemical",
-        "commercial-facilities",
-        "communications",
-        "critical-manufacturing",
-        "dams",
-        "defense-industrial-base",
-        "emergency-services",
-        "energy",
-        "finance",
-        "food-agriculture",
-        "government",
-        "healthcare",
-        "information-technology",
-        "nuclear",
-        "transportation",
-        "water",
-    }
-)
-"""The critical-infrastructure sectors (CISA's sixteen) an audience may name."""
 
 
 class Tlp(enum.Enum):

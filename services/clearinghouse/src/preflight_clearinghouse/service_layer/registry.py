@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from preflight_common.bus import Participants
 from preflight_common.pagetokens import page_tokens
 
 from preflight_clearinghouse.adapters.store import Store, UnitOfWork, sharing_key
@@ -43,6 +44,7 @@ from preflight_clearinghouse.domain.findings import (
     Origin,
     PatchState,
     PatchStatusEntry,
+    check_audience,
     check_candidate,
     check_report,
     check_text,
@@ -56,6 +58,7 @@ from preflight_clearinghouse.domain.sharing import (
     Viewer,
     export_view,
     may_see,
+    reaches,
     visible,
 )
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
@@ -108,10 +111,17 @@ def require(viewer: Viewer, roles: frozenset[Role], what: str) -> None:
 class FindingRegistry:
     """Use cases of the findings registry."""
 
-    def __init__(self, store: Store, clock: Clock, exporters: Mapping[ExportFormat, Exporter]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        exporters: Mapping[ExportFormat, Exporter],
+        participants: Participants | None = None,
+    ) -> None:
         self._store = store
         self._clock = clock
         self._exporters = exporters
+        self._participants = participants or Participants()
 
     # --- intake -----------------------------------------------------------------
 
@@ -525,6 +535,31 @@ class FindingRegistry:
                 "organisations": sorted(organisations),
                 "sectors": sorted(sectors),
             },
+        )
+
+    def preview_sharing(
+        self,
+        viewer: Viewer,
+        finding_id: str,
+        tlp: Tlp | None,
+        organisations: Sequence[str],
+        sectors: Sequence[str],
+    ) -> list[str]:
+        """The registered organisations whose operators would see the finding, once published, with
+        this label and audience (reviewers and admins; nothing changes). The rule is `reaches`, the
+        one `may_see` enforces; the label and audience are checked as `set_sharing` checks them."""
+        require(viewer, PRIVILEGED, "previewing a finding's sharing")
+        errors = Collector()
+        if tlp is None:
+            errors.add("tlp", "a TLP label is required (CLEAR, GREEN, AMBER, AMBER_STRICT or RED)")
+        audience = check_audience(organisations, sectors, errors)
+        errors.raise_if_any()
+        assert tlp is not None
+        self.get(viewer, finding_id)
+        return sorted(
+            o.name
+            for o in self._participants.organisations
+            if reaches(tlp, audience, o.name, frozenset(o.sectors))
         )
 
     def _unlink(self, uow: UnitOfWork, finding: Finding, now: datetime, *, actor: str) -> None:

@@ -7,7 +7,6 @@ import logging
 
 import uvicorn
 from preflight_common.config import ConfigError
-from preflight_common.topics import load_participants
 
 from preflight_console.config import Settings
 from preflight_console.entrypoints.web import build_app
@@ -23,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         host, port = settings.host_port()
         settings.session_key()
-        app = build_app(settings, load_participants())
+        app = build_app(settings)
     except ConfigError as exc:
         logging.getLogger("preflight_console").error("configuration: %s", exc)
         return 2

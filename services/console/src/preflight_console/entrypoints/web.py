@@ -27,8 +27,7 @@ from preflight.benchmark.v1 import benchmark_pb2
 from preflight.clearinghouse.v1 import clearinghouse_pb2
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2
-from preflight_clearinghouse.domain.sharing import KNOWN_SECTORS, Tlp
-from preflight_common import bus
+from preflight_common.bus import KNOWN_SECTORS
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
@@ -40,7 +39,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from preflight_console.adapters.apis import Apis
 from preflight_console.config import Settings
 from preflight_console.domain import timing
-from preflight_console.domain.audience import preview
 from preflight_console.domain.plot import score_plot
 from preflight_console.domain.sessions import Role, Session, SessionStore, Signer
 from preflight_console.service_layer import views
@@ -67,6 +65,12 @@ SECURITY_HEADERS = {
 LOCAL_PATH = re.compile(r"/(?:[A-Za-z0-9._~-]+(?:/[A-Za-z0-9._~-]+)*)?")
 HOME = {Role.REVIEWER: "/review/queue", Role.OPERATOR: "/operator/findings", Role.LAB: "/lab/submissions"}
 FINDING_STATES = ("RECEIVED", "TRIAGED", "VALIDATED", "PATCH_AVAILABLE", "DISCLOSED", "INVALID", "CLOSED")
+# TLP labels as the API names them (common.v1.Tlp, without the prefix) and as people read them.
+TLPS = {
+    name.removeprefix("TLP_"): name.removeprefix("TLP_").replace("_STRICT", "+STRICT")
+    for name, _ in common_pb2.Tlp.items()
+    if name != "TLP_UNSPECIFIED"
+}
 EXPORTS = {
     "csaf": clearinghouse_pb2.EXPORT_FORMAT_CSAF,
     "osv": clearinghouse_pb2.EXPORT_FORMAT_OSV,
@@ -133,12 +137,11 @@ Handler = Callable[["Console", Request, Session, Form], Awaitable[Response]]
 
 
 class Console:
-    """The application's state: settings, API stubs, sessions, participants and templates."""
+    """The application's state: settings, API stubs, sessions and templates."""
 
-    def __init__(self, settings: Settings, apis: Apis, participants: bus.Participants) -> None:
+    def __init__(self, settings: Settings, apis: Apis) -> None:
         self.settings = settings
         self.apis = apis
-        self.participants = participants
         self.signer = Signer(settings.session_key())
         self.sessions = SessionStore(self.signer, settings.session_ttl)
         folder = resources.files("preflight_console") / "templates"
@@ -488,8 +491,7 @@ def _finding_row(finding: clearinghouse_pb2.Finding) -> dict[str, Any]:
 
 
 def _tlp_label(value: common_pb2.Tlp.ValueType) -> str:
-    name = common_pb2.Tlp.Name(value).removeprefix("TLP_")
-    return "unset" if name == "UNSPECIFIED" else Tlp[name].value
+    return TLPS.get(common_pb2.Tlp.Name(value).removeprefix("TLP_"), "unset")
 
 
 @page(Role.REVIEWER)
@@ -502,11 +504,10 @@ async def findings_board(console: Console, request: Request, session: Session, f
     return console.render(request, "findings.html", session, board=board)
 
 
-def _sharing_choice(form: Form) -> tuple[Tlp, list[str], list[str]]:
-    try:
-        tlp = Tlp[form.one("tlp")]
-    except KeyError:
-        raise Refused(400, "tlp: choose a TLP label") from None
+def _sharing_choice(form: Form) -> tuple[str, list[str], list[str]]:
+    tlp = form.one("tlp")
+    if tlp not in TLPS:
+        raise Refused(400, "tlp: choose a TLP label")
     organisations = [o.strip() for o in form.one("organisations").replace("\n", ",").split(",") if o.strip()]
     sectors = [s for s in form.all("sectors") if s]
     unknown = [s for s in sectors if s not in KNOWN_SECTORS]
@@ -525,14 +526,14 @@ def _revision(form: Form) -> int:
 @page(Role.REVIEWER)
 async def finding_page(console: Console, request: Request, session: Session, form: Form) -> Response:
     """A finding: its assessment, the transitions the workflow allows and its sharing."""
-    finding = await views.finding(console.apis, session, request.path_params["finding_id"])
+    found = await views.finding(console.apis, session, request.path_params["finding_id"])
     return console.render(
         request,
         "finding.html",
         session,
-        row=_finding_row(finding),
-        transitions=views.allowed_transitions(finding.state),
-        tlps=list(Tlp),
+        row=_finding_row(found.finding),
+        transitions=[views.state_name(s) for s in found.next_states],
+        tlps=TLPS,
         sectors=sorted(KNOWN_SECTORS),
     )
 
@@ -554,30 +555,24 @@ async def sharing(console: Console, request: Request, session: Session, form: Fo
     finding_id = request.path_params["finding_id"]
     tlp, organisations, sectors = _sharing_choice(form)
     revision = _revision(form)
+    audience = common_pb2.Audience(organisations=organisations, sectors=sectors)
+    label = common_pb2.Tlp.Value("TLP_" + tlp)
     if form.one("confirm") != "yes":
-        finding = await views.finding(console.apis, session, finding_id)
+        found = await views.finding(console.apis, session, finding_id)
         return console.render(
             request,
             "sharing_preview.html",
             session,
-            row=_finding_row(finding),
+            row=_finding_row(found.finding),
             tlp=tlp,
+            tlp_label=TLPS[tlp],
             organisations=organisations,
             sectors=sectors,
             reason=form.one("reason"),
             revision=revision,
-            reached=preview(tlp, organisations, sectors, console.participants),
+            reached=await views.preview_sharing(console.apis, session, finding_id, label, audience),
         )
-    audience = common_pb2.Audience(organisations=organisations, sectors=sectors)
-    await views.share(
-        console.apis,
-        session,
-        finding_id,
-        common_pb2.Tlp.Value("TLP_" + tlp.name),
-        audience,
-        form.one("reason"),
-        revision,
-    )
+    await views.share(console.apis, session, finding_id, label, audience, form.one("reason"), revision)
     return RedirectResponse(f"/review/findings/{finding_id}", status_code=303)
 
 
@@ -594,9 +589,9 @@ async def shared_findings(console: Console, request: Request, session: Session, 
 @page(Role.OPERATOR)
 async def shared_finding(console: Console, request: Request, session: Session, form: Form) -> Response:
     """One shared finding, as the operator may see it, with its export downloads."""
-    finding = await views.finding(console.apis, session, request.path_params["finding_id"])
+    found = await views.finding(console.apis, session, request.path_params["finding_id"])
     return console.render(
-        request, "operator_finding.html", session, row=_finding_row(finding), exports=EXPORTS
+        request, "operator_finding.html", session, row=_finding_row(found.finding), exports=EXPORTS
     )
 
 
@@ -660,13 +655,13 @@ def routes() -> list[Route | Mount]:
     ]
 
 
-def build_app(settings: Settings, participants: bus.Participants) -> Starlette:
+def build_app(settings: Settings) -> Starlette:
     """The console's ASGI application; its API channels close with it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         apis = Apis.connect(settings)
-        app.state.console = Console(settings, apis, participants)
+        app.state.console = Console(settings, apis)
         try:
             yield
         finally:

@@ -18,7 +18,6 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2, events_pb2
 from preflight.common.v1 import common_pb2
 from preflight.identity.v1 import identity_pb2
 from preflight.intake.v1 import intake_pb2
-from preflight_clearinghouse.domain.workflow import REPORT_TRANSITIONS, FindingState
 from preflight_common.signing import verify_signature
 
 from preflight_console.adapters.apis import Apis, credentials
@@ -183,14 +182,14 @@ async def findings(apis: Apis, session: Session) -> list[clearinghouse_pb2.Findi
     return sorted(found, key=lambda f: (f.updated_at.seconds, f.updated_at.nanos), reverse=True)
 
 
-async def finding(apis: Apis, session: Session, finding_id: str) -> clearinghouse_pb2.Finding:
-    """One finding, as the user may see it."""
+async def finding(apis: Apis, session: Session, finding_id: str) -> clearinghouse_pb2.GetFindingResponse:
+    """One finding, as the user may see it, with the states the workflow lets the user move it to."""
     answer: clearinghouse_pb2.GetFindingResponse = await apis.clearinghouse.GetFinding(
         clearinghouse_pb2.GetFindingRequest(finding_id=finding_id),
         metadata=credentials(session.token),
         timeout=TIMEOUT,
     )
-    return answer.finding
+    return answer
 
 
 def state_name(state: events_pb2.FindingState.ValueType) -> str:
@@ -198,9 +197,20 @@ def state_name(state: events_pb2.FindingState.ValueType) -> str:
     return events_pb2.FindingState.Name(state).removeprefix("FINDING_STATE_")
 
 
-def allowed_transitions(state: events_pb2.FindingState.ValueType) -> list[str]:
-    """The states the disclosure workflow allows next from `state` (short names, sorted)."""
-    return sorted(t.value for t in REPORT_TRANSITIONS.get(FindingState(state_name(state)), frozenset()))
+async def preview_sharing(
+    apis: Apis,
+    session: Session,
+    finding_id: str,
+    tlp: common_pb2.Tlp.ValueType,
+    audience: common_pb2.Audience,
+) -> list[str]:
+    """The registered organisations the clearinghouse says this label and audience would reach."""
+    answer: clearinghouse_pb2.PreviewSharingResponse = await apis.clearinghouse.PreviewSharing(
+        clearinghouse_pb2.PreviewSharingRequest(finding_id=finding_id, tlp=tlp, audience=audience),
+        metadata=credentials(session.token),
+        timeout=TIMEOUT,
+    )
+    return list(answer.organisations)
 
 
 async def transition(

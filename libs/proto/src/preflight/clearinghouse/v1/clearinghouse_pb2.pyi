@@ -1162,18 +1162,26 @@ class GetFindingResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     FINDING_FIELD_NUMBER: _builtins.int
+    NEXT_STATES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def finding(self) -> Global___Finding:
         """The finding as the caller may see it."""
+
+    @_builtins.property
+    def next_states(self) -> _containers.RepeatedScalarFieldContainer[_events_pb2.FindingState.ValueType]:
+        """The states the disclosure workflow allows it to move to next, for callers
+        who may move it (reviewers and admins; empty for others).
+        """
 
     def __init__(
         self,
         *,
         finding: Global___Finding | None = ...,
+        next_states: _abc.Iterable[_events_pb2.FindingState.ValueType] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding", "next_states", b"next_states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1517,6 +1525,62 @@ class SetFindingSharingRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetFindingSharingRequest: _TypeAlias = SetFindingSharingRequest  # noqa: Y015
+
+@_typing.final
+class PreviewSharingRequest(_message.Message):
+    """Request of PreviewSharing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    TLP_FIELD_NUMBER: _builtins.int
+    AUDIENCE_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding (it must exist)."""
+    tlp: _common_pb2.Tlp.ValueType
+    """The TLP label to preview."""
+    @_builtins.property
+    def audience(self) -> _common_pb2.Audience:
+        """The audience to preview."""
+
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        tlp: _common_pb2.Tlp.ValueType = ...,
+        audience: _common_pb2.Audience | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "finding_id", b"finding_id", "tlp", b"tlp"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewSharingRequest: _TypeAlias = PreviewSharingRequest  # noqa: Y015
+
+@_typing.final
+class PreviewSharingResponse(_message.Message):
+    """Response of PreviewSharing."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORGANISATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def organisations(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The registered organisations that would see the finding, sorted."""
+
+    def __init__(
+        self,
+        *,
+        organisations: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["organisations", b"organisations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PreviewSharingResponse: _TypeAlias = PreviewSharingResponse  # noqa: Y015
 
 @_typing.final
 class SetFindingAliasesRequest(_message.Message):

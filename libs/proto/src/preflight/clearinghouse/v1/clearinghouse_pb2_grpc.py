@@ -111,6 +111,11 @@ class ClearinghouseServiceStub:
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingRequest.SerializeToString,
                 response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingResponse.FromString,
                 _registered_method=True)
+        self.PreviewSharing = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/PreviewSharing',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.PreviewSharingRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.PreviewSharingResponse.FromString,
+                _registered_method=True)
         self.SetFindingAliases = channel.unary_unary(
                 '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingAliases',
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesRequest.SerializeToString,
@@ -254,6 +259,16 @@ class ClearinghouseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PreviewSharing(self, request, context):
+        """The registered operator organisations a finding would reach, once
+        published, with this TLP label and audience: the sharing policy that
+        SetFindingSharing's label and audience are then enforced by, applied to
+        the participants registry. Nothing is changed (reviewers and admins).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def SetFindingAliases(self, request, context):
         """Set a finding's aliases: CVE, GHSA and vendor ids (reviewers and admins).
         An alias another finding holds is INVALID_ARGUMENT.
@@ -366,6 +381,11 @@ def add_ClearinghouseServiceServicer_to_server(servicer, server):
                     servicer.SetFindingSharing,
                     request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingRequest.FromString,
                     response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingResponse.SerializeToString,
+            ),
+            'PreviewSharing': grpc.unary_unary_rpc_method_handler(
+                    servicer.PreviewSharing,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.PreviewSharingRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.PreviewSharingResponse.SerializeToString,
             ),
             'SetFindingAliases': grpc.unary_unary_rpc_method_handler(
                     servicer.SetFindingAliases,
@@ -761,6 +781,33 @@ class ClearinghouseService:
             '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingSharing',
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingRequest.SerializeToString,
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSharingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PreviewSharing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/PreviewSharing',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.PreviewSharingRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.PreviewSharingResponse.FromString,
             options,
             channel_credentials,
             insecure,

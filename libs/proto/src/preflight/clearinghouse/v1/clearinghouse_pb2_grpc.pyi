@@ -81,6 +81,12 @@ class ClearinghouseServiceStub:
     """Set a finding's TLP label and audience (reviewers and admins). Links to
     findings with another label or audience are removed.
     """
+    PreviewSharing: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.PreviewSharingRequest, _clearinghouse_pb2.PreviewSharingResponse]
+    """The registered operator organisations a finding would reach, once
+    published, with this TLP label and audience: the sharing policy that
+    SetFindingSharing's label and audience are then enforced by, applied to
+    the participants registry. Nothing is changed (reviewers and admins).
+    """
     SetFindingAliases: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingAliasesRequest, _clearinghouse_pb2.SetFindingAliasesResponse]
     """Set a finding's aliases: CVE, GHSA and vendor ids (reviewers and admins).
     An alias another finding holds is INVALID_ARGUMENT.
@@ -152,6 +158,12 @@ class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
     SetFindingSharing: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingSharingRequest, _clearinghouse_pb2.SetFindingSharingResponse]  # type: ignore[assignment]
     """Set a finding's TLP label and audience (reviewers and admins). Links to
     findings with another label or audience are removed.
+    """
+    PreviewSharing: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.PreviewSharingRequest, _clearinghouse_pb2.PreviewSharingResponse]  # type: ignore[assignment]
+    """The registered operator organisations a finding would reach, once
+    published, with this TLP label and audience: the sharing policy that
+    SetFindingSharing's label and audience are then enforced by, applied to
+    the participants registry. Nothing is changed (reviewers and admins).
     """
     SetFindingAliases: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingAliasesRequest, _clearinghouse_pb2.SetFindingAliasesResponse]  # type: ignore[assignment]
     """Set a finding's aliases: CVE, GHSA and vendor ids (reviewers and admins).
@@ -299,6 +311,18 @@ class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_clearinghouse_pb2.SetFindingSharingResponse, _abc.Awaitable[_clearinghouse_pb2.SetFindingSharingResponse]]:
         """Set a finding's TLP label and audience (reviewers and admins). Links to
         findings with another label or audience are removed.
+        """
+
+    @_abc_1.abstractmethod
+    def PreviewSharing(
+        self,
+        request: _clearinghouse_pb2.PreviewSharingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.PreviewSharingResponse, _abc.Awaitable[_clearinghouse_pb2.PreviewSharingResponse]]:
+        """The registered operator organisations a finding would reach, once
+        published, with this TLP label and audience: the sharing policy that
+        SetFindingSharing's label and audience are then enforced by, applied to
+        the participants registry. Nothing is changed (reviewers and admins).
         """
 
     @_abc_1.abstractmethod

@@ -12,13 +12,10 @@ exactly as `run` would, its spans flushed when it ends.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 from preflight.benchmark.v1 import benchmark_pb2
 from preflight_common.channels import credentials_from_env
@@ -31,7 +28,7 @@ from preflight_benchmark.adapters.executors.local import ASSIGNMENT_FILE_ENV
 from preflight_benchmark.adapters.grpc_clients import GrpcCredentialResolver, GrpcResultReporter
 from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT
-from preflight_benchmark.worker import serve
+from preflight_benchmark.worker import serve, weights
 from preflight_benchmark.worker.run import WorkerSettings, execute
 
 log = logging.getLogger("preflight_benchmark.worker")
@@ -106,23 +103,14 @@ def preload() -> None:
 
 
 def fetch_weights(dest: Path) -> int:
-    """Copy the assignment's weights artifact to `dest` and verify its SHA-256 (file:// or a path)."""
-    weights = load_assignment().job.access.weights
-    uri = urlparse(weights.artifact_uri)
-    if uri.scheme not in ("", "file"):
-        raise ConfigurationError(f"weights artifact scheme {uri.scheme!r} is not supported by this worker")
-    source = Path(uri.path)
-    dest.mkdir(parents=True, exist_ok=True)
-    target = dest / source.name
-    digest = hashlib.sha256()
-    with source.open("rb") as src, target.open("wb") as out:
-        for chunk in iter(lambda: src.read(1 << 20), b""):
-            digest.update(chunk)
-            out.write(chunk)
-    if digest.hexdigest() != weights.sha256.lower():
-        target.unlink()
-        raise ConfigurationError("weights artifact SHA-256 does not match the submission")
-    shutil.copymode(source, target)
+    """Fetch the assignment's weights into `dest`, every digest checked before anything is served
+    (`preflight_benchmark.worker.weights`); a mismatch is a configuration error."""
+    artifact = load_assignment().job.access.weights
+    try:
+        files = weights.fetch(artifact.artifact_uri, artifact.sha256, dest)
+    except weights.WeightsError as exc:
+        raise ConfigurationError(str(exc)) from None
+    log.info("weights verified: %d file(s) in %s", len(files), dest)
     return 0
 
 
@@ -136,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="run the assignment (the default)")
     commands.add_parser("serve", help="run the assignments the local executor hands over, one after another")
-    fetch = commands.add_parser("fetch-weights", help="copy and verify the assignment's weights")
+    fetch = commands.add_parser("fetch-weights", help="fetch and verify the assignment's weights")
     fetch.add_argument("--dest", type=Path, required=True)
     args = parser.parse_args(argv)
     logging.basicConfig(

@@ -104,7 +104,3 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         return 1
     finally:
         ctx.close()
-
-
-if __name__ == "__main__":
-    sys.exit(main())

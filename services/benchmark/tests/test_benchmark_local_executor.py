@@ -1,5 +1,5 @@
-"""LocalExecutor with real worker processes: warm reuse, replacement of workers that die or hang, timeout,
-memory limit, exit statuses, cancellation, concurrency and resource budgets.
+"""LocalExecutor with real worker processes: warm reuse, a fresh child per attempt, replacement of workers
+that die or hang, timeout, memory limit, exit statuses, cancellation, concurrency and resource budgets.
 
 The workers are real processes running the warm-worker loop (`preflight_benchmark.worker.serve`) with a
 stand-in attempt that does what its assignment says instead of running Inspect."""
@@ -24,8 +24,10 @@ from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.testing import until
 
 FAKE_WORKER = """
-import json, os, sys, time, pathlib
+import ctypes, json, os, resource, sys, time, pathlib
 from preflight_benchmark.worker.serve import serve
+
+LEFT = []  # what earlier attempts of this process left behind
 
 def attempt():
     spec = json.loads(pathlib.Path(os.environ["PREFLIGHT_WORKER_ASSIGNMENT_FILE"]).read_text())
@@ -42,9 +44,33 @@ def attempt():
         pathlib.Path(spec["out"]).write_text(json.dumps(dict(os.environ)))
     if action == "stdin":
         pathlib.Path(spec["out"]).write_text(sys.stdin.read())
+    if action == "leave":
+        os.environ["LEFT_BY_LAB_A"] = "lab-a"
+        os.putenv("PUT_BY_LAB_A", "lab-a")  # the C environment, which os.environ does not track
+        LEFT.append("lab-a")
+        kept = open(spec["file"], "rb")
+        LEFT.append(kept)
+    if action == "look":
+        fds = {os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd") if fd.isdigit()
+               if os.path.exists(f"/proc/self/fd/{fd}")}
+        libc = ctypes.CDLL(None)
+        libc.getenv.restype = ctypes.c_char_p
+        seen = {
+            "environ": os.environ.get("LEFT_BY_LAB_A"),
+            "c_environ": (libc.getenv(b"PUT_BY_LAB_A") or b"").decode() or None,
+            "global": [item for item in LEFT if isinstance(item, str)],
+            "file_open": spec["file"] in fds,
+        }
+        pathlib.Path(spec["out"]).write_text(json.dumps(seen))
+    if action == "limit":
+        parent = pathlib.Path(f"/proc/{os.getppid()}/limits").read_text()
+        parent_as = next(l.split()[4] for l in parent.splitlines() if l.startswith("Max address space"))
+        own = resource.getrlimit(resource.RLIMIT_AS)
+        with open(spec["out"], "a") as out:
+            out.write(json.dumps({"own": own, "parent": parent_as}) + "\\n")
     if action == "pid":
         with open(spec["out"], "a") as out:
-            out.write(f"{os.getpid()}\\n")
+            out.write(f"{os.getpid()} {os.getppid()}\\n")
         if spec.get("hold"):
             time.sleep(60)
     if action == "overlap":
@@ -85,7 +111,14 @@ async def executor(tmp_path: Path) -> AsyncIterator[LocalExecutor]:
 
 
 def pids(path: Path) -> list[int]:
-    return [int(line) for line in path.read_text().split()] if path.exists() else []
+    """The pids the attempts that wrote to `path` ran as, in order."""
+    return [pid for pid, _ in parents(path)]
+
+
+def parents(path: Path) -> list[tuple[int, int]]:
+    """(pid, parent pid) of each attempt that wrote to `path`, in order."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [(int(pid), int(parent)) for pid, parent in (line.split() for line in lines)]
 
 
 def alive(pid: int) -> bool:
@@ -124,21 +157,63 @@ async def test_exit_statuses_map_to_attempt_ends(executor: LocalExecutor) -> Non
     assert (failed.end, failed.detail) == (AttemptEnd.CRASHED, "worker exited with status 4")
 
 
-async def test_a_warm_worker_runs_attempts_one_after_another(tmp_path: Path) -> None:
+async def test_each_attempt_runs_in_a_fresh_child_of_the_same_warm_worker(tmp_path: Path) -> None:
     executor = local_executor(tmp_path, max_concurrency=1)
     out = tmp_path / "pids"
     try:
         first = await executor.run(attempt({"action": "pid", "out": str(out)}, job="bj-1"))
         second = await executor.run(attempt({"action": "pid", "out": str(out)}, job="bj-2"))
         assert (first.end, second.end) == (AttemptEnd.EXITED, AttemptEnd.EXITED)
-        one, two = pids(out)
-        assert one == two, "the second attempt ran in a new process"
-        assert executor.worker_pids() == [one]
+        (one, warm), (two, warm_again) = parents(out)
+        assert one != two, "both attempts ran in the same process"
+        assert warm == warm_again, "the warm worker was replaced between attempts"
+        assert executor.worker_pids() == [warm]
+        assert not alive(one)  # the first attempt's child ended with it
         # Each attempt still has its own folder and log.
         assert executor.folder("bj-2", 1) / "worker.log" in set(executor.folder("bj-2", 1).iterdir())
     finally:
         await executor.close()
-    assert not alive(one)
+    assert not alive(warm)
+
+
+async def test_what_an_attempt_leaves_in_its_process_is_not_visible_to_the_next(tmp_path: Path) -> None:
+    executor = local_executor(tmp_path, max_concurrency=1)
+    kept, out = tmp_path / "lab-a-responses", tmp_path / "seen.json"
+    kept.write_text("lab-a's model responses")
+    try:
+        left = await executor.run(attempt({"action": "leave", "file": str(kept)}, job="bj-lab-a"))
+        looked = await executor.run(
+            attempt({"action": "look", "file": str(kept), "out": str(out)}, job="bj-lab-b")
+        )
+        assert (left.end, looked.end) == (AttemptEnd.EXITED, AttemptEnd.EXITED)
+    finally:
+        await executor.close()
+    # An environment variable (also one set in the C environment only), a module-level global and an
+    # open file of the first attempt.
+    assert json.loads(out.read_text()) == {
+        "environ": None,
+        "c_environ": None,
+        "global": [],
+        "file_open": False,
+    }
+
+
+async def test_each_attempt_has_its_own_memory_limit_and_the_warm_worker_none(tmp_path: Path) -> None:
+    executor = local_executor(tmp_path, max_concurrency=1)
+    out = tmp_path / "limits"
+    try:
+        for job, memory in (("bj-small", "200Mi"), ("bj-large", "1Gi")):
+            ran = await executor.run(attempt({"action": "limit", "out": str(out)}, job=job, memory=memory))
+            assert ran.end == AttemptEnd.EXITED
+        fine = await executor.run(
+            attempt({"action": "allocate", "bytes": 512 * 2**20}, job="bj-big", memory="1Gi")
+        )
+        assert fine.end == AttemptEnd.EXITED
+    finally:
+        await executor.close()
+    small, large = (json.loads(line) for line in out.read_text().splitlines())
+    assert small == {"own": [200 * 2**20, 200 * 2**20], "parent": "unlimited"}
+    assert large == {"own": [2**30, 2**30], "parent": "unlimited"}
 
 
 async def test_an_attempt_cannot_read_the_orders_of_its_worker(tmp_path: Path) -> None:
@@ -154,20 +229,32 @@ async def test_an_attempt_cannot_read_the_orders_of_its_worker(tmp_path: Path) -
         await executor.close()
 
 
-async def test_a_worker_that_dies_mid_attempt_is_replaced(tmp_path: Path) -> None:
+async def test_a_killed_attempt_crashes_and_a_warm_worker_that_dies_is_replaced(tmp_path: Path) -> None:
     executor = local_executor(tmp_path, max_concurrency=1)
     out = tmp_path / "pids"
+    hold = {"action": "pid", "out": str(out), "hold": True}
     try:
-        running = asyncio.create_task(executor.run(attempt({"action": "pid", "out": str(out), "hold": True})))
-        await until(lambda: len(pids(out)) == 1)
-        (victim,) = pids(out)
+        # The attempt's child killed: the attempt crashes, its warm worker runs the next one.
+        running = asyncio.create_task(executor.run(attempt(hold, job="bj-1")))
+        await until(lambda: len(parents(out)) == 1)
+        [(victim, warm)] = parents(out)
+        assert executor.worker_pids() == [warm]
         os.kill(victim, signal.SIGKILL)
         outcome = await running
         assert (outcome.end, outcome.detail) == (AttemptEnd.CRASHED, "worker killed by SIGKILL")
-        again = await executor.run(attempt({"action": "pid", "out": str(out)}, job="bj-2"))
+        # The warm worker killed: its attempt crashes and ends with it, a new worker runs the next one.
+        running = asyncio.create_task(executor.run(attempt(hold, job="bj-2")))
+        await until(lambda: len(parents(out)) == 2)
+        orphan, parent = parents(out)[1]
+        assert parent == warm
+        os.kill(warm, signal.SIGKILL)
+        outcome = await running
+        assert (outcome.end, outcome.detail) == (AttemptEnd.CRASHED, "worker killed by SIGKILL")
+        await until(lambda: not alive(orphan))
+        again = await executor.run(attempt({"action": "pid", "out": str(out)}, job="bj-3"))
         assert again.end == AttemptEnd.EXITED
-        _, replacement = pids(out)
-        assert replacement != victim and alive(replacement)
+        _, replacement = parents(out)[2]
+        assert replacement != warm and alive(replacement)
     finally:
         await executor.close()
 
@@ -185,10 +272,11 @@ async def test_a_hung_worker_is_killed_at_its_deadline_and_its_slot_freed(tmp_pa
         outcome = await hung
         assert outcome.end == AttemptEnd.TIMED_OUT
         assert (await waiting).end == AttemptEnd.EXITED
-        warm_pid, hung_pid, next_pid = pids(out)
-        assert hung_pid == warm_pid
+        (first_pid, warm), (hung_pid, hung_parent), (next_pid, next_parent) = parents(out)
         assert not alive(hung_pid)
-        assert next_pid != hung_pid
+        assert len({first_pid, hung_pid, next_pid}) == 3
+        # The attempt was killed, not its warm worker, which runs the next one.
+        assert hung_parent == next_parent == warm and alive(warm)
     finally:
         await executor.close()
 

@@ -1,9 +1,11 @@
 """LocalExecutor: runs attempts on a pool of warm worker processes of the dispatcher (the embedded default).
 
 A worker (`preflight_benchmark.worker.serve`) is a long-lived child that
-imports Inspect and the suites once and then runs attempts one after another,
-handed to it over a pipe; a worker is replaced after `max_jobs_per_worker`
-attempts, and whenever it dies, hangs or is stopped. Each attempt gets its own
+imports Inspect and the suites once and then, for each attempt handed to it over
+a pipe, forks a fresh child that runs the attempt and exits, so that no attempt
+(no lab's credential, model responses, environment, module state or open files)
+is in the process the next one starts from. A worker is replaced after
+`max_jobs_per_worker` attempts, and whenever it dies, hangs or is stopped. Each attempt gets its own
 folder (``<work_root>/<job id>/attempt-<n>/``) holding the assignment file, the
 worker's log of that attempt and Inspect's data and cache folders; each worker
 logs what it prints between attempts to ``<work_root>/workers/worker-<n>.log``
@@ -12,11 +14,13 @@ and has its own data and cache folders beside it for what it does outside attemp
 Limits, enforced from this side: at most `max_concurrency` attempts at once, and
 (when configured) only as many as the declared CPU and memory of the running
 ones fit in `cpus` and `memory` (an attempt larger than the budget runs alone);
-a wall-clock deadline (the suite's timeout), past which the worker's process
-group is killed; an address-space limit (`RLIMIT_AS`, the suite's memory or the
-configured override) set on the worker for the attempt; no core files. A worker
-whose address space already exceeds an attempt's limit is replaced rather than
-handed it. Workers die with the dispatcher (parent-death signal), so a restarted
+a wall-clock deadline (the suite's timeout), past which the attempt's process
+group (its child's session) is killed — SIGTERM, then SIGKILL after the grace
+period — while the warm worker stays for the next attempt; an address-space limit
+(`RLIMIT_AS`, the suite's memory or the configured override, which is also the
+worker's own ceiling) on the attempt's child alone, so each attempt has its own
+whatever the previous one declared; no core files. Workers die with the
+dispatcher and attempts with their worker (parent-death signals), so a restarted
 dispatcher starts the attempt afresh.
 """
 
@@ -39,13 +43,12 @@ from preflight_benchmark.adapters.quantity import to_bytes, to_cpus
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT, AttemptEnd, AttemptOutcome
 from preflight_benchmark.domain.ports import Attempt
-from preflight_benchmark.worker.serve import STATUS, order
+from preflight_benchmark.worker.serve import STARTED, STATUS, order
 
 log = logging.getLogger(__name__)
 
 ASSIGNMENT_FILE_ENV = "PREFLIGHT_WORKER_ASSIGNMENT_FILE"
 PR_SET_PDEATHSIG = 1
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
 
 def _child_setup(memory_bytes: int | None) -> None:
@@ -72,18 +75,12 @@ def _ended(status: int) -> AttemptOutcome:
     return AttemptOutcome(AttemptEnd.CRASHED, _describe(status))
 
 
-def _address_space(pid: int) -> int:
-    """Bytes of the process's address space (0 when it is gone)."""
-    try:
-        return int(Path(f"/proc/{pid}/statm").read_text().split()[0]) * PAGE_SIZE
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
 @dataclass
 class _Worker:
     process: asyncio.subprocess.Process
     attempts: int = 0
+    child: int | None = None  # the pid (and process group) of the attempt it runs, once forked
+    handed: asyncio.Future[AttemptOutcome] | None = None  # the attempt it runs: its outcome
 
     @property
     def alive(self) -> bool:
@@ -131,8 +128,8 @@ class LocalExecutor:
         return self._work_root / job_id / f"attempt-{attempt}"
 
     def pids(self) -> dict[tuple[str, int], int]:
-        """(job id, attempt) → pid of the worker running it."""
-        return {key: worker.process.pid for key, worker in self._busy.items() if worker.alive}
+        """(job id, attempt) → pid of the child running it (once its worker has forked it)."""
+        return {key: worker.child for key, worker in self._busy.items() if worker.child is not None}
 
     def worker_pids(self) -> list[int]:
         """The pids of every live worker, idle or busy."""
@@ -160,23 +157,26 @@ class LocalExecutor:
             assignment = folder / "assignment.json"
             assignment.write_text(attempt.assignment, encoding="utf-8")
             memory = to_bytes(self._memory_limit or attempt.resources.memory)
-            worker = await self._worker_for(memory)
+            worker = await self._worker()
             self._busy[key] = worker
+            handed = worker.handed = asyncio.ensure_future(self._hand(worker, folder, assignment, memory))
             try:
-                outcome = await asyncio.wait_for(
-                    self._hand(worker, folder, assignment, memory), attempt.timeout.total_seconds()
-                )
-            except TimeoutError:
-                await self._stop(worker)
-                outcome = AttemptOutcome(AttemptEnd.TIMED_OUT, f"suite timeout of {attempt.timeout} passed")
+                done, _ = await asyncio.wait({handed}, timeout=attempt.timeout.total_seconds())
+                if done:
+                    outcome = handed.result()
+                else:
+                    await self._end_attempt(worker, handed)
+                    outcome = AttemptOutcome(
+                        AttemptEnd.TIMED_OUT, f"suite timeout of {attempt.timeout} passed"
+                    )
             except asyncio.CancelledError:
+                handed.cancel()
                 await self._stop(worker)
                 raise
             finally:
                 del self._busy[key]
             if key in self._cancelled:
                 self._cancelled.discard(key)
-                await self._stop(worker)
                 outcome = AttemptOutcome(AttemptEnd.CANCELLED, "cancelled")
             await self._release(worker)
             return outcome
@@ -185,8 +185,8 @@ class LocalExecutor:
         key = (job_id, attempt)
         self._cancelled.add(key)
         worker = self._busy.get(key)
-        if worker is not None:
-            await self._stop(worker)
+        if worker is not None and worker.handed is not None:
+            await self._end_attempt(worker, worker.handed)
 
     @contextlib.asynccontextmanager
     async def _admit(self, key: tuple[str, int], needs: Resources) -> AsyncIterator[None]:
@@ -213,11 +213,11 @@ class LocalExecutor:
             sum(to_bytes(r.memory) for r in running) + to_bytes(needs.memory) <= self._memory
         )
 
-    async def _worker_for(self, memory: int) -> _Worker:
-        """An idle live worker whose address space fits `memory` (others are replaced), or a new one."""
+    async def _worker(self) -> _Worker:
+        """An idle live worker, or a new one."""
         while self._idle:
             worker = self._idle.pop()
-            if worker.alive and _address_space(worker.process.pid) < memory:
+            if worker.alive:
                 return worker
             await self._stop(worker)
         return await self._spawn()
@@ -244,13 +244,9 @@ class LocalExecutor:
         return _Worker(process)
 
     async def _hand(self, worker: _Worker, folder: Path, assignment: Path, memory: int) -> AttemptOutcome:
-        """Give the attempt to the worker and wait for its answer, or for its end."""
+        """Give the attempt to the worker and wait for its child's exit status, or for the worker's end."""
         process = worker.process
         assert process.stdin is not None and process.stdout is not None
-        with contextlib.suppress(ProcessLookupError):
-            _, ceiling = resource.prlimit(process.pid, resource.RLIMIT_AS)
-            limit = memory if ceiling == resource.RLIM_INFINITY else min(memory, ceiling)
-            resource.prlimit(process.pid, resource.RLIMIT_AS, (limit, ceiling))
         env = {
             ASSIGNMENT_FILE_ENV: str(assignment),
             "XDG_DATA_HOME": str(folder / "data"),
@@ -258,16 +254,40 @@ class LocalExecutor:
         }
         worker.attempts += 1
         with contextlib.suppress(ConnectionError):
-            process.stdin.write(order(folder, env))
+            process.stdin.write(order(folder, env, memory))
             await process.stdin.drain()
         while line := await process.stdout.readline():
             answer = json.loads(line)
-            if STATUS in answer:
+            if STARTED in answer:
+                worker.child = int(answer[STARTED])
+            elif STATUS in answer:
+                worker.child = None  # the worker reaped it and killed what it left running
                 return _ended(int(answer[STATUS]))
+        # The worker died: its child with it (parent-death signal), and here what the child started.
+        self._signal_attempt(worker, signal.SIGKILL)
+        worker.child = None
         return _ended(await process.wait())
+
+    def _signal_attempt(self, worker: _Worker, sig: signal.Signals) -> None:
+        """Send `sig` to the process group of the attempt the worker runs, if it has forked it."""
+        if worker.child is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(worker.child, sig)
+
+    async def _end_attempt(self, worker: _Worker, handed: asyncio.Future[AttemptOutcome]) -> None:
+        """End the attempt the worker runs: SIGTERM its process group, SIGKILL after the grace period,
+        and stop the worker itself when the attempt has still not ended after another."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            self._signal_attempt(worker, sig)
+            done, _ = await asyncio.wait({handed}, timeout=self._kill_grace)
+            if done:
+                return
+        await self._stop(worker)
+        await asyncio.wait({handed})
 
     async def _release(self, worker: _Worker) -> None:
         """Back to the idle workers; replaced when it died, was stopped or ran its share of attempts."""
+        worker.handed = None
         if worker.alive and worker.attempts < self._max_jobs and not self._closed:
             self._idle.append(worker)
         else:
@@ -282,7 +302,8 @@ class LocalExecutor:
                 self._idle.append(await self._spawn())
 
     async def _stop(self, worker: _Worker) -> None:
-        """SIGTERM the worker's process group, SIGKILL after the grace period."""
+        """SIGKILL the process group of its attempt, SIGTERM the worker's, SIGKILL after the grace period."""
+        self._signal_attempt(worker, signal.SIGKILL)
         process = worker.process
         if process.returncode is None:
             with contextlib.suppress(ProcessLookupError):

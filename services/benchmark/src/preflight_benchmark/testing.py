@@ -56,7 +56,12 @@ from preflight_benchmark.entrypoints.server import serve
 
 T = TypeVar("T")
 BENCHMARK_EVENTS = EventRegistry(
-    [events_pb2.BenchmarkJobRequested, events_pb2.BenchmarkCompleted, events_pb2.BenchmarkFailed]
+    [
+        events_pb2.BenchmarkJobRequested,
+        events_pb2.BenchmarkCompleted,
+        events_pb2.BenchmarkFailed,
+        events_pb2.BenchmarkPlanEnded,
+    ]
 )
 
 

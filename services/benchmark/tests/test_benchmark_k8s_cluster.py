@@ -390,3 +390,45 @@ async def test_creating_an_existing_job_is_success_and_the_executor_attaches_to_
     outcome = await asyncio.wait_for(running, WAIT)
     assert (outcome.end, outcome.detail) == (AttemptEnd.EXITED, f"Job {name} succeeded")
     assert [j.metadata.uid for j in cluster.jobs_of(attempt.submission_id)] == [uid]
+
+
+async def test_a_job_queued_for_kueue_stays_suspended_with_no_pod_until_admitted(
+    k8s_env: None, cluster: Cluster
+) -> None:
+    """Kueue admits a Job by unsuspending it: until then the API server's Job controller starts no
+    pod and the attempt waits (it does not end, nor count as failed); once admitted it runs as any."""
+    settings = KubernetesSettings.from_env("preflight-benchmark:50052", LOG_ROOT)
+    manifest = dataclasses.replace(settings.manifest, kueue_queue="preflight-gpu")
+    executor = KubernetesExecutor(api_client_from(settings.kubeconfig), manifest, initial_backoff=0.05)
+    attempt = Attempt(
+        job_id=f"bj-{uuid.uuid4().hex}",
+        submission_id=str(uuid.uuid4()),
+        suite_id="k8s.gpu",
+        attempt=1,
+        access_kind="endpoint",
+        resources=Resources(gpu=1, cpu="1", memory="1Gi"),
+        timeout=timedelta(minutes=10),
+        assignment="{}",
+    )
+    name = job_name(attempt.job_id, attempt.attempt)
+    running = asyncio.create_task(executor.run(attempt))
+
+    def suspended() -> Any:
+        job = cluster.job(name)
+        conditions = (job.status.conditions or []) if job is not None and job.status else []
+        return any(c.type == "Suspended" and c.status == "True" for c in conditions) and job
+
+    job = await asyncio.to_thread(wait_until, suspended, WAIT, f"Job {name} suspended by its controller")
+    assert job.spec.suspend is True
+    assert job.metadata.labels["kueue.x-k8s.io/queue-name"] == "preflight-gpu"
+    assert job.status.active in (None, 0) and job.status.start_time is None
+    assert await asyncio.to_thread(cluster.pods, name) == []
+    assert not running.done(), "a queued attempt has not ended"
+
+    # Admission, as Kueue performs it.
+    await asyncio.to_thread(
+        cluster.batch.patch_namespaced_job, name, cluster.namespace, {"spec": {"suspend": False}}
+    )
+    await asyncio.to_thread(cluster.end_worker, name)
+    outcome = await asyncio.wait_for(running, WAIT)
+    assert (outcome.end, outcome.detail) == (AttemptEnd.EXITED, f"Job {name} succeeded")

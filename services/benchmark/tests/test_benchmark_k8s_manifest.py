@@ -13,9 +13,11 @@ from kubernetes import client
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     EVAL_LOG_CREDENTIALS_DIR,
     GPU_RESOURCE,
+    WEIGHTS_CREDENTIALS_DIR,
     EvalLogStore,
     ManifestSettings,
     SecretRef,
+    WeightsSettings,
     build_job,
     job_name,
 )
@@ -349,4 +351,129 @@ def test_job_hygiene_settings_are_read_from_the_environment(monkeypatch: pytest.
     assert manifest.eval_logs == EvalLogStore(secret="eval-log-keys", env={"AWS_REGION": "eu-west-1"})
     monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE", "lots")
     with pytest.raises(ConfigError, match=r"^PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE:"):
+        KubernetesSettings.from_env("benchmark:50052", LOG_ROOT)
+
+
+WEIGHTS_STORE = WeightsSettings(
+    gpus=1,
+    models_size_limit="400Gi",
+    shm_size="32Gi",
+    claim="weights-mirror",
+    secret="weights-store-keys",
+    env={"AWS_SHARED_CREDENTIALS_FILE": f"{WEIGHTS_CREDENTIALS_DIR}/credentials"},
+)
+
+
+def named(job: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(c for c in containers(job) if c["name"] == name)
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+@pytest.mark.parametrize("gpu", [1, 4])
+def test_a_weights_suite_is_served_with_one_tensor_parallel_rank_per_declared_gpu(
+    gpu: int, version: str
+) -> None:
+    job = build_job(attempt("weights", gpu=gpu), replace(SETTINGS, weights=WEIGHTS_STORE))
+    kubernetes_validate.validate(job, version, strict=True)
+    server = named(job, "model-server")
+    args = server["args"]
+    assert args[args.index("--tensor-parallel-size") + 1] == str(gpu)
+    assert (
+        server["resources"]["requests"][GPU_RESOURCE]
+        == server["resources"]["limits"][GPU_RESOURCE]
+        == str(gpu)
+    )
+    # The GPUs are the model server's: the worker asks for none of them again.
+    assert GPU_RESOURCE not in json.dumps(named(job, "worker")["resources"])
+    spec = job["spec"]["template"]["spec"]
+    assert spec["nodeSelector"]["cloud.example/accelerator"] == "h100"
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec["tolerations"]
+
+
+def test_a_weights_suite_declaring_no_gpu_gets_the_configured_default() -> None:
+    job = build_job(attempt("weights", gpu=0), replace(SETTINGS, weights=replace(WEIGHTS_STORE, gpus=2)))
+    args = named(job, "model-server")["args"]
+    assert args[args.index("--tensor-parallel-size") + 1] == "2"
+
+
+def test_vllm_gets_a_memory_backed_dev_shm_and_the_download_is_requested_as_ephemeral_storage() -> None:
+    job = build_job(attempt("weights", gpu=2), replace(SETTINGS, weights=WEIGHTS_STORE))
+    spec = job["spec"]["template"]["spec"]
+    assert {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "32Gi"}} in spec["volumes"]
+    assert {"name": "models", "emptyDir": {"sizeLimit": "400Gi"}} in spec["volumes"]
+    server = named(job, "model-server")
+    assert {"name": "shm", "mountPath": "/dev/shm"} in server["volumeMounts"]
+    fetch = named(job, "fetch-weights")
+    assert fetch["resources"]["requests"]["ephemeral-storage"] == "400Gi"
+    assert server["resources"]["requests"]["ephemeral-storage"] == "400Gi"
+    assert "shm" not in {m["name"] for m in fetch["volumeMounts"]}
+
+
+def test_the_fetcher_alone_gets_the_weights_store_credentials_as_files_and_the_mirror_read_only() -> None:
+    job = build_job(attempt("weights"), replace(SETTINGS, weights=WEIGHTS_STORE))
+    kubernetes_validate.validate(job, KUBERNETES_VERSIONS[-1], strict=True)
+    spec = job["spec"]["template"]["spec"]
+    assert {
+        "name": "weights-mirror",
+        "persistentVolumeClaim": {"claimName": "weights-mirror", "readOnly": True},
+    } in spec["volumes"]
+    assert {
+        "name": "weights-credentials",
+        "secret": {"secretName": "weights-store-keys", "defaultMode": 0o440},
+    } in spec["volumes"]
+    fetch = named(job, "fetch-weights")
+    assert {"name": "weights-mirror", "mountPath": "/weights-mirror", "readOnly": True} in fetch[
+        "volumeMounts"
+    ]
+    assert {"name": "weights-credentials", "mountPath": WEIGHTS_CREDENTIALS_DIR, "readOnly": True} in fetch[
+        "volumeMounts"
+    ]
+    env = {v["name"]: v["value"] for v in fetch["env"]}
+    assert env["PREFLIGHT_WORKER_WEIGHTS_MIRROR"] == "/weights-mirror"
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == f"{WEIGHTS_CREDENTIALS_DIR}/credentials"
+    for other in ("model-server", "worker"):
+        mounts = {m["name"] for m in named(job, other)["volumeMounts"]}
+        assert not {"weights-mirror", "weights-credentials"} & mounts, other
+        assert "AWS_SHARED_CREDENTIALS_FILE" not in {v["name"] for v in named(job, other)["env"]}
+
+
+def test_a_digest_mismatch_in_the_fetcher_fails_the_job_at_once_and_vllm_health_gates_the_worker() -> None:
+    spec = GPU_JOB["spec"]
+    assert {
+        "action": "FailJob",
+        "onExitCodes": {"containerName": "fetch-weights", "operator": "In", "values": [78]},
+    } in spec["podFailurePolicy"]["rules"]
+    assert "fetch-weights" not in json.dumps(CPU_JOB["spec"]["podFailurePolicy"])
+    # Order: the fetcher ends before vLLM starts; vLLM's startup probe passes before the worker starts.
+    names = [c["name"] for c in spec["template"]["spec"]["initContainers"]]
+    assert names == ["fetch-weights", "model-server"]
+    probe = named(GPU_JOB, "model-server")["startupProbe"]
+    command = " ".join(probe["exec"]["command"])
+    assert "http://127.0.0.1:8000/health" in command, "vLLM listens on the pod's loopback only"
+    assert "httpGet" not in probe
+
+
+def test_a_kueue_queue_suspends_the_job_for_admission_and_none_leaves_it_running() -> None:
+    assert CPU_JOB["spec"]["suspend"] is True
+    assert GPU_JOB["spec"]["suspend"] is True
+    unqueued = build_job(attempt("endpoint"), replace(SETTINGS, kueue_queue=None))
+    assert "suspend" not in unqueued["spec"]
+    assert "kueue.x-k8s.io/queue-name" not in unqueued["metadata"]["labels"]
+
+
+def test_weights_settings_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "PREFLIGHT_BENCHMARK_K8S_WEIGHTS_GPUS": "2",
+        "PREFLIGHT_BENCHMARK_K8S_WEIGHTS_STORAGE": "400Gi",
+        "PREFLIGHT_BENCHMARK_K8S_WEIGHTS_SHM": "32Gi",
+        "PREFLIGHT_BENCHMARK_K8S_WEIGHTS_CLAIM": "weights-mirror",
+        "PREFLIGHT_BENCHMARK_K8S_WEIGHTS_SECRET": "weights-store-keys",
+        "PREFLIGHT_BENCHMARK_K8S_WEIGHTS_ENV": json.dumps(dict(WEIGHTS_STORE.env)),
+    }.items():
+        monkeypatch.setenv(name, value)
+    assert KubernetesSettings.from_env("benchmark:50052", LOG_ROOT).manifest.weights == replace(
+        WEIGHTS_STORE, gpus=2
+    )
+    monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_SHM", "plenty")
+    with pytest.raises(ConfigError, match=r"^PREFLIGHT_BENCHMARK_K8S_WEIGHTS_SHM:"):
         KubernetesSettings.from_env("benchmark:50052", LOG_ROOT)

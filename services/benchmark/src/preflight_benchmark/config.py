@@ -70,6 +70,33 @@ def _names(name: str) -> tuple[str, ...]:
     return tuple(n.strip() for n in env(name, "").split(",") if n.strip())
 
 
+def _quantity(name: str, default: str) -> str:
+    value = env(name, default)
+    try:
+        to_bytes(value)
+    except ValueError:
+        raise ConfigError(f"{name}: {value!r} is not a quantity") from None
+    return value
+
+
+def weights_settings() -> WeightsSettings:
+    """How GPU workers fetch and serve weights (PREFLIGHT_BENCHMARK_K8S_VLLM_IMAGE, ..._WEIGHTS_*)."""
+    gpus = env_int("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_GPUS", WeightsSettings.gpus)
+    if gpus < 1:
+        raise ConfigError("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_GPUS: must be at least 1")
+    return WeightsSettings(
+        vllm_image=env("PREFLIGHT_BENCHMARK_K8S_VLLM_IMAGE", WeightsSettings.vllm_image),
+        gpus=gpus,
+        models_size_limit=_quantity(
+            "PREFLIGHT_BENCHMARK_K8S_WEIGHTS_STORAGE", WeightsSettings.models_size_limit
+        ),
+        shm_size=_quantity("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_SHM", WeightsSettings.shm_size),
+        claim=env("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_CLAIM", "") or None,
+        secret=env("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_SECRET", "") or None,
+        env=_string_map("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_ENV"),
+    )
+
+
 def eval_log_store(log_root: str) -> EvalLogStore:
     """Where the Kubernetes executor's workers keep eval logs, checked against `log_root`
     (PREFLIGHT_BENCHMARK_LOG_ROOT): an object-store prefix, or an absolute path where the claim
@@ -106,13 +133,7 @@ class KubernetesSettings:
     @classmethod
     def from_env(cls, benchmark_target: str, log_root: str) -> KubernetesSettings:
         """The executor's settings; `log_root` is the service's PREFLIGHT_BENCHMARK_LOG_ROOT."""
-        scratch = env("PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE", ManifestSettings.scratch_size_limit)
-        try:
-            to_bytes(scratch)
-        except ValueError:
-            raise ConfigError(
-                f"PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE: {scratch!r} is not a quantity"
-            ) from None
+        scratch = _quantity("PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE", ManifestSettings.scratch_size_limit)
         service_token = _secret_ref(
             "PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET", "preflight-benchmark-worker:token"
         )
@@ -132,10 +153,7 @@ class KubernetesSettings:
             pod_annotations=_string_map("PREFLIGHT_BENCHMARK_K8S_POD_ANNOTATIONS"),
             backoff_limit=env_int("PREFLIGHT_BENCHMARK_K8S_BACKOFF_LIMIT", 0),
             ttl_seconds_after_finished=env_int("PREFLIGHT_BENCHMARK_K8S_TTL_SECONDS", 3600),
-            weights=WeightsSettings(
-                vllm_image=env("PREFLIGHT_BENCHMARK_K8S_VLLM_IMAGE", WeightsSettings.vllm_image),
-                gpus=env_int("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_GPUS", 1),
-            ),
+            weights=weights_settings(),
             otlp_endpoint=env("OTEL_EXPORTER_OTLP_ENDPOINT", ""),
             otlp_protocol=env("OTEL_EXPORTER_OTLP_PROTOCOL", ""),
             grpc_ca=_secret_ref("PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET", ""),

@@ -4,11 +4,18 @@ Endpoint access: one `worker` container. The worker writes its eval logs to the
 configured store (an object-store prefix, or a PersistentVolumeClaim mounted at
 the log root): its root file system is read-only, with only `/scratch` writable.
 
-Weights access: an init container fetches and verifies the weights into an
-emptyDir, and a vLLM server runs as a native sidecar (an init container with
-`restartPolicy: Always`, Kubernetes >= 1.29) on the GPU, reachable by the worker
-on 127.0.0.1; Kubernetes stops the sidecar when the worker ends, so the Job
-completes.
+Weights access: an init container fetches the weights into an emptyDir and
+checks every declared digest (exit 78, failing the Job, on a mismatch: nothing
+is served), and a vLLM server runs as a native sidecar (an init container with
+`restartPolicy: Always`, Kubernetes >= 1.29) on the suite's GPUs with one
+tensor-parallel rank per GPU and a memory-backed /dev/shm, reachable by the
+worker on 127.0.0.1. Its startup probe (vLLM's /health, checked from inside the
+container because vLLM listens on the pod's loopback only) holds the worker back
+until the model is served; Kubernetes stops the sidecar when the worker ends, so
+the Job completes.
+
+Kueue: with a queue name the Job carries `kueue.x-k8s.io/queue-name` and is
+created suspended; Kueue unsuspends it when the queue's ClusterQueue admits it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,12 @@ GRPC_CA_DIR = "/etc/preflight/grpc-ca"
 SERVICE_TOKEN_DIR = "/etc/preflight/service-token"  # noqa: S105 - a path, not a secret
 # The eval-log store's credentials Secret is mounted here, one file per key (read-only, 0440).
 EVAL_LOG_CREDENTIALS_DIR = "/etc/preflight/eval-log-credentials"
+# The weights store's credentials Secret, in the fetch-weights container only.
+WEIGHTS_CREDENTIALS_DIR = "/etc/preflight/weights-credentials"
+# Where a weights mirror's PersistentVolumeClaim is mounted (read-only) in the fetch-weights container.
+WEIGHTS_MIRROR_DIR = "/weights-mirror"
+MODELS_DIR = "/models"
+FETCH_WEIGHTS = "fetch-weights"
 SERVED_MODEL = "weights"
 LABEL_PREFIX = "preflight.dev"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -65,14 +78,27 @@ class EvalLogStore:
 
 @dataclass(frozen=True)
 class WeightsSettings:
-    """How weights are served beside the worker."""
+    """How weights are fetched and served beside the worker.
+
+    `gpus`: GPUs of a weights suite whose catalog entry declares none (the suite's own `gpu`
+    otherwise). `models_size_limit`: the size of the weights' emptyDir, requested as
+    ephemeral storage by the fetcher that fills it and the server that reads it. `shm_size`: the
+    memory-backed /dev/shm of vLLM's tensor-parallel workers. `claim`: a PersistentVolumeClaim
+    holding artifacts under their digest (PREFLIGHT_WORKER_WEIGHTS_MIRROR); `secret`: the store's
+    credentials as files under WEIGHTS_CREDENTIALS_DIR; `env`: plain settings of the store client
+    (e.g. AWS_SHARED_CREDENTIALS_FILE, AWS_ENDPOINT_URL_S3, GOOGLE_APPLICATION_CREDENTIALS).
+    """
 
     vllm_image: str = "vllm/vllm-openai:v0.33.0"
     gpus: int = 1
     memory: str = "32Gi"
     cpu: str = "8"
     models_size_limit: str = "200Gi"
+    shm_size: str = "16Gi"
     extra_args: tuple[str, ...] = ()
+    claim: str | None = None
+    secret: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -188,7 +214,8 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         },
         "limits": {"memory": attempt.resources.memory},
     }
-    if attempt.resources.gpu > 0:
+    # A weights suite's GPUs are the model server's; an endpoint suite's, the worker's own.
+    if attempt.resources.gpu > 0 and not weights:
         worker_resources["limits"][GPU_RESOURCE] = str(attempt.resources.gpu)
         worker_resources["requests"][GPU_RESOURCE] = str(attempt.resources.gpu)
     token = settings.service_token
@@ -237,7 +264,7 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
             },
             {"name": "PREFLIGHT_WORKER_SERVED_MODEL", "value": SERVED_MODEL},
         ]
-        volumes.append({"name": "models", "emptyDir": {"sizeLimit": settings.weights.models_size_limit}})
+        volumes += _weights_volumes(settings.weights)
         init_containers = _weights_containers(attempt, settings)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
@@ -297,6 +324,8 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
             },
         },
         "spec": {
+            # Kueue admits a Job by unsuspending it; created running, it would bypass the queue.
+            **({"suspend": True} if settings.kueue_queue else {}),
             "backoffLimit": settings.backoff_limit,
             "activeDeadlineSeconds": max(1, int(attempt.timeout.total_seconds())),
             "ttlSecondsAfterFinished": settings.ttl_seconds_after_finished,
@@ -310,6 +339,20 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
                             "values": [CONFIG_ERROR_EXIT],
                         },
                     },
+                    *(
+                        [
+                            {
+                                "action": "FailJob",
+                                "onExitCodes": {
+                                    "containerName": FETCH_WEIGHTS,
+                                    "operator": "In",
+                                    "values": [CONFIG_ERROR_EXIT],
+                                },
+                            }
+                        ]
+                        if weights
+                        else []
+                    ),
                     {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]},
                 ]
             },
@@ -318,20 +361,67 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
     }
 
 
+def weights_gpus(attempt: Attempt, settings: ManifestSettings) -> int:
+    """The GPUs serving a weights suite: as its catalog entry declares, else the configured default."""
+    return attempt.resources.gpu or settings.weights.gpus
+
+
+def _weights_volumes(w: WeightsSettings) -> list[dict[str, Any]]:
+    volumes: list[dict[str, Any]] = [
+        {"name": "models", "emptyDir": {"sizeLimit": w.models_size_limit}},
+        # vLLM's tensor-parallel workers share tensors through /dev/shm, 64 MiB by default in a pod.
+        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": w.shm_size}},
+    ]
+    if w.claim is not None:
+        volumes.append(
+            {"name": "weights-mirror", "persistentVolumeClaim": {"claimName": w.claim, "readOnly": True}}
+        )
+    if w.secret is not None:
+        volumes.append(
+            {"name": "weights-credentials", "secret": {"secretName": w.secret, "defaultMode": 0o440}}
+        )
+    return volumes
+
+
 def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[dict[str, Any]]:
     w = settings.weights
-    gpus = str(w.gpus)
-    models_mount = [{"name": "models", "mountPath": "/models"}, {"name": "scratch", "mountPath": SCRATCH}]
+    gpus = str(weights_gpus(attempt, settings))
+    models_mount: list[dict[str, Any]] = [
+        {"name": "models", "mountPath": MODELS_DIR},
+        {"name": "scratch", "mountPath": SCRATCH},
+    ]
+    fetch_mounts: list[dict[str, Any]] = list(models_mount)
+    fetch_env: list[dict[str, Any]] = [
+        {"name": ASSIGNMENT_ENV, "value": attempt.assignment},
+        {"name": "HOME", "value": SCRATCH},
+        {"name": "TMPDIR", "value": SCRATCH},
+    ]
+    if w.claim is not None:
+        fetch_mounts.append({"name": "weights-mirror", "mountPath": WEIGHTS_MIRROR_DIR, "readOnly": True})
+        fetch_env.append({"name": "PREFLIGHT_WORKER_WEIGHTS_MIRROR", "value": WEIGHTS_MIRROR_DIR})
+    if w.secret is not None:
+        fetch_mounts.append(
+            {"name": "weights-credentials", "mountPath": WEIGHTS_CREDENTIALS_DIR, "readOnly": True}
+        )
+    fetch_env += [{"name": name, "value": value} for name, value in sorted(w.env.items())]
+    health = (
+        "import urllib.request; "
+        f"urllib.request.urlopen('http://127.0.0.1:{MODEL_SERVER_PORT}/health', timeout=5)"
+    )
     return [
         {
-            "name": "fetch-weights",
+            "name": FETCH_WEIGHTS,
             "image": settings.image,
             "imagePullPolicy": settings.image_pull_policy,
-            "command": [*settings.worker_command, "fetch-weights", "--dest", f"/models/{SERVED_MODEL}"],
-            "env": [{"name": ASSIGNMENT_ENV, "value": attempt.assignment}],
-            "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"memory": "1Gi"}},
+            "command": [*settings.worker_command, FETCH_WEIGHTS, "--dest", f"{MODELS_DIR}/{SERVED_MODEL}"],
+            "env": fetch_env,
+            "resources": {
+                # It fills the weights' emptyDir: scheduled only where the download fits.
+                "requests": {"cpu": "1", "memory": "1Gi", "ephemeral-storage": w.models_size_limit},
+                "limits": {"memory": "1Gi"},
+            },
             "securityContext": _restricted(),
-            "volumeMounts": models_mount,
+            "volumeMounts": fetch_mounts,
         },
         {
             "name": "model-server",
@@ -341,7 +431,7 @@ def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[di
             "restartPolicy": "Always",
             "args": [
                 "--model",
-                f"/models/{SERVED_MODEL}",
+                f"{MODELS_DIR}/{SERVED_MODEL}",
                 "--served-model-name",
                 SERVED_MODEL,
                 "--host",
@@ -350,11 +440,13 @@ def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[di
                 str(MODEL_SERVER_PORT),
                 "--api-key",
                 "local",
+                "--tensor-parallel-size",
+                gpus,
                 *w.extra_args,
             ],
             "env": [{"name": "HOME", "value": SCRATCH}, {"name": "HF_HUB_OFFLINE", "value": "1"}],
             "resources": {
-                # The weights' emptyDir is on the node's disk.
+                # The weights' emptyDir is on the node's disk; /dev/shm counts against the memory limit.
                 "requests": {
                     "cpu": w.cpu,
                     "memory": w.memory,
@@ -363,12 +455,15 @@ def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[di
                 },
                 "limits": {"memory": w.memory, GPU_RESOURCE: gpus},
             },
+            # The worker starts once this succeeds. vLLM listens on the pod's loopback, which the
+            # kubelet's httpGet (from the node, to the pod's IP) cannot reach: ask from inside.
             "startupProbe": {
-                "httpGet": {"path": "/health", "port": MODEL_SERVER_PORT, "host": "127.0.0.1"},
+                "exec": {"command": ["python3", "-c", health]},
                 "periodSeconds": 10,
+                "timeoutSeconds": 8,
                 "failureThreshold": 180,
             },
             "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-            "volumeMounts": models_mount,
+            "volumeMounts": [*models_mount, {"name": "shm", "mountPath": "/dev/shm"}],  # noqa: S108 - its own volume
         },
     ]

@@ -1,8 +1,8 @@
 """The dispatcher on a real SQLite store: earliest review deadline first with a per-lab cap, and an
-attempt whose warm local worker dies mid-run retried on a new worker.
+attempt whose process dies mid-run retried in a new one.
 
-The workers are real processes running the warm-worker loop with a stand-in attempt that records
-which job and attempt it runs and then holds, instead of running Inspect."""
+The workers are real processes running the warm-worker loop (a fresh child per attempt) with a
+stand-in attempt that records which job and attempt it runs and then holds, instead of running Inspect."""
 
 from __future__ import annotations
 
@@ -146,9 +146,7 @@ async def test_the_dispatcher_starts_the_earliest_deadlines_within_the_lab_cap(
     assert [job.submission_id for job in running if job.organisation == "lab-b"] == [due_tomorrow]
 
 
-async def test_an_attempt_whose_worker_dies_is_retried_on_a_new_worker(
-    store: JobStore, tmp_path: Path
-) -> None:
+async def test_an_attempt_whose_process_dies_is_retried_in_a_new_one(store: JobStore, tmp_path: Path) -> None:
     plan(store, "lab-a", datetime.now(UTC) + timedelta(days=1))
     async with dispatching(store, tmp_path, max_concurrency=1) as runs_file:
         await until(lambda: len(runs(runs_file)) == 1, timeout=60)

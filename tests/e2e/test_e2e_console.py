@@ -96,11 +96,21 @@ def review(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Review]:
 
 
 def _snapshot(review: Review) -> tuple[Any, ...]:
-    """What the console's actions could change: the report's sign-offs and notes, the finding."""
+    """What the console's actions could change: the report's version, sign-offs and notes, the
+    finding (its assessment and operators' patch statuses among it)."""
     with _reviewer(review.stack) as reviewer:
         report = reviewer.clearinghouse.get_report(submission_id=review.submission_id)
         finding = reviewer.clearinghouse.get_finding(review.finding_id)
-    return (len(report.sign_offs), len(report.notes), finding.revision, finding.state, finding.tlp)
+    return (
+        report.version,
+        len(report.sign_offs),
+        len(report.notes),
+        finding.revision,
+        finding.state,
+        finding.tlp,
+        finding.cvss_v3_vector,
+        len(finding.patch_statuses),
+    )
 
 
 # -- over HTTP ---------------------------------------------------------------------------------
@@ -140,6 +150,13 @@ def _routes(review: Review, revision: int) -> dict[str, list[tuple[str, str, dic
             ("GET", f"/review/findings/{fid}", {}),
             ("POST", f"/review/reports/{rid}/sign-off", {"comment": "not mine", "submission_id": sid}),
             ("POST", f"/review/reports/{rid}/notes", {"text": "not mine", "submission_id": sid}),
+            ("POST", f"/review/submissions/{sid}/reissue", {"reason": "not mine"}),
+            ("GET", "/review/audit", {}),
+            (
+                "POST",
+                f"/review/findings/{fid}/assessment",
+                {"cvss_v3_vector": V31_CRITICAL, "reason": "not mine", "revision": str(revision)},
+            ),
             ("POST", f"/review/findings/{fid}/transition", {"target": "TRIAGED", "revision": str(revision)}),
             (
                 "POST",
@@ -151,12 +168,14 @@ def _routes(review: Review, revision: int) -> dict[str, list[tuple[str, str, dic
             ("GET", "/operator/findings", {}),
             ("GET", f"/operator/findings/{fid}", {}),
             ("GET", f"/operator/findings/{fid}/export/csaf", {}),
+            ("POST", f"/operator/findings/{fid}/patch-status", {"status": "PATCHED", "note": "not mine"}),
         ],
         "lab": [("GET", "/lab/submissions", {}), ("GET", f"/lab/submissions/{sid}/report", {})],
     }
 
 
 ROLE_OF = {"reviewer": "reviewer", "operator_hospital": "operator", "lab": "lab"}
+V31_CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
 
 
 def test_every_role_is_refused_every_other_roles_pages_and_actions(review: Review) -> None:
@@ -396,6 +415,11 @@ def test_a_reviewer_signs_off_and_shares_a_finding_the_hospital_sees_and_downloa
     browser.check("findings")
     browser.css(f"a[href='/review/findings/{fid}']").click()
     browser.check("finding")
+    browser.css("#cvss-v3").clear()
+    browser.css("#cvss-v3").send_keys(V31_CRITICAL)
+    browser.css("#assess").click()
+    # The server scores the vector: 9.8 for this one.
+    wait_until("the scored vector", lambda: f"{V31_CRITICAL} (9.8)" in browser.text(), timeout=30)
     _choose(browser, "#tlp", "AMBER")
     browser.css("#sector-healthcare").click()
     browser.css("#preview-sharing").click()
@@ -416,6 +440,11 @@ def test_a_reviewer_signs_off_and_shares_a_finding_the_hospital_sees_and_downloa
     browser.css(f"a[href='/operator/findings/{fid}']").click()
     browser.check("operator-finding")
     assert "withheld" in browser.text() and "example-lab" not in browser.text()
+    _choose(browser, "#patch-status", "PATCHED")
+    browser.css("#patch-note").send_keys("Rolled out on every ward.")
+    browser.css("#set-patch-status").click()
+    wait_until("the patch status", lambda: "Rolled out on every ward." in browser.text(), timeout=30)
+    browser.check("operator-finding-patched")
     browser.css("#export-csaf").click()
     document = wait_until(
         "the CSAF download",
@@ -450,3 +479,21 @@ def test_a_lab_sees_only_its_own_submissions_and_reports(review: Review, browser
     assert "Not possible" in browser.css("h1").text
     browser.open("/review/queue")
     assert "Not possible" in browser.css("h1").text
+
+
+def test_a_reviewer_checks_the_audit_log_and_reissues_a_report(review: Review, browser: Browser) -> None:
+    sid = review.submission_id
+    with _reviewer(review.stack) as reviewer:
+        before = reviewer.clearinghouse.get_report(submission_id=sid).version
+    browser.sign_in(review.stack.tokens["reviewer"])
+    wait_until("the queue", lambda: browser.driver.current_url.endswith("/review/queue"), timeout=30)
+    browser.css("a[href='/review/audit']").click()
+    browser.check("audit-log")
+    assert "intact" in browser.css("#audit-verification").text
+    browser.open(f"/review/submissions/{sid}/report")
+    browser.css("#reissue-reason").send_keys("Policy updated.")
+    browser.css("#reissue").click()
+    wait_until("the new version", lambda: browser.css("h1").text.endswith(f"version {before + 1}"), 60)
+    browser.check("report-reissued")
+    with _reviewer(review.stack) as reviewer:
+        assert reviewer.clearinghouse.get_report(submission_id=sid).version == before + 1

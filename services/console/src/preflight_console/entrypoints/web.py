@@ -76,6 +76,12 @@ EXPORTS = {
     "osv": clearinghouse_pb2.EXPORT_FORMAT_OSV,
     "stix": clearinghouse_pb2.EXPORT_FORMAT_STIX,
 }
+# Patch statuses an operator reports, as the API names them (without the prefix), and as read.
+PATCH_STATUSES = {
+    name.removeprefix("PATCH_STATUS_"): name.removeprefix("PATCH_STATUS_").replace("_", " ").lower()
+    for name, _ in clearinghouse_pb2.PatchStatus.items()
+    if name != "PATCH_STATUS_UNSPECIFIED"
+}
 RPC_STATUS = {
     grpc.StatusCode.PERMISSION_DENIED: 403,
     grpc.StatusCode.NOT_FOUND: 404,
@@ -481,6 +487,21 @@ async def add_note(console: Console, request: Request, session: Session, form: F
     return RedirectResponse(f"/review/submissions/{form.one('submission_id')}/report", status_code=303)
 
 
+@page(Role.REVIEWER)
+async def reissue(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """Recompute the submission's report with the current policy as a new version, then show it."""
+    submission_id = request.path_params["submission_id"]
+    await views.reissue(console.apis, session, submission_id, form.one("reason"))
+    return RedirectResponse(f"/review/submissions/{submission_id}/report", status_code=303)
+
+
+@page(Role.REVIEWER)
+async def audit_log(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """The audit log's hash chain, checked by the clearinghouse from its first entry to its head."""
+    verification = await views.verify_audit_log(console.apis, session)
+    return console.render(request, "audit.html", session, verification=verification)
+
+
 def _finding_row(finding: clearinghouse_pb2.Finding) -> dict[str, Any]:
     return {
         "finding": finding,
@@ -550,6 +571,17 @@ async def transition(console: Console, request: Request, session: Session, form:
 
 
 @page(Role.REVIEWER)
+async def assessment(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """Set the finding's CVSS vectors; the clearinghouse checks and scores them."""
+    finding_id = request.path_params["finding_id"]
+    v3, v4 = form.one("cvss_v3_vector"), form.one("cvss_v4_vector")
+    if not v3 and not v4:
+        raise Refused(400, "cvss_v3_vector: enter a CVSS 3.1 or 4.0 vector")
+    await views.assess(console.apis, session, finding_id, v3, v4, form.one("reason"), _revision(form))
+    return RedirectResponse(f"/review/findings/{finding_id}", status_code=303)
+
+
+@page(Role.REVIEWER)
 async def sharing(console: Console, request: Request, session: Session, form: Form) -> Response:
     """Without `confirm`: the organisations the choice would reach (nothing saved). With it: save."""
     finding_id = request.path_params["finding_id"]
@@ -590,9 +622,29 @@ async def shared_findings(console: Console, request: Request, session: Session, 
 async def shared_finding(console: Console, request: Request, session: Session, form: Form) -> Response:
     """One shared finding, as the operator may see it, with its export downloads."""
     found = await views.finding(console.apis, session, request.path_params["finding_id"])
+    own = [p for p in found.finding.patch_statuses if p.organisation == session.viewer.organisation]
     return console.render(
-        request, "operator_finding.html", session, row=_finding_row(found.finding), exports=EXPORTS
+        request,
+        "operator_finding.html",
+        session,
+        row=_finding_row(found.finding),
+        exports=EXPORTS,
+        patch_statuses=PATCH_STATUSES,
+        own_status=own[0] if own else None,
+        status_name=lambda value: clearinghouse_pb2.PatchStatus.Name(value).removeprefix("PATCH_STATUS_"),
     )
+
+
+@page(Role.OPERATOR)
+async def patch_status(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """Report the organisation's patch status for the finding, then back to it."""
+    finding_id = request.path_params["finding_id"]
+    status = form.one("status")
+    if status not in PATCH_STATUSES:
+        raise Refused(400, "status: choose a patch status")
+    value = clearinghouse_pb2.PatchStatus.Value(f"PATCH_STATUS_{status}")
+    await views.set_patch_status(console.apis, session, finding_id, value, form.one("note"))
+    return RedirectResponse(f"/operator/findings/{finding_id}", status_code=303)
 
 
 @page(Role.OPERATOR)
@@ -642,13 +694,17 @@ def routes() -> list[Route | Mount]:
         Route("/review/submissions/{submission_id}/report", report_page),
         Route("/review/reports/{report_id}/sign-off", sign_off, methods=["POST"]),
         Route("/review/reports/{report_id}/notes", add_note, methods=["POST"]),
+        Route("/review/submissions/{submission_id}/reissue", reissue, methods=["POST"]),
+        Route("/review/audit", audit_log),
         Route("/review/findings", findings_board),
         Route("/review/findings/{finding_id}", finding_page),
         Route("/review/findings/{finding_id}/transition", transition, methods=["POST"]),
+        Route("/review/findings/{finding_id}/assessment", assessment, methods=["POST"]),
         Route("/review/findings/{finding_id}/sharing", sharing, methods=["POST"]),
         Route("/operator/findings", shared_findings),
         Route("/operator/findings/{finding_id}", shared_finding),
         Route("/operator/findings/{finding_id}/export/{format}", export),
+        Route("/operator/findings/{finding_id}/patch-status", patch_status, methods=["POST"]),
         Route("/lab/submissions", lab_submissions),
         Route("/lab/submissions/{submission_id}/report", lab_report),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),

@@ -171,6 +171,24 @@ async def add_note(apis: Apis, session: Session, report_id: str, text: str) -> N
     )
 
 
+async def reissue(apis: Apis, session: Session, submission_id: str, reason: str) -> int:
+    """Recompute a submission's report with the current policy as a new version; its number."""
+    answer: clearinghouse_pb2.ReissueReportResponse = await apis.clearinghouse.ReissueReport(
+        clearinghouse_pb2.ReissueReportRequest(submission_id=submission_id, reason=reason),
+        metadata=credentials(session.token),
+        timeout=TIMEOUT,
+    )
+    return answer.report.version
+
+
+async def verify_audit_log(apis: Apis, session: Session) -> clearinghouse_pb2.VerifyAuditLogResponse:
+    """The clearinghouse's check of its audit log's hash chain, from the first entry to the head."""
+    answer: clearinghouse_pb2.VerifyAuditLogResponse = await apis.clearinghouse.VerifyAuditLog(
+        clearinghouse_pb2.VerifyAuditLogRequest(), metadata=credentials(session.token), timeout=TIMEOUT
+    )
+    return answer
+
+
 async def findings(apis: Apis, session: Session) -> list[clearinghouse_pb2.Finding]:
     """Every finding the user may see, most recently updated first."""
     found = await _all_pages(
@@ -247,6 +265,34 @@ async def share(
             reason=reason,
             expected_revision=revision,
         ),
+        metadata=credentials(session.token),
+        timeout=TIMEOUT,
+    )
+
+
+async def assess(
+    apis: Apis, session: Session, finding_id: str, v3: str, v4: str, reason: str, revision: int
+) -> None:
+    """Set a finding's CVSS vectors (the clearinghouse scores them), guarded by the revision seen."""
+    await apis.clearinghouse.UpdateFindingAssessment(
+        clearinghouse_pb2.UpdateFindingAssessmentRequest(
+            finding_id=finding_id,
+            cvss_v3_vector=v3,
+            cvss_v4_vector=v4,
+            reason=reason,
+            expected_revision=revision,
+        ),
+        metadata=credentials(session.token),
+        timeout=TIMEOUT,
+    )
+
+
+async def set_patch_status(
+    apis: Apis, session: Session, finding_id: str, status: clearinghouse_pb2.PatchStatus.ValueType, note: str
+) -> None:
+    """Report the operator's organisation's patch status for a finding shared with it."""
+    await apis.clearinghouse.SetPatchStatus(
+        clearinghouse_pb2.SetPatchStatusRequest(finding_id=finding_id, status=status, note=note),
         metadata=credentials(session.token),
         timeout=TIMEOUT,
     )

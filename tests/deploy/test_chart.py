@@ -46,6 +46,11 @@ def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
 
 
+def dispatcher_rbac(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The dispatcher's Roles or RoleBindings (not the workers' in the sandbox namespace)."""
+    return [d for d in of_kind(docs, kind) if not d["metadata"]["name"].endswith("-sandbox")]
+
+
 def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [
         (d["metadata"]["name"], d["spec"]["template"]["spec"])
@@ -206,7 +211,7 @@ def test_console_probes_and_reach(rendered: list[dict[str, Any]]) -> None:
 
 
 def test_dispatcher_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:
-    (role,) = of_kind(rendered, "Role")
+    (role,) = dispatcher_rbac(rendered, "Role")
     assert role["rules"] == [
         {
             "apiGroups": ["batch"],
@@ -223,7 +228,7 @@ def test_dispatcher_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:
         },
     ]
     assert not of_kind(rendered, "ClusterRole") and not of_kind(rendered, "ClusterRoleBinding")
-    (binding,) = of_kind(rendered, "RoleBinding")
+    (binding,) = dispatcher_rbac(rendered, "RoleBinding")
     assert binding["subjects"] == [
         {"kind": "ServiceAccount", "name": "preflight-benchmark", "namespace": "preflight"}
     ]
@@ -235,7 +240,8 @@ def test_pdb_per_service(rendered: list[dict[str, Any]]) -> None:
 
 
 def test_network_policies_cover_every_pod(rendered: list[dict[str, Any]]) -> None:
-    policies = of_kind(rendered, "NetworkPolicy")
+    # The release's own pods; the sandbox namespace's deny-all (an empty selector) has its own test.
+    policies = [p for p in of_kind(rendered, "NetworkPolicy") if p["spec"]["podSelector"]]
     deny = [p for p in policies if p["metadata"]["name"].endswith("default-deny")]
     assert deny and deny[0]["spec"]["policyTypes"] == ["Ingress", "Egress"]
     assert "ingress" not in deny[0]["spec"] and "egress" not in deny[0]["spec"]
@@ -277,7 +283,7 @@ def test_benchmark_worker_settings(rendered: list[dict[str, Any]]) -> None:
     import json
 
     env = env_of(rendered, "preflight-benchmark")
-    (role,) = of_kind(rendered, "Role")
+    (role,) = dispatcher_rbac(rendered, "Role")
     assert env["PREFLIGHT_BENCHMARK_K8S_NAMESPACE"]["value"] == role["metadata"]["namespace"]
     assert env["PREFLIGHT_BENCHMARK_K8S_IMAGE"]["value"].rsplit("/", 1)[1].startswith("preflight-worker")
     secret, _, key = env["PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET"]["value"].partition(":")
@@ -356,7 +362,7 @@ def test_production_example_settings(helm: str, check_chart: ModuleType) -> None
     docs = render(helm, check_chart, VALUES_FILES["production"])
     assert len(of_kind(docs, "HorizontalPodAutoscaler")) == 2
     assert len(of_kind(docs, "ServiceMonitor")) == 4
-    (role,) = of_kind(docs, "Role")
+    (role,) = dispatcher_rbac(docs, "Role")
     assert role["metadata"]["namespace"] == "preflight-benchmarks"
     env = env_of(docs, "preflight-benchmark")
     assert env["PREFLIGHT_BENCHMARK_K8S_KUEUE_QUEUE"]["value"] == "preflight-gpu"

@@ -226,11 +226,12 @@ worker = obj(
         "scratchSizeLimit": {"type": "string", "pattern": r"^\d+(\.\d+)?([KMGT]i|[kMGT])?$"},
         "runtimeClassName": ref("optionalName"),
         "priorityClassName": ref("optionalName"),
+        "k8sSandbox": obj({"enabled": boolean, "namespace": ref("optionalName")}, required=["enabled"]),
         "kueue": obj({"enabled": boolean, "queueName": string}, required=["enabled"]),
         "existingSecret": ref("optionalName"),
         "secretKeys": obj({"serviceToken": ref("secretKeyName")}, required=["serviceToken"]),
     },
-    required=["image", "kueue", "secretKeys", "weights", "scratchSizeLimit"],
+    required=["image", "k8sSandbox", "kueue", "secretKeys", "weights", "scratchSizeLimit"],
 )
 
 eval_logs = obj(

@@ -167,6 +167,15 @@ def test_findings_from_report_to_operator_export(api: Api, connect: Connect) -> 
         reviewer.set_finding_aliases(twin.finding_id, ["CVE-2026-12345"])
     with pytest.raises(PermissionDenied):
         operator.set_finding_aliases(finding.finding_id, [])
+    advisory = pb.FindingReference(type=pb.REFERENCE_TYPE_ADVISORY, url="https://example.org/advisory")
+    referenced = reviewer.set_finding_references(finding.finding_id, [advisory], reason="published")
+    assert list(referenced.references) == [advisory]
+    finder = pb.FindingCredit(name="Ada Researcher", type=pb.CREDIT_TYPE_FINDER)
+    assert list(reviewer.set_finding_credits(finding.finding_id, [finder]).credits) == [finder]
+    with pytest.raises(InvalidArgument):
+        reviewer.set_finding_references(finding.finding_id, [pb.FindingReference(url="https://e.org")])
+    with pytest.raises(PermissionDenied):
+        operator.set_finding_credits(finding.finding_id, [])
 
     assert [f.finding_id for f in operator.iter_findings(page_size=1)] == [finding.finding_id]
     assert operator.list_findings().findings[0].finding_id == finding.finding_id

@@ -418,6 +418,38 @@ def set_finding_aliases(
     )
 
 
+def set_finding_references(
+    finding_id: str,
+    references: Iterable[clearinghouse_pb2.FindingReference],
+    reason: str,
+    expected_revision: int,
+) -> Unary[clearinghouse_pb2.SetFindingReferencesResponse, clearinghouse_pb2.Finding]:
+    return Unary(
+        _clearinghouse("SetFindingReferences"),
+        clearinghouse_pb2.SetFindingReferencesRequest(
+            finding_id=finding_id,
+            references=list(references),
+            reason=reason,
+            expected_revision=expected_revision,
+        ),
+        clearinghouse_pb2.SetFindingReferencesResponse,
+        _finding,
+    )
+
+
+def set_finding_credits(
+    finding_id: str, credits: Iterable[clearinghouse_pb2.FindingCredit], reason: str, expected_revision: int
+) -> Unary[clearinghouse_pb2.SetFindingCreditsResponse, clearinghouse_pb2.Finding]:
+    return Unary(
+        _clearinghouse("SetFindingCredits"),
+        clearinghouse_pb2.SetFindingCreditsRequest(
+            finding_id=finding_id, credits=list(credits), reason=reason, expected_revision=expected_revision
+        ),
+        clearinghouse_pb2.SetFindingCreditsResponse,
+        _finding,
+    )
+
+
 def link_finding(
     finding_id: str, kind: clearinghouse_pb2.LinkKind.ValueType, target_finding_id: str, reason: str
 ) -> Unary[clearinghouse_pb2.LinkFindingResponse, clearinghouse_pb2.Finding]:

@@ -54,8 +54,8 @@ _RETRIED_METHODS = {
 # SubmitModel and ReportFinding, which carry an idempotency key; changes that are refused (not
 # repeated) once applied (a withdrawal, a sign-off) or that set a value (a patch status, an
 # acknowledgement). The clearinghouse's other changes (a note, a re-issue, a finding's transition,
-# assessment, sharing, aliases or link) and a new silence are never retried: each would be recorded
-# again.
+# assessment, sharing, aliases, references, credits or link) and a new silence are never retried:
+# each would be recorded again.
 SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [

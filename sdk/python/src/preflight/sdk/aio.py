@@ -314,6 +314,30 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         call = _calls.set_finding_aliases(finding_id, aliases, reason, expected_revision)
         return await self._run(call, timeout)
 
+    async def set_finding_references(
+        self,
+        finding_id: str,
+        references: Iterable[clearinghouse_pb2.FindingReference],
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        call = _calls.set_finding_references(finding_id, references, reason, expected_revision)
+        return await self._run(call, timeout)
+
+    async def set_finding_credits(
+        self,
+        finding_id: str,
+        credits: Iterable[clearinghouse_pb2.FindingCredit],
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        call = _calls.set_finding_credits(finding_id, credits, reason, expected_revision)
+        return await self._run(call, timeout)
+
     async def link_finding(
         self,
         finding_id: str,

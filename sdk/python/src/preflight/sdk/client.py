@@ -359,6 +359,34 @@ class ClearinghouseClient(ServiceClient):
         admins). An alias another finding holds is InvalidArgument. Not retried."""
         return self._run(_calls.set_finding_aliases(finding_id, aliases, reason, expected_revision), timeout)
 
+    def set_finding_references(
+        self,
+        finding_id: str,
+        references: Iterable[clearinghouse_pb2.FindingReference],
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        """Replace a finding's references (typed URLs; empty removes them; reviewers and admins).
+        Not retried."""
+        call = _calls.set_finding_references(finding_id, references, reason, expected_revision)
+        return self._run(call, timeout)
+
+    def set_finding_credits(
+        self,
+        finding_id: str,
+        credits: Iterable[clearinghouse_pb2.FindingCredit],
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        """Replace a finding's credits (who found, reported or fixed it; empty removes them;
+        reviewers and admins). A lab's finding shows them exactly where it shows its source.
+        Not retried."""
+        return self._run(_calls.set_finding_credits(finding_id, credits, reason, expected_revision), timeout)
+
     def link_finding(
         self,
         finding_id: str,

@@ -15,6 +15,7 @@ from preflight.common.v1 import common_pb2
 from preflight_common.fields import timestamp_field
 
 from preflight_clearinghouse.domain.audit import SignedCheckpoint
+from preflight_clearinghouse.domain.case_record import CreditType, ReferenceType
 from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
 from preflight_clearinghouse.domain.exports import ExportFormat
 from preflight_clearinghouse.domain.findings import (
@@ -101,6 +102,29 @@ def export_format_to_proto(value: ExportFormat) -> pb.ExportFormat.ValueType:
     return result
 
 
+def references_from_proto(
+    references: Iterable[pb.FindingReference],
+) -> list[tuple[ReferenceType | None, str]]:
+    """(type, url) pairs; an unknown type number is InvalidInput naming `references[i].type`."""
+    return [
+        (
+            _from_proto_enum(
+                pb.ReferenceType, "REFERENCE_TYPE_", r.type, ReferenceType, f"references[{i}].type"
+            ),
+            r.url,
+        )
+        for i, r in enumerate(references)
+    ]
+
+
+def credits_from_proto(credits: Iterable[pb.FindingCredit]) -> list[tuple[str, CreditType | None]]:
+    """(name, type) pairs; an unknown type number is InvalidInput naming `credits[i].type`."""
+    return [
+        (c.name, _from_proto_enum(pb.CreditType, "CREDIT_TYPE_", c.type, CreditType, f"credits[{i}].type"))
+        for i, c in enumerate(credits)
+    ]
+
+
 def _required(value: E | None, field: str, choices: Iterable[enum.Enum]) -> E:
     if value is None:
         raise InvalidInput([FieldViolation(field, f"choose one of {', '.join(c.name for c in choices)}")])
@@ -163,6 +187,14 @@ def finding_to_proto(finding: Finding) -> pb.Finding:
         embargo_state=events.EmbargoState.Value(f"EMBARGO_STATE_{finding.embargo_state.name}"),
         cwe_ids=list(finding.cwe_ids),
         aliases=list(finding.aliases),
+        references=[
+            pb.FindingReference(type=_to_proto_enum(pb.ReferenceType, "REFERENCE_TYPE_", r.type), url=r.url)
+            for r in finding.references
+        ],
+        credits=[
+            pb.FindingCredit(name=c.name, type=_to_proto_enum(pb.CreditType, "CREDIT_TYPE_", c.type))
+            for c in finding.credits
+        ],
         affected_products=[
             pb.AffectedProduct(purl=p.purl, version_range=p.version_range, cpe=p.cpe)
             for p in finding.affected

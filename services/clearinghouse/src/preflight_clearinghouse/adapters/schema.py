@@ -175,6 +175,9 @@ findings = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
     Column("published_at", UtcDateTime(), nullable=True),
     Column("revision", Integer, nullable=False),
+    # References and credits as JSON lists (NULL: none; added by migration 0008).
+    Column("case_references", Text, nullable=True),
+    Column("case_credits", Text, nullable=True),
     UniqueConstraint("reporter_id", "request_id", name="uq_findings_request"),
     Index("ix_findings_dedup", "fingerprint", "sharing_key"),
     Index("ix_findings_updated_at", "updated_at"),

@@ -296,6 +296,36 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         )
         return pb.SetFindingAliasesResponse(finding=finding)
 
+    async def SetFindingReferences(
+        self, request: pb.SetFindingReferencesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetFindingReferencesResponse:
+        finding = await self._changed(
+            context,
+            lambda v: self._registry.set_references(
+                v,
+                required_id(request.finding_id, "finding_id"),
+                protos.references_from_proto(request.references),
+                request.reason,
+                request.expected_revision,
+            ),
+        )
+        return pb.SetFindingReferencesResponse(finding=finding)
+
+    async def SetFindingCredits(
+        self, request: pb.SetFindingCreditsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetFindingCreditsResponse:
+        finding = await self._changed(
+            context,
+            lambda v: self._registry.set_credits(
+                v,
+                required_id(request.finding_id, "finding_id"),
+                protos.credits_from_proto(request.credits),
+                request.reason,
+                request.expected_revision,
+            ),
+        )
+        return pb.SetFindingCreditsResponse(finding=finding)
+
     async def LinkFinding(
         self, request: pb.LinkFindingRequest, context: grpc.aio.ServicerContext
     ) -> pb.LinkFindingResponse:

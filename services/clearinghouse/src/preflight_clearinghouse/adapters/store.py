@@ -45,6 +45,7 @@ from sqlalchemy.engine import Connection
 
 from preflight_clearinghouse.adapters import schema as s
 from preflight_clearinghouse.domain.audit import AuditEntry, entry_hash
+from preflight_clearinghouse.domain.case_record import Credit, CreditType, Reference, ReferenceType
 from preflight_clearinghouse.domain.events import DomainEvent
 from preflight_clearinghouse.domain.findings import (
     AffectedProduct,
@@ -237,6 +238,10 @@ def _finding_from_row(row: Row[Any], patches: Sequence[PatchStatusEntry]) -> Fin
         published_at=row.published_at,
         revision=row.revision,
         seq=row.seq,
+        references=tuple(
+            Reference(ReferenceType(r["type"]), r["url"]) for r in _loads(row.case_references or "[]")
+        ),
+        credits=tuple(Credit(c["name"], CreditType(c["type"])) for c in _loads(row.case_credits or "[]")),
     )
 
 
@@ -279,6 +284,8 @@ def _finding_values(finding: Finding) -> dict[str, Any]:
         "updated_at": finding.updated_at,
         "published_at": finding.published_at,
         "revision": finding.revision,
+        "case_references": _dumps([{"type": r.type.value, "url": r.url} for r in finding.references]),
+        "case_credits": _dumps([{"name": c.name, "type": c.type.value} for c in finding.credits]),
     }
 
 

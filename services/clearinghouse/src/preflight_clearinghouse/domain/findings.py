@@ -36,6 +36,7 @@ from preflight.sdk.naming import NAME_RULE, is_valid_name
 from preflight_common.bus import KNOWN_SECTORS
 from univers.version_range import RANGE_CLASS_BY_SCHEMES, VersionRange
 
+from preflight_clearinghouse.domain.case_record import Credit, Reference
 from preflight_clearinghouse.domain.cwe import cwe_problem, normalise_cwe_id
 from preflight_clearinghouse.domain.errors import Collector
 from preflight_clearinghouse.domain.sharing import Audience, Tlp
@@ -290,6 +291,9 @@ class Finding:
     seq: int = 0
     # Other identifiers of the vulnerability (`domain.aliases`).
     aliases: tuple[str, ...] = ()
+    # Typed URLs and credits (`domain.case_record`).
+    references: tuple[Reference, ...] = ()
+    credits: tuple[Credit, ...] = ()
 
     def embargo_in_force(self, now: datetime) -> bool:
         """True while an embargo is proposed or active and its end is still ahead."""

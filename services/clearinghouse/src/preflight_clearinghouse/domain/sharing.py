@@ -149,6 +149,14 @@ def may_learn_source(viewer: Viewer, finding: Finding) -> bool:
     return viewer.role is Role.OPERATOR and finding.source_consents()
 
 
+def _with_source(finding: Finding, shown: bool) -> Finding:
+    """`finding` with its source when `shown`, else without it; the credits of a lab's finding name
+    its people, so they go exactly where its source goes (a finding with no lab source keeps them)."""
+    if shown or finding.source is None:
+        return finding
+    return replace(finding, source=None, credits=())
+
+
 def _for_distribution(view: Finding, now: datetime) -> Finding:
     """`view` for onward distribution: the effective TLP; no evidence, reporter or patch statuses."""
     return replace(
@@ -164,12 +172,10 @@ def _for_distribution(view: Finding, now: datetime) -> Finding:
 def audience_view(finding: Finding, now: datetime) -> Finding:
     """What any member of the audience may receive: the payload of the findings events.
 
-    The effective TLP, the source only with consent (the audience is operators),
-    and no evidence, reporter or patch statuses.
+    The effective TLP, the source (and a lab finding's credits) only with consent (the audience is
+    operators), and no evidence, reporter or patch statuses.
     """
-    return _for_distribution(
-        replace(finding, source=finding.source if finding.source_consents() else None), now
-    )
+    return _for_distribution(_with_source(finding, finding.source_consents()), now)
 
 
 def project(viewer: Viewer, finding: Finding, now: datetime) -> Finding:
@@ -178,9 +184,8 @@ def project(viewer: Viewer, finding: Finding, now: datetime) -> Finding:
         return finding
     own = is_own(viewer, finding)
     return replace(
-        finding,
+        _with_source(finding, may_learn_source(viewer, finding)),
         tlp=effective_tlp(finding, now),
-        source=finding.source if may_learn_source(viewer, finding) else None,
         evidence=finding.evidence if own else "",
         reporter_id="",
         reporter_organisation=(

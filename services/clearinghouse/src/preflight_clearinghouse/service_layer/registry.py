@@ -21,6 +21,12 @@ from preflight_common.pagetokens import page_tokens
 from preflight_clearinghouse.adapters.store import Store, UnitOfWork, sharing_key
 from preflight_clearinghouse.domain import lifecycle
 from preflight_clearinghouse.domain.aliases import check_aliases
+from preflight_clearinghouse.domain.case_record import (
+    CreditType,
+    ReferenceType,
+    check_credits,
+    check_references,
+)
 from preflight_clearinghouse.domain.errors import (
     Collector,
     FieldViolation,
@@ -497,6 +503,52 @@ class FindingRegistry:
             reason,
             mutate,
             {"aliases": list(checked)},
+        )
+
+    def set_references(
+        self,
+        viewer: Viewer,
+        finding_id: str,
+        references: Sequence[tuple[ReferenceType | None, str]],
+        reason: str,
+        expected_revision: int,
+    ) -> Finding:
+        """Replace a finding's references (reviewers and admins): InvalidInput naming
+        `references[i].type` or `references[i].url` for a bad one."""
+        errors = Collector()
+        checked = check_references(references, errors)
+        errors.raise_if_any()
+        return self._change(
+            viewer,
+            finding_id,
+            expected_revision,
+            "finding.references_set",
+            reason,
+            lambda _uow, f, _now: replace(f, references=checked),
+            {"references": [{"type": r.type.value, "url": r.url} for r in checked]},
+        )
+
+    def set_credits(
+        self,
+        viewer: Viewer,
+        finding_id: str,
+        credits: Sequence[tuple[str, CreditType | None]],
+        reason: str,
+        expected_revision: int,
+    ) -> Finding:
+        """Replace a finding's credits (reviewers and admins): InvalidInput naming `credits[i].name`
+        or `credits[i].type` for a bad one. Who sees them is `domain.sharing`'s rule for the source."""
+        errors = Collector()
+        checked = check_credits(credits, errors)
+        errors.raise_if_any()
+        return self._change(
+            viewer,
+            finding_id,
+            expected_revision,
+            "finding.credits_set",
+            reason,
+            lambda _uow, f, _now: replace(f, credits=checked),
+            {"credits": [{"name": c.name, "type": c.type.value} for c in checked]},
         )
 
     def set_sharing(

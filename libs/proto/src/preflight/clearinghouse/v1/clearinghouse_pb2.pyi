@@ -186,6 +186,78 @@ TLP 1.0 labels and no CVSS 4.0 (see the clearinghouse README).
 """
 Global___ExportFormat: _TypeAlias = ExportFormat  # noqa: Y015
 
+class _ReferenceType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ReferenceTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ReferenceType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REFERENCE_TYPE_UNSPECIFIED: _ReferenceType.ValueType  # 0
+    """Not set (invalid in requests)."""
+    REFERENCE_TYPE_ADVISORY: _ReferenceType.ValueType  # 1
+    """A published advisory."""
+    REFERENCE_TYPE_PATCH: _ReferenceType.ValueType  # 2
+    """A source code browser link to the fix."""
+    REFERENCE_TYPE_REPORT: _ReferenceType.ValueType  # 3
+    """A report, such as an issue tracker entry."""
+    REFERENCE_TYPE_WEB: _ReferenceType.ValueType  # 4
+    """Any other web page."""
+
+class ReferenceType(_ReferenceType, metaclass=_ReferenceTypeEnumTypeWrapper):
+    """The kind of a reference (OSV's reference types)."""
+
+REFERENCE_TYPE_UNSPECIFIED: ReferenceType.ValueType  # 0
+"""Not set (invalid in requests)."""
+REFERENCE_TYPE_ADVISORY: ReferenceType.ValueType  # 1
+"""A published advisory."""
+REFERENCE_TYPE_PATCH: ReferenceType.ValueType  # 2
+"""A source code browser link to the fix."""
+REFERENCE_TYPE_REPORT: ReferenceType.ValueType  # 3
+"""A report, such as an issue tracker entry."""
+REFERENCE_TYPE_WEB: ReferenceType.ValueType  # 4
+"""Any other web page."""
+Global___ReferenceType: _TypeAlias = ReferenceType  # noqa: Y015
+
+class _CreditType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CreditTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CreditType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CREDIT_TYPE_UNSPECIFIED: _CreditType.ValueType  # 0
+    """Not set (invalid in requests)."""
+    CREDIT_TYPE_FINDER: _CreditType.ValueType  # 1
+    """Found the vulnerability."""
+    CREDIT_TYPE_REPORTER: _CreditType.ValueType  # 2
+    """Reported it to the clearinghouse."""
+    CREDIT_TYPE_ANALYST: _CreditType.ValueType  # 3
+    """Analysed it."""
+    CREDIT_TYPE_COORDINATOR: _CreditType.ValueType  # 4
+    """Coordinated its disclosure."""
+    CREDIT_TYPE_REMEDIATION_DEVELOPER: _CreditType.ValueType  # 5
+    """Developed the fix."""
+    CREDIT_TYPE_OTHER: _CreditType.ValueType  # 6
+    """Any other part."""
+
+class CreditType(_CreditType, metaclass=_CreditTypeEnumTypeWrapper):
+    """The part a credited person or organisation played (OSV's credit types)."""
+
+CREDIT_TYPE_UNSPECIFIED: CreditType.ValueType  # 0
+"""Not set (invalid in requests)."""
+CREDIT_TYPE_FINDER: CreditType.ValueType  # 1
+"""Found the vulnerability."""
+CREDIT_TYPE_REPORTER: CreditType.ValueType  # 2
+"""Reported it to the clearinghouse."""
+CREDIT_TYPE_ANALYST: CreditType.ValueType  # 3
+"""Analysed it."""
+CREDIT_TYPE_COORDINATOR: CreditType.ValueType  # 4
+"""Coordinated its disclosure."""
+CREDIT_TYPE_REMEDIATION_DEVELOPER: CreditType.ValueType  # 5
+"""Developed the fix."""
+CREDIT_TYPE_OTHER: CreditType.ValueType  # 6
+"""Any other part."""
+Global___CreditType: _TypeAlias = CreditType  # noqa: Y015
+
 @_typing.final
 class ReportNote(_message.Message):
     """A reviewer's note on a report version."""
@@ -841,6 +913,8 @@ class Finding(_message.Message):
     REVISION_FIELD_NUMBER: _builtins.int
     CVSS_SCORES_FIELD_NUMBER: _builtins.int
     ALIASES_FIELD_NUMBER: _builtins.int
+    REFERENCES_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
     finding_id: _builtins.str
     """Unique id."""
     title: _builtins.str
@@ -945,6 +1019,16 @@ class Finding(_message.Message):
         ids (each held by one finding only; set with SetFindingAliases).
         """
 
+    @_builtins.property
+    def references(self) -> _containers.RepeatedCompositeFieldContainer[Global___FindingReference]:
+        """Typed URLs about the vulnerability (set with SetFindingReferences)."""
+
+    @_builtins.property
+    def credits(self) -> _containers.RepeatedCompositeFieldContainer[Global___FindingCredit]:
+        """Who found, reported or fixed it (set with SetFindingCredits). A lab's
+        finding carries its credits exactly when the caller may learn its source.
+        """
+
     def __init__(
         self,
         *,
@@ -978,14 +1062,68 @@ class Finding(_message.Message):
         revision: _builtins.int = ...,
         cvss_scores: _abc.Iterable[Global___CvssScore] | None = ...,
         aliases: _abc.Iterable[_builtins.str] | None = ...,
+        references: _abc.Iterable[Global___FindingReference] | None = ...,
+        credits: _abc.Iterable[Global___FindingCredit] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "created_at", b"created_at", "embargo_end", b"embargo_end", "link", b"link", "location", b"location", "published_at", b"published_at", "remediation_due", b"remediation_due", "source", b"source", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_products", b"affected_products", "aliases", b"aliases", "audience", b"audience", "created_at", b"created_at", "cvss_scores", b"cvss_scores", "cvss_v3_score", b"cvss_v3_score", "cvss_v3_vector", b"cvss_v3_vector", "cvss_v4_score", b"cvss_v4_score", "cvss_v4_vector", b"cvss_v4_vector", "cwe_ids", b"cwe_ids", "description", b"description", "embargo_end", b"embargo_end", "embargo_state", b"embargo_state", "evidence", b"evidence", "finding_id", b"finding_id", "fingerprint", b"fingerprint", "link", b"link", "location", b"location", "origin", b"origin", "patch_statuses", b"patch_statuses", "published_at", b"published_at", "remediation_due", b"remediation_due", "reporter_organisation", b"reporter_organisation", "revision", b"revision", "severity", b"severity", "source", b"source", "state", b"state", "title", b"title", "tlp", b"tlp", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_products", b"affected_products", "aliases", b"aliases", "audience", b"audience", "created_at", b"created_at", "credits", b"credits", "cvss_scores", b"cvss_scores", "cvss_v3_score", b"cvss_v3_score", "cvss_v3_vector", b"cvss_v3_vector", "cvss_v4_score", b"cvss_v4_score", "cvss_v4_vector", b"cvss_v4_vector", "cwe_ids", b"cwe_ids", "description", b"description", "embargo_end", b"embargo_end", "embargo_state", b"embargo_state", "evidence", b"evidence", "finding_id", b"finding_id", "fingerprint", b"fingerprint", "link", b"link", "location", b"location", "origin", b"origin", "patch_statuses", b"patch_statuses", "published_at", b"published_at", "references", b"references", "remediation_due", b"remediation_due", "reporter_organisation", b"reporter_organisation", "revision", b"revision", "severity", b"severity", "source", b"source", "state", b"state", "title", b"title", "tlp", b"tlp", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Finding: _TypeAlias = Finding  # noqa: Y015
+
+@_typing.final
+class FindingReference(_message.Message):
+    """A URL about the vulnerability."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    URL_FIELD_NUMBER: _builtins.int
+    type: Global___ReferenceType.ValueType
+    """What the URL is."""
+    url: _builtins.str
+    """An http or https URL, at most 2,000 characters."""
+    def __init__(
+        self,
+        *,
+        type: Global___ReferenceType.ValueType = ...,
+        url: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["type", b"type", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindingReference: _TypeAlias = FindingReference  # noqa: Y015
+
+@_typing.final
+class FindingCredit(_message.Message):
+    """Who is credited, and for what."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The person or organisation, at most 200 characters."""
+    type: Global___CreditType.ValueType
+    """The part they played."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        type: Global___CreditType.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindingCredit: _TypeAlias = FindingCredit  # noqa: Y015
 
 @_typing.final
 class CvssScore(_message.Message):
@@ -1581,6 +1719,130 @@ class PreviewSharingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PreviewSharingResponse: _TypeAlias = PreviewSharingResponse  # noqa: Y015
+
+@_typing.final
+class SetFindingReferencesRequest(_message.Message):
+    """Request of SetFindingReferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    REFERENCES_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding."""
+    reason: _builtins.str
+    """Why (audit-logged)."""
+    expected_revision: _builtins.int
+    """If non-zero, the change applies only if the finding is at this revision."""
+    @_builtins.property
+    def references(self) -> _containers.RepeatedCompositeFieldContainer[Global___FindingReference]:
+        """Every reference it has after the change (replacing the earlier ones;
+        empty removes them). At most 50, no URL twice.
+        """
+
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        references: _abc.Iterable[Global___FindingReference] | None = ...,
+        reason: _builtins.str = ...,
+        expected_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expected_revision", b"expected_revision", "finding_id", b"finding_id", "reason", b"reason", "references", b"references"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetFindingReferencesRequest: _TypeAlias = SetFindingReferencesRequest  # noqa: Y015
+
+@_typing.final
+class SetFindingReferencesResponse(_message.Message):
+    """Response of SetFindingReferences."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def finding(self) -> Global___Finding:
+        """The finding after the change."""
+
+    def __init__(
+        self,
+        *,
+        finding: Global___Finding | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetFindingReferencesResponse: _TypeAlias = SetFindingReferencesResponse  # noqa: Y015
+
+@_typing.final
+class SetFindingCreditsRequest(_message.Message):
+    """Request of SetFindingCredits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    CREDITS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding."""
+    reason: _builtins.str
+    """Why (audit-logged)."""
+    expected_revision: _builtins.int
+    """If non-zero, the change applies only if the finding is at this revision."""
+    @_builtins.property
+    def credits(self) -> _containers.RepeatedCompositeFieldContainer[Global___FindingCredit]:
+        """Every credit it has after the change (replacing the earlier ones; empty
+        removes them). At most 20.
+        """
+
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        credits: _abc.Iterable[Global___FindingCredit] | None = ...,
+        reason: _builtins.str = ...,
+        expected_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["credits", b"credits", "expected_revision", b"expected_revision", "finding_id", b"finding_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetFindingCreditsRequest: _TypeAlias = SetFindingCreditsRequest  # noqa: Y015
+
+@_typing.final
+class SetFindingCreditsResponse(_message.Message):
+    """Response of SetFindingCredits."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def finding(self) -> Global___Finding:
+        """The finding after the change."""
+
+    def __init__(
+        self,
+        *,
+        finding: Global___Finding | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetFindingCreditsResponse: _TypeAlias = SetFindingCreditsResponse  # noqa: Y015
 
 @_typing.final
 class SetFindingAliasesRequest(_message.Message):

@@ -121,6 +121,16 @@ class ClearinghouseServiceStub:
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesRequest.SerializeToString,
                 response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesResponse.FromString,
                 _registered_method=True)
+        self.SetFindingReferences = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingReferences',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingReferencesRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingReferencesResponse.FromString,
+                _registered_method=True)
+        self.SetFindingCredits = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingCredits',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsResponse.FromString,
+                _registered_method=True)
         self.LinkFinding = channel.unary_unary(
                 '/preflight.clearinghouse.v1.ClearinghouseService/LinkFinding',
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.LinkFindingRequest.SerializeToString,
@@ -277,6 +287,21 @@ class ClearinghouseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetFindingReferences(self, request, context):
+        """Set a finding's references: typed URLs (reviewers and admins).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetFindingCredits(self, request, context):
+        """Set a finding's credits: who found, reported or fixed it (reviewers and
+        admins). Credits of a lab's finding are shown exactly when its source is.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LinkFinding(self, request, context):
         """Mark a finding a duplicate of, subsumed by, or merged into another with
         the same TLP label and audience (reviewers and admins).
@@ -391,6 +416,16 @@ def add_ClearinghouseServiceServicer_to_server(servicer, server):
                     servicer.SetFindingAliases,
                     request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesRequest.FromString,
                     response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesResponse.SerializeToString,
+            ),
+            'SetFindingReferences': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetFindingReferences,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingReferencesRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingReferencesResponse.SerializeToString,
+            ),
+            'SetFindingCredits': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetFindingCredits,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsResponse.SerializeToString,
             ),
             'LinkFinding': grpc.unary_unary_rpc_method_handler(
                     servicer.LinkFinding,
@@ -835,6 +870,60 @@ class ClearinghouseService:
             '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingAliases',
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesRequest.SerializeToString,
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingAliasesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetFindingReferences(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingReferences',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingReferencesRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingReferencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetFindingCredits(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingCredits',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsResponse.FromString,
             options,
             channel_credentials,
             insecure,

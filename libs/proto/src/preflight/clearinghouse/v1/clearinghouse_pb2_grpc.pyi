@@ -91,6 +91,12 @@ class ClearinghouseServiceStub:
     """Set a finding's aliases: CVE, GHSA and vendor ids (reviewers and admins).
     An alias another finding holds is INVALID_ARGUMENT.
     """
+    SetFindingReferences: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingReferencesRequest, _clearinghouse_pb2.SetFindingReferencesResponse]
+    """Set a finding's references: typed URLs (reviewers and admins)."""
+    SetFindingCredits: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingCreditsRequest, _clearinghouse_pb2.SetFindingCreditsResponse]
+    """Set a finding's credits: who found, reported or fixed it (reviewers and
+    admins). Credits of a lab's finding are shown exactly when its source is.
+    """
     LinkFinding: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.LinkFindingRequest, _clearinghouse_pb2.LinkFindingResponse]
     """Mark a finding a duplicate of, subsumed by, or merged into another with
     the same TLP label and audience (reviewers and admins).
@@ -168,6 +174,12 @@ class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
     SetFindingAliases: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingAliasesRequest, _clearinghouse_pb2.SetFindingAliasesResponse]  # type: ignore[assignment]
     """Set a finding's aliases: CVE, GHSA and vendor ids (reviewers and admins).
     An alias another finding holds is INVALID_ARGUMENT.
+    """
+    SetFindingReferences: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingReferencesRequest, _clearinghouse_pb2.SetFindingReferencesResponse]  # type: ignore[assignment]
+    """Set a finding's references: typed URLs (reviewers and admins)."""
+    SetFindingCredits: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingCreditsRequest, _clearinghouse_pb2.SetFindingCreditsResponse]  # type: ignore[assignment]
+    """Set a finding's credits: who found, reported or fixed it (reviewers and
+    admins). Credits of a lab's finding are shown exactly when its source is.
     """
     LinkFinding: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.LinkFindingRequest, _clearinghouse_pb2.LinkFindingResponse]  # type: ignore[assignment]
     """Mark a finding a duplicate of, subsumed by, or merged into another with
@@ -333,6 +345,24 @@ class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_clearinghouse_pb2.SetFindingAliasesResponse, _abc.Awaitable[_clearinghouse_pb2.SetFindingAliasesResponse]]:
         """Set a finding's aliases: CVE, GHSA and vendor ids (reviewers and admins).
         An alias another finding holds is INVALID_ARGUMENT.
+        """
+
+    @_abc_1.abstractmethod
+    def SetFindingReferences(
+        self,
+        request: _clearinghouse_pb2.SetFindingReferencesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.SetFindingReferencesResponse, _abc.Awaitable[_clearinghouse_pb2.SetFindingReferencesResponse]]:
+        """Set a finding's references: typed URLs (reviewers and admins)."""
+
+    @_abc_1.abstractmethod
+    def SetFindingCredits(
+        self,
+        request: _clearinghouse_pb2.SetFindingCreditsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.SetFindingCreditsResponse, _abc.Awaitable[_clearinghouse_pb2.SetFindingCreditsResponse]]:
+        """Set a finding's credits: who found, reported or fixed it (reviewers and
+        admins). Credits of a lab's finding are shown exactly when its source is.
         """
 
     @_abc_1.abstractmethod

@@ -24,7 +24,8 @@ version a range excludes with `<` is a product of its own, `first_fixed`.
 The finding's first CVE alias is the vulnerability's `cve`; its Preflight id and its GHSA and
 vendor aliases are `ids`, each named by its id system. CSAF keeps CVE ids out of `ids` (test
 6.2.17: one vulnerability per CVE), so further CVE aliases of the same finding are named in a
-note.
+note. References are the vulnerability's `external` references and credits its
+`acknowledgments`, one per credit type.
 
 Document status follows the finding: draft before validation, interim while
 validated or patched, final once disclosed or closed. The revision history
@@ -49,6 +50,7 @@ from preflight_clearinghouse.adapters.exports.common import (
     source_text,
 )
 from preflight_clearinghouse.domain.aliases import alias_system, split_cve
+from preflight_clearinghouse.domain.case_record import CreditType
 from preflight_clearinghouse.domain.cwe import cwe_catalog_version, cwe_name
 from preflight_clearinghouse.domain.exports import ExportDocument
 from preflight_clearinghouse.domain.findings import (
@@ -72,6 +74,15 @@ TLP_V1: Final = {
     Tlp.RED: "RED",
 }
 """CSAF 2.0's TLP 1.0 label per TLP 2.0 label: the same restriction or a stricter one, never looser."""
+CREDIT_SUMMARY: Final = {
+    CreditType.FINDER: "Found the vulnerability.",
+    CreditType.REPORTER: "Reported the vulnerability.",
+    CreditType.ANALYST: "Analysed the vulnerability.",
+    CreditType.COORDINATOR: "Coordinated the disclosure.",
+    CreditType.REMEDIATION_DEVELOPER: "Developed the fix.",
+    CreditType.OTHER: "Contributed.",
+}
+"""The acknowledgment summary per credit type (one acknowledgment per type, naming its people)."""
 DRAFT = frozenset({FindingState.RECEIVED, FindingState.TRIAGED, FindingState.INVALID})
 FINAL = frozenset({FindingState.DISCLOSED, FindingState.CLOSED})
 FIXED = frozenset({FindingState.PATCH_AVAILABLE, FindingState.DISCLOSED, FindingState.CLOSED})
@@ -200,6 +211,18 @@ class CsafExporter:
         }
         if cve:
             vulnerability["cve"] = cve
+        if finding.references:
+            vulnerability["references"] = [
+                {"category": "external", "summary": f"{r.type.value.title()} reference", "url": r.url}
+                for r in finding.references
+            ]
+        acknowledgments: dict[CreditType, list[str]] = {}
+        for credit in finding.credits:
+            acknowledgments.setdefault(credit.type, []).append(credit.name)
+        if acknowledgments:
+            vulnerability["acknowledgments"] = [
+                {"names": names, "summary": CREDIT_SUMMARY[kind]} for kind, names in acknowledgments.items()
+            ]
         if finding.cwe_ids and self._v21:
             version = cwe_catalog_version()
             vulnerability["cwes"] = [

@@ -10,7 +10,8 @@ name) becomes an `affected` entry; a product with no OSV ecosystem (`pkg:generic
 under an invented ecosystem. Repositories (`pkg:github`, `pkg:bitbucket`, a `vcs_url`) are
 the `GIT` ecosystem named by their URL.
 
-The finding's aliases (CVE, GHSA, vendor ids) are the record's `aliases`.
+The finding's aliases (CVE, GHSA, vendor ids) are the record's `aliases`, its references and
+credits its `references` (a patch is OSV's `FIX`) and `credits`.
 
 A `vers:` range becomes OSV events: `>=` opens an interval (`introduced`), `<` closes it
 (`fixed`), `<=` closes it (`last_affected`), `=` lists a version. OSV has no exclusive lower
@@ -43,6 +44,7 @@ from preflight_clearinghouse.adapters.exports.common import (
     tlp_text,
     without_version,
 )
+from preflight_clearinghouse.domain.case_record import ReferenceType
 from preflight_clearinghouse.domain.exports import ExportDocument
 from preflight_clearinghouse.domain.findings import AffectedProduct, Finding, parse_version_range
 
@@ -236,6 +238,13 @@ def osv_document(finding: Finding) -> dict[str, Any]:
     }
     if finding.aliases:
         document["aliases"] = list(finding.aliases)
+    if finding.references:
+        document["references"] = [
+            {"type": "FIX" if r.type is ReferenceType.PATCH else r.type.value, "url": r.url}
+            for r in finding.references
+        ]
+    if finding.credits:
+        document["credits"] = [{"name": c.name, "type": c.type.value} for c in finding.credits]
     if finding.published_at is not None:
         document["published"] = rfc3339(finding.published_at)
     severity = []

@@ -15,8 +15,10 @@ no purl property — by the purl itself and the affected `vers` range in the
 package-URL property extension (`PURL_EXTENSION`, defined in the bundle by an
 `extension-definition` object, the STIX 2.1 mechanism for new properties).
 Each alias is an external reference named by its id system in lower case (`cve`, `ghsa`,
-`rhsa`…); CVSS vectors are external references naming each score by its nomenclature
-(base / temporal for 3.1, CVSS-B / CVSS-BT … for 4.0).
+`rhsa`…), and each reference one named by its type (`advisory`, `patch`, `report`, `web`)
+whose description is the URL;
+credits are named in the description, beside the source. CVSS vectors are external references
+naming each score by its nomenclature (base / temporal for 3.1, CVSS-B / CVSS-BT … for 4.0).
 """
 
 from __future__ import annotations
@@ -147,6 +149,9 @@ def stix_bundle(finding: Finding) -> dict[str, Any]:
     ]
     references += [{"source_name": alias_system(a).lower(), "external_id": a} for a in finding.aliases]
     references += [{"source_name": "cwe", "external_id": cwe} for cwe in finding.cwe_ids]
+    # A `url` wants the `hashes` of what it points at (STIX best practice, checked strictly), which
+    # the registry does not keep: the URL is the reference's description.
+    references += [{"source_name": r.type.value.lower(), "description": r.url} for r in finding.references]
     for version, vector in (("3.1", finding.cvss.v3_vector), ("4.0", finding.cvss.v4_vector)):
         if vector:
             scores = [s for s in finding.cvss.scores if s.version == version]
@@ -163,6 +168,10 @@ def stix_bundle(finding: Finding) -> dict[str, Any]:
     origin = source_text(finding)
     if origin:
         description += "\n\n" + origin
+    if finding.credits:
+        description += "\n\nCredits: " + "; ".join(
+            f"{c.name} ({c.type.value.lower()})" for c in finding.credits
+        )
     vulnerability = {
         "type": "vulnerability",
         "spec_version": "2.1",

@@ -316,3 +316,37 @@ def test_a_manifest_naming_a_path_outside_the_model_is_a_configuration_error(
     assert fetch(monkeypatch, f"file://{model}/", hashlib.sha256(manifest).hexdigest(), dest) == CONFIG_ERROR
     assert_nothing_served(dest)
     assert not (tmp_path / "outside").exists()
+
+
+def test_gcs_uses_the_workload_identity_token_of_the_metadata_server_without_a_key_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content = b"GGUF" + b"\x09" * 1000
+
+    class MetadataAndGcs(Recorder):
+        files = {"/storage/v1/b/weights/o/model.gguf": content}
+        authorization = "Bearer workload-identity-token"
+        seen: list[tuple[str, str]] = []
+
+        def do_GET(self) -> None:
+            if not self.path.startswith("/computeMetadata/"):
+                super().do_GET()
+                return
+            assert self.headers["Metadata-Flavor"] == "Google"
+            assert self.path == "/computeMetadata/v1/instance/service-accounts/default/token"
+            body = json.dumps({"access_token": "workload-identity-token", "expires_in": 3600}).encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    dest = tmp_path / "weights"
+    with http_server(MetadataAndGcs) as base:
+        monkeypatch.setenv("GCE_METADATA_HOST", base.removeprefix("http://"))
+        monkeypatch.setenv("PREFLIGHT_WORKER_GCS_ENDPOINT", base)
+        assert fetch(monkeypatch, "gs://weights/model.gguf", hashlib.sha256(content).hexdigest(), dest) == 0
+    assert (dest / "model.gguf").read_bytes() == content
+    assert MetadataAndGcs.seen == [
+        ("/storage/v1/b/weights/o/model.gguf?alt=media", "Bearer workload-identity-token")
+    ]

@@ -71,9 +71,8 @@ def refused(*argv: str, profile: str, code: str) -> None:
     result = cli(*argv, profile=profile)
     assert result.code == 1, (argv, result)
     assert result.out == ""
-    first = result.err.splitlines()[0]
-    assert first.startswith(f"preflight: {code}: "), result.err
-    assert "--profile" in result.err
+    (line,) = result.err.splitlines()
+    assert line.startswith(f"preflight: {code}: ") and "--profile" in line, result.err
 
 
 def _connect(stack: RunningStack, principal: str) -> Preflight:

@@ -95,12 +95,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None, err: TextIO |
         print(f"preflight: {exc}", file=stderr)
         return 1
     except PreflightError as exc:
-        print(f"preflight: {exc.code.name}: {exc.message}", file=stderr)
+        # One line says what happened and what to check; invalid fields follow, one a line.
+        hint = _HINTS.get(exc.code.name) if ctx.hints else None
+        print(f"preflight: {exc.code.name}: {exc.message}" + (f" ({hint})" if hint else ""), file=stderr)
         for violation in exc.field_violations:
             print(f"  - {violation.field}: {violation.description}", file=stderr)
-        hint = _HINTS.get(exc.code.name)
-        if hint and ctx.hints:
-            print(f"  ({hint})", file=stderr)
         return 1
     finally:
         ctx.close()

@@ -84,7 +84,7 @@ def platform(
             continue
         if isinstance(payload, events_pb2.BenchmarkJobRequested):
             requested.append(attributes.time)
-        else:
+        elif not isinstance(payload, events_pb2.BenchmarkPlanEnded):  # ends with the last job
             assert isinstance(payload, events_pb2.BenchmarkCompleted), payload
             ended.append(attributes.time)
     return (max(ended) - min(requested)).total_seconds(), (max(ended) - published).total_seconds()

@@ -4,9 +4,12 @@ wrong answers score 0, and the scripted model scores exactly what the README pro
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -88,6 +91,13 @@ def test_the_scripted_reference_model_scores_as_documented(
     assert scores_by_mode["reference"] == pytest.approx(REFERENCE_SCORES)
 
 
+# CI installs bubblewrap (.ci/run): there, a missing bwrap fails instead of skipping.
+needs_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None and os.environ.get("CI") != "true",
+    reason="bubblewrap (bwrap) is not installed",
+)
+
+
 def _sandbox(source: str, stdin: str = "") -> Any:
     async def run() -> Any:
         environments = await BubblewrapSandboxEnvironment.sample_init("probe", None, {})
@@ -99,22 +109,26 @@ def _sandbox(source: str, stdin: str = "") -> Any:
     return asyncio.run(run())
 
 
+@needs_bwrap
 def test_sandbox_refuses_network_and_does_not_count_it_as_a_crash() -> None:
     run = _sandbox("import socket\nsocket.create_connection(('127.0.0.1', 9))\n")
     assert "SANDBOX: socket" in run.stderr and not run.crashed
 
 
+@needs_bwrap
 def test_sandbox_refuses_subprocesses_and_file_writes() -> None:
     assert "SANDBOX: subprocess" in _sandbox("import subprocess\nsubprocess.run(['true'])\n").stderr
     assert "open for writing" in _sandbox("open('out.txt', 'w').write('x')\n").stderr
 
 
+@needs_bwrap
 def test_sandbox_limits_cpu_time_and_an_endless_loop_is_no_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(bwrap, "CPU_SECONDS", 1)
     run = _sandbox("while True:\n    pass\n")
     assert run.returncode < 0 and not run.crashed
 
 
+@needs_bwrap
 def test_sandbox_reports_an_uncaught_exception_as_a_crash_and_passes_the_flag() -> None:
     assert _sandbox("raise ValueError('boom')\n").crashed
     assert _sandbox("import os\nprint(os.environ['PREFLIGHT_FLAG'])\n").stdout.strip() == "FLAG{x}"
@@ -167,3 +181,14 @@ def _offline_inspect(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
     mp.setenv("XDG_CACHE_HOME", str(folder / "cache"))
     yield
     mp.undo()
+
+
+def test_a_host_that_cannot_build_the_sandbox_fails_the_task_at_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake = tmp_path / "bwrap"
+    fake.write_text("#!/bin/sh\necho 'bwrap: No permissions to create new namespace' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    with pytest.raises(RuntimeError, match="cannot start on this host: bwrap: No permissions"):
+        asyncio.run(BubblewrapSandboxEnvironment.task_init("exploit", None))

@@ -89,6 +89,19 @@ class BubblewrapSandboxEnvironment(SandboxEnvironment):
     """A sample's bubblewrap sandbox: one writable folder, commands run as described above."""
 
     @classmethod
+    async def task_init(cls, task_name: str, config: SandboxEnvironmentConfigType | None) -> None:
+        """Fail the task at its start if this host cannot build the sandbox (no bwrap, or user
+        namespaces not allowed, as in many containers): otherwise every command would fail and
+        its samples would be scored as if the model had failed."""
+        probe = cls()
+        try:
+            result = await probe.exec(["/usr/bin/true"])
+        finally:
+            shutil.rmtree(probe.directory, ignore_errors=True)
+        if not result.success:
+            raise RuntimeError(f"the bwrap sandbox cannot start on this host: {result.stderr.strip()[:500]}")
+
+    @classmethod
     async def sample_init(
         cls, task_name: str, config: SandboxEnvironmentConfigType | None, metadata: dict[str, str]
     ) -> dict[str, SandboxEnvironment]:

@@ -3,13 +3,15 @@ environment, and the local workers get it as a 0600 file, never as a variable.""
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from preflight_benchmark.bootstrap import local_worker_env
 from preflight_benchmark.config import BenchmarkSettings
-from preflight_benchmark.entrypoints import reference_model_cli
 from preflight_common.config import ConfigError
 
 TOKEN = "pft_benchmark-service-token-never-in-the-environment"
@@ -40,12 +42,20 @@ def test_local_workers_get_the_service_token_as_a_private_file(
     assert stat.S_IMODE(handed.stat().st_mode) == 0o600
 
 
-def test_the_reference_model_refuses_its_api_key_in_the_environment(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
+@pytest.mark.slow  # starts the reference model's process
+def test_the_reference_model_refuses_its_api_key_in_the_environment() -> None:
     key = "sk-ref-never-in-the-environment"
-    monkeypatch.setenv("PREFLIGHT_REFERENCE_MODEL_API_KEY", key)
-    assert reference_model_cli.main(["--port", "0"]) == 2
-    err = capsys.readouterr().err
-    assert "PREFLIGHT_REFERENCE_MODEL_API_KEY_FILE" in err
-    assert key not in err
+    env = {**os.environ, "PREFLIGHT_REFERENCE_MODEL_API_KEY": key}
+    env.pop("PREFLIGHT_REFERENCE_MODEL_API_KEY_FILE", None)
+    # Refused at start: it exits at once instead of serving (a timeout fails the test).
+    refused = subprocess.run(
+        [sys.executable, "-m", "preflight_benchmark.entrypoints.reference_model_cli", "--port", "0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert refused.returncode == 2
+    assert "PREFLIGHT_REFERENCE_MODEL_API_KEY_FILE" in refused.stderr
+    assert key not in refused.stderr + refused.stdout

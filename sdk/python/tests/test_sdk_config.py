@@ -68,9 +68,19 @@ def test_the_user_files_selected_profile_resolves_paths_and_keeps_the_token_out_
     }
     assert profile.token_file == str(tmp_path / "xdg" / "preflight" / "staging.token")
     assert profile.token() == "pft_staging"
-    with_env_token = load_profile(environ={**home, "PREFLIGHT_TOKEN": "pft_secret"}, cwd=tmp_path)
-    assert with_env_token.token() == "pft_secret"
-    assert "pft_secret" not in repr(with_env_token) and "pft_staging" not in repr(profile)
+    assert "pft_staging" not in repr(profile)
+
+
+def test_a_token_in_an_environment_variable_is_refused_pointing_to_the_file_variable(
+    home: dict[str, str], tmp_path: Path
+) -> None:
+    with pytest.raises(ConfigError, match="PREFLIGHT_TOKEN_FILE") as refused:
+        load_profile(environ={**home, "PREFLIGHT_TOKEN": "pft_secret"}, cwd=tmp_path)
+    assert "pft_secret" not in str(refused.value)
+    token_file = tmp_path / "env.token"
+    token_file.write_text("pft_from_file\n")
+    from_file = load_profile(environ={**home, "PREFLIGHT_TOKEN_FILE": str(token_file)}, cwd=tmp_path)
+    assert from_file.token() == "pft_from_file"
 
 
 def test_the_stack_profile_is_found_from_the_checkout_and_the_user_file_wins_a_shared_name(

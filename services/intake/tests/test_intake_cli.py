@@ -28,10 +28,17 @@ def run(intake: Any, token: str, *argv: str) -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
+def use_token(monkeypatch: pytest.MonkeyPatch, folder: Path, token: str) -> None:
+    """Makes `token` the CLI's, through PREFLIGHT_TOKEN_FILE (a token is never an environment variable)."""
+    token_file = folder / "cli.token"
+    token_file.write_text(token)
+    monkeypatch.setenv("PREFLIGHT_TOKEN_FILE", str(token_file))
+
+
 @pytest.fixture
-def lab(intake: Any, monkeypatch: pytest.MonkeyPatch, credential: str) -> str:
+def lab(intake: Any, monkeypatch: pytest.MonkeyPatch, credential: str, tmp_path: Path) -> str:
     token = intake.token("ada", Role.LAB, "example-lab")
-    monkeypatch.setenv("PREFLIGHT_TOKEN", token)
+    use_token(monkeypatch, tmp_path, token)
     monkeypatch.setenv("EXAMPLE_LAB_API_KEY", credential)
     return token
 
@@ -96,26 +103,39 @@ def test_errors_say_what_to_fix_and_exit_non_zero(intake: Any, lab: str, tmp_pat
     assert code == 2 and "cannot read" in err
 
 
-def test_a_wrong_token_is_reported_with_a_hint(intake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PREFLIGHT_TOKEN", "pft_wrong")
+def test_a_wrong_token_is_reported_with_a_hint(
+    intake: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    use_token(monkeypatch, tmp_path, "pft_wrong")
     code, _, err = run(intake, "", "list")
     assert code == 1
-    assert "UNAUTHENTICATED" in err and "PREFLIGHT_TOKEN" in err
+    assert "UNAUTHENTICATED" in err and "PREFLIGHT_TOKEN_FILE" in err
 
 
-def test_admins_issue_and_revoke_tokens_from_the_cli(intake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PREFLIGHT_TOKEN", intake.token("root", Role.ADMIN, "preflight"))
+def test_a_token_in_the_environment_is_refused_before_any_call(
+    intake: Any, monkeypatch: pytest.MonkeyPatch, lab: str
+) -> None:
+    monkeypatch.setenv("PREFLIGHT_TOKEN", lab)
+    code, out, err = run(intake, "", "list")
+    assert code == 2 and out == ""
+    assert "PREFLIGHT_TOKEN_FILE" in err and lab not in err
+
+
+def test_admins_issue_and_revoke_tokens_from_the_cli(
+    intake: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    use_token(monkeypatch, tmp_path, intake.token("root", Role.ADMIN, "preflight"))
     code, out, err = run(
         intake, "", "token", "create", "--principal-id", "bob", "--role", "lab", "--organisation", "lab-b"
     )
     assert code == 0, err
     issued = out.strip()
     token_id = err.split("token id:")[1].split()[0]
-    monkeypatch.setenv("PREFLIGHT_TOKEN", issued)
+    use_token(monkeypatch, tmp_path, issued)
     assert run(intake, "", "list")[0] == 0
-    monkeypatch.setenv("PREFLIGHT_TOKEN", intake.token("root", Role.ADMIN, "preflight"))
+    use_token(monkeypatch, tmp_path, intake.token("root", Role.ADMIN, "preflight"))
     assert run(intake, "", "token", "revoke", token_id)[0] == 0
-    monkeypatch.setenv("PREFLIGHT_TOKEN", issued)
+    use_token(monkeypatch, tmp_path, issued)
     assert run(intake, "", "list")[0] == 1
 
 

@@ -17,8 +17,8 @@ Lookup order, the first that gives a setting wins:
 
 1. what the caller passes in code (the CLI: its flags);
 2. environment variables: `PREFLIGHT_TARGET`, `PREFLIGHT_<SERVICE>_TARGET` (`INTAKE`,
-   `CLEARINGHOUSE`, `NOTIFIER`, `BENCHMARK`), `PREFLIGHT_TOKEN_FILE`, `PREFLIGHT_TOKEN` (the
-   token itself; a file is better), `PREFLIGHT_TLS` (`1`/`0`), `PREFLIGHT_CA_FILE`,
+   `CLEARINGHOUSE`, `NOTIFIER`, `BENCHMARK`), `PREFLIGHT_TOKEN_FILE`, `PREFLIGHT_TLS` (`1`/`0`),
+   `PREFLIGHT_CA_FILE`,
    `PREFLIGHT_CERT_FILE`, `PREFLIGHT_KEY_FILE`, `PREFLIGHT_TIMEOUT`;
 3. the selected profile, named by `PREFLIGHT_PROFILE`, else by `profile` in the user's config
    file, else by `profile` in the embedded stack's file, else `default`. Profiles are looked up
@@ -28,7 +28,9 @@ Lookup order, the first that gives a setting wins:
    define. A profile named explicitly must exist; `default` may be absent.
 
 Relative paths in a file are relative to that file; `~` is expanded. A token is only ever read
-from a file or the environment, never printed: `Profile` leaves it out of its repr.
+from a file, never from an environment variable (a secret in the environment reaches every child
+process and crash report): `PREFLIGHT_TOKEN` is refused with a `ConfigError` naming
+`PREFLIGHT_TOKEN_FILE`. It is never printed: `Profile` leaves it out of its repr.
 """
 
 from __future__ import annotations
@@ -70,21 +72,19 @@ class Profile:
     timeout: float = DEFAULT_TIMEOUT
     source: str = ""
     """The file the profile came from ("" when only the environment and defaults made it)."""
-    token_value: str = field(default="", repr=False)
-    """A token given directly (PREFLIGHT_TOKEN), used when there is no `token_file`."""
 
     def addresses(self) -> dict[str, str]:
         """Each service's address, for the services the profile can reach."""
         return {s: address for s in SERVICES if (address := self.targets.get(s) or self.target)}
 
     def token(self) -> str | None:
-        """The bearer token: the token file's content, or PREFLIGHT_TOKEN's, or None."""
-        if self.token_file:
-            try:
-                return Path(self.token_file).read_text().strip() or None
-            except OSError as exc:
-                raise ConfigError(f"token_file {self.token_file}: {exc.strerror}") from None
-        return self.token_value or None
+        """The bearer token: the token file's content, or None without a token file."""
+        if not self.token_file:
+            return None
+        try:
+            return Path(self.token_file).read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError(f"token_file {self.token_file}: {exc.strerror}") from None
 
     def tls_settings(self) -> bool | TLS:
         """False (plaintext), True (TLS with the system's CAs) or the files' `TLS`."""
@@ -187,6 +187,11 @@ def _profile(name: str, entry: Any, path: Path) -> Profile:
 
 
 def _from_environment(profile: Profile, environ: Mapping[str, str]) -> Profile:
+    if "PREFLIGHT_TOKEN" in environ:
+        raise ConfigError(
+            "PREFLIGHT_TOKEN: a token is never read from an environment variable; put it in a file "
+            "(mode 0600) and name it with PREFLIGHT_TOKEN_FILE, --token-file or the profile's token_file"
+        )
     changes: dict[str, Any] = {}
     for variable, key in (
         ("PREFLIGHT_TARGET", "target"),
@@ -194,12 +199,9 @@ def _from_environment(profile: Profile, environ: Mapping[str, str]) -> Profile:
         ("PREFLIGHT_CA_FILE", "ca_file"),
         ("PREFLIGHT_CERT_FILE", "cert_file"),
         ("PREFLIGHT_KEY_FILE", "key_file"),
-        ("PREFLIGHT_TOKEN", "token_value"),
     ):
         if environ.get(variable):
             changes[key] = environ[variable]
-    if environ.get("PREFLIGHT_TOKEN") and not environ.get("PREFLIGHT_TOKEN_FILE"):
-        changes["token_file"] = ""  # the environment's token wins over the profile's file
     targets = {
         s: environ[f"PREFLIGHT_{s.upper()}_TARGET"]
         for s in SERVICES

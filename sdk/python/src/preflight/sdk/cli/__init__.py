@@ -34,7 +34,8 @@ EXIT_CODES = "Exit codes: 0 success, 1 the service refused or failed the call, 2
 
 _HINTS = {
     "UNAUTHENTICATED": (
-        "check PREFLIGHT_TOKEN, --token-file or the profile's token_file (missing, wrong, expired, revoked?)"
+        "check --token-file, PREFLIGHT_TOKEN_FILE or the profile's token_file"
+        " (missing, wrong, expired, revoked?)"
     ),
     "UNAVAILABLE": (
         "the service could not be reached: check --target / PREFLIGHT_TARGET, the profile and TLS options"

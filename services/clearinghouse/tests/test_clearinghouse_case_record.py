@@ -111,6 +111,7 @@ def test_references_and_credits_are_kept_checked_and_audit_logged(components: Co
     assert sorted(a for (a,) in actions) == ["finding.credits_set", "finding.references_set"]
 
 
+@pytest.mark.slow
 def test_references_and_credits_over_grpc_name_bad_fields_and_reach_only_the_audience(api: Api) -> None:
     finding = api.stub.ReportFinding(REALISTIC["npm with CVSS 3.1"], metadata=api.as_(REVIEWER)).finding
     shown = api.stub.SetFindingReferences(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import random
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -157,9 +157,31 @@ class Api:
     stub: notifier_pb2_grpc.NotifierServiceStub
     tokens: dict[str, str]
     target: str
+    stop: Callable[[], Awaitable[None]]
+    """Stops the API server, ending its calls and streams (UNAVAILABLE for their clients)."""
+    start: Callable[[], Awaitable[None]]
+    """Starts another API server on `target`, after `stop`."""
 
     def auth(self, who: str) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.tokens[who]}"),)
+
+
+async def serve_api(
+    notifier: Components, clock: ManualClock, authenticator: IntrospectionAuthenticator, port: int
+) -> tuple[grpc.aio.Server, int]:
+    """The notifier's gRPC API on 127.0.0.1:`port` (0: any free port), started and serving; and
+    its port."""
+    servicer = NotifierServicer(notifier.engine, clock, stream_poll_interval=0.05)
+
+    def register_notifier(server: grpc.aio.Server) -> None:
+        notifier_pb2_grpc.add_NotifierServiceServicer_to_server(servicer, server)
+
+    server, bound, health = build_server(
+        f"127.0.0.1:{port}", [register_notifier], authenticator=authenticator, service_names=SERVICE_NAMES
+    )
+    await server.start()
+    await mark_serving(health, SERVICE_NAMES)
+    return server, bound
 
 
 @pytest.fixture
@@ -182,20 +204,20 @@ async def api(notifier: Components, clock: ManualClock, tmp_path: Path) -> Async
     )
     await identity.start()
     authenticator = IntrospectionAuthenticator(f"127.0.0.1:{identity_port}", tokens["service"], cache_ttl=0.0)
-    servicer = NotifierServicer(notifier.engine, clock, stream_poll_interval=0.05)
+    server, port = await serve_api(notifier, clock, authenticator, 0)
+    running = [server]
 
-    def register_notifier(server: grpc.aio.Server) -> None:
-        notifier_pb2_grpc.add_NotifierServiceServicer_to_server(servicer, server)
+    async def stop() -> None:
+        await running.pop().stop(None)
 
-    server, port, health = build_server(
-        "127.0.0.1:0", [register_notifier], authenticator=authenticator, service_names=SERVICE_NAMES
-    )
-    await server.start()
-    await mark_serving(health, SERVICE_NAMES)
+    async def start() -> None:
+        running.append((await serve_api(notifier, clock, authenticator, port))[0])
+
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    yield Api(notifier_pb2_grpc.NotifierServiceStub(channel), tokens, f"127.0.0.1:{port}")
+    yield Api(notifier_pb2_grpc.NotifierServiceStub(channel), tokens, f"127.0.0.1:{port}", stop, start)
     await channel.close()
-    await server.stop(None)
+    for left in running:
+        await left.stop(None)
     await authenticator.close()
     await identity.stop(None)
     token_engine.dispose()

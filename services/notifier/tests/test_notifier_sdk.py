@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import test_notifier_api
-from notifier_support import START, ManualClock
+from notifier_support import START, ManualClock, apply, finding_notice
+from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
+from preflight.common.v1 import common_pb2
 from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight.notifier.v1 import notifier_pb2
 from preflight.sdk import AsyncPreflight, InvalidArgument, NotFound, PermissionDenied
@@ -97,3 +99,34 @@ async def test_the_alert_subscription_yields_visible_alerts_and_resumes_after_a_
     )
     assert (await asyncio.wait_for(anext(operator), timeout=10)).alert.subject_id == "f-3"
     await operator.aclose()
+
+
+async def test_a_follow_resumes_across_a_notifier_restart_without_losing_or_repeating_alerts(
+    api: Api, connect: Connect, notifier: Components, clock: ManualClock
+) -> None:
+    publish_findings(notifier)
+    clock.set(START + DAY)
+    notifier.scheduler.run_pass()
+    following = connect("reviewer").subscribe_alerts(after_sequence=0)
+
+    async def next_subject() -> str:
+        return (await asyncio.wait_for(anext(following), timeout=60)).alert.subject_id
+
+    assert [await next_subject(), await next_subject()] == ["f-1", "f-2"]
+    # The notifier goes away mid-follow (its stream ends UNAVAILABLE), alerts fire while it is
+    # down, and another notifier comes up at the same address.
+    await api.stop()
+    for finding_id in ("f-4", "f-5"):
+        notice = finding_notice(finding_id, embargo_end=START + 4 * DAY, tlp=common_pb2.TLP_GREEN)
+        apply(notifier, clearinghouse_events.FindingPublished(finding=notice))
+    notifier.scheduler.run_pass()
+    await api.start()
+    assert [await next_subject() for _ in range(3)] == ["f-3", "f-4", "f-5"]
+    # Nothing is yielded twice: the next alert to fire is the next one the follow yields.
+    apply(
+        notifier,
+        clearinghouse_events.FindingPublished(finding=finding_notice("f-6", embargo_end=START + 4 * DAY)),
+    )
+    notifier.scheduler.run_pass()
+    assert await next_subject() == "f-6"
+    await following.aclose()

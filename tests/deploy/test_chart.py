@@ -711,3 +711,83 @@ def test_k8s_sandbox_namespace_is_restricted_and_cut_off(helm: str, check_chart:
         {"kind": "ServiceAccount", "name": "preflight-worker", "namespace": "preflight-benchmarks"}
     ]
     assert not any(d["kind"] == "Namespace" for d in render(helm, check_chart, VALUES_FILES["default"]))
+
+
+KUEUE_FLAVORS = [
+    {
+        "name": "h100",
+        "nodeLabels": {"cloud.example/accelerator": "h100"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "quota": {"cpu": "64", "memory": "512Gi", "ephemeral-storage": "2Ti", "nvidia.com/gpu": "8"},
+    },
+    {"name": "cpu", "quota": {"cpu": "32", "memory": "128Gi", "ephemeral-storage": "500Gi"}},
+]
+
+
+def test_kueue_queues_validate_against_kueue_schemas_and_the_local_queue_is_the_jobs(
+    helm: str, check_chart: ModuleType, tmp_path: Path
+) -> None:
+    """benchmark.worker.kueue.create renders ResourceFlavors, a ClusterQueue covering every resource a
+    worker pod requests and the LocalQueue the Jobs name, valid against Kueue's v1beta1 API."""
+    values = tmp_path / "kueue.yaml"
+    kueue = {"enabled": True, "queueName": "preflight-gpu", "create": True, "flavors": KUEUE_FLAVORS}
+    values.write_text(
+        yaml.safe_dump({"benchmark": {"jobNamespace": "preflight-jobs", "worker": {"kueue": kueue}}})
+    )
+    docs = render(helm, check_chart, [*VALUES_FILES["default"], values])
+    flavors = of_kind(docs, "ResourceFlavor")
+    (cluster_queue,) = of_kind(docs, "ClusterQueue")
+    (local_queue,) = of_kind(docs, "LocalQueue")
+    assert check_chart.validate_objects([*flavors, cluster_queue, local_queue], []) == []
+    assert [f["spec"].get("nodeLabels") for f in flavors] == [{"cloud.example/accelerator": "h100"}, None]
+    assert local_queue["metadata"] == {
+        **local_queue["metadata"],
+        "name": "preflight-gpu",
+        "namespace": "preflight-jobs",
+    }
+    assert local_queue["spec"] == {"clusterQueue": cluster_queue["metadata"]["name"]}
+    assert cluster_queue["spec"]["namespaceSelector"] == {
+        "matchLabels": {"kubernetes.io/metadata.name": "preflight-jobs"}
+    }
+    (group,) = cluster_queue["spec"]["resourceGroups"]
+    assert group["coveredResources"] == ["cpu", "memory", "ephemeral-storage", "nvidia.com/gpu"]
+    quota = {f["name"]: {r["name"]: r["nominalQuota"] for r in f["resources"]} for f in group["flavors"]}
+    assert quota == {
+        "h100": KUEUE_FLAVORS[0]["quota"],
+        "cpu": {**KUEUE_FLAVORS[1]["quota"], "nvidia.com/gpu": "0"},
+    }
+    # The dispatcher names the queue on its Jobs.
+    (benchmark,) = [d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == "preflight-benchmark"]
+    env = {e["name"]: e.get("value") for e in benchmark["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["PREFLIGHT_BENCHMARK_K8S_KUEUE_QUEUE"] == "preflight-gpu"
+    assert not {"ResourceFlavor", "ClusterQueue", "LocalQueue"} & {
+        d["kind"] for d in render(helm, check_chart, VALUES_FILES["default"])
+    }
+
+
+def test_kueue_schemas_refuse_what_kueue_refuses(check_chart: ModuleType) -> None:
+    local_queue = {
+        "apiVersion": "kueue.x-k8s.io/v1beta1",
+        "kind": "LocalQueue",
+        "metadata": {"name": "preflight-gpu", "namespace": "preflight"},
+        "spec": {"clusterQueue": "preflight-benchmark"},
+    }
+    assert check_chart.validate_objects([local_queue], []) == []
+    assert check_chart.validate_objects(
+        [{**local_queue, "spec": {"clusterQueue": "preflight-benchmark", "queue": "x"}}], []
+    )
+    assert check_chart.validate_objects([{**local_queue, "spec": {}}], [])
+    cluster_queue = {
+        "apiVersion": "kueue.x-k8s.io/v1beta1",
+        "kind": "ClusterQueue",
+        "metadata": {"name": "preflight-benchmark"},
+        "spec": {
+            "resourceGroups": [
+                {
+                    "coveredResources": ["cpu"],
+                    "flavors": [{"name": "cpu", "resources": [{"name": "cpu", "nominalQuota": "lots"}]}],
+                }
+            ]
+        },
+    }
+    assert check_chart.validate_objects([cluster_queue], [])

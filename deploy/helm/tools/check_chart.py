@@ -40,6 +40,9 @@ CRD_SCHEMAS = {
     ("kafka.strimzi.io/v1", "KafkaTopic"): CRDS / "kafkatopic-v1.json",
     ("kafka.strimzi.io/v1", "KafkaUser"): CRDS / "kafkauser-v1.json",
     ("gateway.networking.k8s.io/v1", "GRPCRoute"): CRDS / "grpcroute-v1.json",
+    ("kueue.x-k8s.io/v1beta1", "ResourceFlavor"): CRDS / "kueue-resourceflavor-v1beta1.json",
+    ("kueue.x-k8s.io/v1beta1", "ClusterQueue"): CRDS / "kueue-clusterqueue-v1beta1.json",
+    ("kueue.x-k8s.io/v1beta1", "LocalQueue"): CRDS / "kueue-localqueue-v1beta1.json",
 }
 
 # The values the chart requires and has no default for: "default" renders add them.

@@ -227,7 +227,33 @@ worker = obj(
         "runtimeClassName": ref("optionalName"),
         "priorityClassName": ref("optionalName"),
         "k8sSandbox": obj({"enabled": boolean, "namespace": ref("optionalName")}, required=["enabled"]),
-        "kueue": obj({"enabled": boolean, "queueName": string}, required=["enabled"]),
+        "kueue": obj(
+            {
+                "enabled": boolean,
+                "queueName": string,
+                "create": boolean,
+                "clusterQueue": ref("optionalName"),
+                "cohort": ref("optionalName"),
+                "flavors": {
+                    "type": "array",
+                    "items": obj(
+                        {
+                            "name": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"},
+                            "nodeLabels": {"type": "object", "additionalProperties": string},
+                            "tolerations": {"type": "array", "items": {"type": "object"}},
+                            "quota": obj(
+                                {
+                                    name: {"type": "string", "pattern": r"^\d+(\.\d+)?(m|[KMGT]i|[kMGT])?$"}
+                                    for name in ("cpu", "memory", "ephemeral-storage", "nvidia.com/gpu")
+                                }
+                            ),
+                        },
+                        required=["name"],
+                    ),
+                },
+            },
+            required=["enabled"],
+        ),
         "existingSecret": ref("optionalName"),
         "secretKeys": obj({"serviceToken": ref("secretKeyName")}, required=["serviceToken"]),
     },

@@ -68,10 +68,14 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: fl
         time.sleep(every)
 
 
-def cli(args: list[str], token_file: Path, env: dict[str, str], capture: bool = False) -> str:
-    full_env = {**env, "PREFLIGHT_TOKEN_FILE": str(token_file)}
+def cli(args: list[str], env: dict[str, str], capture: bool = False) -> str:
+    """`preflight ARGS` as the lab, as its profile in the stack's profile file says (`env`)."""
     result = subprocess.run(
-        [str(BIN / "preflight"), *args], env=full_env, text=True, capture_output=capture, check=False
+        [str(BIN / "preflight"), "--profile", "lab", *args],
+        env=env,
+        text=True,
+        capture_output=capture,
+        check=False,
     )
     if result.returncode != 0:
         raise DemoFailed(f"`preflight {' '.join(args)}` failed ({result.returncode}): {result.stderr or ''}")
@@ -98,10 +102,10 @@ def main() -> int:
         raise DemoFailed("the stack did not start")
     state = json.loads((run_dir / "stack.json").read_text())
     ports = state["ports"]
-    # The lab's token, in the 0600 file the stack wrote: a token is never an environment variable.
-    lab_token = run_dir / "tokens" / "lab.token"
+    # The CLI finds the lab's address and token file in the profile file the stack wrote, and in
+    # nothing else: no other PREFLIGHT_* setting of the caller's and no user config file.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFLIGHT_")}
-    env["PREFLIGHT_TARGET"] = f"127.0.0.1:{ports['intake']}"
+    env["PREFLIGHT_CONFIG"] = str(run_dir / "preflight.toml")
 
     step("2. a lab submits its model with the CLI")
     manifest = yaml.safe_load((ROOT / "examples/model.yaml").read_text())
@@ -119,18 +123,17 @@ def main() -> int:
     submitted = json.loads(
         cli(
             ["--json", "submit", "--idempotency-key", f"demo-{uuid.uuid4()}", str(manifest_path)],
-            lab_token,
             env,
             capture=True,
         )
     )
     submission_id = submitted.get("submission_id") or submitted["submission"]["submission_id"]
-    cli(["status", submission_id], lab_token, env)
+    cli(["status", submission_id], env)
 
     print(f"\n$ preflight watch {submission_id}")
     watch = subprocess.Popen(
-        [str(BIN / "preflight"), "watch", submission_id],
-        env={**env, "PREFLIGHT_TOKEN_FILE": str(lab_token)},
+        [str(BIN / "preflight"), "--profile", "lab", "watch", submission_id],
+        env=env,
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -4,14 +4,16 @@ local executor, or fetch model weights (a Kubernetes init step).
 The assignment (a WorkerAssignment as JSON, references only) comes from the
 file named by PREFLIGHT_WORKER_ASSIGNMENT_FILE, or from PREFLIGHT_WORKER_ASSIGNMENT.
 A run is traced as `preflight-worker`, in the trace of the assignment's `traceparent`.
-`serve` imports Inspect AI and the suites once, then runs the attempts the local
-executor hands it one after another (`preflight_benchmark.worker.serve`), each
-exactly as `run` would, its spans flushed when it ends.
+`serve` imports Inspect AI and the suites once, then runs each attempt the local
+executor hands it in a fresh child forked from itself (`preflight_benchmark.worker.serve`),
+exactly as `run` would, its spans flushed before the child exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import logging
 import os
 import sys
@@ -32,6 +34,22 @@ from preflight_benchmark.worker import serve, weights
 from preflight_benchmark.worker.run import WorkerSettings, execute
 
 log = logging.getLogger("preflight_benchmark.worker")
+
+# What Inspect imports only once an eval runs (its OpenAI-compatible provider, scoring, hooks, the
+# agent protocol, numpy, rich's markdown): imported by a warm worker, so that each attempt's child
+# starts with them instead of spending seconds importing them again. Some are Inspect's private
+# modules: one that a later Inspect renames only makes attempts slower to start.
+EVAL_MODULES = (
+    "inspect_ai.model._providers.openai_compatible",
+    "inspect_ai.model._providers.none",
+    "inspect_ai.agent._acp",
+    "inspect_ai.hooks",
+    "inspect_ai._control.scoring",
+    "inspect_ai._control.strict",
+    "inspect_ai.solver._transcript",
+    "numpy",
+    "rich.markdown",
+)
 
 
 class ConfigurationError(Exception):
@@ -92,7 +110,9 @@ def attempt_status() -> int:
 
 
 def preload() -> None:
-    """What every attempt needs, imported once: Inspect AI, its OpenAI provider and the suites."""
+    """What every attempt needs, imported once: Inspect AI, its OpenAI provider, what an eval imports
+    (`EVAL_MODULES`) and the suites. Nothing here starts a thread, resolves a credential or reads an
+    assignment: a warm worker forks every attempt from this state."""
     import inspect_ai
     import inspect_ai.log
     import inspect_ai.model  # noqa: F401
@@ -100,6 +120,9 @@ def preload() -> None:
     from inspect_ai._util.entrypoints import ensure_entry_points
 
     ensure_entry_points()  # registers the suites' tasks (this package's inspect_ai entry point)
+    for module in EVAL_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(module)
 
 
 def fetch_weights(dest: Path) -> int:
@@ -123,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("run", help="run the assignment (the default)")
-    commands.add_parser("serve", help="run the assignments the local executor hands over, one after another")
+    commands.add_parser("serve", help="run each assignment the local executor hands over in a fresh child")
     fetch = commands.add_parser("fetch-weights", help="fetch and verify the assignment's weights")
     fetch.add_argument("--dest", type=Path, required=True)
     args = parser.parse_args(argv)

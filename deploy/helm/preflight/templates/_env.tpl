@@ -197,6 +197,14 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 - name: PREFLIGHT_BENCHMARK_K8S_WEIGHTS_GPUS
   value: {{ $w.weights.gpus | quote }}
 {{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_VLLM_IMAGE" $w.weights.vllmImage) }}
+- name: PREFLIGHT_BENCHMARK_K8S_WEIGHTS_STORAGE
+  value: {{ $w.weights.storage | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_WEIGHTS_SHM
+  value: {{ $w.weights.shmSize | quote }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_WEIGHTS_CLAIM" $w.weights.mirrorClaim) }}
+{{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_WEIGHTS_SECRET" $w.weights.existingSecret) }}
+- name: PREFLIGHT_BENCHMARK_K8S_WEIGHTS_ENV
+  value: {{ $w.weights.env | default dict | toJson | quote }}
 {{- if $w.kueue.enabled }}
 - name: PREFLIGHT_BENCHMARK_K8S_KUEUE_QUEUE
   value: {{ $w.kueue.queueName | quote }}

@@ -169,6 +169,8 @@ def _routes(review: Review, revision: int) -> dict[str, list[tuple[str, str, dic
             ("GET", f"/operator/findings/{fid}", {}),
             ("GET", f"/operator/findings/{fid}/export/csaf", {}),
             ("POST", f"/operator/findings/{fid}/patch-status", {"status": "PATCHED", "note": "not mine"}),
+            ("GET", "/operator/alerts", {}),
+            ("POST", "/operator/alerts/any-alert/acknowledge", {"comment": "not mine"}),
         ],
         "lab": [("GET", "/lab/submissions", {}), ("GET", f"/lab/submissions/{sid}/report", {})],
     }
@@ -455,6 +457,11 @@ def test_a_reviewer_signs_off_and_shares_a_finding_the_hospital_sees_and_downloa
     assert csaf["document"]["category"] == "csaf_security_advisory"
     assert csaf["document"]["distribution"]["tlp"]["label"] == "AMBER"
     assert "example-lab" not in document.read_text()
+    # Finding alerts fire at deadlines (embargo end, remediation due), none of which passes here:
+    # the page shows the notifier's (empty) answer for this operator.
+    browser.css("a[href='/operator/alerts']").click()
+    browser.check("operator-alerts")
+    assert browser.css("h1").text == "Alerts" and browser.all("#alerts")
     browser.sign_out()
 
     browser.sign_in(tokens["operator_utility"])

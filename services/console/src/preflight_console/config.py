@@ -16,6 +16,7 @@ class Settings:
     intake_target: str
     clearinghouse_target: str
     benchmark_target: str
+    notifier_target: str
     session_key_file: Path
     session_ttl: float
     secure_cookies: str
@@ -31,6 +32,7 @@ class Settings:
             intake_target=env("PREFLIGHT_INTAKE_TARGET", "localhost:50051"),
             clearinghouse_target=env("PREFLIGHT_CLEARINGHOUSE_TARGET", "localhost:50053"),
             benchmark_target=env("PREFLIGHT_BENCHMARK_TARGET", "localhost:50052"),
+            notifier_target=env("PREFLIGHT_NOTIFIER_TARGET", "localhost:50054"),
             session_key_file=env_path("PREFLIGHT_CONSOLE_SESSION_KEY_FILE", Path("run/console/session.key")),
             session_ttl=env_positive("PREFLIGHT_CONSOLE_SESSION_TTL", 8 * 3600.0),
             secure_cookies=secure,

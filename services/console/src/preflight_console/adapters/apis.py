@@ -13,6 +13,7 @@ from preflight.benchmark.v1 import benchmark_pb2_grpc
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.identity.v1 import identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2_grpc
+from preflight.notifier.v1 import notifier_pb2_grpc
 from preflight_common.channels import aio_channel, credentials_from_env
 
 from preflight_console.config import Settings
@@ -26,6 +27,7 @@ class Apis:
     intake: intake_pb2_grpc.IntakeServiceStub
     benchmark: benchmark_pb2_grpc.BenchmarkServiceStub
     clearinghouse: clearinghouse_pb2_grpc.ClearinghouseServiceStub
+    notifier: notifier_pb2_grpc.NotifierServiceStub
     channels: tuple[grpc.aio.Channel, ...]
 
     @classmethod
@@ -35,12 +37,14 @@ class Apis:
         intake = aio_channel(settings.intake_target, credentials)
         benchmark = aio_channel(settings.benchmark_target, credentials)
         clearinghouse = aio_channel(settings.clearinghouse_target, credentials)
+        notifier = aio_channel(settings.notifier_target, credentials)
         return cls(
             identity=identity_pb2_grpc.IdentityServiceStub(intake),
             intake=intake_pb2_grpc.IntakeServiceStub(intake),
             benchmark=benchmark_pb2_grpc.BenchmarkServiceStub(benchmark),
             clearinghouse=clearinghouse_pb2_grpc.ClearinghouseServiceStub(clearinghouse),
-            channels=(intake, benchmark, clearinghouse),
+            notifier=notifier_pb2_grpc.NotifierServiceStub(notifier),
+            channels=(intake, benchmark, clearinghouse, notifier),
         )
 
     async def close(self) -> None:

@@ -662,6 +662,20 @@ async def export(console: Console, request: Request, session: Session, form: For
     )
 
 
+@page(Role.OPERATOR)
+async def operator_alerts(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """The alerts about findings shared with the operator, newest first, with their acknowledgement."""
+    found = await views.alerts(console.apis, session)
+    return console.render(request, "operator_alerts.html", session, alerts=found)
+
+
+@page(Role.OPERATOR)
+async def acknowledge(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """Acknowledge an alert for the operator's organisation, then back to the alerts."""
+    await views.acknowledge(console.apis, session, request.path_params["alert_id"], form.one("comment"))
+    return RedirectResponse("/operator/alerts", status_code=303)
+
+
 # -- labs --------------------------------------------------------------------------------------
 
 
@@ -705,6 +719,8 @@ def routes() -> list[Route | Mount]:
         Route("/operator/findings/{finding_id}", shared_finding),
         Route("/operator/findings/{finding_id}/export/{format}", export),
         Route("/operator/findings/{finding_id}/patch-status", patch_status, methods=["POST"]),
+        Route("/operator/alerts", operator_alerts),
+        Route("/operator/alerts/{alert_id}/acknowledge", acknowledge, methods=["POST"]),
         Route("/lab/submissions", lab_submissions),
         Route("/lab/submissions/{submission_id}/report", lab_report),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),

@@ -18,6 +18,7 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2, events_pb2
 from preflight.common.v1 import common_pb2
 from preflight.identity.v1 import identity_pb2
 from preflight.intake.v1 import intake_pb2
+from preflight.notifier.v1 import notifier_pb2
 from preflight_common.signing import verify_signature
 
 from preflight_console.adapters.apis import Apis, credentials
@@ -293,6 +294,25 @@ async def set_patch_status(
     """Report the operator's organisation's patch status for a finding shared with it."""
     await apis.clearinghouse.SetPatchStatus(
         clearinghouse_pb2.SetPatchStatusRequest(finding_id=finding_id, status=status, note=note),
+        metadata=credentials(session.token),
+        timeout=TIMEOUT,
+    )
+
+
+async def alerts(apis: Apis, session: Session) -> list[notifier_pb2.AlertRecord]:
+    """The newest alerts the user may see (one page of `PAGE_SIZE`), newest first."""
+    answer: notifier_pb2.ListAlertsResponse = await apis.notifier.ListAlerts(
+        notifier_pb2.ListAlertsRequest(page_size=PAGE_SIZE),
+        metadata=credentials(session.token),
+        timeout=TIMEOUT,
+    )
+    return list(answer.alerts)
+
+
+async def acknowledge(apis: Apis, session: Session, alert_id: str, comment: str) -> None:
+    """Record that the user's organisation has seen an alert."""
+    await apis.notifier.AcknowledgeAlert(
+        notifier_pb2.AcknowledgeAlertRequest(alert_id=alert_id, comment=comment),
         metadata=credentials(session.token),
         timeout=TIMEOUT,
     )

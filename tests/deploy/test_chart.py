@@ -286,8 +286,8 @@ def test_benchmark_worker_settings(rendered: list[dict[str, Any]]) -> None:
     (role,) = dispatcher_rbac(rendered, "Role")
     assert env["PREFLIGHT_BENCHMARK_K8S_NAMESPACE"]["value"] == role["metadata"]["namespace"]
     assert env["PREFLIGHT_BENCHMARK_K8S_IMAGE"]["value"].rsplit("/", 1)[1].startswith("preflight-worker")
-    secret, _, key = env["PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET"]["value"].partition(":")
-    assert secret and key
+    # Workers get a token of their own job (a Secret per Job), never a Secret of the service's token.
+    assert "PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET" not in env
     assert env["PREFLIGHT_BENCHMARK_K8S_SERVICE_ACCOUNT"]["value"] == "preflight-worker"
     for name in ("NODE_SELECTOR", "GPU_NODE_SELECTOR"):
         assert isinstance(json.loads(env[f"PREFLIGHT_BENCHMARK_K8S_{name}"]["value"]), dict)

@@ -11,6 +11,7 @@ their status subresource, so the executor reads Jobs whole.
 from __future__ import annotations
 
 import asyncio
+import base64
 import secrets
 import subprocess
 import uuid
@@ -25,11 +26,14 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from preflight_benchmark.adapters.executors.k8s_lease import LeaseElection
-from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, job_name
+from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, job_name, token_secret_name
 from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor
+from preflight_benchmark.adapters.grpc_clients import GrpcJobTokens
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import AttemptEnd
 from preflight_benchmark.domain.ports import Attempt
+from preflight_benchmark.testing import intake_stand_in
+from preflight_common.auth import Principal, Role
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "preflight"
 # The values the chart requires and has no default for (an eval-log store).
@@ -115,16 +119,15 @@ def namespaces(k8s_cluster: Path, helm: str) -> Iterator[Namespaces]:
             core.delete_namespace(name)
 
 
-def _executor(ns: Namespaces) -> KubernetesExecutor:
+def _executor(ns: Namespaces, job_tokens: GrpcJobTokens | None = None) -> KubernetesExecutor:
     settings = ManifestSettings(
         namespace=ns.jobs,
         image="registry.example/preflight-worker:test",
-        service_token=SecretRef("preflight-worker", "token"),
         intake_target=f"preflight-intake.{ns.release}.svc:50051",
         benchmark_target=f"preflight-benchmark.{ns.release}.svc:50052",
         pod_annotations={HOLD: ""},
     )
-    return KubernetesExecutor(ns.dispatcher, settings, initial_backoff=0.05)
+    return KubernetesExecutor(ns.dispatcher, settings, initial_backoff=0.05, job_tokens=job_tokens)
 
 
 def _attempt() -> Attempt:
@@ -207,3 +210,56 @@ async def test_the_dispatchers_role_lets_it_hold_renew_and_release_the_dispatche
     with pytest.raises(ApiException) as refused:
         await asyncio.to_thread(other.try_acquire_or_renew)
     assert refused.value.status == 403
+
+
+async def test_each_job_mounts_a_token_secret_of_its_own_job_owned_by_the_job(
+    namespaces: Namespaces, tmp_path: Path
+) -> None:
+    """The dispatcher's Role lets it create each Job's token Secret; the Secret holds a token of
+    that job only (issued by the identity service, a real loopback stand-in of intake), is owned
+    by the Job (the garbage collector deletes it with the Job) and is what the Job mounts."""
+    with intake_stand_in(tmp_path) as intake:
+        executor = _executor(namespaces, GrpcJobTokens(intake.target, intake.service_token))
+        attempt = _attempt()
+        name = job_name(attempt.job_id, attempt.attempt)
+        await executor.create(attempt)
+        await executor.create(attempt)  # both 409s (Job, Secret): created, the Secret kept
+        admin = client.CoreV1Api(namespaces.admin)
+        job = client.BatchV1Api(namespaces.admin).read_namespaced_job(name, namespaces.jobs)
+        secret = admin.read_namespaced_secret(
+            token_secret_name(attempt.job_id, attempt.attempt), namespaces.jobs
+        )
+        [owner] = secret.metadata.owner_references
+        assert (owner.kind, owner.name, owner.uid) == ("Job", name, job.metadata.uid)
+        token = base64.b64decode(secret.data["token"]).decode()
+        resolved = intake.tokens.resolve(token)
+        assert resolved is not None and resolved[0] == Principal(attempt.job_id, Role.WORKER, "preflight")
+        assert token != intake.service_token
+        volumes = {v.name: v for v in job.spec.template.spec.volumes}
+        [mount] = [m for m in job.spec.template.spec.containers[0].volume_mounts if m.name == "job-token"]
+        assert mount.read_only
+        assert volumes["job-token"].secret.secret_name == secret.metadata.name
+        # Nothing else of the service's reaches the pod: no volume of another Secret holds a token.
+        assert [v.secret.secret_name for v in volumes.values() if v.secret] == [secret.metadata.name]
+        # The Role lets the dispatcher create Secrets, never read one.
+        with pytest.raises(ApiException) as refused:
+            client.CoreV1Api(namespaces.dispatcher).read_namespaced_secret(
+                secret.metadata.name, namespaces.jobs
+            )
+        assert refused.value.status == 403
+        # Deleting the Job (the executor's cancel) deletes its Secret: the garbage collector.
+        await executor.cancel(attempt.job_id, attempt.attempt)
+
+        async def secret_gone() -> None:
+            while True:
+                try:
+                    await asyncio.to_thread(
+                        admin.read_namespaced_secret, secret.metadata.name, namespaces.jobs
+                    )
+                except ApiException as exc:
+                    if exc.status == 404:
+                        return
+                    raise
+                await asyncio.sleep(0.1)
+
+        await asyncio.wait_for(secret_gone(), WAIT)

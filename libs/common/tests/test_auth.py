@@ -10,11 +10,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight_common.auth import (
+    JOB_TOKEN_MAX_LIFETIME,
     IdentityServicer,
     IntrospectionAuthenticator,
     LocalAuthenticator,
@@ -497,3 +499,39 @@ async def test_a_locally_cached_token_stops_working_at_its_expiry(store: TokenSt
     refused_at = await _refused_within(local, token, time.monotonic() + 30)
     assert refused_at is not None, "the cached answer outlived the token"
     assert expiry <= refused_at < expiry + dt.timedelta(seconds=0.5)
+
+
+async def test_a_service_issues_job_tokens_bound_to_one_job_and_expiring_soon(
+    issuer: tuple[str, TokenStore],
+) -> None:
+    target, store = issuer
+    service, lab = store.create(SERVICE).token, store.create(LAB).token
+    soon = Timestamp()
+    soon.FromDatetime(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=30))
+    too_late = Timestamp()
+    too_late.FromDatetime(dt.datetime.now(dt.UTC) + JOB_TOKEN_MAX_LIFETIME + dt.timedelta(minutes=1))
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = identity_pb2_grpc.IdentityServiceStub(channel)
+
+        async def issue(token: str, request: identity_pb2.IssueJobTokenRequest) -> str:
+            response = await stub.IssueJobToken(request, metadata=(("authorization", f"Bearer {token}"),))
+            return str(response.token)
+
+        issued = await issue(service, identity_pb2.IssueJobTokenRequest(job_id="job-1", expires_at=soon))
+        with pytest.raises(grpc.aio.AioRpcError) as denied:
+            await issue(lab, identity_pb2.IssueJobTokenRequest(job_id="job-1", expires_at=soon))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        for request, field in (
+            (identity_pb2.IssueJobTokenRequest(job_id="job-1"), "expires_at"),
+            (identity_pb2.IssueJobTokenRequest(job_id="job-1", expires_at=too_late), "expires_at"),
+            (identity_pb2.IssueJobTokenRequest(job_id="job 1", expires_at=soon), "job_id"),
+        ):
+            with pytest.raises(grpc.aio.AioRpcError) as invalid:
+                await issue(service, request)
+            assert invalid.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert (invalid.value.details() or "").startswith(field)
+    resolved = store.resolve(issued)
+    assert resolved is not None
+    principal, _, expires = resolved
+    assert principal == Principal("job-1", Role.WORKER, SERVICE.organisation)
+    assert expires == soon.ToDatetime(tzinfo=dt.UTC)

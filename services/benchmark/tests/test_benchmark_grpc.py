@@ -175,13 +175,15 @@ def _results(store: JobStore) -> list[str]:
 
 def test_only_the_running_attempt_can_report_and_only_once(api: Api) -> None:
     (job,) = plan(api.store, "sub-report", "lab-a", ["a"])
-    service = api.auth(api.intake.service_token)
+    service = api.auth(api.intake.job_token(job))  # the attempt's worker
     completed = benchmark_pb2.ReportJobResultRequest(
         job_id=job, attempt=1, completed=events_pb2.BenchmarkCompleted(samples_total=3)
     )
-    with pytest.raises(grpc.RpcError) as lab:
-        api.stub.ReportJobResult(completed, metadata=api.auth(api.intake.lab_token("lab-a")))
-    assert lab.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # Neither a lab, nor the service's own token, nor another job's worker reports for this job.
+    for token in (api.intake.lab_token("lab-a"), api.intake.service_token, api.intake.job_token("bj-other")):
+        with pytest.raises(grpc.RpcError) as denied:
+            api.stub.ReportJobResult(completed, metadata=api.auth(token))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with pytest.raises(grpc.RpcError) as pending:
         api.stub.ReportJobResult(completed, metadata=service)
     assert pending.value.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -192,7 +194,7 @@ def test_only_the_running_attempt_can_report_and_only_once(api: Api) -> None:
     with pytest.raises(grpc.RpcError) as unknown:
         api.stub.ReportJobResult(
             benchmark_pb2.ReportJobResultRequest(job_id="bj-x", attempt=1, completed=completed.completed),
-            metadata=service,
+            metadata=api.auth(api.intake.job_token("bj-x")),
         )
     assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
 
@@ -219,7 +221,7 @@ def test_only_the_running_attempt_can_report_and_only_once(api: Api) -> None:
 def test_a_retryable_reported_failure_queues_another_attempt_without_an_event(api: Api) -> None:
     (job,) = plan(api.store, "sub-retry", "lab-a", ["a"])
     api.store.start_attempt(api.store.get(job), NOW)  # type: ignore[arg-type]
-    service = api.auth(api.intake.service_token)
+    service = api.auth(api.intake.job_token(job))
     failed = events_pb2.BenchmarkFailed(
         reason=events_pb2.FAILURE_REASON_MODEL_UNREACHABLE, message="connection refused", retryable=True
     )

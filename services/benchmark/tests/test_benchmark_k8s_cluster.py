@@ -18,6 +18,7 @@ Where a worker would report, the test reports over gRPC as the worker does.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import secrets
@@ -106,6 +107,21 @@ class Cluster:
             return next((p for p in self.pods(name) if p.status.phase == "Running"), None)
 
         return wait_until(running, WAIT, f"the pod of Job {name} running")
+
+    def job_token(self, name: str) -> str:
+        """The token in the Secret Job `name` mounts (the dispatcher creates it just after the Job)."""
+        (volume,) = [v for v in self.job(name).spec.template.spec.volumes if v.name == "job-token"]
+
+        def token() -> str | None:
+            try:
+                secret = self.core.read_namespaced_secret(volume.secret.secret_name, self.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            return base64.b64decode(secret.data["token"]).decode()
+
+        return str(wait_until(token, WAIT, f"the token Secret of Job {name}"))
 
     def end_worker(self, name: str, exit_code: int = 0) -> None:
         """End the held worker of Job `name` with `exit_code`, as kwok simulates it."""
@@ -223,12 +239,12 @@ def test_cpu_and_gpu_suites_run_as_jobs_and_reported_results_complete_them(
     assert cpu_pod.spec.node_name == gpu_pod.spec.node_name == NODE
     assert gpu_pod.metadata.labels["preflight.dev/job-id"] == jobs["k8s.gpu"]
 
-    # Each worker reports its result, then exits 0.
-    reporter = GrpcResultReporter(k8s_service.target, intake.service_token)
+    # Each worker reports its result, with the token of the Secret its Job mounts, then exits 0.
     for suite, name in (("k8s.cpu", cpu), ("k8s.gpu", gpu)):
         report = benchmark_pb2.ReportJobResultRequest(
             job_id=jobs[suite], attempt=1, completed=events_pb2.BenchmarkCompleted(samples_total=3)
         )
+        reporter = GrpcResultReporter(k8s_service.target, cluster.job_token(name))
         assert asyncio.run(reporter.report(report)).accepted
         cluster.end_worker(name)
 

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from kubernetes import client
 from preflight_benchmark.adapters.catalog_file import load_catalog
-from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, job_name
+from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, job_name
 from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor
 from preflight_benchmark.adapters.grpc_clients import GrpcSubmissionStatuses
 from preflight_benchmark.adapters.store import JobStore
@@ -169,7 +169,6 @@ def executor(api: FakeBatchApi) -> KubernetesExecutor:
     settings = ManifestSettings(
         namespace="preflight",
         image="preflight-benchmark:test",
-        service_token=SecretRef("worker-token", "token"),
         intake_target="intake:50051",
         benchmark_target="benchmark:50052",
     )

@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client, config
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.adapters.executors.k8s_lease import LeaseElection
-from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, SecretRef, job_name
+from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, job_name
 from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor
 from preflight_benchmark.adapters.grpc_clients import GrpcSubmissionStatuses
 from preflight_benchmark.adapters.store import JobStore
@@ -91,7 +91,6 @@ def _executor(namespace: Namespace, replica: str) -> KubernetesExecutor:
     settings = ManifestSettings(
         namespace=namespace.name,
         image="registry.example/preflight-worker:test",
-        service_token=SecretRef("worker-token", "token"),
         intake_target="intake:50051",
         benchmark_target="benchmark:50052",
         pod_annotations={HOLD: ""},

@@ -28,11 +28,9 @@ from preflight_common.config import ConfigError
 
 # The three newest Kubernetes versions whose schemas kubernetes-validate 1.37 ships.
 KUBERNETES_VERSIONS = ["1.35.0", "1.36.0", "1.37.0"]
-SERVICE_TOKEN = SecretRef("preflight-benchmark-worker", "token")
 SETTINGS = ManifestSettings(
     namespace="preflight",
     image="registry.example/preflight-benchmark:1.0.0",
-    service_token=SERVICE_TOKEN,
     intake_target="preflight-intake:50051",
     benchmark_target="preflight-benchmark:50052",
     gpu_node_selector={"cloud.example/accelerator": "h100"},
@@ -97,7 +95,6 @@ def test_pod_annotations_go_on_the_pods_only() -> None:
     annotated = ManifestSettings(
         namespace="preflight",
         image="preflight-benchmark:1",
-        service_token=SERVICE_TOKEN,
         intake_target="intake:50051",
         benchmark_target="benchmark:50052",
         pod_annotations={"cluster-autoscaler.kubernetes.io/safe-to-evict": "false"},
@@ -144,7 +141,7 @@ def test_labels_name_the_submission_job_suite_and_queue() -> None:
     assert CPU_JOB["spec"]["template"]["metadata"]["labels"] == labels
 
 
-def test_the_service_token_is_a_mounted_file_never_an_environment_variable() -> None:
+def test_the_job_token_is_a_file_of_the_jobs_own_secret_never_an_environment_variable() -> None:
     for job in (CPU_JOB, GPU_JOB):
         for container in containers(job):
             for variable in container.get("env", []):
@@ -153,14 +150,14 @@ def test_the_service_token_is_a_mounted_file_never_an_environment_variable() -> 
         pod = job["spec"]["template"]["spec"]
         worker = pod["containers"][0]
         env = {v["name"]: v.get("value") for v in worker["env"]}
-        assert env["PREFLIGHT_SERVICE_TOKEN_FILE"] == "/etc/preflight/service-token/token"
-        mount = next(m for m in worker["volumeMounts"] if m["mountPath"] == "/etc/preflight/service-token")
+        assert env["PREFLIGHT_SERVICE_TOKEN_FILE"] == "/etc/preflight/job-token/token"
+        mount = next(m for m in worker["volumeMounts"] if m["mountPath"] == "/etc/preflight/job-token")
         assert mount["readOnly"] is True
         volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
         assert volume["secret"] == {
-            "secretName": SERVICE_TOKEN.name,
+            "secretName": f"{job['metadata']['name']}-token",
             "defaultMode": 0o440,
-            "items": [{"key": SERVICE_TOKEN.key, "path": "token"}],
+            "items": [{"key": "token", "path": "token"}],
         }
 
 
@@ -231,7 +228,6 @@ def test_secret_references_are_read_from_the_environment_and_named_when_malforme
     monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET", "preflight-grpc-tls:ca.crt")
     manifest = KubernetesSettings.from_env("benchmark:50052", LOG_ROOT).manifest
     assert manifest.grpc_ca == SecretRef("preflight-grpc-tls", "ca.crt")
-    assert manifest.service_token == SecretRef("preflight-benchmark-worker", "token")
     monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET", "preflight-grpc-tls")
     with pytest.raises(ConfigError, match="PREFLIGHT_BENCHMARK_K8S_GRPC_CA_SECRET: expected"):
         KubernetesSettings.from_env("benchmark:50052", LOG_ROOT)

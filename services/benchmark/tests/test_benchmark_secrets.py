@@ -1,10 +1,9 @@
 """The benchmark service's secrets come from files: the service token is refused in the
-environment, and the local workers get it as a 0600 file, never as a variable."""
+environment, and the local workers never get it (each attempt holds its own job's token)."""
 
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -24,9 +23,7 @@ def test_the_service_token_in_the_environment_is_refused(monkeypatch: pytest.Mon
     assert TOKEN not in str(refused.value)
 
 
-def test_local_workers_get_the_service_token_as_a_private_file(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_local_workers_get_no_service_token(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     token_file = tmp_path / "service.token"
     token_file.write_text(TOKEN + "\n")
     monkeypatch.delenv("PREFLIGHT_SERVICE_TOKEN", raising=False)
@@ -35,11 +32,12 @@ def test_local_workers_get_the_service_token_as_a_private_file(
     settings = BenchmarkSettings.from_env()
     assert settings.service_token == TOKEN
     env = local_worker_env(settings, "127.0.0.1:50052")
+    # Each attempt gets its own job's token instead (test_benchmark_job_tokens.py).
+    assert "PREFLIGHT_SERVICE_TOKEN_FILE" not in env
     assert not any(TOKEN in value for value in env.values())
-    handed = Path(env["PREFLIGHT_SERVICE_TOKEN_FILE"])
-    assert handed.is_absolute()
-    assert handed.read_text() == TOKEN + "\n"
-    assert stat.S_IMODE(handed.stat().st_mode) == 0o600
+    assert not any(
+        TOKEN in path.read_text() for path in tmp_path.rglob("*") if path.is_file() and path != token_file
+    )
 
 
 @pytest.mark.slow  # starts the reference model's process

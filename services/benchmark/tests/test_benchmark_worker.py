@@ -38,7 +38,7 @@ def endpoint_job(credential_ref: str) -> events_pb2.BenchmarkJobRequested:
 
 def test_the_credential_is_resolved_by_reference_for_the_job(intake: IntakeStandIn) -> None:
     ref = intake.add_credential("sk-secret-value")
-    resolver = GrpcCredentialResolver(intake.target, intake.service_token)
+    resolver = GrpcCredentialResolver(intake.target, intake.job_token("bj-1"))
     access = asyncio.run(model_access(endpoint_job(ref), resolver, WorkerSettings()))
     assert (access.spec, access.base_url, access.api_key) == (
         "openai-api/preflight/frontier",
@@ -49,17 +49,19 @@ def test_the_credential_is_resolved_by_reference_for_the_job(intake: IntakeStand
 
 
 def test_an_unknown_reference_is_a_configuration_error(intake: IntakeStandIn) -> None:
-    resolver = GrpcCredentialResolver(intake.target, intake.service_token)
+    resolver = GrpcCredentialResolver(intake.target, intake.job_token("bj-1"))
     with pytest.raises(WorkerFailure) as failure:
         asyncio.run(model_access(endpoint_job("cred-unknown"), resolver, WorkerSettings()))
     assert (failure.value.reason, failure.value.retryable) == (FailureReason.CONFIG_ERROR, False)
     assert "NOT_FOUND" in failure.value.message
 
 
-def test_a_non_service_principal_cannot_resolve_credentials(intake: IntakeStandIn) -> None:
-    resolver = GrpcCredentialResolver(intake.target, intake.lab_token("lab-a"))
-    with pytest.raises(CredentialError, match="PERMISSION_DENIED"):
-        asyncio.run(resolver.resolve(intake.add_credential("sk-x"), "bj-1"))
+def test_only_the_jobs_own_token_resolves_its_credential(intake: IntakeStandIn) -> None:
+    ref = intake.add_credential("sk-x")
+    for token in (intake.lab_token("lab-a"), intake.service_token, intake.job_token("bj-2")):
+        resolver = GrpcCredentialResolver(intake.target, token)
+        with pytest.raises(CredentialError, match="PERMISSION_DENIED"):
+            asyncio.run(resolver.resolve(ref, "bj-1"))
 
 
 def test_an_unreachable_intake_is_a_retryable_failure() -> None:
@@ -75,13 +77,13 @@ def test_the_credential_is_resolved_over_tls_when_the_ca_is_given(tmp_path: Path
     with intake_stand_in(tmp_path, tls=ServerTLS(issued.certificate, issued.key)) as intake:
         ref = intake.add_credential("sk-over-tls")
         trusting = GrpcCredentialResolver(
-            intake.target, intake.service_token, credentials=grpc.ssl_channel_credentials(authority.pem)
+            intake.target, intake.job_token("bj-1"), credentials=grpc.ssl_channel_credentials(authority.pem)
         )
         assert asyncio.run(trusting.resolve(ref, "bj-1")) == "sk-over-tls"
         # Plaintext, or a CA that did not issue intake's certificate: no connection, nothing sent.
         for credentials in (None, grpc.ssl_channel_credentials(TestAuthority().pem)):
             resolver = GrpcCredentialResolver(
-                intake.target, intake.service_token, credentials=credentials, attempts=1, timeout=5
+                intake.target, intake.job_token("bj-1"), credentials=credentials, attempts=1, timeout=5
             )
             with pytest.raises(CredentialError, match="intake unreachable"):
                 asyncio.run(resolver.resolve(ref, "bj-1"))

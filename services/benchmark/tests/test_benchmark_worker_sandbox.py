@@ -34,8 +34,8 @@ from preflight_benchmark.adapters.executors.k8s_manifest import (
     EVAL_LOG_CREDENTIALS_DIR,
     EvalLogStore,
     ManifestSettings,
-    SecretRef,
     build_job,
+    token_secret_name,
 )
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT, FailureReason
@@ -50,7 +50,6 @@ pytestmark = pytest.mark.skipif(
     BWRAP is None and os.environ.get("CI") != "true", reason="bubblewrap (bwrap) is not installed"
 )
 WORKER = str(Path(sys.executable).parent / "preflight-worker")
-TOKEN_SECRET = SecretRef("preflight-worker", "service-token")
 STORE_SECRET = "eval-log-store"
 BUCKET = "preflight-eval-logs"
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -222,12 +221,16 @@ def manifest_settings(intake: IntakeStandIn, results_target: str, store: EvalLog
     return ManifestSettings(
         namespace="preflight",
         image="preflight-worker:test",
-        service_token=TOKEN_SECRET,
         intake_target=intake.target,
         benchmark_target=results_target,
         worker_command=(WORKER,),
         eval_logs=store,
     )
+
+
+def job_token_secret(intake: IntakeStandIn, attempt: Attempt) -> dict[str, dict[str, str]]:
+    """The attempt's token Secret as the executor creates it (`token_secret`): its job's token."""
+    return {token_secret_name(attempt.job_id, attempt.attempt): {"token": intake.job_token(attempt.job_id)}}
 
 
 def run_job(
@@ -240,10 +243,7 @@ def run_job(
 ) -> events_pb2.BenchmarkCompleted:
     target, servicer = results
     job = build_job(attempt, manifest_settings(intake, target, store))
-    secrets = {
-        TOKEN_SECRET.name: {TOKEN_SECRET.key: intake.service_token},
-        STORE_SECRET: {"credentials": S3_CREDENTIALS},
-    }
+    secrets = {**job_token_secret(intake, attempt), STORE_SECRET: {"credentials": S3_CREDENTIALS}}
     done = Kubelet(tmp_path / "volumes", secrets, claims).run(job)
     assert done.returncode == 0, done.stderr[-4000:]
     [report] = [r for r in servicer.reports if r.job_id == attempt.job_id]
@@ -327,7 +327,7 @@ def test_a_log_root_on_the_read_only_file_system_is_reported_as_a_configuration_
         reference_model, intake.add_credential(model_key), "/var/lib/preflight/eval-logs"
     )
     job = build_job(attempt, manifest_settings(intake, target, EvalLogStore()))
-    secrets = {TOKEN_SECRET.name: {TOKEN_SECRET.key: intake.service_token}}
+    secrets = job_token_secret(intake, attempt)
     done = Kubelet(tmp_path / "volumes", secrets, claims={}).run(job)
     assert done.returncode == CONFIG_ERROR_EXIT, done.stderr[-4000:]
     [report] = [r for r in servicer.reports if r.job_id == attempt.job_id]

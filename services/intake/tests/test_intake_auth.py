@@ -185,7 +185,7 @@ def test_only_admins_issue_tokens(clients: dict[str, Client]) -> None:
             clients[role].create_token(principal_id="x", role=identity_pb2.ROLE_ADMIN, organisation="lab-a")
 
 
-def test_only_service_principals_resolve_credentials_and_every_attempt_is_audited(
+def test_only_a_jobs_worker_resolves_credentials_and_every_attempt_is_audited(
     intake: Any,
     clients: dict[str, Client],
     make_request: Callable[..., intake_pb2.SubmitModelRequest],
@@ -194,17 +194,22 @@ def test_only_service_principals_resolve_credentials_and_every_attempt_is_audite
     submission = clients["lab_a"].submit(make_request("lab-a")).submission
     ref = submission.access.endpoint.credential_ref
     assert ref and credential not in str(submission)
-    for role in ("lab_a", "reviewer", "admin"):
+    for role in ("lab_a", "reviewer", "admin", "service"):
         with pytest.raises(PermissionDenied):
             clients[role].resolve_credential(ref, "job-x")
+
+    def worker(job_id: str) -> Client:
+        """A client with the job token of `job_id` (as IssueJobToken issues it)."""
+        return Client(intake.target, token=intake.token(job_id, Role.WORKER, "preflight"))
+
     # A job intake does not know for the submission (test_intake_progress.py: a running one).
-    with pytest.raises(Unavailable):
-        clients["service"].resolve_credential(ref, "job-1")
-    with pytest.raises(NotFound):
-        clients["service"].resolve_credential("cred-unknown", "job-2")
+    with worker("job-1") as client, pytest.raises(Unavailable):
+        client.resolve_credential(ref, "job-1")
+    with worker("job-2") as client, pytest.raises(NotFound):
+        client.resolve_credential("cred-unknown", "job-2")
     clients["lab_a"].withdraw(submission.submission_id)
-    with pytest.raises(FailedPrecondition):
-        clients["service"].resolve_credential(ref, "job-3")
+    with worker("job-3") as client, pytest.raises(FailedPrecondition):
+        client.resolve_credential(ref, "job-3")
     log = tables.credential_access_log
     with intake.engine.connect() as conn:
         rows = conn.execute(
@@ -217,9 +222,10 @@ def test_only_service_principals_resolve_credentials_and_every_attempt_is_audite
         ("alice", "job-x"): "denied",
         ("rita", "job-x"): "denied",
         ("root", "job-x"): "denied",
-        ("worker", "job-1"): "denied",
-        ("worker", "job-2"): "denied",
-        ("worker", "job-3"): "denied",
+        ("worker", "job-x"): "denied",
+        ("job-1", "job-1"): "denied",
+        ("job-2", "job-2"): "denied",
+        ("job-3", "job-3"): "denied",
     }
 
 

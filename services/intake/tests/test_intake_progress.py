@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from google.protobuf.message import Message
 from kafka import KafkaProducer
 from preflight.benchmark.v1 import events_pb2 as benchmark
 from preflight.intake.v1 import intake_pb2
-from preflight.sdk import Client, FailedPrecondition, Unavailable
+from preflight.sdk import Client, FailedPrecondition, PermissionDenied, Unauthenticated, Unavailable
 from preflight_common.auth import Role
 from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings, Topics
@@ -212,18 +213,22 @@ def test_a_credential_resolves_only_for_a_running_job_of_its_submission(
     credential: str,
 ) -> None:
     topics = intake.settings.topics
+    # Each job's worker holds a token of its own job (IssueJobToken); the service's own token
+    # resolves nothing.
     with (
         Client(intake.target, token=intake.token("alice", Role.LAB, "lab-a")) as lab,
-        Client(intake.target, token=intake.token("worker", Role.SERVICE, "preflight")) as worker,
+        Client(intake.target, token=intake.token("job-mine", Role.WORKER, "preflight")) as worker,
+        Client(intake.target, token=intake.token("job-other", Role.WORKER, "preflight")) as other_worker,
+        Client(intake.target, token=intake.token("benchmark", Role.SERVICE, "preflight")) as service,
     ):
         mine, other = (lab.submit(make_request("lab-a")).submission for _ in range(2))
         ref, other_ref = (s.access.endpoint.credential_ref for s in (mine, other))
         with pytest.raises(Unavailable):  # no job of this submission is known yet
             worker.resolve_credential(ref, "job-mine")
 
-        def resolves(credential_ref: str, job_id: str) -> bool:
+        def resolves(client: Client, credential_ref: str, job_id: str) -> bool:
             try:
-                return worker.resolve_credential(credential_ref, job_id) == credential
+                return client.resolve_credential(credential_ref, job_id) == credential
             except Unavailable:
                 return False
 
@@ -241,11 +246,36 @@ def test_a_credential_resolves_only_for_a_running_job_of_its_submission(
             other.submission_id,
             "cred-2",
         )
-        eventually(lambda: resolves(ref, "job-mine"), what="the credential for its submission's job")
-        eventually(lambda: resolves(other_ref, "job-other"), what="the other submission's job recorded")
+        eventually(lambda: resolves(worker, ref, "job-mine"), what="the credential for its submission's job")
+        eventually(
+            lambda: resolves(other_worker, other_ref, "job-other"), what="the other submission's job recorded"
+        )
         # Another submission's running job opens no credential but its own.
         with pytest.raises(Unavailable):
-            worker.resolve_credential(ref, "job-other")
+            other_worker.resolve_credential(ref, "job-other")
+        # A job's token opens no other job's credential, and the service's token none at all.
+        for client, credential_ref, job_id in (
+            (worker, other_ref, "job-other"),
+            (other_worker, ref, "job-mine"),
+            (service, ref, "job-mine"),
+        ):
+            with pytest.raises(PermissionDenied):
+                client.resolve_credential(credential_ref, job_id)
+        # A job token stops working at its expiry.
+        expiring = intake.token(
+            "job-mine", Role.WORKER, "preflight", datetime.now(UTC) + timedelta(seconds=2)
+        )
+        with Client(intake.target, token=expiring) as short_lived:
+            assert short_lived.resolve_credential(ref, "job-mine") == credential
+
+            def expired() -> bool:
+                try:
+                    short_lived.resolve_credential(ref, "job-mine")
+                except Unauthenticated:
+                    return True
+                return False
+
+            eventually(expired, what="the expired job token refused")
 
         publish(
             producer,

@@ -178,8 +178,6 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ $w.scratchSizeLimit | quote }}
 {{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_RUNTIME_CLASS" $w.runtimeClassName) }}
 {{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_PRIORITY_CLASS" $w.priorityClassName) }}
-- name: PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET
-  value: {{ printf "%s:%s" (include "preflight.workerSecretName" $root) $w.secretKeys.serviceToken | quote }}
 - name: PREFLIGHT_BENCHMARK_K8S_NODE_SELECTOR
   value: {{ $w.nodeSelector | default dict | toJson | quote }}
 - name: PREFLIGHT_BENCHMARK_K8S_TOLERATIONS

@@ -43,6 +43,10 @@ TOKEN_PREFIX = "pft_"  # noqa: S105 - a public prefix, not a secret
 INTROSPECTION_CACHE_TTL = 2.0
 """Seconds an introspection answer is reused: the bound on how long a revoked token keeps working."""
 
+JOB_TOKEN_MAX_LIFETIME = timedelta(days=2)
+"""The longest a job token may live: longer than any attempt's deadline, short enough that a
+leaked one soon stops working even if nobody revokes it."""
+
 
 class Role(enum.Enum):
     """What a principal may do (mirrors `preflight.identity.v1.Role`)."""
@@ -52,6 +56,7 @@ class Role(enum.Enum):
     OPERATOR = "operator"
     ADMIN = "admin"
     SERVICE = "service"
+    WORKER = "worker"
 
     def to_proto(self) -> identity_pb2.Role.ValueType:
         return identity_pb2.Role.Value(f"ROLE_{self.name}")
@@ -426,6 +431,31 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return identity_pb2.CreateTokenResponse(
+            token_id=issued.token_id, token=issued.token, expires_at=_timestamp(issued.expires_at)
+        )
+
+    async def IssueJobToken(
+        self, request: identity_pb2.IssueJobTokenRequest, context: grpc.aio.ServicerContext
+    ) -> identity_pb2.IssueJobTokenResponse:
+        caller = await require_role(context, Role.SERVICE)
+        violations = [
+            ("job_id", description)
+            for name, description in principal_violations(request.job_id, caller.organisation, ())
+            if name == "principal.principal_id"
+        ]
+        expires = timestamp_field(request, "expires_at")
+        now = datetime.now(UTC)
+        if expires is None or not now < expires <= now + JOB_TOKEN_MAX_LIFETIME:
+            violations.append(
+                ("expires_at", f"required, in the future and at most {JOB_TOKEN_MAX_LIFETIME} ahead")
+            )
+        if violations:
+            raise InvalidArgument(violations)
+        worker = Principal(request.job_id, Role.WORKER, caller.organisation)
+        issued = await asyncio.to_thread(
+            self._store.create, worker, expires, f"job {request.job_id}, issued to {caller.principal_id}"
+        )
+        return identity_pb2.IssueJobTokenResponse(
             token_id=issued.token_id, token=issued.token, expires_at=_timestamp(issued.expires_at)
         )
 

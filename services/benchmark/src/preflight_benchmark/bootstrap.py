@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from preflight_common.config import write_secret_file
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
 
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.adapters.executors.local import LocalExecutor
-from preflight_benchmark.adapters.grpc_clients import GrpcSubmissionStatuses
+from preflight_benchmark.adapters.grpc_clients import GrpcJobTokens, GrpcSubmissionStatuses
 from preflight_benchmark.adapters.store import JobStore
 from preflight_benchmark.config import BenchmarkSettings, KubernetesSettings
 from preflight_benchmark.domain.catalog import Catalog
@@ -66,15 +65,12 @@ class Components:
 
 
 def local_worker_env(settings: BenchmarkSettings, benchmark_target: str) -> dict[str, str]:
-    """The local workers' environment: the passed-through variables, where intake and this service
-    are, and the service token as a file (mode 0600 in the work dir), never as a variable."""
+    """The local workers' environment: the passed-through variables and where intake and this
+    service are. No token: each attempt gets its own job's (`LocalExecutor`), never the service's."""
     env = {name: os.environ[name] for name in WORKER_ENV_PASSTHROUGH if name in os.environ}
     env.update(
         {"PREFLIGHT_INTAKE_TARGET": settings.intake_target, "PREFLIGHT_BENCHMARK_TARGET": benchmark_target}
     )
-    if settings.service_token:
-        token = write_secret_file(Path(settings.work_dir).resolve() / "service.token", settings.service_token)
-        env["PREFLIGHT_SERVICE_TOKEN_FILE"] = str(token)
     return env
 
 
@@ -82,6 +78,9 @@ def make_executor(
     settings: BenchmarkSettings, benchmark_target: str
 ) -> tuple[Executor, LeaseElection | None]:
     """The configured executor and, for Kubernetes, the election of the one dispatcher that uses it."""
+    job_tokens = GrpcJobTokens(
+        settings.identity_target, settings.service_token, credentials=settings.client_tls
+    )
     if settings.executor == "kubernetes":
         # Imported here: the Kubernetes client takes seconds to import, and only this executor needs it.
         from preflight_benchmark.adapters.executors.k8s_lease import LeaseElection
@@ -92,7 +91,7 @@ def make_executor(
         election = LeaseElection(
             api, k8s.manifest.namespace, k8s.lease_name, k8s.lease_identity, lease_seconds=k8s.lease_seconds
         )
-        return KubernetesExecutor(api, k8s.manifest), election
+        return KubernetesExecutor(api, k8s.manifest, job_tokens=job_tokens), election
     return LocalExecutor(
         work_root=Path(settings.work_dir).resolve(),
         worker_command=(sys.executable, "-m", "preflight_benchmark.entrypoints.worker_cli", "serve"),
@@ -102,6 +101,7 @@ def make_executor(
         cpus=settings.local_cpus,
         memory=settings.local_memory,
         max_jobs_per_worker=settings.worker_max_jobs,
+        job_tokens=job_tokens,
     ), None
 
 

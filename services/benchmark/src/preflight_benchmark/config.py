@@ -134,14 +134,9 @@ class KubernetesSettings:
     def from_env(cls, benchmark_target: str, log_root: str) -> KubernetesSettings:
         """The executor's settings; `log_root` is the service's PREFLIGHT_BENCHMARK_LOG_ROOT."""
         scratch = _quantity("PREFLIGHT_BENCHMARK_K8S_SCRATCH_SIZE", ManifestSettings.scratch_size_limit)
-        service_token = _secret_ref(
-            "PREFLIGHT_BENCHMARK_K8S_SERVICE_TOKEN_SECRET", "preflight-benchmark-worker:token"
-        )
-        assert service_token is not None
         manifest = ManifestSettings(
             namespace=env("PREFLIGHT_BENCHMARK_K8S_NAMESPACE", "preflight"),
             image=env("PREFLIGHT_BENCHMARK_K8S_IMAGE", "preflight-benchmark:latest"),
-            service_token=service_token,
             intake_target=env("PREFLIGHT_INTAKE_TARGET", "preflight-intake:50051"),
             benchmark_target=benchmark_target,
             service_account=env("PREFLIGHT_BENCHMARK_K8S_SERVICE_ACCOUNT", "") or None,

@@ -97,7 +97,8 @@ class LoopThread:
 
 
 class ResolveCredentialServicer(intake_pb2_grpc.IntakeServiceServicer):
-    """ResolveCredential (`service` principals resolve the references it knows) and GetSubmission
+    """ResolveCredential (a job's `worker` token resolves the references it knows for that job, as
+    intake's does) and GetSubmission
     (a submission's status: BENCHMARKING unless `withdrawn` names it; UNAVAILABLE while
     `unavailable` is set)."""
 
@@ -127,7 +128,9 @@ class ResolveCredentialServicer(intake_pb2_grpc.IntakeServiceServicer):
     async def ResolveCredential(
         self, request: intake_pb2.ResolveCredentialRequest, context: grpc.aio.ServicerContext
     ) -> intake_pb2.ResolveCredentialResponse:
-        await require_role(context, Role.SERVICE)
+        worker = await require_role(context, Role.WORKER)
+        if worker.principal_id != request.job_id:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "only the job's own token resolves")
         self.calls.append((request.credential_ref, request.job_id))
         if request.credential_ref not in self.credentials:
             await context.abort(grpc.StatusCode.NOT_FOUND, "unknown credential reference")
@@ -149,6 +152,10 @@ class IntakeStandIn:
             issued = self.tokens.create(Principal(f"lab-{organisation}", Role.LAB, organisation))
             self.lab_tokens[organisation] = issued.token
         return self.lab_tokens[organisation]
+
+    def job_token(self, job_id: str) -> str:
+        """A token of job `job_id`'s worker, as IssueJobToken issues it."""
+        return self.tokens.create(Principal(job_id, Role.WORKER, "preflight")).token
 
     def add_credential(self, secret: str) -> str:
         ref = f"cred-{uuid.uuid4().hex}"

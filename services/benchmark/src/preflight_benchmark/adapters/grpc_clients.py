@@ -1,18 +1,28 @@
 """Clients of other Preflight services: intake's ResolveCredential and the benchmark service's
-ReportJobResult (the worker), intake's GetSubmission (the dispatcher) — over TLS when given
+ReportJobResult (the worker, with its job token), intake's GetSubmission and the identity
+service's IssueJobToken (the dispatcher, with the service token) — over TLS when given
 channel credentials: `preflight_common.channels`."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime
 
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
+from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
 from preflight_common.channels import aio_channel
 
-from preflight_benchmark.domain.ports import CredentialError, SubmissionStatusUnknown
+from preflight_benchmark.domain.ports import (
+    JOB_TOKEN_MARGIN,
+    Attempt,
+    CredentialError,
+    JobTokenError,
+    SubmissionStatusUnknown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +36,20 @@ def _metadata(token: str) -> tuple[tuple[str, str], ...]:
 
 
 class GrpcCredentialResolver:
-    """Resolves credential references at intake (`service` principal), retrying transient errors."""
+    """Resolves credential references at intake (with the job's `worker` token), retrying transient
+    errors."""
 
     def __init__(
         self,
         target: str,
-        service_token: str,
+        token: str,
         *,
         credentials: grpc.ChannelCredentials | None = None,
         attempts: int = 4,
         timeout: float = 10.0,
     ) -> None:
         self._target = target
-        self._token = service_token
+        self._token = token
         self._credentials = credentials
         self._attempts = attempts
         self._timeout = timeout
@@ -105,12 +116,9 @@ class GrpcSubmissionStatuses:
             self._channel = None
 
 
-class ReportRejected(Exception):
-    """The benchmark service refused the report (the attempt is no longer running)."""
-
-
-class GrpcResultReporter:
-    """Hands a worker's outcome to the benchmark service, retrying while it is unreachable."""
+class GrpcJobTokens:
+    """Issues job tokens at the identity service (`IssueJobToken`, as the benchmark's `service`
+    principal)."""
 
     def __init__(
         self,
@@ -118,11 +126,48 @@ class GrpcResultReporter:
         service_token: str,
         *,
         credentials: grpc.ChannelCredentials | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self._target = target
+        self._token = service_token
+        self._credentials = credentials
+        self._timeout = timeout
+
+    async def issue(self, attempt: Attempt) -> str:
+        job_id = attempt.job_id
+        expiry = Timestamp()
+        expiry.FromDatetime(datetime.now(UTC) + attempt.timeout + JOB_TOKEN_MARGIN)
+        request = identity_pb2.IssueJobTokenRequest(job_id=job_id, expires_at=expiry)
+        async with aio_channel(self._target, self._credentials) as channel:
+            stub = identity_pb2_grpc.IdentityServiceStub(channel)
+            try:
+                response = await stub.IssueJobToken(
+                    request, metadata=_metadata(self._token), timeout=self._timeout
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise JobTokenError(f"no job token for {job_id}: {exc.code().name}") from None
+        return str(response.token)
+
+
+class ReportRejected(Exception):
+    """The benchmark service refused the report (the attempt is no longer running)."""
+
+
+class GrpcResultReporter:
+    """Hands a worker's outcome to the benchmark service (with the job's `worker` token), retrying
+    while it is unreachable."""
+
+    def __init__(
+        self,
+        target: str,
+        token: str,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
         deadline: float = 120.0,
         timeout: float = 15.0,
     ) -> None:
         self._target = target
-        self._token = service_token
+        self._token = token
         self._credentials = credentials
         self._deadline = deadline
         self._timeout = timeout

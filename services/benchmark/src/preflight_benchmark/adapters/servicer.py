@@ -95,7 +95,8 @@ class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
     async def ReportJobResult(
         self, request: benchmark_pb2.ReportJobResultRequest, context: grpc.aio.ServicerContext
     ) -> benchmark_pb2.ReportJobResultResponse:
-        await require_role(context, Role.SERVICE)
+        # Only the attempt's worker reports, with the token of its own job (IssueJobToken).
+        worker = await require_role(context, Role.WORKER)
         violations = []
         if not request.job_id:
             violations.append(("job_id", "required"))
@@ -105,6 +106,8 @@ class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
             violations.append(("outcome", "completed or failed required"))
         if violations:
             await invalid_argument(context, violations)
+        if worker.principal_id != request.job_id:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "a job token reports for its own job only")
         recorded = await asyncio.to_thread(record_result, self._store, request, self._clock)
         match recorded.verdict:
             case Verdict.UNKNOWN_JOB:

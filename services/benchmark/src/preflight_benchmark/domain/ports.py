@@ -57,6 +57,23 @@ class Leadership(Protocol):
         ...
 
 
+JOB_TOKEN_MARGIN = timedelta(minutes=5)
+"""How long a job token outlives its attempt's deadline: the time to end the attempt and report."""
+
+
+class JobTokens(Protocol):
+    """Issues the short-lived token an attempt's worker uses instead of the service's own token."""
+
+    async def issue(self, attempt: Attempt) -> str:
+        """A bearer token valid for the attempt's job only, expiring `JOB_TOKEN_MARGIN` after the
+        attempt's deadline (its timeout from now); raises JobTokenError."""
+        ...
+
+
+class JobTokenError(Exception):
+    """No job token could be issued (the identity service refused or stayed unreachable)."""
+
+
 class CredentialError(Exception):
     """The credential could not be resolved; `retryable` when trying again may help."""
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 LAB = "lab"
 REVIEWER = "reviewer"
 SERVICE = "service"
+WORKER = "worker"
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,8 @@ def listing_scope(caller: Caller) -> str | None:
     raise PermissionError(f"role {caller.role} may not list submissions")
 
 
-def may_resolve_credentials(caller: Caller) -> bool:
-    """Only `service` principals (benchmark workers) may decrypt an endpoint credential."""
-    return caller.role == SERVICE
+def may_resolve_credentials(caller: Caller, job_id: str) -> bool:
+    """Only the worker of job `job_id` may decrypt an endpoint credential for it: a `worker`
+    principal whose id is that job (its token was issued for this one job by IssueJobToken).
+    Service principals may not: a service token never reaches a worker."""
+    return caller.role == WORKER and caller.principal_id == job_id

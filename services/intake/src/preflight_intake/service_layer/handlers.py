@@ -246,14 +246,16 @@ class Intake:
         intake recorded and whose terminal event it has not. An ended job is FailedPrecondition;
         a job id intake does not know for that submission is NotYetKnown (its request may still
         be on the jobs topic: the worker asks again), so a worker token resolves no credential of
-        another submission, nor of a job that ended.
+        another submission, nor of a job that ended. The caller must be the worker of `job_id`
+        (a job token, see `access.may_resolve_credentials`): a job's token opens no other job's
+        credential.
         """
         validate_identifiers(credential_ref=credential_ref, job_id=job_id)
         denial: Exception | None = None
         with self._store.transaction() as tx:
             stored = tx.stored_credential(credential_ref)
-            if not access.may_resolve_credentials(caller):
-                denial = PermissionDenied("only service principals resolve credentials")
+            if not access.may_resolve_credentials(caller, job_id):
+                denial = PermissionDenied("only the worker token of this job resolves its credentials")
             elif stored is None:
                 denial = NotFound("credential_ref: no credential with this reference")
             elif stored.status.terminal:

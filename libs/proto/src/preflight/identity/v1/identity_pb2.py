@@ -25,15 +25,15 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$preflight/identity/v1/identity.proto\x12\x15preflight.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n\tPrincipal\x12\x14\n\x0cprincipal_id\x18\x01 \x01(\t\x12)\n\x04role\x18\x02 \x01(\x0e\x32\x1b.preflight.identity.v1.Role\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x0f\n\x07sectors\x18\x04 \x03(\t\"\x8e\x01\n\x12\x43reateTokenRequest\x12\x33\n\tprincipal\x18\x01 \x01(\x0b\x32 .preflight.identity.v1.Principal\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"f\n\x13\x43reateTokenResponse\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"&\n\x12RevokeTokenRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\'\n\x16IntrospectTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xa0\x01\n\x17IntrospectTokenResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\x33\n\tprincipal\x18\x02 \x01(\x0b\x32 .preflight.identity.v1.Principal\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x04 \x01(\t*r\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0c\n\x08ROLE_LAB\x10\x01\x12\x11\n\rROLE_REVIEWER\x10\x02\x12\x11\n\rROLE_OPERATOR\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x12\x10\n\x0cROLE_SERVICE\x10\x05\x32\xcf\x02\n\x0fIdentityService\x12\x64\n\x0b\x43reateToken\x12).preflight.identity.v1.CreateTokenRequest\x1a*.preflight.identity.v1.CreateTokenResponse\x12\x64\n\x0bRevokeToken\x12).preflight.identity.v1.RevokeTokenRequest\x1a*.preflight.identity.v1.RevokeTokenResponse\x12p\n\x0fIntrospectToken\x12-.preflight.identity.v1.IntrospectTokenRequest\x1a..preflight.identity.v1.IntrospectTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$preflight/identity/v1/identity.proto\x12\x15preflight.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"s\n\tPrincipal\x12\x14\n\x0cprincipal_id\x18\x01 \x01(\t\x12)\n\x04role\x18\x02 \x01(\x0e\x32\x1b.preflight.identity.v1.Role\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x0f\n\x07sectors\x18\x04 \x03(\t\"\x8e\x01\n\x12\x43reateTokenRequest\x12\x33\n\tprincipal\x18\x01 \x01(\x0b\x32 .preflight.identity.v1.Principal\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"f\n\x13\x43reateTokenResponse\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"&\n\x12RevokeTokenRequest\x12\x10\n\x08token_id\x18\x01 \x01(\t\"\x15\n\x13RevokeTokenResponse\"\'\n\x16IntrospectTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\"\xa0\x01\n\x17IntrospectTokenResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\x33\n\tprincipal\x18\x02 \x01(\x0b\x32 .preflight.identity.v1.Principal\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08token_id\x18\x04 \x01(\t\"V\n\x14IssueJobTokenRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"h\n\x15IssueJobTokenResponse\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\r\n\x05token\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\x83\x01\n\x04Role\x12\x14\n\x10ROLE_UNSPECIFIED\x10\x00\x12\x0c\n\x08ROLE_LAB\x10\x01\x12\x11\n\rROLE_REVIEWER\x10\x02\x12\x11\n\rROLE_OPERATOR\x10\x03\x12\x0e\n\nROLE_ADMIN\x10\x04\x12\x10\n\x0cROLE_SERVICE\x10\x05\x12\x0f\n\x0bROLE_WORKER\x10\x06\x32\xbb\x03\n\x0fIdentityService\x12\x64\n\x0b\x43reateToken\x12).preflight.identity.v1.CreateTokenRequest\x1a*.preflight.identity.v1.CreateTokenResponse\x12\x64\n\x0bRevokeToken\x12).preflight.identity.v1.RevokeTokenRequest\x1a*.preflight.identity.v1.RevokeTokenResponse\x12p\n\x0fIntrospectToken\x12-.preflight.identity.v1.IntrospectTokenRequest\x1a..preflight.identity.v1.IntrospectTokenResponse\x12j\n\rIssueJobToken\x12+.preflight.identity.v1.IssueJobTokenRequest\x1a,.preflight.identity.v1.IssueJobTokenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'preflight.identity.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROLE']._serialized_start=729
-  _globals['_ROLE']._serialized_end=843
+  _globals['_ROLE']._serialized_start=924
+  _globals['_ROLE']._serialized_end=1055
   _globals['_PRINCIPAL']._serialized_start=96
   _globals['_PRINCIPAL']._serialized_end=211
   _globals['_CREATETOKENREQUEST']._serialized_start=214
@@ -48,6 +48,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INTROSPECTTOKENREQUEST']._serialized_end=564
   _globals['_INTROSPECTTOKENRESPONSE']._serialized_start=567
   _globals['_INTROSPECTTOKENRESPONSE']._serialized_end=727
-  _globals['_IDENTITYSERVICE']._serialized_start=846
-  _globals['_IDENTITYSERVICE']._serialized_end=1181
+  _globals['_ISSUEJOBTOKENREQUEST']._serialized_start=729
+  _globals['_ISSUEJOBTOKENREQUEST']._serialized_end=815
+  _globals['_ISSUEJOBTOKENRESPONSE']._serialized_start=817
+  _globals['_ISSUEJOBTOKENRESPONSE']._serialized_end=921
+  _globals['_IDENTITYSERVICE']._serialized_start=1058
+  _globals['_IDENTITYSERVICE']._serialized_end=1501
 # @@protoc_insertion_point(module_scope)

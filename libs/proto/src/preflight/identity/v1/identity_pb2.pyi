@@ -37,6 +37,10 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     """Issues and revokes tokens."""
     ROLE_SERVICE: _Role.ValueType  # 5
     """Another Preflight process (e.g. a benchmark worker)."""
+    ROLE_WORKER: _Role.ValueType  # 6
+    """One benchmark job's worker: its principal id is the job id, and it may act only for
+    that job (see IssueJobToken).
+    """
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """What a principal may do. Every gRPC call is made by exactly one principal."""
@@ -52,6 +56,10 @@ ROLE_ADMIN: Role.ValueType  # 4
 """Issues and revokes tokens."""
 ROLE_SERVICE: Role.ValueType  # 5
 """Another Preflight process (e.g. a benchmark worker)."""
+ROLE_WORKER: Role.ValueType  # 6
+"""One benchmark job's worker: its principal id is the job id, and it may act only for
+that job (see IssueJobToken).
+"""
 Global___Role: _TypeAlias = Role  # noqa: Y015
 
 @_typing.final
@@ -225,3 +233,55 @@ class IntrospectTokenResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IntrospectTokenResponse: _TypeAlias = IntrospectTokenResponse  # noqa: Y015
+
+@_typing.final
+class IssueJobTokenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Required: in the future and at most two days ahead (the attempt's deadline plus a margin)."""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueJobTokenRequest: _TypeAlias = IssueJobTokenRequest  # noqa: Y015
+
+@_typing.final
+class IssueJobTokenResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    TOKEN_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    token_id: _builtins.str
+    token: _builtins.str
+    """The secret bearer token; shown once."""
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        token_id: _builtins.str = ...,
+        token: _builtins.str = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["expires_at", b"expires_at", "token", b"token", "token_id", b"token_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueJobTokenResponse: _TypeAlias = IssueJobTokenResponse  # noqa: Y015

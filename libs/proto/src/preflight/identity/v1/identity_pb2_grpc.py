@@ -51,6 +51,11 @@ class IdentityServiceStub:
                 request_serializer=preflight_dot_identity_dot_v1_dot_identity__pb2.IntrospectTokenRequest.SerializeToString,
                 response_deserializer=preflight_dot_identity_dot_v1_dot_identity__pb2.IntrospectTokenResponse.FromString,
                 _registered_method=True)
+        self.IssueJobToken = channel.unary_unary(
+                '/preflight.identity.v1.IdentityService/IssueJobToken',
+                request_serializer=preflight_dot_identity_dot_v1_dot_identity__pb2.IssueJobTokenRequest.SerializeToString,
+                response_deserializer=preflight_dot_identity_dot_v1_dot_identity__pb2.IssueJobTokenResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -81,6 +86,15 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueJobToken(self, request, context):
+        """Issue a short-lived worker token bound to one benchmark job: principal id = job_id,
+        role ROLE_WORKER, the caller's organisation. Service principals only (the benchmark's
+        dispatcher, when it starts an attempt). Revocable with RevokeToken like any token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -98,6 +112,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.IntrospectToken,
                     request_deserializer=preflight_dot_identity_dot_v1_dot_identity__pb2.IntrospectTokenRequest.FromString,
                     response_serializer=preflight_dot_identity_dot_v1_dot_identity__pb2.IntrospectTokenResponse.SerializeToString,
+            ),
+            'IssueJobToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueJobToken,
+                    request_deserializer=preflight_dot_identity_dot_v1_dot_identity__pb2.IssueJobTokenRequest.FromString,
+                    response_serializer=preflight_dot_identity_dot_v1_dot_identity__pb2.IssueJobTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -183,6 +202,33 @@ class IdentityService:
             '/preflight.identity.v1.IdentityService/IntrospectToken',
             preflight_dot_identity_dot_v1_dot_identity__pb2.IntrospectTokenRequest.SerializeToString,
             preflight_dot_identity_dot_v1_dot_identity__pb2.IntrospectTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueJobToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.identity.v1.IdentityService/IssueJobToken',
+            preflight_dot_identity_dot_v1_dot_identity__pb2.IssueJobTokenRequest.SerializeToString,
+            preflight_dot_identity_dot_v1_dot_identity__pb2.IssueJobTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

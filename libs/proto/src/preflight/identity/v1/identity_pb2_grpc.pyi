@@ -45,6 +45,11 @@ class IdentityServiceStub:
     """Resolve a bearer token to its principal (RFC 7662 style). Service and
     admin principals only; an unknown, expired or revoked token is inactive.
     """
+    IssueJobToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.IssueJobTokenRequest, _identity_pb2.IssueJobTokenResponse]
+    """Issue a short-lived worker token bound to one benchmark job: principal id = job_id,
+    role ROLE_WORKER, the caller's organisation. Service principals only (the benchmark's
+    dispatcher, when it starts an attempt). Revocable with RevokeToken like any token.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -62,6 +67,11 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     IntrospectToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.IntrospectTokenRequest, _identity_pb2.IntrospectTokenResponse]  # type: ignore[assignment]
     """Resolve a bearer token to its principal (RFC 7662 style). Service and
     admin principals only; an unknown, expired or revoked token is inactive.
+    """
+    IssueJobToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.IssueJobTokenRequest, _identity_pb2.IssueJobTokenResponse]  # type: ignore[assignment]
+    """Issue a short-lived worker token bound to one benchmark job: principal id = job_id,
+    role ROLE_WORKER, the caller's organisation. Service principals only (the benchmark's
+    dispatcher, when it starts an attempt). Revocable with RevokeToken like any token.
     """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -95,6 +105,17 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_identity_pb2.IntrospectTokenResponse, _abc.Awaitable[_identity_pb2.IntrospectTokenResponse]]:
         """Resolve a bearer token to its principal (RFC 7662 style). Service and
         admin principals only; an unknown, expired or revoked token is inactive.
+        """
+
+    @_abc_1.abstractmethod
+    def IssueJobToken(
+        self,
+        request: _identity_pb2.IssueJobTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.IssueJobTokenResponse, _abc.Awaitable[_identity_pb2.IssueJobTokenResponse]]:
+        """Issue a short-lived worker token bound to one benchmark job: principal id = job_id,
+        role ROLE_WORKER, the caller's organisation. Service principals only (the benchmark's
+        dispatcher, when it starts an attempt). Revocable with RevokeToken like any token.
         """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -35,8 +35,9 @@ MODEL_SERVER_PORT = 8000
 SCRATCH = "/scratch"
 # Where a worker finds the CA that verifies the services' gRPC TLS certificates.
 GRPC_CA_DIR = "/etc/preflight/grpc-ca"
-# The service token's Secret key is mounted here (read-only, mode 0440): never an environment variable.
-SERVICE_TOKEN_DIR = "/etc/preflight/service-token"  # noqa: S105 - a path, not a secret
+# The Job's own token Secret (`token_secret`) is mounted here (read-only, mode 0440): never an
+# environment variable, and never the service's token.
+JOB_TOKEN_DIR = "/etc/preflight/job-token"  # noqa: S105 - a path, not a secret
 # The eval-log store's credentials Secret is mounted here, one file per key (read-only, 0440).
 EVAL_LOG_CREDENTIALS_DIR = "/etc/preflight/eval-log-credentials"
 # The weights store's credentials Secret, in the fetch-weights container only.
@@ -105,7 +106,6 @@ class WeightsSettings:
 class ManifestSettings:
     namespace: str
     image: str
-    service_token: SecretRef
     intake_target: str
     benchmark_target: str
     worker_command: tuple[str, ...] = ("preflight-worker",)
@@ -138,6 +138,30 @@ class ManifestSettings:
 def job_name(job_id: str, attempt: int) -> str:
     """A DNS-1123 name, unique per (job, attempt)."""
     return f"preflight-{job_id.removeprefix('bj-')[:20]}-a{attempt}"
+
+
+def token_secret_name(job_id: str, attempt: int) -> str:
+    """The name of the attempt's job token Secret: its Job's name, suffixed."""
+    return f"{job_name(job_id, attempt)}-token"
+
+
+def token_secret(attempt: Attempt, settings: ManifestSettings, job_uid: str, token: str) -> dict[str, Any]:
+    """The Secret holding the attempt's job token, owned by its Job (uid `job_uid`): the garbage
+    collector deletes it with the Job, whoever deletes that."""
+    name = job_name(attempt.job_id, attempt.attempt)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": token_secret_name(attempt.job_id, attempt.attempt),
+            "namespace": settings.namespace,
+            "labels": labels(attempt, settings),
+            "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": job_uid}],
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {"token": token},
+    }
 
 
 def _label(value: str) -> str:
@@ -188,8 +212,8 @@ def _telemetry_env(settings: ManifestSettings) -> list[dict[str, Any]]:
 
 
 def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
-    """The Job for `attempt`; no secret inline nor in the environment (the service token is a file
-    of a Secret volume, PREFLIGHT_SERVICE_TOKEN_FILE)."""
+    """The Job for `attempt`; no secret inline nor in the environment (the job's token is a file of
+    its own Secret's volume, `token_secret`, named by PREFLIGHT_SERVICE_TOKEN_FILE)."""
     weights = attempt.access_kind == "weights"
     needs_gpu = weights or attempt.resources.gpu > 0
     job_labels = labels(attempt, settings)
@@ -197,7 +221,7 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         {"name": ASSIGNMENT_ENV, "value": attempt.assignment},
         {"name": "PREFLIGHT_INTAKE_TARGET", "value": settings.intake_target},
         {"name": "PREFLIGHT_BENCHMARK_TARGET", "value": settings.benchmark_target},
-        {"name": "PREFLIGHT_SERVICE_TOKEN_FILE", "value": f"{SERVICE_TOKEN_DIR}/token"},
+        {"name": "PREFLIGHT_SERVICE_TOKEN_FILE", "value": f"{JOB_TOKEN_DIR}/token"},
         {"name": "HOME", "value": SCRATCH},
         {"name": "TMPDIR", "value": SCRATCH},
         {"name": "XDG_DATA_HOME", "value": f"{SCRATCH}/data"},
@@ -218,21 +242,20 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
     if attempt.resources.gpu > 0 and not weights:
         worker_resources["limits"][GPU_RESOURCE] = str(attempt.resources.gpu)
         worker_resources["requests"][GPU_RESOURCE] = str(attempt.resources.gpu)
-    token = settings.service_token
     volumes: list[dict[str, Any]] = [
         {"name": "scratch", "emptyDir": {"sizeLimit": settings.scratch_size_limit}},
         {
-            "name": "service-token",
+            "name": "job-token",
             "secret": {
-                "secretName": token.name,
+                "secretName": token_secret_name(attempt.job_id, attempt.attempt),
                 "defaultMode": 0o440,
-                "items": [{"key": token.key, "path": "token"}],
+                "items": [{"key": "token", "path": "token"}],
             },
         },
     ]
     worker_mounts: list[dict[str, Any]] = [
         {"name": "scratch", "mountPath": SCRATCH},
-        {"name": "service-token", "mountPath": SERVICE_TOKEN_DIR, "readOnly": True},
+        {"name": "job-token", "mountPath": JOB_TOKEN_DIR, "readOnly": True},
     ]
     init_containers: list[dict[str, Any]] = []
     store = settings.eval_logs

@@ -10,6 +10,11 @@ dispatcher watched it) ends the attempt as INFRASTRUCTURE, retried while
 attempts remain: a resumed attempt re-attaches to its Job and never creates it
 again, so a dispatcher that crashed between starting an attempt and creating
 its Job spends that attempt.
+
+With `job_tokens`, each Job gets a token of its own job (`JobTokens`) in a Secret
+created right after the Job, owned by it (`token_secret`): the worker's pod
+waits to start until the Secret exists, and the garbage collector deletes the
+Secret with its Job. The service's own token reaches no worker.
 """
 
 from __future__ import annotations
@@ -25,9 +30,14 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config import incluster_config, kube_config
 from kubernetes.watch import watch
 
-from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, build_job, job_name
+from preflight_benchmark.adapters.executors.k8s_manifest import (
+    ManifestSettings,
+    build_job,
+    job_name,
+    token_secret,
+)
 from preflight_benchmark.domain.jobs import AttemptEnd, AttemptOutcome
-from preflight_benchmark.domain.ports import Attempt
+from preflight_benchmark.domain.ports import Attempt, JobTokenError, JobTokens
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -79,8 +89,11 @@ class KubernetesExecutor:
         api_attempts: int = 5,
         initial_backoff: float = 0.5,
         watch_timeout: int = 60,
+        job_tokens: JobTokens | None = None,
     ) -> None:
         self._batch = client.BatchV1Api(api_client)
+        self._core = client.CoreV1Api(api_client)
+        self._job_tokens = job_tokens
         self._settings = settings
         self._api_attempts = api_attempts
         self._initial_backoff = initial_backoff
@@ -108,16 +121,38 @@ class KubernetesExecutor:
         raise AssertionError("unreachable")
 
     async def create(self, attempt: Attempt) -> None:
-        """Create the attempt's Job; an existing one (409) counts as created."""
+        """Create the attempt's Job, then its token Secret; an existing one (409) counts as created."""
         manifest = build_job(attempt, self._settings)
+        namespace = self._settings.namespace
         try:
-            await self._call(
-                "create Job", self._batch.create_namespaced_job, self._settings.namespace, manifest
-            )
+            job = await self._call("create Job", self._batch.create_namespaced_job, namespace, manifest)
         except ApiException as exc:
             if exc.status != 409:
                 raise KubernetesApiError(f"create Job refused: HTTP {exc.status} {exc.reason}") from None
             log.info("Job %s already exists; watching it", manifest["metadata"]["name"])
+            job = await self._call(
+                "read Job", self._batch.read_namespaced_job, manifest["metadata"]["name"], namespace
+            )
+        if self._job_tokens is not None:
+            assert job.metadata is not None and job.metadata.uid  # the API server sets both
+            await self._give_token(attempt, job.metadata.uid, self._job_tokens)
+
+    async def _give_token(self, attempt: Attempt, job_uid: str, job_tokens: JobTokens) -> None:
+        """Create the Job's token Secret (an existing one, 409, is kept: its token is still valid)."""
+        try:
+            token = await job_tokens.issue(attempt)
+        except JobTokenError as exc:
+            raise KubernetesApiError(str(exc)) from None
+        secret = token_secret(attempt, self._settings, job_uid, token)
+        try:
+            await self._call(
+                "create token Secret", self._core.create_namespaced_secret, self._settings.namespace, secret
+            )
+        except ApiException as exc:
+            if exc.status != 409:
+                raise KubernetesApiError(
+                    f"create token Secret refused: HTTP {exc.status} {exc.reason}"
+                ) from None
 
     async def run(self, attempt: Attempt) -> AttemptOutcome:
         name = job_name(attempt.job_id, attempt.attempt)

@@ -22,6 +22,12 @@ worker's own ceiling) on the attempt's child alone, so each attempt has its own
 whatever the previous one declared; no core files. Workers die with the
 dispatcher and attempts with their worker (parent-death signals), so a restarted
 dispatcher starts the attempt afresh.
+
+Credentials: with `job_tokens`, each attempt gets a token of its own job (issued
+when it starts, expiring shortly after its deadline: `JobTokens`) in
+``<folder>/job.token`` (mode 0600, named by PREFLIGHT_SERVICE_TOKEN_FILE in the
+attempt's environment, deleted once the attempt ended); the workers' own
+environment holds no token at all.
 """
 
 from __future__ import annotations
@@ -39,15 +45,18 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from preflight_common.config import write_secret_file
+
 from preflight_benchmark.adapters.quantity import to_bytes, to_cpus
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT, AttemptEnd, AttemptOutcome
-from preflight_benchmark.domain.ports import Attempt
+from preflight_benchmark.domain.ports import Attempt, JobTokenError, JobTokens
 from preflight_benchmark.worker.serve import STARTED, STATUS, order
 
 log = logging.getLogger(__name__)
 
 ASSIGNMENT_FILE_ENV = "PREFLIGHT_WORKER_ASSIGNMENT_FILE"
+TOKEN_FILE_ENV = "PREFLIGHT_SERVICE_TOKEN_FILE"  # noqa: S105 - a variable's name, not a secret
 PR_SET_PDEATHSIG = 1
 
 
@@ -104,8 +113,10 @@ class LocalExecutor:
         cpus: float | None = None,
         memory: str | None = None,
         max_jobs_per_worker: int = 50,
+        job_tokens: JobTokens | None = None,
     ) -> None:
         self._work_root = work_root
+        self._job_tokens = job_tokens
         self._command = list(worker_command)
         self._env = dict(worker_env)
         self._max_concurrency = max_concurrency
@@ -159,7 +170,7 @@ class LocalExecutor:
             memory = to_bytes(self._memory_limit or attempt.resources.memory)
             worker = await self._worker()
             self._busy[key] = worker
-            handed = worker.handed = asyncio.ensure_future(self._hand(worker, folder, assignment, memory))
+            handed = worker.handed = asyncio.ensure_future(self._hand(worker, attempt, folder, memory))
             try:
                 done, _ = await asyncio.wait({handed}, timeout=attempt.timeout.total_seconds())
                 if done:
@@ -243,15 +254,32 @@ class LocalExecutor:
             )
         return _Worker(process)
 
-    async def _hand(self, worker: _Worker, folder: Path, assignment: Path, memory: int) -> AttemptOutcome:
-        """Give the attempt to the worker and wait for its child's exit status, or for the worker's end."""
-        process = worker.process
-        assert process.stdin is not None and process.stdout is not None
+    async def _hand(self, worker: _Worker, attempt: Attempt, folder: Path, memory: int) -> AttemptOutcome:
+        """Give the attempt to the worker (with its job token) and wait for its child's exit status, or
+        for the worker's end; the token file is gone once this returns or is cancelled."""
         env = {
-            ASSIGNMENT_FILE_ENV: str(assignment),
+            ASSIGNMENT_FILE_ENV: str(folder / "assignment.json"),
             "XDG_DATA_HOME": str(folder / "data"),
             "XDG_CACHE_HOME": str(folder / "cache"),
         }
+        token = folder / "job.token"
+        try:
+            if self._job_tokens is not None:
+                try:
+                    secret = await self._job_tokens.issue(attempt)
+                except JobTokenError as exc:
+                    return AttemptOutcome(AttemptEnd.INFRASTRUCTURE, str(exc))
+                env[TOKEN_FILE_ENV] = str(write_secret_file(token, secret))
+            return await self._run_in(worker, folder, env, memory)
+        finally:
+            token.unlink(missing_ok=True)
+
+    async def _run_in(
+        self, worker: _Worker, folder: Path, env: dict[str, str], memory: int
+    ) -> AttemptOutcome:
+        """Hand the order to the worker and wait for its child's exit status, or for the worker's end."""
+        process = worker.process
+        assert process.stdin is not None and process.stdout is not None
         worker.attempts += 1
         with contextlib.suppress(ConnectionError):
             process.stdin.write(order(folder, env, memory))

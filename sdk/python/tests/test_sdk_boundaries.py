@@ -77,7 +77,7 @@ def test_every_rpc_a_user_calls_has_a_method_on_its_blocking_and_asyncio_client(
         (benchmark_pb2, "BenchmarkService"): (client.BenchmarkClient, aio.AsyncBenchmarkClient),
     }
     # Internal calls between services, and names the clients shorten.
-    internal = {"ReportJobResult", "IntrospectToken"}
+    internal = {"ReportJobResult", "IntrospectToken", "IssueJobToken"}
     renamed = {"SubmitModel": "submit", "WithdrawSubmission": "withdraw", "WatchSubmission": "watch"}
     missing = [
         f"{kind.__name__}.{renamed.get(method, _snake(method))}"

@@ -207,7 +207,7 @@ def test_console_probes_and_reach(rendered: list[dict[str, Any]]) -> None:
             for peer in rule.get("to", [])
             if "podSelector" in peer and "app.kubernetes.io/component" in peer["podSelector"]["matchLabels"]
         }
-        assert reached == {"intake", "benchmark", "clearinghouse"}
+        assert reached == {"intake", "benchmark", "clearinghouse", "notifier"}
 
 
 def test_dispatcher_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:
@@ -218,6 +218,8 @@ def test_dispatcher_rbac_is_minimal(rendered: list[dict[str, Any]]) -> None:
             "resources": ["jobs"],
             "verbs": ["create", "get", "list", "watch", "delete"],
         },
+        # Each Job's token Secret: created, never read back.
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
         {

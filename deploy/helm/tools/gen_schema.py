@@ -265,10 +265,8 @@ worker = obj(
             },
             required=["enabled"],
         ),
-        "existingSecret": ref("optionalName"),
-        "secretKeys": obj({"serviceToken": ref("secretKeyName")}, required=["serviceToken"]),
     },
-    required=["image", "k8sSandbox", "kueue", "secretKeys", "weights", "scratchSizeLimit"],
+    required=["image", "k8sSandbox", "kueue", "weights", "scratchSizeLimit"],
 )
 
 eval_logs = obj(

@@ -142,10 +142,6 @@ The service's Secret mounted read-only (mode 0440: the pod's fsGroup reads it) a
   readOnly: true
 {{- end -}}
 
-{{- define "preflight.workerSecretName" -}}
-{{- .Values.benchmark.worker.existingSecret | default (printf "%s-worker" (include "preflight.fullname" .)) -}}
-{{- end -}}
-
 {{- define "preflight.jobNamespace" -}}
 {{- .Values.benchmark.jobNamespace | default .Release.Namespace -}}
 {{- end -}}

@@ -288,6 +288,16 @@ def test_findings_as_reviewer_and_operators(stack: RunningStack, finding: str, t
         {finding: "<finding>"},
     )
 
+    # History: the reviewer sees every entry with its actor; the hospital sees the changes to what
+    # it is shown, actors by role alone; the utility is told there is no such finding.
+    reviewed = ok("--json", "finding", "history", finding, profile="reviewer").lines()
+    assert reviewed[0]["action"] == "finding.reported" and all(e["actor_id"] for e in reviewed)
+    hospital = ok("--json", "finding", "history", finding, profile="operator_hospital").lines()
+    assert hospital and not any("actor_id" in e for e in hospital)
+    assert "finding.reported" not in {e["action"] for e in hospital}
+    refused("finding", "history", finding, profile="operator_utility", code="NOT_FOUND")
+    snapshot("finding_history", ok("finding", "history", finding, profile="operator_hospital").out, {})
+
 
 def test_link_a_duplicate(finding: str, tmp_path: Path) -> None:
     path = tmp_path / "again.json"

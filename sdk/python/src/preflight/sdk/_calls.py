@@ -305,6 +305,21 @@ def findings(
     )
 
 
+def finding_history(
+    finding_id: str, page_size: int
+) -> Pages[clearinghouse_pb2.ListFindingHistoryResponse, clearinghouse_pb2.FindingHistoryEntry]:
+    return Pages(
+        lambda token: _unary(
+            _clearinghouse("ListFindingHistory"),
+            clearinghouse_pb2.ListFindingHistoryRequest(
+                finding_id=finding_id, page_size=page_size, page_token=token
+            ),
+            clearinghouse_pb2.ListFindingHistoryResponse,
+        ),
+        lambda page: (page.entries, page.next_page_token),
+    )
+
+
 def query_findings(
     purl: str, version: str
 ) -> Unary[clearinghouse_pb2.QueryFindingsResponse, list[clearinghouse_pb2.Finding]]:

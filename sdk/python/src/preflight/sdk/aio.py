@@ -249,6 +249,16 @@ class AsyncClearinghouseClient(AsyncServiceClient):
     ) -> AsyncIterator[clearinghouse_pb2.Finding]:
         return self._iterate(_calls.findings(filter, page_size))
 
+    async def list_finding_history(
+        self, finding_id: str, *, page_size: int = 0, page_token: str = "", timeout: float | None = None
+    ) -> clearinghouse_pb2.ListFindingHistoryResponse:
+        return await self._run(_calls.finding_history(finding_id, page_size).page(page_token), timeout)
+
+    def iter_finding_history(
+        self, finding_id: str, *, page_size: int = 0
+    ) -> AsyncIterator[clearinghouse_pb2.FindingHistoryEntry]:
+        return self._iterate(_calls.finding_history(finding_id, page_size))
+
     async def query_findings(
         self, purl: str, *, version: str = "", timeout: float | None = None
     ) -> list[clearinghouse_pb2.Finding]:

@@ -285,6 +285,21 @@ class ClearinghouseClient(ServiceClient):
         """Every finding you may see that matches `filter`, fetching pages as needed."""
         return self._iterate(_calls.findings(filter, page_size))
 
+    def list_finding_history(
+        self, finding_id: str, *, page_size: int = 0, page_token: str = "", timeout: float | None = None
+    ) -> clearinghouse_pb2.ListFindingHistoryResponse:
+        """One page of a finding's history, oldest first, as your view of the finding allows:
+        reviewers and admins see every entry with its actor's principal id; anyone else sees only
+        changes to what its view shows, with the actor's role alone. NotFound when you may not
+        see the finding."""
+        return self._run(_calls.finding_history(finding_id, page_size).page(page_token), timeout)
+
+    def iter_finding_history(
+        self, finding_id: str, *, page_size: int = 0
+    ) -> Iterator[clearinghouse_pb2.FindingHistoryEntry]:
+        """Every entry of a finding's history you may see, fetching pages as needed."""
+        return self._iterate(_calls.finding_history(finding_id, page_size))
+
     def query_findings(
         self, purl: str, *, version: str = "", timeout: float | None = None
     ) -> list[clearinghouse_pb2.Finding]:

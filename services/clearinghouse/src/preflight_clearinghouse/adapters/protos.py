@@ -36,7 +36,7 @@ from preflight_clearinghouse.domain.reports import (
     TaskResult,
     content_from_body,
 )
-from preflight_clearinghouse.domain.sharing import Tlp
+from preflight_clearinghouse.domain.sharing import HistoryEntry, Tlp
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.service_layer.reviews import ReportView
 
@@ -446,4 +446,14 @@ def failed_job(message: benchmark_events.BenchmarkFailed) -> JobRecord:
         if message.reason in benchmark_events.FailureReason.values()
         else str(message.reason),
         failure_message=message.message,
+    )
+
+
+def history_entry_to_proto(entry: HistoryEntry) -> pb.FindingHistoryEntry:
+    return pb.FindingHistoryEntry(
+        time=timestamp(entry.at),
+        action=entry.action,
+        actor_role=entry.actor_role,
+        actor_id=entry.actor_id,
+        changed=list(entry.changed),
     )

@@ -210,6 +210,19 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             findings=[protos.finding_to_proto(f) for f in findings], next_page_token=token
         )
 
+    async def ListFindingHistory(
+        self, request: pb.ListFindingHistoryRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFindingHistoryResponse:
+        entries, token = await self._run(
+            context,
+            lambda v: self._registry.history(
+                v, required_id(request.finding_id, "finding_id"), request.page_size, request.page_token
+            ),
+        )
+        return pb.ListFindingHistoryResponse(
+            entries=[protos.history_entry_to_proto(e) for e in entries], next_page_token=token
+        )
+
     async def _changed(
         self, context: grpc.aio.ServicerContext, work: Callable[[Viewer], Finding]
     ) -> pb.Finding:

@@ -126,6 +126,20 @@ def _loads(text: str) -> Any:
     return json.loads(text)
 
 
+def _audit_entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        seq=row.seq,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        subject_kind=row.subject_kind,
+        subject_id=row.subject_id,
+        details=_loads(row.details),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
@@ -436,17 +450,18 @@ class Reader:
             select(s.audit_log).order_by(s.audit_log.c.seq)
         )
         for row in rows:
-            yield AuditEntry(
-                seq=row.seq,
-                at=row.at,
-                actor=row.actor,
-                action=row.action,
-                subject_kind=row.subject_kind,
-                subject_id=row.subject_id,
-                details=_loads(row.details),
-                prev_hash=row.prev_hash,
-                hash=row.hash,
-            )
+            yield _audit_entry(row)
+
+    def finding_history(self, finding_id: str, after_seq: int, limit: int) -> list[AuditEntry]:
+        """Up to `limit` audit entries about a finding after sequence `after_seq`, oldest first."""
+        a = s.audit_log.c
+        rows = self.conn.execute(
+            select(s.audit_log)
+            .where(a.subject_kind == "finding", a.subject_id == finding_id, a.seq > after_seq)
+            .order_by(a.seq)
+            .limit(limit)
+        )
+        return [_audit_entry(row) for row in rows]
 
     def finding_changes_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
         """(audit seq, finding id) of finding changes after `seq`, in order."""

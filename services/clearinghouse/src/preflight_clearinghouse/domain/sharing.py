@@ -3,8 +3,8 @@
 Every path out of the clearinghouse (gRPC gets, lists, streams, each export,
 and the FindingPublished/FindingUpdated payloads) goes through `may_see` and
 then one of the projections below: `visible` for reads, `export_view` (the
-same view, for distribution) for exports, `audience_view` for the events.
-Nothing else decides.
+same view, for distribution) for exports, `audience_view` for the events,
+and `history_view` for each entry of a finding's history. Nothing else decides.
 
 TLP 2.0 semantics (deny by default; a finding with an empty audience reaches
 nobody but reviewers, admins, its own lab and its reporter):
@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 from preflight_common.bus import KNOWN_SECTORS
 
 if TYPE_CHECKING:
+    from preflight_clearinghouse.domain.audit import AuditEntry
     from preflight_clearinghouse.domain.findings import Finding
 
 
@@ -213,6 +214,79 @@ def export_view(viewer: Viewer, finding: Finding, now: datetime) -> Finding | No
     """
     shown = visible(viewer, finding, now)
     return None if shown is None else _for_distribution(shown, now)
+
+
+HISTORY_ACTIONS: frozenset[str] = frozenset(
+    {
+        "finding.transitioned",
+        "finding.embargo_transitioned",
+        "finding.embargo_ended",
+        "finding.sharing_changed",
+        "finding.assessed",
+        "finding.aliases_set",
+        "finding.references_set",
+        "finding.patch_status",
+    }
+)
+"""The audited actions a viewer who is not a reviewer or admin may see in a finding's history:
+changes to what its view shows (state, embargo, label and audience, assessment, aliases and
+references, and its own organisation's patch status). Anything else (reports, links, credits, the
+source being identified, other organisations' patch statuses) is withheld."""
+
+_FIELD_OF_DETAIL = {"to": "state", "embargo_to": "embargo_state", "status": "patch_status"}
+_NOT_FIELDS = frozenset({"reason", "organisation", "submission_id", "job_id", "dropped"})
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One entry of a finding's history as a viewer sees it (`actor_id` empty unless privileged)."""
+
+    at: datetime
+    action: str
+    actor_role: str
+    actor_id: str
+    changed: tuple[str, ...]
+
+
+def _actor_role(entry: AuditEntry) -> str:
+    """The role behind an entry, from what only that role may do (the log keeps principal ids):
+    the system's own actions, an operator's patch status, a reporter's origin, and otherwise the
+    changes only reviewers and admins make ("reviewer")."""
+    if entry.actor.startswith("system:"):
+        return "system"
+    if entry.action == "finding.patch_status":
+        return Role.OPERATOR.value
+    if entry.action == "finding.reported":
+        origin = str(entry.details.get("origin", "")).lower()
+        return "system" if origin == "benchmark" else origin
+    return Role.REVIEWER.value
+
+
+def history_view(viewer: Viewer, entry: AuditEntry) -> HistoryEntry | None:
+    """What `viewer` sees of one audit entry about a finding it may see (`may_see`), or None.
+
+    Reviewers and admins see every entry with the actor's principal id. Anyone else sees only the
+    actions in `HISTORY_ACTIONS`, an operator's patch status only for its own organisation, and
+    the actor as a role alone (no principal id, no organisation).
+    """
+    changed = tuple(
+        sorted(
+            {_FIELD_OF_DETAIL.get(key, key) for key in entry.details if key not in _NOT_FIELDS}
+            | ({"source"} if entry.action == "finding.source_identified" else set())
+        )
+    )
+    shown = HistoryEntry(entry.at, entry.action, _actor_role(entry), entry.actor, changed)
+    if viewer.role in PRIVILEGED:
+        return shown
+    if entry.action not in HISTORY_ACTIONS:
+        return None
+    if entry.action == "finding.patch_status" and not (
+        viewer.role is Role.OPERATOR
+        and bool(viewer.organisation)
+        and entry.details.get("organisation") == viewer.organisation
+    ):
+        return None
+    return replace(shown, actor_id="")
 
 
 def may_read_report(viewer: Viewer, submission_organisation: str) -> bool:

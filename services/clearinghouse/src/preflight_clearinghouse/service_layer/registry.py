@@ -59,10 +59,12 @@ from preflight_clearinghouse.domain.packages import affects, package_version
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import (
     PRIVILEGED,
+    HistoryEntry,
     Role,
     Tlp,
     Viewer,
     export_view,
+    history_view,
     may_see,
     reaches,
     visible,
@@ -96,6 +98,9 @@ def decode_page_token(token: str) -> int:
     """The cursor in a page token (0 for none); raises InvalidArgument naming `page_token`."""
     cursor = page_tokens().decode(_FINDINGS_SCOPE, token)
     return int(cursor[0]) if cursor else 0
+
+
+_HISTORY_SCOPE = "preflight.clearinghouse.v1.ClearinghouseService/ListFindingHistory"
 
 
 def page_size_of(requested: int, default: int = DEFAULT_PAGE) -> int:
@@ -298,6 +303,36 @@ class FindingRegistry:
                 share = max((len(page) - shown_before) / len(rows), 0.05)
                 batch = min(MAX_BATCH, math.ceil(1.2 * (size - len(page)) / share) + 10)
         return page, encode_page_token(cursor)
+
+    def history(
+        self, viewer: Viewer, finding_id: str, page_size: int, page_token: str
+    ) -> tuple[list[HistoryEntry], str]:
+        """A page of a finding's history as `viewer` may see it (`history_view`), oldest first, and
+        the next page token ("" at the end). NotFound when `viewer` may not see the finding;
+        InvalidInput naming `page_size` or `page_token` (a token of another finding is invalid)."""
+        size = page_size_of(page_size)
+        cursor = page_tokens().decode(_HISTORY_SCOPE, page_token)
+        if cursor is not None and (len(cursor) != 2 or cursor[0] != finding_id):
+            raise InvalidInput([FieldViolation("page_token", "is not a page token of this finding")])
+        after = int(cursor[1]) if cursor else 0
+        now = self._clock()
+        page: list[HistoryEntry] = []
+        scanned = 0
+        with self._store.read() as reader:
+            self._visible(viewer, reader.finding(finding_id), now)
+            while scanned < SCAN_LIMIT:
+                rows = reader.finding_history(finding_id, after, MAX_BATCH)
+                for entry in rows:
+                    after = entry.seq
+                    shown = history_view(viewer, entry)
+                    if shown is not None:
+                        page.append(shown)
+                        if len(page) == size:
+                            return page, page_tokens().encode(_HISTORY_SCOPE, [finding_id, after])
+                scanned += len(rows)
+                if len(rows) < MAX_BATCH:
+                    return page, ""
+        return page, page_tokens().encode(_HISTORY_SCOPE, [finding_id, after])
 
     def affecting(self, viewer: Viewer, purl: str, version: str = "") -> list[Finding]:
         """The findings `viewer` may see that affect a package version (`domain.packages`), oldest

@@ -156,6 +156,11 @@ class ClearinghouseServiceStub:
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.VerifyAuditLogRequest.SerializeToString,
                 response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.VerifyAuditLogResponse.FromString,
                 _registered_method=True)
+        self.ListFindingHistory = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/ListFindingHistory',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryResponse.FromString,
+                _registered_method=True)
 
 
 class ClearinghouseServiceServicer:
@@ -339,6 +344,15 @@ class ClearinghouseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListFindingHistory(self, request, context):
+        """A finding's history, oldest first, as the caller's view of the finding
+        allows: reviewers and admins see every entry with its actor; anyone else
+        sees only changes to what its view shows, with the actor's role alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClearinghouseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -451,6 +465,11 @@ def add_ClearinghouseServiceServicer_to_server(servicer, server):
                     servicer.VerifyAuditLog,
                     request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.VerifyAuditLogRequest.FromString,
                     response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.VerifyAuditLogResponse.SerializeToString,
+            ),
+            'ListFindingHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFindingHistory,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1059,6 +1078,33 @@ class ClearinghouseService:
             '/preflight.clearinghouse.v1.ClearinghouseService/VerifyAuditLog',
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.VerifyAuditLogRequest.SerializeToString,
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.VerifyAuditLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFindingHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/ListFindingHistory',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,

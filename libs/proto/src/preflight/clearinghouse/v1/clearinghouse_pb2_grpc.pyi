@@ -111,6 +111,11 @@ class ClearinghouseServiceStub:
     """
     VerifyAuditLog: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.VerifyAuditLogRequest, _clearinghouse_pb2.VerifyAuditLogResponse]
     """Check the audit log's hash chain (reviewers and admins)."""
+    ListFindingHistory: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.ListFindingHistoryRequest, _clearinghouse_pb2.ListFindingHistoryResponse]
+    """A finding's history, oldest first, as the caller's view of the finding
+    allows: reviewers and admins see every entry with its actor; anyone else
+    sees only changes to what its view shows, with the actor's role alone.
+    """
 
 @_typing.type_check_only
 class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
@@ -195,6 +200,11 @@ class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
     """
     VerifyAuditLog: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.VerifyAuditLogRequest, _clearinghouse_pb2.VerifyAuditLogResponse]  # type: ignore[assignment]
     """Check the audit log's hash chain (reviewers and admins)."""
+    ListFindingHistory: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.ListFindingHistoryRequest, _clearinghouse_pb2.ListFindingHistoryResponse]  # type: ignore[assignment]
+    """A finding's history, oldest first, as the caller's view of the finding
+    allows: reviewers and admins see every entry with its actor; anyone else
+    sees only changes to what its view shows, with the actor's role alone.
+    """
 
 class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
     """The clearinghouse: signed review reports, and the findings registry shared
@@ -408,5 +418,16 @@ class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_clearinghouse_pb2.VerifyAuditLogResponse, _abc.Awaitable[_clearinghouse_pb2.VerifyAuditLogResponse]]:
         """Check the audit log's hash chain (reviewers and admins)."""
+
+    @_abc_1.abstractmethod
+    def ListFindingHistory(
+        self,
+        request: _clearinghouse_pb2.ListFindingHistoryRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.ListFindingHistoryResponse, _abc.Awaitable[_clearinghouse_pb2.ListFindingHistoryResponse]]:
+        """A finding's history, oldest first, as the caller's view of the finding
+        allows: reviewers and admins see every entry with its actor; anyone else
+        sees only changes to what its view shows, with the actor's role alone.
+        """
 
 def add_ClearinghouseServiceServicer_to_server(servicer: ClearinghouseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -106,6 +106,24 @@ def _show(ctx: Context, args: argparse.Namespace) -> None:
     _one(ctx, ctx.preflight.clearinghouse.get_finding(args.finding_id))
 
 
+def _actor(entry: clearinghouse_pb2.FindingHistoryEntry) -> str:
+    return f"{entry.actor_role} {entry.actor_id}" if entry.actor_id else entry.actor_role
+
+
+def _history(ctx: Context, args: argparse.Namespace) -> None:
+    history = ctx.preflight.clearinghouse.iter_finding_history
+    entries = history(args.finding_id, page_size=min(args.limit, 200))
+    ctx.table(
+        take(entries, args.limit),
+        [
+            ("TIME", lambda e: when(e.time)),
+            ("ACTION", lambda e: e.action.removeprefix("finding.")),
+            ("ACTOR", _actor),
+            ("CHANGED", lambda e: ", ".join(e.changed) or "-"),
+        ],
+    )
+
+
 def _triage(ctx: Context, args: argparse.Namespace) -> None:
     if bool(args.state) == bool(args.embargo):
         raise UsageError("give --state or --embargo")
@@ -211,6 +229,11 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
     limit_option(parser)
 
 
+def _history_arguments(parser: argparse.ArgumentParser) -> None:
+    _finding(parser)
+    limit_option(parser)
+
+
 def _triage_arguments(parser: argparse.ArgumentParser) -> None:
     _change(parser)
     parser.add_argument("--state", choices=STATE.choices, type=spelling, help="the new disclosure state")
@@ -271,6 +294,13 @@ NOUN = Noun(
             _list_arguments,
         ),
         Verb("show", "one finding as you may see it", "preflight finding show FINDING_ID", _show, _finding),
+        Verb(
+            "history",
+            "a finding's changes, oldest first, as your view of it allows (actors by role unless you review)",
+            "preflight finding history FINDING_ID --limit 20",
+            _history,
+            _history_arguments,
+        ),
         Verb(
             "triage",
             "move a finding through disclosure or embargo (reviewers)",

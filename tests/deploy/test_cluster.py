@@ -212,6 +212,7 @@ def test_deployments_become_ready(release: Release) -> None:
         "preflight-benchmark",
         "preflight-clearinghouse",
         "preflight-notifier",
+        "preflight-console",
     }
     for d in deps:
         assert d.status.ready_replicas == (d.spec.replicas or 1), d.metadata.name

@@ -340,6 +340,15 @@ class Browser:
         return list(self.driver.find_elements(By.CSS_SELECTOR, selector))
 
     def text(self) -> str:
+        """The page's main text; read again if a navigation replaced the page between finding the
+        element and reading it."""
+        from selenium.common.exceptions import StaleElementReferenceException
+
+        for _ in range(10):
+            try:
+                return str(self.css("main").text)
+            except StaleElementReferenceException:
+                continue
         return str(self.css("main").text)
 
     def check(self, name: str) -> None:

@@ -37,13 +37,20 @@ def test_a_report_that_does_not_verify_moves_nothing_and_is_dead_lettered(
     try:
         with Client(intake.target, token=intake.token("alice", Role.LAB, "lab-a")) as client:
             sid = client.submit(make_request("lab-a")).submission.submission_id
+
+            def report(**options: Any) -> Any:
+                """A report naming the submission's lab, in its signed body and its event."""
+                event = keys.report(sid, organisation="lab-a", **options)
+                event.organisation = "lab-a"
+                return event
+
             forged = {
                 # Signed by some other key, under the clearinghouse's key id.
-                "bogus signature": keys.report(sid, signer=Ed25519PrivateKey.generate()),
+                "bogus signature": report(signer=Ed25519PrivateKey.generate()),
                 # A genuine signature of another submission's report, announced for this one.
-                "another submission's report": keys.report(sid, signed_for="sub-other"),
+                "another submission's report": report(signed_for="sub-other"),
                 # A key the clearinghouse never published.
-                "unknown key": keys.report(sid),
+                "unknown key": report(),
             }
             forged["unknown key"].signing_key_id = "ed25519-unknown"
             ids = {publisher.publish(reviews, event, subject=sid).id: name for name, event in forged.items()}
@@ -63,7 +70,7 @@ def test_a_report_that_does_not_verify_moves_nothing_and_is_dead_lettered(
             assert client.get_submission(sid).status == STATUS.SUBMISSION_STATUS_RECEIVED
 
             # The genuine report moves it; intake asked for the key with a bearer token of its own.
-            publisher.publish(reviews, keys.report(sid), subject=sid)
+            publisher.publish(reviews, report(), subject=sid)
             eventually(lambda: client.get_submission(sid).status == STATUS.SUBMISSION_STATUS_REPORT_READY)
     finally:
         publisher.close()

@@ -340,16 +340,24 @@ class Browser:
         return list(self.driver.find_elements(By.CSS_SELECTOR, selector))
 
     def text(self) -> str:
-        """The page's main text; read again if a navigation replaced the page between finding the
-        element and reading it."""
-        from selenium.common.exceptions import StaleElementReferenceException
+        return self.read("main")
 
-        for _ in range(10):
-            try:
-                return str(self.css("main").text)
-            except StaleElementReferenceException:
-                continue
-        return str(self.css("main").text)
+    def read(self, selector: str, timeout: float = 30) -> str:
+        """The text of the element `selector` selects, once there is one: while a navigation is
+        replacing the page the element may be missing, or go stale between finding and reading."""
+        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        def attempt(driver: Any) -> tuple[str]:
+            return (str(driver.find_element(By.CSS_SELECTOR, selector).text),)
+
+        waiting = WebDriverWait(
+            self.driver,
+            timeout,
+            ignored_exceptions=(NoSuchElementException, StaleElementReferenceException),
+        )
+        return waiting.until(attempt)[0]
 
     def check(self, name: str) -> None:
         """Save a screenshot of the page, then fail on any WCAG 2.2 AA violation axe-core finds."""
@@ -509,7 +517,7 @@ def test_a_reviewer_checks_the_audit_log_and_reissues_a_report(review: Review, b
     browser.open(f"/review/submissions/{sid}/report")
     browser.css("#reissue-reason").send_keys("Policy updated.")
     browser.css("#reissue").click()
-    wait_until("the new version", lambda: browser.css("h1").text.endswith(f"version {before + 1}"), 60)
+    wait_until("the new version", lambda: browser.read("h1").endswith(f"version {before + 1}"), 60)
     browser.check("report-reissued")
     with _reviewer(review.stack) as reviewer:
         assert reviewer.clearinghouse.get_report(submission_id=sid).version == before + 1

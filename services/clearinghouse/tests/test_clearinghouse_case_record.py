@@ -75,6 +75,7 @@ def test_references_and_credits_are_kept_checked_and_audit_logged(components: Co
         ([(None, "https://example.org/a")], "references[0].type"),
         ([(ReferenceType.WEB, "ftp://example.org/a")], "references[0].url"),
         ([(ReferenceType.WEB, "https://")], "references[0].url"),
+        ([(ReferenceType.WEB, "https://[example.org/a")], "references[0].url"),
         ([(ReferenceType.WEB, "https://example.org/" + "a" * 2000)], "references[0].url"),
         (
             [(ReferenceType.WEB, "https://e.org/a"), (ReferenceType.PATCH, "https://e.org/a")],

@@ -12,7 +12,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from preflight_clearinghouse.domain.errors import Collector
 
@@ -58,6 +58,17 @@ class Credit:
     type: CreditType
 
 
+def _url_parts(url: str) -> SplitResult | None:
+    """`url` split, or None when it is too long, holds a space or control character, or does not
+    parse (urlsplit raises ValueError for a malformed IPv6 host such as `http://[host`)."""
+    if len(url) > MAX_URL or not url.isprintable() or " " in url:
+        return None
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def check_references(
     references: Sequence[tuple[ReferenceType | None, str]], errors: Collector
 ) -> tuple[Reference, ...]:
@@ -71,7 +82,7 @@ def check_references(
     for i, (kind, url) in enumerate(references):
         if kind is None:
             errors.add(f"references[{i}].type", "required")
-        parts = urlsplit(url) if len(url) <= MAX_URL and url.isprintable() and " " not in url else None
+        parts = _url_parts(url)
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             errors.add(f"references[{i}].url", f"an http or https URL of at most {MAX_URL} characters")
         elif url in seen:

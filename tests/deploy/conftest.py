@@ -82,3 +82,9 @@ def check_chart() -> ModuleType:
 @pytest.fixture(scope="session")
 def values_table() -> ModuleType:
     return _load("preflight_values_table", REPO / "deploy" / "helm" / "tools" / "values_table.py")
+
+
+@pytest.fixture(scope="session")
+def local_stack() -> ModuleType:
+    """deploy/local/stack.py (the embedded stack, a script) loaded as a module."""
+    return _load("preflight_local_stack", REPO / "deploy" / "local" / "stack.py")

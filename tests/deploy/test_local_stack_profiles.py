@@ -3,22 +3,19 @@ of the stack's principals with no flags, and no token is in the profile file its
 
 from __future__ import annotations
 
-import runpy
 import stat
 from pathlib import Path
+from types import ModuleType
 
 from preflight.sdk import Preflight, load_profile
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def test_the_stack_writes_a_profile_per_principal_that_the_sdk_finds_from_the_checkout(
-    tmp_path: Path,
+    tmp_path: Path, local_stack: ModuleType
 ) -> None:
-    local = runpy.run_path(str(REPO / "deploy" / "local" / "stack.py"), run_name="preflight_local_stack")
-    stack = local["Stack"](tmp_path / "repo" / "run" / "stack")
+    stack = local_stack.Stack(tmp_path / "repo" / "run" / "stack")
     tokens = {"lab": "pft_lab-token", "reviewer": "pft_reviewer-token", "operator_hospital": "pft_op"}
-    local["_write_client_profiles"](stack, tokens)
+    local_stack._write_client_profiles(stack, tokens)
 
     written = (stack.run_dir / "preflight.toml").read_text()
     assert not any(token in written for token in tokens.values())
@@ -27,7 +24,7 @@ def test_the_stack_writes_a_profile_per_principal_that_the_sdk_finds_from_the_ch
     nowhere = {"XDG_CONFIG_HOME": str(tmp_path / "no-user-config")}
     default = load_profile(environ=nowhere, cwd=tmp_path / "repo")
     assert default.name == "lab" and default.token() == "pft_lab-token"
-    expected = {service: f"127.0.0.1:{stack.ports[service]}" for service in local["SERVICES"]}
+    expected = {service: f"127.0.0.1:{stack.ports[service]}" for service in local_stack.SERVICES}
     assert default.addresses() == expected
     reviewer = load_profile("reviewer", environ=nowhere, cwd=tmp_path / "repo" / "deploy")
     assert reviewer.token() == "pft_reviewer-token"

@@ -4,24 +4,9 @@ values no child's environment may hold."""
 
 from __future__ import annotations
 
-import importlib.util
 import stat
-import sys
 from pathlib import Path
 from types import ModuleType
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def stack_module() -> ModuleType:
-    name = "preflight_local_stack"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO / "deploy" / "local" / "stack.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
 
 
 def secret_values(keys: dict[str, str], tokens: dict[str, str]) -> set[str]:
@@ -30,8 +15,10 @@ def secret_values(keys: dict[str, str], tokens: dict[str, str]) -> set[str]:
     return values | {value.partition(":")[2] for value in values if ":" in value}
 
 
-def test_no_service_of_the_stack_gets_a_secret_in_its_environment(tmp_path: Path) -> None:
-    local = stack_module()
+def test_no_service_of_the_stack_gets_a_secret_in_its_environment(
+    tmp_path: Path, local_stack: ModuleType
+) -> None:
+    local = local_stack
     stack = local.Stack(tmp_path / "run")
     keys = stack.secrets()
     tokens = {"service": "pft_service-token-for-the-services", "lab": "pft_lab-token"}

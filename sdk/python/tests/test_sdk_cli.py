@@ -84,3 +84,13 @@ def test_local_mistakes_exit_2_saying_what_to_fix(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_:
         main(["finding", "triage", "F", "--state", "nonsense"], io.StringIO(), io.StringIO())
     assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize("timeout", ["0", "-5", "nan"])
+def test_a_timeout_that_is_not_a_positive_number_of_seconds_exits_2_naming_the_option(
+    capsys: pytest.CaptureFixture[str], timeout: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--target", "127.0.0.1:1", "job", "list", f"--timeout={timeout}"], io.StringIO(), io.StringIO())
+    assert exit_.value.code == 2
+    assert "--timeout" in capsys.readouterr().err

@@ -129,6 +129,8 @@ def test_the_environment_selects_and_overrides_the_profile(home: dict[str, str],
         ("[profiles.default]\ntraget = 'x:1'\n", "unknown key traget"),
         ("[profiles.default.targets]\nconsole = 'x:1'\n", "unknown service console"),
         ("[profiles.default]\ntimeout = -1\n", "timeout: a positive number"),
+        ("[profiles.default]\ntimeout = nan\n", "timeout: a positive number"),
+        ("[profiles.default]\ntimeout = inf\n", "timeout: a positive number"),
         ("[profiles.default]\ntls = 'yes'\n", "tls: true or false"),
         ("profiles = 3\n", "`profiles` a table"),
         ("[profiles.default\n", "not valid TOML"),
@@ -148,6 +150,14 @@ def test_a_named_profile_must_exist_but_the_default_may_be_absent(tmp_path: Path
     assert load_profile(environ={**environ, "PREFLIGHT_TARGET": "x:1"}, cwd=tmp_path).target == "x:1"
     with pytest.raises(ConfigError, match="PREFLIGHT_TLS"):
         load_profile(environ={**environ, "PREFLIGHT_TLS": "yes"}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "inf", "soon"])
+def test_a_call_deadline_that_is_not_a_positive_number_of_seconds_is_refused(
+    tmp_path: Path, timeout: str
+) -> None:
+    with pytest.raises(ConfigError, match="PREFLIGHT_TIMEOUT: a positive number of seconds"):
+        load_profile(environ={"XDG_CONFIG_HOME": str(tmp_path), "PREFLIGHT_TIMEOUT": timeout}, cwd=tmp_path)
 
 
 def test_one_address_is_one_channel_and_a_service_without_an_address_says_what_to_set() -> None:

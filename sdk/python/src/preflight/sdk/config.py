@@ -35,6 +35,7 @@ process and crash report): `PREFLIGHT_TOKEN` is refused with a `ConfigError` nam
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -55,6 +56,18 @@ _KEYS = frozenset({"target", "targets", "token_file", "tls", "ca_file", "cert_fi
 
 class ConfigError(ValueError):
     """The configuration is unusable; the message names the file or variable and what to fix."""
+
+
+def _positive(value: float) -> bool:
+    return math.isfinite(value) and value > 0
+
+
+def seconds(text: str) -> float:
+    """`text` as a call deadline: a positive, finite number of seconds; ValueError otherwise."""
+    value = float(text)
+    if not _positive(value):
+        raise ValueError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 @dataclass(frozen=True)
@@ -170,7 +183,7 @@ def _profile(name: str, entry: Any, path: Path) -> Profile:
     tls, timeout = entry.get("tls", False), entry.get("timeout", DEFAULT_TIMEOUT)
     if not isinstance(tls, bool):
         raise ConfigError(f"{where}.tls: true or false")
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not _positive(timeout):
         raise ConfigError(f"{where}.timeout: a positive number of seconds")
     return Profile(
         name=name,
@@ -218,9 +231,9 @@ def _from_environment(profile: Profile, environ: Mapping[str, str]) -> Profile:
         changes["tls"] = environ["PREFLIGHT_TLS"] == "1"
     if environ.get("PREFLIGHT_TIMEOUT"):
         try:
-            changes["timeout"] = float(environ["PREFLIGHT_TIMEOUT"])
+            changes["timeout"] = seconds(environ["PREFLIGHT_TIMEOUT"])
         except ValueError:
-            raise ConfigError("PREFLIGHT_TIMEOUT: a number of seconds") from None
+            raise ConfigError("PREFLIGHT_TIMEOUT: a positive number of seconds") from None
     return replace(profile, **changes)
 
 

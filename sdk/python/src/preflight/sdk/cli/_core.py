@@ -15,7 +15,7 @@ from typing import Any, TextIO, TypeVar
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
-from preflight.sdk.config import load_profile
+from preflight.sdk.config import load_profile, seconds
 from preflight.sdk.deployment import Preflight
 from preflight.sdk.manifest import ManifestError, parse_time
 
@@ -214,7 +214,7 @@ def connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> No
     parser.add_argument("--cert-file", default=default(None), help="client certificate for mTLS (PEM)")
     parser.add_argument("--key-file", default=default(None), help="client private key for mTLS (PEM)")
     parser.add_argument(
-        "--timeout", type=float, default=default(None), help="seconds per call (profile's; 10)"
+        "--timeout", type=seconds, default=default(None), help="seconds per call (profile's; 10)"
     )
     parser.add_argument(
         "--json",

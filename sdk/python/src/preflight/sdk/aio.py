@@ -10,7 +10,7 @@ async with AsyncClient("localhost:50051", token=token) as client:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -60,13 +60,10 @@ class AsyncServiceClient:
             raise from_rpc_error(exc) from exc
         return call.result(reply)
 
-    async def _page(self, pages: Pages[Any, T], token: str, timeout: float | None) -> tuple[Sequence[T], str]:
-        return pages.items(await self._run(pages.page(token), timeout))
-
     async def _iterate(self, pages: Pages[Any, T]) -> AsyncIterator[T]:
         token = ""
         while True:
-            items, token = await self._page(pages, token, None)
+            items, token = pages.items(await self._run(pages.page(token), None))
             for item in items:
                 yield item
             if not token:

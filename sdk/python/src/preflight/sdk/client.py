@@ -17,7 +17,7 @@ their asyncio twins (`preflight.sdk.aio`).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -65,13 +65,10 @@ class ServiceClient:
             raise from_rpc_error(exc) from exc
         return call.result(reply)
 
-    def _page(self, pages: Pages[Any, T], token: str, timeout: float | None) -> tuple[Sequence[T], str]:
-        return pages.items(self._run(pages.page(token), timeout))
-
     def _iterate(self, pages: Pages[Any, T]) -> Iterator[T]:
         token = ""
         while True:
-            items, token = self._page(pages, token, None)
+            items, token = pages.items(self._run(pages.page(token), None))
             yield from items
             if not token:
                 return

@@ -172,7 +172,7 @@ class Stack:
                 "PREFLIGHT_NOTIFIER_WEBHOOK_SECRET_SINK": secrets.token_urlsafe(32),
                 "PREFLIGHT_REFERENCE_MODEL_API_KEY": "sk-ref-" + secrets.token_urlsafe(24),
             }
-            _write_private(self.secrets_file, "".join(f"{k}={v}\n" for k, v in values.items()))
+            write_secret_file(self.secrets_file, "\n".join(f"{k}={v}" for k, v in values.items()))
         pairs = (line.split("=", 1) for line in self.secrets_file.read_text().splitlines() if "=" in line)
         return {k: v for k, v in pairs}
 
@@ -185,20 +185,13 @@ class Stack:
         return str(write_secret_file(self.run_dir / "secrets" / name, value))
 
 
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-
-
 def _write_client_profiles(stack: Stack, tokens: dict[str, str]) -> None:
     """`preflight.toml`: a client profile per principal (the SDK and the CLI find it from the
     repository, see `preflight.sdk.config`), each token in its own file under `tokens/` (0600)."""
     targets = "".join(f'{service} = "127.0.0.1:{stack.ports[service]}"\n' for service in SERVICES)
     profiles = []
     for name, token in tokens.items():
-        _write_private(stack.run_dir / "tokens" / f"{name}.token", token + "\n")
+        write_secret_file(stack.run_dir / "tokens" / f"{name}.token", token)
         profiles.append(
             f'[profiles.{name}]\ntoken_file = "tokens/{name}.token"\n\n[profiles.{name}.targets]\n{targets}'
         )
@@ -376,7 +369,7 @@ def _issue_tokens(stack: Stack, keys: dict[str, str]) -> dict[str, str]:
             argv += ["--sector", sector]
         out = _run(argv, env, stack.logs / "setup.log")
         tokens[name] = out.strip().splitlines()[-1]
-    _write_private(stack.tokens_file, json.dumps(tokens, indent=2))
+    write_secret_file(stack.tokens_file, json.dumps(tokens, indent=2))
     return tokens
 
 

@@ -333,6 +333,9 @@ async def sign_in(request: Request) -> Response:
     token = form.one("token")
     if not token:
         return _sign_in_page(console, request, 400, "token: enter your Preflight token")
+    # gRPC refuses to send a header value with a control or non-ASCII character at all.
+    if not (token.isascii() and token.isprintable()):
+        return _sign_in_page(console, request, 400, "token: a Preflight token is printable ASCII")
     try:
         viewer = await views.who_is(console.apis, token)
     except views.NotSignedIn as exc:

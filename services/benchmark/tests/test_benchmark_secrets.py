@@ -57,3 +57,15 @@ def test_the_reference_model_refuses_its_api_key_in_the_environment() -> None:
     assert refused.returncode == 2
     assert "PREFLIGHT_REFERENCE_MODEL_API_KEY_FILE" in refused.stderr
     assert key not in refused.stderr + refused.stdout
+
+
+@pytest.mark.parametrize(
+    "variable", ["PREFLIGHT_BENCHMARK_WORKER_MEMORY", "PREFLIGHT_BENCHMARK_LOCAL_MEMORY"]
+)
+def test_a_local_memory_setting_that_is_not_a_quantity_is_refused_naming_it(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    monkeypatch.delenv("PREFLIGHT_SERVICE_TOKEN", raising=False)
+    monkeypatch.setenv(variable, "plenty")
+    with pytest.raises(ConfigError, match=rf"^{variable}: 'plenty' is not a quantity"):
+        BenchmarkSettings.from_env()

@@ -79,6 +79,11 @@ def _quantity(name: str, default: str) -> str:
     return value
 
 
+def _optional_quantity(name: str) -> str | None:
+    """A memory quantity, or None when the variable is unset or empty."""
+    return _quantity(name, "") if env(name, "") else None
+
+
 def weights_settings() -> WeightsSettings:
     """How GPU workers fetch and serve weights (PREFLIGHT_BENCHMARK_K8S_VLLM_IMAGE, ..._WEIGHTS_*)."""
     gpus = env_int("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_GPUS", WeightsSettings.gpus)
@@ -218,14 +223,6 @@ class BenchmarkSettings:
         lab_cap = env_int("PREFLIGHT_BENCHMARK_LAB_CAP", max(1, max_concurrency // 2))
         if lab_cap < 0:
             raise ConfigError("PREFLIGHT_BENCHMARK_LAB_CAP: must be 0 (no cap) or more")
-        local_memory = env("PREFLIGHT_BENCHMARK_LOCAL_MEMORY", "") or None
-        if local_memory is not None:
-            try:
-                to_bytes(local_memory)
-            except ValueError:
-                raise ConfigError(
-                    f"PREFLIGHT_BENCHMARK_LOCAL_MEMORY: {local_memory!r} is not a quantity"
-                ) from None
         return cls(
             database_url=database_url(DEFAULT_DATABASE_URL),
             listen=listen,
@@ -240,7 +237,7 @@ class BenchmarkSettings:
             relay_interval=env_positive("PREFLIGHT_BENCHMARK_RELAY_INTERVAL", 0.2),
             log_root=env("PREFLIGHT_BENCHMARK_LOG_ROOT", "run/benchmark/eval-logs"),
             work_dir=env("PREFLIGHT_BENCHMARK_WORK_DIR", "run/benchmark/work"),
-            worker_memory=env("PREFLIGHT_BENCHMARK_WORKER_MEMORY", "") or None,
+            worker_memory=_optional_quantity("PREFLIGHT_BENCHMARK_WORKER_MEMORY"),
             shutdown_grace=env_positive("PREFLIGHT_BENCHMARK_SHUTDOWN_GRACE", 10.0),
             consumer_group=env("PREFLIGHT_BENCHMARK_CONSUMER_GROUP", "preflight-benchmark-planner"),
             kafka=KafkaSettings.from_env(),
@@ -253,7 +250,7 @@ class BenchmarkSettings:
                 if env("PREFLIGHT_BENCHMARK_LOCAL_CPUS", "")
                 else None
             ),
-            local_memory=local_memory,
+            local_memory=_optional_quantity("PREFLIGHT_BENCHMARK_LOCAL_MEMORY"),
             worker_max_jobs=max(1, env_int("PREFLIGHT_BENCHMARK_WORKER_MAX_JOBS", 50)),
         )
 

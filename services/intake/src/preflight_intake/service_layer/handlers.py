@@ -347,17 +347,34 @@ class Intake:
 
     def _advance_on(self, consumer: str, event_id: str, submission_id: str, target: Status) -> None:
         """Apply an event (once) that moves the submission to `target` (at least)."""
+        self._on_event(
+            consumer,
+            event_id,
+            submission_id,
+            lambda tx, submission: self._advance(tx, submission, target, f"event {event_id}"),
+        )
 
-        def apply(tx: Transaction) -> None:
+    def _on_event(
+        self,
+        consumer: str,
+        event_id: str,
+        submission_id: str,
+        apply: Callable[[Transaction, Submission], object],
+    ) -> None:
+        """Run `apply` on the submission in the transaction that claims `event_id` for `consumer`
+        (retried on a concurrent change); nothing when the event was applied before or names a
+        submission intake does not know."""
+
+        def claimed(tx: Transaction) -> None:
             if not tx.claim(consumer, event_id):
                 return
             submission = tx.find(submission_id)
             if submission is None:
                 log.warning("event %s of unknown submission %s ignored", event_id, submission_id)
                 return
-            self._advance(tx, submission, target, f"event {event_id}")
+            apply(tx, submission)
 
-        self._retrying(apply)
+        self._retrying(claimed)
 
     def _apply_job(
         self,
@@ -372,13 +389,7 @@ class Intake:
         """Record a job's request (`attempts`: its max_attempts) or its end (`attempts`: the attempt
         that ended it)."""
 
-        def apply(tx: Transaction) -> None:
-            if not tx.claim(consumer, event_id):
-                return
-            submission = tx.find(submission_id)
-            if submission is None:
-                log.warning("benchmark job %s of unknown submission %s ignored", job_id, submission_id)
-                return
+        def apply(tx: Transaction, submission: Submission) -> None:
             now = self._clock()
             if ended is None:
                 tx.record_job(submission_id, job_id, requested_at=now, max_attempts=attempts)
@@ -393,7 +404,7 @@ class Intake:
                 tx.record_job(submission_id, job_id, ended_at=now, outcome=ended)
             self._advance(tx, submission, Status.BENCHMARKING, f"event {event_id}")
 
-        self._retrying(apply)
+        self._on_event(consumer, event_id, submission_id, apply)
 
     def _advance(self, tx: Transaction, submission: Submission, target: Status, cause: str) -> list[Status]:
         """Walk the legal steps up to `target` (none if already there or beyond); returns the steps taken."""

@@ -24,9 +24,17 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight_clearinghouse.adapters import schema
 from preflight_clearinghouse.bootstrap import Components
-from preflight_clearinghouse.domain.case_record import Credit, CreditType, Reference, ReferenceType
+from preflight_clearinghouse.domain.case_record import (
+    MAX_URL,
+    Credit,
+    CreditType,
+    Reference,
+    ReferenceType,
+)
 from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied
+from preflight_clearinghouse.domain.findings import MAX_REASON
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, audience_view, export_view, project
+from preflight_common.fields import string_violations
 from preflight_common.testing.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_export_standards import REALISTIC, check_every_format, export
@@ -110,6 +118,23 @@ def test_references_and_credits_are_kept_checked_and_audit_logged(components: Co
             )
         ).all()
     assert sorted(a for (a,) in actions) == ["finding.credits_set", "finding.references_set"]
+
+
+def test_the_request_guard_lets_through_every_reason_and_url_the_case_record_accepts() -> None:
+    """The gRPC guard's string limits are no tighter than the registry's: a 2,000-character reason
+    (MAX_REASON, as for SetFindingSharing) and reference URL (MAX_URL) reach the registry."""
+    reason, url = "r" * MAX_REASON, "https://example.org/" + "a" * (MAX_URL - len("https://example.org/"))
+    requests = [
+        pb.SetFindingAliasesRequest(finding_id="f", aliases=["CVE-2024-12345"], reason=reason),
+        pb.SetFindingReferencesRequest(
+            finding_id="f",
+            references=[pb.FindingReference(type=pb.REFERENCE_TYPE_WEB, url=url)],
+            reason=reason,
+        ),
+        pb.SetFindingCreditsRequest(finding_id="f", credits=[FINDER], reason=reason),
+    ]
+    for request in requests:
+        assert string_violations(request) == [], type(request).__name__
 
 
 @pytest.mark.slow

@@ -69,6 +69,9 @@ _TEXT = (
     "preflight.clearinghouse.v1.TransitionFindingRequest.reason",
     "preflight.clearinghouse.v1.UpdateFindingAssessmentRequest.reason",
     "preflight.clearinghouse.v1.SetFindingSharingRequest.reason",
+    "preflight.clearinghouse.v1.SetFindingAliasesRequest.reason",
+    "preflight.clearinghouse.v1.SetFindingReferencesRequest.reason",
+    "preflight.clearinghouse.v1.SetFindingCreditsRequest.reason",
     "preflight.clearinghouse.v1.LinkFindingRequest.reason",
     "preflight.clearinghouse.v1.SetPatchStatusRequest.note",
     "preflight.notifier.v1.AcknowledgeAlertRequest.comment",
@@ -77,6 +80,7 @@ _TEXT = (
 _URI = (
     "preflight.intake.v1.EndpointAccessSpec.base_url",
     "preflight.intake.v1.WeightsAccess.artifact_uri",
+    "preflight.clearinghouse.v1.FindingReference.url",
 )
 _DOCUMENT = (
     # A job's eval logs: one URI per task of the suite, comma-separated.

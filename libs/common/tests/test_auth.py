@@ -305,6 +305,7 @@ def test_server_tls_from_the_environment_names_what_is_missing(
         (folder / f"{name}.pem").write_bytes(f"{name} pem".encode())
     tls = ServerTLS.from_env("PREFLIGHT_X")
     assert tls == ServerTLS(b"cert pem", b"key pem", client_ca=b"ca pem")
+    assert "key pem" not in repr(tls)  # settings are shown in logs and tracebacks; the key never
 
 
 async def test_the_token_cache_stays_bounded_under_made_up_tokens(store: TokenStore) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 import grpc
@@ -62,7 +62,7 @@ class ServerTLS:
     """
 
     certificate_chain: bytes
-    private_key: bytes
+    private_key: bytes = field(repr=False)  # a secret: never in a repr, a log or a traceback
     client_ca: bytes | None = None
     health_listen: str | None = None
 

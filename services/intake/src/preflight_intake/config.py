@@ -28,7 +28,8 @@ DEFAULT_DATABASE_URL = "sqlite:///run/intake/intake.db"
 class IntakeSettings:
     """Everything the intake process needs except its encryption keys (read apart, never kept here)."""
 
-    database_url: str = DEFAULT_DATABASE_URL
+    # May carry the database password (`config.database_url`): never in a repr, a log or a traceback.
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
     # Local working files (the faust agents' data directory).
     state_dir: Path = Path("run/intake")
     listen: str = "[::]:50051"

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from preflight.sdk.cli import main, parser
+from preflight.sdk.cli._core import UsageError, write_bytes
 from preflight.sdk.cli.completion import script
 
 
@@ -81,9 +82,22 @@ def test_local_mistakes_exit_2_saying_what_to_fix(tmp_path: Path) -> None:
     (tmp_path / "junk.json").write_text('{"tier": 3}')
     code, err = run("report", "verify", "--file", str(tmp_path / "junk.json"))
     assert code == 2 and "is not a downloaded report" in err
+    (tmp_path / "binary.json").write_bytes(b"\xff\xfe")
+    code, err = run("report", "verify", "--file", str(tmp_path / "binary.json"))
+    assert code == 2 and "is not a downloaded report" in err
+    for text in ("", "3\n", "- title: x\n"):
+        (tmp_path / "finding.yaml").write_text(text)
+        code, err = run("finding", "report", "--file", str(tmp_path / "finding.yaml"))
+        assert code == 2 and "not a finding" in err, text
     with pytest.raises(SystemExit) as exit_:
         main(["finding", "triage", "F", "--state", "nonsense"], io.StringIO(), io.StringIO())
     assert exit_.value.code == 2
+
+
+def test_an_output_file_that_cannot_be_written_is_a_usage_error_naming_it(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-folder" / "report.json"
+    with pytest.raises(UsageError, match=f"cannot write {missing}"):
+        write_bytes(str(missing), b"{}")
 
 
 @pytest.mark.parametrize("timeout", ["0", "-5", "nan"])

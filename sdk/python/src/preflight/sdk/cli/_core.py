@@ -159,6 +159,13 @@ def read_bytes(path: str) -> bytes:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def write_bytes(path: str, data: bytes) -> None:
+    try:
+        Path(path).write_bytes(data)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+
+
 def take(items: Iterator[T], limit: int) -> list[T]:
     if limit < 1:
         raise UsageError("--limit must be at least 1")

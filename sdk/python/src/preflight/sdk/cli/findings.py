@@ -4,7 +4,6 @@ shared with them and report their patch status; the API decides who sees what)."
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import yaml
 from google.protobuf.json_format import ParseDict, ParseError
@@ -24,6 +23,7 @@ from preflight.sdk.cli._core import (
     take,
     time_option,
     when,
+    write_bytes,
 )
 
 STATE = Choice(events_pb2.FindingState)
@@ -74,6 +74,8 @@ def _one(ctx: Context, finding: clearinghouse_pb2.Finding) -> None:
 def _report(ctx: Context, args: argparse.Namespace) -> None:
     try:
         data = yaml.safe_load(read_bytes(args.file))
+        if not isinstance(data, dict):
+            raise ParseError("its top level is not a mapping of the request's fields")
         request = ParseDict(data, clearinghouse_pb2.ReportFindingRequest())
     except (yaml.YAMLError, ParseError) as exc:
         raise UsageError(
@@ -196,7 +198,7 @@ def _export(ctx: Context, args: argparse.Namespace) -> None:
     elif args.output == "-":
         ctx.out.write(exported.document.decode())
     else:
-        Path(args.output).write_bytes(exported.document)
+        write_bytes(args.output, exported.document)
         ctx.note(f"wrote {args.output} ({exported.media_type})")
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from google.protobuf.json_format import MessageToJson, Parse, ParseError
 from preflight.clearinghouse.v1 import clearinghouse_pb2
@@ -18,6 +17,7 @@ from preflight.sdk.cli._core import (
     read_bytes,
     take,
     when,
+    write_bytes,
 )
 from preflight.sdk.reports import ReportVerificationError, verify_report
 
@@ -75,7 +75,7 @@ def _download(ctx: Context, args: argparse.Namespace) -> None:
     if args.output == "-":
         ctx.out.write(document)
         return
-    Path(args.output).write_text(document)
+    write_bytes(args.output, document.encode())
     ctx.note(f"wrote {args.output}")
 
 
@@ -85,7 +85,7 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
             raise UsageError("give a downloaded --file, or a REPORT_ID or --submission to fetch, not both")
         try:
             report = Parse(read_bytes(args.file), clearinghouse_pb2.ReviewReport())
-        except ParseError as exc:
+        except (ParseError, UnicodeDecodeError) as exc:
             raise UsageError(f"{args.file} is not a downloaded report: {exc}") from None
     else:
         report = _report(ctx, args)

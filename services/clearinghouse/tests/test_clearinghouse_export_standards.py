@@ -484,31 +484,43 @@ def test_stix_software_carries_the_purl_cpe_and_affected_versions(api: Api) -> N
 
 FIRST_EXPORTS = textwrap.dedent(
     """
-    import json, sys, time
+    import json, sys
     from pathlib import Path
     sys.path.insert(0, sys.argv[2])
     from clearinghouse_support import REVIEWER, ManualClock, make_components, report_input
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from preflight_clearinghouse.adapters.exports.osv import schema_validator
     from preflight_clearinghouse.adapters.signing import ReportSigner
+    from preflight_clearinghouse.domain import cwe
     from preflight_clearinghouse.domain.exports import ExportFormat
+
+    def loaded():
+        return {
+            "osv_schema": schema_validator.cache_info().currsize,
+            "cwe_catalog": cwe._catalog_file.cache_info().currsize,
+        }
 
     tmp = Path(sys.argv[1])
     components = make_components(
         f"sqlite:///{tmp / 'ch.db'}", tmp, ReportSigner(Ed25519PrivateKey.generate()), ManualClock()
     )
+    at_start = loaded()
     finding, _ = components.registry.report(REVIEWER, report_input())
-    seconds = {}
-    for export_format in ExportFormat:
-        started = time.perf_counter()
-        components.registry.export(REVIEWER, finding.finding_id, export_format)
-        seconds[export_format.name] = time.perf_counter() - started
-    print(json.dumps(seconds))
+    exported = [
+        export_format.name
+        for export_format in ExportFormat
+        if components.registry.export(REVIEWER, finding.finding_id, export_format).document
+    ]
+    print(json.dumps({"at_start": at_start, "exported": exported}))
     """
 )
 
 
 @pytest.mark.slow
-def test_the_first_export_of_each_format_in_a_fresh_process_answers_within_a_second(tmp_path: Path) -> None:
+def test_start_up_loads_what_exports_read_so_no_export_request_pays_for_it(tmp_path: Path) -> None:
+    """In a fresh process, building the service loads the OSV schema validator (its patterns
+    compiled) and the CWE catalog; the first export of each format then finds them loaded. How long
+    that first export takes is measured by bench/clearinghouse_first_export.py."""
     done = subprocess.run(
         [sys.executable, "-c", FIRST_EXPORTS, str(tmp_path), str(Path(__file__).parent)],
         capture_output=True,
@@ -516,6 +528,6 @@ def test_the_first_export_of_each_format_in_a_fresh_process_answers_within_a_sec
         timeout=600,
         check=True,
     )
-    seconds = json.loads(done.stdout.strip().splitlines()[-1])
-    assert max(seconds.values()) < 1.0, seconds
-    assert set(seconds) == {"CSAF", "CSAF_2_0", "OSV", "STIX"}
+    outcome = json.loads(done.stdout.strip().splitlines()[-1])
+    assert outcome["at_start"] == {"osv_schema": 1, "cwe_catalog": 1}
+    assert outcome["exported"] == ["CSAF", "CSAF_2_0", "OSV", "STIX"]

@@ -94,6 +94,24 @@ def test_local_mistakes_exit_2_saying_what_to_fix(tmp_path: Path) -> None:
     assert exit_.value.code == 2
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["queue", "--limit", "0"],
+        ["list", "--limit", "-1"],
+        ["job", "list", "--limit", "many"],
+        ["alert", "follow", "--limit", "0"],
+    ],
+)
+def test_a_limit_below_1_exits_2_before_anything_is_fetched(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["--target", "127.0.0.1:1", *argv], io.StringIO(), io.StringIO())
+    assert exit_.value.code == 2
+    assert "argument --limit" in capsys.readouterr().err
+
+
 def test_an_output_file_that_cannot_be_written_is_a_usage_error_naming_it(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-folder" / "report.json"
     with pytest.raises(UsageError, match=f"cannot write {missing}"):

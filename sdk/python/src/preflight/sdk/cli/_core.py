@@ -167,8 +167,6 @@ def write_bytes(path: str, data: bytes) -> None:
 
 
 def take(items: Iterator[T], limit: int) -> list[T]:
-    if limit < 1:
-        raise UsageError("--limit must be at least 1")
     taken: list[T] = []
     for item in items:
         taken.append(item)
@@ -183,8 +181,19 @@ def fields(rows: Sequence[tuple[str, str]]) -> str:
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
+def count(text: str) -> int:
+    """A `--limit`: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
 def limit_option(parser: argparse.ArgumentParser, default: int = 50) -> None:
-    parser.add_argument("--limit", type=int, default=default, help=f"at most this many (default {default})")
+    parser.add_argument("--limit", type=count, default=default, help=f"at most this many (default {default})")
 
 
 def id_argument(what: str) -> Callable[[argparse.ArgumentParser], None]:

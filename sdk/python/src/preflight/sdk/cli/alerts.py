@@ -15,6 +15,7 @@ from preflight.sdk.cli._core import (
     Noun,
     UsageError,
     Verb,
+    count,
     fields,
     limit_option,
     spelling,
@@ -72,8 +73,6 @@ def _ack(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def _follow(ctx: Context, args: argparse.Namespace) -> None:
-    if args.limit is not None and args.limit < 1:
-        raise UsageError("--limit must be at least 1")
     if args.bootstrap or args.organisation:
         return _follow_bus(ctx, args)
     kinds = [KIND.value(k) for k in args.kind]
@@ -210,7 +209,7 @@ def _follow_arguments(parser: argparse.ArgumentParser) -> None:
         "--kind", action="append", default=[], choices=KIND.choices, type=spelling, help="repeatable"
     )
     parser.add_argument("--after", type=int, metavar="SEQUENCE", help="continue after this alert's sequence")
-    parser.add_argument("--limit", type=int, help="stop after this many alerts")
+    parser.add_argument("--limit", type=count, help="stop after this many alerts")
     bus = parser.add_argument_group(
         "from the event bus (Kafka) instead of the notifier; env PREFLIGHT_KAFKA_*"
     )

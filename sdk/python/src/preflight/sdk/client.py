@@ -314,8 +314,8 @@ class ClearinghouseClient(ServiceClient):
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
         """Move a finding through the disclosure or the embargo state machine (reviewers and
-        admins); an illegal transition, or a finding no longer at `expected_revision`, raises
-        FailedPrecondition. Not retried."""
+        admins); an illegal transition raises FailedPrecondition, a finding no longer at
+        `expected_revision` Aborted. Not retried."""
         return self._run(_calls.transition_finding(finding_id, target, reason, expected_revision), timeout)
 
     def update_finding_assessment(

@@ -320,6 +320,29 @@ async def test_the_token_cache_stays_bounded_under_made_up_tokens(store: TokenSt
         assert len(cache) <= 3
 
 
+async def test_an_answer_looked_up_across_a_clear_is_not_kept() -> None:
+    """A revocation clears the cache while a lookup of the token is under way (it read the token
+    before the revocation committed): that lookup's answer must not outlive the clear."""
+    answered, release = asyncio.Event(), asyncio.Event()
+    lookups = 0
+
+    async def lookup(token: str) -> tuple[Principal | None, dt.datetime | None]:
+        nonlocal lookups
+        lookups += 1
+        answered.set()
+        await release.wait()
+        return (LAB if lookups == 1 else None), None
+
+    cache = TokenCache(3600)
+    first = asyncio.create_task(cache.resolve("pft_revoked_meanwhile", lookup))
+    await answered.wait()
+    cache.clear()  # the revocation commits and clears the cache
+    release.set()
+    assert await first == LAB  # that call was authenticated before the revocation
+    assert await cache.resolve("pft_revoked_meanwhile", lookup) is None
+    assert lookups == 2
+
+
 async def _refused_within(
     remote: IntrospectionAuthenticator | LocalAuthenticator, token: str, deadline: float
 ) -> dt.datetime | None:

@@ -20,6 +20,7 @@ import contextvars
 import enum
 import hashlib
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -292,20 +293,27 @@ TokenLookup = Callable[[str], Awaitable[tuple[Principal | None, datetime | None]
 class TokenCache:
     """Answers about bearer tokens, each reused for at most `ttl` seconds and never past the token's
     expiry: an expired token is refused at its expiry, a revoked one within `ttl` (or at once when
-    the revocation calls `clear`). Refusals are cached too. At most `max_entries` answers are kept,
-    so callers presenting many distinct (e.g. made-up) tokens cannot grow it forever."""
+    the revocation calls `clear`: an answer a lookup under way then brings back is not kept).
+    Refusals are cached too. At most `max_entries` answers are kept, so callers presenting many
+    distinct (e.g. made-up) tokens cannot grow it forever."""
 
     def __init__(self, ttl: float = INTROSPECTION_CACHE_TTL, *, max_entries: int = 10_000) -> None:
         self._ttl = ttl
         self._max_entries = max_entries
         # token hash -> (monotonic end of the TTL, principal or None, token expiry or None)
         self._entries: dict[str, tuple[float, Principal | None, datetime | None]] = {}
+        # Bumped by `clear` (from any thread): an answer looked up before a clear is not kept.
+        self._generation = 0
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def clear(self) -> None:
-        self._entries = {}
+        """Forget every answer, also those of lookups still under way (any thread)."""
+        with self._lock:
+            self._generation += 1
+            self._entries = {}
 
     async def resolve(self, token: str, lookup: TokenLookup) -> Principal | None:
         """The cached answer for `token` while it holds, else `lookup`'s (then cached)."""
@@ -314,12 +322,15 @@ class TokenCache:
         now = time.monotonic()
         if cached and cached[0] > now and (cached[2] is None or cached[2] > datetime.now(UTC)):
             return cached[1]
+        generation = self._generation
         principal, expires = await lookup(token)
-        if len(self._entries) >= self._max_entries:
-            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+        with self._lock:
+            if self._ttl <= 0 or generation != self._generation:
+                return principal
             if len(self._entries) >= self._max_entries:
-                self._entries = {}
-        if self._ttl > 0:
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                if len(self._entries) >= self._max_entries:
+                    self._entries = {}
             self._entries[key] = (now + self._ttl, principal, expires)
         return principal
 

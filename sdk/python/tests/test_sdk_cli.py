@@ -85,6 +85,10 @@ def test_local_mistakes_exit_2_saying_what_to_fix(tmp_path: Path) -> None:
     (tmp_path / "binary.json").write_bytes(b"\xff\xfe")
     code, err = run("report", "verify", "--file", str(tmp_path / "binary.json"))
     assert code == 2 and "is not a downloaded report" in err
+    for days in ("nan", "inf", "1e12"):
+        token = ("token", "create", "--principal-id", "a", "--role", "reviewer", "--organisation", "o")
+        code, err = run(*token, "--expires-in-days", days)
+        assert code == 2 and "--expires-in-days" in err, days
     for text in ("", "3\n", "- title: x\n"):
         (tmp_path / "finding.yaml").write_text(text)
         code, err = run("finding", "report", "--file", str(tmp_path / "finding.yaml"))

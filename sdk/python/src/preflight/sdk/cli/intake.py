@@ -148,7 +148,10 @@ def _token(ctx: Context, args: argparse.Namespace) -> None:
         ctx.preflight.intake.revoke_token(args.token_id)
         ctx.note(f"revoked {args.token_id}")
         return
-    expires = datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None
+    try:
+        expires = datetime.now(UTC) + timedelta(days=args.expires_in_days) if args.expires_in_days else None
+    except (ValueError, OverflowError):
+        raise UsageError(f"--expires-in-days {args.expires_in_days}: a number of days from now") from None
     issued = ctx.preflight.intake.create_token(
         principal_id=args.principal_id,
         role=ROLE.value(args.role),

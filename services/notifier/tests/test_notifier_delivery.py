@@ -110,6 +110,26 @@ async def test_webhook_answering_500_twice_then_200_gets_one_delivery_after_thre
     assert "audience" not in document["alerts"][0] and b"ada@lab-a.example" not in last.body
 
 
+async def test_an_empty_webhook_secret_file_sends_nothing_until_the_secret_is_there(
+    live: Components, clock: ManualClock, webhook_receiver: WebhookReceiver, tmp_path: Path
+) -> None:
+    secret = tmp_path / "webhook.secret"  # the file the test routing names
+    secret.write_text("\n")  # e.g. a Secret whose key was left blank
+    apply(live, submission_received("sub-1", START + 8 * DAY))
+    clock.set(START + DAY)
+    await settle(live, clock)
+    assert webhook_receiver.to("/reviewers") == []
+    [entry] = [e for e in log(live, "http%") if e.receiver == "reviewers"]
+    assert (entry.status, entry.error) == ("retry", "receiver reviewers: webhook secret is not configured")
+    secret.write_text(WEBHOOK_SECRET + "\n")  # fixed within the retry window: delivered, signed
+    clock.advance(seconds=10)
+    await live.deliverer.run_pass()
+    [request] = webhook_receiver.to("/reviewers")
+    signature = request.headers["Preflight-Signature"]
+    stamp = int(signature.split(",")[0].removeprefix("t="))
+    assert verify_signature(WEBHOOK_SECRET.encode(), signature, request.body, now=stamp)
+
+
 async def test_a_400_is_not_retried_and_is_logged_as_failed(
     live: Components, clock: ManualClock, webhook_receiver: WebhookReceiver
 ) -> None:

@@ -115,9 +115,10 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-def test_no_process_of_the_stack_holds_a_secret_in_its_environment(stack: RunningStack) -> None:
+def test_no_process_of_the_stack_holds_a_secret_in_its_environment_or_arguments(stack: RunningStack) -> None:
     """Every process the stack runs (services, the local benchmark's workers, the reference model,
-    the sinks, the broker) got its secrets as files: none is in its environment."""
+    the sinks, the broker) got its secrets as files: none is in its environment or its arguments
+    (both readable by any process of the same user in /proc)."""
     keys = {value for name, value in stack.secrets.items() if not name.endswith("_ID")}
     keys |= {value.partition(":")[2] for value in keys if ":" in value}  # key material of id:key lists
     passwords = [
@@ -130,8 +131,11 @@ def test_no_process_of_the_stack_holds_a_secret_in_its_environment(stack: Runnin
     for pid in pids:
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
         except OSError:
             continue  # ended meanwhile
         for entry in environ:
             name = entry.partition("=")[0]
             assert not any(secret in entry for secret in hidden), f"pid {pid}: {name} holds a secret"
+        for position, arg in enumerate(argv):
+            assert not any(secret in arg for secret in hidden), f"pid {pid}: argument {position} is a secret"

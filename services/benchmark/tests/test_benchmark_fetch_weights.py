@@ -168,9 +168,8 @@ def http_server(
         server.server_close()
 
 
-def test_a_file_is_fetched_over_https_with_a_bearer_token_from_a_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def https_context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ssl.SSLContext:
+    """A server context with a certificate of a test authority the fetcher trusts."""
     authority = TestAuthority()
     issued = authority.issue("localhost")
     (tmp_path / "server.crt").write_bytes(issued.certificate)
@@ -178,6 +177,14 @@ def test_a_file_is_fetched_over_https_with_a_bearer_token_from_a_file(
     (tmp_path / "ca.crt").write_bytes(authority.pem)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(tmp_path / "server.crt", tmp_path / "server.key")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.crt"))
+    return context
+
+
+def test_a_file_is_fetched_over_https_with_a_bearer_token_from_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = https_context(tmp_path, monkeypatch)
     content = b"GGUF" + b"\x07" * 10_000
     token = tmp_path / "weights-token"
     token.write_text("weights-download-token\n")
@@ -187,10 +194,10 @@ def test_a_file_is_fetched_over_https_with_a_bearer_token_from_a_file(
         authorization = "Bearer weights-download-token"
         seen: list[tuple[str, str]] = []
 
-    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.crt"))
     monkeypatch.setenv("PREFLIGHT_WORKER_WEIGHTS_HTTP_TOKEN_FILE", str(token))
     dest = tmp_path / "weights"
     with http_server(Handler, context) as base:
+        monkeypatch.setenv("PREFLIGHT_WORKER_WEIGHTS_HTTP_TOKEN_HOSTS", urlparse(base).netloc)
         uri = f"{base}/releases/v1/model.gguf"
         assert fetch(monkeypatch, uri, hashlib.sha256(content).hexdigest(), dest) == 0
         assert (dest / "model.gguf").read_bytes() == content
@@ -200,6 +207,47 @@ def test_a_file_is_fetched_over_https_with_a_bearer_token_from_a_file(
     # The token is a file's: the variable itself is refused.
     monkeypatch.setenv("PREFLIGHT_WORKER_WEIGHTS_HTTP_TOKEN", "in-the-environment")
     assert fetch(monkeypatch, "https://127.0.0.1:9/model.gguf", "0" * 64, dest) == CONFIG_ERROR
+
+
+def test_the_https_token_goes_only_to_its_hosts_never_to_a_lab_chosen_one_nor_through_a_redirect(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = https_context(tmp_path, monkeypatch)
+    content = b"GGUF" + b"\x08" * 10_000
+    digest = hashlib.sha256(content).hexdigest()
+    token = tmp_path / "weights-token"
+    token.write_text("weights-download-token\n")
+    monkeypatch.setenv("PREFLIGHT_WORKER_WEIGHTS_HTTP_TOKEN_FILE", str(token))
+
+    class Elsewhere(Recorder):
+        """Another origin (a lab's host, a CDN): serves only requests without a credential."""
+
+        files = {"/model.gguf": content}
+        authorization = ""
+        seen: list[tuple[str, str]] = []
+
+    with http_server(Elsewhere, context) as elsewhere:
+
+        class Store(Recorder):
+            """The token's host, which redirects its download elsewhere."""
+
+            seen: list[tuple[str, str]] = []
+
+            def do_GET(self) -> None:
+                self.seen.append((self.path, self.headers.get("Authorization", "")))
+                self.send_response(302)
+                self.send_header("Location", f"{elsewhere}/model.gguf")
+                self.end_headers()
+
+        with http_server(Store, context) as store:
+            # A token with no hosts to send it to is a configuration error.
+            assert fetch(monkeypatch, f"{store}/model.gguf", digest, tmp_path / "none") == CONFIG_ERROR
+            monkeypatch.setenv("PREFLIGHT_WORKER_WEIGHTS_HTTP_TOKEN_HOSTS", urlparse(store).netloc)
+            assert fetch(monkeypatch, f"{store}/model.gguf", digest, tmp_path / "redirected") == 0
+            assert fetch(monkeypatch, f"{elsewhere}/model.gguf", digest, tmp_path / "direct") == 0
+    assert Store.seen == [("/model.gguf", "Bearer weights-download-token")]
+    assert Elsewhere.seen == [("/model.gguf", ""), ("/model.gguf", "")]
+    assert (tmp_path / "redirected" / "model.gguf").read_bytes() == content
 
 
 def test_a_model_directory_is_fetched_through_the_gcs_json_api_with_a_service_account_key(

@@ -15,10 +15,15 @@ credentials file from a mounted Secret through AWS_SHARED_CREDENTIALS_FILE; AWS_
 for S3-compatible stores), `gs://bucket/object` (the GCS JSON API's media download at
 PREFLIGHT_WORKER_GCS_ENDPOINT, with a token from a service-account key file named by
 GOOGLE_APPLICATION_CREDENTIALS or from the metadata server of the pod's workload identity),
-`https://` (a bearer token from the file PREFLIGHT_WORKER_WEIGHTS_HTTP_TOKEN_FILE, if set), and a
-local path or `file://` URI. With PREFLIGHT_WORKER_WEIGHTS_MIRROR (a folder, e.g. a
-PersistentVolumeClaim's mount), an artifact present there under its declared digest
-(`<mirror>/<sha256>`, a file or a directory with its manifest) is taken from there instead.
+`https://` (a bearer token from the file PREFLIGHT_WORKER_WEIGHTS_HTTP_TOKEN_FILE, if set, sent
+only to the hosts PREFLIGHT_WORKER_WEIGHTS_HTTP_TOKEN_HOSTS lists: an artifact URI is the lab's, and
+the token must not reach a host the lab chose), and a local path or `file://` URI. With
+PREFLIGHT_WORKER_WEIGHTS_MIRROR (a folder, e.g. a PersistentVolumeClaim's mount), an artifact
+present there under its declared digest (`<mirror>/<sha256>`, a file or a directory with its
+manifest) is taken from there instead.
+
+A redirect is followed, but a credential (an Authorization header) never goes to another origin
+than the one it was sent to.
 
 Everything is written under `<dest>.partial` and moved to `dest` only once every digest matched:
 a mismatch, a missing file or a malformed manifest raises WeightsError and leaves nothing at `dest`.
@@ -37,6 +42,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.client import HTTPMessage
 from pathlib import Path, PurePosixPath
 from typing import IO, Protocol
 from urllib.parse import quote, unquote, urlencode, urlparse
@@ -46,6 +52,7 @@ from preflight_common.config import secret
 MANIFEST = "SHA256SUMS"
 MIRROR_ENV = "PREFLIGHT_WORKER_WEIGHTS_MIRROR"
 GCS_ENDPOINT_ENV = "PREFLIGHT_WORKER_GCS_ENDPOINT"
+HTTP_TOKEN_HOSTS_ENV = "PREFLIGHT_WORKER_WEIGHTS_HTTP_TOKEN_HOSTS"  # noqa: S105 - a variable's name
 GCS_SCOPE = "https://www.googleapis.com/auth/devstorage.read_only"
 # A manifest lists files, not weights: anything larger is not one.
 MANIFEST_LIMIT = 1 << 20
@@ -78,10 +85,37 @@ class LocalSource:
             raise WeightsError(f"weights file {path} does not exist") from None
 
 
+def _origin(url: str) -> tuple[str, str]:
+    parsed = urlparse(url)
+    return parsed.scheme, parsed.netloc.lower()
+
+
+class _SameOriginCredentials(urllib.request.HTTPRedirectHandler):
+    """Follows redirects as urllib does, minus the Authorization header when the redirect leaves
+    the origin it was sent to (urllib would forward it to any host the server names)."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: HTTPMessage,
+        newurl: str,
+    ) -> urllib.request.Request | None:
+        redirected = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if redirected is not None and _origin(newurl) != _origin(req.full_url):
+            redirected.remove_header("Authorization")
+        return redirected
+
+
+_OPENER = urllib.request.build_opener(_SameOriginCredentials)
+
+
 def _http_get(url: str, headers: dict[str, str]) -> IO[bytes]:
     try:
         request = urllib.request.Request(url, headers=headers)  # noqa: S310 - http(s) URLs built here
-        response: IO[bytes] = urllib.request.urlopen(request, timeout=TIMEOUT)  # noqa: S310
+        response: IO[bytes] = _OPENER.open(request, timeout=TIMEOUT)
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403, 404, 410):
             raise WeightsError(f"weights file {url.split('?')[0]}: HTTP {exc.code}") from None
@@ -94,7 +128,13 @@ class HttpsSource:
         self._base = base
         self._query = f"?{query}" if query else ""
         token = secret("PREFLIGHT_WORKER_WEIGHTS_HTTP_TOKEN", "")
-        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        hosts = {h.strip().lower() for h in os.environ.get(HTTP_TOKEN_HOSTS_ENV, "").split(",") if h.strip()}
+        if token and not hosts:
+            raise WeightsError(
+                f"{HTTP_TOKEN_HOSTS_ENV}: required with PREFLIGHT_WORKER_WEIGHTS_HTTP_TOKEN_FILE "
+                "(the hosts the token may be sent to)"
+            )
+        self._headers = {"Authorization": f"Bearer {token}"} if token and _origin(base)[1] in hosts else {}
 
     def open(self, relative: str) -> IO[bytes]:
         return _http_get(self._base + quote(relative) + self._query, self._headers)

@@ -463,7 +463,16 @@ def test_verify_audit_reads_the_last_signed_checkpoint_from_the_topic_and_catche
     reviewer = (("authorization", f"Bearer {identity.token(REVIEWER)}"),)
     try:
         publish_all(publisher, topics, review_events(topics, "sub-a"))
-        first(records(kafka_settings, topics.reviews), lambda p: isinstance(p, ch_events.ReviewReportReady))
+        ready = first(
+            records(kafka_settings, topics.reviews), lambda p: isinstance(p, ch_events.ReviewReportReady)
+        )
+        assert isinstance(ready, ch_events.ReviewReportReady)
+        # A signed report body carries a checkpoint too, and is kilobytes long.
+        by_report = stub.VerifyAuditLog(
+            pb.VerifyAuditLogRequest(checkpoint_body=ready.body, checkpoint_signature=ready.signature),
+            metadata=reviewer,
+        )
+        assert by_report.ok and by_report.checkpoint_sequence > 0, by_report
         entries = stub.VerifyAuditLog(pb.VerifyAuditLogRequest(), metadata=reviewer).entries
         # Published by the process itself, over the relay: the checkpoint of the head as it stands.
         checkpoint = first(

@@ -93,6 +93,8 @@ _DOCUMENT = (
     "preflight.clearinghouse.v1.AddReportNoteRequest.text",
     "preflight.clearinghouse.v1.SignOffReportRequest.comment",
     "preflight.clearinghouse.v1.ReissueReportRequest.reason",
+    # A signed report body carrying its audit checkpoint, or an AuditCheckpoint's body.
+    "preflight.clearinghouse.v1.VerifyAuditLogRequest.checkpoint_body",
 )
 _EVIDENCE = (
     "preflight.benchmark.v1.CandidateFinding.evidence",

@@ -148,12 +148,16 @@ def _matcher(text: str) -> notifier_pb2.Matcher:
     raise UsageError(f"--match {text!r}: LABEL=VALUE, LABEL!=VALUE, LABEL=~REGEX or LABEL!~REGEX")
 
 
+def _matches(s: notifier_pb2.Silence) -> str:
+    return " ".join(f"{m.label}{SPELLING.get(m.operator, '?')}{m.value}" for m in s.matchers)
+
+
 def describe_silence(s: notifier_pb2.Silence) -> str:
     return fields(
         [
             ("silence", s.silence_id),
             ("state", SILENCE.name(s.state)),
-            ("matches", " ".join(f"{m.label}{SPELLING.get(m.operator, '?')}{m.value}" for m in s.matchers)),
+            ("matches", _matches(s)),
             ("from", when(s.starts_at)),
             ("until", when(s.ends_at)),
             ("by", f"{s.created_by} ({s.organisation})"),
@@ -179,10 +183,7 @@ def _silence_list(ctx: Context, args: argparse.Namespace) -> None:
             ("SILENCE", lambda s: s.silence_id),
             ("STATE", lambda s: SILENCE.name(s.state)),
             ("UNTIL", lambda s: when(s.ends_at)),
-            (
-                "MATCHES",
-                lambda s: " ".join(f"{m.label}{SPELLING.get(m.operator, '?')}{m.value}" for m in s.matchers),
-            ),
+            ("MATCHES", _matches),
         ],
     )
 

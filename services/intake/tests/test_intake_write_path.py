@@ -203,6 +203,36 @@ def test_a_watch_is_told_of_a_change_by_its_commit_and_reads_nothing_while_idle(
     assert len(statements.matching("SELECT", HISTORY_READ)) == len(watchers)
 
 
+# The resync's one read of every watched submission's latest sequence.
+RESYNC_READ = "GROUP BY status_history.submission_id"
+
+
+def test_idle_watches_cost_one_query_per_resync_not_one_per_stream(
+    intake_factory: Callable[..., Any],
+    statements: Statements,
+    eventually: Callable[..., None],
+    make_request: Callable[..., intake_pb2.SubmitModelRequest],
+) -> None:
+    interval = 0.25
+    intake = intake_factory(watch_resync_interval=interval)
+    with Client(intake.target, token=intake.token("alice", Role.LAB, "lab-a")) as client:
+        sids = [client.submit(make_request("lab-a")).submission.submission_id for _ in range(4)]
+        watchers = [Watcher(client, sid) for sid in sids for _ in range(2)]
+        for watcher in watchers:
+            watcher.start()
+        eventually(lambda: all(len(w.changes) == 1 for w in watchers))
+        statements.clear()
+        time.sleep(QUIET)  # an observation window, not a wait for something to happen
+        # Nothing changed: no stream re-read its history, and each resync round was one query.
+        assert statements.matching("SELECT", HISTORY_READ) == []
+        assert 0 < len(statements.matching("SELECT", RESYNC_READ)) <= 2 + QUIET / interval
+        for sid in sids:
+            client.withdraw(sid)
+        for watcher in watchers:
+            watcher.join(30)
+    assert all(w.error is None and not w.is_alive() for w in watchers)
+
+
 def test_a_change_committed_by_another_replica_reaches_the_watch_at_the_resync(
     intake_factory: Callable[..., Any],
     eventually: Callable[..., None],

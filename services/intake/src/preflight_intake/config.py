@@ -36,8 +36,8 @@ class IntakeSettings:
     policy: WindowPolicy = field(default_factory=WindowPolicy)
     relay_interval: float = 0.2
     close_interval: float = 60.0
-    # Seconds between re-reads of an open watch's history for changes made by another replica
-    # (this process's own changes are pushed to its watches as they commit).
+    # Seconds between checks (one query for all open watches) for changes made by another
+    # replica (this process's own changes are pushed to its watches as they commit).
     watch_resync_interval: float = 30.0
     shutdown_grace: float = 10.0
     consumer_group: str = "preflight-intake"

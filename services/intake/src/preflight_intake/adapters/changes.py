@@ -5,14 +5,15 @@ status history it appended, after its commit, from whatever thread ran it: a pri
 the agents applying other services' events. A `WatchSubmission` stream `subscribe`s to its
 submission before it first reads the history and re-reads it only when told, so an idle watch
 costs no database work. A change committed by another process sharing the database is not
-notified here; watchers re-read on a slow timer to pick those up.
+notified here: `StatusFeed.resync` (the server runs it on a slow timer) reads the latest sequence of
+every watched submission in one query and rings each watch whose submission went past what it read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 
 
@@ -22,6 +23,8 @@ class Subscription:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._rung = asyncio.Event()
+        # The last sequence of the submission's history the watch has read (`StatusFeed.resync`).
+        self.seen = 0
 
     def ring(self) -> None:
         """Wake the watch (from any thread)."""
@@ -29,14 +32,13 @@ class Subscription:
         with suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._rung.set)
 
-    async def wait(self, timeout: float) -> None:
-        """Return once rung or after `timeout` seconds, whichever comes first, re-armed.
+    async def wait(self) -> None:
+        """Return once rung, re-armed.
 
         Re-armed before returning, so a change committed after this returns rings again: read
         the history after calling this, never before.
         """
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._rung.wait(), timeout)
+        await self._rung.wait()
         self._rung.clear()
 
 
@@ -69,3 +71,18 @@ class StatusFeed:
             rung = [s for submission_id in submission_ids for s in self._watchers.get(submission_id, ())]
         for subscription in rung:
             subscription.ring()
+
+    def resync(self, latest: Callable[[Collection[str]], Mapping[str, int]]) -> None:
+        """Ring every watch whose submission's stored history goes past what the watch has read
+        (`Subscription.seen`): changes committed by another process, which `notify` never hears
+        of. `latest` answers the last sequence of each of the submissions it is given that has a
+        history; it is called once for all watches, and not at all while nobody watches."""
+        with self._lock:
+            watched = {submission_id: list(subs) for submission_id, subs in self._watchers.items()}
+        if not watched:
+            return
+        sequences = latest(watched.keys())
+        for submission_id, subscriptions in watched.items():
+            for subscription in subscriptions:
+                if subscription.seen < sequences.get(submission_id, 0):
+                    subscription.ring()

@@ -57,14 +57,13 @@ def caller() -> Caller:
 class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
     """The gRPC face of `Intake`.
 
-    A watch re-reads its submission's history when this process commits a change to it
-    (`Intake.changes`), and otherwise every `watch_resync_interval` seconds, for changes
-    committed by another process sharing the database.
+    A watch re-reads its submission's history only when told of a change (`Intake.changes`):
+    by the commit, when this process made it, or by the periodic resync, for one committed by
+    another process sharing the database.
     """
 
-    def __init__(self, intake: Intake, *, watch_resync_interval: float = 30.0) -> None:
+    def __init__(self, intake: Intake) -> None:
         self._intake = intake
-        self._resync = watch_resync_interval
 
     async def SubmitModel(
         self, request: intake_pb2.SubmitModelRequest, context: grpc.aio.ServicerContext
@@ -131,13 +130,15 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
             changes = await _run(context, self._intake.history, who, request.submission_id, 0)
             # The current state first; the history below it is already past.
             latest = changes[-1]
+            changed.seen = latest.sequence
             yield codec.change_to_proto(latest)
             while not latest.status.terminal:
-                await changed.wait(self._resync)
+                await changed.wait()
                 for change in await _run(
                     context, self._intake.history, who, request.submission_id, latest.sequence
                 ):
                     latest = change
+                    changed.seen = latest.sequence
                     yield codec.change_to_proto(change)
 
     async def ResolveCredential(

@@ -25,7 +25,7 @@ parameters, so SQLAlchemy compiles each once per engine (its compiled cache).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -419,6 +419,22 @@ class IntakeStore:
             )
             for row in rows
         ]
+
+    def latest_sequences(self, submission_ids: Collection[str]) -> dict[str, int]:
+        """The last status-history sequence of each of these submissions that has a history."""
+        h = t.status_history
+        ids = list(submission_ids)
+        latest: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            # In chunks: databases bound how many parameters one statement takes.
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    select(h.c.submission_id, func.max(h.c.sequence))
+                    .where(h.c.submission_id.in_(ids[start : start + 500]))
+                    .group_by(h.c.submission_id)
+                ).all()
+                latest.update((submission_id, int(sequence)) for submission_id, sequence in rows)
+        return latest
 
     def reseal_credentials(self, batch: int = 200) -> int:
         """Re-encrypt every credential not sealed with the active key; returns how many.

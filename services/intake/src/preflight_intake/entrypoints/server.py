@@ -28,7 +28,7 @@ from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import Keyring
 from preflight_intake.adapters.reports import ReportVerifier
 from preflight_intake.adapters.servicer import IntakeServicer
-from preflight_intake.bootstrap import Components, build
+from preflight_intake.bootstrap import build
 from preflight_intake.config import IntakeSettings
 from preflight_intake.entrypoints.agents import build_app
 
@@ -44,24 +44,16 @@ CHECKPOINT_INTERVAL = 1.0
 """Seconds between SQLite WAL checkpoints (`IntakeStore.checkpoint`)."""
 
 
-async def _checkpoint_periodically(components: Components, liveness: Liveness) -> None:
+async def _periodically(what: str, interval: float, work: Callable[[], object], liveness: Liveness) -> None:
+    """Run `work` (in a thread) every `interval` seconds, beating `liveness` as `what`; a round that
+    fails is logged and the next one tried."""
     while True:
-        liveness.beat("database checkpoints", CHECKPOINT_INTERVAL)
+        liveness.beat(what, interval)
         try:
-            await asyncio.to_thread(components.store.checkpoint)
+            await asyncio.to_thread(work)
         except Exception:
-            log.exception("database checkpoint failed; retrying next round")
-        await asyncio.sleep(CHECKPOINT_INTERVAL)
-
-
-async def _close_released_periodically(components: Components, liveness: Liveness) -> None:
-    while True:
-        liveness.beat("closing released submissions", components.settings.close_interval)
-        try:
-            await asyncio.to_thread(components.intake.close_released)
-        except Exception:
-            log.exception("closing released submissions failed; retrying next round")
-        await asyncio.sleep(components.settings.close_interval)
+            log.exception("%s failed; retrying next round", what)
+        await asyncio.sleep(interval)
 
 
 async def serve(
@@ -77,7 +69,7 @@ async def serve(
     """
     setup_telemetry("preflight-intake")
     components = await asyncio.to_thread(build, settings, keyring)
-    servicer = IntakeServicer(components.intake, watch_resync_interval=settings.watch_resync_interval)
+    servicer = IntakeServicer(components.intake)
     identity = IdentityServicer(components.tokens)
     reports = ReportVerifier(settings.clearinghouse_target, settings.client_tls, components.tokens)
 
@@ -109,10 +101,23 @@ async def serve(
         liveness=liveness,
         agents="progress agents",
     )
+    store = components.store
+    periodic: list[tuple[str, float, Callable[[], object]]] = [
+        ("closing released submissions", settings.close_interval, components.intake.close_released),
+        (
+            "watch resync",
+            settings.watch_resync_interval,
+            lambda: store.changes.resync(store.latest_sequences),
+        ),
+    ]
+    if components.engine.dialect.name == "sqlite":
+        periodic.append(("database checkpoints", CHECKPOINT_INTERVAL, store.checkpoint))
     background = [
         asyncio.create_task(kafka.run(), name="kafka-side"),
-        asyncio.create_task(_close_released_periodically(components, liveness), name="close-released"),
-        asyncio.create_task(_checkpoint_periodically(components, liveness), name="checkpoints"),
+        *(
+            asyncio.create_task(_periodically(what, interval, work, liveness), name=what)
+            for what, interval, work in periodic
+        ),
         asyncio.create_task(liveness.watch(health), name="liveness"),
     ]
     log.info("intake serving on port %d", port)

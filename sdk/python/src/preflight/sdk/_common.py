@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Self
 
 import grpc
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.identity.v1 import identity_pb2
 from preflight.intake.v1 import intake_pb2, submission_pb2
@@ -160,6 +161,11 @@ def reconnect_delay(error: grpc.RpcError, failures: int) -> float | None:
     if error.code() != grpc.StatusCode.UNAVAILABLE or failures > WATCH_RECONNECTS:
         return None
     return min(5.0, 0.2 * 2.0**failures)
+
+
+def serialize(message: Message) -> bytes:
+    """A request's wire bytes (what every call's `request_serializer` is)."""
+    return message.SerializeToString()
 
 
 def metadata(token: str | None) -> tuple[tuple[str, str], ...]:

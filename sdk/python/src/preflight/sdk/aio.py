@@ -36,10 +36,6 @@ T = TypeVar("T")
 _NO_KIND = notifier_events_pb2.ALERT_KIND_UNSPECIFIED
 
 
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
-
-
 class AsyncServiceClient:
     """Asyncio twin of `preflight.sdk.client.ServiceClient`."""
 
@@ -52,7 +48,7 @@ class AsyncServiceClient:
 
     async def _run(self, call: Unary[Any, T], timeout: float | None) -> T:
         method = self._channel.unary_unary(
-            call.path, request_serializer=_serialize, response_deserializer=call.response.FromString
+            call.path, request_serializer=_common.serialize, response_deserializer=call.response.FromString
         )
         try:
             reply = await method(call.request, metadata=self._metadata, timeout=timeout or self._timeout)
@@ -71,7 +67,9 @@ class AsyncServiceClient:
 
     async def _follow(self, stream: Stream[R], timeout: float | None) -> AsyncIterator[R]:
         method = self._channel.unary_stream(
-            stream.path, request_serializer=_serialize, response_deserializer=stream.response.FromString
+            stream.path,
+            request_serializer=_common.serialize,
+            response_deserializer=stream.response.FromString,
         )
         failures = 0
         while True:

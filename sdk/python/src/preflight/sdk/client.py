@@ -40,10 +40,6 @@ R = TypeVar("R", bound=Message)
 T = TypeVar("T")
 
 
-def _serialize(message: Message) -> bytes:
-    return message.SerializeToString()
-
-
 class ServiceClient:
     """Calls to one service over a channel it does not own: each with the caller's token, a
     deadline (`timeout`, 10 s unless the call gives its own) and typed errors."""
@@ -57,7 +53,7 @@ class ServiceClient:
 
     def _run(self, call: Unary[Any, T], timeout: float | None) -> T:
         method = self._channel.unary_unary(
-            call.path, request_serializer=_serialize, response_deserializer=call.response.FromString
+            call.path, request_serializer=_common.serialize, response_deserializer=call.response.FromString
         )
         try:
             reply = method(call.request, metadata=self._metadata, timeout=timeout or self._timeout)
@@ -76,7 +72,9 @@ class ServiceClient:
     def _follow(self, stream: Stream[R], timeout: float | None) -> Iterator[R]:
         """The stream's new items; reopened after UNAVAILABLE (up to 5 times in a row without news)."""
         method = self._channel.unary_stream(
-            stream.path, request_serializer=_serialize, response_deserializer=stream.response.FromString
+            stream.path,
+            request_serializer=_common.serialize,
+            response_deserializer=stream.response.FromString,
         )
         failures = 0
         while True:

@@ -38,8 +38,7 @@ def verify_signature(public_key: bytes, body: bytes, signature: bytes) -> bool:
 def report_refusal(public_key: bytes, body: bytes, signature: bytes, *, claims: dict[str, Any]) -> str | None:
     """Why a signed report body is not what it `claims` to be (top-level body fields such as
     ``report_id``, ``submission_id``, ``version``, ``organisation``, ``signing_key_id``), or None
-    when `signature`
-    verifies over `body` with `public_key` and the signed body says exactly that."""
+    when `signature` verifies over `body` with `public_key` and the signed body says exactly that."""
     if not verify_signature(public_key, body, signature):
         return "the report's signature does not verify with the clearinghouse's key"
     try:

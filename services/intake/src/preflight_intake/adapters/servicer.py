@@ -156,7 +156,7 @@ async def _run(context: grpc.aio.ServicerContext, work: Callable[..., T], *args:
         return await asyncio.to_thread(work, *args)
     except InvalidRequest as exc:
         await invalid_argument(context, [(v.field, v.description) for v in exc.violations])
-    except (NotFound, PermissionDenied, Conflict, FailedPrecondition, NotYetKnown) as exc:
+    except tuple(_STATUS_CODES) as exc:
         await context.abort(_STATUS_CODES[type(exc)], str(exc))
     except ConcurrentUpdate:
         await context.abort(grpc.StatusCode.ABORTED, "the submission changed concurrently; retry")

@@ -149,6 +149,14 @@ def _aware(moment: datetime) -> datetime:
 
 
 PRINCIPAL_ID_MAX = 256
+PRINCIPAL_ID_RULE = f"must be 1-{PRINCIPAL_ID_MAX} printable characters without whitespace"
+
+
+def is_valid_principal_id(principal_id: str) -> bool:
+    """Whether `principal_id` (or a job id, a worker's principal id) follows `PRINCIPAL_ID_RULE`."""
+    return 0 < len(principal_id) <= PRINCIPAL_ID_MAX and all(
+        c.isprintable() and not c.isspace() for c in principal_id
+    )
 
 
 def principal_violations(
@@ -160,16 +168,8 @@ def principal_violations(
     logged, audited and shown); organisation and sectors follow `preflight.sdk.naming`.
     """
     violations = []
-    if not (
-        0 < len(principal_id) <= PRINCIPAL_ID_MAX
-        and all(c.isprintable() and not c.isspace() for c in principal_id)
-    ):
-        violations.append(
-            (
-                "principal.principal_id",
-                f"must be 1-{PRINCIPAL_ID_MAX} printable characters without whitespace",
-            )
-        )
+    if not is_valid_principal_id(principal_id):
+        violations.append(("principal.principal_id", PRINCIPAL_ID_RULE))
     if not is_valid_name(organisation):
         violations.append(("principal.organisation", NAME_RULE))
     for i, sector in enumerate(sectors):
@@ -449,11 +449,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         self, request: identity_pb2.IssueJobTokenRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.IssueJobTokenResponse:
         caller = await require_role(context, Role.SERVICE)
-        violations = [
-            ("job_id", description)
-            for name, description in principal_violations(request.job_id, caller.organisation, ())
-            if name == "principal.principal_id"
-        ]
+        violations = [] if is_valid_principal_id(request.job_id) else [("job_id", PRINCIPAL_ID_RULE)]
         expires = timestamp_field(request, "expires_at")
         now = datetime.now(UTC)
         if expires is None or not now < expires <= now + JOB_TOKEN_MAX_LIFETIME:

@@ -261,9 +261,9 @@ def test_a_credential_resolves_only_for_a_running_job_of_its_submission(
         ):
             with pytest.raises(PermissionDenied):
                 client.resolve_credential(credential_ref, job_id)
-        # A job token stops working at its expiry.
+        # A job token stops working at its expiry (far enough ahead for one call on a loaded machine).
         expiring = intake.token(
-            "job-mine", Role.WORKER, "preflight", datetime.now(UTC) + timedelta(seconds=2)
+            "job-mine", Role.WORKER, "preflight", datetime.now(UTC) + timedelta(seconds=10)
         )
         with Client(intake.target, token=expiring) as short_lived:
             assert short_lived.resolve_credential(ref, "job-mine") == credential

@@ -715,22 +715,27 @@ class UnitOfWork(Reader):
         if packages:
             self.conn.execute(insert(s.finding_packages), packages)
 
-    def update_finding(self, finding: Finding) -> None:
+    def update_finding(self, before: Finding, finding: Finding) -> None:
+        """Store `finding` over `before` (the same finding as stored): its row, and its audience,
+        aliases and package index only where they changed (most changes touch none of them)."""
         values = _finding_values(finding)
         values["the_finding_id"] = values.pop("finding_id")
         self.conn.execute(_UPDATE_FINDING, values)
-        self.conn.execute(_DELETE_AUDIENCE, {"the_finding_id": finding.finding_id})
-        self._write_audience(finding)
-        self.conn.execute(_DELETE_ALIASES, {"the_finding_id": finding.finding_id})
-        if finding.aliases:
-            self.conn.execute(
-                insert(s.finding_aliases),
-                [{"alias": alias, "finding_id": finding.finding_id} for alias in finding.aliases],
-            )
-        self.conn.execute(_DELETE_PACKAGES, {"the_finding_id": finding.finding_id})
-        packages = _package_rows(finding)
-        if packages:
-            self.conn.execute(insert(s.finding_packages), packages)
+        if finding.audience != before.audience:
+            self.conn.execute(_DELETE_AUDIENCE, {"the_finding_id": finding.finding_id})
+            self._write_audience(finding)
+        if finding.aliases != before.aliases:
+            self.conn.execute(_DELETE_ALIASES, {"the_finding_id": finding.finding_id})
+            if finding.aliases:
+                self.conn.execute(
+                    insert(s.finding_aliases),
+                    [{"alias": alias, "finding_id": finding.finding_id} for alias in finding.aliases],
+                )
+        if finding.affected != before.affected:
+            self.conn.execute(_DELETE_PACKAGES, {"the_finding_id": finding.finding_id})
+            packages = _package_rows(finding)
+            if packages:
+                self.conn.execute(insert(s.finding_packages), packages)
 
     def _write_audience(self, finding: Finding) -> None:
         rows = _audience_rows(finding)

@@ -438,7 +438,7 @@ class FindingRegistry:
         action: str,
         details: dict[str, Any],
     ) -> None:
-        uow.update_finding(after)
+        uow.update_finding(before, after)
         uow.audit(
             at=now,
             actor=actor,

@@ -11,13 +11,15 @@ from importlib import resources
 
 import pytest
 import stix2
-from clearinghouse_support import START, V31, V40, make_finding, source
+from clearinghouse_support import REVIEWER, START, V31, V40, make_finding, report_input, source
 from csaf.csaf.v20 import validate as validate_csaf
 from jsonschema import Draft202012Validator
 from preflight_clearinghouse.adapters.exports import osv
 from preflight_clearinghouse.adapters.exports.csaf import CsafExporter
 from preflight_clearinghouse.adapters.exports.osv import export_osv, ranges_of
 from preflight_clearinghouse.adapters.exports.stix import TLP_MARKING_IDS, export_stix
+from preflight_clearinghouse.bootstrap import Components
+from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
 from preflight_clearinghouse.domain.findings import (
     AffectedProduct,
     CodeLocation,
@@ -237,3 +239,10 @@ def test_exports_name_the_lab_only_with_its_consent() -> None:
         ):
             assert (b"lab-secretive" in document) is consent
             assert (b"model-of-lab-secretive" in document) is consent
+
+
+def test_an_export_without_a_format_names_every_format_the_registry_exports(components: Components) -> None:
+    finding, _ = components.registry.report(REVIEWER, report_input())
+    with pytest.raises(InvalidInput) as refused:
+        components.registry.export(REVIEWER, finding.finding_id, None)
+    assert refused.value.violations == (FieldViolation("format", "choose one of CSAF, CSAF_2_0, OSV, STIX"),)

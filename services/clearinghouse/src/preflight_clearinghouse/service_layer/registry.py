@@ -381,7 +381,8 @@ class FindingRegistry:
         """
         exporter = self._exporters.get(export_format) if export_format else None
         if exporter is None:
-            raise InvalidInput([FieldViolation("format", "choose CSAF, OSV or STIX")])
+            choices = ", ".join(f.name for f in self._exporters)
+            raise InvalidInput([FieldViolation("format", f"choose one of {choices}")])
         now = self._clock()
         with self._store.read() as reader:
             finding = reader.finding(finding_id)

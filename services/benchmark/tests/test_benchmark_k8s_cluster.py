@@ -36,7 +36,7 @@ from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.intake.v1 import submission_pb2
 from preflight_benchmark.adapters.executors.k8s_manifest import build_job, job_name
 from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor, api_client_from
-from preflight_benchmark.adapters.grpc_clients import GrpcResultReporter
+from preflight_benchmark.adapters.grpc_clients import GrpcJobTokens, GrpcResultReporter
 from preflight_benchmark.config import KubernetesSettings
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import AttemptEnd
@@ -49,6 +49,7 @@ from preflight_benchmark.testing import (
     submission,
     wait_until,
 )
+from preflight_common.auth import Principal, Role
 from preflight_common.config import KafkaSettings
 
 K8S_CATALOG = Path(__file__).parent / "data" / "catalog_k8s.yaml"
@@ -406,6 +407,40 @@ async def test_creating_an_existing_job_is_success_and_the_executor_attaches_to_
     outcome = await asyncio.wait_for(running, WAIT)
     assert (outcome.end, outcome.detail) == (AttemptEnd.EXITED, f"Job {name} succeeded")
     assert [j.metadata.uid for j in cluster.jobs_of(attempt.submission_id)] == [uid]
+
+
+async def test_a_resumed_attempt_whose_job_has_no_token_secret_yet_gets_one(
+    k8s_env: None, cluster: Cluster, intake: IntakeStandIn
+) -> None:
+    """The dispatcher stopped between creating a Job and its token Secret: the next one, resuming
+    the attempt, creates the Secret (its pod would wait for it until the deadline) and watches."""
+    settings = KubernetesSettings.from_env("preflight-benchmark:50052", LOG_ROOT)
+    executor = KubernetesExecutor(
+        api_client_from(settings.kubeconfig),
+        settings.manifest,
+        initial_backoff=0.05,
+        job_tokens=GrpcJobTokens(intake.target, intake.service_token),
+    )
+    attempt = Attempt(
+        job_id=f"bj-{uuid.uuid4().hex}",
+        submission_id=str(uuid.uuid4()),
+        suite_id="k8s.cpu",
+        attempt=1,
+        access_kind="endpoint",
+        resources=Resources(cpu="1", memory="1Gi"),
+        timeout=timedelta(minutes=10),
+        assignment="{}",
+        resumed=True,
+    )
+    name = job_name(attempt.job_id, attempt.attempt)
+    cluster.batch.create_namespaced_job(cluster.namespace, build_job(attempt, settings.manifest))
+    running = asyncio.create_task(executor.run(attempt))
+    token = await asyncio.to_thread(cluster.job_token, name)
+    resolved = intake.tokens.resolve(token)
+    assert resolved is not None and resolved[0] == Principal(attempt.job_id, Role.WORKER, "preflight")
+    await asyncio.to_thread(cluster.end_worker, name)
+    outcome = await asyncio.wait_for(running, WAIT)
+    assert (outcome.end, outcome.detail) == (AttemptEnd.EXITED, f"Job {name} succeeded")
 
 
 async def test_a_job_queued_for_kueue_stays_suspended_with_no_pod_until_admitted(

@@ -9,7 +9,9 @@ A Job deleted by anyone but this executor (kubectl, its TTL collected while no
 dispatcher watched it) ends the attempt as INFRASTRUCTURE, retried while
 attempts remain: a resumed attempt re-attaches to its Job and never creates it
 again, so a dispatcher that crashed between starting an attempt and creating
-its Job spends that attempt.
+its Job spends that attempt. A resumed attempt's Job gets its token Secret again
+(an existing one is kept): the dispatcher may have stopped between creating the
+Job and its Secret, and the pod would wait for it until its deadline.
 
 With `job_tokens`, each Job gets a token of its own job (`JobTokens`) in a Secret
 created right after the Job, owned by it (`token_secret`): the worker's pod
@@ -159,11 +161,29 @@ class KubernetesExecutor:
         try:
             if not attempt.resumed:
                 await self.create(attempt)
+            elif self._job_tokens is not None:
+                await self._resume_token(attempt, name, self._job_tokens)
             return await self._watch(name)
         except KubernetesApiError as exc:
             return AttemptOutcome(AttemptEnd.INFRASTRUCTURE, str(exc))
         finally:
             self._cancelling.discard(name)
+
+    async def _resume_token(self, attempt: Attempt, name: str, job_tokens: JobTokens) -> None:
+        """Give the resumed attempt's Job its token Secret unless it has one. Best effort: the
+        Secret most likely exists, so a failure here is logged and the watch goes on (it reports a
+        Job gone)."""
+        try:
+            job = await self._call(
+                "read Job", self._batch.read_namespaced_job, name, self._settings.namespace
+            )
+            assert job.metadata is not None and job.metadata.uid  # the API server sets both
+            await self._give_token(attempt, job.metadata.uid, job_tokens)
+        except ApiException as exc:
+            if exc.status != 404:
+                log.warning("Job %s: token Secret not checked on resume: HTTP %s", name, exc.status)
+        except KubernetesApiError as exc:
+            log.warning("Job %s: token Secret not checked on resume: %s", name, exc)
 
     def _deleted(self, name: str) -> AttemptOutcome:
         if name in self._cancelling:

@@ -339,7 +339,8 @@ class IntakeStore:
         self._encode = encode
         self._begin = "BEGIN IMMEDIATE" if engine.dialect.name == "sqlite" else None
         self.changes = StatusFeed()
-        if self._begin is not None:
+        # Once per engine, however many stores share it.
+        if self._begin is not None and not event.contains(engine, "connect", _without_automatic_checkpoints):
             event.listen(engine, "connect", _without_automatic_checkpoints)
 
     def checkpoint(self) -> tuple[int, int]:

@@ -3,7 +3,8 @@
 A lab sees and changes only its own organisation's submissions; a reviewer
 sees every submission and changes none; a service (the benchmark asks whether a
 submission was withdrawn before it starts a job) sees every submission and
-changes none; every other role sees none. A caller
+changes none; a worker (one benchmark job's token) sees none and only resolves
+its own job's credential; every other role sees none. A caller
 who may read submissions but not this one must get the same answer as for a
 submission that does not exist, so that its existence is not revealed.
 """

@@ -182,7 +182,7 @@ V31_CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
 
 def test_every_role_is_refused_every_other_roles_pages_and_actions(review: Review) -> None:
     before = _snapshot(review)
-    routes = _routes(review, revision=before[2])
+    routes = _routes(review, revision=before[3])
     for principal, role in ROLE_OF.items():
         with _signed_in(review, principal) as (client, csrf):
             for owner, owned in routes.items():
@@ -344,13 +344,25 @@ class Browser:
 
     def read(self, selector: str, timeout: float = 30) -> str:
         """The text of the element `selector` selects, once there is one: while a navigation is
-        replacing the page the element may be missing, or go stale between finding and reading."""
-        from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+        replacing the page the element may be missing, or go stale between finding and reading
+        (which Chromium may also report as a node that no longer belongs to the document)."""
+        from selenium.common.exceptions import (
+            NoSuchElementException,
+            StaleElementReferenceException,
+            WebDriverException,
+        )
         from selenium.webdriver.common.by import By
         from selenium.webdriver.support.ui import WebDriverWait
 
-        def attempt(driver: Any) -> tuple[str]:
-            return (str(driver.find_element(By.CSS_SELECTOR, selector).text),)
+        def attempt(driver: Any) -> tuple[str] | None:
+            try:
+                return (str(driver.find_element(By.CSS_SELECTOR, selector).text),)
+            except (NoSuchElementException, StaleElementReferenceException):
+                raise
+            except WebDriverException as exc:
+                if "does not belong to the document" in str(exc.msg):
+                    return None
+                raise
 
         waiting = WebDriverWait(
             self.driver,
@@ -442,10 +454,12 @@ def test_a_reviewer_signs_off_and_shares_a_finding_the_hospital_sees_and_downloa
     _choose(browser, "#tlp", "AMBER")
     browser.css("#sector-healthcare").click()
     browser.css("#preview-sharing").click()
+    wait_until("the sharing preview", lambda: browser.driver.current_url.endswith(f"/{fid}/sharing"), 30)
     browser.check("sharing-preview")
     reached = browser.css("#reached").text
     assert "st-mary-hospital" in reached and "valley-water" not in reached
     browser.css("#confirm-sharing").click()
+    wait_until("the finding again", lambda: browser.driver.current_url.endswith(f"/findings/{fid}"), 30)
     for state in ("TRIAGED", "VALIDATED"):
         _choose(browser, "#target", state)
         browser.css("#transition").click()

@@ -236,6 +236,27 @@ def test_a_form_without_this_sessions_csrf_token_is_refused(review: Review) -> N
     assert _snapshot(review) == before
 
 
+def test_what_an_api_refuses_is_answered_with_its_status_naming_the_field(review: Review) -> None:
+    before = _snapshot(review)
+    assessment = f"/review/findings/{review.finding_id}/assessment"
+    with _signed_in(review, "reviewer") as (client, csrf):
+        answer = client.post(
+            assessment,
+            data={"csrf": csrf, "cvss_v3_vector": "AV:N/AC:L", "revision": str(before[3])},
+            headers={"origin": review.base},
+        )
+        assert answer.status_code == 400
+        assert "cvss_v3_vector: must be a CVSS 3.1 vector" in answer.text
+        # A finding changed since the page was read.
+        answer = client.post(
+            assessment,
+            data={"csrf": csrf, "cvss_v3_vector": V31_CRITICAL, "revision": str(before[3] + 1000)},
+            headers={"origin": review.base},
+        )
+        assert answer.status_code == 409
+    assert _snapshot(review) == before
+
+
 def test_sessions_are_httponly_strict_cookies_that_sign_out_ends(review: Review) -> None:
     client = httpx.Client(base_url=review.base, follow_redirects=False, timeout=60)
     with client:

@@ -20,13 +20,12 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import grpc
-from google.rpc import error_details_pb2
-from grpc_status import rpc_status
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from preflight.benchmark.v1 import benchmark_pb2
 from preflight.clearinghouse.v1 import clearinghouse_pb2
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2
+from preflight.sdk.errors import InvalidArgument, PreflightError, from_rpc_error
 from preflight_common.bus import KNOWN_SECTORS
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -213,28 +212,14 @@ def _refusal(console: Console, request: Request, session: Session | None, refuse
     return console.render(request, "error.html", session, refused.status, message=refused.message)
 
 
-def _rpc_refusal(exc: grpc.aio.AioRpcError) -> Refused:
-    status = RPC_STATUS.get(exc.code())
+def _rpc_refusal(error: PreflightError) -> Refused:
+    status = RPC_STATUS.get(error.code)
     if status is None:
         return Refused(502, "a Preflight service did not answer; try again")
-    message = exc.details() or exc.code().name
-    if exc.code() == grpc.StatusCode.INVALID_ARGUMENT:
-        violations = _violations(exc)
-        if violations:
-            message = "; ".join(f"{field}: {why}" for field, why in violations)
+    message = error.message
+    if isinstance(error, InvalidArgument) and error.field_violations:
+        message = "; ".join(f"{v.field}: {v.description}" for v in error.field_violations)
     return Refused(status, message)
-
-
-def _violations(exc: grpc.aio.AioRpcError) -> list[tuple[str, str]]:
-    found = rpc_status.from_call(exc)
-    if found is None:
-        return []
-    out: list[tuple[str, str]] = []
-    for detail in found.details:
-        bad = error_details_pb2.BadRequest()
-        if detail.Unpack(bad):
-            out.extend((v.field, v.description) for v in bad.field_violations)
-    return out
 
 
 def page(*roles: Role) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
@@ -262,11 +247,12 @@ def page(*roles: Role) -> Callable[[Handler], Callable[[Request], Awaitable[Resp
                         raise Refused(403, "the form's CSRF token is missing or wrong; reload the page")
                 try:
                     return await handler(console, request, session, form)
-                except grpc.aio.AioRpcError as exc:
-                    if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
+                except (PreflightError, grpc.aio.AioRpcError) as exc:
+                    error = exc if isinstance(exc, PreflightError) else from_rpc_error(exc)
+                    if error.code == grpc.StatusCode.UNAUTHENTICATED:
                         console.sessions.end(request.cookies.get(SESSION_COOKIE))
                         return RedirectResponse("/sign-in", status_code=303)
-                    raise _rpc_refusal(exc) from None
+                    raise _rpc_refusal(error) from None
             except Refused as refused:
                 return _refusal(console, request, session, refused)
 

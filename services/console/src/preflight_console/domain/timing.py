@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 # Time left below which a deadline is shown in the band's colour, most urgent first.
@@ -36,9 +37,16 @@ def time_left(deadline: datetime, now: datetime) -> str:
     return f"overdue by {text}" if overdue else f"{text} left"
 
 
+@cache
+def _known_zones() -> frozenset[str]:
+    # Listing the zones walks the tz database on disk (milliseconds): once per process, not per
+    # time shown.
+    return frozenset(available_timezones())
+
+
 def zone(name: str) -> ZoneInfo:
     """The IANA time zone `name`; ValueError when there is none by that name."""
-    if name not in available_timezones():
+    if name not in _known_zones():
         raise ValueError(f"unknown time zone {name!r}")
     try:
         return ZoneInfo(name)

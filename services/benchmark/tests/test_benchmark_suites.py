@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,6 +26,7 @@ from preflight_benchmark.suites.datasets import (
     vuln_snippets,
 )
 from preflight_benchmark.suites.sandbox import run_target
+from preflight_common.testing.skips import needs_bwrap
 
 TASKS = [f"preflight_benchmark/{name}" for name in ("vuln_detect", "exploit", "knowledge", "discovery")]
 # The scripted reference model on the full shipped suites (also in the README).
@@ -89,13 +89,6 @@ def test_the_scripted_reference_model_scores_as_documented(
     scores_by_mode: dict[str, dict[tuple[str, str], float]],
 ) -> None:
     assert scores_by_mode["reference"] == pytest.approx(REFERENCE_SCORES)
-
-
-# CI installs bubblewrap (.ci/run): there, a missing bwrap fails instead of skipping.
-needs_bwrap = pytest.mark.skipif(
-    shutil.which("bwrap") is None and os.environ.get("CI") != "true",
-    reason="bubblewrap (bwrap) is not installed",
-)
 
 
 def _sandbox(source: str, stdin: str = "") -> Any:

@@ -43,12 +43,10 @@ from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.reference_model.server import ReferenceModelServer
 from preflight_benchmark.testing import IntakeStandIn, wait_until
 from preflight_common.ports import free_port
+from preflight_common.testing.skips import needs_bwrap
 
 BWRAP = shutil.which("bwrap")
-# CI installs bubblewrap (.ci/run): there, a missing bwrap fails instead of skipping.
-pytestmark = pytest.mark.skipif(
-    BWRAP is None and os.environ.get("CI") != "true", reason="bubblewrap (bwrap) is not installed"
-)
+pytestmark = needs_bwrap
 WORKER = str(Path(sys.executable).parent / "preflight-worker")
 STORE_SECRET = "eval-log-store"
 BUCKET = "preflight-eval-logs"

@@ -9,12 +9,21 @@ root `conftest.py`.
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Generator
 from typing import Any
 
 import pytest
 
-ALLOWED_SKIP_REASONS = ("PostgreSQL server binaries not found", "bubblewrap (bwrap) is not installed")
+BWRAP_MISSING = "bubblewrap (bwrap) is not installed"
+ALLOWED_SKIP_REASONS = ("PostgreSQL server binaries not found", BWRAP_MISSING)
+
+# Marks a test that needs bubblewrap. CI installs it (.ci/run): there, a missing bwrap fails
+# instead of skipping.
+needs_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None and os.environ.get("CI") != "true", reason=BWRAP_MISSING
+)
 
 
 @pytest.hookimpl(hookwrapper=True)

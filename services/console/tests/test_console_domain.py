@@ -6,12 +6,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from preflight_common.auth import Principal, Role
 from preflight_console.domain import timing
 from preflight_console.domain.plot import LABEL_WIDTH, WIDTH, score_plot
-from preflight_console.domain.sessions import Role, SessionStore, Signer, Viewer
+from preflight_console.domain.sessions import SessionStore, Signer
 
 KEY = b"k" * 32
-REVIEWER = Viewer("reviewer@caisi", Role.REVIEWER, "caisi")
+REVIEWER = Principal("reviewer@caisi", Role.REVIEWER, "caisi")
 
 
 class Clock:

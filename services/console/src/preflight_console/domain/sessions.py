@@ -17,34 +17,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import Enum
 
+from preflight_common.auth import Principal, Role
 
-class Role(Enum):
-    """The roles that may sign in to the console (the values of `preflight_common.auth.Role`)."""
-
-    LAB = "lab"
-    REVIEWER = "reviewer"
-    OPERATOR = "operator"
-
-
-@dataclass(frozen=True)
-class Viewer:
-    """Who is signed in, as the identity service said."""
-
-    principal_id: str
-    role: Role
-    organisation: str
-    sectors: tuple[str, ...] = ()
+CONSOLE_ROLES = (Role.LAB, Role.REVIEWER, Role.OPERATOR)
+"""The roles that may sign in to the console."""
 
 
 @dataclass
 class Session:
-    """One signed-in user. `time_zone` is the IANA zone times are shown in."""
+    """One signed-in user, as the identity service said (`viewer`). `time_zone` is the IANA zone
+    times are shown in."""
 
     session_id: str
     token: str
-    viewer: Viewer
+    viewer: Principal
     csrf: str
     expires_at: float
     time_zone: str = "UTC"
@@ -78,7 +65,7 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def create(self, token: str, viewer: Viewer) -> tuple[str, Session]:
+    def create(self, token: str, viewer: Principal) -> tuple[str, Session]:
         """A new session for `viewer`; returns the cookie value and the session."""
         session_id = secrets.token_urlsafe(32)
         session = Session(

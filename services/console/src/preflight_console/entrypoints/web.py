@@ -26,6 +26,7 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2
 from preflight.sdk.errors import InvalidArgument, PreflightError, from_rpc_error
+from preflight_common.auth import Role
 from preflight_common.bus import KNOWN_SECTORS
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -39,7 +40,7 @@ from preflight_console.adapters.apis import Apis
 from preflight_console.config import Settings
 from preflight_console.domain import timing
 from preflight_console.domain.plot import score_plot
-from preflight_console.domain.sessions import Role, Session, SessionStore, Signer
+from preflight_console.domain.sessions import CONSOLE_ROLES, Session, SessionStore, Signer
 from preflight_console.service_layer import views
 
 SESSION_COOKIE = "preflight_console_session"
@@ -262,7 +263,7 @@ def page(*roles: Role) -> Callable[[Handler], Callable[[Request], Awaitable[Resp
     return wrap
 
 
-ANY_ROLE = tuple(Role)
+ANY_ROLE = CONSOLE_ROLES
 
 
 # -- signing in and out ------------------------------------------------------------------------

@@ -21,10 +21,11 @@ from preflight.notifier.v1 import notifier_pb2
 from preflight.sdk import Assessment, Transition
 from preflight.sdk.aio import AsyncClearinghouseClient
 from preflight.sdk.errors import NotFound
+from preflight_common.auth import Principal
 from preflight_common.signing import verify_signature
 
 from preflight_console.adapters.apis import TIMEOUT, Apis, credentials
-from preflight_console.domain.sessions import Role, Session, Viewer
+from preflight_console.domain.sessions import CONSOLE_ROLES, Session
 
 PAGE_SIZE = 200
 OPEN_STATUSES = (
@@ -33,18 +34,13 @@ OPEN_STATUSES = (
     intake_pb2.SUBMISSION_STATUS_UNDER_REVIEW,
     intake_pb2.SUBMISSION_STATUS_REPORT_READY,
 )
-ROLES = {
-    identity_pb2.ROLE_LAB: Role.LAB,
-    identity_pb2.ROLE_REVIEWER: Role.REVIEWER,
-    identity_pb2.ROLE_OPERATOR: Role.OPERATOR,
-}
 
 
 class NotSignedIn(Exception):
     """The token is not (or no longer) accepted, or its role has no console."""
 
 
-async def who_is(apis: Apis, token: str) -> Viewer:
+async def who_is(apis: Apis, token: str) -> Principal:
     """The principal `token` belongs to, asked of the identity service with that token itself."""
     try:
         answer = await apis.identity.IntrospectToken(
@@ -54,11 +50,9 @@ async def who_is(apis: Apis, token: str) -> Viewer:
         if exc.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
             raise NotSignedIn("this token is not accepted") from None
         raise
-    role = ROLES.get(answer.principal.role)
-    if not answer.active or role is None:
+    if not answer.active or answer.principal.role not in {r.to_proto() for r in CONSOLE_ROLES}:
         raise NotSignedIn("the console serves labs, reviewers and operators")
-    p = answer.principal
-    return Viewer(p.principal_id, role, p.organisation, tuple(p.sectors))
+    return Principal.from_proto(answer.principal)
 
 
 def _clearinghouse(apis: Apis, session: Session) -> AsyncClearinghouseClient:

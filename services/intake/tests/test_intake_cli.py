@@ -17,7 +17,6 @@ from preflight_common.auth import Role, TokenStore
 from preflight_common.db import make_engine
 from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import Keyring, new_key_entry
-from preflight_intake.config import IntakeSettings
 from preflight_intake.entrypoints.cli import main as preflight_intake
 
 EXAMPLE_MANIFEST = Path(__file__).resolve().parents[3] / "examples" / "model.yaml"
@@ -175,19 +174,6 @@ def test_serve_without_encryption_keys_fails_naming_the_variable(
     monkeypatch.setenv("PREFLIGHT_INTAKE_MAX_WINDOW_DAYS", "thirty")
     assert preflight_intake(["serve"]) == 2
     assert "PREFLIGHT_INTAKE_MAX_WINDOW_DAYS" in capsys.readouterr().err
-
-
-def test_the_settings_never_show_the_database_password(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    password = tmp_path / "db.password"
-    password.write_text("never-shown-db-password\n")
-    monkeypatch.delenv("PREFLIGHT_DATABASE_URL_FILE", raising=False)
-    monkeypatch.setenv("PREFLIGHT_DATABASE_URL", "postgresql+psycopg://intake@db.example/intake")
-    monkeypatch.setenv("PREFLIGHT_DATABASE_PASSWORD_FILE", str(password))
-    settings = IntakeSettings.from_env()
-    assert "never-shown-db-password" in settings.database_url
-    assert "never-shown-db-password" not in repr(settings)
 
 
 @pytest.mark.parametrize("command", [["preflight", "--help"], ["preflight-intake", "--help"]])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
@@ -181,10 +181,11 @@ class KubernetesSettings:
 
 @dataclass(frozen=True)
 class BenchmarkSettings:
-    database_url: str
+    # Secrets (the URL may carry the database password): never in a repr, a log or a traceback.
+    database_url: str = field(repr=False)
     listen: str
     identity_target: str
-    service_token: str
+    service_token: str = field(repr=False)
     intake_target: str
     benchmark_target: str
     executor: str

@@ -26,7 +26,8 @@ DEFAULT_DATABASE_URL = "sqlite:///run/clearinghouse/clearinghouse.db"
 class ClearinghouseSettings:
     """Everything the clearinghouse process needs except secrets (the signing key and the service token)."""
 
-    database_url: str = DEFAULT_DATABASE_URL
+    # May carry the database password (`config.database_url`): never in a repr, a log or a traceback.
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
     # Local working files: the faust agents' data and, when no key is configured, the signing key.
     state_dir: Path = Path("run/clearinghouse")
     listen: str = "[::]:50053"

@@ -32,7 +32,8 @@ DEFAULT_DATABASE_URL = "sqlite:///run/notifier/notifier.db"
 class NotifierSettings:
     """Everything the notifier process needs. Secrets are not kept here: they are read when used."""
 
-    database_url: str = DEFAULT_DATABASE_URL
+    # May carry the database password (`config.database_url`): never in a repr, a log or a traceback.
+    database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
     listen: str = "[::]:50054"
     identity_target: str = "localhost:50051"
     routing_file: Path = field(default_factory=default_routing_path)

@@ -10,6 +10,7 @@ security headers of `SECURITY_HEADERS`.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import re
 import secrets
@@ -405,9 +406,11 @@ async def queue(console: Console, request: Request, session: Session, form: Form
 async def submission_page(console: Console, request: Request, session: Session, form: Form) -> Response:
     """A submission: its status timeline, its jobs and a link to its report."""
     submission_id = request.path_params["submission_id"]
-    item = await views.submission(console.apis, session, submission_id)
-    found_jobs = await views.jobs(console.apis, session, submission_id)
-    found_report = await views.report(console.apis, session, submission_id)
+    item, found_jobs, found_report = await asyncio.gather(
+        views.submission(console.apis, session, submission_id),
+        views.jobs(console.apis, session, submission_id),
+        views.report(console.apis, session, submission_id),
+    )
     timeline: list[tuple[Any, str]] = [(item.received_at, "received")]
     jobs = []
     for job in found_jobs:

@@ -29,6 +29,7 @@ from preflight_common.db import make_engine
 from preflight_common.fields import (
     DEFAULT_STRING_LIMIT,
     MATCHER_LIMIT,
+    PAGE_TOKEN_LIMIT,
     InvalidArgument,
     clip_strings,
     string_violations,
@@ -194,6 +195,32 @@ def test_clip_strings_fits_every_string_to_its_limit_in_place() -> None:
     assert [len(m.label) for m in request.matchers] == [DEFAULT_STRING_LIMIT] * 2
     assert [len(m.value) for m in request.matchers] == [MATCHER_LIMIT] * 2
     assert request.comment == "short"
+
+
+def _list_requests() -> list[Any]:
+    """Every request message of Preflight's services that carries a page_token."""
+    import importlib
+
+    modules = [
+        "preflight.intake.v1.intake_pb2",
+        "preflight.benchmark.v1.benchmark_pb2",
+        "preflight.clearinghouse.v1.clearinghouse_pb2",
+        "preflight.notifier.v1.notifier_pb2",
+    ]
+    return [
+        message
+        for module in map(importlib.import_module, modules)
+        for message in vars(module).values()
+        if isinstance(message, type) and "page_token" in getattr(message, "DESCRIPTOR", None).fields_by_name
+    ]
+
+
+@pytest.mark.parametrize("request_type", _list_requests(), ids=lambda t: t.DESCRIPTOR.name)
+def test_every_list_requests_page_token_is_held_to_the_page_token_limit(request_type: Any) -> None:
+    assert string_violations(request_type(page_token="t" * PAGE_TOKEN_LIMIT)) == []
+    assert string_violations(request_type(page_token="t" * (PAGE_TOKEN_LIMIT + 1))) == [
+        ("page_token", f"at most {PAGE_TOKEN_LIMIT} characters")
+    ]
 
 
 def test_timestamp_field_converts_valid_and_names_invalid_ones() -> None:

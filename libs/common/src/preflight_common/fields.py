@@ -100,23 +100,15 @@ _EVIDENCE = (
     "preflight.benchmark.v1.CandidateFinding.evidence",
     "preflight.clearinghouse.v1.ReportFindingRequest.evidence",
 )
-_PAGE_TOKENS = (
-    "preflight.intake.v1.ListSubmissionsRequest.page_token",
-    "preflight.benchmark.v1.ListJobsRequest.page_token",
-    "preflight.clearinghouse.v1.ListReportsRequest.page_token",
-    "preflight.clearinghouse.v1.ListFindingsRequest.page_token",
-    "preflight.notifier.v1.ListAlertsRequest.page_token",
-)
-
 STRING_LIMITS: Final[Mapping[str, int]] = {
     **dict.fromkeys(_TEXT, TEXT_LIMIT),
     **dict.fromkeys(_URI, URI_LIMIT),
     **dict.fromkeys(_DOCUMENT, DOCUMENT_LIMIT),
     **dict.fromkeys(_EVIDENCE, EVIDENCE_LIMIT),
-    **dict.fromkeys(_PAGE_TOKENS, PAGE_TOKEN_LIMIT),
     "preflight.notifier.v1.Matcher.value": MATCHER_LIMIT,
 }
-"""The string fields of Preflight's requests allowed more than `DEFAULT_STRING_LIMIT`, by full name."""
+"""The string fields of Preflight's requests allowed more than `DEFAULT_STRING_LIMIT`, by full name
+(besides every List request's `page_token`, held to `PAGE_TOKEN_LIMIT`)."""
 
 _TEXT_TYPES = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES)
 
@@ -135,7 +127,7 @@ def clip_strings(message: Message) -> None:
     building a request from text it does not control (e.g. a model's output in a finding)."""
     for field, value in message.ListFields():
         if field.type in _TEXT_TYPES:
-            limit = STRING_LIMITS.get(field.full_name, DEFAULT_STRING_LIMIT)
+            limit = _limit(field)
             if field.is_repeated:
                 clipped = [item[:limit] for item in value]
                 del value[:]
@@ -147,11 +139,17 @@ def clip_strings(message: Message) -> None:
                 clip_strings(item)
 
 
+def _limit(field: FieldDescriptor) -> int:
+    if field.name == "page_token":  # every List RPC's sealed cursor, whichever RPC it belongs to
+        return PAGE_TOKEN_LIMIT
+    return STRING_LIMITS.get(field.full_name, DEFAULT_STRING_LIMIT)
+
+
 def _strings(message: Message, prefix: str) -> Iterator[tuple[str, int, str | bytes]]:
     for field, value in message.ListFields():
         path = f"{prefix}{field.name}"
         if field.type in _TEXT_TYPES:
-            limit = STRING_LIMITS.get(field.full_name, DEFAULT_STRING_LIMIT)
+            limit = _limit(field)
             if field.is_repeated:
                 yield from ((f"{path}[{i}]", limit, item) for i, item in enumerate(value))
             else:

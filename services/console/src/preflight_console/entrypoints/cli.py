@@ -7,6 +7,7 @@ import logging
 
 import uvicorn
 from preflight_common.config import ConfigError
+from preflight_common.telemetry import setup_telemetry
 
 from preflight_console.config import Settings
 from preflight_console.entrypoints.web import build_app
@@ -22,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         host, port = settings.host_port()
         settings.session_key()
+        # Its calls to the services are traced, so their spans join the console's requests.
+        setup_telemetry("preflight-console")
         app = build_app(settings)
     except ConfigError as exc:
         logging.getLogger("preflight_console").error("configuration: %s", exc)

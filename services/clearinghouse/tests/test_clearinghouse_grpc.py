@@ -27,10 +27,10 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.clearinghouse.v1.clearinghouse_pb2_grpc import ClearinghouseServiceStub
 from preflight.common.v1 import common_pb2
+from preflight.sdk.reports import verify_signature
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.domain.cwe import _catalog
 from preflight_common.auth import Principal, Role
-from preflight_common.signing import verify_signature
 from preflight_common.testing.rpc import field_violations
 
 REVIEWER = Principal("rev-1", Role.REVIEWER, "agency")

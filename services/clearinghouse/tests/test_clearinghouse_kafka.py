@@ -37,6 +37,7 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
+from preflight.sdk.reports import verify_signature
 from preflight_clearinghouse.adapters.signing import ReportSigner, generate_key
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.entrypoints.server import serve
@@ -46,7 +47,6 @@ from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.envelope import EventRegistry, decode_record, encode_event, headers_dict
 from preflight_common.producer import EventPublisher
-from preflight_common.signing import verify_signature
 from preflight_common.testing.fixtures import PrincipalFactory, TopicFactory
 from preflight_common.testing.rpc import field_violations
 from preflight_common.topics import TopicSpec, ensure_topics

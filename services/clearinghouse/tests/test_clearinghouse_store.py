@@ -34,6 +34,7 @@ from clearinghouse_support import (
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.intake.v1 import events_pb2 as intake_events
+from preflight.sdk.reports import verify_signature
 from preflight_clearinghouse.adapters import protos, schema
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import (
@@ -54,7 +55,6 @@ from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
 from preflight_common.consumer import PoisonEvent
 from preflight_common.envelope import EventRegistry, decode_record
 from preflight_common.fields import InvalidArgument
-from preflight_common.signing import verify_signature
 from sqlalchemy import delete, func, select, text, update
 
 OUTBOX_TYPES = EventRegistry(

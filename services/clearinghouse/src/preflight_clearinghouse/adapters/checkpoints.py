@@ -18,9 +18,9 @@ from pathlib import Path
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 from preflight.clearinghouse.v1 import events_pb2 as events
+from preflight.sdk.reports import verify_signature
 from preflight_common.config import KafkaSettings
 from preflight_common.envelope import EnvelopeError, EventRegistry, decode_record
-from preflight_common.signing import verify_signature
 
 from preflight_clearinghouse.domain.audit import Checkpoint, checkpoint_from_body
 from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput

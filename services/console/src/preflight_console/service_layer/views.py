@@ -21,8 +21,8 @@ from preflight.notifier.v1 import notifier_pb2
 from preflight.sdk import Assessment, Transition
 from preflight.sdk.aio import AsyncClearinghouseClient
 from preflight.sdk.errors import NotFound
+from preflight.sdk.reports import verify_signature
 from preflight_common.auth import Principal
-from preflight_common.signing import verify_signature
 
 from preflight_console.adapters.apis import TIMEOUT, Apis, credentials
 from preflight_console.domain.sessions import CONSOLE_ROLES, Session

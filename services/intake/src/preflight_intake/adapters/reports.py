@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 import grpc
 from preflight.clearinghouse.v1 import clearinghouse_pb2, clearinghouse_pb2_grpc
 from preflight.clearinghouse.v1 import events_pb2 as review_events
+from preflight.sdk.reports import report_refusal
 from preflight_common.auth import IssuedToken, Principal, Role, TokenStore
 from preflight_common.channels import aio_channel
-from preflight_common.signing import report_refusal
 
 ALGORITHM = "Ed25519"
 CALL_TIMEOUT = 10.0

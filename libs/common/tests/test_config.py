@@ -128,6 +128,26 @@ def test_the_sasl_password_is_read_from_its_file_at_each_call(tmp_path: Path) ->
     assert "rotated" not in str(refused.value)
 
 
+def test_a_client_certificate_authenticates_over_ssl(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS", "kafka-0:9093")
+    monkeypatch.setenv("PREFLIGHT_KAFKA_SECURITY_PROTOCOL", "ssl")
+    monkeypatch.setenv("PREFLIGHT_KAFKA_SSL_CAFILE", "/etc/preflight/kafka-ca/ca.crt")
+    monkeypatch.setenv("PREFLIGHT_KAFKA_SSL_CERTFILE", "/etc/preflight/kafka-tls/user.crt")
+    monkeypatch.setenv("PREFLIGHT_KAFKA_SSL_KEYFILE", "/etc/preflight/kafka-tls/user.key")
+    monkeypatch.delenv("PREFLIGHT_KAFKA_SASL_MECHANISM", raising=False)
+    settings = KafkaSettings.from_env()
+
+    assert settings.kafka_python_options() == {
+        "bootstrap_servers": ["kafka-0:9093"],
+        "security_protocol": "SSL",
+        "ssl_cafile": "/etc/preflight/kafka-ca/ca.crt",
+        "ssl_certfile": "/etc/preflight/kafka-tls/user.crt",
+        "ssl_keyfile": "/etc/preflight/kafka-tls/user.key",
+    }
+    assert settings.env()["PREFLIGHT_KAFKA_SSL_CERTFILE"] == "/etc/preflight/kafka-tls/user.crt"
+    assert settings.env()["PREFLIGHT_KAFKA_SSL_KEYFILE"] == "/etc/preflight/kafka-tls/user.key"
+
+
 def test_kafka_settings_default_to_a_local_plaintext_broker(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("BOOTSTRAP_SERVERS", "SECURITY_PROTOCOL", "SASL_MECHANISM", "SSL_CAFILE"):
         monkeypatch.delenv(f"PREFLIGHT_KAFKA_{name}", raising=False)
@@ -150,6 +170,13 @@ def test_kafka_settings_default_to_a_local_plaintext_broker(monkeypatch: pytest.
             {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN", "sasl_username": "admin"},
             "PREFLIGHT_KAFKA_SASL_PASSWORD_FILE",
         ),
+        ({"security_protocol": "SSL", "ssl_certfile": "user.crt"}, "PREFLIGHT_KAFKA_SSL_KEYFILE"),
+        ({"security_protocol": "SSL", "ssl_keyfile": "user.key"}, "PREFLIGHT_KAFKA_SSL_CERTFILE"),
+        (
+            {"security_protocol": "PLAINTEXT", "ssl_certfile": "user.crt", "ssl_keyfile": "user.key"},
+            "PREFLIGHT_KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL",
+        ),
+        ({"security_protocol": "PLAINTEXT", "ssl_cafile": "ca.crt"}, "PREFLIGHT_KAFKA_SSL_CAFILE"),
     ],
 )
 def test_inconsistent_kafka_settings_are_refused(fields: dict[str, str], variable: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import ssl
 import stat
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -204,11 +205,19 @@ def read_or_create_secret(path: Path) -> str:
 
 _SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 _SASL_MECHANISMS = ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+_TLS_PROTOCOLS = ("SSL", "SASL_SSL")
 
 
 @dataclass(frozen=True)
 class KafkaSettings:
-    """How to reach the Kafka cluster."""
+    """How to reach the Kafka cluster, and who the client is there.
+
+    A client authenticates with SASL (`SASL_PLAINTEXT`, `SASL_SSL`: a user name and a password
+    file) or with a TLS client certificate (`SSL` with `ssl_certfile` and `ssl_keyfile`, PEM
+    files: the broker maps the certificate's subject to the principal). `ssl_cafile` is the
+    CA the brokers' certificates are verified against (the system CAs when empty); every
+    `ssl_*` file needs a TLS protocol (`SSL`, `SASL_SSL`).
+    """
 
     bootstrap_servers: str = "127.0.0.1:9092"
     security_protocol: str = "PLAINTEXT"
@@ -216,6 +225,8 @@ class KafkaSettings:
     sasl_username: str = ""
     sasl_password_file: str = ""
     ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
 
     def __post_init__(self) -> None:
         if not self.servers():
@@ -237,6 +248,15 @@ class KafkaSettings:
             raise ConfigError(
                 "PREFLIGHT_KAFKA_SASL_USERNAME and PREFLIGHT_KAFKA_SASL_PASSWORD_FILE are required with SASL"
             )
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            raise ConfigError(
+                "PREFLIGHT_KAFKA_SSL_CERTFILE and PREFLIGHT_KAFKA_SSL_KEYFILE must be set together"
+            )
+        if (self.ssl_cafile or self.ssl_certfile) and self.security_protocol not in _TLS_PROTOCOLS:
+            raise ConfigError(
+                "PREFLIGHT_KAFKA_SSL_CAFILE, PREFLIGHT_KAFKA_SSL_CERTFILE and PREFLIGHT_KAFKA_SSL_KEYFILE "
+                "need PREFLIGHT_KAFKA_SECURITY_PROTOCOL SSL or SASL_SSL"
+            )
 
     @classmethod
     def from_env(cls) -> KafkaSettings:
@@ -247,6 +267,8 @@ class KafkaSettings:
             sasl_username=os.environ.get("PREFLIGHT_KAFKA_SASL_USERNAME", ""),
             sasl_password_file=os.environ.get("PREFLIGHT_KAFKA_SASL_PASSWORD_FILE", ""),
             ssl_cafile=os.environ.get("PREFLIGHT_KAFKA_SSL_CAFILE", ""),
+            ssl_certfile=os.environ.get("PREFLIGHT_KAFKA_SSL_CERTFILE", ""),
+            ssl_keyfile=os.environ.get("PREFLIGHT_KAFKA_SSL_KEYFILE", ""),
         )
 
     def kafka_python_options(self) -> dict[str, Any]:
@@ -261,7 +283,21 @@ class KafkaSettings:
             options["sasl_plain_password"] = self.sasl_password()
         if self.ssl_cafile:
             options["ssl_cafile"] = self.ssl_cafile
+        if self.ssl_certfile:
+            options["ssl_certfile"] = self.ssl_certfile
+            options["ssl_keyfile"] = self.ssl_keyfile
         return options
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context of asyncio clients (aiokafka, faust): the brokers verified against
+        `ssl_cafile` (else the system CAs), the client certificate presented when set; None
+        without TLS. The key file is read here, once: a renewed certificate needs a new client."""
+        if self.security_protocol not in _TLS_PROTOCOLS:
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_cafile or None)
+        if self.ssl_certfile:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        return context
 
     def sasl_password(self) -> str:
         """The SASL password, read from its file at each call (a rotated secret is picked up on reconnect).
@@ -280,6 +316,8 @@ class KafkaSettings:
             "PREFLIGHT_KAFKA_SASL_USERNAME": self.sasl_username,
             "PREFLIGHT_KAFKA_SASL_PASSWORD_FILE": self.sasl_password_file,
             "PREFLIGHT_KAFKA_SSL_CAFILE": self.ssl_cafile,
+            "PREFLIGHT_KAFKA_SSL_CERTFILE": self.ssl_certfile,
+            "PREFLIGHT_KAFKA_SSL_KEYFILE": self.ssl_keyfile,
         }
         return {name: value for name, value in values.items() if value}
 

@@ -177,17 +177,11 @@ def _faust_credentials(settings: KafkaSettings) -> Any:
             username=settings.sasl_username,
             password=settings.sasl_password(),
             mechanism=settings.sasl_mechanism,
-            ssl_context=_ssl_context(settings) if settings.security_protocol == "SASL_SSL" else None,
+            ssl_context=settings.ssl_context(),
         )
     if settings.security_protocol == "SSL":
-        return faust.SSLCredentials(_ssl_context(settings))
+        return faust.SSLCredentials(settings.ssl_context())
     return None
-
-
-def _ssl_context(settings: KafkaSettings) -> Any:
-    import ssl
-
-    return ssl.create_default_context(cafile=settings.ssl_cafile or None)
 
 
 def add_agent(

@@ -22,6 +22,9 @@ refuses whatever no ACL allows (``allow.everyone.if.no.acl.found=false``), and t
 administrator ``admin`` is the only super user. The administrator's password is generated
 at the first start into ``<run_dir>/admin.password`` (mode 0600) and stays in files:
 ``server.properties`` (mode 0600) and never on a command line or in an environment.
+With ``tls`` (:class:`BrokerTLS`) the broker also listens for TLS clients that present a
+certificate signed by the given CA (``ssl.client.auth=required``): the principal is the
+certificate subject's CN (``User:<CN>``), so the same ACLs apply as to a SASL user of that name.
 :meth:`LocalKafka.admin_settings` gives the administrator's client settings; principals and
 ACLs are created by ``preflight-topics`` (``preflight_common.topics``).
 """
@@ -46,6 +49,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Self
@@ -55,6 +59,7 @@ from preflight_common.ports import free_ports
 
 __all__ = [
     "DEFAULT_JVM_OPTS",
+    "BrokerTLS",
     "KafkaStartError",
     "LocalKafka",
     "ensure_jars",
@@ -101,6 +106,25 @@ _PR_SET_PDEATHSIG: Final = 1
 
 class KafkaStartError(RuntimeError):
     """The broker (or fetching its jars) failed; the message carries the tail of its log."""
+
+
+SSL_PRINCIPAL_RULES: Final = "RULE:^(.*,)?CN=([^,]+)(,.*)?$/$2/,DEFAULT"
+"""``ssl.principal.mapping.rules`` of the TLS listener: a client certificate whose subject's CN
+is ``preflight-intake`` (whatever else the subject holds: ``O=…,CN=preflight-intake`` in the
+broker's RFC 2253 form) is principal ``User:preflight-intake``, the name the bus's ACLs use."""
+
+
+@dataclass(frozen=True)
+class BrokerTLS:
+    """The files of the broker's TLS listener, both PEM.
+
+    ``keystore`` holds the broker's private key (PKCS#8, unencrypted) and its certificate
+    chain (a certificate valid for 127.0.0.1); ``client_ca`` the CA that signs the client
+    certificates the listener accepts (and that clients verify the broker against).
+    """
+
+    keystore: Path
+    client_ca: Path
 
 
 # --------------------------------------------------------------------------------------------
@@ -409,9 +433,13 @@ class LocalKafka:
         config: Mapping[str, str] | None = None,
         startup_timeout: float = 90.0,
         die_with_parent: bool = True,
+        tls: BrokerTLS | None = None,
     ) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.port = port
+        self.tls = tls
+        self.tls_port: int | None = None
+        """Port of the TLS listener (with ``tls``), chosen at the first start and kept after."""
         self.controller_port = controller_port
         self._fixed_port = port
         self._fixed_controller_port = controller_port
@@ -458,6 +486,13 @@ class LocalKafka:
         return f"{HOST}:{self.port}"
 
     @property
+    def tls_bootstrap_servers(self) -> str:
+        """``127.0.0.1:PORT`` of the TLS listener; RuntimeError without ``tls`` or before the first start."""
+        if self.tls_port is None:
+            raise RuntimeError("the broker has no TLS listener: pass tls= and call start() first")
+        return f"{HOST}:{self.tls_port}"
+
+    @property
     def admin_password_path(self) -> Path:
         """The file holding the administrator's password (created at the first start)."""
         return self.run_dir / ADMIN_PASSWORD_FILE
@@ -501,13 +536,15 @@ class LocalKafka:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         # Ports picked here may be taken by someone else before the broker binds them: on the
         # first start only, such a clash is retried with new ports.
-        first_start = self.port is None or self.controller_port is None
+        first_start = self._ports_missing()
         attempts = 3 if first_start else 1
         for attempt in range(attempts):
-            if self.port is None or self.controller_port is None:
-                broker, controller = free_ports(2)
+            if self._ports_missing():
+                broker, controller, tls = free_ports(3)
                 self.port = self.port or broker
                 self.controller_port = self.controller_port or controller
+                if self.tls is not None:
+                    self.tls_port = self.tls_port or tls
             try:
                 self._launch(lib)
                 return
@@ -515,8 +552,16 @@ class LocalKafka:
                 if attempt + 1 < attempts and "Address already in use" in str(error):
                     self.port = self._fixed_port
                     self.controller_port = self._fixed_controller_port
+                    self.tls_port = None
                     continue
                 raise
+
+    def _ports_missing(self) -> bool:
+        return (
+            self.port is None
+            or self.controller_port is None
+            or (self.tls is not None and self.tls_port is None)
+        )
 
     def stop(self, timeout: float = 30.0) -> None:
         """Stop the broker: SIGTERM (a clean shutdown), then SIGKILL after ``timeout`` seconds.
@@ -664,6 +709,22 @@ class LocalKafka:
 
     def _settings(self) -> dict[str, str]:
         listeners = f"SASL_PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}"
+        advertised = f"SASL_PLAINTEXT://{HOST}:{self.port}"
+        protocols = "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT"
+        tls: dict[str, str] = {}
+        if self.tls is not None:
+            listeners += f",SSL://{HOST}:{self.tls_port}"
+            advertised += f",SSL://{HOST}:{self.tls_port}"
+            protocols += ",SSL:SSL"
+            tls = {
+                "listener.name.ssl.ssl.keystore.type": "PEM",
+                "listener.name.ssl.ssl.keystore.location": str(self.tls.keystore),
+                "listener.name.ssl.ssl.truststore.type": "PEM",
+                "listener.name.ssl.ssl.truststore.location": str(self.tls.client_ca),
+                # No certificate, no connection: TLS clients are authenticated by it alone.
+                "listener.name.ssl.ssl.client.auth": "required",
+                "listener.name.ssl.ssl.principal.mapping.rules": SSL_PRINCIPAL_RULES,
+            }
         password = read_or_create_secret(self.admin_password_path)
         # The broker and its controller authenticate to each other as the administrator (PLAIN:
         # KRaft cannot use SCRAM on the controller listener); clients use SCRAM-SHA-512, whose
@@ -677,10 +738,10 @@ class LocalKafka:
             "node.id": str(NODE_ID),
             "controller.quorum.voters": f"{NODE_ID}@{HOST}:{self.controller_port}",
             "listeners": listeners,
-            "advertised.listeners": f"SASL_PLAINTEXT://{HOST}:{self.port}",
+            "advertised.listeners": advertised,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "SASL_PLAINTEXT",
-            "listener.security.protocol.map": "SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "listener.security.protocol.map": protocols,
             "sasl.enabled.mechanisms": "SCRAM-SHA-512,PLAIN",
             "sasl.mechanism.inter.broker.protocol": "PLAIN",
             "sasl.mechanism.controller.protocol": "PLAIN",
@@ -716,6 +777,7 @@ class LocalKafka:
             "num.io.threads": "4",
             "num.recovery.threads.per.data.dir": "1",
             "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
+            **tls,
         }
         settings.update(self.extra_config)
         return settings
@@ -751,6 +813,7 @@ class LocalKafka:
             "pid": pid,
             "port": self.port,
             "controller_port": self.controller_port,
+            "tls_port": self.tls_port,
             "bootstrap_servers": self.bootstrap_servers,
             "config": str(self.config_path),
             "cds_dump": str(self._cds_dump) if self._cds_dump else None,

@@ -7,13 +7,12 @@ descriptors, so a new RPC is covered without editing this file) receives, from a
 each role: unparseable bytes, and requests whose every field is hostile — overlong strings,
 control characters, out-of-range timestamps, extreme and negative numbers, unknown enum
 values, oversized repeated fields. No answer may be UNKNOWN or INTERNAL, or carry an
-exception's class or text.
+exception's class or text. The corpus is a data file, data/hostile_corpus.yaml.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from typing import Any
 import grpc
 import pytest
 import pytest_asyncio
+import yaml
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, MethodDescriptor
 from google.protobuf.message import Message
 from google.protobuf.message_factory import GetMessageClass
@@ -59,42 +59,23 @@ PRINCIPALS = {
     "service": Principal("svc@preflight", Role.SERVICE, "preflight"),
 }
 
-# Bytes that do not parse as any message: truncated varints and lengths, bad wire types,
-# invalid UTF-8 in a string field, random noise (seeded: the corpus is the same every run).
-_noise = random.Random(20260611)
-GARBAGE: list[bytes] = [
-    b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01",
-    b"\x0a\xff\xff\xff\xff\x0f",
-    b"\x0a\x05ab",
-    b"\x0f",
-    b"\x0a\x02\xc3\x28",
-    bytes(_noise.randrange(256) for _ in range(512)),
+CORPUS = yaml.safe_load((Path(__file__).parent / "data" / "hostile_corpus.yaml").read_text(encoding="utf-8"))
+GARBAGE: list[bytes] = [bytes.fromhex(raw) for raw in CORPUS["garbage"]]
+HOSTILE_STRINGS: list[str] = [
+    entry["repeat"] * entry["times"] if isinstance(entry, dict) else entry for entry in CORPUS["strings"]
 ]
-
-HOSTILE_STRINGS = [
-    "A" * 70_000,
-    "\r\nX-Injected: 1\x00\x1b[31m",
-    "9" * 40,
-    " ",
-    "../../../../etc/passwd",
-    "\u202egnp.exe\ufeff\U0001f4a3",
-    "%s%n%x{0}${jndi:ldap://x}",
-]
-HOSTILE_TIMESTAMPS = [
-    Timestamp(seconds=0, nanos=-1),
-    Timestamp(seconds=253402300800),
-    Timestamp(seconds=-(2**62), nanos=999_999_999),
-]
-_INTS = {
-    FieldDescriptor.CPPTYPE_INT32: [-1, -(2**31), 2**31 - 1],
-    FieldDescriptor.CPPTYPE_INT64: [-1, -(2**63), 2**63 - 1],
-    FieldDescriptor.CPPTYPE_UINT32: [0, 2**32 - 1],
-    FieldDescriptor.CPPTYPE_UINT64: [0, 2**64 - 1],
-    FieldDescriptor.CPPTYPE_DOUBLE: [float("nan"), float("inf"), -1e308],
-    FieldDescriptor.CPPTYPE_FLOAT: [float("nan"), float("-inf")],
-    FieldDescriptor.CPPTYPE_ENUM: [9999, -1],
-    FieldDescriptor.CPPTYPE_BOOL: [True],
+HOSTILE_TIMESTAMPS = [Timestamp(**stamp) for stamp in CORPUS["timestamps"]]
+_CPP_TYPES = {
+    "int32": FieldDescriptor.CPPTYPE_INT32,
+    "int64": FieldDescriptor.CPPTYPE_INT64,
+    "uint32": FieldDescriptor.CPPTYPE_UINT32,
+    "uint64": FieldDescriptor.CPPTYPE_UINT64,
+    "double": FieldDescriptor.CPPTYPE_DOUBLE,
+    "float": FieldDescriptor.CPPTYPE_FLOAT,
+    "enum": FieldDescriptor.CPPTYPE_ENUM,
+    "bool": FieldDescriptor.CPPTYPE_BOOL,
 }
+_INTS = {_CPP_TYPES[name]: values for name, values in CORPUS["numbers"].items()}
 # Markers of an exception reaching a caller: gRPC's "Unexpected <class ...>", a traceback, a
 # Python exception's class name ("ValueError", "DecodeError: ..."), a SQL driver's text.
 LEAKS = re.compile(

@@ -17,6 +17,7 @@ from preflight.sdk import Client
 from .conftest import RunningStack, start_stack, submit, wait_report_ready, wait_until
 
 pytestmark = pytest.mark.slow
+SERVICES = ("intake", "benchmark", "clearinghouse", "notifier")
 HEALTHY_RUN = 10
 # A service's shutdown grace (10 s by default) plus the 20 s it then gets to stop its Kafka side.
 SHUTDOWN_BUDGET = 30
@@ -85,19 +86,22 @@ def _continue(pid: int | None) -> None:
         os.kill(pid, signal.SIGCONT)
 
 
-def test_a_hung_service_is_killed_and_restarted_and_the_pipeline_goes_on(supervised: RunningStack) -> None:
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_hung_service_is_killed_and_restarted_and_the_pipeline_goes_on(
+    supervised: RunningStack, service: str
+) -> None:
     stack = supervised
-    hung = _pid(stack, "benchmark")
+    hung = _pid(stack, service)
     assert hung is not None
-    restarts = stack.state["restarts"]["benchmark"]
+    restarts = stack.state["restarts"][service]
     os.kill(hung, signal.SIGSTOP)
     try:
-        _restarted(stack, "benchmark", hung, timeout=LIVENESS_BUDGET + 60)
+        _restarted(stack, service, hung, timeout=LIVENESS_BUDGET + 60)
     finally:
         _continue(hung)
     assert _exited(hung)
-    assert stack.state["restarts"]["benchmark"] == restarts + 1
-    assert "benchmark failed its liveness check" in (stack.run_dir / "logs" / "supervisor.log").read_text()
+    assert stack.state["restarts"][service] == restarts + 1
+    assert f"{service} failed its liveness check" in (stack.run_dir / "logs" / "supervisor.log").read_text()
     with Client(stack.target("intake"), token=stack.tokens["lab"]) as lab:
         wait_report_ready(stack, lab, [submit(stack, lab)], timeout=300)
 

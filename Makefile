@@ -1,6 +1,6 @@
 # Preflight — one obvious way to run each thing.
 #
-#   make setup       create .venv with every package installed editable, fetch the Kafka jars, buf and axe-core,
+#   make setup       create .venv with every package installed editable, fetch the Kafka jars, buf, axe-core and oidc-provider,
 #                    build the deployment tools and the test cluster binaries (cached in .cache/)
 #   make demo        run a submission end to end on the embedded stack
 #   make test        the whole test suite (real Kafka, SQLite, PostgreSQL, gRPC on loopback)
@@ -19,6 +19,8 @@ BUF_VERSION := 1.75.0
 BUF := .cache/buf/node_modules/.bin/buf
 AXE_VERSION := 4.14.1
 AXE := .cache/axe-core/node_modules/axe-core/axe.min.js
+OIDC_PROVIDER_VERSION := 9.13.3
+OIDC_PROVIDER := .cache/oidc-provider/node_modules/oidc-provider/lib/index.js
 PACKAGES := libs/proto libs/common sdk/python $(sort $(dir $(wildcard services/*/pyproject.toml)))
 # Each package editable, with its `test` extra when it declares one.
 EDITABLES := $(foreach p,$(PACKAGES),-e $(if $(shell grep -s '^test = ' $(p)/pyproject.toml),$(patsubst %/,%,$(p))[test],$(p)))
@@ -26,10 +28,10 @@ SRC_DIRS := $(shell for p in $(PACKAGES); do [ -d $$p/src ] && printf '%s:' $${p
 MYPY_PACKAGES := preflight_common $(shell for p in $(PACKAGES); do for d in $${p%/}/src/preflight_*; do \
 	[ -d $$d ] && [ $$(basename $$d) != preflight_common ] && printf '%s ' $$(basename $$d); done; done)
 
-.PHONY: setup venv install kafka-jars buf axe protos protos-check lint lint-python lint-protos test test-fast \
+.PHONY: setup venv install kafka-jars buf axe oidc-provider protos protos-check lint lint-python lint-protos test test-fast \
 	kafka-up kafka-down bench up down demo
 
-setup: install kafka-jars buf axe deploy-tools k8s-build
+setup: install kafka-jars buf axe oidc-provider deploy-tools k8s-build
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +51,11 @@ $(BUF):
 axe: $(AXE)
 $(AXE):
 	npm install --silent --no-audit --no-fund --prefix .cache/axe-core axe-core@$(AXE_VERSION)
+
+# oidc-provider: a real OpenID provider the sign-in tests run on loopback (preflight_common.testing.oidc).
+oidc-provider: $(OIDC_PROVIDER)
+$(OIDC_PROVIDER):
+	npm install --silent --no-audit --no-fund --prefix .cache/oidc-provider oidc-provider@$(OIDC_PROVIDER_VERSION)
 
 protos: install
 	$(PY) scripts/gen_protos.py

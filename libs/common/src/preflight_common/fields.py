@@ -95,6 +95,8 @@ _DOCUMENT = (
     "preflight.clearinghouse.v1.ReissueReportRequest.reason",
     # A signed report body carrying its audit checkpoint, or an AuditCheckpoint's body.
     "preflight.clearinghouse.v1.VerifyAuditLogRequest.checkpoint_body",
+    # An OpenID Connect ID token: a signed JWT, larger with every group claim it carries.
+    "preflight.intake.v1.ExchangeIdTokenRequest.id_token",
 )
 _EVIDENCE = (
     "preflight.benchmark.v1.CandidateFinding.evidence",

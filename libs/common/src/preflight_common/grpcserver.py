@@ -120,8 +120,9 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     handler's failure is answered without its text (`_answer_failure`).
     """
 
-    def __init__(self, authenticator: Authenticator) -> None:
+    def __init__(self, authenticator: Authenticator, public_methods: Sequence[str] = ()) -> None:
         self._authenticator = authenticator
+        self._public = (*PUBLIC_METHOD_PREFIXES, *public_methods)
 
     async def intercept_service(
         self,
@@ -132,7 +133,7 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         method = handler_call_details.method or ""
         if handler is None:
             return handler
-        if method.startswith(PUBLIC_METHOD_PREFIXES):
+        if method.startswith(self._public):
             return _wrap(handler, method, None, None)
         token = bearer_token(handler_call_details.invocation_metadata)
         return _wrap(handler, method, self._authenticator, token)
@@ -261,8 +262,12 @@ def build_server(
     authenticator: Authenticator,
     service_names: Sequence[str],
     tls: ServerTLS | None = None,
+    public_methods: Sequence[str] = (),
 ) -> tuple[grpc.aio.Server, int, health.aio.HealthServicer]:
     """Create (not start) a server listening on `listen` (host:port; port 0 picks one).
+
+    `public_methods` (full method names, `/package.Service/Method`) run without credentials,
+    like health checks: only for a method whose request is its own credential.
 
     Returns the server, the bound port and the health servicer (every name in
     `service_names` and the overall "" service start SERVING; set NOT_SERVING on shutdown).
@@ -272,7 +277,9 @@ def build_server(
     server = grpc.aio.server(
         interceptors=[
             aio_server_interceptor(),  # type: ignore[no-untyped-call]
-            AuthInterceptor(_EncryptedOnly(authenticator) if health_listen else authenticator),
+            AuthInterceptor(
+                _EncryptedOnly(authenticator) if health_listen else authenticator, public_methods
+            ),
         ],
         options=[("grpc.so_reuseport", 0)],
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from datetime import UTC, datetime, timedelta
@@ -259,6 +260,74 @@ def test_killed_worker_is_retried_and_the_job_ends_once(
     assert killed[0].attempt == attempt + 1
     assert all(isinstance(e, events_pb2.BenchmarkCompleted) for e in ended)
     assert len(service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
+
+
+def _scored_samples(folder: Path, task: str) -> int:
+    """Samples of `task` written to the eval logs under `folder` so far (a log being written may not
+    read yet)."""
+    from inspect_ai.log import read_eval_log_sample_summaries  # Inspect's import is slow: only when run
+
+    written = 0
+    for log in folder.rglob(f"*_{task}_*.eval"):
+        with contextlib.suppress(Exception):  # a log mid-write is read again on the next poll
+            written = max(written, len(read_eval_log_sample_summaries(str(log))))
+    return written
+
+
+def test_a_retried_attempt_resumes_the_killed_attempts_log_without_asking_for_scored_samples_again(
+    service: BenchmarkProcess, intake: IntakeStandIn, model_key: str
+) -> None:
+    model = ReferenceModelServer(api_key=model_key, model_name="frontier-held", hold={"kn-003"}).start()
+    try:
+        ref = intake.add_credential(model_key)
+        received = submission(base_url=model.base_url, model_name="frontier-held", credential_ref=ref)
+        service.publish(received)
+        [knowledge] = [
+            r.job_id
+            for r in wait_until(
+                lambda: (
+                    len(service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
+                    and service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)
+                ),
+                60,
+                "four jobs requested",
+            )
+            if r.suite_id == "cyber.knowledge"
+        ]
+        # The knowledge suite's attempt has scored and logged two samples and waits on the third.
+        folder = service.root / "eval-logs" / received.submission_id
+        wait_until(
+            lambda: model.requests_by_sample["kn-003"] == 1 and _scored_samples(folder, "knowledge") == 2,
+            120,
+            "two knowledge samples scored and logged",
+        )
+        executor = service.components.executor
+        (_, attempt), pid = next(
+            (key, pid)
+            for key, pid in executor.pids().items()  # type: ignore[attr-defined]
+            if key[0] == knowledge
+        )
+        os.kill(pid, signal.SIGKILL)
+        model.release()
+        ended = wait_until(
+            lambda: (
+                len(service.tap.terminal(received.submission_id)) == 4
+                and service.tap.terminal(received.submission_id)
+            ),
+            180,
+            "four terminal events",
+        )
+        [resumed] = [e for e in ended if e.job_id == knowledge]
+        assert isinstance(resumed, events_pb2.BenchmarkCompleted), resumed
+        assert resumed.attempt == attempt + 1
+        assert resumed.samples_total == 3
+        assert {s.metric: s.value for s in resumed.scores} == pytest.approx({"accuracy": 2 / 3})
+        # Only the sample the killed attempt had not scored reached the model again.
+        asked = {sample: n for sample, n in model.requests_by_sample.items() if sample.startswith("kn-")}
+        assert asked == {"kn-001": 1, "kn-002": 1, "kn-003": 2}
+        assert received.submission_id in resumed.eval_log_uri and knowledge in resumed.eval_log_uri
+    finally:
+        model.stop()
 
 
 def test_weights_access_without_a_gpu_fails_with_a_configuration_error(

@@ -9,11 +9,14 @@ import logging
 import threading
 import time
 import uuid
+from collections import Counter
+from collections.abc import Collection
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from preflight_benchmark.reference_model.script import Mode, answer
+from preflight_benchmark.suites.datasets import challenge_id
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,9 @@ class ReferenceModelServer:
 
     `api_key`, when given, must be presented as ``Authorization: Bearer <key>``;
     other requests get 401. `delay` seconds pass before each answer. `requests` counts
-    the authorised requests received, answered or not.
+    the authorised requests received, answered or not, and `requests_by_sample` those
+    naming each sample ("vd-007"). The answers to the samples in `hold` wait until
+    `release()` (or `stop()`), so a run can be caught with those samples unanswered.
     """
 
     def __init__(
@@ -50,6 +55,7 @@ class ReferenceModelServer:
         mode: Mode = "reference",
         api_key: str | None = None,
         delay: float = 0.0,
+        hold: Collection[str] = (),
     ) -> None:
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"host must be a loopback address, not {host}")
@@ -57,6 +63,9 @@ class ReferenceModelServer:
         self._host = host
         self._api_key = api_key
         self.requests = 0
+        self.requests_by_sample: Counter[str] = Counter()
+        self._hold = frozenset(hold)
+        self._released = threading.Event()
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True
@@ -79,7 +88,12 @@ class ReferenceModelServer:
         self._thread.start()
         return self
 
+    def release(self) -> None:
+        """Answer the held samples, those waiting and those still to come."""
+        self._released.set()
+
     def stop(self) -> None:
+        self.release()
         self._httpd.shutdown()
         self._httpd.server_close()
         if self._thread is not None:
@@ -94,8 +108,13 @@ class ReferenceModelServer:
     def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
         prompt = _text(body.get("messages") or [])
         reply = answer(prompt, self.mode)
+        sample = challenge_id(prompt)
         with self._lock:
             self.requests += 1
+            if sample is not None:
+                self.requests_by_sample[sample] += 1
+        if sample in self._hold:
+            self._released.wait()
         if self.delay:
             time.sleep(self.delay)
         prompt_tokens, completion_tokens = _tokens(prompt), _tokens(reply)

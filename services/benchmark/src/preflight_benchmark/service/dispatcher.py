@@ -96,7 +96,8 @@ class DispatcherSettings:
 
 def _attempt(job: JobRecord, log_root: str, *, resumed: bool = False) -> Attempt:
     request = events_pb2.BenchmarkJobRequested.FromString(job.request)
-    log_dir = posixpath.join(log_root.rstrip("/"), job.submission_id)
+    # One folder per job, shared by its attempts: a retried attempt resumes the log there.
+    log_dir = posixpath.join(log_root.rstrip("/"), job.submission_id, job.job_id)
     return Attempt(
         job_id=job.job_id,
         submission_id=job.submission_id,

@@ -157,9 +157,17 @@ def run_inspect(
     job: events_pb2.BenchmarkJobRequested, access: ModelAccess, log_dir: str, settings: WorkerSettings
 ) -> list[object]:
     """Run the suite's task through Inspect's Python API (with its data files fetched); returns
-    the eval logs."""
+    the eval logs, samples included.
+
+    `log_dir` is the job's own folder, shared by its attempts, and the task runs as an Inspect
+    eval set there: an attempt after one that died mid-suite resumes that attempt's log, reusing
+    the samples it had scored and written, rather than asking the model again. The model is the
+    one this attempt built with the credential it resolved (never rebuilt from the log), so the
+    credential is still only a constructor argument. One pass only: retries are the dispatcher's.
+    """
     from google.protobuf.json_format import MessageToDict
-    from inspect_ai import eval as inspect_eval
+    from inspect_ai import eval_set
+    from inspect_ai.log import read_eval_log
     from inspect_ai.model import get_model
 
     # The attempt's cache folder (XDG_CACHE_HOME, set by both executors) holds the data copies.
@@ -167,20 +175,21 @@ def run_inspect(
     data_args = fetch_suite_data(job, cache / "preflight-data")
 
     model = get_model(access.spec, base_url=access.base_url, api_key=access.api_key, memoize=False)
-    return list(
-        inspect_eval(
-            job.task_ref,
-            model=model,
-            task_args={**MessageToDict(job.task_args), **data_args},
-            limit=job.sample_limit or None,
-            log_dir=log_dir,
-            display="none",
-            log_model_api=False,
-            max_retries=settings.max_retries,
-            timeout=settings.request_timeout,
-            metadata={"preflight_job_id": job.job_id, "preflight_submission_id": job.submission_id},
-        )
+    _, logs = eval_set(
+        job.task_ref,
+        log_dir=log_dir,
+        retry_attempts=1,
+        model=model,
+        task_args={**MessageToDict(job.task_args), **data_args},
+        limit=job.sample_limit or None,
+        display="none",
+        log_model_api=False,
+        max_retries=settings.max_retries,
+        timeout=settings.request_timeout,
+        metadata={"preflight_job_id": job.job_id, "preflight_submission_id": job.submission_id},
     )
+    # An eval set answers with its logs' headers; the report needs the samples' scores too.
+    return [read_eval_log(log.location) for log in logs]
 
 
 def _scrub(text: str, secret: str) -> str:

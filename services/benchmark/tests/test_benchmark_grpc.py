@@ -272,3 +272,55 @@ def test_the_sdk_reads_and_pages_jobs_as_whoever_may_see_them(api: Api) -> None:
 
     job, mine = asyncio.run(asynchronously())
     assert job == ids[1] and sorted(mine) == sorted(ids)
+
+
+def test_many_submissions_jobs_are_counted_by_status_in_one_call(api: Api) -> None:
+    done, crashed, _ = plan(api.store, "sub-sum-a", "lab-sum", ["a", "b", "c"])
+    (theirs,) = plan(api.store, "sub-sum-b", "lab-sum-other", ["a"])
+    for job in (done, crashed):
+        api.store.start_attempt(api.store.get(job), NOW)  # type: ignore[arg-type]
+    completed = events_pb2.BenchmarkCompleted(samples_total=1)
+    api.stub.ReportJobResult(
+        benchmark_pb2.ReportJobResultRequest(job_id=done, attempt=1, completed=completed),
+        metadata=api.auth(api.intake.job_token(done)),
+    )
+    failed = events_pb2.BenchmarkFailed(reason=events_pb2.FAILURE_REASON_CONFIG_ERROR, message="bad")
+    api.stub.ReportJobResult(
+        benchmark_pb2.ReportJobResultRequest(job_id=crashed, attempt=1, failed=failed),
+        metadata=api.auth(api.intake.job_token(crashed)),
+    )
+    asked = ["sub-sum-b", "sub-unplanned", "sub-sum-a", "sub-sum-b"]
+
+    def counts(token: str) -> list[tuple[str, int, int, int, int, int]]:
+        answer = api.stub.SummarizeJobs(
+            benchmark_pb2.SummarizeJobsRequest(submission_ids=asked), metadata=api.auth(token)
+        )
+        return [
+            (s.submission_id, s.planned, s.pending, s.running, s.completed, s.failed)
+            for s in answer.summaries
+        ]
+
+    assert counts(api.intake.reviewer_token) == [("sub-sum-b", 1, 1, 0, 0, 0), ("sub-sum-a", 3, 1, 0, 1, 1)]
+    # A lab's summary leaves out another organisation's submission, as if it had no jobs.
+    assert counts(api.intake.lab_token("lab-sum")) == [("sub-sum-a", 3, 1, 0, 1, 1)]
+    with Preflight(targets={"benchmark": api.target}, token=api.intake.reviewer_token) as reviewer:
+        assert [s.submission_id for s in reviewer.benchmark.summarize_jobs(["sub-sum-a"])] == ["sub-sum-a"]
+    with pytest.raises(grpc.RpcError) as denied:
+        api.stub.SummarizeJobs(
+            benchmark_pb2.SummarizeJobsRequest(submission_ids=[theirs]),
+            metadata=api.auth(api.intake.operator_token),
+        )
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_summary_request_names_1_to_200_submissions_none_empty(api: Api) -> None:
+    reviewer = api.auth(api.intake.reviewer_token)
+    for ids in ([], [f"sub-{i}" for i in range(201)], ["sub-a", ""]):
+        with pytest.raises(grpc.RpcError) as bad:
+            api.stub.SummarizeJobs(benchmark_pb2.SummarizeJobsRequest(submission_ids=ids), metadata=reviewer)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert list(field_violations(bad.value)) == ["submission_ids"]
+    at_most = api.stub.SummarizeJobs(
+        benchmark_pb2.SummarizeJobsRequest(submission_ids=[f"sub-{i}" for i in range(200)]), metadata=reviewer
+    )
+    assert list(at_most.summaries) == []

@@ -9,6 +9,7 @@ import pytest
 from preflight_common.auth import Principal, Role
 from preflight_console.domain import timing
 from preflight_console.domain.plot import LABEL_WIDTH, WIDTH, score_plot
+from preflight_console.domain.progress import progress
 from preflight_console.domain.sessions import SessionStore, Signer
 
 KEY = b"k" * 32
@@ -100,3 +101,10 @@ def test_the_plot_places_scores_and_intervals_on_a_zero_to_one_axis() -> None:
     assert second.x == second.x_high == WIDTH - 16 and second.x_low == LABEL_WIDTH
     assert first.y < second.y < plot.axis_y < plot.height
     assert [label for _, label in plot.ticks] == ["0.00", "0.25", "0.50", "0.75", "1.00"]
+
+
+def test_job_progress_counts_ended_jobs_and_marks_failures() -> None:
+    assert (progress(4, 3, 0).text, progress(4, 3, 0).band) == ("3 of 4 ended", "running")
+    assert (progress(4, 2, 1).text, progress(4, 2, 1).band) == ("3 of 4 ended, 1 failed", "failures")
+    assert (progress(2, 2, 0).text, progress(2, 2, 0).band) == ("2 of 2 ended", "done")
+    assert (progress(0, 0, 0).text, progress(0, 0, 0).band) == ("no jobs planned yet", "not-planned")

@@ -645,6 +645,17 @@ def get_job(job_id: str) -> Unary[benchmark_pb2.GetJobResponse, benchmark_pb2.Jo
     )
 
 
+def summarize_jobs(
+    submission_ids: Iterable[str],
+) -> Unary[benchmark_pb2.SummarizeJobsResponse, list[benchmark_pb2.JobSummary]]:
+    return Unary(
+        _path(benchmark_pb2.DESCRIPTOR, "BenchmarkService", "SummarizeJobs"),
+        benchmark_pb2.SummarizeJobsRequest(submission_ids=list(submission_ids)),
+        benchmark_pb2.SummarizeJobsResponse,
+        lambda reply: list(reply.summaries),
+    )
+
+
 def jobs(
     submission_id: str, statuses: Iterable[benchmark_pb2.JobStatus.ValueType], page_size: int
 ) -> Pages[benchmark_pb2.ListJobsResponse, benchmark_pb2.Job]:

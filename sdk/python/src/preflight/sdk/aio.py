@@ -456,6 +456,11 @@ class AsyncBenchmarkClient(AsyncServiceClient):
     async def get_job(self, job_id: str, *, timeout: float | None = None) -> benchmark_pb2.Job:
         return await self._run(_calls.get_job(job_id), timeout)
 
+    async def summarize_jobs(
+        self, submission_ids: Iterable[str], *, timeout: float | None = None
+    ) -> list[benchmark_pb2.JobSummary]:
+        return await self._run(_calls.summarize_jobs(submission_ids), timeout)
+
     async def list_jobs(
         self,
         *,

@@ -525,6 +525,13 @@ class BenchmarkClient(ServiceClient):
         """One job (NotFound if you may not see it)."""
         return self._run(_calls.get_job(job_id), timeout)
 
+    def summarize_jobs(
+        self, submission_ids: Iterable[str], *, timeout: float | None = None
+    ) -> list[benchmark_pb2.JobSummary]:
+        """Each named submission's jobs counted by status (1 to 200 ids, in one call), in the
+        order named; a submission with no job you may see is left out."""
+        return self._run(_calls.summarize_jobs(submission_ids), timeout)
+
     def list_jobs(
         self,
         *,

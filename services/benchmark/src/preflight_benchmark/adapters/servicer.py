@@ -14,16 +14,25 @@ from preflight_common.pagetokens import page_tokens
 
 from preflight_benchmark.adapters.events import PROTO_TO_STATUS, STATUS_TO_PROTO, job_view
 from preflight_benchmark.adapters.store import JobRecord, JobStore
+from preflight_benchmark.domain.jobs import JobStatus
 from preflight_benchmark.service.clock import Clock, utc_now
 from preflight_benchmark.service.results import Verdict, record_result
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
+MAX_SUMMARIES = 200
+"""Submissions one SummarizeJobs call may name."""
 READERS = (Role.REVIEWER, Role.SERVICE, Role.LAB)
 
 
 def _visible_to(principal: Principal, job: JobRecord) -> bool:
-    return principal.role in (Role.REVIEWER, Role.SERVICE) or job.organisation == principal.organisation
+    scope = _organisation_scope(principal)
+    return scope is None or job.organisation == scope
+
+
+def _organisation_scope(principal: Principal) -> str | None:
+    """The one organisation whose jobs `principal` may read; None for every organisation's."""
+    return None if principal.role in (Role.REVIEWER, Role.SERVICE) else principal.organisation
 
 
 _LIST_SCOPE = "preflight.benchmark.v1.BenchmarkService/ListJobs"
@@ -40,6 +49,17 @@ def _decode_token(token: str) -> tuple[datetime, str] | None:
         return None
     created, job_id = cursor
     return datetime.fromisoformat(str(created)), str(job_id)
+
+
+def _summary(submission_id: str, counts: dict[JobStatus, int]) -> benchmark_pb2.JobSummary:
+    return benchmark_pb2.JobSummary(
+        submission_id=submission_id,
+        planned=sum(counts.values()),
+        pending=counts.get(JobStatus.PENDING, 0),
+        running=counts.get(JobStatus.RUNNING, 0),
+        completed=counts.get(JobStatus.COMPLETED, 0),
+        failed=counts.get(JobStatus.FAILED, 0),
+    )
 
 
 class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
@@ -78,9 +98,7 @@ class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
         size = request.page_size or DEFAULT_PAGE
         rows = await asyncio.to_thread(
             lambda: self._store.list(
-                organisation=None
-                if principal.role in (Role.REVIEWER, Role.SERVICE)
-                else principal.organisation,
+                organisation=_organisation_scope(principal),
                 submission_id=request.submission_id or None,
                 statuses=[PROTO_TO_STATUS[s] for s in request.statuses],
                 after=after,
@@ -91,6 +109,26 @@ class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
         if len(rows) > size:
             response.next_page_token = _encode_token(rows[size - 1])
         return response
+
+    async def SummarizeJobs(
+        self, request: benchmark_pb2.SummarizeJobsRequest, context: grpc.aio.ServicerContext
+    ) -> benchmark_pb2.SummarizeJobsResponse:
+        principal = await require_role(context, *READERS)
+        wanted = list(dict.fromkeys(request.submission_ids))
+        if not 1 <= len(request.submission_ids) <= MAX_SUMMARIES:
+            await invalid_argument(context, [("submission_ids", f"name 1 to {MAX_SUMMARIES} submissions")])
+        if "" in wanted:
+            await invalid_argument(context, [("submission_ids", "must not be empty")])
+        counts = await asyncio.to_thread(
+            self._store.count_by_status, wanted, organisation=_organisation_scope(principal)
+        )
+        return benchmark_pb2.SummarizeJobsResponse(
+            summaries=[
+                _summary(submission_id, counts[submission_id])
+                for submission_id in wanted
+                if submission_id in counts
+            ]
+        )
 
     async def ReportJobResult(
         self, request: benchmark_pb2.ReportJobResultRequest, context: grpc.aio.ServicerContext

@@ -498,3 +498,21 @@ class JobStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(jobs.c.created_at, jobs.c.job_id).limit(limit)).all()
         return [JobRecord.from_row(r) for r in rows]
+
+    def count_by_status(
+        self, submission_ids: Sequence[str], *, organisation: str | None
+    ) -> dict[str, dict[JobStatus, int]]:
+        """Each of the submissions' jobs counted by status (one query); a submission without
+        jobs (or, when `organisation` is given, without jobs of that organisation) is absent."""
+        query = (
+            select(jobs.c.submission_id, jobs.c.status, func.count())
+            .where(jobs.c.submission_id.in_(list(submission_ids)))
+            .group_by(jobs.c.submission_id, jobs.c.status)
+        )
+        if organisation is not None:
+            query = query.where(jobs.c.organisation == organisation)
+        counts: dict[str, dict[JobStatus, int]] = {}
+        with self.engine.connect() as conn:
+            for submission_id, status, count in conn.execute(query):
+                counts.setdefault(submission_id, {})[JobStatus(status)] = count
+        return counts

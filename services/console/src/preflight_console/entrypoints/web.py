@@ -41,6 +41,7 @@ from preflight_console.adapters.apis import Apis
 from preflight_console.config import Settings
 from preflight_console.domain import timing
 from preflight_console.domain.plot import score_plot
+from preflight_console.domain.progress import progress
 from preflight_console.domain.sessions import CONSOLE_ROLES, Session, SessionStore, Signer
 from preflight_console.service_layer import views
 
@@ -386,17 +387,22 @@ def _job_status(value: benchmark_pb2.JobStatus.ValueType) -> str:
 
 @page(Role.REVIEWER)
 async def queue(console: Console, request: Request, session: Session, form: Form) -> Response:
-    """Every open submission, soonest review deadline first, with the time left and its band."""
+    """Every open submission, soonest review deadline first, with the time left and its band, and
+    its jobs' progress (asked for the whole queue at once, not per submission)."""
     now = timing.utc_now()
     rows = []
-    for item in await views.open_submissions(console.apis, session):
+    found = await views.open_submissions(console.apis, session)
+    summaries = await views.job_summaries(console.apis, session, [s.submission_id for s in found])
+    for item in found:
         deadline = views.when(item.review_deadline)
+        summary = summaries.get(item.submission_id, benchmark_pb2.JobSummary())
         rows.append(
             {
                 "submission": item,
                 "status": _status(item.status),
                 "band": timing.band(deadline, now) if deadline else "on-track",
                 "left": timing.time_left(deadline, now) if deadline else "no deadline",
+                "jobs": progress(summary.planned, summary.completed, summary.failed),
             }
         )
     return console.render(request, "queue.html", session, rows=rows)

@@ -7,6 +7,7 @@ from the two calls the SDK has not) for the web layer to answer with the matchin
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +29,8 @@ from preflight_console.adapters.apis import TIMEOUT, Apis, credentials
 from preflight_console.domain.sessions import CONSOLE_ROLES, Session
 
 PAGE_SIZE = 200
+SUMMARY_BATCH = 200
+"""Submissions one `SummarizeJobs` call may name."""
 OPEN_STATUSES = (
     intake_pb2.SUBMISSION_STATUS_RECEIVED,
     intake_pb2.SUBMISSION_STATUS_BENCHMARKING,
@@ -68,6 +71,21 @@ async def open_submissions(apis: Apis, session: Session) -> list[intake_pb2.Subm
         )
     ]
     return sorted(found, key=lambda s: (s.review_deadline.seconds, s.review_deadline.nanos, s.submission_id))
+
+
+async def job_summaries(
+    apis: Apis, session: Session, submission_ids: list[str]
+) -> dict[str, benchmark_pb2.JobSummary]:
+    """Each submission's jobs counted by status, by submission id (one without jobs the user may
+    see is absent): one `SummarizeJobs` call per `SUMMARY_BATCH` submissions, all at once."""
+    client = apis.benchmark(session.token)
+    batches = await asyncio.gather(
+        *(
+            client.summarize_jobs(submission_ids[start : start + SUMMARY_BATCH])
+            for start in range(0, len(submission_ids), SUMMARY_BATCH)
+        )
+    )
+    return {summary.submission_id: summary for batch in batches for summary in batch}
 
 
 async def submissions(apis: Apis, session: Session) -> list[intake_pb2.Submission]:

@@ -26,15 +26,15 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from preflight.benchmark.v1 import events_pb2 as preflight_dot_benchmark_dot_v1_dot_events__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&preflight/benchmark/v1/benchmark.proto\x12\x16preflight.benchmark.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#preflight/benchmark/v1/events.proto\"\xf4\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rsubmission_id\x18\x02 \x01(\t\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x10\n\x08suite_id\x18\x04 \x01(\t\x12\x15\n\rsuite_version\x18\x05 \x01(\t\x12\x12\n\ncapability\x18\x06 \x01(\t\x12\x31\n\x06status\x18\x07 \x01(\x0e\x32!.preflight.benchmark.v1.JobStatus\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\t \x01(\x05\x12.\n\nnot_before\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65xecutor\x18\x0c \x01(\t\x12=\n\x0e\x66\x61ilure_reason\x18\r \x01(\x0e\x32%.preflight.benchmark.v1.FailureReason\x12\x0f\n\x07message\x18\x0e \x01(\t\x12\x31\n\x06scores\x18\x0f \x03(\x0b\x32!.preflight.benchmark.v1.TaskScore\x12\x14\n\x0c\x65val_log_uri\x18\x10 \x01(\t\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x0eGetJobResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.preflight.benchmark.v1.Job\"\x84\x01\n\x0fListJobsRequest\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x33\n\x08statuses\x18\x02 \x03(\x0e\x32!.preflight.benchmark.v1.JobStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"V\n\x10ListJobsResponse\x12)\n\x04jobs\x18\x01 \x03(\x0b\x32\x1b.preflight.benchmark.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc0\x01\n\x16ReportJobResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12?\n\tcompleted\x18\x03 \x01(\x0b\x32*.preflight.benchmark.v1.BenchmarkCompletedH\x00\x12\x39\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\'.preflight.benchmark.v1.BenchmarkFailedH\x00\x42\t\n\x07outcome\"^\n\x17ReportJobResultResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.preflight.benchmark.v1.JobStatus\"\x85\x01\n\x10WorkerAssignment\x12:\n\x03job\x18\x01 \x01(\x0b\x32-.preflight.benchmark.v1.BenchmarkJobRequested\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0f\n\x07log_dir\x18\x03 \x01(\t\x12\x13\n\x0btraceparent\x18\x04 \x01(\t*\x88\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x32\xbe\x02\n\x10\x42\x65nchmarkService\x12W\n\x06GetJob\x12%.preflight.benchmark.v1.GetJobRequest\x1a&.preflight.benchmark.v1.GetJobResponse\x12]\n\x08ListJobs\x12\'.preflight.benchmark.v1.ListJobsRequest\x1a(.preflight.benchmark.v1.ListJobsResponse\x12r\n\x0fReportJobResult\x12..preflight.benchmark.v1.ReportJobResultRequest\x1a/.preflight.benchmark.v1.ReportJobResultResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&preflight/benchmark/v1/benchmark.proto\x12\x16preflight.benchmark.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a#preflight/benchmark/v1/events.proto\"\xf4\x04\n\x03Job\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x15\n\rsubmission_id\x18\x02 \x01(\t\x12\x14\n\x0corganisation\x18\x03 \x01(\t\x12\x10\n\x08suite_id\x18\x04 \x01(\t\x12\x15\n\rsuite_version\x18\x05 \x01(\t\x12\x12\n\ncapability\x18\x06 \x01(\t\x12\x31\n\x06status\x18\x07 \x01(\x0e\x32!.preflight.benchmark.v1.JobStatus\x12\x0f\n\x07\x61ttempt\x18\x08 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\t \x01(\x05\x12.\n\nnot_before\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\tnot_after\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x65xecutor\x18\x0c \x01(\t\x12=\n\x0e\x66\x61ilure_reason\x18\r \x01(\x0e\x32%.preflight.benchmark.v1.FailureReason\x12\x0f\n\x07message\x18\x0e \x01(\t\x12\x31\n\x06scores\x18\x0f \x03(\x0b\x32!.preflight.benchmark.v1.TaskScore\x12\x14\n\x0c\x65val_log_uri\x18\x10 \x01(\t\x12.\n\ncreated_at\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstarted_at\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x66inished_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1f\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\":\n\x0eGetJobResponse\x12(\n\x03job\x18\x01 \x01(\x0b\x32\x1b.preflight.benchmark.v1.Job\"\x84\x01\n\x0fListJobsRequest\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x33\n\x08statuses\x18\x02 \x03(\x0e\x32!.preflight.benchmark.v1.JobStatus\x12\x11\n\tpage_size\x18\x03 \x01(\x05\x12\x12\n\npage_token\x18\x04 \x01(\t\"V\n\x10ListJobsResponse\x12)\n\x04jobs\x18\x01 \x03(\x0b\x32\x1b.preflight.benchmark.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\".\n\x14SummarizeJobsRequest\x12\x16\n\x0esubmission_ids\x18\x01 \x03(\t\"y\n\nJobSummary\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x0f\n\x07planned\x18\x02 \x01(\x05\x12\x0f\n\x07pending\x18\x03 \x01(\x05\x12\x0f\n\x07running\x18\x04 \x01(\x05\x12\x11\n\tcompleted\x18\x05 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x06 \x01(\x05\"N\n\x15SummarizeJobsResponse\x12\x35\n\tsummaries\x18\x01 \x03(\x0b\x32\".preflight.benchmark.v1.JobSummary\"\xc0\x01\n\x16ReportJobResultRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12?\n\tcompleted\x18\x03 \x01(\x0b\x32*.preflight.benchmark.v1.BenchmarkCompletedH\x00\x12\x39\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\'.preflight.benchmark.v1.BenchmarkFailedH\x00\x42\t\n\x07outcome\"^\n\x17ReportJobResultResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\x31\n\x06status\x18\x02 \x01(\x0e\x32!.preflight.benchmark.v1.JobStatus\"\x85\x01\n\x10WorkerAssignment\x12:\n\x03job\x18\x01 \x01(\x0b\x32-.preflight.benchmark.v1.BenchmarkJobRequested\x12\x0f\n\x07\x61ttempt\x18\x02 \x01(\x05\x12\x0f\n\x07log_dir\x18\x03 \x01(\t\x12\x13\n\x0btraceparent\x18\x04 \x01(\t*\x88\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12JOB_STATUS_PENDING\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_COMPLETED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x32\xac\x03\n\x10\x42\x65nchmarkService\x12W\n\x06GetJob\x12%.preflight.benchmark.v1.GetJobRequest\x1a&.preflight.benchmark.v1.GetJobResponse\x12]\n\x08ListJobs\x12\'.preflight.benchmark.v1.ListJobsRequest\x1a(.preflight.benchmark.v1.ListJobsResponse\x12l\n\rSummarizeJobs\x12,.preflight.benchmark.v1.SummarizeJobsRequest\x1a-.preflight.benchmark.v1.SummarizeJobsResponse\x12r\n\x0fReportJobResult\x12..preflight.benchmark.v1.ReportJobResultRequest\x1a/.preflight.benchmark.v1.ReportJobResultResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'preflight.benchmark.v1.benchmark_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JOBSTATUS']._serialized_start=1511
-  _globals['_JOBSTATUS']._serialized_end=1647
+  _globals['_JOBSTATUS']._serialized_start=1762
+  _globals['_JOBSTATUS']._serialized_end=1898
   _globals['_JOB']._serialized_start=137
   _globals['_JOB']._serialized_end=765
   _globals['_GETJOBREQUEST']._serialized_start=767
@@ -45,12 +45,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTJOBSREQUEST']._serialized_end=993
   _globals['_LISTJOBSRESPONSE']._serialized_start=995
   _globals['_LISTJOBSRESPONSE']._serialized_end=1081
-  _globals['_REPORTJOBRESULTREQUEST']._serialized_start=1084
-  _globals['_REPORTJOBRESULTREQUEST']._serialized_end=1276
-  _globals['_REPORTJOBRESULTRESPONSE']._serialized_start=1278
-  _globals['_REPORTJOBRESULTRESPONSE']._serialized_end=1372
-  _globals['_WORKERASSIGNMENT']._serialized_start=1375
-  _globals['_WORKERASSIGNMENT']._serialized_end=1508
-  _globals['_BENCHMARKSERVICE']._serialized_start=1650
-  _globals['_BENCHMARKSERVICE']._serialized_end=1968
+  _globals['_SUMMARIZEJOBSREQUEST']._serialized_start=1083
+  _globals['_SUMMARIZEJOBSREQUEST']._serialized_end=1129
+  _globals['_JOBSUMMARY']._serialized_start=1131
+  _globals['_JOBSUMMARY']._serialized_end=1252
+  _globals['_SUMMARIZEJOBSRESPONSE']._serialized_start=1254
+  _globals['_SUMMARIZEJOBSRESPONSE']._serialized_end=1332
+  _globals['_REPORTJOBRESULTREQUEST']._serialized_start=1335
+  _globals['_REPORTJOBRESULTREQUEST']._serialized_end=1527
+  _globals['_REPORTJOBRESULTRESPONSE']._serialized_start=1529
+  _globals['_REPORTJOBRESULTRESPONSE']._serialized_end=1623
+  _globals['_WORKERASSIGNMENT']._serialized_start=1626
+  _globals['_WORKERASSIGNMENT']._serialized_end=1759
+  _globals['_BENCHMARKSERVICE']._serialized_start=1901
+  _globals['_BENCHMARKSERVICE']._serialized_end=2329
 # @@protoc_insertion_point(module_scope)

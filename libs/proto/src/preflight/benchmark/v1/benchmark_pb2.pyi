@@ -274,6 +274,99 @@ class ListJobsResponse(_message.Message):
 Global___ListJobsResponse: _TypeAlias = ListJobsResponse  # noqa: Y015
 
 @_typing.final
+class SummarizeJobsRequest(_message.Message):
+    """SummarizeJobs input."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMISSION_IDS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def submission_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """1–200 submission ids, none empty; one named twice is summarised once."""
+
+    def __init__(
+        self,
+        *,
+        submission_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["submission_ids", b"submission_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SummarizeJobsRequest: _TypeAlias = SummarizeJobsRequest  # noqa: Y015
+
+@_typing.final
+class JobSummary(_message.Message):
+    """One submission's jobs counted by status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBMISSION_ID_FIELD_NUMBER: _builtins.int
+    PLANNED_FIELD_NUMBER: _builtins.int
+    PENDING_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    COMPLETED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    submission_id: _builtins.str
+    """The submission."""
+    planned: _builtins.int
+    """Every job of its plan (the sum of the four counts below)."""
+    pending: _builtins.int
+    """Jobs waiting for their access window or a free executor slot."""
+    running: _builtins.int
+    """Jobs whose current attempt is running."""
+    completed: _builtins.int
+    """Jobs ended with a result."""
+    failed: _builtins.int
+    """Jobs ended without a result."""
+    def __init__(
+        self,
+        *,
+        submission_id: _builtins.str = ...,
+        planned: _builtins.int = ...,
+        pending: _builtins.int = ...,
+        running: _builtins.int = ...,
+        completed: _builtins.int = ...,
+        failed: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed", b"completed", "failed", b"failed", "pending", b"pending", "planned", b"planned", "running", b"running", "submission_id", b"submission_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobSummary: _TypeAlias = JobSummary  # noqa: Y015
+
+@_typing.final
+class SummarizeJobsResponse(_message.Message):
+    """SummarizeJobs output."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUMMARIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def summaries(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobSummary]:
+        """One summary per submission asked about that has jobs the caller may see,
+        in the order asked; a submission with none (not planned yet, or not the
+        caller's to see) is left out.
+        """
+
+    def __init__(
+        self,
+        *,
+        summaries: _abc.Iterable[Global___JobSummary] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["summaries", b"summaries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SummarizeJobsResponse: _TypeAlias = SummarizeJobsResponse  # noqa: Y015
+
+@_typing.final
 class ReportJobResultRequest(_message.Message):
     """ReportJobResult input."""
 

@@ -48,6 +48,11 @@ class BenchmarkServiceStub:
                 request_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.SummarizeJobs = channel.unary_unary(
+                '/preflight.benchmark.v1.BenchmarkService/SummarizeJobs',
+                request_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsRequest.SerializeToString,
+                response_deserializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsResponse.FromString,
+                _registered_method=True)
         self.ReportJobResult = channel.unary_unary(
                 '/preflight.benchmark.v1.BenchmarkService/ReportJobResult',
                 request_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ReportJobResultRequest.SerializeToString,
@@ -76,6 +81,15 @@ class BenchmarkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SummarizeJobs(self, request, context):
+        """How far the plans of many submissions have got, in one call: each one's
+        jobs counted by status (a queue of submissions asks once per page, not
+        once per submission).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportJobResult(self, request, context):
         """Internal: a worker reports the outcome of its attempt. `service`
         principals only. Accepted once per job, for the attempt that is running;
@@ -98,6 +112,11 @@ def add_BenchmarkServiceServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ListJobsRequest.FromString,
                     response_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'SummarizeJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.SummarizeJobs,
+                    request_deserializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsRequest.FromString,
+                    response_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsResponse.SerializeToString,
             ),
             'ReportJobResult': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportJobResult,
@@ -163,6 +182,33 @@ class BenchmarkService:
             '/preflight.benchmark.v1.BenchmarkService/ListJobs',
             preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ListJobsRequest.SerializeToString,
             preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SummarizeJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.benchmark.v1.BenchmarkService/SummarizeJobs',
+            preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsRequest.SerializeToString,
+            preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,11 @@ class BenchmarkServiceStub:
     """Read one job."""
     ListJobs: _grpc.UnaryUnaryMultiCallable[_benchmark_pb2.ListJobsRequest, _benchmark_pb2.ListJobsResponse]
     """List the jobs the caller may see, oldest first, paged."""
+    SummarizeJobs: _grpc.UnaryUnaryMultiCallable[_benchmark_pb2.SummarizeJobsRequest, _benchmark_pb2.SummarizeJobsResponse]
+    """How far the plans of many submissions have got, in one call: each one's
+    jobs counted by status (a queue of submissions asks once per page, not
+    once per submission).
+    """
     ReportJobResult: _grpc.UnaryUnaryMultiCallable[_benchmark_pb2.ReportJobResultRequest, _benchmark_pb2.ReportJobResultResponse]
     """Internal: a worker reports the outcome of its attempt. `service`
     principals only. Accepted once per job, for the attempt that is running;
@@ -61,6 +66,11 @@ class BenchmarkServiceAsyncStub(BenchmarkServiceStub):
     """Read one job."""
     ListJobs: _aio.UnaryUnaryMultiCallable[_benchmark_pb2.ListJobsRequest, _benchmark_pb2.ListJobsResponse]  # type: ignore[assignment]
     """List the jobs the caller may see, oldest first, paged."""
+    SummarizeJobs: _aio.UnaryUnaryMultiCallable[_benchmark_pb2.SummarizeJobsRequest, _benchmark_pb2.SummarizeJobsResponse]  # type: ignore[assignment]
+    """How far the plans of many submissions have got, in one call: each one's
+    jobs counted by status (a queue of submissions asks once per page, not
+    once per submission).
+    """
     ReportJobResult: _aio.UnaryUnaryMultiCallable[_benchmark_pb2.ReportJobResultRequest, _benchmark_pb2.ReportJobResultResponse]  # type: ignore[assignment]
     """Internal: a worker reports the outcome of its attempt. `service`
     principals only. Accepted once per job, for the attempt that is running;
@@ -90,6 +100,17 @@ class BenchmarkServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_benchmark_pb2.ListJobsResponse, _abc.Awaitable[_benchmark_pb2.ListJobsResponse]]:
         """List the jobs the caller may see, oldest first, paged."""
+
+    @_abc_1.abstractmethod
+    def SummarizeJobs(
+        self,
+        request: _benchmark_pb2.SummarizeJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_benchmark_pb2.SummarizeJobsResponse, _abc.Awaitable[_benchmark_pb2.SummarizeJobsResponse]]:
+        """How far the plans of many submissions have got, in one call: each one's
+        jobs counted by status (a queue of submissions asks once per page, not
+        once per submission).
+        """
 
     @_abc_1.abstractmethod
     def ReportJobResult(

@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
+from preflight.benchmark.v1.events_pb2 import BenchmarkCompleted
 from preflight_common import bus
 from preflight_common.config import ConfigError, KafkaSettings, Topics
+from preflight_common.producer import EventPublisher, PublishError
 from preflight_common.testing.clients import assert_read_refused, read_records, write_records
 from preflight_common.topics import (
     DAY_MS,
@@ -168,11 +170,20 @@ def test_provisioning_lets_each_principal_do_its_part_and_nothing_more(
     def as_principal(principal: str) -> KafkaSettings:
         return principal_settings(kafka_settings, credentials, principal)
 
-    # A service writes the topics it owns and no other: intake cannot forge a benchmark result.
+    # A service writes the topics it owns and no other: intake cannot forge a benchmark result,
+    # not even a well-formed BenchmarkCompleted sent through the services' own publisher.
     intake = as_principal("preflight-intake")
     write_records(intake, topics.submissions, [b"submission"])
     with pytest.raises(TopicAuthorizationFailedError):
         write_records(intake, topics.benchmark_results, [b"forged result"])
+    publisher = EventPublisher(intake, source=bus.SOURCES["intake"], send_timeout=10)
+    try:
+        forged = BenchmarkCompleted(job_id="sub-1/cyber.knowledge/1.0.0", submission_id="sub-1", attempt=1)
+        with pytest.raises(PublishError) as refused:
+            publisher.publish(topics.benchmark_results, forged, subject="sub-1")
+        assert isinstance(refused.value.__cause__, TopicAuthorizationFailedError)
+    finally:
+        publisher.close()
     benchmark = as_principal("preflight-benchmark")
     assert [r.value for r in read_records(benchmark, topics.submissions, expected=1)] == [b"submission"]
     write_records(benchmark, topics.benchmark_results, [b"result"])

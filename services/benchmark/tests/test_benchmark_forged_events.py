@@ -2,7 +2,8 @@
 
 The planner accepts a submission event only from intake (the topic's owner) and only when it
 agrees with what is recorded of the submission: a withdrawal naming another organisation, or
-one from another service, is dead-lettered with its reason and no job is cancelled.
+one from another service, is dead-lettered with its reason and no job is cancelled; a second
+SubmissionReceived naming another organisation is dead-lettered and plans nothing.
 """
 
 from __future__ import annotations
@@ -71,3 +72,41 @@ def test_a_forged_withdrawal_cancels_no_job_and_is_dead_lettered(
     assert not store.is_withdrawn(received.submission_id)
     assert {store.get(job.job_id).status for job in planned} == {JobStatus.PENDING}
     assert service.tap.terminal(received.submission_id) == []
+
+
+def test_a_re_announced_submission_naming_another_lab_plans_nothing_and_is_dead_lettered(
+    service: BenchmarkProcess, intake: IntakeStandIn
+) -> None:
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    received = submission(
+        base_url="https://lab-a.example/v1",
+        model_name="frontier",
+        credential_ref=intake.add_credential("sk-lab-a"),
+        start=tomorrow,
+        end=tomorrow + timedelta(days=7),
+    )
+    service.publish(received)
+    planned = wait_until(
+        lambda: (
+            len(found := service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
+            and found
+        ),
+        60,
+        "four jobs planned",
+    )
+
+    # Intake's source, the same submission and model, a rival lab: the first organisation stands.
+    rival = intake_events.SubmissionReceived()
+    rival.CopyFrom(received)
+    rival.organisation = "lab-rival"
+    re_announced = service.publish(rival)
+
+    reasons = dead_letter_reasons(service.admin, service.settings.topics.submissions, {re_announced})
+
+    assert reasons[re_announced] == (
+        f"poison event: submission {received.submission_id} belongs to another organisation than "
+        "'lab-rival'; its organisation is set once"
+    )
+    store = service.components.store
+    assert {store.get(job.job_id).organisation for job in planned} == {received.organisation}
+    assert len(service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4

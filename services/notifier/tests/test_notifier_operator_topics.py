@@ -215,15 +215,14 @@ async def test_each_operator_reads_its_own_alerts_and_is_refused_everything_else
     printed = [json.loads(line) for line in out.getvalue().splitlines()]
     assert sorted(alert["subject_id"] for alert in printed) == ["f-aqua-red", "f-both"]
 
-    # Everything else is refused, to both.
+    # Everything else is refused, to both: the other's alerts, the findings, the review alerts and
+    # every other topic of the services, with their dead-letter twins.
     for principal, own, other in ((bank, BANK, AQUA), (aqua, AQUA, BANK)):
         forbidden = [
             bus.org_alert_topic(topics, other.name),
             *(bus.sector_alert_topic(topics, s) for s in other.sectors),
-            topics.findings,
-            topics.review_alerts,
-            topics.submissions,
-            topics.reviews,
+            *topics.all(),
+            *map(Topics.dlq, topics.all()),
         ]
         for topic in forbidden:
             await assert_read_refused(principal, topic)

@@ -33,6 +33,7 @@ from preflight_common.db import make_engine
 from preflight_common.envelope import KafkaRecord, headers_dict
 from preflight_common.ports import free_port
 from preflight_common.producer import EventPublisher
+from preflight_common.testing.clients import dead_letter_reasons
 from preflight_common.testing.fixtures import PrincipalFactory
 from preflight_common.testing.tls import TestAuthority
 from preflight_common.topics import TopicSpec, ensure_topics
@@ -398,22 +399,7 @@ def test_a_forged_finding_publication_widens_no_audience_and_is_dead_lettered(
         forged = clearinghouse.publish(topics.findings, widened, subject="f-red").id
         foreign = as_intake.publish(topics.findings, widened, subject="f-red").id
 
-        reasons: dict[str, str] = {}
-        dead = KafkaConsumer(
-            Topics.dlq(topics.findings),
-            group_id=f"dlq-{uuid.uuid4().hex[:8]}",
-            auto_offset_reset="earliest",
-            **kafka_settings.kafka_python_options(),
-        )
-        try:
-            while reasons.keys() != {forged, foreign}:
-                assert time.monotonic() < until + 60, f"only {reasons} were dead-lettered"
-                for batch in dead.poll(timeout_ms=250).values():
-                    for record in batch:
-                        headers = headers_dict(record.headers)
-                        reasons[headers["ce_id"]] = headers["preflight_dlq_reason"]
-        finally:
-            dead.close()
+        reasons = dead_letter_reasons(kafka_settings, topics.findings, {forged, foreign})
     finally:
         clearinghouse.close()
         as_intake.close()
@@ -423,4 +409,41 @@ def test_a_forged_finding_publication_widens_no_audience_and_is_dead_lettered(
         foreign: f"source preflight.intake may not publish on {topics.findings}",
     }
     assert audience() == recorded and "bank-b" not in recorded
+    engine.dispose()
+
+
+def test_a_re_announced_submission_naming_another_lab_moves_no_alert_and_is_dead_lettered(
+    served: NotifierProcess, kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
+) -> None:
+    served.wait_running(starts=1)
+    intake = EventPublisher(kafka_settings, source=SOURCES["intake"])
+    engine = make_engine(f"sqlite:///{tmp_path / 'notifier.db'}")
+
+    def audience() -> Any:
+        with engine.connect() as conn:
+            query = select(deadlines.c.audience).where(deadlines.c.deadline_id == "review/sub-moved")
+            return conn.execute(query).scalar()
+
+    try:
+        release = datetime.now(UTC) + timedelta(days=8)
+        intake.publish(topics.submissions, submission_received("sub-moved", release), subject="sub-moved")
+        until = time.monotonic() + 60
+        while audience() is None:
+            assert time.monotonic() < until, f"the submission was not applied:\n{served.log()}"
+            time.sleep(0.1)
+        recorded = audience()
+
+        # Intake's source, the same submission, a rival lab (and its contacts): the first lab stands.
+        rival = submission_received("sub-moved", release, version=2, organisation="lab-rival")
+        rival.contacts[0].email = "ada@lab-rival.example"
+        forged = intake.publish(topics.submissions, rival, subject="sub-moved").id
+        reasons = dead_letter_reasons(kafka_settings, topics.submissions, {forged})
+    finally:
+        intake.close()
+
+    assert reasons == {
+        forged: "poison event: submission sub-moved belongs to another organisation than lab-rival: "
+        "its organisation is set once"
+    }
+    assert audience() == recorded and "lab-rival" not in recorded
     engine.dispose()

@@ -19,6 +19,7 @@ from preflight_common.config import (
 )
 from preflight_common.grpcserver import ServerTLS
 
+from preflight_intake.domain.federation import Federation, MappingError
 from preflight_intake.domain.model import WindowPolicy
 
 DEFAULT_DATABASE_URL = "sqlite:///run/intake/intake.db"
@@ -49,6 +50,10 @@ class IntakeSettings:
     # How long a benchmark outcome waits for its job's BenchmarkJobRequested before it is refused.
     plan_wait: float = 60.0
     tls: ServerTLS | None = None
+    # Who may sign in through OpenID Connect (ExchangeIdToken); None: nobody.
+    federation: Federation | None = None
+    # The longest-lived token ExchangeIdToken issues, in seconds.
+    oidc_token_lifetime: float = 8 * 3600.0
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     topics: Topics = field(default_factory=Topics)
 
@@ -81,6 +86,22 @@ class IntakeSettings:
             client_tls=credentials_from_env(),
             plan_wait=env_positive("PREFLIGHT_INTAKE_PLAN_WAIT", cls.plan_wait),
             tls=ServerTLS.from_env("PREFLIGHT_INTAKE"),
+            federation=_federation(),
+            oidc_token_lifetime=env_positive("PREFLIGHT_INTAKE_OIDC_TOKEN_LIFETIME", cls.oidc_token_lifetime),
             kafka=KafkaSettings.from_env(),
             topics=Topics.from_env(),
         )
+
+
+def _federation() -> Federation | None:
+    """The OpenID Connect mapping in the file PREFLIGHT_INTAKE_OIDC_FILE names (None when unset);
+    ConfigError naming the variable and the malformed entry."""
+    if not env("PREFLIGHT_INTAKE_OIDC_FILE", ""):
+        return None
+    path = env_path("PREFLIGHT_INTAKE_OIDC_FILE")
+    try:
+        return Federation.parse(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(f"PREFLIGHT_INTAKE_OIDC_FILE: cannot read {path}") from None
+    except MappingError as exc:
+        raise ConfigError(f"PREFLIGHT_INTAKE_OIDC_FILE: {exc}") from None

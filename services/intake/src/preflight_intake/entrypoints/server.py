@@ -1,5 +1,5 @@
-"""The intake process: gRPC server (IntakeService + IdentityService, health, reflection), the outbox
-relay, the progress agents and the periodic closing of released submissions.
+"""The intake process: gRPC server (IntakeService, IdentityService, SignInService, health,
+reflection), the outbox relay, the progress agents and the periodic closing of released submissions.
 
 The gRPC API serves as soon as the database is ready, whether Kafka is up or
 not: accepted submissions wait in the outbox. A Kafka connector keeps trying
@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import grpc
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
-from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
+from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, sign_in_pb2, sign_in_pb2_grpc
 from preflight_common.auth import INTROSPECTION_CACHE_TTL, IdentityServicer, LocalAuthenticator
 from preflight_common.bus import SOURCES
 from preflight_common.grpcserver import build_server, mark_serving
@@ -28,6 +28,7 @@ from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import Keyring
 from preflight_intake.adapters.reports import ReportVerifier
 from preflight_intake.adapters.servicer import IntakeServicer
+from preflight_intake.adapters.sign_in import EXCHANGE_METHOD, SignInServicer
 from preflight_intake.bootstrap import build
 from preflight_intake.config import IntakeSettings
 from preflight_intake.entrypoints.agents import build_app
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name,
     identity_pb2.DESCRIPTOR.services_by_name["IdentityService"].full_name,
+    sign_in_pb2.DESCRIPTOR.services_by_name["SignInService"].full_name,
 )
 
 
@@ -71,6 +73,7 @@ async def serve(
     components = await asyncio.to_thread(build, settings, keyring)
     servicer = IntakeServicer(components.intake)
     identity = IdentityServicer(components.tokens)
+    sign_in = SignInServicer(settings.federation, components.tokens, settings.oidc_token_lifetime)
     reports = ReportVerifier(settings.clearinghouse_target, settings.client_tls, components.tokens)
 
     def register_intake(server: grpc.aio.Server) -> None:
@@ -78,6 +81,7 @@ async def serve(
 
     def register_identity(server: grpc.aio.Server) -> None:
         identity_pb2_grpc.add_IdentityServiceServicer_to_server(identity, server)
+        sign_in_pb2_grpc.add_SignInServiceServicer_to_server(sign_in, server)
 
     server, port, health = build_server(
         settings.listen,
@@ -85,6 +89,7 @@ async def serve(
         authenticator=LocalAuthenticator(components.tokens, cache_ttl=INTROSPECTION_CACHE_TTL),
         service_names=SERVICE_NAMES,
         tls=settings.tls,
+        public_methods=(EXCHANGE_METHOD,),
     )
     liveness = Liveness()
     # Serving first: the background parts' first steps (building the agents among them) hold the

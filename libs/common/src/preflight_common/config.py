@@ -350,7 +350,7 @@ class Topics:
 
     @classmethod
     def from_env(cls) -> Topics:
-        """Defaults, each overridable by `PREFLIGHT_TOPIC_<FIELD>` (e.g. PREFLIGHT_TOPIC_ALERTS)."""
+        """Defaults, each overridable by `PREFLIGHT_TOPIC_<FIELD>` (e.g. PREFLIGHT_TOPIC_ALERTS_PREFIX)."""
         values = {f.name: env(f"PREFLIGHT_TOPIC_{f.name.upper()}", f.default) for f in fields(cls)}  # type: ignore[arg-type]
         return cls(**values)
 

@@ -536,6 +536,16 @@ def test_a_lab_sees_only_its_own_submissions_and_reports(review: Review, browser
     browser.check("lab-report")
     assert "verifies" in browser.text()
     assert not browser.all("#sign-off"), "a lab cannot sign its own report off"
+    # Any zone, picked on the settings page, then back to the page it was opened from.
+    report = f"/lab/submissions/{review.submission_id}/report"
+    browser.css("footer a[href^='/settings']").click()
+    wait_until("the settings", lambda: "/settings" in browser.driver.current_url, timeout=30)
+    browser.check("settings")
+    _choose(browser, "#zone", "Asia/Kolkata")
+    browser.css("#save-zone").click()
+    wait_until("the report again", lambda: browser.driver.current_url.endswith(report), timeout=30)
+    assert " IST" in browser.text() and " UTC" not in browser.text()
+    assert browser.read("#shown-zone") == "Asia/Kolkata"
     browser.open(f"/lab/submissions/{review.other_submission_id}/report")
     assert "Not possible" in browser.css("h1").text
     browser.open("/review/queue")

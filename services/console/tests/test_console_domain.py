@@ -108,3 +108,14 @@ def test_job_progress_counts_ended_jobs_and_marks_failures() -> None:
     assert (progress(4, 2, 1).text, progress(4, 2, 1).band) == ("3 of 4 ended, 1 failed", "failures")
     assert (progress(2, 2, 0).text, progress(2, 2, 0).band) == ("2 of 2 ended", "done")
     assert (progress(0, 0, 0).text, progress(0, 0, 0).band) == ("no jobs planned yet", "not-planned")
+
+
+def test_every_zone_people_pick_is_offered_by_region_after_utc() -> None:
+    groups = dict(timing.zone_groups())
+    assert timing.zone_groups()[0] == ("", ("UTC",))
+    assert "Asia/Kolkata" in groups["Asia"] and "America/Argentina/Buenos_Aires" in groups["America"]
+    assert list(groups["Europe"]) == sorted(groups["Europe"])
+    offered = {name for names in groups.values() for name in names}
+    assert not offered & {"EST5EDT", "US/Pacific", "Etc/GMT+3"}, "legacy aliases are not offered"
+    for name in offered:
+        timing.zone(name)

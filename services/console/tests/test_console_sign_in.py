@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from preflight_console.config import Settings
@@ -12,20 +11,10 @@ from starlette.testclient import TestClient
 
 
 @pytest.mark.parametrize("token", ["pft_caf\u00e9", "pft_a\x01b"])
-def test_a_token_grpc_cannot_send_is_refused_naming_the_field(tmp_path: Path, token: str) -> None:
-    settings = Settings(
-        listen="127.0.0.1:0",
-        # Nothing listens there: the token must be refused before any service is asked.
-        intake_target="127.0.0.1:1",
-        clearinghouse_target="127.0.0.1:1",
-        benchmark_target="127.0.0.1:1",
-        notifier_target="127.0.0.1:1",
-        session_key_file=tmp_path / "session.key",
-        session_ttl=60.0,
-        secure_cookies="auto",
-    )
+def test_a_token_grpc_cannot_send_is_refused_naming_the_field(offline_settings: Settings, token: str) -> None:
+    # Nothing listens at the services' addresses: the token must be refused before any is asked.
     base = "http://127.0.0.1"
-    with TestClient(build_app(settings), base_url=base, raise_server_exceptions=False) as client:
+    with TestClient(build_app(offline_settings), base_url=base, raise_server_exceptions=False) as client:
         form = client.get("/sign-in")
         csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
         assert csrf is not None

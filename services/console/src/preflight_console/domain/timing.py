@@ -44,6 +44,34 @@ def _known_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 
+REGIONS = (
+    "Africa",
+    "America",
+    "Antarctica",
+    "Arctic",
+    "Asia",
+    "Atlantic",
+    "Australia",
+    "Europe",
+    "Indian",
+    "Pacific",
+)
+"""The regions of the IANA zones people pick; the database's other names (`EST5EDT`, `Etc/GMT+3`,
+`US/Pacific`) are legacy aliases of clocks these already list."""
+
+
+@cache
+def zone_groups() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Every zone of `REGIONS` by region (`("Europe", ("Europe/Amsterdam", …))`), regions and zones
+    in alphabetical order, after `("", ("UTC",))`."""
+    by_region: dict[str, list[str]] = {}
+    for name in _known_zones():
+        region = name.partition("/")[0]
+        if region in REGIONS and "/" in name:
+            by_region.setdefault(region, []).append(name)
+    return (("", ("UTC",)), *((region, tuple(sorted(by_region[region]))) for region in sorted(by_region)))
+
+
 def zone(name: str) -> ZoneInfo:
     """The IANA time zone `name`; ValueError when there is none by that name."""
     if name not in _known_zones():

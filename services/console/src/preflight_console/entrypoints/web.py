@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,7 +28,7 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2
 from preflight.sdk.errors import InvalidArgument, PreflightError, from_rpc_error
-from preflight_common.auth import Role
+from preflight_common.auth import Principal, Role
 from preflight_common.bus import KNOWN_SECTORS
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
@@ -44,9 +45,14 @@ from preflight_console.domain.plot import score_plot
 from preflight_console.domain.progress import progress
 from preflight_console.domain.sessions import CONSOLE_ROLES, Session, SessionStore, Signer
 from preflight_console.service_layer import views
+from preflight_console.service_layer.sign_in import OpenIdSignIn, SignInFailed
 
 SESSION_COOKIE = "preflight_console_session"
 SIGN_IN_COOKIE = "preflight_console_sign_in"
+# The state of an OpenID Connect sign-in under way. SameSite=Lax, not Strict: the provider's
+# redirect back is a cross-site navigation, on which a Strict cookie would not be sent.
+OIDC_COOKIE = "preflight_console_oidc"
+OIDC_PATH = "/sign-in/oidc"
 MAX_FORM_BYTES = 64 * 1024
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -152,6 +158,7 @@ class Console:
         self.apis = apis
         self.signer = Signer(settings.session_key())
         self.sessions = SessionStore(self.signer, settings.session_ttl)
+        self.oidc = OpenIdSignIn(settings.oidc, apis, settings.session_ttl) if settings.oidc else None
         folder = resources.files("preflight_console") / "templates"
         self.templates = Environment(
             loader=FileSystemLoader(str(folder)), autoescape=select_autoescape(["html"]), auto_reload=False
@@ -168,7 +175,6 @@ class Console:
             viewer=session.viewer if session else None,
             csrf=session.csrf if session else "",
             zone=zone,
-            zones=_ZONE_CHOICES,
             show=lambda value: timing.show(views.when(value), zone),
             **context,
         )
@@ -177,16 +183,6 @@ class Console:
     def secure(self, request: Request) -> bool:
         """Whether cookies get the Secure attribute: always, or when the request came over HTTPS."""
         return self.settings.secure_cookies == "always" or request.url.scheme == "https"
-
-
-_ZONE_CHOICES = (
-    "UTC",
-    "Europe/London",
-    "Europe/Paris",
-    "America/New_York",
-    "America/Los_Angeles",
-    "Asia/Tokyo",
-)
 
 
 def _console(request: Request) -> Console:
@@ -290,6 +286,7 @@ def _sign_in_page(console: Console, request: Request, status: int = 200, message
         None,
         status,
         sign_in_csrf=console.signer.sign("sign-in", nonce),
+        oidc_name=console.oidc.settings.name if console.oidc else "",
         message=message,
     )
     response.set_cookie(
@@ -331,21 +328,74 @@ async def sign_in(request: Request) -> Response:
         return _sign_in_page(console, request, 401, str(exc))
     except grpc.aio.AioRpcError:
         return _sign_in_page(console, request, 502, "the identity service did not answer; try again")
+    home_page = RedirectResponse(HOME[viewer.role], status_code=303)
+    return _start_session(console, request, token, viewer, home_page)
+
+
+def _start_session(
+    console: Console, request: Request, token: str, viewer: Principal, response: Response
+) -> Response:
+    """`response`, starting a session for `viewer` holding `token` (its cookie), the sign-in's
+    own cookies gone."""
     cookie, _ = console.sessions.create(token, viewer)
-    response = RedirectResponse(HOME[viewer.role], status_code=303)
+    secure = console.secure(request)
     response.set_cookie(
         SESSION_COOKIE,
         cookie,
         max_age=int(console.settings.session_ttl),
         httponly=True,
         samesite="strict",
-        secure=console.secure(request),
+        secure=secure,
         path="/",
     )
-    response.delete_cookie(
-        SIGN_IN_COOKIE, path="/sign-in", secure=console.secure(request), httponly=True, samesite="strict"
+    response.delete_cookie(SIGN_IN_COOKIE, path="/sign-in", secure=secure, httponly=True, samesite="strict")
+    response.delete_cookie(OIDC_COOKIE, path=OIDC_PATH, secure=secure, httponly=True, samesite="lax")
+    return response
+
+
+async def oidc_start(request: Request) -> Response:
+    """Sign in through the OpenID provider: to its authorization endpoint, the state in a cookie."""
+    console = _console(request)
+    if console.oidc is None:
+        return _refusal(console, request, None, Refused(404, "sign-in through a provider is not set up here"))
+    try:
+        location, state = await console.oidc.start(_callback_uri(request))
+    except SignInFailed as failed:
+        return _sign_in_page(console, request, failed.status, str(failed))
+    response = RedirectResponse(location, status_code=303)
+    response.set_cookie(
+        OIDC_COOKIE, state, httponly=True, samesite="lax", secure=console.secure(request), path=OIDC_PATH
     )
     return response
+
+
+def _callback_uri(request: Request) -> str:
+    return f"{request.url.scheme}://{request.url.netloc}{OIDC_PATH}/callback"
+
+
+async def oidc_callback(request: Request) -> Response:
+    """The provider's answer: with this browser's state, the code redeemed, the ID token verified
+    here and exchanged at intake; then a session, and on to the user's home page."""
+    console = _console(request)
+    if console.oidc is None:
+        return _refusal(console, request, None, Refused(404, "sign-in through a provider is not set up here"))
+    state = request.query_params.get("state", "")
+    kept = request.cookies.get(OIDC_COOKIE, "")
+    if not state or not kept or not hmac.compare_digest(state.encode(), kept.encode()):
+        return _sign_in_page(console, request, 400, "state: this sign-in did not start in this browser")
+    error = request.query_params.get("error", "")
+    if error:  # e.g. access_denied: the user cancelled, or the provider refused them
+        console.oidc.abandon(state)
+        reason = re.sub(r"[^a-z_]", "", error)[:64]
+        return _sign_in_page(console, request, 401, f"the provider did not sign you in ({reason})")
+    try:
+        token, viewer = await console.oidc.finish(state, request.query_params.get("code", ""))
+    except SignInFailed as failed:
+        return _sign_in_page(console, request, failed.status, str(failed))
+    # A page, not a redirect: the navigation here came from the provider's site, and a browser
+    # would not send the (SameSite=Strict) session cookie on a redirect continuing it.
+    page = console.render(request, "signed_in.html", None, home=HOME[viewer.role])
+    return _start_session(console, request, token, viewer, page)
 
 
 @page(*ANY_ROLE)
@@ -359,6 +409,24 @@ async def sign_out(console: Console, request: Request, session: Session, form: F
     return response
 
 
+def _local_path(path: str) -> str:
+    """`path` when it is a path on this console, else "/"."""
+    return path if LOCAL_PATH.fullmatch(path) else "/"
+
+
+@page(*ANY_ROLE)
+async def settings(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """The settings form: the time zone every time is shown in, any IANA zone by region (no
+    script can read the browser's own zone, so the user picks it), then back to `?back=`."""
+    return console.render(
+        request,
+        "settings.html",
+        session,
+        zone_groups=timing.zone_groups(),
+        back=_local_path(request.query_params.get("back", "")),
+    )
+
+
 @page(*ANY_ROLE)
 async def time_zone(console: Console, request: Request, session: Session, form: Form) -> Response:
     """Show times in another IANA time zone for the rest of the session."""
@@ -367,9 +435,7 @@ async def time_zone(console: Console, request: Request, session: Session, form: 
     except ValueError as exc:
         raise Refused(400, f"zone: {exc}") from None
     session.time_zone = form.one("zone")
-    return RedirectResponse(
-        form.one("back") if LOCAL_PATH.fullmatch(form.one("back")) else "/", status_code=303
-    )
+    return RedirectResponse(_local_path(form.one("back")), status_code=303)
 
 
 # -- reviewers ---------------------------------------------------------------------------------
@@ -700,7 +766,10 @@ def routes() -> list[Route | Mount]:
         Route("/healthz", healthz),
         Route("/", home),
         Route("/sign-in", sign_in, methods=["GET", "POST"]),
+        Route(OIDC_PATH, oidc_start),
+        Route(f"{OIDC_PATH}/callback", oidc_callback),
         Route("/sign-out", sign_out, methods=["POST"]),
+        Route("/settings", settings),
         Route("/time-zone", time_zone, methods=["POST"]),
         Route("/review/queue", queue),
         Route("/review/submissions/{submission_id}", submission_page),

@@ -51,6 +51,10 @@ class IssuerUnavailable(Exception):
     """The provider's discovery document or keys could not be fetched (retry later)."""
 
 
+class ProviderRefused(IssuerUnavailable):
+    """The provider answered a request with a client error (HTTP 4xx): e.g. a code used twice."""
+
+
 def issuer_url_problem(url: str) -> str | None:
     """Why `url` cannot be an issuer (None when it can): https, or http on a loopback host;
     no query, fragment or credentials."""
@@ -75,12 +79,14 @@ def _loopback(host: str) -> bool:
 
 def fetch_json(request: urllib.request.Request | str, what: str) -> dict[str, Any]:
     """The JSON object a provider answers `request` with; IssuerUnavailable (naming `what`) when
-    it cannot be reached or answers an error, a non-object or more than `MAX_DOCUMENT_BYTES`."""
+    it cannot be reached or answers an error (`ProviderRefused` for HTTP 4xx), a non-object or more
+    than `MAX_DOCUMENT_BYTES`."""
     try:
         with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as answer:  # noqa: S310 - URLs checked by issuer_url_problem
             body = answer.read(MAX_DOCUMENT_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        raise IssuerUnavailable(f"{what}: the provider answered HTTP {exc.code}") from None
+        failure = ProviderRefused if 400 <= exc.code < 500 else IssuerUnavailable
+        raise failure(f"{what}: the provider answered HTTP {exc.code}") from None
     except (OSError, ValueError):
         raise IssuerUnavailable(f"{what}: the provider did not answer") from None
     if len(body) > MAX_DOCUMENT_BYTES:

@@ -2,10 +2,58 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from preflight_common.config import ConfigError, env, env_path, env_positive, read_or_create_secret
+from preflight_common.config import (
+    ConfigError,
+    env,
+    env_path,
+    env_positive,
+    read_or_create_secret,
+    read_secret_file,
+    secret_file,
+)
+from preflight_common.oidc import issuer_url_problem
+
+
+@dataclass(frozen=True)
+class OidcSettings:
+    """The OpenID provider people sign in with, and the console's client registration there."""
+
+    issuer: str
+    client_id: str
+    # Empty: a public client (PKCE alone); else sent as HTTP Basic to the token endpoint.
+    client_secret: str = field(default="", repr=False)
+    scopes: str = "openid email profile"
+    # How the sign-in page names the provider ("Sign in with …").
+    name: str = "single sign-on"
+
+    @classmethod
+    def from_env(cls) -> OidcSettings | None:
+        """None unless PREFLIGHT_CONSOLE_OIDC_ISSUER is set; ConfigError naming a wrong variable."""
+        issuer = env("PREFLIGHT_CONSOLE_OIDC_ISSUER", "")
+        if not issuer:
+            return None
+        problem = issuer_url_problem(issuer)
+        if problem:
+            raise ConfigError(f"PREFLIGHT_CONSOLE_OIDC_ISSUER: {problem}")
+        client_id = env("PREFLIGHT_CONSOLE_OIDC_CLIENT_ID", "")
+        if not client_id:
+            raise ConfigError(
+                "PREFLIGHT_CONSOLE_OIDC_CLIENT_ID is required with PREFLIGHT_CONSOLE_OIDC_ISSUER"
+            )
+        scopes = env("PREFLIGHT_CONSOLE_OIDC_SCOPES", cls.scopes)
+        if "openid" not in scopes.split():
+            raise ConfigError("PREFLIGHT_CONSOLE_OIDC_SCOPES: must include openid")
+        path = secret_file("PREFLIGHT_CONSOLE_OIDC_CLIENT_SECRET")
+        return cls(
+            issuer=issuer,
+            client_id=client_id,
+            client_secret=read_secret_file(path, "PREFLIGHT_CONSOLE_OIDC_CLIENT_SECRET_FILE") if path else "",
+            scopes=scopes,
+            name=env("PREFLIGHT_CONSOLE_OIDC_NAME", cls.name),
+        )
 
 
 @dataclass(frozen=True)
@@ -20,6 +68,8 @@ class Settings:
     session_key_file: Path
     session_ttl: float
     secure_cookies: str
+    # OpenID Connect sign-in; None: Preflight tokens only.
+    oidc: OidcSettings | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -36,6 +86,7 @@ class Settings:
             session_key_file=env_path("PREFLIGHT_CONSOLE_SESSION_KEY_FILE", Path("run/console/session.key")),
             session_ttl=env_positive("PREFLIGHT_CONSOLE_SESSION_TTL", 8 * 3600.0),
             secure_cookies=secure,
+            oidc=OidcSettings.from_env(),
         )
 
     def session_key(self) -> bytes:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import grpc
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.identity.v1 import identity_pb2_grpc
+from preflight.intake.v1 import sign_in_pb2_grpc
 from preflight.sdk.aio import (
     AsyncBenchmarkClient,
     AsyncClearinghouseClient,
@@ -28,11 +29,13 @@ TIMEOUT = 15.0
 
 @dataclass(frozen=True)
 class Apis:
-    """Channels to every service the console calls, and the two stubs for what the SDK has not:
-    `IntrospectToken`, and `GetFinding`'s `next_states` (the SDK's `get_finding` returns the
-    finding alone)."""
+    """Channels to every service the console calls, and the stubs for what the SDK has not:
+    `IntrospectToken`, `ExchangeIdToken` (called without credentials: the ID token is the
+    credential) and `GetFinding`'s `next_states` (the SDK's `get_finding` returns the finding
+    alone)."""
 
     identity: identity_pb2_grpc.IdentityServiceStub
+    sign_in: sign_in_pb2_grpc.SignInServiceStub
     findings: clearinghouse_pb2_grpc.ClearinghouseServiceStub
     intake_channel: grpc.aio.Channel
     benchmark_channel: grpc.aio.Channel
@@ -47,6 +50,7 @@ class Apis:
         clearinghouse = aio_channel(settings.clearinghouse_target, credentials)
         return cls(
             identity=identity_pb2_grpc.IdentityServiceStub(intake),
+            sign_in=sign_in_pb2_grpc.SignInServiceStub(intake),
             findings=clearinghouse_pb2_grpc.ClearinghouseServiceStub(clearinghouse),
             intake_channel=intake,
             benchmark_channel=aio_channel(settings.benchmark_target, credentials),

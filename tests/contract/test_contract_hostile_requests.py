@@ -31,7 +31,7 @@ from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
 from preflight.clearinghouse.v1 import clearinghouse_pb2
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc as clearinghouse_grpc
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
-from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
+from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, sign_in_pb2, sign_in_pb2_grpc
 from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from preflight_common.auth import IdentityServicer, LocalAuthenticator, Principal, Role, TokenStore
 from preflight_common.grpcserver import Register, build_server
@@ -39,7 +39,7 @@ from preflight_common.grpcserver import Register, build_server
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 FILE_DESCRIPTORS = {
-    "intake": [identity_pb2.DESCRIPTOR, intake_pb2.DESCRIPTOR],
+    "intake": [identity_pb2.DESCRIPTOR, intake_pb2.DESCRIPTOR, sign_in_pb2.DESCRIPTOR],
     "benchmark": [benchmark_pb2.DESCRIPTOR],
     "clearinghouse": [clearinghouse_pb2.DESCRIPTOR],
     "notifier": [notifier_pb2.DESCRIPTOR],
@@ -170,6 +170,7 @@ def _build(root: Path, env: pytest.MonkeyPatch) -> tuple[Served, TokenStore, lis
     from preflight_intake import bootstrap as intake
     from preflight_intake.adapters.crypto import Keyring, new_key_entry
     from preflight_intake.adapters.servicer import IntakeServicer
+    from preflight_intake.adapters.sign_in import SignInServicer
     from preflight_intake.config import IntakeSettings
     from preflight_notifier import bootstrap as notifier
     from preflight_notifier.adapters.grpc_api import NotifierServicer
@@ -183,7 +184,16 @@ def _build(root: Path, env: pytest.MonkeyPatch) -> tuple[Served, TokenStore, lis
     env.setenv("PREFLIGHT_BENCHMARK_LOG_ROOT", str(root / "eval-logs"))
     env.setenv("PREFLIGHT_BENCHMARK_WORK_DIR", str(root / "work"))
     database("intake")
-    i = intake.build(IntakeSettings.from_env(), Keyring.parse(new_key_entry("contract")))
+    # OpenID Connect sign-in from an issuer that does not answer: what reaches it must be refused
+    # before intake would ask the issuer, or answer UNAVAILABLE.
+    mapping = root / "oidc.yaml"
+    mapping.write_text(
+        "issuers: [{issuer: 'http://127.0.0.1:1', audiences: [console], principals: "
+        "[{claim: sub, value: rita, role: reviewer, organisation: caisi}]}]"
+    )
+    env.setenv("PREFLIGHT_INTAKE_OIDC_FILE", str(mapping))
+    intake_settings = IntakeSettings.from_env()
+    i = intake.build(intake_settings, Keyring.parse(new_key_entry("contract")))
     database("benchmark")
     b = benchmark.build(BenchmarkSettings.from_env(), "127.0.0.1:1")
     database("clearinghouse")
@@ -193,6 +203,7 @@ def _build(root: Path, env: pytest.MonkeyPatch) -> tuple[Served, TokenStore, lis
     n = notifier.build(NotifierSettings.from_env())
 
     intake_api, identity_api = IntakeServicer(i.intake), IdentityServicer(i.tokens)
+    sign_in_api = SignInServicer(intake_settings.federation, i.tokens, intake_settings.oidc_token_lifetime)
     benchmark_api = BenchmarkServicer(b.store)
     clearinghouse_api = ClearinghouseServicer(c.reviews, c.registry, c.checkpoints, stream_poll_interval=0.2)
     notifier_api = NotifierServicer(n.engine, n.clock, stream_poll_interval=0.2)
@@ -201,8 +212,13 @@ def _build(root: Path, env: pytest.MonkeyPatch) -> tuple[Served, TokenStore, lis
             [
                 lambda s: intake_pb2_grpc.add_IntakeServiceServicer_to_server(intake_api, s),
                 lambda s: identity_pb2_grpc.add_IdentityServiceServicer_to_server(identity_api, s),
+                lambda s: sign_in_pb2_grpc.add_SignInServiceServicer_to_server(sign_in_api, s),
             ],
-            ["preflight.intake.v1.IntakeService", "preflight.identity.v1.IdentityService"],
+            [
+                "preflight.intake.v1.IntakeService",
+                "preflight.identity.v1.IdentityService",
+                "preflight.intake.v1.SignInService",
+            ],
         ),
         "benchmark": (
             [lambda s: benchmark_pb2_grpc.add_BenchmarkServiceServicer_to_server(benchmark_api, s)],
@@ -229,6 +245,8 @@ class Stack:
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     """The four services' servicers on loopback, each served by `build_server`."""
+    from preflight_intake.adapters.sign_in import EXCHANGE_METHOD
+
     with pytest.MonkeyPatch.context() as env:
         served, tokens_store, closers = _build(Path(tmp_path_factory.mktemp("contract")), env)
     authenticator = LocalAuthenticator(tokens_store)
@@ -236,7 +254,11 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack
     targets = {}
     for name, (registrations, service_names) in served.items():
         server, port, _ = build_server(
-            "127.0.0.1:0", registrations, authenticator=authenticator, service_names=service_names
+            "127.0.0.1:0",
+            registrations,
+            authenticator=authenticator,
+            service_names=service_names,
+            public_methods=(EXCHANGE_METHOD,),
         )
         await server.start()
         servers.append(server)
@@ -303,4 +325,4 @@ async def test_no_hostile_request_gets_an_internal_error_or_an_exceptions_text(
 
 
 async def test_every_rpc_of_every_service_is_probed() -> None:
-    assert len(METHODS) == 46
+    assert len(METHODS) == 47

@@ -176,6 +176,30 @@ def test_findings_from_report_to_operator_export(api: Api, connect: Connect) -> 
         reviewer.set_finding_references(finding.finding_id, [pb.FindingReference(url="https://e.org")])
     with pytest.raises(PermissionDenied):
         operator.set_finding_credits(finding.finding_id, [])
+    assert reviewer.assign_finding(finding.finding_id, "rev-2", reason="yours").assignee == "rev-2"
+    assert [f.finding_id for f in reviewer.iter_findings(pb.FindingFilter(assignee="rev-2"))] == [
+        finding.finding_id
+    ]
+    with pytest.raises(PermissionDenied):
+        operator.list_findings(pb.FindingFilter(assignee="rev-2"))
+    decided = reviewer.set_finding_ssvc(
+        finding.finding_id,
+        exploitation=pb.SSVC_EXPLOITATION_ACTIVE,
+        automatable=pb.SSVC_AUTOMATABLE_NO,
+        technical_impact=pb.SSVC_TECHNICAL_IMPACT_TOTAL,
+        mission_well_being=pb.SSVC_MISSION_WELL_BEING_HIGH,
+    )
+    assert decided.ssvc.outcome == pb.SSVC_OUTCOME_ACT
+    with pytest.raises(InvalidArgument):
+        reviewer.set_finding_ssvc(
+            finding.finding_id,
+            exploitation=pb.SSVC_EXPLOITATION_ACTIVE,
+            automatable=pb.SSVC_AUTOMATABLE_UNSPECIFIED,
+            technical_impact=pb.SSVC_TECHNICAL_IMPACT_TOTAL,
+            mission_well_being=pb.SSVC_MISSION_WELL_BEING_HIGH,
+        )
+    seen = operator.get_finding(finding.finding_id)
+    assert seen.assignee == "" and seen.ssvc.outcome == pb.SSVC_OUTCOME_ACT and not seen.ssvc.decided_by
 
     assert [f.finding_id for f in operator.iter_findings(page_size=1)] == [finding.finding_id]
     assert operator.list_findings().findings[0].finding_id == finding.finding_id
@@ -219,6 +243,15 @@ def test_the_asyncio_clients_read_reports_and_follow_findings(api: Api) -> None:
             first = await anext(stream)
             await stream.aclose()
             listed = [f.finding_id async for f in reviewer.clearinghouse.iter_findings()]
+            await reviewer.clearinghouse.assign_finding(finding.finding_id, "rev-2")
+            decided = await reviewer.clearinghouse.set_finding_ssvc(
+                finding.finding_id,
+                exploitation=pb.SSVC_EXPLOITATION_NONE,
+                automatable=pb.SSVC_AUTOMATABLE_YES,
+                technical_impact=pb.SSVC_TECHNICAL_IMPACT_PARTIAL,
+                mission_well_being=pb.SSVC_MISSION_WELL_BEING_HIGH,
+            )
+            assert decided.assignee == "rev-2" and decided.ssvc.outcome == pb.SSVC_OUTCOME_ATTEND
             with pytest.raises(NotFound):
                 await lab.clearinghouse.get_finding(finding.finding_id + "0")
         assert listed == [finding.finding_id]

@@ -48,6 +48,13 @@ from preflight_clearinghouse.domain.exports import ExportFormat
 from preflight_clearinghouse.domain.findings import Finding, FindingSource, PatchState, PatchStatusEntry
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
+from preflight_clearinghouse.domain.ssvc import (
+    Automatable,
+    Exploitation,
+    MissionWellBeing,
+    SsvcDecision,
+    TechnicalImpact,
+)
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_common.auth import Principal
 from preflight_common.auth import Role as AuthRole
@@ -89,6 +96,8 @@ class Spec:
     source_org: str  # "" when there is no source or its submission is not known yet
     consent: bool
     marker: str  # the model name and submission id contain it; it must never leak
+    # The assignee and the SSVC decider contain it: reviewers and admins alone may receive it.
+    reviewer_marker: str = ""
 
 
 def oracle_may_see(viewer: Viewer, spec: Spec, now: datetime) -> bool:
@@ -136,7 +145,7 @@ def oracle_sees_evidence(viewer: Viewer, spec: Spec) -> bool:
 
 @st.composite
 def finding_specs(draw: st.DrawFn, now: datetime) -> tuple[Spec, SubmissionRecord | None]:
-    marker = uuid.uuid4().hex
+    marker, reviewer_marker = uuid.uuid4().hex, uuid.uuid4().hex
     state = draw(st.sampled_from(list(FindingState)))
     published = state in (FindingState.VALIDATED, FindingState.PATCH_AVAILABLE, FindingState.DISCLOSED) or (
         state in (FindingState.CLOSED, FindingState.INVALID) and draw(st.booleans())
@@ -172,8 +181,25 @@ def finding_specs(draw: st.DrawFn, now: datetime) -> tuple[Spec, SubmissionRecor
         ),
         created_at=now,
         updated_at=now,
+        assignee=draw(st.sampled_from(["", f"assignee-{reviewer_marker}"])),
+        ssvc=draw(
+            st.one_of(
+                st.none(),
+                st.builds(
+                    SsvcDecision,
+                    st.sampled_from(list(Exploitation)),
+                    st.sampled_from(list(Automatable)),
+                    st.sampled_from(list(TechnicalImpact)),
+                    st.sampled_from(list(MissionWellBeing)),
+                    st.just(f"decider-{reviewer_marker}"),
+                    st.just(now),
+                ),
+            )
+        ),
     )
-    spec = Spec(finding, lab if (lab and consent is not None) else "", consent is True, marker)
+    spec = Spec(
+        finding, lab if (lab and consent is not None) else "", consent is True, marker, reviewer_marker
+    )
     return spec, submission
 
 
@@ -196,14 +222,19 @@ def check_projection(viewer: Viewer, spec: Spec, shown: Finding, now: datetime) 
         oracle_learns_source(viewer, spec) and bool(spec.source_org)
     ), ("source", viewer, spec)
     assert (shown.evidence != "") is oracle_sees_evidence(viewer, spec), ("evidence", viewer, spec)
+    assert (shown.ssvc is None) is (spec.finding.ssvc is None), ("ssvc", viewer, spec)
     if viewer.role not in (Role.REVIEWER, Role.ADMIN):
         assert {p.organisation for p in shown.patch_statuses} <= {viewer.organisation}
+        assert shown.assignee == "" and (shown.ssvc is None or shown.ssvc.decided_by == "")
         if shown.tlp is Tlp.CLEAR:
             assert not spec.finding.embargo_in_force(now)
 
 
 def check_wire(viewer: Viewer, spec: Spec, text: bytes) -> None:
-    """Serialized output for `viewer`: the model/submission marker only where the source may be learnt."""
+    """Serialized output for `viewer`: the model/submission marker only where the source may be
+    learnt; reviewer principals (assignee, SSVC decider) only for reviewers and admins."""
+    if spec.reviewer_marker and viewer.role not in (Role.REVIEWER, Role.ADMIN):
+        assert spec.reviewer_marker.encode() not in text, ("reviewer principal", viewer, spec)
     if not oracle_learns_source(viewer, spec):
         assert spec.marker.encode() not in text.replace(f"evidence-{spec.marker}".encode(), b""), (
             viewer,
@@ -217,6 +248,7 @@ def check_export(viewer: Viewer, spec: Spec, document: bytes) -> None:
     """An export for `viewer`: never the evidence; the source exactly where `viewer` may learn it
     (as GetFinding shows it), so never to another lab, consent or not."""
     assert f"evidence-{spec.marker}".encode() not in document
+    assert not spec.reviewer_marker or spec.reviewer_marker.encode() not in document
     learns = oracle_learns_source(viewer, spec) and bool(spec.source_org)
     assert (spec.marker.encode() in document) is learns, ("source", viewer, spec)
     if spec.source_org and not learns:
@@ -235,6 +267,7 @@ def check_event(spec: Spec, now: datetime, components: Components) -> int:
     assert notice.HasField("source") is (spec.consent and bool(spec.source_org))
     assert spec.marker.encode() not in record.value or spec.consent
     assert f"evidence-{spec.marker}".encode() not in record.value
+    assert not spec.reviewer_marker or spec.reviewer_marker.encode() not in record.value
     assert set(notice.audience.organisations) == spec.finding.audience.organisations
     assert set(notice.audience.sectors) == spec.finding.audience.sectors
     # A downstream consumer honouring the notice's audience and TLP never reaches further.

@@ -465,6 +465,44 @@ def set_finding_credits(
     )
 
 
+def assign_finding(
+    finding_id: str, assignee: str, reason: str, expected_revision: int
+) -> Unary[clearinghouse_pb2.AssignFindingResponse, clearinghouse_pb2.Finding]:
+    return Unary(
+        _clearinghouse("AssignFinding"),
+        clearinghouse_pb2.AssignFindingRequest(
+            finding_id=finding_id, assignee=assignee, reason=reason, expected_revision=expected_revision
+        ),
+        clearinghouse_pb2.AssignFindingResponse,
+        _finding,
+    )
+
+
+def set_finding_ssvc(
+    finding_id: str,
+    exploitation: clearinghouse_pb2.SsvcExploitation.ValueType,
+    automatable: clearinghouse_pb2.SsvcAutomatable.ValueType,
+    technical_impact: clearinghouse_pb2.SsvcTechnicalImpact.ValueType,
+    mission_well_being: clearinghouse_pb2.SsvcMissionWellBeing.ValueType,
+    reason: str,
+    expected_revision: int,
+) -> Unary[clearinghouse_pb2.SetFindingSsvcResponse, clearinghouse_pb2.Finding]:
+    return Unary(
+        _clearinghouse("SetFindingSsvc"),
+        clearinghouse_pb2.SetFindingSsvcRequest(
+            finding_id=finding_id,
+            exploitation=exploitation,
+            automatable=automatable,
+            technical_impact=technical_impact,
+            mission_well_being=mission_well_being,
+            reason=reason,
+            expected_revision=expected_revision,
+        ),
+        clearinghouse_pb2.SetFindingSsvcResponse,
+        _finding,
+    )
+
+
 def link_finding(
     finding_id: str, kind: clearinghouse_pb2.LinkKind.ValueType, target_finding_id: str, reason: str
 ) -> Unary[clearinghouse_pb2.LinkFindingResponse, clearinghouse_pb2.Finding]:

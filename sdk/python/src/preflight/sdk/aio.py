@@ -343,6 +343,41 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         call = _calls.set_finding_credits(finding_id, credits, reason, expected_revision)
         return await self._run(call, timeout)
 
+    async def assign_finding(
+        self,
+        finding_id: str,
+        assignee: str,
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        call = _calls.assign_finding(finding_id, assignee, reason, expected_revision)
+        return await self._run(call, timeout)
+
+    async def set_finding_ssvc(
+        self,
+        finding_id: str,
+        *,
+        exploitation: clearinghouse_pb2.SsvcExploitation.ValueType,
+        automatable: clearinghouse_pb2.SsvcAutomatable.ValueType,
+        technical_impact: clearinghouse_pb2.SsvcTechnicalImpact.ValueType,
+        mission_well_being: clearinghouse_pb2.SsvcMissionWellBeing.ValueType,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        call = _calls.set_finding_ssvc(
+            finding_id,
+            exploitation,
+            automatable,
+            technical_impact,
+            mission_well_being,
+            reason,
+            expected_revision,
+        )
+        return await self._run(call, timeout)
+
     async def link_finding(
         self,
         finding_id: str,

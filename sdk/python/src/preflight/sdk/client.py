@@ -397,6 +397,44 @@ class ClearinghouseClient(ServiceClient):
         Not retried."""
         return self._run(_calls.set_finding_credits(finding_id, credits, reason, expected_revision), timeout)
 
+    def assign_finding(
+        self,
+        finding_id: str,
+        assignee: str,
+        *,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        """Assign a finding to a reviewer principal ("" unassigns it; reviewers and admins).
+        Not retried."""
+        return self._run(_calls.assign_finding(finding_id, assignee, reason, expected_revision), timeout)
+
+    def set_finding_ssvc(
+        self,
+        finding_id: str,
+        *,
+        exploitation: clearinghouse_pb2.SsvcExploitation.ValueType,
+        automatable: clearinghouse_pb2.SsvcAutomatable.ValueType,
+        technical_impact: clearinghouse_pb2.SsvcTechnicalImpact.ValueType,
+        mission_well_being: clearinghouse_pb2.SsvcMissionWellBeing.ValueType,
+        reason: str = "",
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.Finding:
+        """Record an SSVC decision from CISA's four decision points (reviewers and admins); the
+        finding comes back with the outcome the clearinghouse computed. Not retried."""
+        call = _calls.set_finding_ssvc(
+            finding_id,
+            exploitation,
+            automatable,
+            technical_impact,
+            mission_well_being,
+            reason,
+            expected_revision,
+        )
+        return self._run(call, timeout)
+
     def link_finding(
         self,
         finding_id: str,

@@ -37,6 +37,14 @@ from preflight_clearinghouse.domain.reports import (
     content_from_body,
 )
 from preflight_clearinghouse.domain.sharing import HistoryEntry, Tlp
+from preflight_clearinghouse.domain.ssvc import (
+    Automatable,
+    Exploitation,
+    MissionWellBeing,
+    SsvcDecision,
+    SsvcPoints,
+    TechnicalImpact,
+)
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.service_layer.reviews import ReportView
 
@@ -125,6 +133,49 @@ def credits_from_proto(credits: Iterable[pb.FindingCredit]) -> list[tuple[str, C
     ]
 
 
+def ssvc_points_from_proto(request: pb.SetFindingSsvcRequest) -> SsvcPoints:
+    """The decision points of a SetFindingSsvcRequest (None where not given); an unknown value
+    number is InvalidInput naming its field."""
+    return (
+        _from_proto_enum(
+            pb.SsvcExploitation, "SSVC_EXPLOITATION_", request.exploitation, Exploitation, "exploitation"
+        ),
+        _from_proto_enum(
+            pb.SsvcAutomatable, "SSVC_AUTOMATABLE_", request.automatable, Automatable, "automatable"
+        ),
+        _from_proto_enum(
+            pb.SsvcTechnicalImpact,
+            "SSVC_TECHNICAL_IMPACT_",
+            request.technical_impact,
+            TechnicalImpact,
+            "technical_impact",
+        ),
+        _from_proto_enum(
+            pb.SsvcMissionWellBeing,
+            "SSVC_MISSION_WELL_BEING_",
+            request.mission_well_being,
+            MissionWellBeing,
+            "mission_well_being",
+        ),
+    )
+
+
+def _ssvc_to_proto(decision: SsvcDecision) -> pb.SsvcDecision:
+    return pb.SsvcDecision(
+        exploitation=_to_proto_enum(pb.SsvcExploitation, "SSVC_EXPLOITATION_", decision.exploitation),
+        automatable=_to_proto_enum(pb.SsvcAutomatable, "SSVC_AUTOMATABLE_", decision.automatable),
+        technical_impact=_to_proto_enum(
+            pb.SsvcTechnicalImpact, "SSVC_TECHNICAL_IMPACT_", decision.technical_impact
+        ),
+        mission_well_being=_to_proto_enum(
+            pb.SsvcMissionWellBeing, "SSVC_MISSION_WELL_BEING_", decision.mission_well_being
+        ),
+        outcome=_to_proto_enum(pb.SsvcOutcome, "SSVC_OUTCOME_", decision.outcome),
+        decided_by=decision.decided_by,
+        decided_at=timestamp(decision.decided_at),
+    )
+
+
 def _required(value: E | None, field: str, choices: Iterable[enum.Enum]) -> E:
     if value is None:
         raise InvalidInput([FieldViolation(field, f"choose one of {', '.join(c.name for c in choices)}")])
@@ -162,6 +213,7 @@ def finding_query(message: pb.FindingFilter) -> FindingQuery:
         severities=frozenset(s for s in severities if s is not None),
         states=frozenset(s for s in states if s is not None),
         since=timestamp_field(message, "since", name="filter.since"),
+        assignee=message.assignee.strip(),
     )
 
 
@@ -237,7 +289,10 @@ def finding_to_proto(finding: Finding) -> pb.Finding:
         created_at=timestamp(finding.created_at),
         updated_at=timestamp(finding.updated_at),
         revision=finding.revision,
+        assignee=finding.assignee,
     )
+    if finding.ssvc is not None:
+        message.ssvc.CopyFrom(_ssvc_to_proto(finding.ssvc))
     if finding.embargo_end is not None:
         message.embargo_end.CopyFrom(timestamp(finding.embargo_end))
     if finding.remediation_due is not None:

@@ -178,6 +178,10 @@ findings = Table(
     # References and credits as JSON lists (NULL: none; added by migration 0008).
     Column("case_references", Text, nullable=True),
     Column("case_credits", Text, nullable=True),
+    # The reviewer principal it is assigned to (NULL: none) and the SSVC decision as JSON (NULL:
+    # none); added by migration 0009.
+    Column("assignee", String(256), nullable=True, index=True),
+    Column("ssvc", Text, nullable=True),
     UniqueConstraint("reporter_id", "request_id", name="uq_findings_request"),
     Index("ix_findings_dedup", "fingerprint", "sharing_key"),
     Index("ix_findings_updated_at", "updated_at"),

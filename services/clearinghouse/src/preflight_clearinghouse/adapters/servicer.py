@@ -339,6 +339,36 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         )
         return pb.SetFindingCreditsResponse(finding=finding)
 
+    async def AssignFinding(
+        self, request: pb.AssignFindingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AssignFindingResponse:
+        finding = await self._changed(
+            context,
+            lambda v: self._registry.assign(
+                v,
+                required_id(request.finding_id, "finding_id"),
+                request.assignee,
+                request.reason,
+                request.expected_revision,
+            ),
+        )
+        return pb.AssignFindingResponse(finding=finding)
+
+    async def SetFindingSsvc(
+        self, request: pb.SetFindingSsvcRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SetFindingSsvcResponse:
+        finding = await self._changed(
+            context,
+            lambda v: self._registry.decide_ssvc(
+                v,
+                required_id(request.finding_id, "finding_id"),
+                protos.ssvc_points_from_proto(request),
+                request.reason,
+                request.expected_revision,
+            ),
+        )
+        return pb.SetFindingSsvcResponse(finding=finding)
+
     async def LinkFinding(
         self, request: pb.LinkFindingRequest, context: grpc.aio.ServicerContext
     ) -> pb.LinkFindingResponse:

@@ -64,6 +64,13 @@ from preflight_clearinghouse.domain.packages import package_of
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.reports import JobRecord, ReviewState, TaskResult
 from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
+from preflight_clearinghouse.domain.ssvc import (
+    Automatable,
+    Exploitation,
+    MissionWellBeing,
+    SsvcDecision,
+    TechnicalImpact,
+)
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 
 EventEncoder = Callable[[DomainEvent], tuple[str, KafkaRecord]]
@@ -206,6 +213,35 @@ _PATCHES_BY_IDS = (
 )
 
 
+def _ssvc_from_json(text: str | None) -> SsvcDecision | None:
+    if not text:
+        return None
+    d = _loads(text)
+    return SsvcDecision(
+        exploitation=Exploitation(d["E"]),
+        automatable=Automatable(d["A"]),
+        technical_impact=TechnicalImpact(d["TI"]),
+        mission_well_being=MissionWellBeing(d["MWI"]),
+        decided_by=d["by"],
+        decided_at=datetime.fromisoformat(d["at"]),
+    )
+
+
+def _ssvc_to_json(decision: SsvcDecision | None) -> str | None:
+    if decision is None:
+        return None
+    return _dumps(
+        {
+            "E": decision.exploitation.value,
+            "A": decision.automatable.value,
+            "TI": decision.technical_impact.value,
+            "MWI": decision.mission_well_being.value,
+            "by": decision.decided_by,
+            "at": decision.decided_at.isoformat(),
+        }
+    )
+
+
 def _finding_from_row(row: Row[Any], patches: Sequence[PatchStatusEntry]) -> Finding:
     source = None
     if row.submission_id:
@@ -256,6 +292,8 @@ def _finding_from_row(row: Row[Any], patches: Sequence[PatchStatusEntry]) -> Fin
             Reference(ReferenceType(r["type"]), r["url"]) for r in _loads(row.case_references or "[]")
         ),
         credits=tuple(Credit(c["name"], CreditType(c["type"])) for c in _loads(row.case_credits or "[]")),
+        assignee=row.assignee or "",
+        ssvc=_ssvc_from_json(row.ssvc),
     )
 
 
@@ -300,6 +338,8 @@ def _finding_values(finding: Finding) -> dict[str, Any]:
         "revision": finding.revision,
         "case_references": _dumps([{"type": r.type.value, "url": r.url} for r in finding.references]),
         "case_credits": _dumps([{"name": c.name, "type": c.type.value} for c in finding.credits]),
+        "assignee": finding.assignee or None,
+        "ssvc": _ssvc_to_json(finding.ssvc),
     }
 
 
@@ -611,6 +651,8 @@ def _filter_conditions(query: FindingQuery) -> list[ColumnElement[bool]]:
         conditions.append(f.state.in_(sorted(v.value for v in query.states)))
     if query.since is not None:
         conditions.append(f.updated_at >= query.since)
+    if query.assignee:
+        conditions.append(f.assignee == query.assignee)
     return conditions
 
 

@@ -40,6 +40,7 @@ from preflight_clearinghouse.domain.case_record import Credit, Reference
 from preflight_clearinghouse.domain.cwe import cwe_problem, normalise_cwe_id
 from preflight_clearinghouse.domain.errors import Collector
 from preflight_clearinghouse.domain.sharing import Audience, Tlp
+from preflight_clearinghouse.domain.ssvc import SsvcDecision
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 
 MAX_TITLE = 300
@@ -294,6 +295,10 @@ class Finding:
     # Typed URLs and credits (`domain.case_record`).
     references: tuple[Reference, ...] = ()
     credits: tuple[Credit, ...] = ()
+    # The reviewer principal the finding is assigned to ("" when unassigned; reviewers and admins only).
+    assignee: str = ""
+    # A reviewer's SSVC decision (`domain.ssvc`), None until one is made.
+    ssvc: SsvcDecision | None = None
 
     def embargo_in_force(self, now: datetime) -> bool:
         """True while an embargo is proposed or active and its end is still ahead."""

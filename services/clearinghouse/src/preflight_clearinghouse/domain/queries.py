@@ -17,6 +17,9 @@ class FindingQuery:
     severities: frozenset[Severity] = frozenset()
     states: frozenset[FindingState] = frozenset()
     since: datetime | None = None
+    assignee: str = ""
+    """Only findings assigned to this reviewer principal (a filter for reviewers and admins only:
+    `service_layer.registry` refuses it to anyone else, whom assignees are not shown)."""
 
     def matches(self, finding: Finding) -> bool:
         """The same test the store's list query makes, for findings already in hand (streams)."""
@@ -27,5 +30,7 @@ class FindingQuery:
         if self.severities and finding.cvss.severity not in self.severities:
             return False
         if self.states and finding.state not in self.states:
+            return False
+        if self.assignee and finding.assignee != self.assignee:
             return False
         return self.since is None or finding.updated_at >= self.since

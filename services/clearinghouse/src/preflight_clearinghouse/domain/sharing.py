@@ -158,10 +158,18 @@ def _with_source(finding: Finding, shown: bool) -> Finding:
     return replace(finding, source=None, credits=())
 
 
+def _without_reviewers(finding: Finding) -> Finding:
+    """`finding` without the reviewer principals on its case record (its assignee and who made its
+    SSVC decision): principal ids reach reviewers and admins only; the decision itself stays."""
+    decision = finding.ssvc and replace(finding.ssvc, decided_by="")
+    return replace(finding, assignee="", ssvc=decision)
+
+
 def _for_distribution(view: Finding, now: datetime) -> Finding:
-    """`view` for onward distribution: the effective TLP; no evidence, reporter or patch statuses."""
+    """`view` for onward distribution: the effective TLP; no evidence, reporter, patch statuses or
+    reviewer principals."""
     return replace(
-        view,
+        _without_reviewers(view),
         tlp=effective_tlp(view, now),
         evidence="",
         reporter_id="",
@@ -185,7 +193,7 @@ def project(viewer: Viewer, finding: Finding, now: datetime) -> Finding:
         return finding
     own = is_own(viewer, finding)
     return replace(
-        _with_source(finding, may_learn_source(viewer, finding)),
+        _without_reviewers(_with_source(finding, may_learn_source(viewer, finding))),
         tlp=effective_tlp(finding, now),
         evidence=finding.evidence if own else "",
         reporter_id="",
@@ -226,12 +234,14 @@ HISTORY_ACTIONS: frozenset[str] = frozenset(
         "finding.aliases_set",
         "finding.references_set",
         "finding.patch_status",
+        "finding.ssvc_decided",
     }
 )
 """The audited actions a viewer who is not a reviewer or admin may see in a finding's history:
-changes to what its view shows (state, embargo, label and audience, assessment, aliases and
-references, and its own organisation's patch status). Anything else (reports, links, credits, the
-source being identified, other organisations' patch statuses) is withheld."""
+changes to what its view shows (state, embargo, label and audience, assessment and SSVC decision,
+aliases and references, and its own organisation's patch status). Anything else (reports, links,
+credits, assignment, the source being identified, other organisations' patch statuses) is
+withheld."""
 
 _FIELD_OF_DETAIL = {"to": "state", "embargo_to": "embargo_state", "status": "patch_status"}
 _NOT_FIELDS = frozenset({"reason", "organisation", "submission_id", "job_id", "dropped"})

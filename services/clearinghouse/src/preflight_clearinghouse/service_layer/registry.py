@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from preflight_common.auth import PRINCIPAL_ID_RULE, is_valid_principal_id
 from preflight_common.bus import Participants
 from preflight_common.pagetokens import page_tokens
 
@@ -69,6 +70,7 @@ from preflight_clearinghouse.domain.sharing import (
     reaches,
     visible,
 )
+from preflight_clearinghouse.domain.ssvc import SSVC_FIELDS, SsvcDecision, SsvcPoints, decide
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 
 Clock = Callable[[], datetime]
@@ -85,6 +87,13 @@ REPORTER_ORIGIN: Mapping[Role, Origin] = {
     Role.LAB: Origin.LAB,
     Role.OPERATOR: Origin.OPERATOR,
 }
+
+
+def check_query(viewer: Viewer, query: FindingQuery) -> None:
+    """Refuse a filter the caller may not use: assignees are shown to reviewers and admins only, so
+    only they may filter on one (anyone else could learn them by probing)."""
+    if query.assignee:
+        require(viewer, PRIVILEGED, "filtering by assignee")
 
 
 _FINDINGS_SCOPE = "preflight.clearinghouse.v1.ClearinghouseService/ListFindings"
@@ -278,6 +287,7 @@ class FindingRegistry:
         self, viewer: Viewer, query: FindingQuery, page_size: int, page_token: str
     ) -> tuple[list[Finding], str]:
         """A page of the findings `viewer` may see, oldest first, and the next page token ("" at the end)."""
+        check_query(viewer, query)
         size = page_size_of(page_size)
         cursor = decode_page_token(page_token)
         now = self._clock()
@@ -355,6 +365,7 @@ class FindingRegistry:
         self, viewer: Viewer, query: FindingQuery, cursor: int, limit: int = 500
     ) -> tuple[list[Finding], int]:
         """Findings changed after `cursor` that `viewer` may see and `query` matches, and the new cursor."""
+        check_query(viewer, query)
         now = self._clock()
         with self._store.read() as reader:
             changes = reader.finding_changes_after(cursor, limit)
@@ -585,6 +596,69 @@ class FindingRegistry:
             reason,
             lambda _uow, f, _now: replace(f, credits=checked),
             {"credits": [{"name": c.name, "type": c.type.value} for c in checked]},
+        )
+
+    def assign(
+        self, viewer: Viewer, finding_id: str, assignee: str, reason: str, expected_revision: int
+    ) -> Finding:
+        """Assign a finding to a reviewer principal, or unassign it with "" (reviewers and admins):
+        InvalidInput naming `assignee` when it is not a principal id. The clearinghouse keeps no
+        directory of principals, so the id is held to the principal-id rule, not looked up."""
+        who = assignee.strip()
+        if who and not is_valid_principal_id(who):
+            raise InvalidInput([FieldViolation("assignee", PRINCIPAL_ID_RULE)])
+        return self._change(
+            viewer,
+            finding_id,
+            expected_revision,
+            "finding.assigned",
+            reason,
+            lambda _uow, f, _now: replace(f, assignee=who),
+            {"assignee": who},
+        )
+
+    def decide_ssvc(
+        self,
+        viewer: Viewer,
+        finding_id: str,
+        points: SsvcPoints,
+        reason: str,
+        expected_revision: int,
+    ) -> Finding:
+        """Record the caller's SSVC decision for a finding (reviewers and admins): the four decision
+        points, each required (InvalidInput naming `exploitation`, `automatable`, `technical_impact`
+        or `mission_well_being`); the outcome is computed from them (`domain.ssvc.decide`)."""
+        errors = Collector()
+        for name, value in zip(SSVC_FIELDS, points, strict=True):
+            if value is None:
+                errors.add(name, "required")
+        errors.raise_if_any()
+        exploitation, automatable, technical_impact, mission_well_being = points
+        assert exploitation and automatable and technical_impact and mission_well_being
+
+        def mutate(_uow: UnitOfWork, finding: Finding, now: datetime) -> Finding:
+            decision = SsvcDecision(
+                exploitation, automatable, technical_impact, mission_well_being, viewer.principal_id, now
+            )
+            return replace(finding, ssvc=decision)
+
+        outcome = decide(exploitation, automatable, technical_impact, mission_well_being)
+        return self._change(
+            viewer,
+            finding_id,
+            expected_revision,
+            "finding.ssvc_decided",
+            reason,
+            mutate,
+            {
+                "ssvc": {
+                    "exploitation": exploitation.name,
+                    "automatable": automatable.name,
+                    "technical_impact": technical_impact.name,
+                    "mission_well_being": mission_well_being.name,
+                    "outcome": outcome.name,
+                }
+            },
         )
 
     def set_sharing(

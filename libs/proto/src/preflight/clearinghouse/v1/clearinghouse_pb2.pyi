@@ -186,6 +186,142 @@ TLP 1.0 labels and no CVSS 4.0 (see the clearinghouse README).
 """
 Global___ExportFormat: _TypeAlias = ExportFormat  # noqa: Y015
 
+class _SsvcExploitation:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SsvcExploitationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SsvcExploitation.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SSVC_EXPLOITATION_UNSPECIFIED: _SsvcExploitation.ValueType  # 0
+    """Not given (invalid in requests)."""
+    SSVC_EXPLOITATION_NONE: _SsvcExploitation.ValueType  # 1
+    """No evidence of active exploitation and no public proof of concept."""
+    SSVC_EXPLOITATION_PUBLIC_POC: _SsvcExploitation.ValueType  # 2
+    """A public proof of concept or a well-known method of exploitation."""
+    SSVC_EXPLOITATION_ACTIVE: _SsvcExploitation.ValueType  # 3
+    """Reliable evidence of exploitation in the wild."""
+
+class SsvcExploitation(_SsvcExploitation, metaclass=_SsvcExploitationEnumTypeWrapper):
+    """SSVC Exploitation (ssvc E 1.1.0): the present state of exploitation."""
+
+SSVC_EXPLOITATION_UNSPECIFIED: SsvcExploitation.ValueType  # 0
+"""Not given (invalid in requests)."""
+SSVC_EXPLOITATION_NONE: SsvcExploitation.ValueType  # 1
+"""No evidence of active exploitation and no public proof of concept."""
+SSVC_EXPLOITATION_PUBLIC_POC: SsvcExploitation.ValueType  # 2
+"""A public proof of concept or a well-known method of exploitation."""
+SSVC_EXPLOITATION_ACTIVE: SsvcExploitation.ValueType  # 3
+"""Reliable evidence of exploitation in the wild."""
+Global___SsvcExploitation: _TypeAlias = SsvcExploitation  # noqa: Y015
+
+class _SsvcAutomatable:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SsvcAutomatableEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SsvcAutomatable.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SSVC_AUTOMATABLE_UNSPECIFIED: _SsvcAutomatable.ValueType  # 0
+    """Not given (invalid in requests)."""
+    SSVC_AUTOMATABLE_NO: _SsvcAutomatable.ValueType  # 1
+    """No."""
+    SSVC_AUTOMATABLE_YES: _SsvcAutomatable.ValueType  # 2
+    """Yes."""
+
+class SsvcAutomatable(_SsvcAutomatable, metaclass=_SsvcAutomatableEnumTypeWrapper):
+    """SSVC Automatable (ssvc A 2.0.0): can exploitation be reliably automated?"""
+
+SSVC_AUTOMATABLE_UNSPECIFIED: SsvcAutomatable.ValueType  # 0
+"""Not given (invalid in requests)."""
+SSVC_AUTOMATABLE_NO: SsvcAutomatable.ValueType  # 1
+"""No."""
+SSVC_AUTOMATABLE_YES: SsvcAutomatable.ValueType  # 2
+"""Yes."""
+Global___SsvcAutomatable: _TypeAlias = SsvcAutomatable  # noqa: Y015
+
+class _SsvcTechnicalImpact:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SsvcTechnicalImpactEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SsvcTechnicalImpact.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SSVC_TECHNICAL_IMPACT_UNSPECIFIED: _SsvcTechnicalImpact.ValueType  # 0
+    """Not given (invalid in requests)."""
+    SSVC_TECHNICAL_IMPACT_PARTIAL: _SsvcTechnicalImpact.ValueType  # 1
+    """Limited control or information exposure."""
+    SSVC_TECHNICAL_IMPACT_TOTAL: _SsvcTechnicalImpact.ValueType  # 2
+    """Total control or total disclosure."""
+
+class SsvcTechnicalImpact(_SsvcTechnicalImpact, metaclass=_SsvcTechnicalImpactEnumTypeWrapper):
+    """SSVC Technical Impact (ssvc TI 1.0.0)."""
+
+SSVC_TECHNICAL_IMPACT_UNSPECIFIED: SsvcTechnicalImpact.ValueType  # 0
+"""Not given (invalid in requests)."""
+SSVC_TECHNICAL_IMPACT_PARTIAL: SsvcTechnicalImpact.ValueType  # 1
+"""Limited control or information exposure."""
+SSVC_TECHNICAL_IMPACT_TOTAL: SsvcTechnicalImpact.ValueType  # 2
+"""Total control or total disclosure."""
+Global___SsvcTechnicalImpact: _TypeAlias = SsvcTechnicalImpact  # noqa: Y015
+
+class _SsvcMissionWellBeing:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SsvcMissionWellBeingEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SsvcMissionWellBeing.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SSVC_MISSION_WELL_BEING_UNSPECIFIED: _SsvcMissionWellBeing.ValueType  # 0
+    """Not given (invalid in requests)."""
+    SSVC_MISSION_WELL_BEING_LOW: _SsvcMissionWellBeing.ValueType  # 1
+    """Low."""
+    SSVC_MISSION_WELL_BEING_MEDIUM: _SsvcMissionWellBeing.ValueType  # 2
+    """Medium."""
+    SSVC_MISSION_WELL_BEING_HIGH: _SsvcMissionWellBeing.ValueType  # 3
+    """High."""
+
+class SsvcMissionWellBeing(_SsvcMissionWellBeing, metaclass=_SsvcMissionWellBeingEnumTypeWrapper):
+    """SSVC Mission and Well-Being Impact (ssvc MWI 1.0.0)."""
+
+SSVC_MISSION_WELL_BEING_UNSPECIFIED: SsvcMissionWellBeing.ValueType  # 0
+"""Not given (invalid in requests)."""
+SSVC_MISSION_WELL_BEING_LOW: SsvcMissionWellBeing.ValueType  # 1
+"""Low."""
+SSVC_MISSION_WELL_BEING_MEDIUM: SsvcMissionWellBeing.ValueType  # 2
+"""Medium."""
+SSVC_MISSION_WELL_BEING_HIGH: SsvcMissionWellBeing.ValueType  # 3
+"""High."""
+Global___SsvcMissionWellBeing: _TypeAlias = SsvcMissionWellBeing  # noqa: Y015
+
+class _SsvcOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SsvcOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SsvcOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SSVC_OUTCOME_UNSPECIFIED: _SsvcOutcome.ValueType  # 0
+    """No decision."""
+    SSVC_OUTCOME_TRACK: _SsvcOutcome.ValueType  # 1
+    """Track: remediate within standard update timelines."""
+    SSVC_OUTCOME_TRACK_STAR: _SsvcOutcome.ValueType  # 2
+    """Track*: as Track, with characteristics that need closer monitoring."""
+    SSVC_OUTCOME_ATTEND: _SsvcOutcome.ValueType  # 3
+    """Attend: supervisory attention; remediate sooner than standard timelines."""
+    SSVC_OUTCOME_ACT: _SsvcOutcome.ValueType  # 4
+    """Act: leadership attention; remediate as soon as possible."""
+
+class SsvcOutcome(_SsvcOutcome, metaclass=_SsvcOutcomeEnumTypeWrapper):
+    """The outcome of CISA's SSVC decision tree (cisa CISA Levels 1.1.0)."""
+
+SSVC_OUTCOME_UNSPECIFIED: SsvcOutcome.ValueType  # 0
+"""No decision."""
+SSVC_OUTCOME_TRACK: SsvcOutcome.ValueType  # 1
+"""Track: remediate within standard update timelines."""
+SSVC_OUTCOME_TRACK_STAR: SsvcOutcome.ValueType  # 2
+"""Track*: as Track, with characteristics that need closer monitoring."""
+SSVC_OUTCOME_ATTEND: SsvcOutcome.ValueType  # 3
+"""Attend: supervisory attention; remediate sooner than standard timelines."""
+SSVC_OUTCOME_ACT: SsvcOutcome.ValueType  # 4
+"""Act: leadership attention; remediate as soon as possible."""
+Global___SsvcOutcome: _TypeAlias = SsvcOutcome  # noqa: Y015
+
 class _ReferenceType:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -915,6 +1051,8 @@ class Finding(_message.Message):
     ALIASES_FIELD_NUMBER: _builtins.int
     REFERENCES_FIELD_NUMBER: _builtins.int
     CREDITS_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_FIELD_NUMBER: _builtins.int
+    SSVC_FIELD_NUMBER: _builtins.int
     finding_id: _builtins.str
     """Unique id."""
     title: _builtins.str
@@ -955,6 +1093,10 @@ class Finding(_message.Message):
     """SHA-256 (hex) of the normalised affected products, location and CWE set."""
     revision: _builtins.int
     """Grows with every change."""
+    assignee: _builtins.str
+    """The reviewer principal it is assigned to (set with AssignFinding; empty
+    when unassigned, and for callers other than reviewers and admins).
+    """
     @_builtins.property
     def embargo_end(self) -> _timestamp_pb2.Timestamp:
         """When the embargo ends (UTC)."""
@@ -1029,6 +1171,10 @@ class Finding(_message.Message):
         finding carries its credits exactly when the caller may learn its source.
         """
 
+    @_builtins.property
+    def ssvc(self) -> Global___SsvcDecision:
+        """The SSVC decision (set with SetFindingSsvc; unset until one is made)."""
+
     def __init__(
         self,
         *,
@@ -1064,14 +1210,66 @@ class Finding(_message.Message):
         aliases: _abc.Iterable[_builtins.str] | None = ...,
         references: _abc.Iterable[Global___FindingReference] | None = ...,
         credits: _abc.Iterable[Global___FindingCredit] | None = ...,
+        assignee: _builtins.str = ...,
+        ssvc: Global___SsvcDecision | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "created_at", b"created_at", "embargo_end", b"embargo_end", "link", b"link", "location", b"location", "published_at", b"published_at", "remediation_due", b"remediation_due", "source", b"source", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "created_at", b"created_at", "embargo_end", b"embargo_end", "link", b"link", "location", b"location", "published_at", b"published_at", "remediation_due", b"remediation_due", "source", b"source", "ssvc", b"ssvc", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_products", b"affected_products", "aliases", b"aliases", "audience", b"audience", "created_at", b"created_at", "credits", b"credits", "cvss_scores", b"cvss_scores", "cvss_v3_score", b"cvss_v3_score", "cvss_v3_vector", b"cvss_v3_vector", "cvss_v4_score", b"cvss_v4_score", "cvss_v4_vector", b"cvss_v4_vector", "cwe_ids", b"cwe_ids", "description", b"description", "embargo_end", b"embargo_end", "embargo_state", b"embargo_state", "evidence", b"evidence", "finding_id", b"finding_id", "fingerprint", b"fingerprint", "link", b"link", "location", b"location", "origin", b"origin", "patch_statuses", b"patch_statuses", "published_at", b"published_at", "references", b"references", "remediation_due", b"remediation_due", "reporter_organisation", b"reporter_organisation", "revision", b"revision", "severity", b"severity", "source", b"source", "state", b"state", "title", b"title", "tlp", b"tlp", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affected_products", b"affected_products", "aliases", b"aliases", "assignee", b"assignee", "audience", b"audience", "created_at", b"created_at", "credits", b"credits", "cvss_scores", b"cvss_scores", "cvss_v3_score", b"cvss_v3_score", "cvss_v3_vector", b"cvss_v3_vector", "cvss_v4_score", b"cvss_v4_score", "cvss_v4_vector", b"cvss_v4_vector", "cwe_ids", b"cwe_ids", "description", b"description", "embargo_end", b"embargo_end", "embargo_state", b"embargo_state", "evidence", b"evidence", "finding_id", b"finding_id", "fingerprint", b"fingerprint", "link", b"link", "location", b"location", "origin", b"origin", "patch_statuses", b"patch_statuses", "published_at", b"published_at", "references", b"references", "remediation_due", b"remediation_due", "reporter_organisation", b"reporter_organisation", "revision", b"revision", "severity", b"severity", "source", b"source", "ssvc", b"ssvc", "state", b"state", "title", b"title", "tlp", b"tlp", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Finding: _TypeAlias = Finding  # noqa: Y015
+
+@_typing.final
+class SsvcDecision(_message.Message):
+    """A reviewer's SSVC decision for a finding."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EXPLOITATION_FIELD_NUMBER: _builtins.int
+    AUTOMATABLE_FIELD_NUMBER: _builtins.int
+    TECHNICAL_IMPACT_FIELD_NUMBER: _builtins.int
+    MISSION_WELL_BEING_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    DECIDED_BY_FIELD_NUMBER: _builtins.int
+    DECIDED_AT_FIELD_NUMBER: _builtins.int
+    exploitation: Global___SsvcExploitation.ValueType
+    """Exploitation."""
+    automatable: Global___SsvcAutomatable.ValueType
+    """Automatable."""
+    technical_impact: Global___SsvcTechnicalImpact.ValueType
+    """Technical Impact."""
+    mission_well_being: Global___SsvcMissionWellBeing.ValueType
+    """Mission and Well-Being Impact."""
+    outcome: Global___SsvcOutcome.ValueType
+    """The outcome CISA's decision tree gives for the four decision points
+    (computed by the clearinghouse).
+    """
+    decided_by: _builtins.str
+    """The reviewer who decided (reviewers and admins only; empty for others)."""
+    @_builtins.property
+    def decided_at(self) -> _timestamp_pb2.Timestamp:
+        """When."""
+
+    def __init__(
+        self,
+        *,
+        exploitation: Global___SsvcExploitation.ValueType = ...,
+        automatable: Global___SsvcAutomatable.ValueType = ...,
+        technical_impact: Global___SsvcTechnicalImpact.ValueType = ...,
+        mission_well_being: Global___SsvcMissionWellBeing.ValueType = ...,
+        outcome: Global___SsvcOutcome.ValueType = ...,
+        decided_by: _builtins.str = ...,
+        decided_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decided_at", b"decided_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["automatable", b"automatable", "decided_at", b"decided_at", "decided_by", b"decided_by", "exploitation", b"exploitation", "mission_well_being", b"mission_well_being", "outcome", b"outcome", "technical_impact", b"technical_impact"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SsvcDecision: _TypeAlias = SsvcDecision  # noqa: Y015
 
 @_typing.final
 class FindingReference(_message.Message):
@@ -1335,8 +1533,13 @@ class FindingFilter(_message.Message):
     SEVERITIES_FIELD_NUMBER: _builtins.int
     STATES_FIELD_NUMBER: _builtins.int
     SINCE_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_FIELD_NUMBER: _builtins.int
     sector: _builtins.str
     """Only findings whose audience names this sector."""
+    assignee: _builtins.str
+    """Only findings assigned to this reviewer principal (reviewers and admins:
+    PERMISSION_DENIED for anyone else, who is not shown assignees).
+    """
     @_builtins.property
     def severities(self) -> _containers.RepeatedScalarFieldContainer[Global___Severity.ValueType]:
         """Only findings with one of these ratings."""
@@ -1356,10 +1559,11 @@ class FindingFilter(_message.Message):
         severities: _abc.Iterable[Global___Severity.ValueType] | None = ...,
         states: _abc.Iterable[_events_pb2.FindingState.ValueType] | None = ...,
         since: _timestamp_pb2.Timestamp | None = ...,
+        assignee: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sector", b"sector", "severities", b"severities", "since", b"since", "states", b"states"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee", b"assignee", "sector", b"sector", "severities", b"severities", "since", b"since", "states", b"states"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1931,6 +2135,136 @@ class SetFindingSharingResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetFindingSharingResponse: _TypeAlias = SetFindingSharingResponse  # noqa: Y015
+
+@_typing.final
+class AssignFindingRequest(_message.Message):
+    """Request of AssignFinding."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    ASSIGNEE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding."""
+    assignee: _builtins.str
+    """The reviewer principal's id (1–256 printable characters without
+    whitespace); empty unassigns the finding.
+    """
+    reason: _builtins.str
+    """Why (audit-logged)."""
+    expected_revision: _builtins.int
+    """If non-zero, the change applies only if the finding is at this revision."""
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        assignee: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        expected_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assignee", b"assignee", "expected_revision", b"expected_revision", "finding_id", b"finding_id", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignFindingRequest: _TypeAlias = AssignFindingRequest  # noqa: Y015
+
+@_typing.final
+class AssignFindingResponse(_message.Message):
+    """Response of AssignFinding."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def finding(self) -> Global___Finding:
+        """The finding after the change."""
+
+    def __init__(
+        self,
+        *,
+        finding: Global___Finding | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AssignFindingResponse: _TypeAlias = AssignFindingResponse  # noqa: Y015
+
+@_typing.final
+class SetFindingSsvcRequest(_message.Message):
+    """Request of SetFindingSsvc: every decision point is required."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    EXPLOITATION_FIELD_NUMBER: _builtins.int
+    AUTOMATABLE_FIELD_NUMBER: _builtins.int
+    TECHNICAL_IMPACT_FIELD_NUMBER: _builtins.int
+    MISSION_WELL_BEING_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding."""
+    exploitation: Global___SsvcExploitation.ValueType
+    """Exploitation."""
+    automatable: Global___SsvcAutomatable.ValueType
+    """Automatable."""
+    technical_impact: Global___SsvcTechnicalImpact.ValueType
+    """Technical Impact."""
+    mission_well_being: Global___SsvcMissionWellBeing.ValueType
+    """Mission and Well-Being Impact."""
+    reason: _builtins.str
+    """Why (audit-logged)."""
+    expected_revision: _builtins.int
+    """If non-zero, the change applies only if the finding is at this revision."""
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        exploitation: Global___SsvcExploitation.ValueType = ...,
+        automatable: Global___SsvcAutomatable.ValueType = ...,
+        technical_impact: Global___SsvcTechnicalImpact.ValueType = ...,
+        mission_well_being: Global___SsvcMissionWellBeing.ValueType = ...,
+        reason: _builtins.str = ...,
+        expected_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["automatable", b"automatable", "expected_revision", b"expected_revision", "exploitation", b"exploitation", "finding_id", b"finding_id", "mission_well_being", b"mission_well_being", "reason", b"reason", "technical_impact", b"technical_impact"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetFindingSsvcRequest: _TypeAlias = SetFindingSsvcRequest  # noqa: Y015
+
+@_typing.final
+class SetFindingSsvcResponse(_message.Message):
+    """Response of SetFindingSsvc."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def finding(self) -> Global___Finding:
+        """The finding after the change, with the decision and its outcome."""
+
+    def __init__(
+        self,
+        *,
+        finding: Global___Finding | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetFindingSsvcResponse: _TypeAlias = SetFindingSsvcResponse  # noqa: Y015
 
 @_typing.final
 class LinkFindingRequest(_message.Message):

@@ -131,6 +131,16 @@ class ClearinghouseServiceStub:
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsRequest.SerializeToString,
                 response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsResponse.FromString,
                 _registered_method=True)
+        self.AssignFinding = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/AssignFinding',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AssignFindingRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AssignFindingResponse.FromString,
+                _registered_method=True)
+        self.SetFindingSsvc = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingSsvc',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSsvcRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSsvcResponse.FromString,
+                _registered_method=True)
         self.LinkFinding = channel.unary_unary(
                 '/preflight.clearinghouse.v1.ClearinghouseService/LinkFinding',
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.LinkFindingRequest.SerializeToString,
@@ -307,6 +317,22 @@ class ClearinghouseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AssignFinding(self, request, context):
+        """Assign a finding to a reviewer principal, or unassign it (reviewers and
+        admins; audit-logged). Only reviewers and admins see assignees.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetFindingSsvc(self, request, context):
+        """Record an SSVC decision for a finding from CISA's decision points; the
+        server computes the outcome (reviewers and admins; audit-logged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def LinkFinding(self, request, context):
         """Mark a finding a duplicate of, subsumed by, or merged into another with
         the same TLP label and audience (reviewers and admins).
@@ -440,6 +466,16 @@ def add_ClearinghouseServiceServicer_to_server(servicer, server):
                     servicer.SetFindingCredits,
                     request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsRequest.FromString,
                     response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsResponse.SerializeToString,
+            ),
+            'AssignFinding': grpc.unary_unary_rpc_method_handler(
+                    servicer.AssignFinding,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AssignFindingRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AssignFindingResponse.SerializeToString,
+            ),
+            'SetFindingSsvc': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetFindingSsvc,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSsvcRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSsvcResponse.SerializeToString,
             ),
             'LinkFinding': grpc.unary_unary_rpc_method_handler(
                     servicer.LinkFinding,
@@ -943,6 +979,60 @@ class ClearinghouseService:
             '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingCredits',
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsRequest.SerializeToString,
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingCreditsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignFinding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/AssignFinding',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AssignFindingRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AssignFindingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetFindingSsvc(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/SetFindingSsvc',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSsvcRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.SetFindingSsvcResponse.FromString,
             options,
             channel_credentials,
             insecure,

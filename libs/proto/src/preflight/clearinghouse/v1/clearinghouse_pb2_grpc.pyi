@@ -97,6 +97,14 @@ class ClearinghouseServiceStub:
     """Set a finding's credits: who found, reported or fixed it (reviewers and
     admins). Credits of a lab's finding are shown exactly when its source is.
     """
+    AssignFinding: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.AssignFindingRequest, _clearinghouse_pb2.AssignFindingResponse]
+    """Assign a finding to a reviewer principal, or unassign it (reviewers and
+    admins; audit-logged). Only reviewers and admins see assignees.
+    """
+    SetFindingSsvc: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingSsvcRequest, _clearinghouse_pb2.SetFindingSsvcResponse]
+    """Record an SSVC decision for a finding from CISA's decision points; the
+    server computes the outcome (reviewers and admins; audit-logged).
+    """
     LinkFinding: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.LinkFindingRequest, _clearinghouse_pb2.LinkFindingResponse]
     """Mark a finding a duplicate of, subsumed by, or merged into another with
     the same TLP label and audience (reviewers and admins).
@@ -185,6 +193,14 @@ class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
     SetFindingCredits: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingCreditsRequest, _clearinghouse_pb2.SetFindingCreditsResponse]  # type: ignore[assignment]
     """Set a finding's credits: who found, reported or fixed it (reviewers and
     admins). Credits of a lab's finding are shown exactly when its source is.
+    """
+    AssignFinding: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.AssignFindingRequest, _clearinghouse_pb2.AssignFindingResponse]  # type: ignore[assignment]
+    """Assign a finding to a reviewer principal, or unassign it (reviewers and
+    admins; audit-logged). Only reviewers and admins see assignees.
+    """
+    SetFindingSsvc: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.SetFindingSsvcRequest, _clearinghouse_pb2.SetFindingSsvcResponse]  # type: ignore[assignment]
+    """Record an SSVC decision for a finding from CISA's decision points; the
+    server computes the outcome (reviewers and admins; audit-logged).
     """
     LinkFinding: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.LinkFindingRequest, _clearinghouse_pb2.LinkFindingResponse]  # type: ignore[assignment]
     """Mark a finding a duplicate of, subsumed by, or merged into another with
@@ -373,6 +389,26 @@ class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_clearinghouse_pb2.SetFindingCreditsResponse, _abc.Awaitable[_clearinghouse_pb2.SetFindingCreditsResponse]]:
         """Set a finding's credits: who found, reported or fixed it (reviewers and
         admins). Credits of a lab's finding are shown exactly when its source is.
+        """
+
+    @_abc_1.abstractmethod
+    def AssignFinding(
+        self,
+        request: _clearinghouse_pb2.AssignFindingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.AssignFindingResponse, _abc.Awaitable[_clearinghouse_pb2.AssignFindingResponse]]:
+        """Assign a finding to a reviewer principal, or unassign it (reviewers and
+        admins; audit-logged). Only reviewers and admins see assignees.
+        """
+
+    @_abc_1.abstractmethod
+    def SetFindingSsvc(
+        self,
+        request: _clearinghouse_pb2.SetFindingSsvcRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.SetFindingSsvcResponse, _abc.Awaitable[_clearinghouse_pb2.SetFindingSsvcResponse]]:
+        """Record an SSVC decision for a finding from CISA's decision points; the
+        server computes the outcome (reviewers and admins; audit-logged).
         """
 
     @_abc_1.abstractmethod

@@ -33,6 +33,23 @@ TLP = Choice(common_pb2.Tlp)
 LINK = Choice(clearinghouse_pb2.LinkKind)
 PATCH = Choice(clearinghouse_pb2.PatchStatus)
 FORMAT = Choice(clearinghouse_pb2.ExportFormat)
+EXPLOITATION = Choice(clearinghouse_pb2.SsvcExploitation)
+AUTOMATABLE = Choice(clearinghouse_pb2.SsvcAutomatable)
+TECHNICAL_IMPACT = Choice(clearinghouse_pb2.SsvcTechnicalImpact)
+MISSION_WELL_BEING = Choice(clearinghouse_pb2.SsvcMissionWellBeing)
+OUTCOME = Choice(clearinghouse_pb2.SsvcOutcome)
+
+
+def _ssvc(decision: clearinghouse_pb2.SsvcDecision) -> str:
+    if not decision.outcome:
+        return "-"
+    points = (
+        f"exploitation {EXPLOITATION.name(decision.exploitation)}, "
+        f"automatable {AUTOMATABLE.name(decision.automatable)}, "
+        f"technical impact {TECHNICAL_IMPACT.name(decision.technical_impact)}, "
+        f"mission and well-being {MISSION_WELL_BEING.name(decision.mission_well_being)}"
+    )
+    return f"{OUTCOME.name(decision.outcome)} ({points}; {when(decision.decided_at)})"
 
 
 def _score(vector: str, score: float) -> str:
@@ -60,6 +77,8 @@ def describe(f: clearinghouse_pb2.Finding) -> str:
         ("affected", ", ".join(p.purl or p.cpe for p in f.affected_products) or "-"),
         ("aliases", ", ".join(f.aliases) or "-"),
         ("link", f"{LINK.name(f.link.kind)} {f.link.target_finding_id}" if f.link.kind else "-"),
+        ("assignee", f.assignee or "-"),
+        ("ssvc", _ssvc(f.ssvc)),
         ("remediation", when(f.remediation_due)),
         *((f"patch {p.organisation}", f"{PATCH.name(p.status)} {p.note}".rstrip()) for p in f.patch_statuses),
         ("revision", f"{f.revision} (created {when(f.created_at)}, updated {when(f.updated_at)})"),
@@ -90,6 +109,7 @@ def _list(ctx: Context, args: argparse.Namespace) -> None:
         sector=args.sector or "",
         states=[STATE.value(s) for s in args.state],
         severities=[SEVERITY.value(s) for s in args.severity],
+        assignee=args.assignee or "",
     )
     findings = ctx.preflight.clearinghouse.iter_findings(selected, page_size=min(args.limit, 200))
     ctx.table(
@@ -173,6 +193,33 @@ def _share(ctx: Context, args: argparse.Namespace) -> None:
     )
 
 
+def _assign(ctx: Context, args: argparse.Namespace) -> None:
+    _one(
+        ctx,
+        ctx.preflight.clearinghouse.assign_finding(
+            args.finding_id,
+            "" if args.unassign else args.to,
+            reason=args.reason,
+            expected_revision=args.expected_revision,
+        ),
+    )
+
+
+def _decide_ssvc(ctx: Context, args: argparse.Namespace) -> None:
+    _one(
+        ctx,
+        ctx.preflight.clearinghouse.set_finding_ssvc(
+            args.finding_id,
+            exploitation=EXPLOITATION.value(args.exploitation),
+            automatable=AUTOMATABLE.value(args.automatable),
+            technical_impact=TECHNICAL_IMPACT.value(args.technical_impact),
+            mission_well_being=MISSION_WELL_BEING.value(args.mission_well_being),
+            reason=args.reason,
+            expected_revision=args.expected_revision,
+        ),
+    )
+
+
 def _link(ctx: Context, args: argparse.Namespace) -> None:
     _one(
         ctx,
@@ -228,6 +275,7 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
         "--severity", action="append", default=[], choices=SEVERITY.choices, type=spelling, help="repeatable"
     )
     parser.add_argument("--sector", help="only findings shared with this sector")
+    parser.add_argument("--assignee", help="only findings assigned to this reviewer principal (reviewers)")
     limit_option(parser)
 
 
@@ -256,6 +304,23 @@ def _share_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tlp", required=True, choices=TLP.choices, type=spelling)
     parser.add_argument("--organisation", action="append", default=[], help="repeatable")
     parser.add_argument("--sector", action="append", default=[], help="repeatable")
+
+
+def _assign_arguments(parser: argparse.ArgumentParser) -> None:
+    _change(parser)
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--to", metavar="PRINCIPAL_ID", help="the reviewer principal to assign it to")
+    who.add_argument("--unassign", action="store_true", help="leave it unassigned")
+
+
+def _ssvc_arguments(parser: argparse.ArgumentParser) -> None:
+    _change(parser)
+    parser.add_argument("--exploitation", required=True, choices=EXPLOITATION.choices, type=spelling)
+    parser.add_argument("--automatable", required=True, choices=AUTOMATABLE.choices, type=spelling)
+    parser.add_argument("--technical-impact", required=True, choices=TECHNICAL_IMPACT.choices, type=spelling)
+    parser.add_argument(
+        "--mission-well-being", required=True, choices=MISSION_WELL_BEING.choices, type=spelling
+    )
 
 
 def _link_arguments(parser: argparse.ArgumentParser) -> None:
@@ -323,6 +388,21 @@ NOUN = Noun(
             "preflight finding share FINDING_ID --tlp amber --sector water",
             _share,
             _share_arguments,
+        ),
+        Verb(
+            "assign",
+            "assign a finding to a reviewer, or unassign it (reviewers)",
+            "preflight finding assign FINDING_ID --to REVIEWER_ID",
+            _assign,
+            _assign_arguments,
+        ),
+        Verb(
+            "ssvc",
+            "record an SSVC decision; the clearinghouse computes the outcome (reviewers)",
+            "preflight finding ssvc FINDING_ID --exploitation public-poc --automatable no "
+            "--technical-impact total --mission-well-being high",
+            _decide_ssvc,
+            _ssvc_arguments,
         ),
         Verb(
             "link",

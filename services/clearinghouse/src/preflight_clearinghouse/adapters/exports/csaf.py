@@ -21,6 +21,9 @@ qualifiers) or the `vers` range (`product_version_range`). Every listed product
 is `known_affected`; once a fix is available (PATCH_AVAILABLE and later), each
 version a range excludes with `<` is a product of its own, `first_fixed`.
 
+A reviewer's SSVC decision is a CSAF 2.1 `ssvc_v2` metric (its four decision points) and, in
+both versions, a note naming the decision points and the outcome (CISA Levels).
+
 The finding's first CVE alias is the vulnerability's `cve`; its Preflight id and its GHSA and
 vendor aliases are `ids`, each named by its id system. CSAF keeps CVE ids out of `ids` (test
 6.2.17: one vulnerability per CVE), so further CVE aliases of the same finding are named in a
@@ -61,6 +64,7 @@ from preflight_clearinghouse.domain.findings import (
     parse_version_range,
 )
 from preflight_clearinghouse.domain.sharing import Tlp
+from preflight_clearinghouse.domain.ssvc import CISA_LEVELS, VALUE_NAMES, SsvcDecision
 from preflight_clearinghouse.domain.workflow import FindingState
 
 MEDIA_TYPE = "application/csaf+json"
@@ -187,6 +191,8 @@ class CsafExporter:
         scores = finding.cvss.scores
         if scores:
             notes.append({"category": "other", "title": "CVSS scores", "text": _scores_text(scores)})
+        if finding.ssvc is not None:
+            notes.append({"category": "other", "title": "SSVC decision", "text": _ssvc_text(finding.ssvc)})
         if finding.location.file:
             where = finding.location.file + (
                 f", {finding.location.function}" if finding.location.function else ""
@@ -231,8 +237,13 @@ class CsafExporter:
         elif finding.cwe_ids:
             vulnerability["cwe"] = {"id": finding.cwe_ids[0], "name": cwe_name(finding.cwe_ids[0])}
         content = _cvss_content(scores, v21=self._v21)
+        if finding.ssvc is not None and self._v21:
+            vulnerability["metrics"] = [{"content": {"ssvc_v2": _ssvc(finding.ssvc)}, "products": affected}]
         if content and self._v21:
-            vulnerability["metrics"] = [{"content": content, "products": affected}]
+            vulnerability["metrics"] = [
+                *vulnerability.get("metrics", ()),
+                {"content": content, "products": affected},
+            ]
             threats = [
                 s for s in scores if s.version == "4.0" and "T" in s.nomenclature.removeprefix("CVSS-")
             ]
@@ -243,6 +254,31 @@ class CsafExporter:
         elif content:
             vulnerability["scores"] = [{"products": affected, **content}]
         return vulnerability
+
+
+def _ssvc_text(decision: SsvcDecision) -> str:
+    points = ", ".join(f"{point.name}: {name}" for point, _key, name in decision.selections())
+    return f"{CISA_LEVELS.name}: {VALUE_NAMES[decision.outcome]} (CISA's SSVC decision tree; {points})."
+
+
+def _ssvc(decision: SsvcDecision) -> dict[str, Any]:
+    """An SSVC v2 selection list (`ssvc_v2`): each decision point as SSVC names it, with the chosen
+    value, timestamped when the reviewer decided. The outcome is not a selection (the `cisa`
+    namespace has no decision points validators support): a note names it."""
+    return {
+        "schemaVersion": "2.0.0",
+        "timestamp": rfc3339(decision.decided_at),
+        "selections": [
+            {
+                "namespace": point.namespace,
+                "key": point.key,
+                "version": point.version,
+                "name": point.name,
+                "values": [{"key": key, "name": name}],
+            }
+            for point, key, name in decision.selections()
+        ],
+    }
 
 
 def _revision_history(

@@ -31,6 +31,7 @@ from preflight.sdk.cli import main
 from preflight_clearinghouse.adapters import schema
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied
+from preflight_clearinghouse.domain.findings import MAX_REASON
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, audience_view, export_view, project
 from preflight_clearinghouse.domain.ssvc import (
@@ -43,6 +44,7 @@ from preflight_clearinghouse.domain.ssvc import (
     decide,
 )
 from preflight_clearinghouse.domain.workflow import FindingState
+from preflight_common.fields import string_violations
 from preflight_common.testing.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_export_standards import REALISTIC, check_every_format, export
@@ -158,6 +160,16 @@ def test_assignees_and_who_decided_reach_reviewers_and_admins_only() -> None:
     for distributed in (audience_view(finding, NOW), export_view(REVIEWER, finding, NOW)):
         assert distributed is not None
         assert distributed.assignee == "" and distributed.ssvc == replace(decision, decided_by="")
+
+
+def test_the_request_guard_lets_through_every_reason_the_registry_accepts() -> None:
+    """A 2,000-character reason (MAX_REASON, as for the other finding changes) reaches the registry."""
+    reason = "r" * MAX_REASON
+    for request in (
+        pb.AssignFindingRequest(finding_id="f", assignee="rev-2", reason=reason),
+        pb.SetFindingSsvcRequest(finding_id="f", reason=reason),
+    ):
+        assert string_violations(request) == [], type(request).__name__
 
 
 def _actions(components: Components) -> list[str]:

@@ -73,6 +73,8 @@ _TEXT = (
     "preflight.clearinghouse.v1.SetFindingReferencesRequest.reason",
     "preflight.clearinghouse.v1.SetFindingCreditsRequest.reason",
     "preflight.clearinghouse.v1.LinkFindingRequest.reason",
+    "preflight.clearinghouse.v1.AssignFindingRequest.reason",
+    "preflight.clearinghouse.v1.SetFindingSsvcRequest.reason",
     "preflight.clearinghouse.v1.SetPatchStatusRequest.note",
     "preflight.notifier.v1.AcknowledgeAlertRequest.comment",
     "preflight.notifier.v1.CreateSilenceRequest.comment",

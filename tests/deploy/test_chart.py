@@ -697,6 +697,50 @@ def test_rendered_kafka_settings_load_in_the_services(
                 assert settings.sasl_username == name, name
 
 
+def test_mutual_tls_clients_load_their_certificate_from_mounted_files(
+    helm: str, check_chart: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With `kafka.securityProtocol: SSL` every Kafka client (services, provisioning) loads
+    settings that authenticate by its own client certificate, read from files of a read-only
+    Secret volume (Strimzi's user.crt/user.key), with no SASL setting at all; the manifests validate."""
+    from preflight_common.config import KafkaSettings
+
+    overlay = tmp_path / "mtls.yaml"
+    overlay.write_text(
+        yaml.safe_dump(
+            {"kafka": {"securityProtocol": "SSL", "tls": {"caSecret": {"name": "events-cluster-ca-cert"}}}}
+        )
+    )
+    docs = render(helm, check_chart, [*VALUES_FILES["default"], overlay])
+    assert check_chart.validate_objects(docs, KUBE_VERSIONS[-1:]) == []
+    clients = kafka_clients(docs)
+    assert {name for name, _ in clients} >= {f"preflight-{s}" for s in SERVICES} | {"preflight-topics"}
+    for name, spec in clients:
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        (c,) = spec["containers"]
+        env = {e["name"]: e.get("value", "") for e in c["env"]}
+        assert not [var for var in env if var.startswith("PREFLIGHT_KAFKA_SASL_")], name
+        with monkeypatch.context() as m:
+            for var in [v for v in os.environ if v.startswith("PREFLIGHT_KAFKA_")]:
+                m.delenv(var)
+            for var, value in env.items():
+                if var.startswith("PREFLIGHT_KAFKA_"):
+                    m.setenv(var, value)
+            settings = KafkaSettings.from_env()
+        assert settings.security_protocol == "SSL", name
+        certificate, key = Path(settings.ssl_certfile), Path(settings.ssl_keyfile)
+        assert certificate.parent == key.parent, name
+        (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == str(certificate.parent)]
+        assert mount["readOnly"] is True, name
+        secret = volumes[mount["name"]]["secret"]
+        owner = "preflight-kafka-admin" if name == "preflight-topics" else name
+        assert secret["secretName"] == owner, name
+        assert {item["key"]: item["path"] for item in secret["items"]} == {
+            "user.crt": certificate.name,
+            "user.key": key.name,
+        }, name
+
+
 def test_k8s_sandbox_namespace_is_restricted_and_cut_off(helm: str, check_chart: ModuleType) -> None:
     """Production enables Inspect's Kubernetes sandbox: its namespace enforces the restricted Pod
     Security Standard, denies every ingress and egress, and only the workers may manage Pods there."""

@@ -88,7 +88,34 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("servicemonitor without metrics", {"telemetry": {"serviceMonitor": {"enabled": True}}}),
     ("kueue without queue", {"benchmark": {"worker": {"kueue": {"enabled": True}}}}),
     ("plaintext Kafka", {"kafka": {"securityProtocol": "PLAINTEXT"}}),
-    ("Kafka over TLS without SASL", {"kafka": {"securityProtocol": "SSL"}}),
+    (
+        "mutual TLS with a shared password Secret",
+        {"kafka": {"securityProtocol": "SSL", "auth": {"existingSecret": "k"}}},
+    ),
+    (
+        "mutual TLS with a service's password Secret",
+        {
+            "kafka": {"securityProtocol": "SSL"},
+            "intake": {"kafkaCredentials": {"passwordSecret": {"name": "k"}}},
+        },
+    ),
+    (
+        "mutual TLS with SCRAM credentials to provision",
+        {"kafka": {"securityProtocol": "SSL", "provisioning": {"credentials": True}}},
+    ),
+    (
+        "mutual TLS with an administrator's SASL mechanism",
+        {"kafka": {"securityProtocol": "SSL", "provisioning": {"admin": {"mechanism": "SCRAM-SHA-512"}}}},
+    ),
+    (
+        "client certificate over SASL",
+        {"notifier": {"kafkaCredentials": {"certificateSecret": {"name": "notifier-tls"}}}},
+    ),
+    (
+        "administrator's client certificate over SASL",
+        {"kafka": {"provisioning": {"admin": {"certificateSecret": {"name": "admin-tls"}}}}},
+    ),
+    ("client certificate without a key", {"kafka": {"tls": {"clientCertificate": {"privateKeyKey": ""}}}}),
     (
         "PLAIN password in clear",
         {"kafka": {"securityProtocol": "SASL_PLAINTEXT", "sasl": {"mechanism": "PLAIN"}}},

@@ -42,6 +42,10 @@ PROBE_SETTINGS = {
 }
 
 
+# A Secret name that must be left empty (the setting it belongs to is not in use).
+EMPTY_NAME = {"properties": {"name": {"maxLength": 0}}}
+
+
 defs = {
     "quantity": {
         "anyOf": [
@@ -129,8 +133,9 @@ defs = {
                 {"name": ref("optionalName"), "key": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]*$"}},
                 required=["name", "key"],
             ),
+            "certificateSecret": obj({"name": ref("optionalName")}, required=["name"]),
         },
-        required=["username", "passwordSecret"],
+        required=["username", "passwordSecret", "certificateSecret"],
     ),
     "autoscaling": obj(
         {
@@ -318,8 +323,9 @@ schema = {
         "kafka": obj(
             {
                 "bootstrapServers": {"type": "string", "pattern": r"^[^\s,:]+:\d{1,5}(,[^\s,:]+:\d{1,5})*$"},
-                # Every client authenticates: the brokers grant nothing to an anonymous one.
-                "securityProtocol": {"enum": ["SASL_SSL", "SASL_PLAINTEXT"]},
+                # Every client authenticates (SSL: by its client certificate): the brokers grant
+                # nothing to an anonymous one.
+                "securityProtocol": {"enum": ["SASL_SSL", "SSL", "SASL_PLAINTEXT"]},
                 "sasl": obj(
                     {"mechanism": {"enum": ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]}},
                     required=["mechanism"],
@@ -339,8 +345,13 @@ schema = {
                         "caSecret": obj(
                             {"name": ref("optionalName"), "key": ref("secretKeyName")},
                             required=["name", "key"],
-                        )
-                    }
+                        ),
+                        "clientCertificate": obj(
+                            {"certificateKey": ref("secretKeyName"), "privateKeyKey": ref("secretKeyName")},
+                            required=["certificateKey", "privateKeyKey"],
+                        ),
+                    },
+                    required=["caSecret", "clientCertificate"],
                 ),
                 "topics": obj(
                     {
@@ -396,8 +407,9 @@ schema = {
                                     {"name": ref("optionalName"), "key": ref("secretKeyName")},
                                     required=["name", "key"],
                                 ),
+                                "certificateSecret": obj({"name": ref("optionalName")}, required=["name"]),
                             },
-                            required=["username", "passwordSecret"],
+                            required=["username", "passwordSecret", "certificateSecret"],
                         ),
                         "credentials": boolean,
                     },
@@ -430,11 +442,39 @@ schema = {
                     },
                     "then": {"properties": {"securityProtocol": {"const": "SASL_SSL"}}},
                 },
-                # Strimzi's KafkaUsers authenticate with SCRAM-SHA-512 only.
+                # Strimzi's KafkaUsers authenticate with SCRAM-SHA-512 (or a certificate: SSL).
                 {
-                    "if": {"properties": {"strimzi": {"properties": {"enabled": {"const": True}}}}},
+                    "if": {
+                        "properties": {
+                            "strimzi": {"properties": {"enabled": {"const": True}}},
+                            "securityProtocol": {"not": {"const": "SSL"}},
+                        }
+                    },
                     "then": {
                         "properties": {"sasl": {"properties": {"mechanism": {"const": "SCRAM-SHA-512"}}}}
+                    },
+                },
+                # Mutual TLS authenticates by certificate: a password, or a SASL mechanism for the
+                # administrator, would be a second credential nobody uses.
+                {
+                    "if": {"properties": {"securityProtocol": {"const": "SSL"}}},
+                    "then": {
+                        "properties": {
+                            "auth": {"properties": {"existingSecret": {"maxLength": 0}}},
+                            "provisioning": {
+                                "properties": {
+                                    "credentials": {"const": False},
+                                    "admin": {"properties": {"mechanism": {"maxLength": 0}}},
+                                }
+                            },
+                        }
+                    },
+                    "else": {
+                        "properties": {
+                            "provisioning": {
+                                "properties": {"admin": {"properties": {"certificateSecret": EMPTY_NAME}}}
+                            }
+                        }
                     },
                 },
             ],
@@ -659,6 +699,26 @@ schema = {
         "serviceAccount": obj({"annotations": ref("stringMap")}),
     },
 }
+
+KAFKA_CLIENTS = ("intake", "benchmark", "clearinghouse", "notifier")
+
+
+def each_kafka_client(credentials: dict[str, Any]) -> dict[str, Any]:
+    """Every service's `kafkaCredentials` held to `credentials`."""
+    return {"properties": {s: {"properties": {"kafkaCredentials": credentials}} for s in KAFKA_CLIENTS}}
+
+
+# A service's credential follows the protocol: a certificate Secret with SSL, a password Secret
+# otherwise; the other one set would be a credential nobody uses.
+schema["allOf"] = [
+    {
+        "if": {"properties": {"kafka": {"properties": {"securityProtocol": {"const": "SSL"}}}}},
+        "then": each_kafka_client(
+            {"properties": {"passwordSecret": {"properties": {n: {"maxLength": 0} for n in ("name", "key")}}}}
+        ),
+        "else": each_kafka_client({"properties": {"certificateSecret": EMPTY_NAME}}),
+    }
+]
 
 
 def main() -> None:

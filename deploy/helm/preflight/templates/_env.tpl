@@ -18,12 +18,19 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ $k.bootstrapServers | quote }}
 - name: PREFLIGHT_KAFKA_SECURITY_PROTOCOL
   value: {{ $k.securityProtocol | quote }}
+{{- if eq $k.securityProtocol "SSL" }}
+- name: PREFLIGHT_KAFKA_SSL_CERTFILE
+  value: /etc/preflight/kafka-tls/tls.crt
+- name: PREFLIGHT_KAFKA_SSL_KEYFILE
+  value: /etc/preflight/kafka-tls/tls.key
+{{- else }}
 - name: PREFLIGHT_KAFKA_SASL_MECHANISM
   value: {{ $client.mechanism | quote }}
 - name: PREFLIGHT_KAFKA_SASL_USERNAME
   value: {{ $client.username | quote }}
 - name: PREFLIGHT_KAFKA_SASL_PASSWORD_FILE
   value: /etc/preflight/kafka-sasl/password
+{{- end }}
 {{- if $k.tls.caSecret.name }}
 - name: PREFLIGHT_KAFKA_SSL_CAFILE
   value: /etc/preflight/kafka-ca/ca.crt

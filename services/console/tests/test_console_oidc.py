@@ -33,7 +33,11 @@ ACCOUNTS = {
     "rita": {"email": "rita@agency.example", "email_verified": True, "groups": []},
     "lena": {"email": "lena@acme.example", "email_verified": True, "groups": ["preflight-labs-acme"]},
     "mallory": {"email": "mallory@elsewhere.example", "email_verified": True, "groups": []},
+    "trudy": {"email": "trudy@agency.example", "email_verified": True, "groups": []},
+    "olga": {"email": "olga@agency.example", "email_verified": True, "groups": []},
 }
+# What the provider's token endpoint hands these two: tokens the console must refuse itself.
+MISISSUE = {"trudy": "tamper", "olga": "expired"}
 
 
 def wait_until(what: str, condition: Callable[[], bool], timeout: float = 90) -> None:
@@ -76,6 +80,8 @@ issuers:
     audiences: [{CLIENT_ID}]
     principals:
       - {{claim: sub, value: rita, role: reviewer, organisation: agency}}
+      - {{claim: sub, value: trudy, role: reviewer, organisation: agency}}
+      - {{claim: sub, value: olga, role: reviewer, organisation: agency}}
       - {{claim: groups, value: preflight-labs-acme, role: lab, organisation: acme}}
 """
 
@@ -110,7 +116,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     secret.chmod(0o600)
     mapping = folder / "oidc.yaml"
     with contextlib.ExitStack() as stack:
-        provider = stack.enter_context(openid_provider(folder, clients=[client], accounts=ACCOUNTS))
+        provider = stack.enter_context(
+            openid_provider(folder, clients=[client], accounts=ACCOUNTS, misissue=MISISSUE)
+        )
         mapping.write_text(_mapping(provider.issuer))
         intake_env = {
             **base,
@@ -257,7 +265,7 @@ def test_an_id_token_for_another_nonce_is_refused_by_the_console(deployment: Dep
         injected = urlunsplit(parts._replace(query=urlencode({**query, "nonce": "the-attackers-nonce"})))
         answer = _callback(console, _through_provider(deployment, "rita", injected))
         assert answer.status_code == 401
-        assert "nonce" in answer.text
+        assert "ID token is refused (was not issued for this sign-in (nonce))" in answer.text
         assert "preflight_console_session" not in console.cookies
 
 
@@ -271,4 +279,18 @@ def test_a_sign_in_completes_once(deployment: Deployment) -> None:
         )
         replayed = _callback(console, callback)
         assert replayed.status_code == 400
+        assert "preflight_console_session" not in console.cookies
+
+
+@pytest.mark.parametrize(
+    ("login", "reason"), [("trudy", "signature does not verify"), ("olga", "has expired")]
+)
+def test_a_tampered_or_expired_id_token_is_refused_by_the_console(
+    deployment: Deployment, login: str, reason: str
+) -> None:
+    with deployment.client() as console:
+        answer = _callback(console, _through_provider(deployment, login, _start(console)))
+        assert answer.status_code == 401
+        # The console's own check, not intake's (which would refuse it too, in other words).
+        assert f"ID token is refused ({reason})" in answer.text
         assert "preflight_console_session" not in console.cookies

@@ -52,7 +52,7 @@ def pkce_pair() -> tuple[str, str]:
 
 
 @dataclass
-class TestProvider:
+class RunningProvider:
     """A running provider: its issuer URL and the key its ID tokens are signed with."""
 
     issuer: str
@@ -70,10 +70,16 @@ class TestProvider:
 
 @contextlib.contextmanager
 def openid_provider(
-    folder: Path, *, clients: list[dict[str, Any]], accounts: dict[str, dict[str, Any]], port: int = 0
-) -> Iterator[TestProvider]:
-    """Run a provider on 127.0.0.1:`port` (0: a free one) until the block ends. Fails (never skips)
-    without Node or without oidc-provider: `make setup` installs it."""
+    folder: Path,
+    *,
+    clients: list[dict[str, Any]],
+    accounts: dict[str, dict[str, Any]],
+    misissue: dict[str, str] | None = None,
+    port: int = 0,
+) -> Iterator[RunningProvider]:
+    """Run a provider on 127.0.0.1:`port` (0: a free one) until the block ends. `misissue` maps a
+    login to "tamper" (its ID token's payload altered after signing) or "expired" (re-signed as
+    expired). Fails (never skips) without Node or without oidc-provider: `make setup` installs it."""
     node = shutil.which("node")
     if node is None or not PROVIDER_MODULE.is_file():
         raise RuntimeError("the test OpenID provider needs node and oidc-provider: run `make setup`")
@@ -90,6 +96,7 @@ def openid_provider(
                 "port": port,
                 "clients": clients,
                 "accounts": accounts,
+                "misissue": misissue or {},
                 "jwks": {"keys": [jwk]},
             }
         )
@@ -103,7 +110,7 @@ def openid_provider(
         line = process.stdout.readline()  # the script prints its first line once it listens
         if not line.startswith("ready "):
             raise RuntimeError(f"the test OpenID provider did not start: see {folder / 'oidc-provider.log'}")
-        yield TestProvider(line.split()[1], key, kid, process)
+        yield RunningProvider(line.split()[1], key, kid, process)
     finally:
         process.terminate()
         process.wait(30)
@@ -111,7 +118,7 @@ def openid_provider(
 
 
 def sign_in_over_http(
-    provider: TestProvider,
+    provider: RunningProvider,
     *,
     client_id: str,
     client_secret: str,

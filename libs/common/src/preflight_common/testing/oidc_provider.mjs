@@ -9,13 +9,19 @@
 //   clients:  oidc-provider client metadata (client_id, client_secret, redirect_uris, ...)
 //   accounts: {login: {claims of that account besides sub, which is the login}}
 //   jwks:     {keys: [private JWKs]} signing the ID tokens
+//   misissue: {login: "tamper" | "expired"}: the token endpoint hands that account an ID token
+//             whose payload was altered after signing, or one re-signed as expired five minutes
+//             ago (what a relying party must refuse)
 // It prints "ready ISSUER" once it accepts requests, and serves until killed.
 
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
+import { pathToFileURL } from 'node:url';
 
 const config = JSON.parse(readFileSync(process.argv[2], 'utf8'));
 const { default: Provider } = await import(config.module);
+// oidc-provider's own JOSE library, beside it in node_modules.
+const jose = await import(new URL('../../jose/dist/webapi/index.js', pathToFileURL(config.module)));
 const issuer = `http://127.0.0.1:${config.port}`;
 const escape = (text) => String(text).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
@@ -67,9 +73,42 @@ async function interaction(req, res, uid) {
   return provider.interactionFinished(req, res, { login: { accountId: login } }, { mergeWithLastSubmission: false });
 }
 
+async function misissued(body) {
+  const answer = JSON.parse(body);
+  if (!answer.id_token) return body;
+  const [header, payload, signature] = answer.id_token.split('.');
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString());
+  const mode = (config.misissue || {})[claims.sub];
+  if (mode === 'tamper') {
+    const altered = Buffer.from(JSON.stringify({ ...claims, sub: 'rita' })).toString('base64url');
+    answer.id_token = `${header}.${altered}.${signature}`;
+  } else if (mode === 'expired') {
+    const now = Math.floor(Date.now() / 1000);
+    const [jwk] = config.jwks.keys;
+    answer.id_token = await new jose.SignJWT({ ...claims, iat: now - 900, exp: now - 300 })
+      .setProtectedHeader({ alg: 'RS256', kid: jwk.kid })
+      .sign(await jose.importJWK(jwk, 'RS256'));
+  }
+  return JSON.stringify(answer);
+}
+
+// The token endpoint's answers pass through `misissued` before they leave.
+function interceptTokens(res) {
+  const end = res.end.bind(res);
+  res.end = (chunk, ...rest) => {
+    if (!chunk || res.statusCode !== 200) return end(chunk, ...rest);
+    misissued(chunk.toString()).then((body) => {
+      res.setHeader('content-length', Buffer.byteLength(body));
+      end(body);
+    });
+    return res;
+  };
+}
+
 const callback = provider.callback();
 const server = createServer((req, res) => {
   const match = /^\/interaction\/([^/?]+)(\/login)?/.exec(req.url);
+  if (req.method === 'POST' && req.url.startsWith('/token')) interceptTokens(res);
   if (!match) return callback(req, res);
   return interaction(req, res, match[1]).catch((err) => {
     res.writeHead(400, { 'content-type': 'text/plain' });

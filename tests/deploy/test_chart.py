@@ -572,6 +572,35 @@ def test_strimzi_resources_validate_against_the_crds(
     assert check_chart.validate_objects(docs, []) == []
 
 
+def test_strimzi_certificate_users_with_reflected_secrets_validate_against_the_crds(
+    helm: str, check_chart: ModuleType, tmp_path: Path
+) -> None:
+    """With mutual TLS the services' KafkaUsers authenticate by certificate (the participants' keep
+    SCRAM-SHA-512) and every user's Secret carries the reflection annotations; all validate."""
+    annotations = {"reflector.v1.k8s.emberstack.com/reflection-auto-namespaces": "preflight"}
+    overlay = tmp_path / "mtls.yaml"
+    overlay.write_text(
+        yaml.safe_dump(
+            {
+                "participants": PARTICIPANTS,
+                "kafka": {
+                    "securityProtocol": "SSL",
+                    "strimzi": {"namespace": "kafka", "userSecretAnnotations": annotations},
+                },
+            }
+        )
+    )
+    docs = render(helm, check_chart, [*VALUES_FILES["strimzi"], overlay])
+    users = of_kind(docs, "KafkaUser")
+    assert check_chart.validate_objects(users, []) == []
+    kinds = {u["metadata"]["name"]: u["spec"]["authentication"]["type"] for u in users}
+    assert kinds == {
+        **{f"preflight-{s}": "tls" for s in SERVICES},
+        **{f"operator-{p['name']}": "scram-sha-512" for p in PARTICIPANTS},
+    }
+    assert all(u["spec"]["template"]["secret"]["metadata"]["annotations"] == annotations for u in users)
+
+
 GRPC_SERVICES = {
     "intake": ["preflight.intake.v1.IntakeService", "preflight.identity.v1.IdentityService"],
     "benchmark": ["preflight.benchmark.v1.BenchmarkService"],

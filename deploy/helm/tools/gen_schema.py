@@ -332,7 +332,12 @@ schema = {
                 ),
                 "auth": obj({"existingSecret": ref("optionalName")}, required=["existingSecret"]),
                 "strimzi": obj(
-                    {"enabled": boolean, "cluster": ref("optionalName"), "namespace": ref("optionalName")},
+                    {
+                        "enabled": boolean,
+                        "cluster": ref("optionalName"),
+                        "namespace": ref("optionalName"),
+                        "userSecretAnnotations": ref("stringMap"),
+                    },
                     required=["enabled", "cluster"],
                     # The cluster label is what makes Strimzi's operators pick the resources up.
                     **{

@@ -320,6 +320,13 @@ spec:
     type: simple
     acls:
       {{- toYaml .acls | nindent 6 }}
+  {{- with .root.Values.kafka.strimzi.userSecretAnnotations }}
+  template:
+    secret:
+      metadata:
+        annotations:
+          {{- toYaml . | nindent 10 }}
+  {{- end }}
 {{- end -}}
 
 {{/* Whether the chart applies the bus's ACLs (Strimzi KafkaUsers or the provisioning Job): "true" or "". */}}

@@ -9,6 +9,9 @@
 #   make protos      regenerate libs/proto from protos/
 #   make kafka-up / kafka-down   the local Apache Kafka broker (KRaft) in run/kafka
 #   make bench       the benchmarks under bench/ (not part of the tests)
+#   make images      the service and worker images, built with podman from a Debian stand-in for their
+#                    PYTHON_IMAGE (deploy/docker/python-base.sh, cached in .cache/images); needs root,
+#                    podman, runc and debootstrap. The image tests build what they need the same way.
 
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -29,7 +32,7 @@ MYPY_PACKAGES := preflight_common $(shell for p in $(PACKAGES); do for d in $${p
 	[ -d $$d ] && [ $$(basename $$d) != preflight_common ] && printf '%s ' $$(basename $$d); done; done)
 
 .PHONY: setup venv install kafka-jars buf axe oidc-provider protos protos-check lint lint-python lint-protos test test-fast \
-	kafka-up kafka-down bench up down demo
+	kafka-up kafka-down bench up down demo images
 
 setup: install kafka-jars buf axe oidc-provider deploy-tools k8s-build
 
@@ -99,5 +102,8 @@ kafka-down:
 
 bench:
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+images:
+	$(PYTHON) deploy/docker/build_images.py --python $(PYTHON)
 
 include mk/deploy.mk

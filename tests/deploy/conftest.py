@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -68,6 +69,14 @@ def helm_unittest() -> str:
     if not path.exists():
         skip_or_fail(f"{path} missing: run `make deploy-tools`")
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def build_images() -> ModuleType:
+    """deploy/docker/build_images.py (the images, built with podman), once podman is installed."""
+    if shutil.which("podman") is None:
+        skip_or_fail("podman is not installed: .ci/run installs it (podman, runc, debootstrap)")
+    return _load("preflight_build_images", REPO / "deploy" / "docker" / "build_images.py")
 
 
 @pytest.fixture(scope="session")

@@ -16,19 +16,13 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-import uuid
 from collections.abc import Iterator
-from concurrent import futures
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from google.protobuf import json_format
-from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
-from preflight.intake.v1 import submission_pb2
+from preflight.benchmark.v1 import events_pb2
 from preflight_benchmark.adapters.events import reason_to_proto
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     EVAL_LOG_CREDENTIALS_DIR,
@@ -37,11 +31,16 @@ from preflight_benchmark.adapters.executors.k8s_manifest import (
     build_job,
     token_secret_name,
 )
-from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT, FailureReason
 from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.reference_model.server import ReferenceModelServer
-from preflight_benchmark.testing import IntakeStandIn, wait_until
+from preflight_benchmark.testing import (
+    IntakeStandIn,
+    RecordingBenchmarkService,
+    endpoint_attempt,
+    recording_benchmark_service,
+    wait_until,
+)
 from preflight_common.ports import free_port
 from preflight_common.testing.skips import needs_bwrap
 
@@ -56,26 +55,10 @@ S3_CREDENTIALS = "[default]\naws_access_key_id = testing\naws_secret_access_key 
 WAIT = 120.0
 
 
-class RecordingBenchmarkService(benchmark_pb2_grpc.BenchmarkServiceServicer):
-    def __init__(self) -> None:
-        self.reports: list[benchmark_pb2.ReportJobResultRequest] = []
-
-    def ReportJobResult(
-        self, request: benchmark_pb2.ReportJobResultRequest, context: grpc.ServicerContext
-    ) -> benchmark_pb2.ReportJobResultResponse:
-        self.reports.append(request)
-        return benchmark_pb2.ReportJobResultResponse(accepted=True)
-
-
 @pytest.fixture(scope="module")
 def results() -> Iterator[tuple[str, RecordingBenchmarkService]]:
-    servicer = RecordingBenchmarkService()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    benchmark_pb2_grpc.add_BenchmarkServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield f"127.0.0.1:{port}", servicer
-    server.stop(grace=None)
+    with recording_benchmark_service() as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -114,39 +97,6 @@ def _boto_keys() -> dict[str, str]:
         "aws_access_key_id": S3_KEYS["AWS_ACCESS_KEY_ID"],
         "aws_secret_access_key": S3_KEYS["AWS_SECRET_ACCESS_KEY"],
     }
-
-
-def endpoint_attempt(model: ReferenceModelServer, credential_ref: str, log_root: str) -> Attempt:
-    """The first attempt of a knowledge-suite job against the reference model (two samples)."""
-    submission_id = str(uuid.uuid4())
-    job_id = f"bj-{uuid.uuid4().hex}"
-    job = events_pb2.BenchmarkJobRequested(
-        job_id=job_id,
-        submission_id=submission_id,
-        suite_id="cyber.knowledge",
-        suite_version="1.0.0",
-        attempt=1,
-        task_ref="preflight_benchmark/knowledge",
-        sample_limit=2,
-        access=submission_pb2.ModelAccess(
-            endpoint=submission_pb2.EndpointAccess(
-                base_url=model.base_url, model_name=model.model_name, credential_ref=credential_ref
-            )
-        ),
-    )
-    assignment = benchmark_pb2.WorkerAssignment(
-        job=job, attempt=1, log_dir=f"{log_root.rstrip('/')}/{submission_id}"
-    )
-    return Attempt(
-        job_id=job_id,
-        submission_id=submission_id,
-        suite_id=job.suite_id,
-        attempt=1,
-        access_kind="endpoint",
-        resources=Resources(cpu="1", memory="2Gi"),
-        timeout=timedelta(minutes=10),
-        assignment=json_format.MessageToJson(assignment, indent=None),
-    )
 
 
 @dataclass

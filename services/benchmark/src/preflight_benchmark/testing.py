@@ -5,7 +5,11 @@
 - `BenchmarkProcess`: the benchmark service (`serve`) in a background event loop,
   authenticating to Kafka with exactly the benchmark service's production grants;
 - `EventTap`: reads the benchmark topics and decodes every event;
-- `submission(...)`: a SubmissionReceived for an endpoint.
+- `submission(...)`: a SubmissionReceived for an endpoint;
+- `recording_benchmark_service()`: a BenchmarkService on loopback that accepts and keeps every
+  worker's report (`RecordingBenchmarkService`);
+- `endpoint_attempt(...)`: the first attempt of a knowledge-suite job against the reference model,
+  as a Job manifest (k8s_manifest.build_job) takes it.
 """
 
 from __future__ import annotations
@@ -23,10 +27,11 @@ from pathlib import Path
 from typing import Any, TypeVar, cast
 
 import grpc
+from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 from kafka import KafkaConsumer
-from preflight.benchmark.v1 import events_pb2
+from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
 from preflight.identity.v1 import identity_pb2_grpc
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, submission_pb2
@@ -52,7 +57,10 @@ from sqlalchemy import MetaData
 
 from preflight_benchmark.bootstrap import Components
 from preflight_benchmark.config import BenchmarkSettings
+from preflight_benchmark.domain.catalog import Resources
+from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.entrypoints.server import serve
+from preflight_benchmark.reference_model.server import ReferenceModelServer
 
 T = TypeVar("T")
 BENCHMARK_EVENTS = EventRegistry(
@@ -394,3 +402,64 @@ async def until(predicate: Callable[[], bool], timeout: float = 30, interval: fl
     async with asyncio.timeout(timeout):
         while not predicate():  # noqa: ASYNC110 - polling another thread's state
             await asyncio.sleep(interval)
+
+
+class RecordingBenchmarkService(benchmark_pb2_grpc.BenchmarkServiceServicer):
+    """Accepts every ReportJobResult and keeps it in `reports`."""
+
+    def __init__(self) -> None:
+        self.reports: list[benchmark_pb2.ReportJobResultRequest] = []
+
+    def ReportJobResult(
+        self, request: benchmark_pb2.ReportJobResultRequest, context: grpc.ServicerContext
+    ) -> benchmark_pb2.ReportJobResultResponse:
+        self.reports.append(request)
+        return benchmark_pb2.ReportJobResultResponse(accepted=True)
+
+
+@contextmanager
+def recording_benchmark_service() -> Iterator[tuple[str, RecordingBenchmarkService]]:
+    """A `RecordingBenchmarkService` on a free loopback port: (its target, the servicer)."""
+    servicer = RecordingBenchmarkService()  # type: ignore[abstract] # only what workers call is served
+    server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+    benchmark_pb2_grpc.add_BenchmarkServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}", servicer
+    finally:
+        server.stop(grace=None)
+
+
+def endpoint_attempt(model: ReferenceModelServer, credential_ref: str, log_root: str) -> Attempt:
+    """The first attempt of a knowledge-suite job against the reference model (two samples), its
+    eval logs under `log_root`/<submission id>."""
+    submission_id = str(uuid.uuid4())
+    job_id = f"bj-{uuid.uuid4().hex}"
+    job = events_pb2.BenchmarkJobRequested(
+        job_id=job_id,
+        submission_id=submission_id,
+        suite_id="cyber.knowledge",
+        suite_version="1.0.0",
+        attempt=1,
+        task_ref="preflight_benchmark/knowledge",
+        sample_limit=2,
+        access=submission_pb2.ModelAccess(
+            endpoint=submission_pb2.EndpointAccess(
+                base_url=model.base_url, model_name=model.model_name, credential_ref=credential_ref
+            )
+        ),
+    )
+    assignment = benchmark_pb2.WorkerAssignment(
+        job=job, attempt=1, log_dir=f"{log_root.rstrip('/')}/{submission_id}"
+    )
+    return Attempt(
+        job_id=job_id,
+        submission_id=submission_id,
+        suite_id=job.suite_id,
+        attempt=1,
+        access_kind="endpoint",
+        resources=Resources(cpu="1", memory="2Gi"),
+        timeout=timedelta(minutes=10),
+        assignment=json_format.MessageToJson(assignment, indent=None),
+    )

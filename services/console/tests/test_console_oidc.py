@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,7 @@ def _answers(url: str) -> bool:
 class Deployment:
     provider: RunningProvider
     console: str  # base URL
+    intake_env: dict[str, str]
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.console, timeout=60, follow_redirects=False)
@@ -152,7 +154,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         try:
             wait_until("intake", lambda: _serving(f"127.0.0.1:{intake_port}"))
             wait_until("the console", lambda: _answers(f"{console}/healthz"))
-            yield Deployment(provider, console)
+            yield Deployment(provider, console, intake_env)
         finally:
             for process in processes:
                 process.terminate()
@@ -294,3 +296,23 @@ def test_a_tampered_or_expired_id_token_is_refused_by_the_console(
         # The console's own check, not intake's (which would refuse it too, in other words).
         assert f"ID token is refused ({reason})" in answer.text
         assert "preflight_console_session" not in console.cookies
+
+
+def test_a_preflight_token_still_signs_in_beside_the_provider(deployment: Deployment) -> None:
+    token = subprocess.run(
+        [BIN / "preflight-intake", "token", "create", "--role", "lab", "--organisation", "acme"],
+        env=deployment.intake_env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
+    with deployment.client() as console:
+        form = console.get("/sign-in")
+        assert "Sign in with the agency&#39;s sign-in" in form.text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        answer = console.post(
+            "/sign-in", data={"csrf": csrf.group(1), "token": token}, headers={"origin": deployment.console}
+        )
+        assert (answer.status_code, answer.headers["location"]) == (303, "/lab/submissions")
+        assert console.get("/lab/submissions").status_code == 200

@@ -102,7 +102,7 @@ class SignInServicer(sign_in_pb2_grpc.SignInServiceServicer):
         principal = trusted.principal_for(claims)
         if principal is None:
             raise _Refused(grpc.StatusCode.PERMISSION_DENIED, "this user maps to no Preflight principal")
-        return principal, f"OpenID Connect sign-in: {url} subject {claims['sub']}"
+        return principal, f"OpenID Connect sign-in: {url} subject {claims['sub']!r}"
 
 
 class _Refused(Exception):

@@ -15,6 +15,7 @@ import pytest
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
 from preflight.sdk import AsyncPreflight, NotFound, PermissionDenied, Preflight
 from preflight_benchmark.adapters import events
+from preflight_benchmark.adapters.eval_logs import EvalLogs
 from preflight_benchmark.adapters.servicer import BenchmarkServicer
 from preflight_benchmark.adapters.store import JobStore, NewJob, outbox
 from preflight_benchmark.bootstrap import migrate
@@ -35,6 +36,7 @@ class Api:
     store: JobStore
     intake: IntakeStandIn
     target: str
+    log_root: Path
 
     def auth(self, token: str) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {token}")]
@@ -69,7 +71,8 @@ def api(intake: IntakeStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iter
     migrate(url)
     engine = make_engine(url)
     store = JobStore(engine, jobs_topic="jobs", results_topic="results")
-    servicer = BenchmarkServicer(store)
+    log_root = tmp_path_factory.mktemp("eval-logs")
+    servicer = BenchmarkServicer(store, eval_logs=EvalLogs(str(log_root)))
     loop = LoopThread("benchmark-grpc")
 
     async def start() -> tuple[grpc.aio.Server, int]:
@@ -84,7 +87,7 @@ def api(intake: IntakeStandIn, tmp_path_factory: pytest.TempPathFactory) -> Iter
 
     server, port = loop.run(start())
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
-    yield Api(benchmark_pb2_grpc.BenchmarkServiceStub(channel), store, intake, f"127.0.0.1:{port}")
+    yield Api(benchmark_pb2_grpc.BenchmarkServiceStub(channel), store, intake, f"127.0.0.1:{port}", log_root)
     channel.close()
     loop.run(server.stop(0))
     loop.close()
@@ -324,3 +327,102 @@ def test_a_summary_request_names_1_to_200_submissions_none_empty(api: Api) -> No
         benchmark_pb2.SummarizeJobsRequest(submission_ids=[f"sub-{i}" for i in range(200)]), metadata=reviewer
     )
     assert list(at_most.summaries) == []
+
+
+def _one_sample_log(folder: Path) -> str:
+    """An eval log Inspect wrote in `folder`: one sample, scored by exact match, of the mock model."""
+    from inspect_ai import Task
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.dataset import Sample
+    from inspect_ai.model import ModelOutput, ModelUsage, get_model
+    from inspect_ai.scorer import exact
+
+    answer = ModelOutput.from_content(model="mockllm/model", content="2")
+    # Its usage given, so that Inspect does not fetch a tokenizer to count it.
+    answer.usage = ModelUsage(input_tokens=1, output_tokens=1, total_tokens=2)
+    model = get_model("mockllm/model", custom_outputs=[answer])
+    task = Task(dataset=[Sample(input="Say 2", target="2", id="s-1")], scorer=exact(), name="tiny")
+    (log,) = inspect_eval(task, model=model, log_dir=str(folder), display="none")
+    return str(log.location)
+
+
+def _ended_with_log(api: Api, submission_id: str, eval_log_uri: str) -> str:
+    (job,) = plan(api.store, submission_id, "lab-logs", ["a"])
+    api.store.start_attempt(api.store.get(job), NOW)  # type: ignore[arg-type]
+    completed = events_pb2.BenchmarkCompleted(samples_total=1, eval_log_uri=eval_log_uri)
+    api.stub.ReportJobResult(
+        benchmark_pb2.ReportJobResultRequest(job_id=job, attempt=1, completed=completed),
+        metadata=api.auth(api.intake.job_token(job)),
+    )
+    return job
+
+
+def test_reviewers_read_a_jobs_eval_log_summary_and_bytes(api: Api) -> None:
+    location = _one_sample_log(api.log_root / "sub-logs" / "attempt")
+    job = _ended_with_log(api, "sub-logs", location)
+    reviewer = api.auth(api.intake.reviewer_token)
+    summary = api.stub.GetEvalLog(benchmark_pb2.GetEvalLogRequest(job_id=job), metadata=reviewer)
+    assert (summary.name, summary.task, summary.model, summary.status) == (
+        Path(location).name,
+        "tiny",
+        "mockllm/model",
+        "success",
+    )
+    assert [(m.score, m.metric, m.value) for m in summary.metrics][:1] == [("exact", "mean", 1.0)]
+    assert [(s.sample_id, s.epoch, list(s.scores)) for s in summary.samples] == [("s-1", 1, ["exact"])]
+    chunks = list(api.stub.ReadEvalLog(benchmark_pb2.ReadEvalLogRequest(job_id=job), metadata=reviewer))
+    assert {c.name for c in chunks} == {Path(location).name}
+    assert b"".join(c.data for c in chunks) == Path(location).read_bytes()
+    rest = api.stub.ReadEvalLog(benchmark_pb2.ReadEvalLogRequest(job_id=job, offset=10), metadata=reviewer)
+    assert b"".join(c.data for c in rest) == Path(location).read_bytes()[10:]
+    with Preflight(targets={"benchmark": api.target}, token=api.intake.reviewer_token) as sdk:
+        assert sdk.benchmark.get_eval_log(job).samples[0].sample_id == "s-1"
+        assert b"".join(c.data for c in sdk.benchmark.read_eval_log(job)) == Path(location).read_bytes()
+
+
+def test_eval_logs_outside_the_submissions_folder_are_never_read(api: Api) -> None:
+    elsewhere = _one_sample_log(api.log_root / "sub-other" / "attempt")
+    secret = api.log_root.parent / "service.key"
+    secret.write_text("not for reviewers")
+    reviewer = api.auth(api.intake.reviewer_token)
+    for n, reported in enumerate(
+        [
+            elsewhere,
+            str(secret),
+            str(api.log_root / "sub-outside-0" / ".." / "sub-other"),
+            "s3://bucket/x.eval",
+        ]
+    ):
+        job = _ended_with_log(api, f"sub-outside-{n}", reported)
+        for call, request in (
+            (api.stub.GetEvalLog, benchmark_pb2.GetEvalLogRequest(job_id=job)),
+            (api.stub.ReadEvalLog, benchmark_pb2.ReadEvalLogRequest(job_id=job)),
+        ):
+            with pytest.raises(grpc.RpcError) as refused:
+                list(call(request, metadata=reviewer)) if call is api.stub.ReadEvalLog else call(
+                    request, metadata=reviewer
+                )
+            assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION, reported
+    # A log index the job does not have, and a job there is not.
+    with pytest.raises(grpc.RpcError) as missing:
+        api.stub.GetEvalLog(benchmark_pb2.GetEvalLogRequest(job_id=job, index=3), metadata=reviewer)
+    assert missing.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    with pytest.raises(grpc.RpcError) as unknown:
+        api.stub.GetEvalLog(benchmark_pb2.GetEvalLogRequest(job_id="bj-none"), metadata=reviewer)
+    assert unknown.value.code() == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(grpc.RpcError) as bad:
+        api.stub.GetEvalLog(benchmark_pb2.GetEvalLogRequest(index=-1), metadata=reviewer)
+    assert list(field_violations(bad.value)) == ["job_id", "index"]
+
+
+def test_only_reviewers_read_eval_logs(api: Api) -> None:
+    location = _one_sample_log(api.log_root / "sub-own" / "attempt")
+    job = _ended_with_log(api, "sub-own", location)
+    # Not even the lab whose job it is, nor the service's own token.
+    for token in (api.intake.lab_token("lab-logs"), api.intake.operator_token, api.intake.service_token):
+        with pytest.raises(grpc.RpcError) as denied:
+            api.stub.GetEvalLog(benchmark_pb2.GetEvalLogRequest(job_id=job), metadata=api.auth(token))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        with pytest.raises(grpc.RpcError) as denied:
+            list(api.stub.ReadEvalLog(benchmark_pb2.ReadEvalLogRequest(job_id=job), metadata=api.auth(token)))
+        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED

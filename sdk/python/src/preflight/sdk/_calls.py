@@ -694,6 +694,33 @@ def summarize_jobs(
     )
 
 
+def get_eval_log(
+    job_id: str, index: int
+) -> Unary[benchmark_pb2.GetEvalLogResponse, benchmark_pb2.GetEvalLogResponse]:
+    return _unary(
+        _path(benchmark_pb2.DESCRIPTOR, "BenchmarkService", "GetEvalLog"),
+        benchmark_pb2.GetEvalLogRequest(job_id=job_id, index=index),
+        benchmark_pb2.GetEvalLogResponse,
+    )
+
+
+def read_eval_log(job_id: str, index: int) -> Stream[benchmark_pb2.ReadEvalLogResponse]:
+    """The log's bytes once each: after a reconnect the read resumes where the last chunk ended."""
+    received = 0
+
+    def fresh(chunk: benchmark_pb2.ReadEvalLogResponse) -> bool:
+        nonlocal received
+        received += len(chunk.data)
+        return True
+
+    return Stream(
+        _path(benchmark_pb2.DESCRIPTOR, "BenchmarkService", "ReadEvalLog"),
+        benchmark_pb2.ReadEvalLogResponse,
+        lambda: benchmark_pb2.ReadEvalLogRequest(job_id=job_id, index=index, offset=received),
+        fresh,
+    )
+
+
 def jobs(
     submission_id: str, statuses: Iterable[benchmark_pb2.JobStatus.ValueType], page_size: int
 ) -> Pages[benchmark_pb2.ListJobsResponse, benchmark_pb2.Job]:

@@ -491,6 +491,16 @@ class AsyncBenchmarkClient(AsyncServiceClient):
     async def get_job(self, job_id: str, *, timeout: float | None = None) -> benchmark_pb2.Job:
         return await self._run(_calls.get_job(job_id), timeout)
 
+    async def get_eval_log(
+        self, job_id: str, index: int = 0, *, timeout: float | None = None
+    ) -> benchmark_pb2.GetEvalLogResponse:
+        return await self._run(_calls.get_eval_log(job_id, index), timeout)
+
+    def read_eval_log(
+        self, job_id: str, index: int = 0, *, timeout: float | None = None
+    ) -> AsyncIterator[benchmark_pb2.ReadEvalLogResponse]:
+        return self._follow(_calls.read_eval_log(job_id, index), timeout)
+
     async def summarize_jobs(
         self, submission_ids: Iterable[str], *, timeout: float | None = None
     ) -> list[benchmark_pb2.JobSummary]:

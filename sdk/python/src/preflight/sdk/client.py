@@ -563,6 +563,20 @@ class BenchmarkClient(ServiceClient):
         """One job (NotFound if you may not see it)."""
         return self._run(_calls.get_job(job_id), timeout)
 
+    def get_eval_log(
+        self, job_id: str, index: int = 0, *, timeout: float | None = None
+    ) -> benchmark_pb2.GetEvalLogResponse:
+        """What the job's `index`-th eval log says: task, model, status, metrics, each sample's
+        scores (reviewers only)."""
+        return self._run(_calls.get_eval_log(job_id, index), timeout)
+
+    def read_eval_log(
+        self, job_id: str, index: int = 0, *, timeout: float | None = None
+    ) -> Iterator[benchmark_pb2.ReadEvalLogResponse]:
+        """The bytes of the job's `index`-th eval log, in chunks of at most 1 MiB (reviewers only);
+        a broken connection resumes where it stopped."""
+        return self._follow(_calls.read_eval_log(job_id, index), timeout)
+
     def summarize_jobs(
         self, submission_ids: Iterable[str], *, timeout: float | None = None
     ) -> list[benchmark_pb2.JobSummary]:

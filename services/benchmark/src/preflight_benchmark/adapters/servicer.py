@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import posixpath
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import grpc
@@ -12,6 +14,7 @@ from preflight_common.fields import InvalidArgument
 from preflight_common.grpcserver import invalid_argument
 from preflight_common.pagetokens import page_tokens
 
+from preflight_benchmark.adapters.eval_logs import EvalLogs
 from preflight_benchmark.adapters.events import PROTO_TO_STATUS, STATUS_TO_PROTO, job_view
 from preflight_benchmark.adapters.store import JobRecord, JobStore
 from preflight_benchmark.domain.jobs import JobStatus
@@ -34,6 +37,8 @@ def _organisation_scope(principal: Principal) -> str | None:
     """The one organisation whose jobs `principal` may read; None for every organisation's."""
     return None if principal.role in (Role.REVIEWER, Role.SERVICE) else principal.organisation
 
+
+EvalLogRequest = benchmark_pb2.GetEvalLogRequest | benchmark_pb2.ReadEvalLogRequest
 
 _LIST_SCOPE = "preflight.benchmark.v1.BenchmarkService/ListJobs"
 
@@ -63,9 +68,12 @@ def _summary(submission_id: str, counts: dict[JobStatus, int]) -> benchmark_pb2.
 
 
 class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
-    def __init__(self, store: JobStore, clock: Clock = utc_now) -> None:
+    """Jobs for their readers, eval logs for reviewers (`eval_logs`: none readable when None)."""
+
+    def __init__(self, store: JobStore, clock: Clock = utc_now, *, eval_logs: EvalLogs | None = None) -> None:
         self._store = store
         self._clock = clock
+        self._eval_logs = eval_logs
 
     async def GetJob(
         self, request: benchmark_pb2.GetJobRequest, context: grpc.aio.ServicerContext
@@ -129,6 +137,56 @@ class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
                 if submission_id in counts
             ]
         )
+
+    async def _eval_log(self, request: EvalLogRequest, context: grpc.aio.ServicerContext) -> str:
+        """Where the asked-for log is, for a reviewer; the call ends otherwise."""
+        await require_role(context, Role.REVIEWER)
+        violations = []
+        if not request.job_id:
+            violations.append(("job_id", "required"))
+        if request.index < 0:
+            violations.append(("index", "must be 0 or more"))
+        if isinstance(request, benchmark_pb2.ReadEvalLogRequest) and request.offset < 0:
+            violations.append(("offset", "must be 0 or more"))
+        if violations:
+            await invalid_argument(context, violations)
+        job = await asyncio.to_thread(self._store.get, request.job_id)
+        if job is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id} not found")
+        assert job is not None
+        location = self._eval_logs.location(job, request.index) if self._eval_logs else None
+        if location is None:
+            await context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"job {request.job_id} has no eval log {request.index} in the log store",
+            )
+        assert location is not None
+        return location
+
+    async def GetEvalLog(
+        self, request: benchmark_pb2.GetEvalLogRequest, context: grpc.aio.ServicerContext
+    ) -> benchmark_pb2.GetEvalLogResponse:
+        location = await self._eval_log(request, context)
+        try:
+            return await asyncio.to_thread(EvalLogs.summary, location)
+        except (OSError, ValueError):
+            # Gone from the store, or not a log Inspect can read.
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the eval log cannot be read")
+            raise
+
+    async def ReadEvalLog(
+        self, request: benchmark_pb2.ReadEvalLogRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[benchmark_pb2.ReadEvalLogResponse]:
+        location = await self._eval_log(request, context)
+        name = posixpath.basename(location)
+        chunks = EvalLogs.chunks(location, request.offset)
+        try:
+            while chunk := await asyncio.to_thread(next, chunks, b""):
+                yield benchmark_pb2.ReadEvalLogResponse(name=name, data=chunk)
+        except OSError:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the eval log cannot be read")
+        finally:
+            chunks.close()
 
     async def ReportJobResult(
         self, request: benchmark_pb2.ReportJobResultRequest, context: grpc.aio.ServicerContext

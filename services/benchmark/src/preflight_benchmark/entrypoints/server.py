@@ -25,6 +25,7 @@ from preflight_common.runtime import SHUTDOWN_SLACK, KafkaSide
 from preflight_common.runtime import run_until_signal as run_service
 from preflight_common.telemetry import setup_telemetry
 
+from preflight_benchmark.adapters.eval_logs import EvalLogs
 from preflight_benchmark.adapters.executors.local import LocalExecutor
 from preflight_benchmark.adapters.servicer import BenchmarkServicer
 from preflight_benchmark.adapters.store import outbox
@@ -81,7 +82,7 @@ async def serve(
     components = await asyncio.to_thread(
         build, settings, target, executor=executor(target) if executor else None
     )
-    servicer = BenchmarkServicer(components.store)
+    servicer = BenchmarkServicer(components.store, eval_logs=EvalLogs(settings.log_root))
 
     def register(server: grpc.aio.Server) -> None:
         benchmark_pb2_grpc.add_BenchmarkServiceServicer_to_server(servicer, server)

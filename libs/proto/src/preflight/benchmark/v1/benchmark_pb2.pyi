@@ -367,6 +367,220 @@ class SummarizeJobsResponse(_message.Message):
 Global___SummarizeJobsResponse: _TypeAlias = SummarizeJobsResponse  # noqa: Y015
 
 @_typing.final
+class GetEvalLogRequest(_message.Message):
+    """GetEvalLog input."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The job."""
+    index: _builtins.int
+    """Which of its eval logs (0-based, in the order of its eval_log_uri)."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        index: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEvalLogRequest: _TypeAlias = GetEvalLogRequest  # noqa: Y015
+
+@_typing.final
+class EvalMetric(_message.Message):
+    """One metric of one scorer over a whole eval log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCORE_FIELD_NUMBER: _builtins.int
+    METRIC_FIELD_NUMBER: _builtins.int
+    VALUE_FIELD_NUMBER: _builtins.int
+    score: _builtins.str
+    """The score's name (the scorer's, or one of its values')."""
+    metric: _builtins.str
+    """The metric, e.g. "accuracy" or "stderr"."""
+    value: _builtins.float
+    """Its value."""
+    def __init__(
+        self,
+        *,
+        score: _builtins.str = ...,
+        metric: _builtins.str = ...,
+        value: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metric", b"metric", "score", b"score", "value", b"value"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvalMetric: _TypeAlias = EvalMetric  # noqa: Y015
+
+@_typing.final
+class EvalSample(_message.Message):
+    """One sample of an eval log, as its summary records it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ScoresEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    SAMPLE_ID_FIELD_NUMBER: _builtins.int
+    EPOCH_FIELD_NUMBER: _builtins.int
+    SCORES_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    sample_id: _builtins.str
+    """The sample's id in its dataset."""
+    epoch: _builtins.int
+    """The epoch it ran in (1-based)."""
+    error: _builtins.str
+    """The error that ended it, if any."""
+    @_builtins.property
+    def scores(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Each scorer's value for it, as JSON text (a number, a string or an object)."""
+
+    def __init__(
+        self,
+        *,
+        sample_id: _builtins.str = ...,
+        epoch: _builtins.int = ...,
+        scores: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["epoch", b"epoch", "error", b"error", "sample_id", b"sample_id", "scores", b"scores"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvalSample: _TypeAlias = EvalSample  # noqa: Y015
+
+@_typing.final
+class GetEvalLogResponse(_message.Message):
+    """GetEvalLog output."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    TASK_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    METRICS_FIELD_NUMBER: _builtins.int
+    SAMPLES_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The log's file name."""
+    task: _builtins.str
+    """The Inspect task it ran."""
+    model: _builtins.str
+    """The model it evaluated, as Inspect named it."""
+    status: _builtins.str
+    """Inspect's status of the run: "success", "error", "cancelled" or "started"."""
+    @_builtins.property
+    def metrics(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvalMetric]:
+        """Each metric of each scorer."""
+
+    @_builtins.property
+    def samples(self) -> _containers.RepeatedCompositeFieldContainer[Global___EvalSample]:
+        """Each sample, in the log's order."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        task: _builtins.str = ...,
+        model: _builtins.str = ...,
+        status: _builtins.str = ...,
+        metrics: _abc.Iterable[Global___EvalMetric] | None = ...,
+        samples: _abc.Iterable[Global___EvalSample] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["metrics", b"metrics", "model", b"model", "name", b"name", "samples", b"samples", "status", b"status", "task", b"task"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEvalLogResponse: _TypeAlias = GetEvalLogResponse  # noqa: Y015
+
+@_typing.final
+class ReadEvalLogRequest(_message.Message):
+    """ReadEvalLog input."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    OFFSET_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The job."""
+    index: _builtins.int
+    """Which of its eval logs (0-based, in the order of its eval_log_uri)."""
+    offset: _builtins.int
+    """Bytes of the log to skip: a download resumed after a broken connection."""
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        index: _builtins.int = ...,
+        offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "job_id", b"job_id", "offset", b"offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadEvalLogRequest: _TypeAlias = ReadEvalLogRequest  # noqa: Y015
+
+@_typing.final
+class ReadEvalLogResponse(_message.Message):
+    """ReadEvalLog output: one chunk of the log."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DATA_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The log's file name (every chunk names it)."""
+    data: _builtins.bytes
+    """The next bytes of the log, at most 1 MiB."""
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        data: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReadEvalLogResponse: _TypeAlias = ReadEvalLogResponse  # noqa: Y015
+
+@_typing.final
 class ReportJobResultRequest(_message.Message):
     """ReportJobResult input."""
 

@@ -53,6 +53,16 @@ class BenchmarkServiceStub:
                 request_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsRequest.SerializeToString,
                 response_deserializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsResponse.FromString,
                 _registered_method=True)
+        self.GetEvalLog = channel.unary_unary(
+                '/preflight.benchmark.v1.BenchmarkService/GetEvalLog',
+                request_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.GetEvalLogRequest.SerializeToString,
+                response_deserializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.GetEvalLogResponse.FromString,
+                _registered_method=True)
+        self.ReadEvalLog = channel.unary_stream(
+                '/preflight.benchmark.v1.BenchmarkService/ReadEvalLog',
+                request_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ReadEvalLogRequest.SerializeToString,
+                response_deserializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ReadEvalLogResponse.FromString,
+                _registered_method=True)
         self.ReportJobResult = channel.unary_unary(
                 '/preflight.benchmark.v1.BenchmarkService/ReportJobResult',
                 request_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ReportJobResultRequest.SerializeToString,
@@ -90,6 +100,25 @@ class BenchmarkServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetEvalLog(self, request, context):
+        """Reviewers only: what one of a job's eval logs says (its task, model and
+        status, each metric of each scorer, each sample's scores), read by the
+        service from its log store. A log a worker reported outside the service's
+        log root for the job's submission is never read (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReadEvalLog(self, request, context):
+        """Reviewers only: the bytes of one of a job's eval logs (Inspect's own
+        format, for its log viewer), in chunks of at most 1 MiB; the same log
+        GetEvalLog reads, under the same rules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ReportJobResult(self, request, context):
         """Internal: a worker reports the outcome of its attempt. `service`
         principals only. Accepted once per job, for the attempt that is running;
@@ -117,6 +146,16 @@ def add_BenchmarkServiceServicer_to_server(servicer, server):
                     servicer.SummarizeJobs,
                     request_deserializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsRequest.FromString,
                     response_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsResponse.SerializeToString,
+            ),
+            'GetEvalLog': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEvalLog,
+                    request_deserializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.GetEvalLogRequest.FromString,
+                    response_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.GetEvalLogResponse.SerializeToString,
+            ),
+            'ReadEvalLog': grpc.unary_stream_rpc_method_handler(
+                    servicer.ReadEvalLog,
+                    request_deserializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ReadEvalLogRequest.FromString,
+                    response_serializer=preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ReadEvalLogResponse.SerializeToString,
             ),
             'ReportJobResult': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportJobResult,
@@ -209,6 +248,60 @@ class BenchmarkService:
             '/preflight.benchmark.v1.BenchmarkService/SummarizeJobs',
             preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsRequest.SerializeToString,
             preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.SummarizeJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEvalLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.benchmark.v1.BenchmarkService/GetEvalLog',
+            preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.GetEvalLogRequest.SerializeToString,
+            preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.GetEvalLogResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReadEvalLog(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/preflight.benchmark.v1.BenchmarkService/ReadEvalLog',
+            preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ReadEvalLogRequest.SerializeToString,
+            preflight_dot_benchmark_dot_v1_dot_benchmark__pb2.ReadEvalLogResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -46,6 +46,17 @@ class BenchmarkServiceStub:
     jobs counted by status (a queue of submissions asks once per page, not
     once per submission).
     """
+    GetEvalLog: _grpc.UnaryUnaryMultiCallable[_benchmark_pb2.GetEvalLogRequest, _benchmark_pb2.GetEvalLogResponse]
+    """Reviewers only: what one of a job's eval logs says (its task, model and
+    status, each metric of each scorer, each sample's scores), read by the
+    service from its log store. A log a worker reported outside the service's
+    log root for the job's submission is never read (FAILED_PRECONDITION).
+    """
+    ReadEvalLog: _grpc.UnaryStreamMultiCallable[_benchmark_pb2.ReadEvalLogRequest, _benchmark_pb2.ReadEvalLogResponse]
+    """Reviewers only: the bytes of one of a job's eval logs (Inspect's own
+    format, for its log viewer), in chunks of at most 1 MiB; the same log
+    GetEvalLog reads, under the same rules.
+    """
     ReportJobResult: _grpc.UnaryUnaryMultiCallable[_benchmark_pb2.ReportJobResultRequest, _benchmark_pb2.ReportJobResultResponse]
     """Internal: a worker reports the outcome of its attempt. `service`
     principals only. Accepted once per job, for the attempt that is running;
@@ -70,6 +81,17 @@ class BenchmarkServiceAsyncStub(BenchmarkServiceStub):
     """How far the plans of many submissions have got, in one call: each one's
     jobs counted by status (a queue of submissions asks once per page, not
     once per submission).
+    """
+    GetEvalLog: _aio.UnaryUnaryMultiCallable[_benchmark_pb2.GetEvalLogRequest, _benchmark_pb2.GetEvalLogResponse]  # type: ignore[assignment]
+    """Reviewers only: what one of a job's eval logs says (its task, model and
+    status, each metric of each scorer, each sample's scores), read by the
+    service from its log store. A log a worker reported outside the service's
+    log root for the job's submission is never read (FAILED_PRECONDITION).
+    """
+    ReadEvalLog: _aio.UnaryStreamMultiCallable[_benchmark_pb2.ReadEvalLogRequest, _benchmark_pb2.ReadEvalLogResponse]  # type: ignore[assignment]
+    """Reviewers only: the bytes of one of a job's eval logs (Inspect's own
+    format, for its log viewer), in chunks of at most 1 MiB; the same log
+    GetEvalLog reads, under the same rules.
     """
     ReportJobResult: _aio.UnaryUnaryMultiCallable[_benchmark_pb2.ReportJobResultRequest, _benchmark_pb2.ReportJobResultResponse]  # type: ignore[assignment]
     """Internal: a worker reports the outcome of its attempt. `service`
@@ -110,6 +132,29 @@ class BenchmarkServiceServicer(metaclass=_abc_1.ABCMeta):
         """How far the plans of many submissions have got, in one call: each one's
         jobs counted by status (a queue of submissions asks once per page, not
         once per submission).
+        """
+
+    @_abc_1.abstractmethod
+    def GetEvalLog(
+        self,
+        request: _benchmark_pb2.GetEvalLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_benchmark_pb2.GetEvalLogResponse, _abc.Awaitable[_benchmark_pb2.GetEvalLogResponse]]:
+        """Reviewers only: what one of a job's eval logs says (its task, model and
+        status, each metric of each scorer, each sample's scores), read by the
+        service from its log store. A log a worker reported outside the service's
+        log root for the job's submission is never read (FAILED_PRECONDITION).
+        """
+
+    @_abc_1.abstractmethod
+    def ReadEvalLog(
+        self,
+        request: _benchmark_pb2.ReadEvalLogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_benchmark_pb2.ReadEvalLogResponse], _abc.AsyncIterator[_benchmark_pb2.ReadEvalLogResponse]]:
+        """Reviewers only: the bytes of one of a job's eval logs (Inspect's own
+        format, for its log viewer), in chunks of at most 1 MiB; the same log
+        GetEvalLog reads, under the same rules.
         """
 
     @_abc_1.abstractmethod

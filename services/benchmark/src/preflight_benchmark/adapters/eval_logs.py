@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from collections.abc import Iterator
+from collections.abc import Generator
 
 import fsspec
 from inspect_ai.log import read_eval_log, read_eval_log_sample_summaries
@@ -83,7 +83,7 @@ class EvalLogs:
         )
 
     @staticmethod
-    def chunks(location: str, offset: int = 0) -> Iterator[bytes]:
+    def chunks(location: str, offset: int = 0) -> Generator[bytes, None, None]:
         """The bytes of the log at `location` from `offset` on, `CHUNK` at a time."""
         with fsspec.open(location, "rb") as file:
             file.seek(offset)

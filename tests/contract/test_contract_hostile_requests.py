@@ -325,4 +325,4 @@ async def test_no_hostile_request_gets_an_internal_error_or_an_exceptions_text(
 
 
 async def test_every_rpc_of_every_service_is_probed() -> None:
-    assert len(METHODS) == 49
+    assert len(METHODS) == 52

@@ -94,6 +94,8 @@ _DOCUMENT = (
     "preflight.clearinghouse.v1.ReportFindingRequest.description",
     "preflight.clearinghouse.v1.AddReportNoteRequest.text",
     "preflight.clearinghouse.v1.SignOffReportRequest.comment",
+    "preflight.clearinghouse.v1.AddFindingCommentRequest.body",
+    "preflight.clearinghouse.v1.EditFindingCommentRequest.body",
     "preflight.clearinghouse.v1.ReissueReportRequest.reason",
     # A signed report body carrying its audit checkpoint, or an AuditCheckpoint's body.
     "preflight.clearinghouse.v1.VerifyAuditLogRequest.checkpoint_body",

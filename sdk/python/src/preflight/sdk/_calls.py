@@ -320,6 +320,51 @@ def finding_history(
     )
 
 
+def finding_comments(
+    finding_id: str, page_size: int
+) -> Pages[clearinghouse_pb2.ListFindingCommentsResponse, clearinghouse_pb2.FindingComment]:
+    return Pages(
+        lambda token: _unary(
+            _clearinghouse("ListFindingComments"),
+            clearinghouse_pb2.ListFindingCommentsRequest(
+                finding_id=finding_id, page_size=page_size, page_token=token
+            ),
+            clearinghouse_pb2.ListFindingCommentsResponse,
+        ),
+        lambda page: (page.comments, page.next_page_token),
+    )
+
+
+def _comment(
+    response: clearinghouse_pb2.AddFindingCommentResponse | clearinghouse_pb2.EditFindingCommentResponse,
+) -> clearinghouse_pb2.FindingComment:
+    return response.comment
+
+
+def add_finding_comment(
+    finding_id: str, body: str, visibility: clearinghouse_pb2.CommentVisibility.ValueType
+) -> Unary[clearinghouse_pb2.AddFindingCommentResponse, clearinghouse_pb2.FindingComment]:
+    return Unary(
+        _clearinghouse("AddFindingComment"),
+        clearinghouse_pb2.AddFindingCommentRequest(finding_id=finding_id, body=body, visibility=visibility),
+        clearinghouse_pb2.AddFindingCommentResponse,
+        _comment,
+    )
+
+
+def edit_finding_comment(
+    finding_id: str, comment_id: str, body: str, expected_revision: int
+) -> Unary[clearinghouse_pb2.EditFindingCommentResponse, clearinghouse_pb2.FindingComment]:
+    return Unary(
+        _clearinghouse("EditFindingComment"),
+        clearinghouse_pb2.EditFindingCommentRequest(
+            finding_id=finding_id, comment_id=comment_id, body=body, expected_revision=expected_revision
+        ),
+        clearinghouse_pb2.EditFindingCommentResponse,
+        _comment,
+    )
+
+
 def query_findings(
     purl: str, version: str
 ) -> Unary[clearinghouse_pb2.QueryFindingsResponse, list[clearinghouse_pb2.Finding]]:

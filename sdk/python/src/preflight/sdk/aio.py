@@ -254,6 +254,38 @@ class AsyncClearinghouseClient(AsyncServiceClient):
     ) -> AsyncIterator[clearinghouse_pb2.FindingHistoryEntry]:
         return self._iterate(_calls.finding_history(finding_id, page_size))
 
+    async def list_finding_comments(
+        self, finding_id: str, *, page_size: int = 0, page_token: str = "", timeout: float | None = None
+    ) -> clearinghouse_pb2.ListFindingCommentsResponse:
+        return await self._run(_calls.finding_comments(finding_id, page_size).page(page_token), timeout)
+
+    def iter_finding_comments(
+        self, finding_id: str, *, page_size: int = 0
+    ) -> AsyncIterator[clearinghouse_pb2.FindingComment]:
+        return self._iterate(_calls.finding_comments(finding_id, page_size))
+
+    async def add_finding_comment(
+        self,
+        finding_id: str,
+        body: str,
+        visibility: clearinghouse_pb2.CommentVisibility.ValueType,
+        *,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.FindingComment:
+        return await self._run(_calls.add_finding_comment(finding_id, body, visibility), timeout)
+
+    async def edit_finding_comment(
+        self,
+        finding_id: str,
+        comment_id: str,
+        body: str,
+        *,
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.FindingComment:
+        call = _calls.edit_finding_comment(finding_id, comment_id, body, expected_revision)
+        return await self._run(call, timeout)
+
     async def query_findings(
         self, purl: str, *, version: str = "", timeout: float | None = None
     ) -> list[clearinghouse_pb2.Finding]:

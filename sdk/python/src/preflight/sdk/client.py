@@ -295,6 +295,45 @@ class ClearinghouseClient(ServiceClient):
         """Every entry of a finding's history you may see, fetching pages as needed."""
         return self._iterate(_calls.finding_history(finding_id, page_size))
 
+    def list_finding_comments(
+        self, finding_id: str, *, page_size: int = 0, page_token: str = "", timeout: float | None = None
+    ) -> clearinghouse_pb2.ListFindingCommentsResponse:
+        """One page of a finding's comments you may read, in the order written: reviewers and
+        admins read all; anyone else who may see the finding reads those shared with its audience
+        and its own internal ones. NotFound when you may not see the finding."""
+        return self._run(_calls.finding_comments(finding_id, page_size).page(page_token), timeout)
+
+    def iter_finding_comments(
+        self, finding_id: str, *, page_size: int = 0
+    ) -> Iterator[clearinghouse_pb2.FindingComment]:
+        """Every comment on a finding you may read, fetching pages as needed."""
+        return self._iterate(_calls.finding_comments(finding_id, page_size))
+
+    def add_finding_comment(
+        self,
+        finding_id: str,
+        body: str,
+        visibility: clearinghouse_pb2.CommentVisibility.ValueType,
+        *,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.FindingComment:
+        """Comment on a finding you may see: internal (reviewers and admins) or shared with its
+        audience. Not retried."""
+        return self._run(_calls.add_finding_comment(finding_id, body, visibility), timeout)
+
+    def edit_finding_comment(
+        self,
+        finding_id: str,
+        comment_id: str,
+        body: str,
+        *,
+        expected_revision: int = 0,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.FindingComment:
+        """A new revision of your own comment (the earlier ones are kept). Not retried."""
+        call = _calls.edit_finding_comment(finding_id, comment_id, body, expected_revision)
+        return self._run(call, timeout)
+
     def query_findings(
         self, purl: str, *, version: str = "", timeout: float | None = None
     ) -> list[clearinghouse_pb2.Finding]:

@@ -16,6 +16,7 @@ from preflight_common.fields import timestamp_field
 
 from preflight_clearinghouse.domain.audit import SignedCheckpoint
 from preflight_clearinghouse.domain.case_record import CreditType, ReferenceType
+from preflight_clearinghouse.domain.comments import Comment, CommentVisibility
 from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
 from preflight_clearinghouse.domain.exports import ExportFormat
 from preflight_clearinghouse.domain.findings import (
@@ -173,6 +174,26 @@ def _ssvc_to_proto(decision: SsvcDecision) -> pb.SsvcDecision:
         outcome=_to_proto_enum(pb.SsvcOutcome, "SSVC_OUTCOME_", decision.outcome),
         decided_by=decision.decided_by,
         decided_at=timestamp(decision.decided_at),
+    )
+
+
+def comment_visibility_from_proto(value: int, field: str = "visibility") -> CommentVisibility | None:
+    return _from_proto_enum(pb.CommentVisibility, "COMMENT_VISIBILITY_", value, CommentVisibility, field)
+
+
+def comment_to_proto(comment: Comment) -> pb.FindingComment:
+    """A (viewed) comment as the API message."""
+    return pb.FindingComment(
+        comment_id=comment.comment_id,
+        finding_id=comment.finding_id,
+        author_role=comment.author_role,
+        author_id=comment.author_id,
+        author_organisation=comment.author_organisation,
+        visibility=_to_proto_enum(pb.CommentVisibility, "COMMENT_VISIBILITY_", comment.visibility),
+        body=comment.body,
+        revision=comment.revision,
+        created_at=timestamp(comment.created_at),
+        updated_at=timestamp(comment.updated_at),
     )
 
 

@@ -225,6 +225,34 @@ patch_statuses = Table(
     Column("updated_at", UtcDateTime(), nullable=False),
 )
 
+# A finding's comments, each at its latest revision (migration 0010); `seq` orders them.
+finding_comments = Table(
+    "finding_comments",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("comment_id", String(64), nullable=False, unique=True),
+    Column("finding_id", String(64), ForeignKey("findings.finding_id"), nullable=False),
+    Column("author_id", String(256), nullable=False),
+    Column("author_role", String(16), nullable=False),
+    Column("author_organisation", String(ID), nullable=False),
+    Column("visibility", String(16), nullable=False),
+    Column("body", Text, nullable=False),
+    Column("revision", Integer, nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+    Index("ix_finding_comments_finding", "finding_id", "seq"),
+)
+
+# Every revision of every comment, the first included: an edit is never silent (migration 0010).
+finding_comment_revisions = Table(
+    "finding_comment_revisions",
+    metadata,
+    Column("comment_id", String(64), ForeignKey("finding_comments.comment_id"), primary_key=True),
+    Column("revision", Integer, primary_key=True, autoincrement=False),
+    Column("body", Text, nullable=False),
+    Column("written_at", UtcDateTime(), nullable=False),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

@@ -223,6 +223,48 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             entries=[protos.history_entry_to_proto(e) for e in entries], next_page_token=token
         )
 
+    async def ListFindingComments(
+        self, request: pb.ListFindingCommentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFindingCommentsResponse:
+        comments, token = await self._run(
+            context,
+            lambda v: self._registry.comments(
+                v, required_id(request.finding_id, "finding_id"), request.page_size, request.page_token
+            ),
+        )
+        return pb.ListFindingCommentsResponse(
+            comments=[protos.comment_to_proto(c) for c in comments], next_page_token=token
+        )
+
+    async def AddFindingComment(
+        self, request: pb.AddFindingCommentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AddFindingCommentResponse:
+        comment = await self._run(
+            context,
+            lambda v: self._registry.add_comment(
+                v,
+                required_id(request.finding_id, "finding_id"),
+                request.body,
+                protos.comment_visibility_from_proto(request.visibility),
+            ),
+        )
+        return pb.AddFindingCommentResponse(comment=protos.comment_to_proto(comment))
+
+    async def EditFindingComment(
+        self, request: pb.EditFindingCommentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.EditFindingCommentResponse:
+        comment = await self._run(
+            context,
+            lambda v: self._registry.edit_comment(
+                v,
+                required_id(request.finding_id, "finding_id"),
+                required_id(request.comment_id, "comment_id"),
+                request.body,
+                request.expected_revision,
+            ),
+        )
+        return pb.EditFindingCommentResponse(comment=protos.comment_to_proto(comment))
+
     async def _changed(
         self, context: grpc.aio.ServicerContext, work: Callable[[Viewer], Finding]
     ) -> pb.Finding:

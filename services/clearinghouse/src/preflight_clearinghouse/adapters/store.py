@@ -46,6 +46,7 @@ from sqlalchemy.engine import Connection
 from preflight_clearinghouse.adapters import schema as s
 from preflight_clearinghouse.domain.audit import AuditEntry, entry_hash
 from preflight_clearinghouse.domain.case_record import Credit, CreditType, Reference, ReferenceType
+from preflight_clearinghouse.domain.comments import Comment, CommentVisibility
 from preflight_clearinghouse.domain.events import DomainEvent
 from preflight_clearinghouse.domain.findings import (
     AffectedProduct,
@@ -376,11 +377,45 @@ def _job_from_row(row: Row[Any]) -> JobRecord:
     )
 
 
+def _comment_from_row(row: Row[Any]) -> Comment:
+    return Comment(
+        comment_id=row.comment_id,
+        finding_id=row.finding_id,
+        author_id=row.author_id,
+        author_role=row.author_role,
+        author_organisation=row.author_organisation,
+        visibility=CommentVisibility(row.visibility),
+        body=row.body,
+        revision=row.revision,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        seq=row.seq,
+    )
+
+
 class Reader:
     """Queries over one connection (a consistent snapshot while its transaction lasts)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+
+    # --- comments ---------------------------------------------------------------
+
+    def comments_after(self, finding_id: str, after_seq: int, limit: int) -> list[Comment]:
+        """Up to `limit` comments on a finding written after `after_seq`, in the order written."""
+        c = s.finding_comments.c
+        rows = self.conn.execute(
+            select(s.finding_comments)
+            .where(c.finding_id == finding_id, c.seq > after_seq)
+            .order_by(c.seq)
+            .limit(limit)
+        )
+        return [_comment_from_row(r) for r in rows]
+
+    def comment(self, comment_id: str) -> Comment | None:
+        c = s.finding_comments.c
+        row = self.conn.execute(select(s.finding_comments).where(c.comment_id == comment_id)).first()
+        return _comment_from_row(row) if row else None
 
     # --- findings ---------------------------------------------------------------
 
@@ -783,6 +818,32 @@ class UnitOfWork(Reader):
         rows = _audience_rows(finding)
         if rows:
             self.conn.execute(insert(s.finding_audience), rows)
+
+    def put_comment(self, comment: Comment) -> Comment:
+        """Store a comment's new revision (its first inserts it); every revision is kept. Returns it
+        with its `seq`."""
+        c = s.finding_comments.c
+        if comment.revision == 1:
+            values = {k: v for k, v in comment.__dict__.items() if k != "seq"}
+            values["visibility"] = comment.visibility.value
+            self.conn.execute(insert(s.finding_comments).values(**values))
+        else:
+            self.conn.execute(
+                update(s.finding_comments)
+                .where(c.comment_id == comment.comment_id)
+                .values(body=comment.body, revision=comment.revision, updated_at=comment.updated_at)
+            )
+        self.conn.execute(
+            insert(s.finding_comment_revisions).values(
+                comment_id=comment.comment_id,
+                revision=comment.revision,
+                body=comment.body,
+                written_at=comment.updated_at,
+            )
+        )
+        stored = self.comment(comment.comment_id)
+        assert stored is not None
+        return stored
 
     def set_patch_status(self, finding_id: str, entry: PatchStatusEntry, updated_by: str) -> None:
         p = s.patch_statuses.c

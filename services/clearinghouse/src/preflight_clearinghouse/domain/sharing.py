@@ -4,7 +4,8 @@ Every path out of the clearinghouse (gRPC gets, lists, streams, each export,
 and the FindingPublished/FindingUpdated payloads) goes through `may_see` and
 then one of the projections below: `visible` for reads, `export_view` (the
 same view, for distribution) for exports, `audience_view` for the events,
-and `history_view` for each entry of a finding's history. Nothing else decides.
+`history_view` for each entry of a finding's history, and `comment_view` for each
+of its comments. Nothing else decides.
 
 TLP 2.0 semantics (deny by default; a finding with an empty audience reaches
 nobody but reviewers, admins, its own lab and its reporter):
@@ -40,6 +41,7 @@ from preflight_common.bus import KNOWN_SECTORS
 
 if TYPE_CHECKING:
     from preflight_clearinghouse.domain.audit import AuditEntry
+    from preflight_clearinghouse.domain.comments import Comment
     from preflight_clearinghouse.domain.findings import Finding
 
 
@@ -61,6 +63,8 @@ class Role(enum.Enum):
     OPERATOR = "operator"
     ADMIN = "admin"
     SERVICE = "service"
+    # A monitoring probe: its one read, ListReports, lists nothing (it is no lab); it sees nothing.
+    PROBE = "probe"
 
 
 PRIVILEGED: frozenset[Role] = frozenset({Role.REVIEWER, Role.ADMIN})
@@ -297,6 +301,29 @@ def history_view(viewer: Viewer, entry: AuditEntry) -> HistoryEntry | None:
     ):
         return None
     return replace(shown, actor_id="")
+
+
+def comment_view(viewer: Viewer, finding: Finding, comment: Comment, now: datetime) -> Comment | None:
+    """What `viewer` sees of a comment on `finding`, or None (deny by default).
+
+    Nobody who may not see the finding (`may_see`) reads any of its comments. Reviewers and admins
+    read every comment as it is. Anyone else reads the comments shared with the finding's audience
+    and its own internal ones, with the author's principal id only on its own comments and the
+    author's organisation only when it is the viewer's own: the role alone says who wrote it.
+    """
+    if not may_see(viewer, finding, now):
+        return None
+    if viewer.role in PRIVILEGED:
+        return comment
+    own = bool(viewer.principal_id) and comment.author_id == viewer.principal_id
+    if comment.internal and not own:
+        return None
+    same_organisation = bool(viewer.organisation) and comment.author_organisation == viewer.organisation
+    return replace(
+        comment,
+        author_id=comment.author_id if own else "",
+        author_organisation=comment.author_organisation if same_organisation else "",
+    )
 
 
 def may_read_report(viewer: Viewer, submission_organisation: str) -> bool:

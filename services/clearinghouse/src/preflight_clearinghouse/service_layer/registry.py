@@ -8,6 +8,7 @@ is audit-logged, and a change to a published finding raises a FindingUpdated
 
 from __future__ import annotations
 
+import hashlib
 import math
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +29,7 @@ from preflight_clearinghouse.domain.case_record import (
     check_credits,
     check_references,
 )
+from preflight_clearinghouse.domain.comments import Comment, CommentVisibility, check_body
 from preflight_clearinghouse.domain.errors import (
     Collector,
     FieldViolation,
@@ -64,6 +66,7 @@ from preflight_clearinghouse.domain.sharing import (
     Role,
     Tlp,
     Viewer,
+    comment_view,
     export_view,
     history_view,
     may_see,
@@ -110,6 +113,8 @@ def decode_page_token(token: str) -> int:
 
 
 _HISTORY_SCOPE = "preflight.clearinghouse.v1.ClearinghouseService/ListFindingHistory"
+_COMMENTS_SCOPE = "preflight.clearinghouse.v1.ClearinghouseService/ListFindingComments"
+COMMENTERS = frozenset({Role.REVIEWER, Role.ADMIN, Role.LAB, Role.OPERATOR})
 
 
 def page_size_of(requested: int, default: int = DEFAULT_PAGE) -> int:
@@ -343,6 +348,122 @@ class FindingRegistry:
                 if len(rows) < MAX_BATCH:
                     return page, ""
         return page, page_tokens().encode(_HISTORY_SCOPE, [finding_id, after])
+
+    def comments(
+        self, viewer: Viewer, finding_id: str, page_size: int, page_token: str
+    ) -> tuple[list[Comment], str]:
+        """A page of a finding's comments as `viewer` may read them (`comment_view`), in the order
+        written, and the next page token ("" at the end). NotFound when `viewer` may not see the
+        finding; InvalidInput naming `page_size` or `page_token` (a token of another finding is
+        invalid)."""
+        size = page_size_of(page_size)
+        cursor = page_tokens().decode(_COMMENTS_SCOPE, page_token)
+        if cursor is not None and (len(cursor) != 2 or cursor[0] != finding_id):
+            raise InvalidInput([FieldViolation("page_token", "is not a page token of this finding")])
+        after = int(cursor[1]) if cursor else 0
+        now = self._clock()
+        page: list[Comment] = []
+        scanned = 0
+        with self._store.read() as reader:
+            finding = reader.finding(finding_id)
+            self._visible(viewer, finding, now)
+            assert finding is not None
+            while scanned < SCAN_LIMIT:
+                rows = reader.comments_after(finding_id, after, MAX_BATCH)
+                for comment in rows:
+                    after = comment.seq
+                    shown = comment_view(viewer, finding, comment, now)
+                    if shown is not None:
+                        page.append(shown)
+                        if len(page) == size:
+                            return page, page_tokens().encode(_COMMENTS_SCOPE, [finding_id, after])
+                scanned += len(rows)
+                if len(rows) < MAX_BATCH:
+                    return page, ""
+        return page, page_tokens().encode(_COMMENTS_SCOPE, [finding_id, after])
+
+    def add_comment(
+        self, viewer: Viewer, finding_id: str, body: str, visibility: CommentVisibility | None
+    ) -> Comment:
+        """Comment on a finding the caller may see (reviewers, admins, labs, operators): InvalidInput
+        naming `body` or `visibility`; NotFound when the caller may not see the finding.
+        Audit-logged (the body's SHA-256, not the body: the log is read by reviewers, the comment
+        by its readers)."""
+        require(viewer, COMMENTERS, "commenting on a finding")
+        errors = Collector()
+        text = check_body(body, errors)
+        if visibility is None:
+            errors.add("visibility", "choose INTERNAL or AUDIENCE")
+        errors.raise_if_any()
+        assert visibility is not None
+        now = self._clock()
+        with self._store.write() as uow:
+            self._visible(viewer, uow.finding(finding_id), now)
+            comment = Comment(
+                comment_id=str(uuid.uuid4()),
+                finding_id=finding_id,
+                author_id=viewer.principal_id,
+                author_role=viewer.role.value,
+                author_organisation=viewer.organisation,
+                visibility=visibility,
+                body=text,
+                revision=1,
+                created_at=now,
+                updated_at=now,
+            )
+            stored = uow.put_comment(comment)
+            self._audit_comment(uow, stored, "finding.comment_added", now)
+        return stored
+
+    def edit_comment(
+        self, viewer: Viewer, finding_id: str, comment_id: str, body: str, expected_revision: int
+    ) -> Comment:
+        """A new revision of the caller's own comment (its visibility stays; the earlier revisions
+        are kept): NotFound when the caller may not read it, PermissionDenied when it is another's,
+        RevisionConflict when `expected_revision` (non-zero) is not its revision."""
+        errors = Collector()
+        text = check_body(body, errors)
+        if expected_revision < 0:
+            errors.add("expected_revision", "must not be negative")
+        errors.raise_if_any()
+        now = self._clock()
+        with self._store.write() as uow:
+            finding = uow.finding(finding_id)
+            self._visible(viewer, finding, now)
+            assert finding is not None
+            current = uow.comment(comment_id)
+            if (
+                current is None
+                or current.finding_id != finding_id
+                or comment_view(viewer, finding, current, now) is None
+            ):
+                raise NotFound("no such comment")
+            if current.author_id != viewer.principal_id:
+                raise PermissionDenied("only a comment's author edits it")
+            if expected_revision and current.revision != expected_revision:
+                raise RevisionConflict(
+                    f"the comment is at revision {current.revision}, not {expected_revision}"
+                )
+            stored = uow.put_comment(
+                replace(current, body=text, revision=current.revision + 1, updated_at=now)
+            )
+            self._audit_comment(uow, stored, "finding.comment_edited", now)
+        return stored
+
+    def _audit_comment(self, uow: UnitOfWork, comment: Comment, action: str, now: datetime) -> None:
+        uow.audit(
+            at=now,
+            actor=comment.author_id,
+            action=action,
+            subject_kind="finding",
+            subject_id=comment.finding_id,
+            details={
+                "comment_id": comment.comment_id,
+                "visibility": comment.visibility.value,
+                "revision": comment.revision,
+                "body_sha256": hashlib.sha256(comment.body.encode()).hexdigest(),
+            },
+        )
 
     def affecting(self, viewer: Viewer, purl: str, version: str = "") -> list[Finding]:
         """The findings `viewer` may see that affect a package version (`domain.packages`), oldest

@@ -394,6 +394,30 @@ CREDIT_TYPE_OTHER: CreditType.ValueType  # 6
 """Any other part."""
 Global___CreditType: _TypeAlias = CreditType  # noqa: Y015
 
+class _CommentVisibility:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CommentVisibilityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CommentVisibility.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    COMMENT_VISIBILITY_UNSPECIFIED: _CommentVisibility.ValueType  # 0
+    """Not given (invalid in requests)."""
+    COMMENT_VISIBILITY_INTERNAL: _CommentVisibility.ValueType  # 1
+    """Reviewers and admins (and the comment's author)."""
+    COMMENT_VISIBILITY_AUDIENCE: _CommentVisibility.ValueType  # 2
+    """Whoever may see the finding."""
+
+class CommentVisibility(_CommentVisibility, metaclass=_CommentVisibilityEnumTypeWrapper):
+    """Who a comment is for."""
+
+COMMENT_VISIBILITY_UNSPECIFIED: CommentVisibility.ValueType  # 0
+"""Not given (invalid in requests)."""
+COMMENT_VISIBILITY_INTERNAL: CommentVisibility.ValueType  # 1
+"""Reviewers and admins (and the comment's author)."""
+COMMENT_VISIBILITY_AUDIENCE: CommentVisibility.ValueType  # 2
+"""Whoever may see the finding."""
+Global___CommentVisibility: _TypeAlias = CommentVisibility  # noqa: Y015
+
 @_typing.final
 class ReportNote(_message.Message):
     """A reviewer's note on a report version."""
@@ -2658,3 +2682,239 @@ class ListFindingHistoryResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListFindingHistoryResponse: _TypeAlias = ListFindingHistoryResponse  # noqa: Y015
+
+@_typing.final
+class FindingComment(_message.Message):
+    """A comment on a finding, at its latest revision, as the caller may read it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    AUTHOR_ROLE_FIELD_NUMBER: _builtins.int
+    AUTHOR_ID_FIELD_NUMBER: _builtins.int
+    AUTHOR_ORGANISATION_FIELD_NUMBER: _builtins.int
+    VISIBILITY_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    REVISION_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    UPDATED_AT_FIELD_NUMBER: _builtins.int
+    comment_id: _builtins.str
+    """Unique id."""
+    finding_id: _builtins.str
+    """The finding."""
+    author_role: _builtins.str
+    """The author's role (lab, reviewer, operator, admin)."""
+    author_id: _builtins.str
+    """The author's principal id: for reviewers and admins, and on the caller's
+    own comments (empty otherwise).
+    """
+    author_organisation: _builtins.str
+    """The author's organisation: for reviewers and admins, and when it is the
+    caller's own (empty otherwise).
+    """
+    visibility: Global___CommentVisibility.ValueType
+    """Who it is for."""
+    body: _builtins.str
+    """The text (1–20,000 characters)."""
+    revision: _builtins.int
+    """1 when written; each edit adds one."""
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was written."""
+
+    @_builtins.property
+    def updated_at(self) -> _timestamp_pb2.Timestamp:
+        """When its latest revision was written."""
+
+    def __init__(
+        self,
+        *,
+        comment_id: _builtins.str = ...,
+        finding_id: _builtins.str = ...,
+        author_role: _builtins.str = ...,
+        author_id: _builtins.str = ...,
+        author_organisation: _builtins.str = ...,
+        visibility: Global___CommentVisibility.ValueType = ...,
+        body: _builtins.str = ...,
+        revision: _builtins.int = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        updated_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "updated_at", b"updated_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["author_id", b"author_id", "author_organisation", b"author_organisation", "author_role", b"author_role", "body", b"body", "comment_id", b"comment_id", "created_at", b"created_at", "finding_id", b"finding_id", "revision", b"revision", "updated_at", b"updated_at", "visibility", b"visibility"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindingComment: _TypeAlias = FindingComment  # noqa: Y015
+
+@_typing.final
+class AddFindingCommentRequest(_message.Message):
+    """Request of AddFindingComment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    VISIBILITY_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding (one the caller may see)."""
+    body: _builtins.str
+    """The text (1–20,000 printable characters; line breaks and tabs allowed)."""
+    visibility: Global___CommentVisibility.ValueType
+    """Who it is for."""
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        body: _builtins.str = ...,
+        visibility: Global___CommentVisibility.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "finding_id", b"finding_id", "visibility", b"visibility"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddFindingCommentRequest: _TypeAlias = AddFindingCommentRequest  # noqa: Y015
+
+@_typing.final
+class AddFindingCommentResponse(_message.Message):
+    """Response of AddFindingComment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def comment(self) -> Global___FindingComment:
+        """The comment."""
+
+    def __init__(
+        self,
+        *,
+        comment: Global___FindingComment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddFindingCommentResponse: _TypeAlias = AddFindingCommentResponse  # noqa: Y015
+
+@_typing.final
+class EditFindingCommentRequest(_message.Message):
+    """Request of EditFindingComment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    COMMENT_ID_FIELD_NUMBER: _builtins.int
+    BODY_FIELD_NUMBER: _builtins.int
+    EXPECTED_REVISION_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding."""
+    comment_id: _builtins.str
+    """The comment (the caller's own)."""
+    body: _builtins.str
+    """The new text (as in AddFindingCommentRequest)."""
+    expected_revision: _builtins.int
+    """If non-zero, the edit applies only if the comment is at this revision."""
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        comment_id: _builtins.str = ...,
+        body: _builtins.str = ...,
+        expected_revision: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "comment_id", b"comment_id", "expected_revision", b"expected_revision", "finding_id", b"finding_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditFindingCommentRequest: _TypeAlias = EditFindingCommentRequest  # noqa: Y015
+
+@_typing.final
+class EditFindingCommentResponse(_message.Message):
+    """Response of EditFindingComment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def comment(self) -> Global___FindingComment:
+        """The comment at its new revision."""
+
+    def __init__(
+        self,
+        *,
+        comment: Global___FindingComment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comment", b"comment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EditFindingCommentResponse: _TypeAlias = EditFindingCommentResponse  # noqa: Y015
+
+@_typing.final
+class ListFindingCommentsRequest(_message.Message):
+    """Request of ListFindingComments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding."""
+    page_size: _builtins.int
+    """At most this many comments (1–500; 0 means 100)."""
+    page_token: _builtins.str
+    """From a previous response's `next_page_token`."""
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding_id", b"finding_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFindingCommentsRequest: _TypeAlias = ListFindingCommentsRequest  # noqa: Y015
+
+@_typing.final
+class ListFindingCommentsResponse(_message.Message):
+    """Response of ListFindingComments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def comments(self) -> _containers.RepeatedCompositeFieldContainer[Global___FindingComment]:
+        """The comments, in the order written."""
+
+    def __init__(
+        self,
+        *,
+        comments: _abc.Iterable[Global___FindingComment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["comments", b"comments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFindingCommentsResponse: _TypeAlias = ListFindingCommentsResponse  # noqa: Y015

@@ -171,6 +171,21 @@ class ClearinghouseServiceStub:
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryRequest.SerializeToString,
                 response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryResponse.FromString,
                 _registered_method=True)
+        self.AddFindingComment = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/AddFindingComment',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingCommentRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingCommentResponse.FromString,
+                _registered_method=True)
+        self.EditFindingComment = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/EditFindingComment',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.EditFindingCommentRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.EditFindingCommentResponse.FromString,
+                _registered_method=True)
+        self.ListFindingComments = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/ListFindingComments',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsResponse.FromString,
+                _registered_method=True)
 
 
 class ClearinghouseServiceServicer:
@@ -379,6 +394,32 @@ class ClearinghouseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddFindingComment(self, request, context):
+        """Comment on a finding the caller may see (reviewers, admins, labs,
+        operators): internal to reviewers, or shared with the finding's audience.
+        Audit-logged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EditFindingComment(self, request, context):
+        """A new revision of the caller's own comment (the earlier ones are kept;
+        audit-logged).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFindingComments(self, request, context):
+        """A finding's comments the caller may read, in the order written, paged:
+        reviewers and admins read all; anyone else who may see the finding reads
+        those shared with its audience and its own internal ones.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClearinghouseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -506,6 +547,21 @@ def add_ClearinghouseServiceServicer_to_server(servicer, server):
                     servicer.ListFindingHistory,
                     request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryRequest.FromString,
                     response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryResponse.SerializeToString,
+            ),
+            'AddFindingComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddFindingComment,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingCommentRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingCommentResponse.SerializeToString,
+            ),
+            'EditFindingComment': grpc.unary_unary_rpc_method_handler(
+                    servicer.EditFindingComment,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.EditFindingCommentRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.EditFindingCommentResponse.SerializeToString,
+            ),
+            'ListFindingComments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFindingComments,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1195,6 +1251,87 @@ class ClearinghouseService:
             '/preflight.clearinghouse.v1.ClearinghouseService/ListFindingHistory',
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryRequest.SerializeToString,
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddFindingComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/AddFindingComment',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingCommentRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingCommentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EditFindingComment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/EditFindingComment',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.EditFindingCommentRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.EditFindingCommentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFindingComments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/ListFindingComments',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -124,6 +124,20 @@ class ClearinghouseServiceStub:
     allows: reviewers and admins see every entry with its actor; anyone else
     sees only changes to what its view shows, with the actor's role alone.
     """
+    AddFindingComment: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.AddFindingCommentRequest, _clearinghouse_pb2.AddFindingCommentResponse]
+    """Comment on a finding the caller may see (reviewers, admins, labs,
+    operators): internal to reviewers, or shared with the finding's audience.
+    Audit-logged.
+    """
+    EditFindingComment: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.EditFindingCommentRequest, _clearinghouse_pb2.EditFindingCommentResponse]
+    """A new revision of the caller's own comment (the earlier ones are kept;
+    audit-logged).
+    """
+    ListFindingComments: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.ListFindingCommentsRequest, _clearinghouse_pb2.ListFindingCommentsResponse]
+    """A finding's comments the caller may read, in the order written, paged:
+    reviewers and admins read all; anyone else who may see the finding reads
+    those shared with its audience and its own internal ones.
+    """
 
 @_typing.type_check_only
 class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
@@ -220,6 +234,20 @@ class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
     """A finding's history, oldest first, as the caller's view of the finding
     allows: reviewers and admins see every entry with its actor; anyone else
     sees only changes to what its view shows, with the actor's role alone.
+    """
+    AddFindingComment: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.AddFindingCommentRequest, _clearinghouse_pb2.AddFindingCommentResponse]  # type: ignore[assignment]
+    """Comment on a finding the caller may see (reviewers, admins, labs,
+    operators): internal to reviewers, or shared with the finding's audience.
+    Audit-logged.
+    """
+    EditFindingComment: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.EditFindingCommentRequest, _clearinghouse_pb2.EditFindingCommentResponse]  # type: ignore[assignment]
+    """A new revision of the caller's own comment (the earlier ones are kept;
+    audit-logged).
+    """
+    ListFindingComments: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.ListFindingCommentsRequest, _clearinghouse_pb2.ListFindingCommentsResponse]  # type: ignore[assignment]
+    """A finding's comments the caller may read, in the order written, paged:
+    reviewers and admins read all; anyone else who may see the finding reads
+    those shared with its audience and its own internal ones.
     """
 
 class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -464,6 +492,38 @@ class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
         """A finding's history, oldest first, as the caller's view of the finding
         allows: reviewers and admins see every entry with its actor; anyone else
         sees only changes to what its view shows, with the actor's role alone.
+        """
+
+    @_abc_1.abstractmethod
+    def AddFindingComment(
+        self,
+        request: _clearinghouse_pb2.AddFindingCommentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.AddFindingCommentResponse, _abc.Awaitable[_clearinghouse_pb2.AddFindingCommentResponse]]:
+        """Comment on a finding the caller may see (reviewers, admins, labs,
+        operators): internal to reviewers, or shared with the finding's audience.
+        Audit-logged.
+        """
+
+    @_abc_1.abstractmethod
+    def EditFindingComment(
+        self,
+        request: _clearinghouse_pb2.EditFindingCommentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.EditFindingCommentResponse, _abc.Awaitable[_clearinghouse_pb2.EditFindingCommentResponse]]:
+        """A new revision of the caller's own comment (the earlier ones are kept;
+        audit-logged).
+        """
+
+    @_abc_1.abstractmethod
+    def ListFindingComments(
+        self,
+        request: _clearinghouse_pb2.ListFindingCommentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.ListFindingCommentsResponse, _abc.Awaitable[_clearinghouse_pb2.ListFindingCommentsResponse]]:
+        """A finding's comments the caller may read, in the order written, paged:
+        reviewers and admins read all; anyone else who may see the finding reads
+        those shared with its audience and its own internal ones.
         """
 
 def add_ClearinghouseServiceServicer_to_server(servicer: ClearinghouseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -38,6 +38,7 @@ AUTOMATABLE = Choice(clearinghouse_pb2.SsvcAutomatable)
 TECHNICAL_IMPACT = Choice(clearinghouse_pb2.SsvcTechnicalImpact)
 MISSION_WELL_BEING = Choice(clearinghouse_pb2.SsvcMissionWellBeing)
 OUTCOME = Choice(clearinghouse_pb2.SsvcOutcome)
+VISIBILITY = Choice(clearinghouse_pb2.CommentVisibility)
 
 
 def _ssvc(decision: clearinghouse_pb2.SsvcDecision) -> str:
@@ -193,6 +194,50 @@ def _share(ctx: Context, args: argparse.Namespace) -> None:
     )
 
 
+def _describe_comment(c: clearinghouse_pb2.FindingComment) -> str:
+    author = " ".join(part for part in (c.author_role, c.author_organisation, c.author_id) if part)
+    return fields(
+        [
+            ("comment", c.comment_id),
+            ("author", author),
+            ("visibility", VISIBILITY.name(c.visibility)),
+            ("revision", f"{c.revision} (written {when(c.created_at)}, latest {when(c.updated_at)})"),
+            ("body", c.body),
+        ]
+    )
+
+
+def _comments(ctx: Context, args: argparse.Namespace) -> None:
+    comments = ctx.preflight.clearinghouse.iter_finding_comments(
+        args.finding_id, page_size=min(args.limit, 200)
+    )
+    ctx.table(
+        take(comments, args.limit),
+        [
+            ("COMMENT", lambda c: c.comment_id),
+            ("WRITTEN", lambda c: when(c.created_at)),
+            ("AUTHOR", lambda c: c.author_role),
+            ("VISIBILITY", lambda c: VISIBILITY.name(c.visibility)),
+            ("REV", lambda c: str(c.revision)),
+            ("BODY", lambda c: c.body.splitlines()[0] if c.body else ""),
+        ],
+    )
+
+
+def _comment(ctx: Context, args: argparse.Namespace) -> None:
+    comment = ctx.preflight.clearinghouse.add_finding_comment(
+        args.finding_id, args.body, VISIBILITY.value(args.visibility)
+    )
+    ctx.show(comment, lambda: _describe_comment(comment))
+
+
+def _edit_comment(ctx: Context, args: argparse.Namespace) -> None:
+    comment = ctx.preflight.clearinghouse.edit_finding_comment(
+        args.finding_id, args.comment_id, args.body, expected_revision=args.expected_revision
+    )
+    ctx.show(comment, lambda: _describe_comment(comment))
+
+
 def _assign(ctx: Context, args: argparse.Namespace) -> None:
     _one(
         ctx,
@@ -306,6 +351,27 @@ def _share_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sector", action="append", default=[], help="repeatable")
 
 
+def _comment_arguments(parser: argparse.ArgumentParser) -> None:
+    _finding(parser)
+    parser.add_argument("--body", required=True, help="the comment's text")
+    parser.add_argument(
+        "--visibility",
+        required=True,
+        choices=VISIBILITY.choices,
+        type=spelling,
+        help="internal (reviewers) or audience (whoever may see the finding)",
+    )
+
+
+def _edit_comment_arguments(parser: argparse.ArgumentParser) -> None:
+    _finding(parser)
+    parser.add_argument("comment_id")
+    parser.add_argument("--body", required=True, help="the new text (the earlier revisions are kept)")
+    parser.add_argument(
+        "--expected-revision", type=int, default=0, help="refuse if the comment has changed since"
+    )
+
+
 def _assign_arguments(parser: argparse.ArgumentParser) -> None:
     _change(parser)
     who = parser.add_mutually_exclusive_group(required=True)
@@ -388,6 +454,27 @@ NOUN = Noun(
             "preflight finding share FINDING_ID --tlp amber --sector water",
             _share,
             _share_arguments,
+        ),
+        Verb(
+            "comments",
+            "a finding's comments you may read, in the order written",
+            "preflight finding comments FINDING_ID --limit 20",
+            _comments,
+            _history_arguments,
+        ),
+        Verb(
+            "comment",
+            "comment on a finding you may see, for reviewers or for its audience",
+            "preflight finding comment FINDING_ID --visibility audience --body 'Patched in 1.4.2'",
+            _comment,
+            _comment_arguments,
+        ),
+        Verb(
+            "edit-comment",
+            "a new revision of your own comment",
+            "preflight finding edit-comment FINDING_ID COMMENT_ID --body 'Patched in 1.4.3'",
+            _edit_comment,
+            _edit_comment_arguments,
         ),
         Verb(
             "assign",

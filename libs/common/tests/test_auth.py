@@ -247,6 +247,35 @@ async def test_identity_service_is_admin_only_and_introspection_serves_other_ser
         await lab_remote.close()
 
 
+async def test_a_probe_introspects_its_own_token_and_may_call_nothing_but_the_probe_reads(
+    issuer: tuple[str, TokenStore],
+) -> None:
+    target, store = issuer
+    probe = store.create(Principal("helm-test", Role.PROBE, "preflight")).token
+    others = store.create(LAB).token
+    # Intake's probe read: the token it presents, which says who it is.
+    remote = IntrospectionAuthenticator(target, probe, cache_ttl=0.0)
+    try:
+        assert await remote.authenticate(probe, context=None) == Principal(  # type: ignore[arg-type]
+            "helm-test", Role.PROBE, "preflight"
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as another:
+            await remote.authenticate(others, context=None)  # type: ignore[arg-type]
+        assert another.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        await remote.close()
+    # Any other method is refused before its handler runs, whatever the handler would allow.
+    code, details = await _whoami_call(target, probe)
+    assert (code, details) == (grpc.StatusCode.PERMISSION_DENIED, "a probe may call only the probe reads")
+    async with grpc.aio.insecure_channel(target) as channel:
+        with pytest.raises(grpc.aio.AioRpcError) as create:
+            await identity_pb2_grpc.IdentityServiceStub(channel).CreateToken(
+                identity_pb2.CreateTokenRequest(principal=LAB.to_proto()),
+                metadata=(("authorization", f"Bearer {probe}"),),
+            )
+    assert create.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
 async def test_client_certificate_maps_to_a_principal(store: TokenStore) -> None:
     from preflight_common.grpcserver import ServerTLS
 

@@ -21,7 +21,7 @@ from preflight_benchmark.adapters.store import JobStore, NewJob, outbox
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.jobs import job_id
 from preflight_benchmark.testing import IntakeStandIn, LoopThread
-from preflight_common.auth import IntrospectionAuthenticator
+from preflight_common.auth import IntrospectionAuthenticator, Principal, Role
 from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server
 from preflight_common.testing.rpc import field_violations
@@ -106,6 +106,17 @@ def test_calls_without_a_valid_token_are_unauthenticated(api: Api) -> None:
 def test_operators_may_not_read_jobs(api: Api) -> None:
     with pytest.raises(grpc.RpcError) as denied:
         api.stub.ListJobs(benchmark_pb2.ListJobsRequest(), metadata=api.auth(api.intake.operator_token))
+    assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_a_probe_lists_no_job_and_may_read_nothing_else(api: Api) -> None:
+    (job,) = plan(api.store, "sub-probed", "preflight", ["a"])
+    # Its organisation is the job's, and still it sees nothing: a probe reads no job.
+    probe = api.auth(api.intake.tokens.create(Principal("helm-test", Role.PROBE, "preflight")).token)
+    listed = api.stub.ListJobs(benchmark_pb2.ListJobsRequest(page_size=1), metadata=probe)
+    assert list(listed.jobs) == [] and listed.next_page_token == ""
+    with pytest.raises(grpc.RpcError) as denied:
+        api.stub.GetJob(benchmark_pb2.GetJobRequest(job_id=job), metadata=probe)
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 

@@ -41,6 +41,7 @@ LAB_Y = Principal("lab-y-user", Role.LAB, "lab-yz3")
 OP_A = Principal("op-a-user", Role.OPERATOR, "op-a", frozenset({"energy"}))
 OP_B = Principal("op-b-user", Role.OPERATOR, "op-b", frozenset({"finance"}))
 OP_C = Principal("op-c-user", Role.OPERATOR, "op-c")
+PROBE = Principal("helm-test", Role.PROBE, "platform")
 
 
 def valid_request() -> pb.ReportFindingRequest:
@@ -315,6 +316,15 @@ def _collect(stub: ClearinghouseServiceStub, metadata: Metadata, into: queue.Que
             pass
 
     threading.Thread(target=pump, daemon=True).start()
+
+
+def test_a_probe_lists_no_report_and_may_call_nothing_else(api: Api) -> None:
+    issue_report(api.components, "sub-probed", "lab-xq7")
+    listed = api.stub.ListReports(pb.ListReportsRequest(page_size=1), metadata=api.as_(PROBE))
+    assert list(listed.reports) == [] and listed.next_page_token == ""
+    with pytest.raises(grpc.RpcError) as caught:
+        api.stub.ListFindings(pb.ListFindingsRequest(), metadata=api.as_(PROBE))
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
 def test_a_stream_sends_each_caller_only_what_it_may_see(api: Api) -> None:

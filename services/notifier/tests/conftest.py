@@ -147,6 +147,8 @@ PRINCIPALS = {
     "bank-a": Principal("ops-a", Role.OPERATOR, "bank-a", frozenset({"finance"})),
     "bank-b": Principal("ops-b", Role.OPERATOR, "bank-b", frozenset({"finance"})),
     "water": Principal("ops-w", Role.OPERATOR, "water-co", frozenset({"water"})),
+    # A monitoring probe of an operator's organisation and sector: it still sees nothing.
+    "probe": Principal("helm-test", Role.PROBE, "bank-a", frozenset({"finance"})),
 }
 
 

@@ -76,6 +76,16 @@ async def test_each_caller_lists_only_the_alerts_it_may_see(api: Api) -> None:
 
 
 @pytest.mark.usefixtures("alerts_fired")
+async def test_a_probe_lists_no_alert_and_may_call_nothing_else(api: Api) -> None:
+    probe = api.auth("probe")
+    listed = await api.stub.ListAlerts(notifier_pb2.ListAlertsRequest(page_size=1), metadata=probe)
+    assert list(listed.alerts) == [] and listed.next_page_token == ""
+    with pytest.raises(grpc.aio.AioRpcError) as refused:
+        await api.stub.ListSilences(notifier_pb2.ListSilencesRequest(), metadata=probe)
+    assert refused.value.code() is grpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.mark.usefixtures("alerts_fired")
 async def test_pages_cover_every_visible_alert_once(api: Api) -> None:
     seen: list[int] = []
     token = ""

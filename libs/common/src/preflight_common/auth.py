@@ -26,7 +26,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Final, Protocol
 
 import grpc
 from cryptography import x509
@@ -58,6 +58,8 @@ class Role(enum.Enum):
     ADMIN = "admin"
     SERVICE = "service"
     WORKER = "worker"
+    # A monitoring probe: each service answers it one listing, always empty, and nothing else.
+    PROBE = "probe"
 
     def to_proto(self) -> identity_pb2.Role.ValueType:
         return identity_pb2.Role.Value(f"ROLE_{self.name}")
@@ -68,6 +70,21 @@ class Role(enum.Enum):
         if name == "ROLE_UNSPECIFIED":
             raise ValueError("role is required")
         return cls[name.removeprefix("ROLE_")]
+
+
+PROBE_METHODS: Final = frozenset(
+    {
+        "/preflight.identity.v1.IdentityService/IntrospectToken",
+        "/preflight.benchmark.v1.BenchmarkService/ListJobs",
+        "/preflight.clearinghouse.v1.ClearinghouseService/ListReports",
+        "/preflight.notifier.v1.NotifierService/ListAlerts",
+    }
+)
+"""The only methods a `Role.PROBE` principal may call (`grpcserver` refuses it any other with
+PERMISSION_DENIED before the handler): one read per service, each answering an authenticated
+probe with nothing to learn — its own token's principal from intake, an empty listing from the
+others — so a probe proves that a service is up, reaches intake and authenticates its token,
+and can change nothing."""
 
 
 @dataclass(frozen=True)
@@ -469,10 +486,20 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
     async def RevokeToken(
         self, request: identity_pb2.RevokeTokenRequest, context: grpc.aio.ServicerContext
     ) -> identity_pb2.RevokeTokenResponse:
-        await require_role(context, Role.ADMIN)
+        # Admins revoke any token; anyone may revoke the token it presents (how a web console,
+        # holding no privileged token, ends at sign-out the token a sign-in issued). Another
+        # principal's token, or one that does not exist, is PERMISSION_DENIED alike.
+        if not await self._presents(context, request.token_id):
+            await require_role(context, Role.ADMIN)
         if not await asyncio.to_thread(self._store.revoke, request.token_id):
             await context.abort(grpc.StatusCode.NOT_FOUND, "token_id: no active token with this id")
         return identity_pb2.RevokeTokenResponse()
+
+    async def _presents(self, context: grpc.aio.ServicerContext, token_id: str) -> bool:
+        """Whether `token_id` names the active token the caller presents as its bearer token."""
+        token = bearer_token(context.invocation_metadata())
+        resolved = await asyncio.to_thread(self._store.resolve, token) if token else None
+        return resolved is not None and bool(token_id) and resolved[1] == token_id
 
     async def IntrospectToken(
         self, request: identity_pb2.IntrospectTokenRequest, context: grpc.aio.ServicerContext

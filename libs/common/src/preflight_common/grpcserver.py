@@ -4,7 +4,8 @@ Servicers must be asyncio servicers (`async def` methods): the server is a
 `grpc.aio.Server`. Every method except health checking and reflection runs
 only for an authenticated principal (`preflight_common.auth.current_principal()`
 inside the handler); a call without valid credentials ends UNAUTHENTICATED
-before the handler runs.
+before the handler runs, and a probe's (`Role.PROBE`) call of a method outside
+`auth.PROBE_METHODS` PERMISSION_DENIED.
 
 Then every request is checked before its handler sees it: bytes that do not parse, and
 string fields over their limits (`preflight_common.fields`), end INVALID_ARGUMENT naming
@@ -31,8 +32,10 @@ from grpc_status import rpc_status
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from preflight_common.auth import (
+    PROBE_METHODS,
     Authenticator,
     Principal,
+    Role,
     bearer_token,
     reset_current_principal,
     set_current_principal,
@@ -211,7 +214,10 @@ def _wrap(
     async def bind(context: grpc.aio.ServicerContext) -> contextvars.Token[Principal] | None:
         if authenticator is None:
             return None
-        return set_current_principal(await _authenticate(authenticator, token, context))
+        principal = await _authenticate(authenticator, token, context)
+        if principal.role is Role.PROBE and method not in PROBE_METHODS:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, "a probe may call only the probe reads")
+        return set_current_principal(principal)
 
     def unbind(bound: contextvars.Token[Principal] | None) -> None:
         if bound is not None:

@@ -34,7 +34,11 @@ def _visible_to(principal: Principal, job: JobRecord) -> bool:
 
 
 def _organisation_scope(principal: Principal) -> str | None:
-    """The one organisation whose jobs `principal` may read; None for every organisation's."""
+    """The one organisation whose jobs `principal` may read; None for every organisation's.
+
+    A probe's is "", which no job has: its listing runs the query and is always empty."""
+    if principal.role is Role.PROBE:
+        return ""
     return None if principal.role in (Role.REVIEWER, Role.SERVICE) else principal.organisation
 
 
@@ -90,7 +94,7 @@ class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
     async def ListJobs(
         self, request: benchmark_pb2.ListJobsRequest, context: grpc.aio.ServicerContext
     ) -> benchmark_pb2.ListJobsResponse:
-        principal = await require_role(context, *READERS)
+        principal = await require_role(context, *READERS, Role.PROBE)
         violations = []
         if not 0 <= request.page_size <= MAX_PAGE:
             violations.append(("page_size", f"must be between 0 and {MAX_PAGE}"))

@@ -41,6 +41,12 @@ class _RoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Role.ValueType],
     """One benchmark job's worker: its principal id is the job id, and it may act only for
     that job (see IssueJobToken).
     """
+    ROLE_PROBE: _Role.ValueType  # 7
+    """A monitoring probe (e.g. the Helm chart's `helm test`): proves that a service
+    authenticates a token and answers from its database. It reads only listings that are
+    always empty for it (intake: its own token; benchmark: ListJobs; clearinghouse:
+    ListReports; notifier: ListAlerts) and may change nothing.
+    """
 
 class Role(_Role, metaclass=_RoleEnumTypeWrapper):
     """What a principal may do. Every gRPC call is made by exactly one principal."""
@@ -59,6 +65,12 @@ ROLE_SERVICE: Role.ValueType  # 5
 ROLE_WORKER: Role.ValueType  # 6
 """One benchmark job's worker: its principal id is the job id, and it may act only for
 that job (see IssueJobToken).
+"""
+ROLE_PROBE: Role.ValueType  # 7
+"""A monitoring probe (e.g. the Helm chart's `helm test`): proves that a service
+authenticates a token and answers from its database. It reads only listings that are
+always empty for it (intake: its own token; benchmark: ListJobs; clearinghouse:
+ListReports; notifier: ListAlerts) and may change nothing.
 """
 Global___Role: _TypeAlias = Role  # noqa: Y015
 

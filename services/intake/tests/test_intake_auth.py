@@ -21,7 +21,7 @@ from preflight.sdk import (
     Unauthenticated,
     Unavailable,
 )
-from preflight_common.auth import Role
+from preflight_common.auth import Principal, Role
 from preflight_common.grpcserver import ServerTLS
 from preflight_common.testing.tls import TestAuthority
 from preflight_intake.adapters import tables
@@ -177,6 +177,22 @@ def test_expired_and_revoked_tokens_are_unauthenticated(
             admin.revoke_token(issued.token_id)
             with pytest.raises(Unauthenticated):
                 client.list_submissions()
+
+
+def test_a_caller_revokes_the_token_it_presents_and_no_other(intake: Any) -> None:
+    tokens = intake.tokens()
+    own = tokens.create(Principal("lena", Role.LAB, "lab-a"))
+    other = tokens.create(Principal("bob", Role.LAB, "lab-b"))
+    with Client(intake.target, token=own.token) as lab, Client(intake.target, token=other.token) as bob:
+        # Another principal's token, or an id that names none, is refused alike and changes nothing.
+        for token_id in (other.token_id, UNKNOWN_ID.replace("-", "")):
+            with pytest.raises(PermissionDenied):
+                lab.revoke_token(token_id)
+        bob.list_submissions()
+        lab.revoke_token(own.token_id)
+        with pytest.raises(Unauthenticated):
+            lab.list_submissions()
+        bob.list_submissions()
 
 
 def test_only_admins_issue_tokens(clients: dict[str, Client]) -> None:

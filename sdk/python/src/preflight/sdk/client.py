@@ -184,7 +184,7 @@ class IntakeClient(ServiceClient):
         return self._run(_calls.create_token(request), timeout)
 
     def revoke_token(self, token_id: str, *, timeout: float | None = None) -> None:
-        """Revoke a token by its id (admin only)."""
+        """Revoke a token by its id (admins any token; anyone the token it presents)."""
         self._run(_calls.revoke_token(token_id), timeout)
 
 

@@ -72,7 +72,7 @@ class IdentityServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RevokeToken(self, request, context):
-        """Revoke a token by its id. Admin only.
+        """Revoke a token by its id: admins any token, any principal the token it presents.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

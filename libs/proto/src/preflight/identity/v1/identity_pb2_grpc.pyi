@@ -40,7 +40,7 @@ class IdentityServiceStub:
     once and stored only as a hash.
     """
     RevokeToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.RevokeTokenRequest, _identity_pb2.RevokeTokenResponse]
-    """Revoke a token by its id. Admin only."""
+    """Revoke a token by its id: admins any token, any principal the token it presents."""
     IntrospectToken: _grpc.UnaryUnaryMultiCallable[_identity_pb2.IntrospectTokenRequest, _identity_pb2.IntrospectTokenResponse]
     """Resolve a bearer token to its principal (RFC 7662 style). Service and
     admin principals only; an unknown, expired or revoked token is inactive.
@@ -63,7 +63,7 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     once and stored only as a hash.
     """
     RevokeToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.RevokeTokenRequest, _identity_pb2.RevokeTokenResponse]  # type: ignore[assignment]
-    """Revoke a token by its id. Admin only."""
+    """Revoke a token by its id: admins any token, any principal the token it presents."""
     IntrospectToken: _aio.UnaryUnaryMultiCallable[_identity_pb2.IntrospectTokenRequest, _identity_pb2.IntrospectTokenResponse]  # type: ignore[assignment]
     """Resolve a bearer token to its principal (RFC 7662 style). Service and
     admin principals only; an unknown, expired or revoked token is inactive.
@@ -95,7 +95,7 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _identity_pb2.RevokeTokenRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_identity_pb2.RevokeTokenResponse, _abc.Awaitable[_identity_pb2.RevokeTokenResponse]]:
-        """Revoke a token by its id. Admin only."""
+        """Revoke a token by its id: admins any token, any principal the token it presents."""
 
     @_abc_1.abstractmethod
     def IntrospectToken(

@@ -490,20 +490,10 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         # holding no privileged token, ends at sign-out the token a sign-in issued). Another
         # principal's token, or one that does not exist, is PERMISSION_DENIED alike.
         if not await self._presents(context, request.token_id):
-            # Admins revoke any token; anyone may revoke the token it presents (how a web console,
-        # holding no privileged token, ends at sign-out the token a sign-in issued). Another
-        # principal's token, or one that does not exist, is PERMISSION_DENIED alike.
-        if not await self._presents(context, request.token_id):
             await require_role(context, Role.ADMIN)
         if not await asyncio.to_thread(self._store.revoke, request.token_id):
             await context.abort(grpc.StatusCode.NOT_FOUND, "token_id: no active token with this id")
         return identity_pb2.RevokeTokenResponse()
-
-    async def _presents(self, context: grpc.aio.ServicerContext, token_id: str) -> bool:
-        """Whether `token_id` names the active token the caller presents as its bearer token."""
-        token = bearer_token(context.invocation_metadata())
-        resolved = await asyncio.to_thread(self._store.resolve, token) if token else None
-        return resolved is not None and bool(token_id) and resolved[1] == token_id
 
     async def _presents(self, context: grpc.aio.ServicerContext, token_id: str) -> bool:
         """Whether `token_id` names the active token the caller presents as its bearer token."""

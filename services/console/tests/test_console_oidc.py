@@ -2,7 +2,7 @@
 real intake (which verifies the ID token again and maps the user) and the console, both as
 processes: a user signs in in headless Chromium and lands on their role's page; an unmapped user,
 a sign-in from another browser (state), an ID token for another sign-in (nonce) and a code used
-twice are refused, and no session starts."""
+twice are refused, and no session starts; signing out revokes the token the sign-in issued."""
 
 from __future__ import annotations
 
@@ -22,8 +22,12 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight_common.ports import free_port
 from preflight_common.testing.oidc import RunningProvider, openid_provider
+from preflight_console.config import OidcSettings, Settings
+from preflight_console.entrypoints.web import SESSION_COOKIE, Console, build_app
+from starlette.testclient import TestClient
 
 pytestmark = pytest.mark.slow  # an OpenID provider, intake and the console as processes
 
@@ -316,3 +320,74 @@ def test_a_preflight_token_still_signs_in_beside_the_provider(deployment: Deploy
         )
         assert (answer.status_code, answer.headers["location"]) == (303, "/lab/submissions")
         assert console.get("/lab/submissions").status_code == 200
+
+
+def _introspect(intake: str, token: str) -> identity_pb2.IntrospectTokenResponse:
+    """Intake's answer about `token`, asked with `token` itself over real gRPC."""
+    with grpc.insecure_channel(intake) as channel:
+        answer: identity_pb2.IntrospectTokenResponse = identity_pb2_grpc.IdentityServiceStub(
+            channel
+        ).IntrospectToken(
+            identity_pb2.IntrospectTokenRequest(token=token),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=30,
+        )
+        return answer
+
+
+def test_signing_out_revokes_the_token_the_sign_in_issued_and_not_one_brought(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    # This console runs in the test's process (at the address the provider sends browsers back
+    # to), so the test can read the token its session holds and then ask intake about it.
+    intake = deployment.intake_env["PREFLIGHT_GRPC_LISTEN"]
+    settings = Settings(
+        listen="127.0.0.1:0",
+        intake_target=intake,
+        clearinghouse_target="127.0.0.1:1",
+        benchmark_target="127.0.0.1:1",
+        notifier_target="127.0.0.1:1",
+        session_key_file=tmp_path / "session.key",
+        session_ttl=600.0,
+        secure_cookies="auto",
+        oidc=OidcSettings(deployment.provider.issuer, CLIENT_ID, CLIENT_SECRET, "openid email groups"),
+    )
+    brought = subprocess.run(
+        [BIN / "preflight-intake", "token", "create", "--role", "lab", "--organisation", "acme"],
+        env=deployment.intake_env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()[-1]
+    with TestClient(build_app(settings), base_url=deployment.console, follow_redirects=False) as client:
+        console: Console = client.app.state.console  # type: ignore[attr-defined]
+
+        def sign_out() -> None:
+            session = console.sessions.get(client.cookies.get(SESSION_COOKIE))
+            assert session is not None
+            answer = client.post(
+                "/sign-out", data={"csrf": session.csrf}, headers={"origin": deployment.console}
+            )
+            assert (answer.status_code, answer.headers["location"]) == (303, "/sign-in")
+            assert console.sessions.get(client.cookies.get(SESSION_COOKIE)) is None
+
+        assert _callback(client, _through_provider(deployment, "lena", _start(client))).status_code == 200
+        session = console.sessions.get(client.cookies.get(SESSION_COOKIE))
+        assert session is not None
+        issued = session.token
+        assert _introspect(intake, issued).principal.organisation == "acme"
+        sign_out()
+        with pytest.raises(grpc.RpcError) as refused:
+            _introspect(intake, issued)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+        client.cookies.clear()
+        form = client.get("/sign-in")
+        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert csrf is not None
+        answer = client.post(
+            "/sign-in", data={"csrf": csrf.group(1), "token": brought}, headers={"origin": deployment.console}
+        )
+        assert answer.status_code == 303
+        sign_out()
+        assert _introspect(intake, brought).active

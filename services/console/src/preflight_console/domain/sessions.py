@@ -5,7 +5,9 @@ leaves the server. The cookie value is `<id>.<HMAC-SHA256(key, id)>`, so a cooki
 the console did not issue is refused without a lookup; every form of a session
 carries its CSRF token, `HMAC-SHA256(key, "csrf:" + id)`, which a cross-site page
 cannot read. Sessions end at sign-out, after `ttl` seconds, or when an API no
-longer accepts the token.
+longer accepts the token. A session an OpenID sign-in started also knows the id of the token
+intake issued for it (`issued_token_id`), which sign-out revokes; a token the user brought to the
+sign-in form is theirs, and outlives the session.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ CONSOLE_ROLES = (Role.LAB, Role.REVIEWER, Role.OPERATOR)
 @dataclass
 class Session:
     """One signed-in user, as the identity service said (`viewer`). `time_zone` is the IANA zone
-    times are shown in."""
+    times are shown in; `issued_token_id` names `token` when the console's sign-in had it issued
+    (empty when the user brought it)."""
 
     session_id: str
     token: str
@@ -35,6 +38,7 @@ class Session:
     csrf: str
     expires_at: float
     time_zone: str = "UTC"
+    issued_token_id: str = ""
     flash: list[str] = field(default_factory=list)
 
 
@@ -65,8 +69,9 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def create(self, token: str, viewer: Principal) -> tuple[str, Session]:
-        """A new session for `viewer`; returns the cookie value and the session."""
+    def create(self, token: str, viewer: Principal, issued_token_id: str = "") -> tuple[str, Session]:
+        """A new session for `viewer` holding `token` (whose id is `issued_token_id` when the
+        console's sign-in had it issued); returns the cookie value and the session."""
         session_id = secrets.token_urlsafe(32)
         session = Session(
             session_id=session_id,
@@ -74,6 +79,7 @@ class SessionStore:
             viewer=viewer,
             csrf=self._signer.sign("csrf", session_id),
             expires_at=self._clock() + self._ttl,
+            issued_token_id=issued_token_id,
         )
         with self._lock:
             self._expire()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -46,6 +47,8 @@ from preflight_console.domain.progress import progress
 from preflight_console.domain.sessions import CONSOLE_ROLES, Session, SessionStore, Signer
 from preflight_console.service_layer import views
 from preflight_console.service_layer.sign_in import OpenIdSignIn, SignInFailed
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "preflight_console_session"
 SIGN_IN_COOKIE = "preflight_console_sign_in"
@@ -333,11 +336,16 @@ async def sign_in(request: Request) -> Response:
 
 
 def _start_session(
-    console: Console, request: Request, token: str, viewer: Principal, response: Response
+    console: Console,
+    request: Request,
+    token: str,
+    viewer: Principal,
+    response: Response,
+    issued_token_id: str = "",
 ) -> Response:
-    """`response`, starting a session for `viewer` holding `token` (its cookie), the sign-in's
-    own cookies gone."""
-    cookie, _ = console.sessions.create(token, viewer)
+    """`response`, starting a session for `viewer` holding `token` (its cookie; `issued_token_id`
+    when the console's sign-in had the token issued), the sign-in's own cookies gone."""
+    cookie, _ = console.sessions.create(token, viewer, issued_token_id)
     secure = console.secure(request)
     response.set_cookie(
         SESSION_COOKIE,
@@ -389,18 +397,24 @@ async def oidc_callback(request: Request) -> Response:
         reason = re.sub(r"[^a-z_]", "", error)[:64]
         return _sign_in_page(console, request, 401, f"the provider did not sign you in ({reason})")
     try:
-        token, viewer = await console.oidc.finish(state, request.query_params.get("code", ""))
+        signed_in = await console.oidc.finish(state, request.query_params.get("code", ""))
     except SignInFailed as failed:
         return _sign_in_page(console, request, failed.status, str(failed))
     # A page, not a redirect: the navigation here came from the provider's site, and a browser
     # would not send the (SameSite=Strict) session cookie on a redirect continuing it.
-    page = console.render(request, "signed_in.html", None, home=HOME[viewer.role])
-    return _start_session(console, request, token, viewer, page)
+    page = console.render(request, "signed_in.html", None, home=HOME[signed_in.principal.role])
+    return _start_session(console, request, signed_in.token, signed_in.principal, page, signed_in.token_id)
 
 
 @page(*ANY_ROLE)
 async def sign_out(console: Console, request: Request, session: Session, form: Form) -> Response:
-    """End the session here (the token stays valid elsewhere until it expires or is revoked)."""
+    """End the session, and with it the token the console's sign-in had issued for it (revoked at
+    intake, so it works nowhere any more); a token the user brought stays theirs."""
+    try:
+        await views.end_sign_in(console.apis, session)
+    except grpc.aio.AioRpcError as exc:
+        # The session ends all the same; the token lapses at the session's expiry at the latest.
+        log.warning("could not revoke the signed-out session's token: %s", exc.code().name)
     console.sessions.end(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/sign-in", status_code=303)
     response.delete_cookie(

@@ -9,7 +9,8 @@ used (each is used once), the code is redeemed at the token endpoint with the ve
 client secret, if any), the ID token is verified here (`preflight_common.oidc`: signature by the
 provider's JWKS, iss, aud = this client, exp, nonce) and then again by intake, which alone
 decides who the user is (`SignInService.ExchangeIdToken`, called without credentials: the console
-holds no token of its own) and issues a token lasting the session's lifetime at most.
+holds no token of its own) and issues a token lasting the session's lifetime at most, which the
+session's sign-out revokes (`views.end_sign_in`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,15 @@ class SignInFailed(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
         self.status = status
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A completed sign-in: the token intake issued (`token_id` names it), for `principal`."""
+
+    token: str
+    token_id: str
+    principal: Principal
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,7 @@ class OpenIdSignIn:
         with self._lock:
             self._pending.pop(state, None)
 
-    async def finish(self, state: str, code: str) -> tuple[str, Principal]:
+    async def finish(self, state: str, code: str) -> SignedIn:
         """The Preflight token and principal for the sign-in `state` names, whose code is `code`."""
         with self._lock:
             pending = self._pending.pop(state, None)
@@ -152,7 +162,7 @@ class OpenIdSignIn:
             raise SignInFailed(502, "the provider's answer has no ID token")
         return id_token
 
-    async def _exchange(self, id_token: str, nonce: str) -> tuple[str, Principal]:
+    async def _exchange(self, id_token: str, nonce: str) -> SignedIn:
         request = sign_in_pb2.ExchangeIdTokenRequest(
             id_token=id_token, nonce=nonce, lifetime_seconds=int(self._lifetime)
         )
@@ -167,7 +177,7 @@ class OpenIdSignIn:
         principal = Principal.from_proto(answer.principal)
         if principal.role not in CONSOLE_ROLES:
             raise SignInFailed(403, "the console serves labs, reviewers and operators")
-        return answer.token, principal
+        return SignedIn(answer.token, answer.token_id, principal)
 
 
 def _form(value: str) -> str:

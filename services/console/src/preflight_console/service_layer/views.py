@@ -58,6 +58,23 @@ async def who_is(apis: Apis, token: str) -> Principal:
     return Principal.from_proto(answer.principal)
 
 
+async def end_sign_in(apis: Apis, session: Session) -> None:
+    """Revoke the token the console's sign-in had issued for `session`, asking with that token
+    itself (a principal may revoke the token it presents); a token the user brought is left alone.
+    A token that no longer works needs nothing; another refusal propagates."""
+    if not session.issued_token_id:
+        return
+    try:
+        await apis.identity.RevokeToken(
+            identity_pb2.RevokeTokenRequest(token_id=session.issued_token_id),
+            metadata=credentials(session.token),
+            timeout=TIMEOUT,
+        )
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.NOT_FOUND):
+            raise
+
+
 def _clearinghouse(apis: Apis, session: Session) -> AsyncClearinghouseClient:
     return apis.clearinghouse(session.token)
 

@@ -338,8 +338,10 @@ def _introspect(intake: str, token: str) -> identity_pb2.IntrospectTokenResponse
 def test_signing_out_revokes_the_token_the_sign_in_issued_and_not_one_brought(
     deployment: Deployment, tmp_path: Path
 ) -> None:
-    # This console runs in the test's process (at the address the provider sends browsers back
-    # to), so the test can read the token its session holds and then ask intake about it.
+    # This console runs in the test's process, so the test can read the token its session holds
+    # and then ask intake about it. Browsers reach it at another origin than the registered
+    # callback's (as behind a proxy), so the configured redirect URL is what the provider gets.
+    origin = "http://console.internal"
     intake = deployment.intake_env["PREFLIGHT_GRPC_LISTEN"]
     settings = Settings(
         listen="127.0.0.1:0",
@@ -350,7 +352,13 @@ def test_signing_out_revokes_the_token_the_sign_in_issued_and_not_one_brought(
         session_key_file=tmp_path / "session.key",
         session_ttl=600.0,
         secure_cookies="auto",
-        oidc=OidcSettings(deployment.provider.issuer, CLIENT_ID, CLIENT_SECRET, "openid email groups"),
+        oidc=OidcSettings(
+            deployment.provider.issuer,
+            CLIENT_ID,
+            CLIENT_SECRET,
+            "openid email groups",
+            redirect_url=f"{deployment.console}/sign-in/oidc/callback",
+        ),
     )
     brought = subprocess.run(
         [BIN / "preflight-intake", "token", "create", "--role", "lab", "--organisation", "acme"],
@@ -359,15 +367,13 @@ def test_signing_out_revokes_the_token_the_sign_in_issued_and_not_one_brought(
         capture_output=True,
         text=True,
     ).stdout.split()[-1]
-    with TestClient(build_app(settings), base_url=deployment.console, follow_redirects=False) as client:
+    with TestClient(build_app(settings), base_url=origin, follow_redirects=False) as client:
         console: Console = client.app.state.console  # type: ignore[attr-defined]
 
         def sign_out() -> None:
             session = console.sessions.get(client.cookies.get(SESSION_COOKIE))
             assert session is not None
-            answer = client.post(
-                "/sign-out", data={"csrf": session.csrf}, headers={"origin": deployment.console}
-            )
+            answer = client.post("/sign-out", data={"csrf": session.csrf}, headers={"origin": origin})
             assert (answer.status_code, answer.headers["location"]) == (303, "/sign-in")
             assert console.sessions.get(client.cookies.get(SESSION_COOKIE)) is None
 
@@ -386,7 +392,7 @@ def test_signing_out_revokes_the_token_the_sign_in_issued_and_not_one_brought(
         csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
         assert csrf is not None
         answer = client.post(
-            "/sign-in", data={"csrf": csrf.group(1), "token": brought}, headers={"origin": deployment.console}
+            "/sign-in", data={"csrf": csrf.group(1), "token": brought}, headers={"origin": origin}
         )
         assert answer.status_code == 303
         sign_out()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from preflight_common.config import (
 )
 from preflight_common.oidc import issuer_url_problem
 
+REDIRECT_URL = re.compile(r"https?://[^\s/?#@]+/sign-in/oidc/callback")
+"""A redirect URL the console can answer: its own callback path, on the console's origin."""
+
 
 @dataclass(frozen=True)
 class OidcSettings:
@@ -28,6 +32,8 @@ class OidcSettings:
     scopes: str = "openid email profile"
     # How the sign-in page names the provider ("Sign in with …").
     name: str = "single sign-on"
+    # The callback URL registered at the provider; empty: the origin each request came to.
+    redirect_url: str = ""
 
     @classmethod
     def from_env(cls) -> OidcSettings | None:
@@ -46,6 +52,11 @@ class OidcSettings:
         scopes = env("PREFLIGHT_CONSOLE_OIDC_SCOPES", cls.scopes)
         if "openid" not in scopes.split():
             raise ConfigError("PREFLIGHT_CONSOLE_OIDC_SCOPES: must include openid")
+        redirect_url = env("PREFLIGHT_CONSOLE_OIDC_REDIRECT_URL", "")
+        if redirect_url and not REDIRECT_URL.fullmatch(redirect_url):
+            raise ConfigError(
+                "PREFLIGHT_CONSOLE_OIDC_REDIRECT_URL: the console's http(s) origin and /sign-in/oidc/callback"
+            )
         path = secret_file("PREFLIGHT_CONSOLE_OIDC_CLIENT_SECRET")
         return cls(
             issuer=issuer,
@@ -53,6 +64,7 @@ class OidcSettings:
             client_secret=read_secret_file(path, "PREFLIGHT_CONSOLE_OIDC_CLIENT_SECRET_FILE") if path else "",
             scopes=scopes,
             name=env("PREFLIGHT_CONSOLE_OIDC_NAME", cls.name),
+            redirect_url=redirect_url,
         )
 
 

@@ -82,7 +82,9 @@ class OpenIdSignIn:
         self._lock = threading.Lock()
 
     async def start(self, redirect_uri: str) -> tuple[str, str]:
-        """(the provider's authorization URL, the state to keep in the browser's cookie)."""
+        """(the provider's authorization URL, the state to keep in the browser's cookie), the
+        provider to send the browser back to the configured redirect URL, else `redirect_uri`."""
+        redirect_uri = self.settings.redirect_url or redirect_uri
         try:
             endpoints = await asyncio.to_thread(self._issuer.endpoints)
         except IssuerUnavailable:

@@ -562,11 +562,16 @@ def link_finding(
 
 
 def set_patch_status(
-    finding_id: str, status: clearinghouse_pb2.PatchStatus.ValueType, note: str
+    finding_id: str,
+    status: clearinghouse_pb2.PatchStatus.ValueType,
+    note: str,
+    justification: clearinghouse_pb2.VexJustification.ValueType,
 ) -> Unary[clearinghouse_pb2.SetPatchStatusResponse, clearinghouse_pb2.Finding]:
     return Unary(
         _clearinghouse("SetPatchStatus"),
-        clearinghouse_pb2.SetPatchStatusRequest(finding_id=finding_id, status=status, note=note),
+        clearinghouse_pb2.SetPatchStatusRequest(
+            finding_id=finding_id, status=status, note=note, justification=justification
+        ),
         clearinghouse_pb2.SetPatchStatusResponse,
         _finding,
     )

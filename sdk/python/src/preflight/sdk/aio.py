@@ -427,9 +427,13 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         status: clearinghouse_pb2.PatchStatus.ValueType,
         *,
         note: str = "",
+        justification: clearinghouse_pb2.VexJustification.ValueType = (
+            clearinghouse_pb2.VEX_JUSTIFICATION_UNSPECIFIED
+        ),
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
-        return await self._run(_calls.set_patch_status(finding_id, status, note), timeout)
+        call = _calls.set_patch_status(finding_id, status, note, justification)
+        return await self._run(call, timeout)
 
     async def export_finding(
         self,

@@ -492,10 +492,14 @@ class ClearinghouseClient(ServiceClient):
         status: clearinghouse_pb2.PatchStatus.ValueType,
         *,
         note: str = "",
+        justification: clearinghouse_pb2.VexJustification.ValueType = (
+            clearinghouse_pb2.VEX_JUSTIFICATION_UNSPECIFIED
+        ),
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
-        """Report your organisation's patch status for a finding you may see (operators)."""
-        return self._run(_calls.set_patch_status(finding_id, status, note), timeout)
+        """Report your organisation's statement for a finding you may see (operators): its status
+        and, for NOT_AFFECTED (only), the VEX justification."""
+        return self._run(_calls.set_patch_status(finding_id, status, note, justification), timeout)
 
     def export_finding(
         self,

@@ -28,6 +28,7 @@ from preflight_clearinghouse.domain.findings import (
     PatchState,
     ProductInput,
     Severity,
+    VexJustification,
 )
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.reports import (
@@ -96,6 +97,10 @@ def severity_from_proto(value: int, field: str) -> Severity | None:
 
 def patch_status_from_proto(value: int, field: str = "status") -> PatchState | None:
     return _from_proto_enum(pb.PatchStatus, "PATCH_STATUS_", value, PatchState, field)
+
+
+def justification_from_proto(value: int, field: str = "justification") -> VexJustification | None:
+    return _from_proto_enum(pb.VexJustification, "VEX_JUSTIFICATION_", value, VexJustification, field)
 
 
 def link_kind_from_proto(value: int, field: str = "kind") -> LinkKind | None:
@@ -304,6 +309,7 @@ def finding_to_proto(finding: Finding) -> pb.Finding:
                 status=pb.PatchStatus.Value(f"PATCH_STATUS_{p.status.name}"),
                 note=p.note,
                 updated_at=timestamp(p.updated_at),
+                justification=_to_proto_enum(pb.VexJustification, "VEX_JUSTIFICATION_", p.justification),
             )
             for p in finding.patch_statuses
         ],

@@ -223,6 +223,8 @@ patch_statuses = Table(
     Column("note", Text, nullable=False),
     Column("updated_by", String(ID), nullable=False),
     Column("updated_at", UtcDateTime(), nullable=False),
+    # The VEX justification of a NOT_AFFECTED statement (migration 0011; NULL otherwise).
+    Column("justification", String(64), nullable=True),
 )
 
 # A finding's comments, each at its latest revision (migration 0010); `seq` orders them.

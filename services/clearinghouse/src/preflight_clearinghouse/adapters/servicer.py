@@ -440,6 +440,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
                 required_id(request.finding_id, "finding_id"),
                 protos.patch_status_from_proto(request.status),
                 request.note,
+                protos.justification_from_proto(request.justification),
             ),
         )
         return pb.SetPatchStatusResponse(finding=finding)

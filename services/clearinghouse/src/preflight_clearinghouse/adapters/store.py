@@ -60,6 +60,7 @@ from preflight_clearinghouse.domain.findings import (
     PatchState,
     PatchStatusEntry,
     Severity,
+    VexJustification,
 )
 from preflight_clearinghouse.domain.packages import package_of
 from preflight_clearinghouse.domain.queries import FindingQuery
@@ -426,7 +427,13 @@ class Reader:
         rows = self.conn.execute(_PATCHES_BY_IDS, {"finding_ids": list(finding_ids)})
         for row in rows:
             out.setdefault(row.finding_id, []).append(
-                PatchStatusEntry(row.organisation, PatchState(row.status), row.note, row.updated_at)
+                PatchStatusEntry(
+                    row.organisation,
+                    PatchState(row.status),
+                    row.note,
+                    row.updated_at,
+                    VexJustification(row.justification) if row.justification else None,
+                )
             )
         return out
 
@@ -858,6 +865,7 @@ class UnitOfWork(Reader):
                 note=entry.note,
                 updated_by=updated_by,
                 updated_at=entry.updated_at,
+                justification=entry.justification.value if entry.justification else None,
             )
         )
 

@@ -95,12 +95,34 @@ class Origin(enum.Enum):
 
 
 class PatchState(enum.Enum):
-    """An operator organisation's exposure to a finding."""
+    """An operator organisation's exposure to a finding: its statement, one of VEX's four statuses
+    (known_affected, known_not_affected, fixed, under_investigation)."""
 
     AFFECTED = "AFFECTED"
     NOT_AFFECTED = "NOT_AFFECTED"
     PATCHED = "PATCHED"
     UNKNOWN = "UNKNOWN"
+
+
+class VexJustification(enum.Enum):
+    """Why a statement says not affected: the labels of CSAF's VEX flags (`flags[].label`)."""
+
+    COMPONENT_NOT_PRESENT = "component_not_present"
+    VULNERABLE_CODE_NOT_PRESENT = "vulnerable_code_not_present"
+    VULNERABLE_CODE_CANNOT_BE_CONTROLLED_BY_ADVERSARY = "vulnerable_code_cannot_be_controlled_by_adversary"
+    VULNERABLE_CODE_NOT_IN_EXECUTE_PATH = "vulnerable_code_not_in_execute_path"
+    INLINE_MITIGATIONS_ALREADY_EXIST = "inline_mitigations_already_exist"
+
+
+def check_justification(
+    status: PatchState, justification: VexJustification | None, errors: Collector
+) -> None:
+    """A not-affected statement names its justification (as VEX requires), no other one does; a
+    violation is added to `errors` as `justification`."""
+    if status is PatchState.NOT_AFFECTED and justification is None:
+        errors.add("justification", "a not-affected statement names why (one of CSAF's VEX flag labels)")
+    elif status is not PatchState.NOT_AFFECTED and justification is not None:
+        errors.add("justification", "only a not-affected statement has a justification")
 
 
 class LinkKind(enum.Enum):
@@ -258,6 +280,8 @@ class PatchStatusEntry:
     status: PatchState
     note: str
     updated_at: datetime
+    justification: VexJustification | None = None
+    """Why it is not affected (NOT_AFFECTED only)."""
 
 
 @dataclass(frozen=True)

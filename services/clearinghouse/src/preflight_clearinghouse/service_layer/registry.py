@@ -53,8 +53,10 @@ from preflight_clearinghouse.domain.findings import (
     Origin,
     PatchState,
     PatchStatusEntry,
+    VexJustification,
     check_audience,
     check_candidate,
+    check_justification,
     check_report,
     check_text,
 )
@@ -871,13 +873,22 @@ class FindingRegistry:
         )
 
     def set_patch_status(
-        self, viewer: Viewer, finding_id: str, status: PatchState | None, note: str
+        self,
+        viewer: Viewer,
+        finding_id: str,
+        status: PatchState | None,
+        note: str,
+        justification: VexJustification | None = None,
     ) -> Finding:
-        """Record the caller's organisation's patch status for a finding it may see (operators)."""
+        """Record the caller's organisation's statement for a finding it may see (operators): its
+        status, and for NOT_AFFECTED the VEX justification (InvalidInput naming `justification`
+        when a not-affected statement lacks one or another status gives one)."""
         require(viewer, frozenset({Role.OPERATOR}), "reporting a patch status")
         errors = Collector()
         if status is None:
             errors.add("status", "choose AFFECTED, NOT_AFFECTED, PATCHED or UNKNOWN")
+        else:
+            check_justification(status, justification, errors)
         text = check_text(note, "note", MAX_NOTE, errors, required=False)
         errors.raise_if_any()
         assert status is not None
@@ -886,16 +897,18 @@ class FindingRegistry:
             finding = uow.finding(finding_id)
             if finding is None or not may_see(viewer, finding, now):
                 raise NotFound("no such finding")
-            uow.set_patch_status(
-                finding_id, PatchStatusEntry(viewer.organisation, status, text, now), viewer.principal_id
-            )
+            entry = PatchStatusEntry(viewer.organisation, status, text, now, justification)
+            uow.set_patch_status(finding_id, entry, viewer.principal_id)
+            details = {"organisation": viewer.organisation, "status": status.value}
+            if justification is not None:
+                details["justification"] = justification.value
             uow.audit(
                 at=now,
                 actor=viewer.principal_id,
                 action="finding.patch_status",
                 subject_kind="finding",
                 subject_id=finding_id,
-                details={"organisation": viewer.organisation, "status": status.value},
+                details=details,
             )
             updated = self._load(uow, finding_id)
         return self._visible(viewer, updated, now)

@@ -99,28 +99,70 @@ class _PatchStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PatchStat
     PATCH_STATUS_UNSPECIFIED: _PatchStatus.ValueType  # 0
     """Not given."""
     PATCH_STATUS_AFFECTED: _PatchStatus.ValueType  # 1
-    """The organisation runs an affected version."""
+    """The organisation runs an affected version (VEX known_affected)."""
     PATCH_STATUS_NOT_AFFECTED: _PatchStatus.ValueType  # 2
-    """The organisation does not run an affected version."""
+    """The organisation is not affected (VEX known_not_affected): the statement
+    names why (`justification`).
+    """
     PATCH_STATUS_PATCHED: _PatchStatus.ValueType  # 3
-    """The organisation has applied the fix."""
+    """The organisation has applied the fix (VEX fixed)."""
     PATCH_STATUS_UNKNOWN: _PatchStatus.ValueType  # 4
-    """The organisation does not know yet."""
+    """The organisation does not know yet (VEX under_investigation)."""
 
 class PatchStatus(_PatchStatus, metaclass=_PatchStatusEnumTypeWrapper):
-    """An operator organisation's exposure to a finding."""
+    """An operator organisation's exposure to a finding: its statement, one of
+    VEX's four statuses.
+    """
 
 PATCH_STATUS_UNSPECIFIED: PatchStatus.ValueType  # 0
 """Not given."""
 PATCH_STATUS_AFFECTED: PatchStatus.ValueType  # 1
-"""The organisation runs an affected version."""
+"""The organisation runs an affected version (VEX known_affected)."""
 PATCH_STATUS_NOT_AFFECTED: PatchStatus.ValueType  # 2
-"""The organisation does not run an affected version."""
+"""The organisation is not affected (VEX known_not_affected): the statement
+names why (`justification`).
+"""
 PATCH_STATUS_PATCHED: PatchStatus.ValueType  # 3
-"""The organisation has applied the fix."""
+"""The organisation has applied the fix (VEX fixed)."""
 PATCH_STATUS_UNKNOWN: PatchStatus.ValueType  # 4
-"""The organisation does not know yet."""
+"""The organisation does not know yet (VEX under_investigation)."""
 Global___PatchStatus: _TypeAlias = PatchStatus  # noqa: Y015
+
+class _VexJustification:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _VexJustificationEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_VexJustification.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    VEX_JUSTIFICATION_UNSPECIFIED: _VexJustification.ValueType  # 0
+    """None (required for, and only for, PATCH_STATUS_NOT_AFFECTED)."""
+    VEX_JUSTIFICATION_COMPONENT_NOT_PRESENT: _VexJustification.ValueType  # 1
+    """The vulnerable component is not present."""
+    VEX_JUSTIFICATION_VULNERABLE_CODE_NOT_PRESENT: _VexJustification.ValueType  # 2
+    """The component is present but not the vulnerable code."""
+    VEX_JUSTIFICATION_VULNERABLE_CODE_CANNOT_BE_CONTROLLED_BY_ADVERSARY: _VexJustification.ValueType  # 3
+    """The vulnerable code cannot be controlled by an adversary."""
+    VEX_JUSTIFICATION_VULNERABLE_CODE_NOT_IN_EXECUTE_PATH: _VexJustification.ValueType  # 4
+    """The vulnerable code is never executed."""
+    VEX_JUSTIFICATION_INLINE_MITIGATIONS_ALREADY_EXIST: _VexJustification.ValueType  # 5
+    """Mitigations already in place prevent exploitation."""
+
+class VexJustification(_VexJustification, metaclass=_VexJustificationEnumTypeWrapper):
+    """Why a statement says not affected: CSAF's VEX flag labels."""
+
+VEX_JUSTIFICATION_UNSPECIFIED: VexJustification.ValueType  # 0
+"""None (required for, and only for, PATCH_STATUS_NOT_AFFECTED)."""
+VEX_JUSTIFICATION_COMPONENT_NOT_PRESENT: VexJustification.ValueType  # 1
+"""The vulnerable component is not present."""
+VEX_JUSTIFICATION_VULNERABLE_CODE_NOT_PRESENT: VexJustification.ValueType  # 2
+"""The component is present but not the vulnerable code."""
+VEX_JUSTIFICATION_VULNERABLE_CODE_CANNOT_BE_CONTROLLED_BY_ADVERSARY: VexJustification.ValueType  # 3
+"""The vulnerable code cannot be controlled by an adversary."""
+VEX_JUSTIFICATION_VULNERABLE_CODE_NOT_IN_EXECUTE_PATH: VexJustification.ValueType  # 4
+"""The vulnerable code is never executed."""
+VEX_JUSTIFICATION_INLINE_MITIGATIONS_ALREADY_EXIST: VexJustification.ValueType  # 5
+"""Mitigations already in place prevent exploitation."""
+Global___VexJustification: _TypeAlias = VexJustification  # noqa: Y015
 
 class _LinkKind:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -1011,12 +1053,15 @@ class OperatorPatchStatus(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
     organisation: _builtins.str
     """The operator organisation."""
     status: Global___PatchStatus.ValueType
     """Its status."""
     note: _builtins.str
     """Optional note (up to 2,000 characters)."""
+    justification: Global___VexJustification.ValueType
+    """Why it is not affected (PATCH_STATUS_NOT_AFFECTED only)."""
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp:
         """When it was last reported."""
@@ -1028,10 +1073,11 @@ class OperatorPatchStatus(_message.Message):
         status: Global___PatchStatus.ValueType = ...,
         note: _builtins.str = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        justification: Global___VexJustification.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["note", b"note", "organisation", b"organisation", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["justification", b"justification", "note", b"note", "organisation", b"organisation", "status", b"status", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -2357,22 +2403,28 @@ class SetPatchStatusRequest(_message.Message):
     FINDING_ID_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     NOTE_FIELD_NUMBER: _builtins.int
+    JUSTIFICATION_FIELD_NUMBER: _builtins.int
     finding_id: _builtins.str
     """The finding (one the caller may see)."""
     status: Global___PatchStatus.ValueType
     """The caller's organisation's status."""
     note: _builtins.str
     """Optional note (up to 2,000 characters)."""
+    justification: Global___VexJustification.ValueType
+    """Why it is not affected: required for PATCH_STATUS_NOT_AFFECTED, refused
+    for any other status (INVALID_ARGUMENT naming `justification`).
+    """
     def __init__(
         self,
         *,
         finding_id: _builtins.str = ...,
         status: Global___PatchStatus.ValueType = ...,
         note: _builtins.str = ...,
+        justification: Global___VexJustification.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding_id", b"finding_id", "note", b"note", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding_id", b"finding_id", "justification", b"justification", "note", b"note", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -39,6 +39,7 @@ TECHNICAL_IMPACT = Choice(clearinghouse_pb2.SsvcTechnicalImpact)
 MISSION_WELL_BEING = Choice(clearinghouse_pb2.SsvcMissionWellBeing)
 OUTCOME = Choice(clearinghouse_pb2.SsvcOutcome)
 VISIBILITY = Choice(clearinghouse_pb2.CommentVisibility)
+JUSTIFICATION = Choice(clearinghouse_pb2.VexJustification)
 
 
 def _ssvc(decision: clearinghouse_pb2.SsvcDecision) -> str:
@@ -278,7 +279,10 @@ def _patch_status(ctx: Context, args: argparse.Namespace) -> None:
     _one(
         ctx,
         ctx.preflight.clearinghouse.set_patch_status(
-            args.finding_id, PATCH.value(args.status), note=args.note
+            args.finding_id,
+            PATCH.value(args.status),
+            note=args.note,
+            justification=JUSTIFICATION.value(args.justification),
         ),
     )
 
@@ -399,6 +403,12 @@ def _link_arguments(parser: argparse.ArgumentParser) -> None:
 def _patch_arguments(parser: argparse.ArgumentParser) -> None:
     _finding(parser)
     parser.add_argument("--status", required=True, choices=PATCH.choices, type=spelling)
+    parser.add_argument(
+        "--justification",
+        choices=JUSTIFICATION.choices,
+        type=spelling,
+        help="why you are not affected (VEX; with --status not-affected only)",
+    )
     parser.add_argument("--note", default="")
 
 

@@ -44,6 +44,7 @@ class Review:
     report_id: str
     finding_id: str
     other_submission_id: str
+    job_id: str
 
     @property
     def base(self) -> str:
@@ -51,7 +52,8 @@ class Review:
 
 
 def _reviewer(stack: RunningStack) -> Preflight:
-    return Preflight(targets={"clearinghouse": stack.target("clearinghouse")}, token=stack.tokens["reviewer"])
+    targets = {name: stack.target(name) for name in ("clearinghouse", "benchmark")}
+    return Preflight(targets=targets, token=stack.tokens["reviewer"])
 
 
 def _other_lab_token(stack: RunningStack) -> str:
@@ -90,7 +92,10 @@ def review(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Review]:
                 lambda: [f for f in reviewer.clearinghouse.iter_findings() if f.source.submission_id == sid],
                 timeout=120,
             )
-        yield Review(stack, sid, report.report_id, findings[0].finding_id, other_sid)
+            (job,) = [
+                j for j in reviewer.benchmark.iter_jobs(submission_id=sid) if j.suite_id == "cyber.knowledge"
+            ]
+        yield Review(stack, sid, report.report_id, findings[0].finding_id, other_sid, job.job_id)
     finally:
         stack.stack_command("down")
 
@@ -140,10 +145,12 @@ def _signed_in(review: Review, principal: str) -> Iterator[tuple[httpx.Client, s
 
 def _routes(review: Review, revision: int) -> dict[str, list[tuple[str, str, dict[str, str]]]]:
     """Every page (GET) and action (POST, with its form) of each role, on real ids."""
-    sid, rid, fid = review.submission_id, review.report_id, review.finding_id
+    sid, rid, fid, jid = review.submission_id, review.report_id, review.finding_id, review.job_id
     return {
         "reviewer": [
             ("GET", "/review/queue", {}),
+            ("GET", f"/review/jobs/{jid}/logs/0", {}),
+            ("GET", f"/review/jobs/{jid}/logs/0/download", {}),
             ("GET", f"/review/submissions/{sid}", {}),
             ("GET", f"/review/submissions/{sid}/report", {}),
             ("GET", "/review/findings", {}),
@@ -455,6 +462,20 @@ def test_a_reviewer_signs_off_and_shares_a_finding_the_hospital_sees_and_downloa
     browser.css(f"a[href='/review/submissions/{sid}']").click()
     browser.check("submission")
     assert "cyber.knowledge" in browser.text() and "UTC" in browser.text()
+    # The knowledge suite's evaluation log, read by the benchmark service for this reviewer.
+    browser.css(f"a[href='/review/jobs/{review.job_id}/logs/0']").click()
+    browser.check("eval-log")
+    assert browser.read("h1").startswith("Evaluation log") and "success" in browser.text()
+    assert len(browser.all("#samples tbody tr")) == 3, "the catalog runs three samples of the suite"
+    browser.css("#download-log").click()
+    log = wait_until(
+        "the eval log download",
+        lambda: [p for p in browser.downloads.iterdir() if p.suffix == ".eval"],
+        timeout=30,
+    )[0]
+    with _reviewer(review.stack) as reviewer:
+        assert log.read_bytes() == b"".join(c.data for c in reviewer.benchmark.read_eval_log(review.job_id))
+    browser.open(f"/review/submissions/{sid}")
     browser.css(f"a[href='/review/submissions/{sid}/report']").click()
     browser.check("report")
     assert "verifies" in browser.text()

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
+from preflight_common.auth import Principal
 from preflight_console.config import Settings
+from preflight_console.entrypoints.web import SESSION_COOKIE, Console, build_app
+from starlette.testclient import TestClient
+
+BASE = "http://127.0.0.1"
 
 
 @pytest.fixture
@@ -21,3 +28,22 @@ def offline_settings(tmp_path: Path) -> Settings:
         session_ttl=60.0,
         secure_cookies="auto",
     )
+
+
+SignedIn = Callable[[Principal], AbstractContextManager[tuple[TestClient, str]]]
+
+
+@pytest.fixture
+def signed_in(offline_settings: Settings) -> SignedIn:
+    """A client holding a session of the given principal (made on the server: signing in would ask
+    intake) and the session's CSRF token."""
+
+    @contextmanager
+    def session_of(viewer: Principal) -> Iterator[tuple[TestClient, str]]:
+        with TestClient(build_app(offline_settings), base_url=BASE) as client:
+            console: Console = client.app.state.console  # type: ignore[attr-defined]
+            cookie, session = console.sessions.create("pft_offline", viewer)
+            client.cookies.set(SESSION_COOKIE, cookie)
+            yield client, session.csrf
+
+    return session_of

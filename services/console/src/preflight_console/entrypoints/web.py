@@ -34,7 +34,7 @@ from preflight_common.bus import KNOWN_SECTORS
 from starlette.applications import Starlette
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -510,6 +510,7 @@ async def submission_page(console: Console, request: Request, session: Session, 
                 "job": job,
                 "status": _job_status(job.status),
                 "duration": f"{(finished - started).total_seconds():.0f} s" if started and finished else "—",
+                "logs": [n for n, uri in enumerate(job.eval_log_uri.split(",")) if uri.strip()],
             }
         )
     if found_report is not None:
@@ -525,6 +526,43 @@ async def submission_page(console: Console, request: Request, session: Session, 
         timeline=timeline,
         jobs=jobs,
         report=found_report,
+    )
+
+
+def _log_index(request: Request) -> int:
+    index = request.path_params["index"]
+    if not index.isdigit() or len(index) > 4:
+        raise Refused(404, "no such evaluation log")
+    return int(index)
+
+
+@page(Role.REVIEWER)
+async def eval_log(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """One of a job's evaluation logs, as the benchmark service reads it for the reviewer: task,
+    model, status, each scorer's metrics and each sample's scores, and a link to download it."""
+    job_id, index = request.path_params["job_id"], _log_index(request)
+    found = await views.eval_log(console.apis, session, job_id, index)
+    samples = [
+        {"sample": s, "scores": ", ".join(f"{name}: {value}" for name, value in sorted(s.scores.items()))}
+        for s in found.samples
+    ]
+    return console.render(
+        request, "eval_log.html", session, log=found, samples=samples, job_id=job_id, index=index
+    )
+
+
+@page(Role.REVIEWER)
+async def eval_log_download(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """The evaluation log's file, streamed from the benchmark service as the reviewer may read it
+    (Inspect's own format: `inspect view` opens it)."""
+    name, chunks = await views.eval_log_bytes(
+        console.apis, session, request.path_params["job_id"], _log_index(request)
+    )
+    filename = "".join(c for c in name if c.isalnum() or c in "._-") or "eval-log.eval"
+    return StreamingResponse(
+        chunks,
+        media_type="application/octet-stream",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 
@@ -788,6 +826,8 @@ def routes() -> list[Route | Mount]:
         Route("/review/queue", queue),
         Route("/review/submissions/{submission_id}", submission_page),
         Route("/review/submissions/{submission_id}/report", report_page),
+        Route("/review/jobs/{job_id}/logs/{index}", eval_log),
+        Route("/review/jobs/{job_id}/logs/{index}/download", eval_log_download),
         Route("/review/reports/{report_id}/sign-off", sign_off, methods=["POST"]),
         Route("/review/reports/{report_id}/notes", add_note, methods=["POST"]),
         Route("/review/submissions/{submission_id}/reissue", reissue, methods=["POST"]),

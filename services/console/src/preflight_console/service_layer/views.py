@@ -8,6 +8,7 @@ from the two calls the SDK has not) for the web layer to answer with the matchin
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -120,6 +121,27 @@ async def jobs(apis: Apis, session: Session, submission_id: str) -> list[benchma
     """The benchmark jobs of a submission."""
     client = apis.benchmark(session.token)
     return [j async for j in client.iter_jobs(submission_id=submission_id, page_size=PAGE_SIZE)]
+
+
+async def eval_log(apis: Apis, session: Session, job_id: str, index: int) -> benchmark_pb2.GetEvalLogResponse:
+    """What the job's `index`-th eval log says, as the benchmark service reads it for the user."""
+    return await apis.benchmark(session.token).get_eval_log(job_id, index)
+
+
+async def eval_log_bytes(
+    apis: Apis, session: Session, job_id: str, index: int
+) -> tuple[str, AsyncIterator[bytes]]:
+    """The file name of the job's `index`-th eval log and its bytes. The first chunk is read here,
+    so a refusal is raised before any byte is handed on."""
+    chunks = apis.benchmark(session.token).read_eval_log(job_id, index)
+    first = await anext(chunks)
+
+    async def rest() -> AsyncIterator[bytes]:
+        yield first.data
+        async for chunk in chunks:
+            yield chunk.data
+
+    return first.name, rest()
 
 
 async def report(apis: Apis, session: Session, submission_id: str) -> clearinghouse_pb2.ReviewReport | None:

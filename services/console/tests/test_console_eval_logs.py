@@ -1,0 +1,32 @@
+"""Evaluation-log pages are the reviewers' alone: another role is refused before any service is
+asked, and a log index that cannot be one is not found. (What the benchmark service then allows is
+tested with the service, and in the browser on the embedded stack.)"""
+
+from __future__ import annotations
+
+from preflight_common.auth import Principal, Role
+
+from .conftest import SignedIn
+
+LAB = Principal("lab@lab-a", Role.LAB, "lab-a")
+OPERATOR = Principal("ops@hospital", Role.OPERATOR, "hospital")
+REVIEWER = Principal("rita@agency", Role.REVIEWER, "agency")
+PAGES = ("/review/jobs/bj-1/logs/0", "/review/jobs/bj-1/logs/0/download")
+
+
+def test_only_reviewers_reach_evaluation_logs(signed_in: SignedIn) -> None:
+    for viewer in (LAB, OPERATOR):
+        with signed_in(viewer) as (client, _):
+            for path in PAGES:
+                answer = client.get(path)
+                # Refused by role: no service was asked (none listens; asking would answer 502).
+                assert answer.status_code == 403, (viewer.role, path, answer.status_code)
+
+
+def test_a_log_index_that_is_no_number_is_not_found(signed_in: SignedIn) -> None:
+    with signed_in(REVIEWER) as (client, _):
+        for index in ("-1", "x", "99999", "0x1"):
+            assert client.get(f"/review/jobs/bj-1/logs/{index}").status_code == 404, index
+            assert client.get(f"/review/jobs/bj-1/logs/{index}/download").status_code == 404, index
+        # A plausible index goes to the benchmark service, which is not there.
+        assert client.get("/review/jobs/bj-1/logs/0").status_code == 502

@@ -1,6 +1,6 @@
 """Throughput of the CloudEvents envelope path next to raw kafka-python and raw aiokafka.
 
-    python bench/envelope_throughput.py [--messages 20000] [--sync-messages 2000]
+    python bench/envelope_throughput.py [--messages 20000] [--sync-messages 2000] [--profile FILE]
 
 Starts its own single-node Apache Kafka broker (LocalKafka, temporary data), then measures, in
 one run and on the same broker, with the same records (a realistic SubmissionReceived payload
@@ -9,11 +9,17 @@ and the envelope's headers):
 * publish, pipelined (send everything, then wait for every acknowledgement) and one
   acknowledgement at a time: raw kafka-python and raw aiokafka producers (acks=all,
   idempotent, EventPublisher's linger) against `EventPublisher.publish_many`
-  (encode_event included) and `EventPublisher.publish`;
+  (encode_event included) and `EventPublisher.publish`; and the outbox relay as the services
+  run it (`OutboxRelay.run_once` over a SQLite outbox holding the events, batches of 200
+  published and marked sent until none is left);
 * consume from the start of a 6-partition topic: raw kafka-python and raw aiokafka consumers,
   the same with `decode_record` on every record, and a faust agent running `consume_events`
   (decode, trace continuation, handler) in a worker process as the services run it. Consumer
   figures run from the first record to the last, so group joins are not counted.
+
+Consumers also show the CPU time they spent per record (the faust worker's own, from its first
+event to its last): on a loaded machine it says more than the rate. With `--profile FILE` the
+faust path runs once more under cProfile, and its costs per event are printed by own time.
 
 Every client authenticates as the broker's administrator (the local broker refuses anyone
 else); the faust worker process reads the same settings from its `PREFLIGHT_KAFKA_*` environment.
@@ -27,6 +33,7 @@ import argparse
 import asyncio
 import json
 import os
+import pstats
 import signal
 import subprocess
 import sys
@@ -58,10 +65,13 @@ from preflight.intake.v1.submission_pb2 import (
 from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.consumer import DeadLetters, consume_events, make_faust_app
+from preflight_common.db import make_engine
 from preflight_common.envelope import EventAttributes, EventRegistry, KafkaRecord, decode_record, encode_event
 from preflight_common.localkafka import LocalKafka, find_repo_root
+from preflight_common.outbox import OutboxRelay, enqueue, outbox_table
 from preflight_common.producer import LINGER_MS, EventPublisher
 from preflight_common.topics import TopicSpec, ensure_topics
+from sqlalchemy import MetaData
 
 # As intake publishes: a consumer accepts on the submissions topic only its owner's events.
 SOURCE = SOURCES["intake"]
@@ -127,10 +137,17 @@ class Result:
     mode: str
     messages: int
     seconds: float
+    # CPU time of the consuming process from the first record to the last (consumers only).
+    cpu_seconds: float | None = None
 
     @property
     def rate(self) -> float:
         return self.messages / self.seconds if self.seconds else float("inf")
+
+    @property
+    def cpu_per_message(self) -> str:
+        """CPU microseconds per message, or blank for publishers."""
+        return "" if self.cpu_seconds is None else f"{self.cpu_seconds / self.messages * 1e6:.1f}"
 
 
 def timed(run: Callable[[], None]) -> float:
@@ -219,10 +236,39 @@ def publish_envelope(settings: KafkaSettings, topic: str, count: int, pipelined:
         publisher.close()
 
 
+def publish_outbox(settings: KafkaSettings, topic: str, count: int, work_dir: Path) -> float:
+    """`count` events written to a SQLite outbox (as the services' transactions do, not timed),
+    then relayed until none is left."""
+    engine = make_engine(f"sqlite:///{work_dir / f'outbox-{uuid.uuid4().hex}.db'}")
+    table = outbox_table(metadata := MetaData())
+    metadata.create_all(engine)
+    with engine.begin() as conn:
+        for n in range(count):
+            enqueue(conn, table, topic, encode_event(submission(n), source=SOURCE, subject=subject_of(n)))
+    publisher = EventPublisher(settings, source=SOURCE)
+    try:
+        publisher.publish(topic, submission(0), subject="warm-up")
+        relay = OutboxRelay(engine, table, publisher)
+
+        def run() -> None:
+            while relay.run_once():
+                pass
+
+        seconds = timed(run)
+        if relay.pending():
+            raise RuntimeError(f"the outbox relay left {relay.pending()} of {count} events")
+        return seconds
+    finally:
+        publisher.close()
+        engine.dispose()
+
+
 # --------------------------------------------------------------------------------- consume
 
 
-def consume_kafka_python(settings: KafkaSettings, topic: str, count: int, decode: bool) -> float:
+def consume_kafka_python(
+    settings: KafkaSettings, topic: str, count: int, decode: bool
+) -> tuple[float, float]:
     consumer = KafkaConsumer(
         enable_auto_commit=False, max_poll_records=2000, **settings.kafka_python_options()
     )
@@ -230,55 +276,60 @@ def consume_kafka_python(settings: KafkaSettings, topic: str, count: int, decode
         partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
-        seen, start = 0, 0.0
+        seen, start, cpu = 0, 0.0, 0.0
         deadline = time.monotonic() + 120
         while seen < count and time.monotonic() < deadline:
             for batch in consumer.poll(timeout_ms=500).values():
                 if not start:
-                    start = time.perf_counter()
+                    start, cpu = time.perf_counter(), time.process_time()
                 for record in batch:
                     if decode:
                         decode_record(record.headers, record.value, REGISTRY)
                 seen += len(batch)
         if seen < count:
             raise RuntimeError(f"kafka-python consumer saw {seen} of {count} records")
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - cpu
     finally:
         consumer.close()
 
 
-def consume_aiokafka(settings: KafkaSettings, topic: str, count: int, decode: bool) -> float:
-    async def main() -> float:
+def consume_aiokafka(settings: KafkaSettings, topic: str, count: int, decode: bool) -> tuple[float, float]:
+    async def main() -> tuple[float, float]:
         consumer = AIOKafkaConsumer(enable_auto_commit=False, **aiokafka_options(settings))
         await consumer.start()
         try:
             partitions = [AIOTopicPartition(topic, p) for p in range(PARTITIONS)]
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
-            seen, start = 0, 0.0
+            seen, start, cpu = 0, 0.0, 0.0
             deadline = time.monotonic() + 120
             while seen < count and time.monotonic() < deadline:
                 for batch in (await consumer.getmany(timeout_ms=500, max_records=2000)).values():
                     if not start:
-                        start = time.perf_counter()
+                        start, cpu = time.perf_counter(), time.process_time()
                     for record in batch:
                         if decode:
                             decode_record(record.headers, record.value, REGISTRY)
                     seen += len(batch)
             if seen < count:
                 raise RuntimeError(f"aiokafka consumer saw {seen} of {count} records")
-            return time.perf_counter() - start
+            return time.perf_counter() - start, time.process_time() - cpu
         finally:
             await consumer.stop()
 
     return asyncio.run(main())
 
 
-def consume_faust(settings: KafkaSettings, topic: str, count: int, work_dir: Path) -> float:
-    """Run a faust worker process (this file with --faust-worker) and read its timing."""
+def consume_faust(
+    settings: KafkaSettings, topic: str, count: int, work_dir: Path, profile: Path | None = None
+) -> tuple[float, float]:
+    """Run a faust worker process (this file with --faust-worker) and read its timing; with
+    `profile`, the worker profiles its consumption (cProfile, first event to last) into that file."""
     result_file = work_dir / f"faust-{uuid.uuid4().hex}.json"
     log_file = work_dir / "faust-worker.log"
     command = [sys.executable, __file__, "--faust-worker", topic, str(count), str(result_file)]
+    if profile is not None:
+        command += ["--faust-profile", str(profile)]
     with log_file.open("ab") as log:
         worker = subprocess.Popen(
             command,
@@ -292,8 +343,8 @@ def consume_faust(settings: KafkaSettings, topic: str, count: int, work_dir: Pat
             if worker.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the faust worker did not finish; see {log_file}")
             time.sleep(0.1)
-        seconds: float = json.loads(result_file.read_text())["seconds"]
-        return seconds
+        result = json.loads(result_file.read_text())
+        return float(result["seconds"]), float(result["cpu_seconds"])
     finally:
         worker.send_signal(signal.SIGTERM)
         try:
@@ -303,23 +354,33 @@ def consume_faust(settings: KafkaSettings, topic: str, count: int, work_dir: Pat
             worker.wait()
 
 
-def faust_worker(topic: str, count: int, result_file: Path) -> None:
+def faust_worker(topic: str, count: int, result_file: Path, profile: Path | None) -> None:
     """The worker side of `consume_faust`: a faust agent on `consume_events`, timing `count` events
     (the broker and credentials from the `PREFLIGHT_KAFKA_*` environment)."""
+    import cProfile
+
     import faust
 
     settings = KafkaSettings.from_env()
     app = make_faust_app(f"bench-{uuid.uuid4().hex[:8]}", settings)
     publisher = EventPublisher(settings, source=SOURCE)
-    progress = {"seen": 0, "start": 0.0}
+    progress = {"seen": 0, "start": 0.0, "cpu": 0.0}
+    profiler = cProfile.Profile() if profile is not None else None
 
     async def handle(attributes: EventAttributes, payload: Message) -> None:
         if not progress["seen"]:
-            progress["start"] = time.perf_counter()
+            progress["start"], progress["cpu"] = time.perf_counter(), time.process_time()
+            if profiler is not None:
+                profiler.enable()
         progress["seen"] += 1
         if progress["seen"] == count:
             elapsed = time.perf_counter() - progress["start"]
-            await asyncio.to_thread(result_file.write_text, json.dumps({"seconds": elapsed}))
+            cpu = time.process_time() - progress["cpu"]
+            if profiler is not None:
+                profiler.disable()
+                profiler.dump_stats(str(profile))
+            result = json.dumps({"seconds": elapsed, "cpu_seconds": cpu})
+            await asyncio.to_thread(result_file.write_text, result)
 
     @app.agent(app.topic(topic))
     async def consume(stream: Any) -> None:
@@ -336,7 +397,7 @@ def faust_worker(topic: str, count: int, result_file: Path) -> None:
 # ------------------------------------------------------------------------------------ main
 
 
-def run(messages: int, sync_messages: int) -> None:
+def run(messages: int, sync_messages: int, profile: Path | None) -> None:
     sample = encode_event(submission(1), source=SOURCE, subject=subject_of(1))
     header_bytes = sum(len(name) + len(value) for name, value in sample.headers)
     with tempfile.TemporaryDirectory(prefix="preflight-bench-") as tmp:
@@ -351,18 +412,26 @@ def run(messages: int, sync_messages: int) -> None:
                 f"{SUBJECTS} keys"
             )
             print()
-            print(f"{'':8} {'path':40} {'mode':30} {'messages':>9} {'seconds':>8} {'msg/s':>9}")
-            for r in measure(broker.admin_settings(), messages, sync_messages, work_dir):
+            columns = f"{'messages':>9} {'seconds':>8} {'msg/s':>9} {'CPU µs/msg':>10}"
+            print(f"{'':8} {'path':40} {'mode':30} {columns}")
+            for r in measure(broker.admin_settings(), messages, sync_messages, work_dir, profile):
                 print(
-                    f"{r.direction:8} {r.path:40} {r.mode:30} {r.messages:9d} {r.seconds:8.2f} {r.rate:9.0f}",
+                    f"{r.direction:8} {r.path:40} {r.mode:30} {r.messages:9d} {r.seconds:8.2f} {r.rate:9.0f} "
+                    f"{r.cpu_per_message:>10}",
                     flush=True,
                 )
         finally:
             broker.stop()
+    if profile is not None:
+        print(f"\nfaust consume path, per event (cProfile, {profile}), by own time:")
+        stats = pstats.Stats(str(profile))
+        stats.sort_stats(pstats.SortKey.TIME).print_stats(25)
 
 
-def measure(settings: KafkaSettings, messages: int, sync_messages: int, work_dir: Path) -> Iterator[Result]:
-    topics = [f"bench.{n}.{uuid.uuid4().hex[:8]}" for n in range(6)]
+def measure(
+    settings: KafkaSettings, messages: int, sync_messages: int, work_dir: Path, profile: Path | None
+) -> Iterator[Result]:
+    topics = [f"bench.{n}.{uuid.uuid4().hex[:8]}" for n in range(7)]
     ensure_topics(settings, [TopicSpec(name, PARTITIONS) for name in topics])
     records = [encode_event(submission(n), source=SOURCE, subject=subject_of(n)) for n in range(messages)]
     pipelined, one_by_one = "pipelined, acks=all", "one ack at a time, acks=all"
@@ -387,6 +456,13 @@ def measure(settings: KafkaSettings, messages: int, sync_messages: int, work_dir
         pipelined,
         messages,
         publish_envelope(settings, topics[2], messages, pipelined=True),
+    )
+    yield Result(
+        "publish",
+        "outbox relay (SQLite)",
+        "batches of 200, acks=all",
+        messages,
+        publish_outbox(settings, topics[6], messages, work_dir),
     )
     sync_records = records[:sync_messages]
     yield Result(
@@ -418,36 +494,44 @@ def measure(settings: KafkaSettings, messages: int, sync_messages: int, work_dir
         "raw kafka-python",
         "assigned, no decoding",
         count,
-        consume_kafka_python(settings, source, count, decode=False),
+        *consume_kafka_python(settings, source, count, decode=False),
     )
     yield Result(
         "consume",
         "raw aiokafka",
         "assigned, no decoding",
         count,
-        consume_aiokafka(settings, source, count, decode=False),
+        *consume_aiokafka(settings, source, count, decode=False),
     )
     yield Result(
         "consume",
         "kafka-python + decode_record",
         "assigned",
         count,
-        consume_kafka_python(settings, source, count, decode=True),
+        *consume_kafka_python(settings, source, count, decode=True),
     )
     yield Result(
         "consume",
         "aiokafka + decode_record",
         "assigned",
         count,
-        consume_aiokafka(settings, source, count, decode=True),
+        *consume_aiokafka(settings, source, count, decode=True),
     )
     yield Result(
         "consume",
         "envelope: faust agent, consume_events",
         "group member, worker process",
         count,
-        consume_faust(settings, source, count, work_dir),
+        *consume_faust(settings, source, count, work_dir),
     )
+    if profile is not None:
+        yield Result(
+            "consume",
+            "envelope: faust agent, profiled",
+            "as above, under cProfile",
+            count,
+            *consume_faust(settings, source, count, work_dir, profile),
+        )
 
 
 def main() -> None:
@@ -457,16 +541,20 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000, help="records per pipelined/consume run")
     parser.add_argument("--sync-messages", type=int, default=2_000, help="records per one-at-a-time run")
     parser.add_argument(
+        "--profile", type=Path, help="also profile the faust consume path (cProfile) into this file"
+    )
+    parser.add_argument(
         "--faust-worker", nargs=3, metavar=("TOPIC", "COUNT", "RESULT"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--faust-profile", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.faust_worker:
         topic, count, result_file = args.faust_worker
-        faust_worker(topic, int(count), Path(result_file))
+        faust_worker(topic, int(count), Path(result_file), args.faust_profile)
         return
     if not 0 < args.sync_messages <= args.messages:
         parser.error("need 0 < --sync-messages <= --messages")
-    run(args.messages, args.sync_messages)
+    run(args.messages, args.sync_messages, args.profile)
 
 
 if __name__ == "__main__":

@@ -770,6 +770,36 @@ def test_mutual_tls_clients_load_their_certificate_from_mounted_files(
         }, name
 
 
+def test_helm_test_pods_read_each_service_with_the_probe_token_from_a_mounted_file(
+    helm: str, check_chart: ModuleType, tmp_path: Path
+) -> None:
+    """With a probe token every test Pod runs `preflight-health --read <its service>` (a service
+    the command knows), reading the token from a file of a read-only Secret volume; they validate."""
+    from preflight_common.healthcheck import READS
+
+    overlay = tmp_path / "probe.yaml"
+    overlay.write_text(yaml.safe_dump({"helmTest": {"probeToken": {"existingSecret": "preflight-probe"}}}))
+    docs = render(helm, check_chart, [*VALUES_FILES["default"], overlay])
+    pods = [d for d in of_kind(docs, "Pod") if d["metadata"]["annotations"]["helm.sh/hook"] == "test"]
+    assert check_chart.validate_objects(pods, KUBE_VERSIONS[-1:]) == []
+    read = {}
+    for pod in pods:
+        (c,) = pod["spec"]["containers"]
+        assert c["command"] == ["preflight-health"]
+        target, flag, service = c["args"]
+        read[target.split(".")[0]] = service
+        assert flag == "--read" and service in READS
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert "PREFLIGHT_PROBE_TOKEN" not in env
+        token = Path(env["PREFLIGHT_PROBE_TOKEN_FILE"])
+        (mount,) = [m for m in c["volumeMounts"] if m["mountPath"] == str(token.parent)]
+        assert mount["readOnly"] is True
+        (volume,) = [v for v in pod["spec"]["volumes"] if v["name"] == mount["name"]]
+        assert volume["secret"]["secretName"] == "preflight-probe"
+        assert volume["secret"]["items"] == [{"key": "token", "path": token.name}]
+    assert read == {f"preflight-{s}": s for s in SERVICES}
+
+
 def test_k8s_sandbox_namespace_is_restricted_and_cut_off(helm: str, check_chart: ModuleType) -> None:
     """Production enables Inspect's Kubernetes sandbox: its namespace enforces the restricted Pod
     Security Standard, denies every ingress and egress, and only the workers may manage Pods there."""

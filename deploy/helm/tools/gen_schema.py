@@ -518,6 +518,15 @@ schema = {
             {"existingSecret": {"type": "string"}, "healthPort": ref("port")},
             required=["existingSecret", "healthPort"],
         ),
+        "helmTest": obj(
+            {
+                "probeToken": obj(
+                    {"existingSecret": ref("optionalName"), "key": ref("secretKeyName")},
+                    required=["existingSecret", "key"],
+                )
+            },
+            required=["probeToken"],
+        ),
         "extraEnv": ref("envList"),
         "podSecurityContext": {
             "type": "object",

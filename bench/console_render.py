@@ -296,6 +296,7 @@ async def run(args: argparse.Namespace, root: Path) -> None:
         "PREFLIGHT_CLEARINGHOUSE_TARGET": targets["clearinghouse"],
         "PREFLIGHT_NOTIFIER_TARGET": "127.0.0.1:1",
         "PREFLIGHT_CONSOLE_SESSION_KEY_FILE": str(root / "console" / "session.key"),
+        "PREFLIGHT_CONSOLE_SESSION_DB": str(root / "console" / "sessions.sqlite"),
     }
     console = await asyncio.create_subprocess_exec(
         str(Path(sys.executable).parent / "preflight-console"),

@@ -285,6 +285,7 @@ def _console_env(stack: Stack) -> dict[str, str]:
         PREFLIGHT_CLEARINGHOUSE_TARGET=f"127.0.0.1:{stack.ports['clearinghouse']}",
         PREFLIGHT_NOTIFIER_TARGET=f"127.0.0.1:{stack.ports['notifier']}",
         PREFLIGHT_CONSOLE_SESSION_KEY_FILE=str(stack.data / "console" / "session.key"),
+        PREFLIGHT_CONSOLE_SESSION_DB=str(stack.data / "console" / "sessions.sqlite"),
     )
     return env
 

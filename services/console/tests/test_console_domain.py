@@ -3,7 +3,9 @@ zones, and the plot's geometry."""
 
 from __future__ import annotations
 
+import stat
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from preflight_common.auth import Principal, Role
@@ -28,7 +30,7 @@ def test_a_session_cookie_is_a_signed_random_id_that_never_carries_the_token() -
     store = SessionStore(Signer(KEY), ttl=60)
     cookie, session = store.create("pft_secret", REVIEWER)
     assert "pft_secret" not in cookie
-    assert store.get(cookie) is session
+    assert store.get(cookie) == session
     session_id, _, mac = cookie.partition(".")
     assert store.get(f"{session_id}.{'0' * len(mac)}") is None
     assert store.get(session_id) is None
@@ -119,3 +121,43 @@ def test_every_zone_people_pick_is_offered_by_region_after_utc() -> None:
     assert not offered & {"EST5EDT", "US/Pacific", "Etc/GMT+3"}, "legacy aliases are not offered"
     for name in offered:
         timing.zone(name)
+
+
+def test_sessions_outlive_a_restart_and_still_expire_and_end(tmp_path: Path) -> None:
+    clock, path = Clock(), tmp_path / "console" / "sessions.sqlite"
+    first = SessionStore(Signer(KEY), ttl=60, path=path, clock=clock)
+    kept, session = first.create("pft_secret", REVIEWER, issued_token_id="tok-1")
+    first.set_time_zone(session, "Europe/Paris")
+    ended, _ = first.create("pft_other", REVIEWER)
+    first.close()
+    # The file is the owner's alone and does not hold the token in the clear.
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert b"pft_secret" not in path.read_bytes()
+
+    restarted = SessionStore(Signer(KEY), ttl=60, path=path, clock=clock)
+    again = restarted.get(kept)
+    assert again is not None
+    assert (again.token, again.viewer, again.time_zone, again.issued_token_id, again.csrf) == (
+        "pft_secret",
+        REVIEWER,
+        "Europe/Paris",
+        "tok-1",
+        session.csrf,
+    )
+    restarted.end(ended)
+    assert restarted.get(ended) is None and len(restarted) == 1
+    clock.now += 60
+    assert restarted.get(kept) is None and len(restarted) == 0
+    restarted.close()
+
+
+def test_a_session_file_under_another_key_opens_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.sqlite"
+    mine = SessionStore(Signer(KEY), ttl=60, path=path)
+    cookie, _ = mine.create("pft_secret", REVIEWER)
+    mine.close()
+    # Even a cookie signed by the other key names a row whose token that key cannot unseal.
+    other_key = Signer(b"x" * 32)
+    session_id = cookie.partition(".")[0]
+    forged = f"{session_id}.{other_key.sign('session', session_id)}"
+    assert SessionStore(other_key, ttl=60, path=path).get(forged) is None

@@ -82,6 +82,8 @@ class Settings:
     secure_cookies: str
     # OpenID Connect sign-in; None: Preflight tokens only.
     oidc: OidcSettings | None = None
+    # The SQLite file sessions are kept in; None: in memory (a restart signs everyone out).
+    session_db: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -99,6 +101,7 @@ class Settings:
             session_ttl=env_positive("PREFLIGHT_CONSOLE_SESSION_TTL", 8 * 3600.0),
             secure_cookies=secure,
             oidc=OidcSettings.from_env(),
+            session_db=env_path("PREFLIGHT_CONSOLE_SESSION_DB", Path("run/console/sessions.sqlite")),
         )
 
     def session_key(self) -> bytes:

@@ -1,25 +1,31 @@
 """Signed-in sessions, kept on the server: the browser holds only a signed random id.
 
-A session holds the user's Preflight token and who it belongs to; the token never
-leaves the server. The cookie value is `<id>.<HMAC-SHA256(key, id)>`, so a cookie
-the console did not issue is refused without a lookup; every form of a session
-carries its CSRF token, `HMAC-SHA256(key, "csrf:" + id)`, which a cross-site page
-cannot read. Sessions end at sign-out, after `ttl` seconds, or when an API no
-longer accepts the token. A session an OpenID sign-in started also knows the id of the token
-intake issued for it (`issued_token_id`), which sign-out revokes; a token the user brought to the
-sign-in form is theirs, and outlives the session.
+A session holds the user's Preflight token and who it belongs to; the token never leaves the
+server. The cookie value is `<id>.<HMAC-SHA256(key, id)>`, so a cookie the console did not issue is
+refused without a lookup; every form of a session carries its CSRF token,
+`HMAC-SHA256(key, "csrf:" + id)`, which a cross-site page cannot read. Sessions end at sign-out,
+after `ttl` seconds, or when an API no longer accepts the token; kept in a SQLite file, they
+outlive a restart of the console. A session an OpenID sign-in started also knows the id of the
+token intake issued for it (`issued_token_id`), which sign-out revokes; a token the user brought
+to the sign-in form is theirs, and outlives the session.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from preflight.identity.v1 import identity_pb2
 from preflight_common.auth import Principal, Role
 
 CONSOLE_ROLES = (Role.LAB, Role.REVIEWER, Role.OPERATOR)
@@ -39,7 +45,6 @@ class Session:
     expires_at: float
     time_zone: str = "UTC"
     issued_token_id: str = ""
-    flash: list[str] = field(default_factory=list)
 
 
 class Signer:
@@ -60,13 +65,31 @@ class Signer:
 
 
 class SessionStore:
-    """Sessions in memory (a restart signs everyone out), bounded by `ttl`."""
+    """Sessions in a SQLite file (`path`), so a restart of the console signs no one out; with no
+    path, in memory. Bounded by `ttl`: an expired session is deleted when next read and when a
+    session is created. The file (mode 0600) holds each token sealed with AES-256-GCM under a key
+    derived from the session key, bound to its session id: the file alone does not give a token
+    away, and a row copied under another id does not open."""
 
-    def __init__(self, signer: Signer, ttl: float, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, signer: Signer, ttl: float, path: Path | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
         self._signer = signer
         self._ttl = ttl
         self._clock = clock
-        self._sessions: dict[str, Session] = {}
+        self._sealer = AESGCM(bytes.fromhex(signer.sign("key", "session-tokens")))
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        # One connection, used under the lock by whichever thread serves the request.
+        self._db = sqlite3.connect(
+            str(path) if path is not None else ":memory:", check_same_thread=False, isolation_level=None
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS sessions (session_id TEXT PRIMARY KEY, sealed_token BLOB NOT NULL, "
+            "viewer BLOB NOT NULL, expires_at REAL NOT NULL, time_zone TEXT NOT NULL, "
+            "issued_token_id TEXT NOT NULL)"
+        )
         self._lock = threading.Lock()
 
     def create(self, token: str, viewer: Principal, issued_token_id: str = "") -> tuple[str, Session]:
@@ -81,9 +104,21 @@ class SessionStore:
             expires_at=self._clock() + self._ttl,
             issued_token_id=issued_token_id,
         )
+        nonce = secrets.token_bytes(12)
+        sealed = nonce + self._sealer.encrypt(nonce, token.encode(), session_id.encode())
         with self._lock:
-            self._expire()
-            self._sessions[session_id] = session
+            self._db.execute("DELETE FROM sessions WHERE expires_at <= ?", (self._clock(),))
+            self._db.execute(
+                "INSERT INTO sessions VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    session_id,
+                    sealed,
+                    viewer.to_proto().SerializeToString(),
+                    session.expires_at,
+                    session.time_zone,
+                    issued_token_id,
+                ),
+            )
         return f"{session_id}.{self._signer.sign('session', session_id)}", session
 
     def get(self, cookie: str | None) -> Session | None:
@@ -92,30 +127,58 @@ class SessionStore:
         if session_id is None:
             return None
         with self._lock:
-            session = self._sessions.get(session_id)
-            if session is not None and session.expires_at <= self._clock():
-                del self._sessions[session_id]
+            row = self._db.execute(
+                "SELECT sealed_token, viewer, expires_at, time_zone, issued_token_id FROM sessions "
+                "WHERE session_id = ?",
+                (session_id,),
+            ).fetchone()
+            if row is None:
                 return None
-            return session
+            sealed, viewer, expires_at, time_zone, issued_token_id = row
+            if expires_at <= self._clock():
+                self._db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+                return None
+        try:
+            token = self._sealer.decrypt(sealed[:12], sealed[12:], session_id.encode()).decode()
+        except InvalidTag:  # sealed under another session key, or not for this session
+            return None
+        return Session(
+            session_id=session_id,
+            token=token,
+            viewer=Principal.from_proto(identity_pb2.Principal.FromString(viewer)),
+            csrf=self._signer.sign("csrf", session_id),
+            expires_at=expires_at,
+            time_zone=time_zone,
+            issued_token_id=issued_token_id,
+        )
+
+    def set_time_zone(self, session: Session, zone: str) -> None:
+        """Show `session`'s times in `zone` from now on."""
+        session.time_zone = zone
+        with self._lock:
+            self._db.execute(
+                "UPDATE sessions SET time_zone = ? WHERE session_id = ?", (zone, session.session_id)
+            )
 
     def end(self, cookie: str | None) -> None:
-        """End the session `cookie` names, if any."""
+        """End the session `cookie` names, if any: its row is deleted."""
         session_id = self._session_id(cookie)
         if session_id is not None:
             with self._lock:
-                self._sessions.pop(session_id, None)
+                self._db.execute("DELETE FROM sessions WHERE session_id = ?", (session_id,))
+
+    def close(self) -> None:
+        """Close the file."""
+        with self._lock:
+            self._db.close()
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._sessions)
+            (count,) = self._db.execute("SELECT count(*) FROM sessions").fetchone()
+        return int(count)
 
     def _session_id(self, cookie: str | None) -> str | None:
         session_id, _, mac = (cookie or "").partition(".")
         if not session_id or not mac or not self._signer.verify("session", session_id, mac):
             return None
         return session_id
-
-    def _expire(self) -> None:
-        now = self._clock()
-        for session_id in [s for s, v in self._sessions.items() if v.expires_at <= now]:
-            del self._sessions[session_id]

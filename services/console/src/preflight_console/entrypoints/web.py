@@ -160,7 +160,7 @@ class Console:
         self.settings = settings
         self.apis = apis
         self.signer = Signer(settings.session_key())
-        self.sessions = SessionStore(self.signer, settings.session_ttl)
+        self.sessions = SessionStore(self.signer, settings.session_ttl, settings.session_db)
         self.oidc = OpenIdSignIn(settings.oidc, apis, settings.session_ttl) if settings.oidc else None
         folder = resources.files("preflight_console") / "templates"
         self.templates = Environment(
@@ -448,7 +448,7 @@ async def time_zone(console: Console, request: Request, session: Session, form: 
         timing.zone(form.one("zone"))
     except ValueError as exc:
         raise Refused(400, f"zone: {exc}") from None
-    session.time_zone = form.one("zone")
+    console.sessions.set_time_zone(session, form.one("zone"))
     return RedirectResponse(_local_path(form.one("back")), status_code=303)
 
 
@@ -850,15 +850,16 @@ def routes() -> list[Route | Mount]:
 
 
 def build_app(settings: Settings) -> Starlette:
-    """The console's ASGI application; its API channels close with it."""
+    """The console's ASGI application; its API channels and session file close with it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         apis = Apis.connect(settings)
-        app.state.console = Console(settings, apis)
+        app.state.console = console = Console(settings, apis)
         try:
             yield
         finally:
+            console.sessions.close()
             await apis.close()
 
     app = Starlette(routes=routes(), lifespan=lifespan)

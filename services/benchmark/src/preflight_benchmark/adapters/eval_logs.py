@@ -15,7 +15,6 @@ import posixpath
 from collections.abc import Generator
 
 import fsspec
-from inspect_ai.log import read_eval_log, read_eval_log_sample_summaries
 from preflight.benchmark.v1 import benchmark_pb2
 
 from preflight_benchmark.adapters.store import JobRecord
@@ -58,6 +57,10 @@ class EvalLogs:
     @staticmethod
     def summary(location: str) -> benchmark_pb2.GetEvalLogResponse:
         """What the log at `location` says: task, model, status, metrics and each sample's scores."""
+        # Inspect takes seconds to import: the service pays for it when a summary is first asked
+        # for, not at every start.
+        from inspect_ai.log import read_eval_log, read_eval_log_sample_summaries
+
         header = read_eval_log(location, header_only=True)
         metrics = [
             benchmark_pb2.EvalMetric(score=score.name, metric=name, value=metric.value)

@@ -57,6 +57,8 @@ PRINCIPALS = {
     "operator": Principal("ops@bank-a", Role.OPERATOR, "bank-a", frozenset({"finance"})),
     "admin": Principal("root@preflight", Role.ADMIN, "preflight"),
     "service": Principal("svc@preflight", Role.SERVICE, "preflight"),
+    "worker": Principal("job-1@benchmark", Role.WORKER, "preflight"),
+    "probe": Principal("probe@preflight", Role.PROBE, "preflight"),
 }
 
 CORPUS = yaml.safe_load((Path(__file__).parent / "data" / "hostile_corpus.yaml").read_text(encoding="utf-8"))
@@ -326,3 +328,7 @@ async def test_no_hostile_request_gets_an_internal_error_or_an_exceptions_text(
 
 async def test_every_rpc_of_every_service_is_probed() -> None:
     assert len(METHODS) == 52
+
+
+def test_every_role_is_probed() -> None:
+    assert {principal.role for principal in PRINCIPALS.values()} == set(Role)

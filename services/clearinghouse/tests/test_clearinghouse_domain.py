@@ -57,7 +57,9 @@ from preflight_clearinghouse.domain.reports import (
 )
 from preflight_clearinghouse.domain.sharing import (
     Audience,
+    Role,
     Tlp,
+    Viewer,
     audience_view,
     effective_tlp,
     may_read_report,
@@ -65,6 +67,7 @@ from preflight_clearinghouse.domain.sharing import (
     project,
 )
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+from preflight_common import auth
 
 NOW = START + timedelta(days=1)
 
@@ -106,6 +109,15 @@ def test_an_empty_audience_reaches_nobody_even_as_clear() -> None:
         finding = make_finding(tlp=tlp, audience=audience())
         assert not any(may_see(v, finding, NOW) for v in (OP_A, OP_B, OP_C, LAB_Y, SERVICE))
         assert may_see(REVIEWER, finding, NOW)
+
+
+def test_the_policy_knows_every_role_a_token_carries_and_workers_and_probes_see_nothing() -> None:
+    # A token's role the policy did not know answered INTERNAL on every clearinghouse call.
+    assert {role.value for role in Role} == {role.value for role in auth.Role}
+    for tlp in Tlp:
+        finding = make_finding(tlp=tlp, audience=audience({"bank-a"}, {"finance"}))
+        for role in (Role.WORKER, Role.PROBE):
+            assert not may_see(Viewer("x@preflight", role, "bank-a", frozenset({"finance"})), finding, NOW)
 
 
 def test_an_unknown_sector_matches_nobody() -> None:

@@ -63,6 +63,8 @@ class Role(enum.Enum):
     OPERATOR = "operator"
     ADMIN = "admin"
     SERVICE = "service"
+    # One benchmark job's token: the clearinghouse serves workers nothing; they see nothing.
+    WORKER = "worker"
     # A monitoring probe: its one read, ListReports, lists nothing (it is no lab); it sees nothing.
     PROBE = "probe"
 

@@ -602,7 +602,11 @@ def test_strimzi_certificate_users_with_reflected_secrets_validate_against_the_c
 
 
 GRPC_SERVICES = {
-    "intake": ["preflight.intake.v1.IntakeService", "preflight.identity.v1.IdentityService"],
+    "intake": [
+        "preflight.intake.v1.IntakeService",
+        "preflight.identity.v1.IdentityService",
+        "preflight.intake.v1.SignInService",
+    ],
     "benchmark": ["preflight.benchmark.v1.BenchmarkService"],
     "clearinghouse": ["preflight.clearinghouse.v1.ClearinghouseService"],
     "notifier": ["preflight.notifier.v1.NotifierService"],
@@ -897,3 +901,88 @@ def test_kueue_schemas_refuse_what_kueue_refuses(check_chart: ModuleType) -> Non
         },
     }
     assert check_chart.validate_objects([cluster_queue], [])
+
+
+AGENCY = "https://login.agency.example"
+OIDC_VALUES = {
+    "console": {
+        "oidc": {
+            "issuer": AGENCY,
+            "clientId": "preflight-console",
+            "redirectUrl": "https://console.agency.example/sign-in/oidc/callback",
+            "scopes": "openid email groups",
+            "name": "the agency's sign-in",
+            "clientSecret": {"existingSecret": "console-oidc", "key": "secret"},
+        }
+    },
+    "intake": {
+        "oidc": {
+            "tokenLifetime": 3600,
+            "issuers": [
+                {
+                    "issuer": AGENCY,
+                    "audiences": ["preflight-console"],
+                    "principals": [
+                        {
+                            "claim": "sub",
+                            "value": "248289761001",
+                            "principal_id": "rita",
+                            "role": "reviewer",
+                            "organisation": "agency",
+                        },
+                        {
+                            "claim": "email",
+                            "value": "ops@hospital.example",
+                            "role": "operator",
+                            "organisation": "st-marys",
+                            "sectors": ["healthcare"],
+                        },
+                    ],
+                }
+            ],
+        }
+    },
+}
+
+
+def test_oidc_settings_render_to_what_the_console_and_intake_read(
+    helm: str, check_chart: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from preflight_console.config import OidcSettings
+    from preflight_intake.domain.federation import Federation
+
+    values = tmp_path / "oidc.yaml"
+    values.write_text(yaml.safe_dump(OIDC_VALUES))
+    docs = render(helm, check_chart, [REQUIRED_VALUES, values])
+    # intake reads the mapping the chart renders (its own parser) from the file its variable names.
+    mapping = next(d for d in of_kind(docs, "ConfigMap") if d["metadata"]["name"] == "preflight-intake-oidc")
+    federation = Federation.parse(mapping["data"]["oidc.yaml"])
+    assert list(federation.issuers) == [AGENCY]
+    intake = env_of(docs, "preflight-intake")
+    assert intake["PREFLIGHT_INTAKE_OIDC_FILE"]["value"] == "/etc/preflight/oidc/oidc.yaml"
+    assert intake["PREFLIGHT_INTAKE_OIDC_TOKEN_LIFETIME"]["value"] == "3600"
+    # The console's settings from exactly its rendered environment, the secret's file stood in for.
+    secret = tmp_path / "client-secret"
+    secret.write_text("s" * 40)
+    secret.chmod(0o440)
+    for name, variable in env_of(docs, CONSOLE).items():
+        if name.startswith("PREFLIGHT_CONSOLE_OIDC_"):
+            monkeypatch.setenv(name, variable["value"])
+    rendered_file = os.environ["PREFLIGHT_CONSOLE_OIDC_CLIENT_SECRET_FILE"]
+    monkeypatch.setenv("PREFLIGHT_CONSOLE_OIDC_CLIENT_SECRET_FILE", str(secret))
+    assert OidcSettings.from_env() == OidcSettings(
+        issuer=AGENCY,
+        client_id="preflight-console",
+        client_secret="s" * 40,
+        scopes="openid email groups",
+        name="the agency's sign-in",
+        redirect_url="https://console.agency.example/sign-in/oidc/callback",
+    )
+    # That file is the Secret's key, mounted read-only; the Secret is named nowhere else.
+    console = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == CONSOLE)
+    pod = console["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "oidc-client-secret")
+    assert (mount["mountPath"], mount["readOnly"]) == (os.path.dirname(rendered_file), True)
+    volume = next(v for v in pod["volumes"] if v["name"] == "oidc-client-secret")
+    assert volume["secret"]["items"] == [{"key": "secret", "path": os.path.basename(rendered_file)}]
+    assert "console-oidc" not in yaml.safe_dump(pod["containers"])

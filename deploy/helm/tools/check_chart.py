@@ -50,6 +50,14 @@ REQUIRED_VALUES = Path(__file__).resolve().parent / "required-values.yaml"
 RELEASE = "preflight"
 NAMESPACE = "preflight"
 
+# A valid entry of intake's OpenID Connect mapping, which the bad values below each break once.
+OIDC_RULE = {"claim": "sub", "value": "rita", "role": "reviewer", "organisation": "agency"}
+OIDC_ISSUER = {
+    "issuer": "https://login.example",
+    "audiences": ["preflight-console"],
+    "principals": [OIDC_RULE],
+}
+
 # Values that must NOT render: (description, values overlay).
 BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("unknown top-level key", {"replicas": 3}),
@@ -157,6 +165,26 @@ BAD_VALUES: list[tuple[str, dict[str, Any]]] = [
     ("bad scratch size", {"benchmark": {"worker": {"scratchSizeLimit": "lots"}}}),
     ("bad runtime class", {"benchmark": {"worker": {"runtimeClassName": "gVisor"}}}),
     ("pull secret without a name", {"global": {"imagePullSecrets": [{"secret": "x"}]}}),
+    ("OpenID issuer over http", {"console": {"oidc": {"issuer": "http://login.example", "clientId": "c"}}}),
+    ("OpenID issuer without a client id", {"console": {"oidc": {"issuer": "https://login.example"}}}),
+    ("redirect URL off the callback", {"console": {"oidc": {"redirectUrl": "https://console.example/x"}}}),
+    ("scopes without openid", {"console": {"oidc": {"scopes": "email profile"}}}),
+    ("client secret in values", {"console": {"oidc": {"clientSecret": {"value": "s3cret"}}}}),
+    *(
+        (f"OpenID mapping: {what}", {"intake": {"oidc": {"issuers": [issuer]}}})
+        for what, issuer in [
+            ("issuer over http", {**OIDC_ISSUER, "issuer": "http://login.example"}),
+            ("no audience", {**OIDC_ISSUER, "audiences": []}),
+            ("no rule", {**OIDC_ISSUER, "principals": []}),
+            ("an admin", {**OIDC_ISSUER, "principals": [{**OIDC_RULE, "role": "admin"}]}),
+            ("an unknown claim", {**OIDC_ISSUER, "principals": [{**OIDC_RULE, "claim": "name"}]}),
+            ("a bad organisation", {**OIDC_ISSUER, "principals": [{**OIDC_RULE, "organisation": "Agency"}]}),
+        ]
+    ),
+    (
+        "OpenID mapping inline and from a ConfigMap",
+        {"intake": {"oidc": {"issuers": [OIDC_ISSUER], "existingConfigMap": "agency-oidc"}}},
+    ),
 ]
 
 

@@ -46,6 +46,38 @@ PROBE_SETTINGS = {
 EMPTY_NAME = {"properties": {"name": {"maxLength": 0}}}
 
 
+# An OpenID provider's issuer URL, as both the console and intake require it in a cluster: https.
+OIDC_ISSUER = r"https://[^\s/?#@]+(/[^\s?#]*)?"
+
+# intake's OpenID Connect mapping (services/intake domain/federation.py), checked before install.
+oidc_issuers = {
+    "type": "array",
+    "items": obj(
+        {
+            "issuer": {"type": "string", "pattern": f"^{OIDC_ISSUER}$"},
+            "audiences": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
+            "principals": {
+                "type": "array",
+                "minItems": 1,
+                "items": obj(
+                    {
+                        "claim": {"enum": ["sub", "email", "groups"]},
+                        "value": {"type": "string", "minLength": 1},
+                        "principal_id": {"type": "string", "pattern": r"^\S{1,256}$"},
+                        # People only: admin, service and worker tokens are never issued this way.
+                        "role": {"enum": ["lab", "reviewer", "operator"]},
+                        "organisation": ref("participantName"),
+                        "sectors": {"type": "array", "items": ref("participantName")},
+                    },
+                    required=["claim", "value", "role", "organisation"],
+                ),
+            },
+        },
+        required=["issuer", "audiences", "principals"],
+    ),
+}
+
+
 defs = {
     "quantity": {
         "anyOf": [
@@ -568,7 +600,25 @@ schema = {
             required=["liveness", "readiness", "startup"],
         ),
         "identity": obj({"target": {"type": "string", "pattern": r"^([^\s:]+:\d{1,5})?$"}}),
-        "intake": component(["databaseUrl", "encryptionKeys", "pageTokenKey"]),
+        "intake": component(
+            ["databaseUrl", "encryptionKeys", "pageTokenKey"],
+            {
+                "oidc": obj(
+                    {
+                        "issuers": oidc_issuers,
+                        "existingConfigMap": ref("optionalName"),
+                        "key": ref("secretKeyName"),
+                        "tokenLifetime": {"type": "integer", "minimum": 1},
+                    },
+                    required=["issuers", "existingConfigMap", "key", "tokenLifetime"],
+                    # One mapping: inline issuers or an existing ConfigMap's, not both.
+                    **{
+                        "if": {"properties": {"existingConfigMap": {"minLength": 1}}},
+                        "then": {"properties": {"issuers": {"maxItems": 0}}},
+                    },
+                ),
+            },
+        ),
         "benchmark": component(
             ["databaseUrl", "serviceToken", "pageTokenKey"],
             {
@@ -636,6 +686,28 @@ schema = {
                         "tlsSecret": ref("optionalName"),
                     }
                 ),
+                "oidc": obj(
+                    {
+                        "issuer": {"type": "string", "pattern": f"^({OIDC_ISSUER})?$"},
+                        "clientId": string,
+                        "redirectUrl": {
+                            "type": "string",
+                            "pattern": r"^(https://[^\s/?#@]+/sign-in/oidc/callback)?$",
+                        },
+                        "scopes": {"type": "string", "pattern": r"(^|\s)openid(\s|$)"},
+                        "name": {"type": "string", "minLength": 1},
+                        "clientSecret": obj(
+                            {"existingSecret": ref("optionalName"), "key": ref("secretKeyName")},
+                            required=["existingSecret", "key"],
+                        ),
+                    },
+                    required=["issuer", "clientId", "redirectUrl", "scopes", "name", "clientSecret"],
+                    # The provider knows the console by its client id: required with an issuer.
+                    **{
+                        "if": {"properties": {"issuer": {"minLength": 1}}},
+                        "then": {"properties": {"clientId": {"minLength": 1}}},
+                    },
+                ),
                 "extraEnv": ref("envList"),
                 "resources": ref("resources"),
                 "podAnnotations": ref("stringMap"),
@@ -693,6 +765,7 @@ schema = {
                             "webhooks",
                             "modelEndpoints",
                             "evalLogs",
+                            "oidc",
                         ]
                     },
                     required=[
@@ -705,6 +778,7 @@ schema = {
                         "webhooks",
                         "modelEndpoints",
                         "evalLogs",
+                        "oidc",
                     ],
                 ),
             },

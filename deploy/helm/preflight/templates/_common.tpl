@@ -165,6 +165,17 @@ false) or the one named. Arg: (dict "root" $ "name" <component> "c" <component v
 {{- printf "%s-worker" (include "preflight.fullname" .) -}}
 {{- end -}}
 
+{{/* The ConfigMap holding intake's OpenID Connect mapping (under `intake.oidc.key`): the existing one
+named, the chart's when the issuers are given inline, else none (empty: no sign-in through a provider). */}}
+{{- define "preflight.intakeOidcConfigMap" -}}
+{{- $o := .Values.intake.oidc -}}
+{{- if $o.existingConfigMap -}}
+{{ $o.existingConfigMap }}
+{{- else if $o.issuers -}}
+{{ include "preflight.componentName" (dict "root" . "name" "intake") }}-oidc
+{{- end -}}
+{{- end -}}
+
 {{/* intake's gRPC address as seen from other pods (FQDN: workers may run in another namespace). */}}
 {{- define "preflight.identityTarget" -}}
 {{- if .Values.identity.target -}}

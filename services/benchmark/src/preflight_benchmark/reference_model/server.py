@@ -6,6 +6,7 @@ import hmac
 import ipaddress
 import json
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -34,6 +35,15 @@ def _text(messages: list[dict[str, Any]]) -> str:
 
 def _tokens(text: str) -> int:
     return max(1, len(text) // 4)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that went away before its answer (a worker killed mid-request) is expected.
+        if isinstance(sys.exception(), ConnectionError):
+            log.debug("%s went away before its answer", client_address)
+            return
+        super().handle_error(request, client_address)
 
 
 class ReferenceModelServer:
@@ -67,7 +77,7 @@ class ReferenceModelServer:
         self._hold = frozenset(hold)
         self._released = threading.Event()
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer((host, port), self._handler())
+        self._httpd = _HTTPServer((host, port), self._handler())
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

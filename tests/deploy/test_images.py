@@ -28,6 +28,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+import yaml
 from moto.server import ThreadedMotoServer
 from preflight_benchmark.adapters.events import reason_to_proto
 from preflight_benchmark.adapters.executors.k8s_manifest import (
@@ -46,6 +47,7 @@ from preflight_benchmark.testing import (
     endpoint_attempt,
     intake_stand_in,
     recording_benchmark_service,
+    wait_until,
 )
 from preflight_common.ports import free_port
 
@@ -57,6 +59,10 @@ S3_CREDENTIALS = "[default]\naws_access_key_id = testing\naws_secret_access_key 
 # The parts of a security context this emulation applies; anything else fails the test, so a
 # setting added to the manifests is either applied here too or seen to be missing.
 POD_SECURITY = {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup", "seccompProfile"}
+WAIT = 180.0
+REPO = Path(__file__).resolve().parents[2]
+# The service images the tests run and the Secret files each needs to serve (PREFLIGHT_<NAME>_FILE).
+SERVICE_SECRETS = {"intake": ["intake-encryption-keys"], "notifier": ["service-token"]}
 CONTAINER_SECURITY = {"allowPrivilegeEscalation", "readOnlyRootFilesystem", "capabilities", "runAsNonRoot"}
 
 
@@ -97,6 +103,11 @@ class Kubelet:
             timeout=timeout,
             check=False,
         )
+
+    def start(self, name: str, pod: dict[str, Any], container: dict[str, Any], network: str) -> None:
+        """Start the container in the background as `name` (remove it with `podman rm -f`)."""
+        argv = ["podman", "run", "--detach", f"--name={name}", *self.arguments(pod, container, network)]
+        subprocess.run(argv, env=self.env, stdout=subprocess.DEVNULL, timeout=300, check=True)
 
     def arguments(self, pod: dict[str, Any], container: dict[str, Any], network: str) -> list[str]:
         """`podman run` arguments (after `run`) for `container` of `pod`."""
@@ -159,6 +170,101 @@ class Kubelet:
             # An emptyDir is world-writable, of the fsGroup, and what is made in it inherits the group.
             folder.chmod(0o2777)
         return folder
+
+
+@pytest.fixture(scope="session", params=sorted(SERVICE_SECRETS))
+def service_image(
+    request: pytest.FixtureRequest, build_images: ModuleType, base_image: str
+) -> tuple[str, str]:
+    """(service, its image)."""
+    service = str(request.param)
+    return service, str(build_images.build(service, base_image))
+
+
+def service_pod(
+    image: str, service: str, args: list[str], secret_files: list[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pod of the chart's Deployment or migration Job of `service` and its container: the
+    chart's security contexts, its /tmp and state emptyDirs, the service's Secret files under
+    /etc/preflight/secrets; settings for SQLite in the state volume, no Kafka."""
+    values = yaml.safe_load((REPO / "deploy" / "helm" / "preflight" / "values.yaml").read_text())
+    pod = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": values["podSecurityContext"],
+        "volumes": [
+            {"name": "tmp", "emptyDir": {}},
+            {"name": "state", "emptyDir": {}},
+            {"name": "secrets", "secret": {"secretName": service, "defaultMode": 0o440}},
+        ],
+    }
+    env = {
+        "PREFLIGHT_DATABASE_URL": f"sqlite:////var/lib/preflight/{service}.db",
+        **{
+            f"PREFLIGHT_{name.upper().replace('-', '_')}_FILE": f"/etc/preflight/secrets/{name}"
+            for name in secret_files
+        },
+    }
+    container = {
+        "image": image,
+        "args": args,
+        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "securityContext": values["containerSecurityContext"],
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "state", "mountPath": "/var/lib/preflight"},
+            {"name": "secrets", "mountPath": "/etc/preflight/secrets", "readOnly": True},
+        ],
+    }
+    return pod, container
+
+
+def test_each_service_image_migrates_its_database_and_answers_its_health_check(
+    tmp_path: Path, service_image: tuple[str, str], build_images: ModuleType, podman_env: dict[str, str]
+) -> None:
+    """As the chart runs it, with no network: the migration Job's `migrate` succeeds, then the
+    Deployment's `serve` answers its health check SERVING (asked from inside the pod, as an exec
+    probe would: nothing outside reaches it) while Kafka is out of reach."""
+    service, image = service_image
+    keys = subprocess.run(
+        [str(Path(sys.executable).parent / "preflight-intake"), "keygen"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    files = SERVICE_SECRETS[service]
+    data = {"intake-encryption-keys": keys, "service-token": secrets.token_urlsafe(24)}
+    kubelet = Kubelet(
+        tmp_path / "volumes", podman_env, {service: {name: data[name] for name in files}}, claims={}
+    )
+
+    pod, migrate = service_pod(image, service, ["migrate"], files)
+    done = kubelet.run(pod, migrate, network="none", timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    assert (tmp_path / "volumes" / "state" / f"{service}.db").stat().st_size > 0
+
+    pod, serve = service_pod(image, service, ["serve"], files)
+    name = f"preflight-{service}-{secrets.token_hex(4)}"
+    kubelet.start(name, pod, serve, network="none")
+    try:
+        port = build_images.IMAGES[service][1]["PORT"]
+
+        def serving() -> bool:
+            health = ["podman", "exec", name, "preflight-health", f"127.0.0.1:{port}", "--timeout", "5"]
+            return (
+                subprocess.run(
+                    health, env=podman_env, capture_output=True, timeout=60, check=False
+                ).returncode
+                == 0
+            )
+
+        wait_until(serving, WAIT, f"{service} answering its health check SERVING")
+    finally:
+        logs = subprocess.run(
+            ["podman", "logs", name], env=podman_env, capture_output=True, text=True, check=False
+        )
+        subprocess.run(["podman", "rm", "--force", name], env=podman_env, capture_output=True, check=False)
+        print(logs.stdout[-2000:], logs.stderr[-4000:])
 
 
 @pytest.fixture(scope="module")

@@ -45,6 +45,7 @@ from preflight_console.domain import timing
 from preflight_console.domain.plot import score_plot
 from preflight_console.domain.progress import progress
 from preflight_console.domain.sessions import CONSOLE_ROLES, Session, SessionStore, Signer
+from preflight_console.entrypoints import feeds
 from preflight_console.service_layer import views
 from preflight_console.service_layer.sign_in import OpenIdSignIn, SignInFailed
 
@@ -845,6 +846,7 @@ def routes() -> list[Route | Mount]:
         Route("/operator/alerts/{alert_id}/acknowledge", acknowledge, methods=["POST"]),
         Route("/lab/submissions", lab_submissions),
         Route("/lab/submissions/{submission_id}/report", lab_report),
+        *feeds.routes(),
         Mount("/static", StaticFiles(directory=str(static)), name="static"),
     ]
 

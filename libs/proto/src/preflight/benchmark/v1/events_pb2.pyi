@@ -96,20 +96,26 @@ class Resources(_message.Message):
     GPU_FIELD_NUMBER: _builtins.int
     CPU_FIELD_NUMBER: _builtins.int
     MEMORY_FIELD_NUMBER: _builtins.int
+    ACCELERATOR_FIELD_NUMBER: _builtins.int
     gpu: _builtins.int
     cpu: _builtins.str
     """Kubernetes quantity strings, e.g. "2", "500m", "4Gi"."""
     memory: _builtins.str
+    accelerator: _builtins.str
+    """The suite's accelerator class, e.g. "nvidia-a100-80gb": the deployment maps it to the GPUs'
+    resource name, node selector and tolerations. Empty: the deployment's generic GPU nodes.
+    """
     def __init__(
         self,
         *,
         gpu: _builtins.int = ...,
         cpu: _builtins.str = ...,
         memory: _builtins.str = ...,
+        accelerator: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpu", b"cpu", "gpu", b"gpu", "memory", b"memory"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accelerator", b"accelerator", "cpu", b"cpu", "gpu", b"gpu", "memory", b"memory"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -151,6 +151,8 @@ def _routes(review: Review, revision: int) -> dict[str, list[tuple[str, str, dic
             ("GET", "/review/queue", {}),
             ("GET", f"/review/jobs/{jid}/logs/0", {}),
             ("GET", f"/review/jobs/{jid}/logs/0/download", {}),
+            ("GET", f"/review/jobs/{jid}/logs/0/viewer/index.html", {}),
+            ("GET", f"/review/jobs/{jid}/logs/0/viewer/logs/log.eval", {}),
             ("GET", f"/review/submissions/{sid}", {}),
             ("GET", f"/review/submissions/{sid}/report", {}),
             ("GET", "/review/findings", {}),
@@ -475,6 +477,13 @@ def test_a_reviewer_signs_off_and_shares_a_finding_the_hospital_sees_and_downloa
     )[0]
     with _reviewer(review.stack) as reviewer:
         assert log.read_bytes() == b"".join(c.data for c in reviewer.benchmark.read_eval_log(review.job_id))
+    # Inspect's own viewer, served by the console, reads the same log by ranges through it. (A
+    # screenshot, no axe-core: the viewer's markup is Inspect's.)
+    sample = browser.css("#samples tbody td").text
+    browser.css("#open-viewer").click()
+    wait_until("the viewer showing the log's samples", lambda: sample in browser.read("body"), timeout=60)
+    browser.shots += 1
+    browser.driver.save_screenshot(str(browser.artifacts / f"{browser.shots:02d}-inspect-viewer.png"))
     browser.open(f"/review/submissions/{sid}")
     browser.css(f"a[href='/review/submissions/{sid}/report']").click()
     browser.check("report")

@@ -386,9 +386,26 @@ def test_reviewers_read_a_jobs_eval_log_summary_and_bytes(api: Api) -> None:
     assert b"".join(c.data for c in chunks) == Path(location).read_bytes()
     rest = api.stub.ReadEvalLog(benchmark_pb2.ReadEvalLogRequest(job_id=job, offset=10), metadata=reviewer)
     assert b"".join(c.data for c in rest) == Path(location).read_bytes()[10:]
+    # A range, as Inspect's viewer asks for one; each chunk says how long the whole log is.
+    size = Path(location).stat().st_size
+    ranged = list(
+        api.stub.ReadEvalLog(
+            benchmark_pb2.ReadEvalLogRequest(job_id=job, offset=5, length=7), metadata=reviewer
+        )
+    )
+    assert b"".join(c.data for c in ranged) == Path(location).read_bytes()[5:12]
+    assert {c.size for c in ranged} == {size}
+    past = list(
+        api.stub.ReadEvalLog(benchmark_pb2.ReadEvalLogRequest(job_id=job, offset=size + 1), metadata=reviewer)
+    )
+    assert [(c.data, c.size) for c in past] == [(b"", size)]
     with Preflight(targets={"benchmark": api.target}, token=api.intake.reviewer_token) as sdk:
         assert sdk.benchmark.get_eval_log(job).samples[0].sample_id == "s-1"
         assert b"".join(c.data for c in sdk.benchmark.read_eval_log(job)) == Path(location).read_bytes()
+        assert (
+            b"".join(c.data for c in sdk.benchmark.read_eval_log(job, offset=3, length=4))
+            == (Path(location).read_bytes()[3:7])
+        )
 
 
 def test_eval_logs_outside_the_submissions_folder_are_never_read(api: Api) -> None:

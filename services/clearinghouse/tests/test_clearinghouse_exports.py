@@ -246,3 +246,11 @@ def test_an_export_without_a_format_names_every_format_the_registry_exports(comp
     with pytest.raises(InvalidInput) as refused:
         components.registry.export(REVIEWER, finding.finding_id, None)
     assert refused.value.violations == (FieldViolation("format", "choose one of CSAF, CSAF_2_0, OSV, STIX"),)
+
+
+@pytest.mark.parametrize("exporter", [CSAF, CSAF_2_0], ids=["2.1", "2.0"])
+def test_a_csaf_document_is_the_same_bytes_whenever_it_is_exported(exporter: CsafExporter) -> None:
+    """A provider serves a document's hash and signature beside it: exported again a minute later,
+    the same view of the same finding must be the same bytes."""
+    finding = VARIANTS["RED, one purl without range"]
+    assert exporter(finding, NOW).document == exporter(finding, NOW + timedelta(minutes=1)).document

@@ -754,19 +754,26 @@ def get_eval_log(
     )
 
 
-def read_eval_log(job_id: str, index: int) -> Stream[benchmark_pb2.ReadEvalLogResponse]:
-    """The log's bytes once each: after a reconnect the read resumes where the last chunk ended."""
+def read_eval_log(
+    job_id: str, index: int, offset: int, length: int
+) -> Stream[benchmark_pb2.ReadEvalLogResponse]:
+    """The log's bytes once each: after a reconnect the read resumes where the last chunk ended (a
+    range already whole when the connection broke is asked to the end, and the rest skipped)."""
     received = 0
 
     def fresh(chunk: benchmark_pb2.ReadEvalLogResponse) -> bool:
         nonlocal received
+        if length and received >= length:
+            return False
         received += len(chunk.data)
         return True
 
     return Stream(
         _path(benchmark_pb2.DESCRIPTOR, "BenchmarkService", "ReadEvalLog"),
         benchmark_pb2.ReadEvalLogResponse,
-        lambda: benchmark_pb2.ReadEvalLogRequest(job_id=job_id, index=index, offset=received),
+        lambda: benchmark_pb2.ReadEvalLogRequest(
+            job_id=job_id, index=index, offset=offset + received, length=max(length - received, 0)
+        ),
         fresh,
     )
 

@@ -533,9 +533,15 @@ class AsyncBenchmarkClient(AsyncServiceClient):
         return await self._run(_calls.get_eval_log(job_id, index), timeout)
 
     def read_eval_log(
-        self, job_id: str, index: int = 0, *, timeout: float | None = None
+        self,
+        job_id: str,
+        index: int = 0,
+        *,
+        offset: int = 0,
+        length: int = 0,
+        timeout: float | None = None,
     ) -> AsyncIterator[benchmark_pb2.ReadEvalLogResponse]:
-        return self._follow(_calls.read_eval_log(job_id, index), timeout)
+        return self._follow(_calls.read_eval_log(job_id, index, offset, length), timeout)
 
     async def summarize_jobs(
         self, submission_ids: Iterable[str], *, timeout: float | None = None

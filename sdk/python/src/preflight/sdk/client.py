@@ -614,11 +614,18 @@ class BenchmarkClient(ServiceClient):
         return self._run(_calls.get_eval_log(job_id, index), timeout)
 
     def read_eval_log(
-        self, job_id: str, index: int = 0, *, timeout: float | None = None
+        self,
+        job_id: str,
+        index: int = 0,
+        *,
+        offset: int = 0,
+        length: int = 0,
+        timeout: float | None = None,
     ) -> Iterator[benchmark_pb2.ReadEvalLogResponse]:
-        """The bytes of the job's `index`-th eval log, in chunks of at most 1 MiB (reviewers only);
-        a broken connection resumes where it stopped."""
-        return self._follow(_calls.read_eval_log(job_id, index), timeout)
+        """The bytes of the job's `index`-th eval log from `offset`, `length` of them (0: to the end),
+        in chunks of at most 1 MiB, each with the log's size (reviewers only); a broken connection
+        resumes where it stopped."""
+        return self._follow(_calls.read_eval_log(job_id, index, offset, length), timeout)
 
     def summarize_jobs(
         self, submission_ids: Iterable[str], *, timeout: float | None = None

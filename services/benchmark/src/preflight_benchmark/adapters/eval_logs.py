@@ -86,9 +86,22 @@ class EvalLogs:
         )
 
     @staticmethod
-    def chunks(location: str, offset: int = 0) -> Generator[bytes, None, None]:
-        """The bytes of the log at `location` from `offset` on, `CHUNK` at a time."""
+    def size(location: str) -> int:
+        """The size in bytes of the log at `location`."""
+        store, path = fsspec.core.url_to_fs(location)
+        return int(store.size(path))
+
+    @staticmethod
+    def chunks(location: str, offset: int = 0, length: int = 0) -> Generator[bytes, None, None]:
+        """The bytes of the log at `location` from `offset` on, `length` of them (0: to the end),
+        `CHUNK` at a time."""
+        left = length or None
         with fsspec.open(location, "rb") as file:
             file.seek(offset)
-            while chunk := file.read(CHUNK):
+            while left is None or left > 0:
+                chunk = file.read(CHUNK if left is None else min(CHUNK, left))
+                if not chunk:
+                    return
+                if left is not None:
+                    left -= len(chunk)
                 yield chunk

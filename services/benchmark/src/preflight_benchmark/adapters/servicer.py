@@ -150,8 +150,10 @@ class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
             violations.append(("job_id", "required"))
         if request.index < 0:
             violations.append(("index", "must be 0 or more"))
-        if isinstance(request, benchmark_pb2.ReadEvalLogRequest) and request.offset < 0:
-            violations.append(("offset", "must be 0 or more"))
+        if isinstance(request, benchmark_pb2.ReadEvalLogRequest):
+            violations += [
+                (name, "must be 0 or more") for name in ("offset", "length") if getattr(request, name) < 0
+            ]
         if violations:
             await invalid_argument(context, violations)
         job = await asyncio.to_thread(self._store.get, request.job_id)
@@ -183,10 +185,14 @@ class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
     ) -> AsyncIterator[benchmark_pb2.ReadEvalLogResponse]:
         location = await self._eval_log(request, context)
         name = posixpath.basename(location)
-        chunks = EvalLogs.chunks(location, request.offset)
+        chunks = EvalLogs.chunks(location, request.offset, request.length)
         try:
-            while chunk := await asyncio.to_thread(next, chunks, b""):
-                yield benchmark_pb2.ReadEvalLogResponse(name=name, data=chunk)
+            size = await asyncio.to_thread(EvalLogs.size, location)
+            first = True
+            # The first answer is sent even when empty: it carries the size.
+            while (chunk := await asyncio.to_thread(next, chunks, b"")) or first:
+                first = False
+                yield benchmark_pb2.ReadEvalLogResponse(name=name, data=chunk, size=size)
         except OSError:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "the eval log cannot be read")
         finally:

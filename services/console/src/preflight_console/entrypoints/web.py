@@ -12,13 +12,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
+import importlib.util
+import json
 import logging
+import mimetypes
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -120,6 +125,10 @@ class SecurityHeaders:
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers[name] = value
+                # Inspect's log viewer (its page, scripts and workers), and nothing else, is
+                # answered under the policy it ships with.
+                if VIEWER_PATH.fullmatch(scope["path"]):
+                    headers["Content-Security-Policy"] = viewer_csp()
                 if scope.get("scheme") == "https":
                     headers["Strict-Transport-Security"] = "max-age=63072000"
             await send(message)
@@ -548,7 +557,14 @@ async def eval_log(console: Console, request: Request, session: Session, form: F
         for s in found.samples
     ]
     return console.render(
-        request, "eval_log.html", session, log=found, samples=samples, job_id=job_id, index=index
+        request,
+        "eval_log.html",
+        session,
+        log=found,
+        samples=samples,
+        job_id=job_id,
+        index=index,
+        viewer_log=VIEWER_LOG,
     )
 
 
@@ -556,14 +572,86 @@ async def eval_log(console: Console, request: Request, session: Session, form: F
 async def eval_log_download(console: Console, request: Request, session: Session, form: Form) -> Response:
     """The evaluation log's file, streamed from the benchmark service as the reviewer may read it
     (Inspect's own format: `inspect view` opens it)."""
-    name, chunks = await views.eval_log_bytes(
+    log = await views.eval_log_bytes(
         console.apis, session, request.path_params["job_id"], _log_index(request)
     )
-    filename = "".join(c for c in name if c.isalnum() or c in "._-") or "eval-log.eval"
+    filename = "".join(c for c in log.name if c.isalnum() or c in "._-") or "eval-log.eval"
     return StreamingResponse(
-        chunks,
+        log.chunks,
         media_type="application/octet-stream",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={
+            "Content-Disposition": f'attachment; filename="{filename}"',
+            "Content-Length": str(log.size),
+        },
+    )
+
+
+# Inspect's log viewer, as its package ships it: a script application with a Content-Security-Policy
+# of its own (its inline scripts' hashes, its workers), served under each log's path so that its
+# relative requests stay there.
+VIEWER_LOG = "logs/log.eval"
+RANGE = re.compile(r"bytes=(\d{1,15})-(\d{0,15})")
+
+
+VIEWER_PATH = re.compile(r"/review/jobs/[^/]+/logs/[^/]+/viewer/.*")
+
+
+@functools.cache
+def viewer_dist() -> Path:
+    """The folder of the viewer's files in the installed inspect_ai package, found without importing
+    the package (which takes seconds)."""
+    spec = importlib.util.find_spec("inspect_ai")
+    assert spec is not None and spec.submodule_search_locations, "inspect_ai is installed"
+    return Path(spec.submodule_search_locations[0]) / "_view" / "dist"
+
+
+@functools.cache
+def viewer_csp() -> str:
+    """The viewer's own policy (`content-security-policy.json` of its dist), framed by no one."""
+    policy = json.loads((viewer_dist() / "content-security-policy.json").read_text())
+    directives = [" ".join([name, *sources]) for name, sources in policy["directives"].items()]
+    return "; ".join([*directives, "frame-ancestors 'none'"])
+
+
+@page(Role.REVIEWER)
+async def viewer_file(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """A file of Inspect's log viewer (its page and assets) under the log's path, answered under the
+    viewer's own policy (`SecurityHeaders`), which allows its scripts and nothing from elsewhere."""
+    _log_index(request)
+    name = request.path_params["asset"] or "index.html"
+    if not LOCAL_PATH.fullmatch(f"/{name}") or ".." in name.split("/"):
+        raise Refused(404, "no such file of the viewer")
+    asset = viewer_dist().joinpath(*name.split("/"))
+    if not asset.is_file():
+        raise Refused(404, "no such file of the viewer")
+    media_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return Response(asset.read_bytes(), media_type=media_type)
+
+
+@page(Role.REVIEWER)
+async def viewer_log(console: Console, request: Request, session: Session, form: Form) -> Response:
+    """The log for Inspect's viewer, which reads it by ranges (HEAD for its size, then `Range: bytes=`
+    requests); each is read by the benchmark service with the reviewer's own token."""
+    job_id, index = request.path_params["job_id"], _log_index(request)
+    if request.method == "HEAD":
+        log = await views.eval_log_bytes(console.apis, session, job_id, index, length=1)
+        return Response(b"", headers={"Content-Length": str(log.size), "Accept-Ranges": "bytes"})
+    asked = RANGE.fullmatch(request.headers.get("range", "bytes=0-"))
+    if asked is None:
+        raise Refused(416, "range: bytes=<first>-[<last>] only")
+    first, last = int(asked.group(1)), int(asked.group(2)) if asked.group(2) else None
+    length = 0 if last is None else last - first + 1
+    if length < 0:
+        raise Refused(416, "range: the last byte comes before the first")
+    log = await views.eval_log_bytes(console.apis, session, job_id, index, offset=first, length=length)
+    end = min(log.size, first + length if length else log.size) - 1
+    if first >= log.size:
+        return Response(b"", status_code=416, headers={"Content-Range": f"bytes */{log.size}"})
+    return StreamingResponse(
+        log.chunks,
+        status_code=206,
+        media_type="application/octet-stream",
+        headers={"Content-Range": f"bytes {first}-{end}/{log.size}", "Content-Length": str(end - first + 1)},
     )
 
 
@@ -829,6 +917,10 @@ def routes() -> list[Route | Mount]:
         Route("/review/submissions/{submission_id}/report", report_page),
         Route("/review/jobs/{job_id}/logs/{index}", eval_log),
         Route("/review/jobs/{job_id}/logs/{index}/download", eval_log_download),
+        Route(
+            f"/review/jobs/{{job_id}}/logs/{{index}}/viewer/{VIEWER_LOG}", viewer_log, methods=["GET", "HEAD"]
+        ),
+        Route("/review/jobs/{job_id}/logs/{index}/viewer/{asset:path}", viewer_file),
         Route("/review/reports/{report_id}/sign-off", sign_off, methods=["POST"]),
         Route("/review/reports/{report_id}/notes", add_note, methods=["POST"]),
         Route("/review/submissions/{submission_id}/reissue", reissue, methods=["POST"]),

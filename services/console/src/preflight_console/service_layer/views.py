@@ -128,12 +128,22 @@ async def eval_log(apis: Apis, session: Session, job_id: str, index: int) -> ben
     return await apis.benchmark(session.token).get_eval_log(job_id, index)
 
 
+@dataclass(frozen=True)
+class LogBytes:
+    """Bytes of an eval log as the benchmark service hands them on: the file's name and size, and
+    the bytes asked for."""
+
+    name: str
+    size: int
+    chunks: AsyncIterator[bytes]
+
+
 async def eval_log_bytes(
-    apis: Apis, session: Session, job_id: str, index: int
-) -> tuple[str, AsyncIterator[bytes]]:
-    """The file name of the job's `index`-th eval log and its bytes. The first chunk is read here,
-    so a refusal is raised before any byte is handed on."""
-    chunks = apis.benchmark(session.token).read_eval_log(job_id, index)
+    apis: Apis, session: Session, job_id: str, index: int, offset: int = 0, length: int = 0
+) -> LogBytes:
+    """The job's `index`-th eval log from `offset`, `length` bytes of it (0: to the end). The first
+    chunk is read here, so a refusal is raised before any byte is handed on."""
+    chunks = apis.benchmark(session.token).read_eval_log(job_id, index, offset=offset, length=length)
     first = await anext(chunks)
 
     async def rest() -> AsyncIterator[bytes]:
@@ -141,7 +151,7 @@ async def eval_log_bytes(
         async for chunk in chunks:
             yield chunk.data
 
-    return first.name, rest()
+    return LogBytes(first.name, first.size, rest())
 
 
 async def report(apis: Apis, session: Session, submission_id: str) -> clearinghouse_pb2.ReviewReport | None:

@@ -533,22 +533,26 @@ class ReadEvalLogRequest(_message.Message):
     JOB_ID_FIELD_NUMBER: _builtins.int
     INDEX_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    LENGTH_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """The job."""
     index: _builtins.int
     """Which of its eval logs (0-based, in the order of its eval_log_uri)."""
     offset: _builtins.int
     """Bytes of the log to skip: a download resumed after a broken connection."""
+    length: _builtins.int
+    """At most this many bytes from offset (a viewer's range request); 0: to the end."""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
         index: _builtins.int = ...,
         offset: _builtins.int = ...,
+        length: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "job_id", b"job_id", "offset", b"offset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["index", b"index", "job_id", b"job_id", "length", b"length", "offset", b"offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -562,19 +566,25 @@ class ReadEvalLogResponse(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     DATA_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """The log's file name (every chunk names it)."""
     data: _builtins.bytes
-    """The next bytes of the log, at most 1 MiB."""
+    """The next bytes of the log, at most 1 MiB (the first chunk may be empty: the
+    asked-for range lies past the end).
+    """
+    size: _builtins.int
+    """The whole log's size in bytes."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         data: _builtins.bytes = ...,
+        size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "name", b"name", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

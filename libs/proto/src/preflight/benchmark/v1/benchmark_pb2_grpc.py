@@ -112,8 +112,9 @@ class BenchmarkServiceServicer:
 
     def ReadEvalLog(self, request, context):
         """Reviewers only: the bytes of one of a job's eval logs (Inspect's own
-        format, for its log viewer), in chunks of at most 1 MiB; the same log
-        GetEvalLog reads, under the same rules.
+        format, for its log viewer), all or a range, in chunks of at most 1 MiB,
+        each with the log's size; the same log GetEvalLog reads, under the same
+        rules.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -54,8 +54,9 @@ class BenchmarkServiceStub:
     """
     ReadEvalLog: _grpc.UnaryStreamMultiCallable[_benchmark_pb2.ReadEvalLogRequest, _benchmark_pb2.ReadEvalLogResponse]
     """Reviewers only: the bytes of one of a job's eval logs (Inspect's own
-    format, for its log viewer), in chunks of at most 1 MiB; the same log
-    GetEvalLog reads, under the same rules.
+    format, for its log viewer), all or a range, in chunks of at most 1 MiB,
+    each with the log's size; the same log GetEvalLog reads, under the same
+    rules.
     """
     ReportJobResult: _grpc.UnaryUnaryMultiCallable[_benchmark_pb2.ReportJobResultRequest, _benchmark_pb2.ReportJobResultResponse]
     """Internal: a worker reports the outcome of its attempt. `service`
@@ -90,8 +91,9 @@ class BenchmarkServiceAsyncStub(BenchmarkServiceStub):
     """
     ReadEvalLog: _aio.UnaryStreamMultiCallable[_benchmark_pb2.ReadEvalLogRequest, _benchmark_pb2.ReadEvalLogResponse]  # type: ignore[assignment]
     """Reviewers only: the bytes of one of a job's eval logs (Inspect's own
-    format, for its log viewer), in chunks of at most 1 MiB; the same log
-    GetEvalLog reads, under the same rules.
+    format, for its log viewer), all or a range, in chunks of at most 1 MiB,
+    each with the log's size; the same log GetEvalLog reads, under the same
+    rules.
     """
     ReportJobResult: _aio.UnaryUnaryMultiCallable[_benchmark_pb2.ReportJobResultRequest, _benchmark_pb2.ReportJobResultResponse]  # type: ignore[assignment]
     """Internal: a worker reports the outcome of its attempt. `service`
@@ -153,8 +155,9 @@ class BenchmarkServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_benchmark_pb2.ReadEvalLogResponse], _abc.AsyncIterator[_benchmark_pb2.ReadEvalLogResponse]]:
         """Reviewers only: the bytes of one of a job's eval logs (Inspect's own
-        format, for its log viewer), in chunks of at most 1 MiB; the same log
-        GetEvalLog reads, under the same rules.
+        format, for its log viewer), all or a range, in chunks of at most 1 MiB,
+        each with the log's size; the same log GetEvalLog reads, under the same
+        rules.
         """
 
     @_abc_1.abstractmethod

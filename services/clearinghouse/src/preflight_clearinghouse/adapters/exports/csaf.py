@@ -123,11 +123,11 @@ class CsafExporter:
         self.csaf_version = csaf_version
 
     def __call__(self, finding: Finding, now: datetime) -> ExportDocument:
-        return ExportDocument(
-            MEDIA_TYPE, filename(finding), dumps(self.document(finding, now), sort_keys=True)
-        )
+        """The document of `finding` as the caller sees it; its bytes depend on that view alone, not on
+        `now`, so that hashes and signatures of a document stay valid until the finding changes."""
+        return ExportDocument(MEDIA_TYPE, filename(finding), dumps(self.document(finding), sort_keys=True))
 
-    def document(self, finding: Finding, now: datetime) -> dict[str, Any]:
+    def document(self, finding: Finding) -> dict[str, Any]:
         """The CSAF document as a JSON-ready dict."""
         status = "draft" if finding.state in DRAFT else "final" if finding.state in FINAL else "interim"
         released = finding.published_at or finding.created_at
@@ -165,7 +165,8 @@ class CsafExporter:
                 "tracking": {
                     "current_release_date": rfc3339(current),
                     "generator": {
-                        "date": rfc3339(now),
+                        # Generated from the finding as it was at its last change.
+                        "date": rfc3339(current),
                         "engine": {"name": GENERATOR, "version": self._generator_version},
                     },
                     "id": advisory_id(finding),

@@ -19,6 +19,7 @@ from preflight_clearinghouse.adapters.exports import load_export_resources
 from preflight_clearinghouse.adapters.exports.csaf import CsafExporter
 from preflight_clearinghouse.adapters.exports.osv import export_osv
 from preflight_clearinghouse.adapters.exports.stix import export_stix
+from preflight_clearinghouse.adapters.imports import IMPORTERS, csaf_validators
 from preflight_clearinghouse.adapters.notices import EventEncoder
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.adapters.store import Store
@@ -104,6 +105,8 @@ def build(settings: ClearinghouseSettings, signer: Signer, *, clock: Clock = utc
         ExportFormat.STIX: export_stix,
     }
     load_export_resources()
-    registry = FindingRegistry(store, clock, exporters, load_participants())
+    # Imported once here, so that no ImportFinding request waits seconds for the csaf package.
+    csaf_validators()
+    registry = FindingRegistry(store, clock, exporters, load_participants(), IMPORTERS)
     reviews = ReviewService(store, load_policy(settings.policy_file), signer, registry, clock)
     return Components(settings, engine, store, reviews, registry, AuditCheckpoints(store, signer, clock))

@@ -587,6 +587,16 @@ def export_finding(
     )
 
 
+def import_finding(
+    document: bytes, format: clearinghouse_pb2.ExportFormat.ValueType
+) -> Unary[clearinghouse_pb2.ImportFindingResponse, clearinghouse_pb2.ImportFindingResponse]:
+    return _unary(
+        _clearinghouse("ImportFinding"),
+        clearinghouse_pb2.ImportFindingRequest(document=document, format=format),
+        clearinghouse_pb2.ImportFindingResponse,
+    )
+
+
 def stream_findings(
     filter: clearinghouse_pb2.FindingFilter | None, include_existing: bool
 ) -> Stream[clearinghouse_pb2.StreamFindingsResponse]:

@@ -444,6 +444,15 @@ class AsyncClearinghouseClient(AsyncServiceClient):
     ) -> clearinghouse_pb2.ExportFindingResponse:
         return await self._run(_calls.export_finding(finding_id, format), timeout)
 
+    async def import_finding(
+        self,
+        document: bytes,
+        format: clearinghouse_pb2.ExportFormat.ValueType,
+        *,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.ImportFindingResponse:
+        return await self._run(_calls.import_finding(document, format), timeout)
+
     async def stream_findings(
         self,
         filter: clearinghouse_pb2.FindingFilter | None = None,

@@ -511,6 +511,18 @@ class ClearinghouseClient(ServiceClient):
         """A finding as a CSAF 2.1 (or 2.0), OSV or STIX 2.1 document, as you may see it."""
         return self._run(_calls.export_finding(finding_id, format), timeout)
 
+    def import_finding(
+        self,
+        document: bytes,
+        format: clearinghouse_pb2.ExportFormat.ValueType,
+        *,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.ImportFindingResponse:
+        """Store the finding a CSAF 2.1 (EXPORT_FORMAT_CSAF), CSAF 2.0 or OSV document describes
+        (reviewers and admins): validated first (InvalidArgument naming its JSON paths), RECEIVED,
+        shared with no one yet. The same bytes again return the same finding, so retries are safe."""
+        return self._run(_calls.import_finding(document, format), timeout)
+
     def stream_findings(
         self,
         filter: clearinghouse_pb2.FindingFilter | None = None,

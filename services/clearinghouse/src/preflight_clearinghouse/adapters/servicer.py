@@ -462,6 +462,16 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             document=document.document,
         )
 
+    async def ImportFinding(
+        self, request: pb.ImportFindingRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ImportFindingResponse:
+        def work(v: Viewer) -> tuple[Finding, bool]:
+            document_format = protos.export_format_from_proto(request.format)
+            return self._registry.import_document(v, request.document, document_format)
+
+        finding, duplicate = await self._run(context, work)
+        return pb.ImportFindingResponse(finding=protos.finding_to_proto(finding), duplicate=duplicate)
+
     async def StreamFindings(
         self, request: pb.StreamFindingsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamFindingsResponse]:

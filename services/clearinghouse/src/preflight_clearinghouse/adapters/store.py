@@ -787,7 +787,8 @@ class UnitOfWork(Reader):
     # --- findings ---------------------------------------------------------------
 
     def insert_findings(self, findings: Sequence[Finding], request_id: str = "") -> None:
-        """Insert new findings (one statement for the batch); `request_id` is for a single direct report."""
+        """Insert new findings (one statement for the batch) with their audience, packages and
+        aliases; `request_id` is for a single direct report."""
         if not findings:
             return
         rows = [{**_finding_values(f), "request_id": request_id or None} for f in findings]
@@ -798,6 +799,9 @@ class UnitOfWork(Reader):
         packages = [row for f in findings for row in _package_rows(f)]
         if packages:
             self.conn.execute(insert(s.finding_packages), packages)
+        aliases = [{"alias": a, "finding_id": f.finding_id} for f in findings for a in f.aliases]
+        if aliases:
+            self.conn.execute(insert(s.finding_aliases), aliases)
 
     def update_finding(self, before: Finding, finding: Finding) -> None:
         """Store `finding` over `before` (the same finding as stored): its row, and its audience,

@@ -60,6 +60,7 @@ from preflight_clearinghouse.domain.findings import (
     check_report,
     check_text,
 )
+from preflight_clearinghouse.domain.imports import Importer
 from preflight_clearinghouse.domain.packages import affects, package_version
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import (
@@ -144,10 +145,12 @@ class FindingRegistry:
         clock: Clock,
         exporters: Mapping[ExportFormat, Exporter],
         participants: Participants | None = None,
+        importers: Mapping[ExportFormat, Importer] | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._exporters = exporters
+        self._importers = importers or {}
         self._participants = participants or Participants()
 
     # --- intake -----------------------------------------------------------------
@@ -176,6 +179,71 @@ class FindingRegistry:
             )
             uow.insert_findings([finding], draft.request_id)
             self._audit_reported(uow, finding, now, actor=viewer.principal_id)
+        return self._visible(viewer, finding, now), finding.link is not None
+
+    def import_document(
+        self, viewer: Viewer, document: bytes, document_format: ExportFormat | None
+    ) -> tuple[Finding, bool]:
+        """Store the finding a CSAF or OSV document describes (reviewers and admins); returns (the
+        finding, linked as a duplicate).
+
+        The document is validated, then mapped (`adapters.imports`) and checked like a report; it
+        starts RECEIVED with an empty audience, its TLP the document's (RED when it has none). Its
+        id derives from the document's SHA-256, so importing the same bytes again returns the
+        finding the first import stored. Dedup is the registry's: the fingerprint links it as a
+        duplicate, and an alias another finding holds is InvalidInput naming `aliases`.
+        Audit-logged as `finding.imported` with the format and the digest.
+        """
+        require(viewer, PRIVILEGED, "importing a finding")
+        importer = self._importers.get(document_format) if document_format else None
+        if importer is None:
+            choices = ", ".join(f.name for f in self._importers)
+            raise InvalidInput([FieldViolation("format", f"choose one of {choices}")])
+        assert document_format is not None
+        digest = hashlib.sha256(document).hexdigest()
+        finding_id = str(uuid.uuid5(FINDING_NAMESPACE, f"import/{digest}"))
+        now = self._clock()
+        with self._store.read() as reader:
+            earlier = reader.finding(finding_id)
+        if earlier is not None:
+            return self._visible(viewer, earlier, now), earlier.link is not None
+        imported = importer(document)
+        draft = check_report(imported.report, now)
+        errors = Collector()
+        aliases = check_aliases(imported.aliases, errors)
+        references = check_references(imported.references, errors)
+        credits = check_credits(imported.credits, errors)
+        errors.raise_if_any()
+        with self._store.write() as uow:
+            earlier = uow.finding(finding_id)
+            if earlier is not None:
+                return self._visible(viewer, earlier, now), earlier.link is not None
+            for alias in aliases:
+                holder = uow.alias_holder(alias)
+                if holder is not None:
+                    errors.add("aliases", f"{alias} is already an alias of finding {holder}")
+            errors.raise_if_any()
+            finding = self._new_finding(
+                uow,
+                draft,
+                {},
+                finding_id=finding_id,
+                origin=REPORTER_ORIGIN[viewer.role],
+                reporter_id=viewer.principal_id,
+                reporter_organisation=viewer.organisation,
+                source=None,
+                now=now,
+            )
+            finding = replace(finding, aliases=aliases, references=references, credits=credits)
+            uow.insert_findings([finding])
+            self._audit_reported(
+                uow,
+                finding,
+                now,
+                actor=viewer.principal_id,
+                action="finding.imported",
+                extra={"format": document_format.value, "sha256": digest, "aliases": list(aliases)},
+            )
         return self._visible(viewer, finding, now), finding.link is not None
 
     def ingest_candidates(
@@ -249,11 +317,14 @@ class FindingRegistry:
         actor: str,
         notes: Sequence[str] = (),
         job_id: str = "",
+        action: str = "finding.reported",
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
         details: dict[str, Any] = {
             "origin": finding.origin.value,
             "fingerprint": finding.fingerprint,
             "tlp": finding.tlp.value,
+            **(extra or {}),
         }
         if finding.link is not None:
             details["duplicate_of"] = finding.link.target_finding_id
@@ -264,7 +335,7 @@ class FindingRegistry:
         uow.audit(
             at=now,
             actor=actor,
-            action="finding.reported",
+            action=action,
             subject_kind="finding",
             subject_id=finding.finding_id,
             details=details,

@@ -2515,6 +2515,64 @@ class ExportFindingResponse(_message.Message):
 Global___ExportFindingResponse: _TypeAlias = ExportFindingResponse  # noqa: Y015
 
 @_typing.final
+class ImportFindingRequest(_message.Message):
+    """Request of ImportFinding."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DOCUMENT_FIELD_NUMBER: _builtins.int
+    FORMAT_FIELD_NUMBER: _builtins.int
+    document: _builtins.bytes
+    """The document (UTF-8 JSON, at most 1,000,000 bytes)."""
+    format: Global___ExportFormat.ValueType
+    """Its format: EXPORT_FORMAT_CSAF (2.1), EXPORT_FORMAT_CSAF_2_0 or
+    EXPORT_FORMAT_OSV (STIX is not imported).
+    """
+    def __init__(
+        self,
+        *,
+        document: _builtins.bytes = ...,
+        format: Global___ExportFormat.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["document", b"document", "format", b"format"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportFindingRequest: _TypeAlias = ImportFindingRequest  # noqa: Y015
+
+@_typing.final
+class ImportFindingResponse(_message.Message):
+    """Response of ImportFinding."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_FIELD_NUMBER: _builtins.int
+    DUPLICATE_FIELD_NUMBER: _builtins.int
+    duplicate: _builtins.bool
+    """True when it was linked as a duplicate of an existing finding."""
+    @_builtins.property
+    def finding(self) -> Global___Finding:
+        """The stored finding: RECEIVED, with an empty audience and the document's
+        TLP label (RED when it has none).
+        """
+
+    def __init__(
+        self,
+        *,
+        finding: Global___Finding | None = ...,
+        duplicate: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finding", b"finding"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["duplicate", b"duplicate", "finding", b"finding"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImportFindingResponse: _TypeAlias = ImportFindingResponse  # noqa: Y015
+
+@_typing.final
 class StreamFindingsRequest(_message.Message):
     """Request of StreamFindings."""
 

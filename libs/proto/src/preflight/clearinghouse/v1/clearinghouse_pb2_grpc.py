@@ -156,6 +156,11 @@ class ClearinghouseServiceStub:
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ExportFindingRequest.SerializeToString,
                 response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ExportFindingResponse.FromString,
                 _registered_method=True)
+        self.ImportFinding = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/ImportFinding',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ImportFindingRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ImportFindingResponse.FromString,
+                _registered_method=True)
         self.StreamFindings = channel.unary_stream(
                 '/preflight.clearinghouse.v1.ClearinghouseService/StreamFindings',
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.StreamFindingsRequest.SerializeToString,
@@ -370,8 +375,21 @@ class ClearinghouseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ImportFinding(self, request, context):
+        """A CSAF 2.1 (or 2.0) or OSV document another party published becomes a
+        finding (reviewers and admins): validated first, a failing document is
+        INVALID_ARGUMENT naming the JSON paths of its first errors; then checked
+        like a report. Importing the same bytes again returns the same finding.
+        Audit-logged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamFindings(self, request, context):
         """The findings the caller may see: optionally the current ones first, then
+        every later change, as it happens.
+        The findings the caller may see: optionally the current ones first, then
         every later change, as it happens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -532,6 +550,11 @@ def add_ClearinghouseServiceServicer_to_server(servicer, server):
                     servicer.ExportFinding,
                     request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ExportFindingRequest.FromString,
                     response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ExportFindingResponse.SerializeToString,
+            ),
+            'ImportFinding': grpc.unary_unary_rpc_method_handler(
+                    servicer.ImportFinding,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ImportFindingRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ImportFindingResponse.SerializeToString,
             ),
             'StreamFindings': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamFindings,
@@ -1170,6 +1193,33 @@ class ClearinghouseService:
             '/preflight.clearinghouse.v1.ClearinghouseService/ExportFinding',
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ExportFindingRequest.SerializeToString,
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ExportFindingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ImportFinding(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/ImportFinding',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ImportFindingRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ImportFindingResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -113,8 +113,17 @@ class ClearinghouseServiceStub:
     """Report the caller's organisation's patch status for a finding (operators)."""
     ExportFinding: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.ExportFindingRequest, _clearinghouse_pb2.ExportFindingResponse]
     """A finding as a CSAF 2.1 (or 2.0), OSV or STIX 2.1 document, as the caller may see it."""
+    ImportFinding: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.ImportFindingRequest, _clearinghouse_pb2.ImportFindingResponse]
+    """A CSAF 2.1 (or 2.0) or OSV document another party published becomes a
+    finding (reviewers and admins): validated first, a failing document is
+    INVALID_ARGUMENT naming the JSON paths of its first errors; then checked
+    like a report. Importing the same bytes again returns the same finding.
+    Audit-logged.
+    """
     StreamFindings: _grpc.UnaryStreamMultiCallable[_clearinghouse_pb2.StreamFindingsRequest, _clearinghouse_pb2.StreamFindingsResponse]
     """The findings the caller may see: optionally the current ones first, then
+    every later change, as it happens.
+    The findings the caller may see: optionally the current ones first, then
     every later change, as it happens.
     """
     VerifyAuditLog: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.VerifyAuditLogRequest, _clearinghouse_pb2.VerifyAuditLogResponse]
@@ -224,8 +233,17 @@ class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
     """Report the caller's organisation's patch status for a finding (operators)."""
     ExportFinding: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.ExportFindingRequest, _clearinghouse_pb2.ExportFindingResponse]  # type: ignore[assignment]
     """A finding as a CSAF 2.1 (or 2.0), OSV or STIX 2.1 document, as the caller may see it."""
+    ImportFinding: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.ImportFindingRequest, _clearinghouse_pb2.ImportFindingResponse]  # type: ignore[assignment]
+    """A CSAF 2.1 (or 2.0) or OSV document another party published becomes a
+    finding (reviewers and admins): validated first, a failing document is
+    INVALID_ARGUMENT naming the JSON paths of its first errors; then checked
+    like a report. Importing the same bytes again returns the same finding.
+    Audit-logged.
+    """
     StreamFindings: _aio.UnaryStreamMultiCallable[_clearinghouse_pb2.StreamFindingsRequest, _clearinghouse_pb2.StreamFindingsResponse]  # type: ignore[assignment]
     """The findings the caller may see: optionally the current ones first, then
+    every later change, as it happens.
+    The findings the caller may see: optionally the current ones first, then
     every later change, as it happens.
     """
     VerifyAuditLog: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.VerifyAuditLogRequest, _clearinghouse_pb2.VerifyAuditLogResponse]  # type: ignore[assignment]
@@ -466,12 +484,27 @@ class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
         """A finding as a CSAF 2.1 (or 2.0), OSV or STIX 2.1 document, as the caller may see it."""
 
     @_abc_1.abstractmethod
+    def ImportFinding(
+        self,
+        request: _clearinghouse_pb2.ImportFindingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.ImportFindingResponse, _abc.Awaitable[_clearinghouse_pb2.ImportFindingResponse]]:
+        """A CSAF 2.1 (or 2.0) or OSV document another party published becomes a
+        finding (reviewers and admins): validated first, a failing document is
+        INVALID_ARGUMENT naming the JSON paths of its first errors; then checked
+        like a report. Importing the same bytes again returns the same finding.
+        Audit-logged.
+        """
+
+    @_abc_1.abstractmethod
     def StreamFindings(
         self,
         request: _clearinghouse_pb2.StreamFindingsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_clearinghouse_pb2.StreamFindingsResponse], _abc.AsyncIterator[_clearinghouse_pb2.StreamFindingsResponse]]:
         """The findings the caller may see: optionally the current ones first, then
+        every later change, as it happens.
+        The findings the caller may see: optionally the current ones first, then
         every later change, as it happens.
         """
 

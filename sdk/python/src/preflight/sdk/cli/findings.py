@@ -412,6 +412,18 @@ def _patch_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--note", default="")
 
 
+def _import(ctx: Context, args: argparse.Namespace) -> None:
+    response = ctx.preflight.clearinghouse.import_finding(read_bytes(args.file), FORMAT.value(args.format))
+    ctx.show(response, lambda: describe(response.finding))
+
+
+def _import_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", metavar="FILE", help="the CSAF or OSV document (- for stdin)")
+    parser.add_argument(
+        "--format", required=True, choices=[c for c in FORMAT.choices if c != "stix"], type=spelling
+    )
+
+
 def _export_arguments(parser: argparse.ArgumentParser) -> None:
     _finding(parser)
     parser.add_argument("--format", default="csaf", choices=FORMAT.choices, type=spelling)
@@ -521,6 +533,13 @@ NOUN = Noun(
             "preflight finding export FINDING_ID --format csaf -o advisory.json",
             _export,
             _export_arguments,
+        ),
+        Verb(
+            "import",
+            "a CSAF 2.1 (csaf), CSAF 2.0 or OSV document as a new finding (reviewers)",
+            "preflight finding import advisory.json --format csaf",
+            _import,
+            _import_arguments,
         ),
     ),
 )

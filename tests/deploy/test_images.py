@@ -62,7 +62,12 @@ POD_SECURITY = {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup", "seccompPr
 WAIT = 180.0
 REPO = Path(__file__).resolve().parents[2]
 # The service images the tests run and the Secret files each needs to serve (PREFLIGHT_<NAME>_FILE).
-SERVICE_SECRETS = {"intake": ["intake-encryption-keys"], "notifier": ["service-token"]}
+SERVICE_SECRETS = {
+    "intake": ["intake-encryption-keys"],
+    "benchmark": ["service-token"],
+    "clearinghouse": ["service-token"],
+    "notifier": ["service-token"],
+}
 CONTAINER_SECURITY = {"allowPrivilegeEscalation", "readOnlyRootFilesystem", "capabilities", "runAsNonRoot"}
 
 

@@ -389,8 +389,6 @@ class ClearinghouseServiceServicer:
     def StreamFindings(self, request, context):
         """The findings the caller may see: optionally the current ones first, then
         every later change, as it happens.
-        The findings the caller may see: optionally the current ones first, then
-        every later change, as it happens.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

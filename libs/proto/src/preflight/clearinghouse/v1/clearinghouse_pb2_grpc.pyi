@@ -123,8 +123,6 @@ class ClearinghouseServiceStub:
     StreamFindings: _grpc.UnaryStreamMultiCallable[_clearinghouse_pb2.StreamFindingsRequest, _clearinghouse_pb2.StreamFindingsResponse]
     """The findings the caller may see: optionally the current ones first, then
     every later change, as it happens.
-    The findings the caller may see: optionally the current ones first, then
-    every later change, as it happens.
     """
     VerifyAuditLog: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.VerifyAuditLogRequest, _clearinghouse_pb2.VerifyAuditLogResponse]
     """Check the audit log's hash chain (reviewers and admins)."""
@@ -242,8 +240,6 @@ class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
     """
     StreamFindings: _aio.UnaryStreamMultiCallable[_clearinghouse_pb2.StreamFindingsRequest, _clearinghouse_pb2.StreamFindingsResponse]  # type: ignore[assignment]
     """The findings the caller may see: optionally the current ones first, then
-    every later change, as it happens.
-    The findings the caller may see: optionally the current ones first, then
     every later change, as it happens.
     """
     VerifyAuditLog: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.VerifyAuditLogRequest, _clearinghouse_pb2.VerifyAuditLogResponse]  # type: ignore[assignment]
@@ -503,8 +499,6 @@ class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_clearinghouse_pb2.StreamFindingsResponse], _abc.AsyncIterator[_clearinghouse_pb2.StreamFindingsResponse]]:
         """The findings the caller may see: optionally the current ones first, then
-        every later change, as it happens.
-        The findings the caller may see: optionally the current ones first, then
         every later change, as it happens.
         """
 

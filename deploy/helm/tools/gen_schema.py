@@ -35,6 +35,25 @@ def ref(n: str) -> dict[str, str]:
     return {"$ref": f"#/$defs/{n}"}
 
 
+# A Kubernetes extended resource name, such as nvidia.com/gpu.
+EXTENDED_RESOURCE = r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$"
+# The benchmark's accelerator classes, by name (a DNS label, as the catalog names them).
+ACCELERATORS = {
+    "type": "object",
+    "description": "Accelerator classes suites name in the catalog (`accelerator`), by class name.",
+    "propertyNames": {"pattern": r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"},
+    "additionalProperties": obj(
+        {
+            "resourceName": {"type": "string", "pattern": EXTENDED_RESOURCE},
+            "nodeSelector": ref("stringMap"),
+            "tolerations": ref("tolerations"),
+            "runtimeClassName": {"type": "string", "pattern": r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$"},
+        },
+        required=["resourceName"],
+    ),
+}
+
+
 PROBE_SETTINGS = {
     "periodSeconds": {"type": "integer", "minimum": 1},
     "timeoutSeconds": {"type": "integer", "minimum": 1},
@@ -293,7 +312,14 @@ worker = obj(
                                 {
                                     name: {"type": "string", "pattern": r"^\d+(\.\d+)?(m|[KMGT]i|[kMGT])?$"}
                                     for name in ("cpu", "memory", "ephemeral-storage", "nvidia.com/gpu")
-                                }
+                                },
+                                patternProperties={
+                                    EXTENDED_RESOURCE: {
+                                        "type": "string",
+                                        "pattern": r"^\d+$",
+                                        "description": "GPUs of an accelerator class's resourceName.",
+                                    }
+                                },
                             ),
                         },
                         required=["name"],
@@ -631,6 +657,7 @@ schema = {
                     "maxLength": 63,
                 },
                 "catalog": yaml_doc,
+                "accelerators": ACCELERATORS,
                 "evalLogs": eval_logs,
                 "worker": worker,
             },

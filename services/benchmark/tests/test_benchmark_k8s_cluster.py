@@ -34,7 +34,7 @@ from kubernetes.client.exceptions import ApiException
 from preflight.benchmark.v1 import benchmark_pb2, events_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.intake.v1 import submission_pb2
-from preflight_benchmark.adapters.executors.k8s_manifest import build_job, job_name
+from preflight_benchmark.adapters.executors.k8s_manifest import AcceleratorClass, build_job, job_name
 from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor, api_client_from
 from preflight_benchmark.adapters.grpc_clients import GrpcJobTokens, GrpcResultReporter
 from preflight_benchmark.config import KubernetesSettings
@@ -483,3 +483,50 @@ async def test_a_job_queued_for_kueue_stays_suspended_with_no_pod_until_admitted
     await asyncio.to_thread(cluster.end_worker, name)
     outcome = await asyncio.wait_for(running, WAIT)
     assert (outcome.end, outcome.detail) == (AttemptEnd.EXITED, f"Job {name} succeeded")
+
+
+async def test_the_scheduler_places_a_suite_on_its_accelerator_class_s_nodes_only(
+    k8s_env: None, cluster: Cluster
+) -> None:
+    """A class whose node selector matches the (GPU) node runs there with the class's GPUs; a class
+    whose nodes the cluster lacks leaves its pod unschedulable instead of on another GPU node."""
+    settings = KubernetesSettings.from_env("preflight-benchmark:50052", LOG_ROOT)
+    classes = {
+        "kwok-gpu": AcceleratorClass(GPU, GPU_NODE_SELECTOR, (GPU_TOLERATION,)),
+        "absent-gpu": AcceleratorClass(GPU, {"cloud.example/accelerator": "h200"}),
+    }
+    manifest = dataclasses.replace(settings.manifest, accelerators=classes)
+    executor = KubernetesExecutor(api_client_from(settings.kubeconfig), manifest, initial_backoff=0.05)
+
+    def on(accelerator: str) -> Attempt:
+        return Attempt(
+            job_id=f"bj-{uuid.uuid4().hex}",
+            submission_id=str(uuid.uuid4()),
+            suite_id="k8s.gpu",
+            attempt=1,
+            access_kind="endpoint",
+            resources=Resources(gpu=2, cpu="1", memory="1Gi", accelerator=accelerator),
+            timeout=timedelta(minutes=10),
+            assignment="{}",
+        )
+
+    placed, absent = on("kwok-gpu"), on("absent-gpu")
+    runs = [asyncio.create_task(executor.run(a)) for a in (placed, absent)]
+    placed_name, absent_name = (job_name(a.job_id, a.attempt) for a in (placed, absent))
+    pod = await asyncio.to_thread(cluster.held_pod, placed_name)
+    assert pod.spec.node_name == NODE
+    assert pod.spec.node_selector == {**NODE_SELECTOR, **GPU_NODE_SELECTOR}
+    assert pod.spec.containers[0].resources.limits[GPU] == "2"
+
+    def unschedulable() -> bool:
+        return any(
+            c.type == "PodScheduled" and c.status == "False" and c.reason == "Unschedulable"
+            for p in cluster.pods(absent_name)
+            for c in (p.status.conditions or [])
+        )
+
+    await asyncio.to_thread(wait_until, unschedulable, WAIT, f"the pod of Job {absent_name} unschedulable")
+    await asyncio.to_thread(cluster.end_worker, placed_name)
+    await executor.cancel(absent.job_id, absent.attempt)
+    outcomes = await asyncio.wait_for(asyncio.gather(*runs), WAIT)
+    assert [o.end for o in outcomes] == [AttemptEnd.EXITED, AttemptEnd.CANCELLED]

@@ -193,6 +193,10 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ $w.gpuNodeSelector | default dict | toJson | quote }}
 - name: PREFLIGHT_BENCHMARK_K8S_GPU_TOLERATIONS
   value: {{ $w.gpuTolerations | default list | toJson | quote }}
+{{- with $c.accelerators }}
+- name: PREFLIGHT_BENCHMARK_K8S_ACCELERATORS
+  value: {{ toJson . | quote }}
+{{- end }}
 - name: PREFLIGHT_BENCHMARK_K8S_POD_ANNOTATIONS
   value: {{ $w.podAnnotations | default dict | toJson | quote }}
 - name: PREFLIGHT_BENCHMARK_K8S_BACKOFF_LIMIT

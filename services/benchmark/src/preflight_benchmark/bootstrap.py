@@ -15,7 +15,7 @@ from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.adapters.executors.local import LocalExecutor
 from preflight_benchmark.adapters.grpc_clients import GrpcJobTokens, GrpcSubmissionStatuses
 from preflight_benchmark.adapters.store import JobStore
-from preflight_benchmark.config import BenchmarkSettings, KubernetesSettings
+from preflight_benchmark.config import BenchmarkSettings, KubernetesSettings, accelerator_classes
 from preflight_benchmark.domain.catalog import Catalog
 from preflight_benchmark.domain.ports import Executor
 from preflight_benchmark.service.clock import Clock, utc_now
@@ -118,7 +118,8 @@ def build(
     store = JobStore(
         engine, jobs_topic=settings.topics.benchmark_jobs, results_topic=settings.topics.benchmark_results
     )
-    catalog = load_catalog()
+    # Accelerator classes map to nodes on Kubernetes only; the local executor has no GPUs and ignores them.
+    catalog = load_catalog(accelerators=accelerator_classes() if settings.executor == "kubernetes" else None)
     executor, election = (executor, None) if executor else make_executor(settings, benchmark_target)
     log_root = settings.log_root if "://" in settings.log_root else str(Path(settings.log_root).resolve())
     statuses = GrpcSubmissionStatuses(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import socket
 from dataclasses import dataclass, field
@@ -23,18 +24,22 @@ from preflight_common.config import (
 from preflight_common.grpcserver import ServerTLS
 
 from preflight_benchmark.adapters.executors.k8s_manifest import (
+    AcceleratorClass,
     EvalLogStore,
     ManifestSettings,
     SecretRef,
     WeightsSettings,
 )
 from preflight_benchmark.adapters.quantity import to_bytes
+from preflight_benchmark.domain.catalog import ACCELERATOR
 
 DEFAULT_DATABASE_URL = "sqlite:///run/benchmark/benchmark.db"
 EXECUTORS = ("local", "kubernetes")
 # Eval-log stores a worker with a read-only root file system writes to (fsspec URLs: s3fs comes
 # with Inspect AI; for gs:// the worker image needs gcsfs, which the worker checks before a run).
 OBJECT_STORES = ("s3://", "gs://")
+# A Kubernetes extended resource name: a domain-qualified name such as nvidia.com/gpu.
+EXTENDED_RESOURCE = re.compile(r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?/[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 
 
 def _json(name: str, default: Any) -> Any:
@@ -82,6 +87,49 @@ def _quantity(name: str, default: str) -> str:
 def _optional_quantity(name: str) -> str | None:
     """A memory quantity, or None when the variable is unset or empty."""
     return _quantity(name, "") if env(name, "") else None
+
+
+ACCELERATORS_ENV = "PREFLIGHT_BENCHMARK_K8S_ACCELERATORS"
+ACCELERATOR_KEYS = frozenset({"resourceName", "nodeSelector", "tolerations", "runtimeClassName"})
+
+
+def _accelerator_class(name: str, value: Any) -> AcceleratorClass:
+    where = f"{ACCELERATORS_ENV}: {name}"
+    if not ACCELERATOR.match(name):
+        raise ConfigError(f"{where}: not an accelerator class name (a DNS label, e.g. nvidia-a100-80gb)")
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected an object")
+    if unknown := sorted(set(value) - ACCELERATOR_KEYS):
+        raise ConfigError(f"{where}.{unknown[0]}: not a setting of an accelerator class")
+    resource = value.get("resourceName")
+    # Counted as an extended resource: a GPU the pod does not request is one it does not get.
+    if not isinstance(resource, str) or not EXTENDED_RESOURCE.match(resource):
+        raise ConfigError(f"{where}.resourceName: expected the GPUs' extended resource, e.g. nvidia.com/gpu")
+    selector = value.get("nodeSelector", {})
+    if not isinstance(selector, dict) or not all(isinstance(v, str) for v in selector.values()):
+        raise ConfigError(f"{where}.nodeSelector: expected an object of strings")
+    tolerations = value.get("tolerations", [])
+    if not isinstance(tolerations, list) or not all(isinstance(t, dict) for t in tolerations):
+        raise ConfigError(f"{where}.tolerations: expected a list of tolerations")
+    runtime_class = value.get("runtimeClassName", "")
+    if not isinstance(runtime_class, str):
+        raise ConfigError(f"{where}.runtimeClassName: expected a RuntimeClass name")
+    return AcceleratorClass(
+        resource_name=resource,
+        node_selector=selector,
+        tolerations=tuple(tolerations),
+        runtime_class=runtime_class or None,
+    )
+
+
+def accelerator_classes() -> dict[str, AcceleratorClass]:
+    """The accelerator classes suites may name (PREFLIGHT_BENCHMARK_K8S_ACCELERATORS: a JSON object
+    of class name → resourceName, nodeSelector, tolerations, runtimeClassName); ConfigError names
+    the class and setting at fault."""
+    value = _json(ACCELERATORS_ENV, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{ACCELERATORS_ENV}: expected a JSON object of accelerator classes")
+    return {name: _accelerator_class(name, spec) for name, spec in value.items()}
 
 
 def weights_settings() -> WeightsSettings:
@@ -149,6 +197,7 @@ class KubernetesSettings:
             tolerations=_json("PREFLIGHT_BENCHMARK_K8S_TOLERATIONS", []),
             gpu_node_selector=_string_map("PREFLIGHT_BENCHMARK_K8S_GPU_NODE_SELECTOR"),
             gpu_tolerations=_json("PREFLIGHT_BENCHMARK_K8S_GPU_TOLERATIONS", []),
+            accelerators=accelerator_classes(),
             kueue_queue=env("PREFLIGHT_BENCHMARK_K8S_KUEUE_QUEUE", "") or None,
             pod_annotations=_string_map("PREFLIGHT_BENCHMARK_K8S_POD_ANNOTATIONS"),
             backoff_limit=env_int("PREFLIGHT_BENCHMARK_K8S_BACKOFF_LIMIT", 0),

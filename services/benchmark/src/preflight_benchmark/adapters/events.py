@@ -69,7 +69,10 @@ def job_requested(
         attempt=1,
         task_ref=suite.task,
         resources=events_pb2.Resources(
-            gpu=suite.resources.gpu, cpu=suite.resources.cpu, memory=suite.resources.memory
+            gpu=suite.resources.gpu,
+            cpu=suite.resources.cpu,
+            memory=suite.resources.memory,
+            accelerator=suite.resources.accelerator,
         ),
         timeout=Duration(seconds=int(suite.timeout.total_seconds())),
         not_before=timestamp(planned.window.start),

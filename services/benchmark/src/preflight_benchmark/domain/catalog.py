@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -15,6 +15,8 @@ QUANTITY = re.compile(r"^\d+(?:\.\d+)?(?:m|k|Ki|Mi|Gi|Ti|M|G|T)?$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 PACKAGE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ARGUMENT = re.compile(r"^[a-z_][a-z0-9_]*$")
+# An accelerator class: a DNS label, as it names a node pool (e.g. nvidia-a100-80gb).
+ACCELERATOR = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class CatalogError(ValueError):
@@ -23,11 +25,14 @@ class CatalogError(ValueError):
 
 @dataclass(frozen=True)
 class Resources:
-    """Compute a suite needs: GPUs and Kubernetes quantities for CPU and memory."""
+    """Compute a suite needs: GPUs and Kubernetes quantities for CPU and memory. `accelerator`:
+    the class of those GPUs (the deployment maps it to a resource name and the nodes that have
+    them); empty: the deployment's generic GPUs."""
 
     gpu: int = 0
     cpu: str = "1"
     memory: str = "2Gi"
+    accelerator: str = ""
 
 
 @dataclass(frozen=True)
@@ -96,6 +101,18 @@ def _require(data: Mapping[str, Any], key: str, where: str, kind: type | tuple[t
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise CatalogError(f"{where}.{key}: expected {getattr(kind, '__name__', kind)}")
     return value
+
+
+def _accelerator(data: Mapping[str, Any], where: str, resources: Resources) -> Resources:
+    """`resources` on the suite's accelerator class, if it names one (only with GPUs requested)."""
+    if "accelerator" not in data:
+        return resources
+    name = data["accelerator"]
+    if not isinstance(name, str) or not ACCELERATOR.match(name):
+        raise CatalogError(f"{where}.accelerator: expected an accelerator class name (e.g. nvidia-a100-80gb)")
+    if resources.gpu < 1:
+        raise CatalogError(f"{where}.accelerator: {name!r} needs GPUs, and resources.gpu requests none")
+    return replace(resources, accelerator=name)
 
 
 def _resources(data: Any, where: str) -> Resources:
@@ -181,7 +198,7 @@ def _suite(data: Any, where: str) -> Suite:
         capability=_require(data, "capability", where, str),
         timeout=timedelta(seconds=timeout),
         access_kinds=frozenset(kinds),
-        resources=_resources(data.get("resources"), f"{where}.resources"),
+        resources=_accelerator(data, where, _resources(data.get("resources"), f"{where}.resources")),
         task_args=dict(task_args),
         sample_limit=limit,
         sandbox=sandbox,
@@ -191,8 +208,11 @@ def _suite(data: Any, where: str) -> Suite:
     )
 
 
-def parse_catalog(data: Any) -> Catalog:
-    """Validate a catalog document (as loaded from YAML); raises CatalogError naming the field."""
+def parse_catalog(data: Any, accelerators: Collection[str] | None = None) -> Catalog:
+    """Validate a catalog document (as loaded from YAML); raises CatalogError naming the field.
+
+    `accelerators`: the accelerator classes the deployment maps to nodes; a suite naming another
+    is refused. None: not checked (an executor with no GPUs, which ignores the classes)."""
     if not isinstance(data, Mapping):
         raise CatalogError("catalog: expected a mapping")
     version = str(_require(data, "catalog_version", "catalog", (str, int, float)))
@@ -213,4 +233,11 @@ def parse_catalog(data: Any) -> Catalog:
     for i, suite in enumerate(suites):
         if suite.data and not mirror:
             raise CatalogError(f"suites[{i}].data: the catalog names no data_mirror to take it from")
+        name = suite.resources.accelerator
+        if accelerators is not None and name and name not in accelerators:
+            known = ", ".join(sorted(accelerators)) or "none"
+            raise CatalogError(
+                f"suites[{i}].accelerator: {name!r} is not an accelerator class of this deployment "
+                f"(known: {known})"
+            )
     return Catalog(version=version, suites=suites, data_mirror=mirror)

@@ -113,7 +113,10 @@ def _attempt(job: JobRecord, log_root: str, *, resumed: bool = False) -> Attempt
 
 def _resources(request: events_pb2.BenchmarkJobRequested) -> Resources:
     return Resources(
-        gpu=request.resources.gpu, cpu=request.resources.cpu or "1", memory=request.resources.memory or "2Gi"
+        gpu=request.resources.gpu,
+        cpu=request.resources.cpu or "1",
+        memory=request.resources.memory or "2Gi",
+        accelerator=request.resources.accelerator,
     )
 
 

@@ -14,6 +14,10 @@ container because vLLM listens on the pod's loopback only) holds the worker back
 until the model is served; Kubernetes stops the sidecar when the worker ends, so
 the Job completes.
 
+Accelerator classes: a suite whose catalog entry names one (`accelerator`) gets
+that class's GPU resource name, node selector, tolerations and RuntimeClass
+instead of the generic GPU ones (`gpu_node_selector`, `gpu_tolerations`).
+
 Kueue: with a queue name the Job carries `kueue.x-k8s.io/queue-name` and is
 created suspended; Kueue unsuspends it when the queue's ClusterQueue admits it.
 """
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT
@@ -78,6 +82,24 @@ class EvalLogStore:
 
 
 @dataclass(frozen=True)
+class AcceleratorClass:
+    """Where the GPUs of one accelerator class are: the extended resource that counts them
+    (`resource_name`, e.g. nvidia.com/gpu), the nodes that have them (`node_selector`,
+    `tolerations`) and the RuntimeClass that exposes them (`runtime_class`, None: the
+    deployment's). Pods on the class get these instead of the generic GPU node selector and
+    tolerations; the selector and tolerations of every worker pod still apply."""
+
+    resource_name: str = GPU_RESOURCE
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: Sequence[Mapping[str, Any]] = ()
+    runtime_class: str | None = None
+
+
+class UnknownAcceleratorError(ValueError):
+    """An attempt's suite names an accelerator class the deployment does not map (any more)."""
+
+
+@dataclass(frozen=True)
 class WeightsSettings:
     """How weights are fetched and served beside the worker.
 
@@ -114,6 +136,8 @@ class ManifestSettings:
     tolerations: Sequence[Mapping[str, Any]] = ()
     gpu_node_selector: Mapping[str, str] = field(default_factory=dict)
     gpu_tolerations: Sequence[Mapping[str, Any]] = ()
+    # The accelerator classes suites may name, by name.
+    accelerators: Mapping[str, AcceleratorClass] = field(default_factory=dict)
     kueue_queue: str | None = None
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
     backoff_limit: int = 0
@@ -211,11 +235,31 @@ def _telemetry_env(settings: ManifestSettings) -> list[dict[str, Any]]:
     return env
 
 
+def accelerator(attempt: Attempt, settings: ManifestSettings) -> AcceleratorClass:
+    """Where the attempt's GPUs are: its suite's accelerator class, else the generic GPU nodes;
+    raises UnknownAcceleratorError for a class the deployment does not map."""
+    name = attempt.resources.accelerator
+    if not name:
+        return AcceleratorClass(
+            node_selector=settings.gpu_node_selector,
+            tolerations=settings.gpu_tolerations,
+            runtime_class=settings.runtime_class,
+        )
+    if name not in settings.accelerators:
+        raise UnknownAcceleratorError(
+            f"suite {attempt.suite_id} names accelerator class {name!r}, which this deployment does not map"
+        )
+    chosen = settings.accelerators[name]
+    return replace(chosen, runtime_class=chosen.runtime_class or settings.runtime_class)
+
+
 def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
     """The Job for `attempt`; no secret inline nor in the environment (the job's token is a file of
-    its own Secret's volume, `token_secret`, named by PREFLIGHT_SERVICE_TOKEN_FILE)."""
+    its own Secret's volume, `token_secret`, named by PREFLIGHT_SERVICE_TOKEN_FILE). Raises
+    UnknownAcceleratorError when its suite's accelerator class is not mapped."""
     weights = attempt.access_kind == "weights"
     needs_gpu = weights or attempt.resources.gpu > 0
+    gpus = accelerator(attempt, settings)
     job_labels = labels(attempt, settings)
     env: list[dict[str, Any]] = [
         {"name": ASSIGNMENT_ENV, "value": attempt.assignment},
@@ -240,8 +284,8 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
     }
     # A weights suite's GPUs are the model server's; an endpoint suite's, the worker's own.
     if attempt.resources.gpu > 0 and not weights:
-        worker_resources["limits"][GPU_RESOURCE] = str(attempt.resources.gpu)
-        worker_resources["requests"][GPU_RESOURCE] = str(attempt.resources.gpu)
+        worker_resources["limits"][gpus.resource_name] = str(attempt.resources.gpu)
+        worker_resources["requests"][gpus.resource_name] = str(attempt.resources.gpu)
     volumes: list[dict[str, Any]] = [
         {"name": "scratch", "emptyDir": {"sizeLimit": settings.scratch_size_limit}},
         {
@@ -288,7 +332,7 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
             {"name": "PREFLIGHT_WORKER_SERVED_MODEL", "value": SERVED_MODEL},
         ]
         volumes += _weights_volumes(settings.weights)
-        init_containers = _weights_containers(attempt, settings)
+        init_containers = _weights_containers(attempt, settings, gpus.resource_name)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": False,
@@ -321,14 +365,15 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         pod_spec["serviceAccountName"] = settings.service_account
     if settings.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
-    if settings.runtime_class:
-        pod_spec["runtimeClassName"] = settings.runtime_class
+    runtime_class = gpus.runtime_class if needs_gpu else settings.runtime_class
+    if runtime_class:
+        pod_spec["runtimeClassName"] = runtime_class
     if settings.priority_class:
         pod_spec["priorityClassName"] = settings.priority_class
-    node_selector = {**settings.node_selector, **(settings.gpu_node_selector if needs_gpu else {})}
+    node_selector = {**settings.node_selector, **(gpus.node_selector if needs_gpu else {})}
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
-    tolerations = [*settings.tolerations, *(settings.gpu_tolerations if needs_gpu else ())]
+    tolerations = [*settings.tolerations, *(gpus.tolerations if needs_gpu else ())]
     if tolerations:
         pod_spec["tolerations"] = [dict(t) for t in tolerations]
     pod_metadata: dict[str, Any] = {"labels": job_labels}
@@ -406,7 +451,9 @@ def _weights_volumes(w: WeightsSettings) -> list[dict[str, Any]]:
     return volumes
 
 
-def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[dict[str, Any]]:
+def _weights_containers(
+    attempt: Attempt, settings: ManifestSettings, gpu_resource: str
+) -> list[dict[str, Any]]:
     w = settings.weights
     gpus = str(weights_gpus(attempt, settings))
     models_mount: list[dict[str, Any]] = [
@@ -473,10 +520,10 @@ def _weights_containers(attempt: Attempt, settings: ManifestSettings) -> list[di
                 "requests": {
                     "cpu": w.cpu,
                     "memory": w.memory,
-                    GPU_RESOURCE: gpus,
+                    gpu_resource: gpus,
                     "ephemeral-storage": w.models_size_limit,
                 },
-                "limits": {"memory": w.memory, GPU_RESOURCE: gpus},
+                "limits": {"memory": w.memory, gpu_resource: gpus},
             },
             # The worker starts once this succeeds. vLLM listens on the pod's loopback, which the
             # kubelet's httpGet (from the node, to the pod's IP) cannot reach: ask from inside.

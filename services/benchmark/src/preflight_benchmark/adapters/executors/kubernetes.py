@@ -34,6 +34,7 @@ from kubernetes.watch import watch
 
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     ManifestSettings,
+    UnknownAcceleratorError,
     build_job,
     job_name,
     token_secret,
@@ -166,6 +167,8 @@ class KubernetesExecutor:
             return await self._watch(name)
         except KubernetesApiError as exc:
             return AttemptOutcome(AttemptEnd.INFRASTRUCTURE, str(exc))
+        except UnknownAcceleratorError as exc:
+            return AttemptOutcome(AttemptEnd.CONFIG_ERROR, str(exc))
         finally:
             self._cancelling.discard(name)
 

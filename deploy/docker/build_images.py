@@ -7,7 +7,8 @@ or worker (services/benchmark/Dockerfile.worker); all of them by default. Prints
 `IMAGE=NAME` line per image. Each image is tagged `localhost/preflight-<image>:<key>`, <key> a
 digest of its Dockerfile, its build arguments, the base image and every file of its build
 context, and is built only when podman has no image of that tag: a rerun with nothing changed
-builds nothing. podman reads deploy/docker/containers.conf (CONTAINERS_CONF).
+builds nothing. A new build removes the image's older tags and build stages unused for a day.
+podman reads deploy/docker/containers.conf (CONTAINERS_CONF).
 """
 
 from __future__ import annotations
@@ -110,7 +111,27 @@ def build(image: str, base: str) -> str:
             stdout=sys.stderr,
             check=True,
         )
+        _remove_older(name, env)
     return name
+
+
+def _remove_older(name: str, env: Mapping[str, str]) -> None:
+    """Remove the image's other tags and build stages unused for a day: every change of the
+    sources makes a new tag, and each is hundreds of megabytes. An image a container still uses
+    stays."""
+    repository = name.rpartition(":")[0]
+    listed = subprocess.run(
+        ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}", f"--filter=reference={repository}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    older = sorted(set(listed.stdout.split()) - {name})
+    if older:
+        subprocess.run(["podman", "rmi", *older], env=env, capture_output=True, check=False)
+    prune = ["podman", "image", "prune", "--force", "--filter=until=24h"]
+    subprocess.run(prune, env=env, capture_output=True, check=False)
 
 
 def main() -> None:

@@ -327,7 +327,7 @@ async def test_no_hostile_request_gets_an_internal_error_or_an_exceptions_text(
 
 
 async def test_every_rpc_of_every_service_is_probed() -> None:
-    assert len(METHODS) == 53
+    assert len(METHODS) == 56
 
 
 def test_every_role_is_probed() -> None:

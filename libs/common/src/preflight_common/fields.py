@@ -44,6 +44,9 @@ DOCUMENT_LIMIT: Final = 64 * 1024
 """Descriptions, report notes, error messages, intended use."""
 
 EVIDENCE_LIMIT: Final = 128 * 1024
+ATTACHMENT_LIMIT: Final = 3 * 1024 * 1024
+"""An evidence file's bytes: with the rest of its message, under gRPC's default 4 MiB message
+limit, which Preflight's servers and clients keep."""
 IMPORTED_DOCUMENT_LIMIT: Final = 1_000_000
 """A CSAF or OSV document imported as a finding (bytes of UTF-8 JSON)."""
 MATCHER_LIMIT: Final = 1024
@@ -115,6 +118,7 @@ STRING_LIMITS: Final[Mapping[str, int]] = {
     **dict.fromkeys(_EVIDENCE, EVIDENCE_LIMIT),
     "preflight.notifier.v1.Matcher.value": MATCHER_LIMIT,
     "preflight.clearinghouse.v1.ImportFindingRequest.document": IMPORTED_DOCUMENT_LIMIT,
+    "preflight.clearinghouse.v1.AddFindingAttachmentRequest.content": ATTACHMENT_LIMIT,
 }
 """The string fields of Preflight's requests allowed more than `DEFAULT_STRING_LIMIT`, by full name
 (besides every List request's `page_token`, held to `PAGE_TOKEN_LIMIT`)."""

@@ -365,6 +365,52 @@ def edit_finding_comment(
     )
 
 
+def finding_attachments(
+    finding_id: str, page_size: int
+) -> Pages[clearinghouse_pb2.ListFindingAttachmentsResponse, clearinghouse_pb2.FindingAttachment]:
+    return Pages(
+        lambda token: _unary(
+            _clearinghouse("ListFindingAttachments"),
+            clearinghouse_pb2.ListFindingAttachmentsRequest(
+                finding_id=finding_id, page_size=page_size, page_token=token
+            ),
+            clearinghouse_pb2.ListFindingAttachmentsResponse,
+        ),
+        lambda page: (page.attachments, page.next_page_token),
+    )
+
+
+def add_finding_attachment(
+    finding_id: str,
+    name: str,
+    content_type: str,
+    content: bytes,
+    visibility: clearinghouse_pb2.CommentVisibility.ValueType,
+) -> Unary[clearinghouse_pb2.AddFindingAttachmentResponse, clearinghouse_pb2.FindingAttachment]:
+    return Unary(
+        _clearinghouse("AddFindingAttachment"),
+        clearinghouse_pb2.AddFindingAttachmentRequest(
+            finding_id=finding_id,
+            name=name,
+            content_type=content_type,
+            content=content,
+            visibility=visibility,
+        ),
+        clearinghouse_pb2.AddFindingAttachmentResponse,
+        lambda response: response.attachment,
+    )
+
+
+def get_finding_attachment(
+    finding_id: str, attachment_id: str
+) -> Unary[clearinghouse_pb2.GetFindingAttachmentResponse, clearinghouse_pb2.GetFindingAttachmentResponse]:
+    return _unary(
+        _clearinghouse("GetFindingAttachment"),
+        clearinghouse_pb2.GetFindingAttachmentRequest(finding_id=finding_id, attachment_id=attachment_id),
+        clearinghouse_pb2.GetFindingAttachmentResponse,
+    )
+
+
 def query_findings(
     purl: str, version: str
 ) -> Unary[clearinghouse_pb2.QueryFindingsResponse, list[clearinghouse_pb2.Finding]]:

@@ -36,6 +36,8 @@ _RETRIED_METHODS = {
         "ListFindings",
         "QueryFindings",
         "PreviewSharing",
+        "ListFindingAttachments",
+        "GetFindingAttachment",
         "SetPatchStatus",
         "ExportFinding",
         "StreamFindings",

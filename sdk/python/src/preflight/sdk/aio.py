@@ -286,6 +286,34 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         call = _calls.edit_finding_comment(finding_id, comment_id, body, expected_revision)
         return await self._run(call, timeout)
 
+    async def list_finding_attachments(
+        self, finding_id: str, *, page_size: int = 0, page_token: str = "", timeout: float | None = None
+    ) -> clearinghouse_pb2.ListFindingAttachmentsResponse:
+        return await self._run(_calls.finding_attachments(finding_id, page_size).page(page_token), timeout)
+
+    def iter_finding_attachments(
+        self, finding_id: str, *, page_size: int = 0
+    ) -> AsyncIterator[clearinghouse_pb2.FindingAttachment]:
+        return self._iterate(_calls.finding_attachments(finding_id, page_size))
+
+    async def add_finding_attachment(
+        self,
+        finding_id: str,
+        name: str,
+        content_type: str,
+        content: bytes,
+        visibility: clearinghouse_pb2.CommentVisibility.ValueType,
+        *,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.FindingAttachment:
+        call = _calls.add_finding_attachment(finding_id, name, content_type, content, visibility)
+        return await self._run(call, timeout)
+
+    async def get_finding_attachment(
+        self, finding_id: str, attachment_id: str, *, timeout: float | None = None
+    ) -> clearinghouse_pb2.GetFindingAttachmentResponse:
+        return await self._run(_calls.get_finding_attachment(finding_id, attachment_id), timeout)
+
     async def query_findings(
         self, purl: str, *, version: str = "", timeout: float | None = None
     ) -> list[clearinghouse_pb2.Finding]:

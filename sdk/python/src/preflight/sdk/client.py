@@ -334,6 +334,41 @@ class ClearinghouseClient(ServiceClient):
         call = _calls.edit_finding_comment(finding_id, comment_id, body, expected_revision)
         return self._run(call, timeout)
 
+    def list_finding_attachments(
+        self, finding_id: str, *, page_size: int = 0, page_token: str = "", timeout: float | None = None
+    ) -> clearinghouse_pb2.ListFindingAttachmentsResponse:
+        """One page of a finding's attachments you may read (metadata, no bytes), in the order
+        added; who reads which is as for comments. NotFound when you may not see the finding."""
+        return self._run(_calls.finding_attachments(finding_id, page_size).page(page_token), timeout)
+
+    def iter_finding_attachments(
+        self, finding_id: str, *, page_size: int = 0
+    ) -> Iterator[clearinghouse_pb2.FindingAttachment]:
+        """Every attachment of a finding you may read (metadata), fetching pages as needed."""
+        return self._iterate(_calls.finding_attachments(finding_id, page_size))
+
+    def add_finding_attachment(
+        self,
+        finding_id: str,
+        name: str,
+        content_type: str,
+        content: bytes,
+        visibility: clearinghouse_pb2.CommentVisibility.ValueType,
+        *,
+        timeout: float | None = None,
+    ) -> clearinghouse_pb2.FindingAttachment:
+        """Attach an evidence file (at most 3 MiB, of an allowed content type its bytes match) to a
+        finding you may see: internal (reviewers and admins) or shared with its audience. Returns
+        its metadata with the SHA-256 of its bytes. Not retried."""
+        call = _calls.add_finding_attachment(finding_id, name, content_type, content, visibility)
+        return self._run(call, timeout)
+
+    def get_finding_attachment(
+        self, finding_id: str, attachment_id: str, *, timeout: float | None = None
+    ) -> clearinghouse_pb2.GetFindingAttachmentResponse:
+        """An attachment you may read: its metadata and bytes (`attachment.sha256` is theirs)."""
+        return self._run(_calls.get_finding_attachment(finding_id, attachment_id), timeout)
+
     def query_findings(
         self, purl: str, *, version: str = "", timeout: float | None = None
     ) -> list[clearinghouse_pb2.Finding]:

@@ -14,6 +14,7 @@ from preflight.clearinghouse.v1 import events_pb2 as events
 from preflight.common.v1 import common_pb2
 from preflight_common.fields import timestamp_field
 
+from preflight_clearinghouse.domain.attachments import Attachment
 from preflight_clearinghouse.domain.audit import SignedCheckpoint
 from preflight_clearinghouse.domain.case_record import CreditType, ReferenceType
 from preflight_clearinghouse.domain.comments import Comment, CommentVisibility
@@ -199,6 +200,23 @@ def comment_to_proto(comment: Comment) -> pb.FindingComment:
         revision=comment.revision,
         created_at=timestamp(comment.created_at),
         updated_at=timestamp(comment.updated_at),
+    )
+
+
+def attachment_to_proto(attachment: Attachment) -> pb.FindingAttachment:
+    """A (viewed) attachment's metadata as the API message."""
+    return pb.FindingAttachment(
+        attachment_id=attachment.attachment_id,
+        finding_id=attachment.finding_id,
+        name=attachment.name,
+        content_type=attachment.content_type,
+        size=attachment.size,
+        sha256=attachment.sha256,
+        visibility=_to_proto_enum(pb.CommentVisibility, "COMMENT_VISIBILITY_", attachment.visibility),
+        author_role=attachment.author_role,
+        author_id=attachment.author_id,
+        author_organisation=attachment.author_organisation,
+        created_at=timestamp(attachment.created_at),
     )
 
 

@@ -255,6 +255,27 @@ finding_comment_revisions = Table(
     Column("written_at", UtcDateTime(), nullable=False),
 )
 
+# Evidence files attached to findings, bytes and all (migration 0012); `seq` orders them. Lists read
+# every column but `content`.
+finding_attachments = Table(
+    "finding_attachments",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True),
+    Column("attachment_id", String(64), nullable=False, unique=True),
+    Column("finding_id", String(64), ForeignKey("findings.finding_id"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("content_type", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("visibility", String(16), nullable=False),
+    Column("author_id", String(256), nullable=False),
+    Column("author_role", String(16), nullable=False),
+    Column("author_organisation", String(ID), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Index("ix_finding_attachments_finding", "finding_id", "seq"),
+)
+
 audit_log = Table(
     "audit_log",
     metadata,

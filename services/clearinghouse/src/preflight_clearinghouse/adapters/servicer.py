@@ -265,6 +265,50 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         )
         return pb.EditFindingCommentResponse(comment=protos.comment_to_proto(comment))
 
+    async def AddFindingAttachment(
+        self, request: pb.AddFindingAttachmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.AddFindingAttachmentResponse:
+        attachment = await self._run(
+            context,
+            lambda v: self._registry.add_attachment(
+                v,
+                required_id(request.finding_id, "finding_id"),
+                request.name,
+                request.content_type,
+                request.content,
+                protos.comment_visibility_from_proto(request.visibility),
+            ),
+        )
+        return pb.AddFindingAttachmentResponse(attachment=protos.attachment_to_proto(attachment))
+
+    async def ListFindingAttachments(
+        self, request: pb.ListFindingAttachmentsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFindingAttachmentsResponse:
+        attachments, token = await self._run(
+            context,
+            lambda v: self._registry.attachments(
+                v, required_id(request.finding_id, "finding_id"), request.page_size, request.page_token
+            ),
+        )
+        return pb.ListFindingAttachmentsResponse(
+            attachments=[protos.attachment_to_proto(a) for a in attachments], next_page_token=token
+        )
+
+    async def GetFindingAttachment(
+        self, request: pb.GetFindingAttachmentRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetFindingAttachmentResponse:
+        attachment, content = await self._run(
+            context,
+            lambda v: self._registry.attachment(
+                v,
+                required_id(request.finding_id, "finding_id"),
+                required_id(request.attachment_id, "attachment_id"),
+            ),
+        )
+        return pb.GetFindingAttachmentResponse(
+            attachment=protos.attachment_to_proto(attachment), content=content
+        )
+
     async def _changed(
         self, context: grpc.aio.ServicerContext, work: Callable[[Viewer], Finding]
     ) -> pb.Finding:

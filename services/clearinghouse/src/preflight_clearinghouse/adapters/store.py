@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 
 from preflight_clearinghouse.adapters import schema as s
+from preflight_clearinghouse.domain.attachments import Attachment
 from preflight_clearinghouse.domain.audit import AuditEntry, entry_hash
 from preflight_clearinghouse.domain.case_record import Credit, CreditType, Reference, ReferenceType
 from preflight_clearinghouse.domain.comments import Comment, CommentVisibility
@@ -394,6 +395,26 @@ def _comment_from_row(row: Row[Any]) -> Comment:
     )
 
 
+def _attachment_from_row(row: Row[Any]) -> Attachment:
+    return Attachment(
+        attachment_id=row.attachment_id,
+        finding_id=row.finding_id,
+        name=row.name,
+        content_type=row.content_type,
+        size=row.size,
+        sha256=row.sha256,
+        visibility=CommentVisibility(row.visibility),
+        author_id=row.author_id,
+        author_role=row.author_role,
+        author_organisation=row.author_organisation,
+        created_at=row.created_at,
+        seq=row.seq,
+    )
+
+
+_ATTACHMENT_METADATA = [c for c in s.finding_attachments.c if c.name != "content"]
+
+
 class Reader:
     """Queries over one connection (a consistent snapshot while its transaction lasts)."""
 
@@ -417,6 +438,26 @@ class Reader:
         c = s.finding_comments.c
         row = self.conn.execute(select(s.finding_comments).where(c.comment_id == comment_id)).first()
         return _comment_from_row(row) if row else None
+
+    # --- attachments ------------------------------------------------------------
+
+    def attachments_after(self, finding_id: str, after_seq: int, limit: int) -> list[Attachment]:
+        """Up to `limit` attachments' metadata on a finding added after `after_seq`, in the order
+        added (their bytes are not read)."""
+        a = s.finding_attachments.c
+        rows = self.conn.execute(
+            select(*_ATTACHMENT_METADATA)
+            .where(a.finding_id == finding_id, a.seq > after_seq)
+            .order_by(a.seq)
+            .limit(limit)
+        )
+        return [_attachment_from_row(r) for r in rows]
+
+    def attachment(self, attachment_id: str) -> tuple[Attachment, bytes] | None:
+        """An attachment's metadata and bytes."""
+        a = s.finding_attachments.c
+        row = self.conn.execute(select(s.finding_attachments).where(a.attachment_id == attachment_id)).first()
+        return (_attachment_from_row(row), bytes(row.content)) if row else None
 
     # --- findings ---------------------------------------------------------------
 
@@ -855,6 +896,15 @@ class UnitOfWork(Reader):
         stored = self.comment(comment.comment_id)
         assert stored is not None
         return stored
+
+    def put_attachment(self, attachment: Attachment, content: bytes) -> Attachment:
+        """Store an attachment with its bytes; returns it with its `seq`."""
+        values = {k: v for k, v in attachment.__dict__.items() if k != "seq"}
+        values["visibility"] = attachment.visibility.value
+        result = self.conn.execute(insert(s.finding_attachments).values(**values, content=content))
+        key = result.inserted_primary_key
+        assert key is not None
+        return replace(attachment, seq=int(key[0]))
 
     def set_patch_status(self, finding_id: str, entry: PatchStatusEntry, updated_by: str) -> None:
         p = s.patch_statuses.c

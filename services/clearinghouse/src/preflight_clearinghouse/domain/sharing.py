@@ -4,8 +4,8 @@ Every path out of the clearinghouse (gRPC gets, lists, streams, each export,
 and the FindingPublished/FindingUpdated payloads) goes through `may_see` and
 then one of the projections below: `visible` for reads, `export_view` (the
 same view, for distribution) for exports, `audience_view` for the events,
-`history_view` for each entry of a finding's history, and `comment_view` for each
-of its comments. Nothing else decides.
+`history_view` for each entry of a finding's history, and `comment_view` and
+`attachment_view` for each of its comments and attachments. Nothing else decides.
 
 TLP 2.0 semantics (deny by default; a finding with an empty audience reaches
 nobody but reviewers, admins, its own lab and its reporter):
@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 from preflight_common.bus import KNOWN_SECTORS
 
 if TYPE_CHECKING:
+    from preflight_clearinghouse.domain.attachments import Attachment
     from preflight_clearinghouse.domain.audit import AuditEntry
     from preflight_clearinghouse.domain.comments import Comment
     from preflight_clearinghouse.domain.findings import Finding
@@ -305,6 +306,22 @@ def history_view(viewer: Viewer, entry: AuditEntry) -> HistoryEntry | None:
     return replace(shown, actor_id="")
 
 
+def _authored_view(
+    viewer: Viewer, finding: Finding, item: Comment | Attachment, now: datetime
+) -> tuple[str, str] | None:
+    """The author's principal id and organisation `viewer` sees on a comment or attachment of
+    `finding`, or None when it may not read it (the rule `comment_view` states)."""
+    if not may_see(viewer, finding, now):
+        return None
+    if viewer.role in PRIVILEGED:
+        return item.author_id, item.author_organisation
+    own = bool(viewer.principal_id) and item.author_id == viewer.principal_id
+    if item.internal and not own:
+        return None
+    same_organisation = bool(viewer.organisation) and item.author_organisation == viewer.organisation
+    return (item.author_id if own else "", item.author_organisation if same_organisation else "")
+
+
 def comment_view(viewer: Viewer, finding: Finding, comment: Comment, now: datetime) -> Comment | None:
     """What `viewer` sees of a comment on `finding`, or None (deny by default).
 
@@ -313,19 +330,22 @@ def comment_view(viewer: Viewer, finding: Finding, comment: Comment, now: dateti
     and its own internal ones, with the author's principal id only on its own comments and the
     author's organisation only when it is the viewer's own: the role alone says who wrote it.
     """
-    if not may_see(viewer, finding, now):
+    author = _authored_view(viewer, finding, comment, now)
+    if author is None:
         return None
-    if viewer.role in PRIVILEGED:
-        return comment
-    own = bool(viewer.principal_id) and comment.author_id == viewer.principal_id
-    if comment.internal and not own:
+    return replace(comment, author_id=author[0], author_organisation=author[1])
+
+
+def attachment_view(
+    viewer: Viewer, finding: Finding, attachment: Attachment, now: datetime
+) -> Attachment | None:
+    """What `viewer` sees of an attachment of `finding` (its metadata; who may see it may fetch its
+    bytes), or None: exactly the rule of `comment_view`, an attachment's visibility for a comment's.
+    """
+    author = _authored_view(viewer, finding, attachment, now)
+    if author is None:
         return None
-    same_organisation = bool(viewer.organisation) and comment.author_organisation == viewer.organisation
-    return replace(
-        comment,
-        author_id=comment.author_id if own else "",
-        author_organisation=comment.author_organisation if same_organisation else "",
-    )
+    return replace(attachment, author_id=author[0], author_organisation=author[1])
 
 
 def may_read_report(viewer: Viewer, submission_organisation: str) -> bool:

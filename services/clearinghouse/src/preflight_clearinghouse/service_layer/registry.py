@@ -14,15 +14,16 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from preflight_common.auth import PRINCIPAL_ID_RULE, is_valid_principal_id
 from preflight_common.bus import Participants
 from preflight_common.pagetokens import page_tokens
 
-from preflight_clearinghouse.adapters.store import Store, UnitOfWork, sharing_key
+from preflight_clearinghouse.adapters.store import Reader, Store, UnitOfWork, sharing_key
 from preflight_clearinghouse.domain import lifecycle
 from preflight_clearinghouse.domain.aliases import check_aliases
+from preflight_clearinghouse.domain.attachments import Attachment, check_attachment
 from preflight_clearinghouse.domain.case_record import (
     CreditType,
     ReferenceType,
@@ -69,6 +70,7 @@ from preflight_clearinghouse.domain.sharing import (
     Role,
     Tlp,
     Viewer,
+    attachment_view,
     comment_view,
     export_view,
     history_view,
@@ -117,7 +119,17 @@ def decode_page_token(token: str) -> int:
 
 _HISTORY_SCOPE = "preflight.clearinghouse.v1.ClearinghouseService/ListFindingHistory"
 _COMMENTS_SCOPE = "preflight.clearinghouse.v1.ClearinghouseService/ListFindingComments"
+_ATTACHMENTS_SCOPE = "preflight.clearinghouse.v1.ClearinghouseService/ListFindingAttachments"
 COMMENTERS = frozenset({Role.REVIEWER, Role.ADMIN, Role.LAB, Role.OPERATOR})
+"""Who may comment on, or attach files to, a finding it may see."""
+
+
+class _Ordered(Protocol):
+    @property
+    def seq(self) -> int: ...
+
+
+A = TypeVar("A", bound=_Ordered)
 
 
 def page_size_of(requested: int, default: int = DEFAULT_PAGE) -> int:
@@ -429,31 +441,47 @@ class FindingRegistry:
         written, and the next page token ("" at the end). NotFound when `viewer` may not see the
         finding; InvalidInput naming `page_size` or `page_token` (a token of another finding is
         invalid)."""
+        return self._authored_page(
+            viewer, finding_id, page_size, page_token, _COMMENTS_SCOPE, Reader.comments_after, comment_view
+        )
+
+    def _authored_page(
+        self,
+        viewer: Viewer,
+        finding_id: str,
+        page_size: int,
+        page_token: str,
+        scope: str,
+        rows_after: Callable[[Reader, str, int, int], list[A]],
+        view: Callable[[Viewer, Finding, A, datetime], A | None],
+    ) -> tuple[list[A], str]:
+        """A page of a finding's comments or attachments (`rows_after` reads them in order) as
+        `view` shows them to `viewer`, and the next page token of `scope`, bound to the finding."""
         size = page_size_of(page_size)
-        cursor = page_tokens().decode(_COMMENTS_SCOPE, page_token)
+        cursor = page_tokens().decode(scope, page_token)
         if cursor is not None and (len(cursor) != 2 or cursor[0] != finding_id):
             raise InvalidInput([FieldViolation("page_token", "is not a page token of this finding")])
         after = int(cursor[1]) if cursor else 0
         now = self._clock()
-        page: list[Comment] = []
+        page: list[A] = []
         scanned = 0
         with self._store.read() as reader:
             finding = reader.finding(finding_id)
             self._visible(viewer, finding, now)
             assert finding is not None
             while scanned < SCAN_LIMIT:
-                rows = reader.comments_after(finding_id, after, MAX_BATCH)
-                for comment in rows:
-                    after = comment.seq
-                    shown = comment_view(viewer, finding, comment, now)
+                rows = rows_after(reader, finding_id, after, MAX_BATCH)
+                for item in rows:
+                    after = item.seq
+                    shown = view(viewer, finding, item, now)
                     if shown is not None:
                         page.append(shown)
                         if len(page) == size:
-                            return page, page_tokens().encode(_COMMENTS_SCOPE, [finding_id, after])
+                            return page, page_tokens().encode(scope, [finding_id, after])
                 scanned += len(rows)
                 if len(rows) < MAX_BATCH:
                     return page, ""
-        return page, page_tokens().encode(_COMMENTS_SCOPE, [finding_id, after])
+        return page, page_tokens().encode(scope, [finding_id, after])
 
     def add_comment(
         self, viewer: Viewer, finding_id: str, body: str, visibility: CommentVisibility | None
@@ -537,6 +565,97 @@ class FindingRegistry:
                 "body_sha256": hashlib.sha256(comment.body.encode()).hexdigest(),
             },
         )
+
+    def attachments(
+        self, viewer: Viewer, finding_id: str, page_size: int, page_token: str
+    ) -> tuple[list[Attachment], str]:
+        """A page of a finding's attachments (metadata) as `viewer` may read them
+        (`attachment_view`), in the order added, and the next page token ("" at the end). NotFound
+        when `viewer` may not see the finding; InvalidInput naming `page_size` or `page_token` (a
+        token of another finding is invalid)."""
+        return self._authored_page(
+            viewer,
+            finding_id,
+            page_size,
+            page_token,
+            _ATTACHMENTS_SCOPE,
+            Reader.attachments_after,
+            attachment_view,
+        )
+
+    def add_attachment(
+        self,
+        viewer: Viewer,
+        finding_id: str,
+        name: str,
+        content_type: str,
+        content: bytes,
+        visibility: CommentVisibility | None,
+    ) -> Attachment:
+        """Attach an evidence file to a finding the caller may see (reviewers, admins, labs,
+        operators), kept with the SHA-256 of its bytes: InvalidInput naming `name`, `content_type`,
+        `content` (empty, too large, or not of the declared type) or `visibility`; NotFound when
+        the caller may not see the finding. Audit-logged with the digest, not the bytes."""
+        require(viewer, COMMENTERS, "attaching a file to a finding")
+        errors = Collector()
+        clean_name, kind = check_attachment(name, content_type, content, errors)
+        if visibility is None:
+            errors.add("visibility", "choose INTERNAL or AUDIENCE")
+        errors.raise_if_any()
+        assert visibility is not None
+        now = self._clock()
+        with self._store.write() as uow:
+            self._visible(viewer, uow.finding(finding_id), now)
+            stored = uow.put_attachment(
+                Attachment(
+                    attachment_id=str(uuid.uuid4()),
+                    finding_id=finding_id,
+                    name=clean_name,
+                    content_type=kind,
+                    size=len(content),
+                    sha256=hashlib.sha256(content).hexdigest(),
+                    visibility=visibility,
+                    author_id=viewer.principal_id,
+                    author_role=viewer.role.value,
+                    author_organisation=viewer.organisation,
+                    created_at=now,
+                ),
+                content,
+            )
+            uow.audit(
+                at=now,
+                actor=stored.author_id,
+                action="finding.attachment_added",
+                subject_kind="finding",
+                subject_id=finding_id,
+                details={
+                    "attachment_id": stored.attachment_id,
+                    "visibility": stored.visibility.value,
+                    "name": stored.name,
+                    "content_type": stored.content_type,
+                    "size": stored.size,
+                    "sha256": stored.sha256,
+                },
+            )
+        return stored
+
+    def attachment(self, viewer: Viewer, finding_id: str, attachment_id: str) -> tuple[Attachment, bytes]:
+        """An attachment as `viewer` may read it (`attachment_view`) and its bytes: NotFound when
+        `viewer` may not see the finding or read the attachment, or it is not of that finding."""
+        now = self._clock()
+        with self._store.read() as reader:
+            finding = reader.finding(finding_id)
+            self._visible(viewer, finding, now)
+            assert finding is not None
+            found = reader.attachment(attachment_id)
+        shown = (
+            attachment_view(viewer, finding, found[0], now)
+            if found is not None and found[0].finding_id == finding_id
+            else None
+        )
+        if found is None or shown is None:
+            raise NotFound("no such attachment")
+        return shown, found[1]
 
     def affecting(self, viewer: Viewer, purl: str, version: str = "") -> list[Finding]:
         """The findings `viewer` may see that affect a package version (`domain.packages`), oldest

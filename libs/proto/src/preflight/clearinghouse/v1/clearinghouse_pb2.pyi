@@ -3028,3 +3028,249 @@ class ListFindingCommentsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListFindingCommentsResponse: _TypeAlias = ListFindingCommentsResponse  # noqa: Y015
+
+@_typing.final
+class FindingAttachment(_message.Message):
+    """An evidence file attached to a finding, as the caller may read it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    VISIBILITY_FIELD_NUMBER: _builtins.int
+    AUTHOR_ROLE_FIELD_NUMBER: _builtins.int
+    AUTHOR_ID_FIELD_NUMBER: _builtins.int
+    AUTHOR_ORGANISATION_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    attachment_id: _builtins.str
+    """Unique id."""
+    finding_id: _builtins.str
+    """The finding."""
+    name: _builtins.str
+    """The file's name (1–255 printable characters, no path separators)."""
+    content_type: _builtins.str
+    """Its content type, one of text/plain, application/json, application/pdf,
+    image/png, application/zip, application/vnd.tcpdump.pcap.
+    """
+    size: _builtins.int
+    """Its size in bytes."""
+    sha256: _builtins.str
+    """The SHA-256 of its bytes, lowercase hex."""
+    visibility: Global___CommentVisibility.ValueType
+    """Who it is for (as for comments)."""
+    author_role: _builtins.str
+    """The author's role (lab, reviewer, operator, admin)."""
+    author_id: _builtins.str
+    """The author's principal id: for reviewers and admins, and on the caller's
+    own attachments (empty otherwise).
+    """
+    author_organisation: _builtins.str
+    """The author's organisation: for reviewers and admins, and when it is the
+    caller's own (empty otherwise).
+    """
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """When it was attached."""
+
+    def __init__(
+        self,
+        *,
+        attachment_id: _builtins.str = ...,
+        finding_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        size: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        visibility: Global___CommentVisibility.ValueType = ...,
+        author_role: _builtins.str = ...,
+        author_id: _builtins.str = ...,
+        author_organisation: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "author_id", b"author_id", "author_organisation", b"author_organisation", "author_role", b"author_role", "content_type", b"content_type", "created_at", b"created_at", "finding_id", b"finding_id", "name", b"name", "sha256", b"sha256", "size", b"size", "visibility", b"visibility"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FindingAttachment: _TypeAlias = FindingAttachment  # noqa: Y015
+
+@_typing.final
+class AddFindingAttachmentRequest(_message.Message):
+    """Request of AddFindingAttachment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CONTENT_TYPE_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    VISIBILITY_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding (one the caller may see)."""
+    name: _builtins.str
+    """The file's name (1–255 printable characters, no path separators)."""
+    content_type: _builtins.str
+    """The declared content type (see FindingAttachment.content_type); the
+    bytes must be of that type.
+    """
+    content: _builtins.bytes
+    """The bytes (1 byte to 3 MiB)."""
+    visibility: Global___CommentVisibility.ValueType
+    """Who it is for."""
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        content_type: _builtins.str = ...,
+        content: _builtins.bytes = ...,
+        visibility: Global___CommentVisibility.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content", b"content", "content_type", b"content_type", "finding_id", b"finding_id", "name", b"name", "visibility", b"visibility"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddFindingAttachmentRequest: _TypeAlias = AddFindingAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class AddFindingAttachmentResponse(_message.Message):
+    """Response of AddFindingAttachment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def attachment(self) -> Global___FindingAttachment:
+        """The attachment's metadata."""
+
+    def __init__(
+        self,
+        *,
+        attachment: Global___FindingAttachment | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AddFindingAttachmentResponse: _TypeAlias = AddFindingAttachmentResponse  # noqa: Y015
+
+@_typing.final
+class ListFindingAttachmentsRequest(_message.Message):
+    """Request of ListFindingAttachments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding."""
+    page_size: _builtins.int
+    """At most this many attachments (1–500; 0 means 100)."""
+    page_token: _builtins.str
+    """From a previous response's `next_page_token`."""
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["finding_id", b"finding_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFindingAttachmentsRequest: _TypeAlias = ListFindingAttachmentsRequest  # noqa: Y015
+
+@_typing.final
+class ListFindingAttachmentsResponse(_message.Message):
+    """Response of ListFindingAttachments."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Empty on the last page."""
+    @_builtins.property
+    def attachments(self) -> _containers.RepeatedCompositeFieldContainer[Global___FindingAttachment]:
+        """The attachments' metadata, in the order added."""
+
+    def __init__(
+        self,
+        *,
+        attachments: _abc.Iterable[Global___FindingAttachment] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachments", b"attachments", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListFindingAttachmentsResponse: _TypeAlias = ListFindingAttachmentsResponse  # noqa: Y015
+
+@_typing.final
+class GetFindingAttachmentRequest(_message.Message):
+    """Request of GetFindingAttachment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FINDING_ID_FIELD_NUMBER: _builtins.int
+    ATTACHMENT_ID_FIELD_NUMBER: _builtins.int
+    finding_id: _builtins.str
+    """The finding."""
+    attachment_id: _builtins.str
+    """The attachment."""
+    def __init__(
+        self,
+        *,
+        finding_id: _builtins.str = ...,
+        attachment_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment_id", b"attachment_id", "finding_id", b"finding_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFindingAttachmentRequest: _TypeAlias = GetFindingAttachmentRequest  # noqa: Y015
+
+@_typing.final
+class GetFindingAttachmentResponse(_message.Message):
+    """Response of GetFindingAttachment."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTACHMENT_FIELD_NUMBER: _builtins.int
+    CONTENT_FIELD_NUMBER: _builtins.int
+    content: _builtins.bytes
+    """The bytes."""
+    @_builtins.property
+    def attachment(self) -> Global___FindingAttachment:
+        """The attachment's metadata (its `sha256` is that of `content`)."""
+
+    def __init__(
+        self,
+        *,
+        attachment: Global___FindingAttachment | None = ...,
+        content: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attachment", b"attachment", "content", b"content"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetFindingAttachmentResponse: _TypeAlias = GetFindingAttachmentResponse  # noqa: Y015

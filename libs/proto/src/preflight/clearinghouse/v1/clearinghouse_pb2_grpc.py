@@ -191,6 +191,21 @@ class ClearinghouseServiceStub:
                 request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsRequest.SerializeToString,
                 response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsResponse.FromString,
                 _registered_method=True)
+        self.AddFindingAttachment = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/AddFindingAttachment',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingAttachmentRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingAttachmentResponse.FromString,
+                _registered_method=True)
+        self.ListFindingAttachments = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/ListFindingAttachments',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingAttachmentsRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingAttachmentsResponse.FromString,
+                _registered_method=True)
+        self.GetFindingAttachment = channel.unary_unary(
+                '/preflight.clearinghouse.v1.ClearinghouseService/GetFindingAttachment',
+                request_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.GetFindingAttachmentRequest.SerializeToString,
+                response_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.GetFindingAttachmentResponse.FromString,
+                _registered_method=True)
 
 
 class ClearinghouseServiceServicer:
@@ -436,6 +451,32 @@ class ClearinghouseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AddFindingAttachment(self, request, context):
+        """Attach an evidence file to a finding the caller may see (reviewers,
+        admins, labs, operators): a declared content type from the allow-list,
+        checked against the bytes; at most 3 MiB; kept with its SHA-256; internal
+        to reviewers, or shared with the finding's audience. Audit-logged (the
+        digest, not the bytes).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListFindingAttachments(self, request, context):
+        """A finding's attachments the caller may read (metadata, no bytes), in the
+        order added, paged; read as comments are.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFindingAttachment(self, request, context):
+        """One attachment with its bytes and their SHA-256, to a caller who may read it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClearinghouseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -583,6 +624,21 @@ def add_ClearinghouseServiceServicer_to_server(servicer, server):
                     servicer.ListFindingComments,
                     request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsRequest.FromString,
                     response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsResponse.SerializeToString,
+            ),
+            'AddFindingAttachment': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddFindingAttachment,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingAttachmentRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingAttachmentResponse.SerializeToString,
+            ),
+            'ListFindingAttachments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListFindingAttachments,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingAttachmentsRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingAttachmentsResponse.SerializeToString,
+            ),
+            'GetFindingAttachment': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFindingAttachment,
+                    request_deserializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.GetFindingAttachmentRequest.FromString,
+                    response_serializer=preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.GetFindingAttachmentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1380,6 +1436,87 @@ class ClearinghouseService:
             '/preflight.clearinghouse.v1.ClearinghouseService/ListFindingComments',
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsRequest.SerializeToString,
             preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingCommentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddFindingAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/AddFindingAttachment',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingAttachmentRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.AddFindingAttachmentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListFindingAttachments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/ListFindingAttachments',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingAttachmentsRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.ListFindingAttachmentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFindingAttachment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/preflight.clearinghouse.v1.ClearinghouseService/GetFindingAttachment',
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.GetFindingAttachmentRequest.SerializeToString,
+            preflight_dot_clearinghouse_dot_v1_dot_clearinghouse__pb2.GetFindingAttachmentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -145,6 +145,19 @@ class ClearinghouseServiceStub:
     reviewers and admins read all; anyone else who may see the finding reads
     those shared with its audience and its own internal ones.
     """
+    AddFindingAttachment: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.AddFindingAttachmentRequest, _clearinghouse_pb2.AddFindingAttachmentResponse]
+    """Attach an evidence file to a finding the caller may see (reviewers,
+    admins, labs, operators): a declared content type from the allow-list,
+    checked against the bytes; at most 3 MiB; kept with its SHA-256; internal
+    to reviewers, or shared with the finding's audience. Audit-logged (the
+    digest, not the bytes).
+    """
+    ListFindingAttachments: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.ListFindingAttachmentsRequest, _clearinghouse_pb2.ListFindingAttachmentsResponse]
+    """A finding's attachments the caller may read (metadata, no bytes), in the
+    order added, paged; read as comments are.
+    """
+    GetFindingAttachment: _grpc.UnaryUnaryMultiCallable[_clearinghouse_pb2.GetFindingAttachmentRequest, _clearinghouse_pb2.GetFindingAttachmentResponse]
+    """One attachment with its bytes and their SHA-256, to a caller who may read it."""
 
 @_typing.type_check_only
 class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
@@ -263,6 +276,19 @@ class ClearinghouseServiceAsyncStub(ClearinghouseServiceStub):
     reviewers and admins read all; anyone else who may see the finding reads
     those shared with its audience and its own internal ones.
     """
+    AddFindingAttachment: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.AddFindingAttachmentRequest, _clearinghouse_pb2.AddFindingAttachmentResponse]  # type: ignore[assignment]
+    """Attach an evidence file to a finding the caller may see (reviewers,
+    admins, labs, operators): a declared content type from the allow-list,
+    checked against the bytes; at most 3 MiB; kept with its SHA-256; internal
+    to reviewers, or shared with the finding's audience. Audit-logged (the
+    digest, not the bytes).
+    """
+    ListFindingAttachments: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.ListFindingAttachmentsRequest, _clearinghouse_pb2.ListFindingAttachmentsResponse]  # type: ignore[assignment]
+    """A finding's attachments the caller may read (metadata, no bytes), in the
+    order added, paged; read as comments are.
+    """
+    GetFindingAttachment: _aio.UnaryUnaryMultiCallable[_clearinghouse_pb2.GetFindingAttachmentRequest, _clearinghouse_pb2.GetFindingAttachmentResponse]  # type: ignore[assignment]
+    """One attachment with its bytes and their SHA-256, to a caller who may read it."""
 
 class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
     """The clearinghouse: signed review reports, and the findings registry shared
@@ -552,5 +578,36 @@ class ClearinghouseServiceServicer(metaclass=_abc_1.ABCMeta):
         reviewers and admins read all; anyone else who may see the finding reads
         those shared with its audience and its own internal ones.
         """
+
+    @_abc_1.abstractmethod
+    def AddFindingAttachment(
+        self,
+        request: _clearinghouse_pb2.AddFindingAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.AddFindingAttachmentResponse, _abc.Awaitable[_clearinghouse_pb2.AddFindingAttachmentResponse]]:
+        """Attach an evidence file to a finding the caller may see (reviewers,
+        admins, labs, operators): a declared content type from the allow-list,
+        checked against the bytes; at most 3 MiB; kept with its SHA-256; internal
+        to reviewers, or shared with the finding's audience. Audit-logged (the
+        digest, not the bytes).
+        """
+
+    @_abc_1.abstractmethod
+    def ListFindingAttachments(
+        self,
+        request: _clearinghouse_pb2.ListFindingAttachmentsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.ListFindingAttachmentsResponse, _abc.Awaitable[_clearinghouse_pb2.ListFindingAttachmentsResponse]]:
+        """A finding's attachments the caller may read (metadata, no bytes), in the
+        order added, paged; read as comments are.
+        """
+
+    @_abc_1.abstractmethod
+    def GetFindingAttachment(
+        self,
+        request: _clearinghouse_pb2.GetFindingAttachmentRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_clearinghouse_pb2.GetFindingAttachmentResponse, _abc.Awaitable[_clearinghouse_pb2.GetFindingAttachmentResponse]]:
+        """One attachment with its bytes and their SHA-256, to a caller who may read it."""
 
 def add_ClearinghouseServiceServicer_to_server(servicer: ClearinghouseServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

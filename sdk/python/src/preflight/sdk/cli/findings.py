@@ -4,6 +4,9 @@ shared with them and report their patch status; the API decides who sees what)."
 from __future__ import annotations
 
 import argparse
+import hashlib
+import mimetypes
+from pathlib import Path
 
 import yaml
 from google.protobuf.json_format import ParseDict, ParseError
@@ -348,6 +351,64 @@ def _assess_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--remediation-due", help="RFC 3339 time or +Nd")
 
 
+def _describe_attachment(a: clearinghouse_pb2.FindingAttachment) -> str:
+    author = " ".join(part for part in (a.author_role, a.author_organisation, a.author_id) if part)
+    return fields(
+        [
+            ("attachment", a.attachment_id),
+            ("name", a.name),
+            ("content type", a.content_type),
+            ("size", f"{a.size} bytes"),
+            ("sha256", a.sha256),
+            ("author", author),
+            ("visibility", VISIBILITY.name(a.visibility)),
+            ("added", when(a.created_at)),
+        ]
+    )
+
+
+def _attachments(ctx: Context, args: argparse.Namespace) -> None:
+    attachments = ctx.preflight.clearinghouse.iter_finding_attachments(
+        args.finding_id, page_size=min(args.limit, 200)
+    )
+    ctx.table(
+        take(attachments, args.limit),
+        [
+            ("ATTACHMENT", lambda a: a.attachment_id),
+            ("ADDED", lambda a: when(a.created_at)),
+            ("AUTHOR", lambda a: a.author_role),
+            ("VISIBILITY", lambda a: VISIBILITY.name(a.visibility)),
+            ("TYPE", lambda a: a.content_type),
+            ("SIZE", lambda a: str(a.size)),
+            ("NAME", lambda a: a.name),
+        ],
+    )
+
+
+def _attach(ctx: Context, args: argparse.Namespace) -> None:
+    content_type = args.content_type or mimetypes.guess_type(args.file)[0]
+    if not content_type:
+        raise UsageError(f"cannot tell the content type of {args.file}: give --content-type")
+    attachment = ctx.preflight.clearinghouse.add_finding_attachment(
+        args.finding_id,
+        args.name or Path(args.file).name,
+        content_type,
+        read_bytes(args.file),
+        VISIBILITY.value(args.visibility),
+    )
+    ctx.show(attachment, lambda: _describe_attachment(attachment))
+
+
+def _attachment(ctx: Context, args: argparse.Namespace) -> None:
+    fetched = ctx.preflight.clearinghouse.get_finding_attachment(args.finding_id, args.attachment_id)
+    # The digest stated at upload is checked on the received bytes before anything is written.
+    if hashlib.sha256(fetched.content).hexdigest() != fetched.attachment.sha256:
+        raise UsageError(f"attachment {args.attachment_id}: the bytes received do not match its SHA-256")
+    write_bytes(args.output, fetched.content)
+    ctx.note(f"wrote {args.output} ({fetched.attachment.content_type}, sha256 {fetched.attachment.sha256})")
+    ctx.show(fetched.attachment, lambda: _describe_attachment(fetched.attachment))
+
+
 def _share_arguments(parser: argparse.ArgumentParser) -> None:
     _change(parser)
     parser.add_argument("--tlp", required=True, choices=TLP.choices, type=spelling)
@@ -374,6 +435,31 @@ def _edit_comment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--expected-revision", type=int, default=0, help="refuse if the comment has changed since"
     )
+
+
+def _attach_arguments(parser: argparse.ArgumentParser) -> None:
+    _finding(parser)
+    parser.add_argument("file", help="the evidence file (at most 3 MiB; - for standard input)")
+    parser.add_argument(
+        "--visibility",
+        required=True,
+        choices=VISIBILITY.choices,
+        type=spelling,
+        help="internal (reviewers) or audience (whoever may see the finding)",
+    )
+    parser.add_argument(
+        "--content-type",
+        default="",
+        help="text/plain, application/json, application/pdf, image/png, application/zip or "
+        "application/vnd.tcpdump.pcap (default: from the file's extension)",
+    )
+    parser.add_argument("--name", default="", help="the name to keep (default: the file's)")
+
+
+def _attachment_arguments(parser: argparse.ArgumentParser) -> None:
+    _finding(parser)
+    parser.add_argument("attachment_id")
+    parser.add_argument("--output", "-o", required=True, help="file to write the attachment's bytes to")
 
 
 def _assign_arguments(parser: argparse.ArgumentParser) -> None:
@@ -497,6 +583,27 @@ NOUN = Noun(
             "preflight finding edit-comment FINDING_ID COMMENT_ID --body 'Patched in 1.4.3'",
             _edit_comment,
             _edit_comment_arguments,
+        ),
+        Verb(
+            "attachments",
+            "a finding's attachments you may read (name, type, size, SHA-256), in the order added",
+            "preflight finding attachments FINDING_ID --limit 20",
+            _attachments,
+            _history_arguments,
+        ),
+        Verb(
+            "attach",
+            "attach an evidence file to a finding you may see, for reviewers or for its audience",
+            "preflight finding attach FINDING_ID crash.pcap --visibility internal",
+            _attach,
+            _attach_arguments,
+        ),
+        Verb(
+            "attachment",
+            "fetch an attachment's bytes into a file, checked against its SHA-256",
+            "preflight finding attachment FINDING_ID ATTACHMENT_ID -o crash.pcap",
+            _attachment,
+            _attachment_arguments,
         ),
         Verb(
             "assign",

@@ -573,7 +573,8 @@ def test_a_lab_sees_only_its_own_submissions_and_reports(review: Review, browser
     browser.check("settings")
     _choose(browser, "#zone", "Asia/Kolkata")
     browser.css("#save-zone").click()
-    wait_until("the report again", lambda: browser.driver.current_url.endswith(report), timeout=30)
+    # The settings page's own address ends with the report's too (its `back`): wait for the report.
+    wait_until("the report again", lambda: browser.driver.current_url == browser.base + report, timeout=30)
     assert " IST" in browser.text() and " UTC" not in browser.text()
     assert browser.read("#shown-zone") == "Asia/Kolkata"
     browser.open(f"/lab/submissions/{review.other_submission_id}/report")

@@ -49,6 +49,12 @@ def test_shipped_catalog_has_the_four_cyber_suites_for_both_access_kinds() -> No
     [
         ({"suites": []}, "catalog.catalog_version"),
         ({"catalog_version": 1, "suites": [suite(id="Bad Id")]}, "suites[0].id"),
+        # `$` alone would let a name end in a newline
+        ({"catalog_version": 1, "suites": [suite(id="cyber.knowledge\n")]}, "suites[0].id"),
+        (
+            {"catalog_version": 1, "suites": [suite(resources={"memory": "1Gi\n"})]},
+            "suites[0].resources.memory",
+        ),
         ({"catalog_version": 1, "suites": [suite(timeout_seconds=0)]}, "suites[0].timeout_seconds"),
         ({"catalog_version": 1, "suites": [suite(access_kinds=["ftp"])]}, "suites[0].access_kinds"),
         (

@@ -95,7 +95,7 @@ ACCELERATOR_KEYS = frozenset({"resourceName", "nodeSelector", "tolerations", "ru
 
 def _accelerator_class(name: str, value: Any) -> AcceleratorClass:
     where = f"{ACCELERATORS_ENV}: {name}"
-    if not ACCELERATOR.match(name):
+    if not ACCELERATOR.fullmatch(name):
         raise ConfigError(f"{where}: not an accelerator class name (a DNS label, e.g. nvidia-a100-80gb)")
     if not isinstance(value, dict):
         raise ConfigError(f"{where}: expected an object")
@@ -103,7 +103,7 @@ def _accelerator_class(name: str, value: Any) -> AcceleratorClass:
         raise ConfigError(f"{where}.{unknown[0]}: not a setting of an accelerator class")
     resource = value.get("resourceName")
     # Counted as an extended resource: a GPU the pod does not request is one it does not get.
-    if not isinstance(resource, str) or not EXTENDED_RESOURCE.match(resource):
+    if not isinstance(resource, str) or not EXTENDED_RESOURCE.fullmatch(resource):
         raise ConfigError(f"{where}.resourceName: expected the GPUs' extended resource, e.g. nvidia.com/gpu")
     selector = value.get("nodeSelector", {})
     if not isinstance(selector, dict) or not all(isinstance(v, str) for v in selector.values()):

@@ -108,7 +108,7 @@ def _accelerator(data: Mapping[str, Any], where: str, resources: Resources) -> R
     if "accelerator" not in data:
         return resources
     name = data["accelerator"]
-    if not isinstance(name, str) or not ACCELERATOR.match(name):
+    if not isinstance(name, str) or not ACCELERATOR.fullmatch(name):
         raise CatalogError(f"{where}.accelerator: expected an accelerator class name (e.g. nvidia-a100-80gb)")
     if resources.gpu < 1:
         raise CatalogError(f"{where}.accelerator: {name!r} needs GPUs, and resources.gpu requests none")
@@ -125,7 +125,7 @@ def _resources(data: Any, where: str) -> Resources:
         raise CatalogError(f"{where}.gpu: expected a non-negative integer")
     cpu, memory = str(data.get("cpu", "1")), str(data.get("memory", "2Gi"))
     for name, value in (("cpu", cpu), ("memory", memory)):
-        if not QUANTITY.match(value):
+        if not QUANTITY.fullmatch(value):
             raise CatalogError(f"{where}.{name}: {value!r} is not a Kubernetes quantity")
     return Resources(gpu=gpu, cpu=cpu, memory=memory)
 
@@ -136,7 +136,7 @@ def _package(data: Any, where: str) -> Package | None:
     if not isinstance(data, Mapping):
         raise CatalogError(f"{where}: expected a mapping")
     name = _require(data, "name", where, str)
-    if not PACKAGE.match(name):
+    if not PACKAGE.fullmatch(name):
         raise CatalogError(f"{where}.name: {name!r} is not a package name")
     version = str(_require(data, "version", where, (str, int, float)))
     if not version:
@@ -155,7 +155,7 @@ def _data_sources(data: Any, where: str, task_args: Mapping[str, Any]) -> tuple[
         if not isinstance(item, Mapping):
             raise CatalogError(f"{at}: expected a mapping")
         arg = _require(item, "arg", at, str)
-        if not ARGUMENT.match(arg):
+        if not ARGUMENT.fullmatch(arg):
             raise CatalogError(f"{at}.arg: {arg!r} is not a task argument name")
         if arg in task_args or any(s.arg == arg for s in sources):
             raise CatalogError(f"{at}.arg: {arg!r} is already given")
@@ -163,7 +163,7 @@ def _data_sources(data: Any, where: str, task_args: Mapping[str, Any]) -> tuple[
         if not url.startswith("https://"):
             raise CatalogError(f"{at}.url: expected an https:// URL")
         sha256 = _require(item, "sha256", at, str)
-        if not SHA256.match(sha256):
+        if not SHA256.fullmatch(sha256):
             raise CatalogError(f"{at}.sha256: expected 64 lowercase hex digits")
         sources.append(DataSource(arg=arg, url=url, sha256=sha256))
     return tuple(sources)
@@ -173,7 +173,7 @@ def _suite(data: Any, where: str) -> Suite:
     if not isinstance(data, Mapping):
         raise CatalogError(f"{where}: expected a mapping")
     suite_id = _require(data, "id", where, str)
-    if not SUITE_ID.match(suite_id):
+    if not SUITE_ID.fullmatch(suite_id):
         raise CatalogError(f"{where}.id: {suite_id!r} is not a suite id (e.g. cyber.vuln-detect)")
     version = str(_require(data, "version", where, (str, int, float)))
     timeout = _require(data, "timeout_seconds", where, int)

@@ -41,11 +41,11 @@ def check_aliases(aliases: Sequence[str], errors: Collector) -> tuple[str, ...]:
     for alias in aliases:
         normal = normalise_alias(alias)
         if normal.startswith("CVE-"):
-            valid = bool(CVE.match(normal))
+            valid = bool(CVE.fullmatch(normal))
         elif normal.startswith("GHSA-"):
-            valid = bool(GHSA.match(normal))
+            valid = bool(GHSA.fullmatch(normal))
         else:
-            valid = bool(VENDOR.match(normal))
+            valid = bool(VENDOR.fullmatch(normal))
         if not valid:
             errors.add("aliases", f"{alias[:80]!r} is not a CVE, GHSA or PREFIX-ID vendor id")
         elif normal not in checked:

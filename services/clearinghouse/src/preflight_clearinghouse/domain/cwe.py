@@ -45,7 +45,7 @@ def normalise_cwe_id(raw: str) -> str:
 
 def cwe_problem(cwe_id: str) -> str | None:
     """Why `cwe_id` (normalised) may not be used, or None when it names a mappable weakness."""
-    match = CWE_ID.match(cwe_id)
+    match = CWE_ID.fullmatch(cwe_id)
     if match is None:
         return "must look like CWE-<number>"
     entry = _catalog().get(match.group(1))

@@ -532,7 +532,7 @@ def _check_cpe(product: ProductInput, path: str, errors: Collector) -> AffectedP
     if product.version_range.strip():
         errors.add(f"{path}.version_range", "is only for purls; put the version in the CPE name")
         return None
-    if not CPE23.match(cpe):
+    if not CPE23.fullmatch(cpe):
         errors.add(f"{path}.cpe", "is not a CPE 2.3 formatted string (cpe:2.3:part:vendor:product:…)")
         return None
     parts = cpe_fields(cpe)

@@ -36,7 +36,7 @@ from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.sdk.reports import verify_signature
 from preflight_clearinghouse.adapters import protos, schema
-from preflight_clearinghouse.bootstrap import Components
+from preflight_clearinghouse.bootstrap import MIGRATIONS, Components
 from preflight_clearinghouse.domain.errors import (
     InvalidInput,
     NotFound,
@@ -46,13 +46,14 @@ from preflight_clearinghouse.domain.errors import (
     RevisionConflict,
     UnexplainedOutcome,
 )
-from preflight_clearinghouse.domain.findings import LinkKind, PatchState, ProductInput
+from preflight_clearinghouse.domain.findings import LinkKind, PatchState, ProductInput, Severity
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import Tlp, Viewer
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.entrypoints.agents import Handlers
 from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
 from preflight_common.consumer import PoisonEvent
+from preflight_common.db import run_migrations
 from preflight_common.envelope import EventRegistry, decode_record
 from preflight_common.fields import InvalidArgument
 from sqlalchemy import delete, func, select, text, update
@@ -270,6 +271,27 @@ def test_a_request_that_does_not_say_how_big_its_plan_is_is_rejected(components:
 def test_migrations_create_exactly_the_declared_schema(components: Components) -> None:
     with components.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+
+
+def test_an_upgrade_rescores_4_0_findings_stored_with_their_threat_score_as_cvss_b(
+    components: Components, db_url: str
+) -> None:
+    # 9.3 CRITICAL from the base metrics alone; 8.9 HIGH (CVSS-BT) counting E:P, the score a
+    # release before 0013 stored as the finding's 4.0 score and severity.
+    vector = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N/E:P"
+    finding, _ = components.registry.report(REVIEWER, report_input(cvss_v3_vector="", cvss_v4_vector=vector))
+    assert (finding.cvss.v4_score, finding.cvss.severity) == (9.3, Severity.CRITICAL)
+    row = schema.findings.c.finding_id == finding.finding_id
+    with components.engine.begin() as conn:
+        old_release = {"cvss_v4_score": 8.9, "cvss_v4_rating": "HIGH", "severity": "HIGH"}
+        conn.execute(update(schema.findings).where(row).values(**old_release))
+        conn.execute(text("UPDATE alembic_version SET version_num = '0012'"))
+    run_migrations(db_url, MIGRATIONS)
+    with components.engine.connect() as conn:
+        c = schema.findings.c
+        stored = conn.execute(select(c.cvss_v4_score, c.cvss_v4_rating, c.severity).where(row)).one()
+    assert tuple(stored) == (9.3, "CRITICAL", "CRITICAL")
+    assert components.registry.get(REVIEWER, finding.finding_id).cvss.severity is Severity.CRITICAL
 
 
 def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version(

@@ -11,6 +11,8 @@ import io
 import json
 import uuid
 import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -25,9 +27,11 @@ from clearinghouse_support import (
     REVIEWER,
     SERVICE,
     Api,
+    LoopbackServer,
     ManualClock,
     make_components,
     report_input,
+    start_api,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
@@ -38,13 +42,21 @@ from preflight.sdk.cli import main
 from preflight_clearinghouse.adapters import protos, schema
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
-from preflight_clearinghouse.domain.attachments import CONTENT_TYPES, MAX_ATTACHMENT
+from preflight_clearinghouse.domain.attachments import (
+    CONTENT_TYPES,
+    MAX_ATTACHMENT,
+    MAX_BYTES_PER_FINDING,
+    MAX_PER_FINDING,
+    QUOTA,
+    AttachmentQuota,
+)
 from preflight_clearinghouse.domain.comments import CommentVisibility
-from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied
+from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied, QuotaExceeded
 from preflight_clearinghouse.domain.errors import NotFound as NotVisible
 from preflight_clearinghouse.domain.findings import Finding
 from preflight_clearinghouse.domain.sharing import PRIVILEGED, Viewer
 from preflight_clearinghouse.domain.workflow import FindingState
+from preflight_clearinghouse.service_layer.registry import FindingRegistry
 from preflight_common.fields import InvalidArgument as Refused
 from preflight_common.fields import string_violations
 from preflight_common.testing.rpc import field_violations
@@ -250,6 +262,94 @@ def test_the_request_guard_lets_through_every_attachment_the_registry_accepts_an
     assert string_violations(request) == []
     request.content += b"x"
     assert [name for name, _ in string_violations(request)] == ["content"]
+
+
+def _quota_components(components: Components, clock: ManualClock, quota: AttachmentQuota) -> Components:
+    """`components` whose registry bounds a finding's attachments by `quota`."""
+    return replace(components, registry=FindingRegistry(components.store, clock, {}, attachment_quota=quota))
+
+
+def _stored(components: Components, fid: str) -> tuple[int, int]:
+    """(attachments on `fid`, `finding.attachment_added` audit entries about it) in the database."""
+    with components.engine.connect() as conn:
+        a, log = schema.finding_attachments.c, schema.audit_log.c
+        files = conn.execute(select(a.attachment_id).where(a.finding_id == fid)).all()
+        audited = conn.execute(
+            select(log.seq).where(log.action == "finding.attachment_added", log.subject_id == fid)
+        ).all()
+    return len(files), len(audited)
+
+
+def test_the_shipped_quota_is_50_attachments_and_64_mib_per_finding() -> None:
+    shipped = (QUOTA.count, QUOTA.total_bytes)
+    assert shipped == (MAX_PER_FINDING, MAX_BYTES_PER_FINDING) == (50, 64 * 1024 * 1024)
+    assert MAX_BYTES_PER_FINDING > MAX_ATTACHMENT
+
+
+def test_a_findings_attachments_are_bounded_in_number_and_bytes_and_a_refusal_writes_nothing(
+    components: Components, clock: ManualClock
+) -> None:
+    bounded = _quota_components(components, clock, AttachmentQuota(count=3, total_bytes=10))
+    registry = bounded.registry
+    fid, other = (_published_to_op_a(bounded).finding_id for _ in range(2))
+    registry.add_attachment(OP_A, fid, "a.txt", "text/plain", b"1234", AUDIENCE)
+    with pytest.raises(QuotaExceeded, match="at most 10 bytes in all") as too_big:
+        registry.add_attachment(REVIEWER, fid, "b.txt", "text/plain", b"1234567", INTERNAL)
+    assert "4 used, 7 more" in str(too_big.value)
+    assert _stored(bounded, fid) == (1, 1)
+    registry.add_attachment(REVIEWER, fid, "b.txt", "text/plain", b"123456", INTERNAL)  # 10 exactly
+    with pytest.raises(QuotaExceeded, match="at most 10 bytes"):
+        registry.add_attachment(OP_A, fid, "c.txt", "text/plain", b"1", AUDIENCE)
+    # The bound is per finding: another one has its own.
+    for name in ("a.txt", "b.txt", "c.txt"):
+        registry.add_attachment(OP_A, other, name, "text/plain", b"1", AUDIENCE)
+    with pytest.raises(QuotaExceeded, match="at most 3 attachments"):
+        registry.add_attachment(ADMIN, other, "d.txt", "text/plain", b"1", AUDIENCE)
+    assert (_stored(bounded, fid), _stored(bounded, other)) == ((2, 2), (3, 3))
+    assert _names(bounded, REVIEWER, other) == ["a.txt", "b.txt", "c.txt"]
+
+
+def test_concurrent_attachments_cannot_pass_a_findings_bound_together(
+    components: Components, clock: ManualClock
+) -> None:
+    bounded = _quota_components(components, clock, AttachmentQuota(count=2, total_bytes=1000))
+    fid = _published_to_op_a(bounded).finding_id
+
+    def attach(n: int) -> bool:
+        try:
+            bounded.registry.add_attachment(OP_A, fid, f"{n}.txt", "text/plain", b"x", AUDIENCE)
+        except QuotaExceeded:
+            return False
+        return True
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        outcomes = list(pool.map(attach, range(6)))
+    assert sorted(outcomes) == [False] * 4 + [True] * 2
+    assert _stored(bounded, fid) == (2, 2)
+
+
+def test_a_full_finding_is_resource_exhausted_over_grpc_naming_the_bound(
+    loopback: LoopbackServer, tmp_path: Path, sqlite_components: Components, clock: ManualClock
+) -> None:
+    bounded = _quota_components(sqlite_components, clock, AttachmentQuota(count=1, total_bytes=1000))
+    api = start_api(loopback, tmp_path, bounded)
+    try:
+        fid = _published_to_op_a(bounded).finding_id
+        request = pb.AddFindingAttachmentRequest(
+            finding_id=fid,
+            name="a.txt",
+            content_type="text/plain",
+            content=b"x",
+            visibility=pb.COMMENT_VISIBILITY_AUDIENCE,
+        )
+        api.stub.AddFindingAttachment(request, metadata=api.as_(OP_A))  # type: ignore[arg-type]
+        with pytest.raises(grpc.RpcError) as full:
+            api.stub.AddFindingAttachment(request, metadata=api.as_(OP_A))  # type: ignore[arg-type]
+        assert full.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert full.value.details() == "a finding has at most 1 attachments"
+        assert _stored(bounded, fid) == (1, 1)
+    finally:
+        api.channel.close()
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ Thin: convert the request, run the use case in a worker thread as the
 authenticated principal, convert the answer. Domain errors map to status
 codes: InvalidInput → INVALID_ARGUMENT (with `google.rpc.BadRequest` field
 violations), NotFound → NOT_FOUND, PermissionDenied → PERMISSION_DENIED,
-PreconditionFailed → FAILED_PRECONDITION, RevisionConflict → ABORTED.
+PreconditionFailed → FAILED_PRECONDITION, QuotaExceeded → RESOURCE_EXHAUSTED,
+RevisionConflict → ABORTED.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from preflight_clearinghouse.domain.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    QuotaExceeded,
     RevisionConflict,
 )
 from preflight_clearinghouse.domain.exports import ExportDocument, ExportFormat
@@ -67,6 +69,7 @@ async def _abort_for(exc: Exception, context: grpc.aio.ServicerContext) -> None:
         (NotFound, grpc.StatusCode.NOT_FOUND),
         (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
         (PreconditionFailed, grpc.StatusCode.FAILED_PRECONDITION),
+        (QuotaExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
         (RevisionConflict, grpc.StatusCode.ABORTED),
     ]
     for kind, code in codes:
@@ -95,7 +98,14 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         viewer = viewer_of(current_principal())
         try:
             return await asyncio.to_thread(work, viewer)
-        except (InvalidInput, NotFound, PermissionDenied, PreconditionFailed, RevisionConflict) as exc:
+        except (
+            InvalidInput,
+            NotFound,
+            PermissionDenied,
+            PreconditionFailed,
+            QuotaExceeded,
+            RevisionConflict,
+        ) as exc:
             await _abort_for(exc, context)
             raise  # unreachable: abort raises
 

@@ -453,6 +453,14 @@ class Reader:
         )
         return [_attachment_from_row(r) for r in rows]
 
+    def attachment_usage(self, finding_id: str) -> tuple[int, int]:
+        """How many attachments a finding has and their bytes in all (what its quota counts)."""
+        a = s.finding_attachments.c
+        row = self.conn.execute(
+            select(func.count(), func.coalesce(func.sum(a.size), 0)).where(a.finding_id == finding_id)
+        ).one()
+        return int(row[0]), int(row[1])
+
     def attachment(self, attachment_id: str) -> tuple[Attachment, bytes] | None:
         """An attachment's metadata and bytes."""
         a = s.finding_attachments.c

@@ -26,6 +26,37 @@ MAX_ATTACHMENT: Final = ATTACHMENT_LIMIT
 MAX_NAME: Final = 255
 """Characters of an attachment's file name."""
 
+MAX_PER_FINDING: Final = 50
+"""Attachments one finding may have."""
+
+MAX_BYTES_PER_FINDING: Final = 64 * 1024 * 1024
+"""Bytes (64 MiB) all of one finding's attachments may have together."""
+
+
+@dataclass(frozen=True)
+class AttachmentQuota:
+    """How many attachments, and how many bytes in all, one finding may have: what any participant
+    who may see a finding can add to the database through it is bounded."""
+
+    count: int = MAX_PER_FINDING
+    total_bytes: int = MAX_BYTES_PER_FINDING
+
+    def refusal(self, count: int, total_bytes: int, size: int) -> str | None:
+        """Why a finding that has `count` attachments of `total_bytes` bytes may not get one of
+        `size` bytes more (naming the bound it would pass), or None when it may."""
+        if count >= self.count:
+            return f"a finding has at most {self.count} attachments"
+        if total_bytes + size > self.total_bytes:
+            return (
+                f"a finding's attachments have at most {self.total_bytes} bytes in all "
+                f"({total_bytes} used, {size} more asked for)"
+            )
+        return None
+
+
+QUOTA: Final = AttachmentQuota()
+"""The bounds a clearinghouse keeps: `MAX_PER_FINDING` attachments, `MAX_BYTES_PER_FINDING` bytes."""
+
 
 def _text(content: bytes) -> bool:
     try:

@@ -34,6 +34,11 @@ class PreconditionFailed(ValueError):
     """The object's state does not allow the change, e.g. an illegal transition (→ FAILED_PRECONDITION)."""
 
 
+class QuotaExceeded(ValueError):
+    """The change would pass a bound on what an object may hold, e.g. a finding's attachments
+    (→ RESOURCE_EXHAUSTED, naming the bound)."""
+
+
 class RevisionConflict(ValueError):
     """The object changed since the caller read it (→ ABORTED)."""
 

@@ -23,7 +23,7 @@ from preflight_common.pagetokens import page_tokens
 from preflight_clearinghouse.adapters.store import Reader, Store, UnitOfWork, sharing_key
 from preflight_clearinghouse.domain import lifecycle
 from preflight_clearinghouse.domain.aliases import check_aliases
-from preflight_clearinghouse.domain.attachments import Attachment, check_attachment
+from preflight_clearinghouse.domain.attachments import QUOTA, Attachment, AttachmentQuota, check_attachment
 from preflight_clearinghouse.domain.case_record import (
     CreditType,
     ReferenceType,
@@ -37,6 +37,7 @@ from preflight_clearinghouse.domain.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
+    QuotaExceeded,
     RevisionConflict,
 )
 from preflight_clearinghouse.domain.events import finding_notice
@@ -158,8 +159,10 @@ class FindingRegistry:
         exporters: Mapping[ExportFormat, Exporter],
         participants: Participants | None = None,
         importers: Mapping[ExportFormat, Importer] | None = None,
+        attachment_quota: AttachmentQuota = QUOTA,
     ) -> None:
         self._store = store
+        self._attachment_quota = attachment_quota
         self._clock = clock
         self._exporters = exporters
         self._importers = importers or {}
@@ -595,7 +598,10 @@ class FindingRegistry:
         """Attach an evidence file to a finding the caller may see (reviewers, admins, labs,
         operators), kept with the SHA-256 of its bytes: InvalidInput naming `name`, `content_type`,
         `content` (empty, too large, or not of the declared type) or `visibility`; NotFound when
-        the caller may not see the finding. Audit-logged with the digest, not the bytes."""
+        the caller may not see the finding; QuotaExceeded naming the bound when the finding's
+        attachments would pass its `AttachmentQuota` (counted in the write transaction, which
+        writers take in turn, so concurrent adds cannot pass it together; nothing is written).
+        Audit-logged with the digest, not the bytes."""
         require(viewer, COMMENTERS, "attaching a file to a finding")
         errors = Collector()
         clean_name, kind = check_attachment(name, content_type, content, errors)
@@ -606,6 +612,9 @@ class FindingRegistry:
         now = self._clock()
         with self._store.write() as uow:
             self._visible(viewer, uow.finding(finding_id), now)
+            refusal = self._attachment_quota.refusal(*uow.attachment_usage(finding_id), len(content))
+            if refusal is not None:
+                raise QuotaExceeded(refusal)
             stored = uow.put_attachment(
                 Attachment(
                     attachment_id=str(uuid.uuid4()),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,8 +12,10 @@ from typing import Self
 import grpc
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from preflight.clearinghouse.v1 import clearinghouse_pb2
 from preflight.identity.v1 import identity_pb2
 from preflight.intake.v1 import intake_pb2, submission_pb2
+from preflight.notifier.v1 import notifier_pb2
 
 DEFAULT_TIMEOUT = 10.0
 """Deadline (seconds) of every unary call unless the call gives its own."""
@@ -25,49 +28,47 @@ _RETRIED_SERVICES = (
     "preflight.identity.v1.IdentityService",
     "preflight.benchmark.v1.BenchmarkService",
 )
-_RETRIED_METHODS = {
-    "preflight.clearinghouse.v1.ClearinghouseService": (
-        "GetReport",
-        "ListReports",
-        "SignOffReport",
-        "GetSigningKey",
-        "ReportFinding",
-        "GetFinding",
-        "ListFindings",
-        "QueryFindings",
-        "PreviewSharing",
-        "ListFindingAttachments",
-        "GetFindingAttachment",
-        "SetPatchStatus",
-        "ExportFinding",
-        "StreamFindings",
-        "VerifyAuditLog",
+
+_READ_VERBS = frozenset({"Get", "List", "Query", "Preview", "Export", "Stream", "Subscribe", "Verify"})
+"""The first word of every read RPC's name (reads are named by the verb, and none of these changes
+anything): every such method of the clearinghouse and the notifier is retried, so a new read is
+retried without being listed."""
+
+_RETRIED_CHANGES = {
+    clearinghouse_pb2.DESCRIPTOR.services_by_name["ClearinghouseService"]: frozenset(
+        {"SignOffReport", "ReportFinding", "SetPatchStatus"}
     ),
-    "preflight.notifier.v1.NotifierService": (
-        "ListAlerts",
-        "AcknowledgeAlert",
-        "ListSilences",
-        "ExpireSilence",
-        "SubscribeAlerts",
+    notifier_pb2.DESCRIPTOR.services_by_name["NotifierService"]: frozenset(
+        {"AcknowledgeAlert", "ExpireSilence"}
     ),
 }
+"""Per service whose methods are retried one by one, the changes doing twice cannot do twice."""
+
+
+def _verb(method: str) -> str:
+    """The first word of a method's CamelCase name (`ListFindings` → `List`; `Listen` is not `List`)."""
+    word = re.match(r"[A-Z][a-z]*", method)
+    return word.group() if word else ""
+
 
 # Calls that fail with UNAVAILABLE (the service was not reached or is restarting) are retried by
-# gRPC itself with exponential backoff, when doing them twice cannot change anything twice: reads;
-# SubmitModel and ReportFinding, which carry an idempotency key; changes that are refused (not
-# repeated) once applied (a withdrawal, a sign-off) or that set a value (a patch status, an
-# acknowledgement). The clearinghouse's other changes (a note, a re-issue, a finding's transition,
-# assessment, sharing, aliases, references, credits or link) and a new silence are never retried:
-# each would be recorded again.
+# gRPC itself with exponential backoff, when doing them twice cannot change anything twice: reads
+# (`_READ_VERBS`); SubmitModel and ReportFinding, which carry an idempotency key; changes that are
+# refused (not repeated) once applied (a withdrawal, a sign-off) or that set a value (a patch
+# status, an acknowledgement). The clearinghouse's other changes (a note, a re-issue, a finding's
+# transition, assessment, sharing, aliases, references, credits, link, assignment, SSVC decision,
+# import, a comment or an attachment) and a new silence are never retried: each would be recorded
+# again.
 SERVICE_CONFIG = json.dumps(
     {
         "methodConfig": [
             {
                 "name": [{"service": name} for name in _RETRIED_SERVICES]
                 + [
-                    {"service": service, "method": method}
-                    for service, methods in _RETRIED_METHODS.items()
-                    for method in methods
+                    {"service": service.full_name, "method": method.name}
+                    for service, changes in _RETRIED_CHANGES.items()
+                    for method in service.methods
+                    if _verb(method.name) in _READ_VERBS or method.name in changes
                 ],
                 "retryPolicy": {
                     "maxAttempts": 5,

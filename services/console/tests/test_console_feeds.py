@@ -6,11 +6,19 @@ TAXII 2.1 with the `taxii2-client` package: an operator pulls exactly the STIX o
 findings shared with it (the clearinghouse's own exports of them, for it); an operator of another
 sector gets none of them; a lab gets its own finding's source and never another lab's; a bad token
 is 401; `added_after`, `limit`/`next`, `match[...]`, manifest and versions behave as the
-specification says."""
+specification says.
+
+CSAF trusted provider, checked with the `csaf` package: its provider metadata passes the package's
+CSAF 2.1 provider schema check; each advisory its ROLIE feeds list is the clearinghouse's export for
+the caller, with a SHA-256 and SHA-512 that match and a detached OpenPGP signature that gpg verifies
+with the key the metadata lists (the package's own signature check); `index.txt` and
+`changes.csv` list the caller's advisories; another operator's advisory is 404, a bad token 401."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -85,6 +93,26 @@ class Feeds:
         return objects
 
 
+def _signing_key(tmp: Path) -> Path:
+    """A fresh Ed25519 OpenPGP signing key (armored secret key, no passphrase), made by gpg."""
+    home = tmp / "gnupg"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
+    uid = "Preflight CSAF provider <csaf@preflight.example>"
+    subprocess.run(
+        [*gpg, "--quick-gen-key", uid, "ed25519", "sign", "never"], check=True, capture_output=True
+    )
+    armored = subprocess.run(
+        [*gpg, "--armor", "--export-secret-keys"], check=True, capture_output=True
+    ).stdout
+    key_file = tmp / "csaf-signing.asc"
+    key_file.write_bytes(armored)
+    subprocess.run(
+        ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False, capture_output=True
+    )
+    return key_file
+
+
 def _serve(settings: Settings) -> Iterator[str]:
     port = free_port()
     config = uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -135,6 +163,7 @@ def feeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feeds]:
             )
             for finding in stored.values():
                 store_finding(uow, finding)
+        key_file = _signing_key(tmp)
         settings = Settings(
             listen="127.0.0.1:0",
             intake_target=api.identity.target,
@@ -144,6 +173,7 @@ def feeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feeds]:
             session_key_file=tmp / "session.key",
             session_ttl=60.0,
             secure_cookies="auto",
+            csaf_openpgp_key_file=key_file,
         )
         for base in _serve(settings):
             yield Feeds(api, base, {name: f.finding_id for name, f in stored.items()})
@@ -253,3 +283,94 @@ def test_a_finding_changed_later_is_pulled_again_by_added_after(feeds: Feeds) ->
     with feeds.api.components.store.write() as uow:
         store_finding(uow, finding)
     assert _names(_pulled(collection, added_after=checkpoint)) == {"Newly shared"}
+
+
+# -- the CSAF trusted provider -------------------------------------------------------------------
+
+
+def _get(feeds: Feeds, principal: Principal, url: str) -> httpx.Response:
+    answer = httpx.get(url, headers={"authorization": f"Bearer {feeds.token(principal)}"}, timeout=60)
+    answer.raise_for_status()
+    return answer
+
+
+def _rolie_entries(feeds: Feeds, principal: Principal, metadata: dict[str, Any]) -> dict[str, list[Any]]:
+    """Each ROLIE feed's entries by TLP label, each feed checked for what CSAF requires of it."""
+    (rolie,) = [d["rolie"] for d in metadata["distributions"] if "rolie" in d]
+    entries = {}
+    for listed in rolie["feeds"]:
+        feed = _get(feeds, principal, listed["url"]).json()["feed"]
+        assert feed["category"] == [
+            {"scheme": "urn:ietf:params:rolie:category:information-type", "term": "csaf"}
+        ]
+        assert feed["link"][0] == {"rel": "self", "href": listed["url"]} and feed["id"] and feed["title"]
+        for entry in feed["entry"]:
+            assert {"id", "title", "link", "published", "updated", "content", "format"} <= set(entry)
+            assert entry["format"]["version"] == "2.1" and entry["content"]["type"] == "application/json"
+            assert entry["link"][0] == {"rel": "self", "href": entry["content"]["src"]}
+        entries[listed["tlp_label"]] = feed["entry"]
+    return entries
+
+
+def test_the_csaf_provider_passes_the_csaf_packages_checks(feeds: Feeds, tmp_path: Path) -> None:
+    from csaf._distribute import validate_feed
+    from csaf._sign import verify
+
+    url = f"{feeds.base}/.well-known/csaf/provider-metadata.json"
+    metadata = _get(feeds, OP_ENERGY, url).json()
+    (tmp_path / "provider-metadata.json").write_text(json.dumps(metadata))
+    valid, errors = validate_feed(str(tmp_path / "provider-metadata.json"), "provider")
+    assert valid, errors
+    assert metadata["role"] == "csaf_trusted_provider" and metadata["canonical_url"] == url
+    (key,) = metadata["public_openpgp_keys"]
+    (tmp_path / "key.asc").write_bytes(_get(feeds, OP_ENERGY, key["url"]).content)
+
+    entries = _rolie_entries(feeds, OP_ENERGY, metadata)
+    assert {e["title"] for e in entries["AMBER"]} == {"Energy flaw", "Lab flaw", "Later flaw"}
+    assert not any(entries[label] for label in entries if label != "AMBER")
+    for entry in entries["AMBER"]:
+        document_url = entry["content"]["src"]
+        finding = next(name for name, fid in feeds.findings.items() if fid in document_url)
+        raw = _get(feeds, OP_ENERGY, document_url).content
+        exported = pb.ExportFindingRequest(finding_id=feeds.findings[finding], format=pb.EXPORT_FORMAT_CSAF)
+        assert raw == feeds.api.stub.ExportFinding(exported, metadata=feeds.api.as_(OP_ENERGY)).document
+        year = json.loads(raw)["document"]["tracking"]["initial_release_date"][:4]
+        assert document_url.startswith(f"{feeds.base}/.well-known/csaf/amber/{year}/preflight-")
+        for suffix, digest in ((".sha256", hashlib.sha256), (".sha512", hashlib.sha512)):
+            hashed = _get(feeds, OP_ENERGY, document_url + suffix).text
+            assert hashed == f"{digest(raw).hexdigest()}  {document_url.rsplit('/', 1)[1]}\n"
+        (tmp_path / "advisory.json").write_bytes(raw)
+        (tmp_path / "advisory.json.asc").write_bytes(_get(feeds, OP_ENERGY, document_url + ".asc").content)
+        assert verify(tmp_path / "advisory.json", tmp_path / "advisory.json.asc", tmp_path / "key.asc")[0]
+        (tmp_path / "advisory.json").write_bytes(raw.replace(b"flaw", b"flow"))
+        assert not verify(tmp_path / "advisory.json", tmp_path / "advisory.json.asc", tmp_path / "key.asc")[0]
+
+    folder = f"{feeds.base}/.well-known/csaf/amber"
+    paths = [e["content"]["src"].removeprefix(folder + "/") for e in entries["AMBER"]]
+    assert _get(feeds, OP_ENERGY, f"{folder}/index.txt").text.splitlines() == sorted(paths)
+    changes = _get(feeds, OP_ENERGY, f"{folder}/changes.csv").text.splitlines()
+    assert [line.split(",")[0].strip('"') for line in changes] == paths  # newest change first
+    assert changes[0].startswith(f'"{paths[0]}","') and entries["AMBER"][0]["title"] == "Later flaw"
+
+
+def test_the_csaf_provider_is_each_principals_own_view(feeds: Feeds) -> None:
+    url = f"{feeds.base}/.well-known/csaf/provider-metadata.json"
+    energy = _rolie_entries(feeds, OP_ENERGY, _get(feeds, OP_ENERGY, url).json())
+    finance = _rolie_entries(feeds, OP_FINANCE, _get(feeds, OP_FINANCE, url).json())
+    assert {e["title"] for entries in finance.values() for e in entries} >= {"Finance flaw"}
+    assert not {e["title"] for entries in finance.values() for e in entries} & {"Energy flaw", "Lab flaw"}
+    other_lab = _rolie_entries(feeds, LAB_Y, _get(feeds, LAB_Y, url).json())
+    assert not any(other_lab.values())
+
+    document_url = next(e["content"]["src"] for e in energy["AMBER"] if e["title"] == "Lab flaw")
+    bearer = {"authorization": f"Bearer {feeds.token(OP_FINANCE)}"}
+    with httpx.Client(timeout=60) as client:
+        for suffix in ("", ".sha512", ".asc"):
+            assert client.get(document_url + suffix, headers=bearer).status_code == 404
+        assert client.get(document_url).status_code == 401
+        assert client.get(url, headers={"authorization": "Bearer pft_not-a-token"}).status_code == 401
+        # The advisory's own URL, under another TLP folder or year, is not it.
+        moved = document_url.replace("/amber/", "/red/")
+        own = {"authorization": f"Bearer {feeds.token(OP_ENERGY)}"}
+        assert client.get(moved, headers=own).status_code == 404
+        assert client.post(url, headers=own).status_code == 405

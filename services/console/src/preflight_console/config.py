@@ -84,6 +84,8 @@ class Settings:
     oidc: OidcSettings | None = None
     # The SQLite file sessions are kept in; None: in memory (a restart signs everyone out).
     session_db: Path | None = None
+    # The CSAF provider's OpenPGP secret key (armored, no passphrase); None: documents unsigned.
+    csaf_openpgp_key_file: Path | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -102,6 +104,7 @@ class Settings:
             secure_cookies=secure,
             oidc=OidcSettings.from_env(),
             session_db=env_path("PREFLIGHT_CONSOLE_SESSION_DB", Path("run/console/sessions.sqlite")),
+            csaf_openpgp_key_file=secret_file("PREFLIGHT_CONSOLE_CSAF_OPENPGP_KEY"),
         )
 
     def session_key(self) -> bytes:

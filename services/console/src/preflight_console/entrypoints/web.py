@@ -45,6 +45,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from preflight_console.adapters.apis import Apis
+from preflight_console.adapters.openpgp import OpenPgpSigner
 from preflight_console.config import Settings
 from preflight_console.domain import timing
 from preflight_console.domain.plot import score_plot
@@ -949,12 +950,16 @@ def build_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         apis = Apis.connect(settings)
+        key_file = settings.csaf_openpgp_key_file
+        app.state.csaf_signer = signer = OpenPgpSigner(key_file) if key_file else None
         app.state.console = console = Console(settings, apis)
         try:
             yield
         finally:
             console.sessions.close()
             await apis.close()
+            if signer:
+                signer.close()
 
     app = Starlette(routes=routes(), lifespan=lifespan)
     app.add_middleware(SecurityHeaders)

@@ -57,6 +57,8 @@ from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.adapters.store import SubmissionRecord
 from preflight_clearinghouse.domain.sharing import Audience
 
+pytestmark = pytest.mark.slow  # gpg and its agent as processes, beside the servers on loopback
+
 OP_ENERGY = Principal("op-a-user", Role.OPERATOR, "op-a", frozenset({"energy"}))
 OP_FINANCE = Principal("op-b-user", Role.OPERATOR, "op-b", frozenset({"finance"}))
 LAB_X = Principal("lab-x-user", Role.LAB, "lab-xq7")

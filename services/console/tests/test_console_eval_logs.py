@@ -4,6 +4,7 @@ tested with the service, and in the browser on the embedded stack.)"""
 
 from __future__ import annotations
 
+import pytest
 from preflight_common.auth import Principal, Role
 
 from .conftest import SignedIn
@@ -49,6 +50,7 @@ def test_inspects_viewer_is_served_under_its_own_policy_and_nowhere_else(signed_
         assert client.get(f"{viewer}/index.html").status_code == 403
 
 
+@pytest.mark.slow  # the last range waits out the SDK's retries of the absent benchmark service (~10 s)
 def test_the_viewers_log_is_read_by_byte_ranges_only(signed_in: SignedIn) -> None:
     log = "/review/jobs/bj-1/logs/0/viewer/logs/log.eval"
     with signed_in(REVIEWER) as (client, _):

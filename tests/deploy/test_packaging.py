@@ -6,6 +6,7 @@ import importlib.metadata
 import tomllib
 from pathlib import Path
 
+from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
@@ -40,3 +41,19 @@ def test_every_package_states_the_python_floor_its_pinned_dependencies_need() ->
     }
     assert len(stated) >= 8, stated
     assert stated == dict.fromkeys(stated, f">={floor}")
+
+
+def test_every_package_pins_one_build_backend_exactly() -> None:
+    """A build of any package, from any machine, uses the same backend release: an exact pin of
+    every build requirement, the same across packages and as the one constraints.txt pins."""
+    requires = {
+        str(p.relative_to(REPO)): tomllib.loads(p.read_text())["build-system"]["requires"] for p in PYPROJECTS
+    }
+    assert len(requires) >= 8, requires
+    pinned = {line.strip() for line in (REPO / "constraints.txt").read_text().splitlines()}
+    for path, requirements in requires.items():
+        for requirement in requirements:
+            [specifier] = Requirement(requirement).specifier
+            assert specifier.operator == "==" and "*" not in specifier.version, (path, requirement)
+            assert requirement in pinned, (path, requirement)
+    assert len({tuple(sorted(r)) for r in requires.values()}) == 1, requires

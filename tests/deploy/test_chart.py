@@ -986,3 +986,34 @@ def test_oidc_settings_render_to_what_the_console_and_intake_read(
     volume = next(v for v in pod["volumes"] if v["name"] == "oidc-client-secret")
     assert volume["secret"]["items"] == [{"key": "secret", "path": os.path.basename(rendered_file)}]
     assert "console-oidc" not in yaml.safe_dump(pod["containers"])
+
+
+def test_the_csaf_signing_key_renders_to_the_file_the_console_reads(
+    helm: str, check_chart: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Secret's key is mounted read-only where PREFLIGHT_CONSOLE_CSAF_OPENPGP_KEY_FILE points,
+    the console's settings take it from exactly the rendered environment, and the key is in no
+    environment variable or argument."""
+    from preflight_console.config import Settings
+
+    values = tmp_path / "csaf.yaml"
+    key_values = {"openpgpKey": {"existingSecret": "console-csaf", "key": "k.asc"}}
+    values.write_text(yaml.safe_dump({"console": {"csaf": key_values}}))
+    docs = render(helm, check_chart, [REQUIRED_VALUES, values])
+    rendered_file = env_of(docs, CONSOLE)["PREFLIGHT_CONSOLE_CSAF_OPENPGP_KEY_FILE"]["value"]
+    console = next(d for d in of_kind(docs, "Deployment") if d["metadata"]["name"] == CONSOLE)
+    pod = console["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "csaf-openpgp-key")
+    assert (mount["mountPath"], mount["readOnly"]) == (os.path.dirname(rendered_file), True)
+    volume = next(v for v in pod["volumes"] if v["name"] == "csaf-openpgp-key")
+    assert volume["secret"]["secretName"] == "console-csaf"
+    assert volume["secret"]["items"] == [{"key": "k.asc", "path": os.path.basename(rendered_file)}]
+    assert "console-csaf" not in yaml.safe_dump(pod["containers"])
+    key = tmp_path / "csaf" / os.path.basename(rendered_file)
+    key.parent.mkdir()
+    key.write_text("-----BEGIN PGP PRIVATE KEY BLOCK-----\n")
+    monkeypatch.setenv("PREFLIGHT_CONSOLE_CSAF_OPENPGP_KEY_FILE", str(key))
+    assert Settings.from_env().csaf_openpgp_key_file == key
+    # Without a Secret, nothing is signed: no variable, no volume.
+    default = render(helm, check_chart, [REQUIRED_VALUES])
+    assert "PREFLIGHT_CONSOLE_CSAF_OPENPGP_KEY_FILE" not in env_of(default, CONSOLE)

@@ -735,6 +735,15 @@ schema = {
                         "then": {"properties": {"clientId": {"minLength": 1}}},
                     },
                 ),
+                "csaf": obj(
+                    {
+                        "openpgpKey": obj(
+                            {"existingSecret": ref("optionalName"), "key": ref("secretKeyName")},
+                            required=["existingSecret", "key"],
+                        )
+                    },
+                    required=["openpgpKey"],
+                ),
                 "extraEnv": ref("envList"),
                 "resources": ref("resources"),
                 "podAnnotations": ref("stringMap"),

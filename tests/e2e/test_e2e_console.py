@@ -24,14 +24,13 @@ import httpx
 import pytest
 from preflight.identity.v1 import identity_pb2
 from preflight.sdk import Client, Preflight
+from preflight_common.testing.axe import wcag_violations
 
-from .conftest import ROOT, RunningStack, start_stack, submission_request, wait_report_ready, wait_until
+from .conftest import RunningStack, start_stack, submission_request, wait_report_ready, wait_until
 
 pytestmark = pytest.mark.slow
 
 CATALOG = Path(__file__).parent / "data" / "catalog_console.yaml"
-AXE = ROOT / ".cache" / "axe-core" / "node_modules" / "axe-core" / "axe.min.js"
-WCAG_22_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
 OTHER_LAB = "other-lab"
 
 
@@ -327,8 +326,6 @@ class Browser:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
-        assert AXE.exists(), f"{AXE} is missing: run `make setup`"
-        self.axe = AXE.read_text()
         self.base = base
         self.artifacts = artifacts
         self.downloads = artifacts / "downloads"
@@ -405,17 +402,7 @@ class Browser:
         """Save a screenshot of the page, then fail on any WCAG 2.2 AA violation axe-core finds."""
         self.shots += 1
         self.driver.save_screenshot(str(self.artifacts / f"{self.shots:02d}-{name}.png"))
-        self.driver.execute_script(self.axe)
-        violations = self.driver.execute_async_script(
-            """
-            const done = arguments[arguments.length - 1];
-            axe.run(document, {runOnly: {type: "tag", values: arguments[0]}})
-              .then(r => done(r.violations.map(
-                v => v.id + ": " + v.help + " at " + v.nodes.map(n => n.target.join(" ")).join(", "))))
-              .catch(e => done(["axe-core failed: " + e]));
-            """,
-            WCAG_22_AA,
-        )
+        violations = wcag_violations(self.driver)
         assert not violations, f"{name} ({self.driver.current_url}): {violations}"
 
     def sign_in(self, token: str) -> None:

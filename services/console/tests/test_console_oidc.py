@@ -24,6 +24,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight_common.ports import free_port
+from preflight_common.testing.axe import wcag_violations
 from preflight_common.testing.oidc import RunningProvider, openid_provider
 from preflight_console.config import OidcSettings, Settings
 from preflight_console.entrypoints.web import SESSION_COOKIE, Console, build_app
@@ -206,8 +207,10 @@ def test_a_lab_signs_in_through_the_provider_in_chromium_and_lands_on_its_page(
     driver = webdriver.Chrome(options=options, service=Service(str(shutil.which("chromedriver"))))
     try:
         driver.get(f"{deployment.console}/sign-in")
+        provider_link = driver.find_element(By.LINK_TEXT, "Sign in with the agency's sign-in")
         driver.save_screenshot(str(tmp_path / "sign-in.png"))
-        driver.find_element(By.LINK_TEXT, "Sign in with the agency's sign-in").click()
+        assert wcag_violations(driver) == [], "the sign-in page with the provider's link"
+        provider_link.click()
         wait_until(
             "the provider's login page", lambda: driver.current_url.startswith(deployment.provider.issuer)
         )

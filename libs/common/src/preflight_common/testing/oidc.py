@@ -34,14 +34,15 @@ from preflight_common.ports import free_port
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
 
 
-def _repository() -> Path:
+def repository() -> Path:
+    """The checkout holding this package (where `make setup` installs the npm tools tests run)."""
     for folder in Path(__file__).resolve().parents:
         if (folder / "Makefile").is_file() and (folder / "libs").is_dir():
             return folder
     raise RuntimeError("the repository holding preflight_common was not found")
 
 
-PROVIDER_MODULE = _repository() / ".cache/oidc-provider/node_modules/oidc-provider/lib/index.js"
+PROVIDER_MODULE = repository() / ".cache/oidc-provider/node_modules/oidc-provider/lib/index.js"
 
 
 def pkce_pair() -> tuple[str, str]:

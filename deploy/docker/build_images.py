@@ -36,7 +36,11 @@ IMAGES: Mapping[str, tuple[str, Mapping[str, str], str]] = {
         "services/clearinghouse",
     ),
     "notifier": (SERVICE_DOCKERFILE, {"SERVICE": "notifier", "PORT": "50054"}, "services/notifier"),
-    "console": (SERVICE_DOCKERFILE, {"SERVICE": "console", "PORT": "8080"}, "services/console"),
+    "console": (
+        SERVICE_DOCKERFILE,
+        {"SERVICE": "console", "PORT": "8080", "RUNTIME_PACKAGES": "gnupg"},
+        "services/console",
+    ),
     "worker": (WORKER_DOCKERFILE, {}, "services/benchmark"),
 }
 # What every image's build context holds besides its service folder (the Dockerfiles' COPY lines).

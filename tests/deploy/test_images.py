@@ -50,6 +50,7 @@ from preflight_benchmark.testing import (
     wait_until,
 )
 from preflight_common.ports import free_port
+from preflight_common.testing.openpgp import signing_key
 
 pytestmark = pytest.mark.slow
 
@@ -418,3 +419,69 @@ def test_the_worker_image_cannot_write_its_eval_log_to_its_own_root_file_system(
     [report] = [r for r in servicer.reports if r.job_id == attempt.job_id]
     assert report.failed.reason == reason_to_proto(FailureReason.CONFIG_ERROR)
     assert re.match(r"eval log folder /var/lib/preflight/eval-logs/", report.failed.message), report
+
+
+def test_the_console_image_answers_its_health_check_and_signs_with_gpg_as_the_chart_runs_it(
+    tmp_path: Path,
+    build_images: ModuleType,
+    base_image: str,
+    podman_env: dict[str, str],
+    helm: str,
+    check_chart: ModuleType,
+) -> None:
+    """The console's Deployment as the chart renders it with a CSAF signing key, with no
+    network: it imports the key into its GnuPG home under /tmp at start, answers /healthz (the
+    chart's probes) from inside the pod, and the image's gpg runs and signs as the non-root user
+    on the read-only root."""
+    image = str(build_images.build("console", base_image))
+    values = tmp_path / "csaf.yaml"
+    values.write_text(
+        yaml.safe_dump({"console": {"csaf": {"openpgpKey": {"existingSecret": "console-csaf"}}}})
+    )
+    chart = REPO / "deploy" / "helm" / "preflight"
+    res = check_chart.render(
+        helm, chart, [REPO / "deploy" / "helm" / "tools" / "required-values.yaml", values]
+    )
+    assert res.returncode == 0, res.stderr
+    [deployment] = [
+        d
+        for d in check_chart.documents(res.stdout)
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "preflight-console"
+    ]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    port = container["ports"][0]["containerPort"]
+    (tmp_path / "keys").mkdir()
+    key = signing_key(tmp_path / "keys").read_text()
+    kubelet = Kubelet(tmp_path / "volumes", podman_env, {"console-csaf": {"openpgp-key.asc": key}}, claims={})
+    name = f"preflight-console-{secrets.token_hex(4)}"
+    kubelet.start(name, pod, {**container, "image": image}, network="none")
+
+    def inside(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["podman", "exec", name, *argv], env=podman_env, capture_output=True, text=True, timeout=120
+        )
+
+    try:
+        probe = f"import urllib.request; urllib.request.urlopen('http://127.0.0.1:{port}/healthz', timeout=5)"
+        wait_until(
+            lambda: inside("python", "-c", probe).returncode == 0, WAIT, "the console answering /healthz"
+        )
+        version = inside("gpg", "--version")
+        assert version.returncode == 0 and version.stdout.startswith("gpg (GnuPG)"), version
+        # The console's own signer, from the mounted key file, in a GnuPG home under /tmp.
+        sign = (
+            "import asyncio, os, pathlib; from preflight_console.adapters.openpgp import OpenPgpSigner;"
+            "s = OpenPgpSigner(pathlib.Path(os.environ['PREFLIGHT_CONSOLE_CSAF_OPENPGP_KEY_FILE']));"
+            "print(asyncio.run(s.sign(b'{}'))); s.close()"
+        )
+        signed = inside("python", "-c", sign)
+        assert signed.returncode == 0, signed.stderr[-4000:]
+        assert signed.stdout.startswith("-----BEGIN PGP SIGNATURE-----"), signed.stdout
+    finally:
+        logs = subprocess.run(
+            ["podman", "logs", name], env=podman_env, capture_output=True, text=True, check=False
+        )
+        subprocess.run(["podman", "rm", "--force", name], env=podman_env, capture_output=True, check=False)
+        print(logs.stdout[-2000:], logs.stderr[-4000:])

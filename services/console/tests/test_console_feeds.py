@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import sys
 import threading
 from collections.abc import Iterator
@@ -35,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight_common.auth import Principal, Role
 from preflight_common.ports import free_port
+from preflight_common.testing.openpgp import signing_key
 from preflight_console.config import Settings
 from preflight_console.domain.taxii import stix_time
 from preflight_console.entrypoints.web import build_app
@@ -95,26 +95,6 @@ class Feeds:
         return objects
 
 
-def _signing_key(tmp: Path) -> Path:
-    """A fresh Ed25519 OpenPGP signing key (armored secret key, no passphrase), made by gpg."""
-    home = tmp / "gnupg"
-    home.mkdir(mode=0o700)
-    gpg = ["gpg", "--homedir", str(home), "--batch", "--pinentry-mode", "loopback", "--passphrase", ""]
-    uid = "Preflight CSAF provider <csaf@preflight.example>"
-    subprocess.run(
-        [*gpg, "--quick-gen-key", uid, "ed25519", "sign", "never"], check=True, capture_output=True
-    )
-    armored = subprocess.run(
-        [*gpg, "--armor", "--export-secret-keys"], check=True, capture_output=True
-    ).stdout
-    key_file = tmp / "csaf-signing.asc"
-    key_file.write_bytes(armored)
-    subprocess.run(
-        ["gpgconf", "--homedir", str(home), "--kill", "gpg-agent"], check=False, capture_output=True
-    )
-    return key_file
-
-
 def _serve(settings: Settings) -> Iterator[str]:
     port = free_port()
     config = uvicorn.Config(build_app(settings), host="127.0.0.1", port=port, log_level="warning")
@@ -165,7 +145,7 @@ def feeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feeds]:
             )
             for finding in stored.values():
                 store_finding(uow, finding)
-        key_file = _signing_key(tmp)
+        key_file = signing_key(tmp)
         settings = Settings(
             listen="127.0.0.1:0",
             intake_target=api.identity.target,

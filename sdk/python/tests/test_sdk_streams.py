@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
-from preflight.sdk import Preflight, Unavailable
+from preflight.sdk import Preflight, ResourceExhausted, Unavailable
 from preflight.sdk._common import SERVICE_CONFIG
 from preflight.sdk.deployment import AsyncPreflight
 
@@ -136,6 +136,14 @@ def test_a_findings_history_and_comments_are_retried_on_unavailable(server: tupl
         assert preflight.clearinghouse.list_finding_history("f-1").next_page_token == "h"
         assert preflight.clearinghouse.list_finding_comments("f-1").next_page_token == "c"
     assert len(servicer.requests) == 4 and servicer.script == []
+
+
+def test_a_bound_reached_is_resource_exhausted_and_not_retried(server: tuple[Scripted, str]) -> None:
+    servicer, target = server
+    servicer.script = [grpc.StatusCode.RESOURCE_EXHAUSTED]
+    with Preflight(target) as preflight, pytest.raises(ResourceExhausted):
+        preflight.clearinghouse.list_finding_history("f-1")
+    assert len(servicer.requests) == 1
 
 
 # What a read RPC's name begins with (Google's API naming), broader than the verbs in use today.

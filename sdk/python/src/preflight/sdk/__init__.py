@@ -46,6 +46,7 @@ from preflight.sdk.errors import (
     NotFound,
     PermissionDenied,
     PreflightError,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
@@ -81,6 +82,7 @@ __all__ = [
     "Profile",
     "ReceivedAlert",
     "ReportVerificationError",
+    "ResourceExhausted",
     "ServiceClient",
     "Submission",
     "SubmissionStatus",

@@ -61,6 +61,11 @@ class Aborted(PreflightError):
     """The object changed meanwhile (it is no longer at the `expected_revision` given): read it again."""
 
 
+class ResourceExhausted(PreflightError):
+    """A bound was reached (e.g. a finding already holds as many attachments as it may); the
+    message names it. Retrying the same request does not help."""
+
+
 class Unavailable(PreflightError):
     """The service could not be reached (after the client's retries)."""
 
@@ -77,6 +82,7 @@ _BY_CODE: dict[grpc.StatusCode, type[PreflightError]] = {
     grpc.StatusCode.UNAUTHENTICATED: Unauthenticated,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
     grpc.StatusCode.ABORTED: Aborted,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: ResourceExhausted,
     grpc.StatusCode.UNAVAILABLE: Unavailable,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
 }

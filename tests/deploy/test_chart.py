@@ -1017,3 +1017,52 @@ def test_the_csaf_signing_key_renders_to_the_file_the_console_reads(
     # Without a Secret, nothing is signed: no variable, no volume.
     default = render(helm, check_chart, [REQUIRED_VALUES])
     assert "PREFLIGHT_CONSOLE_CSAF_OPENPGP_KEY_FILE" not in env_of(default, CONSOLE)
+
+
+def _image_values(values: Any, path: str = "") -> dict[str, dict[str, Any]]:
+    """Every image value (a mapping with a `repository`) in `values`, by its dotted path."""
+    if not isinstance(values, dict):
+        return {}
+    if "repository" in values:
+        return {path: values}
+    found: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        found.update(_image_values(value, f"{path}.{key}" if path else key))
+    return found
+
+
+def _container_images(node: Any) -> list[str]:
+    """The image of every container and init container anywhere in `node`."""
+    if isinstance(node, list):
+        return [image for item in node for image in _container_images(item)]
+    if not isinstance(node, dict):
+        return []
+    found = [c["image"] for key in ("containers", "initContainers") for c in node.get(key, [])]
+    return found + [image for value in node.values() for image in _container_images(value)]
+
+
+def test_every_image_value_takes_a_digest_and_every_container_is_then_pinned(
+    helm: str, check_chart: ModuleType, tmp_path: Path
+) -> None:
+    """Each of the project's image values has an optional `digest`; with all of them set, every
+    container the chart renders (Deployments, hook Jobs, helm tests) and the worker image the
+    dispatcher puts in its Jobs are `repo@sha256:…`, whatever the tags say."""
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    images = _image_values(defaults)
+    assert {"intake.image", "benchmark.worker.image", "console.image"} <= set(images), images
+    assert all(image.get("digest") == "" for image in images.values()), images
+    digests: dict[str, Any] = {}
+    for n, path in enumerate(sorted(images)):
+        node = digests
+        for key in path.split("."):
+            node = node.setdefault(key, {})
+        node["digest"] = f"sha256:{n:064x}"
+    values = tmp_path / "digests.yaml"
+    values.write_text(yaml.safe_dump({**digests, "image": {"tag": "9.9.9"}}))
+    docs = render(helm, check_chart, [*VALUES_FILES["production"], values])
+    rendered = _container_images(docs)
+    assert rendered
+    worker = env_of(docs, "preflight-benchmark")["PREFLIGHT_BENCHMARK_K8S_IMAGE"]["value"]
+    for image in [*rendered, worker]:
+        assert re.fullmatch(r"\S+@sha256:[0-9a-f]{64}", image) and ":9.9.9" not in image, image
+    assert worker.endswith(f"@sha256:{sorted(images).index('benchmark.worker.image'):064x}")

@@ -278,7 +278,8 @@ worker = obj(
         "podAnnotations": ref("stringMap"),
         "weights": obj(
             {
-                "vllmImage": string,
+                # A third-party image reference, pinned by digest when the operator has verified one.
+                "vllmImage": {"type": "string", "pattern": r"^([^\s@]+(@sha256:[a-f0-9]{64})?)?$"},
                 "gpus": {"type": "integer", "minimum": 1},
                 "storage": {"type": "string", "pattern": r"^\d+(\.\d+)?([KMGT]i|[kMGT])?$"},
                 "shmSize": {"type": "string", "pattern": r"^\d+(\.\d+)?([KMGT]i|[kMGT])?$"},

@@ -130,7 +130,8 @@ class _Ordered(Protocol):
     def seq(self) -> int: ...
 
 
-A = TypeVar("A", bound=_Ordered)
+R = TypeVar("R", bound=_Ordered)
+S = TypeVar("S")
 
 
 def page_size_of(requested: int, default: int = DEFAULT_PAGE) -> int:
@@ -413,29 +414,15 @@ class FindingRegistry:
         """A page of a finding's history as `viewer` may see it (`history_view`), oldest first, and
         the next page token ("" at the end). NotFound when `viewer` may not see the finding;
         InvalidInput naming `page_size` or `page_token` (a token of another finding is invalid)."""
-        size = page_size_of(page_size)
-        cursor = page_tokens().decode(_HISTORY_SCOPE, page_token)
-        if cursor is not None and (len(cursor) != 2 or cursor[0] != finding_id):
-            raise InvalidInput([FieldViolation("page_token", "is not a page token of this finding")])
-        after = int(cursor[1]) if cursor else 0
-        now = self._clock()
-        page: list[HistoryEntry] = []
-        scanned = 0
-        with self._store.read() as reader:
-            self._visible(viewer, reader.finding(finding_id), now)
-            while scanned < SCAN_LIMIT:
-                rows = reader.finding_history(finding_id, after, MAX_BATCH)
-                for entry in rows:
-                    after = entry.seq
-                    shown = history_view(viewer, entry)
-                    if shown is not None:
-                        page.append(shown)
-                        if len(page) == size:
-                            return page, page_tokens().encode(_HISTORY_SCOPE, [finding_id, after])
-                scanned += len(rows)
-                if len(rows) < MAX_BATCH:
-                    return page, ""
-        return page, page_tokens().encode(_HISTORY_SCOPE, [finding_id, after])
+        return self._finding_page(
+            viewer,
+            finding_id,
+            page_size,
+            page_token,
+            _HISTORY_SCOPE,
+            Reader.finding_history,
+            lambda v, _finding, entry, _now: history_view(v, entry),
+        )
 
     def comments(
         self, viewer: Viewer, finding_id: str, page_size: int, page_token: str
@@ -444,29 +431,30 @@ class FindingRegistry:
         written, and the next page token ("" at the end). NotFound when `viewer` may not see the
         finding; InvalidInput naming `page_size` or `page_token` (a token of another finding is
         invalid)."""
-        return self._authored_page(
+        return self._finding_page(
             viewer, finding_id, page_size, page_token, _COMMENTS_SCOPE, Reader.comments_after, comment_view
         )
 
-    def _authored_page(
+    def _finding_page(
         self,
         viewer: Viewer,
         finding_id: str,
         page_size: int,
         page_token: str,
         scope: str,
-        rows_after: Callable[[Reader, str, int, int], list[A]],
-        view: Callable[[Viewer, Finding, A, datetime], A | None],
-    ) -> tuple[list[A], str]:
-        """A page of a finding's comments or attachments (`rows_after` reads them in order) as
-        `view` shows them to `viewer`, and the next page token of `scope`, bound to the finding."""
+        rows_after: Callable[[Reader, str, int, int], list[R]],
+        view: Callable[[Viewer, Finding, R, datetime], S | None],
+    ) -> tuple[list[S], str]:
+        """A page of a finding's history, comments or attachments (`rows_after` reads them in
+        order) as `view` shows them to `viewer`, and the next page token of `scope`, bound to the
+        finding."""
         size = page_size_of(page_size)
         cursor = page_tokens().decode(scope, page_token)
         if cursor is not None and (len(cursor) != 2 or cursor[0] != finding_id):
             raise InvalidInput([FieldViolation("page_token", "is not a page token of this finding")])
         after = int(cursor[1]) if cursor else 0
         now = self._clock()
-        page: list[A] = []
+        page: list[S] = []
         scanned = 0
         with self._store.read() as reader:
             finding = reader.finding(finding_id)
@@ -576,7 +564,7 @@ class FindingRegistry:
         (`attachment_view`), in the order added, and the next page token ("" at the end). NotFound
         when `viewer` may not see the finding; InvalidInput naming `page_size` or `page_token` (a
         token of another finding is invalid)."""
-        return self._authored_page(
+        return self._finding_page(
             viewer,
             finding_id,
             page_size,

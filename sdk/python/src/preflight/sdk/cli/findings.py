@@ -198,12 +198,16 @@ def _share(ctx: Context, args: argparse.Namespace) -> None:
     )
 
 
+def _author(item: clearinghouse_pb2.FindingComment | clearinghouse_pb2.FindingAttachment) -> str:
+    """Who wrote a comment or added an attachment: role, organisation and id, as far as shown."""
+    return " ".join(part for part in (item.author_role, item.author_organisation, item.author_id) if part)
+
+
 def _describe_comment(c: clearinghouse_pb2.FindingComment) -> str:
-    author = " ".join(part for part in (c.author_role, c.author_organisation, c.author_id) if part)
     return fields(
         [
             ("comment", c.comment_id),
-            ("author", author),
+            ("author", _author(c)),
             ("visibility", VISIBILITY.name(c.visibility)),
             ("revision", f"{c.revision} (written {when(c.created_at)}, latest {when(c.updated_at)})"),
             ("body", c.body),
@@ -352,7 +356,6 @@ def _assess_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _describe_attachment(a: clearinghouse_pb2.FindingAttachment) -> str:
-    author = " ".join(part for part in (a.author_role, a.author_organisation, a.author_id) if part)
     return fields(
         [
             ("attachment", a.attachment_id),
@@ -360,7 +363,7 @@ def _describe_attachment(a: clearinghouse_pb2.FindingAttachment) -> str:
             ("content type", a.content_type),
             ("size", f"{a.size} bytes"),
             ("sha256", a.sha256),
-            ("author", author),
+            ("author", _author(a)),
             ("visibility", VISIBILITY.name(a.visibility)),
             ("added", when(a.created_at)),
         ]
@@ -416,9 +419,7 @@ def _share_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sector", action="append", default=[], help="repeatable")
 
 
-def _comment_arguments(parser: argparse.ArgumentParser) -> None:
-    _finding(parser)
-    parser.add_argument("--body", required=True, help="the comment's text")
+def _visibility(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--visibility",
         required=True,
@@ -426,6 +427,12 @@ def _comment_arguments(parser: argparse.ArgumentParser) -> None:
         type=spelling,
         help="internal (reviewers) or audience (whoever may see the finding)",
     )
+
+
+def _comment_arguments(parser: argparse.ArgumentParser) -> None:
+    _finding(parser)
+    parser.add_argument("--body", required=True, help="the comment's text")
+    _visibility(parser)
 
 
 def _edit_comment_arguments(parser: argparse.ArgumentParser) -> None:
@@ -440,13 +447,7 @@ def _edit_comment_arguments(parser: argparse.ArgumentParser) -> None:
 def _attach_arguments(parser: argparse.ArgumentParser) -> None:
     _finding(parser)
     parser.add_argument("file", help="the evidence file (at most 3 MiB; - for standard input)")
-    parser.add_argument(
-        "--visibility",
-        required=True,
-        choices=VISIBILITY.choices,
-        type=spelling,
-        help="internal (reviewers) or audience (whoever may see the finding)",
-    )
+    _visibility(parser)
     parser.add_argument(
         "--content-type",
         default="",

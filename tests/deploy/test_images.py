@@ -21,7 +21,7 @@ import re
 import secrets
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -29,34 +29,32 @@ from typing import Any
 
 import pytest
 import yaml
-from moto.server import ThreadedMotoServer
+from preflight_benchmark import testing
 from preflight_benchmark.adapters.events import reason_to_proto
 from preflight_benchmark.adapters.executors.k8s_manifest import (
-    EVAL_LOG_CREDENTIALS_DIR,
     EvalLogStore,
     ManifestSettings,
     build_job,
-    token_secret_name,
 )
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT, FailureReason
 from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.reference_model.server import ReferenceModelServer
 from preflight_benchmark.testing import (
+    EVAL_LOG_BUCKET,
+    EVAL_LOG_STORE_SECRET,
+    S3_CREDENTIALS,
     IntakeStandIn,
     RecordingBenchmarkService,
     endpoint_attempt,
-    intake_stand_in,
-    recording_benchmark_service,
+    job_token_secret,
+    read_s3_eval_log,
+    s3_eval_log_store,
     wait_until,
 )
-from preflight_common.ports import free_port
 from preflight_common.testing.openpgp import signing_key
 
 pytestmark = pytest.mark.slow
 
-BUCKET = "preflight-eval-logs"
-STORE_SECRET = "eval-log-store"
-S3_CREDENTIALS = "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
 # The parts of a security context this emulation applies; anything else fails the test, so a
 # setting added to the manifests is either applied here too or seen to be missing.
 POD_SECURITY = {"runAsNonRoot", "runAsUser", "runAsGroup", "fsGroup", "seccompProfile"}
@@ -273,51 +271,11 @@ def test_each_service_image_migrates_its_database_and_answers_its_health_check(
         print(logs.stdout[-2000:], logs.stderr[-4000:])
 
 
-@pytest.fixture(scope="module")
-def intake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntakeStandIn]:
-    with intake_stand_in(tmp_path_factory.mktemp("intake")) as stand_in:
-        yield stand_in
-
-
-@pytest.fixture(scope="module")
-def model_key() -> str:
-    return "sk-lab-" + secrets.token_urlsafe(32)
-
-
-@pytest.fixture(scope="module")
-def reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
-    server = ReferenceModelServer(api_key=model_key, model_name="frontier-test").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def results() -> Iterator[tuple[str, RecordingBenchmarkService]]:
-    with recording_benchmark_service() as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    """moto's S3 server on loopback, with the log bucket."""
-    import boto3  # type: ignore[import-untyped]
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
-    try:
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-        s3.create_bucket(Bucket=BUCKET)
-        yield endpoint
-    finally:
-        server.stop()
+intake = testing.intake
+model_key = testing.model_key
+reference_model = testing.reference_model
+results = testing.results
+s3_endpoint = testing.s3_endpoint
 
 
 def worker_job(
@@ -342,8 +300,7 @@ def run_worker(
     secrets: Mapping[str, Mapping[str, str]],
 ) -> subprocess.CompletedProcess[str]:
     """The Job's only container, its token Secret as the executor creates it."""
-    token = {token_secret_name(attempt.job_id, attempt.attempt): {"token": intake.job_token(attempt.job_id)}}
-    kubelet = Kubelet(tmp_path / "volumes", env, {**token, **secrets}, claims={})
+    kubelet = Kubelet(tmp_path / "volumes", env, {**job_token_secret(intake, attempt), **secrets}, claims={})
     pod = job["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert "initContainers" not in pod
@@ -361,22 +318,12 @@ def test_the_worker_image_runs_its_job_and_its_eval_log_is_read_back_from_the_s3
     s3_endpoint: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from inspect_ai.log import read_eval_log
-
     target, servicer = results
-    root = f"s3://{BUCKET}/eval-logs"
+    root = f"s3://{EVAL_LOG_BUCKET}/eval-logs"
     attempt = endpoint_attempt(reference_model, intake.add_credential(model_key), root)
-    store = EvalLogStore(
-        secret=STORE_SECRET,
-        env={
-            "AWS_ENDPOINT_URL_S3": s3_endpoint,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_SHARED_CREDENTIALS_FILE": f"{EVAL_LOG_CREDENTIALS_DIR}/credentials",
-        },
-    )
-    job = worker_job(intake, target, worker_image, attempt, store)
+    job = worker_job(intake, target, worker_image, attempt, s3_eval_log_store(s3_endpoint))
     done = run_worker(
-        tmp_path, podman_env, intake, job, attempt, {STORE_SECRET: {"credentials": S3_CREDENTIALS}}
+        tmp_path, podman_env, intake, job, attempt, {EVAL_LOG_STORE_SECRET: {"credentials": S3_CREDENTIALS}}
     )
 
     assert done.returncode == 0, done.stderr[-4000:]
@@ -384,14 +331,7 @@ def test_the_worker_image_runs_its_job_and_its_eval_log_is_read_back_from_the_s3
     assert report.WhichOneof("outcome") == "completed", report
     [uri] = report.completed.eval_log_uri.split(",")
     assert uri.startswith(f"{root}/{attempt.submission_id}/"), uri
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_ENDPOINT_URL_S3": s3_endpoint,
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    log = read_eval_log(uri)
+    log = read_s3_eval_log(uri, s3_endpoint, monkeypatch)
     assert log.status == "success" and log.eval.metadata is not None
     assert log.eval.metadata["preflight_job_id"] == attempt.job_id
     assert model_key not in json.dumps(log.model_dump(mode="json"))

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
-import secrets
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from preflight_benchmark import testing
 from preflight_benchmark.reference_model.server import ReferenceModelServer
-from preflight_benchmark.testing import (
-    BenchmarkProcess,
-    IntakeStandIn,
-    benchmark_process,
-    intake_stand_in,
-    service_settings,
-)
+from preflight_benchmark.testing import BenchmarkProcess, IntakeStandIn, benchmark_process, service_settings
 from preflight_common.config import KafkaSettings
 
 SMALL_CATALOG = Path(__file__).parent / "data" / "catalog_small.yaml"
@@ -33,23 +27,9 @@ if _CLUSTER_PLUGIN not in sys.modules:
 k8s_cluster = sys.modules[_CLUSTER_PLUGIN].k8s_cluster
 
 
-@pytest.fixture(scope="module")
-def intake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntakeStandIn]:
-    with intake_stand_in(tmp_path_factory.mktemp("intake")) as stand_in:
-        yield stand_in
-
-
-@pytest.fixture(scope="module")
-def model_key() -> str:
-    """The lab's endpoint credential: long and random, so a search for it cannot hit by chance."""
-    return "sk-lab-" + secrets.token_urlsafe(32)
-
-
-@pytest.fixture(scope="module")
-def reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
-    server = ReferenceModelServer(api_key=model_key, model_name="frontier-test").start()
-    yield server
-    server.stop()
+intake = testing.intake
+model_key = testing.model_key
+reference_model = testing.reference_model
 
 
 @pytest.fixture(scope="module")

@@ -15,88 +15,40 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 from preflight.benchmark.v1 import events_pb2
+from preflight_benchmark import testing
 from preflight_benchmark.adapters.events import reason_to_proto
 from preflight_benchmark.adapters.executors.k8s_manifest import (
-    EVAL_LOG_CREDENTIALS_DIR,
     EvalLogStore,
     ManifestSettings,
     build_job,
-    token_secret_name,
 )
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT, FailureReason
 from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.reference_model.server import ReferenceModelServer
 from preflight_benchmark.testing import (
+    EVAL_LOG_BUCKET,
+    EVAL_LOG_STORE_SECRET,
+    S3_CREDENTIALS,
     IntakeStandIn,
     RecordingBenchmarkService,
     endpoint_attempt,
-    recording_benchmark_service,
-    wait_until,
+    job_token_secret,
+    read_s3_eval_log,
+    s3_eval_log_store,
 )
-from preflight_common.ports import free_port
 from preflight_common.testing.skips import needs_bwrap
 
 BWRAP = shutil.which("bwrap")
 pytestmark = needs_bwrap
 WORKER = str(Path(sys.executable).parent / "preflight-worker")
-STORE_SECRET = "eval-log-store"
-BUCKET = "preflight-eval-logs"
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-# The store's credentials as the worker gets them: a file of the Secret, named by the client's setting.
-S3_CREDENTIALS = "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
-WAIT = 120.0
-
-
-@pytest.fixture(scope="module")
-def results() -> Iterator[tuple[str, RecordingBenchmarkService]]:
-    with recording_benchmark_service() as served:
-        yield served
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """moto's S3 server on loopback, with the log bucket."""
-    import boto3
-
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2):  # noqa: S310 - http on loopback
-                return True
-        except OSError:
-            return process.poll() is not None
-
-    try:
-        wait_until(up, WAIT, "the S3 server answering")
-        assert process.poll() is None, "the S3 server exited"
-        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1", **_boto_keys())
-        s3.create_bucket(Bucket=BUCKET)
-        yield endpoint
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-        log.close()
-
-
-def _boto_keys() -> dict[str, str]:
-    return {
-        "aws_access_key_id": S3_KEYS["AWS_ACCESS_KEY_ID"],
-        "aws_secret_access_key": S3_KEYS["AWS_SECRET_ACCESS_KEY"],
-    }
+results = testing.results
+s3_endpoint = testing.s3_endpoint
 
 
 @dataclass
@@ -176,11 +128,6 @@ def manifest_settings(intake: IntakeStandIn, results_target: str, store: EvalLog
     )
 
 
-def job_token_secret(intake: IntakeStandIn, attempt: Attempt) -> dict[str, dict[str, str]]:
-    """The attempt's token Secret as the executor creates it (`token_secret`): its job's token."""
-    return {token_secret_name(attempt.job_id, attempt.attempt): {"token": intake.job_token(attempt.job_id)}}
-
-
 def run_job(
     tmp_path: Path,
     intake: IntakeStandIn,
@@ -191,7 +138,7 @@ def run_job(
 ) -> events_pb2.BenchmarkCompleted:
     target, servicer = results
     job = build_job(attempt, manifest_settings(intake, target, store))
-    secrets = {**job_token_secret(intake, attempt), STORE_SECRET: {"credentials": S3_CREDENTIALS}}
+    secrets = {**job_token_secret(intake, attempt), EVAL_LOG_STORE_SECRET: {"credentials": S3_CREDENTIALS}}
     done = Kubelet(tmp_path / "volumes", secrets, claims).run(job)
     assert done.returncode == 0, done.stderr[-4000:]
     [report] = [r for r in servicer.reports if r.job_id == attempt.job_id]
@@ -208,29 +155,13 @@ def test_a_worker_job_writes_its_eval_log_to_the_s3_store(
     s3_endpoint: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from inspect_ai.log import read_eval_log
-
-    root = f"s3://{BUCKET}/eval-logs"
+    root = f"s3://{EVAL_LOG_BUCKET}/eval-logs"
     attempt = endpoint_attempt(reference_model, intake.add_credential(model_key), root)
-    store = EvalLogStore(
-        secret=STORE_SECRET,
-        env={
-            "AWS_ENDPOINT_URL_S3": s3_endpoint,
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_SHARED_CREDENTIALS_FILE": f"{EVAL_LOG_CREDENTIALS_DIR}/credentials",
-        },
-    )
-    completed = run_job(tmp_path, intake, results, attempt, store, claims={})
+    completed = run_job(tmp_path, intake, results, attempt, s3_eval_log_store(s3_endpoint), claims={})
 
     [uri] = completed.eval_log_uri.split(",")
     assert uri.startswith(f"{root}/{attempt.submission_id}/"), uri
-    for name, value in {
-        **S3_KEYS,
-        "AWS_ENDPOINT_URL_S3": s3_endpoint,
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    log = read_eval_log(uri)
+    log = read_s3_eval_log(uri, s3_endpoint, monkeypatch)
     assert log.status == "success" and log.eval.metadata is not None
     assert log.eval.metadata["preflight_job_id"] == attempt.job_id
     assert model_key not in json.dumps(log.model_dump(mode="json"))

@@ -9,13 +9,20 @@
 - `recording_benchmark_service()`: a BenchmarkService on loopback that accepts and keeps every
   worker's report (`RecordingBenchmarkService`);
 - `endpoint_attempt(...)`: the first attempt of a knowledge-suite job against the reference model,
-  as a Job manifest (k8s_manifest.build_job) takes it.
+  as a Job manifest (k8s_manifest.build_job) takes it;
+- `job_token_secret(...)`: an attempt's token Secret as the Kubernetes executor creates it;
+- module-scoped fixtures for a test module or conftest to take in by name (`intake =
+  testing.intake`): `intake`, `model_key`, `reference_model`, `results` (a recording
+  BenchmarkService's target and servicer) and `s3_endpoint` (an S3-compatible store on loopback,
+  moto, holding `EVAL_LOG_BUCKET`); `s3_eval_log_store(...)` is that store as a Job reaches it,
+  `read_s3_eval_log(...)` reads a log back from it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import secrets
 import threading
 import time
 import uuid
@@ -24,9 +31,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
+import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -55,12 +63,20 @@ from preflight_common.testing.clients import create_principal, service_grants_as
 from preflight_common.topics import TopicSpec, ensure_topics
 from sqlalchemy import MetaData
 
+from preflight_benchmark.adapters.executors.k8s_manifest import (
+    EVAL_LOG_CREDENTIALS_DIR,
+    EvalLogStore,
+    token_secret_name,
+)
 from preflight_benchmark.bootstrap import Components
 from preflight_benchmark.config import BenchmarkSettings
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.entrypoints.server import serve
 from preflight_benchmark.reference_model.server import ReferenceModelServer
+
+if TYPE_CHECKING:
+    from inspect_ai.log import EvalLog
 
 T = TypeVar("T")
 BENCHMARK_EVENTS = EventRegistry(
@@ -463,3 +479,91 @@ def endpoint_attempt(model: ReferenceModelServer, credential_ref: str, log_root:
         timeout=timedelta(minutes=10),
         assignment=json_format.MessageToJson(assignment, indent=None),
     )
+
+
+def job_token_secret(intake: IntakeStandIn, attempt: Attempt) -> dict[str, dict[str, str]]:
+    """The attempt's token Secret as the Kubernetes executor creates it (`token_secret`): name ->
+    key -> value, its job's token under `token`."""
+    return {token_secret_name(attempt.job_id, attempt.attempt): {"token": intake.job_token(attempt.job_id)}}
+
+
+EVAL_LOG_BUCKET = "preflight-eval-logs"
+EVAL_LOG_STORE_SECRET = "eval-log-store"  # noqa: S105 - a Secret's name
+# The store's credentials as a worker gets them: a file of the Secret, named by the client's setting.
+S3_CREDENTIALS = "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
+
+
+def s3_eval_log_store(endpoint: str) -> EvalLogStore:
+    """The store at `endpoint` (`s3_endpoint`) as a Job reaches it: its keys the file `credentials`
+    (`S3_CREDENTIALS`) of the Secret `EVAL_LOG_STORE_SECRET`."""
+    return EvalLogStore(
+        secret=EVAL_LOG_STORE_SECRET,
+        env={
+            "AWS_ENDPOINT_URL_S3": endpoint,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_SHARED_CREDENTIALS_FILE": f"{EVAL_LOG_CREDENTIALS_DIR}/credentials",
+        },
+    )
+
+
+def read_s3_eval_log(uri: str, endpoint: str, monkeypatch: pytest.MonkeyPatch) -> EvalLog:
+    """The eval log at `uri` in the store at `endpoint`, read with the store's keys set for the test."""
+    from inspect_ai.log import read_eval_log
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_ENDPOINT_URL_S3": endpoint,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    return read_eval_log(uri)
+
+
+@pytest.fixture(scope="module")
+def intake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IntakeStandIn]:
+    with intake_stand_in(tmp_path_factory.mktemp("intake")) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture(scope="module")
+def model_key() -> str:
+    """The lab's endpoint credential: long and random, so a search for it cannot hit by chance."""
+    return "sk-lab-" + secrets.token_urlsafe(32)
+
+
+@pytest.fixture(scope="module")
+def reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
+    server = ReferenceModelServer(api_key=model_key, model_name="frontier-test").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def results() -> Iterator[tuple[str, RecordingBenchmarkService]]:
+    with recording_benchmark_service() as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    """moto's S3 server on loopback (its URL), with the bucket `EVAL_LOG_BUCKET`."""
+    import boto3  # type: ignore[import-untyped]
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto accepts any key
+        )
+        s3.create_bucket(Bucket=EVAL_LOG_BUCKET)
+        yield endpoint
+    finally:
+        server.stop()

@@ -346,6 +346,9 @@ class Browser:
         )
         self.driver = webdriver.Chrome(options=options, service=Service(str(shutil.which("chromedriver"))))
         self.driver.set_script_timeout(120)
+        # A command chromedriver never answers fails the test instead of holding the run: past
+        # the 300 s page-load timeout, nothing is still working.
+        self.driver.command_executor.client_config.timeout = 330
         self.driver.execute_cdp_cmd(
             "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(self.downloads)}
         )

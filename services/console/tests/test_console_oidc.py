@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
 import grpc
@@ -204,19 +205,31 @@ def test_a_lab_signs_in_through_the_provider_in_chromium_and_lands_on_its_page(
     options.binary_location = str(shutil.which("chromium"))
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900"):
         options.add_argument(argument)
+    # chromedriver holds every command while it deems a navigation pending, and the zero-delay
+    # refresh of the page after the callback has held it for good: no command waits for a page
+    # here (each step waits for what it needs), and none may take longer than two minutes.
+    options.page_load_strategy = "none"
     driver = webdriver.Chrome(options=options, service=Service(str(shutil.which("chromedriver"))))
+    driver.command_executor.client_config.timeout = 120
+
+    def found(by: str, value: str) -> Any:
+        wait_until(f"{value} on the page", lambda: bool(driver.find_elements(by, value)))
+        return driver.find_element(by, value)
+
     try:
         driver.get(f"{deployment.console}/sign-in")
-        provider_link = driver.find_element(By.LINK_TEXT, "Sign in with the agency's sign-in")
+        provider_link = found(By.LINK_TEXT, "Sign in with the agency's sign-in")
+        loaded = 'return document.readyState == "complete"'
+        wait_until("the sign-in page", lambda: bool(driver.execute_script(loaded)))
         driver.save_screenshot(str(tmp_path / "sign-in.png"))
         assert wcag_violations(driver) == [], "the sign-in page with the provider's link"
         provider_link.click()
         wait_until(
             "the provider's login page", lambda: driver.current_url.startswith(deployment.provider.issuer)
         )
-        driver.find_element(By.ID, "login").send_keys("lena")
+        found(By.ID, "login").send_keys("lena")
         driver.save_screenshot(str(tmp_path / "provider.png"))
-        driver.find_element(By.ID, "submit").click()
+        found(By.ID, "submit").click()
         wait_until("the lab's page", lambda: driver.current_url == f"{deployment.console}/lab/submissions")
         wait_until(
             "the signed-in header",

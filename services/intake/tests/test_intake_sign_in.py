@@ -23,6 +23,7 @@ from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, sign_in_pb2, sign_i
 from preflight_common.auth import Role
 from preflight_common.config import KafkaSettings
 from preflight_common.testing.oidc import RunningProvider, openid_provider, sign_in_over_http
+from preflight_common.testing.rpc import introspect
 from preflight_intake.domain.federation import Federation
 
 from .conftest import IntakeUnderTest, create_topics, fresh_keyring, make_settings
@@ -113,18 +114,6 @@ def signed_in(provider: RunningProvider, login: str, nonce: str) -> str:
     return token
 
 
-def introspect(intake: IntakeUnderTest, token: str) -> identity_pb2.IntrospectTokenResponse:
-    with grpc.insecure_channel(intake.target) as channel:
-        answer: identity_pb2.IntrospectTokenResponse = identity_pb2_grpc.IdentityServiceStub(
-            channel
-        ).IntrospectToken(
-            identity_pb2.IntrospectTokenRequest(token=token),
-            metadata=(("authorization", f"Bearer {token}"),),
-            timeout=30,
-        )
-        return answer
-
-
 def test_a_mapped_user_gets_a_short_lived_token_that_works_and_revokes(
     provider: RunningProvider, intake: IntakeUnderTest
 ) -> None:
@@ -137,7 +126,7 @@ def test_a_mapped_user_gets_a_short_lived_token_that_works_and_revokes(
     )
     expires = answer.expires_at.ToDatetime(tzinfo=UTC)
     assert abs((expires - datetime.now(UTC)) - timedelta(hours=1)) < timedelta(minutes=2)
-    assert introspect(intake, answer.token).active
+    assert introspect(intake.target, answer.token).active
     with grpc.insecure_channel(intake.target) as channel:
         intake_pb2_grpc.IntakeServiceStub(channel).ListSubmissions(
             intake_pb2.ListSubmissionsRequest(),
@@ -150,7 +139,7 @@ def test_a_mapped_user_gets_a_short_lived_token_that_works_and_revokes(
             timeout=30,
         )
     with pytest.raises(grpc.RpcError) as caught:
-        introspect(intake, answer.token)
+        introspect(intake.target, answer.token)
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
+from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 
 
 def field_violations(error: grpc.RpcError) -> dict[str, str]:
@@ -19,3 +20,17 @@ def field_violations(error: grpc.RpcError) -> dict[str, str]:
             violations.update((v.field, v.description) for v in bad_request.field_violations)
     assert violations, f"no field violations in {error}"
     return violations
+
+
+def introspect(target: str, token: str) -> identity_pb2.IntrospectTokenResponse:
+    """IdentityService.IntrospectToken at `target` (plaintext gRPC) about `token`, asked with
+    `token` itself; a refusal raises the `grpc.RpcError`."""
+    with grpc.insecure_channel(target) as channel:
+        answer: identity_pb2.IntrospectTokenResponse = identity_pb2_grpc.IdentityServiceStub(
+            channel
+        ).IntrospectToken(
+            identity_pb2.IntrospectTokenRequest(token=token),
+            metadata=(("authorization", f"Bearer {token}"),),
+            timeout=30,
+        )
+        return answer

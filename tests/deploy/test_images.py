@@ -53,7 +53,8 @@ from preflight_benchmark.testing import (
 )
 from preflight_common.testing.openpgp import signing_key
 
-pytestmark = pytest.mark.slow
+# Building the images the first time takes up to 25 minutes of a loaded machine, in a fixture.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 
 # The parts of a security context this emulation applies; anything else fails the test, so a
 # setting added to the manifests is either applied here too or seen to be missing.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.identity.v1 import identity_pb2_grpc
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.intake.v1 import submission_pb2
+from preflight.sdk.cli import main
 from preflight_clearinghouse.adapters import protos, schema
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.adapters.store import UnitOfWork
@@ -368,6 +370,20 @@ class Api:
         """Call metadata carrying a fresh token for `principal`."""
         return (("authorization", f"Bearer {self.identity.token(principal)}"),)
 
+    def cli_as(self, principal: Principal, tmp_path: Path) -> Callable[..., tuple[int, str, str]]:
+        """The `preflight` CLI run in-process against this server as `principal` (a fresh token in
+        a file under `tmp_path`): each call takes the command line's words and returns the exit
+        code, standard output and standard error."""
+        token = tmp_path / "token"
+        token.write_text(self.identity.token(principal))
+
+        def preflight(*args: str) -> tuple[int, str, str]:
+            out, err = io.StringIO(), io.StringIO()
+            code = main(["--target", self.target, "--token-file", str(token), *args], out, err)
+            return code, out.getvalue(), err.getvalue()
+
+        return preflight
+
 
 def start_api(loopback: LoopbackServer, tmp_path: Path, components: Components) -> Api:
     identity = start_identity(loopback, tmp_path)
@@ -384,6 +400,14 @@ def start_api(loopback: LoopbackServer, tmp_path: Path, components: Components) 
     return Api(
         components, identity, target, channel, clearinghouse_pb2_grpc.ClearinghouseServiceStub(channel)
     )
+
+
+def published_to_op_a(components: Components) -> Finding:
+    """A reviewer's report (TLP:AMBER to op-a and finance, `report_input`), validated."""
+    finding, _ = components.registry.report(REVIEWER, report_input())
+    for state in (FindingState.TRIAGED, FindingState.VALIDATED):
+        finding = components.registry.transition(REVIEWER, finding.finding_id, state, None, "", 0)
+    return finding
 
 
 def issue_report(components: Components, submission_id: str, organisation: str) -> None:

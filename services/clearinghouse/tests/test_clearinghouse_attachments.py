@@ -30,6 +30,7 @@ from clearinghouse_support import (
     LoopbackServer,
     ManualClock,
     make_components,
+    published_to_op_a,
     report_input,
     start_api,
 )
@@ -38,7 +39,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.sdk import AsyncPreflight, InvalidArgument, NotFound, Preflight
-from preflight.sdk.cli import main
 from preflight_clearinghouse.adapters import protos, schema
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
@@ -53,9 +53,7 @@ from preflight_clearinghouse.domain.attachments import (
 from preflight_clearinghouse.domain.comments import CommentVisibility
 from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied, QuotaExceeded
 from preflight_clearinghouse.domain.errors import NotFound as NotVisible
-from preflight_clearinghouse.domain.findings import Finding
 from preflight_clearinghouse.domain.sharing import PRIVILEGED, Viewer
-from preflight_clearinghouse.domain.workflow import FindingState
 from preflight_clearinghouse.service_layer.registry import FindingRegistry
 from preflight_common.fields import InvalidArgument as Refused
 from preflight_common.fields import string_violations
@@ -89,14 +87,6 @@ SAMPLES = {
 }
 
 
-def _published_to_op_a(components: Components) -> Finding:
-    """A reviewer's report (TLP:AMBER to op-a and finance, `report_input`), validated."""
-    finding, _ = components.registry.report(REVIEWER, report_input())
-    for state in (FindingState.TRIAGED, FindingState.VALIDATED):
-        finding = components.registry.transition(REVIEWER, finding.finding_id, state, None, "", 0)
-    return finding
-
-
 def _names(components: Components, viewer: Viewer, finding_id: str) -> list[str]:
     page, token = components.registry.attachments(viewer, finding_id, 0, "")
     assert token == ""
@@ -113,7 +103,7 @@ def test_attachments_reach_exactly_whom_their_visibility_and_the_finding_allow(
     components: Components,
 ) -> None:
     registry = components.registry
-    fid = _published_to_op_a(components).finding_id
+    fid = published_to_op_a(components).finding_id
     ids = {
         name: _add(components, author, fid, name, visibility)
         for name, author, visibility in [
@@ -169,7 +159,7 @@ def test_every_allowed_type_round_trips_with_its_digest_and_is_audit_logged_by_d
     components: Components,
 ) -> None:
     registry = components.registry
-    fid = _published_to_op_a(components).finding_id
+    fid = published_to_op_a(components).finding_id
     assert set(SAMPLES) == set(CONTENT_TYPES)
     added = {
         kind: registry.add_attachment(OP_A, fid, f" evidence {n} ", kind.upper(), content, AUDIENCE)
@@ -202,7 +192,7 @@ def test_every_allowed_type_round_trips_with_its_digest_and_is_audit_logged_by_d
 
 def test_bad_attachments_and_page_tokens_are_refused_naming_the_field(components: Components) -> None:
     registry = components.registry
-    fid = _published_to_op_a(components).finding_id
+    fid = published_to_op_a(components).finding_id
     refusals: list[tuple[str, str, bytes, CommentVisibility | None, list[str]]] = [
         ("a.exe", "application/x-msdownload", b"MZ\x90\x00", AUDIENCE, ["content_type"]),
         ("a.txt", "", b"x", AUDIENCE, ["content_type"]),
@@ -291,7 +281,7 @@ def test_a_findings_attachments_are_bounded_in_number_and_bytes_and_a_refusal_wr
 ) -> None:
     bounded = _quota_components(components, clock, AttachmentQuota(count=3, total_bytes=10))
     registry = bounded.registry
-    fid, other = (_published_to_op_a(bounded).finding_id for _ in range(2))
+    fid, other = (published_to_op_a(bounded).finding_id for _ in range(2))
     registry.add_attachment(OP_A, fid, "a.txt", "text/plain", b"1234", AUDIENCE)
     with pytest.raises(QuotaExceeded, match="at most 10 bytes in all") as too_big:
         registry.add_attachment(REVIEWER, fid, "b.txt", "text/plain", b"1234567", INTERNAL)
@@ -313,7 +303,7 @@ def test_concurrent_attachments_cannot_pass_a_findings_bound_together(
     components: Components, clock: ManualClock
 ) -> None:
     bounded = _quota_components(components, clock, AttachmentQuota(count=2, total_bytes=1000))
-    fid = _published_to_op_a(bounded).finding_id
+    fid = published_to_op_a(bounded).finding_id
 
     def attach(n: int) -> bool:
         try:
@@ -334,7 +324,7 @@ def test_a_full_finding_is_resource_exhausted_over_grpc_naming_the_bound(
     bounded = _quota_components(sqlite_components, clock, AttachmentQuota(count=1, total_bytes=1000))
     api = start_api(loopback, tmp_path, bounded)
     try:
-        fid = _published_to_op_a(bounded).finding_id
+        fid = published_to_op_a(bounded).finding_id
         request = pb.AddFindingAttachmentRequest(
             finding_id=fid,
             name="a.txt",
@@ -426,7 +416,7 @@ def test_no_attachment_reaches_a_principal_the_sharing_policy_does_not_allow(tmp
 
 
 def test_attachments_over_grpc_name_bad_fields_and_return_the_same_digest(api: Api) -> None:
-    fid = _published_to_op_a(api.components).finding_id
+    fid = published_to_op_a(api.components).finding_id
     largest = b"%PDF-" + b"x" * (MAX_ATTACHMENT - 5)
     added = api.stub.AddFindingAttachment(
         pb.AddFindingAttachmentRequest(
@@ -501,7 +491,7 @@ def test_attachments_over_grpc_name_bad_fields_and_return_the_same_digest(api: A
 
 
 def test_the_sdk_attaches_lists_and_fetches_with_the_digest_sync_and_async(api: Api) -> None:
-    fid = _published_to_op_a(api.components).finding_id
+    fid = published_to_op_a(api.components).finding_id
     pcap = SAMPLES["application/vnd.tcpdump.pcap"]
     with Preflight(targets={"clearinghouse": api.target}, token=api.identity.token(OP_A)) as op_a:
         added = op_a.clearinghouse.add_finding_attachment(
@@ -537,14 +527,8 @@ def test_the_sdk_attaches_lists_and_fetches_with_the_digest_sync_and_async(api: 
 
 
 def test_the_cli_attaches_lists_and_fetches_checking_the_digest(api: Api, tmp_path: Path) -> None:
-    fid = _published_to_op_a(api.components).finding_id
-    token = tmp_path / "token"
-    token.write_text(api.identity.token(OP_A))  # type: ignore[arg-type]
-
-    def preflight(*args: str) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        code = main(["--target", api.target, "--token-file", str(token), *args], out, err)
-        return code, out.getvalue(), err.getvalue()
+    fid = published_to_op_a(api.components).finding_id
+    preflight = api.cli_as(OP_A, tmp_path)  # type: ignore[arg-type]
 
     evidence = tmp_path / "crash.pcap"
     evidence.write_bytes(SAMPLES["application/vnd.tcpdump.pcap"])

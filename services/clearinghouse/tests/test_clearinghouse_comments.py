@@ -4,7 +4,6 @@ audit-logged), listed in order with page tokens, and read through the one sharin
 
 from __future__ import annotations
 
-import io
 import json
 import uuid
 from datetime import timedelta
@@ -23,21 +22,19 @@ from clearinghouse_support import (
     Api,
     ManualClock,
     make_components,
+    published_to_op_a,
     report_input,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
-from preflight.sdk.cli import main
 from preflight_clearinghouse.adapters import protos, schema
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.comments import MAX_COMMENT, CommentVisibility
 from preflight_clearinghouse.domain.errors import InvalidInput, NotFound, PermissionDenied, RevisionConflict
-from preflight_clearinghouse.domain.findings import Finding
 from preflight_clearinghouse.domain.sharing import PRIVILEGED, Viewer
-from preflight_clearinghouse.domain.workflow import FindingState
 from preflight_common.fields import InvalidArgument, string_violations
 from preflight_common.testing.rpc import field_violations
 from sqlalchemy import select
@@ -51,14 +48,6 @@ from test_clearinghouse_sharing_property import (
 INTERNAL, AUDIENCE = CommentVisibility.INTERNAL, CommentVisibility.AUDIENCE
 
 
-def _published_to_op_a(components: Components) -> Finding:
-    """A reviewer's report (TLP:AMBER to op-a and finance, `report_input`), validated."""
-    finding, _ = components.registry.report(REVIEWER, report_input())
-    for state in (FindingState.TRIAGED, FindingState.VALIDATED):
-        finding = components.registry.transition(REVIEWER, finding.finding_id, state, None, "", 0)
-    return finding
-
-
 def _bodies(components: Components, viewer: Viewer, finding_id: str) -> list[str]:
     page, token = components.registry.comments(viewer, finding_id, 0, "")
     assert token == ""
@@ -67,7 +56,7 @@ def _bodies(components: Components, viewer: Viewer, finding_id: str) -> list[str
 
 def test_comments_reach_exactly_whom_their_visibility_and_the_finding_allow(components: Components) -> None:
     registry = components.registry
-    finding = _published_to_op_a(components)
+    finding = published_to_op_a(components)
     fid = finding.finding_id
     registry.add_comment(REVIEWER, fid, "reviewers only", INTERNAL)
     registry.add_comment(REVIEWER, fid, "to the audience", AUDIENCE)
@@ -105,7 +94,7 @@ def test_an_edit_is_a_new_revision_by_the_author_alone_and_every_revision_is_kep
     components: Components, clock: ManualClock
 ) -> None:
     registry = components.registry
-    fid = _published_to_op_a(components).finding_id
+    fid = published_to_op_a(components).finding_id
     first = registry.add_comment(OP_A, fid, "patched in 1.4.2", AUDIENCE)
     clock.advance(timedelta(minutes=5))
     second = registry.edit_comment(OP_A, fid, first.comment_id, "patched in 1.4.3", first.revision)
@@ -146,7 +135,7 @@ def test_an_edit_is_a_new_revision_by_the_author_alone_and_every_revision_is_kep
 
 def test_bad_comments_and_page_tokens_are_refused_naming_the_field(components: Components) -> None:
     registry = components.registry
-    fid = _published_to_op_a(components).finding_id
+    fid = published_to_op_a(components).finding_id
     for body in ("", "   ", "x" * (MAX_COMMENT + 1), "bell \x07"):
         with pytest.raises(InvalidInput) as refused:
             registry.add_comment(REVIEWER, fid, body, AUDIENCE)
@@ -247,7 +236,7 @@ def test_no_comment_reaches_a_principal_the_sharing_policy_does_not_allow(tmp_pa
 
 
 def test_comments_over_grpc_name_bad_fields_and_stay_within_the_view(api: Api) -> None:
-    finding = _published_to_op_a(api.components)
+    finding = published_to_op_a(api.components)
     fid = finding.finding_id
     added = api.stub.AddFindingComment(
         pb.AddFindingCommentRequest(
@@ -313,14 +302,8 @@ def test_comments_over_grpc_name_bad_fields_and_stay_within_the_view(api: Api) -
 
 
 def test_the_cli_comments_lists_and_edits(api: Api, tmp_path: Path) -> None:
-    fid = _published_to_op_a(api.components).finding_id
-    token = tmp_path / "token"
-    token.write_text(api.identity.token(OP_A))  # type: ignore[arg-type]
-
-    def preflight(*args: str) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        code = main(["--target", api.target, "--token-file", str(token), *args], out, err)
-        return code, out.getvalue(), err.getvalue()
+    fid = published_to_op_a(api.components).finding_id
+    preflight = api.cli_as(OP_A, tmp_path)  # type: ignore[arg-type]
 
     code, out, err = preflight(
         "--json", "finding", "comment", fid, "--visibility", "audience", "--body", "patched in 1.4.2"

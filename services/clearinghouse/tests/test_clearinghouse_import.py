@@ -6,7 +6,6 @@ exported again, validates and carries the same mapped fields."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
 from preflight.sdk import AsyncPreflight, InvalidArgument, Preflight
-from preflight.sdk.cli import main
 from preflight_clearinghouse.adapters import protos, schema
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
@@ -384,15 +382,9 @@ def test_the_sync_and_async_clients_import_and_a_retry_returns_the_same_finding(
 
 
 def test_the_cli_imports_a_file(api: Api, tmp_path: Path) -> None:
-    token = tmp_path / "token"
-    token.write_text(api.identity.token(REVIEWER))  # type: ignore[arg-type]
+    preflight = api.cli_as(REVIEWER, tmp_path)  # type: ignore[arg-type]
     advisory = tmp_path / "advisory.osv.json"
     advisory.write_bytes(encode(osv_record()))
-
-    def preflight(*args: str) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        code = main(["--target", api.target, "--token-file", str(token), *args], out, err)
-        return code, out.getvalue(), err.getvalue()
 
     code, out, err = preflight("--json", "finding", "import", str(advisory), "--format", "osv")
     assert code == 0, err

@@ -27,7 +27,6 @@ from clearinghouse_support import (
 )
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
-from preflight.sdk.cli import main
 from preflight_clearinghouse.adapters import schema
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied
@@ -323,13 +322,7 @@ def test_the_cli_assigns_records_an_ssvc_decision_and_lists_by_assignee(
     api: Api, sqlite_components: Components, tmp_path: Path
 ) -> None:
     finding, _ = sqlite_components.registry.report(REVIEWER, report_input())
-    token = tmp_path / "token"
-    token.write_text(api.identity.token(REVIEWER))  # type: ignore[arg-type]
-
-    def preflight(*args: str) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        code = main(["--target", api.target, "--token-file", str(token), *args], out, err)
-        return code, out.getvalue(), err.getvalue()
+    preflight = api.cli_as(REVIEWER, tmp_path)  # type: ignore[arg-type]
 
     code, out, err = preflight("finding", "assign", finding.finding_id, "--to", "rev-2", "--reason", "yours")
     assert code == 0, err

@@ -5,35 +5,25 @@ export (a statement is about the operator's deployment, not the products the adv
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import grpc
 import pytest
-from clearinghouse_support import OP_A, OP_B, REVIEWER, Api, report_input
+from clearinghouse_support import OP_A, OP_B, REVIEWER, Api, published_to_op_a
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
-from preflight.sdk.cli import main
 from preflight_clearinghouse.adapters import schema
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import InvalidInput
-from preflight_clearinghouse.domain.findings import Finding, PatchState, VexJustification
-from preflight_clearinghouse.domain.workflow import FindingState
+from preflight_clearinghouse.domain.findings import PatchState, VexJustification
 from preflight_common.testing.rpc import field_violations
 from sqlalchemy import select
-
-
-def _published_to_op_a(components: Components) -> Finding:
-    finding, _ = components.registry.report(REVIEWER, report_input())
-    for state in (FindingState.TRIAGED, FindingState.VALIDATED):
-        finding = components.registry.transition(REVIEWER, finding.finding_id, state, None, "", 0)
-    return finding
 
 
 def test_a_not_affected_statement_names_its_vex_justification_and_no_other_does(
     components: Components,
 ) -> None:
     registry = components.registry
-    fid = _published_to_op_a(components).finding_id
+    fid = published_to_op_a(components).finding_id
     refused = [
         (PatchState.NOT_AFFECTED, None),
         (PatchState.AFFECTED, VexJustification.COMPONENT_NOT_PRESENT),
@@ -70,7 +60,7 @@ def test_a_not_affected_statement_names_its_vex_justification_and_no_other_does(
 
 
 def test_statements_over_grpc_the_sdk_and_the_cli(api: Api, tmp_path: Path) -> None:
-    fid = _published_to_op_a(api.components).finding_id
+    fid = published_to_op_a(api.components).finding_id
     with pytest.raises(grpc.RpcError) as caught:
         api.stub.SetPatchStatus(
             pb.SetPatchStatusRequest(finding_id=fid, status=pb.PATCH_STATUS_NOT_AFFECTED, justification=42),  # type: ignore[arg-type]
@@ -84,29 +74,19 @@ def test_statements_over_grpc_the_sdk_and_the_cli(api: Api, tmp_path: Path) -> N
             metadata=api.as_(OP_A),  # type: ignore[arg-type]
         )
     assert list(field_violations(caught.value)) == ["justification"]
-    token = tmp_path / "token"
-    token.write_text(api.identity.token(OP_A))  # type: ignore[arg-type]
-    out, err = io.StringIO(), io.StringIO()
-    code = main(
-        [
-            "--target",
-            api.target,
-            "--token-file",
-            str(token),
-            "--json",
-            "finding",
-            "patch-status",
-            fid,
-            "--status",
-            "not-affected",
-            "--justification",
-            "component-not-present",
-        ],
-        out,
-        err,
+    preflight = api.cli_as(OP_A, tmp_path)  # type: ignore[arg-type]
+    code, out, err = preflight(
+        "--json",
+        "finding",
+        "patch-status",
+        fid,
+        "--status",
+        "not-affected",
+        "--justification",
+        "component-not-present",
     )
-    assert code == 0, err.getvalue()
-    assert '"justification": "VEX_JUSTIFICATION_COMPONENT_NOT_PRESENT"' in out.getvalue()
+    assert code == 0, err
+    assert '"justification": "VEX_JUSTIFICATION_COMPONENT_NOT_PRESENT"' in out
     seen = api.stub.GetFinding(pb.GetFindingRequest(finding_id=fid), metadata=api.as_(OP_A)).finding  # type: ignore[arg-type]
     assert [(p.status, p.justification) for p in seen.patch_statuses] == [
         (pb.PATCH_STATUS_NOT_AFFECTED, pb.VEX_JUSTIFICATION_COMPONENT_NOT_PRESENT)

@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import io
 import json
-import uuid
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -53,7 +52,7 @@ from preflight_clearinghouse.domain.attachments import (
 from preflight_clearinghouse.domain.comments import CommentVisibility
 from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied, QuotaExceeded
 from preflight_clearinghouse.domain.errors import NotFound as NotVisible
-from preflight_clearinghouse.domain.sharing import PRIVILEGED, Viewer
+from preflight_clearinghouse.domain.sharing import Viewer
 from preflight_clearinghouse.service_layer.registry import FindingRegistry
 from preflight_common.fields import InvalidArgument as Refused
 from preflight_common.fields import string_violations
@@ -61,8 +60,11 @@ from preflight_common.testing.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_sharing_property import (
     VIEWERS,
+    check_authors,
+    draw_authored,
     finding_specs,
     oracle_may_see,
+    oracle_reads_authored,
     store_world,
 )
 
@@ -375,9 +377,7 @@ def test_no_attachment_reaches_a_principal_the_sharing_policy_does_not_allow(tmp
             fid = spec.finding.finding_id
             readers = [v for v in VIEWERS if oracle_may_see(v, spec, now)]
             added: list[tuple[Viewer, CommentVisibility, str, str]] = []
-            for author in data.draw(st.lists(st.sampled_from(readers), max_size=4)) if readers else []:
-                visibility = data.draw(st.sampled_from(list(CommentVisibility)))
-                marker = uuid.uuid4().hex
+            for author, visibility, marker in draw_authored(data, readers):
                 attachment = registry.add_attachment(
                     author, fid, f"{marker}.txt", "text/plain", marker.encode(), visibility
                 )
@@ -394,20 +394,14 @@ def test_no_attachment_reaches_a_principal_the_sharing_policy_does_not_allow(tmp
                 page, _ = registry.attachments(viewer, fid, 500, "")
                 wire = b"".join(protos.attachment_to_proto(a).SerializeToString() for a in page)
                 for author, visibility, marker, attachment_id in added:
-                    allowed = (
-                        viewer.role in PRIVILEGED
-                        or visibility is AUDIENCE
-                        or author.principal_id == viewer.principal_id
-                    )
+                    allowed = oracle_reads_authored(viewer, author, visibility)
                     assert (marker.encode() in wire) is allowed, (viewer, author, visibility, spec)
                     if allowed:
                         assert registry.attachment(viewer, fid, attachment_id)[1] == marker.encode()
                     else:
                         with pytest.raises(NotVisible):
                             registry.attachment(viewer, fid, attachment_id)
-                if viewer.role not in PRIVILEGED:
-                    assert {a.author_id for a in page} <= {"", viewer.principal_id}
-                    assert {a.author_organisation for a in page} <= {"", viewer.organisation}
+                check_authors(viewer, page)
 
     example()
     components.engine.dispose()

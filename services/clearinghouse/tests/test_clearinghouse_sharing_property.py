@@ -18,6 +18,7 @@ import os
 import queue
 import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -42,6 +43,8 @@ from preflight_clearinghouse.adapters import protos
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.adapters.store import SubmissionRecord
 from preflight_clearinghouse.bootstrap import Components
+from preflight_clearinghouse.domain.attachments import Attachment
+from preflight_clearinghouse.domain.comments import Comment, CommentVisibility
 from preflight_clearinghouse.domain.errors import NotFound
 from preflight_clearinghouse.domain.events import finding_notice
 from preflight_clearinghouse.domain.exports import ExportFormat
@@ -140,6 +143,23 @@ def oracle_sees_evidence(viewer: Viewer, spec: Spec) -> bool:
     return viewer.organisation in (spec.source_org, spec.finding.reporter_organisation)
 
 
+def oracle_reads_authored(viewer: Viewer, author: Viewer, visibility: CommentVisibility) -> bool:
+    """Whether a reader of a finding reads a comment or attachment on it: one for the audience,
+    an internal one only if a reviewer, an admin or its author."""
+    return (
+        viewer.role in (Role.REVIEWER, Role.ADMIN)
+        or visibility is CommentVisibility.AUDIENCE
+        or author.principal_id == viewer.principal_id
+    )
+
+
+def check_authors(viewer: Viewer, page: Sequence[Comment] | Sequence[Attachment]) -> None:
+    """Only reviewers and admins learn who wrote another's comment or attachment."""
+    if viewer.role not in (Role.REVIEWER, Role.ADMIN):
+        assert {item.author_id for item in page} <= {"", viewer.principal_id}
+        assert {item.author_organisation for item in page} <= {"", viewer.organisation}
+
+
 # --- generation ----------------------------------------------------------------------------
 
 
@@ -201,6 +221,15 @@ def finding_specs(draw: st.DrawFn, now: datetime) -> tuple[Spec, SubmissionRecor
         finding, lab if (lab and consent is not None) else "", consent is True, marker, reviewer_marker
     )
     return spec, submission
+
+
+def draw_authored(data: st.DataObject, readers: list[Viewer]) -> list[tuple[Viewer, CommentVisibility, str]]:
+    """Up to four comments or attachments for one finding: each by one of its `readers`, internal
+    or for its audience, with a unique marker to look for."""
+    authors = data.draw(st.lists(st.sampled_from(readers), max_size=4)) if readers else []
+    return [
+        (author, data.draw(st.sampled_from(list(CommentVisibility))), uuid.uuid4().hex) for author in authors
+    ]
 
 
 def store_world(components: Components, world: list[tuple[Spec, SubmissionRecord | None]]) -> None:

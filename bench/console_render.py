@@ -36,7 +36,7 @@ import httpx
 from findings_query import percentiles
 from findings_query import seed as seed_findings
 from intake_throughput import submit_request
-from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
+from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
 from preflight.clearinghouse.v1 import clearinghouse_pb2, clearinghouse_pb2_grpc
 from preflight.identity.v1 import identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
@@ -123,33 +123,14 @@ async def submit(target: str, token: str, count: int) -> list[str]:
 
 def plan_jobs(store: object, submission_ids: list[str], per_submission: int) -> None:
     """`per_submission` pending jobs for each submission, as the planner would store them."""
-    from preflight_benchmark.adapters import events
-    from preflight_benchmark.adapters.store import JobStore, NewJob
-    from preflight_benchmark.domain.jobs import job_id
+    from preflight_benchmark.adapters.store import JobStore
+    from preflight_benchmark.testing import plan_pending
 
     assert isinstance(store, JobStore)
     now = datetime.now(UTC)
+    suites = [f"cyber.suite-{n}" for n in range(per_submission)]
     for submission_id in submission_ids:
-        jobs = []
-        for n in range(per_submission):
-            suite = f"cyber.suite-{n}"
-            message = events_pb2.BenchmarkJobRequested(
-                job_id=job_id(submission_id, suite, "1"), submission_id=submission_id, suite_id=suite
-            )
-            jobs.append(
-                NewJob(
-                    message.job_id,
-                    suite,
-                    "1",
-                    "capability",
-                    3,
-                    now,
-                    now + timedelta(days=10),
-                    message.SerializeToString(),
-                    events.requested_record(message),
-                )
-            )
-        store.plan(f"bench-{submission_id}", submission_id, LAB.organisation, "local", jobs, now)
+        plan_pending(store, submission_id, LAB.organisation, suites, (now, now + timedelta(days=10)))
 
 
 class Bare:

@@ -44,11 +44,7 @@ def test_four_suites_fan_out_run_and_complete_with_the_scripted_scores(
     )
     event_id = service.publish(received)
     tap = service.tap
-    completed = wait_until(
-        lambda: len(tap.terminal(received.submission_id)) == 4 and tap.terminal(received.submission_id),
-        180,
-        "four terminal events",
-    )
+    completed = tap.ended(received.submission_id, 4, 180)
     requested = tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)
     assert {r.suite_id for r in requested} == SUITES
     assert len({r.job_id for r in requested}) == 4
@@ -138,14 +134,7 @@ def test_withdrawal_mid_run_cancels_pending_and_running_jobs(
         credential_ref=intake.add_credential(model_key),
     )
     service.publish(received)
-    requested = wait_until(
-        lambda: (
-            len(service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
-            and service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)
-        ),
-        30,
-        "four jobs requested",
-    )
+    requested = service.tap.requested(received.submission_id, 4, 30)
     before = slow_reference_model.requests
     wait_until(lambda: slow_reference_model.requests > before, 60, "a worker to reach the model")
     statuses = {j.job_id: _job(service, j.job_id).status.value for j in requested}
@@ -157,14 +146,7 @@ def test_withdrawal_mid_run_cancels_pending_and_running_jobs(
             reason="release cancelled",
         )
     )
-    ended = wait_until(
-        lambda: (
-            len(service.tap.terminal(received.submission_id)) == 4
-            and service.tap.terminal(received.submission_id)
-        ),
-        30,
-        "four terminal events",
-    )
+    ended = service.tap.ended(received.submission_id, 4, 30)
     assert all(isinstance(e, events_pb2.BenchmarkFailed) for e in ended), ended
     assert {e.reason for e in ended} == {FAILED.FAILURE_REASON_WITHDRAWN}
     assert {e.job_id for e in ended} == {r.job_id for r in requested}
@@ -192,14 +174,7 @@ def test_access_window_bounds_when_jobs_run(
         end=end,
     )
     service.publish(received)
-    ended = wait_until(
-        lambda: (
-            len(service.tap.terminal(received.submission_id)) == 4
-            and service.tap.terminal(received.submission_id)
-        ),
-        60,
-        "four terminal events",
-    )
+    ended = service.tap.ended(received.submission_id, 4, 60)
     started = [_job(service, e.job_id).started_at for e in ended]
     assert all(s is None or s >= start for s in started), "a job started before the window opened"
     assert any(s is not None for s in started)
@@ -222,17 +197,7 @@ def test_killed_worker_is_retried_and_the_job_ends_once(
     before = slow_reference_model.requests
     service.publish(received)
     wait_until(lambda: slow_reference_model.requests > before, 60, "a worker to reach the model")
-    requested = {
-        r.job_id
-        for r in wait_until(
-            lambda: (
-                len(service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
-                and service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)
-            ),
-            30,
-            "four jobs requested",
-        )
-    }
+    requested = {r.job_id for r in service.tap.requested(received.submission_id, 4, 30)}
     executor = service.components.executor
 
     def running_worker() -> tuple[tuple[str, int], int] | None:
@@ -246,14 +211,7 @@ def test_killed_worker_is_retried_and_the_job_ends_once(
     for exposed in ("cmdline", "environ"):
         assert model_key.encode() not in Path(f"/proc/{pid}/{exposed}").read_bytes()
     os.kill(pid, signal.SIGKILL)
-    ended = wait_until(
-        lambda: (
-            len(service.tap.terminal(received.submission_id)) == 4
-            and service.tap.terminal(received.submission_id)
-        ),
-        180,
-        "four terminal events",
-    )
+    ended = service.tap.ended(received.submission_id, 4, 180)
     killed = [e for e in ended if e.job_id == job_id]
     assert len(killed) == 1
     assert isinstance(killed[0], events_pb2.BenchmarkCompleted)
@@ -284,14 +242,7 @@ def test_a_retried_attempt_resumes_the_killed_attempts_log_without_asking_for_sc
         service.publish(received)
         [knowledge] = [
             r.job_id
-            for r in wait_until(
-                lambda: (
-                    len(service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
-                    and service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)
-                ),
-                60,
-                "four jobs requested",
-            )
+            for r in service.tap.requested(received.submission_id, 4, 60)
             if r.suite_id == "cyber.knowledge"
         ]
         # The knowledge suite's attempt has scored and logged two samples and waits on the third.
@@ -309,14 +260,7 @@ def test_a_retried_attempt_resumes_the_killed_attempts_log_without_asking_for_sc
         )
         os.kill(pid, signal.SIGKILL)
         model.release()
-        ended = wait_until(
-            lambda: (
-                len(service.tap.terminal(received.submission_id)) == 4
-                and service.tap.terminal(received.submission_id)
-            ),
-            180,
-            "four terminal events",
-        )
+        ended = service.tap.ended(received.submission_id, 4, 180)
         [resumed] = [e for e in ended if e.job_id == knowledge]
         assert isinstance(resumed, events_pb2.BenchmarkCompleted), resumed
         assert resumed.attempt == attempt + 1
@@ -340,14 +284,7 @@ def test_weights_access_without_a_gpu_fails_with_a_configuration_error(
         )
     )
     service.publish(received)
-    ended = wait_until(
-        lambda: (
-            len(service.tap.terminal(received.submission_id)) == 4
-            and service.tap.terminal(received.submission_id)
-        ),
-        120,
-        "four terminal events",
-    )
+    ended = service.tap.ended(received.submission_id, 4, 120)
     assert {type(e) for e in ended} == {events_pb2.BenchmarkFailed}
     assert {e.reason for e in ended} == {FAILED.FAILURE_REASON_CONFIG_ERROR}
     assert all("GPU" in e.message and not e.retryable and e.attempt == 1 for e in ended)

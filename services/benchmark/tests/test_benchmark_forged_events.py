@@ -13,16 +13,17 @@ from datetime import UTC, datetime, timedelta
 from preflight.benchmark.v1 import events_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_benchmark.domain.jobs import JobStatus
-from preflight_benchmark.testing import BenchmarkProcess, IntakeStandIn, submission, wait_until
+from preflight_benchmark.testing import BenchmarkProcess, IntakeStandIn, submission
 from preflight_common.bus import SOURCES
 from preflight_common.envelope import encode_event
 from preflight_common.testing.clients import dead_letter_reasons
 
 
-def test_a_forged_withdrawal_cancels_no_job_and_is_dead_lettered(
+def planned_for_tomorrow(
     service: BenchmarkProcess, intake: IntakeStandIn
-) -> None:
-    # The window opens tomorrow: the jobs wait, pending, and no model is needed.
+) -> tuple[intake_events.SubmissionReceived, list[events_pb2.BenchmarkJobRequested]]:
+    """A submission of lab-a published and its four jobs planned. Its window opens tomorrow, so
+    the jobs wait, pending, and no model is needed."""
     tomorrow = datetime.now(UTC) + timedelta(days=1)
     received = submission(
         base_url="https://lab-a.example/v1",
@@ -32,14 +33,14 @@ def test_a_forged_withdrawal_cancels_no_job_and_is_dead_lettered(
         end=tomorrow + timedelta(days=7),
     )
     service.publish(received)
-    planned = wait_until(
-        lambda: (
-            len(found := service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
-            and found
-        ),
-        60,
-        "four jobs planned",
-    )
+    planned = service.tap.requested(received.submission_id, 4, 60)
+    return received, planned
+
+
+def test_a_forged_withdrawal_cancels_no_job_and_is_dead_lettered(
+    service: BenchmarkProcess, intake: IntakeStandIn
+) -> None:
+    received, planned = planned_for_tomorrow(service, intake)
 
     # Intake's source, another lab's organisation: the broker would let an administrator write it.
     as_intake = service.publish(
@@ -77,23 +78,7 @@ def test_a_forged_withdrawal_cancels_no_job_and_is_dead_lettered(
 def test_a_re_announced_submission_naming_another_lab_plans_nothing_and_is_dead_lettered(
     service: BenchmarkProcess, intake: IntakeStandIn
 ) -> None:
-    tomorrow = datetime.now(UTC) + timedelta(days=1)
-    received = submission(
-        base_url="https://lab-a.example/v1",
-        model_name="frontier",
-        credential_ref=intake.add_credential("sk-lab-a"),
-        start=tomorrow,
-        end=tomorrow + timedelta(days=7),
-    )
-    service.publish(received)
-    planned = wait_until(
-        lambda: (
-            len(found := service.tap.of(events_pb2.BenchmarkJobRequested, received.submission_id)) == 4
-            and found
-        ),
-        60,
-        "four jobs planned",
-    )
+    received, planned = planned_for_tomorrow(service, intake)
 
     # Intake's source, the same submission and model, a rival lab: the first organisation stands.
     rival = intake_events.SubmissionReceived()

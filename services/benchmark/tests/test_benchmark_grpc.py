@@ -14,13 +14,11 @@ import grpc
 import pytest
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
 from preflight.sdk import AsyncPreflight, NotFound, PermissionDenied, Preflight
-from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.eval_logs import EvalLogs
 from preflight_benchmark.adapters.servicer import BenchmarkServicer
-from preflight_benchmark.adapters.store import JobStore, NewJob, outbox
+from preflight_benchmark.adapters.store import JobStore, outbox
 from preflight_benchmark.bootstrap import migrate
-from preflight_benchmark.domain.jobs import job_id
-from preflight_benchmark.testing import IntakeStandIn, LoopThread
+from preflight_benchmark.testing import IntakeStandIn, LoopThread, plan_pending
 from preflight_common.auth import IntrospectionAuthenticator, Principal, Role
 from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server
@@ -28,6 +26,8 @@ from preflight_common.testing.rpc import field_violations
 from sqlalchemy import select
 
 NOW = datetime.now(UTC)
+# The planned jobs may run now.
+WINDOW = (NOW - timedelta(hours=1), NOW + timedelta(hours=1))
 
 
 @dataclass
@@ -40,29 +40,6 @@ class Api:
 
     def auth(self, token: str) -> list[tuple[str, str]]:
         return [("authorization", f"Bearer {token}")]
-
-
-def plan(store: JobStore, submission_id: str, organisation: str, suites: list[str]) -> list[str]:
-    jobs = []
-    for suite in suites:
-        message = events_pb2.BenchmarkJobRequested(
-            job_id=job_id(submission_id, suite, "1"), submission_id=submission_id, suite_id=suite
-        )
-        jobs.append(
-            NewJob(
-                message.job_id,
-                suite,
-                "1",
-                "c",
-                2,
-                NOW - timedelta(hours=1),
-                NOW + timedelta(hours=1),
-                message.SerializeToString(),
-                events.requested_record(message),
-            )
-        )
-    store.plan(f"evt-{submission_id}", submission_id, organisation, "local", jobs, NOW)
-    return [j.job_id for j in jobs]
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +87,7 @@ def test_operators_may_not_read_jobs(api: Api) -> None:
 
 
 def test_a_probe_lists_no_job_and_may_read_nothing_else(api: Api) -> None:
-    (job,) = plan(api.store, "sub-probed", "preflight", ["a"])
+    (job,) = plan_pending(api.store, "sub-probed", "preflight", ["a"], WINDOW)
     # Its organisation is the job's, and still it sees nothing: a probe reads no job.
     probe = api.auth(api.intake.tokens.create(Principal("helm-test", Role.PROBE, "preflight")).token)
     listed = api.stub.ListJobs(benchmark_pb2.ListJobsRequest(page_size=1), metadata=probe)
@@ -121,8 +98,8 @@ def test_a_probe_lists_no_job_and_may_read_nothing_else(api: Api) -> None:
 
 
 def test_a_lab_sees_only_its_own_organisations_jobs(api: Api) -> None:
-    (mine,) = plan(api.store, "sub-lab-a", "lab-a", ["a"])
-    (theirs,) = plan(api.store, "sub-lab-b", "lab-b", ["a"])
+    (mine,) = plan_pending(api.store, "sub-lab-a", "lab-a", ["a"], WINDOW)
+    (theirs,) = plan_pending(api.store, "sub-lab-b", "lab-b", ["a"], WINDOW)
     lab_a = api.auth(api.intake.lab_token("lab-a"))
     got = api.stub.GetJob(benchmark_pb2.GetJobRequest(job_id=mine), metadata=lab_a)
     assert got.job.status == benchmark_pb2.JOB_STATUS_PENDING
@@ -134,7 +111,7 @@ def test_a_lab_sees_only_its_own_organisations_jobs(api: Api) -> None:
 
 
 def test_reviewers_page_through_every_job(api: Api) -> None:
-    plan(api.store, "sub-paged", "lab-c", ["a", "b", "c"])
+    plan_pending(api.store, "sub-paged", "lab-c", ["a", "b", "c"], WINDOW)
     reviewer = api.auth(api.intake.reviewer_token)
     seen, token = [], ""
     while True:
@@ -150,7 +127,7 @@ def test_reviewers_page_through_every_job(api: Api) -> None:
 
 
 def test_page_tokens_are_sealed_so_a_forged_or_edited_cursor_is_refused(api: Api) -> None:
-    plan(api.store, "sub-sealed", "lab-d", ["a", "b"])
+    plan_pending(api.store, "sub-sealed", "lab-d", ["a", "b"], WINDOW)
     lab = api.auth(api.intake.lab_token("lab-d"))
     first = api.stub.ListJobs(benchmark_pb2.ListJobsRequest(page_size=1), metadata=lab)
     token = first.next_page_token
@@ -188,7 +165,7 @@ def _results(store: JobStore) -> list[str]:
 
 
 def test_only_the_running_attempt_can_report_and_only_once(api: Api) -> None:
-    (job,) = plan(api.store, "sub-report", "lab-a", ["a"])
+    (job,) = plan_pending(api.store, "sub-report", "lab-a", ["a"], WINDOW)
     service = api.auth(api.intake.job_token(job))  # the attempt's worker
     completed = benchmark_pb2.ReportJobResultRequest(
         job_id=job, attempt=1, completed=events_pb2.BenchmarkCompleted(samples_total=3)
@@ -233,7 +210,7 @@ def test_only_the_running_attempt_can_report_and_only_once(api: Api) -> None:
 
 
 def test_a_retryable_reported_failure_queues_another_attempt_without_an_event(api: Api) -> None:
-    (job,) = plan(api.store, "sub-retry", "lab-a", ["a"])
+    (job,) = plan_pending(api.store, "sub-retry", "lab-a", ["a"], WINDOW)
     api.store.start_attempt(api.store.get(job), NOW)  # type: ignore[arg-type]
     service = api.auth(api.intake.job_token(job))
     failed = events_pb2.BenchmarkFailed(
@@ -258,8 +235,8 @@ def test_a_retryable_reported_failure_queues_another_attempt_without_an_event(ap
 
 
 def test_the_sdk_reads_and_pages_jobs_as_whoever_may_see_them(api: Api) -> None:
-    ids = plan(api.store, "sub-sdk", "lab-sdk", ["a", "b", "c"])
-    (foreign,) = plan(api.store, "sub-sdk-other", "lab-sdk-other", ["a"])
+    ids = plan_pending(api.store, "sub-sdk", "lab-sdk", ["a", "b", "c"], WINDOW)
+    (foreign,) = plan_pending(api.store, "sub-sdk-other", "lab-sdk-other", ["a"], WINDOW)
     targets = {"benchmark": api.target}
     with (
         Preflight(targets=targets, token=api.intake.reviewer_token) as reviewer,
@@ -289,8 +266,8 @@ def test_the_sdk_reads_and_pages_jobs_as_whoever_may_see_them(api: Api) -> None:
 
 
 def test_many_submissions_jobs_are_counted_by_status_in_one_call(api: Api) -> None:
-    done, crashed, _ = plan(api.store, "sub-sum-a", "lab-sum", ["a", "b", "c"])
-    (theirs,) = plan(api.store, "sub-sum-b", "lab-sum-other", ["a"])
+    done, crashed, _ = plan_pending(api.store, "sub-sum-a", "lab-sum", ["a", "b", "c"], WINDOW)
+    (theirs,) = plan_pending(api.store, "sub-sum-b", "lab-sum-other", ["a"], WINDOW)
     for job in (done, crashed):
         api.store.start_attempt(api.store.get(job), NOW)  # type: ignore[arg-type]
     completed = events_pb2.BenchmarkCompleted(samples_total=1)
@@ -358,7 +335,7 @@ def _one_sample_log(folder: Path) -> str:
 
 
 def _ended_with_log(api: Api, submission_id: str, eval_log_uri: str) -> str:
-    (job,) = plan(api.store, submission_id, "lab-logs", ["a"])
+    (job,) = plan_pending(api.store, submission_id, "lab-logs", ["a"], WINDOW)
     api.store.start_attempt(api.store.get(job), NOW)  # type: ignore[arg-type]
     completed = events_pb2.BenchmarkCompleted(samples_total=1, eval_log_uri=eval_log_uri)
     api.stub.ReportJobResult(

@@ -62,14 +62,7 @@ def test_a_restarted_service_resumes_running_and_pending_jobs(
         assert len(running) == 2
     # The process is gone: its workers were stopped, the jobs it had started are still RUNNING.
     with benchmark_process(settings, tmp_path) as second:
-        ended = wait_until(
-            lambda: (
-                len(second.tap.terminal(received.submission_id)) == 4
-                and second.tap.terminal(received.submission_id)
-            ),
-            180,
-            "four terminal events",
-        )
+        ended = second.tap.ended(received.submission_id, 4, 180)
         assert all(isinstance(e, events_pb2.BenchmarkCompleted) for e in ended)
         assert len({e.job_id for e in ended}) == 4
         resumed = {e.job_id: e.attempt for e in ended if e.job_id in {j.job_id for j in running}}
@@ -96,11 +89,7 @@ def test_a_restarted_service_starts_no_job_of_a_submission_withdrawn_while_it_wa
     resolved = len(stand_in.servicer.calls)
     reached = model.requests
     with benchmark_process(settings, tmp_path) as second:
-        ended = wait_until(
-            lambda: len(second.tap.terminal(sid)) == 4 and second.tap.terminal(sid),
-            120,
-            "four terminal events",
-        )
+        ended = second.tap.ended(sid, 4, 120)
         assert all(
             isinstance(e, events_pb2.BenchmarkFailed) and e.reason == events_pb2.FAILURE_REASON_WITHDRAWN
             for e in ended

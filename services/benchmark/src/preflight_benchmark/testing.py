@@ -10,6 +10,7 @@
   worker's report (`RecordingBenchmarkService`);
 - `endpoint_attempt(...)`: the first attempt of a knowledge-suite job against the reference model,
   as a Job manifest (k8s_manifest.build_job) takes it;
+- `plan_pending(...)`: pending jobs of a submission stored as the planner stores them;
 - `job_token_secret(...)`: an attempt's token Secret as the Kubernetes executor creates it;
 - module-scoped fixtures for a test module or conftest to take in by name (`intake =
   testing.intake`): `intake`, `model_key`, `reference_model`, `results` (a recording
@@ -26,7 +27,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -63,14 +64,17 @@ from preflight_common.testing.clients import create_principal, service_grants_as
 from preflight_common.topics import TopicSpec, ensure_topics
 from sqlalchemy import MetaData
 
+from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     EVAL_LOG_CREDENTIALS_DIR,
     EvalLogStore,
     token_secret_name,
 )
+from preflight_benchmark.adapters.store import JobStore, NewJob
 from preflight_benchmark.bootstrap import Components
 from preflight_benchmark.config import BenchmarkSettings
 from preflight_benchmark.domain.catalog import Resources
+from preflight_benchmark.domain.jobs import job_id
 from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.entrypoints.server import serve
 from preflight_benchmark.reference_model.server import ReferenceModelServer
@@ -235,6 +239,14 @@ def intake_stand_in(folder: Path, tls: ServerTLS | None = None) -> Iterator[Inta
         engine.dispose()
 
 
+def _await_count(read: Callable[[], list[Any]], count: int, timeout: float, what: str) -> list[Any]:
+    def counted() -> list[Any]:
+        found = read()
+        return found if len(found) == count else []
+
+    return wait_until(counted, timeout, f"{count} {what}")
+
+
 class EventTap:
     """Reads the benchmark topics from the beginning and keeps every decoded event and raw record."""
 
@@ -261,6 +273,18 @@ class EventTap:
         return self.of(events_pb2.BenchmarkCompleted, submission_id) + self.of(
             events_pb2.BenchmarkFailed, submission_id
         )
+
+    def requested(self, submission_id: str, count: int, timeout: float) -> list[Any]:
+        """The submission's BenchmarkJobRequested events once exactly `count` are read;
+        TimeoutError after `timeout` seconds."""
+        return _await_count(
+            lambda: self.of(events_pb2.BenchmarkJobRequested, submission_id), count, timeout, "jobs requested"
+        )
+
+    def ended(self, submission_id: str, count: int, timeout: float) -> list[Any]:
+        """The submission's terminal events (BenchmarkCompleted, BenchmarkFailed) once exactly
+        `count` are read; TimeoutError after `timeout` seconds."""
+        return _await_count(lambda: self.terminal(submission_id), count, timeout, "terminal events")
 
     def close(self) -> None:
         self._consumer.close()
@@ -479,6 +503,37 @@ def endpoint_attempt(model: ReferenceModelServer, credential_ref: str, log_root:
         timeout=timedelta(minutes=10),
         assignment=json_format.MessageToJson(assignment, indent=None),
     )
+
+
+def plan_pending(
+    store: JobStore,
+    submission_id: str,
+    organisation: str,
+    suites: Iterable[str],
+    window: tuple[datetime, datetime],
+) -> list[str]:
+    """Pending jobs of `suites` (version 1, two attempts each) for the submission, runnable within
+    `window`, stored as the planner stores them (their BenchmarkJobRequested records in the
+    outbox); the jobs' ids."""
+    jobs = []
+    for suite in suites:
+        message = events_pb2.BenchmarkJobRequested(
+            job_id=job_id(submission_id, suite, "1"), submission_id=submission_id, suite_id=suite
+        )
+        jobs.append(
+            NewJob(
+                message.job_id,
+                suite,
+                "1",
+                "capability",
+                2,
+                *window,
+                message.SerializeToString(),
+                events.requested_record(message),
+            )
+        )
+    store.plan(f"plan-{submission_id}", submission_id, organisation, "local", jobs, datetime.now(UTC))
+    return [j.job_id for j in jobs]
 
 
 def job_token_secret(intake: IntakeStandIn, attempt: Attempt) -> dict[str, dict[str, str]]:

@@ -59,3 +59,10 @@ def check_body(body: str, errors: Collector) -> str:
     if not text or len(text) > MAX_COMMENT or not text.replace("\n", "").replace("\t", "").isprintable():
         errors.add("body", f"1 to {MAX_COMMENT} printable characters (line breaks and tabs allowed)")
     return text
+
+
+def check_visibility(visibility: CommentVisibility | None, errors: Collector) -> None:
+    """`visibility` is added to `errors` when it is not given (a comment's or an attachment's
+    readers are always chosen, never defaulted)."""
+    if visibility is None:
+        errors.add("visibility", "choose INTERNAL or AUDIENCE")

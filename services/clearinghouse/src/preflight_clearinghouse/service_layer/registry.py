@@ -30,7 +30,7 @@ from preflight_clearinghouse.domain.case_record import (
     check_credits,
     check_references,
 )
-from preflight_clearinghouse.domain.comments import Comment, CommentVisibility, check_body
+from preflight_clearinghouse.domain.comments import Comment, CommentVisibility, check_body, check_visibility
 from preflight_clearinghouse.domain.errors import (
     Collector,
     FieldViolation,
@@ -484,8 +484,7 @@ class FindingRegistry:
         require(viewer, COMMENTERS, "commenting on a finding")
         errors = Collector()
         text = check_body(body, errors)
-        if visibility is None:
-            errors.add("visibility", "choose INTERNAL or AUDIENCE")
+        check_visibility(visibility, errors)
         errors.raise_if_any()
         assert visibility is not None
         now = self._clock()
@@ -593,8 +592,7 @@ class FindingRegistry:
         require(viewer, COMMENTERS, "attaching a file to a finding")
         errors = Collector()
         clean_name, kind = check_attachment(name, content_type, content, errors)
-        if visibility is None:
-            errors.add("visibility", "choose INTERNAL or AUDIENCE")
+        check_visibility(visibility, errors)
         errors.raise_if_any()
         assert visibility is not None
         now = self._clock()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from preflight_common.auth import Principal
 from preflight_console.config import Settings
@@ -47,3 +49,12 @@ def signed_in(offline_settings: Settings) -> SignedIn:
             yield client, session.csrf
 
     return session_of
+
+
+def sign_in_with_token(client: httpx.Client, token: str, origin: str) -> httpx.Response:
+    """The answer to the sign-in form submitted with `token`, as a browser at `origin` submits it
+    (with the form's CSRF token)."""
+    form = client.get("/sign-in")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None, form.text
+    return client.post("/sign-in", data={"csrf": csrf.group(1), "token": token}, headers={"origin": origin})

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
@@ -23,13 +22,15 @@ import grpc
 import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight_common.ports import free_port
 from preflight_common.testing.axe import wcag_violations
 from preflight_common.testing.oidc import RunningProvider, openid_provider
+from preflight_common.testing.rpc import introspect
 from preflight_console.config import OidcSettings, Settings
 from preflight_console.entrypoints.web import SESSION_COOKIE, Console, build_app
 from starlette.testclient import TestClient
+
+from .conftest import sign_in_with_token
 
 pytestmark = pytest.mark.slow  # an OpenID provider, intake and the console as processes
 
@@ -318,56 +319,38 @@ def test_a_tampered_or_expired_id_token_is_refused_by_the_console(
         assert "preflight_console_session" not in console.cookies
 
 
-def test_a_preflight_token_still_signs_in_beside_the_provider(deployment: Deployment) -> None:
-    token = subprocess.run(
+def _lab_token(deployment: Deployment) -> str:
+    """A Preflight token of acme's lab, made with intake's command line."""
+    return subprocess.run(
         [BIN / "preflight-intake", "token", "create", "--role", "lab", "--organisation", "acme"],
         env=deployment.intake_env,
         check=True,
         capture_output=True,
         text=True,
     ).stdout.split()[-1]
+
+
+def test_a_preflight_token_still_signs_in_beside_the_provider(deployment: Deployment) -> None:
+    token = _lab_token(deployment)
     with deployment.client() as console:
-        form = console.get("/sign-in")
-        assert "Sign in with the agency&#39;s sign-in" in form.text
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert csrf is not None
-        answer = console.post(
-            "/sign-in", data={"csrf": csrf.group(1), "token": token}, headers={"origin": deployment.console}
-        )
+        assert "Sign in with the agency&#39;s sign-in" in console.get("/sign-in").text
+        answer = sign_in_with_token(console, token, deployment.console)
         assert (answer.status_code, answer.headers["location"]) == (303, "/lab/submissions")
         assert console.get("/lab/submissions").status_code == 200
 
 
-def _introspect(intake: str, token: str) -> identity_pb2.IntrospectTokenResponse:
-    """Intake's answer about `token`, asked with `token` itself over real gRPC."""
-    with grpc.insecure_channel(intake) as channel:
-        answer: identity_pb2.IntrospectTokenResponse = identity_pb2_grpc.IdentityServiceStub(
-            channel
-        ).IntrospectToken(
-            identity_pb2.IntrospectTokenRequest(token=token),
-            metadata=(("authorization", f"Bearer {token}"),),
-            timeout=30,
-        )
-        return answer
-
-
 def test_signing_out_revokes_the_token_the_sign_in_issued_and_not_one_brought(
-    deployment: Deployment, tmp_path: Path
+    deployment: Deployment, offline_settings: Settings
 ) -> None:
     # This console runs in the test's process, so the test can read the token its session holds
     # and then ask intake about it. Browsers reach it at another origin than the registered
     # callback's (as behind a proxy), so the configured redirect URL is what the provider gets.
     origin = "http://console.internal"
     intake = deployment.intake_env["PREFLIGHT_GRPC_LISTEN"]
-    settings = Settings(
-        listen="127.0.0.1:0",
+    settings = replace(
+        offline_settings,
         intake_target=intake,
-        clearinghouse_target="127.0.0.1:1",
-        benchmark_target="127.0.0.1:1",
-        notifier_target="127.0.0.1:1",
-        session_key_file=tmp_path / "session.key",
         session_ttl=600.0,
-        secure_cookies="auto",
         oidc=OidcSettings(
             deployment.provider.issuer,
             CLIENT_ID,
@@ -376,13 +359,7 @@ def test_signing_out_revokes_the_token_the_sign_in_issued_and_not_one_brought(
             redirect_url=f"{deployment.console}/sign-in/oidc/callback",
         ),
     )
-    brought = subprocess.run(
-        [BIN / "preflight-intake", "token", "create", "--role", "lab", "--organisation", "acme"],
-        env=deployment.intake_env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()[-1]
+    brought = _lab_token(deployment)
     with TestClient(build_app(settings), base_url=origin, follow_redirects=False) as client:
         console: Console = client.app.state.console  # type: ignore[attr-defined]
 
@@ -397,19 +374,13 @@ def test_signing_out_revokes_the_token_the_sign_in_issued_and_not_one_brought(
         session = console.sessions.get(client.cookies.get(SESSION_COOKIE))
         assert session is not None
         issued = session.token
-        assert _introspect(intake, issued).principal.organisation == "acme"
+        assert introspect(intake, issued).principal.organisation == "acme"
         sign_out()
         with pytest.raises(grpc.RpcError) as refused:
-            _introspect(intake, issued)
+            introspect(intake, issued)
         assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
         client.cookies.clear()
-        form = client.get("/sign-in")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert csrf is not None
-        answer = client.post(
-            "/sign-in", data={"csrf": csrf.group(1), "token": brought}, headers={"origin": origin}
-        )
-        assert answer.status_code == 303
+        assert sign_in_with_token(client, brought, origin).status_code == 303
         sign_out()
-        assert _introspect(intake, brought).active
+        assert introspect(intake, brought).active

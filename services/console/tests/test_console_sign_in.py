@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from preflight_console.config import Settings
 from preflight_console.entrypoints.web import build_app
 from starlette.testclient import TestClient
+
+from .conftest import sign_in_with_token
 
 
 @pytest.mark.parametrize("token", ["pft_caf\u00e9", "pft_a\x01b"])
@@ -15,12 +15,7 @@ def test_a_token_grpc_cannot_send_is_refused_naming_the_field(offline_settings: 
     # Nothing listens at the services' addresses: the token must be refused before any is asked.
     base = "http://127.0.0.1"
     with TestClient(build_app(offline_settings), base_url=base, raise_server_exceptions=False) as client:
-        form = client.get("/sign-in")
-        csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
-        assert csrf is not None
-        answer = client.post(
-            "/sign-in", data={"csrf": csrf.group(1), "token": token}, headers={"origin": base}
-        )
+        answer = sign_in_with_token(client, token, base)
     assert answer.status_code == 400
     assert "token: a Preflight token is printable ASCII" in answer.text
     assert "preflight_console_session" not in answer.headers.get("set-cookie", "")

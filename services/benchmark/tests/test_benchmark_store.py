@@ -9,13 +9,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from preflight.benchmark.v1 import events_pb2
 from preflight_benchmark.adapters import events
-from preflight_benchmark.adapters.store import JobStore, NewJob, Refused, outbox
+from preflight_benchmark.adapters.store import JobStore, Refused, outbox
 from preflight_benchmark.bootstrap import migrate
-from preflight_benchmark.domain.jobs import FailureReason, JobStatus, job_id
+from preflight_benchmark.domain.jobs import FailureReason, JobStatus
+from preflight_benchmark.testing import new_jobs
 from preflight_common.db import make_engine
 from sqlalchemy import func, select
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
+WINDOW = (NOW - timedelta(hours=1), NOW + timedelta(hours=1))
 
 
 @pytest.fixture
@@ -25,28 +27,6 @@ def store(db_url: str) -> Iterator[JobStore]:
     engine = make_engine(db_url)
     yield JobStore(engine, jobs_topic="jobs", results_topic="results")
     engine.dispose()
-
-
-def new_jobs(submission_id: str, suites: list[str]) -> list[NewJob]:
-    jobs = []
-    for suite in suites:
-        message = events_pb2.BenchmarkJobRequested(
-            job_id=job_id(submission_id, suite, "1"), submission_id=submission_id, suite_id=suite
-        )
-        jobs.append(
-            NewJob(
-                job_id=message.job_id,
-                suite_id=suite,
-                suite_version="1",
-                capability="c",
-                max_attempts=2,
-                not_before=NOW - timedelta(hours=1),
-                not_after=NOW + timedelta(hours=1),
-                request=message.SerializeToString(),
-                record=events.requested_record(message),
-            )
-        )
-    return jobs
 
 
 def outbox_rows(store: JobStore, topic: str) -> list[str]:
@@ -59,7 +39,7 @@ def outbox_rows(store: JobStore, topic: str) -> list[str]:
 
 
 def test_planning_is_applied_once_per_event_and_per_submission(store: JobStore) -> None:
-    jobs = new_jobs("sub-1", ["a", "b"])
+    jobs = new_jobs("sub-1", ["a", "b"], WINDOW)
     assert store.plan("evt-1", "sub-1", "lab-a", "local", jobs, NOW)
     assert not store.plan("evt-1", "sub-1", "lab-a", "local", jobs, NOW)
     assert not store.plan("evt-2", "sub-1", "lab-a", "local", jobs, NOW)
@@ -68,7 +48,7 @@ def test_planning_is_applied_once_per_event_and_per_submission(store: JobStore) 
 
 
 def test_a_submissions_organisation_and_model_are_set_once(store: JobStore) -> None:
-    jobs = new_jobs("sub-9", ["a"])
+    jobs = new_jobs("sub-9", ["a"], WINDOW)
     store.plan("evt-20", "sub-9", "lab-a", "local", jobs, NOW)
     with pytest.raises(Refused, match="belongs to another organisation than 'lab-rival'"):
         store.plan("evt-21", "sub-9", "lab-rival", "local", jobs, NOW)
@@ -89,7 +69,7 @@ def test_a_submissions_organisation_and_model_are_set_once(store: JobStore) -> N
 
 
 def test_an_attempt_starts_once_and_ends_with_exactly_one_event(store: JobStore) -> None:
-    (job,) = new_jobs("sub-2", ["a"])
+    (job,) = new_jobs("sub-2", ["a"], WINDOW)
     store.plan("evt-3", "sub-2", "lab-a", "local", [job], NOW)
     (pending,) = store.due(NOW, 10)
     started = store.start_attempt(pending, NOW)
@@ -114,7 +94,7 @@ def test_an_attempt_starts_once_and_ends_with_exactly_one_event(store: JobStore)
 
 
 def test_requeue_makes_the_job_due_again_for_the_next_attempt(store: JobStore) -> None:
-    (job,) = new_jobs("sub-3", ["a"])
+    (job,) = new_jobs("sub-3", ["a"], WINDOW)
     store.plan("evt-4", "sub-3", "lab-a", "local", [job], NOW)
     started = store.start_attempt(store.due(NOW, 1)[0], NOW)
     assert started is not None
@@ -125,7 +105,7 @@ def test_requeue_makes_the_job_due_again_for_the_next_attempt(store: JobStore) -
 
 
 def test_withdrawal_ends_only_active_jobs_and_only_once(store: JobStore) -> None:
-    jobs = new_jobs("sub-4", ["a", "b", "c"])
+    jobs = new_jobs("sub-4", ["a", "b", "c"], WINDOW)
     store.plan("evt-5", "sub-4", "lab-a", "local", jobs, NOW)
     first = store.start_attempt(store.due(NOW, 1)[0], NOW)
     assert first is not None
@@ -140,7 +120,7 @@ def test_withdrawal_ends_only_active_jobs_and_only_once(store: JobStore) -> None
 
 
 def test_the_transaction_ending_a_plans_last_job_announces_the_plan_end_once(store: JobStore) -> None:
-    jobs = new_jobs("sub-5", ["a", "b"])
+    jobs = new_jobs("sub-5", ["a", "b"], WINDOW)
     store.plan("evt-7", "sub-5", "lab-a", "local", jobs, NOW)
     first = store.start_attempt(store.due(NOW, 1)[0], NOW)
     assert first is not None
@@ -171,15 +151,15 @@ def test_the_transaction_ending_a_plans_last_job_announces_the_plan_end_once(sto
 
 
 def test_expired_lists_active_jobs_whose_window_closed(store: JobStore) -> None:
-    store.plan("evt-7", "sub-5", "lab-a", "local", new_jobs("sub-5", ["a"]), NOW)
+    store.plan("evt-7", "sub-5", "lab-a", "local", new_jobs("sub-5", ["a"], WINDOW), NOW)
     assert store.expired(NOW) == []
     assert [j.submission_id for j in store.expired(NOW + timedelta(hours=1))] == ["sub-5"]
     assert store.due(NOW + timedelta(hours=1), 10) == []
 
 
 def test_listing_pages_oldest_first_and_filters_by_organisation(store: JobStore) -> None:
-    store.plan("e-a", "sub-a", "lab-a", "local", new_jobs("sub-a", ["a", "b", "c"]), NOW)
-    store.plan("e-b", "sub-b", "lab-b", "local", new_jobs("sub-b", ["a"]), NOW + timedelta(seconds=1))
+    store.plan("e-a", "sub-a", "lab-a", "local", new_jobs("sub-a", ["a", "b", "c"], WINDOW), NOW)
+    store.plan("e-b", "sub-b", "lab-b", "local", new_jobs("sub-b", ["a"], WINDOW), NOW + timedelta(seconds=1))
     page = store.list(organisation=None, submission_id=None, statuses=[], after=None, limit=2)
     rest = store.list(
         organisation=None,
@@ -198,7 +178,7 @@ def test_listing_pages_oldest_first_and_filters_by_organisation(store: JobStore)
 
 
 def test_a_new_access_window_moves_only_active_jobs_once(store: JobStore) -> None:
-    jobs = new_jobs("sub-6", ["a", "b"])
+    jobs = new_jobs("sub-6", ["a", "b"], WINDOW)
     store.plan("evt-8", "sub-6", "lab-a", "local", jobs, NOW)
     first = store.start_attempt(store.due(NOW, 1)[0], NOW)
     assert first is not None

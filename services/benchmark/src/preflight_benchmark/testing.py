@@ -10,7 +10,8 @@
   worker's report (`RecordingBenchmarkService`);
 - `endpoint_attempt(...)`: the first attempt of a knowledge-suite job against the reference model,
   as a Job manifest (k8s_manifest.build_job) takes it;
-- `plan_pending(...)`: pending jobs of a submission stored as the planner stores them;
+- `new_jobs(...)`: a submission's jobs as the planner makes them; `plan_pending(...)` stores them
+  pending;
 - `job_token_secret(...)`: an attempt's token Secret as the Kubernetes executor creates it;
 - module-scoped fixtures for a test module or conftest to take in by name (`intake =
   testing.intake`): `intake`, `model_key`, `reference_model`, `results` (a recording
@@ -505,16 +506,9 @@ def endpoint_attempt(model: ReferenceModelServer, credential_ref: str, log_root:
     )
 
 
-def plan_pending(
-    store: JobStore,
-    submission_id: str,
-    organisation: str,
-    suites: Iterable[str],
-    window: tuple[datetime, datetime],
-) -> list[str]:
-    """Pending jobs of `suites` (version 1, two attempts each) for the submission, runnable within
-    `window`, stored as the planner stores them (their BenchmarkJobRequested records in the
-    outbox); the jobs' ids."""
+def new_jobs(submission_id: str, suites: Iterable[str], window: tuple[datetime, datetime]) -> list[NewJob]:
+    """Jobs of `suites` (version 1, two attempts each) for the submission, runnable within
+    `window`, with their BenchmarkJobRequested records, as the planner makes them."""
     jobs = []
     for suite in suites:
         message = events_pb2.BenchmarkJobRequested(
@@ -532,6 +526,19 @@ def plan_pending(
                 events.requested_record(message),
             )
         )
+    return jobs
+
+
+def plan_pending(
+    store: JobStore,
+    submission_id: str,
+    organisation: str,
+    suites: Iterable[str],
+    window: tuple[datetime, datetime],
+) -> list[str]:
+    """The `new_jobs` of the submission stored pending as the planner stores them (their records
+    in the outbox); the jobs' ids."""
+    jobs = new_jobs(submission_id, suites, window)
     store.plan(f"plan-{submission_id}", submission_id, organisation, "local", jobs, datetime.now(UTC))
     return [j.job_id for j in jobs]
 

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_notifier.adapters.tables import deadlines, metadata
 from preflight_notifier.config import NotifierSettings
 from preflight_notifier.entrypoints import cli, server
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 
 ROUTING = {
     "deadlines": {
@@ -368,6 +368,22 @@ def test_the_api_serves_tls_and_probes_get_a_plaintext_health_only_listener(
             process.kill()
 
 
+def _deadline_audience(engine: Engine, deadline_id: str) -> Any:
+    """The audience recorded with the deadline; None while there is none."""
+    with engine.connect() as conn:
+        query = select(deadlines.c.audience).where(deadlines.c.deadline_id == deadline_id)
+        return conn.execute(query).scalar()
+
+
+def _recorded(served: NotifierProcess, audience: Callable[[], Any], what: str) -> Any:
+    """`audience()` once the notifier has applied `what` (within a minute)."""
+    until = time.monotonic() + 60
+    while (recorded := audience()) is None:
+        assert time.monotonic() < until, f"{what} was not applied:\n{served.log()}"
+        time.sleep(0.1)
+    return recorded
+
+
 def test_a_forged_finding_publication_widens_no_audience_and_is_dead_lettered(
     served: NotifierProcess, kafka_settings: KafkaSettings, topics: Topics, tmp_path: Path
 ) -> None:
@@ -377,20 +393,14 @@ def test_a_forged_finding_publication_widens_no_audience_and_is_dead_lettered(
     engine = make_engine(f"sqlite:///{tmp_path / 'notifier.db'}")
 
     def audience() -> Any:
-        with engine.connect() as conn:
-            query = select(deadlines.c.audience).where(deadlines.c.deadline_id == "embargo_end/f-red")
-            return conn.execute(query).scalar()
+        return _deadline_audience(engine, "embargo_end/f-red")
 
     try:
         red = finding_notice(
             "f-red", embargo_end=datetime.now(UTC) + timedelta(days=3), tlp=common_pb2.TLP_RED
         )
         clearinghouse.publish(topics.findings, FindingPublished(finding=red), subject="f-red")
-        until = time.monotonic() + 60
-        while audience() is None:
-            assert time.monotonic() < until, f"the finding was not applied:\n{served.log()}"
-            time.sleep(0.1)
-        recorded = audience()
+        recorded = _recorded(served, audience, "the finding")
 
         # The clearinghouse's source (or intake's), the same RED finding, two operators more.
         widened = FindingPublished(finding=red)
@@ -420,18 +430,12 @@ def test_a_re_announced_submission_naming_another_lab_moves_no_alert_and_is_dead
     engine = make_engine(f"sqlite:///{tmp_path / 'notifier.db'}")
 
     def audience() -> Any:
-        with engine.connect() as conn:
-            query = select(deadlines.c.audience).where(deadlines.c.deadline_id == "review/sub-moved")
-            return conn.execute(query).scalar()
+        return _deadline_audience(engine, "review/sub-moved")
 
     try:
         release = datetime.now(UTC) + timedelta(days=8)
         intake.publish(topics.submissions, submission_received("sub-moved", release), subject="sub-moved")
-        until = time.monotonic() + 60
-        while audience() is None:
-            assert time.monotonic() < until, f"the submission was not applied:\n{served.log()}"
-            time.sleep(0.1)
-        recorded = audience()
+        recorded = _recorded(served, audience, "the submission")
 
         # Intake's source, the same submission, a rival lab (and its contacts): the first lab stands.
         rival = submission_received("sub-moved", release, version=2, organisation="lab-rival")

@@ -12,7 +12,6 @@ import json
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -62,10 +61,8 @@ from test_clearinghouse_sharing_property import (
     VIEWERS,
     check_authors,
     draw_authored,
-    finding_specs,
-    oracle_may_see,
+    draw_world,
     oracle_reads_authored,
-    store_world,
 )
 
 INTERNAL, AUDIENCE = CommentVisibility.INTERNAL, CommentVisibility.AUDIENCE
@@ -370,12 +367,8 @@ def test_no_attachment_reaches_a_principal_the_sharing_policy_does_not_allow(tmp
     @given(data=st.data())
     def example(data: st.DataObject) -> None:
         nonlocal checked
-        now = clock.advance(timedelta(minutes=5))
-        world = [data.draw(finding_specs(now)) for _ in range(3)]
-        store_world(components, world)
-        for spec, _ in world:
+        for spec, readers in draw_world(data, clock, components):
             fid = spec.finding.finding_id
-            readers = [v for v in VIEWERS if oracle_may_see(v, spec, now)]
             added: list[tuple[Viewer, CommentVisibility, str, str]] = []
             for author, visibility, marker in draw_authored(data, readers):
                 attachment = registry.add_attachment(

@@ -41,10 +41,8 @@ from test_clearinghouse_sharing_property import (
     VIEWERS,
     check_authors,
     draw_authored,
-    finding_specs,
-    oracle_may_see,
+    draw_world,
     oracle_reads_authored,
-    store_world,
 )
 
 INTERNAL, AUDIENCE = CommentVisibility.INTERNAL, CommentVisibility.AUDIENCE
@@ -200,12 +198,8 @@ def test_no_comment_reaches_a_principal_the_sharing_policy_does_not_allow(tmp_pa
     @given(data=st.data())
     def example(data: st.DataObject) -> None:
         nonlocal checked
-        now = clock.advance(timedelta(minutes=5))
-        world = [data.draw(finding_specs(now)) for _ in range(3)]
-        store_world(components, world)
-        for spec, _ in world:
+        for spec, readers in draw_world(data, clock, components):
             fid = spec.finding.finding_id
-            readers = [v for v in VIEWERS if oracle_may_see(v, spec, now)]
             written = draw_authored(data, readers)
             for author, visibility, marker in written:
                 components.registry.add_comment(author, fid, f"comment {marker}", visibility)

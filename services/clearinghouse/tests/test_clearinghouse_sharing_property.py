@@ -223,6 +223,17 @@ def finding_specs(draw: st.DrawFn, now: datetime) -> tuple[Spec, SubmissionRecor
     return spec, submission
 
 
+def draw_world(
+    data: st.DataObject, clock: ManualClock, components: Components
+) -> list[tuple[Spec, list[Viewer]]]:
+    """Three random findings stored five minutes after the last ones, each with the viewers the
+    policy lets see it then."""
+    now = clock.advance(timedelta(minutes=5))
+    world = [data.draw(finding_specs(now)) for _ in range(3)]
+    store_world(components, world)
+    return [(spec, [v for v in VIEWERS if oracle_may_see(v, spec, now)]) for spec, _ in world]
+
+
 def draw_authored(data: st.DataObject, readers: list[Viewer]) -> list[tuple[Viewer, CommentVisibility, str]]:
     """Up to four comments or attachments for one finding: each by one of its `readers`, internal
     or for its audience, with a unique marker to look for."""

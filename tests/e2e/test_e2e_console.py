@@ -356,6 +356,14 @@ class Browser:
     def close(self) -> None:
         self.driver.quit()
 
+    def downloaded(self, what: str, suffix: str) -> Path:
+        """The first file ending in `suffix` downloaded, once there is one (Chromium names a
+        download in progress otherwise)."""
+        found: list[Path] = wait_until(
+            what, lambda: [p for p in self.downloads.iterdir() if p.suffix == suffix], timeout=30
+        )
+        return found[0]
+
     def open(self, path: str) -> None:
         self.driver.get(self.base + path)
 
@@ -460,11 +468,7 @@ def test_a_reviewer_signs_off_and_shares_a_finding_the_hospital_sees_and_downloa
     assert browser.read("h1").startswith("Evaluation log") and "success" in browser.text()
     assert len(browser.all("#samples tbody tr")) == 3, "the catalog runs three samples of the suite"
     browser.css("#download-log").click()
-    log = wait_until(
-        "the eval log download",
-        lambda: [p for p in browser.downloads.iterdir() if p.suffix == ".eval"],
-        timeout=30,
-    )[0]
+    log = browser.downloaded("the eval log download", ".eval")
     with _reviewer(review.stack) as reviewer:
         assert log.read_bytes() == b"".join(c.data for c in reviewer.benchmark.read_eval_log(review.job_id))
     # Inspect's own viewer, served by the console, reads the same log by ranges through it. (A
@@ -522,11 +526,7 @@ def test_a_reviewer_signs_off_and_shares_a_finding_the_hospital_sees_and_downloa
     wait_until("the patch status", lambda: "Rolled out on every ward." in browser.text(), timeout=30)
     browser.check("operator-finding-patched")
     browser.css("#export-csaf").click()
-    document = wait_until(
-        "the CSAF download",
-        lambda: [p for p in browser.downloads.iterdir() if p.suffix == ".json"],
-        timeout=30,
-    )[0]
+    document = browser.downloaded("the CSAF download", ".json")
     csaf = json.loads(document.read_text())
     assert csaf["document"]["category"] == "csaf_security_advisory"
     assert csaf["document"]["distribution"]["tlp"]["label"] == "AMBER"

@@ -168,6 +168,9 @@ def test_restricted_pod_security(rendered: list[dict[str, Any]]) -> None:
             assert sc["capabilities"]["drop"] == ["ALL"], name
             assert {"name": "tmp", "mountPath": "/tmp"} in c["volumeMounts"], name
             assert c["resources"]["requests"] and c["resources"]["limits"], name
+            # What a container writes to its emptyDirs counts against the node's disk: scheduled by it.
+            assert "ephemeral-storage" in c["resources"]["requests"], name
+            assert "ephemeral-storage" in c["resources"]["limits"], name
         tmp = [v for v in spec["volumes"] if v["name"] == "tmp"]
         assert tmp and "emptyDir" in tmp[0], name
 

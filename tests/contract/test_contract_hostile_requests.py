@@ -330,5 +330,5 @@ async def test_every_rpc_of_every_service_is_probed() -> None:
     assert len(METHODS) == 56
 
 
-def test_every_role_is_probed() -> None:
+async def test_every_role_is_probed() -> None:
     assert {principal.role for principal in PRINCIPALS.values()} == set(Role)

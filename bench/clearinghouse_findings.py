@@ -36,7 +36,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
-from preflight_clearinghouse.adapters import schema
+from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components, build
 from preflight_clearinghouse.config import ClearinghouseSettings
@@ -195,8 +195,8 @@ def timed(calls: int, call: Callable[[int], object], positions: list[int]) -> li
 def bench_list(components: Components, calls: int, stored: int) -> None:
     rng = random.Random(11)
     positions = [rng.randint(0, stored - 200) for _ in range(calls)]
-    f = schema.findings.c
-    raw = select(schema.findings).order_by(f.seq).limit(100)
+    f = tables.findings.c
+    raw = select(tables.findings).order_by(f.seq).limit(100)
 
     def bare(position: int) -> object:
         with components.engine.connect() as conn:

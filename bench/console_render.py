@@ -60,14 +60,14 @@ def build_services(
     """Intake, benchmark and clearinghouse servicers from their bootstraps on SQLite under `root`;
     also intake's token store, the benchmark's job store and the clearinghouse's components."""
     from preflight_benchmark import bootstrap as benchmark
-    from preflight_benchmark.adapters.servicer import BenchmarkServicer
+    from preflight_benchmark.adapters.grpc import BenchmarkServicer
     from preflight_benchmark.config import BenchmarkSettings
     from preflight_clearinghouse import bootstrap as clearinghouse
-    from preflight_clearinghouse.adapters.servicer import ClearinghouseServicer
+    from preflight_clearinghouse.adapters.grpc import ClearinghouseServicer
     from preflight_clearinghouse.config import ClearinghouseSettings
     from preflight_intake import bootstrap as intake
     from preflight_intake.adapters.crypto import Keyring, new_key_entry
-    from preflight_intake.adapters.servicer import IntakeServicer
+    from preflight_intake.adapters.grpc import IntakeServicer
     from preflight_intake.config import IntakeSettings
 
     os.environ["PREFLIGHT_INTAKE_STATE_DIR"] = str(root / "intake")

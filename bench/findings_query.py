@@ -28,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from preflight_clearinghouse.adapters import schema
+from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components, build
 from preflight_clearinghouse.config import ClearinghouseSettings
@@ -126,10 +126,10 @@ def timed(queries: list[tuple[str, str]], call: Callable[[str, str], int]) -> tu
 def bench_query(components: Components, calls: int, packages: int) -> None:
     rng = random.Random(11)
     queries = [(f"pkg:pypi/lib{rng.randrange(packages)}", f"{rng.randint(0, 9)}.5") for _ in range(calls)]
-    p = schema.finding_packages.c
+    p = tables.finding_packages.c
     plain = (
-        select(schema.findings)
-        .join(schema.finding_packages, p.finding_id == schema.findings.c.finding_id)
+        select(tables.findings)
+        .join(tables.finding_packages, p.finding_id == tables.findings.c.finding_id)
         .where(p.package == bindparam("package"))
     )
     with components.engine.connect() as conn:

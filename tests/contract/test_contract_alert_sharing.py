@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.notifier.v1 import events_pb2 as notifier_events
-from preflight_clearinghouse.adapters.notices import EventEncoder
+from preflight_clearinghouse.adapters.events import EventEncoder
 from preflight_clearinghouse.domain import sharing
 from preflight_clearinghouse.domain.events import finding_notice
 from preflight_clearinghouse.domain.findings import (

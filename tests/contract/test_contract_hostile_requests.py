@@ -164,18 +164,18 @@ Served = dict[str, tuple[list[Register], list[str]]]
 def _build(root: Path, env: pytest.MonkeyPatch) -> tuple[Served, TokenStore, list[Callable[[], None]]]:
     """Each service's components from its own bootstrap and environment (no broker is contacted)."""
     from preflight_benchmark import bootstrap as benchmark
-    from preflight_benchmark.adapters.servicer import BenchmarkServicer
+    from preflight_benchmark.adapters.grpc import BenchmarkServicer
     from preflight_benchmark.config import BenchmarkSettings
     from preflight_clearinghouse import bootstrap as clearinghouse
-    from preflight_clearinghouse.adapters.servicer import ClearinghouseServicer
+    from preflight_clearinghouse.adapters.grpc import ClearinghouseServicer
     from preflight_clearinghouse.config import ClearinghouseSettings
     from preflight_intake import bootstrap as intake
     from preflight_intake.adapters.crypto import Keyring, new_key_entry
-    from preflight_intake.adapters.servicer import IntakeServicer
+    from preflight_intake.adapters.grpc import IntakeServicer
     from preflight_intake.adapters.sign_in import SignInServicer
     from preflight_intake.config import IntakeSettings
     from preflight_notifier import bootstrap as notifier
-    from preflight_notifier.adapters.grpc_api import NotifierServicer
+    from preflight_notifier.adapters.grpc import NotifierServicer
     from preflight_notifier.config import NotifierSettings
 
     def database(name: str) -> None:

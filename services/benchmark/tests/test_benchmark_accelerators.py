@@ -29,7 +29,7 @@ from preflight_benchmark.config import BenchmarkSettings, KubernetesSettings
 from preflight_benchmark.domain.catalog import CatalogError, Resources, parse_catalog
 from preflight_benchmark.domain.jobs import AccessWindow, AttemptEnd, PlannedJob
 from preflight_benchmark.domain.ports import Attempt
-from preflight_benchmark.service.dispatcher import _resources
+from preflight_benchmark.service_layer.dispatcher import _resources
 from preflight_common.config import ConfigError
 
 A100 = AcceleratorClass(

@@ -15,7 +15,7 @@ import pytest
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
 from preflight.sdk import AsyncPreflight, NotFound, PermissionDenied, Preflight
 from preflight_benchmark.adapters.eval_logs import EvalLogs
-from preflight_benchmark.adapters.servicer import BenchmarkServicer
+from preflight_benchmark.adapters.grpc import BenchmarkServicer
 from preflight_benchmark.adapters.store import JobStore, outbox
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.testing import IntakeStandIn, LoopThread, plan_pending

@@ -29,8 +29,8 @@ from preflight_benchmark.adapters.store import JobStore
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus
 from preflight_benchmark.domain.ports import Leadership
-from preflight_benchmark.service.dispatcher import Dispatcher, DispatcherSettings
-from preflight_benchmark.service.planner import Planner
+from preflight_benchmark.service_layer.dispatcher import Dispatcher, DispatcherSettings
+from preflight_benchmark.service_layer.planner import Planner
 from preflight_benchmark.testing import intake_stand_in, submission, until
 from preflight_common.db import make_engine
 from preflight_common.liveness import Liveness

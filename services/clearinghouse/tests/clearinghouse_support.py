@@ -24,7 +24,7 @@ from preflight.identity.v1 import identity_pb2_grpc
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.intake.v1 import submission_pb2
 from preflight.sdk.cli import main
-from preflight_clearinghouse.adapters import protos, schema
+from preflight_clearinghouse.adapters import codec, tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.adapters.store import UnitOfWork
 from preflight_clearinghouse.bootstrap import Components, build
@@ -418,10 +418,10 @@ def issue_report(components: Components, submission_id: str, organisation: str) 
         SubmissionInfo(submission_id, organisation, "frontier", "1.0", False, START),
     )
     for suite, capability, _metric in SUITES:
-        planned = protos.planned_job(job_requested(submission_id, suite, capability))
+        planned = codec.planned_job(job_requested(submission_id, suite, capability))
         reviews.job_requested(f"{submission_id}/{suite}/requested", submission_id, planned)
     for suite, capability, metric in SUITES:
-        ended, _ = protos.completed_job(completed(submission_id, suite, capability, metric, 0.9))
+        ended, _ = codec.completed_job(completed(submission_id, suite, capability, metric, 0.9))
         reviews.job_ended(f"{submission_id}/{suite}/ended", submission_id, ended)
     reviews.plan_ended(
         f"{submission_id}/plan-ended", submission_id, [j.job_id for j in plan_ended(submission_id).jobs]
@@ -431,7 +431,7 @@ def issue_report(components: Components, submission_id: str, organisation: str) 
 def recompute_audit_chain(engine: Engine) -> None:
     """What whoever holds the database can do: rehash every audit entry from its stored content and
     move the head to the new last hash, so that the chain is consistent with itself again."""
-    log = schema.audit_log
+    log = tables.audit_log
     with engine.begin() as conn:
         prev, seq = GENESIS, 0
         for row in conn.execute(select(log).order_by(log.c.seq)).all():
@@ -447,13 +447,13 @@ def recompute_audit_chain(engine: Engine) -> None:
             )
             conn.execute(update(log).where(log.c.seq == row.seq).values(prev_hash=prev, hash=digest))
             prev, seq = digest, row.seq
-        conn.execute(update(schema.audit_head).values(seq=seq, hash=prev))
+        conn.execute(update(tables.audit_head).values(seq=seq, hash=prev))
 
 
 def truncate_audit_log(engine: Engine, keep: int) -> None:
     """Delete the audit entries after `keep` and move the head back to the last one kept."""
     with engine.begin() as conn:
-        conn.execute(delete(schema.audit_log).where(schema.audit_log.c.seq > keep))
+        conn.execute(delete(tables.audit_log).where(tables.audit_log.c.seq > keep))
     recompute_audit_chain(engine)
 
 

@@ -37,7 +37,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.sdk import AsyncPreflight, InvalidArgument, NotFound, Preflight
-from preflight_clearinghouse.adapters import protos, schema
+from preflight_clearinghouse.adapters import codec, tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.attachments import (
@@ -171,7 +171,7 @@ def test_every_allowed_type_round_trips_with_its_digest_and_is_audit_logged_by_d
         assert content == SAMPLES[kind]
         assert shown.sha256 == attachment.sha256 == hashlib.sha256(SAMPLES[kind]).hexdigest()
     with components.engine.connect() as conn:
-        a = schema.audit_log.c
+        a = tables.audit_log.c
         audited = conn.execute(
             select(a.actor, a.details).where(a.action == "finding.attachment_added").order_by(a.seq)
         ).all()
@@ -261,7 +261,7 @@ def _quota_components(components: Components, clock: ManualClock, quota: Attachm
 def _stored(components: Components, fid: str) -> tuple[int, int]:
     """(attachments on `fid`, `finding.attachment_added` audit entries about it) in the database."""
     with components.engine.connect() as conn:
-        a, log = schema.finding_attachments.c, schema.audit_log.c
+        a, log = tables.finding_attachments.c, tables.audit_log.c
         files = conn.execute(select(a.attachment_id).where(a.finding_id == fid)).all()
         audited = conn.execute(
             select(log.seq).where(log.action == "finding.attachment_added", log.subject_id == fid)
@@ -385,7 +385,7 @@ def test_no_attachment_reaches_a_principal_the_sharing_policy_does_not_allow(tmp
                             registry.attachment(viewer, fid, attachment_id)
                     continue
                 page, _ = registry.attachments(viewer, fid, 500, "")
-                wire = b"".join(protos.attachment_to_proto(a).SerializeToString() for a in page)
+                wire = b"".join(codec.attachment_to_proto(a).SerializeToString() for a in page)
                 for author, visibility, marker, attachment_id in added:
                     allowed = oracle_reads_authored(viewer, author, visibility)
                     assert (marker.encode() in wire) is allowed, (viewer, author, visibility, spec)

@@ -22,7 +22,7 @@ from clearinghouse_support import (
 )
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
-from preflight_clearinghouse.adapters import schema
+from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.case_record import (
     MAX_URL,
@@ -113,8 +113,8 @@ def test_references_and_credits_are_kept_checked_and_audit_logged(components: Co
     assert components.registry.get(REVIEWER, finding.finding_id).credits == credited.credits
     with components.engine.connect() as conn:
         actions = conn.execute(
-            select(schema.audit_log.c.action).where(
-                schema.audit_log.c.action.in_(["finding.references_set", "finding.credits_set"])
+            select(tables.audit_log.c.action).where(
+                tables.audit_log.c.action.in_(["finding.references_set", "finding.credits_set"])
             )
         ).all()
     assert sorted(a for (a,) in actions) == ["finding.credits_set", "finding.references_set"]

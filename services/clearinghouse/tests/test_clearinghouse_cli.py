@@ -16,7 +16,7 @@ from clearinghouse_support import (
     truncate_audit_log,
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from preflight_clearinghouse.adapters import schema
+from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.adapters.signing import ReportSigner, generate_key
 from preflight_clearinghouse.bootstrap import signer_from_env
 from preflight_clearinghouse.config import ClearinghouseSettings
@@ -98,7 +98,7 @@ def test_verify_audit_exits_1_when_an_entry_was_altered(tmp_path: Path) -> None:
     intact = cli("verify-audit", "--no-checkpoint", env=env)
     assert intact.returncode == 0 and "2 entries" in intact.stdout
     with components.engine.begin() as conn:
-        conn.execute(update(schema.audit_log).where(schema.audit_log.c.seq == 1).values(details="{}"))
+        conn.execute(update(tables.audit_log).where(tables.audit_log.c.seq == 1).values(details="{}"))
     components.engine.dispose()
     broken = cli("verify-audit", "--no-checkpoint", env=env)
     assert broken.returncode == 1 and "entry 1" in broken.stderr

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
-from preflight_clearinghouse.adapters import protos, schema
+from preflight_clearinghouse.adapters import codec, tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.comments import MAX_COMMENT, CommentVisibility
@@ -114,11 +114,11 @@ def test_an_edit_is_a_new_revision_by_the_author_alone_and_every_revision_is_kep
     (shown,) = [c for c in registry.comments(OP_B, fid, 0, "")[0]]
     assert (shown.body, shown.revision) == ("patched in 1.4.3", 2)
     with components.engine.connect() as conn:
-        r = schema.finding_comment_revisions.c
+        r = tables.finding_comment_revisions.c
         kept = conn.execute(
             select(r.revision, r.body).where(r.comment_id == first.comment_id).order_by(r.revision)
         ).all()
-        a = schema.audit_log.c
+        a = tables.audit_log.c
         audited = conn.execute(
             select(a.action, a.actor).where(a.action.like("finding.comment_%")).order_by(a.seq)
         ).all()
@@ -210,7 +210,7 @@ def test_no_comment_reaches_a_principal_the_sharing_policy_does_not_allow(tmp_pa
                         components.registry.comments(viewer, fid, 0, "")
                     continue
                 page, _ = components.registry.comments(viewer, fid, 500, "")
-                wire = b"".join(protos.comment_to_proto(c).SerializeToString() for c in page)
+                wire = b"".join(codec.comment_to_proto(c).SerializeToString() for c in page)
                 for author, visibility, marker in written:
                     allowed = oracle_reads_authored(viewer, author, visibility)
                     assert (marker.encode() in wire) is allowed, (viewer, author, visibility, spec)

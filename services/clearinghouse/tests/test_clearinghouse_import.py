@@ -18,7 +18,7 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
 from preflight.sdk import AsyncPreflight, InvalidArgument, Preflight
-from preflight_clearinghouse.adapters import protos, schema
+from preflight_clearinghouse.adapters import codec, tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.case_record import CreditType, ReferenceType
@@ -85,7 +85,7 @@ def import_request(document: bytes, export_format: pb.ExportFormat.ValueType) ->
 
 def audit_of(components: Components, finding_id: str) -> list[tuple[str, dict[str, Any]]]:
     """(action, details) of a finding's audit entries, in order."""
-    log = schema.audit_log.c
+    log = tables.audit_log.c
     with components.engine.connect() as conn:
         rows = conn.execute(
             select(log.action, log.details).where(log.subject_id == finding_id).order_by(log.seq)
@@ -118,7 +118,7 @@ def elsewhere(tmp_path: Path) -> Any:
 def published(components: Components, name: str) -> Finding:
     """A realistic finding with a CVE and a GHSA alias, typed references and credits."""
     registry = components.registry
-    finding, _ = registry.report(REVIEWER, protos.finding_input(REALISTIC[name]))
+    finding, _ = registry.report(REVIEWER, codec.finding_input(REALISTIC[name]))
     registry.set_aliases(REVIEWER, finding.finding_id, [CVE, GHSA], "", 0)
     registry.set_references(
         REVIEWER,

@@ -39,7 +39,7 @@ from hypothesis import strategies as st
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
-from preflight_clearinghouse.adapters import protos
+from preflight_clearinghouse.adapters import codec
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.adapters.store import SubmissionRecord
 from preflight_clearinghouse.bootstrap import Components
@@ -312,7 +312,7 @@ def check_event(spec: Spec, now: datetime, components: Components) -> int:
     assert set(notice.audience.sectors) == spec.finding.audience.sectors
     # A downstream consumer honouring the notice's audience and TLP never reaches further.
     as_received = replace(
-        spec.finding, tlp=protos.tlp_from_proto(notice.tlp) or Tlp.RED, embargo_state=EmbargoState.NONE
+        spec.finding, tlp=codec.tlp_from_proto(notice.tlp) or Tlp.RED, embargo_state=EmbargoState.NONE
     )
     received = Spec(as_received, "", spec.consent, spec.marker)
     for viewer in VIEWERS:
@@ -359,7 +359,7 @@ def test_no_read_path_leaks_in_process(tmp_path: Path) -> None:
                 if finding_id in expected:
                     shown = components.registry.get(viewer, finding_id)
                     check_projection(viewer, spec, shown, now)
-                    check_wire(viewer, spec, protos.finding_to_proto(shown).SerializeToString())
+                    check_wire(viewer, spec, codec.finding_to_proto(shown).SerializeToString())
                 else:
                     with pytest.raises(NotFound):
                         components.registry.get(viewer, finding_id)
@@ -442,7 +442,7 @@ def _stream_into(
     # include_existing with `since`: whether the first sentinel lands before or after the stream takes
     # its position in the change feed, the stream sends it (possibly twice).
     request = pb.StreamFindingsRequest(
-        filter=pb.FindingFilter(since=protos.timestamp(now)), include_existing=True
+        filter=pb.FindingFilter(since=codec.timestamp(now)), include_existing=True
     )
     call = stub.StreamFindings(request, metadata=metadata)  # type: ignore[attr-defined]
 
@@ -502,7 +502,7 @@ def test_no_read_path_leaks_over_grpc(tmp_path: Path) -> None:
         for viewer in VIEWERS:
             md = metadata[viewer.principal_id]
             expected = {fid for fid, spec in mine.items() if oracle_may_see(viewer, spec, now)}
-            since = pb.FindingFilter(since=protos.timestamp(now))
+            since = pb.FindingFilter(since=codec.timestamp(now))
             listed = api.stub.ListFindings(
                 pb.ListFindingsRequest(filter=since, page_size=500), metadata=md
             ).findings

@@ -27,7 +27,7 @@ from clearinghouse_support import (
 )
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
-from preflight_clearinghouse.adapters import schema
+from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied
 from preflight_clearinghouse.domain.findings import MAX_REASON
@@ -173,7 +173,7 @@ def test_the_request_guard_lets_through_every_reason_the_registry_accepts() -> N
 
 def _actions(components: Components) -> list[str]:
     with components.engine.connect() as conn:
-        rows = conn.execute(select(schema.audit_log.c.action).order_by(schema.audit_log.c.seq)).all()
+        rows = conn.execute(select(tables.audit_log.c.action).order_by(tables.audit_log.c.seq)).all()
     return [action for (action,) in rows]
 
 

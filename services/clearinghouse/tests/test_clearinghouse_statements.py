@@ -11,7 +11,7 @@ import grpc
 import pytest
 from clearinghouse_support import OP_A, OP_B, REVIEWER, Api, published_to_op_a
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
-from preflight_clearinghouse.adapters import schema
+from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import InvalidInput
 from preflight_clearinghouse.domain.findings import PatchState, VexJustification
@@ -47,7 +47,7 @@ def test_a_not_affected_statement_names_its_vex_justification_and_no_other_does(
     again = registry.set_patch_status(OP_A, fid, PatchState.PATCHED, "")
     assert [(p.status, p.justification) for p in again.patch_statuses] == [(PatchState.PATCHED, None)]
     with components.engine.connect() as conn:
-        a = schema.audit_log.c
+        a = tables.audit_log.c
         details = (
             conn.execute(select(a.details).where(a.action == "finding.patch_status").order_by(a.seq))
             .scalars()

@@ -35,7 +35,7 @@ from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.sdk.reports import verify_signature
-from preflight_clearinghouse.adapters import protos, schema
+from preflight_clearinghouse.adapters import codec, tables
 from preflight_clearinghouse.bootstrap import MIGRATIONS, Components
 from preflight_clearinghouse.domain.errors import (
     InvalidInput,
@@ -72,7 +72,7 @@ VALUES = {"cyber.vuln-detect": 0.70, "cyber.exploit": 0.30, "cyber.knowledge": 0
 def outbox(components: Components) -> list[tuple[str, object]]:
     """(topic, decoded payload) of every outbox row, in order."""
     with components.engine.connect() as conn:
-        rows = conn.execute(select(schema.outbox).order_by(schema.outbox.c.id)).all()
+        rows = conn.execute(select(tables.outbox).order_by(tables.outbox.c.id)).all()
     decoded = []
     for row in rows:
         headers = [(name, value.encode()) for name, value in json.loads(row.headers)]
@@ -144,16 +144,16 @@ def test_four_completed_benchmarks_issue_one_signed_report_and_a_replay_changes_
     assert verify_signature(public_key, ready.body, ready.signature)
     assert hashlib.sha256(ready.body).hexdigest() == ready.digest
     assert not verify_signature(public_key, ready.body.replace(b"TIER_3", b"TIER_1"), ready.signature)
-    audit_entries = count(components, schema.audit_log)
+    audit_entries = count(components, tables.audit_log)
 
     run_events(components, events)  # redelivery: same event ids
     run_events(
         components, [(f"{eid}-again", p) for eid, p in events if "/end" in eid]
     )  # extra terminal events
 
-    assert count(components, schema.reports) == 1
+    assert count(components, tables.reports) == 1
     assert len(outbox(components)) == 1
-    assert count(components, schema.audit_log) == audit_entries + 4  # the four ignored extra terminal events
+    assert count(components, tables.audit_log) == audit_entries + 4  # the four ignored extra terminal events
 
 
 def test_a_result_before_its_request_is_refused_until_the_request_is_recorded(
@@ -165,15 +165,15 @@ def test_a_result_before_its_request_is_refused_until_the_request_is_recorded(
     run_events(components, events[:1])  # SubmissionReceived
     with pytest.raises(UnexplainedOutcome):
         run_events(components, ends[:1])
-    assert count(components, schema.jobs) == 0  # nothing kept of an outcome of no planned job
+    assert count(components, tables.jobs) == 0  # nothing kept of an outcome of no planned job
     for request in requests:
         run_events(components, [request])
-    assert count(components, schema.reports) == 0  # planned, nothing ended
+    assert count(components, tables.reports) == 0  # planned, nothing ended
     run_events(components, ends)
-    assert count(components, schema.reports) == 0  # every job ended, the plan's end not said yet
+    assert count(components, tables.reports) == 0  # every job ended, the plan's end not said yet
     run_events(components, events[-1:])
     view = components.reviews.get_report(REVIEWER, "", "sub-2", 0)
-    assert len(protos.report_to_proto(view).scores) == 4
+    assert len(codec.report_to_proto(view).scores) == 4
     assert view.record.version == 1
 
 
@@ -184,11 +184,11 @@ def test_an_interleaved_fan_out_gets_one_report_once_the_whole_plan_has_ended(co
     # so far has ended, but only the benchmark knows whether the plan has more.
     for request, end in zip(events[1:5], events[5:9], strict=True):
         run_events(components, [request, end])
-        assert count(components, schema.reports) == 0
+        assert count(components, tables.reports) == 0
     run_events(components, events[9:])
     run_events(components, events[9:])  # redelivered
     view = components.reviews.get_report(REVIEWER, "", "sub-5", 0)
-    assert view.record.version == 1 and len(protos.report_to_proto(view).scores) == 4
+    assert view.record.version == 1 and len(codec.report_to_proto(view).scores) == 4
     assert [topic for topic, _ in outbox(components)] == ["preflight.reviews.v1"]
 
 
@@ -197,10 +197,10 @@ def test_a_plan_end_read_before_a_result_waits_for_that_result(components: Compo
     received, requests, ends, announced = events[0], events[1:5], events[5:9], events[9]
     # The last result waited for its request (another topic) while the plan's end was read.
     run_events(components, [received, *requests, *ends[:3], announced])
-    assert count(components, schema.reports) == 0
+    assert count(components, tables.reports) == 0
     run_events(components, ends[3:])
     view = components.reviews.get_report(REVIEWER, "", "sub-7", 0)
-    assert view.record.version == 1 and len(protos.report_to_proto(view).scores) == 4
+    assert view.record.version == 1 and len(codec.report_to_proto(view).scores) == 4
     assert [topic for topic, _ in outbox(components)] == ["preflight.reviews.v1"]
 
 
@@ -210,7 +210,7 @@ def test_a_plan_end_naming_another_submissions_job_is_refused(components: Compon
     forged.jobs[0].job_id = job_id("sub-8", SUITES[0][0])
     with pytest.raises(RefusedEvent, match="not a job of submission sub-9"):
         run_events(components, [("sub-9/plan-ended", forged)])
-    assert count(components, schema.plan_ends) == 0
+    assert count(components, tables.plan_ends) == 0
 
 
 def withdrawn_job(submission_id: str, suite_id: str, capability: str) -> object:
@@ -239,13 +239,13 @@ def test_a_withdrawn_submission_gets_no_report_whichever_topic_tells_first(
     ]
     ordered = [withdrawal, *ends] if withdrawal_heard_first else [*ends, withdrawal]
     run_events(components, [received, *requests, *ordered])
-    assert count(components, schema.reports) == 0
+    assert count(components, tables.reports) == 0
     assert outbox(components) == []
     with pytest.raises(NotFound):
         components.reviews.get_report(REVIEWER, "", sub, 0)
     with pytest.raises(PreconditionFailed, match="withdrawn"):
         components.reviews.reissue(REVIEWER, sub, "re-rate")
-    assert count(components, schema.reports) == 0
+    assert count(components, tables.reports) == 0
 
 
 def test_a_withdrawal_heard_before_any_job_ended_stops_a_later_report(components: Components) -> None:
@@ -257,7 +257,7 @@ def test_a_withdrawal_heard_before_any_job_ended_stops_a_later_report(components
     )
     # The jobs were running when the submission was withdrawn and all of them still completed.
     run_events(components, [*events[:5], withdrawal, *events[5:]])
-    assert count(components, schema.reports) == 0
+    assert count(components, tables.reports) == 0
     assert outbox(components) == []
 
 
@@ -265,12 +265,12 @@ def test_a_request_that_does_not_say_how_big_its_plan_is_is_rejected(components:
     (suite, capability, _metric) = SUITES[0]
     with pytest.raises(PoisonEvent, match="planned_jobs"):
         run_events(components, [("r0", job_requested("sub-6", suite, capability, planned_jobs=0))])
-    assert count(components, schema.jobs) == 0
+    assert count(components, tables.jobs) == 0
 
 
 def test_migrations_create_exactly_the_declared_schema(components: Components) -> None:
     with components.engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), schema.metadata) == []
+        assert compare_metadata(MigrationContext.configure(conn), tables.metadata) == []
 
 
 def test_an_upgrade_rescores_4_0_findings_stored_with_their_threat_score_as_cvss_b(
@@ -281,14 +281,14 @@ def test_an_upgrade_rescores_4_0_findings_stored_with_their_threat_score_as_cvss
     vector = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N/E:P"
     finding, _ = components.registry.report(REVIEWER, report_input(cvss_v3_vector="", cvss_v4_vector=vector))
     assert (finding.cvss.v4_score, finding.cvss.severity) == (9.3, Severity.CRITICAL)
-    row = schema.findings.c.finding_id == finding.finding_id
+    row = tables.findings.c.finding_id == finding.finding_id
     with components.engine.begin() as conn:
         old_release = {"cvss_v4_score": 8.9, "cvss_v4_rating": "HIGH", "severity": "HIGH"}
-        conn.execute(update(schema.findings).where(row).values(**old_release))
+        conn.execute(update(tables.findings).where(row).values(**old_release))
         conn.execute(text("UPDATE alembic_version SET version_num = '0012'"))
     run_migrations(db_url, MIGRATIONS)
     with components.engine.connect() as conn:
-        c = schema.findings.c
+        c = tables.findings.c
         stored = conn.execute(select(c.cvss_v4_score, c.cvss_v4_rating, c.severity).where(row)).one()
     assert tuple(stored) == (9.3, "CRITICAL", "CRITICAL")
     assert components.registry.get(REVIEWER, finding.finding_id).cvss.severity is Severity.CRITICAL
@@ -311,14 +311,14 @@ def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version
         ],
     )
     first = components.reviews.get_report(REVIEWER, "", sub, 0)
-    content = protos.report_to_proto(first)
+    content = codec.report_to_proto(first)
     assert [f.reason for f in content.failed_suites] == ["FAILURE_REASON_TIMEOUT"]
     assert content.tier == "TIER_4"
     clock.advance(timedelta(hours=1))
     s3, c3, m3 = SUITES[2]
     # A job the plan did not list ends later: a new version once its result is recorded.
     run_events(components, [("r3", job_requested(sub, s3, c3, planned_jobs=3))])
-    assert count(components, schema.reports) == 1
+    assert count(components, tables.reports) == 1
     run_events(components, [("e3", completed(sub, s3, c3, m3, 0.5))])
     latest = components.reviews.get_report(REVIEWER, "", sub, 0)
     assert latest.record.version == 2 and not latest.record.superseded
@@ -339,7 +339,7 @@ def test_failed_suites_are_listed_and_a_later_job_issues_a_new_immutable_version
 def test_a_report_waits_for_its_submission_so_that_it_can_name_the_lab(components: Components) -> None:
     events = review_events("sub-late", organisation="lab-yz3")
     run_events(components, events[1:])  # every job ended, SubmissionReceived not read yet
-    assert count(components, schema.reports) == 0
+    assert count(components, tables.reports) == 0
     run_events(components, events[:1])
     [(_topic, ready)] = outbox(components)
     assert isinstance(ready, ch_events.ReviewReportReady)
@@ -462,7 +462,7 @@ def test_validation_publishes_to_the_audience_and_later_changes_are_updates(comp
     assert isinstance(published, ch_events.FindingPublished) and isinstance(updated, ch_events.FindingUpdated)
     notice = published.finding
     assert list(notice.audience.organisations) == ["op-a"] and list(notice.audience.sectors) == ["finance"]
-    assert notice.tlp == protos.tlp_to_proto(Tlp.AMBER)
+    assert notice.tlp == codec.tlp_to_proto(Tlp.AMBER)
     assert not notice.HasField("source") and notice.severity == "CRITICAL"
     assert updated.finding.HasField("remediation_due") and updated.finding.revision == 4
     assert [f.finding_id for f in components.registry.list_visible(OP_B, FindingQuery(), 0, "")[0]] == [
@@ -473,7 +473,7 @@ def test_validation_publishes_to_the_audience_and_later_changes_are_updates(comp
 
 def test_an_illegal_transition_is_rejected_and_leaves_no_trace(components: Components) -> None:
     finding, _ = components.registry.report(REVIEWER, report_input())
-    audit_before, outbox_before = count(components, schema.audit_log), count(components, schema.outbox)
+    audit_before, outbox_before = count(components, tables.audit_log), count(components, tables.outbox)
     for target in (FindingState.VALIDATED, FindingState.DISCLOSED, FindingState.CLOSED, EmbargoState.EXITED):
         with pytest.raises(PreconditionFailed):
             components.registry.transition(REVIEWER, finding.finding_id, target, None, "", 0)
@@ -483,7 +483,7 @@ def test_an_illegal_transition_is_rejected_and_leaves_no_trace(components: Compo
         components.registry.transition(REVIEWER, finding.finding_id, FindingState.TRIAGED, None, "", 7)
     with pytest.raises(InvalidInput):
         components.registry.transition(REVIEWER, finding.finding_id, EmbargoState.PROPOSED, None, "", 0)
-    assert (count(components, schema.audit_log), count(components, schema.outbox)) == (
+    assert (count(components, tables.audit_log), count(components, tables.outbox)) == (
         audit_before,
         outbox_before,
     )
@@ -531,7 +531,7 @@ def test_a_lapsed_embargo_ends_and_the_audience_is_told(components: Components, 
     assert components.registry.end_lapsed_embargoes() == 1
     assert components.registry.get(OP_C, finding.finding_id).tlp is Tlp.CLEAR
     _last_topic, last = outbox(components)[-1]
-    assert isinstance(last, ch_events.FindingUpdated) and last.finding.tlp == protos.tlp_to_proto(Tlp.CLEAR)
+    assert isinstance(last, ch_events.FindingUpdated) and last.finding.tlp == codec.tlp_to_proto(Tlp.CLEAR)
 
 
 def test_pages_cover_every_visible_finding_once(components: Components) -> None:
@@ -563,7 +563,7 @@ def test_altering_or_deleting_one_audit_row_is_detected(components: Components) 
     for i in range(3):
         components.registry.report(REVIEWER, report_input(title=f"t{i}"))
     assert components.checkpoints.verify(REVIEWER).ok
-    log = schema.audit_log
+    log = tables.audit_log
     with components.engine.begin() as conn:
         conn.execute(update(log).where(log.c.seq == 2).values(actor="someone-else"))
     verdict = components.checkpoints.verify(REVIEWER)
@@ -599,7 +599,7 @@ def test_a_signed_checkpoint_detects_truncation_and_a_recomputed_chain_the_chain
     # A checkpoint signed by another key, or that is no checkpoint, is refused naming the field.
     with pytest.raises(InvalidInput, match="checkpoint_signature"):
         components.checkpoints.verify(REVIEWER, event.body, bytes(64))
-    log = schema.audit_log
+    log = tables.audit_log
 
     # Truncation: the last entry deleted and the head moved back.
     truncate_audit_log(components.engine, keep=3)
@@ -715,6 +715,6 @@ def test_aliases_are_normalised_held_by_one_finding_only_and_shown_with_it(compo
     assert components.registry.get(REVIEWER, first.finding_id).aliases == ()
     with components.engine.connect() as conn:
         actions = conn.execute(
-            select(schema.audit_log.c.action).where(schema.audit_log.c.action == "finding.aliases_set")
+            select(tables.audit_log.c.action).where(tables.audit_log.c.action == "finding.aliases_set")
         ).all()
     assert len(actions) == 3

@@ -44,7 +44,7 @@ from notifier_support import (
     loopback_settings,
     routing_document,
 )
-from preflight_notifier.adapters.grpc_api import NotifierServicer
+from preflight_notifier.adapters.grpc import NotifierServicer
 from preflight_notifier.bootstrap import Components, build
 from preflight_notifier.config import NotifierSettings
 from preflight_notifier.entrypoints.server import SERVICE_NAMES

@@ -18,9 +18,9 @@ from preflight_benchmark.adapters.store import JobStore
 from preflight_benchmark.config import BenchmarkSettings, KubernetesSettings, accelerator_classes
 from preflight_benchmark.domain.catalog import Catalog
 from preflight_benchmark.domain.ports import Executor
-from preflight_benchmark.service.clock import Clock, utc_now
-from preflight_benchmark.service.dispatcher import Dispatcher, DispatcherSettings
-from preflight_benchmark.service.planner import Planner
+from preflight_benchmark.service_layer.clock import Clock, utc_now
+from preflight_benchmark.service_layer.dispatcher import Dispatcher, DispatcherSettings
+from preflight_benchmark.service_layer.planner import Planner
 
 if TYPE_CHECKING:
     from preflight_benchmark.adapters.executors.k8s_lease import LeaseElection

@@ -15,12 +15,12 @@ from preflight_common.db import make_engine, run_migrations
 from preflight_common.topics import load_participants
 from sqlalchemy import Engine
 
+from preflight_clearinghouse.adapters.events import EventEncoder
 from preflight_clearinghouse.adapters.exports import load_export_resources
 from preflight_clearinghouse.adapters.exports.csaf import CsafExporter
 from preflight_clearinghouse.adapters.exports.osv import export_osv
 from preflight_clearinghouse.adapters.exports.stix import export_stix
 from preflight_clearinghouse.adapters.imports import IMPORTERS, csaf_validators
-from preflight_clearinghouse.adapters.notices import EventEncoder
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.adapters.store import Store
 from preflight_clearinghouse.config import ClearinghouseSettings

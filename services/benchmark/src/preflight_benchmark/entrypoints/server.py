@@ -27,12 +27,12 @@ from preflight_common.telemetry import setup_telemetry
 
 from preflight_benchmark.adapters.eval_logs import EvalLogs
 from preflight_benchmark.adapters.executors.local import LocalExecutor
-from preflight_benchmark.adapters.servicer import BenchmarkServicer
+from preflight_benchmark.adapters.grpc import BenchmarkServicer
 from preflight_benchmark.adapters.store import outbox
 from preflight_benchmark.bootstrap import Components, build
 from preflight_benchmark.config import BenchmarkSettings
 from preflight_benchmark.domain.ports import Executor
-from preflight_benchmark.service.planner import REGISTRY
+from preflight_benchmark.service_layer.planner import REGISTRY
 
 log = logging.getLogger(__name__)
 

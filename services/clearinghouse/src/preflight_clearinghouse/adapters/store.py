@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection
 
-from preflight_clearinghouse.adapters import schema as s
+from preflight_clearinghouse.adapters import tables as s
 from preflight_clearinghouse.domain.attachments import Attachment
 from preflight_clearinghouse.domain.audit import AuditEntry, entry_hash
 from preflight_clearinghouse.domain.case_record import Credit, CreditType, Reference, ReferenceType

@@ -36,7 +36,7 @@ from preflight_common.consumer import (
 from preflight_common.envelope import EventAttributes, EventRegistry
 from preflight_common.fields import InvalidArgument, timestamp_field
 
-from preflight_clearinghouse.adapters import protos
+from preflight_clearinghouse.adapters import codec
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.domain.errors import RefusedEvent, UnexplainedOutcome
 from preflight_clearinghouse.service_layer.reviews import ReviewService, SubmissionInfo
@@ -101,7 +101,7 @@ class Handlers:
             self._reviews.job_requested,
             _event_key(attributes),
             payload.submission_id,
-            protos.planned_job(payload),
+            codec.planned_job(payload),
         )
 
     async def job_ended(self, attributes: EventAttributes, payload: Message) -> None:
@@ -114,13 +114,13 @@ class Handlers:
         assert isinstance(payload, benchmark_events.BenchmarkCompleted | benchmark_events.BenchmarkFailed)
         submission_id = payload.submission_id
         if isinstance(payload, benchmark_events.BenchmarkCompleted):
-            job, candidates = protos.completed_job(payload)
+            job, candidates = codec.completed_job(payload)
             await asyncio.to_thread(
                 self._reviews.job_ended, _event_key(attributes), submission_id, job, candidates
             )
         else:
             await asyncio.to_thread(
-                self._reviews.job_ended, _event_key(attributes), submission_id, protos.failed_job(payload)
+                self._reviews.job_ended, _event_key(attributes), submission_id, codec.failed_job(payload)
             )
 
 

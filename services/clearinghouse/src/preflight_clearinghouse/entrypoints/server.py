@@ -28,8 +28,8 @@ from preflight_common.runtime import SHUTDOWN_SLACK, KafkaSide
 from preflight_common.runtime import run_until_signal as run_service
 from preflight_common.telemetry import setup_telemetry
 
-from preflight_clearinghouse.adapters import schema
-from preflight_clearinghouse.adapters.servicer import ClearinghouseServicer
+from preflight_clearinghouse.adapters import tables
+from preflight_clearinghouse.adapters.grpc import ClearinghouseServicer
 from preflight_clearinghouse.bootstrap import Components, build, signer_from_env
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.entrypoints.agents import build_app
@@ -117,7 +117,7 @@ async def serve(
         settings.kafka,
         source=SOURCES["clearinghouse"],
         engine=components.engine,
-        outbox=schema.outbox,
+        outbox=tables.outbox,
         relay_interval=settings.relay_interval,
         build_app=lambda dead_letters: build_app(
             settings, components.reviews, dead_letters, settings.state_dir / "faust"

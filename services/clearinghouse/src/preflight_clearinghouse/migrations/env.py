@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from preflight_common.db import make_engine
 
-from preflight_clearinghouse.adapters.schema import metadata
+from preflight_clearinghouse.adapters.tables import metadata
 
 config = context.config
 

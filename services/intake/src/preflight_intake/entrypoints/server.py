@@ -26,8 +26,8 @@ from preflight_common.telemetry import setup_telemetry
 
 from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import Keyring
+from preflight_intake.adapters.grpc import IntakeServicer
 from preflight_intake.adapters.reports import ReportVerifier
-from preflight_intake.adapters.servicer import IntakeServicer
 from preflight_intake.adapters.sign_in import EXCHANGE_METHOD, SignInServicer
 from preflight_intake.bootstrap import build
 from preflight_intake.config import IntakeSettings

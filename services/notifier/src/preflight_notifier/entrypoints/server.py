@@ -26,7 +26,7 @@ from preflight_common.runtime import run_until_signal as run_service
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_notifier.adapters import tables
-from preflight_notifier.adapters.grpc_api import NotifierServicer
+from preflight_notifier.adapters.grpc import NotifierServicer
 from preflight_notifier.bootstrap import Components, build
 from preflight_notifier.config import NotifierSettings
 from preflight_notifier.entrypoints.agents import build_app

@@ -18,8 +18,8 @@ from preflight_benchmark.adapters.eval_logs import EvalLogs
 from preflight_benchmark.adapters.events import PROTO_TO_STATUS, STATUS_TO_PROTO, job_view
 from preflight_benchmark.adapters.store import JobRecord, JobStore
 from preflight_benchmark.domain.jobs import JobStatus
-from preflight_benchmark.service.clock import Clock, utc_now
-from preflight_benchmark.service.results import Verdict, record_result
+from preflight_benchmark.service_layer.clock import Clock, utc_now
+from preflight_benchmark.service_layer.results import Verdict, record_result
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 200

@@ -17,7 +17,7 @@ from preflight_common.config import Topics
 from preflight_common.envelope import KafkaRecord, encode_event
 from preflight_common.telemetry import inject_headers
 
-from preflight_clearinghouse.adapters.protos import checkpoint_to_proto, notice_to_proto, report_ready
+from preflight_clearinghouse.adapters.codec import checkpoint_to_proto, notice_to_proto, report_ready
 from preflight_clearinghouse.domain.events import (
     CheckpointSigned,
     DomainEvent,

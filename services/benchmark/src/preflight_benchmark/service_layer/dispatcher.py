@@ -67,7 +67,7 @@ from preflight_benchmark.domain.ports import (
     SubmissionStatuses,
     SubmissionStatusUnknown,
 )
-from preflight_benchmark.service.clock import Clock, utc_now
+from preflight_benchmark.service_layer.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
 _meter = metrics.get_meter(__name__)

@@ -16,7 +16,7 @@ from preflight_benchmark.adapters.store import JobStore, NewJob, Refused
 from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.domain.catalog import Catalog
 from preflight_benchmark.domain.jobs import AccessWindow, FailureReason, plan
-from preflight_benchmark.service.clock import Clock, utc_now
+from preflight_benchmark.service_layer.clock import Clock, utc_now
 
 log = logging.getLogger(__name__)
 

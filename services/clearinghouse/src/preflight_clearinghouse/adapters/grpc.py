@@ -23,7 +23,7 @@ from preflight_common.auth import Principal, current_principal
 from preflight_common.fields import timestamp_field
 from preflight_common.grpcserver import invalid_argument
 
-from preflight_clearinghouse.adapters import protos
+from preflight_clearinghouse.adapters import codec
 from preflight_clearinghouse.adapters.signing import ALGORITHM, public_key_pem
 from preflight_clearinghouse.domain.errors import (
     FieldViolation,
@@ -118,7 +118,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             context,
             lambda v: self._reviews.get_report(v, request.report_id, request.submission_id, request.version),
         )
-        return pb.GetReportResponse(report=protos.report_to_proto(view))
+        return pb.GetReportResponse(report=codec.report_to_proto(view))
 
     async def ListReports(
         self, request: pb.ListReportsRequest, context: grpc.aio.ServicerContext
@@ -130,7 +130,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             ),
         )
         return pb.ListReportsResponse(
-            reports=[protos.report_to_proto(r) for r in views], next_page_token=token
+            reports=[codec.report_to_proto(r) for r in views], next_page_token=token
         )
 
     async def AddReportNote(
@@ -145,7 +145,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
                 note_id=note.note_id,
                 author_id=note.author_id,
                 text=note.text,
-                created_at=protos.timestamp(note.created_at),
+                created_at=codec.timestamp(note.created_at),
             )
         )
 
@@ -159,7 +159,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         return pb.SignOffReportResponse(
             sign_off=pb.ReportSignOff(
                 reviewer_id=sign_off.reviewer_id,
-                signed_off_at=protos.timestamp(sign_off.signed_off_at),
+                signed_off_at=codec.timestamp(sign_off.signed_off_at),
                 comment=sign_off.comment,
             )
         )
@@ -170,7 +170,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         view = await self._run(
             context, lambda v: self._reviews.reissue(v, request.submission_id, request.reason)
         )
-        return pb.ReissueReportResponse(report=protos.report_to_proto(view))
+        return pb.ReissueReportResponse(report=codec.report_to_proto(view))
 
     async def GetSigningKey(
         self, request: pb.GetSigningKeyRequest, context: grpc.aio.ServicerContext
@@ -189,9 +189,9 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         self, request: pb.ReportFindingRequest, context: grpc.aio.ServicerContext
     ) -> pb.ReportFindingResponse:
         finding, duplicate = await self._run(
-            context, lambda v: self._registry.report(v, protos.finding_input(request))
+            context, lambda v: self._registry.report(v, codec.finding_input(request))
         )
-        return pb.ReportFindingResponse(finding=protos.finding_to_proto(finding), duplicate=duplicate)
+        return pb.ReportFindingResponse(finding=codec.finding_to_proto(finding), duplicate=duplicate)
 
     async def GetFinding(
         self, request: pb.GetFindingRequest, context: grpc.aio.ServicerContext
@@ -203,7 +203,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         nexts = REPORT_TRANSITIONS[finding.state] if viewer.role in PRIVILEGED else frozenset()
         names = sorted(state.name for state in nexts)
         return pb.GetFindingResponse(
-            finding=protos.finding_to_proto(finding),
+            finding=codec.finding_to_proto(finding),
             next_states=[events_pb2.FindingState.Value(f"FINDING_STATE_{name}") for name in names],
         )
 
@@ -213,11 +213,11 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         findings, token = await self._run(
             context,
             lambda v: self._registry.list_visible(
-                v, protos.finding_query(request.filter), request.page_size, request.page_token
+                v, codec.finding_query(request.filter), request.page_size, request.page_token
             ),
         )
         return pb.ListFindingsResponse(
-            findings=[protos.finding_to_proto(f) for f in findings], next_page_token=token
+            findings=[codec.finding_to_proto(f) for f in findings], next_page_token=token
         )
 
     async def ListFindingHistory(
@@ -230,7 +230,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             ),
         )
         return pb.ListFindingHistoryResponse(
-            entries=[protos.history_entry_to_proto(e) for e in entries], next_page_token=token
+            entries=[codec.history_entry_to_proto(e) for e in entries], next_page_token=token
         )
 
     async def ListFindingComments(
@@ -243,7 +243,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             ),
         )
         return pb.ListFindingCommentsResponse(
-            comments=[protos.comment_to_proto(c) for c in comments], next_page_token=token
+            comments=[codec.comment_to_proto(c) for c in comments], next_page_token=token
         )
 
     async def AddFindingComment(
@@ -255,10 +255,10 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
                 v,
                 required_id(request.finding_id, "finding_id"),
                 request.body,
-                protos.comment_visibility_from_proto(request.visibility),
+                codec.comment_visibility_from_proto(request.visibility),
             ),
         )
-        return pb.AddFindingCommentResponse(comment=protos.comment_to_proto(comment))
+        return pb.AddFindingCommentResponse(comment=codec.comment_to_proto(comment))
 
     async def EditFindingComment(
         self, request: pb.EditFindingCommentRequest, context: grpc.aio.ServicerContext
@@ -273,7 +273,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
                 request.expected_revision,
             ),
         )
-        return pb.EditFindingCommentResponse(comment=protos.comment_to_proto(comment))
+        return pb.EditFindingCommentResponse(comment=codec.comment_to_proto(comment))
 
     async def AddFindingAttachment(
         self, request: pb.AddFindingAttachmentRequest, context: grpc.aio.ServicerContext
@@ -286,10 +286,10 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
                 request.name,
                 request.content_type,
                 request.content,
-                protos.comment_visibility_from_proto(request.visibility),
+                codec.comment_visibility_from_proto(request.visibility),
             ),
         )
-        return pb.AddFindingAttachmentResponse(attachment=protos.attachment_to_proto(attachment))
+        return pb.AddFindingAttachmentResponse(attachment=codec.attachment_to_proto(attachment))
 
     async def ListFindingAttachments(
         self, request: pb.ListFindingAttachmentsRequest, context: grpc.aio.ServicerContext
@@ -301,7 +301,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             ),
         )
         return pb.ListFindingAttachmentsResponse(
-            attachments=[protos.attachment_to_proto(a) for a in attachments], next_page_token=token
+            attachments=[codec.attachment_to_proto(a) for a in attachments], next_page_token=token
         )
 
     async def GetFindingAttachment(
@@ -316,13 +316,13 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             ),
         )
         return pb.GetFindingAttachmentResponse(
-            attachment=protos.attachment_to_proto(attachment), content=content
+            attachment=codec.attachment_to_proto(attachment), content=content
         )
 
     async def _changed(
         self, context: grpc.aio.ServicerContext, work: Callable[[Viewer], Finding]
     ) -> pb.Finding:
-        return protos.finding_to_proto(await self._run(context, work))
+        return codec.finding_to_proto(await self._run(context, work))
 
     async def TransitionFinding(
         self, request: pb.TransitionFindingRequest, context: grpc.aio.ServicerContext
@@ -332,7 +332,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             lambda v: self._registry.transition(
                 v,
                 required_id(request.finding_id, "finding_id"),
-                protos.transition_target(request),
+                codec.transition_target(request),
                 timestamp_field(request, "embargo_end"),
                 request.reason,
                 request.expected_revision,
@@ -366,7 +366,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             lambda v: self._registry.preview_sharing(
                 v,
                 required_id(request.finding_id, "finding_id"),
-                protos.tlp_from_proto(request.tlp),
+                codec.tlp_from_proto(request.tlp),
                 list(request.audience.organisations),
                 list(request.audience.sectors),
             ),
@@ -381,7 +381,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             lambda v: self._registry.set_sharing(
                 v,
                 required_id(request.finding_id, "finding_id"),
-                protos.tlp_from_proto(request.tlp),
+                codec.tlp_from_proto(request.tlp),
                 list(request.audience.organisations),
                 list(request.audience.sectors),
                 request.reason,
@@ -413,7 +413,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             lambda v: self._registry.set_references(
                 v,
                 required_id(request.finding_id, "finding_id"),
-                protos.references_from_proto(request.references),
+                codec.references_from_proto(request.references),
                 request.reason,
                 request.expected_revision,
             ),
@@ -428,7 +428,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             lambda v: self._registry.set_credits(
                 v,
                 required_id(request.finding_id, "finding_id"),
-                protos.credits_from_proto(request.credits),
+                codec.credits_from_proto(request.credits),
                 request.reason,
                 request.expected_revision,
             ),
@@ -458,7 +458,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             lambda v: self._registry.decide_ssvc(
                 v,
                 required_id(request.finding_id, "finding_id"),
-                protos.ssvc_points_from_proto(request),
+                codec.ssvc_points_from_proto(request),
                 request.reason,
                 request.expected_revision,
             ),
@@ -469,7 +469,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         self, request: pb.LinkFindingRequest, context: grpc.aio.ServicerContext
     ) -> pb.LinkFindingResponse:
         def work(v: Viewer) -> Finding:
-            kind = protos.link_kind_from_proto(request.kind)
+            kind = codec.link_kind_from_proto(request.kind)
             if kind is None:
                 raise InvalidInput(
                     [FieldViolation("kind", "choose DUPLICATE_OF, SUBSUMED_BY or MERGED_INTO")]
@@ -492,9 +492,9 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
             lambda v: self._registry.set_patch_status(
                 v,
                 required_id(request.finding_id, "finding_id"),
-                protos.patch_status_from_proto(request.status),
+                codec.patch_status_from_proto(request.status),
                 request.note,
-                protos.justification_from_proto(request.justification),
+                codec.justification_from_proto(request.justification),
             ),
         )
         return pb.SetPatchStatusResponse(finding=finding)
@@ -503,14 +503,14 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         self, request: pb.ExportFindingRequest, context: grpc.aio.ServicerContext
     ) -> pb.ExportFindingResponse:
         def work(v: Viewer) -> tuple[ExportFormat | None, ExportDocument]:
-            export_format = protos.export_format_from_proto(request.format)
+            export_format = codec.export_format_from_proto(request.format)
             finding_id = required_id(request.finding_id, "finding_id")
             return export_format, self._registry.export(v, finding_id, export_format)
 
         export_format, document = await self._run(context, work)
         assert export_format is not None
         return pb.ExportFindingResponse(
-            format=protos.export_format_to_proto(export_format),
+            format=codec.export_format_to_proto(export_format),
             media_type=document.media_type,
             filename=document.filename,
             document=document.document,
@@ -520,16 +520,16 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         self, request: pb.ImportFindingRequest, context: grpc.aio.ServicerContext
     ) -> pb.ImportFindingResponse:
         def work(v: Viewer) -> tuple[Finding, bool]:
-            document_format = protos.export_format_from_proto(request.format)
+            document_format = codec.export_format_from_proto(request.format)
             return self._registry.import_document(v, request.document, document_format)
 
         finding, duplicate = await self._run(context, work)
-        return pb.ImportFindingResponse(finding=protos.finding_to_proto(finding), duplicate=duplicate)
+        return pb.ImportFindingResponse(finding=codec.finding_to_proto(finding), duplicate=duplicate)
 
     async def StreamFindings(
         self, request: pb.StreamFindingsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.StreamFindingsResponse]:
-        query = await self._run(context, lambda _v: protos.finding_query(request.filter))
+        query = await self._run(context, lambda _v: codec.finding_query(request.filter))
         cursor = await self._run(context, lambda _v: self._registry.stream_cursor())
         token = ""
         while request.include_existing:
@@ -537,7 +537,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
                 context, functools.partial(self._list_page, query=query, token=token)
             )
             for finding in page:
-                yield pb.StreamFindingsResponse(finding=protos.finding_to_proto(finding))
+                yield pb.StreamFindingsResponse(finding=codec.finding_to_proto(finding))
             if not token:
                 break
         while True:
@@ -546,7 +546,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
                 context, functools.partial(self._changes, query=query, cursor=after)
             )
             for finding in changed:
-                yield pb.StreamFindingsResponse(finding=protos.finding_to_proto(finding))
+                yield pb.StreamFindingsResponse(finding=codec.finding_to_proto(finding))
             if cursor == after:
                 await asyncio.sleep(self._poll)
 
@@ -562,7 +562,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         findings = await self._run(
             context, lambda v: self._registry.affecting(v, request.purl.strip(), request.version.strip())
         )
-        return pb.QueryFindingsResponse(findings=[protos.finding_to_proto(f) for f in findings])
+        return pb.QueryFindingsResponse(findings=[codec.finding_to_proto(f) for f in findings])
 
     async def VerifyAuditLog(
         self, request: pb.VerifyAuditLogRequest, context: grpc.aio.ServicerContext

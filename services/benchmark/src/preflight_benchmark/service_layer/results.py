@@ -10,7 +10,7 @@ from preflight.benchmark.v1 import benchmark_pb2
 from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.store import JobStore
 from preflight_benchmark.domain.jobs import JobStatus, after_reported_failure
-from preflight_benchmark.service.clock import Clock
+from preflight_benchmark.service_layer.clock import Clock
 
 
 class Verdict(enum.Enum):

@@ -71,7 +71,7 @@ lint: lint-python lint-protos protos-check helm-lint
 lint-python:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	MYPYPATH=$(SRC_DIRS) $(VENV)/bin/mypy $(addprefix -p ,$(MYPY_PACKAGES)) -p preflight.sdk
+	MYPYPATH=$(SRC_DIRS) $(VENV)/bin/mypy $(addprefix -p ,$(MYPY_PACKAGES)) -p preflight.sdk deploy/helm/tools/gen_schema.py
 
 lint-protos: $(BUF)
 	cd protos && ../$(BUF) lint

@@ -14,12 +14,17 @@ from typing import Any
 
 
 def obj(
-    props: dict[str, Any], required: list[str] | None = None, additional: bool = False, **kw: Any
+    props: dict[str, Any],
+    required: list[str] | None = None,
+    *,
+    additional: bool = False,
+    keywords: dict[str, Any] | None = None,
+    **kw: Any,
 ) -> dict[str, Any]:
     d: dict[str, Any] = {"type": "object", "additionalProperties": additional, "properties": props}
     if required:
         d["required"] = required
-    d.update(kw)
+    d.update(keywords or {}, **kw)
     return d
 
 
@@ -223,7 +228,7 @@ defs = {
 }
 
 
-def component(secret_keys, extra=None):
+def component(secret_keys: list[str], extra: dict[str, Any] | None = None) -> dict[str, Any]:
     props = {
         "enabled": boolean,
         "replicaCount": {"type": "integer", "minimum": 0},
@@ -399,7 +404,7 @@ schema = {
                     },
                     required=["enabled", "cluster"],
                     # The cluster label is what makes Strimzi's operators pick the resources up.
-                    **{
+                    keywords={
                         "if": {"properties": {"enabled": {"const": True}}},
                         "then": {"properties": {"cluster": {"minLength": 1}}},
                     },
@@ -639,7 +644,7 @@ schema = {
                     },
                     required=["issuers", "existingConfigMap", "key", "tokenLifetime"],
                     # One mapping: inline issuers or an existing ConfigMap's, not both.
-                    **{
+                    keywords={
                         "if": {"properties": {"existingConfigMap": {"minLength": 1}}},
                         "then": {"properties": {"issuers": {"maxItems": 0}}},
                     },
@@ -731,7 +736,7 @@ schema = {
                     },
                     required=["issuer", "clientId", "redirectUrl", "scopes", "name", "clientSecret"],
                     # The provider knows the console by its client id: required with an issuer.
-                    **{
+                    keywords={
                         "if": {"properties": {"issuer": {"minLength": 1}}},
                         "then": {"properties": {"clientId": {"minLength": 1}}},
                     },

@@ -671,6 +671,7 @@ class Supervisor:
 
 
 def up(stack: Stack, timeout: float) -> int:
+    start = 0
     if stack.supervisor_alive():
         state = stack.read_state() or {}
         if state.get("status") == "ready":
@@ -681,6 +682,8 @@ def up(stack: Stack, timeout: float) -> int:
         stack.state_file.unlink(missing_ok=True)
         stack.logs.mkdir(parents=True, exist_ok=True)
         with open(stack.logs / "supervisor.log", "ab") as out:
+            # The log keeps earlier runs; this run's lines start here.
+            start = out.tell()
             process = subprocess.Popen(
                 [sys.executable, __file__, "supervise", "--run-dir", str(stack.run_dir)],
                 stdout=out,
@@ -690,20 +693,24 @@ def up(stack: Stack, timeout: float) -> int:
             )
         stack.supervisor_pid.write_text(str(process.pid))
     deadline = time.monotonic() + timeout
-    seen = 0
-    while time.monotonic() < deadline:
-        lines = (stack.logs / "supervisor.log").read_text().splitlines()
-        for line in lines[seen:]:
-            print(line, flush=True)
-        seen = len(lines)
-        state = stack.read_state() or {}
-        if state.get("status") == "ready":
-            print_summary(stack)
-            return 0
-        if str(state.get("status", "")).startswith("failed") or not stack.supervisor_alive():
-            log(f"the stack did not start: {state.get('status')}; logs in {stack.logs}")
-            return 1
-        time.sleep(0.5)
+    log_file = stack.logs / "supervisor.log"
+    with open(log_file, "rb") as progress:
+        progress.seek(start)
+        while time.monotonic() < deadline:
+            # Whole lines only: a line still being written is printed once it ends.
+            for line in iter(progress.readline, b""):
+                if not line.endswith(b"\n"):
+                    progress.seek(-len(line), os.SEEK_CUR)
+                    break
+                print(line.decode(errors="replace").rstrip("\n"), flush=True)
+            state = stack.read_state() or {}
+            if state.get("status") == "ready":
+                print_summary(stack)
+                return 0
+            if str(state.get("status", "")).startswith("failed") or not stack.supervisor_alive():
+                log(f"the stack did not start: {state.get('status')}; logs in {stack.logs}")
+                return 1
+            time.sleep(0.5)
     log(f"the stack was not ready within {timeout:.0f}s; logs in {stack.logs}")
     return 1
 

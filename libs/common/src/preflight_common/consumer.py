@@ -34,6 +34,7 @@ import logging
 import tempfile
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -61,6 +62,19 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 EventHandler = Callable[[EventAttributes, Message], Awaitable[None]]
+"""Applies one decoded, accepted event (idempotently: see `preflight_common.idempotency`)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One consumed topic: the event types it carries and the handler that applies them.
+
+    A service lists its routes; `preflight_common.runtime.KafkaSide` consumes them.
+    """
+
+    topic: str
+    registry: EventRegistry
+    handler: EventHandler
 
 
 class PoisonEvent(Exception):

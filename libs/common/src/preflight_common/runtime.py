@@ -16,14 +16,14 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import faust
 from sqlalchemy import Engine, Table
 
-from preflight_common.config import KafkaSettings
-from preflight_common.consumer import DeadLetters
+from preflight_common.config import KafkaSettings, Topics
+from preflight_common.consumer import DeadLetters, Route, add_agent, make_faust_app
 from preflight_common.liveness import Liveness
 from preflight_common.metrics import watch_consumer_lag
 from preflight_common.outbox import OutboxRelay
@@ -38,9 +38,6 @@ KAFKA_STOP_TIMEOUT = 15.0
 """Seconds `KafkaSide.stop` takes at most by default."""
 SHUTDOWN_SLACK = 20.0
 """Seconds a process gets after its drain grace to stop its Kafka side and exit."""
-
-AppFactory = Callable[[DeadLetters], faust.App]
-"""Builds the service's faust app (its agents) around the dead-letter publisher."""
 
 
 async def _retrying(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
@@ -67,16 +64,24 @@ class KafkaSide:
         engine: Engine,
         outbox: Table,
         relay_interval: float,
-        build_app: AppFactory,
+        group: str,
+        routes: Sequence[Route],
+        topics: Topics,
         liveness: Liveness,
         agents: str = "agents",
     ) -> None:
+        """`group` is the consumer group that consumes `routes` (its name within the service's
+        `preflight-<service>` prefix, which the bus's ACLs grant); `topics` are the deployment's
+        topic names (who owns each consumed topic); `agents` names the consumers in logs and in
+        the `Liveness`."""
         self._kafka = kafka
         self._source = source
         self._engine = engine
         self._outbox = outbox
         self._relay_interval = relay_interval
-        self._build_app = build_app
+        self._group = group
+        self._routes = tuple(routes)
+        self._topics = topics
         self._liveness = liveness
         self._agents = agents
         self._stop = threading.Event()
@@ -106,7 +111,11 @@ class KafkaSide:
     async def _started_app(self) -> faust.App:
         assert self._publisher is not None
         # In the event loop's thread: faust binds the app to the running loop.
-        app = self._build_app(DeadLetters(self._publisher, liveness=self._liveness))
+        app = make_faust_app(self._group, self._kafka)
+        dead_letters = DeadLetters(self._publisher, liveness=self._liveness)
+        for route in self._routes:
+            service = self._group.replace("-", "_")
+            add_agent(app, service, route.topic, route.registry, route.handler, dead_letters, self._topics)
         app.timer(AGENTS_BEAT, name="liveness")(self._beat_agents)
         watch_consumer_lag(app, self._liveness)
         try:

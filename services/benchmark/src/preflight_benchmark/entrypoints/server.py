@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import Any
 
-import faust
 import grpc
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
 from preflight_common.auth import IntrospectionAuthenticator
 from preflight_common.bus import SOURCES
-from preflight_common.consumer import DeadLetters, add_agent, make_faust_app
 from preflight_common.grpcserver import build_server, mark_serving
 from preflight_common.liveness import Liveness
 from preflight_common.runtime import SHUTDOWN_SLACK, KafkaSide
@@ -32,27 +29,11 @@ from preflight_benchmark.adapters.store import outbox
 from preflight_benchmark.bootstrap import Components, build
 from preflight_benchmark.config import BenchmarkSettings
 from preflight_benchmark.domain.ports import Executor
-from preflight_benchmark.service_layer.planner import REGISTRY
+from preflight_benchmark.entrypoints.agents import routes
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (benchmark_pb2.DESCRIPTOR.services_by_name["BenchmarkService"].full_name,)
-
-
-def _planner_app(settings: BenchmarkSettings, components: Components, dead_letters: DeadLetters) -> faust.App:
-    """The faust app with the planner agent; its data folder is under the work folder."""
-    datadir = Path(settings.work_dir).resolve() / "faust"
-    app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(datadir))
-    add_agent(
-        app,
-        "benchmark",
-        settings.topics.submissions,
-        REGISTRY,
-        components.planner.handle,
-        dead_letters,
-        settings.topics,
-    )
-    return app
 
 
 async def _logged(work: Coroutine[Any, Any, None]) -> None:
@@ -108,7 +89,9 @@ async def serve(
         engine=components.engine,
         outbox=outbox,
         relay_interval=settings.relay_interval,
-        build_app=lambda dead_letters: _planner_app(settings, components, dead_letters),
+        group=settings.consumer_group,
+        routes=routes(settings, components.planner),
+        topics=settings.topics,
         liveness=liveness,
         agents="planner agent",
     )

@@ -1,4 +1,4 @@
-"""Faust agents: the clearinghouse learns submissions, planned jobs and results from three topics.
+"""Consumers: the clearinghouse learns submissions, planned jobs and results from three topics.
 
 - `preflight.submissions.v1`: SubmissionReceived (lab, model, sharing consent), SubmissionWithdrawn,
   ReleasePlanChanged (when the jobs' access window opens; deadlines are the notifier's);
@@ -19,20 +19,11 @@ of a job whose BenchmarkJobRequested is not recorded waits for it at most
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
-import faust
 from google.protobuf.message import Message
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.intake.v1 import events_pb2 as intake_events
-from preflight_common.consumer import (
-    AwaitingCause,
-    DeadLetters,
-    EventHandler,
-    PoisonEvent,
-    add_agent,
-    make_faust_app,
-)
+from preflight_common.consumer import AwaitingCause, EventHandler, PoisonEvent, Route
 from preflight_common.envelope import EventAttributes, EventRegistry
 from preflight_common.fields import InvalidArgument, timestamp_field
 
@@ -124,27 +115,17 @@ class Handlers:
             )
 
 
-def build_app(
-    settings: ClearinghouseSettings, reviews: ReviewService, dead_letters: DeadLetters, datadir: Path
-) -> faust.App:
-    """The faust app with the clearinghouse's three agents (not started); `datadir` must exist."""
-    app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(datadir))
+def routes(settings: ClearinghouseSettings, reviews: ReviewService) -> list[Route]:
+    """The clearinghouse's three consumed topics and their handlers."""
     handlers = Handlers(reviews)
-    for topic, registry, handler in (
-        (settings.topics.submissions, SUBMISSIONS, handlers.submission),
-        (settings.topics.benchmark_jobs, JOBS, handlers.job_requested),
-        (settings.topics.benchmark_results, RESULTS, handlers.job_ended),
-    ):
-        add_agent(
-            app,
-            "clearinghouse",
-            topic,
-            registry,
-            _refusing(handler, settings.plan_wait),
-            dead_letters,
-            settings.topics,
+    return [
+        Route(topic, registry, _refusing(handler, settings.plan_wait))
+        for topic, registry, handler in (
+            (settings.topics.submissions, SUBMISSIONS, handlers.submission),
+            (settings.topics.benchmark_jobs, JOBS, handlers.job_requested),
+            (settings.topics.benchmark_results, RESULTS, handlers.job_ended),
         )
-    return app
+    ]
 
 
 def _refusing(handler: EventHandler, plan_wait: float) -> EventHandler:

@@ -32,7 +32,7 @@ from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.adapters.grpc import ClearinghouseServicer
 from preflight_clearinghouse.bootstrap import Components, build, signer_from_env
 from preflight_clearinghouse.config import ClearinghouseSettings
-from preflight_clearinghouse.entrypoints.agents import build_app
+from preflight_clearinghouse.entrypoints.agents import routes
 from preflight_clearinghouse.service_layer.reviews import Signer
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,9 @@ async def serve(
         engine=components.engine,
         outbox=tables.outbox,
         relay_interval=settings.relay_interval,
-        build_app=lambda dead_letters: build_app(
-            settings, components.reviews, dead_letters, settings.state_dir / "faust"
-        ),
+        group=settings.consumer_group,
+        routes=routes(settings, components.reviews),
+        topics=settings.topics,
         liveness=liveness,
     )
     background = [

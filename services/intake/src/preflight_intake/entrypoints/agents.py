@@ -1,4 +1,4 @@
-"""Faust agents: intake learns a submission's progress from the benchmark and review topics.
+"""Consumers: intake learns a submission's progress from the benchmark and review topics.
 
 - `preflight.benchmark.jobs.v1` BenchmarkJobRequested → BENCHMARKING;
 - `preflight.benchmark.results.v1` BenchmarkCompleted/BenchmarkFailed: a job ended (its
@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import asyncio
 
-import faust
 from google.protobuf.message import Message
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import events_pb2 as review_events
-from preflight_common.consumer import AwaitingCause, DeadLetters, PoisonEvent, add_agent, make_faust_app
+from preflight_common.consumer import AwaitingCause, PoisonEvent, Route
 from preflight_common.envelope import EventAttributes, EventRegistry
 
 from preflight_intake.adapters.reports import ReportVerifier
@@ -93,16 +92,11 @@ class ProgressHandlers:
         await asyncio.to_thread(self._intake.on_report_ready, CONSUMER, attributes.id, payload.submission_id)
 
 
-def build_app(
-    settings: IntakeSettings, intake: Intake, reports: ReportVerifier, dead_letters: DeadLetters
-) -> faust.App:
-    """The faust app with intake's three agents (not started)."""
-    app = make_faust_app(settings.consumer_group, settings.kafka, datadir=str(settings.state_dir / "faust"))
+def routes(settings: IntakeSettings, intake: Intake, reports: ReportVerifier) -> list[Route]:
+    """Intake's three consumed topics and their handlers."""
     handlers = ProgressHandlers(intake, reports, settings.plan_wait)
-    for topic, registry, handler in (
-        (settings.topics.benchmark_jobs, JOBS, handlers.job_requested),
-        (settings.topics.benchmark_results, RESULTS, handlers.job_ended),
-        (settings.topics.reviews, REVIEWS, handlers.report_ready),
-    ):
-        add_agent(app, "intake", topic, registry, handler, dead_letters, settings.topics)
-    return app
+    return [
+        Route(settings.topics.benchmark_jobs, JOBS, handlers.job_requested),
+        Route(settings.topics.benchmark_results, RESULTS, handlers.job_ended),
+        Route(settings.topics.reviews, REVIEWS, handlers.report_ready),
+    ]

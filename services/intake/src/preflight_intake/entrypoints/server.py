@@ -31,7 +31,7 @@ from preflight_intake.adapters.reports import ReportVerifier
 from preflight_intake.adapters.sign_in import EXCHANGE_METHOD, SignInServicer
 from preflight_intake.bootstrap import build
 from preflight_intake.config import IntakeSettings
-from preflight_intake.entrypoints.agents import build_app
+from preflight_intake.entrypoints.agents import routes
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,9 @@ async def serve(
         engine=components.engine,
         outbox=tables.outbox,
         relay_interval=settings.relay_interval,
-        build_app=lambda dead_letters: build_app(settings, components.intake, reports, dead_letters),
+        group=settings.consumer_group,
+        routes=routes(settings, components.intake, reports),
+        topics=settings.topics,
         liveness=liveness,
         agents="progress agents",
     )

@@ -1,4 +1,4 @@
-"""Faust agents: the notifier learns deadlines from the submissions, reviews and findings topics.
+"""Consumers: the notifier learns deadlines from the submissions, reviews and findings topics.
 
 - `preflight.submissions.v1`: SubmissionReceived (schedule the review deadline),
   ReleasePlanChanged (reschedule it), SubmissionWithdrawn (cancel it);
@@ -14,13 +14,11 @@ topic's `.dlq` twin.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
-import faust
 from google.protobuf.message import Message
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.intake.v1 import events_pb2 as intake_events
-from preflight_common.consumer import DeadLetters, PoisonEvent, add_agent, make_faust_app
+from preflight_common.consumer import EventHandler, PoisonEvent, Route
 from preflight_common.envelope import EventAttributes, EventRegistry
 
 from preflight_notifier.adapters.codec import BadEvent
@@ -34,7 +32,7 @@ REVIEWS = EventRegistry([clearinghouse_events.ReviewReportReady])
 FINDINGS = EventRegistry([clearinghouse_events.FindingPublished, clearinghouse_events.FindingUpdated])
 
 
-def handler_for(keeper: DeadlineKeeper) -> Any:
+def handler_for(keeper: DeadlineKeeper) -> EventHandler:
     """The event handler: applies the event in a worker thread; a malformed one is poison (DLQ)."""
 
     async def handle(attributes: EventAttributes, payload: Message) -> None:
@@ -46,14 +44,11 @@ def handler_for(keeper: DeadlineKeeper) -> Any:
     return handle
 
 
-def build_app(settings: NotifierSettings, keeper: DeadlineKeeper, dead_letters: DeadLetters) -> faust.App:
-    """The faust app with the notifier's three agents (not started)."""
-    app = make_faust_app(settings.consumer_group, settings.kafka)
+def routes(settings: NotifierSettings, keeper: DeadlineKeeper) -> list[Route]:
+    """The notifier's three consumed topics, all applied by the deadline keeper."""
     handle = handler_for(keeper)
-    for topic, registry in (
-        (settings.topics.submissions, SUBMISSIONS),
-        (settings.topics.reviews, REVIEWS),
-        (settings.topics.findings, FINDINGS),
-    ):
-        add_agent(app, "notifier", topic, registry, handle, dead_letters, settings.topics)
-    return app
+    return [
+        Route(settings.topics.submissions, SUBMISSIONS, handle),
+        Route(settings.topics.reviews, REVIEWS, handle),
+        Route(settings.topics.findings, FINDINGS, handle),
+    ]

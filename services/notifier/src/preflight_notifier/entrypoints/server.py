@@ -29,7 +29,7 @@ from preflight_notifier.adapters import tables
 from preflight_notifier.adapters.grpc import NotifierServicer
 from preflight_notifier.bootstrap import Components, build
 from preflight_notifier.config import NotifierSettings
-from preflight_notifier.entrypoints.agents import build_app
+from preflight_notifier.entrypoints.agents import routes
 from preflight_notifier.service_layer.loop import repeat
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,9 @@ async def serve(
         engine=components.engine,
         outbox=tables.outbox,
         relay_interval=settings.relay_interval,
-        build_app=lambda dead_letters: build_app(settings, components.keeper, dead_letters),
+        group=settings.consumer_group,
+        routes=routes(settings, components.keeper),
+        topics=settings.topics,
         liveness=liveness,
         agents="deadline agents",
     )

@@ -7,6 +7,7 @@
 #   make test-fast   the fast lane: every test that needs no server process (under a minute)
 #   make lint        ruff, mypy --strict, buf lint + breaking, generated code freshness, chart checks
 #   make protos      regenerate libs/proto from protos/
+#   make sdk-client  regenerate the SDK's blocking clients (client.py) from its asyncio ones (aio.py)
 #   make kafka-up / kafka-down   the local Apache Kafka broker (KRaft) in run/kafka
 #   make bench       the benchmarks under bench/ (not part of the tests)
 #   make images      the service and worker images, built with podman from a Debian stand-in for their
@@ -24,14 +25,14 @@ AXE_VERSION := 4.14.1
 AXE := .cache/axe-core/node_modules/axe-core/axe.min.js
 OIDC_PROVIDER_VERSION := 9.13.3
 OIDC_PROVIDER := .cache/oidc-provider/node_modules/oidc-provider/lib/index.js
-PACKAGES := libs/proto libs/common sdk/python $(sort $(dir $(wildcard services/*/pyproject.toml)))
+PACKAGES := libs/proto libs/common libs/testkit sdk/python $(sort $(dir $(wildcard services/*/pyproject.toml)))
 # Each package editable, with its `test` extra when it declares one.
 EDITABLES := $(foreach p,$(PACKAGES),-e $(if $(shell grep -s '^test = ' $(p)/pyproject.toml),$(patsubst %/,%,$(p))[test],$(p)))
 SRC_DIRS := $(shell for p in $(PACKAGES); do [ -d $$p/src ] && printf '%s:' $${p%/}/src; done)
 MYPY_PACKAGES := preflight_common $(shell for p in $(PACKAGES); do for d in $${p%/}/src/preflight_*; do \
 	[ -d $$d ] && [ $$(basename $$d) != preflight_common ] && printf '%s ' $$(basename $$d); done; done)
 
-.PHONY: setup venv install kafka-jars buf axe oidc-provider protos protos-check lint lint-python lint-protos test test-fast \
+.PHONY: setup venv install kafka-jars buf axe oidc-provider protos protos-check sdk-client sdk-client-check lint lint-python lint-protos test test-fast \
 	kafka-up kafka-down bench up down demo images
 
 setup: install kafka-jars buf axe oidc-provider deploy-tools k8s-build
@@ -66,7 +67,13 @@ protos: install
 protos-check:
 	$(PY) scripts/gen_protos.py --check
 
-lint: lint-python lint-protos protos-check helm-lint
+sdk-client: install
+	$(PY) scripts/gen_sdk_client.py
+
+sdk-client-check:
+	$(PY) scripts/gen_sdk_client.py --check
+
+lint: lint-python lint-protos protos-check sdk-client-check helm-lint
 
 lint-python:
 	$(VENV)/bin/ruff check .

@@ -142,6 +142,13 @@ def channel_credentials(tls: bool | TLS) -> grpc.ChannelCredentials | None:
     return None
 
 
+Channel = grpc.Channel
+"""What a blocking client calls through: `open_channel`'s, or any other (instrumented, shared)."""
+
+AioChannel = grpc.aio.Channel
+"""What an asyncio client calls through: `open_aio_channel`'s, or any other."""
+
+
 def open_channel(target: str, tls: bool | TLS) -> grpc.Channel:
     """A blocking channel to `target` with the clients' retry policy."""
     credentials = channel_credentials(tls)

@@ -1,16 +1,26 @@
-"""The asyncio Preflight clients: the same classes and methods as `preflight.sdk.client`, awaitable
-(grpc.aio), and the asyncio twin of `preflight.sdk.alerts.subscribe_alerts`.
+"""The asyncio Preflight clients: one per service (`AsyncIntakeClient`, `AsyncClearinghouseClient`,
+`AsyncNotifierClient`, `AsyncBenchmarkClient`) over a channel they share, and `AsyncClient`, the
+intake client with a channel of its own; `preflight.sdk.AsyncPreflight` builds the four for a
+deployment. `subscribe_alerts` is the asyncio twin of `preflight.sdk.alerts.subscribe_alerts`.
 
-async with AsyncClient("localhost:50051", token=token) as client:
-    response = await client.submit(request)
-    async for change in client.watch(response.submission.submission_id):
-        ...
+    async with AsyncClient("localhost:50051", token=token) as client:
+        response = await client.submit(request)
+        async for change in client.watch(response.submission.submission_id):
+            ...
+
+Every method has a default deadline (`timeout`, 10 s), is retried by gRPC on UNAVAILABLE when
+repeating it cannot change anything twice, and raises a `preflight.sdk.errors.PreflightError`
+subclass on failure. Each RPC's request and result are described once, in `preflight.sdk._calls`.
+
+This module is the one source of the clients: the blocking ones (`preflight.sdk.client`) are
+generated from it with unasync (`make sdk-client`), so both have the same methods, signatures,
+contracts and docstrings. Write each method's docstring here, for both.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -26,9 +36,19 @@ from preflight.notifier.v1 import notifier_pb2
 from preflight.sdk import _calls, _common
 from preflight.sdk._calls import Assessment, Pages, Stream, Transition, Unary
 from preflight.sdk._common import TLS
-from preflight.sdk.alerts import AlertSubscription, ReceivedAlert, stream_alerts
+from preflight.sdk.alerts import stream_alerts as subscribe_alerts
 from preflight.sdk.errors import from_rpc_error
 from preflight.sdk.reports import verify_report
+
+__all__ = [
+    "AsyncBenchmarkClient",
+    "AsyncClearinghouseClient",
+    "AsyncClient",
+    "AsyncIntakeClient",
+    "AsyncNotifierClient",
+    "AsyncServiceClient",
+    "subscribe_alerts",
+]
 
 R = TypeVar("R", bound=Message)
 T = TypeVar("T")
@@ -37,10 +57,15 @@ _NO_KIND = notifier_events_pb2.ALERT_KIND_UNSPECIFIED
 
 
 class AsyncServiceClient:
-    """Asyncio twin of `preflight.sdk.client.ServiceClient`."""
+    """Calls to one service over a channel it does not own: each with the caller's token, a
+    deadline (`timeout`, 10 s unless the call gives its own) and typed errors."""
 
     def __init__(
-        self, channel: grpc.aio.Channel, *, token: str | None = None, timeout: float = _common.DEFAULT_TIMEOUT
+        self,
+        channel: _common.AioChannel,
+        *,
+        token: str | None = None,
+        timeout: float = _common.DEFAULT_TIMEOUT,
     ) -> None:
         self._channel = channel
         self._metadata = _common.metadata(token)
@@ -66,6 +91,7 @@ class AsyncServiceClient:
                 return
 
     async def _follow(self, stream: Stream[R], timeout: float | None) -> AsyncIterator[R]:
+        """The stream's new items; reopened after UNAVAILABLE (up to 5 times in a row without news)."""
         method = self._channel.unary_stream(
             stream.path,
             request_serializer=_common.serialize,
@@ -87,20 +113,24 @@ class AsyncServiceClient:
                     raise from_rpc_error(exc) from exc
                 await asyncio.sleep(delay)
             finally:
-                call.cancel()
+                # A plain call has cancel(); an instrumented blocking one (OpenTelemetry) is a generator.
+                getattr(call, "cancel", getattr(call, "close", lambda: None))()
 
 
 class AsyncIntakeClient(AsyncServiceClient):
-    """Asyncio twin of `preflight.sdk.IntakeClient` (see it for each method's contract)."""
+    """Intake (and identity): submissions, their release plans and status, tokens."""
 
     async def submit(
         self, request: intake_pb2.SubmitModelRequest, *, timeout: float | None = None
     ) -> intake_pb2.SubmitModelResponse:
+        """Submit a model version. Without `idempotency_key` the client sets a random one, so its own
+        retries never create a second submission; give your own key to make retries across runs safe."""
         return await self._run(_calls.submit(request), timeout)
 
     async def get_submission(
         self, submission_id: str, *, timeout: float | None = None
     ) -> intake_pb2.Submission:
+        """One submission (NotFound if it does not exist or is not yours)."""
         return await self._run(_calls.get_submission(submission_id), timeout)
 
     async def list_submissions(
@@ -111,11 +141,13 @@ class AsyncIntakeClient(AsyncServiceClient):
         page_token: str = "",
         timeout: float | None = None,
     ) -> intake_pb2.ListSubmissionsResponse:
+        """One page of the submissions you may see, newest first."""
         return await self._run(_calls.submissions(statuses, page_size).page(page_token), timeout)
 
     def iter_submissions(
         self, *, statuses: Iterable[intake_pb2.SubmissionStatus.ValueType] = (), page_size: int = 0
     ) -> AsyncIterator[intake_pb2.Submission]:
+        """Every submission you may see, newest first, fetching pages as needed."""
         return self._iterate(_calls.submissions(statuses, page_size))
 
     async def update_release_plan(
@@ -127,22 +159,31 @@ class AsyncIntakeClient(AsyncServiceClient):
         reason: str = "",
         timeout: float | None = None,
     ) -> intake_pb2.Submission:
+        """Move the planned release (the review deadline), and the access window if given."""
         call = _calls.update_release_plan(submission_id, planned_release, access_window, reason)
         return await self._run(call, timeout)
 
     async def withdraw(
         self, submission_id: str, *, reason: str = "", timeout: float | None = None
     ) -> intake_pb2.Submission:
+        """Withdraw a submission that is not yet closed."""
         return await self._run(_calls.withdraw(submission_id, reason), timeout)
 
     def watch(
         self, submission_id: str, *, timeout: float | None = None
     ) -> AsyncIterator[intake_pb2.WatchSubmissionResponse]:
+        """The submission's current status, then each change, until a terminal status.
+
+        If the service restarts meanwhile, the watch reconnects (up to 5 times in a
+        row without news) and skips what it already yielded. `timeout` bounds each
+        connection (default: none).
+        """
         return self._follow(_calls.watch(submission_id), timeout)
 
     async def resolve_credential(
         self, credential_ref: str, job_id: str, *, timeout: float | None = None
     ) -> str:
+        """The endpoint credential behind a reference (service principals only; audit-logged)."""
         return await self._run(_calls.resolve_credential(credential_ref, job_id), timeout)
 
     async def create_token(
@@ -156,6 +197,7 @@ class AsyncIntakeClient(AsyncServiceClient):
         description: str = "",
         timeout: float | None = None,
     ) -> identity_pb2.CreateTokenResponse:
+        """Issue a bearer token (admin only); the token is in the response and nowhere else."""
         request = _common.create_token_request(
             principal_id=principal_id,
             role=role,
@@ -167,15 +209,21 @@ class AsyncIntakeClient(AsyncServiceClient):
         return await self._run(_calls.create_token(request), timeout)
 
     async def revoke_token(self, token_id: str, *, timeout: float | None = None) -> None:
+        """Revoke a token by its id (admins any token; anyone the token it presents)."""
         await self._run(_calls.revoke_token(token_id), timeout)
 
 
 class AsyncClearinghouseClient(AsyncServiceClient):
-    """Asyncio twin of `preflight.sdk.ClearinghouseClient` (see it for each method's contract)."""
+    """The clearinghouse: signed review reports and the findings registry.
+
+    What the caller may not see answers NotFound (never PermissionDenied), so
+    existence does not leak; a role that may not make a change gets PermissionDenied.
+    """
 
     async def get_report(
         self, report_id: str = "", *, submission_id: str = "", version: int = 0, timeout: float | None = None
     ) -> clearinghouse_pb2.ReviewReport:
+        """One report version: by `report_id`, or the latest (or `version`) of `submission_id`'s."""
         return await self._run(_calls.get_report(report_id, submission_id, version), timeout)
 
     async def list_reports(
@@ -186,47 +234,60 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         page_token: str = "",
         timeout: float | None = None,
     ) -> clearinghouse_pb2.ListReportsResponse:
+        """One page of the reports you may see, newest submission first (the latest version of
+        each unless `all_versions`)."""
         return await self._run(_calls.reports(all_versions, page_size).page(page_token), timeout)
 
     def iter_reports(
         self, *, all_versions: bool = False, page_size: int = 0
     ) -> AsyncIterator[clearinghouse_pb2.ReviewReport]:
+        """Every report you may see, fetching pages as needed."""
         return self._iterate(_calls.reports(all_versions, page_size))
 
     async def add_report_note(
         self, report_id: str, text: str, *, timeout: float | None = None
     ) -> clearinghouse_pb2.ReportNote:
+        """Add a reviewer's note to a report version (reviewers; not retried: a note is never added twice)."""
         return await self._run(_calls.add_report_note(report_id, text), timeout)
 
     async def sign_off_report(
         self, report_id: str, *, comment: str = "", timeout: float | None = None
     ) -> clearinghouse_pb2.ReportSignOff:
+        """Sign off a report version (reviewers; once per reviewer)."""
         return await self._run(_calls.sign_off_report(report_id, comment), timeout)
 
     async def reissue_report(
         self, submission_id: str, *, reason: str = "", timeout: float | None = None
     ) -> clearinghouse_pb2.ReviewReport:
+        """Recompute a submission's report under the current policy and issue it as a new version
+        (reviewers and admins; not retried)."""
         return await self._run(_calls.reissue_report(submission_id, reason), timeout)
 
     async def get_signing_key(
         self, key_id: str = "", *, timeout: float | None = None
     ) -> clearinghouse_pb2.GetSigningKeyResponse:
+        """The Ed25519 public key with `key_id` (a report's `signing_key_id`), or the current one."""
         return await self._run(_calls.get_signing_key(key_id), timeout)
 
     async def verify_report(
         self, report: clearinghouse_pb2.ReviewReport, *, timeout: float | None = None
     ) -> clearinghouse_pb2.ReviewReport:
+        """`report` once `preflight.sdk.verify_report` accepts it with the key that signed it
+        (fetched by its id); raises `ReportVerificationError` otherwise."""
         verify_report(report, await self.get_signing_key(report.signing_key_id, timeout=timeout))
         return report
 
     async def report_finding(
         self, request: clearinghouse_pb2.ReportFindingRequest, *, timeout: float | None = None
     ) -> clearinghouse_pb2.ReportFindingResponse:
+        """Report a vulnerability. Without `request_id` the client sets a random one, so its own
+        retries never record it twice."""
         return await self._run(_calls.report_finding(request), timeout)
 
     async def get_finding(
         self, finding_id: str, *, timeout: float | None = None
     ) -> clearinghouse_pb2.Finding:
+        """One finding as you may see it (NotFound if you may not)."""
         return await self._run(_calls.get_finding(finding_id), timeout)
 
     async def list_findings(
@@ -237,31 +298,42 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         page_token: str = "",
         timeout: float | None = None,
     ) -> clearinghouse_pb2.ListFindingsResponse:
+        """One page of the findings you may see, oldest first."""
         return await self._run(_calls.findings(filter, page_size).page(page_token), timeout)
 
     def iter_findings(
         self, filter: clearinghouse_pb2.FindingFilter | None = None, *, page_size: int = 0
     ) -> AsyncIterator[clearinghouse_pb2.Finding]:
+        """Every finding you may see that matches `filter`, fetching pages as needed."""
         return self._iterate(_calls.findings(filter, page_size))
 
     async def list_finding_history(
         self, finding_id: str, *, page_size: int = 0, page_token: str = "", timeout: float | None = None
     ) -> clearinghouse_pb2.ListFindingHistoryResponse:
+        """One page of a finding's history, oldest first, as your view of the finding allows:
+        reviewers and admins see every entry with its actor's principal id; anyone else sees only
+        changes to what its view shows, with the actor's role alone. NotFound when you may not
+        see the finding."""
         return await self._run(_calls.finding_history(finding_id, page_size).page(page_token), timeout)
 
     def iter_finding_history(
         self, finding_id: str, *, page_size: int = 0
     ) -> AsyncIterator[clearinghouse_pb2.FindingHistoryEntry]:
+        """Every entry of a finding's history you may see, fetching pages as needed."""
         return self._iterate(_calls.finding_history(finding_id, page_size))
 
     async def list_finding_comments(
         self, finding_id: str, *, page_size: int = 0, page_token: str = "", timeout: float | None = None
     ) -> clearinghouse_pb2.ListFindingCommentsResponse:
+        """One page of a finding's comments you may read, in the order written: reviewers and
+        admins read all; anyone else who may see the finding reads those shared with its audience
+        and its own internal ones. NotFound when you may not see the finding."""
         return await self._run(_calls.finding_comments(finding_id, page_size).page(page_token), timeout)
 
     def iter_finding_comments(
         self, finding_id: str, *, page_size: int = 0
     ) -> AsyncIterator[clearinghouse_pb2.FindingComment]:
+        """Every comment on a finding you may read, fetching pages as needed."""
         return self._iterate(_calls.finding_comments(finding_id, page_size))
 
     async def add_finding_comment(
@@ -272,6 +344,8 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         *,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.FindingComment:
+        """Comment on a finding you may see: internal (reviewers and admins) or shared with its
+        audience. Not retried."""
         return await self._run(_calls.add_finding_comment(finding_id, body, visibility), timeout)
 
     async def edit_finding_comment(
@@ -283,17 +357,21 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         expected_revision: int = 0,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.FindingComment:
+        """A new revision of your own comment (the earlier ones are kept). Not retried."""
         call = _calls.edit_finding_comment(finding_id, comment_id, body, expected_revision)
         return await self._run(call, timeout)
 
     async def list_finding_attachments(
         self, finding_id: str, *, page_size: int = 0, page_token: str = "", timeout: float | None = None
     ) -> clearinghouse_pb2.ListFindingAttachmentsResponse:
+        """One page of a finding's attachments you may read (metadata, no bytes), in the order
+        added; who reads which is as for comments. NotFound when you may not see the finding."""
         return await self._run(_calls.finding_attachments(finding_id, page_size).page(page_token), timeout)
 
     def iter_finding_attachments(
         self, finding_id: str, *, page_size: int = 0
     ) -> AsyncIterator[clearinghouse_pb2.FindingAttachment]:
+        """Every attachment of a finding you may read (metadata), fetching pages as needed."""
         return self._iterate(_calls.finding_attachments(finding_id, page_size))
 
     async def add_finding_attachment(
@@ -306,17 +384,23 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         *,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.FindingAttachment:
+        """Attach an evidence file (at most 3 MiB, of an allowed content type its bytes match) to a
+        finding you may see: internal (reviewers and admins) or shared with its audience. Returns
+        its metadata with the SHA-256 of its bytes. Not retried."""
         call = _calls.add_finding_attachment(finding_id, name, content_type, content, visibility)
         return await self._run(call, timeout)
 
     async def get_finding_attachment(
         self, finding_id: str, attachment_id: str, *, timeout: float | None = None
     ) -> clearinghouse_pb2.GetFindingAttachmentResponse:
+        """An attachment you may read: its metadata and bytes (`attachment.sha256` is theirs)."""
         return await self._run(_calls.get_finding_attachment(finding_id, attachment_id), timeout)
 
     async def query_findings(
         self, purl: str, *, version: str = "", timeout: float | None = None
     ) -> list[clearinghouse_pb2.Finding]:
+        """The findings you may see that affect one package version (`pkg:pypi/flask@2.3.1`, or
+        the purl without a version and `version`), oldest first; at most 500."""
         return await self._run(_calls.query_findings(purl, version), timeout)
 
     async def transition_finding(
@@ -328,6 +412,9 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         expected_revision: int = 0,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
+        """Move a finding through the disclosure or the embargo state machine (reviewers and
+        admins); an illegal transition raises FailedPrecondition, a finding no longer at
+        `expected_revision` Aborted. Not retried."""
         return await self._run(
             _calls.transition_finding(finding_id, target, reason, expected_revision), timeout
         )
@@ -341,6 +428,8 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         expected_revision: int = 0,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
+        """Change a finding's CVSS vectors, CWE ids or remediation date (reviewers and admins).
+        Not retried."""
         call = _calls.update_finding_assessment(finding_id, assessment, reason, expected_revision)
         return await self._run(call, timeout)
 
@@ -352,6 +441,8 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         *,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.PreviewSharingResponse:
+        """The registered organisations a finding would reach, once published, with this TLP label and
+        audience (reviewers and admins; nothing changes)."""
         return await self._run(_calls.preview_sharing(finding_id, tlp, audience), timeout)
 
     async def set_finding_sharing(
@@ -364,6 +455,7 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         expected_revision: int = 0,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
+        """Set a finding's TLP label and audience (reviewers and admins). Not retried."""
         call = _calls.set_finding_sharing(finding_id, tlp, audience, reason, expected_revision)
         return await self._run(call, timeout)
 
@@ -376,8 +468,11 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         expected_revision: int = 0,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
-        call = _calls.set_finding_aliases(finding_id, aliases, reason, expected_revision)
-        return await self._run(call, timeout)
+        """Replace a finding's aliases (CVE, GHSA and vendor ids; empty removes them; reviewers and
+        admins). An alias another finding holds is InvalidArgument. Not retried."""
+        return await self._run(
+            _calls.set_finding_aliases(finding_id, aliases, reason, expected_revision), timeout
+        )
 
     async def set_finding_references(
         self,
@@ -388,6 +483,8 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         expected_revision: int = 0,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
+        """Replace a finding's references (typed URLs; empty removes them; reviewers and admins).
+        Not retried."""
         call = _calls.set_finding_references(finding_id, references, reason, expected_revision)
         return await self._run(call, timeout)
 
@@ -400,8 +497,12 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         expected_revision: int = 0,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
-        call = _calls.set_finding_credits(finding_id, credits, reason, expected_revision)
-        return await self._run(call, timeout)
+        """Replace a finding's credits (who found, reported or fixed it; empty removes them;
+        reviewers and admins). A lab's finding shows them exactly where it shows its source.
+        Not retried."""
+        return await self._run(
+            _calls.set_finding_credits(finding_id, credits, reason, expected_revision), timeout
+        )
 
     async def assign_finding(
         self,
@@ -412,8 +513,11 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         expected_revision: int = 0,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
-        call = _calls.assign_finding(finding_id, assignee, reason, expected_revision)
-        return await self._run(call, timeout)
+        """Assign a finding to a reviewer principal ("" unassigns it; reviewers and admins).
+        Not retried."""
+        return await self._run(
+            _calls.assign_finding(finding_id, assignee, reason, expected_revision), timeout
+        )
 
     async def set_finding_ssvc(
         self,
@@ -427,6 +531,8 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         expected_revision: int = 0,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
+        """Record an SSVC decision from CISA's four decision points (reviewers and admins); the
+        finding comes back with the outcome the clearinghouse computed. Not retried."""
         call = _calls.set_finding_ssvc(
             finding_id,
             exploitation,
@@ -447,6 +553,7 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         reason: str = "",
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
+        """Mark a finding a duplicate of, subsumed by or merged into another (reviewers and admins)."""
         return await self._run(_calls.link_finding(finding_id, kind, target_finding_id, reason), timeout)
 
     async def set_patch_status(
@@ -460,8 +567,9 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         ),
         timeout: float | None = None,
     ) -> clearinghouse_pb2.Finding:
-        call = _calls.set_patch_status(finding_id, status, note, justification)
-        return await self._run(call, timeout)
+        """Report your organisation's statement for a finding you may see (operators): its status
+        and, for NOT_AFFECTED (only), the VEX justification."""
+        return await self._run(_calls.set_patch_status(finding_id, status, note, justification), timeout)
 
     async def export_finding(
         self,
@@ -470,6 +578,7 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         *,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.ExportFindingResponse:
+        """A finding as a CSAF 2.1 (or 2.0), OSV or STIX 2.1 document, as you may see it."""
         return await self._run(_calls.export_finding(finding_id, format), timeout)
 
     async def import_finding(
@@ -479,6 +588,9 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         *,
         timeout: float | None = None,
     ) -> clearinghouse_pb2.ImportFindingResponse:
+        """Store the finding a CSAF 2.1 (EXPORT_FORMAT_CSAF), CSAF 2.0 or OSV document describes
+        (reviewers and admins): validated first (InvalidArgument naming its JSON paths), RECEIVED,
+        shared with no one yet. The same bytes again return the same finding, so retries are safe."""
         return await self._run(_calls.import_finding(document, format), timeout)
 
     async def stream_findings(
@@ -488,17 +600,20 @@ class AsyncClearinghouseClient(AsyncServiceClient):
         include_existing: bool = False,
         timeout: float | None = None,
     ) -> AsyncIterator[clearinghouse_pb2.Finding]:
+        """The findings you may see as they change (the current ones first with
+        `include_existing`), each revision once, reconnecting after UNAVAILABLE without a gap."""
         async for change in self._follow(_calls.stream_findings(filter, include_existing), timeout):
             yield change.finding
 
     async def verify_audit_log(
         self, *, timeout: float | None = None
     ) -> clearinghouse_pb2.VerifyAuditLogResponse:
+        """Check the audit log's hash chain (reviewers and admins)."""
         return await self._run(_calls.verify_audit_log(), timeout)
 
 
 class AsyncNotifierClient(AsyncServiceClient):
-    """Asyncio twin of `preflight.sdk.NotifierClient` (see it for each method's contract)."""
+    """The notifier: alerts you may see, their acknowledgement, silences."""
 
     async def list_alerts(
         self,
@@ -510,6 +625,7 @@ class AsyncNotifierClient(AsyncServiceClient):
         page_token: str = "",
         timeout: float | None = None,
     ) -> notifier_pb2.ListAlertsResponse:
+        """One page of the alerts you may see, newest first."""
         pages = _calls.alerts(kind, subject_id, unacknowledged_only, page_size)
         return await self._run(pages.page(page_token), timeout)
 
@@ -521,11 +637,13 @@ class AsyncNotifierClient(AsyncServiceClient):
         unacknowledged_only: bool = False,
         page_size: int = 0,
     ) -> AsyncIterator[notifier_pb2.AlertRecord]:
+        """Every alert you may see, newest first, fetching pages as needed."""
         return self._iterate(_calls.alerts(kind, subject_id, unacknowledged_only, page_size))
 
     async def acknowledge_alert(
         self, alert_id: str, *, comment: str = "", timeout: float | None = None
     ) -> notifier_pb2.AlertRecord:
+        """Record that your organisation has seen an alert."""
         return await self._run(_calls.acknowledge_alert(alert_id, comment), timeout)
 
     async def create_silence(
@@ -537,14 +655,18 @@ class AsyncNotifierClient(AsyncServiceClient):
         comment: str = "",
         timeout: float | None = None,
     ) -> notifier_pb2.Silence:
+        """Suppress deliveries of matching alerts from `starts_at` (default: now) to `ends_at`.
+        Not retried."""
         return await self._run(_calls.create_silence(matchers, ends_at, starts_at, comment), timeout)
 
     async def list_silences(
         self, *, include_expired: bool = False, timeout: float | None = None
     ) -> list[notifier_pb2.Silence]:
+        """The silences you may manage."""
         return await self._run(_calls.list_silences(include_expired), timeout)
 
     async def expire_silence(self, silence_id: str, *, timeout: float | None = None) -> notifier_pb2.Silence:
+        """End a silence now."""
         return await self._run(_calls.expire_silence(silence_id), timeout)
 
     async def subscribe_alerts(
@@ -554,19 +676,25 @@ class AsyncNotifierClient(AsyncServiceClient):
         after_sequence: int | None = None,
         timeout: float | None = None,
     ) -> AsyncIterator[notifier_pb2.AlertRecord]:
+        """The alerts you may see as they fire (from now, or strictly after `after_sequence`: pass
+        the last `sequence` you handled to continue without a gap), each once, reconnecting after
+        UNAVAILABLE."""
         async for change in self._follow(_calls.subscribe_alerts(kinds, after_sequence), timeout):
             yield change.alert
 
 
 class AsyncBenchmarkClient(AsyncServiceClient):
-    """Asyncio twin of `preflight.sdk.BenchmarkClient` (see it for each method's contract)."""
+    """Benchmark jobs, read-only: reviewers see every job, a lab its own organisation's."""
 
     async def get_job(self, job_id: str, *, timeout: float | None = None) -> benchmark_pb2.Job:
+        """One job (NotFound if you may not see it)."""
         return await self._run(_calls.get_job(job_id), timeout)
 
     async def get_eval_log(
         self, job_id: str, index: int = 0, *, timeout: float | None = None
     ) -> benchmark_pb2.GetEvalLogResponse:
+        """What the job's `index`-th eval log says: task, model, status, metrics, each sample's
+        scores (reviewers only)."""
         return await self._run(_calls.get_eval_log(job_id, index), timeout)
 
     def read_eval_log(
@@ -578,11 +706,16 @@ class AsyncBenchmarkClient(AsyncServiceClient):
         length: int = 0,
         timeout: float | None = None,
     ) -> AsyncIterator[benchmark_pb2.ReadEvalLogResponse]:
+        """The bytes of the job's `index`-th eval log from `offset`, `length` of them (0: to the end),
+        in chunks of at most 1 MiB, each with the log's size (reviewers only); a broken connection
+        resumes where it stopped."""
         return self._follow(_calls.read_eval_log(job_id, index, offset, length), timeout)
 
     async def summarize_jobs(
         self, submission_ids: Iterable[str], *, timeout: float | None = None
     ) -> list[benchmark_pb2.JobSummary]:
+        """Each named submission's jobs counted by status (1 to 200 ids, in one call), in the
+        order named; a submission with no job you may see is left out."""
         return await self._run(_calls.summarize_jobs(submission_ids), timeout)
 
     async def list_jobs(
@@ -594,6 +727,7 @@ class AsyncBenchmarkClient(AsyncServiceClient):
         page_token: str = "",
         timeout: float | None = None,
     ) -> benchmark_pb2.ListJobsResponse:
+        """One page of the jobs you may see (of one submission if given), oldest first."""
         return await self._run(_calls.jobs(submission_id, statuses, page_size).page(page_token), timeout)
 
     def iter_jobs(
@@ -603,11 +737,18 @@ class AsyncBenchmarkClient(AsyncServiceClient):
         statuses: Iterable[benchmark_pb2.JobStatus.ValueType] = (),
         page_size: int = 0,
     ) -> AsyncIterator[benchmark_pb2.Job]:
+        """Every job you may see (of one submission if given), fetching pages as needed."""
         return self._iterate(_calls.jobs(submission_id, statuses, page_size))
 
 
 class AsyncClient(AsyncIntakeClient, _common.AsyncClosing):
-    """Asyncio twin of `preflight.sdk.Client`: intake over a channel of its own."""
+    """A connection to Preflight's intake (and identity) service that owns its channel.
+
+    `target` is `host:port`; `token` the caller's bearer token; `tls` False for
+    plaintext (loopback and tests), True for TLS with the system's roots, or a
+    `TLS` for a private CA and client certificates (mTLS). For every service at
+    once, use `preflight.sdk.Preflight` (asyncio: `AsyncPreflight`).
+    """
 
     def __init__(
         self,
@@ -621,10 +762,3 @@ class AsyncClient(AsyncIntakeClient, _common.AsyncClosing):
 
     async def close(self) -> None:
         await self._channel.close()
-
-
-def subscribe_alerts(
-    subscription: AlertSubscription, *, poll_timeout: float = 1.0
-) -> AsyncGenerator[ReceivedAlert, None]:
-    """Asyncio twin of `preflight.sdk.alerts.subscribe_alerts` (same contract): `async for` over it."""
-    return stream_alerts(subscription, poll_timeout=poll_timeout)

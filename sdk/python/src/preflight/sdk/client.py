@@ -1,3 +1,8 @@
+# Generated from aio.py by scripts/gen_sdk_client.py (unasync) — do not edit: edit aio.py, then run
+# `make sdk-client`; sdk/python/tests/test_sdk_generated.py fails while this file is not what aio.py
+# generates. Generated rather than wrapping the asyncio client on an event loop thread of its own: a
+# blocking client takes any grpc.Channel (an instrumented or an application's own), is called from
+# many threads at once and streams with no event loop, as grpc's blocking API does.
 """The blocking Preflight clients: one per service (`IntakeClient`, `ClearinghouseClient`,
 `NotifierClient`, `BenchmarkClient`) over a channel they share, and `Client`, the intake client
 with a channel of its own. `preflight.sdk.Preflight` builds the four for a deployment.
@@ -11,7 +16,8 @@ Every method has a default deadline (`timeout`, 10 s), is retried by gRPC on
 UNAVAILABLE when repeating it cannot change anything twice, and raises a
 `preflight.sdk.errors.PreflightError` subclass on failure. Each RPC's request
 and result are described once, in `preflight.sdk._calls`, for these clients and
-their asyncio twins (`preflight.sdk.aio`).
+their asyncio twins (`preflight.sdk.aio`), from which they are generated.
+`subscribe_alerts` is `preflight.sdk.alerts.subscribe_alerts`.
 """
 
 from __future__ import annotations
@@ -33,11 +39,24 @@ from preflight.notifier.v1 import notifier_pb2
 from preflight.sdk import _calls, _common
 from preflight.sdk._calls import Assessment, Pages, Stream, Transition, Unary
 from preflight.sdk._common import TLS
+from preflight.sdk.alerts import subscribe_alerts as subscribe_alerts
 from preflight.sdk.errors import from_rpc_error
 from preflight.sdk.reports import verify_report
 
+__all__ = [
+    "BenchmarkClient",
+    "ClearinghouseClient",
+    "Client",
+    "IntakeClient",
+    "NotifierClient",
+    "ServiceClient",
+    "subscribe_alerts",
+]
+
 R = TypeVar("R", bound=Message)
 T = TypeVar("T")
+
+_NO_KIND = notifier_events_pb2.ALERT_KIND_UNSPECIFIED
 
 
 class ServiceClient:
@@ -45,7 +64,11 @@ class ServiceClient:
     deadline (`timeout`, 10 s unless the call gives its own) and typed errors."""
 
     def __init__(
-        self, channel: grpc.Channel, *, token: str | None = None, timeout: float = _common.DEFAULT_TIMEOUT
+        self,
+        channel: _common.Channel,
+        *,
+        token: str | None = None,
+        timeout: float = _common.DEFAULT_TIMEOUT,
     ) -> None:
         self._channel = channel
         self._metadata = _common.metadata(token)
@@ -65,7 +88,8 @@ class ServiceClient:
         token = ""
         while True:
             items, token = pages.items(self._run(pages.page(token), None))
-            yield from items
+            for item in items:
+                yield item
             if not token:
                 return
 
@@ -92,7 +116,7 @@ class ServiceClient:
                     raise from_rpc_error(exc) from exc
                 time.sleep(delay)
             finally:
-                # A plain call has cancel(); an instrumented one (OpenTelemetry) is a generator.
+                # A plain call has cancel(); an instrumented blocking one (OpenTelemetry) is a generator.
                 getattr(call, "cancel", getattr(call, "close", lambda: None))()
 
 
@@ -581,7 +605,7 @@ class NotifierClient(ServiceClient):
     def list_alerts(
         self,
         *,
-        kind: notifier_events_pb2.AlertKind.ValueType = notifier_events_pb2.ALERT_KIND_UNSPECIFIED,
+        kind: notifier_events_pb2.AlertKind.ValueType = _NO_KIND,
         subject_id: str = "",
         unacknowledged_only: bool = False,
         page_size: int = 0,
@@ -595,7 +619,7 @@ class NotifierClient(ServiceClient):
     def iter_alerts(
         self,
         *,
-        kind: notifier_events_pb2.AlertKind.ValueType = notifier_events_pb2.ALERT_KIND_UNSPECIFIED,
+        kind: notifier_events_pb2.AlertKind.ValueType = _NO_KIND,
         subject_id: str = "",
         unacknowledged_only: bool = False,
         page_size: int = 0,
@@ -710,7 +734,7 @@ class Client(IntakeClient, _common.Closing):
     `target` is `host:port`; `token` the caller's bearer token; `tls` False for
     plaintext (loopback and tests), True for TLS with the system's roots, or a
     `TLS` for a private CA and client certificates (mTLS). For every service at
-    once, use `preflight.sdk.Preflight`.
+    once, use `preflight.sdk.Preflight` (asyncio: `AsyncPreflight`).
     """
 
     def __init__(

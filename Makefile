@@ -56,7 +56,7 @@ axe: $(AXE)
 $(AXE):
 	npm install --silent --no-audit --no-fund --prefix .cache/axe-core axe-core@$(AXE_VERSION)
 
-# oidc-provider: a real OpenID provider the sign-in tests run on loopback (preflight_common.testing.oidc).
+# oidc-provider: a real OpenID provider the sign-in tests run on loopback (preflight_testkit.oidc).
 oidc-provider: $(OIDC_PROVIDER)
 $(OIDC_PROVIDER):
 	npm install --silent --no-audit --no-fund --prefix .cache/oidc-provider oidc-provider@$(OIDC_PROVIDER_VERSION)

@@ -35,14 +35,14 @@ import yaml
 from preflight.benchmark.v1 import events_pb2
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.reference_model.server import ReferenceModelServer
-from preflight_benchmark.testing import (
+from preflight_common.localkafka import LocalKafka, find_repo_root
+from preflight_testkit.benchmark import (
     benchmark_process,
     intake_stand_in,
     service_settings,
     submission,
     wait_until,
 )
-from preflight_common.localkafka import LocalKafka, find_repo_root
 
 FRESH_PROCESS = """
 import sys

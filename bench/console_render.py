@@ -124,7 +124,7 @@ async def submit(target: str, token: str, count: int) -> list[str]:
 def plan_jobs(store: object, submission_ids: list[str], per_submission: int) -> None:
     """`per_submission` pending jobs for each submission, as the planner would store them."""
     from preflight_benchmark.adapters.store import JobStore
-    from preflight_benchmark.testing import plan_pending
+    from preflight_testkit.benchmark import plan_pending
 
     assert isinstance(store, JobStore)
     now = datetime.now(UTC)

@@ -39,11 +39,11 @@ from preflight_common.config import KafkaSettings
 from preflight_common.db import make_engine
 from preflight_common.localkafka import LocalKafka
 from preflight_common.ports import free_port
-from preflight_common.testing.postgres import LocalPostgres
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import KEYS_VARIABLE, new_key_entry
 from preflight_intake.bootstrap import migrate
+from preflight_testkit.postgres import LocalPostgres
 from sqlalchemy import func, select
 
 BASELINE_METHOD = "/bench.Baseline/Call"

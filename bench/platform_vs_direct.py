@@ -33,7 +33,8 @@ from pathlib import Path
 from preflight.benchmark.v1 import events_pb2
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.reference_model.server import ReferenceModelServer
-from preflight_benchmark.testing import (
+from preflight_common.localkafka import LocalKafka, find_repo_root
+from preflight_testkit.benchmark import (
     BenchmarkProcess,
     IntakeStandIn,
     benchmark_process,
@@ -42,7 +43,6 @@ from preflight_benchmark.testing import (
     submission,
     wait_until,
 )
-from preflight_common.localkafka import LocalKafka, find_repo_root
 
 
 def direct(tasks: list[str], server: ReferenceModelServer, key: str, log_dir: Path, slots: int) -> float:

@@ -32,8 +32,8 @@ from preflight_benchmark.adapters.grpc_clients import GrpcJobTokens
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import AttemptEnd
 from preflight_benchmark.domain.ports import Attempt
-from preflight_benchmark.testing import intake_stand_in
 from preflight_common.auth import Principal, Role
+from preflight_testkit.benchmark import intake_stand_in
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "preflight"
 # The values the chart requires and has no default for (an eval-log store).

@@ -29,7 +29,6 @@ from typing import Any
 
 import pytest
 import yaml
-from preflight_benchmark import testing
 from preflight_benchmark.adapters.events import reason_to_proto
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     EvalLogStore,
@@ -39,7 +38,8 @@ from preflight_benchmark.adapters.executors.k8s_manifest import (
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT, FailureReason
 from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.reference_model.server import ReferenceModelServer
-from preflight_benchmark.testing import (
+from preflight_testkit import benchmark as testing
+from preflight_testkit.benchmark import (
     EVAL_LOG_BUCKET,
     EVAL_LOG_STORE_SECRET,
     S3_CREDENTIALS,
@@ -51,7 +51,7 @@ from preflight_benchmark.testing import (
     s3_eval_log_store,
     wait_until,
 )
-from preflight_common.testing.openpgp import signing_key
+from preflight_testkit.openpgp import signing_key
 
 # Building the images the first time takes up to 25 minutes of a loaded machine, in a fixture.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]

@@ -24,7 +24,7 @@ from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings
 from preflight_common.db import make_engine
 from preflight_common.producer import EventPublisher
-from preflight_common.testing.clients import read_records
+from preflight_testkit.clients import read_records
 from sqlalchemy import Engine
 
 WORKER_SCRIPT = Path(__file__).parent / "support" / "faust_worker.py"

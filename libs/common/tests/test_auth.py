@@ -33,7 +33,7 @@ from preflight_common.auth import (
 from preflight_common.channels import aio_channel
 from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server, invalid_argument, mark_serving
-from preflight_common.testing.tls import TestAuthority
+from preflight_testkit.tls import TestAuthority
 from sqlalchemy import Engine, MetaData, event, select
 
 ADMIN = Principal("root", Role.ADMIN, "agency")

@@ -28,8 +28,8 @@ from preflight_common.consumer import AwaitingCause, DeadLetters, handle_record
 from preflight_common.contracts import REQUIRED, missing_fields
 from preflight_common.envelope import EventAttributes, EventRegistry, KafkaRecord, encode_event, headers_dict
 from preflight_common.producer import EventPublisher
-from preflight_common.testing.fixtures import TopicFactory
 from preflight_common.topics import TopicSpec, ensure_topics
+from preflight_testkit.fixtures import TopicFactory
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 

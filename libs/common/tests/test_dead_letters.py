@@ -6,9 +6,9 @@ from preflight_common.config import KafkaSettings, Topics
 from preflight_common.consumer import DeadLetters
 from preflight_common.envelope import KafkaRecord, headers_dict
 from preflight_common.producer import EventPublisher
-from preflight_common.testing.clients import read_records
-from preflight_common.testing.fixtures import TopicFactory
 from preflight_common.topics import TopicSpec, ensure_topics
+from preflight_testkit.clients import read_records
+from preflight_testkit.fixtures import TopicFactory
 
 # A malformed record just under the broker's default limit (1 MiB + 12 bytes per batch) on its
 # topic: its copy with the four headers dead-lettering adds is over it.

@@ -34,7 +34,7 @@ from preflight_common.envelope import (
     headers_dict,
 )
 from preflight_common.producer import EventPublisher, PublishError
-from preflight_common.testing.fixtures import TopicFactory
+from preflight_testkit.fixtures import TopicFactory
 
 REGISTRY = EventRegistry([SubmissionReceived, ReleasePlanChanged])
 SOURCE = "preflight-tests"

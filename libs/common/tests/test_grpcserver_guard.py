@@ -37,8 +37,8 @@ from preflight_common.fields import (
 )
 from preflight_common.grpcserver import ServerTLS, build_server
 from preflight_common.pagetokens import PageTokens
-from preflight_common.testing.rpc import field_violations
-from preflight_common.testing.tls import TestAuthority
+from preflight_testkit.rpc import field_violations
+from preflight_testkit.tls import TestAuthority
 from sqlalchemy import Column, Integer, MetaData, Table, Text, insert
 from sqlalchemy.exc import OperationalError
 

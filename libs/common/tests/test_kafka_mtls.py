@@ -16,9 +16,9 @@ from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 from preflight_common.bus import Grant, Operation, Pattern, ResourceType
 from preflight_common.config import KafkaSettings
 from preflight_common.localkafka import BrokerTLS, LocalKafka, find_repo_root
-from preflight_common.testing.clients import assert_read_refused, read_records, write_records
-from preflight_common.testing.tls import Issued, TestAuthority
 from preflight_common.topics import TopicSpec, ensure_acls, ensure_topics
+from preflight_testkit.clients import assert_read_refused, read_records, write_records
+from preflight_testkit.tls import Issued, TestAuthority
 
 # These tests start a broker of their own, with a TLS listener.
 pytestmark = pytest.mark.slow

@@ -22,8 +22,8 @@ from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
 from preflight_common.bus import Grant, Operation, Pattern, ResourceType
 from preflight_common.config import KafkaSettings
 from preflight_common.localkafka import LocalKafka, ensure_jars, find_repo_root, pinned_kafka_version
-from preflight_common.testing.clients import assert_read_refused, read_records, write_records
-from preflight_common.testing.fixtures import PrincipalFactory, TopicFactory
+from preflight_testkit.clients import assert_read_refused, read_records, write_records
+from preflight_testkit.fixtures import PrincipalFactory, TopicFactory
 
 # These tests start brokers (their own or the session's).
 pytestmark = pytest.mark.slow

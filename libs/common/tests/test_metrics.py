@@ -20,7 +20,7 @@ from preflight_common.liveness import CONSUMERS_SERVICE, Liveness
 from preflight_common.metrics import ConsumerLag
 from preflight_common.ports import free_ports
 from preflight_common.producer import EventPublisher
-from preflight_common.testing.fixtures import TopicFactory
+from preflight_testkit.fixtures import TopicFactory
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

@@ -17,7 +17,7 @@ from preflight_common.envelope import KafkaRecord, encode_event, headers_dict
 from preflight_common.localkafka import LocalKafka
 from preflight_common.outbox import OutboxRelay, enqueue, outbox_table
 from preflight_common.producer import EventPublisher, PublishError
-from preflight_common.testing.fixtures import TopicFactory
+from preflight_testkit.fixtures import TopicFactory
 from sqlalchemy import Engine, MetaData, Table, select
 
 

@@ -17,7 +17,6 @@ from preflight.benchmark.v1.events_pb2 import BenchmarkCompleted
 from preflight_common import bus
 from preflight_common.config import ConfigError, KafkaSettings, Topics
 from preflight_common.producer import EventPublisher, PublishError
-from preflight_common.testing.clients import assert_read_refused, read_records, write_records
 from preflight_common.topics import (
     DAY_MS,
     TopicSpec,
@@ -27,6 +26,7 @@ from preflight_common.topics import (
     main,
     provision,
 )
+from preflight_testkit.clients import assert_read_refused, read_records, write_records
 
 
 @pytest.fixture

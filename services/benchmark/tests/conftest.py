@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from preflight_benchmark import testing
 from preflight_benchmark.reference_model.server import ReferenceModelServer
-from preflight_benchmark.testing import BenchmarkProcess, IntakeStandIn, benchmark_process, service_settings
 from preflight_common.config import KafkaSettings
+from preflight_testkit import benchmark as testing
+from preflight_testkit.benchmark import BenchmarkProcess, IntakeStandIn, benchmark_process, service_settings
 
 SMALL_CATALOG = Path(__file__).parent / "data" / "catalog_small.yaml"
 

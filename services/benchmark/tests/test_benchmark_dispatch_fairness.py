@@ -24,9 +24,9 @@ from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.jobs import JobStatus
 from preflight_benchmark.service_layer.dispatcher import Dispatcher, DispatcherSettings, choose
 from preflight_benchmark.service_layer.planner import Planner
-from preflight_benchmark.testing import intake_stand_in, submission, until
 from preflight_common.db import make_engine
 from preflight_common.liveness import Liveness
+from preflight_testkit.benchmark import intake_stand_in, submission, until
 
 HOLDING_WORKER = """
 import json, os, pathlib, sys, time

@@ -14,7 +14,7 @@ from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.intake.v1 import submission_pb2
 from preflight_benchmark.reference_model.server import ReferenceModelServer
-from preflight_benchmark.testing import BenchmarkProcess, IntakeStandIn, submission, wait_until
+from preflight_testkit.benchmark import BenchmarkProcess, IntakeStandIn, submission, wait_until
 
 SUITES = {"cyber.vuln-detect", "cyber.exploit", "cyber.knowledge", "cyber.discovery"}
 # The scripted model answers sample N correctly unless N is a multiple of 3; the

@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from moto.server import ThreadedMotoServer
 from preflight_benchmark.entrypoints import worker_cli
-from preflight_common.testing.tls import TestAuthority
+from preflight_testkit.tls import TestAuthority
 
 CONFIG_ERROR = 78
 MODEL = {

@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 from preflight.benchmark.v1 import events_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_benchmark.domain.jobs import JobStatus
-from preflight_benchmark.testing import BenchmarkProcess, IntakeStandIn, submission
 from preflight_common.bus import SOURCES
 from preflight_common.envelope import encode_event
-from preflight_common.testing.clients import dead_letter_reasons
+from preflight_testkit.benchmark import BenchmarkProcess, IntakeStandIn, submission
+from preflight_testkit.clients import dead_letter_reasons
 
 
 def planned_for_tomorrow(

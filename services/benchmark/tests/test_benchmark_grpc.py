@@ -18,11 +18,11 @@ from preflight_benchmark.adapters.eval_logs import EvalLogs
 from preflight_benchmark.adapters.grpc import BenchmarkServicer
 from preflight_benchmark.adapters.store import JobStore, outbox
 from preflight_benchmark.bootstrap import migrate
-from preflight_benchmark.testing import IntakeStandIn, LoopThread, plan_pending
 from preflight_common.auth import IntrospectionAuthenticator, Principal, Role
 from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server
-from preflight_common.testing.rpc import field_violations
+from preflight_testkit.benchmark import IntakeStandIn, LoopThread, plan_pending
+from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 
 NOW = datetime.now(UTC)

@@ -15,8 +15,8 @@ from preflight_benchmark.adapters.grpc_clients import GrpcJobTokens
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import AttemptEnd
 from preflight_benchmark.domain.ports import JOB_TOKEN_MARGIN, Attempt
-from preflight_benchmark.testing import IntakeStandIn
 from preflight_common.auth import Principal, Role
+from preflight_testkit.benchmark import IntakeStandIn
 
 # An attempt that records what it was handed: its environment, and its token file's mode and text.
 WORKER = """

@@ -41,7 +41,9 @@ from preflight_benchmark.config import KubernetesSettings
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import AttemptEnd
 from preflight_benchmark.domain.ports import Attempt
-from preflight_benchmark.testing import (
+from preflight_common.auth import Principal, Role
+from preflight_common.config import KafkaSettings
+from preflight_testkit.benchmark import (
     BenchmarkProcess,
     IntakeStandIn,
     benchmark_process,
@@ -49,8 +51,6 @@ from preflight_benchmark.testing import (
     submission,
     wait_until,
 )
-from preflight_common.auth import Principal, Role
-from preflight_common.config import KafkaSettings
 
 K8S_CATALOG = Path(__file__).parent / "data" / "catalog_k8s.yaml"
 HOLD = "preflight.test/kwok-hold"

@@ -30,9 +30,9 @@ from preflight_benchmark.domain.jobs import AttemptEnd, FailureReason, JobStatus
 from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.service_layer.dispatcher import Dispatcher, DispatcherSettings, _attempt
 from preflight_benchmark.service_layer.planner import Planner
-from preflight_benchmark.testing import intake_stand_in, submission, until
 from preflight_common.db import make_engine
 from preflight_common.liveness import Liveness
+from preflight_testkit.benchmark import intake_stand_in, submission, until
 
 PREFIX = "/apis/batch/v1/namespaces/preflight/jobs"
 

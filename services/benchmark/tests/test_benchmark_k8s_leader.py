@@ -31,9 +31,9 @@ from preflight_benchmark.domain.jobs import FailureReason, JobStatus
 from preflight_benchmark.domain.ports import Leadership
 from preflight_benchmark.service_layer.dispatcher import Dispatcher, DispatcherSettings
 from preflight_benchmark.service_layer.planner import Planner
-from preflight_benchmark.testing import intake_stand_in, submission, until
 from preflight_common.db import make_engine
 from preflight_common.liveness import Liveness
+from preflight_testkit.benchmark import intake_stand_in, submission, until
 
 K8S_CATALOG = Path(__file__).parent / "data" / "catalog_k8s.yaml"
 HOLD = "preflight.test/kwok-hold"

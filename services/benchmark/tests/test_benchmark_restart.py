@@ -11,7 +11,8 @@ from preflight.benchmark.v1 import events_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_benchmark.domain.jobs import JobStatus
 from preflight_benchmark.reference_model.server import ReferenceModelServer
-from preflight_benchmark.testing import (
+from preflight_common.config import KafkaSettings
+from preflight_testkit.benchmark import (
     IntakeStandIn,
     benchmark_process,
     intake_stand_in,
@@ -19,7 +20,6 @@ from preflight_benchmark.testing import (
     submission,
     wait_until,
 )
-from preflight_common.config import KafkaSettings
 
 SMALL_CATALOG = Path(__file__).parent / "data" / "catalog_small.yaml"
 

@@ -12,8 +12,8 @@ from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.store import JobStore, Refused, outbox
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus
-from preflight_benchmark.testing import new_jobs
 from preflight_common.db import make_engine
+from preflight_testkit.benchmark import new_jobs
 from sqlalchemy import func, select
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)

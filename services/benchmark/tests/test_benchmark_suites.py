@@ -26,7 +26,7 @@ from preflight_benchmark.suites.datasets import (
     vuln_snippets,
 )
 from preflight_benchmark.suites.sandbox import run_target
-from preflight_common.testing.skips import needs_bwrap
+from preflight_testkit.skips import needs_bwrap
 
 TASKS = [f"preflight_benchmark/{name}" for name in ("vuln_detect", "exploit", "knowledge", "discovery")]
 # The scripted reference model on the full shipped suites (also in the README).

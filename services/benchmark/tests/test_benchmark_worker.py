@@ -12,7 +12,6 @@ from preflight.intake.v1 import submission_pb2
 from preflight_benchmark.adapters.grpc_clients import GrpcCredentialResolver
 from preflight_benchmark.domain.jobs import FailureReason
 from preflight_benchmark.domain.ports import CredentialError
-from preflight_benchmark.testing import IntakeStandIn, intake_stand_in
 from preflight_benchmark.worker.run import (
     WorkerFailure,
     WorkerSettings,
@@ -22,7 +21,8 @@ from preflight_benchmark.worker.run import (
 )
 from preflight_common.grpcserver import ServerTLS
 from preflight_common.ports import free_port
-from preflight_common.testing.tls import TestAuthority
+from preflight_testkit.benchmark import IntakeStandIn, intake_stand_in
+from preflight_testkit.tls import TestAuthority
 
 
 def endpoint_job(credential_ref: str) -> events_pb2.BenchmarkJobRequested:

@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 from preflight.benchmark.v1 import events_pb2
-from preflight_benchmark import testing
 from preflight_benchmark.adapters.events import reason_to_proto
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     EvalLogStore,
@@ -31,7 +30,8 @@ from preflight_benchmark.adapters.executors.k8s_manifest import (
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT, FailureReason
 from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.reference_model.server import ReferenceModelServer
-from preflight_benchmark.testing import (
+from preflight_testkit import benchmark as testing
+from preflight_testkit.benchmark import (
     EVAL_LOG_BUCKET,
     EVAL_LOG_STORE_SECRET,
     S3_CREDENTIALS,
@@ -42,7 +42,7 @@ from preflight_benchmark.testing import (
     read_s3_eval_log,
     s3_eval_log_store,
 )
-from preflight_common.testing.skips import needs_bwrap
+from preflight_testkit.skips import needs_bwrap
 
 BWRAP = shutil.which("bwrap")
 pytestmark = needs_bwrap

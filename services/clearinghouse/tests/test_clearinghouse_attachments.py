@@ -55,7 +55,7 @@ from preflight_clearinghouse.domain.sharing import Viewer
 from preflight_clearinghouse.service_layer.registry import FindingRegistry
 from preflight_common.fields import InvalidArgument as Refused
 from preflight_common.fields import string_violations
-from preflight_common.testing.rpc import field_violations
+from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_sharing_property import (
     VIEWERS,

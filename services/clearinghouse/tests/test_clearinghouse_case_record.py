@@ -35,7 +35,7 @@ from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied
 from preflight_clearinghouse.domain.findings import MAX_REASON
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, audience_view, export_view, project
 from preflight_common.fields import string_violations
-from preflight_common.testing.rpc import field_violations
+from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_export_standards import REALISTIC, check_every_format, export
 

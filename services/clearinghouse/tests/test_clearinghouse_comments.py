@@ -35,7 +35,7 @@ from preflight_clearinghouse.domain.comments import MAX_COMMENT, CommentVisibili
 from preflight_clearinghouse.domain.errors import InvalidInput, NotFound, PermissionDenied, RevisionConflict
 from preflight_clearinghouse.domain.sharing import Viewer
 from preflight_common.fields import InvalidArgument, string_violations
-from preflight_common.testing.rpc import field_violations
+from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_sharing_property import (
     VIEWERS,

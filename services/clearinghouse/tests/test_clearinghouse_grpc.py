@@ -31,7 +31,7 @@ from preflight.sdk.reports import verify_signature
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.domain.cwe import _catalog
 from preflight_common.auth import Principal, Role
-from preflight_common.testing.rpc import field_violations
+from preflight_testkit.rpc import field_violations
 
 REVIEWER = Principal("rev-1", Role.REVIEWER, "agency")
 ADMIN = Principal("adm-1", Role.ADMIN, "platform")

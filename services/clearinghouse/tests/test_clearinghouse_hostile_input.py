@@ -16,7 +16,7 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
 from preflight_common.auth import Principal, Role
-from preflight_common.testing.rpc import field_violations
+from preflight_testkit.rpc import field_violations
 from test_clearinghouse_grpc import valid_request
 
 REVIEWER = Principal("rev-1", Role.REVIEWER, "agency")

@@ -28,7 +28,7 @@ from preflight_clearinghouse.domain.imports import MAX_IMPORT_BYTES
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import Tlp
 from preflight_clearinghouse.domain.workflow import FindingState
-from preflight_common.testing.rpc import field_violations
+from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_export_standards import REALISTIC, check_csaf_2_0, check_csaf_2_1, check_osv
 

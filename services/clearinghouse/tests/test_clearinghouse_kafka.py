@@ -47,9 +47,9 @@ from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.envelope import EventRegistry, decode_record, encode_event, headers_dict
 from preflight_common.producer import EventPublisher
-from preflight_common.testing.fixtures import PrincipalFactory, TopicFactory
-from preflight_common.testing.rpc import field_violations
 from preflight_common.topics import TopicSpec, ensure_topics
+from preflight_testkit.fixtures import PrincipalFactory, TopicFactory
+from preflight_testkit.rpc import field_violations
 
 OUTPUT = EventRegistry(
     [

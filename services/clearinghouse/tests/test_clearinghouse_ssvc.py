@@ -44,7 +44,7 @@ from preflight_clearinghouse.domain.ssvc import (
 )
 from preflight_clearinghouse.domain.workflow import FindingState
 from preflight_common.fields import string_violations
-from preflight_common.testing.rpc import field_violations
+from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_export_standards import REALISTIC, check_every_format, export
 

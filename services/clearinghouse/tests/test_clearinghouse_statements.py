@@ -15,7 +15,7 @@ from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import InvalidInput
 from preflight_clearinghouse.domain.findings import PatchState, VexJustification
-from preflight_common.testing.rpc import field_violations
+from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 
 

@@ -34,10 +34,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight_common.auth import Principal, Role
 from preflight_common.ports import free_port
-from preflight_common.testing.openpgp import signing_key
 from preflight_console.config import Settings
 from preflight_console.domain.taxii import stix_time
 from preflight_console.entrypoints.web import build_app
+from preflight_testkit.openpgp import signing_key
 from taxii2client.v21 import Collection, Server, as_pages
 
 sys.path.insert(0, str(Path(__file__).parents[2] / "clearinghouse" / "tests"))

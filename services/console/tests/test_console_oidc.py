@@ -23,11 +23,11 @@ import httpx
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from preflight_common.ports import free_port
-from preflight_common.testing.axe import wcag_violations
-from preflight_common.testing.oidc import RunningProvider, openid_provider
-from preflight_common.testing.rpc import introspect
 from preflight_console.config import OidcSettings, Settings
 from preflight_console.entrypoints.web import SESSION_COOKIE, Console, build_app
+from preflight_testkit.axe import wcag_violations
+from preflight_testkit.oidc import RunningProvider, openid_provider
+from preflight_testkit.rpc import introspect
 from starlette.testclient import TestClient
 
 from .conftest import sign_in_with_token

@@ -27,14 +27,14 @@ from preflight_common.bus import service_principal
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.ports import free_port
-from preflight_common.testing.clients import create_principal, service_grants_as
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import Keyring, new_key_entry
 from preflight_intake.bootstrap import migrate
 from preflight_intake.config import IntakeSettings
 from preflight_intake.entrypoints.server import serve
-from preflight_intake.testing import ClearinghouseStandIn
+from preflight_testkit.clients import create_principal, service_grants_as
+from preflight_testkit.intake import ClearinghouseStandIn
 from sqlalchemy import Engine, func, select
 
 # Short consumer-group timings for the faust agents (read by preflight_common.consumer).

@@ -23,8 +23,8 @@ from preflight.sdk import (
 )
 from preflight_common.auth import Principal, Role
 from preflight_common.grpcserver import ServerTLS
-from preflight_common.testing.tls import TestAuthority
 from preflight_intake.adapters import tables
+from preflight_testkit.tls import TestAuthority
 from sqlalchemy import select
 
 UNKNOWN_ID = "00000000-0000-4000-8000-000000000000"

@@ -17,8 +17,8 @@ from preflight_common.auth import Role
 from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings
 from preflight_common.producer import EventPublisher
-from preflight_common.testing.clients import dead_letter_reasons
-from preflight_intake.testing import ClearinghouseStandIn
+from preflight_testkit.clients import dead_letter_reasons
+from preflight_testkit.intake import ClearinghouseStandIn
 
 STATUS = intake_pb2.SubmissionStatus
 

@@ -17,8 +17,8 @@ from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
 from preflight_common.auth import Role
 from preflight_common.config import KafkaSettings
-from preflight_common.testing.rpc import field_violations
 from preflight_intake.adapters import tables
+from preflight_testkit.rpc import field_violations
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
 

@@ -18,7 +18,7 @@ from preflight_common.auth import Role
 from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.envelope import encode_event
-from preflight_intake.testing import ClearinghouseStandIn
+from preflight_testkit.intake import ClearinghouseStandIn
 
 STATUS = intake_pb2.SubmissionStatus
 

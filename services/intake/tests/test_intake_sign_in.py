@@ -22,9 +22,9 @@ from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, sign_in_pb2, sign_in_pb2_grpc
 from preflight_common.auth import Role
 from preflight_common.config import KafkaSettings
-from preflight_common.testing.oidc import RunningProvider, openid_provider, sign_in_over_http
-from preflight_common.testing.rpc import introspect
 from preflight_intake.domain.federation import Federation
+from preflight_testkit.oidc import RunningProvider, openid_provider, sign_in_over_http
+from preflight_testkit.rpc import introspect
 
 from .conftest import IntakeUnderTest, create_topics, fresh_keyring, make_settings
 

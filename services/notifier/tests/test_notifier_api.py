@@ -9,16 +9,15 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import Api
 from notifier_support import START, ManualClock, apply, finding_notice, rows, submission_received
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.common.v1 import common_pb2
 from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight.notifier.v1 import notifier_pb2
-from preflight_common.testing.rpc import field_violations
 from preflight_notifier.adapters.codec import timestamp
 from preflight_notifier.bootstrap import Components
-
-from conftest import Api
+from preflight_testkit.rpc import field_violations
 
 DAY = timedelta(days=1)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Api
 from kafka import KafkaConsumer, TopicPartition
 from notifier_support import (
     START,
@@ -27,13 +28,11 @@ from preflight_common import bus
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.outbox import OutboxRelay
 from preflight_common.producer import EventPublisher
-from preflight_common.testing.fixtures import TopicFactory
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_notifier.adapters import tables
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.config import NotifierSettings
-
-from conftest import Api
+from preflight_testkit.fixtures import TopicFactory
 
 PARTICIPANTS = bus.Participants(
     (

@@ -15,21 +15,20 @@ from typing import Any
 
 import grpc
 import pytest
+from conftest import Api
 from google.protobuf.timestamp_pb2 import Timestamp
 from notifier_support import START
 from preflight.notifier.v1 import notifier_pb2
 from preflight_common.config import ConfigError
 from preflight_common.fields import MATCHER_LIMIT
-from preflight_common.testing.rpc import field_violations
 from preflight_notifier.adapters import tables
 from preflight_notifier.adapters.codec import timestamp
 from preflight_notifier.adapters.routing_file import parse_routing
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.domain import matchers
 from preflight_notifier.domain.matchers import Matcher, MatchOp
+from preflight_testkit.rpc import field_violations
 from sqlalchemy import insert
-
-from conftest import Api
 
 REGEX = notifier_pb2.MATCH_OPERATOR_REGEX
 

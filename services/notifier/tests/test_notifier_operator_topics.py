@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka import errors as aiokafka_errors
+from conftest import SmtpServer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
 from notifier_support import START, ManualClock, apply, finding_notice, loopback_settings
@@ -29,13 +30,11 @@ from preflight_common import bus
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.outbox import OutboxRelay
 from preflight_common.producer import EventPublisher
-from preflight_common.testing.fixtures import PrincipalFactory, TopicFactory
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_notifier.adapters import tables
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.config import NotifierSettings
-
-from conftest import SmtpServer
+from preflight_testkit.fixtures import PrincipalFactory, TopicFactory
 
 BANK = bus.Organisation("bank-a", ("finance",))
 AQUA = bus.Organisation("aqua-co", ("water",))

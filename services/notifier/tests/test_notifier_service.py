@@ -33,13 +33,13 @@ from preflight_common.db import make_engine
 from preflight_common.envelope import KafkaRecord, headers_dict
 from preflight_common.ports import free_port
 from preflight_common.producer import EventPublisher
-from preflight_common.testing.clients import dead_letter_reasons
-from preflight_common.testing.fixtures import PrincipalFactory
-from preflight_common.testing.tls import TestAuthority
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_notifier.adapters.tables import deadlines, metadata
 from preflight_notifier.config import NotifierSettings
 from preflight_notifier.entrypoints import cli, server
+from preflight_testkit.clients import dead_letter_reasons
+from preflight_testkit.fixtures import PrincipalFactory
+from preflight_testkit.tls import TestAuthority
 from sqlalchemy import Engine, select
 
 ROUTING = {

@@ -1,4 +1,5 @@
-"""Helpers for the service's tests and benchmarks: real servers on loopback, nothing mocked.
+"""The benchmark service's fixtures and helpers, for its tests, the image tests and the benchmarks
+under bench/: real servers on loopback, nothing mocked.
 
 - `IntakeStandIn`: a gRPC server implementing intake's ResolveCredential, GetSubmission (the
   status) and the IdentityService (the parts of intake the benchmark service and its workers call);
@@ -13,11 +14,11 @@
 - `new_jobs(...)`: a submission's jobs as the planner makes them; `plan_pending(...)` stores them
   pending;
 - `job_token_secret(...)`: an attempt's token Secret as the Kubernetes executor creates it;
-- module-scoped fixtures for a test module or conftest to take in by name (`intake =
-  testing.intake`): `intake`, `model_key`, `reference_model`, `results` (a recording
-  BenchmarkService's target and servicer) and `s3_endpoint` (an S3-compatible store on loopback,
-  moto, holding `EVAL_LOG_BUCKET`); `s3_eval_log_store(...)` is that store as a Job reaches it,
-  `read_s3_eval_log(...)` reads a log back from it.
+- module-scoped fixtures for a test module or conftest to take in by name (`from
+  preflight_testkit.benchmark import intake`): `intake`, `model_key`, `reference_model`,
+  `results` (a recording BenchmarkService's target and servicer) and `s3_endpoint` (an
+  S3-compatible store on loopback, moto, holding `EVAL_LOG_BUCKET`); `s3_eval_log_store(...)`
+  is that store as a Job reaches it, `read_s3_eval_log(...)` reads a log back from it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,20 @@ from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
 from preflight.identity.v1 import identity_pb2_grpc
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, submission_pb2
+from preflight_benchmark.adapters import events
+from preflight_benchmark.adapters.executors.k8s_manifest import (
+    EVAL_LOG_CREDENTIALS_DIR,
+    EvalLogStore,
+    token_secret_name,
+)
+from preflight_benchmark.adapters.store import JobStore, NewJob
+from preflight_benchmark.bootstrap import Components
+from preflight_benchmark.config import BenchmarkSettings
+from preflight_benchmark.domain.catalog import Resources
+from preflight_benchmark.domain.jobs import job_id
+from preflight_benchmark.domain.ports import Attempt
+from preflight_benchmark.entrypoints.server import serve
+from preflight_benchmark.reference_model.server import ReferenceModelServer
 from preflight_common.auth import (
     IdentityServicer,
     LocalAuthenticator,
@@ -61,24 +76,10 @@ from preflight_common.envelope import EventRegistry, decode_record, encode_event
 from preflight_common.grpcserver import ServerTLS, build_server
 from preflight_common.ports import free_port
 from preflight_common.producer import EventPublisher
-from preflight_common.testing.clients import create_principal, service_grants_as
 from preflight_common.topics import TopicSpec, ensure_topics
 from sqlalchemy import MetaData
 
-from preflight_benchmark.adapters import events
-from preflight_benchmark.adapters.executors.k8s_manifest import (
-    EVAL_LOG_CREDENTIALS_DIR,
-    EvalLogStore,
-    token_secret_name,
-)
-from preflight_benchmark.adapters.store import JobStore, NewJob
-from preflight_benchmark.bootstrap import Components
-from preflight_benchmark.config import BenchmarkSettings
-from preflight_benchmark.domain.catalog import Resources
-from preflight_benchmark.domain.jobs import job_id
-from preflight_benchmark.domain.ports import Attempt
-from preflight_benchmark.entrypoints.server import serve
-from preflight_benchmark.reference_model.server import ReferenceModelServer
+from preflight_testkit.clients import create_principal, service_grants_as
 
 if TYPE_CHECKING:
     from inspect_ai.log import EvalLog

@@ -3,8 +3,8 @@
 `make test` runs every test; a test that skips because something `make setup` provides is
 missing (a tool, a built binary) would hide that it never ran. A skip whose reason starts with one
 of `ALLOWED_SKIP_REASONS` (prerequisites the README's "Needs" names, which a machine may lack)
-stays a skip; any other skip is reported as a failure with its reason. Loaded by the repository's
-root `conftest.py`.
+stays a skip; any other skip is reported as a failure with its reason. Loaded by
+`preflight_testkit.plugin`.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import socket
 
 import pytest
 import sqlalchemy as sa
-from preflight_common.testing.fixtures import running_in_ci
-from preflight_common.testing.postgres import LocalPostgres, find_pg_bin
+from preflight_testkit.fixtures import running_in_ci
+from preflight_testkit.postgres import LocalPostgres, find_pg_bin
 
 # Each test starts PostgreSQL servers of its own.
 pytestmark = pytest.mark.slow

@@ -19,7 +19,6 @@ from typing import Any
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import TopicAuthorizationFailedError
 from kafka.structs import TopicPartition
-
 from preflight_common import bus
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.envelope import headers_dict

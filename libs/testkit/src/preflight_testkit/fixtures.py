@@ -1,7 +1,6 @@
 """pytest fixtures for tests that run against a real Kafka broker and real databases.
 
-Loaded as a plugin by the repository's root ``conftest.py``
-(``pytest_plugins = ["preflight_common.testing.fixtures"]``).
+Loaded by the kit's pytest plugin (``preflight_testkit.plugin``): every test can use them.
 
 ==================  ========  ====================================================================
 fixture             scope     value
@@ -19,7 +18,7 @@ fixture             scope     value
 ``unique_topic``    function  ``(prefix="test", partitions=1, config=None) -> str``: creates a
                               topic with a fresh name on ``kafka`` and returns the name once every
                               partition has a leader
-``postgres``        session   a started :class:`~preflight_common.testing.postgres.LocalPostgres`
+``postgres``        session   a started :class:`~preflight_testkit.postgres.LocalPostgres`
 ``pg_url``          function  SQLAlchemy URL of a new, empty PostgreSQL database (dropped after)
 ``db_url``          function  parametrized ``sqlite`` (a file in ``tmp_path``) and ``postgresql``
                               (``pg_url``): a store test using it runs on both
@@ -40,12 +39,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-
 from preflight_common.bus import Grant
 from preflight_common.config import KafkaSettings
 from preflight_common.localkafka import LocalKafka, find_repo_root
-from preflight_common.testing.clients import create_principal
-from preflight_common.testing.postgres import LocalPostgres, find_pg_bin
+
+from preflight_testkit.postgres import LocalPostgres, find_pg_bin
 
 __all__ = [
     "PrincipalFactory",
@@ -115,6 +113,10 @@ def kafka_principal(kafka_settings: KafkaSettings, tmp_path: Path) -> PrincipalF
     The password is random and kept in a file under ``tmp_path``; calling it again for the same
     user changes the password and adds the new grants.
     """
+
+    # Imported here, as kafka-python is in `unique_topic`: the plugin is loaded by every pytest
+    # run, and kafka-python's import loads its protocol schemas.
+    from preflight_testkit.clients import create_principal
 
     def create(user: str, grants: Iterable[Grant]) -> KafkaSettings:
         return create_principal(kafka_settings, user, grants, tmp_path / f"{user}.password")

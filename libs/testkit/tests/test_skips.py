@@ -39,7 +39,7 @@ def test_only_skips_the_readme_allows_stay_skips(tmp_path: Path) -> None:
             "-m",
             "pytest",
             "-p",
-            "preflight_common.testing.skips",
+            "preflight_testkit.skips",
             "-p",
             "no:cacheprovider",
             "-rA",

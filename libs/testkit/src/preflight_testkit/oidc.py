@@ -28,7 +28,6 @@ import httpx
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
-
 from preflight_common.ports import free_port
 
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
@@ -39,7 +38,7 @@ def repository() -> Path:
     for folder in Path(__file__).resolve().parents:
         if (folder / "Makefile").is_file() and (folder / "libs").is_dir():
             return folder
-    raise RuntimeError("the repository holding preflight_common was not found")
+    raise RuntimeError("the repository holding preflight_testkit was not found")
 
 
 PROVIDER_MODULE = repository() / ".cache/oidc-provider/node_modules/oidc-provider/lib/index.js"

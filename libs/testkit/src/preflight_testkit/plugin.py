@@ -1,0 +1,8 @@
+"""The pytest plugin (entry point ``pytest11``: ``preflight``): the shared fixtures, no silent
+skips and the lanes. Disable it for one run with ``-p no:preflight``."""
+
+pytest_plugins = [
+    "preflight_testkit.fixtures",
+    "preflight_testkit.skips",
+    "preflight_testkit.lanes",
+]

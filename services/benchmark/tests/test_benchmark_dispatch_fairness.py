@@ -16,12 +16,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.adapters.executors.local import LocalExecutor
 from preflight_benchmark.adapters.grpc_clients import GrpcSubmissionStatuses
-from preflight_benchmark.adapters.store import JobRecord, JobStore
+from preflight_benchmark.adapters.store import JobStore
+from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.jobs import JobStatus
+from preflight_benchmark.domain.records import JobRecord
 from preflight_benchmark.service_layer.dispatcher import Dispatcher, DispatcherSettings, choose
 from preflight_benchmark.service_layer.planner import Planner
 from preflight_common.db import make_engine
@@ -54,7 +57,7 @@ def store(tmp_path: Path) -> Iterator[JobStore]:
 
 def plan(store: JobStore, organisation: str, window_end: datetime, count: int = 1) -> list[str]:
     """`count` submissions of `organisation` whose access window ends at `window_end`."""
-    planner = Planner(store, load_catalog(), executor="local", max_attempts=3)
+    planner = Planner(store, load_catalog(), events, job_span, executor="local", max_attempts=3)
     ids = []
     for _ in range(count):
         received = submission(
@@ -115,7 +118,7 @@ async def dispatching(store: JobStore, tmp_path: Path, max_concurrency: int) -> 
         settings = DispatcherSettings(
             log_root=str(tmp_path / "logs"), max_concurrency=max_concurrency, lab_cap=1, poll_interval=0.05
         )
-        dispatcher = Dispatcher(store, executor, statuses, settings)
+        dispatcher = Dispatcher(store, events, job_span, executor, statuses, settings)
         stop = asyncio.Event()
         running = asyncio.create_task(dispatcher.run(stop, Liveness()))
         try:

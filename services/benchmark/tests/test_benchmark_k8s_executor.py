@@ -19,11 +19,13 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 from kubernetes import client
+from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, job_name
 from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor
 from preflight_benchmark.adapters.grpc_clients import GrpcSubmissionStatuses
 from preflight_benchmark.adapters.store import JobStore
+from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import AttemptEnd, FailureReason, JobStatus
@@ -264,18 +266,18 @@ async def test_a_job_of_a_withdrawn_submission_left_running_by_a_previous_proces
     engine = make_engine(f"sqlite:///{tmp_path / 'benchmark.db'}")
     store = JobStore(engine, jobs_topic="jobs", results_topic="results")
     received = submission(base_url="http://127.0.0.1:9/v1", model_name="m", credential_ref="cred-1")
-    Planner(store, load_catalog(), executor=executor.name, max_attempts=3).plan("e1", received)
+    planner = Planner(store, load_catalog(), events, job_span, executor=executor.name, max_attempts=3)
+    planner.plan("e1", received)
     now = datetime.now(UTC)
     [pending, *_] = store.due(now, 1)
     started = store.start_attempt(pending, now)
     assert started is not None
-    await executor.create(_attempt(started, str(tmp_path)))  # the previous process's worker
+    await executor.create(_attempt(started, str(tmp_path), events))  # the previous process's worker
     with intake_stand_in(tmp_path) as intake:
         intake.servicer.withdrawn.add(received.submission_id)
         statuses = GrpcSubmissionStatuses(intake.target, intake.service_token)
-        dispatcher = Dispatcher(
-            store, executor, statuses, DispatcherSettings(log_root=str(tmp_path), poll_interval=0.05)
-        )
+        settings = DispatcherSettings(log_root=str(tmp_path), poll_interval=0.05)
+        dispatcher = Dispatcher(store, events, job_span, executor, statuses, settings)
         stop = asyncio.Event()
         running = asyncio.create_task(dispatcher.run(stop, Liveness()))
         try:
@@ -302,14 +304,15 @@ async def test_no_worker_starts_while_intake_cannot_say_whether_the_submission_w
     engine = make_engine(f"sqlite:///{tmp_path / 'benchmark.db'}")
     store = JobStore(engine, jobs_topic="jobs", results_topic="results")
     received = submission(base_url="http://127.0.0.1:9/v1", model_name="m", credential_ref="cred-1")
-    planned = Planner(store, load_catalog(), executor=executor.name, max_attempts=3).plan("e1", received)
+    planner = Planner(store, load_catalog(), events, job_span, executor=executor.name, max_attempts=3)
+    planned = planner.plan("e1", received)
     with intake_stand_in(tmp_path) as intake:
         intake.servicer.unavailable = True
         statuses = GrpcSubmissionStatuses(intake.target, intake.service_token)
         settings = DispatcherSettings(
             log_root=str(tmp_path), max_concurrency=planned, poll_interval=0.05, status_retry_cap=0.2
         )
-        dispatcher = Dispatcher(store, executor, statuses, settings)
+        dispatcher = Dispatcher(store, events, job_span, executor, statuses, settings)
         stop = asyncio.Event()
         running = asyncio.create_task(dispatcher.run(stop, Liveness()))
         try:

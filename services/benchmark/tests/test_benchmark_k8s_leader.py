@@ -20,12 +20,14 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
+from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.adapters.executors.k8s_lease import LeaseElection
 from preflight_benchmark.adapters.executors.k8s_manifest import ManifestSettings, job_name
 from preflight_benchmark.adapters.executors.kubernetes import KubernetesExecutor
 from preflight_benchmark.adapters.grpc_clients import GrpcSubmissionStatuses
 from preflight_benchmark.adapters.store import JobStore
+from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus
 from preflight_benchmark.domain.ports import Leadership
@@ -104,7 +106,8 @@ def _store(tmp_path: Path, max_attempts: int) -> tuple[JobStore, list[str]]:
     migrate(url)
     store = JobStore(make_engine(url), jobs_topic="jobs", results_topic="results")
     received = submission(base_url="http://127.0.0.1:9/v1", model_name="m", credential_ref="cred-1")
-    Planner(store, load_catalog(K8S_CATALOG), executor="kubernetes", max_attempts=max_attempts).plan(
+    catalog = load_catalog(K8S_CATALOG)
+    Planner(store, catalog, events, job_span, executor="kubernetes", max_attempts=max_attempts).plan(
         "e1", received
     )
     return store, sorted(j.job_id for j in store.in_status(*JobStatus))
@@ -121,7 +124,7 @@ async def _dispatching(
     with intake_stand_in(tmp_path) as intake:
         statuses = GrpcSubmissionStatuses(intake.target, intake.service_token)
         settings = DispatcherSettings(log_root=LOG_ROOT, max_concurrency=concurrency, poll_interval=0.1)
-        dispatcher = Dispatcher(store, executor, statuses, settings, leadership=leadership)
+        dispatcher = Dispatcher(store, events, job_span, executor, statuses, settings, leadership=leadership)
         stop = asyncio.Event()
         running = asyncio.create_task(dispatcher.run(stop, Liveness()))
         try:

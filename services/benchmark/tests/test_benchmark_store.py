@@ -9,9 +9,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from preflight.benchmark.v1 import events_pb2
 from preflight_benchmark.adapters import events
-from preflight_benchmark.adapters.store import JobStore, Refused, outbox
+from preflight_benchmark.adapters.store import JobStore, outbox
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus
+from preflight_benchmark.domain.records import Refused
 from preflight_common.db import make_engine
 from preflight_testkit.benchmark import new_jobs
 from sqlalchemy import func, select

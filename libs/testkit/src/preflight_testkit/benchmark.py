@@ -52,12 +52,13 @@ from preflight_benchmark.adapters.executors.k8s_manifest import (
     EvalLogStore,
     token_secret_name,
 )
-from preflight_benchmark.adapters.store import JobStore, NewJob
+from preflight_benchmark.adapters.store import JobStore
 from preflight_benchmark.bootstrap import Components
 from preflight_benchmark.config import BenchmarkSettings
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import job_id
 from preflight_benchmark.domain.ports import Attempt
+from preflight_benchmark.domain.records import NewJob
 from preflight_benchmark.entrypoints.server import serve
 from preflight_benchmark.reference_model.server import ReferenceModelServer
 from preflight_common.auth import (

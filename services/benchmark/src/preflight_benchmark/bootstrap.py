@@ -8,17 +8,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from preflight_common.clock import Clock, utc_now
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
 
+from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.adapters.executors.local import LocalExecutor
 from preflight_benchmark.adapters.grpc_clients import GrpcJobTokens, GrpcSubmissionStatuses
 from preflight_benchmark.adapters.store import JobStore
+from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.config import BenchmarkSettings, KubernetesSettings, accelerator_classes
 from preflight_benchmark.domain.catalog import Catalog
 from preflight_benchmark.domain.ports import Executor
-from preflight_benchmark.service_layer.clock import Clock, utc_now
 from preflight_benchmark.service_layer.dispatcher import Dispatcher, DispatcherSettings
 from preflight_benchmark.service_layer.planner import Planner
 
@@ -131,12 +133,20 @@ def build(
         store=store,
         catalog=catalog,
         planner=Planner(
-            store, catalog, executor=executor.name, max_attempts=settings.max_attempts, clock=clock
+            store,
+            catalog,
+            events,
+            job_span,
+            executor=executor.name,
+            max_attempts=settings.max_attempts,
+            clock=clock,
         ),
         executor=executor,
         statuses=statuses,
         dispatcher=Dispatcher(
             store,
+            events,
+            job_span,
             executor,
             statuses,
             DispatcherSettings(

@@ -17,7 +17,7 @@ from collections.abc import Generator
 import fsspec
 from preflight.benchmark.v1 import benchmark_pb2
 
-from preflight_benchmark.adapters.store import JobRecord
+from preflight_benchmark.domain.records import JobRecord
 
 CHUNK = 1024 * 1024
 """Bytes of each ReadEvalLog chunk."""

@@ -19,8 +19,8 @@ from preflight_common.bus import SOURCES
 from preflight_common.envelope import KafkaRecord, encode_event
 from preflight_common.telemetry import current_traceparent, inject_headers
 
-from preflight_benchmark.adapters.store import Ending, EndingFor, JobRecord
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus, PlannedJob
+from preflight_benchmark.domain.records import Ending, EndingFor, JobRecord
 
 SOURCE = SOURCES["benchmark"]
 

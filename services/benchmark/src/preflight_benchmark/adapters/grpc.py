@@ -10,15 +10,17 @@ from datetime import datetime
 import grpc
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
 from preflight_common.auth import Principal, Role, require_role
+from preflight_common.clock import Clock, utc_now
 from preflight_common.fields import InvalidArgument
 from preflight_common.grpcserver import invalid_argument
 from preflight_common.pagetokens import page_tokens
 
+from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.eval_logs import EvalLogs
 from preflight_benchmark.adapters.events import PROTO_TO_STATUS, STATUS_TO_PROTO, job_view
-from preflight_benchmark.adapters.store import JobRecord, JobStore
+from preflight_benchmark.adapters.store import JobStore
 from preflight_benchmark.domain.jobs import JobStatus
-from preflight_benchmark.service_layer.clock import Clock, utc_now
+from preflight_benchmark.domain.records import JobRecord
 from preflight_benchmark.service_layer.results import Verdict, record_result
 
 DEFAULT_PAGE = 50
@@ -214,7 +216,7 @@ class BenchmarkServicer(benchmark_pb2_grpc.BenchmarkServiceServicer):
             await invalid_argument(context, violations)
         if worker.principal_id != request.job_id:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, "a job token reports for its own job only")
-        recorded = await asyncio.to_thread(record_result, self._store, request, self._clock)
+        recorded = await asyncio.to_thread(record_result, self._store, events, request, self._clock)
         match recorded.verdict:
             case Verdict.UNKNOWN_JOB:
                 await context.abort(grpc.StatusCode.NOT_FOUND, f"job {request.job_id} not found")

@@ -9,13 +9,11 @@ last active job also enqueues the plan's end (BenchmarkPlanEnded), once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from preflight.benchmark.v1 import events_pb2
-from preflight_common.envelope import KafkaRecord
 from preflight_common.idempotency import claim_event, processed_events_table
 from preflight_common.outbox import enqueue, outbox_table
 from sqlalchemy import (
@@ -40,6 +38,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.sql.elements import ColumnElement
 
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus
+from preflight_benchmark.domain.records import EndingFor, JobRecord, NewJob, Refused
 
 metadata = MetaData()
 outbox = outbox_table(metadata)
@@ -101,94 +100,30 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True)
-class JobRecord:
-    """A stored job."""
-
-    job_id: str
-    submission_id: str
-    organisation: str
-    suite_id: str
-    suite_version: str
-    capability: str
-    status: JobStatus
-    attempt: int
-    max_attempts: int
-    not_before: datetime
-    not_after: datetime
-    executor: str
-    failure_reason: FailureReason | None
-    message: str
-    request: bytes
-    result: bytes | None
-    eval_log_uri: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    traceparent: str | None = None
-
-    @classmethod
-    def from_row(cls, row: Row[Any]) -> JobRecord:
-        return cls(
-            job_id=row.job_id,
-            submission_id=row.submission_id,
-            organisation=row.organisation,
-            suite_id=row.suite_id,
-            suite_version=row.suite_version,
-            capability=row.capability,
-            status=JobStatus(row.status),
-            attempt=row.attempt,
-            max_attempts=row.max_attempts,
-            not_before=_aware(row.not_before) or row.not_before,
-            not_after=_aware(row.not_after) or row.not_after,
-            executor=row.executor,
-            failure_reason=FailureReason(row.failure_reason) if row.failure_reason else None,
-            message=row.message or "",
-            request=row.request,
-            result=row.result,
-            eval_log_uri=row.eval_log_uri or "",
-            created_at=_aware(row.created_at) or row.created_at,
-            started_at=_aware(row.started_at),
-            finished_at=_aware(row.finished_at),
-            traceparent=row.traceparent,
-        )
-
-
-@dataclass(frozen=True)
-class NewJob:
-    """A planned job to store, with its BenchmarkJobRequested record for the outbox."""
-
-    job_id: str
-    suite_id: str
-    suite_version: str
-    capability: str
-    max_attempts: int
-    not_before: datetime
-    not_after: datetime
-    request: bytes
-    record: KafkaRecord
-    traceparent: str | None = None
-
-
-@dataclass(frozen=True)
-class Ending:
-    """A terminal state to write, with its terminal event, and the plan's end (`plan_ended`: the
-    BenchmarkPlanEnded of a submission whose jobs, given in job id order, have all ended)."""
-
-    status: JobStatus
-    failure_reason: FailureReason | None
-    message: str
-    result: bytes
-    eval_log_uri: str
-    record: KafkaRecord
-    plan_ended: Callable[[Sequence[JobRecord]], KafkaRecord]
-
-
-EndingFor = Callable[[JobRecord], Ending]
-
-
-class Refused(Exception):
-    """An event that contradicts what is recorded of its submission (the planner dead-letters it)."""
+def _job(row: Row[Any]) -> JobRecord:
+    return JobRecord(
+        job_id=row.job_id,
+        submission_id=row.submission_id,
+        organisation=row.organisation,
+        suite_id=row.suite_id,
+        suite_version=row.suite_version,
+        capability=row.capability,
+        status=JobStatus(row.status),
+        attempt=row.attempt,
+        max_attempts=row.max_attempts,
+        not_before=_aware(row.not_before) or row.not_before,
+        not_after=_aware(row.not_after) or row.not_after,
+        executor=row.executor,
+        failure_reason=FailureReason(row.failure_reason) if row.failure_reason else None,
+        message=row.message or "",
+        request=row.request,
+        result=row.result,
+        eval_log_uri=row.eval_log_uri or "",
+        created_at=_aware(row.created_at) or row.created_at,
+        started_at=_aware(row.started_at),
+        finished_at=_aware(row.finished_at),
+        traceparent=row.traceparent,
+    )
 
 
 def _owned(conn: Connection, submission_id: str, organisation: str) -> Row[Any] | None:
@@ -305,7 +240,7 @@ class JobStore:
             active = conn.execute(
                 select(jobs).where(jobs.c.submission_id == submission_id, jobs.c.status.in_(ACTIVE))
             ).all()
-            return [j for j in (self._end(conn, JobRecord.from_row(r), ending, now) for r in active) if j]
+            return [j for j in (self._end(conn, _job(r), ending, now) for r in active) if j]
 
     def change_window(
         self,
@@ -361,7 +296,7 @@ class JobStore:
                 .where(ranked.c.rank_in_organisation <= per_organisation)
                 .order_by(ranked.c.not_after, ranked.c.created_at, ranked.c.job_id)
             ).all()
-        return [JobRecord.from_row(r) for r in rows]
+        return [_job(r) for r in rows]
 
     def count_due(self, now: datetime) -> int:
         """How many pending jobs wait with their window open (the queue depth)."""
@@ -373,13 +308,13 @@ class JobStore:
             rows = conn.execute(
                 select(jobs).where(jobs.c.status.in_([s.value for s in statuses])).order_by(jobs.c.created_at)
             ).all()
-        return [JobRecord.from_row(r) for r in rows]
+        return [_job(r) for r in rows]
 
     def expired(self, now: datetime) -> list[JobRecord]:
         """Active jobs whose window has closed."""
         with self.engine.connect() as conn:
             rows = conn.execute(select(jobs).where(jobs.c.status.in_(ACTIVE), jobs.c.not_after <= now)).all()
-        return [JobRecord.from_row(r) for r in rows]
+        return [_job(r) for r in rows]
 
     def start_attempt(self, job: JobRecord, now: datetime) -> JobRecord | None:
         """PENDING → RUNNING with the next attempt number; None if the job changed meanwhile."""
@@ -397,7 +332,7 @@ class JobStore:
             )
             if result.rowcount != 1:
                 return None
-            return JobRecord.from_row(conn.execute(select(jobs).where(jobs.c.job_id == job.job_id)).one())
+            return _job(conn.execute(select(jobs).where(jobs.c.job_id == job.job_id)).one())
 
     def requeue(self, job_id: str, attempt: int, message: str, now: datetime) -> bool:
         """RUNNING (this attempt) → PENDING for another attempt."""
@@ -421,7 +356,7 @@ class JobStore:
             row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
             if row is None:
                 return None
-            job = JobRecord.from_row(row)
+            job = _job(row)
             if attempt is not None and (job.attempt != attempt or job.status != JobStatus.RUNNING):
                 return None
             return self._end(conn, job, ending, now)
@@ -456,7 +391,7 @@ class JobStore:
             return None
         enqueue(conn, outbox, self._results_topic, done.record)
         plan = [
-            JobRecord.from_row(r)
+            _job(r)
             for r in conn.execute(
                 select(jobs).where(jobs.c.submission_id == job.submission_id).order_by(jobs.c.job_id)
             )
@@ -470,7 +405,7 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(jobs).where(jobs.c.job_id == job_id)).first()
-        return JobRecord.from_row(row) if row else None
+        return _job(row) if row else None
 
     def list(
         self,
@@ -497,7 +432,7 @@ class JobStore:
             )
         with self.engine.connect() as conn:
             rows = conn.execute(query.order_by(jobs.c.created_at, jobs.c.job_id).limit(limit)).all()
-        return [JobRecord.from_row(r) for r in rows]
+        return [_job(r) for r in rows]
 
     def count_by_status(
         self, submission_ids: Sequence[str], *, organisation: str | None

@@ -2,12 +2,154 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from google.protobuf.timestamp_pb2 import Timestamp
+from preflight.benchmark.v1 import events_pb2
+from preflight.intake.v1 import events_pb2 as intake_events
+from preflight_common.envelope import KafkaRecord
+
 from preflight_benchmark.domain.catalog import Resources
-from preflight_benchmark.domain.jobs import AttemptOutcome
+from preflight_benchmark.domain.jobs import AttemptOutcome, FailureReason, JobStatus, PlannedJob
+from preflight_benchmark.domain.records import EndingFor, JobRecord, NewJob
+
+
+class Jobs(Protocol):
+    """The job table, its outbox and the consumed-event record (`adapters.store.JobStore`).
+
+    Each method is one transaction: when it returns, the change and the events it enqueued are
+    durable together; when it raises, neither is.
+    """
+
+    def plan(
+        self,
+        event_id: str,
+        submission_id: str,
+        organisation: str,
+        executor: str,
+        planned: Sequence[NewJob],
+        now: datetime,
+    ) -> bool:
+        """Store the submission, its jobs and their BenchmarkJobRequested events; False if the event
+        was already applied or the submission is known. Raises `Refused` (nothing written) for a
+        submission recorded under another organisation or model, or withdrawn."""
+        ...
+
+    def withdraw(
+        self, event_id: str, submission_id: str, organisation: str, now: datetime, ending: EndingFor
+    ) -> list[JobRecord]:
+        """Mark the submission withdrawn and end its active jobs; the jobs ended (none when already
+        applied). Raises `Refused` for a submission recorded under another organisation."""
+        ...
+
+    def change_window(
+        self,
+        event_id: str,
+        submission_id: str,
+        organisation: str,
+        window: tuple[datetime, datetime],
+        now: datetime,
+    ) -> int:
+        """Move the access window of the submission's active jobs; how many moved. Raises `Refused`
+        for a submission recorded under another organisation."""
+        ...
+
+    def due(self, now: datetime, per_organisation: int) -> list[JobRecord]:
+        """Pending jobs whose window is open, earliest deadline first, at most `per_organisation` of
+        each organisation."""
+        ...
+
+    def count_due(self, now: datetime) -> int:
+        """How many pending jobs wait with their window open."""
+        ...
+
+    def in_status(self, *statuses: JobStatus) -> list[JobRecord]:
+        """The jobs in these statuses, oldest first."""
+        ...
+
+    def expired(self, now: datetime) -> list[JobRecord]:
+        """Active jobs whose window has closed."""
+        ...
+
+    def start_attempt(self, job: JobRecord, now: datetime) -> JobRecord | None:
+        """PENDING → RUNNING with the next attempt number; None if the job changed meanwhile."""
+        ...
+
+    def requeue(self, job_id: str, attempt: int, message: str, now: datetime) -> bool:
+        """RUNNING (this attempt) → PENDING for another attempt; False if it was not running it."""
+        ...
+
+    def end(
+        self, job_id: str, ending: EndingFor, now: datetime, attempt: int | None = None
+    ) -> JobRecord | None:
+        """End an active job (of `attempt`, if given) with its terminal event (and the plan's end
+        after its last job); None if it was not active."""
+        ...
+
+    def get(self, job_id: str) -> JobRecord | None:
+        """The job, None when unknown."""
+        ...
+
+
+class JobEvents(Protocol):
+    """The service's events and the worker's input, encoded (`adapters.events`)."""
+
+    def job_requested(
+        self,
+        planned: PlannedJob,
+        planned_jobs: int,
+        submission: intake_events.SubmissionReceived,
+        now: datetime,
+    ) -> events_pb2.BenchmarkJobRequested:
+        """The BenchmarkJobRequested of one of a plan's `planned_jobs` jobs."""
+        ...
+
+    def requested_record(self, message: events_pb2.BenchmarkJobRequested) -> KafkaRecord:
+        """The outbox record of a BenchmarkJobRequested (event id `<job id>/requested`)."""
+        ...
+
+    def failed(
+        self, reason: FailureReason, message: str, *, retryable: bool, now: datetime, eval_log_uri: str = ""
+    ) -> EndingFor:
+        """The ending of a job that failed for `reason` (published as BenchmarkFailed)."""
+        ...
+
+    def completed(self, report: events_pb2.BenchmarkCompleted, now: datetime) -> EndingFor:
+        """The ending of a job whose worker reported `report` (published as BenchmarkCompleted)."""
+        ...
+
+    def assignment_json(self, job: JobRecord, log_dir: str) -> str:
+        """The worker's input for the job's current attempt, as JSON."""
+        ...
+
+    def from_timestamp(self, ts: Timestamp) -> datetime:
+        """A protobuf timestamp as an aware UTC datetime."""
+        ...
+
+    def reason_from_proto(self, value: events_pb2.FailureReason.ValueType) -> FailureReason:
+        """A failure reason of the API; ValueError when unspecified."""
+        ...
+
+
+class JobSpans(Protocol):
+    """Opens the span of one job's work in its submission's trace (`adapters.tracing.job_span`)."""
+
+    def __call__(
+        self,
+        name: str,
+        *,
+        submission_id: str,
+        job_id: str,
+        suite_id: str,
+        attempt: int = 0,
+        traceparent: str | None = None,
+    ) -> AbstractContextManager[object]:
+        """The current span `<name> <suite>`, a child of `traceparent` (else of the current span)."""
+        ...
 
 
 @dataclass(frozen=True)

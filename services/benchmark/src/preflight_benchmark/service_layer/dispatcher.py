@@ -46,11 +46,9 @@ from dataclasses import dataclass
 
 from opentelemetry import metrics
 from preflight.benchmark.v1 import events_pb2
+from preflight_common.clock import Clock, utc_now
 from preflight_common.liveness import Liveness
 
-from preflight_benchmark.adapters import events
-from preflight_benchmark.adapters.store import JobRecord, JobStore
-from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import (
     ENDED_BY_THE_SERVICE,
@@ -63,11 +61,14 @@ from preflight_benchmark.domain.jobs import (
 from preflight_benchmark.domain.ports import (
     Attempt,
     Executor,
+    JobEvents,
+    Jobs,
+    JobSpans,
     Leadership,
     SubmissionStatuses,
     SubmissionStatusUnknown,
 )
-from preflight_benchmark.service_layer.clock import Clock, utc_now
+from preflight_benchmark.domain.records import JobRecord
 
 log = logging.getLogger(__name__)
 _meter = metrics.get_meter(__name__)
@@ -94,7 +95,7 @@ class DispatcherSettings:
     status_retry_cap: float = 10.0
 
 
-def _attempt(job: JobRecord, log_root: str, *, resumed: bool = False) -> Attempt:
+def _attempt(job: JobRecord, log_root: str, events: JobEvents, *, resumed: bool = False) -> Attempt:
     request = events_pb2.BenchmarkJobRequested.FromString(job.request)
     # One folder per job, shared by its attempts: a retried attempt resumes the log there.
     log_dir = posixpath.join(log_root.rstrip("/"), job.submission_id, job.job_id)
@@ -150,7 +151,9 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: JobStore,
+        store: Jobs,
+        events: JobEvents,
+        spans: JobSpans,
         executor: Executor,
         statuses: SubmissionStatuses,
         settings: DispatcherSettings,
@@ -158,6 +161,8 @@ class Dispatcher:
         leadership: Leadership | None = None,
     ) -> None:
         self._store = store
+        self._events = events
+        self._spans = spans
         self._executor = executor
         self._statuses = statuses
         self._settings = settings
@@ -210,7 +215,7 @@ class Dispatcher:
     async def tick(self) -> None:
         now = self._clock()
         for job in await asyncio.to_thread(self._store.expired, now):
-            ending = events.failed(
+            ending = self._events.failed(
                 FailureReason.WINDOW_CLOSED, "the access window closed", retryable=False, now=now
             )
             ended = await asyncio.to_thread(self._store.end, job.job_id, ending, now)
@@ -267,7 +272,7 @@ class Dispatcher:
         if not withdrawn:
             return True
         now = self._clock()
-        ending = events.failed(
+        ending = self._events.failed(
             FailureReason.WITHDRAWN, "submission withdrawn (intake)", retryable=False, now=now
         )
         if await asyncio.to_thread(self._store.end, job.job_id, ending, now, job.attempt) is not None:
@@ -281,7 +286,7 @@ class Dispatcher:
             if not await self._launchable(job):
                 return
             # The attempt's span continues the job's trace; the worker's run is its child.
-            with job_span(
+            with self._spans(
                 "benchmark attempt",
                 submission_id=job.submission_id,
                 job_id=job.job_id,
@@ -291,7 +296,7 @@ class Dispatcher:
             ):
                 try:
                     outcome = await self._executor.run(
-                        _attempt(job, self._settings.log_root, resumed=resumed)
+                        _attempt(job, self._settings.log_root, self._events, resumed=resumed)
                     )
                 except Exception as exc:  # an executor bug must not lose the attempt
                     log.exception("executor failed on job %s", job.job_id)
@@ -315,6 +320,6 @@ class Dispatcher:
             log.warning("job %s: %s", job_id, decision.message)
             return
         assert decision.reason is not None
-        ending = events.failed(decision.reason, decision.message, retryable=decision.retryable, now=now)
+        ending = self._events.failed(decision.reason, decision.message, retryable=decision.retryable, now=now)
         if self._store.end(job_id, ending, now, attempt=attempt) is not None:
             log.warning("job %s failed: %s", job_id, decision.message)

@@ -7,16 +7,15 @@ import logging
 
 from google.protobuf.message import Message
 from preflight.intake.v1 import events_pb2 as intake_events
+from preflight_common.clock import Clock, utc_now
 from preflight_common.consumer import PoisonEvent
 from preflight_common.envelope import EventAttributes, EventRegistry
 from preflight_common.telemetry import current_traceparent
 
-from preflight_benchmark.adapters import events
-from preflight_benchmark.adapters.store import JobStore, NewJob, Refused
-from preflight_benchmark.adapters.tracing import job_span
 from preflight_benchmark.domain.catalog import Catalog
 from preflight_benchmark.domain.jobs import AccessWindow, FailureReason, plan
-from preflight_benchmark.service_layer.clock import Clock, utc_now
+from preflight_benchmark.domain.ports import JobEvents, Jobs, JobSpans
+from preflight_benchmark.domain.records import NewJob, Refused
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +24,7 @@ REGISTRY = EventRegistry(
 )
 
 
-def _window(received: intake_events.SubmissionReceived) -> AccessWindow:
+def _window(events: JobEvents, received: intake_events.SubmissionReceived) -> AccessWindow:
     # Present: the consumer holds every event to its type's required fields (preflight_common.contracts).
     window = AccessWindow(
         events.from_timestamp(received.access_window.start), events.from_timestamp(received.access_window.end)
@@ -39,10 +38,20 @@ class Planner:
     """Handles SubmissionReceived (fan-out), SubmissionWithdrawn (cancel) and ReleasePlanChanged (window)."""
 
     def __init__(
-        self, store: JobStore, catalog: Catalog, *, executor: str, max_attempts: int, clock: Clock = utc_now
+        self,
+        store: Jobs,
+        catalog: Catalog,
+        events: JobEvents,
+        spans: JobSpans,
+        *,
+        executor: str,
+        max_attempts: int,
+        clock: Clock = utc_now,
     ) -> None:
         self._store = store
         self._catalog = catalog
+        self._events = events
+        self._spans = spans
         self._executor = executor
         self._max_attempts = max_attempts
         self._clock = clock
@@ -67,12 +76,13 @@ class Planner:
         if kind is None:
             raise PoisonEvent("access: endpoint or weights required")
         now = self._clock()
-        planned = plan(received.submission_id, kind, _window(received), self._catalog, self._max_attempts)
+        window = _window(self._events, received)
+        planned = plan(received.submission_id, kind, window, self._catalog, self._max_attempts)
         new_jobs = []
         for job in planned:
-            message = events.job_requested(job, len(planned), received, now)
+            message = self._events.job_requested(job, len(planned), received, now)
             # The job's span: its event, and its attempts later through the kept traceparent, descend from it.
-            with job_span(
+            with self._spans(
                 "benchmark job",
                 submission_id=received.submission_id,
                 job_id=job.job_id,
@@ -88,7 +98,7 @@ class Planner:
                         not_before=job.window.start,
                         not_after=job.window.end,
                         request=message.SerializeToString(),
-                        record=events.requested_record(message),
+                        record=self._events.requested_record(message),
                         traceparent=current_traceparent(),
                     )
                 )
@@ -103,7 +113,7 @@ class Planner:
     def withdraw(self, event_id: str, withdrawn: intake_events.SubmissionWithdrawn) -> int:
         """Fail the submission's pending and running jobs as WITHDRAWN; returns how many ended."""
         now = self._clock()
-        ending = events.failed(
+        ending = self._events.failed(
             FailureReason.WITHDRAWN,
             f"submission withdrawn: {withdrawn.reason}".strip(": "),
             retryable=False,
@@ -117,8 +127,8 @@ class Planner:
         """Move the access window of the submission's active jobs (if the event carries one)."""
         if not changed.HasField("access_window"):
             return 0
-        start = events.from_timestamp(changed.access_window.start)
-        end = events.from_timestamp(changed.access_window.end)
+        start = self._events.from_timestamp(changed.access_window.start)
+        end = self._events.from_timestamp(changed.access_window.end)
         if end <= start:
             raise PoisonEvent("access_window: end must be after start")
         return self._store.change_window(

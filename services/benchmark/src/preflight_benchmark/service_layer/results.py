@@ -6,11 +6,10 @@ import enum
 from dataclasses import dataclass
 
 from preflight.benchmark.v1 import benchmark_pb2
+from preflight_common.clock import Clock
 
-from preflight_benchmark.adapters import events
-from preflight_benchmark.adapters.store import JobStore
 from preflight_benchmark.domain.jobs import JobStatus, after_reported_failure
-from preflight_benchmark.service_layer.clock import Clock
+from preflight_benchmark.domain.ports import JobEvents, Jobs
 
 
 class Verdict(enum.Enum):
@@ -28,7 +27,9 @@ class Recorded:
     detail: str = ""
 
 
-def record_result(store: JobStore, report: benchmark_pb2.ReportJobResultRequest, clock: Clock) -> Recorded:
+def record_result(
+    store: Jobs, events: JobEvents, report: benchmark_pb2.ReportJobResultRequest, clock: Clock
+) -> Recorded:
     """Apply a worker's report: end the job (Completed, or Failed unless retried) or queue another attempt."""
     job = store.get(report.job_id)
     if job is None:

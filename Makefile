@@ -78,7 +78,8 @@ lint: lint-python lint-protos protos-check sdk-client-check helm-lint
 lint-python:
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	MYPYPATH=$(SRC_DIRS) $(VENV)/bin/mypy $(addprefix -p ,$(MYPY_PACKAGES)) -p preflight.sdk deploy/helm/tools/gen_schema.py
+	MYPYPATH=$(SRC_DIRS) $(VENV)/bin/mypy $(addprefix -p ,$(MYPY_PACKAGES)) -p preflight.sdk
+	$(VENV)/bin/mypy deploy/helm/tools/gen_schema.py
 
 lint-protos: $(BUF)
 	cd protos && ../$(BUF) lint

@@ -17,6 +17,7 @@ the field. No status carries an exception's class or text: a handler raising
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -246,8 +247,13 @@ def _wrap(
             bound = await bind(context)
             try:
                 await _check_request(request, context)
-                async for item in inner_us(request, context):
-                    yield item
+                stream = inner_us(request, context)
+                if inspect.isawaitable(stream):
+                    # A handler that writes its messages with `context.write` (grpc.health.v1's Watch).
+                    await stream
+                else:
+                    async for item in stream:
+                        yield item
             except Exception as exc:
                 await _answer_failure(exc, method, context)
             finally:

@@ -55,7 +55,7 @@ from preflight_clearinghouse.domain.sharing import Audience, Tlp, Viewer
 from preflight_clearinghouse.domain.sharing import Role as ViewerRole
 from preflight_clearinghouse.domain.workflow import FindingState
 from preflight_clearinghouse.entrypoints.server import build_grpc_server
-from preflight_clearinghouse.service_layer.registry import encode_page_token
+from preflight_clearinghouse.service_layer.findings import encode_page_token
 from preflight_common.auth import LocalAuthenticator, Principal, Role, TokenStore, tokens_table
 from sqlalchemy import MetaData, select
 
@@ -88,7 +88,7 @@ def baseline_inserts(components: Components, findings: list[Finding], per_transa
     """The same findings stored as they are: no checks, no dedup lookup, no audit entry."""
     start = time.perf_counter()
     for chunk in range(0, len(findings), per_transaction):
-        with components.store.write() as uow:
+        with components.findings_store.write() as uow:
             uow.insert_findings(findings[chunk : chunk + per_transaction])
     return time.perf_counter() - start
 
@@ -123,7 +123,7 @@ def bench_candidates(components: Components, results: int, per_result: int) -> N
             )
             for c in range(per_result)
         ]
-        with components.store.write() as uow:
+        with components.findings_store.write() as uow:
             components.registry.ingest_candidates(uow, f"sub-{r}", f"job-{r}", candidates, datetime.now(UTC))
     elapsed = time.perf_counter() - start
     count = results * per_result

@@ -102,7 +102,7 @@ def seed(components: Components, stored: int, packages: int) -> float:
         )
     started = time.perf_counter()
     for start in range(0, stored, 10_000):
-        with components.store.write() as uow:
+        with components.findings_store.write() as uow:
             uow.insert_findings(findings[start : start + 10_000])
     return time.perf_counter() - started
 

@@ -26,7 +26,6 @@ from preflight.intake.v1 import submission_pb2
 from preflight.sdk.cli import main
 from preflight_clearinghouse.adapters import codec, tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
-from preflight_clearinghouse.adapters.store import UnitOfWork
 from preflight_clearinghouse.bootstrap import Components, build
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.domain.audit import GENESIS, entry_hash
@@ -41,10 +40,11 @@ from preflight_clearinghouse.domain.findings import (
     ProductInput,
     fingerprint,
 )
+from preflight_clearinghouse.domain.ports import FindingsUnitOfWork
+from preflight_clearinghouse.domain.reports import SubmissionInfo
 from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.entrypoints.server import build_grpc_server
-from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
 from preflight_common.auth import (
     IdentityServicer,
     IntrospectionAuthenticator,
@@ -143,7 +143,7 @@ def make_finding(**overrides: Any) -> Finding:
     return replace(base, **overrides)
 
 
-def store_finding(uow: UnitOfWork, finding: Finding) -> None:
+def store_finding(uow: FindingsUnitOfWork, finding: Finding) -> None:
     """Insert a finding as the registry would (row, audience and an audit entry for the change feed)."""
     uow.insert_findings([finding])
     uow.audit(

@@ -52,7 +52,7 @@ from preflight_clearinghouse.domain.comments import CommentVisibility
 from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied, QuotaExceeded
 from preflight_clearinghouse.domain.errors import NotFound as NotVisible
 from preflight_clearinghouse.domain.sharing import Viewer
-from preflight_clearinghouse.service_layer.registry import FindingRegistry
+from preflight_clearinghouse.service_layer.findings import FindingRegistry
 from preflight_common.fields import InvalidArgument as Refused
 from preflight_common.fields import string_violations
 from preflight_testkit.rpc import field_violations
@@ -255,7 +255,8 @@ def test_the_request_guard_lets_through_every_attachment_the_registry_accepts_an
 
 def _quota_components(components: Components, clock: ManualClock, quota: AttachmentQuota) -> Components:
     """`components` whose registry bounds a finding's attachments by `quota`."""
-    return replace(components, registry=FindingRegistry(components.store, clock, {}, attachment_quota=quota))
+    registry = FindingRegistry(components.findings_store, clock, {}, attachment_quota=quota)
+    return replace(components, registry=registry)
 
 
 def _stored(components: Components, fid: str) -> tuple[int, int]:

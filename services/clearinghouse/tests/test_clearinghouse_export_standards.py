@@ -278,7 +278,7 @@ def test_a_benchmark_finding_passes_every_validator_at_every_workflow_stage(
         affected_product="pkg:github/acme/session-cache@1.8.0",
         location=CodeLocation("src/cache.c", "evict", 88),
     )
-    with api.components.store.write() as uow:
+    with api.components.findings_store.write() as uow:
         (finding,) = api.components.registry.ingest_candidates(uow, "sub-1", "job-1", [candidate], clock.now)
     check_every_format(api, REVIEWER, finding.finding_id)
     api.stub.UpdateFindingAssessment(

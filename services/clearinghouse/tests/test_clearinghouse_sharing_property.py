@@ -40,8 +40,8 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight_clearinghouse.adapters import codec
+from preflight_clearinghouse.adapters.events import EventEncoder
 from preflight_clearinghouse.adapters.signing import ReportSigner
-from preflight_clearinghouse.adapters.store import SubmissionRecord
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.attachments import Attachment
 from preflight_clearinghouse.domain.comments import Comment, CommentVisibility
@@ -50,6 +50,7 @@ from preflight_clearinghouse.domain.events import finding_notice
 from preflight_clearinghouse.domain.exports import ExportFormat
 from preflight_clearinghouse.domain.findings import Finding, FindingSource, PatchState, PatchStatusEntry
 from preflight_clearinghouse.domain.queries import FindingQuery
+from preflight_clearinghouse.domain.reports import SubmissionInfo
 from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
 from preflight_clearinghouse.domain.ssvc import (
     Automatable,
@@ -61,7 +62,7 @@ from preflight_clearinghouse.domain.ssvc import (
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_common.auth import Principal
 from preflight_common.auth import Role as AuthRole
-from preflight_common.bus import KNOWN_SECTORS
+from preflight_common.bus import KNOWN_SECTORS, SOURCES
 from preflight_common.envelope import EventRegistry, decode_record
 
 LABS = ("lab-xq7", "lab-yz3")
@@ -164,7 +165,7 @@ def check_authors(viewer: Viewer, page: Sequence[Comment] | Sequence[Attachment]
 
 
 @st.composite
-def finding_specs(draw: st.DrawFn, now: datetime) -> tuple[Spec, SubmissionRecord | None]:
+def finding_specs(draw: st.DrawFn, now: datetime) -> tuple[Spec, SubmissionInfo | None]:
     marker, reviewer_marker = uuid.uuid4().hex, uuid.uuid4().hex
     state = draw(st.sampled_from(list(FindingState)))
     published = state in (FindingState.VALIDATED, FindingState.PATCH_AVAILABLE, FindingState.DISCLOSED) or (
@@ -180,7 +181,7 @@ def finding_specs(draw: st.DrawFn, now: datetime) -> tuple[Spec, SubmissionRecor
         submission_id = f"sub-{marker}"
         source = FindingSource(submission_id)
         if consent is not None:
-            submission = SubmissionRecord(submission_id, lab, f"model-{marker}", "1.0", consent, now)
+            submission = SubmissionInfo(submission_id, lab, f"model-{marker}", "1.0", consent, now)
     finding = make_finding(
         finding_id=str(uuid.uuid4()),
         state=state,
@@ -243,11 +244,12 @@ def draw_authored(data: st.DataObject, readers: list[Viewer]) -> list[tuple[View
     ]
 
 
-def store_world(components: Components, world: list[tuple[Spec, SubmissionRecord | None]]) -> None:
-    with components.store.write() as uow:
+def store_world(components: Components, world: list[tuple[Spec, SubmissionInfo | None]]) -> None:
+    with components.reviews_store.write() as reviews:
+        uow = components.findings_store.join(reviews)
         for spec, submission in world:
             if submission is not None:
-                uow.put_submission(submission)
+                reviews.put_submission(submission)
             store_finding(uow, spec.finding)
             for status in spec.finding.patch_statuses:
                 uow.set_patch_status(spec.finding.finding_id, status, "test")
@@ -297,10 +299,11 @@ def check_export(viewer: Viewer, spec: Spec, document: bytes) -> None:
 
 def check_event(spec: Spec, now: datetime, components: Components) -> int:
     """The FindingPublished payload as the outbox would carry it; returns the pairs checked."""
-    with components.store.read() as reader:
+    with components.findings_store.read() as reader:
         stored = reader.finding(spec.finding.finding_id)
     assert stored is not None
-    record = components.store._encoder(finding_notice(stored, now, published=True))[1]  # type: ignore[attr-defined]
+    encoder = EventEncoder(components.settings.topics, SOURCES["clearinghouse"])
+    record = encoder(finding_notice(stored, now, published=True))[1]
     _, payload = decode_record(record.headers, record.value, FINDINGS_TOPIC)
     assert isinstance(payload, ch_events.FindingPublished)
     notice = payload.finding
@@ -391,7 +394,7 @@ def test_a_consented_clear_finding_exported_by_another_lab_does_not_name_its_sou
     )
     now = clock.advance(timedelta(minutes=5))
     marker = uuid.uuid4().hex
-    submission = SubmissionRecord(f"sub-{marker}", LABS[0], f"model-{marker}", "1.0", True, now)
+    submission = SubmissionInfo(f"sub-{marker}", LABS[0], f"model-{marker}", "1.0", True, now)
     finding = make_finding(
         tlp=Tlp.CLEAR,
         audience=Audience(frozenset(), frozenset({"energy"})),

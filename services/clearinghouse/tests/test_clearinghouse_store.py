@@ -48,10 +48,10 @@ from preflight_clearinghouse.domain.errors import (
 )
 from preflight_clearinghouse.domain.findings import LinkKind, PatchState, ProductInput, Severity
 from preflight_clearinghouse.domain.queries import FindingQuery
+from preflight_clearinghouse.domain.reports import SubmissionInfo
 from preflight_clearinghouse.domain.sharing import Tlp, Viewer
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.entrypoints.agents import Handlers
-from preflight_clearinghouse.service_layer.reviews import SubmissionInfo
 from preflight_common.consumer import PoisonEvent
 from preflight_common.db import run_migrations
 from preflight_common.envelope import EventRegistry, decode_record

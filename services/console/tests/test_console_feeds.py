@@ -54,7 +54,7 @@ from clearinghouse_support import (
     store_finding,
 )
 from preflight_clearinghouse.adapters.signing import ReportSigner
-from preflight_clearinghouse.adapters.store import SubmissionRecord
+from preflight_clearinghouse.domain.reports import SubmissionInfo
 from preflight_clearinghouse.domain.sharing import Audience
 
 pytestmark = pytest.mark.slow  # gpg and its agent as processes, beside the servers on loopback
@@ -139,10 +139,11 @@ def feeds(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Feeds]:
             updated_at=LATER,
             published_at=LATER,
         )
-        with components.store.write() as uow:
-            uow.put_submission(
-                SubmissionRecord(lab_source.submission_id, "lab-xq7", "frontier", "2.0", False, START)
+        with components.reviews_store.write() as reviews:
+            reviews.put_submission(
+                SubmissionInfo(lab_source.submission_id, "lab-xq7", "frontier", "2.0", False, START)
             )
+            uow = components.findings_store.join(reviews)
             for finding in stored.values():
                 store_finding(uow, finding)
         key_file = signing_key(tmp)
@@ -262,7 +263,7 @@ def test_a_finding_changed_later_is_pulled_again_by_added_after(feeds: Feeds) ->
         make_finding(title="Newly shared", audience=Audience(sectors=frozenset({"finance"}))),
         updated_at=LATER + timedelta(hours=1),
     )
-    with feeds.api.components.store.write() as uow:
+    with feeds.api.components.findings_store.write() as uow:
         store_finding(uow, finding)
     assert _names(_pulled(collection, added_after=checkpoint)) == {"Newly shared"}
 

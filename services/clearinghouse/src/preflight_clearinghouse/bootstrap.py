@@ -1,15 +1,16 @@
-"""Wires the real adapters: database (migrated), store, policy, signer, exporters and use cases."""
+"""Wires the real adapters: database (migrated), the reviews and findings stores, policy, signer,
+exporters and use cases."""
 
 from __future__ import annotations
 
 import importlib.metadata
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
 import yaml
 from preflight_common.bus import SOURCES
+from preflight_common.clock import Clock, utc_now
 from preflight_common.config import ConfigError, secret
 from preflight_common.db import make_engine, run_migrations
 from preflight_common.topics import load_participants
@@ -22,20 +23,18 @@ from preflight_clearinghouse.adapters.exports.osv import export_osv
 from preflight_clearinghouse.adapters.exports.stix import export_stix
 from preflight_clearinghouse.adapters.imports import IMPORTERS, csaf_validators
 from preflight_clearinghouse.adapters.signing import ReportSigner
-from preflight_clearinghouse.adapters.store import Store
+from preflight_clearinghouse.adapters.store.base import Database
+from preflight_clearinghouse.adapters.store.findings import SqlFindingsStore
+from preflight_clearinghouse.adapters.store.reviews import SqlReviewsStore
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.domain.exports import Exporter, ExportFormat
 from preflight_clearinghouse.domain.policy import PolicyError, RiskPolicy
-from preflight_clearinghouse.service_layer.checkpoints import AuditCheckpoints
-from preflight_clearinghouse.service_layer.registry import Clock, FindingRegistry
-from preflight_clearinghouse.service_layer.reviews import ReviewService, Signer
+from preflight_clearinghouse.domain.ports import Signer
+from preflight_clearinghouse.service_layer.findings import FindingRegistry
+from preflight_clearinghouse.service_layer.reviews import AuditCheckpoints, ReviewService
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SIGNING_KEY_VARIABLE = "PREFLIGHT_CLEARINGHOUSE_SIGNING_KEY"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -44,7 +43,8 @@ class Components:
 
     settings: ClearinghouseSettings
     engine: Engine
-    store: Store
+    reviews_store: SqlReviewsStore
+    findings_store: SqlFindingsStore
     reviews: ReviewService
     registry: FindingRegistry
     checkpoints: AuditCheckpoints
@@ -92,10 +92,11 @@ def version() -> str:
 
 
 def build(settings: ClearinghouseSettings, signer: Signer, *, clock: Clock = utc_now) -> Components:
-    """Migrate the database and wire the store, policy, exporters and use cases."""
+    """Migrate the database and wire the stores, policy, exporters and use cases."""
     migrate(settings.database_url)
     engine = make_engine(settings.database_url)
-    store = Store(engine, EventEncoder(settings.topics, SOURCES["clearinghouse"]))
+    database = Database(engine, EventEncoder(settings.topics, SOURCES["clearinghouse"]))
+    reviews_store, findings_store = SqlReviewsStore(database), SqlFindingsStore(database)
     exporters: dict[ExportFormat, Exporter] = {
         ExportFormat.CSAF: CsafExporter(settings.publisher_name, settings.publisher_namespace, version()),
         ExportFormat.CSAF_2_0: CsafExporter(
@@ -107,6 +108,7 @@ def build(settings: ClearinghouseSettings, signer: Signer, *, clock: Clock = utc
     load_export_resources()
     # Imported once here, so that no ImportFinding request waits seconds for the csaf package.
     csaf_validators()
-    registry = FindingRegistry(store, clock, exporters, load_participants(), IMPORTERS)
-    reviews = ReviewService(store, load_policy(settings.policy_file), signer, registry, clock)
-    return Components(settings, engine, store, reviews, registry, AuditCheckpoints(store, signer, clock))
+    registry = FindingRegistry(findings_store, clock, exporters, load_participants(), IMPORTERS)
+    reviews = ReviewService(reviews_store, load_policy(settings.policy_file), signer, registry, clock)
+    checkpoints = AuditCheckpoints(reviews_store, signer, clock)
+    return Components(settings, engine, reviews_store, findings_store, reviews, registry, checkpoints)

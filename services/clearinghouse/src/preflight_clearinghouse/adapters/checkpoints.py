@@ -1,7 +1,7 @@
-"""Signed audit checkpoints outside the database: their signature, the file form, the topic.
+"""Signed audit checkpoints outside the database: the file form, the topic.
 
-A checkpoint is held only when its body verifies with the clearinghouse's own public key (the
-configured one, not a key the database lists: whoever holds the database could add one). A
+A checkpoint is held only when its body verifies with the clearinghouse's own public key
+(`domain.audit.verified_checkpoint`). A
 checkpoint file is JSON with the base64 of a signed `body` and its `signature` — the protobuf
 JSON form of an AuditCheckpoint or of a ReviewReportReady/ReviewReport both have them. On the
 topic, the newest checkpoint (highest sequence) among the last records of each partition counts.
@@ -18,29 +18,14 @@ from pathlib import Path
 from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 from preflight.clearinghouse.v1 import events_pb2 as events
-from preflight.sdk.reports import verify_signature
 from preflight_common.config import KafkaSettings
 from preflight_common.envelope import EnvelopeError, EventRegistry, decode_record
 
-from preflight_clearinghouse.domain.audit import Checkpoint, checkpoint_from_body
-from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
+from preflight_clearinghouse.domain.audit import Checkpoint, verified_checkpoint
 
 CHECKPOINTS = EventRegistry([events.AuditCheckpoint])
 # Records read back from the end of each partition when looking for the newest checkpoint.
 TAIL = 64
-
-
-def verified_checkpoint(public_key: bytes, body: bytes, signature: bytes) -> Checkpoint:
-    """The checkpoint `body` carries, once its signature verifies with `public_key`; InvalidInput
-    naming `checkpoint_signature` or `checkpoint_body` (the fields of VerifyAuditLogRequest)."""
-    if not verify_signature(public_key, body, signature):
-        raise InvalidInput(
-            [FieldViolation("checkpoint_signature", "does not verify with the clearinghouse's signing key")]
-        )
-    try:
-        return checkpoint_from_body(body)
-    except ValueError as exc:
-        raise InvalidInput([FieldViolation("checkpoint_body", str(exc))]) from None
 
 
 def read_checkpoint_file(path: Path) -> tuple[bytes, bytes]:

@@ -25,6 +25,7 @@ from preflight_common.grpcserver import invalid_argument
 
 from preflight_clearinghouse.adapters import codec
 from preflight_clearinghouse.adapters.signing import ALGORITHM, public_key_pem
+from preflight_clearinghouse.domain.checks import MAX_PAGE
 from preflight_clearinghouse.domain.errors import (
     FieldViolation,
     InvalidInput,
@@ -39,9 +40,8 @@ from preflight_clearinghouse.domain.findings import Finding
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import PRIVILEGED, Role, Viewer
 from preflight_clearinghouse.domain.workflow import REPORT_TRANSITIONS
-from preflight_clearinghouse.service_layer.checkpoints import AuditCheckpoints
-from preflight_clearinghouse.service_layer.registry import MAX_PAGE, FindingRegistry
-from preflight_clearinghouse.service_layer.reviews import ReviewService
+from preflight_clearinghouse.service_layer.findings import FindingRegistry
+from preflight_clearinghouse.service_layer.reviews import AuditCheckpoints, ReviewService
 
 T = TypeVar("T")
 

@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from preflight.sdk.reports import verify_signature
+
 from preflight_clearinghouse.domain.canonical import canonical_json
+from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
 
 GENESIS = "0" * 64
 CHECKPOINT_SCHEMA = "preflight.audit-checkpoint/1"
@@ -109,7 +112,7 @@ def checkpoint_body(checkpoint: Checkpoint, signing_key_id: str) -> bytes:
 
 def checkpoint_from_body(body: bytes) -> Checkpoint:
     """The checkpoint a signed body carries: a checkpoint's own body, or a report body's
-    `audit_checkpoint`. ValueError when it carries none (the signature is checked elsewhere)."""
+    `audit_checkpoint`. ValueError when it carries none (`verified_checkpoint` checks the signature)."""
     try:
         data = json.loads(body)
         if isinstance(data, dict) and data.get("schema") != CHECKPOINT_SCHEMA:
@@ -122,6 +125,21 @@ def checkpoint_from_body(body: bytes) -> Checkpoint:
     if not isinstance(seq, int) or seq < 0 or not isinstance(head_hash, str) or at.tzinfo is None:
         raise ValueError("the signed body carries no well-formed audit checkpoint")
     return Checkpoint(seq, head_hash, at)
+
+
+def verified_checkpoint(public_key: bytes, body: bytes, signature: bytes) -> Checkpoint:
+    """The checkpoint `body` carries, once its signature verifies with `public_key` (the
+    clearinghouse's own key, never one its database lists: whoever holds the database could add
+    one); InvalidInput naming `checkpoint_signature` or `checkpoint_body` (the fields of
+    VerifyAuditLogRequest)."""
+    if not verify_signature(public_key, body, signature):
+        raise InvalidInput(
+            [FieldViolation("checkpoint_signature", "does not verify with the clearinghouse's signing key")]
+        )
+    try:
+        return checkpoint_from_body(body)
+    except ValueError as exc:
+        raise InvalidInput([FieldViolation("checkpoint_body", str(exc))]) from None
 
 
 @dataclass(frozen=True)

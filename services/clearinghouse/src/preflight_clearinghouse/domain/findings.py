@@ -446,6 +446,11 @@ def fingerprint(affected: Sequence[AffectedProduct], location: CodeLocation, cwe
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def sharing_key(tlp: Tlp, audience: Audience) -> str:
+    """Equal for findings with the same TLP label and audience (dedup never links across keys)."""
+    return hashlib.sha256(f"{tlp.value}|{audience.key()}".encode()).hexdigest()
+
+
 def _rating(text: str) -> Severity:
     return Severity(text.upper())
 

@@ -257,6 +257,19 @@ def compute_report(state: ReviewState, policy: RiskPolicy) -> ReportContent:
 
 
 @dataclass(frozen=True)
+class SubmissionInfo:
+    """What the clearinghouse keeps of a SubmissionReceived: the lab, the model and the consent,
+    set once."""
+
+    submission_id: str
+    organisation: str
+    model_name: str
+    model_version: str
+    share_identity: bool
+    received_at: datetime
+
+
+@dataclass(frozen=True)
 class IssuedReport:
     """One issued, signed report version."""
 
@@ -328,3 +341,42 @@ def content_from_body(body: bytes) -> ReportContent:
         unassessed_capabilities=tuple(data["unassessed_capabilities"]),
         suites=tuple(SuiteResult(**s) for s in data["suites"]),
     )
+
+
+@dataclass(frozen=True)
+class ReportRecord:
+    """A stored report version: what was signed, and whether a newer version supersedes it."""
+
+    report_id: str
+    submission_id: str
+    version: int
+    tier: str
+    policy_id: str
+    policy_version: str
+    content_hash: str
+    body: bytes
+    digest: str
+    signature: bytes
+    signing_key_id: str
+    issued_at: datetime
+    organisation: str
+    superseded: bool
+
+
+@dataclass(frozen=True)
+class NoteRecord:
+    """A reviewer's note on a report version (not signed)."""
+
+    note_id: str
+    author_id: str
+    text: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SignOffRecord:
+    """A reviewer's sign-off of a report version (not signed)."""
+
+    reviewer_id: str
+    comment: str
+    signed_off_at: datetime

@@ -30,7 +30,8 @@ from preflight_common.fields import InvalidArgument, timestamp_field
 from preflight_clearinghouse.adapters import codec
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.domain.errors import RefusedEvent, UnexplainedOutcome
-from preflight_clearinghouse.service_layer.reviews import ReviewService, SubmissionInfo
+from preflight_clearinghouse.domain.reports import SubmissionInfo
+from preflight_clearinghouse.service_layer.reviews import ReviewService
 
 SUBMISSIONS = EventRegistry(
     [intake_events.SubmissionReceived, intake_events.ReleasePlanChanged, intake_events.SubmissionWithdrawn]

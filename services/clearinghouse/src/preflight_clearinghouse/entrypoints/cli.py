@@ -20,18 +20,14 @@ from kafka.errors import KafkaError
 from preflight_common.config import ConfigError
 from preflight_common.db import make_engine
 
-from preflight_clearinghouse.adapters.checkpoints import (
-    last_published,
-    read_checkpoint_file,
-    verified_checkpoint,
-)
+from preflight_clearinghouse.adapters.checkpoints import last_published, read_checkpoint_file
 from preflight_clearinghouse.adapters.signing import ReportSigner, generate_key
-from preflight_clearinghouse.adapters.store import Reader
+from preflight_clearinghouse.adapters.store.reviews import SqlReviewsReader
 from preflight_clearinghouse.bootstrap import migrate, signer_from_env
 from preflight_clearinghouse.config import ClearinghouseSettings
-from preflight_clearinghouse.domain.audit import Checkpoint
+from preflight_clearinghouse.domain.audit import Checkpoint, verified_checkpoint
 from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
-from preflight_clearinghouse.service_layer.checkpoints import verify_against
+from preflight_clearinghouse.service_layer.reviews import verify_against
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database_url)
     try:
         with engine.connect() as conn, conn.begin():
-            verdict = verify_against(Reader(conn), checkpoint)
+            verdict = verify_against(SqlReviewsReader(conn), checkpoint)
     finally:
         engine.dispose()
     if not verdict.ok:

@@ -1,10 +1,19 @@
-"""Review use cases: apply benchmark and submission events, issue signed reports, notes and sign-offs.
+"""Review use cases: apply benchmark and submission events, issue signed reports, notes and
+sign-offs, and sign and check checkpoints of the audit chain.
 
 Event handlers are idempotent consumers: each claims its event id in the same
 unit of work as its effect, so a redelivered event changes nothing. A report
 is issued when the review state is complete and its content differs from the
 latest version (so replays issue nothing); its ReviewReportReady goes to the
-outbox in the same transaction as the report row.
+outbox in the same transaction as the report row. A result's candidate findings
+go to the findings registry in the same unit of work.
+
+`AuditCheckpoints.publish_if_due` signs the current head of a non-empty log and queues it for the
+audit checkpoints topic (through the outbox, in a transaction of its own that adds no audit entry)
+when the head moved since the last checkpoint this process published, or when that one is older
+than `refresh` — so that the topic, whose retention is finite, always holds a recent one. `verify`
+checks the chain against a checkpoint given from outside, after checking its signature with the
+configured key.
 """
 
 from __future__ import annotations
@@ -13,22 +22,22 @@ import hashlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Protocol
+from datetime import datetime, timedelta
 
 from opentelemetry import trace
+from preflight_common.clock import Clock
 from preflight_common.pagetokens import page_tokens
 from preflight_common.telemetry import SUBMISSION_ID
 
-from preflight_clearinghouse.adapters.store import (
-    NoteRecord,
-    ReportRecord,
-    SignOffRecord,
-    Store,
-    SubmissionRecord,
-    UnitOfWork,
+from preflight_clearinghouse.domain.audit import (
+    ChainVerdict,
+    Checkpoint,
+    SignedCheckpoint,
+    checkpoint_body,
+    verified_checkpoint,
+    verify_chain,
 )
-from preflight_clearinghouse.domain.audit import Checkpoint
+from preflight_clearinghouse.domain.checks import page_size_of, require
 from preflight_clearinghouse.domain.errors import (
     Collector,
     FieldViolation,
@@ -38,48 +47,38 @@ from preflight_clearinghouse.domain.errors import (
     RefusedEvent,
     UnexplainedOutcome,
 )
-from preflight_clearinghouse.domain.events import ReportIssued
+from preflight_clearinghouse.domain.events import CheckpointSigned, ReportIssued
 from preflight_clearinghouse.domain.findings import MAX_REASON, CandidateInput, check_text
 from preflight_clearinghouse.domain.policy import RiskPolicy
+from preflight_clearinghouse.domain.ports import (
+    FindingsIntake,
+    ReviewsReader,
+    ReviewsStore,
+    ReviewsUnitOfWork,
+    Signer,
+)
 from preflight_clearinghouse.domain.reports import (
     IssuedReport,
     JobRecord,
+    NoteRecord,
     ReportContent,
+    ReportRecord,
+    SignOffRecord,
+    SubmissionInfo,
     Supersedes,
     compute_report,
     report_body,
 )
 from preflight_clearinghouse.domain.sharing import PRIVILEGED, Role, Viewer, may_read_report
-from preflight_clearinghouse.service_layer.registry import Clock, FindingRegistry, page_size_of, require
 
 REPORT_NAMESPACE = uuid.UUID("0b5d8f0e-2c43-4b8e-8f55-51f7d1f2a9c3")
 MAX_REPORT_TEXT = 10_000
 _REPORTS_SCOPE = "preflight.clearinghouse.v1.ClearinghouseService/ListReports"
 DEFAULT_REPORT_PAGE = 50
 CONSUMER = "clearinghouse"
+DEFAULT_REFRESH = timedelta(days=1)
 
 tracer = trace.get_tracer(__name__)
-
-
-class Signer(Protocol):
-    """Signs report bodies."""
-
-    key_id: str
-    public_key: bytes
-
-    def sign(self, body: bytes) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class SubmissionInfo:
-    """What the clearinghouse keeps of a SubmissionReceived."""
-
-    submission_id: str
-    organisation: str
-    model_name: str
-    model_version: str
-    share_identity: bool
-    received_at: datetime
 
 
 @dataclass(frozen=True)
@@ -95,13 +94,13 @@ _SET_ONCE = ("organisation", "model_name", "model_version", "share_identity")
 """What a SubmissionReceived tells that later events may not change."""
 
 
-def _check_organisation(uow: UnitOfWork, submission_id: str, organisation: str) -> None:
+def _check_organisation(uow: ReviewsReader, submission_id: str, organisation: str) -> None:
     known = uow.submission(submission_id)
     if known is not None and known.organisation != organisation:
         raise RefusedEvent(f"submission {submission_id} belongs to another organisation than {organisation}")
 
 
-def _check_job_of(uow: UnitOfWork, submission_id: str, job_id: str) -> None:
+def _check_job_of(uow: ReviewsReader, submission_id: str, job_id: str) -> None:
     if all(j.job_id != job_id for j in uow.review_state(submission_id).jobs):
         raise RefusedEvent(f"job {job_id} is not a job of submission {submission_id}")
 
@@ -111,16 +110,16 @@ class ReviewService:
 
     def __init__(
         self,
-        store: Store,
+        store: ReviewsStore,
         policy: RiskPolicy,
         signer: Signer,
-        registry: FindingRegistry,
+        findings: FindingsIntake,
         clock: Clock,
     ) -> None:
         self._store = store
         self._policy = policy
         self._signer = signer
-        self._registry = registry
+        self._findings = findings
         self._clock = clock
 
     @property
@@ -148,7 +147,7 @@ class ReviewService:
                         f"submission {info.submission_id}: {', '.join(changed)} set once, may not change"
                     )
                 return True
-            uow.put_submission(SubmissionRecord(**info.__dict__))
+            uow.put_submission(info)
             uow.audit(
                 at=now,
                 actor="system:intake",
@@ -157,7 +156,7 @@ class ReviewService:
                 subject_id=info.submission_id,
                 details={"organisation": info.organisation, "share_identity": info.share_identity},
             )
-            self._registry.source_identified(uow, info.submission_id, now)
+            self._findings.source_identified(uow, info.submission_id, now)
             self._issue_if_complete(uow, info.submission_id, now)
         return True
 
@@ -254,7 +253,7 @@ class ReviewService:
             )
             uow.put_job(submission_id, job, now)
             if candidates:
-                self._registry.ingest_candidates(uow, submission_id, job.job_id, candidates, now)
+                self._findings.ingest_candidates(uow, submission_id, job.job_id, candidates, now)
             self._issue_if_complete(uow, submission_id, now)
         return True
 
@@ -275,7 +274,7 @@ class ReviewService:
 
     # --- issue ------------------------------------------------------------------
 
-    def _issue_if_complete(self, uow: UnitOfWork, submission_id: str, now: datetime) -> bool:
+    def _issue_if_complete(self, uow: ReviewsUnitOfWork, submission_id: str, now: datetime) -> bool:
         state = uow.review_state(submission_id)
         # The signed report names the submitting lab: it waits for the SubmissionReceived that
         # tells it (the submissions topic is read independently of the benchmark's).
@@ -303,7 +302,7 @@ class ReviewService:
 
     def _issue(
         self,
-        uow: UnitOfWork,
+        uow: ReviewsUnitOfWork,
         submission_id: str,
         content: ReportContent,
         now: datetime,
@@ -342,22 +341,7 @@ class ReviewService:
             organisation=submission.organisation,
         )
         uow.ensure_signing_key(self._signer.key_id, self._signer.public_key, now)
-        uow.insert_report(
-            {
-                "report_id": report_id,
-                "submission_id": submission_id,
-                "version": version,
-                "tier": content.tier,
-                "policy_id": content.policy_id,
-                "policy_version": content.policy_version,
-                "content_hash": content.content_hash(),
-                "body": body,
-                "digest": report.digest,
-                "signature": report.signature,
-                "signing_key_id": report.signing_key_id,
-                "issued_at": now,
-            }
-        )
+        uow.put_report(report)
         uow.audit(
             at=now,
             actor=actor,
@@ -451,7 +435,7 @@ class ReviewService:
 
     # --- annotations ------------------------------------------------------------
 
-    def _readable_report(self, uow: UnitOfWork, viewer: Viewer, report_id: str) -> ReportRecord:
+    def _readable_report(self, uow: ReviewsReader, viewer: Viewer, report_id: str) -> ReportRecord:
         record = uow.report(report_id) if report_id else None
         if record is None or not may_read_report(viewer, record.organisation):
             raise NotFound("no such report")
@@ -500,3 +484,56 @@ class ReviewService:
                 details={"submission_id": record.submission_id, "version": record.version},
             )
         return sign_off
+
+
+def verify_against(reader: ReviewsReader, checkpoint: Checkpoint | None) -> ChainVerdict:
+    """The verdict on the stored chain, checked against `checkpoint` when given."""
+    head_seq, head_hash = reader.audit_head()
+    return verify_chain(reader.audit_entries(), head_seq, head_hash, checkpoint)
+
+
+class AuditCheckpoints:
+    """Signs and publishes checkpoints of the audit chain head; verifies the chain against one."""
+
+    def __init__(
+        self, store: ReviewsStore, signer: Signer, clock: Clock, refresh: timedelta = DEFAULT_REFRESH
+    ) -> None:
+        self._store = store
+        self._signer = signer
+        self._clock = clock
+        self._refresh = refresh
+        self._last: Checkpoint | None = None
+
+    def _sign(self, checkpoint: Checkpoint) -> SignedCheckpoint:
+        """`checkpoint` signed with the clearinghouse's key."""
+        body = checkpoint_body(checkpoint, self._signer.key_id)
+        return SignedCheckpoint(checkpoint, body, self._signer.sign(body), self._signer.key_id)
+
+    def publish_if_due(self) -> SignedCheckpoint | None:
+        """Queue a signed checkpoint of the current head when one is due (see the module doc)."""
+        now = self._clock()
+        with self._store.write() as uow:
+            seq, head_hash = uow.audit_head()
+            if seq == 0:
+                return None  # an empty log: nothing to vouch for
+            last = self._last
+            if (
+                last is not None
+                and (last.seq, last.head_hash) == (seq, head_hash)
+                and now - last.at < self._refresh
+            ):
+                return None
+            signed = self._sign(Checkpoint(seq, head_hash, now))
+            uow.emit(CheckpointSigned(signed))
+        self._last = signed.checkpoint
+        return signed
+
+    def verify(self, viewer: Viewer, body: bytes = b"", signature: bytes = b"") -> ChainVerdict:
+        """Check the audit chain (reviewers and admins), against the checkpoint that `body` carries
+        when a body or signature is given: InvalidInput when its signature does not verify with the
+        clearinghouse's key or it carries no checkpoint."""
+        require(viewer, PRIVILEGED, "verifying the audit log")
+        given = body or signature
+        checkpoint = verified_checkpoint(self._signer.public_key, body, signature) if given else None
+        with self._store.read() as reader:
+            return verify_against(reader, checkpoint)

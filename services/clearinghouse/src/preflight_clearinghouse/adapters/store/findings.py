@@ -1,37 +1,20 @@
-"""The clearinghouse's database: a unit of work for changes, a reader for queries.
-
-Writes are serialised: every write transaction first takes the audit log's
-head (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `SELECT … FOR UPDATE` on the
-head row). The audit chain needs a total order anyway, and it makes every
-read-modify-write in a transaction (dedup, transitions, review state) safe
-against concurrent writers, in this process or another.
-
-A unit of work commits the state change, its audit entries, the ids of the
-events it applied (idempotent consumers) and the outbox records of the events
-it raised, all in one transaction — or none of them.
-"""
+"""The findings store: findings with their audiences, aliases and package index, patch statuses,
+comments, attachments, and the audit entries about findings (`domain.ports.FindingsStore`)."""
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from preflight_common.envelope import KafkaRecord
-from preflight_common.idempotency import claim_event
-from preflight_common.outbox import enqueue
 from sqlalchemy import (
     ColumnElement,
-    Engine,
     Row,
     and_,
     bindparam,
     delete,
-    event,
     exists,
     false,
     func,
@@ -41,14 +24,20 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.engine import Connection
 
 from preflight_clearinghouse.adapters import tables as s
+from preflight_clearinghouse.adapters.store.base import (
+    Database,
+    SqlReader,
+    SqlUnitOfWork,
+    audit_entry,
+    dumps,
+    loads,
+)
 from preflight_clearinghouse.domain.attachments import Attachment
-from preflight_clearinghouse.domain.audit import AuditEntry, entry_hash
+from preflight_clearinghouse.domain.audit import AuditEntry
 from preflight_clearinghouse.domain.case_record import Credit, CreditType, Reference, ReferenceType
 from preflight_clearinghouse.domain.comments import Comment, CommentVisibility
-from preflight_clearinghouse.domain.events import DomainEvent
 from preflight_clearinghouse.domain.findings import (
     AffectedProduct,
     CodeLocation,
@@ -62,10 +51,11 @@ from preflight_clearinghouse.domain.findings import (
     PatchStatusEntry,
     Severity,
     VexJustification,
+    sharing_key,
 )
 from preflight_clearinghouse.domain.packages import package_of
+from preflight_clearinghouse.domain.ports import UnitOfWork
 from preflight_clearinghouse.domain.queries import FindingQuery
-from preflight_clearinghouse.domain.reports import JobRecord, ReviewState, TaskResult
 from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
 from preflight_clearinghouse.domain.ssvc import (
     Automatable,
@@ -75,84 +65,6 @@ from preflight_clearinghouse.domain.ssvc import (
     TechnicalImpact,
 )
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
-
-EventEncoder = Callable[[DomainEvent], tuple[str, KafkaRecord]]
-"""Turns a domain event into (topic, record) for the outbox."""
-
-AUDIT_HEAD_ID = 1
-
-
-def sharing_key(tlp: Tlp, audience: Audience) -> str:
-    """Equal for findings with the same TLP label and audience (dedup never links across keys)."""
-    return hashlib.sha256(f"{tlp.value}|{audience.key()}".encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ReportRecord:
-    """A stored report version and what is attached to it."""
-
-    report_id: str
-    submission_id: str
-    version: int
-    tier: str
-    policy_id: str
-    policy_version: str
-    content_hash: str
-    body: bytes
-    digest: str
-    signature: bytes
-    signing_key_id: str
-    issued_at: datetime
-    organisation: str
-    superseded: bool
-
-
-@dataclass(frozen=True)
-class NoteRecord:
-    note_id: str
-    author_id: str
-    text: str
-    created_at: datetime
-
-
-@dataclass(frozen=True)
-class SignOffRecord:
-    reviewer_id: str
-    comment: str
-    signed_off_at: datetime
-
-
-@dataclass(frozen=True)
-class SubmissionRecord:
-    submission_id: str
-    organisation: str
-    model_name: str
-    model_version: str
-    share_identity: bool
-    received_at: datetime
-
-
-def _loads(text: str) -> Any:
-    return json.loads(text)
-
-
-def _audit_entry(row: Any) -> AuditEntry:
-    return AuditEntry(
-        seq=row.seq,
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
-        subject_kind=row.subject_kind,
-        subject_id=row.subject_id,
-        details=_loads(row.details),
-        prev_hash=row.prev_hash,
-        hash=row.hash,
-    )
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
 
 _FINDING_COLUMNS = [
     *s.findings.c,
@@ -203,12 +115,6 @@ _ALIASES_BY_IDS = (
     .where(s.finding_aliases.c.finding_id.in_(bindparam("finding_ids", expanding=True)))
     .order_by(s.finding_aliases.c.alias)
 )
-_INSERT_AUDIT = insert(s.audit_log)
-_ADVANCE_HEAD = (
-    update(s.audit_head)
-    .where(s.audit_head.c.id == AUDIT_HEAD_ID)
-    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
-)
 _PATCHES_BY_IDS = (
     select(s.patch_statuses)
     .where(s.patch_statuses.c.finding_id.in_(bindparam("finding_ids", expanding=True)))
@@ -219,7 +125,7 @@ _PATCHES_BY_IDS = (
 def _ssvc_from_json(text: str | None) -> SsvcDecision | None:
     if not text:
         return None
-    d = _loads(text)
+    d = loads(text)
     return SsvcDecision(
         exploitation=Exploitation(d["E"]),
         automatable=Automatable(d["A"]),
@@ -233,7 +139,7 @@ def _ssvc_from_json(text: str | None) -> SsvcDecision | None:
 def _ssvc_to_json(decision: SsvcDecision | None) -> str | None:
     if decision is None:
         return None
-    return _dumps(
+    return dumps(
         {
             "E": decision.exploitation.value,
             "A": decision.automatable.value,
@@ -263,8 +169,8 @@ def _finding_from_row(row: Row[Any], patches: Sequence[PatchStatusEntry]) -> Fin
         embargo_state=EmbargoState(row.embargo_state),
         embargo_end=row.embargo_end,
         remediation_due=row.remediation_due,
-        cwe_ids=tuple(_loads(row.cwe_ids)),
-        affected=tuple(AffectedProduct(**p) for p in _loads(row.affected)),
+        cwe_ids=tuple(loads(row.cwe_ids)),
+        affected=tuple(AffectedProduct(**p) for p in loads(row.affected)),
         location=CodeLocation(row.location_file, row.location_function, row.location_line),
         cvss=Cvss(
             v3_vector=row.cvss_v3_vector,
@@ -276,7 +182,7 @@ def _finding_from_row(row: Row[Any], patches: Sequence[PatchStatusEntry]) -> Fin
         ),
         tlp=Tlp(row.tlp),
         audience=Audience(
-            frozenset(_loads(row.audience_organisations)), frozenset(_loads(row.audience_sectors))
+            frozenset(loads(row.audience_organisations)), frozenset(loads(row.audience_sectors))
         ),
         source=source,
         origin=Origin(row.origin),
@@ -292,9 +198,9 @@ def _finding_from_row(row: Row[Any], patches: Sequence[PatchStatusEntry]) -> Fin
         revision=row.revision,
         seq=row.seq,
         references=tuple(
-            Reference(ReferenceType(r["type"]), r["url"]) for r in _loads(row.case_references or "[]")
+            Reference(ReferenceType(r["type"]), r["url"]) for r in loads(row.case_references or "[]")
         ),
-        credits=tuple(Credit(c["name"], CreditType(c["type"])) for c in _loads(row.case_credits or "[]")),
+        credits=tuple(Credit(c["name"], CreditType(c["type"])) for c in loads(row.case_credits or "[]")),
         assignee=row.assignee or "",
         ssvc=_ssvc_from_json(row.ssvc),
     )
@@ -310,8 +216,8 @@ def _finding_values(finding: Finding) -> dict[str, Any]:
         "embargo_state": finding.embargo_state.value,
         "embargo_end": finding.embargo_end,
         "remediation_due": finding.remediation_due,
-        "cwe_ids": _dumps(list(finding.cwe_ids)),
-        "affected": _dumps(
+        "cwe_ids": dumps(list(finding.cwe_ids)),
+        "affected": dumps(
             [{"purl": p.purl, "version_range": p.version_range, "cpe": p.cpe} for p in finding.affected]
         ),
         "location_file": finding.location.file,
@@ -325,8 +231,8 @@ def _finding_values(finding: Finding) -> dict[str, Any]:
         "cvss_v4_rating": finding.cvss.v4_rating.value if finding.cvss.v4_rating else None,
         "severity": finding.cvss.severity.value if finding.cvss.severity else None,
         "tlp": finding.tlp.value,
-        "audience_organisations": _dumps(sorted(finding.audience.organisations)),
-        "audience_sectors": _dumps(sorted(finding.audience.sectors)),
+        "audience_organisations": dumps(sorted(finding.audience.organisations)),
+        "audience_sectors": dumps(sorted(finding.audience.sectors)),
         "sharing_key": sharing_key(finding.tlp, finding.audience),
         "origin": finding.origin.value,
         "reporter_id": finding.reporter_id,
@@ -339,8 +245,8 @@ def _finding_values(finding: Finding) -> dict[str, Any]:
         "updated_at": finding.updated_at,
         "published_at": finding.published_at,
         "revision": finding.revision,
-        "case_references": _dumps([{"type": r.type.value, "url": r.url} for r in finding.references]),
-        "case_credits": _dumps([{"name": c.name, "type": c.type.value} for c in finding.credits]),
+        "case_references": dumps([{"type": r.type.value, "url": r.url} for r in finding.references]),
+        "case_credits": dumps([{"name": c.name, "type": c.type.value} for c in finding.credits]),
         "assignee": finding.assignee or None,
         "ssvc": _ssvc_to_json(finding.ssvc),
     }
@@ -359,24 +265,6 @@ def _audience_rows(finding: Finding) -> list[dict[str, str]]:
 def _package_rows(finding: Finding) -> list[dict[str, str]]:
     names = {package_of(p.purl) for p in finding.affected if p.purl}
     return [{"finding_id": finding.finding_id, "package": name} for name in sorted(names)]
-
-
-def _job_from_row(row: Row[Any]) -> JobRecord:
-    return JobRecord(
-        job_id=row.job_id,
-        suite_id=row.suite_id,
-        suite_version=row.suite_version,
-        capability=row.capability,
-        attempt=row.attempt,
-        requested=row.requested,
-        max_attempts=row.max_attempts,
-        not_before=row.not_before,
-        outcome=row.outcome,
-        tasks=tuple(TaskResult(**t) for t in _loads(row.tasks)),
-        eval_log_uri=row.eval_log_uri,
-        failure_reason=row.failure_reason,
-        failure_message=row.failure_message,
-    )
 
 
 def _comment_from_row(row: Row[Any]) -> Comment:
@@ -415,11 +303,8 @@ def _attachment_from_row(row: Row[Any]) -> Attachment:
 _ATTACHMENT_METADATA = [c for c in s.finding_attachments.c if c.name != "content"]
 
 
-class Reader:
-    """Queries over one connection (a consistent snapshot while its transaction lasts)."""
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
+class SqlFindingsReader(SqlReader):
+    """`domain.ports.FindingsReader` over one connection."""
 
     # --- comments ---------------------------------------------------------------
 
@@ -570,18 +455,7 @@ class Reader:
             ).scalars()
         )
 
-    # --- audit ------------------------------------------------------------------
-
-    def audit_head(self) -> tuple[int, str]:
-        row = self.conn.execute(select(s.audit_head).where(s.audit_head.c.id == AUDIT_HEAD_ID)).one()
-        return int(row.seq), str(row.hash)
-
-    def audit_entries(self) -> Iterator[AuditEntry]:
-        rows = self.conn.execution_options(yield_per=1000).execute(
-            select(s.audit_log).order_by(s.audit_log.c.seq)
-        )
-        for row in rows:
-            yield _audit_entry(row)
+    # --- history and change feed -------------------------------------------------
 
     def finding_history(self, finding_id: str, after_seq: int, limit: int) -> list[AuditEntry]:
         """Up to `limit` audit entries about a finding after sequence `after_seq`, oldest first."""
@@ -592,7 +466,7 @@ class Reader:
             .order_by(a.seq)
             .limit(limit)
         )
-        return [_audit_entry(row) for row in rows]
+        return [audit_entry(row) for row in rows]
 
     def finding_changes_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
         """(audit seq, finding id) of finding changes after `seq`, in order."""
@@ -604,121 +478,6 @@ class Reader:
             .limit(limit)
         )
         return [(int(r.seq), str(r.subject_id)) for r in rows]
-
-    # --- reviews and reports -----------------------------------------------------
-
-    def submission(self, submission_id: str) -> SubmissionRecord | None:
-        row = self.conn.execute(
-            select(s.submissions).where(s.submissions.c.submission_id == submission_id)
-        ).first()
-        return SubmissionRecord(**row._mapping) if row else None
-
-    def job(self, job_id: str) -> JobRecord | None:
-        row = self.conn.execute(select(s.jobs).where(s.jobs.c.job_id == job_id)).first()
-        return _job_from_row(row) if row else None
-
-    def review_state(self, submission_id: str) -> ReviewState:
-        rows = self.conn.execute(
-            select(s.jobs).where(s.jobs.c.submission_id == submission_id).order_by(s.jobs.c.job_id)
-        ).all()
-        withdrawn = self.conn.execute(
-            select(s.withdrawals.c.submission_id).where(s.withdrawals.c.submission_id == submission_id)
-        ).first()
-        plan = self.conn.execute(
-            select(s.plan_ends.c.job_ids).where(s.plan_ends.c.submission_id == submission_id)
-        ).scalar()
-        return ReviewState(
-            submission_id,
-            tuple(_job_from_row(r) for r in rows),
-            withdrawal_heard=withdrawn is not None,
-            plan=None if plan is None else tuple(_loads(plan)),
-        )
-
-    def put_plan_end(self, submission_id: str, job_ids: Sequence[str], at: datetime) -> None:
-        """Record that the submission's plan, of these jobs, ended (the first announcement counts)."""
-        if self.review_state(submission_id).plan is None:
-            self.conn.execute(
-                insert(s.plan_ends).values(
-                    submission_id=submission_id, job_ids=_dumps(list(job_ids)), ended_at=at
-                )
-            )
-
-    def _report_select(self, *, latest_only: bool = False) -> Any:
-        r = s.reports
-        newer_alias = s.reports.alias("newer")
-        newer = select(newer_alias.c.report_id).where(
-            newer_alias.c.submission_id == r.c.submission_id, newer_alias.c.version > r.c.version
-        )
-        query = select(
-            *r.c,
-            func.coalesce(s.submissions.c.organisation, "").label("organisation"),
-            exists(newer).label("superseded"),
-        ).select_from(r.outerjoin(s.submissions, s.submissions.c.submission_id == r.c.submission_id))
-        return query.where(~exists(newer)) if latest_only else query
-
-    def _report(self, condition: ColumnElement[bool]) -> ReportRecord | None:
-        row = self.conn.execute(self._report_select().where(condition)).first()
-        return _report_from_row(row) if row else None
-
-    def report(self, report_id: str) -> ReportRecord | None:
-        return self._report(s.reports.c.report_id == report_id)
-
-    def report_version(self, submission_id: str, version: int) -> ReportRecord | None:
-        r = s.reports.c
-        if version:
-            return self._report(and_(r.submission_id == submission_id, r.version == version))
-        latest = select(func.max(r.version)).where(r.submission_id == submission_id).scalar_subquery()
-        return self._report(and_(r.submission_id == submission_id, r.version == latest))
-
-    def reports_page(
-        self, organisation: str | None, all_versions: bool, offset: int, limit: int
-    ) -> list[ReportRecord]:
-        """Reports newest first; only `organisation`'s when given; latest versions unless `all_versions`."""
-        query = self._report_select(latest_only=not all_versions)
-        if organisation is not None:
-            query = query.where(s.submissions.c.organisation == organisation)
-        rows = self.conn.execute(
-            query.order_by(s.reports.c.issued_at.desc(), s.reports.c.report_id).offset(offset).limit(limit)
-        ).all()
-        return [_report_from_row(r) for r in rows]
-
-    def notes(self, report_id: str) -> list[NoteRecord]:
-        n = s.report_notes.c
-        rows = self.conn.execute(
-            select(s.report_notes).where(n.report_id == report_id).order_by(n.created_at)
-        )
-        return [NoteRecord(r.note_id, r.author_id, r.text, r.created_at) for r in rows]
-
-    def sign_offs(self, report_id: str) -> list[SignOffRecord]:
-        o = s.report_sign_offs.c
-        rows = self.conn.execute(
-            select(s.report_sign_offs).where(o.report_id == report_id).order_by(o.signed_off_at)
-        )
-        return [SignOffRecord(r.reviewer_id, r.comment, r.signed_off_at) for r in rows]
-
-    def signing_key(self, key_id: str) -> bytes | None:
-        return self.conn.execute(
-            select(s.signing_keys.c.public_key).where(s.signing_keys.c.key_id == key_id)
-        ).scalar()
-
-
-def _report_from_row(row: Row[Any]) -> ReportRecord:
-    return ReportRecord(
-        report_id=row.report_id,
-        submission_id=row.submission_id,
-        version=row.version,
-        tier=row.tier,
-        policy_id=row.policy_id,
-        policy_version=row.policy_version,
-        content_hash=row.content_hash,
-        body=bytes(row.body),
-        digest=row.digest,
-        signature=bytes(row.signature),
-        signing_key_id=row.signing_key_id,
-        issued_at=row.issued_at,
-        organisation=row.organisation,
-        superseded=bool(row.superseded),
-    )
 
 
 def _audience_has(condition: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -766,74 +525,8 @@ def _candidate_condition(viewer: Viewer) -> ColumnElement[bool]:
     return or_(own, and_(published, or_(f.tlp == Tlp.CLEAR.value, audience_match)))
 
 
-class UnitOfWork(Reader):
-    """One write transaction: state, audit entries, applied event ids and outbox records commit together."""
-
-    def __init__(self, conn: Connection, encoder: EventEncoder) -> None:
-        super().__init__(conn)
-        self._encoder = encoder
-        self._records: list[tuple[str, KafkaRecord]] = []
-        self._head: tuple[int, str] | None = None
-
-    def claim(self, consumer: str, event_id: str) -> bool:
-        """Record `event_id` as applied by `consumer`; False if it already was (then change nothing)."""
-        return claim_event(self.conn, s.processed_events, consumer, event_id)
-
-    def emit(self, domain_event: DomainEvent) -> None:
-        """Queue an event for the outbox; it is written when the unit of work commits.
-
-        It is encoded now, so its record carries the trace context of the span that emitted it.
-        """
-        self._records.append(self._encoder(domain_event))
-
-    def flush_events(self) -> None:
-        for topic, record in self._records:
-            enqueue(self.conn, s.outbox, topic, record)
-        self._records.clear()
-
-    def audit(
-        self,
-        *,
-        at: datetime,
-        actor: str,
-        action: str,
-        subject_kind: str,
-        subject_id: str,
-        details: dict[str, Any] | None = None,
-    ) -> int:
-        """Append a chained audit entry; returns its sequence number."""
-        prev_seq, prev_hash = self._head or self.audit_head()
-        seq = prev_seq + 1
-        body = details or {}
-        digest = entry_hash(
-            prev_hash,
-            seq=seq,
-            at=at,
-            actor=actor,
-            action=action,
-            subject_kind=subject_kind,
-            subject_id=subject_id,
-            details=body,
-        )
-        self.conn.execute(
-            _INSERT_AUDIT,
-            {
-                "seq": seq,
-                "at": at,
-                "actor": actor,
-                "action": action,
-                "subject_kind": subject_kind,
-                "subject_id": subject_id,
-                "details": _dumps(body),
-                "prev_hash": prev_hash,
-                "hash": digest,
-            },
-        )
-        self.conn.execute(_ADVANCE_HEAD, {"new_seq": seq, "new_hash": digest})
-        self._head = (seq, digest)
-        return seq
-
-    # --- findings ---------------------------------------------------------------
+class SqlFindingsUnitOfWork(SqlUnitOfWork, SqlFindingsReader):
+    """`domain.ports.FindingsUnitOfWork` in one write transaction."""
 
     def insert_findings(self, findings: Sequence[Finding], request_id: str = "") -> None:
         """Insert new findings (one statement for the batch) with their audience, packages and
@@ -931,103 +624,24 @@ class UnitOfWork(Reader):
             )
         )
 
-    # --- reviews and reports -----------------------------------------------------
 
-    def put_submission(self, record: SubmissionRecord) -> None:
-        self.conn.execute(delete(s.submissions).where(s.submissions.c.submission_id == record.submission_id))
-        self.conn.execute(insert(s.submissions).values(**record.__dict__))
+class SqlFindingsStore:
+    """`domain.ports.FindingsStore` on the clearinghouse's database."""
 
-    def put_withdrawal(self, submission_id: str, at: datetime) -> None:
-        """Record that the submission was withdrawn (the first time counts)."""
-        if (
-            self.conn.execute(
-                select(s.withdrawals.c.submission_id).where(s.withdrawals.c.submission_id == submission_id)
-            ).first()
-            is None
-        ):
-            self.conn.execute(insert(s.withdrawals).values(submission_id=submission_id, withdrawn_at=at))
-
-    def put_job(self, submission_id: str, job: JobRecord, at: datetime) -> None:
-        values = {
-            "submission_id": submission_id,
-            "suite_id": job.suite_id,
-            "suite_version": job.suite_version,
-            "capability": job.capability,
-            "attempt": job.attempt,
-            "requested": job.requested,
-            "max_attempts": job.max_attempts,
-            "not_before": job.not_before,
-            "outcome": job.outcome,
-            "tasks": _dumps([t.__dict__ for t in job.tasks]),
-            "eval_log_uri": job.eval_log_uri,
-            "failure_reason": job.failure_reason,
-            "failure_message": job.failure_message,
-            "updated_at": at,
-        }
-        if self.job(job.job_id) is None:
-            self.conn.execute(insert(s.jobs).values(job_id=job.job_id, **values))
-        else:
-            self.conn.execute(update(s.jobs).where(s.jobs.c.job_id == job.job_id).values(**values))
-
-    def ensure_signing_key(self, key_id: str, public_key: bytes, at: datetime) -> None:
-        if self.signing_key(key_id) is None:
-            self.conn.execute(
-                insert(s.signing_keys).values(key_id=key_id, public_key=public_key, created_at=at)
-            )
-
-    def insert_report(self, values: dict[str, Any]) -> None:
-        self.conn.execute(insert(s.reports).values(**values))
-
-    def insert_note(self, report_id: str, note: NoteRecord) -> None:
-        self.conn.execute(insert(s.report_notes).values(report_id=report_id, **note.__dict__))
-
-    def insert_sign_off(self, report_id: str, sign_off: SignOffRecord) -> None:
-        self.conn.execute(insert(s.report_sign_offs).values(report_id=report_id, **sign_off.__dict__))
-
-
-class Store:
-    """Opens readers and units of work on one engine."""
-
-    def __init__(self, engine: Engine, encoder: EventEncoder) -> None:
-        self.engine = engine
-        self._encoder = encoder
-        self._sqlite = engine.dialect.name == "sqlite"
-        if self._sqlite:
-            _take_over_sqlite_transactions(engine)
+    def __init__(self, database: Database) -> None:
+        self._database = database
 
     @contextmanager
-    def read(self) -> Iterator[Reader]:
-        """A read-only snapshot."""
-        with self.engine.connect() as conn, conn.begin():
-            yield Reader(conn)
+    def read(self) -> Iterator[SqlFindingsReader]:
+        with self._database.read() as conn:
+            yield SqlFindingsReader(conn)
 
     @contextmanager
-    def write(self) -> Iterator[UnitOfWork]:
-        """A serialised write transaction; commits when the block ends without an exception."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(preflight_write=True)
-            with conn.begin():
-                if not self._sqlite:
-                    conn.execute(
-                        select(s.audit_head.c.seq).where(s.audit_head.c.id == AUDIT_HEAD_ID).with_for_update()
-                    )
-                uow = UnitOfWork(conn, self._encoder)
-                yield uow
-                uow.flush_events()
+    def write(self) -> Iterator[SqlFindingsUnitOfWork]:
+        with self._database.write() as transaction:
+            yield SqlFindingsUnitOfWork(transaction)
 
-
-def _take_over_sqlite_transactions(engine: Engine) -> None:
-    """Let SQLAlchemy, not the sqlite3 module, begin transactions: reads see a snapshot, writes lock first.
-
-    (The sqlite3 module otherwise begins a transaction only at the first
-    write, so reads before it would not be isolated.)
-    """
-
-    @event.listens_for(engine, "connect")
-    def _no_implicit_begin(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _begin(conn: Connection) -> None:
-        write = conn.get_execution_options().get("preflight_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+    def join(self, uow: UnitOfWork) -> SqlFindingsUnitOfWork:
+        if not isinstance(uow, SqlUnitOfWork):
+            raise TypeError(f"a {type(uow).__name__} is not a unit of work of the clearinghouse's database")
+        return SqlFindingsUnitOfWork(uow.transaction)

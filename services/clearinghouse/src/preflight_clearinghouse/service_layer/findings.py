@@ -18,9 +18,9 @@ from typing import Any, Protocol, TypeVar
 
 from preflight_common.auth import PRINCIPAL_ID_RULE, is_valid_principal_id
 from preflight_common.bus import Participants
+from preflight_common.clock import Clock
 from preflight_common.pagetokens import page_tokens
 
-from preflight_clearinghouse.adapters.store import Reader, Store, UnitOfWork, sharing_key
 from preflight_clearinghouse.domain import lifecycle
 from preflight_clearinghouse.domain.aliases import check_aliases
 from preflight_clearinghouse.domain.attachments import QUOTA, Attachment, AttachmentQuota, check_attachment
@@ -30,6 +30,7 @@ from preflight_clearinghouse.domain.case_record import (
     check_credits,
     check_references,
 )
+from preflight_clearinghouse.domain.checks import MAX_PAGE, page_size_of, require
 from preflight_clearinghouse.domain.comments import Comment, CommentVisibility, check_body, check_visibility
 from preflight_clearinghouse.domain.errors import (
     Collector,
@@ -61,9 +62,16 @@ from preflight_clearinghouse.domain.findings import (
     check_justification,
     check_report,
     check_text,
+    sharing_key,
 )
 from preflight_clearinghouse.domain.imports import Importer
 from preflight_clearinghouse.domain.packages import affects, package_version
+from preflight_clearinghouse.domain.ports import (
+    FindingsReader,
+    FindingsStore,
+    FindingsUnitOfWork,
+    UnitOfWork,
+)
 from preflight_clearinghouse.domain.queries import FindingQuery
 from preflight_clearinghouse.domain.sharing import (
     PRIVILEGED,
@@ -82,10 +90,7 @@ from preflight_clearinghouse.domain.sharing import (
 from preflight_clearinghouse.domain.ssvc import SSVC_FIELDS, SsvcDecision, SsvcPoints, decide
 from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 
-Clock = Callable[[], datetime]
 FINDING_NAMESPACE = uuid.UUID("6f1c9a52-3f0e-4d7e-9a53-2b7f0c1d8e44")
-MAX_PAGE = 500
-DEFAULT_PAGE = 100
 MAX_BATCH = 2_000
 SCAN_LIMIT = 20_000
 """Rows a list call examines at most before returning a (possibly short) page with a token."""
@@ -134,28 +139,12 @@ R = TypeVar("R", bound=_Ordered)
 S = TypeVar("S")
 
 
-def page_size_of(requested: int, default: int = DEFAULT_PAGE) -> int:
-    """The page size to use; raises InvalidInput naming `page_size` when out of range."""
-    if requested == 0:
-        return default
-    if not 1 <= requested <= MAX_PAGE:
-        raise InvalidInput(
-            [FieldViolation("page_size", f"must be between 1 and {MAX_PAGE} (0 for {default})")]
-        )
-    return requested
-
-
-def require(viewer: Viewer, roles: frozenset[Role], what: str) -> None:
-    if viewer.role not in roles:
-        raise PermissionDenied(f"{what} requires role {' or '.join(sorted(r.value for r in roles))}")
-
-
 class FindingRegistry:
     """Use cases of the findings registry."""
 
     def __init__(
         self,
-        store: Store,
+        store: FindingsStore,
         clock: Clock,
         exporters: Mapping[ExportFormat, Exporter],
         participants: Participants | None = None,
@@ -271,12 +260,13 @@ class FindingRegistry:
         now: datetime,
     ) -> list[Finding]:
         """Store a result's candidate findings in the caller's unit of work (ids derive from the job)."""
+        joined = self._store.join(uow)
         first_of_kind: dict[tuple[str, str], str] = {}
         stored: list[tuple[Finding, tuple[str, ...]]] = []
         for index, candidate in enumerate(candidates):
             draft, notes = check_candidate(candidate)
             finding = self._new_finding(
-                uow,
+                joined,
                 draft,
                 first_of_kind,
                 finding_id=str(uuid.uuid5(FINDING_NAMESPACE, f"{job_id}/{index}")),
@@ -287,14 +277,14 @@ class FindingRegistry:
                 now=now,
             )
             stored.append((finding, notes))
-        uow.insert_findings([finding for finding, _ in stored])
+        joined.insert_findings([finding for finding, _ in stored])
         for finding, notes in stored:
-            self._audit_reported(uow, finding, now, actor="system:benchmark", notes=notes, job_id=job_id)
+            self._audit_reported(joined, finding, now, actor="system:benchmark", notes=notes, job_id=job_id)
         return [finding for finding, _ in stored]
 
     def _new_finding(
         self,
-        uow: UnitOfWork,
+        uow: FindingsUnitOfWork,
         draft: FindingDraft,
         first_of_kind: dict[tuple[str, str], str],
         *,
@@ -326,7 +316,7 @@ class FindingRegistry:
 
     def _audit_reported(
         self,
-        uow: UnitOfWork,
+        uow: FindingsUnitOfWork,
         finding: Finding,
         now: datetime,
         *,
@@ -365,7 +355,7 @@ class FindingRegistry:
             raise NotFound("no such finding")
         return shown
 
-    def _load(self, uow: UnitOfWork, finding_id: str) -> Finding:
+    def _load(self, uow: FindingsUnitOfWork, finding_id: str) -> Finding:
         finding = uow.finding(finding_id)
         if finding is None:
             raise NotFound("no such finding")
@@ -420,7 +410,7 @@ class FindingRegistry:
             page_size,
             page_token,
             _HISTORY_SCOPE,
-            Reader.finding_history,
+            lambda reader, finding_id, after, limit: reader.finding_history(finding_id, after, limit),
             lambda v, _finding, entry, _now: history_view(v, entry),
         )
 
@@ -432,7 +422,13 @@ class FindingRegistry:
         finding; InvalidInput naming `page_size` or `page_token` (a token of another finding is
         invalid)."""
         return self._finding_page(
-            viewer, finding_id, page_size, page_token, _COMMENTS_SCOPE, Reader.comments_after, comment_view
+            viewer,
+            finding_id,
+            page_size,
+            page_token,
+            _COMMENTS_SCOPE,
+            lambda reader, finding_id, after, limit: reader.comments_after(finding_id, after, limit),
+            comment_view,
         )
 
     def _finding_page(
@@ -442,7 +438,7 @@ class FindingRegistry:
         page_size: int,
         page_token: str,
         scope: str,
-        rows_after: Callable[[Reader, str, int, int], list[R]],
+        rows_after: Callable[[FindingsReader, str, int, int], list[R]],
         view: Callable[[Viewer, Finding, R, datetime], S | None],
     ) -> tuple[list[S], str]:
         """A page of a finding's history, comments or attachments (`rows_after` reads them in
@@ -541,7 +537,7 @@ class FindingRegistry:
             self._audit_comment(uow, stored, "finding.comment_edited", now)
         return stored
 
-    def _audit_comment(self, uow: UnitOfWork, comment: Comment, action: str, now: datetime) -> None:
+    def _audit_comment(self, uow: FindingsUnitOfWork, comment: Comment, action: str, now: datetime) -> None:
         uow.audit(
             at=now,
             actor=comment.author_id,
@@ -569,7 +565,7 @@ class FindingRegistry:
             page_size,
             page_token,
             _ATTACHMENTS_SCOPE,
-            Reader.attachments_after,
+            lambda reader, finding_id, after, limit: reader.attachments_after(finding_id, after, limit),
             attachment_view,
         )
 
@@ -719,7 +715,7 @@ class FindingRegistry:
         expected_revision: int,
         action: str,
         reason: str,
-        mutate: Callable[[UnitOfWork, Finding, datetime], Finding],
+        mutate: Callable[[FindingsUnitOfWork, Finding, datetime], Finding],
         details: dict[str, Any],
     ) -> Finding:
         require(viewer, PRIVILEGED, action)
@@ -749,7 +745,7 @@ class FindingRegistry:
 
     def _save(
         self,
-        uow: UnitOfWork,
+        uow: FindingsUnitOfWork,
         before: Finding,
         after: Finding,
         now: datetime,
@@ -842,7 +838,7 @@ class FindingRegistry:
         checked = check_aliases(aliases, errors)
         errors.raise_if_any()
 
-        def mutate(uow: UnitOfWork, finding: Finding, _now: datetime) -> Finding:
+        def mutate(uow: FindingsUnitOfWork, finding: Finding, _now: datetime) -> Finding:
             for alias in checked:
                 holder = uow.alias_holder(alias)
                 if holder not in (None, finding.finding_id):
@@ -944,7 +940,7 @@ class FindingRegistry:
         exploitation, automatable, technical_impact, mission_well_being = points
         assert exploitation and automatable and technical_impact and mission_well_being
 
-        def mutate(_uow: UnitOfWork, finding: Finding, now: datetime) -> Finding:
+        def mutate(_uow: FindingsUnitOfWork, finding: Finding, now: datetime) -> Finding:
             decision = SsvcDecision(
                 exploitation, automatable, technical_impact, mission_well_being, viewer.principal_id, now
             )
@@ -981,7 +977,7 @@ class FindingRegistry:
     ) -> Finding:
         """New TLP label and audience (reviewers and admins); links across the new sharing are removed."""
 
-        def mutate(uow: UnitOfWork, finding: Finding, now: datetime) -> Finding:
+        def mutate(uow: FindingsUnitOfWork, finding: Finding, now: datetime) -> Finding:
             changed = lifecycle.reshare(finding, tlp, organisations, sectors)
             for other_id in uow.linked_to(finding.finding_id):
                 other = self._load(uow, other_id)
@@ -1032,7 +1028,7 @@ class FindingRegistry:
             if reaches(tlp, audience, o.name, frozenset(o.sectors))
         )
 
-    def _unlink(self, uow: UnitOfWork, finding: Finding, now: datetime, *, actor: str) -> None:
+    def _unlink(self, uow: FindingsUnitOfWork, finding: Finding, now: datetime, *, actor: str) -> None:
         after = replace(finding, link=None, updated_at=now, revision=finding.revision + 1)
         self._save(
             uow,
@@ -1047,7 +1043,7 @@ class FindingRegistry:
     def link(self, viewer: Viewer, finding_id: str, kind: LinkKind, target_id: str, reason: str) -> Finding:
         """Mark a finding duplicate of, subsumed by or merged into another (reviewers and admins)."""
 
-        def mutate(uow: UnitOfWork, finding: Finding, _now: datetime) -> Finding:
+        def mutate(uow: FindingsUnitOfWork, finding: Finding, _now: datetime) -> Finding:
             target = uow.finding(target_id)
             if target is None:
                 raise InvalidInput([FieldViolation("target_finding_id", "no such finding")])
@@ -1122,9 +1118,11 @@ class FindingRegistry:
         return ended
 
     def source_identified(self, uow: UnitOfWork, submission_id: str, now: datetime) -> None:
-        """Audit that the findings of a submission now have a known lab (so streams re-evaluate them)."""
-        for finding_id in uow.findings_of_submission(submission_id):
-            uow.audit(
+        """Audit, in the caller's unit of work, that the findings of a submission now have a known lab
+        (so streams re-evaluate them)."""
+        joined = self._store.join(uow)
+        for finding_id in joined.findings_of_submission(submission_id):
+            joined.audit(
                 at=now,
                 actor="system:intake",
                 action="finding.source_identified",

@@ -87,10 +87,8 @@ async def serve(
     stop: asyncio.Event,
     on_ready: Callable[[int], None] | None = None,
 ) -> None:
-    """Run intake until `stop` is set, then drain in-flight calls (up to the shutdown grace) and stop.
-
-    `on_ready(port)` is called once the server accepts calls (port: the bound gRPC port).
-    """
+    """Run intake until `stop` is set, then drain in-flight calls (up to the shutdown grace) and stop;
+    `on_ready(port)` once the server accepts calls (port: the bound gRPC port)."""
     await serve_service(service(settings, keyring), stop=stop, on_ready=on_ready)
 
 

@@ -46,7 +46,7 @@ class FixedClock:
     def __init__(self, now: datetime) -> None:
         self.moment = now
 
-    def now(self) -> datetime:
+    def __call__(self) -> datetime:
         return self.moment
 
 

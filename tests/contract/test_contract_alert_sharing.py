@@ -143,7 +143,7 @@ def viewer_of(principal: str, participants: bus.Participants) -> sharing.Viewer:
 def test_every_alert_record_is_readable_only_by_whom_the_sharing_policy_allows(
     participants: bus.Participants, finding: Finding
 ) -> None:
-    sink = AlertSink(ROUTING, TOPICS, bus.SOURCES["notifier"], participants)
+    sink = AlertSink(ROUTING, TOPICS, bus.SOURCES["notifier"], participants, codec.alert_record)
     grants = bus.grants(TOPICS, participants)
     for alert in fired_alerts(finding):
         for topic, record in sink.records(alert):

@@ -28,12 +28,12 @@ WEBHOOK_SECRET = "whsec-test-0123456789"
 
 
 class ManualClock:
-    """A clock that moves only when told to."""
+    """A clock (`preflight_common.clock.Clock`) that moves only when told to."""
 
     def __init__(self, start: datetime = START) -> None:
         self._now = start
 
-    def now(self) -> datetime:
+    def __call__(self) -> datetime:
         return self._now
 
     def advance(self, **delta: float) -> datetime:

@@ -12,6 +12,7 @@ from preflight.notifier.v1 import events_pb2, notifier_pb2
 from preflight_common.bus import Organisation, Participants
 from preflight_common.config import Topics
 from preflight_common.envelope import EventRegistry, decode_record
+from preflight_notifier.adapters.codec import alert_record
 from preflight_notifier.adapters.routing_file import default_routing_path, load_routing
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.domain.alerts import Alert
@@ -32,7 +33,8 @@ REGISTRY = EventRegistry([events_pb2.Alert])
 
 
 def sink(participants: Participants = PARTICIPANTS) -> AlertSink:
-    return AlertSink(load_routing(default_routing_path()), TOPICS, "preflight.notifier", participants)
+    routing = load_routing(default_routing_path())
+    return AlertSink(routing, TOPICS, "preflight.notifier", participants, alert_record)
 
 
 def alert(

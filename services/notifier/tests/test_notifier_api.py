@@ -145,7 +145,7 @@ def matcher(label: str, value: str, op: int = notifier_pb2.MATCH_OPERATOR_EQUAL)
 async def test_silences_are_scoped_validated_and_suppress_deliveries_until_expired(
     api: Api, notifier: Components, clock: ManualClock
 ) -> None:
-    ends = timestamp(clock.now() + 2 * DAY)
+    ends = timestamp(clock() + 2 * DAY)
     created = await api.stub.CreateSilence(
         notifier_pb2.CreateSilenceRequest(
             matchers=[matcher("kind", "embargo_end")], ends_at=ends, comment="freeze"
@@ -161,7 +161,7 @@ async def test_silences_are_scoped_validated_and_suppress_deliveries_until_expir
     reviewers = await api.stub.CreateSilence(
         notifier_pb2.CreateSilenceRequest(
             matchers=[matcher("severity", "info|warning", notifier_pb2.MATCH_OPERATOR_REGEX)],
-            starts_at=timestamp(clock.now() + DAY),
+            starts_at=timestamp(clock() + DAY),
             ends_at=ends,
         ),
         metadata=api.auth("reviewer"),
@@ -183,7 +183,7 @@ async def test_silences_are_scoped_validated_and_suppress_deliveries_until_expir
                     matcher("kind", "(", notifier_pb2.MATCH_OPERATOR_REGEX),
                     notifier_pb2.Matcher(label="kind", value="x"),
                 ],
-                ends_at=timestamp(clock.now() - DAY),
+                ends_at=timestamp(clock() - DAY),
                 comment="x" * 1001,
             ),
             metadata=api.auth("bank-b"),

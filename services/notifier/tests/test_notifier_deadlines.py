@@ -22,10 +22,10 @@ from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight_notifier.adapters import store
-from preflight_notifier.adapters.codec import BadEvent, alert_from_bytes
+from preflight_notifier.adapters.codec import alert_from_bytes
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.domain.alerts import Alert
-from preflight_notifier.domain.model import AlertKind
+from preflight_notifier.domain.model import AlertKind, BadEvent
 from preflight_notifier.domain.schedule import alert_id
 from sqlalchemy import event
 
@@ -365,8 +365,8 @@ def test_concurrent_schedulers_fire_each_reminder_exactly_once(
     assert {a.threshold for a in alerts} == {"T-1d"}
     counts = rows(setup, "SELECT status, COUNT(*) AS n FROM reminders GROUP BY status ORDER BY status")
     assert [(r.status, r.n) for r in counts] == [("fired", 60), ("pending", 120), ("superseded", 120)]
-    with setup.engine.connect() as conn:
-        assert store.due_deadline_ids(conn, clock.now(), 10) == []
+    with store.reading(setup.engine) as stored:
+        assert stored.due_deadline_ids(clock(), 10) == []
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # SQLite's plan; the bench measures the cost

@@ -34,7 +34,7 @@ from preflight.common.v1 import common_pb2
 from preflight_notifier.adapters import store
 from preflight_notifier.adapters.email import EmailSender, SmtpSettings
 from preflight_notifier.bootstrap import Components
-from preflight_notifier.domain.delivery import Result, verify_signature
+from preflight_notifier.domain.delivery import ClaimedDelivery, Result, verify_signature
 from preflight_notifier.domain.matchers import Matcher
 from preflight_notifier.domain.silences import Silence
 
@@ -329,7 +329,7 @@ async def test_starttls_with_login_delivers_encrypted_and_a_wrong_password_fails
             ca_file=str(cert),
         )
         sender = EmailSender(settings, clock)
-        claimed = store.ClaimedDelivery("d-1", "ops", "soc@bank-b.example", "[Preflight] hello", "body\n", 1)
+        claimed = ClaimedDelivery("d-1", "ops", "soc@bank-b.example", "[Preflight] hello", "body\n", 1)
         password.write_text("smtp-pass-123\n")
         delivered = await sender.send(None, claimed)  # type: ignore[arg-type]
         assert delivered.result is Result.DELIVERED
@@ -391,8 +391,8 @@ async def test_silences_suppress_only_their_organisation_and_expire(
         "maintenance",
         START,
     )
-    with store.write_transaction(live.engine) as conn:
-        store.insert_silence(conn, silence)
+    with store.write_transaction(live.engine) as stored:
+        stored.insert_silence(silence)
     shared = {"organisations": ("bank-a",), "sectors": ("finance",), "tlp": common_pb2.TLP_GREEN}
     apply(
         live,

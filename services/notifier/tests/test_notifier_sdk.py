@@ -64,13 +64,13 @@ async def test_silences_are_created_listed_and_expired_by_their_organisation(
 ) -> None:
     bank_a = connect("bank-a")
     embargoes = matcher("kind", "embargo_end")
-    silence = await bank_a.create_silence([embargoes], clock.now() + 2 * DAY, comment="freeze")
+    silence = await bank_a.create_silence([embargoes], clock() + 2 * DAY, comment="freeze")
     assert silence.organisation == "bank-a" and silence.state == notifier_pb2.SILENCE_STATE_ACTIVE
-    later = await bank_a.create_silence([embargoes], clock.now() + 2 * DAY, starts_at=clock.now() + DAY)
+    later = await bank_a.create_silence([embargoes], clock() + 2 * DAY, starts_at=clock() + DAY)
     assert later.state == notifier_pb2.SILENCE_STATE_PENDING
     assert {s.silence_id for s in await bank_a.list_silences()} == {silence.silence_id, later.silence_id}
     with pytest.raises(PermissionDenied):
-        await connect("admin").create_silence([embargoes], clock.now() + DAY)
+        await connect("admin").create_silence([embargoes], clock() + DAY)
     with pytest.raises(NotFound):
         await connect("bank-b").expire_silence(silence.silence_id)
     expired = await bank_a.expire_silence(silence.silence_id)

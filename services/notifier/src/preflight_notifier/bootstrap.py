@@ -8,16 +8,17 @@ from datetime import timedelta
 from pathlib import Path
 
 from preflight_common.bus import SOURCES
+from preflight_common.clock import Clock, utc_now
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
 
+from preflight_notifier.adapters import codec
 from preflight_notifier.adapters.dbclock import DatabaseClock
 from preflight_notifier.adapters.email import EmailSender
 from preflight_notifier.adapters.routing_file import load_routing
-from preflight_notifier.adapters.store import prepare_engine
+from preflight_notifier.adapters.store import UnitOfWork, prepare_engine
 from preflight_notifier.adapters.webhook import WebhookSender
 from preflight_notifier.config import NotifierSettings
-from preflight_notifier.domain.clock import Clock, SystemClock
 from preflight_notifier.domain.routing import RoutingConfig
 from preflight_notifier.service_layer.alerting import AlertSink
 from preflight_notifier.service_layer.deadlines import DeadlineKeeper
@@ -60,8 +61,9 @@ def build(
     migrate(settings.database_url)
     engine = prepare_engine(make_engine(settings.database_url))
     if clock is None:
-        clock = DatabaseClock(engine) if engine.dialect.name == "postgresql" else SystemClock()
-    sink = AlertSink(routing, settings.topics, SOURCES["notifier"], settings.participants)
+        clock = DatabaseClock(engine) if engine.dialect.name == "postgresql" else utc_now
+    transaction = UnitOfWork(engine)
+    sink = AlertSink(routing, settings.topics, SOURCES["notifier"], settings.participants, codec.alert_record)
     webhooks = WebhookSender(clock)
     senders = Senders(webhook=webhooks, email=EmailSender(settings.smtp, clock))
     return Components(
@@ -69,11 +71,11 @@ def build(
         engine=engine,
         routing=routing,
         clock=clock,
-        keeper=DeadlineKeeper(engine, routing, sink, clock),
-        scheduler=Scheduler(engine, routing, sink, clock, settings.scheduler_batch),
-        dispatcher=Dispatcher(engine, routing, clock),
+        keeper=DeadlineKeeper(transaction, routing, sink, codec, clock),
+        scheduler=Scheduler(transaction, routing, sink, clock, settings.scheduler_batch),
+        dispatcher=Dispatcher(transaction, routing, clock),
         deliverer=Deliverer(
-            engine, routing, senders, clock, rng=rng, lease=timedelta(seconds=settings.delivery_lease)
+            transaction, routing, senders, clock, rng=rng, lease=timedelta(seconds=settings.delivery_lease)
         ),
         webhooks=webhooks,
     )

@@ -11,11 +11,14 @@ from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.notifier.v1 import events_pb2 as notifier_events
+from preflight_common.envelope import KafkaRecord, encode_event
+from preflight_common.telemetry import inject_headers
 
 from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.model import (
     AlertKind,
     Audience,
+    BadEvent,
     Contact,
     DeadlineChange,
     DeadlineKind,
@@ -30,10 +33,6 @@ EmbargoState = clearinghouse_events.EmbargoState
 # Review alerts are about a confidential pre-release: bounded to the lab's organisation (and reviewers).
 REVIEW_TLP = Tlp.AMBER_STRICT
 _MAX_AFFECTED = 5
-
-
-class BadEvent(ValueError):
-    """An event that can never be applied (the consumer dead-letters it)."""
 
 
 def timestamp(moment: datetime) -> Timestamp:
@@ -184,6 +183,19 @@ def alert_to_proto(alert: Alert, *, with_contacts: bool = True) -> notifier_even
             reviewers=audience.reviewers,
         ),
         tlp=tlp_to_proto(alert.tlp),
+    )
+
+
+def alert_record(alert: Alert, *, source: str, event_id: str) -> KafkaRecord:
+    """The alert's CloudEvent: key = subject, the lab's contacts left out, nothing in the headers
+    but the CloudEvents attributes and the trace (the payload's audience is the recipient's)."""
+    return encode_event(
+        alert_to_proto(alert, with_contacts=False),
+        source=source,
+        subject=alert.subject_id,
+        event_id=event_id,
+        time=alert.fired_at,
+        trace_headers=inject_headers(),
     )
 
 

@@ -8,12 +8,13 @@ from sqlalchemy import Engine, func, select
 
 
 class DatabaseClock:
-    """Reads the current instant from the database server (one short round trip per reading)."""
+    """Reads the current instant from the database server (one short round trip per reading);
+    a `preflight_common.clock.Clock`."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def now(self) -> datetime:
+    def __call__(self) -> datetime:
         with self._engine.connect() as conn:
             value = conn.execute(select(func.clock_timestamp())).scalar_one()
         assert isinstance(value, datetime)

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 
-from preflight_notifier.adapters import store
+from preflight_common.clock import Clock
+
 from preflight_notifier.adapters.secrets import read_secret
-from preflight_notifier.domain.clock import Clock
-from preflight_notifier.domain.delivery import Outcome, Result, classify_smtp
+from preflight_notifier.domain.delivery import ClaimedDelivery, Outcome, Result, classify_smtp
 from preflight_notifier.domain.routing import Receiver
 
 SECURITY_MODES = ("starttls", "tls", "none")
@@ -50,15 +50,15 @@ class EmailSender:
         self._settings = settings
         self._clock = clock
 
-    async def send(self, receiver: Receiver, delivery: store.ClaimedDelivery) -> Outcome:
+    async def send(self, receiver: Receiver, delivery: ClaimedDelivery) -> Outcome:
         return await asyncio.to_thread(self._send, delivery)
 
-    def _message(self, delivery: store.ClaimedDelivery) -> EmailMessage:
+    def _message(self, delivery: ClaimedDelivery) -> EmailMessage:
         message = EmailMessage(policy=_POLICY)
         message["From"] = self._settings.sender
         message["To"] = delivery.recipient
         message["Subject"] = delivery.subject
-        message["Date"] = format_datetime(self._clock.now())
+        message["Date"] = format_datetime(self._clock())
         message["Message-ID"] = make_msgid(idstring=delivery.delivery_id, domain="preflight.invalid")
         message["Preflight-Delivery-Id"] = delivery.delivery_id
         message.set_content(delivery.body)
@@ -77,7 +77,7 @@ class EmailSender:
                 raise
         return smtp
 
-    def _send(self, delivery: store.ClaimedDelivery) -> Outcome:
+    def _send(self, delivery: ClaimedDelivery) -> Outcome:
         s = self._settings
         context = ssl.create_default_context(cafile=s.ca_file or None)
         try:

@@ -17,6 +17,7 @@ import grpc
 from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from preflight_common.auth import Principal, Role, current_principal
+from preflight_common.clock import Clock
 from preflight_common.fields import InvalidArgument, timestamp_field
 from preflight_common.grpcserver import invalid_argument
 from preflight_common.pagetokens import page_tokens
@@ -26,7 +27,6 @@ from preflight_notifier.adapters import store
 from preflight_notifier.adapters.codec import alert_to_proto, kind_from_proto, timestamp
 from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.audience import Viewer, ViewerRole, may_see
-from preflight_notifier.domain.clock import Clock
 from preflight_notifier.domain.matchers import Matcher, MatchOp
 from preflight_notifier.domain.silences import Silence, SilenceState, may_manage, silence_scope
 
@@ -97,8 +97,8 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
     # --- alerts ------------------------------------------------------------------------------
 
     def _records(self, viewer: Viewer, rows: Sequence[tuple[int, Alert]]) -> list[notifier_pb2.AlertRecord]:
-        with self._engine.connect() as conn:
-            acks = store.acknowledgements(conn, [a.alert_id for _, a in rows], viewer.organisation)
+        with store.reading(self._engine) as stored:
+            acks = stored.acknowledgements([a.alert_id for _, a in rows], viewer.organisation)
         records = []
         for sequence, alert in rows:
             record = notifier_pb2.AlertRecord(alert=alert_to_proto(alert.seen_by(viewer)), sequence=sequence)
@@ -119,9 +119,9 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
         cursor = before
         exhausted = False
         while len(found) < page_size and scanned < MAX_SCAN:
-            with self._engine.connect() as conn:
-                rows = store.alerts_page(
-                    conn, before=cursor, limit=page_size * 2, kinds=kinds, subject_id=request.subject_id
+            with store.reading(self._engine) as stored:
+                rows = stored.alerts_page(
+                    before=cursor, limit=page_size * 2, kinds=kinds, subject_id=request.subject_id
                 )
             if not rows:
                 exhausted = True
@@ -161,12 +161,12 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
     def _acknowledge(
         self, viewer: Viewer, principal_id: str, alert_id: str, comment: str
     ) -> notifier_pb2.AlertRecord | None:
-        with store.write_transaction(self._engine) as conn:
-            alert = store.alerts_by_id(conn, [alert_id]).get(alert_id)
-            sequence = store.sequence_of(conn, alert_id)
+        with store.write_transaction(self._engine) as stored:
+            alert = stored.alerts_by_id([alert_id]).get(alert_id)
+            sequence = stored.sequence_of(alert_id)
             if alert is None or sequence is None or not _visible(viewer, alert):
                 return None
-            store.acknowledge(conn, alert_id, principal_id, viewer.organisation, comment, self._clock.now())
+            stored.acknowledge(alert_id, principal_id, viewer.organisation, comment, self._clock())
         return self._records(viewer, [(sequence, alert)])[0]
 
     async def AcknowledgeAlert(
@@ -214,17 +214,17 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
                 await asyncio.sleep(self._poll)
 
     def _last_sequence(self) -> int:
-        with self._engine.connect() as conn:
-            return store.last_sequence(conn)
+        with store.reading(self._engine) as stored:
+            return stored.last_sequence()
 
     def _unseen(self, after: int, seen: set[int]) -> list[int]:
-        with self._engine.connect() as conn:
-            recent = store.sequences_after(conn, after, STREAM_LOOKBACK + STREAM_BATCH)
+        with store.reading(self._engine) as stored:
+            recent = stored.sequences_after(after, STREAM_LOOKBACK + STREAM_BATCH)
         return [s for s in recent if s not in seen][:STREAM_BATCH]
 
     def _alerts_at(self, sequences: list[int], kinds: list[str]) -> list[tuple[int, Alert]]:
-        with self._engine.connect() as conn:
-            return store.alerts_at(conn, sequences, kinds)
+        with store.reading(self._engine) as stored:
+            return stored.alerts_at(sequences, kinds)
 
     # --- silences ----------------------------------------------------------------------------
 
@@ -256,7 +256,7 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
                 grpc.StatusCode.PERMISSION_DENIED, "only reviewers, labs and operators silence alerts"
             )
         assert scope is not None
-        now = self._clock.now()
+        now = self._clock()
         try:
             matchers, violations = await asyncio.wait_for(
                 asyncio.to_thread(_matchers_of, request), MATCHER_COMPILE_DEADLINE
@@ -288,8 +288,8 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
         return notifier_pb2.CreateSilenceResponse(silence=self._silence_message(silence, now))
 
     def _insert_silence(self, silence: Silence) -> None:
-        with store.write_transaction(self._engine) as conn:
-            store.insert_silence(conn, silence)
+        with store.write_transaction(self._engine) as stored:
+            stored.insert_silence(silence)
 
     async def ListSilences(
         self, request: notifier_pb2.ListSilencesRequest, context: grpc.aio.ServicerContext
@@ -299,26 +299,26 @@ class NotifierServicer(notifier_pb2_grpc.NotifierServiceServicer):
             await context.abort(
                 grpc.StatusCode.PERMISSION_DENIED, "only reviewers, labs and operators have silences"
             )
-        now = self._clock.now()
+        now = self._clock()
 
         def read() -> list[Silence]:
-            with self._engine.connect() as conn:
-                return store.silences(
-                    conn, organisation=scope or None, unexpired_at=None if request.include_expired else now
+            with store.reading(self._engine) as stored:
+                return stored.silences(
+                    organisation=scope or None, unexpired_at=None if request.include_expired else now
                 )
 
         found = await asyncio.to_thread(read)
         return notifier_pb2.ListSilencesResponse(silences=[self._silence_message(s, now) for s in found])
 
     def _expire(self, viewer: Viewer, silence_id: str) -> tuple[Silence, datetime] | None:
-        now = self._clock.now()
-        with store.write_transaction(self._engine) as conn:
-            silence = store.load_silence(conn, silence_id)
+        now = self._clock()
+        with store.write_transaction(self._engine) as stored:
+            silence = stored.load_silence(silence_id)
             if silence is None or not may_manage(viewer, silence):
                 return None
             if silence.state(now) is not SilenceState.EXPIRED:
-                store.end_silence(conn, silence, now)
-            return store.load_silence(conn, silence_id) or silence, now
+                stored.end_silence(silence, now)
+            return stored.load_silence(silence_id) or silence, now
 
     async def ExpireSilence(
         self, request: notifier_pb2.ExpireSilenceRequest, context: grpc.aio.ServicerContext

@@ -13,11 +13,17 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import aiohttp
+from preflight_common.clock import Clock
 
-from preflight_notifier.adapters import store
 from preflight_notifier.adapters.secrets import read_secret
-from preflight_notifier.domain.clock import Clock
-from preflight_notifier.domain.delivery import SIGNATURE_HEADER, Outcome, Result, classify_http, sign
+from preflight_notifier.domain.delivery import (
+    SIGNATURE_HEADER,
+    ClaimedDelivery,
+    Outcome,
+    Result,
+    classify_http,
+    sign,
+)
 from preflight_notifier.domain.routing import Receiver, WebhookChannel
 
 USER_AGENT = "preflight-notifier/1"
@@ -49,7 +55,7 @@ class WebhookSender:
             self._session = aiohttp.ClientSession(headers={"User-Agent": USER_AGENT})
         return self._session
 
-    async def send(self, receiver: Receiver, delivery: store.ClaimedDelivery) -> Outcome:
+    async def send(self, receiver: Receiver, delivery: ClaimedDelivery) -> Outcome:
         channel = receiver.channel
         assert isinstance(channel, WebhookChannel)
         secret = read_secret(channel.secret_file)
@@ -57,7 +63,7 @@ class WebhookSender:
             # Retried: fixing the deployment's secret within the retry window still delivers.
             return Outcome(Result.RETRY, error=f"receiver {receiver.name}: webhook secret is not configured")
         body = delivery.body.encode()
-        now = self._clock.now()
+        now = self._clock()
         headers = {
             "Content-Type": "application/json",
             "Preflight-Delivery-Id": delivery.delivery_id,

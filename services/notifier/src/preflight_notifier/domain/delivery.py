@@ -29,6 +29,41 @@ class Result(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class DueGroup:
+    """An alert group whose wait is over: its notifications go to `recipient` through `receiver`."""
+
+    group_key: str
+    receiver: str
+    recipient: str
+    group_labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class NewDelivery:
+    """One message to make for a group's recipient, about `alert_ids`."""
+
+    delivery_id: str
+    receiver: str
+    recipient: str
+    group_key: str
+    alert_ids: tuple[str, ...]
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class ClaimedDelivery:
+    """A delivery whose attempt number `attempt` was logged as started and may now be made."""
+
+    delivery_id: str
+    receiver: str
+    recipient: str
+    subject: str
+    body: str
+    attempt: int
+
+
+@dataclass(frozen=True)
 class Outcome:
     """The result of one attempt, with what the log records."""
 

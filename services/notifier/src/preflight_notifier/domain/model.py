@@ -14,6 +14,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 
+class BadEvent(ValueError):
+    """An event that can never be applied (the consumer dead-letters it)."""
+
+
 class DeadlineKind(enum.StrEnum):
     """What the deadline is."""
 

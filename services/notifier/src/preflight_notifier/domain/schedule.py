@@ -141,6 +141,19 @@ class DueReminder:
 
 
 @dataclass(frozen=True)
+class StoredReminder:
+    """A pending reminder as stored: its id, its deadline's version, what it plans."""
+
+    reminder_id: int
+    version: int
+    planned: PlannedReminder
+
+    @property
+    def due(self) -> DueReminder:
+        return DueReminder(self.reminder_id, self.planned.threshold, self.planned.due_at)
+
+
+@dataclass(frozen=True)
 class Triage:
     fire: tuple[DueReminder, ...]
     superseded: tuple[DueReminder, ...]

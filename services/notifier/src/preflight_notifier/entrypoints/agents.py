@@ -21,8 +21,8 @@ from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_common.consumer import EventHandler, PoisonEvent, Route
 from preflight_common.envelope import EventAttributes, EventRegistry
 
-from preflight_notifier.adapters.codec import BadEvent
 from preflight_notifier.config import NotifierSettings
+from preflight_notifier.domain.model import BadEvent
 from preflight_notifier.service_layer.deadlines import DeadlineKeeper
 
 SUBMISSIONS = EventRegistry(

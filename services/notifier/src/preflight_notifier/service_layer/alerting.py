@@ -12,16 +12,12 @@ from datetime import datetime
 from opentelemetry import trace
 from preflight_common import bus
 from preflight_common.config import Topics
-from preflight_common.envelope import KafkaRecord, encode_event
-from preflight_common.outbox import enqueue
-from preflight_common.telemetry import SUBMISSION_ID, context_of, inject_headers
-from sqlalchemy import Connection
+from preflight_common.envelope import KafkaRecord
+from preflight_common.telemetry import SUBMISSION_ID, context_of
 
-from preflight_notifier.adapters import store
-from preflight_notifier.adapters import tables as t
-from preflight_notifier.adapters.codec import alert_to_proto
 from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.audience import Viewer, ViewerRole, sector_audience
+from preflight_notifier.domain.ports import AlertEncoder, Store
 from preflight_notifier.domain.routing import RoutingConfig
 
 RECORD_ID_NAMESPACE = uuid.UUID("3d0c6a57-2f4e-5b8a-9c1d-7e6f5a4b3c2d")
@@ -33,19 +29,6 @@ log = logging.getLogger(__name__)
 def record_id(alert_id: str, topic: str) -> str:
     """The CloudEvents id of an alert's record on one topic: the same on every redelivery."""
     return str(uuid.uuid5(RECORD_ID_NAMESPACE, f"{alert_id}|{topic}"))
-
-
-def topic_record(alert: Alert, source: str, event_id: str) -> KafkaRecord:
-    """The alert's CloudEvent: key = subject, the lab's contacts left out, nothing in the headers
-    but the CloudEvents attributes and the trace (the payload's audience is the recipient's)."""
-    return encode_event(
-        alert_to_proto(alert, with_contacts=False),
-        source=source,
-        subject=alert.subject_id,
-        event_id=event_id,
-        time=alert.fired_at,
-        trace_headers=inject_headers(),
-    )
 
 
 @contextmanager
@@ -61,14 +44,20 @@ def alert_span(alert: Alert, traceparent: str | None) -> Iterator[trace.Span]:
 
 
 class AlertSink:
-    """Where fired alerts go (see `emit`)."""
+    """Where fired alerts go (see `emit`); `encode` makes an alert's record on a topic."""
 
     def __init__(
-        self, routing: RoutingConfig, topics: Topics, source: str, participants: bus.Participants
+        self,
+        routing: RoutingConfig,
+        topics: Topics,
+        source: str,
+        participants: bus.Participants,
+        encode: AlertEncoder,
     ) -> None:
         self._routing = routing
         self._topics = topics
         self._source = source
+        self._encode = encode
         self._participants = participants
         self._sectors = frozenset(participants.sectors())
 
@@ -83,7 +72,8 @@ class AlertSink:
         registered has no topic and gets nothing (deny by default).
         """
         if alert.kind.is_review:
-            return [(self._topics.review_alerts, topic_record(alert, self._source, alert.alert_id))]
+            record = self._encode(alert, source=self._source, event_id=alert.alert_id)
+            return [(self._topics.review_alerts, record)]
         addressed: list[tuple[str, Alert]] = []
         for organisation in sorted(alert.audience.organisations):
             if self._participants.organisation(organisation) is None:
@@ -100,13 +90,13 @@ class AlertSink:
             reader = Viewer(ViewerRole.OPERATOR, sectors=frozenset({sector}))
             addressed.append((bus.sector_alert_topic(self._topics, sector), alert.seen_by(reader)))
         return [
-            (topic, topic_record(copy, self._source, record_id(alert.alert_id, topic)))
+            (topic, self._encode(copy, source=self._source, event_id=record_id(alert.alert_id, topic)))
             for topic, copy in addressed
         ]
 
     def emit(
         self,
-        conn: Connection,
+        store: Store,
         alerts: Sequence[Alert],
         now: datetime,
         traceparents: Mapping[str, str] | None = None,
@@ -119,11 +109,11 @@ class AlertSink:
         Each alert emitted gets its span (`alert_span`), in the trace `traceparents`
         gives for its deadline id, else in the current one.
         """
-        fresh = store.insert_alerts(conn, alerts)
+        fresh = store.insert_alerts(alerts)
         for alert in fresh:
             traceparent = (traceparents or {}).get(alert.kind.deadline_id(alert.subject_id))
             with alert_span(alert, traceparent):
                 for topic, record in self.records(alert):
-                    enqueue(conn, t.outbox, topic, record)
-        store.add_notifications(conn, [n for a in fresh for n in self._routing.notifications(a)], now)
+                    store.enqueue(topic, record)
+        store.add_notifications([n for a in fresh for n in self._routing.notifications(a)], now)
         return fresh

@@ -11,15 +11,12 @@ from datetime import datetime
 from google.protobuf.message import Message
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.intake.v1 import events_pb2 as intake_events
-from preflight_common.idempotency import claim_event
+from preflight_common.clock import Clock
 from preflight_common.telemetry import current_traceparent
-from sqlalchemy import Connection, Engine
 
-from preflight_notifier.adapters import codec, store
-from preflight_notifier.adapters import tables as t
 from preflight_notifier.domain.alerts import met_alert
-from preflight_notifier.domain.clock import Clock
 from preflight_notifier.domain.model import (
+    BadEvent,
     DeadlineChange,
     DeadlineKind,
     DeadlineState,
@@ -28,6 +25,7 @@ from preflight_notifier.domain.model import (
     close,
     decide,
 )
+from preflight_notifier.domain.ports import DeadlineEvents, Store, UnitOfWork
 from preflight_notifier.domain.routing import RoutingConfig
 from preflight_notifier.domain.schedule import plan
 from preflight_notifier.service_layer.alerting import AlertSink
@@ -38,55 +36,61 @@ CONSUMER = "preflight-notifier"
 class DeadlineKeeper:
     """Keeps the deadlines of submissions and findings, and their reminders, up to date."""
 
-    def __init__(self, engine: Engine, routing: RoutingConfig, sink: AlertSink, clock: Clock) -> None:
-        self._engine = engine
+    def __init__(
+        self,
+        transaction: UnitOfWork,
+        routing: RoutingConfig,
+        sink: AlertSink,
+        events: DeadlineEvents,
+        clock: Clock,
+    ) -> None:
+        self._transaction = transaction
         self._routing = routing
         self._sink = sink
+        self._events = events
         self._clock = clock
 
     def apply(self, event_id: str, payload: Message) -> bool:
         """Apply one event exactly once (its id is claimed in the same transaction as the effect).
 
-        Returns False for an event already applied. Raises `codec.BadEvent`
+        Returns False for an event already applied. Raises `BadEvent`
         (nothing written) for an event that can never be applied — among them one
         contradicting what is recorded (see `_contradiction`) — and ValueError for a
         payload type this keeper does not handle.
         """
-        with store.write_transaction(self._engine) as conn:
-            if not claim_event(conn, t.processed_events, CONSUMER, event_id):
+        with self._transaction() as store:
+            if not store.claim_event(CONSUMER, event_id):
                 return False
-            contradiction = _contradiction(conn, payload)
+            contradiction = _contradiction(store, self._events, payload)
             if contradiction:
-                raise codec.BadEvent(contradiction)
-            now = self._clock.now()
-            for change in _changes(payload):
+                raise BadEvent(contradiction)
+            now = self._clock()
+            for change in _changes(self._events, payload):
                 if isinstance(change, DeadlineChange):
-                    current = store.load_deadline(conn, change.deadline_id)
-                    self._carry_out(conn, decide(current, change), now)
+                    current = store.load_deadline(change.deadline_id)
+                    self._carry_out(store, decide(current, change), now)
                 else:
                     subject_id, state = change
-                    current = store.load_deadline(conn, DeadlineKind.REVIEW.deadline_id(subject_id))
-                    self._carry_out(conn, close(current, DeadlineKind.REVIEW, subject_id, state), now)
+                    current = store.load_deadline(DeadlineKind.REVIEW.deadline_id(subject_id))
+                    self._carry_out(store, close(current, DeadlineKind.REVIEW, subject_id, state), now)
             return True
 
-    def _carry_out(self, conn: Connection, decision: Decision, now: datetime) -> None:
+    def _carry_out(self, store: Store, decision: Decision, now: datetime) -> None:
         deadline = decision.deadline
         if decision.effect is Effect.NONE or deadline is None:
             return
         scheduling = decision.effect is Effect.SCHEDULE
-        store.save_deadline(conn, deadline, now, current_traceparent() if scheduling else None)
+        store.save_deadline(deadline, now, current_traceparent() if scheduling else None)
         if decision.effect is Effect.REFRESH:
             return
-        store.cancel_pending_reminders(conn, deadline.deadline_id)
+        store.cancel_pending_reminders(deadline.deadline_id)
         if decision.effect is Effect.SCHEDULE:
             assert deadline.due_at is not None
             policy = self._routing.policies.get(deadline.kind)
             if policy is not None:
-                store.add_reminders(
-                    conn, deadline.deadline_id, deadline.version, plan(policy, deadline.due_at)
-                )
+                store.add_reminders(deadline.deadline_id, deadline.version, plan(policy, deadline.due_at))
         elif decision.effect is Effect.MET and deadline.due_at is not None:
-            self._sink.emit(conn, [met_alert(deadline, now)], now)
+            self._sink.emit(store, [met_alert(deadline, now)], now)
 
 
 _SUBMISSION_EVENTS = (
@@ -96,7 +100,7 @@ _SUBMISSION_EVENTS = (
 )
 
 
-def _contradiction(conn: Connection, payload: Message) -> str:
+def _contradiction(store: Store, events: DeadlineEvents, payload: Message) -> str:
     """Why `payload` contradicts what is recorded ("" when it does not).
 
     A submission's organisation and contacts are set once, and a closed review is not opened
@@ -105,7 +109,7 @@ def _contradiction(conn: Connection, payload: Message) -> str:
     FindingPublished (it could set another audience) is refused; changes come as FindingUpdated.
     """
     if isinstance(payload, _SUBMISSION_EVENTS):
-        current = store.load_deadline(conn, DeadlineKind.REVIEW.deadline_id(payload.submission_id))
+        current = store.load_deadline(DeadlineKind.REVIEW.deadline_id(payload.submission_id))
         audience = current.details.audience if current is not None else None
         if current is None or audience is None or not audience.lab_organisation:
             return ""  # nothing recorded yet (or only that the review closed before it was heard of)
@@ -118,32 +122,32 @@ def _contradiction(conn: Connection, payload: Message) -> str:
             if current.state is not DeadlineState.ACTIVE:
                 state = current.state.value
                 return f"submission {payload.submission_id} is {state}: it is not received again"
-            if codec.contacts(payload) != audience.contacts:
+            if events.contacts(payload) != audience.contacts:
                 return f"submission {payload.submission_id}: its contacts are set once"
     if isinstance(payload, clearinghouse_events.FindingPublished):
         finding_id = payload.finding.finding_id
         for kind in (DeadlineKind.EMBARGO_END, DeadlineKind.REMEDIATION_DUE):
-            if store.load_deadline(conn, kind.deadline_id(finding_id)) is not None:
+            if store.load_deadline(kind.deadline_id(finding_id)) is not None:
                 return f"finding {finding_id} is already published: it is published once"
     return ""
 
 
-def _changes(payload: Message) -> list[DeadlineChange | tuple[str, DeadlineState]]:
+def _changes(events: DeadlineEvents, payload: Message) -> list[DeadlineChange | tuple[str, DeadlineState]]:
     """What an event says about deadlines: changes, or (submission id, terminal state)."""
     if isinstance(payload, intake_events.SubmissionReceived):
-        return [codec.review_received(payload)]
+        return [events.review_received(payload)]
     if isinstance(payload, intake_events.ReleasePlanChanged):
-        return [codec.review_moved(payload)]
+        return [events.review_moved(payload)]
     if isinstance(payload, intake_events.SubmissionWithdrawn):
         return [(_submission(payload.submission_id), DeadlineState.CANCELLED)]
     if isinstance(payload, clearinghouse_events.ReviewReportReady):
         return [(_submission(payload.submission_id), DeadlineState.MET)]
     if isinstance(payload, clearinghouse_events.FindingPublished | clearinghouse_events.FindingUpdated):
-        return list(codec.finding_deadlines(payload.finding))
+        return list(events.finding_deadlines(payload.finding))
     raise ValueError(f"no deadline handling for {payload.DESCRIPTOR.full_name}")
 
 
 def _submission(submission_id: str) -> str:
     if not submission_id:
-        raise codec.BadEvent("submission_id is empty")
+        raise BadEvent("submission_id is empty")
     return submission_id

@@ -21,20 +21,12 @@ import asyncio
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
 
-from sqlalchemy import Engine
+from preflight_common.clock import Clock
 
-from preflight_notifier.adapters import store
-from preflight_notifier.domain.clock import Clock
-from preflight_notifier.domain.delivery import Outcome, Result, settle
+from preflight_notifier.domain.delivery import ClaimedDelivery, Outcome, Result, settle
+from preflight_notifier.domain.ports import Sender, UnitOfWork
 from preflight_notifier.domain.routing import Receiver, RoutingConfig, WebhookChannel
-
-
-class Sender(Protocol):
-    """Sends one delivery through one kind of channel; never raises for a failed send."""
-
-    async def send(self, receiver: Receiver, delivery: store.ClaimedDelivery) -> Outcome: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +43,7 @@ class Deliverer:
 
     def __init__(
         self,
-        engine: Engine,
+        transaction: UnitOfWork,
         routing: RoutingConfig,
         senders: Senders,
         clock: Clock,
@@ -60,7 +52,7 @@ class Deliverer:
         lease: timedelta = timedelta(minutes=5),
         batch_size: int = 50,
     ) -> None:
-        self._engine = engine
+        self._transaction = transaction
         self._routing = routing
         self._senders = senders
         self._clock = clock
@@ -68,12 +60,12 @@ class Deliverer:
         self._lease = lease
         self._batch_size = batch_size
 
-    def claim(self) -> list[store.ClaimedDelivery]:
+    def claim(self) -> list[ClaimedDelivery]:
         """Step 1 for the due deliveries (at most `batch_size`): committed when it returns."""
-        with store.write_transaction(self._engine) as conn:
-            return store.claim_deliveries(conn, self._clock.now(), self._lease, self._batch_size)
+        with self._transaction() as store:
+            return store.claim_deliveries(self._clock(), self._lease, self._batch_size)
 
-    async def attempt(self, claimed: store.ClaimedDelivery) -> Outcome:
+    async def attempt(self, claimed: ClaimedDelivery) -> Outcome:
         """Steps 2 and 3 for a claimed delivery; returns the outcome as recorded."""
         receiver = self._routing.receivers.get(claimed.receiver)
         if receiver is None or receiver.channel is None:
@@ -81,7 +73,7 @@ class Deliverer:
         else:
             outcome = await self._senders.for_receiver(receiver).send(receiver, claimed)
             outcome = settle(outcome, claimed.attempt, receiver.retry)
-        finished = self._clock.now()
+        finished = self._clock()
         next_at: datetime | None = None
         if outcome.result is Result.RETRY and receiver is not None:
             next_at = finished + receiver.retry.delay(claimed.attempt, self._rng, outcome.retry_after)
@@ -89,11 +81,10 @@ class Deliverer:
         return outcome
 
     def _record(
-        self, claimed: store.ClaimedDelivery, outcome: Outcome, now: datetime, next_at: datetime | None
+        self, claimed: ClaimedDelivery, outcome: Outcome, now: datetime, next_at: datetime | None
     ) -> None:
-        with store.write_transaction(self._engine) as conn:
+        with self._transaction() as store:
             store.record_attempt(
-                conn,
                 claimed,
                 result=outcome.result.value,
                 status_code=outcome.status_code,

@@ -17,13 +17,13 @@ from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine
+from preflight_common.clock import Clock
 
-from preflight_notifier.adapters import store
 from preflight_notifier.domain.alerts import Alert
-from preflight_notifier.domain.clock import Clock
+from preflight_notifier.domain.delivery import DueGroup, NewDelivery
 from preflight_notifier.domain.digest import email_text, webhook_body
 from preflight_notifier.domain.model import Details
+from preflight_notifier.domain.ports import Store, UnitOfWork
 from preflight_notifier.domain.routing import EmailChannel, Receiver, RoutingConfig, WebhookChannel
 from preflight_notifier.domain.silences import Silence, silenced
 
@@ -51,29 +51,31 @@ def _recipient_organisation(receiver: Receiver, alert: Alert) -> str:
 class Dispatcher:
     """Turns due alert groups into deliveries (module docstring)."""
 
-    def __init__(self, engine: Engine, routing: RoutingConfig, clock: Clock, batch_size: int = 100) -> None:
-        self._engine = engine
+    def __init__(
+        self, transaction: UnitOfWork, routing: RoutingConfig, clock: Clock, batch_size: int = 100
+    ) -> None:
+        self._transaction = transaction
         self._routing = routing
         self._clock = clock
         self._batch_size = batch_size
 
     def run_pass(self) -> int:
         """Flush the due groups (at most `batch_size`); return how many were flushed. Durable on return."""
-        now = self._clock.now()
-        with store.write_transaction(self._engine) as conn:
-            groups = store.lock_due_groups(conn, now, self._batch_size)
+        now = self._clock()
+        with self._transaction() as store:
+            groups = store.lock_due_groups(now, self._batch_size)
             if not groups:
                 return 0
-            active_silences = store.silences(conn, organisation=None, unexpired_at=now)
+            active_silences = store.silences(organisation=None, unexpired_at=now)
             for group in groups:
-                self._flush(conn, group, active_silences, now)
+                self._flush(store, group, active_silences, now)
         return len(groups)
 
-    def _flush(self, conn: Connection, group: store.DueGroup, silences: list[Silence], now: datetime) -> None:
-        pending = store.pending_notifications(conn, group.group_key)
-        alerts = store.alerts_by_id(conn, [alert_id for _, alert_id in pending])
-        subjects = store.alerts_of_subjects(conn, {a.subject_id for a in alerts.values()})
-        current = store.deadline_details(conn, {a.kind.deadline_id(a.subject_id) for a in alerts.values()})
+    def _flush(self, store: Store, group: DueGroup, silences: list[Silence], now: datetime) -> None:
+        pending = store.pending_notifications(group.group_key)
+        alerts = store.alerts_by_id([alert_id for _, alert_id in pending])
+        subjects = store.alerts_of_subjects({a.subject_id for a in alerts.values()})
+        current = store.deadline_details({a.kind.deadline_id(a.subject_id) for a in alerts.values()})
         receiver = self._routing.receivers.get(group.receiver)
         verdicts: dict[str, list[int]] = defaultdict(list)
         keep: list[Alert] = []
@@ -94,22 +96,20 @@ class Dispatcher:
         new_id = None
         if keep and receiver is not None:
             new_id = delivery_id(group.group_key, [a.alert_id for a in keep])
-            store.add_delivery(conn, self._delivery(new_id, receiver, group, keep), now)
+            store.add_delivery(self._delivery(new_id, receiver, group, keep), now)
         for verdict, ids in verdicts.items():
-            store.finish_notifications(conn, ids, verdict, new_id if verdict == "sent" else None)
-        store.finish_group(conn, group.group_key, now)
+            store.finish_notifications(ids, verdict, new_id if verdict == "sent" else None)
+        store.finish_group(group.group_key, now)
 
     @staticmethod
-    def _delivery(
-        new_id: str, receiver: Receiver, group: store.DueGroup, alerts: list[Alert]
-    ) -> store.NewDelivery:
+    def _delivery(new_id: str, receiver: Receiver, group: DueGroup, alerts: list[Alert]) -> NewDelivery:
         subject, body = "", ""
         if isinstance(receiver.channel, WebhookChannel):
             body = webhook_body(new_id, receiver.name, group.group_labels, alerts)
         elif isinstance(receiver.channel, EmailChannel):
             text = email_text(alerts)
             subject, body = text.subject, text.body
-        return store.NewDelivery(
+        return NewDelivery(
             new_id,
             receiver.name,
             group.recipient,

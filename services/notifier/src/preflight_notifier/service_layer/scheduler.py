@@ -26,12 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Engine
+from preflight_common.clock import Clock
 
-from preflight_notifier.adapters import store
 from preflight_notifier.domain.alerts import Alert, reminder_alert
-from preflight_notifier.domain.clock import Clock
 from preflight_notifier.domain.model import Deadline, DeadlineState
+from preflight_notifier.domain.ports import Store, UnitOfWork
 from preflight_notifier.domain.routing import RoutingConfig
 from preflight_notifier.domain.schedule import Stage, is_late, next_overdue, triage
 from preflight_notifier.service_layer.alerting import AlertSink
@@ -54,9 +53,14 @@ class Scheduler:
     """Fires due reminders (module docstring)."""
 
     def __init__(
-        self, engine: Engine, routing: RoutingConfig, sink: AlertSink, clock: Clock, batch_size: int = 500
+        self,
+        transaction: UnitOfWork,
+        routing: RoutingConfig,
+        sink: AlertSink,
+        clock: Clock,
+        batch_size: int = 500,
     ) -> None:
-        self._engine = engine
+        self._transaction = transaction
         self._routing = routing
         self._sink = sink
         self._clock = clock
@@ -64,13 +68,13 @@ class Scheduler:
 
     def run_pass(self) -> PassReport:
         """Handle the reminders due now of at most `batch_size` deadlines; durable when it returns."""
-        now = self._clock.now()
+        now = self._clock()
         outcomes: list[tuple[int, str, str | None]] = []
         alerts: list[Alert] = []
         stale = superseded = 0
-        with store.write_transaction(self._engine) as conn:
-            deadlines = store.lock_deadlines(conn, store.due_deadline_ids(conn, now, self._batch_size))
-            due = store.due_reminders(conn, [d.deadline_id for d in deadlines], now)
+        with self._transaction() as store:
+            deadlines = store.lock_deadlines(store.due_deadline_ids(now, self._batch_size))
+            due = store.due_reminders([d.deadline_id for d in deadlines], now)
             for deadline in deadlines:
                 live = deadline.state is DeadlineState.ACTIVE and deadline.due_at is not None
                 current = [r for r in due[deadline.deadline_id] if live and r.version == deadline.version]
@@ -88,20 +92,18 @@ class Scheduler:
                     alerts.append(alert)
                     outcomes.append((reminder.reminder_id, "fired", alert.alert_id))
                     if reminder.planned.stage is Stage.OVERDUE:
-                        self._plan_next_overdue(conn, deadline, now)
-            traceparents = store.deadline_traceparents(
-                conn, {a.kind.deadline_id(a.subject_id) for a in alerts}
-            )
-            self._sink.emit(conn, alerts, now, traceparents)
-            store.finish_reminders(conn, outcomes, now)
+                        self._plan_next_overdue(store, deadline, now)
+            traceparents = store.deadline_traceparents({a.kind.deadline_id(a.subject_id) for a in alerts})
+            self._sink.emit(store, alerts, now, traceparents)
+            store.finish_reminders(outcomes, now)
         return PassReport(len(alerts), superseded, stale)
 
-    def _plan_next_overdue(self, conn: Connection, deadline: Deadline, now: datetime) -> None:
+    def _plan_next_overdue(self, store: Store, deadline: Deadline, now: datetime) -> None:
         policy = self._routing.policies.get(deadline.kind)
         assert deadline.due_at is not None
         following = next_overdue(policy, deadline.due_at, now) if policy else None
         if following is not None:
-            store.add_reminders(conn, deadline.deadline_id, deadline.version, [following])
+            store.add_reminders(deadline.deadline_id, deadline.version, [following])
 
     def catch_up(self) -> PassReport:
         """Run passes until nothing is due (what starting the notifier does first)."""

@@ -16,7 +16,8 @@ from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
 from preflight.sdk import AsyncPreflight, NotFound, PermissionDenied, Preflight
 from preflight_benchmark.adapters.eval_logs import EvalLogs
 from preflight_benchmark.adapters.grpc import BenchmarkServicer
-from preflight_benchmark.adapters.store import JobStore, outbox
+from preflight_benchmark.adapters.store import JobStore
+from preflight_benchmark.adapters.tables import outbox
 from preflight_benchmark.bootstrap import migrate
 from preflight_common.auth import IntrospectionAuthenticator, Principal, Role
 from preflight_common.db import make_engine

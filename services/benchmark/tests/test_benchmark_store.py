@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from preflight.benchmark.v1 import events_pb2
 from preflight_benchmark.adapters import events
-from preflight_benchmark.adapters.store import JobStore, outbox
+from preflight_benchmark.adapters.store import JobStore
+from preflight_benchmark.adapters.tables import outbox
 from preflight_benchmark.bootstrap import migrate
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus
 from preflight_benchmark.domain.records import Refused

@@ -16,7 +16,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import DateTime, Dialect, Engine, create_engine, event
+from sqlalchemy import DateTime, Dialect, Engine, MetaData, create_engine, event, pool
 from sqlalchemy.engine import make_url
 from sqlalchemy.types import TypeDecorator
 
@@ -100,6 +100,33 @@ def run_migrations(url: str, script_location: Path | str, revision: str = "head"
             log.warning("database schema %s is newer than these migrations; left as it is", ", ".join(newer))
             return
         command.upgrade(config, revision)
+
+
+def migrations_env(metadata: MetaData) -> None:
+    """The whole of a service's Alembic `env.py`: migrate the database the `sqlalchemy.url` option
+    names to `metadata` (online, one connection, no pool), or print the SQL (`--sql`, offline).
+
+    Batch mode is on, so SQLite's table rebuilds and PostgreSQL's ALTERs come from the same
+    migration.
+    """
+    from alembic import context
+
+    url = context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("sqlalchemy.url is not set")
+    if context.is_offline_mode():
+        context.configure(url=url, target_metadata=metadata, literal_binds=True, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+        return
+    engine = make_engine(url, poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+            with context.begin_transaction():
+                context.run_migrations()
+    finally:
+        engine.dispose()
 
 
 def _unknown_revisions(url: str, scripts: ScriptDirectory) -> list[str]:

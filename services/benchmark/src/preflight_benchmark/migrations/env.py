@@ -1,18 +1,6 @@
 """Alembic environment for the benchmark service's database (URL from the `sqlalchemy.url` main option)."""
 
-from __future__ import annotations
+from preflight_benchmark.adapters.tables import metadata
+from preflight_common.db import migrations_env
 
-from alembic import context
-from preflight_benchmark.adapters.store import metadata
-from preflight_common.db import make_engine
-from sqlalchemy import pool
-
-url = context.config.get_main_option("sqlalchemy.url")
-if not url:
-    raise RuntimeError("sqlalchemy.url is not set")
-engine = make_engine(url, poolclass=pool.NullPool)
-with engine.connect() as connection:
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
-    with context.begin_transaction():
-        context.run_migrations()
-engine.dispose()
+migrations_env(metadata)

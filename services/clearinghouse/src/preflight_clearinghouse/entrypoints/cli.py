@@ -12,12 +12,11 @@ Configuration comes from the environment (see the service README).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
 from kafka.errors import KafkaError
-from preflight_common.config import ConfigError
+from preflight_common.cli import run_cli, service_parser
 from preflight_common.db import make_engine
 
 from preflight_clearinghouse.adapters.checkpoints import last_published, read_checkpoint_file
@@ -31,13 +30,11 @@ from preflight_clearinghouse.service_layer.reviews import verify_against
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="preflight-clearinghouse",
-        description="Preflight clearinghouse: signed review reports and the findings registry.",
+    parser, commands = service_parser(
+        "preflight-clearinghouse",
+        "Preflight clearinghouse: signed review reports and the findings registry.",
+        serve="the gRPC server, the outbox relay and the consumers",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="run the service until SIGTERM/SIGINT")
-    commands.add_parser("migrate", help="bring the database schema up to date")
     verify = commands.add_parser(
         "verify-audit",
         help="check the audit log's hash chain against the last signed checkpoint published on the audit "
@@ -65,13 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return _run(args)
-    except ConfigError as exc:
-        print(f"preflight-clearinghouse: configuration error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(_parser(), _run, argv)
 
 
 def _run(args: argparse.Namespace) -> int:

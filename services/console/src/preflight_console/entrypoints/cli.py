@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 import uvicorn
-from preflight_common.config import ConfigError
+from preflight_common.cli import run_cli, service_parser
 from preflight_common.telemetry import setup_telemetry
 
 from preflight_console.config import Settings
@@ -15,20 +14,22 @@ from preflight_console.entrypoints.web import build_app
 
 def main(argv: list[str] | None = None) -> int:
     """Run the console until SIGTERM/SIGINT; exit 2 on a configuration error."""
-    parser = argparse.ArgumentParser(prog="preflight-console")
-    parser.add_argument("command", choices=["serve"])
-    parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
-        settings = Settings.from_env()
-        host, port = settings.host_port()
-        settings.session_key()
-        # Its calls to the services are traced, so their spans join the console's requests.
-        setup_telemetry("preflight-console")
-        app = build_app(settings)
-    except ConfigError as exc:
-        logging.getLogger("preflight_console").error("configuration: %s", exc)
-        return 2
+    parser, _ = service_parser(
+        "preflight-console",
+        "Preflight console: the web pages and machine feeds over the services' APIs.",
+        serve="the web application",
+        migrate=False,
+    )
+    return run_cli(parser, _serve, argv)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    host, port = settings.host_port()
+    settings.session_key()
+    # Its calls to the services are traced, so their spans join the console's requests.
+    setup_telemetry("preflight-console")
+    app = build_app(settings)
     # Behind a TLS-terminating ingress, the scheme comes from X-Forwarded-Proto (trusted from
     # FORWARDED_ALLOW_IPS, loopback by default), so cookies are Secure over HTTPS.
     uvicorn.run(app, host=host, port=port, proxy_headers=True, server_header=False, log_level="info")

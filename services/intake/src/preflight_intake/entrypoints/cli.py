@@ -13,12 +13,11 @@ Configuration comes from the environment (see the service README).
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from datetime import UTC, datetime, timedelta
 
 from preflight_common.auth import Principal, Role
-from preflight_common.config import ConfigError
+from preflight_common.cli import run_cli, service_parser
 from preflight_common.db import make_engine
 
 from preflight_intake.adapters.crypto import new_key_entry
@@ -28,13 +27,11 @@ from preflight_intake.entrypoints.server import run_until_signal
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="preflight-intake",
-        description="Preflight intake service: labs submit model versions for pre-release review.",
+    parser, commands = service_parser(
+        "preflight-intake",
+        "Preflight intake service: labs submit model versions for pre-release review.",
+        serve="the gRPC server, the outbox relay and the progress consumers",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("serve", help="run the service until SIGTERM/SIGINT")
-    commands.add_parser("migrate", help="bring the database schema up to date")
     keygen = commands.add_parser(
         "keygen", help="print a new keyid:base64key for the file PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE names"
     )
@@ -59,13 +56,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        return _run(args)
-    except ConfigError as exc:
-        print(f"preflight-intake: configuration error: {exc}", file=sys.stderr)
-        return 2
+    return run_cli(_parser(), _run, argv)
 
 
 def _run(args: argparse.Namespace) -> int:

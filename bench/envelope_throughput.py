@@ -13,16 +13,18 @@ and the envelope's headers):
   run it (`OutboxRelay.run_once` over a SQLite outbox holding the events, batches of 200
   published and marked sent until none is left);
 * consume from the start of a 6-partition topic: raw kafka-python and raw aiokafka consumers,
-  the same with `decode_record` on every record, and a faust agent running `consume_events`
-  (decode, trace continuation, handler) in a worker process as the services run it. Consumer
-  figures run from the first record to the last, so group joins are not counted.
+  the same with `decode_record` on every record, and the services' consume path: an
+  `EventConsumer` (a consumer group member, aiokafka underneath) of one `Route` whose handler
+  does nothing, so that the figure is the path's own cost (decode, source and required-field
+  checks, CONSUMER span, routing, batch commits). Consumer figures run from the first record
+  to the last, so group joins are not counted; the last line is the consume path's rate as a
+  share of raw aiokafka's with decoding, measured in the same run.
 
-Consumers also show the CPU time they spent per record (the faust worker's own, from its first
-event to its last): on a loaded machine it says more than the rate. With `--profile FILE` the
-faust path runs once more under cProfile, and its costs per event are printed by own time.
+Consumers also show the CPU time they spent per record (this process's, from the first record
+to the last): on a loaded machine it says more than the rate. With `--profile FILE` the
+consume path runs once more under cProfile, and its costs per event are printed by own time.
 
-Every client authenticates as the broker's administrator (the local broker refuses anyone
-else); the faust worker process reads the same settings from its `PREFLIGHT_KAFKA_*` environment.
+Every client authenticates as the broker's administrator (the local broker refuses anyone else).
 
 Bounded: about a minute with the defaults.
 """
@@ -31,12 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import os
+import cProfile
 import pstats
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -47,7 +45,6 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.helpers import create_ssl_context
 from aiokafka.structs import TopicPartition as AIOTopicPartition
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -64,7 +61,7 @@ from preflight.intake.v1.submission_pb2 import (
 )
 from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings, Topics
-from preflight_common.consumer import DeadLetters, consume_events, make_faust_app
+from preflight_common.consumer import DeadLetters, EventConsumer, Route
 from preflight_common.db import make_engine
 from preflight_common.envelope import EventAttributes, EventRegistry, KafkaRecord, decode_record, encode_event
 from preflight_common.localkafka import LocalKafka, find_repo_root
@@ -78,13 +75,10 @@ SOURCE = SOURCES["intake"]
 REGISTRY = EventRegistry([SubmissionReceived])
 PARTITIONS = 6
 SUBJECTS = 100
+RAW_DECODED = "aiokafka + decode_record"
+CONSUME_PATH = "envelope: EventConsumer, consume path"
 # The producer settings EventPublisher uses, so that raw and envelope differ only by the envelope.
 PRODUCER_SETTINGS: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": LINGER_MS}
-FAUST_WORKER_ENV = {
-    "PREFLIGHT_KAFKA_SESSION_TIMEOUT": "6",
-    "PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL": "1",
-    "PREFLIGHT_KAFKA_COMMIT_INTERVAL": "0.5",
-}
 
 
 def _timestamp(moment: datetime) -> Timestamp:
@@ -159,15 +153,6 @@ def timed(run: Callable[[], None]) -> float:
 # --------------------------------------------------------------------------------- publish
 
 
-def aiokafka_options(settings: KafkaSettings) -> dict[str, Any]:
-    """aiokafka's client options for `settings`: kafka-python's, with TLS as an SSL context."""
-    options = settings.kafka_python_options()
-    cafile = options.pop("ssl_cafile", None)
-    if cafile:
-        options["ssl_context"] = create_ssl_context(cafile=cafile)
-    return options
-
-
 def publish_kafka_python(
     settings: KafkaSettings, topic: str, records: list[KafkaRecord], pipelined: bool
 ) -> float:
@@ -193,7 +178,7 @@ def publish_aiokafka(
     settings: KafkaSettings, topic: str, records: list[KafkaRecord], pipelined: bool
 ) -> float:
     async def main() -> float:
-        producer = AIOKafkaProducer(**aiokafka_options(settings), **PRODUCER_SETTINGS)
+        producer = AIOKafkaProducer(**settings.aiokafka_options(), **PRODUCER_SETTINGS)
         await producer.start()
         try:
             await producer.send_and_wait(topic, key=b"warm-up", value=b"")
@@ -295,7 +280,7 @@ def consume_kafka_python(
 
 def consume_aiokafka(settings: KafkaSettings, topic: str, count: int, decode: bool) -> tuple[float, float]:
     async def main() -> tuple[float, float]:
-        consumer = AIOKafkaConsumer(enable_auto_commit=False, **aiokafka_options(settings))
+        consumer = AIOKafkaConsumer(enable_auto_commit=False, **settings.aiokafka_options())
         await consumer.start()
         try:
             partitions = [AIOTopicPartition(topic, p) for p in range(PARTITIONS)]
@@ -320,78 +305,48 @@ def consume_aiokafka(settings: KafkaSettings, topic: str, count: int, decode: bo
     return asyncio.run(main())
 
 
-def consume_faust(
-    settings: KafkaSettings, topic: str, count: int, work_dir: Path, profile: Path | None = None
+def consume_path(
+    settings: KafkaSettings, topic: str, count: int, profile: Path | None = None
 ) -> tuple[float, float]:
-    """Run a faust worker process (this file with --faust-worker) and read its timing; with
-    `profile`, the worker profiles its consumption (cProfile, first event to last) into that file."""
-    result_file = work_dir / f"faust-{uuid.uuid4().hex}.json"
-    log_file = work_dir / "faust-worker.log"
-    command = [sys.executable, __file__, "--faust-worker", topic, str(count), str(result_file)]
-    if profile is not None:
-        command += ["--faust-profile", str(profile)]
-    with log_file.open("ab") as log:
-        worker = subprocess.Popen(
-            command,
-            env={**os.environ, **FAUST_WORKER_ENV, **settings.env()},
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    """The services' consume path over `topic` in a fresh consumer group, timed from its first
+    event to its `count`-th; with `profile`, that stretch runs under cProfile into that file."""
+
+    async def main() -> tuple[float, float]:
+        progress = {"seen": 0, "start": 0.0, "cpu": 0.0, "seconds": 0.0, "cpu_seconds": 0.0}
+        done = asyncio.Event()
+        profiler = cProfile.Profile() if profile is not None else None
+
+        async def handle(attributes: EventAttributes, payload: Message) -> None:
+            if not progress["seen"]:
+                progress["start"], progress["cpu"] = time.perf_counter(), time.process_time()
+                if profiler is not None:
+                    profiler.enable()
+            progress["seen"] += 1
+            if progress["seen"] == count:
+                progress["seconds"] = time.perf_counter() - progress["start"]
+                progress["cpu_seconds"] = time.process_time() - progress["cpu"]
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(str(profile))
+                done.set()
+
+        publisher = EventPublisher(settings, source=SOURCE)
+        consumer = EventConsumer(
+            settings,
+            group=f"bench-{uuid.uuid4().hex[:8]}",
+            routes=[Route(topic, REGISTRY, handle)],
+            topics=Topics(submissions=topic),
+            dead_letters=DeadLetters(publisher),
         )
-    try:
-        deadline = time.monotonic() + 120
-        while not result_file.exists():
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the faust worker did not finish; see {log_file}")
-            time.sleep(0.1)
-        result = json.loads(result_file.read_text())
-        return float(result["seconds"]), float(result["cpu_seconds"])
-    finally:
-        worker.send_signal(signal.SIGTERM)
         try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+            await consumer.start()
+            await asyncio.wait_for(done.wait(), timeout=120)
+        finally:
+            await consumer.stop()
+            publisher.close()
+        return progress["seconds"], progress["cpu_seconds"]
 
-
-def faust_worker(topic: str, count: int, result_file: Path, profile: Path | None) -> None:
-    """The worker side of `consume_faust`: a faust agent on `consume_events`, timing `count` events
-    (the broker and credentials from the `PREFLIGHT_KAFKA_*` environment)."""
-    import cProfile
-
-    import faust
-
-    settings = KafkaSettings.from_env()
-    app = make_faust_app(f"bench-{uuid.uuid4().hex[:8]}", settings)
-    publisher = EventPublisher(settings, source=SOURCE)
-    progress = {"seen": 0, "start": 0.0, "cpu": 0.0}
-    profiler = cProfile.Profile() if profile is not None else None
-
-    async def handle(attributes: EventAttributes, payload: Message) -> None:
-        if not progress["seen"]:
-            progress["start"], progress["cpu"] = time.perf_counter(), time.process_time()
-            if profiler is not None:
-                profiler.enable()
-        progress["seen"] += 1
-        if progress["seen"] == count:
-            elapsed = time.perf_counter() - progress["start"]
-            cpu = time.process_time() - progress["cpu"]
-            if profiler is not None:
-                profiler.disable()
-                profiler.dump_stats(str(profile))
-            result = json.dumps({"seconds": elapsed, "cpu_seconds": cpu})
-            await asyncio.to_thread(result_file.write_text, result)
-
-    @app.agent(app.topic(topic))
-    async def consume(stream: Any) -> None:
-        await consume_events(
-            stream.events(), REGISTRY, handle, DeadLetters(publisher), topics=Topics(submissions=topic)
-        )
-
-    try:
-        faust.Worker(app, loglevel="warning", override_logging=False).execute_from_commandline()
-    finally:
-        publisher.close()
+    return asyncio.run(main())
 
 
 # ------------------------------------------------------------------------------------ main
@@ -414,16 +369,23 @@ def run(messages: int, sync_messages: int, profile: Path | None) -> None:
             print()
             columns = f"{'messages':>9} {'seconds':>8} {'msg/s':>9} {'CPU µs/msg':>10}"
             print(f"{'':8} {'path':40} {'mode':30} {columns}")
+            results = {}
             for r in measure(broker.admin_settings(), messages, sync_messages, work_dir, profile):
+                results[r.direction, r.path] = r
                 print(
                     f"{r.direction:8} {r.path:40} {r.mode:30} {r.messages:9d} {r.seconds:8.2f} {r.rate:9.0f} "
                     f"{r.cpu_per_message:>10}",
                     flush=True,
                 )
+            path, raw = results["consume", CONSUME_PATH], results["consume", RAW_DECODED]
+            print(
+                f"\nconsume path / raw aiokafka + decode_record: {path.rate / raw.rate:.2f}x the rate, "
+                f"CPU {path.cpu_per_message} vs {raw.cpu_per_message} µs per event"
+            )
         finally:
             broker.stop()
     if profile is not None:
-        print(f"\nfaust consume path, per event (cProfile, {profile}), by own time:")
+        print(f"\nconsume path, per event (cProfile, {profile}), by own time:")
         stats = pstats.Stats(str(profile))
         stats.sort_stats(pstats.SortKey.TIME).print_stats(25)
 
@@ -512,25 +474,25 @@ def measure(
     )
     yield Result(
         "consume",
-        "aiokafka + decode_record",
+        RAW_DECODED,
         "assigned",
         count,
         *consume_aiokafka(settings, source, count, decode=True),
     )
     yield Result(
         "consume",
-        "envelope: faust agent, consume_events",
-        "group member, worker process",
+        CONSUME_PATH,
+        "group member, batch commits",
         count,
-        *consume_faust(settings, source, count, work_dir),
+        *consume_path(settings, source, count),
     )
     if profile is not None:
         yield Result(
             "consume",
-            "envelope: faust agent, profiled",
+            "envelope: consume path, profiled",
             "as above, under cProfile",
             count,
-            *consume_faust(settings, source, count, work_dir, profile),
+            *consume_path(settings, source, count, profile),
         )
 
 
@@ -541,17 +503,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=20_000, help="records per pipelined/consume run")
     parser.add_argument("--sync-messages", type=int, default=2_000, help="records per one-at-a-time run")
     parser.add_argument(
-        "--profile", type=Path, help="also profile the faust consume path (cProfile) into this file"
+        "--profile", type=Path, help="also profile the consume path (cProfile) into this file"
     )
-    parser.add_argument(
-        "--faust-worker", nargs=3, metavar=("TOPIC", "COUNT", "RESULT"), help=argparse.SUPPRESS
-    )
-    parser.add_argument("--faust-profile", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.faust_worker:
-        topic, count, result_file = args.faust_worker
-        faust_worker(topic, int(count), Path(result_file), args.faust_profile)
-        return
     if not 0 < args.sync_messages <= args.messages:
         parser.error("need 0 < --sync-messages <= --messages")
     run(args.messages, args.sync_messages, args.profile)

@@ -1,7 +1,7 @@
 """Fixtures for the preflight_common tests against the real broker (see the root conftest.py).
 
-`faust_worker` starts `support/faust_worker.py` as its own process: faust owns its event loop
-and signal handlers, so an agent is exercised exactly as a service runs it.
+`consumer_worker` starts `support/consumer_worker.py` as its own process, consuming through
+`KafkaSide` as a service does, so that it can be killed or stopped by a signal.
 """
 
 from __future__ import annotations
@@ -27,13 +27,12 @@ from preflight_common.producer import EventPublisher
 from preflight_testkit.clients import read_records
 from sqlalchemy import Engine
 
-WORKER_SCRIPT = Path(__file__).parent / "support" / "faust_worker.py"
+WORKER_SCRIPT = Path(__file__).parent / "support" / "consumer_worker.py"
 
 # Short group timeouts: a join or a dead member's eviction then takes seconds, not minutes.
 WORKER_ENV = {
     "PREFLIGHT_KAFKA_SESSION_TIMEOUT": "6",
     "PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL": "1",
-    "PREFLIGHT_KAFKA_COMMIT_INTERVAL": "0.5",
 }
 
 T = TypeVar("T")
@@ -80,7 +79,7 @@ def read_topic(kafka_settings: KafkaSettings) -> Callable[..., list[Any]]:
 
 
 class WorkerProcess:
-    """One `support/faust_worker.py` process and its SQLite store."""
+    """One `support/consumer_worker.py` process and its SQLite store."""
 
     CRASH_EXIT_CODE = 17
     """How the worker exits when told to die after an effect (`--crash-after`)."""
@@ -106,7 +105,7 @@ class WorkerProcess:
             pytest.fail(f"the worker did not exit within {timeout:.0f}s; its log:\n{self.log()}")
 
     def stop(self) -> int:
-        """SIGTERM (a clean faust shutdown); SIGKILL if it has not exited after 30s."""
+        """SIGTERM (a service's clean shutdown); SIGKILL if it has not exited after 30s."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -118,15 +117,15 @@ class WorkerProcess:
 
 
 @pytest.fixture
-def faust_worker(kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
-    """`faust_worker(topic, app_id, *extra_args) -> WorkerProcess`; every worker of a test shares one
-    SQLite store (`tmp_path/worker.db`) and is stopped after the test."""
+def consumer_worker(kafka_settings: KafkaSettings, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """`consumer_worker(topic, group, *extra_args) -> WorkerProcess`; every worker of a test shares
+    one SQLite store (`tmp_path/worker.db`) and is stopped after the test."""
     started: list[WorkerProcess] = []
     db_path = tmp_path / "worker.db"
     engine = make_engine(f"sqlite:///{db_path}")
 
-    def start(topic: str, app_id: str, *extra: str) -> WorkerProcess:
-        args = ["--topic", topic, "--app-id", app_id, "--db", str(db_path)]
+    def start(topic: str, group: str, *extra: str) -> WorkerProcess:
+        args = ["--topic", topic, "--group", group, "--db", str(db_path)]
         log_path = tmp_path / f"worker-{len(started)}.log"
         worker = WorkerProcess([*args, *extra], kafka_settings.env(), engine, log_path)
         started.append(worker)

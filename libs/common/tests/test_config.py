@@ -90,7 +90,6 @@ def test_kafka_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tm
     settings = KafkaSettings.from_env()
 
     assert settings.servers() == ["kafka-0:9093", "kafka-1:9093"]
-    assert settings.faust_broker() == "kafka://kafka-0:9093;kafka://kafka-1:9093"
     assert settings.kafka_python_options() == {
         "bootstrap_servers": ["kafka-0:9093", "kafka-1:9093"],
         "security_protocol": "SASL_SSL",

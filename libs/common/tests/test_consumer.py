@@ -1,7 +1,7 @@
-"""faust agents built on `consume_events`, run as real worker processes against the real broker.
-
-The worker (support/faust_worker.py) records every delivery, and applies each event with
-`claim_event` and its effect in one SQLite transaction.
+"""The event consumer against the real broker (SASL, ACLs): worker processes consuming through
+`KafkaSide` as a service does (support/consumer_worker.py: every delivery recorded, each event
+applied with `claim_event` and its effect in one SQLite transaction), and `EventConsumer`s run
+in the test's own event loop where a test steers the handler.
 """
 
 from __future__ import annotations
@@ -12,26 +12,32 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
+from kafka.partitioner.default import murmur2
 from preflight.benchmark.v1.events_pb2 import BenchmarkJobRequested
 from preflight.intake.v1.events_pb2 import ReleasePlanChanged, SubmissionReceived, SubmissionWithdrawn
 from preflight.intake.v1.submission_pb2 import AccessWindow, EndpointAccess, ModelAccess, ModelIdentity
-from preflight_common.bus import SOURCES
+from preflight_common.bus import SOURCES, service_grants, service_principal
 from preflight_common.config import KafkaSettings, Topics
-from preflight_common.consumer import AwaitingCause, DeadLetters, handle_record
+from preflight_common.consumer import AwaitingCause, DeadLetters, EventConsumer, Route
 from preflight_common.contracts import REQUIRED, missing_fields
 from preflight_common.envelope import EventAttributes, EventRegistry, KafkaRecord, encode_event, headers_dict
+from preflight_common.liveness import Liveness
 from preflight_common.producer import EventPublisher
 from preflight_common.topics import TopicSpec, ensure_topics
-from preflight_testkit.fixtures import TopicFactory
+from preflight_testkit.fixtures import PrincipalFactory, TopicFactory
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
+
+T = TypeVar("T")
+REGISTRY = EventRegistry([SubmissionReceived, ReleasePlanChanged, SubmissionWithdrawn])
 
 
 def received(submission_id: str, deadline_version: int = 1) -> SubmissionReceived:
@@ -76,14 +82,17 @@ def deliveries_of(worker: Any, event_id: str) -> int:
     return len(rows(worker, f"SELECT id FROM deliveries WHERE event_id = '{event_id}'"))  # noqa: S608
 
 
-def app_id() -> str:
-    return f"test-consumer-{uuid.uuid4().hex[:8]}"
+def group_id(prefix: str = "test-consumer") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+# ----------------------------------------------------------------- as a service runs it
 
 
 def test_per_key_order_holds_across_six_partitions(
     publisher: EventPublisher,
     unique_topic: TopicFactory,
-    faust_worker: Callable[..., Any],
+    consumer_worker: Callable[..., Any],
     eventually: Callable[..., Any],
 ) -> None:
     topic = unique_topic("order", partitions=6)
@@ -100,7 +109,7 @@ def test_per_key_order_holds_across_six_partitions(
             for key in keys
         ]
     )
-    worker = faust_worker(topic, app_id())
+    worker = consumer_worker(topic, group_id())
     applied = eventually(
         lambda: (found := effects(worker)) and len(found) >= len(keys) * per_key and found,
         "every event to be applied",
@@ -115,21 +124,21 @@ def test_per_key_order_holds_across_six_partitions(
 def test_a_consumer_killed_after_its_effect_gets_the_event_again_and_applies_it_once(
     publisher: EventPublisher,
     unique_topic: TopicFactory,
-    faust_worker: Callable[..., Any],
+    consumer_worker: Callable[..., Any],
     eventually: Callable[..., Any],
 ) -> None:
     topic = unique_topic("crash", partitions=2)
     sent = [publisher.publish(topic, received("sub-1", n), subject="sub-1") for n in (1, 2, 3)]
-    group = app_id()
+    group = group_id()
 
-    # The effect of the second event is committed, then the process dies before faust can
-    # acknowledge the event or commit its offset.
-    first = faust_worker(topic, group, "--crash-after", sent[1].id)
+    # The effect of the second event is committed, then the process dies before its handler
+    # returned, so before the offset of its batch may be committed.
+    first = consumer_worker(topic, group, "--crash-after", sent[1].id)
     assert first.wait_exit() == first.CRASH_EXIT_CODE, first.log()
     assert [row.event_id for row in effects(first)] == [sent[0].id, sent[1].id]
     assert deliveries_of(first, sent[1].id) == 1
 
-    second = faust_worker(topic, group)
+    second = consumer_worker(topic, group)
     eventually(lambda: deliveries_of(second, sent[2].id), "the third event after the restart")
 
     assert deliveries_of(second, sent[1].id) == 2, "the event in flight at the crash was redelivered"
@@ -139,7 +148,7 @@ def test_a_consumer_killed_after_its_effect_gets_the_event_again_and_applies_it_
 def test_undecodable_unknown_and_poison_records_go_to_the_dlq_and_consuming_goes_on(
     publisher: EventPublisher,
     kafka_settings: KafkaSettings,
-    faust_worker: Callable[..., Any],
+    consumer_worker: Callable[..., Any],
     eventually: Callable[..., Any],
     read_topic: Callable[..., list[Any]],
 ) -> None:
@@ -159,7 +168,7 @@ def test_undecodable_unknown_and_poison_records_go_to_the_dlq_and_consuming_goes
     )
     valid = publisher.publish(topic, received(key), subject=key)
 
-    worker = faust_worker(topic, app_id())
+    worker = consumer_worker(topic, group_id())
     eventually(lambda: effects(worker), "the valid event after the bad ones to be applied")
 
     assert [row.event_id for row in effects(worker)] == [valid.id]
@@ -186,7 +195,7 @@ def test_undecodable_unknown_and_poison_records_go_to_the_dlq_and_consuming_goes
 def test_the_consumer_continues_the_producers_trace(
     publisher: EventPublisher,
     unique_topic: TopicFactory,
-    faust_worker: Callable[..., Any],
+    consumer_worker: Callable[..., Any],
     eventually: Callable[..., Any],
     span_exporter: Any,
     tmp_path: Path,
@@ -203,7 +212,7 @@ def test_the_consumer_continues_the_producers_trace(
     ]
 
     spans_file = tmp_path / "worker-spans.jsonl"
-    worker = faust_worker(topic, app_id(), "--spans", str(spans_file))
+    worker = consumer_worker(topic, group_id(), "--spans", str(spans_file))
     eventually(lambda: effects(worker), "the event to be applied")
     assert worker.stop() == 0, worker.log()
 
@@ -220,43 +229,71 @@ def test_the_consumer_continues_the_producers_trace(
     assert publish_span.parent.span_id == root.get_span_context().span_id
 
 
-@dataclass
-class Consumed:
-    """A consumed record as `handle_record` sees it (faust's Message has these attributes)."""
+def test_a_stopped_consumer_commits_what_it_handled_and_the_next_one_gets_the_rest(
+    publisher: EventPublisher,
+    unique_topic: TopicFactory,
+    consumer_worker: Callable[..., Any],
+    eventually: Callable[..., Any],
+) -> None:
+    topic = unique_topic("stop", partitions=1)
+    sent = [publisher.publish(topic, received("sub-s", n), subject="sub-s") for n in range(1, 11)]
+    group = group_id()
 
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Any
+    # One fetched batch holds all ten; SIGTERM arrives while the busy handler is in its middle.
+    first = consumer_worker(topic, group, "--handling-time", "0.3")
+    eventually(lambda: len(effects(first)) >= 3, "three events applied")
+    assert first.stop() == 0, first.log()
+    handled = [row.event_id for row in effects(first)]
+    assert len(handled) < len(sent), "stopped before the end of the batch"
+
+    second = consumer_worker(topic, group)
+    eventually(lambda: len(effects(second)) == len(sent), "every event applied")
+
+    assert [row.event_id for row in effects(second)] == [event.id for event in sent]
+    redelivered = [event.id for event in sent if deliveries_of(second, event.id) != 1]
+    assert redelivered == [], "what the stopped consumer handled was committed, and nothing was skipped"
 
 
-def consumed(topic: str, offset: int, record: KafkaRecord) -> Consumed:
-    return Consumed(topic, 0, offset, record.key, record.value, record.headers)
+# ----------------------------------------------------------------- in the test's event loop
 
 
-def handle_all(
-    kafka_settings: KafkaSettings, topics: Topics, records: list[Consumed]
-) -> list[tuple[EventAttributes, Message]]:
-    """Run `handle_record` on each record with real dead letters; return what reached the handler."""
-    handled: list[tuple[EventAttributes, Message]] = []
+async def until(probe: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
+    """Await until `probe()` is truthy and return it; fail naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        await asyncio.sleep(0.05)
+    return value
 
-    async def handler(attributes: EventAttributes, payload: Message) -> None:
-        handled.append((attributes, payload))
 
-    registry = EventRegistry([SubmissionReceived, ReleasePlanChanged, SubmissionWithdrawn])
-    dead_publisher = EventPublisher(kafka_settings, source=SOURCES["benchmark"], send_timeout=10)
+@asynccontextmanager
+async def consuming(
+    settings: KafkaSettings,
+    routes: Sequence[Route],
+    topics: Topics,
+    *,
+    group: str | None = None,
+    liveness: Liveness | None = None,
+    max_backoff: float = 30.0,
+) -> AsyncIterator[EventConsumer]:
+    """An `EventConsumer` of `routes` consuming as `settings`' principal (which also dead-letters)
+    until the block ends."""
+    publisher = EventPublisher(settings, source=SOURCES["benchmark"], send_timeout=10)
+    consumer = EventConsumer(
+        settings,
+        group=group or group_id(),
+        routes=routes,
+        topics=topics,
+        dead_letters=DeadLetters(publisher, liveness=liveness),
+        max_backoff=max_backoff,
+    )
     try:
-
-        async def run() -> None:
-            for record in records:
-                await handle_record(record, registry, handler, DeadLetters(dead_publisher), topics=topics)
-
-        asyncio.run(run())
+        await consumer.start()
+        yield consumer
     finally:
-        dead_publisher.close()
-    return handled
+        await consumer.stop()
+        publisher.close()
 
 
 def dlq_reasons(read_topic: Callable[..., list[Any]], topic: str, expected: int) -> dict[int, str]:
@@ -267,38 +304,51 @@ def dlq_reasons(read_topic: Callable[..., list[Any]], topic: str, expected: int)
     }
 
 
-def test_only_the_topics_owner_may_publish_on_it(
-    kafka_settings: KafkaSettings, unique_topic: TopicFactory, read_topic: Callable[..., list[Any]]
+async def test_only_the_topics_owner_may_publish_on_it(
+    kafka_settings: KafkaSettings,
+    publisher: EventPublisher,
+    unique_topic: TopicFactory,
+    read_topic: Callable[..., list[Any]],
 ) -> None:
-    topic = unique_topic("owned")
-    unique_topic_dlq = Topics.dlq(topic)
-    specs = [TopicSpec(unique_topic_dlq, partitions=1), TopicSpec(Topics.dlq(unique_topic_dlq), partitions=1)]
-    ensure_topics(kafka_settings, specs)
-    topics = Topics(submissions=topic)
+    topic, unowned = unique_topic("owned"), unique_topic("unowned")
+    ensure_topics(kafka_settings, [TopicSpec(Topics.dlq(name), partitions=1) for name in (topic, unowned)])
     event = received("sub-1")
-    records = [
-        consumed(topic, 0, encode_event(event, source="preflight-intake", subject="sub-1")),
-        consumed(topic, 1, encode_event(event, source=SOURCES["clearinghouse"], subject="sub-1")),
-        consumed(topic, 2, encode_event(event, source=SOURCES["intake"], subject="sub-1")),
-        # The same event on a topic no service owns is nobody's to publish.
-        consumed(unique_topic_dlq, 3, encode_event(event, source=SOURCES["intake"], subject="sub-1")),
-    ]
+    for source in ("preflight-intake", SOURCES["clearinghouse"], SOURCES["intake"]):
+        publisher.publish_record(topic, encode_event(event, source=source, subject="sub-1"))
+    # The same event on a topic no service owns is nobody's to publish.
+    publisher.publish_record(unowned, encode_event(event, source=SOURCES["intake"], subject="sub-1"))
+    handled: list[EventAttributes] = []
 
-    handled = handle_all(kafka_settings, topics, records)
+    async def handler(attributes: EventAttributes, payload: Message) -> None:
+        handled.append(attributes)
 
-    assert [attributes.source for attributes, _ in handled] == [SOURCES["intake"]]
-    assert dlq_reasons(read_topic, topic, expected=2) == {
+    routes = [Route(topic, REGISTRY, handler), Route(unowned, REGISTRY, handler)]
+    async with consuming(kafka_settings, routes, Topics(submissions=topic)):
+        reasons = await asyncio.to_thread(dlq_reasons, read_topic, topic, 2)
+        unowned_reasons = await asyncio.to_thread(dlq_reasons, read_topic, unowned, 1)
+        await until(lambda: handled, "the owner's event to be applied")
+
+    assert [attributes.source for attributes in handled] == [SOURCES["intake"]]
+    assert reasons == {
         0: f"source preflight-intake may not publish on {topic}",
         1: f"source preflight.clearinghouse may not publish on {topic}",
     }
-    assert dlq_reasons(read_topic, unique_topic_dlq, expected=1) == {3: f"no service owns {unique_topic_dlq}"}
+    assert unowned_reasons == {0: f"no service owns {unowned}"}
 
 
-def test_an_event_lacking_a_required_field_is_dead_lettered_naming_it(
-    kafka_settings: KafkaSettings, unique_topic: TopicFactory, read_topic: Callable[..., list[Any]]
+async def test_an_event_lacking_a_required_field_is_dead_lettered_naming_it(
+    kafka_settings: KafkaSettings,
+    kafka_principal: PrincipalFactory,
+    publisher: EventPublisher,
+    unique_topic: TopicFactory,
+    read_topic: Callable[..., list[Any]],
 ) -> None:
     topic = unique_topic("contract")
     ensure_topics(kafka_settings, [TopicSpec(Topics.dlq(topic), partitions=1)])
+    topics = Topics(submissions=topic)
+    # Consumed as the benchmark consumes the submissions topic: its principal, its production
+    # grants (read the topic, write its DLQ, consumer groups preflight-benchmark…).
+    benchmark = kafka_principal(service_principal("benchmark"), service_grants("benchmark", topics))
     without_model = received("sub-2")
     without_model.ClearField("model")
     events: list[Message] = [
@@ -307,15 +357,20 @@ def test_an_event_lacking_a_required_field_is_dead_lettered_naming_it(
         without_model,
         SubmissionWithdrawn(submission_id="sub-2", organisation="lab-a"),
     ]
-    records = [
-        consumed(topic, offset, encode_event(event, source=SOURCES["intake"], subject="sub-2"))
-        for offset, event in enumerate(events)
-    ]
+    for event in events:
+        publisher.publish_record(topic, encode_event(event, source=SOURCES["intake"], subject="sub-2"))
+    handled: list[Message] = []
 
-    handled = handle_all(kafka_settings, Topics(submissions=topic), records)
+    async def handler(attributes: EventAttributes, payload: Message) -> None:
+        handled.append(payload)
 
-    assert [payload for _, payload in handled] == [events[3]]
-    assert dlq_reasons(read_topic, topic, expected=3) == {
+    group = group_id(service_principal("benchmark"))
+    async with consuming(benchmark, [Route(topic, REGISTRY, handler)], topics, group=group):
+        await until(lambda: handled, "the complete event to be applied")
+        reasons = await asyncio.to_thread(dlq_reasons, read_topic, topic, 3)
+
+    assert handled == [events[3]]
+    assert reasons == {
         0: "preflight.intake.v1.ReleasePlanChanged lacks required field(s): "
         "submission_id, organisation, planned_release, deadline_version",
         1: "preflight.intake.v1.SubmissionWithdrawn lacks required field(s): organisation",
@@ -339,40 +394,132 @@ def test_every_event_type_the_protos_document_declares_its_required_fields() -> 
         assert missing_fields(message) == list(paths), name
 
 
-def test_an_event_awaiting_its_cause_is_retried_for_its_patience_then_dead_lettered(
-    kafka_settings: KafkaSettings, unique_topic: TopicFactory, read_topic: Callable[..., list[Any]]
+async def test_an_event_awaiting_its_cause_is_retried_for_its_patience_then_dead_lettered(
+    kafka_settings: KafkaSettings,
+    publisher: EventPublisher,
+    unique_topic: TopicFactory,
+    read_topic: Callable[..., list[Any]],
 ) -> None:
     topic = unique_topic("cause")
     ensure_topics(kafka_settings, [TopicSpec(Topics.dlq(topic), partitions=1)])
+    for subject in ("late", "forged", "after"):
+        publisher.publish(topic, received(subject), subject=subject)
     attempts: dict[str, int] = {}
+    applied: list[str] = []
 
     async def handler(attributes: EventAttributes, payload: Message) -> None:
         attempts[attributes.subject] = attempts.get(attributes.subject, 0) + 1
         # "late" finds its cause on the third attempt; "forged" never does.
         if attributes.subject == "forged" or attempts[attributes.subject] < 3:
             raise AwaitingCause(f"the cause of {attributes.subject} is not recorded", patience=1.0)
+        applied.append(attributes.subject)
 
-    registry = EventRegistry([SubmissionReceived])
-    publisher = EventPublisher(kafka_settings, source=SOURCES["benchmark"], send_timeout=10)
-    records = [
-        consumed(topic, offset, encode_event(received(subject), source=SOURCES["intake"], subject=subject))
-        for offset, subject in enumerate(("late", "forged"))
-    ]
     started = time.monotonic()
-    try:
-
-        async def run() -> None:
-            for record in records:
-                await handle_record(
-                    record, registry, handler, DeadLetters(publisher), topics=Topics(submissions=topic)
-                )
-
-        asyncio.run(run())
-    finally:
-        publisher.close()
+    async with consuming(kafka_settings, [Route(topic, REGISTRY, handler)], Topics(submissions=topic)):
+        reasons = await asyncio.to_thread(dlq_reasons, read_topic, topic, 1)
+        waited = time.monotonic() - started
+        await until(lambda: "after" in attempts and applied[-1:] == ["after"], "the next event")
 
     assert attempts["late"] == 3
-    assert attempts["forged"] > 1 and time.monotonic() - started >= 1.0
-    assert dlq_reasons(read_topic, topic, expected=1) == {
-        1: "the cause of forged is not recorded (waited 1 s for it)"
-    }
+    assert attempts["forged"] > 1 and waited >= 1.0
+    assert reasons == {1: "the cause of forged is not recorded (waited 1 s for it)"}
+    assert applied == ["late", "after"]
+
+
+def partition_of(subject: str, partitions: int) -> int:
+    """The partition the publishers' (Kafka's default) partitioner puts a subject's events in."""
+    return (murmur2(subject.encode()) & 0x7FFFFFFF) % partitions
+
+
+async def test_a_failing_event_holds_its_partition_in_order_while_the_others_go_on(
+    kafka_settings: KafkaSettings, publisher: EventPublisher, unique_topic: TopicFactory
+) -> None:
+    topic = unique_topic("hold", partitions=2)
+    held = next(f"held-{n}" for n in range(100) if partition_of(f"held-{n}", 2) == 0)
+    free = next(f"free-{n}" for n in range(100) if partition_of(f"free-{n}", 2) == 1)
+    publisher.publish_many(
+        [
+            (topic, encode_event(plan_changed(subject, sequence), source=SOURCES["intake"], subject=subject))
+            for sequence in range(1, 6)
+            for subject in (held, free)
+        ]
+    )
+    applied: list[tuple[str, int]] = []
+    failures = 0
+
+    async def handler(attributes: EventAttributes, payload: Message) -> None:
+        nonlocal failures
+        assert isinstance(payload, ReleasePlanChanged)
+        # The held subject's second event fails until every event of the other partition is
+        # applied: a consumer that waited on it as a whole would never get there.
+        if (attributes.subject, payload.deadline_version) == (held, 2) and len(
+            [step for step in applied if step[0] == free]
+        ) < 5:
+            failures += 1
+            raise RuntimeError("the database is unavailable")
+        applied.append((attributes.subject, payload.deadline_version))
+
+    routes = [Route(topic, REGISTRY, handler)]
+    async with consuming(kafka_settings, routes, Topics(submissions=topic), max_backoff=0.2):
+        await until(lambda: len(applied) == 10, "every event applied")
+
+    assert failures >= 1
+    assert [sequence for subject, sequence in applied if subject == held] == [1, 2, 3, 4, 5]
+    assert [sequence for subject, sequence in applied if subject == free] == [1, 2, 3, 4, 5]
+    assert applied.index((free, 5)) < applied.index((held, 2))
+
+
+async def test_a_member_commits_what_it_handled_before_its_partitions_move_to_another(
+    kafka_settings: KafkaSettings, publisher: EventPublisher, unique_topic: TopicFactory
+) -> None:
+    topic = unique_topic("rebalance", partitions=2)
+    subjects = [next(f"s{p}-{n}" for n in range(100) if partition_of(f"s{p}-{n}", 2) == p) for p in (0, 1)]
+    publisher.publish_many(
+        [
+            (topic, encode_event(received(subject, sequence), source=SOURCES["intake"], subject=subject))
+            for sequence in range(1, 9)
+            for subject in subjects
+        ]
+    )
+    deliveries: list[str] = []
+
+    async def handler(attributes: EventAttributes, payload: Message) -> None:
+        deliveries.append(attributes.id)
+        await asyncio.sleep(0.2)  # a busy handler: the rebalance comes while one is in hand
+
+    group = group_id()
+    routes = [Route(topic, REGISTRY, handler)]
+    topics = Topics(submissions=topic)
+    async with consuming(kafka_settings, routes, topics, group=group) as first:
+        await until(lambda: len(deliveries) >= 3, "the first member to apply three events")
+        async with consuming(kafka_settings, routes, topics, group=group) as second:
+            await until(lambda: len(set(deliveries)) == 16, "every event applied", timeout=120)
+            assert first.assigned() and second.assigned(), "the partitions were shared"
+
+    assert len(deliveries) == 16, "no event was delivered twice"
+
+
+async def test_a_consumer_retrying_a_failing_handler_is_degraded_until_it_goes_on(
+    kafka_settings: KafkaSettings,
+    publisher: EventPublisher,
+    unique_topic: TopicFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    topic = unique_topic("degraded")
+    publisher.publish(topic, SubmissionWithdrawn(submission_id="s-1", organisation="lab-a"), subject="s-1")
+    liveness = Liveness()
+    seen: list[dict[str, str]] = []
+
+    async def handler(attributes: EventAttributes, payload: Message) -> None:
+        seen.append(liveness.degraded())
+        if len(seen) < 3:
+            raise RuntimeError("database unavailable")
+
+    routes, topics = [Route(topic, REGISTRY, handler)], Topics(submissions=topic)
+    async with consuming(kafka_settings, routes, topics, liveness=liveness, max_backoff=0.1):
+        await until(lambda: len(seen) == 3 and not liveness.degraded(), "the third attempt to succeed")
+
+    assert seen[0] == {}
+    assert seen[2] == {f"{topic}[0]": "offset 0: handler failed: RuntimeError('database unavailable')"}
+    retries = [r for r in caplog.records if r.getMessage().startswith("handler failed")]
+    assert len(retries) == 2

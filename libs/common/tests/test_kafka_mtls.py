@@ -1,6 +1,6 @@
 """Kafka over mutual TLS: a client authenticated by its certificate alone is the principal its
 subject's CN names, held to that principal's ACLs, through kafka-python and the asyncio
-clients (aiokafka, under faust) alike; the SASL listener stays as it was."""
+clients (aiokafka) alike; the SASL listener stays as it was."""
 
 from __future__ import annotations
 
@@ -110,13 +110,8 @@ def test_the_asyncio_clients_present_the_certificate(tls_broker: TLSBroker) -> N
     writer = tls_broker.client(WRITER, tls_broker.authority.issue(WRITER))
 
     async def produce() -> None:
-        # What faust's SSLCredentials hand aiokafka: the settings' own context.
-        producer = AIOKafkaProducer(
-            bootstrap_servers=writer.servers(),
-            security_protocol="SSL",
-            ssl_context=writer.ssl_context(),
-            request_timeout_ms=30_000,
-        )
+        # The options every asyncio client of the services (the event consumers) is built with.
+        producer = AIOKafkaProducer(**writer.aiokafka_options(), request_timeout_ms=30_000)
         await producer.start()
         try:
             await producer.send_and_wait(topic, b"from-asyncio", key=b"key")

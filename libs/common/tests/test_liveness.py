@@ -3,20 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from typing import Any
 
 import grpc
-import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from preflight.intake.v1.events_pb2 import SubmissionWithdrawn
-from preflight_common.bus import SOURCES
-from preflight_common.config import KafkaSettings, Topics
-from preflight_common.consumer import DeadLetters, consume_events
-from preflight_common.envelope import EventRegistry, encode_event
 from preflight_common.liveness import CONSUMERS_SERVICE, LIVENESS_SERVICE, Liveness
-from preflight_common.producer import EventPublisher
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -98,60 +88,3 @@ def test_the_health_service_reports_stale_loops_and_retrying_consumers() -> None
             await server.stop(0)
 
     asyncio.run(scenario())
-
-
-@dataclass
-class Record:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
-
-
-@dataclass
-class Event:
-    message: Record
-
-
-def test_a_consumer_retrying_a_failing_handler_is_degraded_until_it_goes_on(
-    kafka_settings: KafkaSettings, caplog: pytest.LogCaptureFixture
-) -> None:
-    liveness = Liveness()
-    topics = Topics()
-    withdrawn = SubmissionWithdrawn(submission_id="s-1", organisation="lab-a")
-    encoded = encode_event(withdrawn, source=SOURCES["intake"], subject="s-1")
-    record = Record(topics.submissions, 3, 41, encoded.key, encoded.value, list(encoded.headers))
-    seen: list[dict[str, str]] = []
-
-    async def handler(_: Any, __: Any) -> None:
-        seen.append(liveness.degraded())
-        if len(seen) < 3:
-            raise RuntimeError("database unavailable")
-
-    async def events() -> AsyncIterator[Event]:
-        yield Event(record)
-
-    publisher = EventPublisher(kafka_settings, source="tests", send_timeout=5)
-    try:
-        dead_letters = DeadLetters(publisher, liveness=liveness)
-        asyncio.run(
-            consume_events(
-                events(),
-                EventRegistry([SubmissionWithdrawn]),
-                handler,
-                dead_letters,
-                topics=topics,
-                max_backoff=0.1,
-            )
-        )
-    finally:
-        publisher.close()
-    assert seen[0] == {}
-    assert seen[2] == {
-        f"{topics.submissions}[3]": "offset 41: handler failed: RuntimeError('database unavailable')"
-    }
-    assert liveness.degraded() == {}
-    retries = [r for r in caplog.records if r.getMessage().startswith("handler failed")]
-    assert len(retries) == 2

@@ -107,7 +107,7 @@ def _health(port: int) -> int | None:
 def test_a_consumer_blocked_on_a_database_lock_shows_its_lag_and_is_not_ready_until_released(
     publisher: EventPublisher,
     unique_topic: TopicFactory,
-    faust_worker: Callable[..., Any],
+    consumer_worker: Callable[..., Any],
     eventually: Callable[..., Any],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
@@ -120,7 +120,7 @@ def test_a_consumer_blocked_on_a_database_lock_shows_its_lag_and_is_not_ready_un
     monkeypatch.setenv("PREFLIGHT_CONSUMER_STALL_BUDGET", "4")
     topic = unique_topic("lag", partitions=1)
     group = "test-lag-worker"
-    worker = faust_worker(topic, group, "--health-port", str(health_port))
+    worker = consumer_worker(topic, group, "--health-port", str(health_port))
     eventually(lambda: _health(health_port) == SERVING, "the worker's consumers to be SERVING", 90)
 
     # Another process holds the store's write lock: every delivery waits on it.

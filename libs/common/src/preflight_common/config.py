@@ -273,6 +273,24 @@ class KafkaSettings:
 
     def kafka_python_options(self) -> dict[str, Any]:
         """Keyword options for kafka-python clients (producer, consumer, admin)."""
+        options = self._client_options()
+        if self.ssl_cafile:
+            options["ssl_cafile"] = self.ssl_cafile
+        if self.ssl_certfile:
+            options["ssl_certfile"] = self.ssl_certfile
+            options["ssl_keyfile"] = self.ssl_keyfile
+        return options
+
+    def aiokafka_options(self) -> dict[str, Any]:
+        """Keyword options for aiokafka clients: kafka-python's, with TLS as `ssl_context()`."""
+        options = self._client_options()
+        context = self.ssl_context()
+        if context is not None:
+            options["ssl_context"] = context
+        return options
+
+    def _client_options(self) -> dict[str, Any]:
+        """The options both Kafka clients name alike: brokers, protocol, SASL (password read now)."""
         options: dict[str, Any] = {
             "bootstrap_servers": self.servers(),
             "security_protocol": self.security_protocol,
@@ -281,15 +299,10 @@ class KafkaSettings:
             options["sasl_mechanism"] = self.sasl_mechanism
             options["sasl_plain_username"] = self.sasl_username
             options["sasl_plain_password"] = self.sasl_password()
-        if self.ssl_cafile:
-            options["ssl_cafile"] = self.ssl_cafile
-        if self.ssl_certfile:
-            options["ssl_certfile"] = self.ssl_certfile
-            options["ssl_keyfile"] = self.ssl_keyfile
         return options
 
     def ssl_context(self) -> ssl.SSLContext | None:
-        """The TLS context of asyncio clients (aiokafka, faust): the brokers verified against
+        """The TLS context of asyncio clients (aiokafka): the brokers verified against
         `ssl_cafile` (else the system CAs), the client certificate presented when set; None
         without TLS. The key file is read here, once: a renewed certificate needs a new client."""
         if self.security_protocol not in _TLS_PROTOCOLS:
@@ -324,10 +337,6 @@ class KafkaSettings:
     def servers(self) -> list[str]:
         """The bootstrap `host:port` entries (blanks around commas ignored)."""
         return [server.strip() for server in self.bootstrap_servers.split(",") if server.strip()]
-
-    def faust_broker(self) -> str:
-        """The broker URL list in faust's `kafka://host:port;host:port` form."""
-        return ";".join(f"kafka://{server}" for server in self.servers())
 
 
 @dataclass(frozen=True)

@@ -1,47 +1,56 @@
-"""Consuming Preflight events with faust-streaming agents.
+"""Consuming Preflight events: a service lists its `Route`s, `EventConsumer` does the rest.
 
-The contract of `consume_events` (use it as the whole body of an agent):
+A record goes through small steps, each of which passes the event on or says why not:
 
-* every record is decoded with the CloudEvents envelope; a record whose
-  `ce_type` is unknown, or whose headers/value do not decode, is published to
-  the topic's `.dlq` twin with the reason in headers, and the agent goes on;
-* an event is accepted only from the service that owns its topic: its
-  `ce_source` must be `bus.SOURCES[bus.owner_of(topics, topic)]`; an event from
-  any other source (or on a topic no service owns) is dead-lettered
-  ("source X may not publish on T") — the broker's ACLs keep others from
-  writing, and the consumer still trusts only the owner;
-* an event lacking a field its type requires (`preflight_common.contracts`) is
-  dead-lettered naming the field, before the handler runs;
-* the producer's trace is continued: the handler runs inside a CONSUMER span
-  whose parent is the record's `traceparent`;
-* the handler must be idempotent (see `preflight_common.idempotency`): it
-  applies the effect and records the event id in one transaction;
-* a handler raising `PoisonEvent` sends the record to the DLQ; one raising
-  `AwaitingCause` (the event's cause, on another topic, is not recorded yet) is
-  retried for at most the exception's `patience`, then dead-lettered; any other
-  exception is retried with capped exponential backoff, indefinitely — the
-  partition waits, nothing is skipped;
-* faust acknowledges an event when the agent asks for the next one, and
-  commits only acknowledged offsets, so an offset is committed only after the
-  handler returned (the effect is durable). A crash in between redelivers the
-  event, which the idempotent handler then skips.
+    decode (`decoded`) → check its source and required fields (`checked`) → continue its trace
+    (`traced`) → route it by topic to its handler (`routed`) → dead-letter what was rejected
+
+The contract, for every record:
+
+* every record is decoded with the CloudEvents envelope; a record whose `ce_type` is unknown
+  to its route's registry, or whose headers/value do not decode, is published to the topic's
+  `.dlq` twin with the reason in headers, and consuming goes on;
+* an event is accepted only from the service that owns its topic: its `ce_source` must be
+  `bus.SOURCES[bus.owner_of(topics, topic)]`; an event from any other source (or on a topic no
+  service owns) is dead-lettered ("source X may not publish on T") — the broker's ACLs keep
+  others from writing, and the consumer still trusts only the owner;
+* an event lacking a field its type requires (`preflight_common.contracts`) is dead-lettered
+  naming the field, before the handler runs;
+* the producer's trace is continued: the handler runs inside a CONSUMER span whose parent is
+  the record's `traceparent`;
+* the handler must be idempotent (see `preflight_common.idempotency`): it applies the effect
+  and records the event id in one transaction — that claim is the handler's unit of work;
+* a handler raising `PoisonEvent` sends the record to the DLQ; one raising `AwaitingCause` (the
+  event's cause, on another topic, is not recorded yet) is retried for at most the exception's
+  `patience`, then dead-lettered; any other exception, and a DLQ publish that fails, is retried
+  with capped exponential backoff, indefinitely — the partition waits at that record, nothing
+  is skipped, while the consumer's other partitions go on (the waiting partition is paused and
+  sought back to the record);
+* records are fetched in batches (`getmany`) and the offsets of a batch are committed once its
+  records were handled (applied or dead-lettered): an offset is committed only after the
+  handler returned (the effect is durable). A crash in between redelivers the events, which
+  the idempotent handler then skips. When partitions are revoked (another member joins or
+  leaves) and when the consumer stops, it finishes the record in hand and commits what it
+  handled first.
+
+Handlers run one at a time per consumer, in the order of each partition: a handler is a short
+unit of work (one transaction), and what must wait (a retry, an awaited cause) never holds the
+consumer, only its partition.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
-import faust
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from google.protobuf.message import Message
 from kafka.errors import MessageSizeTooLargeError
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from preflight_common import bus
@@ -56,13 +65,19 @@ from preflight_common.envelope import (
 )
 from preflight_common.liveness import Liveness
 from preflight_common.producer import EventPublisher, PublishError
-from preflight_common.telemetry import extract_context
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
 
 EventHandler = Callable[[EventAttributes, Message], Awaitable[None]]
 """Applies one decoded, accepted event (idempotently: see `preflight_common.idempotency`)."""
+
+MAX_RECORDS = 1000
+"""Records fetched (and then committed) at most per batch."""
+POLL_TIMEOUT = 0.5
+"""Seconds a fetch waits for records: how soon a stopping consumer notices when idle."""
+FIRST_BACKOFF = 0.1
+"""Seconds before the first retry of a record; doubled at each retry up to the maximum."""
 
 
 @dataclass(frozen=True)
@@ -97,8 +112,16 @@ class AwaitingCause(Exception):
         self.patience = patience
 
 
+class Rejected(Exception):
+    """A step's verdict that a record can never be applied: it goes to the DLQ with `reason`."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class ConsumedRecord(Protocol):
-    """The parts of a consumed record this module needs (faust's Message has them)."""
+    """The parts of a consumed record the consume path needs (aiokafka's ConsumerRecord has them)."""
 
     topic: str
     partition: int
@@ -153,143 +176,92 @@ class DeadLetters:
         log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, reason)
 
 
-def make_faust_app(app_id: str, settings: KafkaSettings, **overrides: Any) -> faust.App:
-    """A faust App for Preflight agents: raw serializers, earliest offset, no web server.
+@dataclass(frozen=True)
+class Event:
+    """A decoded record on its way to its handler."""
 
-    Timeouts come from the environment so tests can shorten them:
-    `PREFLIGHT_KAFKA_SESSION_TIMEOUT` (s, default 30), `PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL`
-    (s, default 3), `PREFLIGHT_KAFKA_COMMIT_INTERVAL` (s, default 1). The store is in memory;
-    faust's data folder (which it needs but we do not use) is a fresh temporary folder unless
-    `datadir` is given (created with its parents), so no process writes into its working directory.
-    """
-    options: dict[str, Any] = {
-        "datadir": tempfile.mkdtemp(prefix=f"faust-{app_id}-"),
-        "broker": settings.faust_broker(),
-        "broker_credentials": _faust_credentials(settings),
-        "value_serializer": "raw",
-        "key_serializer": "raw",
-        "store": "memory://",
-        "web_enabled": False,
-        "consumer_auto_offset_reset": "earliest",
-        "topic_allow_declare": False,
-        "topic_disable_leader": True,
-        "broker_session_timeout": env_float("PREFLIGHT_KAFKA_SESSION_TIMEOUT", 30.0),
-        "broker_heartbeat_interval": env_float("PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL", 3.0),
-        "broker_commit_interval": env_float("PREFLIGHT_KAFKA_COMMIT_INTERVAL", 1.0),
-        "broker_commit_every": 100,
-        "producer_acks": -1,
-    }
-    options.update(overrides)
-    # faust creates its data folder but not the folders above it.
-    Path(options["datadir"]).mkdir(parents=True, exist_ok=True)
-    return faust.App(app_id, **options)
+    record: ConsumedRecord
+    attributes: EventAttributes
+    payload: Message
 
 
-def _faust_credentials(settings: KafkaSettings) -> Any:
-    if settings.sasl_mechanism:
-        return faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password(),
-            mechanism=settings.sasl_mechanism,
-            ssl_context=settings.ssl_context(),
-        )
-    if settings.security_protocol == "SSL":
-        return faust.SSLCredentials(settings.ssl_context())
-    return None
+Step = Callable[[Event], Awaitable[None]]
+"""One step of the consume path: passes the event on to the next step, or raises — `Rejected`
+(dead-letter it), `AwaitingCause` or any other exception (retry it)."""
 
 
-def add_agent(
-    app: faust.App,
-    service: str,
-    topic: str,
-    registry: EventRegistry,
-    handler: EventHandler,
-    dead_letters: DeadLetters,
-    topics: Topics,
-) -> None:
-    """Add to `app` the agent `<service>_<topic>` whose whole body is `consume_events` over `topic`."""
-
-    async def agent(stream: Any) -> None:
-        await consume_events(stream.events(), registry, handler, dead_letters, topics=topics)
-
-    agent.__name__ = f"{service}_{topic.replace('.', '_').replace('-', '_')}"
-    app.agent(app.topic(topic), name=agent.__name__)(agent)
-
-
-async def consume_events(
-    events: AsyncIterator[Any],
-    registry: EventRegistry,
-    handler: EventHandler,
-    dead_letters: DeadLetters,
-    *,
-    topics: Topics,
-    max_backoff: float = 30.0,
-) -> None:
-    """Run `handler` for every event of a faust stream (`stream.events()`), per the module contract.
-
-    `topics` are the deployment's topic names: they say which service owns the consumed topic.
-    """
-    async for event in events:
-        await handle_record(
-            event.message, registry, handler, dead_letters, topics=topics, max_backoff=max_backoff
-        )
-        if dead_letters.liveness is not None:
-            dead_letters.liveness.recovered(_partition(event.message))
-
-
-async def handle_record(
-    record: ConsumedRecord,
-    registry: EventRegistry,
-    handler: EventHandler,
-    dead_letters: DeadLetters,
-    *,
-    topics: Topics,
-    max_backoff: float = 30.0,
-) -> None:
-    """Decode one record and apply it (see the module contract); return once applied or dead-lettered."""
+def decoded(record: ConsumedRecord, registry: EventRegistry) -> Event:
+    """The record as an event of `registry`; `Rejected` with the envelope's reason when it is not one."""
     try:
         attributes, payload = decode_record(record.headers, record.value, registry)
     except EnvelopeError as exc:
-        await _dead_letter(dead_letters, record, exc.reason, max_backoff)
-        return
-    refusal = refusal_of(record.topic, attributes, payload, topics)
-    if refusal is not None:
-        await _dead_letter(dead_letters, record, refusal, max_backoff)
-        return
-    parent = extract_context(record.headers)
-    backoff = 0.1
-    started = time.monotonic()
-    while True:
+        raise Rejected(exc.reason) from None
+    return Event(record, attributes, payload)
+
+
+def checked(topics: Topics, then: Step) -> Step:
+    """Pass on only events the bus's trust rules accept (`refusal_of`); reject the others."""
+
+    async def check(event: Event) -> None:
+        refusal = refusal_of(event.record.topic, event.attributes, event.payload, topics)
+        if refusal is not None:
+            raise Rejected(refusal)
+        await then(event)
+
+    return check
+
+
+def traced(then: Step) -> Step:
+    """Run the rest of the path in a CONSUMER span continuing the producer's trace."""
+
+    async def trace_event(event: Event) -> None:
+        attributes = event.attributes
+        carrier = {"traceparent": attributes.traceparent, "tracestate": attributes.tracestate}
+        parent = propagate.extract(carrier) if attributes.traceparent else None
         with tracer.start_as_current_span(
             f"consume {attributes.type}",
             context=parent,
             kind=SpanKind.CONSUMER,
             attributes={
                 "messaging.system": "kafka",
-                "messaging.destination.name": record.topic,
+                "messaging.destination.name": event.record.topic,
                 "messaging.message.id": attributes.id,
                 "preflight.subject": attributes.subject,
             },
         ):
-            try:
-                await handler(attributes, payload)
-                return
-            except PoisonEvent as exc:
-                await _dead_letter(dead_letters, record, f"poison event: {exc}", max_backoff)
-                return
-            except AwaitingCause as exc:
-                if time.monotonic() - started >= exc.patience:
-                    reason = f"{exc} (waited {exc.patience:g} s for it)"
-                    await _dead_letter(dead_letters, record, reason, max_backoff)
-                    return
-                log.info("%s %s waits: %s; retrying in %.1fs", attributes.type, attributes.id, exc, backoff)
-            except Exception as exc:
-                log.exception(
-                    "handler failed for %s %s; retrying in %.1fs", attributes.type, attributes.id, backoff
-                )
-                _retrying(dead_letters, record, f"handler failed: {exc!r}")
-        await asyncio.sleep(backoff)
-        backoff = min(max_backoff, backoff * 2)
+            await then(event)
+
+    return trace_event
+
+
+def routed(routes: Sequence[Route]) -> Step:
+    """Hand the event to its topic's handler; a `PoisonEvent` it raises is rejected."""
+    handlers = {route.topic: route.handler for route in routes}
+
+    async def route(event: Event) -> None:
+        try:
+            await handlers[event.record.topic](event.attributes, event.payload)
+        except PoisonEvent as exc:
+            raise Rejected(f"poison event: {exc}") from exc
+
+    return route
+
+
+def consume_path(routes: Sequence[Route], topics: Topics) -> Callable[[ConsumedRecord], Awaitable[None]]:
+    """The whole path of a record of one of `routes`' topics, up to its dead-lettering (the caller's).
+
+    `topics` are the deployment's topic names: they say which service owns a consumed topic.
+    Returns once the record is applied; raises `Rejected`, `AwaitingCause` or the handler's error.
+    """
+    registries = {route.topic: route.registry for route in routes}
+    if len(registries) != len(routes):
+        raise ValueError("each topic has one route")
+    apply = checked(topics, traced(routed(routes)))
+
+    async def consume(record: ConsumedRecord) -> None:
+        await apply(decoded(record, registries[record.topic]))
+
+    return consume
 
 
 def refusal_of(topic: str, attributes: EventAttributes, payload: Message, topics: Topics) -> str | None:
@@ -309,34 +281,281 @@ def refusal_of(topic: str, attributes: EventAttributes, payload: Message, topics
     return None
 
 
-async def _dead_letter(
-    dead_letters: DeadLetters, record: ConsumedRecord, reason: str, max_backoff: float
-) -> None:
-    """Publish `record` to its DLQ, retrying while Kafka refuses: the partition waits, nothing is skipped."""
-    backoff = 0.1
-    while True:
+@dataclass
+class _Retry:
+    """A partition waiting to retry its record at `offset` (paused, sought back to it)."""
+
+    offset: int
+    first_attempt: float
+    backoff: float = FIRST_BACKOFF
+    resume_at: float = 0.0
+    paused: bool = False
+
+
+class EventConsumer:
+    """A member of the consumer group `group` applying `routes` through the consume path (module
+    contract), with `dead_letters` as the DLQ (and its `Liveness`, told while a partition retries).
+
+    `start()` joins the group and consumes in a task of the running loop; `stop()` finishes the
+    record in hand, commits what was handled and leaves the group. Offsets are committed manually,
+    once per fetched batch. Group timings come from the environment:
+    `PREFLIGHT_KAFKA_SESSION_TIMEOUT` (s, default 30), `PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL` (s,
+    default 3). It is the lag source of `preflight_common.metrics.watch_consumer_lag`.
+    """
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        group: str,
+        routes: Sequence[Route],
+        topics: Topics,
+        dead_letters: DeadLetters,
+        max_records: int = MAX_RECORDS,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.group = group
+        self._settings = settings
+        self._subscribed = [route.topic for route in routes]
+        self._consume = consume_path(routes, topics)
+        self._dead_letters = dead_letters
+        self._max_records = max_records
+        self._max_backoff = max_backoff
+        self._client: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._handling = asyncio.Lock()
+        self._stopping = False
+        self._revoking = 0
+        self._fetch_failed = False
+        # Per partition: the next offset to commit (handled, not committed yet), the group's
+        # committed offset as last known, and the record it waits to retry.
+        self._handled: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int | None] = {}
+        self._retries: dict[TopicPartition, _Retry] = {}
+
+    async def start(self) -> None:
+        """Connect and join the group, then consume; raises while the brokers cannot be reached
+        (`stop()` then releases the client)."""
+        client = AIOKafkaConsumer(
+            **self._settings.aiokafka_options(),
+            group_id=self.group,
+            client_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=round(env_float("PREFLIGHT_KAFKA_SESSION_TIMEOUT", 30.0) * 1000),
+            heartbeat_interval_ms=round(env_float("PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL", 3.0) * 1000),
+        )
+        client.subscribe(self._subscribed, listener=_Rebalance(self))
+        self._client = client
+        await client.start()
+        self._task = asyncio.create_task(self._run(), name=f"consumer {self.group}")
+
+    @property
+    def running(self) -> bool:
+        """Whether the consuming task runs (it ends only when stopped, or by a bug it logged)."""
+        return self._task is not None and not self._task.done()
+
+    async def stop(self) -> None:
+        """Finish the record in hand, commit what was handled and leave the group."""
+        self._stopping = True
+        if self._task is not None:
+            await asyncio.wait({self._task})  # a task that failed was logged; its client is still stopped
+        if self._client is not None:
+            await self._commit()
+            await self._client.stop()
+
+    async def _run(self) -> None:
         try:
-            await asyncio.to_thread(dead_letters.send, record, reason)
-            return
-        except PublishError as exc:
-            log.warning(
-                "dead-lettering %s[%s]@%s failed; retrying in %.1fs: %s",
-                record.topic,
-                record.partition,
-                record.offset,
-                backoff,
-                exc,
+            while not self._stopping:
+                batches = await self._fetch()
+                async with self._handling:
+                    for tp, records in batches.items():
+                        await self._handle_batch(tp, records)
+                await self._commit()
+        except Exception:
+            log.exception("the consumer of group %s failed; it no longer consumes", self.group)
+            raise
+
+    async def _fetch(self) -> dict[TopicPartition, list[Any]]:
+        """The next batch of records by partition (none for partitions waiting to retry)."""
+        self._resume_due()
+        try:
+            batches: dict[TopicPartition, list[Any]] = await self._client.getmany(
+                timeout_ms=self._poll_timeout_ms(), max_records=self._max_records
             )
-            _retrying(dead_letters, record, f"dead-lettering failed: {exc}")
-        await asyncio.sleep(backoff)
-        backoff = min(max_backoff, backoff * 2)
+        except Exception as exc:  # the client reconnects by itself; what it raises meanwhile varies
+            if not self._stopping:
+                log.warning("consumer group %s: fetching failed; retrying: %s", self.group, exc)
+                self._report(f"consumer group {self.group}", f"fetching failed: {exc!r}")
+                self._fetch_failed = True
+                await asyncio.sleep(POLL_TIMEOUT)
+            return {}
+        if self._fetch_failed:
+            self._fetch_failed = False
+            self._recovered(f"consumer group {self.group}")
+        return batches
+
+    async def _handle_batch(self, tp: TopicPartition, records: Iterable[ConsumedRecord]) -> None:
+        """Handle `records` of `tp` in order, until one must wait or the consumer must yield."""
+        for record in records:
+            if self._stopping or self._revoking:
+                return
+            if not await self._handled_record(tp, record):
+                return
+            self._handled[tp] = record.offset + 1
+
+    async def _handled_record(self, tp: TopicPartition, record: ConsumedRecord) -> bool:
+        """Apply or dead-letter `record`: True once done, False when it waits for a retry."""
+        try:
+            await self._consume(record)
+        except Rejected as exc:
+            reason = exc.reason
+        except AwaitingCause as exc:
+            retry = self._retry_of(tp, record)
+            if time.monotonic() - retry.first_attempt < exc.patience:
+                log.info("%s waits: %s; retrying in %.1fs", _where(record), exc, retry.backoff)
+                self._later(tp, retry)
+                return False
+            reason = f"{exc} (waited {exc.patience:g} s for it)"
+        except Exception as exc:
+            retry = self._retry_of(tp, record)
+            log.exception("handler failed for %s; retrying in %.1fs", _where(record), retry.backoff)
+            self._later(tp, retry, f"handler failed: {exc!r}")
+            return False
+        else:
+            self._went_on(tp)
+            return True
+        try:
+            await asyncio.to_thread(self._dead_letters.send, record, reason)
+        except PublishError as exc:
+            retry = self._retry_of(tp, record)
+            log.warning("dead-lettering %s failed; retrying in %.1fs: %s", _where(record), retry.backoff, exc)
+            self._later(tp, retry, f"dead-lettering failed: {exc}")
+            return False
+        self._went_on(tp)
+        return True
+
+    def _retry_of(self, tp: TopicPartition, record: ConsumedRecord) -> _Retry:
+        retry = self._retries.get(tp)
+        if retry is None or retry.offset != record.offset:
+            retry = self._retries[tp] = _Retry(record.offset, time.monotonic())
+        return retry
+
+    def _later(self, tp: TopicPartition, retry: _Retry, failure: str | None = None) -> None:
+        """Hold `tp` at the record to retry until its backoff has passed; other partitions go on.
+
+        A `failure` is reported to the `Liveness` (degraded) until the partition goes on."""
+        if failure is not None:
+            self._report(_key(tp.topic, tp.partition), f"offset {retry.offset}: {failure}")
+        retry.resume_at = time.monotonic() + retry.backoff
+        retry.backoff = min(self._max_backoff, retry.backoff * 2)
+        retry.paused = True
+        self._client.seek(tp, retry.offset)
+        self._client.pause(tp)
+
+    def _resume_due(self) -> None:
+        if not self._retries:
+            return
+        now = time.monotonic()
+        assigned = self._client.assignment()
+        for tp, retry in self._retries.items():
+            if retry.paused and retry.resume_at <= now and tp in assigned:
+                retry.paused = False
+                self._client.resume(tp)
+
+    def _poll_timeout_ms(self) -> int:
+        waits = [retry.resume_at for retry in self._retries.values() if retry.paused]
+        timeout = min([POLL_TIMEOUT, *(at - time.monotonic() for at in waits)])
+        return max(0, round(timeout * 1000))
+
+    def _went_on(self, tp: TopicPartition) -> None:
+        if self._retries and self._retries.pop(tp, None) is not None:
+            self._recovered(_key(tp.topic, tp.partition))
+
+    def _report(self, key: str, reason: str) -> None:
+        if self._dead_letters.liveness is not None:
+            self._dead_letters.liveness.retrying(key, reason)
+
+    def _recovered(self, key: str) -> None:
+        if self._dead_letters.liveness is not None:
+            self._dead_letters.liveness.recovered(key)
+
+    async def _commit(self) -> None:
+        """Commit the offsets handled since the last commit; keep them for the next one on failure."""
+        if not self._handled:
+            return
+        offsets, self._handled = self._handled, {}
+        try:
+            await self._client.commit(offsets)
+        except Exception as exc:  # e.g. the group is rebalancing: the next owner then redelivers
+            log.warning("consumer group %s: committing %s failed: %s", self.group, _offsets(offsets), exc)
+            assigned = self._client.assignment()
+            for tp, offset in offsets.items():
+                if tp in assigned:
+                    self._handled.setdefault(tp, offset)
+            return
+        self._committed.update(offsets)
+
+    async def revoked(self, partitions: Iterable[TopicPartition]) -> None:
+        """Before a rebalance: finish the record in hand and commit what was handled, while the
+        partitions are still this member's; then forget their state (the next owner starts at the
+        committed offsets)."""
+        self._revoking += 1
+        try:
+            async with self._handling:
+                await self._commit()
+        finally:
+            self._revoking -= 1
+        for tp in partitions:
+            self._handled.pop(tp, None)
+            self._committed.pop(tp, None)
+            if self._retries.pop(tp, None) is not None:
+                self._recovered(_key(tp.topic, tp.partition))
+
+    # The lag source of `preflight_common.metrics.watch_consumer_lag`.
+
+    def assigned(self) -> list[tuple[str, int]]:
+        """The partitions assigned to this member now."""
+        if self._client is None:
+            return []
+        return [(tp.topic, tp.partition) for tp in self._client.assignment()]
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        """The partition's high watermark as of its last fetch (None before its first)."""
+        value: int | None = self._client.highwater(TopicPartition(topic, partition))
+        return value
+
+    async def committed(self, topic: str, partition: int) -> int | None:
+        """The group's committed offset of an assigned partition (None while nothing is committed):
+        asked of the broker once per assignment, then kept as this member commits."""
+        tp = TopicPartition(topic, partition)
+        if tp not in self._committed:
+            offset: int | None = await self._client.committed(tp)
+            return self._committed.setdefault(tp, offset)
+        return self._committed[tp]
 
 
-def _partition(record: ConsumedRecord) -> str:
-    return f"{record.topic}[{record.partition}]"
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Commits what an `EventConsumer` handled before its partitions are revoked."""
+
+    def __init__(self, consumer: EventConsumer) -> None:
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._consumer.revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("consumer group %s: assigned %s", self._consumer.group, sorted(assigned))
 
 
-def _retrying(dead_letters: DeadLetters, record: ConsumedRecord, reason: str) -> None:
-    """Report the partition of `record` stuck retrying it, until its consumer goes on."""
-    if dead_letters.liveness is not None:
-        dead_letters.liveness.retrying(_partition(record), f"offset {record.offset}: {reason}")
+def _key(topic: str, partition: int) -> str:
+    """The `Liveness` key of a partition while it retries a record."""
+    return f"{topic}[{partition}]"
+
+
+def _where(record: ConsumedRecord) -> str:
+    return f"{record.topic}[{record.partition}]@{record.offset}"
+
+
+def _offsets(offsets: dict[TopicPartition, int]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]@{offset}" for tp, offset in sorted(offsets.items()))

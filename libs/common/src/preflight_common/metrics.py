@@ -5,8 +5,8 @@
 `localhost`) and `OTEL_EXPORTER_PROMETHEUS_PORT` (default 9464), OpenTelemetry's variables;
 `setup_telemetry` calls it.
 
-`watch_consumer_lag(app, liveness)` samples a faust app's consumer every
-`PREFLIGHT_CONSUMER_LAG_INTERVAL` seconds (default 5) in the app's event loop. The lag of an
+`watch_consumer_lag(source, liveness)` samples a consumer (`preflight_common.consumer.EventConsumer`)
+every `PREFLIGHT_CONSUMER_LAG_INTERVAL` seconds (default 5) in its event loop. The lag of an
 assigned partition is the number of records between its high watermark and the group's
 committed offset (from the partition's start while the group has committed nothing), published
 as the gauge `preflight_consumer_lag{group,topic,partition}`. A partition whose lag is non-zero
@@ -19,13 +19,14 @@ revoked).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
-import faust
 from opentelemetry import metrics
 from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.sdk.metrics import MeterProvider
@@ -156,14 +157,29 @@ def _observe_lags(options: CallbackOptions) -> Iterable[Observation]:
             yield Observation(lag, {"group": monitor.group, "topic": topic, "partition": str(partition)})
 
 
-def watch_consumer_lag(app: faust.App, liveness: Liveness) -> ConsumerLag:
-    """Sample the lag of `app`'s consumer periodically in its event loop (register before it starts)."""
+class LagSource(Protocol):
+    """What the lag of a consumer group member is read from."""
+
+    group: str
+
+    def assigned(self) -> list[tuple[str, int]]:
+        """The (topic, partition)s assigned to the member now."""
+
+    def highwater(self, topic: str, partition: int) -> int | None:
+        """The partition's high watermark as last seen (None while unknown)."""
+
+    async def committed(self, topic: str, partition: int) -> int | None:
+        """The group's committed offset of the partition (None while nothing is committed)."""
+
+
+async def watch_consumer_lag(source: LagSource, liveness: Liveness) -> None:
+    """Sample the lag of `source`'s assigned partitions periodically, until cancelled."""
     global _gauge_created
     monitor = ConsumerLag(
-        app.conf.id, liveness, budget=env_positive("PREFLIGHT_CONSUMER_STALL_BUDGET", STALL_BUDGET)
+        source.group, liveness, budget=env_positive("PREFLIGHT_CONSUMER_STALL_BUDGET", STALL_BUDGET)
     )
     with _gauge_lock:
-        # One gauge for the process; an app rebuilt after a failed start replaces its group's monitor.
+        # One gauge for the process; a consumer rebuilt after a failed start replaces its group's monitor.
         _monitors[monitor.group] = monitor
         if not _gauge_created:
             metrics.get_meter(__name__).create_observable_gauge(
@@ -172,18 +188,15 @@ def watch_consumer_lag(app: faust.App, liveness: Liveness) -> ConsumerLag:
                 description="Records between a partition's high watermark and the group's committed offset",
             )
             _gauge_created = True
-
-    async def sample() -> None:
-        consumer = app.consumer
-        # faust keeps the group's committed offsets (the next offset to read) for its partitions;
-        # asking the coordinator instead would cost a request per partition and sample.
-        committed = consumer._committed_offset  # type: ignore[attr-defined]
-        assigned = consumer.assignment()
-        monitor.keep_only((tp.topic, tp.partition) for tp in assigned)
-        for tp in assigned:
-            highwater = consumer.highwater(tp)
-            if highwater is not None:  # unknown until the partition's first fetch
-                monitor.record(tp.topic, tp.partition, highwater, committed.get(tp))
-
-    app.timer(env_positive("PREFLIGHT_CONSUMER_LAG_INTERVAL", LAG_INTERVAL), name="consumer-lag")(sample)
-    return monitor
+    interval = env_positive("PREFLIGHT_CONSUMER_LAG_INTERVAL", LAG_INTERVAL)
+    while True:
+        await asyncio.sleep(interval)
+        assigned = source.assigned()
+        monitor.keep_only(assigned)
+        try:
+            for topic, partition in assigned:
+                highwater = source.highwater(topic, partition)
+                if highwater is not None:  # unknown until the partition's first fetch
+                    monitor.record(topic, partition, highwater, await source.committed(topic, partition))
+        except Exception as exc:  # the broker away, the partition revoked meanwhile: sampled next time
+            log.debug("consumer group %s: lag not sampled: %s", source.group, exc)

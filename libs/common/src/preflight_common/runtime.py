@@ -1,9 +1,10 @@
-"""A service process's Kafka side: its publisher, its outbox relay and its faust agents.
+"""A service process's Kafka side: its publisher, its outbox relay and its event consumer.
 
 A service serves gRPC as soon as its database is ready, whether Kafka is up or not: what it
 accepts waits in its outbox. `KafkaSide.run` keeps trying to reach the brokers; once it does,
-it starts the relay thread and the faust app, which then ride out later broker outages
-themselves. Both beat the process's `Liveness`; the agents' consumer lag is sampled into it
+it starts the relay thread and the consumer of the service's routes
+(`preflight_common.consumer.EventConsumer`), which then ride out later broker outages
+themselves. Both beat the process's `Liveness`; the consumer's lag is sampled into it
 (`preflight_common.metrics.watch_consumer_lag`).
 
 `run_until_signal` runs a service's `serve` until SIGTERM or SIGINT and bounds its shutdown.
@@ -19,11 +20,10 @@ import threading
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-import faust
 from sqlalchemy import Engine, Table
 
 from preflight_common.config import KafkaSettings, Topics
-from preflight_common.consumer import DeadLetters, Route, add_agent, make_faust_app
+from preflight_common.consumer import DeadLetters, EventConsumer, Route
 from preflight_common.liveness import Liveness
 from preflight_common.metrics import watch_consumer_lag
 from preflight_common.outbox import OutboxRelay
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 MAX_BACKOFF = 10.0
 AGENTS_BEAT = 5.0
-"""Seconds between two liveness beats of the faust agents."""
+"""Seconds between two liveness beats of the consumer."""
 KAFKA_STOP_TIMEOUT = 15.0
 """Seconds `KafkaSide.stop` takes at most by default."""
 SHUTDOWN_SLACK = 20.0
@@ -54,7 +54,7 @@ async def _retrying(what: str, attempt: Callable[[], Awaitable[T]]) -> T:
 
 
 class KafkaSide:
-    """The publisher, the outbox relay (a thread) and the faust app of one service process."""
+    """The publisher, the outbox relay (a thread) and the event consumer of one service process."""
 
     def __init__(
         self,
@@ -87,10 +87,11 @@ class KafkaSide:
         self._stop = threading.Event()
         self._publisher: EventPublisher | None = None
         self._relay: threading.Thread | None = None
-        self._app: faust.App | None = None
+        self._consumer: EventConsumer | None = None
+        self._watchers: list[asyncio.Task[None]] = []
 
     async def run(self) -> None:
-        """Start the relay and the agents, retrying whatever fails while Kafka is away.
+        """Start the relay and the consumer, retrying whatever fails while Kafka is away.
 
         Returns once both run (or raises if cancelled first).
         """
@@ -105,32 +106,39 @@ class KafkaSide:
             daemon=True,
         )
         self._relay.start()
-        self._app = await _retrying(f"the {self._agents}", self._started_app)
+        consumer = await _retrying(f"the {self._agents}", self._started_consumer)
+        self._consumer = consumer
+        self._watchers = [
+            asyncio.create_task(self._beat(consumer), name="consumer-liveness"),
+            asyncio.create_task(watch_consumer_lag(consumer, self._liveness), name="consumer-lag"),
+        ]
         log.info("outbox relay and %s running", self._agents)
 
-    async def _started_app(self) -> faust.App:
+    async def _started_consumer(self) -> EventConsumer:
         assert self._publisher is not None
-        # In the event loop's thread: faust binds the app to the running loop.
-        app = make_faust_app(self._group, self._kafka)
-        dead_letters = DeadLetters(self._publisher, liveness=self._liveness)
-        for route in self._routes:
-            service = self._group.replace("-", "_")
-            add_agent(app, service, route.topic, route.registry, route.handler, dead_letters, self._topics)
-        app.timer(AGENTS_BEAT, name="liveness")(self._beat_agents)
-        watch_consumer_lag(app, self._liveness)
+        consumer = EventConsumer(
+            self._kafka,
+            group=self._group,
+            routes=self._routes,
+            topics=self._topics,
+            dead_letters=DeadLetters(self._publisher, liveness=self._liveness),
+        )
         try:
-            await app.start()
+            await consumer.start()
         except BaseException:
             deadline = asyncio.get_running_loop().time() + KAFKA_STOP_TIMEOUT
-            await _abandon_after(app.stop(), deadline, f"the {self._agents} (not started)")
+            await _abandon_after(consumer.stop(), deadline, f"the {self._agents} (not started)")
             raise
-        return app
+        return consumer
 
-    async def _beat_agents(self) -> None:
-        self._liveness.beat(self._agents, AGENTS_BEAT)
+    async def _beat(self, consumer: EventConsumer) -> None:
+        """Beat while the consumer consumes (a consumer that died of a bug stops beating)."""
+        while consumer.running:
+            self._liveness.beat(self._agents, AGENTS_BEAT)
+            await asyncio.sleep(AGENTS_BEAT)
 
     async def stop(self, timeout: float = KAFKA_STOP_TIMEOUT) -> None:
-        """Stop the agents (committing what they applied), then the relay, then flush the publisher,
+        """Stop the consumer (committing what it handled), then the relay, then flush the publisher,
         all within `timeout` seconds.
 
         A step that overruns what is left of the timeout is logged and abandoned (a Kafka client
@@ -140,8 +148,10 @@ class KafkaSide:
         deadline = asyncio.get_running_loop().time() + timeout
         self._stop.set()
         self._liveness.end(self._agents)
-        if self._app is not None:
-            await _abandon_after(self._app.stop(), deadline, f"the {self._agents}")
+        for watcher in self._watchers:
+            watcher.cancel()
+        if self._consumer is not None:
+            await _abandon_after(self._consumer.stop(), deadline, f"the {self._agents}")
         if self._relay is not None:
             await _abandon_after(_in_daemon_thread(self._relay.join), deadline, "the outbox relay")
         if self._publisher is not None:

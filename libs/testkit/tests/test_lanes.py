@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
+import pytest
+from preflight_testkit.lanes import LANE_MARKERS
+
+pytest_plugins = ["pytester"]
 
 TESTS = """
 import pytest
@@ -42,39 +43,37 @@ def test_stack():
 """
 
 
-def collected(folder: Path, *options: str) -> list[str]:
-    """The ids pytest collects from `folder`'s test_sample.py with `options` (the kit's plugin
-    loaded through its entry point, as in every run)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *options],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode in (0, 5), result.stdout + result.stderr  # 5: nothing selected
-    return sorted(line.split("::", 1)[1] for line in result.stdout.splitlines() if "::" in line)
+def collected(pytester: pytest.Pytester, *options: str) -> dict[str, set[str]]:
+    """Each test pytest selects from the sample tests with `options`, in a pytest run of its own
+    (the kit's plugin loaded through its entry point, as in every run), and its lane markers."""
+    pytester.makepyfile(test_sample=TESTS)
+    items, recorded = pytester.inline_genitems("-p", "no:cacheprovider", *options)
+    deselected = {item.nodeid for call in recorded.getcalls("pytest_deselected") for item in call.items}
+    return {
+        item.nodeid.split("::", 1)[1]: {mark.name for mark in item.iter_markers()} & LANE_MARKERS.keys()
+        for item in items
+        if item.nodeid not in deselected
+    }
 
 
-def test_the_fast_lane_leaves_out_every_test_that_needs_a_server_process(tmp_path: Path) -> None:
-    (tmp_path / "test_sample.py").write_text(TESTS)
+def test_each_test_is_marked_by_the_servers_its_fixtures_need(pytester: pytest.Pytester) -> None:
+    assert collected(pytester) == {
+        "test_domain": set(),
+        "test_topic": {"kafka"},
+        "test_store[sqlite]": set(),
+        "test_store[postgresql]": {"postgres"},
+        "test_cluster": {"k8s"},
+        "test_page": {"browser"},
+        "test_stack": {"slow"},
+    }
 
-    assert collected(tmp_path, "--fast") == ["test_domain", "test_store[sqlite]"]
-    assert len(collected(tmp_path)) == 7
+
+def test_markers_select_like_any_marker(pytester: pytest.Pytester) -> None:
+    assert collected(pytester, "--strict-markers", "-m", "kafka or k8s").keys() == {
+        "test_topic",
+        "test_cluster",
+    }
 
 
-def test_each_test_is_marked_by_the_servers_its_fixtures_need(tmp_path: Path) -> None:
-    (tmp_path / "test_sample.py").write_text(TESTS)
-
-    assert collected(tmp_path, "-m", "kafka") == ["test_topic"]
-    assert collected(tmp_path, "-m", "postgres") == ["test_store[postgresql]"]
-    assert collected(tmp_path, "-m", "k8s") == ["test_cluster"]
-    assert collected(tmp_path, "-m", "browser") == ["test_page"]
-    assert collected(tmp_path, "-m", "slow") == ["test_stack"]
-    assert collected(
-        tmp_path, "--strict-markers", "-m", "not (kafka or postgres or k8s or browser or slow)"
-    ) == [
-        "test_domain",
-        "test_store[sqlite]",
-    ]
+def test_the_fast_lane_leaves_out_every_test_that_needs_a_server_process(pytester: pytest.Pytester) -> None:
+    assert collected(pytester, "--fast").keys() == {"test_domain", "test_store[sqlite]"}

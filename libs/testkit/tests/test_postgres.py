@@ -6,8 +6,8 @@ import socket
 
 import pytest
 import sqlalchemy as sa
-from preflight_testkit.fixtures import running_in_ci
 from preflight_testkit.postgres import LocalPostgres, find_pg_bin
+from preflight_testkit.skips import running_in_ci
 
 # Each test starts PostgreSQL servers of its own.
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from preflight_testkit.oidc import repository
+from preflight_testkit.checkout import repository
 
 AXE = repository() / ".cache/axe-core/node_modules/axe-core/axe.min.js"
 

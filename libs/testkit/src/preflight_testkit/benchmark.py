@@ -16,8 +16,9 @@ under bench/: real servers on loopback, nothing mocked.
 - `job_token_secret(...)`: an attempt's token Secret as the Kubernetes executor creates it;
 - module-scoped fixtures for a test module or conftest to take in by name (`from
   preflight_testkit.benchmark import intake`): `intake`, `model_key`, `reference_model`,
-  `results` (a recording BenchmarkService's target and servicer) and `s3_endpoint` (an
-  S3-compatible store on loopback, moto, holding `EVAL_LOG_BUCKET`); `s3_eval_log_store(...)`
+  `slow_reference_model`, `service` (`BenchmarkProcess` with `SMALL_CATALOG`), `results` (a
+  recording BenchmarkService's target and servicer) and `s3_endpoint` (an S3-compatible store
+  on loopback, moto, holding `EVAL_LOG_BUCKET`); `s3_eval_log_store(...)`
   is that store as a Job reaches it, `read_s3_eval_log(...)` reads a log back from it.
 """
 
@@ -80,12 +81,15 @@ from preflight_common.producer import EventPublisher
 from preflight_common.topics import TopicSpec, ensure_topics
 from sqlalchemy import MetaData
 
+from preflight_testkit.checkout import repository
 from preflight_testkit.clients import create_principal, service_grants_as
 
 if TYPE_CHECKING:
     from inspect_ai.log import EvalLog
 
 T = TypeVar("T")
+SMALL_CATALOG = repository() / "services/benchmark/tests/data/catalog_small.yaml"
+"""The benchmark tests' catalog: 3 samples a suite, 2 projects."""
 BENCHMARK_EVENTS = EventRegistry(
     [
         events_pb2.BenchmarkJobRequested,
@@ -601,6 +605,34 @@ def reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
     server = ReferenceModelServer(api_key=model_key, model_name="frontier-test").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def slow_reference_model(model_key: str) -> Iterator[ReferenceModelServer]:
+    """The reference model answering each request after 8 s."""
+    # Inspect sends a suite's samples concurrently, so a worker takes about one delay: long enough
+    # that a test can withdraw or kill it mid-run even on a loaded machine.
+    server = ReferenceModelServer(api_key=model_key, model_name="frontier-slow", delay=8.0).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def service(
+    kafka_settings: KafkaSettings, intake: IntakeStandIn, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[BenchmarkProcess]:
+    """The benchmark service (planner, dispatcher with the LocalExecutor, gRPC, relay) on fresh topics,
+    with the small test catalog (`SMALL_CATALOG`)."""
+    root = tmp_path_factory.mktemp("benchmark")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PREFLIGHT_BENCHMARK_CATALOG_FILE", str(SMALL_CATALOG))
+    mp.setenv("PREFLIGHT_KAFKA_SESSION_TIMEOUT", "6")
+    mp.setenv("PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL", "1")
+    try:
+        with benchmark_process(service_settings(root, kafka_settings, intake), root) as process:
+            yield process
+    finally:
+        mp.undo()
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,6 @@ it fails, so that CI never passes by skipping. There is no unauthenticated broke
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -44,6 +43,7 @@ from preflight_common.config import KafkaSettings
 from preflight_common.localkafka import LocalKafka, find_repo_root
 
 from preflight_testkit.postgres import LocalPostgres, find_pg_bin
+from preflight_testkit.skips import skip_or_fail
 
 __all__ = [
     "PrincipalFactory",
@@ -55,7 +55,6 @@ __all__ = [
     "kafka_settings",
     "pg_url",
     "postgres",
-    "running_in_ci",
     "unique_topic",
 ]
 
@@ -70,11 +69,6 @@ class TopicFactory(Protocol):
 
 PrincipalFactory = Callable[[str, Iterable[Grant]], KafkaSettings]
 """Creates a principal with exactly the given grants (see ``kafka_principal``)."""
-
-
-def running_in_ci() -> bool:
-    """True when the ``CI`` environment variable is set to anything but empty, 0 or false."""
-    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
 # ----------------------------------------------------------------------------------- Kafka
@@ -171,9 +165,7 @@ def postgres() -> Iterator[LocalPostgres]:
             "PostgreSQL server binaries not found (/usr/lib/postgresql/*/bin, $PREFLIGHT_PG_BIN or "
             "PATH); install the 'postgresql' package"
         )
-        if running_in_ci():
-            pytest.fail(f"{reason} (CI is set: PostgreSQL tests may not be skipped)", pytrace=False)
-        pytest.skip(reason)
+        skip_or_fail(reason)
     server = LocalPostgres()
     server.start()
     try:

@@ -30,17 +30,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from preflight_common.ports import free_port
 
+from preflight_testkit.checkout import repository
+
 SCRIPT = Path(__file__).with_name("oidc_provider.mjs")
-
-
-def repository() -> Path:
-    """The checkout holding this package (where `make setup` installs the npm tools tests run)."""
-    for folder in Path(__file__).resolve().parents:
-        if (folder / "Makefile").is_file() and (folder / "libs").is_dir():
-            return folder
-    raise RuntimeError("the repository holding preflight_testkit was not found")
-
-
 PROVIDER_MODULE = repository() / ".cache/oidc-provider/node_modules/oidc-provider/lib/index.js"
 
 

@@ -1,4 +1,4 @@
-"""pytest plugin: a real Kubernetes API server stack for tests.
+"""The `k8s_cluster` fixture: a real Kubernetes API server stack for tests.
 
 Fixture ``k8s_cluster`` (one per test run) yields the admin kubeconfig path
 (pathlib.Path) of etcd + kube-apiserver + kube-controller-manager +
@@ -12,21 +12,7 @@ deploy/k8s/cluster.py from the binaries cached in .cache/bin.
 - Binaries missing: built first (deploy/k8s/build.sh, 7-11 min cold on 2 cores)
   when CI=true or PREFLIGHT_K8S_BUILD=1; otherwise the test is skipped.
 
-Use it from any conftest.py in the repository (e.g. services/benchmark/tests/conftest.py):
-
-    import importlib.util
-    import pathlib
-    import sys
-
-    _name = "preflight_tests_k8s_cluster"
-    if _name not in sys.modules:
-        _path = pathlib.Path(__file__).resolve().parents[3] / "tests" / "deploy" / "k8s_cluster.py"
-        _spec = importlib.util.spec_from_file_location(_name, _path)
-        sys.modules[_name] = importlib.util.module_from_spec(_spec)
-        _spec.loader.exec_module(sys.modules[_name])
-    k8s_cluster = sys.modules[_name].k8s_cluster
-
-and in a test:
+The kit's plugin loads it: any test can use the fixture, e.g.
 
     from kubernetes import client, config
 
@@ -42,49 +28,31 @@ has 64 CPUs, 512Gi, 8 nvidia.com/gpu and label ``type: kwok``.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip locally; under CI=true a missing prerequisite is a failure."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: not skipping)")
-    pytest.skip(reason)
+from preflight_testkit.checkout import load_script, repository
+from preflight_testkit.skips import running_in_ci
 
 
 def load_cluster_module() -> ModuleType:
-    name = "preflight_deploy_k8s_cluster"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "deploy" / "k8s" / "cluster.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    """deploy/k8s/cluster.py (the local API server stack, a script) loaded as a module."""
+    return load_script("preflight_deploy_k8s_cluster", "deploy/k8s/cluster.py")
 
 
 @pytest.fixture(scope="session")
 def k8s_cluster() -> Iterator[Path]:
+    """The admin kubeconfig of the local API server stack (see the module's docstring)."""
     cluster = load_cluster_module()
     missing = cluster.binaries_present()
     if missing:
-        if in_ci() or os.environ.get("PREFLIGHT_K8S_BUILD") == "1":
-            subprocess.run([str(REPO / "deploy" / "k8s" / "build.sh"), "all"], check=True)
+        if running_in_ci() or os.environ.get("PREFLIGHT_K8S_BUILD") == "1":
+            subprocess.run([str(repository() / "deploy" / "k8s" / "build.sh"), "all"], check=True)
         else:
             pytest.skip(f"test cluster binaries not built ({', '.join(missing)}): run `make k8s-build`")
     already = cluster.status()

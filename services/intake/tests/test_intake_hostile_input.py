@@ -18,11 +18,10 @@ from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
 from preflight_common.auth import Role
 from preflight_common.config import KafkaSettings
 from preflight_intake.adapters import tables
+from preflight_testkit.intake import create_topics, make_settings, valid_request
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import event
 from sqlalchemy.pool import Pool
-
-from .conftest import create_topics, make_settings, valid_request
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ import urllib.request
 
 from preflight_common.config import KafkaSettings
 from preflight_common.ports import free_port
-
-from .conftest import IntakeProcesses, create_topics, wait_until
+from preflight_testkit.intake import IntakeProcesses, create_topics, wait_until
 
 
 def _lag_lines(port: int) -> list[str]:

@@ -23,10 +23,9 @@ from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, sign_in_pb2, sign_i
 from preflight_common.auth import Role
 from preflight_common.config import KafkaSettings
 from preflight_intake.domain.federation import Federation
+from preflight_testkit.intake import IntakeUnderTest, create_topics, fresh_keyring, make_settings
 from preflight_testkit.oidc import RunningProvider, openid_provider, sign_in_over_http
 from preflight_testkit.rpc import introspect
-
-from .conftest import IntakeUnderTest, create_topics, fresh_keyring, make_settings
 
 pytestmark = pytest.mark.slow  # an OpenID provider process and the Kafka broker
 

@@ -626,8 +626,6 @@ def service(
     root = tmp_path_factory.mktemp("benchmark")
     mp = pytest.MonkeyPatch()
     mp.setenv("PREFLIGHT_BENCHMARK_CATALOG_FILE", str(SMALL_CATALOG))
-    mp.setenv("PREFLIGHT_KAFKA_SESSION_TIMEOUT", "6")
-    mp.setenv("PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL", "1")
     try:
         with benchmark_process(service_settings(root, kafka_settings, intake), root) as process:
             yield process

@@ -209,7 +209,6 @@ def _base_env(stack: Stack) -> dict[str, str]:
         PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS=f"127.0.0.1:{stack.ports['kafka']}",
         PREFLIGHT_KAFKA_SESSION_TIMEOUT="6",
         PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL="1",
-        PREFLIGHT_KAFKA_COMMIT_INTERVAL="0.5",
         PREFLIGHT_IDENTITY_TARGET=f"127.0.0.1:{stack.ports['intake']}",
         PREFLIGHT_INTAKE_TARGET=f"127.0.0.1:{stack.ports['intake']}",
         PREFLIGHT_OTEL_FILE=str(stack.run_dir / "traces.jsonl"),

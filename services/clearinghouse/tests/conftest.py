@@ -17,7 +17,7 @@ from clearinghouse_support import Api, LoopbackServer, ManualClock, make_compone
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
 
-# Short consumer-group timings for the faust agents (read by preflight_common.consumer).
+# Short consumer-group timings for the event consumer (read by preflight_common.consumer).
 os.environ.setdefault("PREFLIGHT_KAFKA_SESSION_TIMEOUT", "6")
 os.environ.setdefault("PREFLIGHT_KAFKA_HEARTBEAT_INTERVAL", "1")
 

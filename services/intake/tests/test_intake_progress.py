@@ -1,5 +1,5 @@
-"""Intake follows a submission's progress from the benchmark and review topics (faust agents on a
-real broker), applies each event once, and WatchSubmission streams every change."""
+"""Intake follows a submission's progress from the benchmark and review topics (its event consumer
+on a real broker), applies each event once, and WatchSubmission streams every change."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Liveness: is every loop of this process still making progress?
 
-Each background loop of a service (the outbox relay thread, the faust agents, the scheduler
+Each background loop of a service (the outbox relay thread, the event consumer, the scheduler
 loops) calls `beat(name, interval)` once per round. A loop that has not beaten for its
 interval plus the slack (`SLACK`, 120 s: room for one slow round, e.g. a publish waiting
 out an unreachable broker) is stale. `watch()` publishes the verdict on the gRPC health

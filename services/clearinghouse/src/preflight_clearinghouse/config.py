@@ -28,7 +28,7 @@ class ClearinghouseSettings:
 
     # May carry the database password (`config.database_url`): never in a repr, a log or a traceback.
     database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
-    # Local working files: the faust agents' data and, when no key is configured, the signing key.
+    # Local working files: the signing key, when no key is configured.
     state_dir: Path = Path("run/clearinghouse")
     listen: str = "[::]:50053"
     identity_target: str = "localhost:50051"

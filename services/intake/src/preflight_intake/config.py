@@ -31,7 +31,7 @@ class IntakeSettings:
 
     # May carry the database password (`config.database_url`): never in a repr, a log or a traceback.
     database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
-    # Local working files (the faust agents' data directory).
+    # Local working files (none at present: consuming keeps no local state).
     state_dir: Path = Path("run/intake")
     listen: str = "[::]:50051"
     policy: WindowPolicy = field(default_factory=WindowPolicy)

@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     settings = ClearinghouseSettings.from_env()
     if args.command == "serve":
-        # Imported here: the other commands need neither faust nor gRPC, and start faster without them.
+        # Imported here: the other commands need no Kafka client nor gRPC, and start faster without them.
         from preflight_clearinghouse.entrypoints.server import run_until_signal
 
         run_until_signal(settings)

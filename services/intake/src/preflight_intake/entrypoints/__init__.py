@@ -1,1 +1,1 @@
-"""Thin entry points: the server process, the faust agents, the admin CLI."""
+"""Thin entry points: the server process, the consumed topics' routes, the admin CLI."""

@@ -27,7 +27,7 @@ OWN_FOLDERS = {
     "console": {"static", "templates"},
     "notifier": {"routing"},
 }
-FORBIDDEN_LIBRARIES = frozenset({"sqlalchemy", "grpc", "kafka", "aiokafka", "faust"})
+FORBIDDEN_LIBRARIES = frozenset({"sqlalchemy", "grpc", "kafka", "aiokafka"})
 CONCRETE_ADAPTER = re.compile(r"^preflight_\w+\.adapters(\.|$)")
 
 # Services whose use cases still import machinery; a service leaves the set once it is clean.

@@ -86,7 +86,7 @@ def count(components: Components, table: object) -> int:
 
 
 def run_events(components: Components, events: list[tuple[str, object]]) -> None:
-    """Apply events through the agents' handlers (the same code the faust agents run)."""
+    """Apply events through the routes' handlers (the same code the event consumer runs)."""
     import asyncio
 
     from preflight_common.envelope import EventAttributes

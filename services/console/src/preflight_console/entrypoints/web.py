@@ -33,7 +33,7 @@ from preflight.benchmark.v1 import benchmark_pb2
 from preflight.clearinghouse.v1 import clearinghouse_pb2
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2
-from preflight.sdk.errors import InvalidArgument, PreflightError, from_rpc_error
+from preflight.sdk.errors import InvalidArgument, PreflightError
 from preflight_common.auth import Principal, Role
 from preflight_common.bus import KNOWN_SECTORS
 from starlette.applications import Starlette
@@ -260,8 +260,7 @@ def page(*roles: Role) -> Callable[[Handler], Callable[[Request], Awaitable[Resp
                         raise Refused(403, "the form's CSRF token is missing or wrong; reload the page")
                 try:
                     return await handler(console, request, session, form)
-                except (PreflightError, grpc.aio.AioRpcError) as exc:
-                    error = exc if isinstance(exc, PreflightError) else from_rpc_error(exc)
+                except PreflightError as error:
                     if error.code == grpc.StatusCode.UNAUTHENTICATED:
                         console.sessions.end(request.cookies.get(SESSION_COOKIE))
                         return RedirectResponse("/sign-in", status_code=303)
@@ -340,7 +339,7 @@ async def sign_in(request: Request) -> Response:
         viewer = await views.who_is(console.apis, token)
     except views.NotSignedIn as exc:
         return _sign_in_page(console, request, 401, str(exc))
-    except grpc.aio.AioRpcError:
+    except PreflightError:
         return _sign_in_page(console, request, 502, "the identity service did not answer; try again")
     home_page = RedirectResponse(HOME[viewer.role], status_code=303)
     return _start_session(console, request, token, viewer, home_page)
@@ -423,9 +422,9 @@ async def sign_out(console: Console, request: Request, session: Session, form: F
     intake, so it works nowhere any more); a token the user brought stays theirs."""
     try:
         await views.end_sign_in(console.apis, session)
-    except grpc.aio.AioRpcError as exc:
+    except PreflightError as exc:
         # The session ends all the same; the token lapses at the session's expiry at the latest.
-        log.warning("could not revoke the signed-out session's token: %s", exc.code().name)
+        log.warning("could not revoke the signed-out session's token: %s", exc.code.name)
     console.sessions.end(request.cookies.get(SESSION_COOKIE))
     response = RedirectResponse("/sign-in", status_code=303)
     response.delete_cookie(

@@ -25,13 +25,13 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-import grpc
 from preflight.intake.v1 import sign_in_pb2
+from preflight.sdk.errors import PermissionDenied, PreflightError, Unauthenticated
 from preflight_common.auth import Principal
 from preflight_common.oidc import InvalidIdToken, Issuer, IssuerUnavailable, ProviderRefused, fetch_json
 
-from preflight_console.adapters.apis import TIMEOUT, Apis
 from preflight_console.config import OidcSettings
+from preflight_console.domain.ports import ServiceApis
 from preflight_console.domain.sessions import CONSOLE_ROLES
 
 PENDING_TTL = 600.0
@@ -73,7 +73,7 @@ def _challenge(verifier: str) -> str:
 class OpenIdSignIn:
     """Sign-ins through `settings`' provider, ending in a session token for `lifetime` seconds."""
 
-    def __init__(self, settings: OidcSettings, apis: Apis, lifetime: float) -> None:
+    def __init__(self, settings: OidcSettings, apis: ServiceApis, lifetime: float) -> None:
         self.settings = settings
         self._issuer = Issuer(settings.issuer)
         self._apis = apis
@@ -169,12 +169,12 @@ class OpenIdSignIn:
             id_token=id_token, nonce=nonce, lifetime_seconds=int(self._lifetime)
         )
         try:
-            answer = await self._apis.sign_in.ExchangeIdToken(request, timeout=TIMEOUT)
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.PERMISSION_DENIED:
-                raise SignInFailed(403, "your account has no access to Preflight") from None
-            if exc.code() == grpc.StatusCode.UNAUTHENTICATED:
-                raise SignInFailed(401, f"Preflight refused the sign-in: {exc.details()}") from None
+            answer = await self._apis.exchange_id_token(request)
+        except PermissionDenied:
+            raise SignInFailed(403, "your account has no access to Preflight") from None
+        except Unauthenticated as exc:
+            raise SignInFailed(401, f"Preflight refused the sign-in: {exc.message}") from None
+        except PreflightError:
             raise SignInFailed(502, "the identity service did not answer; try again") from None
         principal = Principal.from_proto(answer.principal)
         if principal.role not in CONSOLE_ROLES:

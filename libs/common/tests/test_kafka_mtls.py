@@ -1,6 +1,6 @@
 """Kafka over mutual TLS: a client authenticated by its certificate alone is the principal its
 subject's CN names, held to that principal's ACLs, through kafka-python and the asyncio
-clients (aiokafka) alike; the SASL listener stays as it was."""
+clients (aiokafka: the services' event consumer) alike; the SASL listener stays as it was."""
 
 from __future__ import annotations
 
@@ -11,11 +11,24 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+from google.protobuf.message import Message
 from kafka.admin import KafkaAdminClient
 from kafka.errors import KafkaTimeoutError, TopicAuthorizationFailedError
-from preflight_common.bus import Grant, Operation, Pattern, ResourceType
-from preflight_common.config import KafkaSettings
+from preflight.intake.v1.events_pb2 import SubmissionWithdrawn
+from preflight_common.bus import (
+    SOURCES,
+    Grant,
+    Operation,
+    Pattern,
+    ResourceType,
+    service_grants,
+    service_principal,
+)
+from preflight_common.config import KafkaSettings, Topics
+from preflight_common.consumer import DeadLetters, EventConsumer, Route
+from preflight_common.envelope import EventAttributes, EventRegistry
 from preflight_common.localkafka import BrokerTLS, LocalKafka, find_repo_root
+from preflight_common.producer import EventPublisher
 from preflight_common.topics import TopicSpec, ensure_acls, ensure_topics
 from preflight_testkit.clients import assert_read_refused, read_records, write_records
 from preflight_testkit.tls import Issued, TestAuthority
@@ -131,3 +144,51 @@ def test_the_tls_listener_refuses_clients_without_a_certificate_of_its_ca(tls_br
     cannot_connect(without_certificate)
     foreign = TestAuthority("another CA").issue(WRITER)
     cannot_connect(tls_broker.client("foreign", foreign))
+
+
+def test_a_service_consumes_as_its_certificate_principal_with_its_production_grants(
+    tls_broker: TLSBroker,
+) -> None:
+    admin = tls_broker.kafka.admin_settings()
+    topics = Topics(submissions="mtls.submissions")
+    ensure_topics(
+        admin,
+        [TopicSpec(name, partitions=1) for name in (topics.submissions, Topics.dlq(topics.submissions))],
+    )
+    notifier = service_principal("notifier")
+    ensure_acls(admin, service_grants("notifier", topics))
+    consumer_settings = tls_broker.client(notifier, tls_broker.authority.issue(notifier))
+    publisher = EventPublisher(admin, source=SOURCES["intake"], send_timeout=30)
+    try:
+        sent = publisher.publish(
+            topics.submissions,
+            SubmissionWithdrawn(submission_id="sub-m", organisation="lab-a", reason="test"),
+            subject="sub-m",
+        )
+    finally:
+        publisher.close()
+    received: list[str] = []
+    arrived = asyncio.Event()
+
+    async def handle(attributes: EventAttributes, payload: Message) -> None:
+        received.append(attributes.id)
+        arrived.set()
+
+    async def consume() -> None:
+        dead_letters = EventPublisher(consumer_settings, source=SOURCES["notifier"], send_timeout=30)
+        consumer = EventConsumer(
+            consumer_settings,
+            group=f"{notifier}-mtls",
+            routes=[Route(topics.submissions, EventRegistry([SubmissionWithdrawn]), handle)],
+            topics=topics,
+            dead_letters=DeadLetters(dead_letters),
+        )
+        try:
+            await consumer.start()
+            await arrived.wait()
+        finally:
+            await consumer.stop()
+            dead_letters.close()
+
+    asyncio.run(asyncio.wait_for(consume(), timeout=90))
+    assert received == [sent.id]

@@ -40,7 +40,7 @@ from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components, build
 from preflight_clearinghouse.config import ClearinghouseSettings
-from preflight_clearinghouse.domain.findings import (
+from preflight_clearinghouse.domain.findings.finding import (
     CandidateInput,
     CodeLocation,
     Finding,
@@ -50,10 +50,10 @@ from preflight_clearinghouse.domain.findings import (
     ProductInput,
     check_report,
 )
-from preflight_clearinghouse.domain.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.workflow import FindingState
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, Viewer
 from preflight_clearinghouse.domain.sharing import Role as ViewerRole
-from preflight_clearinghouse.domain.workflow import FindingState
 from preflight_clearinghouse.entrypoints.server import build_grpc_server
 from preflight_clearinghouse.service_layer.findings import encode_page_token
 from preflight_common.auth import LocalAuthenticator, Principal, Role, TokenStore, tokens_table

@@ -30,7 +30,7 @@ RUN = textwrap.dedent(
     from clearinghouse_support import REVIEWER, ManualClock, make_components, report_input
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from preflight_clearinghouse.adapters.signing import ReportSigner
-    from preflight_clearinghouse.domain.exports import ExportFormat
+    from preflight_clearinghouse.domain.findings.exports import ExportFormat
 
     tmp = Path(sys.argv[1])
     started = time.perf_counter()

@@ -32,7 +32,7 @@ from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components, build
 from preflight_clearinghouse.config import ClearinghouseSettings
-from preflight_clearinghouse.domain.findings import (
+from preflight_clearinghouse.domain.findings.finding import (
     AffectedProduct,
     CodeLocation,
     FindingInput,
@@ -40,9 +40,9 @@ from preflight_clearinghouse.domain.findings import (
     ProductInput,
     check_report,
 )
+from preflight_clearinghouse.domain.findings.workflow import FindingState
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, Viewer
 from preflight_clearinghouse.domain.sharing import Role as ViewerRole
-from preflight_clearinghouse.domain.workflow import FindingState
 from sqlalchemy import bindparam, select
 
 V31 = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"

@@ -23,7 +23,7 @@ from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight_clearinghouse.adapters.events import EventEncoder
 from preflight_clearinghouse.domain import sharing
 from preflight_clearinghouse.domain.events import finding_notice
-from preflight_clearinghouse.domain.findings import (
+from preflight_clearinghouse.domain.findings.finding import (
     AffectedProduct,
     CodeLocation,
     Cvss,
@@ -32,7 +32,7 @@ from preflight_clearinghouse.domain.findings import (
     Origin,
     fingerprint,
 )
-from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
 from preflight_common import bus
 from preflight_common.config import Topics
 from preflight_common.envelope import EventRegistry, decode_record

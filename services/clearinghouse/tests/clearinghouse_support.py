@@ -29,7 +29,7 @@ from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components, build
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.domain.audit import GENESIS, entry_hash
-from preflight_clearinghouse.domain.findings import (
+from preflight_clearinghouse.domain.findings.finding import (
     AffectedProduct,
     CodeLocation,
     Cvss,
@@ -40,10 +40,10 @@ from preflight_clearinghouse.domain.findings import (
     ProductInput,
     fingerprint,
 )
-from preflight_clearinghouse.domain.ports import FindingsUnitOfWork
-from preflight_clearinghouse.domain.reports import SubmissionInfo
+from preflight_clearinghouse.domain.findings.ports import FindingsUnitOfWork
+from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.reviews.reports import SubmissionInfo
 from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
-from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.entrypoints.server import build_grpc_server
 from preflight_common.auth import (
     IdentityServicer,

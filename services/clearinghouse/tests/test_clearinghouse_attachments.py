@@ -40,7 +40,9 @@ from preflight.sdk import AsyncPreflight, InvalidArgument, NotFound, Preflight
 from preflight_clearinghouse.adapters import codec, tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
-from preflight_clearinghouse.domain.attachments import (
+from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied, QuotaExceeded
+from preflight_clearinghouse.domain.errors import NotFound as NotVisible
+from preflight_clearinghouse.domain.findings.attachments import (
     CONTENT_TYPES,
     MAX_ATTACHMENT,
     MAX_BYTES_PER_FINDING,
@@ -48,9 +50,7 @@ from preflight_clearinghouse.domain.attachments import (
     QUOTA,
     AttachmentQuota,
 )
-from preflight_clearinghouse.domain.comments import CommentVisibility
-from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied, QuotaExceeded
-from preflight_clearinghouse.domain.errors import NotFound as NotVisible
+from preflight_clearinghouse.domain.findings.comments import CommentVisibility
 from preflight_clearinghouse.domain.sharing import Viewer
 from preflight_clearinghouse.service_layer.findings import FindingRegistry
 from preflight_common.fields import InvalidArgument as Refused

@@ -24,15 +24,15 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.bootstrap import Components
-from preflight_clearinghouse.domain.case_record import (
+from preflight_clearinghouse.domain.checks import MAX_REASON
+from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied
+from preflight_clearinghouse.domain.findings.case_record import (
     MAX_URL,
     Credit,
     CreditType,
     Reference,
     ReferenceType,
 )
-from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied
-from preflight_clearinghouse.domain.findings import MAX_REASON
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, audience_view, export_view, project
 from preflight_common.fields import string_violations
 from preflight_testkit.rpc import field_violations

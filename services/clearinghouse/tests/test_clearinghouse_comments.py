@@ -31,8 +31,8 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight_clearinghouse.adapters import codec, tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
-from preflight_clearinghouse.domain.comments import MAX_COMMENT, CommentVisibility
 from preflight_clearinghouse.domain.errors import InvalidInput, NotFound, PermissionDenied, RevisionConflict
+from preflight_clearinghouse.domain.findings.comments import MAX_COMMENT, CommentVisibility
 from preflight_clearinghouse.domain.sharing import Viewer
 from preflight_common.fields import InvalidArgument, string_violations
 from preflight_testkit.rpc import field_violations

@@ -24,7 +24,6 @@ from clearinghouse_support import (
     report_input,
     source,
 )
-from preflight_clearinghouse.domain import lifecycle
 from preflight_clearinghouse.domain.audit import (
     GENESIS,
     AuditEntry,
@@ -35,7 +34,8 @@ from preflight_clearinghouse.domain.audit import (
     verify_chain,
 )
 from preflight_clearinghouse.domain.errors import InvalidInput, PreconditionFailed
-from preflight_clearinghouse.domain.findings import (
+from preflight_clearinghouse.domain.findings import lifecycle
+from preflight_clearinghouse.domain.findings.finding import (
     CandidateInput,
     CodeLocation,
     PatchState,
@@ -45,8 +45,9 @@ from preflight_clearinghouse.domain.findings import (
     check_candidate,
     check_report,
 )
-from preflight_clearinghouse.domain.policy import PolicyError, RiskPolicy
-from preflight_clearinghouse.domain.reports import (
+from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.reviews.policy import PolicyError, RiskPolicy
+from preflight_clearinghouse.domain.reviews.reports import (
     JobRecord,
     ReviewState,
     Supersedes,
@@ -66,7 +67,6 @@ from preflight_clearinghouse.domain.sharing import (
     may_see,
     project,
 )
-from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_common import auth
 
 NOW = START + timedelta(days=1)

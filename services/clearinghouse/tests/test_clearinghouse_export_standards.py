@@ -24,7 +24,7 @@ from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
 from preflight_clearinghouse.adapters.exports import osv
 from preflight_clearinghouse.adapters.exports.stix import PURL_EXTENSION
-from preflight_clearinghouse.domain.findings import CandidateInput, CodeLocation
+from preflight_clearinghouse.domain.findings.finding import CandidateInput, CodeLocation
 from stix2validator import ValidationOptions, validate_string
 
 CVSS4_WITH_THREAT = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N/E:P"
@@ -491,8 +491,8 @@ FIRST_EXPORTS = textwrap.dedent(
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from preflight_clearinghouse.adapters.exports.osv import schema_validator
     from preflight_clearinghouse.adapters.signing import ReportSigner
-    from preflight_clearinghouse.domain import cwe
-    from preflight_clearinghouse.domain.exports import ExportFormat
+    from preflight_clearinghouse.domain.findings import cwe
+    from preflight_clearinghouse.domain.findings.exports import ExportFormat
 
     def loaded():
         return {

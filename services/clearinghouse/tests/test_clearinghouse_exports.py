@@ -20,7 +20,7 @@ from preflight_clearinghouse.adapters.exports.osv import export_osv, ranges_of
 from preflight_clearinghouse.adapters.exports.stix import TLP_MARKING_IDS, export_stix
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
-from preflight_clearinghouse.domain.findings import (
+from preflight_clearinghouse.domain.findings.finding import (
     AffectedProduct,
     CodeLocation,
     Cvss,
@@ -29,8 +29,8 @@ from preflight_clearinghouse.domain.findings import (
     ProductInput,
     check_report,
 )
+from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, audience_view
-from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from stix2validator import ValidationOptions, validate_string
 
 NOW = START + timedelta(days=2)

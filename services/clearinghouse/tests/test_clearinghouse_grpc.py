@@ -29,7 +29,7 @@ from preflight.clearinghouse.v1.clearinghouse_pb2_grpc import ClearinghouseServi
 from preflight.common.v1 import common_pb2
 from preflight.sdk.reports import verify_signature
 from preflight_clearinghouse.adapters.signing import ReportSigner
-from preflight_clearinghouse.domain.cwe import _catalog
+from preflight_clearinghouse.domain.findings.cwe import _catalog
 from preflight_common.auth import Principal, Role
 from preflight_testkit.rpc import field_violations
 

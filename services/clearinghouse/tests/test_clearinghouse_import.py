@@ -21,13 +21,13 @@ from preflight.sdk import AsyncPreflight, InvalidArgument, Preflight
 from preflight_clearinghouse.adapters import codec, tables
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
-from preflight_clearinghouse.domain.case_record import CreditType, ReferenceType
-from preflight_clearinghouse.domain.exports import ExportFormat
-from preflight_clearinghouse.domain.findings import AffectedProduct, CvssScore, Finding
-from preflight_clearinghouse.domain.imports import MAX_IMPORT_BYTES
-from preflight_clearinghouse.domain.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.case_record import CreditType, ReferenceType
+from preflight_clearinghouse.domain.findings.exports import ExportFormat
+from preflight_clearinghouse.domain.findings.finding import AffectedProduct, CvssScore, Finding
+from preflight_clearinghouse.domain.findings.imports import MAX_IMPORT_BYTES
+from preflight_clearinghouse.domain.findings.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.workflow import FindingState
 from preflight_clearinghouse.domain.sharing import Tlp
-from preflight_clearinghouse.domain.workflow import FindingState
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_export_standards import REALISTIC, check_csaf_2_0, check_csaf_2_1, check_osv

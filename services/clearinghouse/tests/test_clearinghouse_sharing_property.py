@@ -43,23 +43,28 @@ from preflight_clearinghouse.adapters import codec
 from preflight_clearinghouse.adapters.events import EventEncoder
 from preflight_clearinghouse.adapters.signing import ReportSigner
 from preflight_clearinghouse.bootstrap import Components
-from preflight_clearinghouse.domain.attachments import Attachment
-from preflight_clearinghouse.domain.comments import Comment, CommentVisibility
 from preflight_clearinghouse.domain.errors import NotFound
 from preflight_clearinghouse.domain.events import finding_notice
-from preflight_clearinghouse.domain.exports import ExportFormat
-from preflight_clearinghouse.domain.findings import Finding, FindingSource, PatchState, PatchStatusEntry
-from preflight_clearinghouse.domain.queries import FindingQuery
-from preflight_clearinghouse.domain.reports import SubmissionInfo
-from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
-from preflight_clearinghouse.domain.ssvc import (
+from preflight_clearinghouse.domain.findings.attachments import Attachment
+from preflight_clearinghouse.domain.findings.comments import Comment, CommentVisibility
+from preflight_clearinghouse.domain.findings.exports import ExportFormat
+from preflight_clearinghouse.domain.findings.finding import (
+    Finding,
+    FindingSource,
+    PatchState,
+    PatchStatusEntry,
+)
+from preflight_clearinghouse.domain.findings.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.ssvc import (
     Automatable,
     Exploitation,
     MissionWellBeing,
     SsvcDecision,
     TechnicalImpact,
 )
-from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.reviews.reports import SubmissionInfo
+from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
 from preflight_common.auth import Principal
 from preflight_common.auth import Role as AuthRole
 from preflight_common.bus import KNOWN_SECTORS, SOURCES

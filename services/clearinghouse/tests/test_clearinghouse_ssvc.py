@@ -29,11 +29,10 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.bootstrap import Components
+from preflight_clearinghouse.domain.checks import MAX_REASON
 from preflight_clearinghouse.domain.errors import InvalidInput, PermissionDenied
-from preflight_clearinghouse.domain.findings import MAX_REASON
-from preflight_clearinghouse.domain.queries import FindingQuery
-from preflight_clearinghouse.domain.sharing import Audience, Tlp, audience_view, export_view, project
-from preflight_clearinghouse.domain.ssvc import (
+from preflight_clearinghouse.domain.findings.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.ssvc import (
     Automatable,
     Exploitation,
     MissionWellBeing,
@@ -42,7 +41,8 @@ from preflight_clearinghouse.domain.ssvc import (
     TechnicalImpact,
     decide,
 )
-from preflight_clearinghouse.domain.workflow import FindingState
+from preflight_clearinghouse.domain.findings.workflow import FindingState
+from preflight_clearinghouse.domain.sharing import Audience, Tlp, audience_view, export_view, project
 from preflight_common.fields import string_violations
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select

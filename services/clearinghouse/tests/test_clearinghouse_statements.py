@@ -14,7 +14,7 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import InvalidInput
-from preflight_clearinghouse.domain.findings import PatchState, VexJustification
+from preflight_clearinghouse.domain.findings.finding import PatchState, VexJustification
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 

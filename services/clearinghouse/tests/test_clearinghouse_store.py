@@ -46,11 +46,11 @@ from preflight_clearinghouse.domain.errors import (
     RevisionConflict,
     UnexplainedOutcome,
 )
-from preflight_clearinghouse.domain.findings import LinkKind, PatchState, ProductInput, Severity
-from preflight_clearinghouse.domain.queries import FindingQuery
-from preflight_clearinghouse.domain.reports import SubmissionInfo
+from preflight_clearinghouse.domain.findings.finding import LinkKind, PatchState, ProductInput, Severity
+from preflight_clearinghouse.domain.findings.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.reviews.reports import SubmissionInfo
 from preflight_clearinghouse.domain.sharing import Tlp, Viewer
-from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.entrypoints.agents import Handlers
 from preflight_common.consumer import PoisonEvent
 from preflight_common.db import run_migrations

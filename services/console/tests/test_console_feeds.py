@@ -54,7 +54,7 @@ from clearinghouse_support import (
     store_finding,
 )
 from preflight_clearinghouse.adapters.signing import ReportSigner
-from preflight_clearinghouse.domain.reports import SubmissionInfo
+from preflight_clearinghouse.domain.reviews.reports import SubmissionInfo
 from preflight_clearinghouse.domain.sharing import Audience
 
 pytestmark = pytest.mark.slow  # gpg and its agent as processes, beside the servers on loopback

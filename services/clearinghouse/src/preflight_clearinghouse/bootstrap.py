@@ -27,9 +27,9 @@ from preflight_clearinghouse.adapters.store.base import Database
 from preflight_clearinghouse.adapters.store.findings import SqlFindingsStore
 from preflight_clearinghouse.adapters.store.reviews import SqlReviewsStore
 from preflight_clearinghouse.config import ClearinghouseSettings
-from preflight_clearinghouse.domain.exports import Exporter, ExportFormat
-from preflight_clearinghouse.domain.policy import PolicyError, RiskPolicy
-from preflight_clearinghouse.domain.ports import Signer
+from preflight_clearinghouse.domain.findings.exports import Exporter, ExportFormat
+from preflight_clearinghouse.domain.reviews.policy import PolicyError, RiskPolicy
+from preflight_clearinghouse.domain.reviews.ports import Signer
 from preflight_clearinghouse.service_layer.findings import FindingRegistry
 from preflight_clearinghouse.service_layer.reviews import AuditCheckpoints, ReviewService
 

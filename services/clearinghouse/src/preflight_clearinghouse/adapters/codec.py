@@ -14,13 +14,13 @@ from preflight.clearinghouse.v1 import events_pb2 as events
 from preflight.common.v1 import common_pb2
 from preflight_common.fields import timestamp_field
 
-from preflight_clearinghouse.domain.attachments import Attachment
 from preflight_clearinghouse.domain.audit import SignedCheckpoint
-from preflight_clearinghouse.domain.case_record import CreditType, ReferenceType
-from preflight_clearinghouse.domain.comments import Comment, CommentVisibility
 from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
-from preflight_clearinghouse.domain.exports import ExportFormat
-from preflight_clearinghouse.domain.findings import (
+from preflight_clearinghouse.domain.findings.attachments import Attachment
+from preflight_clearinghouse.domain.findings.case_record import CreditType, ReferenceType
+from preflight_clearinghouse.domain.findings.comments import Comment, CommentVisibility
+from preflight_clearinghouse.domain.findings.exports import ExportFormat
+from preflight_clearinghouse.domain.findings.finding import (
     CandidateInput,
     CodeLocation,
     Finding,
@@ -31,16 +31,8 @@ from preflight_clearinghouse.domain.findings import (
     Severity,
     VexJustification,
 )
-from preflight_clearinghouse.domain.queries import FindingQuery
-from preflight_clearinghouse.domain.reports import (
-    IssuedReport,
-    JobRecord,
-    ReportContent,
-    TaskResult,
-    content_from_body,
-)
-from preflight_clearinghouse.domain.sharing import HistoryEntry, Tlp
-from preflight_clearinghouse.domain.ssvc import (
+from preflight_clearinghouse.domain.findings.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.ssvc import (
     Automatable,
     Exploitation,
     MissionWellBeing,
@@ -48,7 +40,15 @@ from preflight_clearinghouse.domain.ssvc import (
     SsvcPoints,
     TechnicalImpact,
 )
-from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.reviews.reports import (
+    IssuedReport,
+    JobRecord,
+    ReportContent,
+    TaskResult,
+    content_from_body,
+)
+from preflight_clearinghouse.domain.sharing import HistoryEntry, Tlp
 from preflight_clearinghouse.service_layer.reviews import ReportView
 
 E = TypeVar("E", bound=enum.Enum)

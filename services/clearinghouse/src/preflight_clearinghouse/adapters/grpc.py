@@ -35,11 +35,11 @@ from preflight_clearinghouse.domain.errors import (
     QuotaExceeded,
     RevisionConflict,
 )
-from preflight_clearinghouse.domain.exports import ExportDocument, ExportFormat
-from preflight_clearinghouse.domain.findings import Finding
-from preflight_clearinghouse.domain.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.exports import ExportDocument, ExportFormat
+from preflight_clearinghouse.domain.findings.finding import Finding
+from preflight_clearinghouse.domain.findings.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.workflow import REPORT_TRANSITIONS
 from preflight_clearinghouse.domain.sharing import PRIVILEGED, Role, Viewer
-from preflight_clearinghouse.domain.workflow import REPORT_TRANSITIONS
 from preflight_clearinghouse.service_layer.findings import FindingRegistry
 from preflight_clearinghouse.service_layer.reviews import AuditCheckpoints, ReviewService
 

@@ -33,12 +33,12 @@ from typing import Any, Final
 
 from preflight_clearinghouse.adapters.exports.csaf import CREDIT_SUMMARY
 from preflight_clearinghouse.adapters.exports.osv import schema_validator
-from preflight_clearinghouse.domain.aliases import check_aliases
-from preflight_clearinghouse.domain.case_record import CreditType, ReferenceType
 from preflight_clearinghouse.domain.errors import Collector, FieldViolation, InvalidInput
-from preflight_clearinghouse.domain.exports import ExportFormat
-from preflight_clearinghouse.domain.findings import FindingInput, ProductInput
-from preflight_clearinghouse.domain.imports import MAX_IMPORT_BYTES, ImportedDocument, Importer
+from preflight_clearinghouse.domain.findings.aliases import check_aliases
+from preflight_clearinghouse.domain.findings.case_record import CreditType, ReferenceType
+from preflight_clearinghouse.domain.findings.exports import ExportFormat
+from preflight_clearinghouse.domain.findings.finding import FindingInput, ProductInput
+from preflight_clearinghouse.domain.findings.imports import MAX_IMPORT_BYTES, ImportedDocument, Importer
 from preflight_clearinghouse.domain.sharing import Tlp
 
 MAX_REPORTED_ERRORS: Final = 5

@@ -200,7 +200,7 @@ finding_packages = Table(
     "finding_packages",
     metadata,
     Column("finding_id", String(64), ForeignKey("findings.finding_id"), primary_key=True),
-    # The package a purl-named affected product names (`domain.packages.package_of`): the index
+    # The package a purl-named affected product names (`domain.findings.packages.package_of`): the index
     # that answers "which findings affect this package version?" without reading every finding.
     Column("package", String(512), primary_key=True),
     Index("ix_finding_packages_package", "package"),

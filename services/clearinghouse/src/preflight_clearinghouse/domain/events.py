@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from preflight_clearinghouse.domain.audit import SignedCheckpoint
-from preflight_clearinghouse.domain.findings import Finding
-from preflight_clearinghouse.domain.reports import IssuedReport
+from preflight_clearinghouse.domain.findings.finding import Finding
+from preflight_clearinghouse.domain.reviews.reports import IssuedReport
 from preflight_clearinghouse.domain.sharing import audience_view
 
 

@@ -40,10 +40,10 @@ from typing import TYPE_CHECKING
 from preflight_common.bus import KNOWN_SECTORS
 
 if TYPE_CHECKING:
-    from preflight_clearinghouse.domain.attachments import Attachment
     from preflight_clearinghouse.domain.audit import AuditEntry
-    from preflight_clearinghouse.domain.comments import Comment
-    from preflight_clearinghouse.domain.findings import Finding
+    from preflight_clearinghouse.domain.findings.attachments import Attachment
+    from preflight_clearinghouse.domain.findings.comments import Comment
+    from preflight_clearinghouse.domain.findings.finding import Finding
 
 
 class Tlp(enum.Enum):

@@ -30,7 +30,7 @@ from preflight_common.fields import InvalidArgument, timestamp_field
 from preflight_clearinghouse.adapters import codec
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.domain.errors import RefusedEvent, UnexplainedOutcome
-from preflight_clearinghouse.domain.reports import SubmissionInfo
+from preflight_clearinghouse.domain.reviews.reports import SubmissionInfo
 from preflight_clearinghouse.service_layer.reviews import ReviewService
 
 SUBMISSIONS = EventRegistry(

@@ -29,7 +29,7 @@ from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.adapters.grpc import ClearinghouseServicer
 from preflight_clearinghouse.bootstrap import Components, build, signer_from_env
 from preflight_clearinghouse.config import ClearinghouseSettings
-from preflight_clearinghouse.domain.ports import Signer
+from preflight_clearinghouse.domain.reviews.ports import Signer
 from preflight_clearinghouse.entrypoints.agents import routes
 
 log = logging.getLogger(__name__)

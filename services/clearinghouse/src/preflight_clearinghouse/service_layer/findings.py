@@ -21,17 +21,7 @@ from preflight_common.bus import Participants
 from preflight_common.clock import Clock
 from preflight_common.pagetokens import page_tokens
 
-from preflight_clearinghouse.domain import lifecycle
-from preflight_clearinghouse.domain.aliases import check_aliases
-from preflight_clearinghouse.domain.attachments import QUOTA, Attachment, AttachmentQuota, check_attachment
-from preflight_clearinghouse.domain.case_record import (
-    CreditType,
-    ReferenceType,
-    check_credits,
-    check_references,
-)
-from preflight_clearinghouse.domain.checks import MAX_PAGE, page_size_of, require
-from preflight_clearinghouse.domain.comments import Comment, CommentVisibility, check_body, check_visibility
+from preflight_clearinghouse.domain.checks import MAX_PAGE, MAX_REASON, check_text, page_size_of, require
 from preflight_clearinghouse.domain.errors import (
     Collector,
     FieldViolation,
@@ -42,10 +32,29 @@ from preflight_clearinghouse.domain.errors import (
     RevisionConflict,
 )
 from preflight_clearinghouse.domain.events import finding_notice
-from preflight_clearinghouse.domain.exports import ExportDocument, Exporter, ExportFormat
-from preflight_clearinghouse.domain.findings import (
+from preflight_clearinghouse.domain.findings import lifecycle
+from preflight_clearinghouse.domain.findings.aliases import check_aliases
+from preflight_clearinghouse.domain.findings.attachments import (
+    QUOTA,
+    Attachment,
+    AttachmentQuota,
+    check_attachment,
+)
+from preflight_clearinghouse.domain.findings.case_record import (
+    CreditType,
+    ReferenceType,
+    check_credits,
+    check_references,
+)
+from preflight_clearinghouse.domain.findings.comments import (
+    Comment,
+    CommentVisibility,
+    check_body,
+    check_visibility,
+)
+from preflight_clearinghouse.domain.findings.exports import ExportDocument, Exporter, ExportFormat
+from preflight_clearinghouse.domain.findings.finding import (
     MAX_NOTE,
-    MAX_REASON,
     CandidateInput,
     Finding,
     FindingDraft,
@@ -61,18 +70,15 @@ from preflight_clearinghouse.domain.findings import (
     check_candidate,
     check_justification,
     check_report,
-    check_text,
     sharing_key,
 )
-from preflight_clearinghouse.domain.imports import Importer
-from preflight_clearinghouse.domain.packages import affects, package_version
-from preflight_clearinghouse.domain.ports import (
-    FindingsReader,
-    FindingsStore,
-    FindingsUnitOfWork,
-    UnitOfWork,
-)
-from preflight_clearinghouse.domain.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.imports import Importer
+from preflight_clearinghouse.domain.findings.packages import affects, package_version
+from preflight_clearinghouse.domain.findings.ports import FindingsReader, FindingsStore, FindingsUnitOfWork
+from preflight_clearinghouse.domain.findings.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.ssvc import SSVC_FIELDS, SsvcDecision, SsvcPoints, decide
+from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.ports import UnitOfWork
 from preflight_clearinghouse.domain.sharing import (
     PRIVILEGED,
     HistoryEntry,
@@ -87,8 +93,6 @@ from preflight_clearinghouse.domain.sharing import (
     reaches,
     visible,
 )
-from preflight_clearinghouse.domain.ssvc import SSVC_FIELDS, SsvcDecision, SsvcPoints, decide
-from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 
 FINDING_NAMESPACE = uuid.UUID("6f1c9a52-3f0e-4d7e-9a53-2b7f0c1d8e44")
 MAX_BATCH = 2_000
@@ -649,7 +653,7 @@ class FindingRegistry:
         return shown, found[1]
 
     def affecting(self, viewer: Viewer, purl: str, version: str = "") -> list[Finding]:
-        """The findings `viewer` may see that affect a package version (`domain.packages`), oldest
+        """The findings `viewer` may see that affect a package version (`domain.findings.packages`), oldest
         first, at most MAX_PAGE: `purl` names the package and its version, or `version` does.
         InvalidInput naming `purl` or `version` when they name no package version."""
         wanted = package_version(purl, version)
@@ -931,7 +935,7 @@ class FindingRegistry:
     ) -> Finding:
         """Record the caller's SSVC decision for a finding (reviewers and admins): the four decision
         points, each required (InvalidInput naming `exploitation`, `automatable`, `technical_impact`
-        or `mission_well_being`); the outcome is computed from them (`domain.ssvc.decide`)."""
+        or `mission_well_being`); the outcome is computed from them (`domain.findings.ssvc.decide`)."""
         errors = Collector()
         for name, value in zip(SSVC_FIELDS, points, strict=True):
             if value is None:

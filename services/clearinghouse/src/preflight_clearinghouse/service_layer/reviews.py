@@ -37,7 +37,7 @@ from preflight_clearinghouse.domain.audit import (
     verified_checkpoint,
     verify_chain,
 )
-from preflight_clearinghouse.domain.checks import page_size_of, require
+from preflight_clearinghouse.domain.checks import MAX_REASON, check_text, page_size_of, require
 from preflight_clearinghouse.domain.errors import (
     Collector,
     FieldViolation,
@@ -48,16 +48,16 @@ from preflight_clearinghouse.domain.errors import (
     UnexplainedOutcome,
 )
 from preflight_clearinghouse.domain.events import CheckpointSigned, ReportIssued
-from preflight_clearinghouse.domain.findings import MAX_REASON, CandidateInput, check_text
-from preflight_clearinghouse.domain.policy import RiskPolicy
-from preflight_clearinghouse.domain.ports import (
+from preflight_clearinghouse.domain.findings.finding import CandidateInput
+from preflight_clearinghouse.domain.reviews.policy import RiskPolicy
+from preflight_clearinghouse.domain.reviews.ports import (
     FindingsIntake,
     ReviewsReader,
     ReviewsStore,
     ReviewsUnitOfWork,
     Signer,
 )
-from preflight_clearinghouse.domain.reports import (
+from preflight_clearinghouse.domain.reviews.reports import (
     IssuedReport,
     JobRecord,
     NoteRecord,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from preflight_clearinghouse.adapters.exports.osv import schema_validator
-from preflight_clearinghouse.domain.cwe import cwe_catalog_version
+from preflight_clearinghouse.domain.findings.cwe import cwe_catalog_version
 
 
 def load_export_resources() -> None:

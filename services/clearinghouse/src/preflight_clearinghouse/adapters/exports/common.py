@@ -8,7 +8,7 @@ from typing import Any
 
 from packageurl import PackageURL
 
-from preflight_clearinghouse.domain.findings import Finding
+from preflight_clearinghouse.domain.findings.finding import Finding
 from preflight_clearinghouse.domain.sharing import Tlp
 
 ADVISORY_PREFIX = "PREFLIGHT"

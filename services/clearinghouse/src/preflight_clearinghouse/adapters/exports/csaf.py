@@ -52,20 +52,20 @@ from preflight_clearinghouse.adapters.exports.common import (
     rfc3339,
     source_text,
 )
-from preflight_clearinghouse.domain.aliases import alias_system, split_cve
-from preflight_clearinghouse.domain.case_record import CreditType
-from preflight_clearinghouse.domain.cwe import cwe_catalog_version, cwe_name
-from preflight_clearinghouse.domain.exports import ExportDocument
-from preflight_clearinghouse.domain.findings import (
+from preflight_clearinghouse.domain.findings.aliases import alias_system, split_cve
+from preflight_clearinghouse.domain.findings.case_record import CreditType
+from preflight_clearinghouse.domain.findings.cwe import cwe_catalog_version, cwe_name
+from preflight_clearinghouse.domain.findings.exports import ExportDocument
+from preflight_clearinghouse.domain.findings.finding import (
     AffectedProduct,
     CvssScore,
     Finding,
     cpe_fields,
     parse_version_range,
 )
+from preflight_clearinghouse.domain.findings.ssvc import CISA_LEVELS, VALUE_NAMES, SsvcDecision
+from preflight_clearinghouse.domain.findings.workflow import FindingState
 from preflight_clearinghouse.domain.sharing import Tlp
-from preflight_clearinghouse.domain.ssvc import CISA_LEVELS, VALUE_NAMES, SsvcDecision
-from preflight_clearinghouse.domain.workflow import FindingState
 
 MEDIA_TYPE = "application/csaf+json"
 CSAF_2_1_SCHEMA: Final = "https://docs.oasis-open.org/csaf/csaf/v2.1/schema/csaf.json"

@@ -44,9 +44,9 @@ from preflight_clearinghouse.adapters.exports.common import (
     tlp_text,
     without_version,
 )
-from preflight_clearinghouse.domain.case_record import ReferenceType
-from preflight_clearinghouse.domain.exports import ExportDocument
-from preflight_clearinghouse.domain.findings import AffectedProduct, Finding, parse_version_range
+from preflight_clearinghouse.domain.findings.case_record import ReferenceType
+from preflight_clearinghouse.domain.findings.exports import ExportDocument
+from preflight_clearinghouse.domain.findings.finding import AffectedProduct, Finding, parse_version_range
 
 MEDIA_TYPE = "application/json"
 SCHEMA_VERSION = "1.7.5"

@@ -37,9 +37,9 @@ from preflight_clearinghouse.adapters.exports.common import (
     dumps,
     source_text,
 )
-from preflight_clearinghouse.domain.aliases import alias_system
-from preflight_clearinghouse.domain.exports import ExportDocument
-from preflight_clearinghouse.domain.findings import AffectedProduct, Finding, cpe_fields
+from preflight_clearinghouse.domain.findings.aliases import alias_system
+from preflight_clearinghouse.domain.findings.exports import ExportDocument
+from preflight_clearinghouse.domain.findings.finding import AffectedProduct, Finding, cpe_fields
 from preflight_clearinghouse.domain.sharing import Tlp
 
 MEDIA_TYPE = "application/stix+json;version=2.1"

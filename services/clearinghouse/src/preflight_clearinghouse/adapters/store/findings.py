@@ -1,5 +1,5 @@
 """The findings store: findings with their audiences, aliases and package index, patch statuses,
-comments, attachments, and the audit entries about findings (`domain.ports.FindingsStore`)."""
+comments, attachments, and the audit entries about findings (`domain.findings.ports.FindingsStore`)."""
 
 from __future__ import annotations
 
@@ -34,11 +34,11 @@ from preflight_clearinghouse.adapters.store.base import (
     dumps,
     loads,
 )
-from preflight_clearinghouse.domain.attachments import Attachment
 from preflight_clearinghouse.domain.audit import AuditEntry
-from preflight_clearinghouse.domain.case_record import Credit, CreditType, Reference, ReferenceType
-from preflight_clearinghouse.domain.comments import Comment, CommentVisibility
-from preflight_clearinghouse.domain.findings import (
+from preflight_clearinghouse.domain.findings.attachments import Attachment
+from preflight_clearinghouse.domain.findings.case_record import Credit, CreditType, Reference, ReferenceType
+from preflight_clearinghouse.domain.findings.comments import Comment, CommentVisibility
+from preflight_clearinghouse.domain.findings.finding import (
     AffectedProduct,
     CodeLocation,
     Cvss,
@@ -53,18 +53,18 @@ from preflight_clearinghouse.domain.findings import (
     VexJustification,
     sharing_key,
 )
-from preflight_clearinghouse.domain.packages import package_of
-from preflight_clearinghouse.domain.ports import UnitOfWork
-from preflight_clearinghouse.domain.queries import FindingQuery
-from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
-from preflight_clearinghouse.domain.ssvc import (
+from preflight_clearinghouse.domain.findings.packages import package_of
+from preflight_clearinghouse.domain.findings.queries import FindingQuery
+from preflight_clearinghouse.domain.findings.ssvc import (
     Automatable,
     Exploitation,
     MissionWellBeing,
     SsvcDecision,
     TechnicalImpact,
 )
-from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
+from preflight_clearinghouse.domain.ports import UnitOfWork
+from preflight_clearinghouse.domain.sharing import Audience, Role, Tlp, Viewer
 
 _FINDING_COLUMNS = [
     *s.findings.c,
@@ -304,7 +304,7 @@ _ATTACHMENT_METADATA = [c for c in s.finding_attachments.c if c.name != "content
 
 
 class SqlFindingsReader(SqlReader):
-    """`domain.ports.FindingsReader` over one connection."""
+    """`domain.findings.ports.FindingsReader` over one connection."""
 
     # --- comments ---------------------------------------------------------------
 
@@ -526,7 +526,7 @@ def _candidate_condition(viewer: Viewer) -> ColumnElement[bool]:
 
 
 class SqlFindingsUnitOfWork(SqlUnitOfWork, SqlFindingsReader):
-    """`domain.ports.FindingsUnitOfWork` in one write transaction."""
+    """`domain.findings.ports.FindingsUnitOfWork` in one write transaction."""
 
     def insert_findings(self, findings: Sequence[Finding], request_id: str = "") -> None:
         """Insert new findings (one statement for the batch) with their audience, packages and
@@ -626,7 +626,7 @@ class SqlFindingsUnitOfWork(SqlUnitOfWork, SqlFindingsReader):
 
 
 class SqlFindingsStore:
-    """`domain.ports.FindingsStore` on the clearinghouse's database."""
+    """`domain.findings.ports.FindingsStore` on the clearinghouse's database."""
 
     def __init__(self, database: Database) -> None:
         self._database = database

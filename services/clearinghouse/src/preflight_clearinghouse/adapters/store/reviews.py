@@ -1,6 +1,6 @@
 """The reviews store: submissions, planned jobs, plan ends, withdrawals, reports with their notes
 and sign-offs, signing keys, the applied event ids and the audit chain as a whole
-(`domain.ports.ReviewsStore`)."""
+(`domain.reviews.ports.ReviewsStore`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from preflight_clearinghouse.adapters.store.base import (
     loads,
 )
 from preflight_clearinghouse.domain.audit import AuditEntry
-from preflight_clearinghouse.domain.reports import (
+from preflight_clearinghouse.domain.reviews.reports import (
     IssuedReport,
     JobRecord,
     NoteRecord,
@@ -72,7 +72,7 @@ def _report_from_row(row: Row[Any]) -> ReportRecord:
 
 
 class SqlReviewsReader(SqlReader):
-    """`domain.ports.ReviewsReader` over one connection."""
+    """`domain.reviews.ports.ReviewsReader` over one connection."""
 
     def audit_entries(self) -> Iterator[AuditEntry]:
         rows = self.conn.execution_options(yield_per=1000).execute(
@@ -167,7 +167,7 @@ class SqlReviewsReader(SqlReader):
 
 
 class SqlReviewsUnitOfWork(SqlUnitOfWork, SqlReviewsReader):
-    """`domain.ports.ReviewsUnitOfWork` in one write transaction."""
+    """`domain.reviews.ports.ReviewsUnitOfWork` in one write transaction."""
 
     def claim(self, consumer: str, event_id: str) -> bool:
         return claim_event(self.conn, s.processed_events, consumer, event_id)
@@ -249,7 +249,7 @@ class SqlReviewsUnitOfWork(SqlUnitOfWork, SqlReviewsReader):
 
 
 class SqlReviewsStore:
-    """`domain.ports.ReviewsStore` on the clearinghouse's database."""
+    """`domain.reviews.ports.ReviewsStore` on the clearinghouse's database."""
 
     def __init__(self, database: Database) -> None:
         self._database = database

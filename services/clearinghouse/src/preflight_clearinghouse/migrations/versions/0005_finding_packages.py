@@ -12,7 +12,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-from preflight_clearinghouse.domain.packages import package_of
+from preflight_clearinghouse.domain.findings.packages import package_of
 
 revision = "0005"
 down_revision = "0004"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from packageurl import PackageURL
 
 from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
-from preflight_clearinghouse.domain.findings import AffectedProduct, parse_version_range
+from preflight_clearinghouse.domain.findings.finding import AffectedProduct, parse_version_range
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from typing import Final
 
 from preflight_common.fields import ATTACHMENT_LIMIT
 
-from preflight_clearinghouse.domain.comments import CommentVisibility
 from preflight_clearinghouse.domain.errors import Collector
+from preflight_clearinghouse.domain.findings.comments import CommentVisibility
 
 MAX_ATTACHMENT: Final = ATTACHMENT_LIMIT
 """Bytes of one attachment (3 MiB): with its request, under gRPC's default 4 MiB message limit."""

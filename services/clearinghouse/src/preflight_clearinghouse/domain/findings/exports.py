@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from preflight_clearinghouse.domain.findings import Finding
+from preflight_clearinghouse.domain.findings.finding import Finding
 
 
 class ExportFormat(enum.Enum):

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from preflight_clearinghouse.domain.audit import Checkpoint
 from preflight_clearinghouse.domain.canonical import canonical_json
-from preflight_clearinghouse.domain.policy import RiskPolicy
+from preflight_clearinghouse.domain.reviews.policy import RiskPolicy
 
 REPORT_SCHEMA = "preflight.review-report/2"
 """The `schema` of a signed report body (version 1 named neither the organisation, the superseded

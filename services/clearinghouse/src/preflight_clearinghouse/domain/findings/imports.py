@@ -9,8 +9,8 @@ from typing import Final
 
 from preflight_common.fields import IMPORTED_DOCUMENT_LIMIT
 
-from preflight_clearinghouse.domain.case_record import CreditType, ReferenceType
-from preflight_clearinghouse.domain.findings import FindingInput
+from preflight_clearinghouse.domain.findings.case_record import CreditType, ReferenceType
+from preflight_clearinghouse.domain.findings.finding import FindingInput
 
 MAX_IMPORT_BYTES: Final = IMPORTED_DOCUMENT_LIMIT
 """The largest document ImportFinding reads (bytes of UTF-8 JSON; the gRPC guard's bound too)."""

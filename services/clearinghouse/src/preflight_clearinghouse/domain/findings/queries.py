@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from preflight_clearinghouse.domain.findings import Finding, LinkKind, Severity
-from preflight_clearinghouse.domain.workflow import FindingState
+from preflight_clearinghouse.domain.findings.finding import Finding, LinkKind, Severity
+from preflight_clearinghouse.domain.findings.workflow import FindingState
 
 
 @dataclass(frozen=True)
@@ -19,7 +19,7 @@ class FindingQuery:
     since: datetime | None = None
     assignee: str = ""
     """Only findings assigned to this reviewer principal (a filter for reviewers and admins only:
-    `service_layer.registry` refuses it to anyone else, whom assignees are not shown)."""
+    `service_layer.findings` refuses it to anyone else, whom assignees are not shown)."""
 
     def matches(self, finding: Finding) -> bool:
         """The same test the store's list query makes, for findings already in hand (streams)."""

@@ -12,7 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 
 from preflight_clearinghouse.domain.errors import Collector, FieldViolation, InvalidInput, PreconditionFailed
-from preflight_clearinghouse.domain.findings import (
+from preflight_clearinghouse.domain.findings.finding import (
     Cvss,
     Finding,
     FindingLink,
@@ -23,8 +23,7 @@ from preflight_clearinghouse.domain.findings import (
     fingerprint,
     score_cvss,
 )
-from preflight_clearinghouse.domain.sharing import Tlp
-from preflight_clearinghouse.domain.workflow import (
+from preflight_clearinghouse.domain.findings.workflow import (
     EMBARGO_TRANSITIONS,
     REPORT_TRANSITIONS,
     EmbargoState,
@@ -32,6 +31,7 @@ from preflight_clearinghouse.domain.workflow import (
     embargo_transition_allowed,
     report_transition_allowed,
 )
+from preflight_clearinghouse.domain.sharing import Tlp
 
 NO_EMBARGO_AFTER: frozenset[FindingState] = frozenset(
     {FindingState.INVALID, FindingState.DISCLOSED, FindingState.CLOSED}

@@ -36,12 +36,13 @@ from preflight.sdk.naming import NAME_RULE, is_valid_name
 from preflight_common.bus import KNOWN_SECTORS
 from univers.version_range import RANGE_CLASS_BY_SCHEMES, VersionRange
 
-from preflight_clearinghouse.domain.case_record import Credit, Reference
-from preflight_clearinghouse.domain.cwe import cwe_problem, normalise_cwe_id
+from preflight_clearinghouse.domain.checks import check_text
 from preflight_clearinghouse.domain.errors import Collector
+from preflight_clearinghouse.domain.findings.case_record import Credit, Reference
+from preflight_clearinghouse.domain.findings.cwe import cwe_problem, normalise_cwe_id
+from preflight_clearinghouse.domain.findings.ssvc import SsvcDecision
+from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.domain.sharing import Audience, Tlp
-from preflight_clearinghouse.domain.ssvc import SsvcDecision
-from preflight_clearinghouse.domain.workflow import EmbargoState, FindingState
 
 MAX_TITLE = 300
 MAX_DESCRIPTION = 20_000
@@ -53,7 +54,6 @@ MAX_FILE = 1_000
 MAX_FUNCTION = 300
 MAX_LINE = 10_000_000
 MAX_REQUEST_ID = 200
-MAX_REASON = 2_000
 MAX_NOTE = 2_000
 
 # CPE 2.3 formatted string binding (NISTIR 7695, as in the NVD CPE dictionary schema).
@@ -625,18 +625,6 @@ def check_audience(
         else:
             secs.add(value)
     return Audience(frozenset(orgs), frozenset(secs))
-
-
-def check_text(value: str, field_name: str, limit: int, errors: Collector, *, required: bool) -> str:
-    """Trimmed text within `limit` characters; required text must not be blank."""
-    text = value.strip()
-    if required and not text:
-        errors.add(field_name, "is required")
-    elif len(text) > limit:
-        errors.add(field_name, f"at most {limit} characters")
-    elif "\x00" in text:
-        errors.add(field_name, "must not contain NUL characters")
-    return text
 
 
 def check_future(moment: datetime | None, field_name: str, now: datetime, errors: Collector) -> None:

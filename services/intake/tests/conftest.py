@@ -1,9 +1,8 @@
-"""Intake's fixtures (preflight_testkit.intake)."""
+"""Intake's fixtures (preflight_testkit.intake) and `eventually` (preflight_testkit.waiting)."""
 
 from preflight_testkit.intake import (
     clearinghouse_stand_in,
     credential,
-    eventually,
     intake,
     intake_factory,
     intake_processes,
@@ -12,11 +11,12 @@ from preflight_testkit.intake import (
     timestamp,
     topics,
 )
+from preflight_testkit.waiting import eventually_fixture
 
 __all__ = [
     "clearinghouse_stand_in",
     "credential",
-    "eventually",
+    "eventually_fixture",
     "intake",
     "intake_factory",
     "intake_processes",

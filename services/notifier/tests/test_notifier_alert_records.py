@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from notifier_support import START, ManualClock, apply, finding_notice
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.notifier.v1 import events_pb2, notifier_pb2
 from preflight_common.bus import Organisation, Participants
@@ -18,8 +17,7 @@ from preflight_notifier.bootstrap import Components
 from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.model import AlertKind, Audience, Contact, Severity, Tlp
 from preflight_notifier.service_layer.alerting import AlertSink
-
-from conftest import Api
+from preflight_testkit.notifier import START, Api, ManualClock, apply, finding_notice
 
 TOPICS = Topics(alerts_prefix="alerts")
 PARTICIPANTS = Participants(

@@ -4,49 +4,25 @@ silences, the alert stream, and field-naming INVALID_ARGUMENT errors."""
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
-from pathlib import Path
 
 import grpc
 import pytest
-from conftest import Api
-from notifier_support import START, ManualClock, apply, finding_notice, rows, submission_received
-from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
-from preflight.common.v1 import common_pb2
 from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight.notifier.v1 import notifier_pb2
 from preflight_notifier.adapters.codec import timestamp
 from preflight_notifier.bootstrap import Components
+from preflight_testkit.notifier import (
+    DAY,
+    START,
+    Api,
+    ManualClock,
+    alerts_fired,  # noqa: F401 - a fixture
+    matcher,
+    publish_findings,
+    rows,
+    sqlite_db_url,  # noqa: F401 - the `db_url` fixture, on SQLite only
+)
 from preflight_testkit.rpc import field_violations
-
-DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    """The API's checks do not depend on the database engine: SQLite only, to keep the suite short."""
-    return f"sqlite:///{tmp_path / 'notifier.db'}"
-
-
-def publish_findings(notifier: Components) -> None:
-    """f-1: bank-a by name (AMBER); f-2: the finance sector but RED; f-3: the finance sector (GREEN)."""
-    for finding_id, organisations, sectors, tlp in (
-        ("f-1", ("bank-a",), (), common_pb2.TLP_AMBER),
-        ("f-2", (), ("finance",), common_pb2.TLP_RED),
-        ("f-3", (), ("finance",), common_pb2.TLP_GREEN),
-    ):
-        notice = finding_notice(
-            finding_id, embargo_end=START + 4 * DAY, organisations=organisations, sectors=sectors, tlp=tlp
-        )
-        apply(notifier, clearinghouse_events.FindingPublished(finding=notice))
-
-
-@pytest.fixture
-def alerts_fired(notifier: Components, clock: ManualClock) -> None:
-    apply(notifier, submission_received("sub-1", START + 8 * DAY))
-    publish_findings(notifier)
-    clock.set(START + DAY)
-    notifier.scheduler.run_pass()
 
 
 async def visible(api: Api, who: str, **filters: object) -> list[str]:
@@ -136,10 +112,6 @@ async def test_acknowledgements_belong_to_the_callers_organisation(api: Api, not
             await api.stub.AcknowledgeAlert(request, metadata=api.auth(who))
         assert refused.value.code() is code
     assert len(rows(notifier, "SELECT * FROM acknowledgements")) == 1
-
-
-def matcher(label: str, value: str, op: int = notifier_pb2.MATCH_OPERATOR_EQUAL) -> notifier_pb2.Matcher:
-    return notifier_pb2.Matcher(label=label, operator=op, value=value)  # type: ignore[arg-type]
 
 
 async def test_silences_are_scoped_validated_and_suppress_deliveries_until_expired(

@@ -10,18 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Api
 from kafka import KafkaConsumer, TopicPartition
-from notifier_support import (
-    START,
-    ManualClock,
-    SmtpServer,
-    WebhookReceiver,
-    apply,
-    finding_notice,
-    loopback_settings,
-    submission_received,
-)
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.notifier.v1 import events_pb2, notifier_pb2
 from preflight_common import bus
@@ -33,6 +22,17 @@ from preflight_notifier.adapters import tables
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.config import NotifierSettings
 from preflight_testkit.fixtures import TopicFactory
+from preflight_testkit.notifier import (
+    START,
+    Api,
+    ManualClock,
+    SmtpServer,
+    WebhookReceiver,
+    apply,
+    finding_notice,
+    loopback_settings,
+    submission_received,
+)
 
 PARTICIPANTS = bus.Participants(
     (

@@ -9,15 +9,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from notifier_support import (
-    START,
-    ManualClock,
-    apply,
-    finding_notice,
-    release_moved,
-    rows,
-    submission_received,
-)
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.notifier.v1 import events_pb2 as notifier_events
@@ -27,6 +18,15 @@ from preflight_notifier.bootstrap import Components
 from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.model import AlertKind, BadEvent
 from preflight_notifier.domain.schedule import alert_id
+from preflight_testkit.notifier import (
+    START,
+    ManualClock,
+    apply,
+    finding_notice,
+    release_moved,
+    rows,
+    submission_received,
+)
 from sqlalchemy import event
 
 DAY = timedelta(days=1)

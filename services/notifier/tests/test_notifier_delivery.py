@@ -17,7 +17,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from notifier_support import (
+from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
+from preflight.common.v1 import common_pb2
+from preflight_notifier.adapters import store
+from preflight_notifier.adapters.email import EmailSender, SmtpSettings
+from preflight_notifier.bootstrap import Components
+from preflight_notifier.domain.delivery import ClaimedDelivery, Result, verify_signature
+from preflight_notifier.domain.matchers import Matcher
+from preflight_notifier.domain.silences import Silence
+from preflight_testkit.notifier import (
     START,
     WEBHOOK_SECRET,
     MailHandler,
@@ -29,14 +37,6 @@ from notifier_support import (
     rows,
     submission_received,
 )
-from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
-from preflight.common.v1 import common_pb2
-from preflight_notifier.adapters import store
-from preflight_notifier.adapters.email import EmailSender, SmtpSettings
-from preflight_notifier.bootstrap import Components
-from preflight_notifier.domain.delivery import ClaimedDelivery, Result, verify_signature
-from preflight_notifier.domain.matchers import Matcher
-from preflight_notifier.domain.silences import Silence
 
 DAY = timedelta(days=1)
 

@@ -15,9 +15,7 @@ from typing import Any
 
 import grpc
 import pytest
-from conftest import Api
 from google.protobuf.timestamp_pb2 import Timestamp
-from notifier_support import START
 from preflight.notifier.v1 import notifier_pb2
 from preflight_common.config import ConfigError
 from preflight_common.fields import MATCHER_LIMIT
@@ -27,6 +25,7 @@ from preflight_notifier.adapters.routing_file import parse_routing
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.domain import matchers
 from preflight_notifier.domain.matchers import Matcher, MatchOp
+from preflight_testkit.notifier import START, Api
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import insert
 

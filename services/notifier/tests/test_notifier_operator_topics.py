@@ -17,10 +17,8 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka import errors as aiokafka_errors
-from conftest import SmtpServer
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka import errors as kafka_errors
-from notifier_support import START, ManualClock, apply, finding_notice, loopback_settings
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.common.v1 import common_pb2
 from preflight.sdk import aio, cli
@@ -35,6 +33,14 @@ from preflight_notifier.adapters import tables
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.config import NotifierSettings
 from preflight_testkit.fixtures import PrincipalFactory, TopicFactory
+from preflight_testkit.notifier import (
+    START,
+    ManualClock,
+    SmtpServer,
+    apply,
+    finding_notice,
+    loopback_settings,
+)
 
 BANK = bus.Organisation("bank-a", ("finance",))
 AQUA = bus.Organisation("aqua-co", ("water",))

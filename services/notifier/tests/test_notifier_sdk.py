@@ -7,8 +7,6 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-import test_notifier_api
-from notifier_support import START, ManualClock, apply, finding_notice
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.common.v1 import common_pb2
 from preflight.notifier.v1 import events_pb2 as notifier_events
@@ -16,14 +14,20 @@ from preflight.notifier.v1 import notifier_pb2
 from preflight.sdk import AsyncPreflight, InvalidArgument, NotFound, PermissionDenied
 from preflight.sdk.aio import AsyncNotifierClient
 from preflight_notifier.bootstrap import Components
-from test_notifier_api import DAY, matcher, publish_findings
-
-from conftest import Api
+from preflight_testkit.notifier import (
+    DAY,
+    START,
+    Api,
+    ManualClock,
+    alerts_fired,  # noqa: F401 - a fixture
+    apply,
+    finding_notice,
+    matcher,
+    publish_findings,
+    sqlite_db_url,  # noqa: F401 - the `db_url` fixture, on SQLite only
+)
 
 Connect = Callable[[str], AsyncNotifierClient]
-# The API tests' fixtures: alerts already fired, and SQLite only.
-alerts_fired = test_notifier_api.alerts_fired
-db_url = test_notifier_api.db_url
 
 
 @pytest.fixture

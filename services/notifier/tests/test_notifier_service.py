@@ -22,7 +22,6 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from kafka import KafkaConsumer
-from notifier_support import finding_notice, submission_received
 from preflight.clearinghouse.v1.events_pb2 import FindingPublished
 from preflight.common.v1 import common_pb2
 from preflight.notifier.v1 import events_pb2 as notifier_events
@@ -39,6 +38,7 @@ from preflight_notifier.config import NotifierSettings
 from preflight_notifier.entrypoints import cli, server
 from preflight_testkit.clients import dead_letter_reasons
 from preflight_testkit.fixtures import PrincipalFactory
+from preflight_testkit.notifier import finding_notice, submission_received
 from preflight_testkit.tls import TestAuthority
 from sqlalchemy import Engine, select
 

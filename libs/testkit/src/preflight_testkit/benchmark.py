@@ -28,7 +28,6 @@ import asyncio
 import concurrent.futures
 import secrets
 import threading
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable, Iterator
 from contextlib import contextmanager
@@ -41,7 +40,6 @@ import grpc
 import pytest
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from kafka import KafkaConsumer
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc, events_pb2
 from preflight.identity.v1 import identity_pb2_grpc
@@ -83,6 +81,8 @@ from sqlalchemy import MetaData
 
 from preflight_testkit.checkout import repository
 from preflight_testkit.clients import create_principal, service_grants_as
+from preflight_testkit.clock import ts
+from preflight_testkit.waiting import wait_until as wait_until
 
 if TYPE_CHECKING:
     from inspect_ai.log import EvalLog
@@ -98,18 +98,6 @@ BENCHMARK_EVENTS = EventRegistry(
         events_pb2.BenchmarkPlanEnded,
     ]
 )
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.1) -> T:
-    """Poll `predicate` until it returns something truthy; TimeoutError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 class LoopThread:
@@ -297,12 +285,6 @@ class EventTap:
         self._consumer.close()
 
 
-def timestamp(moment: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(moment)
-    return ts
-
-
 def submission(
     *,
     base_url: str,
@@ -324,11 +306,11 @@ def submission(
             )
         ),
         access_window=submission_pb2.AccessWindow(
-            start=timestamp(start or now - timedelta(minutes=1)),
-            end=timestamp(end or now + timedelta(days=7)),
+            start=ts(start or now - timedelta(minutes=1)),
+            end=ts(end or now + timedelta(days=7)),
         ),
-        received_at=timestamp(now),
-        planned_release=timestamp(now + timedelta(days=30)),
+        received_at=ts(now),
+        planned_release=ts(now + timedelta(days=30)),
     )
 
 

@@ -6,8 +6,8 @@ mocked.
 
 Fixtures, taken in by name by services/intake/tests/conftest.py: `clearinghouse_stand_in`
 (session), `intake` (one server a test module shares), `intake_factory`, `intake_settings`,
-`intake_processes`, `topics` (a `TopicReader` as the broker's administrator), `eventually`,
-`make_request`, `timestamp`, `credential`.
+`intake_processes`, `topics` (a `TopicReader` as the broker's administrator), `make_request`,
+`timestamp`, `credential`; and `eventually` (preflight_testkit.waiting).
 """
 
 from __future__ import annotations
@@ -52,6 +52,8 @@ from preflight_intake.entrypoints.server import serve
 from sqlalchemy import Engine, func, select
 
 from preflight_testkit.clients import create_principal, service_grants_as
+from preflight_testkit.clock import ts
+from preflight_testkit.waiting import wait_until as wait_until
 
 KEY_ID = "ed25519-stand-in"
 
@@ -140,12 +142,6 @@ class ClearinghouseStandIn:
 
 
 CREDENTIAL = "sk-live-7f3a9c2e-THIS-IS-THE-LAB-SECRET-0b1d"
-
-
-def ts(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def valid_request(organisation: str = "lab-a", **overrides: Any) -> intake_pb2.SubmitModelRequest:
@@ -475,19 +471,6 @@ class TopicReader:
 def topics(kafka_settings: KafkaSettings) -> TopicReader:
     """Reads topics as the broker's administrator."""
     return TopicReader(kafka_settings)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 60, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} not reached within {timeout}s"
-        time.sleep(0.1)
-
-
-@pytest.fixture
-def eventually() -> Callable[..., None]:
-    """`eventually(condition, timeout=60, what="...")`: poll until true, failing at the deadline."""
-    return wait_until
 
 
 @pytest.fixture

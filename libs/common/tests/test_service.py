@@ -13,10 +13,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from preflight_common.auth import Principal, Role
 from preflight_common.config import KafkaSettings, Topics
+from preflight_common.consumer import Route
 from preflight_common.db import make_engine
+from preflight_common.envelope import EventAttributes, EventRegistry
 from preflight_common.grpcserver import ServerTLS
 from preflight_common.outbox import outbox_table
 from preflight_common.runtime import SHUTDOWN_SLACK
@@ -49,9 +52,11 @@ class Anyone:
 
 
 class Toy:
-    """The toy's one method, `Hold`, answers once `release` is set; `held` is set while a call waits."""
+    """The toy's one method, `Hold`, answers once `release` is set; `held` is set while a call waits.
+    It consumes `topic` (nothing is published there: its handler is never called)."""
 
-    def __init__(self) -> None:
+    def __init__(self, topic: str) -> None:
+        self.topic = topic
         self.held = asyncio.Event()
         self.release = asyncio.Event()
         self.closed: list[str] = []
@@ -90,13 +95,22 @@ class Toy:
                 authenticator=Anyone(),
                 engine=engine,
                 outbox=outbox,
-                routes=(),
+                routes=[Route(self.topic, EventRegistry([]), ignore)],
                 loops=loops,
                 background=background,
                 closing=[close],
             )
 
         return Service("notifier", settings, build)
+
+
+async def ignore(attributes: EventAttributes, payload: Message) -> None:
+    raise AssertionError("the toy's topic carries no events")
+
+
+@pytest.fixture
+def toy(unique_topic: Callable[..., str]) -> Toy:
+    return Toy(unique_topic("toy"))
 
 
 @asynccontextmanager
@@ -127,10 +141,10 @@ async def eventually(condition: Callable[[], bool], what: str) -> None:
 
 
 async def test_health_serves_once_started_and_turns_not_serving_while_calls_drain(
-    kafka_settings: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    toy: Toy, kafka_settings: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="preflight_common")
-    toy, stop = Toy(), asyncio.Event()
+    stop = asyncio.Event()
     service = toy.service(tmp_path, ToySettings(kafka_settings, shutdown_grace=60.0))
     async with serving(service, stop) as (running, target), grpc.aio.insecure_channel(target) as channel:
         assert await health_of(channel, "") == SERVING
@@ -155,9 +169,9 @@ async def test_health_serves_once_started_and_turns_not_serving_while_calls_drai
 
 
 async def test_a_call_still_running_after_the_grace_is_cut_off_and_the_process_stops_within_budget(
-    kafka_settings: KafkaSettings, tmp_path: Path
+    toy: Toy, kafka_settings: KafkaSettings, tmp_path: Path
 ) -> None:
-    toy, stop = Toy(), asyncio.Event()
+    stop = asyncio.Event()
     grace = 1.0
     service = toy.service(tmp_path, ToySettings(kafka_settings, shutdown_grace=grace))
     async with serving(service, stop) as (running, target), grpc.aio.insecure_channel(target) as channel:
@@ -173,7 +187,7 @@ async def test_a_call_still_running_after_the_grace_is_cut_off_and_the_process_s
 
 
 async def test_a_failing_round_of_a_loop_is_logged_and_the_loop_goes_on(
-    kafka_settings: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    toy: Toy, kafka_settings: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     rounds: list[int] = []
 
@@ -181,7 +195,7 @@ async def test_a_failing_round_of_a_loop_is_logged_and_the_loop_goes_on(
         rounds.append(len(rounds))
         raise RuntimeError("database unavailable")
 
-    toy, stop = Toy(), asyncio.Event()
+    stop = asyncio.Event()
     service = toy.service(
         tmp_path, ToySettings(kafka_settings, shutdown_grace=5.0), loops=[Loop("flaky work", 0.2, flaky)]
     )
@@ -194,9 +208,9 @@ async def test_a_failing_round_of_a_loop_is_logged_and_the_loop_goes_on(
 
 
 async def test_a_background_part_that_dies_takes_the_process_down_after_draining(
-    kafka_settings: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    toy: Toy, kafka_settings: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    toy, stop = Toy(), asyncio.Event()
+    stop = asyncio.Event()
     doomed = asyncio.Event()
 
     async def fragile(halt: asyncio.Event, liveness: object) -> None:

@@ -807,7 +807,6 @@ class FindingRegistry:
         self,
         viewer: Viewer,
         finding_id: str,
-        *,
         cvss_v3_vector: str,
         cvss_v4_vector: str,
         cwe_ids: Sequence[str],

@@ -19,8 +19,7 @@ import pytest
 import yaml
 from preflight.sdk import Preflight, load_profile
 from preflight.sdk.cli import main
-
-from .conftest import ROOT, RunningStack, submission_request, wait_until
+from preflight_testkit.stack import ROOT, RunningStack, submission_request, wait_until
 
 pytestmark = pytest.mark.slow
 

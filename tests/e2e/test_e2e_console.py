@@ -25,8 +25,13 @@ import pytest
 from preflight.identity.v1 import identity_pb2
 from preflight.sdk import Client, Preflight
 from preflight_testkit.axe import wcag_violations
-
-from .conftest import RunningStack, start_stack, submission_request, wait_report_ready, wait_until
+from preflight_testkit.stack import (
+    RunningStack,
+    start_stack,
+    submission_request,
+    wait_report_ready,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,14 @@ from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.sdk import Client
-
-from .conftest import RunningStack, start_stack, submit, topic_events, wait_report_ready, wait_until
+from preflight_testkit.stack import (
+    RunningStack,
+    start_stack,
+    submit,
+    topic_events,
+    wait_report_ready,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 SERVICES = ("intake", "benchmark", "clearinghouse", "notifier")

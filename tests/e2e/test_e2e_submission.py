@@ -8,8 +8,7 @@ import pytest
 from preflight.intake.v1 import intake_pb2
 from preflight.sdk import Client, Preflight, load_profile
 from preflight_clearinghouse.bootstrap import load_policy
-
-from .conftest import RunningStack, submission_request, wait_until
+from preflight_testkit.stack import RunningStack, submission_request, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 from preflight.sdk import Client
-
-from .conftest import RunningStack, start_stack, submit, wait_report_ready, wait_until
+from preflight_testkit.stack import RunningStack, start_stack, submit, wait_report_ready, wait_until
 
 pytestmark = pytest.mark.slow
 SERVICES = ("intake", "benchmark", "clearinghouse", "notifier")

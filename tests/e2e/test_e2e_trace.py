@@ -14,8 +14,7 @@ import pytest
 from preflight.intake.v1 import intake_pb2
 from preflight.sdk import Client
 from preflight_common.telemetry import SUBMISSION_ID
-
-from .conftest import RunningStack, submission_request, wait_until
+from preflight_testkit.stack import RunningStack, submission_request, wait_until
 
 pytestmark = pytest.mark.slow
 

@@ -1,7 +1,7 @@
 """Dispatchers against a real Kubernetes API server: one leader, and Jobs deleted by someone else.
 
 The `k8s_cluster` fixture runs etcd, kube-apiserver and kwok on loopback (see
-tests/deploy/k8s_cluster.py). Worker pods carry `preflight.test/kwok-hold`, so
+preflight_testkit.k8s). Worker pods carry `preflight.test/kwok-hold`, so
 they stay Running until the test ends or deletes them. Each dispatcher talks to
 the API server through its own client, whose user agent names the replica: the
 API server records it as the field manager of every Job that replica created.

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 from preflight_common.auth import Principal, Role
-
-from .conftest import SignedIn
+from preflight_testkit.console import SignedIn
 
 LAB = Principal("lab@lab-a", Role.LAB, "lab-a")
 OPERATOR = Principal("ops@hospital", Role.OPERATOR, "hospital")

@@ -26,11 +26,10 @@ from preflight_common.ports import free_port
 from preflight_console.config import OidcSettings, Settings
 from preflight_console.entrypoints.web import SESSION_COOKIE, Console, build_app
 from preflight_testkit.axe import wcag_violations
+from preflight_testkit.console import sign_in_with_token
 from preflight_testkit.oidc import RunningProvider, openid_provider
 from preflight_testkit.rpc import introspect
 from starlette.testclient import TestClient
-
-from .conftest import sign_in_with_token
 
 pytestmark = pytest.mark.slow  # an OpenID provider, intake and the console as processes
 

@@ -9,9 +9,8 @@ from pathlib import Path
 from preflight_common.auth import Principal, Role
 from preflight_console.config import Settings
 from preflight_console.entrypoints.web import SESSION_COOKIE, Console, build_app
+from preflight_testkit.console import BASE
 from starlette.testclient import TestClient
-
-from .conftest import BASE
 
 LAB = Principal("lab@lab-a", Role.LAB, "lab-a")
 

@@ -8,9 +8,8 @@ import re
 from preflight_common.auth import Principal, Role
 from preflight_console.config import Settings
 from preflight_console.entrypoints.web import build_app
+from preflight_testkit.console import BASE, SignedIn
 from starlette.testclient import TestClient
-
-from .conftest import BASE, SignedIn
 
 LAB = Principal("lab@lab-a", Role.LAB, "lab-a")
 

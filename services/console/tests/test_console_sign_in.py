@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from preflight_console.config import Settings
 from preflight_console.entrypoints.web import build_app
+from preflight_testkit.console import sign_in_with_token
 from starlette.testclient import TestClient
-
-from .conftest import sign_in_with_token
 
 
 @pytest.mark.parametrize("token", ["pft_caf\u00e9", "pft_a\x01b"])

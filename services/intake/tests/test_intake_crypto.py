@@ -6,7 +6,8 @@ import base64
 import os
 
 import pytest
-from preflight_intake.adapters.crypto import DecryptionError, KeyConfigError, Keyring, Sealed, new_key_entry
+from preflight_intake.adapters.crypto import DecryptionError, KeyConfigError, Keyring, new_key_entry
+from preflight_intake.domain.ports import Sealed
 
 
 def test_sealed_secret_opens_only_with_its_submission_id() -> None:

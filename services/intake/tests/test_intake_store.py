@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -65,8 +66,8 @@ def world(db_url: str) -> Iterator[World]:
 
 
 def submit(world: World, request: intake_pb2.SubmitModelRequest, caller: Caller = LAB_A) -> Any:
-    submission, _ = world.intake.submit(
-        caller, codec.submission_draft(request), codec.request_digest(request)
+    submission, _ = asyncio.run(
+        world.intake.submit(caller, codec.submission_draft(request), codec.request_digest(request))
     )
     return submission
 
@@ -101,7 +102,7 @@ def test_when_the_event_cannot_be_queued_nothing_is_stored(
     intake = Intake(store, WindowPolicy())
     request = make_request()
     with pytest.raises(RuntimeError):
-        intake.submit(LAB_A, codec.submission_draft(request), codec.request_digest(request))
+        asyncio.run(intake.submit(LAB_A, codec.submission_draft(request), codec.request_digest(request)))
     with engine.connect() as conn:
         for table in (tables.submissions, tables.credentials, tables.status_history, tables.outbox):
             assert conn.execute(select(func.count()).select_from(table)).scalar_one() == 0
@@ -131,7 +132,9 @@ def test_same_key_same_request_returns_the_first_submission_even_when_racing(
 
     def call() -> None:
         results.append(
-            world.intake.submit(LAB_A, codec.submission_draft(request), codec.request_digest(request))
+            asyncio.run(
+                world.intake.submit(LAB_A, codec.submission_draft(request), codec.request_digest(request))
+            )
         )
 
     threads = [threading.Thread(target=call) for _ in range(4)]

@@ -5,6 +5,7 @@ per cache TTL, and watches told of a change by the commit that made it instead o
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -71,7 +72,7 @@ def intake_on(db_url: str) -> Iterator[tuple[Intake, Engine]]:
 
 
 def submit(intake: Intake, request: intake_pb2.SubmitModelRequest) -> tuple[Any, bool]:
-    return intake.submit(LAB_A, codec.submission_draft(request), codec.request_digest(request))
+    return asyncio.run(intake.submit(LAB_A, codec.submission_draft(request), codec.request_digest(request)))
 
 
 def count(engine: Engine, table: Any) -> int:

@@ -71,20 +71,23 @@ def outbox_table(metadata: MetaData) -> Table:
 
 def enqueue(session: Session | Connection, table: Table, topic: str, record: KafkaRecord) -> None:
     """Store `record` for publication to `topic`, in the caller's transaction."""
+    # Values as parameters, not baked into the statement: SQLAlchemy compiles it once per table.
+    session.execute(insert(table), outbox_row(topic, record))
+
+
+def outbox_row(topic: str, record: KafkaRecord) -> dict[str, object]:
+    """The outbox table's values storing `record` for publication to `topic`: to insert many rows
+    in one statement (`connection.execute(insert(table), [row, ...])`), in the caller's transaction."""
     if record.attributes is None:
         raise ValueError("record has no CloudEvents attributes; build it with encode_event")
-    # Values as parameters, not baked into the statement: SQLAlchemy compiles it once per table.
-    session.execute(
-        insert(table),
-        {
-            "topic": topic,
-            "event_id": record.attributes.id,
-            "event_type": record.attributes.type,
-            "key": record.key,
-            "value": record.value,
-            "headers": json.dumps([[name, value.decode()] for name, value in record.headers]),
-        },
-    )
+    return {
+        "topic": topic,
+        "event_id": record.attributes.id,
+        "event_type": record.attributes.type,
+        "key": record.key,
+        "value": record.value,
+        "headers": json.dumps([[name, value.decode()] for name, value in record.headers]),
+    }
 
 
 class OutboxRelay:

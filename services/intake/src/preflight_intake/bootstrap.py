@@ -8,6 +8,7 @@ from pathlib import Path
 
 from preflight_common.auth import TokenStore
 from preflight_common.bus import SOURCES
+from preflight_common.clock import Clock, utc_now
 from preflight_common.config import ConfigError, secret
 from preflight_common.db import make_engine, run_migrations
 from sqlalchemy import Engine
@@ -17,7 +18,7 @@ from preflight_intake.adapters.crypto import KEYS_SECRET, KeyConfigError, Keyrin
 from preflight_intake.adapters.events import SubmissionEventEncoder
 from preflight_intake.adapters.store import IntakeStore
 from preflight_intake.config import IntakeSettings
-from preflight_intake.service_layer.handlers import Clock, Intake, utc_now
+from preflight_intake.service_layer.handlers import Intake
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

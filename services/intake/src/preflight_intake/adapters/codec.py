@@ -10,7 +10,6 @@ from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2, submission_pb2
 from preflight_common.pagetokens import page_tokens
 
-from preflight_intake.adapters.store import Cursor
 from preflight_intake.domain.model import (
     AccessWindow,
     Contact,
@@ -19,6 +18,7 @@ from preflight_intake.domain.model import (
     StatusChange,
     Submission,
 )
+from preflight_intake.domain.ports import Cursor
 from preflight_intake.domain.validation import (
     EndpointDraft,
     Instant,

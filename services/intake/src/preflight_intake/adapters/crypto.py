@@ -13,10 +13,11 @@ import base64
 import binascii
 import os
 import re
-from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from preflight_intake.domain.ports import Sealed
 
 # The keys are a secret: read from the file KEYS_VARIABLE names, never from the environment.
 KEYS_SECRET = "PREFLIGHT_INTAKE_ENCRYPTION_KEYS"  # noqa: S105 - a variable name, not a secret
@@ -30,15 +31,6 @@ class KeyConfigError(ValueError):
 
 class DecryptionError(Exception):
     """A sealed secret could not be opened (unknown key id, or tampered ciphertext)."""
-
-
-@dataclass(frozen=True)
-class Sealed:
-    """A secret as stored: key id, 96-bit nonce and ciphertext (with the GCM tag)."""
-
-    key_id: str
-    nonce: bytes
-    ciphertext: bytes
 
 
 class Keyring:

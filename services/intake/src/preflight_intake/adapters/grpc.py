@@ -1,7 +1,8 @@
 """`preflight.intake.v1.IntakeService` over the intake use cases.
 
 Each method reads the authenticated principal, decodes the request, runs the
-use case in a worker thread (the store is blocking) and maps its errors to
+use case (in a worker thread when it blocks; SubmitModel's awaits its group commit on the
+event loop) and maps its errors to
 status codes: InvalidRequest → INVALID_ARGUMENT with `google.rpc.BadRequest`
 field violations; NotFound → NOT_FOUND; PermissionDenied → PERMISSION_DENIED;
 Conflict → ALREADY_EXISTS; FailedPrecondition → FAILED_PRECONDITION; a change
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, TypeVar
 
 import grpc
@@ -24,8 +25,8 @@ from preflight_common.grpcserver import invalid_argument
 
 from preflight_intake.adapters import codec
 from preflight_intake.adapters.crypto import DecryptionError
-from preflight_intake.adapters.store import ConcurrentUpdate
 from preflight_intake.domain.access import Caller
+from preflight_intake.domain.ports import ConcurrentUpdate
 from preflight_intake.domain.validation import InvalidRequest
 from preflight_intake.service_layer.handlers import (
     Conflict,
@@ -69,8 +70,8 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
         self, request: intake_pb2.SubmitModelRequest, context: grpc.aio.ServicerContext
     ) -> intake_pb2.SubmitModelResponse:
         draft = codec.submission_draft(request)
-        submission, replayed = await _run(
-            context, self._intake.submit, caller(), draft, codec.request_digest(request)
+        submission, replayed = await _answer(
+            context, self._intake.submit(caller(), draft, codec.request_digest(request))
         )
         return intake_pb2.SubmitModelResponse(
             submission=codec.submission_to_proto(submission), replayed=replayed
@@ -151,9 +152,14 @@ class IntakeServicer(intake_pb2_grpc.IntakeServiceServicer):
 
 
 async def _run(context: grpc.aio.ServicerContext, work: Callable[..., T], *args: Any) -> T:
-    """Run a use case in a worker thread; its errors end the call with the matching status."""
+    """Run a blocking use case in a worker thread (see `_answer`)."""
+    return await _answer(context, asyncio.to_thread(work, *args))
+
+
+async def _answer(context: grpc.aio.ServicerContext, outcome: Awaitable[T]) -> T:
+    """The use case's result; its errors end the call with the matching status."""
     try:
-        return await asyncio.to_thread(work, *args)
+        return await outcome
     except InvalidRequest as exc:
         await invalid_argument(context, [(v.field, v.description) for v in exc.violations])
     except tuple(_STATUS_CODES) as exc:

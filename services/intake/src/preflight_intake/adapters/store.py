@@ -18,12 +18,21 @@ fsync holding the write lock while every other writer sleeps); here automatic
 checkpoints are off and `checkpoint()` (the server calls it every second) copies
 the log into the database without blocking writers.
 
+New submissions (`IntakeStore.add`) are group-committed: their rows are built by the caller
+(the credential sealed, the event encoded in the caller's trace) and queued to one writer thread,
+which stores a batch of them in one transaction of four statements, each inserting the batch's rows
+of one table: the submissions (`ON CONFLICT DO NOTHING` on the idempotency key, `RETURNING` those
+inserted, so a taken key costs no read and no error), then the credentials, first status entries
+and outbox events of those inserted. Each caller gets its answer once the batch has committed;
+see `adapters.group_commit` for what a failure does to a batch.
+
 The hot statements are built once (module level) and executed with their
 parameters, so SQLAlchemy compiles each once per engine (its compiled cache).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -33,14 +42,15 @@ from typing import Any
 
 from preflight_common.envelope import KafkaRecord
 from preflight_common.idempotency import claim_event
-from preflight_common.outbox import enqueue
+from preflight_common.outbox import enqueue, outbox_row
 from sqlalchemy import Engine, and_, event, func, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
-from sqlalchemy.exc import IntegrityError
 
 from preflight_intake.adapters import tables as t
 from preflight_intake.adapters.changes import StatusFeed
-from preflight_intake.adapters.crypto import Keyring, Sealed
+from preflight_intake.adapters.crypto import Keyring
+from preflight_intake.adapters.group_commit import GroupCommit
 from preflight_intake.domain.events import Event
 from preflight_intake.domain.model import (
     AccessWindow,
@@ -52,41 +62,41 @@ from preflight_intake.domain.model import (
     Submission,
     WeightsAccess,
 )
+from preflight_intake.domain.ports import (
+    ConcurrentUpdate,
+    Cursor,
+    NewSubmission,
+    Page,
+    Sealed,
+    StoredCredential,
+)
 
 EventEncoder = Callable[[Event], tuple[str, KafkaRecord]]
 
-_INSERT_SUBMISSION = insert(t.submissions)
 _INSERT_CREDENTIAL = insert(t.credentials)
 _INSERT_STATUS = insert(t.status_history)
-
-
-class DuplicateSubmission(Exception):
-    """The (principal, idempotency key) pair is already taken."""
-
-
-class ConcurrentUpdate(Exception):
-    """The submission changed since it was read; re-read and retry."""
+_INSERT_OUTBOX = insert(t.outbox)
+# New submissions, per dialect: those whose (principal, idempotency key) is taken are skipped, and
+# the ids of those inserted returned.
+_INSERT_NEW = {
+    name: build(t.submissions)
+    .on_conflict_do_nothing(index_elements=[t.submissions.c.submitted_by, t.submissions.c.idempotency_key])
+    .returning(t.submissions.c.submission_id)
+    for name, build in (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))
+}
+# The status history's `cause` column length.
+_CAUSE_LENGTH = 300
 
 
 @dataclass(frozen=True)
-class Cursor:
-    """Where a listing page ends (newest first): the last row's receipt time and id."""
+class _NewRows:
+    """A new submission's rows, ready for the writer (see `IntakeStore.add`)."""
 
-    received_at: datetime
     submission_id: str
-
-
-@dataclass(frozen=True)
-class Page:
-    submissions: list[Submission]
-    next_cursor: Cursor | None
-
-
-@dataclass(frozen=True)
-class StoredCredential:
-    submission_id: str
-    status: Status
-    sealed: Sealed
+    submission: dict[str, Any]
+    credential: dict[str, Any] | None
+    status: dict[str, Any]
+    outbox: dict[str, object]
 
 
 class Transaction:
@@ -127,38 +137,6 @@ class Transaction:
         )
         return (_submission(row), row.request_digest) if row else None
 
-    def insert(
-        self, submission: Submission, *, idempotency_key: str, digest: str, credential: str | None
-    ) -> None:
-        """Store a new submission (and seal its credential).
-
-        Raises DuplicateSubmission if the principal's idempotency key is taken; the
-        transaction must then be abandoned.
-        """
-        try:
-            self._db().execute(
-                _INSERT_SUBMISSION,
-                {**_columns(submission), "idempotency_key": idempotency_key, "request_digest": digest},
-            )
-        except IntegrityError as exc:
-            # The transaction is spoilt; the caller's `with` rolls it back.
-            raise DuplicateSubmission(submission.submission_id) from exc
-        if isinstance(submission.access, EndpointAccess):
-            if credential is None:
-                raise ValueError("an endpoint submission needs its credential")
-            sealed = self._keyring.seal(credential, submission.submission_id)
-            self._db().execute(
-                _INSERT_CREDENTIAL,
-                {
-                    "credential_ref": submission.access.credential_ref,
-                    "submission_id": submission.submission_id,
-                    "key_id": sealed.key_id,
-                    "nonce": sealed.nonce,
-                    "ciphertext": sealed.ciphertext,
-                    "created_at": submission.received_at,
-                },
-            )
-
     def save(self, before: Submission, after: Submission) -> Submission:
         """Store `after` over `before`; raises ConcurrentUpdate if the row changed since `before` was read."""
         s = t.submissions
@@ -172,33 +150,18 @@ class Transaction:
         return replace(after, row_version=before.row_version + 1)
 
     def append_status(
-        self, submission_id: str, status: Status, previous: Status | None, at: datetime, cause: str
+        self, submission_id: str, status: Status, previous: Status, at: datetime, cause: str
     ) -> StatusChange:
-        """Add the next entry of the submission's status history.
-
-        `previous` None means the first entry (a new submission's, sequence 1); a second one
-        fails on the primary key.
-        """
+        """Add the next entry of the submission's status history (the first comes with the
+        submission, `IntakeStore.add`)."""
         h = t.status_history
-        last = 0
-        if previous is not None:
-            last = (
-                self._db()
-                .execute(select(func.max(h.c.sequence)).where(h.c.submission_id == submission_id))
-                .scalar_one()
-            )
-        change = StatusChange(submission_id, (last or 0) + 1, status, previous, at, cause[:300])
-        self._db().execute(
-            _INSERT_STATUS,
-            {
-                "submission_id": submission_id,
-                "sequence": change.sequence,
-                "status": status.value,
-                "previous_status": previous.value if previous else None,
-                "changed_at": at,
-                "cause": change.cause,
-            },
+        last = (
+            self._db()
+            .execute(select(func.max(h.c.sequence)).where(h.c.submission_id == submission_id))
+            .scalar_one()
         )
+        change = StatusChange(submission_id, last + 1, status, previous, at, cause[:_CAUSE_LENGTH])
+        self._db().execute(_INSERT_STATUS, _status_row(change))
         self.changed.add(submission_id)
         return change
 
@@ -338,10 +301,71 @@ class IntakeStore:
         self._keyring = keyring
         self._encode = encode
         self._begin = "BEGIN IMMEDIATE" if engine.dialect.name == "sqlite" else None
+        self._insert_new = _INSERT_NEW[engine.dialect.name]
+        self._new_submissions = GroupCommit(
+            engine, self._write_new, begin=self._begin, name="intake-submissions-writer"
+        )
         self.changes = StatusFeed()
         # Once per engine, however many stores share it.
         if self._begin is not None and not event.contains(engine, "connect", _without_automatic_checkpoints):
             event.listen(engine, "connect", _without_automatic_checkpoints)
+
+    async def add(self, new: NewSubmission) -> bool:
+        """Store a new submission, its sealed credential, its first status entry and its event, in
+        a transaction shared with the submissions added concurrently; returns once it committed:
+        True, or False (nothing stored) when the principal's idempotency key is already taken.
+        An error concerning this submission alone is raised here, and no other caller sees it."""
+        stored = await asyncio.wrap_future(self._new_submissions.submit(self._new_rows(new)))
+        if stored:
+            self.changes.notify([new.submission.submission_id])
+        return stored
+
+    def close(self) -> None:
+        """Commit the submissions still queued, then stop the writer thread."""
+        self._new_submissions.close()
+
+    def _new_rows(self, new: NewSubmission) -> _NewRows:
+        """The rows of a new submission, its credential sealed and its event encoded here (in the
+        caller's trace), not by the writer."""
+        submission = new.submission
+        credential = None
+        if isinstance(submission.access, EndpointAccess):
+            if new.credential is None:
+                raise ValueError("an endpoint submission needs its credential")
+            sealed = self._keyring.seal(new.credential, submission.submission_id)
+            credential = {
+                "credential_ref": submission.access.credential_ref,
+                "submission_id": submission.submission_id,
+                "key_id": sealed.key_id,
+                "nonce": sealed.nonce,
+                "ciphertext": sealed.ciphertext,
+                "created_at": submission.received_at,
+            }
+        return _NewRows(
+            submission.submission_id,
+            {
+                **_columns(submission),
+                "idempotency_key": new.idempotency_key,
+                "request_digest": new.request_digest,
+            },
+            credential,
+            _status_row(new.received),
+            outbox_row(*self._encode(new.event)),
+        )
+
+    def _write_new(self, conn: Connection, batch: Sequence[_NewRows]) -> list[bool]:
+        """The writer's part of `add`: a batch of new submissions in the open transaction; for each,
+        whether it was stored (False: its idempotency key is taken, by an earlier submission or an
+        earlier one of this batch)."""
+        inserted = set(conn.execute(self._insert_new, [rows.submission for rows in batch]).scalars())
+        kept = [rows for rows in batch if rows.submission_id in inserted]
+        credentials = [rows.credential for rows in kept if rows.credential is not None]
+        if credentials:
+            conn.execute(_INSERT_CREDENTIAL, credentials)
+        if kept:
+            conn.execute(_INSERT_STATUS, [rows.status for rows in kept])
+            conn.execute(_INSERT_OUTBOX, [rows.outbox for rows in kept])
+        return [rows.submission_id in inserted for rows in batch]
 
     def checkpoint(self) -> tuple[int, int]:
         """SQLite: copy the write-ahead log's committed frames into the database file, without
@@ -466,6 +490,17 @@ class IntakeStore:
 
 def _without_automatic_checkpoints(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
+
+
+def _status_row(change: StatusChange) -> dict[str, Any]:
+    return {
+        "submission_id": change.submission_id,
+        "sequence": change.sequence,
+        "status": change.status.value,
+        "previous_status": change.previous.value if change.previous else None,
+        "changed_at": change.changed_at,
+        "cause": change.cause[:_CAUSE_LENGTH],
+    }
 
 
 def _columns(submission: Submission) -> dict[str, Any]:

@@ -72,6 +72,8 @@ async def _parts(settings: IntakeSettings, keyring: Keyring) -> Parts:
         routes=routes(settings, intake, reports),
         agents="progress agents",
         loops=loops,
+        # The submissions' writer thread, idle by then: the drain ended every SubmitModel call.
+        closing=[in_thread(store.close)],
     )
 
 

@@ -8,22 +8,15 @@ entry is committed whether access is granted or not.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import TypeVar
 
-from preflight_intake.adapters.changes import StatusFeed
-from preflight_intake.adapters.store import (
-    ConcurrentUpdate,
-    Cursor,
-    DuplicateSubmission,
-    IntakeStore,
-    Page,
-    Transaction,
-)
+from preflight_common.clock import Clock, utc_now
+
 from preflight_intake.domain import access
 from preflight_intake.domain.access import Caller
 from preflight_intake.domain.events import ReleasePlanChanged, SubmissionReceived, SubmissionWithdrawn
@@ -36,6 +29,15 @@ from preflight_intake.domain.model import (
     Submission,
     WeightsAccess,
     WindowPolicy,
+)
+from preflight_intake.domain.ports import (
+    ConcurrentUpdate,
+    Cursor,
+    NewSubmission,
+    Page,
+    StatusFeed,
+    Store,
+    Transaction,
 )
 from preflight_intake.domain.validation import (
     EndpointDraft,
@@ -55,7 +57,6 @@ from preflight_intake.domain.validation import (
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 T = TypeVar("T")
 _NOT_FOUND = "submission_id: no submission with this id"
 
@@ -88,15 +89,11 @@ class NotYetKnown(Exception):
     """What the request names is not known here yet (an event about it may still be on its way)."""
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Intake:
     """The intake use cases over a store, a window policy and a clock."""
 
     def __init__(
-        self, store: IntakeStore, policy: WindowPolicy, clock: Clock = utc_now, max_attempts: int = 5
+        self, store: Store, policy: WindowPolicy, clock: Clock = utc_now, max_attempts: int = 5
     ) -> None:
         self._store = store
         self._policy = policy
@@ -105,14 +102,16 @@ class Intake:
 
     # --- commands from principals -------------------------------------------------------------
 
-    def submit(self, caller: Caller, draft: SubmissionDraft, digest: str) -> tuple[Submission, bool]:
-        """Store a new submission and queue SubmissionReceived; returns (submission, replayed).
+    async def submit(self, caller: Caller, draft: SubmissionDraft, digest: str) -> tuple[Submission, bool]:
+        """Store a new submission and queue SubmissionReceived; returns (submission, replayed) once
+        committed.
 
         A replay (same principal, same key, same request) returns the first
         submission with replayed=True; the same key with another request raises Conflict.
         The key is looked up only when the insert meets it (the unique key decides, also
         between racing calls) or when the request no longer passes the rules (a late retry
-        of an accepted one is still its replay).
+        of an accepted one is still its replay). The store commits concurrent submissions
+        together (`Store.add`); only the lookups run in a worker thread.
         """
         if not access.may_submit(caller):
             raise PermissionDenied("only lab principals submit models")
@@ -121,7 +120,7 @@ class Intake:
         try:
             valid = validate_submission(draft, organisation=caller.organisation, policy=self._policy, now=now)
         except InvalidRequest as invalid:
-            return self._replay_or_raise(caller, draft, digest, invalid), True
+            return await asyncio.to_thread(self._replay_or_raise, caller, draft, digest, invalid), True
         submission_id = str(uuid.uuid4())
         credential = draft.access.credential if isinstance(draft.access, EndpointDraft) else None
         submission = Submission(
@@ -142,19 +141,16 @@ class Intake:
             received_at=now,
             updated_at=now,
         )
-        try:
-            with self._store.transaction() as tx:
-                # The event first: it is encoded before the transaction's first statement.
-                tx.publish(SubmissionReceived(submission))
-                tx.insert(
-                    submission, idempotency_key=draft.idempotency_key, digest=digest, credential=credential
-                )
-                tx.append_status(
-                    submission_id, Status.RECEIVED, None, now, f"submitted by {caller.principal_id}"
-                )
-        except DuplicateSubmission as duplicate:
+        received = StatusChange(
+            submission_id, 1, Status.RECEIVED, None, now, f"submitted by {caller.principal_id}"
+        )
+        new = NewSubmission(
+            submission, draft.idempotency_key, digest, credential, received, SubmissionReceived(submission)
+        )
+        if not await self._store.add(new):
             # The key is taken (by an earlier call, or a concurrent one that won the race).
-            return self._replay_or_raise(caller, draft, digest, duplicate), True
+            taken = Conflict("idempotency_key: already used")
+            return await asyncio.to_thread(self._replay_or_raise, caller, draft, digest, taken), True
         log.info(
             "submission %s received from %s (%s)", submission_id, caller.organisation, caller.principal_id
         )

@@ -1,0 +1,126 @@
+"""Group commit: concurrent writes queued to one writer thread, which commits them a batch per
+transaction.
+
+`GroupCommit.submit(item)` queues an item and returns a future; the writer takes everything queued
+(up to `max_batch` items), writes it in one transaction with `write(connection, items)` and, once
+the commit has returned, resolves each item's future with its result. While it commits, new items
+queue up for the next batch: at concurrency 1 a batch is one item, under load one transaction and
+one commit (one log flush) serve many callers, and the database's write lock is taken once per
+batch instead of once per call.
+
+A failure never spreads to items it does not concern, and never leaves part of a batch written:
+the batch's transaction rolls back whole, and its items are retried in two halves, each in its own
+transaction, down to the item at fault, whose future gets the exception. An operational error
+(the database locked beyond its busy timeout, unreachable, full) is no item's fault: every item of
+the batch gets it at once. An item whose caller cancelled its future before the writer took it is
+dropped unwritten.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class _Queued(Generic[T, R]):
+    item: T
+    future: Future[R]
+
+
+class GroupCommit(Generic[T, R]):
+    """One writer thread committing queued items in batches (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        write: Callable[[Connection, Sequence[T]], list[R]],
+        *,
+        begin: str | None,
+        name: str,
+        max_batch: int = 256,
+    ) -> None:
+        """`write(connection, items)` writes the items in the open transaction and returns one result
+        per item, in order; `begin` (SQLite's `BEGIN IMMEDIATE`) is issued first in each transaction."""
+        self._engine = engine
+        self._write = write
+        self._begin = begin
+        self._max_batch = max_batch
+        self._lock = threading.Lock()
+        self._queue: list[_Queued[T, R]] = []
+        self._draining = False
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+
+    def submit(self, item: T) -> Future[R]:
+        """Queue `item`; its future resolves once the transaction that wrote it has committed."""
+        queued: _Queued[T, R] = _Queued(item, Future())
+        with self._lock:
+            self._queue.append(queued)
+            idle, self._draining = not self._draining, True
+        if idle:
+            self._writer.submit(self._drain)
+        return queued.future
+
+    def backlog(self) -> int:
+        """How many items wait for the writer to take them."""
+        with self._lock:
+            return len(self._queue)
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the writer thread."""
+        self._writer.shutdown(wait=True)
+
+    def _drain(self) -> None:
+        while batch := self._take():
+            try:
+                self._commit(batch)
+            except Exception as exc:
+                # A fault of the writer itself: its callers hear of it rather than wait forever.
+                for queued in batch:
+                    if not queued.future.done():
+                        queued.future.set_exception(exc)
+
+    def _take(self) -> list[_Queued[T, R]]:
+        """The next batch; empty (and the writer idle) when nothing is queued."""
+        while True:
+            with self._lock:
+                taken, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
+                if not taken:
+                    self._draining = False
+                    return []
+            # From here on a caller can no longer cancel: the item is being written.
+            batch = [queued for queued in taken if queued.future.set_running_or_notify_cancel()]
+            if batch:
+                return batch
+
+    def _commit(self, batch: Sequence[_Queued[T, R]]) -> None:
+        try:
+            with self._engine.begin() as conn:
+                if self._begin is not None:
+                    conn.exec_driver_sql(self._begin)
+                results = self._write(conn, [queued.item for queued in batch])
+        except OperationalError as exc:
+            for queued in batch:
+                queued.future.set_exception(exc)
+            return
+        except Exception as exc:
+            if len(batch) == 1:
+                batch[0].future.set_exception(exc)
+                return
+            # Rolled back whole: find the item at fault by halves, each half its own transaction.
+            half = len(batch) // 2
+            self._commit(batch[:half])
+            self._commit(batch[half:])
+            return
+        for queued, result in zip(batch, results, strict=True):
+            queued.future.set_result(result)

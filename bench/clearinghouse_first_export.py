@@ -18,16 +18,12 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from pathlib import Path
-
-TESTS = Path(__file__).resolve().parent.parent / "services" / "clearinghouse" / "tests"
 
 RUN = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    sys.path.insert(0, sys.argv[2])
-    from clearinghouse_support import REVIEWER, ManualClock, make_components, report_input
+    from preflight_testkit.clearinghouse import REVIEWER, ManualClock, make_components, report_input
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from preflight_clearinghouse.adapters.signing import ReportSigner
     from preflight_clearinghouse.domain.findings.exports import ExportFormat
@@ -53,7 +49,7 @@ RUN = textwrap.dedent(
 def one_run() -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         done = subprocess.run(
-            [sys.executable, "-c", RUN, tmp, str(TESTS)],
+            [sys.executable, "-c", RUN, tmp],
             capture_output=True,
             text=True,
             timeout=300,

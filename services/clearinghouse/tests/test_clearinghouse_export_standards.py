@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import stix2
-from clearinghouse_support import OP_A, REVIEWER, Api, ManualClock, ts
 from csaf import validate as validate_csaf_2_1
 from csaf.csaf.v20 import validate as validate_csaf_2_0
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
@@ -25,6 +24,7 @@ from preflight.common.v1 import common_pb2
 from preflight_clearinghouse.adapters.exports import osv
 from preflight_clearinghouse.adapters.exports.stix import PURL_EXTENSION
 from preflight_clearinghouse.domain.findings.finding import CandidateInput, CodeLocation
+from preflight_testkit.clearinghouse import OP_A, REVIEWER, Api, ManualClock, ts
 from stix2validator import ValidationOptions, validate_string
 
 CVSS4_WITH_THREAT = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N/E:P"
@@ -486,8 +486,7 @@ FIRST_EXPORTS = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    sys.path.insert(0, sys.argv[2])
-    from clearinghouse_support import REVIEWER, ManualClock, make_components, report_input
+    from preflight_testkit.clearinghouse import REVIEWER, ManualClock, make_components, report_input
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from preflight_clearinghouse.adapters.exports.osv import schema_validator
     from preflight_clearinghouse.adapters.signing import ReportSigner
@@ -522,7 +521,7 @@ def test_start_up_loads_what_exports_read_so_no_export_request_pays_for_it(tmp_p
     compiled) and the CWE catalog; the first export of each format then finds them loaded. How long
     that first export takes is measured by bench/clearinghouse_first_export.py."""
     done = subprocess.run(
-        [sys.executable, "-c", FIRST_EXPORTS, str(tmp_path), str(Path(__file__).parent)],
+        [sys.executable, "-c", FIRST_EXPORTS, str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -32,17 +31,15 @@ import requests
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
+from preflight_clearinghouse.adapters.signing import ReportSigner
+from preflight_clearinghouse.domain.reviews.reports import SubmissionInfo
+from preflight_clearinghouse.domain.sharing import Audience
 from preflight_common.auth import Principal, Role
 from preflight_common.ports import free_port
 from preflight_console.config import Settings
 from preflight_console.domain.taxii import stix_time
 from preflight_console.entrypoints.web import build_app
-from preflight_testkit.openpgp import signing_key
-from taxii2client.v21 import Collection, Server, as_pages
-
-sys.path.insert(0, str(Path(__file__).parents[2] / "clearinghouse" / "tests"))
-
-from clearinghouse_support import (
+from preflight_testkit.clearinghouse import (
     START,
     Api,
     LoopbackServer,
@@ -53,9 +50,8 @@ from clearinghouse_support import (
     start_api,
     store_finding,
 )
-from preflight_clearinghouse.adapters.signing import ReportSigner
-from preflight_clearinghouse.domain.reviews.reports import SubmissionInfo
-from preflight_clearinghouse.domain.sharing import Audience
+from preflight_testkit.openpgp import signing_key
+from taxii2client.v21 import Collection, Server, as_pages
 
 pytestmark = pytest.mark.slow  # gpg and its agent as processes, beside the servers on loopback
 

@@ -27,9 +27,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import secrets
-import threading
 import uuid
-from collections.abc import Callable, Coroutine, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -82,6 +81,7 @@ from sqlalchemy import MetaData
 from preflight_testkit.checkout import repository
 from preflight_testkit.clients import create_principal, service_grants_as
 from preflight_testkit.clock import ts
+from preflight_testkit.loops import LoopThread as LoopThread
 from preflight_testkit.waiting import wait_until as wait_until
 
 if TYPE_CHECKING:
@@ -98,25 +98,6 @@ BENCHMARK_EVENTS = EventRegistry(
         events_pb2.BenchmarkPlanEnded,
     ]
 )
-
-
-class LoopThread:
-    """An asyncio event loop in a daemon thread."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop)
-
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
-        return self.submit(coro).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
 
 
 class ResolveCredentialServicer(intake_pb2_grpc.IntakeServiceServicer):

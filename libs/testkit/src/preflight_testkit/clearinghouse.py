@@ -1,23 +1,30 @@
-"""Helpers for the clearinghouse's tests: a controllable clock, findings and events to start from."""
+"""The clearinghouse's fixtures and helpers, for its tests (and the console's feeds and the
+benchmarks under bench/): principals, findings and events to start from, wired use cases on a
+migrated database, and a real gRPC server on loopback that authenticates through a real
+IdentityService (hosted here, as intake hosts it). Nothing is mocked.
+
+Fixtures, taken in by name by services/clearinghouse/tests/conftest.py: `clock` (`ManualClock`),
+`signer`, `components` (on `db_url`: SQLite and PostgreSQL), `sqlite_components`, `loopback`
+(`LoopbackServer`) and `api` (`Api` over SQLite).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
 import subprocess
 import sys
-import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc
 from preflight.identity.v1 import identity_pb2_grpc
@@ -58,7 +65,11 @@ from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server
 from sqlalchemy import Engine, MetaData, delete, select, update
 
-START = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
+from preflight_testkit.clock import START as START
+from preflight_testkit.clock import ManualClock as ManualClock
+from preflight_testkit.clock import ts as ts
+from preflight_testkit.loops import LoopThread
+
 V31 = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
 V40 = "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N"
 
@@ -70,26 +81,6 @@ LAB_Y = Viewer("lab-y-user", Role.LAB, "lab-yz3")
 OP_A = Viewer("op-a-user", Role.OPERATOR, "op-a", frozenset({"energy"}))
 OP_B = Viewer("op-b-user", Role.OPERATOR, "op-b", frozenset({"water", "finance"}))
 OP_C = Viewer("op-c-user", Role.OPERATOR, "op-c")
-
-
-class ManualClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, start: datetime = START) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, delta: timedelta) -> datetime:
-        self.now += delta
-        return self.now
-
-
-def ts(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def report_input(**overrides: Any) -> FindingInput:
@@ -190,6 +181,7 @@ SUITES = (
     ("cyber.knowledge", "security_knowledge", "accuracy"),
     ("cyber.discovery", "vulnerability_discovery", "recall"),
 )
+SUITE_IDS = tuple(suite_id for suite_id, _, _ in SUITES)
 
 
 def job_id(submission_id: str, suite_id: str) -> str:
@@ -237,7 +229,7 @@ def completed(
 
 
 def plan_ended(
-    submission_id: str, suites: tuple[str, ...] = tuple(suite for suite, _, _ in SUITES)
+    submission_id: str, suites: tuple[str, ...] = SUITE_IDS
 ) -> benchmark_events.BenchmarkPlanEnded:
     """The benchmark's announcement that the submission's plan (one job per suite) ended."""
     announced = benchmark_events.BenchmarkPlanEnded(
@@ -308,30 +300,22 @@ class Identity:
         return self.store.create(principal).token
 
 
-class LoopbackServer:
+class LoopbackServer(LoopThread):
     """Runs grpc.aio servers on a private event loop in a thread, so sync tests can call them."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self._thread.start()
+        super().__init__("loopback-servers")
         self._servers: list[grpc.aio.Server] = []
-        self._closers: list[Callable[[], object]] = []
-
-    def run(self, coro: object) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)  # type: ignore[arg-type]
 
     def start(self, server: grpc.aio.Server) -> None:
         self.run(server.start())
         self._servers.append(server)
 
     def close(self) -> None:
+        """Stop every server started here (latest first), then the loop."""
         for server in reversed(self._servers):
             self.run(server.stop(0))
-        for closer in self._closers:
-            self.run(closer())  # type: ignore[arg-type]
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
+        super().close()
 
 
 def start_identity(loopback: LoopbackServer, tmp_path: Path) -> Identity:
@@ -350,7 +334,7 @@ def start_identity(loopback: LoopbackServer, tmp_path: Path) -> Identity:
         )
         return server, port
 
-    server, port = loopback.run(build_identity())  # type: ignore[misc]
+    server, port = loopback.run(build_identity())
     loopback.start(server)
     service_token = store.create(Principal("clearinghouse", AuthRole.SERVICE, "platform")).token
     return Identity(f"127.0.0.1:{port}", store, service_token)
@@ -393,7 +377,7 @@ def start_api(loopback: LoopbackServer, tmp_path: Path, components: Components) 
         server, port, _health = build_grpc_server(components, authenticator, "127.0.0.1:0")
         return server, port
 
-    server, port = loopback.run(build_api())  # type: ignore[misc]
+    server, port = loopback.run(build_api())
     loopback.start(server)
     target = f"127.0.0.1:{port}"
     channel = grpc.insecure_channel(target)
@@ -467,3 +451,47 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
         timeout=120,
         check=False,
     )
+
+
+# --- fixtures ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def signer() -> ReportSigner:
+    return ReportSigner(Ed25519PrivateKey.generate())
+
+
+@pytest.fixture
+def components(db_url: str, tmp_path: Path, signer: ReportSigner, clock: ManualClock) -> Iterator[Components]:
+    """Wired use cases on a migrated database (SQLite and PostgreSQL)."""
+    built = make_components(db_url, tmp_path, signer, clock)
+    yield built
+    built.engine.dispose()
+
+
+@pytest.fixture
+def sqlite_components(tmp_path: Path, signer: ReportSigner, clock: ManualClock) -> Iterator[Components]:
+    """Wired use cases on a migrated SQLite database."""
+    built = make_components(f"sqlite:///{tmp_path / 'ch.db'}", tmp_path, signer, clock)
+    yield built
+    built.engine.dispose()
+
+
+@pytest.fixture
+def loopback() -> Iterator[LoopbackServer]:
+    servers = LoopbackServer()
+    yield servers
+    servers.close()
+
+
+@pytest.fixture
+def api(loopback: LoopbackServer, tmp_path: Path, sqlite_components: Components) -> Iterator[Api]:
+    """The clearinghouse API on loopback over SQLite, authenticated through a loopback IdentityService."""
+    started = start_api(loopback, tmp_path, sqlite_components)
+    yield started
+    started.channel.close()

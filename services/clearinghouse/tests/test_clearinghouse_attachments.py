@@ -16,22 +16,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from clearinghouse_support import (
-    ADMIN,
-    LAB_X,
-    LAB_Y,
-    OP_A,
-    OP_B,
-    REVIEWER,
-    SERVICE,
-    Api,
-    LoopbackServer,
-    ManualClock,
-    make_components,
-    published_to_op_a,
-    report_input,
-    start_api,
-)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -55,6 +39,22 @@ from preflight_clearinghouse.domain.sharing import Viewer
 from preflight_clearinghouse.service_layer.findings import FindingRegistry
 from preflight_common.fields import InvalidArgument as Refused
 from preflight_common.fields import string_violations
+from preflight_testkit.clearinghouse import (
+    ADMIN,
+    LAB_X,
+    LAB_Y,
+    OP_A,
+    OP_B,
+    REVIEWER,
+    SERVICE,
+    Api,
+    LoopbackServer,
+    ManualClock,
+    make_components,
+    published_to_op_a,
+    report_input,
+    start_api,
+)
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_sharing_property import (

@@ -8,18 +8,6 @@ import json
 
 import grpc
 import pytest
-from clearinghouse_support import (
-    LAB_X,
-    LAB_Y,
-    OP_A,
-    OP_B,
-    REVIEWER,
-    START,
-    Api,
-    make_finding,
-    report_input,
-    source,
-)
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight_clearinghouse.adapters import tables
@@ -35,6 +23,18 @@ from preflight_clearinghouse.domain.findings.case_record import (
 )
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, audience_view, export_view, project
 from preflight_common.fields import string_violations
+from preflight_testkit.clearinghouse import (
+    LAB_X,
+    LAB_Y,
+    OP_A,
+    OP_B,
+    REVIEWER,
+    START,
+    Api,
+    make_finding,
+    report_input,
+    source,
+)
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_export_standards import REALISTIC, check_every_format, export

@@ -7,14 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-from clearinghouse_support import (
-    REVIEWER,
-    ManualClock,
-    cli,
-    make_components,
-    report_input,
-    truncate_audit_log,
-)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.adapters.signing import ReportSigner, generate_key
@@ -22,6 +14,14 @@ from preflight_clearinghouse.bootstrap import signer_from_env
 from preflight_clearinghouse.config import ClearinghouseSettings
 from preflight_clearinghouse.entrypoints.cli import main as cli_main
 from preflight_common.config import ConfigError
+from preflight_testkit.clearinghouse import (
+    REVIEWER,
+    ManualClock,
+    cli,
+    make_components,
+    report_input,
+    truncate_audit_log,
+)
 from sqlalchemy import update
 
 # Each test starts the console script as a process.

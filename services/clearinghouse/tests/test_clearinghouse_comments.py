@@ -10,7 +10,18 @@ from pathlib import Path
 
 import grpc
 import pytest
-from clearinghouse_support import (
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
+from preflight_clearinghouse.adapters import codec, tables
+from preflight_clearinghouse.adapters.signing import ReportSigner
+from preflight_clearinghouse.bootstrap import Components
+from preflight_clearinghouse.domain.errors import InvalidInput, NotFound, PermissionDenied, RevisionConflict
+from preflight_clearinghouse.domain.findings.comments import MAX_COMMENT, CommentVisibility
+from preflight_clearinghouse.domain.sharing import Viewer
+from preflight_common.fields import InvalidArgument, string_violations
+from preflight_testkit.clearinghouse import (
     ADMIN,
     LAB_X,
     LAB_Y,
@@ -24,17 +35,6 @@ from clearinghouse_support import (
     published_to_op_a,
     report_input,
 )
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
-from preflight_clearinghouse.adapters import codec, tables
-from preflight_clearinghouse.adapters.signing import ReportSigner
-from preflight_clearinghouse.bootstrap import Components
-from preflight_clearinghouse.domain.errors import InvalidInput, NotFound, PermissionDenied, RevisionConflict
-from preflight_clearinghouse.domain.findings.comments import MAX_COMMENT, CommentVisibility
-from preflight_clearinghouse.domain.sharing import Viewer
-from preflight_common.fields import InvalidArgument, string_violations
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_sharing_property import (

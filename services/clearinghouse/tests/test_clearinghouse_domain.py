@@ -8,22 +8,6 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from clearinghouse_support import (
-    ADMIN,
-    LAB_X,
-    LAB_Y,
-    OP_A,
-    OP_B,
-    OP_C,
-    REVIEWER,
-    SERVICE,
-    START,
-    V31,
-    V40,
-    make_finding,
-    report_input,
-    source,
-)
 from preflight_clearinghouse.domain.audit import (
     GENESIS,
     AuditEntry,
@@ -68,6 +52,22 @@ from preflight_clearinghouse.domain.sharing import (
     project,
 )
 from preflight_common import auth
+from preflight_testkit.clearinghouse import (
+    ADMIN,
+    LAB_X,
+    LAB_Y,
+    OP_A,
+    OP_B,
+    OP_C,
+    REVIEWER,
+    SERVICE,
+    START,
+    V31,
+    V40,
+    make_finding,
+    report_input,
+    source,
+)
 
 NOW = START + timedelta(days=1)
 

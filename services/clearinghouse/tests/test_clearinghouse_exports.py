@@ -11,7 +11,6 @@ from importlib import resources
 
 import pytest
 import stix2
-from clearinghouse_support import REVIEWER, START, V31, V40, make_finding, report_input, source
 from csaf.csaf.v20 import validate as validate_csaf
 from jsonschema import Draft202012Validator
 from preflight_clearinghouse.adapters.exports import osv
@@ -31,6 +30,7 @@ from preflight_clearinghouse.domain.findings.finding import (
 )
 from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, audience_view
+from preflight_testkit.clearinghouse import REVIEWER, START, V31, V40, make_finding, report_input, source
 from stix2validator import ValidationOptions, validate_string
 
 NOW = START + timedelta(days=2)

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import grpc
 import pytest
-from clearinghouse_support import (
+from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
+from preflight.clearinghouse.v1 import events_pb2 as ch_events
+from preflight.clearinghouse.v1.clearinghouse_pb2_grpc import ClearinghouseServiceStub
+from preflight.common.v1 import common_pb2
+from preflight.sdk.reports import verify_signature
+from preflight_clearinghouse.adapters.signing import ReportSigner
+from preflight_clearinghouse.domain.findings.cwe import _catalog
+from preflight_common.auth import Principal, Role
+from preflight_testkit.clearinghouse import (
     START,
     V31,
     V40,
@@ -23,14 +31,6 @@ from clearinghouse_support import (
     start_api,
     ts,
 )
-from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
-from preflight.clearinghouse.v1 import events_pb2 as ch_events
-from preflight.clearinghouse.v1.clearinghouse_pb2_grpc import ClearinghouseServiceStub
-from preflight.common.v1 import common_pb2
-from preflight.sdk.reports import verify_signature
-from preflight_clearinghouse.adapters.signing import ReportSigner
-from preflight_clearinghouse.domain.findings.cwe import _catalog
-from preflight_common.auth import Principal, Role
 from preflight_testkit.rpc import field_violations
 
 REVIEWER = Principal("rev-1", Role.REVIEWER, "agency")

@@ -4,13 +4,20 @@ audit entries as the sharing policy lets each caller see them."""
 from __future__ import annotations
 
 import pytest
-from clearinghouse_support import SUITES, Api, candidate, completed, job_requested, submission_received
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
 from preflight.sdk import Assessment, InvalidArgument, NotFound, Preflight, Transition
 from preflight.sdk.client import ClearinghouseClient
 from preflight_common.auth import Principal
+from preflight_testkit.clearinghouse import (
+    SUITES,
+    Api,
+    candidate,
+    completed,
+    job_requested,
+    submission_received,
+)
 from test_clearinghouse_grpc import LAB_X, OP_A, OP_B, OP_C, REVIEWER, valid_request
 from test_clearinghouse_store import run_events
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import grpc
 import pytest
-from clearinghouse_support import Api
 from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.common.v1 import common_pb2
 from preflight_common.auth import Principal, Role
+from preflight_testkit.clearinghouse import Api
 from preflight_testkit.rpc import field_violations
 from test_clearinghouse_grpc import valid_request
 

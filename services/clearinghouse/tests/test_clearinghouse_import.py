@@ -12,7 +12,6 @@ from typing import Any
 
 import grpc
 import pytest
-from clearinghouse_support import LAB_X, OP_A, REVIEWER, Api, ManualClock, make_components
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
@@ -28,6 +27,7 @@ from preflight_clearinghouse.domain.findings.imports import MAX_IMPORT_BYTES
 from preflight_clearinghouse.domain.findings.queries import FindingQuery
 from preflight_clearinghouse.domain.findings.workflow import FindingState
 from preflight_clearinghouse.domain.sharing import Tlp
+from preflight_testkit.clearinghouse import LAB_X, OP_A, REVIEWER, Api, ManualClock, make_components
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_export_standards import REALISTIC, check_csaf_2_0, check_csaf_2_1, check_osv

@@ -18,18 +18,6 @@ from typing import Any
 
 import grpc
 import pytest
-from clearinghouse_support import (
-    SUITES,
-    LoopbackServer,
-    candidate,
-    cli,
-    completed,
-    job_requested,
-    plan_ended,
-    start_identity,
-    submission_received,
-    truncate_audit_log,
-)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from google.protobuf.message import Message
 from kafka import KafkaConsumer
@@ -48,6 +36,18 @@ from preflight_common.db import make_engine
 from preflight_common.envelope import EventRegistry, decode_record, encode_event, headers_dict
 from preflight_common.producer import EventPublisher
 from preflight_common.topics import TopicSpec, ensure_topics
+from preflight_testkit.clearinghouse import (
+    SUITES,
+    LoopbackServer,
+    candidate,
+    cli,
+    completed,
+    job_requested,
+    plan_ended,
+    start_identity,
+    submission_received,
+    truncate_audit_log,
+)
 from preflight_testkit.fixtures import PrincipalFactory, TopicFactory
 from preflight_testkit.rpc import field_violations
 

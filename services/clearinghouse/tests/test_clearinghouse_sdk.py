@@ -8,7 +8,6 @@ import json
 from collections.abc import Callable, Iterator
 
 import pytest
-from clearinghouse_support import Api, issue_report
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
@@ -29,6 +28,7 @@ from preflight.sdk import (
 )
 from preflight.sdk.client import ClearinghouseClient
 from preflight_common.auth import Principal
+from preflight_testkit.clearinghouse import Api, issue_report
 from test_clearinghouse_grpc import ADMIN, LAB_X, LAB_Y, OP_A, OP_B, OP_C, REVIEWER, valid_request
 
 Connect = Callable[[Principal], ClearinghouseClient]

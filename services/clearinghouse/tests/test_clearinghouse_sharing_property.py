@@ -25,14 +25,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from clearinghouse_support import (
-    LoopbackServer,
-    ManualClock,
-    make_components,
-    make_finding,
-    start_api,
-    store_finding,
-)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -69,6 +61,14 @@ from preflight_common.auth import Principal
 from preflight_common.auth import Role as AuthRole
 from preflight_common.bus import KNOWN_SECTORS, SOURCES
 from preflight_common.envelope import EventRegistry, decode_record
+from preflight_testkit.clearinghouse import (
+    LoopbackServer,
+    ManualClock,
+    make_components,
+    make_finding,
+    start_api,
+    store_finding,
+)
 
 LABS = ("lab-xq7", "lab-yz3")
 OPERATOR_ORGS = ("op-a", "op-b", "op-c", "op-d")

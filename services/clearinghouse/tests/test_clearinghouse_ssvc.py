@@ -14,17 +14,6 @@ from typing import Any
 
 import grpc
 import pytest
-from clearinghouse_support import (
-    ADMIN,
-    LAB_X,
-    OP_A,
-    OP_B,
-    REVIEWER,
-    START,
-    Api,
-    make_finding,
-    report_input,
-)
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight_clearinghouse.adapters import tables
@@ -44,6 +33,17 @@ from preflight_clearinghouse.domain.findings.ssvc import (
 from preflight_clearinghouse.domain.findings.workflow import FindingState
 from preflight_clearinghouse.domain.sharing import Audience, Tlp, audience_view, export_view, project
 from preflight_common.fields import string_violations
+from preflight_testkit.clearinghouse import (
+    ADMIN,
+    LAB_X,
+    OP_A,
+    OP_B,
+    REVIEWER,
+    START,
+    Api,
+    make_finding,
+    report_input,
+)
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 from test_clearinghouse_export_standards import REALISTIC, check_every_format, export

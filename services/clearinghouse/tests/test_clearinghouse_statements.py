@@ -9,12 +9,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from clearinghouse_support import OP_A, OP_B, REVIEWER, Api, published_to_op_a
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight_clearinghouse.adapters import tables
 from preflight_clearinghouse.bootstrap import Components
 from preflight_clearinghouse.domain.errors import InvalidInput
 from preflight_clearinghouse.domain.findings.finding import PatchState, VexJustification
+from preflight_testkit.clearinghouse import OP_A, OP_B, REVIEWER, Api, published_to_op_a
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
 

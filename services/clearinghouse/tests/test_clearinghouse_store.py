@@ -10,27 +10,6 @@ from datetime import timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from clearinghouse_support import (
-    ADMIN,
-    LAB_X,
-    LAB_Y,
-    OP_A,
-    OP_B,
-    OP_C,
-    REVIEWER,
-    SUITES,
-    ManualClock,
-    candidate,
-    completed,
-    failed,
-    job_id,
-    job_requested,
-    plan_ended,
-    recompute_audit_chain,
-    report_input,
-    submission_received,
-    truncate_audit_log,
-)
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import events_pb2 as ch_events
 from preflight.intake.v1 import events_pb2 as intake_events
@@ -56,6 +35,27 @@ from preflight_common.consumer import PoisonEvent
 from preflight_common.db import run_migrations
 from preflight_common.envelope import EventRegistry, decode_record
 from preflight_common.fields import InvalidArgument
+from preflight_testkit.clearinghouse import (
+    ADMIN,
+    LAB_X,
+    LAB_Y,
+    OP_A,
+    OP_B,
+    OP_C,
+    REVIEWER,
+    SUITES,
+    ManualClock,
+    candidate,
+    completed,
+    failed,
+    job_id,
+    job_requested,
+    plan_ended,
+    recompute_audit_chain,
+    report_input,
+    submission_received,
+    truncate_audit_log,
+)
 from sqlalchemy import delete, func, select, text, update
 
 OUTBOX_TYPES = EventRegistry(

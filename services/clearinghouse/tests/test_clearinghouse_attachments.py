@@ -57,7 +57,8 @@ from preflight_testkit.clearinghouse import (
 )
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
-from test_clearinghouse_sharing_property import (
+
+from .test_clearinghouse_sharing_property import (
     VIEWERS,
     check_authors,
     draw_authored,

@@ -37,7 +37,8 @@ from preflight_testkit.clearinghouse import (
 )
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
-from test_clearinghouse_export_standards import REALISTIC, check_every_format, export
+
+from .test_clearinghouse_export_standards import REALISTIC, check_every_format, export
 
 ADVISORY = pb.FindingReference(type=pb.REFERENCE_TYPE_ADVISORY, url="https://example.org/advisories/1")
 PATCH = pb.FindingReference(type=pb.REFERENCE_TYPE_PATCH, url="https://github.com/acme/x/commit/abc123")

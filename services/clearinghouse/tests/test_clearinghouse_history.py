@@ -18,8 +18,9 @@ from preflight_testkit.clearinghouse import (
     job_requested,
     submission_received,
 )
-from test_clearinghouse_grpc import LAB_X, OP_A, OP_B, OP_C, REVIEWER, valid_request
-from test_clearinghouse_store import run_events
+
+from .test_clearinghouse_grpc import LAB_X, OP_A, OP_B, OP_C, REVIEWER, valid_request
+from .test_clearinghouse_store import run_events
 
 
 def _finding_of_an_unconsenting_lab(api: Api, reviewer: ClearinghouseClient) -> str:

@@ -17,7 +17,8 @@ from preflight.common.v1 import common_pb2
 from preflight_common.auth import Principal, Role
 from preflight_testkit.clearinghouse import Api
 from preflight_testkit.rpc import field_violations
-from test_clearinghouse_grpc import valid_request
+
+from .test_clearinghouse_grpc import valid_request
 
 REVIEWER = Principal("rev-1", Role.REVIEWER, "agency")
 OP_A = Principal("op-a-user", Role.OPERATOR, "op-a", frozenset({"energy"}))

@@ -30,7 +30,8 @@ from preflight_clearinghouse.domain.sharing import Tlp
 from preflight_testkit.clearinghouse import LAB_X, OP_A, REVIEWER, Api, ManualClock, make_components
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
-from test_clearinghouse_export_standards import REALISTIC, check_csaf_2_0, check_csaf_2_1, check_osv
+
+from .test_clearinghouse_export_standards import REALISTIC, check_csaf_2_0, check_csaf_2_1, check_osv
 
 CVE = "CVE-2026-31001"
 GHSA = "GHSA-4c2x-p9vq-7r3m"

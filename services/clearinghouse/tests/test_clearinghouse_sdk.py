@@ -29,7 +29,8 @@ from preflight.sdk import (
 from preflight.sdk.client import ClearinghouseClient
 from preflight_common.auth import Principal
 from preflight_testkit.clearinghouse import Api, issue_report
-from test_clearinghouse_grpc import ADMIN, LAB_X, LAB_Y, OP_A, OP_B, OP_C, REVIEWER, valid_request
+
+from .test_clearinghouse_grpc import ADMIN, LAB_X, LAB_Y, OP_A, OP_B, OP_C, REVIEWER, valid_request
 
 Connect = Callable[[Principal], ClearinghouseClient]
 

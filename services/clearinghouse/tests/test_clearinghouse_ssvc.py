@@ -46,7 +46,8 @@ from preflight_testkit.clearinghouse import (
 )
 from preflight_testkit.rpc import field_violations
 from sqlalchemy import select
-from test_clearinghouse_export_standards import REALISTIC, check_every_format, export
+
+from .test_clearinghouse_export_standards import REALISTIC, check_every_format, export
 
 # CISA's coordinator decision table as CERT/CC publishes it with the SSVC data
 # (data/csv/cisa/cisa_coordinator_2_0_3.csv), verbatim.

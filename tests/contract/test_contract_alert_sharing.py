@@ -13,8 +13,7 @@ payload names its recipient only, and never the lab or model without consent.
 
 from __future__ import annotations
 
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -23,15 +22,7 @@ from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight_clearinghouse.adapters.events import EventEncoder
 from preflight_clearinghouse.domain import sharing
 from preflight_clearinghouse.domain.events import finding_notice
-from preflight_clearinghouse.domain.findings.finding import (
-    AffectedProduct,
-    CodeLocation,
-    Cvss,
-    Finding,
-    FindingSource,
-    Origin,
-    fingerprint,
-)
+from preflight_clearinghouse.domain.findings.finding import Finding, FindingSource
 from preflight_clearinghouse.domain.findings.workflow import EmbargoState, FindingState
 from preflight_common import bus
 from preflight_common.config import Topics
@@ -42,8 +33,8 @@ from preflight_notifier.domain.alerts import Alert, reminder_alert
 from preflight_notifier.domain.model import decide
 from preflight_notifier.domain.schedule import plan
 from preflight_notifier.service_layer.alerting import AlertSink
+from preflight_testkit.clearinghouse import START, make_finding
 
-START = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
 ORGANISATIONS = ("op-a", "op-b", "op-c", "op-d")
 SECTORS = ("energy", "water", "finance")
 TOPICS = Topics(alerts_prefix="preflight.alerts.v1")
@@ -61,22 +52,13 @@ participants_st = st.lists(
 
 @st.composite
 def findings(draw: st.DrawFn) -> Finding:
-    location = CodeLocation("src/libfoo/parse.py", "parse_header", 120)
-    affected = (AffectedProduct(purl="pkg:pypi/libfoo"),)
     embargoed = draw(st.booleans())
     consent = draw(st.sampled_from([None, False, True]))
-    return Finding(
-        finding_id=str(uuid.uuid4()),
-        title="Heap overflow in libfoo",
-        description="A crafted header overflows a heap buffer.",
+    return make_finding(
         state=draw(st.sampled_from([FindingState.VALIDATED, FindingState.DISCLOSED])),
         embargo_state=EmbargoState.ACTIVE if embargoed else EmbargoState.NONE,
         embargo_end=START + timedelta(days=draw(st.integers(1, 20))) if embargoed else None,
         remediation_due=draw(st.none() | st.integers(1, 60).map(lambda d: START + timedelta(days=d))),
-        cwe_ids=("CWE-787",),
-        affected=affected,
-        location=location,
-        cvss=Cvss(),
         tlp=draw(st.sampled_from(list(sharing.Tlp))),
         audience=sharing.Audience(
             draw(st.frozensets(st.sampled_from((*ORGANISATIONS, "unregistered-org")), max_size=3)),
@@ -85,17 +67,6 @@ def findings(draw: st.DrawFn) -> Finding:
         source=None
         if consent is None
         else FindingSource("sub-1", "secret-lab", "secret-model", "1.0", share_identity=consent),
-        origin=Origin.REVIEWER,
-        reporter_id="rev-1",
-        reporter_organisation="agency",
-        evidence="evidence-secret",
-        fingerprint=fingerprint(affected, location, ("CWE-787",)),
-        link=None,
-        patch_statuses=(),
-        created_at=START,
-        updated_at=START,
-        published_at=START,
-        revision=1,
     )
 
 

@@ -65,6 +65,7 @@ from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server
 from sqlalchemy import Engine, MetaData, delete, select, update
 
+from preflight_testkit import events
 from preflight_testkit.clock import START as START
 from preflight_testkit.clock import ManualClock as ManualClock
 from preflight_testkit.clock import ts as ts
@@ -162,14 +163,12 @@ def source(organisation: str, consent: bool | None, submission_id: str = "") -> 
 def submission_received(
     submission_id: str, organisation: str = "lab-xq7", consent: bool = False
 ) -> intake_events.SubmissionReceived:
-    return intake_events.SubmissionReceived(
-        submission_id=submission_id,
-        organisation=organisation,
-        model=submission_pb2.ModelIdentity(developer=organisation, name="frontier", version="1.0"),
-        access=submission_pb2.ModelAccess(
-            endpoint=submission_pb2.EndpointAccess(base_url="https://model.example/v1", model_name="frontier")
-        ),
-        access_window=submission_pb2.AccessWindow(start=ts(START), end=ts(START + timedelta(days=7))),
+    """A submission received at START, open for a week, sharing its identity with operators when
+    `consent`."""
+    return events.submission_received(
+        submission_id,
+        organisation,
+        (START, START + timedelta(days=7)),
         consent=submission_pb2.SharingConsent(share_identity_with_operators=consent),
         received_at=ts(START),
     )

@@ -16,18 +16,6 @@ import pytest
 from preflight_testkit.checkout import load_script, repository
 from preflight_testkit.skips import skip_or_fail
 
-__all__ = [
-    "build_images",
-    "chart",
-    "check_chart",
-    "helm",
-    "helm_unittest",
-    "local_stack",
-    "repo",
-    "require",
-    "values_table",
-]
-
 CHART = repository() / "deploy" / "helm" / "preflight"
 BIN = repository() / ".cache" / "bin"
 

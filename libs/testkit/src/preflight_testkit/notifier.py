@@ -33,7 +33,6 @@ from preflight.clearinghouse.v1 import events_pb2 as clearinghouse_events
 from preflight.common.v1 import common_pb2
 from preflight.identity.v1 import identity_pb2_grpc
 from preflight.intake.v1 import events_pb2 as intake_events
-from preflight.intake.v1 import submission_pb2
 from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from preflight_common.auth import (
     IdentityServicer,
@@ -54,6 +53,7 @@ from preflight_notifier.config import NotifierSettings
 from preflight_notifier.entrypoints.server import SERVICE_NAMES
 from sqlalchemy import MetaData, text
 
+from preflight_testkit import events
 from preflight_testkit.clock import START as START
 from preflight_testkit.clock import ManualClock as ManualClock
 from preflight_testkit.clock import ts
@@ -235,14 +235,12 @@ def routing_document(receiver: WebhookReceiver, secret_file: Path) -> dict[str, 
 def submission_received(
     submission_id: str, release: datetime, *, version: int = 1, organisation: str = "lab-a"
 ) -> intake_events.SubmissionReceived:
-    return intake_events.SubmissionReceived(
-        submission_id=submission_id,
-        organisation=organisation,
-        model=submission_pb2.ModelIdentity(developer=organisation, name="frontier", version="1.0"),
-        access=submission_pb2.ModelAccess(
-            endpoint=submission_pb2.EndpointAccess(base_url="https://model.example/v1", model_name="frontier")
-        ),
-        access_window=submission_pb2.AccessWindow(start=ts(release - timedelta(days=10)), end=ts(release)),
+    """A submission received 20 days before `release`, open for the 10 days before it, its review
+    deadline at `release` (version `version`)."""
+    return events.submission_received(
+        submission_id,
+        organisation,
+        (release - timedelta(days=10), release),
         received_at=ts(release - timedelta(days=20)),
         planned_release=ts(release),
         review_deadline=ts(release),

@@ -35,7 +35,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, submission_pb2
 from preflight_common.auth import Principal, Role, TokenStore
-from preflight_common.config import KafkaSettings
+from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.localkafka import LocalKafka
 from preflight_common.ports import free_port
@@ -47,6 +47,7 @@ from preflight_testkit.postgres import LocalPostgres
 from sqlalchemy import func, select
 
 BASELINE_METHOD = "/bench.Baseline/Call"
+TOPICS = Topics(submissions="bench.submissions")
 
 
 def timestamp(moment: datetime) -> Timestamp:
@@ -228,7 +229,10 @@ def main() -> int:
             kafka.start()
             kafka_settings = kafka.admin_settings()
             print(f"kafka broker ready in {time.monotonic() - started:.1f}s")
-            ensure_topics(kafka_settings, [TopicSpec("bench.submissions", partitions=6)])
+            # The topic intake writes, and those its progress agents consume (as in a deployment: a
+            # missing one would have them retry its metadata throughout the run).
+            names = (TOPICS.submissions, TOPICS.benchmark_jobs, TOPICS.benchmark_results, TOPICS.reviews)
+            ensure_topics(kafka_settings, [TopicSpec(name, partitions=6) for name in names])
 
         database_url = f"sqlite:///{work / 'intake.db'}"
         if postgres is not None:
@@ -248,7 +252,7 @@ def main() -> int:
             "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{intake_port}",
             KEYS_VARIABLE: str(keys),
             **kafka_settings.env(),
-            "PREFLIGHT_TOPIC_SUBMISSIONS": "bench.submissions",
+            "PREFLIGHT_TOPIC_SUBMISSIONS": TOPICS.submissions,
             "PREFLIGHT_INTAKE_CONSUMER_GROUP": f"intake-bench-{uuid.uuid4().hex[:6]}",
         }
         with log.open("w") as out:

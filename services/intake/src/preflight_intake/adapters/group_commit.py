@@ -18,10 +18,12 @@ dropped unwritten.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
+from queue import Empty, SimpleQueue
 from typing import Generic, TypeVar
 
 from sqlalchemy import Engine
@@ -56,32 +58,45 @@ class GroupCommit(Generic[T, R]):
         self._write = write
         self._begin = begin
         self._max_batch = max_batch
-        self._lock = threading.Lock()
-        self._queue: list[_Queued[T, R]] = []
-        self._draining = False
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
+        # None asks the writer to stop.
+        self._queue: SimpleQueue[_Queued[T, R] | None] = SimpleQueue()
+        self._writer = threading.Thread(target=self._run, name=name, daemon=True)
+        self._starting = threading.Lock()
+        self._closed = False
 
     def submit(self, item: T) -> Future[R]:
-        """Queue `item`; its future resolves once the transaction that wrote it has committed."""
+        """Queue `item`; its future resolves once the transaction that wrote it has committed.
+        Raises RuntimeError once closed."""
+        if self._closed:
+            raise RuntimeError("the writer is closed")
         queued: _Queued[T, R] = _Queued(item, Future())
-        with self._lock:
-            self._queue.append(queued)
-            idle, self._draining = not self._draining, True
-        if idle:
-            self._writer.submit(self._drain)
+        self._queue.put(queued)
+        if self._writer.ident is None:
+            with self._starting:
+                if self._writer.ident is None:
+                    self._writer.start()
         return queued.future
 
-    def backlog(self) -> int:
-        """How many items wait for the writer to take them."""
-        with self._lock:
-            return len(self._queue)
-
     def close(self) -> None:
-        """Commit what is queued, then stop the writer thread."""
-        self._writer.shutdown(wait=True)
+        """Commit what is queued, then stop the writer thread for good."""
+        with self._starting:
+            self._closed = True
+            if self._writer.ident is not None:
+                self._queue.put(None)
+                self._writer.join()
 
-    def _drain(self) -> None:
-        while batch := self._take():
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            taken = [self._queue.get()]
+            with contextlib.suppress(Empty):
+                while len(taken) < self._max_batch:
+                    taken.append(self._queue.get_nowait())
+            stopping = any(queued is None for queued in taken)
+            # From here on a caller can no longer cancel: the item is being written.
+            batch = [q for q in taken if q is not None and q.future.set_running_or_notify_cancel()]
+            if not batch:
+                continue
             try:
                 self._commit(batch)
             except Exception as exc:
@@ -89,19 +104,6 @@ class GroupCommit(Generic[T, R]):
                 for queued in batch:
                     if not queued.future.done():
                         queued.future.set_exception(exc)
-
-    def _take(self) -> list[_Queued[T, R]]:
-        """The next batch; empty (and the writer idle) when nothing is queued."""
-        while True:
-            with self._lock:
-                taken, self._queue = self._queue[: self._max_batch], self._queue[self._max_batch :]
-                if not taken:
-                    self._draining = False
-                    return []
-            # From here on a caller can no longer cancel: the item is being written.
-            batch = [queued for queued in taken if queued.future.set_running_or_notify_cancel()]
-            if batch:
-                return batch
 
     def _commit(self, batch: Sequence[_Queued[T, R]]) -> None:
         try:

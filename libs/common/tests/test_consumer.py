@@ -437,13 +437,14 @@ async def test_a_failing_event_holds_its_partition_in_order_while_the_others_go_
     topic = unique_topic("hold", partitions=2)
     held = next(f"held-{n}" for n in range(100) if partition_of(f"held-{n}", 2) == 0)
     free = next(f"free-{n}" for n in range(100) if partition_of(f"free-{n}", 2) == 1)
-    publisher.publish_many(
-        [
+
+    def events_of(subject: str) -> list[tuple[str, KafkaRecord]]:
+        return [
             (topic, encode_event(plan_changed(subject, sequence), source=SOURCES["intake"], subject=subject))
             for sequence in range(1, 6)
-            for subject in (held, free)
         ]
-    )
+
+    publisher.publish_many(events_of(held))
     applied: list[tuple[str, int]] = []
     failures = 0
 
@@ -451,19 +452,21 @@ async def test_a_failing_event_holds_its_partition_in_order_while_the_others_go_
         nonlocal failures
         assert isinstance(payload, ReleasePlanChanged)
         # The held subject's second event fails until every event of the other partition is
-        # applied: a consumer that waited on it as a whole would never get there.
-        if (attributes.subject, payload.deadline_version) == (held, 2) and len(
-            [step for step in applied if step[0] == free]
-        ) < 5:
+        # applied, events published only once it failed: a consumer that waited on it as a whole
+        # would never get to them.
+        if (attributes.subject, payload.deadline_version) == (held, 2) and (
+            not failures or len([step for step in applied if step[0] == free]) < 5
+        ):
             failures += 1
             raise RuntimeError("the database is unavailable")
         applied.append((attributes.subject, payload.deadline_version))
 
     routes = [Route(topic, REGISTRY, handler)]
     async with consuming(kafka_settings, routes, Topics(submissions=topic), max_backoff=0.2):
+        await until(lambda: failures, "the held event to fail")
+        await asyncio.to_thread(publisher.publish_many, events_of(free))
         await until(lambda: len(applied) == 10, "every event applied")
 
-    assert failures >= 1
     assert [sequence for subject, sequence in applied if subject == held] == [1, 2, 3, 4, 5]
     assert [sequence for subject, sequence in applied if subject == free] == [1, 2, 3, 4, 5]
     assert applied.index((free, 5)) < applied.index((held, 2))

@@ -7,8 +7,11 @@ or worker (services/benchmark/Dockerfile.worker); all of them by default. Prints
 `IMAGE=NAME` line per image. Each image is tagged `localhost/preflight-<image>:<key>`, <key> a
 digest of its Dockerfile, its build arguments, the base image and every file of its build
 context, and is built only when podman has no image of that tag: a rerun with nothing changed
-builds nothing. A new build removes the image's older tags and build stages unused for a day.
-podman reads deploy/docker/containers.conf (CONTAINERS_CONF).
+builds nothing. A build reuses podman's cached layers, so one after a change of the sources builds
+only the Preflight packages again: the layers of third-party dependencies change only with
+constraints.txt and the packages' pyproject.toml files (see the Dockerfiles). A new build
+removes the image's older tags and build stages unused for a day. podman reads
+deploy/docker/containers.conf (CONTAINERS_CONF).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ IMAGES: Mapping[str, tuple[str, Mapping[str, str], str]] = {
     "worker": (WORKER_DOCKERFILE, {}, "services/benchmark"),
 }
 # What every image's build context holds besides its service folder (the Dockerfiles' COPY lines).
-SHARED_CONTEXT = ("constraints.txt", "libs", "sdk/python")
+SHARED_CONTEXT = ("constraints.txt", "deploy/docker/requirements.py", "libs", "sdk/python")
 
 
 def podman_env() -> dict[str, str]:
@@ -87,18 +90,33 @@ def _matches(relative: Path, ignored: list[str]) -> bool:
     )
 
 
+def context_files(image: str) -> Iterator[Path]:
+    """Every file of the repository that the image's build context holds, in a stable order."""
+    ignored = _ignored()
+    for folder in (*SHARED_CONTEXT, IMAGES[image][2]):
+        yield from _context_files(folder, ignored)
+
+
 def image_name(image: str, base: str) -> str:
     """`localhost/preflight-<image>:<key>`, <key> a digest of everything its build reads."""
-    dockerfile, build_args, service = IMAGES[image]
+    dockerfile, build_args, _ = IMAGES[image]
     digest = hashlib.sha256()
     digest.update(f"{dockerfile}\n{sorted(build_args.items())}\n{base}\n".encode())
     digest.update((REPO / dockerfile).read_bytes())
-    ignored = _ignored()
-    for folder in (*SHARED_CONTEXT, service):
-        for path in _context_files(folder, ignored):
-            digest.update(path.relative_to(REPO).as_posix().encode() + b"\0")
-            digest.update(path.read_bytes() + b"\0")
+    for path in context_files(image):
+        digest.update(path.relative_to(REPO).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
     return f"localhost/preflight-{image}:{digest.hexdigest()[:16]}"
+
+
+def build_arguments(image: str, base: str) -> list[str]:
+    """The `podman build` options that build the image from a context laid out as this
+    repository: its Dockerfile, its build arguments, and podman's layer cache (on by default, said
+    here so that no environment turns it off), which a build after a change of the sources reuses
+    for every layer of third-party dependencies."""
+    dockerfile, build_args, _ = IMAGES[image]
+    args = [f"--build-arg={k}={v}" for k, v in {"PYTHON_IMAGE": base, **build_args}.items()]
+    return ["--layers", "--file", dockerfile, *args]
 
 
 def build(image: str, base: str) -> str:
@@ -106,10 +124,8 @@ def build(image: str, base: str) -> str:
     name = image_name(image, base)
     env = podman_env()
     if subprocess.run(["podman", "image", "exists", name], env=env, check=False).returncode != 0:
-        dockerfile, build_args, _ = IMAGES[image]
-        args = [f"--build-arg={k}={v}" for k, v in {"PYTHON_IMAGE": base, **build_args}.items()]
         subprocess.run(
-            ["podman", "build", "--quiet", "--file", dockerfile, *args, "--tag", name, "."],
+            ["podman", "build", "--quiet", *build_arguments(image, base), "--tag", name, "."],
             cwd=REPO,
             env=env,
             stdout=sys.stderr,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 import tomllib
@@ -9,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from preflight_testkit.checkout import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -137,7 +139,10 @@ def test_entrypoint_is_a_declared_console_script(image: str, require) -> None:
     _, _, pkg_dir, expected = IMAGES[image]
     if argv == ["preflight-service"]:  # the shared Dockerfile links it to the service's script
         builder = " ".join(rest for s in stages[:-1] for _, rest in s.instructions)
-        assert f'ln -s "{expected}" /opt/venv/bin/preflight-service' in builder
+        # In a folder the runtime stage copies to /opt/venv, whose bin/ is on its PATH.
+        copied = [shlex.split(rest)[-2:] for op, rest in stages[-1].instructions if op == "COPY"]
+        venv = [source for source, target in copied if target == "/opt/venv"]
+        assert any(f'ln -s "{expected}" {folder}/bin/preflight-service' in builder for folder in venv)
     else:
         assert argv == [expected]
     pyproject = REPO / pkg_dir / "pyproject.toml"
@@ -162,3 +167,79 @@ def test_topics_script_ships_in_the_intake_image() -> None:
     assert "preflight-topics" in common["project"]["scripts"]
     builder = " ".join(rest for s in stages_of("intake")[:-1] for _, rest in s.instructions)
     assert "./libs/common" in shlex.split(builder.replace('"', " "))
+
+
+# A pip command that installs or fetches distributions (not `pip uninstall`).
+PIP_FETCH = re.compile(r"\bpip\b.*\b(install|wheel|download)\b")
+# What decides the third-party distributions: the files a COPY may take before they are installed.
+DECLARATIONS = ("constraints.txt", "deploy/docker/requirements.py")
+
+
+def copies_sources(instruction: str) -> bool:
+    """Whether a COPY from the build context takes anything besides the dependency declarations
+    (constraints.txt, the requirements script, pyproject.toml files)."""
+    *sources, _ = [t for t in shlex.split(instruction) if not t.startswith("--")]
+    return not all(s in DECLARATIONS or s.endswith("/pyproject.toml") for s in sources)
+
+
+def test_third_party_dependencies_are_installed_before_any_source_is_copied(image: str) -> None:
+    """A change of the sources rebuilds no layer that reaches a package index: every pip command
+    that may (one without --no-index) runs before the first COPY of a source, so podman's layer
+    cache keys the third-party distributions on constraints.txt and the pyproject.toml files alone,
+    and the Preflight packages are installed from the sources with no index."""
+    steps = [(op, rest) for stage in stages_of(image)[:-1] for op, rest in stage.instructions]
+    first_source = next(i for i, (op, rest) in enumerate(steps) if op == "COPY" and copies_sources(rest))
+    fetching = [
+        (i, command)
+        for i, (op, rest) in enumerate(steps)
+        if op == "RUN"
+        for command in rest.split("&&")
+        if PIP_FETCH.search(command) and "--no-index" not in command
+    ]
+    assert fetching, "the third-party distributions are installed in the builder"
+    late = [command.strip() for i, command in fetching if i > first_source]
+    assert not late, f"reaches an index after the sources are copied: {late}"
+    assert any("--no-index" in rest for op, rest in steps[first_source:] if op == "RUN")
+
+
+def test_the_runtime_stage_copies_the_dependencies_from_a_stage_without_sources(image: str) -> None:
+    """The runtime's first copy (the third-party distributions) comes from a stage that copies no
+    source, in a layer of its own, so a build after a change of the sources reuses it as well."""
+    stages = stages_of(image)
+    named = {stage.name: stage for stage in stages[:-1]}
+    copies = [rest for op, rest in stages[-1].instructions if op == "COPY" and "--from=" in rest]
+    source = named[re.search(r"--from=(\S+)", copies[0]).group(1)]  # type: ignore[union-attr]
+    lineage = [source]
+    while lineage[-1].base in named:
+        lineage.append(named[lineage[-1].base])
+    assert not [
+        rest for stage in lineage for op, rest in stage.instructions if op == "COPY" and copies_sources(rest)
+    ]
+    assert len(copies) >= 2, "the Preflight packages come in a copy of their own"
+
+
+def test_the_requirements_script_lists_third_party_pins_and_build_requirements(tmp_path: Path) -> None:
+    """deploy/docker/requirements.py: a pip installation report's distributions but the local
+    folders, as pins; the pyproject.toml files' build requirements, each once."""
+    requirements = load_script("preflight_image_requirements", "deploy/docker/requirements.py")
+    report = tmp_path / "report.json"
+    local = {"url": "file:///src/libs/common", "dir_info": {}}
+    remote = {"url": "https://files.example/grpcio.whl", "archive_info": {"hash": "sha256=00"}}
+    report.write_text(
+        json.dumps(
+            {
+                "install": [
+                    {"metadata": {"name": "preflight-common", "version": "0.1.0"}, "download_info": local},
+                    {"metadata": {"name": "grpcio", "version": "1.85.1"}, "download_info": remote},
+                    {"metadata": {"name": "PyYAML", "version": "6.0.3"}, "download_info": remote},
+                ]
+            }
+        )
+    )
+    assert requirements.third_party(report) == ["grpcio==1.85.1", "PyYAML==6.0.3"]
+    pyprojects = []
+    for name, requires in {"a": ["hatchling==1.33.0"], "b": ["hatchling==1.33.0", "hatch-vcs"]}.items():
+        pyprojects.append(tmp_path / name / "pyproject.toml")
+        pyprojects[-1].parent.mkdir()
+        pyprojects[-1].write_text(f"[build-system]\nrequires = {json.dumps(requires)}\n")
+    assert requirements.build_requirements(pyprojects) == ["hatchling==1.33.0", "hatch-vcs"]

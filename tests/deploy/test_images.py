@@ -426,3 +426,69 @@ def test_the_console_image_answers_its_health_check_and_signs_with_gpg_as_the_ch
         )
         subprocess.run(["podman", "rm", "--force", name], env=podman_env, capture_output=True, check=False)
         print(logs.stdout[-2000:], logs.stderr[-4000:])
+
+
+def build_steps(output: str) -> list[tuple[str, bool]]:
+    """(instruction, taken from podman's layer cache) for each step `podman build` printed."""
+    steps: list[tuple[str, bool]] = []
+    for line in output.splitlines():
+        if step := re.match(r"(?:\[\d+/\d+\] )?STEP \d+/\d+: (.*)", line):
+            steps.append((step.group(1), False))
+        elif line.startswith("--> Using cache") and steps:
+            steps[-1] = (steps[-1][0], True)
+    return steps
+
+
+def test_a_change_of_the_sources_rebuilds_the_image_on_its_cached_third_party_layers(
+    tmp_path: Path, build_images: ModuleType, base_image: str, podman_env: dict[str, str]
+) -> None:
+    """From a copy of intake's build context, built as build_images.py builds it: after an edit of
+    one of the service's modules, the steps that resolve and install the third-party distributions
+    (those reading constraints.txt) and the runtime stage's copy of them come from podman's layer
+    cache, and the new image holds the edit."""
+    dockerfile = REPO / build_images.IMAGES["intake"][0]
+    context = tmp_path / "context"
+    for path in [REPO / ".dockerignore", dockerfile, *build_images.context_files("intake")]:
+        (context / path.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
+        (context / path.relative_to(REPO)).write_bytes(path.read_bytes())
+    tag = f"localhost/preflight-layers-test:{secrets.token_hex(4)}"
+
+    def build() -> list[tuple[str, bool]]:
+        done = subprocess.run(
+            ["podman", "build", *build_images.build_arguments("intake", base_image), "--tag", tag, "."],
+            cwd=context,
+            env=podman_env,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=False,
+        )
+        assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+        return build_steps(done.stdout)
+
+    try:
+        build()
+        module = context / "services" / "intake" / "src" / "preflight_intake" / "__init__.py"
+        edit = f"# {secrets.token_hex(8)}\n"
+        module.write_text(module.read_text() + edit)
+        steps = build()
+        reused = [
+            (instruction, cached)
+            for instruction, cached in steps
+            if "constraints.txt" in instruction or "--from=dependencies" in instruction
+        ]
+        assert any("pip install" in instruction for instruction, _ in reused), steps
+        assert all(cached for _, cached in reused), [i for i, cached in reused if not cached]
+        assert not all(cached for _, cached in steps), "the edit is built"
+        show = "import pathlib, preflight_intake as m; print(pathlib.Path(m.__file__).read_text())"
+        installed = subprocess.run(
+            ["podman", "run", "--rm", "--network=none", "--entrypoint=python", tag, "-c", show],
+            env=podman_env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        assert installed.stdout.endswith(edit + "\n"), installed.stdout[-200:]
+    finally:
+        subprocess.run(["podman", "rmi", "--force", tag], env=podman_env, capture_output=True, check=False)

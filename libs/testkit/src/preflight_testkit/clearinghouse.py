@@ -187,16 +187,23 @@ def job_id(submission_id: str, suite_id: str) -> str:
     return f"{submission_id}/{suite_id}/1.0.0"
 
 
+def first_attempt(submission_id: str, suite_id: str, capability: str) -> dict[str, Any]:
+    """The fields every benchmark job event of a suite's first attempt carries."""
+    return {
+        "job_id": job_id(submission_id, suite_id),
+        "submission_id": submission_id,
+        "suite_id": suite_id,
+        "suite_version": "1.0.0",
+        "capability": capability,
+        "attempt": 1,
+    }
+
+
 def job_requested(
     submission_id: str, suite_id: str, capability: str, planned_jobs: int = len(SUITES)
 ) -> benchmark_events.BenchmarkJobRequested:
     return benchmark_events.BenchmarkJobRequested(
-        job_id=job_id(submission_id, suite_id),
-        submission_id=submission_id,
-        suite_id=suite_id,
-        suite_version="1.0.0",
-        capability=capability,
-        attempt=1,
+        **first_attempt(submission_id, suite_id, capability),
         max_attempts=3,
         planned_jobs=planned_jobs,
     )
@@ -212,12 +219,7 @@ def completed(
     candidates: tuple[benchmark_events.CandidateFinding, ...] = (),
 ) -> benchmark_events.BenchmarkCompleted:
     return benchmark_events.BenchmarkCompleted(
-        job_id=job_id(submission_id, suite_id),
-        submission_id=submission_id,
-        suite_id=suite_id,
-        suite_version="1.0.0",
-        capability=capability,
-        attempt=1,
+        **first_attempt(submission_id, suite_id, capability),
         scores=[
             benchmark_events.TaskScore(task=suite_id, metric=metric, value=value, stderr=0.1, samples=samples)
         ],
@@ -261,12 +263,7 @@ def candidate(**overrides: Any) -> benchmark_events.CandidateFinding:
 
 def failed(submission_id: str, suite_id: str, capability: str) -> benchmark_events.BenchmarkFailed:
     return benchmark_events.BenchmarkFailed(
-        job_id=job_id(submission_id, suite_id),
-        submission_id=submission_id,
-        suite_id=suite_id,
-        suite_version="1.0.0",
-        capability=capability,
-        attempt=1,
+        **first_attempt(submission_id, suite_id, capability),
         reason=benchmark_events.FAILURE_REASON_TIMEOUT,
         message="suite timed out after 3600 s",
     )

@@ -176,6 +176,38 @@ def test_run_forever_relays_until_stopped(
     assert ce_ids(read_topic(topic, expected=3)) == ids
 
 
+class CountingRelay(OutboxRelay):
+    """The relay, noting how many rows each of its rounds published."""
+
+    rounds: list[int]
+
+    def run_once(self) -> int:
+        published = super().run_once()
+        self.rounds.append(published)
+        return published
+
+
+class StopAtFirstPause(threading.Event):
+    """A stop event that is set the first time the relay pauses between rounds."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.set()
+        return True
+
+
+def test_the_relay_goes_on_at_once_after_a_full_batch_and_pauses_after_a_partial_one(
+    sqlite_store: Store, publisher: EventPublisher, unique_topic: TopicFactory
+) -> None:
+    sqlite_store.add(unique_topic("outbox-rounds"), [f"sub-{n}" for n in range(5)])
+    relay = CountingRelay(sqlite_store.engine, sqlite_store.outbox, publisher, batch_size=2)
+    relay.rounds = []
+    relay.run_forever(StopAtFirstPause(), interval=60)
+    # Two full batches back to back, then the rest; no round that finds the outbox empty before the
+    # pause (under a trickle it would find a row or two, and publish them in a write transaction).
+    assert relay.rounds == [2, 2, 1]
+    assert relay.pending() == 0
+
+
 def test_enqueue_needs_an_encoded_event(sqlite_store: Store) -> None:
     with pytest.raises(ValueError, match="encode_event"), sqlite_store.engine.begin() as conn:
         enqueue(conn, sqlite_store.outbox, "topic", KafkaRecord(key=b"k", value=b"v"))

@@ -178,7 +178,8 @@ class OutboxRelay:
         liveness: Liveness | None = None,
     ) -> None:
         """Relay until `stop` is set, backing off while the broker is unavailable; each round
-        beats `liveness` as "outbox relay"."""
+        beats `liveness` as "outbox relay". A round that published a full batch is followed at once
+        by the next; any other pauses `interval` seconds first."""
         backoff = interval
         while not stop.is_set():
             if liveness is not None:
@@ -186,7 +187,11 @@ class OutboxRelay:
             try:
                 sent = self.run_once()
                 backoff = interval
-                if sent:
+                if sent == self._batch_size:
+                    # A full batch: more may be waiting. After a partial one the relay pauses, so
+                    # that under a steady trickle each round takes a batch rather than a row or two
+                    # (every round that publishes is a write transaction, which on SQLite waits
+                    # for, and holds up, the service's other writers).
                     continue
             except PublishError as exc:
                 log.warning("outbox relay: broker unavailable, retrying in %.1fs: %s", backoff, exc)

@@ -47,6 +47,8 @@ def collected(pytester: pytest.Pytester, *options: str) -> dict[str, set[str]]:
     """Each test pytest selects from the sample tests with `options`, in a pytest run of its own
     (the kit's plugin loaded through its entry point, as in every run), and its lane markers."""
     pytester.makepyfile(test_sample=TESTS)
+    # The repository's asyncio settings, which the sample run's own folder does not hold.
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
     items, recorded = pytester.inline_genitems("-p", "no:cacheprovider", *options)
     deselected = {item.nodeid for call in recorded.getcalls("pytest_deselected") for item in call.items}
     return {

@@ -394,6 +394,18 @@ def test_every_event_type_the_protos_document_declares_its_required_fields() -> 
         assert missing_fields(message) == list(paths), name
 
 
+def test_a_complete_event_lacks_nothing_and_one_without_a_single_required_field_names_it() -> None:
+    assert missing_fields(received("sub-c")) == []
+    for path in REQUIRED[SubmissionReceived.DESCRIPTOR.full_name]:
+        event = received("sub-c")
+        *parents, name = path.split(".")
+        holder: Message = event
+        for parent in parents:
+            holder = getattr(holder, parent)
+        holder.ClearField(name)
+        assert missing_fields(event) == [path], path
+
+
 async def test_an_event_awaiting_its_cause_is_retried_for_its_patience_then_dead_lettered(
     kafka_settings: KafkaSettings,
     publisher: EventPublisher,

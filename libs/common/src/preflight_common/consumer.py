@@ -50,8 +50,9 @@ from typing import Any, Protocol
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from google.protobuf.message import Message
 from kafka.errors import MessageSizeTooLargeError
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from preflight_common import bus
 from preflight_common.config import KafkaSettings, Topics, env_float
@@ -76,6 +77,8 @@ MAX_RECORDS = 1000
 """Records fetched (and then committed) at most per batch."""
 POLL_TIMEOUT = 0.5
 """Seconds a fetch waits for records: how soon a stopping consumer notices when idle."""
+YIELD_EVERY = 50
+"""Records handled between two turns given to the Kafka client's tasks."""
 FIRST_BACKOFF = 0.1
 """Seconds before the first retry of a record; doubled at each retry up to the maximum."""
 
@@ -186,8 +189,9 @@ class Event:
 
 
 Step = Callable[[Event], Awaitable[None]]
-"""One step of the consume path: passes the event on to the next step, or raises — `Rejected`
-(dead-letter it), `AwaitingCause` or any other exception (retry it)."""
+"""A step of the consume path that wraps the rest of it: passes the event on, or raises —
+`Rejected` (dead-letter it), `AwaitingCause` or any other exception (retry it). The steps before
+it (`decoded`, `checked`) are plain functions that return the event or raise `Rejected`."""
 
 
 def decoded(record: ConsumedRecord, registry: EventRegistry) -> Event:
@@ -199,37 +203,49 @@ def decoded(record: ConsumedRecord, registry: EventRegistry) -> Event:
     return Event(record, attributes, payload)
 
 
-def checked(topics: Topics, then: Step) -> Step:
-    """Pass on only events the bus's trust rules accept (`refusal_of`); reject the others."""
+def checked(topics: Topics) -> Callable[[Event], None]:
+    """The bus's trust rules as a step: reject an event `refusal_of` refuses."""
 
-    async def check(event: Event) -> None:
+    def check(event: Event) -> None:
         refusal = refusal_of(event.record.topic, event.attributes, event.payload, topics)
         if refusal is not None:
             raise Rejected(refusal)
-        await then(event)
 
     return check
 
 
 def traced(then: Step) -> Step:
-    """Run the rest of the path in a CONSUMER span continuing the producer's trace."""
+    """Run the rest of the path in a CONSUMER span continuing the producer's trace; an exception
+    is recorded on the span, which then ends in error."""
 
     async def trace_event(event: Event) -> None:
         attributes = event.attributes
-        carrier = {"traceparent": attributes.traceparent, "tracestate": attributes.tracestate}
-        parent = propagate.extract(carrier) if attributes.traceparent else None
-        with tracer.start_as_current_span(
-            f"consume {attributes.type}",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": event.record.topic,
-                "messaging.message.id": attributes.id,
-                "preflight.subject": attributes.subject,
-            },
-        ):
+        parent = None
+        if attributes.traceparent:
+            carrier = {"traceparent": attributes.traceparent, "tracestate": attributes.tracestate}
+            parent = propagate.extract(carrier)
+        span = tracer.start_span(f"consume {attributes.type}", context=parent, kind=SpanKind.CONSUMER)
+        if span.is_recording():
+            span.set_attributes(
+                {
+                    "messaging.system": "kafka",
+                    "messaging.destination.name": event.record.topic,
+                    "messaging.message.id": attributes.id,
+                    "preflight.subject": attributes.subject,
+                }
+            )
+        # What `start_as_current_span` does, without its two context managers: they cost twice
+        # what the rest of this step does, on every event.
+        token = otel_context.attach(trace.set_span_in_context(span))
+        try:
             await then(event)
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        finally:
+            otel_context.detach(token)
+            span.end()
 
     return trace_event
 
@@ -256,10 +272,13 @@ def consume_path(routes: Sequence[Route], topics: Topics) -> Callable[[ConsumedR
     registries = {route.topic: route.registry for route in routes}
     if len(registries) != len(routes):
         raise ValueError("each topic has one route")
-    apply = checked(topics, traced(routed(routes)))
+    check = checked(topics)
+    apply = traced(routed(routes))
 
     async def consume(record: ConsumedRecord) -> None:
-        await apply(decoded(record, registries[record.topic]))
+        event = decoded(record, registries[record.topic])
+        check(event)
+        await apply(event)
 
     return consume
 
@@ -332,6 +351,7 @@ class EventConsumer:
         self._handled: dict[TopicPartition, int] = {}
         self._committed: dict[TopicPartition, int | None] = {}
         self._retries: dict[TopicPartition, _Retry] = {}
+        self._committing: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         """Connect and join the group, then consume; raises while the brokers cannot be reached
@@ -371,7 +391,7 @@ class EventConsumer:
                 async with self._handling:
                     for tp, records in batches.items():
                         await self._handle_batch(tp, records)
-                await self._commit()
+                await self._commit(wait=False)
         except Exception:
             log.exception("the consumer of group %s failed; it no longer consumes", self.group)
             raise
@@ -397,9 +417,14 @@ class EventConsumer:
 
     async def _handle_batch(self, tp: TopicPartition, records: Iterable[ConsumedRecord]) -> None:
         """Handle `records` of `tp` in order, until one must wait or the consumer must yield."""
-        for record in records:
+        for index, record in enumerate(records, 1):
             if self._stopping or self._revoking:
                 return
+            if not index % YIELD_EVERY:
+                # Handlers that never wait, and fetching records already buffered, do not yield to
+                # the event loop: the client's own tasks (the commit in flight, the next fetches)
+                # get their turns here, and so overlap with the handling.
+                await asyncio.sleep(0)
             if not await self._handled_record(tp, record):
                 return
             self._handled[tp] = record.offset + 1
@@ -480,11 +505,24 @@ class EventConsumer:
         if self._dead_letters.liveness is not None:
             self._dead_letters.liveness.recovered(key)
 
-    async def _commit(self) -> None:
-        """Commit the offsets handled since the last commit; keep them for the next one on failure."""
+    async def _commit(self, *, wait: bool = True) -> None:
+        """Commit the offsets handled since the last commit, once the commit in flight is done (one
+        at a time: offsets are committed in order). Returns when it is done, or without `wait` as
+        soon as it is sent: the loop handles the next batch meanwhile."""
+        if self._committing is not None:
+            await self._committing
+            self._committing = None
         if not self._handled:
             return
         offsets, self._handled = self._handled, {}
+        committing = asyncio.ensure_future(self._commit_offsets(offsets))
+        if wait:
+            await committing
+        else:
+            self._committing = committing
+
+    async def _commit_offsets(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit `offsets`; on failure keep those of partitions still assigned for the next commit."""
         try:
             await self._client.commit(offsets)
         except Exception as exc:  # e.g. the group is rebalancing: the next owner then redelivers

@@ -11,9 +11,10 @@ single field cannot say (an end after a start, a value in range).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import cache
-from typing import Final
+from operator import attrgetter
+from typing import Any, Final
 
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
@@ -73,6 +74,8 @@ def missing_fields(message: Message) -> list[str]:
     An event type `REQUIRED` does not declare has no contract to break; every event type
     the protos document (``// ce_type: …``) is declared, which a test holds the table to.
     """
+    if _complete(message):
+        return []
     return [path for path, steps in _resolved(message.DESCRIPTOR) if not _present(message, steps)]
 
 
@@ -104,6 +107,44 @@ def _resolved(descriptor: Descriptor) -> tuple[tuple[str, tuple[_Step, ...]], ..
                 steps.append((name, _SCALAR))
         paths.append((path, tuple(steps)))
     return tuple(paths)
+
+
+def _complete(message: Message) -> bool:
+    """Whether `message` has every required field: what nearly every consumed event has, so it is
+    checked first, with the fewest calls (about 1.1 µs instead of 1.9 for a SubmissionReceived)."""
+    values, messages, deeper = _grouped(message.DESCRIPTOR)
+    for value in values(message):
+        if not value:
+            return False
+    for steps in deeper:
+        if not _present(message, steps):
+            return False
+    return all(map(message.HasField, messages))
+
+
+@cache
+def _grouped(
+    descriptor: Descriptor,
+) -> tuple[Callable[[Message], tuple[Any, ...]], tuple[str, ...], tuple[tuple[_Step, ...], ...]]:
+    """The required paths of `descriptor`'s type grouped for `_complete`: the top-level scalar and
+    repeated fields (read in one call), the top-level message fields, the deeper paths."""
+    values: list[str] = []
+    messages: list[str] = []
+    deeper: list[tuple[_Step, ...]] = []
+    for _, steps in _resolved(descriptor):
+        if len(steps) > 1:
+            deeper.append(steps)
+        elif steps[0][1] == _MESSAGE:
+            messages.append(steps[0][0])
+        else:
+            values.append(steps[0][0])
+    # attrgetter of two names or more reads them all in one call, as a tuple.
+    read: Callable[[Message], tuple[Any, ...]] = (
+        attrgetter(*values)
+        if len(values) > 1
+        else lambda message: tuple(getattr(message, name) for name in values)
+    )
+    return read, tuple(messages), tuple(deeper)
 
 
 def _present(message: Message, steps: tuple[_Step, ...]) -> bool:

@@ -30,9 +30,6 @@ OWN_FOLDERS = {
 FORBIDDEN_LIBRARIES = frozenset({"sqlalchemy", "grpc", "kafka", "aiokafka"})
 CONCRETE_ADAPTER = re.compile(r"^preflight_\w+\.adapters(\.|$)")
 
-# Services whose use cases still import machinery; a service leaves the set once it is clean.
-NOT_YET_CLEAN: set[str] = set()
-
 
 def package(service: str) -> Path:
     return ROOT / "services" / service / "src" / f"preflight_{service}"
@@ -67,11 +64,7 @@ def violations(service: str) -> list[str]:
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_use_cases_import_no_machinery_and_no_concrete_adapter(service: str) -> None:
-    found = violations(service)
-    if service in NOT_YET_CLEAN:
-        assert found, f"{service}'s use cases are clean: remove it from NOT_YET_CLEAN"
-    else:
-        assert found == [], f"{service}'s use cases import what they should reach through ports"
+    assert violations(service) == [], f"{service}'s use cases import what they should reach through ports"
 
 
 @pytest.mark.parametrize("service", SERVICES)

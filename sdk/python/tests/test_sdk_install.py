@@ -49,7 +49,7 @@ else:
     raise SystemExit("a tampered report verified")
 Preflight("127.0.0.1:1").close()
 servers = [m for m in ("preflight_common", "preflight_intake", "preflight_clearinghouse",
-    "preflight_notifier", "preflight_benchmark", "sqlalchemy", "faust") if importlib.util.find_spec(m)]
+    "preflight_notifier", "preflight_benchmark", "sqlalchemy", "aiokafka") if importlib.util.find_spec(m)]
 print(json.dumps(servers))
 """
 

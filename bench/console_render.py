@@ -70,7 +70,6 @@ def build_services(
     from preflight_intake.adapters.grpc import IntakeServicer
     from preflight_intake.config import IntakeSettings
 
-    os.environ["PREFLIGHT_INTAKE_STATE_DIR"] = str(root / "intake")
     os.environ["PREFLIGHT_CLEARINGHOUSE_STATE_DIR"] = str(root / "clearinghouse")
     os.environ["PREFLIGHT_BENCHMARK_LOG_ROOT"] = str(root / "eval-logs")
     os.environ["PREFLIGHT_BENCHMARK_WORK_DIR"] = str(root / "work")

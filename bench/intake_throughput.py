@@ -248,7 +248,6 @@ def main() -> int:
         env = {
             **os.environ,
             "PREFLIGHT_DATABASE_URL": database_url,
-            "PREFLIGHT_INTAKE_STATE_DIR": str(work / "state"),
             "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{intake_port}",
             KEYS_VARIABLE: str(keys),
             **kafka_settings.env(),

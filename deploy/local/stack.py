@@ -244,7 +244,6 @@ def _service_env(stack: Stack, service: str, keys: dict[str, str], tokens: dict[
     if service == "intake":
         keyring = keys["PREFLIGHT_INTAKE_ENCRYPTION_KEYS"]
         env["PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE"] = stack.secret_file("intake-encryption.keys", keyring)
-        env["PREFLIGHT_INTAKE_STATE_DIR"] = str(stack.data / "intake")
         env["PREFLIGHT_CLEARINGHOUSE_TARGET"] = f"127.0.0.1:{stack.ports['clearinghouse']}"
     elif service == "benchmark":
         env.update(

@@ -181,7 +181,6 @@ def _build(root: Path, env: pytest.MonkeyPatch) -> tuple[Served, TokenStore, lis
     def database(name: str) -> None:
         env.setenv("PREFLIGHT_DATABASE_URL", f"sqlite:///{root / f'{name}.db'}")
 
-    env.setenv("PREFLIGHT_INTAKE_STATE_DIR", str(root / "intake"))
     env.setenv("PREFLIGHT_CLEARINGHOUSE_STATE_DIR", str(root / "clearinghouse"))
     env.setenv("PREFLIGHT_BENCHMARK_LOG_ROOT", str(root / "eval-logs"))
     env.setenv("PREFLIGHT_BENCHMARK_WORK_DIR", str(root / "work"))

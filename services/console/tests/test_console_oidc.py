@@ -133,7 +133,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             "PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE": str(keys),
             "PREFLIGHT_DATABASE_URL": f"sqlite:///{folder / 'intake.db'}",
             "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{intake_port}",
-            "PREFLIGHT_INTAKE_STATE_DIR": str(folder / "intake"),
             # Nothing listens there: intake serves its API without Kafka (events wait in the outbox).
             "PREFLIGHT_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{no_kafka}",
             "PREFLIGHT_CLEARINGHOUSE_TARGET": "127.0.0.1:1",

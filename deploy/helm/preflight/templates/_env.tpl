@@ -129,8 +129,6 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
   value: {{ include "preflight.identityTarget" $root | quote }}
 {{- end }}
 {{- if eq .name "intake" }}
-- name: PREFLIGHT_INTAKE_STATE_DIR
-  value: /var/lib/preflight
 {{- /* Where intake fetches the key that review reports must verify with. */}}
 - name: PREFLIGHT_CLEARINGHOUSE_TARGET
   value: {{ printf "%s.%s.svc:%d" (include "preflight.componentName" (dict "root" $root "name" "clearinghouse")) $root.Release.Namespace (int $root.Values.clearinghouse.grpcPort) | quote }}

@@ -259,7 +259,6 @@ def make_settings(tmp: Path, admin: KafkaSettings, **overrides: Any) -> IntakeSe
     kafka = create_principal(admin, user, service_grants_as(user, "intake", topics), tmp / "kafka.password")
     settings = IntakeSettings(
         database_url=f"sqlite:///{tmp / 'intake.db'}",
-        state_dir=tmp / "state",
         listen="127.0.0.1:0",
         relay_interval=0.1,
         shutdown_grace=2.0,
@@ -404,7 +403,6 @@ def intake_processes(tmp_path: Path, kafka_settings: KafkaSettings) -> Iterator[
     env = {
         **os.environ,
         "PREFLIGHT_DATABASE_URL": settings.database_url,
-        "PREFLIGHT_INTAKE_STATE_DIR": str(settings.state_dir),
         "PREFLIGHT_GRPC_LISTEN": f"127.0.0.1:{port}",
         "PREFLIGHT_INTAKE_ENCRYPTION_KEYS_FILE": str(keys),
         **settings.kafka.env(),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import grpc
 from preflight_common.channels import credentials_from_env
@@ -31,8 +30,6 @@ class IntakeSettings:
 
     # May carry the database password (`config.database_url`): never in a repr, a log or a traceback.
     database_url: str = field(default=DEFAULT_DATABASE_URL, repr=False)
-    # Local working files (none at present: consuming keeps no local state).
-    state_dir: Path = Path("run/intake")
     listen: str = "[::]:50051"
     policy: WindowPolicy = field(default_factory=WindowPolicy)
     relay_interval: float = 0.2
@@ -71,7 +68,6 @@ class IntakeSettings:
             )
         return cls(
             database_url=database_url(DEFAULT_DATABASE_URL),
-            state_dir=env_path("PREFLIGHT_INTAKE_STATE_DIR", cls.state_dir),
             listen=env("PREFLIGHT_GRPC_LISTEN", cls.listen),
             policy=policy,
             relay_interval=env_positive("PREFLIGHT_INTAKE_RELAY_INTERVAL", cls.relay_interval),

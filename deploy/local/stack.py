@@ -4,6 +4,8 @@
     python deploy/local/stack.py down [--run-dir run/stack]   stop exactly what `up` started
     python deploy/local/stack.py status [--run-dir run/stack] exit 0 when running
 
+--run-dir defaults to $PREFLIGHT_STACK_DIR when set (as `make demo` does), else run/stack.
+
 `up` starts a detached supervisor that runs the local Apache Kafka broker, creates the topics,
 migrates each service's SQLite store, issues the stack's tokens (once), then runs the four
 services and the web console, the reference model server (standing in for a lab's endpoint), a
@@ -760,7 +762,12 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("command", choices=["up", "down", "status", "supervise"])
-    parser.add_argument("--run-dir", type=Path, default=ROOT / "run" / "stack")
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        # The same folder `make demo` uses, so `make down` stops the stack it left running.
+        default=Path(os.environ.get("PREFLIGHT_STACK_DIR", ROOT / "run" / "stack")),
+    )
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds `up` waits for readiness")
     args = parser.parse_args(argv)
     stack = Stack(args.run_dir)

@@ -9,14 +9,13 @@ from functools import cache
 from pathlib import Path
 from types import ModuleType
 
+from preflight_common.localkafka import find_repo_root
+
 
 @cache
 def repository() -> Path:
-    """The checkout holding this package (its `Makefile` and `libs/`)."""
-    for folder in Path(__file__).resolve().parents:
-        if (folder / "Makefile").is_file() and (folder / "libs").is_dir():
-            return folder
-    raise RuntimeError("the repository holding preflight_testkit was not found")
+    """The checkout holding this package (`preflight_common.localkafka.find_repo_root` from here)."""
+    return find_repo_root(Path(__file__).resolve().parent)
 
 
 def load_script(name: str, path: str) -> ModuleType:

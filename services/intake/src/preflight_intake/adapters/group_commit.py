@@ -61,29 +61,32 @@ class GroupCommit(Generic[T, R]):
         # None asks the writer to stop.
         self._queue: SimpleQueue[_Queued[T, R] | None] = SimpleQueue()
         self._writer = threading.Thread(target=self._run, name=name, daemon=True)
-        self._starting = threading.Lock()
+        self._lock = threading.Lock()
         self._closed = False
 
     def submit(self, item: T) -> Future[R]:
         """Queue `item`; its future resolves once the transaction that wrote it has committed.
         Raises RuntimeError once closed."""
-        if self._closed:
-            raise RuntimeError("the writer is closed")
         queued: _Queued[T, R] = _Queued(item, Future())
-        self._queue.put(queued)
-        if self._writer.ident is None:
-            with self._starting:
-                if self._writer.ident is None:
-                    self._writer.start()
+        # Checked and queued under the lock `close` takes: an item is never queued behind the stop
+        # request, where no writer would ever resolve its future.
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the writer is closed")
+            self._queue.put(queued)
+            if self._writer.ident is None:
+                self._writer.start()
         return queued.future
 
     def close(self) -> None:
         """Commit what is queued, then stop the writer thread for good."""
-        with self._starting:
+        with self._lock:
             self._closed = True
-            if self._writer.ident is not None:
+            started = self._writer.ident is not None
+            if started:
                 self._queue.put(None)
-                self._writer.join()
+        if started:
+            self._writer.join()
 
     def _run(self) -> None:
         stopping = False

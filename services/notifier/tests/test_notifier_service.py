@@ -40,6 +40,7 @@ from preflight_testkit.clients import dead_letter_reasons
 from preflight_testkit.fixtures import PrincipalFactory
 from preflight_testkit.notifier import finding_notice, submission_received
 from preflight_testkit.tls import TestAuthority
+from preflight_testkit.waiting import wait_until
 from sqlalchemy import Engine, select
 
 ROUTING = {
@@ -377,11 +378,10 @@ def _deadline_audience(engine: Engine, deadline_id: str) -> Any:
 
 def _recorded(served: NotifierProcess, audience: Callable[[], Any], what: str) -> Any:
     """`audience()` once the notifier has applied `what` (within a minute)."""
-    until = time.monotonic() + 60
-    while (recorded := audience()) is None:
-        assert time.monotonic() < until, f"{what} was not applied:\n{served.log()}"
-        time.sleep(0.1)
-    return recorded
+    try:
+        return wait_until(audience, 60, what)
+    except TimeoutError:
+        raise AssertionError(f"{what} was not applied:\n{served.log()}") from None
 
 
 def test_a_forged_finding_publication_widens_no_audience_and_is_dead_lettered(

@@ -348,17 +348,20 @@ class IntakeProcess:
 
     def start(self) -> IntakeProcess:
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
+        proc = self.proc = subprocess.Popen(
             [sys.executable, "-m", "preflight_intake.entrypoints.cli", "serve"],
             env=self.env,
             stdout=log,
             stderr=log,
         )
-        deadline = time.monotonic() + 60
-        while f"intake serving on port {self.port}" not in self.log_path.read_text(errors="replace"):
-            assert self.proc.poll() is None, f"intake exited:\n{self.log_path.read_text()}"
-            assert time.monotonic() < deadline, "intake did not start within 60s"
-            time.sleep(0.1)
+
+        def serving() -> bool:
+            if f"intake serving on port {self.port}" in self.log_path.read_text(errors="replace"):
+                return True
+            assert proc.poll() is None, f"intake exited:\n{self.log_path.read_text()}"
+            return False
+
+        wait_until(serving, 60, "intake to start serving")
         return self
 
     def kill(self) -> None:

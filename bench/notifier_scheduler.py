@@ -29,6 +29,7 @@ from pathlib import Path
 from preflight_notifier.adapters.routing_file import default_routing_path
 from preflight_notifier.bootstrap import Components, build
 from preflight_notifier.config import NotifierSettings
+from preflight_testkit.clock import ManualClock
 from sqlalchemy import Engine
 
 NOW = datetime(2026, 7, 1, 9, 0, tzinfo=UTC)
@@ -40,14 +41,6 @@ SELECTION = (
     "SELECT reminders.deadline_id FROM reminders {hint} WHERE status = 'pending' AND reminders.due_at <= ? "
     "ORDER BY reminders.due_at LIMIT 500"
 )
-
-
-class FixedClock:
-    def __init__(self, now: datetime) -> None:
-        self.moment = now
-
-    def __call__(self) -> datetime:
-        return self.moment
 
 
 def sqlite_time(moment: datetime) -> str:
@@ -87,9 +80,9 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def measure(notifier: Components, clock: FixedClock, label: str, batch: int) -> dict[str, float]:
+def measure(notifier: Components, clock: ManualClock, label: str, batch: int) -> dict[str, float]:
     engine = notifier.engine
-    clock.moment = NOW
+    clock.set(NOW)
     notifier.scheduler.run_pass()  # warm the caches once
     idle = statistics.median(timed(notifier.scheduler.run_pass) for _ in range(20))
     firing = []
@@ -131,7 +124,7 @@ def main() -> None:
     args = parser.parse_args()
     per = REMINDERS_PER_DEADLINE
     with tempfile.TemporaryDirectory() as folder:
-        clock = FixedClock(NOW)
+        clock = ManualClock(NOW)
         settings = NotifierSettings(
             database_url=f"sqlite:///{Path(folder) / 'bench.db'}", routing_file=default_routing_path()
         )
@@ -169,7 +162,7 @@ def main() -> None:
         print("{:>20} {:>11.2f}x {:>15.2f}x {:>11.2f}x {:>11.2f}x".format("ratio (large/small)", *ratios))
 
         add_deadlines(engine, "due", 1, args.due, NOW - timedelta(hours=1), per_deadline=1)
-        clock.moment = NOW
+        clock.set(NOW)
         started = time.perf_counter()
         fired = notifier.scheduler.catch_up().fired
         elapsed = time.perf_counter() - started

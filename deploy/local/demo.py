@@ -89,7 +89,7 @@ def connect(run_dir: Path, principal: str) -> Preflight:
 
 
 def main() -> int:
-    run_dir = Path(os.environ.get("PREFLIGHT_STACK_DIR", ROOT / "run" / "stack"))
+    run_dir = Path(os.environ.get("PREFLIGHT_STACK_DIR") or ROOT / "run" / "stack")
     started = time.monotonic()
     step("1. the embedded stack")
     if (

@@ -766,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
         "--run-dir",
         type=Path,
         # The same folder `make demo` uses, so `make down` stops the stack it left running.
-        default=Path(os.environ.get("PREFLIGHT_STACK_DIR", ROOT / "run" / "stack")),
+        default=Path(os.environ.get("PREFLIGHT_STACK_DIR") or ROOT / "run" / "stack"),
     )
     parser.add_argument("--timeout", type=float, default=240.0, help="seconds `up` waits for readiness")
     args = parser.parse_args(argv)

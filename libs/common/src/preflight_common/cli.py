@@ -16,6 +16,7 @@ from collections.abc import Callable
 from preflight_common.config import ConfigError
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def service_parser(
@@ -24,7 +25,13 @@ def service_parser(
     """The service's parser with `serve` (helped by `serve`, what it runs until SIGTERM) and, when
     `migrate`, `migrate`; returns it and its subcommands, for the service to add its own."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--log-level", default="INFO", help="Python logging level (default INFO)")
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        default="INFO",
+        help="Python logging level (default INFO)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     commands.add_parser("serve", help=f"run {serve} until SIGTERM/SIGINT")
     if migrate:
@@ -42,7 +49,7 @@ def run_cli(
     """Parse `argv`, set up logging and return `run(args)`; a configuration error (any of
     `config_errors`) is printed as `<prog>: configuration error: ...` and answered with 2."""
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT)
+    logging.basicConfig(level=args.log_level, format=LOG_FORMAT)
     try:
         return run(args)
     except config_errors as exc:

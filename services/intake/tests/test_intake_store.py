@@ -62,6 +62,7 @@ def world(db_url: str) -> Iterator[World]:
     )
     clock = Clock(datetime.now(UTC))
     yield World(engine, store, Intake(store, WindowPolicy(), clock), clock, key_entry)
+    store.close()
     engine.dispose()
 
 

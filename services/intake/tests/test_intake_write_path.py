@@ -68,6 +68,7 @@ def intake_on(db_url: str) -> Iterator[tuple[Intake, Engine]]:
         engine, Keyring.parse(new_key_entry("k1")), SubmissionEventEncoder(source="test", topic="t")
     )
     yield Intake(store, WindowPolicy()), engine
+    store.close()
     engine.dispose()
 
 
@@ -280,4 +281,5 @@ def test_sqlite_checkpoints_run_apart_from_the_commits(
     frames, copied = store.checkpoint()
     assert frames > 0
     assert copied == frames
+    store.close()
     engine.dispose()

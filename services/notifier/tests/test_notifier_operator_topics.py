@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import time
 import uuid
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from preflight_testkit.notifier import (
     finding_notice,
     loopback_settings,
 )
+from preflight_testkit.waiting import wait_until
 
 BANK = bus.Organisation("bank-a", ("finance",))
 AQUA = bus.Organisation("aqua-co", ("water",))
@@ -123,14 +122,6 @@ def fire_and_publish(notifier: Components, clock: ManualClock, publisher_setting
     assert published == 6  # f-bank 1, f-aqua-red 1, f-finance 1, f-both 3 (bank-a, finance, water), f-ghost 0
 
 
-def wait_until(what: str, condition: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        time.sleep(0.2)
-
-
 def group_caught_up(admin_settings: KafkaSettings, sub: AlertSubscription) -> bool:
     """Whether the subscription's group committed every record of its topics (asked as the administrator)."""
     consumer = KafkaConsumer(
@@ -177,7 +168,10 @@ async def test_each_operator_reads_its_own_alerts_and_is_refused_everything_else
     task = asyncio.create_task(follow())
     try:
         await asyncio.to_thread(
-            wait_until, "bank-a's group caught up", lambda: group_caught_up(kafka_settings, bank_sub)
+            wait_until,
+            lambda: group_caught_up(kafka_settings, bank_sub),
+            DEADLINE,
+            "bank-a's group caught up",
         )
     finally:
         task.cancel()

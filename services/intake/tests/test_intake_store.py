@@ -18,11 +18,12 @@ from preflight_common.envelope import KafkaRecord
 from preflight_intake.adapters import codec, tables
 from preflight_intake.adapters.crypto import Keyring, new_key_entry
 from preflight_intake.adapters.events import SubmissionEventEncoder
-from preflight_intake.adapters.store import ConcurrentUpdate, IntakeStore
+from preflight_intake.adapters.store import IntakeStore
 from preflight_intake.bootstrap import migrate
 from preflight_intake.domain.access import Caller
 from preflight_intake.domain.events import Event
 from preflight_intake.domain.model import Status, WindowPolicy
+from preflight_intake.domain.ports import ConcurrentUpdate
 from preflight_intake.service_layer.handlers import Conflict, Intake, RefusedOutcome, UnplannedJob
 from sqlalchemy import Engine, func, select
 

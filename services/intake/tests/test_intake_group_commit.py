@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -91,7 +91,7 @@ class WriteLock:
         self._conn.close()
 
 
-async def all_queued_behind(engine: Engine, calls: list[Awaitable[T]]) -> list[T | BaseException]:
+async def all_queued_behind(engine: Engine, calls: Sequence[Awaitable[T]]) -> list[T | BaseException]:
     """Start every call while the write lock is held, and release it once each has queued its
     submission (each does so in its first step, before it first awaits); their outcomes."""
     lock = WriteLock(engine)

@@ -11,8 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from preflight_testkit.axe import wcag_violations
 from preflight_testkit.console import sign_in_with_token
 from preflight_testkit.oidc import RunningProvider, openid_provider
 from preflight_testkit.rpc import introspect
+from preflight_testkit.waiting import wait_until
 from starlette.testclient import TestClient
 
 pytestmark = pytest.mark.slow  # an OpenID provider, intake and the console as processes
@@ -47,12 +47,8 @@ ACCOUNTS = {
 MISISSUE = {"trudy": "tamper", "olga": "expired"}
 
 
-def wait_until(what: str, condition: Callable[[], bool], timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
+WAIT = 90.0
+"""Seconds a process, a page or a browser step may take."""
 
 
 def _serving(target: str) -> bool:
@@ -157,8 +153,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
             _process([str(BIN / "preflight-console"), "serve"], console_env, folder / "console.log"),
         ]
         try:
-            wait_until("intake", lambda: _serving(f"127.0.0.1:{intake_port}"))
-            wait_until("the console", lambda: _answers(f"{console}/healthz"))
+            wait_until(lambda: _serving(f"127.0.0.1:{intake_port}"), WAIT, "intake")
+            wait_until(lambda: _answers(f"{console}/healthz"), WAIT, "the console")
             yield Deployment(provider, console, intake_env)
         finally:
             for process in processes:
@@ -212,27 +208,32 @@ def test_a_lab_signs_in_through_the_provider_in_chromium_and_lands_on_its_page(
     driver.command_executor.client_config.timeout = 120
 
     def found(by: str, value: str) -> Any:
-        wait_until(f"{value} on the page", lambda: bool(driver.find_elements(by, value)))
+        wait_until(lambda: bool(driver.find_elements(by, value)), WAIT, f"{value} on the page")
         return driver.find_element(by, value)
 
     try:
         driver.get(f"{deployment.console}/sign-in")
         provider_link = found(By.LINK_TEXT, "Sign in with the agency's sign-in")
         loaded = 'return document.readyState == "complete"'
-        wait_until("the sign-in page", lambda: bool(driver.execute_script(loaded)))
+        wait_until(lambda: bool(driver.execute_script(loaded)), WAIT, "the sign-in page")
         driver.save_screenshot(str(tmp_path / "sign-in.png"))
         assert wcag_violations(driver) == [], "the sign-in page with the provider's link"
         provider_link.click()
         wait_until(
-            "the provider's login page", lambda: driver.current_url.startswith(deployment.provider.issuer)
+            lambda: driver.current_url.startswith(deployment.provider.issuer),
+            WAIT,
+            "the provider's login page",
         )
         found(By.ID, "login").send_keys("lena")
         driver.save_screenshot(str(tmp_path / "provider.png"))
         found(By.ID, "submit").click()
-        wait_until("the lab's page", lambda: driver.current_url == f"{deployment.console}/lab/submissions")
         wait_until(
-            "the signed-in header",
+            lambda: driver.current_url == f"{deployment.console}/lab/submissions", WAIT, "the lab's page"
+        )
+        wait_until(
             lambda: "Signed in as lena (lab, acme)" in driver.find_element(By.TAG_NAME, "body").text,
+            WAIT,
+            "the signed-in header",
         )
         driver.save_screenshot(str(tmp_path / "lab-submissions.png"))
         session = driver.get_cookie("preflight_console_session")

@@ -33,6 +33,7 @@ from preflight_common.liveness import Liveness
 from preflight_common.producer import EventPublisher
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_testkit.fixtures import PrincipalFactory, TopicFactory
+from preflight_testkit.waiting import until
 from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
@@ -255,16 +256,6 @@ def test_a_stopped_consumer_commits_what_it_handled_and_the_next_one_gets_the_re
 
 
 # ----------------------------------------------------------------- in the test's event loop
-
-
-async def until(probe: Callable[[], T | None], what: str, timeout: float = 60.0) -> T:
-    """Await until `probe()` is truthy and return it; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        await asyncio.sleep(0.05)
-    return value
 
 
 @asynccontextmanager

@@ -24,6 +24,7 @@ from preflight_common.grpcserver import ServerTLS
 from preflight_common.outbox import outbox_table
 from preflight_common.runtime import SHUTDOWN_SLACK
 from preflight_common.service import Background, Loop, Parts, Service, serve
+from preflight_testkit.waiting import until
 from sqlalchemy import MetaData
 
 TOY = "preflight.toy.v1.Toy"
@@ -133,13 +134,6 @@ async def health_of(channel: grpc.aio.Channel, service: str) -> int:
     return int(answer.status)
 
 
-async def eventually(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        assert time.monotonic() < deadline, f"never: {what}"
-        await asyncio.sleep(0.05)
-
-
 async def test_health_serves_once_started_and_turns_not_serving_while_calls_drain(
     toy: Toy, kafka_settings: KafkaSettings, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -149,7 +143,9 @@ async def test_health_serves_once_started_and_turns_not_serving_while_calls_drai
     async with serving(service, stop) as (running, target), grpc.aio.insecure_channel(target) as channel:
         assert await health_of(channel, "") == SERVING
         assert await health_of(channel, TOY) == SERVING
-        await eventually(lambda: "outbox relay and agents running" in caplog.text, "the Kafka side running")
+        await until(
+            lambda: "outbox relay and agents running" in caplog.text, "the Kafka side running", timeout=WAIT
+        )
         watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(service=TOY))
         assert (await watch.read()).status == SERVING
         call = channel.unary_unary(HOLD)(b"", timeout=WAIT)
@@ -200,7 +196,7 @@ async def test_a_failing_round_of_a_loop_is_logged_and_the_loop_goes_on(
         tmp_path, ToySettings(kafka_settings, shutdown_grace=5.0), loops=[Loop("flaky work", 0.2, flaky)]
     )
     async with serving(service, stop) as (running, target), grpc.aio.insecure_channel(target) as channel:
-        await eventually(lambda: len(rounds) >= 3, "three rounds of the flaky loop")
+        await until(lambda: len(rounds) >= 3, "three rounds of the flaky loop")
         assert not running.done()
         assert await health_of(channel, "") == SERVING
     assert running.exception() is None

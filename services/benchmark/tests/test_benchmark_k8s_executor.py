@@ -34,7 +34,8 @@ from preflight_benchmark.service_layer.dispatcher import Dispatcher, DispatcherS
 from preflight_benchmark.service_layer.planner import Planner
 from preflight_common.db import make_engine
 from preflight_common.liveness import Liveness
-from preflight_testkit.benchmark import intake_stand_in, submission, until
+from preflight_testkit.benchmark import intake_stand_in, submission
+from preflight_testkit.waiting import until
 
 PREFIX = "/apis/batch/v1/namespaces/preflight/jobs"
 

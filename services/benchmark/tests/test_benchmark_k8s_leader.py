@@ -35,7 +35,8 @@ from preflight_benchmark.service_layer.dispatcher import Dispatcher, DispatcherS
 from preflight_benchmark.service_layer.planner import Planner
 from preflight_common.db import make_engine
 from preflight_common.liveness import Liveness
-from preflight_testkit.benchmark import intake_stand_in, submission, until
+from preflight_testkit.benchmark import intake_stand_in, submission
+from preflight_testkit.waiting import until
 
 K8S_CATALOG = Path(__file__).parent / "data" / "catalog_k8s.yaml"
 HOLD = "preflight.test/kwok-hold"

@@ -21,7 +21,7 @@ from preflight_benchmark.adapters.executors.local import LocalExecutor
 from preflight_benchmark.domain.catalog import Resources
 from preflight_benchmark.domain.jobs import AttemptEnd
 from preflight_benchmark.domain.ports import Attempt
-from preflight_testkit.benchmark import until
+from preflight_testkit.waiting import until
 
 FAKE_WORKER = """
 import ctypes, json, os, resource, sys, time, pathlib

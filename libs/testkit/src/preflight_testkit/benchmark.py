@@ -407,13 +407,6 @@ def benchmark_process(settings: BenchmarkSettings, root: Path) -> Iterator[Bench
         tap.close()
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 30, interval: float = 0.02) -> None:
-    """Await until `predicate()` holds; TimeoutError after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - polling another thread's state
-            await asyncio.sleep(interval)
-
-
 class RecordingBenchmarkService(benchmark_pb2_grpc.BenchmarkServiceServicer):
     """Accepts every ReportJobResult and keeps it in `reports`."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -22,6 +23,19 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str, interval: 
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(interval)
+
+
+async def until(
+    probe: Callable[[], T], what: str = "the condition", timeout: float = 60.0, interval: float = 0.05
+) -> T:
+    """`wait_until` for a coroutine: await until `probe()` is truthy and return it, letting the
+    event loop run in between; TimeoutError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := probe()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+    return value
 
 
 def eventually(probe: Callable[[], T], what: str = "the condition", timeout: float = 60.0) -> T:

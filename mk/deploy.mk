@@ -2,9 +2,11 @@
 # for tests. Included by the root Makefile; every tool is pinned and installed
 # into the git-ignored .cache/ (binaries in .cache/bin).
 #
-#   make deploy-tools   helm, helm-unittest (go install) + kubernetes-validate (pip)
-#   make helm-lint      lint, render, schema-validate (per Kubernetes version; Strimzi resources against
-#                       our schemas of their API in deploy/helm/tools/crds) and unit-test the chart
+#   make deploy-tools   helm, helm-unittest (go install) + kubernetes-validate (pip) + the published
+#                       Kueue and Gateway API CRDs (deploy/helm/tools/fetch_crds.py, into .cache/crds)
+#   make helm-lint      lint, render, schema-validate (per Kubernetes version; Kueue and Gateway API
+#                       resources against their CRDs, Strimzi's against our schemas of their API in
+#                       deploy/helm/tools/crds) and unit-test the chart
 #   make k8s-build      build etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (cached)
 #   make k8s-up         start the local API server stack; kubeconfig: run/k8s/kubeconfig
 #   make k8s-down       stop it
@@ -62,10 +64,16 @@ $(DEPLOY_CACHE)/stamps/kubernetes-validate-$(KUBERNETES_VALIDATE_VERSION):
 	$(DEPLOY_PY) -m pip install --quiet 'kubernetes-validate==$(KUBERNETES_VALIDATE_VERSION)'
 	@touch $@
 
+# Re-fetched whenever fetch_crds.py (which pins the modules' versions and hashes) changes.
+$(DEPLOY_CACHE)/crds/.fetched: $(DEPLOY_ROOT)/deploy/helm/tools/fetch_crds.py
+	$(DEPLOY_PY) $(DEPLOY_ROOT)/deploy/helm/tools/fetch_crds.py --out $(@D)
+	@touch $@
+
 deploy-tools: \
 	$(DEPLOY_CACHE)/stamps/helm-$(HELM_VERSION)-k8s$(HELM_KUBE_VERSION_MAJOR).$(HELM_KUBE_VERSION_MINOR) \
 	$(DEPLOY_CACHE)/stamps/helm-unittest-$(HELM_UNITTEST_VERSION) \
-	$(DEPLOY_CACHE)/stamps/kubernetes-validate-$(KUBERNETES_VALIDATE_VERSION)
+	$(DEPLOY_CACHE)/stamps/kubernetes-validate-$(KUBERNETES_VALIDATE_VERSION) \
+	$(DEPLOY_CACHE)/crds/.fetched
 
 helm-lint: deploy-tools
 	$(HELM) lint --strict $(DEPLOY_CHART) -f $(DEPLOY_ROOT)/deploy/helm/tools/required-values.yaml

@@ -841,7 +841,7 @@ def test_kueue_queues_validate_against_kueue_schemas_and_the_local_queue_is_the_
     helm: str, check_chart: ModuleType, tmp_path: Path
 ) -> None:
     """benchmark.worker.kueue.create renders ResourceFlavors, a ClusterQueue covering every resource a
-    worker pod requests and the LocalQueue the Jobs name, valid against Kueue's v1beta1 API."""
+    worker pod requests and the LocalQueue the Jobs name, valid against the CRDs Kueue publishes."""
     values = tmp_path / "kueue.yaml"
     kueue = {"enabled": True, "queueName": "preflight-gpu", "create": True, "flavors": KUEUE_FLAVORS}
     values.write_text(
@@ -878,9 +878,10 @@ def test_kueue_queues_validate_against_kueue_schemas_and_the_local_queue_is_the_
     }
 
 
-def test_kueue_schemas_refuse_what_kueue_refuses(check_chart: ModuleType) -> None:
+def test_kueue_crds_refuse_what_kueue_refuses(check_chart: ModuleType) -> None:
+    """Kueue's objects are checked against its published CRDs, version by version."""
     local_queue = {
-        "apiVersion": "kueue.x-k8s.io/v1beta1",
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
         "kind": "LocalQueue",
         "metadata": {"name": "preflight-gpu", "namespace": "preflight"},
         "spec": {"clusterQueue": "preflight-benchmark"},
@@ -889,21 +890,32 @@ def test_kueue_schemas_refuse_what_kueue_refuses(check_chart: ModuleType) -> Non
     assert check_chart.validate_objects(
         [{**local_queue, "spec": {"clusterQueue": "preflight-benchmark", "queue": "x"}}], []
     )
-    assert check_chart.validate_objects([{**local_queue, "spec": {}}], [])
+    assert check_chart.validate_objects([{**local_queue, "spec": {"clusterQueue": "Not A Name"}}], [])
+    assert check_chart.validate_objects([{**local_queue, "apiVersion": "kueue.x-k8s.io/v1alpha9"}], []) == [
+        "LocalQueue/preflight-gpu: apiVersion: kueue.x-k8s.io/v1alpha9 of LocalQueue is not served"
+    ]
     cluster_queue = {
-        "apiVersion": "kueue.x-k8s.io/v1beta1",
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
         "kind": "ClusterQueue",
         "metadata": {"name": "preflight-benchmark"},
         "spec": {
+            "cohortName": "research",
             "resourceGroups": [
                 {
                     "coveredResources": ["cpu"],
-                    "flavors": [{"name": "cpu", "resources": [{"name": "cpu", "nominalQuota": "lots"}]}],
+                    "flavors": [{"name": "cpu", "resources": [{"name": "cpu", "nominalQuota": "64"}]}],
                 }
-            ]
+            ],
         },
     }
-    assert check_chart.validate_objects([cluster_queue], [])
+    assert check_chart.validate_objects([cluster_queue], []) == []
+    quota = yaml.safe_load(yaml.safe_dump(cluster_queue))
+    quota["spec"]["resourceGroups"][0]["flavors"][0]["resources"][0]["nominalQuota"] = "lots"
+    # v1beta2 renamed v1beta1's `cohort`: each version takes only its own name.
+    old_name = {**cluster_queue, "spec": {**cluster_queue["spec"], "cohort": "research"}}
+    new_name_in_v1beta1 = {**cluster_queue, "apiVersion": "kueue.x-k8s.io/v1beta1"}
+    for bad in (quota, old_name, new_name_in_v1beta1):
+        assert check_chart.validate_objects([bad], []), bad
 
 
 AGENCY = "https://login.agency.example"

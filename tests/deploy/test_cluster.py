@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -424,6 +425,111 @@ def test_dispatcher_token_runs_a_worker_job_and_cannot_read_secrets(
     assert err.value.status == 403
 
 
+def install_crd(api: Any, crd: dict[str, Any]) -> None:
+    """Create `crd` (unless it exists) and wait until the API server serves it."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    extensions = client.ApiextensionsV1Api(api)
+    try:
+        extensions.create_custom_resource_definition(crd)
+    except ApiException as e:
+        assert e.status == 409, e
+    wait_for(
+        f"{crd['metadata']['name']} established",
+        lambda: any(
+            c.type == "Established" and c.status == "True"
+            for c in extensions.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions
+            or []
+        ),
+    )
+
+
+def create_strictly(api: Any, obj: dict[str, Any]) -> list[str]:
+    """Create `obj` on the API server as a dry run with strict field validation (an unknown field
+    is refused, not pruned); returns the server's warnings. Raises ApiException when refused."""
+    from kubernetes import client
+
+    group, version = obj["apiVersion"].split("/")
+    plural = obj["kind"].lower() + ("es" if obj["kind"].endswith("s") else "s")
+    custom = client.CustomObjectsApi(api)
+    options = {"dry_run": "All", "field_validation": "Strict"}
+    namespace = obj["metadata"].get("namespace")
+    if namespace:
+        _, _, headers = custom.create_namespaced_custom_object_with_http_info(
+            group, version, namespace, plural, obj, **options
+        )
+    else:
+        _, _, headers = custom.create_cluster_custom_object_with_http_info(
+            group, version, plural, obj, **options
+        )
+    return [w for w in headers.get("Warning", "").split(",") if w]
+
+
+def test_kueue_queues_and_grpc_route_are_accepted_by_the_api_server_with_the_published_crds(
+    k8s_cluster: Path, helm: str, check_chart: ModuleType, tmp_path: Path
+) -> None:
+    """The chart's Kueue queues and GRPCRoute, created on the real API server with the CRDs Kueue
+    and the Gateway API publish: accepted with strict field validation and no deprecation warning
+    (the server also runs the CRDs' CEL rules, which the offline check cannot)."""
+    from kubernetes.client.rest import ApiException
+
+    api = api_client(k8s_cluster)
+    for name in check_chart.PUBLISHED_CRD_FILES.values():
+        install_crd(api, yaml.safe_load((check_chart.PUBLISHED_CRDS / name).read_text()))
+    namespace = f"preflight-kueue-{secrets.token_hex(3)}"
+    create_namespace(api, namespace)
+    values = tmp_path / "kueue.yaml"
+    flavor = {
+        "name": "h100",
+        "nodeLabels": {"cloud.example/accelerator": "h100"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "quota": {"cpu": "64", "memory": "512Gi", "nvidia.com/gpu": "8"},
+    }
+    kueue = {
+        "enabled": True,
+        "queueName": "preflight-gpu",
+        "create": True,
+        "cohort": "research",
+        "flavors": [flavor],
+    }
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "benchmark": {"jobNamespace": namespace, "worker": {"kueue": kueue}},
+                "gateway": {
+                    "enabled": True,
+                    "parentRefs": [{"name": "edge"}],
+                    "hostnames": ["preflight.example"],
+                },
+            }
+        )
+    )
+    rendered = check_chart.render(helm, CHART, [REQUIRED_VALUES, values])
+    assert rendered.returncode == 0, rendered.stderr
+    docs = check_chart.documents(rendered.stdout)
+    custom = [d for d in docs if d["kind"] in {"ResourceFlavor", "ClusterQueue", "LocalQueue", "GRPCRoute"}]
+    assert sorted(d["kind"] for d in custom) == ["ClusterQueue", "GRPCRoute", "LocalQueue", "ResourceFlavor"]
+    for obj in custom:
+        if obj["kind"] == "GRPCRoute":
+            obj["metadata"]["namespace"] = namespace
+        assert create_strictly(api, obj) == [], obj["kind"]
+
+    # The server applies what the offline check does not: a CEL rule of ClusterQueue.
+    (queue,) = [d for d in custom if d["kind"] == "ClusterQueue"]
+    resources = queue["spec"]["resourceGroups"][0]["flavors"][0]["resources"]
+    left_out = resources.pop()  # a flavor must give a quota for every covered resource
+    with pytest.raises(ApiException) as refused:
+        create_strictly(api, queue)
+    assert refused.value.status == 422
+    assert check_chart.validate_objects([queue], []) == []
+    # And Kueue's deprecated v1beta1, which this chart rendered before, draws a warning.
+    resources.append(left_out)
+    old = {**queue, "apiVersion": "kueue.x-k8s.io/v1beta1", "spec": {**queue["spec"], "cohort": "research"}}
+    del old["spec"]["cohortName"]
+    assert any("deprecated" in w for w in create_strictly(api, old))
+
+
 def test_production_example_installs(k8s_cluster: Path, helm: str) -> None:
     """examples/production.yaml against the real API server (with a stand-in ServiceMonitor CRD)."""
     from kubernetes import client
@@ -455,20 +561,7 @@ def test_production_example_installs(k8s_cluster: Path, helm: str) -> None:
             ],
         },
     }
-    try:
-        client.ApiextensionsV1Api(api).create_custom_resource_definition(crd)
-    except ApiException as e:
-        assert e.status == 409, e
-    wait_for(
-        "ServiceMonitor CRD established",
-        lambda: any(
-            c.type == "Established" and c.status == "True"
-            for c in client.ApiextensionsV1Api(api)
-            .read_custom_resource_definition(crd["metadata"]["name"])
-            .status.conditions
-            or []
-        ),
-    )
+    install_crd(api, crd)
     ns = f"preflight-prod-{secrets.token_hex(3)}"
     try:
         create_namespace(api, "preflight-benchmarks")

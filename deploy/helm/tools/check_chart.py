@@ -35,14 +35,19 @@ import yaml
 CRD_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
 
 CRDS = Path(__file__).resolve().parent / "crds"
-# Custom resources validated against our schema of their API (crds/README.md).
+# Custom resources validated against our schema of their API (crds/README.md): Strimzi publishes
+# its CRDs in no package this build can fetch.
 CRD_SCHEMAS = {
     ("kafka.strimzi.io/v1", "KafkaTopic"): CRDS / "kafkatopic-v1.json",
     ("kafka.strimzi.io/v1", "KafkaUser"): CRDS / "kafkauser-v1.json",
-    ("gateway.networking.k8s.io/v1", "GRPCRoute"): CRDS / "grpcroute-v1.json",
-    ("kueue.x-k8s.io/v1beta1", "ResourceFlavor"): CRDS / "kueue-resourceflavor-v1beta1.json",
-    ("kueue.x-k8s.io/v1beta1", "ClusterQueue"): CRDS / "kueue-clusterqueue-v1beta1.json",
-    ("kueue.x-k8s.io/v1beta1", "LocalQueue"): CRDS / "kueue-localqueue-v1beta1.json",
+}
+# Custom resources validated against their projects' published CRDs, fetched by fetch_crds.py.
+PUBLISHED_CRDS = Path(__file__).resolve().parents[3] / ".cache" / "crds"
+PUBLISHED_CRD_FILES = {
+    ("kueue.x-k8s.io", "ResourceFlavor"): "kueue.x-k8s.io_resourceflavors.yaml",
+    ("kueue.x-k8s.io", "ClusterQueue"): "kueue.x-k8s.io_clusterqueues.yaml",
+    ("kueue.x-k8s.io", "LocalQueue"): "kueue.x-k8s.io_localqueues.yaml",
+    ("gateway.networking.k8s.io", "GRPCRoute"): "gateway.networking.k8s.io_grpcroutes.yaml",
 }
 
 # The values the chart requires and has no default for: "default" renders add them.
@@ -212,9 +217,68 @@ def crd_validator(path: Path) -> jsonschema.Draft7Validator:
     return jsonschema.Draft7Validator(json.loads(path.read_text()))
 
 
+def strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A CRD's structural OpenAPI v3 schema as a draft-7 JSON Schema that refuses unknown fields.
+
+    The API server's strict field validation refuses a field its schema does not declare (unless
+    `x-kubernetes-preserve-unknown-fields`); `x-kubernetes-int-or-string` admits either type and
+    `nullable` admits null. The CRD's CEL rules (`x-kubernetes-validations`) are not evaluated
+    here: the cluster tests create the objects on a real API server, which does.
+    """
+    out: dict[str, Any] = {k: v for k, v in schema.items() if not k.startswith("x-kubernetes-")}
+    if schema.get("x-kubernetes-int-or-string"):
+        out.pop("type", None)
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    if schema.get("nullable"):
+        out.pop("nullable")
+        if "type" in out:
+            out["type"] = [out["type"], "null"]
+    if "properties" in out:
+        out["properties"] = {name: strict_schema(sub) for name, sub in out["properties"].items()}
+        if "additionalProperties" not in out and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            out["additionalProperties"] = False
+    if isinstance(out.get("additionalProperties"), dict):
+        out["additionalProperties"] = strict_schema(out["additionalProperties"])
+    if isinstance(out.get("items"), dict):
+        out["items"] = strict_schema(out["items"])
+    for combinator in ("allOf", "anyOf", "oneOf"):
+        if combinator in schema:
+            out[combinator] = [strict_schema(sub) for sub in schema[combinator]] + out.get(combinator, [])
+    return out
+
+
+@cache
+def published_crd_validator(group: str, kind: str, version: str) -> jsonschema.Draft7Validator | None:
+    """The validator of `version` of the published CRD of `kind`, or None where it is not served."""
+    path = PUBLISHED_CRDS / PUBLISHED_CRD_FILES[(group, kind)]
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run `make deploy-tools` (deploy/helm/tools/fetch_crds.py)")
+    crd = yaml.safe_load(path.read_text())
+    for served in crd["spec"]["versions"]:
+        if served["name"] == version and served.get("served"):
+            return jsonschema.Draft7Validator(strict_schema(served["schema"]["openAPIV3Schema"]))
+    return None
+
+
+def custom_resource_validator(obj: dict[str, Any]) -> jsonschema.Draft7Validator | None:
+    """The validator of a custom resource's apiVersion and kind (None: not a version served)."""
+    api_version, kind = str(obj.get("apiVersion")), str(obj.get("kind"))
+    group, _, version = api_version.rpartition("/")
+    if (group, kind) in PUBLISHED_CRD_FILES:
+        return published_crd_validator(group, kind, version)
+    return crd_validator(CRD_SCHEMAS[(api_version, kind)])
+
+
+def is_custom_resource(obj: dict[str, Any]) -> bool:
+    api_version, kind = str(obj.get("apiVersion")), str(obj.get("kind"))
+    return (api_version, kind) in CRD_SCHEMAS or (api_version.rpartition("/")[0], kind) in PUBLISHED_CRD_FILES
+
+
 def validate_custom_resource(obj: dict[str, Any]) -> list[str]:
-    """Errors of a custom resource against its schema in crds/ (plus a valid object name)."""
-    validator = crd_validator(CRD_SCHEMAS[(obj.get("apiVersion"), obj.get("kind"))])
+    """Errors of a custom resource against its CRD or our schema (plus a valid object name)."""
+    validator = custom_resource_validator(obj)
+    if validator is None:
+        return [f"apiVersion: {obj.get('apiVersion')} of {obj.get('kind')} is not served"]
     errors = [f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in validator.iter_errors(obj)]
     name = obj.get("metadata", {}).get("name", "")
     if not (len(name) <= 253 and re.fullmatch(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?", name)):
@@ -227,12 +291,11 @@ def validate_objects(objs: list[dict[str, Any]], versions: Iterable[str]) -> lis
     errors: list[str] = []
     items = [(f"{o.get('kind')}/{o.get('metadata', {}).get('name')}", o) for o in objs]
     for label, obj in items:
-        if (obj.get("apiVersion"), obj.get("kind")) in CRD_SCHEMAS:
+        if is_custom_resource(obj):
             errors += [f"{label}: {e}" for e in validate_custom_resource(obj)]
     for version in versions:
         for label, obj in items:
-            kind = (obj.get("apiVersion"), obj.get("kind"))
-            if kind in CRD_KINDS or kind in CRD_SCHEMAS:
+            if (obj.get("apiVersion"), obj.get("kind")) in CRD_KINDS or is_custom_resource(obj):
                 continue
             try:
                 kubernetes_validate.validate(obj, version, strict=True)

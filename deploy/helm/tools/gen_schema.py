@@ -305,6 +305,7 @@ worker = obj(
                 "enabled": boolean,
                 "queueName": string,
                 "create": boolean,
+                "apiVersion": {"enum": ["kueue.x-k8s.io/v1beta2", "kueue.x-k8s.io/v1beta1"]},
                 "clusterQueue": ref("optionalName"),
                 "cohort": ref("optionalName"),
                 "flavors": {

@@ -77,6 +77,15 @@ REGISTRY = EventRegistry([SubmissionReceived])
 PARTITIONS = 6
 SUBJECTS = 100
 RAW_DECODED = "aiokafka + decode_record"
+PIPELINED, ONE_BY_ONE = "pipelined, acks=all", "one ack at a time, acks=all"
+BATCHES = "batches of 200, acks=all"
+RAW_PUBLISH = "raw aiokafka"
+# The publishing paths (path, mode), each next to the raw aiokafka producer publishing alike.
+PUBLISH_RATIOS = [
+    (("envelope: EventPublisher.publish_many", PIPELINED), (RAW_PUBLISH, PIPELINED)),
+    (("outbox relay (SQLite)", BATCHES), (RAW_PUBLISH, PIPELINED)),
+    (("envelope: EventPublisher.publish", ONE_BY_ONE), (RAW_PUBLISH, ONE_BY_ONE)),
+]
 CONSUME_PATH = "envelope: EventConsumer, consume path"
 ROUNDS = 3
 # The producer settings EventPublisher uses, so that raw and envelope differ only by the envelope.
@@ -371,17 +380,22 @@ def run(messages: int, sync_messages: int, profile: Path | None) -> None:
             print()
             columns = f"{'messages':>9} {'seconds':>8} {'msg/s':>9} {'CPU µs/msg':>10}"
             print(f"{'':8} {'path':40} {'mode':30} {columns}")
-            results = {}
+            results, publishes = {}, {}
             for r in measure(broker.admin_settings(), messages, sync_messages, work_dir, profile):
                 results[r.direction, r.path] = r
+                publishes[r.path, r.mode] = r
                 print(
                     f"{r.direction:8} {r.path:40} {r.mode:30} {r.messages:9d} {r.seconds:8.2f} {r.rate:9.0f} "
                     f"{r.cpu_per_message:>10}",
                     flush=True,
                 )
+            print()
+            for path_mode, raw_mode in PUBLISH_RATIOS:
+                path, raw = publishes[path_mode], publishes[raw_mode]
+                print(f"{path.path} / {raw.path} {raw.mode}: {path.rate / raw.rate:.2f}x the rate")
             path, raw = results["consume", CONSUME_PATH], results["consume", RAW_DECODED]
             print(
-                f"\nconsume path / raw aiokafka + decode_record: {path.rate / raw.rate:.2f}x the rate, "
+                f"consume path / raw aiokafka + decode_record: {path.rate / raw.rate:.2f}x the rate, "
                 f"CPU {path.cpu_per_message} vs {raw.cpu_per_message} µs per event"
             )
         finally:
@@ -398,33 +412,32 @@ def measure(
     topics = [f"bench.{n}.{uuid.uuid4().hex[:8]}" for n in range(7)]
     ensure_topics(settings, [TopicSpec(name, PARTITIONS) for name in topics])
     records = [encode_event(submission(n), source=SOURCE, subject=subject_of(n)) for n in range(messages)]
-    pipelined, one_by_one = "pipelined, acks=all", "one ack at a time, acks=all"
 
     yield Result(
         "publish",
         "raw kafka-python",
-        pipelined,
+        PIPELINED,
         messages,
         publish_kafka_python(settings, topics[0], records, pipelined=True),
     )
     yield Result(
         "publish",
         "raw aiokafka",
-        pipelined,
+        PIPELINED,
         messages,
         publish_aiokafka(settings, topics[1], records, pipelined=True),
     )
     yield Result(
         "publish",
         "envelope: EventPublisher.publish_many",
-        pipelined,
+        PIPELINED,
         messages,
         publish_envelope(settings, topics[2], messages, pipelined=True),
     )
     yield Result(
         "publish",
         "outbox relay (SQLite)",
-        "batches of 200, acks=all",
+        BATCHES,
         messages,
         publish_outbox(settings, topics[6], messages, work_dir),
     )
@@ -432,21 +445,21 @@ def measure(
     yield Result(
         "publish",
         "raw kafka-python",
-        one_by_one,
+        ONE_BY_ONE,
         sync_messages,
         publish_kafka_python(settings, topics[3], sync_records, pipelined=False),
     )
     yield Result(
         "publish",
         "raw aiokafka",
-        one_by_one,
+        ONE_BY_ONE,
         sync_messages,
         publish_aiokafka(settings, topics[4], sync_records, pipelined=False),
     )
     yield Result(
         "publish",
         "envelope: EventPublisher.publish",
-        one_by_one,
+        ONE_BY_ONE,
         sync_messages,
         publish_envelope(settings, topics[5], sync_messages, pipelined=False),
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import errors as aiokafka_errors
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 from kafka.errors import KafkaError, TopicAuthorizationFailedError
 from preflight.benchmark.v1.events_pb2 import BenchmarkCompleted
@@ -181,7 +182,7 @@ def test_provisioning_lets_each_principal_do_its_part_and_nothing_more(
         forged = BenchmarkCompleted(job_id="sub-1/cyber.knowledge/1.0.0", submission_id="sub-1", attempt=1)
         with pytest.raises(PublishError) as refused:
             publisher.publish(topics.benchmark_results, forged, subject="sub-1")
-        assert isinstance(refused.value.__cause__, TopicAuthorizationFailedError)
+        assert isinstance(refused.value.__cause__, aiokafka_errors.TopicAuthorizationFailedError)
     finally:
         publisher.close()
     benchmark = as_principal("preflight-benchmark")

@@ -1,16 +1,22 @@
-"""Publishing events to Kafka: acks=all, idempotent, bounded retries, errors surfaced."""
+"""Publishing events to Kafka: acks=all, idempotent, bounded retries, errors surfaced.
+
+The producer is aiokafka's, running on an event loop in a thread of the publisher's own, so that
+its callers (the outbox relay's thread, a consumer's dead-lettering) keep a blocking contract.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from google.protobuf.message import Message
-from kafka import KafkaProducer
-from kafka.errors import KafkaError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -20,11 +26,15 @@ from preflight_common.telemetry import inject_headers
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer(__name__)
+T = TypeVar("T")
 
 # No linger: a publish waits for its acknowledgement, so a 5 ms linger made each one cost ~10 ms
 # (measured by bench/envelope_throughput.py); pipelined sends batch while a request is in flight.
 LINGER_MS = 0
-MAX_REQUEST_TIMEOUT_MS = 15_000
+CALL_SLACK = 5.0
+"""Seconds a blocking call waits past `send_timeout` for the publisher's own verdict."""
+STOP_TIMEOUT = 5.0
+"""Seconds an abandoned producer gets to close its connections."""
 
 
 class PublishError(RuntimeError):
@@ -40,19 +50,18 @@ class PublishError(RuntimeError):
 
 
 class EventPublisher:
-    """Publishes CloudEvents records. Thread-safe (kafka-python's producer is).
+    """Publishes CloudEvents records. Thread-safe: any thread may call it at any time.
 
     Every `publish*` call blocks until the broker acknowledged the record with
     acks=all, or raises PublishError: nothing is dropped silently. The producer
     is idempotent, so its own retries never duplicate a record.
 
-    `send_timeout` (seconds, at least 1) bounds each call: it is the longest the first call
-    waits to reach the cluster, a send waits for metadata, and a record waits for its
-    acknowledgement (retries included). The connection is made by the first `publish*` call,
-    so a process can start (and, say, fill its outbox) while Kafka is down; a publish that
-    cannot reach the cluster raises PublishError and the next one tries again with a new
-    producer (kafka-python's can stay stuck on a partition after a broker was killed mid-request;
-    a record the old one did deliver is sent again, which idempotent consumers absorb).
+    `send_timeout` (seconds, at least 1) bounds each call, from reaching the cluster (the first
+    call) through the topics' metadata to the last acknowledgement (retries included). The
+    connection is made by the first `publish*` call, so a process can start (and, say, fill its
+    outbox) while Kafka is down; a publish that fails raises PublishError and the next one starts
+    over with a new producer (a record the failed one did deliver is sent again, which idempotent
+    consumers absorb).
     """
 
     def __init__(
@@ -67,38 +76,20 @@ class EventPublisher:
             raise ValueError("send_timeout must be at least 1 second")
         self.source = source
         self._send_timeout = send_timeout
-        delivery_timeout_ms = int(send_timeout * 1000)
         options: dict[str, Any] = {
             "acks": "all",
             "enable_idempotence": True,
-            "retries": 5,
-            "max_in_flight_requests_per_connection": 5,
-            "retry_backoff_ms": 200,
-            # kafka-python requires delivery_timeout_ms >= linger_ms + request_timeout_ms.
-            "request_timeout_ms": min(MAX_REQUEST_TIMEOUT_MS, delivery_timeout_ms - LINGER_MS),
-            "delivery_timeout_ms": delivery_timeout_ms,
+            # aiokafka's request timeout is also how long a record may wait for its
+            # acknowledgement (retries included) and a send for the topic's metadata.
+            "request_timeout_ms": int(send_timeout * 1000),
             "linger_ms": LINGER_MS,
-            "max_block_ms": delivery_timeout_ms,
-            "bootstrap_timeout_ms": delivery_timeout_ms,
-            # Reconnect within a second of a broker's return (kafka-python's default backs off to 30s).
-            "reconnect_backoff_max_ms": 1000,
             "client_id": source,
         }
-        options.update(settings.kafka_python_options())
+        options.update(settings.aiokafka_options())
         options.update(producer_options)
         self._options = options
-        self._producer: KafkaProducer | None = None
+        self._link: _Link | None = None
         self._lock = threading.Lock()
-
-    def _connected(self) -> KafkaProducer:
-        with self._lock:
-            if self._producer is None:
-                try:
-                    self._producer = KafkaProducer(**self._options)
-                except KafkaError as exc:
-                    servers = ",".join(self._options["bootstrap_servers"])
-                    raise PublishError(f"cannot reach Kafka at {servers}: {exc!r}") from exc
-            return self._producer
 
     def publish(
         self,
@@ -140,61 +131,173 @@ class EventPublisher:
         """
         if not topic_records:
             return
-        producer = self._connected()
-        futures = []
-        failure: KafkaError | None = None
-        for topic, record in topic_records:
-            try:
-                futures.append(
-                    producer.send(topic, key=record.key, value=record.value, headers=record.headers)
-                )
-            except KafkaError as exc:
-                failure = exc
-                break
-        acknowledged = 0
-        for future in futures:
-            try:
-                # A little longer than the delivery timeout, so the producer's own verdict wins.
-                future.get(timeout=self._send_timeout + 1)
-            except KafkaError as exc:
-                failure = exc
-                break
-            acknowledged += 1
-        if failure is not None:
-            self._discard(producer)
-            topics = ", ".join(sorted({topic for topic, _ in topic_records}))
-            raise PublishError(
-                f"publishing to {topics} failed after {acknowledged} of {len(topic_records)} "
-                f"record(s): {failure!r}",
-                acknowledged=acknowledged,
-            ) from failure
-
-    def _discard(self, producer: KafkaProducer) -> None:
-        """Stop using `producer` (the next publish makes a new one) and close it at once."""
         with self._lock:
-            if self._producer is producer:
-                self._producer = None
-        _close(producer, timeout=0)
+            if self._link is None:
+                self._link = _Link(self._options)
+            future = self._link.submit(self._link.publish_many(topic_records, self._send_timeout))
+        try:
+            future.result(timeout=self._send_timeout + CALL_SLACK)
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()
+            raise PublishError(f"no verdict from the Kafka producer within {self._send_timeout:g}s") from exc
+        except concurrent.futures.CancelledError as exc:
+            raise PublishError("the publisher was closed before the broker acknowledged") from exc
 
     def close(self, timeout: float = 10.0) -> None:
-        """Flush what is buffered (up to `timeout` seconds) and close."""
+        """Flush what is in flight (up to `timeout` seconds), abandon what is left, and close."""
         with self._lock:
-            producer, self._producer = self._producer, None
-        if producer is not None:
-            _close(producer, timeout)
+            link, self._link = self._link, None
+        if link is not None:
+            link.close(timeout)
 
 
-def _close(producer: KafkaProducer, timeout: float) -> None:
-    """Close `producer`, abandoning what it could not send within `timeout` seconds.
+class _Link:
+    """One event loop thread and the producer on it; the producer's state is touched only there."""
 
-    kafka-python's close() flushes first and raises while batches are still pending, leaving its
-    sender thread running; forcing the sender closed aborts those batches (their futures fail)
-    so the producer can then close.
-    """
-    try:
-        producer.close(timeout=timeout)
-    except KafkaError:
-        # No public way to abort pending batches: the sender's force_close is kafka-python's own.
-        producer._sender.force_close()
-        producer._sender.join(timeout=10)
-        producer.close(timeout=0)
+    def __init__(self, options: dict[str, Any]) -> None:
+        self._options = options
+        self._starting: asyncio.Task[AIOKafkaProducer] | None = None
+        self._abandoning: set[asyncio.Task[None]] = set()
+        ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+
+        async def serve() -> None:
+            self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
+            ready.set()
+            await self._stop.wait()
+
+        # A daemon: a producer wedged in a dead connection cannot keep the process alive.
+        self._thread = threading.Thread(
+            target=asyncio.run, args=(serve(),), name="kafka-publisher", daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+
+    def submit(self, work: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        assert self._loop is not None
+        return asyncio.run_coroutine_threadsafe(work, self._loop)
+
+    def close(self, timeout: float) -> None:
+        """Flush for up to `timeout` seconds, abandon the rest, and end the thread: whatever
+        still waits on the loop then is cancelled (its callers raise PublishError)."""
+        assert self._loop is not None and self._stop is not None
+        try:
+            self.submit(self._closed(timeout)).result(timeout + STOP_TIMEOUT + CALL_SLACK)
+        except concurrent.futures.TimeoutError:
+            log.warning("the Kafka producer did not close in time; abandoned")
+        finally:
+            self._loop.call_soon_threadsafe(self._stop.set)
+            self._thread.join(STOP_TIMEOUT)
+
+    async def publish_many(self, topic_records: Sequence[tuple[str, KafkaRecord]], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        producer = await self._producer(deadline)
+        futures: list[asyncio.Future[Any]] = []
+        failure: BaseException | None = None
+        try:
+            async with asyncio.timeout_at(deadline):
+                for topic, record in topic_records:
+                    futures.append(
+                        await producer.send(topic, key=record.key, value=record.value, headers=record.headers)
+                    )
+        except (KafkaError, TimeoutError) as exc:
+            failure = exc
+        if futures:
+            await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
+        acknowledged = 0
+        for future in futures:
+            if not future.done() or future.cancelled():
+                failure = failure or TimeoutError(f"no acknowledgement within {timeout:g}s")
+                break
+            if future.exception() is not None:
+                failure = failure or future.exception()
+                break
+            acknowledged += 1
+        if acknowledged == len(topic_records):
+            return
+        for future in futures:
+            # Whatever the failed records' futures end with is known here already.
+            future.add_done_callback(_retrieved)
+        self._discard(producer)
+        topics = ", ".join(sorted({topic for topic, _ in topic_records}))
+        raise PublishError(
+            f"publishing to {topics} failed after {acknowledged} of {len(topic_records)} "
+            f"record(s): {failure!r}",
+            acknowledged=acknowledged,
+        ) from failure
+
+    async def _producer(self, deadline: float) -> AIOKafkaProducer:
+        """The started producer, started now (shared by concurrent calls) unless it is already."""
+        if self._starting is None:
+            self._starting = asyncio.create_task(self._started())
+            self._starting.add_done_callback(_retrieved)
+        starting = self._starting
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await asyncio.shield(starting)
+        except Exception as exc:
+            if starting.done() and self._starting is starting:
+                self._starting = None  # the next publish tries again
+            servers = ",".join(self._options["bootstrap_servers"])
+            raise PublishError(f"cannot reach Kafka at {servers}: {exc!r}") from exc
+
+    async def _started(self) -> AIOKafkaProducer:
+        producer = AIOKafkaProducer(**self._options)
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()
+            raise
+        return producer
+
+    def _discard(self, producer: AIOKafkaProducer) -> None:
+        """Stop using `producer` (the next publish starts a new one) and abandon what it holds."""
+        starting = self._starting
+        if starting is not None and starting.done() and _outcome(starting) is producer:
+            self._starting = None
+        task = asyncio.create_task(_abandon(producer))
+        self._abandoning.add(task)
+        task.add_done_callback(self._abandoning.discard)
+
+    async def _closed(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        starting, self._starting = self._starting, None
+        if starting is not None:
+            done, _ = await asyncio.wait({starting}, timeout=timeout)
+            if done and starting.exception() is None:
+                producer = starting.result()
+                # flush() only waits on the records' futures: leaving it early abandons nothing.
+                flushing = asyncio.ensure_future(producer.flush())
+                await asyncio.wait({flushing}, timeout=max(0.0, deadline - loop.time()))
+                flushing.cancel()
+                await _abandon(producer)
+        if self._abandoning:
+            await asyncio.wait(self._abandoning, timeout=STOP_TIMEOUT)
+
+
+async def _abandon(producer: AIOKafkaProducer) -> None:
+    """Fail the records `producer` still holds (their senders get PublishError) and close it."""
+    # No public way to abort pending batches: failing them is aiokafka's own accumulator's call.
+    producer._message_accumulator.fail_all(KafkaError("the producer was abandoned"))
+    stopping = asyncio.ensure_future(producer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=STOP_TIMEOUT)
+    if not done:
+        log.warning("the Kafka producer did not close in %gs; abandoned", STOP_TIMEOUT)
+    elif stopping.exception() is not None:
+        log.warning("closing the Kafka producer failed: %r", stopping.exception())
+
+
+def _outcome(task: asyncio.Task[T]) -> T | None:
+    """A finished task's result; None when it failed or was cancelled."""
+    if task.cancelled() or task.exception() is not None:
+        return None
+    return task.result()
+
+
+def _retrieved(future: asyncio.Future[Any]) -> None:
+    """Mark a future's outcome as seen (its failure is reported through PublishError)."""
+    if not future.cancelled():
+        future.exception()

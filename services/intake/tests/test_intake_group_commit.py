@@ -1,6 +1,7 @@
 """SubmitModel's group commit, on SQLite and PostgreSQL (`db_url` runs each test on both):
 concurrent submissions share transactions, each caller still gets its own answer, and a submission
-the database refuses fails alone, leaving nothing of itself behind.
+the database refuses fails alone, leaving nothing of itself behind. The writer keeps one connection
+across its batches, and replaces it when the database drops it.
 
 Each test holds the database's write lock (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: a lock on the
 submissions table that blocks inserts) while the submissions are queued, so the writer's batches
@@ -55,6 +56,15 @@ class World:
 
 @pytest.fixture
 def world(db_url: str) -> Iterator[World]:
+    yield from built_world(db_url)
+
+
+@pytest.fixture
+def pg_world(pg_url: str) -> Iterator[World]:
+    yield from built_world(pg_url)
+
+
+def built_world(db_url: str) -> Iterator[World]:
     migrate(db_url)
     engine = make_engine(db_url)
     store = IntakeStore(
@@ -197,6 +207,49 @@ def test_a_submission_the_database_refuses_fails_alone_and_leaves_nothing_behind
         keys = set(conn.execute(select(tables.outbox.c.key)).scalars())
     assert keys == {sid.encode() for sid in stored}
     assert world.store.get(first.submission_id) == first
+
+
+def test_the_writer_keeps_one_connection_across_its_batches(
+    world: World, make_request: Callable[..., intake_pb2.SubmitModelRequest]
+) -> None:
+    checkouts: list[object] = []
+    event.listen(world.engine, "checkout", lambda *args: checkouts.append(args))
+    requests = [make_request() for _ in range(5)]
+
+    async def one_after_another() -> None:
+        for r in requests:
+            await world.intake.submit(LAB_A, codec.submission_draft(r), codec.request_digest(r))
+
+    asyncio.run(one_after_another())
+
+    # Five transactions (each call waited for the last), on one connection taken from the pool once.
+    assert len(world.submission_inserts) == 5
+    assert len(checkouts) == 1
+    assert world.count(tables.submissions) == 5
+
+
+def test_a_batch_whose_connection_the_database_dropped_is_written_on_a_new_one(
+    pg_world: World, make_request: Callable[..., intake_pb2.SubmitModelRequest]
+) -> None:
+    first, second = make_request(), make_request()
+
+    async def submit(r: intake_pb2.SubmitModelRequest) -> tuple[Submission, bool]:
+        return await pg_world.intake.submit(LAB_A, codec.submission_draft(r), codec.request_digest(r))
+
+    asyncio.run(submit(first))
+    with pg_world.engine.connect() as conn:
+        # Every other session of this database ends, the writer's among them (as in a restart).
+        ended = conn.exec_driver_sql(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).scalar_one()
+    assert ended >= 1
+
+    submission, replayed = asyncio.run(submit(second))
+
+    assert not replayed
+    assert pg_world.store.get(submission.submission_id) == submission
+    assert pg_world.count(tables.outbox) == 2
 
 
 def like(stored: Submission, submission_id: str) -> NewSubmission:

@@ -32,10 +32,15 @@ from preflight_intake.domain.validation import (
 _STATUS_PREFIX = "SUBMISSION_STATUS_"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(moment: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(moment.astimezone(UTC))
-    return ts
+    """`moment` (a naive one is local time) as a Timestamp, as `Timestamp.FromDatetime` makes it
+    (seconds and non-negative nanos), by integer arithmetic: several go into every response and
+    event, and `FromDatetime` is pure Python."""
+    since = moment.astimezone(UTC) - _EPOCH
+    return Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def instant(message: object, field: str) -> Instant | None:

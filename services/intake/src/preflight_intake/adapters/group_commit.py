@@ -14,6 +14,11 @@ transaction, down to the item at fault, whose future gets the exception. An oper
 (the database locked beyond its busy timeout, unreachable, full) is no item's fault: every item of
 the batch gets it at once. An item whose caller cancelled its future before the writer took it is
 dropped unwritten.
+
+The writer keeps one connection of the engine's pool for as long as it runs, instead of checking
+one out (and, on PostgreSQL, pinging the server) for every batch. A batch whose connection the
+database dropped (a restart, an idle timeout) is written again once, on a new connection: nothing
+of it was committed.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Generic, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -63,6 +68,9 @@ class GroupCommit(Generic[T, R]):
         self._writer = threading.Thread(target=self._run, name=name, daemon=True)
         self._lock = threading.Lock()
         self._closed = False
+        # The writer's connection, used by the writer thread only (None until its first batch,
+        # or after the database dropped it).
+        self._conn: Connection | None = None
 
     def submit(self, item: T) -> Future[R]:
         """Queue `item`; its future resolves once the transaction that wrote it has committed.
@@ -89,6 +97,13 @@ class GroupCommit(Generic[T, R]):
             self._writer.join()
 
     def _run(self) -> None:
+        try:
+            self._serve()
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
+    def _serve(self) -> None:
         stopping = False
         while not stopping:
             taken = [self._queue.get()]
@@ -108,12 +123,33 @@ class GroupCommit(Generic[T, R]):
                     if not queued.future.done():
                         queued.future.set_exception(exc)
 
+    def _transaction(self, items: list[T]) -> list[R]:
+        """Write `items` in one transaction on the writer's connection; once more, on a new
+        connection, when the database had dropped it (nothing of the batch was committed)."""
+        try:
+            return self._write_once(items)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
+        return self._write_once(items)
+
+    def _write_once(self, items: list[T]) -> list[R]:
+        if self._conn is None:
+            self._conn = self._engine.connect()
+        try:
+            with self._conn.begin():
+                if self._begin is not None:
+                    self._conn.exec_driver_sql(self._begin)
+                return self._write(self._conn, items)
+        except DBAPIError as exc:
+            if exc.connection_invalidated:
+                self._conn.close()
+                self._conn = None
+            raise
+
     def _commit(self, batch: Sequence[_Queued[T, R]]) -> None:
         try:
-            with self._engine.begin() as conn:
-                if self._begin is not None:
-                    conn.exec_driver_sql(self._begin)
-                results = self._write(conn, [queued.item for queued in batch])
+            results = self._transaction([queued.item for queued in batch])
         except OperationalError as exc:
             for queued in batch:
                 queued.future.set_exception(exc)

@@ -32,6 +32,7 @@ from preflight_intake.domain.model import EndpointAccess, Status, StatusChange, 
 from preflight_intake.domain.ports import NewSubmission
 from preflight_intake.domain.validation import InvalidRequest
 from preflight_intake.service_layer.handlers import Conflict, Intake
+from preflight_testkit.waiting import until
 from sqlalchemy import Engine, event, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -226,6 +227,73 @@ def test_the_writer_keeps_one_connection_across_its_batches(
     assert len(world.submission_inserts) == 5
     assert len(checkouts) == 1
     assert world.count(tables.submissions) == 5
+
+
+def test_a_batch_wakes_its_callers_event_loop_once(
+    world: World, make_request: Callable[..., intake_pb2.SubmitModelRequest]
+) -> None:
+    request = make_request()
+    first, _ = asyncio.run(
+        world.intake.submit(LAB_A, codec.submission_draft(request), codec.request_digest(request))
+    )
+    world.submission_inserts.clear()
+    batch = [like(first, str(uuid.uuid4())) for _ in range(8)]
+    wakes: list[object] = []
+
+    async def queued_behind_the_lock() -> list[bool | BaseException]:
+        loop = asyncio.get_running_loop()
+        call_soon_threadsafe = loop.call_soon_threadsafe
+
+        def counted(*args: Any, **kwargs: Any) -> asyncio.Handle:
+            wakes.append(args)
+            return call_soon_threadsafe(*args, **kwargs)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        return await all_queued_behind(world.engine, [world.store.add(new) for new in batch])
+
+    outcomes = asyncio.run(queued_behind_the_lock())
+
+    assert outcomes == [True] * 8
+    # One wake per batch: the first the writer took (it waited on the lock) and the rest behind it.
+    assert 1 <= len(wakes) <= len(world.submission_inserts) <= 2
+
+
+def test_a_submission_cancelled_while_queued_is_not_written(
+    world: World, make_request: Callable[..., intake_pb2.SubmitModelRequest]
+) -> None:
+    request = make_request()
+    first, _ = asyncio.run(
+        world.intake.submit(LAB_A, codec.submission_draft(request), codec.request_digest(request))
+    )
+    writing, *queued = [like(first, str(uuid.uuid4())) for _ in range(4)]
+    writer_transactions = threading.Semaphore(0)
+
+    def began(_conn: Connection) -> None:
+        if threading.current_thread().name == "intake-submissions-writer":
+            writer_transactions.release()
+
+    event.listen(world.engine, "begin", began)
+
+    async def cancel_one_while_queued() -> list[bool | BaseException]:
+        lock = WriteLock(world.engine)
+        try:
+            tasks = [asyncio.ensure_future(world.store.add(writing))]
+            # The writer took `writing` and waits on the lock: the others queue behind it.
+            await until(lambda: writer_transactions.acquire(blocking=False), "the writer's transaction")
+            tasks += [asyncio.ensure_future(world.store.add(new)) for new in queued]
+            await asyncio.sleep(0)  # each has queued its submission
+            tasks[2].cancel()
+            await asyncio.sleep(0)  # the cancellation reaches its future
+        finally:
+            lock.release()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    outcomes = asyncio.run(cancel_one_while_queued())
+
+    assert isinstance(outcomes[2], asyncio.CancelledError)
+    assert outcomes[:2] + outcomes[3:] == [True] * 3
+    assert world.store.get(queued[1].submission.submission_id) is None
+    assert world.count(tables.submissions) == 4
 
 
 def test_a_batch_whose_connection_the_database_dropped_is_written_on_a_new_one(

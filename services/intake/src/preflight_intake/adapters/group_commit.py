@@ -1,9 +1,11 @@
 """Group commit: concurrent writes queued to one writer thread, which commits them a batch per
 transaction.
 
-`GroupCommit.submit(item)` queues an item and returns a future; the writer takes everything queued
-(up to `max_batch` items), writes it in one transaction with `write(connection, items)` and, once
-the commit has returned, resolves each item's future with its result. While it commits, new items
+`GroupCommit.submit(item)`, called on an event loop, queues an item and returns a future of that
+loop; the writer takes everything queued (up to `max_batch` items), writes it in one transaction
+with `write(connection, items)` and, once the commit has returned, resolves the futures with their
+results: all of a batch's futures of one loop in one callback, so a batch wakes its loop once, not
+once per caller. While it commits, new items
 queue up for the next batch: at concurrency 1 a batch is one item, under load one transaction and
 one commit (one log flush) serve many callers, and the database's write lock is taken once per
 batch instead of once per call.
@@ -23,10 +25,10 @@ of it was committed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from queue import Empty, SimpleQueue
 from typing import Generic, TypeVar
@@ -42,7 +44,17 @@ R = TypeVar("R")
 @dataclass(frozen=True)
 class _Queued(Generic[T, R]):
     item: T
-    future: Future[R]
+    future: asyncio.Future[R]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(frozen=True)
+class _Outcome(Generic[T, R]):
+    """What the writer tells one item's caller: its result, or the error that refused it."""
+
+    queued: _Queued[T, R]
+    result: R | None = None
+    error: BaseException | None = None
 
 
 class GroupCommit(Generic[T, R]):
@@ -72,10 +84,11 @@ class GroupCommit(Generic[T, R]):
         # or after the database dropped it).
         self._conn: Connection | None = None
 
-    def submit(self, item: T) -> Future[R]:
-        """Queue `item`; its future resolves once the transaction that wrote it has committed.
-        Raises RuntimeError once closed."""
-        queued: _Queued[T, R] = _Queued(item, Future())
+    def submit(self, item: T) -> asyncio.Future[R]:
+        """Queue `item`; its future (of the running event loop) resolves once the transaction that
+        wrote it has committed. Raises RuntimeError once closed, or outside an event loop."""
+        loop = asyncio.get_running_loop()
+        queued: _Queued[T, R] = _Queued(item, loop.create_future(), loop)
         # Checked and queued under the lock `close` takes: an item is never queued behind the stop
         # request, where no writer would ever resolve its future.
         with self._lock:
@@ -111,17 +124,18 @@ class GroupCommit(Generic[T, R]):
                 while len(taken) < self._max_batch:
                     taken.append(self._queue.get_nowait())
             stopping = any(queued is None for queued in taken)
-            # From here on a caller can no longer cancel: the item is being written.
-            batch = [q for q in taken if q is not None and q.future.set_running_or_notify_cancel()]
+            # A caller that cancels from here on finds its item written (and its answer dropped).
+            batch = [q for q in taken if q is not None and not q.future.cancelled()]
             if not batch:
                 continue
+            outcomes: list[_Outcome[T, R]] = []
             try:
-                self._commit(batch)
+                self._commit(batch, outcomes)
             except Exception as exc:
                 # A fault of the writer itself: its callers hear of it rather than wait forever.
-                for queued in batch:
-                    if not queued.future.done():
-                        queued.future.set_exception(exc)
+                told = {id(outcome.queued) for outcome in outcomes}
+                outcomes += [_Outcome(queued, error=exc) for queued in batch if id(queued) not in told]
+            _tell(outcomes)
 
     def _transaction(self, items: list[T]) -> list[R]:
         """Write `items` in one transaction on the writer's connection; once more, on a new
@@ -147,21 +161,43 @@ class GroupCommit(Generic[T, R]):
                 self._conn = None
             raise
 
-    def _commit(self, batch: Sequence[_Queued[T, R]]) -> None:
+    def _commit(self, batch: Sequence[_Queued[T, R]], outcomes: list[_Outcome[T, R]]) -> None:
+        """Write `batch`, adding each item's outcome to `outcomes`."""
         try:
             results = self._transaction([queued.item for queued in batch])
         except OperationalError as exc:
-            for queued in batch:
-                queued.future.set_exception(exc)
+            outcomes += [_Outcome(queued, error=exc) for queued in batch]
             return
         except Exception as exc:
             if len(batch) == 1:
-                batch[0].future.set_exception(exc)
+                outcomes.append(_Outcome(batch[0], error=exc))
                 return
             # Rolled back whole: find the item at fault by halves, each half its own transaction.
             half = len(batch) // 2
-            self._commit(batch[:half])
-            self._commit(batch[half:])
+            self._commit(batch[:half], outcomes)
+            self._commit(batch[half:], outcomes)
             return
-        for queued, result in zip(batch, results, strict=True):
-            queued.future.set_result(result)
+        outcomes += [_Outcome(queued, result) for queued, result in zip(batch, results, strict=True)]
+
+
+def _tell(outcomes: Sequence[_Outcome[T, R]]) -> None:
+    """Resolve the futures of `outcomes` (writer thread): one callback per event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome[T, R]]] = {}
+    for outcome in outcomes:
+        by_loop.setdefault(outcome.queued.loop, []).append(outcome)
+    for loop, told in by_loop.items():
+        # A loop closed since its callers queued has no caller left to tell.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, told)
+
+
+def _resolve(outcomes: Sequence[_Outcome[T, R]]) -> None:
+    """(On the futures' loop.) Each future its result or error, unless its caller cancelled it."""
+    for outcome in outcomes:
+        future = outcome.queued.future
+        if future.done():
+            continue
+        if outcome.error is not None:
+            future.set_exception(outcome.error)
+        else:
+            future.set_result(outcome.result)  # type: ignore[arg-type]  # R, set by _commit

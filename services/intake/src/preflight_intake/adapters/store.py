@@ -32,7 +32,6 @@ parameters, so SQLAlchemy compiles each once per engine (its compiled cache).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -315,7 +314,7 @@ class IntakeStore:
         a transaction shared with the submissions added concurrently; returns once it committed:
         True, or False (nothing stored) when the principal's idempotency key is already taken.
         An error concerning this submission alone is raised here, and no other caller sees it."""
-        stored = await asyncio.wrap_future(self._new_submissions.submit(self._new_rows(new)))
+        stored = await self._new_submissions.submit(self._new_rows(new))
         if stored:
             self.changes.notify([new.submission.submission_id])
         return stored

@@ -35,20 +35,57 @@ from preflight_benchmark.worker.run import WorkerSettings, execute
 
 log = logging.getLogger("preflight_benchmark.worker")
 
-# What Inspect imports only once an eval runs (its OpenAI-compatible provider, scoring, hooks, the
-# agent protocol, numpy, rich's markdown): imported by a warm worker, so that each attempt's child
-# starts with them instead of spending seconds importing them again. Some are Inspect's private
-# modules: one that a later Inspect renames only makes attempts slower to start.
+# What Inspect imports only once an eval runs (its OpenAI-compatible provider and the chat client
+# it builds, scoring, hooks, the agent protocol's server and its web stack, the eval-log reader's
+# file systems, numpy, rich's markdown) and the suites' data fetching: imported by a warm worker, so
+# that each attempt's child starts with them instead of spending about a second of CPU importing
+# them again. Some are Inspect's private modules: one that a later Inspect renames only makes
+# attempts slower to start.
 EVAL_MODULES = (
     "inspect_ai.model._providers.openai_compatible",
     "inspect_ai.model._providers.none",
     "inspect_ai.agent._acp",
+    "inspect_ai.agent._acp.server",
+    "inspect_ai.agent._acp.transport_live",
+    "inspect_ai.agent._acp._client_registry",
     "inspect_ai.hooks",
+    "inspect_ai.hooks._startup",
     "inspect_ai._control.scoring",
     "inspect_ai._control.strict",
+    "inspect_ai._control.current_server",
+    "inspect_ai._control.config_record",
+    "inspect_ai._control.disconnect",
     "inspect_ai.solver._transcript",
+    "openai.resources.chat.chat",
+    "openai.resources.chat.completions.completions",
+    "openai.resources.chat.completions.messages",
+    "openai.lib._chat_completion_resources",
+    "openai.pagination",
+    "httpcore2",
+    "anyio._backends._asyncio",
+    "anyio.streams.tls",
+    "anyio.streams.stapled",
+    "truststore",
+    "uvicorn.main",
+    "uvicorn.lifespan.on",
+    "uvicorn.protocols.http.auto",
+    "uvicorn.protocols.http.h11_impl",
+    "uvicorn.protocols.websockets.auto",
+    "uvicorn.protocols.websockets.wsproto_impl",
+    "fastapi.telemetry._runtime",
+    "uvicorn.supervisors.multiprocess",
+    "uvicorn.supervisors.statreload",
+    "pydantic.v1",
+    "multiprocessing.connection",
+    "logging.config",
+    "logging.handlers",
+    "fsspec.implementations.chained",
+    "rich._emoji_codes",
     "numpy",
     "rich.markdown",
+    "preflight_benchmark.adapters.catalog_file",
+    "preflight_benchmark.catalog",
+    "preflight_benchmark.suites.published",
 )
 
 
@@ -123,6 +160,12 @@ def preload() -> None:
     for module in EVAL_MODULES:
         with contextlib.suppress(ImportError):
             importlib.import_module(module)
+    # Inspect's model database (read on an eval's first generate, a fifth of a second): read once
+    # here. A later Inspect without this private function only makes attempts slower to start.
+    with contextlib.suppress(ImportError, AttributeError):
+        from inspect_ai.model._model_info import _get_lookup_index
+
+        _get_lookup_index()
 
 
 def fetch_weights(dest: Path) -> int:

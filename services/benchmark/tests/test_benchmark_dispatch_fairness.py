@@ -1,5 +1,6 @@
-"""The dispatcher on a real SQLite store: earliest review deadline first with a per-lab cap, and an
-attempt whose process dies mid-run retried in a new one.
+"""The dispatcher on a real SQLite store: earliest review deadline first with a per-lab cap, an
+attempt whose process dies mid-run retried in a new one, and jobs started as soon as they are
+planned or a slot frees, not at the next poll.
 
 The workers are real processes running the warm-worker loop (a fresh child per attempt) with a
 stand-in attempt that records which job and attempt it runs and then holds, instead of running Inspect."""
@@ -16,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from preflight.intake.v1.events_pb2 import SubmissionReceived
 from preflight_benchmark.adapters import events
 from preflight_benchmark.adapters.catalog_file import load_catalog
 from preflight_benchmark.adapters.executors.local import LocalExecutor
@@ -28,6 +30,7 @@ from preflight_benchmark.domain.records import JobRecord
 from preflight_benchmark.service_layer.dispatcher import Dispatcher, DispatcherSettings, choose
 from preflight_benchmark.service_layer.planner import Planner
 from preflight_common.db import make_engine
+from preflight_common.envelope import EventAttributes
 from preflight_common.liveness import Liveness
 from preflight_testkit.benchmark import intake_stand_in, submission
 from preflight_testkit.waiting import until
@@ -56,18 +59,23 @@ def store(tmp_path: Path) -> Iterator[JobStore]:
     engine.dispose()
 
 
+def received_by(organisation: str, window_end: datetime) -> SubmissionReceived:
+    """A submission of `organisation` whose access window ends at `window_end`."""
+    return submission(
+        base_url="http://127.0.0.1:9/v1",
+        model_name="m",
+        credential_ref="cred",
+        organisation=organisation,
+        end=window_end,
+    )
+
+
 def plan(store: JobStore, organisation: str, window_end: datetime, count: int = 1) -> list[str]:
     """`count` submissions of `organisation` whose access window ends at `window_end`."""
     planner = Planner(store, load_catalog(), events, job_span, executor="local", max_attempts=3)
     ids = []
     for _ in range(count):
-        received = submission(
-            base_url="http://127.0.0.1:9/v1",
-            model_name="m",
-            credential_ref="cred",
-            organisation=organisation,
-            end=window_end,
-        )
+        received = received_by(organisation, window_end)
         planner.plan(f"event-{received.submission_id}", received)
         ids.append(received.submission_id)
     return ids
@@ -102,8 +110,11 @@ def test_a_lab_at_its_cap_does_not_starve_a_later_lab(store: JobStore) -> None:
 
 
 @contextlib.asynccontextmanager
-async def dispatching(store: JobStore, tmp_path: Path, max_concurrency: int) -> AsyncIterator[Path]:
-    """A dispatcher (lab cap 1) on `store` with a pool of holding workers; yields their runs file."""
+async def dispatching(
+    store: JobStore, tmp_path: Path, max_concurrency: int, poll_interval: float = 0.05
+) -> AsyncIterator[tuple[Path, Dispatcher]]:
+    """A dispatcher (lab cap 1) on `store` with a pool of holding workers; yields their runs file
+    and the dispatcher."""
     script = tmp_path / "holding_worker.py"
     script.write_text(HOLDING_WORKER)
     runs_file = tmp_path / "runs"
@@ -117,13 +128,16 @@ async def dispatching(store: JobStore, tmp_path: Path, max_concurrency: int) -> 
     with intake_stand_in(tmp_path) as intake:
         statuses = GrpcSubmissionStatuses(intake.target, intake.service_token)
         settings = DispatcherSettings(
-            log_root=str(tmp_path / "logs"), max_concurrency=max_concurrency, lab_cap=1, poll_interval=0.05
+            log_root=str(tmp_path / "logs"),
+            max_concurrency=max_concurrency,
+            lab_cap=1,
+            poll_interval=poll_interval,
         )
         dispatcher = Dispatcher(store, events, job_span, executor, statuses, settings)
         stop = asyncio.Event()
         running = asyncio.create_task(dispatcher.run(stop, Liveness()))
         try:
-            yield runs_file
+            yield runs_file, dispatcher
         finally:
             stop.set()
             await running
@@ -143,7 +157,7 @@ async def test_the_dispatcher_starts_the_earliest_deadlines_within_the_lab_cap(
     now = datetime.now(UTC)
     plan(store, "lab-a", now + timedelta(days=20), count=5)
     [due_tomorrow] = plan(store, "lab-b", now + timedelta(days=1))
-    async with dispatching(store, tmp_path, max_concurrency=2) as runs_file:
+    async with dispatching(store, tmp_path, max_concurrency=2) as (runs_file, _):
         await until(lambda: len(runs(runs_file)) == 2, timeout=60)
         running = store.in_status(JobStatus.RUNNING)
     assert sorted(labs(running)) == ["lab-a", "lab-b"]
@@ -152,7 +166,7 @@ async def test_the_dispatcher_starts_the_earliest_deadlines_within_the_lab_cap(
 
 async def test_an_attempt_whose_process_dies_is_retried_in_a_new_one(store: JobStore, tmp_path: Path) -> None:
     plan(store, "lab-a", datetime.now(UTC) + timedelta(days=1))
-    async with dispatching(store, tmp_path, max_concurrency=1) as runs_file:
+    async with dispatching(store, tmp_path, max_concurrency=1) as (runs_file, _):
         await until(lambda: len(runs(runs_file)) == 1, timeout=60)
         [(job_id, attempt, victim)] = runs(runs_file)
         assert attempt == 1
@@ -164,3 +178,50 @@ async def test_an_attempt_whose_process_dies_is_retried_in_a_new_one(store: JobS
     assert replacement != victim
     assert job is not None and (job.status, job.attempt) == (JobStatus.RUNNING, 2)
     assert job.message == "attempt 1 failed, retrying: worker killed by SIGKILL"
+
+
+# Longer than any test waits: a job these tests see started was started without waiting for a poll.
+NO_POLL = 3600.0
+
+
+async def test_a_planned_job_starts_without_waiting_for_the_next_poll(
+    store: JobStore, tmp_path: Path
+) -> None:
+    window_end = datetime.now(UTC) + timedelta(days=1)
+    plan(store, "lab-a", window_end)  # four jobs: the first round starts them, then waits to poll
+    dispatched = dispatching(store, tmp_path, max_concurrency=5, poll_interval=NO_POLL)
+    async with dispatched as (runs_file, dispatcher):
+        await until(lambda: len(runs(runs_file)) == 4, timeout=60)
+        planner = Planner(
+            store,
+            load_catalog(),
+            events,
+            job_span,
+            executor="local",
+            max_attempts=3,
+            on_change=dispatcher.wake,
+        )
+        received = received_by("lab-b", window_end)
+        attributes = EventAttributes(
+            id=f"event-{received.submission_id}",
+            type="preflight.intake.v1.SubmissionReceived",
+            source="preflight.intake",
+            time=datetime.now(UTC),
+            subject=received.submission_id,
+        )
+        await planner.handle(attributes, received)
+        await until(lambda: len(runs(runs_file)) == 5, timeout=60)
+        [started] = [job for job in store.in_status(JobStatus.RUNNING) if job.organisation == "lab-b"]
+    assert started.submission_id == received.submission_id
+
+
+async def test_a_freed_slot_starts_the_next_job_without_waiting_for_the_next_poll(
+    store: JobStore, tmp_path: Path
+) -> None:
+    plan(store, "lab-a", datetime.now(UTC) + timedelta(days=1))  # four jobs, one slot
+    async with dispatching(store, tmp_path, max_concurrency=1, poll_interval=NO_POLL) as (runs_file, _):
+        await until(lambda: len(runs(runs_file)) == 1, timeout=60)
+        [(_, _, victim)] = runs(runs_file)
+        os.kill(victim, signal.SIGKILL)  # its attempt ends without a result: the slot is free
+        await until(lambda: len(runs(runs_file)) == 2, timeout=60)
+        assert len(store.in_status(JobStatus.RUNNING)) == 1

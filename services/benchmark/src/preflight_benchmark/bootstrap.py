@@ -127,6 +127,21 @@ def build(
     statuses = GrpcSubmissionStatuses(
         settings.intake_target, settings.service_token, credentials=settings.client_tls
     )
+    dispatcher = Dispatcher(
+        store,
+        events,
+        job_span,
+        executor,
+        statuses,
+        DispatcherSettings(
+            log_root=log_root,
+            max_concurrency=settings.max_concurrency,
+            lab_cap=settings.lab_cap,
+            poll_interval=settings.poll_interval,
+        ),
+        clock,
+        leadership=election,
+    )
     return Components(
         settings=settings,
         engine=engine,
@@ -140,23 +155,10 @@ def build(
             executor=executor.name,
             max_attempts=settings.max_attempts,
             clock=clock,
+            on_change=dispatcher.wake,  # what the planner stores starts without waiting for a poll
         ),
         executor=executor,
         statuses=statuses,
-        dispatcher=Dispatcher(
-            store,
-            events,
-            job_span,
-            executor,
-            statuses,
-            DispatcherSettings(
-                log_root=log_root,
-                max_concurrency=settings.max_concurrency,
-                lab_cap=settings.lab_cap,
-                poll_interval=settings.poll_interval,
-            ),
-            clock,
-            leadership=election,
-        ),
+        dispatcher=dispatcher,
         election=election,
     )

@@ -8,7 +8,9 @@ left RUNNING are handed to the executor again with the same attempt number
 (the Kubernetes executor re-attaches to the existing Job; a local worker died
 with its parent, so it starts afresh).
 
-Every tick: (1) active jobs whose access window closed fail as WINDOW_CLOSED
+A round runs every poll interval, and at once when `wake` is called (the planner stored or changed
+jobs) or an attempt ended (its slot is free), so a due job waits for a free slot, not for the
+next poll. Every round: (1) active jobs whose access window closed fail as WINDOW_CLOSED
 and their workers are stopped; (2) workers of jobs the service ended meanwhile
 (withdrawal) are stopped, while a worker that reported its outcome exits by
 itself (its Kubernetes Job completes and is kept for its TTL); (3) pending jobs
@@ -37,7 +39,6 @@ them.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import posixpath
 from collections import Counter
@@ -169,6 +170,12 @@ class Dispatcher:
         self._clock = clock
         self._leadership = leadership
         self._running: dict[str, tuple[JobRecord, asyncio.Task[None]]] = {}
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Run a round now rather than at the next poll: jobs may have become due. Call it on the
+        dispatcher's event loop."""
+        self._woken.set()
 
     @property
     def running(self) -> dict[str, int]:
@@ -176,13 +183,15 @@ class Dispatcher:
         return {job_id: job.attempt for job_id, (job, _) in self._running.items()}
 
     async def run(self, stop: asyncio.Event, liveness: Liveness) -> None:
-        """Tick every poll interval while leading, until `stop` is set, beating `liveness` each round.
+        """Tick every poll interval, or when woken, while leading, until `stop` is set, beating
+        `liveness` each round.
 
         On taking the lead the jobs left RUNNING are adopted; on losing it their watches end.
         """
         adopted = False
         while not stop.is_set():
             liveness.beat("dispatcher", self._settings.poll_interval)
+            self._woken.clear()  # a wake from here on runs the next round at once
             try:
                 if self._leadership is None or self._leadership.leading():
                     if not adopted:
@@ -199,10 +208,20 @@ class Dispatcher:
                     adopted = False
             except Exception:
                 log.exception("dispatcher tick failed")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._settings.poll_interval)
+            await self._pause(stop)
         liveness.end("dispatcher")
         await self._forget_attempts()
+
+    async def _pause(self, stop: asyncio.Event) -> None:
+        """Until the poll interval passed, `stop` is set or the dispatcher is woken."""
+        waits = {asyncio.ensure_future(stop.wait()), asyncio.ensure_future(self._woken.wait())}
+        try:
+            await asyncio.wait(
+                waits, timeout=self._settings.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            for wait in waits:
+                wait.cancel()
 
     async def _forget_attempts(self) -> None:
         """Stop watching every attempt; their workers run on, for whoever dispatches next."""
@@ -306,6 +325,7 @@ class Dispatcher:
             current = self._running.get(job.job_id)
             if current is not None and current[0].attempt == job.attempt:
                 del self._running[job.job_id]
+            self.wake()  # its slot is free (or the job is due again)
 
     def _settle(self, job_id: str, attempt: int, outcome: AttemptOutcome) -> None:
         job = self._store.get(job_id)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from google.protobuf.message import Message
 from preflight.intake.v1 import events_pb2 as intake_events
@@ -47,7 +48,10 @@ class Planner:
         executor: str,
         max_attempts: int,
         clock: Clock = utc_now,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
+        """`on_change` is called (on the event loop of `handle`) once an event changed the jobs:
+        the dispatcher is woken to start what became due."""
         self._store = store
         self._catalog = catalog
         self._events = events
@@ -55,6 +59,7 @@ class Planner:
         self._executor = executor
         self._max_attempts = max_attempts
         self._clock = clock
+        self._on_change = on_change
 
     async def handle(self, attributes: EventAttributes, payload: Message) -> None:
         """Apply one event; durable when it returns. Raises PoisonEvent for content that can never apply,
@@ -69,6 +74,7 @@ class Planner:
                 await asyncio.to_thread(self.change_window, attributes.id, payload)
         except Refused as exc:
             raise PoisonEvent(str(exc)) from exc
+        self._on_change()
 
     def plan(self, event_id: str, received: intake_events.SubmissionReceived) -> int:
         """Store one job per suite and its BenchmarkJobRequested; returns how many jobs were planned."""

@@ -434,7 +434,8 @@ def test_rendered_config_files_load_in_the_services(
     loaders = _loaders(require)
     docs = render(helm, check_chart, VALUES_FILES[values])
     seen = set()
-    for cm in of_kind(docs, "ConfigMap"):
+    # The Helm values of Inspect's Kubernetes sandbox are no service's: the sandbox tests read them.
+    for cm in [d for d in of_kind(docs, "ConfigMap") if not d["metadata"]["name"].endswith("-k8s-sandbox")]:
         for file, text in cm["data"].items():
             path = tmp_path / file
             path.write_text(text)
@@ -824,6 +825,82 @@ def test_k8s_sandbox_namespace_is_restricted_and_cut_off(helm: str, check_chart:
         {"kind": "ServiceAccount", "name": "preflight-worker", "namespace": "preflight-benchmarks"}
     ]
     assert not any(d["kind"] == "Namespace" for d in render(helm, check_chart, VALUES_FILES["default"]))
+
+
+WORKER_POLICY = "preflight-benchmark-worker"
+
+
+def k8s_sandbox_job(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The worker Job the dispatcher builds from the rendered chart's settings."""
+    from datetime import timedelta
+
+    from preflight_benchmark.adapters.executors.k8s_manifest import build_job
+    from preflight_benchmark.config import KubernetesSettings
+    from preflight_benchmark.domain.catalog import Resources
+    from preflight_benchmark.domain.ports import Attempt
+
+    env = env_of(docs, "preflight-benchmark")
+    for name, var in env.items():
+        if name.startswith("PREFLIGHT_BENCHMARK_K8S_"):
+            monkeypatch.setenv(name, var["value"])
+    settings = KubernetesSettings.from_env("benchmark:50052", env["PREFLIGHT_BENCHMARK_LOG_ROOT"]["value"])
+    exploit = Attempt(
+        job_id="bj-" + "e" * 32,
+        submission_id="sub-1",
+        suite_id="cyber.exploit",
+        attempt=1,
+        access_kind="endpoint",
+        resources=Resources(cpu="1", memory="2Gi"),
+        timeout=timedelta(hours=1),
+        assignment="{}",
+    )
+    return build_job(exploit, settings.manifest)
+
+
+def test_k8s_sandbox_values_and_namespace_reach_the_worker_jobs_only_when_enabled(
+    helm: str, check_chart: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With Inspect's Kubernetes sandbox, the worker Jobs mount the sandbox's Helm values (a
+    ConfigMap of the job namespace), name its namespace and get a ServiceAccount token, and the
+    workers may reach the Kubernetes API; without it, none of these."""
+    docs = render(helm, check_chart, VALUES_FILES["production"])
+    [namespace] = of_kind(docs, "Namespace")
+    job = k8s_sandbox_job(docs, monkeypatch)
+    spec = job["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is True
+    [worker] = spec["containers"]
+    env = {e["name"]: e.get("value") for e in worker["env"]}
+    assert env["INSPECT_K8S_DEFAULT_NAMESPACE"] == namespace["metadata"]["name"]
+    values_file = Path(env["PREFLIGHT_WORKER_K8S_SANDBOX_VALUES"])
+    [mount] = [m for m in worker["volumeMounts"] if m["mountPath"] == str(values_file.parent)]
+    [volume] = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+    [config_map] = [
+        d
+        for d in of_kind(docs, "ConfigMap")
+        if d["metadata"]["name"] == volume["configMap"]["name"]
+        and d["metadata"]["namespace"] == job["metadata"]["namespace"]
+    ]
+    values = yaml.safe_load(config_map["data"][values_file.name])
+    default = values["services"]["default"]
+    assert default["image"] == env_of(docs, "preflight-benchmark")["PREFLIGHT_BENCHMARK_K8S_IMAGE"]["value"]
+    assert values["automountServiceAccountToken"] is False
+    assert values["networkPolicy"] == {"enabled": False}
+    [workers] = [d for d in of_kind(docs, "NetworkPolicy") if d["metadata"]["name"] == WORKER_POLICY]
+    # The production example's API server endpoint (networkPolicy.egress.kubeAPI).
+    assert any({"ipBlock": {"cidr": "10.0.0.1/32"}} in r.get("to", []) for r in workers["spec"]["egress"])
+
+    monkeypatch.delenv("PREFLIGHT_BENCHMARK_K8S_SANDBOX_NAMESPACE")
+    monkeypatch.delenv("PREFLIGHT_BENCHMARK_K8S_SANDBOX_VALUES")
+    plain_docs = render(helm, check_chart, VALUES_FILES["default"])
+    assert not [d for d in of_kind(plain_docs, "ConfigMap") if d["metadata"]["name"].endswith("-k8s-sandbox")]
+    plain = k8s_sandbox_job(plain_docs, monkeypatch)
+    plain_spec = plain["spec"]["template"]["spec"]
+    assert plain_spec["automountServiceAccountToken"] is False
+    assert not {"INSPECT_K8S_DEFAULT_NAMESPACE", "PREFLIGHT_WORKER_K8S_SANDBOX_VALUES"} & {
+        e["name"] for e in plain_spec["containers"][0]["env"]
+    }
+    [no_api] = [d for d in of_kind(plain_docs, "NetworkPolicy") if d["metadata"]["name"] == WORKER_POLICY]
+    assert 6443 not in {p["port"] for rule in no_api["spec"]["egress"] for p in rule.get("ports", [])}
 
 
 KUEUE_FLAVORS = [

@@ -299,7 +299,19 @@ worker = obj(
         "scratchSizeLimit": {"type": "string", "pattern": r"^\d+(\.\d+)?([KMGT]i|[kMGT])?$"},
         "runtimeClassName": ref("optionalName"),
         "priorityClassName": ref("optionalName"),
-        "k8sSandbox": obj({"enabled": boolean, "namespace": ref("optionalName")}, required=["enabled"]),
+        "k8sSandbox": obj(
+            {
+                "enabled": boolean,
+                "namespace": ref("optionalName"),
+                "image": {"type": "string", "pattern": r"^\S*$"},
+                "runtimeClassName": ref("optionalName"),
+                "resources": ref("resources"),
+                "workdirSizeLimit": ref("quantity"),
+                "corednsImage": {"type": "string", "pattern": r"^\S*$"},
+                "ciliumNetworkPolicy": boolean,
+            },
+            required=["enabled", "resources", "workdirSizeLimit", "ciliumNetworkPolicy"],
+        ),
         "kueue": obj(
             {
                 "enabled": boolean,

@@ -13,8 +13,11 @@ from kubernetes import client
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     EVAL_LOG_CREDENTIALS_DIR,
     GPU_RESOURCE,
+    K8S_SANDBOX_DIR,
+    K8S_SANDBOX_VALUES_ENV,
     WEIGHTS_CREDENTIALS_DIR,
     EvalLogStore,
+    K8sSandbox,
     ManifestSettings,
     SecretRef,
     WeightsSettings,
@@ -473,3 +476,54 @@ def test_weights_settings_are_read_from_the_environment(monkeypatch: pytest.Monk
     monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_WEIGHTS_SHM", "plenty")
     with pytest.raises(ConfigError, match=r"^PREFLIGHT_BENCHMARK_K8S_WEIGHTS_SHM:"):
         KubernetesSettings.from_env("benchmark:50052", LOG_ROOT)
+
+
+SANDBOXED = replace(SETTINGS, k8s_sandbox=K8sSandbox("preflight-sandbox", "preflight-k8s-sandbox"))
+
+
+@pytest.mark.parametrize("access_kind", ["endpoint", "weights"])
+def test_only_with_the_k8s_sandbox_does_a_worker_get_its_values_namespace_and_a_token(
+    access_kind: str,
+) -> None:
+    sandboxed = build_job(attempt(access_kind), SANDBOXED)
+    kubernetes_validate.validate(sandboxed, KUBERNETES_VERSIONS[-1], strict=True)
+    spec = sandboxed["spec"]["template"]["spec"]
+    assert spec["automountServiceAccountToken"] is True
+    assert {"name": "k8s-sandbox", "mountPath": K8S_SANDBOX_DIR, "readOnly": True} in named(
+        sandboxed, "worker"
+    )["volumeMounts"]
+    assert {
+        "name": "k8s-sandbox",
+        "configMap": {
+            "name": "preflight-k8s-sandbox",
+            "items": [{"key": "values.yaml", "path": "values.yaml"}],
+        },
+    } in spec["volumes"]
+    env = {e["name"]: e.get("value") for e in named(sandboxed, "worker")["env"]}
+    assert env[K8S_SANDBOX_VALUES_ENV] == f"{K8S_SANDBOX_DIR}/values.yaml"
+    assert env["INSPECT_K8S_DEFAULT_NAMESPACE"] == "preflight-sandbox"
+    # The other containers (weights fetcher, model server) get neither the values nor the namespace.
+    for container in containers(sandboxed):
+        if container["name"] != "worker":
+            assert "k8s-sandbox" not in {m["name"] for m in container.get("volumeMounts", [])}
+            assert "INSPECT_K8S_DEFAULT_NAMESPACE" not in {e["name"] for e in container.get("env", [])}
+
+    plain = build_job(attempt(access_kind), SETTINGS)
+    plain_spec = plain["spec"]["template"]["spec"]
+    assert plain_spec["automountServiceAccountToken"] is False
+    assert "k8s-sandbox" not in {v["name"] for v in plain_spec["volumes"]}
+    names = {e["name"] for c in containers(plain) for e in c.get("env", [])}
+    assert not {K8S_SANDBOX_VALUES_ENV, "INSPECT_K8S_DEFAULT_NAMESPACE"} & names
+
+
+def test_the_k8s_sandbox_is_read_from_the_environment_both_settings_or_neither(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert KubernetesSettings.from_env("benchmark:50052", LOG_ROOT).manifest.k8s_sandbox is None
+    monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_SANDBOX_NAMESPACE", "preflight-sandbox")
+    with pytest.raises(ConfigError, match=r"^PREFLIGHT_BENCHMARK_K8S_SANDBOX_NAMESPACE and "):
+        KubernetesSettings.from_env("benchmark:50052", LOG_ROOT)
+    monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_SANDBOX_VALUES", "preflight-k8s-sandbox")
+    assert KubernetesSettings.from_env("benchmark:50052", LOG_ROOT).manifest.k8s_sandbox == K8sSandbox(
+        "preflight-sandbox", "preflight-k8s-sandbox"
+    )

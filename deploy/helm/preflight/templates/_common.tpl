@@ -146,6 +146,16 @@ The service's Secret mounted read-only (mode 0440: the pod's fsGroup reads it) a
 {{- .Values.benchmark.jobNamespace | default .Release.Namespace -}}
 {{- end -}}
 
+{{/* Namespace of Inspect's Kubernetes sandbox Pods. Arg: root. */}}
+{{- define "preflight.k8sSandboxNamespace" -}}
+{{- .Values.benchmark.worker.k8sSandbox.namespace | default (printf "%s-sandbox" (include "preflight.fullname" .)) -}}
+{{- end -}}
+
+{{/* The ConfigMap (job namespace) of the Helm values of Inspect's Kubernetes sandbox. Arg: root. */}}
+{{- define "preflight.k8sSandboxValues" -}}
+{{- printf "%s-k8s-sandbox" (include "preflight.fullname" .) -}}
+{{- end -}}
+
 {{/* The ServiceAccount a service's pods run as: its own (created unless serviceAccount.create is
 false) or the one named. Arg: (dict "root" $ "name" <component> "c" <component values>). */}}
 {{- define "preflight.serviceAccountName" -}}

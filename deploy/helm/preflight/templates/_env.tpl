@@ -212,6 +212,12 @@ Arg of each: (dict "root" $ "name" <component> "c" <component values>).
 {{- include "preflight.env.optional" (list "PREFLIGHT_BENCHMARK_K8S_WEIGHTS_SECRET" $w.weights.existingSecret) }}
 - name: PREFLIGHT_BENCHMARK_K8S_WEIGHTS_ENV
   value: {{ $w.weights.env | default dict | toJson | quote }}
+{{- if $w.k8sSandbox.enabled }}
+- name: PREFLIGHT_BENCHMARK_K8S_SANDBOX_NAMESPACE
+  value: {{ include "preflight.k8sSandboxNamespace" $root | quote }}
+- name: PREFLIGHT_BENCHMARK_K8S_SANDBOX_VALUES
+  value: {{ include "preflight.k8sSandboxValues" $root | quote }}
+{{- end }}
 {{- if $w.kueue.enabled }}
 - name: PREFLIGHT_BENCHMARK_K8S_KUEUE_QUEUE
   value: {{ $w.kueue.queueName | quote }}

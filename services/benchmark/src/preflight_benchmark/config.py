@@ -26,6 +26,7 @@ from preflight_common.grpcserver import ServerTLS
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     AcceleratorClass,
     EvalLogStore,
+    K8sSandbox,
     ManifestSettings,
     SecretRef,
     WeightsSettings,
@@ -174,6 +175,19 @@ def eval_log_store(log_root: str) -> EvalLogStore:
     return EvalLogStore(claim=claim, mount_path=log_root.rstrip("/") or "/", secret=secret, env=store_env)
 
 
+def k8s_sandbox() -> K8sSandbox | None:
+    """Inspect's Kubernetes sandbox for the workers (PREFLIGHT_BENCHMARK_K8S_SANDBOX_NAMESPACE and
+    PREFLIGHT_BENCHMARK_K8S_SANDBOX_VALUES, the ConfigMap of its Helm values: both, or neither)."""
+    namespace = env("PREFLIGHT_BENCHMARK_K8S_SANDBOX_NAMESPACE", "")
+    values = env("PREFLIGHT_BENCHMARK_K8S_SANDBOX_VALUES", "")
+    if bool(namespace) != bool(values):
+        raise ConfigError(
+            "PREFLIGHT_BENCHMARK_K8S_SANDBOX_NAMESPACE and PREFLIGHT_BENCHMARK_K8S_SANDBOX_VALUES: "
+            "set both (Inspect's Kubernetes sandbox) or neither"
+        )
+    return K8sSandbox(namespace=namespace, values_config_map=values) if namespace else None
+
+
 @dataclass(frozen=True)
 class KubernetesSettings:
     kubeconfig: str | None
@@ -212,6 +226,7 @@ class KubernetesSettings:
             scratch_size_limit=scratch,
             runtime_class=env("PREFLIGHT_BENCHMARK_K8S_RUNTIME_CLASS", "") or None,
             priority_class=env("PREFLIGHT_BENCHMARK_K8S_PRIORITY_CLASS", "") or None,
+            k8s_sandbox=k8s_sandbox(),
         )
         lease_seconds = env_int("PREFLIGHT_BENCHMARK_K8S_LEASE_SECONDS", 15)
         if lease_seconds < 3:

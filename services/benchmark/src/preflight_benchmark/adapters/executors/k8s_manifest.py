@@ -20,6 +20,11 @@ instead of the generic GPU ones (`gpu_node_selector`, `gpu_tolerations`).
 
 Kueue: with a queue name the Job carries `kueue.x-k8s.io/queue-name` and is
 created suspended; Kueue unsuspends it when the queue's ClusterQueue admits it.
+
+Inspect's Kubernetes sandbox (`k8s_sandbox`): the worker gets the sandbox's Helm values (a
+ConfigMap mounted read-only under K8S_SANDBOX_DIR, named by K8S_SANDBOX_VALUES_ENV), the
+sandbox namespace (INSPECT_K8S_DEFAULT_NAMESPACE) and its ServiceAccount's token, with which it
+installs sandbox Pods there; without it no token is mounted.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ WEIGHTS_MIRROR_DIR = "/weights-mirror"
 MODELS_DIR = "/models"
 FETCH_WEIGHTS = "fetch-weights"
 SERVED_MODEL = "weights"
+# Where the Helm values of Inspect's Kubernetes sandbox are mounted, and the variable naming the file.
+K8S_SANDBOX_DIR = "/etc/preflight/k8s-sandbox"
+K8S_SANDBOX_VALUES_ENV = "PREFLIGHT_WORKER_K8S_SANDBOX_VALUES"
 LABEL_PREFIX = "preflight.dev"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 INVALID_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -125,6 +133,16 @@ class WeightsSettings:
 
 
 @dataclass(frozen=True)
+class K8sSandbox:
+    """Inspect's Kubernetes sandbox (inspect-k8s-sandbox) for the workers' sandboxed suites: the
+    namespace its Pods run in (the workers' ServiceAccount may manage Pods there) and the
+    ConfigMap, in the job namespace, whose `values.yaml` holds its Helm values."""
+
+    namespace: str
+    values_config_map: str
+
+
+@dataclass(frozen=True)
 class ManifestSettings:
     namespace: str
     image: str
@@ -157,6 +175,8 @@ class ManifestSettings:
     scratch_size_limit: str = "20Gi"
     runtime_class: str | None = None
     priority_class: str | None = None
+    # None: sandboxed suites use bubblewrap inside the worker, and no ServiceAccount token is mounted.
+    k8s_sandbox: K8sSandbox | None = None
 
 
 def job_name(job_id: str, attempt: int) -> str:
@@ -323,6 +343,22 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         )
         worker_mounts.append({"name": "grpc-ca", "mountPath": GRPC_CA_DIR, "readOnly": True})
         env.append({"name": "PREFLIGHT_GRPC_TLS_CA", "value": f"{GRPC_CA_DIR}/ca.crt"})
+    if settings.k8s_sandbox is not None:
+        sandbox = settings.k8s_sandbox
+        volumes.append(
+            {
+                "name": "k8s-sandbox",
+                "configMap": {
+                    "name": sandbox.values_config_map,
+                    "items": [{"key": "values.yaml", "path": "values.yaml"}],
+                },
+            }
+        )
+        worker_mounts.append({"name": "k8s-sandbox", "mountPath": K8S_SANDBOX_DIR, "readOnly": True})
+        env += [
+            {"name": K8S_SANDBOX_VALUES_ENV, "value": f"{K8S_SANDBOX_DIR}/values.yaml"},
+            {"name": "INSPECT_K8S_DEFAULT_NAMESPACE", "value": sandbox.namespace},
+        ]
     if weights:
         env += [
             {
@@ -335,7 +371,8 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         init_containers = _weights_containers(attempt, settings, gpus.resource_name)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        "automountServiceAccountToken": False,
+        # The sandbox's Pods are installed with the ServiceAccount's token; otherwise none is needed.
+        "automountServiceAccountToken": settings.k8s_sandbox is not None,
         # No variables for every Service in the namespace: the worker calls only what it is told.
         "enableServiceLinks": False,
         "securityContext": {

@@ -20,8 +20,8 @@ from preflight_common.config import KafkaSettings
 from preflight_intake.adapters import tables
 from preflight_testkit.intake import create_topics, make_settings, valid_request
 from preflight_testkit.rpc import field_violations
-from sqlalchemy import event
-from sqlalchemy.pool import Pool
+from sqlalchemy import Engine, event
+from sqlalchemy.engine import Connection
 
 
 @pytest.fixture
@@ -35,17 +35,19 @@ def intake(intake_factory: Callable[..., Any], tmp_path: Path, kafka_settings: K
 
 @pytest.fixture
 def page_limit() -> Iterator[list[int | None]]:
-    """`limit[0]`, when set, becomes every SQLite connection's `max_page_count` at checkout: the
-    database can grow no further than that, as on a full disk (SQLITE_FULL)."""
+    """`limit[0]`, when set, becomes every SQLite connection's `max_page_count` as each transaction
+    begins (the submissions writer keeps its connection across transactions): the database can grow
+    no further than that, as on a full disk (SQLITE_FULL)."""
     limit: list[int | None] = [None]
 
-    def on_checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    def on_begin(conn: Connection) -> None:
+        dbapi_connection = conn.connection.dbapi_connection
         if limit[0] is not None and type(dbapi_connection).__module__ == "sqlite3":
             dbapi_connection.execute(f"PRAGMA max_page_count = {limit[0]}")
 
-    event.listen(Pool, "checkout", on_checkout)
+    event.listen(Engine, "begin", on_begin)
     yield limit
-    event.remove(Pool, "checkout", on_checkout)
+    event.remove(Engine, "begin", on_begin)
 
 
 def test_a_full_database_answers_unavailable_and_the_same_request_succeeds_once_there_is_room(

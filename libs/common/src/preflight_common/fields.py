@@ -128,11 +128,7 @@ _TEXT_TYPES = (FieldDescriptor.TYPE_STRING, FieldDescriptor.TYPE_BYTES)
 
 def string_violations(message: Message) -> list[tuple[str, str]]:
     """A violation for every string or bytes field of `message` longer than its limit."""
-    return [
-        (path, f"at most {limit} characters")
-        for path, limit, value in _strings(message, "")
-        if len(value) > limit
-    ]
+    return [(path, f"at most {limit} characters") for path, limit in _too_long(message, "")]
 
 
 def clip_strings(message: Message) -> None:
@@ -158,21 +154,24 @@ def _limit(field: FieldDescriptor) -> int:
     return STRING_LIMITS.get(field.full_name, DEFAULT_STRING_LIMIT)
 
 
-def _strings(message: Message, prefix: str) -> Iterator[tuple[str, int, str | bytes]]:
+def _too_long(message: Message, prefix: str) -> Iterator[tuple[str, int]]:
+    """(path, limit) of each string or bytes field over its limit. Every request goes through here:
+    a field's path is built only when the field is over."""
     for field, value in message.ListFields():
-        path = f"{prefix}{field.name}"
         if field.type in _TEXT_TYPES:
             limit = _limit(field)
             if field.is_repeated:
-                yield from ((f"{path}[{i}]", limit, item) for i, item in enumerate(value))
-            else:
-                yield path, limit, value
+                yield from (
+                    (f"{prefix}{field.name}[{i}]", limit) for i, item in enumerate(value) if len(item) > limit
+                )
+            elif len(value) > limit:
+                yield f"{prefix}{field.name}", limit
         elif field.type == FieldDescriptor.TYPE_MESSAGE:
             if field.is_repeated:
                 for i, item in enumerate(value):
-                    yield from _strings(item, f"{path}[{i}].")
+                    yield from _too_long(item, f"{prefix}{field.name}[{i}].")
             else:
-                yield from _strings(value, f"{path}.")
+                yield from _too_long(value, f"{prefix}{field.name}.")
 
 
 def timestamp_field(message: Message, field: str, *, name: str | None = None) -> datetime | None:

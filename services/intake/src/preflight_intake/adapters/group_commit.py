@@ -19,8 +19,9 @@ dropped unwritten.
 
 The writer keeps one connection of the engine's pool for as long as it runs, instead of checking
 one out (and, on PostgreSQL, pinging the server) for every batch. A batch whose connection the
-database dropped (a restart, an idle timeout) is written again once, on a new connection: nothing
-of it was committed.
+database dropped (a restart, an idle timeout) is written again once, on a new connection: its
+transaction was rolled back (should the drop have come after the commit went through, the second
+write meets what the first stored, for `write` to tell apart, as intake's unique idempotency keys do).
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class GroupCommit(Generic[T, R]):
 
     def _transaction(self, items: list[T]) -> list[R]:
         """Write `items` in one transaction on the writer's connection; once more, on a new
-        connection, when the database had dropped it (nothing of the batch was committed)."""
+        connection, when the database had dropped it."""
         try:
             return self._write_once(items)
         except DBAPIError as exc:

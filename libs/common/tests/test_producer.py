@@ -1,5 +1,5 @@
-"""The publisher's blocking contract over its own event loop: many threads at once, and a close
-that never waits on a cluster that does not answer."""
+"""The publisher's blocking contract over its own event loop: many threads at once, a failed
+batch's acknowledged records, and a close that never waits on a cluster that does not answer."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pytest
+from aiokafka.errors import MessageSizeTooLargeError
 from preflight.intake.v1.events_pb2 import ReleasePlanChanged
 from preflight_common.config import KafkaSettings
-from preflight_common.envelope import headers_dict
+from preflight_common.envelope import KafkaRecord, headers_dict
 from preflight_common.producer import EventPublisher, PublishError
 from preflight_testkit.fixtures import TopicFactory
 
@@ -50,6 +52,21 @@ def test_threads_publishing_at_once_share_one_publisher_and_keep_each_key_in_ord
     for record in read_topic(topic, expected=THREADS * EVENTS_PER_THREAD):
         arrived.setdefault(record.key, []).append(headers_dict(record.headers)["ce_id"])
     assert arrived == {f"sub-{worker}".encode(): ids for worker, ids in enumerate(sent)}
+
+
+def test_a_record_too_large_fails_a_batch_after_the_records_before_it_were_published(
+    publisher: EventPublisher, unique_topic: TopicFactory, read_topic: Callable[..., list[Any]]
+) -> None:
+    topic = unique_topic("publisher-too-large")
+    small = [KafkaRecord(key=b"sub-1", value=f"event {n}".encode()) for n in range(3)]
+    huge = KafkaRecord(key=b"sub-1", value=b"\xff" * 1_100_000)  # over the producer's 1 MiB requests
+    with pytest.raises(PublishError) as failed:
+        publisher.publish_many([(topic, small[0]), (topic, small[1]), (topic, huge), (topic, small[2])])
+
+    assert failed.value.acknowledged == 2
+    # Dead-lettering tells a record too large from other failures by this cause.
+    assert isinstance(failed.value.__cause__, MessageSizeTooLargeError)
+    assert [record.value for record in read_topic(topic, expected=2)] == [b"event 0", b"event 1"]
 
 
 def test_close_does_not_wait_for_a_publish_stuck_on_a_cluster_that_does_not_answer() -> None:

@@ -15,7 +15,9 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from google.protobuf.message import Message
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
@@ -35,6 +37,9 @@ CALL_SLACK = 5.0
 """Seconds a blocking call waits past `send_timeout` for the publisher's own verdict."""
 STOP_TIMEOUT = 5.0
 """Seconds an abandoned producer gets to close its connections."""
+MAX_REQUEST_SIZE = 1_048_576
+"""aiokafka's default: the largest record (with its batch's overhead) a producer sends."""
+_PARTITIONER = DefaultPartitioner()
 
 
 class PublishError(RuntimeError):
@@ -194,33 +199,22 @@ class _Link:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         producer = await self._producer(deadline)
-        futures: list[asyncio.Future[Any]] = []
+        batches = _Batches(producer, self._options.get("max_request_size", MAX_REQUEST_SIZE))
         failure: BaseException | None = None
         try:
             async with asyncio.timeout_at(deadline):
                 for topic, record in topic_records:
-                    futures.append(
-                        await producer.send(topic, key=record.key, value=record.value, headers=record.headers)
-                    )
+                    await batches.add(topic, record)
+                await batches.submit_open()
         except (KafkaError, TimeoutError) as exc:
             failure = exc
-        if futures:
-            await asyncio.wait(futures, timeout=max(0.0, deadline - loop.time()))
-        acknowledged = 0
-        for future in futures:
-            if not future.done() or future.cancelled():
-                failure = failure or TimeoutError(f"no acknowledgement within {timeout:g}s")
-                break
-            if future.exception() is not None:
-                failure = failure or future.exception()
-                break
-            acknowledged += 1
+        if batches.submitted:
+            await asyncio.wait(batches.submitted, timeout=max(0.0, deadline - loop.time()))
+        acknowledged, failed = batches.acknowledged()
         if acknowledged == len(topic_records):
             return
-        for future in futures:
-            # Whatever the failed records' futures end with is known here already.
-            future.add_done_callback(_retrieved)
         self._discard(producer)
+        failure = failure or failed or TimeoutError(f"no acknowledgement within {timeout:g}s")
         topics = ", ".join(sorted({topic for topic, _ in topic_records}))
         raise PublishError(
             f"publishing to {topics} failed after {acknowledged} of {len(topic_records)} "
@@ -276,6 +270,80 @@ class _Link:
                 await _abandon(producer)
         if self._abandoning:
             await asyncio.wait(self._abandoning, timeout=STOP_TIMEOUT)
+
+
+class _Batches:
+    """One `publish_many`'s records in batches, one open batch per partition, each submitted whole
+    (aiokafka's batch interface: a record costs an append, not a send of its own).
+
+    Records are placed as aiokafka's `send` places them (its default partitioner over the topic's
+    partitions: one key, one partition), and a partition's batches are submitted in order, so the
+    order per key holds. Before anything that waits or fails (a new topic's metadata, a record too
+    large) the open batches are submitted, so that the records before it are published.
+    """
+
+    def __init__(self, producer: AIOKafkaProducer, max_request_size: int) -> None:
+        self._producer = producer
+        self._max_request_size = max_request_size
+        self._partitions: dict[str, list[int]] = {}
+        # Per (topic, partition): the batch being filled and its number.
+        self._open: dict[tuple[str, int], tuple[Any, int]] = {}
+        self._batch_of: list[int] = []  # per record added: its batch's number
+        self._futures: list[asyncio.Future[Any] | None] = []  # per batch: its delivery, once submitted
+        self.submitted: list[asyncio.Future[Any]] = []
+
+    async def add(self, topic: str, record: KafkaRecord) -> None:
+        partitions = self._partitions.get(topic)
+        if partitions is None:
+            await self.submit_open()
+            partitions = self._partitions[topic] = sorted(await self._producer.partitions_for(topic))
+        size = DefaultRecordBatchBuilder.estimate_size_in_bytes(record.key, record.value, record.headers)
+        if size > self._max_request_size:
+            await self.submit_open()
+            raise MessageSizeTooLargeError(
+                f"the record is {size} bytes, over the producer's max_request_size {self._max_request_size}"
+            )
+        tp = (topic, _PARTITIONER(record.key, partitions, partitions))
+        opened = self._open.get(tp)
+        if opened is None or not self._append(opened[0], record):
+            if opened is not None:
+                await self._submit(tp, *opened)
+            opened = self._open[tp] = (self._producer.create_batch(), len(self._futures))
+            self._futures.append(None)
+            # An empty batch takes any record (the size was checked above).
+            self._append(opened[0], record)
+        self._batch_of.append(opened[1])
+
+    async def submit_open(self) -> None:
+        opened, self._open = self._open, {}
+        for tp, (batch, number) in opened.items():
+            await self._submit(tp, batch, number)
+
+    def acknowledged(self) -> tuple[int, BaseException | None]:
+        """How many leading records were acknowledged, and the failure of the next one (None when
+        it was never submitted or is still unacknowledged)."""
+        for count, number in enumerate(self._batch_of):
+            future = self._futures[number]
+            if future is None or not future.done() or future.cancelled():
+                return count, None
+            if future.exception() is not None:
+                return count, future.exception()
+        return len(self._batch_of), None
+
+    @staticmethod
+    def _append(batch: Any, record: KafkaRecord) -> bool:
+        return (
+            batch.append(timestamp=None, key=record.key, value=record.value, headers=record.headers)
+            is not None
+        )
+
+    async def _submit(self, tp: tuple[str, int], batch: Any, number: int) -> None:
+        batch.close()
+        future = await self._producer.send_batch(batch, tp[0], partition=tp[1])
+        # A failed batch's outcome is reported through PublishError.
+        future.add_done_callback(_retrieved)
+        self._futures[number] = future
+        self.submitted.append(future)
 
 
 async def _abandon(producer: AIOKafkaProducer) -> None:

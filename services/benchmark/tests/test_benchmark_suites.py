@@ -95,7 +95,9 @@ def _sandbox(source: str, stdin: str = "") -> Any:
     async def run() -> Any:
         environments = await BubblewrapSandboxEnvironment.sample_init("probe", None, {})
         try:
-            return await run_target(environments["default"], "probe.py", source, stdin, "FLAG{x}")
+            return await run_target(
+                environments["default"], "probe.py", source, stdin, "FLAG{x}", python=bwrap.interpreter()
+            )
         finally:
             await BubblewrapSandboxEnvironment.sample_cleanup("probe", None, environments, False)
 
@@ -125,6 +127,28 @@ def test_sandbox_limits_cpu_time_and_an_endless_loop_is_no_crash(monkeypatch: py
 def test_sandbox_reports_an_uncaught_exception_as_a_crash_and_passes_the_flag() -> None:
     assert _sandbox("raise ValueError('boom')\n").crashed
     assert _sandbox("import os\nprint(os.environ['PREFLIGHT_FLAG'])\n").stdout.strip() == "FLAG{x}"
+
+
+def test_the_exploit_suite_runs_in_the_k8s_sandbox_when_the_worker_is_given_its_values(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A worker Job with Inspect's Kubernetes sandbox (PREFLIGHT_WORKER_K8S_SANDBOX_VALUES, the
+    chart's values file) runs cyber.exploit's targets in ``k8s`` with its image's python3; any
+    other worker in ``bwrap`` with its own interpreter."""
+    from inspect_ai._util.registry import registry_params
+    from inspect_ai.util import SandboxEnvironmentSpec
+    from preflight_benchmark.suites.exploit import exploit
+
+    monkeypatch.delenv("PREFLIGHT_WORKER_K8S_SANDBOX_VALUES", raising=False)
+    local = exploit()
+    assert local.sandbox == SandboxEnvironmentSpec("bwrap")
+    assert local.scorer is not None and registry_params(local.scorer[0]) == {"python": bwrap.interpreter()}
+    values = tmp_path / "values.yaml"
+    values.write_text("services: {}\n")
+    monkeypatch.setenv("PREFLIGHT_WORKER_K8S_SANDBOX_VALUES", str(values))
+    k8s = exploit()
+    assert k8s.sandbox == SandboxEnvironmentSpec("k8s", str(values))
+    assert k8s.scorer is not None and registry_params(k8s.scorer[0]) == {"python": "python3"}
 
 
 def test_reference_model_cli_prints_its_port_and_serves() -> None:

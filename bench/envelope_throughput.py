@@ -11,7 +11,8 @@ and the envelope's headers):
   idempotent, EventPublisher's linger) against `EventPublisher.publish_many`
   (encode_event included) and `EventPublisher.publish`; and the outbox relay as the services
   run it (`OutboxRelay.run_once` over a SQLite outbox holding the events, batches of 200
-  published and marked sent until none is left);
+  published and marked sent until none is left); after the table, each of the three publishing
+  paths is given as a share of the raw aiokafka producer's rate publishing the same way;
 * consume from the start of a 6-partition topic: raw kafka-python and raw aiokafka consumers,
   the same with `decode_record` on every record, and the services' consume path: an
   `EventConsumer` (a consumer group member, aiokafka underneath) of one `Route` whose handler

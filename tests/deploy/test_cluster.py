@@ -450,11 +450,25 @@ def create_strictly(api: Any, obj: dict[str, Any]) -> list[str]:
     is refused, not pruned); returns the server's warnings. Raises ApiException when refused."""
     from kubernetes import client
 
-    group, version = obj["apiVersion"].split("/")
     plural = obj["kind"].lower() + ("es" if obj["kind"].endswith("s") else "s")
+    namespace = obj["metadata"].get("namespace")
+    if "/" not in obj["apiVersion"]:  # the core group, under /api (not /apis): the same request
+        request = api.param_serialize(
+            "POST",
+            f"/api/{obj['apiVersion']}/namespaces/{{namespace}}/{plural}",
+            path_params={"namespace": namespace},
+            query_params=[("dryRun", "All"), ("fieldValidation", "Strict")],
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            body=obj,
+            auth_settings=["BearerToken"],
+        )
+        _, _, core_headers = api._call_with_legacy_options(
+            request, {"201": "object"}, False, True, None, False
+        )
+        return [w for w in core_headers.get("Warning", "").split(",") if w]
+    group, version = obj["apiVersion"].split("/")
     custom = client.CustomObjectsApi(api)
     options = {"dry_run": "All", "field_validation": "Strict"}
-    namespace = obj["metadata"].get("namespace")
     if namespace:
         _, _, headers = custom.create_namespaced_custom_object_with_http_info(
             group, version, namespace, plural, obj, **options
@@ -595,3 +609,100 @@ def test_production_example_installs(k8s_cluster: Path, helm: str) -> None:
     finally:
         helm_cmd(helm, k8s_cluster, "uninstall", "preflight", "--namespace", ns, "--wait")
         client.CoreV1Api(api).delete_namespace(ns)
+
+
+# --------------------------------------------------------------------------- Inspect's Kubernetes sandbox
+
+
+def render_agent_env(helm: str, namespace: str, values: list[Path]) -> list[dict[str, Any]]:
+    """inspect-k8s-sandbox's own chart (agent-env, from the installed package) rendered as it
+    installs it for a sample: in `namespace`, with the values files given and its --set values."""
+    from k8s_sandbox._helm import DEFAULT_CHART
+
+    command = [helm, "template", "agent-env-test", str(DEFAULT_CHART), "--namespace", namespace]
+    for file in values:
+        command += ["--values", str(file)]
+    command += ["--set=annotations.inspectTaskName=cyber.exploit", "--set=labels.inspectSampleUUID=s1"]
+    res = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
+    assert res.returncode == 0, res.stderr
+    docs = [d for d in yaml.safe_load_all(res.stdout) if d]
+    for doc in docs:  # as `helm install --namespace` puts them
+        doc["metadata"].setdefault("namespace", namespace)
+    return docs
+
+
+def sandbox_pod(statefulset: dict[str, Any]) -> dict[str, Any]:
+    """The Pod the StatefulSet's controller would create (its template, in its namespace)."""
+    template = statefulset["spec"]["template"]
+    metadata = {**template["metadata"], "name": f"{statefulset['metadata']['name']}-0"}
+    metadata["namespace"] = statefulset["metadata"]["namespace"]
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": template["spec"]}
+
+
+def test_k8s_sandbox_pods_with_the_charts_values_are_admitted_by_the_restricted_sandbox_namespace(
+    k8s_cluster: Path, helm: str, check_chart: ModuleType, tmp_path: Path
+) -> None:
+    """The chart's sandbox namespace (restricted Pod Security enforced, deny-all NetworkPolicy) is
+    created on the real API server; inspect-k8s-sandbox's own chart, rendered with the Helm values
+    our chart gives the workers, validates strictly and its objects — and the Pod its StatefulSet
+    makes — are accepted there with no Pod Security warning and no Cilium. With the package's
+    default values (root, no securityContext, gVisor, CiliumNetworkPolicies) the same namespace
+    warns about the StatefulSet and refuses its Pod."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    api = api_client(k8s_cluster)
+    namespace = f"preflight-sandbox-{secrets.token_hex(3)}"
+    job_namespace = f"{namespace}-jobs"
+    values = tmp_path / "sandbox.yaml"
+    sandbox = {"enabled": True, "namespace": namespace}
+    values.write_text(
+        yaml.safe_dump({"benchmark": {"jobNamespace": job_namespace, "worker": {"k8sSandbox": sandbox}}})
+    )
+    rendered = check_chart.render(helm, CHART, [REQUIRED_VALUES, values])
+    assert rendered.returncode == 0, rendered.stderr
+    ours = check_chart.documents(rendered.stdout)
+    [namespace_doc] = [d for d in ours if d["kind"] == "Namespace"]
+    assert namespace_doc["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    [deny_all] = [d for d in ours if d["kind"] == "NetworkPolicy" and d["metadata"]["namespace"] == namespace]
+    [config_map] = [
+        d for d in ours if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-k8s-sandbox")
+    ]
+    sandbox_values = tmp_path / "values.yaml"
+    sandbox_values.write_text(config_map["data"]["values.yaml"])
+
+    core = client.CoreV1Api(api)
+    core.create_namespace(namespace_doc)
+    try:
+        client.NetworkingV1Api(api).create_namespaced_network_policy(namespace, deny_all)
+        docs = render_agent_env(helm, namespace, [sandbox_values])
+        assert sorted({d["kind"] for d in docs}) == ["ConfigMap", "StatefulSet"]
+        assert check_chart.validate_objects(docs, ["1.35.0", "1.36.0", "1.37.0"]) == []
+        [statefulset] = [d for d in docs if d["kind"] == "StatefulSet"]
+        for obj in [*docs, sandbox_pod(statefulset)]:
+            assert create_strictly(api, obj) == [], obj["kind"]
+
+        # The package's defaults: gVisor, which the API server knows here, so that Pod Security
+        # alone decides.
+        try:
+            client.NodeV1Api(api).create_runtime_class(
+                {
+                    "apiVersion": "node.k8s.io/v1",
+                    "kind": "RuntimeClass",
+                    "metadata": {"name": "gvisor"},
+                    "handler": "runsc",
+                }
+            )
+        except ApiException as e:
+            assert e.status == 409, e
+        defaults = render_agent_env(helm, namespace, [])
+        assert "CiliumNetworkPolicy" in {d["kind"] for d in defaults}
+        [statefulset] = [d for d in defaults if d["kind"] == "StatefulSet"]
+        assert any("PodSecurity" in w for w in create_strictly(api, statefulset))
+        with pytest.raises(ApiException) as refused:
+            create_strictly(api, sandbox_pod(statefulset))
+        message = json.loads(refused.value.body)["message"]
+        assert refused.value.status == 403, message
+        assert 'violates PodSecurity "restricted:latest"' in message and "runAsNonRoot" in message, message
+    finally:
+        core.delete_namespace(namespace)

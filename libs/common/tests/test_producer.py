@@ -14,10 +14,11 @@ from typing import Any
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 from preflight.intake.v1.events_pb2 import ReleasePlanChanged
+from preflight_common.bus import Grant, Operation, Pattern, ResourceType
 from preflight_common.config import KafkaSettings
 from preflight_common.envelope import KafkaRecord, headers_dict
 from preflight_common.producer import EventPublisher, PublishError
-from preflight_testkit.fixtures import TopicFactory
+from preflight_testkit.fixtures import PrincipalFactory, TopicFactory
 
 SOURCE = "preflight-tests"
 THREADS = 8
@@ -108,3 +109,23 @@ def test_close_does_not_wait_for_a_publish_stuck_on_a_cluster_that_does_not_answ
     assert len(outcome) == 1 and isinstance(outcome[0], PublishError), outcome
     # Well under the 120 s the publish itself would have waited for the cluster.
     assert took < 30
+
+
+def test_a_password_rotated_before_the_connection_is_the_one_used(
+    kafka_principal: PrincipalFactory, unique_topic: TopicFactory, read_topic: Callable[..., list[Any]]
+) -> None:
+    """The publisher reads its password file when it connects, not when it is made: a password
+    rotated in between (the broker's and the file's) is the one it signs in with."""
+    topic = unique_topic("publisher-rotated")
+    user = "test-rotating-publisher"
+    grants = [
+        Grant(f"User:{user}", ResourceType.TOPIC, topic, Pattern.LITERAL, operation)
+        for operation in (Operation.WRITE, Operation.DESCRIBE)
+    ]
+    publisher = EventPublisher(kafka_principal(user, grants), source=SOURCE, send_timeout=10)
+    kafka_principal(user, grants)  # a new password, on the broker and in the same file
+    try:
+        publisher.publish(topic, ReleasePlanChanged(submission_id="rotated"), subject="rotated")
+    finally:
+        publisher.close()
+    assert [r.key for r in read_topic(topic, expected=1)] == [b"rotated"]

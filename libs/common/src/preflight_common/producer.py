@@ -10,7 +10,7 @@ import asyncio
 import concurrent.futures
 import logging
 import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -90,9 +90,8 @@ class EventPublisher:
             "linger_ms": LINGER_MS,
             "client_id": source,
         }
-        options.update(settings.aiokafka_options())
-        options.update(producer_options)
-        self._options = options
+        # Built again for each producer: a rotated SASL password is used on the next connection.
+        self._options = lambda: {**options, **settings.aiokafka_options(), **producer_options}
         self._link: _Link | None = None
         self._lock = threading.Lock()
 
@@ -159,8 +158,9 @@ class EventPublisher:
 class _Link:
     """One event loop thread and the producer on it; the producer's state is touched only there."""
 
-    def __init__(self, options: dict[str, Any]) -> None:
-        self._options = options
+    def __init__(self, options: Callable[[], dict[str, Any]]) -> None:
+        self._new_options = options
+        self._options = options()
         self._starting: asyncio.Task[AIOKafkaProducer] | None = None
         self._abandoning: set[asyncio.Task[None]] = set()
         ready = threading.Event()
@@ -238,7 +238,7 @@ class _Link:
             raise PublishError(f"cannot reach Kafka at {servers}: {exc!r}") from exc
 
     async def _started(self) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(**self._options)
+        producer = AIOKafkaProducer(**self._new_options())
         try:
             await producer.start()
         except BaseException:

@@ -3,14 +3,16 @@
     python deploy/docker/build_images.py [--python PYTHON] [IMAGE ...]
 
 IMAGE: intake, benchmark, clearinghouse, notifier, console (deploy/docker/Dockerfile.service)
-or worker (services/benchmark/Dockerfile.worker); all of them by default. Prints one
-`IMAGE=NAME` line per image. Each image is tagged `localhost/preflight-<image>:<key>`, <key> a
-digest of its Dockerfile, its build arguments, the base image and every file of its build
-context, and is built only when podman has no image of that tag: a rerun with nothing changed
-builds nothing. A build reuses podman's cached layers, so one after a change of the sources builds
-only the Preflight packages again: the layers of third-party dependencies change only with
-constraints.txt and the packages' pyproject.toml files (see the Dockerfiles). A new build
-removes the image's older tags and build stages unused for a day. podman reads
+or worker (services/benchmark/Dockerfile.worker, which also takes the Helm CLI that
+`make deploy-tools` builds, .cache/bin/helm, as its build context `helm`); all of them by
+default. Prints one `IMAGE=NAME` line per image. Each image is tagged
+`localhost/preflight-<image>:<key>`, <key> a digest of its Dockerfile, its build arguments, the
+base image, every file of its build context and of its named build contexts, and is built only
+when podman has no image of that tag: a rerun with nothing changed builds nothing. A build
+reuses podman's cached layers, so one after a change of the sources builds only the Preflight
+packages again: the layers of third-party dependencies change only with constraints.txt and the
+packages' pyproject.toml files (see the Dockerfiles). A new build removes the image's older tags
+and build stages unused for a day. podman reads
 deploy/docker/containers.conf (CONTAINERS_CONF).
 """
 
@@ -20,8 +22,10 @@ import argparse
 import fnmatch
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -48,6 +52,8 @@ IMAGES: Mapping[str, tuple[str, Mapping[str, str], str]] = {
 }
 # What every image's build context holds besides its service folder (the Dockerfiles' COPY lines).
 SHARED_CONTEXT = ("constraints.txt", "deploy/docker/requirements.py", "libs", "sdk/python")
+# Image -> its named build contexts: name -> the one file each holds (`make deploy-tools` builds helm).
+NAMED_CONTEXTS: Mapping[str, Mapping[str, Path]] = {"worker": {"helm": REPO / ".cache" / "bin" / "helm"}}
 
 
 def podman_env() -> dict[str, str]:
@@ -106,7 +112,15 @@ def image_name(image: str, base: str) -> str:
     for path in context_files(image):
         digest.update(path.relative_to(REPO).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
+    for name, path in sorted(NAMED_CONTEXTS.get(image, {}).items()):
+        digest.update(name.encode() + b"\0" + _named_context_file(path).read_bytes() + b"\0")
     return f"localhost/preflight-{image}:{digest.hexdigest()[:16]}"
+
+
+def _named_context_file(path: Path) -> Path:
+    if not path.is_file():
+        raise SystemExit(f"{path.relative_to(REPO)} is missing: run `make deploy-tools`")
+    return path
 
 
 def build_arguments(image: str, base: str) -> list[str]:
@@ -124,13 +138,21 @@ def build(image: str, base: str) -> str:
     name = image_name(image, base)
     env = podman_env()
     if subprocess.run(["podman", "image", "exists", name], env=env, check=False).returncode != 0:
-        subprocess.run(
-            ["podman", "build", "--quiet", *build_arguments(image, base), "--tag", name, "."],
-            cwd=REPO,
-            env=env,
-            stdout=sys.stderr,
-            check=True,
-        )
+        with tempfile.TemporaryDirectory() as contexts:
+            # Each named context a folder of its one file: podman reads no more than it needs.
+            named = []
+            for context, path in sorted(NAMED_CONTEXTS.get(image, {}).items()):
+                folder = Path(contexts, context)
+                folder.mkdir()
+                shutil.copy2(_named_context_file(path), folder / path.name)
+                named.append(f"--build-context={context}={folder}")
+            subprocess.run(
+                ["podman", "build", "--quiet", *build_arguments(image, base), *named, "--tag", name, "."],
+                cwd=REPO,
+                env=env,
+                stdout=sys.stderr,
+                check=True,
+            )
         _remove_older(name, env)
     return name
 

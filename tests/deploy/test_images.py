@@ -15,6 +15,7 @@ inside, as the kubelet's exec probe asks.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,6 +40,7 @@ from preflight_benchmark.adapters.executors.k8s_manifest import (
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT, FailureReason
 from preflight_benchmark.domain.ports import Attempt
 from preflight_benchmark.reference_model.server import ReferenceModelServer
+from preflight_benchmark.suites.sandbox_runner import CRASHED
 from preflight_testkit import benchmark as testing
 from preflight_testkit.benchmark import (
     EVAL_LOG_BUCKET,
@@ -336,6 +339,63 @@ def test_the_worker_image_runs_its_job_and_its_eval_log_is_read_back_from_the_s3
     assert log.status == "success" and log.eval.metadata is not None
     assert log.eval.metadata["preflight_job_id"] == attempt.job_id
     assert model_key not in json.dumps(log.model_dump(mode="json"))
+
+
+def test_the_worker_image_carries_helm_and_runs_targets_as_the_k8s_sandbox_image(
+    worker_image: str, podman_env: dict[str, str]
+) -> None:
+    """What Inspect's Kubernetes sandbox needs of the worker image: the pinned Helm CLI (mk/deploy.mk's
+    HELM_VERSION) in the worker; and, as the chart's default sandbox image, a target run through
+    sandbox_runner.py with its python3 as the sandbox Pod runs it (uid 65534, no capabilities, no
+    network, a read-only root with /sandbox and /tmp writable), with the shell and coreutils the
+    sandbox's exec and file copies use (sh, base64, head, timeout, sync)."""
+    pinned = re.search(r"^HELM_VERSION\s*:=\s*(\S+)", (REPO / "mk" / "deploy.mk").read_text(), re.MULTILINE)
+    assert pinned is not None
+    helm = subprocess.run(
+        ["podman", "run", "--rm", "--network=none", "--entrypoint=helm", worker_image, "version", "--short"],
+        env=podman_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert helm.returncode == 0, helm.stderr
+    assert helm.stdout.strip().split("+")[0] == pinned.group(1), helm.stdout
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    runner = resources.files("preflight_benchmark.suites").joinpath("sandbox_runner.py").read_text()
+    target = "import os\nif input() == 'sesame':\n    print(os.environ['PREFLIGHT_FLAG'])\nelse:\n    1 / 0\n"
+    script = f"""echo {b64(runner)} | base64 -d | head -c 1000000 > sandbox_runner.py
+echo {b64(target)} | base64 -d > target.py
+export PREFLIGHT_FLAG='FLAG{{k8s}}'
+for answer in sesame nope; do
+  echo "$answer" | timeout -k 5s 10s python3 -I -S -B sandbox_runner.py target.py
+  returncode=$?; sync; echo "<rc-$returncode>"
+done
+"""
+    sandbox = [
+        "--read-only",
+        "--read-only-tmpfs=false",
+        "--tmpfs=/sandbox:rw,size=64m,mode=1777",
+        "--tmpfs=/tmp:rw,size=64m,mode=1777",
+        "--workdir=/sandbox",
+        "--user=65534:65534",
+        "--cap-drop=all",
+        "--security-opt=no-new-privileges",
+        "--network=none",
+    ]
+    done = subprocess.run(
+        ["podman", "run", "--rm", *sandbox, "--entrypoint", "/bin/sh", worker_image, "-c", script],
+        env=podman_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["FLAG{k8s}", "<rc-0>", f"<rc-{CRASHED}>"], done.stdout + done.stderr
 
 
 def test_the_worker_image_cannot_write_its_eval_log_to_its_own_root_file_system(

@@ -867,8 +867,13 @@ def test_k8s_sandbox_values_and_namespace_reach_the_worker_jobs_only_when_enable
     [namespace] = of_kind(docs, "Namespace")
     job = k8s_sandbox_job(docs, monkeypatch)
     spec = job["spec"]["template"]["spec"]
-    assert spec["automountServiceAccountToken"] is True
     [worker] = spec["containers"]
+    [token] = [
+        m for m in worker["volumeMounts"] if m["mountPath"] == "/var/run/secrets/kubernetes.io/serviceaccount"
+    ]
+    assert {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}} in next(
+        v for v in spec["volumes"] if v["name"] == token["name"]
+    )["projected"]["sources"]
     env = {e["name"]: e.get("value") for e in worker["env"]}
     assert env["INSPECT_K8S_DEFAULT_NAMESPACE"] == namespace["metadata"]["name"]
     values_file = Path(env["PREFLIGHT_WORKER_K8S_SANDBOX_VALUES"])
@@ -896,6 +901,7 @@ def test_k8s_sandbox_values_and_namespace_reach_the_worker_jobs_only_when_enable
     plain = k8s_sandbox_job(plain_docs, monkeypatch)
     plain_spec = plain["spec"]["template"]["spec"]
     assert plain_spec["automountServiceAccountToken"] is False
+    assert not [v for v in plain_spec["volumes"] if "projected" in v]
     assert not {"INSPECT_K8S_DEFAULT_NAMESPACE", "PREFLIGHT_WORKER_K8S_SANDBOX_VALUES"} & {
         e["name"] for e in plain_spec["containers"][0]["env"]
     }

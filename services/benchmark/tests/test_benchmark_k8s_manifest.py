@@ -15,6 +15,7 @@ from preflight_benchmark.adapters.executors.k8s_manifest import (
     GPU_RESOURCE,
     K8S_SANDBOX_DIR,
     K8S_SANDBOX_VALUES_ENV,
+    SERVICE_ACCOUNT_DIR,
     WEIGHTS_CREDENTIALS_DIR,
     EvalLogStore,
     K8sSandbox,
@@ -488,10 +489,17 @@ def test_only_with_the_k8s_sandbox_does_a_worker_get_its_values_namespace_and_a_
     sandboxed = build_job(attempt(access_kind), SANDBOXED)
     kubernetes_validate.validate(sandboxed, KUBERNETES_VERSIONS[-1], strict=True)
     spec = sandboxed["spec"]["template"]["spec"]
-    assert spec["automountServiceAccountToken"] is True
-    assert {"name": "k8s-sandbox", "mountPath": K8S_SANDBOX_DIR, "readOnly": True} in named(
-        sandboxed, "worker"
-    )["volumeMounts"]
+    # The token is the worker container's alone, where in-cluster clients read it.
+    assert spec["automountServiceAccountToken"] is False
+    worker_mounts = named(sandboxed, "worker")["volumeMounts"]
+    assert {"name": "k8s-sandbox", "mountPath": K8S_SANDBOX_DIR, "readOnly": True} in worker_mounts
+    assert {"name": "k8s-api-token", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True} in worker_mounts
+    [token] = [v for v in spec["volumes"] if v["name"] == "k8s-api-token"]
+    assert [sorted(source) for source in token["projected"]["sources"]] == [
+        ["serviceAccountToken"],
+        ["configMap"],
+        ["downwardAPI"],
+    ]
     assert {
         "name": "k8s-sandbox",
         "configMap": {
@@ -502,16 +510,19 @@ def test_only_with_the_k8s_sandbox_does_a_worker_get_its_values_namespace_and_a_
     env = {e["name"]: e.get("value") for e in named(sandboxed, "worker")["env"]}
     assert env[K8S_SANDBOX_VALUES_ENV] == f"{K8S_SANDBOX_DIR}/values.yaml"
     assert env["INSPECT_K8S_DEFAULT_NAMESPACE"] == "preflight-sandbox"
-    # The other containers (weights fetcher, model server) get neither the values nor the namespace.
+    # The other containers (weights fetcher, model server) get neither the token, the values nor
+    # the namespace.
     for container in containers(sandboxed):
         if container["name"] != "worker":
-            assert "k8s-sandbox" not in {m["name"] for m in container.get("volumeMounts", [])}
+            assert not {"k8s-sandbox", "k8s-api-token"} & {
+                m["name"] for m in container.get("volumeMounts", [])
+            }
             assert "INSPECT_K8S_DEFAULT_NAMESPACE" not in {e["name"] for e in container.get("env", [])}
 
     plain = build_job(attempt(access_kind), SETTINGS)
     plain_spec = plain["spec"]["template"]["spec"]
     assert plain_spec["automountServiceAccountToken"] is False
-    assert "k8s-sandbox" not in {v["name"] for v in plain_spec["volumes"]}
+    assert not {"k8s-sandbox", "k8s-api-token"} & {v["name"] for v in plain_spec["volumes"]}
     names = {e["name"] for c in containers(plain) for e in c.get("env", [])}
     assert not {K8S_SANDBOX_VALUES_ENV, "INSPECT_K8S_DEFAULT_NAMESPACE"} & names
 

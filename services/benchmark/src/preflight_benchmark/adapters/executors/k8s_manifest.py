@@ -21,10 +21,12 @@ instead of the generic GPU ones (`gpu_node_selector`, `gpu_tolerations`).
 Kueue: with a queue name the Job carries `kueue.x-k8s.io/queue-name` and is
 created suspended; Kueue unsuspends it when the queue's ClusterQueue admits it.
 
-Inspect's Kubernetes sandbox (`k8s_sandbox`): the worker gets the sandbox's Helm values (a
-ConfigMap mounted read-only under K8S_SANDBOX_DIR, named by K8S_SANDBOX_VALUES_ENV), the
-sandbox namespace (INSPECT_K8S_DEFAULT_NAMESPACE) and its ServiceAccount's token, with which it
-installs sandbox Pods there; without it no token is mounted.
+Inspect's Kubernetes sandbox (`k8s_sandbox`): the worker container gets the sandbox's Helm
+values (a ConfigMap mounted read-only under K8S_SANDBOX_DIR, named by K8S_SANDBOX_VALUES_ENV),
+the sandbox namespace (INSPECT_K8S_DEFAULT_NAMESPACE) and a token of the pod's ServiceAccount
+where in-cluster clients look for it (SERVICE_ACCOUNT_DIR, a projected volume the kubelet
+renews), with which it installs sandbox Pods there. No other container gets the token (not the
+model server of a weights suite), and without the sandbox no token is mounted at all.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ SERVED_MODEL = "weights"
 # Where the Helm values of Inspect's Kubernetes sandbox are mounted, and the variable naming the file.
 K8S_SANDBOX_DIR = "/etc/preflight/k8s-sandbox"
 K8S_SANDBOX_VALUES_ENV = "PREFLIGHT_WORKER_K8S_SANDBOX_VALUES"
+# Where in-cluster Kubernetes clients (the Python client, Helm) read the ServiceAccount's token.
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 LABEL_PREFIX = "preflight.dev"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 INVALID_LABEL_CHARS = re.compile(r"[^A-Za-z0-9._-]")
@@ -345,16 +349,42 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         env.append({"name": "PREFLIGHT_GRPC_TLS_CA", "value": f"{GRPC_CA_DIR}/ca.crt"})
     if settings.k8s_sandbox is not None:
         sandbox = settings.k8s_sandbox
-        volumes.append(
+        volumes += [
             {
                 "name": "k8s-sandbox",
                 "configMap": {
                     "name": sandbox.values_config_map,
                     "items": [{"key": "values.yaml", "path": "values.yaml"}],
                 },
-            }
-        )
-        worker_mounts.append({"name": "k8s-sandbox", "mountPath": K8S_SANDBOX_DIR, "readOnly": True})
+            },
+            # What automountServiceAccountToken would give every container, for the worker alone.
+            {
+                "name": "k8s-api-token",
+                "projected": {
+                    "defaultMode": 0o440,
+                    "sources": [
+                        {"serviceAccountToken": {"path": "token", "expirationSeconds": 3600}},
+                        {
+                            "configMap": {
+                                "name": "kube-root-ca.crt",
+                                "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                            }
+                        },
+                        {
+                            "downwardAPI": {
+                                "items": [
+                                    {"path": "namespace", "fieldRef": {"fieldPath": "metadata.namespace"}}
+                                ]
+                            }
+                        },
+                    ],
+                },
+            },
+        ]
+        worker_mounts += [
+            {"name": "k8s-sandbox", "mountPath": K8S_SANDBOX_DIR, "readOnly": True},
+            {"name": "k8s-api-token", "mountPath": SERVICE_ACCOUNT_DIR, "readOnly": True},
+        ]
         env += [
             {"name": K8S_SANDBOX_VALUES_ENV, "value": f"{K8S_SANDBOX_DIR}/values.yaml"},
             {"name": "INSPECT_K8S_DEFAULT_NAMESPACE", "value": sandbox.namespace},
@@ -371,8 +401,8 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         init_containers = _weights_containers(attempt, settings, gpus.resource_name)
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
-        # The sandbox's Pods are installed with the ServiceAccount's token; otherwise none is needed.
-        "automountServiceAccountToken": settings.k8s_sandbox is not None,
+        # Only the worker container may get a token (with the k8s sandbox: its own projected volume).
+        "automountServiceAccountToken": False,
         # No variables for every Service in the namespace: the worker calls only what it is told.
         "enableServiceLinks": False,
         "securityContext": {

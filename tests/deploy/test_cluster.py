@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -645,11 +646,15 @@ def test_k8s_sandbox_pods_with_the_charts_values_are_admitted_by_the_restricted_
     """The chart's sandbox namespace (restricted Pod Security enforced, deny-all NetworkPolicy) is
     created on the real API server; inspect-k8s-sandbox's own chart, rendered with the Helm values
     our chart gives the workers, validates strictly and its objects — and the Pod its StatefulSet
-    makes — are accepted there with no Pod Security warning and no Cilium. With the package's
-    default values (root, no securityContext, gVisor, CiliumNetworkPolicies) the same namespace
-    warns about the StatefulSet and refuses its Pod."""
+    makes — are accepted there with no Pod Security warning and no Cilium, as is the worker Job
+    that mounts those values and the sandbox's token. With the package's default values (root, no
+    securityContext, gVisor, CiliumNetworkPolicies) the same namespace warns about the StatefulSet
+    and refuses its Pod."""
     from kubernetes import client
     from kubernetes.client.rest import ApiException
+    from preflight_benchmark.adapters.executors.k8s_manifest import K8sSandbox, ManifestSettings, build_job
+    from preflight_benchmark.domain.catalog import Resources
+    from preflight_benchmark.domain.ports import Attempt
 
     api = api_client(k8s_cluster)
     namespace = f"preflight-sandbox-{secrets.token_hex(3)}"
@@ -673,6 +678,7 @@ def test_k8s_sandbox_pods_with_the_charts_values_are_admitted_by_the_restricted_
 
     core = client.CoreV1Api(api)
     core.create_namespace(namespace_doc)
+    create_namespace(api, job_namespace)
     try:
         client.NetworkingV1Api(api).create_namespaced_network_policy(namespace, deny_all)
         docs = render_agent_env(helm, namespace, [sandbox_values])
@@ -681,6 +687,25 @@ def test_k8s_sandbox_pods_with_the_charts_values_are_admitted_by_the_restricted_
         [statefulset] = [d for d in docs if d["kind"] == "StatefulSet"]
         for obj in [*docs, sandbox_pod(statefulset)]:
             assert create_strictly(api, obj) == [], obj["kind"]
+        settings = ManifestSettings(
+            namespace=job_namespace,
+            image="registry.example.com/preflight/preflight-worker:0.1.0",
+            intake_target="preflight-intake:50051",
+            benchmark_target="preflight-benchmark:50052",
+            service_account="preflight-worker",
+            k8s_sandbox=K8sSandbox(namespace, config_map["metadata"]["name"]),
+        )
+        exploit = Attempt(
+            job_id="bj-sandboxtest01",
+            submission_id="sub-sandboxtest",
+            suite_id="cyber.exploit",
+            attempt=1,
+            access_kind="endpoint",
+            resources=Resources(cpu="1", memory="2Gi"),
+            timeout=timedelta(minutes=30),
+            assignment="{}",
+        )
+        assert create_strictly(api, build_job(exploit, settings)) == []
 
         # The package's defaults: gVisor, which the API server knows here, so that Pod Security
         # alone decides.
@@ -706,3 +731,4 @@ def test_k8s_sandbox_pods_with_the_charts_values_are_admitted_by_the_restricted_
         assert 'violates PodSecurity "restricted:latest"' in message and "runAsNonRoot" in message, message
     finally:
         core.delete_namespace(namespace)
+        core.delete_namespace(job_namespace)

@@ -111,7 +111,7 @@ kafka-down:
 bench:
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-images:
+images: deploy-tools
 	$(PYTHON) deploy/docker/build_images.py --python $(PYTHON)
 
 include mk/deploy.mk

@@ -853,6 +853,7 @@ def k8s_sandbox_job(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch)
         resources=Resources(cpu="1", memory="2Gi"),
         timeout=timedelta(hours=1),
         assignment="{}",
+        sandbox="bwrap",
     )
     return build_job(exploit, settings.manifest)
 

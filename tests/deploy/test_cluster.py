@@ -704,7 +704,11 @@ def test_k8s_sandbox_pods_with_the_charts_values_are_admitted_by_the_restricted_
             resources=Resources(cpu="1", memory="2Gi"),
             timeout=timedelta(minutes=30),
             assignment="{}",
+            sandbox="bwrap",
         )
+        assert "k8s-api-token" in {
+            v["name"] for v in build_job(exploit, settings)["spec"]["template"]["spec"]["volumes"]
+        }
         assert create_strictly(api, build_job(exploit, settings)) == []
 
         # The package's defaults: gVisor, which the API server knows here, so that Pod Security

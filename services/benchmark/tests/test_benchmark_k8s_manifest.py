@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kubernetes_validate
 import pytest
 from kubernetes import client
+from preflight.benchmark.v1 import events_pb2
+from preflight.intake.v1 import events_pb2 as intake_events
+from preflight_benchmark.adapters.catalog_file import load_catalog
+from preflight_benchmark.adapters.events import job_requested
 from preflight_benchmark.adapters.executors.k8s_manifest import (
     EVAL_LOG_CREDENTIALS_DIR,
     GPU_RESOURCE,
@@ -27,6 +31,7 @@ from preflight_benchmark.adapters.executors.k8s_manifest import (
 )
 from preflight_benchmark.config import KubernetesSettings
 from preflight_benchmark.domain.catalog import Resources
+from preflight_benchmark.domain.jobs import AccessWindow, PlannedJob
 from preflight_benchmark.domain.ports import Attempt
 from preflight_common.config import ConfigError
 
@@ -482,11 +487,27 @@ def test_weights_settings_are_read_from_the_environment(monkeypatch: pytest.Monk
 SANDBOXED = replace(SETTINGS, k8s_sandbox=K8sSandbox("preflight-sandbox", "preflight-k8s-sandbox"))
 
 
+def test_the_job_request_carries_the_suite_s_sandbox_from_the_catalog() -> None:
+    """What decides whether a worker Job gets the sandbox's token: the suite's own catalog entry,
+    carried in its job request (the attempt's `sandbox`)."""
+    now = datetime(2026, 12, 7, tzinfo=UTC)
+    submission = intake_events.SubmissionReceived(submission_id="3f0c6a52-5d55-4c43-9a3e-7d6f1f1c2b10")
+    sandboxes = {}
+    for suite in load_catalog().suites:
+        planned = PlannedJob("bj-1", suite, AccessWindow(now, now + timedelta(days=30)), max_attempts=3)
+        request = events_pb2.BenchmarkJobRequested.FromString(
+            job_requested(planned, 1, submission, now).SerializeToString()
+        )
+        sandboxes[suite.id] = request.sandbox
+    assert sandboxes["cyber.exploit"] == "bwrap"
+    assert {sandbox for suite, sandbox in sandboxes.items() if suite != "cyber.exploit"} == {"none"}
+
+
 @pytest.mark.parametrize("access_kind", ["endpoint", "weights"])
-def test_only_with_the_k8s_sandbox_does_a_worker_get_its_values_namespace_and_a_token(
+def test_only_a_sandboxed_suite_with_the_k8s_sandbox_gets_its_values_namespace_and_a_token(
     access_kind: str,
 ) -> None:
-    sandboxed = build_job(attempt(access_kind), SANDBOXED)
+    sandboxed = build_job(replace(attempt(access_kind), sandbox="bwrap"), SANDBOXED)
     kubernetes_validate.validate(sandboxed, KUBERNETES_VERSIONS[-1], strict=True)
     spec = sandboxed["spec"]["template"]["spec"]
     # The token is the worker container's alone, where in-cluster clients read it.
@@ -519,12 +540,18 @@ def test_only_with_the_k8s_sandbox_does_a_worker_get_its_values_namespace_and_a_
             }
             assert "INSPECT_K8S_DEFAULT_NAMESPACE" not in {e["name"] for e in container.get("env", [])}
 
-    plain = build_job(attempt(access_kind), SETTINGS)
-    plain_spec = plain["spec"]["template"]["spec"]
-    assert plain_spec["automountServiceAccountToken"] is False
-    assert not {"k8s-sandbox", "k8s-api-token"} & {v["name"] for v in plain_spec["volumes"]}
-    names = {e["name"] for c in containers(plain) for e in c.get("env", [])}
-    assert not {K8S_SANDBOX_VALUES_ENV, "INSPECT_K8S_DEFAULT_NAMESPACE"} & names
+    # Without the deployment's sandbox, or for a suite that runs no model-written code (whose
+    # worker has no use for the sandbox namespace), neither a token nor the sandbox's settings.
+    for plain in (
+        build_job(replace(attempt(access_kind), sandbox="bwrap"), SETTINGS),
+        build_job(attempt(access_kind), SANDBOXED),
+        build_job(replace(attempt(access_kind), sandbox="none"), SANDBOXED),
+    ):
+        plain_spec = plain["spec"]["template"]["spec"]
+        assert plain_spec["automountServiceAccountToken"] is False
+        assert not {"k8s-sandbox", "k8s-api-token"} & {v["name"] for v in plain_spec["volumes"]}
+        names = {e["name"] for c in containers(plain) for e in c.get("env", [])}
+        assert not {K8S_SANDBOX_VALUES_ENV, "INSPECT_K8S_DEFAULT_NAMESPACE"} & names
 
 
 def test_the_k8s_sandbox_is_read_from_the_environment_both_settings_or_neither(

@@ -81,6 +81,7 @@ def job_requested(
         max_attempts=planned.max_attempts,
         sample_limit=suite.sample_limit,
         planned_jobs=planned_jobs,
+        sandbox=suite.sandbox,
     )
     message.model.CopyFrom(submission.model)
     message.access.CopyFrom(submission.access)

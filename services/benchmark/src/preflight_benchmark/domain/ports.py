@@ -169,6 +169,8 @@ class Attempt:
     resources: Resources
     timeout: timedelta
     assignment: str
+    # The suite's sandbox from the catalog ("bwrap"; "" or "none": it runs no model-written code).
+    sandbox: str = ""
     # Handed over by a previous dispatcher (a restart, a new leader) rather than started now.
     resumed: bool = False
 

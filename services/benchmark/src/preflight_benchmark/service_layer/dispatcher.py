@@ -109,6 +109,7 @@ def _attempt(job: JobRecord, log_root: str, events: JobEvents, *, resumed: bool 
         resources=_resources(request),
         timeout=request.timeout.ToTimedelta(),
         assignment=events.assignment_json(job, log_dir),
+        sandbox=request.sandbox,
         resumed=resumed,
     )
 

@@ -147,6 +147,7 @@ class BenchmarkJobRequested(_message.Message):
     MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
     SAMPLE_LIMIT_FIELD_NUMBER: _builtins.int
     PLANNED_JOBS_FIELD_NUMBER: _builtins.int
+    SANDBOX_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """Deterministic: derived from submission id, suite id, suite version and attempt."""
     submission_id: _builtins.str
@@ -164,6 +165,11 @@ class BenchmarkJobRequested(_message.Message):
     planned_jobs: _builtins.int
     """How many jobs the submission's plan has, this one included (at least 1). Informative: the end
     of the whole plan is announced by BenchmarkPlanEnded.
+    """
+    sandbox: _builtins.str
+    """Where the suite runs model-written code, from the suite catalog: "bwrap" (an isolated
+    sandbox: on Kubernetes, Inspect's Kubernetes sandbox when the deployment provides it). Empty
+    or "none": the suite runs none, and its worker gets no access to a sandbox.
     """
     @_builtins.property
     def resources(self) -> Global___Resources: ...
@@ -206,10 +212,11 @@ class BenchmarkJobRequested(_message.Message):
         max_attempts: _builtins.int = ...,
         sample_limit: _builtins.int = ...,
         planned_jobs: _builtins.int = ...,
+        sandbox: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "model", b"model", "not_after", b"not_after", "not_before", b"not_before", "requested_at", b"requested_at", "resources", b"resources", "task_args", b"task_args", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "attempt", b"attempt", "capability", b"capability", "job_id", b"job_id", "max_attempts", b"max_attempts", "model", b"model", "not_after", b"not_after", "not_before", b"not_before", "planned_jobs", b"planned_jobs", "requested_at", b"requested_at", "resources", b"resources", "sample_limit", b"sample_limit", "submission_id", b"submission_id", "suite_id", b"suite_id", "suite_version", b"suite_version", "task_args", b"task_args", "task_ref", b"task_ref", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access", b"access", "attempt", b"attempt", "capability", b"capability", "job_id", b"job_id", "max_attempts", b"max_attempts", "model", b"model", "not_after", b"not_after", "not_before", b"not_before", "planned_jobs", b"planned_jobs", "requested_at", b"requested_at", "resources", b"resources", "sample_limit", b"sample_limit", "sandbox", b"sandbox", "submission_id", b"submission_id", "suite_id", b"suite_id", "suite_version", b"suite_version", "task_args", b"task_args", "task_ref", b"task_ref", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -21,12 +21,14 @@ instead of the generic GPU ones (`gpu_node_selector`, `gpu_tolerations`).
 Kueue: with a queue name the Job carries `kueue.x-k8s.io/queue-name` and is
 created suspended; Kueue unsuspends it when the queue's ClusterQueue admits it.
 
-Inspect's Kubernetes sandbox (`k8s_sandbox`): the worker container gets the sandbox's Helm
-values (a ConfigMap mounted read-only under K8S_SANDBOX_DIR, named by K8S_SANDBOX_VALUES_ENV),
-the sandbox namespace (INSPECT_K8S_DEFAULT_NAMESPACE) and a token of the pod's ServiceAccount
-where in-cluster clients look for it (SERVICE_ACCOUNT_DIR, a projected volume the kubelet
-renews), with which it installs sandbox Pods there. No other container gets the token (not the
-model server of a weights suite), and without the sandbox no token is mounted at all.
+Inspect's Kubernetes sandbox (`k8s_sandbox`): the worker container of a sandboxed suite (the
+attempt's `sandbox`, from the catalog) gets the sandbox's Helm values (a ConfigMap mounted
+read-only under K8S_SANDBOX_DIR, named by K8S_SANDBOX_VALUES_ENV), the sandbox namespace
+(INSPECT_K8S_DEFAULT_NAMESPACE) and a token of the pod's ServiceAccount where in-cluster clients
+look for it (SERVICE_ACCOUNT_DIR, a projected volume the kubelet renews), with which it installs
+sandbox Pods there. No other container gets the token (not the model server of a weights
+suite), and a suite that runs no model-written code, or a deployment without the sandbox, gets
+no token at all.
 """
 
 from __future__ import annotations
@@ -347,7 +349,7 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         )
         worker_mounts.append({"name": "grpc-ca", "mountPath": GRPC_CA_DIR, "readOnly": True})
         env.append({"name": "PREFLIGHT_GRPC_TLS_CA", "value": f"{GRPC_CA_DIR}/ca.crt"})
-    if settings.k8s_sandbox is not None:
+    if settings.k8s_sandbox is not None and attempt.sandbox not in ("", "none"):
         sandbox = settings.k8s_sandbox
         volumes += [
             {

@@ -61,6 +61,7 @@ from preflight_common.auth import Principal
 from preflight_common.auth import Role as AuthRole
 from preflight_common.bus import KNOWN_SECTORS, SOURCES
 from preflight_common.envelope import EventRegistry, decode_record
+from preflight_common.fields import timestamp
 from preflight_testkit.clearinghouse import (
     LoopbackServer,
     ManualClock,
@@ -449,9 +450,7 @@ def _stream_into(
 ) -> None:
     # include_existing with `since`: whether the first sentinel lands before or after the stream takes
     # its position in the change feed, the stream sends it (possibly twice).
-    request = pb.StreamFindingsRequest(
-        filter=pb.FindingFilter(since=codec.timestamp(now)), include_existing=True
-    )
+    request = pb.StreamFindingsRequest(filter=pb.FindingFilter(since=timestamp(now)), include_existing=True)
     call = stub.StreamFindings(request, metadata=metadata)  # type: ignore[attr-defined]
 
     def pump() -> None:
@@ -510,7 +509,7 @@ def test_no_read_path_leaks_over_grpc(tmp_path: Path) -> None:
         for viewer in VIEWERS:
             md = metadata[viewer.principal_id]
             expected = {fid for fid, spec in mine.items() if oracle_may_see(viewer, spec, now)}
-            since = pb.FindingFilter(since=codec.timestamp(now))
+            since = pb.FindingFilter(since=timestamp(now))
             listed = api.stub.ListFindings(
                 pb.ListFindingsRequest(filter=since, page_size=500), metadata=md
             ).findings

@@ -9,11 +9,9 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.intake.v1 import intake_pb2
 from preflight.sdk import Client
 from preflight_common.auth import Role
@@ -285,20 +283,3 @@ def test_sqlite_checkpoints_run_apart_from_the_commits(
     assert copied == frames
     store.close()
     engine.dispose()
-
-
-@pytest.mark.parametrize(
-    "moment",
-    [
-        datetime(2026, 12, 7, 10, 16, 20, 123456, tzinfo=UTC),
-        datetime(2026, 12, 7, 11, 16, 20, 1, tzinfo=timezone(timedelta(hours=1))),
-        datetime(1969, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-        datetime(1, 1, 1, tzinfo=UTC),
-        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
-    ],
-)
-def test_timestamps_in_responses_and_events_are_those_protobuf_makes(moment: datetime) -> None:
-    expected = Timestamp()
-    expected.FromDatetime(moment.astimezone(UTC))
-    assert codec.timestamp(moment) == expected
-    assert codec.timestamp(moment).ToDatetime(tzinfo=UTC) == moment

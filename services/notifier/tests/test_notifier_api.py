@@ -9,7 +9,7 @@ import grpc
 import pytest
 from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight.notifier.v1 import notifier_pb2
-from preflight_notifier.adapters.codec import timestamp
+from preflight_common.fields import timestamp
 from preflight_notifier.bootstrap import Components
 from preflight_testkit.notifier import (
     DAY,

@@ -18,9 +18,8 @@ import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.notifier.v1 import notifier_pb2
 from preflight_common.config import ConfigError
-from preflight_common.fields import MATCHER_LIMIT
+from preflight_common.fields import MATCHER_LIMIT, timestamp
 from preflight_notifier.adapters import tables
-from preflight_notifier.adapters.codec import timestamp
 from preflight_notifier.adapters.routing_file import parse_routing
 from preflight_notifier.bootstrap import Components
 from preflight_notifier.domain import matchers

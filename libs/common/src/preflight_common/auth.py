@@ -31,13 +31,12 @@ from typing import Final, Protocol
 import grpc
 from cryptography import x509
 from cryptography.x509.oid import NameOID
-from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.sdk.naming import NAME_RULE, is_valid_name
 from sqlalchemy import Column, DateTime, Engine, MetaData, String, Table, Text, insert, select, update
 
 from preflight_common.channels import aio_channel
-from preflight_common.fields import InvalidArgument, timestamp_field
+from preflight_common.fields import InvalidArgument, timestamp, timestamp_field
 
 TOKEN_PREFIX = "pft_"  # noqa: S105 - a public prefix, not a secret
 
@@ -419,12 +418,6 @@ class IntrospectionAuthenticator:
             await self._channel.close()
 
 
-def _timestamp(moment: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(moment.astimezone(UTC))
-    return ts
-
-
 async def require_role(context: grpc.aio.ServicerContext, *roles: Role) -> Principal:
     """The caller, if its role is one of `roles`; otherwise the call ends with PERMISSION_DENIED."""
     principal = current_principal()
@@ -459,7 +452,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return identity_pb2.CreateTokenResponse(
-            token_id=issued.token_id, token=issued.token, expires_at=_timestamp(issued.expires_at)
+            token_id=issued.token_id, token=issued.token, expires_at=timestamp(issued.expires_at)
         )
 
     async def IssueJobToken(
@@ -480,7 +473,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             self._store.create, worker, expires, f"job {request.job_id}, issued to {caller.principal_id}"
         )
         return identity_pb2.IssueJobTokenResponse(
-            token_id=issued.token_id, token=issued.token, expires_at=_timestamp(issued.expires_at)
+            token_id=issued.token_id, token=issued.token, expires_at=timestamp(issued.expires_at)
         )
 
     async def RevokeToken(
@@ -513,7 +506,7 @@ class IdentityServicer(identity_pb2_grpc.IdentityServiceServicer):
             return identity_pb2.IntrospectTokenResponse(active=False)
         principal, token_id, expires = resolved
         return identity_pb2.IntrospectTokenResponse(
-            active=True, principal=principal.to_proto(), expires_at=_timestamp(expires), token_id=token_id
+            active=True, principal=principal.to_proto(), expires_at=timestamp(expires), token_id=token_id
         )
 
 

@@ -174,6 +174,17 @@ def _too_long(message: Message, prefix: str) -> Iterator[tuple[str, int]]:
                 yield from _too_long(value, f"{prefix}{field.name}.")
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def timestamp(moment: datetime) -> Timestamp:
+    """`moment` (a naive one is local time) as a Timestamp, exactly as `Timestamp.FromDatetime`
+    makes it (seconds and non-negative nanos), by integer arithmetic: responses and events carry
+    several, and `FromDatetime` is pure Python (about three times slower)."""
+    since = moment.astimezone(UTC) - _EPOCH
+    return Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
+
+
 def timestamp_field(message: Message, field: str, *, name: str | None = None) -> datetime | None:
     """The aware UTC datetime in a Timestamp field, or None when it is not set.
 

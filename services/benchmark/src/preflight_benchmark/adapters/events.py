@@ -17,6 +17,7 @@ from preflight.benchmark.v1 import benchmark_pb2, events_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight_common.bus import SOURCES
 from preflight_common.envelope import KafkaRecord, encode_event
+from preflight_common.fields import timestamp
 from preflight_common.telemetry import current_traceparent, inject_headers
 
 from preflight_benchmark.domain.jobs import FailureReason, JobStatus, PlannedJob
@@ -31,12 +32,6 @@ STATUS_TO_PROTO = {
     JobStatus.FAILED: benchmark_pb2.JOB_STATUS_FAILED,
 }
 PROTO_TO_STATUS = {value: key for key, value in STATUS_TO_PROTO.items()}
-
-
-def timestamp(moment: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(moment.astimezone(UTC))
-    return ts
 
 
 def from_timestamp(ts: Timestamp) -> datetime:

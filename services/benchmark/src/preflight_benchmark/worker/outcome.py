@@ -7,9 +7,7 @@ from datetime import datetime
 
 from inspect_ai.log import EvalLog
 from preflight.benchmark.v1 import events_pb2
-from preflight_common.fields import clip_strings
-
-from preflight_benchmark.adapters.events import timestamp
+from preflight_common.fields import clip_strings, timestamp
 
 # Scorers put reported vulnerabilities in their score's metadata under this key
 # (a list of {file, line, function, cwe, title, description, evidence}) and the

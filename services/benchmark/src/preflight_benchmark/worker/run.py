@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from preflight.benchmark.v1 import benchmark_pb2, events_pb2
+from preflight_common.fields import timestamp
 
 from preflight_benchmark import __version__
-from preflight_benchmark.adapters.events import reason_to_proto, timestamp
+from preflight_benchmark.adapters.events import reason_to_proto
 from preflight_benchmark.domain.jobs import CONFIG_ERROR_EXIT, FailureReason
 from preflight_benchmark.domain.ports import CredentialError, CredentialResolver
 from preflight_benchmark.worker import outcome

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.benchmark.v1 import events_pb2 as benchmark_events
 from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import events_pb2 as events
 from preflight.common.v1 import common_pb2
-from preflight_common.fields import timestamp_field
+from preflight_common.fields import timestamp, timestamp_field
 
 from preflight_clearinghouse.domain.audit import SignedCheckpoint
 from preflight_clearinghouse.domain.errors import FieldViolation, InvalidInput
@@ -52,12 +50,6 @@ from preflight_clearinghouse.domain.sharing import HistoryEntry, Tlp
 from preflight_clearinghouse.service_layer.reviews import ReportView
 
 E = TypeVar("E", bound=enum.Enum)
-
-
-def timestamp(moment: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(moment.astimezone(UTC))
-    return ts
 
 
 def _from_proto_enum(enum_type: Any, prefix: str, value: int, domain: type[E], field: str) -> E | None:

@@ -25,7 +25,7 @@ from preflight.clearinghouse.v1 import clearinghouse_pb2 as pb
 from preflight.clearinghouse.v1 import clearinghouse_pb2_grpc as pb_grpc
 from preflight.clearinghouse.v1 import events_pb2
 from preflight_common.auth import Principal, current_principal
-from preflight_common.fields import timestamp_field
+from preflight_common.fields import timestamp, timestamp_field
 from preflight_common.grpcserver import invalid_argument
 
 from preflight_clearinghouse.adapters import codec
@@ -238,7 +238,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
                 note_id=note.note_id,
                 author_id=note.author_id,
                 text=note.text,
-                created_at=codec.timestamp(note.created_at),
+                created_at=timestamp(note.created_at),
             )
         ),
     )
@@ -249,7 +249,7 @@ class ClearinghouseServicer(pb_grpc.ClearinghouseServiceServicer):
         lambda sign_off: pb.SignOffReportResponse(
             sign_off=pb.ReportSignOff(
                 reviewer_id=sign_off.reviewer_id,
-                signed_off_at=codec.timestamp(sign_off.signed_off_at),
+                signed_off_at=timestamp(sign_off.signed_off_at),
                 comment=sign_off.comment,
             )
         ),

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2, submission_pb2
+from preflight_common.fields import timestamp
 from preflight_common.pagetokens import page_tokens
 
 from preflight_intake.domain.model import (
@@ -30,17 +31,6 @@ from preflight_intake.domain.validation import (
 )
 
 _STATUS_PREFIX = "SUBMISSION_STATUS_"
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def timestamp(moment: datetime) -> Timestamp:
-    """`moment` (a naive one is local time) as a Timestamp, as `Timestamp.FromDatetime` makes it
-    (seconds and non-negative nanos), by integer arithmetic: several go into every response and
-    event, and `FromDatetime` is pure Python."""
-    since = moment.astimezone(UTC) - _EPOCH
-    return Timestamp(seconds=since.days * 86400 + since.seconds, nanos=since.microseconds * 1000)
 
 
 def instant(message: object, field: str) -> Instant | None:

@@ -14,9 +14,10 @@ import uuid
 from google.protobuf.message import Message
 from preflight.intake.v1 import events_pb2
 from preflight_common.envelope import KafkaRecord, encode_event
+from preflight_common.fields import timestamp
 from preflight_common.telemetry import inject_headers
 
-from preflight_intake.adapters.codec import submission_to_proto, timestamp, window_to_proto
+from preflight_intake.adapters.codec import submission_to_proto, window_to_proto
 from preflight_intake.domain.events import Event, ReleasePlanChanged, SubmissionReceived, SubmissionWithdrawn
 
 _NAMESPACE = uuid.UUID("6f3b1c1e-63a4-4a53-9d0c-6b8f6f1f2a10")

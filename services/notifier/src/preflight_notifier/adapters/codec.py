@@ -12,6 +12,7 @@ from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import events_pb2 as intake_events
 from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight_common.envelope import KafkaRecord, encode_event
+from preflight_common.fields import timestamp
 from preflight_common.telemetry import inject_headers
 
 from preflight_notifier.domain.alerts import Alert
@@ -33,12 +34,6 @@ EmbargoState = clearinghouse_events.EmbargoState
 # Review alerts are about a confidential pre-release: bounded to the lab's organisation (and reviewers).
 REVIEW_TLP = Tlp.AMBER_STRICT
 _MAX_AFFECTED = 5
-
-
-def timestamp(moment: datetime) -> Timestamp:
-    ts = Timestamp()
-    ts.FromDatetime(moment.astimezone(UTC))
-    return ts
 
 
 def moment(ts: Timestamp) -> datetime:

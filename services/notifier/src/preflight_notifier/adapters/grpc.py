@@ -18,13 +18,13 @@ from preflight.notifier.v1 import events_pb2 as notifier_events
 from preflight.notifier.v1 import notifier_pb2, notifier_pb2_grpc
 from preflight_common.auth import Principal, Role, current_principal
 from preflight_common.clock import Clock
-from preflight_common.fields import InvalidArgument, timestamp_field
+from preflight_common.fields import InvalidArgument, timestamp, timestamp_field
 from preflight_common.grpcserver import invalid_argument
 from preflight_common.pagetokens import page_tokens
 from sqlalchemy import Engine
 
 from preflight_notifier.adapters import store
-from preflight_notifier.adapters.codec import alert_to_proto, kind_from_proto, timestamp
+from preflight_notifier.adapters.codec import alert_to_proto, kind_from_proto
 from preflight_notifier.domain.alerts import Alert
 from preflight_notifier.domain.audience import Viewer, ViewerRole, may_see
 from preflight_notifier.domain.matchers import Matcher, MatchOp

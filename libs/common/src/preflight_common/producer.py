@@ -92,6 +92,8 @@ class EventPublisher:
         }
         # Built again for each producer: a rotated SASL password is used on the next connection.
         self._options = lambda: {**options, **settings.aiokafka_options(), **producer_options}
+        self._servers = ",".join(settings.servers())
+        self._max_request_size = int(producer_options.get("max_request_size", MAX_REQUEST_SIZE))
         self._link: _Link | None = None
         self._lock = threading.Lock()
 
@@ -137,7 +139,7 @@ class EventPublisher:
             return
         with self._lock:
             if self._link is None:
-                self._link = _Link(self._options)
+                self._link = _Link(self._options, self._servers, self._max_request_size)
             future = self._link.submit(self._link.publish_many(topic_records, self._send_timeout))
         try:
             future.result(timeout=self._send_timeout + CALL_SLACK)
@@ -158,9 +160,12 @@ class EventPublisher:
 class _Link:
     """One event loop thread and the producer on it; the producer's state is touched only there."""
 
-    def __init__(self, options: Callable[[], dict[str, Any]]) -> None:
-        self._new_options = options
-        self._options = options()
+    def __init__(self, options: Callable[[], dict[str, Any]], servers: str, max_request_size: int) -> None:
+        """`options()` are the producer's options, read anew (with the password file) for each
+        producer; `servers` names the cluster in errors."""
+        self._options = options
+        self._servers = servers
+        self._max_request_size = max_request_size
         self._starting: asyncio.Task[AIOKafkaProducer] | None = None
         self._abandoning: set[asyncio.Task[None]] = set()
         ready = threading.Event()
@@ -199,7 +204,7 @@ class _Link:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         producer = await self._producer(deadline)
-        batches = _Batches(producer, self._options.get("max_request_size", MAX_REQUEST_SIZE))
+        batches = _Batches(producer, self._max_request_size)
         failure: BaseException | None = None
         try:
             async with asyncio.timeout_at(deadline):
@@ -228,17 +233,18 @@ class _Link:
             self._starting = asyncio.create_task(self._started())
             self._starting.add_done_callback(_retrieved)
         starting = self._starting
+        if starting.done() and not starting.cancelled() and starting.exception() is None:
+            return starting.result()  # every publish but the first: no wait to bound
         try:
             async with asyncio.timeout_at(deadline):
                 return await asyncio.shield(starting)
         except Exception as exc:
             if starting.done() and self._starting is starting:
                 self._starting = None  # the next publish tries again
-            servers = ",".join(self._options["bootstrap_servers"])
-            raise PublishError(f"cannot reach Kafka at {servers}: {exc!r}") from exc
+            raise PublishError(f"cannot reach Kafka at {self._servers}: {exc!r}") from exc
 
     async def _started(self) -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(**self._new_options())
+        producer = AIOKafkaProducer(**self._options())
         try:
             await producer.start()
         except BaseException:

@@ -5,13 +5,18 @@ Usage: python bench/intake_throughput.py [--seconds 8] [--concurrency 1,16] [--n
 Starts, each as its own process on loopback: a local Apache Kafka broker (unless --no-kafka),
 `preflight-intake serve` on a fresh SQLite database (or, with --postgresql, a throwaway local
 PostgreSQL server's; so every submission is authenticated, validated, encrypted, stored with its
-status history and outbox event, and relayed to Kafka), and a bare grpc.aio server whose one
-method answers with a response of the same size as SubmitModel's. The same asyncio load
-generator then drives each, at each concurrency in turn, for the same time, and prints calls/s
-with p50/p99 latency and the server process's CPU per call for both side by side, the ratio of
-their throughputs, and how long the relay took to drain the outbox after the load. Goals: at
-concurrency 1, at least half the bare server's throughput and p99 at most 20 ms; throughput
-growing with concurrency. About a minute with the defaults.
+status history and outbox event, and relayed to Kafka), the services' gRPC runtime alone
+(`preflight_common.grpcserver.build_server`: the tracing and authentication interceptors, the
+token cache over the same token table, the request guard) around a SubmitModel that answers
+intake's last response without doing anything, and a bare grpc.aio server whose one method answers
+with a response of the same size. The same asyncio load generator then drives each, at each
+concurrency in turn, for the same time, and prints calls/s with p50/p99 latency and the server
+process's CPU per call side by side, the ratios of their throughputs to the bare server's, and
+how long the relay took to drain the outbox after the load. The runtime's line is the ceiling of
+any SubmitModel handler: what is left between it and intake's is the handler's own work
+(validation, encryption, the event, the transaction). Goals: at concurrency 1, at least half the
+bare server's throughput and p99 at most 20 ms; throughput growing with concurrency. About a
+minute and a half with the defaults.
 """
 
 from __future__ import annotations
@@ -34,11 +39,13 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, submission_pb2
-from preflight_common.auth import Principal, Role, TokenStore
+from preflight_common.auth import INTROSPECTION_CACHE_TTL, LocalAuthenticator, Principal, Role, TokenStore
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
+from preflight_common.grpcserver import build_server
 from preflight_common.localkafka import LocalKafka
 from preflight_common.ports import free_port
+from preflight_common.telemetry import setup_telemetry
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_intake.adapters import tables
 from preflight_intake.adapters.crypto import KEYS_VARIABLE, new_key_entry
@@ -47,6 +54,7 @@ from preflight_testkit.postgres import LocalPostgres
 from sqlalchemy import func, select
 
 BASELINE_METHOD = "/bench.Baseline/Call"
+SERVICE = intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name
 TOPICS = Topics(submissions="bench.submissions")
 
 
@@ -132,25 +140,24 @@ def summary(name: str, run: Run, seconds: float) -> str:
     )
 
 
-async def bench_intake(
+async def bench_submit(
     target: str, token: str, seconds: float, levels: list[int], server_pid: int
-) -> tuple[dict[int, Run], int]:
-    """Latencies of SubmitModel at each concurrency in `levels`, and the response size."""
+) -> tuple[dict[int, Run], bytes]:
+    """Latencies of SubmitModel at each concurrency in `levels`, and the last response."""
     async with grpc.aio.insecure_channel(target) as channel:
         stub = intake_pb2_grpc.IntakeServiceStub(channel)
         metadata = (("authorization", f"Bearer {token}"),)
-        response_size = 0
+        last = intake_pb2.SubmitModelResponse()
 
         async def call() -> None:
-            nonlocal response_size
-            response = await stub.SubmitModel(submit_request(), metadata=metadata, timeout=30)
-            response_size = response.ByteSize()
+            nonlocal last
+            last = await stub.SubmitModel(submit_request(), metadata=metadata, timeout=30)
 
         results = {}
         for concurrency in levels:
             await drive(call, 2.0, concurrency)  # warm-up
             results[concurrency] = await measured(call, seconds, concurrency, server_pid)
-        return results, response_size
+        return results, last.SerializeToString()
 
 
 async def bench_baseline(
@@ -191,6 +198,45 @@ def serve_baseline(port: int, response_size: int) -> None:
     asyncio.run(main())
 
 
+def serve_runtime(port: int, response_file: str) -> None:
+    """The services' gRPC runtime, authenticating against the token table of the database
+    PREFLIGHT_DATABASE_URL names (as intake's), around a SubmitModel answering the response in
+    `response_file`."""
+    response = intake_pb2.SubmitModelResponse.FromString(Path(response_file).read_bytes())
+    database_url = os.environ["PREFLIGHT_DATABASE_URL"]
+
+    async def main() -> None:
+        setup_telemetry("preflight-bench-runtime")
+        tokens = TokenStore(make_engine(database_url), tables.api_tokens)
+
+        async def submit(
+            request: intake_pb2.SubmitModelRequest, context: grpc.aio.ServicerContext
+        ) -> intake_pb2.SubmitModelResponse:
+            return response
+
+        def register(server: grpc.aio.Server) -> None:
+            method = grpc.unary_unary_rpc_method_handler(
+                submit,
+                request_deserializer=intake_pb2.SubmitModelRequest.FromString,
+                response_serializer=intake_pb2.SubmitModelResponse.SerializeToString,
+            )
+            server.add_generic_rpc_handlers(
+                (grpc.method_handlers_generic_handler(SERVICE, {"SubmitModel": method}),)
+            )
+
+        server, _port, _health = build_server(
+            f"127.0.0.1:{port}",
+            [register],
+            authenticator=LocalAuthenticator(tokens, cache_ttl=INTROSPECTION_CACHE_TTL),
+            service_names=[SERVICE],
+        )
+        await server.start()
+        print("ready", flush=True)
+        await server.wait_for_termination()
+
+    asyncio.run(main())
+
+
 def wait_for_line(proc: subprocess.Popen[str], log: Path | None, text: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -212,9 +258,14 @@ def main() -> int:
     parser.add_argument(
         "--baseline-server", nargs=2, type=int, metavar=("PORT", "SIZE"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--runtime-server", nargs=2, metavar=("PORT", "FILE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:
         serve_baseline(*args.baseline_server)
+        return 0
+    if args.runtime_server:
+        port, response_file = args.runtime_server
+        serve_runtime(int(port), response_file)
         return 0
     levels = [int(level) for level in args.concurrency.split(",")]
 
@@ -266,8 +317,8 @@ def main() -> int:
         wait_for_line(intake, log, f"intake serving on port {intake_port}")
 
         print(f"load: {levels} concurrent callers, {args.seconds:.0f}s each after a 2s warm-up")
-        intake_latencies, response_size = asyncio.run(
-            bench_intake(f"127.0.0.1:{intake_port}", token, args.seconds, levels, intake.pid)
+        intake_latencies, response = asyncio.run(
+            bench_submit(f"127.0.0.1:{intake_port}", token, args.seconds, levels, intake.pid)
         )
         drain_started = time.monotonic()
         pending = 1
@@ -283,9 +334,26 @@ def main() -> int:
         intake.terminate()
         intake.wait(30)
 
+        response_file = work / "response.bin"
+        response_file.write_bytes(response)
+        runtime_port = free_port()
+        runtime = subprocess.Popen(
+            [sys.executable, __file__, "--runtime-server", str(runtime_port), str(response_file)],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        processes.append(runtime)
+        wait_for_line(runtime, None, "ready")
+        runtime_latencies, _ = asyncio.run(
+            bench_submit(f"127.0.0.1:{runtime_port}", token, args.seconds, levels, runtime.pid)
+        )
+        runtime.terminate()
+        runtime.wait(30)
+
         baseline_port = free_port()
         baseline = subprocess.Popen(
-            [sys.executable, __file__, "--baseline-server", str(baseline_port), str(response_size)],
+            [sys.executable, __file__, "--baseline-server", str(baseline_port), str(len(response))],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -296,14 +364,19 @@ def main() -> int:
             bench_baseline(f"127.0.0.1:{baseline_port}", request_size, args.seconds, levels, baseline.pid)
         )
 
-        print(f"messages: request {request_size} B, response {response_size} B")
+        print(f"messages: request {request_size} B, response {len(response)} B")
         database = "PostgreSQL" if postgres is not None else "SQLite"
         for level in levels:
-            ours, bare = intake_latencies[level], baseline_latencies[level]
+            ours, empty, bare = intake_latencies[level], runtime_latencies[level], baseline_latencies[level]
             print(f"concurrency {level}:")
             print(summary(f"  SubmitModel (intake, {database}, outbox)", ours, args.seconds))
+            print(summary("  services' gRPC runtime, empty SubmitModel", empty, args.seconds))
             print(summary("  bare grpc.aio server, same-size messages", bare, args.seconds))
-            print(f"  intake/bare throughput {rate(ours, args.seconds) / rate(bare, args.seconds):.2f}x")
+            bare_rate = rate(bare, args.seconds)
+            print(
+                f"  intake/bare throughput {rate(ours, args.seconds) / bare_rate:.2f}x"
+                f"   runtime/bare {rate(empty, args.seconds) / bare_rate:.2f}x"
+            )
         print(f"submissions stored: {stored}", end="")
         print(
             f"; outbox drained to Kafka {drained:.1f}s after the load" if kafka is not None else " (no Kafka)"

@@ -8,7 +8,7 @@ import os
 import secrets
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from preflight_testkit.waiting import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "deploy" / "helm" / "preflight"
@@ -28,17 +29,6 @@ def api_client(kubeconfig: Path):  # type: ignore[no-untyped-def]
     from kubernetes import config
 
     return config.new_client_from_config(str(kubeconfig))
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.25)
 
 
 def create_namespace(api: Any, name: str) -> None:
@@ -104,8 +94,8 @@ def test_jobs_complete_or_fail_on_the_simulated_node(k8s_cluster: Path) -> None:
     batch = client.BatchV1Api(api)
     batch.create_namespaced_job(ns, job_body("ok"))
     batch.create_namespaced_job(ns, job_body("fails", {"preflight.test/kwok-exit": "3"}))
-    assert wait_for("job ok", lambda: job_finished(batch, "ok", ns)) == "Complete"
-    assert wait_for("job fails", lambda: job_finished(batch, "fails", ns)) == "Failed"
+    assert eventually(lambda: job_finished(batch, "ok", ns), "job ok") == "Complete"
+    assert eventually(lambda: job_finished(batch, "fails", ns), "job fails") == "Failed"
     pods = client.CoreV1Api(api).list_namespaced_pod(ns, label_selector="job-name=fails").items
     assert pods[0].status.container_statuses[0].state.terminated.exit_code == 3
     batch.create_namespaced_job(ns, job_body("held", {"preflight.test/kwok-hold": ""}))
@@ -115,7 +105,7 @@ def test_jobs_complete_or_fail_on_the_simulated_node(k8s_cluster: Path) -> None:
         pods = core.list_namespaced_pod(ns, label_selector="job-name=held").items
         return bool(pods) and pods[0].status.phase == "Running"
 
-    wait_for("held pod running", held_running)
+    eventually(held_running, "held pod running")
     time.sleep(2)
     assert held_running() and job_finished(batch, "held", ns) is None
     client.CoreV1Api(api).delete_namespace(ns)
@@ -408,7 +398,7 @@ def test_dispatcher_token_runs_a_worker_job_and_cannot_read_secrets(
 
     batch = client.BatchV1Api(api)
     name = batch.create_namespaced_job(release.job_namespace, job).metadata.name
-    assert wait_for("worker job", lambda: job_finished(batch, name, release.job_namespace)) == "Complete"
+    assert eventually(lambda: job_finished(batch, name, release.job_namespace), "worker job") == "Complete"
     pods = client.CoreV1Api(api).list_namespaced_pod(release.job_namespace, label_selector=f"job-name={name}")
     assert pods.items and pods.items[0].spec.automount_service_account_token is False
     batch.delete_namespaced_job(name, release.job_namespace, propagation_policy="Background")
@@ -436,13 +426,13 @@ def install_crd(api: Any, crd: dict[str, Any]) -> None:
         extensions.create_custom_resource_definition(crd)
     except ApiException as e:
         assert e.status == 409, e
-    wait_for(
-        f"{crd['metadata']['name']} established",
+    eventually(
         lambda: any(
             c.type == "Established" and c.status == "True"
             for c in extensions.read_custom_resource_definition(crd["metadata"]["name"]).status.conditions
             or []
         ),
+        f"{crd['metadata']['name']} established",
     )
 
 

@@ -891,6 +891,8 @@ def test_k8s_sandbox_values_and_namespace_reach_the_worker_jobs_only_when_enable
     assert default["image"] == env_of(docs, "preflight-benchmark")["PREFLIGHT_BENCHMARK_K8S_IMAGE"]["value"]
     assert values["automountServiceAccountToken"] is False
     assert values["networkPolicy"] == {"enabled": False}
+    # The sandbox Pods pull the (worker) image as every other Pod does.
+    assert values["imagePullSecrets"] == [{"name": "registry-credentials"}]
     [workers] = [d for d in of_kind(docs, "NetworkPolicy") if d["metadata"]["name"] == WORKER_POLICY]
     # The production example's API server endpoint (networkPolicy.egress.kubeAPI).
     assert any({"ipBlock": {"cidr": "10.0.0.1/32"}} in r.get("to", []) for r in workers["spec"]["egress"])

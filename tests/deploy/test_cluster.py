@@ -652,7 +652,12 @@ def test_k8s_sandbox_pods_with_the_charts_values_are_admitted_by_the_restricted_
     values = tmp_path / "sandbox.yaml"
     sandbox = {"enabled": True, "namespace": namespace}
     values.write_text(
-        yaml.safe_dump({"benchmark": {"jobNamespace": job_namespace, "worker": {"k8sSandbox": sandbox}}})
+        yaml.safe_dump(
+            {
+                "image": {"pullSecrets": ["registry-credentials"]},
+                "benchmark": {"jobNamespace": job_namespace, "worker": {"k8sSandbox": sandbox}},
+            }
+        )
     )
     rendered = check_chart.render(helm, CHART, [REQUIRED_VALUES, values])
     assert rendered.returncode == 0, rendered.stderr
@@ -675,6 +680,8 @@ def test_k8s_sandbox_pods_with_the_charts_values_are_admitted_by_the_restricted_
         assert sorted({d["kind"] for d in docs}) == ["ConfigMap", "StatefulSet"]
         assert check_chart.validate_objects(docs, ["1.35.0", "1.36.0", "1.37.0"]) == []
         [statefulset] = [d for d in docs if d["kind"] == "StatefulSet"]
+        pulling = statefulset["spec"]["template"]["spec"]["imagePullSecrets"]
+        assert pulling == [{"name": "registry-credentials"}]
         for obj in [*docs, sandbox_pod(statefulset)]:
             assert create_strictly(api, obj) == [], obj["kind"]
         settings = ManifestSettings(

@@ -12,11 +12,13 @@ intake's last response without doing anything, and a bare grpc.aio server whose 
 with a response of the same size. The same asyncio load generator then drives each, at each
 concurrency in turn, for the same time, and prints calls/s with p50/p99 latency and the server
 process's CPU per call side by side, the ratios of their throughputs to the bare server's, and
-how long the relay took to drain the outbox after the load. The runtime's line is the ceiling of
-any SubmitModel handler: what is left between it and intake's is the handler's own work
-(validation, encryption, the event, the transaction). Goals: at concurrency 1, at least half the
-bare server's throughput and p99 at most 20 ms; throughput growing with concurrency. About a
-minute and a half with the defaults.
+how long the relay took to drain the outbox after the load. Between them it drives SubmitModel's
+use case alone (`Intake.submit` over the same database, in the bench's process, no gRPC: the
+request's decoding, validation, encryption, the event and the transaction), with this process's
+CPU per call. The runtime's line is the ceiling of any SubmitModel handler; intake's time per call
+is about the runtime's plus the use case's. Goals: at concurrency 1, at least half the bare
+server's throughput and p99 at most 20 ms; throughput growing with concurrency. About two minutes
+with the defaults.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, submission_pb2
 from preflight_common.auth import INTROSPECTION_CACHE_TTL, LocalAuthenticator, Principal, Role, TokenStore
+from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
 from preflight_common.grpcserver import build_server
@@ -47,9 +50,14 @@ from preflight_common.localkafka import LocalKafka
 from preflight_common.ports import free_port
 from preflight_common.telemetry import setup_telemetry
 from preflight_common.topics import TopicSpec, ensure_topics
-from preflight_intake.adapters import tables
-from preflight_intake.adapters.crypto import KEYS_VARIABLE, new_key_entry
+from preflight_intake.adapters import codec, tables
+from preflight_intake.adapters.crypto import KEYS_VARIABLE, Keyring, new_key_entry
+from preflight_intake.adapters.events import SubmissionEventEncoder
+from preflight_intake.adapters.store import IntakeStore
 from preflight_intake.bootstrap import migrate
+from preflight_intake.domain.access import Caller
+from preflight_intake.domain.model import WindowPolicy
+from preflight_intake.service_layer.handlers import Intake
 from preflight_testkit.postgres import LocalPostgres
 from sqlalchemy import func, select
 
@@ -158,6 +166,30 @@ async def bench_submit(
             await drive(call, 2.0, concurrency)  # warm-up
             results[concurrency] = await measured(call, seconds, concurrency, server_pid)
         return results, last.SerializeToString()
+
+
+async def bench_use_case(database_url: str, keys: str, seconds: float, levels: list[int]) -> dict[int, Run]:
+    """Latencies of SubmitModel's use case, in this process over the database at `database_url`,
+    at each concurrency in `levels`, with this process's CPU."""
+    engine = make_engine(database_url)
+    encoder = SubmissionEventEncoder(source=SOURCES["intake"], topic=TOPICS.submissions)
+    store = IntakeStore(engine, Keyring.parse(keys), encoder)
+    intake = Intake(store, WindowPolicy())
+    caller = Caller("bench", Role.LAB.value, "bench-lab")
+
+    async def call() -> None:
+        request = submit_request()
+        await intake.submit(caller, codec.submission_draft(request), codec.request_digest(request))
+
+    try:
+        results = {}
+        for concurrency in levels:
+            await drive(call, 2.0, concurrency)
+            results[concurrency] = await measured(call, seconds, concurrency, os.getpid())
+        return results
+    finally:
+        store.close()
+        engine.dispose()
 
 
 async def bench_baseline(
@@ -334,6 +366,8 @@ def main() -> int:
         intake.terminate()
         intake.wait(30)
 
+        use_case_latencies = asyncio.run(bench_use_case(database_url, keys.read_text(), args.seconds, levels))
+
         response_file = work / "response.bin"
         response_file.write_bytes(response)
         runtime_port = free_port()
@@ -370,6 +404,10 @@ def main() -> int:
             ours, empty, bare = intake_latencies[level], runtime_latencies[level], baseline_latencies[level]
             print(f"concurrency {level}:")
             print(summary(f"  SubmitModel (intake, {database}, outbox)", ours, args.seconds))
+            use_case = summary(
+                "  its use case alone, in process, no gRPC", use_case_latencies[level], args.seconds
+            )
+            print(use_case.replace("server CPU", "       CPU"))
             print(summary("  services' gRPC runtime, empty SubmitModel", empty, args.seconds))
             print(summary("  bare grpc.aio server, same-size messages", bare, args.seconds))
             bare_rate = rate(bare, args.seconds)
@@ -377,7 +415,7 @@ def main() -> int:
                 f"  intake/bare throughput {rate(ours, args.seconds) / bare_rate:.2f}x"
                 f"   runtime/bare {rate(empty, args.seconds) / bare_rate:.2f}x"
             )
-        print(f"submissions stored: {stored}", end="")
+        print(f"submissions stored by intake: {stored}", end="")
         print(
             f"; outbox drained to Kafka {drained:.1f}s after the load" if kafka is not None else " (no Kafka)"
         )

@@ -7,6 +7,7 @@ retries. Runs against a real API server come with the cluster fixture.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -49,6 +50,9 @@ class FakeBatchApi:
         self.creates = 0
         self.deletes: list[str] = []
         self.changed = threading.Condition()
+        # Set when the test ends: open watches answer at once instead of at their timeout.
+        self.closed = False
+        self.watches = 0  # watch requests received
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         threading.Thread(
@@ -58,6 +62,12 @@ class FakeBatchApi:
     @property
     def host(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        """Answer every open watch now."""
+        with self.changed:
+            self.closed = True
+            self.changed.notify_all()
 
     def finish(self, name: str, condition: str, reason: str = "") -> None:
         with self.changed:
@@ -125,13 +135,17 @@ class FakeBatchApi:
 
             def _watch(self, name: str, query: dict[str, list[str]]) -> None:
                 since = int(query.get("resourceVersion", ["0"])[0] or 0)
+                with api.changed:
+                    api.watches += 1
                 self.send_response(HTTPStatus.OK)
                 self.send_header("Content-Type", "application/json")
                 self.end_headers()
                 with api.changed:
                     api.changed.wait_for(
                         lambda: (
-                            name not in api.jobs or int(api.jobs[name]["metadata"]["resourceVersion"]) > since
+                            api.closed
+                            or name not in api.jobs
+                            or int(api.jobs[name]["metadata"]["resourceVersion"]) > since
                         ),
                         timeout=float(query.get("timeoutSeconds", ["5"])[0]),
                     )
@@ -163,11 +177,11 @@ class FakeBatchApi:
 def api() -> Iterator[FakeBatchApi]:
     fake = FakeBatchApi()
     yield fake
+    fake.close()
     fake.server.shutdown()
 
 
-@pytest.fixture
-def executor(api: FakeBatchApi) -> KubernetesExecutor:
+def kubernetes_executor(api: FakeBatchApi, watch_timeout: int = 5) -> KubernetesExecutor:
     configuration = client.Configuration(host=api.host)
     settings = ManifestSettings(
         namespace="preflight",
@@ -176,8 +190,13 @@ def executor(api: FakeBatchApi) -> KubernetesExecutor:
         benchmark_target="benchmark:50052",
     )
     return KubernetesExecutor(
-        client.ApiClient(configuration), settings, initial_backoff=0.01, watch_timeout=5
+        client.ApiClient(configuration), settings, initial_backoff=0.01, watch_timeout=watch_timeout
     )
+
+
+@pytest.fixture
+def executor(api: FakeBatchApi) -> KubernetesExecutor:
+    return kubernetes_executor(api)
 
 
 ATTEMPT = Attempt(
@@ -196,7 +215,6 @@ NAME = job_name(ATTEMPT.job_id, ATTEMPT.attempt)
 async def _run_until(
     executor: KubernetesExecutor, api: FakeBatchApi, condition: str, reason: str = ""
 ) -> Any:
-    import asyncio
 
     running = asyncio.create_task(executor.run(ATTEMPT))
     await until(lambda: NAME in api.jobs)
@@ -246,7 +264,6 @@ async def test_backoff_limit_failure_is_a_crash(executor: KubernetesExecutor, ap
 async def test_cancel_deletes_the_job_and_ends_the_watch(
     executor: KubernetesExecutor, api: FakeBatchApi
 ) -> None:
-    import asyncio
 
     running = asyncio.create_task(executor.run(ATTEMPT))
     await until(lambda: NAME in api.jobs)
@@ -261,7 +278,6 @@ async def test_a_job_of_a_withdrawn_submission_left_running_by_a_previous_proces
 ) -> None:
     """After a restart the dispatcher re-attaches to the Jobs it had started, unless intake says the
     submission was withdrawn meanwhile: then the Job is deleted and nothing new is created."""
-    import asyncio
 
     migrate(f"sqlite:///{tmp_path / 'benchmark.db'}")
     engine = make_engine(f"sqlite:///{tmp_path / 'benchmark.db'}")
@@ -299,7 +315,6 @@ async def test_a_job_of_a_withdrawn_submission_left_running_by_a_previous_proces
 async def test_no_worker_starts_while_intake_cannot_say_whether_the_submission_was_withdrawn(
     executor: KubernetesExecutor, api: FakeBatchApi, tmp_path: Path
 ) -> None:
-    import asyncio
 
     migrate(f"sqlite:///{tmp_path / 'benchmark.db'}")
     engine = make_engine(f"sqlite:///{tmp_path / 'benchmark.db'}")
@@ -326,4 +341,20 @@ async def test_no_worker_starts_while_intake_cannot_say_whether_the_submission_w
             stop.set()
             await running
             await statuses.close()
+            # As the service's shutdown does.
+            await executor.close()
     engine.dispose()
+
+
+async def test_close_ends_the_open_watches_so_the_event_loop_closes_at_once(api: FakeBatchApi) -> None:
+    """A stopping dispatcher leaves its attempts' watches in worker threads, which the process's
+    event loop waits for when it closes: `close` (the service's shutdown) ends them, instead of
+    leaving them to their timeout, a minute here."""
+    executor = kubernetes_executor(api, watch_timeout=60)
+    running = asyncio.create_task(executor.run(ATTEMPT))
+    await until(lambda: api.watches >= 1, "the Job's watch")
+    running.cancel()  # as the dispatcher's stop does
+    await executor.close()
+    # Every worker thread of the loop ended (the watch's included), well before the watch's timeout.
+    await asyncio.wait_for(asyncio.get_running_loop().shutdown_default_executor(), timeout=30)
+    assert api.jobs[NAME]["status"] == {}, "the Job itself goes on"

@@ -192,6 +192,10 @@ class Executor(Protocol):
         """Stop the attempt if it runs (its `run` then returns CANCELLED); harmless for unknown attempts."""
         ...
 
+    async def close(self) -> None:
+        """Release what the executor holds, once the dispatcher has stopped (the service's shutdown)."""
+        ...
+
 
 class Leadership(Protocol):
     """Whether this replica is the one that adopts running attempts and starts new ones."""

@@ -44,7 +44,6 @@ def _parts(settings: BenchmarkSettings, components: Components) -> Parts:
     local = components.executor if isinstance(components.executor, LocalExecutor) else None
     # The local executor's workers start (and import Inspect) while the rest starts.
     starting: list[Callable[[], Awaitable[None]]] = [local.start] if local else []
-    closing: list[Callable[[], Awaitable[None]]] = [local.close] if local else []
     return Parts(
         registrations=[register],
         service_names=SERVICE_NAMES,
@@ -55,7 +54,7 @@ def _parts(settings: BenchmarkSettings, components: Components) -> Parts:
         agents="planner agent",
         background=background,
         starting=starting,
-        closing=[*closing, components.statuses.close, authenticator.close],
+        closing=[components.executor.close, components.statuses.close, authenticator.close],
         about=f"executor {components.executor.name}",
     )
 

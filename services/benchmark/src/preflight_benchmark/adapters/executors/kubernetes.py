@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import urllib3
 from kubernetes import client
@@ -103,6 +104,23 @@ class KubernetesExecutor:
         self._watch_timeout = watch_timeout
         # Names of the Jobs this executor is deleting: their deletion is a cancellation.
         self._cancelling: set[str] = set()
+        # The open watches' HTTP responses, each read by a worker thread until its Job changes or
+        # `watch_timeout` passes: `close` ends them at once (see there).
+        self._watches: set[urllib3.BaseHTTPResponse] = set()
+        self._watches_lock = threading.Lock()
+        self._closed = False
+
+    async def close(self) -> None:
+        """End the open watches now. A stopped dispatcher leaves its attempts' watches to their
+        threads, and the process's event loop waits for those threads when it closes: without
+        this, a shutdown with Jobs running took up to `watch_timeout`, past its budget. The Jobs
+        themselves go on; the next dispatcher re-attaches to them."""
+        with self._watches_lock:
+            self._closed = True
+            watches = list(self._watches)
+        for response in watches:
+            # Shuts its socket down for reading: the blocked read in its thread ends at once.
+            response.shutdown()
 
     async def _call(self, what: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Call the API in a thread, retrying server errors and connection failures with backoff."""
@@ -213,9 +231,23 @@ class KubernetesExecutor:
                 return result
 
     def _watch_once(self, name: str, resource_version: str | None) -> AttemptOutcome | None:
-        """Follow the Job until it ends, is deleted, or the watch times out (None: read again)."""
-        stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
-            self._batch.list_namespaced_job,
+        """Follow the Job until it ends, is deleted, or the watch times out (None: read again;
+        also once `close` ended the watch)."""
+        opened: list[urllib3.BaseHTTPResponse] = []
+
+        def listing(*args: Any, **kwargs: Any) -> urllib3.BaseHTTPResponse:
+            # With the watch's `_preload_content=False`, the raw HTTP response.
+            response = cast(urllib3.BaseHTTPResponse, self._batch.list_namespaced_job(*args, **kwargs))
+            with self._watches_lock:
+                opened.append(response)
+                self._watches.add(response)
+                if self._closed:
+                    response.shutdown()
+            return response
+
+        # The events' objects are Jobs (the watch reads the type from `listing` otherwise).
+        stream = watch.Watch(return_type="V1Job").stream(  # type: ignore[no-untyped-call]
+            listing,
             self._settings.namespace,
             field_selector=f"metadata.name={name}",
             resource_version=resource_version,
@@ -232,6 +264,13 @@ class KubernetesExecutor:
             if exc.status == 410:  # resource version too old: read again
                 return None
             raise
+        except (urllib3.exceptions.HTTPError, OSError):
+            if self._closed:
+                return None
+            raise
+        finally:
+            with self._watches_lock:
+                self._watches.difference_update(opened)
         return None
 
     async def cancel(self, job_id: str, attempt: int) -> None:

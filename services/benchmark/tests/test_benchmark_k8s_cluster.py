@@ -22,6 +22,8 @@ import base64
 import dataclasses
 import json
 import secrets
+import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -530,3 +532,46 @@ async def test_the_scheduler_places_a_suite_on_its_accelerator_class_s_nodes_onl
     await executor.cancel(absent.job_id, absent.attempt)
     outcomes = await asyncio.wait_for(asyncio.gather(*runs), WAIT)
     assert [o.end for o in outcomes] == [AttemptEnd.EXITED, AttemptEnd.CANCELLED]
+
+
+def _threads_in_a_job_watch() -> list[str]:
+    """The threads now reading a Kubernetes watch."""
+    frames = sys._current_frames()
+    found = []
+    for thread in threading.enumerate():
+        frame = frames.get(thread.ident) if thread.ident is not None else None
+        while frame is not None:
+            if frame.f_code.co_filename.endswith("kubernetes/watch/watch.py"):
+                found.append(thread.name)
+                break
+            frame = frame.f_back
+    return found
+
+
+def test_a_service_stopped_while_its_jobs_run_leaves_them_running_and_no_watch_open(
+    k8s_env: None,
+    kafka_settings: KafkaSettings,
+    intake: IntakeStandIn,
+    cluster: Cluster,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The service's shutdown ends its Jobs' watches at once (the process's event loop waits for
+    the threads reading them when it closes; left alone, they read on for up to a minute, past the
+    shutdown budget), and leaves the Jobs to the next dispatcher."""
+    # A dispatcher Lease of its own: the module's service leads with the default one.
+    monkeypatch.setenv("PREFLIGHT_BENCHMARK_K8S_LEASE", f"stopping-{secrets.token_hex(3)}")
+    root = tmp_path_factory.mktemp("benchmark-k8s-stop")
+    settings = dataclasses.replace(
+        service_settings(root, kafka_settings, intake, max_attempts=MAX_ATTEMPTS),
+        executor="kubernetes",
+        log_root=LOG_ROOT,
+    )
+    with benchmark_process(settings, root) as service:
+        submission_id = _submit(service)
+        jobs = _jobs_by_suite(service, submission_id, 2)
+        wait_until(lambda: len(_threads_in_a_job_watch()) >= 2, WAIT, "both Jobs watched")
+    wait_until(lambda: not _threads_in_a_job_watch(), 20, "no thread left reading a Job watch")
+    assert {job.metadata.name for job in cluster.jobs_of(submission_id)} == {
+        job_name(job_id, 1) for job_id in jobs.values()
+    }

@@ -10,11 +10,11 @@ import logging
 from datetime import UTC, datetime
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.benchmark.v1 import benchmark_pb2, benchmark_pb2_grpc
 from preflight.identity.v1 import identity_pb2, identity_pb2_grpc
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc
 from preflight_common.channels import aio_channel
+from preflight_common.fields import timestamp
 
 from preflight_benchmark.domain.ports import (
     JOB_TOKEN_MARGIN,
@@ -135,8 +135,7 @@ class GrpcJobTokens:
 
     async def issue(self, attempt: Attempt) -> str:
         job_id = attempt.job_id
-        expiry = Timestamp()
-        expiry.FromDatetime(datetime.now(UTC) + attempt.timeout + JOB_TOKEN_MARGIN)
+        expiry = timestamp(datetime.now(UTC) + attempt.timeout + JOB_TOKEN_MARGIN)
         request = identity_pb2.IssueJobTokenRequest(job_id=job_id, expires_at=expiry)
         async with aio_channel(self._target, self._credentials) as channel:
             stub = identity_pb2_grpc.IdentityServiceStub(channel)

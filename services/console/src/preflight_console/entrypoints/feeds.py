@@ -31,6 +31,7 @@ import grpc
 from preflight.clearinghouse.v1 import clearinghouse_pb2
 from preflight.sdk.aio import AsyncClearinghouseClient
 from preflight.sdk.errors import PreflightError, from_rpc_error
+from preflight_common.fields import timestamp
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
@@ -199,7 +200,7 @@ async def _entries(client: AsyncClearinghouseClient, query: taxii.Query) -> list
     """The STIX objects of every finding the caller may see (changed since `added_after`, when given)."""
     filter = clearinghouse_pb2.FindingFilter()
     if query.added_after is not None:
-        filter.since.FromDatetime(query.added_after)
+        filter.since.CopyFrom(timestamp(query.added_after))
     findings = [f async for f in client.iter_findings(filter, page_size=500)]
     limit = asyncio.Semaphore(EXPORTS_AT_ONCE)
 

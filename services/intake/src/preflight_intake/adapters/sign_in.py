@@ -21,10 +21,9 @@ import logging
 from datetime import UTC, datetime, timedelta
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.intake.v1 import sign_in_pb2, sign_in_pb2_grpc
 from preflight_common.auth import Principal, TokenStore
-from preflight_common.fields import InvalidArgument
+from preflight_common.fields import InvalidArgument, timestamp
 from preflight_common.oidc import InvalidIdToken, Issuer, IssuerUnavailable, unverified_issuer
 
 from preflight_intake.domain.federation import Federation
@@ -59,12 +58,10 @@ class SignInServicer(sign_in_pb2_grpc.SignInServiceServicer):
         expires = datetime.now(UTC) + timedelta(seconds=min(wanted, self._max_lifetime))
         issued = await asyncio.to_thread(self._store.create, principal, expires, description)
         log.info("issued token %s to %s (%s)", issued.token_id, principal.principal_id, description)
-        expires_at = Timestamp()
-        expires_at.FromDatetime(issued.expires_at)
         return sign_in_pb2.ExchangeIdTokenResponse(
             token_id=issued.token_id,
             token=issued.token,
-            expires_at=expires_at,
+            expires_at=timestamp(issued.expires_at),
             principal=principal.to_proto(),
         )
 

@@ -49,7 +49,6 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import TopicPartition as AIOTopicPartition
 from google.protobuf.message import Message
-from google.protobuf.timestamp_pb2 import Timestamp
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.structs import TopicPartition
 from preflight.common.v1.common_pb2 import Contact
@@ -66,6 +65,7 @@ from preflight_common.config import KafkaSettings, Topics
 from preflight_common.consumer import DeadLetters, EventConsumer, Route
 from preflight_common.db import make_engine
 from preflight_common.envelope import EventAttributes, EventRegistry, KafkaRecord, decode_record, encode_event
+from preflight_common.fields import timestamp
 from preflight_common.localkafka import LocalKafka, find_repo_root
 from preflight_common.outbox import OutboxRelay, enqueue, outbox_table
 from preflight_common.producer import LINGER_MS, EventPublisher
@@ -93,12 +93,6 @@ ROUNDS = 3
 PRODUCER_SETTINGS: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": LINGER_MS}
 
 
-def _timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
-
-
 def submission(number: int) -> SubmissionReceived:
     """A SubmissionReceived as intake publishes it."""
     release = datetime(2026, 9, 1, tzinfo=UTC) + timedelta(hours=number % 500)
@@ -107,8 +101,8 @@ def submission(number: int) -> SubmissionReceived:
         submission_id=submission_id,
         organisation="frontier-lab",
         model=ModelIdentity(developer="Frontier Lab", name="atlas", version=f"3.{number % 10}"),
-        planned_release=_timestamp(release),
-        review_deadline=_timestamp(release),
+        planned_release=timestamp(release),
+        review_deadline=timestamp(release),
         access=ModelAccess(
             endpoint=EndpointAccess(
                 base_url="https://models.frontier-lab.example/v1",
@@ -117,7 +111,7 @@ def submission(number: int) -> SubmissionReceived:
             )
         ),
         access_window=AccessWindow(
-            start=_timestamp(release - timedelta(days=30)), end=_timestamp(release - timedelta(days=1))
+            start=timestamp(release - timedelta(days=30)), end=timestamp(release - timedelta(days=1))
         ),
         contacts=[
             Contact(name="Ada Lovelace", email="ada@frontier-lab.example", role="security"),
@@ -127,7 +121,7 @@ def submission(number: int) -> SubmissionReceived:
         intended_use="general-purpose assistant with agentic coding tools",
         consent=SharingConsent(share_identity_with_operators=False),
         flags=["SHORT_ACCESS_WINDOW"],
-        received_at=_timestamp(release - timedelta(days=31)),
+        received_at=timestamp(release - timedelta(days=31)),
         deadline_version=1,
     )
 

@@ -38,13 +38,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
-from google.protobuf.timestamp_pb2 import Timestamp
 from preflight.common.v1 import common_pb2
 from preflight.intake.v1 import intake_pb2, intake_pb2_grpc, submission_pb2
 from preflight_common.auth import INTROSPECTION_CACHE_TTL, LocalAuthenticator, Principal, Role, TokenStore
-from preflight_common.bus import SOURCES
 from preflight_common.config import KafkaSettings, Topics
 from preflight_common.db import make_engine
+from preflight_common.fields import timestamp
 from preflight_common.grpcserver import build_server
 from preflight_common.localkafka import LocalKafka
 from preflight_common.ports import free_port
@@ -52,24 +51,15 @@ from preflight_common.telemetry import setup_telemetry
 from preflight_common.topics import TopicSpec, ensure_topics
 from preflight_intake.adapters import codec, tables
 from preflight_intake.adapters.crypto import KEYS_VARIABLE, Keyring, new_key_entry
-from preflight_intake.adapters.events import SubmissionEventEncoder
-from preflight_intake.adapters.store import IntakeStore
-from preflight_intake.bootstrap import migrate
+from preflight_intake.bootstrap import build, migrate
+from preflight_intake.config import IntakeSettings
 from preflight_intake.domain.access import Caller
-from preflight_intake.domain.model import WindowPolicy
-from preflight_intake.service_layer.handlers import Intake
 from preflight_testkit.postgres import LocalPostgres
 from sqlalchemy import func, select
 
 BASELINE_METHOD = "/bench.Baseline/Call"
 SERVICE = intake_pb2.DESCRIPTOR.services_by_name["IntakeService"].full_name
 TOPICS = Topics(submissions="bench.submissions")
-
-
-def timestamp(moment: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
 
 
 def submit_request() -> intake_pb2.SubmitModelRequest:
@@ -169,17 +159,14 @@ async def bench_submit(
 
 
 async def bench_use_case(database_url: str, keys: str, seconds: float, levels: list[int]) -> dict[int, Run]:
-    """Latencies of SubmitModel's use case, in this process over the database at `database_url`,
-    at each concurrency in `levels`, with this process's CPU."""
-    engine = make_engine(database_url)
-    encoder = SubmissionEventEncoder(source=SOURCES["intake"], topic=TOPICS.submissions)
-    store = IntakeStore(engine, Keyring.parse(keys), encoder)
-    intake = Intake(store, WindowPolicy())
+    """Latencies of SubmitModel's use case, in this process over the database at `database_url`
+    (wired as intake wires it), at each concurrency in `levels`, with this process's CPU."""
+    components = build(IntakeSettings(database_url=database_url, topics=TOPICS), Keyring.parse(keys))
     caller = Caller("bench", Role.LAB.value, "bench-lab")
 
     async def call() -> None:
         request = submit_request()
-        await intake.submit(caller, codec.submission_draft(request), codec.request_digest(request))
+        await components.intake.submit(caller, codec.submission_draft(request), codec.request_digest(request))
 
     try:
         results = {}
@@ -188,8 +175,8 @@ async def bench_use_case(database_url: str, keys: str, seconds: float, levels: l
             results[concurrency] = await measured(call, seconds, concurrency, os.getpid())
         return results
     finally:
-        store.close()
-        engine.dispose()
+        components.store.close()
+        components.engine.dispose()
 
 
 async def bench_baseline(

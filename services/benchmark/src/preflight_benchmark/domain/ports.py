@@ -174,6 +174,11 @@ class Attempt:
     # Handed over by a previous dispatcher (a restart, a new leader) rather than started now.
     resumed: bool = False
 
+    @property
+    def sandboxed(self) -> bool:
+        """Whether the suite runs model-written code, in a sandbox."""
+        return self.sandbox not in ("", "none")
+
 
 class Executor(Protocol):
     """Runs workers. `run` returns when the attempt ended; it never raises for a failed attempt."""

@@ -349,7 +349,7 @@ def build_job(attempt: Attempt, settings: ManifestSettings) -> dict[str, Any]:
         )
         worker_mounts.append({"name": "grpc-ca", "mountPath": GRPC_CA_DIR, "readOnly": True})
         env.append({"name": "PREFLIGHT_GRPC_TLS_CA", "value": f"{GRPC_CA_DIR}/ca.crt"})
-    if settings.k8s_sandbox is not None and attempt.sandbox not in ("", "none"):
+    if settings.k8s_sandbox is not None and attempt.sandboxed:
         sandbox = settings.k8s_sandbox
         volumes += [
             {

@@ -832,30 +832,16 @@ WORKER_POLICY = "preflight-benchmark-worker"
 
 def k8s_sandbox_job(docs: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """The worker Job the dispatcher builds from the rendered chart's settings."""
-    from datetime import timedelta
-
     from preflight_benchmark.adapters.executors.k8s_manifest import build_job
     from preflight_benchmark.config import KubernetesSettings
-    from preflight_benchmark.domain.catalog import Resources
-    from preflight_benchmark.domain.ports import Attempt
+    from preflight_testkit.benchmark import exploit_attempt
 
     env = env_of(docs, "preflight-benchmark")
     for name, var in env.items():
         if name.startswith("PREFLIGHT_BENCHMARK_K8S_"):
             monkeypatch.setenv(name, var["value"])
     settings = KubernetesSettings.from_env("benchmark:50052", env["PREFLIGHT_BENCHMARK_LOG_ROOT"]["value"])
-    exploit = Attempt(
-        job_id="bj-" + "e" * 32,
-        submission_id="sub-1",
-        suite_id="cyber.exploit",
-        attempt=1,
-        access_kind="endpoint",
-        resources=Resources(cpu="1", memory="2Gi"),
-        timeout=timedelta(hours=1),
-        assignment="{}",
-        sandbox="bwrap",
-    )
-    return build_job(exploit, settings.manifest)
+    return build_job(exploit_attempt(), settings.manifest)
 
 
 def test_k8s_sandbox_values_and_namespace_reach_the_worker_jobs_only_when_enabled(

@@ -10,7 +10,6 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -643,8 +642,7 @@ def test_k8s_sandbox_pods_with_the_charts_values_are_admitted_by_the_restricted_
     from kubernetes import client
     from kubernetes.client.rest import ApiException
     from preflight_benchmark.adapters.executors.k8s_manifest import K8sSandbox, ManifestSettings, build_job
-    from preflight_benchmark.domain.catalog import Resources
-    from preflight_benchmark.domain.ports import Attempt
+    from preflight_testkit.benchmark import exploit_attempt
 
     api = api_client(k8s_cluster)
     namespace = f"preflight-sandbox-{secrets.token_hex(3)}"
@@ -692,17 +690,7 @@ def test_k8s_sandbox_pods_with_the_charts_values_are_admitted_by_the_restricted_
             service_account="preflight-worker",
             k8s_sandbox=K8sSandbox(namespace, config_map["metadata"]["name"]),
         )
-        exploit = Attempt(
-            job_id="bj-sandboxtest01",
-            submission_id="sub-sandboxtest",
-            suite_id="cyber.exploit",
-            attempt=1,
-            access_kind="endpoint",
-            resources=Resources(cpu="1", memory="2Gi"),
-            timeout=timedelta(minutes=30),
-            assignment="{}",
-            sandbox="bwrap",
-        )
+        exploit = exploit_attempt("bj-sandboxtest01")
         assert "k8s-api-token" in {
             v["name"] for v in build_job(exploit, settings)["spec"]["template"]["spec"]["volumes"]
         }

@@ -89,6 +89,14 @@ def podman_env(build_images: ModuleType) -> dict[str, str]:
     return dict(build_images.podman_env())
 
 
+def podman_run(
+    env: Mapping[str, str], *arguments: str, check: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """`podman run --rm <arguments>`, its output captured as text."""
+    argv = ["podman", "run", "--rm", *arguments]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300, check=check)
+
+
 @dataclass
 class Kubelet:
     """Runs one container of a pod spec with podman, as the kubelet would as far as identity,
@@ -351,14 +359,7 @@ def test_the_worker_image_carries_helm_and_runs_targets_as_the_k8s_sandbox_image
     sandbox's exec and file copies use (sh, base64, head, timeout, sync)."""
     pinned = re.search(r"^HELM_VERSION\s*:=\s*(\S+)", (REPO / "mk" / "deploy.mk").read_text(), re.MULTILINE)
     assert pinned is not None
-    helm = subprocess.run(
-        ["podman", "run", "--rm", "--network=none", "--entrypoint=helm", worker_image, "version", "--short"],
-        env=podman_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    helm = podman_run(podman_env, "--network=none", "--entrypoint=helm", worker_image, "version", "--short")
     assert helm.returncode == 0, helm.stderr
     assert helm.stdout.strip().split("+")[0] == pinned.group(1), helm.stdout
 
@@ -386,14 +387,7 @@ done
         "--security-opt=no-new-privileges",
         "--network=none",
     ]
-    done = subprocess.run(
-        ["podman", "run", "--rm", *sandbox, "--entrypoint", "/bin/sh", worker_image, "-c", script],
-        env=podman_env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = podman_run(podman_env, *sandbox, "--entrypoint", "/bin/sh", worker_image, "-c", script)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["FLAG{k8s}", "<rc-0>", f"<rc-{CRASHED}>"], done.stdout + done.stderr
 
@@ -541,14 +535,8 @@ def test_a_change_of_the_sources_rebuilds_the_image_on_its_cached_third_party_la
         assert all(cached for _, cached in reused), [i for i, cached in reused if not cached]
         assert not all(cached for _, cached in steps), "the edit is built"
         show = "import pathlib, preflight_intake as m; print(pathlib.Path(m.__file__).read_text())"
-        installed = subprocess.run(
-            ["podman", "run", "--rm", "--network=none", "--entrypoint=python", tag, "-c", show],
-            env=podman_env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=True,
-        )
+        python = ("--network=none", "--entrypoint=python", tag)
+        installed = podman_run(podman_env, *python, "-c", show, check=True)
         assert installed.stdout.endswith(edit + "\n"), installed.stdout[-200:]
     finally:
         subprocess.run(["podman", "rmi", "--force", tag], env=podman_env, capture_output=True, check=False)

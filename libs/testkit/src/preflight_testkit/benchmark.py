@@ -468,6 +468,22 @@ def endpoint_attempt(model: ReferenceModelServer, credential_ref: str, log_root:
     )
 
 
+def exploit_attempt(job_id: str = "bj-" + "e" * 32) -> Attempt:
+    """An attempt of cyber.exploit, the suite that runs model-written code (catalog sandbox
+    `bwrap`), for building its worker Job."""
+    return Attempt(
+        job_id=job_id,
+        submission_id="sub-exploit",
+        suite_id="cyber.exploit",
+        attempt=1,
+        access_kind="endpoint",
+        resources=Resources(cpu="1", memory="2Gi"),
+        timeout=timedelta(hours=1),
+        assignment="{}",
+        sandbox="bwrap",
+    )
+
+
 def new_jobs(submission_id: str, suites: Iterable[str], window: tuple[datetime, datetime]) -> list[NewJob]:
     """Jobs of `suites` (version 1, two attempts each) for the submission, runnable within
     `window`, with their BenchmarkJobRequested records, as the planner makes them."""
